@@ -1,0 +1,228 @@
+"""model.yaml: load, validate, and expose as Make variables.
+
+Every models/<name>/model.yaml is the single source of truth for its model. Validation
+fails with one line naming the file and the field, e.g.
+`models/x/model.yaml: preprocess.crop: expected a positive integer, got 'big'`.
+"""
+
+import argparse
+import os
+import shlex
+import sys
+
+import yaml
+
+from npuzoo.errors import UserError, cli
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS_DIR = os.path.join(REPO_ROOT, "models")
+
+
+# -- field checkers: each returns an error text, or None when the value is fine ----------
+
+def _positive_int(value):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return "expected a positive integer"
+
+
+def _number(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "expected a number"
+
+
+def _text(value):
+    if not isinstance(value, str) or not value.strip():
+        return "expected a non-empty string"
+
+
+def _one_of(*choices):
+    def check(value):
+        if value not in choices:
+            return "expected one of " + ", ".join(map(str, choices))
+    return check
+
+
+def _list_of(check, length=None):
+    def check_list(value):
+        if not isinstance(value, list) or (length is not None and len(value) != length):
+            return f"expected a list of {length}" if length else "expected a list"
+        for item in value:
+            problem = check(item)
+            if problem:
+                return f"{problem} in every item"
+    return check_list
+
+
+def _hex(length):
+    def check(value):
+        if not isinstance(value, str) or len(value) != length or any(
+                c not in "0123456789abcdef" for c in value.lower()):
+            return f"expected {length} hexadecimal digits"
+    return check
+
+
+# (dotted field, required, checker). Sections not listed are free-form.
+SCHEMA = [
+    ("name", True, _text),
+    ("description", True, _text),
+    ("license", True, _text),
+    ("task", True, _one_of("classification")),
+    ("weights.file", True, _text),
+    ("weights.url", True, _text),
+    ("weights.md5", False, _hex(32)),
+    ("weights.sha256", False, _hex(64)),
+    ("weights.size", False, _positive_int),
+    ("weights.layout", True, _one_of("plain", "state_dict_key", "module_prefix")),
+    ("input.name", True, _text),
+    ("input.shape", True, _list_of(_positive_int, 3)),
+    ("input.layout", True, _one_of("NCHW")),
+    ("input.dtype", True, _one_of("float32")),
+    ("output.name", True, _text),
+    ("output.classes", True, _one_of(1000, 1001)),
+    ("preprocess.resize", True, _positive_int),
+    ("preprocess.resize_rule", True, _one_of("shorter_side")),
+    ("preprocess.interpolation", True, _one_of("bilinear")),
+    ("preprocess.crop", True, _positive_int),
+    ("preprocess.crop_offset", True, _one_of("round", "floor")),
+    ("preprocess.mean", True, _list_of(_number, 3)),
+    ("preprocess.std", True, _list_of(_number, 3)),
+    ("onnx.opset", True, _one_of(11, 13)),
+    ("onnx.dynamic_batch", True, _one_of(True, False)),
+    ("atc.extra_args", False, _list_of(_text)),
+    ("reference.accuracy.top1", False, _number),
+    ("reference.accuracy.top5", False, _number),
+    ("reference.accuracy.source", True, _text),
+    ("reference.tolerance.top1", True, _number),
+    ("reference.tolerance.top5", True, _number),
+]
+
+_MISSING = object()
+
+
+def _get(data, dotted):
+    node = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def validate(data, where):
+    """Raise UserError naming the first field of `data` that breaks SCHEMA."""
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: expected a mapping of fields at the top level")
+    for field, required, check in SCHEMA:
+        value = _get(data, field)
+        if value is _MISSING or value is None:
+            if required:
+                raise UserError(f"{where}: {field}: missing (required)")
+            continue
+        problem = check(value)
+        if problem:
+            raise UserError(f"{where}: {field}: {problem}, got {value!r}")
+    if not (data["weights"].get("md5") or data["weights"].get("sha256")):
+        # Unpublished checksums exist (TResNet-M); those must say so explicitly.
+        if data["weights"].get("checksum") != "unpublished":
+            raise UserError(f"{where}: weights: give md5 or sha256 "
+                            "(or checksum: unpublished where none is published)")
+    if data["input"]["shape"][1] != data["preprocess"]["crop"]:
+        raise UserError(f"{where}: preprocess.crop: must equal input.shape[1] "
+                        f"({data['input']['shape'][1]})")
+    perf = _get(data, "reference.perf")
+    if perf is not _MISSING and perf is not None:
+        _validate_reference_perf(perf, where)
+    return data
+
+
+def _validate_reference_perf(perf, where):
+    if not isinstance(perf, dict):
+        raise UserError(f"{where}: reference.perf: expected a mapping of chip to table")
+    for chip, table in perf.items():
+        if chip == "source":
+            continue
+        rows = table.get("fps") if isinstance(table, dict) else None
+        if not isinstance(rows, dict) or not rows:
+            raise UserError(f"{where}: reference.perf.{chip}.fps: expected a mapping "
+                            "of batch size to images/s")
+        for bs, fps in rows.items():
+            if _positive_int(bs) or _number(fps):
+                raise UserError(f"{where}: reference.perf.{chip}.fps.{bs}: expected "
+                                f"batch size: images/s, got {bs!r}: {fps!r}")
+
+
+def model_dir(name):
+    return os.path.join(MODELS_DIR, name)
+
+
+def model_names():
+    """Every model that has a models/<name>/model.yaml, sorted."""
+    if not os.path.isdir(MODELS_DIR):
+        return []
+    return sorted(n for n in os.listdir(MODELS_DIR)
+                  if os.path.isfile(os.path.join(MODELS_DIR, n, "model.yaml")))
+
+
+def load(name_or_path):
+    """Load and validate a model.yaml given a model name or a path to the file."""
+    path = name_or_path
+    if not path.endswith((".yaml", ".yml")):
+        path = os.path.join(model_dir(name_or_path), "model.yaml")
+    where = os.path.relpath(path, REPO_ROOT) if os.path.isabs(path) else path
+    if not os.path.isfile(path):
+        known = ", ".join(model_names()) or "none"
+        raise UserError(f"{where}: no such model file (known models: {known})")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"{where}: not valid YAML{at}: "
+                        f"{getattr(err, 'problem', err)}") from None
+    validate(data, where)
+    expected = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    if data["name"] != expected:
+        raise UserError(f"{where}: name: must equal the folder name {expected!r}")
+    return data
+
+
+def make_variables(config):
+    """The model.yaml facts the Makefile needs, as `NAME := value` lines."""
+    channels, height, width = config["input"]["shape"]
+    upstream = config.get("upstream") or {}
+    values = {
+        "INPUT_NAME": config["input"]["name"],
+        "INPUT_C": channels,
+        "INPUT_H": height,
+        "INPUT_W": width,
+        "WEIGHTS_FILE": config["weights"]["file"],
+        "ATC_EXTRA_ARGS": " ".join(shlex.quote(a) for a in
+                                   (config.get("atc") or {}).get("extra_args") or []),
+        "HAS_UPSTREAM": "1" if upstream.get("sources") else "",
+    }
+    return "".join(f"{key} := {value}\n" for key, value in values.items())
+
+
+@cli
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python3 -m npuzoo.config",
+        description="Validate model.yaml files, or print one model's Make variables.")
+    parser.add_argument("command", choices=["check", "makevars", "list"])
+    parser.add_argument("model", nargs="?", help="model name (all models if omitted)")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        print(" ".join(model_names()))
+    elif args.command == "check":
+        for name in [args.model] if args.model else model_names():
+            load(name)
+            print(f"{name}: ok")
+    else:
+        if not args.model:
+            raise UserError("makevars needs a model name")
+        sys.stdout.write(make_variables(load(args.model)))
+
+
+if __name__ == "__main__":
+    main()
