@@ -1,0 +1,63 @@
+# Orchestrator of the inference zoo: one pattern of targets serves every model.
+#
+#   make test                                   set up .venv and run the test suite
+#   make mobilenetv1 DATA=<dir> BS="1 4 16" N=300 WEIGHTS=random SOC=cpu
+#
+# Variables (DESIGN.md §3): BS (one or several batch sizes), SOC (cpu | auto | Ascend...),
+# DATA (folder with val/ and val_label.txt), N (first N images; unset = all), WEIGHTS
+# (unset = published file, a path, or random), RUNNER (local), DEVICE, LOOP, WARMUP.
+# Every step writes a file under build/ (see mk/pipeline.mk): a second run does no work.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+
+MODELS := $(sort $(patsubst models/%/model.yaml,%,$(wildcard models/*/model.yaml)))
+
+BS      ?= 1
+SOC     ?= cpu
+DATA    ?=
+N       ?=
+WEIGHTS ?=
+RUNNER  ?= local
+DEVICE  ?= 0
+LOOP    ?= 20
+WARMUP  ?= 2
+export BS SOC DATA N WEIGHTS RUNNER DEVICE LOOP WARMUP
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(abspath $(VENV))/bin/python
+export PY
+
+.PHONY: all test venv clean help $(MODELS)
+
+help:
+	@echo "make test                      run the test suite (creates .venv)"
+	@echo "make <model> DATA=<dir> [BS=\"1 4\"] [N=300] [WEIGHTS=random|path] [SOC=cpu|auto|Ascend310P3]"
+	@echo "models: $(MODELS)"
+
+venv: $(VENV)/.installed
+
+# The virtual environment, from the pinned requirements (the model folders pin the same).
+$(VENV)/.installed: requirements.txt $(wildcard models/*/requirements.txt)
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# CI=true runs the slow (end-to-end, export) tests as well.
+test: venv
+	$(PY) -m pytest $(if $(filter true 1 yes,$(CI)),,-m "not slow") $(PYTEST_ARGS)
+
+# One model, every batch size in BS: arguments are checked once, then one sub-make each.
+$(MODELS): venv
+	@case "$(RUNNER)" in local) ;; *) echo "error: RUNNER=$(RUNNER): unknown runner; use local" >&2; exit 2;; esac
+	@for bs in $(BS); do [[ "$$bs" =~ ^[1-9][0-9]*$$ ]] || { echo "error: BS=$$bs: expected positive batch sizes, e.g. BS=\"1 4 16\"" >&2; exit 2; }; done
+	@[[ -z "$(N)" || "$(N)" =~ ^[1-9][0-9]*$$ ]] || { echo "error: N=$(N): expected a positive number of images, or leave it unset for all" >&2; exit 2; }
+	@$(PY) -m npuzoo.dataset check "$(DATA)" >/dev/null
+	@soc=$$($(PY) -m npuzoo.soc resolve "$(SOC)" --device "$(DEVICE)"); \
+	for bs in $(BS); do \
+	  $(MAKE) --no-print-directory -f mk/pipeline.mk MODEL=$@ BS=$$bs SOC=$$soc publish; \
+	done
+
+clean:
+	rm -rf build

@@ -1,0 +1,121 @@
+# The pipeline of one model for one chip and one batch size (DESIGN.md §3), as file targets.
+# Called by the top-level Makefile: make -f mk/pipeline.mk MODEL=m BS=b SOC=s publish
+#
+# build/<model>/
+#   model.mk                          Make variables generated from model.yaml
+#   weights/<file>, weights/<id>.json published download; what the run used (id: published,
+#                                     random, custom-<hash of path>)
+#   data/<dataset id>/                selected images (links), labels, dataset.json, prep/*.bin
+#   onnx/<weights id>/<model>.onnx    export, once per model and weights
+#   <SOC>/<weights id>/<model>_bs<BS>.onnx|.om                 compiled, once per chip and BS
+#   <SOC>/<weights id>/bs<BS>/perf-loop<L>-warmup<W>/           pure-inference perf
+#   <SOC>/<weights id>/bs<BS>/<dataset id>/results/, accuracy.json, report.json
+# and reports/<model>/<SOC>_bs<BS>.json, published from report.json.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+MODEL_DIR := models/$(MODEL)
+B := build/$(MODEL)
+
+include $(B)/model.mk
+
+$(B)/model.mk: $(MODEL_DIR)/model.yaml npuzoo/config.py
+	@mkdir -p $(@D)
+	$(PY) -m npuzoo.config makevars $(MODEL) > $@.tmp && mv $@.tmp $@
+
+hash = $(shell printf '%s' '$(1)' | md5sum | cut -c1-8)
+
+# -- weights ------------------------------------------------------------------------------
+ifeq ($(WEIGHTS),)
+  WEIGHTS_ID   := published
+  WEIGHTS_PATH := $(B)/weights/$(WEIGHTS_FILE)
+  WEIGHTS_DEP  := $(WEIGHTS_PATH)
+else ifeq ($(WEIGHTS),random)
+  WEIGHTS_ID   := random
+  WEIGHTS_PATH := random
+  WEIGHTS_DEP  :=
+else
+  WEIGHTS_ID   := custom-$(call hash,$(abspath $(WEIGHTS)))
+  WEIGHTS_PATH := $(abspath $(WEIGHTS))
+  WEIGHTS_DEP  := $(wildcard $(WEIGHTS_PATH))
+endif
+WEIGHTS_JSON := $(B)/weights/$(WEIGHTS_ID).json
+
+$(B)/weights/$(WEIGHTS_FILE):
+	$(PY) -m npuzoo.weights fetch $(MODEL) $@
+
+$(WEIGHTS_JSON): $(WEIGHTS_DEP)
+	$(PY) -m npuzoo.weights describe $(MODEL) $(WEIGHTS_PATH) --out $@
+
+# -- dataset and preprocessing ------------------------------------------------------------
+DATA_ABS    := $(abspath $(DATA))
+DATASET_ID  := $(notdir $(DATA_ABS))-$(call hash,$(DATA_ABS))-n$(or $(N),all)
+DATASET_DIR := $(B)/data/$(DATASET_ID)
+PREP_DIR    := $(DATASET_DIR)/prep
+
+$(DATASET_DIR)/dataset.json: $(wildcard $(DATA_ABS)/val_label.txt)
+	$(PY) -m npuzoo.dataset prepare "$(DATA_ABS)" $(DATASET_DIR) $(if $(N),--limit $(N))
+
+$(PREP_DIR)/.done: $(DATASET_DIR)/dataset.json $(MODEL_DIR)/preprocess.py $(MODEL_DIR)/model.yaml
+	rm -rf $(PREP_DIR)
+	$(PY) $(MODEL_DIR)/preprocess.py $(DATASET_DIR)/val $(PREP_DIR)
+	touch $@
+
+# -- export -------------------------------------------------------------------------------
+ONNX := $(B)/onnx/$(WEIGHTS_ID)/$(MODEL).onnx
+
+$(ONNX): $(WEIGHTS_JSON) $(MODEL_DIR)/pth2onnx.py $(MODEL_DIR)/model.yaml
+	@mkdir -p $(@D)
+	$(PY) $(MODEL_DIR)/pth2onnx.py $(WEIGHTS_PATH) $@
+
+# -- compile, infer, perf: the chip-specific commands -----------------------------------------
+RUN_DIR  := $(B)/$(SOC)/$(WEIGHTS_ID)/bs$(BS)
+PERF_DIR := $(RUN_DIR)/perf-loop$(LOOP)-warmup$(WARMUP)
+OUT_DIR  := $(RUN_DIR)/$(DATASET_ID)
+
+ifeq ($(SOC),cpu)
+  COMPILED := $(B)/$(SOC)/$(WEIGHTS_ID)/$(MODEL)_bs$(BS).onnx
+  BENCH    := $(PY) -m npuzoo.bench
+  BACKEND_JSON :=
+
+$(COMPILED): $(ONNX)
+	$(PY) -m npuzoo.compile $< $@ --batch $(BS)
+else
+  $(error SOC=$(SOC): the Ascend path is not implemented yet; use SOC=cpu)
+endif
+
+$(OUT_DIR)/infer.done: $(COMPILED) $(PREP_DIR)/.done
+	rm -rf $(OUT_DIR)/results $(OUT_DIR)/results_summary.json
+	$(BENCH) --model $(COMPILED) --input $(PREP_DIR) --output $(OUT_DIR) \
+	  --output_dirname results --outfmt TXT --batchsize $(BS) --device $(DEVICE)
+	touch $@
+
+$(OUT_DIR)/accuracy.json: $(OUT_DIR)/infer.done $(MODEL_DIR)/postprocess.py
+	$(PY) $(MODEL_DIR)/postprocess.py $(OUT_DIR)/results $(DATASET_DIR)/val_label.txt \
+	  $(OUT_DIR) accuracy.json
+
+$(PERF_DIR)/perf.log: $(COMPILED)
+	rm -rf $(PERF_DIR) && mkdir -p $(PERF_DIR)
+	$(BENCH) --model $(COMPILED) --output $(PERF_DIR) --output_dirname perf \
+	  --outfmt BIN --batchsize $(BS) --loop $(LOOP) --warmup_count $(WARMUP) \
+	  --device $(DEVICE) | tee $@.tmp
+	mv $@.tmp $@
+
+# -- report ---------------------------------------------------------------------------------
+REPORT := reports/$(MODEL)/$(SOC)_bs$(BS).json
+
+$(OUT_DIR)/report.json: $(OUT_DIR)/accuracy.json $(PERF_DIR)/perf.log $(WEIGHTS_JSON) \
+                        $(DATASET_DIR)/dataset.json $(BACKEND_JSON)
+	$(PY) -m npuzoo.report write --model $(MODEL) --soc $(SOC) --bs $(BS) \
+	  --dataset $(DATASET_DIR)/dataset.json --weights $(WEIGHTS_JSON) \
+	  --accuracy $(OUT_DIR)/accuracy.json --perf-dir $(PERF_DIR) --perf-dirname perf \
+	  --perf-log $(PERF_DIR)/perf.log --loop $(LOOP) --warmup $(WARMUP) \
+	  $(if $(BACKEND_JSON),--extra $(BACKEND_JSON)) --out $@
+
+.PHONY: publish
+publish: $(OUT_DIR)/report.json
+	@mkdir -p $(dir $(REPORT))
+	@$(PY) -m npuzoo.report publish $< $(REPORT)

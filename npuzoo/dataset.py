@@ -1,0 +1,145 @@
+"""Check a dataset folder and select the images a run uses.
+
+A dataset (the Make variable DATA) is a folder with `val/` (images, flat or in one level of
+class folders) and `val_label.txt` in the ModelZoo format, one `<image file> <label>` line
+per image. `prepare` checks it, takes the first N labelled images in sorted order, and
+writes a run folder holding `val/` (symbolic links to those images), `val_label.txt` (their
+lines) and `dataset.json` (what the report says about the data). The run folder is built
+under a temporary name and renamed, so it is never half-written.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+
+from npuzoo.errors import UserError, atomic_write, cli
+
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")
+IMAGENET_VAL_IMAGES = 50000
+
+
+def parse_labels(path, classes=1000):
+    """Read a ModelZoo label file into {image file name: label}, in file order."""
+    labels = {}
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, 1):
+            text = line.strip()
+            if not text:
+                continue
+            fields = text.split()
+            if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
+                raise UserError(f"{path}:{number}: expected '<image file> <class index>', "
+                                f"got {text[:80]!r}; fix or remove that line")
+            name, label = fields[0], int(fields[1])
+            if not 0 <= label < classes:
+                raise UserError(f"{path}:{number}: label {label} is outside 0..{classes - 1}; "
+                                "labels are 0-based ImageNet class indices")
+            if name in labels:
+                raise UserError(f"{path}:{number}: {name} is labelled twice; keep one line")
+            labels[name] = label
+    if not labels:
+        raise UserError(f"{path}: no labels found; expected lines like "
+                        "'ILSVRC2012_val_00000001.JPEG 65'")
+    return labels
+
+
+def index_images(val_dir):
+    """Map image file name to path for `val_dir` and one level of class folders."""
+    images = {}
+    for entry in sorted(os.scandir(val_dir), key=lambda e: e.name):
+        if entry.is_dir():
+            candidates = sorted(os.scandir(entry.path), key=lambda e: e.name)
+        else:
+            candidates = [entry]
+        for item in candidates:
+            if item.is_file() and item.name.lower().endswith(IMAGE_EXTENSIONS):
+                images.setdefault(item.name, item.path)
+    return images
+
+
+def check_dataset(data_dir):
+    """Return (labels, images) after checking the layout; raise UserError naming the problem."""
+    if not data_dir:
+        raise UserError("DATA is not set; pass DATA=<folder with val/ and val_label.txt>")
+    if not os.path.isdir(data_dir):
+        raise UserError(f"DATA={data_dir}: no such folder; pass DATA=<folder with val/ "
+                        "and val_label.txt>")
+    label_file = os.path.join(data_dir, "val_label.txt")
+    val_dir = os.path.join(data_dir, "val")
+    if not os.path.isfile(label_file):
+        raise UserError(f"{label_file}: missing; DATA needs a label file with lines like "
+                        "'ILSVRC2012_val_00000001.JPEG 65'")
+    if not os.path.isdir(val_dir):
+        raise UserError(f"{val_dir}: missing; DATA needs its images in a val/ folder")
+    labels = parse_labels(label_file)
+    images = index_images(val_dir)
+    absent = [name for name in labels if name not in images]
+    if absent:
+        raise UserError(f"{label_file}: {len(absent)} labelled image(s) are not in {val_dir}, "
+                        f"first {absent[0]}; add the images or remove their lines")
+    return labels, images
+
+
+def prepare(data_dir, out_dir, limit=None):
+    """Check DATA and write the run folder for its first `limit` labelled images."""
+    if limit is not None and limit <= 0:
+        raise UserError(f"N={limit}: expected a positive number of images")
+    labels, images = check_dataset(data_dir)
+    names = sorted(labels)
+    if limit is not None:
+        if limit > len(names):
+            raise UserError(f"N={limit}: DATA={data_dir} has only {len(names)} labelled "
+                            "images; lower N or leave it unset for all")
+        names = names[:limit]
+
+    tmp_dir = out_dir.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    os.makedirs(os.path.join(tmp_dir, "val"))
+    lines = []
+    for name in names:
+        os.symlink(os.path.abspath(images[name]), os.path.join(tmp_dir, "val", name))
+        lines.append(f"{name} {labels[name]}\n")
+    label_text = "".join(lines)
+    with open(os.path.join(tmp_dir, "val_label.txt"), "w", encoding="utf-8") as handle:
+        handle.write(label_text)
+    info = {
+        "name": os.path.basename(os.path.abspath(data_dir)),
+        "path": os.path.abspath(data_dir),
+        "images": len(names),
+        "labelled_images": len(labels),
+        "subset": len(names) < len(labels),
+        "full_validation_set": len(names) == IMAGENET_VAL_IMAGES,
+        "labels_sha256": hashlib.sha256(label_text.encode()).hexdigest(),
+    }
+    atomic_write(os.path.join(tmp_dir, "dataset.json"), json.dumps(info, indent=2) + "\n")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp_dir, out_dir)
+    return info
+
+
+@cli
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python3 -m npuzoo.dataset",
+        description="Check DATA (val/ + val_label.txt) and select the first N images.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="check the layout and labels of DATA")
+    check.add_argument("data")
+    prep = sub.add_parser("prepare", help="check DATA and write a run folder")
+    prep.add_argument("data")
+    prep.add_argument("out")
+    prep.add_argument("--limit", type=int, help="first N labelled images (sorted by name)")
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        labels, _ = check_dataset(args.data)
+        print(f"{args.data}: {len(labels)} labelled images, all present")
+    else:
+        info = prepare(args.data, args.out, args.limit)
+        print(f"dataset {info['name']}: {info['images']} of {info['labelled_images']} "
+              f"labelled images selected into {args.out}")
+
+
+if __name__ == "__main__":
+    main()
