@@ -64,12 +64,24 @@ $(PREP_DIR)/.done: $(DATASET_DIR)/dataset.json $(MODEL_DIR)/preprocess.py $(MODE
 	$(PY) $(MODEL_DIR)/preprocess.py $(DATASET_DIR)/val $(PREP_DIR)
 	touch $@
 
+# -- upstream source (models whose model.yaml lists upstream.sources) ---------------------------
+# npuzoo.source tries each source in order (git clone at the pinned commit, else the PyPI
+# release), applies that source's patch with `patch -p1`, and records what it used.
+ifneq ($(HAS_UPSTREAM),)
+  SOURCE_DIR  := $(B)/src/upstream
+  SOURCE_JSON := $(B)/src/source.json
+  SOURCE_ARGS := --source $(SOURCE_DIR)
+
+$(SOURCE_JSON): $(MODEL_DIR)/model.yaml $(wildcard $(MODEL_DIR)/*.diff $(MODEL_DIR)/*.patch)
+	$(PY) -m npuzoo.source fetch $(MODEL) $(SOURCE_DIR) --record $@
+endif
+
 # -- export -------------------------------------------------------------------------------
 ONNX := $(B)/onnx/$(WEIGHTS_ID)/$(MODEL).onnx
 
-$(ONNX): $(WEIGHTS_JSON) $(MODEL_DIR)/pth2onnx.py $(MODEL_DIR)/model.yaml
+$(ONNX): $(WEIGHTS_JSON) $(SOURCE_JSON) $(MODEL_DIR)/pth2onnx.py $(MODEL_DIR)/model.yaml
 	@mkdir -p $(@D)
-	$(PY) $(MODEL_DIR)/pth2onnx.py $(WEIGHTS_PATH) $@
+	$(PY) $(MODEL_DIR)/pth2onnx.py $(WEIGHTS_PATH) $@ $(SOURCE_ARGS)
 
 # -- compile, infer, perf: the chip-specific commands -----------------------------------------
 RUN_DIR  := $(B)/$(SOC)/$(WEIGHTS_ID)/bs$(BS)
@@ -108,11 +120,12 @@ $(PERF_DIR)/perf.log: $(COMPILED)
 REPORT := reports/$(MODEL)/$(SOC)_bs$(BS).json
 
 $(OUT_DIR)/report.json: $(OUT_DIR)/accuracy.json $(PERF_DIR)/perf.log $(WEIGHTS_JSON) \
-                        $(DATASET_DIR)/dataset.json $(BACKEND_JSON)
+                        $(DATASET_DIR)/dataset.json $(SOURCE_JSON) $(BACKEND_JSON)
 	$(PY) -m npuzoo.report write --model $(MODEL) --soc $(SOC) --bs $(BS) \
 	  --dataset $(DATASET_DIR)/dataset.json --weights $(WEIGHTS_JSON) \
 	  --accuracy $(OUT_DIR)/accuracy.json --perf-dir $(PERF_DIR) --perf-dirname perf \
 	  --perf-log $(PERF_DIR)/perf.log --loop $(LOOP) --warmup $(WARMUP) \
+	  $(if $(SOURCE_JSON),--source $(SOURCE_JSON)) \
 	  $(if $(BACKEND_JSON),--extra $(BACKEND_JSON)) --out $@
 
 .PHONY: publish
