@@ -42,6 +42,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt $(wildcard models/*/requirements.txt)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/python -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: -d $(VENV)/sdists pretrainedmodels==0.7.4 timm==0.4.5
 	touch $@
 
 # CI=true runs the slow (end-to-end, export) tests as well.
