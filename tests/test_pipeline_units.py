@@ -1,0 +1,325 @@
+"""Unit tests of the shared pipeline modules: config, dataset, weights, soc, compile, report."""
+
+import copy
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import yaml
+from onnx import TensorProto, helper
+
+from npuzoo import compile as zoo_compile
+from npuzoo import config, dataset, report, soc, weights
+from npuzoo.errors import UserError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_module(module, *args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True)
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+# -- config -------------------------------------------------------------------------------
+
+def test_every_model_yaml_validates():
+    assert "mobilenetv1" in config.model_names()
+    for name in config.model_names():
+        assert config.load(name)["name"] == name
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    (("preprocess", "crop"), "big", "preprocess.crop: expected a positive integer"),
+    (("output", "classes"), 10, "output.classes: expected one of 1000, 1001"),
+    (("weights", "md5"), "xyz", "weights.md5: expected 32 hexadecimal digits"),
+    (("input", "shape"), [3, 224], "input.shape: expected a list of 3"),
+    (("preprocess", "mean"), None, "preprocess.mean: missing"),
+])
+def test_config_names_the_bad_field(field, value, fragment):
+    data = copy.deepcopy(yaml.safe_load(open(os.path.join(REPO, "models/mobilenetv1/model.yaml"))))
+    section, key = field
+    data[section][key] = value
+    with pytest.raises(UserError, match=fragment.replace(".", r"\.")):
+        config.validate(data, "model.yaml")
+
+
+def test_config_cli_unknown_model():
+    proc = run_module("npuzoo.config", "check", "nosuchmodel")
+    assert_one_line_error(proc, "nosuchmodel", "known models")
+
+
+def test_makevars_come_from_model_yaml():
+    text = config.make_variables(config.load("mobilenetv1"))
+    assert "INPUT_NAME := image\n" in text and "INPUT_H := 224\n" in text
+    assert "WEIGHTS_FILE := mobilenet_sgd_rmsprop_69.526.tar\n" in text
+
+
+# -- dataset ------------------------------------------------------------------------------
+
+def make_dataset(root, names_labels, class_folders=False, extra_lines=""):
+    val = root / "val"
+    val.mkdir(parents=True)
+    for index, (name, label) in enumerate(names_labels):
+        folder = val / f"n{label:08d}" if class_folders else val
+        folder.mkdir(exist_ok=True)
+        (folder / name).write_bytes(b"not decoded here")
+    lines = "".join(f"{name} {label}\n" for name, label in names_labels)
+    (root / "val_label.txt").write_text(lines + extra_lines)
+    return root
+
+
+def test_prepare_takes_first_n_sorted(tmp_path):
+    data = make_dataset(tmp_path / "d", [("c.JPEG", 3), ("a.JPEG", 1), ("b.JPEG", 2)],
+                        class_folders=True)
+    info = dataset.prepare(str(data), str(tmp_path / "run"), limit=2)
+    assert sorted(os.listdir(tmp_path / "run" / "val")) == ["a.JPEG", "b.JPEG"]
+    assert (tmp_path / "run" / "val_label.txt").read_text() == "a.JPEG 1\nb.JPEG 2\n"
+    assert info["images"] == 2 and info["labelled_images"] == 3 and info["subset"]
+    assert not info["full_validation_set"]
+    assert os.path.realpath(tmp_path / "run" / "val" / "a.JPEG") == \
+        str((data / "val" / "n00000001" / "a.JPEG").resolve())
+    saved = json.loads((tmp_path / "run" / "dataset.json").read_text())
+    assert saved["labels_sha256"] == hashlib.sha256(b"a.JPEG 1\nb.JPEG 2\n").hexdigest()
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("missing", "no such folder"),
+    ("no_labels", "val_label.txt: missing"),
+    ("malformed", "val_label.txt:2: expected '<image file> <class index>'"),
+    ("absent", "1 labelled image(s) are not in"),
+    ("out_of_range", "label 1000 is outside 0..999"),
+    ("duplicate", "labelled twice"),
+])
+def test_dataset_errors(tmp_path, case, fragment):
+    root = tmp_path / "d"
+    if case != "missing":
+        make_dataset(root, [("a.JPEG", 1)], extra_lines={
+            "no_labels": "", "malformed": "b.JPEG one two\n", "absent": "zz.JPEG 4\n",
+            "out_of_range": "a2.JPEG 1000\n", "duplicate": "a.JPEG 2\n"}[case])
+        if case == "no_labels":
+            (root / "val_label.txt").unlink()
+    proc = run_module("npuzoo.dataset", "prepare", root, tmp_path / "run")
+    assert_one_line_error(proc, fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_dataset_limit_larger_than_set(tmp_path):
+    data = make_dataset(tmp_path / "d", [("a.JPEG", 1)])
+    proc = run_module("npuzoo.dataset", "prepare", data, tmp_path / "run", "--limit", 5)
+    assert_one_line_error(proc, "N=5", "only 1 labelled")
+
+
+def test_real_label_file_parses(shared_data):
+    labels = dataset.parse_labels(str(shared_data / "ilsvrc2012_val_label.txt"))
+    assert len(labels) == 50000 and labels["ILSVRC2012_val_00000001.JPEG"] == 65
+
+
+# -- weights ------------------------------------------------------------------------------
+
+def test_verify_and_describe(tmp_path):
+    blob = tmp_path / "w.pth"
+    blob.write_bytes(b"weights")
+    md5 = hashlib.md5(b"weights").hexdigest()
+    assert weights.describe({"md5": md5}, str(blob))["source"] == "published"
+    assert weights.describe({"md5": "0" * 32}, str(blob))["source"] == "custom"
+    assert weights.describe({}, "random")["source"] == "random"
+    with pytest.raises(UserError, match="does not match the published"):
+        weights.verify({"md5": "0" * 32}, str(blob))
+
+
+def test_cached_weights_with_wrong_checksum_fail(tmp_path):
+    blob = tmp_path / "mobilenet.tar"
+    blob.write_bytes(b"corrupt")
+    proc = run_module("npuzoo.weights", "fetch", "mobilenetv1", blob)
+    assert_one_line_error(proc, str(blob), "does not match the published",
+                          "205c493b6582a3e6c3daa66e539eae54")
+    assert blob.exists()  # never delete what the user put there
+
+
+def test_download_failure_says_how_to_pass_weights(tmp_path, monkeypatch):
+    spec = dict(config.load("mobilenetv1")["weights"], url="http://127.0.0.1:9/none.tar")
+    with pytest.raises(UserError, match="pass WEIGHTS=/path/to/it"):
+        weights.download(spec, str(tmp_path / "w.tar"))
+    assert os.listdir(tmp_path) == []
+
+
+# -- soc ----------------------------------------------------------------------------------
+
+NPU_SMI = """\
++------------------------------------------------------------------------------------------------+
+| npu-smi 23.0.0                   Version: 23.0.0                                               |
++---------------------------+---------------+----------------------------------------------------+
+| NPU   Name                | Health        | Power(W)    Temp(C)           Hugepages-Usage(page)|
+| Chip  Device              | Bus-Id        | AICore(%)   Memory-Usage(MB)                        |
++===========================+===============+====================================================+
+| 0       310P3             | OK            | 15.8        42                0    / 0             |
+| 0       0                 | 0000:82:00.0  | 0           1074 / 21534                            |
++===========================+===============+====================================================+
+| 1       310P3             | Warning       | 15.2        40                0    / 0             |
+| 0       1                 | 0000:83:00.0  | 0           1074 / 21534                            |
++===========================+===============+====================================================+
+"""
+
+
+def test_parse_npu_smi():
+    assert soc.parse_npu_smi(NPU_SMI) == [(0, "Ascend310P3"), (1, "Ascend310P3")]
+
+
+def test_auto_without_npu_smi_is_cpu(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert soc.resolve("auto") == "cpu"
+
+
+def test_unknown_soc():
+    proc = run_module("npuzoo.soc", "resolve", "Ascend999")
+    assert_one_line_error(proc, "SOC=Ascend999", "unknown chip")
+
+
+# -- compile ------------------------------------------------------------------------------
+
+def tiny_dynamic_model(path):
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [12, 5],
+                                np.arange(60, dtype=np.float32).tolist())
+    shape = helper.make_tensor("s", TensorProto.INT64, [2], [-1, 12])
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["image", "s"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "w"], ["class"])],
+        "tiny",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["-1", 3, 2, 2])],
+        [helper.make_tensor_value_info("class", TensorProto.FLOAT, ["-1", 5])],
+        [weight, shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 7
+    onnx.save(model, path)
+
+
+def test_compile_fixes_batch_and_keeps_outputs(tmp_path):
+    source, compiled = tmp_path / "m.onnx", tmp_path / "m_bs4.onnx"
+    tiny_dynamic_model(str(source))
+    zoo_compile.compile_model(str(source), str(compiled), 4)
+    model = onnx.load(str(compiled))
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [4, 3, 2, 2]
+    x = np.random.default_rng(0).standard_normal((4, 3, 2, 2)).astype(np.float32)
+    expected = x.reshape(4, 12) @ np.arange(60, dtype=np.float32).reshape(12, 5)
+    got = ort.InferenceSession(str(compiled)).run(None, {"image": x})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx", "m_bs4.onnx"]
+
+
+def test_compile_unreadable_model(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00garbage")
+    proc = run_module("npuzoo.compile", bad, tmp_path / "out.onnx", "--batch", 1)
+    assert_one_line_error(proc, "not a readable ONNX model")
+
+
+# -- report -------------------------------------------------------------------------------
+
+ACCURACY_JSON = ('{"title": "Overall statistical evaluation", "value": [{"key": "Number of images", '
+                 '"value": "50000"}, {"key": "Number of classes", "value": "1000"}, {"key": '
+                 '"Top1 accuracy", "value": "69.1%"}, {"key": "Top2 accuracy", "value": "80.0%"}, '
+                 '{"key": "Top3 accuracy", "value": "84.0%"}, {"key": "Top4 accuracy", "value": '
+                 '"87.0%"}, {"key": "Top5 accuracy", "value": "88.5%"}]}')
+
+
+def test_read_accuracy(tmp_path):
+    path = tmp_path / "acc.json"
+    path.write_text(ACCURACY_JSON)
+    acc = report.read_accuracy(str(path))
+    assert acc == {"top1": 69.1, "top2": 80.0, "top3": 84.0, "top4": 87.0, "top5": 88.5,
+                   "images": 50000, "classes": 1000}
+
+
+@pytest.mark.parametrize("acc, data, source, verdict", [
+    ({"top1": 69.0, "top5": 88.5}, {"full_validation_set": True}, "published", "pass"),
+    ({"top1": 68.0, "top5": 88.5}, {"full_validation_set": True}, "published", "fail"),
+    ({"top1": 69.0, "top5": 87.9}, {"full_validation_set": True}, "published", "fail"),
+    ({"top1": 10.0, "top5": 20.0}, {"full_validation_set": False, "images": 300}, "published",
+     "not applicable"),
+    ({"top1": 10.0, "top5": 20.0}, {"full_validation_set": True}, "random", "not applicable"),
+])
+def test_gate(acc, data, source, verdict):
+    reference = {"accuracy": {"top1": 69.52, "top5": 89.05}, "tolerance": {"top1": 1.0, "top5": 1.0}}
+    assert report.gate(reference, acc, data, {"source": source})["verdict"] == verdict
+
+
+def test_gate_with_top5_only_reference():
+    reference = {"accuracy": {"top5": 94.43}, "tolerance": {"top1": 1.0, "top5": 1.0}}
+    result = report.gate(reference, {"top1": 1.0, "top5": 94.0}, {"full_validation_set": True},
+                         {"source": "published"})
+    assert result["verdict"] == "pass" and "top5" in result["reason"]
+
+
+def test_bench_summary_generations(tmp_path):
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new_summary.json").write_text(json.dumps({"throughput": 12.5}))
+    assert report.read_bench_summary(str(tmp_path), "new")["throughput"] == 12.5
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "sumary.json").write_text(json.dumps({"throughput": 7.0}))
+    assert report.read_bench_summary(str(tmp_path), "old")["throughput"] == 7.0
+    (tmp_path / "log.txt").write_text(
+        "[INFO] throughput 1000*batchsize(4)/NPU_compute_time.mean(2.0): 2000.0\n")
+    assert report.read_bench_summary(str(tmp_path), "none", str(tmp_path / "log.txt")) == \
+        {"throughput": 2000.0}
+    with pytest.raises(UserError, match="rerun the perf step"):
+        report.read_bench_summary(str(tmp_path), "none")
+
+
+def test_perf_from_summary_percentiles():
+    times = [1.0, 2.0, 3.0, 4.0, 10.0]
+    perf = report.perf_from_summary({"throughput": 400.0, "npu_compute_time_list": times,
+                                     "NPU_compute_time": {"count": 5}}, loop=5, warmup=1)
+    assert perf["latency_ms"]["p50"] == 3.0 and perf["latency_ms"]["mean"] == 4.0
+    assert perf["latency_ms"]["p99"] == pytest.approx(np.percentile(times, 99))
+    assert perf["samples"] == 5 and perf["loop"] == 5
+
+
+def test_compare_flags_throughput_drop_and_accuracy_change():
+    old = {"timestamp": "t0", "perf": {"throughput": 100.0}, "accuracy": {"top1": 70.0, "top5": 89.0},
+           "dataset": {"labels_sha256": "x"}}
+    new = {"perf": {"throughput": 85.0}, "accuracy": {"top1": 69.5, "top5": 89.0},
+           "dataset": {"labels_sha256": "x"}}
+    changes = report.compare(old, new)["changes"]
+    assert [c["what"] for c in changes] == ["throughput", "top1"]
+    assert changes[0]["change"] == "-15.0%"
+    assert report.compare(old, dict(new, perf={"throughput": 95.0}))["changes"][0]["what"] == "top1"
+
+
+def test_publish_is_idempotent_and_atomic(tmp_path, capsys):
+    built = tmp_path / "built.json"
+    body = {"schema": 1, "model": "m", "soc": "cpu", "batch_size": 1, "timestamp": "t1",
+            "perf": {"throughput": 10.0}, "accuracy": None,
+            "gate": {"verdict": "not applicable", "reason": "x"}}
+    built.write_text(json.dumps(body))
+    dest = tmp_path / "reports" / "cpu_bs1.json"
+    report.publish(str(built), str(dest))
+    first = dest.read_text()
+    report.publish(str(built), str(dest))
+    assert dest.read_text() == first
+    assert "up to date" in capsys.readouterr().out
+    built.write_text(json.dumps(dict(body, timestamp="t2", perf={"throughput": 5.0})))
+    republished = report.publish(str(built), str(dest))
+    assert republished["comparison"]["changes"][0]["flag"] == "drop"
+    assert [p.name for p in dest.parent.iterdir()] == ["cpu_bs1.json"]
+
+
+def test_load_accepts_older_reports(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"model": "m", "soc": "cpu", "batch_size": 1}))
+    loaded = report.load(str(path))
+    assert loaded["schema"] == 0 and loaded["gate"]["verdict"] == "not applicable"
