@@ -29,7 +29,7 @@ VENV   := .venv
 PY     := $(abspath $(VENV))/bin/python
 export PY
 
-.PHONY: all test venv clean help $(MODELS)
+.PHONY: all test venv clean help readme compare $(MODELS)
 
 help:
 	@echo "make test                      run the test suite (creates .venv)"
@@ -59,6 +59,14 @@ $(MODELS): venv
 	for bs in $(BS); do \
 	  $(MAKE) --no-print-directory -f mk/pipeline.mk MODEL=$@ BS=$$bs SOC=$$soc publish; \
 	done
+
+# READMEs and tables are rendered from reports/ and model.yaml alone (no model is run).
+readme: venv
+	$(PY) -m npuzoo.readme
+
+# Run-over-run changes recorded in reports/.
+compare: venv
+	$(PY) -m npuzoo.report compare
 
 clean:
 	rm -rf build
