@@ -22,6 +22,18 @@ B := build/$(MODEL)
 
 include $(B)/model.mk
 
+# Where each step runs. RUNNER=local: the .venv. RUNNER=docker: mk/docker.mk sets these
+# prefixes to `docker run ... <image>` (base: tooling; model: the model folder's scripts and
+# upstream source; infer: ONNX Runtime and the runner) and PYRUN to the image's python3.
+ifeq ($(RUNNER),docker)
+  include mk/docker.mk
+else
+  RUN_BASE  :=
+  RUN_MODEL :=
+  RUN_INFER :=
+  PYRUN     := $(PY)
+endif
+
 $(B)/model.mk: $(MODEL_DIR)/model.yaml npuzoo/config.py
 	@mkdir -p $(@D)
 	$(PY) -m npuzoo.config makevars $(MODEL) > $@.tmp && mv $@.tmp $@
@@ -45,10 +57,10 @@ endif
 WEIGHTS_JSON := $(B)/weights/$(WEIGHTS_ID).json
 
 $(B)/weights/$(WEIGHTS_FILE):
-	$(PY) -m npuzoo.weights fetch $(MODEL) $@
+	$(RUN_BASE) $(PYRUN) -m npuzoo.weights fetch $(MODEL) $@
 
 $(WEIGHTS_JSON): $(WEIGHTS_DEP)
-	$(PY) -m npuzoo.weights describe $(MODEL) $(WEIGHTS_PATH) --out $@
+	$(RUN_BASE) $(PYRUN) -m npuzoo.weights describe $(MODEL) $(WEIGHTS_PATH) --out $@
 
 # -- dataset and preprocessing ------------------------------------------------------------
 DATA_ABS    := $(abspath $(DATA))
@@ -57,11 +69,11 @@ DATASET_DIR := $(B)/data/$(DATASET_ID)
 PREP_DIR    := $(DATASET_DIR)/prep
 
 $(DATASET_DIR)/dataset.json: $(wildcard $(DATA_ABS)/val_label.txt)
-	$(PY) -m npuzoo.dataset prepare "$(DATA_ABS)" $(DATASET_DIR) $(if $(N),--limit $(N))
+	$(RUN_BASE) $(PYRUN) -m npuzoo.dataset prepare "$(DATA_ABS)" $(DATASET_DIR) $(if $(N),--limit $(N))
 
 $(PREP_DIR)/.done: $(DATASET_DIR)/dataset.json $(MODEL_DIR)/preprocess.py $(MODEL_DIR)/model.yaml
 	rm -rf $(PREP_DIR)
-	$(PY) $(MODEL_DIR)/preprocess.py $(DATASET_DIR)/val $(PREP_DIR)
+	$(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/preprocess.py $(DATASET_DIR)/val $(PREP_DIR)
 	touch $@
 
 # -- upstream source (models whose model.yaml lists upstream.sources) ---------------------------
@@ -73,7 +85,7 @@ ifneq ($(HAS_UPSTREAM),)
   SOURCE_ARGS := --source $(SOURCE_DIR)
 
 $(SOURCE_JSON): $(MODEL_DIR)/model.yaml $(wildcard $(MODEL_DIR)/*.diff $(MODEL_DIR)/*.patch)
-	$(PY) -m npuzoo.source fetch $(MODEL) $(SOURCE_DIR) --record $@
+	$(RUN_BASE) $(PYRUN) -m npuzoo.source fetch $(MODEL) $(SOURCE_DIR) --record $@
 endif
 
 # -- export -------------------------------------------------------------------------------
@@ -81,7 +93,7 @@ ONNX := $(B)/onnx/$(WEIGHTS_ID)/$(MODEL).onnx
 
 $(ONNX): $(WEIGHTS_JSON) $(SOURCE_JSON) $(MODEL_DIR)/pth2onnx.py $(MODEL_DIR)/model.yaml
 	@mkdir -p $(@D)
-	$(PY) $(MODEL_DIR)/pth2onnx.py $(WEIGHTS_PATH) $@ $(SOURCE_ARGS)
+	$(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/pth2onnx.py $(WEIGHTS_PATH) $@ $(SOURCE_ARGS)
 
 # -- compile, infer, perf: the chip-specific commands -----------------------------------------
 RUN_DIR  := $(B)/$(SOC)/$(WEIGHTS_ID)/bs$(BS)
@@ -90,11 +102,11 @@ OUT_DIR  := $(RUN_DIR)/$(DATASET_ID)
 
 ifeq ($(SOC),cpu)
   COMPILED := $(B)/$(SOC)/$(WEIGHTS_ID)/$(MODEL)_bs$(BS).onnx
-  BENCH    := $(PY) -m npuzoo.bench
+  BENCH    := $(RUN_INFER) $(PYRUN) -m npuzoo.bench
   BACKEND_JSON :=
 
 $(COMPILED): $(ONNX)
-	$(PY) -m npuzoo.compile $< $@ --batch $(BS)
+	$(RUN_INFER) $(PYRUN) -m npuzoo.compile $< $@ --batch $(BS)
 else
   $(error SOC=$(SOC): the Ascend path is not implemented yet; use SOC=cpu)
 endif
@@ -106,7 +118,7 @@ $(OUT_DIR)/infer.done: $(COMPILED) $(PREP_DIR)/.done
 	touch $@
 
 $(OUT_DIR)/accuracy.json: $(OUT_DIR)/infer.done $(MODEL_DIR)/postprocess.py
-	$(PY) $(MODEL_DIR)/postprocess.py $(OUT_DIR)/results $(DATASET_DIR)/val_label.txt \
+	$(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/postprocess.py $(OUT_DIR)/results $(DATASET_DIR)/val_label.txt \
 	  $(OUT_DIR) accuracy.json
 
 $(PERF_DIR)/perf.log: $(COMPILED)
@@ -121,7 +133,7 @@ REPORT := reports/$(MODEL)/$(SOC)_bs$(BS).json
 
 $(OUT_DIR)/report.json: $(OUT_DIR)/accuracy.json $(PERF_DIR)/perf.log $(WEIGHTS_JSON) \
                         $(DATASET_DIR)/dataset.json $(SOURCE_JSON) $(BACKEND_JSON)
-	$(PY) -m npuzoo.report write --model $(MODEL) --soc $(SOC) --bs $(BS) \
+	$(RUN_BASE) $(PYRUN) -m npuzoo.report write --model $(MODEL) --soc $(SOC) --bs $(BS) \
 	  --dataset $(DATASET_DIR)/dataset.json --weights $(WEIGHTS_JSON) \
 	  --accuracy $(OUT_DIR)/accuracy.json --perf-dir $(PERF_DIR) --perf-dirname perf \
 	  --perf-log $(PERF_DIR)/perf.log --loop $(LOOP) --warmup $(WARMUP) \
