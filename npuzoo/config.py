@@ -7,6 +7,7 @@ fails with one line naming the file and the field, e.g.
 
 import argparse
 import os
+import re
 import shlex
 import sys
 
@@ -108,8 +109,11 @@ def _get(data, dotted):
     return node
 
 
-def validate(data, where):
-    """Raise UserError naming the first field of `data` that breaks SCHEMA."""
+def validate(data, where, folder=None):
+    """Raise UserError naming the first field of `data` that breaks SCHEMA.
+
+    `folder` is the model folder, where files named by model.yaml (upstream patches) must be.
+    """
     if not isinstance(data, dict):
         raise UserError(f"{where}: expected a mapping of fields at the top level")
     for field, required, check in SCHEMA:
@@ -132,7 +136,72 @@ def validate(data, where):
     perf = _get(data, "reference.perf")
     if perf is not _MISSING and perf is not None:
         _validate_reference_perf(perf, where)
+    upstream = data.get("upstream")
+    if upstream is not None:
+        _validate_upstream(upstream, where, folder)
     return data
+
+
+# upstream: where the network's code comes from. `sources` (optional) lists candidates that
+# npuzoo.source tries in order; each says which patch applies to it and why.
+_SOURCE_FIELDS = {
+    "git": {"kind", "url", "commit", "patch", "why"},
+    "pypi": {"kind", "requirement", "patch", "why"},
+}
+_PINNED_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[^\s;,=]+$")
+
+
+def _commit(value):
+    if (not isinstance(value, str) or not 7 <= len(value) <= 40
+            or any(c not in "0123456789abcdef" for c in value.lower())):
+        return "expected a commit hash (7 to 40 hexadecimal digits)"
+
+
+def _validate_upstream(upstream, where, folder):
+    if not isinstance(upstream, dict):
+        raise UserError(f"{where}: upstream: expected a mapping (repo, commit, sources)")
+    for field, check in (("repo", _text), ("commit", _commit)):
+        if field in upstream and check(upstream[field]):
+            raise UserError(f"{where}: upstream.{field}: {check(upstream[field])}, "
+                            f"got {upstream[field]!r}")
+    sources = upstream.get("sources")
+    if sources is None:
+        return
+    if not isinstance(sources, list) or not sources:
+        raise UserError(f"{where}: upstream.sources: expected a non-empty list of sources")
+    for index, entry in enumerate(sources):
+        _validate_source(entry, f"{where}: upstream.sources[{index}]", folder)
+
+
+def _validate_source(entry, at, folder):
+    if not isinstance(entry, dict):
+        raise UserError(f"{at}: expected a mapping with kind, patch and why")
+    kind = entry.get("kind")
+    if kind not in _SOURCE_FIELDS:
+        raise UserError(f"{at}.kind: expected one of git, pypi, got {kind!r}")
+    unknown = sorted(set(entry) - _SOURCE_FIELDS[kind])
+    if unknown:
+        raise UserError(f"{at}: unknown field {unknown[0]!r} for kind {kind} (fields: "
+                        + ", ".join(sorted(_SOURCE_FIELDS[kind])) + ")")
+    checks = {"url": _text, "commit": _commit, "why": _text,
+              "requirement": lambda v: None if isinstance(v, str) and _PINNED_REQUIREMENT.match(
+                  v.strip()) else "expected a pinned requirement name==version"}
+    for field in sorted(_SOURCE_FIELDS[kind] - {"kind", "patch"}):
+        if field not in entry or entry[field] is None:
+            raise UserError(f"{at}.{field}: missing (required for kind {kind})")
+        problem = checks[field](entry[field])
+        if problem:
+            raise UserError(f"{at}.{field}: {problem}, got {entry[field]!r}")
+    if "patch" not in entry:
+        raise UserError(f"{at}.patch: missing (name the patch file, or null for none)")
+    patch = entry["patch"]
+    if patch is None:
+        return
+    if _text(patch) or os.path.isabs(patch) or ".." in patch.replace("\\", "/").split("/"):
+        raise UserError(f"{at}.patch: expected a file name in the model folder or null, "
+                        f"got {patch!r}")
+    if folder is not None and not os.path.isfile(os.path.join(folder, patch)):
+        raise UserError(f"{at}.patch: {patch} not found in {os.path.relpath(folder, REPO_ROOT)}")
 
 
 def _validate_reference_perf(perf, where):
@@ -180,7 +249,7 @@ def load(name_or_path):
         at = f" at line {mark.line + 1}" if mark else ""
         raise UserError(f"{where}: not valid YAML{at}: "
                         f"{getattr(err, 'problem', err)}") from None
-    validate(data, where)
+    validate(data, where, folder=os.path.dirname(os.path.abspath(path)))
     expected = os.path.basename(os.path.dirname(os.path.abspath(path)))
     if data["name"] != expected:
         raise UserError(f"{where}: name: must equal the folder name {expected!r}")

@@ -1,0 +1,306 @@
+"""Upstream source step: fetch a model's upstream code, apply its patch, record what was used.
+
+    python3 -m npuzoo.source fetch MODEL DEST --record JSON [--cache DIR]
+
+MODEL is a model name (models/<name>/model.yaml) or a path to a model.yaml. Its
+`upstream.sources` is a list of candidate sources, tried in order; each entry is data:
+
+    - {kind: git,  url: <repository>, commit: <sha>,            patch: <file>|null, why: <text>}
+    - {kind: pypi, requirement: <name>==<version>,               patch: <file>|null, why: <text>}
+
+git   `git clone` (no prompt, time limit) and a checkout of `commit`.
+pypi  the source distribution (`pip download --no-deps --no-binary :all:`), taken first from
+      the local cache folder (.venv/sdists, filled by `make venv`), else from PyPI; its single
+      top folder is the tree. Sdists keep the repository layout, so the same `patch -p1` works.
+
+The first source that can be fetched is used; a source that cannot be fetched (no network, no
+such commit, no such release) is reported in one line and the next is tried. The entry's patch
+is then applied with `patch -p1 --forward --batch` in the tree. A patch that does not apply
+STOPS the step, naming the patch and showing the rejected hunk: falling through to another
+source would silently build something else than model.yaml declares.
+
+DEST is built as DEST.tmp and renamed at the end, so DEST is either the complete patched tree
+or untouched. The record (JSON, written atomically) says which source was used, its exact
+commit or version, the patch and its sha256, and why the earlier sources were skipped; the
+report includes it.
+"""
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+from npuzoo import config
+from npuzoo.errors import UserError, atomic_write, cli
+
+DEFAULT_CACHE = os.path.join(config.REPO_ROOT, ".venv", "sdists")
+GIT_TIMEOUT_S = int(os.environ.get("NPUZOO_GIT_TIMEOUT", "300"))
+PIP_TIMEOUT_S = int(os.environ.get("NPUZOO_PIP_TIMEOUT", "300"))
+REJECT_LINES = 12  # of a rejected hunk shown in the error line
+PINNED = re.compile(r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*(?P<version>[^\s;,]+)\s*$")
+
+
+class SourceUnavailable(Exception):
+    """This source cannot be fetched here (network, missing commit or release): try the next."""
+
+
+class PatchRejected(UserError):
+    """The declared patch does not apply: stop, never fall through to another source."""
+
+
+# -- small helpers --------------------------------------------------------------------------
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def first_line(text):
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def run(command, cwd=None, timeout=None, env=None):
+    """subprocess.run, text output captured; timeouts and a missing tool become SourceUnavailable."""
+    try:
+        return subprocess.run(command, cwd=cwd, timeout=timeout, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise SourceUnavailable(f"`{' '.join(command[:2])}` took longer than {timeout} s") from None
+    except FileNotFoundError:
+        raise SourceUnavailable(f"`{command[0]}` is not installed") from None
+
+
+def describe(entry):
+    """`git <url>@<commit>` or `pypi <requirement>`: how a source is named in messages."""
+    if entry["kind"] == "git":
+        return f"git {entry['url']}@{entry['commit']}"
+    return f"pypi {entry['requirement']}"
+
+
+# -- git ------------------------------------------------------------------------------------
+
+def fetch_git(entry, tree):
+    """Clone entry['url'] into `tree` and check out entry['commit']; returns the record fields."""
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true", SSH_ASKPASS="true")
+    clone = run(["git", "clone", "--quiet", "--no-checkout", entry["url"], tree],
+                timeout=GIT_TIMEOUT_S, env=env)
+    if clone.returncode != 0:
+        raise SourceUnavailable(f"git clone failed: {first_line(clone.stdout) or clone.returncode}")
+    checkout = run(["git", "-c", "advice.detachedHead=false", "checkout", "--quiet",
+                    entry["commit"]], cwd=tree, timeout=GIT_TIMEOUT_S, env=env)
+    if checkout.returncode != 0:
+        raise SourceUnavailable(f"commit {entry['commit']} not found in the clone: "
+                                f"{first_line(checkout.stdout)}")
+    head = run(["git", "rev-parse", "HEAD"], cwd=tree, env=env).stdout.strip()
+    shutil.rmtree(os.path.join(tree, ".git"))  # the tree, not a repository: patch -p1 only
+    return {"url": entry["url"], "commit": head}
+
+
+# -- pypi -----------------------------------------------------------------------------------
+
+def parse_requirement(requirement):
+    match = PINNED.match(requirement)
+    if not match:
+        raise UserError(f"upstream.sources: requirement {requirement!r}: expected name==version")
+    return match.group("name"), match.group("version")
+
+
+def sdist_candidates(folder, name, version):
+    """Sdist files in `folder` for name==version (PyPI spells names with - _ . and any case)."""
+    if not os.path.isdir(folder):
+        return []
+    canonical = re.sub(r"[-_.]+", "-", name).lower()
+    found = []
+    for path in sorted(glob.glob(os.path.join(folder, "*"))):
+        base = os.path.basename(path)
+        for suffix in (".tar.gz", ".tgz", ".zip", ".tar.bz2"):
+            if base.endswith(suffix):
+                stem = base[:-len(suffix)]
+                file_name, _, file_version = stem.rpartition("-")
+                if (file_version == version
+                        and re.sub(r"[-_.]+", "-", file_name).lower() == canonical):
+                    found.append(path)
+    return found
+
+
+def download_sdist(requirement, folder):
+    """pip download the sdist of `requirement` into `folder`; returns its path."""
+    name, version = parse_requirement(requirement)
+    result = run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                  "--no-deps", "--no-binary", ":all:", "--dest", folder, requirement],
+                 timeout=PIP_TIMEOUT_S)
+    found = sdist_candidates(folder, name, version)
+    if result.returncode != 0 or not found:
+        raise SourceUnavailable(f"pip download {requirement} failed: "
+                                f"{first_line(result.stdout) or 'no sdist downloaded'}")
+    return found[0]
+
+
+def extract_sdist(archive, tree):
+    """Unpack `archive`; its single top folder becomes `tree`."""
+    unpack = tempfile.mkdtemp(prefix=".unpack-", dir=os.path.dirname(tree))
+    try:
+        try:
+            if archive.endswith(".zip"):
+                shutil.unpack_archive(archive, unpack)
+            else:
+                with tarfile.open(archive) as tar:
+                    if hasattr(tarfile, "data_filter"):  # refuses links out of the folder, etc.
+                        tar.extractall(unpack, filter="data")
+                    else:
+                        tar.extractall(unpack)
+        except (OSError, tarfile.TarError, shutil.ReadError) as err:
+            raise UserError(f"{archive}: cannot unpack ({err}); delete it and run again") from None
+        tops = os.listdir(unpack)
+        if len(tops) != 1 or not os.path.isdir(os.path.join(unpack, tops[0])):
+            raise UserError(f"{archive}: expected one top folder in the sdist, found {tops}")
+        os.rename(os.path.join(unpack, tops[0]), tree)
+        return tops[0]
+    finally:
+        shutil.rmtree(unpack, ignore_errors=True)
+
+
+def fetch_pypi(entry, tree, cache):
+    """The sdist of entry['requirement'] (cache first, then PyPI) unpacked as `tree`."""
+    name, version = parse_requirement(entry["requirement"])
+    cached = sdist_candidates(cache, name, version) if cache else []
+    download = None if cached else tempfile.mkdtemp(prefix=".sdist-", dir=os.path.dirname(tree))
+    try:
+        archive = cached[0] if cached else download_sdist(entry["requirement"], download)
+        extract_sdist(archive, tree)
+        return {"requirement": entry["requirement"], "version": version,
+                "from": "cache" if cached else "pypi",
+                "sdist": os.path.basename(archive), "sdist_sha256": sha256_of(archive)}
+    finally:
+        if download:
+            shutil.rmtree(download, ignore_errors=True)
+
+
+# -- patch ----------------------------------------------------------------------------------
+
+def rejected_hunks(tree):
+    """The first lines of the .rej files `patch` left in `tree`."""
+    shown = []
+    for root, _, files in os.walk(tree):
+        for name in sorted(files):
+            if name.endswith(".rej"):
+                with open(os.path.join(root, name), encoding="utf-8", errors="replace") as handle:
+                    lines = [line.rstrip("\n") for line in handle][:REJECT_LINES]
+                shown.append(" | ".join(lines))
+    return shown
+
+
+def apply_patch(patch_path, tree, source_name):
+    """`patch -p1 --forward --batch` in `tree`; PatchRejected (stop) if any hunk fails."""
+    try:
+        result = subprocess.run(["patch", "-p1", "--forward", "--batch", "-i", patch_path],
+                                cwd=tree, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise UserError("`patch` is not installed (apt-get install patch)") from None
+    if result.returncode == 0:
+        return
+    hunks = rejected_hunks(tree)
+    detail = ("rejected hunk: " + hunks[0]) if hunks else first_line(result.stdout)
+    raise PatchRejected(f"patch {os.path.basename(patch_path)} does not apply to {source_name}: "
+                        f"{first_line(result.stdout)}; {detail}")
+
+
+# -- the step -------------------------------------------------------------------------------
+
+FETCHERS = {"git": lambda entry, tree, cache: fetch_git(entry, tree),
+            "pypi": fetch_pypi}
+
+
+def shown_path(path):
+    """Relative to the repository when inside it (reports are committed), else absolute."""
+    relative = os.path.relpath(path, config.REPO_ROOT)
+    return path if relative.startswith("..") else relative
+
+
+def remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+def fetch(upstream, model_folder, dest, cache=DEFAULT_CACHE, log=print):
+    """Fetch the first available source of `upstream` into `dest`, patched; returns the record."""
+    dest = os.path.abspath(dest)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    building = dest + ".tmp"
+    skipped = []
+    for entry in upstream["sources"]:
+        remove(building)
+        name = describe(entry)
+        try:
+            fetched = FETCHERS[entry["kind"]](entry, building, cache)
+        except SourceUnavailable as why:
+            remove(building)
+            skipped.append({"source": name, "error": str(why)})
+            continue
+        try:
+            record = {"kind": entry["kind"], **fetched, "patch": entry.get("patch"),
+                      "patch_sha256": None, "why": entry.get("why")}
+            if entry.get("patch"):
+                patch_path = os.path.join(model_folder, entry["patch"])
+                record["patch_sha256"] = sha256_of(patch_path)
+                apply_patch(patch_path, building, name)
+            remove(dest)
+            os.rename(building, dest)
+        except BaseException:
+            remove(building)
+            raise
+        record.update(repo=upstream.get("repo"), pinned_commit=upstream.get("commit"),
+                      skipped=skipped, tree=shown_path(dest))
+        for skip in skipped:
+            log(f"source: skipped {skip['source']}: {skip['error']}")
+        patch_text = f"patch {entry['patch']} applied" if entry.get("patch") else "no patch"
+        log(f"source: using {name} ({patch_text}): {entry.get('why', '').strip()}")
+        return record
+    lines = "; ".join(f"{skip['source']}: {skip['error']}" for skip in skipped)
+    raise UserError(f"no upstream source could be fetched ({lines})")
+
+
+@cli
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python3 -m npuzoo.source",
+        description="Fetch a model's upstream source (model.yaml upstream.sources, in order), "
+                    "apply its patch, and record which source was used.")
+    parser.add_argument("command", choices=["fetch"])
+    parser.add_argument("model", help="model name, or a path to a model.yaml")
+    parser.add_argument("dest", help="folder to create with the patched source tree")
+    parser.add_argument("--record", help="write the JSON record of the source used here")
+    parser.add_argument("--cache", default=os.environ.get("NPUZOO_SDIST_CACHE", DEFAULT_CACHE),
+                        help="folder of cached sdists, looked in before PyPI "
+                             "(default: .venv/sdists, filled by `make venv`)")
+    args = parser.parse_args(argv)
+    data = config.load(args.model)
+    if args.model.endswith((".yaml", ".yml")):
+        folder = os.path.dirname(os.path.abspath(args.model))
+    else:
+        folder = config.model_dir(args.model)
+    upstream = data.get("upstream") or {}
+    if not upstream.get("sources"):
+        raise UserError(f"{args.model}: model.yaml has no upstream.sources; nothing to fetch")
+    record = fetch(upstream, folder, args.dest, cache=args.cache)
+    if args.record:
+        atomic_write(args.record, json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
