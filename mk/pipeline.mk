@@ -108,7 +108,33 @@ ifeq ($(SOC),cpu)
 $(COMPILED): $(ONNX)
 	$(RUN_INFER) $(PYRUN) -m npuzoo.compile $< $@ --batch $(BS)
 else
-  $(error SOC=$(SOC): the Ascend path is not implemented yet; use SOC=cpu)
+  # The ModelZoo guides' commands (ais_bench_contract.md §8, §2). ais_bench runs in the
+  # python it is installed for on an Ascend host (system-wide), not in .venv.
+  ATC           ?= atc
+  ASCEND_PYTHON ?= python3
+  AIS_BENCH     ?= $(ASCEND_PYTHON) -m ais_bench
+  # npuzoo.ascend run: source CANN's set_env.sh when atc is not on PATH, check the chip (and,
+  # for ais_bench, the .om's chip record and DEVICE's chip), then run the command unchanged.
+  CANN_RUN      := $(RUN_INFER) $(PYRUN) -m npuzoo.ascend run
+  OM_BASE       := $(B)/$(SOC)/$(WEIGHTS_ID)/$(MODEL)_bs$(BS)
+  COMPILED      := $(OM_BASE).om
+  BENCH         := $(CANN_RUN) --soc $(SOC) --om $(COMPILED) --device $(DEVICE) -- $(AIS_BENCH)
+  BACKEND_JSON  := $(RUN_DIR)/backend.json
+
+# atc writes --output plus `.om` (or `_<os>_<arch>.om`); record-om names it $(COMPILED) and
+# records the chip beside it ($(COMPILED).json).
+$(COMPILED): $(ONNX)
+	rm -f $(OM_BASE).om $(OM_BASE)_*.om $(COMPILED).json
+	$(CANN_RUN) --soc $(SOC) -- \
+	$(ATC) --framework=5 --model=$(ONNX) --output=$(OM_BASE) --input_format=NCHW \
+	  --input_shape="$(INPUT_NAME):$(BS),$(INPUT_C),$(INPUT_H),$(INPUT_W)" --log=error \
+	  --soc_version=$(SOC) $(ATC_EXTRA_ARGS)
+	$(RUN_BASE) $(PYRUN) -m npuzoo.ascend record-om $(OM_BASE) --soc $(SOC) --onnx $(ONNX) --bs $(BS)
+
+# CANN, driver and ais_bench versions for the report (report write --extra).
+$(BACKEND_JSON): $(COMPILED)
+	$(RUN_INFER) $(PYRUN) -m npuzoo.ascend describe --soc $(SOC) --device $(DEVICE) \
+	  --ais-bench "$(AIS_BENCH)" --out $@
 endif
 
 $(OUT_DIR)/infer.done: $(COMPILED) $(PREP_DIR)/.done

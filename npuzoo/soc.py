@@ -22,6 +22,9 @@ KNOWN_ASCEND = (
 KNOWN = ("cpu",) + KNOWN_ASCEND
 
 NPU_SMI_CHIP_ROW = re.compile(r"^\|\s*(\d+)\s+(\w+)\s+\|\s*(OK|Warning|Alarm|Critical)\b")
+# The second row of each pair: `| Chip  Device | Bus-Id | ...`; Device is the logical id that
+# ais_bench --device and ACL take (it differs from the NPU id on multi-chip cards).
+NPU_SMI_DEVICE_ROW = re.compile(r"^\|\s*(\d+)\s+(\d+)\s+\|\s*[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:")
 
 
 def parse_npu_smi(text):
@@ -34,8 +37,27 @@ def parse_npu_smi(text):
     return chips
 
 
+def parse_npu_smi_devices(text):
+    """{logical device id: soc_version} from the Chip/Device rows under each NPU row."""
+    devices, current = {}, None
+    for line in text.splitlines():
+        line = line.strip()
+        chip = NPU_SMI_CHIP_ROW.match(line)
+        if chip:
+            current = "Ascend" + chip.group(2)
+            continue
+        row = NPU_SMI_DEVICE_ROW.match(line)
+        if row and current:
+            devices[int(row.group(2))] = current
+    return devices
+
+
 def detect(device=0):
-    """The soc_version of NPU `device` as npu-smi reports it, or `cpu` without npu-smi."""
+    """The soc_version of device `device` as npu-smi reports it, or `cpu` without npu-smi.
+
+    `device` is the logical id of ais_bench --device (the Device column of npu-smi's second
+    row); where npu-smi shows no such column, the NPU id of the first row.
+    """
     if not shutil.which("npu-smi"):
         return "cpu"
     try:
@@ -46,6 +68,9 @@ def detect(device=0):
     chips = parse_npu_smi(text)
     if not chips:
         raise UserError("npu-smi info lists no chip rows; pass SOC=<chip> explicitly")
+    devices = parse_npu_smi_devices(text)
+    if device in devices:
+        return devices[device]
     for npu_id, soc in chips:
         if npu_id == device:
             return soc

@@ -1,0 +1,383 @@
+"""The Ascend toolchain around `atc` and `python3 -m ais_bench`: environment, chip records, versions.
+
+Provenance. The ModelZoo ACL_PyTorch guides run, by hand:
+    source /usr/local/Ascend/ascend-toolkit/set_env.sh
+    atc --framework=5 --model=x.onnx --output=x_bs4 --input_format=NCHW \
+        --input_shape="image:4,3,224,224" --log=error --soc_version=Ascend310P3
+    python3 -m ais_bench --model x_bs4.om --input prep --output out --outfmt TXT ...
+(ais_bench_contract.md §7, §8). mk/pipeline.mk issues the same commands, each through
+`python -m npuzoo.ascend run -- <command>`, which does what the guide leaves to the user:
+
+- The CANN environment. When `atc` is not on PATH (and, for a run-only host, no CANN variable
+  such as ASCEND_HOME_PATH is set), the first set_env.sh found is sourced: under
+  $ASCEND_TOOLKIT_HOME (itself, its parent, or bin/setenv.bash), then the standard install
+  <root>/ascend-toolkit/set_env.sh (<root> = /usr/local/Ascend, or $NPUZOO_ASCEND_ROOT),
+  ~/Ascend/ascend-toolkit/set_env.sh, and for ais_bench alone <root>/nnrt/set_env.sh. None, or
+  still no `atc`: one line saying what to install or source.
+- The chip. `--soc` is checked against the toolkit's platform_config/<soc>.ini files where the
+  toolkit has them (else atc itself is the judge); an ais_bench run checks the `.om`'s chip
+  record (`<om>.json`, written by `record-om` after atc) against SOC and, where npu-smi
+  exists, against the chip of DEVICE. A mismatch stops with one line.
+- Failure of the tool itself: its own messages stay on the terminal, followed by one
+  `error: ...` line naming the step.
+
+`record-om BASE`: atc appends `.om` to --output, or on some CANN versions `_<os>_<arch>.om`;
+the file that appeared is renamed to BASE.om (the Make target) and BASE.om.json records the
+chip, batch size and source ONNX.
+
+`describe`: the backend JSON that `report write --extra` merges into the report (keys backend,
+device, environment): CANN toolkit version (`*/ascend_toolkit_install.info`), driver version
+(`<root>/driver/version.info`, else the npu-smi header), ais_bench and aclruntime versions
+(importlib.metadata in the python that runs ais_bench). Unreadable values are null.
+"""
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+
+from npuzoo import soc as socs
+from npuzoo.errors import UserError, atomic_write, cli
+
+INSTALL_HINT = ("install the CANN toolkit (Ascend-cann-toolkit) and `source "
+                "/usr/local/Ascend/ascend-toolkit/set_env.sh`, or set ASCEND_TOOLKIT_HOME")
+AIS_BENCH_HINT = ("pip install the aclruntime and ais_bench wheels (ais_bench 0.0.2, "
+                  "https://aisbench.obs.myhuaweicloud.com/packet/ais_bench_infer/0.0.2/)")
+# Variables set_env.sh exports; any of them means a run-only (nnrt) environment is set.
+RUNTIME_VARS = ("ASCEND_HOME_PATH", "ASCEND_OPP_PATH", "ASCEND_AICPU_PATH")
+
+
+def ascend_root():
+    return os.environ.get("NPUZOO_ASCEND_ROOT") or "/usr/local/Ascend"
+
+
+# -- the CANN environment ----------------------------------------------------------------------
+
+def set_env_candidates(runtime_only=False):
+    """set_env.sh files to try, in order, that exist."""
+    paths = []
+    home = os.environ.get("ASCEND_TOOLKIT_HOME")
+    if home:
+        paths += [os.path.join(home, "set_env.sh"),
+                  os.path.join(os.path.dirname(home.rstrip("/")), "set_env.sh"),
+                  os.path.join(home, "bin", "setenv.bash")]
+    root = ascend_root()
+    paths += [os.path.join(root, "ascend-toolkit", "set_env.sh"),
+              os.path.expanduser("~/Ascend/ascend-toolkit/set_env.sh")]
+    if runtime_only:
+        paths.append(os.path.join(root, "nnrt", "set_env.sh"))
+    seen, found = set(), []
+    for path in paths:
+        real = os.path.realpath(path)
+        if real not in seen and os.path.isfile(path):
+            seen.add(real)
+            found.append(path)
+    return found
+
+
+def sourced_environment(path):
+    """The environment after `source path` in bash, or None when sourcing fails."""
+    script = 'source "$1" >/dev/null 2>&1 || exit 97; env -0'
+    try:
+        proc = subprocess.run(["bash", "-c", script, "bash", path], capture_output=True,
+                              timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return None
+    env = {}
+    for item in proc.stdout.split(b"\0"):
+        key, sep, value = item.decode("utf-8", "replace").partition("=")
+        if sep and key:
+            env[key] = value
+    return env
+
+
+def _which(program, env):
+    return shutil.which(program, path=env.get("PATH", os.defpath))
+
+
+def environment_is_set(env, runtime_only):
+    if _which("atc", env):
+        return True
+    return runtime_only and any(env.get(v) for v in RUNTIME_VARS)
+
+
+def cann_environment(runtime_only=False, env=None):
+    """(environment, sourced set_env.sh or None) in which the CANN tools run."""
+    env = dict(os.environ if env is None else env)
+    if environment_is_set(env, runtime_only):
+        return env, None
+    tried = set_env_candidates(runtime_only)
+    for path in tried:
+        sourced = sourced_environment(path)
+        if sourced is not None and environment_is_set(sourced, runtime_only):
+            return sourced, path
+    where = f" (sourced {', '.join(tried)}, still no atc)" if tried else ""
+    raise UserError(f"the CANN environment is not set: atc is not on PATH{where}; "
+                    + INSTALL_HINT)
+
+
+def platform_socs(env):
+    """soc_version names the toolkit has platform_config files for (empty if not found)."""
+    homes = [env.get(v) for v in ("ASCEND_TOOLKIT_HOME", "ASCEND_HOME_PATH")]
+    atc = _which("atc", env)
+    if atc:  # <toolkit>/latest/bin/atc or <toolkit>/latest/<arch>-linux/bin/atc
+        homes.append(os.path.dirname(os.path.dirname(os.path.realpath(atc))))
+    names = set()
+    for home in filter(None, homes):
+        for pattern in ("*/data/platform_config/*.ini", "data/platform_config/*.ini",
+                        "*/*/data/platform_config/*.ini"):
+            for ini in glob.glob(os.path.join(home, pattern)):
+                names.add(os.path.splitext(os.path.basename(ini))[0])
+    return names
+
+
+def check_soc_known(soc, env):
+    known = platform_socs(env)
+    if known and soc not in known:
+        raise UserError(f"SOC={soc}: this CANN toolkit has no platform file for {soc}, so atc "
+                        f"cannot compile for it; it knows {', '.join(sorted(known))}")
+
+
+# -- chip records beside each .om ---------------------------------------------------------------
+
+def om_record_path(om):
+    return om + ".json"
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record_om(base, soc, onnx=None, batch=None):
+    """Rename what atc wrote for --output=base to base.om and record the chip beside it."""
+    target = base + ".om"
+    if not os.path.isfile(target):
+        variants = sorted(glob.glob(glob.escape(base) + "_*_*.om"), key=os.path.getmtime)
+        if not variants:
+            raise UserError(f"atc reported success but wrote neither {target} nor "
+                            f"{base}_<os>_<arch>.om")
+        os.replace(variants[-1], target)
+    record = {"soc_version": soc, "om": os.path.basename(target), "batch_size": batch,
+              "onnx": onnx, "onnx_sha256": sha256(onnx) if onnx else None,
+              "om_sha256": sha256(target)}
+    atomic_write(om_record_path(target), json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def check_om(om, soc):
+    """Stop unless `om` exists and its record says it was built for `soc`."""
+    if not os.path.isfile(om):
+        raise UserError(f"{om}: no such .om; run make again to compile it")
+    try:
+        with open(om_record_path(om), encoding="utf-8") as handle:
+            built_for = json.load(handle).get("soc_version")
+    except (OSError, ValueError, AttributeError):
+        raise UserError(f"{om}: no record of the chip it was built for ({om_record_path(om)}); "
+                        "delete the .om and run make again to compile it here") from None
+    if built_for != soc:
+        raise UserError(f"{om} was built for {built_for}, not SOC={soc}; delete it and run "
+                        f"make again (the path names the chip, so the .om was moved by hand)")
+
+
+def check_device_chip(soc, device, env):
+    """Where npu-smi exists, the chip of DEVICE must be `soc`."""
+    if not _which("npu-smi", env):
+        return
+    saved = os.environ.get("PATH")
+    os.environ["PATH"] = env.get("PATH", "")
+    try:
+        found = socs.detect(device)
+    finally:
+        if saved is None:
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = saved
+    if found != soc:
+        raise UserError(f"DEVICE={device} is an {found} (npu-smi info) but SOC={soc}: an .om "
+                        f"built for {soc} does not run there; use SOC={found} or SOC=auto")
+
+
+# -- running a tool ---------------------------------------------------------------------------------
+
+def ais_bench_module(command):
+    """(python, module) when `command` is `<python> -m <module> ...`, else None."""
+    if len(command) >= 3 and command[1] == "-m":
+        return command[0], command[2]
+    return None
+
+
+def check_module(python, module, env):
+    probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module + '.infer'!r}) is None)"
+    proc = subprocess.run([python, "-c", probe], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise UserError(f"`{python} -m {module}` is not the ais_bench inference tool here (no "
+                        f"{module}.infer module for {python}); {AIS_BENCH_HINT}")
+
+
+def run_tool(command, soc=None, om=None, device=None):
+    """Run an atc or ais_bench command line in the CANN environment, after the checks."""
+    if not command:
+        raise UserError("no command given after --")
+    is_atc = os.path.basename(command[0]) == "atc"
+    env, _ = cann_environment(runtime_only=not is_atc)
+    if not _which(command[0], env) and not os.path.isfile(command[0]):
+        raise UserError(f"{command[0]}: not found on PATH after setting up CANN; "
+                        + (INSTALL_HINT if is_atc else AIS_BENCH_HINT))
+    if soc and is_atc:
+        check_soc_known(soc, env)
+    if om:
+        check_om(om, soc)
+    if device is not None and soc:
+        check_device_chip(soc, device, env)
+    module = ais_bench_module(command)
+    if module:
+        check_module(*module, env)
+    try:
+        status = subprocess.call(command, env=env)
+    except OSError as err:
+        raise UserError(f"{command[0]}: cannot run it ({err.strerror})") from None
+    if status != 0:
+        what = "atc" if is_atc else " ".join(command[:3] if module else command[:1])
+        target = f" for SOC={soc}" if soc else ""
+        raise UserError(f"{what} failed{target} (exit status {status}); its messages are above"
+                        + (f"; check that this CANN toolkit supports {soc}" if is_atc and soc
+                           else ""))
+
+
+# -- versions, for the report ------------------------------------------------------------------------
+
+def _key_value(path, key):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                name, sep, value = line.partition("=")
+                if sep and name.strip().lower() == key:
+                    return value.strip().strip('"')
+    except OSError:
+        pass
+    return None
+
+
+def toolkit_version(env):
+    homes = [env.get("ASCEND_TOOLKIT_HOME"), env.get("ASCEND_HOME_PATH"),
+             os.path.join(ascend_root(), "ascend-toolkit", "latest")]
+    for home in filter(None, homes):
+        for path in sorted(glob.glob(os.path.join(home, "*", "ascend_toolkit_install.info"))
+                           + glob.glob(os.path.join(home, "ascend_toolkit_install.info"))):
+            version = _key_value(path, "version")
+            if version:
+                return version
+    return None
+
+
+def npu_smi_version(env):
+    if not _which("npu-smi", env):
+        return None
+    try:
+        text = subprocess.run(["npu-smi", "info"], capture_output=True, text=True, env=env,
+                              timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"Version:\s*(\S+)", text)
+    return match.group(1) if match else None
+
+
+def driver_version(env, npu_smi=None):
+    """<root>/driver/version.info, else the version in npu-smi's header."""
+    return (_key_value(os.path.join(ascend_root(), "driver", "version.info"), "version")
+            or npu_smi)
+
+
+def python_package_versions(python, names, env):
+    probe = ("import importlib.metadata as m, json, sys\n"
+             "def v(n):\n"
+             "    try: return m.version(n)\n"
+             "    except m.PackageNotFoundError: return None\n"
+             "print(json.dumps({n: v(n) for n in sys.argv[1:]}))")
+    try:
+        proc = subprocess.run([python, "-c", probe, *names], capture_output=True, text=True,
+                              env=env, timeout=60)
+        return json.loads(proc.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return dict.fromkeys(names)
+
+
+def describe(soc, device, ais_bench_command):
+    """The backend/device/environment entries of an Ascend report."""
+    from npuzoo.report import package_versions
+
+    command = shlex.split(ais_bench_command)
+    try:
+        env, _ = cann_environment(runtime_only=True)
+    except UserError:
+        env = dict(os.environ)
+    module = ais_bench_module(command)
+    packages = (python_package_versions(module[0], ["ais_bench", "aclruntime"], env)
+                if module else {"ais_bench": None, "aclruntime": None})
+    npu_smi = npu_smi_version(env)
+    environment = package_versions(["torch", "torchvision", "onnx", "numpy", "pillow"])
+    environment.update({"cann_toolkit": toolkit_version(env), "driver": driver_version(env, npu_smi),
+                        "npu_smi": npu_smi, "ais_bench": packages.get("ais_bench"),
+                        "aclruntime": packages.get("aclruntime")})
+    return {
+        "backend": {"name": "ais_bench", "version": packages.get("ais_bench"),
+                    "command": ais_bench_command, "compiler": "atc",
+                    "cann_toolkit": environment["cann_toolkit"]},
+        "device": f"{soc} NPU, device {device}" + (f" (npu-smi {npu_smi})" if npu_smi else ""),
+        "environment": environment,
+    }
+
+
+@cli
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 -m npuzoo.ascend",
+                                     description="Run atc/ais_bench in the CANN environment; "
+                                                 "record and check .om chips; describe the backend.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run `-- <atc or ais_bench command>` after the checks")
+    run.add_argument("--soc", help="chip the command compiles for or runs on")
+    run.add_argument("--om", help="the .om an ais_bench run uses (its chip record is checked)")
+    run.add_argument("--device", type=int, help="NPU the run uses (checked with npu-smi)")
+    run.add_argument("tool", nargs=argparse.REMAINDER)
+    rec = sub.add_parser("record-om", help="name atc's output BASE.om and record its chip")
+    rec.add_argument("base", help="the --output given to atc")
+    rec.add_argument("--soc", required=True)
+    rec.add_argument("--onnx")
+    rec.add_argument("--bs", type=int)
+    chk = sub.add_parser("check-om", help="stop unless OM was built for SOC")
+    chk.add_argument("om")
+    chk.add_argument("--soc", required=True)
+    desc = sub.add_parser("describe", help="write the backend JSON for `report write --extra`")
+    desc.add_argument("--soc", required=True)
+    desc.add_argument("--device", default="0")
+    desc.add_argument("--ais-bench", default="python3 -m ais_bench")
+    desc.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+
+    if args.command == "run":
+        tool = args.tool[1:] if args.tool[:1] == ["--"] else args.tool
+        run_tool(tool, soc=args.soc, om=args.om, device=args.device)
+    elif args.command == "record-om":
+        record = record_om(args.base, args.soc, args.onnx, args.bs)
+        print(f"compiled {args.base}.om for {record['soc_version']}")
+    elif args.command == "check-om":
+        check_om(args.om, args.soc)
+    else:
+        atomic_write(args.out, json.dumps(describe(args.soc, args.device, args.ais_bench),
+                                          indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
