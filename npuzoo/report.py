@@ -2,8 +2,12 @@
 
 `write` gathers one run's pieces (dataset, weights, accuracy JSON, ais_bench summary) into a
 report under build/; `publish` copies it to reports/ when it is new, after comparing it with
-the report it replaces (run-over-run), and exits non-zero when the accuracy gate fails.
+the report it replaces (run-over-run), and exits non-zero when the accuracy gate fails;
+`compare` (`make compare`) prints the table of run-over-run changes recorded in reports/.
 Readers (`load`) accept files written by earlier schema versions.
+
+The throughput-drop threshold is 10% unless `--throughput-drop` or the environment variable
+NPUZOO_THROUGHPUT_DROP says otherwise (a fraction, `0.05`, or a percentage, `5%`).
 """
 
 import argparse
@@ -23,6 +27,9 @@ from npuzoo.soc import cpu_description
 
 SCHEMA_VERSION = 1
 THROUGHPUT_DROP = 0.10  # a fall beyond this fraction is flagged run over run
+THROUGHPUT_DROP_ENV = "NPUZOO_THROUGHPUT_DROP"
+# Readers (`compare`, the README renderer) look here; NPUZOO_REPORTS_DIR points them elsewhere.
+REPORTS_DIR = os.environ.get("NPUZOO_REPORTS_DIR") or os.path.join(config.REPO_ROOT, "reports")
 
 
 # -- reading the pieces ------------------------------------------------------------------
@@ -120,8 +127,46 @@ def gate(reference, accuracy, dataset, weights):
     return {"verdict": "pass", "reason": "within tolerance of " + ", ".join(checked)}
 
 
+def parse_drop(text, where=f"{THROUGHPUT_DROP_ENV}"):
+    """A throughput-drop threshold: a fraction (`0.1`) or a percentage (`10%`)."""
+    raw = str(text).strip()
+    try:
+        value = float(raw.rstrip("%")) / (100 if raw.endswith("%") else 1)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 1:
+        raise UserError(f"{where}={text}: expected a fraction in [0, 1) such as 0.1, "
+                        "or a percentage such as 10%")
+    return value
+
+
+def throughput_drop(flag=None):
+    """The threshold in force: the flag, else the environment, else the 10% default."""
+    if flag is not None:
+        return parse_drop(flag, "--throughput-drop")
+    if os.environ.get(THROUGHPUT_DROP_ENV, "").strip():
+        return parse_drop(os.environ[THROUGHPUT_DROP_ENV])
+    return THROUGHPUT_DROP
+
+
+def snapshot(report):
+    """What a later run is compared with: kept in the comparison, since the file is replaced."""
+    perf, acc = report.get("perf") or {}, report.get("accuracy") or {}
+    dataset, weights = report.get("dataset") or {}, report.get("weights") or {}
+    return {"timestamp": report.get("timestamp"), "commit": report.get("commit"),
+            "throughput": perf.get("throughput"),
+            "top1": acc.get("top1"), "top5": acc.get("top5"),
+            "dataset": {k: dataset.get(k) for k in ("name", "images", "labels_sha256")},
+            "weights": weights.get("source")}
+
+
 def compare(previous, current, drop=THROUGHPUT_DROP):
-    """Changes of `current` against the `previous` report of the same model, chip and BS."""
+    """Changes of `current` against the `previous` report of the same model, chip and BS.
+
+    `changes` holds what is flagged: a throughput fall beyond `drop`, and any accuracy change
+    on the same labelled images. `previous` keeps the earlier run's numbers, so that
+    `compare` can show every change later, and re-judge it with another threshold.
+    """
     changes = []
     old_tp = (previous.get("perf") or {}).get("throughput")
     new_tp = (current.get("perf") or {}).get("throughput")
@@ -138,7 +183,86 @@ def compare(previous, current, drop=THROUGHPUT_DROP):
                 changes.append({"what": key, "old": old_acc.get(key), "new": new_acc.get(key),
                                 "change": f"{new_acc[key] - old_acc[key]:+.2f} pts",
                                 "flag": "accuracy"})
-    return {"against": previous.get("timestamp"), "changes": changes}
+    return {"against": previous.get("timestamp"), "threshold": drop,
+            "previous": snapshot(previous), "changes": changes}
+
+
+def _number(value, digits):
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def change_rows(report, drop):
+    """The rows `compare` prints for one report: every throughput or accuracy change."""
+    comparison = report.get("comparison") or {}
+    previous = comparison.get("previous")
+    key = (report.get("model"), report.get("soc"), report.get("batch_size"))
+    if previous is None:  # recorded before snapshots existed: the flagged changes only
+        return [key + (c["what"], str(c["old"]), str(c["new"]), c["change"], c["flag"])
+                for c in comparison.get("changes") or []]
+    rows = []
+    old_tp = previous.get("throughput")
+    new_tp = (report.get("perf") or {}).get("throughput")
+    if old_tp and new_tp is not None and new_tp != old_tp:
+        ratio = new_tp / old_tp
+        flag = f"drop > {drop * 100:g}%" if ratio < 1 - drop else ""
+        rows.append(key + ("throughput", _number(old_tp, 1), _number(new_tp, 1),
+                           f"{(ratio - 1) * 100:+.1f}%", flag))
+    acc = report.get("accuracy") or {}
+    same_images = (previous.get("dataset") or {}).get("labels_sha256") == \
+        (report.get("dataset") or {}).get("labels_sha256")
+    for name in ("top1", "top5"):
+        old, new = previous.get(name), acc.get(name)
+        if old is None or new is None or old == new:
+            continue
+        if same_images:
+            rows.append(key + (name, _number(old, 2), _number(new, 2),
+                               f"{new - old:+.2f} pts", "accuracy"))
+        else:
+            rows.append(key + (name, _number(old, 2), _number(new, 2),
+                               f"{new - old:+.2f} pts", "other images"))
+    return rows
+
+
+def load_all(reports_dir=REPORTS_DIR):
+    """Every report under reports_dir/<model>/*.json, sorted by model, chip and batch size."""
+    reports = []
+    if not os.path.isdir(reports_dir):
+        return reports
+    for model in sorted(os.listdir(reports_dir)):
+        folder = os.path.join(reports_dir, model)
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".json") and not name.startswith("."):
+                reports.append(load(os.path.join(folder, name)))
+    reports.sort(key=lambda r: (str(r.get("model")), str(r.get("soc")),
+                                r.get("batch_size") or 0))
+    return reports
+
+
+def format_table(header, rows):
+    widths = [max(len(str(row[i])) for row in [header] + rows) for i in range(len(header))]
+    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
+                     for row in [header] + rows)
+
+
+def compare_table(reports_dir=REPORTS_DIR, drop=THROUGHPUT_DROP):
+    """The text `make compare` prints, and the number of flagged changes."""
+    rows = []
+    for report in load_all(reports_dir):
+        comparison = report.get("comparison") or {}
+        runs = f"{(comparison.get('against') or '?')[:10]} -> {(report.get('timestamp') or '?')[:10]}"
+        rows.extend(row + (runs,) for row in change_rows(report, drop))
+    where = os.path.relpath(reports_dir) if os.path.isabs(reports_dir) else reports_dir
+    if not rows:
+        return (f"no run-over-run changes recorded in {where}/ (a report records them when "
+                "`make <model>` replaces an earlier run of the same model, chip and batch size)"), 0
+    flagged = sum(1 for row in rows if row[7] == "accuracy" or row[7].startswith("drop"))
+    header = ("model", "chip", "BS", "what", "previous", "now", "change", "flag", "runs")
+    table = format_table(header, [tuple("" if c is None else c for c in row) for row in rows])
+    summary = (f"{flagged} flagged change(s) (throughput drop beyond {drop * 100:g}% or an "
+               f"accuracy change on the same images) in {len(rows)} change(s) recorded in {where}/")
+    return table + "\n" + summary, flagged
 
 
 # -- environment ---------------------------------------------------------------------------
@@ -211,7 +335,7 @@ def _same_run(a, b):
     return strip(a) == strip(b)
 
 
-def publish(built_path, dest):
+def publish(built_path, dest, drop=None):
     """Copy a built report to reports/, comparing it with the one it replaces."""
     report = load(built_path)
     previous = load(dest) if os.path.isfile(dest) else None
@@ -219,10 +343,19 @@ def publish(built_path, dest):
         print(f"report: {dest} is up to date")
         return report
     if previous is not None:
-        report["comparison"] = compare(previous, report)
+        drop = throughput_drop() if drop is None else drop
+        report["comparison"] = compare(previous, report, drop)
+        old_tp = (previous.get("perf") or {}).get("throughput")
+        new_tp = (report.get("perf") or {}).get("throughput")
+        if old_tp and new_tp is not None:
+            print(f"report: {report['model']} {report['soc']} bs{report['batch_size']}: "
+                  f"throughput {old_tp:.1f} -> {new_tp:.1f} images/s "
+                  f"({(new_tp / old_tp - 1) * 100:+.1f}%) since the run of "
+                  f"{previous.get('timestamp')}")
         for change in report["comparison"]["changes"]:
             print(f"report: {report['model']} {report['soc']} bs{report['batch_size']}: "
-                  f"{change['what']} {change['old']} -> {change['new']} ({change['change']})")
+                  f"{change['flag'].upper()}: {change['what']} {change['old']} -> "
+                  f"{change['new']} ({change['change']})")
     atomic_write(dest, dumps(report))
     acc = report.get("accuracy") or {}
     perf = report.get("perf") or {}
@@ -256,7 +389,24 @@ def main(argv=None):
     pub.add_argument("built")
     pub.add_argument("dest")
     pub.add_argument("--no-gate", action="store_true", help="do not fail on a failed gate")
+    pub.add_argument("--throughput-drop", metavar="FRACTION",
+                     help=f"flag a throughput fall beyond this (default {THROUGHPUT_DROP:g}, "
+                          f"or ${THROUGHPUT_DROP_ENV})")
+    cmp_ = sub.add_parser("compare", help="print the run-over-run changes recorded in reports/")
+    cmp_.add_argument("--reports", default=REPORTS_DIR, help="reports folder (default: reports/)")
+    cmp_.add_argument("--throughput-drop", metavar="FRACTION",
+                      help=f"flag a throughput fall beyond this (default {THROUGHPUT_DROP:g}, "
+                           f"or ${THROUGHPUT_DROP_ENV})")
+    cmp_.add_argument("--strict", action="store_true",
+                      help="exit 1 when any change is flagged")
     args = parser.parse_args(argv)
+
+    if args.command == "compare":
+        text, flagged = compare_table(args.reports, throughput_drop(args.throughput_drop))
+        print(text)
+        if flagged and args.strict:
+            sys.exit(1)
+        return
 
     if args.command == "write":
         extra = read_json(args.extra, "backend description") if args.extra else {}
@@ -271,7 +421,7 @@ def main(argv=None):
             **extra)
         atomic_write(args.out, dumps(report))
     else:
-        report = publish(args.built, args.dest)
+        report = publish(args.built, args.dest, throughput_drop(args.throughput_drop))
         if report["gate"]["verdict"] == "fail" and not args.no_gate:
             print(f"error: accuracy gate failed for {args.dest}: {report['gate']['reason']}",
                   file=sys.stderr)

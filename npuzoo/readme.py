@@ -1,0 +1,518 @@
+"""READMEs rendered from model.yaml and reports/ alone: `make readme` (`python3 -m npuzoo.readme`).
+
+Writes models/<name>/README.md for every models/<name>/model.yaml, models/<name>/perf_<chip>.png
+for every chip with at least one measured batch size, and the top-level README.md (a hand-written
+introduction kept in templates/_intro.md.j2, then the table of every model on every chip).
+Nothing is run: the numbers are those of the committed reports, and the published ModelZoo
+numbers of model.yaml `reference` appear in their own, labelled tables, never among measured rows.
+
+`--check` renders in memory and exits 1 naming each file that differs from the rendering (the
+README test does the same), so a README is never edited by hand. Adding a model needs no
+change here: every folder with a model.yaml is rendered.
+"""
+
+import argparse
+import io
+import os
+import re
+import sys
+
+import jinja2
+
+from npuzoo import config
+from npuzoo import report as reports
+from npuzoo.errors import UserError, atomic_write, cli
+
+TEMPLATES_DIR = os.path.join(config.REPO_ROOT, "templates")
+MODEL_TEMPLATE = "model_README.md.j2"
+TOP_TEMPLATE = "README.md.j2"
+FULL_SET = 50000
+BEST = "★"  # marks the best batch size of a chip
+ASCEND_PREFIX = "Ascend"
+PLOT_NAME = "perf_{soc}.png"
+
+
+# -- inputs --------------------------------------------------------------------------------
+
+def model_names(models_dir):
+    """Every folder of `models_dir` with a model.yaml, sorted (config.model_names for the repo)."""
+    if os.path.abspath(models_dir) == os.path.abspath(config.MODELS_DIR):
+        return config.model_names()
+    if not os.path.isdir(models_dir):
+        return []
+    return sorted(n for n in os.listdir(models_dir)
+                  if os.path.isfile(os.path.join(models_dir, n, "model.yaml")))
+
+
+def load_model(models_dir, name):
+    return config.load(os.path.join(models_dir, name, "model.yaml"))
+
+
+def read_requirements(path):
+    """[(package, pinned version or the whole specifier)] from a requirements file."""
+    if not os.path.isfile(path):
+        return None
+    pins = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            name, sep, version = line.partition("==")
+            pins.append((name.strip(), version.strip() if sep else line))
+    return pins
+
+
+def model_reports(reports_dir, name):
+    """The reports of one model, sorted by chip then batch size."""
+    folder = os.path.join(reports_dir, name)
+    found = []
+    if os.path.isdir(folder):
+        for entry in sorted(os.listdir(folder)):
+            if entry.endswith(".json") and not entry.startswith("."):
+                found.append(reports.load(os.path.join(folder, entry)))
+    return sorted(found, key=lambda r: (soc_order(r.get("soc")), r.get("batch_size") or 0))
+
+
+def soc_order(soc):
+    """CPU first, then the chips in name order."""
+    return (soc != "cpu", str(soc))
+
+
+# -- formatting ----------------------------------------------------------------------------
+
+def fmt(value, digits=1, missing="—"):
+    if value is None:
+        return missing
+    return f"{value:,.{digits}f}"
+
+
+def fmt_ref(value):
+    """A published number as published (4076.18, 6736, 1.0), never rounded or padded."""
+    return "—" if value is None else str(value)
+
+
+def measured_what(report):
+    """One cell that says what a row measured: images, weights, date and commit."""
+    dataset = report.get("dataset") or {}
+    images = dataset.get("images")
+    if dataset.get("full_validation_set"):
+        scope = f"full validation set ({images:,} images)"
+    elif images is not None:
+        total = dataset.get("labelled_images")
+        of = f" of {total:,}" if total and total != images else ""
+        scope = f"{images:,}{of} images of {dataset.get('name') or 'DATA'}"
+    else:
+        scope = "images not recorded"
+    source = (report.get("weights") or {}).get("source") or "unrecorded"
+    date = (report.get("timestamp") or "")[:10] or "undated"
+    commit = report.get("commit") or "no commit"
+    return f"{scope}; {source} weights; {date}; `{commit}`"
+
+
+def accuracy_cells(report):
+    """Top-1 and top-5 cells; random-weight numbers say they mean nothing."""
+    acc = report.get("accuracy")
+    if not acc:
+        return "—", "—"
+    meaningful = acc.get("meaningful", (report.get("weights") or {}).get("source") != "random")
+    cells = [fmt(acc.get(k), 2) for k in ("top1", "top5")]
+    if not meaningful:
+        cells = [f"{c} (random weights: not meaningful)" for c in cells]
+    return tuple(cells)
+
+
+def gate_cell(report):
+    verdict = report.get("gate") or {}
+    word = verdict.get("verdict") or "not applicable"
+    shown = {"pass": "pass", "fail": "**FAIL**"}.get(word, word)
+    reason = verdict.get("reason")
+    return f"{shown}: {reason}" if reason else shown
+
+
+def latency(report, key):
+    lat = (report.get("perf") or {}).get("latency_ms") or {}
+    return fmt(lat.get(key), 2)
+
+
+def throughput(report):
+    return (report.get("perf") or {}).get("throughput")
+
+
+def best_batch(rows):
+    """The batch size with the highest throughput (the smaller one on a tie), or None."""
+    measured = [r for r in rows if throughput(r) is not None]
+    if not measured:
+        return None
+    return max(measured, key=lambda r: (throughput(r), -(r.get("batch_size") or 0)))["batch_size"]
+
+
+def reference_fps(cfg, soc):
+    """{bs: images/s} the ModelZoo published for this chip, or {}."""
+    perf = ((cfg.get("reference") or {}).get("perf") or {}).get(soc)
+    if not isinstance(perf, dict):
+        return {}
+    return {int(bs): fps for bs, fps in (perf.get("fps") or {}).items()}
+
+
+def ratio_cell(value, ref):
+    if value is None or not ref:
+        return "—"
+    return f"{value / ref:.2f}× of {fmt_ref(ref)}"
+
+
+# -- the model README ----------------------------------------------------------------------
+
+def measured_tables(cfg, rows):
+    """Per chip: its measured rows (best batch size marked) and ratios to the same chip's reference."""
+    chips = []
+    for soc in sorted({r.get("soc") for r in rows}, key=soc_order):
+        chip_rows = [r for r in rows if r.get("soc") == soc]
+        best = best_batch(chip_rows)
+        ref = reference_fps(cfg, soc)
+        lines = []
+        for r in chip_rows:
+            bs = r.get("batch_size")
+            top1, top5 = accuracy_cells(r)
+            lines.append({
+                "bs": f"**{bs}** {BEST}" if bs == best else str(bs),
+                "throughput": fmt(throughput(r)),
+                "ratio": ratio_cell(throughput(r), ref.get(bs)),
+                "p50": latency(r, "p50"), "p99": latency(r, "p99"),
+                "top1": top1, "top5": top5, "gate": gate_cell(r),
+                "what": measured_what(r),
+            })
+        devices = sorted({str(r.get("device")) for r in chip_rows if r.get("device")})
+        backends = sorted({f"{(r.get('backend') or {}).get('name')} "
+                           f"{(r.get('backend') or {}).get('version')}"
+                           for r in chip_rows if r.get("backend")})
+        chips.append({"soc": soc, "rows": lines, "best": best, "has_reference": bool(ref),
+                      "device": "; ".join(devices) or "not recorded",
+                      "backend": "; ".join(backends) or "not recorded",
+                      "plot": PLOT_NAME.format(soc=soc) if best is not None else None})
+    return chips
+
+
+def reference_context(cfg):
+    ref = cfg.get("reference") or {}
+    acc = ref.get("accuracy") or {}
+    tol = ref.get("tolerance") or {}
+    perf = ref.get("perf") or {}
+    chips = [(chip, table) for chip, table in perf.items()
+             if chip != "source" and isinstance(table, dict)]
+    sizes = sorted({int(bs) for _, table in chips for bs in (table.get("fps") or {})})
+    rows = []
+    for chip, table in chips:
+        fps = {int(bs): v for bs, v in (table.get("fps") or {}).items()}
+        best = max(fps, key=lambda bs: (fps[bs], -bs)) if fps else None
+        rows.append({"chip": chip, "note": table.get("note") or "",
+                     "best_bs": best, "best_fps": fmt_ref(fps.get(best)),
+                     "cells": [(f"**{fmt_ref(fps[bs])}** {BEST}" if bs == best else fmt_ref(fps[bs]))
+                               if bs in fps else "—" for bs in sizes]})
+    return {
+        "top1": fmt_ref(acc.get("top1")), "top5": fmt_ref(acc.get("top5")),
+        "accuracy_source": acc.get("source") or "not given",
+        "tolerance_top1": fmt_ref(tol.get("top1")), "tolerance_top5": fmt_ref(tol.get("top5")),
+        "missing_top1": acc.get("top1") is None, "missing_top5": acc.get("top5") is None,
+        "perf_sizes": sizes, "perf_rows": rows, "perf_source": perf.get("source") or "",
+    }
+
+
+def source_steps(cfg, folder):
+    """Shell lines that fetch and patch the upstream code into `upstream/`, one way per source.
+
+    Reads model.yaml `upstream.sources` (tried in order by the pipeline): a git repository at a
+    commit, or a PyPI release fetched as a source distribution; each names its own patch.
+    """
+    upstream = cfg.get("upstream") or {}
+    ways = []
+    for source in upstream.get("sources") or []:
+        if not isinstance(source, dict):
+            continue
+        patch = source.get("patch")
+        strip = source.get("strip", 1)
+        apply = f" && patch -p{strip} -d upstream < {patch}" if patch else ""
+        note = source.get("why") or source.get("note") or ""
+        repo = source.get("url") or source.get("repo") or source.get("git")
+        package = source.get("pypi") or source.get("package") or source.get("requirement")
+        commit = source.get("commit") or source.get("tag") or source.get("ref")
+        if repo and source.get("kind", "git") == "git":
+            lines = [f"git clone {repo} upstream",
+                     f"git -C upstream checkout {commit}{apply}" if commit else apply.lstrip(" &")]
+            ways.append({"title": f"git {repo} at {commit}" if commit else f"git {repo}",
+                         "patch": patch,
+                         "lines": [line for line in lines if line], "note": note})
+        elif package:
+            name = package.split("==")[0]
+            lines = [f"pip download --no-deps --no-binary :all: {package} -d sdist",
+                     f"mkdir upstream && tar -xzf sdist/{name}-*.tar.gz -C upstream "
+                     f"--strip-components=1{apply}"]
+            ways.append({"title": f"PyPI {package} (source distribution)", "lines": lines,
+                         "patch": patch, "note": note})
+    return ways
+
+
+def quick_start(cfg, name, ways):
+    """The standalone commands, in the order the guide runs them."""
+    channels, height, width = cfg["input"]["shape"]
+    weights = cfg["weights"]
+    extra = " ".join((cfg.get("atc") or {}).get("extra_args") or [])
+    checksum = None
+    if weights.get("sha256"):
+        checksum = f'echo "{weights["sha256"]}  {weights["file"]}" | sha256sum -c -'
+    elif weights.get("md5"):
+        checksum = f'echo "{weights["md5"]}  {weights["file"]}" | md5sum -c -'
+    return {
+        "weights_get": f"wget -nc {weights['url']}",
+        "weights_check": checksum,
+        "preprocess": "python3 preprocess.py ${imagenet}/val prep_dataset",
+        "pth2onnx": f"python3 pth2onnx.py {weights['file']} {name}.onnx"
+                    + (" --source upstream" if ways else ""),
+        "pth2onnx_random": f"python3 pth2onnx.py random {name}.onnx"
+                           + (" --source upstream" if ways else ""),
+        "atc": (f"atc --framework=5 --model={name}.onnx --output={name}_bs${{bs}} "
+                f"--input_format={cfg['input']['layout']} "
+                f'--input_shape="{cfg["input"]["name"]}:${{bs}},{channels},{height},{width}" '
+                f"--log=error --soc_version=Ascend${{chip_name}}" + (f" {extra}" if extra else "")),
+        "infer": (f"python3 -m ais_bench --model {name}_bs${{bs}}.om --input prep_dataset "
+                  f"--output result --output_dirname bs${{bs}} --outfmt TXT --batchsize ${{bs}}"),
+        "postprocess": ("python3 postprocess.py result/bs${bs} ${imagenet}/val_label.txt ./ "
+                        "result_bs${bs}.json"),
+        "perf": (f"python3 -m ais_bench --model {name}_bs${{bs}}.om --loop 100 --warmup_count 2 "
+                 f"--batchsize ${{bs}}"),
+    }
+
+
+def environments(rows):
+    """Distinct environments the reports were measured in, as `package version` strings."""
+    seen = []
+    for r in rows:
+        env = r.get("environment") or {}
+        text = ", ".join(f"{k} {v}" for k, v in env.items() if v)
+        if text and text not in seen:
+            seen.append(text)
+    return seen
+
+
+def model_context(name, models_dir, reports_dir):
+    cfg = load_model(models_dir, name)
+    folder = os.path.join(models_dir, name)
+    rows = model_reports(reports_dir, name)
+    ways = source_steps(cfg, folder)
+    upstream = cfg.get("upstream") or {}
+    weights = cfg["weights"]
+    if weights.get("sha256"):
+        checksum = f"sha256 `{weights['sha256']}`"
+    elif weights.get("md5"):
+        checksum = f"md5 `{weights['md5']}`"
+    else:
+        checksum = "no checksum is published (the file is used as downloaded; see model.yaml)"
+    patches = sorted({s.get("patch") for s in upstream.get("sources") or []
+                      if isinstance(s, dict) and s.get("patch")})
+    if upstream.get("patch"):
+        patches = sorted(set(patches) | {upstream["patch"]})
+    return {
+        "name": name,
+        "cfg": cfg,
+        "description": " ".join(cfg["description"].split()),
+        "upstream": {k: upstream.get(k) for k in ("repo", "commit", "path", "note")},
+        "patches": patches,
+        "ways": ways,
+        "checksum": checksum,
+        "requirements": read_requirements(os.path.join(folder, "requirements.txt")),
+        "environments": environments(rows),
+        "quick": quick_start(cfg, name, ways),
+        "measured": measured_tables(cfg, rows),
+        "reference": reference_context(cfg),
+        "batch": "${bs}",
+    }
+
+
+# -- the top-level README ------------------------------------------------------------------
+
+def top_context(models_dir, reports_dir):
+    models, sizes = [], set()
+    for name in model_names(models_dir):
+        cfg = load_model(models_dir, name)
+        rows = model_reports(reports_dir, name)
+        sizes |= {r.get("batch_size") for r in rows}
+        chips = []
+        for soc in sorted({r.get("soc") for r in rows}, key=soc_order):
+            chip_rows = {r.get("batch_size"): r for r in rows if r.get("soc") == soc}
+            best = best_batch(chip_rows.values())
+            best_row = chip_rows.get(best) or next(iter(chip_rows.values()))
+            top1, top5 = accuracy_cells(best_row)
+            chips.append({"soc": soc, "rows": chip_rows, "best": best, "top1": top1,
+                          "top5": top5, "gate": gate_cell(best_row),
+                          "what": measured_what(best_row)})
+        ref = reference_context(cfg)
+        models.append({"name": name, "chips": chips, "reference": ref})
+    sizes = sorted(s for s in sizes if s is not None)
+    for model in models:
+        for chip in model["chips"]:
+            chip["cells"] = [
+                "—" if bs not in chip["rows"] else
+                (f"**{fmt(throughput(chip['rows'][bs]))}** {BEST}" if bs == chip["best"]
+                 else fmt(throughput(chip["rows"][bs])))
+                for bs in sizes]
+    return {"models": models, "sizes": sizes}
+
+
+# -- plots ---------------------------------------------------------------------------------
+
+def plot_png(name, soc, rows, ref):
+    """PNG bytes of throughput against batch size; fixed size, fonts and no metadata stamp."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9,
+                                "svg.hashsalt": "npuzoo", "path.simplify": False}):
+        fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+        points = sorted((r["batch_size"], throughput(r)) for r in rows
+                        if throughput(r) is not None)
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        ax.plot(xs, ys, marker="o", color="tab:blue", label=f"measured here ({soc})")
+        best = best_batch(rows)
+        for x, y in points:
+            ax.annotate(f"{y:,.1f}" + (f" {BEST}" if x == best else ""), (x, y),
+                        textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+        if ref:
+            rx = sorted(ref)
+            ax.plot(rx, [ref[x] for x in rx], marker="s", linestyle="--", color="tab:gray",
+                    label=f"ModelZoo reference ({soc}, published)")
+        ticks = sorted(set(xs) | set(ref))
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.margins(x=0.1)
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("throughput (images/s)")
+        ax.set_ylim(bottom=0, top=max(ys + list(ref.values())) * 1.18)
+        ax.set_title(f"{name} on {soc}: throughput vs batch size")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", metadata={"Software": None})
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def plots(name, models_dir, reports_dir):
+    """{path: PNG bytes} for every chip of a model with at least one measured batch size."""
+    cfg = load_model(models_dir, name)
+    rows = model_reports(reports_dir, name)
+    out = {}
+    for soc in sorted({r.get("soc") for r in rows}, key=soc_order):
+        chip_rows = [r for r in rows if r.get("soc") == soc]
+        if best_batch(chip_rows) is None:
+            continue
+        path = os.path.join(models_dir, name, PLOT_NAME.format(soc=soc))
+        out[path] = plot_png(name, soc, chip_rows, reference_fps(cfg, soc))
+    return out
+
+
+# -- rendering -----------------------------------------------------------------------------
+
+def environment(templates_dir=TEMPLATES_DIR):
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir), undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+
+
+def render_model(name, models_dir=config.MODELS_DIR, reports_dir=reports.REPORTS_DIR,
+                 templates_dir=TEMPLATES_DIR):
+    text = environment(templates_dir).get_template(MODEL_TEMPLATE).render(
+        **model_context(name, models_dir, reports_dir))
+    return tidy(text)
+
+
+def render_top(models_dir=config.MODELS_DIR, reports_dir=reports.REPORTS_DIR,
+               templates_dir=TEMPLATES_DIR):
+    text = environment(templates_dir).get_template(TOP_TEMPLATE).render(
+        **top_context(models_dir, reports_dir))
+    return tidy(text)
+
+
+def tidy(text):
+    """No trailing spaces, at most one blank line in a row, one final newline."""
+    text = "\n".join(line.rstrip() for line in text.splitlines())
+    return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
+
+
+def render_all(models_dir=config.MODELS_DIR, reports_dir=reports.REPORTS_DIR,
+               root=config.REPO_ROOT, templates_dir=TEMPLATES_DIR):
+    """{path: Markdown text} of every README (no plots)."""
+    out = {os.path.join(root, "README.md"): render_top(models_dir, reports_dir, templates_dir)}
+    for name in model_names(models_dir):
+        out[os.path.join(models_dir, name, "README.md")] = render_model(
+            name, models_dir, reports_dir, templates_dir)
+    return out
+
+
+def stale(rendered):
+    """The paths whose file differs from the rendering."""
+    differ = []
+    for path, text in rendered.items():
+        try:
+            with open(path, encoding="utf-8") as handle:
+                same = handle.read() == text
+        except FileNotFoundError:
+            same = False
+        if not same:
+            differ.append(path)
+    return differ
+
+
+def write_if_changed(path, data):
+    mode = "wb" if isinstance(data, bytes) else "w"
+    try:
+        with open(path, "rb" if mode == "wb" else "r", **({} if mode == "wb" else
+                                                          {"encoding": "utf-8"})) as handle:
+            if handle.read() == data:
+                return False
+    except FileNotFoundError:
+        pass
+    atomic_write(path, data, mode)
+    return True
+
+
+@cli
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python3 -m npuzoo.readme",
+        description="Render the READMEs and throughput plots from model.yaml and reports/.")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 naming each README that differs")
+    parser.add_argument("--models", default=config.MODELS_DIR, help="models folder")
+    parser.add_argument("--reports", default=reports.REPORTS_DIR, help="reports folder")
+    parser.add_argument("--root", default=config.REPO_ROOT,
+                        help="folder of the top-level README.md")
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.models):
+        raise UserError(f"{args.models}: no such models folder")
+    rendered = render_all(args.models, args.reports, args.root)
+    if args.check:
+        differ = stale(rendered)
+        for path in differ:
+            print(f"{os.path.relpath(path)}: differs from its rendering; run `make readme`")
+        sys.exit(1 if differ else 0)
+    changed = [p for p, text in rendered.items() if write_if_changed(p, text)]
+    for name in model_names(args.models):
+        pngs = plots(name, args.models, args.reports)
+        changed += [p for p, data in pngs.items() if write_if_changed(p, data)]
+        folder = os.path.join(args.models, name)
+        for old in os.listdir(folder):  # plots of chips that no longer have a measurement
+            path = os.path.join(folder, old)
+            if re.fullmatch(r"perf_.+\.png", old) and path not in pngs:
+                os.unlink(path)
+                changed.append(path)
+    for path in changed:
+        print(f"readme: wrote {os.path.relpath(path)}")
+    print(f"readme: {len(rendered)} README(s) rendered, {len(changed)} file(s) changed")
+
+
+if __name__ == "__main__":
+    main()

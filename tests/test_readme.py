@@ -1,0 +1,383 @@
+"""The generated READMEs: committed files equal their rendering, and the rendering follows reports/.
+
+Most tests render into memory from a temporary models/ and reports/ folder built here, so they
+depend neither on the committed reports nor on which models other people are adding.
+"""
+
+import copy
+import difflib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from npuzoo import config, readme, report
+
+SECTIONS = ["## Overview", "## Inputs and outputs", "## Environment", "## Quick start",
+            "## Performance and accuracy", "### Measured here",
+            "### Reference: published by the Ascend ModelZoo (not measured here)"]
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+def make_report(model, soc, bs, throughput, top1=0.33, top5=1.0, images=300, weights="random",
+                reference=None, timestamp="2025-11-22T03:00:00Z", commit="0123456789ab"):
+    """A report as `npuzoo.report write` lays it out, with the gate judged by report.gate."""
+    full = images == reference_full()
+    dataset = {"name": "imagenet" if full else "imagenet-val-1300", "images": images,
+               "labelled_images": images if full else 1300, "subset": not full,
+               "full_validation_set": full, "labels_sha256": f"labels-{images}"}
+    accuracy = {"top1": top1, "top2": top1, "top3": top1, "top4": top1, "top5": top5,
+                "images": images, "classes": 1000, "meaningful": weights != "random"}
+    weights_info = {"source": weights}
+    latency = 1000.0 * bs / throughput
+    return {
+        "schema": 1, "model": model, "soc": soc, "device": "Test CPU (2 cores)",
+        "batch_size": bs, "backend": {"name": "onnxruntime", "version": "1.31.1"},
+        "commit": commit, "timestamp": timestamp, "weights": weights_info, "dataset": dataset,
+        "accuracy": accuracy,
+        "gate": report.gate(reference or config.load("mobilenetv1")["reference"], accuracy,
+                            dataset, weights_info),
+        "perf": {"throughput": throughput,
+                 "latency_ms": {"mean": latency, "p50": latency, "p90": latency * 1.05,
+                                "p99": latency * 1.1, "min": latency, "max": latency * 1.2},
+                 "samples": 20, "loop": 20, "warmup": 2},
+        "environment": {"python": "3.11.2", "torch": "2.14.1", "onnxruntime": "1.31.1"},
+    }
+
+
+def reference_full():
+    return 50000
+
+
+def write_report(reports_dir, data):
+    path = reports_dir / data["model"] / f"{data['soc']}_bs{data['batch_size']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def copy_model(models_dir, name="mobilenetv1", as_name=None, edit=None):
+    """models_dir/<as_name>/ with the repository model's model.yaml (renamed, edited)."""
+    src = os.path.join(config.MODELS_DIR, name)
+    dst = models_dir / (as_name or name)
+    dst.mkdir(parents=True)
+    data = yaml.safe_load(open(os.path.join(src, "model.yaml"), encoding="utf-8"))
+    data["name"] = as_name or name
+    if edit:
+        edit(data)
+    (dst / "model.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    (dst / "requirements.txt").write_text("torch==2.14.1\nonnx==1.23.2\n")
+    return dst
+
+
+@pytest.fixture
+def zoo(tmp_path):
+    """A temporary models/ (mobilenetv1 and a second model) and an empty reports/."""
+    models, reports_dir = tmp_path / "models", tmp_path / "reports"
+    copy_model(models)
+    copy_model(models, as_name="othernet")
+    reports_dir.mkdir()
+    return models, reports_dir, tmp_path
+
+
+def render(models, reports_dir, root):
+    return readme.render_all(str(models), str(reports_dir), str(root))
+
+
+def changed_lines(before, after):
+    """{path: ([removed lines], [added lines])} between two renderings."""
+    out = {}
+    for path in sorted(set(before) | set(after)):
+        old, new = before.get(path, "").splitlines(), after.get(path, "").splitlines()
+        diff = list(difflib.unified_diff(old, new, lineterm="", n=0))
+        removed = [l[1:] for l in diff if l.startswith("-") and not l.startswith("---")]
+        added = [l[1:] for l in diff if l.startswith("+") and not l.startswith("+++")]
+        if removed or added:
+            out[os.path.basename(os.path.dirname(path)) + "/" + os.path.basename(path)] = \
+                (removed, added)
+    return out
+
+
+def table_row(text, *cells):
+    """The Markdown table rows of `text` whose leading cells are `cells`."""
+    prefix = "| " + " | ".join(cells) + " |"
+    return [line for line in text.splitlines() if line.startswith(prefix)]
+
+
+# -- the committed READMEs -----------------------------------------------------------------
+
+def test_committed_readmes_equal_their_rendering():
+    """`make readme` on a fresh clone changes nothing (the PNGs are checked by their links)."""
+    rendered = readme.render_all()
+    differ = readme.stale(rendered)
+    details = []
+    for path in differ:
+        old = open(path, encoding="utf-8").read().splitlines() if os.path.isfile(path) else []
+        diff = difflib.unified_diff(old, rendered[path].splitlines(), path, "rendering",
+                                    lineterm="", n=0)
+        details.append("\n".join(list(diff)[:20]))
+    assert not differ, ("README(s) differ from their rendering; run `make readme` and commit:\n"
+                        + "\n".join(details))
+
+
+def test_committed_readmes_link_existing_plots():
+    for name in config.model_names():
+        path = os.path.join(config.MODELS_DIR, name, "README.md")
+        if not os.path.isfile(path):
+            continue  # reported by the test above
+        text = open(path, encoding="utf-8").read()
+        for png in re.findall(r"\]\((perf_[^)]+\.png)\)", text):
+            assert os.path.isfile(os.path.join(config.MODELS_DIR, name, png)), (name, png)
+
+
+def test_every_model_readme_has_the_guide_sections_and_commands():
+    for name in config.model_names():
+        cfg = config.load(name)
+        text = readme.render_model(name)
+        positions = [text.find(section) for section in SECTIONS]
+        assert -1 not in positions and positions == sorted(positions), name
+        c, h, w = cfg["input"]["shape"]
+        assert "pip install -r requirements.txt" in text
+        assert "python3 preprocess.py ${imagenet}/val prep_dataset" in text
+        assert f"python3 pth2onnx.py {cfg['weights']['file']} {name}.onnx" in text
+        assert (f'--input_shape="{cfg["input"]["name"]}:${{bs}},{c},{h},{w}"' in text
+                and "--soc_version=Ascend${chip_name}" in text and "atc --framework=5" in text)
+        assert f"python3 -m ais_bench --model {name}_bs${{bs}}.om --input prep_dataset" in text
+        assert ("python3 postprocess.py result/bs${bs} ${imagenet}/val_label.txt ./ "
+                "result_bs${bs}.json") in text
+        assert "--loop 100" in text
+        assert f"make {name} DATA=" in text
+        if (cfg.get("upstream") or {}).get("sources"):
+            assert "git clone " in text and "pip download --no-deps --no-binary :all:" in text
+            assert "--source upstream" in text
+        else:
+            assert "git clone" not in text
+
+
+# -- rendering from reports ----------------------------------------------------------------
+
+def test_no_reports_renders_gracefully(zoo):
+    models, reports_dir, root = zoo
+    out = render(models, reports_dir, root)
+    model = out[str(models / "mobilenetv1" / "README.md")]
+    assert "*No measurements yet* — run `make mobilenetv1 DATA=" in model
+    assert "![" not in model
+    top = out[str(root / "README.md")]
+    assert "[othernet](models/othernet/README.md): no measurements yet — run `make othernet" in top
+    assert "| model | chip |" not in top  # no empty measured table
+
+
+def test_a_new_model_folder_is_rendered_with_no_code_change(zoo):
+    models, reports_dir, root = zoo
+    copy_model(models, as_name="zzznet")
+    out = render(models, reports_dir, root)
+    assert str(models / "zzznet" / "README.md") in out
+    assert "make zzznet DATA=" in out[str(models / "zzznet" / "README.md")]
+    assert "[zzznet](models/zzznet/README.md)" in out[str(root / "README.md")]
+
+
+def test_editing_a_report_changes_exactly_its_rows(zoo):
+    models, reports_dir, root = zoo
+    write_report(reports_dir, make_report("mobilenetv1", "cpu", 1, 290.0))
+    edited = write_report(reports_dir, make_report("mobilenetv1", "cpu", 4, 300.0))
+    write_report(reports_dir, make_report("mobilenetv1", "cpu", 16, 350.0))
+    write_report(reports_dir, make_report("othernet", "cpu", 4, 30.0))
+    before = render(models, reports_dir, root)
+
+    data = json.loads(edited.read_text())
+    data["perf"]["throughput"] = 310.5  # still not the best batch size
+    edited.write_text(json.dumps(data))
+    after = render(models, reports_dir, root)
+
+    changes = changed_lines(before, after)
+    assert set(changes) == {"mobilenetv1/README.md", f"{root.name}/README.md"}
+    removed, added = changes["mobilenetv1/README.md"]
+    assert len(removed) == len(added) == 1
+    assert added[0].startswith("| 4 | 310.5 |") and removed[0].startswith("| 4 | 300.0 |")
+    removed, added = changes[f"{root.name}/README.md"]
+    assert len(added) == 1 and added[0].startswith(
+        "| [mobilenetv1](models/mobilenetv1/README.md) | cpu | 290.0 | 310.5 | **350.0** ★ |")
+
+    # A new best batch size moves the mark: two rows of the model README, one of the top.
+    data["perf"]["throughput"] = 400.0
+    edited.write_text(json.dumps(data))
+    changes = changed_lines(after, render(models, reports_dir, root))
+    removed, added = changes["mobilenetv1/README.md"]
+    assert sorted(a.split(" | ")[0] for a in added) == ["| **4** ★", "| 16"]
+    assert len(changes[f"{root.name}/README.md"][1]) == 1
+
+
+def test_rows_say_what_they_measured(zoo):
+    models, reports_dir, root = zoo
+    write_report(reports_dir, make_report("mobilenetv1", "cpu", 4, 300.0, images=300,
+                                          weights="published", top1=70.0, top5=90.0,
+                                          commit="abcdef123456", timestamp="2025-10-01T00:00:00Z"))
+    write_report(reports_dir, make_report("mobilenetv1", "cpu", 8, 310.0, images=300))
+    text = readme.render_model("mobilenetv1", str(models), str(reports_dir))
+    [row] = table_row(text, "4")
+    assert "300 of 1,300 images of imagenet-val-1300; published weights; 2025-10-01; " \
+           "`abcdef123456`" in row
+    assert "not applicable: 300 images, not the full 50,000-image validation set" in row
+    assert "| 70.00 | 90.00 |" in row
+    [row] = table_row(text, "**8** ★")
+    assert "0.33 (random weights: not meaningful)" in row and "random weights" in row
+    assert "not applicable: random weights" in row
+    assert "latency p50 (ms) | latency p99 (ms)" in text
+
+
+def test_reference_rows_are_separate_and_ratios_use_the_same_chip(zoo):
+    models, reports_dir, root = zoo
+    write_report(reports_dir, make_report("mobilenetv1", "Ascend310P3", 16, 11000.0,
+                                          images=50000, weights="published", top1=69.4,
+                                          top5=89.0))
+    write_report(reports_dir, make_report("mobilenetv1", "Ascend310P3", 2, 3000.0))
+    write_report(reports_dir, make_report("mobilenetv1", "cpu", 16, 330.0))
+    text = readme.render_model("mobilenetv1", str(models), str(reports_dir))
+    measured = text[text.index("### Measured here"):text.index("### Reference")]
+    reference = text[text.index("### Reference"):]
+    [row] = table_row(measured, "**16** ★", "11,000.0")
+    assert "0.89× of 12420.51" in row and "pass: within tolerance" in row
+    assert "full validation set (50,000 images); published weights" in row
+    [row] = table_row(measured, "2", "3,000.0")
+    assert "| — |" in row  # no published number at BS 2: no ratio
+    [row] = table_row(measured, "**16** ★", "330.0")
+    assert "| — |" in row  # no reference for the CPU
+    assert "12420.51" not in measured.replace("0.89× of 12420.51", "")
+    assert "| Ascend310P3 | 4076.18 | 7962.32 | 10373.66 | 12420.51 | **13990.09** ★ | 6721.18 |" \
+        in reference
+    assert "| ModelZoo | 69.52 | 89.05 |" in reference and "11,000.0" not in reference
+
+
+def test_failed_gate_is_visible(zoo):
+    models, reports_dir, root = zoo
+    write_report(reports_dir, make_report("mobilenetv1", "cpu", 1, 100.0, images=50000,
+                                          weights="published", top1=60.0, top5=80.0))
+    out = render(models, reports_dir, root)
+    assert "**FAIL**: top1 60.00 < 68.52" in out[str(models / "mobilenetv1" / "README.md")]
+    assert "**FAIL**: top1 60.00 < 68.52" in out[str(root / "README.md")]
+
+
+def test_top5_only_reference_shows_a_dash_for_top1(tmp_path):
+    def top5_only(data):
+        data["reference"]["accuracy"].pop("top1")
+        data["reference"]["accuracy"]["top5"] = 94.43
+    models = tmp_path / "models"
+    copy_model(models, as_name="topfive", edit=top5_only)
+    out = render(models, tmp_path / "reports", tmp_path)
+    text = out[str(models / "topfive" / "README.md")]
+    assert "| ModelZoo | — | 94.43 |" in text
+    assert 'No top-1 accuracy is published for these weights, hence "—"' in text
+    assert "| [topfive](models/topfive/README.md) | — | 94.43 |" in out[str(tmp_path / "README.md")]
+
+
+def test_top_readme_keeps_the_introduction(zoo):
+    models, reports_dir, root = zoo
+    top = render(models, reports_dir, root)[str(root / "README.md")]
+    for needed in ("make test", "make mobilenetv1 DATA=/path/to/imagenet BS=16",
+                   "DATA=../shared/data/imagenet-val-1300 N=300 WEIGHTS=random",
+                   "## Layout", "## Bad input", "cannot be decoded stops preprocessing",
+                   "| `LOOP` |", "| `WARMUP` |", "| `RUNNER` |", "| `DEVICE` |"):
+        assert needed in top, needed
+    assert top.index("## Bad input") < top.index("## Every model on every chip measured")
+
+
+# -- plots ---------------------------------------------------------------------------------
+
+def test_plots_only_for_measured_chips_and_deterministic(zoo):
+    models, reports_dir, root = zoo
+    assert readme.plots("mobilenetv1", str(models), str(reports_dir)) == {}
+    write_report(reports_dir, make_report("mobilenetv1", "cpu", 1, 290.0))
+    write_report(reports_dir, make_report("mobilenetv1", "cpu", 4, 350.0))
+    write_report(reports_dir, make_report("mobilenetv1", "Ascend310P3", 1, 4000.0))
+    first = readme.plots("mobilenetv1", str(models), str(reports_dir))
+    second = readme.plots("mobilenetv1", str(models), str(reports_dir))
+    assert sorted(os.path.basename(p) for p in first) == ["perf_Ascend310P3.png", "perf_cpu.png"]
+    assert first == second
+    for data in first.values():
+        assert data.startswith(b"\x89PNG") and b"Software" not in data and b"tIME" not in data
+    text = readme.render_model("mobilenetv1", str(models), str(reports_dir))
+    assert "![mobilenetv1 throughput vs batch size on cpu](perf_cpu.png)" in text
+    assert "(perf_Ascend310P3.png)" in text
+
+
+def test_cli_writes_then_check_passes(zoo):
+    models, reports_dir, root = zoo
+    write_report(reports_dir, make_report("mobilenetv1", "cpu", 1, 290.0))
+    args = ["--models", str(models), "--reports", str(reports_dir), "--root", str(root)]
+    with pytest.raises(SystemExit) as stop:
+        readme.main(args + ["--check"])
+    assert stop.value.code == 1
+    readme.main(args)
+    assert (models / "mobilenetv1" / "perf_cpu.png").is_file()
+    assert not (models / "othernet" / "perf_cpu.png").exists()
+    with pytest.raises(SystemExit) as stop:
+        readme.main(args + ["--check"])
+    assert stop.value.code == 0
+    # a chip whose reports are gone loses its plot
+    shutil.rmtree(reports_dir / "mobilenetv1")
+    readme.main(args)
+    assert not (models / "mobilenetv1" / "perf_cpu.png").exists()
+
+
+# -- the quick start runs as written --------------------------------------------------------
+
+def bash_blocks(text):
+    return [block for block in re.findall(r"```bash\n(.*?)```", text, re.S)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", config.model_names())
+def test_quick_start_commands_run_in_a_copy_of_the_folder(name, tmp_path, shared_data, repo):
+    """Preprocess, export (random weights), infer and postprocess exactly as the README says,
+    in a copy of the folder. The Ascend-only tools are stood in for: `atc` by the CPU compile
+    step, `python3 -m ais_bench` by the project's runner with the same flags."""
+    folder = config.model_dir(name)
+    needed = ["preprocess.py", "pth2onnx.py", "postprocess.py"]
+    if not all(os.path.isfile(os.path.join(folder, f)) for f in needed):
+        pytest.skip(f"{name}: scripts not written yet")
+    pytest.importorskip("npuzoo.bench")
+    work = tmp_path / name
+    shutil.copytree(folder, work)
+    cfg = config.load(name)
+    text = readme.render_model(name)
+    python = sys.executable
+    lines = ["set -euo pipefail", "bs=4", f"imagenet={shared_data / 'imagenet-val-10'}"]
+    blocks = bash_blocks(text)
+    if (cfg.get("upstream") or {}).get("sources"):
+        cache = repo / ".venv" / "sdists"
+        pypi = [b for b in blocks if "pip download" in b]
+        if not pypi or not cache.is_dir():
+            pytest.skip("no cached sdist for the offline source step")
+        for line in pypi[0].splitlines():
+            line = line.strip()
+            if line.startswith("pip download"):  # tests never download: the cached sdist
+                lines.append(f"mkdir -p sdist && cp {cache}/* sdist/")
+            elif line:
+                lines.append(line)
+    for block in blocks:
+        for line in block.splitlines():
+            line = line.strip()
+            if line.startswith(("python3 preprocess.py", "mkdir -p result", "python3 postprocess.py")):
+                lines.append(line.replace("python3 ", f"{python} ", 1))
+            elif line.startswith("python3 pth2onnx.py"):
+                lines.append(line.replace(f" {cfg['weights']['file']} ", " random ")
+                             .replace("python3 ", f"{python} ", 1))
+            elif line.startswith("atc "):
+                lines.append(f"{python} -m npuzoo.compile {name}.onnx {name}_bs${{bs}}.onnx "
+                             "--batch ${bs}")
+            elif line.startswith("python3 -m ais_bench"):
+                lines.append(line.replace("python3 -m ais_bench", f"{python} -m npuzoo.bench", 1)
+                             .replace(f"{name}_bs${{bs}}.om", f"{name}_bs${{bs}}.onnx"))
+    script = "\n".join(lines) + "\n"
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    proc = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, script + proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.loads((work / "result_bs4.json").read_text())
+    assert result["value"][0] == {"key": "Number of images", "value": "10"}
