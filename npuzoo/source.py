@@ -65,7 +65,8 @@ def sha256_of(path):
     return digest.hexdigest()
 
 
-def first_line(text):
+def last_line(text):
+    """The last non-empty line of a tool's output (where git and pip put the reason)."""
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return lines[-1] if lines else ""
 
@@ -97,12 +98,12 @@ def fetch_git(entry, tree):
     clone = run(["git", "clone", "--quiet", "--no-checkout", entry["url"], tree],
                 timeout=GIT_TIMEOUT_S, env=env)
     if clone.returncode != 0:
-        raise SourceUnavailable(f"git clone failed: {first_line(clone.stdout) or clone.returncode}")
+        raise SourceUnavailable(f"git clone failed: {last_line(clone.stdout) or clone.returncode}")
     checkout = run(["git", "-c", "advice.detachedHead=false", "checkout", "--quiet",
                     entry["commit"]], cwd=tree, timeout=GIT_TIMEOUT_S, env=env)
     if checkout.returncode != 0:
         raise SourceUnavailable(f"commit {entry['commit']} not found in the clone: "
-                                f"{first_line(checkout.stdout)}")
+                                f"{last_line(checkout.stdout)}")
     head = run(["git", "rev-parse", "HEAD"], cwd=tree, env=env).stdout.strip()
     shutil.rmtree(os.path.join(tree, ".git"))  # the tree, not a repository: patch -p1 only
     return {"url": entry["url"], "commit": head}
@@ -144,7 +145,7 @@ def download_sdist(requirement, folder):
     found = sdist_candidates(folder, name, version)
     if result.returncode != 0 or not found:
         raise SourceUnavailable(f"pip download {requirement} failed: "
-                                f"{first_line(result.stdout) or 'no sdist downloaded'}")
+                                f"{last_line(result.stdout) or 'no sdist downloaded'}")
     return found[0]
 
 
@@ -191,15 +192,27 @@ def fetch_pypi(entry, tree, cache):
 # -- patch ----------------------------------------------------------------------------------
 
 def rejected_hunks(tree):
-    """The first lines of the .rej files `patch` left in `tree`."""
+    """`<file>: <first lines of its first rejected hunk>` for each .rej file `patch` left."""
     shown = []
-    for root, _, files in os.walk(tree):
+    for root, _, files in sorted(os.walk(tree)):
         for name in sorted(files):
             if name.endswith(".rej"):
                 with open(os.path.join(root, name), encoding="utf-8", errors="replace") as handle:
-                    lines = [line.rstrip("\n") for line in handle][:REJECT_LINES]
-                shown.append(" | ".join(lines))
+                    lines = [line.rstrip("\n") for line in handle
+                             if not line.startswith(("--- ", "+++ "))][:REJECT_LINES]
+                target = os.path.relpath(os.path.join(root, name[:-len(".rej")]), tree)
+                shown.append(f"{target}: " + " | ".join(lines))
     return shown
+
+
+def patch_summary(output):
+    """patch's `N out of M hunks FAILED` line, without the `-- saving rejects` tail."""
+    lines = output.splitlines()
+    for wanted in (" out of ", "can't find file", "malformed", "FAILED"):
+        for line in lines:
+            if wanted in line:
+                return line.split(" -- ")[0].strip()
+    return last_line(output)
 
 
 def apply_patch(patch_path, tree, source_name):
@@ -213,9 +226,9 @@ def apply_patch(patch_path, tree, source_name):
     if result.returncode == 0:
         return
     hunks = rejected_hunks(tree)
-    detail = ("rejected hunk: " + hunks[0]) if hunks else first_line(result.stdout)
+    detail = f"; rejected hunk in {hunks[0]}" if hunks else ""
     raise PatchRejected(f"patch {os.path.basename(patch_path)} does not apply to {source_name}: "
-                        f"{first_line(result.stdout)}; {detail}")
+                        f"{patch_summary(result.stdout)}{detail}")
 
 
 # -- the step -------------------------------------------------------------------------------
