@@ -53,21 +53,21 @@ AIS_BENCH_HINT = ("pip install the aclruntime and ais_bench wheels (ais_bench 0.
 RUNTIME_VARS = ("ASCEND_HOME_PATH", "ASCEND_OPP_PATH", "ASCEND_AICPU_PATH")
 
 
-def ascend_root():
-    return os.environ.get("NPUZOO_ASCEND_ROOT") or "/usr/local/Ascend"
+def ascend_root(env=None):
+    return (os.environ if env is None else env).get("NPUZOO_ASCEND_ROOT") or "/usr/local/Ascend"
 
 
 # -- the CANN environment ----------------------------------------------------------------------
 
-def set_env_candidates(runtime_only=False):
+def set_env_candidates(env, runtime_only=False):
     """set_env.sh files to try, in order, that exist."""
     paths = []
-    home = os.environ.get("ASCEND_TOOLKIT_HOME")
+    home = env.get("ASCEND_TOOLKIT_HOME")
     if home:
         paths += [os.path.join(home, "set_env.sh"),
                   os.path.join(os.path.dirname(home.rstrip("/")), "set_env.sh"),
                   os.path.join(home, "bin", "setenv.bash")]
-    root = ascend_root()
+    root = ascend_root(env)
     paths += [os.path.join(root, "ascend-toolkit", "set_env.sh"),
               os.path.expanduser("~/Ascend/ascend-toolkit/set_env.sh")]
     if runtime_only:
@@ -81,12 +81,12 @@ def set_env_candidates(runtime_only=False):
     return found
 
 
-def sourced_environment(path):
-    """The environment after `source path` in bash, or None when sourcing fails."""
+def sourced_environment(path, env):
+    """The environment `env` after `source path` in bash, or None when sourcing fails."""
     script = 'source "$1" >/dev/null 2>&1 || exit 97; env -0'
     try:
         proc = subprocess.run(["bash", "-c", script, "bash", path], capture_output=True,
-                              timeout=60)
+                              env=env, timeout=60)
     except (OSError, subprocess.SubprocessError):
         return None
     if proc.returncode != 0:
@@ -114,9 +114,9 @@ def cann_environment(runtime_only=False, env=None):
     env = dict(os.environ if env is None else env)
     if environment_is_set(env, runtime_only):
         return env, None
-    tried = set_env_candidates(runtime_only)
+    tried = set_env_candidates(env, runtime_only)
     for path in tried:
-        sourced = sourced_environment(path)
+        sourced = sourced_environment(path, env)
         if sourced is not None and environment_is_set(sourced, runtime_only):
             return sourced, path
     where = f" (sourced {', '.join(tried)}, still no atc)" if tried else ""
@@ -272,7 +272,7 @@ def _key_value(path, key):
 
 def toolkit_version(env):
     homes = [env.get("ASCEND_TOOLKIT_HOME"), env.get("ASCEND_HOME_PATH"),
-             os.path.join(ascend_root(), "ascend-toolkit", "latest")]
+             os.path.join(ascend_root(env), "ascend-toolkit", "latest")]
     for home in filter(None, homes):
         for path in sorted(glob.glob(os.path.join(home, "*", "ascend_toolkit_install.info"))
                            + glob.glob(os.path.join(home, "ascend_toolkit_install.info"))):
@@ -296,7 +296,7 @@ def npu_smi_version(env):
 
 def driver_version(env, npu_smi=None):
     """<root>/driver/version.info, else the version in npu-smi's header."""
-    return (_key_value(os.path.join(ascend_root(), "driver", "version.info"), "version")
+    return (_key_value(os.path.join(ascend_root(env), "driver", "version.info"), "version")
             or npu_smi)
 
 
