@@ -8,6 +8,8 @@
 #   data/<dataset id>/                selected images (links), labels, dataset.json, prep/*.bin
 #   onnx/<weights id>/<model>.onnx    export, once per model and weights
 #   <SOC>/<weights id>/<model>_bs<BS>.onnx|.om                 compiled, once per chip and BS
+#   <SOC>/<weights id>/<model>_bs<BS>.om.json                  Ascend: the chip the .om is for
+#   <SOC>/<weights id>/bs<BS>/backend.json                      Ascend: CANN/driver/ais_bench versions
 #   <SOC>/<weights id>/bs<BS>/perf-loop<L>-warmup<W>/           pure-inference perf
 #   <SOC>/<weights id>/bs<BS>/<dataset id>/results/, accuracy.json, report.json
 # and reports/<model>/<SOC>_bs<BS>.json, published from report.json.
