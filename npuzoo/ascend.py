@@ -195,15 +195,7 @@ def check_device_chip(soc, device, env):
     """Where npu-smi exists, the chip of DEVICE must be `soc`."""
     if not _which("npu-smi", env):
         return
-    saved = os.environ.get("PATH")
-    os.environ["PATH"] = env.get("PATH", "")
-    try:
-        found = socs.detect(device)
-    finally:
-        if saved is None:
-            os.environ.pop("PATH", None)
-        else:
-            os.environ["PATH"] = saved
+    found = socs.detect(device, env=env)
     if found != soc:
         raise UserError(f"DEVICE={device} is an {found} (npu-smi info) but SOC={soc}: an .om "
                         f"built for {soc} does not run there; use SOC={found} or SOC=auto")

@@ -52,16 +52,19 @@ def parse_npu_smi_devices(text):
     return devices
 
 
-def detect(device=0):
+def detect(device=0, env=None):
     """The soc_version of device `device` as npu-smi reports it, or `cpu` without npu-smi.
 
     `device` is the logical id of ais_bench --device (the Device column of npu-smi's second
-    row); where npu-smi shows no such column, the NPU id of the first row.
+    row); where npu-smi shows no such column, the NPU id of the first row. `env`: the
+    environment to find and run npu-smi in (default: this process's).
     """
-    if not shutil.which("npu-smi"):
+    path = (env if env is not None else os.environ).get("PATH", os.defpath)
+    npu_smi = shutil.which("npu-smi", path=path)
+    if not npu_smi:
         return "cpu"
     try:
-        text = subprocess.run(["npu-smi", "info"], capture_output=True, text=True,
+        text = subprocess.run([npu_smi, "info"], capture_output=True, text=True, env=env,
                               check=True, timeout=60).stdout
     except (subprocess.SubprocessError, OSError) as err:
         raise UserError(f"npu-smi info failed ({err}); pass SOC=<chip> explicitly") from None
