@@ -1,0 +1,777 @@
+"""Tests of npuzoo.bench, the ais_bench (G2, T23) compatible ONNX Runtime runner.
+
+Expected values follow /work/shared/docs/ais_bench_contract.md §2-§5. The models are built
+here with onnx.helper and are tiny, so every test runs in well under a second (the few CLI
+tests pay for one interpreter start each). No timing is asserted.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from npuzoo import bench
+from npuzoo.errors import UserError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLOAT = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|nan|inf)"
+TIMESTAMP = re.compile(r"^\d{4}_\d{2}_\d{2}-\d{2}_\d{2}_\d{2}$")
+
+# -- models ---------------------------------------------------------------------------------
+
+W = ((np.arange(48 * 10, dtype=np.float32).reshape(48, 10) % 7) - 3) / 4
+
+
+def _save(graph, path, opset=13):
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def classifier(path, batch):
+    """image [batch,3,4,4] -> class = reshape(N,48) @ W (N,10), and batchsum (N,1): the sum of
+    the whole batch, broadcast to every row (shows what padding went in)."""
+    nodes = [
+        helper.make_node("Reshape", ["image", "shape"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "W"], ["class"]),
+        helper.make_node("ReduceSum", ["flat", "ax1"], ["rows"], keepdims=1),
+        helper.make_node("ReduceSum", ["rows", "ax0"], ["total"], keepdims=1),
+        helper.make_node("Mul", ["rows", "zero"], ["zeros"]),
+        helper.make_node("Add", ["zeros", "total"], ["batchsum"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([-1, 48], np.int64), "shape"),
+        numpy_helper.from_array(W, "W"),
+        numpy_helper.from_array(np.array([1], np.int64), "ax1"),
+        numpy_helper.from_array(np.array([0], np.int64), "ax0"),
+        numpy_helper.from_array(np.array(0, np.float32), "zero"),
+    ]
+    graph = helper.make_graph(
+        nodes, "classifier",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, 4, 4])],
+        [helper.make_tensor_value_info("class", TensorProto.FLOAT, [batch, 10]),
+         helper.make_tensor_value_info("batchsum", TensorProto.FLOAT, [batch, 1])],
+        inits)
+    return _save(graph, path)
+
+
+def identity(path, shape, cast_int64=False, transpose=False):
+    """x -> x (or x cast to int64, or x transposed so the batch lands on axis 1)."""
+    if cast_int64:
+        node = helper.make_node("Cast", ["x"], ["y"], to=TensorProto.INT64)
+        out = helper.make_tensor_value_info("y", TensorProto.INT64, shape)
+    elif transpose:
+        node = helper.make_node("Transpose", ["x"], ["y"], perm=[1, 0])
+        out = helper.make_tensor_value_info("y", TensorProto.FLOAT, shape[::-1])
+    else:
+        node = helper.make_node("Identity", ["x"], ["y"])
+        out = helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)
+    graph = helper.make_graph([node], "identity",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)], [out])
+    return _save(graph, path)
+
+
+def two_inputs(path):
+    """a [N,3] float, b [N,2] int64 -> s = a * 2 (N,3) float, t = b + 1 (N,2) int64."""
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["a", "two"], ["s"]), helper.make_node("Add", ["b", "one"], ["t"])],
+        "two",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 3]),
+         helper.make_tensor_value_info("b", TensorProto.INT64, ["N", 2])],
+        [helper.make_tensor_value_info("s", TensorProto.FLOAT, ["N", 3]),
+         helper.make_tensor_value_info("t", TensorProto.INT64, ["N", 2])],
+        [numpy_helper.from_array(np.array(2, np.float32), "two"),
+         numpy_helper.from_array(np.array(1, np.int64), "one")])
+    return _save(graph, path)
+
+
+def pooled(path):
+    """image [N,3,H,W] (dynamic H, W) -> global average pool flattened (N,3)."""
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["image"], ["p"]),
+         helper.make_node("Flatten", ["p"], ["class"])],
+        "pooled",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("class", TensorProto.FLOAT, ["N", 3])])
+    return _save(graph, path)
+
+
+def expected_class(images):
+    return images.reshape(-1, 48) @ W
+
+
+@pytest.fixture
+def models(tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    return {
+        "static": classifier(folder / "static.onnx", 2),
+        "dynamic": classifier(folder / "dynamic.onnx", "batch"),
+    }
+
+
+def images(n, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, 3, 4, 4)).astype(np.float32)
+
+
+def write_bins(folder, arrays, names=None):
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for i, array in enumerate(arrays):
+        name = names[i] if names else "img_{:03d}.bin".format(i)
+        path = os.path.join(str(folder), name)
+        array.tofile(path)
+        paths.append(path)
+    return paths
+
+
+def run_api(argv, capsys=None, threads=1):
+    summary = bench.run([str(a) for a in argv], threads=threads)
+    out = capsys.readouterr().out if capsys is not None else ""
+    return summary, out
+
+
+def run_cli(*argv, env=None):
+    full_env = dict(os.environ, PYTHONPATH=REPO)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "npuzoo.bench", *map(str, argv)], cwd=REPO,
+                          env=full_env, capture_output=True, text=True, timeout=120)
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+# -- command line ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, field, value", [
+    (["-m", "x.onnx"], "model", "x.onnx"),
+    (["--model=x.onnx"], "model", "x.onnx"),
+    (["--mod", "x.onnx"], "model", "x.onnx"),
+    (["-m", "x", "-i", "a,b"], "input", "a,b"),
+    (["-m", "x", "--input=a"], "input", "a"),
+    (["-m", "x", "-o", "out"], "output", "out"),
+    (["-m", "x", "--output", "out", "--output_dir", "d"], "output_dirname", "d"),
+    (["-m", "x", "--output", "out", "--output_dirname=d"], "output_dirname", "d"),
+    (["-m", "x", "--outfmt", "TXT"], "outfmt", "TXT"),
+    (["-m", "x", "--outfmt=NPY"], "outfmt", "NPY"),
+    (["-m", "x"], "outfmt", "BIN"),
+    (["-m", "x", "-l", "7"], "loop", 7),
+    (["-m", "x", "--loop=7"], "loop", 7),
+    (["-m", "x"], "loop", 1),
+    (["-m", "x", "--debug"], "debug", True),
+    (["-m", "x", "--debug", "true"], "debug", True),
+    (["-m", "x", "--debug=0"], "debug", False),
+    (["-m", "x"], "debug", False),
+    (["-m", "x", "-d", "3"], "device", 3),
+    (["-m", "x", "--device=0,1,2"], "device", [0, 1, 2]),
+    (["-m", "x"], "device", 0),
+    (["-m", "x", "--dymBatch", "8"], "dymBatch", 8),
+    (["-m", "x"], "dymBatch", 0),
+    (["-m", "x", "--batchsize", "4"], "batchsize", 4),
+    (["-m", "x"], "batchsize", None),
+    (["-m", "x", "--pure_data_type", "random"], "pure_data_type", "random"),
+    (["-m", "x"], "pure_data_type", "zero"),
+    (["-m", "x", "--display_all_summary"], "display_all_summary", True),
+    (["-m", "x", "--display_all_summary", "Y"], "display_all_summary", True),
+    (["-m", "x", "--display_all_summary=no"], "display_all_summary", False),
+    (["-m", "x", "--warmup_count", "3"], "warmup_count", 3),
+    (["-m", "x", "--warmup-count=0"], "warmup_count", 0),
+    (["-m", "x", "--warmup", "2"], "warmup_count", 2),
+    (["-m", "x"], "warmup_count", 1),
+    (["-m", "x", "--output_batchsize_axis", "1"], "output_batchsize_axis", 1),
+    (["-m", "x"], "output_batchsize_axis", 0),
+    (["-m", "x", "--dymHW", "300,500"], "dymHW", "300,500"),
+    (["-m", "x", "--dymDims", "a:1,600"], "dymDims", "a:1,600"),
+    (["-m", "x", "--dymShape", "a:1,3"], "dymShape", "a:1,3"),
+    (["-m", "x", "--outputSize", "100,200"], "outputSize", "100,200"),
+    (["-m", "x", "--auto_set_dymshape_mode", "1"], "auto_set_dymshape_mode", True),
+    (["-m", "x", "--auto_set_dymdims_mode=TRUE"], "auto_set_dymdims_mode", True),
+    (["-m", "x", "--profiler", "false"], "profiler", False),
+    (["-m", "x", "--dump", "0"], "dump", False),
+    (["-m", "x", "--run_mode", "full"], "run_mode", "full"),
+    (["-m", "x"], "run_mode", "array"),
+])
+def test_flags_parse(argv, field, value):
+    assert getattr(bench.parse_args(argv), field) == value
+
+
+@pytest.mark.parametrize("text", ["yes", "YES", "true", "True", "t", "T", "y", "Y", "1"])
+def test_bool_true(text):
+    assert bench.str2bool(text) is True
+    assert bench.parse_args(["-m", "x", "--debug", text]).debug is True
+
+
+@pytest.mark.parametrize("text", ["no", "No", "false", "FALSE", "f", "F", "n", "N", "0"])
+def test_bool_false(text):
+    assert bench.str2bool(text) is False
+    assert bench.parse_args(["-m", "x", "--debug", text]).debug is False
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["-m", "x", "--debug", "maybe"], "Boolean value expected"),
+    (["-m", "x", "--loop", "0"], "invalid positive int"),
+    (["-m", "x", "--batchsize", "0"], "invalid positive int"),
+    (["-m", "x", "--warmup_count", "-1"], "invalid nonnegative int"),
+    (["-m", "x", "--output_batchsize_axis", "-1"], "invalid nonnegative int"),
+    (["-m", "x", "--device", "256"], "valid value range is [0, 255]"),
+    (["-m", "x", "--device", "0,300"], "valid value range is [0, 255]"),
+    (["-m", "x", "--outfmt", "CSV"], "invalid choice"),
+    (["-m", "x", "--pure_data_type", "ones"], "invalid choice"),
+    (["-m", "x", "--out", "o"], "ambiguous option"),
+    (["-m", "x", "--nosuchflag"], "unrecognized arguments"),
+    ([], "--model"),
+    (["-m", "x", "--output_dirname", "d"], "--output_dirname can't be used alone"),
+    (["-m", "x", "--profiler", "1", "-o", "o"], "--profiler is not supported by this runner"),
+    (["-m", "x", "--dump", "true", "-o", "o"], "--dump is not supported by this runner"),
+    (["-m", "x", "--acl_json_path", "acl.json"], "--acl_json_path is not supported by this runner"),
+    (["-m", "x", "--dymShape_range", "x:1~3"], "--dymShape_range is not supported by this runner"),
+])
+def test_flag_errors(argv, fragment):
+    with pytest.raises(UserError) as err:
+        bench.parse_args(argv)
+    assert fragment in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_help_works():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for flag in ("--model", "--output_dirname", "--outfmt", "--warmup_count", "--display_all_summary",
+                 "--output_batchsize_axis", "--pure_data_type", "--dymBatch"):
+        assert flag in proc.stdout
+
+
+# -- batching ------------------------------------------------------------------------------
+
+def test_files_per_batch_padding_and_values(tmp_path, models, capsys):
+    """6 one-image files, batch 4: 2 batches, the last padded with its own first file;
+    padded slots write nothing; every output equals numpy's on that file."""
+    data = images(6)
+    write_bins(tmp_path / "in", data)
+    summary, out = run_api(["--model", models["dynamic"], "--dymBatch", "4", "--input", tmp_path / "in",
+                            "--output", tmp_path / "out", "--output_dirname", "r", "--outfmt", "NPY"],
+                           capsys)
+    assert "[INFO] try get model batchsize:4" in out
+    assert "filesperbatch:4 runcount:2" in out
+    result = tmp_path / "out" / "r"
+    assert sorted(os.listdir(result)) == sorted(
+        "img_{:03d}_{}.npy".format(i, k) for i in range(6) for k in (0, 1))
+    for i in range(6):
+        got = np.load(result / "img_{:03d}_0.npy".format(i))
+        assert got.shape == (1, 10)
+        np.testing.assert_allclose(got[0], expected_class(data[i:i + 1])[0], rtol=1e-5, atol=1e-5)
+    # batchsum reveals the batch contents: batch 1 is files 4,5 then two copies of file 4
+    batch0 = data[0:4].sum()
+    batch1 = data[4].sum() * 3 + data[5].sum()
+    for i in range(4):
+        np.testing.assert_allclose(np.load(result / "img_{:03d}_1.npy".format(i)), [[batch0]], rtol=1e-4)
+    for i in (4, 5):
+        np.testing.assert_allclose(np.load(result / "img_{:03d}_1.npy".format(i)), [[batch1]], rtol=1e-4)
+    assert summary["NPU_compute_time"]["count"] == 2   # the padded batch is timed
+    assert list(summary["filesinfo"]) == [str(i) for i in range(6)]
+    assert summary["filesinfo"]["5"]["infiles"] == [str(tmp_path / "in" / "img_005.bin")]
+    assert summary["filesinfo"]["5"]["outfiles"] == [str(result / "img_005_0.npy"),
+                                                     str(result / "img_005_1.npy")]
+
+
+def test_static_batch_files_holding_whole_batches(tmp_path, models, capsys):
+    data = images(6, seed=1)
+    write_bins(tmp_path / "in", [data[0:2], data[2:4], data[4:6]])
+    summary, out = run_api(["-m", models["static"], "-i", tmp_path / "in", "-o", tmp_path / "out",
+                            "--output_dirname", "r"], capsys)
+    assert "try get model batchsize:2" in out
+    assert "filesperbatch:1 runcount:3" in out
+    for i in range(3):
+        got = np.fromfile(tmp_path / "out" / "r" / "img_{:03d}_0.bin".format(i), dtype=np.float32)
+        np.testing.assert_allclose(got.reshape(2, 10), expected_class(data[2 * i:2 * i + 2]), rtol=1e-5,
+                                   atol=1e-5)
+    assert summary["NPU_compute_time"]["count"] == 3
+
+
+def test_dynamic_batch_resolution(tmp_path, models, capsys):
+    data = images(3, seed=2)
+    write_bins(tmp_path / "in", data)
+    argv = ["-m", models["dynamic"], "-i", tmp_path / "in"]
+    _, out = run_api(argv, capsys)                          # default: batch 1
+    assert "try get model batchsize:1" in out and "filesperbatch:1 runcount:3" in out
+    _, out = run_api(argv + ["--batchsize", "2"], capsys)    # --batchsize resolves it
+    assert "try get model batchsize" not in out and "filesperbatch:2 runcount:2" in out
+    assert "batchsize.mean(2)" in out
+    _, out = run_api(argv + ["--batchsize", "2", "--dymBatch", "3"], capsys)  # dymBatch wins
+    assert "filesperbatch:3 runcount:1" in out
+
+
+def test_npy_inputs_contribute_array_bytes(tmp_path, models, capsys):
+    data = images(4, seed=3)
+    os.makedirs(tmp_path / "in")
+    for i in range(4):
+        np.save(tmp_path / "in" / "s{}.npy".format(i), data[i:i + 1])
+    run_api(["-m", models["dynamic"], "--dymBatch", "2", "-i", tmp_path / "in", "-o", tmp_path / "out",
+             "--output_dirname", "r"], capsys)
+    for i in range(4):
+        got = np.fromfile(tmp_path / "out" / "r" / "s{}_0.bin".format(i), dtype=np.float32)
+        np.testing.assert_allclose(got, expected_class(data[i:i + 1])[0], rtol=1e-5, atol=1e-5)
+
+
+def test_directory_listing_filters_and_natural_sort(tmp_path, models, capsys):
+    data = images(4, seed=4)
+    write_bins(tmp_path / "in", data, names=["img10.bin", "img2.BIN", "img1.bin", "img9.bin"])
+    (tmp_path / "in" / "notes.txt").write_text("skip me")
+    (tmp_path / "in" / "sub").mkdir()
+    np.zeros(5, np.float32).tofile(tmp_path / "in" / "sub" / "deep.bin")   # no recursion
+    summary, _ = run_api(["-m", models["dynamic"], "-i", tmp_path / "in", "-o", tmp_path / "out",
+                          "--output_dirname", "r"], capsys)
+    order = [os.path.basename(v["infiles"][0]) for v in summary["filesinfo"].values()]
+    assert order == ["img1.bin", "img2.BIN", "img9.bin", "img10.bin"]
+
+
+def test_file_list_input_equals_directory_input(tmp_path, models, capsys):
+    data = images(3, seed=5)
+    paths = write_bins(tmp_path / "in", data)
+    run_api(["-m", models["dynamic"], "-i", ",".join(paths), "-o", tmp_path / "o1", "--output_dirname", "r"],
+            capsys)
+    run_api(["-m", models["dynamic"], "-i", tmp_path / "in", "-o", tmp_path / "o2", "--output_dirname", "r"],
+            capsys)
+    for name in sorted(os.listdir(tmp_path / "o1" / "r")):
+        assert (tmp_path / "o1" / "r" / name).read_bytes() == (tmp_path / "o2" / "r" / name).read_bytes()
+
+
+def test_two_inputs_dirs_and_file_chunks(tmp_path, capsys):
+    model = two_inputs(tmp_path / "two.onnx")
+    a = np.arange(12, dtype=np.float32).reshape(4, 1, 3)
+    b = np.arange(8, dtype=np.int64).reshape(4, 1, 2) * 10
+    pa = write_bins(tmp_path / "a", a, names=["x{}.bin".format(i) for i in range(4)])
+    pb = write_bins(tmp_path / "b", b, names=["y{}.bin".format(i) for i in range(4)])
+    summary, _ = run_api(["-m", model, "--batchsize", "2", "-i", "{},{}".format(tmp_path / "a", tmp_path / "b"),
+                          "-o", tmp_path / "out", "--output_dirname", "dirs", "--outfmt", "TXT"], capsys)
+    assert summary["filesinfo"]["3"]["infiles"] == [pa[3], pb[3]]
+    for i in range(4):
+        s = (tmp_path / "out" / "dirs" / "x{}_0.txt".format(i)).read_text()
+        t = (tmp_path / "out" / "dirs" / "x{}_1.txt".format(i)).read_text()
+        assert s == "".join("%f " % v for v in a[i].ravel() * 2) + "\n"
+        assert t == "".join("%d " % v for v in b[i].ravel() + 1) + "\n"
+    run_api(["-m", model, "--batchsize", "2", "-i", ",".join(pa + pb),
+             "-o", tmp_path / "out", "--output_dirname", "files", "--outfmt", "TXT"], capsys)
+    for name in os.listdir(tmp_path / "out" / "dirs"):
+        assert (tmp_path / "out" / "files" / name).read_text() == (tmp_path / "out" / "dirs" / name).read_text()
+
+
+def test_tensorsize_error_first_file(tmp_path, models):
+    np.zeros(25, np.float32).tofile(tmp_path / "bad.bin")   # 100 bytes; the input takes 192
+    with pytest.raises(UserError) as err:
+        bench.run(["-m", models["dynamic"], "-i", str(tmp_path / "bad.bin")], threads=1)
+    assert "arg0 tensorsize: 192 filesize: 100 not match" in str(err.value)
+    assert str(tmp_path / "bad.bin") in str(err.value)
+
+
+def test_tensorsize_error_later_file(tmp_path, models):
+    data = images(3)
+    write_bins(tmp_path / "in", data)
+    np.zeros(24, np.float32).tofile(tmp_path / "in" / "img_004.bin")   # half an image
+    with pytest.raises(UserError) as err:
+        bench.run(["-m", models["dynamic"], "--dymBatch", "2", "-i", str(tmp_path / "in"),
+                   "-o", str(tmp_path / "out"), "--output_dirname", "r"], threads=1)
+    assert "tensorsize: 384 filesize: 96 not match" in str(err.value)
+    assert str(tmp_path / "in" / "img_004.bin") in str(err.value)
+    assert not (tmp_path / "out").exists()   # refused before anything is written
+
+
+def test_save_out_files_error_and_batchsize_axis(tmp_path, capsys):
+    model = identity(tmp_path / "t.onnx", [4, 2], transpose=True)   # output (2, 4): batch on axis 1
+    data = np.arange(8, dtype=np.float32).reshape(4, 1, 2)
+    write_bins(tmp_path / "in", data)
+    argv = ["-m", model, "-i", tmp_path / "in", "-o", tmp_path / "out", "--output_dirname", "r"]
+    with pytest.raises(UserError) as err:
+        run_api(argv, capsys)
+    assert "save out files error" in str(err.value)
+    run_api(argv + ["--output_batchsize_axis", "1"], capsys)
+    for i in range(4):
+        got = np.fromfile(tmp_path / "out" / "r" / "img_{:03d}_0.bin".format(i), dtype=np.float32)
+        np.testing.assert_array_equal(got, data[i].T.ravel())
+
+
+# -- output formats ---------------------------------------------------------------------------
+
+def test_txt_bin_npy_bytes(tmp_path, capsys):
+    model = identity(tmp_path / "id.onnx", [1, 2, 3])
+    x = np.array([[[1.5, -2.25, 0.0], [3.0, 1e-7, -0.5]]], np.float32)
+    x.tofile(tmp_path / "a.b.bin")
+    for fmt in ("TXT", "BIN", "NPY"):
+        run_api(["-m", model, "-i", tmp_path / "a.b.bin", "-o", tmp_path / "out", "--output_dirname", fmt,
+                 "--outfmt", fmt], capsys)
+    # the stem is cut at the first "."
+    assert os.listdir(tmp_path / "out" / "TXT") == ["a_0.txt"]
+    assert (tmp_path / "out" / "TXT" / "a_0.txt").read_bytes() == (
+        b"1.500000 -2.250000 0.000000 \n3.000000 0.000000 -0.500000 \n")
+    assert (tmp_path / "out" / "BIN" / "a_0.bin").read_bytes() == x.tobytes()
+    raw = (tmp_path / "out" / "NPY" / "a_0.npy").read_bytes()
+    assert raw.startswith(b"\x93NUMPY")
+    got = np.load(tmp_path / "out" / "NPY" / "a_0.npy")
+    assert got.dtype == np.float32 and got.shape == (1, 2, 3)
+    np.testing.assert_array_equal(got, x)
+
+
+def test_int64_output_txt_and_bin(tmp_path, capsys):
+    model = identity(tmp_path / "c.onnx", [1, 3], cast_int64=True)
+    np.array([[7.9, -2.0, 3.0]], np.float32).tofile(tmp_path / "v.bin")
+    for fmt in ("TXT", "BIN"):
+        run_api(["-m", model, "-i", tmp_path / "v.bin", "-o", tmp_path / "out", "--output_dirname", fmt,
+                 "--outfmt", fmt], capsys)
+    assert (tmp_path / "out" / "TXT" / "v_0.txt").read_bytes() == b"7 -2 3 \n"
+    assert (tmp_path / "out" / "BIN" / "v_0.bin").read_bytes() == np.array([7, -2, 3], np.int64).tobytes()
+
+
+def _savetxt_reference(ndata):
+    """ais_bench's own TXT writer (np.savetxt per row), to compare text exactly."""
+    import io
+    outdata = ndata.reshape(-1, ndata.shape[-1])
+    fmt = "%f" if ndata.dtype in (np.float16, np.float32, np.float64) else "%d"
+    handle = io.BytesIO()
+    for i in range(outdata.shape[0]):
+        np.savetxt(handle, np.c_[outdata[i]], fmt=fmt, newline=" ")
+        handle.write(b"\n")
+    return handle.getvalue()
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int8, np.uint8, np.int32,
+                                   np.int64, np.uint64, np.bool_])
+def test_txt_writer_matches_savetxt(dtype):
+    rng = np.random.default_rng(7)
+    data = (rng.normal(size=(2, 3, 17)) * 1000).astype(dtype)
+    if np.dtype(dtype).kind == "f":
+        data.flat[:4] = [np.nan, np.inf, -np.inf, -0.0]
+    assert bench.txt_bytes(data) == _savetxt_reference(data)
+
+
+# -- output layout and summary ------------------------------------------------------------
+
+def test_timestamp_dir_and_summary_beside_it(tmp_path, models, capsys):
+    summary, out = run_api(["-m", models["static"], "-o", tmp_path / "out"], capsys)
+    entries = sorted(os.listdir(tmp_path / "out"))
+    dirs = [e for e in entries if os.path.isdir(tmp_path / "out" / e)]
+    assert len(dirs) == 1 and TIMESTAMP.match(dirs[0])
+    assert entries == sorted([dirs[0], dirs[0] + "_summary.json"])
+    assert "[INFO] output path:{}".format(tmp_path / "out" / dirs[0]) in out
+    assert sorted(os.listdir(tmp_path / "out" / dirs[0])) == ["pure_infer_data_0.bin", "pure_infer_data_1.bin"]
+    on_disk = json.loads((tmp_path / "out" / (dirs[0] + "_summary.json")).read_text())
+    assert on_disk == json.loads(json.dumps(summary))
+
+
+def test_summary_json_schema(tmp_path, models, capsys):
+    data = images(3)
+    write_bins(tmp_path / "in", data)
+    argv = ["-m", models["dynamic"], "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+            "--output_dirname", "run", "--loop", "2"]
+    summary, _ = run_api(argv, capsys)
+    assert sorted(os.listdir(tmp_path / "out")) == ["run", "run_summary.json"]
+    assert not any("summary" in name or "sumary" in name for name in os.listdir(tmp_path / "out" / "run"))
+    doc = json.loads((tmp_path / "out" / "run_summary.json").read_text())
+    assert list(doc) == ["filesinfo", "args", "NPU_compute_time", "H2D_latency", "D2H_latency",
+                         "throughput", "npu_compute_time_list", "pid"]
+    assert doc["args"][1:] == argv and isinstance(doc["args"][0], str)
+    assert isinstance(doc["pid"], int) and doc["pid"] == os.getpid()
+    for key in ("NPU_compute_time", "H2D_latency", "D2H_latency"):
+        block = doc[key]
+        for stat in ("min", "max", "mean", "median", "percentile(99%)"):
+            assert isinstance(block[stat], float)
+        assert isinstance(block["count"], int)
+    times = doc["npu_compute_time_list"]
+    assert len(times) == doc["NPU_compute_time"]["count"] == 3 * 2
+    assert doc["H2D_latency"]["count"] == doc["D2H_latency"]["count"] == 3
+    assert all(isinstance(t, float) and t > 0 for t in times)
+    npu = doc["NPU_compute_time"]
+    assert npu["min"] == pytest.approx(min(times)) and npu["max"] == pytest.approx(max(times))
+    assert npu["mean"] == pytest.approx(np.mean(times))
+    assert npu["median"] == pytest.approx(np.median(times))
+    assert npu["percentile(99%)"] == pytest.approx(np.percentile(times, 99))
+    assert doc["throughput"] == pytest.approx(1000 * 1 / np.mean(times))
+    assert set(doc["filesinfo"]) == {"0", "1", "2"}
+    for entry in doc["filesinfo"].values():
+        assert set(entry) == {"infiles", "outfiles"}
+        assert all(os.path.isfile(p) for p in entry["outfiles"])
+
+
+def test_nothing_saved_without_output(tmp_path, models, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    summary, out = run_api(["-m", models["static"]], capsys)
+    assert os.listdir(tmp_path) == ["models"]
+    assert "output path" not in out
+    assert summary["filesinfo"] == {}
+
+
+def test_rerun_overwrites(tmp_path, models, capsys):
+    argv = ["-m", models["dynamic"], "-i", tmp_path / "in", "-o", tmp_path / "out", "--output_dirname", "same"]
+    write_bins(tmp_path / "in", images(1, seed=10))
+    run_api(argv, capsys)
+    first = (tmp_path / "out" / "same" / "img_000_0.bin").read_bytes()
+    data = images(1, seed=11)
+    write_bins(tmp_path / "in", data)
+    summary, _ = run_api(argv + ["--loop", "3"], capsys)
+    second = (tmp_path / "out" / "same" / "img_000_0.bin").read_bytes()
+    assert first != second
+    np.testing.assert_allclose(np.frombuffer(second, np.float32), expected_class(data)[0], rtol=1e-5, atol=1e-5)
+    doc = json.loads((tmp_path / "out" / "same_summary.json").read_text())
+    assert doc["NPU_compute_time"]["count"] == 3 and doc == json.loads(json.dumps(summary))
+    assert sorted(os.listdir(tmp_path / "out")) == ["same", "same_summary.json"]
+
+
+# -- printed block (§5) ----------------------------------------------------------------------
+
+def _stats_re(name):
+    return re.compile(r"^\[INFO\] {} \(ms\): min = ({f}), max = ({f}), mean = ({f}), median = ({f}), "
+                      r"percentile\(99%\) = ({f})$".format(name, f=FLOAT))
+
+
+THROUGHPUT_RE = re.compile(r"^\[INFO\] throughput 1000\*batchsize\.mean\((\d+(?:\.\d+)?)\)/"
+                           r"NPU_compute_time\.mean\(({f})\): ({f})$".format(f=FLOAT))
+
+
+# Verbatim from the T23 Readme (contract §5): the regexes above must accept it.
+T23_BLOCK = """\
+[INFO] -----------------Performance Summary------------------
+[INFO] H2D_latency (ms): min = 0.05700000002980232, max = 0.05700000002980232, mean = 0.05700000002980232, median = 0.05700000002980232, percentile(99%) = 0.05700000002980232
+[INFO] NPU_compute_time (ms): min = 0.6650000214576721, max = 0.6650000214576721, mean = 0.6650000214576721, median = 0.6650000214576721, percentile(99%) = 0.6650000214576721
+[INFO] D2H_latency (ms): min = 0.014999999664723873, max = 0.014999999664723873, mean = 0.014999999664723873, median = 0.014999999664723873, percentile(99%) = 0.014999999664723873
+[INFO] throughput 1000*batchsize.mean(1)/NPU_compute_time.mean(0.6650000214576721): 1503.759349974173
+[INFO] ------------------------------------------------------
+"""
+
+
+def test_regexes_accept_the_t23_readme_block():
+    block = _block(T23_BLOCK)
+    assert _stats_re("H2D_latency").match(block[0])
+    assert _stats_re("NPU_compute_time").match(block[1])
+    assert _stats_re("D2H_latency").match(block[2])
+    assert THROUGHPUT_RE.match(block[3]).group(3) == "1503.759349974173"
+
+
+def _block(out):
+    lines = out.splitlines()
+    start = lines.index("[INFO] -----------------Performance Summary------------------")
+    end = lines.index("[INFO] ------------------------------------------------------", start)
+    return lines[start + 1:end]
+
+
+def test_printed_block_default(tmp_path, models, capsys):
+    summary, out = run_api(["-m", models["static"], "--loop", "4"], capsys)
+    lines = out.splitlines()
+    assert lines[0] == "[INFO] try get model batchsize:2"
+    assert "[INFO] warm up 1 done" in lines
+    block = _block(out)
+    assert len(block) == 2
+    npu = _stats_re("NPU_compute_time").match(block[0])
+    assert npu, block[0]
+    assert float(npu.group(3)) == summary["NPU_compute_time"]["mean"]
+    tp = THROUGHPUT_RE.match(block[1])
+    assert tp, block[1]
+    assert tp.group(1) == "2"
+    assert float(tp.group(3)) == pytest.approx(1000 * 2 / float(tp.group(2)))
+    assert float(tp.group(3)) == summary["throughput"]
+    assert "H2D_latency" not in out and "D2H_latency" not in out
+    for line in lines:
+        assert line.startswith("[INFO] ") or line.startswith("[DEBUG] ")
+
+
+def test_printed_block_display_all_summary(tmp_path, models, capsys):
+    _, out = run_api(["-m", models["static"], "--display_all_summary", "1"], capsys)
+    block = _block(out)
+    assert len(block) == 4
+    assert _stats_re("H2D_latency").match(block[0])
+    assert _stats_re("NPU_compute_time").match(block[1])
+    assert _stats_re("D2H_latency").match(block[2])
+    assert THROUGHPUT_RE.match(block[3])
+
+
+def test_debug_prints_model_table(tmp_path, models, capsys):
+    _, out = run_api(["-m", models["dynamic"], "--debug", "--dymBatch", "3"], capsys)
+    assert re.search(r"^\[DEBUG\] input\s+0\s+image\s+float32\s+\[-1, 3, 4, 4\]\s+\[3, 3, 4, 4\]\s+576$",
+                     out, re.M), out
+    assert re.search(r"^\[DEBUG\] output\s+1\s+batchsum\s+float32", out, re.M)
+    _, out = run_api(["-m", models["dynamic"]], capsys)
+    assert "[DEBUG]" not in out
+
+
+# -- pure inference -------------------------------------------------------------------------
+
+class _CountingSession:
+    def __init__(self, session):
+        self.session, self.calls = session, 0
+
+    def run(self, *args, **kwargs):
+        self.calls += 1
+        return self.session.run(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    sessions = []
+    real = bench.open_session
+
+    def wrapper(*args, **kwargs):
+        session, inputs, outputs = real(*args, **kwargs)
+        sessions.append(_CountingSession(session))
+        return sessions[-1], inputs, outputs
+
+    monkeypatch.setattr(bench, "open_session", wrapper)
+    return sessions
+
+
+def test_pure_inference_loop_and_warmup(tmp_path, models, capsys, counted):
+    summary, out = run_api(["-m", models["static"], "--loop", "7", "--warmup_count", "3", "-o", tmp_path,
+                            "--output_dirname", "p"], capsys)
+    assert "[INFO] warm up 3 done" in out
+    assert counted[0].calls == 3 + 7
+    assert summary["NPU_compute_time"]["count"] == 7 == len(summary["npu_compute_time_list"])
+    assert summary["H2D_latency"]["count"] == 1
+    assert summary["filesinfo"] == {"0": {"infiles": ["pure_infer_data"],
+                                          "outfiles": [str(tmp_path / "p" / "pure_infer_data_0.bin"),
+                                                       str(tmp_path / "p" / "pure_infer_data_1.bin")]}}
+    zeros = np.fromfile(tmp_path / "p" / "pure_infer_data_0.bin", np.float32)
+    np.testing.assert_array_equal(zeros, np.zeros(20, np.float32))
+
+
+def test_pure_inference_no_warmup(tmp_path, models, capsys, counted):
+    summary, out = run_api(["-m", models["static"], "--warmup_count", "0"], capsys)
+    assert "[INFO] warm up 0 done" in out
+    assert counted[0].calls == 1 and summary["NPU_compute_time"]["count"] == 1
+
+
+def test_loop_with_input_runs_each_batch_loop_times(tmp_path, models, capsys, counted):
+    write_bins(tmp_path / "in", images(5))
+    summary, _ = run_api(["-m", models["static"], "-i", tmp_path / "in", "--loop", "3", "--warmup-count", "2"],
+                         capsys)
+    assert summary["NPU_compute_time"]["count"] == 3 * 3   # 5 files, 2 per batch -> 3 batches
+    assert counted[0].calls == 2 + 9
+
+
+def test_pure_inference_random_bytes_do_not_crash(tmp_path, models, capsys):
+    # random bytes read as float32 may be NaN or inf: that must not stop the run or the TXT writer
+    summary, _ = run_api(["-m", models["dynamic"], "--pure_data_type", "random", "--loop", "3", "-o", tmp_path,
+                          "--output_dirname", "r", "--outfmt", "TXT"], capsys)
+    assert summary["NPU_compute_time"]["count"] == 3
+    text = (tmp_path / "r" / "pure_infer_data_0.txt").read_text()
+    assert text.endswith(" \n") and len(text.split()) == 10
+
+
+def test_dynamic_hw_needs_a_shape(tmp_path, capsys):
+    model = pooled(tmp_path / "p.onnx")
+    with pytest.raises(UserError) as err:
+        run_api(["-m", model], capsys)
+    assert "--dymShape" in str(err.value)
+    summary, out = run_api(["-m", model, "--dymShape", "image:2,3,5,6"], capsys)
+    assert "try get model batchsize:2" in out and summary["NPU_compute_time"]["count"] == 1
+    summary, out = run_api(["-m", model, "--dymHW", "7,9", "--debug"], capsys)
+    assert "[1, 3, 7, 9]" in out
+
+
+def test_auto_set_dymshape_mode(tmp_path, capsys):
+    model = pooled(tmp_path / "p.onnx")
+    os.makedirs(tmp_path / "in")
+    arrays = [np.full((n, 3, 2 + n, 3), float(n), np.float32) for n in (1, 3)]
+    for i, array in enumerate(arrays):
+        np.save(tmp_path / "in" / "a{}.npy".format(i), array)
+    summary, out = run_api(["-m", model, "-i", tmp_path / "in", "--auto_set_dymshape_mode", "true",
+                            "-o", tmp_path / "out", "--output_dirname", "r", "--outfmt", "NPY"], capsys)
+    for i, array in enumerate(arrays):
+        np.testing.assert_allclose(np.load(tmp_path / "out" / "r" / "a{}_0.npy".format(i)), array.mean(axis=(2, 3)))
+    assert "batchsize.mean(2.0)" in out   # mean of the per-file batch sizes, as T23
+
+
+# -- multi-device --------------------------------------------------------------------------
+
+def test_device_list_runs_each_device(tmp_path, models, capsys):
+    data = images(4)
+    write_bins(tmp_path / "in", data)
+    result, out = run_api(["-m", models["dynamic"], "-d", "0,1", "-i", tmp_path / "in", "-o", tmp_path / "out",
+                           "--output_dirname", "m"], capsys)
+    assert sorted(os.listdir(tmp_path / "out" / "m")) == ["device0", "device0_summary.json",
+                                                          "device1", "device1_summary.json"]
+    assert sorted(os.listdir(tmp_path / "out" / "m" / "device0")) == ["img_000_0.bin", "img_000_1.bin",
+                                                                     "img_001_0.bin", "img_001_1.bin"]
+    assert sorted(os.listdir(tmp_path / "out" / "m" / "device1")) == ["img_002_0.bin", "img_002_1.bin",
+                                                                     "img_003_0.bin", "img_003_1.bin"]
+    lines = out.splitlines()
+    assert lines.count("[INFO] -----------------Performance Summary------------------") == 2
+    per_device = [line for line in lines if line.startswith("i:")]
+    assert len(per_device) == 2
+    values = []
+    for i, line in enumerate(per_device):
+        match = re.match(r"^i:{} device_{} throughput:({f}) start_time:({f}) end_time:({f})$".format(i, i, f=FLOAT),
+                         line)
+        assert match, line
+        values.append(float(match.group(1)))
+    total = re.search(r"^\[INFO\] summary throughput:({})$".format(FLOAT), out, re.M)
+    assert total and float(total.group(1)) == pytest.approx(sum(values))
+    assert result["throughput"] == pytest.approx(sum(values))
+
+
+# -- errors through the command line ----------------------------------------------------------
+
+def test_cli_missing_model(tmp_path):
+    proc = run_cli("--model", tmp_path / "nope.onnx")
+    assert_one_line_error(proc, "model file not found", "nope.onnx")
+    assert proc.returncode == 2
+
+
+def test_cli_wrong_size_bin(tmp_path, models):
+    np.zeros(25, np.float32).tofile(tmp_path / "bad.bin")
+    proc = run_cli("--model", models["dynamic"], "--input", tmp_path / "bad.bin", "--output", tmp_path / "o")
+    assert_one_line_error(proc, "arg0 tensorsize: 192 filesize: 100 not match", str(tmp_path / "bad.bin"))
+
+
+def test_cli_output_dirname_without_output(models):
+    proc = run_cli("-m", models["static"], "--output_dirname", "x")
+    assert_one_line_error(proc, "--output_dirname")
+
+
+def test_cli_unsupported_flag_and_bad_threads(models):
+    assert_one_line_error(run_cli("-m", models["static"], "--profiler", "true", "-o", "o"),
+                          "not supported by this runner")
+    assert_one_line_error(run_cli("-m", models["static"], env={"NPUZOO_THREADS": "zero"}), "NPUZOO_THREADS")
+
+
+def test_cli_success_end_to_end(tmp_path, models):
+    data = images(2)
+    write_bins(tmp_path / "in", data)
+    proc = run_cli("--model=" + models["dynamic"], "--input", tmp_path / "in", "--output", tmp_path / "o",
+                   "--output_dir=r", "--outfmt", "TXT", "--display_all_summary=true")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "[INFO] warm up 1 done" in proc.stdout
+    assert THROUGHPUT_RE.search(proc.stdout.splitlines()[-2])
+    text = (tmp_path / "o" / "r" / "img_000_0.txt").read_text()
+    assert text.endswith(" \n") and text.count("\n") == 1
+    np.testing.assert_allclose([float(v) for v in text.split()], expected_class(data[:1])[0], atol=2e-6)
+    doc = json.loads((tmp_path / "o" / "r_summary.json").read_text())
+    assert doc["args"][0].endswith("bench.py") and "--output_dir=r" in doc["args"]
+
+
+def test_static_model_rejects_other_dymbatch(models):
+    with pytest.raises(UserError) as err:
+        bench.run(["-m", models["static"], "--dymBatch", "4"], threads=1)
+    assert "static batch of 2" in str(err.value)
+
+
+def test_om_model_refused(tmp_path):
+    (tmp_path / "m.om").write_bytes(b"x")
+    with pytest.raises(UserError) as err:
+        bench.run(["-m", str(tmp_path / "m.om")], threads=1)
+    assert ".om" in str(err.value)
