@@ -5,6 +5,7 @@ the scripts' errors. The sources come from the sdist cache that `make venv` fill
 
 import argparse
 import fractions
+import hashlib
 import importlib.util
 import re
 import subprocess
@@ -137,6 +138,20 @@ def test_patch_applies_cleanly_to_pristine_sdist(repo, pristine):
     touched = re.findall(r"^checking file (\S+)$", result.stdout, re.M)
     assert sorted(touched) == PATCHED_FILES
     assert "offset" not in result.stdout and "fuzz" not in result.stdout, result.stdout
+
+
+def test_patch_base_blobs_are_the_sdist_files(repo, pristine):
+    """The `index <old>..<new>` lines of TResNet.patch are git blob ids: the pristine sdist files
+    hash to the same ids as those the ModelZoo's patch lists for the v0.4.5 checkout
+    (9d3837e, a7e8e0b, e371292), i.e. the sdist and the tag hold the same bytes."""
+    text = (repo / "models" / MODEL / "TResNet.patch").read_text()
+    bases = dict(re.findall(r"^diff --git a/(\S+) .*\nindex ([0-9a-f]+)\.\.", text, re.M))
+    assert bases == {"timm/models/layers/anti_aliasing.py": "9d3837e",
+                     "timm/models/layers/space_to_depth.py": "a7e8e0b",
+                     "timm/models/tresnet.py": "e371292"}
+    for name, blob in bases.items():
+        data = (pristine / name).read_bytes()
+        assert hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest().startswith(blob), name
 
 
 def test_patch_semantics_in_source(source, pristine):
