@@ -389,7 +389,7 @@ def plot_png(name, soc, rows, ref):
         ax.margins(x=0.1)
         ax.set_xlabel("batch size")
         ax.set_ylabel("throughput (images/s)")
-        ax.set_ylim(bottom=0, top=max(ys + list(ref.values())) * 1.18)
+        ax.set_ylim(bottom=0, top=max(ys + list(ref.values()) + [1.0]) * 1.18)
         ax.set_title(f"{name} on {soc}: throughput vs batch size")
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
