@@ -105,6 +105,8 @@ def fetch_git(entry, tree):
         raise SourceUnavailable(f"commit {entry['commit']} not found in the clone: "
                                 f"{last_line(checkout.stdout)}")
     head = run(["git", "rev-parse", "HEAD"], cwd=tree, env=env).stdout.strip()
+    if not head.startswith(entry["commit"].lower()):  # a tag or branch spelled like a hash
+        raise SourceUnavailable(f"{entry['commit']} resolved to commit {head}, not to itself")
     shutil.rmtree(os.path.join(tree, ".git"))  # the tree, not a repository: patch -p1 only
     return {"url": entry["url"], "commit": head}
 
