@@ -112,6 +112,9 @@ ASCEND_DEVICES := /dev/davinci$(DEVICE) /dev/davinci_manager /dev/devmm_svm /dev
 ASCEND_MOUNTS  := /usr/local/Ascend/driver/lib64 /usr/local/Ascend/driver/version.info \
                   /usr/local/bin/npu-smi /usr/local/dcmi /etc/ascend_install.info
 ASCEND_GID     := $(shell getent group HwHiAiUser | cut -d: -f3)
+ifeq ($(wildcard /dev/davinci$(DEVICE)),)
+  $(warning SOC=$(SOC): no /dev/davinci$(DEVICE) on this host; the Ascend image gets no NPU (atc still works))
+endif
 ASCEND_RUN_ARGS = $(foreach d,$(wildcard $(ASCEND_DEVICES)),--device=$(d)) \
   $(foreach m,$(wildcard $(ASCEND_MOUNTS)),-v $(m):$(m):ro) $(if $(ASCEND_GID),--group-add $(ASCEND_GID))
 RUN_INFER = $(call need_image,$(ASCEND_STAMP),$(ASCEND_TAG))$(docker_run) $(ASCEND_RUN_ARGS) \
@@ -203,7 +206,6 @@ model-image: $(MODEL_STAMP)
 endif
 
 STAMPS_OF = $(foreach t,$(1),$($(shell echo $(t) | tr a-z A-Z)_STAMP))
-TAGS_OF   = $(foreach t,$(1),$($(shell echo $(t) | tr a-z A-Z)_TAG))
 
 # The shared images, then per model: its upstream source (the pipeline's own source step, in
 # the base image) and its image. A stamp whose image the engine no longer has is dropped.
