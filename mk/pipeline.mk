@@ -86,7 +86,9 @@ ifneq ($(HAS_UPSTREAM),)
   SOURCE_JSON := $(B)/src/source.json
   SOURCE_ARGS := --source $(SOURCE_DIR)
 
-$(SOURCE_JSON): $(MODEL_DIR)/model.yaml $(wildcard $(MODEL_DIR)/*.diff $(MODEL_DIR)/*.patch)
+# A record without its tree (someone deleted build/<m>/src/upstream) is stale too.
+$(SOURCE_JSON): $(MODEL_DIR)/model.yaml $(wildcard $(MODEL_DIR)/*.diff $(MODEL_DIR)/*.patch) \
+                npuzoo/source.py $(if $(wildcard $(SOURCE_DIR)),,source-missing)
 	$(RUN_BASE) $(PYRUN) -m npuzoo.source fetch $(MODEL) $(SOURCE_DIR) --record $@
 endif
 
@@ -168,7 +170,8 @@ $(OUT_DIR)/report.json: $(OUT_DIR)/accuracy.json $(PERF_DIR)/perf.log $(WEIGHTS_
 	  $(if $(SOURCE_JSON),--source $(SOURCE_JSON)) \
 	  $(if $(BACKEND_JSON),--extra $(BACKEND_JSON)) --out $@
 
-.PHONY: publish
+.PHONY: publish source-missing
+source-missing:
 publish: $(OUT_DIR)/report.json
 	@mkdir -p $(dir $(REPORT))
 	@$(PY) -m npuzoo.report publish $< $(REPORT)
