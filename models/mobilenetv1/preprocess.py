@@ -1,0 +1,421 @@
+"""Preprocess ImageNet images for MobileNetV1: `python3 preprocess.py SRC DST [--limit N] [--workers K]`.
+
+Mirrors Ascend ModelZoo-PyTorch ACL_PyTorch/contrib/cv/classfication/MobileNet-v1/
+imagenet_torch_preprocess.py (Apache-2.0, run there as `resnet SRC DST`): PIL open,
+convert('RGB'), resize the shorter side to 256 with BILINEAR (the long side
+`int(256 * long / short)`, truncated; untouched when the short side is already 256), centre crop
+224 at offsets `int(round((dim - 224) / 2))`, /255, (x - mean) / std, float32 CHW written raw
+with `tofile` as `DST/<stem>.bin`, stem = the file name up to its first '.'. The values are
+identical to torchvision's Resize(256), CenterCrop(224), ToTensor(), Normalize(mean, std).
+Every parameter comes from model.yaml beside this file (`preprocess`, `input`); `crop_offset:
+floor` gives `int((dim - crop) / 2)` instead, for models whose reference scripts crop that way.
+
+Images: SRC/*.ext and SRC/*/*.ext (one level of class subfolders), ext = jpeg, jpg or png in any
+case, in sorted path order; `--limit N` takes the first N of that order. `--workers K` (default:
+the usable cores) runs K processes that decode and write files themselves and return only names;
+work is dispatched in chunks. Each output is written under a temporary name in DST (in a
+private folder per worker, DST/.preprocess-*.tmp/worker-<pid>/, removed at the end) and renamed
+to DST/<stem>.bin, so DST never holds a partial .bin. Private folders, because creating a file
+locks its folder and on ext4 costs as much as writing the 602 kB: workers creating files in one
+folder queue behind each other (measured: no gain from a second worker), in their own folders
+they do not.
+
+Differences from the ModelZoo script, on purpose:
+- An image that cannot be decoded STOPS the run (exit 2) with one line naming it, and asks for
+  it to be removed from the dataset and from the label file. Skipping it would silently shrink
+  the accuracy denominator (the postprocess counts result files), and writing a placeholder
+  would count it as a wrong answer; stopping keeps the published accuracy comparable. The outputs
+  already written are complete files and are kept; rerunning after the fix rewrites them all.
+- Two images with the same stem (e.g. in two class folders) are an error before anything is
+  written, instead of one output silently overwriting the other.
+- A missing SRC, or one without images, is a one-line error (exit 2), where the ModelZoo script
+  swallowed worker errors and could produce nothing.
+"""
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import numpy as np
+import yaml
+from PIL import Image
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONFIG_PATH = os.path.join(HERE, "model.yaml")
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+INTERPOLATIONS = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+CROP_OFFSETS = ("round", "floor")
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+MAX_CHUNK = 16
+PIL_BLOCKS_MAX = 8
+TEMP_PREFIX = ".preprocess-"  # DST/.preprocess-XXXX.tmp/<worker>/: this run's temporary files
+
+
+class PreprocessError(Exception):
+    """An error the user can fix; printed as one line, exit status 2."""
+
+
+# -- configuration ------------------------------------------------------------------------
+
+def load_config(path=CONFIG_PATH):
+    """The preprocessing parameters of model.yaml, checked; errors name the field."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except OSError as err:
+        raise PreprocessError(f"{path}: cannot read model.yaml ({err.strerror or err})") from None
+    except yaml.YAMLError as err:
+        raise PreprocessError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+
+    def field(dotted, check, expected):
+        value = data
+        for part in dotted.split("."):
+            if not isinstance(value, dict) or part not in value:
+                raise PreprocessError(f"{path}: {dotted}: missing")
+            value = value[part]
+        if not check(value):
+            raise PreprocessError(f"{path}: {dotted}: expected {expected}, got {value!r}")
+        return value
+
+    def positive_int(value):
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+    def numbers(value, positive=False):
+        return (isinstance(value, list) and len(value) == 3 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and (v > 0 or not positive)
+            for v in value))
+
+    resize = field("preprocess.resize", positive_int, "a positive integer")
+    crop = field("preprocess.crop", lambda v: positive_int(v) and v <= resize,
+                 f"a positive integer no larger than preprocess.resize ({resize})")
+    field("preprocess.resize_rule", lambda v: v == "shorter_side", "shorter_side")
+    interpolation = field("preprocess.interpolation", lambda v: v in INTERPOLATIONS,
+                          "one of " + ", ".join(INTERPOLATIONS))
+    offset = field("preprocess.crop_offset", lambda v: v in CROP_OFFSETS,
+                   "one of " + ", ".join(CROP_OFFSETS))
+    mean = field("preprocess.mean", numbers, "a list of 3 numbers")
+    std = field("preprocess.std", lambda v: numbers(v, positive=True),
+                "a list of 3 positive numbers")
+    field("input.shape", lambda v: v == [3, crop, crop], f"[3, {crop}, {crop}] (preprocess.crop)")
+    field("input.dtype", lambda v: v == "float32", "float32")
+    return {"resize": resize, "crop": crop, "interpolation": interpolation,
+            "crop_offset": offset, "mean": mean, "std": std}
+
+
+# -- one image ----------------------------------------------------------------------------
+
+class DecodeError(Exception):
+    pass
+
+
+class Preprocessor:
+    """Turns one image file into the model's float32 CHW input; picklable (plain config)."""
+
+    def __init__(self, config):
+        self.config = config
+        self.resize_to = config["resize"]
+        self.crop = config["crop"]
+        self.resample = INTERPOLATIONS[config["interpolation"]]
+        self.round_offsets = config["crop_offset"] == "round"
+        # float32, shaped to broadcast over CHW: the same arithmetic as torchvision's Normalize
+        self.mean = np.array(config["mean"], dtype=np.float32).reshape(3, 1, 1)
+        self.std = np.array(config["std"], dtype=np.float32).reshape(3, 1, 1)
+
+    def __reduce__(self):
+        return (Preprocessor, (self.config,))
+
+    @staticmethod
+    def decode(path):
+        """The decoded RGB image; convert('RGB') only when needed (it copies otherwise)."""
+        try:
+            with Image.open(path) as image:
+                image.load()
+                return image if image.mode == "RGB" else image.convert("RGB")
+        except DECODE_ERRORS as err:
+            reason = (str(err).splitlines() or [type(err).__name__])[0]
+            raise DecodeError(reason) from None
+
+    def resize(self, image):
+        """Shorter side to `resize`, long side truncated; unchanged if already that size."""
+        width, height = image.size
+        short, long = (width, height) if width <= height else (height, width)
+        if short == self.resize_to:
+            return image
+        new_long = int(self.resize_to * long / short)
+        size = (self.resize_to, new_long) if width <= height else (new_long, self.resize_to)
+        return image.resize(size, self.resample)
+
+    def offset(self, dim):
+        return int(round((dim - self.crop) / 2)) if self.round_offsets else int((dim - self.crop) / 2)
+
+    def new_output(self):
+        return np.empty((3, self.crop, self.crop), dtype=np.float32)
+
+    def __call__(self, path, out=None):
+        """The float32 CHW array of one image, in `out` (reused by workers) or a new array."""
+        image = self.resize(self.decode(path))
+        width, height = image.size
+        top, left = self.offset(height), self.offset(width)
+        pixels = np.asarray(image)[top:top + self.crop, left:left + self.crop]  # HWC uint8 view
+        if out is None:
+            out = self.new_output()
+        np.copyto(out, pixels.transpose(2, 0, 1))  # HWC uint8 -> CHW float32, one pass
+        out /= 255  # in place, float32 throughout
+        out -= self.mean
+        out /= self.std
+        return out
+
+
+def output_stem(path):
+    return os.path.basename(path).split(".", 1)[0]
+
+
+def write_atomic(array, dst, stem, tmp_dir):
+    """DST/<stem>.bin: written in `tmp_dir` (a private folder inside DST), then renamed.
+
+    Creating a file holds its folder's lock, and on ext4 that takes as long as the write
+    itself (0.5-1 ms measured); processes creating files in one shared folder wait for each
+    other, in private folders they do not. The rename into DST is atomic and cheap."""
+    final = os.path.join(dst, stem + ".bin")
+    tmp = os.path.join(tmp_dir, stem + ".bin.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(array.data)  # the same bytes as ndarray.tofile
+        os.replace(tmp, final)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# -- the per-process worker ---------------------------------------------------------------
+
+_worker = {}
+
+
+def _init_worker(preprocessor, dst, tmp_root, stop):
+    # Keep a few of Pillow's image memory blocks for reuse instead of freeing and faulting
+    # in new ones for every image (Pillow's documented block allocator; pixels are unchanged).
+    Image.core.set_blocks_max(PIL_BLOCKS_MAX)
+    tmp_dir = os.path.join(tmp_root, f"worker-{os.getpid()}")
+    os.makedirs(tmp_dir, exist_ok=True)
+    _worker.update(preprocessor=preprocessor, dst=dst, tmp_dir=tmp_dir, stop=stop,
+                   out=preprocessor.new_output())
+
+
+def _process(path):
+    """stem on success; None when the run is stopping; ("decode"|"write", path, reason) on error."""
+    stop = _worker.get("stop")
+    if stop is not None and stop.is_set():
+        return None
+    try:
+        array = _worker["preprocessor"](path, _worker["out"])
+    except DecodeError as err:
+        return ("decode", path, str(err))
+    stem = output_stem(path)
+    try:
+        write_atomic(array, _worker["dst"], stem, _worker["tmp_dir"])
+    except OSError as err:
+        return ("write", os.path.join(_worker["dst"], stem + ".bin"), err.strerror or str(err))
+    return stem
+
+
+def error_line(kind, path, reason):
+    if kind == "decode":
+        return (f"{path}: cannot decode image ({reason}); remove it from the dataset and its "
+                "line from the label file")
+    return f"{path}: cannot write ({reason})"
+
+
+# -- the run ------------------------------------------------------------------------------
+
+def list_images(src):
+    """Image files in SRC and in its immediate subfolders, sorted by path."""
+    if not os.path.exists(src):
+        raise PreprocessError(f"{src}: no such folder (SRC should hold the validation images)")
+    if not os.path.isdir(src):
+        raise PreprocessError(f"{src}: not a folder (SRC should hold the validation images)")
+
+    def images_in(folder):
+        found, subfolders = [], []
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir():
+                    subfolders.append(entry.path)
+                elif entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file():
+                    found.append(entry.path)
+        return found, subfolders
+
+    paths, subfolders = images_in(src)
+    for folder in subfolders:
+        paths.extend(images_in(folder)[0])
+    if not paths:
+        raise PreprocessError(f"{src}: no .jpeg/.jpg/.png images in it or in its subfolders")
+    return sorted(paths)
+
+
+def check_stems(paths):
+    seen = {}
+    for path in paths:
+        stem = output_stem(path)
+        if not stem:
+            raise PreprocessError(f"{path}: its name gives an empty output name "
+                                  "(the output is the name up to its first '.')")
+        if stem in seen:
+            raise PreprocessError(f"{seen[stem]} and {path} would both be written as {stem}.bin; "
+                                  "rename or remove one")
+        seen[stem] = path
+
+
+def usable_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def progress_bar(total):
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, unit="img", desc="preprocess", file=sys.stderr)
+
+
+def run_serial(paths, preprocessor, dst, tmp_root, bar):
+    _init_worker(preprocessor, dst, tmp_root, None)
+    done = 0
+    for path in paths:
+        result = _process(path)
+        if isinstance(result, tuple):
+            raise PreprocessError(error_line(*result))
+        done += 1
+        if bar is not None:
+            bar.update()
+    return done
+
+
+def pool_context():
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else None)
+
+
+def run_parallel(paths, preprocessor, dst, tmp_root, workers, bar):
+    """K processes fed in chunks. On the first error, or an interrupt, a shared event makes every
+    worker skip what is left, so the pool drains quickly and no worker is killed mid-write."""
+    context = pool_context()
+    stop = context.Event()
+    chunk = max(1, min(MAX_CHUNK, len(paths) // (workers * 8)))
+    error, done = None, 0
+    with warnings.catch_warnings():  # Python >= 3.12 warns on fork of a threaded process
+        warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+        executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                       initargs=(preprocessor, dst, tmp_root, stop))
+        try:
+            for result in executor.map(_process, paths, chunksize=chunk):
+                if isinstance(result, tuple):
+                    if error is None:
+                        error = result
+                        stop.set()
+                elif result is not None:
+                    done += 1
+                    if bar is not None:
+                        bar.update()
+        except BrokenProcessPool:
+            raise PreprocessError("a worker process died (killed for lack of memory?); the "
+                                  f"outputs written so far in {dst} are complete") from None
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+    if error is not None:
+        raise PreprocessError(error_line(*error))
+    return done
+
+
+def preprocess(src, dst, limit=None, workers=None, config=None):
+    """Write DST/<stem>.bin for the first `limit` images of SRC; returns (count, seconds)."""
+    start = time.perf_counter()
+    preprocessor = Preprocessor(config or load_config())
+    paths = list_images(src)
+    if limit is not None:
+        paths = paths[:limit]
+    check_stems(paths)
+    if os.path.exists(dst) and not os.path.isdir(dst):
+        raise PreprocessError(f"{dst}: exists and is not a folder")
+    try:
+        os.makedirs(dst, exist_ok=True)
+    except OSError as err:
+        raise PreprocessError(f"{dst}: cannot create the folder ({err.strerror or err})") from None
+    workers = max(1, min(workers or usable_cores(), len(paths)))
+    try:
+        tmp_root = tempfile.mkdtemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=dst)
+    except OSError as err:
+        raise PreprocessError(f"{dst}: cannot write in it ({err.strerror or err})") from None
+    bar = progress_bar(len(paths))
+    try:
+        if workers == 1:
+            done = run_serial(paths, preprocessor, dst, tmp_root, bar)
+        else:
+            done = run_parallel(paths, preprocessor, dst, tmp_root, workers, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+        shutil.rmtree(tmp_root, ignore_errors=True)  # only partial files of a dead worker
+    return done, time.perf_counter() - start
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description="Resize, crop and normalise images to float32 CHW .bin files "
+                    "(parameters from model.yaml).")
+    parser.add_argument("src", metavar="SRC", help="folder of images, flat or one level of class folders")
+    parser.add_argument("dst", metavar="DST", help="output folder for <stem>.bin files")
+    parser.add_argument("--limit", type=positive_int, metavar="N",
+                        help="only the first N images in sorted path order")
+    parser.add_argument("--workers", type=positive_int, metavar="K",
+                        help=f"worker processes (default: the usable cores, {usable_cores()})")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        count, seconds = preprocess(args.src, args.dst, args.limit, args.workers)
+    except PreprocessError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    rate = count / seconds if seconds > 0 else float("inf")
+    print(f"preprocessed {count} images to {args.dst} in {seconds:.2f} s ({rate:.1f} images/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
