@@ -53,11 +53,12 @@ test: venv
 
 # One model, every batch size in BS: arguments are checked once, then one sub-make each.
 $(MODELS): venv
-	@case "$(RUNNER)" in local) ;; docker) $(MAKE) --no-print-directory images IMAGE_MODELS=$@ SOC="$$($(PY) -m npuzoo.soc resolve "$(SOC)" --device "$(DEVICE)")";; *) echo "error: RUNNER=$(RUNNER): unknown runner; use local or docker" >&2; exit 2;; esac
+	@case "$(RUNNER)" in local|docker) ;; *) echo "error: RUNNER=$(RUNNER): unknown runner; use local or docker" >&2; exit 2;; esac
 	@for bs in $(BS); do [[ "$$bs" =~ ^[1-9][0-9]*$$ ]] || { echo "error: BS=$$bs: expected positive batch sizes, e.g. BS=\"1 4 16\"" >&2; exit 2; }; done
 	@[[ -z "$(N)" || "$(N)" =~ ^[1-9][0-9]*$$ ]] || { echo "error: N=$(N): expected a positive number of images, or leave it unset for all" >&2; exit 2; }
 	@$(PY) -m npuzoo.dataset check "$(DATA)" >/dev/null
 	@soc=$$($(PY) -m npuzoo.soc resolve "$(SOC)" --device "$(DEVICE)"); \
+	if [[ "$(RUNNER)" == docker ]]; then $(MAKE) --no-print-directory images IMAGE_MODELS=$@ SOC=$$soc; fi; \
 	for bs in $(BS); do \
 	  $(MAKE) --no-print-directory -f mk/pipeline.mk MODEL=$@ BS=$$bs SOC=$$soc publish; \
 	done
