@@ -33,7 +33,6 @@ device, environment): CANN toolkit version (`*/ascend_toolkit_install.info`), dr
 
 import argparse
 import glob
-import hashlib
 import json
 import os
 import re
@@ -43,7 +42,7 @@ import subprocess
 import sys
 
 from npuzoo import soc as socs
-from npuzoo.errors import UserError, atomic_write, cli
+from npuzoo.errors import UserError, atomic_write, cli, sha256_file
 
 INSTALL_HINT = ("install the CANN toolkit (Ascend-cann-toolkit) and `source "
                 "/usr/local/Ascend/ascend-toolkit/set_env.sh`, or set ASCEND_TOOLKIT_HOME")
@@ -152,14 +151,6 @@ def om_record_path(om):
     return om + ".json"
 
 
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def record_om(base, soc, onnx=None, batch=None):
     """Rename what atc wrote for --output=base to base.om and record the chip beside it."""
     target = base + ".om"
@@ -170,8 +161,8 @@ def record_om(base, soc, onnx=None, batch=None):
                             f"{base}_<os>_<arch>.om")
         os.replace(variants[-1], target)
     record = {"soc_version": soc, "om": os.path.basename(target), "batch_size": batch,
-              "onnx": onnx, "onnx_sha256": sha256(onnx) if onnx else None,
-              "om_sha256": sha256(target)}
+              "onnx": onnx, "onnx_sha256": sha256_file(onnx) if onnx else None,
+              "om_sha256": sha256_file(target)}
     atomic_write(om_record_path(target), json.dumps(record, indent=2) + "\n")
     return record
 

@@ -1,6 +1,7 @@
-"""One clear line for errors a user can cause, and atomic file writes."""
+"""One clear line for errors a user can cause; atomic file writes and file checksums."""
 
 import functools
+import hashlib
 import os
 import sys
 import tempfile
@@ -41,3 +42,17 @@ def atomic_write(path, data, mode="w"):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def file_digests(path, algorithms=("md5", "sha256")):
+    """Hex digests of a file, read once in 1 MiB blocks."""
+    digests = {name: hashlib.new(name) for name in algorithms}
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            for digest in digests.values():
+                digest.update(block)
+    return {name: digest.hexdigest() for name, digest in digests.items()}
+
+
+def sha256_file(path):
+    return file_digests(path, ("sha256",))["sha256"]

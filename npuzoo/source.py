@@ -27,7 +27,6 @@ report includes it.
 
 import argparse
 import glob
-import hashlib
 import json
 import os
 import re
@@ -38,7 +37,7 @@ import tarfile
 import tempfile
 
 from npuzoo import config
-from npuzoo.errors import UserError, atomic_write, cli
+from npuzoo.errors import UserError, atomic_write, cli, sha256_file
 
 DEFAULT_CACHE = os.path.join(config.REPO_ROOT, ".venv", "sdists")
 GIT_TIMEOUT_S = int(os.environ.get("NPUZOO_GIT_TIMEOUT", "300"))
@@ -56,14 +55,6 @@ class PatchRejected(UserError):
 
 
 # -- small helpers --------------------------------------------------------------------------
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def last_line(text):
     """The last non-empty line of a tool's output (where git and pip put the reason)."""
@@ -185,7 +176,7 @@ def fetch_pypi(entry, tree, cache):
         extract_sdist(archive, tree)
         return {"requirement": entry["requirement"], "version": version,
                 "from": "cache" if cached else "pypi",
-                "sdist": os.path.basename(archive), "sdist_sha256": sha256_of(archive)}
+                "sdist": os.path.basename(archive), "sdist_sha256": sha256_file(archive)}
     finally:
         if download:
             shutil.rmtree(download, ignore_errors=True)
@@ -272,7 +263,7 @@ def fetch(upstream, model_folder, dest, cache=DEFAULT_CACHE, log=print):
                       "patch_sha256": None, "why": entry.get("why")}
             if entry.get("patch"):
                 patch_path = os.path.join(model_folder, entry["patch"])
-                record["patch_sha256"] = sha256_of(patch_path)
+                record["patch_sha256"] = sha256_file(patch_path)
                 apply_patch(patch_path, building, name)
             remove(dest)
             os.rename(building, dest)

@@ -8,7 +8,6 @@ The Make variable WEIGHTS selects the weights:
 """
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -16,19 +15,9 @@ import urllib.error
 import urllib.request
 
 from npuzoo import config
-from npuzoo.errors import UserError, atomic_write, cli
+from npuzoo.errors import UserError, atomic_write, cli, file_digests
 
-CHUNK = 1 << 20
-
-
-def file_digests(path):
-    """md5 and sha256 of a file, read once."""
-    md5, sha256 = hashlib.md5(), hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            md5.update(block)
-            sha256.update(block)
-    return {"md5": md5.hexdigest(), "sha256": sha256.hexdigest()}
+CHUNK = 1 << 20  # download block size
 
 
 def matches_published(spec, digests):
