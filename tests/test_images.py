@@ -258,7 +258,7 @@ def test_docker_steps_run_as_the_user_without_network(repo, docker_dry_run):
     fetch = [line for line in lines if "npuzoo.weights fetch" in line]
     assert fetch and "--network=host" in fetch[0]
     prepare = next(line for line in lines if "npuzoo.dataset prepare" in line)
-    assert f"-v {os.path.realpath(data)}:{os.path.realpath(data)}:ro" in prepare
+    assert f"-v {os.path.abspath(data)}:{os.path.abspath(data)}:ro" in prepare
     assert f"-v {repo}:{repo}:ro" in prepare and f"-w {repo} " in prepare
 
 
