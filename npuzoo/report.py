@@ -281,7 +281,10 @@ def git_commit():
     try:
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=config.REPO_ROOT,
                                 capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # Generated outputs (reports, READMEs, plots) change during a sweep: not "dirty".
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":!reports", ":!README.md", ":!models/*/README.md",
+                                ":!models/*/*.png"],
                                cwd=config.REPO_ROOT, capture_output=True, text=True).stdout
         return commit + ("-dirty" if dirty.strip() else "")
     except (subprocess.SubprocessError, OSError):
