@@ -323,3 +323,23 @@ def test_load_accepts_older_reports(tmp_path):
     path.write_text(json.dumps({"model": "m", "soc": "cpu", "batch_size": 1}))
     loaded = report.load(str(path))
     assert loaded["schema"] == 0 and loaded["gate"]["verdict"] == "not applicable"
+
+
+def test_recorded_commit_ignores_generated_outputs(tmp_path, monkeypatch):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "cpu_bs1.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "start")
+    monkeypatch.setattr(config, "REPO_ROOT", str(tmp_path))
+    clean = report.git_commit()
+    assert len(clean) == 12 and not clean.endswith("-dirty")
+    (tmp_path / "reports" / "cpu_bs1.json").write_text('{"new": 1}')
+    assert report.git_commit() == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert report.git_commit() == clean + "-dirty"
