@@ -166,7 +166,7 @@ class _Parser(argparse.ArgumentParser):
     (--warmup_count / --warmup-count) as one when a prefix matches both."""
 
     def error(self, message):
-        raise UserError("{} (see python3 -m npuzoo.bench --help)".format(message))
+        raise UserError("{} (see {} --help)".format(message, self.prog))
 
     def _get_option_tuples(self, option_string):
         seen, unique = set(), []
@@ -177,9 +177,9 @@ class _Parser(argparse.ArgumentParser):
         return unique
 
 
-def build_parser():
+def build_parser(prog="python3 -m npuzoo.bench"):
     parser = _Parser(
-        prog="python3 -m npuzoo.bench", allow_abbrev=True,
+        prog=prog, allow_abbrev=True,
         description="ais_bench (G2, T23) compatible inference runner on ONNX Runtime, CPU.")
     add = parser.add_argument
 
@@ -224,8 +224,8 @@ def build_parser():
     return parser
 
 
-def parse_args(argv):
-    args = build_parser().parse_args(argv)
+def parse_args(argv, prog="python3 -m npuzoo.bench"):
+    args = build_parser(prog).parse_args(argv)
     if args.output is None and args.output_dirname is not None:
         raise UserError("parameter --output_dirname can't be used alone; "
                         "use it together with --output")

@@ -55,7 +55,7 @@ def check_device(header, args, path):
 @cli
 def main():
     _standin.log_call("ais_bench", sys.argv[1:])
-    args = bench.parse_args(sys.argv[1:])
+    args = bench.parse_args(sys.argv[1:], prog="python3 -m ais_bench")
     header, offset = load_om(args.model)
     check_device(header, args, args.model)
     with tempfile.TemporaryDirectory(prefix="standin-om-") as tmp:
