@@ -126,6 +126,21 @@ endif
 # The virtual environment's python3 in every image (the CANN image's python3 in Ascend's).
 PYRUN := python3
 
+# The package versions the report records: the report step runs in the inference image, which
+# has no torch, so the model image's versions (export) are gathered and merged with its own.
+ifneq ($(MODEL),)
+ENVIRONMENT_JSON := $(IMAGES_DIR)/environment-$(MODEL)-$(MODEL_HASH)-$(INFER_HASH).json
+MODEL_VERSIONS_PY := import importlib.metadata as m, json, platform; \
+  have = {d.metadata["Name"].lower() for d in m.distributions()}; \
+  print(json.dumps(dict(python=platform.python_version(), **{n: m.version(n) for n in \
+  ("torch", "torchvision", "onnx", "numpy", "pillow") if n in have})))
+
+$(ENVIRONMENT_JSON):
+	$(RUN_MODEL) python3 -c '$(MODEL_VERSIONS_PY)' > $@.model.tmp
+	$(RUN_INFER) $(PYRUN) -m npuzoo.report versions --merge $@.model.tmp --out $@
+	rm -f $@.model.tmp
+endif
+
 # -- building ---------------------------------------------------------------------------------
 # IMAGE_MODELS: the models whose images to build; Ascend's image only for an Ascend SOC.
 IMAGE_MODELS ?= $(patsubst models/%/model.yaml,%,$(wildcard models/*/model.yaml))

@@ -162,13 +162,14 @@ $(PERF_DIR)/perf.log: $(COMPILED)
 REPORT := reports/$(MODEL)/$(SOC)_bs$(BS).json
 
 $(OUT_DIR)/report.json: $(OUT_DIR)/accuracy.json $(PERF_DIR)/perf.log $(WEIGHTS_JSON) \
-                        $(DATASET_DIR)/dataset.json $(SOURCE_JSON) $(BACKEND_JSON)
+                        $(DATASET_DIR)/dataset.json $(SOURCE_JSON) $(BACKEND_JSON) $(ENVIRONMENT_JSON)
 	$(RUN_BASE) $(PYRUN) -m npuzoo.report write --model $(MODEL) --soc $(SOC) --bs $(BS) \
 	  --dataset $(DATASET_DIR)/dataset.json --weights $(WEIGHTS_JSON) \
 	  --accuracy $(OUT_DIR)/accuracy.json --perf-dir $(PERF_DIR) --perf-dirname perf \
 	  --perf-log $(PERF_DIR)/perf.log --loop $(LOOP) --warmup $(WARMUP) \
 	  $(if $(SOURCE_JSON),--source $(SOURCE_JSON)) \
-	  $(if $(BACKEND_JSON),--extra $(BACKEND_JSON)) --out $@
+	  $(if $(BACKEND_JSON),--extra $(BACKEND_JSON)) \
+	  $(if $(ENVIRONMENT_JSON),--environment $(ENVIRONMENT_JSON)) --out $@
 
 .PHONY: publish source-missing
 source-missing:

@@ -387,6 +387,8 @@ def main(argv=None):
     write.add_argument("--warmup", type=int, required=True)
     write.add_argument("--source", help="source.json written by the source step")
     write.add_argument("--extra", help="JSON with backend/device/environment overrides")
+    write.add_argument("--environment",
+                       help="JSON of package versions where the steps ran elsewhere (docker)")
     write.add_argument("--out", required=True)
     pub = sub.add_parser("publish", help="copy a built report into reports/")
     pub.add_argument("built")
@@ -395,6 +397,10 @@ def main(argv=None):
     pub.add_argument("--throughput-drop", metavar="FRACTION",
                      help=f"flag a throughput fall beyond this (default {THROUGHPUT_DROP:g}, "
                           f"or ${THROUGHPUT_DROP_ENV})")
+    ver = sub.add_parser("versions", help="package versions here, merged with other images'")
+    ver.add_argument("--merge", action="append", default=[],
+                     help="JSON of versions seen elsewhere; a version found there wins over none")
+    ver.add_argument("--out", required=True)
     cmp_ = sub.add_parser("compare", help="print the run-over-run changes recorded in reports/")
     cmp_.add_argument("--reports", default=REPORTS_DIR, help="reports folder (default: reports/)")
     cmp_.add_argument("--throughput-drop", metavar="FRACTION",
@@ -411,8 +417,20 @@ def main(argv=None):
             sys.exit(1)
         return
 
+    if args.command == "versions":
+        versions = package_versions()
+        for path in args.merge:
+            for name, version in read_json(path, "package versions").items():
+                if version and not versions.get(name):
+                    versions[name] = version
+        atomic_write(args.out, json.dumps(versions, indent=2) + "\n")
+        return
+
     if args.command == "write":
         extra = read_json(args.extra, "backend description") if args.extra else {}
+        if args.environment:
+            extra["environment"] = {**extra.get("environment", {}),
+                                    **read_json(args.environment, "environment description")}
         summary = read_bench_summary(args.perf_dir, args.perf_dirname, args.perf_log)
         report = build(
             args.model, args.soc, args.bs,

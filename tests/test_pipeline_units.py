@@ -343,3 +343,16 @@ def test_recorded_commit_ignores_generated_outputs(tmp_path, monkeypatch):
     assert report.git_commit() == clean
     (tmp_path / "code.py").write_text("x = 2\n")
     assert report.git_commit() == clean + "-dirty"
+
+
+def test_versions_merge_fills_what_this_image_lacks(tmp_path):
+    elsewhere = tmp_path / "model.json"
+    elsewhere.write_text(json.dumps({"torch": "9.9.9", "onnxruntime": "0.0.0", "python": "3.0"}))
+    out = tmp_path / "env.json"
+    proc = run_module("npuzoo.report", "versions", "--merge", elsewhere, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    merged = json.loads(out.read_text())
+    here = report.package_versions()
+    assert merged["onnxruntime"] == here["onnxruntime"]  # found here: kept
+    assert merged["python"] == here["python"]
+    assert merged["torch"] == (here["torch"] or "9.9.9")
