@@ -130,11 +130,18 @@ import json, sys
 local, docker = (json.load(open(p)) for p in sys.argv[1:3])
 same = ("model", "soc", "batch_size", "backend", "weights", "dataset", "accuracy", "gate")
 diff = [k for k in same if local.get(k) != docker.get(k)]
+# Same pinned packages in the images as in the .venv (Python itself may differ: Debian's).
+for package in ("torch", "torchvision", "onnx", "onnxruntime", "numpy", "pillow"):
+    if local["environment"].get(package) != docker["environment"].get(package):
+        diff.append(f"environment.{package}")
 if diff:
     for k in diff:
-        print(f"error: report field {k}: local {local.get(k)!r} != docker {docker.get(k)!r}", file=sys.stderr)
+        section, _, key = k.partition(".")
+        pick = lambda r: r.get(section, {}).get(key) if key else r.get(section)
+        print(f"error: report field {k}: local {pick(local)!r} != docker {pick(docker)!r}", file=sys.stderr)
     sys.exit(1)
-print("docker stage: accuracy.json identical; report fields equal:", ", ".join(same))
+print("docker stage: accuracy.json identical; report fields equal:", ", ".join(same),
+      "and the package versions")
 print("  accuracy:", {k: v for k, v in (docker.get("accuracy") or {}).items() if k.startswith("top")})
 EOF
 rm -rf "$local_out"
