@@ -13,6 +13,12 @@
 #   <SOC>/<weights id>/bs<BS>/perf-loop<L>-warmup<W>/           pure-inference perf
 #   <SOC>/<weights id>/bs<BS>/<dataset id>/results/, accuracy.json, report.json
 # and reports/<model>/<SOC>_bs<BS>.json, published from report.json.
+#
+# AIPP=1 (opt-in, ais_bench_contract.md §8): preprocess.py --uint8 writes raw uint8 HWC files
+# (data/<dataset id>/prep-u8/, a quarter of the float32 size), build/<model>/aipp.cfg (from
+# model.yaml) moves the normalisation into the model (atc --insert_op_conf, or npuzoo.compile
+# --aipp on the CPU), and every later artefact gets its own name: <model>_bs<BS>_aipp.onnx|.om,
+# bs<BS>_aipp/, reports/<model>/aipp/<SOC>_bs<BS>.json. The report says backend.aipp: true.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
@@ -68,14 +74,22 @@ $(WEIGHTS_JSON): $(WEIGHTS_DEP)
 DATA_ABS    := $(abspath $(DATA))
 DATASET_ID  := $(notdir $(DATA_ABS))-$(call hash,$(DATA_ABS))-n$(or $(N),all)
 DATASET_DIR := $(B)/data/$(DATASET_ID)
-PREP_DIR    := $(DATASET_DIR)/prep
+ifeq ($(AIPP),1)
+  AIPP_CFG    := $(B)/aipp.cfg
+  AIPP_SUFFIX := _aipp
+  PREP_DIR    := $(DATASET_DIR)/prep-u8
+else
+  AIPP_CFG    :=
+  AIPP_SUFFIX :=
+  PREP_DIR    := $(DATASET_DIR)/prep
+endif
 
 $(DATASET_DIR)/dataset.json: $(wildcard $(DATA_ABS)/val_label.txt)
 	$(RUN_BASE) $(PYRUN) -m npuzoo.dataset prepare "$(DATA_ABS)" $(DATASET_DIR) $(if $(N),--limit $(N))
 
 $(PREP_DIR)/.done: $(DATASET_DIR)/dataset.json $(MODEL_DIR)/preprocess.py $(MODEL_DIR)/model.yaml
 	rm -rf $(PREP_DIR)
-	$(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/preprocess.py $(DATASET_DIR)/val $(PREP_DIR)
+	$(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/preprocess.py $(DATASET_DIR)/val $(PREP_DIR)$(if $(AIPP_CFG), --uint8)
 	touch $@
 
 # -- upstream source (models whose model.yaml lists upstream.sources) ---------------------------
@@ -99,18 +113,24 @@ $(ONNX): $(WEIGHTS_JSON) $(SOURCE_JSON) $(MODEL_DIR)/pth2onnx.py $(MODEL_DIR)/mo
 	@mkdir -p $(@D)
 	$(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/pth2onnx.py $(WEIGHTS_PATH) $@ $(SOURCE_ARGS)
 
+# The AIPP config of atc --insert_op_conf (AIPP=1): uint8 RGB in, model.yaml's mean/std applied.
+ifneq ($(AIPP_CFG),)
+$(AIPP_CFG): $(MODEL_DIR)/model.yaml npuzoo/aipp.py
+	$(RUN_BASE) $(PYRUN) -m npuzoo.aipp config $(MODEL) $@
+endif
+
 # -- compile, infer, perf: the chip-specific commands -----------------------------------------
-RUN_DIR  := $(B)/$(SOC)/$(WEIGHTS_ID)/bs$(BS)
+RUN_DIR  := $(B)/$(SOC)/$(WEIGHTS_ID)/bs$(BS)$(AIPP_SUFFIX)
 PERF_DIR := $(RUN_DIR)/perf-loop$(LOOP)-warmup$(WARMUP)
 OUT_DIR  := $(RUN_DIR)/$(DATASET_ID)
 
 ifeq ($(SOC),cpu)
-  COMPILED := $(B)/$(SOC)/$(WEIGHTS_ID)/$(MODEL)_bs$(BS).onnx
+  COMPILED := $(B)/$(SOC)/$(WEIGHTS_ID)/$(MODEL)_bs$(BS)$(AIPP_SUFFIX).onnx
   BENCH    := $(RUN_INFER) $(PYRUN) -m npuzoo.bench
   BACKEND_JSON :=
 
-$(COMPILED): $(ONNX)
-	$(RUN_INFER) $(PYRUN) -m npuzoo.compile $< $@ --batch $(BS)
+$(COMPILED): $(ONNX) $(AIPP_CFG)
+	$(RUN_INFER) $(PYRUN) -m npuzoo.compile $< $@ --batch $(BS)$(if $(AIPP_CFG), --aipp $(AIPP_CFG))
 else
   # The ModelZoo guides' commands (ais_bench_contract.md §8, §2). ais_bench runs in the
   # python it is installed for on an Ascend host (system-wide), not in .venv.
@@ -120,19 +140,19 @@ else
   # npuzoo.ascend run: source CANN's set_env.sh when atc is not on PATH, check the chip (and,
   # for ais_bench, the .om's chip record and DEVICE's chip), then run the command unchanged.
   CANN_RUN      := $(RUN_INFER) $(PYRUN) -m npuzoo.ascend run
-  OM_BASE       := $(B)/$(SOC)/$(WEIGHTS_ID)/$(MODEL)_bs$(BS)
+  OM_BASE       := $(B)/$(SOC)/$(WEIGHTS_ID)/$(MODEL)_bs$(BS)$(AIPP_SUFFIX)
   COMPILED      := $(OM_BASE).om
   BENCH         := $(CANN_RUN) --soc $(SOC) --om $(COMPILED) --device $(DEVICE) -- $(AIS_BENCH)
   BACKEND_JSON  := $(RUN_DIR)/backend.json
 
 # atc writes --output plus `.om` (or `_<os>_<arch>.om`); record-om names it $(COMPILED) and
 # records the chip beside it ($(COMPILED).json).
-$(COMPILED): $(ONNX)
+$(COMPILED): $(ONNX) $(AIPP_CFG)
 	rm -f $(OM_BASE).om $(OM_BASE)_*.om $(COMPILED).json
 	$(CANN_RUN) --soc $(SOC) -- \
 	$(ATC) --framework=5 --model=$(ONNX) --output=$(OM_BASE) --input_format=NCHW \
 	  --input_shape="$(INPUT_NAME):$(BS),$(INPUT_C),$(INPUT_H),$(INPUT_W)" --log=error \
-	  --soc_version=$(SOC) $(ATC_EXTRA_ARGS)
+	  --soc_version=$(SOC)$(if $(AIPP_CFG), --insert_op_conf=$(AIPP_CFG) --enable_small_channel=1) $(ATC_EXTRA_ARGS)
 	$(RUN_BASE) $(PYRUN) -m npuzoo.ascend record-om $(OM_BASE) --soc $(SOC) --onnx $(ONNX) --bs $(BS)
 
 # CANN, driver and ais_bench versions for the report (report write --extra).
@@ -159,16 +179,26 @@ $(PERF_DIR)/perf.log: $(COMPILED)
 	mv $@.tmp $@
 
 # -- report ---------------------------------------------------------------------------------
-REPORT := reports/$(MODEL)/$(SOC)_bs$(BS).json
+# AIPP=1: the --extra JSON gains backend.aipp: true (on the CPU: onnxruntime's backend entry).
+ifneq ($(AIPP_CFG),)
+  REPORT       := reports/$(MODEL)/aipp/$(SOC)_bs$(BS).json
+  REPORT_EXTRA := $(RUN_DIR)/backend-aipp.json
+
+$(REPORT_EXTRA): $(BACKEND_JSON)
+	$(RUN_INFER) $(PYRUN) -m npuzoo.aipp backend $@$(if $(BACKEND_JSON), --base $(BACKEND_JSON))
+else
+  REPORT       := reports/$(MODEL)/$(SOC)_bs$(BS).json
+  REPORT_EXTRA := $(BACKEND_JSON)
+endif
 
 $(OUT_DIR)/report.json: $(OUT_DIR)/accuracy.json $(PERF_DIR)/perf.log $(WEIGHTS_JSON) \
-                        $(DATASET_DIR)/dataset.json $(SOURCE_JSON) $(BACKEND_JSON) $(ENVIRONMENT_JSON)
+                        $(DATASET_DIR)/dataset.json $(SOURCE_JSON) $(REPORT_EXTRA) $(ENVIRONMENT_JSON)
 	$(RUN_BASE) $(PYRUN) -m npuzoo.report write --model $(MODEL) --soc $(SOC) --bs $(BS) \
 	  --dataset $(DATASET_DIR)/dataset.json --weights $(WEIGHTS_JSON) \
 	  --accuracy $(OUT_DIR)/accuracy.json --perf-dir $(PERF_DIR) --perf-dirname perf \
 	  --perf-log $(PERF_DIR)/perf.log --loop $(LOOP) --warmup $(WARMUP) \
 	  $(if $(SOURCE_JSON),--source $(SOURCE_JSON)) \
-	  $(if $(BACKEND_JSON),--extra $(BACKEND_JSON)) \
+	  $(if $(REPORT_EXTRA),--extra $(REPORT_EXTRA)) \
 	  $(if $(ENVIRONMENT_JSON),--environment $(ENVIRONMENT_JSON)) --out $@
 
 .PHONY: publish source-missing

@@ -4,6 +4,8 @@ ATC compiles one `.om` per batch size (`--input_shape="image:BS,3,H,W"`). On the
 the same with ONNX Runtime: fix the batch dimension to BS, then let ONNX Runtime write its
 offline-optimised graph (constant folding and operator fusions; ORT_ENABLE_EXTENDED, which
 stays portable across CPUs, while layout optimisations are applied again at load time).
+`--aipp CFG` (make AIPP=1) puts the AIPP computation of an atc `--insert_op_conf` file in
+front of the graph (npuzoo.aipp), so the model takes the uint8 NHWC files as the om would.
 """
 
 import argparse
@@ -12,6 +14,8 @@ import tempfile
 
 import onnx
 
+from npuzoo.aipp import prepend as aipp_prepend
+from npuzoo.aipp import read as read_aipp
 from npuzoo.errors import UserError, cli
 
 
@@ -25,7 +29,7 @@ def fix_batch(model, batch):
     return model
 
 
-def compile_model(onnx_path, out_path, batch):
+def compile_model(onnx_path, out_path, batch, aipp=None):
     import onnxruntime as ort
 
     try:
@@ -37,6 +41,8 @@ def compile_model(onnx_path, out_path, batch):
     os.makedirs(folder, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         static = os.path.join(tmp, "static.onnx")
+        if aipp is not None:
+            model = aipp_prepend(model, aipp)
         onnx.save(fix_batch(model, batch), static)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
@@ -54,10 +60,13 @@ def main(argv=None):
     parser.add_argument("onnx")
     parser.add_argument("out")
     parser.add_argument("--batch", type=int, required=True)
+    parser.add_argument("--aipp", metavar="CFG",
+                        help="AIPP config (atc --insert_op_conf): input uint8 NHWC, normalised in the graph")
     args = parser.parse_args(argv)
     if args.batch <= 0:
         raise UserError(f"BS={args.batch}: expected a positive batch size")
-    compile_model(args.onnx, args.out, args.batch)
+    aipp = read_aipp(args.aipp) if args.aipp else None
+    compile_model(args.onnx, args.out, args.batch, aipp)
     print(f"compiled {args.onnx} -> {args.out} (batch {args.batch})")
 
 

@@ -120,8 +120,11 @@ class DecodeError(Exception):
 class Preprocessor:
     """Turns one image file into the model's float32 CHW input; picklable (plain config)."""
 
-    def __init__(self, config):
+    def __init__(self, config, uint8=False):
         self.config = config
+        # --uint8: the resized and cropped RGB pixels as uint8 HWC, for an om whose AIPP
+        # (atc --insert_op_conf) does the normalisation on the chip
+        self.uint8 = uint8
         self.resize_to = config["resize"]
         self.crop = config["crop"]
         self.resample = INTERPOLATIONS[config["interpolation"]]
@@ -131,7 +134,7 @@ class Preprocessor:
         self.std = np.array(config["std"], dtype=np.float32).reshape(3, 1, 1)
 
     def __reduce__(self):
-        return (Preprocessor, (self.config,))
+        return (Preprocessor, (self.config, self.uint8))
 
     @staticmethod
     def decode(path):
@@ -158,6 +161,8 @@ class Preprocessor:
         return int(round((dim - self.crop) / 2)) if self.round_offsets else int((dim - self.crop) / 2)
 
     def new_output(self):
+        if self.uint8:
+            return np.empty((self.crop, self.crop, 3), dtype=np.uint8)
         return np.empty((3, self.crop, self.crop), dtype=np.float32)
 
     def __call__(self, path, out=None):
@@ -168,6 +173,9 @@ class Preprocessor:
         pixels = np.asarray(image)[top:top + self.crop, left:left + self.crop]  # HWC uint8 view
         if out is None:
             out = self.new_output()
+        if self.uint8:
+            np.copyto(out, pixels)  # raw HWC bytes, a quarter of the float32 size
+            return out
         np.copyto(out, pixels.transpose(2, 0, 1))  # HWC uint8 -> CHW float32, one pass
         out /= 255  # in place, float32 throughout
         out -= self.mean
@@ -349,10 +357,10 @@ def remove_temporaries(dst, stems):
                 pass
 
 
-def preprocess(src, dst, limit=None, workers=None, config=None):
+def preprocess(src, dst, limit=None, workers=None, config=None, uint8=False):
     """Write DST/<stem>.bin for the first `limit` images of SRC; returns (count, seconds)."""
     start = time.perf_counter()
-    preprocessor = Preprocessor(config or load_config())
+    preprocessor = Preprocessor(config or load_config(), uint8)
     paths = list_images(src)
     if limit is not None:
         paths = paths[:limit]
@@ -396,13 +404,16 @@ def parse_args(argv):
                         help="only the first N images in sorted path order")
     parser.add_argument("--workers", type=positive_int, metavar="K",
                         help=f"worker processes (default: the usable cores, {usable_cores()})")
+    parser.add_argument("--uint8", action="store_true",
+                        help="write the resized and cropped RGB pixels as raw uint8 HWC (H*W*3 "
+                             "bytes) for an om with AIPP, instead of normalised float32 CHW")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        count, seconds = preprocess(args.src, args.dst, args.limit, args.workers)
+        count, seconds = preprocess(args.src, args.dst, args.limit, args.workers, uint8=args.uint8)
     except PreprocessError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,216 @@
+"""AIPP (atc `--insert_op_conf`): the normalisation moved onto the chip, uint8 NHWC input.
+
+Follows ais_bench_contract.md §8 and the ModelZoo AIPP configs (`aipp_resnet50_710.aippconfig`):
+an `aipp_op { ... }` block with `aipp_mode: static`, `input_format: RGB888_U8`, the image size,
+and per channel `(px - mean_chn - min_chn) * var_reci_chn`. With model.yaml's
+`preprocess.mean`/`std` (on the 0-1 scale) that is mean_chn 0, min_chn = 255*mean and
+var_reci_chn = 1/(255*std), so the om computes (px/255 - mean)/std from the raw RGB bytes that
+`preprocess.py --uint8` writes: a quarter of the float32 data.
+
+- `config_text(model)`: the AIPP config of a model (opt-in: `make <model> AIPP=1`).
+- `parse(text)`: the fields of such a config (used by the stand-in atc and npuzoo.compile).
+- `prepend(onnx_model, fields)`: the same computation as ONNX nodes (opset 11) in front of the
+  graph: input `image` uint8 [N,H,W,3] -> Cast float -> Transpose NCHW -> Sub -> Mul -> the
+  original graph. The CPU "atc" (npuzoo.compile --aipp) and the stand-in atc both use it, so
+  the uint8 files run through the same arithmetic on every path.
+
+CLI: `python3 -m npuzoo.aipp config MODEL OUT` writes the config;
+`python3 -m npuzoo.aipp backend OUT [--base JSON]` writes the report's --extra JSON with
+`backend.aipp: true` (the report field that says a run used AIPP).
+"""
+
+import argparse
+import json
+import re
+
+import numpy as np
+
+from npuzoo import config as zoo_config
+from npuzoo.errors import UserError, atomic_write, cli
+
+REQUIRED = ("aipp_mode", "input_format", "src_image_size_w", "src_image_size_h")
+CHANNEL_FIELDS = ("mean_chn", "min_chn", "var_reci_chn")
+
+
+def fields_for(preprocess, height, width):
+    """The AIPP fields for model.yaml's `preprocess` block and the model's input size."""
+    fields = {"aipp_mode": "static", "input_format": "RGB888_U8",
+              "src_image_size_w": width, "src_image_size_h": height,
+              "crop": False, "csc_switch": False, "rbuv_swap_switch": False}
+    for i, (mean, std) in enumerate(zip(preprocess["mean"], preprocess["std"])):
+        fields[f"mean_chn_{i}"] = 0
+        fields[f"min_chn_{i}"] = 255.0 * mean
+        fields[f"var_reci_chn_{i}"] = 1.0 / (255.0 * std)
+    return fields
+
+
+def format_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.10g}"
+    return str(value)
+
+
+def render(fields):
+    lines = ["aipp_op {"] + [f"    {k}: {format_value(v)}" for k, v in fields.items()] + ["}"]
+    return "\n".join(lines) + "\n"
+
+
+def config_text(model):
+    cfg = zoo_config.load(model)
+    _, height, width = cfg["input"]["shape"]
+    return render(fields_for(cfg["preprocess"], height, width))
+
+
+def _value(text):
+    if text in ("true", "false"):
+        return text == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse(text):
+    """{field: value} of the single `aipp_op { ... }` block; UserError when malformed."""
+    body = re.sub(r"#[^\n]*", "", text)
+    match = re.fullmatch(r"\s*aipp_op\s*\{(?P<body>[^{}]*)\}\s*", body)
+    if not match:
+        raise UserError("AIPP config: expected one `aipp_op { key: value ... }` block")
+    fields = {}
+    for line in match.group("body").split("\n"):
+        line = line.strip()
+        if not line:
+            continue
+        key, sep, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if not sep or not re.fullmatch(r"[a-z_0-9]+", key) or not value:
+            raise UserError(f"AIPP config: cannot read the line {line!r} (expected key: value)")
+        if key in fields:
+            raise UserError(f"AIPP config: {key} is given twice")
+        fields[key] = _value(value)
+    return fields
+
+
+def check(fields, height=None, width=None):
+    """Stop unless `fields` describe what is emulated here: static RGB888_U8, no crop/CSC/swap."""
+    for key in REQUIRED:
+        if key not in fields:
+            raise UserError(f"AIPP config: {key} is required")
+    if fields["aipp_mode"] != "static":
+        raise UserError(f"AIPP config: aipp_mode {fields['aipp_mode']}: only static is supported")
+    if fields["input_format"] != "RGB888_U8":
+        raise UserError(f"AIPP config: input_format {fields['input_format']}: only RGB888_U8 "
+                        "is supported")
+    for key in ("crop", "csc_switch", "rbuv_swap_switch", "padding"):
+        if fields.get(key) is True:
+            raise UserError(f"AIPP config: {key}: true is not supported here")
+    size = (fields["src_image_size_h"], fields["src_image_size_w"])
+    if height is not None and size != (height, width):
+        raise UserError(f"AIPP config: src_image_size h x w {size[0]}x{size[1]} differs from "
+                        f"the model input {height}x{width}")
+    for name in CHANNEL_FIELDS:
+        for i in range(3):
+            value = fields.get(f"{name}_{i}", 1.0 if name == "var_reci_chn" else 0)
+            if isinstance(value, (bool, str)):
+                raise UserError(f"AIPP config: {name}_{i} must be a number")
+    return fields
+
+
+def channel_arrays(fields):
+    """(mean_chn + min_chn, var_reci_chn) per channel, float32, shaped [1, 3, 1, 1]."""
+    offset = [fields.get(f"mean_chn_{i}", 0) + fields.get(f"min_chn_{i}", 0) for i in range(3)]
+    scale = [fields.get(f"var_reci_chn_{i}", 1.0) for i in range(3)]
+    shape = (1, 3, 1, 1)
+    return (np.array(offset, np.float32).reshape(shape), np.array(scale, np.float32).reshape(shape))
+
+
+def prepend(model, fields):
+    """`model` (float32 NCHW input) with the AIPP computation in front: input uint8 NHWC."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [v for v in model.graph.input if v.name not in initializers]
+    if len(inputs) != 1:
+        raise UserError(f"AIPP: the model has {len(inputs)} inputs; one image input is expected")
+    original = inputs[0]
+    dims = original.type.tensor_type.shape.dim
+    if len(dims) != 4 or dims[1].dim_value != 3:
+        raise UserError(f"AIPP: input {original.name} is not N,3,H,W")
+    height, width = dims[2].dim_value, dims[3].dim_value
+    check(fields, height, width)
+
+    name = original.name
+    inner = name + "_aipp_normalised"
+    for node in model.graph.node:
+        for k, value in enumerate(node.input):
+            if value == name:
+                node.input[k] = inner
+    batch = helper.make_tensor_value_info(name, TensorProto.UINT8, [None, height, width, 3])
+    new_dim = batch.type.tensor_type.shape.dim[0]
+    new_dim.CopyFrom(dims[0])
+    offset, scale = channel_arrays(fields)
+    model.graph.initializer.extend([numpy_helper.from_array(offset, name + "_aipp_offset"),
+                                    numpy_helper.from_array(scale, name + "_aipp_scale")])
+    nodes = [
+        helper.make_node("Cast", [name], [name + "_aipp_f32"], to=TensorProto.FLOAT,
+                         name="aipp_cast"),
+        helper.make_node("Transpose", [name + "_aipp_f32"], [name + "_aipp_nchw"],
+                         perm=[0, 3, 1, 2], name="aipp_transpose"),
+        helper.make_node("Sub", [name + "_aipp_nchw", name + "_aipp_offset"],
+                         [name + "_aipp_sub"], name="aipp_sub"),
+        helper.make_node("Mul", [name + "_aipp_sub", name + "_aipp_scale"], [inner],
+                         name="aipp_mul"),
+    ]
+    old_nodes = list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes + old_nodes)
+    position = list(model.graph.input).index(original)
+    model.graph.input.remove(original)
+    model.graph.input.insert(position, batch)
+    return model
+
+
+def read(path, height=None, width=None):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as err:
+        raise UserError(f"{path}: cannot read the AIPP config ({err.strerror or err})") from None
+    try:
+        return check(parse(text), height, width)
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
+
+
+@cli
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 -m npuzoo.aipp",
+                                     description="AIPP configs for atc --insert_op_conf.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    conf = sub.add_parser("config", help="write the AIPP config of MODEL (from model.yaml)")
+    conf.add_argument("model")
+    conf.add_argument("out")
+    back = sub.add_parser("backend", help="the report's --extra JSON, with backend.aipp true")
+    back.add_argument("out")
+    back.add_argument("--base", help="an --extra JSON to extend (Ascend: backend.json)")
+    args = parser.parse_args(argv)
+    if args.command == "config":
+        atomic_write(args.out, config_text(args.model))
+        return
+    if args.base:
+        with open(args.base, encoding="utf-8") as handle:
+            extra = json.load(handle)
+    else:
+        from npuzoo.report import package_versions
+        extra = {"backend": {"name": "onnxruntime",
+                             "version": package_versions(["onnxruntime"])["onnxruntime"]}}
+    extra["backend"] = dict(extra.get("backend") or {}, aipp=True)
+    atomic_write(args.out, json.dumps(extra, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
