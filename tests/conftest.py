@@ -1,5 +1,6 @@
-"""Shared fixtures: where the real ImageNet samples are, and the repository root."""
+"""Shared fixtures and helpers: the real ImageNet samples, the repository root, model scripts."""
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -24,3 +25,12 @@ def shared_data():
     if not (SHARED_DATA / "imagenet-val-10" / "val_label.txt").is_file():
         pytest.skip(f"real ImageNet samples not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def load_model_script(model, name):
+    """Import models/<model>/<name>.py by path, as a user runs it (the folders are no package)."""
+    path = REPO / "models" / model / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_test_{model}_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -7,7 +7,6 @@ behaviour, and imported by path for their Python API.
 """
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -19,6 +18,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from conftest import load_model_script
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "mobilenetv1"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -33,11 +34,7 @@ SUMMARY = re.compile(r"^preprocessed (\d+) images to .+ in [\d.]+ s \([\d.]+ ima
 # -- helpers ------------------------------------------------------------------------------
 
 def load_script(name):
-    path = MODEL_DIR / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_test_mobilenetv1_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_model_script("mobilenetv1", name)
 
 
 def run(script, *args, timeout=300):

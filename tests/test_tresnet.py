@@ -6,7 +6,6 @@ the scripts' errors. The sources come from the sdist cache that `make venv` fill
 import argparse
 import fractions
 import hashlib
-import importlib.util
 import re
 import subprocess
 import sys
@@ -19,6 +18,8 @@ import torch.nn.functional as F
 
 from npuzoo import config
 
+from conftest import load_model_script
+
 MODEL = "tresnet"
 SDIST = "timm-0.4.5.tar.gz"
 PATCHED_FILES = ["timm/models/layers/anti_aliasing.py", "timm/models/layers/space_to_depth.py",
@@ -26,11 +27,7 @@ PATCHED_FILES = ["timm/models/layers/anti_aliasing.py", "timm/models/layers/spac
 
 
 def load_script(repo, name):
-    path = repo / "models" / MODEL / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_test_{MODEL}_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_model_script(MODEL, name)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 the exported ONNX against the PyTorch network, the postprocess, and the scripts' errors."""
 
 import argparse
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,6 +12,8 @@ import pytest
 import torch
 
 from npuzoo import config
+
+from conftest import load_model_script
 
 MODEL = "vovnet39"
 
@@ -58,11 +59,7 @@ def expected_layout():
 
 
 def load_script(repo, name):
-    path = repo / "models" / MODEL / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_test_{MODEL}_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_model_script(MODEL, name)
 
 
 @pytest.fixture(scope="module")
