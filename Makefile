@@ -3,10 +3,10 @@
 #   make test                                   set up .venv and run the test suite
 #   make mobilenetv1 DATA=<dir> BS="1 4 16" N=300 WEIGHTS=random SOC=cpu
 #
-# Variables (DESIGN.md §3): BS (one or several batch sizes), SOC (cpu | auto | Ascend...),
-# DATA (folder with val/ and val_label.txt), N (first N images; unset = all), WEIGHTS
-# (unset = published file, a path, or random), RUNNER (local | docker: each step in its image,
-# see `make images`), DEVICE, LOOP, WARMUP.
+# Variables: BS (one or several batch sizes), SOC (cpu | auto | Ascend...), DATA (folder with
+# val/ and val_label.txt), N (first N images; unset = all), WEIGHTS (unset = published file, a
+# path, or random), RUNNER (local | docker: each step in its image, see `make images`),
+# DEVICE, LOOP, WARMUP, AIPP. npuzoo/run.py checks them all before anything runs.
 # Every step writes a file under build/ (see mk/pipeline.mk): a second run does no work.
 
 SHELL := /bin/bash
@@ -14,16 +14,12 @@ SHELL := /bin/bash
 
 MODELS := $(sort $(patsubst models/%/model.yaml,%,$(wildcard models/*/model.yaml)))
 
-BS      ?= 1
-SOC     ?= cpu
-DATA    ?=
-N       ?=
-WEIGHTS ?=
-RUNNER  ?= local
-DEVICE  ?= 0
-LOOP    ?= 20
-WARMUP  ?= 2
-export BS SOC DATA N WEIGHTS RUNNER DEVICE LOOP WARMUP
+# The user's values reach npuzoo.run verbatim and are checked there, in one place: Make never
+# expands them (`$(value ...)`: a `$(shell ...)` in a value stays text) and never exports them
+# itself (exporting a command-line variable expands it). No recipe below splices one in.
+USER_VARIABLES := BS SOC DATA N WEIGHTS RUNNER DEVICE LOOP WARMUP AIPP
+$(foreach v,$(USER_VARIABLES),$(if $(filter undefined,$(origin $(v))),,$(eval export NPUZOO_$(v) := $$(value $(v)))))
+unexport $(USER_VARIABLES) $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
 
 PYTHON ?= python3
 VENV   := .venv
@@ -41,27 +37,19 @@ help:
 venv: $(VENV)/.installed
 
 # The virtual environment, from the pinned requirements (the model folders pin the same).
+# One installer at a time (flock): a second `make` waits, then finds it done.
 $(VENV)/.installed: requirements.txt $(wildcard models/*/requirements.txt)
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	$(VENV)/bin/python -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: -d $(VENV)/sdists pretrainedmodels==0.7.4 timm==0.4.5
-	touch $@
+	@mkdir -p $(VENV)
+	flock $(VENV).lock $(MAKE) --no-print-directory -f mk/venv.mk VENV=$(VENV) PYTHON=$(PYTHON)
 
 # CI=true runs the slow (end-to-end, export) tests as well.
 test: venv
 	$(PY) -m pytest $(if $(filter true 1 yes,$(CI)),,-m "not slow") $(PYTEST_ARGS)
 
-# One model, every batch size in BS: arguments are checked once, then one sub-make each.
+# One model, every batch size in BS: npuzoo.run checks the variables, takes the model's
+# lock, identifies DATA and WEIGHTS by content, then runs mk/pipeline.mk once per batch size.
 $(MODELS): venv
-	@case "$(RUNNER)" in local|docker) ;; *) echo "error: RUNNER=$(RUNNER): unknown runner; use local or docker" >&2; exit 2;; esac
-	@for bs in $(BS); do [[ "$$bs" =~ ^[1-9][0-9]*$$ ]] || { echo "error: BS=$$bs: expected positive batch sizes, e.g. BS=\"1 4 16\"" >&2; exit 2; }; done
-	@[[ -z "$(N)" || "$(N)" =~ ^[1-9][0-9]*$$ ]] || { echo "error: N=$(N): expected a positive number of images, or leave it unset for all" >&2; exit 2; }
-	@$(PY) -m npuzoo.dataset check "$(DATA)" >/dev/null
-	@soc=$$($(PY) -m npuzoo.soc resolve "$(SOC)" --device "$(DEVICE)"); \
-	if [[ "$(RUNNER)" == docker ]]; then $(MAKE) --no-print-directory images IMAGE_MODELS=$@ SOC=$$soc; fi; \
-	for bs in $(BS); do \
-	  $(MAKE) --no-print-directory -f mk/pipeline.mk MODEL=$@ BS=$$bs SOC=$$soc publish; \
-	done
+	@$(PY) -m npuzoo.run $@
 
 # RUNNER=docker: the microtool images (images/, mk/docker.mk). Builds the shared images and
 # those of IMAGE_MODELS (default: every model); each is tagged with a hash of what goes in, so

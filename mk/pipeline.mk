@@ -1,11 +1,20 @@
-# The pipeline of one model for one chip and one batch size (DESIGN.md §3), as file targets.
-# Called by the top-level Makefile: make -f mk/pipeline.mk MODEL=m BS=b SOC=s publish
+# The pipeline of one model for one chip and one batch size, as file targets.
+# Called by npuzoo/run.py (`make <model>`), with validated values only:
+#   make -f mk/pipeline.mk MODEL=m BS=b SOC=s RUNNER=r DEVICE=d LOOP=l WARMUP=w N=n AIPP=
+#        DATASET_ID=<id> WEIGHTS_ID=<id> WEIGHTS_PATH=<build/... or random> publish
+# No user-typed path appears here: DATA is the link $(DATA_LINK), a WEIGHTS file a copy in
+# build/<model>/weights/store/. Ids name content (npuzoo/run.py): new bytes, new folders.
 #
 # build/<model>/
 #   model.mk                          Make variables generated from model.yaml
-#   weights/<file>, weights/<id>.json published download; what the run used (id: published,
-#                                     random, custom-<hash of path>)
+#   .lock                             held by the run in progress (npuzoo/run.py)
+#   weights/<file>, <file>.accepted.json    published download, the content accepted for it
+#   weights/store/<sha256>.pth        a user's WEIGHTS file, copied
+#   weights/<weights id>.json         what the run used (id: random, or
+#                                     <published|custom|unverified>-<sha256[:12]>)
+#   data/<dataset id>.source          link to the DATA folder (id: name-<content hash>-n<N>)
 #   data/<dataset id>/                selected images (links), labels, dataset.json, prep/*.bin
+#   src/upstream, src/source.json     patched upstream tree and its record (tree hash)
 #   onnx/<weights id>/<model>.onnx    export, once per model and weights
 #   <SOC>/<weights id>/<model>_bs<BS>.onnx|.om                 compiled, once per chip and BS
 #   <SOC>/<weights id>/<model>_bs<BS>.om.json                  Ascend: the chip the .om is for
@@ -14,11 +23,11 @@
 #   <SOC>/<weights id>/bs<BS>/<dataset id>/results/, accuracy.json, report.json
 # and reports/<model>/<SOC>_bs<BS>.json, published from report.json.
 #
-# AIPP=1 (opt-in, ais_bench_contract.md §8): preprocess.py --uint8 writes raw uint8 HWC files
-# (data/<dataset id>/prep-u8/, a quarter of the float32 size), build/<model>/aipp.cfg (from
-# model.yaml) moves the normalisation into the model (atc --insert_op_conf, or npuzoo.compile
-# --aipp on the CPU), and every later artefact gets its own name: <model>_bs<BS>_aipp.onnx|.om,
-# bs<BS>_aipp/, reports/<model>/aipp/<SOC>_bs<BS>.json. The report says backend.aipp: true.
+# AIPP=1 (opt-in): preprocess.py --uint8 writes raw uint8 HWC
+# files (data/<dataset id>/prep-u8/, a quarter of the float32 size), build/<model>/aipp.cfg
+# (from model.yaml) moves the normalisation into the model (atc --insert_op_conf, or
+# npuzoo.compile --aipp on the CPU), and every later artefact gets its own name:
+# <model>_bs<BS>_aipp.onnx|.om, bs<BS>_aipp/, reports/<model>/aipp/<SOC>_bs<BS>.json.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
@@ -46,34 +55,18 @@ $(B)/model.mk: $(MODEL_DIR)/model.yaml npuzoo/config.py
 	@mkdir -p $(@D)
 	$(PY) -m npuzoo.config makevars $(MODEL) > $@.tmp && mv $@.tmp $@
 
-hash = $(shell printf '%s' '$(1)' | md5sum | cut -c1-8)
-
-# -- weights ------------------------------------------------------------------------------
-ifeq ($(WEIGHTS),)
-  WEIGHTS_ID   := published
-  WEIGHTS_PATH := $(B)/weights/$(WEIGHTS_FILE)
-  WEIGHTS_DEP  := $(WEIGHTS_PATH)
-else ifeq ($(WEIGHTS),random)
-  WEIGHTS_ID   := random
-  WEIGHTS_PATH := random
-  WEIGHTS_DEP  :=
-else
-  WEIGHTS_ID   := custom-$(call hash,$(abspath $(WEIGHTS)))
-  WEIGHTS_PATH := $(abspath $(WEIGHTS))
-  WEIGHTS_DEP  := $(wildcard $(WEIGHTS_PATH))
-endif
+# -- weights (identified by npuzoo/run.py, which writes $(WEIGHTS_JSON)) --------------------
 WEIGHTS_JSON := $(B)/weights/$(WEIGHTS_ID).json
 
+# The published file, downloaded once (run.py verifies its content on every run).
+.PHONY: fetch-weights
+fetch-weights: $(B)/weights/$(WEIGHTS_FILE)
 $(B)/weights/$(WEIGHTS_FILE):
 	$(RUN_BASE) $(PYRUN) -m npuzoo.weights fetch $(MODEL) $@
 
-$(WEIGHTS_JSON): $(WEIGHTS_DEP)
-	$(RUN_BASE) $(PYRUN) -m npuzoo.weights describe $(MODEL) $(WEIGHTS_PATH) --out $@
-
 # -- dataset and preprocessing ------------------------------------------------------------
-DATA_ABS    := $(abspath $(DATA))
-DATASET_ID  := $(notdir $(DATA_ABS))-$(call hash,$(DATA_ABS))-n$(or $(N),all)
 DATASET_DIR := $(B)/data/$(DATASET_ID)
+DATA_LINK   := $(DATASET_DIR).source
 ifeq ($(AIPP),1)
   AIPP_CFG    := $(B)/aipp.cfg
   AIPP_SUFFIX := _aipp
@@ -84,8 +77,9 @@ else
   PREP_DIR    := $(DATASET_DIR)/prep
 endif
 
-$(DATASET_DIR)/dataset.json: $(wildcard $(DATA_ABS)/val_label.txt)
-	$(RUN_BASE) $(PYRUN) -m npuzoo.dataset prepare "$(DATA_ABS)" $(DATASET_DIR) $(if $(N),--limit $(N))
+# The DATA folder's path reaches the command only through the link (quoted substitution).
+$(DATASET_DIR)/dataset.json: | $(DATA_LINK)
+	$(RUN_BASE) $(PYRUN) -m npuzoo.dataset prepare "$$(readlink -f $(DATA_LINK))" $(DATASET_DIR) $(if $(N),--limit $(N))
 
 $(PREP_DIR)/.done: $(DATASET_DIR)/dataset.json $(MODEL_DIR)/preprocess.py $(MODEL_DIR)/model.yaml
 	rm -rf $(PREP_DIR)
@@ -94,11 +88,13 @@ $(PREP_DIR)/.done: $(DATASET_DIR)/dataset.json $(MODEL_DIR)/preprocess.py $(MODE
 
 # -- upstream source (models whose model.yaml lists upstream.sources) ---------------------------
 # npuzoo.source tries each source in order (git clone at the pinned commit, else the PyPI
-# release), applies that source's patch with `patch -p1`, and records what it used.
+# release with its pinned sha256), applies that source's patch with `patch -p1`, and records
+# what it used and the patched tree's hash; the export re-verifies the tree against it.
 ifneq ($(HAS_UPSTREAM),)
   SOURCE_DIR  := $(B)/src/upstream
   SOURCE_JSON := $(B)/src/source.json
   SOURCE_ARGS := --source $(SOURCE_DIR)
+  SOURCE_VERIFY = $(RUN_BASE) $(PYRUN) -m npuzoo.source verify $(MODEL) $(SOURCE_DIR) --record $(SOURCE_JSON)
 
 # A record without its tree (someone deleted build/<m>/src/upstream) is stale too.
 $(SOURCE_JSON): $(MODEL_DIR)/model.yaml $(wildcard $(MODEL_DIR)/*.diff $(MODEL_DIR)/*.patch) \
@@ -111,6 +107,7 @@ ONNX := $(B)/onnx/$(WEIGHTS_ID)/$(MODEL).onnx
 
 $(ONNX): $(WEIGHTS_JSON) $(SOURCE_JSON) $(MODEL_DIR)/pth2onnx.py $(MODEL_DIR)/model.yaml
 	@mkdir -p $(@D)
+	$(SOURCE_VERIFY)
 	$(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/pth2onnx.py $(WEIGHTS_PATH) $@ $(SOURCE_ARGS)
 
 # The AIPP config of atc --insert_op_conf (AIPP=1): uint8 RGB in, model.yaml's mean/std applied.
@@ -132,7 +129,7 @@ ifeq ($(SOC),cpu)
 $(COMPILED): $(ONNX) $(AIPP_CFG)
 	$(RUN_INFER) $(PYRUN) -m npuzoo.compile $< $@ --batch $(BS)$(if $(AIPP_CFG), --aipp $(AIPP_CFG))
 else
-  # The ModelZoo guides' commands (ais_bench_contract.md §8, §2). ais_bench runs in the
+  # The ModelZoo guides' commands (the ais_bench front end's CLI). ais_bench runs in the
   # python it is installed for on an Ascend host (system-wide), not in .venv.
   ATC           ?= atc
   ASCEND_PYTHON ?= python3

@@ -2,9 +2,18 @@
 
 The Make variable WEIGHTS selects the weights:
   (unset)     the published file from model.yaml's URL, checked against its md5/sha256;
-  a path      the user's own file, used as given (recorded as `published` when its checksum
-              equals model.yaml's, else `custom`);
+  a path      the user's own file (recorded as `published` when its checksum equals
+              model.yaml's, else `custom`);
   random      seeded random initialisation (accuracy not meaningful).
+
+Weights are identified by content: `identify` names them `<source>-<first 12 hex digits of
+the sha256>` (or `random`), and every later artefact (ONNX, compiled model, results) lives
+under that id. A user's file is copied into build/<model>/weights/store/<sha256>.pth before
+use, so the export reads exactly the bytes that were hashed, whatever happens to the original
+later. The published file is verified on every run: its sha256 comes from a stat cache
+(npuzoo.checksums), and a file whose sha256 differs from the one accepted before is checked
+against model.yaml again (or, where no checksum is published, refused: it changed since it was
+downloaded).
 """
 
 import argparse
@@ -13,6 +22,8 @@ import os
 import sys
 import urllib.error
 import urllib.request
+
+import shutil
 
 from npuzoo import config
 from npuzoo.errors import UserError, atomic_write, cli, file_digests
@@ -61,6 +72,8 @@ def download(spec, dest):
         raise UserError(f"{url}: the downloaded file does not match model.yaml's checksum; "
                         "the server may have changed it: pass WEIGHTS=/path/to/file") from None
     os.replace(part, dest)
+    digests = file_digests(dest)
+    write_accepted(dest, {"sha256": digests["sha256"], "md5": digests["md5"], "url": url})
 
 
 def _copy_with_progress(source, out, total, label):
@@ -86,6 +99,150 @@ def describe(spec, weights):
     return {"source": source, "file": os.path.abspath(weights), **digests}
 
 
+# -- identity by content ------------------------------------------------------------------
+
+def accepted_path(path):
+    """The record of the content accepted for a published weights file: <file>.accepted.json."""
+    return path + ".accepted.json"
+
+
+def read_accepted(path):
+    try:
+        with open(accepted_path(path), encoding="utf-8") as handle:
+            data = json.load(handle)
+        return data if isinstance(data, dict) and data.get("sha256") else None
+    except (OSError, ValueError):
+        return None
+
+
+def write_accepted(path, digests):
+    atomic_write(accepted_path(path), json.dumps(digests, indent=2) + "\n")
+
+
+def check_published_file(spec, path, cache):
+    """Digests of the downloaded published file, verified against model.yaml on content change.
+
+    Where model.yaml publishes no checksum, the sha256 recorded at download is the reference:
+    a file that differs from it was replaced, and is refused.
+    """
+    sha256 = cache.sha256(path)
+    accepted = read_accepted(path)
+    if accepted and accepted["sha256"] == sha256:
+        return {"sha256": sha256, "md5": accepted.get("md5")}
+    if not (spec.get("sha256") or spec.get("md5")):
+        # No published checksum: only the content recorded at download can vouch for the file.
+        if accepted:
+            raise UserError(f"{path}: sha256 {sha256} differs from the {accepted['sha256']} "
+                            "recorded when it was downloaded; delete it to download it again, "
+                            "or pass WEIGHTS=/path/to/your.pth to use your own weights")
+        digests = file_digests(path)
+        write_accepted(path, {**digests, "url": None})
+        return digests
+    digests = verify(spec, path)
+    write_accepted(path, {**digests, "url": spec["url"]})
+    return digests
+
+
+def store_copy(path, store_dir, cache):
+    """Copy a user's weights file into `store_dir` as <sha256>.pth (once); return (copy, digests)."""
+    sha256 = cache.sha256(path)
+    stored = os.path.join(store_dir, sha256 + ".pth")
+    if os.path.isfile(stored) and cache.sha256(stored) == sha256:
+        return stored, None
+    os.makedirs(store_dir, exist_ok=True)
+    tmp = os.path.join(store_dir, f".{sha256}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(path, tmp)
+        digests = file_digests(tmp)  # the bytes copied are the bytes named
+        os.chmod(tmp, 0o444 & ~_umask())
+        stored = os.path.join(store_dir, digests["sha256"] + ".pth")
+        if os.path.exists(stored):
+            os.chmod(stored, 0o644 & ~_umask())
+        os.replace(tmp, stored)
+    except OSError as err:
+        raise UserError(f"cannot copy WEIGHTS={path} into {store_dir} ({err.strerror}); "
+                        "free some disk space under build/") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return stored, digests
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def identify(spec, weights, weights_dir, cache):
+    """(weights id, path the export reads, description for the report) of the WEIGHTS value.
+
+    `weights`: '' (the published file, already fetched into `weights_dir`), `random`, or a
+    path. The id is `random` or `<published|custom|unverified>-<sha256[:12]>`.
+    """
+    if weights == "random":
+        return "random", "random", describe(spec, "random")
+    if not weights:
+        path = os.path.join(weights_dir, spec["file"])
+        digests = check_published_file(spec, path, cache)
+        source = {True: "published", False: "custom", None: "unverified"}[
+            matches_published(spec, digests)]
+        original = path
+    else:
+        original = os.path.abspath(weights)
+        if not os.path.isfile(original):
+            raise UserError(f"WEIGHTS={weights}: no such file; pass a checkpoint path, "
+                            "leave WEIGHTS unset to download the published one, or WEIGHTS=random")
+        path, digests = store_copy(original, os.path.join(weights_dir, "store"), cache)
+        weights_id_sha = os.path.basename(path)[:-len(".pth")]
+        if digests is None:
+            digests = {"sha256": weights_id_sha, "md5": None}
+        source = None
+    sha256 = digests["sha256"]
+    if source is None:
+        known = _read_description(weights_dir, sha256)
+        if known:
+            source, digests = known["source"], {"sha256": sha256, "md5": known.get("md5")}
+        else:
+            if digests.get("md5") is None:
+                digests = file_digests(path)
+            source = {True: "published", False: "custom", None: "unverified"}[
+                matches_published(spec, digests)]
+    weights_id = f"{source}-{sha256[:12]}"
+    description = {"source": source, "file": original, "md5": digests.get("md5"),
+                   "sha256": sha256}
+    return weights_id, path, description
+
+
+def _read_description(weights_dir, sha256):
+    for source in ("published", "custom", "unverified"):
+        try:
+            with open(os.path.join(weights_dir, f"{source}-{sha256[:12]}.json"),
+                      encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("sha256") == sha256:
+            return data
+    return None
+
+
+def write_description(weights_dir, weights_id, description):
+    """weights/<id>.json, written only when absent or different in content (not in `file`):
+    the same bytes from another path must not redo the export."""
+    path = os.path.join(weights_dir, weights_id + ".json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            old = json.load(handle)
+        if {k: v for k, v in old.items() if k != "file"} == \
+                {k: v for k, v in description.items() if k != "file"}:
+            return path
+    except (OSError, ValueError):
+        pass
+    atomic_write(path, json.dumps(description, indent=2) + "\n")
+    return path
+
+
 @cli
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m npuzoo.weights",
@@ -97,11 +254,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     spec = config.load(args.model)["weights"]
     if args.command == "fetch":
-        if os.path.exists(args.path):
-            verify(spec, args.path)
-        else:
+        # A file already there is verified by every run (identify), against its content.
+        if not os.path.exists(args.path):
             download(spec, args.path)
-        print(f"weights: {args.path} ok")
+            print(f"weights: {args.path} downloaded and verified")
     elif args.command == "verify":
         verify(spec, args.path)
     else:

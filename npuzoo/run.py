@@ -1,0 +1,323 @@
+"""`make <model>`: check every variable, lock the model's build folder, identify the inputs by
+content, then run mk/pipeline.mk once per batch size.
+
+    python3 -m npuzoo.run MODEL        (the top-level Makefile calls it; values come from the
+                                        environment as NPUZOO_BS, NPUZOO_SOC, ...)
+
+Why a driver in Python rather than Make: the user's values never reach a shell or Make's
+`$(shell ...)`. The Makefile hands them over verbatim (`$(value VAR)`, unexported), they are
+validated here in one place, and the pipeline is then called with an argument list (no shell)
+holding only validated tokens and paths under build/. The two paths a user gives are never
+spliced into a command: DATA is reached through a link build/<model>/data/<dataset id>.source,
+and a WEIGHTS file is copied into build/<model>/weights/store/ under its sha256.
+
+What identifies an input is its content: the dataset id hashes the selected images and their
+labels, the weights id the checkpoint (npuzoo.checksums caches the hashes by stat), so a file
+replaced under the same path, whatever its mtime, gets a new id and its own artefacts.
+
+One run at a time per model: build/<model>/.lock (fcntl.flock). A second run waits, saying
+for whom; runs of different models go in parallel. Holding the lock, the driver removes the
+temporary files (`*.tmp`, `*.part`) that a killed run left under build/<model>/.
+"""
+
+import argparse
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+from npuzoo import config, dataset, soc as socs, weights as weights_mod
+from npuzoo.checksums import HashCache
+from npuzoo.errors import UserError, atomic_write, cli
+
+REPO = config.REPO_ROOT
+BUILD = "build"
+
+# The Make variables of `make <model>`, with their defaults (README, DESIGN §3).
+DEFAULTS = {"BS": "1", "SOC": "cpu", "DATA": "", "N": "", "WEIGHTS": "", "RUNNER": "local",
+            "DEVICE": "0", "LOOP": "20", "WARMUP": "2", "AIPP": ""}
+POSITIVE = re.compile(r"^[1-9][0-9]{0,6}$")
+COUNT = re.compile(r"^[0-9]{1,7}$")
+DEVICES = re.compile(r"^[0-9]{1,4}(,[0-9]{1,4})*$")
+SOC_SHAPE = re.compile(r"^(cpu|auto|Ascend[0-9A-Za-z_-]{1,32})$")
+SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def shown(value):
+    """A user value as an error line shows it: as typed, unless it holds control characters."""
+    return value if value.isprintable() else repr(value)
+
+
+class Settings:
+    """The validated variables of one `make <model>` run."""
+
+    def __init__(self, values):
+        self.raw = values
+        self.batch_sizes = check_batch_sizes(values["BS"])
+        self.limit = check_count("N", values["N"], optional=True)
+        self.loop = check_count("LOOP", values["LOOP"])
+        self.warmup = check_count("WARMUP", values["WARMUP"], zero=True)
+        self.runner = check_choice("RUNNER", values["RUNNER"], ("local", "docker"),
+                                   "use local or docker")
+        self.aipp = check_choice("AIPP", values["AIPP"], ("", "0", "1"),
+                                 "use AIPP=1, or leave it unset") == "1"
+        self.device = values["DEVICE"]
+        if not DEVICES.match(self.device):
+            raise UserError(f"DEVICE={shown(self.device)}: expected a device id such as 0 "
+                            "(or a comma list such as 0,1 on the CPU)")
+        self.soc = values["SOC"]
+        if not SOC_SHAPE.match(self.soc):
+            raise UserError(f"SOC={shown(self.soc)}: unknown chip; use cpu, auto, or an "
+                            "Ascend --soc_version such as Ascend310P3")
+        # Paths are made absolute here, relative to where make was called.
+        self.data = check_path("DATA", values["DATA"])
+        self.data_abs = os.path.abspath(self.data) if self.data else ""
+        self.weights = check_path("WEIGHTS", values["WEIGHTS"])
+        if self.weights not in ("", "random"):
+            self.weights = os.path.abspath(self.weights)
+
+
+def check_batch_sizes(text):
+    words = text.split()
+    if not words:
+        raise UserError("BS is empty: expected positive batch sizes, e.g. BS=\"1 4 16\"")
+    for word in words:
+        if not POSITIVE.match(word):
+            raise UserError(f"BS={shown(word)}: expected positive batch sizes, "
+                            "e.g. BS=\"1 4 16\"")
+    return list(dict.fromkeys(int(word) for word in words))
+
+
+def check_count(name, text, optional=False, zero=False):
+    text = text.strip()
+    if optional and not text:
+        return None
+    what = "a number of 0 or more" if zero else "a positive number"
+    if not (COUNT if zero else POSITIVE).match(text):
+        hint = ", or leave it unset for all" if name == "N" else ""
+        noun = " of images" if name == "N" else ""
+        raise UserError(f"{name}={shown(text)}: expected {what}{noun}{hint}")
+    return int(text)
+
+
+def check_choice(name, text, choices, hint):
+    if text not in choices:
+        raise UserError(f"{name}={shown(text)}: unknown value; {hint}")
+    return text
+
+
+def check_path(name, text):
+    if any(c in text for c in "\0\n\r"):
+        raise UserError(f"{name}={shown(text)}: a path with a line break or NUL character; "
+                        "rename the file or folder")
+    return text
+
+
+def read_values(environ):
+    """The raw Make variables, as the Makefile exported them (NPUZOO_<NAME>)."""
+    return {name: environ.get(f"NPUZOO_{name}", default) for name, default in DEFAULTS.items()}
+
+
+# -- locking and leftovers ------------------------------------------------------------------
+
+class ModelLock:
+    """An exclusive flock on build/<model>/.lock; the holder writes who it is into the file."""
+
+    def __init__(self, model, who):
+        self.path = os.path.join(BUILD, model, ".lock")
+        self.who = who
+        self.handle = None
+
+    def __enter__(self):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.handle = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.handle.seek(0)
+            holder = self.handle.read().strip() or "another run"
+            print(f"{self.path}: held by {holder}; waiting for it to finish (Ctrl-C to stop)",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(self.handle, fcntl.LOCK_EX)
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(f"pid {os.getpid()} ({self.who}, started "
+                          f"{time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+        self.handle.flush()
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.seek(0)
+        self.handle.truncate()
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+TEMPORARY = (".tmp", ".part")
+
+
+def remove_leftovers(*folders):
+    """Temporary files and folders of killed runs (the lock says no run is active)."""
+    removed = 0
+    for folder in folders:
+        if not os.path.isdir(folder):
+            continue
+        for root, dirs, files in os.walk(folder, topdown=True):
+            for name in [d for d in dirs if d.endswith(TEMPORARY)]:
+                _remove(os.path.join(root, name))
+                dirs.remove(name)
+                removed += 1
+            for name in files:
+                if name.endswith(TEMPORARY):
+                    os.unlink(os.path.join(root, name))
+                    removed += 1
+    if removed:
+        print(f"removed {removed} temporary file(s) left by an interrupted run", flush=True)
+
+
+def _remove(path):
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# -- inputs by content ----------------------------------------------------------------------
+
+def select_images(data_dir, limit):
+    """(names, labels, images) of the first `limit` labelled images of DATA, sorted."""
+    labels, images = dataset.check_dataset(data_dir)
+    names = sorted(labels)
+    if limit is not None:
+        if limit > len(names):
+            raise UserError(f"N={limit}: DATA={data_dir} has only {len(names)} labelled "
+                            "images; lower N or leave it unset for all")
+        names = names[:limit]
+    return names, labels, images
+
+
+def dataset_id(data_dir, limit, cache):
+    """`<folder name>-<sha256 of the selection's names, labels and image contents>-n<N|all>`."""
+    names, labels, images = select_images(data_dir, limit)
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(f"{name}\t{labels[name]}\t{cache.sha256(images[name])}\n".encode())
+    folder = SAFE_NAME.sub("_", os.path.basename(os.path.abspath(data_dir))).strip("._")[:40]
+    return f"{folder or 'data'}-{digest.hexdigest()[:12]}-n{limit or 'all'}"
+
+
+def link(target, path):
+    """A symbolic link `path` -> `target`, replaced atomically when it points elsewhere."""
+    if os.path.islink(path) and os.readlink(path) == target:
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    os.symlink(target, tmp)
+    os.replace(tmp, path)
+
+
+# -- running the pipeline -------------------------------------------------------------------
+
+# Make variables of the caller that must not leak into the pipeline's make (MAKEFLAGS carries
+# the user's command-line variables, which Make would evaluate).
+SCRUBBED = {"MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKELEVEL", "MAKE_TERMOUT",
+            "MAKE_TERMERR", *DEFAULTS, *(f"NPUZOO_{name}" for name in DEFAULTS)}
+
+
+def make(args, check=True):
+    """Run `make --no-print-directory ARGS` (an argument list: no shell) in the repository."""
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
+    command = ["make", "--no-print-directory", *args]
+    result = subprocess.run(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL)
+    if check and result.returncode != 0:
+        raise SystemExit(result.returncode)
+    return result.returncode
+
+
+def pipeline_args(model, settings, soc, **extra):
+    values = {"MODEL": model, "SOC": soc, "RUNNER": settings.runner,
+              "DEVICE": settings.device, "LOOP": settings.loop, "WARMUP": settings.warmup,
+              "N": settings.limit or "", "AIPP": "1" if settings.aipp else "", **extra}
+    return ["-f", "mk/pipeline.mk", *(f"{k}={v}" for k, v in values.items())]
+
+
+def has_upstream(model_config):
+    return bool((model_config.get("upstream") or {}).get("sources"))
+
+
+def check_source_tree(model):
+    """Remove a patched tree edited since the source step, so that Make rebuilds it."""
+    from npuzoo import source
+
+    tree = os.path.join(BUILD, model, "src", "upstream")
+    record = os.path.join(BUILD, model, "src", "source.json")
+    if not (os.path.isdir(tree) and os.path.isfile(record)):
+        return
+    difference = source.verify_tree(tree, record)
+    if difference is not None:
+        print(f"warning: {tree}: differs from the patched tree recorded in {record} "
+              f"(first difference: {difference}); fetching and patching it again",
+              file=sys.stderr, flush=True)
+        _remove(tree)
+        os.unlink(record)
+
+
+def run(model, settings):
+    model_config = config.load(model)
+    build = os.path.join(BUILD, model)
+    who = f"make {model} " + " ".join(
+        f"{k}={shlex.quote(v)}" for k, v in settings.raw.items() if v and k in ("BS", "SOC"))
+    with ModelLock(model, who.strip()):
+        remove_leftovers(build, os.path.join("reports", model))
+        soc = socs.resolve(settings.soc, int(settings.device.split(",")[0]))
+        if soc != "cpu" and "," in settings.device:
+            raise UserError(f"DEVICE={settings.device}: {soc} runs take one device id")
+        cache = HashCache(os.path.join(BUILD, ".hashes.json"))
+        try:
+            data_abs = settings.data_abs
+            if not data_abs:
+                dataset.check_dataset("")  # the one-line "DATA is not set" error
+            data_id = dataset_id(data_abs, settings.limit, cache)
+            link(os.path.realpath(data_abs), os.path.join(build, "data", data_id + ".source"))
+            if settings.runner == "docker":
+                make(["-f", "mk/docker.mk", "images", f"IMAGE_MODELS={model}", f"SOC={soc}"])
+            weights_dir = os.path.join(build, "weights")
+            if not settings.weights:
+                make(pipeline_args(model, settings, soc) + ["fetch-weights"])
+            weights_id, weights_path, description = weights_mod.identify(
+                model_config["weights"], settings.weights, weights_dir, cache)
+            weights_mod.write_description(weights_dir, weights_id, description)
+        finally:
+            cache.save()
+        if has_upstream(model_config):
+            check_source_tree(model)
+        for bs in settings.batch_sizes:
+            print(f"== {model}: BS={bs} SOC={soc} weights {weights_id}, data {data_id}",
+                  flush=True)
+            make(pipeline_args(model, settings, soc, BS=bs, DATASET_ID=data_id,
+                               WEIGHTS_ID=weights_id, WEIGHTS_PATH=weights_path) + ["publish"])
+
+
+@cli
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python3 -m npuzoo.run",
+        description="Run one model's pipeline (make <model>): the Make variables come from "
+                    "the environment as NPUZOO_BS, NPUZOO_SOC, NPUZOO_DATA, ...")
+    parser.add_argument("model", choices=config.model_names())
+    parser.add_argument("--check", action="store_true",
+                        help="only validate the variables and exit")
+    args = parser.parse_args(argv)
+    settings = Settings(read_values(os.environ))
+    if args.check:
+        return
+    os.chdir(REPO)
+    run(args.model, settings)
+
+
+if __name__ == "__main__":
+    main()
