@@ -2,6 +2,8 @@
 
 import importlib.util
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,3 +36,18 @@ def load_model_script(model, name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def scratch_repository(root):
+    """A copy of the repository in `root` (tracked and new files, not build/ nor reports/
+    contents) with .venv linked, so that a test's `make` never touches the real results."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO, capture_output=True, check=True).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        src, dst = REPO / name, Path(root) / name
+        if name.startswith("reports/") or "__pycache__" in name or not src.is_file():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)  # keep mtimes: the venv stamp stays newer than requirements
+    os.symlink(REPO / ".venv", Path(root) / ".venv")
+    return Path(root)

@@ -6,7 +6,6 @@ folder and links the real .venv, so the committed reports are never touched.
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,31 +13,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import scratch_repository
+
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def tracked_files():
-    out = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True)
-    return [name for name in out.stdout.decode().split("\0") if name]
-
-
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory):
-    """A copy of the repository (tracked files plus the helpers' uncommitted ones) with .venv linked."""
-    root = tmp_path_factory.mktemp("repo")
-    names = set(tracked_files())
-    names |= {str(p.relative_to(REPO)) for d in ("npuzoo", "models", "mk", "tests")
-              for p in (REPO / d).rglob("*") if p.is_file() and "__pycache__" not in p.parts}
-    for name in names:
-        if name.startswith("reports/"):
-            continue
-        src, dst = REPO / name, root / name
-        if src.is_file():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)  # keep mtimes: the venv stamp stays newer than requirements
-    os.symlink(REPO / ".venv", root / ".venv")
-    return root
+    return scratch_repository(tmp_path_factory.mktemp("repo"))
 
 
 def make(root, *args):

@@ -1,0 +1,293 @@
+"""`make <model>` treats every user value as hostile (npuzoo/run.py, the top-level Makefile).
+
+Fast tests check the validation and the content identities in-process; the slow ones run make
+in a scratch copy of the repository (tests/test_pipeline_e2e.py's) with hostile values, paths
+with awkward characters, swapped weights, two concurrent runs and a killed run.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from npuzoo import run, weights
+from npuzoo.checksums import HashCache
+from npuzoo.errors import UserError
+from tests.conftest import scratch_repository
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def settings(**values):
+    raw = {**run.DEFAULTS, "DATA": "/data", **values}
+    return run.Settings(raw)
+
+
+# -- validation, in one place -----------------------------------------------------------------
+
+HOSTILE = ["`touch {m}`", "$(touch {m})", "$(shell touch {m})", "; touch {m}", "1 ; touch {m}",
+           "' ; touch {m}; '", "\" ; touch {m}; \"", "../../../../tmp/x", "~", "2/../../x",
+           "1 2"]
+
+
+@pytest.mark.parametrize("name", ["BS", "N", "LOOP", "WARMUP", "DEVICE", "SOC", "RUNNER", "AIPP"])
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_values_are_refused_in_one_line(name, value, tmp_path):
+    value = value.format(m=tmp_path / "marker")
+    if name == "BS" and value == "1 2":
+        return  # a legitimate sweep
+    with pytest.raises(UserError) as err:
+        settings(**{name: value})
+    assert str(err.value).startswith(f"{name}") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name, value, fragment", [
+    ("BS", "", "BS is empty"),
+    ("BS", "  ", "BS is empty"),
+    ("BS", "0", "BS=0: expected positive batch sizes"),
+    ("LOOP", "10 20", "LOOP=10 20: expected a positive number"),
+    ("LOOP", "0", "LOOP=0"),
+    ("WARMUP", "-1", "WARMUP=-1"),
+    ("N", "0", "N=0: expected a positive number of images"),
+    ("DEVICE", "0;1", "DEVICE=0;1"),
+    ("SOC", "Ascend310P3 cpu", "SOC=Ascend310P3 cpu: unknown chip"),
+    ("RUNNER", "podman", "RUNNER=podman: unknown value; use local or docker"),
+    ("AIPP", "yes", "AIPP=yes"),
+    ("DATA", "/a\nb", "DATA='/a\\nb': a path with a line break"),
+])
+def test_each_bad_value_names_itself(name, value, fragment):
+    with pytest.raises(UserError, match=None) as err:
+        settings(**{name: value})
+    assert fragment in str(err.value)
+
+
+def test_good_values_pass_and_batch_sizes_are_deduplicated():
+    checked = settings(BS="4 1 4", N="16", LOOP="5", WARMUP="0", DEVICE="0,1", AIPP="1",
+                       WEIGHTS="random")
+    assert checked.batch_sizes == [4, 1] and checked.limit == 16 and checked.warmup == 0
+    assert checked.aipp and checked.weights == "random"
+
+
+# -- content, not paths and mtimes ------------------------------------------------------------
+
+def test_hash_cache_rehashes_a_swapped_file_with_an_older_mtime(tmp_path):
+    path = tmp_path / "w.pth"
+    path.write_bytes(b"first")
+    cache = HashCache(str(tmp_path / "cache.json"))
+    first = cache.sha256(path)
+    cache.save()
+    old = path.stat().st_mtime_ns
+    replacement = tmp_path / "other"
+    replacement.write_bytes(b"other")  # same size, another inode
+    os.utime(replacement, ns=(old - 10**9, old - 10**9))
+    os.replace(replacement, path)
+    again = HashCache(str(tmp_path / "cache.json"))
+    assert again.sha256(path) != first
+
+
+def test_custom_weights_are_copied_and_named_by_content(tmp_path):
+    spec = {"file": "w.pth", "url": "http://x", "md5": "0" * 32}
+    user = tmp_path / "my weights $x `y`.pth"
+    user.write_bytes(b"A" * 100)
+    cache = HashCache(str(tmp_path / "cache.json"))
+    wid, path, description = weights.identify(spec, str(user), str(tmp_path / "w"), cache)
+    assert wid.startswith("custom-") and description["source"] == "custom"
+    assert Path(path).read_bytes() == b"A" * 100 and str(tmp_path / "w" / "store") in path
+    user.write_bytes(b"B" * 100)
+    os.utime(user, ns=(0, 0))
+    wid2, path2, _ = weights.identify(spec, str(user), str(tmp_path / "w"), cache)
+    assert wid2 != wid and Path(path2).read_bytes() == b"B" * 100
+    assert Path(path).read_bytes() == b"A" * 100  # the first copy is intact
+
+
+def test_published_file_replaced_is_refused(tmp_path):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / "w.pth").write_bytes(b"not the published file")
+    cache = HashCache(str(tmp_path / "cache.json"))
+    spec = {"file": "w.pth", "url": "http://x", "md5": "0" * 32}
+    with pytest.raises(UserError, match="does not match the published"):
+        weights.identify(spec, "", str(folder), cache)
+
+
+def test_unpublished_checksum_file_replaced_after_download_is_refused(tmp_path):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    target = folder / "w.pth"
+    target.write_bytes(b"downloaded")
+    weights.write_accepted(str(target), {"sha256": "f" * 64, "md5": None, "url": "http://x"})
+    spec = {"file": "w.pth", "url": "http://x", "checksum": "unpublished"}
+    with pytest.raises(UserError, match="recorded when it was downloaded"):
+        weights.identify(spec, "", str(folder), HashCache(str(tmp_path / "c.json")))
+
+
+def test_dataset_id_follows_image_content(tmp_path):
+    data = tmp_path / "my data"
+    (data / "val").mkdir(parents=True)
+    (data / "val" / "a.JPEG").write_bytes(b"1")
+    (data / "val" / "b.JPEG").write_bytes(b"2")
+    (data / "val_label.txt").write_text("a.JPEG 1\nb.JPEG 2\n")
+    cache = HashCache(str(tmp_path / "c.json"))
+    first = run.dataset_id(str(data), None, cache)
+    assert first.startswith("my_data-") and first.endswith("-nall")
+    assert run.dataset_id(str(data), 1, cache) != first
+    (data / "val" / "b.JPEG").write_bytes(b"3")
+    os.utime(data / "val" / "b.JPEG", ns=(0, 0))
+    assert run.dataset_id(str(data), None, cache) != first
+
+
+def test_leftovers_of_killed_runs_are_removed(tmp_path, capsys):
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx" / ".m.onnx.123.tmp").write_bytes(b"x")
+    (tmp_path / "data" / "d.tmp" / "val").mkdir(parents=True)
+    (tmp_path / "perf.log.tmp").write_text("x")
+    (tmp_path / "keep.onnx").write_text("x")
+    run.remove_leftovers(str(tmp_path))
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left == ["data", "keep.onnx", "onnx"]
+    assert "removed 3 temporary" in capsys.readouterr().out
+
+
+# -- the make layer, end to end ---------------------------------------------------------------
+
+def tree_state(folder, skip=("build", ".venv")):
+    state = {}
+    for path in Path(folder).rglob("*"):
+        rel = path.relative_to(folder)
+        if rel.parts and rel.parts[0] in skip:
+            continue
+        if path.is_file() and not path.is_symlink():
+            state[str(rel)] = (path.stat().st_mtime_ns, path.stat().st_size)
+    return state
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+    return scratch_repository(tmp_path_factory.mktemp("repo"))
+
+
+def make(root, *args, home=None, timeout=900):
+    env = dict(os.environ, MAKEFLAGS="", CI="")
+    if home:
+        env["HOME"] = str(home)
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def small_data(root, count=6):
+    from tests.test_pipeline_e2e import synthetic_dataset
+
+    return synthetic_dataset(root, count=count)
+
+
+@pytest.mark.slow
+def test_hostile_make_variables_touch_nothing(scratch, tmp_path):
+    data = small_data(tmp_path / "data")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "precious").write_text("keep")
+    marker = tmp_path / "marker"
+    before = tree_state(scratch)
+    outside = tree_state(tmp_path)
+    for name in ["BS", "N", "LOOP", "WARMUP", "DEVICE", "SOC", "RUNNER", "AIPP", "DATA",
+                 "WEIGHTS"]:
+        for template in HOSTILE:
+            value = template.format(m=marker)
+            if name == "BS" and value == "1 2":
+                continue
+            variables = {"DATA": str(data), "WEIGHTS": "random", "N": "2", "LOOP": "1"}
+            variables[name] = value
+            args = [f"{k}={v}" for k, v in variables.items()]
+            for dry in ([], ["-n"]):
+                result = make(scratch, *dry, "mobilenetv1", *args, home=home, timeout=120)
+                assert not marker.exists(), (name, value, dry, result.stderr)
+                if not dry:
+                    assert result.returncode != 0, (name, value, result.stdout[-2000:])
+                    errors = [l for l in result.stderr.splitlines() if l.startswith("error: ")]
+                    assert len(errors) == 1, (name, value, result.stderr)
+                    assert "Traceback" not in result.stderr
+    assert (home / "precious").read_text() == "keep" and sorted(os.listdir(home)) == ["precious"]
+    assert tree_state(scratch) == before
+    assert tree_state(tmp_path) == outside
+
+
+def random_checkpoint(path, seed):
+    import torch
+
+    sys.path.insert(0, str(REPO / "models" / "mobilenetv1"))
+    try:
+        from network import MobileNetV1
+    finally:
+        sys.path.pop(0)
+    torch.manual_seed(seed)
+    model = MobileNetV1()
+    torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, path)
+
+
+@pytest.mark.slow
+def test_awkward_paths_work_and_swapped_weights_are_seen(scratch, tmp_path):
+    odd = tmp_path / "ü d'a\"t $HOME `x` (1), a:b"
+    data = small_data(odd / "data set")
+    checkpoint = odd / "w $(x) `y` 'z'.pth"
+    random_checkpoint(checkpoint, seed=1)
+    args = ["mobilenetv1", f"DATA={data}", f"WEIGHTS={checkpoint}", "N=4", "BS=2", "LOOP=1"]
+    first = make(scratch, *args)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    report = json.loads((scratch / "reports/mobilenetv1/cpu_bs2.json").read_text())
+    sha_a = report["weights"]["sha256"]
+    assert report["weights"]["source"] == "custom" and report["dataset"]["images"] == 4
+
+    # Another checkpoint under the same name, with an OLDER mtime: a new id, a new export.
+    old = checkpoint.stat().st_mtime_ns - 10**10
+    random_checkpoint(checkpoint, seed=2)
+    os.utime(checkpoint, ns=(old, old))
+    second = make(scratch, *args)
+    assert second.returncode == 0, second.stderr[-3000:]
+    report = json.loads((scratch / "reports/mobilenetv1/cpu_bs2.json").read_text())
+    assert report["weights"]["sha256"] != sha_a
+    from npuzoo.checksums import sha256_of
+
+    assert report["weights"]["sha256"] == sha256_of(checkpoint)
+    assert len(list((scratch / "build/mobilenetv1/onnx").glob("custom-*/*.onnx"))) == 2
+
+
+@pytest.mark.slow
+def test_two_concurrent_runs_both_succeed(scratch, tmp_path):
+    data = small_data(tmp_path / "data")
+    common = ["mobilenetv1", f"DATA={data}", "WEIGHTS=random", "LOOP=1"]
+    env = dict(os.environ, MAKEFLAGS="", CI="")
+    runs = [subprocess.Popen(["make", "--no-print-directory", *common, f"BS={bs}"], cwd=scratch,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for bs in (1, 3)]
+    outputs = [r.communicate(timeout=900) for r in runs]
+    for r, (out, err) in zip(runs, outputs):
+        assert r.returncode == 0, out[-2000:] + err[-2000:]
+    assert any("waiting for it to finish" in err for _, err in outputs)
+    for bs in (1, 3):
+        assert json.loads((scratch / f"reports/mobilenetv1/cpu_bs{bs}.json").read_text())[
+            "batch_size"] == bs
+
+
+@pytest.mark.slow
+def test_killed_run_leaves_no_orphan_after_the_next(scratch, tmp_path):
+    data = small_data(tmp_path / "data")
+    checkpoint = tmp_path / "w.pth"
+    random_checkpoint(checkpoint, seed=3)
+    args = ["mobilenetv1", f"DATA={data}", f"WEIGHTS={checkpoint}", "BS=2", "LOOP=1"]
+    proc = subprocess.Popen(["make", "--no-print-directory", *args], cwd=scratch,
+                            env=dict(os.environ, MAKEFLAGS="", CI=""), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    onnx_dir = scratch / "build/mobilenetv1/onnx"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(onnx_dir.rglob("*.tmp")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    result = make(scratch, *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not [p for p in (scratch / "build").rglob("*") if p.name.endswith((".tmp", ".part"))]
