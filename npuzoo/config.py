@@ -143,11 +143,14 @@ def validate(data, where, folder=None):
 
 
 # upstream: where the network's code comes from. `sources` (optional) lists candidates that
-# npuzoo.source tries in order; each says which patch applies to it and why.
+# npuzoo.source tries in order; each says which patch applies to it and why, and pins what it
+# fetches: a git source its commit (7 to 40 hex digits; the commit checked out must start with
+# it), a pypi source the sha256 of its sdist file (checked before the sdist is unpacked).
 _SOURCE_FIELDS = {
     "git": {"kind", "url", "commit", "patch", "why"},
-    "pypi": {"kind", "requirement", "patch", "why"},
+    "pypi": {"kind", "requirement", "sha256", "patch", "why"},
 }
+_SOURCE_FIELD_HELP = {"sha256": ": the sha256 of the sdist file, 64 hexadecimal digits"}
 _PINNED_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[^\s;,=]+$")
 
 
@@ -183,12 +186,13 @@ def _validate_source(entry, at, folder):
     if unknown:
         raise UserError(f"{at}: unknown field {unknown[0]!r} for kind {kind} (fields: "
                         + ", ".join(sorted(_SOURCE_FIELDS[kind])) + ")")
-    checks = {"url": _text, "commit": _commit, "why": _text,
+    checks = {"url": _text, "commit": _commit, "why": _text, "sha256": _hex(64),
               "requirement": lambda v: None if isinstance(v, str) and _PINNED_REQUIREMENT.match(
                   v.strip()) else "expected a pinned requirement name==version"}
     for field in sorted(_SOURCE_FIELDS[kind] - {"kind", "patch"}):
         if field not in entry or entry[field] is None:
-            raise UserError(f"{at}.{field}: missing (required for kind {kind})")
+            raise UserError(f"{at}.{field}: missing (required for kind {kind}"
+                            f"{_SOURCE_FIELD_HELP.get(field, '')})")
         problem = checks[field](entry[field])
         if problem:
             raise UserError(f"{at}.{field}: {problem}, got {entry[field]!r}")

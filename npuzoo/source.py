@@ -1,17 +1,22 @@
 """Upstream source step: fetch a model's upstream code, apply its patch, record what was used.
 
-    python3 -m npuzoo.source fetch MODEL DEST --record JSON [--cache DIR]
+    python3 -m npuzoo.source fetch  MODEL DEST --record JSON [--cache DIR]
+    python3 -m npuzoo.source verify MODEL DEST --record JSON
 
 MODEL is a model name (models/<name>/model.yaml) or a path to a model.yaml. Its
 `upstream.sources` is a list of candidate sources, tried in order; each entry is data:
 
-    - {kind: git,  url: <repository>, commit: <sha>,            patch: <file>|null, why: <text>}
-    - {kind: pypi, requirement: <name>==<version>,               patch: <file>|null, why: <text>}
+    - {kind: git,  url: <repository>, commit: <sha>,             patch: <file>|null, why: <text>}
+    - {kind: pypi, requirement: <name>==<version>, sha256: <hex>, patch: <file>|null, why: <text>}
 
-git   `git clone` (no prompt, time limit) and a checkout of `commit`.
+git   `git clone` (no prompt, time limit) and a checkout of `commit`; the commit checked out
+      must start with `commit` (7 to 40 hex digits), else the source counts as unavailable.
 pypi  the source distribution (`pip download --no-deps --no-binary :all:`), taken first from
       the local cache folder (.venv/sdists, filled by `make venv`), else from PyPI; its single
       top folder is the tree. Sdists keep the repository layout, so the same `patch -p1` works.
+      The sdist file's sha256 must equal `sha256`, checked BEFORE it is unpacked: a mismatch,
+      of a cached or of a downloaded file, STOPS the step with one line (for a cached file:
+      delete it to download it again); it never falls through to another source.
 
 The first source that can be fetched is used; a source that cannot be fetched (no network, no
 such commit, no such release) is reported in one line and the next is tried. The entry's patch
@@ -21,16 +26,24 @@ source would silently build something else than model.yaml declares.
 
 DEST is built as DEST.tmp and renamed at the end, so DEST is either the complete patched tree
 or untouched. The record (JSON, written atomically) says which source was used, its exact
-commit or version, the patch and its sha256, and why the earlier sources were skipped; the
-report includes it.
-"""
+commit or version (and the sdist's sha256), the patch and its sha256, why the earlier sources
+were skipped, and `tree_sha256`, the tree hash of the patched DEST (see tree_sha256()); the
+report includes it. Beside it, <record>.files.json (e.g. source.files.json) lists each file's
+entry of that hash, so that `verify` can name the first difference; the record stays small.
 
+`verify` exits 0, silently, when DEST's tree hash equals the record's `tree_sha256`, and
+otherwise exits 2 with one line naming the first differing relative path: the tree was edited
+after the source step (or the record predates tree hashes), and the export must not import it.
+verify_tree(dest, record_path) is the same check for Python callers.
+"""
 import argparse
 import glob
+import hashlib
 import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -166,17 +179,41 @@ def extract_sdist(archive, tree):
         shutil.rmtree(unpack, ignore_errors=True)
 
 
+def check_sdist(archive, entry, origin):
+    """UserError unless the sha256 of `archive` is the one pinned in `entry` (before unpacking).
+
+    `origin` is "cache" or "pypi"; either way a mismatch stops the step: a cached sdist that was
+    altered must not be unpacked, nor silently replaced by another source. Returns the sha256.
+    """
+    expected = (entry.get("sha256") or "").lower()
+    actual = sha256_file(archive)
+    if actual == expected:
+        return actual
+    pinned = f"pinned in model.yaml for {describe(entry)}"
+    if origin == "cache":
+        raise UserError(f"{shown_path(archive)}: sha256 is {actual}, expected {expected} "
+                        f"({pinned}); not unpacked: delete {shown_path(archive)} "
+                        "to download it again")
+    raise UserError(f"{os.path.basename(archive)} downloaded from PyPI: sha256 is {actual}, "
+                    f"expected {expected} ({pinned}); not unpacked: the index served another "
+                    "file than the pinned one (check the sha256 in model.yaml)")
+
+
 def fetch_pypi(entry, tree, cache):
-    """The sdist of entry['requirement'] (cache first, then PyPI) unpacked as `tree`."""
+    """The sdist of entry['requirement'] (cache first, then PyPI), its sha256 checked against
+    entry['sha256'], unpacked as `tree`."""
     name, version = parse_requirement(entry["requirement"])
+    if not (isinstance(entry.get("sha256"), str) and len(entry["sha256"]) == 64):
+        raise UserError(f"upstream.sources: {describe(entry)}: no sha256 of the sdist pinned")
     cached = sdist_candidates(cache, name, version) if cache else []
     download = None if cached else tempfile.mkdtemp(prefix=".sdist-", dir=os.path.dirname(tree))
     try:
         archive = cached[0] if cached else download_sdist(entry["requirement"], download)
+        digest = check_sdist(archive, entry, "cache" if cached else "pypi")
         extract_sdist(archive, tree)
         return {"requirement": entry["requirement"], "version": version,
                 "from": "cache" if cached else "pypi",
-                "sdist": os.path.basename(archive), "sdist_sha256": sha256_file(archive)}
+                "sdist": os.path.basename(archive), "sdist_sha256": digest}
     finally:
         if download:
             shutil.rmtree(download, ignore_errors=True)
@@ -224,6 +261,124 @@ def apply_patch(patch_path, tree, source_name):
                         f"{patch_summary(result.stdout)}{detail}")
 
 
+# -- tree hash --------------------------------------------------------------------------------
+
+IGNORED_DIRS = ("__pycache__",)   # written by Python when the tree is imported
+IGNORED_SUFFIXES = (".pyc",)
+
+
+def tree_manifest(path):
+    """{relative path: entry} for every file and symlink under `path` (not the folders).
+
+    Paths use "/"; an entry is `file <sha256>` or `exec <sha256>` (the owner's executable bit
+    set) for a regular file, `link <target>` for a symlink (never followed, also to a folder),
+    `other` for anything else. `__pycache__/` folders and `*.pyc` files are left out: importing
+    the tree writes them. Empty folders are not part of the tree.
+    """
+    manifest = {}
+    for root, dirs, files in os.walk(path):
+        kept = []
+        for name in dirs:
+            if os.path.islink(os.path.join(root, name)):
+                files.append(name)
+            elif name not in IGNORED_DIRS:
+                kept.append(name)
+        dirs[:] = sorted(kept)
+        relative_root = os.path.relpath(root, path)
+        for name in files:
+            if name.endswith(IGNORED_SUFFIXES):
+                continue
+            full = os.path.join(root, name)
+            relative = name if relative_root == "." else os.path.join(relative_root, name)
+            mode = os.lstat(full).st_mode
+            if stat.S_ISLNK(mode):
+                entry = "link " + os.readlink(full)
+            elif stat.S_ISREG(mode):
+                entry = ("exec " if mode & stat.S_IXUSR else "file ") + sha256_file(full)
+            else:
+                entry = "other"
+            manifest[relative.replace(os.sep, "/")] = entry
+    return manifest
+
+
+def manifest_sha256(manifest):
+    """sha256 of the sorted (path, entry) pairs, serialised unambiguously (JSON)."""
+    text = json.dumps(sorted(manifest.items()), ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def tree_sha256(path):
+    """The tree hash of `path`: sha256 over its sorted relative paths, each file's executable
+    bit and contents, and each symlink's target; `__pycache__/` and `*.pyc` ignored."""
+    return manifest_sha256(tree_manifest(path))
+
+
+def files_path(record_path):
+    """The file list beside a record: build/x/src/source.json -> build/x/src/source.files.json."""
+    stem, extension = os.path.splitext(record_path)
+    return stem + ".files.json" if extension == ".json" else record_path + ".files.json"
+
+
+def write_record(record_path, record, manifest):
+    """The file list, then the record (so a record always has the list of its tree beside it)."""
+    atomic_write(files_path(record_path),
+                 json.dumps({"tree_sha256": record["tree_sha256"], "files": manifest},
+                            indent=0, sort_keys=True) + "\n")
+    atomic_write(record_path, json.dumps(record, indent=2) + "\n")
+
+
+def read_json(path, what):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such {what}; run the make command again to rebuild it") \
+            from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: cannot read the {what} ({err}); run the make command again "
+                        "to rebuild it") from None
+
+
+def recorded_manifest(record_path, expected):
+    """The file list beside the record, or None if missing, unreadable or not of `expected`."""
+    try:
+        with open(files_path(record_path), encoding="utf-8") as handle:
+            data = json.load(handle)
+        files = data["files"]
+        if isinstance(files, dict) and manifest_sha256(files) == expected:
+            return files
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def verify_tree(dest, record_path):
+    """None when `dest` is the patched tree the record describes, else the first difference.
+
+    The first difference is the first relative path (sorted) that was edited, added or removed
+    (or whose executable bit or link target changed); where no path can be named, a text that
+    starts with "unknown" (a record without `tree_sha256`, written by an older version, counts
+    as differing). Raises UserError (one line) when `dest` or the record is missing/unreadable.
+    """
+    if not os.path.isdir(dest):
+        raise UserError(f"{dest}: no such folder (the patched upstream tree); run the make "
+                        "command again to rebuild it")
+    record = read_json(record_path, "source record")
+    expected = record.get("tree_sha256") if isinstance(record, dict) else None
+    if not isinstance(expected, str) or not expected:
+        return "unknown, the record has no tree_sha256 (written by an older npuzoo)"
+    actual = tree_manifest(dest)
+    if manifest_sha256(actual) == expected:
+        return None
+    recorded = recorded_manifest(record_path, expected)
+    if recorded is None:
+        return f"unknown, no file list of the recorded tree in {files_path(record_path)}"
+    for relative in sorted(set(recorded) | set(actual)):
+        if recorded.get(relative) != actual.get(relative):
+            return relative
+    return "unknown"  # not reached: equal manifests have equal hashes
+
+
 # -- the step -------------------------------------------------------------------------------
 
 FETCHERS = {"git": lambda entry, tree, cache: fetch_git(entry, tree),
@@ -243,8 +398,11 @@ def remove(path):
         os.unlink(path)
 
 
-def fetch(upstream, model_folder, dest, cache=DEFAULT_CACHE, log=print):
-    """Fetch the first available source of `upstream` into `dest`, patched; returns the record."""
+def fetch(upstream, model_folder, dest, cache=DEFAULT_CACHE, log=print, record_path=None):
+    """Fetch the first available source of `upstream` into `dest`, patched; returns the record.
+
+    With `record_path`, also writes the record there and its file list beside it (files_path).
+    """
     dest = os.path.abspath(dest)
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     building = dest + ".tmp"
@@ -258,6 +416,9 @@ def fetch(upstream, model_folder, dest, cache=DEFAULT_CACHE, log=print):
             remove(building)
             skipped.append({"source": name, "error": str(why)})
             continue
+        except BaseException:
+            remove(building)
+            raise
         try:
             record = {"kind": entry["kind"], **fetched, "patch": entry.get("patch"),
                       "patch_sha256": None, "why": entry.get("why")}
@@ -265,13 +426,17 @@ def fetch(upstream, model_folder, dest, cache=DEFAULT_CACHE, log=print):
                 patch_path = os.path.join(model_folder, entry["patch"])
                 record["patch_sha256"] = sha256_file(patch_path)
                 apply_patch(patch_path, building, name)
+            manifest = tree_manifest(building)
             remove(dest)
             os.rename(building, dest)
         except BaseException:
             remove(building)
             raise
         record.update(repo=upstream.get("repo"), pinned_commit=upstream.get("commit"),
-                      skipped=skipped, tree=shown_path(dest))
+                      skipped=skipped, tree=shown_path(dest),
+                      tree_sha256=manifest_sha256(manifest), tree_files=len(manifest))
+        if record_path:
+            write_record(record_path, record, manifest)
         for skip in skipped:
             log(f"source: skipped {skip['source']}: {skip['error']}")
         patch_text = f"patch {entry['patch']} applied" if entry.get("patch") else "no patch"
@@ -285,12 +450,15 @@ def fetch(upstream, model_folder, dest, cache=DEFAULT_CACHE, log=print):
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python3 -m npuzoo.source",
-        description="Fetch a model's upstream source (model.yaml upstream.sources, in order), "
-                    "apply its patch, and record which source was used.")
-    parser.add_argument("command", choices=["fetch"])
+        description="fetch: fetch a model's upstream source (model.yaml upstream.sources, in "
+                    "order), apply its patch, and record which source was used. verify: check "
+                    "that DEST is still the patched tree that record describes.")
+    parser.add_argument("command", choices=["fetch", "verify"])
     parser.add_argument("model", help="model name, or a path to a model.yaml")
-    parser.add_argument("dest", help="folder to create with the patched source tree")
-    parser.add_argument("--record", help="write the JSON record of the source used here")
+    parser.add_argument("dest", help="fetch: folder to create with the patched source tree; "
+                                     "verify: that folder")
+    parser.add_argument("--record", help="the JSON record of the source used (fetch writes it, "
+                                         "and <record>.files.json beside it; verify reads them)")
     parser.add_argument("--cache", default=os.environ.get("NPUZOO_SDIST_CACHE", DEFAULT_CACHE),
                         help="folder of cached sdists, looked in before PyPI "
                              "(default: .venv/sdists, filled by `make venv`)")
@@ -302,10 +470,18 @@ def main(argv=None):
         folder = config.model_dir(args.model)
     upstream = data.get("upstream") or {}
     if not upstream.get("sources"):
-        raise UserError(f"{args.model}: model.yaml has no upstream.sources; nothing to fetch")
-    record = fetch(upstream, folder, args.dest, cache=args.cache)
-    if args.record:
-        atomic_write(args.record, json.dumps(record, indent=2) + "\n")
+        raise UserError(f"{args.model}: model.yaml has no upstream.sources; nothing to "
+                        f"{args.command}")
+    if args.command == "verify":
+        if not args.record:
+            raise UserError("verify needs --record JSON (the record written by fetch)")
+        first = verify_tree(args.dest, args.record)
+        if first is not None:
+            raise UserError(f"{args.dest}: differs from the patched tree recorded in "
+                            f"{args.record} (first difference: {first}); run the make command "
+                            "again to rebuild it")
+        return
+    fetch(upstream, folder, args.dest, cache=args.cache, record_path=args.record)
 
 
 if __name__ == "__main__":

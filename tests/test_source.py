@@ -4,14 +4,19 @@ What is tested, offline: GitHub is unreachable here, so "git" sources are either
 does not exist (the clone fails fast, as it would without network) or a local repository made
 in the test from the release sdist plus the documented 8aae3d8 differences (a real `git clone`
 and checkout of a real commit, just not of GitHub). PyPI sources come from the sdist cache that
-`make venv` fills (.venv/sdists); nothing is downloaded. The CLI is run as pipeline.mk runs it.
+`make venv` fills (.venv/sdists), or from copies of it altered in the test; nothing is
+downloaded (a "download" is download_sdist monkeypatched to copy a local file). The CLI is run
+as pipeline.mk runs it. Also: the sdist's pinned sha256 (checked before unpacking), and
+`verify` (the patched tree against its record's tree_sha256).
 """
 
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -39,9 +44,16 @@ BROKEN_DIFF = """\
 
 # -- helpers ----------------------------------------------------------------------------------
 
-def pypi_source(patch="dpn.diff"):
-    return {"kind": "pypi", "requirement": "pretrainedmodels==0.7.4", "patch": patch,
-            "why": "the release"}
+def pinned_sdist_sha256():
+    """The sha256 of pretrainedmodels-0.7.4.tar.gz pinned in models/dpn131/model.yaml."""
+    data = yaml.safe_load((REPO / "models" / "dpn131" / "model.yaml").read_text())
+    (entry,) = [s for s in data["upstream"]["sources"] if s["kind"] == "pypi"]
+    return entry["sha256"]
+
+
+def pypi_source(patch="dpn.diff", sha256=None):
+    return {"kind": "pypi", "requirement": "pretrainedmodels==0.7.4",
+            "sha256": sha256 or pinned_sdist_sha256(), "patch": patch, "why": "the release"}
 
 
 def git_source(url, commit="8aae3d8", patch="dpn.diff"):
@@ -110,6 +122,11 @@ def test_pypi_fallback_when_git_fails(tmp_path):
     assert len(data["skipped"]) == 1
     assert data["skipped"][0]["source"] == f"git {missing}@8aae3d8"
     assert "git clone failed" in data["skipped"][0]["error"]
+    from npuzoo import source
+    assert data["tree_sha256"] == source.tree_sha256(dest)
+    assert data["tree_files"] == len(source.tree_manifest(dest))
+    files = json.loads((tmp_path / "src" / "source.files.json").read_text())
+    assert files["tree_sha256"] == data["tree_sha256"] and DPN_FILE in files["files"]
 
 
 def test_git_source_is_used_when_reachable(tmp_path):
@@ -124,6 +141,19 @@ def test_git_source_is_used_when_reachable(tmp_path):
     assert data["url"] == str(tmp_path / "repo")
     assert not (dest / ".git").exists()  # a plain tree, like the sdist
     assert "F.adaptive_avg_pool2d(features" in (dest / DPN_FILE).read_text()
+
+
+def test_short_commit_must_prefix_the_commit_checked_out(tmp_path):
+    # A tag spelled like the pinned short hash, on a commit that does not start with it: git
+    # checks the tag out; the source must count as unavailable (here: fall back to pypi).
+    commit = local_git_repo(tmp_path / "repo")
+    fake = "abcdef1" if not commit.startswith("abcdef1") else "1234567"
+    subprocess.run(["git", "tag", fake, commit], cwd=tmp_path / "repo", check=True)
+    yaml_path = model_yaml(tmp_path, [git_source(tmp_path / "repo", fake), pypi_source()])
+    result = fetch(yaml_path, tmp_path / "upstream", tmp_path / "source.json")
+    assert result.returncode == 0, result.stderr
+    assert f"{fake} resolved to commit {commit}, not to itself" in result.stdout
+    assert json.loads((tmp_path / "source.json").read_text())["kind"] == "pypi"
 
 
 def test_missing_commit_falls_back_to_pypi(tmp_path):
@@ -195,6 +225,260 @@ def test_model_without_sources_is_an_error():
     assert result.stderr.startswith("error: mobilenetv1: model.yaml has no upstream.sources")
 
 
+# -- the sdist's pinned sha256 ----------------------------------------------------------------
+
+PAYLOAD = "\nimport os; os.system('echo pwned > /tmp/npuzoo-payload')\n"
+
+
+def tampered_sdist(folder):
+    """pretrainedmodels-0.7.4.tar.gz rebuilt with a payload appended to dpn.py, in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    work = folder.parent / (folder.name + ".work")
+    trees.release_tree(work / "pretrainedmodels-0.7.4")
+    with open(work / "pretrainedmodels-0.7.4" / DPN_FILE, "a") as handle:
+        handle.write(PAYLOAD)
+    archive = folder / trees.SDIST_NAME
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(work / "pretrainedmodels-0.7.4", arcname="pretrainedmodels-0.7.4")
+    shutil.rmtree(work)
+    return archive
+
+
+def never(what):
+    def fail(*args, **kwargs):
+        raise AssertionError(f"{what} must not run")
+    return fail
+
+
+def test_tampered_cached_sdist_is_refused_before_unpacking(tmp_path, monkeypatch):
+    from npuzoo import source
+    archive = tampered_sdist(tmp_path / "cache")
+    actual = trees.sha256(archive)
+    # A working git source comes after it: the step must stop, not fall through to it.
+    commit = local_git_repo(tmp_path / "repo")
+    upstream = {"sources": [pypi_source(), git_source(tmp_path / "repo", commit)]}
+    for name in ("extract_sdist", "apply_patch", "download_sdist", "fetch_git"):
+        monkeypatch.setattr(source, name, never(name))
+    dest = tmp_path / "upstream"
+    with pytest.raises(UserError) as err:
+        source.fetch(upstream, str(REPO / "models" / "dpn131"), str(dest),
+                     cache=str(tmp_path / "cache"), log=never("log"))
+    message = str(err.value)
+    assert message == (f"{archive}: sha256 is {actual}, expected {pinned_sdist_sha256()} "
+                       "(pinned in model.yaml for pypi pretrainedmodels==0.7.4); not unpacked: "
+                       f"delete {archive} to download it again")
+    assert not dest.exists() and not Path(str(dest) + ".tmp").exists()
+    assert sorted(os.listdir(tmp_path)) == ["cache", "repo"]  # nothing unpacked
+
+
+def test_tampered_cached_sdist_cli_one_line_no_tree_no_record(tmp_path):
+    tampered_sdist(tmp_path / "cache")
+    yaml_path = model_yaml(tmp_path, [pypi_source()])
+    dest, record = tmp_path / "upstream", tmp_path / "source.json"
+    result = fetch(yaml_path, dest, record, cache=tmp_path / "cache")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: {tmp_path / 'cache' / trees.SDIST_NAME}: sha256 is ")
+    assert "delete" in lines[0] and "to download it again" in lines[0]
+    assert not dest.exists() and not record.exists()
+    assert not (tmp_path / "source.files.json").exists()
+
+
+def test_wrong_sha256_in_model_yaml_is_refused(tmp_path):
+    trees.sdist_path()
+    wrong = "0" * 64
+    yaml_path = model_yaml(tmp_path, [pypi_source(sha256=wrong)])
+    dest, record = tmp_path / "upstream", tmp_path / "source.json"
+    result = fetch(yaml_path, dest, record)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"sha256 is {trees.sha256(trees.sdist_path())}, expected {wrong}" in lines[0]
+    assert not dest.exists() and not record.exists()
+
+
+def test_downloaded_sdist_is_checked_too(tmp_path, monkeypatch):
+    from npuzoo import source
+    tampered = tampered_sdist(tmp_path / "elsewhere")
+
+    def fake_download(requirement, folder):  # what pip download would leave in `folder`
+        return shutil.copy(tampered, os.path.join(folder, trees.SDIST_NAME))
+    monkeypatch.setattr(source, "download_sdist", fake_download)
+    monkeypatch.setattr(source, "extract_sdist", never("extract_sdist"))
+    dest = tmp_path / "upstream"
+    with pytest.raises(UserError) as err:
+        source.fetch({"sources": [pypi_source(), pypi_source()]}, str(REPO / "models" / "dpn131"),
+                     str(dest), cache=str(tmp_path / "empty-cache"), log=never("log"))
+    assert str(err.value).startswith(
+        f"{trees.SDIST_NAME} downloaded from PyPI: sha256 is {trees.sha256(tampered)}, "
+        f"expected {pinned_sdist_sha256()}")
+    assert not dest.exists()
+    # and a download with the pinned sha256 is used (the record says it came from PyPI)
+    monkeypatch.undo()
+    monkeypatch.setattr(source, "download_sdist", lambda requirement, folder: shutil.copy(
+        trees.sdist_path(), os.path.join(folder, trees.SDIST_NAME)))
+    record = source.fetch({"sources": [pypi_source()]}, str(REPO / "models" / "dpn131"),
+                          str(dest), cache=str(tmp_path / "empty-cache"), log=lambda line: None)
+    assert record["from"] == "pypi" and record["sdist_sha256"] == pinned_sdist_sha256()
+    assert "F.adaptive_avg_pool2d(features" in (dest / DPN_FILE).read_text()
+
+
+def test_declared_pins_match_the_cached_sdists():
+    """The sha256 pinned in each model.yaml is the one of the sdist `make venv` downloads."""
+    for name in ("dpn131", "inceptionv4", "tresnet"):
+        for entry in config.load(name)["upstream"]["sources"]:
+            if entry["kind"] != "pypi":
+                continue
+            archive = REPO / ".venv" / "sdists" / (entry["requirement"].replace("==", "-")
+                                                   + ".tar.gz")
+            if not archive.is_file():
+                pytest.skip(f"{archive} not cached; run `make venv`")
+            assert trees.sha256(archive) == entry["sha256"], (name, archive)
+
+
+# -- verify: the patched tree against its record ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def fetched(tmp_path_factory):
+    """One fetch of the pypi source (dpn.diff applied): its tree and record, never modified."""
+    base = tmp_path_factory.mktemp("fetched")
+    yaml_path = model_yaml(base, [pypi_source()])
+    result = fetch(yaml_path, base / "upstream", base / "source.json")
+    assert result.returncode == 0, result.stderr
+    return base
+
+
+@pytest.fixture
+def built(fetched, tmp_path):
+    """A copy of the fetched tree and its record (and file list) to alter."""
+    shutil.copytree(fetched / "upstream", tmp_path / "upstream", symlinks=True)
+    for name in ("source.json", "source.files.json"):
+        shutil.copy(fetched / name, tmp_path / name)
+    return tmp_path / "upstream", tmp_path / "source.json"
+
+
+def verify(dest, record, model="dpn131"):
+    return subprocess.run([sys.executable, "-m", "npuzoo.source", "verify", model, str(dest),
+                           "--record", str(record)], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+
+
+def differs(dest, record, first):
+    return (f"error: {dest}: differs from the patched tree recorded in {record} "
+            f"(first difference: {first}); run the make command again to rebuild it\n")
+
+
+def test_verify_accepts_the_fetched_tree(built):
+    dest, record = built
+    result = verify(dest, record)
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
+
+
+def test_verify_detects_an_edited_file(built):
+    from npuzoo import source
+    dest, record = built
+    with open(dest / DPN_FILE, "a") as handle:
+        handle.write(PAYLOAD)
+    result = verify(dest, record)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == differs(dest, record, DPN_FILE)
+    assert source.verify_tree(str(dest), str(record)) == DPN_FILE
+
+
+def test_verify_detects_an_added_and_a_removed_file(built):
+    from npuzoo import source
+    dest, record = built
+    (dest / "pretrainedmodels" / "models" / "aaa_extra.py").write_text("print('hi')\n")
+    assert verify(dest, record).stderr == differs(
+        dest, record, "pretrainedmodels/models/aaa_extra.py")
+    (dest / "pretrainedmodels" / "models" / "aaa_extra.py").unlink()
+    assert source.verify_tree(str(dest), str(record)) is None
+    (dest / "pretrainedmodels" / "models" / "inceptionv4.py").unlink()
+    result = verify(dest, record)
+    assert result.returncode == 2
+    assert result.stderr == differs(dest, record, "pretrainedmodels/models/inceptionv4.py")
+
+
+def test_verify_detects_mode_and_symlink_changes(built):
+    from npuzoo import source
+    dest, record = built
+    path = dest / DPN_FILE
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    assert source.verify_tree(str(dest), str(record)) == DPN_FILE
+    path.chmod(path.stat().st_mode & ~stat.S_IXUSR)
+    assert source.verify_tree(str(dest), str(record)) is None
+    # a file replaced by a symlink to the same content is not the same tree
+    os.rename(path, dest / "dpn_real.py")
+    os.symlink(dest / "dpn_real.py", path)
+    assert source.verify_tree(str(dest), str(record)) == "dpn_real.py"
+
+
+def test_verify_ignores_pycache(built):
+    dest, record = built
+    cache = dest / "pretrainedmodels" / "models" / "__pycache__"
+    cache.mkdir()
+    (cache / "dpn.cpython-311.pyc").write_bytes(b"\0" * 16)
+    (dest / "pretrainedmodels" / "stray.pyc").write_bytes(b"\0")
+    result = verify(dest, record)
+    assert result.returncode == 0, result.stderr
+
+
+def test_verify_old_record_without_tree_sha256_differs(built):
+    from npuzoo import source
+    dest, record = built
+    data = json.loads(record.read_text())
+    for key in ("tree_sha256", "tree_files"):
+        del data[key]
+    record.write_text(json.dumps(data))
+    (record.parent / "source.files.json").unlink()
+    result = verify(dest, record)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"error: {dest}: differs from the patched tree recorded in "
+                               f"{record} (first difference: unknown, the record has no "
+                               "tree_sha256")
+    assert source.verify_tree(str(dest), str(record)).startswith("unknown")
+
+
+def test_verify_without_the_file_list_still_detects_a_change(built):
+    dest, record = built
+    (record.parent / "source.files.json").unlink()
+    assert verify(dest, record).returncode == 0
+    (dest / "setup.py").write_text("# edited\n")
+    result = verify(dest, record)
+    assert result.returncode == 2 and "(first difference: unknown, no file list" in result.stderr
+
+
+def test_verify_missing_tree_or_record_is_one_line(built, tmp_path):
+    dest, record = built
+    result = verify(tmp_path / "nothing", record)
+    assert result.returncode == 2
+    assert result.stderr == (f"error: {tmp_path / 'nothing'}: no such folder (the patched "
+                             "upstream tree); run the make command again to rebuild it\n")
+    result = verify(dest, tmp_path / "none.json")
+    assert result.returncode == 2
+    assert result.stderr == (f"error: {tmp_path / 'none.json'}: no such source record; run the "
+                             "make command again to rebuild it\n")
+    record.write_text("{not json")
+    result = verify(dest, record)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith(f"error: {record}: cannot read the source record")
+
+
+def test_tree_sha256_is_stable_and_path_independent(tmp_path):
+    from npuzoo import source
+    for name in ("a", "b"):
+        (tmp_path / name / "pkg").mkdir(parents=True)
+        (tmp_path / name / "pkg" / "m.py").write_text("x = 1\n")
+        (tmp_path / name / "top.txt").write_text("t\n")
+    assert source.tree_sha256(tmp_path / "a") == source.tree_sha256(tmp_path / "b")
+    (tmp_path / "b" / "pkg" / "m.py").rename(tmp_path / "b" / "pkg" / "n.py")
+    assert source.tree_sha256(tmp_path / "a") != source.tree_sha256(tmp_path / "b")
+    assert set(source.tree_manifest(tmp_path / "a")) == {"pkg/m.py", "top.txt"}
+
+
 # -- validation of upstream.sources -----------------------------------------------------------
 
 def dpn_config():
@@ -216,6 +500,15 @@ def dpn_config():
     (lambda s: s[1].pop("why"), "upstream.sources[1].why: missing (required for kind pypi)"),
     (lambda s: s[1].update(url="https://x"), "upstream.sources[1]: unknown field 'url' for kind pypi"),
     (lambda s: s.clear(), "upstream.sources: expected a non-empty list of sources"),
+    (lambda s: s[1].pop("sha256"), "upstream.sources[1].sha256: missing (required for kind pypi: "
+                                   "the sha256 of the sdist file, 64 hexadecimal digits)"),
+    (lambda s: s[1].update(sha256="abc123"),
+     "upstream.sources[1].sha256: expected 64 hexadecimal digits, got 'abc123'"),
+    (lambda s: s[1].update(sha256="g" * 64),
+     "upstream.sources[1].sha256: expected 64 hexadecimal digits"),
+    (lambda s: s[0].update(sha256="0" * 64), "upstream.sources[0]: unknown field 'sha256' for "
+                                             "kind git"),
+    (lambda s: s[0].update(commit="8aae3d"), "upstream.sources[0].commit: expected a commit hash"),
 ])
 def test_sources_validation_names_the_field(change, message):
     data = dpn_config()
@@ -225,8 +518,10 @@ def test_sources_validation_names_the_field(change, message):
     assert str(err.value).startswith("models/dpn131/model.yaml: " + message), str(err.value)
 
 
-def test_declared_sources_of_both_models_validate():
-    for name in ("dpn131", "inceptionv4"):
+def test_declared_sources_of_the_models_validate():
+    for name in ("dpn131", "inceptionv4", "tresnet"):
         data = config.load(name)
         assert [s["kind"] for s in data["upstream"]["sources"]] == ["git", "pypi"]
         assert config.make_variables(data).count("HAS_UPSTREAM := 1") == 1
+        git, pypi = data["upstream"]["sources"]
+        assert 7 <= len(git["commit"]) <= 40 and len(pypi["sha256"]) == 64
