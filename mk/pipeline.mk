@@ -12,7 +12,7 @@
 #   weights/store/<sha256>.pth        a user's WEIGHTS file, copied
 #   weights/<weights id>.json         what the run used (id: random, or
 #                                     <published|custom|unverified>-<sha256[:12]>)
-#   data/<dataset id>.source          link to the DATA folder (id: name-<content hash>-n<N>)
+#   inputs/<dataset id>.data          link to the DATA folder (id: name-<content hash>-n<N>)
 #   data/<dataset id>/                selected images (links), labels, dataset.json, prep/*.bin
 #   src/upstream, src/source.json     patched upstream tree and its record (tree hash)
 #   onnx/<weights id>/<model>.onnx    export, once per model and weights
@@ -66,7 +66,7 @@ $(B)/weights/$(WEIGHTS_FILE):
 
 # -- dataset and preprocessing ------------------------------------------------------------
 DATASET_DIR := $(B)/data/$(DATASET_ID)
-DATA_LINK   := $(DATASET_DIR).source
+DATA_LINK   := $(B)/inputs/$(DATASET_ID).data
 ifeq ($(AIPP),1)
   AIPP_CFG    := $(B)/aipp.cfg
   AIPP_SUFFIX := _aipp

@@ -8,7 +8,7 @@ Why a driver in Python rather than Make: the user's values never reach a shell o
 `$(shell ...)`. The Makefile hands them over verbatim (`$(value VAR)`, unexported), they are
 validated here in one place, and the pipeline is then called with an argument list (no shell)
 holding only validated tokens and paths under build/. The two paths a user gives are never
-spliced into a command: DATA is reached through a link build/<model>/data/<dataset id>.source,
+spliced into a command: DATA is reached through a link build/<model>/inputs/<dataset id>.data,
 and a WEIGHTS file is copied into build/<model>/weights/store/ under its sha256.
 
 What identifies an input is its content: the dataset id hashes the selected images and their
@@ -282,7 +282,7 @@ def run(model, settings):
             if not data_abs:
                 dataset.check_dataset("")  # the one-line "DATA is not set" error
             data_id = dataset_id(data_abs, settings.limit, cache)
-            link(os.path.realpath(data_abs), os.path.join(build, "data", data_id + ".source"))
+            link(os.path.realpath(data_abs), os.path.join(build, "inputs", data_id + ".data"))
             if settings.runner == "docker":
                 make(["-f", "mk/docker.mk", "images", f"IMAGE_MODELS={model}", f"SOC={soc}"])
             weights_dir = os.path.join(build, "weights")

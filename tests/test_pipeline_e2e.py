@@ -31,7 +31,9 @@ def make(root, *args):
 
 
 def snapshot(folder):
-    return {str(p): p.stat().st_mtime_ns for p in Path(folder).rglob("*") if p.is_file()}
+    """mtimes of the files under `folder`, but the run lock's (each run rewrites its holder)."""
+    return {str(p): p.stat().st_mtime_ns for p in Path(folder).rglob("*")
+            if p.is_file() and p.name != ".lock"}
 
 
 def synthetic_dataset(root, count=12, broken=None):
