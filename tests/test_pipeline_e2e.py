@@ -114,6 +114,9 @@ def error_lines(result):
     (["N=500"], "N=500: DATA="),
     (["WEIGHTS=/nonexistent/w.pth"], "WEIGHTS=/nonexistent/w.pth: no such file"),
     (["RUNNER=podman"], "RUNNER=podman"),
+    (["BS="], "BS is empty"),
+    (["LOOP=10 20"], "LOOP=10 20: expected a positive number"),
+    (["WARMUP=2 ~"], "WARMUP=2 ~"),
 ])
 def test_bad_make_variables(scratch, tmp_path, variables, fragment):
     data = synthetic_dataset(tmp_path / "data")

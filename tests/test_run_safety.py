@@ -291,3 +291,21 @@ def test_killed_run_leaves_no_orphan_after_the_next(scratch, tmp_path):
     result = make(scratch, *args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert not [p for p in (scratch / "build").rglob("*") if p.name.endswith((".tmp", ".part"))]
+
+
+def test_an_edited_patched_tree_is_rebuilt(tmp_path, monkeypatch, capsys):
+    from npuzoo import source
+
+    monkeypatch.chdir(tmp_path)
+    tree = tmp_path / "build/m/src/upstream"
+    (tree / "pkg").mkdir(parents=True)
+    (tree / "pkg" / "net.py").write_text("def net(): pass\n")
+    record = tmp_path / "build/m/src/source.json"
+    manifest = source.tree_manifest(str(tree))
+    source.write_record(str(record), {"tree_sha256": source.manifest_sha256(manifest)}, manifest)
+    run.check_source_tree("m")
+    assert tree.is_dir() and record.is_file()  # untouched: it matches
+    (tree / "pkg" / "net.py").write_text("def net(): import os; os.system('x')\n")
+    run.check_source_tree("m")
+    assert not tree.exists() and not record.exists()
+    assert "first difference: pkg/net.py" in capsys.readouterr().err
