@@ -3,6 +3,35 @@
 The ais_bench-compatible ONNX Runtime runner (`python3 -m npuzoo.bench`), model.yaml
 loading, dataset checks, weights download, chip detection, report writing and rendering.
 Model folders under models/ never import this package: they stand alone.
+
+Run as `python3 -m npuzoo.<module>`, an uncaught Ctrl-C anywhere, even during the heavy
+imports (numpy, onnxruntime) that happen before a command's own handler exists, prints
+`error: interrupted` and exits 130, with no traceback. The hook is installed here, the first
+code `-m` runs; imported as a library (tests, a REPL), the package changes nothing.
 """
 
+import os
+import sys
+
 __version__ = "0.1.0"
+
+INTERRUPTED_STATUS = 130
+
+
+def _exit_on_interrupt(kind, value, traceback, _previous=sys.excepthook):
+    """sys.excepthook: KeyboardInterrupt -> one line and exit 130; anything else as before."""
+    if issubclass(kind, KeyboardInterrupt):
+        try:
+            sys.stdout.flush()
+        except Exception:
+            pass
+        try:
+            print("error: interrupted", file=sys.stderr, flush=True)
+        finally:
+            os._exit(INTERRUPTED_STATUS)
+    _previous(kind, value, traceback)
+
+
+# `python3 -m npuzoo.x` runs this file while locating the module, with sys.argv[0] == "-m".
+if sys.argv[:1] == ["-m"]:
+    sys.excepthook = _exit_on_interrupt

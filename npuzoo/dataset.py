@@ -16,14 +16,19 @@ import shutil
 
 from npuzoo.errors import UserError, atomic_write, cli
 
+# What an image is, for the whole project: models/*/preprocess.py keep a copy of this tuple
+# (they import nothing from npuzoo) and a test asserts the copies equal it. A file the dataset
+# selects but the preprocessing skipped would silently shrink the accuracy's denominator.
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")
 IMAGENET_VAL_IMAGES = 50000
 
 
 def parse_labels(path, classes=1000):
-    """Read a ModelZoo label file into {image file name: label}, in file order."""
+    """Read a ModelZoo label file into {image file name: label}, in file order.
+
+    utf-8-sig: a byte-order mark (as some Windows editors write) is not part of the first name."""
     labels = {}
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
         for number, line in enumerate(handle, 1):
             text = line.strip()
             if not text:

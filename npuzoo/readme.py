@@ -7,7 +7,9 @@ Nothing is run: the numbers are those of the committed reports, and the publishe
 numbers of model.yaml `reference` appear in their own, labelled tables, never among measured rows.
 
 `--check` renders in memory and exits 1 naming each file that differs from the rendering (the
-README test does the same), so a README is never edited by hand. Adding a model needs no
+README test does the same), so a README is never edited by hand. Reports are read with
+npuzoo.report.read_report: one that is malformed (a batch_size written as a string, missing
+keys, not JSON) is coerced or skipped with one `warning:` line naming it, never a traceback. Adding a model needs no
 change here: every folder with a model.yaml is rendered.
 """
 
@@ -64,13 +66,19 @@ def read_requirements(path):
 
 
 def model_reports(reports_dir, name):
-    """The reports of one model, sorted by chip then batch size."""
+    """The reports of one model, sorted by chip then batch size.
+
+    Read with report.read_report: a malformed report (a batch_size written as a string,
+    missing keys, not JSON) is coerced or skipped with one `warning:` line naming the file,
+    never a traceback."""
     folder = os.path.join(reports_dir, name)
     found = []
     if os.path.isdir(folder):
         for entry in sorted(os.listdir(folder)):
             if entry.endswith(".json") and not entry.startswith("."):
-                found.append(reports.load(os.path.join(folder, entry)))
+                report = reports.read_report(os.path.join(folder, entry))
+                if report is not None:
+                    found.append(report)
     return sorted(found, key=lambda r: (soc_order(r.get("soc")), r.get("batch_size") or 0))
 
 

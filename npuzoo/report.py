@@ -4,7 +4,18 @@
 report under build/; `publish` copies it to reports/ when it is new, after comparing it with
 the report it replaces (run-over-run), and exits non-zero when the accuracy gate fails;
 `compare` (`make compare`) prints the table of run-over-run changes recorded in reports/.
-Readers (`load`) accept files written by earlier schema versions.
+Readers accept files written by earlier schema versions, and anything else too: `read_report`
+(used by `compare`, the README renderer and `publish` for the report it replaces) coerces
+wrongly typed fields (a batch_size written as "4") or skips a file that is no report at all
+(not JSON, no usable batch size), with one `warning:` line naming the file, never a traceback.
+
+`write` checks that the run is whole: the selected images (dataset.json `images`) and the
+images scored (accuracy.json) must be as many, and so must, when given, the preprocessed .bin
+files of `--prep-dir` and the `<stem>_0.txt` result files of `--results-dir`; otherwise one
+`error:` line names the numbers (exit 2). With `--results-dir` it also reads every result's
+logits and records in `output_check` how many images had NaN or infinite logits
+(`nan_images`) or logits all equal (`constant_images`), printing one `warning:` line when any
+did: such outputs come from a broken export or input, and their accuracy means little.
 
 The throughput-drop threshold is 10% unless `--throughput-drop` or the environment variable
 NPUZOO_THROUGHPUT_DROP says otherwise (a fraction, `0.05`, or a percentage, `5%`).
@@ -14,8 +25,10 @@ import argparse
 import datetime
 import importlib.metadata
 import json
+import math
 import os
 import platform
+import re
 import subprocess
 import sys
 
@@ -95,6 +108,107 @@ def read_accuracy(path):
         raise UserError(f"{path}: not a ModelZoo accuracy JSON (expected Top1..Top5 "
                         "accuracy entries)") from None
     return accuracy
+
+
+# -- checking the run is whole --------------------------------------------------------------
+
+RESULT_SUFFIX = "_0.txt"  # ais_bench --outfmt TXT: <stem>_<output index>.txt, output 0 = logits
+
+
+def result_files(results_dir):
+    """The `<stem>_0.txt` files of an inference results folder, sorted."""
+    try:
+        names = os.listdir(results_dir)
+    except FileNotFoundError:
+        raise UserError(f"--results-dir {results_dir}: no such folder; run the inference "
+                        "step") from None
+    except OSError as err:
+        raise UserError(f"--results-dir {results_dir}: cannot list it "
+                        f"({err.strerror or err})") from None
+    return sorted(n for n in names if n.endswith(RESULT_SUFFIX) and not n.startswith("."))
+
+
+def prep_files(prep_dir):
+    """The number of preprocessed `<stem>.bin` files (temporary `.*.tmp` names not counted)."""
+    try:
+        names = os.listdir(prep_dir)
+    except FileNotFoundError:
+        raise UserError(f"--prep-dir {prep_dir}: no such folder; run the preprocess "
+                        "step") from None
+    except OSError as err:
+        raise UserError(f"--prep-dir {prep_dir}: cannot list it ({err.strerror or err})") from None
+    return sum(1 for n in names if n.endswith(".bin") and not n.startswith("."))
+
+
+def check_counts(dataset, accuracy, results=None, prep=None, paths=None):
+    """UserError naming every number when the images selected, preprocessed, inferred and
+    scored are not as many: an image lost or added between steps changes the accuracy's
+    denominator silently."""
+    paths = paths or {}
+    counts = []
+    if isinstance(dataset.get("images"), int):
+        counts.append((dataset["images"], "selected images (dataset.json images"
+                       + (f" in {paths['dataset']})" if paths.get("dataset") else ")")))
+    if prep is not None:
+        counts.append((prep, f"preprocessed .bin files in {paths.get('prep', '--prep-dir')}"))
+    if results is not None:
+        counts.append((results, f"result files (<stem>{RESULT_SUFFIX}) in "
+                                f"{paths.get('results', '--results-dir')}"))
+    if accuracy is not None and isinstance(accuracy.get("images"), int):
+        counts.append((accuracy["images"], "images scored (accuracy.json Number of images"
+                       + (f" in {paths['accuracy']})" if paths.get("accuracy") else ")")))
+    if len({n for n, _ in counts}) > 1:
+        listed = ", ".join(f"{n} {what}" for n, what in counts)
+        raise UserError(f"image counts differ: {listed}; every selected image must be "
+                        "preprocessed, inferred and scored exactly once, so a step lost or "
+                        "added images: delete that step's stale output and rerun")
+
+
+def read_logits(path):
+    """The rows of one ais_bench TXT result file (whitespace-separated floats, one row a line)."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            lines = [line for line in handle.read().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise UserError(f"{path}: cannot read the result file ({reason})") from None
+    try:
+        return [np.array(line.split(), dtype=np.float64) for line in lines]
+    except ValueError:
+        raise UserError(f"{path}: not whitespace-separated numbers (an ais_bench --outfmt TXT "
+                        "result); rerun the inference step") from None
+
+
+def output_check(results_dir, names):
+    """How many images had NaN/infinite logits, or logits all equal (in some row)."""
+    check = {"result_files": len(names), "nan_images": 0, "constant_images": 0,
+             "first_nan": None, "first_constant": None}
+    for name in names:
+        rows = read_logits(os.path.join(results_dir, name))
+        if any(not np.isfinite(row).all() for row in rows):
+            check["nan_images"] += 1
+            check["first_nan"] = check["first_nan"] or name
+        elif any(row.size > 1 and row.min() == row.max() for row in rows):
+            check["constant_images"] += 1
+            check["first_constant"] = check["first_constant"] or name
+    return check
+
+
+def output_warning(results_dir, check):
+    """One line saying what output_check found, or None when the logits look like logits."""
+    parts = []
+    total = check["result_files"]
+    if check["nan_images"]:
+        parts.append(f"{check['nan_images']} of {total} images have NaN or infinite logits "
+                     f"(first: {check['first_nan']})")
+    if check["constant_images"]:
+        parts.append(f"{check['constant_images']} of {total} images have all logits equal "
+                     f"(first: {check['first_constant']})")
+    if not parts:
+        return None
+    return (f"warning: {results_dir}: " + " and ".join(parts) + "; the model's outputs are "
+            "broken (check the export and the preprocessed inputs), so this accuracy means "
+            "little; recorded in the report's output_check")
 
 
 # -- judging -------------------------------------------------------------------------------
@@ -224,7 +338,8 @@ def change_rows(report, drop):
 
 
 def load_all(reports_dir=REPORTS_DIR):
-    """Every report under reports_dir/<model>/*.json, sorted by model, chip and batch size."""
+    """Every readable report under reports_dir/<model>/*.json, sorted by model, chip and batch
+    size (a file that is no report is skipped with a warning)."""
     reports = []
     if not os.path.isdir(reports_dir):
         return reports
@@ -234,7 +349,9 @@ def load_all(reports_dir=REPORTS_DIR):
             continue
         for name in sorted(os.listdir(folder)):
             if name.endswith(".json") and not name.startswith("."):
-                reports.append(load(os.path.join(folder, name)))
+                report = read_report(os.path.join(folder, name))
+                if report is not None:
+                    reports.append(report)
     reports.sort(key=lambda r: (str(r.get("model")), str(r.get("soc")),
                                 r.get("batch_size") or 0))
     return reports
@@ -294,11 +411,11 @@ def git_commit():
 # -- the report ----------------------------------------------------------------------------
 
 def build(model, soc, batch_size, dataset, weights, accuracy, perf, source=None,
-          backend=None, device=None, environment=None):
+          backend=None, device=None, environment=None, output_check=None):
     cfg = config.load(model)
     if accuracy is not None:
         accuracy = dict(accuracy, meaningful=weights.get("source") != "random")
-    return {
+    report = {
         "schema": SCHEMA_VERSION,
         "model": model,
         "soc": soc,
@@ -317,14 +434,180 @@ def build(model, soc, batch_size, dataset, weights, accuracy, perf, source=None,
         "perf": perf,
         "environment": environment or package_versions(),
     }
+    if output_check is not None:  # only with --results-dir: earlier reports stay as they were
+        report["output_check"] = output_check
+    return report
 
 
 def load(path):
     """A report of any schema version, upgraded to the current field names."""
     data = read_json(path, "report")
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a report (a JSON {type(data).__name__}, not an object)")
     data.setdefault("schema", 0)
     data.setdefault("gate", {"verdict": "not applicable", "reason": "not recorded"})
     data.setdefault("comparison", None)
+    return data
+
+
+# -- reading reports written by anyone -------------------------------------------------------
+# Field types as the readers use them. A present value of another type is coerced when that
+# is unambiguous ("4" -> 4, 4.0 -> 4, "69.5%" -> 69.5) and dropped otherwise; missing optional
+# fields stay missing (earlier schema versions lack some), and readers use their defaults.
+
+STR, INT, NUMBER, BOOL, ANY = "a string", "an integer", "a number", "true or false", "any"
+LATENCY = {k: NUMBER for k in ("mean", "p50", "p90", "p99", "min", "max")}
+SCHEMA = {
+    "schema": INT, "model": STR, "soc": STR, "device": STR, "batch_size": INT,
+    "backend": {"name": STR, "version": STR},
+    "commit": STR, "timestamp": STR,
+    "source": {"kind": STR},
+    "weights": {"source": STR},
+    "dataset": {"name": STR, "images": INT, "labelled_images": INT, "subset": BOOL,
+                "full_validation_set": BOOL, "labels_sha256": STR},
+    "accuracy": {"top1": NUMBER, "top2": NUMBER, "top3": NUMBER, "top4": NUMBER,
+                 "top5": NUMBER, "images": INT, "classes": INT, "meaningful": BOOL},
+    "gate": {"verdict": STR, "reason": STR},
+    "perf": {"throughput": NUMBER, "latency_ms": LATENCY, "samples": INT, "loop": INT,
+             "warmup": INT},
+    "output_check": {"result_files": INT, "preprocessed_files": INT, "nan_images": INT,
+                     "constant_images": INT, "first_nan": STR, "first_constant": STR},
+    "environment": {},
+    "comparison": {"against": STR, "threshold": NUMBER,
+                   "previous": {"timestamp": STR, "commit": STR, "throughput": NUMBER,
+                                "top1": NUMBER, "top5": NUMBER, "weights": STR,
+                                "dataset": {"name": STR, "images": INT, "labels_sha256": STR}},
+                   "changes": [{"what": STR, "old": ANY, "new": ANY, "change": STR,
+                                "flag": STR}]},
+}
+_INVALID = object()
+_warned = set()
+
+
+def warn(line):
+    """Print a `warning:` line on stderr, once per process."""
+    if line not in _warned:
+        _warned.add(line)
+        print(line, file=sys.stderr)
+
+
+def _coerce(value, kind):
+    """`value` as `kind`, or _INVALID."""
+    if kind == ANY or value is None:
+        return value
+    if kind == STR:
+        return value if isinstance(value, str) else \
+            str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+            else _INVALID
+    if kind == BOOL:
+        return value if isinstance(value, bool) else _INVALID
+    if isinstance(value, bool):
+        return _INVALID
+    if isinstance(value, str):
+        try:
+            value = float(value.strip().rstrip("%")) if kind == NUMBER else \
+                int(value.strip()) if re.fullmatch(r"\s*[+-]?\d+\s*", value) else _INVALID
+        except ValueError:
+            return _INVALID
+        if value is _INVALID:
+            return value
+    if kind == INT:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value if isinstance(value, int) else _INVALID
+    if isinstance(value, (int, float)):
+        return value if math.isfinite(value) else _INVALID
+    return _INVALID
+
+
+def _shown(value):
+    text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) \
+        else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _normalize(data, schema, where, problems):
+    """Fix `data` (a dict) in place against `schema`, noting each change in `problems`."""
+    for key, kind in schema.items():
+        if key not in data or data[key] is None:
+            continue
+        value, name = data[key], f"{where}{key}"
+        if isinstance(kind, dict):
+            if not isinstance(value, dict):
+                problems.append(f"{name} {_shown(value)} is not an object, ignored")
+                del data[key]
+            elif kind:
+                _normalize(value, kind, name + ".", problems)
+        elif isinstance(kind, list):
+            if not isinstance(value, list):
+                problems.append(f"{name} {_shown(value)} is not a list, ignored")
+                del data[key]
+                continue
+            kept = []
+            for item in value:
+                if isinstance(item, dict):
+                    for field, field_kind in kind[0].items():
+                        if field_kind == STR:  # shown as text: a string, "" when absent
+                            fixed = _coerce(item.get(field), STR)
+                            item[field] = "" if fixed is None or fixed is _INVALID else fixed
+                        else:
+                            item.setdefault(field, None)
+                    kept.append(item)
+                else:
+                    problems.append(f"{name} entry {_shown(item)} is not an object, ignored")
+            data[key] = kept
+        else:
+            fixed = _coerce(value, kind)
+            if fixed is _INVALID:
+                problems.append(f"{name} {_shown(value)} is not {kind}, ignored")
+                del data[key]
+            elif fixed != value or type(fixed) is not type(value) and kind != NUMBER:
+                problems.append(f"{name} {_shown(value)} read as {_shown(fixed)}")
+                data[key] = fixed
+
+
+def read_report(path, warn=warn):
+    """A report for readers, whatever the file holds: wrongly typed fields coerced or dropped,
+    each noted in one `warning:` line naming the file; None (with a warning) for a file that
+    cannot be read as a report at all."""
+    name = os.path.basename(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        warn(f"warning: {path}: not a readable JSON report ({reason}); skipped")
+        return None
+    if not isinstance(data, dict):
+        warn(f"warning: {path}: not a report (a JSON {type(data).__name__}, not an object); "
+             "skipped")
+        return None
+    problems = []
+    _normalize(data, SCHEMA, "", problems)
+    # what every reader needs: model (the folder), chip and batch size (the file name)
+    named = re.fullmatch(r"(?P<soc>.+)_bs(?P<bs>\d+)\.json", name)
+    if not data.get("model"):
+        data["model"] = os.path.basename(os.path.dirname(os.path.abspath(path)))
+        problems.append(f"no model; read as {data['model']} (its folder)")
+    if not data.get("soc"):
+        if not named:
+            warn(f"warning: {path}: no soc, and the file name is not <soc>_bs<N>.json; skipped")
+            return None
+        data["soc"] = named.group("soc")
+        problems.append(f"no soc; read as {data['soc']} (the file name)")
+    if not isinstance(data.get("batch_size"), int) or data["batch_size"] < 1:
+        if not named:
+            warn(f"warning: {path}: " + "; ".join(problems + ["no usable batch_size"])
+                 + "; skipped")
+            return None
+        data["batch_size"] = int(named.group("bs"))
+        problems.append(f"batch_size read as {data['batch_size']} (the file name)")
+    data.setdefault("schema", 0)
+    if not isinstance(data.get("gate"), dict):
+        data["gate"] = {"verdict": "not applicable", "reason": "not recorded"}
+    data.setdefault("comparison", None)
+    if problems:
+        warn(f"warning: {path}: " + "; ".join(problems))
     return data
 
 
@@ -341,7 +624,11 @@ def _same_run(a, b):
 def publish(built_path, dest, drop=None):
     """Copy a built report to reports/, comparing it with the one it replaces."""
     report = load(built_path)
-    previous = load(dest) if os.path.isfile(dest) else None
+    previous = None
+    if os.path.isfile(dest):
+        previous = read_report(dest)
+        if previous is None:
+            warn(f"warning: {dest}: replaced without a run-over-run comparison")
     if previous is not None and _same_run(previous, report):
         print(f"report: {dest} is up to date")
         return report
@@ -389,6 +676,11 @@ def main(argv=None):
     write.add_argument("--extra", help="JSON with backend/device/environment overrides")
     write.add_argument("--environment",
                        help="JSON of package versions where the steps ran elsewhere (docker)")
+    write.add_argument("--results-dir", metavar="DIR",
+                       help="the inference results folder (one <stem>_0.txt per image): its "
+                            "count is checked and its logits read for NaN or constant rows")
+    write.add_argument("--prep-dir", metavar="DIR",
+                       help="the preprocessed .bin folder: its count is checked")
     write.add_argument("--out", required=True)
     pub = sub.add_parser("publish", help="copy a built report into reports/")
     pub.add_argument("built")
@@ -432,14 +724,30 @@ def main(argv=None):
             extra["environment"] = {**extra.get("environment", {}),
                                     **read_json(args.environment, "environment description")}
         summary = read_bench_summary(args.perf_dir, args.perf_dirname, args.perf_log)
+        dataset = read_json(args.dataset, "dataset description")
+        if not isinstance(dataset, dict):
+            raise UserError(f"{args.dataset}: not a dataset description (a JSON object)")
+        accuracy = read_accuracy(args.accuracy)
+        results = result_files(args.results_dir) if args.results_dir else None
+        prep = prep_files(args.prep_dir) if args.prep_dir else None
+        check_counts(dataset, accuracy, None if results is None else len(results), prep,
+                     {"dataset": args.dataset, "accuracy": args.accuracy,
+                      "results": args.results_dir, "prep": args.prep_dir})
+        check = None
+        if results is not None:
+            check = output_check(args.results_dir, results)
+            check["preprocessed_files"] = prep
+            line = output_warning(args.results_dir, check)
+            if line:
+                print(line, file=sys.stderr)
         report = build(
             args.model, args.soc, args.bs,
-            dataset=read_json(args.dataset, "dataset description"),
+            dataset=dataset,
             weights=read_json(args.weights, "weights description"),
-            accuracy=read_accuracy(args.accuracy),
+            accuracy=accuracy,
             perf=perf_from_summary(summary, args.loop, args.warmup),
             source=read_json(args.source, "source description") if args.source else None,
-            **extra)
+            output_check=check, **extra)
         atomic_write(args.out, dumps(report))
     else:
         report = publish(args.built, args.dest, throughput_drop(args.throughput_drop))

@@ -292,7 +292,7 @@ def test_missing_src_and_no_images(tmp_path, dst_with_earlier_output):
     (empty / "n01").mkdir(parents=True)
     (empty / "labels.txt").write_text("x 1\n")
     line = one_error_line(run("preprocess", empty, dst))
-    assert str(empty) in line and "no .jpeg/.jpg/.png images" in line
+    assert str(empty) in line and "no .jpeg/.jpg/.png/.bmp images" in line
     assert os.listdir(dst) == ["earlier.bin"] and earlier.read_bytes() == b"\x01" * BIN_BYTES
 
 

@@ -325,6 +325,42 @@ def test_cli_writes_then_check_passes(zoo):
     assert not (models / "mobilenetv1" / "perf_cpu.png").exists()
 
 
+def test_malformed_reports_are_coerced_or_skipped_with_one_warning_each(zoo, capsys):
+    """`make readme` must not give a traceback on a report it cannot use as is (issue 10)."""
+    models, reports_dir, root = zoo
+    write_report(reports_dir, make_report("mobilenetv1", "cpu", 1, 290.0))
+    folder = reports_dir / "mobilenetv1"
+    (folder / "cpu_bs4.json").write_text(json.dumps(
+        dict(make_report("mobilenetv1", "cpu", 4, 350.0), batch_size="4")))
+    no_keys = {k: v for k, v in make_report("mobilenetv1", "cpu", 16, 360.0).items()
+               if k not in ("soc", "batch_size", "gate", "dataset", "timestamp")}
+    (folder / "cpu_bs16.json").write_text(json.dumps(no_keys))
+    (folder / "cpu_bs32.json").write_text(json.dumps(
+        dict(make_report("mobilenetv1", "cpu", 32, 1.0), perf="fast", accuracy=[1],
+             dataset={"images": "many"}, environment="none")))
+    (folder / "cpu_bs64.json").write_text("not json at all")
+    (folder / "cpu_bs2.json").write_text(json.dumps(
+        dict(make_report("mobilenetv1", "cpu", 2, 300.0), batch_size="two")))
+    rendered = render(models, reports_dir, root)
+    warnings = capsys.readouterr().err.strip().splitlines()
+    for name in ("cpu_bs4.json", "cpu_bs16.json", "cpu_bs32.json", "cpu_bs64.json"):
+        assert len([l for l in warnings if l.startswith(f"warning: {folder / name}: ")]) == 1, \
+            (name, warnings)
+    # an unusable batch_size is read from the file name, and the warning says so
+    [bs2] = [l for l in warnings if l.startswith(f"warning: {folder / 'cpu_bs2.json'}: ")]
+    assert '"two" is not an integer' in bs2 and "read as 2 (the file name)" in bs2
+    assert len(warnings) == 5
+    text = rendered[str(models / "mobilenetv1" / "README.md")]
+    for bs in ("1", "2", "4", "**16** ★"):
+        assert table_row(text, bs), bs
+    [row32] = table_row(text, "32")
+    assert "— | — |" in row32  # its throughput and accuracy were unusable: shown as missing
+    # and the command line renders and writes without a traceback
+    args = ["--models", str(models), "--reports", str(reports_dir), "--root", str(root)]
+    readme.main(args)
+    assert (models / "mobilenetv1" / "perf_cpu.png").is_file()
+
+
 # -- the quick start runs as written --------------------------------------------------------
 
 def bash_blocks(text):

@@ -26,19 +26,49 @@ Parameters (opset, tensor names, input shape, classes) come from model.yaml besi
 Python API (for tests and benchmark scripts that import this file by path):
     model = build_model(weights, source)   # returns the module in eval()
     export(model, onnx_path)
+
+A checkpoint that torch.load(weights_only=True) refuses because it pickles an object (a
+class, or a function such as os.system) is reported as exactly that, one line naming the
+GLOBAL and saying what to do (save a plain state_dict); it is never run.
+
+Temporary files: only `.<ONNX name>.<pid>.tmp` beside ONNX, renamed to ONNX once checked and
+removed on any failure (ExportError, a full disk, Ctrl-C). Everything this script creates
+under a temporary name matches `.*.tmp` in the folder of ONNX, so a driver can remove what a
+SIGKILLed run left when no run is active. ONNX gets the mode a plain open() gives (0666
+minus the umask). A write that fails (folder not writable, disk full) is one `error:` line;
+Ctrl-C at any point, even during `import torch`, is `error: interrupted` (exit 130).
 """
 
 import argparse
+import errno
 import importlib
 import os
+import re
 import sys
 import time
 import warnings
 from collections import OrderedDict
 
-import onnx
-import torch
-import yaml
+
+def _exit_on_interrupt(kind, value, traceback, _previous=sys.excepthook):
+    """sys.excepthook: a Ctrl-C that main() cannot catch yet (e.g. during `import torch`, which
+    takes seconds) prints one line and exits 130, like the one main() catches."""
+    if issubclass(kind, KeyboardInterrupt):
+        try:
+            sys.stdout.flush()
+        except Exception:
+            pass
+        print("error: interrupted", file=sys.stderr, flush=True)
+        os._exit(130)
+    _previous(kind, value, traceback)
+
+
+if __name__ == "__main__":  # installed before the third-party imports below
+    sys.excepthook = _exit_on_interrupt
+
+import onnx  # noqa: E402  (after the hook on purpose)
+import torch  # noqa: E402
+import yaml  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG_PATH = os.path.join(HERE, "model.yaml")
@@ -52,6 +82,54 @@ PATCH_MARK = "F.adaptive_avg_pool2d(features"  # dpn.diff's change in DPN.logits
 
 class ExportError(Exception):
     """An error the user can fix; the command line prints it as one line and exits 2."""
+
+
+WRITE_HINTS = {
+    errno.ENOSPC: "no space left on the device; free some and rerun",
+    errno.EDQUOT: "disk quota exceeded; free some space and rerun",
+    errno.EACCES: "the folder is not writable by this user",
+    errno.EPERM: "the folder is not writable by this user",
+    errno.EROFS: "the file system is read-only",
+}
+
+
+def write_error(path, err):
+    """One line for a failed write of `path` (folder not writable, disk full, ...)."""
+    reason = err.strerror or str(err) or type(err).__name__
+    hint = WRITE_HINTS.get(err.errno)
+    return ExportError(f"{path}: cannot write ({reason})" + (f"; {hint}" if hint else ""))
+
+
+def refused_global(err):
+    """(GLOBAL name, blocked module or None) when torch.load(weights_only=True) refused to run
+    a pickled object of the file (torch >= 2.6 wording); None for any other error."""
+    text = str(err)
+    blocked = re.search(r"unsupported GLOBAL ([\w.]+) whose module ([\w.]+) is blocked", text)
+    if blocked:
+        return blocked.group(1), blocked.group(2)
+    unsupported = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if unsupported:
+        return unsupported.group(1), None
+    return None
+
+
+def refused_error(path, refused):
+    """The file is a checkpoint, but one that runs code when loaded: say so, and what to do."""
+    name, module = refused
+    what = f"GLOBAL {name}" + (f", whose module {module} torch never unpickles" if module else "")
+    return ExportError(
+        f"{path}: contains a pickled object that this loader refuses to run ({what}; "
+        "torch.load(weights_only=True) reads tensors and plain containers only); if you trust "
+        "the file, load it in your own code and save a plain state_dict with "
+        "torch.save(model.state_dict(), 'weights.pth'), then pass that file")
+
+
+def load_error_reason(err):
+    """The first line of any other torch.load error, without the weights_only boilerplate."""
+    text = str(err)
+    if "Weights only load failed" in text or "WeightsUnpickler" in text:
+        return "not a torch.save file"
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 # -- configuration ------------------------------------------------------------------------
@@ -144,8 +222,11 @@ def read_state_dict(path):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError, RuntimeError, EOFError ... on bad files
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ExportError(f"{path}: cannot read as a PyTorch state_dict ({reason})") from None
+        refused = refused_global(err)
+        if refused is not None:
+            raise refused_error(path, refused) from None
+        raise ExportError(f"{path}: cannot read as a PyTorch state_dict "
+                          f"({load_error_reason(err)})") from None
     if not isinstance(state, dict) or not state:
         raise ExportError(f"{path}: holds a {type(state).__name__}, not a state_dict")
     for key, value in state.items():
@@ -207,9 +288,9 @@ def export(model, onnx_path, config=None):
     config = config or load_config()
     onnx_path = os.path.abspath(os.fspath(onnx_path))
     folder = os.path.dirname(onnx_path)
-    os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".{os.path.basename(onnx_path)}.{os.getpid()}.tmp")
     try:
+        os.makedirs(folder, exist_ok=True)
         model = model.eval()
         dummy = torch.randn(DUMMY_BATCH, *config["input_shape"])
         with warnings.catch_warnings():  # the legacy exporter's DeprecationWarning
@@ -230,9 +311,13 @@ def export(model, onnx_path, config=None):
                               f"{config['opset']}; check that dynamo=False is honoured")
         onnx.checker.check_model(tmp, full_check=True)  # by path: no second serialisation
         os.replace(tmp, onnx_path)
+    except OSError as err:  # the folder is not writable, the disk is full (ENOSPC), ...
+        raise write_error(onnx_path, err) from None
     finally:
-        if os.path.exists(tmp):
+        try:
             os.unlink(tmp)
+        except OSError:
+            pass
     return onnx_path
 
 

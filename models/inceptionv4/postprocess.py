@@ -31,6 +31,14 @@ Differences from the ModelZoo script, on purpose:
 - The rank of the ground truth is counted directly (scores above it, plus equal scores at lower
   indices) instead of sorting all scores: the same rank as the stable sort, and fast enough for
   50,000 files.
+- Result files whose scores hold NaN or infinite values (a broken export or input) are counted
+  as before, and one `warning:` line on stderr says how many there are (the JSON is unchanged).
+- The label file may start with a UTF-8 byte-order mark (read as utf-8-sig).
+- Ctrl-C at any point, even during the imports, ends with `error: interrupted` (exit 130).
+
+Temporary files: only `OUT_DIR/.<JSON_NAME>.<pid>.tmp`. Every temporary name this script
+creates matches `.*.tmp` in OUT_DIR, so a driver can remove the orphans of a killed run
+(`find OUT_DIR -maxdepth 1 -name '.*.tmp' -delete`) when no run is active.
 """
 
 import argparse
@@ -38,7 +46,24 @@ import json
 import os
 import sys
 
-import numpy as np
+
+def _exit_on_interrupt(kind, value, traceback, _previous=sys.excepthook):
+    """sys.excepthook: a Ctrl-C that main() cannot catch yet (e.g. during `import numpy`)
+    prints one line and exits 130, like the one main() catches; anything else as before."""
+    if issubclass(kind, KeyboardInterrupt):
+        try:
+            sys.stdout.flush()
+        except Exception:
+            pass
+        print("error: interrupted", file=sys.stderr, flush=True)
+        os._exit(130)
+    _previous(kind, value, traceback)
+
+
+if __name__ == "__main__":  # installed before the third-party imports below
+    sys.excepthook = _exit_on_interrupt
+
+import numpy as np  # noqa: E402  (after the hook on purpose)
 
 TOPN = 5
 BACKGROUND_CLASSES = 1001  # a 1001-way classifier puts "background" at index 0
@@ -53,9 +78,11 @@ class PostprocessError(Exception):
 # -- inputs -------------------------------------------------------------------------------
 
 def read_labels(label_file):
-    """{key: label} from lines `<image name> <class index>`; key = name up to its first '.'."""
+    """{key: label} from lines `<image name> <class index>`; key = name up to its first '.'.
+
+    utf-8-sig: a byte-order mark at the start is not part of the first image name."""
     try:
-        with open(label_file, encoding="utf-8") as handle:
+        with open(label_file, encoding="utf-8-sig") as handle:
             lines = handle.read().splitlines()
     except FileNotFoundError:
         raise PostprocessError(f"{label_file}: no such label file") from None
@@ -138,10 +165,15 @@ def rank_of(scores, index):
     return int(np.count_nonzero(scores > value) + np.count_nonzero(scores[:index] == value))
 
 
-def evaluate(result_dir, labels, topn=TOPN):
-    """(count, n_label of the last file, hits per rank, number of TopK entries)."""
+def evaluate(result_dir, labels, topn=TOPN, check=None):
+    """(count, n_label of the last file, hits per rank, number of TopK entries).
+
+    `check`, a dict when given, receives "nonfinite" (the number of files whose scores hold NaN
+    or infinite values) and "first_nonfinite" (the first such file)."""
     hits = np.zeros(topn)
     count, n_label, res_cnt = 0, 0, 0
+    if check is not None:
+        check.update(nonfinite=0, first_nonfinite=None)
     for name in result_names(result_dir):
         path = os.path.join(result_dir, name)
         key = label_key(name)
@@ -152,6 +184,9 @@ def evaluate(result_dir, labels, topn=TOPN):
                                    "(a stray file, or the wrong label file)")
         scores = read_scores(path)
         count += 1
+        if check is not None and not np.isfinite(scores).all():
+            check["nonfinite"] += 1
+            check["first_nonfinite"] = check["first_nonfinite"] or path
         n_label = len(scores)
         truth = labels[key] + 1 if n_label == BACKGROUND_CLASSES else labels[key]
         res_cnt = min(n_label, topn)
@@ -210,7 +245,9 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         labels = read_labels(args.label_file)
-        table = accuracy_table(*evaluate(args.result_dir, labels))
+        check = {}
+        counts = evaluate(args.result_dir, labels, check=check)
+        table = accuracy_table(*counts)
         path = write_json_atomic(table, args.out_dir, args.json_name)
     except PostprocessError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -218,6 +255,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    if check["nonfinite"]:
+        print(f"warning: {args.result_dir}: {check['nonfinite']} of {counts[0]} result files "
+              f"hold NaN or infinite scores (first: {check['first_nonfinite']}); the model's "
+              "outputs are broken, so this accuracy means little", file=sys.stderr)
     width = max(len(entry["key"]) for entry in table["value"])
     for entry in table["value"]:
         print(f"{entry['key']:<{width}}  {entry['value']}")

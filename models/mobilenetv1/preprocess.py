@@ -10,14 +10,15 @@ identical to torchvision's Resize(256), CenterCrop(224), ToTensor(), Normalize(m
 Every parameter comes from model.yaml beside this file (`preprocess`, `input`); `crop_offset:
 floor` gives `int((dim - crop) / 2)` instead, for models whose reference scripts crop that way.
 
-Images: SRC/*.ext and SRC/*/*.ext (one level of class subfolders), ext = jpeg, jpg or png in any
-case, in sorted path order; `--limit N` takes the first N of that order. `--workers K` (default:
-the usable cores) runs K processes that decode and write files themselves and return only names;
-work is dispatched in chunks. Each output is written under a temporary name in DST (in a
-private folder per worker, DST/.preprocess-*.tmp/worker-<pid>/, removed at the end) and renamed
-to DST/<stem>.bin, so DST never holds a partial .bin. Private folders, because creating a file
-locks its folder and on ext4 costs as much as writing the 602 kB: workers creating files in one
-folder queue behind each other (measured: no gain from a second worker), in their own folders
+Images: SRC/*.ext and SRC/*/*.ext (one level of class subfolders), ext = jpeg, jpg, png or bmp in
+any case (the project's npuzoo.dataset.IMAGE_EXTENSIONS, which a test keeps equal to
+IMAGE_EXTENSIONS here), in sorted path order; `--limit N` takes the first N of that order.
+`--workers K` (default: the usable cores) runs K processes that decode and write files themselves
+and return only names; work is dispatched in chunks. Each output is written under a temporary name
+in DST (in a private folder per worker, DST/.preprocess-*.tmp/worker-<pid>/, removed at the end)
+and renamed to DST/<stem>.bin, so DST never holds a partial .bin. Private folders, because creating
+a file locks its folder and on ext4 costs as much as writing the 602 kB: workers creating files in
+one folder queue behind each other (measured: no gain from a second worker), in their own folders
 they do not.
 
 Differences from the ModelZoo script, on purpose:
@@ -30,12 +31,22 @@ Differences from the ModelZoo script, on purpose:
   written, instead of one output silently overwriting the other.
 - A missing SRC, or one without images, is a one-line error (exit 2), where the ModelZoo script
   swallowed worker errors and could produce nothing.
+
+Temporary files: only DST/.preprocess-XXXXXXXX.tmp/ (a folder holding worker-<pid>/<stem>.bin.tmp),
+removed at the end of every run that is not killed. Everything this script creates under a
+temporary name matches `.*.tmp` directly in DST, so a driver can remove what a SIGKILLed run
+left (`find DST -maxdepth 1 -name '.*.tmp' -exec rm -rf {} +`) when no run is active. Outputs
+get the mode a plain open() gives (0666 minus the umask).
+Ctrl-C at any point, even during the imports, ends with `error: interrupted` (exit 130); the
+workers ignore it and stop with the parent, which keeps every complete output.
 """
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -43,13 +54,33 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-import numpy as np
-import yaml
-from PIL import Image
+
+def _exit_on_interrupt(kind, value, traceback, _previous=sys.excepthook):
+    """sys.excepthook: a Ctrl-C that main() cannot catch yet (e.g. during `import numpy`)
+    prints one line and exits 130, like the one main() catches; anything else as before."""
+    if issubclass(kind, KeyboardInterrupt):
+        try:
+            sys.stdout.flush()
+        except Exception:
+            pass
+        print("error: interrupted", file=sys.stderr, flush=True)
+        os._exit(130)
+    _previous(kind, value, traceback)
+
+
+if __name__ == "__main__":  # installed before the third-party imports below
+    sys.excepthook = _exit_on_interrupt
+
+import numpy as np  # noqa: E402  (after the hook on purpose)
+import yaml  # noqa: E402
+from PIL import Image  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG_PATH = os.path.join(HERE, "model.yaml")
-IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+# What an image is: exactly npuzoo.dataset.IMAGE_EXTENSIONS (a copy: this folder imports
+# nothing from the project; a test keeps the two equal). An image the dataset step selects
+# but this script skipped would silently shrink the accuracy's denominator.
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")
 INTERPOLATIONS = {
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
@@ -215,6 +246,29 @@ def write_atomic(array, dst, stem, tmp_dir):
 _worker = {}
 
 
+def _init_pool_worker(*args):
+    """A pool worker ignores SIGINT: on Ctrl-C the parent alone stops the run (the workers skip
+    what is left), instead of every worker printing a KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _init_worker(*args)
+
+
+@contextlib.contextmanager
+def sigint_held():
+    """SIGINT blocked while the worker processes are forked: they inherit the mask and ignore
+    SIGINT before unblocking it; a Ctrl-C meanwhile reaches this process on leaving."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _init_worker(preprocessor, dst, tmp_root, stop):
     # Keep a few of Pillow's image memory blocks for reuse instead of freeing and faulting
     # in new ones for every image (Pillow's documented block allocator; pixels are unchanged).
@@ -272,7 +326,8 @@ def list_images(src):
     for folder in subfolders:
         paths.extend(images_in(folder)[0])
     if not paths:
-        raise PreprocessError(f"{src}: no .jpeg/.jpg/.png images in it or in its subfolders")
+        raise PreprocessError(f"{src}: no {'/'.join(IMAGE_EXTENSIONS)} images in it or in its "
+                              "subfolders")
     return sorted(paths)
 
 
@@ -330,10 +385,12 @@ def run_parallel(paths, preprocessor, dst, tmp_root, workers, bar):
     error, done = None, 0
     with warnings.catch_warnings():  # Python >= 3.12 warns on fork of a threaded process
         warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
-        executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+        executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_pool_worker,
                                        initargs=(preprocessor, dst, tmp_root, stop))
         try:
-            for result in executor.map(_process, paths, chunksize=chunk):
+            with sigint_held():  # map() forks the workers (all of them, with fork)
+                results = executor.map(_process, paths, chunksize=chunk)
+            for result in results:
                 if isinstance(result, tuple):
                     if error is None:
                         error = result

@@ -14,11 +14,12 @@ identical to torchvision's Resize(256), CenterCrop(224), ToTensor() (the tests c
 pixel for pixel). Every parameter comes from model.yaml beside this file (`preprocess`,
 `input`). This file is a copy of models/mobilenetv1/preprocess.py (standalone folders).
 
-Images: SRC/*.ext and SRC/*/*.ext (one level of class subfolders), ext = jpeg, jpg or png in any
-case, in sorted path order; `--limit N` takes the first N of that order. `--workers K` (default:
-the usable cores) runs K processes that decode and write files themselves and return only names;
-work is dispatched in chunks. Each output is written under a temporary name in DST and renamed,
-so DST never holds a partial .bin.
+Images: SRC/*.ext and SRC/*/*.ext (one level of class subfolders), ext = jpeg, jpg, png or bmp in
+any case (the project's npuzoo.dataset.IMAGE_EXTENSIONS, which a test keeps equal to
+IMAGE_EXTENSIONS here), in sorted path order; `--limit N` takes the first N of that order.
+`--workers K` (default: the usable cores) runs K processes that decode and write files themselves
+and return only names; work is dispatched in chunks. Each output is written under a temporary name
+in DST and renamed, so DST never holds a partial .bin.
 
 Differences from the ModelZoo script, on purpose:
 - An image that cannot be decoded STOPS the run (exit 2) with one line naming it, and asks for
@@ -32,23 +33,53 @@ Differences from the ModelZoo script, on purpose:
 - Images are SRC/* and SRC/*/* in sorted path order (the ModelZoo's timm loader walks SRC
   recursively in natural order); the order changes nothing but `--limit`.
 - No tresnet_prep_bin.info is written (ais_bench reads the folder itself).
+
+Temporary files: only DST/.<stem>.bin.<pid>.tmp, renamed to DST/<stem>.bin when complete and
+removed when a run fails or is interrupted. Everything this script creates under a temporary
+name matches `.*.tmp` directly in DST, so a driver can remove what a SIGKILLed run left
+(`find DST -maxdepth 1 -name '.*.tmp' -exec rm -rf {} +`) when no run is active. Outputs get
+the mode a plain open() gives (0666 minus the umask).
+Ctrl-C at any point, even during the imports, ends with `error: interrupted` (exit 130); the
+workers ignore it and stop with the parent, which keeps every complete output.
 """
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import re
+import signal
 import sys
 import time
 import warnings
 
-import numpy as np
-import yaml
-from PIL import Image
+
+def _exit_on_interrupt(kind, value, traceback, _previous=sys.excepthook):
+    """sys.excepthook: a Ctrl-C that main() cannot catch yet (e.g. during `import numpy`)
+    prints one line and exits 130, like the one main() catches; anything else as before."""
+    if issubclass(kind, KeyboardInterrupt):
+        try:
+            sys.stdout.flush()
+        except Exception:
+            pass
+        print("error: interrupted", file=sys.stderr, flush=True)
+        os._exit(130)
+    _previous(kind, value, traceback)
+
+
+if __name__ == "__main__":  # installed before the third-party imports below
+    sys.excepthook = _exit_on_interrupt
+
+import numpy as np  # noqa: E402  (after the hook on purpose)
+import yaml  # noqa: E402
+from PIL import Image  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG_PATH = os.path.join(HERE, "model.yaml")
-IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+# What an image is: exactly npuzoo.dataset.IMAGE_EXTENSIONS (a copy: this folder imports
+# nothing from the project; a test keeps the two equal). An image the dataset step selects
+# but this script skipped would silently shrink the accuracy's denominator.
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")
 INTERPOLATIONS = {
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
@@ -201,6 +232,29 @@ def write_atomic(array, dst, stem):
 _worker = {}
 
 
+def _init_pool_worker(*args):
+    """A pool worker ignores SIGINT: on Ctrl-C the parent alone stops the run (the workers skip
+    what is left), instead of every worker printing a KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _init_worker(*args)
+
+
+@contextlib.contextmanager
+def sigint_held():
+    """SIGINT blocked while the worker processes are forked: they inherit the mask and ignore
+    SIGINT before unblocking it; a Ctrl-C meanwhile reaches this process on leaving."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _init_worker(preprocessor, dst, stop):
     _worker.update(preprocessor=preprocessor, dst=dst, stop=stop)
 
@@ -252,7 +306,8 @@ def list_images(src):
     for folder in subfolders:
         paths.extend(images_in(folder)[0])
     if not paths:
-        raise PreprocessError(f"{src}: no .jpeg/.jpg/.png images in it or in its subfolders")
+        raise PreprocessError(f"{src}: no {'/'.join(IMAGE_EXTENSIONS)} images in it or in its "
+                              "subfolders")
     return sorted(paths)
 
 
@@ -307,10 +362,12 @@ def run_parallel(paths, preprocessor, dst, workers, bar):
     stop = context.Event()
     chunk = max(1, min(MAX_CHUNK, len(paths) // (workers * 8)))
     error, done = None, 0
-    with warnings.catch_warnings():  # Python >= 3.12 warns on fork of a threaded process
-        warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
-        pool = context.Pool(workers, _init_worker, (preprocessor, dst, stop))
+    pool = None
     try:
+        with warnings.catch_warnings():  # Python >= 3.12 warns on fork of a threaded process
+            warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+            with sigint_held():
+                pool = context.Pool(workers, _init_pool_worker, (preprocessor, dst, stop))
         for result in pool.imap_unordered(_process, paths, chunksize=chunk):
             if isinstance(result, tuple):
                 if error is None:
@@ -323,8 +380,9 @@ def run_parallel(paths, preprocessor, dst, workers, bar):
         pool.close()
         pool.join()
     except BaseException:
-        pool.terminate()
-        pool.join()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
         remove_temporaries(dst, {output_stem(p) for p in paths})
         raise
     if error is not None:
