@@ -48,8 +48,9 @@ test: venv
 
 # One model, every batch size in BS: npuzoo.run checks the variables, takes the model's
 # lock, identifies DATA and WEIGHTS by content, then runs mk/pipeline.mk once per batch size.
+# `+`: under `make -n` too, where the driver only shows the pipeline's commands (make -n).
 $(MODELS): venv
-	@$(PY) -m npuzoo.run $@
+	+@$(PY) -m npuzoo.run $@
 
 # RUNNER=docker: the microtool images (images/, mk/docker.mk). Builds the shared images and
 # those of IMAGE_MODELS (default: every model); each is tagged with a hash of what goes in, so

@@ -39,6 +39,11 @@ B := build/$(MODEL)
 
 include $(B)/model.mk
 
+# npuzoo/run.py always passes LOOP and WARMUP: the user's, else model.yaml's perf defaults
+# (the guide's --loop and --warmup_count), which model.mk also carries for a bare `make -f`.
+LOOP   ?= $(PERF_LOOP)
+WARMUP ?= $(PERF_WARMUP)
+
 # Where each step runs. RUNNER=local: the .venv. RUNNER=docker: mk/docker.mk sets these
 # prefixes to `docker run ... <image>` (base: tooling; model: the model folder's scripts and
 # upstream source; infer: ONNX Runtime and the runner) and PYRUN to the image's python3.
@@ -63,6 +68,13 @@ WEIGHTS_JSON := $(B)/weights/$(WEIGHTS_ID).json
 fetch-weights: $(B)/weights/$(WEIGHTS_FILE)
 $(B)/weights/$(WEIGHTS_FILE):
 	$(RUN_BASE) $(PYRUN) -m npuzoo.weights fetch $(MODEL) $@
+
+# Written by npuzoo/run.py before this makefile runs; missing only under a bare `make -f`.
+MISSING_INPUT = @echo "error: $@: missing; run \`make $(MODEL)\` (npuzoo/run.py writes it)" >&2; exit 2
+$(WEIGHTS_JSON):
+	$(MISSING_INPUT)
+$(B)/inputs/%.data:
+	$(MISSING_INPUT)
 
 # -- dataset and preprocessing ------------------------------------------------------------
 DATASET_DIR := $(B)/data/$(DATASET_ID)
@@ -135,17 +147,22 @@ else
   ASCEND_PYTHON ?= python3
   AIS_BENCH     ?= $(ASCEND_PYTHON) -m ais_bench
   # npuzoo.ascend run: source CANN's set_env.sh when atc is not on PATH, check the chip (and,
-  # for ais_bench, the .om's chip record and DEVICE's chip), then run the command unchanged.
-  CANN_RUN      := $(RUN_INFER) $(PYRUN) -m npuzoo.ascend run
+  # for ais_bench, the .om's chip record and, where npu-smi answers, DEVICE's chip), then run
+  # the command unchanged in the scratch folder $(CANN_WORK): atc writes kernel_meta/,
+  # fusion_result.json and other debris into its working directory. The folder links to
+  # build/, so the commands' build/... paths are the same from there.
+  CANN_WORK     := $(B)/$(SOC)/cann-work
+  CANN_RUN      := $(RUN_INFER) $(PYRUN) -m npuzoo.ascend run --cwd $(CANN_WORK)
   OM_BASE       := $(B)/$(SOC)/$(WEIGHTS_ID)/$(MODEL)_bs$(BS)$(AIPP_SUFFIX)
   COMPILED      := $(OM_BASE).om
   BENCH         := $(CANN_RUN) --soc $(SOC) --om $(COMPILED) --device $(DEVICE) -- $(AIS_BENCH)
   BACKEND_JSON  := $(RUN_DIR)/backend.json
 
 # atc writes --output plus `.om` (or `_<os>_<arch>.om`); record-om names it $(COMPILED) and
-# records the chip beside it ($(COMPILED).json).
+# records the chip beside it ($(COMPILED).json). remove-om first deletes this artefact's own
+# names only (not the _aipp.om of the same batch size, whose name starts the same).
 $(COMPILED): $(ONNX) $(AIPP_CFG)
-	rm -f $(OM_BASE).om $(OM_BASE)_*.om $(COMPILED).json
+	$(RUN_BASE) $(PYRUN) -m npuzoo.ascend remove-om $(OM_BASE)
 	$(CANN_RUN) --soc $(SOC) -- \
 	$(ATC) --framework=5 --model=$(ONNX) --output=$(OM_BASE) --input_format=NCHW \
 	  --input_shape="$(INPUT_NAME):$(BS),$(INPUT_C),$(INPUT_H),$(INPUT_W)" --log=error \

@@ -118,9 +118,15 @@ def check_path(name, text):
     return text
 
 
-def read_values(environ):
-    """The raw Make variables, as the Makefile exported them (NPUZOO_<NAME>)."""
-    return {name: environ.get(f"NPUZOO_{name}", default) for name, default in DEFAULTS.items()}
+def read_values(environ, model=None):
+    """The raw Make variables, as the Makefile exported them (NPUZOO_<NAME>). LOOP and WARMUP
+    left unset take the model's perf defaults from its model.yaml (the guide's --loop and
+    --warmup_count) where it gives them, else DEFAULTS'; they are checked like typed values."""
+    defaults = dict(DEFAULTS)
+    if model is not None:
+        defaults.update({name.upper(): str(value) for name, value in
+                         config.perf_defaults(config.load(model)).items()})
+    return {name: environ.get(f"NPUZOO_{name}", default) for name, default in defaults.items()}
 
 
 # -- locking and leftovers ------------------------------------------------------------------
@@ -228,10 +234,19 @@ SCRUBBED = {"MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKELEVEL", "MAKE_TERMOUT",
             "MAKE_TERMERR", *DEFAULTS, *(f"NPUZOO_{name}" for name in DEFAULTS)}
 
 
+def dry_run(environ=os.environ):
+    """`make -n <model>`: Make runs this driver anyway (the recipe's `+`); it then only shows."""
+    flags = environ.get("MAKEFLAGS", "").split(" -- ")[0].split()
+    return bool(flags) and not flags[0].startswith("-") and "n" in flags[0]
+
+
+DRY_RUN = dry_run()
+
+
 def make(args, check=True):
     """Run `make --no-print-directory ARGS` (an argument list: no shell) in the repository."""
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
-    command = ["make", "--no-print-directory", *args]
+    command = ["make", "--no-print-directory", *(["-n"] if DRY_RUN else []), *args]
     result = subprocess.run(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL)
     if check and result.returncode != 0:
         raise SystemExit(result.returncode)
@@ -264,6 +279,30 @@ def check_source_tree(model):
               file=sys.stderr, flush=True)
         _remove(tree)
         os.unlink(record)
+
+
+def show(model, settings):
+    """make -n: the commands each batch size would run, with the ids the inputs have now.
+    Nothing is written but the DATA link: no lock, no cache, no weights copy, no download."""
+    model_config = config.load(model)
+    soc = socs.resolve(settings.soc, int(settings.device.split(",")[0]))
+    cache = HashCache(os.path.join(BUILD, ".hashes.json"))
+    if not settings.data_abs:
+        dataset.check_dataset("")
+    data_id = dataset_id(settings.data_abs, settings.limit, cache)
+    link(os.path.realpath(settings.data_abs), os.path.join(BUILD, model, "inputs", data_id + ".data"))
+    if settings.weights == "random":
+        weights_id, weights_path = "random", "random"
+    elif settings.weights and os.path.isfile(settings.weights):
+        sha256 = cache.sha256(settings.weights)
+        weights_id = f"custom-{sha256[:12]}"
+        weights_path = os.path.join(BUILD, model, "weights", "store", sha256 + ".pth")
+    else:
+        weights_id = "published-unverified"
+        weights_path = os.path.join(BUILD, model, "weights", model_config["weights"]["file"])
+    for bs in settings.batch_sizes:
+        make(pipeline_args(model, settings, soc, BS=bs, DATASET_ID=data_id,
+                           WEIGHTS_ID=weights_id, WEIGHTS_PATH=weights_path) + ["publish"])
 
 
 def run(model, settings):
@@ -312,11 +351,11 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true",
                         help="only validate the variables and exit")
     args = parser.parse_args(argv)
-    settings = Settings(read_values(os.environ))
+    settings = Settings(read_values(os.environ, args.model))
     if args.check:
         return
     os.chdir(REPO)
-    run(args.model, settings)
+    (show if DRY_RUN else run)(args.model, settings)
 
 
 if __name__ == "__main__":

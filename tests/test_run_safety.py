@@ -309,3 +309,17 @@ def test_an_edited_patched_tree_is_rebuilt(tmp_path, monkeypatch, capsys):
     run.check_source_tree("m")
     assert not tree.exists() and not record.exists()
     assert "first difference: pkg/net.py" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_dry_run_shows_the_pipeline_and_runs_nothing(scratch, tmp_path):
+    data = small_data(tmp_path / "data")
+    before = tree_state(scratch)
+    result = make(scratch, "-n", "mobilenetv1", f"DATA={data}", "WEIGHTS=random", "BS=1 4")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("-m npuzoo.bench --model") == 4  # dataset and perf, per BS
+    assert "pth2onnx.py random" in result.stdout and "error" not in result.stderr
+    assert tree_state(scratch) == before
+    made = {p.relative_to(scratch / "build") for p in (scratch / "build").rglob("*")}
+    assert all(p.parts[:2] in {("mobilenetv1",), ("mobilenetv1", "inputs")} or
+               p.parts[:2] == ("mobilenetv1", "model.mk") for p in made), made
