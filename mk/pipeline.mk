@@ -209,7 +209,8 @@ $(OUT_DIR)/report.json: $(OUT_DIR)/accuracy.json $(PERF_DIR)/perf.log $(WEIGHTS_
                         $(DATASET_DIR)/dataset.json $(SOURCE_JSON) $(REPORT_EXTRA) $(ENVIRONMENT_JSON)
 	$(RUN_BASE) $(PYRUN) -m npuzoo.report write --model $(MODEL) --soc $(SOC) --bs $(BS) \
 	  --dataset $(DATASET_DIR)/dataset.json --weights $(WEIGHTS_JSON) \
-	  --accuracy $(OUT_DIR)/accuracy.json --perf-dir $(PERF_DIR) --perf-dirname perf \
+	  --accuracy $(OUT_DIR)/accuracy.json --results-dir $(OUT_DIR)/results --prep-dir $(PREP_DIR) \
+	  --perf-dir $(PERF_DIR) --perf-dirname perf \
 	  --perf-log $(PERF_DIR)/perf.log --loop $(LOOP) --warmup $(WARMUP) \
 	  $(if $(SOURCE_JSON),--source $(SOURCE_JSON)) \
 	  $(if $(REPORT_EXTRA),--extra $(REPORT_EXTRA)) \

@@ -323,3 +323,17 @@ def test_dry_run_shows_the_pipeline_and_runs_nothing(scratch, tmp_path):
     made = {p.relative_to(scratch / "build") for p in (scratch / "build").rglob("*")}
     assert all(p.parts[:2] in {("mobilenetv1",), ("mobilenetv1", "inputs")} or
                p.parts[:2] == ("mobilenetv1", "model.mk") for p in made), made
+
+
+@pytest.mark.slow
+def test_a_labelled_bmp_counts_like_any_image(scratch, tmp_path):
+    from PIL import Image
+
+    data = small_data(tmp_path / "data", count=5)
+    Image.new("RGB", (300, 260), (10, 200, 30)).save(data / "val" / "ILSVRC2012_val_00000777.bmp")
+    with open(data / "val_label.txt", "a") as labels:
+        labels.write("ILSVRC2012_val_00000777.bmp 7\n")
+    result = make(scratch, "mobilenetv1", f"DATA={data}", "WEIGHTS=random", "BS=2", "LOOP=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((scratch / "reports/mobilenetv1/cpu_bs2.json").read_text())
+    assert report["dataset"]["images"] == report["accuracy"]["images"] == 6
