@@ -145,7 +145,7 @@ def test_verify_and_describe(tmp_path):
 def test_cached_weights_with_wrong_checksum_fail(tmp_path):
     blob = tmp_path / "mobilenet.tar"
     blob.write_bytes(b"corrupt")
-    proc = run_module("npuzoo.weights", "fetch", "mobilenetv1", blob)
+    proc = run_module("npuzoo.weights", "verify", "mobilenetv1", blob)
     assert_one_line_error(proc, str(blob), "does not match the published",
                           "205c493b6582a3e6c3daa66e539eae54")
     assert blob.exists()  # never delete what the user put there
