@@ -216,7 +216,12 @@ $(OUT_DIR)/report.json: $(OUT_DIR)/accuracy.json $(PERF_DIR)/perf.log $(WEIGHTS_
 	  $(if $(REPORT_EXTRA),--extra $(REPORT_EXTRA)) \
 	  $(if $(ENVIRONMENT_JSON),--environment $(ENVIRONMENT_JSON)) --out $@
 
-.PHONY: publish source-missing
+# shared: what every batch size of a (model, dataset, weights) uses, done once;
+# report: one batch size's run up to its report under build/ (a sweep task's share);
+# publish: the report into reports/ (on the machine that holds the repository).
+.PHONY: publish report shared source-missing
+shared: $(ONNX) $(PREP_DIR)/.done $(AIPP_CFG)
+report: $(OUT_DIR)/report.json
 source-missing:
 publish: $(OUT_DIR)/report.json
 	@mkdir -p $(dir $(REPORT))

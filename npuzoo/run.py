@@ -253,13 +253,6 @@ def make(args, check=True):
     return result.returncode
 
 
-def pipeline_args(model, settings, soc, **extra):
-    values = {"MODEL": model, "SOC": soc, "RUNNER": settings.runner,
-              "DEVICE": settings.device, "LOOP": settings.loop, "WARMUP": settings.warmup,
-              "N": settings.limit or "", "AIPP": "1" if settings.aipp else "", **extra}
-    return ["-f", "mk/pipeline.mk", *(f"{k}={v}" for k, v in values.items())]
-
-
 def has_upstream(model_config):
     return bool((model_config.get("upstream") or {}).get("sources"))
 
@@ -281,16 +274,45 @@ def check_source_tree(model):
         os.unlink(record)
 
 
+class Plan:
+    """One model's run, its inputs identified: what every mk/pipeline.mk call is given."""
+
+    def __init__(self, model, settings, soc, data_id="", weights_id="", weights_path=""):
+        self.model, self.settings, self.soc = model, settings, soc
+        self.data_id, self.weights_id, self.weights_path = data_id, weights_id, weights_path
+
+    def make_args(self, *targets, bs=None, **extra):
+        """`make` arguments for mk/pipeline.mk: validated tokens and build/ paths only."""
+        settings = self.settings
+        values = {"MODEL": self.model, "SOC": self.soc, "RUNNER": settings.runner,
+                  "DEVICE": settings.device, "LOOP": settings.loop, "WARMUP": settings.warmup,
+                  "N": settings.limit or "", "AIPP": "1" if settings.aipp else "",
+                  "DATASET_ID": self.data_id, "WEIGHTS_ID": self.weights_id,
+                  "WEIGHTS_PATH": self.weights_path, **({"BS": bs} if bs else {}), **extra}
+        return ["-f", "mk/pipeline.mk", *(f"{k}={v}" for k, v in values.items()), *targets]
+
+
+def resolve_soc(settings):
+    soc = socs.resolve(settings.soc, int(settings.device.split(",")[0]))
+    if soc != "cpu" and "," in settings.device:
+        raise UserError(f"DEVICE={settings.device}: {soc} runs take one device id")
+    return soc
+
+
+def data_link(model, data_abs, data_id):
+    link(os.path.realpath(data_abs), os.path.join(BUILD, model, "inputs", data_id + ".data"))
+
+
 def show(model, settings):
     """make -n: the commands each batch size would run, with the ids the inputs have now.
     Nothing is written but the DATA link: no lock, no cache, no weights copy, no download."""
     model_config = config.load(model)
-    soc = socs.resolve(settings.soc, int(settings.device.split(",")[0]))
+    soc = resolve_soc(settings)
     cache = HashCache(os.path.join(BUILD, ".hashes.json"))
     if not settings.data_abs:
         dataset.check_dataset("")
     data_id = dataset_id(settings.data_abs, settings.limit, cache)
-    link(os.path.realpath(settings.data_abs), os.path.join(BUILD, model, "inputs", data_id + ".data"))
+    data_link(model, settings.data_abs, data_id)
     if settings.weights == "random":
         weights_id, weights_path = "random", "random"
     elif settings.weights and os.path.isfile(settings.weights):
@@ -300,45 +322,56 @@ def show(model, settings):
     else:
         weights_id = "published-unverified"
         weights_path = os.path.join(BUILD, model, "weights", model_config["weights"]["file"])
+    plan = Plan(model, settings, soc, data_id, weights_id, weights_path)
     for bs in settings.batch_sizes:
-        make(pipeline_args(model, settings, soc, BS=bs, DATASET_ID=data_id,
-                           WEIGHTS_ID=weights_id, WEIGHTS_PATH=weights_path) + ["publish"])
+        make(plan.make_args("publish", bs=bs))
+
+
+def prepare(model, settings):
+    """Identify the inputs of a run (the caller holds the model's lock): returns its Plan.
+
+    Removes leftovers of killed runs, resolves SOC, hashes DATA's selection, builds the
+    images (RUNNER=docker), fetches and verifies the weights, re-verifies the patched tree.
+    """
+    model_config = config.load(model)
+    build = os.path.join(BUILD, model)
+    remove_leftovers(build, os.path.join("reports", model))
+    soc = resolve_soc(settings)
+    plan = Plan(model, settings, soc)
+    cache = HashCache(os.path.join(BUILD, ".hashes.json"))
+    try:
+        if not settings.data_abs:
+            dataset.check_dataset("")  # the one-line "DATA is not set" error
+        plan.data_id = dataset_id(settings.data_abs, settings.limit, cache)
+        data_link(model, settings.data_abs, plan.data_id)
+        if settings.runner == "docker":
+            make(["-f", "mk/docker.mk", "images", f"IMAGE_MODELS={model}", f"SOC={soc}"])
+        weights_dir = os.path.join(build, "weights")
+        if not settings.weights:
+            make(plan.make_args("fetch-weights"))
+        plan.weights_id, plan.weights_path, description = weights_mod.identify(
+            model_config["weights"], settings.weights, weights_dir, cache)
+        weights_mod.write_description(weights_dir, plan.weights_id, description)
+    finally:
+        cache.save()
+    if has_upstream(model_config):
+        check_source_tree(model)
+    return plan
+
+
+def lock_for(model, settings):
+    who = f"make {model} " + " ".join(
+        f"{k}={shlex.quote(v)}" for k, v in settings.raw.items() if v and k in ("BS", "SOC"))
+    return ModelLock(model, who.strip())
 
 
 def run(model, settings):
-    model_config = config.load(model)
-    build = os.path.join(BUILD, model)
-    who = f"make {model} " + " ".join(
-        f"{k}={shlex.quote(v)}" for k, v in settings.raw.items() if v and k in ("BS", "SOC"))
-    with ModelLock(model, who.strip()):
-        remove_leftovers(build, os.path.join("reports", model))
-        soc = socs.resolve(settings.soc, int(settings.device.split(",")[0]))
-        if soc != "cpu" and "," in settings.device:
-            raise UserError(f"DEVICE={settings.device}: {soc} runs take one device id")
-        cache = HashCache(os.path.join(BUILD, ".hashes.json"))
-        try:
-            data_abs = settings.data_abs
-            if not data_abs:
-                dataset.check_dataset("")  # the one-line "DATA is not set" error
-            data_id = dataset_id(data_abs, settings.limit, cache)
-            link(os.path.realpath(data_abs), os.path.join(build, "inputs", data_id + ".data"))
-            if settings.runner == "docker":
-                make(["-f", "mk/docker.mk", "images", f"IMAGE_MODELS={model}", f"SOC={soc}"])
-            weights_dir = os.path.join(build, "weights")
-            if not settings.weights:
-                make(pipeline_args(model, settings, soc) + ["fetch-weights"])
-            weights_id, weights_path, description = weights_mod.identify(
-                model_config["weights"], settings.weights, weights_dir, cache)
-            weights_mod.write_description(weights_dir, weights_id, description)
-        finally:
-            cache.save()
-        if has_upstream(model_config):
-            check_source_tree(model)
+    with lock_for(model, settings):
+        plan = prepare(model, settings)
         for bs in settings.batch_sizes:
-            print(f"== {model}: BS={bs} SOC={soc} weights {weights_id}, data {data_id}",
-                  flush=True)
-            make(pipeline_args(model, settings, soc, BS=bs, DATASET_ID=data_id,
-                               WEIGHTS_ID=weights_id, WEIGHTS_PATH=weights_path) + ["publish"])
+            print(f"== {model}: BS={bs} SOC={plan.soc} weights {plan.weights_id}, "
+                  f"data {plan.data_id}", flush=True)
+            make(plan.make_args("publish", bs=bs))
 
 
 @cli
