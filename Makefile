@@ -12,12 +12,12 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 
-MODELS := $(sort $(patsubst models/%/model.yaml,%,$(wildcard models/*/model.yaml)))
+MODEL_NAMES := $(sort $(patsubst models/%/model.yaml,%,$(wildcard models/*/model.yaml)))
 
 # The user's values reach npuzoo.run verbatim and are checked there, in one place: Make never
 # expands them (`$(value ...)`: a `$(shell ...)` in a value stays text) and never exports them
 # itself (exporting a command-line variable expands it). No recipe below splices one in.
-USER_VARIABLES := BS SOC DATA N WEIGHTS RUNNER DEVICE LOOP WARMUP AIPP
+USER_VARIABLES := BS SOC DATA N WEIGHTS RUNNER DEVICE LOOP WARMUP AIPP MODELS SHARDS FORCE STRICT
 $(foreach v,$(USER_VARIABLES),$(if $(filter undefined,$(origin $(v))),,$(eval export NPUZOO_$(v) := $$(value $(v)))))
 unexport $(USER_VARIABLES) $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
 
@@ -26,13 +26,13 @@ VENV   := .venv
 PY     := $(abspath $(VENV))/bin/python
 export PY
 
-.PHONY: all test venv clean help readme compare images $(MODELS)
+.PHONY: all test venv clean help readme compare images $(MODEL_NAMES)
 
 help:
 	@echo "make test                      run the test suite (creates .venv)"
 	@echo "make <model> DATA=<dir> [BS=\"1 4\"] [N=300] [WEIGHTS=random|path] [SOC=cpu|auto|Ascend310P3]"
 	@echo "make images [IMAGE_MODELS=...] build the microtool images (RUNNER=docker)"
-	@echo "models: $(MODELS)"
+	@echo "models: $(MODEL_NAMES)"
 
 venv: $(VENV)/.installed
 
@@ -49,7 +49,7 @@ test: venv
 # One model, every batch size in BS: npuzoo.run checks the variables, takes the model's
 # lock, identifies DATA and WEIGHTS by content, then runs mk/pipeline.mk once per batch size.
 # `+`: under `make -n` too, where the driver only shows the pipeline's commands (make -n).
-$(MODELS): venv
+$(MODEL_NAMES): venv
 	+@$(PY) -m npuzoo.run $@
 
 # RUNNER=docker: the microtool images (images/, mk/docker.mk). Builds the shared images and
@@ -57,7 +57,7 @@ $(MODELS): venv
 # a second run builds nothing. Needs an engine (DOCKER_HOST) and the Debian client (DOCKER).
 # CI, with no registry: make images BASE_IMAGE=local/debian:bookworm (images/local-base.sh).
 DOCKER       ?= /usr/bin/docker
-IMAGE_MODELS ?= $(MODELS)
+IMAGE_MODELS ?= $(MODEL_NAMES)
 export DOCKER IMAGE_MODELS
 
 images: venv
