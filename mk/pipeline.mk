@@ -225,4 +225,4 @@ report: $(OUT_DIR)/report.json
 source-missing:
 publish: $(OUT_DIR)/report.json
 	@mkdir -p $(dir $(REPORT))
-	@$(PY) -m npuzoo.report publish $< $(REPORT)
+	@$(PY) -m npuzoo.report publish $< $(REPORT)$(if $(FORCE), --force)$(if $(STRICT), --strict)

@@ -1,9 +1,12 @@
 """Results files: `reports/<model>/<SOC>_bs<BS>.json`, one per (chip, batch size).
 
 `write` gathers one run's pieces (dataset, weights, accuracy JSON, ais_bench summary) into a
-report under build/; `publish` copies it to reports/ when it is new, after comparing it with
-the report it replaces (run-over-run), and exits non-zero when the accuracy gate fails;
-`compare` (`make compare`) prints the table of run-over-run changes recorded in reports/.
+report under build/; `publish` records it in reports/<model>/history/ and makes it the current
+report unless that one is more complete (npuzoo/history.py: every run is kept, a trial never
+replaces a curated run), after comparing it with the latest like-for-like earlier run (same
+machine, images, weights), and exits non-zero when the accuracy gate fails (or, --strict, on a
+flagged change); `compare` (`make compare`) prints the latest change of every like-for-like
+group.
 Readers accept files written by earlier schema versions, and anything else too: `read_report`
 (used by `compare`, the README renderer and `publish` for the report it replaces) coerces
 wrongly typed fields (a batch_size written as "4") or skips a file that is no report at all
@@ -34,7 +37,7 @@ import sys
 
 import numpy as np
 
-from npuzoo import config
+from npuzoo import config, history
 from npuzoo.errors import UserError, atomic_write, cli
 from npuzoo.soc import cpu_description
 
@@ -338,23 +341,43 @@ def change_rows(report, drop):
 
 
 def load_all(reports_dir=REPORTS_DIR):
-    """Every readable report under reports_dir/<model>/*.json, sorted by model, chip and batch
-    size (a file that is no report is skipped with a warning)."""
-    reports = []
+    """Every readable current report under reports_dir/<model>/*.json and aipp/*.json, sorted
+    by model, chip and batch size (a file that is no report is skipped with a warning)."""
+    return [report for _, report in _current_reports(reports_dir)]
+
+
+def _current_reports(reports_dir):
+    found = []
     if not os.path.isdir(reports_dir):
-        return reports
+        return found
     for model in sorted(os.listdir(reports_dir)):
-        folder = os.path.join(reports_dir, model)
-        if not os.path.isdir(folder):
-            continue
-        for name in sorted(os.listdir(folder)):
-            if name.endswith(".json") and not name.startswith("."):
-                report = read_report(os.path.join(folder, name))
-                if report is not None:
-                    reports.append(report)
-    reports.sort(key=lambda r: (str(r.get("model")), str(r.get("soc")),
-                                r.get("batch_size") or 0))
-    return reports
+        for folder in (os.path.join(reports_dir, model), os.path.join(reports_dir, model, "aipp")):
+            if not os.path.isdir(folder):
+                continue
+            for name in sorted(os.listdir(folder)):
+                path = os.path.join(folder, name)
+                if name.endswith(".json") and not name.startswith(".") and os.path.isfile(path):
+                    report = read_report(path)
+                    if report is not None:
+                        found.append((path, report))
+    found.sort(key=lambda item: (str(item[1].get("model")), str(item[1].get("soc")),
+                                 item[1].get("batch_size") or 0, history.variant(item[1])))
+    return found
+
+
+def latest_runs(reports_dir=REPORTS_DIR):
+    """The latest run of every like-for-like group (history.like_key): from each current
+    report's history, and the current reports themselves where they have none."""
+    latest = {}
+    for dest, current in _current_reports(reports_dir):
+        runs = [report for _, report in history.entries(dest, read_report)] or [current]
+        for report in runs:
+            key = (report.get("model"),) + history.like_key(report)
+            if key not in latest or str(report.get("timestamp") or "") >= \
+                    str(latest[key].get("timestamp") or ""):
+                latest[key] = report
+    return sorted(latest.values(), key=lambda r: (str(r.get("model")), str(r.get("soc")),
+                                                  r.get("batch_size") or 0))
 
 
 def format_table(header, rows):
@@ -366,14 +389,15 @@ def format_table(header, rows):
 def compare_table(reports_dir=REPORTS_DIR, drop=THROUGHPUT_DROP):
     """The text `make compare` prints, and the number of flagged changes."""
     rows = []
-    for report in load_all(reports_dir):
+    for report in latest_runs(reports_dir):
         comparison = report.get("comparison") or {}
         runs = f"{(comparison.get('against') or '?')[:10]} -> {(report.get('timestamp') or '?')[:10]}"
         rows.extend(row + (runs,) for row in change_rows(report, drop))
     where = os.path.relpath(reports_dir) if os.path.isabs(reports_dir) else reports_dir
     if not rows:
-        return (f"no run-over-run changes recorded in {where}/ (a report records them when "
-                "`make <model>` replaces an earlier run of the same model, chip and batch size)"), 0
+        return (f"no run-over-run changes recorded in {where}/ (a run records them against "
+                "the latest earlier run of the same model, chip, machine, batch size, images "
+                "and weights)"), 0
     flagged = sum(1 for row in rows if row[7] == "accuracy" or row[7].startswith("drop"))
     header = ("model", "chip", "BS", "what", "previous", "now", "change", "flag", "runs")
     table = format_table(header, [tuple("" if c is None else c for c in row) for row in rows])
@@ -415,11 +439,13 @@ def build(model, soc, batch_size, dataset, weights, accuracy, perf, source=None,
     cfg = config.load(model)
     if accuracy is not None:
         accuracy = dict(accuracy, meaningful=weights.get("source") != "random")
+    device = device or cpu_description()
     report = {
         "schema": SCHEMA_VERSION,
         "model": model,
         "soc": soc,
-        "device": device or cpu_description(),
+        "device": device,
+        "machine": history.fingerprint(soc, device),
         "batch_size": batch_size,
         "backend": backend or {"name": "onnxruntime",
                                "version": package_versions(["onnxruntime"])["onnxruntime"]},
@@ -459,6 +485,7 @@ STR, INT, NUMBER, BOOL, ANY = "a string", "an integer", "a number", "true or fal
 LATENCY = {k: NUMBER for k in ("mean", "p50", "p90", "p99", "min", "max")}
 SCHEMA = {
     "schema": INT, "model": STR, "soc": STR, "device": STR, "batch_size": INT,
+    "machine": {"id": STR, "description": STR},
     "backend": {"name": STR, "version": STR},
     "commit": STR, "timestamp": STR,
     "source": {"kind": STR},
@@ -621,38 +648,72 @@ def _same_run(a, b):
     return strip(a) == strip(b)
 
 
-def publish(built_path, dest, drop=None):
-    """Copy a built report to reports/, comparing it with the one it replaces."""
+def _label(report):
+    return f"{report.get('model')} {report.get('soc')} bs{report.get('batch_size')}"
+
+
+def _what(report):
+    weights = (report.get("weights") or {}).get("source") or "unrecorded"
+    return f"{history.scope(report)[1]}, {weights} weights, {history.machine(report)['description']}"
+
+
+def publish(built_path, dest, drop=None, force=False):
+    """Record a built report in the history; make it the current report `dest` unless the one
+    there is more complete (history.completeness) and `force` is not given.
+
+    Returns (report, flagged changes against the latest like-for-like earlier run)."""
     report = load(built_path)
-    previous = None
+    current = None
     if os.path.isfile(dest):
-        previous = read_report(dest)
-        if previous is None:
+        current = read_report(dest)
+        if current is None:
             warn(f"warning: {dest}: replaced without a run-over-run comparison")
-    if previous is not None and _same_run(previous, report):
-        print(f"report: {dest} is up to date")
-        return report
-    if previous is not None:
+    past = [r for _, r in history.entries(dest, read_report)]
+    if any(_same_run(r, report) for r in past) or (current and _same_run(current, report)):
+        print(f"report: {_label(report)}: this run is already recorded ({dest})")
+        return report, []
+    previous = history.latest_like(report, past + ([current] if current else []))
+    flagged = []
+    if previous is None:
+        report["comparison"] = None
+        print(f"report: {_label(report)}: no earlier run on this machine with the same images "
+              "and weights; nothing to compare with")
+    else:
         drop = throughput_drop() if drop is None else drop
         report["comparison"] = compare(previous, report, drop)
+        flagged = report["comparison"]["changes"]
         old_tp = (previous.get("perf") or {}).get("throughput")
         new_tp = (report.get("perf") or {}).get("throughput")
         if old_tp and new_tp is not None:
-            print(f"report: {report['model']} {report['soc']} bs{report['batch_size']}: "
-                  f"throughput {old_tp:.1f} -> {new_tp:.1f} images/s "
-                  f"({(new_tp / old_tp - 1) * 100:+.1f}%) since the run of "
+            print(f"report: {_label(report)}: throughput {old_tp:.1f} -> {new_tp:.1f} images/s "
+                  f"({(new_tp / old_tp - 1) * 100:+.1f}%) since the like-for-like run of "
                   f"{previous.get('timestamp')}")
-        for change in report["comparison"]["changes"]:
-            print(f"report: {report['model']} {report['soc']} bs{report['batch_size']}: "
-                  f"{change['flag'].upper()}: {change['what']} {change['old']} -> "
-                  f"{change['new']} ({change['change']})")
-    atomic_write(dest, dumps(report))
+        for change in flagged:
+            old, new = change["old"], change["new"]
+            digits = 1 if change["what"] == "throughput" else 2
+            shown = [f"{v:.{digits}f}" if isinstance(v, (int, float)) else str(v)
+                     for v in (old, new)]
+            print(f"report: {_label(report)}: {change['flag'].upper()}: {change['what']} "
+                  f"{shown[0]} -> {shown[1]} ({change['change']})")
+    kept = history.record(report, dest)
     acc = report.get("accuracy") or {}
     perf = report.get("perf") or {}
-    print(f"report: {dest}: top1 {acc.get('top1')} top5 {acc.get('top5')} "
-          f"throughput {perf.get('throughput') or 0:.1f} images/s; "
-          f"gate {report['gate']['verdict']} ({report['gate']['reason']})")
-    return report
+    numbers = (f"top1 {_rounded(acc.get('top1'))} top5 {_rounded(acc.get('top5'))} "
+               f"throughput {perf.get('throughput') or 0:.1f} images/s")
+    if current is None or force or \
+            history.completeness(report) >= history.completeness(current):
+        atomic_write(dest, dumps(report))
+        print(f"report: {dest}: {numbers}; gate {report['gate']['verdict']} "
+              f"({report['gate']['reason']})")
+    else:
+        print(f"report: {dest} kept: it holds a more complete run ({_what(current)}); this run "
+              f"({_what(report)}; {numbers}) is recorded in {os.path.relpath(kept)}; "
+              "FORCE=1 makes it the current report")
+    return report, flagged
+
+
+def _rounded(value):
+    return "—" if value is None else f"{value:.2f}"
 
 
 @cli
@@ -686,6 +747,12 @@ def main(argv=None):
     pub.add_argument("built")
     pub.add_argument("dest")
     pub.add_argument("--no-gate", action="store_true", help="do not fail on a failed gate")
+    pub.add_argument("--force", action="store_true",
+                     help="make this run the current report even if the one there is more "
+                          "complete (FORCE=1)")
+    pub.add_argument("--strict", action="store_true",
+                     help="exit 1 when a throughput drop or an accuracy change is flagged "
+                          "against the latest like-for-like run (STRICT=1)")
     pub.add_argument("--throughput-drop", metavar="FRACTION",
                      help=f"flag a throughput fall beyond this (default {THROUGHPUT_DROP:g}, "
                           f"or ${THROUGHPUT_DROP_ENV})")
@@ -750,7 +817,12 @@ def main(argv=None):
             output_check=check, **extra)
         atomic_write(args.out, dumps(report))
     else:
-        report = publish(args.built, args.dest, throughput_drop(args.throughput_drop))
+        report, flagged = publish(args.built, args.dest, throughput_drop(args.throughput_drop),
+                                  force=args.force)
+        if flagged and args.strict:
+            print(f"error: {_label(report)}: {len(flagged)} flagged change(s) against the "
+                  "latest like-for-like run (STRICT=1); see above", file=sys.stderr)
+            sys.exit(1)
         if report["gate"]["verdict"] == "fail" and not args.no_gate:
             print(f"error: accuracy gate failed for {args.dest}: {report['gate']['reason']}",
                   file=sys.stderr)

@@ -40,7 +40,7 @@ BUILD = "build"
 
 # The Make variables of `make <model>`, with their defaults (README, DESIGN §3).
 DEFAULTS = {"BS": "1", "SOC": "cpu", "DATA": "", "N": "", "WEIGHTS": "", "RUNNER": "local",
-            "DEVICE": "0", "LOOP": "20", "WARMUP": "2", "AIPP": ""}
+            "DEVICE": "0", "LOOP": "20", "WARMUP": "2", "AIPP": "", "FORCE": "", "STRICT": ""}
 POSITIVE = re.compile(r"^[1-9][0-9]{0,6}$")
 COUNT = re.compile(r"^[0-9]{1,7}$")
 DEVICES = re.compile(r"^[0-9]{1,4}(,[0-9]{1,4})*$")
@@ -66,6 +66,12 @@ class Settings:
                                    "use local or docker")
         self.aipp = check_choice("AIPP", values["AIPP"], ("", "0", "1"),
                                  "use AIPP=1, or leave it unset") == "1"
+        # FORCE=1: this run becomes the current report even over a more complete one;
+        # STRICT=1: a flagged drop against the latest like-for-like run fails the run.
+        self.force = check_choice("FORCE", values["FORCE"], ("", "0", "1"),
+                                  "use FORCE=1, or leave it unset") == "1"
+        self.strict = check_choice("STRICT", values["STRICT"], ("", "0", "1"),
+                                   "use STRICT=1, or leave it unset") == "1"
         self.device = values["DEVICE"]
         if not DEVICES.match(self.device):
             raise UserError(f"DEVICE={shown(self.device)}: expected a device id such as 0 "
@@ -287,6 +293,7 @@ class Plan:
         values = {"MODEL": self.model, "SOC": self.soc, "RUNNER": settings.runner,
                   "DEVICE": settings.device, "LOOP": settings.loop, "WARMUP": settings.warmup,
                   "N": settings.limit or "", "AIPP": "1" if settings.aipp else "",
+                  "FORCE": "1" if settings.force else "", "STRICT": "1" if settings.strict else "",
                   "DATASET_ID": self.data_id, "WEIGHTS_ID": self.weights_id,
                   "WEIGHTS_PATH": self.weights_path, **({"BS": bs} if bs else {}), **extra}
         return ["-f", "mk/pipeline.mk", *(f"{k}={v}" for k, v in values.items()), *targets]

@@ -311,11 +311,12 @@ def test_publish_is_idempotent_and_atomic(tmp_path, capsys):
     first = dest.read_text()
     report.publish(str(built), str(dest))
     assert dest.read_text() == first
-    assert "up to date" in capsys.readouterr().out
+    assert "already recorded" in capsys.readouterr().out
     built.write_text(json.dumps(dict(body, timestamp="t2", perf={"throughput": 5.0})))
-    republished = report.publish(str(built), str(dest))
-    assert republished["comparison"]["changes"][0]["flag"] == "drop"
-    assert [p.name for p in dest.parent.iterdir()] == ["cpu_bs1.json"]
+    republished, flagged = report.publish(str(built), str(dest))
+    assert republished["comparison"]["changes"][0]["flag"] == "drop" and flagged
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["cpu_bs1.json", "history"]
+    assert len(list((dest.parent / "history" / "cpu_bs1").iterdir())) == 2
 
 
 def test_load_accepts_older_reports(tmp_path):

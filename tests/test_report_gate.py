@@ -175,7 +175,7 @@ def test_threshold_at_publish_time_comes_from_the_environment(tmp_path):
 
 def test_an_accuracy_change_is_flagged(tmp_path):
     reports_dir, dest, printed = publish_twice(tmp_path, 300.0, 300.5, top1=1.5)
-    assert "ACCURACY: top1 1.0 -> 1.5 (+0.50 pts)" in printed
+    assert "ACCURACY: top1 1.00 -> 1.50 (+0.50 pts)" in printed
     out = run_report("compare", "--reports", reports_dir).stdout
     assert "top1        1.00      1.50   +0.50 pts  accuracy" in out
 
@@ -307,7 +307,7 @@ def test_write_and_publish_into_an_unwritable_place_are_one_line(tmp_path):
     blocker.write_text("a file where the reports folder should be\n")
     dest = blocker / "mobilenetv1" / "cpu_bs4.json"
     line = one_error(run_report("publish", built, dest))
-    assert line.startswith(f"error: {dest}: cannot write (")
+    assert line.startswith(f"error: {blocker}/") and ": cannot write (" in line
     run, args = run_pieces(tmp_path / "w")
     args[args.index("--out") + 1] = blocker / "report.json"
     line = one_error(run_report(*args))

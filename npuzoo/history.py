@@ -1,0 +1,144 @@
+"""Every run kept, and like compared with like.
+
+A run's report goes to two places when it is published:
+
+  reports/<model>/history/<SOC>_bs<BS>/<time>_<machine id>.json   always (append-only)
+  reports/<model>/<SOC>_bs<BS>.json                                the current report, only
+                                                                   when the run is at least as
+                                                                   complete as the one there
+
+so a 20-second trial (a subset, random weights) never replaces a curated full-set run with
+the published weights unless FORCE=1 says so; it stays in the history, and the terminal says
+where it went.
+
+What makes two runs comparable (`like_key`): the chip, the machine (`machine_id`: a hash of
+the CPU model and core count, or of the NPU and driver, as the report's `device` describes
+them; no host name), the batch size, the dataset scope (the selected images and labels, by
+their checksum), the weights (kind and checksum) and the variant (AIPP, precision). The
+run-over-run comparison uses the latest earlier run with the same key; a table row or a plot
+line of the READMEs holds the reports of one `row_key` (the same key without the batch size).
+"""
+
+import hashlib
+import json
+import os
+import re
+
+from npuzoo.errors import atomic_write
+
+HISTORY = "history"
+WEIGHTS_RANK = {"published": 1, "unverified": 1, "custom": 1, "random": 0}
+
+
+def machine(report):
+    """{"id", "description"} of the machine a report ran on (derived for older reports)."""
+    recorded = report.get("machine")
+    if isinstance(recorded, dict) and recorded.get("id"):
+        return recorded
+    return fingerprint(report.get("soc"), report.get("device"))
+
+
+def fingerprint(soc, device):
+    """The machine of a run: its chip and device description (CPU model and cores, or NPU
+    and driver), hashed; the host name is not part of it."""
+    description = str(device or "not recorded")
+    digest = hashlib.sha256(f"{soc}|{description}".encode()).hexdigest()[:12]
+    return {"id": digest, "description": description}
+
+
+def scope(report):
+    """(key, words) of the images a run measured."""
+    dataset = report.get("dataset") or {}
+    images = dataset.get("images")
+    labels = (dataset.get("labels_sha256") or "")[:12]
+    key = f"{dataset.get('name')}:{images}:{labels}"
+    if dataset.get("full_validation_set"):
+        words = f"full validation set ({images:,} images)"
+    elif isinstance(images, int):
+        total = dataset.get("labelled_images")
+        of = f" of {total:,}" if isinstance(total, int) and total != images else ""
+        words = f"{images:,}{of} images of {dataset.get('name') or 'DATA'}"
+    else:
+        words = "images not recorded"
+    return key, words
+
+
+def weights_key(report):
+    weights = report.get("weights") or {}
+    source = weights.get("source") or "unrecorded"
+    if source == "random":
+        return "random"
+    return f"{source}-{(weights.get('sha256') or weights.get('md5') or '')[:12]}"
+
+
+def variant(report):
+    """'' for the plain run; 'aipp' and/or a precision other than fp32 otherwise."""
+    backend = report.get("backend") or {}
+    words = []
+    if backend.get("aipp"):
+        words.append("aipp")
+    precision = backend.get("precision") or report.get("precision")
+    if precision and precision != "fp32":
+        words.append(str(precision))
+    return "+".join(words)
+
+
+def row_key(report):
+    return (str(report.get("soc")), machine(report)["id"], scope(report)[0],
+            weights_key(report), variant(report))
+
+
+def like_key(report):
+    return row_key(report) + (report.get("batch_size"),)
+
+
+def completeness(report):
+    """Orders runs: real weights over random ones, the full set over a subset, more images."""
+    dataset = report.get("dataset") or {}
+    images = dataset.get("images") if isinstance(dataset.get("images"), int) else 0
+    source = (report.get("weights") or {}).get("source")
+    return (WEIGHTS_RANK.get(source, 0), bool(dataset.get("full_validation_set")), images)
+
+
+def history_dir(dest):
+    """reports/<model>/history/<SOC>_bs<BS>/ for the current report `dest`."""
+    folder, name = os.path.split(dest)
+    return os.path.join(folder, HISTORY, os.path.splitext(name)[0])
+
+
+def entries(dest, read):
+    """The readable reports of `dest`'s history, oldest first (`read`: a report reader)."""
+    folder = history_dir(dest)
+    found = []
+    if os.path.isdir(folder):
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".json") and not name.startswith("."):
+                path = os.path.join(folder, name)
+                report = read(path)
+                if report is not None:
+                    found.append((os.stat(path).st_mtime_ns, path, report))
+    # By time of the run, then of recording (two runs can share a timestamp's second).
+    found.sort(key=lambda item: (str(item[2].get("timestamp") or ""), item[0]))
+    return [(path, report) for _, path, report in found]
+
+
+def record(report, dest):
+    """Add `report` to `dest`'s history under a new name; return the path."""
+    folder = history_dir(dest)
+    stamp = re.sub(r"[^0-9A-Za-z]", "", str(report.get("timestamp") or "undated"))
+    base = f"{stamp}_{machine(report)['id']}"
+    path = os.path.join(folder, base + ".json")
+    number = 1
+    while os.path.exists(path):
+        number += 1
+        path = os.path.join(folder, f"{base}-{number}.json")
+    atomic_write(path, json.dumps(report, indent=2) + "\n")
+    return path
+
+
+def latest_like(report, candidates):
+    """The latest of `candidates` (other reports) with `report`'s like_key, not later than it."""
+    key, when = like_key(report), str(report.get("timestamp") or "")
+    earlier = [c for c in candidates
+               if like_key(c) == key and str(c.get("timestamp") or "") <= when]
+    return max(earlier, key=lambda c: str(c.get("timestamp") or ""), default=None)
