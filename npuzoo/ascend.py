@@ -10,20 +10,30 @@ Provenance. The ModelZoo ACL_PyTorch guides run, by hand:
 
 - The CANN environment. When `atc` is not on PATH (and, for a run-only host, no CANN variable
   such as ASCEND_HOME_PATH is set), the first set_env.sh found is sourced: under
-  $ASCEND_TOOLKIT_HOME (itself, its parent, or bin/setenv.bash), then the standard install
-  <root>/ascend-toolkit/set_env.sh (<root> = /usr/local/Ascend, or $NPUZOO_ASCEND_ROOT),
-  ~/Ascend/ascend-toolkit/set_env.sh, and for ais_bench alone <root>/nnrt/set_env.sh. None, or
-  still no `atc`: one line saying what to install or source.
+  $ASCEND_TOOLKIT_HOME (itself, its parent, or bin/setenv.bash), then the standard installs
+  <root>/ascend-toolkit/set_env.sh and, CANN 8.5 and later, <root>/cann/set_env.sh
+  (<root> = /usr/local/Ascend, or $NPUZOO_ASCEND_ROOT), the same two under ~/Ascend/, and for
+  ais_bench alone <root>/nnrt/set_env.sh. None, or still no `atc`: one line saying what to
+  install or source.
 - The chip. `--soc` is checked against the toolkit's platform_config/<soc>.ini files where the
   toolkit has them (else atc itself is the judge); an ais_bench run checks the `.om`'s chip
-  record (`<om>.json`, written by `record-om` after atc) against SOC and, where npu-smi
-  exists, against the chip of DEVICE. A mismatch stops with one line.
+  record (`<om>.json`, written by `record-om` after atc) against SOC, and, where npu-smi is
+  there, the chip of DEVICE: a different chip stops with one line, while an npu-smi that fails
+  (a host where it needs root, a table it does not list DEVICE in) only warns and goes on, since
+  SOC was given explicitly (npu-smi is required for SOC=auto alone, npuzoo.soc).
+- `--cwd DIR`: the tool runs in DIR (created), a scratch folder under build/, because atc
+  writes kernel_meta/, fusion_result.json and other debris into its working directory. The
+  command line is not changed: DIR holds relative links to the top-level entries of the
+  caller's folder that the command's relative paths start with (`build`, ...), so
+  `--model=build/...` reaches the same file from DIR.
 - Failure of the tool itself: its own messages stay on the terminal, followed by one
   `error: ...` line naming the step.
 
-`record-om BASE`: atc appends `.om` to --output, or on some CANN versions `_<os>_<arch>.om`;
-the file that appeared is renamed to BASE.om (the Make target) and BASE.om.json records the
-chip, batch size and source ONNX.
+`record-om BASE`: atc appends `.om` to --output, or on some CANN versions `_<os>_<arch>.om`
+(`_linux_x86_64.om`); the file that appeared is renamed to BASE.om (the Make target) and
+BASE.om.json records the chip, batch size and source ONNX. `remove-om BASE` deletes those
+names of that one artefact before atc runs (BASE.om, BASE.om.json, BASE_<os>_<arch>.om), never
+another artefact's that starts with the same BASE (BASE_aipp.om).
 
 `describe`: the backend JSON that `report write --extra` merges into the report (keys backend,
 device, environment): CANN toolkit version (`*/ascend_toolkit_install.info`), driver version
@@ -45,7 +55,8 @@ from npuzoo import soc as socs
 from npuzoo.errors import UserError, atomic_write, cli, sha256_file
 
 INSTALL_HINT = ("install the CANN toolkit (Ascend-cann-toolkit) and `source "
-                "/usr/local/Ascend/ascend-toolkit/set_env.sh`, or set ASCEND_TOOLKIT_HOME")
+                "/usr/local/Ascend/ascend-toolkit/set_env.sh` (CANN 8.5 and later: "
+                "/usr/local/Ascend/cann/set_env.sh), or set ASCEND_TOOLKIT_HOME")
 AIS_BENCH_HINT = ("pip install the aclruntime and ais_bench wheels (ais_bench 0.0.2, "
                   "https://aisbench.obs.myhuaweicloud.com/packet/ais_bench_infer/0.0.2/)")
 # Variables set_env.sh exports; any of them means a run-only (nnrt) environment is set.
@@ -67,8 +78,11 @@ def set_env_candidates(env, runtime_only=False):
                   os.path.join(os.path.dirname(home.rstrip("/")), "set_env.sh"),
                   os.path.join(home, "bin", "setenv.bash")]
     root = ascend_root(env)
+    # ascend-toolkit/: CANN up to 8.3; cann/: CANN 8.5 and later (cann -> cann-<version>).
     paths += [os.path.join(root, "ascend-toolkit", "set_env.sh"),
-              os.path.expanduser("~/Ascend/ascend-toolkit/set_env.sh")]
+              os.path.join(root, "cann", "set_env.sh"),
+              os.path.expanduser("~/Ascend/ascend-toolkit/set_env.sh"),
+              os.path.expanduser("~/Ascend/cann/set_env.sh")]
     if runtime_only:
         paths.append(os.path.join(root, "nnrt", "set_env.sh"))
     seen, found = set(), []
@@ -151,11 +165,36 @@ def om_record_path(om):
     return om + ".json"
 
 
+# atc's `_<os>_<arch>.om` names (--host_env_os, --host_env_cpu): an os word without `_`, then
+# an architecture; `<base>_aipp.om` or `<base>_aipp_linux_x86_64.om` are not `<base>`'s.
+OS_ARCH_SUFFIX = re.compile(r"_[A-Za-z]+_(x86_64|aarch64|arm64|arm|x86)\.om")
+
+
+def om_variants(base):
+    """The `<base>_<os>_<arch>.om` files atc may have written for --output=base."""
+    folder, name = os.path.split(base)
+    try:
+        entries = os.listdir(folder or ".")
+    except OSError:
+        return []
+    return [os.path.join(folder, entry) for entry in entries
+            if entry.startswith(name) and OS_ARCH_SUFFIX.fullmatch(entry[len(name):])]
+
+
+def remove_om(base):
+    """Delete this artefact's own names (before atc writes it again), and nothing else."""
+    for path in [base + ".om", om_record_path(base + ".om"), *om_variants(base)]:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
 def record_om(base, soc, onnx=None, batch=None):
     """Rename what atc wrote for --output=base to base.om and record the chip beside it."""
     target = base + ".om"
     if not os.path.isfile(target):
-        variants = sorted(glob.glob(glob.escape(base) + "_*_*.om"), key=os.path.getmtime)
+        variants = sorted(om_variants(base), key=os.path.getmtime)
         if not variants:
             raise UserError(f"atc reported success but wrote neither {target} nor "
                             f"{base}_<os>_<arch>.om")
@@ -183,10 +222,17 @@ def check_om(om, soc):
 
 
 def check_device_chip(soc, device, env):
-    """Where npu-smi exists, the chip of DEVICE must be `soc`."""
-    if not _which("npu-smi", env):
+    """Where npu-smi answers, the chip of DEVICE must be `soc`. SOC was given explicitly, so an
+    npu-smi that cannot tell (fails, needs root, does not list DEVICE) only warns."""
+    if not socs.find_npu_smi(env):
         return
-    found = socs.detect(device, env=env)
+    try:
+        found = socs.detect(device, env=env)
+    except UserError as err:
+        reason = str(err).split("; pass SOC=")[0]
+        print(f"warning: not checking that DEVICE={device} is an {soc}: {reason}",
+              file=sys.stderr, flush=True)
+        return
     if found != soc:
         raise UserError(f"DEVICE={device} is an {found} (npu-smi info) but SOC={soc}: an .om "
                         f"built for {soc} does not run there; use SOC={found} or SOC=auto")
@@ -209,8 +255,51 @@ def check_module(python, module, env):
                         f"{module}.infer module for {python}); {AIS_BENCH_HINT}")
 
 
-def run_tool(command, soc=None, om=None, device=None):
-    """Run an atc or ais_bench command line in the CANN environment, after the checks."""
+def relative_roots(command, origin):
+    """Top-level entries of `origin` that the command's relative path arguments start with
+    (`--model=build/x.onnx` -> build; `--input a,b` looks at each of a and b)."""
+    module = ais_bench_module(command)
+    words = command[3:] if module else command[1:]
+    names = []
+    for word in words:
+        value = word.split("=", 1)[1] if word.startswith("-") and "=" in word else word
+        for part in value.split(","):
+            if not part or os.path.isabs(part):
+                continue
+            first = os.path.normpath(part).split(os.sep)[0]
+            if (first not in ("", ".", "..") and first not in names
+                    and os.path.lexists(os.path.join(origin, first))):
+                names.append(first)
+    return names
+
+
+def prepare_workdir(folder, command, origin=None):
+    """Create the scratch folder `folder` with a relative link for each relative_roots entry,
+    so that the command line works unchanged from there. Returns its absolute path."""
+    origin = os.path.abspath(origin or os.getcwd())
+    folder = os.path.join(origin, folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{folder}: cannot create the scratch folder ({err.strerror})") from None
+    real = os.path.realpath(folder)
+    for name in relative_roots(command, origin):
+        link = os.path.join(folder, name)
+        target = os.path.relpath(os.path.realpath(os.path.join(origin, name)), real)
+        if os.path.islink(link) and os.readlink(link) == target:
+            continue
+        if os.path.lexists(link) and not os.path.islink(link):
+            raise UserError(f"{link}: in the way of the link to {name}/ that the tool needs "
+                            "there; remove it")
+        tmp = f"{link}.{os.getpid()}.tmp"
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+    return folder
+
+
+def run_tool(command, soc=None, om=None, device=None, cwd=None):
+    """Run an atc or ais_bench command line in the CANN environment, after the checks; in the
+    scratch folder `cwd` (prepare_workdir) when given."""
     if not command:
         raise UserError("no command given after --")
     is_atc = os.path.basename(command[0]) == "atc"
@@ -227,8 +316,11 @@ def run_tool(command, soc=None, om=None, device=None):
     module = ais_bench_module(command)
     if module:
         check_module(*module, env)
+    workdir = prepare_workdir(cwd, command) if cwd else None
+    if workdir and not os.path.isabs(command[0]) and os.sep in command[0]:
+        command = [os.path.abspath(command[0]), *command[1:]]
     try:
-        status = subprocess.call(command, env=env)
+        status = subprocess.call(command, env=env, cwd=workdir)
     except OSError as err:
         raise UserError(f"{command[0]}: cannot run it ({err.strerror})") from None
     if status != 0:
@@ -255,7 +347,8 @@ def _key_value(path, key):
 
 def toolkit_version(env):
     homes = [env.get("ASCEND_TOOLKIT_HOME"), env.get("ASCEND_HOME_PATH"),
-             os.path.join(ascend_root(env), "ascend-toolkit", "latest")]
+             os.path.join(ascend_root(env), "ascend-toolkit", "latest"),
+             os.path.join(ascend_root(env), "cann")]
     for home in filter(None, homes):
         for path in sorted(glob.glob(os.path.join(home, "*", "ascend_toolkit_install.info"))
                            + glob.glob(os.path.join(home, "ascend_toolkit_install.info"))):
@@ -333,12 +426,17 @@ def main(argv=None):
     run.add_argument("--soc", help="chip the command compiles for or runs on")
     run.add_argument("--om", help="the .om an ais_bench run uses (its chip record is checked)")
     run.add_argument("--device", type=int, help="NPU the run uses (checked with npu-smi)")
+    run.add_argument("--cwd", help="scratch folder to run the tool in (created; links to the "
+                                   "top-level folders its relative paths name)")
     run.add_argument("tool", nargs=argparse.REMAINDER)
     rec = sub.add_parser("record-om", help="name atc's output BASE.om and record its chip")
     rec.add_argument("base", help="the --output given to atc")
     rec.add_argument("--soc", required=True)
     rec.add_argument("--onnx")
     rec.add_argument("--bs", type=int)
+    rem = sub.add_parser("remove-om", help="delete BASE.om, its record and atc's "
+                                           "BASE_<os>_<arch>.om (before atc runs)")
+    rem.add_argument("base", help="the --output given to atc")
     chk = sub.add_parser("check-om", help="stop unless OM was built for SOC")
     chk.add_argument("om")
     chk.add_argument("--soc", required=True)
@@ -351,7 +449,9 @@ def main(argv=None):
 
     if args.command == "run":
         tool = args.tool[1:] if args.tool[:1] == ["--"] else args.tool
-        run_tool(tool, soc=args.soc, om=args.om, device=args.device)
+        run_tool(tool, soc=args.soc, om=args.om, device=args.device, cwd=args.cwd)
+    elif args.command == "remove-om":
+        remove_om(args.base)
     elif args.command == "record-om":
         record = record_om(args.base, args.soc, args.onnx, args.bs)
         print(f"compiled {args.base}.om for {record['soc_version']}")

@@ -5,14 +5,18 @@ T23 (the 2023 `python3 -m ais_bench`, Ascend/tools 9d6da90 `ais_bench/infer/*.py
 
 - §2  the command line: every T23 flag, its default and its checks; values after a space or
       `=`; unique prefixes (`--output_dir`); booleans as T23's str2bool (yes/true/t/y/1,
-      no/false/f/n/0, any case), and here also the bare flag meaning true.
+      no/false/f/n/0, any case), each taking one value as in T23 (a bare `--debug` is refused:
+      "expected one argument").
 - §3  input lists (files or directories), files per batch from input 0, the
       `arg0 tensorsize: X filesize: Y not match` error, padding of the last batch with its
       first file, output splitting with np.array_split and `save out files error`, pure
       inference with zero or random bytes, warm-up, loop.
-- §4  the results directory (`O/<%Y_%m_%d-%H_%M_%S | output_dirname>`), file names
-      `{stem}_{i}.{bin|npy|txt}`, the BIN/NPY/TXT formats, and the summary JSON written
-      atomically to `O/<dirname>_summary.json` beside the results directory.
+- §4  the results directory (`O/<%Y_%m_%d-%H_%M_%S | output_dirname>`, joined as T23 joins
+      them, unnormalised), file names `{stem}_{i}.{bin|npy|txt}`, the BIN/NPY/TXT formats, and
+      the summary JSON written atomically to `<that path>_summary.json`: beside the results
+      directory, or, as in T23, inside it as `_summary.json` when --output_dirname ends with
+      `/` (the InceptionV4 guide's `--output_dirname ./result_bs4/`). The summary has T23's
+      keys and no others.
 - §5  the printed Performance Summary block in the T23 format (H2D/D2H lines only with
       --display_all_summary) and the multi-device lines.
 
@@ -184,8 +188,8 @@ def build_parser(prog="python3 -m npuzoo.bench"):
     add = parser.add_argument
 
     def add_bool(*names, help):
-        add(*names, type=str2bool, nargs="?", const=True, default=False, metavar="BOOL",
-            help=help + " (yes/true/t/y/1 or no/false/f/n/0; bare flag means true)")
+        add(*names, type=str2bool, default=False, metavar="BOOL",
+            help=help + " (yes/true/t/y/1 or no/false/f/n/0)")
 
     add("--model", "-m", required=True, help="path of the ONNX model (.onnx)")
     add("--input", "-i", default=None,
@@ -649,8 +653,7 @@ def list_info(values):
     """numpy min/max/mean/median/percentile over a list of ms; zeros when empty (as T23)."""
     if len(values) == 0:
         info = dict.fromkeys(["min", "max", "mean", "median"], 0.0)
-        info.update({"percentile(99%)": 0.0, "count": 0,
-                     "percentile(50%)": 0.0, "percentile(90%)": 0.0})
+        info.update({"percentile(99%)": 0.0, "count": 0})
         return info
     array = np.asarray(values, dtype=np.float64)
     return {
@@ -658,8 +661,6 @@ def list_info(values):
         "mean": float(np.mean(array)), "median": float(np.median(array)),
         "percentile(99%)": float(np.percentile(array, 99)),
         "count": len(values),
-        "percentile(50%)": float(np.percentile(array, 50)),
-        "percentile(90%)": float(np.percentile(array, 90)),
     }
 
 
@@ -731,7 +732,7 @@ def _output_prefix(args):
     if args.output is None:
         return None
     name = args.output_dirname if args.output_dirname is not None else time.strftime("%Y_%m_%d-%H_%M_%S")
-    prefix = os.path.normpath(os.path.join(args.output, name))
+    prefix = os.path.join(args.output, name)  # as T23: `dir/` puts the summary inside dir
     logger.info("output path:{}".format(prefix))
     return prefix
 

@@ -36,6 +36,11 @@ def _text(value):
         return "expected a non-empty string"
 
 
+def _count(value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return "expected an integer of 0 or more"
+
+
 def _one_of(*choices):
     def check(value):
         if value not in choices:
@@ -90,6 +95,11 @@ SCHEMA = [
     ("onnx.opset", True, _one_of(11, 13)),
     ("onnx.dynamic_batch", True, _one_of(True, False)),
     ("atc.extra_args", False, _list_of(_text)),
+    # The perf step's defaults, as the guide runs `python3 -m ais_bench --loop N` (its
+    # --warmup_count left at the tool's default, 1); LOOP= and WARMUP= override them.
+    ("perf.loop", False, _positive_int),
+    ("perf.warmup", False, _count),
+    ("perf.source", False, _text),
     ("reference.accuracy.top1", False, _number),
     ("reference.accuracy.top5", False, _number),
     ("reference.accuracy.source", True, _text),
@@ -133,6 +143,9 @@ def validate(data, where, folder=None):
     if data["input"]["shape"][1] != data["preprocess"]["crop"]:
         raise UserError(f"{where}: preprocess.crop: must equal input.shape[1] "
                         f"({data['input']['shape'][1]})")
+    perf = data.get("perf")
+    if perf is not None:
+        _validate_perf(perf, where)
     perf = _get(data, "reference.perf")
     if perf is not _MISSING and perf is not None:
         _validate_reference_perf(perf, where)
@@ -208,20 +221,83 @@ def _validate_source(entry, at, folder):
         raise UserError(f"{at}.patch: {patch} not found in {os.path.relpath(folder, REPO_ROOT)}")
 
 
+_PERF_FIELDS = {"loop", "warmup", "source"}
+
+
+def _validate_perf(perf, where):
+    if not isinstance(perf, dict):
+        raise UserError(f"{where}: perf: expected a mapping with loop and warmup")
+    unknown = sorted(set(perf) - _PERF_FIELDS)
+    if unknown:
+        raise UserError(f"{where}: perf: unknown field {unknown[0]!r} (fields: loop, warmup, "
+                        "source)")
+    for field in ("loop", "warmup"):
+        if perf.get(field) is None:
+            raise UserError(f"{where}: perf.{field}: missing (required with perf: the guide's "
+                            f"--{'loop' if field == 'loop' else 'warmup_count'})")
+
+
+# reference.perf.<chip>: fps {batch size: images/s} as published, and what one figure covers:
+# `per: chip` (the default: one device, the unit a run here measures) or `per: card` with
+# `chips:` the chips of that card (the ModelZoo's Ascend310 tables are per Atlas 300I card,
+# four 310 chips: "310*4", "310单卡"). reference_perf_per_chip() divides them.
+_REFERENCE_PERF_FIELDS = {"fps", "per", "chips", "note"}
+
+
 def _validate_reference_perf(perf, where):
     if not isinstance(perf, dict):
         raise UserError(f"{where}: reference.perf: expected a mapping of chip to table")
     for chip, table in perf.items():
         if chip == "source":
             continue
+        at = f"{where}: reference.perf.{chip}"
         rows = table.get("fps") if isinstance(table, dict) else None
         if not isinstance(rows, dict) or not rows:
-            raise UserError(f"{where}: reference.perf.{chip}.fps: expected a mapping "
-                            "of batch size to images/s")
+            raise UserError(f"{at}.fps: expected a mapping of batch size to images/s")
         for bs, fps in rows.items():
             if _positive_int(bs) or _number(fps):
-                raise UserError(f"{where}: reference.perf.{chip}.fps.{bs}: expected "
-                                f"batch size: images/s, got {bs!r}: {fps!r}")
+                raise UserError(f"{at}.fps.{bs}: expected batch size: images/s, got "
+                                f"{bs!r}: {fps!r}")
+        unknown = sorted(set(table) - _REFERENCE_PERF_FIELDS)
+        if unknown:
+            raise UserError(f"{at}: unknown field {unknown[0]!r} (fields: fps, per, chips, note)")
+        per = table.get("per", "chip")
+        if per not in ("chip", "card"):
+            raise UserError(f"{at}.per: expected chip or card, got {per!r}")
+        chips = table.get("chips")
+        if per == "card" and (chips is None or _positive_int(chips)):
+            raise UserError(f"{at}.chips: expected the number of chips of the card (per: card), "
+                            f"got {chips!r}")
+        if per == "chip" and chips is not None:
+            raise UserError(f"{at}.chips: only with per: card (these figures are per chip)")
+
+
+def perf_defaults(config):
+    """{"loop": N, "warmup": M} of model.yaml's perf section (the guide's perf command), or {}
+    where the model has none (npuzoo.run then keeps its own defaults)."""
+    perf = config.get("perf") or {}
+    return {key: perf[key] for key in ("loop", "warmup") if key in perf}
+
+
+def reference_perf_per_chip(config):
+    """The published reference throughputs, normalised to one chip, for the README renderer.
+
+    {chip: {"fps": {batch size: images/s per chip}, "published": {batch size: as published},
+            "per": "chip" | "card", "chips": chips the published figure covers, "note": text}}
+    in model.yaml's order; `source` is not a chip. A per-card figure is divided by the card's
+    chips, so that it compares with a one-device run here (DEVICE is one chip).
+    """
+    tables = ((config.get("reference") or {}).get("perf") or {})
+    result = {}
+    for chip, table in tables.items():
+        if chip == "source" or not isinstance(table, dict):
+            continue
+        chips = table.get("chips", 1) if table.get("per", "chip") == "card" else 1
+        published = {int(bs): fps for bs, fps in (table.get("fps") or {}).items()}
+        result[chip] = {"fps": {bs: fps / chips for bs, fps in published.items()},
+                        "published": published, "per": table.get("per", "chip"),
+                        "chips": chips, "note": table.get("note") or ""}
+    return result
 
 
 def model_dir(name):
@@ -274,6 +350,7 @@ def make_variables(config):
                                    (config.get("atc") or {}).get("extra_args") or []),
         "HAS_UPSTREAM": "1" if upstream.get("sources") else "",
     }
+    values.update({f"PERF_{key.upper()}": value for key, value in perf_defaults(config).items()})
     return "".join(f"{key} := {value}\n" for key, value in values.items())
 
 

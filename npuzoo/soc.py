@@ -1,7 +1,36 @@
 """Which chip a run targets: `cpu`, an Ascend `--soc_version`, or `auto` (read npu-smi).
 
-`auto` parses `npu-smi info` (ais_bench_contract.md §9): the Name column of each chip row,
-e.g. `310P3`, becomes `Ascend310P3`; no npu-smi on PATH means `cpu`.
+Names. ATC's `--soc_version` is `Ascend` + the Name column of `npu-smi info` (ais_bench_contract.md
+§8, §9). Any name of the documented shape is accepted (ASCEND_SHAPE); whether this toolkit can
+compile for it is the toolkit's platform_config (npuzoo.ascend) or atc itself to say:
+
+    Ascend310                 Atlas 200/300/500 (one 310 per device; four on an Atlas 300I card)
+    Ascend310P<d>             Atlas 300I Pro/Duo, 300V (310P1, 310P3, 310P5, 310P7, ...)
+    Ascend310B<d>             Atlas 200I/500 A2 (310B1..310B4)
+    Ascend910, Ascend910A, Ascend910B, Ascend910ProA, Ascend910ProB, Ascend910PremiumA
+    Ascend910B<d>             Atlas 800/900 A2 (910B1..910B4)
+    Ascend910B<d>C            e.g. Ascend910B2C
+    Ascend910B<d>-<d>         e.g. Ascend910B4-1
+    Ascend910_93<dd>          Atlas A3 (Ascend910_9391, _9392, _9381, _9382, _9372, _9362, ...)
+
+`auto` (SOC=auto only: with an explicit SOC nothing here runs npu-smi) parses the `npu-smi info`
+table (parse_table) of every generation listed in tests/fixtures/npu-smi/:
+
+- a chip row `| <NPU id>  <Name> | <Health> | ...` then, per chip, a second row
+  `| <Chip>  <Device> | <Bus-Id> | ...` (310, 310P3, 310B4 whose Bus-Id is `NA`), or
+  `| <Chip> | <Bus-Id> | ...` without a Device column (910B), or `| <Chip> <Phy-ID> | ...`
+  (Atlas A3, whose chip rows repeat the NPU id once per chip);
+- the Name column is `310P3`, `910B4-1`, ... (soc_version `Ascend` + Name) or, on Atlas A3,
+  `Ascend910`: that one is not a soc_version; `npu-smi info -t board -i <NPU> -c <Chip>` gives
+  `Chip Name` and `NPU Name`, and the soc_version is `<Chip Name>_<NPU Name>` (Ascend910_9392).
+
+DEVICE is the logical id ais_bench `--device` and ACL take. Where the table has a Device
+column, DEVICE is the chip whose Device equals it; without one (910B, A3) devices are numbered
+0, 1, ... over the chips in the order npu-smi lists them, which is how ACL numbers the visible
+chips, so DEVICE=0 is the first chip listed even when NPU 0 is absent.
+
+npu-smi is looked for on PATH, then in /usr/local/sbin and /usr/local/bin (310B hosts keep it
+in /usr/local/sbin, which is not on a user's PATH); none means `auto` is `cpu`.
 """
 
 import argparse
@@ -13,81 +42,182 @@ import subprocess
 
 from npuzoo.errors import UserError, cli
 
-# soc_version values ATC accepts for the inference chips these guides target.
-KNOWN_ASCEND = (
-    "Ascend310", "Ascend310P1", "Ascend310P3", "Ascend310B1", "Ascend310B4",
-    "Ascend910", "Ascend910A", "Ascend910B", "Ascend910ProB", "Ascend910PremiumA",
-    "Ascend910B1", "Ascend910B2", "Ascend910B3", "Ascend910B4",
-)
-KNOWN = ("cpu",) + KNOWN_ASCEND
+# The documented shapes of soc_version names (module docstring). Anything else is refused in
+# one line before any tool runs; a name of this shape that the toolkit lacks is refused by
+# npuzoo.ascend (platform_config) or by atc.
+ASCEND_SHAPE = re.compile(
+    r"^Ascend(310|310P\d|310B\d|910|910A|910B|910ProA|910ProB|910PremiumA"
+    r"|910B\d|910B\dC|910B\d-\d|910_93\d\d)$")
+SHAPE_EXAMPLES = ("Ascend310, Ascend310P3, Ascend310B4, Ascend910B3, Ascend910B4-1, "
+                  "Ascend910B2C, Ascend910_9392")
+NPU_SMI_FALLBACK_DIRS = ("/usr/local/sbin", "/usr/local/bin")
 
-NPU_SMI_CHIP_ROW = re.compile(r"^\|\s*(\d+)\s+(\w+)\s+\|\s*(OK|Warning|Alarm|Critical)\b")
-# The second row of each pair: `| Chip  Device | Bus-Id | ...`; Device is the logical id that
-# ais_bench --device and ACL take (it differs from the NPU id on multi-chip cards).
-NPU_SMI_DEVICE_ROW = re.compile(r"^\|\s*(\d+)\s+(\d+)\s+\|\s*[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:")
+# `| 0       310P3     | OK     | ...`: NPU id, Name, Health (any word: OK, Warning, Alarm, ...).
+NPU_SMI_CHIP_ROW = re.compile(
+    r"^\|\s*(\d+)\s+((?:Ascend)?\d{3}[0-9A-Za-z_-]*)\s+\|\s*([A-Za-z]+)\s*\|")
+# The second row: `| Chip  Device | Bus-Id | ...`, `| Chip | Bus-Id |` or `| Chip Phy-ID | ...`.
+NPU_SMI_DEVICE_ROW = re.compile(
+    r"^\|\s*(\d+)(?:\s+(\d+))?\s+\|\s*([0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.\d|NA)\s*\|")
+# The header of the second row names its second column, if any.
+NPU_SMI_HEADER = re.compile(r"^\|\s*Chip(?:\s+(Device|Phy-ID))?\s+\|\s*Bus-Id")
 
 
-def parse_npu_smi(text):
-    """[(npu id, soc_version)] from `npu-smi info` output."""
-    chips = []
-    for line in text.splitlines():
-        match = NPU_SMI_CHIP_ROW.match(line.strip())
-        if match:
-            chips.append((int(match.group(1)), "Ascend" + match.group(2)))
+def is_ascend_name(soc):
+    return bool(ASCEND_SHAPE.match(soc or ""))
+
+
+def soc_version(name):
+    """The soc_version of a Name column: `310P3` -> `Ascend310P3`; `Ascend910` stays."""
+    return name if name.startswith("Ascend") else "Ascend" + name
+
+
+def needs_board_query(name):
+    """An Atlas A3 Name (`Ascend910`, already prefixed) is the chip family, not a soc_version."""
+    return name.startswith("Ascend") and not is_ascend_name(name) or name == "Ascend910"
+
+
+def parse_table(text):
+    """The chips of an `npu-smi info` table, in the order listed: a list of dicts with
+    npu (NPU id), name (Name column), chip (Chip column or None), device (the logical id)
+    and column (the second row's second column: "Device", "Phy-ID" or None)."""
+    column = None
+    chips, pending = [], None
+
+    def flush():
+        if pending is not None and not pending["used"]:
+            chips.append({"npu": pending["npu"], "name": pending["name"], "chip": None,
+                          "second": None})
+
+    for raw in text.splitlines():
+        line = raw.strip()
+        header = NPU_SMI_HEADER.match(line)
+        if header:
+            column = header.group(1)
+            continue
+        row = NPU_SMI_CHIP_ROW.match(line)
+        if row:
+            flush()
+            pending = {"npu": int(row.group(1)), "name": row.group(2), "used": False}
+            continue
+        second = NPU_SMI_DEVICE_ROW.match(line)
+        if second and pending is not None:
+            chips.append({"npu": pending["npu"], "name": pending["name"],
+                          "chip": int(second.group(1)),
+                          "second": int(second.group(2)) if second.group(2) else None})
+            pending["used"] = True
+    flush()
+    by_device = column == "Device" and chips and all(c["second"] is not None for c in chips)
+    for index, chip in enumerate(chips):
+        chip["device"] = chip.pop("second") if by_device else index
+        chip["column"] = column
+        if not by_device:
+            chip.pop("second", None)
     return chips
 
 
+def parse_npu_smi(text):
+    """[(npu id, soc_version from the Name column)], one per chip listed."""
+    return [(c["npu"], soc_version(c["name"])) for c in parse_table(text)]
+
+
 def parse_npu_smi_devices(text):
-    """{logical device id: soc_version} from the Chip/Device rows under each NPU row."""
-    devices, current = {}, None
+    """{logical device id: soc_version from the Name column}."""
+    return {c["device"]: soc_version(c["name"]) for c in parse_table(text)}
+
+
+def parse_board(text):
+    """soc_version from `npu-smi info -t board -i N -c C`: `<Chip Name>_<NPU Name>` where an
+    NPU Name is given (Atlas A3), else `Ascend` + Chip Name; None when there is no Chip Name."""
+    info = {}
     for line in text.splitlines():
-        line = line.strip()
-        chip = NPU_SMI_CHIP_ROW.match(line)
-        if chip:
-            current = "Ascend" + chip.group(2)
-            continue
-        row = NPU_SMI_DEVICE_ROW.match(line)
-        if row and current:
-            devices[int(row.group(2))] = current
-    return devices
+        key, sep, value = line.partition(":")
+        if sep:
+            info[key.strip()] = value.strip()
+    chip = info.get("Chip Name")
+    if not chip:
+        return None
+    chip = soc_version(chip)
+    npu = info.get("NPU Name")
+    return f"{chip}_{npu}" if npu else chip
+
+
+# -- running npu-smi ------------------------------------------------------------------------------
+
+def find_npu_smi(env=None):
+    """npu-smi on PATH, else in NPU_SMI_FALLBACK_DIRS; None when there is none."""
+    path = (env if env is not None else os.environ).get("PATH", os.defpath)
+    found = shutil.which("npu-smi", path=path)
+    if found:
+        return found
+    return shutil.which("npu-smi", path=os.pathsep.join(NPU_SMI_FALLBACK_DIRS))
+
+
+def npu_smi(args, env=None, npu_smi_path=None):
+    """The standard output of `npu-smi ARGS`; UserError (one line) when it cannot run or fails."""
+    command = [npu_smi_path or find_npu_smi(env) or "npu-smi", *args]
+    shown = "npu-smi " + " ".join(args)
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    except (OSError, subprocess.SubprocessError) as err:
+        raise UserError(f"{shown} failed ({err})") from None
+    if proc.returncode != 0:
+        why = (proc.stderr or proc.stdout).strip().splitlines()
+        raise UserError(f"{shown} failed (exit status {proc.returncode}"
+                        + (f": {why[-1].strip()}" if why else "") + ")")
+    return proc.stdout
+
+
+def chip_of_device(chips, device):
+    """The chip (parse_table entry) ACL calls `device`, or UserError naming the devices listed."""
+    for chip in chips:
+        if chip["device"] == device:
+            return chip
+    listed = ", ".join(str(c["device"]) for c in chips)
+    how = ("the Device column" if chips and chips[0]["column"] == "Device"
+           else "its chips in order (no Device column)")
+    raise UserError(f"DEVICE={device}: npu-smi info lists devices {listed} ({how}); "
+                    "pick one of them")
 
 
 def detect(device=0, env=None):
     """The soc_version of device `device` as npu-smi reports it, or `cpu` without npu-smi.
 
-    `device` is the logical id of ais_bench --device (the Device column of npu-smi's second
-    row); where npu-smi shows no such column, the NPU id of the first row. `env`: the
-    environment to find and run npu-smi in (default: this process's).
+    `env`: the environment to find and run npu-smi in (default: this process's). Every failure
+    (npu-smi failing, no chip rows, no such device, an A3 board query failing) is a UserError
+    of one line.
     """
-    path = (env if env is not None else os.environ).get("PATH", os.defpath)
-    npu_smi = shutil.which("npu-smi", path=path)
-    if not npu_smi:
+    path = find_npu_smi(env)
+    if not path:
         return "cpu"
+    hint = "; pass SOC=<chip> explicitly (e.g. SOC=Ascend310P3)"
     try:
-        text = subprocess.run([npu_smi, "info"], capture_output=True, text=True, env=env,
-                              check=True, timeout=60).stdout
-    except (subprocess.SubprocessError, OSError) as err:
-        raise UserError(f"npu-smi info failed ({err}); pass SOC=<chip> explicitly") from None
-    chips = parse_npu_smi(text)
+        chips = parse_table(npu_smi(["info"], env, path))
+    except UserError as err:
+        raise UserError(f"{err}{hint}") from None
     if not chips:
-        raise UserError("npu-smi info lists no chip rows; pass SOC=<chip> explicitly")
-    devices = parse_npu_smi_devices(text)
-    if device in devices:
-        return devices[device]
-    for npu_id, soc in chips:
-        if npu_id == device:
-            return soc
-    raise UserError(f"DEVICE={device}: npu-smi lists NPUs {[n for n, _ in chips]}; "
-                    "pick one of them")
+        raise UserError("npu-smi info lists no chip rows" + hint)
+    chip = chip_of_device(chips, device)
+    if not needs_board_query(chip["name"]):
+        return soc_version(chip["name"])
+    board = ["info", "-t", "board", "-i", str(chip["npu"]), "-c", str(chip["chip"] or 0)]
+    try:
+        found = parse_board(npu_smi(board, env, path))
+    except UserError as err:
+        raise UserError(f"DEVICE={device} is an {chip['name']} (Atlas A3), whose soc_version "
+                        f"only the board query gives: {err}{hint}") from None
+    if not found:
+        raise UserError(f"npu-smi {' '.join(board)} shows no Chip Name for DEVICE={device}"
+                        + hint)
+    return found
 
 
 def resolve(soc, device=0):
-    """Check SOC and turn `auto` into a concrete chip."""
+    """Check SOC and turn `auto` into a concrete chip (npu-smi runs for `auto` only)."""
     if soc == "auto":
         soc = detect(device)
-    if soc not in KNOWN:
-        raise UserError(f"SOC={soc}: unknown chip; use cpu, auto, or one of "
-                        + ", ".join(KNOWN_ASCEND))
+    if soc != "cpu" and not is_ascend_name(soc):
+        raise UserError(f"SOC={soc}: unknown chip; use cpu, auto, or an Ascend --soc_version "
+                        f"of a documented shape ({SHAPE_EXAMPLES}, ...)")
     return soc
 
 

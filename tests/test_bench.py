@@ -173,7 +173,6 @@ def assert_one_line_error(proc, *fragments):
     (["-m", "x", "-l", "7"], "loop", 7),
     (["-m", "x", "--loop=7"], "loop", 7),
     (["-m", "x"], "loop", 1),
-    (["-m", "x", "--debug"], "debug", True),
     (["-m", "x", "--debug", "true"], "debug", True),
     (["-m", "x", "--debug=0"], "debug", False),
     (["-m", "x"], "debug", False),
@@ -186,7 +185,6 @@ def assert_one_line_error(proc, *fragments):
     (["-m", "x"], "batchsize", None),
     (["-m", "x", "--pure_data_type", "random"], "pure_data_type", "random"),
     (["-m", "x"], "pure_data_type", "zero"),
-    (["-m", "x", "--display_all_summary"], "display_all_summary", True),
     (["-m", "x", "--display_all_summary", "Y"], "display_all_summary", True),
     (["-m", "x", "--display_all_summary=no"], "display_all_summary", False),
     (["-m", "x", "--warmup_count", "3"], "warmup_count", 3),
@@ -224,6 +222,10 @@ def test_bool_false(text):
 
 @pytest.mark.parametrize("argv, fragment", [
     (["-m", "x", "--debug", "maybe"], "Boolean value expected"),
+    # T23 gives every boolean one value (str2bool, no nargs="?"): a bare flag is refused
+    (["-m", "x", "--debug"], "argument --debug: expected one argument"),
+    (["-m", "x", "--display_all_summary", "--loop", "2"],
+     "argument --display_all_summary: expected one argument"),
     (["-m", "x", "--loop", "0"], "invalid positive int"),
     (["-m", "x", "--batchsize", "0"], "invalid positive int"),
     (["-m", "x", "--warmup_count", "-1"], "invalid nonnegative int"),
@@ -530,6 +532,23 @@ def test_rerun_overwrites(tmp_path, models, capsys):
     assert sorted(os.listdir(tmp_path / "out")) == ["same", "same_summary.json"]
 
 
+def test_output_dirname_with_a_trailing_slash_keeps_the_summary_inside(tmp_path, models, capsys):
+    """T23 joins --output and --output_dirname as typed and appends `_summary.json`: the
+    InceptionV4 guide's `--output_dirname ./result_bs4/` puts `_summary.json` in the folder."""
+    write_bins(tmp_path / "in", images(2))
+    argv = ["-m", models["dynamic"], "-i", tmp_path / "in", "-o", tmp_path / "out",
+            "--output_dirname", "./result_bs4/"]
+    summary, out = run_api(argv, capsys)
+    assert "[INFO] output path:{}".format(os.path.join(str(tmp_path / "out"), "./result_bs4/")) in out
+    assert sorted(os.listdir(tmp_path / "out")) == ["result_bs4"]
+    listed = sorted(os.listdir(tmp_path / "out" / "result_bs4"))
+    assert listed[0] == "_summary.json" and "img_001_0.bin" in listed
+    doc = json.loads((tmp_path / "out" / "result_bs4" / "_summary.json").read_text())
+    assert doc == json.loads(json.dumps(summary))
+    assert doc["filesinfo"]["0"]["outfiles"][0] == os.path.join(
+        str(tmp_path / "out"), "./result_bs4/", "img_000_0.bin")
+
+
 # -- printed block (§5) ----------------------------------------------------------------------
 
 def _stats_re(name):
@@ -598,7 +617,7 @@ def test_printed_block_display_all_summary(tmp_path, models, capsys):
 
 
 def test_debug_prints_model_table(tmp_path, models, capsys):
-    _, out = run_api(["-m", models["dynamic"], "--debug", "--dymBatch", "3"], capsys)
+    _, out = run_api(["-m", models["dynamic"], "--debug", "1", "--dymBatch", "3"], capsys)
     assert re.search(r"^\[DEBUG\] input\s+0\s+image\s+float32\s+\[-1, 3, 4, 4\]\s+\[3, 3, 4, 4\]\s+576$",
                      out, re.M), out
     assert re.search(r"^\[DEBUG\] output\s+1\s+batchsum\s+float32", out, re.M)
@@ -678,7 +697,7 @@ def test_dynamic_hw_needs_a_shape(tmp_path, capsys):
     assert "--dymShape" in str(err.value)
     summary, out = run_api(["-m", model, "--dymShape", "image:2,3,5,6"], capsys)
     assert "try get model batchsize:2" in out and summary["NPU_compute_time"]["count"] == 1
-    summary, out = run_api(["-m", model, "--dymHW", "7,9", "--debug"], capsys)
+    summary, out = run_api(["-m", model, "--dymHW", "7,9", "--debug", "1"], capsys)
     assert "[1, 3, 7, 9]" in out
 
 

@@ -1,20 +1,26 @@
-"""Shared by the stand-ins for Ascend tools (atc, npu-smi, python3 -m ais_bench) under tests/.
+"""Shared by the stand-ins for Ascend tools under tests/standins/: atc, npu-smi, and aclruntime
+(acl/aclruntime, the backend under the unmodified ais_bench front end from ../shared/third_party;
+the `ais_bench` package here is an older stand-in built on npuzoo.bench, used only where a test
+puts tests/standins rather than the real front end on PYTHONPATH).
 
-They enforce ../shared/docs/ais_bench_contract.md (§2 ais_bench CLI, §8 atc, §9 npu-smi) so that
+They enforce ../shared/docs/ais_bench_contract.md (§6 aclruntime, §8 atc, §9 npu-smi) so that
 the Ascend path of mk/pipeline.mk can be proven on a machine without Ascend hardware. Settings
 (environment variables):
 
-- NPUZOO_STANDIN_LOG     append one JSON line {"tool", "argv", "cwd"} per call to this file
+- NPUZOO_STANDIN_LOG     append one JSON line {"tool", "argv", "cwd", ...} per call to this file
 - NPUZOO_STANDIN_CHIP    the chip npu-smi shows and ais_bench runs on (Name column, default 310P3)
 - NPUZOO_STANDIN_NPUS    how many NPUs there are (default 1; device ids 0..n-1)
 - NPUZOO_STANDIN_DRIVER  driver version in npu-smi's header (default 23.0.0)
 - NPUZOO_STANDIN_ATC_SOCS  comma list replacing the soc_version values the stand-in atc knows
 - NPUZOO_STANDIN_ATC_SUFFIX  when set (e.g. linux_x86_64), atc writes <output>_<suffix>.om as
                              some CANN versions do, instead of <output>.om
+- NPUZOO_STANDIN_NPU_SMI_TABLE / _BOARD / _FAIL  see npu-smi
+
+atc, as the real one, leaves kernel_meta/ and fusion_result.json in its working directory.
 
 The `.om` the stand-in atc writes is a container: the line `NPUZOO-STANDIN-OM 1`, one line of
 JSON (chip, shapes, atc argv, source ONNX and its sha256), then the ONNX model with the
-static shapes fixed, which the stand-in ais_bench runs with ONNX Runtime.
+static shapes fixed, which the stand-in aclruntime runs with ONNX Runtime.
 """
 
 import json
@@ -25,11 +31,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 OM_MAGIC = b"NPUZOO-STANDIN-OM 1\n"
 
 
-def log_call(tool, argv):
+def log_call(tool, argv, **extra):
     path = os.environ.get("NPUZOO_STANDIN_LOG")
     if path:
+        entry = {"tool": tool, "argv": list(argv), "cwd": os.getcwd(), **extra}
         with open(path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"tool": tool, "argv": list(argv), "cwd": os.getcwd()}) + "\n")
+            handle.write(json.dumps(entry) + "\n")
 
 
 def chip():
