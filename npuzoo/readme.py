@@ -21,7 +21,7 @@ import sys
 
 import jinja2
 
-from npuzoo import config
+from npuzoo import config, history
 from npuzoo import report as reports
 from npuzoo.errors import UserError, atomic_write, cli
 
@@ -66,20 +66,47 @@ def read_requirements(path):
 
 
 def model_reports(reports_dir, name):
-    """The reports of one model, sorted by chip then batch size.
+    """The current reports of one model (reports/<name>/*.json and aipp/*.json), sorted by
+    chip, variant and batch size.
 
     Read with report.read_report: a malformed report (a batch_size written as a string,
     missing keys, not JSON) is coerced or skipped with one `warning:` line naming the file,
     never a traceback."""
-    folder = os.path.join(reports_dir, name)
     found = []
-    if os.path.isdir(folder):
+    for folder in (os.path.join(reports_dir, name), os.path.join(reports_dir, name, "aipp")):
+        if not os.path.isdir(folder):
+            continue
         for entry in sorted(os.listdir(folder)):
-            if entry.endswith(".json") and not entry.startswith("."):
-                report = reports.read_report(os.path.join(folder, entry))
+            path = os.path.join(folder, entry)
+            if entry.endswith(".json") and not entry.startswith(".") and os.path.isfile(path):
+                report = reports.read_report(path)
                 if report is not None:
                     found.append(report)
-    return sorted(found, key=lambda r: (soc_order(r.get("soc")), r.get("batch_size") or 0))
+    return sorted(found, key=lambda r: (soc_order(r.get("soc")), history.variant(r),
+                                        r.get("batch_size") or 0))
+
+
+def row_groups(rows):
+    """Reports grouped so that a table row or plot line holds one chip, machine, image set,
+    weights and variant (history.row_key), in chip order."""
+    groups = {}
+    for r in rows:
+        groups.setdefault(history.row_key(r), []).append(r)
+    ordered = sorted(groups.items(), key=lambda item: (
+        soc_order(item[0][0]), item[0][4], -max(r.get("batch_size") or 0 for r in item[1]),
+        item[0][1], item[0][2], item[0][3]))
+    return [sorted(members, key=lambda r: r.get("batch_size") or 0) for _, members in ordered]
+
+
+def group_words(members):
+    """What one group measured, in words: chip (and variant), machine, images, weights."""
+    first = members[0]
+    variant = history.variant(first)
+    weights = (first.get("weights") or {}).get("source") or "unrecorded"
+    return {"soc": first.get("soc"),
+            "chip": f"{first.get('soc')} ({variant})" if variant else str(first.get("soc")),
+            "machine": history.machine(first)["description"],
+            "scope": history.scope(first)[1], "weights": f"{weights} weights"}
 
 
 def soc_order(soc):
@@ -100,22 +127,11 @@ def fmt_ref(value):
     return "—" if value is None else str(value)
 
 
-def measured_what(report):
-    """One cell that says what a row measured: images, weights, date and commit."""
-    dataset = report.get("dataset") or {}
-    images = dataset.get("images")
-    if dataset.get("full_validation_set"):
-        scope = f"full validation set ({images:,} images)"
-    elif images is not None:
-        total = dataset.get("labelled_images")
-        of = f" of {total:,}" if total and total != images else ""
-        scope = f"{images:,}{of} images of {dataset.get('name') or 'DATA'}"
-    else:
-        scope = "images not recorded"
-    source = (report.get("weights") or {}).get("source") or "unrecorded"
+def measured_when(report):
+    """When and at which commit a row was measured."""
     date = (report.get("timestamp") or "")[:10] or "undated"
     commit = report.get("commit") or "no commit"
-    return f"{scope}; {source} weights; {date}; `{commit}`"
+    return f"{date}; `{commit}`"
 
 
 def accuracy_cells(report):
@@ -172,14 +188,17 @@ def ratio_cell(value, ref):
 # -- the model README ----------------------------------------------------------------------
 
 def measured_tables(cfg, rows):
-    """Per chip: its measured rows (best batch size marked) and ratios to the same chip's reference."""
-    chips = []
-    for soc in sorted({r.get("soc") for r in rows}, key=soc_order):
-        chip_rows = [r for r in rows if r.get("soc") == soc]
-        best = best_batch(chip_rows)
-        ref = reference_fps(cfg, soc)
+    """Per row group (one chip, machine, image set, weights, variant): its batch sizes (the
+    best marked) and ratios to the same chip's reference; the chip's plot after its last group."""
+    tables = []
+    groups = row_groups(rows)
+    for index, members in enumerate(groups):
+        words = group_words(members)
+        soc = words["soc"]
+        best = best_batch(members)
+        ref = reference_fps(cfg, soc) if not history.variant(members[0]) else {}
         lines = []
-        for r in chip_rows:
+        for r in members:
             bs = r.get("batch_size")
             top1, top5 = accuracy_cells(r)
             lines.append({
@@ -188,17 +207,18 @@ def measured_tables(cfg, rows):
                 "ratio": ratio_cell(throughput(r), ref.get(bs)),
                 "p50": latency(r, "p50"), "p99": latency(r, "p99"),
                 "top1": top1, "top5": top5, "gate": gate_cell(r),
-                "what": measured_what(r),
+                "what": measured_when(r),
             })
-        devices = sorted({str(r.get("device")) for r in chip_rows if r.get("device")})
         backends = sorted({f"{(r.get('backend') or {}).get('name')} "
                            f"{(r.get('backend') or {}).get('version')}"
-                           for r in chip_rows if r.get("backend")})
-        chips.append({"soc": soc, "rows": lines, "best": best, "has_reference": bool(ref),
-                      "device": "; ".join(devices) or "not recorded",
-                      "backend": "; ".join(backends) or "not recorded",
-                      "plot": PLOT_NAME.format(soc=soc) if best is not None else None})
-    return chips
+                           for r in members if r.get("backend")})
+        last_of_chip = index + 1 == len(groups) or groups[index + 1][0].get("soc") != soc
+        has_plot = any(best_batch(g) is not None for g in groups if g[0].get("soc") == soc)
+        tables.append({**words, "rows": lines, "best": best, "has_reference": bool(ref),
+                       "device": words["machine"],
+                       "backend": "; ".join(backends) or "not recorded",
+                       "plot": PLOT_NAME.format(soc=soc) if last_of_chip and has_plot else None})
+    return tables
 
 
 def reference_context(cfg):
@@ -345,14 +365,16 @@ def top_context(models_dir, reports_dir):
         rows = model_reports(reports_dir, name)
         sizes |= {r.get("batch_size") for r in rows}
         chips = []
-        for soc in sorted({r.get("soc") for r in rows}, key=soc_order):
-            chip_rows = {r.get("batch_size"): r for r in rows if r.get("soc") == soc}
-            best = best_batch(chip_rows.values())
-            best_row = chip_rows.get(best) or next(iter(chip_rows.values()))
+        for members in row_groups(rows):
+            words = group_words(members)
+            by_bs = {r.get("batch_size"): r for r in members}
+            best = best_batch(members)
+            best_row = by_bs.get(best) or members[0]
             top1, top5 = accuracy_cells(best_row)
-            chips.append({"soc": soc, "rows": chip_rows, "best": best, "top1": top1,
+            chips.append({"soc": words["chip"], "rows": by_bs, "best": best, "top1": top1,
                           "top5": top5, "gate": gate_cell(best_row),
-                          "what": measured_what(best_row)})
+                          "what": f"{words['machine']}; {words['scope']}; {words['weights']}; "
+                                  f"{measured_when(best_row)}"})
         ref = reference_context(cfg)
         models.append({"name": name, "chips": chips, "reference": ref})
     sizes = sorted(s for s in sizes if s is not None)
@@ -368,8 +390,12 @@ def top_context(models_dir, reports_dir):
 
 # -- plots ---------------------------------------------------------------------------------
 
-def plot_png(name, soc, rows, ref):
-    """PNG bytes of throughput against batch size; fixed size, fonts and no metadata stamp."""
+LINE_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+
+
+def plot_png(name, soc, groups, ref):
+    """PNG bytes of throughput against batch size, one line per row group (machine, images,
+    weights, variant); fixed size, fonts and no metadata stamp."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
@@ -377,19 +403,29 @@ def plot_png(name, soc, rows, ref):
     with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9,
                                 "svg.hashsalt": "npuzoo", "path.simplify": False}):
         fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
-        points = sorted((r["batch_size"], throughput(r)) for r in rows
-                        if throughput(r) is not None)
-        xs, ys = [p[0] for p in points], [p[1] for p in points]
-        ax.plot(xs, ys, marker="o", color="tab:blue", label=f"measured here ({soc})")
-        best = best_batch(rows)
-        for x, y in points:
-            ax.annotate(f"{y:,.1f}" + (f" {BEST}" if x == best else ""), (x, y),
-                        textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+        all_x, all_y = set(ref), list(ref.values())
+        for index, members in enumerate(groups):
+            points = sorted((r["batch_size"], throughput(r)) for r in members
+                            if throughput(r) is not None)
+            if not points:
+                continue
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            all_x |= set(xs)
+            all_y += ys
+            words = group_words(members)
+            label = (f"{words['chip']}: {words['machine']}, {words['scope']}"
+                     if len(groups) > 1 else f"measured here ({words['chip']})")
+            ax.plot(xs, ys, marker="o", color=LINE_COLOURS[index % len(LINE_COLOURS)],
+                    label=label)
+            best = best_batch(members)
+            for x, y in points:
+                ax.annotate(f"{y:,.1f}" + (f" {BEST}" if x == best else ""), (x, y),
+                            textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
         if ref:
             rx = sorted(ref)
             ax.plot(rx, [ref[x] for x in rx], marker="s", linestyle="--", color="tab:gray",
                     label=f"ModelZoo reference ({soc}, published)")
-        ticks = sorted(set(xs) | set(ref))
+        ticks = sorted(all_x)
         ax.set_xscale("log", base=2)
         ax.set_xticks(ticks)
         ax.set_xticklabels([str(t) for t in ticks])
@@ -397,10 +433,10 @@ def plot_png(name, soc, rows, ref):
         ax.margins(x=0.1)
         ax.set_xlabel("batch size")
         ax.set_ylabel("throughput (images/s)")
-        ax.set_ylim(bottom=0, top=max(ys + list(ref.values()) + [1.0]) * 1.18)
+        ax.set_ylim(bottom=0, top=max(all_y + [1.0]) * 1.18)
         ax.set_title(f"{name} on {soc}: throughput vs batch size")
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="lower right", fontsize=7 if len(groups) > 1 else 8)
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", metadata={"Software": None})
@@ -411,14 +447,14 @@ def plot_png(name, soc, rows, ref):
 def plots(name, models_dir, reports_dir):
     """{path: PNG bytes} for every chip of a model with at least one measured batch size."""
     cfg = load_model(models_dir, name)
-    rows = model_reports(reports_dir, name)
+    groups = row_groups(model_reports(reports_dir, name))
     out = {}
-    for soc in sorted({r.get("soc") for r in rows}, key=soc_order):
-        chip_rows = [r for r in rows if r.get("soc") == soc]
-        if best_batch(chip_rows) is None:
+    for soc in sorted({g[0].get("soc") for g in groups}, key=soc_order):
+        chip_groups = [g for g in groups if g[0].get("soc") == soc]
+        if all(best_batch(g) is None for g in chip_groups):
             continue
         path = os.path.join(models_dir, name, PLOT_NAME.format(soc=soc))
-        out[path] = plot_png(name, soc, chip_rows, reference_fps(cfg, soc))
+        out[path] = plot_png(name, soc, chip_groups, reference_fps(cfg, soc))
     return out
 
 

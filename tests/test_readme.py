@@ -220,9 +220,11 @@ def test_rows_say_what_they_measured(zoo):
                                           commit="abcdef123456", timestamp="2025-10-01T00:00:00Z"))
     write_report(reports_dir, make_report("mobilenetv1", "cpu", 8, 310.0, images=300))
     text = readme.render_model("mobilenetv1", str(models), str(reports_dir))
-    [row] = table_row(text, "4")
-    assert "300 of 1,300 images of imagenet-val-1300; published weights; 2025-10-01; " \
-           "`abcdef123456`" in row
+    # Other weights, another table: each marks its own best batch size.
+    [row] = table_row(text, "**4** ★")
+    assert "Images: 300 of 1,300 images of imagenet-val-1300; published weights;" in text
+    assert "Images: 300 of 1,300 images of imagenet-val-1300; random weights;" in text
+    assert "| 2025-10-01; `abcdef123456` |" in row
     assert "not applicable: 300 images, not the full 50,000-image validation set" in row
     assert "| 70.00 | 90.00 |" in row
     [row] = table_row(text, "**8** ★")
@@ -243,8 +245,8 @@ def test_reference_rows_are_separate_and_ratios_use_the_same_chip(zoo):
     reference = text[text.index("### Reference"):]
     [row] = table_row(measured, "**16** ★", "11,000.0")
     assert "0.89× of 12420.51" in row and "pass: within tolerance" in row
-    assert "full validation set (50,000 images); published weights" in row
-    [row] = table_row(measured, "2", "3,000.0")
+    assert "Images: full validation set (50,000 images); published weights" in measured
+    [row] = table_row(measured, "**2** ★", "3,000.0")
     assert "| — |" in row  # no published number at BS 2: no ratio
     [row] = table_row(measured, "**16** ★", "330.0")
     assert "| — |" in row  # no reference for the CPU
@@ -351,7 +353,8 @@ def test_malformed_reports_are_coerced_or_skipped_with_one_warning_each(zoo, cap
     assert '"two" is not an integer' in bs2 and "read as 2 (the file name)" in bs2
     assert len(warnings) == 5
     text = rendered[str(models / "mobilenetv1" / "README.md")]
-    for bs in ("1", "2", "4", "**16** ★"):
+    # bs16 lost its dataset: another image set, so a table of its own
+    for bs in ("1", "2", "**4** ★", "**16** ★"):
         assert table_row(text, bs), bs
     [row32] = table_row(text, "32")
     assert "— | — |" in row32  # its throughput and accuracy were unusable: shown as missing
@@ -420,3 +423,43 @@ def test_quick_start_commands_run_in_a_copy_of_the_folder(name, tmp_path, shared
     assert proc.returncode == 0, script + proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads((work / "result_bs4.json").read_text())
     assert result["value"][0] == {"key": "Number of images", "value": "10"}
+
+
+def test_two_machines_give_separate_rows_tables_and_plot_lines(zoo, monkeypatch):
+    from npuzoo import history
+
+    models, reports_dir, root = zoo
+    write_report(reports_dir, make_report("mobilenetv1", "cpu", 1, 15.3))
+    write_report(reports_dir, make_report("mobilenetv1", "cpu", 4, 16.5))
+    other = make_report("mobilenetv1", "cpu", 16, 252.3, images=300,
+                        timestamp="2025-11-15T00:00:00Z")
+    other["device"] = "AMD EPYC (2 cores)"
+    other["machine"] = history.fingerprint("cpu", other["device"])
+    write_report(reports_dir, other)
+    aipp = dict(make_report("mobilenetv1", "cpu", 4, 40.0), backend={
+        "name": "onnxruntime", "version": "1", "aipp": True})
+    path = reports_dir / "mobilenetv1" / "aipp" / "cpu_bs4.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(aipp))
+
+    rendered = render(models, reports_dir, root)
+    top = rendered[str(root / "README.md")]
+    rows = [l for l in top.splitlines() if l.startswith("| [mobilenetv1]") and "| cpu" in l]
+    assert len(rows) == 3
+    [here] = [r for r in rows if "Test CPU" in r and "| cpu |" in r]
+    [epyc] = [r for r in rows if "AMD EPYC" in r]
+    [with_aipp] = [r for r in rows if "| cpu (aipp) |" in r]
+    assert "**16.5** ★" in here and "252.3" not in here  # ★ picks within the row
+    assert "**252.3** ★" in epyc and "15.3" not in epyc
+    assert "**40.0** ★" in with_aipp
+    text = rendered[str(models / "mobilenetv1" / "README.md")]
+    assert "#### cpu: Test CPU (2 cores)" in text and "#### cpu: AMD EPYC (2 cores)" in text
+    assert "#### cpu (aipp): Test CPU (2 cores)" in text
+    assert text.count("![mobilenetv1 throughput vs batch size on cpu](perf_cpu.png)") == 1
+
+    drawn = []
+    monkeypatch.setattr(readme, "plot_png",
+                        lambda name, soc, groups, ref: drawn.append(groups) or b"png")
+    readme.plots("mobilenetv1", str(models), str(reports_dir))
+    [groups] = drawn
+    assert sorted(len(g) for g in groups) == [1, 1, 2]  # one line per machine and variant
