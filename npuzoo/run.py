@@ -372,6 +372,18 @@ def lock_for(model, settings):
     return ModelLock(model, who.strip())
 
 
+def render_readmes():
+    """Re-render the READMEs and plots from reports/ (one renderer at a time), so that the
+    repository agrees with its results after any run."""
+    from npuzoo import readme
+
+    os.makedirs(BUILD, exist_ok=True)
+    with open(os.path.join(BUILD, ".readme.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        print("readme: rendering the READMEs from reports/", flush=True)
+        readme.main([])
+
+
 def run(model, settings):
     with lock_for(model, settings):
         plan = prepare(model, settings)
@@ -379,6 +391,7 @@ def run(model, settings):
             print(f"== {model}: BS={bs} SOC={plan.soc} weights {plan.weights_id}, "
                   f"data {plan.data_id}", flush=True)
             make(plan.make_args("publish", bs=bs))
+    render_readmes()
 
 
 @cli

@@ -337,3 +337,34 @@ def test_a_labelled_bmp_counts_like_any_image(scratch, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((scratch / "reports/mobilenetv1/cpu_bs2.json").read_text())
     assert report["dataset"]["images"] == report["accuracy"]["images"] == 6
+
+
+@pytest.mark.slow
+def test_a_trial_run_leaves_the_committed_report_and_readmes_alone(tmp_path_factory, tmp_path):
+    from tests.test_readme import make_report
+
+    root = scratch_repository(tmp_path_factory.mktemp("curated"))
+    curated = make_report("mobilenetv1", "cpu", 1, 300.0, images=50000, weights="published",
+                          top1=69.5, top5=89.0)
+    dest = root / "reports/mobilenetv1/cpu_bs1.json"
+    dest.parent.mkdir(parents=True)
+    dest.write_text(json.dumps(curated, indent=2) + "\n")
+    assert make(root, "readme").returncode == 0
+    readmes = [root / "README.md", root / "models/mobilenetv1/README.md"]
+    before = [p.read_bytes() for p in [dest, *readmes]]
+
+    data = small_data(tmp_path / "data", count=4)
+    result = make(root, "mobilenetv1", f"DATA={data}", "WEIGHTS=random", "BS=1", "LOOP=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.read_bytes() for p in [dest, *readmes]] == before
+    assert "kept: it holds a more complete run" in result.stdout
+    [trial] = (root / "reports/mobilenetv1/history/cpu_bs1").glob("*.json")
+    assert json.loads(trial.read_text())["dataset"]["images"] == 4
+    assert str(trial.relative_to(root)) in result.stdout
+
+    # A second batch size has no current report yet: this run becomes it, and the READMEs
+    # (re-rendered by the run itself) show it.
+    result = make(root, "mobilenetv1", f"DATA={data}", "WEIGHTS=random", "BS=2", "LOOP=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (root / "reports/mobilenetv1/cpu_bs2.json").is_file()
+    assert make(root, "-s", "readme").stdout.strip().endswith("0 file(s) changed")
