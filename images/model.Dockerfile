@@ -2,7 +2,9 @@
 #
 #   docker build -f images/model.Dockerfile -t npuzoo/<name>:model-<hash> models/<name>
 #
-# Bakes in the folder (scripts, model.yaml, patch, requirements) at /zoo/models/<name> and,
+# Bakes in the folder (scripts, model.yaml, patch, requirements) at /zoo/models/<name>, less
+# what model.Dockerfile.dockerignore (this file's own .dockerignore, applied by BuildKit for
+# any context) leaves out: build outputs, caches, weights and models, .venv, editor files. And,
 # for models with an upstream source, the patched tree at /zoo/upstream. That tree is made
 # on the host by the pipeline's source step (build/<name>/src/upstream) and enters this build
 # as an image: UPSTREAM_IMAGE (mk/docker.mk makes it with `docker import`, which needs no

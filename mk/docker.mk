@@ -19,9 +19,15 @@
 #
 # Steps run as the calling user (--user uid:gid) with the repository's paths mounted at the
 # same absolute paths, so command lines are the same as with RUNNER=local: build/ read-write,
-# the dataset (DATA) and a WEIGHTS file read-only, no network except for the two steps that
-# download (weights fetch, upstream source fetch). Model steps run in /zoo, where the image
-# has models/<model>/ baked in and build/ is mounted (also at its own path, for any link).
+# the DATA folder read-only (reached through the pipeline's link $(DATA_LINK)), no network
+# except for the two steps that download (weights fetch, upstream source fetch). Model steps
+# run in /zoo, where the image has models/<model>/ baked in and build/ is mounted (also at its
+# own path, for any link). Every container is hardened (DOCKER_HARDENING below): no
+# capabilities, no privilege gain, a read-only root with a tmpfs /tmp, a process limit.
+#
+# Every developer variable spliced into a command (images, URLs, hashes, paths, extra args)
+# is checked against a pattern when this file is read (CHECKED_VARIABLES below); a user's
+# path never is spliced: it reaches the shell only as the quoted output of npuzoo.dockerargs.
 
 .DEFAULT_GOAL_BEFORE_DOCKER_MK := $(.DEFAULT_GOAL)
 
@@ -41,29 +47,98 @@ AIS_BENCH_SHA256  ?=
 DOCKER_CA_BUNDLE  ?= /etc/ssl/certs/ca-certificates.crt
 # Network of the steps that download (weights, upstream source); all others get none.
 DOCKER_NET_ONLINE ?= host
+# Processes and threads one step may have (--pids-limit): ONNX Runtime's and torch's thread
+# pools and preprocess.py's workers take a few per core; a fork bomb stops here.
+DOCKER_PIDS_LIMIT ?= 4096
 DOCKER_BUILD_ARGS ?=
 DOCKER_RUN_ARGS   ?=
+# The host's python, for npuzoo.dockerargs (standard library only) and npuzoo.config.
+PY                ?= $(CURDIR)/.venv/bin/python
 ifneq ($(DOCKER_HOST),)
   export DOCKER_HOST
 endif
 export DOCKER_BUILDKIT := 1
+SHELL      := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 
 ,          := ,
+define newline
+
+
+endef
 REPO_DIR   := $(CURDIR)
-IMAGES_DIR := build/images
+IMAGES_DIR ?= build/images
+# IMAGE_MODELS: the models whose images `images` builds; Ascend's image only for an Ascend SOC.
+IMAGE_MODELS ?= $(patsubst models/%/model.yaml,%,$(wildcard models/*/model.yaml))
+IMAGE_TOOLS  ?= python base infer export $(if $(filter Ascend%,$(SOC)),ascend)
+
+# -- developer variables, checked when this file is read ----------------------------------------
+# Each variable below is spliced into command lines (image names, build args, docker flags,
+# recipe paths), so its value must be one whole match of its pattern (grep -E, C locale): no
+# shell metacharacters, quotes, spaces (but in the lists) or `$`. A value set on the command
+# line or in the environment is first looked at as typed ($(value ...)): a `$` in it stops
+# here, before Make would expand a `$(shell ...)` in it. One shell runs every pattern.
+RE.image := [A-Za-z0-9][A-Za-z0-9._/:@-]*
+RE.repo  := [a-z0-9][a-z0-9._/:-]*
+RE.net   := [A-Za-z0-9][A-Za-z0-9._:-]*
+RE.url   := https?://[A-Za-z0-9._~/%:@+=,-]+
+RE.sha   := ([0-9a-f]{64})?
+RE.path  := [A-Za-z0-9._/+@-]+
+RE.optpath := ([A-Za-z0-9._/+@-]+)?
+RE.abspath := /[A-Za-z0-9._/+@-]*
+RE.args  := [A-Za-z0-9._/:=,@+ -]*
+RE.count := [1-9][0-9]*
+RE.names := [A-Za-z0-9._ -]*
+RE.name  := ([a-z0-9][a-z0-9_-]*)?
+WHAT.image := an image reference (letters, digits and ._/:@-)
+WHAT.repo  := an image repository (lowercase letters, digits and ._/:-)
+WHAT.net   := a docker network name (letters, digits and ._:-)
+WHAT.url   := an http(s) URL of letters, digits and ._~/%:@+=,- (no ?, &, ; or quotes)
+WHAT.sha   := a sha256 (64 lowercase hex digits) or empty
+WHAT.path  := a path of letters, digits and ._/+@-
+WHAT.optpath := a path of letters, digits and ._/+@-, or empty
+WHAT.abspath := an absolute path of letters, digits and ._/+@- (RUNNER=docker mounts it as is)
+WHAT.args  := docker options of letters, digits, spaces and ._/:=,@+-
+WHAT.count := a positive number
+WHAT.names := names of letters, digits and ._- separated by spaces
+WHAT.name  := a model name (lowercase letters, digits, _ and -)
+CHECKED_VARIABLES := BASE_IMAGE:image ASCEND_BASE_IMAGE:image IMAGE_REPO:repo \
+  DOCKER_NET_ONLINE:net AIS_WHEELS_URL:url ACLRUNTIME_URL:url AIS_BENCH_URL:url \
+  ACLRUNTIME_SHA256:sha AIS_BENCH_SHA256:sha DOCKER_CA_BUNDLE:optpath DOCKER:path PY:path \
+  IMAGES_DIR:path REPO_DIR:abspath DOCKER_PIDS_LIMIT:count DOCKER_RUN_ARGS:args \
+  DOCKER_BUILD_ARGS:args IMAGE_MODELS:names IMAGE_TOOLS:names MODEL:name
+check_name = $(firstword $(subst :, ,$(1)))
+check_kind = $(lastword $(subst :, ,$(1)))
+one_line   = $(subst $(newline),\n,$(1))
+refuse     = $(error $(1)=$(call one_line,$(2)): not allowed here; expected $(WHAT.$(3)))
+shell_quote = '$(subst ','\'',$(1))'
+typed_dollar = $(and $(findstring $$,$(value $(1))),$(filter-out file default,$(origin $(1))))
+$(foreach c,$(CHECKED_VARIABLES),$(if $(call typed_dollar,$(call check_name,$(c))),$(call \
+  refuse,$(call check_name,$(c)),$(value $(call check_name,$(c))),$(call check_kind,$(c)))))
+# A line break never reaches the pattern ($(shell) drops it from its command): refused here.
+$(foreach c,$(CHECKED_VARIABLES),$(if $(findstring $(newline),$($(call check_name,$(c)))),$(call \
+  refuse,$(call check_name,$(c)),$($(call check_name,$(c))),$(call check_kind,$(c)))))
+REFUSED := $(shell $(foreach c,$(CHECKED_VARIABLES),printf '=%s' $(call shell_quote,$($(call check_name,$(c)))) \
+  | LC_ALL=C grep -Ezqx -e '=($(RE.$(call check_kind,$(c))))' || echo $(c);))
+$(foreach c,$(firstword $(REFUSED)),$(call refuse,$(call check_name,$(c)),$($(call check_name,$(c))),$(call check_kind,$(c))))
+
 CA_SECRET  := $(if $(wildcard $(DOCKER_CA_BUNDLE)),--secret id=ca_bundle$(,)src=$(DOCKER_CA_BUNDLE))
 content_hash = $(shell images/content-hash.sh $(1))
+# What never goes into an image: Docker applies this list to the model image's context
+# (models/<model>/, it is the Dockerfile's own .dockerignore), the shared images' contexts are
+# staged through it, and content-hash.sh hashes what it lets through.
+CONTEXT_IGNORE := images/model.Dockerfile.dockerignore
 
 # -- tags -------------------------------------------------------------------------------------
 PYTHON_HASH := $(call content_hash,images/base.Dockerfile images/requirements/base.txt --text BASE_IMAGE=$(BASE_IMAGE))
 PYTHON_TAG  := $(IMAGE_REPO)/python:$(PYTHON_HASH)
-BASE_HASH   := $(call content_hash,npuzoo pyproject.toml --text $(PYTHON_TAG))
+BASE_HASH   := $(call content_hash,--ignore $(CONTEXT_IGNORE) npuzoo pyproject.toml --text $(PYTHON_TAG))
 BASE_TAG    := $(IMAGE_REPO)/base:$(BASE_HASH)
-INFER_HASH  := $(call content_hash,images/infer.Dockerfile images/requirements/infer.txt npuzoo pyproject.toml --text $(PYTHON_TAG))
+INFER_HASH  := $(call content_hash,images/infer.Dockerfile images/requirements/infer.txt --ignore $(CONTEXT_IGNORE) npuzoo pyproject.toml --text $(PYTHON_TAG))
 INFER_TAG   := $(IMAGE_REPO)/infer:$(INFER_HASH)
 EXPORT_HASH := $(call content_hash,images/export.Dockerfile images/requirements/export.txt --text $(PYTHON_TAG))
 EXPORT_TAG  := $(IMAGE_REPO)/export:$(EXPORT_HASH)
-ASCEND_HASH := $(call content_hash,images/ascend.Dockerfile images/requirements/ascend.txt npuzoo pyproject.toml \
+ASCEND_HASH := $(call content_hash,images/ascend.Dockerfile images/requirements/ascend.txt --ignore $(CONTEXT_IGNORE) npuzoo pyproject.toml \
                  --text $(ASCEND_BASE_IMAGE) --text $(ACLRUNTIME_URL)=$(ACLRUNTIME_SHA256) --text $(AIS_BENCH_URL)=$(AIS_BENCH_SHA256))
 ASCEND_TAG  := $(IMAGE_REPO)/ascend:$(ASCEND_HASH)
 
@@ -72,7 +147,7 @@ ifneq ($(MODEL),)
   UPSTREAM_TREE := $(if $(HAS_UPSTREAM),build/$(MODEL)/src/upstream)
   UPSTREAM_HASH := $(if $(UPSTREAM_TREE),$(call content_hash,$(UPSTREAM_TREE)))
   UPSTREAM_TAG  := $(if $(UPSTREAM_TREE),$(IMAGE_REPO)/$(MODEL):upstream-$(UPSTREAM_HASH))
-  MODEL_HASH    := $(call content_hash,images/model.Dockerfile models/$(MODEL) --text $(EXPORT_TAG) --text upstream=$(UPSTREAM_HASH))
+  MODEL_HASH    := $(call content_hash,images/model.Dockerfile --ignore $(CONTEXT_IGNORE) models/$(MODEL) --text $(EXPORT_TAG) --text upstream=$(UPSTREAM_HASH))
   MODEL_TAG     := $(IMAGE_REPO)/$(MODEL):model-$(MODEL_HASH)
   MODEL_STAMP   := $(IMAGES_DIR)/$(MODEL)-model-$(MODEL_HASH).stamp
 endif
@@ -85,29 +160,55 @@ ASCEND_STAMP := $(IMAGES_DIR)/ascend-$(ASCEND_HASH).stamp
 
 # -- running a step ----------------------------------------------------------------------------
 DOCKER_UID := $(shell id -u):$(shell id -g)
+# bind SOURCE,TARGET[,readonly]: a bind mount of a path of this file's own (the repository,
+# the CA bundle, the Ascend driver), all checked above to hold no `,`, `"` or `:`.
+bind = --mount type=bind,source=$(1),target=$(2)$(if $(3),$(,)readonly)
+# Every container: no capabilities (steps run as the calling user, who needs none), no gain
+# of privileges (setuid files do nothing), a read-only root (only build/ and /tmp, which is
+# HOME, are writable), and at most DOCKER_PIDS_LIMIT processes and threads.
+DOCKER_TMPFS     := /tmp:rw,nosuid,nodev,noexec
+DOCKER_HARDENING  = --cap-drop=ALL --security-opt=no-new-privileges --read-only \
+  --tmpfs $(DOCKER_TMPFS) --pids-limit=$(DOCKER_PIDS_LIMIT)
 # The steps that download; every other step runs with --network=none.
 DOWNLOAD_TARGETS = $(B)/weights/$(WEIGHTS_FILE) $(SOURCE_JSON)
 step_network = $(if $(filter $@,$(DOWNLOAD_TARGETS)),--network=$(DOCKER_NET_ONLINE) \
-  $(if $(wildcard $(DOCKER_CA_BUNDLE)),-v $(DOCKER_CA_BUNDLE):/etc/ssl/certs/ca-certificates.crt:ro),--network=none)
-# Inputs from outside build/: the dataset and a WEIGHTS file, read-only at their own paths.
-step_inputs = $(if $(wildcard $(DATA_ABS)),-v $(DATA_ABS):$(DATA_ABS):ro) \
-  $(if $(filter custom-%,$(WEIGHTS_ID)),$(if $(wildcard $(WEIGHTS_PATH)),-v $(WEIGHTS_PATH):$(WEIGHTS_PATH):ro))
-docker_run = $(DOCKER) run --rm --user $(DOCKER_UID) -e HOME=/tmp --shm-size=1g $(step_network) \
-  $(step_inputs) -v $(REPO_DIR)/build:$(REPO_DIR)/build $(DOCKER_RUN_ARGS)
+  $(if $(wildcard $(DOCKER_CA_BUNDLE)),$(call bind,$(DOCKER_CA_BUNDLE),/etc/ssl/certs/ca-certificates.crt,ro)),--network=none)
+# The DATA folder, read-only: mk/pipeline.mk's DATA_LINK (build/<model>/inputs/<id>.data, a
+# build/-relative path of safe characters, checked again here) links to it. npuzoo.dockerargs
+# resolves the link itself and prints one quoted --mount value: the folder the link finally
+# points to, at the link's own target path, the absolute path the dataset links under build/
+# point into. The user's path thus never is recipe text: it exists only in the link and in
+# the output of the substitution, which the shell does not re-read. Only the offline steps
+# of the base and model images get it (those that read images); a WEIGHTS file needs no
+# mount (npuzoo/run.py copies it under build/<model>/weights/). The `$$(...)` survives one
+# expansion: use RUN_BASE and RUN_MODEL in recipes or `=` variables, never `:=` ones
+# (RUN_INFER holds none: mk/pipeline.mk's BENCH and CANN_RUN are `:=`).
+RE.data_link := build/[A-Za-z0-9._/+-]+
+data_link_ok = $(if $(filter .. .,$(subst /, ,$(DATA_LINK)))$(findstring $(newline),$(DATA_LINK)),,$(shell printf '%s' $(call shell_quote,$(DATA_LINK)) \
+  | LC_ALL=C grep -Ezqx -e '$(RE.data_link)' && echo ok))
+step_data = $(if $(filter $@,$(DOWNLOAD_TARGETS)),,$(if $(DATA_LINK),$(if $(data_link_ok),,$(error \
+  DATA_LINK=$(call one_line,$(DATA_LINK)): expected a path build/... of letters, digits and ._/+-))$(if \
+  $(wildcard $(DATA_LINK)),--mount "$$($(PY) -m npuzoo.dockerargs mount --resolve --readonly $(DATA_LINK))")))
+docker_run = $(DOCKER) run --rm --user $(DOCKER_UID) -e HOME=/tmp --shm-size=1g $(DOCKER_HARDENING) \
+  $(step_network) $(call bind,$(REPO_DIR)/build,$(REPO_DIR)/build) $(DOCKER_RUN_ARGS)
 # A step whose image was never built stops with the command that builds it.
 need_image = $(if $(wildcard $(1)),,$(error $(2): image not built; run `make images IMAGE_MODELS=$(MODEL)` (or `make $(MODEL) RUNNER=docker`, which does)))
 
 # npuzoo steps: the repository read-only at its own path (npuzoo finds models/<model>/ and the
-# git commit there), build/ and reports/ read-write. The report step runs in the inference
-# image (RUN_INFER's), so the backend and versions it records are those that ran the model.
+# git commit there), build/ read-write (reports/ is written by `publish`, on the host). The
+# report step runs in the inference image (RUN_INFER's), so the backend and versions it
+# records are those that ran the model.
 RUN_BASE = $(if $(filter %/report.json,$@),$(RUN_INFER) ,$(call need_image,$(BASE_STAMP),$(BASE_TAG))$(docker_run) \
-  -w $(REPO_DIR) -v $(REPO_DIR):$(REPO_DIR):ro -v $(REPO_DIR)/reports:$(REPO_DIR)/reports $(BASE_TAG))
+  $(step_data) -w $(REPO_DIR) $(call bind,$(REPO_DIR),$(REPO_DIR),ro) $(BASE_TAG))
 # The model folder's scripts, as baked into the model image (/zoo/models/<model>).
-RUN_MODEL = $(call need_image,$(MODEL_STAMP),$(MODEL_TAG))$(docker_run) -w /zoo \
-  -v $(REPO_DIR)/build:/zoo/build $(MODEL_TAG)
+RUN_MODEL = $(call need_image,$(MODEL_STAMP),$(MODEL_TAG))$(docker_run) $(step_data) -w /zoo \
+  $(call bind,$(REPO_DIR)/build,/zoo/build) $(MODEL_TAG)
 ifneq ($(filter Ascend%,$(SOC)),)
 # Ascend: the documented device nodes and driver mounts (ais_bench_contract.md §10), those
 # that exist here; the chip's group (HwHiAiUser) so a non-root user may open the device.
+# CANN's tools write their logs and operator caches under HOME (/tmp), and the driver's tools
+# may log under /var/log: /tmp keeps exec (the operator compiler may load what it builds
+# there; unverified without a chip) and /var/log gets a tmpfs of its own.
 ASCEND_DEVICES := /dev/davinci$(DEVICE) /dev/davinci_manager /dev/devmm_svm /dev/hisi_hdc
 ASCEND_MOUNTS  := /usr/local/Ascend/driver/lib64 /usr/local/Ascend/driver/version.info \
                   /usr/local/bin/npu-smi /usr/local/dcmi /etc/ascend_install.info
@@ -115,13 +216,15 @@ ASCEND_GID     := $(shell getent group HwHiAiUser | cut -d: -f3)
 ifeq ($(wildcard /dev/davinci$(DEVICE)),)
   $(warning SOC=$(SOC): no /dev/davinci$(DEVICE) on this host; the Ascend image gets no NPU (atc still works))
 endif
+DOCKER_TMPFS   := /tmp:rw,nosuid,nodev,exec
 ASCEND_RUN_ARGS = $(foreach d,$(wildcard $(ASCEND_DEVICES)),--device=$(d)) \
-  $(foreach m,$(wildcard $(ASCEND_MOUNTS)),-v $(m):$(m):ro) $(if $(ASCEND_GID),--group-add $(ASCEND_GID))
+  $(foreach m,$(wildcard $(ASCEND_MOUNTS)),$(call bind,$(m),$(m),ro)) $(if $(ASCEND_GID),--group-add $(ASCEND_GID)) \
+  --tmpfs /var/log:rw,nosuid,nodev,noexec
 RUN_INFER = $(call need_image,$(ASCEND_STAMP),$(ASCEND_TAG))$(docker_run) $(ASCEND_RUN_ARGS) \
-  -w $(REPO_DIR) -v $(REPO_DIR):$(REPO_DIR):ro $(ASCEND_TAG)
+  -w $(REPO_DIR) $(call bind,$(REPO_DIR),$(REPO_DIR),ro) $(ASCEND_TAG)
 else
 RUN_INFER = $(call need_image,$(INFER_STAMP),$(INFER_TAG))$(docker_run) -w $(REPO_DIR) \
-  -v $(REPO_DIR):$(REPO_DIR):ro $(INFER_TAG)
+  $(call bind,$(REPO_DIR),$(REPO_DIR),ro) $(INFER_TAG)
 endif
 # The virtual environment's python3 in every image (the CANN image's python3 in Ascend's).
 PYRUN := python3
@@ -142,9 +245,6 @@ $(ENVIRONMENT_JSON):
 endif
 
 # -- building ---------------------------------------------------------------------------------
-# IMAGE_MODELS: the models whose images to build; Ascend's image only for an Ascend SOC.
-IMAGE_MODELS ?= $(patsubst models/%/model.yaml,%,$(wildcard models/*/model.yaml))
-IMAGE_TOOLS  ?= python base infer export $(if $(filter Ascend%,$(SOC)),ascend)
 
 # build_image NAME,TAG,STAMP,DOCKERFILE,CONTEXT,ARGS: build unless the engine has TAG already,
 # log to build/images/NAME.log (its tail on failure), tag NAME:latest too, leave the stamp.
@@ -162,12 +262,16 @@ define build_image
 endef
 
 # A context folder per shared image: requirements.txt, wheels/ (pip download on the host:
-# pip inside a build sees no local wheel files) and, for base and ascend, npuzoo/ itself.
+# pip inside a build sees no local wheel files) and, for base and ascend, npuzoo/ itself, copied
+# through CONTEXT_IGNORE (content-hash.sh --list: the files its hash covers, nothing stray).
 CONTEXTS := $(IMAGES_DIR)/context
 define stage_context
-	@rm -rf $(CONTEXTS)/$(1)/npuzoo $(CONTEXTS)/$(1)/requirements.txt && mkdir -p $(CONTEXTS)/$(1)/wheels
+	@rm -rf $(CONTEXTS)/$(1)/npuzoo $(CONTEXTS)/$(1)/pyproject.toml $(CONTEXTS)/$(1)/requirements.txt \
+	  && mkdir -p $(CONTEXTS)/$(1)/wheels
 	@cp images/requirements/$(2).txt $(CONTEXTS)/$(1)/requirements.txt
-	$(if $(3),@cp -r npuzoo pyproject.toml $(CONTEXTS)/$(1)/ && rm -rf $(CONTEXTS)/$(1)/npuzoo/__pycache__)
+	$(if $(3),@cp pyproject.toml $(CONTEXTS)/$(1)/ && mkdir $(CONTEXTS)/$(1)/npuzoo \
+	  && images/content-hash.sh --ignore $(CONTEXT_IGNORE) --list npuzoo \
+	  | tar -C npuzoo --null -T - -cf - | tar -C $(CONTEXTS)/$(1)/npuzoo -xf -)
 endef
 # fill_wheels TOOL: the wheels of images/requirements/TOOL.txt and their dependencies.
 define fill_wheels
@@ -240,12 +344,19 @@ images:
 	  $(MAKE) --no-print-directory -s -f mk/docker.mk MODEL=$$m HAS_UPSTREAM=$$up model-image; \
 	done
 
-.PHONY: print-model-tag print-stamps
+.PHONY: print-model-tag print-stamps print-run
 print-model-tag:
 	@echo $(MODEL_TAG)
 
 # The stamps a pipeline run with RUNNER=docker needs (tests/test_images.py dry-runs with them).
 print-stamps:
 	@echo $(call STAMPS_OF,$(IMAGE_TOOLS)) $(MODEL_STAMP)
+
+# The three prefixes, expanded once as in a recipe but not run (tests/test_images.py).
+print-run:
+	$(info RUN_BASE: $(RUN_BASE))
+	$(info RUN_MODEL: $(RUN_MODEL))
+	$(info RUN_INFER: $(RUN_INFER))
+	@:
 
 .DEFAULT_GOAL := $(.DEFAULT_GOAL_BEFORE_DOCKER_MK)

@@ -1,0 +1,100 @@
+"""Values of `docker run` options that no path can break (mk/docker.mk, RUNNER=docker).
+
+    python3 -m npuzoo.dockerargs mount SOURCE TARGET [--readonly] [--resolve]
+    python3 -m npuzoo.dockerargs mount LINK --resolve [--readonly]
+
+prints ONE `--mount` value, `type=bind,source=...,target=...[,readonly]`. Docker reads that
+value as one CSV record, so a path holding `,` or `"` could otherwise add or change fields
+(`source=/a,target=/etc`), and `-v SRC:DST:ro` splits on `:`. Here every field that needs it is
+wrapped in double quotes with each `"` doubled, which is what docker's CSV reader undoes.
+The recipes use it as `--mount "$$($(PY) -m npuzoo.dockerargs mount ...)"`: the path reaches
+the shell only as an environment variable or a validated token, the value comes back as one
+quoted word, and the shell never re-reads it.
+
+SOURCE is made absolute (relative to the current folder). With `--resolve`, SOURCE is a
+symbolic link (the pipeline's build/<model>/data/<dataset id>.source): the source mounted is
+what it finally resolves to (`readlink -f`), and TARGET, when left out, is the link's own
+target: the absolute path that the dataset links under build/ point into, so they resolve in
+the container as on the host. Standard library only: it runs on the host, before any image.
+"""
+
+import argparse
+import os
+import sys
+
+from npuzoo.errors import UserError, cli
+
+# Characters no mount path may hold: docker cannot carry them through its CSV reader reliably,
+# and no dataset folder needs them.
+FORBIDDEN = {"\0": "a NUL byte", "\n": "a newline", "\r": "a carriage return"}
+
+
+def csv_field(text):
+    """One CSV field as docker's --mount reader (Go encoding/csv) reads it back as `text`."""
+    if any(ch in text for ch in ',"\r\n') or text != text.strip():
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def check_path(path, what):
+    for ch, name in FORBIDDEN.items():
+        if ch in path:
+            raise UserError(f"{what} {path!r} contains {name}; docker cannot mount it")
+    if not path:
+        raise UserError(f"{what} is empty")
+    return path
+
+
+def resolve_link(link):
+    """(what LINK finally points to, LINK's own target), both absolute."""
+    check_path(link, "link")
+    if not os.path.islink(link):
+        raise UserError(f"{link}: not a symbolic link (expected the link to the dataset folder)")
+    named = os.readlink(link)
+    if not os.path.isabs(named):
+        raise UserError(f"{link}: its target {named!r} is not an absolute path")
+    real = os.path.realpath(link)
+    if not os.path.exists(real):
+        raise UserError(f"{link}: its target {named} does not exist")
+    return real, os.path.normpath(named)
+
+
+def mount_value(source, target=None, readonly=False, resolve=False):
+    """The `--mount` value binding SOURCE at TARGET, every field CSV-quoted as needed."""
+    check_path(source, "mount source")
+    if resolve:
+        source, named = resolve_link(source)
+        target = named if target is None else target
+    else:
+        source = os.path.abspath(source)
+        if not os.path.exists(source):
+            raise UserError(f"{source}: no such file or folder to mount")
+    if target is None:
+        raise UserError("mount: TARGET is needed unless --resolve takes it from the link")
+    check_path(target, "mount target")
+    if not os.path.isabs(target):
+        raise UserError(f"mount target {target!r} is not an absolute path")
+    fields = ["type=bind", f"source={source}", f"target={os.path.normpath(target)}"]
+    if readonly:
+        fields.append("readonly")
+    return ",".join(csv_field(field) for field in fields)
+
+
+@cli
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 -m npuzoo.dockerargs", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    mount = commands.add_parser("mount", help="print one CSV-quoted --mount value (a bind mount)")
+    mount.add_argument("source", help="the host path (with --resolve: a symbolic link to mount the target of)")
+    mount.add_argument("target", nargs="?", help="the path in the container (with --resolve: default the link's target)")
+    mount.add_argument("--readonly", action="store_true", help="mount read-only")
+    mount.add_argument("--resolve", action="store_true",
+                       help="SOURCE is a symbolic link: mount what it resolves to (readlink -f)")
+    args = parser.parse_args(argv)
+    if args.command == "mount":
+        print(mount_value(args.source, args.target, readonly=args.readonly, resolve=args.resolve))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
