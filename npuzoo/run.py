@@ -299,11 +299,31 @@ class Plan:
         return ["-f", "mk/pipeline.mk", *(f"{k}={v}" for k, v in values.items()), *targets]
 
 
-def resolve_soc(settings):
-    soc = socs.resolve(settings.soc, int(settings.device.split(",")[0]))
+def resolve_soc(settings, say=print):
+    """The chip of the run; `auto` says what it found and chose."""
+    device = int(settings.device.split(",")[0])
+    soc = socs.resolve(settings.soc, device)
+    if settings.soc == "auto":
+        import shutil
+
+        if soc == "cpu" and not shutil.which("npu-smi"):
+            say("SOC=auto: no npu-smi on PATH, so no Ascend NPU here: running on the CPU "
+                "(SOC=cpu)", flush=True)
+        else:
+            say(f"SOC=auto: npu-smi reports {soc} for DEVICE={device}: running SOC={soc}",
+                flush=True)
     if soc != "cpu" and "," in settings.device:
         raise UserError(f"DEVICE={settings.device}: {soc} runs take one device id")
     return soc
+
+
+def check_toolkit(soc, settings):
+    """An Ascend chip needs atc (CANN) on this host, unless the steps run in the images:
+    said now, before any long step."""
+    if soc != "cpu" and settings.runner == "local":
+        from npuzoo import ascend
+
+        ascend.cann_environment()
 
 
 def data_link(model, data_abs, data_id):
@@ -344,6 +364,7 @@ def prepare(model, settings):
     build = os.path.join(BUILD, model)
     remove_leftovers(build, os.path.join("reports", model))
     soc = resolve_soc(settings)
+    check_toolkit(soc, settings)
     plan = Plan(model, settings, soc)
     cache = HashCache(os.path.join(BUILD, ".hashes.json"))
     try:

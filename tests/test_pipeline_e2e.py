@@ -117,6 +117,8 @@ def error_lines(result):
     (["BS="], "BS is empty"),
     (["LOOP=10 20"], "LOOP=10 20: expected a positive number"),
     (["WARMUP=2 ~"], "WARMUP=2 ~"),
+    (["SOC=Ascend310P3"], "the CANN environment is not set: atc is not on PATH"),
+    (["FORCE=yes"], "FORCE=yes"),
 ])
 def test_bad_make_variables(scratch, tmp_path, variables, fragment):
     data = synthetic_dataset(tmp_path / "data")

@@ -368,3 +368,22 @@ def test_a_trial_run_leaves_the_committed_report_and_readmes_alone(tmp_path_fact
     assert result.returncode == 0, result.stderr[-3000:]
     assert (root / "reports/mobilenetv1/cpu_bs2.json").is_file()
     assert make(root, "-s", "readme").stdout.strip().endswith("0 file(s) changed")
+
+
+def test_soc_auto_says_what_it_found(monkeypatch):
+    said = []
+    monkeypatch.setenv("PATH", "/nonexistent")
+    soc = run.resolve_soc(settings(SOC="auto"), say=lambda text, **_: said.append(text))
+    assert soc == "cpu" and said == [
+        "SOC=auto: no npu-smi on PATH, so no Ascend NPU here: running on the CPU (SOC=cpu)"]
+
+
+def test_an_ascend_chip_without_atc_stops_before_any_long_step(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("ASCEND_HOME", str(tmp_path / "none"))
+    for name in ("ASCEND_TOOLKIT_HOME", "ASCEND_HOME_PATH", "ASCEND_OPP_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(os.path, "expanduser", lambda p: str(tmp_path / "nohome"))
+    with pytest.raises(UserError, match="atc is not on PATH"):
+        run.check_toolkit("Ascend310P3", settings(SOC="Ascend310P3"))
+    run.check_toolkit("Ascend310P3", settings(SOC="Ascend310P3", RUNNER="docker"))
