@@ -359,10 +359,11 @@ def toolkit_version(env):
 
 
 def npu_smi_version(env):
-    if not _which("npu-smi", env):
+    path = socs.find_npu_smi(env)
+    if not path:
         return None
     try:
-        text = subprocess.run(["npu-smi", "info"], capture_output=True, text=True, env=env,
+        text = subprocess.run([path, "info"], capture_output=True, text=True, env=env,
                               timeout=60).stdout
     except (OSError, subprocess.SubprocessError):
         return None

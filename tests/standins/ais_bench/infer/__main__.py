@@ -1,4 +1,10 @@
-"""Stand-in for `python3 -m ais_bench` (G2 as of T23, ais_bench_contract.md §2-§5).
+"""Older stand-in for `python3 -m ais_bench` (G2 as of T23, ais_bench_contract.md §2-§5).
+
+Superseded: tests/test_ascend.py runs the unmodified front end (../shared/third_party/
+ais_bench-9d6da90) on the aclruntime stand-in in tests/standins/acl/, so that a difference
+between npuzoo.bench and the tool fails a test. This package is found only by a test that puts
+tests/standins itself on PYTHONPATH (tests/test_aipp.py's end to end); it checks npuzoo.bench
+against itself and can go once no test does that.
 
 The command line, input batching, output files, summary JSON and printed summary block are those
 of npuzoo.bench, which implements the same contract on ONNX Runtime; this stand-in adds what
