@@ -609,6 +609,7 @@ def test_failing_atc_ends_with_one_clear_line(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
 
 
+@needs_frontend
 def test_om_chip_record_is_checked(tmp_path):
     onnx_path, om = compile_tiny(tmp_path)
     env = standin_env(tmp_path)
