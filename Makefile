@@ -48,7 +48,7 @@ help:
 	@echo "  SOC=cpu          cpu (default), auto (npu-smi), or an Ascend chip such as Ascend310P3"
 	@echo "  RUNNER=local     local (.venv) or docker"
 	@echo "  DEVICE=0         NPU id (CPU: a comma list runs devices one after another)"
-	@echo "  LOOP=, WARMUP=   perf loop and warm-up counts (default: the model's guide)"
+	@echo "  LOOP=, WARMUP=   perf loop and warm-up counts (CPU: 20, 2; Ascend: the model's guide)"
 	@echo "  AIPP=1           uint8 input, normalisation inside the model"
 	@echo "  FORCE=1          make this run the current report even over a more complete one"
 	@echo "  STRICT=1         fail when a drop is flagged against the latest like-for-like run"

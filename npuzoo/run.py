@@ -125,11 +125,16 @@ def check_path(name, text):
 
 
 def read_values(environ, model=None):
-    """The raw Make variables, as the Makefile exported them (NPUZOO_<NAME>). LOOP and WARMUP
-    left unset take the model's perf defaults from its model.yaml (the guide's --loop and
-    --warmup_count) where it gives them, else DEFAULTS'; they are checked like typed values."""
+    """The raw Make variables, as the Makefile exported them (NPUZOO_<NAME>). On an Ascend chip,
+    LOOP and WARMUP left unset take the model's perf defaults from its model.yaml (the guide's
+    --loop and --warmup_count); on the CPU, where a guide's 1000 loops of DPN131 would take
+    minutes, DEFAULTS'. They are checked like typed values."""
     defaults = dict(DEFAULTS)
-    if model is not None:
+    soc = environ.get("NPUZOO_SOC", DEFAULTS["SOC"])
+    import shutil
+
+    on_npu = soc.startswith("Ascend") or (soc == "auto" and shutil.which("npu-smi"))
+    if model is not None and on_npu:
         defaults.update({name.upper(): str(value) for name, value in
                          config.perf_defaults(config.load(model)).items()})
     return {name: environ.get(f"NPUZOO_{name}", default) for name, default in defaults.items()}
