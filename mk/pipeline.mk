@@ -185,12 +185,14 @@ $(OUT_DIR)/accuracy.json: $(OUT_DIR)/infer.done $(MODEL_DIR)/postprocess.py
 	$(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/postprocess.py $(OUT_DIR)/results $(DATASET_DIR)/val_label.txt \
 	  $(OUT_DIR) accuracy.json
 
+# The figures come from perf_summary.json alone; perf.log is the step's stamp (the runner's
+# printed summary goes to the terminal, where it is worded for people).
 $(PERF_DIR)/perf.log: $(COMPILED)
 	rm -rf $(PERF_DIR) && mkdir -p $(PERF_DIR)
 	$(BENCH) --model $(COMPILED) --output $(PERF_DIR) --output_dirname perf \
 	  --outfmt BIN --batchsize $(BS) --loop $(LOOP) --warmup_count $(WARMUP) \
-	  --device $(DEVICE) | tee $@.tmp
-	mv $@.tmp $@
+	  --device $(DEVICE)
+	@echo "summary: $(PERF_DIR)/perf_summary.json" > $@
 
 # -- report ---------------------------------------------------------------------------------
 # AIPP=1: the --extra JSON gains backend.aipp: true (on the CPU: onnxruntime's backend entry).
@@ -211,7 +213,7 @@ $(OUT_DIR)/report.json: $(OUT_DIR)/accuracy.json $(PERF_DIR)/perf.log $(WEIGHTS_
 	  --dataset $(DATASET_DIR)/dataset.json --weights $(WEIGHTS_JSON) \
 	  --accuracy $(OUT_DIR)/accuracy.json --results-dir $(OUT_DIR)/results --prep-dir $(PREP_DIR) \
 	  --perf-dir $(PERF_DIR) --perf-dirname perf \
-	  --perf-log $(PERF_DIR)/perf.log --loop $(LOOP) --warmup $(WARMUP) \
+	  --loop $(LOOP) --warmup $(WARMUP) \
 	  $(if $(SOURCE_JSON),--source $(SOURCE_JSON)) \
 	  $(if $(REPORT_EXTRA),--extra $(REPORT_EXTRA)) \
 	  $(if $(ENVIRONMENT_JSON),--environment $(ENVIRONMENT_JSON)) --out $@
@@ -226,3 +228,42 @@ source-missing:
 publish: $(OUT_DIR)/report.json
 	@mkdir -p $(dir $(REPORT))
 	@$(PY) -m npuzoo.report publish $< $(REPORT)$(if $(FORCE), --force)$(if $(STRICT), --strict)
+
+# == make sweep (npuzoo/sweep.py, issue 15): sharded inference and the sweep's helpers ==========
+# New targets only; the rules above keep their behaviour, and nothing above uses this section.
+# SHARDS=k and SHARD=i (0..k-1) come from the driver, which picks k (at most the number of
+# batches) and i; a shard is a contiguous run of whole batches of the preprocessed files in
+# the order the inference reads them, so every batch holds the same images, padding included,
+# as in the single-device run, and the merged results are those of the single-device run.
+#   sweep-paths      print where this (model, chip, batch size) puts its outputs (key=value)
+#   sweep-compiled   the compiled model alone (shard tasks compile it once, under a lock)
+#   sweep-perf       the perf step and the backend description (the device's timing run)
+#   sweep-shard      shard SHARD's inference: $(OUT_DIR)/shards<k>/<i>/results/
+#   sweep-merge      the shards' results hard-linked into $(OUT_DIR)/results/ (checked: every
+#                    file once), then $(OUT_DIR)/infer.done: `report` goes on from there
+SHARDS ?= 1
+SHARD  ?= 0
+SHARD_ROOT := $(OUT_DIR)/shards$(SHARDS)
+SHARD_DIR  := $(SHARD_ROOT)/$(SHARD)
+
+.PHONY: sweep-paths sweep-compiled sweep-perf sweep-shard sweep-merge
+sweep-paths:
+	@printf '%s\n' 'out_dir=$(OUT_DIR)' 'run_dir=$(RUN_DIR)' 'perf_dir=$(PERF_DIR)' \
+	  'prep_dir=$(PREP_DIR)' 'compiled=$(COMPILED)' 'report=$(REPORT)' 'shard_root=$(SHARD_ROOT)'
+sweep-compiled: $(COMPILED)
+sweep-perf: $(PERF_DIR)/perf.log $(REPORT_EXTRA)
+sweep-shard: $(SHARD_DIR)/infer.done
+
+$(SHARD_DIR)/input/.done: $(PREP_DIR)/.done
+	$(RUN_BASE) $(PYRUN) -m npuzoo.shards split $(PREP_DIR) $(SHARD_DIR)/input \
+	  --shard $(SHARD) --shards $(SHARDS) --bs $(BS)
+
+$(SHARD_DIR)/infer.done: $(COMPILED) $(SHARD_DIR)/input/.done
+	rm -rf $(SHARD_DIR)/results $(SHARD_DIR)/results_summary.json
+	$(BENCH) --model $(COMPILED) --input $(SHARD_DIR)/input --output $(SHARD_DIR) \
+	  --output_dirname results --outfmt TXT --batchsize $(BS) --device $(DEVICE)
+	touch $@
+
+sweep-merge:
+	$(RUN_BASE) $(PYRUN) -m npuzoo.shards merge $(SHARD_ROOT) $(OUT_DIR) --shards $(SHARDS) \
+	  --prep $(PREP_DIR)

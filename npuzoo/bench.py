@@ -699,6 +699,33 @@ def report(batchsize, filesinfo, argv, compute, h2d, d2h, output_prefix, display
         "npu_compute_time_list": [float(t) for t in compute],
         "pid": os.getpid(),
     }
+    if sys.stdout.isatty() and not os.environ.get("NPUZOO_BENCH_T23_OUTPUT"):
+        _friendly_summary(batchsize, npu, throughput)
+    else:
+        _t23_summary(batchsize, npu, h2d_info, d2h_info, throughput, display_all_summary)
+    if output_prefix is not None:
+        write_json_atomic(output_prefix + "_summary.json", infodict)
+    return infodict
+
+
+def _friendly_summary(batchsize, npu, throughput):
+    """On a terminal: what ran where, in rounded figures (the summary JSON keeps them whole)."""
+    logger.info("-----------------Performance Summary (CPU, ONNX Runtime)------------------")
+    logger.info("compute time per batch of {} on the CPU (ms): mean {:.2f}, median {:.2f}, "
+                "min {:.2f}, max {:.2f}, p99 {:.2f} ({} runs)".format(
+                    _bs_text(batchsize), npu["mean"], npu["median"], npu["min"], npu["max"],
+                    npu["percentile(99%)"], npu["count"]))
+    logger.info("throughput: {:.1f} images/s".format(throughput))
+    logger.info("------------------------------------------------------")
+
+
+def _bs_text(batchsize):
+    return str(int(batchsize)) if float(batchsize).is_integer() else "{:.2f}".format(batchsize)
+
+
+def _t23_summary(batchsize, npu, h2d_info, d2h_info, throughput, display_all_summary):
+    """Piped or logged (and NPUZOO_BENCH_T23_OUTPUT=1): the T23 block, verbatim, for the
+    scripts that parse it."""
     logger.info("-----------------Performance Summary------------------")
     if display_all_summary:
         logger.info(_summary_line("H2D_latency", h2d_info))
@@ -708,9 +735,6 @@ def report(batchsize, filesinfo, argv, compute, h2d, d2h, output_prefix, display
     logger.info("throughput 1000*batchsize.mean({})/NPU_compute_time.mean({}): {}".format(
         batchsize, npu["mean"], throughput))
     logger.info("------------------------------------------------------")
-    if output_prefix is not None:
-        write_json_atomic(output_prefix + "_summary.json", infodict)
-    return infodict
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -789,10 +813,11 @@ def run_single(args, argv, threads):
         logger.info("warm up {} done".format(args.warmup_count))
 
         from tqdm import tqdm
-        progress = tqdm(batches, file=sys.stderr, desc="Inference array Processing",
-                        disable=not sys.stderr.isatty())
+        # One step per session.run, so a long perf loop (one batch, many runs) moves too.
+        progress = tqdm(total=len(batches) * args.loop, file=sys.stderr, unit="run",
+                        desc="Inference array Processing", disable=not sys.stderr.isatty())
         start_time = time.time()
-        for index, batch in enumerate(progress):
+        for index, batch in enumerate(batches):
             t0 = perf()
             feeds = make_feeds(batch, inputs, args, batchsizes)
             h2d.append((perf() - t0) * 1000.0)
@@ -800,6 +825,7 @@ def run_single(args, argv, threads):
                 t0 = perf()
                 results = session.run(None, feeds)
                 compute.append((perf() - t0) * 1000.0)
+                progress.update()
             t0 = perf()
             results = [np.asarray(r) for r in results]
             splits = (split_outputs(results, files_per_batch, args.output_batchsize_axis, batch)

@@ -794,3 +794,22 @@ def test_om_model_refused(tmp_path):
     with pytest.raises(UserError) as err:
         bench.run(["-m", str(tmp_path / "m.om")], threads=1)
     assert ".om" in str(err.value)
+
+
+def test_on_a_terminal_the_summary_speaks_of_the_cpu_in_rounded_figures(models, capsys,
+                                                                          monkeypatch):
+    monkeypatch.delenv("NPUZOO_BENCH_T23_OUTPUT", raising=False)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    summary, out = run_api(["-m", models["static"], "--loop", "3"], capsys)
+    block = _block(out.replace("Performance Summary (CPU, ONNX Runtime)", "Performance Summary"))
+    assert "NPU" not in "\n".join(block)
+    assert re.fullmatch(r"\[INFO\] compute time per batch of 2 on the CPU \(ms\): mean \d+\.\d\d, "
+                        r"median \d+\.\d\d, min \d+\.\d\d, max \d+\.\d\d, p99 \d+\.\d\d \(3 runs\)",
+                        block[0]), block[0]
+    assert block[1] == "[INFO] throughput: {:.1f} images/s".format(summary["throughput"])
+    # the summary JSON keeps the contract's keys and full precision
+    assert set(summary) >= {"NPU_compute_time", "throughput", "npu_compute_time_list"}
+    # and the contract's verbatim block is one variable away
+    monkeypatch.setenv("NPUZOO_BENCH_T23_OUTPUT", "1")
+    _, out = run_api(["-m", models["static"], "--loop", "3"], capsys)
+    assert _stats_re("NPU_compute_time").match(_block(out)[0])

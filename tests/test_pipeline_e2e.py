@@ -81,7 +81,7 @@ def test_full_pipeline_sweep_and_no_rework(scratch, shared_data):
     second = make(scratch, *args)
     assert second.returncode == 0, second.stderr
     assert snapshot(scratch / "build") | snapshot(scratch / "reports") == before
-    assert second.stdout.count("is up to date") == 2
+    assert second.stdout.count("this run is already recorded") == 2
 
     # An interrupted run resumes: only the missing steps are redone.
     accuracy = next((scratch / "build/mobilenetv1/cpu").rglob("bs16/*/accuracy.json"))
