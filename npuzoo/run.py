@@ -221,7 +221,11 @@ def dataset_id(data_dir, limit, cache):
     """`<folder name>-<sha256 of the selection's names, labels and image contents>-n<N|all>`."""
     names, labels, images = select_images(data_dir, limit)
     digest = hashlib.sha256()
-    for name in names:
+    from tqdm import tqdm
+
+    print(f"data: {len(names)} images of {data_dir} identified by their checksums "
+          "(cached: only new or changed files are read)", flush=True)
+    for name in tqdm(names, desc="checksums", unit="image", disable=not sys.stderr.isatty()):
         digest.update(f"{name}\t{labels[name]}\t{cache.sha256(images[name])}\n".encode())
     folder = SAFE_NAME.sub("_", os.path.basename(os.path.abspath(data_dir))).strip("._")[:40]
     return f"{folder or 'data'}-{digest.hexdigest()[:12]}-n{limit or 'all'}"
