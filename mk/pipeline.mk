@@ -249,7 +249,8 @@ SHARD_DIR  := $(SHARD_ROOT)/$(SHARD)
 .PHONY: sweep-paths sweep-compiled sweep-perf sweep-shard sweep-merge
 sweep-paths:
 	@printf '%s\n' 'out_dir=$(OUT_DIR)' 'run_dir=$(RUN_DIR)' 'perf_dir=$(PERF_DIR)' \
-	  'prep_dir=$(PREP_DIR)' 'compiled=$(COMPILED)' 'report=$(REPORT)' 'shard_root=$(SHARD_ROOT)'
+	  'prep_dir=$(PREP_DIR)' 'dataset_dir=$(DATASET_DIR)' 'data_link=$(DATA_LINK)' \
+	  'compiled=$(COMPILED)' 'report=$(REPORT)' 'shard_root=$(SHARD_ROOT)'
 sweep-compiled: $(COMPILED)
 sweep-perf: $(PERF_DIR)/perf.log $(REPORT_EXTRA)
 sweep-shard: $(SHARD_DIR)/infer.done

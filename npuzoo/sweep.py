@@ -1,0 +1,638 @@
+"""`make sweep`: every (model, batch size) of MODELS x BS as a Ray task, one device per task.
+
+    python3 -m npuzoo.sweep            (the top-level Makefile calls it; values come from the
+                                        environment as NPUZOO_MODELS, NPUZOO_BS, NPUZOO_SHARDS,
+                                        NPUZOO_SOC, ... like `make <model>`'s)
+
+The driver (this process, where the repository and DATA are):
+1. checks every variable (npuzoo.run's checks, plus MODELS and SHARDS), takes every model's
+   lock (build/<model>/.lock, as `make <model>` does) for the whole sweep and identifies the
+   inputs (npuzoo.run.prepare);
+2. runs each model's `shared` target (export and preprocessing, once per model, dataset and
+   weights) itself, before any task starts: it is where DATA and the identified weights are, it
+   is the machine `publish` writes on, a Ray client (`ray://`) has no task slot there, and a
+   timed CPU task never shares the cores with a preprocessing run. The tasks depend on these
+   outputs as files on the shared storage (NPUZOO_SWEEP_STORAGE=shared, the default), or, in
+   copy mode (NPUZOO_SWEEP_STORAGE=copy, nodes without shared storage), as one Ray object per
+   model (a tar of the ONNX, the preprocessed files, the records) that Ray ships once per node;
+3. submits one task per (model, BS) running the `report` target (compile, inference, accuracy,
+   perf, report.json), or with SHARDS=k one task per shard (`sweep-shard`; shard 0 also runs
+   `sweep-perf`) and then merges the shards (`sweep-merge`) and writes the report itself;
+   Ascend tasks ask for {"NPU": 1} (Ray sets ASCEND_RT_VISIBLE_DEVICES, so the task's DEVICE is
+   0), CPU tasks for a whole node's CPUs (NPUZOO_SWEEP_CPUS=n for fewer); a failed task is
+   retried once (max_retries=1, retry_exceptions), then reported with its error;
+4. publishes every finished report with the `publish` target, prints one summary line per
+   task and a progress line, and re-renders the READMEs once at the end.
+
+Each report gains a `placement` entry (runner, node, node IP, Ray node id, device) when the
+task built it; an interrupted sweep resumes from the file targets (a report already built is
+published again as it is).
+"""
+
+import argparse
+import contextlib
+import fcntl
+import io
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+
+from npuzoo import config, run
+from npuzoo.errors import UserError, atomic_write, cli
+from npuzoo.shards import effective_shards
+
+REPO = config.REPO_ROOT
+SWEEP_DIR = os.path.join("build", ".sweep")
+STORAGE_ENV = "NPUZOO_SWEEP_STORAGE"
+CPUS_ENV = "NPUZOO_SWEEP_CPUS"
+WAIT_S = 30  # the progress line comes back at least this often while tasks run
+# What a runtime_env working_dir never carries: outputs, the environment, the history.
+EXCLUDES = [".venv", ".venv.lock", "build", "reports", ".git", "**/__pycache__",
+            ".pytest_cache", "**/*.tmp", "**/*.part", "images/**/wheels"]
+TAIL_LINES = 15
+
+
+# -- the variables ---------------------------------------------------------------------------
+
+def check_models(text):
+    names = config.model_names()
+    words = text.split()
+    if not words:
+        return names
+    for word in words:
+        if word not in names:
+            raise UserError(f"MODELS={run.shown(word)}: unknown model; choose from "
+                            f"{' '.join(names)} (or leave MODELS unset for all)")
+    return list(dict.fromkeys(words))
+
+
+def check_shards(text):
+    text = text.strip()
+    if not text:
+        return 1
+    if not run.POSITIVE.match(text) or int(text) > 1024:
+        raise UserError(f"SHARDS={run.shown(text)}: expected a number of shards from 1 to "
+                        "1024 (the devices one batch size's inference is split over)")
+    return int(text)
+
+
+def check_storage(text):
+    if text not in ("", "shared", "copy"):
+        raise UserError(f"{STORAGE_ENV}={run.shown(text)}: use shared (every node sees the "
+                        "repository at the same path) or copy (nodes get a copy)")
+    return text or "shared"
+
+
+def check_cpus(text):
+    if text and not run.POSITIVE.match(text):
+        raise UserError(f"{CPUS_ENV}={run.shown(text)}: expected a positive number of CPUs "
+                        "per CPU task, or leave it unset for a whole node")
+    return int(text) if text else None
+
+
+def read_settings(environ):
+    """(models, {model: run.Settings}, shards, storage, cpus), every value checked."""
+    models = check_models(environ.get("NPUZOO_MODELS", ""))
+    shards = check_shards(environ.get("NPUZOO_SHARDS", ""))
+    storage = check_storage(environ.get(STORAGE_ENV, ""))
+    cpus = check_cpus(environ.get(CPUS_ENV, ""))
+    settings = {model: run.Settings(run.read_values(environ, model)) for model in models}
+    return models, settings, shards, storage, cpus
+
+
+# -- running make ----------------------------------------------------------------------------
+
+# The user's Make variables as the Makefile hands them over: never passed on to a make below.
+USER_VARIABLES = ("BS", "SOC", "DATA", "N", "WEIGHTS", "RUNNER", "DEVICE", "LOOP", "WARMUP",
+                  "AIPP", "MODELS", "SHARDS", "FORCE", "STRICT")
+SCRUBBED = run.SCRUBBED | {f"NPUZOO_{name}" for name in USER_VARIABLES} | set(USER_VARIABLES)
+
+
+def clean_env(environ=None, **extra):
+    env = {k: v for k, v in (os.environ if environ is None else environ).items()
+           if k not in SCRUBBED}
+    env.update(extra)
+    return env
+
+
+def make_output(args, cwd=REPO):
+    """stdout of `make -s ARGS` (no shell); UserError with its stderr when it fails."""
+    result = subprocess.run(["make", "--no-print-directory", "-s", *args], cwd=cwd,
+                            env=clean_env(), stdin=subprocess.DEVNULL, capture_output=True,
+                            text=True)
+    if result.returncode:
+        raise UserError(f"make {' '.join(args[-1:])} failed: "
+                        f"{(result.stderr.strip().splitlines() or ['?'])[-1]}")
+    return result.stdout
+
+
+def paths(plan, bs, shards=1):
+    text = make_output(plan.make_args("sweep-paths", bs=bs, SHARDS=shards))
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def up_to_date(plan, bs, target):
+    """`make -q TARGET`: 0 when nothing is to be done."""
+    args = ["make", "--no-print-directory", "-q", *plan.make_args(target, bs=bs)]
+    return subprocess.run(args, cwd=REPO, env=clean_env(), stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
+def tail(path, lines=TAIL_LINES):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return "".join(handle.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class TaskFailed(Exception):
+    """A task's make failed: the message names the node, the target and the log's tail."""
+
+
+@contextlib.contextmanager
+def flocked(path):
+    """An exclusive flock on `path`; yields the descriptor (make inherits it, so a make that
+    outlives a killed task keeps the lock until it ends and a retry never runs beside it)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def run_make(root, args, env, log, where, lock=None):
+    with open(log, "a", encoding="utf-8") as out:
+        out.write(f"\n$ make {' '.join(args[2:])}\n")
+        out.flush()
+        fds = (lock,) if lock is not None else ()
+        code = subprocess.run(["make", "--no-print-directory", *args], cwd=root, env=env,
+                              stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                              pass_fds=fds).returncode
+    if code:
+        target = next((a for a in reversed(args) if "=" not in a), "?")
+        raise TaskFailed(f"make {target} failed (exit {code}) on {where}; log {log}, "
+                         f"last lines:\n{tail(log)}")
+
+
+# -- placement: where a report was made --------------------------------------------------------
+
+def mtime(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+def stamp(report_path, placement):
+    """Add `placement` to a report.json the caller's make just wrote (report.py's write has no
+    field for it), keeping it newer than its prerequisites."""
+    with open(report_path, encoding="utf-8") as handle:
+        report = json.load(handle)
+    report["placement"] = placement
+    atomic_write(report_path, json.dumps(report, indent=2) + "\n")
+
+
+def where_am_i(soc, cpus):
+    import ray
+
+    context = ray.get_runtime_context()
+    npus = (context.get_accelerator_ids() or {}).get("NPU") or []
+    device = f"NPU {','.join(npus)}" if soc != "cpu" else f"CPU x{cpus}"
+    return {"runner": "ray", "node": socket.gethostname(),
+            "node_ip": ray.util.get_node_ip_address(), "node_id": context.get_node_id(),
+            "device": device}
+
+
+# -- copy mode: what travels with a task -----------------------------------------------------
+
+def pack(root, names):
+    """A tar (bytes) of the files and folders `names` (relative to root) that exist."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name in names:
+            name = os.path.relpath(name, root) if os.path.isabs(name) else name
+            if os.path.lexists(os.path.join(root, name)):
+                tar.add(os.path.join(root, name), arcname=name)
+    return buffer.getvalue()
+
+
+def newest_code(root):
+    """The newest mtime of root's files outside build/ (the code make's rules depend on)."""
+    newest = 0.0
+    for folder, dirs, files in os.walk(root):
+        if folder == root:
+            dirs[:] = [d for d in dirs if d not in ("build", ".venv", ".git")]
+        for name in files:
+            with contextlib.suppress(OSError):
+                newest = max(newest, os.lstat(os.path.join(folder, name)).st_mtime)
+    return newest
+
+
+def unpack(data, root, keep=False):
+    """Extract a pack() into root, with new file times in the packed files' order: newer than
+    the code there (a fresh copy's files are as new as its extraction) and than what is
+    already there, so that make redoes nothing the pack covers. One microsecond apart: make
+    compares nanoseconds. keep: files already there stay as they are (a node's copy gets the
+    model's common files from each task's pack; re-dating them would make another task's
+    shard look older than the preprocessing)."""
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = [m for m in tar.getmembers()
+                   if not (keep and not m.isdir() and os.path.lexists(os.path.join(root, m.name)))]
+        tar.extractall(root, members=members, filter="fully_trusted")
+        members = [m for m in members if not m.issym() and not m.isdir()]
+    order = sorted({m.mtime for m in members})
+    if not order:
+        return
+    rank = {value: index for index, value in enumerate(order)}
+    base = max(time.time() - len(order) * 1e-6, newest_code(root) + 1e-3)
+    for member in members:
+        ns = int((base + rank[member.mtime] * 1e-6) * 1e9)
+        os.utime(os.path.join(root, member.name), ns=(ns, ns))
+
+
+def shipped_inputs(plan, data_paths, shard_input=None):
+    """What a copy-mode task needs of the driver's build/<model>/ for one batch size: the
+    records and the shared step's outputs (the whole preprocessed set, or the shard's files)."""
+    model = plan.model
+    b = os.path.join("build", model)
+    names = [os.path.join(b, "model.mk"), os.path.join(b, "weights", plan.weights_id + ".json"),
+             os.path.join(b, "src"), os.path.join(b, "onnx", plan.weights_id),
+             os.path.join(b, "aipp.cfg")]
+    if plan.weights_path != "random":
+        names.append(plan.weights_path)
+    dataset_dir = data_paths["dataset_dir"]
+    names += [os.path.join(dataset_dir, "dataset.json"), os.path.join(dataset_dir, "val_label.txt")]
+    if shard_input is None:
+        names.append(data_paths["prep_dir"])
+    else:
+        names += [os.path.join(data_paths["prep_dir"], ".done"), shard_input]
+    return names
+
+
+def outputs_of(data_paths, kind, shard=None):
+    """What a copy-mode task sends back: the run's outputs, or the shard's."""
+    compiled = data_paths["compiled"]
+    run_dir = data_paths["run_dir"]
+    if kind == "report":
+        return [compiled, compiled + ".json", run_dir]
+    names = [os.path.join(data_paths["shard_root"], str(shard), "infer.done"),
+              os.path.join(data_paths["shard_root"], str(shard), "results")]
+    if shard == 0:
+        names += [compiled, compiled + ".json", data_paths["perf_dir"]] + [os.path.join(run_dir, n) for n in
+                                             ("backend.json", "backend-aipp.json")]
+    return names
+
+
+# -- the task --------------------------------------------------------------------------------
+
+def execute(spec, shipped=None):
+    """One Ray task: run spec's make steps on this node; return what the driver reports."""
+    started = time.time()
+    placement = where_am_i(spec["soc"], spec["cpus"])
+    where = f"node {placement['node']} ({placement['node_ip']}), {placement['device']}"
+    if spec["storage"] == "shared":
+        root = spec["repo"]
+        if not os.path.isfile(os.path.join(root, spec["token"])):
+            raise TaskFailed(f"{where}: the repository {root} is not here (no "
+                             f"{spec['token']}): mount it at the same path on every node, or "
+                             f"set {STORAGE_ENV}=copy")
+    else:
+        root = os.getcwd()  # the runtime_env working_dir: this job's copy of the code
+        if shipped is not None:
+            with flocked(os.path.join(root, "build", spec["model"], ".ship.lock")):
+                if not os.path.isfile(os.path.join(root, spec["ship_token"])):
+                    unpack(shipped, root, keep=True)
+                    link = os.path.join(root, spec["data_link"])
+                    os.makedirs(os.path.dirname(link), exist_ok=True)
+                    if not os.path.lexists(link):  # DATA itself stays on the driver
+                        os.symlink(".", link)
+                    atomic_write(os.path.join(root, spec["ship_token"]), "shipped\n")
+    env = clean_env(PY=sys.executable)
+    if spec["soc"] == "cpu":
+        env["NPUZOO_THREADS"] = str(spec["cpus"])
+    log = os.path.join(root, spec["log"])
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    report = os.path.join(root, spec["report"]) if spec.get("report") else None
+    before = mtime(report) if report else None
+    lock_path = os.path.join(root, spec["lock"])
+    if spec.get("images"):  # RUNNER=docker: this node's engine gets the images (or has them)
+        with flocked(lock_path) as fd:
+            run_make(root, spec["images"], env, log, where, lock=fd)
+    for targets, locked, extra in spec["steps"]:
+        args = list(spec["args"]) + [f"{k}={v}" for k, v in extra.items()] + targets
+        if locked:
+            with flocked(lock_path) as fd:
+                run_make(root, args, env, log, where, lock=fd)
+        else:
+            run_make(root, args, env, log, where)
+    result = {"placement": placement, "seconds": round(time.time() - started, 1)}
+    if report:
+        if mtime(report) != before:
+            stamp(report, placement)
+        with open(report, encoding="utf-8") as handle:
+            result["throughput"] = (json.load(handle).get("perf") or {}).get("throughput")
+    if spec["storage"] == "copy":
+        result["outputs"] = pack(root, spec["outputs"])
+    return result
+
+
+# -- the driver ------------------------------------------------------------------------------
+
+class Job:
+    """One line of the summary: a (model, BS) run, or one shard of it."""
+
+    def __init__(self, plan, bs, shard=None, shards=1):
+        self.plan, self.bs, self.shard, self.shards = plan, bs, shard, shards
+        self.status, self.error, self.result, self.ref = "waiting", None, None, None
+
+    @property
+    def name(self):
+        part = f" shard {self.shard + 1}/{self.shards}" if self.shard is not None else ""
+        return f"{self.plan.model} BS={self.bs}{part}"
+
+
+def connect(storage):
+    """ray.init: the cluster at RAY_ADDRESS, else a local instance on this machine only."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    address = os.environ.get("RAY_ADDRESS", "").strip()
+    if not address:
+        # A single-node instance: Ray then takes the loopback address as the node's (as it
+        # does on macOS), so every server it starts listens on 127.0.0.1 only. Read when ray
+        # is first imported.
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import ray
+
+    runtime_env = {"working_dir": REPO, "excludes": EXCLUDES}
+    kwargs = {"runtime_env": runtime_env, "log_to_driver": False}
+    if not address.startswith("ray://"):  # a Ray client takes fewer options
+        kwargs["include_dashboard"] = False
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:  # embedded: a new local instance, stopped when the sweep ends
+            ray.init(address="local", **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"RAY_ADDRESS={address}: cannot connect to the Ray cluster ({line}); "
+                        "start it (ray start --head) or unset RAY_ADDRESS for a local "
+                        "instance") from None
+    return ray
+
+
+def cpus_per_task(ray, wanted):
+    if wanted:
+        return wanted
+    counts = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+    counts = [c for c in counts if c > 0]
+    return min(counts) if counts else 1
+
+
+def task_options(soc, cpus):
+    options = {"max_retries": 1, "retry_exceptions": True, "scheduling_strategy": "SPREAD"}
+    if soc == "cpu":
+        options["num_cpus"] = cpus
+    else:
+        options.update(num_cpus=1, resources={"NPU": 1})
+    return options
+
+
+def summary_line(job):
+    result = job.result or {}
+    placement = result.get("placement") or {}
+    node = placement.get("node_ip") or "-"
+    device = placement.get("device") or "-"
+    throughput = result.get("throughput")
+    rate = f"{throughput:.1f} images/s" if isinstance(throughput, (int, float)) else "-"
+    status = job.status if not job.error else f"{job.status}: {job.error.splitlines()[0]}"
+    return (f"sweep: {job.name} {job.plan.soc} node {node} {device}: {rate}; {status}"
+            + (f" ({result['seconds']:.0f} s)" if result.get("seconds") is not None else ""))
+
+
+def progress_line(jobs, started):
+    counts = {}
+    for job in jobs:
+        counts[job.status] = counts.get(job.status, 0) + 1
+    done = sum(counts.get(s, 0) for s in ("ok", "failed", "published"))
+    parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    return f"sweep: {done}/{len(jobs)} tasks done ({parts}), {time.time() - started:.0f} s"
+
+
+def error_text(err):
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, TaskFailed) or isinstance(err, TaskFailed):
+        return str(cause or err)
+    return f"{type(err).__name__}: {(str(err).strip().splitlines() or ['?'])[-1]}"
+
+
+def show(models, settings, shards):
+    """make -n sweep: the tasks a sweep would submit, then each model's pipeline commands."""
+    for model in models:
+        s = settings[model]
+        for bs in s.batch_sizes:
+            what = f"{shards} shard tasks" if shards > 1 else "1 task"
+            print(f"# sweep: {model} BS={bs} SOC={s.soc}: {what} "
+                  + ("{'NPU': 1}" if s.soc != "cpu" else "(CPUs of a node)"))
+        run.show(model, settings[model])
+
+
+def sweep(models, settings, shards, storage, cpus_wanted):
+    started = time.time()
+    failed = 0
+    with contextlib.ExitStack() as locks:
+        for model in sorted(models):
+            locks.enter_context(run.lock_for(model, settings[model]))
+        plans, jobs = {}, []
+        for model in models:
+            plan = run.prepare(model, settings[model])
+            print(f"== {model}: SOC={plan.soc} weights {plan.weights_id}, data {plan.data_id}: "
+                  "export and preprocessing on the driver", flush=True)
+            if run.make(plan.make_args("shared", bs=settings[model].batch_sizes[0]),
+                        check=False):
+                print(f"sweep: {model}: the shared steps failed; its batch sizes are skipped",
+                      file=sys.stderr, flush=True)
+                failed += 1
+                continue
+            plans[model] = plan
+        token = os.path.join(SWEEP_DIR, f"token-{secrets.token_hex(8)}")
+        atomic_write(token, "this repository, seen from a Ray task\n")
+        try:
+            ray = connect(storage)
+            try:
+                failed += drive(ray, plans, settings, shards, storage, cpus_wanted, token,
+                                jobs, started)
+            finally:
+                ray.shutdown()
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(token)
+    print("== READMEs: python3 -m npuzoo.readme", flush=True)
+    subprocess.run([sys.executable, "-m", "npuzoo.readme"], cwd=REPO, check=False)
+    return failed
+
+
+def drive(ray, plans, settings, shards, storage, cpus_wanted, token, jobs, started):
+    soc_of = {p.soc for p in plans.values()}
+    if any(soc != "cpu" for soc in soc_of) and not ray.cluster_resources().get("NPU"):
+        raise UserError(f"SOC={'/'.join(sorted(soc_of))}: the Ray cluster has no NPU resource "
+                        "(see `ray status`); start its nodes on Ascend hosts, or declare "
+                        "--resources='{\"NPU\": <count>}'")
+    cpus = cpus_per_task(ray, cpus_wanted)
+    remote = ray.remote(execute)
+    per_bs = {}  # (model, bs) -> (paths, [jobs])
+    packs = {}  # copy mode: (model, shard input) -> (object ref, id) of the shipped inputs
+    for model, plan in plans.items():
+        s = settings[model]
+        for bs in s.batch_sizes:
+            data_paths = paths(plan, bs)
+            count = len([n for n in os.listdir(data_paths["prep_dir"]) if n.endswith(".bin")])
+            k = effective_shards(count, bs, shards) if shards > 1 else 1
+            if k > 1 and up_to_date(plan, bs, os.path.join(data_paths["out_dir"],
+                                                           "infer.done")):
+                k = 1  # already inferred (by one device or by shards): only perf and report
+            if k > 1:
+                data_paths = paths(plan, bs, k)
+            base = plan.make_args(bs=bs, DEVICE=0)
+            common = {"model": model, "soc": plan.soc, "cpus": cpus, "storage": storage,
+                      "repo": REPO, "token": token,
+                      "lock": os.path.join("build", model, f".sweep-{plan.soc}-bs{bs}"
+                                           f"{'-aipp' if s.aipp else ''}.lock"),
+                      "data_link": data_paths["data_link"],
+                      "images": (["-f", "mk/docker.mk", "images", f"IMAGE_MODELS={model}",
+                                  f"SOC={plan.soc}"] if s.runner == "docker" else None)}
+            group = []
+            for shard in range(k) if k > 1 else [None]:
+                job = Job(plan, bs, shard, k)
+                stem = f"{plan.soc}_bs{bs}" + (f"_shard{shard}of{k}" if k > 1 else "")
+                spec = dict(common, args=base, log=os.path.join(SWEEP_DIR, "logs", model,
+                                                                stem + ".log"))
+                if k == 1:
+                    spec.update(steps=[(["report"], True, {})],
+                                report=os.path.join(data_paths["out_dir"], "report.json"),
+                                outputs=outputs_of(data_paths, "report"))
+                    shard_input = None
+                else:
+                    extra = {"SHARDS": k, "SHARD": shard}
+                    steps = [(["sweep-compiled"], True, {}), (["sweep-shard"], False, extra)]
+                    if shard == 0:
+                        steps.append((["sweep-perf"], True, {}))
+                    spec.update(steps=steps, outputs=outputs_of(data_paths, "shard", shard))
+                    # the shard's input folder is made here, so copy mode ships only its files
+                    shard_input = os.path.join(data_paths["shard_root"], str(shard), "input")
+                    run.make(plan.make_args(os.path.join(shard_input, ".done"), bs=bs,
+                                            SHARDS=k, SHARD=shard))
+                shipped = None
+                if storage == "copy":
+                    key = (model, shard_input)
+                    if key not in packs:
+                        names = shipped_inputs(plan, data_paths, shard_input)
+                        packs[key] = (ray.put(pack(REPO, names)), secrets.token_hex(8))
+                    shipped, pack_id = packs[key]
+                    spec["ship_token"] = os.path.join("build", model, f".shipped-{pack_id}")
+                job.ref = remote.options(**task_options(plan.soc, cpus)).remote(spec, shipped)
+                job.status = "running"
+                job.data_paths = data_paths
+                group.append(job)
+                jobs.append(job)
+            per_bs[(model, bs)] = (data_paths, group)
+    total = len(jobs)
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    print(f"sweep: {total} tasks on {len(alive)} node(s), "
+          + (f"{{'NPU': 1}} each" if soc_of != {"cpu"} else f"{cpus} CPU(s) each")
+          + f", {storage} storage", flush=True)
+    failed = 0
+    pending = {job.ref: job for job in jobs}
+    finished_groups = set()
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_S)
+        for ref in ready:
+            job = pending.pop(ref)
+            try:
+                job.result = ray.get(ref)
+                job.status = "ok"
+            except Exception as err:  # a task's error, after its retry: reported, not raised
+                job.status, job.error = "failed", error_text(err)
+                failed += 1
+            if storage == "copy" and job.result and job.result.get("outputs"):
+                unpack(job.result.pop("outputs"), REPO)
+            print(summary_line(job), flush=True)
+            if job.error:
+                print("\n".join("    " + line for line in job.error.splitlines()[1:]),
+                      flush=True)
+        for key, (data_paths, group) in per_bs.items():
+            if key in finished_groups or any(j.status in ("running", "waiting") for j in group):
+                continue
+            finished_groups.add(key)
+            if any(j.status == "failed" for j in group):
+                continue
+            failed += finish(group, data_paths)
+        print(progress_line(jobs, started), flush=True)
+    return failed
+
+
+def finish(group, data_paths):
+    """Merge a sharded run and write its report (on the driver), then publish: 0 or 1 failed."""
+    first = group[0]
+    plan, bs, k = first.plan, first.bs, first.shards
+    if k > 1:
+        report = os.path.join(data_paths["out_dir"], "report.json")
+        before = mtime(report)
+        code = run.make(plan.make_args("sweep-merge", bs=bs, SHARDS=k), check=False) or \
+            run.make(plan.make_args("report", bs=bs), check=False)
+        if code:
+            print(f"sweep: {plan.model} BS={bs}: merging the {k} shards or the report failed",
+                  file=sys.stderr, flush=True)
+            return 1
+        if mtime(report) != before:
+            placement = dict(first.result["placement"])
+            placement["shards"] = [
+                {"shard": j.shard, **{key: j.result["placement"][key] for key in
+                                      ("node", "node_ip", "node_id", "device")}}
+                for j in group]
+            stamp(report, placement)
+        with open(report, encoding="utf-8") as handle:
+            throughput = (json.load(handle).get("perf") or {}).get("throughput")
+        print(f"sweep: {plan.model} BS={bs} {plan.soc}: {k} shards merged: "
+              f"{throughput or 0:.1f} images/s (shard 1's device)", flush=True)
+    code = run.make(plan.make_args("publish", bs=bs), check=False)
+    for job in group:
+        job.status = "published" if not code else "failed"
+    if code:
+        print(f"sweep: {plan.model} BS={bs}: publish failed (exit {code})", file=sys.stderr,
+              flush=True)
+    return 1 if code else 0
+
+
+@cli
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python3 -m npuzoo.sweep",
+        description="Run MODELS x BS as Ray tasks (make sweep): the Make variables come from "
+                    "the environment as NPUZOO_MODELS, NPUZOO_BS, NPUZOO_SHARDS, ...")
+    parser.add_argument("--check", action="store_true",
+                        help="only validate the variables and exit")
+    args = parser.parse_args(argv)
+    models, settings, shards, storage, cpus = read_settings(os.environ)
+    if args.check:
+        return
+    os.chdir(REPO)
+    if run.DRY_RUN:
+        show(models, settings, shards)
+        return
+    failed = sweep(models, settings, shards, storage, cpus)
+    if failed:
+        print(f"error: sweep: {failed} task(s) or step(s) failed (see the lines above)",
+              file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
