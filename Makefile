@@ -27,7 +27,7 @@ VENV   := .venv
 PY     := $(abspath $(VENV))/bin/python
 export PY
 
-.PHONY: all test venv clean help readme compare images vendor sweep $(MODEL_NAMES)
+.PHONY: all test venv clean clean-sets help readme compare images vendor sweep $(MODEL_NAMES)
 
 help:
 	@echo "Targets:"
@@ -39,6 +39,7 @@ help:
 	@echo "  make images                   build the microtool images of RUNNER=docker (images/README.md)"
 	@echo "  make venv                     only create .venv (TORCH_INDEX=<url>: torch from another index)"
 	@echo "  make vendor                   copy models/_zoo.py into every model folder"
+	@echo "  make clean-sets               remove preprocessed sets no model references any more"
 	@echo "  make clean                    remove build/ (reports/ and READMEs stay)"
 	@echo "Variables of make <model> (and sweep):"
 	@echo "  DATA=<dir>       val/ and val_label.txt (required)"
@@ -57,7 +58,7 @@ help:
 
 # A target that is no model nor any of the above: say which exist instead of make's own words.
 .DEFAULT:
-	@echo "error: no model or target named '$@'; models: $(MODEL_NAMES); targets: help test readme compare images sweep vendor clean" >&2; exit 2
+	@echo "error: no model or target named '$@'; models: $(MODEL_NAMES); targets: help test readme compare images sweep vendor clean-sets clean" >&2; exit 2
 
 venv: $(VENV)/.installed
 
@@ -111,6 +112,11 @@ readme: venv
 # Run-over-run changes recorded in reports/.
 compare: venv
 	$(PY) -m npuzoo.report compare$(if $(filter 1,$(value STRICT)), --strict)
+
+# Shared dataset selections and preprocessed sets (build/data, build/prep) that no model's
+# runs reference any more (an edited model.yaml or preprocessing makes a new key).
+clean-sets: venv
+	$(PY) -m npuzoo.store clean
 
 clean:
 	rm -rf build

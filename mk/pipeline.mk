@@ -12,8 +12,10 @@
 #   weights/store/<sha256>.pth        a user's WEIGHTS file, copied
 #   weights/<weights id>.json         what the run used (id: random, or
 #                                     <published|custom|unverified>-<sha256[:12]>)
-#   inputs/<dataset id>.data          link to the DATA folder (id: name-<content hash>-n<N>)
-#   data/<dataset id>/                selected images (links), labels, dataset.json, prep/*.bin
+#   refs/                             links to the shared sets below that this model uses
+# build/inputs/<dataset id>.data      link to the DATA folder (id: name-<content hash>-n<N>)
+# build/data/<dataset id>/            selected images (links), labels, dataset.json (shared)
+# build/prep/<prep key>/*.bin         preprocessed once per key, shared by models (npuzoo/store.py)
 #   src/upstream, src/source.json     patched upstream tree and its record (tree hash)
 #   onnx/<weights id>/<model>.onnx    export, once per model and weights
 #   <SOC>/<weights id>/<model>_bs<BS>.onnx|.om                 compiled, once per chip and BS
@@ -24,7 +26,7 @@
 # and reports/<model>/<SOC>_bs<BS>.json, published from report.json.
 #
 # AIPP=1 (opt-in): preprocess.py --uint8 writes raw uint8 HWC
-# files (data/<dataset id>/prep-u8/, a quarter of the float32 size), build/<model>/aipp.cfg
+# files (a prep key of its own, `-u8-`, a quarter of the float32 size), build/<model>/aipp.cfg
 # (from model.yaml) moves the normalisation into the model (atc --insert_op_conf, or
 # npuzoo.compile --aipp on the CPU), and every later artefact gets its own name:
 # <model>_bs<BS>_aipp.onnx|.om, bs<BS>_aipp/, reports/<model>/aipp/<SOC>_bs<BS>.json.
@@ -73,30 +75,34 @@ $(B)/weights/$(WEIGHTS_FILE):
 MISSING_INPUT = @echo "error: $@: missing; run \`make $(MODEL)\` (npuzoo/run.py writes it)" >&2; exit 2
 $(WEIGHTS_JSON):
 	$(MISSING_INPUT)
-$(B)/inputs/%.data:
+build/inputs/%.data:
 	$(MISSING_INPUT)
 
-# -- dataset and preprocessing ------------------------------------------------------------
-DATASET_DIR := $(B)/data/$(DATASET_ID)
-DATA_LINK   := $(B)/inputs/$(DATASET_ID).data
+# -- dataset and preprocessing: shared sets, keyed by content (npuzoo/store.py) --------------
+# The selection of DATA's images is made once per dataset id, the preprocessed set once per
+# PREP_KEY (npuzoo/run.py: dataset id + what changes the bytes), whichever model asks first;
+# `store once` holds the set's lock, so a concurrent run waits and then reuses it.
+ONCE        := $(PY) -m npuzoo.store once
+DATASET_DIR := build/data/$(DATASET_ID)
+DATA_LINK   := build/inputs/$(DATASET_ID).data
+PREP_DIR    := build/prep/$(PREP_KEY)
 ifeq ($(AIPP),1)
   AIPP_CFG    := $(B)/aipp.cfg
   AIPP_SUFFIX := _aipp
-  PREP_DIR    := $(DATASET_DIR)/prep-u8
 else
   AIPP_CFG    :=
   AIPP_SUFFIX :=
-  PREP_DIR    := $(DATASET_DIR)/prep
 endif
 
 # The DATA folder's path reaches the command only through the link (quoted substitution).
 $(DATASET_DIR)/dataset.json: | $(DATA_LINK)
-	$(RUN_BASE) $(PYRUN) -m npuzoo.dataset prepare "$$(readlink -f $(DATA_LINK))" $(DATASET_DIR) $(if $(N),--limit $(N))
+	$(ONCE) --lock $(DATASET_DIR).lock --stamp $@ -- \
+	  $(RUN_BASE) $(PYRUN) -m npuzoo.dataset prepare "$$(readlink -f $(DATA_LINK))" $(DATASET_DIR) $(if $(N),--limit $(N))
 
-$(PREP_DIR)/.done: $(DATASET_DIR)/dataset.json $(MODEL_DIR)/preprocess.py $(MODEL_DIR)/model.yaml
-	rm -rf $(PREP_DIR)
-	$(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/preprocess.py $(DATASET_DIR)/val $(PREP_DIR)$(if $(AIPP_CFG), --uint8)
-	touch $@
+$(PREP_DIR)/.done: $(DATASET_DIR)/dataset.json
+	$(ONCE) --lock $(PREP_DIR).lock --stamp $@ --clean $(PREP_DIR) \
+	  --prep-check $(DATASET_DIR)/dataset.json $(PREP_BYTES) -- \
+	  $(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/preprocess.py $(DATASET_DIR)/val $(PREP_DIR)$(if $(AIPP_CFG), --uint8)
 
 # -- upstream source (models whose model.yaml lists upstream.sources) ---------------------------
 # npuzoo.source tries each source in order (git clone at the pinned commit, else the PyPI

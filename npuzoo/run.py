@@ -8,7 +8,7 @@ Why a driver in Python rather than Make: the user's values never reach a shell o
 `$(shell ...)`. The Makefile hands them over verbatim (`$(value VAR)`, unexported), they are
 validated here in one place, and the pipeline is then called with an argument list (no shell)
 holding only validated tokens and paths under build/. The two paths a user gives are never
-spliced into a command: DATA is reached through a link build/<model>/inputs/<dataset id>.data,
+spliced into a command: DATA is reached through a link build/inputs/<dataset id>.data,
 and a WEIGHTS file is copied into build/<model>/weights/store/ under its sha256.
 
 What identifies an input is its content: the dataset id hashes the selected images and their
@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 
-from npuzoo import config, dataset, soc as socs, weights as weights_mod
+from npuzoo import config, dataset, soc as socs, store, weights as weights_mod
 from npuzoo.checksums import HashCache
 from npuzoo.errors import UserError, atomic_write, cli
 
@@ -295,6 +295,24 @@ class Plan:
     def __init__(self, model, settings, soc, data_id="", weights_id="", weights_path=""):
         self.model, self.settings, self.soc = model, settings, soc
         self.data_id, self.weights_id, self.weights_path = data_id, weights_id, weights_path
+        self.prep_key, self.prep_bytes = "", 0
+
+    def share(self, model_config, write=True):
+        """The shared preprocessed set of this run (npuzoo/store.py), and its references."""
+        uint8 = self.settings.aipp
+        self.prep_key, params = store.prep_key(
+            model_config, config.model_dir(self.model), self.data_id, uint8)
+        self.prep_bytes = store.prep_bytes(model_config, uint8)
+        if write:
+            prep_dir = os.path.join(store.PREP_ROOT, self.prep_key)
+            os.makedirs(store.PREP_ROOT, exist_ok=True)
+            store.write_key(prep_dir, dict(params, dataset=self.data_id, uint8=uint8))
+            store.reference(self.model, "data", self.data_id,
+                            os.path.join(store.DATA_ROOT, self.data_id))
+            store.reference(self.model, "prep", f"{self.data_id}{'-u8' if uint8 else ''}",
+                            prep_dir)
+            store.check_reuse(prep_dir, os.path.join(store.DATA_ROOT, self.data_id,
+                                                      "dataset.json"), self.prep_bytes)
 
     def make_args(self, *targets, bs=None, **extra):
         """`make` arguments for mk/pipeline.mk: validated tokens and build/ paths only."""
@@ -303,7 +321,8 @@ class Plan:
                   "DEVICE": settings.device, "LOOP": settings.loop, "WARMUP": settings.warmup,
                   "N": settings.limit or "", "AIPP": "1" if settings.aipp else "",
                   "FORCE": "1" if settings.force else "", "STRICT": "1" if settings.strict else "",
-                  "DATASET_ID": self.data_id, "WEIGHTS_ID": self.weights_id,
+                  "DATASET_ID": self.data_id, "PREP_KEY": self.prep_key,
+                  "PREP_BYTES": self.prep_bytes, "WEIGHTS_ID": self.weights_id,
                   "WEIGHTS_PATH": self.weights_path, **({"BS": bs} if bs else {}), **extra}
         return ["-f", "mk/pipeline.mk", *(f"{k}={v}" for k, v in values.items()), *targets]
 
@@ -335,8 +354,8 @@ def check_toolkit(soc, settings):
         ascend.cann_environment()
 
 
-def data_link(model, data_abs, data_id):
-    link(os.path.realpath(data_abs), os.path.join(BUILD, model, "inputs", data_id + ".data"))
+def data_link(data_abs, data_id):
+    link(os.path.realpath(data_abs), os.path.join(BUILD, "inputs", data_id + ".data"))
 
 
 def show(model, settings):
@@ -348,7 +367,7 @@ def show(model, settings):
     if not settings.data_abs:
         dataset.check_dataset("")
     data_id = dataset_id(settings.data_abs, settings.limit, cache)
-    data_link(model, settings.data_abs, data_id)
+    data_link(settings.data_abs, data_id)
     if settings.weights == "random":
         weights_id, weights_path = "random", "random"
     elif settings.weights and os.path.isfile(settings.weights):
@@ -359,6 +378,7 @@ def show(model, settings):
         weights_id = "published-unverified"
         weights_path = os.path.join(BUILD, model, "weights", model_config["weights"]["file"])
     plan = Plan(model, settings, soc, data_id, weights_id, weights_path)
+    plan.share(model_config, write=False)
     for bs in settings.batch_sizes:
         make(plan.make_args("publish", bs=bs))
 
@@ -380,7 +400,8 @@ def prepare(model, settings):
         if not settings.data_abs:
             dataset.check_dataset("")  # the one-line "DATA is not set" error
         plan.data_id = dataset_id(settings.data_abs, settings.limit, cache)
-        data_link(model, settings.data_abs, plan.data_id)
+        data_link(settings.data_abs, plan.data_id)
+        plan.share(model_config)
         if settings.runner == "docker":
             make(["-f", "mk/docker.mk", "images", f"IMAGE_MODELS={model}", f"SOC={soc}"])
         weights_dir = os.path.join(build, "weights")

@@ -75,7 +75,7 @@ def test_full_pipeline_sweep_and_no_rework(scratch, shared_data):
         assert set(report["environment"]) >= {"python", "torch", "onnx", "onnxruntime"}
     # One export and one preprocessing serve both batch sizes.
     assert len(list((scratch / "build/mobilenetv1/onnx").rglob("*.onnx"))) == 1
-    assert len(list((scratch / "build/mobilenetv1/data").glob("*/prep/*.bin"))) == 40
+    assert len(list((scratch / "build/prep").glob("*/*.bin"))) == 40
 
     before = snapshot(scratch / "build") | snapshot(scratch / "reports")
     second = make(scratch, *args)
@@ -145,11 +145,12 @@ def test_undecodable_image_stops_preprocessing(scratch, tmp_path):
     errors = error_lines(result)
     assert result.returncode != 0 and len(errors) == 1, result.stderr
     assert "ILSVRC2012_val_00000099.JPEG" in errors[0] and "cannot decode" in errors[0]
-    [run_folder] = [d for d in (scratch / "build/mobilenetv1/data").iterdir()
-                    if json.loads((d / "dataset.json").read_text())["path"] == str(data)]
-    assert not (run_folder / "prep" / ".done").exists()
+    [run_folder] = [d for d in (scratch / "build/data").iterdir() if d.is_dir() and
+                    json.loads((d / "dataset.json").read_text())["path"] == str(data)]
+    [prep] = [p for p in (scratch / "build/prep").glob(run_folder.name + "-f32-*") if p.is_dir()]
+    assert not (prep / ".done").exists()
     # Images before the broken one were written whole; none is half-written.
-    for written in (run_folder / "prep").glob("*.bin"):
+    for written in prep.glob("*.bin"):
         assert written.stat().st_size == 602112
 
 

@@ -1,0 +1,229 @@
+"""Shared, content-keyed sets under build/: a dataset selection and a preprocessed set are made
+once and reused by every model and run that asks for the same key.
+
+    build/data/<dataset id>/          the selected images (links), labels, dataset.json
+    build/prep/<prep key>/            one preprocessed .bin per image, key.json, .done
+    build/<model>/refs/               links to the sets a model's runs use (for `clean-sets`)
+
+A dataset id names the selected images and labels by their checksums (npuzoo/run.py); a prep
+key adds what changes the bytes: the geometry (resize, rule, interpolation, crop, crop offset,
+input shape), for float32 also mean and std, and the preprocessing code (its syntax tree, so a
+comment or docstring does not count). Models with the same preprocessing (MobileNetV1 and
+VoVNet39; with AIPP=1, uint8 before normalisation, four of the five) share one set.
+
+    python3 -m npuzoo.store once --lock L --stamp S [--clean DIR] [--prep-check DATASET_JSON
+                                 BYTES] -- COMMAND...
+runs COMMAND (an argument list) unless another run already made S, holding the lock L so two
+runs never build one set at once; with --prep-check a stamped set is reused only when it holds
+one .bin of BYTES bytes per image of DATASET_JSON, else it is rebuilt. With --clean, DIR is
+removed before COMMAND runs (a partial set of a killed run) and S written when it succeeds.
+
+    python3 -m npuzoo.store clean [--dry-run]
+removes the sets under build/data/ and build/prep/ that no build/<model>/refs/ link points to.
+"""
+
+import argparse
+import ast
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from npuzoo.errors import UserError, atomic_write, cli
+
+BUILD = "build"
+DATA_ROOT = os.path.join(BUILD, "data")
+PREP_ROOT = os.path.join(BUILD, "prep")
+
+GEOMETRY = ("resize", "resize_rule", "interpolation", "crop", "crop_offset")
+
+
+def code_fingerprint(paths):
+    """sha256 of Python files' syntax trees without docstrings (comments never reach the AST)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                    and isinstance(getattr(body[0], "value", None), ast.Constant)
+                    and isinstance(body[0].value.value, str)):
+                node.body = body[1:] or [ast.Pass()]
+        digest.update(ast.dump(tree, annotate_fields=False).encode())
+    return digest.hexdigest()
+
+
+def preprocessing_code(model_dir):
+    """The files whose code makes a model's preprocessed bytes."""
+    names = ["preprocess.py", "_zoo.py"]
+    return [os.path.join(model_dir, n) for n in names if os.path.isfile(os.path.join(model_dir, n))]
+
+
+def prep_key(model_config, model_dir, dataset_id, uint8):
+    """`<dataset id>-<f32|u8>-<hash of what changes the bytes>`."""
+    pre = model_config["preprocess"]
+    params = {k: pre.get(k) for k in GEOMETRY}
+    params["shape"] = model_config["input"]["shape"]
+    if not uint8:
+        params.update(mean=pre["mean"], std=pre["std"])
+    params["code"] = code_fingerprint(preprocessing_code(model_dir))
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{dataset_id}-{'u8' if uint8 else 'f32'}-{digest}", params
+
+
+def prep_bytes(model_config, uint8):
+    channels, height, width = model_config["input"]["shape"]
+    return height * width * channels * (1 if uint8 else 4)
+
+
+def reference(model, kind, name, target):
+    """build/<model>/refs/<kind>-<name> -> the shared set `target` (for `clean`)."""
+    link = os.path.join(BUILD, model, "refs", f"{kind}-{name}")
+    relative = os.path.relpath(target, os.path.dirname(link))
+    if os.path.islink(link) and os.readlink(link) == relative:
+        return
+    os.makedirs(os.path.dirname(link), exist_ok=True)
+    tmp = f"{link}.{os.getpid()}.tmp"
+    os.symlink(relative, tmp)
+    os.replace(tmp, link)
+
+
+def write_key(prep_dir, params):
+    """<set>.key.json: what the key stands for (written once; a key names its content)."""
+    path = prep_dir + ".key.json"
+    if not os.path.isfile(path):
+        atomic_write(path, json.dumps(params, indent=2, sort_keys=True) + "\n")
+
+
+def check_reuse(prep_dir, dataset_json, size):
+    """Before a run: a made set is verified (count, sizes) and said to be reused, or its stamp
+    removed so that the run makes it again."""
+    stamp = os.path.join(prep_dir, ".done")
+    if not os.path.exists(stamp):
+        return False
+    problem = prep_problem(prep_dir, dataset_json, size)
+    if problem:
+        print(f"warning: {prep_dir}: {problem}; making it again", file=sys.stderr, flush=True)
+        os.unlink(stamp)
+        return False
+    print(f"preprocess: reusing {prep_dir} (verified: one {size}-byte file per image)",
+          flush=True)
+    return True
+
+
+# -- once -------------------------------------------------------------------------------------
+
+def prep_problem(prep_dir, dataset_json, size):
+    """Why a stamped preprocessed set cannot be reused, or None."""
+    try:
+        with open(dataset_json, encoding="utf-8") as handle:
+            images = json.load(handle)["images"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{dataset_json} is unreadable"
+    found = [e for e in os.scandir(prep_dir) if e.name.endswith(".bin") and e.is_file()]
+    if len(found) != images:
+        return f"{len(found)} .bin files for {images} images"
+    wrong = next((e.name for e in found if e.stat().st_size != size), None)
+    if wrong:
+        return f"{wrong} is not {size} bytes"
+    return None
+
+
+def once(lock, stamp, command, clean=None, prep_check=None):
+    os.makedirs(os.path.dirname(lock) or ".", exist_ok=True)
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"{lock}: another run is making this set; waiting for it", flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        if os.path.exists(stamp):
+            problem = prep_check and prep_problem(clean or os.path.dirname(stamp), *prep_check)
+            if not problem:
+                print(f"reusing {os.path.dirname(stamp)} (made by an earlier run)", flush=True)
+                return 0
+            print(f"warning: {os.path.dirname(stamp)}: {problem}; making it again",
+                  file=sys.stderr, flush=True)
+            os.unlink(stamp)
+        if clean:
+            shutil.rmtree(clean, ignore_errors=True)
+        code = subprocess.call(command)
+        if code == 0 and clean:
+            os.makedirs(os.path.dirname(stamp), exist_ok=True)
+            with open(stamp, "w", encoding="utf-8") as out:
+                out.write("done\n")
+        return code
+
+
+# -- clean ------------------------------------------------------------------------------------
+
+def referenced():
+    targets = set()
+    if not os.path.isdir(BUILD):
+        return targets
+    for model in os.listdir(BUILD):
+        refs = os.path.join(BUILD, model, "refs")
+        if os.path.isdir(refs):
+            for name in os.listdir(refs):
+                path = os.path.join(refs, name)
+                if os.path.islink(path):
+                    targets.add(os.path.normpath(os.path.join(refs, os.readlink(path))))
+    return targets
+
+
+def clean(dry_run=False):
+    keep = referenced()
+    removed = []
+    for root in (DATA_ROOT, PREP_ROOT):
+        if not os.path.isdir(root):
+            continue
+        for name in sorted(os.listdir(root)):
+            path = os.path.normpath(os.path.join(root, name))
+            if not os.path.isdir(path) or path in keep:
+                continue
+            removed.append(path)
+            if not dry_run:
+                shutil.rmtree(path, ignore_errors=True)
+                for extra in (path + ".lock", path + ".key.json"):
+                    if os.path.exists(extra):
+                        os.unlink(extra)
+    verb = "would remove" if dry_run else "removed"
+    for path in removed:
+        print(f"{verb} {path}")
+    print(f"{verb} {len(removed)} set(s) no model references; kept {len(keep)}")
+    return removed
+
+
+@cli
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    command = []
+    if "--" in argv:
+        split = argv.index("--")
+        argv, command = argv[:split], argv[split + 1:]
+    parser = argparse.ArgumentParser(prog="python3 -m npuzoo.store",
+                                     description="Shared, content-keyed sets under build/.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    run_once = sub.add_parser("once", help="run a command unless its set is already made")
+    run_once.add_argument("--lock", required=True)
+    run_once.add_argument("--stamp", required=True)
+    run_once.add_argument("--clean", help="folder removed before the command runs")
+    run_once.add_argument("--prep-check", nargs=2, metavar=("DATASET_JSON", "BYTES"))
+    cleaner = sub.add_parser("clean", help="remove the sets no model references")
+    cleaner.add_argument("--dry-run", action="store_true")
+    args = parser.parse_args(argv)
+    if args.action == "clean":
+        clean(args.dry_run)
+        return
+    if not command:
+        raise UserError("once: give the command after --")
+    check = (args.prep_check[0], int(args.prep_check[1])) if args.prep_check else None
+    sys.exit(once(args.lock, args.stamp, command, args.clean, check))
+
+
+if __name__ == "__main__":
+    main()
