@@ -1,5 +1,9 @@
 """Parallel speed-up of models/mobilenetv1/preprocess.py: --workers 1 against --workers 2.
 
+The work is the preprocessor of models/_zoo.py, vendored byte for byte into every model folder,
+so the figures hold for each folder's preprocess.py; MobileNetV1's 224x224 float32 outputs are
+the reference case (InceptionV4's are 299x299).
+
 One run preprocesses the same images (default: the first 600 of
 ../shared/data/imagenet-val-1300/val) with the script itself, as a user runs it
 (`python3 preprocess.py SRC DST --limit N --workers K`, each into a fresh temporary folder that

@@ -1,12 +1,13 @@
 """DPN131: preprocessing, the declared patch per source, and the export against upstream eager.
 
-What is tested:
-- preprocess.py on the 10 real images of ../shared/data/imagenet-val-10, pixel for pixel against
-  torchvision's Resize(256) (bilinear), CenterCrop(224), ToTensor(), Normalize(mean, std) with
-  the guide's mean/std: an independent computation of model_facts.md §2's rules.
+What is tested (what every folder must do is tested by test_model_folders.py):
+- model.yaml's preprocessing values are the guide's (model_facts.md §2); preprocess.py turns them
+  into torchvision's computation (test_model_folders.py), and its output feeds the parity below.
 - dpn.diff applies with `patch -p1` to both declared trees (the 0.7.4 release, and dpn.py as at
   8aae3d8: see fixtures/pretrainedmodels_trees.py for how that tree is made offline), whose
   dpn.py files are identical.
+- The published layout is a plain state_dict (`weights.layout: plain`): `module.` keys are
+  refused naming the first missing and unexpected key.
 - A randomly initialised checkpoint (BatchNorm statistics calibrated on the images, so that the
   logits vary strongly between images; see fixtures/pretrainedmodels_trees.randomize) in the
   published format
@@ -122,20 +123,6 @@ def test_declared_patches_apply_and_dpn_py_is_the_same_in_both_trees(dpn_trees):
         (dpn_trees["git_patched"] / rel).read_bytes()
 
 
-def test_preprocess_matches_torchvision(images, shared_data):
-    from PIL import Image
-    from torchvision import transforms
-    stems, batch = images
-    transform = transforms.Compose([
-        transforms.Resize(256, interpolation=transforms.InterpolationMode.BILINEAR),
-        transforms.CenterCrop(224), transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
-    for stem, ours in zip(stems, batch):
-        with Image.open(shared_data / "imagenet-val-10" / "val" / f"{stem}.JPEG") as image:
-            expected = transform(image.convert("RGB")).numpy()
-        assert ours.shape == expected.shape == SHAPE
-        np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-6, err_msg=stem)
-
-
 def test_unpatched_tree_is_refused(dpn_trees, tmp_path):
     result = trees.run_script(FOLDER / "pth2onnx.py", "random", tmp_path / "x.onnx",
                               "--source", dpn_trees["release"])
@@ -145,14 +132,14 @@ def test_unpatched_tree_is_refused(dpn_trees, tmp_path):
     assert not (tmp_path / "x.onnx").exists()
 
 
-def test_wrong_keys_name_the_first_missing_and_unexpected(dpn_trees, tmp_path):
+def test_module_prefixed_keys_are_not_the_plain_layout(dpn_trees, tmp_path):
     bad = tmp_path / "bad.pth"
     torch.save({"module.features.conv1_1.conv.weight": torch.zeros(1)}, bad)
     result = trees.run_script(FOLDER / "pth2onnx.py", bad, tmp_path / "x.onnx",
                               "--source", dpn_trees["release_patched"])
     assert result.returncode == 2
     line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith(f"error: {bad}: not a DPN131 state_dict: keys ")
+    assert line.startswith(f"error: {bad}: not a dpn131 checkpoint: keys ")
     assert "missing (first: features.conv1_1.conv.weight)" in line
     assert "unexpected (first: module.features.conv1_1.conv.weight)" in line
 

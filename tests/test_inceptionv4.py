@@ -1,6 +1,6 @@
 """InceptionV4: preprocessing, the declared patch per source, and the export against upstream eager.
 
-What is tested:
+What is tested (what every folder must do is tested by test_model_folders.py):
 - preprocess.py on the 10 real images of ../shared/data/imagenet-val-10, pixel for pixel against
   an independent PIL + numpy computation of model_facts.md §2's rules: shorter side 342 with
   BILINEAR (long side truncated), crop 299 at FLOORED offsets int((W-299)/2)..int((W+299)/2),

@@ -1,9 +1,8 @@
 """VoVNet39: the network in models/vovnet39 against the upstream checkpoint's layout
-(model_facts §4), the checkpoint loader, preprocessing against torchvision on real images,
-the exported ONNX against the PyTorch network, the postprocess, and the scripts' errors."""
+(model_facts §4), the published checkpoint's format (`module.` on every key, model.yaml
+`weights.layout: module_prefix`), and the exported ONNX against the network in PyTorch eager
+mode on real images. What every folder must do is tested by test_model_folders.py."""
 
-import argparse
-import json
 import subprocess
 import sys
 
@@ -168,13 +167,11 @@ def test_upstream_module_prefixed_checkpoint_loads(network, pth2onnx, tmp_path, 
         assert torch.equal(value, state[key]), key
 
 
-@pytest.mark.parametrize("layout", ["plain", "state_dict_key", "no_num_batches_tracked"])
+@pytest.mark.parametrize("layout", ["plain", "no_num_batches_tracked"])
 def test_other_checkpoint_layouts_load(network, pth2onnx, tmp_path, layout):
     state = randomised(network.vovnet39()).state_dict()
     if layout == "plain":
         saved = dict(state)
-    elif layout == "state_dict_key":
-        saved = {"epoch": 1, "state_dict": {f"module.{k}": v for k, v in state.items()}}
     else:
         saved = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     path = tmp_path / "w.pth"
@@ -186,14 +183,15 @@ def test_other_checkpoint_layouts_load(network, pth2onnx, tmp_path, layout):
         assert torch.equal(loaded[key], value), key
 
 
-def main_error(module, capsys, *args):
-    """Run a script's main() in this process (no torch import per call): exit 2, one line."""
-    code = module.main([str(a) for a in args])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = [l for l in err.splitlines() if l.startswith("error: ")]
-    assert len(lines) == 1, err
-    return lines[0]
+def test_a_training_checkpoint_is_not_the_declared_layout(network, pth2onnx, tmp_path):
+    """`layout: module_prefix` takes a state_dict; a dict holding one under 'state_dict' (a
+    training checkpoint, not what is published) is one line saying what the layout takes."""
+    state = network.vovnet39().state_dict()
+    path = tmp_path / "training.pth"
+    torch.save({"epoch": 1, "state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
+    with pytest.raises(pth2onnx.zoo.UserError, match=r"entry 'epoch' is a int, not a tensor; not a "
+                       r"state_dict \(model.yaml weights.layout module_prefix: "):
+        pth2onnx.build_model(path)
 
 
 def test_timm_layout_is_refused_naming_keys(repo, network, tmp_path):
@@ -207,59 +205,6 @@ def test_timm_layout_is_refused_naming_keys(repo, network, tmp_path):
     result = run(repo, "pth2onnx.py", path, tmp_path / "x.onnx")
     assert_one_line_error(result, str(path), "stem.stem_1/conv.weight", "stem.0.conv.weight")
     assert not (tmp_path / "x.onnx").exists()
-
-
-def test_wrong_shape_and_bad_files_are_one_line_errors(network, pth2onnx, tmp_path, capsys):
-    state = network.vovnet39().state_dict()
-    state["classifier.weight"] = torch.zeros(1001, 1024)
-    state["classifier.bias"] = torch.zeros(1001)
-    wrong = tmp_path / "wrong.pth"
-    torch.save(state, wrong)
-    line = main_error(pth2onnx, capsys, wrong, tmp_path / "x.onnx")
-    assert "classifier.weight" in line and "(1001, 1024)" in line
-    garbage = tmp_path / "garbage.pth"
-    garbage.write_bytes(b"not a checkpoint")
-    assert str(garbage) in main_error(pth2onnx, capsys, garbage, tmp_path / "x.onnx")
-    pickled = tmp_path / "pickled.pth"
-    torch.save({"state_dict": state, "args": argparse.Namespace(lr=0.1)}, pickled)
-    assert "weights_only" in main_error(pth2onnx, capsys, pickled, tmp_path / "x.onnx")
-    line = main_error(pth2onnx, capsys, tmp_path / "absent.pth", tmp_path / "x.onnx")
-    assert "absent.pth" in line and "random" in line
-    assert not (tmp_path / "x.onnx").exists()
-
-
-# -- preprocessing --------------------------------------------------------------------------------
-
-def test_preprocess_matches_torchvision(repo, shared_data, tmp_path):
-    from PIL import Image
-    from torchvision import transforms
-
-    src = shared_data / "imagenet-val-10" / "val"
-    result = run(repo, "preprocess.py", src, tmp_path / "prep", "--workers", 2)
-    assert result.returncode == 0, result.stderr
-    reference = transforms.Compose([
-        transforms.Resize(256, interpolation=transforms.InterpolationMode.BILINEAR),
-        transforms.CenterCrop(224),
-        transforms.ToTensor(),
-        transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
-    ])
-    images = sorted(src.glob("*.JPEG"))
-    assert len(images) == 10
-    for image in images:
-        written = tmp_path / "prep" / (image.name.split(".")[0] + ".bin")
-        assert written.stat().st_size == 602_112
-        got = np.fromfile(written, dtype=np.float32).reshape(3, 224, 224)
-        with Image.open(image) as pil:
-            want = reference(pil.convert("RGB")).numpy()
-        np.testing.assert_array_equal(got, want, err_msg=image.name)
-
-
-def test_preprocess_errors(repo, tmp_path):
-    assert_one_line_error(run(repo, "preprocess.py", tmp_path / "absent", tmp_path / "out"),
-                          "absent")
-    (tmp_path / "empty").mkdir()
-    assert_one_line_error(run(repo, "preprocess.py", tmp_path / "empty", tmp_path / "out"),
-                          "no .jpeg")
 
 
 # -- export -------------------------------------------------------------------------------------
@@ -297,61 +242,3 @@ def test_onnx_matches_pytorch_on_real_images(repo, shared_data, network, pth2onn
     assert np.abs(want).max() > 5  # a trained network's logit range, not near-zero outputs
     assert np.abs(got - want).max() <= 1e-4
     assert (got.argmax(1) == want.argmax(1)).all()
-
-
-@pytest.mark.slow
-def test_pth2onnx_command_line_random(repo, tmp_path):
-    result = run(repo, "pth2onnx.py", "random", tmp_path / "out" / "v.onnx")
-    assert result.returncode == 0, result.stderr
-    assert "accuracy will not be meaningful" in result.stderr
-    assert (tmp_path / "out" / "v.onnx").is_file()
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["v.onnx"]  # no temporary left
-
-
-# -- postprocess ----------------------------------------------------------------------------------
-
-def write_results(folder, rows):
-    folder.mkdir()
-    for stem, scores in rows.items():
-        (folder / f"{stem}_0.txt").write_text(" ".join(f"{s:f}" for s in scores) + " \n")
-
-
-def test_postprocess_accuracy_json(repo, tmp_path):
-    labels = tmp_path / "val_label.txt"
-    labels.write_text("".join(f"ILSVRC2012_val_{i:08d}.JPEG {i}\n" for i in range(1, 5)))
-    rows = {}
-    for i, rank in zip(range(1, 5), (0, 1, 4, 7)):  # truth ranked 1st, 2nd, 5th, 8th
-        scores = np.linspace(1.0, 0.0, 1000)
-        order = list(range(1000))
-        order.remove(i)
-        order.insert(rank, i)
-        scores_by_class = np.empty(1000)
-        scores_by_class[order] = scores
-        rows[f"ILSVRC2012_val_{i:08d}"] = scores_by_class
-    write_results(tmp_path / "results", rows)
-    (tmp_path / "results" / "sumary.json").write_text("{}")  # ais_inferG1 summary: skipped
-    result = run(repo, "postprocess.py", tmp_path / "results", labels, tmp_path / "out", "acc.json")
-    assert result.returncode == 0, result.stderr
-    text = (tmp_path / "out" / "acc.json").read_text()
-    assert text == json.dumps({"title": "Overall statistical evaluation", "value": [
-        {"key": "Number of images", "value": "4"},
-        {"key": "Number of classes", "value": "1000"},
-        {"key": "Top1 accuracy", "value": "25.0%"},
-        {"key": "Top2 accuracy", "value": "50.0%"},
-        {"key": "Top3 accuracy", "value": "50.0%"},
-        {"key": "Top4 accuracy", "value": "50.0%"},
-        {"key": "Top5 accuracy", "value": "75.0%"},
-    ]})
-
-
-def test_postprocess_errors(repo, tmp_path):
-    labels = tmp_path / "val_label.txt"
-    labels.write_text("ILSVRC2012_val_00000001.JPEG 1\n")
-    write_results(tmp_path / "results", {"other_image": [0.0, 1.0]})
-    assert_one_line_error(run(repo, "postprocess.py", tmp_path / "results", labels,
-                              tmp_path / "out", "a.json"), "other_image_0.txt", "no label")
-    assert_one_line_error(run(repo, "postprocess.py", tmp_path / "results", tmp_path / "none.txt",
-                              tmp_path / "out", "a.json"), "none.txt")
-    (tmp_path / "empty").mkdir()
-    assert_one_line_error(run(repo, "postprocess.py", tmp_path / "empty", labels,
-                              tmp_path / "out", "a.json"), "no result files")
