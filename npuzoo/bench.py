@@ -1,4 +1,4 @@
-"""ais_bench-compatible inference runner on ONNX Runtime (CPU): `python3 -m npuzoo.bench`.
+"""ais_bench-compatible inference runner on the CPU (ONNX Runtime or OpenVINO): `python3 -m npuzoo.bench`.
 
 Provenance. This module implements /work/shared/docs/ais_bench_contract.md, generation G2 as of
 T23 (the 2023 `python3 -m ais_bench`, Ascend/tools 9d6da90 `ais_bench/infer/*.py`):
@@ -15,8 +15,8 @@ T23 (the 2023 `python3 -m ais_bench`, Ascend/tools 9d6da90 `ais_bench/infer/*.py
       them, unnormalised), file names `{stem}_{i}.{bin|npy|txt}`, the BIN/NPY/TXT formats, and
       the summary JSON written atomically to `<that path>_summary.json`: beside the results
       directory, or, as in T23, inside it as `_summary.json` when --output_dirname ends with
-      `/` (the InceptionV4 guide's `--output_dirname ./result_bs4/`). The summary has T23's
-      keys and no others.
+      `/` (the InceptionV4 guide's `--output_dirname ./result_bs4/`). With T23's flags only,
+      the summary has T23's keys and no others (npuzoo's flags add keys after them, below).
 - §5  the printed Performance Summary block in the T23 format (H2D/D2H lines only with
       --display_all_summary) and the multi-device lines.
 
@@ -40,7 +40,7 @@ Choices where the CPU differs from an NPU:
   `i:{i} device_{d} throughput:{t} start_time:{s} end_time:{e}` and
   `[INFO] summary throughput:{sum}`. The sum is therefore not a real multi-device figure.
 - --run_mode array|files|tensor|full are accepted and behave the same (array mode).
-  --outputSize is accepted and ignored: ONNX Runtime sizes its outputs itself.
+  --outputSize is accepted and ignored: the engine sizes its outputs itself.
 - --profiler, --dump, --acl_json_path and --dymShape_range have no meaning here: a
   non-default value stops the run with one line saying it is not supported by this runner.
 - filesinfo follows the T23 code: one entry per input-file sample, keyed
@@ -51,8 +51,49 @@ Choices where the CPU differs from an NPU:
   mis-batch or fail inside ACL). Directories given for several inputs must hold the same
   number of files.
 - Threads: intra-op threads = usable cores (len(os.sched_getaffinity(0))), or env
-  NPUZOO_THREADS; inter-op 1; ORT_ENABLE_ALL; sequential execution.
+  NPUZOO_THREADS (divided among --streams); inter-op 1; ORT_ENABLE_ALL; sequential execution.
 - The progress bar goes to stderr and only when stderr is a terminal.
+
+npuzoo's own flags (none of them is ais_bench's; the newer ais_bench (AIT24) also calls its
+engine choice --backend). Each takes a value; the first three default as shown:
+
+- --streams N (default 1, as ais_bench): N batches in flight at once, each on its own session
+  with max(1, T // N) intra-op threads (T: NPUZOO_THREADS or the usable cores), N Python
+  threads calling them (both engines release the GIL while they compute). One batch (pure
+  inference: the perf step) shares its runs among the streams; several batches (dataset mode)
+  are handed out in order to whichever stream is free. The result files, filesinfo (same keys,
+  same order) and the number of timed calls are those of one stream; results are merged in
+  batch order. Warm-up: every stream's session runs --warmup_count times.
+- --backend onnxruntime|openvino (default npuzoo.engines.DEFAULT_BACKEND): the engine, see
+  npuzoo/engines.py. OpenVINO runs standard ONNX (the export; version 2026.4 also reads
+  npuzoo.compile's graphs with com.microsoft FusedConv), compiled for the resolved static
+  shapes with INFERENCE_PRECISION_HINT=f32, NUM_STREAMS = --streams, one infer request per
+  stream. Same CLI, batching, outputs, summary and printed lines as ONNX Runtime.
+- --precision fp32|int8 (default fp32): what the model file is; checked against the graph's
+  operators (quantised or not) and recorded. The int8 model itself is made elsewhere.
+- --loop_seconds S (default 0): a time-bounded loop. Each batch runs at least --loop times AND
+  until at least S seconds have passed since its first timed run; `loop_runs` records the
+  runs (the fewest any batch got: in pure-inference mode, all of them).
+
+What the throughputs mean. T23's `throughput` keeps its meaning: 1000 * batchsize /
+mean(NPU_compute_time), a per-call figure, which is what ais_bench prints (it runs one call at
+a time). With N streams the calls overlap, each one is slower, and that figure understates
+what the CPU delivers; `throughput_wall` is images / wall time across the streams:
+1000 * batchsize * timed calls / wall_time_ms, wall_time_ms running from the first timed call
+to the end of the last (in dataset mode it includes reading inputs and writing outputs between
+calls, which the per-call figure leaves out). With one stream and pure inference the two agree
+to within the loop's own overhead.
+
+Any npuzoo flag on the command line (even at its default) adds these keys to the summary,
+after T23's: backend, backend_version, precision, streams, threads_per_stream, batchsize,
+timed_runs, wall_time_ms, throughput_wall, loop_runs, loop_seconds, and what else ran during the
+timed section (LoadMonitor): loadavg_1m_start, loadavg_1m_end, cpus, own_cpu_s, other_cpu_s,
+steal_s, other_cpu_share, contended, contended_rule. The rule: contended = other processes'
+CPU time on this process's CPUs (from /proc/stat minus this process's own user+system time)
+> 10% of cpus x wall time; null when that capacity is under 100 clock ticks (too short to
+judge) or /proc/stat is absent. Two `[INFO] npuzoo: ...` lines then say the same before the
+Performance Summary block, which stays last; they never contain the word `throughput`, so the
+ModelZoo scripts that take the last field of the line containing it still read T23's figure.
 
 Python API: `run(argv, threads=None)` takes the argument list (without the program name) and
 returns the summary dict (the JSON's content, written or not); for a device list it returns
@@ -68,33 +109,22 @@ import math
 import os
 import re
 import sys
+import threading
 import time
 
 import numpy as np
 
+from npuzoo import engines
+from npuzoo.engines import _ORT_DTYPES, TensorDesc  # noqa: F401  (re-exported: bench.TensorDesc)
 from npuzoo.errors import UserError, cli
 
+NPUZOO_FLAGS = ("streams", "backend", "precision", "loop_seconds")  # argparse dests
+CONTENDED_SHARE = 0.10   # other processes' share of the CPUs above which a figure is contended
 PURE_INFER_FAKE_FILE = "pure_infer_data"
 PADDING_INFER_FAKE_FILE = "padding_infer_fake_file"
 PERCENTILE_SCALE = 99
 INPUT_EXTENSIONS = (".bin", ".BIN", ".npy", ".NPY")
 FLOAT_TYPES = (np.float16, np.float32, np.float64)
-
-_ORT_DTYPES = {
-    "tensor(float)": np.float32,
-    "tensor(float16)": np.float16,
-    "tensor(double)": np.float64,
-    "tensor(int8)": np.int8,
-    "tensor(uint8)": np.uint8,
-    "tensor(int16)": np.int16,
-    "tensor(uint16)": np.uint16,
-    "tensor(int32)": np.int32,
-    "tensor(uint32)": np.uint32,
-    "tensor(int64)": np.int64,
-    "tensor(uint64)": np.uint64,
-    "tensor(bool)": np.bool_,
-}
-
 
 # -- logging: `[%(levelname)s] %(message)s` to whatever sys.stdout is at the time ---------
 
@@ -149,6 +179,16 @@ def check_nonnegative_integer(value):
     if ivalue < 0:
         raise argparse.ArgumentTypeError("%s is an invalid nonnegative int value" % value)
     return ivalue
+
+
+def check_nonnegative_float(value):
+    try:
+        fvalue = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("'{}' is not a number".format(value)) from None
+    if not fvalue >= 0 or math.isinf(fvalue):
+        raise argparse.ArgumentTypeError("%s is an invalid nonnegative number" % value)
+    return fvalue
 
 
 def check_device_range_valid(value):
@@ -225,6 +265,19 @@ def build_parser(prog="python3 -m npuzoo.bench"):
     add("--warmup_count", "--warmup-count", dest="warmup_count", type=check_nonnegative_integer,
         default=1, help="warm-up runs on batch 0 before timing")
     add("--dymShape_range", type=str, default=None, help="not supported by this runner")
+    # npuzoo's own flags (not ais_bench's). Any of them on the command line, even at its
+    # default, adds the npuzoo keys to the summary JSON (see the module doc).
+    add("--streams", type=check_positive_integer, default=None,
+        help="batches in flight at once, each on its own session of max(1, T // N) threads "
+             "(T: NPUZOO_THREADS or the usable cores); default 1, as ais_bench")
+    add("--backend", choices=list(engines.BACKENDS), default=None,
+        help="CPU engine (default: {})".format(engines.DEFAULT_BACKEND))
+    add("--precision", choices=list(engines.PRECISIONS), default=None,
+        help="what the model file is: fp32, or int8 (a quantised graph); checked against the "
+             "graph and recorded (default: fp32, unchecked)")
+    add("--loop_seconds", type=check_nonnegative_float, default=None,
+        help="time-bounded loop: run each batch at least --loop times AND until at least this "
+             "many seconds have passed since its first timed run (default 0: --loop alone)")
     return parser
 
 
@@ -247,24 +300,17 @@ def parse_args(argv, prog="python3 -m npuzoo.bench"):
     if args.dymBatch < 0:
         raise UserError("--dymBatch {} is invalid: give a positive batch size".format(args.dymBatch))
     args.no_combine_tensor_mode = bool(args.auto_set_dymshape_mode or args.auto_set_dymdims_mode)
+    # npuzoo's flags: were any given (the summary then has the npuzoo keys), then their defaults
+    args.npuzoo_keys = any(getattr(args, name) is not None for name in NPUZOO_FLAGS)
+    args.precision_given = args.precision is not None
+    args.streams = 1 if args.streams is None else args.streams
+    args.backend = engines.DEFAULT_BACKEND if args.backend is None else args.backend
+    args.precision = "fp32" if args.precision is None else args.precision
+    args.loop_seconds = 0.0 if args.loop_seconds is None else args.loop_seconds
     return args
 
 
 # -- model -----------------------------------------------------------------------------------
-
-class TensorDesc:
-    """One model input or output: name, numpy dtype, model shape (-1 where dynamic)."""
-
-    def __init__(self, name, datatype, shape):
-        self.name = name
-        self.datatype = datatype
-        self.shape = shape
-        self.resolved = None   # the shape used for this run (inputs)
-        self.realsize = None   # bytes of one batch (inputs)
-
-    def __repr__(self):
-        return "TensorDesc({!r}, {}, {})".format(self.name, np.dtype(self.datatype).name, self.shape)
-
 
 def _ort_error(err):
     return type(err).__module__.startswith("onnxruntime")
@@ -292,43 +338,30 @@ def default_threads():
         return os.cpu_count() or 1
 
 
-def open_session(model_path, threads):
-    """An ONNX Runtime CPU session set for throughput, and its input/output descriptions."""
-    if not os.path.isfile(model_path):
-        raise UserError("model file not found: {}".format(model_path))
-    if model_path.lower().endswith(".om"):
-        raise UserError("{}: an Ascend .om model needs the real ais_bench; this runner executes "
-                        "the ONNX model (.onnx)".format(model_path))
-    if not model_path.lower().endswith((".onnx", ".ort")):
-        raise UserError("{}: expected an ONNX model file (.onnx)".format(model_path))
-    import onnxruntime as ort
+def open_session(model_path, threads, backend="onnxruntime"):
+    """(session, inputs, outputs): one session of `backend` with `threads` intra-op threads.
+    The session is an onnxruntime.InferenceSession, or an object with the same run(None, feeds)
+    (npuzoo.engines.OpenVINOSession)."""
+    engines.check_backend(backend)
+    if backend == "openvino":
+        sessions, inputs, outputs = engines.open_openvino(model_path, threads, 1)
+        return sessions[0], inputs, outputs
+    return engines.open_onnxruntime(model_path, threads)
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(model_path, sess_options=options,
-                                       providers=["CPUExecutionProvider"])
-    except Exception as err:
-        if _ort_error(err):
-            raise UserError("{}: ONNX Runtime cannot load it: {}".format(
-                model_path, _first_line(err))) from None
-        raise
 
-    def descs(nodes):
-        result = []
-        for node in nodes:
-            if node.type not in _ORT_DTYPES:
-                raise UserError("{}: {} '{}' has type {}, which this runner does not handle".format(
-                    model_path, "tensor", node.name, node.type))
-            shape = [d if isinstance(d, int) and d > 0 else -1 for d in (node.shape or [])]
-            result.append(TensorDesc(node.name, _ORT_DTYPES[node.type], shape))
-        return result
-
-    return session, descs(session.get_inputs()), descs(session.get_outputs())
+def open_sessions(model_path, threads_per_stream, backend, streams):
+    """([one session per stream], inputs, outputs). ONNX Runtime: one InferenceSession per
+    stream; OpenVINO: one compiled model with NUM_STREAMS=streams and one infer request each."""
+    if streams == 1:
+        session, inputs, outputs = open_session(model_path, threads_per_stream, backend)
+        return [session], inputs, outputs
+    if backend == "openvino":
+        return engines.open_openvino(model_path, threads_per_stream, streams)
+    sessions = []
+    for _ in range(streams):
+        session, inputs, outputs = open_session(model_path, threads_per_stream, backend)
+        sessions.append(session)
+    return sessions, inputs, outputs
 
 
 def _parse_named_shapes(text, flag, inputs):
@@ -683,8 +716,11 @@ def write_json_atomic(path, data):
         raise UserError("cannot write {}: {}".format(path, err.strerror)) from None
 
 
-def report(batchsize, filesinfo, argv, compute, h2d, d2h, output_prefix, display_all_summary):
-    """Build the summary dict, print the T23 block, write `<prefix>_summary.json`."""
+def report(batchsize, filesinfo, argv, compute, h2d, d2h, output_prefix, display_all_summary,
+           extras=None, engine_label="ONNX Runtime"):
+    """Build the summary dict, print the T23 block, write `<prefix>_summary.json`. `extras`
+    (npuzoo's keys, present when one of npuzoo's flags was given) go after T23's keys, and
+    their two lines are printed before the block, so that the block stays the last lines."""
     npu = list_info(compute)
     h2d_info = list_info(h2d)
     d2h_info = list_info(d2h)
@@ -699,8 +735,11 @@ def report(batchsize, filesinfo, argv, compute, h2d, d2h, output_prefix, display
         "npu_compute_time_list": [float(t) for t in compute],
         "pid": os.getpid(),
     }
+    if extras is not None:
+        infodict.update(extras)
+        _extras_lines(extras)
     if sys.stdout.isatty() and not os.environ.get("NPUZOO_BENCH_T23_OUTPUT"):
-        _friendly_summary(batchsize, npu, throughput)
+        _friendly_summary(batchsize, npu, throughput, engine_label)
     else:
         _t23_summary(batchsize, npu, h2d_info, d2h_info, throughput, display_all_summary)
     if output_prefix is not None:
@@ -708,9 +747,36 @@ def report(batchsize, filesinfo, argv, compute, h2d, d2h, output_prefix, display
     return infodict
 
 
-def _friendly_summary(batchsize, npu, throughput):
+def _extras_lines(extras):
+    """Two lines on npuzoo's figures. They never contain the word the ModelZoo scripts grep
+    for (`throughput`), which stays on the T23 block's line alone."""
+    logger.info("npuzoo: {} {}, {}, {} stream{} x {} thread{}: {} runs of batch {} in {:.3f} s of "
+                "wall time = {:.2f} images/s across the streams (the figure below is per call: "
+                "1000*batchsize/mean call time){}".format(
+                    engines.BACKEND_LABELS.get(extras["backend"], extras["backend"]),
+                    extras["backend_version"], extras["precision"], extras["streams"],
+                    "" if extras["streams"] == 1 else "s", extras["threads_per_stream"],
+                    "" if extras["threads_per_stream"] == 1 else "s", extras["timed_runs"],
+                    _bs_text(extras["batchsize"]), extras["wall_time_ms"] / 1000.0,
+                    extras["throughput_wall"],
+                    "; time-bounded loop: {} runs in at least {:g} s".format(
+                        extras["loop_runs"], extras["loop_seconds"]) if extras["loop_seconds"] else ""))
+    if extras.get("other_cpu_s") is None:
+        logger.info("npuzoo: load average (1 min) {} -> {}; other processes' CPU time unknown "
+                    "(no /proc/stat)".format(extras["loadavg_1m_start"], extras["loadavg_1m_end"]))
+        return
+    logger.info("npuzoo: load average (1 min) {:.2f} -> {:.2f}; other processes took {:.2f} CPU-s "
+                "of {:.2f} on {} CPU{} ({:.0%}): {}".format(
+                    extras["loadavg_1m_start"], extras["loadavg_1m_end"], extras["other_cpu_s"],
+                    extras["cpus"] * extras["wall_time_ms"] / 1000.0, extras["cpus"],
+                    "" if extras["cpus"] == 1 else "s", extras["other_cpu_share"],
+                    {True: "CONTENDED, the figures are not a clean measurement",
+                     False: "not contended"}.get(extras["contended"], "too short to judge")))
+
+
+def _friendly_summary(batchsize, npu, throughput, engine_label="ONNX Runtime"):
     """On a terminal: what ran where, in rounded figures (the summary JSON keeps them whole)."""
-    logger.info("-----------------Performance Summary (CPU, ONNX Runtime)------------------")
+    logger.info("-----------------Performance Summary (CPU, {})------------------".format(engine_label))
     logger.info("compute time per batch of {} on the CPU (ms): mean {:.2f}, median {:.2f}, "
                 "min {:.2f}, max {:.2f}, p99 {:.2f} ({} runs)".format(
                     _bs_text(batchsize), npu["mean"], npu["median"], npu["min"], npu["max"],
@@ -769,9 +835,173 @@ def _make_output_dir(prefix):
         raise UserError("cannot create output folder {}: {}".format(prefix, err.strerror)) from None
 
 
+class LoadMonitor:
+    """What else ran on this process's CPUs while it measured.
+
+    start() and stop() bracket the timed section; stop() returns the 1-minute load average at
+    both ends and, from /proc/stat (user+nice+system+irq+softirq+steal of the CPUs in this
+    process's affinity set) minus this process's own user+system time (os.times, every
+    thread), the CPU time other processes (and the hypervisor: steal) took on those CPUs.
+    The verdict: contended = other_cpu_s > CONTENDED_SHARE (10%) of cpus x wall time. The load
+    average is recorded but not judged: it is a one-minute mean that counts this runner's own
+    threads and whatever ran before it. Where /proc/stat is absent the CPU figures and the
+    verdict are None; so is the verdict of a window shorter than MIN_TICKS clock ticks of CPU
+    capacity (1 s on one CPU at 100 Hz), which /proc/stat's whole ticks cannot resolve."""
+
+    MIN_TICKS = 100   # of CPU capacity (cpus x wall time) below which no verdict is given
+    RULE = ("other_cpu_s > {:g} * cpus * wall_s (other processes' CPU time on this process's "
+            "CPUs, from /proc/stat minus its own); null when cpus * wall_s is under {} clock "
+            "ticks (too short to judge) or /proc/stat is absent".format(CONTENDED_SHARE, MIN_TICKS))
+
+    def __init__(self, stat_path="/proc/stat", clock=time.perf_counter):
+        self.stat_path = stat_path
+        self.clock = clock
+        try:
+            self.cpus = sorted(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            self.cpus = list(range(os.cpu_count() or 1))
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def _busy(self):
+        """(busy jiffies, steal jiffies, cpus counted) of our CPUs, or None."""
+        try:
+            with open(self.stat_path) as handle:
+                lines = [line.split() for line in handle if line.startswith("cpu")]
+        except OSError:
+            return None
+        per_cpu = {fields[0]: fields[1:] for fields in lines}
+        names = ["cpu{}".format(c) for c in self.cpus]
+        if all(name in per_cpu for name in names):
+            rows, count = [per_cpu[name] for name in names], len(names)
+        elif "cpu" in per_cpu:
+            rows, count = [per_cpu["cpu"]], max(1, len(per_cpu) - 1)
+        else:
+            return None
+        busy = steal = 0
+        for row in rows:
+            values = [int(v) for v in row] + [0] * 8
+            # user nice system idle iowait irq softirq steal (guest is inside user)
+            busy += values[0] + values[1] + values[2] + values[5] + values[6] + values[7]
+            steal += values[7]
+        return busy, steal, count
+
+    @staticmethod
+    def _own():
+        times = os.times()
+        return times.user + times.system
+
+    @staticmethod
+    def _loadavg():
+        try:
+            return os.getloadavg()[0]
+        except (AttributeError, OSError):  # pragma: no cover
+            return None
+
+    def start(self):
+        self.load0 = self._loadavg()
+        self.busy0 = self._busy()
+        self.own0 = self._own()
+        self.t0 = self.clock()
+        return self
+
+    def stop(self):
+        wall = self.clock() - self.t0
+        own = self._own() - self.own0
+        busy1 = self._busy()
+        result = {"loadavg_1m_start": self.load0, "loadavg_1m_end": self._loadavg(),
+                  "cpus": len(self.cpus), "own_cpu_s": round(own, 3), "other_cpu_s": None,
+                  "steal_s": None, "other_cpu_share": None, "contended": None,
+                  "contended_rule": self.RULE}
+        if self.busy0 is None or busy1 is None:
+            return result
+        cpus = busy1[2]
+        busy = (busy1[0] - self.busy0[0]) / self.tick
+        other = max(0.0, busy - own)
+        share = other / (cpus * wall) if wall > 0 else 0.0
+        result.update({"cpus": cpus, "other_cpu_s": round(other, 3),
+                       "steal_s": round((busy1[1] - self.busy0[1]) / self.tick, 3),
+                       "other_cpu_share": round(share, 4),
+                       "contended": bool(share > CONTENDED_SHARE)})
+        if cpus * wall * self.tick < self.MIN_TICKS:   # /proc/stat counts whole clock ticks
+            result["contended"] = None
+        return result
+
+
+def _in_threads(work, items, stop):
+    """work(item) for every item, each in its own thread (inline for a single item); the first
+    error stops the others (they finish their current call) and is raised here."""
+    if len(items) == 1:
+        work(items[0])
+        return
+    errors = []
+
+    def target(item):
+        try:
+            work(item)
+        except BaseException as err:  # re-raised in the caller's thread
+            errors.append(err)
+            stop.set()
+
+    workers = [threading.Thread(target=target, args=(item,), daemon=True) for item in items]
+    for worker in workers:
+        worker.start()
+    try:
+        for worker in workers:
+            worker.join()
+    except BaseException:
+        stop.set()
+        raise
+    if errors:
+        raise errors[0]
+
+
+def run_batch(sessions, feeds, loop, seconds, stop, progress=None):
+    """Run one batch on the sessions (sharing the runs when there are several) until at least
+    `loop` runs have been started AND `seconds` have passed since the first; return (call
+    times in ms in order of completion, the outputs of the last call to complete)."""
+    lock = threading.Lock()
+    perf = time.perf_counter
+    state = {"claimed": 0, "start": perf(), "results": None}
+    times = []
+
+    def claim():
+        with lock:
+            if stop.is_set():
+                return False
+            if state["claimed"] >= loop and perf() - state["start"] >= seconds:
+                return False
+            state["claimed"] += 1
+            return True
+
+    def work(session):
+        while claim():
+            t0 = perf()
+            results = session.run(None, feeds)
+            elapsed = (perf() - t0) * 1000.0
+            with lock:
+                times.append(elapsed)
+                state["results"] = results
+            if progress is not None:
+                progress.update()
+
+    _in_threads(work, sessions, stop)
+    return times, state["results"]
+
+
 def run_single(args, argv, threads):
-    """One device: warm-up, timed inference, outputs, summary. Returns (summary, start, end)."""
-    session, inputs, outputs = open_session(args.model, threads)
+    """One device: warm-up, timed inference, outputs, summary. Returns (summary, start, end).
+
+    With N streams: N sessions; one batch (pure inference, the perf step) shares its runs among
+    them, several batches are handed out in order to whichever stream is free. Results are
+    collected per batch and merged in batch order, so the files, filesinfo and the order of
+    npu_compute_time_list's batches are those of one stream (within a shared batch the call
+    times are in order of completion)."""
+    streams = args.streams
+    per_stream = max(1, threads // streams)
+    sessions, inputs, outputs = open_sessions(args.model, per_stream, args.backend, streams)
+    if args.precision_given:
+        engines.check_precision(args.model, args.precision)
+    session = sessions[0]
     args.unresolved = resolve_shapes(inputs, args)
     batchsize = args.batchsize
     if batchsize is None:
@@ -782,9 +1012,7 @@ def run_single(args, argv, threads):
             batchsize = first.shape[0] if first.shape and first.shape[0] != -1 else (args.dymBatch or 1)
         logger.info("try get model batchsize:{}".format(batchsize))
     if args.outputSize is not None:
-        logger.debug("--outputSize {} ignored: ONNX Runtime sizes its outputs".format(args.outputSize))
-    if args.debug:
-        _debug_table(args.model, session, inputs, outputs, threads)
+        logger.debug("--outputSize {} ignored: the engine sizes its outputs".format(args.outputSize))
 
     output_prefix = _output_prefix(args)
 
@@ -800,40 +1028,77 @@ def run_single(args, argv, threads):
             raise UserError(args.unresolved)
         files_per_batch, batches = plan_batches(fileslists, inputs, args.no_combine_tensor_mode)
 
+    prepare = getattr(session, "prepare", None)   # OpenVINO: compile for the resolved shapes
+    if prepare is not None:
+        static = not args.no_combine_tensor_mode and all(d.resolved for d in inputs)
+        prepare({d.name: d.resolved for d in inputs} if static else None)
+    if args.debug:
+        _debug_table(args.model, session, inputs, outputs, per_stream)
+
     if output_prefix is not None:
         _make_output_dir(output_prefix)
     batchsizes = [] if args.no_combine_tensor_mode else None
-    compute, h2d, d2h, filesinfo = [], [], [], {}
+    count = len(batches)
+    compute = [[] for _ in range(count)]
+    h2d, d2h = [0.0] * count, [0.0] * count
+    files = [{} for _ in range(count)]
+    stop = threading.Event()
     perf = time.perf_counter
     try:
         feeds = make_feeds(batches[0], inputs, args)
-        for _ in range(args.warmup_count):
-            session.run(None, feeds)
+
+        def warm(one):
+            for _ in range(args.warmup_count):
+                one.run(None, feeds)
+
+        _in_threads(warm, sessions, stop)
         del feeds
         logger.info("warm up {} done".format(args.warmup_count))
 
         from tqdm import tqdm
         # One step per session.run, so a long perf loop (one batch, many runs) moves too.
-        progress = tqdm(total=len(batches) * args.loop, file=sys.stderr, unit="run",
-                        desc="Inference array Processing", disable=not sys.stderr.isatty())
-        start_time = time.time()
-        for index, batch in enumerate(batches):
+        progress = tqdm(total=None if args.loop_seconds else count * args.loop, file=sys.stderr,
+                        unit="run", desc="Inference array Processing",
+                        disable=not sys.stderr.isatty())
+        lock = threading.Lock()
+        queue = {"next": 0}
+
+        def do_batch(index, runners):
+            batch = batches[index]
             t0 = perf()
             feeds = make_feeds(batch, inputs, args, batchsizes)
-            h2d.append((perf() - t0) * 1000.0)
-            for _ in range(args.loop):
-                t0 = perf()
-                results = session.run(None, feeds)
-                compute.append((perf() - t0) * 1000.0)
-                progress.update()
+            h2d[index] = (perf() - t0) * 1000.0
+            compute[index], results = run_batch(runners, feeds, args.loop, args.loop_seconds, stop,
+                                                progress)
+            if stop.is_set():
+                return
             t0 = perf()
             results = [np.asarray(r) for r in results]
             splits = (split_outputs(results, files_per_batch, args.output_batchsize_axis, batch)
                       if output_prefix is not None else None)
-            d2h.append((perf() - t0) * 1000.0)
+            d2h[index] = (perf() - t0) * 1000.0
             if splits is not None:
-                save_outputs(splits, output_prefix, batch, args.outfmt, index, filesinfo)
+                save_outputs(splits, output_prefix, batch, args.outfmt, index, files[index])
+
+        def next_batches(one):
+            while True:
+                with lock:
+                    if stop.is_set() or queue["next"] >= count:
+                        return
+                    index = queue["next"]
+                    queue["next"] += 1
+                do_batch(index, [one])
+
+        monitor = LoadMonitor().start()
+        start_time = time.time()
+        wall_start = perf()
+        if count == 1:
+            do_batch(0, sessions)               # the streams share the batch's runs
+        else:
+            _in_threads(next_batches, sessions, stop)
+        wall_ms = (perf() - wall_start) * 1000.0
         end_time = time.time()
+        load = monitor.stop()
         progress.close()
     except Exception as err:
         if _ort_error(err):
@@ -842,8 +1107,28 @@ def run_single(args, argv, threads):
 
     if batchsizes:
         batchsize = sum(batchsizes) / len(batchsizes)
-    summary = report(batchsize, filesinfo, argv, compute, h2d, d2h, output_prefix,
-                     args.display_all_summary)
+    filesinfo = {}
+    for part in files:
+        filesinfo.update(part)
+    times = [t for part in compute for t in part]
+    extras = None
+    if args.npuzoo_keys:
+        extras = {
+            "backend": args.backend,
+            "backend_version": engines.backend_version(args.backend),
+            "precision": args.precision,
+            "streams": streams,
+            "threads_per_stream": per_stream,
+            "batchsize": batchsize,
+            "timed_runs": len(times),
+            "wall_time_ms": wall_ms,
+            "throughput_wall": 0 if wall_ms == 0 else 1000.0 * batchsize * len(times) / wall_ms,
+            "loop_runs": min(len(part) for part in compute),
+            "loop_seconds": args.loop_seconds,
+        }
+        extras.update(load)
+    summary = report(batchsize, filesinfo, argv, times, h2d, d2h, output_prefix,
+                     args.display_all_summary, extras, engines.BACKEND_LABELS[args.backend])
     return summary, start_time, end_time
 
 

@@ -813,3 +813,248 @@ def test_on_a_terminal_the_summary_speaks_of_the_cpu_in_rounded_figures(models, 
     monkeypatch.setenv("NPUZOO_BENCH_T23_OUTPUT", "1")
     _, out = run_api(["-m", models["static"], "--loop", "3"], capsys)
     assert _stats_re("NPU_compute_time").match(_block(out)[0])
+
+
+# -- npuzoo's own flags: streams, engine, precision, time-bounded loops, load --------------------
+
+T23_KEYS = ["filesinfo", "args", "NPU_compute_time", "H2D_latency", "D2H_latency", "throughput",
+            "npu_compute_time_list", "pid"]
+NPUZOO_KEYS = ["backend", "backend_version", "precision", "streams", "threads_per_stream", "batchsize",
+               "timed_runs", "wall_time_ms", "throughput_wall", "loop_runs", "loop_seconds",
+               "loadavg_1m_start", "loadavg_1m_end", "cpus", "own_cpu_s", "other_cpu_s", "steal_s",
+               "other_cpu_share", "contended", "contended_rule"]
+
+
+@pytest.mark.parametrize("argv, field, value", [
+    (["-m", "x"], "streams", 1),
+    (["-m", "x", "--streams", "3"], "streams", 3),
+    (["-m", "x", "--streams=2"], "streams", 2),
+    (["-m", "x"], "backend", "onnxruntime"),
+    (["-m", "x", "--backend", "openvino"], "backend", "openvino"),
+    (["-m", "x"], "precision", "fp32"),
+    (["-m", "x", "--precision", "int8"], "precision", "int8"),
+    (["-m", "x"], "loop_seconds", 0.0),
+    (["-m", "x", "--loop_seconds", "2.5"], "loop_seconds", 2.5),
+    (["-m", "x", "--loop", "3"], "loop", 3),             # an exact name wins over --loop_seconds
+    (["-m", "x"], "npuzoo_keys", False),
+    (["-m", "x", "--streams", "1"], "npuzoo_keys", True),  # given at its default: keys wanted
+    (["-m", "x", "--loop_seconds", "0"], "npuzoo_keys", True),
+])
+def test_npuzoo_flags_parse(argv, field, value):
+    assert getattr(bench.parse_args(argv), field) == value
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["-m", "x", "--streams", "0"], "invalid positive int"),
+    (["-m", "x", "--backend", "tensorrt"], "invalid choice"),
+    (["-m", "x", "--precision", "fp16"], "invalid choice"),
+    (["-m", "x", "--loop_seconds", "-1"], "invalid nonnegative number"),
+    (["-m", "x", "--loop_seconds", "inf"], "invalid nonnegative number"),
+    (["-m", "x", "--loop_seconds", "soon"], "is not a number"),
+])
+def test_npuzoo_flag_errors(argv, fragment):
+    with pytest.raises(UserError) as err:
+        bench.parse_args(argv)
+    assert fragment in str(err.value)
+
+
+def _tree(folder):
+    return {os.path.relpath(os.path.join(d, f), folder): open(os.path.join(d, f), "rb").read()
+            for d, _, names in os.walk(folder) for f in names}
+
+
+@pytest.mark.parametrize("outfmt", ["TXT", "NPY"])
+def test_streams_write_the_same_files_and_filesinfo(tmp_path, models, capsys, outfmt):
+    """7 files, batch 2 (the last batch padded), loop 2: 1, 2 and 3 streams write identical
+    result files and the same filesinfo, in the same order, and time as many calls."""
+    write_bins(tmp_path / "in", images(7, seed=21))
+    docs = {}
+    for streams in (1, 2, 3):
+        out = tmp_path / "s{}".format(streams)
+        summary, _ = run_api(["-m", models["dynamic"], "-i", tmp_path / "in", "--batchsize", "2",
+                              "--loop", "2", "-o", out, "--output_dirname", "r", "--outfmt", outfmt,
+                              "--streams", streams], capsys)
+        docs[streams] = summary
+        assert summary["streams"] == streams
+    reference = _tree(tmp_path / "s1" / "r")
+    assert len(reference) == 2 * 7
+    for streams in (2, 3):
+        assert _tree(tmp_path / "s{}".format(streams) / "r") == reference
+        got = json.loads(json.dumps(docs[streams]["filesinfo"]).replace("/s{}/".format(streams), "/s1/"))
+        assert list(got.items()) == list(docs[1]["filesinfo"].items())
+        assert docs[streams]["NPU_compute_time"]["count"] == 4 * 2 == docs[streams]["timed_runs"]
+        assert docs[streams]["H2D_latency"]["count"] == docs[streams]["D2H_latency"]["count"] == 4
+        assert docs[streams]["loop_runs"] == 2
+
+
+def test_streams_share_the_runs_of_one_batch(tmp_path, models, capsys, counted):
+    """Pure inference (the perf step): --loop 9 over 3 streams is 9 timed runs in all, on 3
+    sessions, each warmed up --warmup_count times."""
+    summary, _ = run_api(["-m", models["static"], "--loop", "9", "--warmup_count", "2",
+                          "--streams", "3", "-o", tmp_path, "--output_dirname", "p"], capsys, threads=3)
+    assert len(counted) == 3
+    assert sum(s.calls for s in counted) == 9 + 3 * 2
+    assert all(s.calls >= 2 for s in counted)
+    assert summary["NPU_compute_time"]["count"] == 9 == len(summary["npu_compute_time_list"])
+    assert summary["H2D_latency"]["count"] == summary["D2H_latency"]["count"] == 1
+    assert summary["threads_per_stream"] == 1 and summary["loop_runs"] == 9
+    assert sorted(os.listdir(tmp_path / "p")) == ["pure_infer_data_0.bin", "pure_infer_data_1.bin"]
+
+
+@pytest.mark.parametrize("threads, streams, per_stream", [(1, 1, 1), (2, 1, 2), (2, 2, 1), (1, 3, 1),
+                                                          (8, 2, 4), (5, 2, 2)])
+def test_threads_per_stream(models, capsys, monkeypatch, threads, streams, per_stream):
+    seen = []
+    real = bench.open_session
+
+    def spy(model_path, threads, backend="onnxruntime"):
+        seen.append(threads)
+        return real(model_path, threads, backend)
+
+    monkeypatch.setattr(bench, "open_session", spy)
+    summary, _ = run_api(["-m", models["static"], "--streams", streams], capsys, threads=threads)
+    assert seen == [per_stream] * streams
+    assert summary["threads_per_stream"] == per_stream
+
+
+def test_time_bounded_loop(models, capsys):
+    summary, out = run_api(["-m", models["static"], "--loop", "2", "--loop_seconds", "0.3"], capsys)
+    assert summary["wall_time_ms"] >= 300
+    assert summary["loop_runs"] == summary["timed_runs"] == summary["NPU_compute_time"]["count"] > 2
+    assert summary["loop_seconds"] == 0.3
+    assert "time-bounded loop: {} runs in at least 0.3 s".format(summary["loop_runs"]) in out
+    # --loop stays a floor: a short bound never cuts it
+    summary, _ = run_api(["-m", models["static"], "--loop", "40", "--loop_seconds", "0.001"], capsys)
+    assert summary["loop_runs"] >= 40
+
+
+def test_time_bounded_loop_applies_to_each_batch(tmp_path, models, capsys):
+    write_bins(tmp_path / "in", images(4, seed=3))
+    summary, _ = run_api(["-m", models["dynamic"], "-i", tmp_path / "in", "--batchsize", "2",
+                          "--loop", "1", "--loop_seconds", "0.1", "--streams", "2"], capsys, threads=2)
+    assert summary["wall_time_ms"] >= 100
+    assert summary["loop_runs"] > 1 and summary["timed_runs"] >= 2 * summary["loop_runs"]
+
+
+def test_npuzoo_keys_follow_t23_keys_only_when_asked(tmp_path, models, capsys):
+    """T23's keys alone without npuzoo's flags (as the real front end writes them, see
+    test_ascend.py); with one of them the npuzoo keys follow, and `throughput` keeps its T23
+    meaning (per call) beside `throughput_wall` (images / wall time across the streams)."""
+    argv = ["-m", models["static"], "--loop", "6", "-o", tmp_path, "--output_dirname"]
+    plain, _ = run_api(argv + ["plain"], capsys)
+    assert list(plain) == T23_KEYS
+    summary, _ = run_api(argv + ["streams", "--streams", "2"], capsys, threads=2)
+    doc = json.loads((tmp_path / "streams_summary.json").read_text())
+    assert list(doc) == T23_KEYS + NPUZOO_KEYS
+    assert doc["throughput"] == pytest.approx(1000 * 2 / np.mean(doc["npu_compute_time_list"]))
+    assert doc["throughput_wall"] == pytest.approx(1000 * 2 * 6 / doc["wall_time_ms"])
+    assert doc["wall_time_ms"] > 0 and doc["timed_runs"] == 6
+    assert (doc["backend"], doc["precision"], doc["streams"], doc["batchsize"]) == (
+        "onnxruntime", "fp32", 2, 2)
+    import onnxruntime
+    assert doc["backend_version"] == onnxruntime.__version__
+    assert doc["cpus"] >= 1 and doc["own_cpu_s"] >= 0
+    if os.path.isfile("/proc/stat"):
+        assert doc["other_cpu_s"] >= 0
+        assert doc["contended"] is None   # a few ms: too short for /proc/stat's clock ticks
+    summary, _ = run_api(["-m", models["static"], "--loop_seconds", "0.6"], capsys, threads=2)
+    if os.path.isfile("/proc/stat"):
+        assert summary["contended"] == (
+            summary["other_cpu_s"] > 0.10 * summary["cpus"] * summary["wall_time_ms"] / 1000)
+
+
+def test_npuzoo_lines_keep_the_t23_block_last_and_alone_with_the_word(tmp_path, models):
+    proc = run_cli("-m", models["static"], "--loop", "3", "--streams", "2", "--loop_seconds", "0.05")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert THROUGHPUT_RE.match(lines[-2])
+    assert [line for line in lines if "throughput" in line] == [lines[-2]]
+    npuzoo = [line for line in lines if line.startswith("[INFO] npuzoo: ")]
+    assert len(npuzoo) == 2
+    assert re.search(r"ONNX Runtime [\d.]+, fp32, 2 streams x 1 thread: \d+ runs of batch 2 in [\d.]+ s "
+                     r"of wall time = [\d.]+ images/s across the streams", npuzoo[0]), npuzoo[0]
+    assert re.search(r"load average \(1 min\) [\d.]+ -> [\d.]+; other processes took [\d.]+ CPU-s of "
+                     r"[\d.]+ on \d+ CPUs? \(\d+%\): (not contended|CONTENDED|too short to judge)", npuzoo[1]), npuzoo[1]
+
+
+def _stat(jiffies):
+    """A /proc/stat with cpu0 and cpu1 each at `jiffies` (busy, steal) and some idle time."""
+    rows = ["cpu{} {} 0 {} 1000 5 0 0 {} 0 0".format(c, b // 2, b - b // 2 - s, s)
+            for c, (b, s) in enumerate(jiffies)]
+    total_b, total_s = sum(b for b, _ in jiffies), sum(s for _, s in jiffies)
+    return "\n".join(["cpu {} 0 {} 2000 10 0 0 {} 0 0".format(total_b // 2, total_b - total_b // 2 - total_s,
+                                                              total_s)] + rows) + "\nintr 0\n"
+
+
+@pytest.mark.parametrize("busy_after, own, contended, other", [
+    ((100 + 110, 100 + 95), 1.5, True, 0.55),    # 2.05 CPU-s busy, 1.5 ours: 0.55 of 2.0 -> 27%
+    ((100 + 80, 100 + 80), 1.5, False, 0.10),    # 1.6 busy, 1.5 ours: 0.1 of 2.0 -> 5%
+    ((100 + 50, 100 + 50), 1.5, False, 0.0),     # busy below our own (tick rounding): never negative
+])
+def test_load_monitor_counts_other_processes_cpu_time(tmp_path, monkeypatch, busy_after, own, contended,
+                                                      other):
+    stat = tmp_path / "stat"
+    stat.write_text(_stat([(100, 0), (100, 0)]))
+    clock = iter([10.0, 11.0])                              # 1 s of wall time
+    monitor = bench.LoadMonitor(str(stat), clock=lambda: next(clock))
+    monitor.cpus, monitor.tick = [0, 1], 100
+    own_times = iter([5.0, 5.0 + own])
+    monkeypatch.setattr(monitor, "_own", lambda: next(own_times))
+    monitor.start()
+    stat.write_text(_stat([(busy_after[0], 2), (busy_after[1], 1)]))
+    result = monitor.stop()
+    assert result["cpus"] == 2
+    assert result["other_cpu_s"] == pytest.approx(other)
+    assert result["own_cpu_s"] == pytest.approx(own)
+    assert result["steal_s"] == pytest.approx(0.03)
+    assert result["other_cpu_share"] == pytest.approx(other / 2.0)
+    assert result["contended"] is contended
+    assert "0.1 * cpus * wall_s" in result["contended_rule"]
+    clock = iter([10.0, 10.2])                              # 0.4 CPU-s of capacity: 40 ticks
+    own_times = iter([5.0, 5.0])
+    short = bench.LoadMonitor(str(stat), clock=lambda: next(clock))
+    short.cpus, short.tick = [0, 1], 100
+    monkeypatch.setattr(short, "_own", lambda: next(own_times))
+    short.start()
+    stat.write_text(_stat([(busy_after[0] + 30, 2), (busy_after[1] + 30, 1)]))
+    assert short.stop()["contended"] is None
+
+
+def test_load_monitor_reads_only_this_process_cpus_and_survives_no_proc_stat(tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text(_stat([(100, 0), (100, 0)]))
+    monitor = bench.LoadMonitor(str(stat))
+    monitor.cpus = [1]
+    assert monitor._busy() == (100, 0, 1)
+    monitor.cpus = [7]                                       # not listed: the total line
+    assert monitor._busy() == (200, 0, 2)
+    gone = bench.LoadMonitor(str(tmp_path / "absent")).start().stop()
+    assert gone["other_cpu_s"] is None and gone["contended"] is None
+    assert isinstance(gone["own_cpu_s"], float)
+
+
+def _qdq_model(path):
+    """x [N,4] -> QuantizeLinear -> DequantizeLinear -> y: a (tiny) int8 QDQ graph."""
+    graph = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+         helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])],
+        "qdq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        [numpy_helper.from_array(np.array(0.5, np.float32), "s"),
+         numpy_helper.from_array(np.array(0, np.int8), "z")])
+    return _save(graph, path)
+
+
+def test_precision_is_checked_against_the_graph(tmp_path, models, capsys):
+    qdq = _qdq_model(tmp_path / "q.onnx")
+    summary, _ = run_api(["-m", qdq, "--precision", "int8"], capsys)
+    assert summary["precision"] == "int8"
+    with pytest.raises(UserError) as err:
+        run_api(["-m", qdq, "--precision", "fp32"], capsys)
+    assert "--precision fp32, but the graph is quantised (DequantizeLinear, QuantizeLinear)" in str(err.value)
+    with pytest.raises(UserError) as err:
+        run_api(["-m", models["static"], "--precision", "int8"], capsys)
+    assert "no quantised operator" in str(err.value)
+    summary, _ = run_api(["-m", models["static"], "--precision", "fp32"], capsys)
+    assert summary["precision"] == "fp32"

@@ -1,0 +1,276 @@
+"""The runner's second engine (`--backend openvino`, npuzoo/engines.py) against the first.
+
+Fast: tiny onnx.helper models through both engines (same result files within float noise,
+same filesinfo, same summary keys and printed block; OpenVINO compiled in f32; one stream or
+several), model.yaml's `runtime.backend` read with a tolerant default, the one-line refusals.
+
+Slow (CI): every model of the zoo, exported with random weights by its own pth2onnx.py (once
+per session), its own preprocess.py on the 10 real images of ../shared/data/imagenet-val-10,
+then the runner at batch 4 (three batches, the last padded) with each engine. Stated tolerance:
+
+- logits: |OpenVINO - ONNX Runtime| <= 1e-4 x max|ONNX Runtime logit| of the same image
+  (measured: 1e-10..1.1e-6 of it);
+- top-5: the same five classes in the same order, for every image whose ONNX Runtime top-6
+  logits are further apart than twice that image's largest engine difference (closer logits
+  are a tie at this precision, either order being right); at least 8 of the 10 images qualify
+  (all 10 did for every model).
+
+Random-weight logits are small and close (the seeded initialisation, no training), which makes
+the top-5 check stricter than with the published weights, not looser. Tests never download:
+the upstream trees of DPN131, TResNet-M and InceptionV4 come from the sdists cached in
+.venv/sdists (by `make venv`); a model whose sdist is not cached is skipped.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from npuzoo import bench, engines
+from npuzoo.errors import UserError
+
+pytest.importorskip("openvino")
+
+from test_bench import (T23_KEYS, THROUGHPUT_RE, _block, _stats_re, classifier, images,  # noqa: E402
+                        run_api, write_bins)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = ["mobilenetv1", "vovnet39", "tresnet", "inceptionv4", "dpn131"]
+LOGIT_TOL = 1e-4   # of the image's largest |logit|
+MIN_TOP5_IMAGES = 8
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    return classifier(tmp_path / "tiny.onnx", "batch")
+
+
+def _outputs(folder):
+    return {name: np.load(os.path.join(folder, name)) for name in sorted(os.listdir(folder))}
+
+
+# -- fast: tiny models -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_openvino_writes_what_onnxruntime_writes(tmp_path, tiny, capsys, streams):
+    write_bins(tmp_path / "in", images(7, seed=5))
+    docs = {}
+    for backend in engines.BACKENDS:
+        docs[backend], _ = run_api(
+            ["-m", tiny, "-i", tmp_path / "in", "--batchsize", "2", "-o", tmp_path / backend,
+             "--output_dirname", "r", "--outfmt", "NPY", "--backend", backend, "--streams", streams,
+             "--loop", "2"], capsys, threads=2)
+    ort, ov = _outputs(tmp_path / "onnxruntime" / "r"), _outputs(tmp_path / "openvino" / "r")
+    assert sorted(ort) == sorted(ov) and len(ort) == 14
+    for name in ort:
+        assert ort[name].dtype == ov[name].dtype and ort[name].shape == ov[name].shape
+        np.testing.assert_allclose(ov[name], ort[name], rtol=1e-5, atol=1e-5)
+    a, b = docs["onnxruntime"], docs["openvino"]
+    assert list(a) == list(b)
+    assert json.dumps(b["filesinfo"]).replace("/openvino/", "/onnxruntime/") == json.dumps(a["filesinfo"])
+    assert b["backend"] == "openvino" and b["backend_version"] == engines.backend_version("openvino")
+    assert b["streams"] == streams and b["NPU_compute_time"]["count"] == 8 == b["timed_runs"]
+
+
+def test_openvino_printed_block_is_the_t23_block(tiny, capsys, monkeypatch):
+    monkeypatch.setenv("NPUZOO_BENCH_T23_OUTPUT", "1")
+    summary, out = run_api(["-m", tiny, "--backend", "openvino", "--dymBatch", "3", "--loop", "3",
+                            "--display_all_summary", "1"], capsys)
+    assert "[INFO] try get model batchsize:3" in out       # --dymBatch resolves it, as with ORT
+    block = _block(out)
+    assert len(block) == 4
+    assert _stats_re("NPU_compute_time").match(block[1])
+    match = THROUGHPUT_RE.match(block[3])
+    assert match and match.group(1) == "3" and float(match.group(3)) == summary["throughput"]
+    assert "[INFO] npuzoo: OpenVINO " in out
+
+
+def test_openvino_on_a_terminal_names_itself(tiny, capsys, monkeypatch):
+    monkeypatch.delenv("NPUZOO_BENCH_T23_OUTPUT", raising=False)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    _, out = run_api(["-m", tiny, "--backend", "openvino"], capsys)
+    assert "Performance Summary (CPU, OpenVINO)" in out
+
+
+def test_openvino_pure_inference_plain_summary_has_t23_keys_only_without_npuzoo_flags(tiny, capsys,
+                                                                                    monkeypatch):
+    """The default engine is DEFAULT_BACKEND; naming it adds npuzoo's keys, as any npuzoo flag."""
+    summary, _ = run_api(["-m", tiny], capsys)
+    assert list(summary) == T23_KEYS
+    summary, _ = run_api(["-m", tiny, "--backend", engines.DEFAULT_BACKEND], capsys)
+    assert summary["backend"] == engines.DEFAULT_BACKEND
+
+
+def test_openvino_compiles_in_f32_with_one_stream_per_runner_stream(tiny):
+    sessions, inputs, outputs = engines.open_openvino(tiny, 1, 3)
+    assert len(sessions) == 3 and [d.name for d in inputs] == ["image"]
+    assert [d.name for d in outputs] == ["class", "batchsum"]
+    assert inputs[0].shape == [-1, 3, 4, 4] and inputs[0].datatype == np.float32
+    sessions[0].prepare({"image": [2, 3, 4, 4]})
+    compiled = sessions[0].model.compiled
+    assert compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "f32"
+    # asked for 3 streams of 1 thread; OpenVINO caps both at the cores it finds (2 here), and
+    # the runner's 3 infer requests then share its streams
+    assert 1 <= int(compiled.get_property("NUM_STREAMS")) <= 3
+    assert 1 <= int(compiled.get_property("INFERENCE_NUM_THREADS")) <= 3
+    assert len(sessions[0].model.requests) == 3
+    x = images(2, seed=9)
+    out = [s.run(None, {"image": x}) for s in sessions]
+    for got in out[1:]:
+        np.testing.assert_array_equal(got[0], out[0][0])
+    assert sessions[1].run(["batchsum"], {"image": x})[0].shape == (2, 1)
+
+
+def test_openvino_refusals(tmp_path, tiny):
+    (tmp_path / "m.ort").write_bytes(b"x")
+    with pytest.raises(UserError) as err:
+        bench.run(["-m", str(tmp_path / "m.ort"), "--backend", "openvino"], threads=1)
+    assert "OpenVINO cannot read an ONNX Runtime .ort file" in str(err.value)
+    (tmp_path / "m.om").write_bytes(b"x")
+    with pytest.raises(UserError) as err:
+        bench.run(["-m", str(tmp_path / "m.om"), "--backend", "openvino"], threads=1)
+    assert ".om" in str(err.value)
+    (tmp_path / "bad.onnx").write_bytes(b"not a model")
+    with pytest.raises(UserError) as err:
+        bench.run(["-m", str(tmp_path / "bad.onnx"), "--backend", "openvino"], threads=1)
+    assert str(err.value).startswith("OpenVINO cannot read {}".format(tmp_path / "bad.onnx"))
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("config, backend", [
+    (None, engines.DEFAULT_BACKEND),
+    ({}, engines.DEFAULT_BACKEND),
+    ({"name": "x"}, engines.DEFAULT_BACKEND),
+    ({"runtime": {}}, engines.DEFAULT_BACKEND),
+    ({"runtime": {"backend": None}}, engines.DEFAULT_BACKEND),
+    ({"runtime": {"backend": "openvino"}}, "openvino"),
+    ({"runtime": {"backend": "onnxruntime"}}, "onnxruntime"),
+])
+def test_model_backend_reads_runtime_backend_with_a_default(config, backend):
+    assert engines.model_backend(config) == backend
+
+
+@pytest.mark.parametrize("config, fragment", [
+    ({"runtime": {"backend": "tensorrt"}}, "runtime.backend: expected one of onnxruntime, openvino"),
+    ({"runtime": "openvino"}, "runtime: expected a mapping"),
+])
+def test_model_backend_errors_name_the_field(config, fragment):
+    with pytest.raises(UserError) as err:
+        engines.model_backend(config)
+    assert fragment in str(err.value)
+
+
+def test_backend_command_for_the_make_layer(tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO)
+    for name in MODELS:
+        proc = subprocess.run([sys.executable, "-m", "npuzoo.engines", "backend", name], cwd=REPO,
+                              env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() in engines.BACKENDS
+    custom = tmp_path / "model.yaml"
+    custom.write_text("name: x\nruntime: {backend: openvino}\n")
+    proc = subprocess.run([sys.executable, "-m", "npuzoo.engines", "backend", str(custom)], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.stdout == "openvino\n"
+
+
+# -- slow: the zoo's models through both engines -------------------------------------------------
+
+def _load_yaml(name):
+    with open(os.path.join(REPO, "models", name, "model.yaml"), encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def _upstream_tree(name, dest):
+    """The patched upstream tree from the cached sdist (never a download), or None when the
+    network is defined in the model's folder."""
+    from npuzoo import source
+
+    upstream = _load_yaml(name).get("upstream") or {}
+    sources = upstream.get("sources") or []
+    if not sources:
+        return None
+    pypi = [entry for entry in sources if entry.get("kind") == "pypi"]
+    if not pypi:
+        pytest.skip("{}: no pypi source to build the upstream tree offline".format(name))
+    package, version = source.parse_requirement(pypi[0]["requirement"])
+    if not source.sdist_candidates(source.DEFAULT_CACHE, package, version):
+        pytest.skip("{}: {} is not cached in {} (run `make venv`)".format(
+            name, pypi[0]["requirement"], source.DEFAULT_CACHE))
+    source.fetch({**upstream, "sources": pypi[:1]}, os.path.join(REPO, "models", name), str(dest),
+                 cache=source.DEFAULT_CACHE, log=lambda *_: None)
+    return str(dest)
+
+
+def _script(name, script, *args):
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "models", name, script), *map(str, args)],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="session")
+def zoo_exports(tmp_path_factory):
+    """name -> its random-weight ONNX export, made on first use and kept for the session."""
+    made = {}
+    root = tmp_path_factory.mktemp("engines-zoo")
+
+    def get(name):
+        if name not in made:
+            tree = _upstream_tree(name, root / "{}-src".format(name))
+            path = root / "{}.onnx".format(name)
+            _script(name, "pth2onnx.py", "random", path, *(["--source", tree] if tree else []))
+            made[name] = str(path)
+        return made[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def zoo_inputs(shared_data, tmp_path_factory):
+    """name -> the folder of its preprocessed 10 real images (its own preprocess.py)."""
+    made = {}
+    root = tmp_path_factory.mktemp("engines-prep")
+
+    def get(name):
+        if name not in made:
+            out = root / name
+            _script(name, "preprocess.py", shared_data / "imagenet-val-10" / "val", out)
+            assert len(list(out.glob("*.bin"))) == 10
+            made[name] = str(out)
+        return made[name]
+
+    return get
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODELS)
+def test_zoo_model_gives_the_same_predictions_on_both_engines(name, zoo_exports, zoo_inputs, tmp_path,
+                                                             capsys):
+    onnx_path, prep = zoo_exports(name), zoo_inputs(name)
+    classes = _load_yaml(name)["output"]["classes"]
+    logits = {}
+    for backend, streams in (("onnxruntime", 1), ("openvino", 1), ("openvino", 2)):
+        key = "{}-{}".format(backend, streams)
+        run_api(["--model", onnx_path, "--input", prep, "--batchsize", "4", "--output", tmp_path,
+                 "--output_dirname", key, "--outfmt", "NPY", "--backend", backend,
+                 "--streams", streams], capsys, threads=2)
+        files = sorted(os.listdir(tmp_path / key))
+        assert len(files) == 10 and all(f.endswith("_0.npy") for f in files)
+        logits[key] = np.concatenate([np.load(tmp_path / key / f) for f in files])
+        assert logits[key].shape == (10, classes)
+    ort = logits["onnxruntime-1"]
+    for key in ("openvino-1", "openvino-2"):
+        ov = logits[key]
+        diff = np.abs(ov - ort).max(axis=1)
+        scale = np.abs(ort).max(axis=1)
+        assert (diff <= LOGIT_TOL * scale).all(), (key, (diff / scale).max())
+        top6 = -np.sort(-ort, axis=1)[:, :6]
+        separated = (-np.diff(top6, axis=1) > 2 * diff[:, None]).all(axis=1)
+        assert separated.sum() >= MIN_TOP5_IMAGES, (key, separated)
+        ort_top5, ov_top5 = np.argsort(-ort, axis=1)[:, :5], np.argsort(-ov, axis=1)[:, :5]
+        assert (ort_top5[separated] == ov_top5[separated]).all(), key
