@@ -695,10 +695,10 @@ def test_make_n_shows_the_guides_commands(tmp_path, shared_data):
     bench_lines = [line for line in lines if " python3 -m ais_bench " in line]
     bench = [line.split(" python3 -m ais_bench ", 1)[1].split(" | ")[0].split()
              for line in bench_lines]
-    dataset = "build/mobilenetv1/data/imagenet-val-10-"
+    dataset = "build/prep/imagenet-val-10-"
     infer, perf = bench
     assert infer[:2] == ["--model", base + ".om"]
-    assert infer[2] == "--input" and infer[3].startswith(dataset) and infer[3].endswith("/prep")
+    assert infer[2] == "--input" and infer[3].startswith(dataset) and "-f32-" in infer[3]
     assert infer[6:] == ["--output_dirname", "results", "--outfmt", "TXT", "--batchsize", "4",
                          "--device", "0"]
     # LOOP and WARMUP unset: the MobileNet-v1 guide's --loop 1000 and the tool's one warm-up
@@ -843,7 +843,7 @@ def test_e2e_every_model_through_the_real_front_end(workspace, tmp_path, shared_
         assert entry["cwd"] == str(work)
         assert argv[:2] == ["--model", om]
         if mode == "infer":
-            assert argv[2] == "--input" and argv[3].endswith("/prep")
+            assert argv[2] == "--input" and argv[3].startswith("build/prep/")
             assert argv[6:] == ["--output_dirname", "results", "--outfmt", "TXT",
                                 "--batchsize", str(bs), "--device", "0"]
         else:
