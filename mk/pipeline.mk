@@ -123,7 +123,9 @@ endif
 # -- export -------------------------------------------------------------------------------
 ONNX := $(B)/onnx/$(WEIGHTS_ID)/$(MODEL).onnx
 
-$(ONNX): $(WEIGHTS_JSON) $(SOURCE_JSON) $(MODEL_DIR)/pth2onnx.py $(MODEL_DIR)/model.yaml
+# The folder's code that makes the export: its script, the vendored helper, a local network.
+MODEL_CODE := $(wildcard $(MODEL_DIR)/_zoo.py $(MODEL_DIR)/network.py)
+$(ONNX): $(WEIGHTS_JSON) $(SOURCE_JSON) $(MODEL_DIR)/pth2onnx.py $(MODEL_DIR)/model.yaml $(MODEL_CODE)
 	@mkdir -p $(@D)
 	$(SOURCE_VERIFY)
 	$(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/pth2onnx.py $(WEIGHTS_PATH) $@ $(SOURCE_ARGS)
@@ -187,7 +189,7 @@ $(OUT_DIR)/infer.done: $(COMPILED) $(PREP_DIR)/.done
 	  --output_dirname results --outfmt TXT --batchsize $(BS) --device $(DEVICE)
 	touch $@
 
-$(OUT_DIR)/accuracy.json: $(OUT_DIR)/infer.done $(MODEL_DIR)/postprocess.py
+$(OUT_DIR)/accuracy.json: $(OUT_DIR)/infer.done $(MODEL_DIR)/postprocess.py $(wildcard $(MODEL_DIR)/_zoo.py)
 	$(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/postprocess.py $(OUT_DIR)/results $(DATASET_DIR)/val_label.txt \
 	  $(OUT_DIR) accuracy.json
 

@@ -79,6 +79,7 @@ SCHEMA = [
     ("weights.sha256", False, _hex(64)),
     ("weights.size", False, _positive_int),
     ("weights.layout", True, _one_of("plain", "state_dict_key", "module_prefix")),
+    ("weights.previous.md5", False, _hex(32)),
     ("input.name", True, _text),
     ("input.shape", True, _list_of(_positive_int, 3)),
     ("input.layout", True, _one_of("NCHW")),
@@ -143,6 +144,15 @@ def validate(data, where, folder=None):
     if data["input"]["shape"][1] != data["preprocess"]["crop"]:
         raise UserError(f"{where}: preprocess.crop: must equal input.shape[1] "
                         f"({data['input']['shape'][1]})")
+    pre, shape = data["preprocess"], data["input"]["shape"]
+    if shape != [3, pre["crop"], pre["crop"]]:
+        raise UserError(f"{where}: input.shape: expected [3, {pre['crop']}, {pre['crop']}] (RGB, "
+                        f"the square crop of preprocess.crop), got {shape!r}")
+    if pre["crop"] > pre["resize"]:
+        raise UserError(f"{where}: preprocess.crop: must not exceed preprocess.resize "
+                        f"({pre['resize']})")
+    if any(v <= 0 for v in pre["std"]):
+        raise UserError(f"{where}: preprocess.std: expected positive numbers, got {pre['std']!r}")
     perf = data.get("perf")
     if perf is not None:
         _validate_perf(perf, where)

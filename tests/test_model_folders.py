@@ -333,8 +333,6 @@ def setter(dotted, value):
 
 
 DELETE = object()
-CONFIG_LACKS = pytest.mark.xfail(strict=True, reason="npuzoo/config.py does not check this yet "
-                                                     "(see _zoo.EXTRA_RULES)")
 
 # (id, change to a valid model.yaml, the error after `model.yaml: `, marks on config.py's side)
 INVALID = [
@@ -343,7 +341,7 @@ INVALID = [
     ("name-empty", setter("name", " "), "name: expected a non-empty string, got ' '", ()),
     ("md5-short", setter("weights.md5", "abc"), "weights.md5: expected 32 hexadecimal digits, got 'abc'", ()),
     ("previous-md5", setter("weights.previous", {"md5": "zz"}),
-     "weights.previous.md5: expected 32 hexadecimal digits, got 'zz'", (CONFIG_LACKS,)),
+     "weights.previous.md5: expected 32 hexadecimal digits, got 'zz'", ()),
     ("layout-unknown", setter("weights.layout", "pickle"),
      "weights.layout: expected one of plain, state_dict_key, module_prefix, got 'pickle'", ()),
     ("layout-missing", setter("weights.layout", DELETE), "weights.layout: missing (required)", ()),
@@ -373,17 +371,17 @@ INVALID = [
      "onnx.dynamic_batch: expected one of True, False, got 'yes'", ()),
     ("onnx-missing", setter("onnx", DELETE), "onnx.opset: missing (required)", ()),
     ("crop-not-input", setter("preprocess.crop", 200), "preprocess.crop: must equal input.shape[1] ({h})", ()),
-    # the folder reader's EXTRA_RULES
+    # rules both readers gained with the helper
     ("std-zero", setter("preprocess.std", [0, 1, 1]),
-     "preprocess.std: expected positive numbers, got [0, 1, 1]", (CONFIG_LACKS,)),
+     "preprocess.std: expected positive numbers, got [0, 1, 1]", ()),
     ("input-one-channel", setter("input.shape", [1, "{h}", "{h}"]),
      "input.shape: expected [3, {h}, {h}] (RGB, the square crop of preprocess.crop), got [1, {h}, {h}]",
-     (CONFIG_LACKS,)),
+     ()),
     ("input-not-square", setter("input.shape", [3, "{h}", 300]),
      "input.shape: expected [3, {h}, {h}] (RGB, the square crop of preprocess.crop), got [3, {h}, 300]",
-     (CONFIG_LACKS,)),
+     ()),
     ("crop-above-resize", lambda data: data["preprocess"].update(resize=data["preprocess"]["crop"] - 1),
-     "preprocess.crop: must not exceed preprocess.resize ({r})", (CONFIG_LACKS,)),
+     "preprocess.crop: must not exceed preprocess.resize ({r})", ()),
 ]
 
 
