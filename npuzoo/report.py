@@ -486,6 +486,7 @@ LATENCY = {k: NUMBER for k in ("mean", "p50", "p90", "p99", "min", "max")}
 SCHEMA = {
     "schema": INT, "model": STR, "soc": STR, "device": STR, "batch_size": INT,
     "machine": {"id": STR, "description": STR},
+    "placement": {"runner": STR, "node": STR, "node_ip": STR, "node_id": STR, "device": STR},
     "backend": {"name": STR, "version": STR},
     "commit": STR, "timestamp": STR,
     "source": {"kind": STR},
