@@ -172,17 +172,15 @@ def best_batch(rows):
 
 
 def reference_fps(cfg, soc):
-    """{bs: images/s} the ModelZoo published for this chip, or {}."""
-    perf = ((cfg.get("reference") or {}).get("perf") or {}).get(soc)
-    if not isinstance(perf, dict):
-        return {}
-    return {int(bs): fps for bs, fps in (perf.get("fps") or {}).items()}
+    """{bs: images/s per chip} the ModelZoo published for this chip, or {}: a per-card figure
+    (Ascend310 cards hold 4 chips) divided by its chips, to compare with a one-device run."""
+    return config.reference_perf_per_chip(cfg).get(soc, {}).get("fps", {})
 
 
 def ratio_cell(value, ref):
     if value is None or not ref:
         return "—"
-    return f"{value / ref:.2f}× of {fmt_ref(ref)}"
+    return f"{value / ref:.2f}× of {fmt_ref(round(ref, 2))}"
 
 
 # -- the model README ----------------------------------------------------------------------
@@ -230,10 +228,17 @@ def reference_context(cfg):
              if chip != "source" and isinstance(table, dict)]
     sizes = sorted({int(bs) for _, table in chips for bs in (table.get("fps") or {})})
     rows = []
+    per_chip = config.reference_perf_per_chip(cfg)
     for chip, table in chips:
         fps = {int(bs): v for bs, v in (table.get("fps") or {}).items()}
         best = max(fps, key=lambda bs: (fps[bs], -bs)) if fps else None
-        rows.append({"chip": chip, "note": table.get("note") or "",
+        note = table.get("note") or ""
+        if per_chip.get(chip, {}).get("per") == "card":
+            chips_per_card = per_chip[chip]["chips"]
+            note = (f"{note}; " if note else "") + (
+                f"per card of {chips_per_card} chips: the ratios to measured rows use the "
+                f"per-chip figure (a {chips_per_card}th of it)")
+        rows.append({"chip": chip, "note": note,
                      "best_bs": best, "best_fps": fmt_ref(fps.get(best)),
                      "cells": [(f"**{fmt_ref(fps[bs])}** {BEST}" if bs == best else fmt_ref(fps[bs]))
                                if bs in fps else "—" for bs in sizes]})
@@ -281,8 +286,11 @@ def source_steps(cfg, folder):
 
 
 def quick_start(cfg, name, ways):
-    """The standalone commands, in the order the guide runs them."""
+    """The standalone commands, in the order the guide runs them (perf: the guide's loop and
+    warm-up from model.yaml `perf`)."""
     channels, height, width = cfg["input"]["shape"]
+    guide = config.perf_defaults(cfg)
+    loop, warmup = guide.get("loop", 100), guide.get("warmup", 1)
     weights = cfg["weights"]
     extra = " ".join((cfg.get("atc") or {}).get("extra_args") or [])
     checksum = None
@@ -306,8 +314,11 @@ def quick_start(cfg, name, ways):
                   f"--output result --output_dirname bs${{bs}} --outfmt TXT --batchsize ${{bs}}"),
         "postprocess": ("python3 postprocess.py result/bs${bs} ${imagenet}/val_label.txt ./ "
                         "result_bs${bs}.json"),
-        "perf": (f"python3 -m ais_bench --model {name}_bs${{bs}}.om --loop 100 --warmup_count 2 "
-                 f"--batchsize ${{bs}}"),
+        "perf": (f"python3 -m ais_bench --model {name}_bs${{bs}}.om --loop {loop} "
+                 f"--warmup_count {warmup} --batchsize ${{bs}}"),
+        "cpu_infer": (f"npuzoo-bench --model {name}.onnx --input prep_dataset --output result "
+                      f"--output_dirname bs${{bs}} --outfmt TXT --batchsize ${{bs}}"),
+        "cpu_perf": f"npuzoo-bench --model {name}.onnx --loop 20 --warmup_count 2 --batchsize ${{bs}}",
     }
 
 

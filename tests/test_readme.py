@@ -151,7 +151,9 @@ def test_every_model_readme_has_the_guide_sections_and_commands():
         assert f"python3 -m ais_bench --model {name}_bs${{bs}}.om --input prep_dataset" in text
         assert ("python3 postprocess.py result/bs${bs} ${imagenet}/val_label.txt ./ "
                 "result_bs${bs}.json") in text
-        assert "--loop 100" in text
+        guide = config.perf_defaults(cfg)
+        assert f"--loop {guide['loop']} --warmup_count {guide['warmup']} " in text
+        assert f"npuzoo-bench --model {name}.onnx --input prep_dataset" in text
         assert f"make {name} DATA=" in text
         if (cfg.get("upstream") or {}).get("sources"):
             assert "git clone " in text and "pip download --no-deps --no-binary :all:" in text
@@ -414,7 +416,8 @@ def test_quick_start_commands_run_in_a_copy_of_the_folder(name, tmp_path, shared
             elif line.startswith("python3 -m ais_bench"):
                 lines.append(line.replace("python3 -m ais_bench", f"{python} -m npuzoo.bench", 1)
                              .replace(f"{name}_bs${{bs}}.om", f"{name}_bs${{bs}}.onnx")
-                             .replace("--loop 100", "--loop 2"))  # the flags, not the timing
+                             .replace(f"--loop {config.perf_defaults(cfg)['loop']} ",
+                                      "--loop 2 "))  # the flags, not the timing
     script = "\n".join(lines) + "\n"
     env = dict(os.environ, PYTHONPATH=str(repo))
     proc = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True,
