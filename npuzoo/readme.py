@@ -15,6 +15,7 @@ change here: every folder with a model.yaml is rendered.
 
 import argparse
 import io
+import json
 import os
 import re
 import sys
@@ -399,6 +400,91 @@ def top_context(models_dir, reports_dir):
     return {"models": models, "sizes": sizes}
 
 
+# -- "CPU engines compared" (benchmarks/bench_engines.py's JSON) ---------------------------
+
+ENGINES_JSON = os.path.join("benchmarks", "results", "engines.json")  # under the README's root
+ENGINE_PLAIN = [("ort", "plain ONNX Runtime"), ("openvino", "plain OpenVINO"),
+                ("openvino-async", "OpenVINO, THROUGHPUT hint, async"), ("torch", "PyTorch eager")]
+
+
+def _engine_label(key):
+    if key.startswith("runner/"):
+        _, backend, precision, streams = key.split("/")
+        name = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}.get(backend, backend)
+        count = streams[1:]
+        return f"runner, {name}{'' if precision == 'fp32' else ' ' + precision}, " \
+               f"{count} stream{'' if count == '1' else 's'}"
+    return dict(ENGINE_PLAIN).get(key, key)
+
+
+def _engine_order(key):
+    if key.startswith("runner/"):
+        _, backend, precision, streams = key.split("/")
+        return (0, precision != "fp32", backend != "onnxruntime", int(streams[1:] or 0), key)
+    plain = [k for k, _ in ENGINE_PLAIN]
+    return (1, False, False, plain.index(key) if key in plain else len(plain), key)
+
+
+def engines_context(path):
+    """The README's "CPU engines compared" table from the JSON that benchmarks/bench_engines.py
+    writes, or None when there is none (or it cannot be read: one warning line)."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        blocks = data["models"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        print(f"warning: {path}: not readable as the engines benchmark's JSON ({err}); "
+              "its README table is left out", file=sys.stderr)
+        return None
+    keys = sorted({key for block in blocks.values() for row in block.get("rows", [])
+                   for key in row.get("contenders", {}) if key != "ort"}, key=_engine_order)
+    rows, notes, untrusted = [], [], False
+    for name, block in blocks.items():
+        for row in block.get("rows", []):
+            found = row.get("contenders", {})
+            ort = found.get("ort")
+            cells = []
+            for key in keys:
+                item = found.get(key)
+                if not item or item.get("ratio_to_ort") is None:
+                    cells.append("—")
+                    continue
+                mark = "" if item.get("quiet_rounds") else " †"
+                untrusted = untrusted or bool(mark)
+                cells.append(f"{item['ratio_to_ort']:.2f}×{mark}")
+            best = max(found.items(), key=lambda kv: kv[1].get("images_per_s") or 0, default=None)
+            share = best[1].get("fraction_of_attainable") if best else None
+            rows.append({
+                "model": name, "bs": row.get("bs"),
+                "ort": "—" if not ort else f"{fmt(ort['images_per_s'])}{'' if ort.get('quiet_rounds') else ' †'}",
+                "cells": cells,
+                "best": "—" if not best or share is None else f"{share:.0%} ({_engine_label(best[0])})",
+            })
+        settings, machine = block.get("settings", {}), block.get("machine", {})
+        attainable = (block.get("attainable_gflops") or {}).get("median")
+        load = block.get("loadavg_1m") or {}
+        versions = ", ".join(f"{k} {v}" for k, v in (block.get("versions") or {}).items()
+                             if k in ("onnxruntime", "openvino", "torch"))
+        notes.append(
+            f"{name}: {block.get('date', '?')}, `{block.get('commit') or '?'}`, "
+            f"{machine.get('cpu', '?')} ({machine.get('usable_cpus', '?')} CPUs), {versions}; "
+            f"{settings.get('rounds', '?')} round{'' if settings.get('rounds') == 1 else 's'} of "
+            f"{settings.get('seconds', '?')} s per contender, "
+            f"{settings.get('onnx', '?')}; attainable "
+            f"{fmt(attainable) if attainable else '?'} GFLOP/s; load average "
+            f"{fmt(load.get('start'), 2)} → {fmt(load.get('end'), 2)}; "
+            f"{block.get('contended_measurements', '?')} of {block.get('measurements', '?')} "
+            "measurements contended")
+    verdict = data.get("default_backend") or {}
+    votes = verdict.get("votes") or {}
+    return {"columns": [_engine_label(k) for k in keys], "rows": rows, "notes": notes,
+            "untrusted": untrusted, "default": verdict.get("choice"),
+            "openvino_models": ", ".join(votes.get("openvino") or []) or "none",
+            "onnxruntime_models": ", ".join(votes.get("onnxruntime") or []) or "none"}
+
+
 # -- plots ---------------------------------------------------------------------------------
 
 LINE_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
@@ -485,9 +571,10 @@ def render_model(name, models_dir=config.MODELS_DIR, reports_dir=reports.REPORTS
 
 
 def render_top(models_dir=config.MODELS_DIR, reports_dir=reports.REPORTS_DIR,
-               templates_dir=TEMPLATES_DIR):
+               templates_dir=TEMPLATES_DIR, root=config.REPO_ROOT):
     text = environment(templates_dir).get_template(TOP_TEMPLATE).render(
-        **top_context(models_dir, reports_dir))
+        **top_context(models_dir, reports_dir),
+        engines=engines_context(os.path.join(root, ENGINES_JSON)))
     return tidy(text)
 
 
@@ -500,7 +587,7 @@ def tidy(text):
 def render_all(models_dir=config.MODELS_DIR, reports_dir=reports.REPORTS_DIR,
                root=config.REPO_ROOT, templates_dir=TEMPLATES_DIR):
     """{path: Markdown text} of every README (no plots)."""
-    out = {os.path.join(root, "README.md"): render_top(models_dir, reports_dir, templates_dir)}
+    out = {os.path.join(root, "README.md"): render_top(models_dir, reports_dir, templates_dir, root)}
     for name in model_names(models_dir):
         out[os.path.join(models_dir, name, "README.md")] = render_model(
             name, models_dir, reports_dir, templates_dir)

@@ -274,3 +274,90 @@ def test_zoo_model_gives_the_same_predictions_on_both_engines(name, zoo_exports,
         assert separated.sum() >= MIN_TOP5_IMAGES, (key, separated)
         ort_top5, ov_top5 = np.argsort(-ort, axis=1)[:, :5], np.argsort(-ov, axis=1)[:, :5]
         assert (ort_top5[separated] == ov_top5[separated]).all(), key
+
+
+# -- the benchmark's verdict and the README table (no timing: synthetic figures) -------------------
+
+def _bench_module():
+    import importlib.util
+    path = os.path.join(REPO, "benchmarks", "bench_engines.py")
+    spec = importlib.util.spec_from_file_location("_bench_engines_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _measure(value, contended=False):
+    return {"images_per_s": value, "load": {"contended": contended}}
+
+
+def test_bench_summary_uses_quiet_rounds_and_same_round_ratios():
+    be = _bench_module()
+    ort = [_measure(100), _measure(50, True), _measure(110), _measure(100, None)]
+    runner = [_measure(105), _measure(90), _measure(99), _measure(300)]
+    got = be.summarise(runner, ort)
+    assert got["quiet_rounds"] == 2 and got["used"] == "quiet rounds"   # rounds 1 and 3
+    assert got["images_per_s"] == pytest.approx(102.0)
+    assert got["ratio_to_ort"] == pytest.approx((1.05 + 0.9) / 2)
+    assert got["rounds"] == [105, 90, 99, 300] and got["contended"] == [False, False, False, False]
+    noisy = be.summarise([_measure(80, True)], [_measure(100, True)])
+    assert noisy["quiet_rounds"] == 0 and noisy["ratio_to_ort"] == pytest.approx(0.8)
+
+
+def test_bench_default_engine_rule():
+    be = _bench_module()
+
+    def rows(ov_over_ort):
+        out = []
+        for bs, (s1, s2) in ov_over_ort.items():
+            contenders = {}
+            for streams, ratio in ((1, s1), (2, s2)):
+                contenders[be.runner_name("onnxruntime", "fp32", streams)] = {"ratio_to_ort": 1.0}
+                contenders[be.runner_name("openvino", "fp32", streams)] = {"ratio_to_ort": ratio}
+            out.append({"bs": bs, "contenders": contenders})
+        return out
+
+    ahead = be.pick_winner(rows({1: (1.2, 1.1), 4: (0.9, 1.3), 16: (1.1, 0.95)}), [1, 2])
+    assert ahead["backend"] == "openvino" and ahead["openvino_ahead"] == 4
+    behind = be.pick_winner(rows({1: (0.9, 0.98), 4: (1.01, 0.97), 16: (0.99, 0.95)}), [1, 2])
+    assert behind["backend"] == "onnxruntime"
+    tie = be.pick_winner(rows({1: (1.5, 0.99)}), [1, 2])
+    assert tie["backend"] == "openvino"                        # 1 each: the geometric mean decides
+    models = {"a": {"winner": ahead}, "b": {"winner": behind}, "c": {"winner": dict(behind)}}
+    verdict = be.default_verdict(models)
+    assert verdict["choice"] == "onnxruntime" and verdict["per_model_overrides"] == {"a": "openvino"}
+    assert be.default_verdict({"a": {"winner": ahead}, "b": {"winner": behind}})["choice"] == "onnxruntime"
+
+
+def test_readme_renders_the_engines_table_from_the_benchmark_json(tmp_path):
+    from npuzoo import readme
+
+    assert readme.engines_context(str(tmp_path / "absent.json")) is None
+    be = _bench_module()
+    contenders = {
+        "ort": {"images_per_s": 290.04, "ratio_to_ort": 1.0, "quiet_rounds": 3},
+        be.runner_name("onnxruntime", "fp32", 2): {"images_per_s": 320.0, "ratio_to_ort": 1.1,
+                                                    "quiet_rounds": 3, "fraction_of_attainable": 0.9},
+        be.runner_name("onnxruntime", "fp32", 1): {"images_per_s": 289.0, "ratio_to_ort": 0.996,
+                                                    "quiet_rounds": 0},
+        "torch": {"images_per_s": 100.0, "ratio_to_ort": 0.345, "quiet_rounds": 2},
+    }
+    document = {"models": {"mobilenetv1": {
+        "date": "2026-11-29 12:00 UTC", "commit": "abc", "machine": {"cpu": "Xeon", "usable_cpus": 2},
+        "versions": {"onnxruntime": "1.31.1", "numpy": "2"}, "settings": {"rounds": 5, "seconds": 2},
+        "attainable_gflops": {"median": 250.0}, "loadavg_1m": {"start": 0.5, "end": 0.7},
+        "contended_measurements": 1, "measurements": 40,
+        "rows": [{"bs": 1, "contenders": contenders}]}},
+        "default_backend": {"choice": "onnxruntime", "votes": {"onnxruntime": ["mobilenetv1"], "openvino": []}}}
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "engines.json").write_text(json.dumps(document))
+    text = readme.render_top(root=str(tmp_path))
+    assert "## CPU engines compared" in text
+    assert ("| model | BS | plain ONNX Runtime (images/s) | runner, ONNX Runtime, 1 stream | "
+            "runner, ONNX Runtime, 2 streams | PyTorch eager | fastest: share of attainable |") in text
+    assert "| mobilenetv1 | 1 | 290.0 | 1.00× † | 1.10× | 0.34× | 90% (runner, ONNX Runtime, 2 streams) |" in text
+    assert "† no round of this figure was free of other processes" in text
+    assert "default engine is **onnxruntime**" in text
+    assert "- mobilenetv1: 2026-11-29 12:00 UTC, `abc`, Xeon (2 CPUs), onnxruntime 1.31.1; 5 rounds of 2 s" in text
+    # the committed README's root: without the JSON the table is simply absent
+    assert "CPU engines compared" not in readme.render_top(root=str(tmp_path / "elsewhere"))
