@@ -46,6 +46,10 @@ include $(B)/model.mk
 LOOP   ?= $(PERF_LOOP)
 WARMUP ?= $(PERF_WARMUP)
 
+# Every step's command is timed (npuzoo/steps.py): build/<model>/steps.jsonl, the table at the
+# end of `make <model>` and the report's `timings`. $(call STEP,name[,bs]): bs = per batch size.
+STEP = $(PY) -m npuzoo.steps run $(B)/steps.jsonl $(1)$(if $(2), --bs $(BS)) --
+
 # Where each step runs. RUNNER=local: the .venv. RUNNER=docker: mk/docker.mk sets these
 # prefixes to `docker run ... <image>` (base: tooling; model: the model folder's scripts and
 # upstream source; infer: ONNX Runtime and the runner) and PYRUN to the image's python3.
@@ -69,7 +73,7 @@ WEIGHTS_JSON := $(B)/weights/$(WEIGHTS_ID).json
 .PHONY: fetch-weights
 fetch-weights: $(B)/weights/$(WEIGHTS_FILE)
 $(B)/weights/$(WEIGHTS_FILE):
-	$(RUN_BASE) $(PYRUN) -m npuzoo.weights fetch $(MODEL) $@
+	$(call STEP,weights) $(RUN_BASE) $(PYRUN) -m npuzoo.weights fetch $(MODEL) $@
 
 # Written by npuzoo/run.py before this makefile runs; missing only under a bare `make -f`.
 MISSING_INPUT = @echo "error: $@: missing; run \`make $(MODEL)\` (npuzoo/run.py writes it)" >&2; exit 2
@@ -96,11 +100,11 @@ endif
 
 # The DATA folder's path reaches the command only through the link (quoted substitution).
 $(DATASET_DIR)/dataset.json: | $(DATA_LINK)
-	$(ONCE) --lock $(DATASET_DIR).lock --stamp $@ -- \
+	$(call STEP,data) $(ONCE) --lock $(DATASET_DIR).lock --stamp $@ -- \
 	  $(RUN_BASE) $(PYRUN) -m npuzoo.dataset prepare "$$(readlink -f $(DATA_LINK))" $(DATASET_DIR) $(if $(N),--limit $(N))
 
 $(PREP_DIR)/.done: $(DATASET_DIR)/dataset.json
-	$(ONCE) --lock $(PREP_DIR).lock --stamp $@ --clean $(PREP_DIR) \
+	$(call STEP,preprocess) $(ONCE) --lock $(PREP_DIR).lock --stamp $@ --clean $(PREP_DIR) \
 	  --prep-check $(DATASET_DIR)/dataset.json $(PREP_BYTES) -- \
 	  $(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/preprocess.py $(DATASET_DIR)/val $(PREP_DIR)$(if $(AIPP_CFG), --uint8)
 
@@ -117,7 +121,7 @@ ifneq ($(HAS_UPSTREAM),)
 # A record without its tree (someone deleted build/<m>/src/upstream) is stale too.
 $(SOURCE_JSON): $(MODEL_DIR)/model.yaml $(wildcard $(MODEL_DIR)/*.diff $(MODEL_DIR)/*.patch) \
                 npuzoo/source.py $(if $(wildcard $(SOURCE_DIR)),,source-missing)
-	$(RUN_BASE) $(PYRUN) -m npuzoo.source fetch $(MODEL) $(SOURCE_DIR) --record $@
+	$(call STEP,source) $(RUN_BASE) $(PYRUN) -m npuzoo.source fetch $(MODEL) $(SOURCE_DIR) --record $@
 endif
 
 # -- export -------------------------------------------------------------------------------
@@ -128,7 +132,7 @@ MODEL_CODE := $(wildcard $(MODEL_DIR)/_zoo.py $(MODEL_DIR)/network.py)
 $(ONNX): $(WEIGHTS_JSON) $(SOURCE_JSON) $(MODEL_DIR)/pth2onnx.py $(MODEL_DIR)/model.yaml $(MODEL_CODE)
 	@mkdir -p $(@D)
 	$(SOURCE_VERIFY)
-	$(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/pth2onnx.py $(WEIGHTS_PATH) $@ $(SOURCE_ARGS)
+	$(call STEP,export) $(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/pth2onnx.py $(WEIGHTS_PATH) $@ $(SOURCE_ARGS)
 
 # The AIPP config of atc --insert_op_conf (AIPP=1): uint8 RGB in, model.yaml's mean/std applied.
 ifneq ($(AIPP_CFG),)
@@ -147,7 +151,7 @@ ifeq ($(SOC),cpu)
   BACKEND_JSON :=
 
 $(COMPILED): $(ONNX) $(AIPP_CFG)
-	$(RUN_INFER) $(PYRUN) -m npuzoo.compile $< $@ --batch $(BS)$(if $(AIPP_CFG), --aipp $(AIPP_CFG))
+	$(call STEP,compile,bs) $(RUN_INFER) $(PYRUN) -m npuzoo.compile $< $@ --batch $(BS)$(if $(AIPP_CFG), --aipp $(AIPP_CFG))
 else
   # The ModelZoo guides' commands (the ais_bench front end's CLI). ais_bench runs in the
   # python it is installed for on an Ascend host (system-wide), not in .venv.
@@ -171,7 +175,7 @@ else
 # names only (not the _aipp.om of the same batch size, whose name starts the same).
 $(COMPILED): $(ONNX) $(AIPP_CFG)
 	$(RUN_BASE) $(PYRUN) -m npuzoo.ascend remove-om $(OM_BASE)
-	$(CANN_RUN) --soc $(SOC) -- \
+	$(call STEP,compile,bs) $(CANN_RUN) --soc $(SOC) -- \
 	$(ATC) --framework=5 --model=$(ONNX) --output=$(OM_BASE) --input_format=NCHW \
 	  --input_shape="$(INPUT_NAME):$(BS),$(INPUT_C),$(INPUT_H),$(INPUT_W)" --log=error \
 	  --soc_version=$(SOC)$(if $(AIPP_CFG), --insert_op_conf=$(AIPP_CFG) --enable_small_channel=1) $(ATC_EXTRA_ARGS)
@@ -185,19 +189,19 @@ endif
 
 $(OUT_DIR)/infer.done: $(COMPILED) $(PREP_DIR)/.done
 	rm -rf $(OUT_DIR)/results $(OUT_DIR)/results_summary.json
-	$(BENCH) --model $(COMPILED) --input $(PREP_DIR) --output $(OUT_DIR) \
+	$(call STEP,inference,bs) $(BENCH) --model $(COMPILED) --input $(PREP_DIR) --output $(OUT_DIR) \
 	  --output_dirname results --outfmt TXT --batchsize $(BS) --device $(DEVICE)
 	touch $@
 
 $(OUT_DIR)/accuracy.json: $(OUT_DIR)/infer.done $(MODEL_DIR)/postprocess.py $(wildcard $(MODEL_DIR)/_zoo.py)
-	$(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/postprocess.py $(OUT_DIR)/results $(DATASET_DIR)/val_label.txt \
+	$(call STEP,postprocess,bs) $(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/postprocess.py $(OUT_DIR)/results $(DATASET_DIR)/val_label.txt \
 	  $(OUT_DIR) accuracy.json
 
 # The figures come from perf_summary.json alone; perf.log is the step's stamp (the runner's
 # printed summary goes to the terminal, where it is worded for people).
 $(PERF_DIR)/perf.log: $(COMPILED)
 	rm -rf $(PERF_DIR) && mkdir -p $(PERF_DIR)
-	$(BENCH) --model $(COMPILED) --output $(PERF_DIR) --output_dirname perf \
+	$(call STEP,perf,bs) $(BENCH) --model $(COMPILED) --output $(PERF_DIR) --output_dirname perf \
 	  --outfmt BIN --batchsize $(BS) --loop $(LOOP) --warmup_count $(WARMUP) \
 	  --device $(DEVICE)
 	@echo "summary: $(PERF_DIR)/perf_summary.json" > $@
@@ -217,11 +221,11 @@ endif
 
 $(OUT_DIR)/report.json: $(OUT_DIR)/accuracy.json $(PERF_DIR)/perf.log $(WEIGHTS_JSON) \
                         $(DATASET_DIR)/dataset.json $(SOURCE_JSON) $(REPORT_EXTRA) $(ENVIRONMENT_JSON)
-	$(RUN_BASE) $(PYRUN) -m npuzoo.report write --model $(MODEL) --soc $(SOC) --bs $(BS) \
+	$(call STEP,report,bs) $(RUN_BASE) $(PYRUN) -m npuzoo.report write --model $(MODEL) --soc $(SOC) --bs $(BS) \
 	  --dataset $(DATASET_DIR)/dataset.json --weights $(WEIGHTS_JSON) \
 	  --accuracy $(OUT_DIR)/accuracy.json --results-dir $(OUT_DIR)/results --prep-dir $(PREP_DIR) \
 	  --perf-dir $(PERF_DIR) --perf-dirname perf \
-	  --loop $(LOOP) --warmup $(WARMUP) \
+	  --loop $(LOOP) --warmup $(WARMUP) --steps $(B)/steps.jsonl \
 	  $(if $(SOURCE_JSON),--source $(SOURCE_JSON)) \
 	  $(if $(REPORT_EXTRA),--extra $(REPORT_EXTRA)) \
 	  $(if $(ENVIRONMENT_JSON),--environment $(ENVIRONMENT_JSON)) --out $@

@@ -487,6 +487,7 @@ SCHEMA = {
     "schema": INT, "model": STR, "soc": STR, "device": STR, "batch_size": INT,
     "machine": {"id": STR, "description": STR},
     "placement": {"runner": STR, "node": STR, "node_ip": STR, "node_id": STR, "device": STR},
+    "timings": {"unit": STR, "what": STR, "steps": {}},
     "backend": {"name": STR, "version": STR},
     "commit": STR, "timestamp": STR,
     "source": {"kind": STR},
@@ -743,6 +744,9 @@ def main(argv=None):
                             "count is checked and its logits read for NaN or constant rows")
     write.add_argument("--prep-dir", metavar="DIR",
                        help="the preprocessed .bin folder: its count is checked")
+    write.add_argument("--steps", metavar="LOG",
+                       help="build/<model>/steps.jsonl: this run's step timings go into the "
+                            "report (the run is NPUZOO_RUN_ID)")
     write.add_argument("--out", required=True)
     pub = sub.add_parser("publish", help="copy a built report into reports/")
     pub.add_argument("built")
@@ -816,6 +820,14 @@ def main(argv=None):
             perf=perf_from_summary(summary, args.loop, args.warmup),
             source=read_json(args.source, "source description") if args.source else None,
             output_check=check, **extra)
+        if args.steps:
+            from npuzoo import steps
+
+            found = steps.entries(args.steps, os.environ.get(steps.RUN_ENV, ""))
+            if found:
+                report["timings"] = {"unit": "s", "what": "wall time of each step this run did "
+                                     "(shared steps and this batch size's)",
+                                     "steps": steps.totals(found, args.bs)}
         atomic_write(args.out, dumps(report))
     else:
         report, flagged = publish(args.built, args.dest, throughput_drop(args.throughput_drop),

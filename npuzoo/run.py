@@ -399,7 +399,11 @@ def prepare(model, settings):
     try:
         if not settings.data_abs:
             dataset.check_dataset("")  # the one-line "DATA is not set" error
+        from npuzoo import steps
+
+        started = time.perf_counter()
         plan.data_id = dataset_id(settings.data_abs, settings.limit, cache)
+        steps.record(os.path.join(build, "steps.jsonl"), "data", time.perf_counter() - started)
         data_link(settings.data_abs, plan.data_id)
         plan.share(model_config)
         if settings.runner == "docker":
@@ -436,12 +440,19 @@ def render_readmes():
 
 
 def run(model, settings):
+    from npuzoo import steps
+
+    os.environ[steps.RUN_ENV] = run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    log = os.path.join(BUILD, model, "steps.jsonl")
     with lock_for(model, settings):
         plan = prepare(model, settings)
-        for bs in settings.batch_sizes:
-            print(f"== {model}: BS={bs} SOC={plan.soc} weights {plan.weights_id}, "
-                  f"data {plan.data_id}", flush=True)
-            make(plan.make_args("publish", bs=bs))
+        try:
+            for bs in settings.batch_sizes:
+                print(f"== {model}: BS={bs} SOC={plan.soc} weights {plan.weights_id}, "
+                      f"data {plan.data_id}", flush=True)
+                make(plan.make_args("publish", bs=bs))
+        finally:
+            print(steps.table(steps.entries(log, run_id)), flush=True)
     render_readmes()
 
 

@@ -31,9 +31,10 @@ def make(root, *args):
 
 
 def snapshot(folder):
-    """mtimes of the files under `folder`, but the run lock's (each run rewrites its holder)."""
+    """mtimes of the files under `folder`, but the run lock's (each run rewrites its holder)
+    and the step log's (each run logs its checksum step)."""
     return {str(p): p.stat().st_mtime_ns for p in Path(folder).rglob("*")
-            if p.is_file() and p.name != ".lock"}
+            if p.is_file() and p.name not in (".lock", "steps.jsonl")}
 
 
 def synthetic_dataset(root, count=12, broken=None):
@@ -72,7 +73,9 @@ def test_full_pipeline_sweep_and_no_rework(scratch, shared_data):
         for key in ("mean", "p50", "p90", "p99"):
             assert report["perf"]["latency_ms"][key] > 0
         assert report["backend"]["name"] == "onnxruntime"
+        assert report["timings"]["steps"]["inference"] > 0 and "export" in report["timings"]["steps"]
         assert set(report["environment"]) >= {"python", "torch", "onnx", "onnxruntime"}
+    assert "steps of this run (wall time, s):" in first.stdout
     # One export and one preprocessing serve both batch sizes.
     assert len(list((scratch / "build/mobilenetv1/onnx").rglob("*.onnx"))) == 1
     assert len(list((scratch / "build/prep").glob("*/*.bin"))) == 40
