@@ -17,7 +17,8 @@
 # build/mobilenetv1 removed before the docker run; reports/mobilenetv1/ is put back as it was.
 #
 # Skipped, with a message, when ../shared/data is absent (nothing to run the models on) or
-# DOCKER_STAGE=skip. Variables: STAGE_DATA, STAGE_N, STAGE_BS.
+# DOCKER_STAGE=skip. Variables: STAGE_DATA, STAGE_N, STAGE_BS, STAGE_LOOP (the perf loops of
+# both runs: their timings are not compared, so a short one keeps the stage quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -25,6 +26,7 @@ repo=$PWD
 data=${STAGE_DATA:-../shared/data/imagenet-val-1300}
 n=${STAGE_N:-200}
 bs=${STAGE_BS:-16}
+loop=${STAGE_LOOP:-20}
 model=mobilenetv1
 base_image=local/debian:bookworm
 export DOCKER=/usr/bin/docker  # the Debian client: the other docker on PATH has no BuildKit
@@ -109,7 +111,7 @@ phase "tests/test_images.py with the engine (Ascend: hadolint + structure only)"
 .venv/bin/python -m pytest -q -p no:cacheprovider tests/test_images.py
 
 # -- 3. local and docker runs, compared ---------------------------------------------------------
-run_args=(N=$n BS=$bs WEIGHTS=random)
+run_args=(N=$n BS=$bs WEIGHTS=random LOOP=$loop WARMUP=2)
 reports_saved=$(mktemp -d)
 [[ -d reports/$model ]] && cp -a "reports/$model" "$reports_saved/$model"
 accuracy_of() { find "build/$model/cpu/random/bs$bs" -path "*-n$n/accuracy.json" | head -n 1; }
@@ -127,7 +129,9 @@ phase "make $model RUNNER=docker"
 hostile=$(mktemp -d)/'da,ta:"x" y'
 mkdir -p "$hostile"
 cp -al "$data" "$hostile/" 2>/dev/null || cp -r "$data" "$hostile/"
-make --no-print-directory "$model" RUNNER=docker BASE_IMAGE=$base_image "${run_args[@]}" \
+# BASE_IMAGE through the environment: npuzoo/run.py builds the images with a make of its own,
+# which gets no command-line variables of this one (it scrubs MAKEFLAGS).
+BASE_IMAGE=$base_image make --no-print-directory "$model" RUNNER=docker "${run_args[@]}" \
   DATA="$hostile/$(basename "$data")"
 rm -rf "$(dirname "$hostile")"
 docker_accuracy=$(accuracy_of)
