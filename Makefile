@@ -18,7 +18,7 @@ MODEL_NAMES := $(sort $(patsubst models/%/model.yaml,%,$(wildcard models/*/model
 # expands them (`$(value ...)`: a `$(shell ...)` in a value stays text) and never exports them
 # itself (exporting a command-line variable expands it). No recipe below splices one in.
 USER_VARIABLES := BS SOC DATA N WEIGHTS RUNNER DEVICE LOOP WARMUP AIPP MODELS SHARDS FORCE STRICT \
-                  TORCH_INDEX
+                  TORCH_INDEX PRECISION CALIB CALIB_DATA BACKEND STREAMS
 $(foreach v,$(USER_VARIABLES),$(if $(filter undefined,$(origin $(v))),,$(eval export NPUZOO_$(v) := $$(value $(v)))))
 unexport $(USER_VARIABLES) $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
 

@@ -140,18 +140,51 @@ $(AIPP_CFG): $(MODEL_DIR)/model.yaml npuzoo/aipp.py
 	$(RUN_BASE) $(PYRUN) -m npuzoo.aipp config $(MODEL) $@
 endif
 
+# -- PRECISION=int8 (CPU): the export quantised statically (npuzoo/quantize.py) ------------------
+# Calibrated on CALIB images that are not evaluated: DATA's labelled images after the first N
+# (CALIB_ID, offset CALIB_OFFSET), or the first CALIB of CALIB_DATA; npuzoo/run.py identifies
+# them by content like the evaluation set, and they are selected and preprocessed the same way.
+ifeq ($(PRECISION),int8)
+  PREC_SUFFIX       := _int8
+  CALIB_DATASET_DIR := build/data/$(CALIB_ID)
+  CALIB_PREP_DIR    := build/prep/$(CALIB_PREP_KEY)
+  COMPILE_SOURCE    := $(B)/onnx/$(WEIGHTS_ID)/$(MODEL)_int8-$(CALIB_PREP_KEY).onnx
+
+$(CALIB_DATASET_DIR)/dataset.json: | build/inputs/$(CALIB_ID).data
+	$(call STEP,data) $(ONCE) --lock $(CALIB_DATASET_DIR).lock --stamp $@ -- \
+	  $(RUN_BASE) $(PYRUN) -m npuzoo.dataset prepare "$$(readlink -f build/inputs/$(CALIB_ID).data)" \
+	  $(CALIB_DATASET_DIR) --limit $(CALIB) --offset $(CALIB_OFFSET)
+
+$(CALIB_PREP_DIR)/.done: $(CALIB_DATASET_DIR)/dataset.json
+	$(call STEP,preprocess) $(ONCE) --lock $(CALIB_PREP_DIR).lock --stamp $@ --clean $(CALIB_PREP_DIR) \
+	  --prep-check $(CALIB_DATASET_DIR)/dataset.json $(PREP_BYTES) -- \
+	  $(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/preprocess.py $(CALIB_DATASET_DIR)/val $(CALIB_PREP_DIR)
+
+$(COMPILE_SOURCE): $(ONNX) $(CALIB_PREP_DIR)/.done npuzoo/quantize.py
+	$(call STEP,quantize) $(RUN_INFER) $(PYRUN) -m npuzoo.quantize model $(ONNX) $(CALIB_PREP_DIR) $@
+else
+  PREC_SUFFIX    :=
+  COMPILE_SOURCE := $(ONNX)
+endif
+
 # -- compile, infer, perf: the chip-specific commands -----------------------------------------
-RUN_DIR  := $(B)/$(SOC)/$(WEIGHTS_ID)/bs$(BS)$(AIPP_SUFFIX)
-PERF_DIR := $(RUN_DIR)/perf-loop$(LOOP)-warmup$(WARMUP)
+# BACKEND=openvino (CPU): OpenVINO Runtime runs a portable compile (the batch fixed, no ONNX
+# Runtime fusions); STREAMS=n: n batches in flight (the perf figure is images / wall time).
+ENGINE_SUFFIX := $(if $(filter openvino,$(BACKEND)),_openvino)
+VARIANT       := $(AIPP_SUFFIX)$(PREC_SUFFIX)$(ENGINE_SUFFIX)
+RUN_DIR  := $(B)/$(SOC)/$(WEIGHTS_ID)/bs$(BS)$(VARIANT)
+PERF_DIR := $(RUN_DIR)/perf-loop$(LOOP)-warmup$(WARMUP)$(if $(STREAMS),-streams$(STREAMS))
 OUT_DIR  := $(RUN_DIR)/$(DATASET_ID)
 
 ifeq ($(SOC),cpu)
-  COMPILED := $(B)/$(SOC)/$(WEIGHTS_ID)/$(MODEL)_bs$(BS)$(AIPP_SUFFIX).onnx
-  BENCH    := $(RUN_INFER) $(PYRUN) -m npuzoo.bench
+  COMPILED := $(B)/$(SOC)/$(WEIGHTS_ID)/$(MODEL)_bs$(BS)$(VARIANT).onnx
+  BENCH    := $(RUN_INFER) $(PYRUN) -m npuzoo.bench$(if $(BACKEND), --backend $(BACKEND))$(if \
+              $(PREC_SUFFIX), --precision int8)
+  PERF_FLAGS := $(if $(STREAMS), --streams $(STREAMS))
   BACKEND_JSON :=
 
-$(COMPILED): $(ONNX) $(AIPP_CFG)
-	$(call STEP,compile,bs) $(RUN_INFER) $(PYRUN) -m npuzoo.compile $< $@ --batch $(BS)$(if $(AIPP_CFG), --aipp $(AIPP_CFG))
+$(COMPILED): $(COMPILE_SOURCE) $(AIPP_CFG)
+	$(call STEP,compile,bs) $(RUN_INFER) $(PYRUN) -m npuzoo.compile $< $@ --batch $(BS)$(if $(AIPP_CFG), --aipp $(AIPP_CFG))$(if $(ENGINE_SUFFIX), --portable)
 else
   # The ModelZoo guides' commands (the ais_bench front end's CLI). ais_bench runs in the
   # python it is installed for on an Ascend host (system-wide), not in .venv.
@@ -201,21 +234,28 @@ $(OUT_DIR)/accuracy.json: $(OUT_DIR)/infer.done $(MODEL_DIR)/postprocess.py $(wi
 # printed summary goes to the terminal, where it is worded for people).
 $(PERF_DIR)/perf.log: $(COMPILED)
 	rm -rf $(PERF_DIR) && mkdir -p $(PERF_DIR)
-	$(call STEP,perf,bs) $(BENCH) --model $(COMPILED) --output $(PERF_DIR) --output_dirname perf \
+	$(call STEP,perf,bs) $(BENCH)$(PERF_FLAGS) --model $(COMPILED) --output $(PERF_DIR) --output_dirname perf \
 	  --outfmt BIN --batchsize $(BS) --loop $(LOOP) --warmup_count $(WARMUP) \
 	  --device $(DEVICE)
 	@echo "summary: $(PERF_DIR)/perf_summary.json" > $@
 
 # -- report ---------------------------------------------------------------------------------
 # AIPP=1: the --extra JSON gains backend.aipp: true (on the CPU: onnxruntime's backend entry).
+# A variant's reports have a folder of their own: reports/<model>/<aipp|int8|openvino|...>/.
+VARIANT_DIR := $(subst _,-,$(patsubst _%,%,$(VARIANT)))
+REPORT      := reports/$(MODEL)/$(if $(VARIANT_DIR),$(VARIANT_DIR)/)$(SOC)_bs$(BS).json
 ifneq ($(AIPP_CFG),)
-  REPORT       := reports/$(MODEL)/aipp/$(SOC)_bs$(BS).json
   REPORT_EXTRA := $(RUN_DIR)/backend-aipp.json
 
 $(REPORT_EXTRA): $(BACKEND_JSON)
 	$(RUN_INFER) $(PYRUN) -m npuzoo.aipp backend $@$(if $(BACKEND_JSON), --base $(BACKEND_JSON))
+else ifneq ($(PREC_SUFFIX),)
+  # int8: backend.precision and the calibration set (AIPP and int8 together are refused).
+  REPORT_EXTRA := $(RUN_DIR)/backend-int8.json
+
+$(REPORT_EXTRA): $(CALIB_DATASET_DIR)/dataset.json
+	$(RUN_INFER) $(PYRUN) -m npuzoo.quantize backend $@ --calibration $<
 else
-  REPORT       := reports/$(MODEL)/$(SOC)_bs$(BS).json
   REPORT_EXTRA := $(BACKEND_JSON)
 endif
 

@@ -29,7 +29,7 @@ def fix_batch(model, batch):
     return model
 
 
-def compile_model(onnx_path, out_path, batch, aipp=None):
+def compile_model(onnx_path, out_path, batch, aipp=None, portable=False):
     import onnxruntime as ort
 
     try:
@@ -44,11 +44,20 @@ def compile_model(onnx_path, out_path, batch, aipp=None):
         if aipp is not None:
             model = aipp_prepend(model, aipp)
         onnx.save(fix_batch(model, batch), static)
+        if portable:  # standard ONNX operators only: what OpenVINO reads
+            os.replace(static, out_path)
+            return
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         optimised = os.path.join(tmp, "optimised.onnx")
         options.optimized_model_filepath = optimised
-        ort.InferenceSession(static, options, providers=["CPUExecutionProvider"])
+        try:
+            ort.InferenceSession(static, options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's InvalidGraph, Fail, ... carry one line each
+            if "onnxruntime" not in type(err).__module__:
+                raise
+            raise UserError(f"{onnx_path}: ONNX Runtime cannot load it "
+                            f"({str(err).splitlines()[0][:300]}); delete it and rerun") from None
         os.replace(optimised, out_path)
 
 
@@ -62,11 +71,14 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, required=True)
     parser.add_argument("--aipp", metavar="CFG",
                         help="AIPP config (atc --insert_op_conf): input uint8 NHWC, normalised in the graph")
+    parser.add_argument("--portable", action="store_true",
+                        help="fix the batch only, no ONNX Runtime fusions (com.microsoft "
+                             "operators), for another engine such as OpenVINO")
     args = parser.parse_args(argv)
     if args.batch <= 0:
         raise UserError(f"BS={args.batch}: expected a positive batch size")
     aipp = read_aipp(args.aipp) if args.aipp else None
-    compile_model(args.onnx, args.out, args.batch, aipp)
+    compile_model(args.onnx, args.out, args.batch, aipp, args.portable)
     print(f"compiled {args.onnx} -> {args.out} (batch {args.batch})")
 
 

@@ -87,17 +87,32 @@ def check_dataset(data_dir):
     return labels, images
 
 
-def prepare(data_dir, out_dir, limit=None):
-    """Check DATA and write the run folder for its first `limit` labelled images."""
-    if limit is not None and limit <= 0:
-        raise UserError(f"N={limit}: expected a positive number of images")
-    labels, images = check_dataset(data_dir)
+def select(labels, data_dir, limit=None, offset=0):
+    """The names of the selection: `limit` labelled images (all when None) from position
+    `offset` of the sorted names (an int8 run calibrates on the images after its first N)."""
     names = sorted(labels)
+    if offset:
+        if offset >= len(names):
+            raise UserError(f"DATA={data_dir} has only {len(names)} labelled images, none after "
+                            f"the first {offset}; lower N or give CALIB_DATA=<folder>")
+        names = names[offset:]
+        return names[:limit] if limit is not None else names
     if limit is not None:
+        if limit <= 0:
+            raise UserError(f"N={limit}: expected a positive number of images")
         if limit > len(names):
             raise UserError(f"N={limit}: DATA={data_dir} has only {len(names)} labelled "
                             "images; lower N or leave it unset for all")
         names = names[:limit]
+    return names
+
+
+def prepare(data_dir, out_dir, limit=None, offset=0):
+    """Check DATA and write the run folder for its selected labelled images."""
+    if limit is not None and limit <= 0:
+        raise UserError(f"N={limit}: expected a positive number of images")
+    labels, images = check_dataset(data_dir)
+    names = select(labels, data_dir, limit, offset)
 
     tmp_dir = out_dir.rstrip("/") + ".tmp"
     shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -117,6 +132,7 @@ def prepare(data_dir, out_dir, limit=None):
         "subset": len(names) < len(labels),
         "full_validation_set": len(names) == IMAGENET_VAL_IMAGES,
         "labels_sha256": hashlib.sha256(label_text.encode()).hexdigest(),
+        "offset": offset,
     }
     atomic_write(os.path.join(tmp_dir, "dataset.json"), json.dumps(info, indent=2) + "\n")
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -136,12 +152,14 @@ def main(argv=None):
     prep.add_argument("data")
     prep.add_argument("out")
     prep.add_argument("--limit", type=int, help="first N labelled images (sorted by name)")
+    prep.add_argument("--offset", type=int, default=0,
+                      help="skip the first K (an int8 run's calibration images follow its N)")
     args = parser.parse_args(argv)
     if args.command == "check":
         labels, _ = check_dataset(args.data)
         print(f"{args.data}: {len(labels)} labelled images, all present")
     else:
-        info = prepare(args.data, args.out, args.limit)
+        info = prepare(args.data, args.out, args.limit, args.offset)
         print(f"dataset {info['name']}: {info['images']} of {info['labelled_images']} "
               f"labelled images selected into {args.out}")
 

@@ -72,7 +72,8 @@ def weights_key(report):
 
 
 def variant(report):
-    """'' for the plain run; 'aipp' and/or a precision other than fp32 otherwise."""
+    """'' for the plain run; otherwise what differs: 'aipp', a precision other than fp32, the
+    OpenVINO engine, several streams."""
     backend = report.get("backend") or {}
     words = []
     if backend.get("aipp"):
@@ -80,6 +81,11 @@ def variant(report):
     precision = backend.get("precision") or report.get("precision")
     if precision and precision != "fp32":
         words.append(str(precision))
+    if backend.get("name") == "openvino":
+        words.append("openvino")
+    streams = (report.get("perf") or {}).get("streams")
+    if isinstance(streams, int) and streams > 1:
+        words.append(f"{streams} streams")
     return "+".join(words)
 
 
@@ -98,6 +104,15 @@ def completeness(report):
     images = dataset.get("images") if isinstance(dataset.get("images"), int) else 0
     source = (report.get("weights") or {}).get("source")
     return (WEIGHTS_RANK.get(source, 0), bool(dataset.get("full_validation_set")), images)
+
+
+def report_folders(model_folder):
+    """reports/<model>/ and its variant folders (aipp/, int8/, openvino/, ...), not history/."""
+    folders = [model_folder]
+    if os.path.isdir(model_folder):
+        folders += [os.path.join(model_folder, name) for name in sorted(os.listdir(model_folder))
+                    if name != HISTORY and os.path.isdir(os.path.join(model_folder, name))]
+    return folders
 
 
 def history_dir(dest):

@@ -74,7 +74,7 @@ def model_reports(reports_dir, name):
     missing keys, not JSON) is coerced or skipped with one `warning:` line naming the file,
     never a traceback."""
     found = []
-    for folder in (os.path.join(reports_dir, name), os.path.join(reports_dir, name, "aipp")):
+    for folder in history.report_folders(os.path.join(reports_dir, name)):
         if not os.path.isdir(folder):
             continue
         for entry in sorted(os.listdir(folder)):
@@ -186,6 +186,37 @@ def ratio_cell(value, ref):
 
 # -- the model README ----------------------------------------------------------------------
 
+def precision_of(report):
+    return (report.get("backend") or {}).get("precision") or "fp32"
+
+
+def fp32_twin(report, rows):
+    """For a reduced-precision run: the fp32 run of the same chip, machine, images, weights,
+    engine, streams and batch size, measured here (its speed-up and accuracy drop are shown)."""
+    if precision_of(report) == "fp32":
+        return None
+    want = history.like_key(report)
+    for other in rows:
+        if precision_of(other) != "fp32":
+            continue
+        key = history.like_key(other)
+        same_variant = history.variant(other) == "+".join(
+            w for w in history.variant(report).split("+") if w != precision_of(report))
+        if key[:4] == want[:4] and key[5] == want[5] and same_variant:
+            return other
+    return None
+
+
+def twin_cell(report, twin):
+    """`1.52× fp32 (139.2); top-1 -0.40 pts`: what the precision bought and cost."""
+    speed = throughput(report), throughput(twin)
+    text = f"{speed[0] / speed[1]:.2f}× fp32 ({fmt(speed[1])})" if all(speed) else "— vs fp32"
+    acc, base = report.get("accuracy") or {}, twin.get("accuracy") or {}
+    if acc.get("top1") is not None and base.get("top1") is not None:
+        text += f"; top-1 {acc['top1'] - base['top1']:+.2f} pts"
+    return text
+
+
 def measured_tables(cfg, rows):
     """Per row group (one chip, machine, image set, weights, variant): its batch sizes (the
     best marked) and ratios to the same chip's reference; the chip's plot after its last group."""
@@ -200,10 +231,11 @@ def measured_tables(cfg, rows):
         for r in members:
             bs = r.get("batch_size")
             top1, top5 = accuracy_cells(r)
+            twin = fp32_twin(r, rows)
             lines.append({
                 "bs": f"**{bs}** {BEST}" if bs == best else str(bs),
                 "throughput": fmt(throughput(r)),
-                "ratio": ratio_cell(throughput(r), ref.get(bs)),
+                "ratio": twin_cell(r, twin) if twin else ratio_cell(throughput(r), ref.get(bs)),
                 "p50": latency(r, "p50"), "p99": latency(r, "p99"),
                 "top1": top1, "top5": top5, "gate": gate_cell(r),
                 "what": measured_when(r),

@@ -93,9 +93,31 @@ def perf_from_summary(summary, loop, warmup):
         latency = {"mean": stats.get("mean"), "p50": stats.get("median"), "p90": None,
                    "p99": stats.get("percentile(99%)"), "min": stats.get("min"),
                    "max": stats.get("max")}
-    return {"throughput": summary.get("throughput"), "latency_ms": latency or None,
+    perf = {"throughput": summary.get("throughput"), "latency_ms": latency or None,
             "samples": stats.get("count", len(times) or None), "loop": loop,
             "warmup": warmup}
+    streams = summary.get("streams") or 1
+    if streams > 1 and summary.get("throughput_wall"):
+        # n sessions at once: each call is slower, so ais_bench's per-call figure understates
+        # what the CPU delivers; the report's throughput is images / wall time across streams.
+        perf.update(throughput=summary["throughput_wall"],
+                    throughput_per_call=summary.get("throughput"), streams=streams,
+                    throughput_is=f"images / wall time across {streams} streams")
+    if "contended" in summary:
+        perf["load"] = {k: summary.get(k) for k in (
+            "loadavg_1m_start", "loadavg_1m_end", "cpus", "other_cpu_s", "other_cpu_share",
+            "contended", "contended_rule")}
+    return perf
+
+
+def summary_backend(summary):
+    """The engine the runner reports it used (npuzoo.bench --backend/--precision), or None."""
+    if not summary.get("backend"):
+        return None
+    backend = {"name": summary["backend"], "version": summary.get("backend_version")}
+    if summary.get("precision"):
+        backend["precision"] = summary["precision"]
+    return backend
 
 
 def read_accuracy(path):
@@ -216,12 +238,22 @@ def output_warning(results_dir, check):
 
 # -- judging -------------------------------------------------------------------------------
 
-def gate(reference, accuracy, dataset, weights):
-    """The accuracy gate: the published numbers must be met on the full set with published weights."""
+def gate(reference, accuracy, dataset, weights, precision="fp32"):
+    """The accuracy gate: the published numbers must be met on the full set with published
+    weights. It applies to fp32 runs; an int8 run says its drop from the fp32 reference."""
     ref = (reference or {}).get("accuracy") or {}
     tolerance = (reference or {}).get("tolerance") or {}
     if accuracy is None:
         return {"verdict": "not applicable", "reason": "no accuracy measured"}
+    if precision != "fp32":
+        drops = [f"{key} {accuracy[key] - ref[key]:+.2f} pts vs the fp32 reference"
+                 for key in ("top1", "top5") if ref.get(key) is not None
+                 and accuracy.get(key) is not None]
+        if weights.get("source") != "published" or not dataset.get("full_validation_set"):
+            drops = []
+        return {"verdict": "not applicable",
+                "reason": f"{precision}: the tolerance applies to fp32 runs"
+                          + (f"; {', '.join(drops)}" if drops else "")}
     if weights.get("source") != "published":
         return {"verdict": "not applicable",
                 "reason": f"{weights.get('source')} weights, not the published ones"}
@@ -351,7 +383,7 @@ def _current_reports(reports_dir):
     if not os.path.isdir(reports_dir):
         return found
     for model in sorted(os.listdir(reports_dir)):
-        for folder in (os.path.join(reports_dir, model), os.path.join(reports_dir, model, "aipp")):
+        for folder in history.report_folders(os.path.join(reports_dir, model)):
             if not os.path.isdir(folder):
                 continue
             for name in sorted(os.listdir(folder)):
@@ -435,7 +467,7 @@ def git_commit():
 # -- the report ----------------------------------------------------------------------------
 
 def build(model, soc, batch_size, dataset, weights, accuracy, perf, source=None,
-          backend=None, device=None, environment=None, output_check=None):
+          backend=None, device=None, environment=None, output_check=None, calibration=None):
     cfg = config.load(model)
     if accuracy is not None:
         accuracy = dict(accuracy, meaningful=weights.get("source") != "random")
@@ -456,12 +488,15 @@ def build(model, soc, batch_size, dataset, weights, accuracy, perf, source=None,
         "dataset": {k: dataset.get(k) for k in ("name", "images", "labelled_images", "subset",
                                                 "full_validation_set", "labels_sha256")},
         "accuracy": accuracy,
-        "gate": gate(cfg.get("reference"), accuracy, dataset, weights),
+        "gate": gate(cfg.get("reference"), accuracy, dataset, weights,
+                     (backend or {}).get("precision") or "fp32"),
         "perf": perf,
         "environment": environment or package_versions(),
     }
     if output_check is not None:  # only with --results-dir: earlier reports stay as they were
         report["output_check"] = output_check
+    if calibration is not None:  # PRECISION=int8: the images the ranges came from
+        report["calibration"] = calibration
     return report
 
 
@@ -488,6 +523,8 @@ SCHEMA = {
     "machine": {"id": STR, "description": STR},
     "placement": {"runner": STR, "node": STR, "node_ip": STR, "node_id": STR, "device": STR},
     "timings": {"unit": STR, "what": STR, "steps": {}},
+    "calibration": {"dataset": STR, "images": INT, "offset": INT, "labels_sha256": STR,
+                    "method": STR},
     "backend": {"name": STR, "version": STR},
     "commit": STR, "timestamp": STR,
     "source": {"kind": STR},
@@ -498,7 +535,11 @@ SCHEMA = {
                  "top5": NUMBER, "images": INT, "classes": INT, "meaningful": BOOL},
     "gate": {"verdict": STR, "reason": STR},
     "perf": {"throughput": NUMBER, "latency_ms": LATENCY, "samples": INT, "loop": INT,
-             "warmup": INT},
+             "warmup": INT, "streams": INT, "throughput_per_call": NUMBER,
+             "throughput_is": STR,
+             "load": {"loadavg_1m_start": NUMBER, "loadavg_1m_end": NUMBER, "cpus": INT,
+                      "other_cpu_s": NUMBER, "other_cpu_share": NUMBER, "contended": BOOL,
+                      "contended_rule": STR}},
     "output_check": {"result_files": INT, "preprocessed_files": INT, "nan_images": INT,
                      "constant_images": INT, "first_nan": STR, "first_constant": STR},
     "environment": {},
@@ -812,6 +853,9 @@ def main(argv=None):
             line = output_warning(args.results_dir, check)
             if line:
                 print(line, file=sys.stderr)
+        engine = summary_backend(summary)
+        if engine and args.soc == "cpu":
+            extra["backend"] = {**engine, **(extra.get("backend") or {})}
         report = build(
             args.model, args.soc, args.bs,
             dataset=dataset,

@@ -40,7 +40,8 @@ BUILD = "build"
 
 # The Make variables of `make <model>`, with their defaults (README, DESIGN §3).
 DEFAULTS = {"BS": "1", "SOC": "cpu", "DATA": "", "N": "", "WEIGHTS": "", "RUNNER": "local",
-            "DEVICE": "0", "LOOP": "20", "WARMUP": "2", "AIPP": "", "FORCE": "", "STRICT": ""}
+            "DEVICE": "0", "LOOP": "20", "WARMUP": "2", "AIPP": "", "FORCE": "", "STRICT": "",
+            "PRECISION": "fp32", "CALIB": "100", "CALIB_DATA": "", "BACKEND": "", "STREAMS": ""}
 POSITIVE = re.compile(r"^[1-9][0-9]{0,6}$")
 COUNT = re.compile(r"^[0-9]{1,7}$")
 DEVICES = re.compile(r"^[0-9]{1,4}(,[0-9]{1,4})*$")
@@ -72,6 +73,18 @@ class Settings:
                                   "use FORCE=1, or leave it unset") == "1"
         self.strict = check_choice("STRICT", values["STRICT"], ("", "0", "1"),
                                    "use STRICT=1, or leave it unset") == "1"
+        # CPU engines and precision: PRECISION=int8 quantises the export, calibrated on CALIB
+        # images outside the evaluation selection (after DATA's first N, or CALIB_DATA's).
+        self.precision = check_choice("PRECISION", values["PRECISION"], ("fp32", "int8"),
+                                      "use fp32 or int8")
+        self.calib = check_count("CALIB", values["CALIB"])
+        self.calib_data = check_path("CALIB_DATA", values["CALIB_DATA"])
+        self.calib_data_abs = os.path.abspath(self.calib_data) if self.calib_data else ""
+        self.backend = check_choice("BACKEND", values["BACKEND"], ("", "onnxruntime", "openvino"),
+                                    "use onnxruntime or openvino, or leave it unset")
+        self.streams = check_count("STREAMS", values["STREAMS"], optional=True)
+        if self.precision == "int8" and self.aipp:
+            raise UserError("PRECISION=int8 with AIPP=1: not supported together; pick one")
         self.device = values["DEVICE"]
         if not DEVICES.match(self.device):
             raise UserError(f"DEVICE={shown(self.device)}: expected a device id such as 0 "
@@ -205,21 +218,16 @@ def _remove(path):
 
 # -- inputs by content ----------------------------------------------------------------------
 
-def select_images(data_dir, limit):
-    """(names, labels, images) of the first `limit` labelled images of DATA, sorted."""
+def select_images(data_dir, limit, offset=0):
+    """(names, labels, images) of the selection of DATA (npuzoo.dataset.select)."""
     labels, images = dataset.check_dataset(data_dir)
-    names = sorted(labels)
-    if limit is not None:
-        if limit > len(names):
-            raise UserError(f"N={limit}: DATA={data_dir} has only {len(names)} labelled "
-                            "images; lower N or leave it unset for all")
-        names = names[:limit]
-    return names, labels, images
+    return dataset.select(labels, data_dir, limit, offset), labels, images
 
 
-def dataset_id(data_dir, limit, cache):
-    """`<folder name>-<sha256 of the selection's names, labels and image contents>-n<N|all>`."""
-    names, labels, images = select_images(data_dir, limit)
+def dataset_id(data_dir, limit, cache, offset=0):
+    """`<folder name>-<sha256 of the selection's names, labels and image contents>-n<N|all>`
+    (`-o<K>-n<N>` for a selection that starts after the first K)."""
+    names, labels, images = select_images(data_dir, limit, offset)
     digest = hashlib.sha256()
     from tqdm import tqdm
 
@@ -228,7 +236,8 @@ def dataset_id(data_dir, limit, cache):
     for name in tqdm(names, desc="checksums", unit="image", disable=not sys.stderr.isatty()):
         digest.update(f"{name}\t{labels[name]}\t{cache.sha256(images[name])}\n".encode())
     folder = SAFE_NAME.sub("_", os.path.basename(os.path.abspath(data_dir))).strip("._")[:40]
-    return f"{folder or 'data'}-{digest.hexdigest()[:12]}-n{limit or 'all'}"
+    start = f"-o{offset}" if offset else ""
+    return f"{folder or 'data'}-{digest.hexdigest()[:12]}{start}-n{limit or 'all'}"
 
 
 def link(target, path):
@@ -296,6 +305,10 @@ class Plan:
         self.model, self.settings, self.soc = model, settings, soc
         self.data_id, self.weights_id, self.weights_path = data_id, weights_id, weights_path
         self.prep_key, self.prep_bytes = "", 0
+        self.calib_id, self.calib_offset, self.calib_prep_key = "", 0, ""
+        self.backend = settings.backend
+        # One stream per core on the CPU by default (npuzoo.bench --streams).
+        self.streams = settings.streams or (len(os.sched_getaffinity(0)) if soc == "cpu" else 0)
 
     def share(self, model_config, write=True):
         """The shared preprocessed set of this run (npuzoo/store.py), and its references."""
@@ -313,6 +326,15 @@ class Plan:
                             prep_dir)
             store.check_reuse(prep_dir, os.path.join(store.DATA_ROOT, self.data_id,
                                                       "dataset.json"), self.prep_bytes)
+        if self.calib_id:
+            self.calib_prep_key, params = store.prep_key(
+                model_config, config.model_dir(self.model), self.calib_id, False)
+            if write:
+                calib_dir = os.path.join(store.PREP_ROOT, self.calib_prep_key)
+                store.write_key(calib_dir, dict(params, dataset=self.calib_id, uint8=False))
+                store.reference(self.model, "data", self.calib_id,
+                                os.path.join(store.DATA_ROOT, self.calib_id))
+                store.reference(self.model, "prep", self.calib_id, calib_dir)
 
     def make_args(self, *targets, bs=None, **extra):
         """`make` arguments for mk/pipeline.mk: validated tokens and build/ paths only."""
@@ -321,10 +343,26 @@ class Plan:
                   "DEVICE": settings.device, "LOOP": settings.loop, "WARMUP": settings.warmup,
                   "N": settings.limit or "", "AIPP": "1" if settings.aipp else "",
                   "FORCE": "1" if settings.force else "", "STRICT": "1" if settings.strict else "",
+                  "PRECISION": settings.precision, "BACKEND": self.backend,
+                  "STREAMS": self.streams or "", "CALIB": settings.calib,
+                  "CALIB_OFFSET": self.calib_offset, "CALIB_ID": self.calib_id,
+                  "CALIB_PREP_KEY": self.calib_prep_key,
                   "DATASET_ID": self.data_id, "PREP_KEY": self.prep_key,
                   "PREP_BYTES": self.prep_bytes, "WEIGHTS_ID": self.weights_id,
                   "WEIGHTS_PATH": self.weights_path, **({"BS": bs} if bs else {}), **extra}
         return ["-f", "mk/pipeline.mk", *(f"{k}={v}" for k, v in values.items()), *targets]
+
+
+def check_cpu_options(soc, settings):
+    """PRECISION, BACKEND and STREAMS choose how the CPU runs the model; an Ascend chip runs
+    the .om as its guide says."""
+    if soc == "cpu":
+        return
+    for name, value in (("PRECISION", settings.precision != "fp32"), ("BACKEND", settings.backend),
+                        ("STREAMS", settings.streams)):
+        if value:
+            raise UserError(f"{name}={settings.raw[name]}: a CPU option; SOC={soc} runs the "
+                            "compiled .om with ais_bench")
 
 
 def resolve_soc(settings, say=print):
@@ -378,9 +416,41 @@ def show(model, settings):
         weights_id = "published-unverified"
         weights_path = os.path.join(BUILD, model, "weights", model_config["weights"]["file"])
     plan = Plan(model, settings, soc, data_id, weights_id, weights_path)
+    identify_calibration(plan, cache)
     plan.share(model_config, write=False)
     for bs in settings.batch_sizes:
         make(plan.make_args("publish", bs=bs))
+
+
+def identify_calibration(plan, cache):
+    """PRECISION=int8: the calibration images by content, never images that are evaluated."""
+    settings = plan.settings
+    if settings.precision != "int8":
+        return
+    if settings.calib_data_abs:
+        source, offset = settings.calib_data_abs, 0
+        if os.path.realpath(source) == os.path.realpath(settings.data_abs):
+            source, offset = settings.data_abs, settings.limit or 0
+    else:
+        source, offset = settings.data_abs, settings.limit or 0
+        if not offset:
+            raise UserError("PRECISION=int8 calibrates on images that are not evaluated: with N "
+                            "unset every image of DATA is; set N below the number of images, or "
+                            "CALIB_DATA=<folder with val/ and val_label.txt>")
+    if offset:
+        labels, _ = dataset.check_dataset(source)
+        left = len(labels) - offset
+        if left <= 0:
+            raise UserError(f"PRECISION=int8: DATA={settings.data} has no labelled image after "
+                            f"the first {offset} to calibrate on; lower N or set CALIB_DATA")
+        limit = min(settings.calib, left)
+    else:
+        limit = settings.calib
+    plan.calib_id = dataset_id(source, limit, cache, offset)
+    plan.calib_offset = offset
+    data_link(source, plan.calib_id)
+    print(f"int8: calibrating on {limit} images of {source}"
+          + (f" after the first {offset} (the evaluated ones)" if offset else ""), flush=True)
 
 
 def prepare(model, settings):
@@ -393,6 +463,7 @@ def prepare(model, settings):
     build = os.path.join(BUILD, model)
     remove_leftovers(build, os.path.join("reports", model))
     soc = resolve_soc(settings)
+    check_cpu_options(soc, settings)
     check_toolkit(soc, settings)
     plan = Plan(model, settings, soc)
     cache = HashCache(os.path.join(BUILD, ".hashes.json"))
@@ -403,6 +474,7 @@ def prepare(model, settings):
 
         started = time.perf_counter()
         plan.data_id = dataset_id(settings.data_abs, settings.limit, cache)
+        identify_calibration(plan, cache)
         steps.record(os.path.join(build, "steps.jsonl"), "data", time.perf_counter() - started)
         data_link(settings.data_abs, plan.data_id)
         plan.share(model_config)

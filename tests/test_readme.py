@@ -466,3 +466,17 @@ def test_two_machines_give_separate_rows_tables_and_plot_lines(zoo, monkeypatch)
     readme.plots("mobilenetv1", str(models), str(reports_dir))
     [groups] = drawn
     assert sorted(len(g) for g in groups) == [1, 1, 2]  # one line per machine and variant
+
+
+def test_an_int8_row_shows_its_speed_up_and_accuracy_drop_beside_fp32(zoo):
+    models, reports_dir, root = zoo
+    write_report(reports_dir, make_report("mobilenetv1", "cpu", 4, 100.0, top1=70.0))
+    int8 = make_report("mobilenetv1", "cpu", 4, 150.0, top1=69.5)
+    int8["backend"] = {"name": "onnxruntime", "version": "1", "precision": "int8"}
+    path = reports_dir / "mobilenetv1" / "int8" / "cpu_bs4.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(int8))
+    text = readme.render_model("mobilenetv1", str(models), str(reports_dir))
+    assert "#### cpu (int8): Test CPU (2 cores)" in text
+    [row] = [line for line in text.splitlines() if "150.0" in line]
+    assert "1.50× fp32 (100.0); top-1 -0.50 pts" in row

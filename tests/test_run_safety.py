@@ -402,3 +402,56 @@ def test_models_with_the_same_preprocessing_decode_the_images_once(scratch, tmp_
     refs = {os.readlink(p) for m in ("mobilenetv1", "vovnet39")
             for p in (scratch / "build" / m / "refs").glob("prep-*")}
     assert len(refs) == 1
+
+
+@pytest.mark.parametrize("values, fragment", [
+    ({"PRECISION": "int4"}, "PRECISION=int4: unknown value; use fp32 or int8"),
+    ({"BACKEND": "tensorrt"}, "BACKEND=tensorrt: unknown value"),
+    ({"STREAMS": "0"}, "STREAMS=0: expected a positive number"),
+    ({"CALIB": "x"}, "CALIB=x: expected a positive number"),
+    ({"PRECISION": "int8", "AIPP": "1"}, "PRECISION=int8 with AIPP=1"),
+])
+def test_cpu_options_are_checked(values, fragment):
+    with pytest.raises(UserError) as err:
+        settings(**values)
+    assert fragment in str(err.value)
+
+
+def test_cpu_options_are_refused_on_an_ascend_chip():
+    with pytest.raises(UserError, match="STREAMS=2: a CPU option"):
+        run.check_cpu_options("Ascend310P3", settings(SOC="Ascend310P3", STREAMS="2"))
+    run.check_cpu_options("cpu", settings(STREAMS="2", PRECISION="int8"))
+
+
+def test_int8_calibrates_outside_the_evaluated_images(tmp_path):
+    data = tmp_path / "d"
+    (data / "val").mkdir(parents=True)
+    for i in range(5):
+        (data / "val" / f"i{i}.JPEG").write_bytes(bytes([i]))
+    (data / "val_label.txt").write_text("".join(f"i{i}.JPEG {i}\n" for i in range(5)))
+    cache = HashCache(str(tmp_path / "c.json"))
+    with pytest.raises(UserError, match="with N unset every image of DATA is"):
+        run.identify_calibration(run.Plan("m", settings(DATA=str(data), PRECISION="int8"), "cpu"),
+                                 cache)
+    plan = run.Plan("m", settings(DATA=str(data), N="3", PRECISION="int8", CALIB="10"), "cpu")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        run.identify_calibration(plan, cache)
+    finally:
+        os.chdir(cwd)
+    assert plan.calib_offset == 3 and plan.calib_id.endswith("-o3-n2")
+
+
+@pytest.mark.slow
+def test_an_int8_run_records_its_precision_and_calibration(scratch, tmp_path):
+    data = small_data(tmp_path / "data", count=8)
+    result = make(scratch, "mobilenetv1", f"DATA={data}", "N=5", "PRECISION=int8", "CALIB=3",
+                  "WEIGHTS=random", "BS=1", "LOOP=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((scratch / "reports/mobilenetv1/int8/cpu_bs1.json").read_text())
+    assert report["backend"]["precision"] == "int8"
+    assert report["calibration"]["images"] == 3 and report["calibration"]["offset"] == 5
+    assert report["dataset"]["images"] == 5
+    assert report["gate"]["reason"].startswith("int8: the tolerance applies to fp32 runs")
+    assert "quantize" in report["timings"]["steps"]

@@ -1,0 +1,138 @@
+"""PRECISION=int8 on the CPU: static quantisation of the exported ONNX with ONNX Runtime.
+
+    python3 -m npuzoo.quantize model MODEL.onnx CALIB_PREP OUT.onnx --calibration DATASET_JSON
+    python3 -m npuzoo.quantize backend OUT.json --calibration DATASET_JSON [--base JSON]
+
+`model` converts the export to opset 13 (per-channel scales need it) and runs
+onnxruntime.quantization.quantize_static in the QDQ format (QuantizeLinear /
+DequantizeLinear pairs around each quantised operator, which ONNX Runtime fuses into integer
+kernels: VNNI where the CPU has it), weights int8 per channel, activations uint8, ranges by
+MinMax over the calibration images: the preprocessed .bin files of CALIB_PREP, which are NOT
+images of the evaluation selection (npuzoo/run.py takes the labelled images after the first N of
+DATA, or the first CALIB of CALIB_DATA). The result is written through a temporary file.
+
+`backend` writes the report's --extra JSON: backend.precision int8 and the calibration set
+(name, images, where it starts, label checksum), so a report says what it was calibrated on.
+"""
+
+import argparse
+import glob
+import json
+import logging
+import os
+import tempfile
+
+import numpy as np
+
+from npuzoo.errors import UserError, atomic_write, cli
+
+
+def calibration_reader(prep_dir, input_name, shape):
+    """A CalibrationDataReader over the .bin files of `prep_dir`, one image at a time."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    files = sorted(glob.glob(os.path.join(prep_dir, "*.bin")))
+    if not files:
+        raise UserError(f"{prep_dir}: no preprocessed calibration images; rerun the make command")
+    size = int(np.prod(shape)) * 4
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.pending = iter(files)
+
+        def get_next(self):
+            path = next(self.pending, None)
+            if path is None:
+                return None
+            data = np.fromfile(path, dtype=np.float32)
+            if data.size * 4 != size:
+                raise UserError(f"{path}: {data.size * 4} bytes, expected {size} "
+                                f"(float32 {shape}); rerun the make command")
+            return {input_name: data.reshape(1, *shape)}
+
+    return Reader(), len(files)
+
+
+def quantize(model_path, prep_dir, out_path):
+    import onnx
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    from onnx import version_converter
+
+    model = onnx.load(model_path)
+    graph_input = model.graph.input[0]
+    dims = [d.dim_value for d in graph_input.type.tensor_type.shape.dim][1:]
+    reader, count = calibration_reader(prep_dir, graph_input.name, dims)
+    folder = os.path.dirname(os.path.abspath(out_path))
+    os.makedirs(folder, exist_ok=True)
+    quiet = logging.getLogger()  # the quantiser logs a warning per bias and a hint to stderr
+    level, quiet.level = quiet.level, logging.ERROR
+    try:
+        with tempfile.TemporaryDirectory(prefix=".quantize-", suffix=".tmp", dir=folder) as tmp:
+            # Per-channel scales need DequantizeLinear's `axis`, which opset 13 introduced; the
+            # export is opset 11 (the guides'), so the copy quantised here is converted first.
+            opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+                        default=11)
+            source = os.path.join(tmp, "opset13.onnx")
+            onnx.save(version_converter.convert_version(model, 13) if opset < 13 else model,
+                      source)
+            written = os.path.join(tmp, "int8.onnx")
+            quantize_static(source, written, reader, quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax)
+            os.chmod(written, 0o666 & ~_umask())
+            os.replace(written, out_path)
+    finally:
+        quiet.level = level
+    print(f"quantized {model_path} -> {out_path} (int8 QDQ, calibrated on {count} images)")
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def calibration_record(dataset_json):
+    with open(dataset_json, encoding="utf-8") as handle:
+        info = json.load(handle)
+    return {"dataset": info.get("name"), "images": info.get("images"),
+            "offset": info.get("offset", 0), "labels_sha256": info.get("labels_sha256"),
+            "method": "onnxruntime quantize_static, QDQ, MinMax, per-channel int8 weights, "
+                      "uint8 activations"}
+
+
+@cli
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 -m npuzoo.quantize",
+                                     description="Static int8 quantisation for the CPU.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    model = sub.add_parser("model", help="quantise an exported ONNX")
+    model.add_argument("onnx")
+    model.add_argument("prep", help="preprocessed calibration images (.bin)")
+    model.add_argument("out")
+    backend = sub.add_parser("backend", help="the report's --extra JSON of an int8 run")
+    backend.add_argument("out")
+    backend.add_argument("--calibration", required=True, help="the calibration dataset.json")
+    backend.add_argument("--base", help="a backend JSON to extend")
+    args = parser.parse_args(argv)
+    if args.action == "model":
+        quantize(args.onnx, args.prep, args.out)
+        return
+    extra = {}
+    if args.base:
+        with open(args.base, encoding="utf-8") as handle:
+            extra = json.load(handle)
+    import onnxruntime
+
+    backend_info = extra.get("backend") or {"name": "onnxruntime",
+                                            "version": onnxruntime.__version__}
+    extra["backend"] = dict(backend_info, precision="int8")
+    extra["calibration"] = calibration_record(args.calibration)
+    atomic_write(args.out, json.dumps(extra, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
