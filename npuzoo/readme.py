@@ -234,7 +234,8 @@ def measured_tables(cfg, rows):
             twin = fp32_twin(r, rows)
             lines.append({
                 "bs": f"**{bs}** {BEST}" if bs == best else str(bs),
-                "throughput": fmt(throughput(r)),
+                "throughput": fmt(throughput(r)) + (" (contended)" if reports.contended_run(r)
+                                                   else ""),
                 "ratio": twin_cell(r, twin) if twin else ratio_cell(throughput(r), ref.get(bs)),
                 "p50": latency(r, "p50"), "p99": latency(r, "p99"),
                 "top1": top1, "top5": top5, "gate": gate_cell(r),

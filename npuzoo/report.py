@@ -309,6 +309,11 @@ def snapshot(report):
             "weights": weights.get("source")}
 
 
+def contended_run(report):
+    """True when the runner saw other processes take the CPU during the perf loop."""
+    return bool(((report.get("perf") or {}).get("load") or {}).get("contended"))
+
+
 def compare(previous, current, drop=THROUGHPUT_DROP):
     """Changes of `current` against the `previous` report of the same model, chip and BS.
 
@@ -319,7 +324,9 @@ def compare(previous, current, drop=THROUGHPUT_DROP):
     changes = []
     old_tp = (previous.get("perf") or {}).get("throughput")
     new_tp = (current.get("perf") or {}).get("throughput")
-    if old_tp and new_tp is not None:
+    # A figure measured while other processes took the CPU says little: no regression then.
+    contended = contended_run(previous) or contended_run(current)
+    if old_tp and new_tp is not None and not contended:
         ratio = new_tp / old_tp
         if ratio < 1 - drop:
             changes.append({"what": "throughput", "old": old_tp, "new": new_tp,
@@ -333,7 +340,8 @@ def compare(previous, current, drop=THROUGHPUT_DROP):
                                 "change": f"{new_acc[key] - old_acc[key]:+.2f} pts",
                                 "flag": "accuracy"})
     return {"against": previous.get("timestamp"), "threshold": drop,
-            "previous": snapshot(previous), "changes": changes}
+            "previous": snapshot(previous), "changes": changes,
+            **({"contended": True} if contended else {})}
 
 
 def _number(value, digits):
@@ -548,7 +556,7 @@ SCHEMA = {
                                 "top1": NUMBER, "top5": NUMBER, "weights": STR,
                                 "dataset": {"name": STR, "images": INT, "labels_sha256": STR}},
                    "changes": [{"what": STR, "old": ANY, "new": ANY, "change": STR,
-                                "flag": STR}]},
+                                "flag": STR}], "contended": BOOL},
 }
 _INVALID = object()
 _warned = set()

@@ -86,3 +86,14 @@ def test_keys_of_older_reports_are_derived():
     assert history.machine(old) == history.fingerprint("cpu", "AMD EPYC (2 cores)")
     assert history.like_key(old)[-1] == 4 and history.variant(old) == ""
     assert history.variant(dict(old, backend={"aipp": True})) == "aipp"
+
+
+def test_a_drop_measured_under_contention_is_no_regression():
+    base = {"perf": {"throughput": 300.0}, "dataset": {}, "accuracy": None}
+    busy = {"perf": {"throughput": 100.0, "load": {"contended": True}}, "dataset": {},
+            "accuracy": None}
+    result = report.compare(base, busy)
+    assert result["changes"] == [] and result["contended"] is True
+    quiet = {"perf": {"throughput": 100.0, "load": {"contended": False}}, "dataset": {},
+             "accuracy": None}
+    assert report.compare(base, quiet)["changes"][0]["flag"] == "drop"
