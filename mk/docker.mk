@@ -173,22 +173,29 @@ DOCKER_HARDENING  = --cap-drop=ALL --security-opt=no-new-privileges --read-only 
 DOWNLOAD_TARGETS = $(B)/weights/$(WEIGHTS_FILE) $(SOURCE_JSON)
 step_network = $(if $(filter $@,$(DOWNLOAD_TARGETS)),--network=$(DOCKER_NET_ONLINE) \
   $(if $(wildcard $(DOCKER_CA_BUNDLE)),$(call bind,$(DOCKER_CA_BUNDLE),/etc/ssl/certs/ca-certificates.crt,ro)),--network=none)
-# The DATA folder, read-only: mk/pipeline.mk's DATA_LINK (build/<model>/inputs/<id>.data, a
-# build/-relative path of safe characters, checked again here) links to it. npuzoo.dockerargs
-# resolves the link itself and prints one quoted --mount value: the folder the link finally
-# points to, at the link's own target path, the absolute path the dataset links under build/
-# point into. The user's path thus never is recipe text: it exists only in the link and in
-# the output of the substitution, which the shell does not re-read. Only the offline steps
-# of the base and model images get it (those that read images); a WEIGHTS file needs no
-# mount (npuzoo/run.py copies it under build/<model>/weights/). The `$$(...)` survives one
-# expansion: use RUN_BASE and RUN_MODEL in recipes or `=` variables, never `:=` ones
-# (RUN_INFER holds none: mk/pipeline.mk's BENCH and CANN_RUN are `:=`).
+# The DATA folder, read-only: mk/pipeline.mk's DATA_LINK (build/inputs/<dataset id>.data, a
+# build/-relative path of safe characters, checked again here) links to it, and, with
+# PRECISION=int8, build/inputs/$(CALIB_ID).data to the calibration images' folder (mounted
+# too unless it names the same folder). npuzoo.dockerargs resolves a link itself and prints
+# one quoted --mount value: the folder the link finally points to, at the link's own target
+# path, the absolute path the dataset links under build/ point into. The user's path thus
+# never is recipe text: it exists only in the link and in the output of the substitution,
+# which the shell does not re-read. Only the offline steps of the base and model images get
+# it (those that read images); a WEIGHTS file needs no mount (npuzoo/run.py copies it under
+# build/<model>/weights/). The `$$(...)` survives one expansion: use RUN_BASE and RUN_MODEL
+# in recipes or `=` variables, never `:=` ones (RUN_INFER holds none: mk/pipeline.mk's BENCH
+# and CANN_RUN are `:=`).
 RE.data_link := build/[A-Za-z0-9._/+-]+
-data_link_ok = $(if $(filter .. .,$(subst /, ,$(DATA_LINK)))$(findstring $(newline),$(DATA_LINK)),,$(shell printf '%s' $(call shell_quote,$(DATA_LINK)) \
-  | LC_ALL=C grep -Ezqx -e '$(RE.data_link)' && echo ok))
-step_data = $(if $(filter $@,$(DOWNLOAD_TARGETS)),,$(if $(DATA_LINK),$(if $(data_link_ok),,$(error \
-  DATA_LINK=$(call one_line,$(DATA_LINK)): expected a path build/... of letters, digits and ._/+-))$(if \
-  $(wildcard $(DATA_LINK)),--mount "$$($(PY) -m npuzoo.dockerargs mount --resolve --readonly $(DATA_LINK))")))
+CALIB_LINK    = $(if $(CALIB_ID),build/inputs/$(CALIB_ID).data)
+link_ok       = $(if $(filter .. .,$(subst /, ,$(1)))$(findstring $(newline),$(1)),,$(shell printf '%s' \
+  $(call shell_quote,$(1)) | LC_ALL=C grep -Ezqx -e '$(RE.data_link)' && echo ok))
+check_link    = $(if $(1),$(if $(call link_ok,$(1)),,$(error $(2) $(call one_line,$(1)): expected a path \
+  build/... of letters, digits and ._/+-)))
+mount_link    = $(if $(wildcard $(1)),--mount "$$($(PY) -m npuzoo.dockerargs mount --resolve --readonly $(1))")
+same_target   = $(if $(and $(1),$(2)),$(shell [ "$$(readlink $(1))" = "$$(readlink $(2))" ] && echo same))
+step_data = $(if $(filter $@,$(DOWNLOAD_TARGETS)),,$(call check_link,$(DATA_LINK),DATA_LINK)$(call \
+  check_link,$(CALIB_LINK),CALIB_ID's link)$(call mount_link,$(DATA_LINK)) $(if $(call \
+  same_target,$(DATA_LINK),$(CALIB_LINK)),,$(call mount_link,$(CALIB_LINK))))
 docker_run = $(DOCKER) run --rm --user $(DOCKER_UID) -e HOME=/tmp --shm-size=1g $(DOCKER_HARDENING) \
   $(step_network) $(call bind,$(REPO_DIR)/build,$(REPO_DIR)/build) $(DOCKER_RUN_ARGS)
 # A step whose image was never built stops with the command that builds it.

@@ -12,7 +12,7 @@ the shell only as an environment variable or a validated token, the value comes 
 quoted word, and the shell never re-reads it.
 
 SOURCE is made absolute (relative to the current folder). With `--resolve`, SOURCE is a
-symbolic link (the pipeline's build/<model>/data/<dataset id>.source): the source mounted is
+symbolic link (the pipeline's build/inputs/<dataset id>.data): the source mounted is
 what it finally resolves to (`readlink -f`), and TARGET, when left out, is the link's own
 target: the absolute path that the dataset links under build/ point into, so they resolve in
 the container as on the host. Standard library only: it runs on the host, before any image.
