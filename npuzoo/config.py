@@ -314,12 +314,13 @@ def model_dir(name):
     return os.path.join(MODELS_DIR, name)
 
 
-def model_names():
-    """Every model that has a models/<name>/model.yaml, sorted."""
-    if not os.path.isdir(MODELS_DIR):
+def model_names(models_dir=MODELS_DIR):
+    """Every model that has a <models_dir>/<name>/model.yaml, sorted: the one model list (the
+    Makefile's MODEL_NAMES is the same wildcard)."""
+    if not os.path.isdir(models_dir):
         return []
-    return sorted(n for n in os.listdir(MODELS_DIR)
-                  if os.path.isfile(os.path.join(MODELS_DIR, n, "model.yaml")))
+    return sorted(n for n in os.listdir(models_dir)
+                  if os.path.isfile(os.path.join(models_dir, n, "model.yaml")))
 
 
 def load(name_or_path):

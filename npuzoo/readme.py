@@ -29,7 +29,6 @@ from npuzoo.errors import UserError, atomic_write, cli
 TEMPLATES_DIR = os.path.join(config.REPO_ROOT, "templates")
 MODEL_TEMPLATE = "model_README.md.j2"
 TOP_TEMPLATE = "README.md.j2"
-FULL_SET = 50000
 BEST = "★"  # marks the best batch size of a chip
 ASCEND_PREFIX = "Ascend"
 PLOT_NAME = "perf_{soc}.png"
@@ -37,14 +36,7 @@ PLOT_NAME = "perf_{soc}.png"
 
 # -- inputs --------------------------------------------------------------------------------
 
-def model_names(models_dir):
-    """Every folder of `models_dir` with a model.yaml, sorted (config.model_names for the repo)."""
-    if os.path.abspath(models_dir) == os.path.abspath(config.MODELS_DIR):
-        return config.model_names()
-    if not os.path.isdir(models_dir):
-        return []
-    return sorted(n for n in os.listdir(models_dir)
-                  if os.path.isfile(os.path.join(models_dir, n, "model.yaml")))
+model_names = config.model_names
 
 
 def load_model(models_dir, name):
