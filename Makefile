@@ -20,7 +20,13 @@ MODEL_NAMES := $(sort $(patsubst models/%/model.yaml,%,$(wildcard models/*/model
 USER_VARIABLES := BS SOC DATA N WEIGHTS RUNNER DEVICE LOOP WARMUP AIPP MODELS SHARDS FORCE STRICT \
                   TORCH_INDEX PRECISION CALIB CALIB_DATA BACKEND STREAMS
 $(foreach v,$(USER_VARIABLES),$(if $(filter undefined,$(origin $(v))),,$(eval export NPUZOO_$(v) := $$(value $(v)))))
+# The images' settings (mk/docker.mk, which refuses a `$` in them) reach the image builds that
+# npuzoo.run starts through the environment, verbatim.
+DOCKER_VARIABLES := BASE_IMAGE ASCEND_BASE_IMAGE IMAGE_REPO DOCKER_NET_ONLINE DOCKER_RUN_ARGS \
+                    DOCKER_BUILD_ARGS DOCKER_PIDS_LIMIT DOCKER_CA_BUNDLE AIS_WHEELS_URL \
+                    ACLRUNTIME_URL ACLRUNTIME_SHA256 AIS_BENCH_URL AIS_BENCH_SHA256
 unexport $(USER_VARIABLES) $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
+$(foreach v,$(DOCKER_VARIABLES),$(if $(filter command line,$(origin $(v))),$(eval override $(v) := $$(value $(v)))$(eval export $(v))))
 
 PYTHON ?= python3
 VENV   := .venv

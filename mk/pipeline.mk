@@ -259,16 +259,18 @@ else
   REPORT_EXTRA := $(BACKEND_JSON)
 endif
 
+# The run folder's manifest: what the report step reads (paths under build/, validated values).
+RUN_MANIFEST = {"model": "$(MODEL)", "soc": "$(SOC)", "bs": $(BS), \
+  "dataset": "$(DATASET_DIR)/dataset.json", "weights": "$(WEIGHTS_JSON)", \
+  "accuracy": "$(OUT_DIR)/accuracy.json", "results_dir": "$(OUT_DIR)/results", \
+  "prep_dir": "$(PREP_DIR)", "perf_dir": "$(PERF_DIR)", "perf_dirname": "perf", \
+  "loop": $(LOOP), "warmup": $(WARMUP), "steps": "$(B)/steps.jsonl", \
+  "source": "$(SOURCE_JSON)", "extra": "$(REPORT_EXTRA)", "environment": "$(ENVIRONMENT_JSON)"}
+
 $(OUT_DIR)/report.json: $(OUT_DIR)/accuracy.json $(PERF_DIR)/perf.log $(WEIGHTS_JSON) \
                         $(DATASET_DIR)/dataset.json $(SOURCE_JSON) $(REPORT_EXTRA) $(ENVIRONMENT_JSON)
-	$(call STEP,report,bs) $(RUN_BASE) $(PYRUN) -m npuzoo.report write --model $(MODEL) --soc $(SOC) --bs $(BS) \
-	  --dataset $(DATASET_DIR)/dataset.json --weights $(WEIGHTS_JSON) \
-	  --accuracy $(OUT_DIR)/accuracy.json --results-dir $(OUT_DIR)/results --prep-dir $(PREP_DIR) \
-	  --perf-dir $(PERF_DIR) --perf-dirname perf \
-	  --loop $(LOOP) --warmup $(WARMUP) --steps $(B)/steps.jsonl \
-	  $(if $(SOURCE_JSON),--source $(SOURCE_JSON)) \
-	  $(if $(REPORT_EXTRA),--extra $(REPORT_EXTRA)) \
-	  $(if $(ENVIRONMENT_JSON),--environment $(ENVIRONMENT_JSON)) --out $@
+	@mkdir -p $(@D) && printf '%s\n' '$(RUN_MANIFEST)' > $(OUT_DIR)/run.json
+	$(call STEP,report,bs) $(RUN_BASE) $(PYRUN) -m npuzoo.report write --manifest $(OUT_DIR)/run.json --out $@
 
 # shared: what every batch size of a (model, dataset, weights) uses, done once;
 # report: one batch size's run up to its report under build/ (a sweep task's share);

@@ -767,6 +767,28 @@ def _rounded(value):
     return "—" if value is None else f"{value:.2f}"
 
 
+def with_manifest(argv):
+    """`write --manifest run.json ...`: the manifest's {option: value} become flags placed
+    before the command line's own, so that a flag given explicitly wins."""
+    if "--manifest" not in argv:
+        return argv
+    at = argv.index("--manifest")
+    if at + 1 >= len(argv):
+        return argv  # argparse says what is missing
+    manifest = read_json(argv[at + 1], "run manifest")
+    if not isinstance(manifest, dict):
+        raise UserError(f"{argv[at + 1]}: expected a JSON object of option: value")
+    flags = []
+    for key, value in manifest.items():
+        if value in (None, "", False):
+            continue
+        flags.append("--" + key.replace("_", "-"))
+        if value is not True:
+            flags.append(str(value))
+    rest = argv[:at] + argv[at + 2:]
+    return rest[:1] + flags + rest[1:]
+
+
 @cli
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m npuzoo.report",
@@ -797,6 +819,9 @@ def main(argv=None):
                        help="build/<model>/steps.jsonl: this run's step timings go into the "
                             "report (the run is NPUZOO_RUN_ID)")
     write.add_argument("--out", required=True)
+    write.add_argument("--manifest", metavar="JSON",
+                       help="the run folder's manifest (mk/pipeline.mk writes run.json): "
+                            "{option: value} for the options above; flags given win")
     pub = sub.add_parser("publish", help="copy a built report into reports/")
     pub.add_argument("built")
     pub.add_argument("dest")
@@ -821,7 +846,7 @@ def main(argv=None):
                            f"or ${THROUGHPUT_DROP_ENV})")
     cmp_.add_argument("--strict", action="store_true",
                       help="exit 1 when any change is flagged")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(with_manifest(sys.argv[1:] if argv is None else list(argv)))
 
     if args.command == "compare":
         text, flagged = compare_table(args.reports, throughput_drop(args.throughput_drop))
