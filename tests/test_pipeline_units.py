@@ -357,3 +357,17 @@ def test_versions_merge_fills_what_this_image_lacks(tmp_path):
     assert merged["onnxruntime"] == here["onnxruntime"]  # found here: kept
     assert merged["python"] == here["python"]
     assert merged["torch"] == (here["torch"] or "9.9.9")
+
+
+def test_report_write_reads_the_run_manifest_and_flags_win(tmp_path):
+    manifest = tmp_path / "run.json"
+    manifest.write_text(json.dumps({"model": "mobilenetv1", "soc": "cpu", "bs": 4,
+                                    "dataset": "d.json", "source": "", "loop": 20}))
+    argv = report.with_manifest(["write", "--manifest", str(manifest), "--loop", "5",
+                                 "--out", "r.json"])
+    assert argv[:1] == ["write"] and argv[-4:] == ["--loop", "5", "--out", "r.json"]
+    assert "--source" not in argv and argv[argv.index("--bs") + 1] == "4"
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1]")
+    with pytest.raises(UserError, match="expected a JSON object"):
+        report.with_manifest(["write", "--manifest", str(bad)])
