@@ -2,7 +2,8 @@
 # CI, docker stage (after `make test`): the RUNNER=docker path end to end on this machine.
 #
 #  1. install the engine (docker.io) and debootstrap; start dockerd with its own data root
-#     under /tmp (no bridge, no iptables: ../shared/docs/environment.md)
+#     under /tmp (no bridge, no iptables: docs/design.md, "CI on machines without a container
+#     registry")
 #  2. make the local Debian base image (no registry here) and build every image but Ascend's;
 #     the Ascend Dockerfile is linted and parsed only (hadolint + tests/test_images.py)
 #  3. run MobileNetV1 on a subset with RUNNER=local, then the same with RUNNER=docker (every

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make the Debian base image locally, for machines that reach the Debian mirror but no
-# container registry (docs: ../shared/docs/environment.md, "A Docker engine").
+# container registry (docs/design.md, "CI on machines without a container registry").
 #
 #   images/local-base.sh [TAG]            default TAG: local/debian:bookworm
 #

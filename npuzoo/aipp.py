@@ -1,6 +1,7 @@
 """AIPP (atc `--insert_op_conf`): the normalisation moved onto the chip, uint8 NHWC input.
 
-Follows ais_bench_contract.md §8 and the ModelZoo AIPP configs (`aipp_resnet50_710.aippconfig`):
+Follows docs/ais_bench_compatibility.md ("AIPP") and the ModelZoo AIPP configs
+(`aipp_resnet50_710.aippconfig`):
 an `aipp_op { ... }` block with `aipp_mode: static`, `input_format: RGB888_U8`, the image size,
 and per channel `(px - mean_chn - min_chn) * var_reci_chn`. With model.yaml's
 `preprocess.mean`/`std` (on the 0-1 scale) that is mean_chn 0, min_chn = 255*mean and

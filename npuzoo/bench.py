@@ -1,24 +1,26 @@
 """ais_bench-compatible inference runner on the CPU (ONNX Runtime or OpenVINO): `python3 -m npuzoo.bench`.
 
-Provenance. This module implements /work/shared/docs/ais_bench_contract.md, generation G2 as of
-T23 (the 2023 `python3 -m ais_bench`, Ascend/tools 9d6da90 `ais_bench/infer/*.py`):
+Provenance. This module reproduces ais_bench as of T23 (the 2023 `python3 -m ais_bench`,
+Ascend/tools 9d6da90 `ais_bench/infer/*.py`), as docs/ais_bench_compatibility.md describes it;
+the sections of that document, by name:
 
-- §2  the command line: every T23 flag, its default and its checks; values after a space or
+- "The command line": every T23 flag, its default and its checks; values after a space or
       `=`; unique prefixes (`--output_dir`); booleans as T23's str2bool (yes/true/t/y/1,
       no/false/f/n/0, any case), each taking one value as in T23 (a bare `--debug` is refused:
       "expected one argument").
-- §3  input lists (files or directories), files per batch from input 0, the
-      `arg0 tensorsize: X filesize: Y not match` error, padding of the last batch with its
-      first file, output splitting with np.array_split and `save out files error`, pure
+- "Inputs and batching": input lists (files or directories), files per batch from input 0,
+      the `arg0 tensorsize: X filesize: Y not match` error, padding of the last batch with
+      its first file, output splitting with np.array_split and `save out files error`, pure
       inference with zero or random bytes, warm-up, loop.
-- §4  the results directory (`O/<%Y_%m_%d-%H_%M_%S | output_dirname>`, joined as T23 joins
-      them, unnormalised), file names `{stem}_{i}.{bin|npy|txt}`, the BIN/NPY/TXT formats, and
-      the summary JSON written atomically to `<that path>_summary.json`: beside the results
-      directory, or, as in T23, inside it as `_summary.json` when --output_dirname ends with
-      `/` (the InceptionV4 guide's `--output_dirname ./result_bs4/`). With T23's flags only,
-      the summary has T23's keys and no others (npuzoo's flags add keys after them, below).
-- §5  the printed Performance Summary block in the T23 format (H2D/D2H lines only with
-      --display_all_summary) and the multi-device lines.
+- "The output layout", "File formats", "The summary JSON": the results directory
+      (`O/<%Y_%m_%d-%H_%M_%S | output_dirname>`, joined as T23 joins them, unnormalised), file
+      names `{stem}_{i}.{bin|npy|txt}`, the BIN/NPY/TXT formats, and the summary JSON written
+      atomically to `<that path>_summary.json`: beside the results directory, or, as in T23,
+      inside it as `_summary.json` when --output_dirname ends with `/` (the InceptionV4
+      guide's `--output_dirname ./result_bs4/`). With T23's flags only, the summary has T23's
+      keys and no others (npuzoo's flags add keys after them, below).
+- "The printed summary block": the Performance Summary block in the T23 format (H2D/D2H
+      lines only with --display_all_summary) and the multi-device lines.
 
 Timing: NPU_compute_time is the wall time of `session.run` alone (time.perf_counter, ms);
 H2D_latency the time to assemble one batch's input arrays (file reads included); D2H_latency
@@ -146,7 +148,7 @@ if not logger.handlers:
     logger.setLevel(logging.INFO)
 
 
-# -- command line (§2) ---------------------------------------------------------------------
+# -- command line (doc: "The command line") --------------------------------------------------
 
 def str2bool(value):
     """T23's str2bool: yes/true/t/y/1 and no/false/f/n/0, case-insensitive."""
@@ -434,7 +436,7 @@ def resolve_shapes(inputs, args):
     return problem
 
 
-# -- inputs (§3) ---------------------------------------------------------------------------
+# -- inputs (doc: "Inputs and batching") -----------------------------------------------------
 
 def natural_sort(paths):
     def key(text):  # odd parts are the digit runs
@@ -608,7 +610,7 @@ def make_feeds(batch, inputs, args, batchsizes=None):
     return feeds
 
 
-# -- outputs (§4) ------------------------------------------------------------------------------
+# -- outputs (doc: "The output layout", "File formats") ----------------------------------------
 
 def txt_bytes(ndata):
     """ais_bench's TXT: reshape (-1, last_dim), each value `%f` (floats) or `%d` (others)
@@ -680,7 +682,7 @@ def save_outputs(splits, output_prefix, batch, outfmt, index, filesinfo):
             save_data_to_file(path, parts[j])
 
 
-# -- summary (§4, §5) ----------------------------------------------------------------------
+# -- summary (doc: "The summary JSON", "The printed summary block") ----------------------------
 
 def list_info(values):
     """numpy min/max/mean/median/percentile over a list of ms; zeros when empty (as T23)."""

@@ -38,7 +38,8 @@ from npuzoo.errors import UserError, atomic_write, cli
 REPO = config.REPO_ROOT
 BUILD = "build"
 
-# The Make variables of `make <model>`, with their defaults (README, DESIGN §3).
+# The Make variables of `make <model>`, with their defaults (README; docs/design.md, "The Make
+# variables").
 DEFAULTS = {"BS": "1", "SOC": "cpu", "DATA": "", "N": "", "WEIGHTS": "", "RUNNER": "local",
             "DEVICE": "0", "LOOP": "20", "WARMUP": "2", "AIPP": "", "FORCE": "", "STRICT": "",
             "PRECISION": "fp32", "CALIB": "100", "CALIB_DATA": "", "BACKEND": "", "STREAMS": ""}

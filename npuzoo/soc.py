@@ -1,8 +1,9 @@
 """Which chip a run targets: `cpu`, an Ascend `--soc_version`, or `auto` (read npu-smi).
 
-Names. ATC's `--soc_version` is `Ascend` + the Name column of `npu-smi info` (ais_bench_contract.md
-§8, §9). Any name of the documented shape is accepted (ASCEND_SHAPE); whether this toolkit can
-compile for it is the toolkit's platform_config (npuzoo.ascend) or atc itself to say:
+Names. ATC's `--soc_version` is `Ascend` + the Name column of `npu-smi info`
+(docs/ais_bench_compatibility.md, "SOC names and npu-smi"). Any name of the documented shape is
+accepted (ASCEND_SHAPE); whether this toolkit can compile for it is the toolkit's
+platform_config (npuzoo.ascend) or atc itself to say:
 
     Ascend310                 Atlas 200/300/500 (one 310 per device; four on an Atlas 300I card)
     Ascend310P<d>             Atlas 300I Pro/Duo, 300V (310P1, 310P3, 310P5, 310P7, ...)

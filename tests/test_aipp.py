@@ -1,8 +1,8 @@
 """AIPP (make AIPP=1): config values, the ONNX prepend, `preprocess.py --uint8`, and end to end.
 
-The AIPP block computes `(px - mean_chn - min_chn) * var_reci_chn` (ais_bench_contract.md §8)
-on uint8 NHWC input; npuzoo.aipp builds it from model.yaml and puts the same arithmetic in
-front of the ONNX graph, which the CPU compile and the stand-in atc both use.
+The AIPP block computes `(px - mean_chn - min_chn) * var_reci_chn` on uint8 NHWC input
+(docs/ais_bench_compatibility.md, "AIPP"); npuzoo.aipp builds it from model.yaml and puts the
+same arithmetic in front of the ONNX graph, which the CPU compile and the stand-in atc both use.
 """
 
 import json

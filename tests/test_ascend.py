@@ -4,10 +4,10 @@ drive them, chip detection, the CANN environment.
 No Ascend hardware exists here. The unmodified ais_bench front end (`python3 -m ais_bench`,
 ../shared/third_party/ais_bench-9d6da90, put on PYTHONPATH, never copied) runs on the test-only
 aclruntime stand-in (tests/standins/acl/), which executes the stand-in `.om` with ONNX Runtime;
-the stand-in atc and npu-smi (tests/standins/) enforce ais_bench_contract.md §8, §9. All of them
-log their argv, so these tests check the exact commands mk/pipeline.mk issues, that what the real
-tools reject is rejected, and that a missing toolkit, an unknown chip and a wrong-chip .om each
-stop with one `error: ...` line. Tests that need the front end skip when ../shared/third_party
+the stand-in atc and npu-smi (tests/standins/) enforce docs/ais_bench_compatibility.md ("atc",
+"SOC names and npu-smi"). All of them log their argv, so these tests check the exact commands
+mk/pipeline.mk issues, that what the real tools reject is rejected, and that a missing toolkit,
+an unknown chip and a wrong-chip .om each stop with one `error: ...` line. Tests that need the front end skip when ../shared/third_party
 is absent (NPUZOO_SHARED_THIRD_PARTY points elsewhere).
 """
 

@@ -1,8 +1,8 @@
 """Tests of npuzoo.bench, the ais_bench (G2, T23) compatible ONNX Runtime runner.
 
-Expected values follow /work/shared/docs/ais_bench_contract.md §2-§5. The models are built
-here with onnx.helper and are tiny, so every test runs in well under a second (the few CLI
-tests pay for one interpreter start each). No timing is asserted.
+Expected values follow docs/ais_bench_compatibility.md, "What npuzoo.bench reproduces". The
+models are built here with onnx.helper and are tiny, so every test runs in well under a second
+(the few CLI tests pay for one interpreter start each). No timing is asserted.
 """
 
 import json
@@ -549,7 +549,7 @@ def test_output_dirname_with_a_trailing_slash_keeps_the_summary_inside(tmp_path,
         str(tmp_path / "out"), "./result_bs4/", "img_000_0.bin")
 
 
-# -- printed block (§5) ----------------------------------------------------------------------
+# -- printed block (doc: "The printed summary block") -----------------------------------------
 
 def _stats_re(name):
     return re.compile(r"^\[INFO\] {} \(ms\): min = ({f}), max = ({f}), mean = ({f}), median = ({f}), "
@@ -560,7 +560,8 @@ THROUGHPUT_RE = re.compile(r"^\[INFO\] throughput 1000\*batchsize\.mean\((\d+(?:
                            r"NPU_compute_time\.mean\(({f})\): ({f})$".format(f=FLOAT))
 
 
-# Verbatim from the T23 Readme (contract §5): the regexes above must accept it.
+# Verbatim from the T23 Readme (the example block of ais_bench's own README): the regexes above
+# must accept it.
 T23_BLOCK = """\
 [INFO] -----------------Performance Summary------------------
 [INFO] H2D_latency (ms): min = 0.05700000002980232, max = 0.05700000002980232, mean = 0.05700000002980232, median = 0.05700000002980232, percentile(99%) = 0.05700000002980232

@@ -1,8 +1,9 @@
 """DPN131: preprocessing, the declared patch per source, and the export against upstream eager.
 
 What is tested (what every folder must do is tested by test_model_folders.py):
-- model.yaml's preprocessing values are the guide's (model_facts.md §2); preprocess.py turns them
-  into torchvision's computation (test_model_folders.py), and its output feeds the parity below.
+- model.yaml's preprocessing values are the guide's (docs/model_facts.md, DPN131
+  "Preprocessing"); preprocess.py turns them into torchvision's computation
+  (test_model_folders.py), and its output feeds the parity below.
 - dpn.diff applies with `patch -p1` to both declared trees (the 0.7.4 release, and dpn.py as at
   8aae3d8: see fixtures/pretrainedmodels_trees.py for how that tree is made offline), whose
   dpn.py files are identical.

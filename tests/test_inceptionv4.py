@@ -2,9 +2,9 @@
 
 What is tested (what every folder must do is tested by test_model_folders.py):
 - preprocess.py on the 10 real images of ../shared/data/imagenet-val-10, pixel for pixel against
-  an independent PIL + numpy computation of model_facts.md §2's rules: shorter side 342 with
-  BILINEAR (long side truncated), crop 299 at FLOORED offsets int((W-299)/2)..int((W+299)/2),
-  /255, (x-0.5)/0.5. The test also checks that floor and round offsets differ on these images,
+  an independent PIL + numpy computation of the rules in docs/model_facts.md (InceptionV4,
+  "Preprocessing"): shorter side 342 with BILINEAR (long side truncated), crop 299 at FLOORED
+  offsets int((W-299)/2)..int((W+299)/2), /255, (x-0.5)/0.5. The test also checks that floor and round offsets differ on these images,
   so a round-offset crop would fail it.
 - The declared patches: inceptionv4.patch applies with `patch -p1` to inceptionv4.py as at
   8aae3d8 (the "git" tree, made offline as fixtures/pretrainedmodels_trees.py says) and NOT to
@@ -137,7 +137,7 @@ def test_patched_model_runs_in_eager_mode(inc_trees):
 
 
 def reference_preprocess(path):
-    """model_facts.md §2 for InceptionV4, computed independently with PIL and numpy."""
+    """docs/model_facts.md, InceptionV4 "Preprocessing", computed independently with PIL and numpy."""
     with Image.open(path) as image:
         image = image.convert("RGB")
         width, height = image.size

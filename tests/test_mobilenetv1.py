@@ -1,8 +1,8 @@
 """MobileNetV1 model folder (models/mobilenetv1): the facts of its network and checkpoint.
 
-model.yaml's preprocessing values (model_facts §2), the network's state_dict layout against the
-published checkpoint's (model_facts §4), the published checkpoint's formats, and the exported
-ONNX against the network in PyTorch eager mode on real images. Everything every folder must do
+model.yaml's preprocessing values, the network's state_dict layout against the published
+checkpoint's (both in docs/model_facts.md, MobileNetV1), the published checkpoint's formats, and
+the exported ONNX against the network in PyTorch eager mode on real images. Everything every folder must do
 (preprocessing, postprocessing, checkpoint errors, the export's interface, standing alone) is
 tested for all folders by test_model_folders.py.
 """
@@ -20,7 +20,8 @@ from conftest import load_model_script
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "mobilenetv1"
 
-# model_facts §2 (MobileNetV1 = ImageNet mean/std, 256/224), written out independently.
+# docs/model_facts.md, MobileNetV1 "Preprocessing" (ImageNet mean/std, 256/224), written out
+# independently.
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
@@ -54,7 +55,8 @@ def test_model_yaml_facts():
 # -- the network and its checkpoints ------------------------------------------------------
 
 def expected_layout():
-    """Every state_dict key and shape of upstream `Net` (model_facts §4), in module order."""
+    """Every state_dict key and shape of upstream `Net` (docs/model_facts.md, MobileNetV1
+    "Network"), in module order."""
     layout = []
 
     def bn(prefix, channels):

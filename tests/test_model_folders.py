@@ -1,7 +1,8 @@
 """The model folder contract, tested for every models/<name>/ with a model.yaml.
 
 Parametrized over the folders as timm's tests/test_models.py is over its models: a new model
-gets every test here by adding its folder. What each folder must do (DESIGN §4):
+gets every test here by adding its folder. What each folder must do (docs/design.md, "The folder
+contract"):
 
 - stand alone: its files import only the standard library, the packages its requirements.txt
   pins (the project's versions) and its own files, never `npuzoo`; its _zoo.py is the canonical

@@ -1,9 +1,9 @@
 """TResNet-M: TResNet.patch against the pristine timm 0.4.5 sources, the patched network
-(model_facts §4), the published checkpoint's format (timm train.py's model_best.pth.tar),
-preprocessing against timm's own eval transform on real images, the refusal of a missing or
-unpatched tree, and the exported ONNX against the patched network in eager mode. The sources
-come from the sdist cache that `make venv` fills. What every folder must do is tested by
-test_model_folders.py."""
+(docs/model_facts.md, TResNet-M), the published checkpoint's format (timm train.py's
+model_best.pth.tar), preprocessing against timm's own eval transform on real images, the refusal
+of a missing or unpatched tree, and the exported ONNX against the patched network in eager mode.
+The sources come from the sdist cache that `make venv` fills. What every folder must do is
+tested by test_model_folders.py."""
 
 import argparse
 import hashlib

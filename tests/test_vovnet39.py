@@ -1,7 +1,7 @@
 """VoVNet39: the network in models/vovnet39 against the upstream checkpoint's layout
-(model_facts §4), the published checkpoint's format (`module.` on every key, model.yaml
-`weights.layout: module_prefix`), and the exported ONNX against the network in PyTorch eager
-mode on real images. What every folder must do is tested by test_model_folders.py."""
+(docs/model_facts.md, VoVNet39 "Network"), the published checkpoint's format (`module.` on every
+key, model.yaml `weights.layout: module_prefix`), and the exported ONNX against the network in
+PyTorch eager mode on real images. What every folder must do is tested by test_model_folders.py."""
 
 import subprocess
 import sys
@@ -16,7 +16,7 @@ from conftest import load_model_script
 
 MODEL = "vovnet39"
 
-# model_facts §4, written out independently of network.py.
+# docs/model_facts.md, VoVNet39 "Network", written out independently of network.py.
 STEM = [("stem_1", 3, 64), ("stem_2", 64, 64), ("stem_3", 64, 128)]
 STAGES = {2: (128, 256, 1), 3: (160, 512, 1), 4: (192, 768, 2), 5: (224, 1024, 2)}
 CONCAT_INPUTS = {"OSA2_1": 768, "OSA3_1": 1056, "OSA4_1": 1472, "OSA4_2": 1728,

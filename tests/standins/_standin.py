@@ -1,11 +1,10 @@
 """Shared by the stand-ins for Ascend tools under tests/standins/: atc, npu-smi, and aclruntime
-(acl/aclruntime, the backend under the unmodified ais_bench front end from ../shared/third_party;
-the `ais_bench` package here is an older stand-in built on npuzoo.bench, used only where a test
-puts tests/standins rather than the real front end on PYTHONPATH).
+(acl/aclruntime, the backend under the unmodified ais_bench front end from ../shared/third_party,
+which sits beside the repository: docs/design.md, "Beside the repository").
 
-They enforce ../shared/docs/ais_bench_contract.md (§6 aclruntime, §8 atc, §9 npu-smi) so that
-the Ascend path of mk/pipeline.mk can be proven on a machine without Ascend hardware. Settings
-(environment variables):
+They enforce what docs/ais_bench_compatibility.md says ("What the aclruntime stand-in offers",
+"atc", "SOC names and npu-smi") so that the Ascend path of mk/pipeline.mk can be proven on a
+machine without Ascend hardware. Settings (environment variables):
 
 - NPUZOO_STANDIN_LOG     append one JSON line {"tool", "argv", "cwd", ...} per call to this file
 - NPUZOO_STANDIN_CHIP    the chip npu-smi shows and ais_bench runs on (Name column, default 310P3)

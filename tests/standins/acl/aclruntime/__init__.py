@@ -3,7 +3,8 @@
 The unmodified ais_bench front end (../shared/third_party/ais_bench-9d6da90, on PYTHONPATH with
 this folder) parses the arguments, batches the input files, names and writes the outputs and the
 summary; this module is what it calls where the real one drives ACL on an NPU. It offers what
-`ais_bench/infer/interface.py` uses (ais_bench_contract.md §6, ../shared/third_party/README.md):
+`ais_bench/infer/interface.py` uses (docs/ais_bench_compatibility.md, "What the aclruntime
+stand-in offers"):
 
     session_options()                          .loop, .log_level, .acl_json_path
     InferenceSession(path, device, options)    get_inputs(), get_outputs(), options(),
