@@ -14,7 +14,8 @@
 #                                   never rebuild the torch layers)
 #   npuzoo/<model>:model-<hash>     export + the model folder + its patched upstream source
 #   npuzoo/<model>:upstream-<hash>  the patched upstream tree alone (input of the model image)
-#   npuzoo/ascend:<hash>            CANN + aclruntime + ais_bench + npuzoo (SOC=Ascend...)
+#   npuzoo/ascend:<hash>            CANN (its python3: aclruntime, ais_bench) + the project's
+#                                   venv /opt/venv (npuzoo's needs, numpy 2) (SOC=Ascend...)
 # A built image leaves build/images/<name>-<hash>.stamp: a second `make images` does nothing.
 #
 # Steps run as the calling user (--user uid:gid) with the repository's paths mounted at the
@@ -36,7 +37,8 @@ DEVICE            ?= 0
 IMAGE_REPO        ?= npuzoo
 # The Debian image the base is built FROM; CI: local/debian:bookworm (images/local-base.sh).
 BASE_IMAGE        ?= debian:bookworm-slim
-# The CANN image of the Ascend image, and the ais_bench wheels (ais_bench_contract.md §7).
+# The CANN image of the Ascend image, and the ais_bench wheels (docs/ais_bench_compatibility.md,
+# "Installing ais_bench").
 ASCEND_BASE_IMAGE ?= quay.io/ascend/cann:8.3.rc2-310p-ubuntu22.04-py3.11
 AIS_WHEELS_URL    ?= https://aisbench.obs.myhuaweicloud.com/packet/ais_bench_infer/0.0.2/ait
 ACLRUNTIME_URL    ?= $(AIS_WHEELS_URL)/aclruntime-0.0.2-cp311-cp311-linux_$(shell uname -m).whl
@@ -52,6 +54,12 @@ DOCKER_NET_ONLINE ?= host
 DOCKER_PIDS_LIMIT ?= 4096
 DOCKER_BUILD_ARGS ?=
 DOCKER_RUN_ARGS   ?=
+# SOC=Ascend...: the Ascend Docker Runtime. Empty (or auto): used when `docker info` lists it;
+# 1: used (--runtime=ascend unless the engine names it otherwise); 0: never (plain --device).
+ASCEND_DOCKER_RUNTIME ?=
+# The host's root for the NPU device nodes and driver files (empty: /); tests point it at a fake
+# tree. What exists under it is passed in, at the same path in the container.
+ASCEND_HOST_ROOT  ?=
 # The host's python, for npuzoo.dockerargs (standard library only) and npuzoo.config.
 PY                ?= $(CURDIR)/.venv/bin/python
 ifneq ($(DOCKER_HOST),)
@@ -90,6 +98,10 @@ RE.args  := [A-Za-z0-9._/:=,@+ -]*
 RE.count := [1-9][0-9]*
 RE.names := [A-Za-z0-9._ -]*
 RE.name  := ([a-z0-9][a-z0-9_-]*)?
+RE.soc   := (cpu|auto|Ascend[0-9A-Za-z_-]{1,32})?
+RE.device := [0-9]{1,4}(,[0-9]{1,4})*
+RE.switch := (0|1|auto)?
+RE.optabspath := (/[A-Za-z0-9._/+@-]*)?
 WHAT.image := an image reference (letters, digits and ._/:@-)
 WHAT.repo  := an image repository (lowercase letters, digits and ._/:-)
 WHAT.net   := a docker network name (letters, digits and ._:-)
@@ -102,11 +114,16 @@ WHAT.args  := docker options of letters, digits, spaces and ._/:=,@+-
 WHAT.count := a positive number
 WHAT.names := names of letters, digits and ._- separated by spaces
 WHAT.name  := a model name (lowercase letters, digits, _ and -)
+WHAT.soc   := cpu, auto or an Ascend chip name (Ascend and letters, digits, _ and -)
+WHAT.device := a device id (digits), or a comma list of them
+WHAT.switch := 0, 1, auto or empty
+WHAT.optabspath := an absolute path of letters, digits and ._/+@-, or empty
 CHECKED_VARIABLES := BASE_IMAGE:image ASCEND_BASE_IMAGE:image IMAGE_REPO:repo \
   DOCKER_NET_ONLINE:net AIS_WHEELS_URL:url ACLRUNTIME_URL:url AIS_BENCH_URL:url \
   ACLRUNTIME_SHA256:sha AIS_BENCH_SHA256:sha DOCKER_CA_BUNDLE:optpath DOCKER:path PY:path \
   IMAGES_DIR:path REPO_DIR:abspath DOCKER_PIDS_LIMIT:count DOCKER_RUN_ARGS:args \
-  DOCKER_BUILD_ARGS:args IMAGE_MODELS:names IMAGE_TOOLS:names MODEL:name
+  DOCKER_BUILD_ARGS:args IMAGE_MODELS:names IMAGE_TOOLS:names MODEL:name SOC:soc DEVICE:device \
+  ASCEND_DOCKER_RUNTIME:switch ASCEND_HOST_ROOT:optabspath
 check_name = $(firstword $(subst :, ,$(1)))
 check_kind = $(lastword $(subst :, ,$(1)))
 one_line   = $(subst $(newline),\n,$(1))
@@ -138,7 +155,7 @@ INFER_HASH  := $(call content_hash,images/infer.Dockerfile images/requirements/i
 INFER_TAG   := $(IMAGE_REPO)/infer:$(INFER_HASH)
 EXPORT_HASH := $(call content_hash,images/export.Dockerfile images/requirements/export.txt --text $(PYTHON_TAG))
 EXPORT_TAG  := $(IMAGE_REPO)/export:$(EXPORT_HASH)
-ASCEND_HASH := $(call content_hash,images/ascend.Dockerfile images/requirements/ascend.txt --ignore $(CONTEXT_IGNORE) npuzoo pyproject.toml \
+ASCEND_HASH := $(call content_hash,images/ascend.Dockerfile images/requirements/ascend.txt images/requirements/ascend-cann.txt --ignore $(CONTEXT_IGNORE) npuzoo pyproject.toml \
                  --text $(ASCEND_BASE_IMAGE) --text $(ACLRUNTIME_URL)=$(ACLRUNTIME_SHA256) --text $(AIS_BENCH_URL)=$(AIS_BENCH_SHA256))
 ASCEND_TAG  := $(IMAGE_REPO)/ascend:$(ASCEND_HASH)
 
@@ -211,30 +228,99 @@ RUN_BASE = $(if $(filter %/report.json,$@),$(RUN_INFER) ,$(call need_image,$(BAS
 RUN_MODEL = $(call need_image,$(MODEL_STAMP),$(MODEL_TAG))$(docker_run) $(step_data) -w /zoo \
   $(call bind,$(REPO_DIR)/build,/zoo/build) $(MODEL_TAG)
 ifneq ($(filter Ascend%,$(SOC)),)
-# Ascend: the documented device nodes and driver mounts (ais_bench_contract.md §10), those
-# that exist here; the chip's group (HwHiAiUser) so a non-root user may open the device.
-# CANN's tools write their logs and operator caches under HOME (/tmp), and the driver's tools
-# may log under /var/log: /tmp keeps exec (the operator compiler may load what it builds
-# there; unverified without a chip) and /var/log gets a tmpfs of its own.
-ASCEND_DEVICES := /dev/davinci$(DEVICE) /dev/davinci_manager /dev/devmm_svm /dev/hisi_hdc
-ASCEND_MOUNTS  := /usr/local/Ascend/driver/lib64 /usr/local/Ascend/driver/version.info \
-                  /usr/local/bin/npu-smi /usr/local/dcmi /etc/ascend_install.info
-ASCEND_GID     := $(shell getent group HwHiAiUser | cut -d: -f3)
-ifeq ($(wildcard /dev/davinci$(DEVICE)),)
-  $(warning SOC=$(SOC): no /dev/davinci$(DEVICE) on this host; the Ascend image gets no NPU (atc still works))
+# == Ascend: the NPU in the container =========================================================
+# DEVICE as given is the host's NPU: /dev/davinci<DEVICE>, the id npu-smi lists. Only that NPU
+# goes into the container, and ACL numbers the NPUs a process sees from 0, so inside, ais_bench
+# gets --device 0 (with the Ascend Docker Runtime too: ASCEND_VISIBLE_DEVICES=<DEVICE> is seen
+# as device 0). From here on DEVICE is therefore the container's id, 0, in every command
+# mk/pipeline.mk writes (ais_bench --device, npuzoo.ascend run/describe --device), and
+# ASCEND_HOST_DEVICE the host's: it picks the device node (or ASCEND_VISIBLE_DEVICES) and
+# reaches the container as NPUZOO_HOST_DEVICE, because npu-smi inside still lists the NPU under
+# the host's id (npuzoo.ascend asks npu-smi for that one and records it in the report).
+ifneq ($(words $(subst $(,), ,$(DEVICE))),1)
+  $(error DEVICE=$(DEVICE): SOC=$(SOC) runs take one device id)
 endif
+ASCEND_HOST_DEVICE      := $(DEVICE)
+ASCEND_CONTAINER_DEVICE := 0
+override DEVICE         := $(ASCEND_CONTAINER_DEVICE)
+
+# The device nodes and driver files (docs/ais_bench_compatibility.md, "Ascend in Docker"),
+# those that exist on the host (under ASCEND_HOST_ROOT): a device node goes in as
+# --device=HOST[:CONTAINER], a file read-only at its own path. 310B hosts (Atlas 200I/500 A2, SOC=Ascend310B*) have other nodes, as the
+# Ascend device plugin passes them (set310BDefaultDevices): the svm, task-scheduler, log and
+# media nodes below, and /dev/davinci_manager_docker, where present, serves as davinci_manager;
+# their driver files and the npu-smi in /usr/local/sbin are mounted as the Atlas 200I DK A2
+# container guides mount them.
+ASCEND_DEVICES := /dev/davinci$(ASCEND_HOST_DEVICE) /dev/davinci_manager /dev/devmm_svm /dev/hisi_hdc
+ASCEND_MOUNTS  := /usr/local/Ascend/driver/lib64 /usr/local/Ascend/driver/version.info \
+                  /usr/local/bin/npu-smi /usr/local/sbin/npu-smi /usr/local/dcmi /etc/ascend_install.info
+ASCEND_310B_DEVICES := /dev/svm0 /dev/ts_aisle /dev/upgrade /dev/sys /dev/vdec /dev/vpc /dev/pngd \
+                       /dev/venc /dev/dvpp_cmdlist /dev/log_drv
+ASCEND_310B_MOUNTS  := /etc/sys_version.conf /etc/hdcBasic.cfg /usr/lib64/aicpu_kernels /var/slogd \
+  /var/dmp_daemon /var/davinci/driver $(addprefix /usr/lib64/,libaicpu_processer.so libaicpu_prof.so \
+  libaicpu_sharder.so libadump.so libtsd_eventclient.so libaicpu_scheduler.so libdcmi.so \
+  libmpi_dvpp_adapter.so libstackcore.so libc_sec.so libdevmmap.so libdrvdsmi.so libslog.so \
+  libmmpa.so libascend_hal.so)
+ifneq ($(filter Ascend310B%,$(SOC)),)
+  ifneq ($(wildcard $(ASCEND_HOST_ROOT)/dev/davinci_manager_docker),)
+    ASCEND_DEVICES := $(filter-out /dev/davinci_manager,$(ASCEND_DEVICES)) /dev/davinci_manager_docker:/dev/davinci_manager
+  endif
+  ASCEND_DEVICES += $(ASCEND_310B_DEVICES)
+  ASCEND_MOUNTS  += $(ASCEND_310B_MOUNTS)
+endif
+# device_flag HOST[:CONTAINER]: --device=<ASCEND_HOST_ROOT>HOST[:CONTAINER], CONTAINER being HOST
+# unless said (and always written out under a fake root).
+node_host      = $(firstword $(subst :, ,$(1)))
+node_container = $(or $(word 2,$(subst :, ,$(1))),$(1))
+device_flag    = --device=$(ASCEND_HOST_ROOT)$(call node_host,$(1))$(if $(or $(ASCEND_HOST_ROOT),$(findstring :,$(1))),:$(call node_container,$(1)))
+ASCEND_DEVICE_FLAGS := $(foreach d,$(ASCEND_DEVICES),$(if $(wildcard $(ASCEND_HOST_ROOT)$(call node_host,$(d))),$(call device_flag,$(d))))
+ASCEND_MOUNT_FLAGS  := $(foreach m,$(ASCEND_MOUNTS),$(if $(wildcard $(ASCEND_HOST_ROOT)$(m)),$(call bind,$(ASCEND_HOST_ROOT)$(m),$(m),ro)))
+ifeq ($(wildcard $(ASCEND_HOST_ROOT)/dev/davinci$(ASCEND_HOST_DEVICE)),)
+  $(warning SOC=$(SOC): no $(ASCEND_HOST_ROOT)/dev/davinci$(ASCEND_HOST_DEVICE) on this host; the Ascend image gets no NPU (atc still works))
+endif
+
+# The Ascend Docker Runtime (ASCEND_DOCKER_RUNTIME above): it adds the device nodes and driver
+# mounts itself, from ASCEND_VISIBLE_DEVICES (the host's id), so none are passed here. The
+# engine's name for it comes from npuzoo.dockerargs, one plain token or nothing.
+ifneq ($(ASCEND_DOCKER_RUNTIME),0)
+  ASCEND_RUNTIME_FOUND := $(shell $(PY) -m npuzoo.dockerargs ascend-runtime --docker $(DOCKER) 2>/dev/null)
+endif
+ifeq ($(ASCEND_DOCKER_RUNTIME),1)
+  ASCEND_RUNTIME := $(or $(firstword $(ASCEND_RUNTIME_FOUND)),ascend)
+else ifneq ($(ASCEND_DOCKER_RUNTIME),0)
+  ASCEND_RUNTIME := $(firstword $(ASCEND_RUNTIME_FOUND))
+endif
+ifneq ($(ASCEND_RUNTIME),)
+  ASCEND_NPU_ARGS := --runtime=$(ASCEND_RUNTIME) -e ASCEND_VISIBLE_DEVICES=$(ASCEND_HOST_DEVICE)
+else
+  ASCEND_NPU_ARGS := $(ASCEND_DEVICE_FLAGS) $(ASCEND_MOUNT_FLAGS)
+endif
+
+# The chip's group (HwHiAiUser) so a non-root user may open the device. CANN's tools write
+# their logs and operator caches under HOME (/tmp), and the driver's tools may log under
+# /var/log: /tmp keeps exec (the operator compiler may load what it builds there; unverified
+# without a chip) and /var/log gets a tmpfs of its own. atc and ais_bench themselves run in
+# build/<model>/<SOC>/cann-work (mk/pipeline.mk's `npuzoo.ascend run --cwd`), on the
+# read-write build/ mount: kernel_meta/ and fusion_result.json land there, never in the
+# read-only repository that is the container's working directory.
+ASCEND_GID     := $(shell getent group HwHiAiUser | cut -d: -f3)
 DOCKER_TMPFS   := /tmp:rw,nosuid,nodev,exec
-ASCEND_RUN_ARGS = $(foreach d,$(wildcard $(ASCEND_DEVICES)),--device=$(d)) \
-  $(foreach m,$(wildcard $(ASCEND_MOUNTS)),$(call bind,$(m),$(m),ro)) $(if $(ASCEND_GID),--group-add $(ASCEND_GID)) \
-  --tmpfs /var/log:rw,nosuid,nodev,noexec
+ASCEND_RUN_ARGS = $(ASCEND_NPU_ARGS) -e NPUZOO_HOST_DEVICE=$(ASCEND_HOST_DEVICE) \
+  $(if $(ASCEND_GID),--group-add $(ASCEND_GID)) --tmpfs /var/log:rw,nosuid,nodev,noexec
 RUN_INFER = $(call need_image,$(ASCEND_STAMP),$(ASCEND_TAG))$(docker_run) $(ASCEND_RUN_ARGS) \
   -w $(REPO_DIR) $(call bind,$(REPO_DIR),$(REPO_DIR),ro) $(ASCEND_TAG)
+# Two pythons in the Ascend image (images/ascend.Dockerfile): the project's steps run in its
+# venv, /opt/venv (numpy 2; the same path holds the venv of every other image, so RUN_BASE and
+# RUN_MODEL steps are unchanged), and ais_bench in CANN's python3, the one on PATH there, which
+# keeps the numpy atc needs. ASCEND_PYTHON is mk/pipeline.mk's (AIS_BENCH = it -m ais_bench).
+PYRUN         := /opt/venv/bin/python3
+ASCEND_PYTHON := python3
 else
 RUN_INFER = $(call need_image,$(INFER_STAMP),$(INFER_TAG))$(docker_run) -w $(REPO_DIR) \
   $(call bind,$(REPO_DIR),$(REPO_DIR),ro) $(INFER_TAG)
-endif
-# The virtual environment's python3 in every image (the CANN image's python3 in Ascend's).
+# The virtual environment's python3 in every image.
 PYRUN := python3
+endif
 
 # The package versions the report records: the report step runs in the inference image, which
 # has no torch, so the model image's versions (export) are gathered and merged with its own.
@@ -312,6 +398,7 @@ $(EXPORT_STAMP): $(PYTHON_STAMP)
 # Ascend: the wheels come from their URLs inside the build (checked against the sha256 args).
 $(ASCEND_STAMP):
 	$(call stage_context,ascend,ascend,with npuzoo)
+	@cp images/requirements/ascend-cann.txt $(CONTEXTS)/ascend/cann-requirements.txt
 	$(call build_image,ascend,$(ASCEND_TAG),$@,images/ascend.Dockerfile,$(CONTEXTS)/ascend,\
 	  --build-arg BASE_IMAGE=$(ASCEND_BASE_IMAGE) --build-arg ACLRUNTIME_URL=$(ACLRUNTIME_URL) \
 	  --build-arg ACLRUNTIME_SHA256=$(ACLRUNTIME_SHA256) --build-arg AIS_BENCH_URL=$(AIS_BENCH_URL) \
@@ -351,7 +438,7 @@ images:
 	  $(MAKE) --no-print-directory -s -f mk/docker.mk MODEL=$$m HAS_UPSTREAM=$$up model-image; \
 	done
 
-.PHONY: print-model-tag print-stamps print-run
+.PHONY: print-model-tag print-stamps print-run print-ascend
 print-model-tag:
 	@echo $(MODEL_TAG)
 
@@ -364,6 +451,17 @@ print-run:
 	$(info RUN_BASE: $(RUN_BASE))
 	$(info RUN_MODEL: $(RUN_MODEL))
 	$(info RUN_INFER: $(RUN_INFER))
+	@:
+
+# How the NPU reaches the Ascend container (SOC=Ascend... DEVICE=...), for people and tests.
+print-ascend:
+	$(if $(filter Ascend%,$(SOC)),,$(error print-ascend: set SOC=Ascend...))
+	$(info host device: $(ASCEND_HOST_DEVICE))
+	$(info container device: $(DEVICE))
+	$(info runtime: $(or $(ASCEND_RUNTIME),none))
+	$(info npu args: $(ASCEND_NPU_ARGS))
+	$(info device candidates: $(ASCEND_DEVICES))
+	$(info mount candidates: $(ASCEND_MOUNTS))
 	@:
 
 .DEFAULT_GOAL := $(.DEFAULT_GOAL_BEFORE_DOCKER_MK)

@@ -5,8 +5,9 @@ Provenance. The ModelZoo ACL_PyTorch guides run, by hand:
     atc --framework=5 --model=x.onnx --output=x_bs4 --input_format=NCHW \
         --input_shape="image:4,3,224,224" --log=error --soc_version=Ascend310P3
     python3 -m ais_bench --model x_bs4.om --input prep --output out --outfmt TXT ...
-(ais_bench_contract.md §7, §8). mk/pipeline.mk issues the same commands, each through
-`python -m npuzoo.ascend run -- <command>`, which does what the guide leaves to the user:
+(docs/ais_bench_compatibility.md, "atc" and "Installing ais_bench"). mk/pipeline.mk issues the
+same commands, each through `python -m npuzoo.ascend run -- <command>`, which does what the
+guide leaves to the user:
 
 - The CANN environment. When `atc` is not on PATH (and, for a run-only host, no CANN variable
   such as ASCEND_HOME_PATH is set), the first set_env.sh found is sourced: under
@@ -34,6 +35,11 @@ Provenance. The ModelZoo ACL_PyTorch guides run, by hand:
 BASE.om.json records the chip, batch size and source ONNX. `remove-om BASE` deletes those
 names of that one artefact before atc runs (BASE.om, BASE.om.json, BASE_<os>_<arch>.om), never
 another artefact's that starts with the same BASE (BASE_aipp.om).
+
+In a container (RUNNER=docker) DEVICE has two numbers. Only the host's NPU DEVICE is passed
+in, and ACL numbers the NPUs a process sees from 0, so ais_bench gets `--device 0` there, while
+npu-smi (the driver's view) still lists the NPU under the host's id. mk/docker.mk passes that id
+as NPUZOO_HOST_DEVICE; `host_device` maps the ACL id to it for the npu-smi check and the report.
 
 `describe`: the backend JSON that `report write --extra` merges into the report (keys backend,
 device, environment): CANN toolkit version (`*/ascend_toolkit_install.info`), driver version
@@ -221,21 +227,41 @@ def check_om(om, soc):
                         f"make again (the path names the chip, so the .om was moved by hand)")
 
 
+# Set by mk/docker.mk in the Ascend container: the host's id of the one NPU passed in.
+HOST_DEVICE_VARIABLE = "NPUZOO_HOST_DEVICE"
+
+
+def host_device(device, env=None):
+    """The id npu-smi lists the NPU under that ACL (ais_bench --device) calls `device`: the same
+    on a host; in a container given one NPU (ACL id 0), the host's id, NPUZOO_HOST_DEVICE."""
+    value = (os.environ if env is None else env).get(HOST_DEVICE_VARIABLE, "")
+    return int(value) if value.isdigit() else int(device)
+
+
+def device_name(device, env=None):
+    """`DEVICE=<host id>`, with the id in this container when it differs."""
+    host = host_device(device, env)
+    return f"DEVICE={host}" + (f" (device {device} in this container)" if host != int(device)
+                               else "")
+
+
 def check_device_chip(soc, device, env):
     """Where npu-smi answers, the chip of DEVICE must be `soc`. SOC was given explicitly, so an
-    npu-smi that cannot tell (fails, needs root, does not list DEVICE) only warns."""
+    npu-smi that cannot tell (fails, needs root, does not list DEVICE) only warns. In a
+    container, npu-smi is asked for the host's id of the NPU (host_device)."""
     if not socs.find_npu_smi(env):
         return
     try:
-        found = socs.detect(device, env=env)
+        found = socs.detect(host_device(device, env), env=env)
     except UserError as err:
         reason = str(err).split("; pass SOC=")[0]
-        print(f"warning: not checking that DEVICE={device} is an {soc}: {reason}",
+        print(f"warning: not checking that {device_name(device, env)} is an {soc}: {reason}",
               file=sys.stderr, flush=True)
         return
     if found != soc:
-        raise UserError(f"DEVICE={device} is an {found} (npu-smi info) but SOC={soc}: an .om "
-                        f"built for {soc} does not run there; use SOC={found} or SOC=auto")
+        raise UserError(f"{device_name(device, env)} is an {found} (npu-smi info) but "
+                        f"SOC={soc}: an .om built for {soc} does not run there; use SOC={found} "
+                        "or SOC=auto")
 
 
 # -- running a tool ---------------------------------------------------------------------------------
@@ -391,6 +417,15 @@ def python_package_versions(python, names, env):
         return dict.fromkeys(names)
 
 
+def described_device(device, env):
+    """The report's device id: the host's (as `make DEVICE=` and npu-smi name it), and in a
+    container the id ais_bench used there."""
+    if not str(device).isdigit():
+        return str(device)
+    host = host_device(device, env)
+    return f"{host}" + (f" (device {device} in the container)" if host != int(device) else "")
+
+
 def describe(soc, device, ais_bench_command):
     """The backend/device/environment entries of an Ascend report."""
     from npuzoo.report import package_versions
@@ -412,7 +447,8 @@ def describe(soc, device, ais_bench_command):
         "backend": {"name": "ais_bench", "version": packages.get("ais_bench"),
                     "command": ais_bench_command, "compiler": "atc",
                     "cann_toolkit": environment["cann_toolkit"]},
-        "device": f"{soc} NPU, device {device}" + (f" (npu-smi {npu_smi})" if npu_smi else ""),
+        "device": f"{soc} NPU, device {described_device(device, env)}"
+                  + (f" (npu-smi {npu_smi})" if npu_smi else ""),
         "environment": environment,
     }
 

@@ -2,9 +2,10 @@
 
     python3 -m npuzoo.dockerargs mount SOURCE TARGET [--readonly] [--resolve]
     python3 -m npuzoo.dockerargs mount LINK --resolve [--readonly]
+    python3 -m npuzoo.dockerargs ascend-runtime [--docker DOCKER]
 
-prints ONE `--mount` value, `type=bind,source=...,target=...[,readonly]`. Docker reads that
-value as one CSV record, so a path holding `,` or `"` could otherwise add or change fields
+`mount` prints ONE `--mount` value, `type=bind,source=...,target=...[,readonly]`. Docker reads
+that value as one CSV record, so a path holding `,` or `"` could otherwise add or change fields
 (`source=/a,target=/etc`), and `-v SRC:DST:ro` splits on `:`. Here every field that needs it is
 wrapped in double quotes with each `"` doubled, which is what docker's CSV reader undoes.
 The recipes use it as `--mount "$$($(PY) -m npuzoo.dockerargs mount ...)"`: the path reaches
@@ -15,11 +16,22 @@ SOURCE is made absolute (relative to the current folder). With `--resolve`, SOUR
 symbolic link (the pipeline's build/inputs/<dataset id>.data): the source mounted is
 what it finally resolves to (`readlink -f`), and TARGET, when left out, is the link's own
 target: the absolute path that the dataset links under build/ point into, so they resolve in
-the container as on the host. Standard library only: it runs on the host, before any image.
+the container as on the host.
+
+`ascend-runtime` prints the name under which the engine has the Ascend Docker Runtime
+registered (`docker info`: a runtime whose program is `ascend-docker-runtime`, usually named
+`ascend`), or nothing: no such runtime, no engine answering, or a name that is not one plain
+token (it is spliced into `docker run --runtime=NAME`). mk/docker.mk asks it for SOC=Ascend...
+unless ASCEND_DOCKER_RUNTIME says 0 or 1.
+
+Standard library only: it runs on the host, before any image.
 """
 
 import argparse
+import json
 import os
+import re
+import subprocess
 import sys
 
 from npuzoo.errors import UserError, cli
@@ -80,6 +92,36 @@ def mount_value(source, target=None, readonly=False, resolve=False):
     return ",".join(csv_field(field) for field in fields)
 
 
+ASCEND_RUNTIME_PROGRAM = "ascend-docker-runtime"
+RUNTIME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def ascend_runtime(docker="/usr/bin/docker", timeout=20):
+    """The engine's name for the Ascend Docker Runtime (`docker info` .Runtimes: a runtime whose
+    path's last part is ascend-docker-runtime), or None when there is none or no answer."""
+    try:
+        proc = subprocess.run([docker, "info", "--format", "{{json .Runtimes}}"],
+                              capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return None
+    try:
+        runtimes = json.loads(proc.stdout.strip() or "null")
+    except ValueError:
+        return None
+    if not isinstance(runtimes, dict):
+        return None
+    for name in sorted(runtimes):
+        spec = runtimes[name]
+        path = spec.get("path") if isinstance(spec, dict) else None
+        program = os.path.basename(path) if isinstance(path, str) else ""
+        if ASCEND_RUNTIME_PROGRAM in (program, name) and RUNTIME_NAME.fullmatch(name):
+            return name
+    return None
+
+
 @cli
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m npuzoo.dockerargs", description=__doc__.split("\n\n")[0])
@@ -90,9 +132,16 @@ def main(argv=None):
     mount.add_argument("--readonly", action="store_true", help="mount read-only")
     mount.add_argument("--resolve", action="store_true",
                        help="SOURCE is a symbolic link: mount what it resolves to (readlink -f)")
+    runtime = commands.add_parser("ascend-runtime", help="print the engine's name for the Ascend "
+                                  "Docker Runtime (docker info), or nothing")
+    runtime.add_argument("--docker", default="/usr/bin/docker", help="the docker client")
     args = parser.parse_args(argv)
     if args.command == "mount":
         print(mount_value(args.source, args.target, readonly=args.readonly, resolve=args.resolve))
+    elif args.command == "ascend-runtime":
+        name = ascend_runtime(args.docker)
+        if name:
+            print(name)
     return 0
 
 

@@ -682,3 +682,282 @@ def test_ascend_steps_get_the_device_and_driver(repo, tmp_path):
         assert (path in run_args) == os.path.exists(path)
     assert "ascend" in tools.split()
 
+
+# -- Ascend on real hosts: two pythons, the scratch folder, DEVICE in the container (issue 12) ----
+
+STANDINS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "standins")
+ASCEND_DATASET_ID = "imagenet-ascend-0123456789ab-nall"
+PLAIN_NODES = ["davinci3", "davinci_manager", "devmm_svm", "hisi_hdc"]
+NODES_310B = ["svm0", "ts_aisle", "upgrade", "sys", "vdec", "vpc", "pngd", "venc", "dvpp_cmdlist", "log_drv"]
+
+
+def test_ascend_image_keeps_cann_python_apart_from_the_project_venv(repo):
+    structure = parse(repo, "ascend")
+    runs = [item["value"] for item in structure if item["instruction"] == "RUN"]
+    install = next(run for run in runs if "pip install" in run)
+    steps = [step.strip() for step in install.split("&&")]
+    cann = [step for step in steps if step.startswith("python3 -m pip install")]
+    assert len(cann) == 2 and all("--no-deps" in step for step in cann), cann  # CANN keeps its numpy
+    assert "-r /tmp/cann-requirements.txt" in cann[0] and "--require-hashes" in cann[1]
+    assert "python3 -m venv /opt/venv" in steps
+    assert "/opt/venv/bin/python3 -m pip install --no-cache-dir -r /tmp/requirements.txt" in steps
+    assert "numpy changed" in install  # the build stops if CANN's numpy moved
+    envs = " ".join(item["value"] for item in structure if item["instruction"] == "ENV")
+    assert "/opt/venv" not in envs  # not on PATH: nothing CANN starts picks up the venv's python
+    assert any('[ "$(command -v python3)" != /opt/venv/bin/python3 ]' in run for run in runs)
+    project = pins(os.path.join(repo, "images", "requirements", "ascend.txt"))
+    cann_pins = pins(os.path.join(repo, "images", "requirements", "ascend-cann.txt"))
+    assert project["numpy"].startswith("2.") and project.keys() >= {"pyyaml", "jinja2"}
+    assert "numpy" not in cann_pins and "tqdm" in cann_pins  # ais_bench's one other need
+
+
+def test_the_ascend_build_stages_both_requirement_files(repo, tmp_path):
+    stamp = make(repo, "-s", "-f", "mk/docker.mk", "SOC=Ascend310P3", f"IMAGES_DIR={tmp_path}",
+                 "print-stamps").stdout.split()
+    ascend = next(path for path in stamp if os.path.basename(path).startswith("ascend-"))
+    result = make(repo, "-n", "-B", "-f", "mk/docker.mk", "SOC=Ascend310P3", f"IMAGES_DIR={tmp_path}", ascend)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"cp images/requirements/ascend.txt {tmp_path}/context/ascend/requirements.txt" in out
+    assert f"cp images/requirements/ascend-cann.txt {tmp_path}/context/ascend/cann-requirements.txt" in out
+    assert "--build-arg BASE_IMAGE=quay.io/ascend/cann:" in out  # the public image, overridable
+
+
+def fake_host(root, nodes=(), files=(), npu_smi="usr/local/bin/npu-smi"):
+    """An ASCEND_HOST_ROOT tree: device nodes as plain files, driver files, the stand-in npu-smi."""
+    for node in nodes:
+        (root / "dev").mkdir(parents=True, exist_ok=True)
+        (root / "dev" / node).touch()
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).touch()
+    if npu_smi:
+        (root / npu_smi).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(os.path.join(STANDINS, "npu-smi"), root / npu_smi)
+    return root
+
+
+def docker_stub(tmp_path, runtimes=None):
+    """A docker client answering `docker info --format {{json .Runtimes}}`; None: no engine answers."""
+    stub = tmp_path / "docker"
+    answer = (f"print({json.dumps(json.dumps(runtimes))})" if runtimes is not None
+              else "sys.exit('Cannot connect to the Docker daemon')")
+    stub.write_text(f"#!{sys.executable}\nimport sys\n"
+                    f"if sys.argv[1:4] == ['info', '--format', '{{{{json .Runtimes}}}}']:\n    {answer}\n"
+                    "else:\n    sys.exit(2)\n")
+    stub.chmod(0o755)
+    return stub
+
+
+def ascend_dry_run(scratch, tmp_path, *args, soc="Ascend310P3", device="3"):
+    """The RUNNER=docker recipe lines (make -n) of one Ascend batch size, as npuzoo/run.py calls
+    mk/pipeline.mk: {step: its docker line} for atc, infer, perf, describe, and all the lines."""
+    data = tmp_path / "imagenet"
+    (data / "val").mkdir(parents=True, exist_ok=True)
+    data_link(scratch, str(data), name=ASCEND_DATASET_ID)
+    (scratch / "build" / "mobilenetv1" / "weights").mkdir(parents=True, exist_ok=True)
+    (scratch / "build" / "mobilenetv1" / "weights" / "random.json").write_text("{}\n")
+    result = make(scratch, "-n", "-f", "mk/pipeline.mk", "MODEL=mobilenetv1", "RUNNER=docker", f"SOC={soc}",
+                  f"DEVICE={device}", "LOOP=20", "WARMUP=2", "N=", "AIPP=", "BS=4", f"DATASET_ID={ASCEND_DATASET_ID}",
+                  f"PREP_KEY={ASCEND_DATASET_ID}-224-0123456789ab", "PREP_BYTES=602112", "WEIGHTS_ID=random",
+                  "WEIGHTS_PATH=random", f"PY={sys.executable}", *args, "publish", env=dict(os.environ, MAKEFLAGS=""))
+    assert result.returncode == 0, result.stderr
+    lines = [re.sub(r"\s+", " ", line) for line in docker_lines(result.stdout)]
+    steps = {"atc": [line for line in lines if " -- atc " in line],
+             "infer": [line for line in lines if "-m ais_bench" in line and "--output_dirname results" in line],
+             "perf": [line for line in lines if "-m ais_bench" in line and "--output_dirname perf" in line],
+             "describe": [line for line in lines if "npuzoo.ascend describe" in line]}
+    assert all(len(found) == 1 for found in steps.values()), (steps, result.stdout)
+    return {step: found[0] for step, found in steps.items()}, lines
+
+
+def cann_command(line):
+    """(`<python> -m npuzoo.ascend run ...` up to its `--`, the tool's command after it)."""
+    match = re.search(r"(\S+ -m npuzoo\.ascend run .*?) -- ((?:atc|python3 -m ais_bench) .*)$", line)
+    assert match, line
+    return match.group(1), match.group(2)
+
+
+def device_flags(line):
+    return re.findall(r"--device=(\S+)", line)
+
+
+def npu_ids(line):
+    """Every `--device N` (npuzoo.ascend's and ais_bench's; the container's device ids)."""
+    return re.findall(r"--device (\d+)\b", line)
+
+
+def test_ascend_steps_run_atc_in_the_writable_scratch_folder(scratch, tmp_path):
+    root = fake_host(tmp_path / "host", PLAIN_NODES, ["usr/local/Ascend/driver/version.info"])
+    steps, _ = ascend_dry_run(scratch, tmp_path, f"ASCEND_HOST_ROOT={root}", "ASCEND_DOCKER_RUNTIME=0")
+    atc = steps["atc"]
+    head, command = cann_command(atc)
+    # the project's venv runs npuzoo.ascend, which runs atc in build/<model>/<SOC>/cann-work
+    assert head == "/opt/venv/bin/python3 -m npuzoo.ascend run --cwd build/mobilenetv1/Ascend310P3/cann-work " \
+                   "--soc Ascend310P3", head
+    assert re.search(r"npuzoo/ascend:[0-9a-f]{12} /opt/venv/bin/python3 -m npuzoo\.ascend run ", atc)
+    assert command.startswith("atc --framework=5 --model=build/") and "--soc_version=Ascend310P3" in command
+    # the container starts in the read-only repository; the one read-write bind is build/,
+    # which holds the scratch folder (kernel_meta/, fusion_result.json land there)
+    assert f"-w {scratch} " in atc
+    binds = re.findall(r"--mount type=bind,(\S+)", atc)
+    writable = [bind for bind in binds if not bind.endswith(",readonly")]
+    assert writable == [f"source={scratch}/build,target={scratch}/build"], binds
+    assert f"source={scratch},target={scratch},readonly" in binds
+    assert "--read-only" in atc.split() and "--tmpfs /tmp:rw,nosuid,nodev,exec " in atc
+
+
+def test_ascend_device_3_is_device_0_in_the_container(scratch, tmp_path):
+    # RUNNER=docker SOC=Ascend310P3 DEVICE=3: only /dev/davinci3 goes in (with the shared nodes),
+    # and there it is ACL's device 0: ais_bench and npuzoo.ascend get --device 0; npu-smi inside
+    # lists the NPU under the host's id, which npuzoo.ascend gets as NPUZOO_HOST_DEVICE=3.
+    root = fake_host(tmp_path / "host", PLAIN_NODES + ["davinci0", "davinci1", "davinci2"],
+                     ["usr/local/Ascend/driver/lib64/libdrvdsmi_host.so", "etc/ascend_install.info"])
+    steps, lines = ascend_dry_run(scratch, tmp_path, f"ASCEND_HOST_ROOT={root}", "ASCEND_DOCKER_RUNTIME=0")
+    for step, line in steps.items():
+        assert "npuzoo/ascend:" in line, step
+        assert device_flags(line) == [f"{root}/dev/{node}:/dev/{node}" for node in PLAIN_NODES], (step, line)
+        assert "-e NPUZOO_HOST_DEVICE=3 " in line, step
+        assert "--runtime" not in line and "ASCEND_VISIBLE_DEVICES" not in line
+        for path in ("usr/local/bin/npu-smi", "usr/local/Ascend/driver/lib64", "etc/ascend_install.info"):
+            assert f"--mount type=bind,source={root}/{path},target=/{path},readonly " in line, (step, path)
+    for step in ("infer", "perf"):
+        head, tool = cann_command(steps[step])
+        assert tool.startswith("python3 -m ais_bench --model build/"), tool  # CANN's python3
+        assert npu_ids(head) == ["0"] and npu_ids(tool) == ["0"], steps[step]
+        assert head.endswith(" --device 0") and head.startswith("/opt/venv/bin/python3 -m npuzoo.ascend run")
+    assert npu_ids(steps["describe"]) == ["0"] and npu_ids(steps["atc"]) == []
+    assert all("--device 3" not in line for line in lines)
+    # the other images never get an NPU
+    assert all(not device_flags(line) for line in lines if "npuzoo/ascend:" not in line)
+
+
+@pytest.mark.parametrize("how", ["ASCEND_DOCKER_RUNTIME=1", "detected"])
+def test_ascend_docker_runtime_gets_the_host_id_and_ais_bench_device_0(scratch, tmp_path, how):
+    root = fake_host(tmp_path / "host", PLAIN_NODES)
+    if how == "detected":  # `docker info` lists it under a name of the engine's choosing
+        stub = docker_stub(tmp_path, {"runc": {"path": "runc"},
+                                      "npu": {"path": "/usr/local/Ascend/Ascend-Docker-Runtime/ascend-docker-runtime"}})
+        args, name = [f"DOCKER={stub}"], "npu"
+    else:  # said by the user; no engine answers here
+        args, name = [f"DOCKER={docker_stub(tmp_path)}", "ASCEND_DOCKER_RUNTIME=1"], "ascend"
+    steps, _ = ascend_dry_run(scratch, tmp_path, f"ASCEND_HOST_ROOT={root}", *args)
+    for step, line in steps.items():
+        assert f" --runtime={name} -e ASCEND_VISIBLE_DEVICES=3 " in line, (step, line)
+        assert not device_flags(line) and "/usr/local/bin/npu-smi" not in line  # the runtime adds them
+        assert "-e NPUZOO_HOST_DEVICE=3 " in line
+    for step in ("infer", "perf"):
+        head, tool = cann_command(steps[step])
+        assert npu_ids(head) == ["0"] and npu_ids(tool) == ["0"]
+
+
+def test_no_ascend_runtime_listed_means_plain_devices(scratch, tmp_path):
+    root = fake_host(tmp_path / "host", PLAIN_NODES)
+    stub = docker_stub(tmp_path, {"runc": {"path": "runc"}, "io.containerd.runc.v2": {"path": "runc"}})
+    steps, _ = ascend_dry_run(scratch, tmp_path, f"ASCEND_HOST_ROOT={root}", f"DOCKER={stub}")
+    assert "--runtime" not in steps["infer"] and f"{root}/dev/davinci3:/dev/davinci3" in device_flags(steps["infer"])
+
+
+def test_310b_hosts_get_their_device_nodes_and_sbin_npu_smi(scratch, tmp_path):
+    files = ["etc/sys_version.conf", "etc/hdcBasic.cfg", "usr/lib64/libascend_hal.so", "usr/lib64/aicpu_kernels/x"]
+    root = fake_host(tmp_path / "host", ["davinci0", "davinci_manager_docker", *NODES_310B], files,
+                     npu_smi="usr/local/sbin/npu-smi")
+    steps, _ = ascend_dry_run(scratch, tmp_path, f"ASCEND_HOST_ROOT={root}", "ASCEND_DOCKER_RUNTIME=0",
+                              soc="Ascend310B4", device="0")
+    line = steps["infer"]
+    assert device_flags(line) == [f"{root}/dev/davinci0:/dev/davinci0",
+                                  f"{root}/dev/davinci_manager_docker:/dev/davinci_manager",
+                                  *[f"{root}/dev/{node}:/dev/{node}" for node in NODES_310B]], line
+    for path in ["usr/local/sbin/npu-smi", *files[:3], "usr/lib64/aicpu_kernels"]:
+        assert f"--mount type=bind,source={root}/{path},target=/{path},readonly " in line, path
+    assert "--cwd build/mobilenetv1/Ascend310B4/cann-work" in steps["atc"]
+    assert npu_ids(cann_command(line)[1]) == ["0"]
+    # the same host for another chip family: none of the 310B nodes nor files
+    plain = ascend_dry_run(scratch, tmp_path, f"ASCEND_HOST_ROOT={root}", "ASCEND_DOCKER_RUNTIME=0",
+                           soc="Ascend310P3", device="0")[0]["infer"]
+    assert device_flags(plain) == [f"{root}/dev/davinci0:/dev/davinci0"]
+    assert "sys_version.conf" not in plain and f"{root}/usr/local/sbin/npu-smi" in plain
+
+
+def test_the_ascend_mapping_without_a_fake_root(repo, tmp_path):
+    # ASCEND_HOST_ROOT empty: the real paths, each passed only where it exists on this host.
+    result = make(repo, "-s", "-f", "mk/docker.mk", "SOC=Ascend310P3", "DEVICE=3", "ASCEND_DOCKER_RUNTIME=0",
+                  f"PY={sys.executable}", "print-ascend")
+    assert result.returncode == 0, result.stderr
+    info = dict(line.split(": ", 1) for line in result.stdout.splitlines())
+    assert info["host device"] == "3" and info["container device"] == "0" and info["runtime"] == "none"
+    assert info["device candidates"].split() == ["/dev/davinci3", "/dev/davinci_manager", "/dev/devmm_svm",
+                                                 "/dev/hisi_hdc"]
+    assert "/usr/local/sbin/npu-smi" in info["mount candidates"].split()
+    for node in info["device candidates"].split():
+        assert (f"--device={node}" in info.get("npu args", "")) == os.path.exists(node)
+    b = make(repo, "-s", "-f", "mk/docker.mk", "SOC=Ascend310B4", "ASCEND_DOCKER_RUNTIME=0", "print-ascend")
+    assert "/dev/ts_aisle" in b.stdout and "/etc/hdcBasic.cfg" in b.stdout
+
+
+def test_an_ascend_run_takes_one_device(repo):
+    result = make(repo, "-s", "-f", "mk/docker.mk", "SOC=Ascend310P3", "DEVICE=0,1", "print-ascend")
+    assert result.returncode != 0 and "DEVICE=0,1: SOC=Ascend310P3 runs take one device id" in result.stderr
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("SOC", "Ascend310P3;touch {marker}"),
+    ("SOC", "Ascend310P3 --privileged"),
+    ("DEVICE", "3 --privileged"),
+    ("DEVICE", "3;touch {marker}"),
+    ("DEVICE", "$(shell touch {marker})"),
+    ("ASCEND_DOCKER_RUNTIME", "1 --privileged"),
+    ("ASCEND_DOCKER_RUNTIME", "yes"),
+    ("ASCEND_HOST_ROOT", "/x;touch {marker}"),
+    ("ASCEND_HOST_ROOT", "relative/root"),
+    ("ASCEND_HOST_ROOT", "/a:/b"),
+])
+def test_hostile_ascend_variables_are_refused(repo, tmp_path, variable, value):
+    marker = tmp_path / "marker"
+    value = value.format(marker=marker)
+    for args, env in (([f"{variable}={value}"], dict(os.environ)), ([], dict(os.environ, **{variable: value}))):
+        env["MAKEFLAGS"] = ""
+        soc = [] if variable == "SOC" else ["SOC=Ascend310P3"]
+        result = make(repo, "-s", "-f", "mk/docker.mk", "MODEL=mobilenetv1", *soc, *args, "print-stamps", env=env)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode != 0 and len(lines) == 1 and f"*** {variable}=" in lines[0], (args, lines)
+        assert not marker.exists()
+
+
+@pytest.mark.parametrize("runtimes, expected", [
+    ({"runc": {"path": "runc"}, "ascend": {"path": "/usr/local/Ascend/Ascend-Docker-Runtime/ascend-docker-runtime"}},
+     "ascend"),
+    ({"runc": {"path": "runc", "status": {}}, "npu": {"path": "/opt/x/ascend-docker-runtime", "runtimeArgs": []}}, "npu"),
+    ({"runc": {"path": "runc"}}, ""),
+    ({"bad name": {"path": "/x/ascend-docker-runtime"}}, ""),  # not one token: never spliced
+    ([], ""),
+    (None, ""),  # no engine
+])
+def test_dockerargs_finds_the_ascend_runtime(tmp_path, repo, runtimes, expected):
+    stub = docker_stub(tmp_path, runtimes)
+    result = subprocess.run([sys.executable, "-m", "npuzoo.dockerargs", "ascend-runtime", "--docker", str(stub)],
+                            cwd=repo, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == expected, result
+
+
+def test_npu_smi_is_asked_for_the_hosts_id_in_the_container(tmp_path):
+    # The stand-in npu-smi lists NPUs 0 and 1 of a 310P3 host; the container's device 0 is the
+    # host's NPUZOO_HOST_DEVICE. Without it (a host run) device 0 is checked as is.
+    from npuzoo import ascend
+    from npuzoo.errors import UserError
+    env = {"PATH": STANDINS + os.pathsep + os.environ["PATH"], "NPUZOO_STANDIN_NPUS": "2",
+           "NPUZOO_STANDIN_CHIP": "310P3"}
+    assert ascend.host_device(0, env) == 0 and ascend.host_device(0, dict(env, NPUZOO_HOST_DEVICE="3")) == 3
+    ascend.check_device_chip("Ascend310P3", 0, env)
+    with pytest.raises(UserError, match=r"DEVICE=1 \(device 0 in this container\) is an Ascend310P3"):
+        ascend.check_device_chip("Ascend310", 0, dict(env, NPUZOO_HOST_DEVICE="1"))
+    assert ascend.described_device("0", dict(env, NPUZOO_HOST_DEVICE="3")) == "3 (device 0 in the container)"
+    assert ascend.described_device("2", env) == "2"
+
+
+def test_npu_smi_not_listing_the_hosts_id_only_warns(tmp_path, capsys):
+    from npuzoo import ascend
+    env = {"PATH": STANDINS + os.pathsep + os.environ["PATH"], "NPUZOO_STANDIN_NPUS": "2",
+           "NPUZOO_HOST_DEVICE": "3"}
+    ascend.check_device_chip("Ascend310P3", 0, env)
+    assert "not checking that DEVICE=3 (device 0 in this container) is an Ascend310P3" in capsys.readouterr().err
