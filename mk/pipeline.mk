@@ -62,7 +62,7 @@ else
   PYRUN     := $(PY)
 endif
 
-$(B)/model.mk: $(MODEL_DIR)/model.yaml npuzoo/config.py
+$(B)/model.mk: $(MODEL_DIR)/model.yaml npuzoo/config.py npuzoo/commands.py
 	@mkdir -p $(@D)
 	$(PY) -m npuzoo.config makevars $(MODEL) > $@.tmp && mv $@.tmp $@
 
@@ -209,9 +209,7 @@ else
 $(COMPILED): $(ONNX) $(AIPP_CFG)
 	$(RUN_BASE) $(PYRUN) -m npuzoo.ascend remove-om $(OM_BASE)
 	$(call STEP,compile,bs) $(CANN_RUN) --soc $(SOC) -- \
-	$(ATC) --framework=5 --model=$(ONNX) --output=$(OM_BASE) --input_format=NCHW \
-	  --input_shape="$(INPUT_NAME):$(BS),$(INPUT_C),$(INPUT_H),$(INPUT_W)" --log=error \
-	  --soc_version=$(SOC)$(if $(AIPP_CFG), --insert_op_conf=$(AIPP_CFG) --enable_small_channel=1) $(ATC_EXTRA_ARGS)
+	$(ATC) $(call ATC_ARGS,$(ONNX),$(OM_BASE),$(BS),$(SOC),$(AIPP_CFG))
 	$(RUN_BASE) $(PYRUN) -m npuzoo.ascend record-om $(OM_BASE) --soc $(SOC) --onnx $(ONNX) --bs $(BS)
 
 # CANN, driver and ais_bench versions for the report (report write --extra).
@@ -222,8 +220,7 @@ endif
 
 $(OUT_DIR)/infer.done: $(COMPILED) $(PREP_DIR)/.done
 	rm -rf $(OUT_DIR)/results $(OUT_DIR)/results_summary.json
-	$(call STEP,inference,bs) $(BENCH) --model $(COMPILED) --input $(PREP_DIR) --output $(OUT_DIR) \
-	  --output_dirname results --outfmt TXT --batchsize $(BS) --device $(DEVICE)
+	$(call STEP,inference,bs) $(BENCH) $(call INFER_ARGS,$(COMPILED),$(PREP_DIR),$(OUT_DIR),results,$(BS),$(DEVICE))
 	touch $@
 
 $(OUT_DIR)/accuracy.json: $(OUT_DIR)/infer.done $(MODEL_DIR)/postprocess.py $(wildcard $(MODEL_DIR)/_zoo.py)
@@ -234,9 +231,7 @@ $(OUT_DIR)/accuracy.json: $(OUT_DIR)/infer.done $(MODEL_DIR)/postprocess.py $(wi
 # printed summary goes to the terminal, where it is worded for people).
 $(PERF_DIR)/perf.log: $(COMPILED)
 	rm -rf $(PERF_DIR) && mkdir -p $(PERF_DIR)
-	$(call STEP,perf,bs) $(BENCH)$(PERF_FLAGS) --model $(COMPILED) --output $(PERF_DIR) --output_dirname perf \
-	  --outfmt BIN --batchsize $(BS) --loop $(LOOP) --warmup_count $(WARMUP) \
-	  --device $(DEVICE)
+	$(call STEP,perf,bs) $(BENCH)$(PERF_FLAGS) $(call PERF_ARGS,$(COMPILED),$(PERF_DIR),perf,$(BS),$(LOOP),$(WARMUP),$(DEVICE))
 	@echo "summary: $(PERF_DIR)/perf_summary.json" > $@
 
 # -- report ---------------------------------------------------------------------------------
@@ -315,8 +310,7 @@ $(SHARD_DIR)/input/.done: $(PREP_DIR)/.done
 
 $(SHARD_DIR)/infer.done: $(COMPILED) $(SHARD_DIR)/input/.done
 	rm -rf $(SHARD_DIR)/results $(SHARD_DIR)/results_summary.json
-	$(BENCH) --model $(COMPILED) --input $(SHARD_DIR)/input --output $(SHARD_DIR) \
-	  --output_dirname results --outfmt TXT --batchsize $(BS) --device $(DEVICE)
+	$(BENCH) $(call INFER_ARGS,$(COMPILED),$(SHARD_DIR)/input,$(SHARD_DIR),results,$(BS),$(DEVICE))
 	touch $@
 
 sweep-merge:

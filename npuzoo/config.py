@@ -362,7 +362,11 @@ def make_variables(config):
         "HAS_UPSTREAM": "1" if upstream.get("sources") else "",
     }
     values.update({f"PERF_{key.upper()}": value for key, value in perf_defaults(config).items()})
-    return "".join(f"{key} := {value}\n" for key, value in values.items())
+    from npuzoo import commands
+
+    functions = commands.make_functions(config)  # $(call ATC_ARGS,...): one definition
+    return ("".join(f"{key} := {value}\n" for key, value in values.items())
+            + "".join(f"{key} = {text}\n" for key, text in functions.items()))
 
 
 @cli

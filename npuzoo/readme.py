@@ -22,7 +22,7 @@ import sys
 
 import jinja2
 
-from npuzoo import config, history
+from npuzoo import commands, config, history
 from npuzoo import report as reports
 from npuzoo.errors import UserError, atomic_write, cli
 
@@ -318,7 +318,6 @@ def quick_start(cfg, name, ways):
     guide = config.perf_defaults(cfg)
     loop, warmup = guide.get("loop", 100), guide.get("warmup", 1)
     weights = cfg["weights"]
-    extra = " ".join((cfg.get("atc") or {}).get("extra_args") or [])
     checksum = None
     if weights.get("sha256"):
         checksum = f'echo "{weights["sha256"]}  {weights["file"]}" | sha256sum -c -'
@@ -332,19 +331,18 @@ def quick_start(cfg, name, ways):
                     + (" --source upstream" if ways else ""),
         "pth2onnx_random": f"python3 pth2onnx.py random {name}.onnx"
                            + (" --source upstream" if ways else ""),
-        "atc": (f"atc --framework=5 --model={name}.onnx --output={name}_bs${{bs}} "
-                f"--input_format={cfg['input']['layout']} "
-                f'--input_shape="{cfg["input"]["name"]}:${{bs}},{channels},{height},{width}" '
-                f"--log=error --soc_version=Ascend${{chip_name}}" + (f" {extra}" if extra else "")),
-        "infer": (f"python3 -m ais_bench --model {name}_bs${{bs}}.om --input prep_dataset "
-                  f"--output result --output_dirname bs${{bs}} --outfmt TXT --batchsize ${{bs}}"),
+        "atc": "atc " + " ".join(commands.atc_args(
+            cfg, f"{name}.onnx", f"{name}_bs${{bs}}", "${bs}", "Ascend${chip_name}")),
+        "infer": "python3 -m ais_bench " + " ".join(commands.infer_args(
+            f"{name}_bs${{bs}}.om", "prep_dataset", "result", "bs${bs}", "${bs}")),
         "postprocess": ("python3 postprocess.py result/bs${bs} ${imagenet}/val_label.txt ./ "
                         "result_bs${bs}.json"),
-        "perf": (f"python3 -m ais_bench --model {name}_bs${{bs}}.om --loop {loop} "
-                 f"--warmup_count {warmup} --batchsize ${{bs}}"),
-        "cpu_infer": (f"npuzoo-bench --model {name}.onnx --input prep_dataset --output result "
-                      f"--output_dirname bs${{bs}} --outfmt TXT --batchsize ${{bs}}"),
-        "cpu_perf": f"npuzoo-bench --model {name}.onnx --loop 20 --warmup_count 2 --batchsize ${{bs}}",
+        "perf": "python3 -m ais_bench " + " ".join(commands.perf_args(
+            f"{name}_bs${{bs}}.om", "result", "perf_bs${bs}", "${bs}", loop, warmup)),
+        "cpu_infer": "npuzoo-bench " + " ".join(commands.infer_args(
+            f"{name}.onnx", "prep_dataset", "result", "bs${bs}", "${bs}")),
+        "cpu_perf": "npuzoo-bench " + " ".join(commands.perf_args(
+            f"{name}.onnx", "result", "perf_bs${bs}", "${bs}", 20, 2)),
     }
 
 

@@ -152,7 +152,7 @@ def test_every_model_readme_has_the_guide_sections_and_commands():
         assert ("python3 postprocess.py result/bs${bs} ${imagenet}/val_label.txt ./ "
                 "result_bs${bs}.json") in text
         guide = config.perf_defaults(cfg)
-        assert f"--loop {guide['loop']} --warmup_count {guide['warmup']} " in text
+        assert f"--loop {guide['loop']} --warmup_count {guide['warmup']}" in text
         assert f"npuzoo-bench --model {name}.onnx --input prep_dataset" in text
         assert f"make {name} DATA=" in text
         if (cfg.get("upstream") or {}).get("sources"):

@@ -1,0 +1,53 @@
+"""The atc and ais_bench command lines, defined once.
+
+mk/pipeline.mk runs them (config.make_variables turns these functions into the Make functions
+ATC_ARGS, INFER_ARGS and PERF_ARGS of build/<model>/model.mk, with $(1), $(2), ... in place of
+the arguments) and each model README shows them (npuzoo/readme.py calls the same functions with
+shell variables such as ${bs}); tests/test_commands.py checks that `make -n` prints what the
+README says. Arguments are strings, so a Make placeholder or a shell variable fits anywhere.
+"""
+
+
+def atc_args(cfg, model, output, batch, soc, aipp=None):
+    """`atc` arguments of the guides: the ONNX, the output base, the static input shape, the
+    chip; with AIPP the insert_op_conf file; then model.yaml's atc.extra_args."""
+    channels, height, width = cfg["input"]["shape"]
+    args = ["--framework=5", f"--model={model}", f"--output={output}",
+            f"--input_format={cfg['input']['layout']}",
+            f'--input_shape="{cfg["input"]["name"]}:{batch},{channels},{height},{width}"',
+            "--log=error", f"--soc_version={soc}"]
+    if aipp:
+        args += aipp_args(aipp)
+    return args + [shlex.quote(a) for a in (cfg.get("atc") or {}).get("extra_args") or []]
+
+
+def aipp_args(config_file):
+    return [f"--insert_op_conf={config_file}", "--enable_small_channel=1"]
+
+
+def infer_args(model, inputs, output, dirname, batch, device=None):
+    """ais_bench over a folder of preprocessed files, one TXT result per input file."""
+    args = ["--model", model, "--input", inputs, "--output", output, "--output_dirname", dirname,
+            "--outfmt", "TXT", "--batchsize", batch]
+    return [str(a) for a in args + (["--device", device] if device is not None else [])]
+
+
+def perf_args(model, output, dirname, batch, loop, warmup, device=None):
+    """ais_bench pure inference: `loop` timed runs after `warmup` untimed ones."""
+    args = ["--model", model, "--output", output, "--output_dirname", dirname, "--outfmt", "BIN",
+            "--batchsize", batch, "--loop", loop, "--warmup_count", warmup]
+    return [str(a) for a in args + (["--device", device] if device is not None else [])]
+
+
+def make_functions(cfg):
+    """{name: Make text} of ATC_ARGS, INFER_ARGS and PERF_ARGS (called with $(call ...));
+    ATC_ARGS' fifth argument, the AIPP file, adds its options only when given."""
+    extras = [shlex.quote(a) for a in (cfg.get("atc") or {}).get("extra_args") or []]
+    atc = atc_args(cfg, "$(1)", "$(2)", "$(3)", "$(4)")
+    head = atc[:len(atc) - len(extras)]
+    text = " ".join(head) + "$(if $(5), " + " ".join(aipp_args("$(5)")) + ")"
+    return {
+        "ATC_ARGS": text + "".join(" " + e for e in extras),
+        "INFER_ARGS": " ".join(infer_args("$(1)", "$(2)", "$(3)", "$(4)", "$(5)", "$(6)")),
+        "PERF_ARGS": " ".join(perf_args("$(1)", "$(2)", "$(3)", "$(4)", "$(5)", "$(6)", "$(7)")),
+    }
