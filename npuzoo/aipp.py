@@ -27,7 +27,8 @@ import re
 import numpy as np
 
 from npuzoo import config as zoo_config
-from npuzoo.errors import UserError, atomic_write, cli
+from npuzoo.errors import UserError, cli
+from npuzoo.files import atomic_write
 
 REQUIRED = ("aipp_mode", "input_format", "src_image_size_w", "src_image_size_h")
 CHANNEL_FIELDS = ("mean_chn", "min_chn", "var_reci_chn")

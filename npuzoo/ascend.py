@@ -58,7 +58,8 @@ import subprocess
 import sys
 
 from npuzoo import soc as socs
-from npuzoo.errors import UserError, atomic_write, cli, sha256_file
+from npuzoo.errors import UserError, cli
+from npuzoo.files import atomic_write, sha256_file
 
 INSTALL_HINT = ("install the CANN toolkit (Ascend-cann-toolkit) and `source "
                 "/usr/local/Ascend/ascend-toolkit/set_env.sh` (CANN 8.5 and later: "

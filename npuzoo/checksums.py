@@ -8,22 +8,10 @@ decides whether a file changed). The cache is a JSON file written atomically; co
 writers can only lose entries (then re-hashed), never record a wrong one.
 """
 
-import hashlib
 import json
 import os
 
-from npuzoo.errors import atomic_write
-
-BLOCK = 1 << 20
-
-
-def sha256_of(path):
-    """The sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from npuzoo.files import atomic_write, sha256_file
 
 
 def _stat_key(stat):
@@ -51,7 +39,7 @@ class HashCache:
         entry = self.entries.get(path)
         if isinstance(entry, dict) and entry.get("stat") == key and entry.get("sha256"):
             return entry["sha256"]
-        digest = sha256_of(path)
+        digest = sha256_file(path)
         # A file that changed while being hashed is not cached (its stat no longer matches).
         if _stat_key(os.stat(path)) == key:
             self.entries[path] = {"stat": key, "sha256": digest}

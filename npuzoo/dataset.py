@@ -14,7 +14,8 @@ import json
 import os
 import shutil
 
-from npuzoo.errors import UserError, atomic_write, cli
+from npuzoo.errors import UserError, cli
+from npuzoo.files import atomic_write
 
 # What an image is, for the whole project: models/*/preprocess.py keep a copy of this tuple
 # (they import nothing from npuzoo) and a test asserts the copies equal it. A file the dataset

@@ -24,7 +24,7 @@ import json
 import os
 import re
 
-from npuzoo.errors import atomic_write
+from npuzoo.files import atomic_write
 
 HISTORY = "history"
 WEIGHTS_RANK = {"published": 1, "unverified": 1, "custom": 1, "random": 0}

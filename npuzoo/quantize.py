@@ -24,7 +24,8 @@ import tempfile
 
 import numpy as np
 
-from npuzoo.errors import UserError, atomic_write, cli
+from npuzoo.errors import UserError, cli
+from npuzoo.files import atomic_write, umask
 
 
 def calibration_reader(prep_dir, input_name, shape):
@@ -82,17 +83,11 @@ def quantize(model_path, prep_dir, out_path):
                             per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax)
-            os.chmod(written, 0o666 & ~_umask())
+            os.chmod(written, 0o666 & ~umask())
             os.replace(written, out_path)
     finally:
         quiet.level = level
     print(f"quantized {model_path} -> {out_path} (int8 QDQ, calibrated on {count} images)")
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def calibration_record(dataset_json):

@@ -24,7 +24,8 @@ import jinja2
 
 from npuzoo import commands, config, history
 from npuzoo import report as reports
-from npuzoo.errors import UserError, atomic_write, cli
+from npuzoo.errors import UserError, cli
+from npuzoo.files import atomic_write
 
 TEMPLATES_DIR = os.path.join(config.REPO_ROOT, "templates")
 MODEL_TEMPLATE = "model_README.md.j2"

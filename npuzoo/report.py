@@ -38,7 +38,8 @@ import sys
 import numpy as np
 
 from npuzoo import config, history
-from npuzoo.errors import UserError, atomic_write, cli
+from npuzoo.errors import UserError, cli
+from npuzoo.files import atomic_write
 from npuzoo.soc import cpu_description
 
 SCHEMA_VERSION = 1

@@ -33,7 +33,8 @@ import time
 
 from npuzoo import config, dataset, soc as socs, store, weights as weights_mod
 from npuzoo.checksums import HashCache
-from npuzoo.errors import UserError, atomic_write, cli
+from npuzoo.errors import UserError, cli
+from npuzoo.files import atomic_write
 
 REPO = config.REPO_ROOT
 BUILD = "build"

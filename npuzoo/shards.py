@@ -23,7 +23,8 @@ import os
 import shutil
 
 from npuzoo.bench import files_from_dir
-from npuzoo.errors import UserError, atomic_write, cli
+from npuzoo.errors import UserError, cli
+from npuzoo.files import atomic_write
 
 RESULT_SUFFIX = "_0.txt"
 

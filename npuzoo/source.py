@@ -50,7 +50,8 @@ import tarfile
 import tempfile
 
 from npuzoo import config
-from npuzoo.errors import UserError, atomic_write, cli, sha256_file
+from npuzoo.errors import UserError, cli
+from npuzoo.files import atomic_write, sha256_file
 
 DEFAULT_CACHE = os.path.join(config.REPO_ROOT, ".venv", "sdists")
 GIT_TIMEOUT_S = int(os.environ.get("NPUZOO_GIT_TIMEOUT", "300"))

@@ -32,7 +32,8 @@ import shutil
 import subprocess
 import sys
 
-from npuzoo.errors import UserError, atomic_write, cli
+from npuzoo.errors import UserError, cli
+from npuzoo.files import atomic_write
 
 BUILD = "build"
 DATA_ROOT = os.path.join(BUILD, "data")

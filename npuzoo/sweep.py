@@ -44,7 +44,8 @@ import tarfile
 import time
 
 from npuzoo import config, run
-from npuzoo.errors import UserError, atomic_write, cli
+from npuzoo.errors import UserError, cli
+from npuzoo.files import atomic_write
 from npuzoo.shards import effective_shards
 
 REPO = config.REPO_ROOT

@@ -26,7 +26,8 @@ import urllib.request
 import shutil
 
 from npuzoo import config
-from npuzoo.errors import UserError, atomic_write, cli, file_digests
+from npuzoo.errors import UserError, cli
+from npuzoo.files import atomic_write, file_digests, umask
 
 CHUNK = 1 << 20  # download block size
 
@@ -154,10 +155,10 @@ def store_copy(path, store_dir, cache):
     try:
         shutil.copyfile(path, tmp)
         digests = file_digests(tmp)  # the bytes copied are the bytes named
-        os.chmod(tmp, 0o444 & ~_umask())
+        os.chmod(tmp, 0o444 & ~umask())
         stored = os.path.join(store_dir, digests["sha256"] + ".pth")
         if os.path.exists(stored):
-            os.chmod(stored, 0o644 & ~_umask())
+            os.chmod(stored, 0o644 & ~umask())
         os.replace(tmp, stored)
     except OSError as err:
         raise UserError(f"cannot copy WEIGHTS={path} into {store_dir} ({err.strerror}); "
@@ -166,12 +167,6 @@ def store_copy(path, store_dir, cache):
         if os.path.exists(tmp):
             os.unlink(tmp)
     return stored, digests
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def identify(spec, weights, weights_dir, cache):

@@ -21,7 +21,8 @@ from PIL import Image
 
 from conftest import REPO
 from npuzoo import dataset
-from npuzoo.errors import UserError, WriteError, atomic_write
+from npuzoo.errors import UserError, WriteError
+from npuzoo.files import atomic_write
 
 TEMP_NAME = re.compile(r"^\..+\.tmp$")  # what a driver may remove after a SIGKILLed run
 

@@ -250,9 +250,9 @@ def test_awkward_paths_work_and_swapped_weights_are_seen(scratch, tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     report = json.loads((scratch / "reports/mobilenetv1/cpu_bs2.json").read_text())
     assert report["weights"]["sha256"] != sha_a
-    from npuzoo.checksums import sha256_of
+    from npuzoo.files import sha256_file
 
-    assert report["weights"]["sha256"] == sha256_of(checkpoint)
+    assert report["weights"]["sha256"] == sha256_file(checkpoint)
     assert len(list((scratch / "build/mobilenetv1/onnx").glob("custom-*/*.onnx"))) == 2
 
 

@@ -1,0 +1,95 @@
+"""Files written whole and files identified by content: the project's one atomic write and
+its checksum helpers.
+
+Temporary files: `atomic_write` writes `.<name>.<pid>.<random>.tmp` beside the target and
+renames it, so every orphan a killed run can leave matches `.*.tmp` in the target's folder.
+"""
+
+import errno
+import hashlib
+import os
+import secrets
+
+from npuzoo.errors import WriteError
+
+WRITE_HINTS = {
+    errno.EACCES: "the folder is not writable by this user",
+    errno.EPERM: "the folder is not writable by this user",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOSPC: "no space left on the device; free some and rerun",
+    errno.EDQUOT: "disk quota exceeded; free some space and rerun",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+}
+
+
+def write_error(path, err):
+    """WriteError naming `path`, the system's reason and, where known, what to do."""
+    reason = err.strerror or str(err) or type(err).__name__
+    hint = WRITE_HINTS.get(err.errno)
+    error = WriteError(f"{path}: cannot write ({reason})" + (f"; {hint}" if hint else ""))
+    error.errno = err.errno
+    return error
+
+
+def temporary_name(path):
+    """`.<name>.<pid>.<random>.tmp` in the folder of `path`: ends in .tmp, never collides."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def atomic_write(path, data, mode="w"):
+    """Write `data` to `path` through a temporary file in the same folder, then rename.
+
+    The file gets the mode a plain open() gives (0666 minus the umask), not mkstemp's 0600.
+    Any OSError (folder not writable, disk full) becomes a one-line WriteError naming `path`;
+    the temporary file is removed whatever happens."""
+    path = os.fspath(path)
+    folder = os.path.dirname(path) or "."
+    tmp = None
+    try:
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise write_error(path, NotADirectoryError(errno.ENOTDIR, f"{folder} is a file"))
+        os.makedirs(folder, exist_ok=True)
+        while True:
+            tmp = temporary_name(path)
+            try:
+                # O_EXCL: a new file of our own; 0o666 & ~umask is applied by the kernel
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                break
+            except FileExistsError:
+                continue
+        with os.fdopen(fd, mode) as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as err:
+        if isinstance(err, WriteError):
+            raise
+        raise write_error(path, err) from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def file_digests(path, algorithms=("md5", "sha256")):
+    """Hex digests of a file, read once in 1 MiB blocks."""
+    digests = {name: hashlib.new(name) for name in algorithms}
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            for digest in digests.values():
+                digest.update(block)
+    return {name: digest.hexdigest() for name, digest in digests.items()}
+
+
+def sha256_file(path):
+    return file_digests(path, ("sha256",))["sha256"]
+
+
+def umask():
+    """The process's umask (read without changing it for long)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
