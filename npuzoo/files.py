@@ -93,3 +93,13 @@ def umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def replace_link(target, path):
+    """A symbolic link `path` -> `target`, replaced atomically when it points elsewhere."""
+    if os.path.islink(path) and os.readlink(path) == target:
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    os.symlink(target, tmp)
+    os.replace(tmp, path)

@@ -60,22 +60,13 @@ def read_requirements(path):
 
 
 def model_reports(reports_dir, name):
-    """The current reports of one model (reports/<name>/*.json and aipp/*.json), sorted by
+    """The current reports of one model (reports/<name>/ and its variant folders), sorted by
     chip, variant and batch size.
 
     Read with report.read_report: a malformed report (a batch_size written as a string,
     missing keys, not JSON) is coerced or skipped with one `warning:` line naming the file,
     never a traceback."""
-    found = []
-    for folder in history.report_folders(os.path.join(reports_dir, name)):
-        if not os.path.isdir(folder):
-            continue
-        for entry in sorted(os.listdir(folder)):
-            path = os.path.join(folder, entry)
-            if entry.endswith(".json") and not entry.startswith(".") and os.path.isfile(path):
-                report = reports.read_report(path)
-                if report is not None:
-                    found.append(report)
+    found = [report for _, report in reports.model_reports(reports_dir, name)]
     return sorted(found, key=lambda r: (soc_order(r.get("soc")), history.variant(r),
                                         r.get("batch_size") or 0))
 

@@ -387,20 +387,28 @@ def load_all(reports_dir=REPORTS_DIR):
     return [report for _, report in _current_reports(reports_dir)]
 
 
+def model_reports(reports_dir, model):
+    """[(path, report)] of one model's current reports (reports/<model>/ and its variant
+    folders), readable ones only."""
+    found = []
+    for folder in history.report_folders(os.path.join(reports_dir, model)):
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if name.endswith(".json") and not name.startswith(".") and os.path.isfile(path):
+                report = read_report(path)
+                if report is not None:
+                    found.append((path, report))
+    return found
+
+
 def _current_reports(reports_dir):
     found = []
     if not os.path.isdir(reports_dir):
         return found
     for model in sorted(os.listdir(reports_dir)):
-        for folder in history.report_folders(os.path.join(reports_dir, model)):
-            if not os.path.isdir(folder):
-                continue
-            for name in sorted(os.listdir(folder)):
-                path = os.path.join(folder, name)
-                if name.endswith(".json") and not name.startswith(".") and os.path.isfile(path):
-                    report = read_report(path)
-                    if report is not None:
-                        found.append((path, report))
+        found += model_reports(reports_dir, model)
     found.sort(key=lambda item: (str(item[1].get("model")), str(item[1].get("soc")),
                                  item[1].get("batch_size") or 0, history.variant(item[1])))
     return found

@@ -34,7 +34,7 @@ import time
 from npuzoo import config, dataset, soc as socs, store, weights as weights_mod
 from npuzoo.checksums import HashCache
 from npuzoo.errors import UserError, cli
-from npuzoo.files import atomic_write
+from npuzoo.files import replace_link
 
 REPO = config.REPO_ROOT
 BUILD = "build"
@@ -242,16 +242,6 @@ def dataset_id(data_dir, limit, cache, offset=0):
     return f"{folder or 'data'}-{digest.hexdigest()[:12]}{start}-n{limit or 'all'}"
 
 
-def link(target, path):
-    """A symbolic link `path` -> `target`, replaced atomically when it points elsewhere."""
-    if os.path.islink(path) and os.readlink(path) == target:
-        return
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    os.symlink(target, tmp)
-    os.replace(tmp, path)
-
-
 # -- running the pipeline -------------------------------------------------------------------
 
 # Make variables of the caller that must not leak into the pipeline's make (MAKEFLAGS carries
@@ -395,7 +385,7 @@ def check_toolkit(soc, settings):
 
 
 def data_link(data_abs, data_id):
-    link(os.path.realpath(data_abs), os.path.join(BUILD, "inputs", data_id + ".data"))
+    replace_link(os.path.realpath(data_abs), os.path.join(BUILD, "inputs", data_id + ".data"))
 
 
 def show(model, settings):

@@ -87,13 +87,18 @@ def table(found):
     return "\n".join(lines)
 
 
+def split_command(argv):
+    """(options, command) of `... -- COMMAND...` (the command after the first `--`)."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv, []
+    split = argv.index("--")
+    return argv[:split], argv[split + 1:]
+
+
 @cli
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    command = []
-    if "--" in argv:
-        split = argv.index("--")
-        argv, command = argv[:split], argv[split + 1:]
+    argv, command = split_command(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python3 -m npuzoo.steps",
                                      description="Time the pipeline's steps.")
     sub = parser.add_subparsers(dest="action", required=True)

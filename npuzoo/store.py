@@ -33,7 +33,8 @@ import subprocess
 import sys
 
 from npuzoo.errors import UserError, cli
-from npuzoo.files import atomic_write
+from npuzoo.files import atomic_write, replace_link
+from npuzoo.steps import split_command
 
 BUILD = "build"
 DATA_ROOT = os.path.join(BUILD, "data")
@@ -84,13 +85,7 @@ def prep_bytes(model_config, uint8):
 def reference(model, kind, name, target):
     """build/<model>/refs/<kind>-<name> -> the shared set `target` (for `clean`)."""
     link = os.path.join(BUILD, model, "refs", f"{kind}-{name}")
-    relative = os.path.relpath(target, os.path.dirname(link))
-    if os.path.islink(link) and os.readlink(link) == relative:
-        return
-    os.makedirs(os.path.dirname(link), exist_ok=True)
-    tmp = f"{link}.{os.getpid()}.tmp"
-    os.symlink(relative, tmp)
-    os.replace(tmp, link)
+    replace_link(os.path.relpath(target, os.path.dirname(link)), link)
 
 
 def write_key(prep_dir, params):
@@ -201,11 +196,7 @@ def clean(dry_run=False):
 
 @cli
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    command = []
-    if "--" in argv:
-        split = argv.index("--")
-        argv, command = argv[:split], argv[split + 1:]
+    argv, command = split_command(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python3 -m npuzoo.store",
                                      description="Shared, content-keyed sets under build/.")
     sub = parser.add_subparsers(dest="action", required=True)
