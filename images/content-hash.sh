@@ -13,7 +13,10 @@
 # (`!`, `dir/x`) stops with an error, so the two can never disagree unnoticed.
 # The image tags (mk/docker.mk) end in this hash, so an image is rebuilt exactly when one of
 # its inputs changed, and a changed model folder rebuilds only that model's image.
+# NPUZOO_CONTENT_HASH_LOG=FILE appends one line per call (its arguments) to FILE: how the tests
+# count the calls one `make` makes (mk/docker.mk computes each tag once per top-level make).
 set -euo pipefail
+if [[ -n ${NPUZOO_CONTENT_HASH_LOG:-} ]]; then printf '%s\n' "$*" >> "$NPUZOO_CONTENT_HASH_LOG"; fi
 
 prune=(-name __pycache__ -o -name '*.pyc' -o -name '*.tmp')
 

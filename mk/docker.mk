@@ -1,9 +1,15 @@
 # RUNNER=docker: every pipeline step in its microtool image (images/*.Dockerfile).
 #
-# Two uses:
-#   included by mk/pipeline.mk      defines RUN_BASE, RUN_MODEL, RUN_INFER (the `docker run`
-#                                   prefixes of the steps' command lines) and PYRUN
-#   make -f mk/docker.mk images     builds the images (the top-level `make images` calls it)
+# Three uses:
+#   included by mk/pipeline.mk      defines RUN_BASE, RUN_MODEL, RUN_INFER, RUN_REPORT (the
+#                                   `docker run` prefixes of the steps' command lines: each
+#                                   recipe names its image by the prefix it uses) and PYRUN
+#   make -f mk/docker.mk tags       prints the images' hashes (NAME=HASH lines), computed once:
+#                                   npuzoo/run.py gives them to every make it runs after
+#   make -f mk/docker.mk images     builds the images (the top-level `make images` calls it);
+#                                   it never runs a pipeline step: a model image bakes in the
+#                                   patched upstream tree, made by the pipeline's source step,
+#                                   which npuzoo/run.py runs first (`make <model> RUNNER=docker`)
 #
 # Images and tags (<hash>: images/content-hash.sh over everything that goes in, parents' tags
 # included, so a changed input rebuilds that image and its children and nothing else):
@@ -102,6 +108,7 @@ RE.soc   := (cpu|auto|Ascend[0-9A-Za-z_-]{1,32})?
 RE.device := [0-9]{1,4}(,[0-9]{1,4})*
 RE.switch := (0|1|auto)?
 RE.optabspath := (/[A-Za-z0-9._/+@-]*)?
+RE.hash  := ([0-9a-f]{12})?
 WHAT.image := an image reference (letters, digits and ._/:@-)
 WHAT.repo  := an image repository (lowercase letters, digits and ._/:-)
 WHAT.net   := a docker network name (letters, digits and ._:-)
@@ -118,12 +125,16 @@ WHAT.soc   := cpu, auto or an Ascend chip name (Ascend and letters, digits, _ an
 WHAT.device := a device id (digits), or a comma list of them
 WHAT.switch := 0, 1, auto or empty
 WHAT.optabspath := an absolute path of letters, digits and ._/+@-, or empty
+WHAT.hash  := an image hash (12 lowercase hex digits, as `make -f mk/docker.mk tags` prints) or empty
+# The hashes of the image tags (below): computed here unless given.
+HASH_VARIABLES := PYTHON_HASH BASE_HASH INFER_HASH EXPORT_HASH ASCEND_HASH UPSTREAM_HASH MODEL_HASH
 CHECKED_VARIABLES := BASE_IMAGE:image ASCEND_BASE_IMAGE:image IMAGE_REPO:repo \
   DOCKER_NET_ONLINE:net AIS_WHEELS_URL:url ACLRUNTIME_URL:url AIS_BENCH_URL:url \
   ACLRUNTIME_SHA256:sha AIS_BENCH_SHA256:sha DOCKER_CA_BUNDLE:optpath DOCKER:path PY:path \
   IMAGES_DIR:path REPO_DIR:abspath DOCKER_PIDS_LIMIT:count DOCKER_RUN_ARGS:args \
   DOCKER_BUILD_ARGS:args IMAGE_MODELS:names IMAGE_TOOLS:names MODEL:name SOC:soc DEVICE:device \
-  ASCEND_DOCKER_RUNTIME:switch ASCEND_HOST_ROOT:optabspath
+  ASCEND_DOCKER_RUNTIME:switch ASCEND_HOST_ROOT:optabspath HASHED_MODEL:name \
+  $(addsuffix :hash,$(HASH_VARIABLES))
 check_name = $(firstword $(subst :, ,$(1)))
 check_kind = $(lastword $(subst :, ,$(1)))
 one_line   = $(subst $(newline),\n,$(1))
@@ -147,27 +158,44 @@ content_hash = $(shell images/content-hash.sh $(1))
 CONTEXT_IGNORE := images/model.Dockerfile.dockerignore
 
 # -- tags -------------------------------------------------------------------------------------
-PYTHON_HASH := $(call content_hash,images/base.Dockerfile images/requirements/base.txt --text BASE_IMAGE=$(BASE_IMAGE))
+# Each hash is computed at most once per top-level make, not at every reading of this file (each
+# batch size's make, each Make restart): npuzoo/run.py runs `make -f mk/docker.mk tags` once per
+# `make <model>` and gives the NAME=HASH lines it prints to every make it runs after (through
+# the environment), and `images` gives its own to its sub-makes. A hash given is used as it is
+# (checked above: 12 hex digits); one not given (or empty) is computed here. The model's two
+# come with HASHED_MODEL, the model they were computed for: another model's are recomputed.
+hash_of = $(or $($(1)),$(call content_hash,$(2)))
+PYTHON_HASH := $(call hash_of,PYTHON_HASH,images/base.Dockerfile images/requirements/base.txt --text BASE_IMAGE=$(BASE_IMAGE))
 PYTHON_TAG  := $(IMAGE_REPO)/python:$(PYTHON_HASH)
-BASE_HASH   := $(call content_hash,--ignore $(CONTEXT_IGNORE) npuzoo pyproject.toml --text $(PYTHON_TAG))
+BASE_HASH   := $(call hash_of,BASE_HASH,--ignore $(CONTEXT_IGNORE) npuzoo pyproject.toml --text $(PYTHON_TAG))
 BASE_TAG    := $(IMAGE_REPO)/base:$(BASE_HASH)
-INFER_HASH  := $(call content_hash,images/infer.Dockerfile images/requirements/infer.txt --ignore $(CONTEXT_IGNORE) npuzoo pyproject.toml --text $(PYTHON_TAG))
+INFER_HASH  := $(call hash_of,INFER_HASH,images/infer.Dockerfile images/requirements/infer.txt --ignore $(CONTEXT_IGNORE) npuzoo pyproject.toml --text $(PYTHON_TAG))
 INFER_TAG   := $(IMAGE_REPO)/infer:$(INFER_HASH)
-EXPORT_HASH := $(call content_hash,images/export.Dockerfile images/requirements/export.txt --text $(PYTHON_TAG))
+EXPORT_HASH := $(call hash_of,EXPORT_HASH,images/export.Dockerfile images/requirements/export.txt --text $(PYTHON_TAG))
 EXPORT_TAG  := $(IMAGE_REPO)/export:$(EXPORT_HASH)
-ASCEND_HASH := $(call content_hash,images/ascend.Dockerfile images/requirements/ascend.txt images/requirements/ascend-cann.txt --ignore $(CONTEXT_IGNORE) npuzoo pyproject.toml \
+# The Ascend image only where it can be used: an Ascend SOC, or asked for in IMAGE_TOOLS.
+ifneq ($(filter Ascend%,$(SOC))$(filter ascend,$(IMAGE_TOOLS)),)
+ASCEND_HASH := $(call hash_of,ASCEND_HASH,images/ascend.Dockerfile images/requirements/ascend.txt images/requirements/ascend-cann.txt --ignore $(CONTEXT_IGNORE) npuzoo pyproject.toml \
                  --text $(ASCEND_BASE_IMAGE) --text $(ACLRUNTIME_URL)=$(ACLRUNTIME_SHA256) --text $(AIS_BENCH_URL)=$(AIS_BENCH_SHA256))
+endif
 ASCEND_TAG  := $(IMAGE_REPO)/ascend:$(ASCEND_HASH)
 
-# One model's images (MODEL set: by mk/pipeline.mk, or by the `images` loop below).
+# One model's images (MODEL set: by mk/pipeline.mk, or by `images` below). The upstream tree is
+# the pipeline's source step's output: build/<model>/src/upstream (HAS_UPSTREAM: model.mk's).
 ifneq ($(MODEL),)
   UPSTREAM_TREE := $(if $(HAS_UPSTREAM),build/$(MODEL)/src/upstream)
-  UPSTREAM_HASH := $(if $(UPSTREAM_TREE),$(call content_hash,$(UPSTREAM_TREE)))
+  ifneq ($(HASHED_MODEL),$(MODEL))
+    override UPSTREAM_HASH := $(if $(UPSTREAM_TREE),$(call content_hash,$(UPSTREAM_TREE)))
+    override MODEL_HASH    :=
+  endif
   UPSTREAM_TAG  := $(if $(UPSTREAM_TREE),$(IMAGE_REPO)/$(MODEL):upstream-$(UPSTREAM_HASH))
-  MODEL_HASH    := $(call content_hash,images/model.Dockerfile --ignore $(CONTEXT_IGNORE) models/$(MODEL) --text $(EXPORT_TAG) --text upstream=$(UPSTREAM_HASH))
+  override MODEL_HASH := $(call hash_of,MODEL_HASH,images/model.Dockerfile --ignore $(CONTEXT_IGNORE) models/$(MODEL) --text $(EXPORT_TAG) --text upstream=$(UPSTREAM_HASH))
   MODEL_TAG     := $(IMAGE_REPO)/$(MODEL):model-$(MODEL_HASH)
   MODEL_STAMP   := $(IMAGES_DIR)/$(MODEL)-model-$(MODEL_HASH).stamp
 endif
+# The hashes as make arguments, for a sub-make that should compute none of them again.
+GIVEN_HASHES = $(foreach v,$(if $(MODEL),$(HASH_VARIABLES),$(filter-out UPSTREAM_HASH MODEL_HASH,$(HASH_VARIABLES))),$(v)=$($(v))) \
+  $(if $(MODEL),HASHED_MODEL=$(MODEL))
 
 PYTHON_STAMP := $(IMAGES_DIR)/python-$(PYTHON_HASH).stamp
 BASE_STAMP   := $(IMAGES_DIR)/base-$(BASE_HASH).stamp
@@ -216,14 +244,22 @@ step_data = $(if $(filter $@,$(DOWNLOAD_TARGETS)),,$(call check_link,$(DATA_LINK
 docker_run = $(DOCKER) run --rm --user $(DOCKER_UID) -e HOME=/tmp --shm-size=1g $(DOCKER_HARDENING) \
   $(step_network) $(call bind,$(REPO_DIR)/build,$(REPO_DIR)/build) $(DOCKER_RUN_ARGS)
 # A step whose image was never built stops with the command that builds it.
-need_image = $(if $(wildcard $(1)),,$(error $(2): image not built; run `make images IMAGE_MODELS=$(MODEL)` (or `make $(MODEL) RUNNER=docker`, which does)))
+need_image = $(if $(wildcard $(1)),,$(error $(2): image not built; run `make $(MODEL) RUNNER=docker` (its source step, then `make images IMAGE_MODELS=$(MODEL)`)))
 
+# Each recipe of mk/pipeline.mk names its image by the prefix it uses:
+#   RUN_BASE    npuzoo/base    npuzoo's own steps (weights, dataset, source, shards, ...)
+#   RUN_MODEL   <model> image  the model folder's scripts (preprocess, pth2onnx, postprocess)
+#   RUN_INFER   npuzoo/infer   compile, npuzoo.bench (npuzoo/ascend with SOC=Ascend...)
+#   RUN_REPORT  as RUN_INFER   the report step: in the image that ran the model, so the backend
+#                              and versions it records are those of the run
 # npuzoo steps: the repository read-only at its own path (npuzoo finds models/<model>/ and the
-# git commit there), build/ read-write (reports/ is written by `publish`, on the host). The
-# report step runs in the inference image (RUN_INFER's), so the backend and versions it
-# records are those that ran the model.
-RUN_BASE = $(if $(filter %/report.json,$@),$(RUN_INFER) ,$(call need_image,$(BASE_STAMP),$(BASE_TAG))$(docker_run) \
-  $(step_data) -w $(REPO_DIR) $(call bind,$(REPO_DIR),$(REPO_DIR),ro) $(BASE_TAG))
+# git commit there), build/ read-write (reports/ is written by `publish`, on the host).
+RUN_BASE_IMAGE = $(call need_image,$(BASE_STAMP),$(BASE_TAG))$(docker_run) \
+  $(step_data) -w $(REPO_DIR) $(call bind,$(REPO_DIR),$(REPO_DIR),ro) $(BASE_TAG)
+RUN_REPORT = $(RUN_INFER)
+# Until mk/pipeline.mk's report rule says RUN_REPORT, RUN_BASE there still means RUN_REPORT.
+# TODO: remove the switch (RUN_BASE = $(RUN_BASE_IMAGE)) once the report rule uses RUN_REPORT.
+RUN_BASE = $(if $(filter %/report.json,$@),$(RUN_REPORT) ,$(RUN_BASE_IMAGE))
 # The model folder's scripts, as baked into the model image (/zoo/models/<model>).
 RUN_MODEL = $(call need_image,$(MODEL_STAMP),$(MODEL_TAG))$(docker_run) $(step_data) -w /zoo \
   $(call bind,$(REPO_DIR)/build,/zoo/build) $(MODEL_TAG)
@@ -414,29 +450,48 @@ $(MODEL_STAMP): $(EXPORT_STAMP)
 	  --build-arg BASE_IMAGE=$(EXPORT_TAG) --build-arg UPSTREAM_IMAGE=$(or $(UPSTREAM_TAG),scratch) \
 	  --build-arg PIP_INSTALL_ARGS=--no-index)
 
+# model-image: MODEL's image, its stamp dropped first if the engine no longer has the tag. A
+# model with an upstream source needs its patched tree, the pipeline's source step's output.
 .PHONY: model-image
-model-image: $(MODEL_STAMP)
+NO_TREE = error: the $(MODEL) image bakes in the patched upstream tree $(UPSTREAM_TREE), made by \
+  the pipeline's source step: run 'make $(MODEL) RUNNER=docker' (the source step, then the images)
+model-image:
+	@$(if $(UPSTREAM_TREE),test -d $(UPSTREAM_TREE) || { echo "$(NO_TREE)" >&2; exit 2; })
+	@$(DOCKER) image inspect $(MODEL_TAG) > /dev/null 2>&1 || rm -f $(MODEL_STAMP)
+	@$(MAKE) --no-print-directory -s -f mk/docker.mk $(GIVEN_HASHES) MODEL=$(MODEL) HAS_UPSTREAM=$(HAS_UPSTREAM) \
+	  $(MODEL_STAMP)
 endif
 
 STAMPS_OF = $(foreach t,$(1),$($(shell echo $(t) | tr a-z A-Z)_STAMP))
 
-# The shared images, then per model: its upstream source (the pipeline's own source step, in
-# the base image) and its image. A stamp whose image the engine no longer has is dropped.
+# The shared images, then each model's image. Images only: no pipeline step runs here. A model
+# with an upstream source whose patched tree (build/<model>/src/upstream) is not there yet is
+# skipped with a note: `make <model> RUNNER=docker` (npuzoo/run.py) runs its source step first
+# and then builds its image. A stamp whose image the engine no longer has is dropped. The
+# sub-makes get the hashes computed here (GIVEN_HASHES): each model's make computes two more.
 .PHONY: images
 images:
 	@test -x "$(DOCKER)" || { echo "error: DOCKER=$(DOCKER): no docker client there; the Debian docker.io package installs /usr/bin/docker" >&2; exit 2; }
 	@$(DOCKER) version --format '{{.Server.Version}}' > /dev/null 2>&1 || { echo "error: no Docker engine answers at $${DOCKER_HOST:-the default socket}; start dockerd or set DOCKER_HOST" >&2; exit 2; }
 	@$(foreach t,$(IMAGE_TOOLS),$(DOCKER) image inspect $($(shell echo $(t) | tr a-z A-Z)_TAG) > /dev/null 2>&1 || rm -f $($(shell echo $(t) | tr a-z A-Z)_STAMP);)
-	@$(MAKE) --no-print-directory -s -f mk/docker.mk $(call STAMPS_OF,$(IMAGE_TOOLS))
+	@$(MAKE) --no-print-directory -s -f mk/docker.mk $(GIVEN_HASHES) $(call STAMPS_OF,$(IMAGE_TOOLS))
 	@for m in $(IMAGE_MODELS); do \
 	  up=$$($(PY) -m npuzoo.config makevars $$m | sed -n 's/^HAS_UPSTREAM := *//p'); \
-	  if [ -n "$$up" ]; then \
-	    $(MAKE) --no-print-directory -f mk/pipeline.mk MODEL=$$m RUNNER=docker SOC=cpu build/$$m/src/source.json; \
+	  if [ -n "$$up" ] && [ ! -d build/$$m/src/upstream ]; then \
+	    echo "images: $$m skipped: its image bakes in the patched upstream tree build/$$m/src/upstream," \
+	      "not made yet; 'make $$m RUNNER=docker' makes it (the source step) and builds the image" >&2; \
+	    continue; \
 	  fi; \
-	  tag=$$($(MAKE) --no-print-directory -s -f mk/docker.mk MODEL=$$m HAS_UPSTREAM=$$up print-model-tag); \
-	  $(DOCKER) image inspect $$tag > /dev/null 2>&1 || rm -f $(IMAGES_DIR)/$$m-model-$${tag##*model-}.stamp; \
-	  $(MAKE) --no-print-directory -s -f mk/docker.mk MODEL=$$m HAS_UPSTREAM=$$up model-image; \
+	  $(MAKE) --no-print-directory -s -f mk/docker.mk $(filter-out UPSTREAM_HASH=% MODEL_HASH=%,$(GIVEN_HASHES)) \
+	    MODEL=$$m HAS_UPSTREAM=$$up model-image; \
 	done
+
+# NAME=HASH lines of the images' hashes (and HASHED_MODEL=MODEL with MODEL set), for
+# npuzoo/run.py to compute them once per `make <model>` and give them to every make after.
+.PHONY: tags
+tags:
+	$(foreach v,$(HASH_VARIABLES),$(info $(v)=$($(v))))$(if $(MODEL),$(info HASHED_MODEL=$(MODEL)))
+	@:
 
 .PHONY: print-model-tag print-stamps print-run print-ascend
 print-model-tag:
@@ -446,11 +501,12 @@ print-model-tag:
 print-stamps:
 	@echo $(call STAMPS_OF,$(IMAGE_TOOLS)) $(MODEL_STAMP)
 
-# The three prefixes, expanded once as in a recipe but not run (tests/test_images.py).
+# The prefixes, expanded once as in a recipe but not run (tests/test_images.py).
 print-run:
 	$(info RUN_BASE: $(RUN_BASE))
 	$(info RUN_MODEL: $(RUN_MODEL))
 	$(info RUN_INFER: $(RUN_INFER))
+	$(info RUN_REPORT: $(RUN_REPORT))
 	@:
 
 # How the NPU reaches the Ascend container (SOC=Ascend... DEVICE=...), for people and tests.

@@ -269,6 +269,47 @@ def make(args, check=True):
     return result.returncode
 
 
+# RUNNER=docker: the hashes of the images' tags, computed once per `make <model>` by
+# mk/docker.mk's `tags` and given to every make run after through the environment, where
+# mk/docker.mk checks them and uses them instead of hashing again at each reading (each batch
+# size's make, each Make restart). HASHED_MODEL names the model the last two belong to.
+IMAGE_HASHES = ("PYTHON_HASH", "BASE_HASH", "INFER_HASH", "EXPORT_HASH", "ASCEND_HASH",
+                "UPSTREAM_HASH", "MODEL_HASH", "HASHED_MODEL")
+MODEL_HASHES = IMAGE_HASHES[-3:]
+
+
+def image_hashes(soc, model=None, upstream=False):
+    """Compute the shared images' hashes (and, for MODEL, its own, over its upstream tree as it
+    is now) that os.environ does not give yet, and put them there."""
+    for name in IMAGE_HASHES if model is None else MODEL_HASHES:
+        os.environ.pop(name, None)
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
+    args = [f"SOC={soc}"] + ([f"MODEL={model}", f"HAS_UPSTREAM={'1' if upstream else ''}"]
+                             if model else [])
+    result = subprocess.run(["make", "--no-print-directory", "-s", "-f", "mk/docker.mk", "tags",
+                             *args], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        raise SystemExit(result.returncode)
+    for line in result.stdout.splitlines():
+        name, _, value = line.partition("=")
+        if name in IMAGE_HASHES and value:
+            os.environ[name] = value
+
+
+def docker_images(plan, model_config):
+    """RUNNER=docker: the shared images, then the model's source step (its image bakes in the
+    patched upstream tree; the step runs in the base image), then the model's image."""
+    model, soc, upstream = plan.model, plan.soc, has_upstream(model_config)
+    image_hashes(soc)
+    make(["-f", "mk/docker.mk", "images", "IMAGE_MODELS=", f"SOC={soc}"])
+    if upstream:
+        check_source_tree(model)
+        make(plan.make_args(f"{BUILD}/{model}/src/source.json"))
+    image_hashes(soc, model, upstream)
+    make(["-f", "mk/docker.mk", "images", f"IMAGE_MODELS={model}", f"SOC={soc}"])
+
+
 def has_upstream(model_config):
     return bool((model_config.get("upstream") or {}).get("sources"))
 
@@ -410,6 +451,8 @@ def show(model, settings):
     plan = Plan(model, settings, soc, data_id, weights_id, weights_path)
     identify_calibration(plan, cache)
     plan.share(model_config, write=False)
+    if settings.runner == "docker":
+        image_hashes(soc, model, has_upstream(model_config))
     for bs in settings.batch_sizes:
         make(plan.make_args("publish", bs=bs))
 
@@ -471,7 +514,7 @@ def prepare(model, settings):
         data_link(settings.data_abs, plan.data_id)
         plan.share(model_config)
         if settings.runner == "docker":
-            make(["-f", "mk/docker.mk", "images", f"IMAGE_MODELS={model}", f"SOC={soc}"])
+            docker_images(plan, model_config)
         weights_dir = os.path.join(build, "weights")
         if not settings.weights:
             make(plan.make_args("fetch-weights"))

@@ -323,6 +323,54 @@ def test_docker_steps_keep_the_local_command_lines(scratch, docker_dry_run):
     assert "npuzoo/infer:" in report  # records the versions of the image that ran the model
 
 
+def test_one_make_n_hashes_each_image_once(scratch, shared_data, tmp_path):
+    """`make -n <model> RUNNER=docker BS="1 4"`: npuzoo/run.py computes the tags once (mk/docker.mk
+    `tags`) and gives them to each batch size's make, which hashes nothing again."""
+    log = tmp_path / "content-hash.log"
+    env = dict(os.environ, MAKEFLAGS="", CI="", NPUZOO_CONTENT_HASH_LOG=str(log))
+    for name in ("PYTHON_HASH", "BASE_HASH", "MODEL_HASH", "HASHED_MODEL"):
+        env.pop(name, None)
+    result = make(scratch, "-n", "-o", ".venv/.installed", "mobilenetv1", "RUNNER=docker", "BS=1 4", "N=6",
+                  "WEIGHTS=random", f"DATA={shared_data / 'imagenet-val-10'}", env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("npuzoo.report write") == 2  # both batch sizes shown
+    calls = log.read_text().splitlines()
+    # python, base, infer, export and the model: one call each (no Ascend image for SOC=cpu)
+    assert len(calls) == 5, calls
+    assert len(set(calls)) == len(calls), calls
+    tags = set(re.findall(r"npuzoo/(?:python|base|infer|export|mobilenetv1):[a-z-]*[0-9a-f]{12}", result.stdout))
+    assert {t.split(":")[0] for t in tags} == {"npuzoo/base", "npuzoo/infer", "npuzoo/mobilenetv1"}, tags
+
+
+def test_given_hashes_are_used_and_checked(repo, tmp_path):
+    log = tmp_path / "content-hash.log"
+    env = dict(os.environ, NPUZOO_CONTENT_HASH_LOG=str(log))
+    printed = make(repo, "-s", "-f", "mk/docker.mk", "MODEL=mobilenetv1", "tags", env=env)
+    assert printed.returncode == 0, printed.stderr
+    hashes = dict(line.split("=", 1) for line in printed.stdout.splitlines())
+    assert hashes["HASHED_MODEL"] == "mobilenetv1" and len(log.read_text().splitlines()) == 5
+    log.unlink()
+    given = {k: v for k, v in hashes.items() if v}
+    again = make(repo, "-s", "-f", "mk/docker.mk", "MODEL=mobilenetv1", "print-stamps", env=dict(env, **given))
+    assert again.returncode == 0, again.stderr
+    assert not log.exists()  # nothing hashed again
+    assert f"mobilenetv1-model-{hashes['MODEL_HASH']}.stamp" in again.stdout
+    # another model's hashes are not taken for this one's
+    other = make(repo, "-s", "-f", "mk/docker.mk", "MODEL=dpn131", "HAS_UPSTREAM=1", "print-stamps",
+                 env=dict(env, **given))
+    assert other.returncode == 0 and hashes["MODEL_HASH"] not in other.stdout
+    assert len(log.read_text().splitlines()) == 2  # its upstream and model hashes only
+    for bad in ("0123", "$(shell true)", "0123456789AB"):
+        refused = make(repo, "-s", "-f", "mk/docker.mk", "MODEL=mobilenetv1", f"MODEL_HASH={bad}", "print-stamps")
+        assert refused.returncode != 0 and "MODEL_HASH=" in refused.stderr and "12 lowercase hex" in refused.stderr
+
+
+def test_images_runs_no_pipeline_step(repo):
+    text = open(os.path.join(repo, "mk", "docker.mk")).read()
+    assert "pipeline.mk" not in "".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert "$@" not in text.split("RUN_BASE_IMAGE =", 1)[1].split("RUN_REPORT =", 1)[0]
+
+
 # -- hardening: the prefixes, a user's path, developer variables ---------------------------------
 
 def print_run(root, *args):
@@ -334,7 +382,8 @@ def print_run(root, *args):
 @pytest.mark.parametrize("soc", ["cpu", "Ascend310P3"])
 def test_every_prefix_is_hardened(scratch, soc):
     prefixes = print_run(scratch, f"SOC={soc}", "DOCKER_PIDS_LIMIT=512")
-    assert set(prefixes) == {"RUN_BASE", "RUN_MODEL", "RUN_INFER"}
+    assert set(prefixes) == {"RUN_BASE", "RUN_MODEL", "RUN_INFER", "RUN_REPORT"}
+    assert prefixes["RUN_REPORT"] == prefixes["RUN_INFER"]  # the report records the image that ran the model
     for name, prefix in prefixes.items():
         words = prefix.split()
         for flag in ("--cap-drop=ALL", "--security-opt=no-new-privileges", "--read-only", "--pids-limit=512",
