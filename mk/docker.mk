@@ -257,9 +257,7 @@ need_image = $(if $(wildcard $(1)),,$(error $(2): image not built; run `make $(M
 RUN_BASE_IMAGE = $(call need_image,$(BASE_STAMP),$(BASE_TAG))$(docker_run) \
   $(step_data) -w $(REPO_DIR) $(call bind,$(REPO_DIR),$(REPO_DIR),ro) $(BASE_TAG)
 RUN_REPORT = $(RUN_INFER)
-# Until mk/pipeline.mk's report rule says RUN_REPORT, RUN_BASE there still means RUN_REPORT.
-# TODO: remove the switch (RUN_BASE = $(RUN_BASE_IMAGE)) once the report rule uses RUN_REPORT.
-RUN_BASE = $(if $(filter %/report.json,$@),$(RUN_REPORT) ,$(RUN_BASE_IMAGE))
+RUN_BASE = $(RUN_BASE_IMAGE)
 # The model folder's scripts, as baked into the model image (/zoo/models/<model>).
 RUN_MODEL = $(call need_image,$(MODEL_STAMP),$(MODEL_TAG))$(docker_run) $(step_data) -w /zoo \
   $(call bind,$(REPO_DIR)/build,/zoo/build) $(MODEL_TAG)

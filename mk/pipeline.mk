@@ -57,6 +57,7 @@ ifeq ($(RUNNER),docker)
   include mk/docker.mk
 else
   RUN_BASE  :=
+  RUN_REPORT :=
   RUN_MODEL :=
   RUN_INFER :=
   PYRUN     := $(PY)
@@ -265,7 +266,7 @@ RUN_MANIFEST = {"model": "$(MODEL)", "soc": "$(SOC)", "bs": $(BS), \
 $(OUT_DIR)/report.json: $(OUT_DIR)/accuracy.json $(PERF_DIR)/perf.log $(WEIGHTS_JSON) \
                         $(DATASET_DIR)/dataset.json $(SOURCE_JSON) $(REPORT_EXTRA) $(ENVIRONMENT_JSON)
 	@mkdir -p $(@D) && printf '%s\n' '$(RUN_MANIFEST)' > $(OUT_DIR)/run.json
-	$(call STEP,report,bs) $(RUN_BASE) $(PYRUN) -m npuzoo.report write --manifest $(OUT_DIR)/run.json --out $@
+	$(call STEP,report,bs) $(RUN_REPORT) $(PYRUN) -m npuzoo.report write --manifest $(OUT_DIR)/run.json --out $@
 
 # shared: what every batch size of a (model, dataset, weights) uses, done once;
 # report: one batch size's run up to its report under build/ (a sweep task's share);
