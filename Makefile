@@ -18,7 +18,7 @@ MODEL_NAMES := $(sort $(patsubst models/%/model.yaml,%,$(wildcard models/*/model
 # expands them (`$(value ...)`: a `$(shell ...)` in a value stays text) and never exports them
 # itself (exporting a command-line variable expands it). No recipe below splices one in.
 USER_VARIABLES := BS SOC DATA N WEIGHTS RUNNER DEVICE LOOP WARMUP AIPP MODELS SHARDS FORCE STRICT \
-                  TORCH_INDEX PRECISION CALIB CALIB_DATA BACKEND STREAMS
+                  TORCH_INDEX PRECISION CALIB CALIB_DATA BACKEND STREAMS PERF_SECONDS
 $(foreach v,$(USER_VARIABLES),$(if $(filter undefined,$(origin $(v))),,$(eval export NPUZOO_$(v) := $$(value $(v)))))
 # The images' settings (mk/docker.mk, which refuses a `$` in them) reach the image builds that
 # npuzoo.run starts through the environment, verbatim.
@@ -61,6 +61,7 @@ help:
 	@echo "  PRECISION=int8   CPU: quantised model, calibrated on CALIB=100 images not evaluated (or CALIB_DATA=)"
 	@echo "  BACKEND=openvino CPU: OpenVINO Runtime instead of ONNX Runtime"
 	@echo "  STREAMS=n        CPU: batches in flight in the perf step (default: one per core)"
+	@echo "  PERF_SECONDS=3   CPU: the perf loop runs at least LOOP times and this many seconds"
 	@echo "  FORCE=1          make this run the current report even over a more complete one"
 	@echo "  STRICT=1         fail when a drop is flagged against the latest like-for-like run"
 	@echo "  MODELS=, SHARDS= sweep only: the models, and shards of the image set per device"

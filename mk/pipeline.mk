@@ -174,14 +174,15 @@ endif
 ENGINE_SUFFIX := $(if $(filter openvino,$(BACKEND)),_openvino)
 VARIANT       := $(AIPP_SUFFIX)$(PREC_SUFFIX)$(ENGINE_SUFFIX)
 RUN_DIR  := $(B)/$(SOC)/$(WEIGHTS_ID)/bs$(BS)$(VARIANT)
-PERF_DIR := $(RUN_DIR)/perf-loop$(LOOP)-warmup$(WARMUP)$(if $(STREAMS),-streams$(STREAMS))
+PERF_DIR := $(RUN_DIR)/perf-loop$(LOOP)-warmup$(WARMUP)$(if $(STREAMS),-streams$(STREAMS))$(if \
+            $(PERF_SECONDS),-$(PERF_SECONDS)s)
 OUT_DIR  := $(RUN_DIR)/$(DATASET_ID)
 
 ifeq ($(SOC),cpu)
   COMPILED := $(B)/$(SOC)/$(WEIGHTS_ID)/$(MODEL)_bs$(BS)$(VARIANT).onnx
   BENCH    := $(RUN_INFER) $(PYRUN) -m npuzoo.bench$(if $(BACKEND), --backend $(BACKEND))$(if \
               $(PREC_SUFFIX), --precision int8)
-  PERF_FLAGS := $(if $(STREAMS), --streams $(STREAMS))
+  PERF_FLAGS := $(if $(STREAMS), --streams $(STREAMS))$(if $(PERF_SECONDS), --loop_seconds $(PERF_SECONDS))
   BACKEND_JSON :=
 
 $(COMPILED): $(COMPILE_SOURCE) $(AIPP_CFG)

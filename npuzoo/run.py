@@ -43,7 +43,8 @@ BUILD = "build"
 # variables").
 DEFAULTS = {"BS": "1", "SOC": "cpu", "DATA": "", "N": "", "WEIGHTS": "", "RUNNER": "local",
             "DEVICE": "0", "LOOP": "20", "WARMUP": "2", "AIPP": "", "FORCE": "", "STRICT": "",
-            "PRECISION": "fp32", "CALIB": "100", "CALIB_DATA": "", "BACKEND": "", "STREAMS": ""}
+            "PRECISION": "fp32", "CALIB": "100", "CALIB_DATA": "", "BACKEND": "", "STREAMS": "",
+            "PERF_SECONDS": ""}
 POSITIVE = re.compile(r"^[1-9][0-9]{0,6}$")
 COUNT = re.compile(r"^[0-9]{1,7}$")
 DEVICES = re.compile(r"^[0-9]{1,4}(,[0-9]{1,4})*$")
@@ -85,6 +86,10 @@ class Settings:
         self.backend = check_choice("BACKEND", values["BACKEND"], ("", "onnxruntime", "openvino"),
                                     "use onnxruntime or openvino, or leave it unset")
         self.streams = check_count("STREAMS", values["STREAMS"], optional=True)
+        # The CPU perf loop runs at least LOOP times AND at least PERF_SECONDS (default 3 s):
+        # 20 calls of a fast model are over in a blink and measure noise.
+        self.perf_seconds = check_count("PERF_SECONDS", values["PERF_SECONDS"], optional=True,
+                                        zero=True)
         if self.precision == "int8" and self.aipp:
             raise UserError("PRECISION=int8 with AIPP=1: not supported together; pick one")
         self.device = values["DEVICE"]
@@ -342,6 +347,8 @@ class Plan:
         self.backend = settings.backend
         # One stream per core on the CPU by default (npuzoo.bench --streams).
         self.streams = settings.streams or (len(os.sched_getaffinity(0)) if soc == "cpu" else 0)
+        self.perf_seconds = (settings.perf_seconds if settings.perf_seconds is not None
+                             else 3) if soc == "cpu" else 0
 
     def share(self, model_config, write=True):
         """The shared preprocessed set of this run (npuzoo/store.py), and its references."""
@@ -378,6 +385,7 @@ class Plan:
                   "FORCE": "1" if settings.force else "", "STRICT": "1" if settings.strict else "",
                   "PRECISION": settings.precision, "BACKEND": self.backend,
                   "STREAMS": self.streams or "", "CALIB": settings.calib,
+                  "PERF_SECONDS": self.perf_seconds or "",
                   "CALIB_OFFSET": self.calib_offset, "CALIB_ID": self.calib_id,
                   "CALIB_PREP_KEY": self.calib_prep_key,
                   "DATASET_ID": self.data_id, "PREP_KEY": self.prep_key,
@@ -392,7 +400,7 @@ def check_cpu_options(soc, settings):
     if soc == "cpu":
         return
     for name, value in (("PRECISION", settings.precision != "fp32"), ("BACKEND", settings.backend),
-                        ("STREAMS", settings.streams)):
+                        ("STREAMS", settings.streams), ("PERF_SECONDS", settings.perf_seconds)):
         if value:
             raise UserError(f"{name}={settings.raw[name]}: a CPU option; SOC={soc} runs the "
                             "compiled .om with ais_bench")

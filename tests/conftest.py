@@ -15,6 +15,9 @@ SHARED_DATA = Path(os.environ.get("NPUZOO_SHARED_DATA", REPO.parent / "shared" /
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+# The tests' `make <model>` runs: perf loops of LOOP calls, not the default 3 seconds.
+os.environ.setdefault("PERF_SECONDS", "0")
+
 
 @pytest.fixture(scope="session")
 def repo():
