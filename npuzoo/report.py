@@ -789,8 +789,8 @@ def with_manifest(argv):
         raise UserError(f"{argv[at + 1]}: expected a JSON object of option: value")
     flags = []
     for key, value in manifest.items():
-        if value in (None, "", False):
-            continue
+        if value is None or value is False or value == "":
+            continue  # (0 is a value: WARMUP=0)
         flags.append("--" + key.replace("_", "-"))
         if value is not True:
             flags.append(str(value))

@@ -371,3 +371,13 @@ def test_report_write_reads_the_run_manifest_and_flags_win(tmp_path):
     bad.write_text("[1]")
     with pytest.raises(UserError, match="expected a JSON object"):
         report.with_manifest(["write", "--manifest", str(bad)])
+
+
+def test_a_zero_in_the_manifest_is_a_value():
+    import json as _json
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        _json.dump({"warmup": 0, "loop": 1}, handle)
+    argv = report.with_manifest(["write", "--manifest", handle.name])
+    assert argv[argv.index("--warmup") + 1] == "0"

@@ -312,7 +312,8 @@ def test_an_edited_patched_tree_is_rebuilt(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.slow
-def test_dry_run_shows_the_pipeline_and_runs_nothing(scratch, tmp_path):
+def test_dry_run_shows_the_pipeline_and_runs_nothing(tmp_path_factory, tmp_path):
+    scratch = scratch_repository(tmp_path_factory.mktemp("dry"))  # nothing made yet
     data = small_data(tmp_path / "data")
     before = tree_state(scratch)
     result = make(scratch, "-n", "mobilenetv1", f"DATA={data}", "WEIGHTS=random", "BS=1 4")
@@ -390,7 +391,8 @@ def test_an_ascend_chip_without_atc_stops_before_any_long_step(monkeypatch, tmp_
 
 
 @pytest.mark.slow
-def test_models_with_the_same_preprocessing_decode_the_images_once(scratch, tmp_path):
+def test_models_with_the_same_preprocessing_decode_the_images_once(tmp_path_factory, tmp_path):
+    scratch = scratch_repository(tmp_path_factory.mktemp("shared-sets"))
     data = small_data(tmp_path / "data", count=4)
     common = [f"DATA={data}", "WEIGHTS=random", "BS=2", "LOOP=1"]
     first = make(scratch, "mobilenetv1", *common)

@@ -351,7 +351,7 @@ def lines_of(proc, prefix="sweep: "):
 
 # Fields that differ between two runs of the same thing: when and how fast, where, and the
 # comparison with an earlier run.
-VOLATILE = ("timestamp", "perf", "placement", "comparison")
+VOLATILE = ("timestamp", "perf", "placement", "comparison", "timings")
 
 
 def comparable(report):
