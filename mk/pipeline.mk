@@ -171,7 +171,10 @@ endif
 # -- compile, infer, perf: the chip-specific commands -----------------------------------------
 # BACKEND=openvino (CPU): OpenVINO Runtime runs a portable compile (the batch fixed, no ONNX
 # Runtime fusions); STREAMS=n: n batches in flight (the perf figure is images / wall time).
-ENGINE_SUFFIX := $(if $(filter openvino,$(BACKEND)),_openvino)
+# The engine: BACKEND, else the model's own (model.yaml runtime.backend, else ONNX Runtime); a
+# run on another engine than the model's is a variant with its own folders and reports.
+ENGINE        := $(or $(BACKEND),$(MODEL_BACKEND),onnxruntime)
+ENGINE_SUFFIX := $(if $(filter-out $(or $(MODEL_BACKEND),onnxruntime),$(ENGINE)),_$(ENGINE))
 VARIANT       := $(AIPP_SUFFIX)$(PREC_SUFFIX)$(ENGINE_SUFFIX)
 RUN_DIR  := $(B)/$(SOC)/$(WEIGHTS_ID)/bs$(BS)$(VARIANT)
 PERF_DIR := $(RUN_DIR)/perf-loop$(LOOP)-warmup$(WARMUP)$(if $(STREAMS),-streams$(STREAMS))$(if \
@@ -180,13 +183,13 @@ OUT_DIR  := $(RUN_DIR)/$(DATASET_ID)
 
 ifeq ($(SOC),cpu)
   COMPILED := $(B)/$(SOC)/$(WEIGHTS_ID)/$(MODEL)_bs$(BS)$(VARIANT).onnx
-  BENCH    := $(RUN_INFER) $(PYRUN) -m npuzoo.bench$(if $(BACKEND), --backend $(BACKEND))$(if \
+  BENCH    := $(RUN_INFER) $(PYRUN) -m npuzoo.bench$(if $(filter openvino,$(ENGINE)), --backend openvino)$(if \
               $(PREC_SUFFIX), --precision int8)
   PERF_FLAGS := $(if $(STREAMS), --streams $(STREAMS))$(if $(PERF_SECONDS), --loop_seconds $(PERF_SECONDS))
   BACKEND_JSON :=
 
 $(COMPILED): $(COMPILE_SOURCE) $(AIPP_CFG)
-	$(call STEP,compile,bs) $(RUN_INFER) $(PYRUN) -m npuzoo.compile $< $@ --batch $(BS)$(if $(AIPP_CFG), --aipp $(AIPP_CFG))$(if $(ENGINE_SUFFIX), --portable)
+	$(call STEP,compile,bs) $(RUN_INFER) $(PYRUN) -m npuzoo.compile $< $@ --batch $(BS)$(if $(AIPP_CFG), --aipp $(AIPP_CFG))$(if $(filter openvino,$(ENGINE)), --portable)
 else
   # The ModelZoo guides' commands (the ais_bench front end's CLI). ais_bench runs in the
   # python it is installed for on an Ascend host (system-wide), not in .venv.

@@ -349,6 +349,8 @@ def load(name_or_path):
 
 def make_variables(config):
     """The model.yaml facts the Makefile needs, as `NAME := value` lines."""
+    from npuzoo import engines
+
     channels, height, width = config["input"]["shape"]
     upstream = config.get("upstream") or {}
     values = {
@@ -360,6 +362,7 @@ def make_variables(config):
         "ATC_EXTRA_ARGS": " ".join(shlex.quote(a) for a in
                                    (config.get("atc") or {}).get("extra_args") or []),
         "HAS_UPSTREAM": "1" if upstream.get("sources") else "",
+        "MODEL_BACKEND": engines.model_backend(config),  # its CPU engine unless BACKEND= says
     }
     values.update({f"PERF_{key.upper()}": value for key, value in perf_defaults(config).items()})
     from npuzoo import commands
