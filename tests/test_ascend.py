@@ -785,14 +785,31 @@ MODELS = {"dpn131": 224, "inceptionv4": 299, "mobilenetv1": 224, "tresnet": 224,
 N = 6  # with BS 4: one full batch and one padded with its first file
 
 
+# The CPU side of the comparison runs ONNX Runtime, as the aclruntime stand-in does, also for a
+# model whose own CPU engine is another (DPN131: OpenVINO): `BACKEND=onnxruntime` is then a
+# variant with its own folders.
+def cpu_engine_args(model):
+    from npuzoo import config, engines
+
+    return ["BACKEND=onnxruntime"] if engines.model_backend(config.load(model)) != "onnxruntime" \
+        else []
+
+
+def cpu_variant(model):
+    return "_onnxruntime" if cpu_engine_args(model) else ""
+
+
 def run_dirs(workspace, model, chip, suffix=""):
     build = workspace / "build" / model / chip / "random"
-    return {bs: next((build / f"bs{bs}{suffix}").glob("imagenet-val-1300-*"))
+    extra = cpu_variant(model) if chip == "cpu" else ""
+    return {bs: next((build / f"bs{bs}{suffix}{extra}").glob("imagenet-val-1300-*"))
             for bs in ((4,) if suffix else (1, 4))}
 
 
 def report_path(workspace, model, chip, bs, aipp=False):
-    return workspace / "reports" / model / ("aipp" if aipp else "") / f"{chip}_bs{bs}.json"
+    variant = ("_aipp" if aipp else "") + (cpu_variant(model) if chip == "cpu" else "")
+    return workspace / "reports" / model / variant.strip("_").replace("_", "-") / \
+        f"{chip}_bs{bs}.json"
 
 
 def check_same_as_cpu(workspace, model, aipp=False):
@@ -854,13 +871,14 @@ def test_e2e_every_model_through_the_real_front_end(workspace, tmp_path, shared_
     assert not (workspace / "kernel_meta").exists()
     assert not (workspace / "fusion_result.json").exists()
 
-    proc = make(workspace, tmp_path, *common, "BS=1 4", "SOC=cpu")
+    proc = make(workspace, tmp_path, *common, "BS=1 4", "SOC=cpu", *cpu_engine_args(model))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     check_same_as_cpu(workspace, model)
 
     (tmp_path / "standin.log").unlink()
     for chip in ("Ascend310P3", "cpu"):
-        proc = make(workspace, tmp_path, *common, "BS=4", "AIPP=1", f"SOC={chip}")
+        proc = make(workspace, tmp_path, *common, "BS=4", "AIPP=1", f"SOC={chip}",
+                    *(cpu_engine_args(model) if chip == "cpu" else []))
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert calls(tmp_path, "atc") == [expected_atc(model, "Ascend310P3", 4, hw, aipp=True)]
     assert_real_frontend(tmp_path)
