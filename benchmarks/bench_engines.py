@@ -45,11 +45,13 @@ is images/s x GFLOP per image / attainable (GFLOP per image: DPN131 32.0, Incept
 VoVNet39 14.1, TResNet-M 11.5, MobileNetV1 1.14; 2 FLOPs per multiply-add).
 
 The default engine (npuzoo.engines.DEFAULT_BACKEND): per model, the runner on OpenVINO
-against the runner on ONNX Runtime at each batch size and stream count (the median per-round
-ratio); the engine ahead in more of them wins the model (a tie: the geometric mean of the
-ratios decides), and the engine that wins more models is the default (a tie: onnxruntime, the
+against the runner on ONNX Runtime at each batch size and stream count, as the median of their
+same-round ratios over quiet rounds (a batch size and stream count with no quiet round is left
+out, unless no comparison had one); an engine is ahead where the ratio is more than 1% from 1;
+the engine ahead in more of them wins the model (a tie: the geometric mean of the ratios
+decides), and the engine that wins more models is the default (a tie: onnxruntime, the
 incumbent). A model won by the other engine is a candidate for `runtime: {backend: ...}` in
-its model.yaml.
+its model.yaml. `--rescore` applies this rule again to the JSON's stored rounds.
 
 The models: exported with random weights (seed 0) by each models/<name>/pth2onnx.py into
 build/bench_engines/<name>/ (once; reused), the upstream trees of DPN131, TResNet-M and
@@ -393,22 +395,38 @@ def summarise(rounds, reference):
     }
 
 
+TIE = 0.01   # |OpenVINO / ONNX Runtime - 1| within this: neither engine is ahead
+
+
 def pick_winner(rows, streams_list):
-    """Per model: the runner's OpenVINO against its ONNX Runtime, per batch size and streams."""
-    ratios = {}
+    """Per model: the runner's OpenVINO against its ONNX Runtime, per batch size and streams,
+    as the median of same-round ratios. Comparisons with quiet rounds (neither measurement
+    contended) are used alone when there are any; otherwise all of them (basis says which)."""
+    quiet_ratios, all_ratios = {}, {}
     for row in rows:
         for streams in streams_list:
             ov = row["contenders"].get(runner_name("openvino", "fp32", streams))
             ort = row["contenders"].get(runner_name("onnxruntime", "fp32", streams))
-            if ov and ort and ov.get("ratio_to_ort") and ort.get("ratio_to_ort"):
-                ratios["bs{}/s{}".format(row["bs"], streams)] = ov["ratio_to_ort"] / ort["ratio_to_ort"]
+            if not (ov and ort):
+                continue
+            pairs = [(a, b, ca is False and cb is False) for a, b, ca, cb in
+                     zip(ov["rounds"], ort["rounds"], ov["contended"], ort["contended"]) if a and b]
+            key = "bs{}/s{}".format(row["bs"], streams)
+            quiet = [a / b for a, b, calm in pairs if calm]
+            if quiet:
+                quiet_ratios[key] = statistics.median(quiet)
+            if pairs:
+                all_ratios[key] = statistics.median([a / b for a, b, _ in pairs])
+    ratios = quiet_ratios or all_ratios
     if not ratios:
         return None
-    ov_wins = sum(1 for r in ratios.values() if r > 1)
-    ort_wins = len(ratios) - ov_wins
+    ov_wins = sum(1 for r in ratios.values() if r > 1 + TIE)
+    ort_wins = sum(1 for r in ratios.values() if r < 1 - TIE)
     geomean = math.exp(sum(math.log(r) for r in ratios.values()) / len(ratios))
     backend = "openvino" if ov_wins > ort_wins or (ov_wins == ort_wins and geomean > 1) else "onnxruntime"
     return {"backend": backend, "openvino_over_onnxruntime": {k: round(v, 4) for k, v in ratios.items()},
+            "basis": "quiet rounds" if quiet_ratios else "all rounds (none quiet)",
+            "left_out_no_quiet_round": sorted(set(all_ratios) - set(quiet_ratios)) if quiet_ratios else [],
             "geomean": round(geomean, 4), "openvino_ahead": ov_wins, "onnxruntime_ahead": ort_wins}
 
 
@@ -671,10 +689,22 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="2 rounds of 0.5 s, 1 warm-up call")
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON to update (default: benchmarks/results/engines.json)")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--rescore", action="store_true",
+                        help="measure nothing: recompute each model's winner and the default-engine "
+                             "verdict of --out from the rounds it holds, and rewrite it")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker()
+    if args.rescore:
+        with open(args.out) as handle:
+            document = json.load(handle)
+        for block in document["models"].values():
+            block["winner"] = pick_winner(block["rows"], block["settings"]["streams"])
+        document["default_backend"] = default_verdict(document["models"])
+        write_json(args.out, document)
+        print("default engine: {}".format(json.dumps(document["default_backend"])))
+        return 0
     args.rounds = args.rounds or (2 if args.quick else 5)
     args.seconds = args.seconds if args.seconds is not None else (0.5 if args.quick else 2.0)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)

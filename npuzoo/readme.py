@@ -469,13 +469,18 @@ def engines_context(path):
                 mark = "" if item.get("quiet_rounds") else " †"
                 untrusted = untrusted or bool(mark)
                 cells.append(f"{item['ratio_to_ort']:.2f}×{mark}")
-            best = max(found.items(), key=lambda kv: kv[1].get("images_per_s") or 0, default=None)
+            # the fastest by its same-round ratio to plain ONNX Runtime (plain ORT: 1)
+            best = max(found.items(), default=None,
+                       key=lambda kv: kv[1].get("ratio_to_ort") or (1.0 if kv[0] == "ort" else 0.0))
             share = best[1].get("fraction_of_attainable") if best else None
+            if share is not None and not best[1].get("quiet_rounds"):
+                untrusted = True
             rows.append({
                 "model": name, "bs": row.get("bs"),
                 "ort": "—" if not ort else f"{fmt(ort['images_per_s'])}{'' if ort.get('quiet_rounds') else ' †'}",
                 "cells": cells,
-                "best": "—" if not best or share is None else f"{share:.0%} ({_engine_label(best[0])})",
+                "best": "—" if not best or share is None else
+                        f"{share:.0%}{'' if best[1].get('quiet_rounds') else ' †'} ({_engine_label(best[0])})",
             })
         settings, machine = block.get("settings", {}), block.get("machine", {})
         attainable = (block.get("attainable_gflops") or {}).get("median")
@@ -494,8 +499,10 @@ def engines_context(path):
             "measurements contended")
     verdict = data.get("default_backend") or {}
     votes = verdict.get("votes") or {}
+    choice = verdict.get("choice")
     return {"columns": [_engine_label(k) for k in keys], "rows": rows, "notes": notes,
-            "untrusted": untrusted, "default": verdict.get("choice"),
+            "untrusted": untrusted, "default": choice,
+            "other": "onnxruntime" if choice == "openvino" else "openvino",
             "openvino_models": ", ".join(votes.get("openvino") or []) or "none",
             "onnxruntime_models": ", ".join(votes.get("onnxruntime") or []) or "none"}
 
