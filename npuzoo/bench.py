@@ -66,8 +66,9 @@ engine choice --backend). Each takes a value; the first three default as shown:
   are handed out in order to whichever stream is free. The result files, filesinfo (same keys,
   same order) and the number of timed calls are those of one stream; results are merged in
   batch order. Warm-up: every stream's session runs --warmup_count times.
-- --backend onnxruntime|openvino (default npuzoo.engines.DEFAULT_BACKEND): the engine, see
-  npuzoo/engines.py. OpenVINO runs standard ONNX (the export; version 2026.4 also reads
+- --backend onnxruntime|openvino (default npuzoo.engines.DEFAULT_BACKEND, openvino, chosen by
+  benchmarks/bench_engines.py; an `.ort` file defaults to onnxruntime, the only engine that
+  reads it): the engine, see npuzoo/engines.py. OpenVINO runs standard ONNX (the export; version 2026.4 also reads
   npuzoo.compile's graphs with com.microsoft FusedConv), compiled for the resolved static
   shapes with INFERENCE_PRECISION_HINT=f32, NUM_STREAMS = --streams, one infer request per
   stream. Same CLI, batching, outputs, summary and printed lines as ONNX Runtime.
@@ -273,7 +274,7 @@ def build_parser(prog="python3 -m npuzoo.bench"):
         help="batches in flight at once, each on its own session of max(1, T // N) threads "
              "(T: NPUZOO_THREADS or the usable cores); default 1, as ais_bench")
     add("--backend", choices=list(engines.BACKENDS), default=None,
-        help="CPU engine (default: {})".format(engines.DEFAULT_BACKEND))
+        help="CPU engine (default: {}; onnxruntime for an .ort file)".format(engines.DEFAULT_BACKEND))
     add("--precision", choices=list(engines.PRECISIONS), default=None,
         help="what the model file is: fp32, or int8 (a quantised graph); checked against the "
              "graph and recorded (default: fp32, unchecked)")
@@ -306,7 +307,7 @@ def parse_args(argv, prog="python3 -m npuzoo.bench"):
     args.npuzoo_keys = any(getattr(args, name) is not None for name in NPUZOO_FLAGS)
     args.precision_given = args.precision is not None
     args.streams = 1 if args.streams is None else args.streams
-    args.backend = engines.DEFAULT_BACKEND if args.backend is None else args.backend
+    args.backend = engines.default_backend_for(args.model) if args.backend is None else args.backend
     args.precision = "fp32" if args.precision is None else args.precision
     args.loop_seconds = 0.0 if args.loop_seconds is None else args.loop_seconds
     return args

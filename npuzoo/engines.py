@@ -49,9 +49,11 @@ import numpy as np
 from npuzoo.errors import UserError, cli
 
 BACKENDS = ("onnxruntime", "openvino")
-# benchmarks/bench_engines.py, 2026-11-29 (benchmarks/results/engines.json): ONNX Runtime
-# is as fast or faster on four of the five models; OpenVINO f32 leads on DPN131 only.
-DEFAULT_BACKEND = "onnxruntime"
+# benchmarks/bench_engines.py, 2026-11-29 (benchmarks/results/engines.json, its rule): the
+# runner on OpenVINO f32 is ahead of the runner on ONNX Runtime on 3 of the 5 models (DPN131
+# +9..31%, TResNet-M +5..9%, InceptionV4 +2..4%), behind on MobileNetV1 (-4..8%) and VoVNet39
+# (-2..5%), which name onnxruntime in their model.yaml (runtime.backend).
+DEFAULT_BACKEND = "openvino"
 PRECISIONS = ("fp32", "int8")
 BACKEND_LABELS = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
@@ -105,6 +107,12 @@ def backend_version(backend):
         return importlib.metadata.version(backend)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def default_backend_for(model_path):
+    """The engine when --backend is not given: DEFAULT_BACKEND, except for an ONNX Runtime
+    `.ort` file, which only ONNX Runtime reads."""
+    return "onnxruntime" if str(model_path).lower().endswith(".ort") else DEFAULT_BACKEND
 
 
 def check_backend(backend):

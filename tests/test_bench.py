@@ -16,12 +16,22 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from npuzoo import bench
+from npuzoo import bench, engines
 from npuzoo.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLOAT = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|nan|inf)"
 TIMESTAMP = re.compile(r"^\d{4}_\d{2}_\d{2}-\d{2}_\d{2}_\d{2}$")
+
+# -- the engine ----------------------------------------------------------------------------
+
+@pytest.fixture(autouse=True, params=list(engines.BACKENDS))
+def default_engine(request, monkeypatch):
+    """Every test here runs once per engine as the runner's default: what a command line with
+    T23's flags only gets (the CLI tests, in a process of their own, get the real default)."""
+    monkeypatch.setattr(engines, "DEFAULT_BACKEND", request.param)
+    return request.param
+
 
 # -- models ---------------------------------------------------------------------------------
 
@@ -802,7 +812,7 @@ def test_on_a_terminal_the_summary_speaks_of_the_cpu_in_rounded_figures(models, 
     monkeypatch.delenv("NPUZOO_BENCH_T23_OUTPUT", raising=False)
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     summary, out = run_api(["-m", models["static"], "--loop", "3"], capsys)
-    block = _block(out.replace("Performance Summary (CPU, ONNX Runtime)", "Performance Summary"))
+    block = _block(re.sub(r"Performance Summary \(CPU, (ONNX Runtime|OpenVINO)\)", "Performance Summary", out))
     assert "NPU" not in "\n".join(block)
     assert re.fullmatch(r"\[INFO\] compute time per batch of 2 on the CPU \(ms\): mean \d+\.\d\d, "
                         r"median \d+\.\d\d, min \d+\.\d\d, max \d+\.\d\d, p99 \d+\.\d\d \(3 runs\)",
@@ -830,7 +840,8 @@ NPUZOO_KEYS = ["backend", "backend_version", "precision", "streams", "threads_pe
     (["-m", "x"], "streams", 1),
     (["-m", "x", "--streams", "3"], "streams", 3),
     (["-m", "x", "--streams=2"], "streams", 2),
-    (["-m", "x"], "backend", "onnxruntime"),
+    (["-m", "x"], "backend", "the default"),
+    (["-m", "x.ort"], "backend", "onnxruntime"),          # only ONNX Runtime reads .ort files
     (["-m", "x", "--backend", "openvino"], "backend", "openvino"),
     (["-m", "x"], "precision", "fp32"),
     (["-m", "x", "--precision", "int8"], "precision", "int8"),
@@ -842,7 +853,8 @@ NPUZOO_KEYS = ["backend", "backend_version", "precision", "streams", "threads_pe
     (["-m", "x", "--loop_seconds", "0"], "npuzoo_keys", True),
 ])
 def test_npuzoo_flags_parse(argv, field, value):
-    assert getattr(bench.parse_args(argv), field) == value
+    expected = engines.DEFAULT_BACKEND if value == "the default" else value
+    assert getattr(bench.parse_args(argv), field) == expected
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -891,8 +903,9 @@ def test_streams_write_the_same_files_and_filesinfo(tmp_path, models, capsys, ou
 def test_streams_share_the_runs_of_one_batch(tmp_path, models, capsys, counted):
     """Pure inference (the perf step): --loop 9 over 3 streams is 9 timed runs in all, on 3
     sessions, each warmed up --warmup_count times."""
-    summary, _ = run_api(["-m", models["static"], "--loop", "9", "--warmup_count", "2",
-                          "--streams", "3", "-o", tmp_path, "--output_dirname", "p"], capsys, threads=3)
+    summary, _ = run_api(["-m", models["static"], "--loop", "9", "--warmup_count", "2", "--backend",
+                          "onnxruntime", "--streams", "3", "-o", tmp_path, "--output_dirname", "p"], capsys,
+                         threads=3)
     assert len(counted) == 3
     assert sum(s.calls for s in counted) == 9 + 3 * 2
     assert all(s.calls >= 2 for s in counted)
@@ -913,7 +926,8 @@ def test_threads_per_stream(models, capsys, monkeypatch, threads, streams, per_s
         return real(model_path, threads, backend)
 
     monkeypatch.setattr(bench, "open_session", spy)
-    summary, _ = run_api(["-m", models["static"], "--streams", streams], capsys, threads=threads)
+    summary, _ = run_api(["-m", models["static"], "--streams", streams, "--backend", "onnxruntime"], capsys,
+                         threads=threads)
     assert seen == [per_stream] * streams
     assert summary["threads_per_stream"] == per_stream
 
@@ -951,9 +965,8 @@ def test_npuzoo_keys_follow_t23_keys_only_when_asked(tmp_path, models, capsys):
     assert doc["throughput_wall"] == pytest.approx(1000 * 2 * 6 / doc["wall_time_ms"])
     assert doc["wall_time_ms"] > 0 and doc["timed_runs"] == 6
     assert (doc["backend"], doc["precision"], doc["streams"], doc["batchsize"]) == (
-        "onnxruntime", "fp32", 2, 2)
-    import onnxruntime
-    assert doc["backend_version"] == onnxruntime.__version__
+        engines.DEFAULT_BACKEND, "fp32", 2, 2)
+    assert doc["backend_version"] == engines.backend_version(engines.DEFAULT_BACKEND)
     assert doc["cpus"] >= 1 and doc["own_cpu_s"] >= 0
     if os.path.isfile("/proc/stat"):
         assert doc["other_cpu_s"] >= 0
@@ -972,7 +985,7 @@ def test_npuzoo_lines_keep_the_t23_block_last_and_alone_with_the_word(tmp_path, 
     assert [line for line in lines if "throughput" in line] == [lines[-2]]
     npuzoo = [line for line in lines if line.startswith("[INFO] npuzoo: ")]
     assert len(npuzoo) == 2
-    assert re.search(r"ONNX Runtime [\d.]+, fp32, 2 streams x 1 thread: \d+ runs of batch 2 in [\d.]+ s "
+    assert re.search(r"(ONNX Runtime|OpenVINO) [\d.]+, fp32, 2 streams x 1 thread: \d+ runs of batch 2 in [\d.]+ s "
                      r"of wall time = [\d.]+ images/s across the streams", npuzoo[0]), npuzoo[0]
     assert re.search(r"load average \(1 min\) [\d.]+ -> [\d.]+; other processes took [\d.]+ CPU-s of "
                      r"[\d.]+ on \d+ CPUs? \(\d+%\): (not contended|CONTENDED|too short to judge)", npuzoo[1]), npuzoo[1]

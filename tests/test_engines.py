@@ -6,7 +6,9 @@ several), model.yaml's `runtime.backend` read with a tolerant default, the one-l
 
 Slow (CI): every model of the zoo, exported with random weights by its own pth2onnx.py (once
 per session), its own preprocess.py on the 10 real images of ../shared/data/imagenet-val-10,
-then the runner at batch 4 (three batches, the last padded) with each engine. Stated tolerance:
+then the runner at batch 4 (three batches, the last padded) with each engine: OpenVINO on the
+export with 1 and 2 streams, and on the graph npuzoo.compile writes for ONNX Runtime (static
+batch, `com.microsoft` FusedConv), which OpenVINO 2026.4 reads too. Stated tolerance:
 
 - logits: |OpenVINO - ONNX Runtime| <= 1e-4 x max|ONNX Runtime logit| of the same image
   (measured: 1e-10..1.1e-6 of it);
@@ -251,12 +253,17 @@ def zoo_inputs(shared_data, tmp_path_factory):
 @pytest.mark.parametrize("name", MODELS)
 def test_zoo_model_gives_the_same_predictions_on_both_engines(name, zoo_exports, zoo_inputs, tmp_path,
                                                              capsys):
+    from npuzoo import compile as zoo_compile
+
     onnx_path, prep = zoo_exports(name), zoo_inputs(name)
+    compiled = str(tmp_path / "{}_bs4.onnx".format(name))   # what `make` runs on the CPU
+    zoo_compile.compile_model(onnx_path, compiled, 4)
     classes = _load_yaml(name)["output"]["classes"]
     logits = {}
-    for backend, streams in (("onnxruntime", 1), ("openvino", 1), ("openvino", 2)):
-        key = "{}-{}".format(backend, streams)
-        run_api(["--model", onnx_path, "--input", prep, "--batchsize", "4", "--output", tmp_path,
+    for backend, streams, model in (("onnxruntime", 1, onnx_path), ("openvino", 1, onnx_path),
+                                    ("openvino", 2, onnx_path), ("openvino", 1, compiled)):
+        key = "{}-{}{}".format(backend, streams, "-compiled" if model == compiled else "")
+        run_api(["--model", model, "--input", prep, "--batchsize", "4", "--output", tmp_path,
                  "--output_dirname", key, "--outfmt", "NPY", "--backend", backend,
                  "--streams", streams], capsys, threads=2)
         files = sorted(os.listdir(tmp_path / key))
@@ -264,7 +271,7 @@ def test_zoo_model_gives_the_same_predictions_on_both_engines(name, zoo_exports,
         logits[key] = np.concatenate([np.load(tmp_path / key / f) for f in files])
         assert logits[key].shape == (10, classes)
     ort = logits["onnxruntime-1"]
-    for key in ("openvino-1", "openvino-2"):
+    for key in ("openvino-1", "openvino-2", "openvino-1-compiled"):
         ov = logits[key]
         diff = np.abs(ov - ort).max(axis=1)
         scale = np.abs(ort).max(axis=1)
@@ -312,8 +319,11 @@ def test_bench_default_engine_rule():
         for bs, (s1, s2) in ov_over_ort.items():
             contenders = {}
             for streams, ratio in ((1, s1), (2, s2)):
-                contenders[be.runner_name("onnxruntime", "fp32", streams)] = {"ratio_to_ort": 1.0}
-                contenders[be.runner_name("openvino", "fp32", streams)] = {"ratio_to_ort": ratio}
+                # three rounds: the middle one contended (left out), the others at `ratio`
+                contenders[be.runner_name("onnxruntime", "fp32", streams)] = {
+                    "rounds": [100.0, 100.0, 50.0], "contended": [False, True, False]}
+                contenders[be.runner_name("openvino", "fp32", streams)] = {
+                    "rounds": [100.0 * ratio, 10.0, 50.0 * ratio], "contended": [False, False, False]}
             out.append({"bs": bs, "contenders": contenders})
         return out
 
@@ -321,8 +331,18 @@ def test_bench_default_engine_rule():
     assert ahead["backend"] == "openvino" and ahead["openvino_ahead"] == 4
     behind = be.pick_winner(rows({1: (0.9, 0.98), 4: (1.01, 0.97), 16: (0.99, 0.95)}), [1, 2])
     assert behind["backend"] == "onnxruntime"
-    tie = be.pick_winner(rows({1: (1.5, 0.99)}), [1, 2])
+    tie = be.pick_winner(rows({1: (1.5, 0.98)}), [1, 2])
     assert tie["backend"] == "openvino"                        # 1 each: the geometric mean decides
+    close = be.pick_winner(rows({1: (1.005, 0.98), 4: (1.009, 1.0)}), [1, 2])
+    assert close["backend"] == "onnxruntime" and close["openvino_ahead"] == 0   # within 1%: no vote
+    assert ahead["basis"] == "quiet rounds"
+    # a comparison without a quiet round is left out while others have one
+    noisy = rows({1: (0.9, 0.9), 4: (1.5, 1.5)})
+    for streams in (1, 2):
+        for backend in ("onnxruntime", "openvino"):
+            noisy[1]["contenders"][be.runner_name(backend, "fp32", streams)]["contended"] = [True] * 3
+    judged = be.pick_winner(noisy, [1, 2])
+    assert judged["backend"] == "onnxruntime" and judged["left_out_no_quiet_round"] == ["bs4/s1", "bs4/s2"]
     models = {"a": {"winner": ahead}, "b": {"winner": behind}, "c": {"winner": dict(behind)}}
     verdict = be.default_verdict(models)
     assert verdict["choice"] == "onnxruntime" and verdict["per_model_overrides"] == {"a": "openvino"}
