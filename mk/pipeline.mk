@@ -171,10 +171,11 @@ endif
 # -- compile, infer, perf: the chip-specific commands -----------------------------------------
 # BACKEND=openvino (CPU): OpenVINO Runtime runs a portable compile (the batch fixed, no ONNX
 # Runtime fusions); STREAMS=n: n batches in flight (the perf figure is images / wall time).
-# The engine: BACKEND, else the model's own (model.yaml runtime.backend, else ONNX Runtime); a
-# run on another engine than the model's is a variant with its own folders and reports.
-ENGINE        := $(or $(BACKEND),$(MODEL_BACKEND),onnxruntime)
-ENGINE_SUFFIX := $(if $(filter-out $(or $(MODEL_BACKEND),onnxruntime),$(ENGINE)),_$(ENGINE))
+# The engine: BACKEND, else the model's own (model.yaml runtime.backend, else the runner's
+# default, npuzoo.engines.DEFAULT_BACKEND: model.mk always sets MODEL_BACKEND); a run on another
+# engine than the model's is a variant with its own folders and reports.
+ENGINE        := $(or $(BACKEND),$(MODEL_BACKEND))
+ENGINE_SUFFIX := $(if $(filter-out $(MODEL_BACKEND),$(ENGINE)),_$(ENGINE))
 VARIANT       := $(AIPP_SUFFIX)$(PREC_SUFFIX)$(ENGINE_SUFFIX)
 RUN_DIR  := $(B)/$(SOC)/$(WEIGHTS_ID)/bs$(BS)$(VARIANT)
 PERF_DIR := $(RUN_DIR)/perf-loop$(LOOP)-warmup$(WARMUP)$(if $(STREAMS),-streams$(STREAMS))$(if \
@@ -183,7 +184,7 @@ OUT_DIR  := $(RUN_DIR)/$(DATASET_ID)
 
 ifeq ($(SOC),cpu)
   COMPILED := $(B)/$(SOC)/$(WEIGHTS_ID)/$(MODEL)_bs$(BS)$(VARIANT).onnx
-  BENCH    := $(RUN_INFER) $(PYRUN) -m npuzoo.bench$(if $(filter openvino,$(ENGINE)), --backend openvino)$(if \
+  BENCH    := $(RUN_INFER) $(PYRUN) -m npuzoo.bench --backend $(ENGINE)$(if \
               $(PREC_SUFFIX), --precision int8)
   PERF_FLAGS := $(if $(STREAMS), --streams $(STREAMS))$(if $(PERF_SECONDS), --loop_seconds $(PERF_SECONDS))
   BACKEND_JSON :=

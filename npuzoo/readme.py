@@ -502,7 +502,6 @@ def engines_context(path):
     choice = verdict.get("choice")
     return {"columns": [_engine_label(k) for k in keys], "rows": rows, "notes": notes,
             "untrusted": untrusted, "default": choice,
-            "other": "onnxruntime" if choice == "openvino" else "openvino",
             "openvino_models": ", ".join(votes.get("openvino") or []) or "none",
             "onnxruntime_models": ", ".join(votes.get("onnxruntime") or []) or "none"}
 
