@@ -114,6 +114,7 @@ import re
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -1066,31 +1067,56 @@ def run_single(args, argv, threads):
         lock = threading.Lock()
         queue = {"next": 0}
 
-        def do_batch(index, runners):
-            batch = batches[index]
+        def read_batch(index):
             t0 = perf()
-            feeds = make_feeds(batch, inputs, args, batchsizes)
+            feeds = make_feeds(batches[index], inputs, args, batchsizes)
             h2d[index] = (perf() - t0) * 1000.0
-            compute[index], results = run_batch(runners, feeds, args.loop, args.loop_seconds, stop,
-                                                progress)
-            if stop.is_set():
-                return
+            return feeds
+
+        def write_batch(index, results):
             t0 = perf()
             results = [np.asarray(r) for r in results]
-            splits = (split_outputs(results, files_per_batch, args.output_batchsize_axis, batch)
-                      if output_prefix is not None else None)
+            splits = (split_outputs(results, files_per_batch, args.output_batchsize_axis,
+                                    batches[index]) if output_prefix is not None else None)
             d2h[index] = (perf() - t0) * 1000.0
             if splits is not None:
-                save_outputs(splits, output_prefix, batch, args.outfmt, index, files[index])
+                save_outputs(splits, output_prefix, batches[index], args.outfmt, index, files[index])
+
+        def do_batch(index, runners):
+            compute[index], results = run_batch(runners, read_batch(index), args.loop,
+                                                args.loop_seconds, stop, progress)
+            if not stop.is_set():
+                write_batch(index, results)
+
+        def claim():
+            with lock:
+                if stop.is_set() or queue["next"] >= count:
+                    return None
+                queue["next"] += 1
+                return queue["next"] - 1
 
         def next_batches(one):
-            while True:
-                with lock:
-                    if stop.is_set() or queue["next"] >= count:
-                        return
-                    index = queue["next"]
-                    queue["next"] += 1
-                do_batch(index, [one])
+            """One stream's share of the batches. While a batch runs (the engines release the
+            GIL), a reader thread loads the next one's files and a writer thread writes the
+            previous one's outputs: file I/O no longer adds to the dataset mode's wall time."""
+            with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
+                index, writing = claim(), None
+                reading = None if index is None else reader.submit(read_batch, index)
+                while index is not None:
+                    feeds = reading.result()
+                    following = claim()
+                    reading = None if following is None else reader.submit(read_batch, following)
+                    compute[index], results = run_batch([one], feeds, args.loop,
+                                                        args.loop_seconds, stop, progress)
+                    del feeds
+                    if stop.is_set():
+                        break
+                    if writing is not None:
+                        writing.result()
+                    writing = writer.submit(write_batch, index, results)
+                    index = following
+                if writing is not None:
+                    writing.result()
 
         monitor = LoadMonitor().start()
         start_time = time.time()

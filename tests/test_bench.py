@@ -900,6 +900,58 @@ def test_streams_write_the_same_files_and_filesinfo(tmp_path, models, capsys, ou
         assert docs[streams]["loop_runs"] == 2
 
 
+@pytest.mark.parametrize("streams", [1, 2])
+def test_an_input_read_error_in_a_later_batch_stops_the_run(tmp_path, models, monkeypatch, streams):
+    """Batches after the first are read ahead in a reader thread: its error reaches the caller
+    as the same one-line UserError, naming the file."""
+    write_bins(tmp_path / "in", images(6))
+    real = bench._read_into
+    victim = str(tmp_path / "in" / "img_004.bin")
+
+    def failing(buf, offset, size, path):
+        if path == victim:
+            raise UserError("cannot read input file {}: Input/output error".format(path))
+        real(buf, offset, size, path)
+
+    monkeypatch.setattr(bench, "_read_into", failing)
+    with pytest.raises(UserError, match="cannot read input file .*img_004.bin"):
+        bench.run(["-m", models["dynamic"], "--dymBatch", "2", "-i", str(tmp_path / "in"),
+                   "-o", str(tmp_path / "out"), "--output_dirname", "r", "--streams", str(streams)],
+                  threads=2)
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_an_output_write_error_stops_the_run(tmp_path, models, monkeypatch, streams):
+    """Outputs are written by a writer thread while the next batch runs: a failed write
+    reaches the caller as the runner's one-line UserError."""
+    write_bins(tmp_path / "in", images(6))
+    real = bench.save_data_to_file
+
+    def failing(path, ndata):
+        if "img_002" in path:
+            raise UserError("cannot write {}: No space left on device".format(path))
+        real(path, ndata)
+
+    monkeypatch.setattr(bench, "save_data_to_file", failing)
+    with pytest.raises(UserError, match="cannot write .*img_002_0.bin: No space left"):
+        bench.run(["-m", models["dynamic"], "--dymBatch", "2", "-i", str(tmp_path / "in"),
+                   "-o", str(tmp_path / "out"), "--output_dirname", "r", "--streams", str(streams)],
+                  threads=2)
+
+
+def test_many_batches_on_one_stream_keep_their_order_and_values(tmp_path, models, capsys):
+    """Read-ahead and write-behind over 9 batches: every output is its own input's result."""
+    data = images(17, seed=5)
+    write_bins(tmp_path / "in", data)
+    summary, _ = run_api(["-m", models["dynamic"], "--dymBatch", "2", "-i", tmp_path / "in",
+                          "-o", tmp_path / "out", "--output_dirname", "r"], capsys)
+    assert len(summary["filesinfo"]) == 17
+    for i in range(17):
+        got = np.fromfile(tmp_path / "out" / "r" / "img_{:03d}_0.bin".format(i), dtype=np.float32)
+        np.testing.assert_allclose(got, data[i].reshape(48) @ W, rtol=1e-5, atol=1e-5)
+        assert summary["filesinfo"][str(i)]["infiles"] == [str(tmp_path / "in" / "img_{:03d}.bin".format(i))]
+
+
 def test_streams_share_the_runs_of_one_batch(tmp_path, models, capsys, counted):
     """Pure inference (the perf step): --loop 9 over 3 streams is 9 timed runs in all, on 3
     sessions, each warmed up --warmup_count times."""
