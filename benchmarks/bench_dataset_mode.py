@@ -114,6 +114,11 @@ def main(argv=None):
     parser.add_argument("--streams", type=int, default=1)
     parser.add_argument("--threads", type=int, default=bench.default_threads())
     args = parser.parse_args(argv)
+    for flag in ("images", "batchsize", "rounds", "streams", "threads"):
+        if getattr(args, flag) < 1:
+            parser.error("--{}: expected a positive integer, got {}".format(flag, getattr(args, flag)))
+    if args.prep and not os.path.isdir(args.prep):
+        parser.error("--prep {}: not a folder (give build/prep/<key>/ or leave it out)".format(args.prep))
 
     with tempfile.TemporaryDirectory(prefix="bench_dataset_") as tmp:
         model, description, export = build_network("mobilenetv1")

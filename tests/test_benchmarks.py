@@ -1,0 +1,35 @@
+"""The benchmark scripts run from a checkout and print their comparison (timings not asserted)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+def test_dataset_mode_benchmark_prints_its_ratios(tmp_path):
+    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "bench_dataset_mode.py"),
+                           "--images", "40", "--batchsize", "8", "--rounds", "2", "--threads", "1"],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "40 synthetic files, 40 images in 5 batches of 8; 1 threads, 1 stream(s)" in out
+    assert len(re.findall(r"^round \d: dataset mode [\d.]+, pure inference [\d.]+, plain ORT loop [\d.]+",
+                          out, re.M)) == 2
+    assert re.search(r"^dataset mode / pure inference: \d\.\d{3} \(target >= 0\.9\): (PASS|BELOW)$", out, re.M)
+    assert re.search(r"^dataset mode / plain ORT loop: \d\.\d{3}$", out, re.M)
+    assert os.listdir(tmp_path) == []   # its files live in a temporary folder
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--prep", "/nonexistent/prep"], "--prep /nonexistent/prep: not a folder"),
+    (["--batchsize", "0"], "--batchsize: expected a positive integer, got 0"),
+])
+def test_dataset_mode_benchmark_refuses_bad_arguments(argv, fragment):
+    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "bench_dataset_mode.py"), *argv],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and fragment in done.stderr
