@@ -897,7 +897,8 @@ def main(argv=None):
                 print(line, file=sys.stderr)
         engine = summary_backend(summary)
         if engine and args.soc == "cpu":
-            extra["backend"] = {**engine, **(extra.get("backend") or {})}
+            # The runner's summary says which engine ran; --extra adds what it cannot know (aipp).
+            extra["backend"] = {**(extra.get("backend") or {}), **engine}
         report = build(
             args.model, args.soc, args.bs,
             dataset=dataset,
