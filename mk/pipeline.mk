@@ -171,11 +171,13 @@ endif
 # -- compile, infer, perf: the chip-specific commands -----------------------------------------
 # BACKEND=openvino (CPU): OpenVINO Runtime runs a portable compile (the batch fixed, no ONNX
 # Runtime fusions); STREAMS=n: n batches in flight (the perf figure is images / wall time).
-# The engine: BACKEND, else the model's own (model.yaml runtime.backend, else the runner's
-# default, npuzoo.engines.DEFAULT_BACKEND: model.mk always sets MODEL_BACKEND); a run on another
-# engine than the model's is a variant with its own folders and reports.
-ENGINE        := $(or $(BACKEND),$(MODEL_BACKEND))
-ENGINE_SUFFIX := $(if $(filter-out $(MODEL_BACKEND),$(ENGINE)),_$(ENGINE))
+# The engine: BACKEND, else the run's own: for int8 INT8_BACKEND (npuzoo.engines, measured
+# faster), else the model's (model.yaml runtime.backend, else the runner's default,
+# npuzoo.engines.DEFAULT_BACKEND; model.mk sets both). A run on another engine than its own is
+# a variant with its own folders and reports.
+OWN_ENGINE    := $(if $(PREC_SUFFIX),$(INT8_BACKEND),$(MODEL_BACKEND))
+ENGINE        := $(or $(BACKEND),$(OWN_ENGINE))
+ENGINE_SUFFIX := $(if $(filter-out $(OWN_ENGINE),$(ENGINE)),_$(ENGINE))
 VARIANT       := $(AIPP_SUFFIX)$(PREC_SUFFIX)$(ENGINE_SUFFIX)
 RUN_DIR  := $(B)/$(SOC)/$(WEIGHTS_ID)/bs$(BS)$(VARIANT)
 PERF_DIR := $(RUN_DIR)/perf-loop$(LOOP)-warmup$(WARMUP)$(if $(STREAMS),-streams$(STREAMS))$(if \
@@ -183,7 +185,9 @@ PERF_DIR := $(RUN_DIR)/perf-loop$(LOOP)-warmup$(WARMUP)$(if $(STREAMS),-streams$
 OUT_DIR  := $(RUN_DIR)/$(DATASET_ID)
 
 ifeq ($(SOC),cpu)
-  COMPILED := $(B)/$(SOC)/$(WEIGHTS_ID)/$(MODEL)_bs$(BS)$(VARIANT).onnx
+  # OpenVINO's compile keeps to standard operators (--portable): its own name, so a run whose
+  # default engine changed never reuses ONNX Runtime's (nor the results that came from it).
+  COMPILED := $(B)/$(SOC)/$(WEIGHTS_ID)/$(MODEL)_bs$(BS)$(VARIANT)$(if $(filter openvino,$(ENGINE)),_portable).onnx
   BENCH    := $(RUN_INFER) $(PYRUN) -m npuzoo.bench --backend $(ENGINE)$(if \
               $(PREC_SUFFIX), --precision int8)
   PERF_FLAGS := $(if $(STREAMS), --streams $(STREAMS))$(if $(PERF_SECONDS), --loop_seconds $(PERF_SECONDS))

@@ -363,6 +363,7 @@ def make_variables(config):
                                    (config.get("atc") or {}).get("extra_args") or []),
         "HAS_UPSTREAM": "1" if upstream.get("sources") else "",
         "MODEL_BACKEND": engines.model_backend(config),  # its CPU engine unless BACKEND= says
+        "INT8_BACKEND": engines.INT8_BACKEND,            # the engine of PRECISION=int8 runs
     }
     values.update({f"PERF_{key.upper()}": value for key, value in perf_defaults(config).items()})
     from npuzoo import commands

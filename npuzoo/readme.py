@@ -176,25 +176,37 @@ def precision_of(report):
 
 def fp32_twin(report, rows):
     """For a reduced-precision run: the fp32 run of the same chip, machine, images, weights,
-    engine, streams and batch size, measured here (its speed-up and accuracy drop are shown)."""
+    streams and batch size, measured here (its speed-up and accuracy drop are shown): on the
+    same engine where there is one, else on another (the cell then names that engine)."""
     if precision_of(report) == "fp32":
         return None
     want = history.like_key(report)
+
+    def words(run, drop=()):
+        return [w for w in history.variant(run).split("+") if w and w not in drop]
+
+    wanted = words(report, drop=(precision_of(report),))
+    other_engine = None
     for other in rows:
-        if precision_of(other) != "fp32":
-            continue
         key = history.like_key(other)
-        same_variant = history.variant(other) == "+".join(
-            w for w in history.variant(report).split("+") if w != precision_of(report))
-        if key[:4] == want[:4] and key[5] == want[5] and same_variant:
+        if precision_of(other) != "fp32" or key[:4] != want[:4] or key[5] != want[5]:
+            continue
+        if words(other) == wanted:
             return other
-    return None
+        if other_engine is None and words(other, ("openvino",)) == [w for w in wanted if w != "openvino"]:
+            other_engine = other
+    return other_engine
+
+
+def engine_name(report):
+    return (report.get("backend") or {}).get("name")
 
 
 def twin_cell(report, twin):
     """`1.52× fp32 (139.2); top-1 -0.40 pts`: what the precision bought and cost."""
     speed = throughput(report), throughput(twin)
-    text = f"{speed[0] / speed[1]:.2f}× fp32 ({fmt(speed[1])})" if all(speed) else "— vs fp32"
+    engine = "" if engine_name(twin) == engine_name(report) else f" on {engine_name(twin)}"
+    text = f"{speed[0] / speed[1]:.2f}× fp32{engine} ({fmt(speed[1])})" if all(speed) else "— vs fp32"
     acc, base = report.get("accuracy") or {}, twin.get("accuracy") or {}
     if acc.get("top1") is not None and base.get("top1") is not None:
         text += f"; top-1 {acc['top1'] - base['top1']:+.2f} pts"

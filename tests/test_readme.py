@@ -480,3 +480,27 @@ def test_an_int8_row_shows_its_speed_up_and_accuracy_drop_beside_fp32(zoo):
     assert "#### cpu (int8): Test CPU (2 cores)" in text
     [row] = [line for line in text.splitlines() if "150.0" in line]
     assert "1.50× fp32 (100.0); top-1 -0.50 pts" in row
+
+
+def test_an_int8_row_on_another_engine_prefers_that_engines_fp32_and_else_names_the_other(zoo):
+    """int8 on OpenVINO beside fp32 on ONNX Runtime only: the cell names the fp32 engine; once
+    an fp32 OpenVINO run exists, the comparison is engine to engine."""
+    models, reports_dir, root = zoo
+    write_report(reports_dir, make_report("mobilenetv1", "cpu", 4, 100.0, top1=70.0))
+    int8 = make_report("mobilenetv1", "cpu", 4, 300.0, top1=69.0)
+    int8["backend"] = {"name": "openvino", "version": "1", "precision": "int8"}
+    path = reports_dir / "mobilenetv1" / "int8" / "cpu_bs4.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(int8))
+    text = readme.render_model("mobilenetv1", str(models), str(reports_dir))
+    [row] = [line for line in text.splitlines() if "300.0" in line]
+    assert "3.00× fp32 on onnxruntime (100.0); top-1 -1.00 pts" in row
+
+    fp32_ov = make_report("mobilenetv1", "cpu", 4, 120.0, top1=70.0)
+    fp32_ov["backend"] = {"name": "openvino", "version": "1"}
+    path = reports_dir / "mobilenetv1" / "openvino" / "cpu_bs4.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(fp32_ov))
+    text = readme.render_model("mobilenetv1", str(models), str(reports_dir))
+    [row] = [line for line in text.splitlines() if "300.0" in line]
+    assert "2.50× fp32 (120.0); top-1 -1.00 pts" in row

@@ -457,13 +457,13 @@ def test_an_int8_run_records_its_precision_and_calibration(scratch, tmp_path):
     assert report["dataset"]["images"] == 5
     assert report["gate"]["reason"].startswith("int8: the tolerance applies to fp32 runs")
     assert "quantize" in report["timings"]["steps"]
-    assert report["backend"]["name"] == "onnxruntime"
+    assert report["backend"]["name"] == "openvino"   # npuzoo.engines.INT8_BACKEND
 
-    # The same quantised graph on OpenVINO: its own variant, and the report names the engine
-    # that ran it (the runner's summary), not the int8 step's default.
+    # The same quantised graph on ONNX Runtime: its own variant, and the report names the
+    # engine that ran it (the runner's summary), not the int8 step's --extra default.
     result = make(scratch, "mobilenetv1", f"DATA={data}", "N=5", "PRECISION=int8", "CALIB=3",
-                  "WEIGHTS=random", "BS=1", "LOOP=1", "BACKEND=openvino")
+                  "WEIGHTS=random", "BS=1", "LOOP=1", "BACKEND=onnxruntime")
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((scratch / "reports/mobilenetv1/int8-openvino/cpu_bs1.json").read_text())
-    assert report["backend"]["name"] == "openvino" and report["backend"]["precision"] == "int8"
+    report = json.loads((scratch / "reports/mobilenetv1/int8-onnxruntime/cpu_bs1.json").read_text())
+    assert report["backend"]["name"] == "onnxruntime" and report["backend"]["precision"] == "int8"
     assert report["calibration"]["images"] == 3
