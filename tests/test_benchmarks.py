@@ -1,5 +1,6 @@
 """The benchmark scripts run from a checkout and print their comparison (timings not asserted)."""
 
+import json
 import os
 import re
 import subprocess
@@ -33,3 +34,25 @@ def test_dataset_mode_benchmark_refuses_bad_arguments(argv, fragment):
     done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "bench_dataset_mode.py"), *argv],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and fragment in done.stderr
+
+
+@pytest.mark.slow
+def test_engines_benchmark_runs_and_writes_what_the_readme_renders(tmp_path):
+    """One model, one batch size, one short round: every contender runs in its own worker
+    process and the JSON it writes renders as the README's engines table."""
+    out = tmp_path / "engines.json"
+    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "bench_engines.py"),
+                           "--models", "mobilenetv1", "--batch-sizes", "1", "--rounds", "1",
+                           "--seconds", "0.2", "--min-runs", "1", "--warmup", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "default engine" in done.stdout
+    data = json.loads(out.read_text())
+    [row] = data["models"]["mobilenetv1"]["rows"]
+    assert row["bs"] == 1
+    assert {"ort", "openvino", "runner/onnxruntime/fp32/s1", "runner/openvino/fp32/s2"} <= set(row["contenders"])
+    assert data["default_backend"]["choice"] in ("onnxruntime", "openvino")
+
+    from npuzoo import readme
+    context = readme.engines_context(str(out))
+    assert context and [r for r in context["rows"] if "mobilenetv1" in str(r)]
