@@ -120,9 +120,9 @@ OUTSIDE = "../" + "shared/" + "docs/"
     "see [the design](../docs/design.md).",          # from a folder one level down
     "README.md and mobilenetv1/README.md",          # the end of a committed path
     "models/<name>/README.md, {{ name }}/README.md",  # placeholders
-    "https://example.org/a/CHANGES.md",             # a URL
+    "https://example.org/a/CHANGES" + ".md",        # a URL
     "templates/model_README.md.j2",                 # a template, not a Markdown file
-    "cp ../work/x .",                               # relative: not a machine path
+    "cp ../" + "work/x .",                          # relative: not a machine path
 ])
 def test_what_resolves(text):
     assert problems_in("npuzoo/x.py", text, TRACKED) == []
