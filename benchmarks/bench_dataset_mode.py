@@ -53,7 +53,6 @@ def synthetic_set(folder, count):
     for index in range(count):
         rng.standard_normal(IMAGE_BYTES // 4, dtype=np.float32).tofile(
             os.path.join(folder, "ILSVRC2012_val_{:08d}.bin".format(index + 1)))
-    return folder
 
 
 def runner(argv, threads):
@@ -131,8 +130,9 @@ def main(argv=None):
             prep = args.prep
             source = prep
         else:
-            prep = synthetic_set(os.makedirs(os.path.join(tmp, "prep")) or os.path.join(tmp, "prep"),
-                                 args.images)
+            prep = os.path.join(tmp, "prep")
+            os.makedirs(prep)
+            synthetic_set(prep, args.images)
             source = "{} synthetic files".format(args.images)
         files = bench.natural_sort([os.path.join(prep, n) for n in os.listdir(prep) if n.endswith(".bin")])
         if len(files) < args.batchsize:
