@@ -43,18 +43,41 @@ DEVICE            ?= 0
 IMAGE_REPO        ?= npuzoo
 # The Debian image the base is built FROM; CI: local/debian:bookworm (images/local-base.sh).
 BASE_IMAGE        ?= debian:bookworm-slim
-# The CANN image of the Ascend image, and the ais_bench wheels (docs/ais_bench_compatibility.md,
-# "Installing ais_bench").
-ASCEND_BASE_IMAGE ?= quay.io/ascend/cann:8.3.rc2-310p-ubuntu22.04-py3.11
-AIS_WHEELS_URL    ?= https://aisbench.obs.myhuaweicloud.com/packet/ais_bench_infer/0.0.2/ait
-ACLRUNTIME_URL    ?= $(AIS_WHEELS_URL)/aclruntime-0.0.2-cp311-cp311-linux_$(shell uname -m).whl
-ACLRUNTIME_SHA256 ?=
-AIS_BENCH_URL     ?= $(AIS_WHEELS_URL)/ais_bench-0.0.2-py3-none-any.whl
-AIS_BENCH_SHA256  ?=
+# The CANN image of the Ascend image, chosen by SOC: Ascend/cann-container-image publishes one
+# per chip family (310p, 910, 910b, a3), each for x86_64 and aarch64, the image's Python in the
+# tag's last part; none for the 310B nor the 310, which therefore need ASCEND_BASE_IMAGE. Without
+# an Ascend SOC (`make images IMAGE_TOOLS=ascend`) the 310p one.
+CANN_IMAGE_REPO    ?= quay.io/ascend/cann
+CANN_IMAGE_VERSION ?= 8.3.rc2
+CANN_IMAGE_SUFFIX  ?= ubuntu22.04-py3.11
+cann_family = $(if $(filter Ascend%,$(1)),$(if $(filter Ascend310P%,$(1)),310p,$(if \
+  $(filter Ascend910B%,$(1)),910b,$(if $(filter Ascend910_93%,$(1)),a3,$(if \
+  $(filter Ascend910 Ascend910A Ascend910ProA Ascend910ProB Ascend910PremiumA,$(1)),910)))),310p)
+CANN_FAMILY := $(call cann_family,$(SOC))
+ASCEND_BASE_IMAGE ?= $(if $(CANN_FAMILY),$(CANN_IMAGE_REPO):$(CANN_IMAGE_VERSION)-$(CANN_FAMILY)-$(CANN_IMAGE_SUFFIX))
+# ais_bench 0.0.2 and its aclruntime (images/aclruntime-wheels.txt, read once here): the
+# published wheel for the image's Python (the tag's `-py3.<minor>`) and this machine's
+# architecture where there is one, each with its sha256; otherwise aclruntime is built in the
+# image from the msit commit those wheels came from (ACLRUNTIME_SOURCE: COMMIT:FOLDER:SHA256).
+AIS_TABLE          := $(file <images/aclruntime-wheels.txt)
+ASCEND_IMAGE_PYTHON ?= $(patsubst py3.%,cp3%,$(filter py3.%,$(lastword $(subst -, ,$(ASCEND_BASE_IMAGE)))))
+ASCEND_IMAGE_ARCH  ?= $(shell uname -m)
+ais_row             = $(subst :, ,$(filter $(1):%,$(AIS_TABLE)))
+ACLRUNTIME_WHEEL   := $(call ais_row,$(ASCEND_IMAGE_PYTHON):$(ASCEND_IMAGE_ARCH))
+AIS_WHEELS_URL     ?= https://aisbench.obs.myhuaweicloud.com/packet/ais_bench_infer/0.0.2/ait
+ACLRUNTIME_URL     ?= $(if $(ACLRUNTIME_WHEEL),$(AIS_WHEELS_URL)/$(word 3,$(ACLRUNTIME_WHEEL)))
+ACLRUNTIME_SHA256  ?= $(word 4,$(ACLRUNTIME_WHEEL))
+ACLRUNTIME_SOURCE  ?= $(subst $() ,:,$(wordlist 2,4,$(call ais_row,source)))
+MSIT_GIT_URL       ?= https://github.com/Ascend/msit.git
+AIS_BENCH_URL      ?= $(AIS_WHEELS_URL)/$(word 3,$(call ais_row,py3:any))
+AIS_BENCH_SHA256   ?= $(word 4,$(call ais_row,py3:any))
 # The host's CA bundle: a BuildKit secret in builds, a read-only mount for downloading steps.
 DOCKER_CA_BUNDLE  ?= /etc/ssl/certs/ca-certificates.crt
-# Network of the steps that download (weights, upstream source); all others get none.
-DOCKER_NET_ONLINE ?= host
+# Network of the steps that download (weights, upstream source); all others get none. The
+# engine's NAT bridge: the host's own network namespace (its loopback services, its interfaces)
+# stays out of reach. An engine started without a bridge (dockerd --bridge=none, as in this
+# project's CI) needs DOCKER_NET_ONLINE=host for those two steps.
+DOCKER_NET_ONLINE ?= bridge
 # Processes and threads one step may have (--pids-limit): ONNX Runtime's and torch's thread
 # pools and preprocess.py's workers take a few per core; a fork bomb stops here.
 DOCKER_PIDS_LIMIT ?= 4096
@@ -66,6 +89,9 @@ ASCEND_DOCKER_RUNTIME ?=
 # The host's root for the NPU device nodes and driver files (empty: /); tests point it at a fake
 # tree. What exists under it is passed in, at the same path in the container.
 ASCEND_HOST_ROOT  ?=
+# SOC=Ascend...: the N of the host's /dev/davinci<N> for DEVICE (a Chip Logic ID); empty: from
+# the host's npu-smi (npuzoo.soc device-node; DEVICE itself where there is no npu-smi).
+ASCEND_DEVICE_NODE ?=
 # The host's python, for npuzoo.dockerargs (standard library only) and npuzoo.config.
 PY                ?= $(CURDIR)/.venv/bin/python
 ifneq ($(DOCKER_HOST),)
@@ -93,9 +119,14 @@ IMAGE_TOOLS  ?= python base infer export $(if $(filter Ascend%,$(SOC)),ascend)
 # line or in the environment is first looked at as typed ($(value ...)): a `$` in it stops
 # here, before Make would expand a `$(shell ...)` in it. One shell runs every pattern.
 RE.image := [A-Za-z0-9][A-Za-z0-9._/:@-]*
+RE.optimage := ([A-Za-z0-9][A-Za-z0-9._/:@-]*)?
+RE.token := [A-Za-z0-9._-]*
+RE.source := ([0-9a-f]{40}:[A-Za-z0-9._/-]+:[0-9a-f]{64})?
+RE.node  := ([0-9]{1,4})?
 RE.repo  := [a-z0-9][a-z0-9._/:-]*
 RE.net   := [A-Za-z0-9][A-Za-z0-9._:-]*
 RE.url   := https?://[A-Za-z0-9._~/%:@+=,-]+
+RE.opturl := (https?://[A-Za-z0-9._~/%:@+=,-]+)?
 RE.sha   := ([0-9a-f]{64})?
 RE.path  := [A-Za-z0-9._/+@-]+
 RE.optpath := ([A-Za-z0-9._/+@-]+)?
@@ -110,9 +141,14 @@ RE.switch := (0|1|auto)?
 RE.optabspath := (/[A-Za-z0-9._/+@-]*)?
 RE.hash  := ([0-9a-f]{12})?
 WHAT.image := an image reference (letters, digits and ._/:@-)
+WHAT.optimage := an image reference (letters, digits and ._/:@-), or empty
+WHAT.token := letters, digits and ._-
+WHAT.source := COMMIT:FOLDER:SHA256 (40 and 64 lowercase hex digits), or empty
+WHAT.node  := a /dev/davinci<N> number, or empty
 WHAT.repo  := an image repository (lowercase letters, digits and ._/:-)
 WHAT.net   := a docker network name (letters, digits and ._:-)
 WHAT.url   := an http(s) URL of letters, digits and ._~/%:@+=,- (no ?, &, ; or quotes)
+WHAT.opturl := an http(s) URL of letters, digits and ._~/%:@+=,- (no ?, &, ; or quotes), or empty
 WHAT.sha   := a sha256 (64 lowercase hex digits) or empty
 WHAT.path  := a path of letters, digits and ._/+@-
 WHAT.optpath := a path of letters, digits and ._/+@-, or empty
@@ -128,8 +164,10 @@ WHAT.optabspath := an absolute path of letters, digits and ._/+@-, or empty
 WHAT.hash  := an image hash (12 lowercase hex digits, as `make -f mk/docker.mk tags` prints) or empty
 # The hashes of the image tags (below): computed here unless given.
 HASH_VARIABLES := PYTHON_HASH BASE_HASH INFER_HASH EXPORT_HASH ASCEND_HASH UPSTREAM_HASH MODEL_HASH
-CHECKED_VARIABLES := BASE_IMAGE:image ASCEND_BASE_IMAGE:image IMAGE_REPO:repo \
-  DOCKER_NET_ONLINE:net AIS_WHEELS_URL:url ACLRUNTIME_URL:url AIS_BENCH_URL:url \
+CHECKED_VARIABLES := BASE_IMAGE:image ASCEND_BASE_IMAGE:optimage IMAGE_REPO:repo \
+  CANN_IMAGE_REPO:repo CANN_IMAGE_VERSION:token CANN_IMAGE_SUFFIX:token ASCEND_IMAGE_PYTHON:token \
+  ASCEND_IMAGE_ARCH:token ACLRUNTIME_SOURCE:source MSIT_GIT_URL:url ASCEND_DEVICE_NODE:node \
+  DOCKER_NET_ONLINE:net AIS_WHEELS_URL:url ACLRUNTIME_URL:opturl AIS_BENCH_URL:url \
   ACLRUNTIME_SHA256:sha AIS_BENCH_SHA256:sha DOCKER_CA_BUNDLE:optpath DOCKER:path PY:path \
   IMAGES_DIR:path REPO_DIR:abspath DOCKER_PIDS_LIMIT:count DOCKER_RUN_ARGS:args \
   DOCKER_BUILD_ARGS:args IMAGE_MODELS:names IMAGE_TOOLS:names MODEL:name SOC:soc DEVICE:device \
@@ -176,7 +214,8 @@ EXPORT_TAG  := $(IMAGE_REPO)/export:$(EXPORT_HASH)
 # The Ascend image only where it can be used: an Ascend SOC, or asked for in IMAGE_TOOLS.
 ifneq ($(filter Ascend%,$(SOC))$(filter ascend,$(IMAGE_TOOLS)),)
 ASCEND_HASH := $(call hash_of,ASCEND_HASH,images/ascend.Dockerfile images/requirements/ascend.txt images/requirements/ascend-cann.txt --ignore $(CONTEXT_IGNORE) npuzoo pyproject.toml \
-                 --text $(ASCEND_BASE_IMAGE) --text $(ACLRUNTIME_URL)=$(ACLRUNTIME_SHA256) --text $(AIS_BENCH_URL)=$(AIS_BENCH_SHA256))
+                 --text $(ASCEND_BASE_IMAGE) --text $(ACLRUNTIME_URL)=$(ACLRUNTIME_SHA256) --text $(AIS_BENCH_URL)=$(AIS_BENCH_SHA256) \
+                 --text source=$(if $(ACLRUNTIME_URL),,$(MSIT_GIT_URL)=$(ACLRUNTIME_SOURCE)) images/requirements/aclruntime-build.txt)
 endif
 ASCEND_TAG  := $(IMAGE_REPO)/ascend:$(ASCEND_HASH)
 
@@ -263,16 +302,26 @@ RUN_MODEL = $(call need_image,$(MODEL_STAMP),$(MODEL_TAG))$(docker_run) $(step_d
   $(call bind,$(REPO_DIR)/build,/zoo/build) $(MODEL_TAG)
 ifneq ($(filter Ascend%,$(SOC)),)
 # == Ascend: the NPU in the container =========================================================
-# DEVICE as given is the host's NPU: /dev/davinci<DEVICE>, the id npu-smi lists. Only that NPU
-# goes into the container, and ACL numbers the NPUs a process sees from 0, so inside, ais_bench
-# gets --device 0 (with the Ascend Docker Runtime too: ASCEND_VISIBLE_DEVICES=<DEVICE> is seen
-# as device 0). From here on DEVICE is therefore the container's id, 0, in every command
-# mk/pipeline.mk writes (ais_bench --device, npuzoo.ascend run/describe --device), and
-# ASCEND_HOST_DEVICE the host's: it picks the device node (or ASCEND_VISIBLE_DEVICES) and
-# reaches the container as NPUZOO_HOST_DEVICE, because npu-smi inside still lists the NPU under
-# the host's id (npuzoo.ascend asks npu-smi for that one and records it in the report).
+# DEVICE means what it means with RUNNER=local: the logical id ais_bench --device takes (npu-smi
+# info -m's Chip Logic ID). The container gets that chip's node, /dev/davinci<N>, N its physical
+# id (ASCEND_DEVICE_NODE, from npuzoo.soc device-node: they differ where NPUs are missing), or
+# ASCEND_VISIBLE_DEVICES=<N> with the Ascend Docker Runtime. ACL numbers the NPUs a process sees
+# from 0, so inside, ais_bench gets --device 0: from here on DEVICE is the container's id, 0, in
+# every command mk/pipeline.mk writes (ais_bench --device, npuzoo.ascend run/describe --device),
+# and ASCEND_HOST_DEVICE the host's logical id. That one reaches the container as
+# NPUZOO_HOST_DEVICE: npu-smi inside still lists the chip under the host's numbering
+# (npuzoo.ascend asks npu-smi for it and records it in the report).
 ifneq ($(words $(subst $(,), ,$(DEVICE))),1)
   $(error DEVICE=$(DEVICE): SOC=$(SOC) runs take one device id)
+endif
+ifeq ($(ASCEND_BASE_IMAGE),)
+  $(error SOC=$(SOC): no public CANN image for this chip ($(CANN_IMAGE_REPO) has 310p, 910, 910b and a3 images); build or pull a CANN image with this chip's toolkit and ops and pass ASCEND_BASE_IMAGE=<image> (a tag ending -py3.<minor> names its Python))
+endif
+ifeq ($(ASCEND_DEVICE_NODE),)
+  ASCEND_DEVICE_NODE := $(shell $(PY) -m npuzoo.soc device-node --device $(DEVICE) --root '$(ASCEND_HOST_ROOT)' 2>&1)
+  ifneq ($(shell printf '%s' '$(subst ','',$(ASCEND_DEVICE_NODE))' | LC_ALL=C grep -Ex '[0-9]{1,4}'),$(ASCEND_DEVICE_NODE))
+    $(error $(call one_line,$(ASCEND_DEVICE_NODE)))
+  endif
 endif
 ASCEND_HOST_DEVICE      := $(DEVICE)
 ASCEND_CONTAINER_DEVICE := 0
@@ -285,7 +334,7 @@ override DEVICE         := $(ASCEND_CONTAINER_DEVICE)
 # media nodes below, and /dev/davinci_manager_docker, where present, serves as davinci_manager;
 # their driver files and the npu-smi in /usr/local/sbin are mounted as the Atlas 200I DK A2
 # container guides mount them.
-ASCEND_DEVICES := /dev/davinci$(ASCEND_HOST_DEVICE) /dev/davinci_manager /dev/devmm_svm /dev/hisi_hdc
+ASCEND_DEVICES := /dev/davinci$(ASCEND_DEVICE_NODE) /dev/davinci_manager /dev/devmm_svm /dev/hisi_hdc
 ASCEND_MOUNTS  := /usr/local/Ascend/driver/lib64 /usr/local/Ascend/driver/version.info \
                   /usr/local/bin/npu-smi /usr/local/sbin/npu-smi /usr/local/dcmi /etc/ascend_install.info
 ASCEND_310B_DEVICES := /dev/svm0 /dev/ts_aisle /dev/upgrade /dev/sys /dev/vdec /dev/vpc /dev/pngd \
@@ -309,12 +358,12 @@ node_container = $(or $(word 2,$(subst :, ,$(1))),$(1))
 device_flag    = --device=$(ASCEND_HOST_ROOT)$(call node_host,$(1))$(if $(or $(ASCEND_HOST_ROOT),$(findstring :,$(1))),:$(call node_container,$(1)))
 ASCEND_DEVICE_FLAGS := $(foreach d,$(ASCEND_DEVICES),$(if $(wildcard $(ASCEND_HOST_ROOT)$(call node_host,$(d))),$(call device_flag,$(d))))
 ASCEND_MOUNT_FLAGS  := $(foreach m,$(ASCEND_MOUNTS),$(if $(wildcard $(ASCEND_HOST_ROOT)$(m)),$(call bind,$(ASCEND_HOST_ROOT)$(m),$(m),ro)))
-ifeq ($(wildcard $(ASCEND_HOST_ROOT)/dev/davinci$(ASCEND_HOST_DEVICE)),)
-  $(warning SOC=$(SOC): no $(ASCEND_HOST_ROOT)/dev/davinci$(ASCEND_HOST_DEVICE) on this host; the Ascend image gets no NPU (atc still works))
+ifeq ($(wildcard $(ASCEND_HOST_ROOT)/dev/davinci$(ASCEND_DEVICE_NODE)),)
+  $(warning SOC=$(SOC): no $(ASCEND_HOST_ROOT)/dev/davinci$(ASCEND_DEVICE_NODE) on this host; the Ascend image gets no NPU (atc still works))
 endif
 
 # The Ascend Docker Runtime (ASCEND_DOCKER_RUNTIME above): it adds the device nodes and driver
-# mounts itself, from ASCEND_VISIBLE_DEVICES (the host's id), so none are passed here. The
+# mounts itself, from ASCEND_VISIBLE_DEVICES (the davinci number), so none are passed here. The
 # engine's name for it comes from npuzoo.dockerargs, one plain token or nothing.
 ifneq ($(ASCEND_DOCKER_RUNTIME),0)
   ASCEND_RUNTIME_FOUND := $(shell $(PY) -m npuzoo.dockerargs ascend-runtime --docker $(DOCKER) 2>/dev/null)
@@ -325,7 +374,7 @@ else ifneq ($(ASCEND_DOCKER_RUNTIME),0)
   ASCEND_RUNTIME := $(firstword $(ASCEND_RUNTIME_FOUND))
 endif
 ifneq ($(ASCEND_RUNTIME),)
-  ASCEND_NPU_ARGS := --runtime=$(ASCEND_RUNTIME) -e ASCEND_VISIBLE_DEVICES=$(ASCEND_HOST_DEVICE)
+  ASCEND_NPU_ARGS := --runtime=$(ASCEND_RUNTIME) -e ASCEND_VISIBLE_DEVICES=$(ASCEND_DEVICE_NODE)
 else
   ASCEND_NPU_ARGS := $(ASCEND_DEVICE_FLAGS) $(ASCEND_MOUNT_FLAGS)
 endif
@@ -433,10 +482,12 @@ $(EXPORT_STAMP): $(PYTHON_STAMP)
 $(ASCEND_STAMP):
 	$(call stage_context,ascend,ascend,with npuzoo)
 	@cp images/requirements/ascend-cann.txt $(CONTEXTS)/ascend/cann-requirements.txt
+	@cp images/requirements/aclruntime-build.txt $(CONTEXTS)/ascend/aclruntime-build.txt
 	$(call build_image,ascend,$(ASCEND_TAG),$@,images/ascend.Dockerfile,$(CONTEXTS)/ascend,\
 	  --build-arg BASE_IMAGE=$(ASCEND_BASE_IMAGE) --build-arg ACLRUNTIME_URL=$(ACLRUNTIME_URL) \
 	  --build-arg ACLRUNTIME_SHA256=$(ACLRUNTIME_SHA256) --build-arg AIS_BENCH_URL=$(AIS_BENCH_URL) \
-	  --build-arg AIS_BENCH_SHA256=$(AIS_BENCH_SHA256))
+	  --build-arg AIS_BENCH_SHA256=$(AIS_BENCH_SHA256) --build-arg MSIT_GIT_URL=$(MSIT_GIT_URL) \
+	  --build-arg ACLRUNTIME_SOURCE=$(ACLRUNTIME_SOURCE))
 
 ifneq ($(MODEL),)
 # The model image: the model folder is the build context; the patched upstream tree enters
@@ -511,7 +562,11 @@ print-run:
 print-ascend:
 	$(if $(filter Ascend%,$(SOC)),,$(error print-ascend: set SOC=Ascend...))
 	$(info host device: $(ASCEND_HOST_DEVICE))
+	$(info device node: /dev/davinci$(ASCEND_DEVICE_NODE))
 	$(info container device: $(DEVICE))
+	$(info base image: $(ASCEND_BASE_IMAGE))
+	$(info aclruntime: $(if $(ACLRUNTIME_URL),$(ACLRUNTIME_URL) sha256=$(ACLRUNTIME_SHA256),built from $(MSIT_GIT_URL) at $(ACLRUNTIME_SOURCE)))
+	$(info ais_bench: $(AIS_BENCH_URL) sha256=$(AIS_BENCH_SHA256))
 	$(info runtime: $(or $(ASCEND_RUNTIME),none))
 	$(info npu args: $(ASCEND_NPU_ARGS))
 	$(info device candidates: $(ASCEND_DEVICES))

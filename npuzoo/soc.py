@@ -32,6 +32,14 @@ chips, so DEVICE=0 is the first chip listed even when NPU 0 is absent.
 
 npu-smi is looked for on PATH, then in /usr/local/sbin and /usr/local/bin (310B hosts keep it
 in /usr/local/sbin, which is not on a user's PATH); none means `auto` is `cpu`.
+
+The device node. DEVICE (a Chip Logic ID) is not always the N of the host's /dev/davinci<N>,
+the chip's physical id: on a host without NPU 0, logical 0 is /dev/davinci4. RUNNER=docker
+passes the node, so `device-node` maps DEVICE to it from `npu-smi info -m` (rows `NPU ID  Chip
+ID  Chip Logic ID  [Chip Phy-ID]  Chip Name`; a `-` logic id is no compute chip, e.g. `Mcu`):
+the Chip Phy-ID column where npu-smi prints one; otherwise the driver numbers logical ids in
+the order of the physical ones, so logical k is the k-th /dev/davinci<N> present, provided the
+nodes present are as many as the compute chips listed. Anything else is refused in one line.
 """
 
 import argparse
@@ -212,6 +220,54 @@ def detect(device=0, env=None):
     return found
 
 
+# `npu-smi info -m`: its header names the columns; a row is NPU ID, Chip ID, Chip Logic ID
+# (digits or `-`), Chip Phy-ID where the header has it, then the Chip Name (may hold spaces).
+NPU_SMI_MAP_HEADER = re.compile(r"^\s*NPU ID\s+Chip ID\s+Chip Logic ID\s+(Chip Phy-ID\s+)?Chip Name")
+DAVINCI_NODE = re.compile(r"davinci(\d+)")
+
+
+def parse_chip_map(text: str) -> list[dict]:
+    """The compute chips of `npu-smi info -m`: dicts npu, chip, logic, phy (None without the
+    Chip Phy-ID column), name; rows whose logic id is not a number (Mcu) left out."""
+    chips, has_phy = [], None
+    for line in text.splitlines():
+        header = NPU_SMI_MAP_HEADER.match(line)
+        if header:
+            has_phy = bool(header.group(1))
+            continue
+        fields = line.split()
+        width = 4 if has_phy else 3
+        if has_phy is None or len(fields) <= width or not all(f.isdigit() for f in fields[:2]):
+            continue
+        if fields[2].isdigit() and (not has_phy or fields[3].isdigit()):
+            chips.append({"npu": int(fields[0]), "chip": int(fields[1]), "logic": int(fields[2]),
+                          "phy": int(fields[3]) if has_phy else None,
+                          "name": " ".join(fields[width:])})
+    return chips
+
+
+def device_node(device: int, map_text: str, nodes: list[int]) -> int:
+    """N of the /dev/davinci<N> of Chip Logic ID `device` (module docstring, "The device node"),
+    from `npu-smi info -m`'s text and the davinci numbers present on the host."""
+    chips = parse_chip_map(map_text)
+    if not chips:
+        raise UserError("npu-smi info -m lists no chips with a Chip Logic ID; pass "
+                        "ASCEND_DEVICE_NODE=<N> for the host's /dev/davinci<N>")
+    chip = next((c for c in chips if c["logic"] == device), None)
+    if chip is None:
+        listed = ", ".join(f"{c['logic']} (NPU {c['npu']} chip {c['chip']})" for c in chips)
+        raise UserError(f"DEVICE={device}: npu-smi info -m lists Chip Logic IDs {listed}; "
+                        "DEVICE is a Chip Logic ID: pick one of them")
+    if chip["phy"] is not None:
+        return chip["phy"]
+    nodes = sorted(nodes)
+    if len(nodes) != len(chips) or sorted(c["logic"] for c in chips) != list(range(len(chips))):
+        raise UserError(f"DEVICE={device}: npu-smi info -m has no Chip Phy-ID column and the host "
+                        f"has {len(nodes)} /dev/davinci<N> nodes for {len(chips)} chips, so the "
+                        "node of this logical id is unknown; pass ASCEND_DEVICE_NODE=<N>")
+    return nodes[device]
+
+
 def resolve(soc, device=0):
     """Check SOC and turn `auto` into a concrete chip (npu-smi runs for `auto` only)."""
     if soc == "auto":
@@ -240,11 +296,25 @@ def cpu_description():
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m npuzoo.soc",
                                      description="Resolve the SOC Make variable.")
-    parser.add_argument("command", choices=["resolve"])
-    parser.add_argument("soc")
+    parser.add_argument("command", choices=["resolve", "device-node"])
+    parser.add_argument("soc", nargs="?", default="auto")
     parser.add_argument("--device", type=int, default=0)
+    parser.add_argument("--root", default="", help="device-node: the host's root (ASCEND_HOST_ROOT)")
     args = parser.parse_args(argv)
-    print(resolve(args.soc, args.device))
+    if args.command == "resolve":
+        print(resolve(args.soc, args.device))
+        return
+    # device-node: the davinci number of DEVICE; DEVICE itself where no npu-smi can tell.
+    root = args.root.rstrip("/")
+    found = [f"{root}{d}/npu-smi" for d in NPU_SMI_FALLBACK_DIRS if os.path.isfile(f"{root}{d}/npu-smi")]
+    path = found[0] if found else (None if root else find_npu_smi())
+    if not path:
+        print(args.device)
+        return
+    dev = f"{root}/dev"
+    nodes = [int(m.group(1)) for m in map(DAVINCI_NODE.fullmatch, os.listdir(dev)) if m] \
+        if os.path.isdir(dev) else []
+    print(device_node(args.device, npu_smi(["info", "-m"], npu_smi_path=path), nodes))
 
 
 if __name__ == "__main__":
