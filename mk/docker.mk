@@ -244,6 +244,10 @@ ASCEND_STAMP := $(IMAGES_DIR)/ascend-$(ASCEND_HASH).stamp
 
 # -- running a step ----------------------------------------------------------------------------
 DOCKER_UID := $(shell id -u):$(shell id -g)
+# The user of the containers that run upstream code (confined, below): the caller, unless the
+# caller is root: then nobody (65534) with root's group, which reads what root made under build/
+# (files 0640 included) but owns nothing there except the folder handed to it for the step.
+CONFINED_UID := $(if $(filter 0:%,$(DOCKER_UID)),65534:0,$(DOCKER_UID))
 # bind SOURCE,TARGET[,readonly]: a bind mount of a path of this file's own (the repository,
 # the CA bundle, the Ascend driver), all checked above to hold no `,`, `"` or `:`.
 bind = --mount type=bind,source=$(1),target=$(2)$(if $(3),$(,)readonly)
@@ -280,8 +284,20 @@ same_target   = $(if $(and $(1),$(2)),$(shell [ "$$(readlink $(1))" = "$$(readli
 step_data = $(if $(filter $@,$(DOWNLOAD_TARGETS)),,$(call check_link,$(DATA_LINK),DATA_LINK)$(call \
   check_link,$(CALIB_LINK),CALIB_ID's link)$(call mount_link,$(DATA_LINK)) $(if $(call \
   same_target,$(DATA_LINK),$(CALIB_LINK)),,$(call mount_link,$(CALIB_LINK))))
-docker_run = $(DOCKER) run --rm --user $(DOCKER_UID) -e HOME=/tmp --shm-size=1g $(DOCKER_HARDENING) \
-  $(step_network) $(call bind,$(REPO_DIR)/build,$(REPO_DIR)/build) $(DOCKER_RUN_ARGS)
+# docker_run_as CONFINED: as CONFINED_UID with build/ read-only when CONFINED is not empty.
+docker_run_as = $(DOCKER) run --rm --user $(if $(1),$(CONFINED_UID),$(DOCKER_UID)) -e HOME=/tmp \
+  --shm-size=1g $(DOCKER_HARDENING) $(step_network) $(call bind,$(REPO_DIR)/build,$(REPO_DIR)/build,$(1)) \
+  $(DOCKER_RUN_ARGS)
+docker_run = $(call docker_run_as,$(confined))
+# The steps that run third-party upstream code (the model folder's scripts, which import the
+# patched upstream tree; the upstream source step, which unpacks it) see build/ read-only and
+# may write only their target's folder: npuzoo.dockerargs confine makes that folder (the step
+# may have just removed it) and binds it read-write over the read-only build/, at its path in
+# the repository and, for the model image, under /zoo. Every other step writes build/.
+UPSTREAM_TARGETS = $(SOURCE_JSON)
+confined = $(filter $@,$(UPSTREAM_TARGETS))
+confine  = $(PY) -m npuzoo.dockerargs confine --at $(REPO_DIR) $(1) $(if $(filter-out \
+  $(DOCKER_UID),$(CONFINED_UID)),--owner $(CONFINED_UID)) $(call shell_quote,$(or $(CONFINE_DIR),$(@D))) -- 
 # A step whose image was never built stops with the command that builds it.
 need_image = $(if $(wildcard $(1)),,$(error $(2): image not built; run `make $(MODEL) RUNNER=docker` (its source step, then `make images IMAGE_MODELS=$(MODEL)`)))
 
@@ -293,13 +309,13 @@ need_image = $(if $(wildcard $(1)),,$(error $(2): image not built; run `make $(M
 #                              and versions it records are those of the run
 # npuzoo steps: the repository read-only at its own path (npuzoo finds models/<model>/ and the
 # git commit there), build/ read-write (reports/ is written by `publish`, on the host).
-RUN_BASE_IMAGE = $(call need_image,$(BASE_STAMP),$(BASE_TAG))$(docker_run) \
+RUN_BASE_IMAGE = $(call need_image,$(BASE_STAMP),$(BASE_TAG))$(if $(confined),$(call confine,))$(docker_run) \
   $(step_data) -w $(REPO_DIR) $(call bind,$(REPO_DIR),$(REPO_DIR),ro) $(BASE_TAG)
 RUN_REPORT = $(RUN_INFER)
 RUN_BASE = $(RUN_BASE_IMAGE)
 # The model folder's scripts, as baked into the model image (/zoo/models/<model>).
-RUN_MODEL = $(call need_image,$(MODEL_STAMP),$(MODEL_TAG))$(docker_run) $(step_data) -w /zoo \
-  $(call bind,$(REPO_DIR)/build,/zoo/build) $(MODEL_TAG)
+RUN_MODEL = $(call need_image,$(MODEL_STAMP),$(MODEL_TAG))$(call confine,--at /zoo)$(call docker_run_as,ro) \
+  $(step_data) -w /zoo $(call bind,$(REPO_DIR)/build,/zoo/build,ro) $(MODEL_TAG)
 ifneq ($(filter Ascend%,$(SOC)),)
 # == Ascend: the NPU in the container =========================================================
 # DEVICE means what it means with RUNNER=local: the logical id ais_bench --device takes (npu-smi
@@ -414,6 +430,8 @@ MODEL_VERSIONS_PY := import importlib.metadata as m, json, platform; \
   print(json.dumps(dict(python=platform.python_version(), **{n: m.version(n) for n in \
   ("torch", "torchvision", "onnx", "numpy", "pillow") if n in have})))
 
+# The model image's step writes nothing (its output is redirected here): an empty folder of its own.
+$(ENVIRONMENT_JSON): CONFINE_DIR := build/$(MODEL)/image-versions
 $(ENVIRONMENT_JSON):
 	$(RUN_MODEL) python3 -c '$(MODEL_VERSIONS_PY)' > $@.model.tmp
 	$(RUN_INFER) $(PYRUN) -m npuzoo.report versions --merge $@.model.tmp --out $@

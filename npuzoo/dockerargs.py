@@ -3,6 +3,7 @@
     python3 -m npuzoo.dockerargs mount SOURCE TARGET [--readonly] [--resolve]
     python3 -m npuzoo.dockerargs mount LINK --resolve [--readonly]
     python3 -m npuzoo.dockerargs ascend-runtime [--docker DOCKER]
+    python3 -m npuzoo.dockerargs confine --at PREFIX... [--owner UID:GID] DIR -- DOCKER run ARGS...
 
 `mount` prints ONE `--mount` value, `type=bind,source=...,target=...[,readonly]`. Docker reads
 that value as one CSV record, so a path holding `,` or `"` could otherwise add or change fields
@@ -23,6 +24,16 @@ registered (`docker info`: a runtime whose program is `ascend-docker-runtime`, u
 `ascend`), or nothing: no such runtime, no engine answering, or a name that is not one plain
 token (it is spliced into `docker run --runtime=NAME`). mk/docker.mk asks it for SOC=Ascend...
 unless ASCEND_DOCKER_RUNTIME says 0 or 1.
+
+`confine` runs a container that may write only DIR (mk/docker.mk: the steps that run
+third-party upstream code, whose build/ mount is read-only): it makes DIR (build/..., every
+part a real folder, no link: a link planted under build/ would carry the writable mount
+elsewhere), then runs `DOCKER run` with DIR bound read-write at PREFIX/DIR for each PREFIX
+(the repository's path, /zoo in a model image) ahead of ARGS. It must make DIR itself, at run
+time: the steps that run it (`npuzoo.store once --clean DIR`) remove DIR just before. With
+--owner (a caller that is root: its container runs as a non-root UID:GID instead), DIR and what
+is in it are handed to UID:GID for the run and back to the caller after it, so the container
+can write DIR and nothing else the caller owns, and the caller owns what it wrote.
 
 Standard library only: it runs on the host, before any image.
 """
@@ -122,6 +133,53 @@ def ascend_runtime(docker="/usr/bin/docker", timeout=20):
     return None
 
 
+SAFE_PART = re.compile(r"[A-Za-z0-9._+-]+")
+
+
+def chown_tree(folder, uid, gid):
+    """FOLDER and everything under it to UID:GID, links themselves (never what they name)."""
+    os.lchown(folder, uid, gid)
+    for top, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            os.lchown(os.path.join(top, name), uid, gid)
+
+
+def run_confined(folder, prefixes, docker_argv, owner=None):
+    """Run DOCKER_ARGV confined to FOLDER (confined_argv); with OWNER ("UID:GID"), FOLDER is
+    UID:GID's for the run and the caller's again after it. The docker exit status."""
+    command = confined_argv(folder, prefixes, docker_argv)
+    if not owner:
+        os.execvp(command[0], command)
+    uid, gid = (int(n) for n in owner.split(":"))
+    chown_tree(folder, uid, gid)
+    try:
+        return subprocess.call(command)
+    finally:
+        chown_tree(folder, os.getuid(), os.getgid())
+
+
+def confined_argv(folder, prefixes, docker_argv):
+    """DOCKER_ARGV (`DOCKER run ...`) with FOLDER bound read-write at PREFIX/FOLDER for each
+    PREFIX, after making FOLDER; UserError for a folder outside build/ or reached by a link."""
+    parts = folder.split("/")
+    if parts[0] != "build" or len(parts) < 2 or not all(
+            SAFE_PART.fullmatch(p) and p not in (".", "..") for p in parts):
+        raise UserError(f"{folder!r}: a confined step writes only a folder build/... of letters, "
+                        "digits and ._+-")
+    if len(docker_argv) < 2 or docker_argv[1] != "run":
+        raise UserError("confine: expected `-- DOCKER run ...` after the options")
+    for depth in range(1, len(parts) + 1):
+        path = "/".join(parts[:depth])
+        if os.path.islink(path):
+            raise UserError(f"{path} is a symbolic link; a confined step's folder must be a real "
+                            "folder under build/ (remove the link)")
+        os.makedirs(path, exist_ok=True)
+    mounts = []
+    for prefix in prefixes:
+        mounts += ["--mount", mount_value(folder, os.path.join(prefix, folder))]
+    return [docker_argv[0], "run", *mounts, *docker_argv[2:]]
+
+
 @cli
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m npuzoo.dockerargs", description=__doc__.split("\n\n")[0])
@@ -135,7 +193,17 @@ def main(argv=None):
     runtime = commands.add_parser("ascend-runtime", help="print the engine's name for the Ascend "
                                   "Docker Runtime (docker info), or nothing")
     runtime.add_argument("--docker", default="/usr/bin/docker", help="the docker client")
+    confine = commands.add_parser("confine", help="run `DOCKER run ...` with only DIR writable")
+    confine.add_argument("folder", help="the one folder the container may write (build/...)")
+    confine.add_argument("--at", action="append", required=True, help="where it appears in the container")
+    confine.add_argument("--owner", type=lambda v: v if re.fullmatch(r"[0-9]+:[0-9]+", v) else
+                         parser.error(f"--owner {v!r}: expected UID:GID"),
+                         help="UID:GID that owns DIR during the run (the container's user)")
+    confine.add_argument("docker_argv", nargs=argparse.REMAINDER, help="-- DOCKER run ARGS...")
     args = parser.parse_args(argv)
+    if args.command == "confine":
+        docker_argv = args.docker_argv[1:] if args.docker_argv[:1] == ["--"] else args.docker_argv
+        return run_confined(args.folder, args.at, docker_argv, args.owner)
     if args.command == "mount":
         print(mount_value(args.source, args.target, readonly=args.readonly, resolve=args.resolve))
     elif args.command == "ascend-runtime":

@@ -284,16 +284,18 @@ def test_docker_steps_run_hardened_as_the_user_without_network(scratch, docker_d
     assert len(lines) >= 8, output
     uid = f"--user {os.getuid()}:{os.getgid()}"
     for line in lines:
-        assert uid in line, line
+        model_step = "npuzoo/mobilenetv1:model-" in line
+        assert uid in line or (model_step and os.getuid() == 0 and "--user 65534:0 " in line), line
         for flag in HARDENING:
             assert f" {flag}" in line, (flag, line)
         assert "--tmpfs /tmp:rw,nosuid,nodev,noexec " in line and "-e HOME=/tmp " in line
-        assert f"--mount type=bind,source={scratch}/build,target={scratch}/build " in line, line
+        build = f"--mount type=bind,source={scratch}/build,target={scratch}/build"
+        assert f"{build}{',readonly' if model_step else ''} " in line, line
         assert " -v " not in line, line  # --mount only: `-v` splits its value on `:`
         downloads = "npuzoo.weights fetch" in line or "npuzoo.source fetch" in line
         assert ("--network=none" in line) != downloads, line
     fetch = [line for line in lines if "npuzoo.weights fetch" in line]
-    assert fetch and "--network=host" in fetch[0] and "dockerargs" not in fetch[0]
+    assert fetch and "--network=bridge" in fetch[0] and "dockerargs" not in fetch[0]
     prepare = next(line for line in lines if "npuzoo.dataset prepare" in line)
     link = re.search(r'prepare "\$\(readlink -f (\S+)\)"', prepare).group(1)  # the pipeline's DATA_LINK
     assert link == f"build/inputs/{DATASET_ID}.data"
@@ -315,7 +317,7 @@ def test_docker_steps_keep_the_local_command_lines(scratch, docker_dry_run):
     assert len(model_steps) == 3  # preprocess, pth2onnx, postprocess
     for line in model_steps:
         assert "npuzoo/mobilenetv1:model-" in line and "-w /zoo " in line
-        assert f"--mount type=bind,source={scratch}/build,target=/zoo/build " in line
+        assert f"--mount type=bind,source={scratch}/build,target=/zoo/build,readonly " in line
         assert re.search(r"model-[0-9a-f]{12} python3 models/mobilenetv1/\w+\.py (build/|random )", line), line
     infer = [line for line in lines if "npuzoo.bench" in line or "npuzoo.compile" in line]
     assert infer and all("npuzoo/infer:" in line for line in infer)
@@ -396,15 +398,16 @@ def test_every_prefix_is_hardened(scratch, soc):
         assert not [w for w in words if w.startswith("--mount") and w != "--mount"]
 
 
-def run_with_stub(root, tmp_path, prefix, *args):
-    """Run `$(PREFIX) python3 -V` for real, DOCKER a stub that records its argv: what docker gets."""
+def run_with_stub(root, tmp_path, prefix, *args, target="build/probe/out"):
+    """Run `$(PREFIX) python3 -V` for real (as the recipe of TARGET), DOCKER a stub that records
+    its argv: what docker gets."""
     stub = tmp_path / "docker-stub"
     record = tmp_path / "argv.json"
     stub.write_text(f"#!{sys.executable}\nimport json, sys\n"
                     f"json.dump(sys.argv[1:], open({str(record)!r}, 'w'))\n")
     stub.chmod(0o755)
     result = make(root, "-s", "-f", "mk/docker.mk", "MODEL=mobilenetv1", f"DOCKER={stub}", f"PY={sys.executable}",
-                  *args, "--eval", f"probe:\n\t$({prefix}) python3 -V", "probe", env=dict(os.environ, MAKEFLAGS=""))
+                  *args, "--eval", f"{target}:\n\t$({prefix}) python3 -V", target, env=dict(os.environ, MAKEFLAGS=""))
     assert result.returncode == 0, result.stderr
     return json.loads(record.read_text())
 
@@ -441,8 +444,8 @@ def test_no_data_mount_for_the_downloads_nor_before_the_link_exists(scratch, tmp
     target = tmp_path / "d"
     target.mkdir()
     link = data_link(scratch, str(target), name="download-test")
-    argv = run_with_stub(scratch, tmp_path, "RUN_BASE", f"DATA_LINK={link}", "DOWNLOAD_TARGETS=probe")
-    assert "--network=host" in argv and all(str(target) not in value for value in mounts(argv))
+    argv = run_with_stub(scratch, tmp_path, "RUN_BASE", f"DATA_LINK={link}", "DOWNLOAD_TARGETS=build/probe/out")
+    assert "--network=bridge" in argv and all(str(target) not in value for value in mounts(argv))
 
 
 def test_the_calibration_folder_is_mounted_once(scratch, tmp_path):
@@ -735,6 +738,7 @@ def test_ascend_steps_get_the_device_and_driver(repo, tmp_path):
 # -- Ascend on real hosts: two pythons, the scratch folder, DEVICE in the container (issue 12) ----
 
 STANDINS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "standins")
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "npu-smi")
 ASCEND_DATASET_ID = "imagenet-ascend-0123456789ab-nall"
 PLAIN_NODES = ["davinci3", "davinci_manager", "devmm_svm", "hisi_hdc"]
 NODES_310B = ["svm0", "ts_aisle", "upgrade", "sys", "vdec", "vpc", "pngd", "venc", "dvpp_cmdlist", "log_drv"]
@@ -783,6 +787,7 @@ def fake_host(root, nodes=(), files=(), npu_smi="usr/local/bin/npu-smi"):
     if npu_smi:
         (root / npu_smi).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(os.path.join(STANDINS, "npu-smi"), root / npu_smi)
+        shutil.copy(os.path.join(STANDINS, "_standin.py"), (root / npu_smi).parent)
     return root
 
 
@@ -798,9 +803,22 @@ def docker_stub(tmp_path, runtimes=None):
     return stub
 
 
-def ascend_dry_run(scratch, tmp_path, *args, soc="Ascend310P3", device="3"):
+def ascend_dry_run(scratch, tmp_path, *args, soc="Ascend310P3", device="3", npus=None, chip_map=None):
     """The RUNNER=docker recipe lines (make -n) of one Ascend batch size, as npuzoo/run.py calls
-    mk/pipeline.mk: {step: its docker line} for atc, infer, perf, describe, and all the lines."""
+    mk/pipeline.mk: {step: its docker line} for atc, infer, perf, describe, and all the lines.
+    The host's npu-smi (the stand-in under ASCEND_HOST_ROOT) lists NPUS chips, or CHIP_MAP
+    (a fixture) is its `npu-smi info -m`."""
+    env = dict(os.environ, MAKEFLAGS="")
+    if npus:
+        env["NPUZOO_STANDIN_NPUS"] = str(npus)
+    if chip_map:
+        env["NPUZOO_STANDIN_NPU_SMI_MAP"] = os.path.join(FIXTURES, chip_map)
+    # the images of this SOC (its CANN image's tag is in the Ascend image's hash), as if built
+    stamps = make(scratch, "-s", "-f", "mk/docker.mk", "MODEL=mobilenetv1", f"SOC={soc}", f"DEVICE={device}",
+                  f"PY={sys.executable}", *args, "print-stamps", env=env)
+    assert stamps.returncode == 0, stamps.stderr
+    for stamp in stamps.stdout.split():
+        (scratch / stamp).touch()
     data = tmp_path / "imagenet"
     (data / "val").mkdir(parents=True, exist_ok=True)
     data_link(scratch, str(data), name=ASCEND_DATASET_ID)
@@ -809,7 +827,7 @@ def ascend_dry_run(scratch, tmp_path, *args, soc="Ascend310P3", device="3"):
     result = make(scratch, "-n", "-f", "mk/pipeline.mk", "MODEL=mobilenetv1", "RUNNER=docker", f"SOC={soc}",
                   f"DEVICE={device}", "LOOP=20", "WARMUP=2", "N=", "AIPP=", "BS=4", f"DATASET_ID={ASCEND_DATASET_ID}",
                   f"PREP_KEY={ASCEND_DATASET_ID}-224-0123456789ab", "PREP_BYTES=602112", "WEIGHTS_ID=random",
-                  "WEIGHTS_PATH=random", f"PY={sys.executable}", *args, "publish", env=dict(os.environ, MAKEFLAGS=""))
+                  "WEIGHTS_PATH=random", f"PY={sys.executable}", *args, "publish", env=env)
     assert result.returncode == 0, result.stderr
     lines = [re.sub(r"\s+", " ", line) for line in docker_lines(result.stdout)]
     steps = {"atc": [line for line in lines if " -- atc " in line],
@@ -838,7 +856,7 @@ def npu_ids(line):
 
 def test_ascend_steps_run_atc_in_the_writable_scratch_folder(scratch, tmp_path):
     root = fake_host(tmp_path / "host", PLAIN_NODES, ["usr/local/Ascend/driver/version.info"])
-    steps, _ = ascend_dry_run(scratch, tmp_path, f"ASCEND_HOST_ROOT={root}", "ASCEND_DOCKER_RUNTIME=0")
+    steps, _ = ascend_dry_run(scratch, tmp_path, f"ASCEND_HOST_ROOT={root}", "ASCEND_DOCKER_RUNTIME=0", device="0")
     atc = steps["atc"]
     head, command = cann_command(atc)
     # the project's venv runs npuzoo.ascend, which runs atc in build/<model>/<SOC>/cann-work
@@ -862,7 +880,7 @@ def test_ascend_device_3_is_device_0_in_the_container(scratch, tmp_path):
     # lists the NPU under the host's id, which npuzoo.ascend gets as NPUZOO_HOST_DEVICE=3.
     root = fake_host(tmp_path / "host", PLAIN_NODES + ["davinci0", "davinci1", "davinci2"],
                      ["usr/local/Ascend/driver/lib64/libdrvdsmi_host.so", "etc/ascend_install.info"])
-    steps, lines = ascend_dry_run(scratch, tmp_path, f"ASCEND_HOST_ROOT={root}", "ASCEND_DOCKER_RUNTIME=0")
+    steps, lines = ascend_dry_run(scratch, tmp_path, f"ASCEND_HOST_ROOT={root}", "ASCEND_DOCKER_RUNTIME=0", npus=4)
     for step, line in steps.items():
         assert "npuzoo/ascend:" in line, step
         assert device_flags(line) == [f"{root}/dev/{node}:/dev/{node}" for node in PLAIN_NODES], (step, line)
@@ -882,7 +900,8 @@ def test_ascend_device_3_is_device_0_in_the_container(scratch, tmp_path):
 
 
 @pytest.mark.parametrize("how", ["ASCEND_DOCKER_RUNTIME=1", "detected"])
-def test_ascend_docker_runtime_gets_the_host_id_and_ais_bench_device_0(scratch, tmp_path, how):
+def test_ascend_docker_runtime_gets_the_device_node_and_ais_bench_device_0(scratch, tmp_path, how):
+    # The host's one NPU is /dev/davinci3, its logical id 0: the runtime takes the node's number.
     root = fake_host(tmp_path / "host", PLAIN_NODES)
     if how == "detected":  # `docker info` lists it under a name of the engine's choosing
         stub = docker_stub(tmp_path, {"runc": {"path": "runc"},
@@ -890,11 +909,11 @@ def test_ascend_docker_runtime_gets_the_host_id_and_ais_bench_device_0(scratch, 
         args, name = [f"DOCKER={stub}"], "npu"
     else:  # said by the user; no engine answers here
         args, name = [f"DOCKER={docker_stub(tmp_path)}", "ASCEND_DOCKER_RUNTIME=1"], "ascend"
-    steps, _ = ascend_dry_run(scratch, tmp_path, f"ASCEND_HOST_ROOT={root}", *args)
+    steps, _ = ascend_dry_run(scratch, tmp_path, f"ASCEND_HOST_ROOT={root}", *args, device="0")
     for step, line in steps.items():
         assert f" --runtime={name} -e ASCEND_VISIBLE_DEVICES=3 " in line, (step, line)
         assert not device_flags(line) and "/usr/local/bin/npu-smi" not in line  # the runtime adds them
-        assert "-e NPUZOO_HOST_DEVICE=3 " in line
+        assert "-e NPUZOO_HOST_DEVICE=0 " in line
     for step in ("infer", "perf"):
         head, tool = cann_command(steps[step])
         assert npu_ids(head) == ["0"] and npu_ids(tool) == ["0"]
@@ -903,7 +922,7 @@ def test_ascend_docker_runtime_gets_the_host_id_and_ais_bench_device_0(scratch, 
 def test_no_ascend_runtime_listed_means_plain_devices(scratch, tmp_path):
     root = fake_host(tmp_path / "host", PLAIN_NODES)
     stub = docker_stub(tmp_path, {"runc": {"path": "runc"}, "io.containerd.runc.v2": {"path": "runc"}})
-    steps, _ = ascend_dry_run(scratch, tmp_path, f"ASCEND_HOST_ROOT={root}", f"DOCKER={stub}")
+    steps, _ = ascend_dry_run(scratch, tmp_path, f"ASCEND_HOST_ROOT={root}", f"DOCKER={stub}", device="0")
     assert "--runtime" not in steps["infer"] and f"{root}/dev/davinci3:/dev/davinci3" in device_flags(steps["infer"])
 
 
@@ -912,6 +931,7 @@ def test_310b_hosts_get_their_device_nodes_and_sbin_npu_smi(scratch, tmp_path):
     root = fake_host(tmp_path / "host", ["davinci0", "davinci_manager_docker", *NODES_310B], files,
                      npu_smi="usr/local/sbin/npu-smi")
     steps, _ = ascend_dry_run(scratch, tmp_path, f"ASCEND_HOST_ROOT={root}", "ASCEND_DOCKER_RUNTIME=0",
+                              "ASCEND_BASE_IMAGE=local/cann:8.3.rc2-310b-ubuntu22.04-py3.11",
                               soc="Ascend310B4", device="0")
     line = steps["infer"]
     assert device_flags(line) == [f"{root}/dev/davinci0:/dev/davinci0",
@@ -940,7 +960,8 @@ def test_the_ascend_mapping_without_a_fake_root(repo, tmp_path):
     assert "/usr/local/sbin/npu-smi" in info["mount candidates"].split()
     for node in info["device candidates"].split():
         assert (f"--device={node}" in info.get("npu args", "")) == os.path.exists(node)
-    b = make(repo, "-s", "-f", "mk/docker.mk", "SOC=Ascend310B4", "ASCEND_DOCKER_RUNTIME=0", "print-ascend")
+    b = make(repo, "-s", "-f", "mk/docker.mk", "SOC=Ascend310B4", "ASCEND_DOCKER_RUNTIME=0",
+             "ASCEND_BASE_IMAGE=local/cann:8.3.rc2-310b-ubuntu22.04-py3.11", "print-ascend")
     assert "/dev/ts_aisle" in b.stdout and "/etc/hdcBasic.cfg" in b.stdout
 
 
