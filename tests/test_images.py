@@ -1031,3 +1031,256 @@ def test_npu_smi_not_listing_the_hosts_id_only_warns(tmp_path, capsys):
            "NPUZOO_HOST_DEVICE": "3"}
     ascend.check_device_chip("Ascend310P3", 0, env)
     assert "not checking that DEVICE=3 (device 0 in this container) is an Ascend310P3" in capsys.readouterr().err
+
+
+# -- every chip family: its CANN image and an aclruntime that exists for it (issue 18) ----------
+
+# The tags Ascend/cann-container-image publishes for CANN 8.3.rc2 (its cann/<tag>/Dockerfile
+# folders; quay.io/ascend/cann:<tag>), each for x86_64 and aarch64. None for the 310B or 310.
+PUBLISHED_CANN_TAGS = {f"8.3.rc2-{family}-{os_}-py3.11" for family in ("310p", "910", "910b", "a3")
+                       for os_ in ("ubuntu22.04", "openeuler24.03")}
+MSIT_COMMIT = "3baadae72c2afd61697fa391f0bb23807e336e9e"  # the commit every ait/ wheel was built from
+
+
+def ais_table(repo):
+    """images/aclruntime-wheels.txt: {(python, arch): (file, sha256)} and the source row."""
+    rows, source = {}, None
+    with open(os.path.join(repo, "images", "aclruntime-wheels.txt"), encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("#") or not line.strip():
+                continue
+            fields = line.strip().split(":")
+            if fields[0] == "source":
+                source = fields[1:]
+            else:
+                rows[(fields[0], fields[1])] = (fields[2], fields[3])
+    return rows, source
+
+
+def ascend_build_args(repo, tmp_path, *args):
+    """The --build-arg values of the Ascend image's build (make -n of its stamp)."""
+    stamps = make(repo, "-s", "-f", "mk/docker.mk", *args, f"IMAGES_DIR={tmp_path}", "print-stamps")
+    assert stamps.returncode == 0, stamps.stderr
+    ascend = next(p for p in stamps.stdout.split() if os.path.basename(p).startswith("ascend-"))
+    result = make(repo, "-n", "-B", "-f", "mk/docker.mk", *args, f"IMAGES_DIR={tmp_path}", ascend)
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.replace("\\\n", " ").splitlines() if " build " in line)
+    return dict(re.findall(r"--build-arg (\w+)=(\S*)", line))
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+@pytest.mark.parametrize("soc, family", [("Ascend310P3", "310p"), ("Ascend910B3", "910b"), ("Ascend910B4-1", "910b"),
+                                         ("Ascend910_9392", "a3"), ("Ascend910ProB", "910"), ("Ascend910A", "910")])
+def test_each_chip_family_builds_on_its_published_cann_image_with_an_aclruntime_that_exists(
+        repo, tmp_path, soc, family, arch):
+    build = ascend_build_args(repo, tmp_path, f"SOC={soc}", f"ASCEND_IMAGE_ARCH={arch}")
+    registry, tag = build["BASE_IMAGE"].rsplit(":", 1)
+    assert registry == "quay.io/ascend/cann" and tag in PUBLISHED_CANN_TAGS and f"-{family}-" in tag, build
+    python = "cp3" + tag.rsplit("-py3.", 1)[1]
+    rows, source = ais_table(repo)
+    if (python, arch) in rows:  # a published wheel: exactly that one, with its pinned sha256
+        wheel, sha = rows[(python, arch)]
+        assert build["ACLRUNTIME_URL"].endswith("/" + wheel) and build["ACLRUNTIME_SHA256"] == sha
+        assert f"-{python}-" in wheel and wheel.endswith(f"linux_{arch}.whl")
+    else:  # none (cp311 has none): built in the image from the pinned commit's backend
+        assert build["ACLRUNTIME_URL"] == "" and build["ACLRUNTIME_SOURCE"] == ":".join(source)
+        commit, folder, digest = source
+        assert commit == MSIT_COMMIT and folder == "ait/components/benchmark/backend" and len(digest) == 64
+        assert build["MSIT_GIT_URL"] == "https://github.com/Ascend/msit.git"
+    ais_file, ais_sha = rows[("py3", "any")]
+    assert build["AIS_BENCH_URL"].endswith("/" + ais_file) and build["AIS_BENCH_SHA256"] == ais_sha
+
+
+def test_the_wheel_table_is_the_official_one(repo):
+    # msit ait/components/benchmark/README.md (commit 91be1a08): aclruntime for cp37..cp310 on
+    # x86_64 and aarch64, nothing for 3.11; each sha256 64 hex digits, cp37's ABI tag cp37m.
+    rows, _ = ais_table(repo)
+    wheels = {key: value for key, value in rows.items() if key != ("py3", "any")}
+    assert set(wheels) == {(f"cp3{m}", a) for m in (7, 8, 9, 10) for a in ("x86_64", "aarch64")}
+    for (python, arch), (wheel, sha) in wheels.items():
+        abi = python + ("m" if python == "cp37" else "")
+        assert wheel == f"aclruntime-0.0.2-{python}-{abi}-linux_{arch}.whl" and re.fullmatch(r"[0-9a-f]{64}", sha)
+    assert len({sha for _, sha in rows.values()}) == len(rows)
+
+
+def test_an_image_with_a_published_wheel_gets_it(repo, tmp_path):
+    # ASCEND_BASE_IMAGE overridable as before: a py3.10 CANN image takes the cp310 wheel.
+    rows, _ = ais_table(repo)
+    build = ascend_build_args(repo, tmp_path, "SOC=Ascend910B3", "ASCEND_IMAGE_ARCH=aarch64",
+                              "ASCEND_BASE_IMAGE=quay.io/ascend/cann:8.1.rc1-910b-ubuntu22.04-py3.10")
+    assert build["BASE_IMAGE"] == "quay.io/ascend/cann:8.1.rc1-910b-ubuntu22.04-py3.10"
+    assert build["ACLRUNTIME_URL"].endswith("/" + rows[("cp310", "aarch64")][0])
+    assert build["ACLRUNTIME_SHA256"] == rows[("cp310", "aarch64")][1]
+
+
+@pytest.mark.parametrize("soc", ["Ascend310B4", "Ascend310B1", "Ascend310"])
+def test_a_chip_without_a_cann_image_is_refused_in_one_line_saying_what_to_pass(repo, soc):
+    result = make(repo, "-s", "-f", "mk/docker.mk", f"SOC={soc}", "print-ascend")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1, lines
+    assert f"SOC={soc}: no public CANN image" in lines[0] and "pass ASCEND_BASE_IMAGE=" in lines[0]
+    given = make(repo, "-s", "-f", "mk/docker.mk", f"SOC={soc}", "ASCEND_DOCKER_RUNTIME=0",
+                 "ASCEND_BASE_IMAGE=local/cann:8.3.rc2-310b-ubuntu22.04-py3.11", "print-ascend")
+    assert given.returncode == 0 and "base image: local/cann:8.3.rc2-310b-ubuntu22.04-py3.11" in given.stdout
+
+
+def test_the_ascend_image_installs_only_an_aclruntime_that_fits_it(repo):
+    # The build itself re-checks what make chose: a wheel must carry the image's own Python and
+    # architecture tags; a source build checks the commit and the folder's content; every
+    # failure is one `error:` line.
+    install = next(item["value"] for item in parse(repo, "ascend")
+                   if item["instruction"] == "RUN" and "ACLRUNTIME_URL" in item["value"])
+    assert 'py_tag=$(python3 -c' in install and "arch=$(uname -m)" in install
+    assert '"aclruntime-"*"-${py_tag}-"*"-linux_${arch}.whl") ;;' in install
+    assert '[ "$(git -C /tmp/msit rev-parse FETCH_HEAD)" = "${commit}" ]' in install
+    assert "LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum" in install and '"${got}" != "${digest}"' in install
+    assert "--require-hashes -r /tmp/aclruntime-build.txt" in install  # pybind11 & co. pinned by hash
+    assert "--no-build-isolation" in install  # nothing unpinned fetched for the build
+    for message in re.findall(r'echo "(error: [^"]*)"', install):
+        assert "\\n" not in message
+    with open(os.path.join(repo, "images", "requirements", "aclruntime-build.txt"), encoding="utf-8") as handle:
+        reqs = [line.split() for line in handle if line.strip() and not line.startswith("#")]
+    assert {r[0].split("==")[0] for r in reqs} == {"pybind11", "setuptools", "wheel"}
+    assert all(len(r) == 2 and re.fullmatch(r"--hash=sha256:[0-9a-f]{64}", r[1]) for r in reqs)
+
+
+# -- DEVICE: the Chip Logic ID, locally and in Docker (issue 18) --------------------------------
+
+def test_910b_without_npu_0_maps_each_logical_device_to_its_node(scratch, tmp_path):
+    # tests/fixtures/npu-smi/910B3-no-npu0*.txt: NPUs 4 and 5 only, Chip Logic IDs 0 and 1.
+    # DEVICE=0 is what ais_bench calls device 0 on that host (RUNNER=local passes it as is);
+    # under Docker it must be /dev/davinci4, not the absent /dev/davinci0.
+    root = fake_host(tmp_path / "host", ["davinci4", "davinci5", "davinci_manager", "devmm_svm", "hisi_hdc"])
+    for device, node in (("0", "davinci4"), ("1", "davinci5")):
+        steps, lines = ascend_dry_run(scratch, tmp_path, f"ASCEND_HOST_ROOT={root}", "ASCEND_DOCKER_RUNTIME=0",
+                                      soc="Ascend910B3", device=device, chip_map="910B3-no-npu0-m.txt")
+        for step, line in steps.items():
+            assert device_flags(line)[0] == f"{root}/dev/{node}:/dev/{node}", (step, line)
+            assert f"-e NPUZOO_HOST_DEVICE={device} " in line
+            assert "quay.io" not in line and "npuzoo/ascend:" in line
+        for step in ("infer", "perf"):
+            head, tool = cann_command(steps[step])
+            assert npu_ids(head) == ["0"] and npu_ids(tool) == ["0"]
+        assert not any("/dev/davinci0" in line for line in lines)
+
+
+def test_a_device_npu_smi_does_not_list_is_refused_in_one_line(repo, tmp_path):
+    root = fake_host(tmp_path / "host", ["davinci4", "davinci5"])
+    env = dict(os.environ, MAKEFLAGS="", NPUZOO_STANDIN_NPU_SMI_MAP=os.path.join(FIXTURES, "910B3-no-npu0-m.txt"))
+    result = make(repo, "-s", "-f", "mk/docker.mk", "SOC=Ascend910B3", "DEVICE=4", f"ASCEND_HOST_ROOT={root}",
+                  f"PY={sys.executable}", "print-ascend", env=env)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1, lines
+    assert "DEVICE=4: npu-smi info -m lists Chip Logic IDs 0 (NPU 4 chip 0), 1 (NPU 5 chip 0)" in lines[0]
+    # nodes and chips that do not pair up: no guess, a line saying what to pass
+    (root / "dev" / "davinci5").unlink()
+    result = make(repo, "-s", "-f", "mk/docker.mk", "SOC=Ascend910B3", "DEVICE=0", f"ASCEND_HOST_ROOT={root}",
+                  f"PY={sys.executable}", "print-ascend", env=env)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1 and "pass ASCEND_DEVICE_NODE=<N>" in lines[0], lines
+    given = make(repo, "-s", "-f", "mk/docker.mk", "SOC=Ascend910B3", "DEVICE=0", f"ASCEND_HOST_ROOT={root}",
+                 "ASCEND_DEVICE_NODE=4", "ASCEND_DOCKER_RUNTIME=0", f"PY={sys.executable}", "print-ascend", env=env)
+    assert given.returncode == 0 and "device node: /dev/davinci4" in given.stdout, given.stderr
+
+
+def test_chip_map_parsing():
+    from npuzoo import soc
+    from npuzoo.errors import UserError
+    with open(os.path.join(FIXTURES, "910B3-no-npu0-m.txt"), encoding="utf-8") as handle:
+        no_npu0 = handle.read()
+    with open(os.path.join(FIXTURES, "a3-m.txt"), encoding="utf-8") as handle:
+        a3 = handle.read()
+    chips = soc.parse_chip_map(no_npu0)
+    assert [(c["npu"], c["chip"], c["logic"], c["phy"], c["name"]) for c in chips] == \
+        [(4, 0, 0, None, "Ascend 910B3"), (5, 0, 1, None, "Ascend 910B3")]  # the Mcu rows left out
+    assert soc.device_node(1, no_npu0, [5, 4]) == 5
+    # Atlas A3: the Chip Phy-ID column says it, whatever nodes there are
+    assert [c["phy"] for c in soc.parse_chip_map(a3)] == [0, 1, 2, 3] and soc.device_node(3, a3, []) == 3
+    with pytest.raises(UserError, match="no chips with a Chip Logic ID"):
+        soc.device_node(0, "garbage\n", [0])
+
+
+# -- containers: who they run as, what they may write, which network (issue 19 item 16) ----------
+
+def test_upstream_code_cannot_write_outside_its_own_folder(scratch, tmp_path):
+    # The attack: a model script (it imports the patched upstream tree) writes build/x/evil or
+    # overwrites another model's ONNX. Its container sees build/ read-only at both paths; the
+    # only read-write mount is the step's own folder, made by confine.
+    argv = run_with_stub(scratch, tmp_path, "RUN_MODEL", target="build/mobilenetv1/onnx/random/m.onnx")
+    writable = [next(csv.reader([v])) for v in mounts(argv) if "readonly" not in v]
+    out = scratch / "build" / "mobilenetv1" / "onnx" / "random"
+    assert sorted(w[2] for w in writable) == sorted([f"target={out}", "target=/zoo/build/mobilenetv1/onnx/random"])
+    assert all(w[1] == f"source={out}" for w in writable) and out.is_dir()
+    build = [v for v in mounts(argv) if "readonly" in v and v.startswith(f"type=bind,source={scratch}/build,")]
+    assert sorted(build) == sorted([f"type=bind,source={scratch}/build,target={scratch}/build,readonly",
+                                    f"type=bind,source={scratch}/build,target=/zoo/build,readonly"])
+    # the upstream source step (it unpacks third-party code) likewise, with its network
+    argv = run_with_stub(scratch, tmp_path, "RUN_BASE", "SOURCE_JSON=build/mobilenetv1/src/source.json",
+                         target="build/mobilenetv1/src/source.json")  # mk/pipeline.mk sets it
+    writable = [v for v in mounts(argv) if "readonly" not in v]
+    assert writable == [f"type=bind,source={scratch}/build/mobilenetv1/src,target={scratch}/build/mobilenetv1/src"]
+    assert "--network=bridge" in argv
+    # the other npuzoo steps keep build/ writable
+    argv = run_with_stub(scratch, tmp_path, "RUN_BASE", target="build/mobilenetv1/dataset/x.json")
+    assert f"type=bind,source={scratch}/build,target={scratch}/build" in mounts(argv)
+
+
+@pytest.mark.parametrize("planted", ["build/evil", "build/mobilenetv1/onnx"])
+def test_a_link_planted_in_build_cannot_carry_the_writable_mount_elsewhere(scratch, tmp_path, planted):
+    # The attack: an earlier container (build/ writable) replaces a folder on the way with a
+    # link to somewhere outside; the next confined step would then write there.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    link = scratch / planted
+    if link.is_dir() and not link.is_symlink():
+        shutil.rmtree(link)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(outside)
+    stub = tmp_path / "never-run"
+    try:
+        result = make(scratch, "-s", "-f", "mk/docker.mk", "MODEL=mobilenetv1", f"DOCKER={stub}",
+                      f"PY={sys.executable}", "--eval", f"{planted}/x/out:\n\t$(RUN_MODEL) python3 -V",
+                      f"{planted}/x/out", env=dict(os.environ, MAKEFLAGS=""))
+    finally:
+        link.unlink()
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("make:")]
+    assert result.returncode != 0 and len(lines) == 1 and "is a symbolic link" in lines[0], result.stderr
+    assert not any(outside.iterdir()) and not stub.exists()
+
+
+@pytest.mark.parametrize("folder", ["/tmp/x", "build/../../etc", "models/mobilenetv1", "build", "build/a b"])
+def test_confine_refuses_a_folder_outside_build(repo, tmp_path, folder):
+    result = subprocess.run([sys.executable, "-m", "npuzoo.dockerargs", "confine", "--at", "/zoo", folder,
+                             "--", str(tmp_path / "never"), "run", "img"], cwd=tmp_path, capture_output=True,
+                            text=True, env=dict(os.environ, PYTHONPATH=repo))
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="handing a folder to another uid needs root")
+def test_a_root_caller_runs_upstream_code_as_nobody_and_owns_what_it_wrote(tmp_path, monkeypatch):
+    # The attack: as root, the model script in its container is uid 0. With --owner the
+    # container runs as 65534 (its --user, from mk/docker.mk), which owns the step's folder for
+    # the run only; afterwards the caller owns the folder and what the container wrote there.
+    from npuzoo import dockerargs
+    monkeypatch.chdir(tmp_path)
+    folder = "build/m/onnx"
+    seen = tmp_path / "seen"
+    stub = tmp_path / "docker"
+    stub.write_text(f"#!{sys.executable}\nimport os\nst = os.stat({folder!r})\n"
+                    f"open({str(seen)!r}, 'w').write(f'{{st.st_uid}}:{{st.st_gid}}')\n"
+                    f"open({folder!r} + '/m.onnx', 'w').write('x')\nos.chown({folder!r} + '/m.onnx', 65534, 0)\n")
+    stub.chmod(0o755)
+    assert dockerargs.run_confined(folder, ["/zoo"], [str(stub), "run", "img"], owner="65534:0") == 0
+    assert seen.read_text() == "65534:0"
+    for path in (folder, folder + "/m.onnx"):
+        assert (os.stat(path).st_uid, os.stat(path).st_gid) == (os.getuid(), os.getgid())
+
+
+def test_confined_steps_never_run_as_root(scratch):
+    prefixes = print_run(scratch, "SOC=cpu")
+    user = re.search(r"--user (\S+)", prefixes["RUN_MODEL"]).group(1)
+    assert not user.startswith("0:")
+    if os.getuid() == 0:
+        assert user == "65534:0" and "--owner 65534:0" in prefixes["RUN_MODEL"]
+    else:
+        assert user == f"{os.getuid()}:{os.getgid()}" and "--owner" not in prefixes["RUN_MODEL"]
