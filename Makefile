@@ -25,7 +25,7 @@ $(foreach v,$(USER_VARIABLES),$(if $(filter undefined,$(origin $(v))),,$(eval ex
 DOCKER_VARIABLES := BASE_IMAGE ASCEND_BASE_IMAGE IMAGE_REPO DOCKER_NET_ONLINE DOCKER_RUN_ARGS \
                     DOCKER_BUILD_ARGS DOCKER_PIDS_LIMIT DOCKER_CA_BUNDLE AIS_WHEELS_URL \
                     ACLRUNTIME_URL ACLRUNTIME_SHA256 AIS_BENCH_URL AIS_BENCH_SHA256 \
-                    ASCEND_DOCKER_RUNTIME ASCEND_HOST_ROOT
+                    ASCEND_DOCKER_RUNTIME ASCEND_HOST_ROOT ASCEND_DEVICE_NODE
 unexport $(USER_VARIABLES) $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
 $(foreach v,$(DOCKER_VARIABLES),$(if $(filter command line,$(origin $(v))),$(eval override $(v) := $$(value $(v)))$(eval export $(v))))
 

@@ -1092,7 +1092,7 @@ def test_each_chip_family_builds_on_its_published_cann_image_with_an_aclruntime_
 
 
 def test_the_wheel_table_is_the_official_one(repo):
-    # msit ait/components/benchmark/README.md (commit 91be1a08): aclruntime for cp37..cp310 on
+    # msit's ait benchmark README (commit 91be1a08): aclruntime for cp37..cp310 on
     # x86_64 and aarch64, nothing for 3.11; each sha256 64 hex digits, cp37's ABI tag cp37m.
     rows, _ = ais_table(repo)
     wheels = {key: value for key, value in rows.items() if key != ("py3", "any")}
