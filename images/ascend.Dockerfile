@@ -80,10 +80,10 @@ RUN --mount=type=bind,source=requirements.txt,target=/tmp/requirements.txt \
       if [ "${got}" != "${digest}" ]; then echo "error: ${folder} at ${commit} has content sha256 ${got}, not the pinned ${digest}" >&2; exit 1; fi; \
       { python3 -m venv /tmp/aclruntime-venv \
         && /tmp/aclruntime-venv/bin/pip install --no-cache-dir --require-hashes -r /tmp/aclruntime-build.txt \
-        && /tmp/aclruntime-venv/bin/pip wheel --no-cache-dir --no-build-isolation --no-deps -w /tmp/aclruntime-wheel "/tmp/msit/${folder}"; } \
+        && /tmp/aclruntime-venv/bin/pip wheel --no-cache-dir --no-build-isolation --no-deps -w /tmp/aclruntime-wheel "/tmp/msit/${folder}" \
+        && python3 -m pip install --no-cache-dir --no-deps /tmp/aclruntime-wheel/aclruntime-*.whl; } \
         >> /tmp/aclruntime-build.log 2>&1 \
         || { tail -n 30 /tmp/aclruntime-build.log >&2; echo "error: building aclruntime from ${folder} at ${commit} failed (log above); aclruntime has no wheel for ${py_tag} on ${arch}" >&2; exit 1; }; \
-      python3 -m pip install --no-cache-dir --no-deps /tmp/aclruntime-wheel/aclruntime-*.whl; \
       rm -rf /tmp/msit /tmp/aclruntime-venv /tmp/aclruntime-wheel /tmp/aclruntime-build.log; \
     fi \
  && python3 -m pip install --no-cache-dir --no-deps -r /tmp/cann-requirements.txt \

@@ -53,17 +53,18 @@ CANN_IMAGE_SUFFIX  ?= ubuntu22.04-py3.11
 cann_family = $(if $(filter Ascend%,$(1)),$(if $(filter Ascend310P%,$(1)),310p,$(if \
   $(filter Ascend910B%,$(1)),910b,$(if $(filter Ascend910_93%,$(1)),a3,$(if \
   $(filter Ascend910 Ascend910A Ascend910ProA Ascend910ProB Ascend910PremiumA,$(1)),910)))),310p)
-CANN_FAMILY := $(call cann_family,$(SOC))
+CANN_FAMILY = $(call cann_family,$(SOC))
 ASCEND_BASE_IMAGE ?= $(if $(CANN_FAMILY),$(CANN_IMAGE_REPO):$(CANN_IMAGE_VERSION)-$(CANN_FAMILY)-$(CANN_IMAGE_SUFFIX))
 # ais_bench 0.0.2 and its aclruntime (images/aclruntime-wheels.txt, read once here): the
 # published wheel for the image's Python (the tag's `-py3.<minor>`) and this machine's
 # architecture where there is one, each with its sha256; otherwise aclruntime is built in the
 # image from the msit commit those wheels came from (ACLRUNTIME_SOURCE: COMMIT:FOLDER:SHA256).
+# (Recursive `=`: nothing here expands SOC or the image's values before they are checked below.)
 AIS_TABLE          := $(file <images/aclruntime-wheels.txt)
 ASCEND_IMAGE_PYTHON ?= $(patsubst py3.%,cp3%,$(filter py3.%,$(lastword $(subst -, ,$(ASCEND_BASE_IMAGE)))))
 ASCEND_IMAGE_ARCH  ?= $(shell uname -m)
 ais_row             = $(subst :, ,$(filter $(1):%,$(AIS_TABLE)))
-ACLRUNTIME_WHEEL   := $(call ais_row,$(ASCEND_IMAGE_PYTHON):$(ASCEND_IMAGE_ARCH))
+ACLRUNTIME_WHEEL    = $(call ais_row,$(ASCEND_IMAGE_PYTHON):$(ASCEND_IMAGE_ARCH))
 AIS_WHEELS_URL     ?= https://aisbench.obs.myhuaweicloud.com/packet/ais_bench_infer/0.0.2/ait
 ACLRUNTIME_URL     ?= $(if $(ACLRUNTIME_WHEEL),$(AIS_WHEELS_URL)/$(word 3,$(ACLRUNTIME_WHEEL)))
 ACLRUNTIME_SHA256  ?= $(word 4,$(ACLRUNTIME_WHEEL))
@@ -164,8 +165,8 @@ WHAT.optabspath := an absolute path of letters, digits and ._/+@-, or empty
 WHAT.hash  := an image hash (12 lowercase hex digits, as `make -f mk/docker.mk tags` prints) or empty
 # The hashes of the image tags (below): computed here unless given.
 HASH_VARIABLES := PYTHON_HASH BASE_HASH INFER_HASH EXPORT_HASH ASCEND_HASH UPSTREAM_HASH MODEL_HASH
-CHECKED_VARIABLES := BASE_IMAGE:image ASCEND_BASE_IMAGE:optimage IMAGE_REPO:repo \
-  CANN_IMAGE_REPO:repo CANN_IMAGE_VERSION:token CANN_IMAGE_SUFFIX:token ASCEND_IMAGE_PYTHON:token \
+CHECKED_VARIABLES := BASE_IMAGE:image CANN_IMAGE_REPO:repo CANN_IMAGE_VERSION:token \
+  CANN_IMAGE_SUFFIX:token ASCEND_BASE_IMAGE:optimage IMAGE_REPO:repo ASCEND_IMAGE_PYTHON:token \
   ASCEND_IMAGE_ARCH:token ACLRUNTIME_SOURCE:source MSIT_GIT_URL:url ASCEND_DEVICE_NODE:node \
   DOCKER_NET_ONLINE:net AIS_WHEELS_URL:url ACLRUNTIME_URL:opturl AIS_BENCH_URL:url \
   ACLRUNTIME_SHA256:sha AIS_BENCH_SHA256:sha DOCKER_CA_BUNDLE:optpath DOCKER:path PY:path \

@@ -496,6 +496,14 @@ def test_a_bad_data_link_is_refused(scratch, tmp_path, value):
     ("DOCKER_BUILD_ARGS", "--pull >{marker}"),
     ("DOCKER", "docker run"),
     ("IMAGE_MODELS", "mobilenetv1;touch {marker}"),
+    ("ASCEND_IMAGE_PYTHON", "$(shell touch {marker})"),
+    ("ASCEND_IMAGE_ARCH", "x86_64;touch {marker}"),
+    ("ACLRUNTIME_SOURCE", "3baadae7:ait/x:abc"),
+    ("MSIT_GIT_URL", "https://x.example/msit.git;touch {marker}"),
+    ("CANN_IMAGE_REPO", "Quay.io/ascend/cann"),
+    ("CANN_IMAGE_VERSION", "8.3.rc2 --privileged"),
+    ("ASCEND_DEVICE_NODE", "4;touch {marker}"),
+    ("ASCEND_DEVICE_NODE", "$(shell touch {marker})"),
 ])
 def test_hostile_developer_variables_are_refused(repo, tmp_path, variable, value):
     marker = tmp_path / "marker"
@@ -971,6 +979,8 @@ def test_an_ascend_run_takes_one_device(repo):
 
 
 @pytest.mark.parametrize("variable, value", [
+    ("SOC", "$(shell touch {marker})"),
+    ("SOC", "Ascend910B3$(shell touch {marker})"),
     ("SOC", "Ascend310P3;touch {marker}"),
     ("SOC", "Ascend310P3 --privileged"),
     ("DEVICE", "3 --privileged"),
