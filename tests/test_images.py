@@ -758,8 +758,10 @@ def test_ascend_image_keeps_cann_python_apart_from_the_project_venv(repo):
     install = next(run for run in runs if "pip install" in run)
     steps = [step.strip() for step in install.split("&&")]
     cann = [step for step in steps if step.startswith("python3 -m pip install")]
-    assert len(cann) == 2 and all("--no-deps" in step for step in cann), cann  # CANN keeps its numpy
-    assert "-r /tmp/cann-requirements.txt" in cann[0] and "--require-hashes" in cann[1]
+    # the built aclruntime (source path), tqdm, the pinned wheels: all --no-deps (CANN keeps its numpy)
+    assert len(cann) == 3 and all("--no-deps" in step for step in cann), cann
+    assert "/tmp/aclruntime-wheel/aclruntime-*.whl" in cann[0]
+    assert "-r /tmp/cann-requirements.txt" in cann[1] and "--require-hashes" in cann[2]
     assert "python3 -m venv /opt/venv" in steps
     assert "/opt/venv/bin/python3 -m pip install --no-cache-dir -r /tmp/requirements.txt" in steps
     assert "numpy changed" in install  # the build stops if CANN's numpy moved
