@@ -215,7 +215,7 @@ EXPORT_TAG  := $(IMAGE_REPO)/export:$(EXPORT_HASH)
 # The Ascend image only where it can be used: an Ascend SOC, or asked for in IMAGE_TOOLS.
 ifneq ($(filter Ascend%,$(SOC))$(filter ascend,$(IMAGE_TOOLS)),)
 ASCEND_HASH := $(call hash_of,ASCEND_HASH,images/ascend.Dockerfile images/requirements/ascend.txt images/requirements/ascend-cann.txt --ignore $(CONTEXT_IGNORE) npuzoo pyproject.toml \
-                 --text $(ASCEND_BASE_IMAGE) --text $(ACLRUNTIME_URL)=$(ACLRUNTIME_SHA256) --text $(AIS_BENCH_URL)=$(AIS_BENCH_SHA256) \
+                 --text image=$(ASCEND_BASE_IMAGE) --text $(ACLRUNTIME_URL)=$(ACLRUNTIME_SHA256) --text $(AIS_BENCH_URL)=$(AIS_BENCH_SHA256) \
                  --text source=$(if $(ACLRUNTIME_URL),,$(MSIT_GIT_URL)=$(ACLRUNTIME_SOURCE)) images/requirements/aclruntime-build.txt)
 endif
 ASCEND_TAG  := $(IMAGE_REPO)/ascend:$(ASCEND_HASH)
@@ -443,6 +443,9 @@ endif
 
 # build_image NAME,TAG,STAMP,DOCKERFILE,CONTEXT,ARGS: build unless the engine has TAG already,
 # log to build/images/NAME.log (its tail on failure), tag NAME:latest too, leave the stamp.
+# Builds use the host's network: they must work on an engine without a bridge (CI's), and the
+# shared images install offline anyway; only the Ascend build downloads (its pinned wheels or
+# source).
 define build_image
 	@mkdir -p $(IMAGES_DIR)
 	@if $(DOCKER) image inspect $(2) > /dev/null 2>&1; then echo "images: $(2) already built"; else \
