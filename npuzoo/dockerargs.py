@@ -42,6 +42,7 @@ import argparse
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 
@@ -137,11 +138,17 @@ SAFE_PART = re.compile(r"[A-Za-z0-9._+-]+")
 
 
 def chown_tree(folder, uid, gid):
-    """FOLDER and everything under it to UID:GID, links themselves (never what they name)."""
+    """FOLDER and everything under it to UID:GID, links themselves (never what they name); no
+    file keeps a set-user-id or set-group-id bit (one the container set must not become the
+    caller's)."""
     os.lchown(folder, uid, gid)
     for top, dirs, files in os.walk(folder):
         for name in dirs + files:
-            os.lchown(os.path.join(top, name), uid, gid)
+            path = os.path.join(top, name)
+            os.lchown(path, uid, gid)
+            mode = os.lstat(path).st_mode
+            if stat.S_ISREG(mode) and mode & (stat.S_ISUID | stat.S_ISGID):
+                os.chmod(path, stat.S_IMODE(mode) & ~(stat.S_ISUID | stat.S_ISGID))
 
 
 def run_confined(folder, prefixes, docker_argv, owner=None):

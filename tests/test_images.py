@@ -1280,12 +1280,14 @@ def test_a_root_caller_runs_upstream_code_as_nobody_and_owns_what_it_wrote(tmp_p
     stub = tmp_path / "docker"
     stub.write_text(f"#!{sys.executable}\nimport os\nst = os.stat({folder!r})\n"
                     f"open({str(seen)!r}, 'w').write(f'{{st.st_uid}}:{{st.st_gid}}')\n"
-                    f"open({folder!r} + '/m.onnx', 'w').write('x')\nos.chown({folder!r} + '/m.onnx', 65534, 0)\n")
+                    f"open({folder!r} + '/m.onnx', 'w').write('x')\nos.chown({folder!r} + '/m.onnx', 65534, 0)\n"
+                    f"os.chmod({folder!r} + '/m.onnx', 0o6755)\n")  # a set-uid file, planted
     stub.chmod(0o755)
     assert dockerargs.run_confined(folder, ["/zoo"], [str(stub), "run", "img"], owner="65534:0") == 0
     assert seen.read_text() == "65534:0"
     for path in (folder, folder + "/m.onnx"):
         assert (os.stat(path).st_uid, os.stat(path).st_gid) == (os.getuid(), os.getgid())
+    assert os.stat(folder + "/m.onnx").st_mode & 0o7777 == 0o755
 
 
 def test_confined_steps_never_run_as_root(scratch):
