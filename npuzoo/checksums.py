@@ -2,20 +2,28 @@
 
 Inputs (weights, dataset images) are identified by what they contain, never by their path or
 mtime alone. Hashing a 300 MB checkpoint or 50,000 images on every run would be slow, so a
-small cache remembers, per absolute path, the size, mtime (ns), inode and device seen when the
-file was hashed; a file whose stat differs in any of them is hashed again (the way git's index
-decides whether a file changed). The cache is a JSON file written atomically; concurrent
-writers can only lose entries (then re-hashed), never record a wrong one.
+small cache remembers, per absolute path, the size, mtime, ctime (ns), inode and device seen
+when the file was hashed; a file whose stat differs in any of them is hashed again (the way
+git's index decides whether a file changed). The ctime cannot be set back (os.utime sets it to
+now), so a file edited in place with its mtime put back is re-read. A file changed within
+RACY_NS of being hashed could keep its timestamps (file systems stamp in coarse ticks), so such
+an entry is not cached: it is hashed again next time, as git does with "racily clean" files.
+The cache is a JSON file written atomically; concurrent writers can only lose entries (then
+re-hashed), never record a wrong one.
 """
 
 import json
 import os
+import time
 
 from npuzoo.files import atomic_write, sha256_file
 
 
+RACY_NS = 2 * 10**9  # coarser than any file system's timestamp tick (FAT's is 2 s)
+
+
 def _stat_key(stat):
-    return [stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev]
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
 
 
 class HashCache:
@@ -40,8 +48,10 @@ class HashCache:
         if isinstance(entry, dict) and entry.get("stat") == key and entry.get("sha256"):
             return entry["sha256"]
         digest = sha256_file(path)
-        # A file that changed while being hashed is not cached (its stat no longer matches).
-        if _stat_key(os.stat(path)) == key:
+        # A file that changed while being hashed is not cached (its stat no longer matches),
+        # nor one stamped too recently for a later change to be sure to show in its stat.
+        fresh = time.time_ns() - max(key[1], key[2]) < RACY_NS
+        if _stat_key(os.stat(path)) == key and not fresh:
             self.entries[path] = {"stat": key, "sha256": digest}
             self.changed = True
         return digest

@@ -141,6 +141,68 @@ def test_dataset_id_follows_image_content(tmp_path):
     assert run.dataset_id(str(data), None, cache) != first
 
 
+def edit_in_place_keeping_mtime(path, data):
+    """The attack of issue 19 item 6: same inode, same size, the mtime put back."""
+    before = os.stat(path)
+    time.sleep(0.05)  # past the file system's timestamp tick, so that the ctime moves
+    with open(path, "r+b") as handle:
+        handle.write(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == \
+        (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert after.st_ctime_ns != before.st_ctime_ns
+
+
+@pytest.fixture
+def hashed_long_ago(monkeypatch):
+    """The cache records entries as if the files had been hashed 10 s after they were written
+    (a fresh file is never cached: npuzoo.checksums.RACY_NS)."""
+    from npuzoo import checksums
+
+    real = time.time_ns
+    monkeypatch.setattr(checksums.time, "time_ns", lambda: real() + 10 * 10**9)
+
+
+def test_weights_edited_in_place_with_their_mtime_put_back_get_a_new_id(tmp_path,
+                                                                         hashed_long_ago):
+    spec = {"file": "w.pth", "url": "http://x", "md5": "0" * 32}
+    user = tmp_path / "w.pth"
+    user.write_bytes(b"A" * 100)
+    cache = HashCache(str(tmp_path / "cache.json"))
+    wid, _, _ = weights.identify(spec, str(user), str(tmp_path / "w"), cache)
+    cache.save()
+    assert str(user) in HashCache(str(tmp_path / "cache.json")).entries  # cached by stat
+    edit_in_place_keeping_mtime(user, b"B" * 100)
+    next_run = HashCache(str(tmp_path / "cache.json"))
+    wid2, path2, _ = weights.identify(spec, str(user), str(tmp_path / "w"), next_run)
+    assert wid2 != wid and Path(path2).read_bytes() == b"B" * 100
+
+
+def test_an_image_edited_in_place_with_its_mtime_put_back_changes_the_dataset_id(
+        tmp_path, hashed_long_ago):
+    data = tmp_path / "d"
+    (data / "val").mkdir(parents=True)
+    (data / "val" / "a.JPEG").write_bytes(b"1234")
+    (data / "val_label.txt").write_text("a.JPEG 1\n")
+    cache = HashCache(str(tmp_path / "c.json"))
+    first = run.dataset_id(str(data), None, cache)
+    cache.save()
+    edit_in_place_keeping_mtime(data / "val" / "a.JPEG", b"5678")
+    assert run.dataset_id(str(data), None, HashCache(str(tmp_path / "c.json"))) != first
+
+
+def test_a_file_changed_just_after_it_was_hashed_is_read_again(tmp_path):
+    path = tmp_path / "w.pth"
+    path.write_bytes(b"first")
+    cache = HashCache(str(tmp_path / "cache.json"))
+    first = cache.sha256(path)
+    stat = path.stat()
+    path.write_bytes(b"other")  # likely within the same timestamp tick: same stat but ctime
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert cache.sha256(path) != first
+
+
 def test_leftovers_of_killed_runs_are_removed(tmp_path, capsys):
     (tmp_path / "onnx").mkdir()
     (tmp_path / "onnx" / ".m.onnx.123.tmp").write_bytes(b"x")
