@@ -91,7 +91,7 @@ def command(body):
 
 
 WRITE_HINTS = {
-    errno.ENOSPC: "no space left on the device; free some and rerun",
+    errno.ENOSPC: "no space left on {folder}; free some and rerun",
     errno.EDQUOT: "disk quota exceeded; free some space and rerun",
     errno.EACCES: "the folder is not writable by this user",
     errno.EPERM: "the folder is not writable by this user",
@@ -102,7 +102,8 @@ WRITE_HINTS = {
 def write_error(path, err):
     """UserError for a failed write of `path` (folder not writable, disk full, ...)."""
     reason = err.strerror or str(err) or type(err).__name__
-    hint = WRITE_HINTS.get(err.errno)
+    hint = WRITE_HINTS.get(err.errno, "").format(
+        folder=os.path.dirname(os.path.abspath(path)))
     return UserError(f"{path}: cannot write ({reason})" + (f"; {hint}" if hint else ""))
 
 
@@ -461,9 +462,13 @@ def list_images(src):
                     found.append(entry.path)
         return found, subfolders
 
-    paths, subfolders = images_in(src)
-    for folder in subfolders:
-        paths.extend(images_in(folder)[0])
+    try:
+        paths, subfolders = images_in(src)
+        for folder in subfolders:
+            paths.extend(images_in(folder)[0])
+    except OSError as err:  # a symlink loop (ELOOP), an unreadable folder
+        raise UserError(f"{err.filename or src}: cannot read ({err.strerror}); fix or remove "
+                        "it") from None
     if not paths:
         raise UserError(f"{src}: no {'/'.join(IMAGE_EXTENSIONS)} images in it or in its "
                         "subfolders")

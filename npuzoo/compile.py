@@ -9,7 +9,9 @@ front of the graph (npuzoo.aipp), so the model takes the uint8 NHWC files as the
 """
 
 import argparse
+import errno
 import os
+import shutil
 import tempfile
 
 import onnx
@@ -17,6 +19,7 @@ import onnx
 from npuzoo.aipp import prepend as aipp_prepend
 from npuzoo.aipp import read as read_aipp
 from npuzoo.errors import UserError, cli
+from npuzoo.files import write_error
 
 
 def fix_batch(model, batch):
@@ -30,13 +33,22 @@ def fix_batch(model, batch):
 
 
 def compile_model(onnx_path, out_path, batch, aipp=None, portable=False):
-    import onnxruntime as ort
-
     try:
         model = onnx.load(onnx_path)
     except Exception as err:  # onnx raises DecodeError or OSError variants
         raise UserError(f"{onnx_path}: not a readable ONNX model ({err}); "
                         "delete it and export again") from None
+    try:
+        write_compiled(model, onnx_path, out_path, batch, aipp, portable)
+    except UserError:
+        raise
+    except OSError as err:  # a full disk, a folder that is not writable: not the export's fault
+        raise write_error(out_path, err) from None
+
+
+def write_compiled(model, onnx_path, out_path, batch, aipp, portable):
+    import onnxruntime as ort
+
     folder = os.path.dirname(os.path.abspath(out_path))
     os.makedirs(folder, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
@@ -56,8 +68,18 @@ def compile_model(onnx_path, out_path, batch, aipp=None, portable=False):
         except Exception as err:  # onnxruntime's InvalidGraph, Fail, ... carry one line each
             if "onnxruntime" not in type(err).__module__:
                 raise
-            raise UserError(f"{onnx_path}: ONNX Runtime cannot load it "
-                            f"({str(err).splitlines()[0][:300]}); delete it and rerun") from None
+            reason = str(err).splitlines()[0][:300]
+            # Writing the optimised graph failed ("Protobuf serialization failed" on a full
+            # disk) if the same graph loads without writing it: say so, not "delete the export".
+            try:
+                ort.InferenceSession(static, providers=["CPUExecutionProvider"])
+            except Exception:
+                raise UserError(f"{onnx_path}: ONNX Runtime cannot load it ({reason}); "
+                                "delete it and rerun") from None
+            if shutil.disk_usage(folder).free < os.path.getsize(static):
+                raise write_error(out_path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+            raise UserError(f"{out_path}: ONNX Runtime could not write the optimised graph "
+                            f"({reason})") from None
         os.replace(optimised, out_path)
 
 

@@ -35,7 +35,9 @@ def parse_labels(path, classes=1000):
             if not text:
                 continue
             fields = text.split()
-            if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
+            # ASCII digits only: int() refuses '²', which str.isdigit() accepts
+            if len(fields) != 2 or not (fields[1].isascii()
+                                        and fields[1].removeprefix("-").isdigit()):
                 raise UserError(f"{path}:{number}: expected '<image file> <class index>', "
                                 f"got {text[:80]!r}; fix or remove that line")
             name, label = fields[0], int(fields[1])
@@ -54,14 +56,18 @@ def parse_labels(path, classes=1000):
 def index_images(val_dir):
     """Map image file name to path for `val_dir` and one level of class folders."""
     images = {}
-    for entry in sorted(os.scandir(val_dir), key=lambda e: e.name):
-        if entry.is_dir():
-            candidates = sorted(os.scandir(entry.path), key=lambda e: e.name)
-        else:
-            candidates = [entry]
-        for item in candidates:
-            if item.is_file() and item.name.lower().endswith(IMAGE_EXTENSIONS):
-                images.setdefault(item.name, item.path)
+    try:
+        for entry in sorted(os.scandir(val_dir), key=lambda e: e.name):
+            if entry.is_dir():
+                candidates = sorted(os.scandir(entry.path), key=lambda e: e.name)
+            else:
+                candidates = [entry]
+            for item in candidates:
+                if item.is_file() and item.name.lower().endswith(IMAGE_EXTENSIONS):
+                    images.setdefault(item.name, item.path)
+    except OSError as err:  # a symlink loop (ELOOP), an unreadable folder
+        raise UserError(f"{err.filename or val_dir}: cannot read ({err.strerror}); fix or "
+                        "remove it") from None
     return images
 
 

@@ -16,7 +16,7 @@ WRITE_HINTS = {
     errno.EACCES: "the folder is not writable by this user",
     errno.EPERM: "the folder is not writable by this user",
     errno.EROFS: "the file system is read-only",
-    errno.ENOSPC: "no space left on the device; free some and rerun",
+    errno.ENOSPC: "no space left on {folder}; free some and rerun",
     errno.EDQUOT: "disk quota exceeded; free some space and rerun",
     errno.ENOTDIR: "a part of the path is a file, not a folder",
 }
@@ -25,7 +25,8 @@ WRITE_HINTS = {
 def write_error(path, err):
     """WriteError naming `path`, the system's reason and, where known, what to do."""
     reason = err.strerror or str(err) or type(err).__name__
-    hint = WRITE_HINTS.get(err.errno)
+    hint = WRITE_HINTS.get(err.errno, "").format(
+        folder=os.path.dirname(os.path.abspath(path)))
     error = WriteError(f"{path}: cannot write ({reason})" + (f"; {hint}" if hint else ""))
     error.errno = err.errno
     return error

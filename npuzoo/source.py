@@ -54,8 +54,16 @@ from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write, sha256_file
 
 DEFAULT_CACHE = os.path.join(config.REPO_ROOT, ".venv", "sdists")
-GIT_TIMEOUT_S = int(os.environ.get("NPUZOO_GIT_TIMEOUT", "300"))
-PIP_TIMEOUT_S = int(os.environ.get("NPUZOO_PIP_TIMEOUT", "300"))
+
+
+def timeout_s(name, default=300):
+    """NPUZOO_GIT_TIMEOUT / NPUZOO_PIP_TIMEOUT: whole seconds, checked like any user value."""
+    text = os.environ.get(name, str(default))
+    if not (text.isascii() and text.isdigit() and 0 < int(text) <= 86400):
+        raise UserError(f"{name}={text!r}: expected whole seconds from 1 to 86400, "
+                        "or leave it unset for 300")
+    return int(text)
+
 REJECT_LINES = 12  # of a rejected hunk shown in the error line
 PINNED = re.compile(r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*(?P<version>[^\s;,]+)\s*$")
 
@@ -101,11 +109,11 @@ def fetch_git(entry, tree):
     """Clone entry['url'] into `tree` and check out entry['commit']; returns the record fields."""
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true", SSH_ASKPASS="true")
     clone = run(["git", "clone", "--quiet", "--no-checkout", entry["url"], tree],
-                timeout=GIT_TIMEOUT_S, env=env)
+                timeout=timeout_s("NPUZOO_GIT_TIMEOUT"), env=env)
     if clone.returncode != 0:
         raise SourceUnavailable(f"git clone failed: {last_line(clone.stdout) or clone.returncode}")
     checkout = run(["git", "-c", "advice.detachedHead=false", "checkout", "--quiet",
-                    entry["commit"]], cwd=tree, timeout=GIT_TIMEOUT_S, env=env)
+                    entry["commit"]], cwd=tree, timeout=timeout_s("NPUZOO_GIT_TIMEOUT"), env=env)
     if checkout.returncode != 0:
         raise SourceUnavailable(f"commit {entry['commit']} not found in the clone: "
                                 f"{last_line(checkout.stdout)}")
@@ -148,7 +156,7 @@ def download_sdist(requirement, folder):
     name, version = parse_requirement(requirement)
     result = run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
                   "--no-deps", "--no-binary", ":all:", "--dest", folder, requirement],
-                 timeout=PIP_TIMEOUT_S)
+                 timeout=timeout_s("NPUZOO_PIP_TIMEOUT"))
     found = sdist_candidates(folder, name, version)
     if result.returncode != 0 or not found:
         raise SourceUnavailable(f"pip download {requirement} failed: "

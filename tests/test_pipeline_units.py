@@ -228,6 +228,43 @@ def test_compile_unreadable_model(tmp_path):
     assert_one_line_error(proc, "not a readable ONNX model")
 
 
+def test_a_full_disk_while_compiling_says_so_in_one_line(tmp_path, monkeypatch):
+    """onnx.save of the static graph meets ENOSPC (written to /dev/full): one line naming the
+    folder, nothing left behind, and the export is not blamed."""
+    source, compiled = tmp_path / "m.onnx", tmp_path / "out" / "m_bs4.onnx"
+    tiny_dynamic_model(str(source))
+    real_save = onnx.save
+    monkeypatch.setattr(zoo_compile.onnx, "save", lambda model, path: real_save(model, "/dev/full"))
+    with pytest.raises(UserError) as err:
+        zoo_compile.compile_model(str(source), str(compiled), 4)
+    message = str(err.value)
+    assert f"no space left on {compiled.parent}" in message and "\n" not in message
+    assert "delete" not in message and os.listdir(compiled.parent) == []
+
+
+class FullDiskOptions(ort.SessionOptions):
+    """ONNX Runtime writes its optimised graph to /dev/full: every write fails with ENOSPC."""
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, "/dev/full" if name == "optimized_model_filepath" else value)
+
+
+@pytest.mark.parametrize("free, fragment", [
+    (0, "no space left on"), (10**12, "ONNX Runtime could not write the optimised graph")])
+def test_onnx_runtime_failing_to_write_does_not_blame_a_good_export(tmp_path, monkeypatch, free,
+                                                                    fragment):
+    source, compiled = tmp_path / "m.onnx", tmp_path / "m_bs4.onnx"
+    tiny_dynamic_model(str(source))
+    monkeypatch.setattr(ort, "SessionOptions", FullDiskOptions)
+    monkeypatch.setattr(zoo_compile.shutil, "disk_usage", lambda path: type(
+        "Usage", (), {"free": free})())
+    with pytest.raises(UserError) as err:
+        zoo_compile.compile_model(str(source), str(compiled), 4)
+    message = str(err.value)
+    assert fragment in message and "cannot load" not in message and "delete" not in message
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx"]
+
+
 # -- report -------------------------------------------------------------------------------
 
 ACCURACY_JSON = ('{"title": "Overall statistical evaluation", "value": [{"key": "Number of images", '

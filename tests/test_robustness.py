@@ -182,3 +182,46 @@ def assert_temporary_names(seen, folder):
 def test_atomic_write_temporary_names_match_the_pattern(renames, tmp_path):
     atomic_write(tmp_path / "r.json", "{}")
     assert_temporary_names(renames, tmp_path)
+
+
+# -- issue 19, item 13: what used to end in a traceback ---------------------------------------
+
+def assert_one_line(proc, *fragments):
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def python(*args, env=None):
+    return subprocess.run([sys.executable, *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, env=dict(os.environ, **(env or {})))
+
+
+@pytest.mark.parametrize("label", ["²", "--5", "٣", "+5"])
+def test_a_label_that_is_not_an_ascii_number_is_one_line(tmp_path, label):
+    write_image(tmp_path / "val" / "a.JPEG")
+    (tmp_path / "val_label.txt").write_text(f"a.JPEG {label}\n", encoding="utf-8")
+    assert_one_line(python("-m", "npuzoo.dataset", "check", tmp_path), "val_label.txt:1")
+
+
+def test_a_symlink_loop_in_val_is_one_line(tmp_path):
+    write_image(tmp_path / "val" / "a.JPEG")
+    os.symlink("loop2.JPEG", tmp_path / "val" / "loop1.JPEG")
+    os.symlink("loop1.JPEG", tmp_path / "val" / "loop2.JPEG")
+    (tmp_path / "val_label.txt").write_text("a.JPEG 1\n")
+    assert_one_line(python("-m", "npuzoo.dataset", "check", tmp_path), "loop1.JPEG",
+                    "symbolic links")
+    assert_one_line(python("models/mobilenetv1/preprocess.py", tmp_path / "val",
+                           tmp_path / "out"), "loop1.JPEG", "symbolic links")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.bin"))
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "1e9", "", "99999999999"])
+def test_a_git_timeout_that_is_not_seconds_is_one_line(tmp_path, value):
+    proc = python("-m", "npuzoo.source", "fetch", "tresnet", tmp_path / "src",
+                  env={"NPUZOO_GIT_TIMEOUT": value})
+    assert_one_line(proc, "NPUZOO_GIT_TIMEOUT=")
+    assert not (tmp_path / "src").exists() and not (tmp_path / "src.tmp").exists()
