@@ -284,6 +284,10 @@ def load_config(folder):
 #   it to be removed from the dataset and the label file: skipping it would silently shrink the
 #   accuracy denominator, a placeholder would count as a wrong answer. The outputs already
 #   written are complete and kept; rerunning after the fix rewrites them all.
+# - An image over Pillow's pixel limit (Image.MAX_IMAGE_PIXELS), as it is or once resized (a
+#   100-byte 8000x1 PNG would become 256x2048000), stops the run the same way, read from its
+#   header; so do pixels without an 8-bit scale (floating point, beyond 16 bits). 16-bit grey
+#   is scaled to 8 bits, where convert('RGB') alone would clip it to white (to_rgb).
 # - Two images with the same stem (e.g. in two class folders) are an error before anything is
 #   written, instead of one output silently overwriting the other.
 # - A missing SRC, or one without images, is a one-line error; flat folders and one level of
@@ -292,7 +296,9 @@ def load_config(folder):
 #   output and removes its temporary folder.
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
+                 Image.DecompressionBombWarning)
+warnings.simplefilter("error", Image.DecompressionBombWarning)  # over the limit: refused
 MAX_CHUNK = 16
 PIL_BLOCKS_MAX = 8
 TEMP_PREFIX = ".preprocess-"  # DST/.preprocess-XXXX.tmp/<worker>/: this run's temporary files
@@ -300,6 +306,25 @@ TEMP_PREFIX = ".preprocess-"  # DST/.preprocess-XXXX.tmp/<worker>/: this run's t
 
 class DecodeError(Exception):
     pass
+
+
+def to_rgb(image):
+    """The RGB image that convert('RGB') (torchvision's loader) gives, 16-bit grey first scaled
+    to 8 bits (round(v / 257), as libpng's png_set_scale_16) where convert would clip it to
+    white; 32-bit values beyond 16 bits and floating-point pixels have no agreed scale: refused.
+    A palette's transparency is dropped, as convert('RGB') does (without its warning)."""
+    if image.mode == "RGB":
+        return image  # convert() would copy it
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        pixels = np.asarray(image)
+        if image.mode == "F" or pixels.min() < 0 or pixels.max() > 65535:
+            raise ValueError(f"mode {image.mode} pixels from {pixels.min()} to {pixels.max()}: "
+                             "not 8- or 16-bit; save the image as 8-bit RGB or grey")
+        scaled = (pixels.astype(np.uint32) * 255 + 32895) >> 16  # round(v / 257), exactly
+        image = Image.fromarray(scaled.astype(np.uint8), "L")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Palette images with Transparency")
+        return image.convert("RGB")
 
 
 class Preprocessor:
@@ -319,25 +344,39 @@ class Preprocessor:
     def __reduce__(self):
         return (Preprocessor, (self.config, self.uint8))
 
-    @staticmethod
-    def decode(path):
+    def decode(self, path):
         """The decoded RGB image; convert('RGB') only when needed (it copies otherwise)."""
         try:
             with Image.open(path) as image:
+                self.check_pixels(image.size)  # from the header, before decoding anything
                 image.load()
-                return image if image.mode == "RGB" else image.convert("RGB")
+                return to_rgb(image)
         except DECODE_ERRORS as err:
             raise DecodeError((str(err).splitlines() or [type(err).__name__])[0]) from None
 
+    def resized_size(self, width, height):
+        """Shorter side to `resize`, long side truncated."""
+        short, long = (width, height) if width <= height else (height, width)
+        new_long = int(self.resize_to * long / short)
+        return (self.resize_to, new_long) if width <= height else (new_long, self.resize_to)
+
+    def check_pixels(self, size):
+        """Pillow's decompression-bomb limit, for the image and for its resized copy: a 103-byte
+        PNG of 8000x1 pixels would otherwise become a 256x2048000 image (GBs)."""
+        if min(size) < 1:
+            raise ValueError(f"{size[0]}x{size[1]} pixels: an empty image")
+        limit = Image.MAX_IMAGE_PIXELS
+        for width, height in (size, self.resized_size(*size)):
+            if limit and width * height > limit:
+                resized = f", resized to {width}x{height}" if (width, height) != size else ""
+                raise ValueError(f"{size[0]}x{size[1]} pixels{resized}: over Pillow's limit of "
+                                 f"{limit} pixels (a decompression bomb?)")
+
     def resize(self, image):
         """Shorter side to `resize`, long side truncated; unchanged if already that size."""
-        width, height = image.size
-        short, long = (width, height) if width <= height else (height, width)
-        if short == self.resize_to:
+        if min(image.size) == self.resize_to:
             return image
-        new_long = int(self.resize_to * long / short)
-        size = (self.resize_to, new_long) if width <= height else (new_long, self.resize_to)
-        return image.resize(size, self.resample)
+        return image.resize(self.resized_size(*image.size), self.resample)
 
     def offset(self, dim):
         return int(round((dim - self.crop) / 2)) if self.round_offsets else int((dim - self.crop) / 2)
@@ -892,6 +931,24 @@ def md5sum(path):
     return digest.hexdigest()
 
 
+def check_inflated_size(path):
+    """torch.save writes a zip archive whose members are stored, not compressed: members that
+    would inflate to over twice the file (plus 64 MiB for the pickles) are a zip bomb, refused
+    before torch.load allocates what their headers claim."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            inflated = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a zip (a legacy torch.save file): torch.load says what it is
+    size = os.path.getsize(path)
+    if inflated > 2 * size + (64 << 20):
+        raise UserError(f"{path}: its zip members would inflate to {inflated} bytes from a "
+                        f"{size}-byte file; torch.save files are not compressed, so this is not "
+                        "one (a zip bomb?)")
+
+
 def read_checkpoint(path, known_md5=(), safe_globals=()):
     """torch.load the file on the CPU, weights only (the full unpickle for published files)."""
     import pickle
@@ -899,6 +956,7 @@ def read_checkpoint(path, known_md5=(), safe_globals=()):
     import torch
     if not os.path.isfile(path):
         raise UserError(f"{path}: no such file; give the checkpoint path or the word {RANDOM}")
+    check_inflated_size(path)
     try:
         with torch.serialization.safe_globals(list(safe_globals)):
             return torch.load(path, map_location="cpu", weights_only=True)

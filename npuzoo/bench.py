@@ -307,7 +307,7 @@ def parse_args(argv, prog="python3 -m npuzoo.bench"):
     # npuzoo's flags: were any given (the summary then has the npuzoo keys), then their defaults
     args.npuzoo_keys = any(getattr(args, name) is not None for name in NPUZOO_FLAGS)
     args.precision_given = args.precision is not None
-    args.streams = 1 if args.streams is None else args.streams
+    args.streams = 1 if args.streams is None else engines.check_streams(args.streams, "--streams")
     args.backend = engines.default_backend_for(args.model) if args.backend is None else args.backend
     args.precision = "fp32" if args.precision is None else args.precision
     args.loop_seconds = 0.0 if args.loop_seconds is None else args.loop_seconds

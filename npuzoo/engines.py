@@ -60,6 +60,21 @@ DEFAULT_BACKEND = "openvino"
 # its fp32: its int8 kernels do not pay off on this network).
 INT8_BACKEND = "openvino"
 PRECISIONS = ("fp32", "int8")
+STREAMS_PER_CORE = 4  # beyond a few per core streams only queue, and each holds a session
+
+
+def max_streams():
+    """The most streams a run may ask for here: STREAMS_PER_CORE per usable core."""
+    return STREAMS_PER_CORE * len(os.sched_getaffinity(0))
+
+
+def check_streams(streams, name):
+    """`streams` if at most max_streams(), else a one-line UserError naming `name` (the flag or
+    Make variable) and the limit."""
+    if streams > max_streams():
+        raise UserError(f"{name}={streams}: at most {max_streams()} here ({STREAMS_PER_CORE} per "
+                        f"usable core, {len(os.sched_getaffinity(0))} cores); lower it")
+    return streams
 BACKEND_LABELS = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 # Operators that make a graph quantised (QDQ, QOperator, integer and ORT's fused variants).

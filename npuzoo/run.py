@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 
-from npuzoo import config, dataset, soc as socs, store, weights as weights_mod
+from npuzoo import config, dataset, engines, soc as socs, store, weights as weights_mod
 from npuzoo.checksums import HashCache
 from npuzoo.errors import UserError, cli
 from npuzoo.files import replace_link
@@ -86,6 +86,8 @@ class Settings:
         self.backend = check_choice("BACKEND", values["BACKEND"], ("", "onnxruntime", "openvino"),
                                     "use onnxruntime or openvino, or leave it unset")
         self.streams = check_count("STREAMS", values["STREAMS"], optional=True)
+        if self.streams:
+            engines.check_streams(self.streams, "STREAMS")
         # The CPU perf loop runs at least LOOP times AND at least PERF_SECONDS (default 3 s):
         # 20 calls of a fast model are over in a blink and measure noise.
         self.perf_seconds = check_count("PERF_SECONDS", values["PERF_SECONDS"], optional=True,

@@ -113,14 +113,22 @@ def noise_image(width, height, mode="RGB", seed=0):
     base = np.stack([x * 255 / max(width - 1, 1), y * 255 / max(height - 1, 1),
                      (x + y) * 127 / max(width + height - 2, 1)], axis=-1)
     pixels = np.clip(base + rng.normal(0, 40, base.shape), 0, 255).astype(np.uint8)
+    if mode == "I;16":  # 16-bit grey over the full range (convert('RGB') alone clips it white)
+        fine = rng.integers(0, 256, (height, width), dtype=np.uint32)
+        return Image.fromarray((pixels[..., 0].astype(np.uint32) * 256 + fine).astype(np.uint16))
     image = Image.fromarray(pixels, "RGB")
+    if mode == "P+transparency":
+        image = image.convert("P")
+        image.info["transparency"] = bytes(range(0, 256, 8))  # tRNS: alpha of 32 entries
+        return image
     return image if mode == "RGB" else image.convert(mode)
 
 
 # Landscape and portrait; a short side already 256 or 342 (no resize); a square; smaller than
 # the crop (upscaled); an extreme aspect ratio; long sides whose rounded crop offsets hit .5
 # (Python's round-half-even, as torchvision); grey, palette, alpha and CMYK modes; every
-# extension in any case.
+# extension in any case; 16-bit grey, grey with alpha, bilevel and a palette with transparency
+# (issue 19 item 15).
 GENERATED = [
     ("landscape.JPEG", 500, 375, "RGB"),
     ("portrait.jpg", 375, 500, "RGB"),
@@ -136,6 +144,10 @@ GENERATED = [
     ("cmyk.jpg", 320, 240, "CMYK"),
     ("bitmap.bmp", 310, 270, "RGB"),
     ("bitmap2.BMP", 270, 310, "RGB"),
+    ("grey16.png", 300, 270, "I;16"),
+    ("grey_alpha.png", 270, 300, "LA"),
+    ("bilevel.png", 290, 260, "1"),
+    ("transparent.png", 260, 290, "P+transparency"),
 ]
 
 
@@ -177,6 +189,8 @@ def reference(path, yaml_data, uint8=False):
     pre = yaml_data["preprocess"]
     assert pre["resize_rule"] == "shorter_side"
     with Image.open(path) as image:
+        if image.mode.startswith("I;16"):  # 16 bits scaled to 8, not clipped
+            image = Image.fromarray(np.rint(np.asarray(image) / 257).astype(np.uint8), "L")
         image = image.convert("RGB")
     image = F.resize(image, pre["resize"], interpolation=InterpolationMode(pre["interpolation"]))
     crop = pre["crop"]
@@ -609,6 +623,53 @@ def test_a_truncated_jpeg_is_undecodable(model, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("model", MODELS)
+def test_pixels_without_an_8_or_16_bit_scale_are_refused_in_one_line(model, tmp_path, capsys):
+    """Issue 19 item 15: floating-point or 32-bit pixels (a TIFF under a .png name; Pillow
+    reads by content) have no agreed scale to 8 bits: one line, not a guess."""
+    main = functools.partial(zoo(model).preprocess_main, str(folder(model)))
+    for name, pixels in (("float.png", np.full((40, 50), 0.5, np.float32)),
+                         ("int32.png", np.full((40, 50), 70000, np.int32))):
+        src = tmp_path / name / "val"
+        src.mkdir(parents=True)
+        Image.fromarray(pixels).save(src / name, format="TIFF")
+        line = main_error(main, capsys, src, tmp_path / name / "prep", "--workers", 1)
+        assert f"{src / name}: cannot decode image (mode " in line and "not 8- or 16-bit" in line
+
+
+@pytest.mark.parametrize("size", [(8000, 1), (20000, 1), (1, 30000)])
+def test_a_tiny_png_that_would_resize_to_gigabytes_is_refused_in_one_line(size, tmp_path):
+    """Issue 19 item 8: a ~100-byte PNG of 8000x1 pixels, resized to a 256-pixel short side,
+    is 256x2048000 pixels (5 GB of work); it is refused from its header, under a 2 GiB
+    address-space limit that the old behaviour exceeds."""
+    import resource
+
+    src = tmp_path / "val"
+    src.mkdir()
+    Image.new("L", size).save(src / "thin.png")
+    assert (src / "thin.png").stat().st_size < 200
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    proc = subprocess.run([sys.executable, str(folder("mobilenetv1") / "preprocess.py"), str(src),
+                           str(tmp_path / "prep"), "--workers", "1"], capture_output=True,
+                          text=True, timeout=120, preexec_fn=limited)
+    line = one_error_line(proc)
+    assert f"{src / 'thin.png'}: cannot decode image ({size[0]}x{size[1]} pixels, resized to " \
+           in line and "over Pillow's limit" in line
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_pillows_pixel_limit_applies_to_every_image(model, tmp_path, monkeypatch):
+    """Between one and two times Image.MAX_IMAGE_PIXELS Pillow only warns: refused here too."""
+    path = write_image(tmp_path / "val" / "big.png", size=(120, 100))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10000)
+    helper = zoo(model)
+    with pytest.raises(helper.DecodeError, match="limit of 10000 pixels"):
+        helper.Preprocessor(settings(model))(str(path))
+
+
+@pytest.mark.parametrize("model", MODELS)
 def test_missing_src_no_images_and_bad_options(model, tmp_path, dst_with_earlier_output, capsys):
     main = functools.partial(zoo(model).preprocess_main, str(folder(model)))
     missing = tmp_path / "no_such_folder"
@@ -1007,6 +1068,41 @@ def test_unreadable_missing_and_non_state_dict_files(model, tmp_path):
         build(model, tmp_path / "tensor.pth")
     with pytest.raises(error, match=r"missing.tar: no such file; give the checkpoint path or the word random"):
         build(model, tmp_path / "missing.tar")
+
+
+@pytest.fixture(scope="module")
+def zip_bomb(tmp_path_factory):
+    """A torch.save file rewritten with deflated members plus one of 256 MiB of zeros: about
+    300 kB on disk (issue 19 item 8: a 3.9 MB one took torch.load to 4.4 GB)."""
+    import zipfile
+
+    path = tmp_path_factory.mktemp("bomb") / "bomb.pth"
+    torch.save({"w": torch.zeros(2)}, path)
+    with zipfile.ZipFile(path) as archive:
+        members = [(name, archive.read(name)) for name in archive.namelist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members:
+            archive.writestr(name, data)
+        with archive.open(members[0][0].split("/")[0] + "/data/1", "w") as member:
+            for _ in range(256):
+                member.write(bytes(1 << 20))
+    assert path.stat().st_size < 1 << 20
+    return path
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_zip_bomb_checkpoint_is_refused_before_torch_reads_it(model, zip_bomb, monkeypatch):
+    helper = zoo(model)
+
+    def never(*args, **kwargs):
+        raise AssertionError("torch.load was called")
+
+    monkeypatch.setattr(torch, "load", never)
+    with pytest.raises(helper.UserError) as caught:
+        helper.read_checkpoint(str(zip_bomb))
+    message = str(caught.value)
+    assert message.startswith(f"{zip_bomb}: its zip members would inflate to ") and \
+        "zip bomb" in message and "\n" not in message
 
 
 class RunsACommand:

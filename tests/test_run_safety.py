@@ -203,6 +203,26 @@ def test_a_file_changed_just_after_it_was_hashed_is_read_again(tmp_path):
     assert cache.sha256(path) != first
 
 
+def test_streams_beyond_a_few_per_core_are_refused_naming_the_limit():
+    """Issue 19 item 8: STREAMS=100000 opened sessions until bad_alloc."""
+    from npuzoo import bench, engines
+
+    limit = engines.max_streams()
+    assert limit == engines.STREAMS_PER_CORE * len(os.sched_getaffinity(0))
+    assert settings(STREAMS=str(limit)).streams == limit
+    for value in (limit + 1, 100000):
+        with pytest.raises(UserError) as err:
+            settings(STREAMS=str(value))
+        assert str(err.value).startswith(f"STREAMS={value}: at most {limit} here")
+        with pytest.raises(UserError, match=f"--streams={value}: at most {limit} here"):
+            bench.parse_args(["-m", "x", "--streams", str(value)])
+    proc = subprocess.run([sys.executable, "-m", "npuzoo.run", "mobilenetv1", "--check"],
+                          cwd=REPO, capture_output=True, text=True,
+                          env=dict(os.environ, NPUZOO_STREAMS="100000"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: STREAMS=100000: at most {limit} here")
+
+
 def test_leftovers_of_killed_runs_are_removed(tmp_path, capsys):
     (tmp_path / "onnx").mkdir()
     (tmp_path / "onnx" / ".m.onnx.123.tmp").write_bytes(b"x")
