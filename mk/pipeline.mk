@@ -17,7 +17,7 @@
 # build/data/<dataset id>/            selected images (links), labels, dataset.json (shared)
 # build/prep/<prep key>/*.bin         preprocessed once per key, shared by models (npuzoo/store.py)
 #   src/upstream, src/source.json     patched upstream tree and its record (tree hash)
-#   onnx/<weights id>/<model>.onnx    export, once per model and weights
+#   onnx/<weights id>/<model>.onnx    export, once per model and weights (+ .sha256: its seal)
 #   <SOC>/<weights id>/<model>_bs<BS>.onnx|.om                 compiled, once per chip and BS
 #   <SOC>/<weights id>/<model>_bs<BS>.om.json                  Ascend: the chip the .om is for
 #   <SOC>/<weights id>/bs<BS>/backend.json                      Ascend: CANN/driver/ais_bench versions
@@ -88,6 +88,10 @@ build/inputs/%.data:
 # PREP_KEY (npuzoo/run.py: dataset id + what changes the bytes), whichever model asks first;
 # `store once` holds the set's lock, so a concurrent run waits and then reuses it.
 ONCE        := $(PY) -m npuzoo.store once
+# Exports, quantised graphs and compiled models: sealed with their sha256 when written, checked
+# before a step reads them (npuzoo/store.py; the driver remakes a mismatching one before a run).
+SEAL        := $(PY) -m npuzoo.store seal
+CHECK       := $(PY) -m npuzoo.store check
 DATASET_DIR := build/data/$(DATASET_ID)
 DATA_LINK   := build/inputs/$(DATASET_ID).data
 PREP_DIR    := build/prep/$(PREP_KEY)
@@ -134,6 +138,7 @@ $(ONNX): $(WEIGHTS_JSON) $(SOURCE_JSON) $(MODEL_DIR)/pth2onnx.py $(MODEL_DIR)/mo
 	@mkdir -p $(@D)
 	$(SOURCE_VERIFY)
 	$(call STEP,export) $(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/pth2onnx.py $(WEIGHTS_PATH) $@ $(SOURCE_ARGS)
+	$(SEAL) $@
 
 # The AIPP config of atc --insert_op_conf (AIPP=1): uint8 RGB in, model.yaml's mean/std applied.
 ifneq ($(AIPP_CFG),)
@@ -162,7 +167,9 @@ $(CALIB_PREP_DIR)/.done: $(CALIB_DATASET_DIR)/dataset.json
 	  $(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/preprocess.py $(CALIB_DATASET_DIR)/val $(CALIB_PREP_DIR)
 
 $(COMPILE_SOURCE): $(ONNX) $(CALIB_PREP_DIR)/.done npuzoo/quantize.py
+	$(CHECK) $(ONNX)
 	$(call STEP,quantize) $(RUN_INFER) $(PYRUN) -m npuzoo.quantize model $(ONNX) $(CALIB_PREP_DIR) $@
+	$(SEAL) $@
 else
   PREC_SUFFIX    :=
   COMPILE_SOURCE := $(ONNX)
@@ -194,7 +201,9 @@ ifeq ($(SOC),cpu)
   BACKEND_JSON :=
 
 $(COMPILED): $(COMPILE_SOURCE) $(AIPP_CFG)
+	$(CHECK) $<
 	$(call STEP,compile,bs) $(RUN_INFER) $(PYRUN) -m npuzoo.compile $< $@ --batch $(BS)$(if $(AIPP_CFG), --aipp $(AIPP_CFG))$(if $(filter openvino,$(ENGINE)), --portable)
+	$(SEAL) $@
 else
   # The ModelZoo guides' commands (the ais_bench front end's CLI). ais_bench runs in the
   # python it is installed for on an Ascend host (system-wide), not in .venv.
@@ -217,10 +226,12 @@ else
 # records the chip beside it ($(COMPILED).json). remove-om first deletes this artefact's own
 # names only (not the _aipp.om of the same batch size, whose name starts the same).
 $(COMPILED): $(ONNX) $(AIPP_CFG)
+	$(CHECK) $(ONNX)
 	$(RUN_BASE) $(PYRUN) -m npuzoo.ascend remove-om $(OM_BASE)
 	$(call STEP,compile,bs) $(CANN_RUN) --soc $(SOC) -- \
 	$(ATC) $(call ATC_ARGS,$(ONNX),$(OM_BASE),$(BS),$(SOC),$(AIPP_CFG))
 	$(RUN_BASE) $(PYRUN) -m npuzoo.ascend record-om $(OM_BASE) --soc $(SOC) --onnx $(ONNX) --bs $(BS)
+	$(SEAL) $@
 
 # CANN, driver and ais_bench versions for the report (report write --extra).
 $(BACKEND_JSON): $(COMPILED)
@@ -230,6 +241,7 @@ endif
 
 $(OUT_DIR)/infer.done: $(COMPILED) $(PREP_DIR)/.done
 	rm -rf $(OUT_DIR)/results $(OUT_DIR)/results_summary.json
+	$(CHECK) $(COMPILED)
 	$(call STEP,inference,bs) $(BENCH) $(call INFER_ARGS,$(COMPILED),$(PREP_DIR),$(OUT_DIR),results,$(BS),$(DEVICE))
 	touch $@
 
@@ -241,6 +253,7 @@ $(OUT_DIR)/accuracy.json: $(OUT_DIR)/infer.done $(MODEL_DIR)/postprocess.py $(wi
 # printed summary goes to the terminal, where it is worded for people).
 $(PERF_DIR)/perf.log: $(COMPILED)
 	rm -rf $(PERF_DIR) && mkdir -p $(PERF_DIR)
+	$(CHECK) $(COMPILED)
 	$(call STEP,perf,bs) $(BENCH)$(PERF_FLAGS) $(call PERF_ARGS,$(COMPILED),$(PERF_DIR),perf,$(BS),$(LOOP),$(WARMUP),$(DEVICE))
 	@echo "summary: $(PERF_DIR)/perf_summary.json" > $@
 
@@ -320,6 +333,7 @@ $(SHARD_DIR)/input/.done: $(PREP_DIR)/.done
 
 $(SHARD_DIR)/infer.done: $(COMPILED) $(SHARD_DIR)/input/.done
 	rm -rf $(SHARD_DIR)/results $(SHARD_DIR)/results_summary.json
+	$(CHECK) $(COMPILED)
 	$(BENCH) $(call INFER_ARGS,$(COMPILED),$(SHARD_DIR)/input,$(SHARD_DIR),results,$(BS),$(DEVICE))
 	touch $@
 

@@ -32,7 +32,6 @@ import sys
 import time
 
 from npuzoo import config, dataset, engines, soc as socs, store, weights as weights_mod
-from npuzoo.checksums import HashCache
 from npuzoo.errors import UserError, cli
 from npuzoo.files import replace_link
 
@@ -352,8 +351,10 @@ class Plan:
         self.perf_seconds = (settings.perf_seconds if settings.perf_seconds is not None
                              else 3) if soc == "cpu" else 0
 
-    def share(self, model_config, write=True):
-        """The shared preprocessed set of this run (npuzoo/store.py), and its references."""
+    def share(self, model_config, cache=None):
+        """The shared preprocessed set of this run (npuzoo/store.py); with the stat `cache`, its
+        references are written and a made set verified (else only the keys are computed)."""
+        write = cache is not None
         uint8 = self.settings.aipp
         self.prep_key, params = store.prep_key(
             model_config, config.model_dir(self.model), self.data_id, uint8)
@@ -367,7 +368,7 @@ class Plan:
             store.reference(self.model, "prep", f"{self.data_id}{'-u8' if uint8 else ''}",
                             prep_dir)
             store.check_reuse(prep_dir, os.path.join(store.DATA_ROOT, self.data_id,
-                                                      "dataset.json"), self.prep_bytes)
+                                                      "dataset.json"), self.prep_bytes, cache)
         if self.calib_id:
             self.calib_prep_key, params = store.prep_key(
                 model_config, config.model_dir(self.model), self.calib_id, False)
@@ -444,7 +445,7 @@ def show(model, settings):
     Nothing is written but the DATA link: no lock, no cache, no weights copy, no download."""
     model_config = config.load(model)
     soc = resolve_soc(settings)
-    cache = HashCache(os.path.join(BUILD, ".hashes.json"))
+    cache = store.hash_cache()
     if not settings.data_abs:
         dataset.check_dataset("")
     data_id = dataset_id(settings.data_abs, settings.limit, cache)
@@ -460,7 +461,7 @@ def show(model, settings):
         weights_path = os.path.join(BUILD, model, "weights", model_config["weights"]["file"])
     plan = Plan(model, settings, soc, data_id, weights_id, weights_path)
     identify_calibration(plan, cache)
-    plan.share(model_config, write=False)
+    plan.share(model_config)
     if settings.runner == "docker":
         image_hashes(soc, model, has_upstream(model_config))
     for bs in settings.batch_sizes:
@@ -511,7 +512,7 @@ def prepare(model, settings):
     check_cpu_options(soc, settings)
     check_toolkit(soc, settings)
     plan = Plan(model, settings, soc)
-    cache = HashCache(os.path.join(BUILD, ".hashes.json"))
+    cache = store.hash_cache()
     try:
         if not settings.data_abs:
             dataset.check_dataset("")  # the one-line "DATA is not set" error
@@ -522,7 +523,7 @@ def prepare(model, settings):
         identify_calibration(plan, cache)
         steps.record(os.path.join(build, "steps.jsonl"), "data", time.perf_counter() - started)
         data_link(settings.data_abs, plan.data_id)
-        plan.share(model_config)
+        plan.share(model_config, cache)
         if settings.runner == "docker":
             docker_images(plan, model_config)
         weights_dir = os.path.join(build, "weights")
@@ -531,6 +532,7 @@ def prepare(model, settings):
         plan.weights_id, plan.weights_path, description = weights_mod.identify(
             model_config["weights"], settings.weights, weights_dir, cache)
         weights_mod.write_description(weights_dir, plan.weights_id, description)
+        store.remove_unsealed(build, cache)
     finally:
         cache.save()
     if has_upstream(model_config):

@@ -20,11 +20,21 @@ removed before COMMAND runs (a partial set of a killed run) and S written when i
 
     python3 -m npuzoo.store clean [--dry-run]
 removes the sets under build/data/ and build/prep/ that no build/<model>/refs/ link points to.
+
+Artefacts are trusted by content, not by size or date: a preprocessed set's stamp (.done)
+records the sha256 of every .bin it holds, and an export, quantised graph or compiled model
+(ARTEFACTS) is sealed when its step writes it: `store seal FILE` records its sha256 in
+FILE.sha256. Before reuse they are checked through the stat cache of npuzoo.checksums (a file
+is re-read only when its stat changed, so a check costs a stat per file): a set holding an
+edited .bin is made again; `store check FILE...` (before a step reads an artefact) refuses one
+whose bytes are not the sealed ones in one line, and the run's driver removes such artefacts
+first (`remove_unsealed`) so that Make makes them again.
 """
 
 import argparse
 import ast
 import fcntl
+import glob
 import hashlib
 import json
 import os
@@ -32,6 +42,7 @@ import shutil
 import subprocess
 import sys
 
+from npuzoo.checksums import HashCache
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write, replace_link
 from npuzoo.steps import split_command
@@ -41,6 +52,13 @@ DATA_ROOT = os.path.join(BUILD, "data")
 PREP_ROOT = os.path.join(BUILD, "prep")
 
 GEOMETRY = ("resize", "resize_rule", "interpolation", "crop", "crop_offset")
+HASHES = os.path.join(BUILD, ".hashes.json")  # the stat cache of npuzoo.checksums
+SEAL = ".sha256"  # FILE.sha256: the digest FILE was written with
+ARTEFACTS = (".onnx", ".om")  # under build/<model>/<folder>/<weights id>/
+
+
+def hash_cache():
+    return HashCache(HASHES)
 
 
 def code_fingerprint(paths):
@@ -95,25 +113,25 @@ def write_key(prep_dir, params):
         atomic_write(path, json.dumps(params, indent=2, sort_keys=True) + "\n")
 
 
-def check_reuse(prep_dir, dataset_json, size):
-    """Before a run: a made set is verified (count, sizes) and said to be reused, or its stamp
-    removed so that the run makes it again."""
+def check_reuse(prep_dir, dataset_json, size, cache):
+    """Before a run: a made set is verified (count, sizes, digests) and said to be reused, or its
+    stamp removed so that the run makes it again."""
     stamp = os.path.join(prep_dir, ".done")
     if not os.path.exists(stamp):
         return False
-    problem = prep_problem(prep_dir, dataset_json, size)
+    problem = prep_problem(prep_dir, dataset_json, size, cache)
     if problem:
         print(f"warning: {prep_dir}: {problem}; making it again", file=sys.stderr, flush=True)
         os.unlink(stamp)
         return False
-    print(f"preprocess: reusing {prep_dir} (verified: one {size}-byte file per image)",
-          flush=True)
+    print(f"preprocess: reusing {prep_dir} (verified: one {size}-byte file per image, each "
+          "with the sha256 it was written with)", flush=True)
     return True
 
 
 # -- once -------------------------------------------------------------------------------------
 
-def prep_problem(prep_dir, dataset_json, size):
+def prep_problem(prep_dir, dataset_json, size, cache):
     """Why a stamped preprocessed set cannot be reused, or None."""
     try:
         with open(dataset_json, encoding="utf-8") as handle:
@@ -126,7 +144,66 @@ def prep_problem(prep_dir, dataset_json, size):
     wrong = next((e.name for e in found if e.stat().st_size != size), None)
     if wrong:
         return f"{wrong} is not {size} bytes"
+    try:
+        with open(os.path.join(prep_dir, ".done"), encoding="utf-8") as handle:
+            recorded = json.load(handle)["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its stamp records no digests"
+    wrong = next((e.name for e in found if recorded.get(e.name) != cache.sha256(e.path)), None)
+    if wrong:
+        return f"{wrong} is not the file the preprocessing wrote (its sha256 differs)"
     return None
+
+
+def write_stamp(prep_dir, stamp, cache):
+    """The set's stamp: the sha256 of each .bin it holds, recorded as the set is made."""
+    digests = {e.name: cache.sha256(e.path) for e in os.scandir(prep_dir)
+               if e.name.endswith(".bin") and e.is_file()}
+    atomic_write(stamp, json.dumps({"sha256": digests}, sort_keys=True) + "\n")
+
+
+# -- artefacts: sealed when written, checked before use ----------------------------------------
+
+def seal(path, cache):
+    try:
+        atomic_write(path + SEAL, cache.sha256(path) + "\n")
+    except UserError:
+        raise
+    except OSError as err:
+        raise UserError(f"{path}: cannot read it ({err.strerror})") from None
+
+
+def artefact_problem(path, cache):
+    """Why the artefact `path` is not the file its step wrote, or None."""
+    try:
+        with open(path + SEAL, encoding="utf-8") as handle:
+            recorded = handle.read().strip()
+    except (OSError, ValueError):
+        return "no sha256 was recorded when it was written"
+    try:
+        digest = cache.sha256(path)
+    except OSError as err:
+        return f"cannot read it ({err.strerror})"
+    if digest != recorded:
+        return (f"its sha256 {digest[:12]} is not the {recorded[:12]} recorded when it was "
+                "written (edited or replaced since)")
+    return None
+
+
+def remove_unsealed(model_build, cache):
+    """Before a run: the artefacts of build/<model>/ whose bytes are not the sealed ones are
+    removed, saying so, so that Make makes them again (an interrupted step's too)."""
+    for ext in ARTEFACTS:
+        for path in sorted(glob.glob(os.path.join(glob.escape(model_build), "*", "*", "*" + ext))):
+            if os.path.relpath(path, model_build).split(os.sep)[0] == "src":
+                continue  # the upstream tree: verified against its own record
+            problem = artefact_problem(path, cache)
+            if problem:
+                print(f"warning: {path}: {problem}; making it again", file=sys.stderr,
+                      flush=True)
+                for name in (path, path + SEAL):
+                    if os.path.exists(name):
+                        os.unlink(name)
 
 
 def once(lock, stamp, command, clean=None, prep_check=None):
@@ -137,8 +214,10 @@ def once(lock, stamp, command, clean=None, prep_check=None):
         except BlockingIOError:
             print(f"{lock}: another run is making this set; waiting for it", flush=True)
             fcntl.flock(handle, fcntl.LOCK_EX)
+        cache = hash_cache()
         if os.path.exists(stamp):
-            problem = prep_check and prep_problem(clean or os.path.dirname(stamp), *prep_check)
+            problem = prep_check and prep_problem(clean or os.path.dirname(stamp), *prep_check,
+                                                  cache)
             if not problem:
                 print(f"reusing {os.path.dirname(stamp)} (made by an earlier run)", flush=True)
                 return 0
@@ -150,8 +229,8 @@ def once(lock, stamp, command, clean=None, prep_check=None):
         code = subprocess.call(command)
         if code == 0 and clean:
             os.makedirs(os.path.dirname(stamp), exist_ok=True)
-            with open(stamp, "w", encoding="utf-8") as out:
-                out.write("done\n")
+            write_stamp(clean, stamp, cache)
+            cache.save()
         return code
 
 
@@ -207,9 +286,24 @@ def main(argv=None):
     run_once.add_argument("--prep-check", nargs=2, metavar=("DATASET_JSON", "BYTES"))
     cleaner = sub.add_parser("clean", help="remove the sets no model references")
     cleaner.add_argument("--dry-run", action="store_true")
+    sealer = sub.add_parser("seal", help="record the sha256 an artefact was written with")
+    sealer.add_argument("files", nargs="+")
+    checker = sub.add_parser("check", help="refuse artefacts whose bytes are not the sealed ones")
+    checker.add_argument("files", nargs="+")
     args = parser.parse_args(argv)
     if args.action == "clean":
         clean(args.dry_run)
+        return
+    if args.action in ("seal", "check"):
+        cache = hash_cache()
+        try:
+            for path in args.files:
+                problem = seal(path, cache) if args.action == "seal" else artefact_problem(
+                    path, cache)
+                if problem:
+                    raise UserError(f"{path}: {problem}; delete it and rerun")
+        finally:
+            cache.save()
         return
     if not command:
         raise UserError("once: give the command after --")

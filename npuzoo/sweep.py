@@ -284,12 +284,12 @@ def outputs_of(data_paths, kind, shard=None):
     compiled = data_paths["compiled"]
     run_dir = data_paths["run_dir"]
     if kind == "report":
-        return [compiled, compiled + ".json", run_dir]
+        return [compiled, compiled + ".json", compiled + ".sha256", run_dir]
     names = [os.path.join(data_paths["shard_root"], str(shard), "infer.done"),
               os.path.join(data_paths["shard_root"], str(shard), "results")]
     if shard == 0:
-        names += [compiled, compiled + ".json", data_paths["perf_dir"]] + [os.path.join(run_dir, n) for n in
-                                             ("backend.json", "backend-aipp.json")]
+        names += [compiled, compiled + ".json", compiled + ".sha256", data_paths["perf_dir"]] + [
+            os.path.join(run_dir, n) for n in ("backend.json", "backend-aipp.json")]
     return names
 
 

@@ -31,10 +31,11 @@ def make(root, *args):
 
 
 def snapshot(folder):
-    """mtimes of the files under `folder`, but the run lock's (each run rewrites its holder)
-    and the step log's (each run logs its checksum step)."""
+    """mtimes of the files under `folder`, but the run lock's (each run rewrites its holder),
+    the step log's (each run logs its checksum step) and the stat cache's (a file hashed just
+    after it was written is cached only by the next run: npuzoo.checksums.RACY_NS)."""
     return {str(p): p.stat().st_mtime_ns for p in Path(folder).rglob("*")
-            if p.is_file() and p.name not in (".lock", "steps.jsonl")}
+            if p.is_file() and p.name not in (".lock", "steps.jsonl", ".hashes.json")}
 
 
 def synthetic_dataset(root, count=12, broken=None):

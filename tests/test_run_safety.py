@@ -7,6 +7,7 @@ with awkward characters, swapped weights, two concurrent runs and a killed run.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -486,6 +487,27 @@ def test_models_with_the_same_preprocessing_decode_the_images_once(tmp_path_fact
     refs = {os.readlink(p) for m in ("mobilenetv1", "vovnet39")
             for p in (scratch / "build" / m / "refs").glob("prep-*")}
     assert len(refs) == 1
+
+    # Issue 19 item 7: mobilenetv1's export copied over vovnet39's and a shared preprocessed
+    # file edited in place (same size) were reused and reported as vovnet39's; now both are
+    # made again.
+    from npuzoo.files import sha256_file
+
+    export = scratch / "build/vovnet39/onnx/random/vovnet39.onnx"
+    other = scratch / "build/mobilenetv1/onnx/random/mobilenetv1.onnx"
+    shutil.copy(other, export)
+    binary = sorted((scratch / "build/prep").glob("*/*.bin"))[0]
+    with open(binary, "r+b") as handle:
+        head = handle.read(4)
+        handle.seek(0)
+        handle.write(bytes(255 - b for b in head))
+    third = make(scratch, "vovnet39", *common)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "warning: build/vovnet39/onnx/random/vovnet39.onnx: its sha256 " in third.stderr
+    assert f"{binary.name} is not the file the preprocessing wrote" in third.stderr
+    assert sha256_file(export) != sha256_file(other)
+    assert Path(str(export) + ".sha256").read_text().strip() == sha256_file(export)
+    assert "pth2onnx.py" in third.stdout and "preprocess.py" in third.stdout
 
 
 @pytest.mark.parametrize("values, fragment", [
