@@ -148,6 +148,8 @@ def prep_problem(prep_dir, dataset_json, size, cache):
         with open(os.path.join(prep_dir, ".done"), encoding="utf-8") as handle:
             recorded = json.load(handle)["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
+        recorded = None
+    if not isinstance(recorded, dict):
         return "its stamp records no digests"
     wrong = next((e.name for e in found if recorded.get(e.name) != cache.sha256(e.path)), None)
     if wrong:
@@ -214,7 +216,7 @@ def once(lock, stamp, command, clean=None, prep_check=None):
         except BlockingIOError:
             print(f"{lock}: another run is making this set; waiting for it", flush=True)
             fcntl.flock(handle, fcntl.LOCK_EX)
-        cache = hash_cache()
+        cache = hash_cache() if clean or prep_check else None  # preprocessed sets only
         if os.path.exists(stamp):
             problem = prep_check and prep_problem(clean or os.path.dirname(stamp), *prep_check,
                                                   cache)
