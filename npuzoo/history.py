@@ -1,15 +1,21 @@
-"""Every run kept, and like compared with like.
+"""Every run kept, each machine and configuration its own current report, like compared
+with like.
 
 A run's report goes to two places when it is published:
 
   reports/<model>/history/<SOC>_bs<BS>/<time>_<machine id>.json   always (append-only)
-  reports/<model>/<SOC>_bs<BS>.json                                the current report, only
-                                                                   when the run is at least as
-                                                                   complete as the one there
+  reports/<model>/<SOC>_bs<BS>.json                                the current report of the
+                                                                   machine and configuration
+                                                                   it holds (the committed one)
+  reports/<model>/<SOC>_bs<BS>.<owner tag>.json                    the current report of any
+                                                                   other machine or
+                                                                   configuration (`own_path`)
 
-so a 20-second trial (a subset, random weights) never replaces a curated full-set run with
-the published weights unless FORCE=1 says so; it stays in the history, and the terminal says
-where it went.
+A run is current for its owner (`owner`: the machine, and the configuration: engine,
+precision, AIPP, streams, perf loop and time) only when it is at least as complete as the
+owner's current run, so a 20-second trial (a subset, random weights) never replaces a curated
+full-set run with the published weights, and a run never displaces another machine's or
+configuration's report, unless FORCE=1 says so; the terminal says where each run went.
 
 What makes two runs comparable (`like_key`): the chip, the machine (`machine_id`: a hash of
 the CPU model and core count, or of the NPU and driver, as the report's `device` describes
@@ -24,6 +30,7 @@ import json
 import os
 import re
 
+from npuzoo import config
 from npuzoo.files import atomic_write
 
 HISTORY = "history"
@@ -38,12 +45,63 @@ def machine(report):
     return fingerprint(report.get("soc"), report.get("device"))
 
 
-def fingerprint(soc, device):
+def fingerprint(soc, device, isa=None):
     """The machine of a run: its chip and device description (CPU model and cores, or NPU
-    and driver), hashed; the host name is not part of it."""
+    and driver), hashed, and the CPU's instruction set (`isa`, npuzoo.soc.cpu_isa); the host
+    name is not part of it."""
     description = str(device or "not recorded")
     digest = hashlib.sha256(f"{soc}|{description}".encode()).hexdigest()[:12]
-    return {"id": digest, "description": description}
+    return {"id": digest, "description": description, **({"isa": isa} if isa else {})}
+
+
+# What a run's figures depend on besides the machine. A field an older report lacks (None)
+# matches any value: such a report still belongs to the runs that resemble it.
+def configuration(report) -> dict:
+    """The measurement configuration of a run: engine, precision, AIPP, streams, perf loop."""
+    backend, perf = report.get("backend") or {}, report.get("perf") or {}
+    return {"engine": backend.get("name"),
+            "precision": backend.get("precision") or report.get("precision") or "fp32",
+            "aipp": bool(backend.get("aipp")), "streams": perf.get("streams") or 1,
+            "loop": perf.get("loop"), "warmup": perf.get("warmup"),
+            "loop_seconds": perf.get("loop_seconds")}
+
+
+def _agree(a, b):
+    return all(a[k] is None or b[k] is None or a[k] == b[k] for k in a)
+
+
+def same_owner(a, b) -> bool:
+    """True when two runs share their machine (model, cores, ISA) and configuration."""
+    first, second = machine(a), machine(b)
+    return (first["id"] == second["id"]
+            and _agree({"isa": first.get("isa")}, {"isa": second.get("isa")})
+            and _agree(configuration(a), configuration(b)))
+
+
+def owner_words(report) -> str:
+    """The owner of a run in words: the machine, then what its configuration says."""
+    config = configuration(report)
+    perf = f"perf loop {config['loop']}" + (
+        f" and {config['loop_seconds']:g} s" if config["loop_seconds"] else "")
+    parts = [config["engine"] or "engine not recorded", config["precision"],
+             "AIPP" if config["aipp"] else "", f"{config['streams']} stream(s)", perf]
+    return f"{machine(report)['description']}, " + ", ".join(p for p in parts if p)
+
+
+def own_path(dest, report):
+    """Where the current report of `report`'s owner goes when `dest` (the committed path)
+    belongs to another: `<SOC>_bs<BS>.<tag>.json` beside it (a SOC holds no dot)."""
+    identity = {"machine": machine(report)["id"], "isa": machine(report).get("isa"),
+                **configuration(report)}
+    tag = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+    stem, ext = os.path.splitext(dest)
+    return f"{stem}.{tag}{ext}"
+
+
+def contract_path(path):
+    """reports/.../<SOC>_bs<BS>.json for any current report of that chip and batch size."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, name.split(".")[0] + ".json")
 
 
 def scope(report):
@@ -73,8 +131,8 @@ def weights_key(report):
 
 def variant(report):
     """'' for the plain run; otherwise what differs: 'aipp', a precision other than fp32, the
-    OpenVINO engine, several streams."""
-    backend = report.get("backend") or {}
+    OpenVINO engine, several streams, a CPU perf loop other than the default."""
+    backend, perf = report.get("backend") or {}, report.get("perf") or {}
     words = []
     if backend.get("aipp"):
         words.append("aipp")
@@ -83,9 +141,13 @@ def variant(report):
         words.append(str(precision))
     if backend.get("name") == "openvino":
         words.append("openvino")
-    streams = (report.get("perf") or {}).get("streams")
+    streams = perf.get("streams")
     if isinstance(streams, int) and streams > 1:
         words.append(f"{streams} streams")
+    loop, seconds = perf.get("loop"), perf.get("loop_seconds")
+    if report.get("soc") == "cpu" and (loop not in (None, config.CPU_PERF["loop"]) or
+                                       seconds not in (None, config.CPU_PERF["seconds"])):
+        words.append(f"{loop} calls" + (f" over {seconds:g} s" if seconds else ""))
     return "+".join(words)
 
 
@@ -116,9 +178,9 @@ def report_folders(model_folder):
 
 
 def history_dir(dest):
-    """reports/<model>/history/<SOC>_bs<BS>/ for the current report `dest`."""
+    """reports/<model>/history/<SOC>_bs<BS>/ for the current report `dest` (any owner's)."""
     folder, name = os.path.split(dest)
-    return os.path.join(folder, HISTORY, os.path.splitext(name)[0])
+    return os.path.join(folder, HISTORY, name.split(".")[0])
 
 
 def entries(dest, read):

@@ -40,7 +40,7 @@ import numpy as np
 from npuzoo import config, history
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write
-from npuzoo.soc import cpu_description
+from npuzoo.soc import cpu_description, cpu_isa
 
 SCHEMA_VERSION = 1
 THROUGHPUT_DROP = 0.10  # a fall beyond this fraction is flagged run over run
@@ -97,6 +97,8 @@ def perf_from_summary(summary, loop, warmup):
     perf = {"throughput": summary.get("throughput"), "latency_ms": latency or None,
             "samples": stats.get("count", len(times) or None), "loop": loop,
             "warmup": warmup}
+    if summary.get("loop_seconds") is not None:  # the runner's time-bounded loop
+        perf["loop_seconds"] = summary["loop_seconds"]
     streams = summary.get("streams") or 1
     if streams > 1 and summary.get("throughput_wall"):
         # n sessions at once: each call is slower, so ais_bench's per-call figure understates
@@ -494,7 +496,7 @@ def build(model, soc, batch_size, dataset, weights, accuracy, perf, source=None,
         "model": model,
         "soc": soc,
         "device": device,
-        "machine": history.fingerprint(soc, device),
+        "machine": history.fingerprint(soc, device, cpu_isa() if soc == "cpu" else None),
         "batch_size": batch_size,
         "backend": backend or {"name": "onnxruntime",
                                "version": package_versions(["onnxruntime"])["onnxruntime"]},
@@ -537,7 +539,7 @@ STR, INT, NUMBER, BOOL, ANY = "a string", "an integer", "a number", "true or fal
 LATENCY = {k: NUMBER for k in ("mean", "p50", "p90", "p99", "min", "max")}
 SCHEMA = {
     "schema": INT, "model": STR, "soc": STR, "device": STR, "batch_size": INT,
-    "machine": {"id": STR, "description": STR},
+    "machine": {"id": STR, "description": STR, "isa": STR},
     "placement": {"runner": STR, "node": STR, "node_ip": STR, "node_id": STR, "device": STR},
     "timings": {"unit": STR, "what": STR, "steps": {}},
     "calibration": {"dataset": STR, "images": INT, "offset": INT, "labels_sha256": STR,
@@ -552,7 +554,7 @@ SCHEMA = {
                  "top5": NUMBER, "images": INT, "classes": INT, "meaningful": BOOL},
     "gate": {"verdict": STR, "reason": STR},
     "perf": {"throughput": NUMBER, "latency_ms": LATENCY, "samples": INT, "loop": INT,
-             "warmup": INT, "streams": INT, "throughput_per_call": NUMBER,
+             "warmup": INT, "loop_seconds": NUMBER, "streams": INT, "throughput_per_call": NUMBER,
              "throughput_is": STR,
              "load": {"loadavg_1m_start": NUMBER, "loadavg_1m_end": NUMBER, "cpus": INT,
                       "other_cpu_s": NUMBER, "other_cpu_share": NUMBER, "contended": BOOL,
@@ -714,30 +716,92 @@ def _label(report):
 
 def _what(report):
     weights = (report.get("weights") or {}).get("source") or "unrecorded"
-    return f"{history.scope(report)[1]}, {weights} weights, {history.machine(report)['description']}"
+    return f"{history.scope(report)[1]}, {weights} weights, {history.owner_words(report)}"
+
+
+def _current(path):
+    """The report at `path`, or None (absent, or unreadable: one warning line)."""
+    if not os.path.isfile(path):
+        return None
+    found = read_report(path)
+    if found is None:
+        warn(f"warning: {path}: replaced without a run-over-run comparison")
+    return found
+
+
+def _best_of_owner(report, past):
+    """(path, run) of the most complete, then latest, recorded run of `report`'s owner."""
+    own = [(path, r) for path, r in past if history.same_owner(r, report)]
+    return max(own, default=(None, None), key=lambda item: (
+        history.completeness(item[1]), str(item[1].get("timestamp") or "")))
+
+
+def _promote(report, dest, committed):
+    """FORCE=1: `report` becomes the committed report `dest`; the run it displaces stays the
+    current report of its own machine and configuration (history.own_path)."""
+    if committed is not None and not history.same_owner(committed, report):
+        displaced = history.own_path(dest, committed)
+        there = _current(displaced)
+        if there is None or history.completeness(committed) >= history.completeness(there):
+            atomic_write(displaced, dumps(committed))
+        print(f"report: {dest}: the run it held ({history.owner_words(committed)}) stays "
+              f"that machine and configuration's current report, {displaced}")
+    atomic_write(dest, dumps(report))
+    mine = history.own_path(dest, report)
+    if os.path.exists(mine):
+        os.unlink(mine)  # the owner's current report is `dest` now
+
+
+def _republish(report, dest, own, current, past, force):
+    """A run recorded before (a rerun of make, or a publish killed between its two writes)."""
+    recorded = next(((p, r) for p, r in past if _same_run(r, report)), (None, None))
+    if recorded[1] is not None:
+        report["comparison"] = recorded[1].get("comparison")
+    committed = current if own == dest else _current(dest)
+    if force and not (committed is not None and _same_run(committed, report)):
+        _promote(report, dest, committed)
+        print(f"report: {dest}: the recorded run of {report.get('timestamp')} ({_what(report)}) "
+              "is the current report now (FORCE=1)")
+    elif current is None:
+        path, best = _best_of_owner(report, past)
+        atomic_write(own, dumps(best or report))
+        print(f"report: {own}: was missing; restored from "
+              f"{os.path.relpath(path) if path else 'this run'}")
+    elif _same_run(current, report):
+        print(f"report: {_label(report)}: this run is already recorded and is the current "
+              f"report ({own})" + (f"; FORCE=1 makes it {dest}" if own != dest else ""))
+    else:
+        print(f"report: {_label(report)}: this run is already recorded"
+              f"{f' ({os.path.relpath(recorded[0])})' if recorded[0] else ''}; {own} holds a "
+              f"more complete run ({_what(current)}); FORCE=1 makes this run {dest}")
+    return report, (report.get("comparison") or {}).get("changes") or []
 
 
 def publish(built_path, dest, drop=None, force=False):
-    """Record a built report in the history; make it the current report `dest` unless the one
-    there is more complete (history.completeness) and `force` is not given.
+    """Record a built report in the history and make it the current report of its owner
+    (history.same_owner: machine and configuration): `dest` when that holds the same owner's
+    run or nothing, else history.own_path; unless the owner's current run is more complete.
+    FORCE=1 (`force`) makes it `dest` whatever is there. A missing current report is restored
+    from the history.
 
     Returns (report, flagged changes against the latest like-for-like earlier run)."""
     report = load(built_path)
-    current = None
-    if os.path.isfile(dest):
-        current = read_report(dest)
-        if current is None:
-            warn(f"warning: {dest}: replaced without a run-over-run comparison")
-    past = [r for _, r in history.entries(dest, read_report)]
-    if any(_same_run(r, report) for r in past) or (current and _same_run(current, report)):
-        print(f"report: {_label(report)}: this run is already recorded ({dest})")
-        return report, []
-    previous = history.latest_like(report, past + ([current] if current else []))
+    committed = _current(dest)
+    own = dest if committed is None or history.same_owner(committed, report) \
+        else history.own_path(dest, report)
+    current = committed if own == dest else _current(own)
+    past = history.entries(dest, read_report)
+    if any(_same_run(r, report) for _, r in past) or \
+            any(c is not None and _same_run(c, report) for c in (committed, current)):
+        return _republish(report, dest, own, current, past, force)
+    previous = history.latest_like(report, [r for _, r in past] +
+                                   [c for c in (committed, current) if c is not None])
     flagged = []
     if previous is None:
         report["comparison"] = None
-        print(f"report: {_label(report)}: no earlier run on this machine with the same images "
-              "and weights; nothing to compare with")
+        print(f"report: {_label(report)}: no earlier run with the same machine, images, "
+              f"weights and configuration ({history.owner_words(report)}); nothing to compare "
+              "with")
     else:
         drop = throughput_drop() if drop is None else drop
         report["comparison"] = compare(previous, report, drop)
@@ -755,20 +819,31 @@ def publish(built_path, dest, drop=None, force=False):
                      for v in (old, new)]
             print(f"report: {_label(report)}: {change['flag'].upper()}: {change['what']} "
                   f"{shown[0]} -> {shown[1]} ({change['change']})")
-    kept = history.record(report, dest)
+    kept = os.path.relpath(history.record(report, dest))
+    if current is None:  # missing (or never written): the owner's best recorded run
+        restored_from, current = _best_of_owner(report, past)
     acc = report.get("accuracy") or {}
     perf = report.get("perf") or {}
     numbers = (f"top1 {_rounded(acc.get('top1'))} top5 {_rounded(acc.get('top5'))} "
-               f"throughput {perf.get('throughput') or 0:.1f} images/s")
-    if current is None or force or \
-            history.completeness(report) >= history.completeness(current):
-        atomic_write(dest, dumps(report))
-        print(f"report: {dest}: {numbers}; gate {report['gate']['verdict']} "
-              f"({report['gate']['reason']})")
+               f"throughput {perf.get('throughput') or 0:.1f} images/s; gate "
+               f"{report['gate']['verdict']} ({report['gate']['reason']})")
+    if force:
+        _promote(report, dest, committed)
+        print(f"report: {dest}: {numbers} (FORCE=1)")
+    elif current is None or history.completeness(report) >= history.completeness(current):
+        atomic_write(own, dumps(report))
+        if own == dest:
+            print(f"report: {dest}: {numbers}")
+        else:
+            print(f"report: {dest} kept (the run of {history.owner_words(committed)}); this run "
+                  f"({history.owner_words(report)}; {numbers}) is the current report of its "
+                  f"machine and configuration, {own}; FORCE=1 makes it {dest}")
     else:
-        print(f"report: {dest} kept: it holds a more complete run ({_what(current)}); this run "
-              f"({_what(report)}; {numbers}) is recorded in {os.path.relpath(kept)}; "
-              "FORCE=1 makes it the current report")
+        if not os.path.isfile(own):
+            atomic_write(own, dumps(current))
+            print(f"report: {own}: was missing; restored from {os.path.relpath(restored_from)}")
+        print(f"report: {own} kept: it holds a more complete run ({_what(current)}); this run "
+              f"({_what(report)}; {numbers}) is recorded in {kept}; FORCE=1 makes it {dest}")
     return report, flagged
 
 
@@ -919,6 +994,11 @@ def main(argv=None):
     else:
         report, flagged = publish(args.built, args.dest, throughput_drop(args.throughput_drop),
                                   force=args.force)
+        if args.strict and (report.get("comparison") or {}).get("contended"):
+            print(f"error: {_label(report)}: STRICT=1 could not judge this run: other processes "
+                  "took the CPU during its perf loop or the earlier run's, so a throughput drop "
+                  "cannot be told from the load; rerun it on a quiet machine", file=sys.stderr)
+            sys.exit(1)
         if flagged and args.strict:
             print(f"error: {_label(report)}: {len(flagged)} flagged change(s) against the "
                   "latest like-for-like run (STRICT=1); see above", file=sys.stderr)

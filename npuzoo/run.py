@@ -41,7 +41,8 @@ BUILD = "build"
 # The Make variables of `make <model>`, with their defaults (README; docs/design.md, "The Make
 # variables").
 DEFAULTS = {"BS": "1", "SOC": "cpu", "DATA": "", "N": "", "WEIGHTS": "", "RUNNER": "local",
-            "DEVICE": "0", "LOOP": "20", "WARMUP": "2", "AIPP": "", "FORCE": "", "STRICT": "",
+            "DEVICE": "0", "LOOP": str(config.CPU_PERF["loop"]),
+            "WARMUP": str(config.CPU_PERF["warmup"]), "AIPP": "", "FORCE": "", "STRICT": "",
             "PRECISION": "fp32", "CALIB": "100", "CALIB_DATA": "", "BACKEND": "", "STREAMS": "",
             "PERF_SECONDS": ""}
 POSITIVE = re.compile(r"^[1-9][0-9]{0,6}$")
@@ -349,7 +350,7 @@ class Plan:
         # One stream per core on the CPU by default (npuzoo.bench --streams).
         self.streams = settings.streams or (len(os.sched_getaffinity(0)) if soc == "cpu" else 0)
         self.perf_seconds = (settings.perf_seconds if settings.perf_seconds is not None
-                             else 3) if soc == "cpu" else 0
+                             else config.CPU_PERF["seconds"]) if soc == "cpu" else 0
 
     def share(self, model_config, cache=None):
         """The shared preprocessed set of this run (npuzoo/store.py); with the stat `cache`, its
@@ -546,11 +547,33 @@ def lock_for(model, settings):
     return ModelLock(model, who.strip())
 
 
-def render_readmes():
-    """Re-render the READMEs and plots from reports/ (one renderer at a time), so that the
-    repository agrees with its results after any run."""
+def committed_reports(models):
+    """{path: bytes} of the committed report paths of `models`
+    (reports/<model>/[<variant>/]<SOC>_bs<BS>.json; another machine's or configuration's
+    current report, history.own_path, has a dot more in its name)."""
+    from npuzoo import history
+
+    found = {}
+    for model in models:
+        for folder in history.report_folders(os.path.join("reports", model)):
+            for name in os.listdir(folder) if os.path.isdir(folder) else ():
+                if re.fullmatch(r"[^.]+_bs[0-9]+\.json", name):
+                    with open(os.path.join(folder, name), "rb") as handle:
+                        found[os.path.join(folder, name)] = handle.read()
+    return found
+
+
+def render_readmes(models, before):
+    """Re-render the READMEs and plots from reports/ (one renderer at a time) when a committed
+    report of `models` changed since `before` (committed_reports), so that the repository
+    agrees with its results; a run that only added reports of its own machine or
+    configuration leaves the tracked files as they are, and says how to see it."""
     from npuzoo import readme
 
+    if all(committed_reports(models).get(path) == data for path, data in before.items()):
+        print("readme: not re-rendered (no committed report changed); `make readme` adds the "
+              "rows of every machine and configuration recorded in reports/", flush=True)
+        return
     os.makedirs(BUILD, exist_ok=True)
     with open(os.path.join(BUILD, ".readme.lock"), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -564,6 +587,7 @@ def run(model, settings):
     os.environ[steps.RUN_ENV] = run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     log = os.path.join(BUILD, model, "steps.jsonl")
     with lock_for(model, settings):
+        before = committed_reports([model])
         plan = prepare(model, settings)
         try:
             for bs in settings.batch_sizes:
@@ -572,7 +596,7 @@ def run(model, settings):
                 make(plan.make_args("publish", bs=bs))
         finally:
             print(steps.table(steps.entries(log, run_id)), flush=True)
-    render_readmes()
+    render_readmes([model], before)
 
 
 @cli

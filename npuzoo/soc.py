@@ -292,6 +292,26 @@ def cpu_description():
     return f"{name} ({len(os.sched_getaffinity(0))} cores)"
 
 
+# The instruction-set extensions the CPU engines pick their kernels by: two CPUs of the same
+# name and core count but other extensions (a VM that hides AVX-512) are other machines.
+ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni",
+             "amx_tile", "amx_int8", "amx_bf16", "asimd", "sve")
+
+
+def cpu_isa():
+    """`<arch> <flags>`: the architecture and the ISA_FLAGS that /proc/cpuinfo lists."""
+    flags = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith(("flags", "Features")):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    return " ".join([platform.machine()] + [f for f in ISA_FLAGS if f in flags])
+
+
 @cli
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m npuzoo.soc",

@@ -451,6 +451,7 @@ def sweep(models, settings, shards, storage, cpus_wanted):
     with contextlib.ExitStack() as locks:
         for model in sorted(models):
             locks.enter_context(run.lock_for(model, settings[model]))
+        before = run.committed_reports(models)
         plans, jobs = {}, []
         for model in models:
             plan = run.prepare(model, settings[model])
@@ -475,8 +476,8 @@ def sweep(models, settings, shards, storage, cpus_wanted):
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(token)
-    print("== READMEs: python3 -m npuzoo.readme", flush=True)
-    subprocess.run([sys.executable, "-m", "npuzoo.readme"], cwd=REPO, check=False)
+    print("== READMEs", flush=True)
+    run.render_readmes(models, before)
     return failed
 
 
