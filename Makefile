@@ -26,7 +26,12 @@ DOCKER_VARIABLES := BASE_IMAGE ASCEND_BASE_IMAGE IMAGE_REPO DOCKER_NET_ONLINE DO
                     DOCKER_BUILD_ARGS DOCKER_PIDS_LIMIT DOCKER_CA_BUNDLE AIS_WHEELS_URL \
                     ACLRUNTIME_URL ACLRUNTIME_SHA256 AIS_BENCH_URL AIS_BENCH_SHA256 \
                     ASCEND_DOCKER_RUNTIME ASCEND_HOST_ROOT ASCEND_DEVICE_NODE
-unexport $(USER_VARIABLES) $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
+COMMAND_LINE_VARIABLES := $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
+unexport $(USER_VARIABLES) $(COMMAND_LINE_VARIABLES)
+# The names (never the values) of the command-line variables, and of the Make-level ones a run
+# also takes: npuzoo.run refuses a name it does not know (BATCH=4 would be ignored silently).
+export NPUZOO_COMMAND_LINE := $(COMMAND_LINE_VARIABLES)
+export NPUZOO_MAKE_VARIABLES := $(DOCKER_VARIABLES) DOCKER IMAGE_MODELS PYTHON TORCH_INDEX
 $(foreach v,$(DOCKER_VARIABLES),$(if $(filter command line,$(origin $(v))),$(eval override $(v) := $$(value $(v)))$(eval export $(v))))
 
 PYTHON ?= python3
@@ -97,9 +102,9 @@ sweep: venv
 
 # RUNNER=docker: the microtool images (images/, mk/docker.mk). Builds the shared images and
 # those of IMAGE_MODELS (default: every model); each is tagged with a hash of what goes in, so
-# a second run builds nothing. Needs an engine (DOCKER_HOST) and the Debian client (DOCKER).
-# CI, with no registry: make images BASE_IMAGE=local/debian:bookworm (images/local-base.sh).
-DOCKER       ?= /usr/bin/docker
+# a second run builds nothing. Needs an engine (DOCKER_HOST) and a client (DOCKER, default: the
+# docker on PATH, mk/docker.mk). CI, with no registry: make images
+# BASE_IMAGE=local/debian:bookworm (images/local-base.sh).
 IMAGE_MODELS ?= $(MODEL_NAMES)
 export DOCKER IMAGE_MODELS
 

@@ -38,7 +38,11 @@
 
 .DEFAULT_GOAL_BEFORE_DOCKER_MK := $(.DEFAULT_GOAL)
 
-DOCKER            ?= /usr/bin/docker
+# The docker client: DOCKER, else the first `docker` on PATH (its text, never expanded), else
+# /usr/bin/docker (the Debian client; .ci/docker_stage.sh sets DOCKER to it).
+ifeq ($(origin DOCKER),undefined)
+  DOCKER := $(or $(firstword $(wildcard $(addsuffix /docker,$(subst :, ,$(value PATH))))),/usr/bin/docker)
+endif
 DEVICE            ?= 0
 IMAGE_REPO        ?= npuzoo
 # The Debian image the base is built FROM; CI: local/debian:bookworm (images/local-base.sh).

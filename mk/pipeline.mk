@@ -78,6 +78,10 @@ $(B)/weights/$(WEIGHTS_FILE):
 
 # Written by npuzoo/run.py before this makefile runs; missing only under a bare `make -f`.
 MISSING_INPUT = @echo "error: $@: missing; run \`make $(MODEL)\` (npuzoo/run.py writes it)" >&2; exit 2
+ifneq ($(findstring n,$(firstword -$(MAKEFLAGS))),)
+  # make -n (npuzoo.run shows the commands without writing them first): said as what it is.
+  MISSING_INPUT = @: $@ is written by npuzoo/run.py when the run starts
+endif
 $(WEIGHTS_JSON):
 	$(MISSING_INPUT)
 build/inputs/%.data:

@@ -71,8 +71,9 @@ def index_images(val_dir):
     return images
 
 
-def check_dataset(data_dir):
-    """Return (labels, images) after checking the layout; raise UserError naming the problem."""
+def check_layout(data_dir):
+    """UserError naming the problem when DATA is unset or lacks val_label.txt or val/ (cheap:
+    nothing is read)."""
     if not data_dir:
         raise UserError("DATA is not set; pass DATA=<folder with val/ and val_label.txt>")
     if not os.path.isdir(data_dir):
@@ -85,6 +86,13 @@ def check_dataset(data_dir):
                         "'ILSVRC2012_val_00000001.JPEG 65'")
     if not os.path.isdir(val_dir):
         raise UserError(f"{val_dir}: missing; DATA needs its images in a val/ folder")
+
+
+def check_dataset(data_dir):
+    """Return (labels, images) after checking the layout; raise UserError naming the problem."""
+    check_layout(data_dir)
+    label_file = os.path.join(data_dir, "val_label.txt")
+    val_dir = os.path.join(data_dir, "val")
     labels = parse_labels(label_file)
     images = index_images(val_dir)
     absent = [name for name in labels if name not in images]

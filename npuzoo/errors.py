@@ -15,6 +15,28 @@ class WriteError(UserError, OSError):
     Also an OSError, so callers that handle OSError from a write keep working."""
 
 
+class Problems:
+    """The UserErrors of several independent checks (`with problems: check()`), so that a run
+    reports every input problem at once: `raise_any` raises one UserError holding one line
+    per problem (the `cli` wrapper prints each as an `error:` line)."""
+
+    def __init__(self):
+        self.lines = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, traceback):
+        if isinstance(err, UserError):
+            self.lines.append(str(err))
+            return True
+        return False
+
+    def raise_any(self):
+        if self.lines:
+            raise UserError("\nerror: ".join(dict.fromkeys(self.lines)))
+
+
 def cli(main):
     """Wrap a command-line entry point: UserError becomes `error: ...` and exit 2."""
 

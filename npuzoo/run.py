@@ -21,6 +21,7 @@ temporary files (`*.tmp`, `*.part`) that a killed run left under build/<model>/.
 """
 
 import argparse
+import difflib
 import fcntl
 import hashlib
 import json
@@ -32,7 +33,7 @@ import sys
 import time
 
 from npuzoo import config, dataset, engines, soc as socs, store, weights as weights_mod
-from npuzoo.errors import UserError, cli
+from npuzoo.errors import Problems, UserError, cli
 from npuzoo.files import replace_link
 
 REPO = config.REPO_ROOT
@@ -58,56 +59,109 @@ def shown(value):
 
 
 class Settings:
-    """The validated variables of one `make <model>` run."""
+    """The validated variables of one `make <model>` run (every bad value said at once)."""
 
     def __init__(self, values):
         self.raw = values
-        self.batch_sizes = check_batch_sizes(values["BS"])
-        self.limit = check_count("N", values["N"], optional=True)
-        self.loop = check_count("LOOP", values["LOOP"])
-        self.warmup = check_count("WARMUP", values["WARMUP"], zero=True)
-        self.runner = check_choice("RUNNER", values["RUNNER"], ("local", "docker"),
-                                   "use local or docker")
-        self.aipp = check_choice("AIPP", values["AIPP"], ("", "0", "1"),
-                                 "use AIPP=1, or leave it unset") == "1"
-        # FORCE=1: this run becomes the current report even over a more complete one;
-        # STRICT=1: a flagged drop against the latest like-for-like run fails the run.
-        self.force = check_choice("FORCE", values["FORCE"], ("", "0", "1"),
-                                  "use FORCE=1, or leave it unset") == "1"
-        self.strict = check_choice("STRICT", values["STRICT"], ("", "0", "1"),
-                                   "use STRICT=1, or leave it unset") == "1"
-        # CPU engines and precision: PRECISION=int8 quantises the export, calibrated on CALIB
-        # images outside the evaluation selection (after DATA's first N, or CALIB_DATA's).
-        self.precision = check_choice("PRECISION", values["PRECISION"], ("fp32", "int8"),
-                                      "use fp32 or int8")
-        self.calib = check_count("CALIB", values["CALIB"])
-        self.calib_data = check_path("CALIB_DATA", values["CALIB_DATA"])
+        problems = Problems()
+        checks = {
+            "batch_sizes": lambda: check_batch_sizes(values["BS"]),
+            "limit": lambda: check_count("N", values["N"], optional=True),
+            "loop": lambda: check_count("LOOP", values["LOOP"]),
+            "warmup": lambda: check_count("WARMUP", values["WARMUP"], zero=True),
+            "runner": lambda: check_choice("RUNNER", values["RUNNER"], ("local", "docker"),
+                                           "use local or docker"),
+            "aipp": lambda: check_choice("AIPP", values["AIPP"], ("", "0", "1"),
+                                         "use AIPP=1, or leave it unset") == "1",
+            # FORCE=1: this run becomes the committed report, whatever is there;
+            # STRICT=1: a flagged drop against the latest like-for-like run fails the run.
+            "force": lambda: check_choice("FORCE", values["FORCE"], ("", "0", "1"),
+                                          "use FORCE=1, or leave it unset") == "1",
+            "strict": lambda: check_choice("STRICT", values["STRICT"], ("", "0", "1"),
+                                           "use STRICT=1, or leave it unset") == "1",
+            # CPU engines and precision: PRECISION=int8 quantises the export, calibrated on
+            # CALIB images outside the evaluation selection (after DATA's first N, or
+            # CALIB_DATA's).
+            "precision": lambda: check_choice("PRECISION", values["PRECISION"],
+                                              ("fp32", "int8"), "use fp32 or int8"),
+            "calib": lambda: check_count("CALIB", values["CALIB"]),
+            "calib_data": lambda: check_path("CALIB_DATA", values["CALIB_DATA"]),
+            "backend": lambda: check_choice("BACKEND", values["BACKEND"],
+                                            ("", "onnxruntime", "openvino"),
+                                            "use onnxruntime or openvino, or leave it unset"),
+            "streams": lambda: check_streams(values["STREAMS"]),
+            # The CPU perf loop runs at least LOOP times AND at least PERF_SECONDS (default
+            # config.CPU_PERF): 20 calls of a fast model are over in a blink and measure noise.
+            "perf_seconds": lambda: check_count("PERF_SECONDS", values["PERF_SECONDS"],
+                                                optional=True, zero=True),
+            "device": lambda: check_device(values["DEVICE"]),
+            "soc": lambda: check_soc(values["SOC"]),
+            # Paths are made absolute here, relative to where make was called.
+            "data": lambda: check_path("DATA", values["DATA"]),
+            "weights": lambda: check_path("WEIGHTS", values["WEIGHTS"]),
+        }
+        for name, check in checks.items():
+            with problems:
+                setattr(self, name, check())
+        with problems:
+            if getattr(self, "precision", "") == "int8" and getattr(self, "aipp", False):
+                raise UserError("PRECISION=int8 with AIPP=1: not supported together; pick one")
+        problems.raise_any()
         self.calib_data_abs = os.path.abspath(self.calib_data) if self.calib_data else ""
-        self.backend = check_choice("BACKEND", values["BACKEND"], ("", "onnxruntime", "openvino"),
-                                    "use onnxruntime or openvino, or leave it unset")
-        self.streams = check_count("STREAMS", values["STREAMS"], optional=True)
-        if self.streams:
-            engines.check_streams(self.streams, "STREAMS")
-        # The CPU perf loop runs at least LOOP times AND at least PERF_SECONDS (default 3 s):
-        # 20 calls of a fast model are over in a blink and measure noise.
-        self.perf_seconds = check_count("PERF_SECONDS", values["PERF_SECONDS"], optional=True,
-                                        zero=True)
-        if self.precision == "int8" and self.aipp:
-            raise UserError("PRECISION=int8 with AIPP=1: not supported together; pick one")
-        self.device = values["DEVICE"]
-        if not DEVICES.match(self.device):
-            raise UserError(f"DEVICE={shown(self.device)}: expected a device id such as 0 "
-                            "(or a comma list such as 0,1 on the CPU)")
-        self.soc = values["SOC"]
-        if not SOC_SHAPE.match(self.soc):
-            raise UserError(f"SOC={shown(self.soc)}: unknown chip; use cpu, auto, or an "
-                            "Ascend --soc_version such as Ascend310P3")
-        # Paths are made absolute here, relative to where make was called.
-        self.data = check_path("DATA", values["DATA"])
         self.data_abs = os.path.abspath(self.data) if self.data else ""
-        self.weights = check_path("WEIGHTS", values["WEIGHTS"])
         if self.weights not in ("", "random"):
             self.weights = os.path.abspath(self.weights)
+        self.resolved_soc = None  # resolve_soc's answer, once
+
+
+def check_streams(text):
+    streams = check_count("STREAMS", text, optional=True)
+    if streams:
+        engines.check_streams(streams, "STREAMS")
+    return streams
+
+
+def check_device(text):
+    if not DEVICES.match(text):
+        raise UserError(f"DEVICE={shown(text)}: expected a device id such as 0 "
+                        "(or a comma list such as 0,1 on the CPU)")
+    return text
+
+
+def check_soc(text):
+    if not SOC_SHAPE.match(text):
+        raise UserError(f"SOC={shown(text)}: unknown chip; use cpu, auto, or an "
+                        "Ascend --soc_version such as Ascend310P3")
+    return text
+
+
+# What `make <model>` takes besides DEFAULTS: the Makefile names its own (NPUZOO_MAKE_VARIABLES:
+# the images' settings, DOCKER, PYTHON, TORCH_INDEX); the sweep's own are refused here.
+SWEEP_ONLY = ("MODELS", "SHARDS")
+MEANT = {"BATCH": "BS", "BATCH_SIZE": "BS", "BATCHSIZE": "BS", "DATASET": "DATA",
+         "DATA_DIR": "DATA", "CHIP": "SOC", "ENGINE": "BACKEND", "IMAGES": "N", "LIMIT": "N"}
+
+
+def check_variable_names(environ, sweep=False):
+    """UserError for a variable given on make's command line (NPUZOO_COMMAND_LINE: the names
+    the Makefile saw with origin `command line`) that the run does not know: it would be
+    ignored silently. Variables of the environment are not judged (the shell sets many)."""
+    known = set(DEFAULTS) | set(environ.get("NPUZOO_MAKE_VARIABLES", "").split())
+    known |= set(SWEEP_ONLY) if sweep else set()
+    problems = Problems()
+    for name in environ.get("NPUZOO_COMMAND_LINE", "").split():
+        with problems:
+            if name in known:
+                continue
+            if name in SWEEP_ONLY:
+                raise UserError(f"{name}: a variable of `make sweep` only; drop it, or run "
+                                f"make sweep")
+            meant = MEANT.get(name.upper()) or next(iter(difflib.get_close_matches(
+                name.upper(), sorted(known), n=1, cutoff=0.75)), None)
+            raise UserError(f"{shown(name)}: no such variable of make "
+                            f"{'sweep' if sweep else '<model>'}"
+                            + (f"; did you mean {meant}?" if meant else "; see make help"))
+    problems.raise_any()
 
 
 def check_batch_sizes(text):
@@ -380,6 +434,19 @@ class Plan:
                                 os.path.join(store.DATA_ROOT, self.calib_id))
                 store.reference(self.model, "prep", self.calib_id, calib_dir)
 
+    def how(self):
+        """How the run measures, for its header: `on OpenVINO, int8, 2 streams`, `with AIPP`."""
+        settings = self.settings
+        if self.soc != "cpu":
+            return "with ais_bench" + (", AIPP" if settings.aipp else "")
+        engine = self.backend or (engines.INT8_BACKEND if settings.precision == "int8"
+                                  else engines.model_backend(config.load(self.model)))
+        words = [f"on {engines.BACKEND_LABELS.get(engine, engine)}", settings.precision,
+                 "AIPP" if settings.aipp else "", f"{self.streams} stream(s)",
+                 f"perf loop {settings.loop}" + (f" and {self.perf_seconds} s"
+                                                  if self.perf_seconds else "")]
+        return ", ".join(w for w in words if w)
+
     def make_args(self, *targets, bs=None, **extra):
         """`make` arguments for mk/pipeline.mk: validated tokens and build/ paths only."""
         settings = self.settings
@@ -411,7 +478,9 @@ def check_cpu_options(soc, settings):
 
 
 def resolve_soc(settings, say=print):
-    """The chip of the run; `auto` says what it found and chose."""
+    """The chip of the run; `auto` says what it found and chose (once)."""
+    if settings.resolved_soc:
+        return settings.resolved_soc
     device = int(settings.device.split(",")[0])
     soc = socs.resolve(settings.soc, device)
     if settings.soc == "auto":
@@ -425,6 +494,7 @@ def resolve_soc(settings, say=print):
                 flush=True)
     if soc != "cpu" and "," in settings.device:
         raise UserError(f"DEVICE={settings.device}: {soc} runs take one device id")
+    settings.resolved_soc = soc
     return soc
 
 
@@ -435,6 +505,28 @@ def check_toolkit(soc, settings):
         from npuzoo import ascend
 
         ascend.cann_environment()
+
+
+def preflight(settings, problems):
+    """Every check of a run's inputs that needs no long step, each problem added to
+    `problems`: the chip and its toolkit, the CPU options, DATA's layout, the WEIGHTS file."""
+    soc = None
+    with problems:
+        soc = resolve_soc(settings)
+    with problems:
+        if soc:
+            check_cpu_options(soc, settings)
+    with problems:
+        if soc:
+            check_toolkit(soc, settings)
+    with problems:
+        dataset.check_layout(settings.data_abs)
+    with problems:
+        if settings.weights not in ("", "random") and not os.path.isfile(settings.weights):
+            raise UserError(f"WEIGHTS={settings.weights}: no such file; pass a checkpoint "
+                            "path, leave WEIGHTS unset to download the published one, or "
+                            "WEIGHTS=random")
+    return soc
 
 
 def data_link(data_abs, data_id):
@@ -509,9 +601,9 @@ def prepare(model, settings):
     model_config = config.load(model)
     build = os.path.join(BUILD, model)
     remove_leftovers(build, os.path.join("reports", model))
-    soc = resolve_soc(settings)
-    check_cpu_options(soc, settings)
-    check_toolkit(soc, settings)
+    problems = Problems()
+    soc = preflight(settings, problems)
+    problems.raise_any()
     plan = Plan(model, settings, soc)
     cache = store.hash_cache()
     try:
@@ -591,8 +683,8 @@ def run(model, settings):
         plan = prepare(model, settings)
         try:
             for bs in settings.batch_sizes:
-                print(f"== {model}: BS={bs} SOC={plan.soc} weights {plan.weights_id}, "
-                      f"data {plan.data_id}", flush=True)
+                print(f"== {model}: BS={bs} SOC={plan.soc} {plan.how()}; weights "
+                      f"{plan.weights_id}, data {plan.data_id}", flush=True)
                 make(plan.make_args("publish", bs=bs))
         finally:
             print(steps.table(steps.entries(log, run_id)), flush=True)
@@ -609,7 +701,19 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true",
                         help="only validate the variables and exit")
     args = parser.parse_args(argv)
-    settings = Settings(read_values(os.environ, args.model))
+    # Every problem of the variables and inputs at once, before any step runs.
+    problems, settings = Problems(), None
+    with problems:
+        check_variable_names(os.environ)
+    with problems:
+        settings = Settings(read_values(os.environ, args.model))
+    if settings is None:
+        with problems:
+            dataset.check_layout(os.environ.get("NPUZOO_DATA", ""))
+    elif not (args.check or DRY_RUN):
+        os.chdir(REPO)  # (DATA and WEIGHTS are absolute by now)
+        preflight(settings, problems)
+    problems.raise_any()
     if args.check:
         return
     os.chdir(REPO)

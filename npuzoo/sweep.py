@@ -99,6 +99,7 @@ def check_cpus(text):
 
 def read_settings(environ):
     """(models, {model: run.Settings}, shards, storage, cpus), every value checked."""
+    run.check_variable_names(environ, sweep=True)
     models = check_models(environ.get("NPUZOO_MODELS", ""))
     shards = check_shards(environ.get("NPUZOO_SHARDS", ""))
     storage = check_storage(environ.get(STORAGE_ENV, ""))

@@ -220,6 +220,21 @@ def test_images_needs_an_engine(repo, tmp_path):
     assert "error: DOCKER=" in result.stderr and "/usr/bin/docker" in result.stderr
 
 
+def test_the_docker_client_defaults_to_the_one_on_path(repo, tmp_path):
+    client = tmp_path / "bin" / "docker"
+    client.parent.mkdir()
+    client.write_text("#!/bin/sh\nexit 0\n")
+    client.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("DOCKER", "MAKEFLAGS")}
+    env["PATH"] = f"{client.parent}:{env['PATH']}"
+    result = make(repo, "-s", "-f", "mk/docker.mk", "-f", "-", "which-docker", env=env,
+                  input="which-docker:\n\t@echo $(DOCKER)\n")
+    assert result.stdout.strip() == str(client), result.stderr
+    result = make(repo, "-s", "-f", "mk/docker.mk", "-f", "-", "which-docker",
+                  "DOCKER=/usr/bin/docker", env=env, input="which-docker:\n\t@echo $(DOCKER)\n")
+    assert result.stdout.strip() == "/usr/bin/docker"  # as .ci/docker_stage.sh sets it
+
+
 def test_a_model_image_changes_only_with_its_own_folder(repo):
     def tags(model):
         out = make(repo, "-s", "-f", "mk/docker.mk", f"MODEL={model}", "print-stamps").stdout.split()

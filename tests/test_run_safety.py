@@ -403,10 +403,18 @@ def test_dry_run_shows_the_pipeline_and_runs_nothing(tmp_path_factory, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("-m npuzoo.bench") == 4  # dataset and perf, per BS
     assert "pth2onnx.py random" in result.stdout and "error" not in result.stderr
+    # nothing that reads as an error: what the real run writes first is said as such
+    dpn = make(scratch, "-n", "dpn131", f"DATA={data}", "WEIGHTS=random", "BS=4")
+    assert dpn.returncode == 0, dpn.stderr
+    for shown in (result, dpn):
+        assert not [line for line in (shown.stdout + shown.stderr).splitlines()
+                    if "error" in line.lower()], shown.stdout
+    assert "weights/random.json is written by npuzoo/run.py" in dpn.stdout
     assert tree_state(scratch) == before
     made = {p.relative_to(scratch / "build") for p in (scratch / "build").rglob("*")}
-    assert all(p.parts[:2] in {("mobilenetv1",), ("inputs",), ("mobilenetv1", "model.mk")} or
-               p.parts[0] == "inputs" for p in made), made
+    assert all(p.parts in {(m,), (m, "model.mk")} or p.parts[0] == "inputs"
+               for p in made for m in [p.parts[0]]) and \
+        {p.parts[0] for p in made} <= {"mobilenetv1", "dpn131", "inputs"}, made
 
 
 @pytest.mark.slow
@@ -438,20 +446,36 @@ def test_a_trial_run_leaves_the_committed_report_and_readmes_alone(tmp_path_fact
     before = [p.read_bytes() for p in [dest, *readmes]]
 
     data = small_data(tmp_path / "data", count=4)
-    result = make(root, "mobilenetv1", f"DATA={data}", "WEIGHTS=random", "BS=1", "LOOP=1")
+    args = ["mobilenetv1", f"DATA={data}", "WEIGHTS=random", "BS=1", "LOOP=1"]
+    result = make(root, *args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert [p.read_bytes() for p in [dest, *readmes]] == before
-    assert "kept: it holds a more complete run" in result.stdout
+    # The curated run is another machine's: this one's run is its own current report, and one
+    # line says so, where it went and how to promote it.
+    [own] = (root / "reports/mobilenetv1").glob("cpu_bs1.*.json")
+    [line] = [line for line in result.stdout.splitlines() if "kept" in line]
+    assert str(own.relative_to(root)) in line
+    assert "FORCE=1 makes it reports/mobilenetv1/cpu_bs1.json" in line
     [trial] = (root / "reports/mobilenetv1/history/cpu_bs1").glob("*.json")
     assert json.loads(trial.read_text())["dataset"]["images"] == 4
-    assert str(trial.relative_to(root)) in result.stdout
+    assert "`make readme` adds the rows" in result.stdout
 
-    # A second batch size has no current report yet: this run becomes it, and the READMEs
-    # (re-rendered by the run itself) show it.
+    # A second batch size has no current report yet: this run becomes it; the READMEs, which
+    # render only the committed reports' changes by themselves, stay as they are.
     result = make(root, "mobilenetv1", f"DATA={data}", "WEIGHTS=random", "BS=2", "LOOP=1")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (root / "reports/mobilenetv1/cpu_bs2.json").is_file()
-    assert make(root, "-s", "readme").stdout.strip().endswith("0 file(s) changed")
+    assert [p.read_bytes() for p in readmes] == before[1:]
+
+    # Following the hints: `make readme` adds this machine's rows ...
+    assert make(root, "-s", "readme").returncode == 0
+    machine = json.loads(own.read_text())["device"]
+    assert machine in (root / "models/mobilenetv1/README.md").read_text()
+    # ... and FORCE=1 makes the (already recorded) run the committed report.
+    result = make(root, *args, "FORCE=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(dest.read_text())["dataset"]["images"] == 4 and not own.exists()
+    assert "(FORCE=1)" in result.stdout and "readme: rendering" in result.stdout
 
 
 def test_soc_auto_says_what_it_found(monkeypatch):
@@ -571,3 +595,76 @@ def test_an_int8_run_records_its_precision_and_calibration(scratch, tmp_path):
     report = json.loads((scratch / "reports/mobilenetv1/int8-onnxruntime/cpu_bs1.json").read_text())
     assert report["backend"]["name"] == "onnxruntime" and report["backend"]["precision"] == "int8"
     assert report["calibration"]["images"] == 3
+
+
+# -- every problem at once; no variable ignored silently (issue 21 items 8 and 9) -------------
+
+@pytest.mark.parametrize("names, lines", [
+    ("BATCH", ["BATCH: no such variable of make <model>; did you mean BS?"]),
+    ("STREAM WEIGTHS", ["STREAM: no such variable of make <model>; did you mean STREAMS?",
+                        "WEIGTHS: no such variable of make <model>; did you mean WEIGHTS?"]),
+    ("MODELS SHARDS", ["MODELS: a variable of `make sweep` only; drop it, or run make sweep",
+                       "SHARDS: a variable of `make sweep` only; drop it, or run make sweep"]),
+    ("XYZZY", ["XYZZY: no such variable of make <model>; see make help"]),
+])
+def test_unknown_command_line_variables_are_refused(names, lines):
+    with pytest.raises(UserError) as err:
+        run.check_variable_names({"NPUZOO_COMMAND_LINE": f"BS DATA {names}"})
+    assert str(err.value).split("\nerror: ") == lines
+
+
+def test_known_and_make_level_variables_pass():
+    run.check_variable_names({"NPUZOO_COMMAND_LINE": " ".join(run.DEFAULTS) + " DOCKER",
+                              "NPUZOO_MAKE_VARIABLES": "DOCKER PYTHON"})
+    run.check_variable_names({"NPUZOO_COMMAND_LINE": "MODELS SHARDS BS"}, sweep=True)
+
+
+def test_the_makefile_names_only_command_line_variables(tmp_path):
+    """BATCH=4 in the environment is the shell's business; on the command line it is refused."""
+    env = dict(os.environ, MAKEFLAGS="", BATCH="4")
+    listed = subprocess.run(["make", "-s", "-f", "Makefile", "-f", "-", "show", "NEW=1"],
+                            input="show:\n\t@echo \"$$NPUZOO_COMMAND_LINE\"\n", cwd=REPO,
+                            env=env, capture_output=True, text=True)
+    assert listed.stdout.split() == ["NEW"], listed.stderr
+    proc = subprocess.run(["make", "--no-print-directory", "mobilenetv1", "BATCH=4"], cwd=REPO,
+                          env=dict(os.environ, MAKEFLAGS=""), capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "error: BATCH: no such variable of make <model>; did you mean BS?" in proc.stderr
+
+
+def test_every_input_problem_is_reported_at_once(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("ASCEND_HOME", str(tmp_path / "none"))
+    for name in ("ASCEND_TOOLKIT_HOME", "ASCEND_HOME_PATH", "ASCEND_OPP_PATH", "NPUZOO_DATA",
+                 "NPUZOO_COMMAND_LINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(os.path, "expanduser", lambda p: str(tmp_path / "nohome"))
+    monkeypatch.setenv("NPUZOO_SOC", "Ascend310P3")
+    monkeypatch.setenv("NPUZOO_WEIGHTS", str(tmp_path / "missing.pth"))
+    with pytest.raises(SystemExit) as exit_:
+        run.main(["dpn131"])
+    lines = capsys.readouterr().err.splitlines()
+    assert exit_.value.code == 2 and len(lines) == 3, lines
+    assert "atc is not on PATH" in lines[0] and lines[1].startswith("error: DATA is not set")
+    assert "missing.pth: no such file" in lines[2]
+    # bad values and an unknown variable together, too
+    monkeypatch.setenv("NPUZOO_BS", "abc")
+    monkeypatch.setenv("NPUZOO_COMMAND_LINE", "BATCH")
+    with pytest.raises(SystemExit):
+        run.main(["dpn131"])
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[1].strip() for line in lines] == ["BATCH", "BS=abc",
+                                                              "DATA is not set; pass DATA=<folder with val/ and val_label.txt>"], lines
+
+
+def test_the_run_header_says_how_the_run_measures():
+    def how(**values):
+        return run.Plan("mobilenetv1", settings(**values), "cpu").how()
+
+    headers = {how(), how(PRECISION="int8", N="10"), how(AIPP="1"), how(BACKEND="openvino"),
+               how(STREAMS="1")}
+    assert len(headers) == 5, headers  # the plain run and each variant differ
+    assert "int8" in how(PRECISION="int8", N="10") and "AIPP" in how(AIPP="1")
+    assert how() == how(BACKEND="onnxruntime")  # MobileNetV1's own engine
+    assert run.Plan("mobilenetv1", settings(AIPP="1"), "Ascend310P3").how() == \
+        "with ais_bench, AIPP"

@@ -1025,7 +1025,7 @@ def build_model(weights, new_network, config, safe_globals=()):
     if str(weights) == RANDOM:
         torch.manual_seed(RANDOM_SEED)
         model = new_network(config["classes"])
-        print(f"warning: WEIGHTS={RANDOM}: random weights (seed {RANDOM_SEED}); "
+        print(f"warning: seeded random weights (seed {RANDOM_SEED}), not trained ones: "
               "accuracy will not be meaningful", file=sys.stderr)
         return model.eval()
     path = os.fspath(weights)
