@@ -687,6 +687,12 @@ def test_missing_src_no_images_and_bad_options(model, tmp_path, dst_with_earlier
         assert caught.value.code == 2 and "positive integer" in capsys.readouterr().err
 
 
+def default_sigint():
+    """In the child: Ctrl-C's default action, even when the tests run with SIGINT ignored
+    (`nohup make test &`, some CI runners), which a child would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_ctrl_c_while_workers_run_is_one_line_and_keeps_complete_outputs(model, tmp_path):
     src = tmp_path / "val"
@@ -696,7 +702,8 @@ def test_ctrl_c_while_workers_run_is_one_line_and_keeps_complete_outputs(model, 
     dst = tmp_path / "prep"
     proc = subprocess.Popen([sys.executable, str(folder(model) / "preprocess.py"), str(src),
                              str(dst), "--workers", "2"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=default_sigint)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         if dst.is_dir() and sum(n.endswith(".bin") for n in os.listdir(dst)) >= 5:
