@@ -52,6 +52,7 @@ REPO = config.REPO_ROOT
 SWEEP_DIR = os.path.join("build", ".sweep")
 STORAGE_ENV = "NPUZOO_SWEEP_STORAGE"
 CPUS_ENV = "NPUZOO_SWEEP_CPUS"
+RAY_LOGS_ENV = "NPUZOO_RAY_LOGS"  # 1: Ray's own log lines and the tasks' output on the terminal
 WAIT_S = 30  # the progress line comes back at least this often while tasks run
 # What a runtime_env working_dir never carries: outputs, the environment, the history.
 EXCLUDES = [".venv", ".venv.lock", "build", "reports", ".git", "**/__pycache__",
@@ -362,8 +363,20 @@ class Job:
         return f"{self.plan.model} BS={self.bs}{part}"
 
 
+def check_ray_logs(text):
+    if text not in ("", "0", "1"):
+        raise UserError(f"{RAY_LOGS_ENV}={run.shown(text)}: use 1 to show Ray's own log lines, "
+                        "or leave it unset")
+    return text == "1"
+
+
 def connect(storage):
-    """ray.init: the cluster at RAY_ADDRESS, else a local instance on this machine only."""
+    """ray.init: the cluster at RAY_ADDRESS, else a local instance on this machine only. Ray's
+    own log lines (its start, an authentication-token notice) only with NPUZOO_RAY_LOGS=1:
+    the sweep prints what a user needs."""
+    import logging
+
+    shown = check_ray_logs(os.environ.get(RAY_LOGS_ENV, ""))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = os.environ.get("RAY_ADDRESS", "").strip()
     if not address:
@@ -374,7 +387,8 @@ def connect(storage):
     import ray
 
     runtime_env = {"working_dir": REPO, "excludes": EXCLUDES}
-    kwargs = {"runtime_env": runtime_env, "log_to_driver": False}
+    kwargs = {"runtime_env": runtime_env, "log_to_driver": shown,
+              "logging_level": logging.INFO if shown else logging.ERROR}
     if not address.startswith("ray://"):  # a Ray client takes fewer options
         kwargs["include_dashboard"] = False
     try:
@@ -419,13 +433,32 @@ def summary_line(job):
             + (f" ({result['seconds']:.0f} s)" if result.get("seconds") is not None else ""))
 
 
-def progress_line(jobs, started):
-    counts = {}
+def task_slots(ray, soc, cpus):
+    """How many tasks of chip `soc` the cluster runs at once (the others wait in Ray's queue):
+    per live node, its CPUs // the CPUs a task takes, or its NPUs."""
+    total = 0
+    for node in ray.nodes():
+        if node.get("Alive"):
+            have = node.get("Resources") or {}
+            total += int(have.get("CPU", 0) // cpus) if soc == "cpu" else int(have.get("NPU", 0))
+    return max(total, 1)
+
+
+def progress_line(jobs, started, slots):
+    """`sweep: 1/8 tasks done (1 ok), 1 running, 6 queued, 40 s`: of the unfinished tasks of
+    each chip, as many run as the cluster has slots for them (`slots`: {soc: n})."""
+    counts, unfinished = {}, {}
     for job in jobs:
-        counts[job.status] = counts.get(job.status, 0) + 1
-    done = sum(counts.get(s, 0) for s in ("ok", "failed", "published"))
+        if job.status in ("running", "waiting"):
+            unfinished[job.plan.soc] = unfinished.get(job.plan.soc, 0) + 1
+        else:
+            counts[job.status] = counts.get(job.status, 0) + 1
+    running = sum(min(n, slots.get(soc, 1)) for soc, n in unfinished.items())
+    queued = sum(unfinished.values()) - running
+    done = sum(counts.values())
     parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    return f"sweep: {done}/{len(jobs)} tasks done ({parts}), {time.time() - started:.0f} s"
+    return (f"sweep: {done}/{len(jobs)} tasks done{f' ({parts})' if parts else ''}, "
+            f"{running} running, {queued} queued, {time.time() - started:.0f} s")
 
 
 def error_text(err):
@@ -547,6 +580,7 @@ def drive(ray, plans, settings, shards, storage, cpus_wanted, token, jobs, start
                 jobs.append(job)
             per_bs[(model, bs)] = (data_paths, group)
     total = len(jobs)
+    slots = {soc: task_slots(ray, soc, cpus) for soc in soc_of}
     alive = [n for n in ray.nodes() if n.get("Alive")]
     print(f"sweep: {total} tasks on {len(alive)} node(s), "
           + (f"{{'NPU': 1}} each" if soc_of != {"cpu"} else f"{cpus} CPU(s) each")
@@ -577,7 +611,7 @@ def drive(ray, plans, settings, shards, storage, cpus_wanted, token, jobs, start
             if any(j.status == "failed" for j in group):
                 continue
             failed += finish(group, data_paths)
-        print(progress_line(jobs, started), flush=True)
+        print(progress_line(jobs, started, slots), flush=True)
     return failed
 
 

@@ -71,6 +71,33 @@ def test_good_values_pass_and_models_default_to_all():
         sweep.check_shards("2000")
 
 
+def test_progress_counts_queued_running_and_done_tasks():
+    class FakeRay:
+        @staticmethod
+        def nodes():
+            return [{"Alive": True, "Resources": {"CPU": 2.0}},
+                    {"Alive": False, "Resources": {"CPU": 64.0}}]
+
+    class Plan:
+        soc = "cpu"
+
+    jobs = [sweep.Job(Plan(), 1, None, 1) for _ in range(8)]
+    for job in jobs:
+        job.status = "running"  # submitted: Ray runs as many as there are slots
+    jobs[0].status = "published"
+    slots = {"cpu": sweep.task_slots(FakeRay, "cpu", 2)}
+    assert slots == {"cpu": 1}  # one task of 2 CPUs at a time on the live node
+    line = sweep.progress_line(jobs, time.time(), slots)
+    assert line.startswith("sweep: 1/8 tasks done (1 published), 1 running, 6 queued, ")
+    assert sweep.task_slots(FakeRay, "cpu", 1) == 2
+
+
+def test_ray_logs_only_on_request():
+    assert sweep.check_ray_logs("") is False and sweep.check_ray_logs("1") is True
+    with pytest.raises(UserError, match="NPUZOO_RAY_LOGS=yes"):
+        sweep.check_ray_logs("yes")
+
+
 # -- shards ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("count, bs, k", [(6, 4, 2), (50000, 16, 8), (7, 1, 3), (5, 8, 1),
@@ -532,7 +559,8 @@ def test_local_default_writes_what_sequential_make_writes(tmp_path, shared_data)
     finally:
         ns.close()
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
-    assert "Started a local Ray instance" in proc.stdout + proc.stderr
+    # Ray's own log lines only on request (NPUZOO_RAY_LOGS=1)
+    assert "Started a local Ray instance" not in proc.stdout + proc.stderr
     cpus = len(os.sched_getaffinity(0))
     assert f"sweep: 2 tasks on 1 node(s), {cpus} CPU(s) each, shared storage" in proc.stdout
     plain = scratch_repository(tmp_path / "plain")
