@@ -308,7 +308,14 @@ def parse_args(argv, prog="python3 -m npuzoo.bench"):
     args.npuzoo_keys = any(getattr(args, name) is not None for name in NPUZOO_FLAGS)
     args.precision_given = args.precision is not None
     args.streams = 1 if args.streams is None else engines.check_streams(args.streams, "--streams")
-    args.backend = engines.default_backend_for(args.model) if args.backend is None else args.backend
+    if args.backend is None:
+        args.backend = engines.default_backend_for(args.model)
+        if not engines.backend_version(args.backend) and engines.backend_version("onnxruntime"):
+            # a runner installed without its default engine still runs, and says on which
+            print("note: {} (the default engine) is not installed; running on ONNX Runtime "
+                  "(pip install {} for it, or pass --backend)".format(
+                      engines.BACKEND_LABELS[args.backend], args.backend), file=sys.stderr)
+            args.backend = "onnxruntime"
     args.precision = "fp32" if args.precision is None else args.precision
     args.loop_seconds = 0.0 if args.loop_seconds is None else args.loop_seconds
     return args

@@ -1124,3 +1124,20 @@ def test_precision_is_checked_against_the_graph(tmp_path, models, capsys):
     assert "no quantised operator" in str(err.value)
     summary, _ = run_api(["-m", models["static"], "--precision", "fp32"], capsys)
     assert summary["precision"] == "fp32"
+
+
+def test_without_its_default_engine_the_runner_falls_back_and_says_so(monkeypatch, capsys):
+    from npuzoo import engines
+
+    installed = {"onnxruntime": "1.31.1"}
+    monkeypatch.setattr(engines, "DEFAULT_BACKEND", "openvino")  # the project's default
+    monkeypatch.setattr(engines, "backend_version", installed.get)
+    assert bench.parse_args(["-m", "x.onnx"]).backend == "onnxruntime"
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("note: OpenVINO (the default engine) is not installed; running on "
+                           "ONNX Runtime")
+    # an engine asked for by name is never swapped (its absence is an error where it loads)
+    assert bench.parse_args(["-m", "x.onnx", "--backend", "openvino"]).backend == "openvino"
+    installed["openvino"] = "2026.4.1"
+    assert bench.parse_args(["-m", "x.onnx"]).backend == "openvino"
+    assert capsys.readouterr().err == ""

@@ -1360,6 +1360,7 @@ def test_pip_install_gives_a_working_npuzoo_bench_with_its_dependencies(installe
     assert {"numpy", "onnxruntime", "tqdm"} <= required
     missing = {n for n in required if DISTRIBUTIONS.get(n, n).lower() not in declared}
     assert not missing, f"pyproject.toml does not declare what npuzoo-bench imports: {missing}"
+    assert {"onnxruntime", "openvino"} <= declared  # both CPU engines come with the runner
     # the real minimum: numpy's own (2.4 needs 3.11)
     assert fields["Requires-Python"] == metadata.metadata("numpy")["Requires-Python"] == ">=3.11"
     proc = subprocess.run([str(installed_runner / "bin" / "npuzoo-bench"), "--help"], cwd=tmp_path,
@@ -1389,3 +1390,52 @@ def test_a_copied_folder_runs_cpu_inference_with_the_installed_runner(model, dro
     proc = isolated(where, "postprocess", tmp_path / "result" / "bs2", labels, tmp_path, "r.json")
     assert proc.returncode == 0, proc.stderr
     assert accuracy(tmp_path / "r.json")["Number of images"] == "5"
+
+
+# -- a copied folder, its README's CPU steps as written (issue 21 items 7 and 13) --------------
+
+def readme_cpu_steps(readme):
+    """The shell lines of a folder README's CPU route: the preprocess step, the random-weights
+    export it names, and the block after "Without an NPU"."""
+    text = readme.read_text()
+    preprocess = re.search(r"^\s*(python3 preprocess\.py .*)$", text, re.M).group(1)
+    export = re.search(r"`(python3 pth2onnx\.py random [^`]+)`", text).group(1)
+    block = re.search(r"Without an NPU.*?```bash\n(.*?)```", text, re.S).group(1)
+    return [preprocess, export, *block.splitlines()]
+
+
+@pytest.mark.slow
+def test_a_copied_folder_runs_its_readme_cpu_steps_in_a_fresh_environment(tmp_path, shared_data):
+    """The folder alone, copied anywhere, and a fresh virtual environment: the README's lines
+    as written, `pip install` of the repository included (offline: the packages it needs come
+    from the project's environment, linked into the new one, not from an index)."""
+    from tests.conftest import scratch_repository
+
+    repo = scratch_repository(tmp_path / "npuzoo")
+    os.unlink(repo / ".venv")
+    work = tmp_path / "anywhere" / "mobilenetv1"
+    shutil.copytree(REPO / "models" / "mobilenetv1", work)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    shared = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_path"
+                             "('purelib'))"], capture_output=True, text=True).stdout.strip()
+    [site] = venv.glob("lib/python*/site-packages")
+    (site / "project-environment.pth").write_text(shared + "\n")
+    lines = readme_cpu_steps(work / "README.md")
+    assert "pip install /path/to/npuzoo     # this repository" in lines
+    script = "\n".join(["set -e", "bs=1", f"imagenet={shared_data / 'imagenet-val-10'}"] + [
+        line.replace("pip install /path/to/npuzoo",
+                     f"python3 -m pip install --no-index --no-build-isolation -q {repo}")
+        for line in lines])
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = f"{venv / 'bin'}:{env['PATH']}"
+    proc = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (venv / "bin" / "npuzoo-bench").is_file()
+    accuracy = json.loads((work / "result_bs1.json").read_text())
+    assert {"key": "Number of images", "value": "10"} in accuracy["value"]
+    assert (work / "result" / "perf_bs1_summary.json").is_file()
+    assert "is not installed; running on" not in proc.stderr  # both engines came with it
+    assert not (repo / "npuzoo.egg-info").exists()  # pip install leaves the checkout clean
