@@ -67,8 +67,8 @@ help:
 	@echo "  BACKEND=openvino CPU: OpenVINO Runtime instead of ONNX Runtime"
 	@echo "  STREAMS=n        CPU: batches in flight in the perf step (default: one per core)"
 	@echo "  PERF_SECONDS=3   CPU: the perf loop runs at least LOOP times and this many seconds"
-	@echo "  FORCE=1          make this run the current report even over a more complete one"
-	@echo "  STRICT=1         fail when a drop is flagged against the latest like-for-like run"
+	@echo "  FORCE=1          make this run the committed report, whatever machine or run is there"
+	@echo "  STRICT=1         fail when a drop is flagged against the latest like-for-like run, or it cannot be judged"
 	@echo "  MODELS=, SHARDS= sweep only: the models, and shards of the image set per device"
 	@echo "Models: $(MODEL_NAMES)"
 
