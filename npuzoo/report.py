@@ -812,6 +812,10 @@ def publish(built_path, dest, drop=None, force=False):
             print(f"report: {_label(report)}: throughput {old_tp:.1f} -> {new_tp:.1f} images/s "
                   f"({(new_tp / old_tp - 1) * 100:+.1f}%) since the like-for-like run of "
                   f"{previous.get('timestamp')}")
+        if report["comparison"].get("contended"):
+            print(f"report: {_label(report)}: throughput not judged: other processes took the "
+                  "CPU during this run's perf loop or the earlier run's (STRICT=1 fails such a "
+                  "run)")
         for change in flagged:
             old, new = change["old"], change["new"]
             digits = 1 if change["what"] == "throughput" else 2
