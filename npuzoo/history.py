@@ -147,7 +147,7 @@ def variant(report):
     loop, seconds = perf.get("loop"), perf.get("loop_seconds")
     if report.get("soc") == "cpu" and (loop not in (None, config.CPU_PERF["loop"]) or
                                        seconds not in (None, config.CPU_PERF["seconds"])):
-        words.append(f"{loop} calls" + (f" over {seconds:g} s" if seconds else ""))
+        words.append(f"≥{loop} calls, ≥{seconds:g} s" if seconds else f"{loop} calls")
     return "+".join(words)
 
 

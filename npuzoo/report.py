@@ -736,18 +736,32 @@ def _best_of_owner(report, past):
         history.completeness(item[1]), str(item[1].get("timestamp") or "")))
 
 
+def _owner_file(dest, report):
+    """The current report file of `report`'s owner beside the committed `dest`: the one that
+    holds a run of that owner already (an older report matches more owners), else a new name
+    (history.own_path)."""
+    folder, stem = os.path.split(os.path.splitext(dest)[0])
+    for name in sorted(os.listdir(folder or ".")):
+        path = os.path.join(folder, name)
+        if re.fullmatch(re.escape(stem) + r"\.[0-9a-f]+\.json", name):
+            there = read_report(path)
+            if there is not None and history.same_owner(there, report):
+                return path
+    return history.own_path(dest, report)
+
+
 def _promote(report, dest, committed):
     """FORCE=1: `report` becomes the committed report `dest`; the run it displaces stays the
     current report of its own machine and configuration (history.own_path)."""
     if committed is not None and not history.same_owner(committed, report):
-        displaced = history.own_path(dest, committed)
+        displaced = _owner_file(dest, committed)
         there = _current(displaced)
         if there is None or history.completeness(committed) >= history.completeness(there):
             atomic_write(displaced, dumps(committed))
         print(f"report: {dest}: the run it held ({history.owner_words(committed)}) stays "
               f"that machine and configuration's current report, {displaced}")
     atomic_write(dest, dumps(report))
-    mine = history.own_path(dest, report)
+    mine = _owner_file(dest, report)
     if os.path.exists(mine):
         os.unlink(mine)  # the owner's current report is `dest` now
 
@@ -787,8 +801,9 @@ def publish(built_path, dest, drop=None, force=False):
     Returns (report, flagged changes against the latest like-for-like earlier run)."""
     report = load(built_path)
     committed = _current(dest)
+    os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
     own = dest if committed is None or history.same_owner(committed, report) \
-        else history.own_path(dest, report)
+        else _owner_file(dest, report)
     current = committed if own == dest else _current(own)
     past = history.entries(dest, read_report)
     if any(_same_run(r, report) for _, r in past) or \

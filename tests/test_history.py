@@ -160,6 +160,14 @@ def test_another_machines_runs_leave_the_committed_reports_as_committed(tmp_path
     assert json.loads(dest.read_text())["perf"]["throughput"] == 33.6 and not owns[0].exists()
     displaced = [p for p in folder.glob("cpu_bs1.*.json") if p not in owns]
     assert [json.loads(p.read_text()) for p in displaced] == [json.loads(before[Path("cpu_bs1.json")])]
+    # The committed machine measures again (its perf time now recorded): the run joins its
+    # owner's file, no third one.
+    files = set(folder.glob("cpu_bs1.*.json"))
+    again = as_run_of(built_report(tmp_path, throughput=250.0, tag="again", **kwargs),
+                      displaced[0], loop_seconds=3.0)
+    assert run_report("publish", again, dest).returncode == 0
+    assert set(folder.glob("cpu_bs1.*.json")) == files
+    assert json.loads(displaced[0].read_text())["perf"]["throughput"] == 250.0
 
 
 def test_the_same_machine_and_configuration_replaces_its_report_when_as_complete(tmp_path, repo):
