@@ -741,7 +741,7 @@ def _owner_file(dest, report):
     holds a run of that owner already (an older report matches more owners), else a new name
     (history.own_path)."""
     folder, stem = os.path.split(os.path.splitext(dest)[0])
-    for name in sorted(os.listdir(folder or ".")):
+    for name in sorted(os.listdir(folder or ".") if os.path.isdir(folder or ".") else ()):
         path = os.path.join(folder, name)
         if re.fullmatch(re.escape(stem) + r"\.[0-9a-f]+\.json", name):
             there = read_report(path)
@@ -801,7 +801,6 @@ def publish(built_path, dest, drop=None, force=False):
     Returns (report, flagged changes against the latest like-for-like earlier run)."""
     report = load(built_path)
     committed = _current(dest)
-    os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
     own = dest if committed is None or history.same_owner(committed, report) \
         else _owner_file(dest, report)
     current = committed if own == dest else _current(own)

@@ -707,7 +707,7 @@ def main(argv=None):
         check_variable_names(os.environ)
     with problems:
         settings = Settings(read_values(os.environ, args.model))
-    if settings is None:
+    if settings is None and not args.check:
         with problems:
             dataset.check_layout(os.environ.get("NPUZOO_DATA", ""))
     elif not (args.check or DRY_RUN):
