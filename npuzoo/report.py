@@ -842,9 +842,9 @@ def publish(built_path, dest, drop=None, force=False):
         restored_from, current = _best_of_owner(report, past)
     acc = report.get("accuracy") or {}
     perf = report.get("perf") or {}
-    numbers = (f"top1 {_rounded(acc.get('top1'))} top5 {_rounded(acc.get('top5'))} "
-               f"throughput {perf.get('throughput') or 0:.1f} images/s; gate "
-               f"{report['gate']['verdict']} ({report['gate']['reason']})")
+    figures = (f"top1 {_rounded(acc.get('top1'))} top5 {_rounded(acc.get('top5'))} "
+               f"throughput {perf.get('throughput') or 0:.1f} images/s")
+    numbers = f"{figures}; gate {report['gate']['verdict']} ({report['gate']['reason']})"
     if force:
         _promote(report, dest, committed)
         print(f"report: {dest}: {numbers} (FORCE=1)")
@@ -854,14 +854,14 @@ def publish(built_path, dest, drop=None, force=False):
             print(f"report: {dest}: {numbers}")
         else:
             print(f"report: {dest} kept (the run of {history.owner_words(committed)}); this run "
-                  f"({history.owner_words(report)}; {numbers}) is the current report of its "
+                  f"({history.owner_words(report)}; {figures}) is the current report of its "
                   f"machine and configuration, {own}; FORCE=1 makes it {dest}")
     else:
         if not os.path.isfile(own):
             atomic_write(own, dumps(current))
             print(f"report: {own}: was missing; restored from {os.path.relpath(restored_from)}")
         print(f"report: {own} kept: it holds a more complete run ({_what(current)}); this run "
-              f"({_what(report)}; {numbers}) is recorded in {kept}; FORCE=1 makes it {dest}")
+              f"({_what(report)}; {figures}) is recorded in {kept}; FORCE=1 makes it {dest}")
     return report, flagged
 
 
