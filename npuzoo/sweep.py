@@ -219,12 +219,18 @@ def where_am_i(soc, cpus):
 
 def pack(root, names):
     """A tar (bytes) of the files and folders `names` (relative to root) that exist."""
+    def as_copy(info):  # a hard link travels as a copy: unpack() takes no links
+        if info.islnk():
+            info.type, info.linkname = tarfile.REGTYPE, ""
+            info.size = os.stat(os.path.join(root, info.name)).st_size
+        return info
+
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for name in names:
             name = os.path.relpath(name, root) if os.path.isabs(name) else name
             if os.path.lexists(os.path.join(root, name)):
-                tar.add(os.path.join(root, name), arcname=name)
+                tar.add(os.path.join(root, name), arcname=name, filter=as_copy)
     return buffer.getvalue()
 
 
@@ -240,18 +246,46 @@ def newest_code(root):
     return newest
 
 
-def unpack(data, root, keep=False):
-    """Extract a pack() into root, with new file times in the packed files' order: newer than
+class UnsafePack(Exception):
+    """A pack holds a member that is no plain file or folder under the paths it may carry."""
+
+
+def checked_members(tar, allowed):
+    """tar's members, if each is a plain file or folder at or under one of `allowed` (relative
+    paths): a task's result (or a driver's pack) is data, never a link, a device, an absolute
+    path or a `..` that would write elsewhere on the machine that unpacks it."""
+    roots = [os.path.normpath(path) for path in allowed]
+    members = tar.getmembers()
+    for member in members:
+        name = member.name
+        if (not (member.isfile() or member.isdir()) or name != os.path.normpath(name)
+                or os.path.isabs(name) or ".." in name.split("/")
+                or not any(name == root or name.startswith(root + "/") for root in roots)):
+            kind = "folder" if member.isdir() else "file" if member.isfile() else "link or device"
+            raise UnsafePack(f"member {name!r} ({kind}) is not a file or folder under "
+                             f"{', '.join(roots)}")
+    return members
+
+
+def unpack(data, root, allowed, keep=False):
+    """Extract a pack() of the paths `allowed` into root (checked_members: nothing else), with
+    new file times in the packed files' order: newer than
     the code there (a fresh copy's files are as new as its extraction) and than what is
     already there, so that make redoes nothing the pack covers. One microsecond apart: make
     compares nanoseconds. keep: files already there stay as they are (a node's copy gets the
     model's common files from each task's pack; re-dating them would make another task's
     shard look older than the preprocessing)."""
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        members = [m for m in tar.getmembers()
-                   if not (keep and not m.isdir() and os.path.lexists(os.path.join(root, m.name)))]
-        tar.extractall(root, members=members, filter="fully_trusted")
-        members = [m for m in members if not m.issym() and not m.isdir()]
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            members = [m for m in checked_members(tar, allowed)
+                       if not (keep and not m.isdir()
+                               and os.path.lexists(os.path.join(root, m.name)))]
+            # The "data" filter too: it also refuses a path that leaves root through a link
+            # already there.
+            tar.extractall(root, members=members, filter="data")
+    except (tarfile.TarError, OSError) as err:
+        raise UnsafePack(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
+    members = [m for m in members if not m.isdir()]
     order = sorted({m.mtime for m in members})
     if not order:
         return
@@ -313,7 +347,11 @@ def execute(spec, shipped=None):
         if shipped is not None:
             with flocked(os.path.join(root, "build", spec["model"], ".ship.lock")):
                 if not os.path.isfile(os.path.join(root, spec["ship_token"])):
-                    unpack(shipped, root, keep=True)
+                    try:
+                        unpack(shipped, root, spec["shipped_names"], keep=True)
+                    except UnsafePack as err:
+                        raise TaskFailed(f"{where}: the shipped inputs were refused: {err}") \
+                            from None
                     link = os.path.join(root, spec["data_link"])
                     os.makedirs(os.path.dirname(link), exist_ok=True)
                     if not os.path.lexists(link):  # DATA itself stays on the driver
@@ -572,10 +610,11 @@ def drive(ray, plans, settings, shards, storage, cpus_wanted, token, jobs, start
                         names = shipped_inputs(plan, data_paths, shard_input)
                         packs[key] = (ray.put(pack(REPO, names)), secrets.token_hex(8))
                     shipped, pack_id = packs[key]
+                    spec["shipped_names"] = shipped_inputs(plan, data_paths, shard_input)
                     spec["ship_token"] = os.path.join("build", model, f".shipped-{pack_id}")
                 job.ref = remote.options(**task_options(plan.soc, cpus)).remote(spec, shipped)
                 job.status = "running"
-                job.data_paths = data_paths
+                job.data_paths, job.outputs = data_paths, spec["outputs"]
                 group.append(job)
                 jobs.append(job)
             per_bs[(model, bs)] = (data_paths, group)
@@ -599,7 +638,11 @@ def drive(ray, plans, settings, shards, storage, cpus_wanted, token, jobs, start
                 job.status, job.error = "failed", error_text(err)
                 failed += 1
             if storage == "copy" and job.result and job.result.get("outputs"):
-                unpack(job.result.pop("outputs"), REPO)
+                try:
+                    unpack(job.result.pop("outputs"), REPO, job.outputs)
+                except UnsafePack as err:  # nothing of it written outside its outputs
+                    job.status, job.error = "failed", f"its result was refused: {err}"
+                    failed += 1
             print(summary_line(job), flush=True)
             if job.error:
                 print("\n".join("    " + line for line in job.error.splitlines()[1:]),

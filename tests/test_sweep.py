@@ -10,12 +10,14 @@ and killing the namespace's first process ends every one of them, whatever a tes
 """
 
 import contextlib
+import io
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -182,11 +184,78 @@ def test_shipped_files_keep_their_order_and_are_newer_than_the_code(tmp_path):
     data = sweep.pack(str(src), ["build/a.onnx", "build/prep", "build/b.om", "build/absent"])
     (dst / "models").mkdir(parents=True)
     (dst / "models" / "code.py").write_text("new code")  # as new as a fresh copy
-    sweep.unpack(data, str(dst))
+    sweep.unpack(data, str(dst), ["build/a.onnx", "build/prep", "build/b.om"])
     times = [os.stat(dst / n).st_mtime_ns for n in
              ("models/code.py", "build/a.onnx", "build/prep/.done", "build/b.om")]
     assert times == sorted(times) and len(set(times)) == 4
     assert (dst / "build/b.om").read_text() == "build/b.om"
+
+
+
+def hostile_pack(tmp_path, kind):
+    """A task result as a hostile or broken node could send it: one bad member among good."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        good = tarfile.TarInfo("build/run/report.json")
+        good.size = 2
+        tar.addfile(good, io.BytesIO(b"{}"))
+        bad = tarfile.TarInfo({"dotdot": "build/run/../../../sentinel/photo.png",
+                               "absolute": str(tmp_path / "sentinel" / "photo.png"),
+                               "elsewhere": "models/mobilenetv1/pth2onnx.py"}.get(kind, "build/run/x"))
+        if kind == "symlink":
+            bad.type, bad.linkname = tarfile.SYMTYPE, str(tmp_path / "sentinel" / "photo.png")
+        elif kind == "hardlink":
+            bad.type, bad.linkname = tarfile.LNKTYPE, str(tmp_path / "sentinel" / "photo.png")
+        elif kind == "device":
+            bad.type, bad.devmajor, bad.devminor = tarfile.CHRTYPE, 1, 3
+        elif kind == "fifo":
+            bad.type = tarfile.FIFOTYPE
+        payload = b"overwritten"
+        bad.size = len(payload) if bad.type == tarfile.REGTYPE else 0
+        tar.addfile(bad, io.BytesIO(payload) if bad.size else None)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "elsewhere", "symlink", "hardlink",
+                                  "device", "fifo"])
+def test_a_task_result_cannot_write_outside_its_outputs(tmp_path, kind):
+    sentinel = tmp_path / "sentinel" / "photo.png"
+    sentinel.parent.mkdir()
+    sentinel.write_bytes(b"original")
+    root = tmp_path / "repo" / "nested"
+    (root / "models" / "mobilenetv1").mkdir(parents=True)
+    with pytest.raises(sweep.UnsafePack) as err:
+        sweep.unpack(hostile_pack(tmp_path, kind), str(root), ["build/run"])
+    assert len(str(err.value).splitlines()) == 1 and "is not a file or folder under build/run" \
+        in str(err.value)
+    assert sentinel.read_bytes() == b"original"
+    assert not (root / "build").exists()  # refused whole: not even its good member
+    assert os.listdir(root / "models" / "mobilenetv1") == []
+
+
+def test_a_result_through_a_link_already_there_is_refused(tmp_path):
+    """build/run is a link to elsewhere on the driver: the data filter stops the write."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "repo" / "build").mkdir(parents=True)
+    os.symlink(outside, tmp_path / "repo" / "build" / "run")
+    with pytest.raises(sweep.UnsafePack):
+        sweep.unpack(hostile_pack(tmp_path, "good"), str(tmp_path / "repo"), ["build/run"])
+    assert os.listdir(outside) == []
+
+
+
+def test_hard_linked_results_travel_as_copies(tmp_path):
+    """Merged shard results are hard links of the shards' files: the pack carries them as
+    files, which unpack() accepts."""
+    src = tmp_path / "src" / "build" / "run"
+    (src / "shards2").mkdir(parents=True)
+    (src / "shards2" / "a.txt").write_text("result")
+    (src / "results").mkdir()
+    os.link(src / "shards2" / "a.txt", src / "results" / "a.txt")
+    sweep.unpack(sweep.pack(str(tmp_path / "src"), ["build/run"]), str(tmp_path / "dst"),
+                 ["build/run"])
+    assert (tmp_path / "dst/build/run/results/a.txt").read_text() == "result"
 
 
 def test_make_n_sweep_shows_the_tasks_and_the_docker_commands(tmp_path, shared_data):
