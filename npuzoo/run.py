@@ -311,13 +311,26 @@ SCRUBBED = {"MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKELEVEL", "MAKE_TERMOUT",
             "MAKE_TERMERR", *DEFAULTS, *(f"NPUZOO_{name}" for name in DEFAULTS)}
 
 
-def dry_run(environ=os.environ):
-    """`make -n <model>`: Make runs this driver anyway (the recipe's `+`); it then only shows."""
+def make_mode(environ=os.environ):
+    """Make runs this driver under -n, -q and -t too (the recipe's `+`): "n" (make -n: only
+    show), "q" (make -q: only answer), "t" (make -t: mark up to date), or "" (run)."""
     flags = environ.get("MAKEFLAGS", "").split(" -- ")[0].split()
-    return bool(flags) and not flags[0].startswith("-") and "n" in flags[0]
+    letters = flags[0] if flags and not flags[0].startswith("-") else ""
+    return next((mode for mode in "nqt" if mode in letters), "")
 
 
-DRY_RUN = dry_run()
+DRY_RUN = make_mode() == "n"
+
+
+def answer_make_mode(what):
+    """make -q: `what` is not up to date (exit 1, nothing run: only its steps know, by running);
+    make -t: refused, since touching files cannot stand for running the pipeline."""
+    mode = make_mode()
+    if mode == "q":
+        raise SystemExit(1)
+    if mode == "t":
+        raise UserError(f"make -t {what}: a pipeline is never marked up to date without "
+                        "running it; run make without -t")
 
 
 def make(args, check=True):
@@ -701,6 +714,7 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true",
                         help="only validate the variables and exit")
     args = parser.parse_args(argv)
+    answer_make_mode(args.model)
     # Every problem of the variables and inputs at once, before any step runs.
     problems, settings = Problems(), None
     with problems:

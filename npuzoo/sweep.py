@@ -700,6 +700,7 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true",
                         help="only validate the variables and exit")
     args = parser.parse_args(argv)
+    run.answer_make_mode("sweep")
     models, settings, shards, storage, cpus = read_settings(os.environ)
     if args.check:
         return
