@@ -41,6 +41,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 
 from npuzoo import config, run
@@ -53,6 +54,8 @@ SWEEP_DIR = os.path.join("build", ".sweep")
 STORAGE_ENV = "NPUZOO_SWEEP_STORAGE"
 CPUS_ENV = "NPUZOO_SWEEP_CPUS"
 RAY_LOGS_ENV = "NPUZOO_RAY_LOGS"  # 1: Ray's own log lines and the tasks' output on the terminal
+TIMEOUT_ENV = "NPUZOO_RAY_TIMEOUT"  # seconds to reach the cluster at RAY_ADDRESS
+TIMEOUT_S = 60
 WAIT_S = 30  # the progress line comes back at least this often while tasks run
 # What a runtime_env working_dir never carries: outputs, the environment, the history.
 EXCLUDES = [".venv", ".venv.lock", "build", "reports", ".git", "**/__pycache__",
@@ -98,9 +101,17 @@ def check_cpus(text):
     return int(text) if text else None
 
 
+def check_timeout(text):
+    if text and not (run.POSITIVE.match(text) and int(text) <= 3600):
+        raise UserError(f"{TIMEOUT_ENV}={run.shown(text)}: expected the seconds (1 to 3600) "
+                        f"to wait for the Ray cluster at RAY_ADDRESS (default {TIMEOUT_S})")
+    return int(text) if text else TIMEOUT_S
+
+
 def read_settings(environ):
     """(models, {model: run.Settings}, shards, storage, cpus), every value checked."""
     run.check_variable_names(environ, sweep=True)
+    check_timeout(environ.get(TIMEOUT_ENV, ""))  # said now, before any step; used by connect()
     models = check_models(environ.get("NPUZOO_MODELS", ""))
     shards = check_shards(environ.get("NPUZOO_SHARDS", ""))
     storage = check_storage(environ.get(STORAGE_ENV, ""))
@@ -408,37 +419,67 @@ def check_ray_logs(text):
     return text == "1"
 
 
-def connect(storage):
-    """ray.init: the cluster at RAY_ADDRESS, else a local instance on this machine only. Ray's
-    own log lines (its start, an authentication-token notice) only with NPUZOO_RAY_LOGS=1:
-    the sweep prints what a user needs."""
+def reachable(address, timeout_s):
+    """None when a TCP connection to a host:port address opens within timeout_s, else why not
+    (Ray itself retries an unreachable cluster for minutes)."""
+    host, _, port = address.rpartition(":")
+    if address.startswith("ray://") or not host or not port.isdigit():
+        return None  # a Ray client address, or `auto`: left to ray.init (and its deadline)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        return err.strerror or str(err) or type(err).__name__
+    return None
+
+
+def connect(environ=os.environ):
+    """ray.init: the cluster at RAY_ADDRESS, else a local instance on this machine only. An
+    address that does not answer within NPUZOO_RAY_TIMEOUT seconds stops the sweep with one
+    line (and so releases the models' locks). Ray's own log lines (its start, an
+    authentication-token notice) only with NPUZOO_RAY_LOGS=1: the sweep prints what a user
+    needs."""
     import logging
 
-    shown = check_ray_logs(os.environ.get(RAY_LOGS_ENV, ""))
+    logs = check_ray_logs(environ.get(RAY_LOGS_ENV, ""))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    address = os.environ.get("RAY_ADDRESS", "").strip()
-    if not address:
-        # A single-node instance: Ray then takes the loopback address as the node's (as it
-        # does on macOS), so every server it starts listens on 127.0.0.1 only. Read when ray
-        # is first imported.
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    import ray
+    address = environ.get("RAY_ADDRESS", "").strip()
+    timeout_s = check_timeout(environ.get(TIMEOUT_ENV, ""))
+    shown = f"RAY_ADDRESS={run.shown(address)}"
+    advice = "start it (ray start --head) or unset RAY_ADDRESS for a local instance"
 
-    runtime_env = {"working_dir": REPO, "excludes": EXCLUDES}
-    kwargs = {"runtime_env": runtime_env, "log_to_driver": shown,
-              "logging_level": logging.INFO if shown else logging.ERROR}
-    if not address.startswith("ray://"):  # a Ray client takes fewer options
-        kwargs["include_dashboard"] = False
+    # ray.init retries a silent cluster for minutes, inside calls that no signal interrupts:
+    # past the deadline the sweep ends, which releases the models' locks.
+    def no_answer():
+        print(f"error: {shown}: no answer from the Ray cluster within {timeout_s} s "
+              f"({TIMEOUT_ENV}); {advice}", file=sys.stderr, flush=True)
+        os._exit(2)
+
+    deadline = threading.Timer(timeout_s, no_answer)
+    deadline.daemon = True
     try:
         if address:
-            ray.init(address=address, **kwargs)
-        else:  # embedded: a new local instance, stopped when the sweep ends
-            ray.init(address="local", **kwargs)
+            deadline.start()
+            if (why := reachable(address, timeout_s)) is not None:
+                raise UserError(f"{shown}: cannot connect to the Ray cluster ({why}); {advice}")
+        else:
+            # A single-node instance: Ray then takes the loopback address as the node's (as
+            # it does on macOS), so every server it starts listens on 127.0.0.1 only. Read
+            # when ray is first imported.
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        import ray
+
+        kwargs = {"runtime_env": {"working_dir": REPO, "excludes": EXCLUDES},
+                  "log_to_driver": logs, "logging_level": logging.INFO if logs else logging.ERROR}
+        if not address.startswith("ray://"):  # a Ray client takes fewer options
+            kwargs["include_dashboard"] = False
+        # embedded (no address): a new local instance, stopped when the sweep ends
+        ray.init(address=address or "local", **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as err:
         line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise UserError(f"RAY_ADDRESS={address}: cannot connect to the Ray cluster ({line}); "
-                        "start it (ray start --head) or unset RAY_ADDRESS for a local "
-                        "instance") from None
+        raise UserError(f"{shown}: cannot connect to the Ray cluster ({line}); {advice}") \
+            from None
+    finally:
+        deadline.cancel()
     return ray
 
 
@@ -539,7 +580,7 @@ def sweep(models, settings, shards, storage, cpus_wanted):
         token = os.path.join(SWEEP_DIR, f"token-{secrets.token_hex(8)}")
         atomic_write(token, "this repository, seen from a Ray task\n")
         try:
-            ray = connect(storage)
+            ray = connect()
             try:
                 failed += drive(ray, plans, settings, shards, storage, cpus_wanted, token,
                                 jobs, started)

@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -98,6 +99,61 @@ def test_ray_logs_only_on_request():
     assert sweep.check_ray_logs("") is False and sweep.check_ray_logs("1") is True
     with pytest.raises(UserError, match="NPUZOO_RAY_LOGS=yes"):
         sweep.check_ray_logs("yes")
+
+
+def test_timeout_is_checked():
+    assert sweep.check_timeout("") == sweep.TIMEOUT_S and sweep.check_timeout("5") == 5
+    for bad in ("0", "-1", "abc", "3601", "$(shell touch x)"):
+        with pytest.raises(UserError, match=f"NPUZOO_RAY_TIMEOUT={re.escape(bad)}: expected"):
+            sweep.check_timeout(bad)
+
+
+CONNECT = ("import sys; from npuzoo import sweep, errors\n"
+           "errors.cli(lambda: sweep.connect({'RAY_ADDRESS': sys.argv[1], "
+           "'NPUZOO_RAY_TIMEOUT': '3'}))()")
+
+
+def test_a_silent_ray_address_stops_at_the_deadline_in_one_line():
+    """A port that accepts connections and never answers (Ray retries it for minutes)."""
+    import socket
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        proc = subprocess.run([sys.executable, "-c", CONNECT, address], cwd=REPO,
+                              capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: RAY_ADDRESS={address}: no answer from the Ray cluster within 3 s "
+                      "(NPUZOO_RAY_TIMEOUT); start it (ray start --head) or unset RAY_ADDRESS "
+                      "for a local instance"], proc.stderr
+
+
+def test_a_refused_ray_address_stops_at_once_in_one_line():
+    proc = subprocess.run([sys.executable, "-c", CONNECT, "127.0.0.1:1"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr == ("error: RAY_ADDRESS=127.0.0.1:1: cannot connect to the Ray cluster "
+                           "(Connection refused); start it (ray start --head) or unset "
+                           "RAY_ADDRESS for a local instance\n")
+
+
+@pytest.mark.slow
+def test_make_sweep_with_an_unreachable_cluster_fails_and_frees_the_locks(tmp_path, shared_data):
+    import fcntl
+    root = scratch_repository(tmp_path / "repo")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("NPUZOO_", "RAY_")) and k not in ("MAKEFLAGS", "MAKELEVEL")}
+    env.update(RAY_ADDRESS="127.0.0.1:1", NPUZOO_RAY_TIMEOUT="5")
+    proc = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed", "sweep",
+                           "MODELS=mobilenetv1", f"DATA={shared_data / 'imagenet-val-10'}",
+                           "N=2", "WEIGHTS=random"], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "error: RAY_ADDRESS=127.0.0.1:1: cannot connect to the Ray cluster" in proc.stderr
+    with open(root / "build" / "mobilenetv1" / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: raises if still held
+    assert not (root / "reports" / "mobilenetv1").exists()
 
 
 # -- shards ------------------------------------------------------------------------------------
