@@ -9,34 +9,38 @@
 # DEVICE, LOOP, WARMUP, AIPP. npuzoo/run.py checks them all before anything runs.
 # Every step writes a file under build/ (see mk/pipeline.mk): a second run does no work.
 
-SHELL := /bin/bash
-.SHELLFLAGS := -eo pipefail -c
+override COMMAND_LINE := $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
+include mk/outside.mk
+# Every variable of this file is its own: `override`, so that no command-line value replaces one.
+override SHELL := /bin/bash
+override .SHELLFLAGS := -eo pipefail -c
 
-MODEL_NAMES := $(sort $(patsubst models/%/model.yaml,%,$(wildcard models/*/model.yaml)))
+override MODEL_NAMES := $(sort $(patsubst models/%/model.yaml,%,$(wildcard models/*/model.yaml)))
 
 # The user's values reach npuzoo.run verbatim and are checked there, in one place: Make never
-# expands them (`$(value ...)`: a `$(shell ...)` in a value stays text) and never exports them
-# itself (exporting a command-line variable expands it). No recipe below splices one in.
-USER_VARIABLES := BS SOC DATA N WEIGHTS RUNNER DEVICE LOOP WARMUP AIPP MODELS SHARDS FORCE STRICT \
-                  TORCH_INDEX PRECISION CALIB CALIB_DATA BACKEND STREAMS PERF_SECONDS
+# expands them (mk/outside.mk) nor exports them under their own names. No recipe below splices
+# one in.
+override USER_VARIABLES := BS SOC DATA N WEIGHTS RUNNER DEVICE LOOP WARMUP AIPP MODELS SHARDS \
+  FORCE STRICT TORCH_INDEX PRECISION CALIB CALIB_DATA BACKEND STREAMS PERF_SECONDS
 $(foreach v,$(USER_VARIABLES),$(if $(filter undefined,$(origin $(v))),,$(eval export NPUZOO_$(v) := $$(value $(v)))))
-# The images' settings (mk/docker.mk, which refuses a `$` in them) reach the image builds that
-# npuzoo.run starts through the environment, verbatim.
-DOCKER_VARIABLES := BASE_IMAGE ASCEND_BASE_IMAGE IMAGE_REPO DOCKER_NET_ONLINE DOCKER_RUN_ARGS \
-                    DOCKER_BUILD_ARGS DOCKER_PIDS_LIMIT DOCKER_CA_BUNDLE AIS_WHEELS_URL \
-                    ACLRUNTIME_URL ACLRUNTIME_SHA256 AIS_BENCH_URL AIS_BENCH_SHA256 \
-                    ASCEND_DOCKER_RUNTIME ASCEND_HOST_ROOT ASCEND_DEVICE_NODE
-COMMAND_LINE_VARIABLES := $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
-unexport $(USER_VARIABLES) $(COMMAND_LINE_VARIABLES)
+# The images' settings (mk/docker.mk checks them) reach the image builds that npuzoo.run
+# starts through the environment, verbatim; no other command-line value is exported.
+override DOCKER_VARIABLES := BASE_IMAGE ASCEND_BASE_IMAGE IMAGE_REPO DOCKER_NET_ONLINE \
+  DOCKER_RUN_ARGS DOCKER_BUILD_ARGS DOCKER_PIDS_LIMIT DOCKER_CA_BUNDLE AIS_WHEELS_URL \
+  ACLRUNTIME_URL ACLRUNTIME_SHA256 AIS_BENCH_URL AIS_BENCH_SHA256 ASCEND_DOCKER_RUNTIME \
+  ASCEND_HOST_ROOT ASCEND_DEVICE_NODE
+unexport $(USER_VARIABLES) $(filter-out $(DOCKER_VARIABLES),$(COMMAND_LINE))
 # The names (never the values) of the command-line variables, and of the Make-level ones a run
 # also takes: npuzoo.run refuses a name it does not know (BATCH=4 would be ignored silently).
-export NPUZOO_COMMAND_LINE := $(COMMAND_LINE_VARIABLES)
+export NPUZOO_COMMAND_LINE := $(COMMAND_LINE)
 export NPUZOO_MAKE_VARIABLES := $(DOCKER_VARIABLES) DOCKER IMAGE_MODELS PYTHON TORCH_INDEX
-$(foreach v,$(DOCKER_VARIABLES),$(if $(filter command line,$(origin $(v))),$(eval override $(v) := $$(value $(v)))$(eval export $(v))))
 
-PYTHON ?= python3
-VENV   := .venv
-PY     := $(abspath $(VENV))/bin/python
+# PYTHON (the python that creates .venv) and PYTEST_ARGS reach their commands through the
+# environment, as one word and as words: never through a shell's parsing.
+export NPUZOO_VENV_PYTHON := $(if $(value PYTHON),$(value PYTHON),python3)
+export NPUZOO_PYTEST_ARGS := $(value PYTEST_ARGS)
+override VENV := .venv
+override PY   := $(abspath $(VENV))/bin/python
 export PY
 
 .PHONY: all test venv clean clean-sets help readme compare images vendor sweep $(MODEL_NAMES)
@@ -82,11 +86,11 @@ venv: $(VENV)/.installed
 # One installer at a time (flock): a second `make` waits, then finds it done.
 $(VENV)/.installed: requirements.txt $(wildcard models/*/requirements.txt)
 	@mkdir -p $(VENV)
-	flock $(VENV).lock $(MAKE) --no-print-directory -f mk/venv.mk VENV=$(VENV) PYTHON=$(PYTHON)
+	flock $(VENV).lock $(MAKE) --no-print-directory -f mk/venv.mk
 
 # CI=true runs the slow (end-to-end, export) tests as well.
 test: venv
-	$(PY) -m pytest $(if $(filter true 1 yes,$(CI)),,-m "not slow") $(PYTEST_ARGS)
+	set -f; $(PY) -m pytest $(if $(filter true 1 yes,$(CI)),,-m "not slow") $$NPUZOO_PYTEST_ARGS
 
 # One model, every batch size in BS: npuzoo.run checks the variables, takes the model's
 # lock, identifies DATA and WEIGHTS by content, then runs mk/pipeline.mk once per batch size.
@@ -114,7 +118,7 @@ images: venv
 # The model folders' shared helper: models/_zoo.py, copied byte for byte under this one-line
 # header into every models/<name>/_zoo.py (a folder imports nothing from outside itself, so it
 # runs wherever it is copied). Edit models/_zoo.py, then run this; a test fails on a stale copy.
-VENDOR_HEADER := \# Generated by `make vendor` from models/_zoo.py: edit that file, not this copy.
+override VENDOR_HEADER := \# Generated by `make vendor` from models/_zoo.py: edit that file, not this copy.
 vendor:
 	@for name in $(MODEL_NAMES); do \
 	  { printf '%s\n' '$(VENDOR_HEADER)'; cat models/_zoo.py; } > models/$$name/._zoo.py.tmp \

@@ -36,6 +36,7 @@
 # is checked against a pattern when this file is read (CHECKED_VARIABLES below); a user's
 # path never is spliced: it reaches the shell only as the quoted output of npuzoo.dockerargs.
 
+include mk/outside.mk
 .DEFAULT_GOAL_BEFORE_DOCKER_MK := $(.DEFAULT_GOAL)
 
 # The docker client: DOCKER, else the first `docker` on PATH (its text, never expanded), else

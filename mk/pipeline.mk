@@ -31,6 +31,7 @@
 # npuzoo.compile --aipp on the CPU), and every later artefact gets its own name:
 # <model>_bs<BS>_aipp.onnx|.om, bs<BS>_aipp/, reports/<model>/aipp/<SOC>_bs<BS>.json.
 
+include mk/outside.mk
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 .DELETE_ON_ERROR:
@@ -39,12 +40,19 @@ SHELL := /bin/bash
 MODEL_DIR := models/$(MODEL)
 B := build/$(MODEL)
 
+# Made before it is read (and remade by its rule when stale): a first reading without it would
+# take its variables from the environment.
+ifeq ($(wildcard $(B)/model.mk),)
+  $(shell mkdir -p $(B) && $(PY) -m npuzoo.config makevars $(MODEL) > $(B)/model.mk.tmp \
+    && mv $(B)/model.mk.tmp $(B)/model.mk)
+endif
 include $(B)/model.mk
 
 # npuzoo/run.py always passes LOOP and WARMUP: the user's, else model.yaml's perf defaults
 # (the guide's --loop and --warmup_count), which model.mk also carries for a bare `make -f`.
-LOOP   ?= $(PERF_LOOP)
-WARMUP ?= $(PERF_WARMUP)
+# (`:=`, not `?=`: a command-line value replaces it, one from the environment does not.)
+LOOP   := $(PERF_LOOP)
+WARMUP := $(PERF_WARMUP)
 
 # Every step's command is timed (npuzoo/steps.py): build/<model>/steps.jsonl, the table at the
 # end of `make <model>` and the report's `timings`. $(call STEP,name[,bs]): bs = per batch size.
@@ -61,6 +69,7 @@ else
   RUN_MODEL :=
   RUN_INFER :=
   PYRUN     := $(PY)
+  ENVIRONMENT_JSON :=
 endif
 
 $(B)/model.mk: $(MODEL_DIR)/model.yaml npuzoo/config.py npuzoo/commands.py
@@ -131,6 +140,11 @@ ifneq ($(HAS_UPSTREAM),)
 $(SOURCE_JSON): $(MODEL_DIR)/model.yaml $(wildcard $(MODEL_DIR)/*.diff $(MODEL_DIR)/*.patch) \
                 npuzoo/source.py $(if $(wildcard $(SOURCE_DIR)),,source-missing)
 	$(call STEP,source) $(RUN_BASE) $(PYRUN) -m npuzoo.source fetch $(MODEL) $(SOURCE_DIR) --record $@
+else
+  SOURCE_DIR    :=
+  SOURCE_JSON   :=
+  SOURCE_ARGS   :=
+  SOURCE_VERIFY :=
 endif
 
 # -- export -------------------------------------------------------------------------------
@@ -211,9 +225,9 @@ $(COMPILED): $(COMPILE_SOURCE) $(AIPP_CFG)
 else
   # The ModelZoo guides' commands (the ais_bench front end's CLI). ais_bench runs in the
   # python it is installed for on an Ascend host (system-wide), not in .venv.
-  ATC           ?= atc
-  ASCEND_PYTHON ?= python3
-  AIS_BENCH     ?= $(ASCEND_PYTHON) -m ais_bench
+  ATC           := atc
+  ASCEND_PYTHON := python3
+  AIS_BENCH     := $(ASCEND_PYTHON) -m ais_bench
   # npuzoo.ascend run: source CANN's set_env.sh when atc is not on PATH, check the chip (and,
   # for ais_bench, the .om's chip record and, where npu-smi answers, DEVICE's chip), then run
   # the command unchanged in the scratch folder $(CANN_WORK): atc writes kernel_meta/,
@@ -225,6 +239,7 @@ else
   COMPILED      := $(OM_BASE).om
   BENCH         := $(CANN_RUN) --soc $(SOC) --om $(COMPILED) --device $(DEVICE) -- $(AIS_BENCH)
   BACKEND_JSON  := $(RUN_DIR)/backend.json
+  PERF_FLAGS    :=
 
 # atc writes --output plus `.om` (or `_<os>_<arch>.om`); record-om names it $(COMPILED) and
 # records the chip beside it ($(COMPILED).json). remove-om first deletes this artefact's own
@@ -317,8 +332,8 @@ publish: $(OUT_DIR)/report.json
 #   sweep-shard      shard SHARD's inference: $(OUT_DIR)/shards<k>/<i>/results/
 #   sweep-merge      the shards' results hard-linked into $(OUT_DIR)/results/ (checked: every
 #                    file once), then $(OUT_DIR)/infer.done: `report` goes on from there
-SHARDS ?= 1
-SHARD  ?= 0
+SHARDS := 1
+SHARD  := 0
 SHARD_ROOT := $(OUT_DIR)/shards$(SHARDS)
 SHARD_DIR  := $(SHARD_ROOT)/$(SHARD)
 

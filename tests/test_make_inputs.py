@@ -5,6 +5,7 @@ marker must not appear, nothing may be run or published.
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -62,3 +63,68 @@ def test_make_q_and_t_run_nothing_and_publish_nothing(scratch, shared_data, targ
                                      "up to date without running it")
     assert touched.stderr.count("error:") == 1
     assert not (scratch / "build").exists() and not (scratch / "reports" / "mobilenetv1").exists()
+
+
+# -- the environment and the command line (item 4) ----------------------------------------------
+
+MAKEFILES = ["Makefile", "mk/outside.mk", "mk/venv.mk", "mk/pipeline.mk", "mk/docker.mk"]
+# Read by Make or the shell as they are meant to be (or by npuzoo.run, which checks them).
+NOT_HOSTILE = {"PATH", "HOME", "SHELL", "LC_ALL", "MFLAGS", "GNUMAKEFLAGS",
+               *(name for name in run.DEFAULTS), "MODELS", "SHARDS", "TORCH_INDEX"}
+
+
+def every_name():
+    """Every upper-case word of the makefiles: each variable they use, and more."""
+    text = "".join((REPO / name).read_text() for name in MAKEFILES)
+    return sorted({name for name in re.findall(r"\b[A-Z][A-Z0-9_]*[A-Z0-9]\b", text)
+                   if name not in NOT_HOSTILE and not name.startswith("MAKE")})
+
+
+def hostile(markers, name):
+    return f"$(shell touch {markers}/make-{name}) ;touch {markers}/shell-{name} #INJECTED-{name}"
+
+
+def test_no_environment_variable_is_expanded_by_make_or_the_shell(scratch, shared_data,
+                                                                   tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    names = every_name()
+    assert {"ENVIRONMENT_JSON", "SOURCE_VERIFY", "SOURCE_JSON", "PYTHON", "PERF_FLAGS",
+            "ATC", "AIS_BENCH"} <= set(names)
+    env = plain_env(**{name: hostile(markers, name) for name in names})
+    for args in (["mobilenetv1", *data_args(shared_data)],
+                 ["-W", "requirements.txt", "venv"], ["test"], ["vendor"]):
+        proc = make(scratch, "-n", *args, env=env)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert "INJECTED" not in proc.stdout + proc.stderr, args
+    assert os.listdir(markers) == []
+
+
+@pytest.mark.parametrize("name", ["PYTHON", "PY", "VENV", "SHELL", "MODEL_NAMES", "PYTEST_ARGS",
+                                  "CI", "VENDOR_HEADER", "USER_VARIABLES", "SOURCE_VERIFY"])
+def test_no_command_line_variable_is_expanded_by_make_or_the_shell(scratch, shared_data,
+                                                                   tmp_path, name):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    value = hostile(markers, name)
+    for args in (["mobilenetv1", *data_args(shared_data)],
+                 ["-W", "requirements.txt", "venv"], ["test"], ["vendor"]):
+        proc = make(scratch, "-n", *args, f"{name}={value}")
+        assert "INJECTED" not in proc.stdout, args
+    assert os.listdir(markers) == []
+
+
+def test_a_hostile_python_is_refused_in_one_line(tmp_path):
+    """`make venv PYTHON=...` really run (in a copy without .venv: nothing is installed)."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in ["Makefile", "requirements.txt", "mk", "models"]:
+        (shutil.copytree if (REPO / name).is_dir() else shutil.copy2)(REPO / name, root / name)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    proc = make(root, "venv", f"PYTHON=python3; touch {markers}/m")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[0] == (f"error: PYTHON=python3; touch {markers}/m: expected "
+                                           "a python command or path (letters, digits and "
+                                           "_./+-)")
+    assert os.listdir(markers) == [] and not (root / ".venv" / "bin").exists()
