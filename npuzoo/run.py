@@ -396,9 +396,10 @@ def check_source_tree(model):
     record = os.path.join(BUILD, model, "src", "source.json")
     if not (os.path.isdir(tree) and os.path.isfile(record)):
         return
-    difference = source.verify_tree(tree, record)
+    difference = source.verify_tree(config.load(model)["upstream"], config.model_dir(model),
+                                    tree, record)
     if difference is not None:
-        print(f"warning: {tree}: differs from the patched tree recorded in {record} "
+        print(f"warning: {tree}: differs from the pinned source's patched tree "
               f"(first difference: {difference}); fetching and patching it again",
               file=sys.stderr, flush=True)
         _remove(tree)

