@@ -608,16 +608,17 @@ def main(argv=None):
         prog="python3 -m npuzoo.source",
         description="fetch: fetch a model's upstream source (model.yaml upstream.sources, in "
                     "order), apply its patch, and record which source was used. verify: check "
-                    "that DEST is still the patched tree that record describes.")
+                    "that DEST is still the patched tree of the pinned source the record names. "
+                    "cache: fetch the pinned sdists into --cache (make venv).")
     parser.add_argument("command", choices=["fetch", "verify", "cache"])
     parser.add_argument("model", nargs="?", help="model name, or a path to a model.yaml "
                                                  "(cache: all models if omitted)")
     parser.add_argument("dest", nargs="?", help="fetch: folder to create with the patched "
                                                 "source tree; verify: that folder")
-    parser.add_argument("--record", help="the JSON record of the source used (fetch writes it, "
-                                         "and <record>.files.json beside it; verify reads them)")
+    parser.add_argument("--record", help="the JSON record of the source used (fetch writes it "
+                                         "and keeps a pypi sdist beside it; verify reads it)")
     parser.add_argument("--cache", default=os.environ.get("NPUZOO_SDIST_CACHE", DEFAULT_CACHE),
-                        help="folder of cached sdists, looked in before PyPI "
+                        help="folder of cached sdists, looked in before the package index "
                              "(default: .venv/sdists, filled by `make venv`)")
     args = parser.parse_args(argv)
     if args.command == "cache":
