@@ -78,7 +78,8 @@ help:
 
 # A target that is no model nor any of the above: say which exist instead of make's own words.
 .DEFAULT:
-	@echo "error: no model or target named '$@'; models: $(MODEL_NAMES); targets: help test readme compare images sweep vendor clean-sets clean" >&2; exit 2
+	@printf "error: no model or target named '%s'; models: %s; targets: %s\n" '$(subst ','\'',$@)' \
+	  '$(MODEL_NAMES)' 'help test readme compare images sweep vendor clean-sets clean' >&2; exit 2
 
 venv: $(VENV)/.installed
 

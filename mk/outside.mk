@@ -15,3 +15,6 @@ MAKE_OWN := MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES MAKEFILES MAKE_TERMOUT MAKE
 $(foreach v,$(filter-out $(MAKE_OWN),$(.VARIABLES)),$(if $(filter environment command,$(origin \
   $(v))),$(if $(call not_name,$(v),$(NAME_CHARS)),,$(eval $(if $(filter command,$(origin \
   $(v))),override) $(v) := $$(value $(v)))$(eval export $(v)))))
+# Make itself reads the makefiles that MAKEFILES names, and expands it, before this file: at
+# least no make below this one does.
+unexport MAKEFILES

@@ -308,7 +308,7 @@ def dataset_id(data_dir, limit, cache, offset=0):
 # Make variables of the caller that must not leak into the pipeline's make (MAKEFLAGS carries
 # the user's command-line variables, which Make would evaluate).
 SCRUBBED = {"MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKELEVEL", "MAKE_TERMOUT",
-            "MAKE_TERMERR", *DEFAULTS, *(f"NPUZOO_{name}" for name in DEFAULTS)}
+            "MAKE_TERMERR", "MAKEFILES", "GNUMAKEFLAGS", *DEFAULTS, *(f"NPUZOO_{name}" for name in DEFAULTS)}
 
 
 def make_mode(environ=os.environ):

@@ -189,8 +189,10 @@ def pip_locations():
             if f"{section}.{name}" in settings:
                 return settings[f"{section}.{name}"].split()
         return default.split()
-    return ([("index", url) for url in setting("index-url", "https://pypi.org/simple")
-             + setting("extra-index-url")] + [("find", where) for where in setting("find-links")])
+    indexes = [] if setting("no-index") in (["1"], ["true"], ["yes"], ["on"]) else \
+        setting("index-url", "https://pypi.org/simple") + setting("extra-index-url")
+    return [("index", url) for url in indexes] + [("find", where) for where in
+                                                   setting("find-links")]
 
 
 def page_links(url):

@@ -128,3 +128,12 @@ def test_a_hostile_python_is_refused_in_one_line(tmp_path):
                                            "a python command or path (letters, digits and "
                                            "_./+-)")
     assert os.listdir(markers) == [] and not (root / ".venv" / "bin").exists()
+
+
+def test_an_unknown_target_is_named_not_run(scratch, tmp_path):
+    marker = tmp_path / "marker"
+    for goal in (f'x"$(touch {marker})"', f"y'$(touch {marker})'", f"z`touch {marker}`"):
+        proc = make(scratch, goal)
+        assert proc.returncode == 2
+        assert proc.stderr.startswith(f"error: no model or target named '{goal}'; models: ")
+    assert not marker.exists()
