@@ -111,7 +111,8 @@ sweep: venv
 # docker on PATH, mk/docker.mk). CI, with no registry: make images
 # BASE_IMAGE=local/debian:bookworm (images/local-base.sh).
 IMAGE_MODELS ?= $(MODEL_NAMES)
-export DOCKER IMAGE_MODELS
+# (DOCKER only when given: `export` would define it, empty, and mk/docker.mk refuses that)
+export IMAGE_MODELS $(if $(filter undefined,$(origin DOCKER)),,DOCKER)
 
 images: venv
 	@$(MAKE) --no-print-directory -f mk/docker.mk images
