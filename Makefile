@@ -21,7 +21,7 @@ override MODEL_NAMES := $(sort $(patsubst models/%/model.yaml,%,$(wildcard model
 # expands them (mk/outside.mk) nor exports them under their own names. No recipe below splices
 # one in.
 override USER_VARIABLES := BS SOC DATA N WEIGHTS RUNNER DEVICE LOOP WARMUP AIPP MODELS SHARDS \
-  FORCE STRICT TORCH_INDEX PRECISION CALIB CALIB_DATA BACKEND STREAMS PERF_SECONDS
+  FORCE STRICT TORCH_INDEX PRECISION CALIB CALIB_DATA BACKEND STREAMS PERF_SECONDS TUNE
 $(foreach v,$(USER_VARIABLES),$(if $(filter undefined,$(origin $(v))),,$(eval export NPUZOO_$(v) := $$(value $(v)))))
 # The images' settings (mk/docker.mk checks them) reach the image builds that npuzoo.run
 # starts through the environment, verbatim; no other command-line value is exported.
@@ -69,7 +69,8 @@ help:
 	@echo "  AIPP=1           uint8 input, normalisation inside the model"
 	@echo "  PRECISION=int8   CPU: quantised model, calibrated on CALIB=100 images not evaluated (or CALIB_DATA=)"
 	@echo "  BACKEND=openvino CPU: OpenVINO Runtime instead of ONNX Runtime"
-	@echo "  STREAMS=n        CPU: batches in flight in the perf step (default: one per core)"
+	@echo "  STREAMS=n        CPU: batches in flight in the perf step (default: tuned, else one per core)"
+	@echo "  TUNE=0           CPU: no tuning pass; model.yaml's engine (default: engine and streams tuned)"
 	@echo "  PERF_SECONDS=3   CPU: the perf loop runs at least LOOP times and this many seconds"
 	@echo "  FORCE=1          make this run the committed report, whatever machine or run is there"
 	@echo "  STRICT=1         fail when a drop is flagged against the latest like-for-like run, or it cannot be judged"

@@ -199,14 +199,18 @@ endif
 # The engine: BACKEND, else the run's own: for int8 INT8_BACKEND (npuzoo.engines, measured
 # faster), else the model's (model.yaml runtime.backend, else the runner's default,
 # npuzoo.engines.DEFAULT_BACKEND; model.mk sets both). A run on another engine than its own is
-# a variant with its own folders and reports.
+# a variant with its own folders and reports. TUNE=1 (npuzoo/run.py: unless TUNE=0, BACKEND=
+# or STREAMS= is given): the runner picks the engine and streams itself (npuzoo/tune.py, cached
+# in build/tuning/ per machine and compiled graph) in both the inference and the perf step; the
+# compiled graph stays the own engine's, and the perf folder is `-tuned`.
+TUNED         := $(filter 1,$(TUNE))
 OWN_ENGINE    := $(if $(PREC_SUFFIX),$(INT8_BACKEND),$(MODEL_BACKEND))
 ENGINE        := $(or $(BACKEND),$(OWN_ENGINE))
 ENGINE_SUFFIX := $(if $(filter-out $(OWN_ENGINE),$(ENGINE)),_$(ENGINE))
 VARIANT       := $(AIPP_SUFFIX)$(PREC_SUFFIX)$(ENGINE_SUFFIX)
 RUN_DIR  := $(B)/$(SOC)/$(WEIGHTS_ID)/bs$(BS)$(VARIANT)
 PERF_DIR := $(RUN_DIR)/perf-loop$(LOOP)-warmup$(WARMUP)$(if $(STREAMS),-streams$(STREAMS))$(if \
-            $(PERF_SECONDS),-$(PERF_SECONDS)s)
+            $(PERF_SECONDS),-$(PERF_SECONDS)s)$(if $(TUNED),-tuned)
 OUT_DIR  := $(RUN_DIR)/$(DATASET_ID)
 
 ifeq ($(SOC),cpu)
@@ -214,7 +218,7 @@ ifeq ($(SOC),cpu)
   # default engine changed never reuses ONNX Runtime's (nor the results that came from it).
   COMPILED := $(B)/$(SOC)/$(WEIGHTS_ID)/$(MODEL)_bs$(BS)$(VARIANT)$(if $(filter openvino,$(ENGINE)),_portable).onnx
   BENCH    := $(RUN_INFER) $(PYRUN) -m npuzoo.bench --backend $(ENGINE)$(if \
-              $(PREC_SUFFIX), --precision int8)
+              $(PREC_SUFFIX), --precision int8)$(if $(TUNED), --tune build/tuning)
   PERF_FLAGS := $(if $(STREAMS), --streams $(STREAMS))$(if $(PERF_SECONDS), --loop_seconds $(PERF_SECONDS))
   BACKEND_JSON :=
 

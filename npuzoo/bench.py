@@ -74,6 +74,10 @@ engine choice --backend). Each takes a value; the first three default as shown:
   stream. Same CLI, batching, outputs, summary and printed lines as ONNX Runtime.
 - --precision fp32|int8 (default fp32): what the model file is; checked against the graph's
   operators (quantised or not) and recorded. The int8 model itself is made elsewhere.
+- --tune DIR: the engine, streams and threads (and OpenVINO's THROUGHPUT hint) chosen by
+  npuzoo/tune.py, timed on first use and cached in DIR per machine and graph; --backend is the
+  layout kept on a tie, --streams is refused with it. The summary's `tuning` says what was
+  chosen among what, and whether the cache was reused.
 - --loop_seconds S (default 0): a time-bounded loop. Each batch runs at least --loop times AND
   until at least S seconds have passed since its first timed run; `loop_runs` records the
   runs (the fewest any batch got: in pure-inference mode, all of them).
@@ -89,12 +93,16 @@ to within the loop's own overhead.
 
 Any npuzoo flag on the command line (even at its default) adds these keys to the summary,
 after T23's: backend, backend_version, precision, streams, threads_per_stream, batchsize,
-timed_runs, wall_time_ms, throughput_wall, loop_runs, loop_seconds, and what else ran during the
-timed section (LoadMonitor): loadavg_1m_start, loadavg_1m_end, cpus, own_cpu_s, other_cpu_s,
-steal_s, other_cpu_share, contended, contended_rule. The rule: contended = other processes'
+timed_runs, wall_time_ms, throughput_wall, loop_runs, loop_seconds, the steadiness of the loop
+(throughput_windows: images/s of WINDOWS consecutive groups of calls; throughput_median;
+throughput_spread: (max - min) / median), and what else ran during the timed section
+(LoadMonitor): loadavg_1m_start, loadavg_1m_end, cpus, own_cpu_s, other_cpu_s, steal_s,
+other_cpu_share, reference_ms and reference_change (a fixed kernel timed before and after),
+contended, contended_rule; with --tune, `tuning` too. The rule: contended = other processes'
 CPU time on this process's CPUs (from /proc/stat minus this process's own user+system time)
-> 10% of cpus x wall time; null when that capacity is under 100 clock ticks (too short to
-judge) or /proc/stat is absent. Two `[INFO] npuzoo: ...` lines then say the same before the
+> 10% of cpus x wall time, or the reference kernel's time changed by more than 15%; else
+null when that capacity is under 100 clock ticks (too short to judge) or /proc/stat is
+absent. Two `[INFO] npuzoo: ...` lines (three with --tune) then say the same before the
 Performance Summary block, which stays last; they never contain the word `throughput`, so the
 ModelZoo scripts that take the last field of the line containing it still read T23's figure.
 
@@ -122,8 +130,9 @@ from npuzoo import engines
 from npuzoo.engines import _ORT_DTYPES, TensorDesc  # noqa: F401  (re-exported: bench.TensorDesc)
 from npuzoo.errors import UserError, cli
 
-NPUZOO_FLAGS = ("streams", "backend", "precision", "loop_seconds")  # argparse dests
+NPUZOO_FLAGS = ("streams", "backend", "precision", "loop_seconds", "tune")  # argparse dests
 CONTENDED_SHARE = 0.10   # other processes' share of the CPUs above which a figure is contended
+REFERENCE_CHANGE = 0.15  # the reference kernel's time change, before vs after, that is contended
 PURE_INFER_FAKE_FILE = "pure_infer_data"
 PADDING_INFER_FAKE_FILE = "padding_infer_fake_file"
 PERCENTILE_SCALE = 99
@@ -282,6 +291,9 @@ def build_parser(prog="python3 -m npuzoo.bench"):
     add("--loop_seconds", type=check_nonnegative_float, default=None,
         help="time-bounded loop: run each batch at least --loop times AND until at least this "
              "many seconds have passed since its first timed run (default 0: --loop alone)")
+    add("--tune", metavar="DIR", default=None,
+        help="choose the engine and streams by a short timing pass, cached in DIR per machine "
+             "and graph (npuzoo.tune); --backend is then the one kept on a tie")
     return parser
 
 
@@ -307,6 +319,8 @@ def parse_args(argv, prog="python3 -m npuzoo.bench"):
     # npuzoo's flags: were any given (the summary then has the npuzoo keys), then their defaults
     args.npuzoo_keys = any(getattr(args, name) is not None for name in NPUZOO_FLAGS)
     args.precision_given = args.precision is not None
+    if args.tune is not None and args.streams is not None:
+        raise UserError("--tune chooses the streams; give --tune or --streams, not both")
     args.streams = 1 if args.streams is None else engines.check_streams(args.streams, "--streams")
     if args.backend is None:
         args.backend = engines.default_backend_for(args.model)
@@ -360,9 +374,12 @@ def open_session(model_path, threads, backend="onnxruntime"):
     return engines.open_onnxruntime(model_path, threads)
 
 
-def open_sessions(model_path, threads_per_stream, backend, streams):
+def open_sessions(model_path, threads_per_stream, backend, streams, hint=None):
     """([one session per stream], inputs, outputs). ONNX Runtime: one InferenceSession per
-    stream; OpenVINO: one compiled model with NUM_STREAMS=streams and one infer request each."""
+    stream; OpenVINO: one compiled model with NUM_STREAMS=streams (or its performance `hint`)
+    and one infer request each."""
+    if hint is not None:
+        return engines.open_openvino(model_path, threads_per_stream, streams, hint)
     if streams == 1:
         session, inputs, outputs = open_session(model_path, threads_per_stream, backend)
         return [session], inputs, outputs
@@ -759,8 +776,12 @@ def report(batchsize, filesinfo, argv, compute, h2d, d2h, output_prefix, display
 
 
 def _extras_lines(extras):
-    """Two lines on npuzoo's figures. They never contain the word the ModelZoo scripts grep
-    for (`throughput`), which stays on the T23 block's line alone."""
+    """Two lines on npuzoo's figures (three after a tuned layout). They never contain the word
+    the ModelZoo scripts grep for (`throughput`), which stays on the T23 block's line alone."""
+    tuning = extras.get("tuning")
+    if tuning:
+        logger.info("npuzoo: engine and streams tuned for this machine and graph ({}, {})".format(
+            tuning["path"], "reused" if tuning["cache"] == "reused" else "timed now"))
     logger.info("npuzoo: {} {}, {}, {} stream{} x {} thread{}: {} runs of batch {} in {:.3f} s of "
                 "wall time = {:.2f} images/s across the streams (the figure below is per call: "
                 "1000*batchsize/mean call time){}".format(
@@ -772,17 +793,25 @@ def _extras_lines(extras):
                     extras["throughput_wall"],
                     "; time-bounded loop: {} runs in at least {:g} s".format(
                         extras["loop_runs"], extras["loop_seconds"]) if extras["loop_seconds"] else ""))
+    steadiness = "" if extras.get("throughput_spread") is None else \
+        "; {} windows: median {:.2f} images/s, spread {:.1%}".format(
+            len(extras["throughput_windows"]), extras["throughput_median"],
+            extras["throughput_spread"])
+    if extras.get("reference_change") is not None:
+        steadiness += "; reference kernel {:+.0%} after the loop".format(extras["reference_change"])
     if extras.get("other_cpu_s") is None:
         logger.info("npuzoo: load average (1 min) {} -> {}; other processes' CPU time unknown "
-                    "(no /proc/stat)".format(extras["loadavg_1m_start"], extras["loadavg_1m_end"]))
+                    "(no /proc/stat){}".format(extras["loadavg_1m_start"], extras["loadavg_1m_end"],
+                                               steadiness))
         return
     logger.info("npuzoo: load average (1 min) {:.2f} -> {:.2f}; other processes took {:.2f} CPU-s "
-                "of {:.2f} on {} CPU{} ({:.0%}): {}".format(
+                "of {:.2f} on {} CPU{} ({:.0%}): {}{}".format(
                     extras["loadavg_1m_start"], extras["loadavg_1m_end"], extras["other_cpu_s"],
                     extras["cpus"] * extras["wall_time_ms"] / 1000.0, extras["cpus"],
                     "" if extras["cpus"] == 1 else "s", extras["other_cpu_share"],
                     {True: "CONTENDED, the figures are not a clean measurement",
-                     False: "not contended"}.get(extras["contended"], "too short to judge")))
+                     False: "not contended"}.get(extras["contended"], "too short to judge"),
+                    steadiness))
 
 
 def _friendly_summary(batchsize, npu, throughput, engine_label="ONNX Runtime"):
@@ -857,16 +886,24 @@ class LoadMonitor:
     average is recorded but not judged: it is a one-minute mean that counts this runner's own
     threads and whatever ran before it. Where /proc/stat is absent the CPU figures and the
     verdict are None; so is the verdict of a window shorter than MIN_TICKS clock ticks of CPU
-    capacity (1 s on one CPU at 100 Hz), which /proc/stat's whole ticks cannot resolve."""
+    capacity (1 s on one CPU at 100 Hz), which /proc/stat's whole ticks cannot resolve.
+
+    A slowdown from outside the machine (another tenant of the host) shows in no /proc/stat
+    of a guest that reports no steal, so a fixed reference kernel (`reference_kernel_ms`) is
+    timed just before start and just after stop: a time that differs by more than
+    REFERENCE_CHANGE (15%) marks the run contended as well."""
 
     MIN_TICKS = 100   # of CPU capacity (cpus x wall time) below which no verdict is given
     RULE = ("other_cpu_s > {:g} * cpus * wall_s (other processes' CPU time on this process's "
-            "CPUs, from /proc/stat minus its own); null when cpus * wall_s is under {} clock "
-            "ticks (too short to judge) or /proc/stat is absent".format(CONTENDED_SHARE, MIN_TICKS))
+            "CPUs, from /proc/stat minus its own), or a reference kernel's time before vs after "
+            "the loop changed by more than {:.0%}; null when cpus * wall_s is under {} clock "
+            "ticks (too short to judge) or /proc/stat is absent".format(
+                CONTENDED_SHARE, REFERENCE_CHANGE, MIN_TICKS))
 
-    def __init__(self, stat_path="/proc/stat", clock=time.perf_counter):
+    def __init__(self, stat_path="/proc/stat", clock=time.perf_counter, reference=None):
         self.stat_path = stat_path
         self.clock = clock
+        self.reference = reference or reference_kernel_ms
         try:
             self.cpus = sorted(os.sched_getaffinity(0))
         except AttributeError:  # pragma: no cover - not Linux
@@ -909,6 +946,7 @@ class LoadMonitor:
             return None
 
     def start(self):
+        self.ref0 = self.reference()
         self.load0 = self._loadavg()
         self.busy0 = self._busy()
         self.own0 = self._own()
@@ -919,10 +957,14 @@ class LoadMonitor:
         wall = self.clock() - self.t0
         own = self._own() - self.own0
         busy1 = self._busy()
+        ref1 = self.reference()
+        change = ref1 / self.ref0 - 1 if self.ref0 and ref1 else None
+        outside = change is not None and max(ref1 / self.ref0, self.ref0 / ref1) - 1 > REFERENCE_CHANGE
         result = {"loadavg_1m_start": self.load0, "loadavg_1m_end": self._loadavg(),
                   "cpus": len(self.cpus), "own_cpu_s": round(own, 3), "other_cpu_s": None,
-                  "steal_s": None, "other_cpu_share": None, "contended": None,
-                  "contended_rule": self.RULE}
+                  "steal_s": None, "other_cpu_share": None,
+                  "reference_ms": [self.ref0, ref1], "reference_change": change,
+                  "contended": True if outside else None, "contended_rule": self.RULE}
         if self.busy0 is None or busy1 is None:
             return result
         cpus = busy1[2]
@@ -935,7 +977,23 @@ class LoadMonitor:
                        "contended": bool(share > CONTENDED_SHARE)})
         if cpus * wall * self.tick < self.MIN_TICKS:   # /proc/stat counts whole clock ticks
             result["contended"] = None
+        if outside:
+            result["contended"] = True
         return result
+
+
+def reference_kernel_ms(repeats=7):
+    """The median time (ms) of a fixed float32 matrix product, a few ms: a machine slowed
+    from outside runs it slower."""
+    matrix = np.full((192, 192), 0.5, dtype=np.float32)
+    matrix @ matrix   # the BLAS threads start on the first product: not timed
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(8):
+            matrix @ matrix
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return round(float(np.median(times)), 4)
 
 
 def _in_threads(work, items, stop):
@@ -966,10 +1024,11 @@ def _in_threads(work, items, stop):
         raise errors[0]
 
 
-def run_batch(sessions, feeds, loop, seconds, stop, progress=None):
+def run_batch(sessions, feeds, loop, seconds, stop, progress=None, ends=None):
     """Run one batch on the sessions (sharing the runs when there are several) until at least
     `loop` runs have been started AND `seconds` have passed since the first; return (call
-    times in ms in order of completion, the outputs of the last call to complete)."""
+    times in ms in order of completion, the outputs of the last call to complete). `ends`, a
+    list, gets the perf_counter time at which each call completed."""
     lock = threading.Lock()
     perf = time.perf_counter
     state = {"claimed": 0, "start": perf(), "results": None}
@@ -992,6 +1051,8 @@ def run_batch(sessions, feeds, loop, seconds, stop, progress=None):
             with lock:
                 times.append(elapsed)
                 state["results"] = results
+                if ends is not None:
+                    ends.append(t0 + elapsed / 1000.0)
             if progress is not None:
                 progress.update()
 
@@ -1007,9 +1068,14 @@ def run_single(args, argv, threads):
     collected per batch and merged in batch order, so the files, filesinfo and the order of
     npu_compute_time_list's batches are those of one stream (within a shared batch the call
     times are in order of completion)."""
-    streams = args.streams
+    streams, hint, tuning = args.streams, None, None
     per_stream = max(1, threads // streams)
-    sessions, inputs, outputs = open_sessions(args.model, per_stream, args.backend, streams)
+    if args.tune is not None:
+        tuning = tuned_layout(args, threads)
+        chosen = tuning["chosen"]
+        args.backend, streams, per_stream, hint = (
+            chosen["engine"], chosen["streams"], chosen["threads_per_stream"], chosen["hint"])
+    sessions, inputs, outputs = open_sessions(args.model, per_stream, args.backend, streams, hint)
     if args.precision_given:
         engines.check_precision(args.model, args.precision)
     session = sessions[0]
@@ -1091,7 +1157,7 @@ def run_single(args, argv, threads):
 
         def do_batch(index, runners):
             compute[index], results = run_batch(runners, read_batch(index), args.loop,
-                                                args.loop_seconds, stop, progress)
+                                                args.loop_seconds, stop, progress, ends)
             if not stop.is_set():
                 write_batch(index, results)
 
@@ -1114,7 +1180,7 @@ def run_single(args, argv, threads):
                     following = claim()
                     reading = None if following is None else reader.submit(read_batch, following)
                     compute[index], results = run_batch([one], feeds, args.loop,
-                                                        args.loop_seconds, stop, progress)
+                                                        args.loop_seconds, stop, progress, ends)
                     del feeds
                     if stop.is_set():
                         break
@@ -1125,6 +1191,7 @@ def run_single(args, argv, threads):
                 if writing is not None:
                     writing.result()
 
+        ends = []
         monitor = LoadMonitor().start()
         start_time = time.time()
         wall_start = perf()
@@ -1161,11 +1228,78 @@ def run_single(args, argv, threads):
             "throughput_wall": 0 if wall_ms == 0 else 1000.0 * batchsize * len(times) / wall_ms,
             "loop_runs": min(len(part) for part in compute),
             "loop_seconds": args.loop_seconds,
+            **spread(window_throughputs(ends, wall_start, batchsize)),
         }
         extras.update(load)
+        if tuning is not None:
+            extras["tuning"] = {k: tuning[k] for k in ("cache", "path", "key", "seconds",
+                                                       "chosen", "candidates")}
     summary = report(batchsize, filesinfo, argv, times, h2d, d2h, output_prefix,
                      args.display_all_summary, extras, engines.BACKEND_LABELS[args.backend])
     return summary, start_time, end_time
+
+
+WINDOWS = 5   # the timed loop is judged in this many consecutive windows
+
+
+def window_throughputs(ends, start, batchsize, windows=WINDOWS):
+    """Images/s in `windows` consecutive groups of equally many calls (completion times `ends`,
+    timed from `start`): a slowdown during the loop shows as a spread between them."""
+    ends, found, previous = sorted(ends), [], start
+    count = min(windows, len(ends))
+    if count < 2:
+        return []
+    for j in range(count):
+        group = ends[j * len(ends) // count:(j + 1) * len(ends) // count]
+        if group[-1] > previous:
+            found.append(batchsize * len(group) / (group[-1] - previous))
+        previous = group[-1]
+    return found
+
+
+def spread(values):
+    """{throughput_windows, throughput_median, throughput_spread}: the spread is
+    (max - min) / median, None with fewer than two windows."""
+    if len(values) < 2:
+        return {"throughput_windows": values, "throughput_median": None, "throughput_spread": None}
+    median = float(np.median(values))
+    return {"throughput_windows": [round(v, 3) for v in values], "throughput_median": median,
+            "throughput_spread": (max(values) - min(values)) / median if median else None}
+
+
+def tuned_layout(args, threads):
+    """npuzoo.tune's choice for this graph, batch, precision and machine: cached, else timed
+    now (each layout on pure inference of one batch, after one warm-up call per stream)."""
+    from npuzoo import tune
+
+    if args.no_combine_tensor_mode:
+        raise UserError("--tune times one static batch; drop --auto_set_dym*_mode or --tune")
+
+    def measure(layout):
+        try:
+            sessions, inputs, _ = open_sessions(args.model, layout["threads_per_stream"],
+                                                layout["engine"], layout["streams"], layout["hint"])
+            problem = resolve_shapes(inputs, args)
+            if problem:
+                raise UserError(problem)
+            prepare = getattr(sessions[0], "prepare", None)
+            if prepare is not None:
+                prepare({d.name: d.resolved for d in inputs})
+            feeds = make_feeds([[PURE_INFER_FAKE_FILE] for _ in inputs], inputs, args)
+            stop = threading.Event()
+            _in_threads(lambda one: one.run(None, feeds), sessions, stop)
+            start = time.perf_counter()
+            times, _ = run_batch(sessions, feeds, len(sessions), tune.SECONDS, stop)
+            return inputs[0].resolved[0] * len(times) / (time.perf_counter() - start)
+        except Exception as err:
+            if isinstance(err, UserError) or _ort_error(err):
+                raise UserError(_first_line(err)) from None
+            raise
+
+    key, fields = tune.cache_key(args.model, args.precision, args.dymBatch or args.batchsize,
+                                 threads)
+    return tune.choose(args.tune, key, fields, tune.layouts(args.backend, threads), measure,
+                       f" {os.path.basename(args.model)}")
 
 
 def split_inputs_for_devices(inputs, n_inputs, jobs):

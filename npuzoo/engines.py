@@ -49,13 +49,13 @@ import numpy as np
 from npuzoo.errors import UserError, cli
 
 BACKENDS = ("onnxruntime", "openvino")
-# benchmarks/bench_engines.py, 2026-11-29 (benchmarks/results/engines.json, its rule): the
-# runner on OpenVINO f32 is ahead of the runner on ONNX Runtime on 3 of the 5 models (DPN131
+# benchmarks/bench_engines.py on a 2-core Intel Xeon, 2026-11-29 (benchmarks/results/engines.json,
+# its rule; another CPU or batch size can rank them otherwise, hence npuzoo.tune): the runner on OpenVINO f32 is ahead of the runner on ONNX Runtime on 3 of the 5 models (DPN131
 # +9..31%, TResNet-M +5..9%, InceptionV4 +2..4%), behind on MobileNetV1 (-4..8%) and VoVNet39
 # (-2..5%), which name onnxruntime in their model.yaml (runtime.backend).
 DEFAULT_BACKEND = "openvino"
-# PRECISION=int8 (the QDQ graph of npuzoo/quantize.py) runs on OpenVINO unless BACKEND= says
-# otherwise: make mobilenetv1 PRECISION=int8, BS 1/4/16 on the 2-CPU machine of the README,
+# PRECISION=int8 (the QDQ graph of npuzoo/quantize.py) with TUNE=0 runs on OpenVINO unless BACKEND=
+# says otherwise: make mobilenetv1 PRECISION=int8, BS 1/4/16 on the 2-CPU Intel machine of the README,
 # 2026-11-29: OpenVINO 729-788 images/s (3.0-3.4x its fp32), ONNX Runtime 210-247 (0.91-0.97x
 # its fp32: its int8 kernels do not pay off on this network).
 INT8_BACKEND = "openvino"
@@ -280,7 +280,7 @@ class OpenVINOModel:
 
     PRECISION_HINT = "f32"
 
-    def __init__(self, model_path, threads_per_stream, streams):
+    def __init__(self, model_path, threads_per_stream, streams, hint=None):
         check_model_path(model_path, "openvino")
         try:
             import openvino as ov
@@ -291,6 +291,7 @@ class OpenVINOModel:
         self.path = model_path
         self.streams = streams
         self.threads = threads_per_stream * streams
+        self.hint = hint   # "THROUGHPUT": OpenVINO picks NUM_STREAMS itself (npuzoo.tune)
         self.core = ov.Core()
         try:
             self.model = self.core.read_model(model_path)
@@ -328,8 +329,9 @@ class OpenVINOModel:
                 self.model.reshape({name: ov.PartialShape(list(shape)) for name, shape in shapes.items()})
             config = {
                 "INFERENCE_PRECISION_HINT": self.PRECISION_HINT,
-                "NUM_STREAMS": str(self.streams),
                 "INFERENCE_NUM_THREADS": str(self.threads),
+                **({"PERFORMANCE_HINT": self.hint} if self.hint
+                   else {"NUM_STREAMS": str(self.streams)}),
             }
             self.compiled = self.core.compile_model(self.model, "CPU", config)
         except Exception as err:
@@ -382,9 +384,9 @@ class OpenVINOSession:
         return [outputs[names.index(n)] for n in output_names]
 
 
-def open_openvino(model_path, threads_per_stream, streams=1):
+def open_openvino(model_path, threads_per_stream, streams=1, hint=None):
     """([one session per stream], inputs, outputs) sharing one compiled OpenVINO model."""
-    model = OpenVINOModel(model_path, threads_per_stream, streams)
+    model = OpenVINOModel(model_path, threads_per_stream, streams, hint)
     return model.sessions(), model.inputs, model.outputs
 
 

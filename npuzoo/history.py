@@ -56,9 +56,25 @@ def fingerprint(soc, device, isa=None):
 
 # What a run's figures depend on besides the machine. A field an older report lacks (None)
 # matches any value: such a report still belongs to the runs that resemble it.
+TUNED = "tuned"
+
+
+def tuned(report) -> bool:
+    """True when npuzoo.tune chose the run's engine and streams (perf.tuning)."""
+    return bool((report.get("perf") or {}).get("tuning"))
+
+
 def configuration(report) -> dict:
-    """The measurement configuration of a run: engine, precision, AIPP, streams, perf loop."""
+    """The measurement configuration of a run: engine, precision, AIPP, streams, perf loop.
+    A tuned run's engine and streams are `tuned`: the configuration is the tuning, not the
+    layout it picked (recorded in perf.tuning), so a rerun whose tuning picks another engine
+    (a new graph, a retune) keeps its owner and its report file; a run with a fixed engine
+    (TUNE=0, BACKEND=, STREAMS=) is another configuration."""
     backend, perf = report.get("backend") or {}, report.get("perf") or {}
+    if tuned(report):
+        return {"engine": TUNED, "precision": backend.get("precision") or "fp32",
+                "aipp": bool(backend.get("aipp")), "streams": TUNED, "loop": perf.get("loop"),
+                "warmup": perf.get("warmup"), "loop_seconds": perf.get("loop_seconds")}
     return {"engine": backend.get("name"),
             "precision": backend.get("precision") or report.get("precision") or "fp32",
             "aipp": bool(backend.get("aipp")), "streams": perf.get("streams") or 1,
@@ -81,10 +97,13 @@ def same_owner(a, b) -> bool:
 def owner_words(report) -> str:
     """The owner of a run in words: the machine, then what its configuration says."""
     config = configuration(report)
+    if config["engine"] == TUNED:
+        config = dict(config, engine="engine and streams tuned")
     perf = f"perf loop {config['loop']}" + (
         f" and {config['loop_seconds']:g} s" if config["loop_seconds"] else "")
     parts = [config["engine"] or "engine not recorded", config["precision"],
-             "AIPP" if config["aipp"] else "", f"{config['streams']} stream(s)", perf]
+             "AIPP" if config["aipp"] else "",
+             "" if config["streams"] == TUNED else f"{config['streams']} stream(s)", perf]
     return f"{machine(report)['description']}, " + ", ".join(p for p in parts if p)
 
 
@@ -131,7 +150,9 @@ def weights_key(report):
 
 def variant(report):
     """'' for the plain run; otherwise what differs: 'aipp', a precision other than fp32, the
-    OpenVINO engine, several streams, a CPU perf loop other than the default."""
+    OpenVINO engine, several streams (for a tuned run `tuned` instead of both: its layout is
+    the tuning's choice, recorded, not what the run is), a CPU perf loop other than the
+    default."""
     backend, perf = report.get("backend") or {}, report.get("perf") or {}
     words = []
     if backend.get("aipp"):
@@ -139,10 +160,12 @@ def variant(report):
     precision = backend.get("precision") or report.get("precision")
     if precision and precision != "fp32":
         words.append(str(precision))
-    if backend.get("name") == "openvino":
+    if tuned(report):
+        words.append(TUNED)
+    elif backend.get("name") == "openvino":
         words.append("openvino")
     streams = perf.get("streams")
-    if isinstance(streams, int) and streams > 1:
+    if isinstance(streams, int) and streams > 1 and not tuned(report):
         words.append(f"{streams} streams")
     loop, seconds = perf.get("loop"), perf.get("loop_seconds")
     if report.get("soc") == "cpu" and (loop not in (None, config.CPU_PERF["loop"]) or

@@ -106,10 +106,17 @@ def perf_from_summary(summary, loop, warmup):
         perf.update(throughput=summary["throughput_wall"],
                     throughput_per_call=summary.get("throughput"), streams=streams,
                     throughput_is=f"images / wall time across {streams} streams")
+    if summary.get("throughput_spread") is not None:   # the loop judged in windows
+        perf["spread"] = {"windows": summary["throughput_windows"],
+                          "median": summary["throughput_median"],
+                          "spread": summary["throughput_spread"],
+                          "is": "(max - min) / median of the windows' images/s"}
+    if summary.get("tuning"):   # npuzoo.tune chose the engine and streams
+        perf["tuning"] = summary["tuning"]
     if "contended" in summary:
         perf["load"] = {k: summary.get(k) for k in (
             "loadavg_1m_start", "loadavg_1m_end", "cpus", "other_cpu_s", "other_cpu_share",
-            "contended", "contended_rule")}
+            "reference_ms", "reference_change", "contended", "contended_rule")}
     return perf
 
 
@@ -309,7 +316,14 @@ def snapshot(report):
             "throughput": perf.get("throughput"),
             "top1": acc.get("top1"), "top5": acc.get("top5"),
             "dataset": {k: dataset.get(k) for k in ("name", "images", "labels_sha256")},
-            "weights": weights.get("source")}
+            "weights": weights.get("source"), "spread": measured_spread(report)}
+
+
+def measured_spread(report):
+    """The spread of the perf step's windows (a fraction of their median), 0 when unknown: a
+    throughput change within it is noise the run itself saw, never a flagged drop."""
+    value = ((report.get("perf") or {}).get("spread") or {}).get("spread")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
 def contended_run(report):
@@ -329,9 +343,10 @@ def compare(previous, current, drop=THROUGHPUT_DROP):
     new_tp = (current.get("perf") or {}).get("throughput")
     # A figure measured while other processes took the CPU says little: no regression then.
     contended = contended_run(previous) or contended_run(current)
+    limit = max(drop, measured_spread(previous), measured_spread(current))
     if old_tp and new_tp is not None and not contended:
         ratio = new_tp / old_tp
-        if ratio < 1 - drop:
+        if ratio < 1 - limit:
             changes.append({"what": "throughput", "old": old_tp, "new": new_tp,
                             "change": f"{(ratio - 1) * 100:+.1f}%", "flag": "drop"})
     old_acc, new_acc = previous.get("accuracy") or {}, current.get("accuracy") or {}
@@ -343,6 +358,7 @@ def compare(previous, current, drop=THROUGHPUT_DROP):
                                 "change": f"{new_acc[key] - old_acc[key]:+.2f} pts",
                                 "flag": "accuracy"})
     return {"against": previous.get("timestamp"), "threshold": drop,
+            **({"spread": limit} if limit > drop else {}),
             "previous": snapshot(previous), "changes": changes,
             **({"contended": True} if contended else {})}
 
@@ -364,7 +380,9 @@ def change_rows(report, drop):
     new_tp = (report.get("perf") or {}).get("throughput")
     if old_tp and new_tp is not None and new_tp != old_tp:
         ratio = new_tp / old_tp
-        flag = f"drop > {drop * 100:g}%" if ratio < 1 - drop else ""
+        spread = max(previous.get("spread") or 0.0, measured_spread(report))
+        flag = f"drop > {drop * 100:g}%" if ratio < 1 - max(drop, spread) else \
+            f"within the runs' spread ({spread:.0%})" if ratio < 1 - drop else ""
         rows.append(key + ("throughput", _number(old_tp, 1), _number(new_tp, 1),
                            f"{(ratio - 1) * 100:+.1f}%", flag))
     acc = report.get("accuracy") or {}
@@ -556,15 +574,19 @@ SCHEMA = {
     "perf": {"throughput": NUMBER, "latency_ms": LATENCY, "samples": INT, "loop": INT,
              "warmup": INT, "loop_seconds": NUMBER, "streams": INT, "throughput_per_call": NUMBER,
              "throughput_is": STR,
+             "spread": {"windows": ANY, "median": NUMBER, "spread": NUMBER, "is": STR},
+             "tuning": {"cache": STR, "path": STR, "key": STR, "seconds": NUMBER,
+                        "chosen": {"engine": STR, "streams": INT, "threads_per_stream": INT,
+                                   "hint": STR}, "candidates": ANY},
              "load": {"loadavg_1m_start": NUMBER, "loadavg_1m_end": NUMBER, "cpus": INT,
-                      "other_cpu_s": NUMBER, "other_cpu_share": NUMBER, "contended": BOOL,
-                      "contended_rule": STR}},
+                      "other_cpu_s": NUMBER, "other_cpu_share": NUMBER, "reference_ms": ANY,
+                      "reference_change": NUMBER, "contended": BOOL, "contended_rule": STR}},
     "output_check": {"result_files": INT, "preprocessed_files": INT, "nan_images": INT,
                      "constant_images": INT, "first_nan": STR, "first_constant": STR},
     "environment": {},
-    "comparison": {"against": STR, "threshold": NUMBER,
+    "comparison": {"against": STR, "threshold": NUMBER, "spread": NUMBER,
                    "previous": {"timestamp": STR, "commit": STR, "throughput": NUMBER,
-                                "top1": NUMBER, "top5": NUMBER, "weights": STR,
+                                "top1": NUMBER, "top5": NUMBER, "weights": STR, "spread": NUMBER,
                                 "dataset": {"name": STR, "images": INT, "labels_sha256": STR}},
                    "changes": [{"what": STR, "old": ANY, "new": ANY, "change": STR,
                                 "flag": STR}], "contended": BOOL},

@@ -45,7 +45,7 @@ DEFAULTS = {"BS": "1", "SOC": "cpu", "DATA": "", "N": "", "WEIGHTS": "", "RUNNER
             "DEVICE": "0", "LOOP": str(config.CPU_PERF["loop"]),
             "WARMUP": str(config.CPU_PERF["warmup"]), "AIPP": "", "FORCE": "", "STRICT": "",
             "PRECISION": "fp32", "CALIB": "100", "CALIB_DATA": "", "BACKEND": "", "STREAMS": "",
-            "PERF_SECONDS": ""}
+            "PERF_SECONDS": "", "TUNE": "1"}
 POSITIVE = re.compile(r"^[1-9][0-9]{0,6}$")
 COUNT = re.compile(r"^[0-9]{1,7}$")
 DEVICES = re.compile(r"^[0-9]{1,4}(,[0-9]{1,4})*$")
@@ -90,6 +90,11 @@ class Settings:
                                             ("", "onnxruntime", "openvino"),
                                             "use onnxruntime or openvino, or leave it unset"),
             "streams": lambda: check_streams(values["STREAMS"]),
+            # TUNE=0: model.yaml's engine and one stream per core, as before npuzoo.tune; a
+            # BACKEND or STREAMS also fixes the layout (the tuning would override it).
+            "tune": lambda: check_choice("TUNE", values["TUNE"], ("", "0", "1"),
+                                         "use TUNE=0 for model.yaml's engine, or leave it "
+                                         "unset") != "0",
             # The CPU perf loop runs at least LOOP times AND at least PERF_SECONDS (default
             # config.CPU_PERF): 20 calls of a fast model are over in a blink and measure noise.
             "perf_seconds": lambda: check_count("PERF_SECONDS", values["PERF_SECONDS"],
@@ -415,8 +420,11 @@ class Plan:
         self.prep_key, self.prep_bytes = "", 0
         self.calib_id, self.calib_offset, self.calib_prep_key = "", 0, ""
         self.backend = settings.backend
-        # One stream per core on the CPU by default (npuzoo.bench --streams).
-        self.streams = settings.streams or (len(os.sched_getaffinity(0)) if soc == "cpu" else 0)
+        # On the CPU npuzoo.tune picks the engine and streams unless they are given or TUNE=0;
+        # untuned, the perf step runs one stream per core (npuzoo.bench --streams).
+        self.tuned = soc == "cpu" and settings.tune and not (settings.backend or settings.streams)
+        self.streams = settings.streams or (len(os.sched_getaffinity(0))
+                                            if soc == "cpu" and not self.tuned else 0)
         self.perf_seconds = (settings.perf_seconds if settings.perf_seconds is not None
                              else config.CPU_PERF["seconds"]) if soc == "cpu" else 0
 
@@ -455,8 +463,10 @@ class Plan:
             return "with ais_bench" + (", AIPP" if settings.aipp else "")
         engine = self.backend or (engines.INT8_BACKEND if settings.precision == "int8"
                                   else engines.model_backend(config.load(self.model)))
-        words = [f"on {engines.BACKEND_LABELS.get(engine, engine)}", settings.precision,
-                 "AIPP" if settings.aipp else "", f"{self.streams} stream(s)",
+        label = engines.BACKEND_LABELS.get(engine, engine)
+        words = [f"engine and streams tuned (TUNE=0: {label})" if self.tuned else f"on {label}",
+                 settings.precision, "AIPP" if settings.aipp else "",
+                 "" if self.tuned else f"{self.streams} stream(s)",
                  f"perf loop {settings.loop}" + (f" and {self.perf_seconds} s"
                                                   if self.perf_seconds else "")]
         return ", ".join(w for w in words if w)
@@ -470,7 +480,7 @@ class Plan:
                   "FORCE": "1" if settings.force else "", "STRICT": "1" if settings.strict else "",
                   "PRECISION": settings.precision, "BACKEND": self.backend,
                   "STREAMS": self.streams or "", "CALIB": settings.calib,
-                  "PERF_SECONDS": self.perf_seconds or "",
+                  "PERF_SECONDS": self.perf_seconds or "", "TUNE": "1" if self.tuned else "",
                   "CALIB_OFFSET": self.calib_offset, "CALIB_ID": self.calib_id,
                   "CALIB_PREP_KEY": self.calib_prep_key,
                   "DATASET_ID": self.data_id, "PREP_KEY": self.prep_key,

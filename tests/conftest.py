@@ -17,6 +17,8 @@ if str(REPO) not in sys.path:
 
 # The tests' `make <model>` runs: perf loops of LOOP calls, not the default 3 seconds.
 os.environ.setdefault("PERF_SECONDS", "0")
+# ... and model.yaml's engine without the tuning pass (tests/test_tune.py tests the tuning).
+os.environ.setdefault("TUNE", "0")
 
 
 @pytest.fixture(scope="session")

@@ -832,8 +832,9 @@ T23_KEYS = ["filesinfo", "args", "NPU_compute_time", "H2D_latency", "D2H_latency
             "npu_compute_time_list", "pid"]
 NPUZOO_KEYS = ["backend", "backend_version", "precision", "streams", "threads_per_stream", "batchsize",
                "timed_runs", "wall_time_ms", "throughput_wall", "loop_runs", "loop_seconds",
+               "throughput_windows", "throughput_median", "throughput_spread",
                "loadavg_1m_start", "loadavg_1m_end", "cpus", "own_cpu_s", "other_cpu_s", "steal_s",
-               "other_cpu_share", "contended", "contended_rule"]
+               "other_cpu_share", "reference_ms", "reference_change", "contended", "contended_rule"]
 
 
 @pytest.mark.parametrize("argv, field, value", [
@@ -1003,10 +1004,11 @@ def test_time_bounded_loop_applies_to_each_batch(tmp_path, models, capsys):
     assert summary["loop_runs"] > 1 and summary["timed_runs"] >= 2 * summary["loop_runs"]
 
 
-def test_npuzoo_keys_follow_t23_keys_only_when_asked(tmp_path, models, capsys):
+def test_npuzoo_keys_follow_t23_keys_only_when_asked(tmp_path, models, capsys, monkeypatch):
     """T23's keys alone without npuzoo's flags (as the real front end writes them, see
     test_ascend.py); with one of them the npuzoo keys follow, and `throughput` keeps its T23
     meaning (per call) beside `throughput_wall` (images / wall time across the streams)."""
+    monkeypatch.setattr(bench, "reference_kernel_ms", lambda: 1.0)   # a steady machine
     argv = ["-m", models["static"], "--loop", "6", "-o", tmp_path, "--output_dirname"]
     plain, _ = run_api(argv + ["plain"], capsys)
     assert list(plain) == T23_KEYS
@@ -1062,7 +1064,7 @@ def test_load_monitor_counts_other_processes_cpu_time(tmp_path, monkeypatch, bus
     stat = tmp_path / "stat"
     stat.write_text(_stat([(100, 0), (100, 0)]))
     clock = iter([10.0, 11.0])                              # 1 s of wall time
-    monitor = bench.LoadMonitor(str(stat), clock=lambda: next(clock))
+    monitor = bench.LoadMonitor(str(stat), clock=lambda: next(clock), reference=lambda: 1.0)
     monitor.cpus, monitor.tick = [0, 1], 100
     own_times = iter([5.0, 5.0 + own])
     monkeypatch.setattr(monitor, "_own", lambda: next(own_times))
@@ -1078,7 +1080,7 @@ def test_load_monitor_counts_other_processes_cpu_time(tmp_path, monkeypatch, bus
     assert "0.1 * cpus * wall_s" in result["contended_rule"]
     clock = iter([10.0, 10.2])                              # 0.4 CPU-s of capacity: 40 ticks
     own_times = iter([5.0, 5.0])
-    short = bench.LoadMonitor(str(stat), clock=lambda: next(clock))
+    short = bench.LoadMonitor(str(stat), clock=lambda: next(clock), reference=lambda: 1.0)
     short.cpus, short.tick = [0, 1], 100
     monkeypatch.setattr(short, "_own", lambda: next(own_times))
     short.start()
@@ -1094,7 +1096,7 @@ def test_load_monitor_reads_only_this_process_cpus_and_survives_no_proc_stat(tmp
     assert monitor._busy() == (100, 0, 1)
     monitor.cpus = [7]                                       # not listed: the total line
     assert monitor._busy() == (200, 0, 2)
-    gone = bench.LoadMonitor(str(tmp_path / "absent")).start().stop()
+    gone = bench.LoadMonitor(str(tmp_path / "absent"), reference=lambda: 1.0).start().stop()
     assert gone["other_cpu_s"] is None and gone["contended"] is None
     assert isinstance(gone["own_cpu_s"], float)
 

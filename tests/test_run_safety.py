@@ -673,6 +673,7 @@ def test_the_run_header_says_how_the_run_measures():
                how(STREAMS="1")}
     assert len(headers) == 5, headers  # the plain run and each variant differ
     assert "int8" in how(PRECISION="int8", N="10") and "AIPP" in how(AIPP="1")
-    assert how() == how(BACKEND="onnxruntime")  # MobileNetV1's own engine
+    assert how(TUNE="0") == how(BACKEND="onnxruntime")  # MobileNetV1's own engine
+    assert how().startswith("engine and streams tuned (TUNE=0: ONNX Runtime)")
     assert run.Plan("mobilenetv1", settings(AIPP="1"), "Ascend310P3").how() == \
         "with ais_bench, AIPP"

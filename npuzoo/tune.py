@@ -1,0 +1,97 @@
+"""Which engine and stream layout runs a compiled graph fastest here: a short tuning pass.
+
+`python3 -m npuzoo.bench --tune DIR` (the pipeline passes it on the CPU unless TUNE=0, BACKEND=
+or STREAMS= is given) times each layout of `layouts()` for about SECONDS on pure inference of
+the run's batch, before its own loop, once per key: the machine (history.fingerprint of the CPU
+model, cores and ISA), the compiled graph's sha256, the precision, the batch size, the threads
+and the engines' versions. The choice is cached in DIR/<key>.json (build/tuning/), so the
+inference step tunes and the perf step, and every later run on that machine and graph, reuses
+it. The engine the run would use without tuning (model.yaml's) is listed first and keeps its
+place unless another layout is at least MARGIN faster: two close layouts swap places with the
+load of the moment, and a choice that flips on noise would make runs differ for no reason.
+"""
+
+import hashlib
+import json
+import os
+import sys
+import time
+
+from npuzoo import engines, history
+from npuzoo.errors import UserError
+from npuzoo.files import atomic_write, sha256_file
+from npuzoo.soc import cpu_description, cpu_isa
+
+SECONDS = 0.5   # timed per layout, after one warm-up call per stream
+MARGIN = 0.03   # another layout replaces the fallback only when this much faster
+VERSION = 1     # of layouts() and of the measurement: a change retunes
+
+
+def layouts(fallback: str, threads: int) -> list[dict]:
+    """The layouts tried, the fallback engine's one-stream layout first: per installed engine
+    one stream of all threads and one single-thread stream per thread, and OpenVINO's own
+    THROUGHPUT hint (it picks its streams; one infer request per thread)."""
+    installed = [e for e in engines.BACKENDS if engines.backend_version(e)]
+    ordered = [fallback] + [e for e in installed if e != fallback]
+    shapes = [(1, threads)] + ([(threads, 1)] if threads > 1 else [])
+    found = [{"engine": e, "streams": s, "threads_per_stream": t, "hint": None}
+             for e in ordered for s, t in shapes]
+    if "openvino" in installed:
+        found.append({"engine": "openvino", "streams": threads, "threads_per_stream": 1,
+                      "hint": "THROUGHPUT"})
+    return found
+
+
+def cache_key(model_path: str, precision: str, batchsize, threads: int) -> tuple[str, dict]:
+    """(key, what it hashes) of a tuning choice."""
+    fields = {"machine": history.fingerprint("cpu", cpu_description(), cpu_isa())["id"],
+              "graph_sha256": sha256_file(model_path), "precision": precision,
+              "batchsize": batchsize, "threads": threads, "version": VERSION,
+              "engines": {e: engines.backend_version(e) for e in engines.BACKENDS}}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16], fields
+
+
+def describe(layout: dict) -> str:
+    engine = engines.BACKEND_LABELS.get(layout["engine"], layout["engine"])
+    if layout.get("hint"):
+        return f"{engine} {layout['hint']} hint"
+    return f"{engine} {layout['streams']} stream(s) x {layout['threads_per_stream']} thread(s)"
+
+
+def choose(cache_dir: str, key: str, fields: dict, candidates: list[dict], measure,
+           label: str = "", out=None) -> dict:
+    """The cached choice of `key`, else: time every candidate with `measure(layout)` (images/s;
+    a UserError skips that layout), keep the first one unless another beats it by MARGIN,
+    cache and return the record (`cache`: "reused" or "new")."""
+    path, out = os.path.join(cache_dir, f"{key}.json"), out or sys.stdout
+    try:
+        with open(path, encoding="utf-8") as handle:
+            cached = json.load(handle)
+        if cached.get("key") == key and cached.get("chosen", {}).get("engine") in engines.BACKENDS:
+            return dict(cached, cache="reused", path=path)
+    except (OSError, ValueError, AttributeError):
+        pass   # none yet, or unreadable: tune again
+    print(f"tuning{label}: timing {len(candidates)} engine/stream layouts, about {SECONDS:g} s "
+          "each, once per machine and graph (TUNE=0 skips it) ...", end="", file=out, flush=True)
+    began, tried = time.perf_counter(), []
+    for layout in candidates:
+        try:
+            tried.append(dict(layout, images_per_s=round(measure(layout), 2)))
+        except UserError as err:
+            tried.append(dict(layout, error=str(err)))
+    ran = [t for t in tried if "images_per_s" in t]
+    if not ran:
+        print(" none ran", file=out, flush=True)
+        raise UserError(f"tuning: no layout ran ({tried[0].get('error')}); run with TUNE=0")
+    chosen = ran[0] if ran[0] is tried[0] else None
+    best = max(ran, key=lambda t: t["images_per_s"])
+    if chosen is None or best["images_per_s"] > chosen["images_per_s"] * (1 + MARGIN):
+        chosen = best
+    seconds = time.perf_counter() - began
+    print(f" {describe(chosen)} ({chosen['images_per_s']:g} images/s) in {seconds:.1f} s",
+          file=out, flush=True)
+    record = {"key": key, "fields": fields, "seconds": round(seconds, 2), "margin": MARGIN,
+              "chosen": {k: chosen[k] for k in ("engine", "streams", "threads_per_stream", "hint")},
+              "candidates": tried}
+    atomic_write(path, json.dumps(record, indent=2) + "\n")
+    return dict(record, cache="new", path=path)

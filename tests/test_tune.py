@@ -1,0 +1,215 @@
+"""Issue 23: the engine and streams tuned per machine and graph (npuzoo/tune.py), a perf figure
+judged in windows, slowdowns from outside the machine, and `compare` within the spread."""
+
+import json
+import os
+
+import pytest
+
+from npuzoo import bench, engines, history, report, run, tune
+from npuzoo.errors import UserError
+from tests.test_bench import classifier, run_api
+from tests.test_report_gate import built_report, run_report
+
+LAYOUTS = [{"engine": "openvino", "streams": 1, "threads_per_stream": 2, "hint": None},
+           {"engine": "onnxruntime", "streams": 2, "threads_per_stream": 1, "hint": None},
+           {"engine": "openvino", "streams": 2, "threads_per_stream": 1, "hint": "THROUGHPUT"}]
+
+
+def timed(rates):
+    """A measure(layout) that returns rates[i] for LAYOUTS[i] (or raises it) and counts calls."""
+    calls = []
+
+    def measure(layout):
+        calls.append(layout)
+        rate = rates[LAYOUTS.index(layout)]
+        if isinstance(rate, Exception):
+            raise rate
+        return rate
+    return measure, calls
+
+
+def test_the_choice_is_cached_and_reused(tmp_path, capsys):
+    measure, calls = timed([100.0, 150.0, 120.0])
+    first = tune.choose(str(tmp_path), "k1", {"x": 1}, LAYOUTS, measure, " m.onnx")
+    assert first["cache"] == "new" and first["chosen"] == LAYOUTS[1] and len(calls) == 3
+    line = capsys.readouterr().out
+    assert line.count("\n") == 1 and line.startswith("tuning m.onnx: timing 3 engine/stream")
+    assert "TUNE=0 skips it" in line and "ONNX Runtime 2 stream(s) x 1 thread(s) (150 images/s)" in line
+    stored = json.loads((tmp_path / "k1.json").read_text())
+    assert [c["images_per_s"] for c in stored["candidates"]] == [100.0, 150.0, 120.0]
+    again = tune.choose(str(tmp_path), "k1", {"x": 1}, LAYOUTS, measure)
+    assert again["cache"] == "reused" and again["chosen"] == LAYOUTS[1] and len(calls) == 3
+    assert capsys.readouterr().out == ""                       # nothing timed, nothing said
+    other = tune.choose(str(tmp_path), "k2", {"x": 2}, LAYOUTS, measure)
+    assert other["cache"] == "new" and len(calls) == 6          # another key: timed again
+
+
+def test_the_fallback_keeps_its_place_on_a_near_tie_and_a_failing_layout_is_skipped(tmp_path):
+    measure, _ = timed([100.0, 102.0, UserError("OpenVINO cannot read it")])
+    record = tune.choose(str(tmp_path), "tie", {}, LAYOUTS, measure)
+    assert record["chosen"] == LAYOUTS[0]                      # +2% < MARGIN: noise
+    assert record["candidates"][2]["error"] == "OpenVINO cannot read it"
+    measure, _ = timed([UserError("no"), 90.0, 80.0])          # the fallback failed: best wins
+    assert tune.choose(str(tmp_path), "nofallback", {}, LAYOUTS, measure)["chosen"] == LAYOUTS[1]
+    measure, _ = timed([UserError("a"), UserError("b"), UserError("c")])
+    with pytest.raises(UserError, match="no layout ran.*TUNE=0"):
+        tune.choose(str(tmp_path), "none", {}, LAYOUTS, measure)
+    assert not (tmp_path / "none.json").exists()
+
+
+def test_an_unreadable_cache_entry_is_timed_again(tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    measure, calls = timed([100.0, 90.0, 80.0])
+    assert tune.choose(str(tmp_path), "bad", {}, LAYOUTS, measure)["cache"] == "new"
+    assert calls and json.loads((tmp_path / "bad.json").read_text())["key"] == "bad"
+
+
+def test_the_key_changes_with_the_graph_and_the_machine(tmp_path, monkeypatch):
+    model = classifier(tmp_path / "a.onnx", 2)
+    key, fields = tune.cache_key(model, "fp32", 2, 2)
+    assert tune.cache_key(model, "fp32", 2, 2)[0] == key
+    assert fields["machine"] == history.fingerprint("cpu", tune.cpu_description(), tune.cpu_isa())["id"]
+    assert tune.cache_key(model, "int8", 2, 2)[0] != key
+    assert tune.cache_key(model, "fp32", 2, 1)[0] != key
+    with open(model, "ab") as handle:                           # other bytes: another graph
+        handle.write(b"\0")
+    assert tune.cache_key(model, "fp32", 2, 2)[0] != key
+    changed = tune.cache_key(model, "fp32", 2, 2)[0]
+    monkeypatch.setattr(tune, "cpu_description", lambda: "Other CPU (2 cores)")
+    assert tune.cache_key(model, "fp32", 2, 2)[0] != changed
+
+
+def test_layouts_list_the_fallback_first_and_the_throughput_hint():
+    found = tune.layouts("onnxruntime", 2)
+    assert found[0] == {"engine": "onnxruntime", "streams": 1, "threads_per_stream": 2, "hint": None}
+    assert {"engine": "onnxruntime", "streams": 2, "threads_per_stream": 1, "hint": None} in found
+    if engines.backend_version("openvino"):
+        assert found[-1]["hint"] == "THROUGHPUT" and len(found) == 5
+    assert tune.layouts("openvino", 1)[0]["engine"] == "openvino"
+
+
+def test_the_runner_tunes_once_and_reuses_the_choice(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(tune, "SECONDS", 0.01)
+    model = classifier(tmp_path / "m.onnx", 2)
+    cache = tmp_path / "tuning"
+    argv = ["-m", model, "--loop", "3", "--tune", cache, "--backend", "onnxruntime"]
+    first, out = run_api(argv, capsys, threads=2)
+    assert "tuning m.onnx: timing" in out
+    tuning = first["tuning"]
+    assert tuning["cache"] == "new" and len(list(cache.glob("*.json"))) == 1
+    chosen = tuning["chosen"]
+    assert (first["backend"], first["streams"], first["threads_per_stream"]) == (
+        chosen["engine"], chosen["streams"], chosen["threads_per_stream"])
+    assert len(tuning["candidates"]) == len(tune.layouts("onnxruntime", 2))
+    second, out = run_api(argv, capsys, threads=2)
+    assert "tuning m.onnx" not in out and "reused" in out
+    assert second["tuning"]["cache"] == "reused" and second["tuning"]["chosen"] == chosen
+    with pytest.raises(UserError, match="--tune or --streams"):
+        run_api(argv + ["--streams", "2"], capsys)
+
+
+def test_tune_0_backend_or_streams_fix_the_layout():
+    def plan(**values):
+        return run.Plan("mobilenetv1", run.Settings({**run.DEFAULTS, "DATA": "/d", **values}), "cpu")
+
+    assert plan().tuned and "TUNE=1" in plan().make_args()
+    assert plan().streams == 0 and "STREAMS=" in plan().make_args()
+    for values in ({"TUNE": "0"}, {"BACKEND": "openvino"}, {"STREAMS": "1"}):
+        assert not plan(**values).tuned and "TUNE=" in plan(**values).make_args()
+    assert plan(TUNE="0").streams == len(os.sched_getaffinity(0))
+    assert not run.Plan("mobilenetv1", run.Settings({**run.DEFAULTS, "DATA": "/d"}), "Ascend310P3").tuned
+    with pytest.raises(UserError, match="TUNE=2: unknown value; use TUNE=0"):
+        run.Settings({**run.DEFAULTS, "DATA": "/d", "TUNE": "2"})
+
+
+# -- the report's identity: a tuned run is one configuration whatever it picked -----------------
+
+def tuned_report(engine, streams):
+    return {"soc": "cpu", "device": "CPU X (2 cores)", "batch_size": 4, "dataset": {},
+            "weights": {"source": "random"}, "backend": {"name": engine, "precision": "fp32"},
+            "perf": {"streams": streams, "loop": 20, "warmup": 2,
+                     "tuning": {"chosen": {"engine": engine, "streams": streams}}}}
+
+
+def test_a_tuned_run_keeps_its_owner_and_row_whatever_engine_it_picked():
+    ort, ov = tuned_report("onnxruntime", 1), tuned_report("openvino", 2)
+    assert history.same_owner(ort, ov)
+    assert history.own_path("r/cpu_bs4.json", ort) == history.own_path("r/cpu_bs4.json", ov)
+    assert history.variant(ort) == history.variant(ov) == "tuned"
+    assert history.like_key(ort) == history.like_key(ov)
+    fixed = dict(ov, perf={"streams": 2, "loop": 20, "warmup": 2})
+    assert not history.same_owner(fixed, ov) and history.variant(fixed) == "openvino+2 streams"
+    assert "engine and streams tuned" in history.owner_words(ov)
+
+
+# -- a steadier figure: windows, a reference kernel, compare within the spread ------------------
+
+def test_windows_show_a_slowdown_within_the_loop():
+    steady = bench.window_throughputs([0.1 * k for k in range(1, 11)], 0.0, 4)
+    assert steady == pytest.approx([40.0] * 5)
+    assert bench.spread(steady)["throughput_spread"] == pytest.approx(0.0)
+    # the last four calls took twice as long: the last windows are slower
+    ends = [0.1 * k for k in range(1, 7)] + [0.6 + 0.2 * k for k in range(1, 5)]
+    found = bench.spread(bench.window_throughputs(ends, 0.0, 4))
+    assert found["throughput_windows"] == pytest.approx([40.0, 40.0, 40.0, 20.0, 20.0])
+    assert found["throughput_median"] == pytest.approx(40.0)
+    assert found["throughput_spread"] == pytest.approx(0.5)
+    assert bench.window_throughputs([0.5], 0.0, 1) == [] and \
+        bench.spread([])["throughput_spread"] is None
+
+
+@pytest.mark.parametrize("before, after, contended", [(10.0, 10.5, False), (10.0, 13.0, True),
+                                                      (13.0, 10.0, True)])
+def test_a_slower_reference_kernel_marks_the_run_contended(tmp_path, before, after, contended):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu 100 0 100 1000 0 0 0 0 0 0\ncpu0 100 0 100 1000 0 0 0 0 0 0\n")
+    times = iter([before, after])
+    clock = iter([0.0, 5.0])
+    monitor = bench.LoadMonitor(str(stat), clock=lambda: next(clock), reference=lambda: next(times))
+    monitor.cpus, monitor.tick = [0], 100
+    monitor._own = lambda: 0.0
+    result = monitor.start().stop()
+    assert result["reference_ms"] == [before, after]
+    assert result["reference_change"] == pytest.approx(after / before - 1)
+    assert result["other_cpu_s"] == 0 and result["contended"] is contended
+    assert "reference kernel" in result["contended_rule"]
+
+
+def test_the_report_records_the_spread_and_the_tuning():
+    summary = {"throughput": 100.0, "npu_compute_time_list": [10.0] * 5, "streams": 1,
+               "throughput_windows": [90.0, 100.0, 110.0], "throughput_median": 100.0,
+               "throughput_spread": 0.2, "tuning": {"cache": "new", "chosen": {"engine": "openvino"}},
+               "contended": False, "reference_ms": [1.0, 1.1], "reference_change": 0.1}
+    perf = report.perf_from_summary(summary, 20, 2)
+    assert perf["spread"]["spread"] == 0.2 and perf["spread"]["median"] == 100.0
+    assert perf["tuning"]["chosen"]["engine"] == "openvino"
+    assert perf["load"]["reference_change"] == 0.1
+
+
+def with_spread(report_path, spread):
+    data = json.loads(report_path.read_text())
+    data["perf"]["spread"] = {"windows": [1, 1], "median": 1, "spread": spread}
+    report_path.write_text(json.dumps(data))
+    return report_path
+
+
+def test_compare_never_flags_a_drop_within_the_measured_spread(tmp_path):
+    base = {"perf": {"throughput": 300.0}, "dataset": {}, "accuracy": None}
+    noisy = {"perf": {"throughput": 240.0, "spread": {"spread": 0.25}}, "dataset": {}, "accuracy": None}
+    result = report.compare(base, noisy)
+    assert result["changes"] == [] and result["spread"] == 0.25
+    steady = {"perf": {"throughput": 240.0, "spread": {"spread": 0.05}}, "dataset": {}, "accuracy": None}
+    assert report.compare(base, steady)["changes"][0]["flag"] == "drop"
+    # published runs, and `make compare` reading them back
+    dest = tmp_path / "reports" / "mobilenetv1" / "cpu_bs4.json"
+    first = with_spread(built_report(tmp_path, 69.5, 89.0, throughput=300.0, tag="a"), 0.04)
+    assert run_report("publish", first, dest).returncode == 0
+    second = with_spread(built_report(tmp_path, 69.5, 89.0, throughput=240.0, tag="b"), 0.3)
+    assert run_report("publish", second, dest).returncode == 0
+    out = run_report("compare", "--reports", tmp_path / "reports").stdout
+    assert "-20.0%  within the runs' spread (30%)" in out and out.splitlines()[-1].startswith("0 flagged")
+    third = with_spread(built_report(tmp_path, 69.5, 89.0, throughput=120.0, tag="c"), 0.3)
+    assert run_report("publish", third, dest).returncode == 0
+    out = run_report("compare", "--reports", tmp_path / "reports").stdout
+    assert "drop > 10%" in out and out.splitlines()[-1].startswith("1 flagged")
