@@ -983,15 +983,18 @@ class LoadMonitor:
 
 
 def reference_kernel_ms(repeats=7):
-    """The median time (ms) of a fixed float32 matrix product, a few ms: a machine slowed
-    from outside runs it slower."""
-    matrix = np.full((192, 192), 0.5, dtype=np.float32)
-    matrix @ matrix   # the BLAS threads start on the first product: not timed
+    """The median time (ms) of a fixed single-thread numpy kernel of about 1 ms: a machine
+    slowed from outside runs it slower. (A multi-threaded BLAS product was tried and dropped:
+    its threads wait for each other, so any busy core made it 10-100x slower.)"""
+    values = np.linspace(0, 1, 1 << 16, dtype=np.float32)
+    out = np.empty_like(values)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        for _ in range(8):
-            matrix @ matrix
+        for _ in range(20):
+            np.multiply(values, 1.0001, out=out)
+            np.add(out, 0.5, out=out)
+            np.sqrt(out, out=out)
         times.append((time.perf_counter() - t0) * 1000.0)
     return round(float(np.median(times)), 4)
 
