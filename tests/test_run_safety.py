@@ -7,6 +7,7 @@ with awkward characters, swapped weights, two concurrent runs and a killed run.
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -410,6 +411,14 @@ def test_dry_run_shows_the_pipeline_and_runs_nothing(tmp_path_factory, tmp_path)
     result = make(scratch, "-n", "mobilenetv1", f"DATA={data}", "WEIGHTS=random", "BS=1 4")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("-m npuzoo.bench") == 4  # dataset and perf, per BS
+    assert "--tune" not in result.stdout                # TUNE=0 (tests/conftest.py)
+    tuned = make(scratch, "-n", "mobilenetv1", f"DATA={data}", "WEIGHTS=random", "BS=1 4", "TUNE=1")
+    assert tuned.stdout.count("-m npuzoo.bench --backend onnxruntime --tune build/tuning") == 4
+    assert re.search(r"/perf-loop20-warmup2(-\d+s)?-tuned ", tuned.stdout) and \
+        "--streams" not in tuned.stdout
+    fixed = make(scratch, "-n", "mobilenetv1", f"DATA={data}", "WEIGHTS=random", "BS=1", "TUNE=1",
+                 "STREAMS=1")
+    assert "--tune" not in fixed.stdout and "--streams 1" in fixed.stdout
     assert "pth2onnx.py random" in result.stdout and "error" not in result.stderr
     # nothing that reads as an error: what the real run writes first is said as such
     dpn = make(scratch, "-n", "dpn131", f"DATA={data}", "WEIGHTS=random", "BS=4")
