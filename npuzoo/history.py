@@ -12,7 +12,7 @@ A run's report goes to two places when it is published:
                                                                    configuration (`own_path`)
 
 A run is current for its owner (`owner`: the machine, and the configuration: engine,
-precision, AIPP, streams, perf loop and time) only when it is at least as complete as the
+precision, AIPP, streams, perf loop and time; a tuned run's engine and streams are `tuned`) only when it is at least as complete as the
 owner's current run, so a 20-second trial (a subset, random weights) never replaces a curated
 full-set run with the published weights, and a run never displaces another machine's or
 configuration's report, unless FORCE=1 says so; the terminal says where each run went.
