@@ -9,8 +9,11 @@ numbers of model.yaml `reference` appear in their own, labelled tables, never am
 `--check` renders in memory and exits 1 naming each file that differs from the rendering (the
 README test does the same), so a README is never edited by hand. Reports are read with
 npuzoo.report.read_report: one that is malformed (a batch_size written as a string, missing
-keys, not JSON) is coerced or skipped with one `warning:` line naming it, never a traceback. Adding a model needs no
-change here: every folder with a model.yaml is rendered.
+keys, not JSON) is coerced or skipped with one `warning:` line naming it, never a traceback; one
+out of bounds (a soc that is no chip name, a negative throughput) is skipped. Plot paths are
+built from the validated soc only, and every text a report holds is escaped where it lands
+(markdown_text, plot_text), so a DATA name cannot break a table or inject HTML. Adding a model
+needs no change here: every folder with a model.yaml is rendered.
 """
 
 import argparse
@@ -31,6 +34,7 @@ TEMPLATES_DIR = os.path.join(config.REPO_ROOT, "templates")
 MODEL_TEMPLATE = "model_README.md.j2"
 TOP_TEMPLATE = "README.md.j2"
 BEST = "★"  # marks the best batch size of a chip
+RANDOM_MARK = "‡"  # top-level table: accuracy of random weights, explained once below it
 ASCEND_PREFIX = "Ascend"
 PLOT_NAME = "perf_{soc}.png"
 
@@ -83,15 +87,46 @@ def row_groups(rows):
     return [sorted(members, key=lambda r: r.get("batch_size") or 0) for _, members in ordered]
 
 
-def group_words(members):
-    """What one group measured, in words: chip (and variant), machine, images, weights."""
+ENGINE_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+
+
+def engine_words(report) -> str:
+    """The engine, then what else sets the row apart (history.variant: precision, AIPP,
+    streams, perf loop): `ONNX Runtime, int8, 2 streams`; an Ascend run without a recorded
+    engine ran the OM through ais_bench."""
+    name = (report.get("backend") or {}).get("name")
+    words = [ENGINE_NAMES.get(name, name) if name else
+             "ais_bench" if report.get("soc") != "cpu" else "engine not recorded"]
+    words += [{"aipp": "AIPP"}.get(w, w) for w in history.variant(report).split("+")
+              if w and w != "openvino"]  # the engine is named already
+    return ", ".join(str(w) for w in words)
+
+
+def markdown_text(value) -> str:
+    """Text read from a report as literal Markdown on one line: HTML and the characters that
+    make tables, links, code and emphasis are escaped, control characters become spaces."""
+    text = reports.CONTROL.sub(" ", str(value))
+    text = re.sub(r"&(?=#|\w+;)", "&amp;", text)  # what would read as an entity
+    text = re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text)  # what would open a tag ("a < b" stays)
+    return re.sub(r"([\\`*_\[\]|~])", r"\\\1", text)
+
+
+def plot_text(value) -> str:
+    """Text read from a report for a matplotlib label: `$` would start mathtext."""
+    return reports.CONTROL.sub(" ", str(value)).replace("$", r"\$")
+
+
+def group_words(members, escape=markdown_text):
+    """What one group measured, in words (escaped for its destination): chip and engine,
+    machine, images, weights."""
     first = members[0]
-    variant = history.variant(first)
     weights = (first.get("weights") or {}).get("source") or "unrecorded"
     return {"soc": first.get("soc"),
-            "chip": f"{first.get('soc')} ({variant})" if variant else str(first.get("soc")),
-            "machine": history.machine(first)["description"],
-            "scope": history.scope(first)[1], "weights": f"{weights} weights"}
+            "chip": escape(f"{first.get('soc')} ({engine_words(first)})"),
+            "engine": escape(engine_words(first)),
+            "machine": escape(history.machine(first)["description"]),
+            "scope": escape(history.scope(first)[1]), "weights": escape(f"{weights} weights"),
+            "random": not meaningful(first)}
 
 
 def soc_order(soc):
@@ -114,29 +149,38 @@ def fmt_ref(value):
 
 def measured_when(report):
     """When and at which commit a row was measured."""
-    date = (report.get("timestamp") or "")[:10] or "undated"
+    date = markdown_text((report.get("timestamp") or "")[:10] or "undated")
     commit = report.get("commit") or "no commit"
-    return f"{date}; `{commit}`"
+    shown = f"`{commit}`" if re.fullmatch(r"[0-9a-f]{4,40}(-dirty)?", commit) \
+        else markdown_text(commit)
+    return f"{date}; {shown}"
+
+
+def meaningful(report) -> bool:
+    """False for accuracy measured with random weights (the table says so once)."""
+    acc = report.get("accuracy") or {}
+    return acc.get("meaningful", (report.get("weights") or {}).get("source") != "random")
 
 
 def accuracy_cells(report):
-    """Top-1 and top-5 cells; random-weight numbers say they mean nothing."""
-    acc = report.get("accuracy")
-    if not acc:
-        return "—", "—"
-    meaningful = acc.get("meaningful", (report.get("weights") or {}).get("source") != "random")
-    cells = [fmt(acc.get(k), 2) for k in ("top1", "top5")]
-    if not meaningful:
-        cells = [f"{c} (random weights: not meaningful)" for c in cells]
-    return tuple(cells)
+    """Top-1 and top-5 cells."""
+    acc = report.get("accuracy") or {}
+    return tuple(fmt(acc.get(k), 2) for k in ("top1", "top5"))
 
 
 def gate_cell(report):
     verdict = report.get("gate") or {}
     word = verdict.get("verdict") or "not applicable"
-    shown = {"pass": "pass", "fail": "**FAIL**"}.get(word, word)
+    shown = {"pass": "pass", "fail": "**FAIL**"}.get(word) or markdown_text(word)
     reason = verdict.get("reason")
-    return f"{shown}: {reason}" if reason else shown
+    return f"{shown}: {markdown_text(reason)}" if reason else shown
+
+
+def throughput_cell(report, best=False):
+    """The throughput, bold and starred when best, marked when measured under contention."""
+    text = fmt(throughput(report))
+    text = f"**{text}** {BEST}" if best else text
+    return text + (" (contended)" if reports.contended_run(report) else "")
 
 
 def latency(report, key):
@@ -205,7 +249,8 @@ def engine_name(report):
 def twin_cell(report, twin):
     """`1.52× fp32 (139.2); top-1 -0.40 pts`: what the precision bought and cost."""
     speed = throughput(report), throughput(twin)
-    engine = "" if engine_name(twin) == engine_name(report) else f" on {engine_name(twin)}"
+    engine = "" if engine_name(twin) == engine_name(report) else \
+        f" on {markdown_text(ENGINE_NAMES.get(engine_name(twin), engine_name(twin)))}"
     text = f"{speed[0] / speed[1]:.2f}× fp32{engine} ({fmt(speed[1])})" if all(speed) else "— vs fp32"
     acc, base = report.get("accuracy") or {}, twin.get("accuracy") or {}
     if acc.get("top1") is not None and base.get("top1") is not None:
@@ -230,15 +275,14 @@ def measured_tables(cfg, rows):
             twin = fp32_twin(r, rows)
             lines.append({
                 "bs": f"**{bs}** {BEST}" if bs == best else str(bs),
-                "throughput": fmt(throughput(r)) + (" (contended)" if reports.contended_run(r)
-                                                   else ""),
+                "throughput": throughput_cell(r),
                 "ratio": twin_cell(r, twin) if twin else ratio_cell(throughput(r), ref.get(bs)),
                 "p50": latency(r, "p50"), "p99": latency(r, "p99"),
                 "top1": top1, "top5": top5, "gate": gate_cell(r),
                 "what": measured_when(r),
             })
-        backends = sorted({f"{(r.get('backend') or {}).get('name')} "
-                           f"{(r.get('backend') or {}).get('version')}"
+        backends = sorted({markdown_text(f"{ENGINE_NAMES.get(engine_name(r), engine_name(r))} "
+                                         f"{(r.get('backend') or {}).get('version')}")
                            for r in members if r.get("backend")})
         last_of_chip = index + 1 == len(groups) or groups[index + 1][0].get("soc") != soc
         has_plot = any(best_batch(g) is not None for g in groups if g[0].get("soc") == soc)
@@ -355,7 +399,7 @@ def environments(rows):
     seen = []
     for r in rows:
         env = r.get("environment") or {}
-        text = ", ".join(f"{k} {v}" for k, v in env.items() if v)
+        text = markdown_text(", ".join(f"{k} {v}" for k, v in env.items() if v))
         if text and text not in seen:
             seen.append(text)
     return seen
@@ -410,6 +454,8 @@ def top_context(models_dir, reports_dir):
             best = best_batch(members)
             best_row = by_bs.get(best) or members[0]
             top1, top5 = accuracy_cells(best_row)
+            if not meaningful(best_row):
+                top1, top5 = f"{top1} {RANDOM_MARK}", f"{top5} {RANDOM_MARK}"
             chips.append({"soc": words["chip"], "rows": by_bs, "best": best, "top1": top1,
                           "top5": top5, "gate": gate_cell(best_row),
                           "what": f"{words['machine']}; {words['scope']}; {words['weights']}; "
@@ -419,12 +465,11 @@ def top_context(models_dir, reports_dir):
     sizes = sorted(s for s in sizes if s is not None)
     for model in models:
         for chip in model["chips"]:
-            chip["cells"] = [
-                "—" if bs not in chip["rows"] else
-                (f"**{fmt(throughput(chip['rows'][bs]))}** {BEST}" if bs == chip["best"]
-                 else fmt(throughput(chip["rows"][bs])))
-                for bs in sizes]
-    return {"models": models, "sizes": sizes}
+            chip["cells"] = ["—" if bs not in chip["rows"] else
+                             throughput_cell(chip["rows"][bs], bs == chip["best"])
+                             for bs in sizes]
+    return {"models": models, "sizes": sizes, "random_mark": RANDOM_MARK,
+            "any_random": any(RANDOM_MARK in c["top1"] for m in models for c in m["chips"])}
 
 
 # -- "CPU engines compared" (benchmarks/bench_engines.py's JSON) ---------------------------
@@ -520,41 +565,55 @@ def engines_context(path):
 
 # -- plots ---------------------------------------------------------------------------------
 
-LINE_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+# Eight lines at most are told apart by colour and marker alike (the reference: grey, dashed).
+LINE_STYLES = tuple(zip(("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
+                         "tab:brown", "tab:pink", "tab:olive"),
+                        ("o", "s", "^", "D", "v", "P", "X", "*")))
 
 
 def plot_png(name, soc, groups, ref):
-    """PNG bytes of throughput against batch size, one line per row group (machine, images,
-    weights, variant); fixed size, fonts and no metadata stamp."""
+    """PNG bytes of throughput against batch size, one line per row group: what all lines
+    share (machine, images, weights) in the title, what tells them apart in a legend below
+    the axes; value labels on every point of a lone line, else on each line's best point,
+    moved apart where they would overlap. Fixed size and fonts, no metadata stamp."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
+    lines = []
+    for members in groups:
+        points = sorted((r["batch_size"], throughput(r)) for r in members
+                        if throughput(r) is not None)
+        if points:
+            lines.append((group_words(members, escape=plot_text), points, best_batch(members)))
+    shared = [key for key in ("machine", "scope", "weights")
+              if len({words[key] for words, _, _ in lines}) == 1]
+    first = lines[0][0]
     with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9,
                                 "svg.hashsalt": "npuzoo", "path.simplify": False}):
-        fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
-        all_x, all_y = set(ref), list(ref.values())
-        for index, members in enumerate(groups):
-            points = sorted((r["batch_size"], throughput(r)) for r in members
-                            if throughput(r) is not None)
-            if not points:
-                continue
+        fig, ax = plt.subplots(figsize=(7.5, 4.2 + 0.22 * len(lines)), dpi=100,
+                               layout="constrained")
+        all_x, all_y, labels = set(ref), list(ref.values()), []
+        for index, (words, points, best) in enumerate(lines):
+            colour, marker = LINE_STYLES[index % len(LINE_STYLES)]
             xs, ys = [p[0] for p in points], [p[1] for p in points]
             all_x |= set(xs)
             all_y += ys
-            words = group_words(members)
-            label = (f"{words['chip']}: {words['machine']}, {words['scope']}"
-                     if len(groups) > 1 else f"measured here ({words['chip']})")
-            ax.plot(xs, ys, marker="o", color=LINE_COLOURS[index % len(LINE_COLOURS)],
-                    label=label)
-            best = best_batch(members)
+            label = ", ".join([words["engine"]] + [words[k] for k in ("machine", "scope",
+                                                                       "weights")
+                                                   if k not in shared])
+            ax.plot(xs, ys, marker=marker, color=colour, label=label)
             for x, y in points:
-                ax.annotate(f"{y:,.1f}" + (f" {BEST}" if x == best else ""), (x, y),
-                            textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+                if len(lines) == 1 or x == best:
+                    labels.append(ax.annotate(
+                        f"{y:,.1f}" + (f" {BEST}" if x == best else ""), (x, y),
+                        textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8,
+                        color=colour, bbox={"boxstyle": "round,pad=0.15", "fc": "white",
+                                            "ec": "none", "alpha": 0.8}))
         if ref:
             rx = sorted(ref)
-            ax.plot(rx, [ref[x] for x in rx], marker="s", linestyle="--", color="tab:gray",
-                    label=f"ModelZoo reference ({soc}, published)")
+            ax.plot(rx, [ref[x] for x in rx], marker="x", linestyle="--", color="tab:gray",
+                    label=f"ModelZoo reference for {soc}, published (not measured here)")
         ticks = sorted(all_x)
         ax.set_xscale("log", base=2)
         ax.set_xticks(ticks)
@@ -563,15 +622,33 @@ def plot_png(name, soc, groups, ref):
         ax.margins(x=0.1)
         ax.set_xlabel("batch size")
         ax.set_ylabel("throughput (images/s)")
-        ax.set_ylim(bottom=0, top=max(all_y + [1.0]) * 1.18)
-        ax.set_title(f"{name} on {soc}: throughput vs batch size")
+        ax.set_ylim(bottom=0, top=max(all_y + [1.0]) * (1.15 + 0.08 * len(labels) ** 0.5))
+        title = f"{name} on {soc}: throughput vs batch size"
+        if shared:
+            title += "\n" + "; ".join(first[k] for k in shared)
+        ax.set_title(title, fontsize=10)
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right", fontsize=7 if len(groups) > 1 else 8)
-        fig.tight_layout()
+        fig.legend(loc="outside lower center", ncols=1, fontsize=8, frameon=False)
+        separate(fig, labels)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", metadata={"Software": None})
         plt.close(fig)
     return buffer.getvalue()
+
+
+def separate(fig, labels, step=11):
+    """Move value labels up, in steps of `step` points, until none overlaps another."""
+    fig.draw_without_rendering()  # the layout first: positions are final only then
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for label in sorted(labels, key=lambda a: (a.xy[1], a.xy[0])):
+        for _ in range(len(labels)):
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            x, y = label.xyann
+            label.xyann = (x, y + step)
+        placed.append(label.get_window_extent(renderer))
 
 
 def plots(name, models_dir, reports_dir):

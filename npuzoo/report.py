@@ -10,7 +10,9 @@ group.
 Readers accept files written by earlier schema versions, and anything else too: `read_report`
 (used by `compare`, the README renderer and `publish` for the report it replaces) coerces
 wrongly typed fields (a batch_size written as "4") or skips a file that is no report at all
-(not JSON, no usable batch size), with one `warning:` line naming the file, never a traceback.
+(not JSON, no usable batch size) or whose values are out of bounds (`out_of_bounds`: a soc or
+model that is no id, a negative throughput, text with control characters), with one
+`warning:` line naming the file, never a traceback.
 
 `write` checks that the run is whole: the selected images (dataset.json `images`) and the
 images scored (accuracy.json) must be as many, and so must, when given, the preprocessed .bin
@@ -40,7 +42,8 @@ import numpy as np
 from npuzoo import config, history
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write
-from npuzoo.soc import cpu_description, cpu_isa
+from npuzoo.run import POSITIVE as BATCH_SIZE
+from npuzoo.soc import ASCEND_SHAPE, cpu_description, cpu_isa
 
 SCHEMA_VERSION = 1
 THROUGHPUT_DROP = 0.10  # a fall beyond this fraction is flagged run over run
@@ -713,6 +716,10 @@ def read_report(path, warn=warn):
             return None
         data["batch_size"] = int(named.group("bs"))
         problems.append(f"batch_size read as {data['batch_size']} (the file name)")
+    refused = out_of_bounds(data)
+    if refused:
+        warn(f"warning: {path}: " + "; ".join(problems + [refused]) + "; skipped")
+        return None
     data.setdefault("schema", 0)
     if not isinstance(data.get("gate"), dict):
         data["gate"] = {"verdict": "not applicable", "reason": "not recorded"}
@@ -720,6 +727,53 @@ def read_report(path, warn=warn):
     if problems:
         warn(f"warning: {path}: " + "; ".join(problems))
     return data
+
+
+# What a report may hold, checked as user input is: its ids name files and plots (a soc of
+# "x/../../photo" would point a plot outside the repository), its text lands in Markdown.
+MODEL_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+MAX_TEXT = 500  # characters of any one string
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def valid_soc(soc) -> bool:
+    return soc == "cpu" or bool(isinstance(soc, str) and ASCEND_SHAPE.match(soc))
+
+
+def out_of_bounds(data: dict):
+    """Why a (type-normalised) report cannot be used, or None: an id of the wrong shape, a
+    batch size `make` would refuse, a negative or non-finite figure, an over-long string or
+    one with control characters (a newline would start a Markdown heading)."""
+    if not valid_soc(data.get("soc")):
+        return f"soc {_shown(data.get('soc'))} is not cpu or an Ascend soc_version"
+    if not MODEL_ID.match(str(data.get("model"))):
+        return f"model {_shown(data.get('model'))} is not a model name"
+    if not BATCH_SIZE.match(str(data.get("batch_size"))):
+        return f"batch_size {_shown(data.get('batch_size'))} is out of range (1 to 9999999)"
+    machine_id = (data.get("machine") or {}).get("id")
+    if machine_id is not None and not re.fullmatch(r"[0-9A-Za-z_-]{1,64}", machine_id):
+        return f"machine.id {_shown(machine_id)} is not an id"  # it names history files
+    perf, accuracy = data.get("perf") or {}, data.get("accuracy") or {}
+    figures = [("perf.throughput", perf.get("throughput"))] + [
+        (f"perf.latency_ms.{k}", v) for k, v in (perf.get("latency_ms") or {}).items()]
+    for name, value in figures:
+        if isinstance(value, (int, float)) and not (math.isfinite(value) and value >= 0):
+            return f"{name} {_shown(value)} is not a finite number >= 0"
+    for key in ("top1", "top2", "top3", "top4", "top5"):
+        value = accuracy.get(key)
+        if isinstance(value, (int, float)) and not 0 <= value <= 100:
+            return f"accuracy.{key} {_shown(value)} is not a percentage"
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack += list(item.keys()) + list(item.values())
+        elif isinstance(item, list):
+            stack += item
+        elif isinstance(item, str) and (len(item) > MAX_TEXT or CONTROL.search(item)):
+            return (f"the text {_shown(item)} is too long or holds control characters "
+                    "(a newline, ...)")
+    return None
 
 
 def dumps(report):

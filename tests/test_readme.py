@@ -204,7 +204,7 @@ def test_editing_a_report_changes_exactly_its_rows(zoo):
     assert added[0].startswith("| 4 | 310.5 |") and removed[0].startswith("| 4 | 300.0 |")
     removed, added = changes[f"{root.name}/README.md"]
     assert len(added) == 1 and added[0].startswith(
-        "| [mobilenetv1](models/mobilenetv1/README.md) | cpu | 290.0 | 310.5 | **350.0** ★ |")
+        "| [mobilenetv1](models/mobilenetv1/README.md) | cpu (ONNX Runtime) | 290.0 | 310.5 | **350.0** ★ |")
 
     # A new best batch size moves the mark: two rows of the model README, one of the top.
     data["perf"]["throughput"] = 400.0
@@ -224,14 +224,16 @@ def test_rows_say_what_they_measured(zoo):
     text = readme.render_model("mobilenetv1", str(models), str(reports_dir))
     # Other weights, another table: each marks its own best batch size.
     [row] = table_row(text, "**4** ★")
-    assert "Images: 300 of 1,300 images of imagenet-val-1300; published weights;" in text
-    assert "Images: 300 of 1,300 images of imagenet-val-1300; random weights;" in text
+    assert "Images: 300 of 1,300 images of imagenet-val-1300; published weights; engine:" in text
+    # random weights: said once, in the table's heading line, not in its cells
+    assert "Images: 300 of 1,300 images of imagenet-val-1300; random weights (so top-1 and " \
+        "top-5 mean nothing); engine:" in text
+    assert text.count("mean nothing") == 1
     assert "| 2025-10-01; `abcdef123456` |" in row
     assert "not applicable: 300 images, not the full 50,000-image validation set" in row
     assert "| 70.00 | 90.00 |" in row
     [row] = table_row(text, "**8** ★")
-    assert "0.33 (random weights: not meaningful)" in row and "random weights" in row
-    assert "not applicable: random weights" in row
+    assert "| 0.33 | 1.00 |" in row and "not applicable: random weights" in row
     assert "latency p50 (ms) | latency p99 (ms)" in text
 
 
@@ -449,15 +451,16 @@ def test_two_machines_give_separate_rows_tables_and_plot_lines(zoo, monkeypatch)
     top = rendered[str(root / "README.md")]
     rows = [l for l in top.splitlines() if l.startswith("| [mobilenetv1]") and "| cpu" in l]
     assert len(rows) == 3
-    [here] = [r for r in rows if "Test CPU" in r and "| cpu |" in r]
+    [here] = [r for r in rows if "Test CPU" in r and "| cpu (ONNX Runtime) |" in r]
     [epyc] = [r for r in rows if "AMD EPYC" in r]
-    [with_aipp] = [r for r in rows if "| cpu (aipp) |" in r]
+    [with_aipp] = [r for r in rows if "| cpu (ONNX Runtime, AIPP) |" in r]
     assert "**16.5** ★" in here and "252.3" not in here  # ★ picks within the row
     assert "**252.3** ★" in epyc and "15.3" not in epyc
     assert "**40.0** ★" in with_aipp
     text = rendered[str(models / "mobilenetv1" / "README.md")]
-    assert "#### cpu: Test CPU (2 cores)" in text and "#### cpu: AMD EPYC (2 cores)" in text
-    assert "#### cpu (aipp): Test CPU (2 cores)" in text
+    assert "#### cpu (ONNX Runtime): Test CPU (2 cores)" in text
+    assert "#### cpu (ONNX Runtime): AMD EPYC (2 cores)" in text
+    assert "#### cpu (ONNX Runtime, AIPP): Test CPU (2 cores)" in text
     assert text.count("![mobilenetv1 throughput vs batch size on cpu](perf_cpu.png)") == 1
 
     drawn = []
@@ -477,7 +480,7 @@ def test_an_int8_row_shows_its_speed_up_and_accuracy_drop_beside_fp32(zoo):
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(int8))
     text = readme.render_model("mobilenetv1", str(models), str(reports_dir))
-    assert "#### cpu (int8): Test CPU (2 cores)" in text
+    assert "#### cpu (ONNX Runtime, int8): Test CPU (2 cores)" in text
     [row] = [line for line in text.splitlines() if "150.0" in line]
     assert "1.50× fp32 (100.0); top-1 -0.50 pts" in row
 
@@ -494,7 +497,7 @@ def test_an_int8_row_on_another_engine_prefers_that_engines_fp32_and_else_names_
     path.write_text(json.dumps(int8))
     text = readme.render_model("mobilenetv1", str(models), str(reports_dir))
     [row] = [line for line in text.splitlines() if "300.0" in line]
-    assert "3.00× fp32 on onnxruntime (100.0); top-1 -1.00 pts" in row
+    assert "3.00× fp32 on ONNX Runtime (100.0); top-1 -1.00 pts" in row
 
     fp32_ov = make_report("mobilenetv1", "cpu", 4, 120.0, top1=70.0)
     fp32_ov["backend"] = {"name": "openvino", "version": "1"}
@@ -504,3 +507,98 @@ def test_an_int8_row_on_another_engine_prefers_that_engines_fp32_and_else_names_
     text = readme.render_model("mobilenetv1", str(models), str(reports_dir))
     [row] = [line for line in text.splitlines() if "300.0" in line]
     assert "2.50× fp32 (120.0); top-1 -1.00 pts" in row
+
+
+# -- hostile reports: read back like user input ---------------------------------------------
+
+def render_cli(models, reports_dir, root):
+    readme.main(["--models", str(models), "--reports", str(reports_dir), "--root", str(root)])
+
+
+def cells(line):
+    """The cells of a Markdown table row: split on `|` that no backslash escapes."""
+    return re.split(r"(?<!\\)\|", line.strip())[1:-1]
+
+
+def test_a_reports_soc_cannot_point_a_plot_outside_the_repository(zoo, capsys):
+    """Issue 19 item 1: a plot's path is built from the soc; a soc that climbs out is refused
+    and a PNG outside stays as it was, while the good report still renders."""
+    models, reports_dir, root = zoo
+    sentinel = root / "sentinel" / "photo.png"
+    sentinel.parent.mkdir()
+    sentinel.write_bytes(b"the user's photo")
+    write_report(reports_dir, make_report("mobilenetv1", "cpu", 1, 290.0))
+    evil = make_report("mobilenetv1", "x/../../../sentinel/photo", 1, 100.0)
+    path = reports_dir / "mobilenetv1" / "evil" / "cpu_bs1.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(evil))
+    (models / "mobilenetv1" / "perf_x").mkdir()  # so that the climbing path would resolve
+    render_cli(models, reports_dir, root)
+    assert sentinel.read_bytes() == b"the user's photo"
+    assert os.listdir(models / "mobilenetv1" / "perf_x") == []
+    [line] = [l for l in capsys.readouterr().err.splitlines() if str(path) in l]
+    assert line.startswith(f"warning: {path}: soc ") and line.endswith("; skipped")
+    assert (models / "mobilenetv1" / "perf_cpu.png").is_file()
+    assert "290.0" in (models / "mobilenetv1" / "README.md").read_text()
+
+
+@pytest.mark.parametrize("field, value, why", [
+    ("batch_size", 99999999999999999999, "batch_size 99999999999999999999 is out of range"),
+    ("perf.throughput", -5, "perf.throughput -5 is not a finite number >= 0"),
+    ("perf.latency_ms.p50", -1.0, "perf.latency_ms.p50 -1.0 is not a finite number >= 0"),
+    ("accuracy.top1", 250.0, "accuracy.top1 250.0 is not a percentage"),
+    ("model", "../../etc", 'model "../../etc" is not a model name'),
+    ("machine.id", "../../x", 'machine.id "../../x" is not an id'),
+    ("dataset.name", "x\n# Injected heading", "holds control characters"),
+    ("device", "A" * 5000, "too long"),
+])
+def test_a_report_out_of_bounds_is_refused_in_one_line_and_the_rest_render(
+        zoo, capsys, field, value, why):
+    """Issue 19 items 10 and 11: a batch size that crashed matplotlib, a negative throughput
+    that was marked best, a newline that started a heading: refused, named, skipped."""
+    models, reports_dir, root = zoo
+    write_report(reports_dir, make_report("mobilenetv1", "cpu", 1, 290.0))
+    bad = make_report("mobilenetv1", "cpu", 4, 300.0)
+    *parents, last = field.split(".")
+    target = bad
+    for key in parents:
+        target = target.setdefault(key, {})
+    target[last] = value
+    path = reports_dir / "mobilenetv1" / "cpu_bs4.json"
+    path.write_text(json.dumps(bad))
+    render_cli(models, reports_dir, root)
+    err = capsys.readouterr().err.splitlines()
+    [line] = [l for l in err if str(path) in l]
+    assert line.startswith(f"warning: {path}: ") and why in line and line.endswith("; skipped")
+    assert not any("Traceback" in l for l in err)
+    text = (models / "mobilenetv1" / "README.md").read_text()
+    top = (root / "README.md").read_text()
+    assert "**290.0** ★" in top and "300.0" not in text and "300.0" not in top
+    assert "Injected heading" not in text + top
+
+
+def test_report_text_cannot_break_a_table_or_inject_html(zoo):
+    """Issue 19 item 10: a DATA name, a device and a gate reason full of Markdown and HTML
+    render as literal text: every row keeps its columns, no tag or link survives."""
+    models, reports_dir, root = zoo
+    hostile = make_report("mobilenetv1", "cpu", 4, 300.0)
+    hostile["dataset"]["name"] = "x | y <b>bold<b> [link](javascript:alert(1)) `code` *em*"
+    hostile["device"] = "<img src=x onerror=alert(1)> $x^$ &amp; CPU"
+    hostile["gate"] = {"verdict": "<script>alert(1)</script>", "reason": "a | b\\"}
+    hostile["commit"] = "`; rm -rf /`"
+    hostile["environment"] = {"python": "3 | <i>x</i>"}
+    write_report(reports_dir, hostile)
+    render_cli(models, reports_dir, root)
+    for path in (models / "mobilenetv1" / "README.md", root / "README.md"):
+        text = path.read_text()
+        for needle in ("<b>", "<img", "<script", "<i>", " `; rm", "&amp; CPU"):
+            assert needle not in text, (path, needle)
+        assert not re.search(r"(?<!\\)\]\(javascript:", text)  # `\](` is literal text
+        tables = [l for l in text.splitlines() if l.startswith("|") and "300.0" in l]
+        assert tables, path
+        for line in tables:
+            header = text.splitlines()[text.splitlines().index(line) - 1]
+            while not header.startswith("|---"):
+                header = text.splitlines()[text.splitlines().index(header) - 1]
+            assert len(cells(line)) == len(cells(header)), line
+    assert (models / "mobilenetv1" / "perf_cpu.png").is_file()  # `$` did not break the plot

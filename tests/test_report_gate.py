@@ -95,8 +95,9 @@ def test_subset_or_other_weights_are_not_applicable_and_say_so(tmp_path, images,
     text = readme.render_model("mobilenetv1", reports_dir=str(reports_dir))
     [row] = [line for line in text.splitlines() if line.startswith("| **4** ★ |")]
     assert f"not applicable: {reason}" in row
-    if weights == "random":
-        assert "1.00 (random weights: not meaningful)" in row
+    assert "| 1.00 | 2.00 |" in row
+    # random weights: said once, above the table
+    assert ("random weights (so top-1 and top-5 mean nothing)" in text) == (weights == "random")
 
 
 def test_no_gate_flag_keeps_the_exit_status_zero(tmp_path):
