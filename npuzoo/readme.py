@@ -533,7 +533,7 @@ def engines_context(path):
             if share is not None and not best[1].get("quiet_rounds"):
                 untrusted = True
             rows.append({
-                "model": name, "bs": row.get("bs"),
+                "model": markdown_text(name), "bs": fmt(row.get("bs"), 0),
                 "ort": "—" if not ort else f"{fmt(ort['images_per_s'])}{'' if ort.get('quiet_rounds') else ' †'}",
                 "cells": cells,
                 "best": "—" if not best or share is None else
@@ -544,8 +544,8 @@ def engines_context(path):
         load = block.get("loadavg_1m") or {}
         versions = ", ".join(f"{k} {v}" for k, v in (block.get("versions") or {}).items()
                              if k in ("onnxruntime", "openvino", "torch"))
-        notes.append(
-            f"{name}: {block.get('date', '?')}, `{block.get('commit') or '?'}`, "
+        notes.append(markdown_text(  # the JSON is read back: its text is escaped too
+            f"{name}: {block.get('date', '?')}, commit {block.get('commit') or '?'}, "
             f"{machine.get('cpu', '?')} ({machine.get('usable_cpus', '?')} CPUs), {versions}; "
             f"{settings.get('rounds', '?')} round{'' if settings.get('rounds') == 1 else 's'} of "
             f"{settings.get('seconds', '?')} s per contender, "
@@ -553,7 +553,7 @@ def engines_context(path):
             f"{fmt(attainable) if attainable else '?'} GFLOP/s; load average "
             f"{fmt(load.get('start'), 2)} → {fmt(load.get('end'), 2)}; "
             f"{block.get('contended_measurements', '?')} of {block.get('measurements', '?')} "
-            "measurements contended")
+            "measurements contended"))
     verdict = data.get("default_backend") or {}
     votes = verdict.get("votes") or {}
     choice = verdict.get("choice")

@@ -378,6 +378,6 @@ def test_readme_renders_the_engines_table_from_the_benchmark_json(tmp_path):
     assert "| mobilenetv1 | 1 | 290.0 | 1.00× † | 1.10× | 0.34× | 90% (runner, ONNX Runtime, 2 streams) |" in text
     assert "† no round of this figure was free of other processes" in text
     assert "default engine is **onnxruntime**" in text
-    assert "- mobilenetv1: 2026-11-29 12:00 UTC, `abc`, Xeon (2 CPUs), onnxruntime 1.31.1; 5 rounds of 2 s" in text
+    assert "- mobilenetv1: 2026-11-29 12:00 UTC, commit abc, Xeon (2 CPUs), onnxruntime 1.31.1; 5 rounds of 2 s" in text
     # the committed README's root: without the JSON the table is simply absent
     assert "CPU engines compared" not in readme.render_top(root=str(tmp_path / "elsewhere"))
