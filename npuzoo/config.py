@@ -253,8 +253,9 @@ def _validate_perf(perf, where):
 # reference.perf.<chip>: fps {batch size: images/s} as published, and what one figure covers:
 # `per: chip` (the default: one device, the unit a run here measures) or `per: card` with
 # `chips:` the chips of that card (the ModelZoo's Ascend310 tables are per Atlas 300I card,
-# four 310 chips: "310*4", "310单卡"). reference_perf_per_chip() divides them.
-_REFERENCE_PERF_FIELDS = {"fps", "per", "chips", "note"}
+# four 310 chips: "310*4", "310单卡"). reference_perf_per_chip() divides them. `source:` (required)
+# says where the figures come from: the guide's table, or a README other than the guide.
+_REFERENCE_PERF_FIELDS = {"fps", "per", "chips", "note", "source"}
 
 
 def _validate_reference_perf(perf, where):
@@ -273,7 +274,11 @@ def _validate_reference_perf(perf, where):
                                 f"{bs!r}: {fps!r}")
         unknown = sorted(set(table) - _REFERENCE_PERF_FIELDS)
         if unknown:
-            raise UserError(f"{at}: unknown field {unknown[0]!r} (fields: fps, per, chips, note)")
+            raise UserError(f"{at}: unknown field {unknown[0]!r} "
+                            "(fields: fps, per, chips, note, source)")
+        if not isinstance(table.get("source"), str) or not table["source"].strip():
+            raise UserError(f"{at}.source: missing (where the figures come from: the guide's "
+                            "table, or which other README)")
         per = table.get("per", "chip")
         if per not in ("chip", "card"):
             raise UserError(f"{at}.per: expected chip or card, got {per!r}")
@@ -309,7 +314,8 @@ def reference_perf_per_chip(config):
         published = {int(bs): fps for bs, fps in (table.get("fps") or {}).items()}
         result[chip] = {"fps": {bs: fps / chips for bs, fps in published.items()},
                         "published": published, "per": table.get("per", "chip"),
-                        "chips": chips, "note": table.get("note") or ""}
+                        "chips": chips, "note": table.get("note") or "",
+                        "source": table.get("source") or ""}
     return result
 
 

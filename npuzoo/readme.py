@@ -306,13 +306,17 @@ def reference_context(cfg):
     for chip, table in chips:
         fps = {int(bs): v for bs, v in (table.get("fps") or {}).items()}
         best = max(fps, key=lambda bs: (fps[bs], -bs)) if fps else None
-        note = table.get("note") or ""
+        notes = [table.get("source") or "not given", table.get("note")]
         if per_chip.get(chip, {}).get("per") == "card":
             chips_per_card = per_chip[chip]["chips"]
-            note = (f"{note}; " if note else "") + (
-                f"per card of {chips_per_card} chips: the ratios to measured rows use the "
-                f"per-chip figure (a {chips_per_card}th of it)")
-        rows.append({"chip": chip, "note": note,
+            notes.append(f"per card of {chips_per_card} chips: the ratios to measured rows use "
+                         f"the per-chip figure (a {chips_per_card}th of it)")
+        # the top-level table says per card, and not from the guide, beside the figure
+        marks = [w for w, on in (("per card", per_chip.get(chip, {}).get("per") == "card"),
+                                 ("not in the guide", not notes[0].startswith("the guide")))
+                 if on]
+        rows.append({"chip": chip, "note": "; ".join(n for n in notes if n),
+                     "marks": f" ({', '.join(marks)})" if marks else "",
                      "best_bs": best, "best_fps": fmt_ref(fps.get(best)),
                      "cells": [(f"**{fmt_ref(fps[bs])}** {BEST}" if bs == best else fmt_ref(fps[bs]))
                                if bs in fps else "—" for bs in sizes]})
@@ -321,7 +325,7 @@ def reference_context(cfg):
         "accuracy_source": acc.get("source") or "not given",
         "tolerance_top1": fmt_ref(tol.get("top1")), "tolerance_top5": fmt_ref(tol.get("top5")),
         "missing_top1": acc.get("top1") is None, "missing_top5": acc.get("top5") is None,
-        "perf_sizes": sizes, "perf_rows": rows, "perf_source": perf.get("source") or "",
+        "perf_sizes": sizes, "perf_rows": rows,
     }
 
 

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from npuzoo import config, readme, report
+from npuzoo.readme import BEST
 
 SECTIONS = ["## Overview", "## Inputs and outputs", "## Environment", "## Quick start",
             "## Performance and accuracy", "### Measured here",
@@ -124,6 +125,43 @@ def test_committed_readmes_equal_their_rendering():
         details.append("\n".join(list(diff)[:20]))
     assert not differ, ("README(s) differ from their rendering; run `make readme` and commit:\n"
                         + "\n".join(details))
+
+
+@pytest.mark.parametrize("name", config.model_names())
+def test_every_rendered_reference_figure_is_model_yamls_with_its_source(name):
+    """The published figures a committed README shows are model.yaml's, figure for figure,
+    each table row naming its source (model.yaml's own values were checked once against the
+    guides: docs/model_facts.md, "Reference figures and their sources")."""
+    cfg = config.load(name)
+    perf = {chip: table for chip, table in cfg["reference"]["perf"].items() if chip != "source"}
+    text = open(os.path.join(config.MODELS_DIR, name, "README.md"), encoding="utf-8").read()
+    lines = text[text.index("### Reference"):].splitlines()
+    header = next(l for l in lines if l.startswith("| chip | BS "))
+    sizes = [int(c.split()[1]) for c in cells(header)[1:-1]]
+    shown = {}
+    for line in lines[lines.index(header) + 2:]:
+        if not line.startswith("|"):
+            break
+        chip, *figures, source = [c.strip() for c in cells(line)]
+        shown[chip] = {bs: float(c.replace("**", "").replace(BEST, "").strip())
+                       for bs, c in zip(sizes, figures) if c != "—"}
+        assert source.startswith(perf[chip]["source"]), (chip, source)
+    assert shown == {chip: {int(bs): float(v) for bs, v in table["fps"].items()}
+                     for chip, table in perf.items()}
+    top = open(os.path.join(config.REPO_ROOT, "README.md"), encoding="utf-8").read()
+    [row] = [l for l in top.splitlines() if l.startswith(f"| [{name}](") and " at BS " in l]
+    for chip, figures in shown.items():
+        best = max(figures, key=lambda bs: (figures[bs], -bs))
+        assert re.search(rf"{chip} {re.escape(readme.fmt_ref(perf[chip]['fps'][best]))} at BS "
+                         rf"{best}\b", row), (chip, row)
+
+
+def test_a_reference_table_without_its_source_is_refused(tmp_path):
+    def unsourced(data):
+        del data["reference"]["perf"]["T4"]["source"]
+    folder = copy_model(tmp_path / "models", edit=unsourced)
+    with pytest.raises(config.UserError, match=r"reference\.perf\.T4\.source: missing"):
+        config.load(str(folder / "model.yaml"))
 
 
 def test_committed_readmes_link_existing_plots():
@@ -248,14 +286,14 @@ def test_reference_rows_are_separate_and_ratios_use_the_same_chip(zoo):
     measured = text[text.index("### Measured here"):text.index("### Reference")]
     reference = text[text.index("### Reference"):]
     [row] = table_row(measured, "**16** ★", "11,000.0")
-    assert "0.89× of 12420.51" in row and "pass: within tolerance" in row
+    assert "0.90× of 12259.18" in row and "pass: within tolerance" in row
     assert "Images: full validation set (50,000 images); published weights" in measured
     [row] = table_row(measured, "**2** ★", "3,000.0")
     assert "| — |" in row  # no published number at BS 2: no ratio
     [row] = table_row(measured, "**16** ★", "330.0")
     assert "| — |" in row  # no reference for the CPU
-    assert "12420.51" not in measured.replace("0.89× of 12420.51", "")
-    assert "| Ascend310P3 | 4076.18 | 7962.32 | 10373.66 | 12420.51 | **13990.09** ★ | 6721.18 |" \
+    assert "12259.18" not in measured.replace("0.90× of 12259.18", "")
+    assert "| Ascend310P3 | 4241.54 | 8313.37 | 10430.75 | 12259.18 | 13274.92 | **14515.69** ★ |" \
         in reference
     assert "| ModelZoo | 69.52 | 89.05 |" in reference and "11,000.0" not in reference
 
