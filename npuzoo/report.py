@@ -716,6 +716,11 @@ def read_report(path, warn=warn):
             return None
         data["batch_size"] = int(named.group("bs"))
         problems.append(f"batch_size read as {data['batch_size']} (the file name)")
+    machine = data.get("machine")
+    if isinstance(machine, dict) and not all(isinstance(machine.get(k), str)
+                                             for k in ("id", "description")):
+        problems.append("machine incomplete; derived from device")
+        del data["machine"]
     refused = out_of_bounds(data)
     if refused:
         warn(f"warning: {path}: " + "; ".join(problems + [refused]) + "; skipped")
@@ -753,6 +758,12 @@ def out_of_bounds(data: dict):
     machine_id = (data.get("machine") or {}).get("id")
     if machine_id is not None and not re.fullmatch(r"[0-9A-Za-z_-]{1,64}", machine_id):
         return f"machine.id {_shown(machine_id)} is not an id"  # it names history files
+    dataset = data.get("dataset") or {}
+    if dataset.get("full_validation_set") and not isinstance(dataset.get("images"), int):
+        return "dataset.full_validation_set without a number of dataset.images"
+    for key in ("images", "labelled_images"):
+        if isinstance(dataset.get(key), int) and dataset[key] < 0:
+            return f"dataset.{key} {dataset[key]} is negative"
     perf, accuracy = data.get("perf") or {}, data.get("accuracy") or {}
     figures = [("perf.throughput", perf.get("throughput"))] + [
         (f"perf.latency_ms.{k}", v) for k, v in (perf.get("latency_ms") or {}).items()]

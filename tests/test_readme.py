@@ -586,7 +586,7 @@ def test_a_reports_soc_cannot_point_a_plot_outside_the_repository(zoo, capsys):
     ("perf.latency_ms.p50", -1.0, "perf.latency_ms.p50 -1.0 is not a finite number >= 0"),
     ("accuracy.top1", 250.0, "accuracy.top1 250.0 is not a percentage"),
     ("model", "../../etc", 'model "../../etc" is not a model name'),
-    ("machine.id", "../../x", 'machine.id "../../x" is not an id'),
+    ("machine", {"id": "../../x", "description": "X"}, 'machine.id "../../x" is not an id'),
     ("dataset.name", "x\n# Injected heading", "holds control characters"),
     ("device", "A" * 5000, "too long"),
 ])
@@ -640,3 +640,19 @@ def test_report_text_cannot_break_a_table_or_inject_html(zoo):
                 header = text.splitlines()[text.splitlines().index(header) - 1]
             assert len(cells(line)) == len(cells(header)), line
     assert (models / "mobilenetv1" / "perf_cpu.png").is_file()  # `$` did not break the plot
+
+
+@pytest.mark.parametrize("edit", [
+    lambda r: r["dataset"].update(full_validation_set=True, images=None),
+    lambda r: r.update(machine={"id": "abc", "description": ["not", "text"]}),
+    lambda r: r["dataset"].update(images=[]),
+])
+def test_a_report_with_fields_missing_where_others_need_them_renders_or_is_skipped(zoo, edit):
+    """Found by trying every field with hostile values: these gave tracebacks."""
+    models, reports_dir, root = zoo
+    write_report(reports_dir, make_report("mobilenetv1", "cpu", 1, 290.0))
+    bad = make_report("mobilenetv1", "cpu", 4, 300.0, images=50000, weights="published")
+    edit(bad)
+    write_report(reports_dir, bad)
+    render_cli(models, reports_dir, root)
+    assert "**290.0** ★" in (root / "README.md").read_text()
