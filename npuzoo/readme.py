@@ -575,11 +575,12 @@ LINE_STYLES = tuple(zip(("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:
                         ("o", "s", "^", "D", "v", "P", "X", "*")))
 
 
-def plot_png(name, soc, groups, ref):
+def plot_png(name, soc, groups, ref, inspect=None):
     """PNG bytes of throughput against batch size, one line per row group: what all lines
     share (machine, images, weights) in the title, what tells them apart in a legend below
     the axes; value labels on every point of a lone line, else on each line's best point,
-    moved apart where they would overlap. Fixed size and fonts, no metadata stamp."""
+    moved apart where they would overlap. Fixed size and fonts, no metadata stamp. `inspect`
+    (tests) is called with the drawn figure."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
@@ -590,7 +591,9 @@ def plot_png(name, soc, groups, ref):
                         if throughput(r) is not None)
         if points:
             lines.append((group_words(members, escape=plot_text), points, best_batch(members)))
-    shared = [key for key in ("machine", "scope", "weights")
+    # the title names what every line shares (machine, engine and configuration, images,
+    # weights); each legend entry its engine and what differs
+    shared = [key for key in ("engine", "machine", "scope", "weights")
               if len({words[key] for words, _, _ in lines}) == 1]
     first = lines[0][0]
     with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9,
@@ -629,13 +632,16 @@ def plot_png(name, soc, groups, ref):
         ax.set_ylim(bottom=0, top=max(all_y + [1.0]) * (1.15 + 0.08 * len(labels) ** 0.5))
         title = f"{name} on {soc}: throughput vs batch size"
         if shared:
-            title += "\n" + "; ".join(first[k] for k in shared)
+            title += "\n" + "; ".join(first[k] for k in shared[:2])
+            title += "\n" + "; ".join(first[k] for k in shared[2:]) if shared[2:] else ""
         ax.set_title(title, fontsize=10)
         ax.grid(True, alpha=0.3)
         fig.legend(loc="outside lower center", ncols=1, fontsize=8, frameon=False)
         separate(fig, labels)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", metadata={"Software": None})
+        if inspect:
+            inspect(fig)
         plt.close(fig)
     return buffer.getvalue()
 

@@ -350,6 +350,37 @@ def test_plots_only_for_measured_chips_and_deterministic(zoo):
     assert "(perf_Ascend310P3.png)" in text
 
 
+def test_a_plot_of_eight_lines_reads_at_a_glance():
+    """Issue 21 item 5: legend outside the axes, value labels that do not overlap, a colour
+    and a marker of its own per line, a title naming the machine and what the lines share."""
+    groups = []
+    for index in range(8):  # close figures, so that their labels collide unless moved apart
+        members = [make_report("mobilenetv1", "Ascend310P3", bs, 300.0 + index) for bs in (1, 4)]
+        for member in members:
+            member["perf"]["streams"] = 1 + index
+        groups.append(members)
+    ref = readme.reference_fps(config.load("mobilenetv1"), "Ascend310P3")
+    seen = {}
+
+    def inspect(fig):
+        [ax] = fig.axes
+        renderer = fig.canvas.get_renderer()
+        seen["axes"] = ax.get_window_extent(renderer)
+        seen["legend"] = fig.legends[0].get_window_extent(renderer)
+        seen["labels"] = [t.get_window_extent(renderer) for t in ax.texts]
+        seen["styles"] = [(line.get_color(), line.get_marker()) for line in ax.get_lines()]
+        seen["title"] = ax.get_title()
+
+    readme.plot_png("mobilenetv1", "Ascend310P3", groups, ref, inspect=inspect)
+    assert not seen["legend"].overlaps(seen["axes"])
+    labels = seen["labels"]
+    assert len(labels) == 8  # each line's best point
+    assert not any(a.overlaps(b) for i, a in enumerate(labels) for b in labels[i + 1:])
+    assert len(set(seen["styles"])) == len(seen["styles"]) == 9  # 8 lines and the reference
+    assert len({c for c, _ in seen["styles"]}) == 9 and len({m for _, m in seen["styles"]}) == 9
+    assert "Test CPU (2 cores)" in seen["title"] and "random weights" in seen["title"]
+
+
 def test_cli_writes_then_check_passes(zoo):
     models, reports_dir, root = zoo
     write_report(reports_dir, make_report("mobilenetv1", "cpu", 1, 290.0))
