@@ -737,7 +737,7 @@ def read_report(path, warn=warn):
 # What a report may hold, checked as user input is: its ids name files and plots (a soc of
 # "x/../../photo" would point a plot outside the repository), its text lands in Markdown.
 MODEL_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-MAX_TEXT = 500  # characters of any one string
+MAX_TEXT = 2000  # characters of any one string (the longest written, a rule, is ~300)
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
