@@ -298,6 +298,23 @@ def test_reference_rows_are_separate_and_ratios_use_the_same_chip(zoo):
     assert "| ModelZoo | 69.52 | 89.05 |" in reference and "11,000.0" not in reference
 
 
+def test_top_table_marks_contention_names_every_engine_and_says_random_once(zoo):
+    """Issue 21 item 6: the top-level table marked no contended figure, dropped the engine's
+    name for ONNX Runtime and repeated "random weights" in every accuracy cell."""
+    models, reports_dir, root = zoo
+    busy = make_report("mobilenetv1", "cpu", 1, 290.0)
+    busy["perf"]["load"] = {"contended": True}
+    write_report(reports_dir, busy)
+    write_report(reports_dir, make_report("mobilenetv1", "cpu", 4, 250.0))
+    write_report(reports_dir, make_report("othernet", "cpu", 4, 30.0))
+    top = render(models, reports_dir, root)[str(root / "README.md")]
+    [row] = [l for l in top.splitlines() if l.startswith("| [mobilenetv1]") and "290.0" in l]
+    assert "| cpu (ONNX Runtime) | **290.0** ★ (contended) | 250.0 |" in row
+    table = top[top.index("## Every model on every chip"):top.index("### Reference")]
+    assert table.count("random weights: the accuracy means nothing") == 1
+    assert "not meaningful" not in table and table.count("0.33 ‡") == 2
+
+
 def test_failed_gate_is_visible(zoo):
     models, reports_dir, root = zoo
     write_report(reports_dir, make_report("mobilenetv1", "cpu", 1, 100.0, images=50000,
