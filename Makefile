@@ -15,6 +15,17 @@ include mk/outside.mk
 override SHELL := /bin/bash
 override .SHELLFLAGS := -eo pipefail -c
 
+# A checkout whose path has a space: Make splits it in every recipe, so nothing could run.
+# Refused first, in one line (RUNNER=docker mounts the path as is and refuses more characters).
+ifneq ($(words $(CURDIR)),1)
+override CHECKOUT_ERROR = @printf 'error: %s: the checkout path has a space, which Make splits; move or clone the repository to a path without one\n' '$(subst ','\'',$(CURDIR))' >&2; exit 2
+.DEFAULT_GOAL := checkout-path
+checkout-path:
+	$(CHECKOUT_ERROR)
+.DEFAULT:
+	$(CHECKOUT_ERROR)
+else
+
 override MODEL_NAMES := $(sort $(patsubst models/%/model.yaml,%,$(wildcard models/*/model.yaml)))
 
 # The user's values reach npuzoo.run verbatim and are checked there, in one place: Make never
@@ -143,3 +154,5 @@ clean-sets: venv
 
 clean:
 	rm -rf build
+
+endif

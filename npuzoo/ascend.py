@@ -41,10 +41,21 @@ in, and ACL numbers the NPUs a process sees from 0, so ais_bench gets `--device 
 npu-smi (the driver's view) still lists the NPU under the host's id. mk/docker.mk passes that id
 as NPUZOO_HOST_DEVICE; `host_device` maps the ACL id to it for the npu-smi check and the report.
 
+The paths handed to ais_bench (`hand_over`). The `ait` front end (ais_bench 0.0.2 of the
+`ait/` wheels, which Python >= 3.10 hosts and the CANN 8 images install) checks them when it
+parses its arguments: only `A-Za-z0-9_-/.` in a path; `--model`, `--input` and every entry of
+an input folder neither a symbolic link nor group- or other-writable; an existing `--output`
+(or `--output_dirname`, from the working directory) not a link and at most 0750. The pipeline
+hands over relative paths under build/ made of validated names, and just before the call
+`hand_over` sets those modes (dropping group/other write, and for the outputs group write and
+every other permission), so that they hold whatever the umask the files were made under; a path
+that cannot hold them stops with one line before the tool runs.
+
 `describe`: the backend JSON that `report write --extra` merges into the report (keys backend,
 device, environment): CANN toolkit version (`*/ascend_toolkit_install.info`), driver version
-(`<root>/driver/version.info`, else the npu-smi header), ais_bench and aclruntime versions
-(importlib.metadata in the python that runs ais_bench). Unreadable values are null.
+(`<root>/driver/version.info`, else the npu-smi header), and, read in the python that runs
+ais_bench, the ais_bench and aclruntime distributions' versions, which front end that is
+(`frontend_label`) and which aclruntime build (`aclruntime_label`). Unreadable values are null.
 """
 
 import argparse
@@ -54,6 +65,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 
@@ -324,6 +336,67 @@ def prepare_workdir(folder, command, origin=None):
     return folder
 
 
+# What the ait front end accepts (its infer/path_security_check.py): characters, lengths, and the
+# permission bits a file it reads (READ_DENIED) or a folder it writes (WRITE_DENIED) must not have.
+PLAIN_PATH = re.compile(r"[A-Za-z0-9_./-]{1,4096}")
+READ_DENIED = stat.S_IWGRP | stat.S_IWOTH
+WRITE_DENIED = stat.S_IWGRP | stat.S_IRWXO
+PATH_FLAGS = {"--model": "read", "-m": "read", "--input": "read", "-i": "read",
+              "--output": "write", "-o": "write", "--output_dirname": "write"}
+
+
+def handed_paths(argv):
+    """[(flag, path, 'read' | 'write')] of an ais_bench argument list (`--input a,b`: both)."""
+    found = []
+    for index, word in enumerate(argv):
+        flag, sep, value = word.partition("=")
+        if flag not in PATH_FLAGS:
+            continue
+        if not sep:
+            if index + 1 >= len(argv):
+                continue
+            value = argv[index + 1]
+        parts = value.split(",") if flag in ("--input", "-i") else [value]
+        found += [(flag, part, PATH_FLAGS[flag]) for part in parts if part]
+    return found
+
+
+def _set_mode(path, denied, what):
+    """Clear the `denied` bits of `path` (a file or folder of ours), keeping the owner's."""
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise UserError(f"{path}: a symbolic link, which ais_bench refuses as {what}; "
+                        "delete it and run make again")
+    if stat.S_IMODE(info.st_mode) & denied:
+        try:
+            os.chmod(path, stat.S_IMODE(info.st_mode) & ~denied)
+        except OSError as err:
+            raise UserError(f"{path}: cannot set the mode ais_bench requires of {what} "
+                            f"({err.strerror}); it must belong to you") from None
+
+
+def hand_over(argv, cwd=None):
+    """Make the paths of an ais_bench argument list pass the ait front end's checks, whatever
+    the umask they were made under: plain characters (else UserError), no links, the model and
+    inputs (an input folder's every entry too) not group/other-writable, an existing output
+    folder at most 0750. Relative paths are taken from `cwd`, where ais_bench runs."""
+    for flag, path, use in handed_paths(argv):
+        if not PLAIN_PATH.fullmatch(path) or any(len(p) > 255 for p in path.split("/")):
+            raise UserError(f"{flag} {path}: ais_bench (the ait front end) takes only the "
+                            "characters A-Za-z0-9_-/. in a path (255 per name); use such a path")
+        full = os.path.join(cwd or ".", path)
+        if use == "write":
+            if os.path.lexists(full):
+                _set_mode(full, WRITE_DENIED, f"its {flag} folder")
+            continue
+        if not os.path.exists(full):
+            continue  # the tool's own message says what is missing
+        _set_mode(full, READ_DENIED, f"its {flag}")
+        if flag in ("--input", "-i") and os.path.isdir(full):
+            for entry in os.listdir(full):
+                _set_mode(os.path.join(full, entry), READ_DENIED, f"a file of its {flag} folder")
+
+
 def run_tool(command, soc=None, om=None, device=None, cwd=None):
     """Run an atc or ais_bench command line in the CANN environment, after the checks; in the
     scratch folder `cwd` (prepare_workdir) when given."""
@@ -344,6 +417,8 @@ def run_tool(command, soc=None, om=None, device=None, cwd=None):
     if module:
         check_module(*module, env)
     workdir = prepare_workdir(cwd, command) if cwd else None
+    if module:
+        hand_over(command[3:], workdir)
     if workdir and not os.path.isabs(command[0]) and os.sep in command[0]:
         command = [os.path.abspath(command[0]), *command[1:]]
     try:
@@ -404,18 +479,74 @@ def driver_version(env, npu_smi=None):
             or npu_smi)
 
 
-def python_package_versions(python, names, env):
-    probe = ("import importlib.metadata as m, json, sys\n"
-             "def v(n):\n"
-             "    try: return m.version(n)\n"
-             "    except m.PackageNotFoundError: return None\n"
-             "print(json.dumps({n: v(n) for n in sys.argv[1:]}))")
+# The ais_bench front ends by their own files: the `ait` one has infer/args_check.py (its path
+# checks at argument parsing); a build this project was tested with is named by the sha256 of
+# its infer/__main__.py (../shared/third_party: Ascend/tools 9d6da90, Ascend/ait 3baadae7).
+KNOWN_FRONTENDS = {
+    "ac6f77b4dc4ae28427891d86250b9dab7e4fa90c2bc0471b73fb0b591f4f13c2": "tools 9d6da90",
+    "094168b3f3dfd58280210989e14a4893dbd80710d53bef4b7f079f8c8c3a5217": "ait 3baadae7",
+}
+# Runs in the python of ais_bench (3.7 and later), importing neither package.
+INSTALL_PROBE = r"""
+import hashlib, importlib.util, json, os
+try:
+    from importlib import metadata
+    def version(name):
+        try: return metadata.version(name)
+        except metadata.PackageNotFoundError: return None
+except ImportError:
+    import pkg_resources
+    def version(name):
+        try: return pkg_resources.get_distribution(name).version
+        except Exception: return None
+def spec(name):
+    try: return importlib.util.find_spec(name)
+    except (ImportError, ValueError): return None
+found = {"ais_bench": version("ais_bench"), "aclruntime": version("aclruntime")}
+front = spec("ais_bench")
+for folder in (front and front.submodule_search_locations) or []:
+    main = os.path.join(folder, "infer", "__main__.py")
+    if os.path.isfile(main):
+        with open(main, "rb") as handle:
+            found["frontend_sha256"] = hashlib.sha256(handle.read()).hexdigest()
+        found["ait"] = os.path.isfile(os.path.join(folder, "infer", "args_check.py"))
+        break
+backend = spec("aclruntime")
+found["aclruntime_file"] = os.path.basename(backend.origin) if backend and backend.origin else None
+print(json.dumps(found))
+"""
+
+
+def ais_bench_install(python, env):
+    """What `python -m ais_bench` would run: the distributions' versions, the front end's
+    fingerprint and generation, the aclruntime module's file name."""
     try:
-        proc = subprocess.run([python, "-c", probe, *names], capture_output=True, text=True,
+        proc = subprocess.run([python, "-c", INSTALL_PROBE], capture_output=True, text=True,
                               env=env, timeout=60)
         return json.loads(proc.stdout)
     except (OSError, subprocess.SubprocessError, ValueError):
-        return dict.fromkeys(names)
+        return {}
+
+
+def frontend_label(install):
+    """`0.0.2 (ait 3baadae7)`: the version and which front end; None without one."""
+    if "frontend_sha256" not in install:
+        return install.get("ais_bench")
+    which = KNOWN_FRONTENDS.get(install["frontend_sha256"]) or (
+        f"{'ait' if install.get('ait') else 'tools'} front end, unknown build "
+        f"{install['frontend_sha256'][:12]}")
+    return f"{install.get('ais_bench') or 'no version'} ({which})"
+
+
+def aclruntime_label(install):
+    """`0.0.2 (cpython-311-x86_64-linux-gnu)`: the version and the build of the extension
+    module; a module in Python source is no build of the real backend (the tests' stand-in)."""
+    version, name = install.get("aclruntime"), install.get("aclruntime_file")
+    if not name:
+        return version
+    build = (name.split(".", 1)[1].rsplit(".", 1)[0] if name.endswith(".so") and "." in name[:-3]
+             else "Python source: a stand-in, not the compiled backend")
+    return f"{version or 'no version'} ({build})"
 
 
 def described_device(device, env):
@@ -437,15 +568,15 @@ def describe(soc, device, ais_bench_command):
     except UserError:
         env = dict(os.environ)
     module = ais_bench_module(command)
-    packages = (python_package_versions(module[0], ["ais_bench", "aclruntime"], env)
-                if module else {"ais_bench": None, "aclruntime": None})
+    install = ais_bench_install(module[0], env) if module else {}
     npu_smi = npu_smi_version(env)
     environment = package_versions(["torch", "torchvision", "onnx", "numpy", "pillow"])
     environment.update({"cann_toolkit": toolkit_version(env), "driver": driver_version(env, npu_smi),
-                        "npu_smi": npu_smi, "ais_bench": packages.get("ais_bench"),
-                        "aclruntime": packages.get("aclruntime")})
+                        "npu_smi": npu_smi, "ais_bench": frontend_label(install),
+                        "aclruntime": aclruntime_label(install)})
     return {
-        "backend": {"name": "ais_bench", "version": packages.get("ais_bench"),
+        "backend": {"name": "ais_bench", "version": install.get("ais_bench"),
+                    "frontend": environment["ais_bench"],
                     "command": ais_bench_command, "compiler": "atc",
                     "cann_toolkit": environment["cann_toolkit"]},
         "device": f"{soc} NPU, device {described_device(device, env)}"

@@ -1,9 +1,11 @@
-"""The Ascend path (issues 5 and 12): atc and the real ais_bench front end as the ModelZoo guides
-drive them, chip detection, the CANN environment.
+"""The Ascend path (issues 5, 12 and 18): atc and the real ais_bench front ends as the ModelZoo
+guides drive them, chip detection, the CANN environment.
 
-No Ascend hardware exists here. The unmodified ais_bench front end (`python3 -m ais_bench`,
-../shared/third_party/ais_bench-9d6da90, put on PYTHONPATH, never copied) runs on the test-only
-aclruntime stand-in (tests/standins/acl/), which executes the stand-in `.om` with ONNX Runtime;
+No Ascend hardware exists here. An unmodified ais_bench front end (`python3 -m ais_bench` from
+../shared/third_party, put on PYTHONPATH, never copied: the 2023 one, ais_bench-9d6da90, or
+the ait one, ais_bench-ait-3baadae7, which checks the paths it is given) runs on the test-only
+aclruntime stand-in (tests/standins/acl/), which executes the stand-in `.om` with ONNX Runtime
+and, under the 2023 front end, has the paths checked by the ait front end's own functions;
 the stand-in atc and npu-smi (tests/standins/) enforce docs/ais_bench_compatibility.md ("atc",
 "SOC names and npu-smi"). All of them log their argv, so these tests check the exact commands
 mk/pipeline.mk issues, that what the real tools reject is rejected, and that a missing toolkit,
@@ -11,6 +13,7 @@ an unknown chip and a wrong-chip .om each stop with one `error: ...` line. Tests
 is absent (NPUZOO_SHARED_THIRD_PARTY points elsewhere).
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -29,32 +32,48 @@ from npuzoo.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STANDINS = os.path.join(REPO, "tests", "standins")
-ACL = os.path.join(STANDINS, "acl")  # the aclruntime stand-in and the front end's metadata
+ACL = os.path.join(STANDINS, "acl")  # the aclruntime stand-in and its metadata
 VENV_BIN = os.path.dirname(sys.executable)
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 THIRD_PARTY = Path(os.environ.get("NPUZOO_SHARED_THIRD_PARTY",
                                   Path(REPO).parent / "shared" / "third_party"))
-FRONTEND = THIRD_PARTY / "ais_bench-9d6da90"
-HAS_FRONTEND = (FRONTEND / "ais_bench" / "infer" / "__main__.py").is_file()
+# The two front ends, each with the dist-info `pip install` would have written for it.
+FRONTENDS = {"2023": THIRD_PARTY / "ais_bench-9d6da90", "ait": THIRD_PARTY / "ais_bench-ait-3baadae7"}
+FRONTEND = FRONTENDS["2023"]
+HAS_FRONTEND = all((f / "ais_bench" / "infer" / "__main__.py").is_file() for f in FRONTENDS.values())
 needs_frontend = pytest.mark.skipif(
-    not HAS_FRONTEND, reason=f"the ais_bench front end is not at {FRONTEND} (../shared/third_party)")
+    not HAS_FRONTEND, reason=f"the ais_bench front ends are not in {THIRD_PARTY} (../shared/third_party)")
+LABELS = {"2023": "0.0.2 (tools 9d6da90)", "ait": "0.0.2 (ait 3baadae7)"}  # the report's names
+STANDIN_ACLRUNTIME = "0.0.2 (Python source: a stand-in, not the compiled backend)"
+
+
+def frontend_env(root, frontend="2023"):
+    """PYTHONPATH and settings that put `frontend` and the aclruntime stand-in of the checkout
+    `root` in place, as `pip install` of the two wheels would."""
+    standins = os.path.join(root, "tests", "standins")
+    return {"PYTHONPATH": os.pathsep.join([
+                str(FRONTENDS[frontend]),
+                os.path.join(standins, "frontends", FRONTENDS[frontend].name),
+                os.path.join(standins, "acl"), str(root)]),
+            "NPUZOO_STANDIN_AIT": str(FRONTENDS["ait"]),
+            "PYTHONDONTWRITEBYTECODE": "1"}  # nothing written into ../shared/third_party
 
 
 # -- helpers -----------------------------------------------------------------------------------
 
-def standin_env(tmp_path, standins=True, **extra):
-    """The stand-ins first on PATH, the real ais_bench front end and the aclruntime stand-in on
+def standin_env(tmp_path, standins=True, frontend="2023", **extra):
+    """The stand-ins first on PATH, the real ais_bench `frontend` and the aclruntime stand-in on
     PYTHONPATH (or none of them), no CANN."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("NPUZOO_STANDIN", "ASCEND_")) and k not in ("PYTHONPATH",)}
     path = [VENV_BIN, SYSTEM_PATH]
     if standins:
         path.insert(0, STANDINS)
-        env["PYTHONPATH"] = os.pathsep.join([str(FRONTEND), ACL, REPO])
+        env.update(frontend_env(REPO, frontend))
     else:
         env["PYTHONPATH"] = REPO
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["PATH"] = os.pathsep.join(path)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"  # nothing written into ../shared/third_party
     env["NPUZOO_ASCEND_ROOT"] = str(tmp_path / "no-ascend-here")
     env["NPUZOO_STANDIN_LOG"] = str(tmp_path / "standin.log")
     env["NPUZOO_THREADS"] = "1"
@@ -74,17 +93,17 @@ def calls(tmp_path, tool=None):
     return [e["argv"] for e in log_entries(tmp_path, tool)]
 
 
-def assert_real_frontend(tmp_path):
-    """Every ais_bench run logged was the unmodified front end from ../shared/third_party."""
+def assert_real_frontend(tmp_path, frontend="2023"):
+    """Every ais_bench run logged was the unmodified `frontend` from ../shared/third_party."""
     runs = log_entries(tmp_path, "ais_bench")
     assert runs
     for entry in runs:
-        assert entry["frontend"] == str(FRONTEND / "ais_bench"), entry
+        assert entry["frontend"] == str(FRONTENDS[frontend] / "ais_bench"), entry
 
 
-def run(argv, env, cwd=None):
+def run(argv, env, cwd=None, umask=-1):
     return subprocess.run([str(a) for a in argv], env=env, cwd=cwd or REPO, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=600, umask=umask)
 
 
 def atc(tmp_path, *args, **extra):
@@ -92,9 +111,9 @@ def atc(tmp_path, *args, **extra):
                cwd=tmp_path)
 
 
-def ais_bench(tmp_path, *args, **extra):
-    return run([sys.executable, "-m", "ais_bench", *args], standin_env(tmp_path, **extra),
-               cwd=tmp_path)
+def ais_bench(tmp_path, *args, frontend="2023", **extra):
+    return run([sys.executable, "-m", "ais_bench", *args],
+               standin_env(tmp_path, frontend=frontend, **extra), cwd=tmp_path)
 
 
 def bench(tmp_path, *args):
@@ -275,13 +294,14 @@ def test_remove_om_and_record_om_keep_to_their_own_artefact(tmp_path):
 # -- the real ais_bench front end on the aclruntime stand-in ---------------------------------------
 
 @needs_frontend
-def test_ais_bench_outputs_in_the_documented_formats(tmp_path):
+@pytest.mark.parametrize("frontend", sorted(FRONTENDS))
+def test_ais_bench_outputs_in_the_documented_formats(tmp_path, frontend):
     onnx_path, om = compile_tiny(tmp_path, bs=2)
     arrays = write_inputs(tmp_path / "prep", 5)
     out = tmp_path / "out"
     proc = ais_bench(tmp_path, "--model", om, "--input", tmp_path / "prep", "--output", out,
                      "--output_dirname", "results", "--outfmt", "TXT", "--batchsize", "2",
-                     "--device", "0")
+                     "--device", "0", frontend=frontend)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[INFO] -----------------Performance Summary------------------" in proc.stdout
     assert "throughput 1000*batchsize.mean(2)/NPU_compute_time.mean(" in proc.stdout
@@ -300,15 +320,17 @@ def test_ais_bench_outputs_in_the_documented_formats(tmp_path):
         want = session.run(None, {"image": array[None]})[0][0]
         np.testing.assert_allclose(got, want, atol=1e-5)
     assert calls(tmp_path, "ais_bench")[0][:2] == ["--model", om]
-    assert_real_frontend(tmp_path)
+    assert_real_frontend(tmp_path, frontend)
 
 
 @needs_frontend
-def test_ais_bench_perf_loop_and_warmup(tmp_path):
+@pytest.mark.parametrize("frontend", sorted(FRONTENDS))
+def test_ais_bench_perf_loop_and_warmup(tmp_path, frontend):
     _, om = compile_tiny(tmp_path, bs=2)
     out = tmp_path / "perf"
     proc = ais_bench(tmp_path, "--model", om, "--output", out, "--output_dirname", "perf",
-                     "--outfmt", "BIN", "--batchsize", "2", "--loop", "5", "--warmup_count", "2")
+                     "--outfmt", "BIN", "--batchsize", "2", "--loop", "5", "--warmup_count", "2",
+                     frontend=frontend)
     assert proc.returncode == 0, proc.stderr
     assert "[INFO] warm up 2 done" in proc.stdout
     summary = json.loads((out / "perf_summary.json").read_text())
@@ -352,8 +374,11 @@ def test_ais_bench_refuses_om_of_another_chip_and_non_om(tmp_path):
     assert "built with --soc_version=Ascend310 but device 0 is an Ascend310P3" in proc.stderr
     proc = ais_bench(tmp_path, "--model", om, NPUZOO_STANDIN_CHIP="310")
     assert proc.returncode == 0, proc.stderr
-    proc = ais_bench(tmp_path, "--model", onnx_path)
+    # the stand-in's own refusal (the ait checks, which refuse a model not named .om, off)
+    proc = ais_bench(tmp_path, "--model", onnx_path, NPUZOO_STANDIN_AIT="")
     assert proc.returncode != 0 and "not an offline model" in proc.stderr
+    proc = ais_bench(tmp_path, "--model", onnx_path)
+    assert proc.returncode != 0 and "file type not in ['om']" in proc.stdout + proc.stderr
 
 
 @needs_frontend
@@ -375,10 +400,24 @@ def test_ais_bench_dynamic_batch_om(tmp_path):
 
 
 @needs_frontend
-def test_ais_bench_and_aclruntime_versions_are_readable(tmp_path):
-    env = standin_env(tmp_path)
-    versions = ascend.python_package_versions(sys.executable, ["ais_bench", "aclruntime"], env)
-    assert versions == {"ais_bench": "0.0.2", "aclruntime": "0.0.2+npuzoo.standin"}
+@pytest.mark.parametrize("frontend", sorted(FRONTENDS))
+def test_the_front_end_and_aclruntime_are_named_from_the_install(tmp_path, frontend):
+    install = ascend.ais_bench_install(sys.executable, standin_env(tmp_path, frontend=frontend))
+    assert install["ais_bench"] == install["aclruntime"] == "0.0.2"
+    assert install["ait"] is (frontend == "ait")
+    assert ascend.frontend_label(install) == LABELS[frontend]
+    assert ascend.aclruntime_label(install) == STANDIN_ACLRUNTIME
+    # the known builds' fingerprints are those of the front ends beside the repository
+    digest = hashlib.sha256((FRONTENDS[frontend] / "ais_bench" / "infer" / "__main__.py")
+                            .read_bytes()).hexdigest()
+    assert ascend.KNOWN_FRONTENDS[digest] == LABELS[frontend][7:-1]
+    # a build not known: its generation, from its own files, and its fingerprint
+    assert ascend.frontend_label(dict(install, frontend_sha256="ab" * 32)) == \
+        f"0.0.2 ({'ait' if frontend == 'ait' else 'tools'} front end, unknown build abababababab)"
+    assert ascend.aclruntime_label({"aclruntime": "0.0.2", "aclruntime_file":
+                                    "aclruntime.cpython-310-aarch64-linux-gnu.so"}) == \
+        "0.0.2 (cpython-310-aarch64-linux-gnu)"
+    assert ascend.frontend_label({}) is None and ascend.aclruntime_label({}) is None
 
 
 # -- our runner against the tool: the same commands, the same files -------------------------------
@@ -518,7 +557,8 @@ def fake_toolkit(tmp_path, socs=("Ascend310P3", "Ascend310")):
         "package_name=Ascend-cann-toolkit\nversion=7.0.0\ninnerversion=V100R001C15\n")
     (home.parent / "set_env.sh").write_text(
         f'export ASCEND_TOOLKIT_HOME={home}\nexport ASCEND_HOME_PATH={home}\n'
-        f'export PATH={STANDINS}:$PATH\nexport PYTHONPATH={FRONTEND}:{ACL}:$PYTHONPATH\n')
+        f'export PATH={STANDINS}:$PATH\n'
+        f'export PYTHONPATH={frontend_env(REPO)["PYTHONPATH"]}:$PYTHONPATH\n')
     return home
 
 
@@ -652,7 +692,9 @@ def test_describe_records_versions(tmp_path):
     assert data["backend"]["name"] == "ais_bench"
     assert data["environment"]["cann_toolkit"] == "7.0.0"
     assert data["environment"]["driver"] == "23.0.rc3"
-    assert data["environment"]["ais_bench"].startswith("0.0.2")
+    assert data["environment"]["ais_bench"] == data["backend"]["frontend"] == LABELS["2023"]
+    assert data["backend"]["version"] == "0.0.2"
+    assert data["environment"]["aclruntime"] == STANDIN_ACLRUNTIME
     assert data["device"].startswith("Ascend310P3")
 
 

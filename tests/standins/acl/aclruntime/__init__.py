@@ -1,17 +1,20 @@
 """Test stand-in for `aclruntime`, the C++/pybind11 backend of Huawei's ais_bench (0.0.2).
 
-The unmodified ais_bench front end (../shared/third_party/ais_bench-9d6da90, on PYTHONPATH with
-this folder) parses the arguments, batches the input files, names and writes the outputs and the
-summary; this module is what it calls where the real one drives ACL on an NPU. It offers what
-`ais_bench/infer/interface.py` uses (docs/ais_bench_compatibility.md, "What the aclruntime
-stand-in offers"):
+An unmodified ais_bench front end from ../shared/third_party (on PYTHONPATH with this folder:
+the 2023 one, ais_bench-9d6da90, or the `ait` one, ais_bench-ait-3baadae7) parses the arguments,
+checks the paths (ait), batches the input files, names and writes the outputs and the summary;
+this module is what it calls where the real one drives ACL on an NPU. It offers what either
+front end's `ais_bench/infer/interface.py` uses (docs/ais_bench_compatibility.md, "What the
+aclruntime stand-in offers"):
 
     session_options()                          .loop, .log_level, .acl_json_path
     InferenceSession(path, device, options)    get_inputs(), get_outputs(), options(),
         set_staticbatch(), set_dynamic_batchsize(n), set_dynamic_hw(w, h),
         set_dynamic_dims(s), set_dynamic_shape(s), set_custom_outsize(sizes),
-        run(output_names, inputs), sumary(), reset_sumaryinfo(), finalize(),
-        create_tensor_from_fileslist(desc, files)
+        run(output_names, inputs), sumary(), reset_sumaryinfo(), create_tensor_from_fileslist(
+        desc, files); ait's get_dym_aipp_input_exist() (0: no dynamic AIPP input),
+        get_max_dym_batchsize(), free_resource(); finalize() on the session (2023) or the
+        class (ait)
     tensor_desc        .name, .datatype, .format (0 NCHW, 1 NHWC), .shape (-1 dynamic), .size,
                        .realsize (bytes of one execution's input)
     Tensor(array)      .to_device(id), .to_host(), .shape, numpy's __array__
@@ -22,7 +25,9 @@ stand-in offers"):
 The model is the `.om` the stand-in atc writes (tests/standins/_standin.py: a header line of
 JSON, then the ONNX model with the static shapes fixed); its ONNX runs with ONNX Runtime on the
 CPU, `options.loop` times per run() (each execution timed, in ms, into sumary().exec_time_list),
-so the outputs are real. What only an NPU host does is emulated as ACL fails, with a
+so the outputs are real. sumary().exec_time_list is in the API of the front end beside it
+(the wheels come in pairs): one time per execution for the 2023 front end, one (start, end)
+pair for ait's (told apart by its infer/args_check.py). What only an NPU host does is emulated as ACL fails, with a
 RuntimeError (the front end then stops with its traceback, as with the real backend):
 - a device id beyond NPUZOO_STANDIN_NPUS (aclrtSetDevice);
 - a file that is not a stand-in `.om`, or one built for another chip than the device's
@@ -32,10 +37,15 @@ RuntimeError (the front end then stops with its traceback, as with the real back
 
 On import it appends one line to NPUZOO_STANDIN_LOG (tool "ais_bench"): the command line of the
 process (sys.argv[1:]), its working directory, and `frontend`, the file of the `ais_bench`
-package that runs, so that a test can tell the real front end from anything else.
+package that runs, so that a test can tell the real front end from anything else. Under the
+2023 front end, which checks no path, it then has the paths of the command line checked as the
+ait front end checks them, by that front end's own functions (NPUZOO_STANDIN_AIT: its folder;
+a separate process, since both packages are named ais_bench): a path the ait front end would
+refuse stops the run here too, so every test of the pipeline holds it to both.
 """
 
 import ctypes
+import importlib.util
 import os
 import sys
 import time
@@ -48,7 +58,14 @@ if _STANDINS not in sys.path:
     sys.path.append(_STANDINS)
 import _standin  # noqa: E402
 
-__version__ = "0.0.2+npuzoo.standin"
+__version__ = "0.0.2"  # the ait front end runs its default (array) mode on exactly 0.0.2
+
+
+def _ait_frontend():
+    """True when the ais_bench beside this module is the ait one (its path checks' module)."""
+    spec = importlib.util.find_spec("ais_bench")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    return any(os.path.isfile(os.path.join(f, "infer", "args_check.py")) for f in folders)
 
 
 def _log_process():
@@ -57,7 +74,41 @@ def _log_process():
                       frontend=os.path.dirname(os.path.abspath(frontend)) if frontend else None)
 
 
+# Run in the ait front end's folder with the command line: its argument checks (args_check.py),
+# then, as its file listing does, every entry of an input folder.
+_AIT_CHECKS = r"""
+import argparse, os, sys
+from ais_bench.infer import args_check as check
+from ais_bench.infer.path_security_check import FileStat
+parser = argparse.ArgumentParser(prog="ait path checks")
+parser.add_argument("--model", "-m", type=check.check_om_path_legality)
+parser.add_argument("--input", "-i", type=check.check_input_path_legality)
+parser.add_argument("--output", "-o", type=check.check_output_path_legality)
+parser.add_argument("--output_dirname", type=check.check_output_path_legality)
+args, _ = parser.parse_known_args()
+for folder in (args.input or "").split(","):
+    if folder and os.path.isdir(folder):
+        for entry in os.listdir(folder):
+            if not FileStat(os.path.join(folder, entry)).is_basically_legal("read"):
+                sys.exit("input data:{} is illegal".format(os.path.join(folder, entry)))
+"""
+
+
+def _check_paths_as_ait():
+    ait = os.environ.get("NPUZOO_STANDIN_AIT")
+    if not ait or "ais_bench" not in sys.modules or _ait_frontend():
+        return
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", _AIT_CHECKS, *sys.argv[1:]],
+                          env=dict(os.environ, PYTHONPATH=ait), capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        raise RuntimeError("[ERROR] a path the ait front end refuses (its checks, above)")
+
+
 _log_process()
+_check_paths_as_ait()
 
 
 class dtype:  # noqa: N801 - the pybind11 enum's name
@@ -178,8 +229,12 @@ class Tensor:
 
 
 class _Summary:
-    def __init__(self, times):
-        self.exec_time_list = list(times)
+    def __init__(self, spans):
+        """spans: (start_ms, end_ms) of each execution."""
+        if _ait_frontend():
+            self.exec_time_list = [tuple(span) for span in spans]
+        else:
+            self.exec_time_list = [end - start for start, end in spans]
 
 
 def _fail(what):
@@ -283,6 +338,12 @@ class InferenceSession:
     def set_custom_outsize(self, sizes):
         self._custom_outsize = list(sizes)
 
+    def get_max_dym_batchsize(self):
+        return max(self._profiles or [0])
+
+    def get_dym_aipp_input_exist(self):
+        return 0  # atc's static --insert_op_conf AIPP is part of the model, not a dynamic input
+
     # -- running -----------------------------------------------------------------------------
     def create_tensor_from_fileslist(self, desc, files):
         parts = []
@@ -319,9 +380,9 @@ class InferenceSession:
         if unknown:
             _fail("no output named {} (outputs: {})".format(unknown[0], ", ".join(names)))
         for _ in range(max(1, int(self._options.loop))):
-            start = time.perf_counter()
+            start = time.perf_counter() * 1000.0
             results = self._ort.run(names, feeds)
-            self._times.append((time.perf_counter() - start) * 1000.0)
+            self._times.append((start, time.perf_counter() * 1000.0))
         outputs = []
         for result in results:
             tensor = Tensor(result)
@@ -335,8 +396,12 @@ class InferenceSession:
     def reset_sumaryinfo(self):  # sic, T23
         self._times = []
 
-    def finalize(self):
+    def free_resource(self):
         self._ort = None
+
+    @staticmethod
+    def finalize():
+        """ACL's process-wide finalize: ait calls it on the class, 2023 on the session."""
 
     def __repr__(self):
         return "InferenceSession({}, device {}, {})".format(self.model_path, self.device_id,
