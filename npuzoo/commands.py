@@ -7,6 +7,8 @@ shell variables such as ${bs}); tests/test_commands.py checks that `make -n` pri
 README says. Arguments are strings, so a Make placeholder or a shell variable fits anywhere.
 """
 
+import shlex
+
 
 def atc_args(cfg, model, output, batch, soc, aipp=None):
     """`atc` arguments of the guides: the ONNX, the output base, the static input shape, the
@@ -42,12 +44,11 @@ def perf_args(model, output, dirname, batch, loop, warmup, device=None):
 def make_functions(cfg):
     """{name: Make text} of ATC_ARGS, INFER_ARGS and PERF_ARGS (called with $(call ...));
     ATC_ARGS' fifth argument, the AIPP file, adds its options only when given."""
-    extras = [shlex.quote(a) for a in (cfg.get("atc") or {}).get("extra_args") or []]
     atc = atc_args(cfg, "$(1)", "$(2)", "$(3)", "$(4)")
-    head = atc[:len(atc) - len(extras)]
-    text = " ".join(head) + "$(if $(5), " + " ".join(aipp_args("$(5)")) + ")"
+    extras = atc[7:]  # model.yaml's, shell-quoted; a `$` doubled, so that Make leaves it be
+    text = " ".join(atc[:7]) + "$(if $(5), " + " ".join(aipp_args("$(5)")) + ")"
     return {
-        "ATC_ARGS": text + "".join(" " + e for e in extras),
+        "ATC_ARGS": text + "".join(" " + e.replace("$", "$$") for e in extras),
         "INFER_ARGS": " ".join(infer_args("$(1)", "$(2)", "$(3)", "$(4)", "$(5)", "$(6)")),
         "PERF_ARGS": " ".join(perf_args("$(1)", "$(2)", "$(3)", "$(4)", "$(5)", "$(6)", "$(7)")),
     }
