@@ -361,15 +361,17 @@ def handed_paths(argv):
     return found
 
 
-def _set_mode(path, denied, what):
-    """Clear the `denied` bits of `path` (a file or folder of ours), keeping the owner's."""
-    info = os.lstat(path)
+def _set_mode(cwd, path, denied, what):
+    """Clear the `denied` bits of `path` (a file or folder of ours, from `cwd`), keeping the
+    owner's."""
+    full = os.path.join(cwd, path)
+    info = os.lstat(full)
     if stat.S_ISLNK(info.st_mode):
         raise UserError(f"{path}: a symbolic link, which ais_bench refuses as {what}; "
                         "delete it and run make again")
     if stat.S_IMODE(info.st_mode) & denied:
         try:
-            os.chmod(path, stat.S_IMODE(info.st_mode) & ~denied)
+            os.chmod(full, stat.S_IMODE(info.st_mode) & ~denied)
         except OSError as err:
             raise UserError(f"{path}: cannot set the mode ais_bench requires of {what} "
                             f"({err.strerror}); it must belong to you") from None
@@ -384,17 +386,19 @@ def hand_over(argv, cwd=None):
         if not PLAIN_PATH.fullmatch(path) or any(len(p) > 255 for p in path.split("/")):
             raise UserError(f"{flag} {path}: ais_bench (the ait front end) takes only the "
                             "characters A-Za-z0-9_-/. in a path (255 per name); use such a path")
-        full = os.path.join(cwd or ".", path)
+        cwd = cwd or "."
+        full = os.path.join(cwd, path)
         if use == "write":
             if os.path.lexists(full):
-                _set_mode(full, WRITE_DENIED, f"its {flag} folder")
+                _set_mode(cwd, path, WRITE_DENIED, f"its {flag} folder")
             continue
         if not os.path.exists(full):
             continue  # the tool's own message says what is missing
-        _set_mode(full, READ_DENIED, f"its {flag}")
+        _set_mode(cwd, path, READ_DENIED, f"its {flag}")
         if flag in ("--input", "-i") and os.path.isdir(full):
             for entry in os.listdir(full):
-                _set_mode(os.path.join(full, entry), READ_DENIED, f"a file of its {flag} folder")
+                _set_mode(cwd, os.path.join(path, entry), READ_DENIED,
+                          f"a file of its {flag} folder")
 
 
 def run_tool(command, soc=None, om=None, device=None, cwd=None):

@@ -14,9 +14,11 @@ is absent (NPUZOO_SHARED_THIRD_PARTY points elsewhere).
 """
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -418,6 +420,106 @@ def test_the_front_end_and_aclruntime_are_named_from_the_install(tmp_path, front
                                     "aclruntime.cpython-310-aarch64-linux-gnu.so"}) == \
         "0.0.2 (cpython-310-aarch64-linux-gnu)"
     assert ascend.frontend_label({}) is None and ascend.aclruntime_label({}) is None
+
+
+# -- the paths handed to ais_bench: the ait front end's rules -----------------------------------
+
+def ait_refusal(cwd, *argv):
+    """None when the ait front end's own checks (run as the aclruntime stand-in runs them)
+    accept the paths of `argv` from `cwd`, else their messages."""
+    spec = importlib.util.spec_from_file_location("_standin_aclruntime",
+                                                  os.path.join(ACL, "aclruntime", "__init__.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    proc = run([sys.executable, "-c", module._AIT_CHECKS, *argv],
+               dict(os.environ, PYTHONPATH=str(FRONTENDS["ait"]), PYTHONDONTWRITEBYTECODE="1"),
+               cwd=cwd)
+    return None if proc.returncode == 0 else proc.stdout + proc.stderr
+
+
+@needs_frontend
+@pytest.mark.parametrize("mask", [0o022, 0o002])
+def test_hand_over_gives_ais_bench_what_the_ait_front_end_accepts(tmp_path, mask):
+    """What the pipeline hands over, made under the umask as the steps make it (the .om by
+    atc, the preprocessed files, a shard's hard links and stamp, `mkdir -p` output folders):
+    refused by ait as made, accepted after hand_over, with no bit added."""
+    saved = os.umask(mask)
+    try:
+        for folder in ("build/m/om", "build/prep/set", "build/m/run/perf-loop2",
+                       "build/m/run/shards2/0/input"):
+            (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / "build/m/om/m_bs4.om").write_bytes(b"om")
+        for name in ("a.bin", "b.bin", ".done", "prep.json"):
+            (tmp_path / "build/prep/set" / name).write_bytes(b"x")
+        os.link(tmp_path / "build/prep/set/a.bin", tmp_path / "build/m/run/shards2/0/input/a.bin")
+        (tmp_path / "build/m/run/shards2/0/input/.done").write_text("{}")
+    finally:
+        os.umask(saved)
+    commands = [
+        ["--model", "build/m/om/m_bs4.om", "--input", "build/prep/set", "--output", "build/m/run",
+         "--output_dirname", "results", "--outfmt", "TXT", "--batchsize", "4", "--device", "0"],
+        ["--model", "build/m/om/m_bs4.om", "--output", "build/m/run/perf-loop2",
+         "--output_dirname", "perf", "--outfmt", "BIN", "--loop", "2"],
+        ["--model=build/m/om/m_bs4.om", "--input=build/m/run/shards2/0/input",
+         "--output=build/m/run/shards2/0", "--output_dirname=results"],
+    ]
+    before = {p: stat.S_IMODE(p.lstat().st_mode) for p in (tmp_path / "build").rglob("*")}
+    for argv in commands:
+        assert ait_refusal(tmp_path, *argv), argv  # 0755 output folders; under 002 all of it
+        ascend.hand_over(argv, str(tmp_path))
+        assert ait_refusal(tmp_path, *argv) is None, argv
+    for path, mode in before.items():
+        now = stat.S_IMODE(path.lstat().st_mode)
+        assert now & ~mode == 0 and now & 0o700 == mode & 0o700, path  # only bits taken away
+    assert stat.S_IMODE((tmp_path / "build/m/run").stat().st_mode) == 0o750
+    assert stat.S_IMODE((tmp_path / "build/prep/set/a.bin").stat().st_mode) == 0o644
+
+
+def test_hand_over_refuses_what_no_mode_can_fix(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.bin").symlink_to("/dev/null")
+    with pytest.raises(UserError, match=r"^in/a.bin: a symbolic link, which ais_bench refuses"):
+        ascend.hand_over(["--model", "m.om", "--input", "in"], str(tmp_path))
+    for argv, shown in ((["--output", "out dir"], "--output out dir"),
+                        (["--input=a,b+c"], "--input b+c"),
+                        (["-m", "x" * 256 + ".om"], "-m " + "x" * 256)):
+        with pytest.raises(UserError, match="takes only the characters A-Za-z0-9_-/. in a path"):
+            ascend.hand_over(argv, str(tmp_path))
+        try:
+            ascend.hand_over(argv, str(tmp_path))
+        except UserError as err:
+            assert str(err).startswith(shown)
+    assert ascend.handed_paths(["--input", "a,b", "-o", "o", "--outfmt", "TXT", "--model"]) == [
+        ("--input", "a", "read"), ("--input", "b", "read"), ("-o", "o", "write")]
+
+
+def test_make_n_hands_ais_bench_plain_paths_under_build(tmp_path, shared_data):
+    """Every path of the pipeline's ais_bench commands: relative, under build/, and plain
+    (the ait front end's characters), made of validated names whatever DATA is called."""
+    data = tmp_path / "my data (val) ü"
+    shutil.copytree(shared_data / "imagenet-val-10", data)
+    lines = make_n(tmp_path, "mobilenetv1", "BS=4", "SOC=Ascend310P3", f"DATA={data}",
+                   "WEIGHTS=random", "AIPP=1")
+    bench = [line.split(" -m ais_bench ", 1)[1].split(" | ")[0].split()
+             for line in lines if " -m ais_bench " in line]
+    assert len(bench) == 2
+    for argv in bench:
+        paths = ascend.handed_paths(argv)
+        assert len(paths) == (4 if "--input" in argv else 3)
+        for flag, path, _ in paths:
+            assert ascend.PLAIN_PATH.fullmatch(path), (flag, path)
+            assert flag == "--output_dirname" or path.startswith("build/"), (flag, path)
+
+
+@pytest.mark.parametrize("goal", [[], ["mobilenetv1", "SOC=Ascend310P3"], ["sweep"], ["test"]])
+def test_a_checkout_path_with_a_space_stops_first_with_one_line(tmp_path, goal):
+    """Make splits such a path in every recipe (`$(PY)` first): refused before anything runs."""
+    root = tmp_path / "my checkout"
+    root.mkdir()
+    shutil.copy(os.path.join(REPO, "Makefile"), root)
+    proc = run(["make", "--no-print-directory", *goal], standin_env(tmp_path), cwd=root)
+    assert_one_error_line(proc, f"{root}: the checkout path has a space", "move or clone")
+    assert proc.returncode == 2 and sorted(os.listdir(root)) == ["Makefile"]
 
 
 # -- our runner against the tool: the same commands, the same files -------------------------------
