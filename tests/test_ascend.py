@@ -21,6 +21,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -907,22 +908,26 @@ def test_make_n_explicit_soc_never_runs_npu_smi(tmp_path, shared_data):
 
 # -- end to end, with the stand-ins and the real front end, on a copy of the repository -----------
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
+def copy_workspace(root):
     """A copy of the working tree (no build/, reports/, .git) sharing the .venv."""
-    root = tmp_path_factory.mktemp("ascend-e2e") / "repo"
     shutil.copytree(REPO, root, symlinks=True, ignore=shutil.ignore_patterns(
         ".venv", "build", "reports", ".git", "__pycache__", ".pytest_cache"))
     os.symlink(os.path.join(REPO, ".venv"), root / ".venv")
     return root
 
 
-def make(workspace, tmp_path, *args, **extra):
-    env = standin_env(tmp_path, **extra)
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    return copy_workspace(tmp_path_factory.mktemp("ascend-e2e") / "repo")
+
+
+def make(workspace, tmp_path, *args, frontend="2023", umask=-1, **extra):
+    """`make ARGS` in `workspace` with the stand-ins and `frontend`, under `umask` if given."""
+    env = standin_env(tmp_path, frontend=frontend, **extra)
     env["PYTHONPATH"] = env["PYTHONPATH"].replace(REPO, str(workspace))
     env["PATH"] = env["PATH"].replace(STANDINS, str(workspace / "tests" / "standins"))
     return run(["make", "--no-print-directory", "-o", ".venv/.installed", *args], env,
-               cwd=workspace)
+               cwd=workspace, umask=umask)
 
 
 MODELS = {"dpn131": 224, "inceptionv4": 299, "mobilenetv1": 224, "tresnet": 224, "vovnet39": 224}
@@ -943,11 +948,11 @@ def cpu_variant(model):
     return "_onnxruntime" if cpu_engine_args(model) else ""
 
 
-def run_dirs(workspace, model, chip, suffix=""):
+def run_dirs(workspace, model, chip, suffix="", sizes=(1, 4)):
     build = workspace / "build" / model / chip / "random"
     extra = cpu_variant(model) if chip == "cpu" else ""
     return {bs: next((build / f"bs{bs}{suffix}{extra}").glob("imagenet-val-1300-*"))
-            for bs in ((4,) if suffix else (1, 4))}
+            for bs in sizes}
 
 
 def report_path(workspace, model, chip, bs, aipp=False):
@@ -956,11 +961,13 @@ def report_path(workspace, model, chip, bs, aipp=False):
         f"{chip}_bs{bs}.json"
 
 
-def check_same_as_cpu(workspace, model, aipp=False):
-    """The accuracy JSON and every result file of the Ascend run equal the CPU run's."""
+def check_same_as_cpu(workspace, model, aipp=False, sizes=(1, 4), frontend="2023", cpu=None):
+    """The accuracy JSON and every result file of the Ascend run equal the CPU run's (in the
+    workspace `cpu`, else the same one); the report names the front end and aclruntime."""
     suffix = "_aipp" if aipp else ""
-    ascend_runs = run_dirs(workspace, model, "Ascend310P3", suffix)
-    cpu_runs = run_dirs(workspace, model, "cpu", suffix)
+    cpu = cpu or workspace
+    ascend_runs = run_dirs(workspace, model, "Ascend310P3", suffix, sizes)
+    cpu_runs = run_dirs(cpu, model, "cpu", suffix, sizes)
     for bs, path in ascend_runs.items():
         accuracy = (path / "accuracy.json").read_bytes()
         assert accuracy == (cpu_runs[bs] / "accuracy.json").read_bytes(), (model, bs, aipp)
@@ -970,32 +977,51 @@ def check_same_as_cpu(workspace, model, aipp=False):
         for name in names:
             assert (path / "results" / name).read_bytes() == \
                 (cpu_runs[bs] / "results" / name).read_bytes(), (model, bs, name)
-        reports = {chip: json.loads(report_path(workspace, model, chip, bs, aipp).read_text())
-                   for chip in ("Ascend310P3", "cpu")}
-        assert set(reports["Ascend310P3"]) == set(reports["cpu"])
+        reports = {"Ascend310P3": json.loads(report_path(workspace, model, "Ascend310P3", bs,
+                                                         aipp).read_text()),
+                   "cpu": json.loads(report_path(cpu, model, "cpu", bs, aipp).read_text())}
+        made_by = {"placement", "timings"}  # a sweep task's report, or a `make <model>` run's
+        assert set(reports["Ascend310P3"]) - made_by == set(reports["cpu"]) - made_by
         assert reports["Ascend310P3"]["accuracy"] == reports["cpu"]["accuracy"]
         report = reports["Ascend310P3"]
         assert report["soc"] == "Ascend310P3" and report["backend"]["name"] == "ais_bench"
-        assert report["environment"]["ais_bench"] == "0.0.2"
-        assert report["environment"]["aclruntime"] == "0.0.2+npuzoo.standin"
+        assert report["environment"]["ais_bench"] == LABELS[frontend]
+        assert report["backend"]["frontend"] == LABELS[frontend]
+        assert report["environment"]["aclruntime"] == STANDIN_ACLRUNTIME
         assert report["environment"]["driver"] == "23.0.0"
         assert report["perf"]["samples"] == 2 and report["perf"]["throughput"] > 0
 
 
+def assert_paths_checked_as_ait(tmp_path, frontend):
+    """Every ais_bench run had its paths checked by the ait front end's own code: itself, or
+    under the 2023 front end the aclruntime stand-in running those checks."""
+    assert_real_frontend(tmp_path, frontend)
+    if frontend == "2023":
+        assert calls(tmp_path, "ait-checks") == calls(tmp_path, "ais_bench")
+
+
+# Each model's pipeline on one front end under one umask (a full matrix costs too much time);
+# MobileNetV1 has the full matrix below.
+E2E_CASES = {"dpn131": ("ait", 0o002), "inceptionv4": ("2023", 0o002),
+             "tresnet": ("ait", 0o022), "vovnet39": ("2023", 0o022)}
+
+
 @pytest.mark.slow
 @needs_frontend
-@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("model", sorted(E2E_CASES))
 def test_e2e_every_model_through_the_real_front_end(workspace, tmp_path, shared_data, model):
     """Each model's commands, dataset and perf modes, BS 1 and 4 and AIPP at BS 4, through
-    `python3 -m ais_bench` (the unmodified front end) on the aclruntime stand-in: the same
+    `python3 -m ais_bench` (an unmodified front end) on the aclruntime stand-in: the same
     result files and accuracy JSON as the CPU path (npuzoo.bench)."""
     hw = MODELS[model]
+    frontend, mask = E2E_CASES[model]
     data = shared_data / "imagenet-val-1300"
     common = [model, f"DATA={data}", f"N={N}", "WEIGHTS=random", "LOOP=2", "WARMUP=1"]
-    proc = make(workspace, tmp_path, *common, "BS=1 4", "SOC=Ascend310P3")
+    proc = make(workspace, tmp_path, *common, "BS=1 4", "SOC=Ascend310P3", frontend=frontend,
+                umask=mask)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert calls(tmp_path, "atc") == [expected_atc(model, "Ascend310P3", bs, hw) for bs in (1, 4)]
-    assert_real_frontend(tmp_path)
+    assert_paths_checked_as_ait(tmp_path, frontend)
     runs = log_entries(tmp_path, "ais_bench")
     assert len(runs) == 4  # dataset mode and perf mode, per batch size
     work = workspace / "build" / model / "Ascend310P3" / "cann-work"
@@ -1017,18 +1043,116 @@ def test_e2e_every_model_through_the_real_front_end(workspace, tmp_path, shared_
 
     proc = make(workspace, tmp_path, *common, "BS=1 4", "SOC=cpu", *cpu_engine_args(model))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    check_same_as_cpu(workspace, model)
+    check_same_as_cpu(workspace, model, frontend=frontend)
 
     (tmp_path / "standin.log").unlink()
     for chip in ("Ascend310P3", "cpu"):
         proc = make(workspace, tmp_path, *common, "BS=4", "AIPP=1", f"SOC={chip}",
-                    *(cpu_engine_args(model) if chip == "cpu" else []))
+                    *(cpu_engine_args(model) if chip == "cpu" else []), frontend=frontend,
+                    umask=mask)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert calls(tmp_path, "atc") == [expected_atc(model, "Ascend310P3", 4, hw, aipp=True)]
-    assert_real_frontend(tmp_path)
-    check_same_as_cpu(workspace, model, aipp=True)
+    assert_paths_checked_as_ait(tmp_path, frontend)
+    check_same_as_cpu(workspace, model, aipp=True, frontend=frontend)
     om = workspace / "build" / model / "Ascend310P3" / "random"
     assert (om / f"{model}_bs4.om").is_file() and (om / f"{model}_bs4_aipp.om").is_file()
+
+
+def e2e_args(shared_data):
+    return ["mobilenetv1", "BS=4", f"DATA={shared_data / 'imagenet-val-1300'}", f"N={N}",
+            "WEIGHTS=random", "LOOP=2", "WARMUP=1"]
+
+
+@pytest.fixture(scope="module")
+def cpu_reference(tmp_path_factory, shared_data):
+    """MobileNetV1 on the CPU, plain and AIPP, BS 4: what every Ascend run must reproduce."""
+    root = copy_workspace(tmp_path_factory.mktemp("ascend-cpu") / "repo")
+    for aipp in ([], ["AIPP=1"]):
+        proc = make(root, root.parent, *e2e_args(shared_data), "SOC=cpu", *aipp)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return root
+
+
+# model.yaml's atc.extra_args, set in the matrix's copies: they reach atc after the guide's flags.
+ATC_EXTRAS = ["--precision_mode=allow_fp32_to_fp16", "--op_select_implmode=high_precision",
+              "--optypelist_for_implmode=Gelu,Sigmoid"]
+MATRIX = [(frontend, mask) for frontend in sorted(FRONTENDS) for mask in (0o022, 0o002)]
+
+
+@pytest.mark.slow
+@needs_frontend
+@pytest.mark.parametrize("frontend, mask", MATRIX, ids=[f"{f}-umask{m:03o}" for f, m in MATRIX])
+def test_e2e_mobilenetv1_on_both_front_ends_under_both_umasks(tmp_path_factory, tmp_path,
+                                                             shared_data, cpu_reference,
+                                                             frontend, mask):
+    """`make mobilenetv1 BS=4 SOC=Ascend310P3` and its AIPP run, from a fresh copy under the
+    umask, on each front end: the ait one refuses any path against its rules (an output
+    folder beyond 0750, a model or input group-writable) and the 2023 one has them checked by
+    the stand-in; the printed summary, the CPU path's results and accuracy, a throughput."""
+    root = copy_workspace(tmp_path_factory.mktemp("ascend-matrix") / "repo")
+    model_yaml = root / "models" / "mobilenetv1" / "model.yaml"
+    written = model_yaml.stat()
+    model_yaml.write_text(model_yaml.read_text().replace(
+        "atc: {extra_args: []}", "atc: {extra_args: [" + ", ".join(f"'{e}'" for e in ATC_EXTRAS) + "]}"))
+    # The reference's export (never handed to ais_bench) is reused, so that each case does
+    # not export again: its file and weights record copied, model.yaml's time kept.
+    os.utime(model_yaml, ns=(written.st_atime_ns, written.st_mtime_ns))
+    for part in ("onnx", "weights"):
+        shutil.copytree(cpu_reference / "build" / "mobilenetv1" / part,
+                        root / "build" / "mobilenetv1" / part)
+    for aipp in ([], ["AIPP=1"]):
+        proc = make(root, tmp_path, *e2e_args(shared_data), "SOC=Ascend310P3", *aipp,
+                    frontend=frontend, umask=mask)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert proc.stdout.count("throughput 1000*batchsize.mean(4)/NPU_compute_time.mean(") == 2
+    assert calls(tmp_path, "atc") == [expected_atc("mobilenetv1", "Ascend310P3", 4, 224, aipp=aipp)
+                                      + ATC_EXTRAS for aipp in (False, True)]
+    assert len(calls(tmp_path, "ais_bench")) == 4
+    assert_paths_checked_as_ait(tmp_path, frontend)
+    for aipp in (False, True):
+        check_same_as_cpu(root, "mobilenetv1", aipp=aipp, sizes=(4,), frontend=frontend,
+                          cpu=cpu_reference)
+    # the umask was in force: what the pipeline writes for itself follows it
+    out = run_dirs(root, "mobilenetv1", "Ascend310P3", sizes=(4,))[4]
+    assert stat.S_IMODE((out / "accuracy.json").stat().st_mode) == 0o666 & ~mask
+
+    # `make sweep SHARDS=2`: each shard's folder handed to the tool, then the merged results
+    shutil.rmtree(out)
+    (tmp_path / "standin.log").unlink()
+    proc = sweep_on_one_node(root, tmp_path, [*e2e_args(shared_data)[1:], "SOC=Ascend310P3",
+                                              "MODELS=mobilenetv1", "SHARDS=2"], frontend, mask)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
+    shard_inputs = [argv[argv.index("--input") + 1] for argv in calls(tmp_path, "ais_bench")]
+    assert sorted(shard_inputs) == [f"{out.relative_to(root)}/shards2/{i}/input" for i in (0, 1)]
+    assert_paths_checked_as_ait(tmp_path, frontend)
+    check_same_as_cpu(root, "mobilenetv1", sizes=(4,), frontend=frontend, cpu=cpu_reference)
+
+
+def sweep_on_one_node(root, tmp_path, args, frontend, mask):
+    """`make sweep ARGS` in `root` on a Ray node of two NPUs of its own (loopback only, in a
+    namespace: tests/test_sweep.py), started under `mask` as its tasks then run."""
+    from tests.test_sweep import Namespace
+
+    env = {k: v for k, v in standin_env(tmp_path, frontend=frontend).items()
+           if not k.startswith("RAY_") and k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CI")}
+    env["PYTHONPATH"] = env["PYTHONPATH"].replace(REPO, str(root))
+    env["PATH"] = env["PATH"].replace(STANDINS, str(root / "tests" / "standins"))
+    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+    temp = tempfile.mkdtemp(prefix="rz", dir="/tmp")  # short: Ray's socket paths
+    namespace = Namespace()
+    try:
+        start = run(namespace.argv([os.path.join(VENV_BIN, "ray"), "start", "--head",
+                                    "--node-ip-address=127.0.0.1", "--port=6379",
+                                    "--include-dashboard=false", '--resources={"NPU": 2}',
+                                    "--num-cpus=2", "--disable-usage-stats",
+                                    f"--temp-dir={temp}"], root), env, root, umask=mask)
+        assert start.returncode == 0, start.stdout[-2000:] + start.stderr[-2000:]
+        return run(namespace.argv(["make", "--no-print-directory", "-o", ".venv/.installed",
+                                   "sweep", *args], root),
+                   dict(env, RAY_ADDRESS="127.0.0.1:6379"), root, umask=mask)
+    finally:
+        namespace.close()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.mark.slow

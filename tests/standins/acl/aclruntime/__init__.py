@@ -105,6 +105,7 @@ def _check_paths_as_ait():
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout + proc.stderr)
         raise RuntimeError("[ERROR] a path the ait front end refuses (its checks, above)")
+    _standin.log_call("ait-checks", sys.argv[1:])
 
 
 _log_process()
