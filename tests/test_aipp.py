@@ -190,14 +190,12 @@ def make(root, log, *args, standins=False):
                PYTHONPATH=str(root), PATH=os.pathsep.join([str(Path(PY).parent),
                                                           "/usr/local/bin:/usr/bin:/bin"]))
     if standins:  # stand-in atc and npu-smi; the real ais_bench front end on a stand-in aclruntime
-        from tests.test_ascend import FRONTEND, HAS_FRONTEND
+        from tests.test_ascend import FRONTEND, HAS_FRONTEND, frontend_env
 
         if not HAS_FRONTEND:
             pytest.skip(f"the ais_bench front end is not at {FRONTEND} (../shared/third_party)")
         env["PATH"] = str(root / "tests" / "standins") + os.pathsep + env["PATH"]
-        env["PYTHONPATH"] = os.pathsep.join([str(FRONTEND), str(root / "tests" / "standins" / "acl"),
-                                             str(root)])
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env.update(frontend_env(root))
     proc = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed", *args],
                           cwd=root, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

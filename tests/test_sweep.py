@@ -28,13 +28,11 @@ import pytest
 from npuzoo import shards, sweep
 from npuzoo.errors import UserError
 from tests.conftest import scratch_repository
+from tests.test_ascend import FRONTEND, frontend_env
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = os.path.dirname(sys.executable)
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
-THIRD_PARTY = Path(os.environ.get("NPUZOO_SHARED_THIRD_PARTY",
-                                  REPO.parent / "shared" / "third_party"))
-FRONTEND = THIRD_PARTY / "ais_bench-9d6da90"
 SOC = "Ascend310P3"
 N = 6  # BS 4: one full batch and one padded; two shards of one batch each
 
@@ -407,10 +405,9 @@ def node_env(root, logs):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("NPUZOO_", "ASCEND_", "RAY_")) and
            k not in ("PYTHONPATH", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CI")}
+    env.update(frontend_env(root))
     env.update(PATH=os.pathsep.join([str(root / "tests" / "standins"), VENV_BIN, SYSTEM_PATH]),
-               PYTHONPATH=os.pathsep.join([str(FRONTEND), str(root / "tests" / "standins" / "acl"),
-                                           str(root)]),
-               PYTHONDONTWRITEBYTECODE="1", NPUZOO_ASCEND_ROOT=str(logs / "no-ascend-here"),
+               NPUZOO_ASCEND_ROOT=str(logs / "no-ascend-here"),
                NPUZOO_STANDIN_LOG=str(logs / "standin.log"), NPUZOO_THREADS="1",
                RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled",
                # a dead node is noticed in seconds, not half a minute
