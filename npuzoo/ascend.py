@@ -382,11 +382,11 @@ def hand_over(argv, cwd=None):
     the umask they were made under: plain characters (else UserError), no links, the model and
     inputs (an input folder's every entry too) not group/other-writable, an existing output
     folder at most 0750. Relative paths are taken from `cwd`, where ais_bench runs."""
+    cwd = cwd or "."
     for flag, path, use in handed_paths(argv):
         if not PLAIN_PATH.fullmatch(path) or any(len(p) > 255 for p in path.split("/")):
             raise UserError(f"{flag} {path}: ais_bench (the ait front end) takes only the "
                             "characters A-Za-z0-9_-/. in a path (255 per name); use such a path")
-        cwd = cwd or "."
         full = os.path.join(cwd, path)
         if use == "write":
             if os.path.lexists(full):
