@@ -14,6 +14,9 @@ machine without Ascend hardware. Settings (environment variables):
 - NPUZOO_STANDIN_ATC_SUFFIX  when set (e.g. linux_x86_64), atc writes <output>_<suffix>.om as
                              some CANN versions do, instead of <output>.om
 - NPUZOO_STANDIN_NPU_SMI_TABLE / _BOARD / _FAIL  see npu-smi
+- NPUZOO_STANDIN_AIT     the ait ais_bench front end's folder: under the 2023 front end, the
+                         aclruntime stand-in has the paths checked by its functions (and logs
+                         tool "ait-checks" when they pass)
 
 atc, as the real one, leaves kernel_meta/ and fusion_result.json in its working directory.
 
