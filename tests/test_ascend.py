@@ -516,11 +516,12 @@ def test_make_n_hands_ais_bench_plain_paths_under_build(tmp_path, shared_data):
 def test_a_checkout_path_with_a_space_stops_first_with_one_line(tmp_path, goal):
     """Make splits such a path in every recipe (`$(PY)` first): refused before anything runs."""
     root = tmp_path / "my checkout"
-    root.mkdir()
-    shutil.copy(os.path.join(REPO, "Makefile"), root)
+    (root / "mk").mkdir(parents=True)
+    for name in ("Makefile", "mk/outside.mk"):
+        shutil.copy(os.path.join(REPO, name), root / name)
     proc = run(["make", "--no-print-directory", *goal], standin_env(tmp_path), cwd=root)
     assert_one_error_line(proc, f"{root}: the checkout path has a space", "move or clone")
-    assert proc.returncode == 2 and sorted(os.listdir(root)) == ["Makefile"]
+    assert proc.returncode == 2 and sorted(os.listdir(root)) == ["Makefile", "mk"]
 
 
 # -- our runner against the tool: the same commands, the same files -------------------------------
