@@ -1168,6 +1168,8 @@ def test_e2e_mobilenetv1_reruns_auto_and_moved_om(workspace, tmp_path, shared_da
     # Recompiling BS 4 removes only its own .om: the AIPP .om of BS 4 stays.
     folder = workspace / "build" / "mobilenetv1" / "Ascend310P3" / "random"
     (folder / "mobilenetv1_bs4_aipp.om").write_bytes(b"the AIPP artefact")
+    (folder / "mobilenetv1_bs4_aipp.om.sha256").write_text(  # sealed, as its step seals it
+        hashlib.sha256(b"the AIPP artefact").hexdigest() + "\n")
     os.utime(folder / "mobilenetv1_bs4.om", (0, 0))  # older than the ONNX: atc runs again
     (tmp_path / "standin.log").unlink(missing_ok=True)
     proc = make(workspace, tmp_path, *common, "SOC=Ascend310P3")
@@ -1198,7 +1200,7 @@ def test_e2e_mobilenetv1_reruns_auto_and_moved_om(workspace, tmp_path, shared_da
     # An .om moved by hand into another chip's folder is refused before ais_bench runs.
     dst = workspace / "build" / "mobilenetv1" / "Ascend910B3" / "random"
     dst.mkdir(parents=True)
-    for name in ("mobilenetv1_bs4.om", "mobilenetv1_bs4.om.json"):
+    for name in ("mobilenetv1_bs4.om", "mobilenetv1_bs4.om.json", "mobilenetv1_bs4.om.sha256"):
         shutil.copy(folder / name, dst / name)
     (tmp_path / "standin.log").unlink()
     proc = make(workspace, tmp_path, *common, "SOC=Ascend910B3", NPUZOO_STANDIN_CHIP="910B3")
