@@ -306,7 +306,8 @@ RUN_MANIFEST = {"model": "$(MODEL)", "soc": "$(SOC)", "bs": $(BS), \
   "accuracy": "$(OUT_DIR)/accuracy.json", "results_dir": "$(OUT_DIR)/results", \
   "prep_dir": "$(PREP_DIR)", "perf_dir": "$(PERF_DIR)", "perf_dirname": "perf", \
   "loop": $(LOOP), "warmup": $(WARMUP), "steps": "$(B)/steps.jsonl", \
-  "source": "$(SOURCE_JSON)", "extra": "$(REPORT_EXTRA)", "environment": "$(ENVIRONMENT_JSON)"}
+  "source": "$(SOURCE_JSON)", "extra": "$(REPORT_EXTRA)", "environment": "$(ENVIRONMENT_JSON)", \
+  "fp32_model": "$(if $(PREC_SUFFIX),$(ONNX))"}
 
 $(OUT_DIR)/report.json: $(OUT_DIR)/accuracy.json $(PERF_DIR)/perf.log $(WEIGHTS_JSON) \
                         $(DATASET_DIR)/dataset.json $(SOURCE_JSON) $(REPORT_EXTRA) $(ENVIRONMENT_JSON)

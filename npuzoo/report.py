@@ -584,6 +584,9 @@ SCHEMA = {
              "load": {"loadavg_1m_start": NUMBER, "loadavg_1m_end": NUMBER, "cpus": INT,
                       "other_cpu_s": NUMBER, "other_cpu_share": NUMBER, "reference_ms": ANY,
                       "reference_change": NUMBER, "contended": BOOL, "contended_rule": STR}},
+    "int8_agreement": {"images": INT, "top1": NUMBER, "top5": NUMBER,
+                       "max_abs_logit_error": NUMBER, "mean_abs_logit_error": NUMBER,
+                       "reference": STR},
     "output_check": {"result_files": INT, "preprocessed_files": INT, "nan_images": INT,
                      "constant_images": INT, "first_nan": STR, "first_constant": STR},
     "environment": {},
@@ -1004,6 +1007,9 @@ def main(argv=None):
                             "count is checked and its logits read for NaN or constant rows")
     write.add_argument("--prep-dir", metavar="DIR",
                        help="the preprocessed .bin folder: its count is checked")
+    write.add_argument("--fp32-model", metavar="ONNX",
+                       help="an int8 run: the fp32 export its logits (--results-dir) are "
+                            "compared with on the first images (--prep-dir): int8_agreement")
     write.add_argument("--steps", metavar="LOG",
                        help="build/<model>/steps.jsonl: this run's step timings go into the "
                             "report (the run is NPUZOO_RUN_ID)")
@@ -1087,6 +1093,14 @@ def main(argv=None):
             perf=perf_from_summary(summary, args.loop, args.warmup),
             source=read_json(args.source, "source description") if args.source else None,
             output_check=check, **extra)
+        if args.fp32_model and results:
+            from npuzoo.quantize import agreement
+
+            report["int8_agreement"] = found = agreement(args.fp32_model, args.prep_dir,
+                                                         args.results_dir, results)
+            print(f"int8: agreement with fp32 on {found['images']} images: top-1 "
+                  f"{found['top1']:.1f}%, top-5 {found['top5']:.1f}%, logit error max "
+                  f"{found['max_abs_logit_error']:g}, mean {found['mean_abs_logit_error']:g}")
         if args.steps:
             from npuzoo import steps
 

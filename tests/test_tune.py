@@ -4,6 +4,7 @@ judged in windows, slowdowns from outside the machine, and `compare` within the 
 import json
 import os
 
+import numpy as np
 import pytest
 
 from npuzoo import bench, engines, history, report, run, tune
@@ -213,3 +214,37 @@ def test_compare_never_flags_a_drop_within_the_measured_spread(tmp_path):
     assert run_report("publish", third, dest).returncode == 0
     out = run_report("compare", "--reports", tmp_path / "reports").stdout
     assert "drop > 10%" in out and out.splitlines()[-1].startswith("1 flagged")
+
+
+# -- int8: the run's logits against the fp32 export's on the same images -------------------------
+
+def test_int8_agreement_compares_the_run_logits_with_the_fp32_model(tmp_path):
+    from npuzoo import quantize
+    from tests.test_bench import W, images
+
+    model = classifier(tmp_path / "fp32.onnx", "batch")
+    prep, results = tmp_path / "prep", tmp_path / "results"
+    prep.mkdir()
+    results.mkdir()
+    arrays = images(11)
+    logits = arrays.reshape(11, 48) @ W
+    for k, (array, row) in enumerate(zip(arrays, logits)):
+        array.tofile(prep / f"img{k:02d}.bin")
+        if k == 3:                                   # another top class, still in the top 5
+            order = np.argsort(-row)
+            row = row.copy()
+            row[order[1]] = row[order[0]] + 1.0
+        if k == 5:                                   # the fp32 top class last
+            row = -row
+        np.savetxt(results / f"img{k:02d}_0.txt", row[None], fmt="%f")
+    names = sorted(os.listdir(results))
+    found = quantize.agreement(str(model), str(prep), str(results), names)
+    assert found["images"] == 11
+    assert found["top1"] == pytest.approx(100 * 9 / 11, abs=0.01)
+    assert found["top5"] == pytest.approx(100 * 10 / 11, abs=0.01)
+    assert found["max_abs_logit_error"] == pytest.approx(np.abs(2 * logits[5]).max(), rel=1e-4)
+    assert 0 < found["mean_abs_logit_error"] < found["max_abs_logit_error"]
+    assert quantize.agreement(str(model), str(prep), str(results), names, limit=3)["images"] == 3
+    (prep / "img00.bin").write_bytes(b"\0" * 8)
+    with pytest.raises(UserError, match="img00.bin: not a float32"):
+        quantize.agreement(str(model), str(prep), str(results), names)
