@@ -586,7 +586,7 @@ SCHEMA = {
                       "reference_change": NUMBER, "contended": BOOL, "contended_rule": STR}},
     "int8_agreement": {"images": INT, "top1": NUMBER, "top5": NUMBER,
                        "max_abs_logit_error": NUMBER, "mean_abs_logit_error": NUMBER,
-                       "reference": STR},
+                       "reference": STR, "meaningful": BOOL},
     "output_check": {"result_files": INT, "preprocessed_files": INT, "nan_images": INT,
                      "constant_images": INT, "first_nan": STR, "first_constant": STR},
     "environment": {},
@@ -1096,11 +1096,14 @@ def main(argv=None):
         if args.fp32_model and results:
             from npuzoo.quantize import agreement
 
-            report["int8_agreement"] = found = agreement(args.fp32_model, args.prep_dir,
-                                                         args.results_dir, results)
+            found = agreement(args.fp32_model, args.prep_dir, args.results_dir, results)
+            # random weights give near-equal logits: which class leads is noise, like accuracy
+            found["meaningful"] = (report.get("weights") or {}).get("source") != "random"
+            report["int8_agreement"] = found
             print(f"int8: agreement with fp32 on {found['images']} images: top-1 "
                   f"{found['top1']:.1f}%, top-5 {found['top5']:.1f}%, logit error max "
-                  f"{found['max_abs_logit_error']:g}, mean {found['mean_abs_logit_error']:g}")
+                  f"{found['max_abs_logit_error']:g}, mean {found['mean_abs_logit_error']:g}"
+                  + ("" if found["meaningful"] else " (random weights: not meaningful)"))
         if args.steps:
             from npuzoo import steps
 

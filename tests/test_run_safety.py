@@ -607,6 +607,7 @@ def test_an_int8_run_records_its_precision_and_calibration(scratch, tmp_path):
     assert agreement["images"] == 5 and 0 <= agreement["top5"] <= 100
     assert agreement["max_abs_logit_error"] >= agreement["mean_abs_logit_error"] > 0
     assert "int8: agreement with fp32 on 5 images" in result.stdout
+    assert agreement["meaningful"] is False and "random weights: not meaningful" in result.stdout
 
     # The same quantised graph on ONNX Runtime: its own variant, and the report names the
     # engine that ran it (the runner's summary), not the int8 step's --extra default.
