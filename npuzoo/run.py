@@ -711,7 +711,8 @@ def run(model, settings):
                       f"{plan.weights_id}, data {plan.data_id}", flush=True)
                 make(plan.make_args("publish", bs=bs))
         finally:
-            print(steps.table(steps.entries(log, run_id)), flush=True)
+            print(steps.table(steps.entries(log, run_id), steps.entries(log, run_id, other=True)),
+                  flush=True)
     render_readmes([model], before)
 
 

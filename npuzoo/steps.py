@@ -8,7 +8,9 @@ mk/pipeline.mk prefixes each step's command with `run` (the `$(call STEP,<name>)
 log is build/<model>/steps.jsonl, one JSON line per command: the run id (NPUZOO_RUN_ID, set by
 npuzoo/run.py for one `make <model>`), the step, the batch size, seconds and exit status.
 Appends take a lock, so concurrent batch sizes or models never interleave a line. A step that
-Make finds up to date is not run, so it is not in the table: the table shows what this run did.
+Make finds up to date is not run, so it is not in the table: the table shows what this run did,
+and a last line names the steps an earlier run of the model did that this one reused (their
+output, identified by content, was there already).
 """
 
 import argparse
@@ -23,8 +25,8 @@ from npuzoo.errors import cli
 
 RUN_ENV = "NPUZOO_RUN_ID"
 # The order of the table: the pipeline's.
-ORDER = ("data", "weights", "source", "preprocess", "export", "compile", "inference", "perf",
-         "postprocess", "report")
+ORDER = ("data", "weights", "source", "preprocess", "export", "quantize", "compile", "inference",
+         "perf", "postprocess", "report")
 
 
 def append(log, entry):
@@ -50,7 +52,8 @@ def run_step(log, step, command, bs=None):
     return status
 
 
-def entries(log, run):
+def entries(log, run, other=False):
+    """The log's entries of `run` (`other`: of every other run instead)."""
     if not run or not os.path.isfile(log):
         return []
     found = []
@@ -60,7 +63,7 @@ def entries(log, run):
                 entry = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(entry, dict) and entry.get("run") == run:
+            if isinstance(entry, dict) and (entry.get("run") == run) != other:
                 found.append(entry)
     return found
 
@@ -76,15 +79,24 @@ def totals(found, bs=None):
     return {step: round(sums[step], 2) for step in ordered}
 
 
-def table(found):
+def reused(found, earlier):
+    """The steps that earlier runs did (successfully) and this run's `found` did not."""
+    done = {e.get("step") for e in found}
+    names = {e.get("step") for e in earlier if e.get("status") == 0} - done - {None}
+    return [s for s in ORDER if s in names] + sorted(s for s in names if s not in ORDER)
+
+
+def table(found, earlier=()):
+    again = reused(found, earlier)
+    kept = f"reused from an earlier run: {', '.join(again)}" if again else ""
     if not found:
-        return "steps: nothing to do (every step was up to date)"
+        return "steps: nothing to do (every step was up to date)" + (f"; {kept}" if kept else "")
     sums = totals(found)
     width = max(len(step) for step in sums)
     lines = ["steps of this run (wall time, s):"]
     lines += [f"  {step.ljust(width)}  {seconds:8.1f}" for step, seconds in sums.items()]
     lines.append(f"  {'total'.ljust(width)}  {sum(sums.values()):8.1f}")
-    return "\n".join(lines)
+    return "\n".join(lines + ([f"  {kept}"] if kept else []))
 
 
 def split_command(argv):
@@ -111,7 +123,7 @@ def main(argv=None):
     shown.add_argument("run")
     args = parser.parse_args(argv)
     if args.action == "table":
-        print(table(entries(args.log, args.run)))
+        print(table(entries(args.log, args.run), entries(args.log, args.run, other=True)))
         return
     sys.exit(run_step(args.log, args.step, command, args.bs))
 

@@ -38,3 +38,21 @@ def test_cli_table(tmp_path, capsys):
                    + "not json\n")
     steps.main(["table", str(log), "x"])
     assert "export" in capsys.readouterr().out
+
+
+def test_the_table_names_the_steps_an_earlier_run_did_and_this_one_reused(tmp_path, monkeypatch):
+    log = str(tmp_path / "steps.jsonl")
+    monkeypatch.setenv(steps.RUN_ENV, "first")
+    for step in ("data", "export", "quantize", "compile", "inference"):
+        steps.record(log, step, 1.0)
+    steps.record(log, "perf", 1.0, status=2)                # failed: nothing to reuse
+    monkeypatch.setenv(steps.RUN_ENV, "second")
+    steps.record(log, "inference", 1.0, bs=4)
+    found, earlier = steps.entries(log, "second"), steps.entries(log, "second", other=True)
+    assert [e["run"] for e in earlier] == ["first"] * 6
+    assert steps.reused(found, earlier) == ["data", "export", "quantize", "compile"]
+    text = steps.table(found, earlier)
+    assert text.splitlines()[-1] == "  reused from an earlier run: data, export, quantize, compile"
+    assert steps.table([], found + earlier).endswith("; reused from an earlier run: data, export, "
+                                                     "quantize, compile, inference")
+    assert "reused" not in steps.table(found)
