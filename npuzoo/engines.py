@@ -121,6 +121,14 @@ def _first_line(err):
     return text.splitlines()[0] if text else type(err).__name__
 
 
+def _openvino_reason(err):
+    """The line of an OpenVINO error that says what failed: its messages start with lines of
+    source locations (`Exception from src/...`, `Check '...' failed at ...`)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    said = [line for line in lines if not line.startswith(("Exception from ", "Check "))]
+    return said[-1] if said else _first_line(err)
+
+
 def backend_version(backend):
     """The installed version of the engine's package, or None."""
     try:
@@ -336,7 +344,7 @@ class OpenVINOModel:
             self.compiled = self.core.compile_model(self.model, "CPU", config)
         except Exception as err:
             raise UserError("OpenVINO cannot compile {} for the CPU: {}".format(
-                self.path, _first_line(err))) from None
+                self.path, _openvino_reason(err))) from None
         got = _type_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         if got not in ("f32", "float32"):
             raise UserError("OpenVINO compiled {} with precision {} although f32 was asked".format(
@@ -375,7 +383,7 @@ class OpenVINOSession:
             request.infer({name: np.ascontiguousarray(value) for name, value in feeds.items()},
                           share_inputs=True)
         except Exception as err:
-            raise UserError("OpenVINO failed to run {}: {}".format(model.path, _first_line(err))) from None
+            raise UserError("OpenVINO failed to run {}: {}".format(model.path, _openvino_reason(err))) from None
         outputs = [np.array(request.get_output_tensor(k).data, copy=True)
                    for k in range(len(model.outputs))]
         if output_names is None:

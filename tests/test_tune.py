@@ -248,3 +248,11 @@ def test_int8_agreement_compares_the_run_logits_with_the_fp32_model(tmp_path):
     (prep / "img00.bin").write_bytes(b"\0" * 8)
     with pytest.raises(UserError, match="img00.bin: not a float32"):
         quantize.agreement(str(model), str(prep), str(results), names)
+
+
+def test_an_openvino_error_says_what_failed_not_where():
+    err = RuntimeError("Exception from src/inference/src/cpp/core.cpp:117:\nException from "
+                       "src/inference/src/dev/plugin.cpp:54:\nCheck '!implementations.empty()' "
+                       "failed at src/x.hpp:117:\nNo suitable implementations.\n\n")
+    assert engines._openvino_reason(err) == "No suitable implementations."
+    assert engines._openvino_reason(RuntimeError("Exception from a.cpp:1:")) == "Exception from a.cpp:1:"
