@@ -473,7 +473,8 @@ def compare_table(reports_dir=REPORTS_DIR, drop=THROUGHPUT_DROP):
     flagged = sum(1 for row in rows if row[7] == "accuracy" or row[7].startswith("drop"))
     header = ("model", "chip", "BS", "what", "previous", "now", "change", "flag", "runs")
     table = format_table(header, [tuple("" if c is None else c for c in row) for row in rows])
-    summary = (f"{flagged} flagged change(s) (throughput drop beyond {drop * 100:g}% or an "
+    summary = (f"{flagged} flagged change(s) (throughput drop beyond {drop * 100:g}%, or beyond "
+               "the spread the runs measured if larger, or an "
                f"accuracy change on the same images) in {len(rows)} change(s) recorded in {where}/")
     return table + "\n" + summary, flagged
 
