@@ -50,7 +50,8 @@ from npuzoo.errors import UserError, cli
 
 BACKENDS = ("onnxruntime", "openvino")
 # benchmarks/bench_engines.py on a 2-core Intel Xeon, 2026-11-29 (benchmarks/results/engines.json,
-# its rule; another CPU or batch size can rank them otherwise, hence npuzoo.tune): the runner on OpenVINO f32 is ahead of the runner on ONNX Runtime on 3 of the 5 models (DPN131
+# its rule; another CPU, load or batch size can rank them otherwise, hence npuzoo.tune): the
+# runner on OpenVINO f32 was ahead of the runner on ONNX Runtime on 3 of the 5 models (DPN131
 # +9..31%, TResNet-M +5..9%, InceptionV4 +2..4%), behind on MobileNetV1 (-4..8%) and VoVNet39
 # (-2..5%), which name onnxruntime in their model.yaml (runtime.backend).
 DEFAULT_BACKEND = "openvino"
