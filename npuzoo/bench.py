@@ -1270,38 +1270,42 @@ def spread(values):
             "throughput_spread": (max(values) - min(values)) / median if median else None}
 
 
+def measure_layout(args, layout, seconds):
+    """Images/s of one tuning layout: pure inference of one batch for `seconds` (at least one
+    call per stream), after one warm-up call per stream."""
+    try:
+        sessions, inputs, _ = open_sessions(args.model, layout["threads_per_stream"],
+                                            layout["engine"], layout["streams"], layout["hint"])
+        problem = resolve_shapes(inputs, args)
+        if problem:
+            raise UserError(problem)
+        prepare = getattr(sessions[0], "prepare", None)
+        if prepare is not None:
+            prepare({d.name: d.resolved for d in inputs})
+        feeds = make_feeds([[PURE_INFER_FAKE_FILE] for _ in inputs], inputs, args)
+        stop = threading.Event()
+        _in_threads(lambda one: one.run(None, feeds), sessions, stop)
+        start = time.perf_counter()
+        times, _ = run_batch(sessions, feeds, len(sessions), seconds, stop)
+        return inputs[0].resolved[0] * len(times) / (time.perf_counter() - start)
+    except Exception as err:
+        if isinstance(err, UserError) or _ort_error(err):
+            raise UserError(_first_line(err)) from None
+        raise
+
+
 def tuned_layout(args, threads):
     """npuzoo.tune's choice for this graph, batch, precision and machine: cached, else timed
-    now (each layout on pure inference of one batch, after one warm-up call per stream)."""
+    now, each layout in a process of its own (tune.isolated: an engine that crashes on this
+    graph costs its layouts, not the run)."""
     from npuzoo import tune
 
     if args.no_combine_tensor_mode:
         raise UserError("--tune times one static batch; drop --auto_set_dym*_mode or --tune")
-
-    def measure(layout):
-        try:
-            sessions, inputs, _ = open_sessions(args.model, layout["threads_per_stream"],
-                                                layout["engine"], layout["streams"], layout["hint"])
-            problem = resolve_shapes(inputs, args)
-            if problem:
-                raise UserError(problem)
-            prepare = getattr(sessions[0], "prepare", None)
-            if prepare is not None:
-                prepare({d.name: d.resolved for d in inputs})
-            feeds = make_feeds([[PURE_INFER_FAKE_FILE] for _ in inputs], inputs, args)
-            stop = threading.Event()
-            _in_threads(lambda one: one.run(None, feeds), sessions, stop)
-            start = time.perf_counter()
-            times, _ = run_batch(sessions, feeds, len(sessions), tune.SECONDS, stop)
-            return inputs[0].resolved[0] * len(times) / (time.perf_counter() - start)
-        except Exception as err:
-            if isinstance(err, UserError) or _ort_error(err):
-                raise UserError(_first_line(err)) from None
-            raise
-
     key, fields = tune.cache_key(args.model, args.precision, args.dymBatch or args.batchsize,
                                  threads)
-    return tune.choose(args.tune, key, fields, tune.layouts(args.backend, threads), measure,
+    return tune.choose(args.tune, key, fields, tune.layouts(args.backend, threads),
+                       lambda layout: tune.isolated(measure_layout, args, layout, tune.SECONDS),
                        f" {os.path.basename(args.model)}")
 
 

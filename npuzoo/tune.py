@@ -42,6 +42,47 @@ def layouts(fallback: str, threads: int) -> list[dict]:
     return found
 
 
+CHILD_TIMEOUT = 600   # seconds a layout's process may take (loading a big graph included)
+
+
+def _child(send, target, args):
+    try:
+        send.send(("ok", target(*args)))
+    except Exception as err:  # said in the parent as this layout's error
+        text = str(err).strip()
+        send.send(("error", text.splitlines()[0] if text else type(err).__name__))
+
+
+def isolated(target, *args, timeout=CHILD_TIMEOUT):
+    """target(*args) in a fresh Python process (multiprocessing spawn), its value returned:
+    an engine that crashes the process on some graph and CPU (OpenVINO 2026.4 segfaults on
+    DPN131's int8 QDQ graph on an AMD EPYC) costs that layout, not the run. An exception there,
+    a crash or no answer within `timeout` becomes a UserError here."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_child, args=(send, target, args), daemon=True)
+    child.start()
+    send.close()
+    try:
+        if not receive.poll(timeout):
+            child.kill()
+            raise UserError(f"no answer within {timeout} s")
+        kind, value = receive.recv()
+    except EOFError:
+        child.join()
+        code = child.exitcode
+        raise UserError(f"the engine's process stopped ("
+                        f"{f'signal {-code}' if code and code < 0 else f'exit status {code}'})") from None
+    finally:
+        child.join()
+        receive.close()
+    if kind == "error":
+        raise UserError(value)
+    return value
+
+
 def cache_key(model_path: str, precision: str, batchsize, threads: int) -> tuple[str, dict]:
     """(key, what it hashes) of a tuning choice."""
     fields = {"machine": history.fingerprint("cpu", cpu_description(), cpu_isa())["id"],

@@ -256,3 +256,11 @@ def test_an_openvino_error_says_what_failed_not_where():
                        "failed at src/x.hpp:117:\nNo suitable implementations.\n\n")
     assert engines._openvino_reason(err) == "No suitable implementations."
     assert engines._openvino_reason(RuntimeError("Exception from a.cpp:1:")) == "Exception from a.cpp:1:"
+
+
+def test_a_layout_runs_in_a_process_of_its_own_and_a_crash_costs_only_that_layout():
+    assert tune.isolated(max, 2, 7) == 7
+    with pytest.raises(UserError, match="backend 'x': expected one of"):
+        tune.isolated(engines.check_backend, "x")
+    with pytest.raises(UserError, match=r"the engine's process stopped \(signal 6\)"):
+        tune.isolated(os.abort)
