@@ -96,6 +96,8 @@ def test_full_pipeline_sweep_and_no_rework(scratch, shared_data):
     assert third.returncode == 0, third.stderr
     assert accuracy.exists() and infer_stamp.stat().st_mtime_ns == stamp_time
     assert "npuzoo.bench" not in third.stdout and "postprocess.py" in third.stdout
+    reused = [line for line in third.stdout.splitlines() if "reused from an earlier run" in line]
+    assert len(reused) == 1 and "export, compile, inference, perf" in reused[0]
 
 
 def test_pipeline_on_generated_images(scratch, tmp_path):
@@ -123,6 +125,7 @@ def error_lines(result):
     (["WARMUP=2 ~"], "WARMUP=2 ~"),
     (["SOC=Ascend310P3"], "the CANN environment is not set: atc is not on PATH"),
     (["FORCE=yes"], "FORCE=yes"),
+    (["TUNE=off"], "TUNE=off: unknown value; use TUNE=0"),
 ])
 def test_bad_make_variables(scratch, tmp_path, variables, fragment):
     data = synthetic_dataset(tmp_path / "data")
