@@ -1302,6 +1302,7 @@ def tuned_layout(args, threads):
 
     if args.no_combine_tensor_mode:
         raise UserError("--tune times one static batch; drop --auto_set_dym*_mode or --tune")
+    engines.check_model_path(args.model, "onnxruntime")   # before it is hashed for the key
     key, fields = tune.cache_key(args.model, args.precision, args.dymBatch or args.batchsize,
                                  threads)
     return tune.choose(args.tune, key, fields, tune.layouts(args.backend, threads),

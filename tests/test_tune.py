@@ -108,6 +108,8 @@ def test_the_runner_tunes_once_and_reuses_the_choice(tmp_path, capsys, monkeypat
     assert second["tuning"]["cache"] == "reused" and second["tuning"]["chosen"] == chosen
     with pytest.raises(UserError, match="--tune or --streams"):
         run_api(argv + ["--streams", "2"], capsys)
+    with pytest.raises(UserError, match="model file not found: .*absent.onnx"):
+        run_api(["-m", tmp_path / "absent.onnx", "--tune", cache], capsys)
 
 
 def test_tune_0_backend_or_streams_fix_the_layout():
