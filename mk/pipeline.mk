@@ -71,6 +71,13 @@ else
   PYRUN     := $(PY)
   ENVIRONMENT_JSON :=
 endif
+# The folder's preprocess() run by npuzoo.prep (worker pool, progress, clean stops); in the
+# model image, which holds the folder but not npuzoo, its own main with one worker per core.
+ifeq ($(RUNNER),docker)
+  PREPROCESS = $(PYRUN) $(MODEL_DIR)/preprocess.py --workers $$(nproc)
+else
+  PREPROCESS = $(PYRUN) -m npuzoo.prep $(MODEL_DIR)
+endif
 
 $(B)/model.mk: $(MODEL_DIR)/model.yaml npuzoo/config.py npuzoo/commands.py
 	@mkdir -p $(@D)
@@ -124,7 +131,7 @@ $(DATASET_DIR)/dataset.json: | $(DATA_LINK)
 $(PREP_DIR)/.done: $(DATASET_DIR)/dataset.json
 	$(call STEP,preprocess) $(ONCE) --lock $(PREP_DIR).lock --stamp $@ --clean $(PREP_DIR) \
 	  --prep-check $(DATASET_DIR)/dataset.json $(PREP_BYTES) -- \
-	  $(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/preprocess.py $(DATASET_DIR)/val $(PREP_DIR)$(if $(AIPP_CFG), --uint8)
+	  $(RUN_MODEL) $(PREPROCESS) $(DATASET_DIR)/val $(PREP_DIR)$(if $(AIPP_CFG), --uint8)
 
 # -- upstream source (models whose model.yaml lists upstream.sources) ---------------------------
 # npuzoo.source tries each source in order (git clone at the pinned commit, else the PyPI
@@ -150,9 +157,20 @@ endif
 # -- export -------------------------------------------------------------------------------
 ONNX := $(B)/onnx/$(WEIGHTS_ID)/$(MODEL).onnx
 
-# The folder's code that makes the export: its script, the vendored helper, a local network.
-MODEL_CODE := $(wildcard $(MODEL_DIR)/_zoo.py $(MODEL_DIR)/network.py)
-$(ONNX): $(WEIGHTS_JSON) $(SOURCE_JSON) $(MODEL_DIR)/pth2onnx.py $(MODEL_DIR)/model.yaml $(MODEL_CODE)
+# What the export reads: the weights, the upstream tree's record (patch included) and
+# EXPORT_KEY (npuzoo/store.py: pth2onnx.py and the folder's other modules, model.yaml's fields
+# the export reads). A key is a file named by it: a new key, a new file, a new export; an edit
+# the export does not read (another step's script, model.yaml's references) changes nothing.
+ifneq ($(EXPORT_KEY),)
+  EXPORT_INPUTS := $(B)/onnx/export-$(EXPORT_KEY).key
+$(EXPORT_INPUTS):
+	@mkdir -p $(@D) && touch $@
+else
+  # a bare `make -f` without npuzoo/run.py: the files themselves
+  EXPORT_INPUTS := $(MODEL_DIR)/model.yaml $(filter-out $(MODEL_DIR)/preprocess.py \
+                   $(MODEL_DIR)/postprocess.py,$(wildcard $(MODEL_DIR)/*.py))
+endif
+$(ONNX): $(WEIGHTS_JSON) $(SOURCE_JSON) $(EXPORT_INPUTS)
 	@mkdir -p $(@D)
 	$(SOURCE_VERIFY)
 	$(call STEP,export) $(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/pth2onnx.py $(WEIGHTS_PATH) $@ $(SOURCE_ARGS)
@@ -182,7 +200,7 @@ $(CALIB_DATASET_DIR)/dataset.json: | build/inputs/$(CALIB_ID).data
 $(CALIB_PREP_DIR)/.done: $(CALIB_DATASET_DIR)/dataset.json
 	$(call STEP,preprocess) $(ONCE) --lock $(CALIB_PREP_DIR).lock --stamp $@ --clean $(CALIB_PREP_DIR) \
 	  --prep-check $(CALIB_DATASET_DIR)/dataset.json $(PREP_BYTES) -- \
-	  $(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/preprocess.py $(CALIB_DATASET_DIR)/val $(CALIB_PREP_DIR)
+	  $(RUN_MODEL) $(PREPROCESS) $(CALIB_DATASET_DIR)/val $(CALIB_PREP_DIR)
 
 $(COMPILE_SOURCE): $(ONNX) $(CALIB_PREP_DIR)/.done npuzoo/quantize.py
 	$(CHECK) $(ONNX)
@@ -268,7 +286,7 @@ $(OUT_DIR)/infer.done: $(COMPILED) $(PREP_DIR)/.done
 	$(call STEP,inference,bs) $(BENCH) $(call INFER_ARGS,$(COMPILED),$(PREP_DIR),$(OUT_DIR),results,$(BS),$(DEVICE))
 	touch $@
 
-$(OUT_DIR)/accuracy.json: $(OUT_DIR)/infer.done $(MODEL_DIR)/postprocess.py $(wildcard $(MODEL_DIR)/_zoo.py)
+$(OUT_DIR)/accuracy.json: $(OUT_DIR)/infer.done $(MODEL_DIR)/postprocess.py
 	$(call STEP,postprocess,bs) $(RUN_MODEL) $(PYRUN) $(MODEL_DIR)/postprocess.py $(OUT_DIR)/results $(DATASET_DIR)/val_label.txt \
 	  $(OUT_DIR) accuracy.json
 

@@ -417,7 +417,7 @@ class Plan:
     def __init__(self, model, settings, soc, data_id="", weights_id="", weights_path=""):
         self.model, self.settings, self.soc = model, settings, soc
         self.data_id, self.weights_id, self.weights_path = data_id, weights_id, weights_path
-        self.prep_key, self.prep_bytes = "", 0
+        self.prep_key, self.prep_bytes, self.export_key = "", 0, ""
         self.calib_id, self.calib_offset, self.calib_prep_key = "", 0, ""
         self.backend = settings.backend
         # On the CPU npuzoo.tune picks the engine and streams unless they are given or TUNE=0;
@@ -436,6 +436,7 @@ class Plan:
         self.prep_key, params = store.prep_key(
             model_config, config.model_dir(self.model), self.data_id, uint8)
         self.prep_bytes = store.prep_bytes(model_config, uint8)
+        self.export_key = store.export_key(model_config, config.model_dir(self.model))
         if write:
             prep_dir = os.path.join(store.PREP_ROOT, self.prep_key)
             os.makedirs(store.PREP_ROOT, exist_ok=True)
@@ -483,7 +484,7 @@ class Plan:
                   "PERF_SECONDS": self.perf_seconds or "", "TUNE": "1" if self.tuned else "",
                   "CALIB_OFFSET": self.calib_offset, "CALIB_ID": self.calib_id,
                   "CALIB_PREP_KEY": self.calib_prep_key,
-                  "DATASET_ID": self.data_id, "PREP_KEY": self.prep_key,
+                  "DATASET_ID": self.data_id, "PREP_KEY": self.prep_key, "EXPORT_KEY": self.export_key,
                   "PREP_BYTES": self.prep_bytes, "WEIGHTS_ID": self.weights_id,
                   "WEIGHTS_PATH": self.weights_path, **({"BS": bs} if bs else {}), **extra}
         return ["-f", "mk/pipeline.mk", *(f"{k}={v}" for k, v in values.items()), *targets]

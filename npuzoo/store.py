@@ -7,8 +7,9 @@ once and reused by every model and run that asks for the same key.
 
 A dataset id names the selected images and labels by their checksums (npuzoo/run.py); a prep
 key adds what changes the bytes: the geometry (resize, rule, interpolation, crop, crop offset,
-input shape), for float32 also mean and std, and the preprocessing code (its syntax tree, so a
-comment or docstring does not count). Models with the same preprocessing (MobileNetV1 and
+input shape), for float32 also mean and std, and the folder's preprocess.py (its syntax tree,
+so a comment or docstring does not count). The export key (`export_key`) is the same idea for
+the export: pth2onnx.py and its folder's other modules, and model.yaml's fields it reads. Models with the same preprocessing (MobileNetV1 and
 VoVNet39; with AIPP=1, uint8 before normalisation, four of the five) share one set.
 
     python3 -m npuzoo.store once --lock L --stamp S [--clean DIR] [--prep-check DATASET_JSON
@@ -78,9 +79,26 @@ def code_fingerprint(paths):
 
 
 def preprocessing_code(model_dir):
-    """The files whose code makes a model's preprocessed bytes."""
-    names = ["preprocess.py", "_zoo.py"]
-    return [os.path.join(model_dir, n) for n in names if os.path.isfile(os.path.join(model_dir, n))]
+    """The files whose code makes a model's preprocessed bytes: its preprocess.py alone (a
+    folder script imports only third-party packages and, for the export, its own files)."""
+    return [os.path.join(model_dir, "preprocess.py")]
+
+
+def export_code(model_dir):
+    """The files whose code makes a model's ONNX: the folder's Python files but the two
+    scripts of the other steps (pth2onnx.py and what it imports, e.g. network.py)."""
+    return sorted(os.path.join(model_dir, n) for n in os.listdir(model_dir)
+                  if n.endswith(".py") and n not in ("preprocess.py", "postprocess.py"))
+
+
+def export_key(model_config, model_dir):
+    """A hash of what the export reads: its code (syntax trees) and model.yaml's name, input,
+    output, onnx and weights layout and checksums (the upstream tree has its own record)."""
+    weights = model_config["weights"]
+    params = {k: model_config[k] for k in ("name", "input", "output", "onnx")}
+    params["weights"] = {k: weights.get(k) for k in ("layout", "md5", "sha256", "previous")}
+    params["code"] = code_fingerprint(export_code(model_dir))
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def prep_key(model_config, model_dir, dataset_id, uint8):

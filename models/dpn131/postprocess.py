@@ -1,37 +1,110 @@
-"""Top-1..5 accuracy of TXT inference results: `python3 postprocess.py RESULT_DIR LABEL_FILE OUT_DIR JSON_NAME`.
+"""Top-1..5 accuracy of DPN131's TXT results: `python3 postprocess.py RESULT_DIR LABEL_FILE OUT_DIR JSON_NAME`.
 
-Mirrors the Ascend ModelZoo-PyTorch `imagenet_acc_eval.py` of the DPN131 guide
-(ACL_PyTorch/contrib/cv/classfication/DPN131; Apache-2.0), and writes the same accuracy JSON,
-byte for byte. The work is _zoo.py's (beside this file, section "postprocess"), which
-also lists the differences from the ModelZoo script (sorted reading, one-line errors, NaN
-warning, BOM-tolerant labels).
-Temporary files: only `OUT_DIR/.<JSON_NAME>.<pid>.tmp`, which matches `.*.tmp`.
+As the Ascend ModelZoo DPN131 guide's imagenet_acc_eval.py (Apache-2.0): the same JSON, byte for byte.
+RESULT_DIR holds ais_bench `--outfmt TXT` results `<image stem>_<n>.txt` (first line: the
+scores), LABEL_FILE lines `<image name> <class index>`; with 1001 scores index 0 is background.
+Unlike the guide: files are read in sorted order and equal scores rank the lower index first;
+a missing label, a malformed name or line is one `error:` line; NaN scores give a `warning:`;
+the JSON is written under a temporary name and renamed.
 """
 
-import importlib.util
+import json
 import os
-import re
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import numpy as np
+
+TOPN = 5
 
 
-def _load_helper(name="_zoo" + re.sub(r"\W", "_", HERE)):
-    """_zoo.py beside this file (a copy of the project's models/_zoo.py), imported by path under
-    a name of this folder's own: the folder needs nothing from outside itself."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, "_zoo.py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)  # first: workers pickle by name
-        try:
-            spec.loader.exec_module(sys.modules[name])
-        except BaseException:
-            del sys.modules[name]
-            raise
-    return sys.modules[name]
+def fail(message):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
-zoo = _load_helper()
+def read_labels(label_file):
+    """{image name up to its first '.': class index}; a byte-order mark is not part of a name."""
+    try:
+        with open(label_file, encoding="utf-8-sig") as handle:
+            lines = handle.read().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        fail(f"{label_file}: cannot read the label file ({getattr(err, 'strerror', None) or err})")
+    labels = {}
+    for number, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields:
+            continue
+        key = fields[0].split(".")[0]
+        if len(fields) != 2 or not (fields[1].isascii() and fields[1].isdigit()) or not key:
+            fail(f"{label_file}:{number}: expected '<image name> <class index>', got {line!r}")
+        if labels.setdefault(key, int(fields[1])) != int(fields[1]):
+            fail(f"{label_file}:{number}: {key} is labelled {fields[1]} here, {labels[key]} before")
+    return labels or fail(f"{label_file}: no labels in it")
+
+
+def read_scores(path):
+    try:
+        with open(path, encoding="ascii") as handle:
+            text = handle.readline().strip()
+        return np.array(text.split(" "), dtype=np.float32)
+    except (OSError, UnicodeDecodeError) as err:
+        fail(f"{path}: cannot read the result file ({getattr(err, 'strerror', None) or err})")
+    except ValueError:
+        fail(f"{path}: first line is not scores separated by single spaces ({text[:60]!r})")
+
+
+def accuracy(result_dir, labels):
+    """(the accuracy JSON as a dict, the number of result files with NaN or infinite scores)."""
+    try:
+        names = sorted(n for n in os.listdir(result_dir) if not n.endswith(("sumary.json", "summary.json")))
+    except OSError as err:
+        fail(f"{result_dir}: cannot list the result folder ({err.strerror or err})")
+    hits, n_label, nonfinite = np.zeros(TOPN), 0, 0
+    for name in names or fail(f"{result_dir}: no result files in it (expected <image>_<n>.txt)"):
+        path, stem = os.path.join(result_dir, name), name.split(".")[0]
+        if stem[:stem.rfind("_")] not in labels or stem.rfind("_") <= 0:
+            fail(f"{path}: no label for it in the label file (expected <image>_<n>.txt)")
+        scores = read_scores(path)
+        nonfinite += not np.isfinite(scores).all()
+        n_label = len(scores)
+        truth = labels[stem[:stem.rfind("_")]] + (n_label == 1001)
+        if truth < n_label:  # its rank in a stable descending sort, NaN last
+            value, nan = scores[truth], np.isnan(scores)
+            rank = (np.count_nonzero(~nan) + np.count_nonzero(nan[:truth]) if np.isnan(value) else
+                    np.count_nonzero(scores > value) + np.count_nonzero(scores[:truth] == value))
+            if rank < min(n_label, TOPN):
+                hits[rank] += 1
+    table = {"title": "Overall statistical evaluation", "value": [
+        {"key": "Number of images", "value": str(len(names))},
+        {"key": "Number of classes", "value": str(n_label)}]}
+    top = np.cumsum(hits) / len(names)
+    for k in range(min(n_label, TOPN)):
+        table["value"].append({"key": f"Top{k + 1} accuracy", "value": str(round(top[k] * 100, 2)) + "%"})
+    return table, nonfinite
+
+
+def main(argv=None):
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 4:
+        fail("usage: python3 postprocess.py RESULT_DIR LABEL_FILE OUT_DIR JSON_NAME")
+    result_dir, label_file, out_dir, json_name = args
+    table, nonfinite = accuracy(result_dir, read_labels(label_file))
+    path, tmp = os.path.join(out_dir, json_name), os.path.join(out_dir, f".{json_name}.{os.getpid()}.tmp")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(table, handle)
+        os.replace(tmp, path)
+    except OSError as err:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        fail(f"{path}: cannot write ({err.strerror or err})")
+    if nonfinite:
+        print(f"warning: {result_dir}: {nonfinite} of {table['value'][0]['value']} result files hold "
+              "NaN or infinite scores; the model's outputs are broken, this accuracy means little",
+              file=sys.stderr)
+    print("\n".join(f"{e['key']:<18}  {e['value']}" for e in table["value"]) + f"\nwrote {path}")
 
 
 if __name__ == "__main__":
-    sys.exit(zoo.postprocess_main())
+    main()

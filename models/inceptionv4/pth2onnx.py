@@ -1,87 +1,129 @@
 """Export InceptionV4 to ONNX: `python3 pth2onnx.py WEIGHTS ONNX [--source DIR]` (WEIGHTS may be `random`).
 
-Mirrors Ascend ModelZoo-PyTorch ACL_PyTorch/built-in/cv/InceptionV4_for_Pytorch/
-inceptionv4_pth2onnx.py (Apache-2.0): with Cadene/pretrained-models.pytorch first on sys.path,
-`pretrainedmodels.models.inceptionv4.InceptionV4(num_classes=1001)` (index 0 = background), the
-checkpoint loaded as a plain state_dict (model.yaml `weights.layout: plain`), `.eval()`, a
-traced export with input `image`, output `class`, opset 11 and axis 0 of both named '-1'.
-
---source DIR is the upstream tree (the folder holding `pretrainedmodels/`): the build passes
-build/inceptionv4/src/upstream, made by `python3 -m npuzoo.source fetch inceptionv4 ...`; the
-default is ./pretrained-models.pytorch, where the ModelZoo guide clones it. `pretrainedmodels`
-is imported from there only (the ModelZoo script imports an installed copy before extending
-sys.path; here an installed copy shadowing it is an error). The final pool must have a static
-kernel (ATC needs a constant graph), which holds for exactly two trees, and this script checks
-for one of them before exporting:
-- commit 8aae3d8 with inceptionv4.patch: `kernel_size=int(features.shape[2])`, a constant 8 in
-  the trace, and eager mode still works at any size (the ModelZoo patch's `.item()` breaks it);
-- the 0.7.4 release, unpatched: a fixed `nn.AvgPool2d(8, count_include_pad=False)`, the same
-  values at 299x299.
-The ModelZoo script downloads the published file when no checkpoint is given; here WEIGHTS is
-required (or `random`). The reading of WEIGHTS and the checked, atomic export are _zoo.py's
-(beside this file), which lists the other differences from the ModelZoo script.
-
-Python API (for tests and benchmark scripts that import this file by path):
-    model = build_model(weights, source)   # weights: a path or "random"; the module in eval()
-    export(model, onnx_path)
-Temporary files: only `.<ONNX name>.<pid>.tmp` beside ONNX, renamed to ONNX once checked and
-removed on any failure; it matches `.*.tmp`, which a driver may remove when no run is active.
+As the Ascend ModelZoo InceptionV4 guide's inceptionv4_pth2onnx.py (Apache-2.0): Cadene's
+pretrained-models.pytorch, `InceptionV4(num_classes=1001)` (index 0: background), the checkpoint
+(a plain state_dict) loaded strictly, `.eval()`, a traced export with model.yaml's names and
+opset, batch axis '-1'. The final pool must have a static kernel (ATC needs a constant graph),
+as in commit 8aae3d8 with inceptionv4.patch (`int(features.shape[2])`, eager mode still works
+at any size) or in the 0.7.4 release (a fixed 8x8 pool); this is checked. --source DIR: the
+tree holding `pretrainedmodels/` (the build passes build/inceptionv4/src/upstream; default
+./pretrained-models.pytorch). Unlike the guide: the tree comes first on sys.path; WEIGHTS is
+required (or `random`: seeded random weights), read with weights_only=True, strictly; the ONNX
+is checked and written under a temporary name, then renamed.
 """
 
-import importlib.util
+import argparse
+import importlib
 import os
-import re
 import sys
+import warnings
+
+import onnx
+import torch
+import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(HERE, "model.yaml"), encoding="utf-8") as handle:
+    CONFIG = yaml.safe_load(handle)
+DEFAULT_SOURCE = "pretrained-models.pytorch"
+STATIC_POOL_MARKS = ("int(features.shape[2])", "nn.AvgPool2d(8, count_include_pad=False)")
 
 
-def _load_helper(name="_zoo" + re.sub(r"\W", "_", HERE)):
-    """_zoo.py beside this file (a copy of the project's models/_zoo.py), imported by path under
-    a name of this folder's own: the folder needs nothing from outside itself."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, "_zoo.py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)  # first: workers pickle by name
-        try:
-            spec.loader.exec_module(sys.modules[name])
-        except BaseException:
-            del sys.modules[name]
-            raise
-    return sys.modules[name]
+class UserError(Exception):
+    """A problem the user can fix: main() prints it as one `error:` line."""
 
 
-zoo = _load_helper()
+def import_upstream(source, module):
+    """`module` imported from the upstream tree `source` (first on sys.path), never elsewhere."""
+    source = os.path.abspath(source)
+    package = module.split(".")[0]
+    if not os.path.isdir(os.path.join(source, package)):
+        raise UserError(f"{source}: no {package}/ in it; pass --source with the patched upstream "
+                        f"tree (python3 -m npuzoo.source fetch {CONFIG['name']} DIR)")
+    for name in [n for n in sys.modules if n.split(".")[0] == package]:
+        del sys.modules[name]  # another tree may have been imported before
+    sys.path.insert(0, source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # upstream's deprecation noise
+            imported = importlib.import_module(module)
+    except Exception as err:
+        raise UserError(f"{source}: cannot import {module} ({str(err).splitlines()[:1]})") from None
+    if not imported.__file__.startswith(os.path.join(source, package) + os.sep):
+        raise UserError(f"{module} was imported from {imported.__file__}, not from {source}")
+    return imported
 
-DEFAULT_SOURCE = "pretrained-models.pytorch"  # beside the current directory, as the guide clones
-# The two upstream trees whose final pool exports with a static kernel (see the docstring).
-STATIC_POOL_MARKS = {
-    "int(features.shape[2])": "8aae3d8 with inceptionv4.patch",
-    "nn.AvgPool2d(8, count_include_pad=False)": "the 0.7.4 release (fixed 8x8 pool)",
-}
 
-
-def new_network(classes, source=DEFAULT_SOURCE):
-    """InceptionV4(num_classes=classes) from the tree `source`, whose final pool is static."""
-    zoo.import_tree(source, "pretrainedmodels", "pretrainedmodels/__init__.py", (
-        "the patched upstream tree (python3 -m npuzoo.source fetch inceptionv4 DIR, or a clone "
-        "of Cadene/pretrained-models.pytorch with inceptionv4.patch applied)"))
-    # the module, not the function of the same name that pretrainedmodels.models exports
-    network = importlib.import_module("pretrainedmodels.models.inceptionv4")
+def new_network(source=DEFAULT_SOURCE):
+    """InceptionV4 from the upstream tree `source`, whose final pool must be static."""
+    network = import_upstream(source, "pretrainedmodels.models.inceptionv4")
     with open(network.__file__, encoding="utf-8") as handle:
-        text = handle.read()
-    if not any(mark in text for mark in STATIC_POOL_MARKS):
-        raise zoo.UserError(
-            f"{network.__file__}: the final pool's kernel is not static: apply inceptionv4.patch "
-            f"(`patch -p1 < {os.path.join(HERE, 'inceptionv4.patch')}` in a tree at 8aae3d8), "
-            "or use the pretrainedmodels 0.7.4 release")
-    return network.InceptionV4(num_classes=classes)
+        if not any(mark in handle.read() for mark in STATIC_POOL_MARKS):
+            raise UserError(f"{network.__file__}: the final pool's kernel is not static: apply "
+                            f"inceptionv4.patch (`patch -p1 < {os.path.join(HERE, 'inceptionv4.patch')}`"
+                            " in a tree at 8aae3d8), or use the pretrainedmodels 0.7.4 release")
+    return network.InceptionV4(num_classes=CONFIG["output"]["classes"])
 
 
-build_model, export, main = zoo.export_commands(
-    HERE, new_network, source=DEFAULT_SOURCE,
-    description="Export InceptionV4 to ONNX (opset, names and shapes from model.yaml).",
-    weights_help="checkpoint (a plain state_dict .pth, 1001 classes)",
-    source_help="Cadene/pretrained-models.pytorch tree (8aae3d8 patched, or 0.7.4)")
+def build_model(weights, source=DEFAULT_SOURCE):
+    """The network in eval() with the checkpoint's weights, or seeded random ones."""
+    torch.manual_seed(0)
+    model = new_network(source)
+    if weights == "random":
+        print("warning: WEIGHTS=random: random weights (seed 0); accuracy will not be meaningful",
+              file=sys.stderr)
+        return model.eval()
+    try:
+        checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as err:  # no such file, not a torch.save file, a pickled object, ...
+                        f"({(str(err).splitlines() or [type(err).__name__])[0]})") from None
+    expected = model.state_dict()  # num_batches_tracked may be absent: eval() never reads it
+    try:
+        state = dict(checkpoint)
+        state = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked")}, **state}
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, AttributeError, TypeError, ValueError) as err:
+        raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint ({CONFIG['weights']['layout']}"
+                        f" layout): {' '.join(str(err).split())[:300]}") from None
+    return model.eval()
+
+
+def export(model, onnx_path):
+    """A traced export (names, opset, batch axis '-1' from model.yaml), checked, then renamed."""
+    inp, out, opset = CONFIG["input"]["name"], CONFIG["output"]["name"], CONFIG["onnx"]["opset"]
+    axes = {inp: {0: "-1"}, out: {0: "-1"}} if CONFIG["onnx"]["dynamic_batch"] else None
+    tmp = os.path.join(os.path.dirname(os.path.abspath(onnx_path)),
+                       f".{os.path.basename(onnx_path)}.{os.getpid()}.tmp")
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the tracer's: Python-computed shapes become constants
+            torch.onnx.export(model.eval(), torch.randn(1, *CONFIG["input"]["shape"]), tmp,
+                              input_names=[inp], output_names=[out], dynamic_axes=axes,
+                              opset_version=opset, dynamo=False)  # dynamo would write opset 18
+        if opset not in [o.version for o in onnx.load(tmp).opset_import if o.domain in ("", "ai.onnx")]:
+            raise UserError(f"{onnx_path}: the exporter did not write opset {opset}")
+        onnx.checker.check_model(tmp, full_check=True)
+        os.replace(tmp, onnx_path)
+    except OSError as err:
+        raise UserError(f"{onnx_path}: cannot write ({err.strerror or err})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("weights", metavar="WEIGHTS")
+    parser.add_argument("onnx", metavar="ONNX")
+    parser.add_argument("--source", default=DEFAULT_SOURCE, metavar="DIR")
+    args = parser.parse_args(argv)
+    try:
+        export(build_model(args.weights, args.source), args.onnx)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(f"exported {args.weights} to {args.onnx}")
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

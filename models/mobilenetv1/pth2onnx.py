@@ -1,57 +1,113 @@
 """Export MobileNetV1 to ONNX: `python3 pth2onnx.py WEIGHTS ONNX` (WEIGHTS may be `random`).
 
-Mirrors Ascend ModelZoo-PyTorch ACL_PyTorch/contrib/cv/classfication/MobileNet-v1/
-mobilenet-v1_pth2onnx.py (Apache-2.0): the network of wjc852456/pytorch-mobilenet-v1 @8b3bde3e
-`main.py` (here in network.py beside this file), the checkpoint's `state_dict` with `module.`
-stripped and loaded strictly (model.yaml `weights.layout: state_dict_key`), `.eval()`, a traced
-export with input `image`, output `class`, opset 11 and axis 0 of both named '-1'. The reading
-of WEIGHTS and the checked, atomic export are _zoo.py's (beside this file), which lists the
-differences from the ModelZoo script (weights_only loading, strict keys, `random`, opset check).
-
-Python API, used by benchmark scripts that import this file by path:
-    model = build_model(weights)   # weights: a path or "random"; returns the module in eval()
-    export(model, onnx_path)
-Temporary files: only `.<ONNX name>.<pid>.tmp` beside ONNX, renamed to ONNX once checked and
-removed on any failure; it matches `.*.tmp`, which a driver may remove when no run is active.
+As the Ascend ModelZoo MobileNet-v1 guide's mobilenet-v1_pth2onnx.py (Apache-2.0): the network
+of wjc852456/pytorch-mobilenet-v1 `main.py` (network.py beside this file), the checkpoint's
+`state_dict` with `module.` stripped loaded strictly, `.eval()`, a traced export with
+model.yaml's names and opset, batch axis '-1'. Unlike the guide: WEIGHTS is read with
+weights_only=True (the full unpickle only for the published file, by its md5), strictly;
+`random` gives seeded random weights; the ONNX is checked, written under a temporary name and
+renamed.
 """
 
+import argparse
+import hashlib
 import importlib.util
 import os
-import re
 import sys
+import warnings
+
+import onnx
+import torch
+import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(HERE, "model.yaml"), encoding="utf-8") as handle:
+    CONFIG = yaml.safe_load(handle)
+PUBLISHED_MD5 = {CONFIG["weights"].get("md5")}
 
 
-def _load_helper(name="_zoo" + re.sub(r"\W", "_", HERE)):
-    """_zoo.py beside this file (a copy of the project's models/_zoo.py), imported by path under
-    a name of this folder's own: the folder needs nothing from outside itself."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, "_zoo.py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)  # first: workers pickle by name
-        try:
-            spec.loader.exec_module(sys.modules[name])
-        except BaseException:
-            del sys.modules[name]
-            raise
-    return sys.modules[name]
+class UserError(Exception):
+    """A problem the user can fix: main() prints it as one `error:` line."""
 
 
-zoo = _load_helper()
+def published_md5(path):
+    """True when `path` is byte for byte a file this model.yaml publishes."""
+    with open(path, "rb") as handle:
+        return hashlib.md5(handle.read()).hexdigest() in PUBLISHED_MD5
 
 
-def new_network(classes, source=None):
+def new_network(source=None):
     """network.py's MobileNetV1 (this folder's own file, imported by path)."""
-    spec = importlib.util.spec_from_file_location("_mobilenetv1_network",
-                                                  os.path.join(HERE, "network.py"))
+    spec = importlib.util.spec_from_file_location("mobilenetv1_network", os.path.join(HERE, "network.py"))
     network = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(network)
-    return network.MobileNetV1(num_classes=classes)
+    return network.MobileNetV1(num_classes=CONFIG["output"]["classes"])
 
 
-build_model, export, main = zoo.export_commands(
-    HERE, new_network, description="Export MobileNetV1 to ONNX (opset, names and shapes from model.yaml).",
-    weights_help="checkpoint (.tar/.pth: torch.save dict with 'state_dict', or a state_dict)")
+def build_model(weights, source=None):
+    """The network in eval() with the checkpoint's weights, or seeded random ones."""
+    torch.manual_seed(0)
+    model = new_network(source)
+    if weights == "random":
+        print("warning: WEIGHTS=random: random weights (seed 0); accuracy will not be meaningful",
+              file=sys.stderr)
+        return model.eval()
+    try:
+        checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as err:  # no such file, not a torch.save file, a pickled object, ...
+        if not (os.path.isfile(weights) and published_md5(weights)):
+            raise UserError(f"{weights}: cannot read as a PyTorch checkpoint "
+                            f"({(str(err).splitlines() or [type(err).__name__])[0]}); if you trust "
+                            "it, save its plain state_dict with torch.save and pass that") from None
+        print(f"note: {weights}: a published checkpoint that needs a full unpickle; loading it "
+              "with weights_only=False", file=sys.stderr)
+        checkpoint = torch.load(weights, map_location="cpu", weights_only=False)
+    expected = model.state_dict()  # num_batches_tracked may be absent: eval() never reads it
+    try:
+        state = {k.removeprefix("module."): v for k, v in checkpoint.get("state_dict", checkpoint).items()}
+        state = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked")}, **state}
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, AttributeError, TypeError, ValueError) as err:
+        raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint ({CONFIG['weights']['layout']}"
+                        f" layout): {' '.join(str(err).split())[:300]}") from None
+    return model.eval()
+
+
+def export(model, onnx_path):
+    """A traced export (names, opset, batch axis '-1' from model.yaml), checked, then renamed."""
+    inp, out, opset = CONFIG["input"]["name"], CONFIG["output"]["name"], CONFIG["onnx"]["opset"]
+    axes = {inp: {0: "-1"}, out: {0: "-1"}} if CONFIG["onnx"]["dynamic_batch"] else None
+    tmp = os.path.join(os.path.dirname(os.path.abspath(onnx_path)),
+                       f".{os.path.basename(onnx_path)}.{os.getpid()}.tmp")
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the tracer's: Python-computed shapes become constants
+            torch.onnx.export(model.eval(), torch.randn(1, *CONFIG["input"]["shape"]), tmp,
+                              input_names=[inp], output_names=[out], dynamic_axes=axes,
+                              opset_version=opset, dynamo=False)  # dynamo would write opset 18
+        if opset not in [o.version for o in onnx.load(tmp).opset_import if o.domain in ("", "ai.onnx")]:
+            raise UserError(f"{onnx_path}: the exporter did not write opset {opset}")
+        onnx.checker.check_model(tmp, full_check=True)
+        os.replace(tmp, onnx_path)
+    except OSError as err:
+        raise UserError(f"{onnx_path}: cannot write ({err.strerror or err})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("weights", metavar="WEIGHTS")
+    parser.add_argument("onnx", metavar="ONNX")
+    args = parser.parse_args(argv)
+    try:
+        export(build_model(args.weights), args.onnx)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(f"exported {args.weights} to {args.onnx}")
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,45 +1,105 @@
 """Preprocess ImageNet images for TResNet-M: `python3 preprocess.py SRC DST [--limit N] [--workers K] [--uint8]`.
 
-Mirrors Ascend ModelZoo-PyTorch ACL_PyTorch/contrib/cv/classfication/TResNet/
-TResNet_preprocess.py (Apache-2.0, run there as `SRC DST`), which uses timm 0.4.5's
-`create_loader(input_size=(3, 224, 224), interpolation='bilinear', mean=(0, 0, 0),
-std=(1, 1, 1), crop_pct=0.875, use_prefetcher=True)`: Resize(floor(224 / 0.875) = 256,
-BILINEAR), CenterCrop(224), uint8 CHW, then the prefetcher's float() - 0 / (1 * 255). Here the
-same values: /255 with mean 0 and std 1 (NO ImageNet normalisation for this model), float32 CHW
-as DST/<stem>.bin, equal to torchvision's Resize(256), CenterCrop(224), ToTensor().
-
-Every parameter comes from model.yaml beside this file. The work is _zoo.py's (beside this
-file, section "preprocess"): images in SRC and one level of class subfolders, K worker
-processes, an undecodable image or two images with one stem stop the run with one line, and
-`--uint8` writes the cropped pixels for an om with AIPP.
-Temporary files: only DST/.preprocess-XXXXXXXX.tmp/, removed at the end of every run that is
-not killed; a driver may remove a killed run's `.*.tmp` entries of DST when no run is active.
+As the Ascend ModelZoo TResNet guide's TResNet_preprocess.py (Apache-2.0), timm 0.4.5's eval
+loader: Resize(224 / 0.875 = 256), CenterCrop(224), /255 with mean 0 and std 1 (no ImageNet
+normalisation for this model).
+RGB, shorter side to model.yaml's `resize` (bilinear, the longer side truncated), centre crop
+`crop` at rounded offsets, /255, (x - mean) / std, float32 CHW bytes to DST/<stem>.bin (<stem>: the
+name up to its first '.'); --uint8 writes the cropped uint8 HWC pixels, for an om with AIPP.
+Images: SRC/* and SRC/*/* (class folders) in sorted order. Unlike the guide, an undecodable
+image or two images with one stem stop the run with one `error:` line, and outputs are written
+under a temporary name and renamed. The pipeline runs preprocess() with `python3 -m npuzoo.prep`.
 """
 
-import importlib.util
+import argparse
 import os
-import re
 import sys
+from contextlib import nullcontext
+from multiprocessing import Pool
+
+import numpy as np
+import yaml
+from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(HERE, "model.yaml"), encoding="utf-8") as handle:
+    PARAMS = yaml.safe_load(handle)["preprocess"]
+MEAN = np.array(PARAMS["mean"], dtype=np.float32).reshape(3, 1, 1)
+STD = np.array(PARAMS["std"], dtype=np.float32).reshape(3, 1, 1)
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
-def _load_helper(name="_zoo" + re.sub(r"\W", "_", HERE)):
-    """_zoo.py beside this file (a copy of the project's models/_zoo.py), imported by path under
-    a name of this folder's own: the folder needs nothing from outside itself."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, "_zoo.py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)  # first: workers pickle by name
-        try:
-            spec.loader.exec_module(sys.modules[name])
-        except BaseException:
-            del sys.modules[name]
-            raise
-    return sys.modules[name]
+def preprocess(path, uint8=False):
+    """The model's input for one image file: float32 CHW, or the cropped uint8 HWC pixels."""
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+    size, crop = PARAMS["resize"], PARAMS["crop"]
+    width, height = image.size
+    if min(width, height) != size:
+        image = image.resize((size, int(size * height / width)) if width <= height else
+                             (int(size * width / height), size), Image.Resampling.BILINEAR)
+    top, left = round((image.height - crop) / 2), round((image.width - crop) / 2)
+    pixels = np.asarray(image)[top:top + crop, left:left + crop]
+    if uint8:
+        return np.ascontiguousarray(pixels)
+    return (pixels.transpose(2, 0, 1).astype(np.float32) / 255 - MEAN) / STD
 
 
-zoo = _load_helper()
+def convert(task):
+    """One image to DST/<stem>.bin (a temporary name, then renamed): None, or the error."""
+    path, dst, uint8 = task
+    out = os.path.join(dst, os.path.basename(path).split(".")[0] + ".bin")
+    try:
+        array = preprocess(path, uint8)
+    except DECODE_ERRORS as err:
+        return (f"{path}: cannot decode image ({(str(err).splitlines() or [type(err).__name__])[0]}); "
+                "remove it from the dataset and its line from the label file")
+    try:
+        array.tofile(os.path.join(dst, f".{os.path.basename(out)}.tmp"))
+        os.replace(os.path.join(dst, f".{os.path.basename(out)}.tmp"), out)
+    except OSError as err:
+        return f"{out}: cannot write ({err.strerror or err})"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("src", metavar="SRC")
+    parser.add_argument("dst", metavar="DST")
+    parser.add_argument("--limit", type=int, metavar="N")
+    parser.add_argument("--workers", type=int, default=1, metavar="K")
+    parser.add_argument("--uint8", action="store_true")
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.src):
+        sys.exit(f"error: {args.src}: no such folder (SRC should hold the validation images)")
+    folders = [args.src] + sorted(e.path for e in os.scandir(args.src) if e.is_dir())
+    paths = sorted(e.path for folder in folders for e in os.scandir(folder)
+                   if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())[:args.limit]
+    seen = {}
+    for path in paths:
+        stem = os.path.basename(path).split(".")[0]
+        if not stem:
+            sys.exit(f"error: {path}: its name gives no output name (the name up to its first '.')")
+        if stem in seen:
+            sys.exit(f"error: {seen[stem]} and {path} would both be written as {stem}.bin; "
+                     "rename or remove one")
+        seen[stem] = path
+    if not paths or min(args.workers, args.limit or 1) < 1:
+        sys.exit(f"error: {args.src}: no {'/'.join(IMAGE_EXTENSIONS)} images in it or its "
+                 "subfolders (or --limit, --workers not positive)")
+    try:
+        os.makedirs(args.dst, exist_ok=True)
+        with Pool(args.workers) if args.workers > 1 else nullcontext() as pool:
+            tasks = [(path, args.dst, args.uint8) for path in paths]
+            for error in pool.imap(convert, tasks, chunksize=8) if pool else map(convert, tasks):
+                if error:
+                    sys.exit(f"error: {error}")
+    except OSError as err:
+        sys.exit(f"error: {args.dst}: cannot write in it ({err.strerror or err})")
+    except KeyboardInterrupt:
+        sys.exit("error: interrupted")
+    print(f"preprocessed {len(paths)} images to {args.dst}")
 
 
 if __name__ == "__main__":
-    sys.exit(zoo.preprocess_main(HERE))
+    main()

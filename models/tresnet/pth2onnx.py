@@ -1,106 +1,132 @@
 """Export TResNet-M to ONNX: `python3 pth2onnx.py WEIGHTS ONNX [--source DIR]` (WEIGHTS may be `random`).
 
-Mirrors Ascend ModelZoo-PyTorch ACL_PyTorch/contrib/cv/classfication/TResNet/TResNet_pth2onnx.py
-(Apache-2.0): with rwightman/pytorch-image-models v0.4.5 (patched with TResNet.patch) on
-sys.path, `timm.create_model('tresnet_m', checkpoint_path=WEIGHTS)`, whose timm
-`load_checkpoint` takes `['state_dict']` when present, strips a leading `module.` and loads
-strictly; `.eval()`, a traced export with input `image`, output `class`, opset 11 and axis 0 of
-both named '-1'.
-
---source DIR is the patched upstream tree (the folder holding `timm/`): the build passes
-build/tresnet/src/upstream, made by `python3 -m npuzoo.source fetch tresnet ...` (the git tag
-v0.4.5, else the identical PyPI sdist timm==0.4.5); the default is ./pytorch-image-models,
-where the ModelZoo guide clones it. It is put FIRST on sys.path (the ModelZoo appends it, so an
-installed timm would win there). The tree must be patched: unpatched, InplaceAbn raises
-ImportError without the inplace_abn CUDA extension; this script checks the built network (no
-InplaceAbn left, anti-alias blur padded with zeros) before loading weights.
-
-The weights are loaded by _zoo.py (beside this file), not by timm: `create_model('tresnet_m',
-pretrained=False)`, then the published `model_best.pth.tar` (model.yaml `weights.layout:
-state_dict_key`; its 'args' is an argparse.Namespace, the one object allowed besides tensors:
-no checksum is published for the file), a plain state_dict with or without `module.`, or the
-word `random`; strictly, except that `num_batches_tracked` may be absent (a checkpoint of the
-unpatched network, whose InplaceAbn has no such buffer, lacks all 60). _zoo.py lists the other
-differences from the ModelZoo script and does the checked, atomic export.
-
-Python API (for tests and benchmark scripts that import this file by path):
-    model = build_model(weights, source)   # weights: a path or "random"; the module in eval()
-    export(model, onnx_path)
-Temporary files: only `.<ONNX name>.<pid>.tmp` beside ONNX, renamed to ONNX once checked and
-removed on any failure; it matches `.*.tmp`, which a driver may remove when no run is active.
+As the Ascend ModelZoo TResNet guide's TResNet_pth2onnx.py (Apache-2.0): timm 0.4.5 patched
+with TResNet.patch (no InplaceAbn, a zero-padded anti-alias blur: exportable without CUDA),
+`create_model('tresnet_m')`, the checkpoint's `state_dict` (`module.` stripped) loaded strictly,
+`.eval()`, a traced export with model.yaml's names and opset, batch axis '-1'. --source DIR: the
+patched tree holding `timm/` (the build passes build/tresnet/src/upstream; default
+./pytorch-image-models, where the guide clones it). Unlike the guide: the tree must be patched
+and comes first on sys.path; WEIGHTS is read with weights_only=True (its `args` Namespace
+allowed), strictly; `random` gives seeded random weights; the ONNX is checked and renamed.
 """
 
 import argparse
-import importlib.util
+import importlib
 import os
-import re
 import sys
 import warnings
 
+import onnx
+import torch
+import yaml
+
 HERE = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(HERE, "model.yaml"), encoding="utf-8") as handle:
+    CONFIG = yaml.safe_load(handle)
+DEFAULT_SOURCE = "pytorch-image-models"
+torch.serialization.add_safe_globals([argparse.Namespace])  # the published file's `args`
 
 
-def _load_helper(name="_zoo" + re.sub(r"\W", "_", HERE)):
-    """_zoo.py beside this file (a copy of the project's models/_zoo.py), imported by path under
-    a name of this folder's own: the folder needs nothing from outside itself."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, "_zoo.py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)  # first: workers pickle by name
-        try:
-            spec.loader.exec_module(sys.modules[name])
-        except BaseException:
-            del sys.modules[name]
-            raise
-    return sys.modules[name]
+class UserError(Exception):
+    """A problem the user can fix: main() prints it as one `error:` line."""
 
 
-zoo = _load_helper()
+def import_upstream(source, module):
+    """`module` imported from the upstream tree `source` (first on sys.path), never elsewhere."""
+    source = os.path.abspath(source)
+    package = module.split(".")[0]
+    if not os.path.isdir(os.path.join(source, package)):
+        raise UserError(f"{source}: no {package}/ in it; pass --source with the patched upstream "
+                        f"tree (python3 -m npuzoo.source fetch {CONFIG['name']} DIR)")
+    for name in [n for n in sys.modules if n.split(".")[0] == package]:
+        del sys.modules[name]  # another tree may have been imported before
+    sys.path.insert(0, source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # upstream's deprecation noise
+            imported = importlib.import_module(module)
+    except Exception as err:
+        raise UserError(f"{source}: cannot import {module} ({str(err).splitlines()[:1]})") from None
+    if not imported.__file__.startswith(os.path.join(source, package) + os.sep):
+        raise UserError(f"{module} was imported from {imported.__file__}, not from {source}")
+    return imported
 
-DEFAULT_SOURCE = "pytorch-image-models"  # where the ModelZoo guide clones upstream
-ARCH = "tresnet_m"
 
-
-def import_timm(source):
-    """`timm` from the tree `source`, never an installed copy."""
-    return zoo.import_tree(source, "timm", "timm/models/tresnet.py", (
-        "the patched upstream tree (python3 -m npuzoo.source fetch tresnet DIR, or a clone of "
-        "rwightman/pytorch-image-models at v0.4.5 with TResNet.patch applied)"))
-
-
-def check_patched(model, timm):
-    """TResNet.patch must be applied: no InplaceAbn, and a zero-padded anti-alias blur."""
-    import torch
-    hint = f"apply it with `patch -p1 < {os.path.join(HERE, 'TResNet.patch')}` in the tree"
+def new_network(source=DEFAULT_SOURCE):
+    """tresnet_m from the upstream tree `source`, checked to be patched by TResNet.patch."""
+    timm = import_upstream(source, "timm")
     layers = importlib.import_module("timm.models.layers")
-    if any(isinstance(m, layers.InplaceAbn) for m in model.modules()):
-        raise zoo.UserError(f"{os.path.dirname(timm.__file__)}: TResNet.patch is not applied "
-                            f"(the network still uses InplaceAbn); {hint}")
-    blur = next(m for m in model.modules() if isinstance(m, layers.AntiAliasDownsampleLayer))
-    with torch.no_grad():
-        corner = blur(torch.ones(1, blur.op.channels, 4, 4))[0, 0, 0, 0].item()
-    # zero padding 1 keeps (4 + 2 + 2 + 1) / 16 of the filter at a corner; reflect keeps all
-    if abs(corner - 9 / 16) > 1e-6:
-        raise zoo.UserError(f"{os.path.dirname(timm.__file__)}: TResNet.patch is not applied "
-                            f"(the anti-alias downsample does not pad with zeros); {hint}")
-
-
-def new_network(classes, source=DEFAULT_SOURCE):
-    """A new patched tresnet_m(num_classes=classes) from the tree `source`."""
-    timm = import_timm(source)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = timm.create_model(ARCH, pretrained=False, num_classes=classes)
-    check_patched(model, timm)
+        model = timm.create_model("tresnet_m", pretrained=False, num_classes=CONFIG["output"]["classes"])
+    blur = next(m for m in model.modules() if isinstance(m, layers.AntiAliasDownsampleLayer))
+    with torch.no_grad():  # zero padding keeps (4 + 2 + 2 + 1) / 16 of the filter at a corner
+        corner = blur(torch.ones(1, blur.op.channels, 4, 4))[0, 0, 0, 0].item()
+    if any(isinstance(m, layers.InplaceAbn) for m in model.modules()) or abs(corner - 9 / 16) > 1e-6:
+        raise UserError(f"{os.path.dirname(timm.__file__)}: TResNet.patch is not applied (`patch "
+                        f"-p1 < {os.path.join(HERE, 'TResNet.patch')}` in the tree)")
     return model
 
 
-build_model, export, main = zoo.export_commands(
-    HERE, new_network, source=DEFAULT_SOURCE, safe_globals=[argparse.Namespace],
-    description="Export TResNet-M (timm 0.4.5 + TResNet.patch) to ONNX "
-                "(opset, names and shapes from model.yaml).",
-    weights_help="checkpoint (model_best.pth.tar: a dict with 'state_dict', or a state_dict, "
-                 "with or without module.)",
-    source_help="patched rwightman/pytorch-image-models v0.4.5 tree")
+def build_model(weights, source=DEFAULT_SOURCE):
+    """The network in eval() with the checkpoint's weights, or seeded random ones."""
+    torch.manual_seed(0)
+    model = new_network(source)
+    if weights == "random":
+        print("warning: WEIGHTS=random: random weights (seed 0); accuracy will not be meaningful",
+              file=sys.stderr)
+        return model.eval()
+    try:
+        checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as err:  # no such file, not a torch.save file, a pickled object, ...
+                        f"({(str(err).splitlines() or [type(err).__name__])[0]})") from None
+    expected = model.state_dict()  # num_batches_tracked may be absent: eval() never reads it
+    try:
+        state = {k.removeprefix("module."): v for k, v in checkpoint.get("state_dict", checkpoint).items()}
+        state = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked")}, **state}
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, AttributeError, TypeError, ValueError) as err:
+        raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint ({CONFIG['weights']['layout']}"
+                        f" layout): {' '.join(str(err).split())[:300]}") from None
+    return model.eval()
+
+
+def export(model, onnx_path):
+    """A traced export (names, opset, batch axis '-1' from model.yaml), checked, then renamed."""
+    inp, out, opset = CONFIG["input"]["name"], CONFIG["output"]["name"], CONFIG["onnx"]["opset"]
+    axes = {inp: {0: "-1"}, out: {0: "-1"}} if CONFIG["onnx"]["dynamic_batch"] else None
+    tmp = os.path.join(os.path.dirname(os.path.abspath(onnx_path)),
+                       f".{os.path.basename(onnx_path)}.{os.getpid()}.tmp")
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the tracer's: Python-computed shapes become constants
+            torch.onnx.export(model.eval(), torch.randn(1, *CONFIG["input"]["shape"]), tmp,
+                              input_names=[inp], output_names=[out], dynamic_axes=axes,
+                              opset_version=opset, dynamo=False)  # dynamo would write opset 18
+        if opset not in [o.version for o in onnx.load(tmp).opset_import if o.domain in ("", "ai.onnx")]:
+            raise UserError(f"{onnx_path}: the exporter did not write opset {opset}")
+        onnx.checker.check_model(tmp, full_check=True)
+        os.replace(tmp, onnx_path)
+    except OSError as err:
+        raise UserError(f"{onnx_path}: cannot write ({err.strerror or err})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("weights", metavar="WEIGHTS")
+    parser.add_argument("onnx", metavar="ONNX")
+    parser.add_argument("--source", default=DEFAULT_SOURCE, metavar="DIR")
+    args = parser.parse_args(argv)
+    try:
+        export(build_model(args.weights, args.source), args.onnx)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(f"exported {args.weights} to {args.onnx}")
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

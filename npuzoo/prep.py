@@ -1,0 +1,249 @@
+"""Run a model folder's preprocessing in parallel: the machinery around its preprocess().
+
+    python3 -m npuzoo.prep MODEL_DIR SRC DST [--limit N] [--workers K] [--uint8]
+
+writes what `MODEL_DIR/preprocess.py SRC DST` writes (DST/<stem>.bin, byte for byte: each
+array comes from that script's own `preprocess(path, uint8)`), and adds what is not the
+model's: model.yaml validated first (npuzoo.config), the images chosen and checked by the
+project's rules (npuzoo.dataset.IMAGE_EXTENSIONS in SRC and one level of class folders, sorted;
+two images with one stem are refused before anything is written), K worker processes (default:
+the usable cores) fed in chunks, a progress bar on a terminal, and clean stops. An undecodable
+image stops the run with one line naming it (skipping it would silently shrink the accuracy's
+denominator); the outputs already written are complete and kept. Ctrl-C: the workers ignore
+SIGINT, finish the file in hand and stop; `error: interrupted`, exit 130.
+
+Each output is written in a private folder per worker, DST/.preprocess-XXXX.tmp/worker-<pid>/,
+then renamed into DST, so DST never holds a partial .bin: creating files in one shared folder
+serialises the workers on its lock (measured on ext4: no gain from a second worker). The
+temporary folder is removed at the end of every run that is not killed; it matches `.*.tmp`.
+"""
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from npuzoo import config
+from npuzoo.dataset import IMAGE_EXTENSIONS
+from npuzoo.errors import UserError, cli
+
+MAX_CHUNK = 16
+PIL_BLOCKS_MAX = 8  # Pillow keeps a few image memory blocks for reuse (pixels unchanged)
+TEMP_PREFIX = ".preprocess-"
+
+_worker = {}
+
+
+def load_script(model_dir, name):
+    """MODEL_DIR/<name>.py imported by path under a name of its own (the folders are no package)."""
+    module_name = f"npuzoo_folder_{os.path.basename(os.path.abspath(model_dir))}_{name}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, os.path.join(model_dir, f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[module_name] = module
+    return sys.modules[module_name]
+
+
+def output_stem(path):
+    return os.path.basename(path).split(".", 1)[0]
+
+
+def list_images(src):
+    """The images of SRC and of its immediate subfolders, sorted by path."""
+    if not os.path.isdir(src):
+        raise UserError(f"{src}: no such folder (SRC should hold the validation images)")
+    folders = [src] + sorted(e.path for e in os.scandir(src) if e.is_dir())
+    paths = sorted(e.path for folder in folders for e in os.scandir(folder)
+                   if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
+    if not paths:
+        raise UserError(f"{src}: no {'/'.join(IMAGE_EXTENSIONS)} images in it or in its subfolders")
+    return paths
+
+
+def check_stems(paths):
+    seen = {}
+    for path in paths:
+        stem = output_stem(path)
+        if not stem:
+            raise UserError(f"{path}: its name gives an empty output name "
+                            "(the output is the name up to its first '.')")
+        if stem in seen:
+            raise UserError(f"{seen[stem]} and {path} would both be written as {stem}.bin; "
+                            "rename or remove one")
+        seen[stem] = path
+
+
+def _init_worker(model_dir, uint8, dst, tmp_root, stop):
+    from PIL import Image
+    Image.core.set_blocks_max(PIL_BLOCKS_MAX)
+    tmp_dir = os.path.join(tmp_root, f"worker-{os.getpid()}")
+    os.makedirs(tmp_dir, exist_ok=True)
+    script = load_script(model_dir, "preprocess")
+    _worker.update(preprocess=script.preprocess, decode_errors=script.DECODE_ERRORS, uint8=uint8,
+                   dst=dst, tmp_dir=tmp_dir, stop=stop)
+
+
+def _init_pool_worker(*args):
+    """A pool worker ignores SIGINT: on Ctrl-C the parent alone stops the run."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _init_worker(*args)
+
+
+def _process(path):
+    """The stem on success; None when the run is stopping; (kind, path, reason) on an error."""
+    if _worker["stop"] is not None and _worker["stop"].is_set():
+        return None
+    try:
+        array = _worker["preprocess"](path, _worker["uint8"])
+    except _worker["decode_errors"] as err:  # what the folder's decoding raises on a bad file
+        return ("decode", path, (str(err).splitlines() or [type(err).__name__])[0])
+    stem = output_stem(path)
+    final, tmp = os.path.join(_worker["dst"], stem + ".bin"), os.path.join(_worker["tmp_dir"], stem + ".bin")
+    try:
+        array.tofile(tmp)
+        os.replace(tmp, final)
+    except OSError as err:
+        return ("write", final, err.strerror or str(err))
+    return stem
+
+
+def error_line(kind, path, reason):
+    if kind == "decode":
+        return (f"{path}: cannot decode image ({reason}); remove it from the dataset and its "
+                "line from the label file")
+    return f"{path}: cannot write ({reason})"
+
+
+@contextlib.contextmanager
+def sigint_held():
+    """SIGINT blocked while the workers are forked (they inherit the mask and ignore SIGINT
+    before unblocking it); a Ctrl-C meanwhile reaches this process on leaving."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def run_serial(paths, args, bar):
+    _init_worker(*args, None)
+    for path in paths:
+        result = _process(path)
+        if isinstance(result, tuple):
+            raise UserError(error_line(*result))
+        bar.update()
+    return len(paths)
+
+
+def run_parallel(paths, args, workers, bar):
+    """K processes fed in chunks; on the first error or an interrupt a shared event makes every
+    worker skip what is left, so the pool drains quickly and no worker is killed mid-write."""
+    import multiprocessing
+    context = multiprocessing.get_context("fork")
+    stop = context.Event()
+    error, done = None, 0
+    with warnings.catch_warnings():  # Python >= 3.12 warns on fork of a threaded process
+        warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+        executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_pool_worker,
+                                       initargs=(*args, stop))
+        try:
+            with sigint_held():
+                results = executor.map(_process, paths,
+                                       chunksize=max(1, min(MAX_CHUNK, len(paths) // (workers * 8))))
+            for result in results:
+                if isinstance(result, tuple) and error is None:
+                    error = result
+                    stop.set()
+                elif isinstance(result, str):
+                    done += 1
+                    bar.update()
+        except BrokenProcessPool:
+            raise UserError("a worker process died (killed for lack of memory?); the outputs "
+                            f"written so far in {args[2]} are complete") from None
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+    if error is not None:
+        raise UserError(error_line(*error))
+    return done
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def usable_cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def preprocess(model_dir, src, dst, limit=None, workers=None, uint8=False):
+    """Write DST/<stem>.bin for the first `limit` images of SRC; returns (count, seconds)."""
+    start = time.perf_counter()
+    config.load(os.path.join(model_dir, "model.yaml"))
+    load_script(model_dir, "preprocess")  # before the fork: the workers inherit it
+    paths = list_images(src)[:limit]
+    check_stems(paths)
+    try:
+        os.makedirs(dst, exist_ok=True)
+        tmp_root = tempfile.mkdtemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=dst)
+    except OSError as err:
+        raise UserError(f"{dst}: cannot write in it ({err.strerror or err})") from None
+    workers = max(1, min(workers or usable_cores(), len(paths)))
+    args = (model_dir, uint8, dst, tmp_root)
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+        bar = tqdm(total=len(paths), unit="img", desc="preprocess", file=sys.stderr)
+    else:
+        bar = _NoBar()
+    try:
+        if workers == 1:
+            done = run_serial(paths, args, bar)
+        else:
+            done = run_parallel(paths, args, workers, bar)
+    finally:
+        bar.close()
+        shutil.rmtree(tmp_root, ignore_errors=True)  # only partial files of a dead worker
+    return done, time.perf_counter() - start
+
+
+def positive_int(text):
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+@cli
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 -m npuzoo.prep", description=__doc__.splitlines()[0])
+    parser.add_argument("model_dir", metavar="MODEL_DIR", help="models/<name>")
+    parser.add_argument("src", metavar="SRC", help="folder of images, flat or one level of class folders")
+    parser.add_argument("dst", metavar="DST", help="output folder for <stem>.bin files")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="only the first N images")
+    parser.add_argument("--workers", type=positive_int, metavar="K",
+                        help=f"worker processes (default: the usable cores, {usable_cores()})")
+    parser.add_argument("--uint8", action="store_true",
+                        help="the cropped uint8 HWC pixels, for an om with AIPP")
+    args = parser.parse_args(argv)
+    count, seconds = preprocess(args.model_dir, args.src, args.dst, args.limit, args.workers, args.uint8)
+    rate = count / seconds if seconds > 0 else float("inf")
+    print(f"preprocessed {count} images to {args.dst} in {seconds:.2f} s ({rate:.1f} images/s)")
+
+
+if __name__ == "__main__":
+    main()
