@@ -103,7 +103,7 @@ def test_state_dict_layout_matches_the_published_checkpoint(pth2onnx):
 
 def randomised(pth2onnx, seed=1):
     """A module with random conv weights AND random BN statistics/affine, so outputs vary."""
-    model = load_script("network").MobileNetV1()
+    model = load_script("pth2onnx").MobileNetV1()
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():

@@ -16,7 +16,7 @@ from conftest import load_model_script
 
 MODEL = "vovnet39"
 
-# docs/model_facts.md, VoVNet39 "Network", written out independently of network.py.
+# docs/model_facts.md, VoVNet39 "Network", written out independently of pth2onnx.py.
 STEM = [("stem_1", 3, 64), ("stem_2", 64, 64), ("stem_3", 64, 128)]
 STAGES = {2: (128, 256, 1), 3: (160, 512, 1), 4: (192, 768, 2), 5: (224, 1024, 2)}
 CONCAT_INPUTS = {"OSA2_1": 768, "OSA3_1": 1056, "OSA4_1": 1472, "OSA4_2": 1728,
@@ -63,7 +63,7 @@ def load_script(repo, name):
 
 @pytest.fixture(scope="module")
 def network(repo):
-    return load_script(repo, "network")
+    return load_script(repo, "pth2onnx")
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_model_yaml_valid_and_reference():
 # -- architecture -------------------------------------------------------------------------------
 
 def test_state_dict_layout_equals_upstream(network):
-    model = network.vovnet39()
+    model = network.VoVNet()
     state = model.state_dict()
     assert [(k, tuple(v.shape)) for k, v in state.items()] == expected_layout()
     assert len(state) == 236
@@ -135,7 +135,7 @@ def test_state_dict_layout_equals_upstream(network):
 
 
 def test_structure_and_forward(network):
-    model = network.vovnet39().eval()
+    model = network.VoVNet().eval()
     pools = [m for name, m in model.named_modules() if name.endswith("Pooling")]
     assert [p.ceil_mode for p in pools] == [True, True, True]
     assert not hasattr(model.stage2, "Pooling")
@@ -147,7 +147,7 @@ def test_structure_and_forward(network):
     with torch.no_grad():
         x = model.stem(x)
         sizes.append(x.shape[-1])
-        for name in model.stage_names:
+        for name in ("stage2", "stage3", "stage4", "stage5"):
             x = getattr(model, name)(x)
             sizes.append(x.shape[-1])
         assert model(torch.zeros(2, 3, 224, 224)).shape == (2, 1000)
@@ -157,7 +157,7 @@ def test_structure_and_forward(network):
 # -- checkpoint loading -------------------------------------------------------------------------
 
 def test_upstream_module_prefixed_checkpoint_loads(network, pth2onnx, tmp_path, capsys):
-    source = randomised(network.vovnet39())
+    source = randomised(network.VoVNet())
     state = source.state_dict()
     # the published file: a state_dict saved from nn.DataParallel
     published = {f"module.{k}": v.clone() for k, v in state.items()}
@@ -171,7 +171,7 @@ def test_upstream_module_prefixed_checkpoint_loads(network, pth2onnx, tmp_path, 
 
 @pytest.mark.parametrize("layout", ["plain", "no_num_batches_tracked"])
 def test_other_checkpoint_layouts_load(network, pth2onnx, tmp_path, layout):
-    state = randomised(network.vovnet39()).state_dict()
+    state = randomised(network.VoVNet()).state_dict()
     if layout == "plain":
         saved = dict(state)
     else:
@@ -188,18 +188,18 @@ def test_other_checkpoint_layouts_load(network, pth2onnx, tmp_path, layout):
 def test_a_training_checkpoint_is_not_the_declared_layout(network, pth2onnx, tmp_path):
     """`layout: module_prefix` takes a state_dict; a dict holding one under 'state_dict' (a
     training checkpoint, not what is published) is one line saying what the layout takes."""
-    state = network.vovnet39().state_dict()
+    state = network.VoVNet().state_dict()
     path = tmp_path / "training.pth"
     torch.save({"epoch": 1, "state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
-    with pytest.raises(pth2onnx.zoo.UserError, match=r"entry 'epoch' is a int, not a tensor; not a "
-                       r"state_dict \(model.yaml weights.layout module_prefix: "):
+    with pytest.raises(pth2onnx.UserError, match=r"not a vovnet39 checkpoint: keys \d+ missing "
+                       r"\(first: stem.stem_1/conv.weight\), 2 unexpected \(first: epoch\)"):
         pth2onnx.build_model(path)
 
 
 def test_timm_layout_is_refused_naming_keys(repo, network, tmp_path):
     """The timm vovnet39a names are refused: one line with the file, first missing/unexpected key
     (run as a real command, so exit status and the absence of a traceback are checked)."""
-    state = network.vovnet39().state_dict()
+    state = network.VoVNet().state_dict()
     renamed = {("stem.0.conv.weight" if k == "stem.stem_1/conv.weight" else k): v
                for k, v in state.items()}
     path = tmp_path / "timm.pth"
@@ -216,7 +216,7 @@ def test_onnx_matches_pytorch_on_real_images(repo, shared_data, network, pth2onn
     import onnx
     import onnxruntime as ort
 
-    model = randomised(network.vovnet39())
+    model = randomised(network.VoVNet())
     path = pth2onnx.export(model, tmp_path / "vovnet39.onnx")
     proto = onnx.load(path)
     assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [11]

@@ -1,11 +1,10 @@
 """Top-1..5 accuracy of DPN131's TXT results: `python3 postprocess.py RESULT_DIR LABEL_FILE OUT_DIR JSON_NAME`.
 
 As the Ascend ModelZoo DPN131 guide's imagenet_acc_eval.py (Apache-2.0): the same JSON, byte for byte.
-RESULT_DIR holds ais_bench `--outfmt TXT` results `<image stem>_<n>.txt` (first line: the
-scores), LABEL_FILE lines `<image name> <class index>`; with 1001 scores index 0 is background.
-Unlike the guide: files are read in sorted order and equal scores rank the lower index first;
-a missing label, a malformed name or line is one `error:` line; NaN scores give a `warning:`;
-the JSON is written under a temporary name and renamed.
+RESULT_DIR: ais_bench `--outfmt TXT` results `<image stem>_<n>.txt`, first line the scores;
+LABEL_FILE: lines `<image name> <class index>`. Unlike the guide: files read in sorted order,
+equal scores ranked lower index first; one `error:` line for a missing label or a malformed
+name or line; a `warning:` for NaN scores; the JSON written under a temporary name, renamed.
 """
 
 import json
@@ -14,12 +13,9 @@ import sys
 
 import numpy as np
 
-TOPN = 5
-
 
 def fail(message):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(f"error: {message}")
 
 
 def read_labels(label_file):
@@ -30,14 +26,11 @@ def read_labels(label_file):
     except (OSError, UnicodeDecodeError) as err:
         fail(f"{label_file}: cannot read the label file ({getattr(err, 'strerror', None) or err})")
     labels = {}
-    for number, line in enumerate(lines, 1):
-        fields = line.split()
-        if not fields:
-            continue
-        key = fields[0].split(".")[0]
-        if len(fields) != 2 or not (fields[1].isascii() and fields[1].isdigit()) or not key:
-            fail(f"{label_file}:{number}: expected '<image name> <class index>', got {line!r}")
-        if labels.setdefault(key, int(fields[1])) != int(fields[1]):
+    for number, fields in enumerate((line.split() for line in lines), 1):
+        key = fields[0].split(".")[0] if fields else None
+        if fields and (len(fields) != 2 or not (fields[1].isascii() and fields[1].isdigit()) or not key):
+            fail(f"{label_file}:{number}: expected '<image name> <class index>', got {lines[number - 1]!r}")
+        if fields and labels.setdefault(key, int(fields[1])) != int(fields[1]):
             fail(f"{label_file}:{number}: {key} is labelled {fields[1]} here, {labels[key]} before")
     return labels or fail(f"{label_file}: no labels in it")
 
@@ -53,32 +46,33 @@ def read_scores(path):
         fail(f"{path}: first line is not scores separated by single spaces ({text[:60]!r})")
 
 
-def accuracy(result_dir, labels):
+def accuracy(result_dir, labels, topn=5):
     """(the accuracy JSON as a dict, the number of result files with NaN or infinite scores)."""
     try:
         names = sorted(n for n in os.listdir(result_dir) if not n.endswith(("sumary.json", "summary.json")))
     except OSError as err:
         fail(f"{result_dir}: cannot list the result folder ({err.strerror or err})")
-    hits, n_label, nonfinite = np.zeros(TOPN), 0, 0
+    hits, n_label, nonfinite = np.zeros(topn), 0, 0
     for name in names or fail(f"{result_dir}: no result files in it (expected <image>_<n>.txt)"):
-        path, stem = os.path.join(result_dir, name), name.split(".")[0]
-        if stem[:stem.rfind("_")] not in labels or stem.rfind("_") <= 0:
-            fail(f"{path}: no label for it in the label file (expected <image>_<n>.txt)")
-        scores = read_scores(path)
+        stem = name.split(".")[0]
+        key = stem[:stem.rfind("_")] if stem.rfind("_") > 0 else None
+        if key not in labels:
+            fail(f"{os.path.join(result_dir, name)}: no label for it in the label file")
+        scores = read_scores(os.path.join(result_dir, name))
         nonfinite += not np.isfinite(scores).all()
         n_label = len(scores)
-        truth = labels[stem[:stem.rfind("_")]] + (n_label == 1001)
+        truth = labels[key] + (n_label == 1001)  # index 0 of 1001 scores is background
         if truth < n_label:  # its rank in a stable descending sort, NaN last
             value, nan = scores[truth], np.isnan(scores)
             rank = (np.count_nonzero(~nan) + np.count_nonzero(nan[:truth]) if np.isnan(value) else
                     np.count_nonzero(scores > value) + np.count_nonzero(scores[:truth] == value))
-            if rank < min(n_label, TOPN):
+            if rank < min(n_label, topn):
                 hits[rank] += 1
     table = {"title": "Overall statistical evaluation", "value": [
         {"key": "Number of images", "value": str(len(names))},
         {"key": "Number of classes", "value": str(n_label)}]}
     top = np.cumsum(hits) / len(names)
-    for k in range(min(n_label, TOPN)):
+    for k in range(min(n_label, topn)):
         table["value"].append({"key": f"Top{k + 1} accuracy", "value": str(round(top[k] * 100, 2)) + "%"})
     return table, nonfinite
 
@@ -96,13 +90,13 @@ def main(argv=None):
             json.dump(table, handle)
         os.replace(tmp, path)
     except OSError as err:
+        fail(f"{path}: cannot write ({err.strerror or err})")
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        fail(f"{path}: cannot write ({err.strerror or err})")
     if nonfinite:
-        print(f"warning: {result_dir}: {nonfinite} of {table['value'][0]['value']} result files hold "
-              "NaN or infinite scores; the model's outputs are broken, this accuracy means little",
-              file=sys.stderr)
+        print(f"warning: {result_dir}: {nonfinite} of {table['value'][0]['value']} result files hold NaN "
+              "or infinite scores; the model's outputs are broken, this accuracy means little", file=sys.stderr)
     print("\n".join(f"{e['key']:<18}  {e['value']}" for e in table["value"]) + f"\nwrote {path}")
 
 

@@ -58,7 +58,8 @@ def new_network(source=DEFAULT_SOURCE):
     """InceptionV4 from the upstream tree `source`, whose final pool must be static."""
     network = import_upstream(source, "pretrainedmodels.models.inceptionv4")
     with open(network.__file__, encoding="utf-8") as handle:
-        if not any(mark in handle.read() for mark in STATIC_POOL_MARKS):
+        text = handle.read()
+        if not any(mark in text for mark in STATIC_POOL_MARKS):
             raise UserError(f"{network.__file__}: the final pool's kernel is not static: apply "
                             f"inceptionv4.patch (`patch -p1 < {os.path.join(HERE, 'inceptionv4.patch')}`"
                             " in a tree at 8aae3d8), or use the pretrainedmodels 0.7.4 release")
@@ -76,13 +77,19 @@ def build_model(weights, source=DEFAULT_SOURCE):
     try:
         checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as err:  # no such file, not a torch.save file, a pickled object, ...
+        raise UserError(f"{weights}: cannot read as a PyTorch checkpoint "
                         f"({(str(err).splitlines() or [type(err).__name__])[0]})") from None
     expected = model.state_dict()  # num_batches_tracked may be absent: eval() never reads it
     try:
         state = dict(checkpoint)
         state = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked")}, **state}
+        problems = [f"{len(keys)} {what} (first: {keys[0]})" for what, keys in (
+            ("missing", [k for k in expected if k not in state]),
+            ("unexpected", [k for k in state if k not in expected])) if keys]
+        if problems:
+            raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint: keys " + ", ".join(problems))
         model.load_state_dict(state, strict=True)
-    except (RuntimeError, AttributeError, TypeError, ValueError) as err:
+    except (RuntimeError, AttributeError, TypeError, ValueError) as err:  # shapes, non-tensors
         raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint ({CONFIG['weights']['layout']}"
                         f" layout): {' '.join(str(err).split())[:300]}") from None
     return model.eval()
@@ -121,9 +128,10 @@ def main(argv=None):
         export(build_model(args.weights, args.source), args.onnx)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        return 2
     print(f"exported {args.weights} to {args.onnx}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

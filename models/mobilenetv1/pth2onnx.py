@@ -1,17 +1,17 @@
 """Export MobileNetV1 to ONNX: `python3 pth2onnx.py WEIGHTS ONNX` (WEIGHTS may be `random`).
 
-As the Ascend ModelZoo MobileNet-v1 guide's mobilenet-v1_pth2onnx.py (Apache-2.0): the network
-of wjc852456/pytorch-mobilenet-v1 `main.py` (network.py beside this file), the checkpoint's
-`state_dict` with `module.` stripped loaded strictly, `.eval()`, a traced export with
-model.yaml's names and opset, batch axis '-1'. Unlike the guide: WEIGHTS is read with
-weights_only=True (the full unpickle only for the published file, by its md5), strictly;
-`random` gives seeded random weights; the ONNX is checked, written under a temporary name and
-renamed.
+As the Ascend ModelZoo MobileNet-v1 guide's mobilenet-v1_pth2onnx.py (Apache-2.0), which inlines
+the `Net` of wjc852456/pytorch-mobilenet-v1 `main.py` @8b3bde3e (MIT), as this file does (module
+tree kept exactly: the keys are the published checkpoint's, `module.` stripped, e.g.
+`model.1.3.weight` (64, 32, 1, 1), the pointwise 1x1 of block 1; 4,231,976 parameters): the
+checkpoint's `state_dict` loaded strictly, `.eval()`, a traced export with model.yaml's names
+and opset, batch axis '-1'. Unlike the guide: WEIGHTS is read with weights_only=True (the full
+unpickle only for the published file, by its md5), strictly; `random` gives seeded random
+weights; the ONNX is checked, written under a temporary name and renamed.
 """
 
 import argparse
 import hashlib
-import importlib.util
 import os
 import sys
 import warnings
@@ -19,11 +19,41 @@ import warnings
 import onnx
 import torch
 import yaml
+from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(HERE, "model.yaml"), encoding="utf-8") as handle:
     CONFIG = yaml.safe_load(handle)
 PUBLISHED_MD5 = {CONFIG["weights"].get("md5")}
+# (input channels, output channels, stride) of the 13 depthwise-separable blocks model[1..13]
+BLOCKS = ((32, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2), (256, 256, 1), (256, 512, 2),
+          *[(512, 512, 1)] * 5, (512, 1024, 2), (1024, 1024, 1))
+
+
+def conv_bn(inp, oup, stride):
+    return nn.Sequential(nn.Conv2d(inp, oup, 3, stride, 1, bias=False), nn.BatchNorm2d(oup),
+                         nn.ReLU(inplace=True))
+
+
+def conv_dw(inp, oup, stride):
+    """Depthwise 3x3, BN, ReLU, pointwise 1x1, BN, ReLU."""
+    return nn.Sequential(nn.Conv2d(inp, inp, 3, stride, 1, groups=inp, bias=False),
+                         nn.BatchNorm2d(inp), nn.ReLU(inplace=True),
+                         nn.Conv2d(inp, oup, 1, 1, 0, bias=False), nn.BatchNorm2d(oup),
+                         nn.ReLU(inplace=True))
+
+
+class MobileNetV1(nn.Module):
+    """Upstream's `Net`: `model` (stem, 13 blocks, AvgPool2d(7)) and `fc` = Linear(1024, classes)."""
+
+    def __init__(self, num_classes=1000):
+        super().__init__()
+        self.model = nn.Sequential(conv_bn(3, 32, 2), *(conv_dw(*block) for block in BLOCKS),
+                                   nn.AvgPool2d(7))
+        self.fc = nn.Linear(1024, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.model(x).view(-1, 1024))
 
 
 class UserError(Exception):
@@ -37,11 +67,7 @@ def published_md5(path):
 
 
 def new_network(source=None):
-    """network.py's MobileNetV1 (this folder's own file, imported by path)."""
-    spec = importlib.util.spec_from_file_location("mobilenetv1_network", os.path.join(HERE, "network.py"))
-    network = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(network)
-    return network.MobileNetV1(num_classes=CONFIG["output"]["classes"])
+    return MobileNetV1(num_classes=CONFIG["output"]["classes"])
 
 
 def build_model(weights, source=None):
@@ -66,8 +92,13 @@ def build_model(weights, source=None):
     try:
         state = {k.removeprefix("module."): v for k, v in checkpoint.get("state_dict", checkpoint).items()}
         state = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked")}, **state}
+        problems = [f"{len(keys)} {what} (first: {keys[0]})" for what, keys in (
+            ("missing", [k for k in expected if k not in state]),
+            ("unexpected", [k for k in state if k not in expected])) if keys]
+        if problems:
+            raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint: keys " + ", ".join(problems))
         model.load_state_dict(state, strict=True)
-    except (RuntimeError, AttributeError, TypeError, ValueError) as err:
+    except (RuntimeError, AttributeError, TypeError, ValueError) as err:  # shapes, non-tensors
         raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint ({CONFIG['weights']['layout']}"
                         f" layout): {' '.join(str(err).split())[:300]}") from None
     return model.eval()
@@ -105,9 +136,10 @@ def main(argv=None):
         export(build_model(args.weights), args.onnx)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        return 2
     print(f"exported {args.weights} to {args.onnx}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

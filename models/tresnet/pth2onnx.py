@@ -79,13 +79,19 @@ def build_model(weights, source=DEFAULT_SOURCE):
     try:
         checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as err:  # no such file, not a torch.save file, a pickled object, ...
+        raise UserError(f"{weights}: cannot read as a PyTorch checkpoint "
                         f"({(str(err).splitlines() or [type(err).__name__])[0]})") from None
     expected = model.state_dict()  # num_batches_tracked may be absent: eval() never reads it
     try:
         state = {k.removeprefix("module."): v for k, v in checkpoint.get("state_dict", checkpoint).items()}
         state = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked")}, **state}
+        problems = [f"{len(keys)} {what} (first: {keys[0]})" for what, keys in (
+            ("missing", [k for k in expected if k not in state]),
+            ("unexpected", [k for k in state if k not in expected])) if keys]
+        if problems:
+            raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint: keys " + ", ".join(problems))
         model.load_state_dict(state, strict=True)
-    except (RuntimeError, AttributeError, TypeError, ValueError) as err:
+    except (RuntimeError, AttributeError, TypeError, ValueError) as err:  # shapes, non-tensors
         raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint ({CONFIG['weights']['layout']}"
                         f" layout): {' '.join(str(err).split())[:300]}") from None
     return model.eval()
@@ -124,9 +130,10 @@ def main(argv=None):
         export(build_model(args.weights, args.source), args.onnx)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        return 2
     print(f"exported {args.weights} to {args.onnx}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,29 +1,95 @@
 """Export VoVNet39 to ONNX: `python3 pth2onnx.py WEIGHTS ONNX` (WEIGHTS may be `random`).
 
 As the Ascend ModelZoo vovnet39 guide's vovnet39_pth2onnx.py (Apache-2.0): `vovnet39()` of
-AlexanderBurkhart/cnn_train's VoVNet.pytorch (network.py beside this file), the checkpoint loaded
-with `module.` stripped (instead of wrapping the network in DataParallel), strictly, `.eval()`,
-a traced export with model.yaml's names and opset, batch axis '-1'. Unlike the guide: WEIGHTS is
-read with weights_only=True (the full unpickle only for a file whose md5 is model.yaml's
-weights.previous.md5), strictly; `random` gives seeded random weights; the ONNX is checked,
-written under a temporary name and renamed.
+AlexanderBurkhart/cnn_train @505637bc `VoVNet.pytorch/models_vovnet/vovnet.py` (a copy of
+stigma0617/VoVNet.pytorch, MIT), written out below with its module names (so the keys are the
+published checkpoint's, `module.` stripped, e.g. `stem.stem_1/conv.weight` (64, 3, 3, 3);
+22,600,296 parameters). Stages 3-5 start with MaxPool2d(3, 2, ceil_mode=True); an OSA module
+concatenates its input and its 5 layer outputs and projects them with a 1x1 unit; the second
+module of a stage adds its input back. Not kept: upstream's broken `pretrained=True`; the head
+flattens with flatten(1) (no traced batch size). The checkpoint is loaded with `module.`
+stripped (instead of a DataParallel wrapper), strictly, `.eval()`, a traced export with
+model.yaml's names and opset, batch axis '-1'. Unlike the guide: WEIGHTS is read with
+weights_only=True (the full unpickle only for a file whose md5 is model.yaml's), strictly;
+`random` gives seeded random weights; the ONNX is checked, written under a temporary name and renamed.
 """
 
 import argparse
 import hashlib
-import importlib.util
 import os
 import sys
 import warnings
+from collections import OrderedDict
 
 import onnx
 import torch
 import yaml
+from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(HERE, "model.yaml"), encoding="utf-8") as handle:
     CONFIG = yaml.safe_load(handle)
 PUBLISHED_MD5 = {CONFIG["weights"].get("md5"), CONFIG["weights"].get("previous", {}).get("md5")}
+# per stage 2..5: channels of each 3x3 layer, of each OSA output, number of OSA modules
+STAGES = ((128, 256, 1), (160, 512, 1), (192, 768, 2), (224, 1024, 2))
+STEM = ((3, 64, 2), (64, 64, 1), (64, 128, 2))  # (in, out, stride) of stem_1..stem_3
+
+
+def conv_unit(cin, cout, name, postfix, stride=1, kernel_size=3, padding=1):
+    """(name, module) pairs `{name}_{postfix}/conv|/norm|/relu`, as upstream's conv3x3."""
+    return [(f"{name}_{postfix}/conv", nn.Conv2d(cin, cout, kernel_size, stride, padding, bias=False)),
+            (f"{name}_{postfix}/norm", nn.BatchNorm2d(cout)), (f"{name}_{postfix}/relu", nn.ReLU(inplace=True))]
+
+
+class OSAModule(nn.Module):
+    """Upstream's `_OSA_module`: 5 chained 3x3 units (`layers`), all concatenated, `concat` 1x1."""
+
+    def __init__(self, cin, channels, concat_channels, name, identity=False):
+        super().__init__()
+        self.identity = identity
+        self.layers = nn.ModuleList(nn.Sequential(OrderedDict(conv_unit(cin if i == 0 else channels, channels, name, i)))
+                                    for i in range(5))
+        self.concat = nn.Sequential(OrderedDict(conv_unit(cin + 5 * channels, concat_channels, name, "concat",
+                                                          kernel_size=1, padding=0)))
+
+    def forward(self, x):
+        outputs = [x]
+        for layer in self.layers:
+            outputs.append(layer(outputs[-1]))
+        out = self.concat(torch.cat(outputs, dim=1))
+        return out + x if self.identity else out
+
+
+class VoVNet(nn.Module):
+    """`stem`, `stage2`..`stage5` ([`Pooling`,] `OSA{n}_1`, ...), global average pool, `classifier`."""
+
+    def __init__(self, num_classes=1000):
+        super().__init__()
+        self.stem = nn.Sequential(OrderedDict(unit for i, (cin, cout, stride) in enumerate(STEM, 1)
+                                              for unit in conv_unit(cin, cout, "stem", str(i), stride)))
+        cin = STEM[-1][1]
+        for n, (channels, concat_channels, blocks) in enumerate(STAGES, 2):
+            stage = nn.Sequential()
+            if n != 2:
+                stage.add_module("Pooling", nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True))
+            for b in range(blocks):
+                stage.add_module(f"OSA{n}_{b + 1}", OSAModule(cin if b == 0 else concat_channels, channels,
+                                                              concat_channels, f"OSA{n}_{b + 1}", b > 0))
+            self.add_module(f"stage{n}", stage)
+            cin = concat_channels
+        self.classifier = nn.Linear(cin, num_classes)
+        for m in self.modules():  # upstream's initialisation (it matters for `random` weights)
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.Linear):
+                nn.init.constant_(m.bias, 0)
+
+    def forward(self, x):
+        x = self.stage5(self.stage4(self.stage3(self.stage2(self.stem(x)))))
+        return self.classifier(nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
 class UserError(Exception):
@@ -37,11 +103,7 @@ def published_md5(path):
 
 
 def new_network(source=None):
-    """network.py's vovnet39 (this folder's own file, imported by path)."""
-    spec = importlib.util.spec_from_file_location("vovnet39_network", os.path.join(HERE, "network.py"))
-    network = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(network)
-    return network.vovnet39(num_classes=CONFIG["output"]["classes"])
+    return VoVNet(num_classes=CONFIG["output"]["classes"])
 
 
 def build_model(weights, source=None):
@@ -66,8 +128,13 @@ def build_model(weights, source=None):
     try:
         state = {k.removeprefix("module."): v for k, v in checkpoint.items()}
         state = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked")}, **state}
+        problems = [f"{len(keys)} {what} (first: {keys[0]})" for what, keys in (
+            ("missing", [k for k in expected if k not in state]),
+            ("unexpected", [k for k in state if k not in expected])) if keys]
+        if problems:
+            raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint: keys " + ", ".join(problems))
         model.load_state_dict(state, strict=True)
-    except (RuntimeError, AttributeError, TypeError, ValueError) as err:
+    except (RuntimeError, AttributeError, TypeError, ValueError) as err:  # shapes, non-tensors
         raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint ({CONFIG['weights']['layout']}"
                         f" layout): {' '.join(str(err).split())[:300]}") from None
     return model.eval()
@@ -105,9 +172,10 @@ def main(argv=None):
         export(build_model(args.weights), args.onnx)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        return 2
     print(f"exported {args.weights} to {args.onnx}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
