@@ -41,8 +41,9 @@ shared machine, --wait-quiet S first waits (up to S seconds) for a half second i
 processes took under 10% of the CPUs before each measurement.
 
 Attainable GFLOP/s: the median of the conv probe's rounds for that model; a model's fraction
-is images/s x GFLOP per image / attainable (GFLOP per image: DPN131 32.0, InceptionV4 24.5,
-VoVNet39 14.1, TResNet-M 11.5, MobileNetV1 1.14; 2 FLOPs per multiply-add).
+is images/s x GFLOP per image / attainable (GFLOP per image: counted in the exported graph by
+gflop_per_image, convolutions and matrix products, 2 FLOPs per multiply-add; e.g. DPN131 32.0,
+MobileNetV1 1.14).
 
 The default engine (npuzoo.engines.DEFAULT_BACKEND): per model, the runner on OpenVINO
 against the runner on ONNX Runtime at each batch size and stream count, as the median of their
@@ -83,9 +84,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-MODELS = ["mobilenetv1", "vovnet39", "tresnet", "inceptionv4", "dpn131"]
-GFLOP_PER_IMAGE = {"dpn131": 32.0, "inceptionv4": 24.5, "vovnet39": 14.1, "tresnet": 11.5,
-                   "mobilenetv1": 1.14}
+from npuzoo import config  # noqa: E402
+
+MODELS = config.model_names()  # every models/<name>/model.yaml
 DEFAULT_OUT = os.path.join(REPO, "benchmarks", "results", "engines.json")
 CACHE = os.path.join(REPO, "build", "bench_engines")
 CONV = {"batch": 4, "channels": 256, "size": 28}   # 3x3, stride 1, pad 1
@@ -367,6 +368,32 @@ def prepare_model(name, given=None):
     return path, tree
 
 
+def gflop_per_image(onnx_path):
+    """GFLOP of one image through the ONNX graph: convolutions and matrix products, 2 FLOPs per
+    multiply-add (the rest is a few percent at most), from the graph's inferred shapes."""
+    import numpy as np
+    import onnx
+    from onnx import shape_inference
+
+    model = onnx.load(onnx_path)
+    for value in list(model.graph.input) + list(model.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.Clear()
+        dim.dim_value = 1  # batch 1
+    graph = shape_inference.infer_shapes(model).graph
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(graph.value_info) + list(graph.input) + list(graph.output)}
+    shapes.update({t.name: list(t.dims) for t in graph.initializer})
+    flops = 0
+    for node in graph.node:
+        if node.op_type == "Conv":  # output elements x input channels per group x kernel area
+            weight = shapes[node.input[1]]
+            flops += 2 * int(np.prod(shapes[node.output[0]])) * int(np.prod(weight[1:]))
+        elif node.op_type in ("Gemm", "MatMul"):
+            flops += 2 * int(np.prod(shapes[node.output[0]])) * shapes[node.input[0]][-1]
+    return flops / 1e9
+
+
 # == statistics ===============================================================================
 
 def spread(values):
@@ -572,7 +599,7 @@ def bench_model(name, args, threads):
     conv_quiet = [m["gflops"] for bs in args.batch_sizes for m in measured[bs]["conv"]
                   if m and m["load"].get("contended") is False]
     attainable = statistics.median(conv_quiet or conv) if conv else None
-    gflop = GFLOP_PER_IMAGE.get(name)
+    gflop = round(gflop_per_image(onnx_path), 3)
     rows = []
     for bs in args.batch_sizes:
         reference = measured[bs].get("ort") or [None] * args.rounds
@@ -667,7 +694,7 @@ def parse_pairs(values, flag):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default=",".join(MODELS), help="comma list (default: all five)")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma list (default: every model)")
     parser.add_argument("--batch-sizes", default="1,4,16", help="comma list (default: 1,4,16)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5; --quick 2)")
     parser.add_argument("--seconds", type=float, default=None,

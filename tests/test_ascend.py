@@ -30,7 +30,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from npuzoo import ascend, soc
+from npuzoo import ascend, config, soc
 from npuzoo.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -855,9 +855,11 @@ def test_make_n_shows_the_guides_commands(tmp_path, shared_data):
     assert calls(tmp_path) == []  # -n runs nothing but the makefile plumbing
 
 
-@pytest.mark.parametrize("model, loop", [("dpn131", 1000), ("tresnet", 20), ("inceptionv4", 100),
-                                         ("mobilenetv1", 1000), ("vovnet39", 20)])
-def test_make_n_perf_defaults_come_from_model_yaml(tmp_path, shared_data, model, loop):
+@pytest.mark.parametrize("model", config.model_names())
+def test_make_n_perf_defaults_come_from_model_yaml(tmp_path, shared_data, model):
+    loop = config.perf_defaults(config.load(model)).get("loop")
+    if loop is None:
+        pytest.skip(f"{model}: model.yaml sets no perf.loop")
     data = shared_data / "imagenet-val-10"
     common = [model, "BS=1", "SOC=Ascend310P3", f"DATA={data}", "WEIGHTS=random"]
     perf = [line for line in make_n(tmp_path, *common) if "--output_dirname perf" in line]
@@ -931,7 +933,7 @@ def make(workspace, tmp_path, *args, frontend="2023", umask=-1, **extra):
                cwd=workspace, umask=umask)
 
 
-MODELS = {"dpn131": 224, "inceptionv4": 299, "mobilenetv1": 224, "tresnet": 224, "vovnet39": 224}
+MODELS = {m: config.load(m)["input"]["shape"][1] for m in config.model_names()}  # input side
 N = 6  # with BS 4: one full batch and one padded with its first file
 
 

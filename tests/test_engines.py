@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 import yaml
 
-from npuzoo import bench, engines
+from npuzoo import bench, config, engines
 from npuzoo.errors import UserError
 
 pytest.importorskip("openvino")
@@ -41,7 +41,7 @@ from test_bench import (T23_KEYS, THROUGHPUT_RE, _block, _stats_re, classifier, 
                         run_api, write_bins)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODELS = ["mobilenetv1", "vovnet39", "tresnet", "inceptionv4", "dpn131"]
+MODELS = config.model_names()
 LOGIT_TOL = 1e-4   # of the image's largest |logit|
 MIN_TOP5_IMAGES = 8
 

@@ -23,13 +23,40 @@ def hashes(tmp_path, monkeypatch):
 
 
 def test_models_with_the_same_preprocessing_share_a_key():
-    keys = {m: store.prep_key(config.load(m), config.model_dir(m), "d", False)[0]
-            for m in config.model_names()}
-    assert keys["mobilenetv1"] == keys["vovnet39"]
-    assert len(set(keys.values())) == 4  # dpn131 and tresnet differ in mean/std, inceptionv4 in size
-    u8 = {m: store.prep_key(config.load(m), config.model_dir(m), "d", True)[0]
-          for m in config.model_names()}
-    assert len(set(u8.values())) == 2  # uint8: geometry alone; InceptionV4 is 299 px
+    """The folders' preprocess.py differ in their docstrings only where the computation is the
+    same: MobileNetV1 and VoVNet39 share a float32 set, and the 224-pixel models a uint8 one
+    (AIPP: before normalisation); different parameters never share a key."""
+    def keys(uint8):
+        return {m: store.prep_key(config.load(m), config.model_dir(m), "d", uint8)[0]
+                for m in config.model_names()}
+
+    f32, u8 = keys(False), keys(True)
+    assert f32["mobilenetv1"] == f32["vovnet39"]
+    assert u8["mobilenetv1"] == u8["dpn131"] == u8["tresnet"] != u8["inceptionv4"]
+    params = {m: store.prep_key(config.load(m), config.model_dir(m), "d", False)[1]
+              for m in config.model_names()}
+    for a in params:
+        for b in params:
+            if {k: v for k, v in params[a].items() if k != "code"} != \
+                    {k: v for k, v in params[b].items() if k != "code"}:
+                assert f32[a] != f32[b], (a, b)
+
+
+def test_the_export_key_follows_what_the_export_reads(tmp_path):
+    cfg = config.load("vovnet39")
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "pth2onnx.py").write_text('"""Doc."""\nx = 1\n')
+    (folder / "preprocess.py").write_text("y = 1\n")
+    base = store.export_key(cfg, str(folder))
+    (folder / "preprocess.py").write_text("y = 2\n")  # another step's script
+    (folder / "pth2onnx.py").write_text('"""Other words."""\nx = 1  # a comment\n')
+    assert store.export_key(dict(cfg, reference={"accuracy": {}}), str(folder)) == base
+    (folder / "network.py").write_text("z = 1\n")  # a module of the export
+    assert store.export_key(cfg, str(folder)) != base
+    (folder / "network.py").unlink()
+    assert store.export_key(dict(cfg, onnx={"opset": 13, "dynamic_batch": True}), str(folder)) != base
+    assert store.export_key(dict(cfg, weights=dict(cfg["weights"], layout="plain")), str(folder)) != base
 
 
 def test_a_key_follows_parameters_and_code_not_comments(tmp_path):
