@@ -1,6 +1,6 @@
 """Parallel speed-up of models/mobilenetv1/preprocess.py: --workers 1 against --workers 2.
 
-The work is the preprocessor of models/_zoo.py, vendored byte for byte into every model folder,
+The work is the folder's own preprocess(), the same computation in every model folder,
 so the figures hold for each folder's preprocess.py; MobileNetV1's 224x224 float32 outputs are
 the reference case (InceptionV4's are 299x299).
 
