@@ -104,6 +104,7 @@ def export(model, onnx_path):
     tmp = os.path.join(os.path.dirname(os.path.abspath(onnx_path)),
                        f".{os.path.basename(onnx_path)}.{os.getpid()}.tmp")
     try:
+        os.makedirs(os.path.dirname(tmp), exist_ok=True)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the tracer's: Python-computed shapes become constants
             torch.onnx.export(model.eval(), torch.randn(1, *CONFIG["input"]["shape"]), tmp,
