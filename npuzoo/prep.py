@@ -34,6 +34,7 @@ from concurrent.futures.process import BrokenProcessPool
 from npuzoo import config
 from npuzoo.dataset import IMAGE_EXTENSIONS
 from npuzoo.errors import UserError, cli
+from npuzoo.files import write_error
 
 MAX_CHUNK = 16
 PIL_BLOCKS_MAX = 8  # Pillow keeps a few image memory blocks for reuse (pixels unchanged)
@@ -61,9 +62,13 @@ def list_images(src):
     """The images of SRC and of its immediate subfolders, sorted by path."""
     if not os.path.isdir(src):
         raise UserError(f"{src}: no such folder (SRC should hold the validation images)")
-    folders = [src] + sorted(e.path for e in os.scandir(src) if e.is_dir())
-    paths = sorted(e.path for folder in folders for e in os.scandir(folder)
-                   if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
+    try:
+        folders = [src] + sorted(e.path for e in os.scandir(src) if e.is_dir())
+        paths = sorted(e.path for folder in folders for e in os.scandir(folder)
+                       if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
+    except OSError as err:  # a symlink loop (ELOOP), an unreadable folder
+        raise UserError(f"{err.filename or src}: cannot read ({err.strerror}); fix or remove "
+                        "it") from None
     if not paths:
         raise UserError(f"{src}: no {'/'.join(IMAGE_EXTENSIONS)} images in it or in its subfolders")
     return paths
@@ -112,8 +117,8 @@ def _process(path):
     try:
         array.tofile(tmp)
         os.replace(tmp, final)
-    except OSError as err:
-        return ("write", final, err.strerror or str(err))
+    except OSError as err:  # a full disk, a folder made read-only: with what to do
+        return ("write", final, str(write_error(final, err)))
     return stem
 
 
@@ -121,7 +126,7 @@ def error_line(kind, path, reason):
     if kind == "decode":
         return (f"{path}: cannot decode image ({reason}); remove it from the dataset and its "
                 "line from the label file")
-    return f"{path}: cannot write ({reason})"
+    return reason
 
 
 @contextlib.contextmanager
@@ -203,7 +208,7 @@ def preprocess(model_dir, src, dst, limit=None, workers=None, uint8=False):
         os.makedirs(dst, exist_ok=True)
         tmp_root = tempfile.mkdtemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=dst)
     except OSError as err:
-        raise UserError(f"{dst}: cannot write in it ({err.strerror or err})") from None
+        raise write_error(dst, err) from None
     workers = max(1, min(workers or usable_cores(), len(paths)))
     args = (model_dir, uint8, dst, tmp_root)
     if sys.stderr.isatty():

@@ -10,7 +10,8 @@ Weights are identified by content: `identify` names them `<source>-<first 12 hex
 the sha256>` (or `random`), and every later artefact (ONNX, compiled model, results) lives
 under that id. A user's file is copied into build/<model>/weights/store/<sha256>.pth before
 use, so the export reads exactly the bytes that were hashed, whatever happens to the original
-later. The published file is verified on every run: its sha256 comes from a stat cache
+later; a zip bomb (check_not_a_zip_bomb) is refused before any step reads it. The published
+file is verified on every run: its sha256 comes from a stat cache
 (npuzoo.checksums), and a file whose sha256 differs from the one accepted before is checked
 against model.yaml again (or, where no checksum is published, refused: it changed since it was
 downloaded).
@@ -169,6 +170,24 @@ def store_copy(path, store_dir, cache):
     return stored, digests
 
 
+def check_not_a_zip_bomb(path):
+    """torch.save writes a zip archive whose members are stored, not compressed: members that
+    would inflate to over twice the file (plus 64 MiB for the pickles) are a zip bomb, refused
+    before the export's torch.load allocates what their headers claim."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            inflated = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a zip (a legacy torch.save file): torch.load says what it is
+    size = os.path.getsize(path)
+    if inflated > 2 * size + (64 << 20):
+        raise UserError(f"{path}: its zip members would inflate to {inflated} bytes from a "
+                        f"{size}-byte file; torch.save files are not compressed, so this is not "
+                        "one (a zip bomb?)")
+
+
 def identify(spec, weights, weights_dir, cache):
     """(weights id, path the export reads, description for the report) of the WEIGHTS value.
 
@@ -180,6 +199,7 @@ def identify(spec, weights, weights_dir, cache):
     if not weights:
         path = os.path.join(weights_dir, spec["file"])
         digests = check_published_file(spec, path, cache)
+        check_not_a_zip_bomb(path)
         source = {True: "published", False: "custom", None: "unverified"}[
             matches_published(spec, digests)]
         original = path
@@ -188,6 +208,7 @@ def identify(spec, weights, weights_dir, cache):
         if not os.path.isfile(original):
             raise UserError(f"WEIGHTS={weights}: no such file; pass a checkpoint path, "
                             "leave WEIGHTS unset to download the published one, or WEIGHTS=random")
+        check_not_a_zip_bomb(original)
         path, digests = store_copy(original, os.path.join(weights_dir, "store"), cache)
         weights_id_sha = os.path.basename(path)[:-len(".pth")]
         if digests is None:

@@ -25,8 +25,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -160,12 +162,20 @@ def noise_image(width, height, mode="RGB", seed=0):
                      (x + y) * 127 / max(width + height - 2, 1)], axis=-1)
     pixels = np.clip(base + rng.normal(0, 40, base.shape), 0, 255).astype(np.uint8)
     image = Image.fromarray(pixels, "RGB")
+    if mode == "I;16":  # 16-bit grey over the full range (convert('RGB') alone clips it white)
+        fine = rng.integers(0, 256, (height, width), dtype=np.uint32)
+        return Image.fromarray((pixels[..., 0].astype(np.uint32) * 256 + fine).astype(np.uint16))
+    if mode == "P+transparency":
+        image = image.convert("P")
+        image.info["transparency"] = bytes(range(0, 256, 8))  # tRNS: alpha of 32 entries
+        return image
     return image if mode == "RGB" else image.convert(mode)
 
 
 # Landscape and portrait; a short side already 256 or 342 (no resize); a square; smaller than
 # the crop (upscaled); an extreme aspect ratio; long sides whose rounded crop offsets hit .5;
-# grey, palette, alpha and CMYK modes; every extension in any case; a class subfolder.
+# grey, palette, alpha and CMYK modes; 16-bit grey, grey with alpha, bilevel and a palette with
+# transparency; every extension in any case; a class subfolder.
 GENERATED = [
     ("landscape.JPEG", 500, 375, "RGB"), ("portrait.jpg", 375, 500, "RGB"),
     ("short256.jpeg", 259, 256, "RGB"), ("short256b.JPG", 256, 261, "RGB"),
@@ -174,6 +184,8 @@ GENERATED = [
     ("gray.JPEG", 333, 250, "L"), ("palette.png", 280, 260, "P"),
     ("alpha.png", 250, 320, "RGBA"), ("cmyk.jpg", 320, 240, "CMYK"),
     ("bitmap.bmp", 310, 270, "RGB"), ("n01/bitmap2.BMP", 270, 310, "RGB"),
+    ("grey16.png", 300, 270, "I;16"), ("grey_alpha.png", 270, 300, "LA"),
+    ("bilevel.png", 290, 260, "1"), ("transparent.png", 260, 290, "P+transparency"),
 ]
 
 
@@ -207,6 +219,8 @@ def reference(path, model, uint8=False):
     pre = cfg(model)["preprocess"]
     assert pre["resize_rule"] == "shorter_side"
     with Image.open(path) as image:
+        if image.mode.startswith("I;16"):  # 16 bits scaled to 8, not clipped
+            image = Image.fromarray(np.rint(np.asarray(image) / 257).astype(np.uint8), "L")
         image = image.convert("RGB")
     image = F.resize(image, pre["resize"], interpolation=InterpolationMode(pre["interpolation"]))
     crop = pre["crop"]
@@ -267,6 +281,84 @@ def test_an_undecodable_image_or_a_shared_stem_stops_with_one_line(model, droppe
         assert "portrait.jpg" in line and "n02/portrait.png" in line and "portrait.bin" in line
         assert not (tmp_path / dst).exists()  # nothing written
     assert "no such folder" in one_error_line(prep(model, tmp_path / "nothing", tmp_path / "x"))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_pixels_without_an_8_or_16_bit_scale_are_refused_in_one_line(model, tmp_path):
+    """Floating-point or 32-bit pixels (a TIFF under a .png name; Pillow reads by content) have
+    no agreed scale to 8 bits: one line, not a guess."""
+    for name, pixels in (("float.png", np.full((40, 50), 0.5, np.float32)),
+                         ("int32.png", np.full((40, 50), 70000, np.int32))):
+        src = tmp_path / name / "val"
+        src.mkdir(parents=True)
+        Image.fromarray(pixels).save(src / name, format="TIFF")
+        for proc in (run(folder(model) / "preprocess.py", src, tmp_path / name / "a"),
+                     prep(model, src, tmp_path / name / "b")):
+            line = one_error_line(proc)
+            assert f"{src / name}: cannot decode image (mode " in line and "not 8- or 16-bit" in line
+
+
+@pytest.mark.parametrize("size", [(8000, 1), (20000, 1), (1, 30000)])
+def test_a_tiny_png_that_would_resize_to_gigabytes_is_refused_in_one_line(size, tmp_path):
+    """A ~100-byte PNG of 8000x1 pixels, resized to a 256-pixel short side, is 256x2048000
+    pixels (5 GB of work); it is refused from its header, under a 2 GiB address-space limit."""
+    import resource
+
+    src = tmp_path / "val"
+    src.mkdir()
+    Image.new("L", size).save(src / "thin.png")
+    assert (src / "thin.png").stat().st_size < 200
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    for model in MODELS:
+        proc = subprocess.run([sys.executable, str(folder(model) / "preprocess.py"), str(src),
+                               str(tmp_path / model)], capture_output=True, text=True, timeout=120,
+                              preexec_fn=limited)
+        line = one_error_line(proc)
+        assert f"{src / 'thin.png'}: cannot decode image ({size[0]}x{size[1]} pixels, resized to " \
+               in line and "over Pillow's limit" in line
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_pillows_pixel_limit_applies_to_every_image(model, tmp_path, monkeypatch):
+    """Between one and two times Image.MAX_IMAGE_PIXELS Pillow only warns: refused here too."""
+    path = tmp_path / "big.png"
+    noise_image(120, 100).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10000)
+    script = load_model_script(model, "preprocess")
+    with pytest.raises(script.DECODE_ERRORS, match="limit of 10000 pixels"):
+        script.preprocess(str(path))
+
+
+def test_ctrl_c_while_prep_workers_run_is_one_line_and_keeps_complete_outputs(tmp_path):
+    """npuzoo.prep: the workers ignore SIGINT and finish the file in hand; the parent says one
+    line, exits 130 and leaves only complete outputs (no temporary folder)."""
+    src = tmp_path / "val"
+    src.mkdir()
+    noise_image(500, 400).save(src / "img0000.JPEG")
+    for i in range(1, 400):
+        os.link(src / "img0000.JPEG", src / f"img{i:04d}.JPEG")
+    dst = tmp_path / "prep"
+    proc = subprocess.Popen([sys.executable, "-m", "npuzoo.prep", str(folder(MODELS[0])), str(src),
+                             str(dst), "--workers", "2"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if dst.is_dir() and sum(n.endswith(".bin") for n in os.listdir(dst)) >= 5:
+            break
+        time.sleep(0.01)
+    if proc.poll() is not None:
+        pytest.skip("the run ended before it could be interrupted")
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and stderr == "error: interrupted\n", stderr
+    names = os.listdir(dst)
+    assert not [n for n in names if not n.endswith(".bin")], names  # no temporary left
+    size = (dst / names[0]).stat().st_size
+    assert all((dst / n).stat().st_size == size for n in names)  # every output complete
 
 
 # -- postprocess ------------------------------------------------------------------------------
@@ -451,6 +543,42 @@ def test_the_declared_checkpoint_layout_loads_and_others_are_one_line(model, ups
     assert not (tmp_path / "x.onnx").exists()
 
 
+@pytest.fixture(scope="module")
+def zip_bomb(tmp_path_factory):
+    """A torch.save file rewritten with deflated members plus one of 256 MiB of zeros: about
+    300 kB on disk (a 3.9 MB one took torch.load to 4.4 GB)."""
+    import zipfile
+
+    path = tmp_path_factory.mktemp("bomb") / "bomb.pth"
+    torch.save({"w": torch.zeros(2)}, path)
+    with zipfile.ZipFile(path) as archive:
+        members = [(name, archive.read(name)) for name in archive.namelist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members:
+            archive.writestr(name, data)
+        with archive.open(members[0][0].split("/")[0] + "/data/1", "w") as member:
+            for _ in range(256):
+                member.write(bytes(1 << 20))
+    assert path.stat().st_size < 1 << 20
+    return path
+
+
+def test_a_zip_bomb_checkpoint_is_refused_before_any_step_reads_it(zip_bomb, tmp_path):
+    """The pipeline identifies WEIGHTS (npuzoo.weights.identify) before the export runs: a zip
+    bomb stops there in one line, nothing copied; a real torch.save file passes."""
+    from npuzoo import weights
+    from npuzoo.errors import UserError
+
+    with pytest.raises(UserError) as caught:
+        weights.identify({"file": "x.pth"}, str(zip_bomb), str(tmp_path / "w"), {})
+    message = str(caught.value)
+    assert message.startswith(f"{zip_bomb}: its zip members would inflate to ") and \
+        "zip bomb" in message and "\n" not in message
+    assert not (tmp_path / "w").exists()
+    torch.save({"w": torch.zeros(1000)}, tmp_path / "fine.pth")
+    weights.check_not_a_zip_bomb(str(tmp_path / "fine.pth"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 def test_onnx_has_the_declared_interface_and_matches_pytorch(model, upstream_trees, dropped,
@@ -461,6 +589,7 @@ def test_onnx_has_the_declared_interface_and_matches_pytorch(model, upstream_tre
     proc = run(dropped[model] / "pth2onnx.py", "random", out, *source_args(model, upstream_trees),
                isolated=True)
     assert proc.returncode == 0 and "accuracy will not be meaningful" in proc.stderr, proc.stderr
+    assert "WEIGHTS" not in proc.stderr  # worded for someone running the script, not make
     assert os.listdir(out.parent) == [out.name]  # no temporary left
     c = cfg(model)
     proto = onnx.load(str(out))
@@ -546,6 +675,7 @@ def test_pip_install_gives_a_working_npuzoo_bench_with_its_dependencies(installe
     assert {"numpy", "onnxruntime", "tqdm"} <= required
     missing = {n for n in required if DISTRIBUTIONS.get(n, n).lower() not in declared}
     assert not missing, f"pyproject.toml does not declare what npuzoo-bench imports: {missing}"
+    assert {"onnxruntime", "openvino"} <= declared  # both CPU engines come with the runner
     # the real minimum: numpy's own (2.4 needs 3.11)
     assert fields["Requires-Python"] == metadata.metadata("numpy")["Requires-Python"] == ">=3.11"
     proc = subprocess.run([str(installed_runner / "bin" / "npuzoo-bench"), "--help"], cwd=tmp_path,
@@ -575,3 +705,52 @@ def test_a_copied_folder_runs_cpu_inference_with_the_installed_runner(model, dro
     proc = run(where / "postprocess.py", tmp_path / "result" / "bs2", labels, tmp_path, "r.json", isolated=True)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "r.json").read_text())["value"][0]["value"] == "5"
+
+
+# -- a copied folder, its README's CPU steps as written (issue 21 items 7 and 13) --------------
+
+def readme_cpu_steps(readme):
+    """The shell lines of a folder README's CPU route: the preprocess step, the random-weights
+    export it names, and the block after "Without an NPU"."""
+    text = readme.read_text()
+    preprocess = re.search(r"^\s*(python3 preprocess\.py .*)$", text, re.M).group(1)
+    export = re.search(r"`(python3 pth2onnx\.py random [^`]+)`", text).group(1)
+    block = re.search(r"Without an NPU.*?```bash\n(.*?)```", text, re.S).group(1)
+    return [preprocess, export, *block.splitlines()]
+
+
+@pytest.mark.slow
+def test_a_copied_folder_runs_its_readme_cpu_steps_in_a_fresh_environment(tmp_path, shared_data):
+    """The folder alone, copied anywhere, and a fresh virtual environment: the README's lines
+    as written, `pip install` of the repository included (offline: the packages it needs come
+    from the project's environment, linked into the new one, not from an index)."""
+    from tests.conftest import scratch_repository
+
+    repo = scratch_repository(tmp_path / "npuzoo")
+    os.unlink(repo / ".venv")
+    work = tmp_path / "anywhere" / "mobilenetv1"
+    shutil.copytree(REPO / "models" / "mobilenetv1", work)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    shared = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_path"
+                             "('purelib'))"], capture_output=True, text=True).stdout.strip()
+    [site] = venv.glob("lib/python*/site-packages")
+    (site / "project-environment.pth").write_text(shared + "\n")
+    lines = readme_cpu_steps(work / "README.md")
+    assert "pip install /path/to/npuzoo     # this repository" in lines
+    script = "\n".join(["set -e", "bs=1", f"imagenet={shared_data / 'imagenet-val-10'}"] + [
+        line.replace("pip install /path/to/npuzoo",
+                     f"python3 -m pip install --no-index --no-build-isolation -q {repo}")
+        for line in lines])
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = f"{venv / 'bin'}:{env['PATH']}"
+    proc = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (venv / "bin" / "npuzoo-bench").is_file()
+    accuracy = json.loads((work / "result_bs1.json").read_text())
+    assert {"key": "Number of images", "value": "10"} in accuracy["value"]
+    assert (work / "result" / "perf_bs1_summary.json").is_file()
+    assert "is not installed; running on" not in proc.stderr  # both engines came with it
+    assert not (repo / "npuzoo.egg-info").exists()  # pip install leaves the checkout clean

@@ -5,14 +5,15 @@ torchvision's Resize, CenterCrop, ToTensor, Normalize with Cadene's mean and std
 RGB, shorter side to model.yaml's `resize` (bilinear, the longer side truncated), centre crop
 `crop` at rounded offsets, /255, (x - mean) / std, float32 CHW bytes to DST/<stem>.bin (<stem>: the
 name up to its first '.'); --uint8 writes the cropped uint8 HWC pixels, for an om with AIPP.
-Images: SRC/* and SRC/*/* (class folders) in sorted order. Unlike the guide, an undecodable
-image or two images with one stem stop the run with one `error:` line, and outputs are written
-under a temporary name and renamed. The pipeline runs preprocess() with `python3 -m npuzoo.prep`.
+Images: SRC/* and SRC/*/* (class folders), sorted. Unlike the guide, a bad image or two with
+one stem stop the run with one `error:` line; outputs are written under a temporary name and
+renamed. The pipeline runs preprocess() through `python3 -m npuzoo.prep` (workers, progress).
 """
 
 import argparse
 import os
 import sys
+import warnings
 from contextlib import nullcontext
 from multiprocessing import Pool
 
@@ -26,18 +27,45 @@ with open(os.path.join(HERE, "model.yaml"), encoding="utf-8") as handle:
 MEAN = np.array(PARAMS["mean"], dtype=np.float32).reshape(3, 1, 1)
 STD = np.array(PARAMS["std"], dtype=np.float32).reshape(3, 1, 1)
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
+                 Image.DecompressionBombWarning)
+warnings.simplefilter("error", Image.DecompressionBombWarning)  # over Pillow's limit: refused
+
+
+def resized(width, height, size=PARAMS["resize"]):
+    """The shorter side to `size`, the longer truncated."""
+    return (size, int(size * height / width)) if width <= height else (int(size * width / height), size)
+
+
+def to_rgb(image):
+    """convert('RGB'), as torchvision's loader, but 16-bit grey scaled to 8 bits (round(v / 257))
+    where convert would clip it white; pixels beyond 16 bits or floating point are refused."""
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        pixels = np.asarray(image)
+        if image.mode == "F" or pixels.min() < 0 or pixels.max() > 65535:
+            raise ValueError(f"mode {image.mode} pixels from {pixels.min()} to {pixels.max()}: "
+                             "not 8- or 16-bit; save the image as 8-bit RGB or grey")
+        image = Image.fromarray(((pixels.astype(np.uint32) * 255 + 32895) >> 16).astype(np.uint8), "L")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Palette images with Transparency")  # dropped, as convert does
+        return image.convert("RGB")
 
 
 def preprocess(path, uint8=False):
     """The model's input for one image file: float32 CHW, or the cropped uint8 HWC pixels."""
     with Image.open(path) as image:
-        image = image.convert("RGB")
+        width, height = image.size  # the header's: a bomb is refused before it is decoded
+        if min(width, height) < 1:
+            raise ValueError(f"{width}x{height} pixels: an empty image")
+        for w, h in ((width, height), resized(width, height)):
+            if Image.MAX_IMAGE_PIXELS and w * h > Image.MAX_IMAGE_PIXELS:
+                as_resized = f", resized to {w}x{h}" if (w, h) != (width, height) else ""
+                raise ValueError(f"{width}x{height} pixels{as_resized}: over Pillow's limit of "
+                                 f"{Image.MAX_IMAGE_PIXELS} pixels (a decompression bomb?)")
+        image = to_rgb(image)
     size, crop = PARAMS["resize"], PARAMS["crop"]
-    width, height = image.size
     if min(width, height) != size:
-        image = image.resize((size, int(size * height / width)) if width <= height else
-                             (int(size * width / height), size), Image.Resampling.BILINEAR)
+        image = image.resize(resized(width, height), Image.Resampling.BILINEAR)
     top, left = round((image.height - crop) / 2), round((image.width - crop) / 2)
     pixels = np.asarray(image)[top:top + crop, left:left + crop]
     if uint8:
@@ -71,9 +99,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not os.path.isdir(args.src):
         sys.exit(f"error: {args.src}: no such folder (SRC should hold the validation images)")
-    folders = [args.src] + sorted(e.path for e in os.scandir(args.src) if e.is_dir())
-    paths = sorted(e.path for folder in folders for e in os.scandir(folder)
-                   if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())[:args.limit]
+    try:
+        folders = [args.src] + sorted(e.path for e in os.scandir(args.src) if e.is_dir())
+        paths = sorted(e.path for folder in folders for e in os.scandir(folder)
+                       if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())[:args.limit]
+    except OSError as err:  # a symlink loop, an unreadable folder
+        sys.exit(f"error: {err.filename or args.src}: cannot read ({err.strerror}); fix or remove it")
     seen = {}
     for path in paths:
         stem = os.path.basename(path).split(".")[0]

@@ -80,9 +80,8 @@ def accuracy(result_dir, labels, topn=5):
 
 def main(argv=None):
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 4:
-        fail("usage: python3 postprocess.py RESULT_DIR LABEL_FILE OUT_DIR JSON_NAME")
-    result_dir, label_file, out_dir, json_name = args
+    result_dir, label_file, out_dir, json_name = args if len(args) == 4 else fail(
+        "usage: python3 postprocess.py RESULT_DIR LABEL_FILE OUT_DIR JSON_NAME")
     table, nonfinite = accuracy(result_dir, read_labels(label_file))
     path, tmp = os.path.join(out_dir, json_name), os.path.join(out_dir, f".{json_name}.{os.getpid()}.tmp")
     try:

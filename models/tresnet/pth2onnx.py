@@ -73,8 +73,8 @@ def build_model(weights, source=DEFAULT_SOURCE):
     torch.manual_seed(0)
     model = new_network(source)
     if weights == "random":
-        print("warning: WEIGHTS=random: random weights (seed 0); accuracy will not be meaningful",
-              file=sys.stderr)
+        print("warning: seeded random weights (seed 0), not trained ones: accuracy will not be "
+              "meaningful", file=sys.stderr)
         return model.eval()
     try:
         checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
@@ -85,12 +85,10 @@ def build_model(weights, source=DEFAULT_SOURCE):
     try:
         state = {k.removeprefix("module."): v for k, v in checkpoint.get("state_dict", checkpoint).items()}
         state = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked")}, **state}
-        problems = [f"{len(keys)} {what} (first: {keys[0]})" for what, keys in (
-            ("missing", [k for k in expected if k not in state]),
-            ("unexpected", [k for k in state if k not in expected])) if keys]
-        if problems:
+        problems = [f"{len(keys)} {what} (first: {keys[0]})" for what, keys in zip(
+            ("missing", "unexpected"), model.load_state_dict(state, strict=False)) if keys]
+        if problems:  # (the model is thrown away: the partial load does not matter)
             raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint: keys " + ", ".join(problems))
-        model.load_state_dict(state, strict=True)
     except (RuntimeError, AttributeError, TypeError, ValueError) as err:  # shapes, non-tensors
         raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint ({CONFIG['weights']['layout']}"
                         f" layout): {' '.join(str(err).split())[:300]}") from None
@@ -101,8 +99,8 @@ def export(model, onnx_path):
     """A traced export (names, opset, batch axis '-1' from model.yaml), checked, then renamed."""
     inp, out, opset = CONFIG["input"]["name"], CONFIG["output"]["name"], CONFIG["onnx"]["opset"]
     axes = {inp: {0: "-1"}, out: {0: "-1"}} if CONFIG["onnx"]["dynamic_batch"] else None
-    tmp = os.path.join(os.path.dirname(os.path.abspath(onnx_path)),
-                       f".{os.path.basename(onnx_path)}.{os.getpid()}.tmp")
+    folder, name = os.path.split(os.path.abspath(onnx_path))
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     try:
         os.makedirs(os.path.dirname(tmp), exist_ok=True)
         with warnings.catch_warnings(), torch.no_grad():

@@ -1,21 +1,15 @@
 """Export VoVNet39 to ONNX: `python3 pth2onnx.py WEIGHTS ONNX` (WEIGHTS may be `random`).
 
 As the Ascend ModelZoo vovnet39 guide's vovnet39_pth2onnx.py (Apache-2.0): `vovnet39()` of
-AlexanderBurkhart/cnn_train @505637bc `VoVNet.pytorch/models_vovnet/vovnet.py` (a copy of
-stigma0617/VoVNet.pytorch, MIT), written out below with its module names (so the keys are the
-published checkpoint's, `module.` stripped, e.g. `stem.stem_1/conv.weight` (64, 3, 3, 3);
-22,600,296 parameters). Stages 3-5 start with MaxPool2d(3, 2, ceil_mode=True); an OSA module
-concatenates its input and its 5 layer outputs and projects them with a 1x1 unit; the second
-module of a stage adds its input back. Not kept: upstream's broken `pretrained=True`; the head
-flattens with flatten(1) (no traced batch size). The checkpoint is loaded with `module.`
-stripped (instead of a DataParallel wrapper), strictly, `.eval()`, a traced export with
-model.yaml's names and opset, batch axis '-1'. Unlike the guide: WEIGHTS is read with
-weights_only=True (the full unpickle only for a file whose md5 is model.yaml's), strictly;
-`random` gives seeded random weights; the ONNX is checked, written under a temporary name and renamed.
+AlexanderBurkhart/cnn_train @505637bc VoVNet.pytorch/models_vovnet/vovnet.py (MIT), written out
+below with its module names (the published keys, `module.` stripped; 22,600,296 parameters),
+flatten(1) in the head (no traced batch size); the checkpoint loaded strictly with `module.`
+stripped (not in a DataParallel), `.eval()`, a traced export with model.yaml's names, opset and
+batch axis '-1'. Unlike the guide: weights_only=True (the published file is a plain
+state_dict), strict keys, `random` weights (seed 0), the ONNX checked and renamed.
 """
 
 import argparse
-import hashlib
 import os
 import sys
 import warnings
@@ -29,7 +23,6 @@ from torch import nn
 HERE = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(HERE, "model.yaml"), encoding="utf-8") as handle:
     CONFIG = yaml.safe_load(handle)
-PUBLISHED_MD5 = {CONFIG["weights"].get("md5"), CONFIG["weights"].get("previous", {}).get("md5")}
 # per stage 2..5: channels of each 3x3 layer, of each OSA output, number of OSA modules
 STAGES = ((128, 256, 1), (160, 512, 1), (192, 768, 2), (224, 1024, 2))
 STEM = ((3, 64, 2), (64, 64, 1), (64, 128, 2))  # (in, out, stride) of stem_1..stem_3
@@ -78,12 +71,9 @@ class VoVNet(nn.Module):
             self.add_module(f"stage{n}", stage)
             cin = concat_channels
         self.classifier = nn.Linear(cin, num_classes)
-        for m in self.modules():  # upstream's initialisation (it matters for `random` weights)
+        for m in self.modules():  # upstream's initialisation (BatchNorm's is torch's default)
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
             elif isinstance(m, nn.Linear):
                 nn.init.constant_(m.bias, 0)
 
@@ -96,12 +86,6 @@ class UserError(Exception):
     """A problem the user can fix: main() prints it as one `error:` line."""
 
 
-def published_md5(path):
-    """True when `path` is byte for byte a file this model.yaml publishes."""
-    with open(path, "rb") as handle:
-        return hashlib.md5(handle.read()).hexdigest() in PUBLISHED_MD5
-
-
 def new_network(source=None):
     return VoVNet(num_classes=CONFIG["output"]["classes"])
 
@@ -111,29 +95,23 @@ def build_model(weights, source=None):
     torch.manual_seed(0)
     model = new_network(source)
     if weights == "random":
-        print("warning: WEIGHTS=random: random weights (seed 0); accuracy will not be meaningful",
-              file=sys.stderr)
+        print("warning: seeded random weights (seed 0), not trained ones: accuracy will not be "
+              "meaningful", file=sys.stderr)
         return model.eval()
     try:
         checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as err:  # no such file, not a torch.save file, a pickled object, ...
-        if not (os.path.isfile(weights) and published_md5(weights)):
-            raise UserError(f"{weights}: cannot read as a PyTorch checkpoint "
-                            f"({(str(err).splitlines() or [type(err).__name__])[0]}); if you trust "
-                            "it, save its plain state_dict with torch.save and pass that") from None
-        print(f"note: {weights}: a published checkpoint that needs a full unpickle; loading it "
-              "with weights_only=False", file=sys.stderr)
-        checkpoint = torch.load(weights, map_location="cpu", weights_only=False)
+        raise UserError(f"{weights}: cannot read as a PyTorch checkpoint "
+                        f"({(str(err).splitlines() or [type(err).__name__])[0]}); if you trust "
+                        "it, save its plain state_dict with torch.save and pass that") from None
     expected = model.state_dict()  # num_batches_tracked may be absent: eval() never reads it
     try:
         state = {k.removeprefix("module."): v for k, v in checkpoint.items()}
         state = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked")}, **state}
-        problems = [f"{len(keys)} {what} (first: {keys[0]})" for what, keys in (
-            ("missing", [k for k in expected if k not in state]),
-            ("unexpected", [k for k in state if k not in expected])) if keys]
-        if problems:
+        problems = [f"{len(keys)} {what} (first: {keys[0]})" for what, keys in zip(
+            ("missing", "unexpected"), model.load_state_dict(state, strict=False)) if keys]
+        if problems:  # (the model is thrown away: the partial load does not matter)
             raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint: keys " + ", ".join(problems))
-        model.load_state_dict(state, strict=True)
     except (RuntimeError, AttributeError, TypeError, ValueError) as err:  # shapes, non-tensors
         raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint ({CONFIG['weights']['layout']}"
                         f" layout): {' '.join(str(err).split())[:300]}") from None
@@ -144,8 +122,8 @@ def export(model, onnx_path):
     """A traced export (names, opset, batch axis '-1' from model.yaml), checked, then renamed."""
     inp, out, opset = CONFIG["input"]["name"], CONFIG["output"]["name"], CONFIG["onnx"]["opset"]
     axes = {inp: {0: "-1"}, out: {0: "-1"}} if CONFIG["onnx"]["dynamic_batch"] else None
-    tmp = os.path.join(os.path.dirname(os.path.abspath(onnx_path)),
-                       f".{os.path.basename(onnx_path)}.{os.getpid()}.tmp")
+    folder, name = os.path.split(os.path.abspath(onnx_path))
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     try:
         os.makedirs(os.path.dirname(tmp), exist_ok=True)
         with warnings.catch_warnings(), torch.no_grad():
