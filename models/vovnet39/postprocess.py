@@ -2,10 +2,9 @@
 
 As the Ascend ModelZoo vovnet39 guide's vovnet39_postprocess.py (Apache-2.0): the same JSON,
 byte for byte.
-RESULT_DIR: ais_bench `--outfmt TXT` results `<image stem>_<n>.txt`, first line the scores;
-LABEL_FILE: lines `<image name> <class index>`. Unlike the guide: files read in sorted order,
-equal scores ranked lower index first; one `error:` line for a missing label or a malformed
-name or line; a `warning:` for NaN scores; the JSON written under a temporary name, renamed.
+RESULT_DIR: ais_bench TXT results `<image stem>_<n>.txt`; LABEL_FILE: `<image name> <class
+index>` lines. Unlike the guide: sorted reading, ties ranked lower index first, one `error:`
+line for a missing label or a malformed line, a `warning:` for NaN, the JSON renamed into place.
 """
 
 import json
@@ -16,7 +15,8 @@ import numpy as np
 
 
 def fail(message):
-    sys.exit(f"error: {message}")
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def read_labels(label_file):

@@ -2,12 +2,12 @@
 
 As the Ascend ModelZoo vovnet39 guide's vovnet39_preprocess.py (Apache-2.0): torchvision's
 Resize(256), CenterCrop(224), ToTensor(), Normalize(ImageNet mean, std).
-RGB, shorter side to model.yaml's `resize` (bilinear, the longer side truncated), centre crop
-`crop` at rounded offsets, /255, (x - mean) / std, float32 CHW bytes to DST/<stem>.bin (<stem>: the
-name up to its first '.'); --uint8 writes the cropped uint8 HWC pixels, for an om with AIPP.
-Images: SRC/* and SRC/*/* (class folders), sorted. Unlike the guide, a bad image or two with
-one stem stop the run with one `error:` line; outputs are written under a temporary name and
-renamed. The pipeline runs preprocess() through `python3 -m npuzoo.prep` (workers, progress).
+RGB (16-bit grey scaled to 8 bits), shorter side to model.yaml's `resize` (bilinear, the
+longer truncated), centre crop `crop` at rounded offsets, /255, (x - mean) / std: float32 CHW bytes in
+DST/<stem>.bin (<stem>: the name to its first '.'); --uint8: the cropped uint8 HWC pixels (AIPP).
+Images: SRC/* and SRC/*/*, sorted. Unlike the guide, a bad, oversized or 32-bit image or two
+with one stem stop the run with one `error:` line; outputs are renamed into place. The
+pipeline runs preprocess() through `python3 -m npuzoo.prep` (workers, progress, Ctrl-C).
 """
 
 import argparse
@@ -32,8 +32,7 @@ DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.Decompression
 warnings.simplefilter("error", Image.DecompressionBombWarning)  # over Pillow's limit: refused
 
 
-def resized(width, height, size=PARAMS["resize"]):
-    """The shorter side to `size`, the longer truncated."""
+def resized(width, height, size=PARAMS["resize"]):  # the shorter side to size, the longer truncated
     return (size, int(size * height / width)) if width <= height else (int(size * width / height), size)
 
 
@@ -73,6 +72,11 @@ def preprocess(path, uint8=False):
     return (pixels.transpose(2, 0, 1).astype(np.float32) / 255 - MEAN) / STD
 
 
+def fail(message, status=2):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
 def convert(task):
     """One image to DST/<stem>.bin (a temporary name, then renamed): None, or the error."""
     path, dst, uint8 = task
@@ -97,37 +101,35 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=1, metavar="K")
     parser.add_argument("--uint8", action="store_true")
     args = parser.parse_args(argv)
-    if not os.path.isdir(args.src):
-        sys.exit(f"error: {args.src}: no such folder (SRC should hold the validation images)")
     try:
         folders = [args.src] + sorted(e.path for e in os.scandir(args.src) if e.is_dir())
         paths = sorted(e.path for folder in folders for e in os.scandir(folder)
                        if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())[:args.limit]
-    except OSError as err:  # a symlink loop, an unreadable folder
-        sys.exit(f"error: {err.filename or args.src}: cannot read ({err.strerror}); fix or remove it")
+    except OSError as err:  # no such folder, a symlink loop, an unreadable folder
+        fail(f"{err.filename or args.src}: cannot read ({err.strerror}); SRC is a folder of images")
     seen = {}
     for path in paths:
         stem = os.path.basename(path).split(".")[0]
         if not stem:
-            sys.exit(f"error: {path}: its name gives no output name (the name up to its first '.')")
+            fail(f"{path}: its name gives no output name (the name up to its first '.')")
         if stem in seen:
-            sys.exit(f"error: {seen[stem]} and {path} would both be written as {stem}.bin; "
-                     "rename or remove one")
+            fail(f"{seen[stem]} and {path} would both be written as {stem}.bin; "
+                 "rename or remove one")
         seen[stem] = path
     if not paths or min(args.workers, args.limit or 1) < 1:
-        sys.exit(f"error: {args.src}: no {'/'.join(IMAGE_EXTENSIONS)} images in it or its "
-                 "subfolders (or --limit, --workers not positive)")
+        fail(f"{args.src}: no {'/'.join(IMAGE_EXTENSIONS)} images in it or its "
+             "subfolders (or --limit, --workers not positive)")
     try:
         os.makedirs(args.dst, exist_ok=True)
         with Pool(args.workers) if args.workers > 1 else nullcontext() as pool:
             tasks = [(path, args.dst, args.uint8) for path in paths]
             for error in pool.imap(convert, tasks, chunksize=8) if pool else map(convert, tasks):
                 if error:
-                    sys.exit(f"error: {error}")
+                    fail(f"{error}")
     except OSError as err:
-        sys.exit(f"error: {args.dst}: cannot write in it ({err.strerror or err})")
+        fail(f"{args.dst}: cannot write in it ({err.strerror or err})")
     except KeyboardInterrupt:
-        sys.exit("error: interrupted")
+        fail("interrupted", 130)
     print(f"preprocessed {len(paths)} images to {args.dst}")
 
 

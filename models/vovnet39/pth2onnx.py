@@ -1,12 +1,12 @@
 """Export VoVNet39 to ONNX: `python3 pth2onnx.py WEIGHTS ONNX` (WEIGHTS may be `random`).
 
 As the Ascend ModelZoo vovnet39 guide's vovnet39_pth2onnx.py (Apache-2.0): `vovnet39()` of
-AlexanderBurkhart/cnn_train @505637bc VoVNet.pytorch/models_vovnet/vovnet.py (MIT), written out
-below with its module names (the published keys, `module.` stripped; 22,600,296 parameters),
-flatten(1) in the head (no traced batch size); the checkpoint loaded strictly with `module.`
-stripped (not in a DataParallel), `.eval()`, a traced export with model.yaml's names, opset and
-batch axis '-1'. Unlike the guide: weights_only=True (the published file is a plain
-state_dict), strict keys, `random` weights (seed 0), the ONNX checked and renamed.
+AlexanderBurkhart/cnn_train @505637bc VoVNet.pytorch/models_vovnet/vovnet.py (MIT), below with
+its module names (the published keys, `module.` stripped; 22,600,296 parameters; flatten(1) in
+the head: no traced batch size), loaded strictly (not in a DataParallel), `.eval()`, a traced
+export with model.yaml's names, opset and batch axis '-1'. Unlike the guide: weights_only=True
+(the published file is a plain state_dict), strict keys, `random` weights (seed 0), the ONNX
+checked and renamed into place.
 """
 
 import argparse
@@ -28,8 +28,8 @@ STAGES = ((128, 256, 1), (160, 512, 1), (192, 768, 2), (224, 1024, 2))
 STEM = ((3, 64, 2), (64, 64, 1), (64, 128, 2))  # (in, out, stride) of stem_1..stem_3
 
 
-def conv_unit(cin, cout, name, postfix, stride=1, kernel_size=3, padding=1):
-    """(name, module) pairs `{name}_{postfix}/conv|/norm|/relu`, as upstream's conv3x3."""
+def conv_unit(cin, cout, name, postfix, stride=1, kernel_size=3, padding=1):  # upstream's conv3x3
+    """(name, module) pairs `{name}_{postfix}/conv`, `/norm`, `/relu`."""
     return [(f"{name}_{postfix}/conv", nn.Conv2d(cin, cout, kernel_size, stride, padding, bias=False)),
             (f"{name}_{postfix}/norm", nn.BatchNorm2d(cout)), (f"{name}_{postfix}/relu", nn.ReLU(inplace=True))]
 
@@ -62,9 +62,8 @@ class VoVNet(nn.Module):
                                               for unit in conv_unit(cin, cout, "stem", str(i), stride)))
         cin = STEM[-1][1]
         for n, (channels, concat_channels, blocks) in enumerate(STAGES, 2):
-            stage = nn.Sequential()
-            if n != 2:
-                stage.add_module("Pooling", nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True))
+            pool = [("Pooling", nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True))] if n != 2 else []
+            stage = nn.Sequential(OrderedDict(pool))
             for b in range(blocks):
                 stage.add_module(f"OSA{n}_{b + 1}", OSAModule(cin if b == 0 else concat_channels, channels,
                                                               concat_channels, f"OSA{n}_{b + 1}", b > 0))
