@@ -262,6 +262,14 @@ def test_preprocess_equals_the_independent_computation(model, sample_images, dro
 
 
 @pytest.mark.parametrize("model", MODELS)
+def test_the_image_extensions_are_the_dataset_ones(model):
+    """An image the dataset step selects but preprocessing skipped would silently shrink the
+    accuracy's denominator: the folder's copy of the tuple is npuzoo.dataset's."""
+    from npuzoo import dataset
+    assert load_model_script(model, "preprocess").IMAGE_EXTENSIONS == dataset.IMAGE_EXTENSIONS
+
+
+@pytest.mark.parametrize("model", MODELS)
 def test_an_undecodable_image_or_a_shared_stem_stops_with_one_line(model, dropped, tmp_path):
     src = tmp_path / "val"
     write_generated(src, GENERATED[:3])
