@@ -56,3 +56,27 @@ def test_engines_benchmark_runs_and_writes_what_the_readme_renders(tmp_path):
     from npuzoo import readme
     context = readme.engines_context(str(out))
     assert context and [r for r in context["rows"] if "mobilenetv1" in str(r)]
+
+
+def test_the_engines_benchmark_counts_flops_in_the_graph_and_lists_every_model(tmp_path):
+    """GFLOP per image from the exported graph (no table to keep up to date): a 3x3 conv 3->8
+    with stride 2 on 32x32 (16x16 outputs) and a 8->10 linear layer, counted by hand."""
+    import importlib.util
+
+    import torch
+
+    from npuzoo import config
+
+    spec = importlib.util.spec_from_file_location("_bench_engines", os.path.join(REPO, "benchmarks", "bench_engines.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.MODELS == config.model_names()
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10))
+    path = tmp_path / "net.onnx"
+    torch.onnx.export(net.eval(), torch.zeros(1, 3, 32, 32), str(path), input_names=["image"],
+                      output_names=["class"], dynamic_axes={"image": {0: "-1"}, "class": {0: "-1"}},
+                      opset_version=11, dynamo=False)
+    conv = 2 * (8 * 16 * 16) * (3 * 3 * 3)
+    linear = 2 * 10 * 8
+    assert bench.gflop_per_image(str(path)) == pytest.approx((conv + linear) / 1e9)
