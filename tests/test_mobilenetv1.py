@@ -162,7 +162,8 @@ def test_the_checkpoint_layouts_load_identical_weights(pth2onnx, reference_state
 @pytest.fixture(scope="module")
 def exported(pth2onnx, tmp_path_factory):
     model = randomised(pth2onnx)
-    path = pth2onnx.export(model, tmp_path_factory.mktemp("onnx") / "mobilenetv1.onnx")
+    path = tmp_path_factory.mktemp("onnx") / "mobilenetv1.onnx"
+    pth2onnx.export(model, path)
     return model, Path(path)
 
 

@@ -303,13 +303,10 @@ def test_hostile_make_variables_touch_nothing(scratch, tmp_path):
 def random_checkpoint(path, seed):
     import torch
 
-    sys.path.insert(0, str(REPO / "models" / "mobilenetv1"))
-    try:
-        from network import MobileNetV1
-    finally:
-        sys.path.pop(0)
+    from conftest import load_model_script
+
     torch.manual_seed(seed)
-    model = MobileNetV1()
+    model = load_model_script("mobilenetv1", "pth2onnx").MobileNetV1()
     torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, path)
 
 
@@ -548,7 +545,7 @@ def test_models_with_the_same_preprocessing_decode_the_images_once(tmp_path_fact
     assert f"{binary.name} is not the file the preprocessing wrote" in third.stderr
     assert sha256_file(export) != sha256_file(other)
     assert Path(str(export) + ".sha256").read_text().strip() == sha256_file(export)
-    assert "pth2onnx.py" in third.stdout and "preprocess.py" in third.stdout
+    assert "pth2onnx.py" in third.stdout and "npuzoo.prep models/vovnet39" in third.stdout
 
 
 @pytest.mark.parametrize("values, fragment", [

@@ -274,7 +274,8 @@ def test_onnx_matches_patched_network_on_real_images(repo, shared_data, timm, pt
 
     torch.manual_seed(0)
     model = randomised(timm.create_model("tresnet_m", pretrained=False))
-    path = pth2onnx.export(model, tmp_path / "tresnet.onnx")
+    path = tmp_path / "tresnet.onnx"
+    pth2onnx.export(model, path)
     proto = onnx.load(path)
     assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [11]
 

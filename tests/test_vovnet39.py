@@ -217,7 +217,8 @@ def test_onnx_matches_pytorch_on_real_images(repo, shared_data, network, pth2onn
     import onnxruntime as ort
 
     model = randomised(network.VoVNet())
-    path = pth2onnx.export(model, tmp_path / "vovnet39.onnx")
+    path = tmp_path / "vovnet39.onnx"
+    pth2onnx.export(model, path)
     proto = onnx.load(path)
     assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [11]
 
