@@ -93,7 +93,7 @@ def test_no_environment_variable_is_expanded_by_make_or_the_shell(scratch, share
             "ATC", "AIS_BENCH"} <= set(names)
     env = plain_env(**{name: hostile(markers, name) for name in names})
     for args in (["mobilenetv1", *data_args(shared_data)],
-                 ["-W", "requirements.txt", "venv"], ["test"], ["vendor"]):
+                 ["-W", "requirements.txt", "venv"], ["test"], ["readme"]):
         proc = make(scratch, "-n", *args, env=env)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         assert "INJECTED" not in proc.stdout + proc.stderr, args
@@ -101,14 +101,14 @@ def test_no_environment_variable_is_expanded_by_make_or_the_shell(scratch, share
 
 
 @pytest.mark.parametrize("name", ["PYTHON", "PY", "VENV", "SHELL", "MODEL_NAMES", "PYTEST_ARGS",
-                                  "CI", "VENDOR_HEADER", "USER_VARIABLES", "SOURCE_VERIFY"])
+                                  "CI", "USER_VARIABLES", "SOURCE_VERIFY"])
 def test_no_command_line_variable_is_expanded_by_make_or_the_shell(scratch, shared_data,
                                                                    tmp_path, name):
     markers = tmp_path / "markers"
     markers.mkdir()
     value = hostile(markers, name)
     for args in (["mobilenetv1", *data_args(shared_data)],
-                 ["-W", "requirements.txt", "venv"], ["test"], ["vendor"]):
+                 ["-W", "requirements.txt", "venv"], ["test"], ["readme"]):
         proc = make(scratch, "-n", *args, f"{name}={value}")
         assert "INJECTED" not in proc.stdout, args
     assert os.listdir(markers) == []
