@@ -43,8 +43,10 @@ override DOCKER_VARIABLES := BASE_IMAGE ASCEND_BASE_IMAGE IMAGE_REPO DOCKER_NET_
 unexport $(USER_VARIABLES) $(filter-out $(DOCKER_VARIABLES),$(COMMAND_LINE))
 # The names (never the values) of the command-line variables, and of the Make-level ones a run
 # also takes: npuzoo.run refuses a name it does not know (BATCH=4 would be ignored silently).
-export NPUZOO_COMMAND_LINE := $(COMMAND_LINE)
-export NPUZOO_MAKE_VARIABLES := $(DOCKER_VARIABLES) DOCKER IMAGE_MODELS PYTHON TORCH_INDEX
+# Only for the runs that check them: `make test PYTEST_ARGS=...` hands the tests' own `make`
+# calls no list of the parent's names.
+$(MODEL_NAMES) sweep: export NPUZOO_COMMAND_LINE := $(COMMAND_LINE)
+$(MODEL_NAMES) sweep: export NPUZOO_MAKE_VARIABLES := $(DOCKER_VARIABLES) DOCKER IMAGE_MODELS PYTHON TORCH_INDEX
 
 # PYTHON (the python that creates .venv) and PYTEST_ARGS reach their commands through the
 # environment, as one word and as words: never through a shell's parsing.

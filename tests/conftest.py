@@ -15,6 +15,14 @@ SHARED_DATA = Path(os.environ.get("NPUZOO_SHARED_DATA", REPO.parent / "shared" /
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+# Run under `make test`, the tests would hand their own `make` calls the parent's MAKEFLAGS
+# (its command-line variables, such as PYTEST_ARGS, which `make <model>` refuses) and
+# MAKELEVEL (which turns on "make[1]: Entering directory" lines): each test's make starts
+# as a user's would, from a shell.
+for _name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "MAKEFILES",
+              "NPUZOO_COMMAND_LINE", "NPUZOO_MAKE_VARIABLES"):
+    os.environ.pop(_name, None)
+
 # The tests' `make <model>` runs: perf loops of LOOP calls, not the default 3 seconds.
 os.environ.setdefault("PERF_SECONDS", "0")
 # ... and model.yaml's engine without the tuning pass (tests/test_tune.py tests the tuning).
