@@ -56,11 +56,12 @@ override VENV := .venv
 override PY   := $(abspath $(VENV))/bin/python
 export PY
 
-.PHONY: all test venv clean clean-sets help readme compare images sweep $(MODEL_NAMES)
+.PHONY: all test lint venv clean clean-sets help readme compare images sweep $(MODEL_NAMES)
 
 help:
 	@echo "Targets:"
-	@echo "  make test                     set up .venv (first time: a few minutes) and run the fast tests"
+	@echo "  make test                     set up .venv (first time: a few minutes), make lint, run the fast tests"
+	@echo "  make lint                     static checks: ruff (lint) and mypy --strict on npuzoo/ (pyproject.toml)"
 	@echo "  make <model> DATA=<dir> ...   one model's whole pipeline, one report per batch size"
 	@echo "  make sweep MODELS=\"a b\" ...   every model x batch size as Ray tasks (docs/sweep.md)"
 	@echo "  make readme                   re-render the READMEs and plots from reports/"
@@ -92,7 +93,7 @@ help:
 # A target that is no model nor any of the above: say which exist instead of make's own words.
 .DEFAULT:
 	@printf "error: no model or target named '%s'; models: %s; targets: %s\n" '$(subst ','\'',$@)' \
-	  '$(MODEL_NAMES)' 'help test readme compare images sweep clean-sets clean' >&2; exit 2
+	  '$(MODEL_NAMES)' 'help test lint readme compare images sweep clean-sets clean' >&2; exit 2
 
 venv: $(VENV)/.installed
 
@@ -102,8 +103,14 @@ $(VENV)/.installed: requirements.txt $(wildcard models/*/requirements.txt)
 	@mkdir -p $(VENV)
 	flock $(VENV).lock $(MAKE) --no-print-directory -f mk/venv.mk
 
+# Static checks, configured in pyproject.toml. A prerequisite of test, which has no way to
+# skip them: CI (.ci/run) runs make test.
+lint: venv
+	$(PY) -m ruff check
+	$(PY) -m mypy
+
 # CI=true runs the slow (end-to-end, export) tests as well.
-test: venv
+test: venv lint
 	set -f; $(PY) -m pytest $(if $(filter true 1 yes,$(CI)),,-m "not slow") $$NPUZOO_PYTEST_ARGS
 
 # One model, every batch size in BS: npuzoo.run checks the variables, takes the model's

@@ -137,3 +137,12 @@ def test_an_unknown_target_is_named_not_run(scratch, tmp_path):
         assert proc.returncode == 2
         assert proc.stderr.startswith(f"error: no model or target named '{goal}'; models: ")
     assert not marker.exists()
+
+
+def test_make_test_runs_the_static_checks_before_the_tests(scratch):
+    """make test has no way around lint: ruff, then mypy, then pytest (CI runs make test)."""
+    proc = make(scratch, "-n", "-o", ".venv/.installed", "test", "PYTEST_ARGS=-x")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    tools = [line.split(" -m ")[1].split()[0] for line in lines if " -m " in line]
+    assert tools == ["ruff", "mypy", "pytest"], proc.stdout
