@@ -141,7 +141,6 @@ RE.args  := [A-Za-z0-9._/:=,@+ -]*
 RE.count := [1-9][0-9]*
 RE.names := [A-Za-z0-9._ -]*
 RE.name  := ([a-z0-9][a-z0-9_-]*)?
-RE.soc   := (cpu|auto|Ascend[0-9A-Za-z_-]{1,32})?
 RE.device := [0-9]{1,4}(,[0-9]{1,4})*
 RE.switch := (0|1|auto)?
 RE.optabspath := (/[A-Za-z0-9._/+@-]*)?
@@ -163,7 +162,6 @@ WHAT.args  := docker options of letters, digits, spaces and ._/:=,@+-
 WHAT.count := a positive number
 WHAT.names := names of letters, digits and ._- separated by spaces
 WHAT.name  := a model name (lowercase letters, digits, _ and -)
-WHAT.soc   := cpu, auto or an Ascend chip name (Ascend and letters, digits, _ and -)
 WHAT.device := a device id (digits), or a comma list of them
 WHAT.switch := 0, 1, auto or empty
 WHAT.optabspath := an absolute path of letters, digits and ._/+@-, or empty
@@ -176,7 +174,7 @@ CHECKED_VARIABLES := BASE_IMAGE:image CANN_IMAGE_REPO:repo CANN_IMAGE_VERSION:to
   DOCKER_NET_ONLINE:net AIS_WHEELS_URL:url ACLRUNTIME_URL:opturl AIS_BENCH_URL:url \
   ACLRUNTIME_SHA256:sha AIS_BENCH_SHA256:sha DOCKER_CA_BUNDLE:optpath DOCKER:path PY:path \
   IMAGES_DIR:path REPO_DIR:abspath DOCKER_PIDS_LIMIT:count DOCKER_RUN_ARGS:args \
-  DOCKER_BUILD_ARGS:args IMAGE_MODELS:names IMAGE_TOOLS:names MODEL:name SOC:soc DEVICE:device \
+  DOCKER_BUILD_ARGS:args IMAGE_MODELS:names IMAGE_TOOLS:names MODEL:name DEVICE:device \
   ASCEND_DOCKER_RUNTIME:switch ASCEND_HOST_ROOT:optabspath HASHED_MODEL:name \
   $(addsuffix :hash,$(HASH_VARIABLES))
 check_name = $(firstword $(subst :, ,$(1)))
@@ -193,6 +191,12 @@ $(foreach c,$(CHECKED_VARIABLES),$(if $(findstring $(newline),$($(call check_nam
 REFUSED := $(shell $(foreach c,$(CHECKED_VARIABLES),printf '=%s' $(call shell_quote,$($(call check_name,$(c)))) \
   | LC_ALL=C grep -Ezqx -e '=($(RE.$(call check_kind,$(c))))' || echo $(c);))
 $(foreach c,$(firstword $(REFUSED)),$(call refuse,$(call check_name,$(c)),$($(call check_name,$(c))),$(call check_kind,$(c))))
+# SOC (empty: no Ascend image) has the one check of a SOC value, npuzoo.soc's; the value reaches
+# it quoted, and its one line (`error: SOC=...`) is this file's error.
+ifneq ($(SOC),)
+  SOC_PROBLEM := $(shell $(PY) -m npuzoo.soc check $(call shell_quote,$(SOC)) 2>&1 >/dev/null)
+  $(if $(SOC_PROBLEM),$(error $(strip $(patsubst error:%,%,$(SOC_PROBLEM)))))
+endif
 
 CA_SECRET  := $(if $(wildcard $(DOCKER_CA_BUNDLE)),--secret id=ca_bundle$(,)src=$(DOCKER_CA_BUNDLE))
 content_hash = $(shell images/content-hash.sh $(1))

@@ -4,7 +4,7 @@ include mk/outside.mk
 override SHELL := /bin/bash
 override .SHELLFLAGS := -eo pipefail -c
 # The python that creates .venv comes through the environment (NPUZOO_VENV_PYTHON, from `make
-# venv PYTHON=...`), checked to be one word: a command name or a path.
+# venv PYTHON=...`), checked by the Makefile to be one word: a command name or a path.
 override VENV := .venv
 
 # pip shows its progress on a terminal and stays quiet in logs.
@@ -16,7 +16,6 @@ override PIP_QUIET := $(if $(MAKE_TERMOUT),,--quiet)
 override TORCH_PINS := $(shell grep -E '^(torch|torchvision)==' requirements.txt)
 
 $(VENV)/.installed: requirements.txt $(wildcard models/*/requirements.txt)
-	@[[ "$$NPUZOO_VENV_PYTHON" =~ ^[A-Za-z0-9_./+-]+$$ ]] || { echo "error: PYTHON=$$NPUZOO_VENV_PYTHON: expected a python command or path (letters, digits and _./+-)" >&2; exit 2; }
 	test -x $(VENV)/bin/python || "$$NPUZOO_VENV_PYTHON" -m venv $(VENV)
 	@echo "venv: installing the pinned requirements into $(VENV) (first time: a few minutes, about 6 GB with PyPI's torch)"
 	$(if $(value NPUZOO_TORCH_INDEX),$(VENV)/bin/python -m pip install $(PIP_QUIET) --disable-pip-version-check --index-url "$$NPUZOO_TORCH_INDEX" $(TORCH_PINS))

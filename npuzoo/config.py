@@ -14,12 +14,10 @@ import sys
 import yaml
 
 from npuzoo.errors import UserError, cli
+from npuzoo.variables import CPU_PERF  # noqa: F401 (the CPU perf step's defaults)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS_DIR = os.path.join(REPO_ROOT, "models")
-# The CPU perf step's defaults: at least `loop` calls (after `warmup`) and `seconds` seconds
-# (20 calls of a fast model are over in a blink and measure noise).
-CPU_PERF = {"loop": 20, "warmup": 2, "seconds": 3}
 
 
 # -- field checkers: each returns an error text, or None when the value is fine ----------

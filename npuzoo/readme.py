@@ -25,7 +25,7 @@ import sys
 
 import jinja2
 
-from npuzoo import commands, config, history
+from npuzoo import variables, commands, config, history
 from npuzoo import report as reports
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write
@@ -694,7 +694,9 @@ def render_top(models_dir=config.MODELS_DIR, reports_dir=reports.REPORTS_DIR,
                templates_dir=TEMPLATES_DIR, root=config.REPO_ROOT):
     text = environment(templates_dir).get_template(TOP_TEMPLATE).render(
         **top_context(models_dir, reports_dir),
-        engines=engines_context(os.path.join(root, ENGINES_JSON)))
+        engines=engines_context(os.path.join(root, ENGINES_JSON)),
+        variables=[v for v in variables.VARIABLES if {"model", "sweep"} & set(v.targets)
+                   and v.kind in ("value", "environment") and "venv" not in v.targets])
     return tidy(text)
 
 

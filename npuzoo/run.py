@@ -21,204 +21,99 @@ temporary files (`*.tmp`, `*.part`) that a killed run left under build/<model>/.
 """
 
 import argparse
-import difflib
 import fcntl
 import hashlib
-import json
 import os
 import re
 import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
+from typing import Any
 
-from npuzoo import config, dataset, engines, soc as socs, store, weights as weights_mod
+from tqdm import tqdm
+
+from npuzoo import config, dataset, engines, store, variables
+from npuzoo import soc as socs
+from npuzoo import weights as weights_mod
 from npuzoo.errors import Problems, UserError, cli
 from npuzoo.files import replace_link
+from npuzoo.variables import POSITIVE, shown  # noqa: F401 (npuzoo.report's batch size check)
 
 REPO = config.REPO_ROOT
 BUILD = "build"
 
-# The Make variables of `make <model>`, with their defaults (README; docs/design.md, "The Make
-# variables").
-DEFAULTS = {"BS": "1", "SOC": "cpu", "DATA": "", "N": "", "WEIGHTS": "", "RUNNER": "local",
-            "DEVICE": "0", "LOOP": str(config.CPU_PERF["loop"]),
-            "WARMUP": str(config.CPU_PERF["warmup"]), "AIPP": "", "FORCE": "", "STRICT": "",
-            "PRECISION": "fp32", "CALIB": "100", "CALIB_DATA": "", "BACKEND": "", "STREAMS": "",
-            "PERF_SECONDS": "", "TUNE": "1"}
-POSITIVE = re.compile(r"^[1-9][0-9]{0,6}$")
-COUNT = re.compile(r"^[0-9]{1,7}$")
-DEVICES = re.compile(r"^[0-9]{1,4}(,[0-9]{1,4})*$")
-SOC_SHAPE = re.compile(r"^(cpu|auto|Ascend[0-9A-Za-z_-]{1,32})$")
+# The raw defaults of `make <model>`'s variables (npuzoo/variables.py holds them).
+DEFAULTS = variables.read({}, "model")
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def shown(value):
-    """A user value as an error line shows it: as typed, unless it holds control characters."""
-    return value if value.isprintable() else repr(value)
+# Settings' attribute of a variable, where it is not its name in lower case.
+ATTRIBUTES = {"BS": "batch_sizes", "N": "limit"}
 
 
 class Settings:
-    """The validated variables of one `make <model>` run (every bad value said at once)."""
+    """The checked variables of one `make <model>` run (every bad value said at once)."""
 
-    def __init__(self, values):
-        self.raw = values
+    batch_sizes: list[int]
+    limit: int | None
+    loop: int
+    warmup: int
+    runner: str
+    aipp: bool
+    force: bool
+    strict: bool
+    precision: str
+    calib: int
+    calib_data: str
+    backend: str
+    streams: int | None
+    tune: bool
+    perf_seconds: int | None
+    device: str
+    soc: str
+    data: str
+    weights: str
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self.raw = dict(values)
         problems = Problems()
-        checks = {
-            "batch_sizes": lambda: check_batch_sizes(values["BS"]),
-            "limit": lambda: check_count("N", values["N"], optional=True),
-            "loop": lambda: check_count("LOOP", values["LOOP"]),
-            "warmup": lambda: check_count("WARMUP", values["WARMUP"], zero=True),
-            "runner": lambda: check_choice("RUNNER", values["RUNNER"], ("local", "docker"),
-                                           "use local or docker"),
-            "aipp": lambda: check_choice("AIPP", values["AIPP"], ("", "0", "1"),
-                                         "use AIPP=1, or leave it unset") == "1",
-            # FORCE=1: this run becomes the committed report, whatever is there;
-            # STRICT=1: a flagged drop against the latest like-for-like run fails the run.
-            "force": lambda: check_choice("FORCE", values["FORCE"], ("", "0", "1"),
-                                          "use FORCE=1, or leave it unset") == "1",
-            "strict": lambda: check_choice("STRICT", values["STRICT"], ("", "0", "1"),
-                                           "use STRICT=1, or leave it unset") == "1",
-            # CPU engines and precision: PRECISION=int8 quantises the export, calibrated on
-            # CALIB images outside the evaluation selection (after DATA's first N, or
-            # CALIB_DATA's).
-            "precision": lambda: check_choice("PRECISION", values["PRECISION"],
-                                              ("fp32", "int8"), "use fp32 or int8"),
-            "calib": lambda: check_count("CALIB", values["CALIB"]),
-            "calib_data": lambda: check_path("CALIB_DATA", values["CALIB_DATA"]),
-            "backend": lambda: check_choice("BACKEND", values["BACKEND"],
-                                            ("", "onnxruntime", "openvino"),
-                                            "use onnxruntime or openvino, or leave it unset"),
-            "streams": lambda: check_streams(values["STREAMS"]),
-            # TUNE=0: model.yaml's engine and one stream per core, as before npuzoo.tune; a
-            # BACKEND or STREAMS also fixes the layout (the tuning would override it).
-            "tune": lambda: check_choice("TUNE", values["TUNE"], ("", "0", "1"),
-                                         "use TUNE=0 for model.yaml's engine, or leave it "
-                                         "unset") != "0",
-            # The CPU perf loop runs at least LOOP times AND at least PERF_SECONDS (default
-            # config.CPU_PERF): 20 calls of a fast model are over in a blink and measure noise.
-            "perf_seconds": lambda: check_count("PERF_SECONDS", values["PERF_SECONDS"],
-                                                optional=True, zero=True),
-            "device": lambda: check_device(values["DEVICE"]),
-            "soc": lambda: check_soc(values["SOC"]),
-            # Paths are made absolute here, relative to where make was called.
-            "data": lambda: check_path("DATA", values["DATA"]),
-            "weights": lambda: check_path("WEIGHTS", values["WEIGHTS"]),
-        }
-        for name, check in checks.items():
+        for variable in variables.of("model"):
             with problems:
-                setattr(self, name, check())
+                value = variable.value(values[variable.name])
+                setattr(self, ATTRIBUTES.get(variable.name, variable.name.lower()), value)
+        with problems:
+            if getattr(self, "streams", None):
+                engines.check_streams(self.streams, "STREAMS")
         with problems:
             if getattr(self, "precision", "") == "int8" and getattr(self, "aipp", False):
                 raise UserError("PRECISION=int8 with AIPP=1: not supported together; pick one")
         problems.raise_any()
+        # Paths are made absolute here, relative to where make was called.
         self.calib_data_abs = os.path.abspath(self.calib_data) if self.calib_data else ""
         self.data_abs = os.path.abspath(self.data) if self.data else ""
         if self.weights not in ("", "random"):
             self.weights = os.path.abspath(self.weights)
-        self.resolved_soc = None  # resolve_soc's answer, once
+        self.resolved_soc: str | None = None  # resolve_soc's answer, once
 
 
-def check_streams(text):
-    streams = check_count("STREAMS", text, optional=True)
-    if streams:
-        engines.check_streams(streams, "STREAMS")
-    return streams
+def check_variable_names(environ: Mapping[str, str], sweep: bool = False) -> None:
+    variables.check_names(environ, "sweep" if sweep else "model")
 
 
-def check_device(text):
-    if not DEVICES.match(text):
-        raise UserError(f"DEVICE={shown(text)}: expected a device id such as 0 "
-                        "(or a comma list such as 0,1 on the CPU)")
-    return text
-
-
-def check_soc(text):
-    if not SOC_SHAPE.match(text):
-        raise UserError(f"SOC={shown(text)}: unknown chip; use cpu, auto, or an "
-                        "Ascend --soc_version such as Ascend310P3")
-    return text
-
-
-# What `make <model>` takes besides DEFAULTS: the Makefile names its own (NPUZOO_MAKE_VARIABLES:
-# the images' settings, DOCKER, PYTHON, TORCH_INDEX); the sweep's own are refused here.
-SWEEP_ONLY = ("MODELS", "SHARDS")
-MEANT = {"BATCH": "BS", "BATCH_SIZE": "BS", "BATCHSIZE": "BS", "DATASET": "DATA",
-         "DATA_DIR": "DATA", "CHIP": "SOC", "ENGINE": "BACKEND", "IMAGES": "N", "LIMIT": "N"}
-
-
-def check_variable_names(environ, sweep=False):
-    """UserError for a variable given on make's command line (NPUZOO_COMMAND_LINE: the names
-    the Makefile saw with origin `command line`) that the run does not know: it would be
-    ignored silently. Variables of the environment are not judged (the shell sets many)."""
-    known = set(DEFAULTS) | set(environ.get("NPUZOO_MAKE_VARIABLES", "").split())
-    known |= set(SWEEP_ONLY) if sweep else set()
-    problems = Problems()
-    for name in environ.get("NPUZOO_COMMAND_LINE", "").split():
-        with problems:
-            if name in known:
-                continue
-            if name in SWEEP_ONLY:
-                raise UserError(f"{name}: a variable of `make sweep` only; drop it, or run "
-                                f"make sweep")
-            meant = MEANT.get(name.upper()) or next(iter(difflib.get_close_matches(
-                name.upper(), sorted(known), n=1, cutoff=0.75)), None)
-            raise UserError(f"{shown(name)}: no such variable of make "
-                            f"{'sweep' if sweep else '<model>'}"
-                            + (f"; did you mean {meant}?" if meant else "; see make help"))
-    problems.raise_any()
-
-
-def check_batch_sizes(text):
-    words = text.split()
-    if not words:
-        raise UserError("BS is empty: expected positive batch sizes, e.g. BS=\"1 4 16\"")
-    for word in words:
-        if not POSITIVE.match(word):
-            raise UserError(f"BS={shown(word)}: expected positive batch sizes, "
-                            "e.g. BS=\"1 4 16\"")
-    return list(dict.fromkeys(int(word) for word in words))
-
-
-def check_count(name, text, optional=False, zero=False):
-    text = text.strip()
-    if optional and not text:
-        return None
-    what = "a number of 0 or more" if zero else "a positive number"
-    if not (COUNT if zero else POSITIVE).match(text):
-        hint = ", or leave it unset for all" if name == "N" else ""
-        noun = " of images" if name == "N" else ""
-        raise UserError(f"{name}={shown(text)}: expected {what}{noun}{hint}")
-    return int(text)
-
-
-def check_choice(name, text, choices, hint):
-    if text not in choices:
-        raise UserError(f"{name}={shown(text)}: unknown value; {hint}")
-    return text
-
-
-def check_path(name, text):
-    if any(c in text for c in "\0\n\r"):
-        raise UserError(f"{name}={shown(text)}: a path with a line break or NUL character; "
-                        "rename the file or folder")
-    return text
-
-
-def read_values(environ, model=None):
+def read_values(environ: Mapping[str, str], model: str | None = None) -> dict[str, str]:
     """The raw Make variables, as the Makefile exported them (NPUZOO_<NAME>). On an Ascend chip,
     LOOP and WARMUP left unset take the model's perf defaults from its model.yaml (the guide's
     --loop and --warmup_count); on the CPU, where a guide's 1000 loops of DPN131 would take
-    minutes, DEFAULTS'. They are checked like typed values."""
-    defaults = dict(DEFAULTS)
-    soc = environ.get("NPUZOO_SOC", DEFAULTS["SOC"])
+    minutes, the table's. They are checked like typed values."""
     import shutil
 
+    soc = environ.get("NPUZOO_SOC", DEFAULTS["SOC"])
     on_npu = soc.startswith("Ascend") or (soc == "auto" and shutil.which("npu-smi"))
+    defaults: dict[str, Any] = {}
     if model is not None and on_npu:
-        defaults.update({name.upper(): str(value) for name, value in
-                         config.perf_defaults(config.load(model)).items()})
-    return {name: environ.get(f"NPUZOO_{name}", default) for name, default in defaults.items()}
+        defaults = {name.upper(): str(value) for name, value in
+                    config.perf_defaults(config.load(model)).items()}
+    return variables.read(environ, "model", defaults)
 
 
 # -- locking and leftovers ------------------------------------------------------------------
@@ -297,8 +192,6 @@ def dataset_id(data_dir, limit, cache, offset=0):
     (`-o<K>-n<N>` for a selection that starts after the first K)."""
     names, labels, images = select_images(data_dir, limit, offset)
     digest = hashlib.sha256()
-    from tqdm import tqdm
-
     print(f"data: {len(names)} images of {data_dir} identified by their checksums "
           "(cached: only new or changed files are read)", flush=True)
     for name in tqdm(names, desc="checksums", unit="image", disable=not sys.stderr.isatty()):
@@ -313,7 +206,9 @@ def dataset_id(data_dir, limit, cache, offset=0):
 # Make variables of the caller that must not leak into the pipeline's make (MAKEFLAGS carries
 # the user's command-line variables, which Make would evaluate).
 SCRUBBED = {"MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKELEVEL", "MAKE_TERMOUT",
-            "MAKE_TERMERR", "MAKEFILES", "GNUMAKEFLAGS", *DEFAULTS, *(f"NPUZOO_{name}" for name in DEFAULTS)}
+            "MAKE_TERMERR", "MAKEFILES", "GNUMAKEFLAGS",
+            *(name for v in variables.VARIABLES if v.kind == "value"
+              for name in (v.name, f"NPUZOO_{v.name}"))}
 
 
 def make_mode(environ=os.environ):

@@ -268,14 +268,19 @@ def device_node(device: int, map_text: str, nodes: list[int]) -> int:
     return nodes[device]
 
 
-def resolve(soc, device=0):
-    """Check SOC and turn `auto` into a concrete chip (npu-smi runs for `auto` only)."""
-    if soc == "auto":
-        soc = detect(device)
-    if soc != "cpu" and not is_ascend_name(soc):
-        raise UserError(f"SOC={soc}: unknown chip; use cpu, auto, or an Ascend --soc_version "
-                        f"of a documented shape ({SHAPE_EXAMPLES}, ...)")
+def check(soc: str) -> str:
+    """SOC itself, if `cpu`, `auto` or an Ascend name of a documented shape: the one check of
+    a SOC value (npuzoo.run, npuzoo.sweep and mk/docker.mk call it)."""
+    if soc not in ("cpu", "auto") and not is_ascend_name(soc):
+        raise UserError(f"SOC={soc if soc.isprintable() else repr(soc)}: unknown chip; use cpu, "
+                        f"auto, or an Ascend --soc_version of a documented shape "
+                        f"({SHAPE_EXAMPLES}, ...)")
     return soc
+
+
+def resolve(soc: str, device: int = 0) -> str:
+    """Check SOC and turn `auto` into a concrete chip (npu-smi runs for `auto` only)."""
+    return check(detect(device) if check(soc) == "auto" else soc)
 
 
 def cpu_description():
@@ -316,13 +321,13 @@ def cpu_isa():
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m npuzoo.soc",
                                      description="Resolve the SOC Make variable.")
-    parser.add_argument("command", choices=["resolve", "device-node"])
+    parser.add_argument("command", choices=["check", "resolve", "device-node"])
     parser.add_argument("soc", nargs="?", default="auto")
     parser.add_argument("--device", type=int, default=0)
     parser.add_argument("--root", default="", help="device-node: the host's root (ASCEND_HOST_ROOT)")
     args = parser.parse_args(argv)
-    if args.command == "resolve":
-        print(resolve(args.soc, args.device))
+    if args.command in ("check", "resolve"):
+        print(check(args.soc) if args.command == "check" else resolve(args.soc, args.device))
         return
     # device-node: the davinci number of DEVICE; DEVICE itself where no npu-smi can tell.
     root = args.root.rstrip("/")

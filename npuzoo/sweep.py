@@ -44,7 +44,7 @@ import tarfile
 import threading
 import time
 
-from npuzoo import config, run
+from npuzoo import config, run, variables
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write
 from npuzoo.shards import effective_shards
@@ -64,28 +64,6 @@ TAIL_LINES = 15
 
 
 # -- the variables ---------------------------------------------------------------------------
-
-def check_models(text):
-    names = config.model_names()
-    words = text.split()
-    if not words:
-        return names
-    for word in words:
-        if word not in names:
-            raise UserError(f"MODELS={run.shown(word)}: unknown model; choose from "
-                            f"{' '.join(names)} (or leave MODELS unset for all)")
-    return list(dict.fromkeys(words))
-
-
-def check_shards(text):
-    text = text.strip()
-    if not text:
-        return 1
-    if not run.POSITIVE.match(text) or int(text) > 1024:
-        raise UserError(f"SHARDS={run.shown(text)}: expected a number of shards from 1 to "
-                        "1024 (the devices one batch size's inference is split over)")
-    return int(text)
-
 
 def check_storage(text):
     if text not in ("", "shared", "copy"):
@@ -112,25 +90,19 @@ def read_settings(environ):
     """(models, {model: run.Settings}, shards, storage, cpus), every value checked."""
     run.check_variable_names(environ, sweep=True)
     check_timeout(environ.get(TIMEOUT_ENV, ""))  # said now, before any step; used by connect()
-    models = check_models(environ.get("NPUZOO_MODELS", ""))
-    shards = check_shards(environ.get("NPUZOO_SHARDS", ""))
+    own = {name: variables.BY_NAME[name].value(environ.get(f"NPUZOO_{name}", ""))
+           for name in ("MODELS", "SHARDS")}
     storage = check_storage(environ.get(STORAGE_ENV, ""))
     cpus = check_cpus(environ.get(CPUS_ENV, ""))
-    settings = {model: run.Settings(run.read_values(environ, model)) for model in models}
-    return models, settings, shards, storage, cpus
+    settings = {model: run.Settings(run.read_values(environ, model)) for model in own["MODELS"]}
+    return own["MODELS"], settings, own["SHARDS"], storage, cpus
 
 
 # -- running make ----------------------------------------------------------------------------
 
-# The user's Make variables as the Makefile hands them over: never passed on to a make below.
-USER_VARIABLES = ("BS", "SOC", "DATA", "N", "WEIGHTS", "RUNNER", "DEVICE", "LOOP", "WARMUP",
-                  "AIPP", "MODELS", "SHARDS", "FORCE", "STRICT")
-SCRUBBED = run.SCRUBBED | {f"NPUZOO_{name}" for name in USER_VARIABLES} | set(USER_VARIABLES)
-
-
 def clean_env(environ=None, **extra):
     env = {k: v for k, v in (os.environ if environ is None else environ).items()
-           if k not in SCRUBBED}
+           if k not in run.SCRUBBED}
     env.update(extra)
     return env
 

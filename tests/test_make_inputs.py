@@ -7,11 +7,12 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from npuzoo import run
+from npuzoo import run, variables
 from tests.conftest import scratch_repository
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,3 +147,39 @@ def test_make_test_runs_the_static_checks_before_the_tests(scratch):
     lines = proc.stdout.splitlines()
     tools = [line.split(" -m ")[1].split()[0] for line in lines if " -m " in line]
     assert tools == ["ruff", "mypy", "pytest"], proc.stdout
+
+
+# -- the variables' one table (issue 20 item 2) ------------------------------------------------
+
+def test_the_makefile_lists_are_the_tables():
+    text = (REPO / "Makefile").read_text().replace("\\\n", " ")
+    for list_name, kind in (("USER_VARIABLES", "value"), ("DOCKER_VARIABLES", "docker")):
+        listed = re.search(rf"^override {list_name} := (.*)$", text, re.M).group(1).split()
+        assert listed == variables.names(kind), list_name
+
+
+def test_make_help_is_the_table_even_without_a_venv(tmp_path):
+    root = scratch_repository(tmp_path / "repo")
+    os.unlink(root / ".venv")
+    proc = make(root, "help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(variables.help_text() + "\nModels: ")
+
+
+# -- make -n on a fresh clone (issue 20 item 7) ------------------------------------------------
+
+def test_make_n_on_a_fresh_clone_shows_the_venv_then_the_pipeline(tmp_path, shared_data):
+    root = scratch_repository(tmp_path / "repo")
+    os.unlink(root / ".venv")
+    bare = tmp_path / "python"  # a python without the packages: it cannot run the driver
+    bare.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    bare.chmod(0o755)
+    for python, data, shown in ((bare, [], "the pipeline is shown once it exists"),
+                                (sys.executable, data_args(shared_data), "npuzoo.bench")):
+        proc = make(root, "-n", "mobilenetv1", f"PYTHON={python}", *data)
+        lines = (proc.stdout + proc.stderr).splitlines()
+        assert proc.returncode == 0, lines[-20:]
+        assert not [line for line in lines if re.search(r"Error|No such file|error:", line)]
+        assert any("-m venv .venv" in line for line in lines)  # what `make venv` would do
+        assert shown in proc.stdout
+        assert not (root / ".venv").exists() and not (root / ".venv.lock").exists()

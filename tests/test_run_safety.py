@@ -633,9 +633,13 @@ def test_unknown_command_line_variables_are_refused(names, lines):
 
 
 def test_known_and_make_level_variables_pass():
-    run.check_variable_names({"NPUZOO_COMMAND_LINE": " ".join(run.DEFAULTS) + " DOCKER",
-                              "NPUZOO_MAKE_VARIABLES": "DOCKER PYTHON"})
+    run.check_variable_names({"NPUZOO_COMMAND_LINE": " ".join(run.DEFAULTS)
+                              + " DOCKER PYTHON TORCH_INDEX BASE_IMAGE"})
     run.check_variable_names({"NPUZOO_COMMAND_LINE": "MODELS SHARDS BS"}, sweep=True)
+    with pytest.raises(UserError, match="^RAY_ADDRESS: read from the environment"):
+        run.check_variable_names({"NPUZOO_COMMAND_LINE": "RAY_ADDRESS"}, sweep=True)
+    with pytest.raises(UserError, match="^PYTEST_ARGS: no such variable of make <model>"):
+        run.check_variable_names({"NPUZOO_COMMAND_LINE": "PYTEST_ARGS"})
 
 
 def test_the_makefile_names_only_command_line_variables(tmp_path):

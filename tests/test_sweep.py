@@ -68,8 +68,8 @@ def test_good_values_pass_and_models_default_to_all():
     assert models == sorted(models) and "mobilenetv1" in models and len(models) == 5
     assert (k, storage, cpus) == (1, "shared", None)
     assert all(s.batch_sizes == [4] for s in settings.values())
-    with pytest.raises(UserError):
-        sweep.check_shards("2000")
+    with pytest.raises(UserError, match="SHARDS=2000: expected a number of shards from 1 to 1024"):
+        sweep.read_settings({"NPUZOO_SHARDS": "2000"})
 
 
 def test_progress_counts_queued_running_and_done_tasks():
