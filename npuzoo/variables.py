@@ -225,10 +225,10 @@ VARIABLES: tuple[Variable, ...] = (
             "and configuration); a rerun with `FORCE=1` promotes a run already recorded"),
     _switch("STRICT", "use STRICT=1, or leave it unset", shown="off",
             targets=("model", "sweep", "compare"),
-            help="1: fail on a drop flagged against the last like-for-like run, or none judged", doc="`STRICT=1`: exit non-zero when a throughput drop or "
-            "accuracy change is flagged against the latest like-for-like run (also `make "
-            "compare STRICT=1`), or when either run was measured on a contended CPU and so "
-            "cannot be judged"),
+            help="1: fail on a drop flagged against the last like-for-like run, or none judged",
+            doc="`STRICT=1`: exit non-zero when a throughput drop or accuracy change is flagged "
+            "against the latest like-for-like run (also `make compare STRICT=1`), or when "
+            "either run was measured on a contended CPU and so cannot be judged"),
     Variable("MODELS", "", "every model", "the models to run, e.g. MODELS=\"dpn131 mobilenetv1\"",
              "the models to run, e.g. `MODELS=\"dpn131 mobilenetv1\"`", ("sweep",), check=models),
     Variable("SHARDS", "1", "`1`", "split each batch size's inference over this many devices",
@@ -341,8 +341,8 @@ def help_text() -> str:
         lines.append(f"Variables of {title}:")
         for v in VARIABLES:
             if target in v.targets and v.kind in kinds and not (
-                    target == "model" and "venv" in v.targets
-                    or target == "sweep" and "model" in v.targets):
+                    (target == "model" and "venv" in v.targets)
+                    or (target == "sweep" and "model" in v.targets)):
                 default = v.shown.strip("`") if len(v.shown) < 14 and v.shown != "—" else ""
                 lines.append(f"  {v.name:<21} {v.help}" + (f" (default {default})" if default
                                                           else "")
