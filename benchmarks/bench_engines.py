@@ -45,7 +45,7 @@ is images/s x GFLOP per image / attainable (GFLOP per image: counted in the expo
 gflop_per_image, convolutions and matrix products, 2 FLOPs per multiply-add; e.g. DPN131 32.0,
 MobileNetV1 1.14).
 
-The default engine (npuzoo.engines.DEFAULT_BACKEND): per model, the runner on OpenVINO
+The default engine (npuzoo.config.DEFAULT_BACKEND): per model, the runner on OpenVINO
 against the runner on ONNX Runtime at each batch size and stream count, as the median of their
 same-round ratios over quiet rounds (a batch size and stream count with no quiet round is left
 out, unless no comparison had one); an engine is ahead where the ratio is more than 1% from 1;

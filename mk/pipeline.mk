@@ -216,9 +216,9 @@ endif
 # -- compile, infer, perf: the chip-specific commands -----------------------------------------
 # BACKEND=openvino (CPU): OpenVINO Runtime runs a portable compile (the batch fixed, no ONNX
 # Runtime fusions); STREAMS=n: n batches in flight (the perf figure is images / wall time).
-# The engine: BACKEND, else the run's own: for int8 INT8_BACKEND (npuzoo.engines, measured
+# The engine: BACKEND, else the run's own: for int8 INT8_BACKEND (npuzoo.config, measured
 # faster), else the model's (model.yaml runtime.backend, else the runner's default,
-# npuzoo.engines.DEFAULT_BACKEND; model.mk sets both). A run on another engine than its own is
+# npuzoo.config.DEFAULT_BACKEND; model.mk sets both). A run on another engine than its own is
 # a variant with its own folders and reports. TUNE=1 (npuzoo/run.py: unless TUNE=0, BACKEND=
 # or STREAMS= is given): the runner picks the engine and streams itself (npuzoo/tune.py, cached
 # in build/tuning/ per machine and compiled graph) in both the inference and the perf step; the

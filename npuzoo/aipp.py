@@ -23,8 +23,11 @@ CLI: `python3 -m npuzoo.aipp config MODEL OUT` writes the config;
 import argparse
 import json
 import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from npuzoo import config as zoo_config
 from npuzoo.errors import UserError, cli
@@ -32,21 +35,26 @@ from npuzoo.files import atomic_write
 
 REQUIRED = ("aipp_mode", "input_format", "src_image_size_w", "src_image_size_h")
 CHANNEL_FIELDS = ("mean_chn", "min_chn", "var_reci_chn")
+Field = bool | int | float | str
+
+if TYPE_CHECKING:
+    from onnx import ModelProto
 
 
-def fields_for(preprocess, height, width):
-    """The AIPP fields for model.yaml's `preprocess` block and the model's input size."""
-    fields = {"aipp_mode": "static", "input_format": "RGB888_U8",
+def fields_for(mean: Sequence[float], std: Sequence[float], height: int,
+               width: int) -> dict[str, Field]:
+    """The AIPP fields for model.yaml's `preprocess` mean and std and the model's input size."""
+    fields: dict[str, Field] = {"aipp_mode": "static", "input_format": "RGB888_U8",
               "src_image_size_w": width, "src_image_size_h": height,
               "crop": False, "csc_switch": False, "rbuv_swap_switch": False}
-    for i, (mean, std) in enumerate(zip(preprocess["mean"], preprocess["std"])):
+    for i, (channel_mean, channel_std) in enumerate(zip(mean, std, strict=True)):
         fields[f"mean_chn_{i}"] = 0
-        fields[f"min_chn_{i}"] = 255.0 * mean
-        fields[f"var_reci_chn_{i}"] = 1.0 / (255.0 * std)
+        fields[f"min_chn_{i}"] = 255.0 * channel_mean
+        fields[f"var_reci_chn_{i}"] = 1.0 / (255.0 * channel_std)
     return fields
 
 
-def format_value(value):
+def format_value(value: Field) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -54,18 +62,18 @@ def format_value(value):
     return str(value)
 
 
-def render(fields):
+def render(fields: dict[str, Field]) -> str:
     lines = ["aipp_op {"] + [f"    {k}: {format_value(v)}" for k, v in fields.items()] + ["}"]
     return "\n".join(lines) + "\n"
 
 
-def config_text(model):
-    cfg = zoo_config.load(model)
-    _, height, width = cfg["input"]["shape"]
-    return render(fields_for(cfg["preprocess"], height, width))
+def config_text(model: str) -> str:
+    spec = zoo_config.load(model)
+    _, height, width = spec.input.shape
+    return render(fields_for(spec.preprocess.mean, spec.preprocess.std, height, width))
 
 
-def _value(text):
+def _value(text: str) -> Field:
     if text in ("true", "false"):
         return text == "true"
     for kind in (int, float):
@@ -76,13 +84,13 @@ def _value(text):
     return text
 
 
-def parse(text):
+def parse(text: str) -> dict[str, Field]:
     """{field: value} of the single `aipp_op { ... }` block; UserError when malformed."""
     body = re.sub(r"#[^\n]*", "", text)
     match = re.fullmatch(r"\s*aipp_op\s*\{(?P<body>[^{}]*)\}\s*", body)
     if not match:
         raise UserError("AIPP config: expected one `aipp_op { key: value ... }` block")
-    fields = {}
+    fields: dict[str, Field] = {}
     for line in match.group("body").split("\n"):
         line = line.strip()
         if not line:
@@ -97,7 +105,8 @@ def parse(text):
     return fields
 
 
-def check(fields, height=None, width=None):
+def check(fields: dict[str, Field], height: int | None = None,
+          width: int | None = None) -> dict[str, Field]:
     """Stop unless `fields` describe what is emulated here: static RGB888_U8, no crop/CSC/swap."""
     for key in REQUIRED:
         if key not in fields:
@@ -122,7 +131,8 @@ def check(fields, height=None, width=None):
     return fields
 
 
-def channel_arrays(fields):
+def channel_arrays(
+        fields: dict[str, Any]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """(mean_chn + min_chn, var_reci_chn) per channel, float32, shaped [1, 3, 1, 1]."""
     offset = [fields.get(f"mean_chn_{i}", 0) + fields.get(f"min_chn_{i}", 0) for i in range(3)]
     scale = [fields.get(f"var_reci_chn_{i}", 1.0) for i in range(3)]
@@ -130,7 +140,7 @@ def channel_arrays(fields):
     return (np.array(offset, np.float32).reshape(shape), np.array(scale, np.float32).reshape(shape))
 
 
-def prepend(model, fields):
+def prepend(model: "ModelProto", fields: dict[str, Field]) -> "ModelProto":
     """`model` (float32 NCHW input) with the AIPP computation in front: input uint8 NHWC."""
     from onnx import TensorProto, helper, numpy_helper
 
@@ -176,7 +186,8 @@ def prepend(model, fields):
     return model
 
 
-def read(path, height=None, width=None):
+def read(path: str, height: int | None = None,
+         width: int | None = None) -> dict[str, Field]:
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
@@ -189,7 +200,7 @@ def read(path, height=None, width=None):
 
 
 @cli
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python3 -m npuzoo.aipp",
                                      description="AIPP configs for atc --insert_op_conf.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -203,7 +214,7 @@ def main(argv=None):
     if args.command == "config":
         atomic_write(args.out, config_text(args.model))
         return
-    extra = {}
+    extra: dict[str, Any] = {}
     if args.base:
         with open(args.base, encoding="utf-8") as handle:
             extra = json.load(handle)

@@ -15,23 +15,23 @@ re-hashed), never record a wrong one.
 import json
 import os
 import time
+from typing import Any
 
 from npuzoo.files import atomic_write, sha256_file
-
 
 RACY_NS = 2 * 10**9  # coarser than any file system's timestamp tick (FAT's is 2 s)
 
 
-def _stat_key(stat):
+def _stat_key(stat: os.stat_result) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
 
 
 class HashCache:
     """sha256 of files, re-hashed only when their stat changes; `save()` persists the cache."""
 
-    def __init__(self, path):
+    def __init__(self, path: str) -> None:
         self.path = path
-        self.entries = {}
+        self.entries: dict[str, Any] = {}
         self.changed = False
         try:
             with open(path, encoding="utf-8") as handle:
@@ -41,12 +41,12 @@ class HashCache:
         except (OSError, ValueError):
             pass  # no cache yet, or a damaged one: everything is hashed again
 
-    def sha256(self, path):
+    def sha256(self, path: str) -> str:
         path = os.path.abspath(path)
         key = _stat_key(os.stat(path))
         entry = self.entries.get(path)
         if isinstance(entry, dict) and entry.get("stat") == key and entry.get("sha256"):
-            return entry["sha256"]
+            return str(entry["sha256"])
         digest = sha256_file(path)
         # A file that changed while being hashed is not cached (its stat no longer matches),
         # nor one stamped too recently for a later change to be sure to show in its stat.
@@ -56,7 +56,7 @@ class HashCache:
             self.changed = True
         return digest
 
-    def save(self):
+    def save(self) -> None:
         if not self.changed:
             return
         # Merge with what another run may have written meanwhile; ours win.

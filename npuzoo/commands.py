@@ -9,42 +9,47 @@ README says. Arguments are strings, so a Make placeholder or a shell variable fi
 
 import shlex
 
+from npuzoo.config import ModelSpec
 
-def atc_args(cfg, model, output, batch, soc, aipp=None):
+
+def atc_args(spec: ModelSpec, model: str, output: str, batch: str, soc: str,
+             aipp: str | None = None) -> list[str]:
     """`atc` arguments of the guides: the ONNX, the output base, the static input shape, the
     chip; with AIPP the insert_op_conf file; then model.yaml's atc.extra_args."""
-    channels, height, width = cfg["input"]["shape"]
+    channels, height, width = spec.input.shape
     args = ["--framework=5", f"--model={model}", f"--output={output}",
-            f"--input_format={cfg['input']['layout']}",
-            f'--input_shape="{cfg["input"]["name"]}:{batch},{channels},{height},{width}"',
+            f"--input_format={spec.input.layout}",
+            f'--input_shape="{spec.input.name}:{batch},{channels},{height},{width}"',
             "--log=error", f"--soc_version={soc}"]
     if aipp:
         args += aipp_args(aipp)
-    return args + [shlex.quote(a) for a in (cfg.get("atc") or {}).get("extra_args") or []]
+    return args + [shlex.quote(a) for a in spec.atc_extra_args]
 
 
-def aipp_args(config_file):
+def aipp_args(config_file: str) -> list[str]:
     return [f"--insert_op_conf={config_file}", "--enable_small_channel=1"]
 
 
-def infer_args(model, inputs, output, dirname, batch, device=None):
+def infer_args(model: str, inputs: str, output: str, dirname: str, batch: object,
+               device: object = None) -> list[str]:
     """ais_bench over a folder of preprocessed files, one TXT result per input file."""
     args = ["--model", model, "--input", inputs, "--output", output, "--output_dirname", dirname,
             "--outfmt", "TXT", "--batchsize", batch]
     return [str(a) for a in args + (["--device", device] if device is not None else [])]
 
 
-def perf_args(model, output, dirname, batch, loop, warmup, device=None):
+def perf_args(model: str, output: str, dirname: str, batch: object, loop: object,
+              warmup: object, device: object = None) -> list[str]:
     """ais_bench pure inference: `loop` timed runs after `warmup` untimed ones."""
     args = ["--model", model, "--output", output, "--output_dirname", dirname, "--outfmt", "BIN",
             "--batchsize", batch, "--loop", loop, "--warmup_count", warmup]
     return [str(a) for a in args + (["--device", device] if device is not None else [])]
 
 
-def make_functions(cfg):
+def make_functions(spec: ModelSpec) -> dict[str, str]:
     """{name: Make text} of ATC_ARGS, INFER_ARGS and PERF_ARGS (called with $(call ...));
     ATC_ARGS' fifth argument, the AIPP file, adds its options only when given."""
-    atc = atc_args(cfg, "$(1)", "$(2)", "$(3)", "$(4)")
+    atc = atc_args(spec, "$(1)", "$(2)", "$(3)", "$(4)")
     extras = atc[7:]  # model.yaml's, shell-quoted; a `$` doubled, so that Make leaves it be
     text = " ".join(atc[:7]) + "$(if $(5), " + " ".join(aipp_args("$(5)")) + ")"
     return {

@@ -1,8 +1,7 @@
-"""model.yaml: load, validate, and expose as Make variables.
-
-Every models/<name>/model.yaml is the single source of truth for its model. Validation
-fails with one line naming the file and the field, e.g.
-`models/x/model.yaml: preprocess.crop: expected a positive integer, got 'big'`.
+"""model.yaml: the one reader. `load(name_or_path)` validates a model's file against one schema
+and returns a frozen, typed ModelSpec; `python3 -m npuzoo.config makevars MODEL` prints the Make
+variables mk/pipeline.mk reads. A bad value stops with one line naming the file and the field,
+e.g. `models/x/model.yaml: preprocess.crop: expected a positive integer, got 'big'`.
 """
 
 import argparse
@@ -10,6 +9,9 @@ import os
 import re
 import shlex
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import yaml
 
@@ -19,309 +21,443 @@ from npuzoo.variables import CPU_PERF  # noqa: F401 (the CPU perf step's default
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS_DIR = os.path.join(REPO_ROOT, "models")
 
-
-# -- field checkers: each returns an error text, or None when the value is fine ----------
-
-def _positive_int(value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        return "expected a positive integer"
-
-
-def _number(value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return "expected a number"
+# The CPU engines (npuzoo.engines runs them). DEFAULT_BACKEND is a model's unless its
+# `runtime.backend` names another: benchmarks/bench_engines.py ranked OpenVINO f32 first on 3 of
+# the 5 models (benchmarks/results/engines.json; another CPU may rank them otherwise, hence
+# npuzoo.tune). INT8_BACKEND runs PRECISION=int8 with TUNE=0 unless BACKEND= says otherwise:
+# its int8 kernels paid off where ONNX Runtime's did not (the README's PRECISION row).
+BACKENDS = ("onnxruntime", "openvino")
+DEFAULT_BACKEND = "openvino"
+INT8_BACKEND = "openvino"
 
 
-def _text(value):
-    if not isinstance(value, str) or not value.strip():
-        return "expected a non-empty string"
+@dataclass(frozen=True)
+class PreviousWeights:
+    url: str | None
+    md5: str | None
 
 
-def _count(value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return "expected an integer of 0 or more"
+@dataclass(frozen=True)
+class WeightsSpec:
+    file: str
+    url: str
+    layout: str  # plain | state_dict_key | module_prefix
+    md5: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    previous: PreviousWeights | None = None
+
+    @property
+    def published(self) -> tuple[str, str] | None:
+        """(algorithm, lower-case hex digest) to verify a download against, sha256 first."""
+        for algorithm in ("sha256", "md5"):
+            digest: str | None = getattr(self, algorithm)
+            if digest:
+                return algorithm, digest.lower()
+        return None
 
 
-def _one_of(*choices):
-    def check(value):
-        if value not in choices:
-            return "expected one of " + ", ".join(map(str, choices))
-    return check
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: tuple[int, int, int]  # C, H, W
+    layout: str
+    dtype: str
 
 
-def _list_of(check, length=None):
-    def check_list(value):
+@dataclass(frozen=True)
+class OutputSpec:
+    name: str
+    classes: int
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    resize: int
+    resize_rule: str
+    interpolation: str
+    crop: int
+    crop_offset: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class OnnxSpec:
+    opset: int
+    dynamic_batch: bool
+
+
+@dataclass(frozen=True)
+class PerfSpec:
+    """The guide's perf command (`ais_bench --loop N`, its --warmup_count)."""
+    loop: int
+    warmup: int
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class TopK:
+    top1: float | None
+    top5: float | None
+
+
+@dataclass(frozen=True)
+class ReferencePerf:
+    """One chip's published images/s by batch size, and what one figure covers: one chip
+    (`per: chip`) or a card of `chips` chips (the ModelZoo's Ascend310 tables are per Atlas 300I
+    card, four 310 chips)."""
+    published: dict[int, float]
+    per: str
+    chips: int
+    note: str
+    source: str
+
+    @property
+    def fps(self) -> dict[int, float]:
+        """Per chip: a per-card figure divided by its chips, to compare with a one-device run."""
+        return {bs: fps / self.chips for bs, fps in self.published.items()}
+
+
+@dataclass(frozen=True)
+class ReferenceSpec:
+    accuracy: TopK
+    accuracy_source: str
+    tolerance: TopK
+    perf: dict[str, ReferencePerf] = field(default_factory=dict)  # model.yaml's order
+
+
+@dataclass(frozen=True)
+class GitSource:
+    url: str
+    commit: str  # 7 to 40 hex digits: the commit checked out must start with it
+    patch: str | None
+    why: str
+    kind: ClassVar[str] = "git"
+
+
+@dataclass(frozen=True)
+class PypiSource:
+    requirement: str  # name==version
+    sha256: str  # of the sdist file, checked before it is unpacked
+    patch: str | None
+    why: str
+    kind: ClassVar[str] = "pypi"
+
+
+Source = GitSource | PypiSource
+
+
+@dataclass(frozen=True)
+class UpstreamSpec:
+    """Where the network's code comes from; `sources` are tried in order by npuzoo.source."""
+    repo: str | None = None
+    commit: str | None = None
+    path: str | None = None
+    note: str | None = None
+    patch: str | None = None
+    sources: tuple[Source, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    license: str
+    task: str
+    folder: str  # the model folder, where the files model.yaml names are
+    weights: WeightsSpec
+    input: InputSpec
+    output: OutputSpec
+    preprocess: PreprocessSpec
+    onnx: OnnxSpec
+    backend: str  # runtime.backend: its CPU engine unless BACKEND= or the tuning says otherwise
+    atc_extra_args: tuple[str, ...]
+    perf: PerfSpec | None
+    reference: ReferenceSpec
+    upstream: UpstreamSpec
+
+
+# -- checkers: each returns what is wrong with a value, or None ----------------------------
+
+Check = Callable[[Any], str | None]
+
+
+def _positive_int(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return None if ok else "expected a positive integer"
+
+
+def _count(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return None if ok else "expected an integer of 0 or more"
+
+
+def _number(value: Any) -> str | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return None if ok else "expected a number"
+
+
+def _text(value: Any) -> str | None:
+    return None if isinstance(value, str) and value.strip() else "expected a non-empty string"
+
+
+def _one_of(*choices: object) -> Check:
+    return lambda value: None if value in choices else "expected one of " + ", ".join(
+        map(str, choices))
+
+
+def _list_of(check: Check, length: int | None = None) -> Check:
+    def check_list(value: Any) -> str | None:
         if not isinstance(value, list) or (length is not None and len(value) != length):
             return f"expected a list of {length}" if length else "expected a list"
-        for item in value:
-            problem = check(item)
-            if problem:
-                return f"{problem} in every item"
+        problems = [p for p in map(check, value) if p]
+        return f"{problems[0]} in every item" if problems else None
     return check_list
 
 
-def _hex(length):
-    def check(value):
-        if not isinstance(value, str) or len(value) != length or any(
-                c not in "0123456789abcdef" for c in value.lower()):
-            return f"expected {length} hexadecimal digits"
+def _hex(low: int, high: int | None = None) -> Check:
+    def check(value: Any) -> str | None:
+        if (isinstance(value, str) and low <= len(value) <= (high or low)
+                and re.fullmatch("[0-9a-fA-F]*", value)):
+            return None
+        return (f"expected {low} hexadecimal digits" if high is None else
+                f"expected a commit hash ({low} to {high} hexadecimal digits)")
     return check
 
 
-# (dotted field, required, checker). Sections not listed are free-form.
-SCHEMA = [
-    ("name", True, _text),
-    ("description", True, _text),
-    ("license", True, _text),
-    ("task", True, _one_of("classification")),
-    ("weights.file", True, _text),
-    ("weights.url", True, _text),
-    ("weights.md5", False, _hex(32)),
-    ("weights.sha256", False, _hex(64)),
-    ("weights.size", False, _positive_int),
-    ("weights.layout", True, _one_of("plain", "state_dict_key", "module_prefix")),
-    ("weights.previous.md5", False, _hex(32)),
-    ("input.name", True, _text),
-    ("input.shape", True, _list_of(_positive_int, 3)),
-    ("input.layout", True, _one_of("NCHW")),
-    ("input.dtype", True, _one_of("float32")),
-    ("output.name", True, _text),
-    ("output.classes", True, _one_of(1000, 1001)),
-    ("preprocess.resize", True, _positive_int),
-    ("preprocess.resize_rule", True, _one_of("shorter_side")),
-    ("preprocess.interpolation", True, _one_of("bilinear")),
-    ("preprocess.crop", True, _positive_int),
-    ("preprocess.crop_offset", True, _one_of("round", "floor")),
-    ("preprocess.mean", True, _list_of(_number, 3)),
-    ("preprocess.std", True, _list_of(_number, 3)),
-    ("onnx.opset", True, _one_of(11, 13)),
-    ("onnx.dynamic_batch", True, _one_of(True, False)),
-    ("atc.extra_args", False, _list_of(_text)),
-    # The perf step's defaults, as the guide runs `python3 -m ais_bench --loop N` (its
-    # --warmup_count left at the tool's default, 1); LOOP= and WARMUP= override them.
-    ("perf.loop", False, _positive_int),
-    ("perf.warmup", False, _count),
-    ("perf.source", False, _text),
-    ("reference.accuracy.top1", False, _number),
-    ("reference.accuracy.top5", False, _number),
-    ("reference.accuracy.source", True, _text),
-    ("reference.tolerance.top1", True, _number),
-    ("reference.tolerance.top5", True, _number),
-]
-
-_MISSING = object()
+_PINNED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*==[^\s;,=]+")
 
 
-def _get(data, dotted):
-    node = data
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
+def _pinned(value: Any) -> str | None:
+    ok = isinstance(value, str) and _PINNED.fullmatch(value.strip())
+    return None if ok else "expected a pinned requirement name==version"
 
 
-def validate(data, where, folder=None):
-    """Raise UserError naming the first field of `data` that breaks SCHEMA.
+class _Reader:
+    """Reads dotted fields of one model.yaml; a bad or missing one raises a one-line UserError."""
 
-    `folder` is the model folder, where files named by model.yaml (upstream patches) must be.
-    """
-    if not isinstance(data, dict):
-        raise UserError(f"{where}: expected a mapping of fields at the top level")
-    for field, required, check in SCHEMA:
-        value = _get(data, field)
-        if value is _MISSING or value is None:
+    def __init__(self, data: dict[str, Any], where: str) -> None:
+        self.data, self.where = data, where
+
+    def fail(self, dotted: str, problem: str) -> UserError:
+        return UserError(f"{self.where}: {dotted}: {problem}")
+
+    def section(self, dotted: str) -> dict[str, Any]:
+        """The mapping at `dotted` ({} where absent)."""
+        node: Any = self.data
+        parts = dotted.split(".")
+        for depth, part in enumerate(parts):
+            node = node.get(part)
+            if node is None:
+                return {}
+            if not isinstance(node, dict):
+                raise self.fail(".".join(parts[:depth + 1]), f"expected a mapping, got {node!r}")
+        return dict(node)
+
+    def get(self, dotted: str, check: Check, required: bool = True) -> Any:
+        head, _, key = dotted.rpartition(".")
+        value = self.section(head).get(key) if head else self.data.get(key)
+        if value is None:
             if required:
-                raise UserError(f"{where}: {field}: missing (required)")
-            continue
+                raise self.fail(dotted, "missing (required)")
+            return None
         problem = check(value)
         if problem:
-            raise UserError(f"{where}: {field}: {problem}, got {value!r}")
-    if not (data["weights"].get("md5") or data["weights"].get("sha256")):
-        # Unpublished checksums exist (TResNet-M); those must say so explicitly.
-        if data["weights"].get("checksum") != "unpublished":
-            raise UserError(f"{where}: weights: give md5 or sha256 "
-                            "(or checksum: unpublished where none is published)")
-    if data["input"]["shape"][1] != data["preprocess"]["crop"]:
-        raise UserError(f"{where}: preprocess.crop: must equal input.shape[1] "
-                        f"({data['input']['shape'][1]})")
-    pre, shape = data["preprocess"], data["input"]["shape"]
-    if shape != [3, pre["crop"], pre["crop"]]:
-        raise UserError(f"{where}: input.shape: expected [3, {pre['crop']}, {pre['crop']}] (RGB, "
-                        f"the square crop of preprocess.crop), got {shape!r}")
-    if pre["crop"] > pre["resize"]:
-        raise UserError(f"{where}: preprocess.crop: must not exceed preprocess.resize "
-                        f"({pre['resize']})")
-    if any(v <= 0 for v in pre["std"]):
-        raise UserError(f"{where}: preprocess.std: expected positive numbers, got {pre['std']!r}")
-    perf = data.get("perf")
-    if perf is not None:
-        _validate_perf(perf, where)
-    perf = _get(data, "reference.perf")
-    if perf is not _MISSING and perf is not None:
-        _validate_reference_perf(perf, where)
-    upstream = data.get("upstream")
-    if upstream is not None:
-        _validate_upstream(upstream, where, folder)
-    return data
+            raise self.fail(dotted, f"{problem}, got {value!r}")
+        return value
 
 
-# upstream: where the network's code comes from. `sources` (optional) lists candidates that
-# npuzoo.source tries in order; each says which patch applies to it and why, and pins what it
-# fetches: a git source its commit (7 to 40 hex digits; the commit checked out must start with
-# it), a pypi source the sha256 of its sdist file (checked before the sdist is unpacked).
-_SOURCE_FIELDS = {
-    "git": {"kind", "url", "commit", "patch", "why"},
-    "pypi": {"kind", "requirement", "sha256", "patch", "why"},
-}
-_SOURCE_FIELD_HELP = {"sha256": ": the sha256 of the sdist file, 64 hexadecimal digits"}
-_PINNED_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[^\s;,=]+$")
+def _triple(items: list[Any]) -> tuple[Any, Any, Any]:
+    first, second, third = items
+    return first, second, third
 
 
-def _commit(value):
-    if (not isinstance(value, str) or not 7 <= len(value) <= 40
-            or any(c not in "0123456789abcdef" for c in value.lower())):
-        return "expected a commit hash (7 to 40 hexadecimal digits)"
+def parse(data: object, where: str, folder: str) -> ModelSpec:
+    """The ModelSpec of parsed model.yaml `data`; `where` names the file in errors and `folder`
+    is the model folder, where the files it names (upstream patches) must be."""
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: expected a mapping of fields at the top level")
+    read = _Reader(data, where)
+    weights = _weights(read)
+    shape = _triple(read.get("input.shape", _list_of(_positive_int, 3)))
+    pre = PreprocessSpec(
+        resize=read.get("preprocess.resize", _positive_int),
+        resize_rule=read.get("preprocess.resize_rule", _one_of("shorter_side")),
+        interpolation=read.get("preprocess.interpolation", _one_of("bilinear")),
+        crop=read.get("preprocess.crop", _positive_int),
+        crop_offset=read.get("preprocess.crop_offset", _one_of("round", "floor")),
+        mean=_triple(read.get("preprocess.mean", _list_of(_number, 3))),
+        std=_triple(read.get("preprocess.std", _list_of(_number, 3))))
+    if shape != (3, pre.crop, pre.crop):
+        raise read.fail("input.shape", f"expected [3, {pre.crop}, {pre.crop}] (RGB, the square "
+                                       f"crop of preprocess.crop), got {list(shape)!r}")
+    if pre.crop > pre.resize:
+        raise read.fail("preprocess.crop", f"must not exceed preprocess.resize ({pre.resize})")
+    if any(v <= 0 for v in pre.std):
+        raise read.fail("preprocess.std", f"expected positive numbers, got {list(pre.std)!r}")
+    return ModelSpec(
+        name=read.get("name", _text),
+        description=read.get("description", _text),
+        license=read.get("license", _text),
+        task=read.get("task", _one_of("classification")),
+        folder=folder,
+        weights=weights,
+        input=InputSpec(name=read.get("input.name", _text), shape=shape,
+                        layout=read.get("input.layout", _one_of("NCHW")),
+                        dtype=read.get("input.dtype", _one_of("float32"))),
+        output=OutputSpec(name=read.get("output.name", _text),
+                          classes=read.get("output.classes", _one_of(1000, 1001))),
+        preprocess=pre,
+        onnx=OnnxSpec(opset=read.get("onnx.opset", _one_of(11, 13)),
+                      dynamic_batch=read.get("onnx.dynamic_batch", _one_of(True, False))),
+        backend=read.get("runtime.backend", _one_of(*BACKENDS), False) or DEFAULT_BACKEND,
+        atc_extra_args=tuple(read.get("atc.extra_args", _list_of(_text), False) or ()),
+        perf=_perf(read),
+        reference=_reference(read),
+        upstream=_upstream(read, folder))
 
 
-def _validate_upstream(upstream, where, folder):
-    if not isinstance(upstream, dict):
-        raise UserError(f"{where}: upstream: expected a mapping (repo, commit, sources)")
-    for field, check in (("repo", _text), ("commit", _commit)):
-        if field in upstream and check(upstream[field]):
-            raise UserError(f"{where}: upstream.{field}: {check(upstream[field])}, "
-                            f"got {upstream[field]!r}")
-    sources = upstream.get("sources")
-    if sources is None:
-        return
-    if not isinstance(sources, list) or not sources:
-        raise UserError(f"{where}: upstream.sources: expected a non-empty list of sources")
-    for index, entry in enumerate(sources):
-        _validate_source(entry, f"{where}: upstream.sources[{index}]", folder)
+def _weights(read: _Reader) -> WeightsSpec:
+    previous = read.section("weights.previous")
+    weights = WeightsSpec(
+        file=read.get("weights.file", _text), url=read.get("weights.url", _text),
+        layout=read.get("weights.layout", _one_of("plain", "state_dict_key", "module_prefix")),
+        md5=read.get("weights.md5", _hex(32), False),
+        sha256=read.get("weights.sha256", _hex(64), False),
+        size=read.get("weights.size", _positive_int, False),
+        previous=PreviousWeights(url=previous.get("url"),
+                                 md5=read.get("weights.previous.md5", _hex(32), False))
+        if previous else None)
+    # Unpublished checksums exist (TResNet-M); those must say so explicitly.
+    if not weights.published and read.section("weights").get("checksum") != "unpublished":
+        raise UserError(f"{read.where}: weights: give md5 or sha256 "
+                        "(or checksum: unpublished where none is published)")
+    return weights
 
 
-def _validate_source(entry, at, folder):
+def _perf(read: _Reader) -> PerfSpec | None:
+    """The perf step's defaults, as the guide runs `python3 -m ais_bench --loop N` (its
+    --warmup_count left at the tool's default, 1); LOOP= and WARMUP= override them."""
+    perf = read.section("perf")
+    if not perf:
+        return None
+    unknown = sorted(set(perf) - {"loop", "warmup", "source"})
+    if unknown:
+        raise read.fail("perf", f"unknown field {unknown[0]!r} (fields: loop, warmup, source)")
+    for key, flag in (("loop", "loop"), ("warmup", "warmup_count")):
+        if perf.get(key) is None:
+            raise read.fail(f"perf.{key}", f"missing (required with perf: the guide's --{flag})")
+    return PerfSpec(loop=read.get("perf.loop", _positive_int),
+                    warmup=read.get("perf.warmup", _count),
+                    source=read.get("perf.source", _text, False))
+
+
+def _reference(read: _Reader) -> ReferenceSpec:
+    """reference.accuracy (the published top-1/top-5 and their source), the gate's tolerance,
+    and reference.perf.<chip>: `fps` {batch size: images/s}, `per: chip` (the default) or
+    `per: card` with `chips:`, an optional `note`, and `source` (required: the guide's table, or
+    which other README). A key `source` beside the chips is not a chip."""
+    chips: dict[str, ReferencePerf] = {}
+    for chip, table in read.section("reference.perf").items():
+        if chip == "source":
+            continue
+        at = f"reference.perf.{chip}"
+        rows = table.get("fps") if isinstance(table, dict) else None
+        if not isinstance(table, dict) or not isinstance(rows, dict) or not rows:
+            raise read.fail(f"{at}.fps", "expected a mapping of batch size to images/s")
+        for bs, fps in rows.items():
+            if _positive_int(bs) or _number(fps):
+                raise read.fail(f"{at}.fps.{bs}", f"expected batch size: images/s, got "
+                                                  f"{bs!r}: {fps!r}")
+        unknown = sorted(set(table) - {"fps", "per", "chips", "note", "source"})
+        if unknown:
+            raise read.fail(at, f"unknown field {unknown[0]!r} "
+                                "(fields: fps, per, chips, note, source)")
+        if _text(table.get("source")):
+            raise read.fail(f"{at}.source", "missing (where the figures come from: the guide's "
+                                            "table, or which other README)")
+        per, count = table.get("per", "chip"), table.get("chips")
+        if per not in ("chip", "card"):
+            raise read.fail(f"{at}.per", f"expected chip or card, got {per!r}")
+        if per == "card" and (count is None or _positive_int(count)):
+            raise read.fail(f"{at}.chips", "expected the number of chips of the card "
+                                           f"(per: card), got {count!r}")
+        if per == "chip" and count is not None:
+            raise read.fail(f"{at}.chips", "only with per: card (these figures are per chip)")
+        chips[chip] = ReferencePerf(published=dict(rows), per=per, chips=count or 1,
+                                    note=table.get("note") or "", source=table["source"])
+    return ReferenceSpec(
+        accuracy=TopK(top1=read.get("reference.accuracy.top1", _number, False),
+                      top5=read.get("reference.accuracy.top5", _number, False)),
+        accuracy_source=read.get("reference.accuracy.source", _text),
+        tolerance=TopK(top1=read.get("reference.tolerance.top1", _number),
+                       top5=read.get("reference.tolerance.top5", _number)),
+        perf=chips)
+
+
+_SOURCE_FIELDS = {"git": ("commit", "patch", "url", "why"),
+                  "pypi": ("patch", "requirement", "sha256", "why")}
+_SOURCE_CHECKS: dict[str, Check] = {"url": _text, "commit": _hex(7, 40), "why": _text,
+                                    "sha256": _hex(64), "requirement": _pinned}
+
+
+def _upstream(read: _Reader, folder: str) -> UpstreamSpec:
+    upstream = read.section("upstream")
+    texts = {key: read.get(f"upstream.{key}", check, False) for key, check in (
+        ("repo", _text), ("commit", _hex(7, 40)), ("path", _text), ("note", _text),
+        ("patch", _text))}
+    listed = upstream.get("sources")
+    if listed is not None and (not isinstance(listed, list) or not listed):
+        raise read.fail("upstream.sources", "expected a non-empty list of sources")
+    sources = tuple(_source(entry, f"{read.where}: upstream.sources[{index}]", folder)
+                    for index, entry in enumerate(listed or []))
+    return UpstreamSpec(**texts, sources=sources)
+
+
+def _source(entry: object, at: str, folder: str) -> Source:
     if not isinstance(entry, dict):
         raise UserError(f"{at}: expected a mapping with kind, patch and why")
     kind = entry.get("kind")
     if kind not in _SOURCE_FIELDS:
         raise UserError(f"{at}.kind: expected one of git, pypi, got {kind!r}")
-    unknown = sorted(set(entry) - _SOURCE_FIELDS[kind])
+    fields = _SOURCE_FIELDS[kind]
+    unknown = sorted(set(entry) - set(fields) - {"kind"})
     if unknown:
         raise UserError(f"{at}: unknown field {unknown[0]!r} for kind {kind} (fields: "
-                        + ", ".join(sorted(_SOURCE_FIELDS[kind])) + ")")
-    checks = {"url": _text, "commit": _commit, "why": _text, "sha256": _hex(64),
-              "requirement": lambda v: None if isinstance(v, str) and _PINNED_REQUIREMENT.match(
-                  v.strip()) else "expected a pinned requirement name==version"}
-    for field in sorted(_SOURCE_FIELDS[kind] - {"kind", "patch"}):
-        if field not in entry or entry[field] is None:
-            raise UserError(f"{at}.{field}: missing (required for kind {kind}"
-                            f"{_SOURCE_FIELD_HELP.get(field, '')})")
-        problem = checks[field](entry[field])
+                        + ", ".join(sorted((*fields, "kind"))) + ")")
+    for key in fields:
+        if key == "patch":
+            continue
+        if entry.get(key) is None:
+            why = ": the sha256 of the sdist file, 64 hexadecimal digits" if key == "sha256" else ""
+            raise UserError(f"{at}.{key}: missing (required for kind {kind}{why})")
+        problem = _SOURCE_CHECKS[key](entry[key])
         if problem:
-            raise UserError(f"{at}.{field}: {problem}, got {entry[field]!r}")
+            raise UserError(f"{at}.{key}: {problem}, got {entry[key]!r}")
     if "patch" not in entry:
         raise UserError(f"{at}.patch: missing (name the patch file, or null for none)")
     patch = entry["patch"]
-    if patch is None:
-        return
-    if _text(patch) or os.path.isabs(patch) or ".." in patch.replace("\\", "/").split("/"):
-        raise UserError(f"{at}.patch: expected a file name in the model folder or null, "
-                        f"got {patch!r}")
-    if folder is not None and not os.path.isfile(os.path.join(folder, patch)):
-        raise UserError(f"{at}.patch: {patch} not found in {os.path.relpath(folder, REPO_ROOT)}")
+    if patch is not None:
+        if _text(patch) or os.path.isabs(patch) or ".." in patch.replace("\\", "/").split("/"):
+            raise UserError(f"{at}.patch: expected a file name in the model folder or null, "
+                            f"got {patch!r}")
+        if not os.path.isfile(os.path.join(folder, patch)):
+            raise UserError(f"{at}.patch: {patch} not found in "
+                            f"{os.path.relpath(folder, REPO_ROOT)}")
+    values = {key: entry[key] for key in fields if key != "patch"}
+    if kind == "git":
+        return GitSource(patch=patch, **values)
+    return PypiSource(patch=patch, **values)
 
 
-_PERF_FIELDS = {"loop", "warmup", "source"}
+# -- files and folders --------------------------------------------------------------------
 
-
-def _validate_perf(perf, where):
-    if not isinstance(perf, dict):
-        raise UserError(f"{where}: perf: expected a mapping with loop and warmup")
-    unknown = sorted(set(perf) - _PERF_FIELDS)
-    if unknown:
-        raise UserError(f"{where}: perf: unknown field {unknown[0]!r} (fields: loop, warmup, "
-                        "source)")
-    for field in ("loop", "warmup"):
-        if perf.get(field) is None:
-            raise UserError(f"{where}: perf.{field}: missing (required with perf: the guide's "
-                            f"--{'loop' if field == 'loop' else 'warmup_count'})")
-
-
-# reference.perf.<chip>: fps {batch size: images/s} as published, and what one figure covers:
-# `per: chip` (the default: one device, the unit a run here measures) or `per: card` with
-# `chips:` the chips of that card (the ModelZoo's Ascend310 tables are per Atlas 300I card,
-# four 310 chips: "310*4", "310单卡"). reference_perf_per_chip() divides them. `source:` (required)
-# says where the figures come from: the guide's table, or a README other than the guide.
-_REFERENCE_PERF_FIELDS = {"fps", "per", "chips", "note", "source"}
-
-
-def _validate_reference_perf(perf, where):
-    if not isinstance(perf, dict):
-        raise UserError(f"{where}: reference.perf: expected a mapping of chip to table")
-    for chip, table in perf.items():
-        if chip == "source":
-            continue
-        at = f"{where}: reference.perf.{chip}"
-        rows = table.get("fps") if isinstance(table, dict) else None
-        if not isinstance(rows, dict) or not rows:
-            raise UserError(f"{at}.fps: expected a mapping of batch size to images/s")
-        for bs, fps in rows.items():
-            if _positive_int(bs) or _number(fps):
-                raise UserError(f"{at}.fps.{bs}: expected batch size: images/s, got "
-                                f"{bs!r}: {fps!r}")
-        unknown = sorted(set(table) - _REFERENCE_PERF_FIELDS)
-        if unknown:
-            raise UserError(f"{at}: unknown field {unknown[0]!r} "
-                            "(fields: fps, per, chips, note, source)")
-        if not isinstance(table.get("source"), str) or not table["source"].strip():
-            raise UserError(f"{at}.source: missing (where the figures come from: the guide's "
-                            "table, or which other README)")
-        per = table.get("per", "chip")
-        if per not in ("chip", "card"):
-            raise UserError(f"{at}.per: expected chip or card, got {per!r}")
-        chips = table.get("chips")
-        if per == "card" and (chips is None or _positive_int(chips)):
-            raise UserError(f"{at}.chips: expected the number of chips of the card (per: card), "
-                            f"got {chips!r}")
-        if per == "chip" and chips is not None:
-            raise UserError(f"{at}.chips: only with per: card (these figures are per chip)")
-
-
-def perf_defaults(config):
-    """{"loop": N, "warmup": M} of model.yaml's perf section (the guide's perf command), or {}
-    where the model has none (npuzoo.run then keeps its own defaults)."""
-    perf = config.get("perf") or {}
-    return {key: perf[key] for key in ("loop", "warmup") if key in perf}
-
-
-def reference_perf_per_chip(config):
-    """The published reference throughputs, normalised to one chip, for the README renderer.
-
-    {chip: {"fps": {batch size: images/s per chip}, "published": {batch size: as published},
-            "per": "chip" | "card", "chips": chips the published figure covers, "note": text}}
-    in model.yaml's order; `source` is not a chip. A per-card figure is divided by the card's
-    chips, so that it compares with a one-device run here (DEVICE is one chip).
-    """
-    tables = ((config.get("reference") or {}).get("perf") or {})
-    result = {}
-    for chip, table in tables.items():
-        if chip == "source" or not isinstance(table, dict):
-            continue
-        chips = table.get("chips", 1) if table.get("per", "chip") == "card" else 1
-        published = {int(bs): fps for bs, fps in (table.get("fps") or {}).items()}
-        result[chip] = {"fps": {bs: fps / chips for bs, fps in published.items()},
-                        "published": published, "per": table.get("per", "chip"),
-                        "chips": chips, "note": table.get("note") or "",
-                        "source": table.get("source") or ""}
-    return result
-
-
-def model_dir(name):
+def model_dir(name: str) -> str:
     return os.path.join(MODELS_DIR, name)
 
 
-def model_names(models_dir=MODELS_DIR):
+def model_names(models_dir: str = MODELS_DIR) -> list[str]:
     """Every model that has a <models_dir>/<name>/model.yaml, sorted: the one model list (the
     Makefile's MODEL_NAMES is the same wildcard)."""
     if not os.path.isdir(models_dir):
@@ -330,8 +466,8 @@ def model_names(models_dir=MODELS_DIR):
                   if os.path.isfile(os.path.join(models_dir, n, "model.yaml")))
 
 
-def load(name_or_path):
-    """Load and validate a model.yaml given a model name or a path to the file."""
+def load(name_or_path: str) -> ModelSpec:
+    """The validated model.yaml of a model name or of a path to the file."""
     path = name_or_path
     if not path.endswith((".yaml", ".yml")):
         path = os.path.join(model_dir(name_or_path), "model.yaml")
@@ -347,41 +483,43 @@ def load(name_or_path):
         at = f" at line {mark.line + 1}" if mark else ""
         raise UserError(f"{where}: not valid YAML{at}: "
                         f"{getattr(err, 'problem', err)}") from None
-    validate(data, where, folder=os.path.dirname(os.path.abspath(path)))
-    expected = os.path.basename(os.path.dirname(os.path.abspath(path)))
-    if data["name"] != expected:
-        raise UserError(f"{where}: name: must equal the folder name {expected!r}")
-    return data
+    folder = os.path.dirname(os.path.abspath(path))
+    spec = parse(data, where, folder)
+    if spec.name != os.path.basename(folder):
+        raise UserError(f"{where}: name: must equal the folder name {os.path.basename(folder)!r}")
+    return spec
 
 
-def make_variables(config):
+def perf_defaults(spec: ModelSpec) -> dict[str, int]:
+    """{"loop": N, "warmup": M} of the guide's perf command, or {} where model.yaml has none
+    (npuzoo.run then keeps its own defaults)."""
+    return {"loop": spec.perf.loop, "warmup": spec.perf.warmup} if spec.perf else {}
+
+
+def make_variables(spec: ModelSpec) -> str:
     """The model.yaml facts the Makefile needs, as `NAME := value` lines."""
-    from npuzoo import engines
+    from npuzoo import commands
 
-    channels, height, width = config["input"]["shape"]
-    upstream = config.get("upstream") or {}
-    values = {
-        "INPUT_NAME": config["input"]["name"],
+    channels, height, width = spec.input.shape
+    values: dict[str, object] = {
+        "INPUT_NAME": spec.input.name,
         "INPUT_C": channels,
         "INPUT_H": height,
         "INPUT_W": width,
-        "WEIGHTS_FILE": config["weights"]["file"],
-        "ATC_EXTRA_ARGS": " ".join(shlex.quote(a) for a in
-                                   (config.get("atc") or {}).get("extra_args") or []),
-        "HAS_UPSTREAM": "1" if upstream.get("sources") else "",
-        "MODEL_BACKEND": engines.model_backend(config),  # its CPU engine unless BACKEND= says
-        "INT8_BACKEND": engines.INT8_BACKEND,            # the engine of PRECISION=int8 runs
+        "WEIGHTS_FILE": spec.weights.file,
+        "ATC_EXTRA_ARGS": " ".join(map(shlex.quote, spec.atc_extra_args)),
+        "HAS_UPSTREAM": "1" if spec.upstream.sources else "",
+        "MODEL_BACKEND": spec.backend,  # its CPU engine unless BACKEND= says otherwise
+        "INT8_BACKEND": INT8_BACKEND,   # the engine of PRECISION=int8 runs
     }
-    values.update({f"PERF_{key.upper()}": value for key, value in perf_defaults(config).items()})
-    from npuzoo import commands
-
-    functions = commands.make_functions(config)  # $(call ATC_ARGS,...): one definition
+    values.update({f"PERF_{key.upper()}": value for key, value in perf_defaults(spec).items()})
+    functions = commands.make_functions(spec)  # $(call ATC_ARGS,...): one definition
     return ("".join(f"{key} := {value}\n" for key, value in values.items())
             + "".join(f"{key} = {text}\n" for key, text in functions.items()))
 
 
 @cli
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python3 -m npuzoo.config",
         description="Validate model.yaml files, or print one model's Make variables.")

@@ -27,39 +27,20 @@ Precision (`--precision fp32|int8` of the runner): `check_precision` reads the g
 types (the `onnx` package, no tensors kept) and refuses an fp32 claim on a quantised graph and
 an int8 claim on a float one, so a summary never names the wrong precision.
 
-The default engine: DEFAULT_BACKEND, chosen by benchmarks/bench_engines.py (see its committed
-results, benchmarks/results/engines.json, and the "CPU engines compared" table of the README).
-A model may name its own in model.yaml:
-
-    runtime:
-      backend: openvino        # onnxruntime | openvino; absent: DEFAULT_BACKEND
-
-read by model_backend() (tolerant: a model.yaml without `runtime` gets the default) and printed
-for the make layer by `python3 -m npuzoo.engines backend MODEL` (a model name or a path to a
-model.yaml).
+The engine names, the default one and int8's are npuzoo.config's (a model names its own in
+model.yaml `runtime.backend`).
 """
 
-import argparse
 import importlib.metadata
 import os
-import sys
 
 import numpy as np
 
-from npuzoo.errors import UserError, cli
+from npuzoo.config import BACKENDS as BACKENDS
+from npuzoo.config import DEFAULT_BACKEND as DEFAULT_BACKEND
+from npuzoo.config import INT8_BACKEND as INT8_BACKEND
+from npuzoo.errors import UserError
 
-BACKENDS = ("onnxruntime", "openvino")
-# benchmarks/bench_engines.py on a 2-core Intel Xeon, 2026-11-29 (benchmarks/results/engines.json,
-# its rule; another CPU, load or batch size can rank them otherwise, hence npuzoo.tune): the
-# runner on OpenVINO f32 was ahead of the runner on ONNX Runtime on 3 of the 5 models (DPN131
-# +9..31%, TResNet-M +5..9%, InceptionV4 +2..4%), behind on MobileNetV1 (-4..8%) and VoVNet39
-# (-2..5%), which name onnxruntime in their model.yaml (runtime.backend).
-DEFAULT_BACKEND = "openvino"
-# PRECISION=int8 (the QDQ graph of npuzoo/quantize.py) with TUNE=0 runs on OpenVINO unless BACKEND=
-# says otherwise: make mobilenetv1 PRECISION=int8, BS 1/4/16 on the 2-CPU Intel machine of the README,
-# 2026-11-29: OpenVINO 729-788 images/s (3.0-3.4x its fp32), ONNX Runtime 210-247 (0.91-0.97x
-# its fp32: its int8 kernels do not pay off on this network).
-INT8_BACKEND = "openvino"
 PRECISIONS = ("fp32", "int8")
 STREAMS_PER_CORE = 4  # beyond a few per core streams only queue, and each holds a session
 
@@ -162,43 +143,6 @@ def check_model_path(model_path, backend):
                         "ONNX (build/<model>/onnx/<weights>/<model>.onnx)".format(model_path))
     if not model_path.lower().endswith((".onnx", ".ort")):
         raise UserError("{}: expected an ONNX model file (.onnx)".format(model_path))
-
-
-# -- model.yaml ----------------------------------------------------------------------------
-
-def model_backend(config):
-    """The engine a model runs on by default: model.yaml `runtime.backend`, else
-    DEFAULT_BACKEND. `config` is the parsed model.yaml (a dict), or None."""
-    runtime = (config or {}).get("runtime") if isinstance(config, dict) else None
-    if runtime is None:
-        return DEFAULT_BACKEND
-    if not isinstance(runtime, dict):
-        raise UserError("model.yaml: runtime: expected a mapping such as {backend: openvino}")
-    backend = runtime.get("backend")
-    if backend is None:
-        return DEFAULT_BACKEND
-    if backend not in BACKENDS:
-        raise UserError("model.yaml: runtime.backend: expected one of {}, got {!r}".format(
-            ", ".join(BACKENDS), backend))
-    return backend
-
-
-def load_model_yaml(name_or_path):
-    """The parsed model.yaml of a model name (models/<name>/model.yaml) or of a path."""
-    import yaml
-
-    if name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path:
-        path = name_or_path
-    else:
-        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        path = os.path.join(repo, "models", name_or_path, "model.yaml")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle) or {}
-    except OSError as err:
-        raise UserError("{}: cannot read it ({})".format(path, err.strerror)) from None
-    except yaml.YAMLError as err:
-        raise UserError("{}: not valid YAML ({})".format(path, _first_line(err))) from None
 
 
 # -- precision -----------------------------------------------------------------------------
@@ -397,22 +341,3 @@ def open_openvino(model_path, threads_per_stream, streams=1, hint=None):
     """([one session per stream], inputs, outputs) sharing one compiled OpenVINO model."""
     model = OpenVINOModel(model_path, threads_per_stream, streams, hint)
     return model.sessions(), model.inputs, model.outputs
-
-
-# -- command line (for the make layer) -------------------------------------------------------
-
-@cli
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python3 -m npuzoo.engines",
-        description="Print the CPU engine a model runs on by default (model.yaml runtime.backend, "
-                    "else {}).".format(DEFAULT_BACKEND))
-    parser.add_argument("command", choices=["backend"])
-    parser.add_argument("model", help="model name, or a path to a model.yaml")
-    args = parser.parse_args(argv)
-    print(model_backend(load_model_yaml(args.model)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

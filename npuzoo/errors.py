@@ -3,6 +3,12 @@ atomically and checksumming them is npuzoo/files.py's."""
 
 import functools
 import sys
+from collections.abc import Callable
+from types import TracebackType
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class UserError(Exception):
@@ -20,28 +26,29 @@ class Problems:
     reports every input problem at once: `raise_any` raises one UserError holding one line
     per problem (the `cli` wrapper prints each as an `error:` line)."""
 
-    def __init__(self):
-        self.lines = []
+    def __init__(self) -> None:
+        self.lines: list[str] = []
 
-    def __enter__(self):
+    def __enter__(self) -> "Problems":
         return self
 
-    def __exit__(self, kind, err, traceback):
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
+                 traceback: TracebackType | None) -> bool:
         if isinstance(err, UserError):
             self.lines.append(str(err))
             return True
         return False
 
-    def raise_any(self):
+    def raise_any(self) -> None:
         if self.lines:
             raise UserError("\nerror: ".join(dict.fromkeys(self.lines)))
 
 
-def cli(main):
+def cli(main: Callable[P, R]) -> Callable[P, R]:
     """Wrap a command-line entry point: UserError becomes `error: ...` and exit 2."""
 
     @functools.wraps(main)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return main(*args, **kwargs)
         except UserError as err:

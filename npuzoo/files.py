@@ -5,6 +5,7 @@ Temporary files: `atomic_write` writes `.<name>.<pid>.<random>.tmp` beside the t
 renames it, so every orphan a killed run can leave matches `.*.tmp` in the target's folder.
 """
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -22,23 +23,23 @@ WRITE_HINTS = {
 }
 
 
-def write_error(path, err):
+def write_error(path: str, err: OSError) -> WriteError:
     """WriteError naming `path`, the system's reason and, where known, what to do."""
     reason = err.strerror or str(err) or type(err).__name__
-    hint = WRITE_HINTS.get(err.errno, "").format(
+    hint = WRITE_HINTS.get(err.errno or 0, "").format(
         folder=os.path.dirname(os.path.abspath(path)))
     error = WriteError(f"{path}: cannot write ({reason})" + (f"; {hint}" if hint else ""))
     error.errno = err.errno
     return error
 
 
-def temporary_name(path):
+def temporary_name(path: str) -> str:
     """`.<name>.<pid>.<random>.tmp` in the folder of `path`: ends in .tmp, never collides."""
     folder, name = os.path.split(path)
     return os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
-def atomic_write(path, data, mode="w"):
+def atomic_write(path: str | os.PathLike[str], data: str | bytes, mode: str = "w") -> None:
     """Write `data` to `path` through a temporary file in the same folder, then rename.
 
     The file gets the mode a plain open() gives (0666 minus the umask), not mkstemp's 0600.
@@ -69,13 +70,11 @@ def atomic_write(path, data, mode="w"):
         raise write_error(path, err) from None
     finally:
         if tmp is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
 
 
-def file_digests(path, algorithms=("md5", "sha256")):
+def file_digests(path: str, algorithms: tuple[str, ...] = ("md5", "sha256")) -> dict[str, str]:
     """Hex digests of a file, read once in 1 MiB blocks."""
     digests = {name: hashlib.new(name) for name in algorithms}
     with open(path, "rb") as handle:
@@ -85,18 +84,18 @@ def file_digests(path, algorithms=("md5", "sha256")):
     return {name: digest.hexdigest() for name, digest in digests.items()}
 
 
-def sha256_file(path):
+def sha256_file(path: str) -> str:
     return file_digests(path, ("sha256",))["sha256"]
 
 
-def umask():
+def umask() -> int:
     """The process's umask (read without changing it for long)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-def replace_link(target, path):
+def replace_link(target: str, path: str) -> None:
     """A symbolic link `path` -> `target`, replaced atomically when it points elsewhere."""
     if os.path.islink(path) and os.readlink(path) == target:
         return

@@ -22,11 +22,13 @@ import json
 import os
 import re
 import sys
+from typing import Any
 
 import jinja2
 
 from npuzoo import variables, commands, config, history
 from npuzoo import report as reports
+from npuzoo.config import GitSource, ModelSpec
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write
 
@@ -44,7 +46,7 @@ PLOT_NAME = "perf_{soc}.png"
 model_names = config.model_names
 
 
-def load_model(models_dir, name):
+def load_model(models_dir: str, name: str) -> ModelSpec:
     return config.load(os.path.join(models_dir, name, "model.yaml"))
 
 
@@ -200,10 +202,10 @@ def best_batch(rows):
     return max(measured, key=lambda r: (throughput(r), -(r.get("batch_size") or 0)))["batch_size"]
 
 
-def reference_fps(cfg, soc):
-    """{bs: images/s per chip} the ModelZoo published for this chip, or {}: a per-card figure
-    (Ascend310 cards hold 4 chips) divided by its chips, to compare with a one-device run."""
-    return config.reference_perf_per_chip(cfg).get(soc, {}).get("fps", {})
+def reference_fps(spec: ModelSpec, soc: str) -> dict[int, float]:
+    """{bs: images/s per chip} the ModelZoo published for this chip, or {}."""
+    table = spec.reference.perf.get(soc)
+    return table.fps if table else {}
 
 
 def ratio_cell(value, ref):
@@ -258,7 +260,7 @@ def twin_cell(report, twin):
     return text
 
 
-def measured_tables(cfg, rows):
+def measured_tables(spec: ModelSpec, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per row group (one chip, machine, image set, weights, variant): its batch sizes (the
     best marked) and ratios to the same chip's reference; the chip's plot after its last group."""
     tables = []
@@ -267,7 +269,7 @@ def measured_tables(cfg, rows):
         words = group_words(members)
         soc = words["soc"]
         best = best_batch(members)
-        ref = reference_fps(cfg, soc) if not history.variant(members[0]) else {}
+        ref = reference_fps(spec, soc) if not history.variant(members[0]) else {}
         lines = []
         for r in members:
             bs = r.get("batch_size")
@@ -293,27 +295,21 @@ def measured_tables(cfg, rows):
     return tables
 
 
-def reference_context(cfg):
-    ref = cfg.get("reference") or {}
-    acc = ref.get("accuracy") or {}
-    tol = ref.get("tolerance") or {}
-    perf = ref.get("perf") or {}
-    chips = [(chip, table) for chip, table in perf.items()
-             if chip != "source" and isinstance(table, dict)]
-    sizes = sorted({int(bs) for _, table in chips for bs in (table.get("fps") or {})})
+def reference_context(spec: ModelSpec) -> dict[str, Any]:
+    ref = spec.reference
+    acc, tol = ref.accuracy, ref.tolerance
+    sizes = sorted({bs for table in ref.perf.values() for bs in table.published})
     rows = []
-    per_chip = config.reference_perf_per_chip(cfg)
-    for chip, table in chips:
-        fps = {int(bs): v for bs, v in (table.get("fps") or {}).items()}
-        best = max(fps, key=lambda bs: (fps[bs], -bs)) if fps else None
-        notes = [table.get("source") or "not given", table.get("note")]
-        if per_chip.get(chip, {}).get("per") == "card":
-            chips_per_card = per_chip[chip]["chips"]
-            notes.append(f"per card of {chips_per_card} chips: the ratios to measured rows use "
-                         f"the per-chip figure (a {chips_per_card}th of it)")
+    for chip, table in ref.perf.items():
+        fps = table.published
+        best = max(fps, key=lambda bs: (fps[bs], -bs))
+        notes = [table.source, table.note]
+        if table.per == "card":
+            notes.append(f"per card of {table.chips} chips: the ratios to measured rows use "
+                         f"the per-chip figure (a {table.chips}th of it)")
         # the top-level table says per card, and not from the guide, beside the figure
-        marks = [w for w, on in (("per card", per_chip.get(chip, {}).get("per") == "card"),
-                                 ("not in the guide", not notes[0].startswith("the guide")))
+        marks = [w for w, on in (("per card", table.per == "card"),
+                                 ("not in the guide", not table.source.startswith("the guide")))
                  if on]
         rows.append({"chip": chip, "note": "; ".join(n for n in notes if n),
                      "marks": f" ({', '.join(marks)})" if marks else "",
@@ -321,70 +317,50 @@ def reference_context(cfg):
                      "cells": [(f"**{fmt_ref(fps[bs])}** {BEST}" if bs == best else fmt_ref(fps[bs]))
                                if bs in fps else "—" for bs in sizes]})
     return {
-        "top1": fmt_ref(acc.get("top1")), "top5": fmt_ref(acc.get("top5")),
-        "accuracy_source": acc.get("source") or "not given",
-        "tolerance_top1": fmt_ref(tol.get("top1")), "tolerance_top5": fmt_ref(tol.get("top5")),
-        "missing_top1": acc.get("top1") is None, "missing_top5": acc.get("top5") is None,
+        "top1": fmt_ref(acc.top1), "top5": fmt_ref(acc.top5),
+        "accuracy_source": ref.accuracy_source,
+        "tolerance_top1": fmt_ref(tol.top1), "tolerance_top5": fmt_ref(tol.top5),
+        "missing_top1": acc.top1 is None, "missing_top5": acc.top5 is None,
         "perf_sizes": sizes, "perf_rows": rows,
     }
 
 
-def source_steps(cfg, folder):
-    """Shell lines that fetch and patch the upstream code into `upstream/`, one way per source.
-
-    Reads model.yaml `upstream.sources` (tried in order by the pipeline): a git repository at a
-    commit, or a PyPI release fetched as a source distribution; each names its own patch.
-    """
-    upstream = cfg.get("upstream") or {}
+def source_steps(spec: ModelSpec) -> list[dict[str, Any]]:
+    """Shell lines that fetch and patch the upstream code into `upstream/`, one way per source
+    of model.yaml `upstream.sources` (tried in order by the pipeline)."""
     ways = []
-    for source in upstream.get("sources") or []:
-        if not isinstance(source, dict):
-            continue
-        patch = source.get("patch")
-        strip = source.get("strip", 1)
-        apply = f" && patch -p{strip} -d upstream < {patch}" if patch else ""
-        note = source.get("why") or source.get("note") or ""
-        repo = source.get("url") or source.get("repo") or source.get("git")
-        package = source.get("pypi") or source.get("package") or source.get("requirement")
-        commit = source.get("commit") or source.get("tag") or source.get("ref")
-        if repo and source.get("kind", "git") == "git":
-            lines = [f"git clone {repo} upstream",
-                     f"git -C upstream checkout {commit}{apply}" if commit else apply.lstrip(" &")]
-            ways.append({"title": f"git {repo} at {commit}" if commit else f"git {repo}",
-                         "patch": patch,
-                         "lines": [line for line in lines if line], "note": note})
-        elif package:
-            name = package.split("==")[0]
-            lines = [f"pip download --no-deps --no-binary :all: {package} -d sdist",
-                     f"mkdir upstream && tar -xzf sdist/{name}-*.tar.gz -C upstream "
-                     f"--strip-components=1{apply}"]
-            ways.append({"title": f"PyPI {package} (source distribution)", "lines": lines,
-                         "patch": patch, "note": note})
+    for source in spec.upstream.sources:
+        apply = f" && patch -p1 -d upstream < {source.patch}" if source.patch else ""
+        if isinstance(source, GitSource):
+            title = f"git {source.url} at {source.commit}"
+            lines = [f"git clone {source.url} upstream",
+                     f"git -C upstream checkout {source.commit}{apply}"]
+        else:
+            title = f"PyPI {source.requirement} (source distribution)"
+            lines = [f"pip download --no-deps --no-binary :all: {source.requirement} -d sdist",
+                     f"mkdir upstream && tar -xzf sdist/{source.requirement.split('==')[0]}-*"
+                     f".tar.gz -C upstream --strip-components=1{apply}"]
+        ways.append({"title": title, "patch": source.patch, "lines": lines, "note": source.why})
     return ways
 
 
-def quick_start(cfg, name, ways):
+def quick_start(spec: ModelSpec, name: str, ways: list[dict[str, Any]]) -> dict[str, Any]:
     """The standalone commands, in the order the guide runs them (perf: the guide's loop and
     warm-up from model.yaml `perf`)."""
-    channels, height, width = cfg["input"]["shape"]
-    guide = config.perf_defaults(cfg)
+    guide = config.perf_defaults(spec)
     loop, warmup = guide.get("loop", 100), guide.get("warmup", 1)
-    weights = cfg["weights"]
-    checksum = None
-    if weights.get("sha256"):
-        checksum = f'echo "{weights["sha256"]}  {weights["file"]}" | sha256sum -c -'
-    elif weights.get("md5"):
-        checksum = f'echo "{weights["md5"]}  {weights["file"]}" | md5sum -c -'
+    weights, published = spec.weights, spec.weights.published
     return {
-        "weights_get": f"wget -nc {weights['url']}",
-        "weights_check": checksum,
+        "weights_get": f"wget -nc {weights.url}",
+        "weights_check": published and
+        f'echo "{published[1]}  {weights.file}" | {published[0]}sum -c -',
         "preprocess": "python3 preprocess.py ${imagenet}/val prep_dataset",
-        "pth2onnx": f"python3 pth2onnx.py {weights['file']} {name}.onnx"
+        "pth2onnx": f"python3 pth2onnx.py {weights.file} {name}.onnx"
                     + (" --source upstream" if ways else ""),
         "pth2onnx_random": f"python3 pth2onnx.py random {name}.onnx"
                            + (" --source upstream" if ways else ""),
         "atc": "atc " + " ".join(commands.atc_args(
-            cfg, f"{name}.onnx", f"{name}_bs${{bs}}", "${bs}", "Ascend${chip_name}")),
+            spec, f"{name}.onnx", f"{name}_bs${{bs}}", "${bs}", "Ascend${chip_name}")),
         "infer": "python3 -m ais_bench " + " ".join(commands.infer_args(
             f"{name}_bs${{bs}}.om", "prep_dataset", "result", "bs${bs}", "${bs}")),
         "postprocess": ("python3 postprocess.py result/bs${bs} ${imagenet}/val_label.txt ./ "
@@ -410,35 +386,28 @@ def environments(rows):
 
 
 def model_context(name, models_dir, reports_dir):
-    cfg = load_model(models_dir, name)
+    spec = load_model(models_dir, name)
     folder = os.path.join(models_dir, name)
     rows = model_reports(reports_dir, name)
-    ways = source_steps(cfg, folder)
-    upstream = cfg.get("upstream") or {}
-    weights = cfg["weights"]
-    if weights.get("sha256"):
-        checksum = f"sha256 `{weights['sha256']}`"
-    elif weights.get("md5"):
-        checksum = f"md5 `{weights['md5']}`"
-    else:
-        checksum = "no checksum is published (the file is used as downloaded; see model.yaml)"
-    patches = sorted({s.get("patch") for s in upstream.get("sources") or []
-                      if isinstance(s, dict) and s.get("patch")})
-    if upstream.get("patch"):
-        patches = sorted(set(patches) | {upstream["patch"]})
+    ways = source_steps(spec)
+    upstream, published = spec.upstream, spec.weights.published
+    checksum = (f"{published[0]} `{published[1]}`" if published else
+                "no checksum is published (the file is used as downloaded; see model.yaml)")
+    patches = sorted({s.patch for s in upstream.sources if s.patch} |
+                     ({upstream.patch} if upstream.patch else set()))
     return {
         "name": name,
-        "cfg": cfg,
-        "description": " ".join(cfg["description"].split()),
-        "upstream": {k: upstream.get(k) for k in ("repo", "commit", "path", "note")},
+        "cfg": spec,
+        "description": " ".join(spec.description.split()),
+        "upstream": upstream,
         "patches": patches,
         "ways": ways,
         "checksum": checksum,
         "requirements": read_requirements(os.path.join(folder, "requirements.txt")),
         "environments": environments(rows),
-        "quick": quick_start(cfg, name, ways),
-        "measured": measured_tables(cfg, rows),
-        "reference": reference_context(cfg),
+        "quick": quick_start(spec, name, ways),
+        "measured": measured_tables(spec, rows),
+        "reference": reference_context(spec),
         "batch": "${bs}",
     }
 
@@ -448,7 +417,7 @@ def model_context(name, models_dir, reports_dir):
 def top_context(models_dir, reports_dir):
     models, sizes = [], set()
     for name in model_names(models_dir):
-        cfg = load_model(models_dir, name)
+        spec = load_model(models_dir, name)
         rows = model_reports(reports_dir, name)
         sizes |= {r.get("batch_size") for r in rows}
         chips = []
@@ -464,7 +433,7 @@ def top_context(models_dir, reports_dir):
                           "top5": top5, "gate": gate_cell(best_row),
                           "what": f"{words['machine']}; {words['scope']}; {words['weights']}; "
                                   f"{measured_when(best_row)}"})
-        ref = reference_context(cfg)
+        ref = reference_context(spec)
         models.append({"name": name, "chips": chips, "reference": ref})
     sizes = sorted(s for s in sizes if s is not None)
     for model in models:
@@ -663,7 +632,7 @@ def separate(fig, labels, step=11):
 
 def plots(name, models_dir, reports_dir):
     """{path: PNG bytes} for every chip of a model with at least one measured batch size."""
-    cfg = load_model(models_dir, name)
+    spec = load_model(models_dir, name)
     groups = row_groups(model_reports(reports_dir, name))
     out = {}
     for soc in sorted({g[0].get("soc") for g in groups}, key=soc_order):
@@ -671,7 +640,7 @@ def plots(name, models_dir, reports_dir):
         if all(best_batch(g) is None for g in chip_groups):
             continue
         path = os.path.join(models_dir, name, PLOT_NAME.format(soc=soc))
-        out[path] = plot_png(name, soc, chip_groups, reference_fps(cfg, soc))
+        out[path] = plot_png(name, soc, chip_groups, reference_fps(spec, soc))
     return out
 
 

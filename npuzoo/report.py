@@ -254,8 +254,8 @@ def output_warning(results_dir, check):
 def gate(reference, accuracy, dataset, weights, precision="fp32"):
     """The accuracy gate: the published numbers must be met on the full set with published
     weights. It applies to fp32 runs; an int8 run says its drop from the fp32 reference."""
-    ref = (reference or {}).get("accuracy") or {}
-    tolerance = (reference or {}).get("tolerance") or {}
+    ref = {"top1": reference.accuracy.top1, "top5": reference.accuracy.top5}
+    tolerance = {"top1": reference.tolerance.top1, "top5": reference.tolerance.top5}
     if accuracy is None:
         return {"verdict": "not applicable", "reason": "no accuracy measured"}
     if precision != "fp32":
@@ -529,7 +529,7 @@ def build(model, soc, batch_size, dataset, weights, accuracy, perf, source=None,
         "dataset": {k: dataset.get(k) for k in ("name", "images", "labelled_images", "subset",
                                                 "full_validation_set", "labels_sha256")},
         "accuracy": accuracy,
-        "gate": gate(cfg.get("reference"), accuracy, dataset, weights,
+        "gate": gate(cfg.reference, accuracy, dataset, weights,
                      (backend or {}).get("precision") or "fp32"),
         "perf": perf,
         "environment": environment or package_versions(),

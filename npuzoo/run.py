@@ -285,7 +285,7 @@ def docker_images(plan, model_config):
 
 
 def has_upstream(model_config):
-    return bool((model_config.get("upstream") or {}).get("sources"))
+    return bool(model_config.upstream.sources)
 
 
 def check_source_tree(model):
@@ -296,7 +296,7 @@ def check_source_tree(model):
     record = os.path.join(BUILD, model, "src", "source.json")
     if not (os.path.isdir(tree) and os.path.isfile(record)):
         return
-    difference = source.verify_tree(config.load(model)["upstream"], config.model_dir(model),
+    difference = source.verify_tree(config.load(model).upstream, config.model_dir(model),
                                     tree, record)
     if difference is not None:
         print(f"warning: {tree}: differs from the pinned source's patched tree "
@@ -358,7 +358,7 @@ class Plan:
         if self.soc != "cpu":
             return "with ais_bench" + (", AIPP" if settings.aipp else "")
         engine = self.backend or (engines.INT8_BACKEND if settings.precision == "int8"
-                                  else engines.model_backend(config.load(self.model)))
+                                  else config.load(self.model).backend)
         label = engines.BACKEND_LABELS.get(engine, engine)
         words = [f"engine and streams tuned (TUNE=0: {label})" if self.tuned else f"on {label}",
                  settings.precision, "AIPP" if settings.aipp else "",
@@ -471,7 +471,7 @@ def show(model, settings):
         weights_path = os.path.join(BUILD, model, "weights", "store", sha256 + ".pth")
     else:
         weights_id = "published-unverified"
-        weights_path = os.path.join(BUILD, model, "weights", model_config["weights"]["file"])
+        weights_path = os.path.join(BUILD, model, "weights", model_config.weights.file)
     plan = Plan(model, settings, soc, data_id, weights_id, weights_path)
     identify_calibration(plan, cache)
     plan.share(model_config)
@@ -543,7 +543,7 @@ def prepare(model, settings):
         if not settings.weights:
             make(plan.make_args("fetch-weights"))
         plan.weights_id, plan.weights_path, description = weights_mod.identify(
-            model_config["weights"], settings.weights, weights_dir, cache)
+            model_config.weights, settings.weights, weights_dir, cache)
         weights_mod.write_description(weights_dir, plan.weights_id, description)
         store.remove_unsealed(build, cache)
     finally:

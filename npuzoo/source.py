@@ -59,6 +59,7 @@ import urllib.parse
 import urllib.request
 
 from npuzoo import config
+from npuzoo.config import GitSource, PypiSource, Source, UpstreamSpec
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write, sha256_file
 
@@ -110,33 +111,33 @@ def run(command, cwd=None, timeout=None, env=None):
 
 def describe(entry):
     """`git <url>@<commit>` or `pypi <requirement>`: how a source is named in messages."""
-    if entry["kind"] == "git":
-        return f"git {entry['url']}@{entry['commit']}"
-    return f"pypi {entry['requirement']}"
+    if isinstance(entry, GitSource):
+        return f"git {entry.url}@{entry.commit}"
+    return f"pypi {entry.requirement}"
 
 
 # -- git ------------------------------------------------------------------------------------
 
 def fetch_git(entry, tree):
-    """Clone entry['url'] into `tree` and check out entry['commit']; returns the record fields."""
+    """Clone entry.url into `tree` and check out entry.commit; returns the record fields."""
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true", SSH_ASKPASS="true")
-    clone = run(["git", "clone", "--quiet", "--no-checkout", entry["url"], tree],
+    clone = run(["git", "clone", "--quiet", "--no-checkout", entry.url, tree],
                 timeout=timeout_s("NPUZOO_GIT_TIMEOUT"), env=env)
     if clone.returncode != 0:
         raise SourceUnavailable(f"git clone failed: {last_line(clone.stdout) or clone.returncode}")
     checkout = run(["git", "-c", "advice.detachedHead=false", "checkout", "--quiet",
-                    entry["commit"]], cwd=tree, timeout=timeout_s("NPUZOO_GIT_TIMEOUT"), env=env)
+                    entry.commit], cwd=tree, timeout=timeout_s("NPUZOO_GIT_TIMEOUT"), env=env)
     if checkout.returncode != 0:
-        raise SourceUnavailable(f"commit {entry['commit']} not found in the clone: "
+        raise SourceUnavailable(f"commit {entry.commit} not found in the clone: "
                                 f"{last_line(checkout.stdout)}")
     head = run(["git", "rev-parse", "HEAD"], cwd=tree, env=env).stdout.strip()
-    if not head.startswith(entry["commit"].lower()):  # a tag or branch spelled like a hash
-        raise SourceUnavailable(f"{entry['commit']} resolved to commit {head}, not to itself")
+    if not head.startswith(entry.commit.lower()):  # a tag or branch spelled like a hash
+        raise SourceUnavailable(f"{entry.commit} resolved to commit {head}, not to itself")
     # The commit object names the tree by its git hash; its own hash is the commit: verify
     # checks the tree against it (git_tree_id) without the repository.
     commit_object = run(["git", "cat-file", "commit", "HEAD"], cwd=tree, env=env).stdout
     shutil.rmtree(os.path.join(tree, ".git"))  # the tree, not a repository: patch -p1 only
-    return {"url": entry["url"], "commit": head, "commit_object": commit_object}
+    return {"url": entry.url, "commit": head, "commit_object": commit_object}
 
 
 # -- pypi -----------------------------------------------------------------------------------
@@ -281,7 +282,7 @@ def check_sdist(archive, entry, origin):
     `origin` is "cache" or "pypi"; either way a mismatch stops the step: a cached sdist that was
     altered must not be unpacked, nor silently replaced by another source. Returns the sha256.
     """
-    expected = (entry.get("sha256") or "").lower()
+    expected = entry.sha256.lower()
     actual = sha256_file(archive)
     if actual == expected:
         return actual
@@ -296,16 +297,14 @@ def check_sdist(archive, entry, origin):
 
 
 def fetch_pypi(entry, tree, cache):
-    """The sdist of entry['requirement'] (cache first, then PyPI), its sha256 checked against
-    entry['sha256'], unpacked as `tree`."""
-    name, version = parse_requirement(entry["requirement"])
-    if not (isinstance(entry.get("sha256"), str) and len(entry["sha256"]) == 64):
-        raise UserError(f"upstream.sources: {describe(entry)}: no sha256 of the sdist pinned")
+    """The sdist of entry.requirement (cache first, then PyPI), its sha256 checked against
+    entry.sha256, unpacked as `tree`."""
+    name, version = parse_requirement(entry.requirement)
     cached = sdist_candidates(cache, name, version) if cache else []
     download = None if cached else tempfile.mkdtemp(prefix=".sdist-", dir=os.path.dirname(tree))
     try:
-        archive = cached[0] if cached else download_sdist(entry["requirement"], download,
-                                                          entry["sha256"].lower())
+        archive = cached[0] if cached else download_sdist(entry.requirement, download,
+                                                          entry.sha256.lower())
         digest = check_sdist(archive, entry, "cache" if cached else "pypi")
         extract_sdist(archive, tree)
         # kept beside the tree: verify rebuilds the tree from it (its pin checked again)
@@ -313,7 +312,7 @@ def fetch_pypi(entry, tree, cache):
         if not os.path.exists(kept):
             shutil.copyfile(archive, kept + ".part")
             os.replace(kept + ".part", kept)
-        return {"requirement": entry["requirement"], "version": version,
+        return {"requirement": entry.requirement, "version": version,
                 "from": "cache" if cached else "pypi",
                 "sdist": os.path.basename(archive), "sdist_sha256": digest}
     finally:
@@ -324,14 +323,14 @@ def fetch_pypi(entry, tree, cache):
 def cache_sdist(entry, cache):
     """The pinned sdist of a pypi source in the folder `cache` (`make venv`: .venv/sdists),
     fetched as a file and kept only with its pinned sha256."""
-    name, version = parse_requirement(entry["requirement"])
-    pinned = entry["sha256"].lower()
+    name, version = parse_requirement(entry.requirement)
+    pinned = entry.sha256.lower()
     if any(sha256_file(path) == pinned for path in sdist_candidates(cache, name, version)):
         return
     os.makedirs(cache, exist_ok=True)
     download = tempfile.mkdtemp(prefix=".sdist-", dir=cache)
     try:
-        archive = download_sdist(entry["requirement"], download, pinned)
+        archive = download_sdist(entry.requirement, download, pinned)
         check_sdist(archive, entry, "pypi")
         os.replace(archive, os.path.join(cache, os.path.basename(archive)))
     except SourceUnavailable as why:
@@ -466,7 +465,7 @@ def pristine_git(entry, record, dest, patch_path, work):
     commit_object = record.get("commit_object")
     commit = str(record.get("commit", ""))
     data = commit_object.encode("utf-8") if isinstance(commit_object, str) else b""
-    if not (commit.startswith(entry["commit"].lower())
+    if not (commit.startswith(entry.commit.lower())
             and hashlib.sha1(b"commit %d\0" % len(data) + data).hexdigest() == commit):
         raise SourceUnavailable("the record holds no commit object of the pinned commit")
     tree = os.path.join(work, "tree")
@@ -487,10 +486,10 @@ def pristine_git(entry, record, dest, patch_path, work):
 def pristine_pypi(entry, dest, record_path, cache, patch_path, work):
     """The patched tree rebuilt from the sdist whose sha256 model.yaml pins (the copy fetch
     kept beside the record, else the cache)."""
-    name, version = parse_requirement(entry["requirement"])
+    name, version = parse_requirement(entry.requirement)
     for folder in (os.path.dirname(os.path.abspath(record_path)), cache):
         for archive in sdist_candidates(folder, name, version) if folder else []:
-            if sha256_file(archive) == entry["sha256"].lower():
+            if sha256_file(archive) == entry.sha256.lower():
                 tree = os.path.join(work, "tree")
                 extract_sdist(archive, tree)
                 if patch_path:
@@ -513,16 +512,16 @@ def verify_tree(upstream, model_folder, dest, record_path, cache=DEFAULT_CACHE):
                         "command again to rebuild it")
     record = read_json(record_path, "source record")
     record = record if isinstance(record, dict) else {}
-    for entry in upstream.get("sources") or []:
-        if entry["kind"] == "pypi" and record.get("requirement") == entry["requirement"] or \
-                entry["kind"] == "git" and record.get("url") == entry["url"]:
+    for entry in upstream.sources:
+        if (record.get("requirement") == entry.requirement if isinstance(entry, PypiSource)
+                else record.get("url") == entry.url):
             break
     else:
         return "unknown, the record names no source of model.yaml"
-    patch_path = os.path.join(model_folder, entry["patch"]) if entry.get("patch") else None
+    patch_path = os.path.join(model_folder, entry.patch) if entry.patch else None
     work = tempfile.mkdtemp(prefix=".verify-", dir=os.path.dirname(os.path.abspath(dest)))
     try:
-        if entry["kind"] == "pypi":
+        if isinstance(entry, PypiSource):
             tree = pristine_pypi(entry, dest, record_path, cache, patch_path, work)
         else:
             tree = pristine_git(entry, record, dest, patch_path, work)
@@ -538,10 +537,6 @@ def verify_tree(upstream, model_folder, dest, record_path, cache=DEFAULT_CACHE):
 
 
 # -- the step -------------------------------------------------------------------------------
-
-FETCHERS = {"git": lambda entry, tree, cache: fetch_git(entry, tree),
-            "pypi": fetch_pypi}
-
 
 def shown_path(path):
     """Relative to the repository when inside it (reports are committed), else absolute."""
@@ -565,11 +560,12 @@ def fetch(upstream, model_folder, dest, cache=DEFAULT_CACHE, log=print, record_p
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     building = dest + ".tmp"
     skipped = []
-    for entry in upstream["sources"]:
+    for entry in upstream.sources:
         remove(building)
         name = describe(entry)
         try:
-            fetched = FETCHERS[entry["kind"]](entry, building, cache)
+            fetched = (fetch_git(entry, building) if isinstance(entry, GitSource)
+                       else fetch_pypi(entry, building, cache))
         except SourceUnavailable as why:
             remove(building)
             skipped.append({"source": name, "error": str(why)})
@@ -578,10 +574,10 @@ def fetch(upstream, model_folder, dest, cache=DEFAULT_CACHE, log=print, record_p
             remove(building)
             raise
         try:
-            record = {"kind": entry["kind"], **fetched, "patch": entry.get("patch"),
-                      "patch_sha256": None, "why": entry.get("why")}
-            if entry.get("patch"):
-                patch_path = os.path.join(model_folder, entry["patch"])
+            record = {"kind": entry.kind, **fetched, "patch": entry.patch,
+                      "patch_sha256": None, "why": entry.why}
+            if entry.patch:
+                patch_path = os.path.join(model_folder, entry.patch)
                 record["patch_sha256"] = sha256_file(patch_path)
                 apply_patch(patch_path, building, name)
             manifest = tree_manifest(building)
@@ -590,15 +586,15 @@ def fetch(upstream, model_folder, dest, cache=DEFAULT_CACHE, log=print, record_p
         except BaseException:
             remove(building)
             raise
-        record.update(repo=upstream.get("repo"), pinned_commit=upstream.get("commit"),
+        record.update(repo=upstream.repo, pinned_commit=upstream.commit,
                       skipped=skipped, tree=shown_path(dest),
                       tree_sha256=manifest_sha256(manifest), tree_files=len(manifest))
         if record_path:
             atomic_write(record_path, json.dumps(record, indent=2) + "\n")
         for skip in skipped:
             log(f"source: skipped {skip['source']}: {skip['error']}")
-        patch_text = f"patch {entry['patch']} applied" if entry.get("patch") else "no patch"
-        log(f"source: using {name} ({patch_text}): {entry.get('why', '').strip()}")
+        patch_text = f"patch {entry.patch} applied" if entry.patch else "no patch"
+        log(f"source: using {name} ({patch_text}): {entry.why.strip()}")
         return record
     lines = "; ".join(f"{skip['source']}: {skip['error']}" for skip in skipped)
     raise UserError(f"no upstream source could be fetched ({lines})")
@@ -625,19 +621,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "cache":
         for model in [args.model] if args.model else config.model_names():
-            for entry in (config.load(model).get("upstream") or {}).get("sources") or []:
-                if entry["kind"] == "pypi":
+            for entry in config.load(model).upstream.sources:
+                if isinstance(entry, PypiSource):
                     cache_sdist(entry, args.cache)
         return
     if not (args.model and args.dest):
         parser.error(f"{args.command} needs MODEL and DEST")
-    data = config.load(args.model)
-    if args.model.endswith((".yaml", ".yml")):
-        folder = os.path.dirname(os.path.abspath(args.model))
-    else:
-        folder = config.model_dir(args.model)
-    upstream = data.get("upstream") or {}
-    if not upstream.get("sources"):
+    spec = config.load(args.model)
+    folder, upstream = spec.folder, spec.upstream
+    if not upstream.sources:
         raise UserError(f"{args.model}: model.yaml has no upstream.sources; nothing to "
                         f"{args.command}")
     if args.command == "verify":

@@ -42,8 +42,11 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict
+from typing import Any
 
 from npuzoo.checksums import HashCache
+from npuzoo.config import ModelSpec
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write, replace_link
 from npuzoo.steps import split_command
@@ -91,30 +94,33 @@ def export_code(model_dir):
                   if n.endswith(".py") and n not in ("preprocess.py", "postprocess.py"))
 
 
-def export_key(model_config, model_dir):
+def export_key(spec: ModelSpec, model_dir: str) -> str:
     """A hash of what the export reads: its code (syntax trees) and model.yaml's name, input,
     output, onnx and weights layout and checksums (the upstream tree has its own record)."""
-    weights = model_config["weights"]
-    params = {k: model_config[k] for k in ("name", "input", "output", "onnx")}
-    params["weights"] = {k: weights.get(k) for k in ("layout", "md5", "sha256", "previous")}
+    weights = spec.weights
+    params: dict[str, Any] = {k: asdict(getattr(spec, k)) for k in ("input", "output", "onnx")}
+    params["name"] = spec.name
+    params["weights"] = {"layout": weights.layout, "md5": weights.md5, "sha256": weights.sha256,
+                         "previous": asdict(weights.previous) if weights.previous else None}
     params["code"] = code_fingerprint(export_code(model_dir))
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def prep_key(model_config, model_dir, dataset_id, uint8):
-    """`<dataset id>-<f32|u8>-<hash of what changes the bytes>`."""
-    pre = model_config["preprocess"]
-    params = {k: pre.get(k) for k in GEOMETRY}
-    params["shape"] = model_config["input"]["shape"]
+def prep_key(spec: ModelSpec, model_dir: str, dataset_id: str,
+             uint8: bool) -> tuple[str, dict[str, Any]]:
+    """`<dataset id>-<f32|u8>-<hash of what changes the bytes>`, and what it hashes."""
+    pre = spec.preprocess
+    params: dict[str, Any] = {k: getattr(pre, k) for k in GEOMETRY}
+    params["shape"] = list(spec.input.shape)
     if not uint8:
-        params.update(mean=pre["mean"], std=pre["std"])
+        params.update(mean=list(pre.mean), std=list(pre.std))
     params["code"] = code_fingerprint(preprocessing_code(model_dir))
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
     return f"{dataset_id}-{'u8' if uint8 else 'f32'}-{digest}", params
 
 
-def prep_bytes(model_config, uint8):
-    channels, height, width = model_config["input"]["shape"]
+def prep_bytes(spec: ModelSpec, uint8: bool) -> int:
+    channels, height, width = spec.input.shape
     return height * width * channels * (1 if uint8 else 4)
 
 

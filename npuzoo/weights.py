@@ -27,34 +27,33 @@ import urllib.request
 import shutil
 
 from npuzoo import config
+from npuzoo.config import WeightsSpec
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write, file_digests, umask
 
 CHUNK = 1 << 20  # download block size
+Digests = dict[str, str | None]  # {"md5": hex, "sha256": hex}; an md5 may be unknown
 
 
-def matches_published(spec, digests):
+def matches_published(spec: WeightsSpec, digests: Digests) -> bool | None:
     """True/False against model.yaml's checksum; None when none is published."""
-    for algorithm in ("sha256", "md5"):
-        if spec.get(algorithm):
-            return digests[algorithm] == spec[algorithm].lower()
-    return None
+    return digests[spec.published[0]] == spec.published[1] if spec.published else None
 
 
-def verify(spec, path):
+def verify(spec: WeightsSpec, path: str) -> Digests:
     """Raise UserError unless `path` has the published checksum (if one is published)."""
     digests = file_digests(path)
-    if matches_published(spec, digests) is False:
-        algorithm = "sha256" if spec.get("sha256") else "md5"
+    if spec.published and matches_published(spec, digests) is False:
+        algorithm, published = spec.published
         raise UserError(f"{path}: {algorithm} {digests[algorithm]} does not match the published "
-                        f"{spec[algorithm]}; delete the file to download it again, or pass "
+                        f"{published}; delete the file to download it again, or pass "
                         "WEIGHTS=/path/to/your.pth to use your own weights")
     return digests
 
 
-def download(spec, dest):
+def download(spec: WeightsSpec, dest: str) -> None:
     """Download the published weights to `dest` (through a .part file), then verify them."""
-    url = spec["url"]
+    url = spec.url
     part = dest + ".part"
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
     try:
@@ -65,7 +64,7 @@ def download(spec, dest):
         if os.path.exists(part):
             os.unlink(part)
         reason = getattr(err, "reason", err)
-        raise UserError(f"cannot download {url} ({reason}); fetch {spec['file']} elsewhere and "
+        raise UserError(f"cannot download {url} ({reason}); fetch {spec.file} elsewhere and "
                         "pass WEIGHTS=/path/to/it, or WEIGHTS=random to check the pipeline") from None
     try:
         verify(spec, part)
@@ -131,7 +130,7 @@ def check_published_file(spec, path, cache):
     accepted = read_accepted(path)
     if accepted and accepted["sha256"] == sha256:
         return {"sha256": sha256, "md5": accepted.get("md5")}
-    if not (spec.get("sha256") or spec.get("md5")):
+    if not spec.published:
         # No published checksum: only the content recorded at download can vouch for the file.
         if accepted:
             raise UserError(f"{path}: sha256 {sha256} differs from the {accepted['sha256']} "
@@ -141,7 +140,7 @@ def check_published_file(spec, path, cache):
         write_accepted(path, {**digests, "url": None})
         return digests
     digests = verify(spec, path)
-    write_accepted(path, {**digests, "url": spec["url"]})
+    write_accepted(path, {**digests, "url": spec.url})
     return digests
 
 
@@ -197,7 +196,7 @@ def identify(spec, weights, weights_dir, cache):
     if weights == "random":
         return "random", "random", describe(spec, "random")
     if not weights:
-        path = os.path.join(weights_dir, spec["file"])
+        path = os.path.join(weights_dir, spec.file)
         digests = check_published_file(spec, path, cache)
         check_not_a_zip_bomb(path)
         source = {True: "published", False: "custom", None: "unverified"}[
@@ -268,7 +267,7 @@ def main(argv=None):
     parser.add_argument("path", help="weights file (`random` for describe)")
     parser.add_argument("--out", help="describe: write the JSON here (atomically)")
     args = parser.parse_args(argv)
-    spec = config.load(args.model)["weights"]
+    spec = config.load(args.model).weights
     if args.command == "fetch":
         # A file already there is verified by every run (identify), against its content.
         if not os.path.exists(args.path):

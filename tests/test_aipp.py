@@ -54,7 +54,7 @@ def test_inceptionv4_image_size_is_its_crop():
 
 
 def test_parser_round_trip_and_errors():
-    fields = aipp.fields_for({"mean": [0.1, 0.2, 0.3], "std": [0.4, 0.5, 0.6]}, 8, 6)
+    fields = aipp.fields_for([0.1, 0.2, 0.3], [0.4, 0.5, 0.6], 8, 6)
     parsed = aipp.parse("# comment\n" + aipp.render(fields))
     assert parsed.keys() == fields.keys()
     for key, value in fields.items():
@@ -95,7 +95,7 @@ def test_prepend_on_a_tiny_model_equals_float_preprocessing():
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
     pixels = np.random.default_rng(0).integers(0, 256, (2, 5, 4, 3), dtype=np.uint8)
     expected = session(tiny_model()).run(None, {"image": float_preprocess(pixels, mean, std)})[0]
-    model = aipp.prepend(tiny_model(), aipp.fields_for({"mean": mean, "std": std}, 5, 4))
+    model = aipp.prepend(tiny_model(), aipp.fields_for(mean, std, 5, 4))
     onnx.checker.check_model(model)
     assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {11}
     image = model.graph.input[0]
@@ -107,7 +107,7 @@ def test_prepend_on_a_tiny_model_equals_float_preprocessing():
 
 def test_prepend_rejects_a_size_mismatch():
     with pytest.raises(UserError, match="differs"):
-        aipp.prepend(tiny_model(), aipp.fields_for({"mean": [0] * 3, "std": [1] * 3}, 4, 4))
+        aipp.prepend(tiny_model(), aipp.fields_for([0] * 3, [1] * 3, 4, 4))
 
 
 @pytest.fixture(scope="module")

@@ -933,7 +933,7 @@ def make(workspace, tmp_path, *args, frontend="2023", umask=-1, **extra):
                cwd=workspace, umask=umask)
 
 
-MODELS = {m: config.load(m)["input"]["shape"][1] for m in config.model_names()}  # input side
+MODELS = {m: config.load(m).input.shape[1] for m in config.model_names()}  # input side
 N = 6  # with BS 4: one full batch and one padded with its first file
 
 
@@ -943,7 +943,7 @@ N = 6  # with BS 4: one full batch and one padded with its first file
 def cpu_engine_args(model):
     from npuzoo import config, engines
 
-    return ["BACKEND=onnxruntime"] if engines.model_backend(config.load(model)) != "onnxruntime" \
+    return ["BACKEND=onnxruntime"] if config.load(model).backend != "onnxruntime" \
         else []
 
 

@@ -1,6 +1,7 @@
 """The atc and ais_bench command lines are defined once (npuzoo/commands.py): what `make -n`
 runs is what each model README shows, the placeholders aside."""
 
+import dataclasses
 import os
 import re
 import shlex
@@ -72,7 +73,7 @@ EXTRAS = ["--precision_mode=allow_fp32_to_fp16", "--optypelist_for_implmode=Gelu
 
 
 def test_atc_extra_args_follow_the_guides_flags_quoted():
-    cfg = dict(config.load("mobilenetv1"), atc={"extra_args": EXTRAS})
+    cfg = dataclasses.replace(config.load("mobilenetv1"), atc_extra_args=tuple(EXTRAS))
     args = commands.atc_args(cfg, "m.onnx", "out", "4", "Ascend310P3", aipp="a.cfg")
     assert args[-5:-3] == commands.aipp_args("a.cfg")
     assert [subprocess.run(["bash", "-c", 'printf "%s\\n" ' + a], capture_output=True,

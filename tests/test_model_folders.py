@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from conftest import REPO, SHARED_DATA, load_model_script
@@ -51,7 +52,8 @@ def folder(model):
 
 
 def cfg(model):
-    return config.load(model)
+    """model.yaml as the folder's scripts read it (plain YAML)."""
+    return yaml.safe_load((folder(model) / "model.yaml").read_text())
 
 
 def upstream_package(model):
@@ -493,13 +495,14 @@ def upstream_trees(tmp_path_factory):
     cached sdist when GitHub is unreachable)}, for the models with upstream sources."""
     base, trees = tmp_path_factory.mktemp("upstream"), {}
     for model in MODELS:
-        upstream = cfg(model).get("upstream") or {}
-        if upstream.get("sources"):
-            pypi = [s for s in upstream["sources"] if s["kind"] == "pypi"]
-            name, version = pypi[0]["requirement"].split("==")
+        upstream = config.load(model).upstream
+        if upstream.sources:
+            pypi = [s for s in upstream.sources if isinstance(s, config.PypiSource)]
+            name, version = pypi[0].requirement.split("==")
             if not os.path.isfile(os.path.join(source.DEFAULT_CACHE, f"{name}-{version}.tar.gz")):
                 pytest.skip(f"{model}: its upstream sdist is not cached (run `make venv`)")
-            source.fetch({"sources": pypi[:1]}, str(folder(model)), str(base / model), log=lambda _: None)
+            source.fetch(config.UpstreamSpec(sources=tuple(pypi[:1])), str(folder(model)),
+                         str(base / model), log=lambda _: None)
             trees[model] = base / model
     return trees
 
@@ -578,7 +581,8 @@ def test_a_zip_bomb_checkpoint_is_refused_before_any_step_reads_it(zip_bomb, tmp
     from npuzoo.errors import UserError
 
     with pytest.raises(UserError) as caught:
-        weights.identify({"file": "x.pth"}, str(zip_bomb), str(tmp_path / "w"), {})
+        spec = config.WeightsSpec(file="x.pth", url="https://example.invalid/x.pth", layout="plain")
+        weights.identify(spec, str(zip_bomb), str(tmp_path / "w"), {})
     message = str(caught.value)
     assert message.startswith(f"{zip_bomb}: its zip members would inflate to ") and \
         "zip bomb" in message and "\n" not in message

@@ -1,6 +1,7 @@
 """Unit tests of the shared pipeline modules: config, dataset, weights, soc, compile, report."""
 
 import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -40,7 +41,7 @@ def assert_one_line_error(proc, *fragments):
 def test_every_model_yaml_validates():
     assert "mobilenetv1" in config.model_names()
     for name in config.model_names():
-        assert config.load(name)["name"] == name
+        assert config.load(name).name == name
 
 
 @pytest.mark.parametrize("field, value, fragment", [
@@ -55,7 +56,7 @@ def test_config_names_the_bad_field(field, value, fragment):
     section, key = field
     data[section][key] = value
     with pytest.raises(UserError, match=fragment.replace(".", r"\.")):
-        config.validate(data, "model.yaml")
+        config.parse(data, "model.yaml", os.path.join(REPO, "models/mobilenetv1"))
 
 
 def test_config_cli_unknown_model():
@@ -135,11 +136,16 @@ def test_verify_and_describe(tmp_path):
     blob = tmp_path / "w.pth"
     blob.write_bytes(b"weights")
     md5 = hashlib.md5(b"weights").hexdigest()
-    assert weights.describe({"md5": md5}, str(blob))["source"] == "published"
-    assert weights.describe({"md5": "0" * 32}, str(blob))["source"] == "custom"
-    assert weights.describe({}, "random")["source"] == "random"
+    published = config.WeightsSpec(file="w.pth", url="https://example.invalid/w.pth",
+                                   layout="plain", md5=md5)
+    other = dataclasses.replace(published, md5="0" * 32)
+    assert weights.describe(published, str(blob))["source"] == "published"
+    assert weights.describe(other, str(blob))["source"] == "custom"
+    assert weights.describe(dataclasses.replace(published, md5=None), str(blob))["source"] == \
+        "unverified"
+    assert weights.describe(published, "random")["source"] == "random"
     with pytest.raises(UserError, match="does not match the published"):
-        weights.verify({"md5": "0" * 32}, str(blob))
+        weights.verify(other, str(blob))
 
 
 def test_cached_weights_with_wrong_checksum_fail(tmp_path):
@@ -152,7 +158,7 @@ def test_cached_weights_with_wrong_checksum_fail(tmp_path):
 
 
 def test_download_failure_says_how_to_pass_weights(tmp_path, monkeypatch):
-    spec = dict(config.load("mobilenetv1")["weights"], url="http://127.0.0.1:9/none.tar")
+    spec = dataclasses.replace(config.load("mobilenetv1").weights, url="http://127.0.0.1:9/none.tar")
     with pytest.raises(UserError, match="pass WEIGHTS=/path/to/it"):
         weights.download(spec, str(tmp_path / "w.tar"))
     assert os.listdir(tmp_path) == []
@@ -291,12 +297,14 @@ def test_read_accuracy(tmp_path):
     ({"top1": 10.0, "top5": 20.0}, {"full_validation_set": True}, "random", "not applicable"),
 ])
 def test_gate(acc, data, source, verdict):
-    reference = {"accuracy": {"top1": 69.52, "top5": 89.05}, "tolerance": {"top1": 1.0, "top5": 1.0}}
+    reference = config.ReferenceSpec(accuracy=config.TopK(69.52, 89.05), accuracy_source="guide",
+                                     tolerance=config.TopK(1.0, 1.0))
     assert report.gate(reference, acc, data, {"source": source})["verdict"] == verdict
 
 
 def test_gate_with_top5_only_reference():
-    reference = {"accuracy": {"top5": 94.43}, "tolerance": {"top1": 1.0, "top5": 1.0}}
+    reference = config.ReferenceSpec(accuracy=config.TopK(None, 94.43), accuracy_source="guide",
+                                     tolerance=config.TopK(1.0, 1.0))
     result = report.gate(reference, {"top1": 1.0, "top5": 94.0}, {"full_validation_set": True},
                          {"source": "published"})
     assert result["verdict"] == "pass" and "top5" in result["reason"]

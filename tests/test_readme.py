@@ -42,7 +42,7 @@ def make_report(model, soc, bs, throughput, top1=0.33, top5=1.0, images=300, wei
         "batch_size": bs, "backend": {"name": "onnxruntime", "version": "1.31.1"},
         "commit": commit, "timestamp": timestamp, "weights": weights_info, "dataset": dataset,
         "accuracy": accuracy,
-        "gate": report.gate(reference or config.load("mobilenetv1")["reference"], accuracy,
+        "gate": report.gate(reference or config.load("mobilenetv1").reference, accuracy,
                             dataset, weights_info),
         "perf": {"throughput": throughput,
                  "latency_ms": {"mean": latency, "p50": latency, "p90": latency * 1.05,
@@ -133,7 +133,7 @@ def test_every_rendered_reference_figure_is_model_yamls_with_its_source(name):
     each table row naming its source (model.yaml's own values were checked once against the
     guides: docs/model_facts.md, "Reference figures and their sources")."""
     cfg = config.load(name)
-    perf = {chip: table for chip, table in cfg["reference"]["perf"].items() if chip != "source"}
+    perf = cfg.reference.perf
     text = open(os.path.join(config.MODELS_DIR, name, "README.md"), encoding="utf-8").read()
     lines = text[text.index("### Reference"):].splitlines()
     header = next(l for l in lines if l.startswith("| chip | BS "))
@@ -145,14 +145,14 @@ def test_every_rendered_reference_figure_is_model_yamls_with_its_source(name):
         chip, *figures, source = [c.strip() for c in cells(line)]
         shown[chip] = {bs: float(c.replace("**", "").replace(BEST, "").strip())
                        for bs, c in zip(sizes, figures) if c != "—"}
-        assert source.startswith(perf[chip]["source"]), (chip, source)
-    assert shown == {chip: {int(bs): float(v) for bs, v in table["fps"].items()}
+        assert source.startswith(perf[chip].source), (chip, source)
+    assert shown == {chip: {bs: float(v) for bs, v in table.published.items()}
                      for chip, table in perf.items()}
     top = open(os.path.join(config.REPO_ROOT, "README.md"), encoding="utf-8").read()
     [row] = [l for l in top.splitlines() if l.startswith(f"| [{name}](") and " at BS " in l]
     for chip, figures in shown.items():
         best = max(figures, key=lambda bs: (figures[bs], -bs))
-        assert re.search(rf"{chip} {re.escape(readme.fmt_ref(perf[chip]['fps'][best]))} at BS "
+        assert re.search(rf"{chip} {re.escape(readme.fmt_ref(perf[chip].published[best]))} at BS "
                          rf"{best}\b", row), (chip, row)
 
 
@@ -180,11 +180,11 @@ def test_every_model_readme_has_the_guide_sections_and_commands():
         text = readme.render_model(name)
         positions = [text.find(section) for section in SECTIONS]
         assert -1 not in positions and positions == sorted(positions), name
-        c, h, w = cfg["input"]["shape"]
+        c, h, w = cfg.input.shape
         assert "pip install -r requirements.txt" in text
         assert "python3 preprocess.py ${imagenet}/val prep_dataset" in text
-        assert f"python3 pth2onnx.py {cfg['weights']['file']} {name}.onnx" in text
-        assert (f'--input_shape="{cfg["input"]["name"]}:${{bs}},{c},{h},{w}"' in text
+        assert f"python3 pth2onnx.py {cfg.weights.file} {name}.onnx" in text
+        assert (f'--input_shape="{cfg.input.name}:${{bs}},{c},{h},{w}"' in text
                 and "--soc_version=Ascend${chip_name}" in text and "atc --framework=5" in text)
         assert f"python3 -m ais_bench --model {name}_bs${{bs}}.om --input prep_dataset" in text
         assert ("python3 postprocess.py result/bs${bs} ${imagenet}/val_label.txt ./ "
@@ -193,7 +193,7 @@ def test_every_model_readme_has_the_guide_sections_and_commands():
         assert f"--loop {guide['loop']} --warmup_count {guide['warmup']}" in text
         assert f"npuzoo-bench --model {name}.onnx --input prep_dataset" in text
         assert f"make {name} DATA=" in text
-        if (cfg.get("upstream") or {}).get("sources"):
+        if cfg.upstream.sources:
             assert "git clone " in text and "pip download --no-deps --no-binary :all:" in text
             assert "--source upstream" in text
         else:
@@ -479,7 +479,7 @@ def test_quick_start_commands_run_in_a_copy_of_the_folder(name, tmp_path, shared
     lines = ["set -euo pipefail", "bs=4", f"imagenet={shared_data / 'imagenet-val-10'}",
              "export PS4='+ $SECONDS s: '", "set -x"]
     blocks = bash_blocks(text)
-    if (cfg.get("upstream") or {}).get("sources"):
+    if cfg.upstream.sources:
         cache = repo / ".venv" / "sdists"
         pypi = [b for b in blocks if "pip download" in b]
         if not pypi or not cache.is_dir():
@@ -496,7 +496,7 @@ def test_quick_start_commands_run_in_a_copy_of_the_folder(name, tmp_path, shared
             if line.startswith(("python3 preprocess.py", "mkdir -p result", "python3 postprocess.py")):
                 lines.append(line.replace("python3 ", f"{python} ", 1))
             elif line.startswith("python3 pth2onnx.py"):
-                lines.append(line.replace(f" {cfg['weights']['file']} ", " random ")
+                lines.append(line.replace(f" {cfg.weights.file} ", " random ")
                              .replace("python3 ", f"{python} ", 1))
             elif line.startswith("atc "):
                 lines.append(f"{python} -m npuzoo.compile {name}.onnx {name}_bs${{bs}}.onnx "

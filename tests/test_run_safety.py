@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from npuzoo import run, weights
+from npuzoo import config, run, weights
 from npuzoo.checksums import HashCache
 from npuzoo.errors import UserError
 from tests.conftest import scratch_repository
@@ -93,7 +93,7 @@ def test_hash_cache_rehashes_a_swapped_file_with_an_older_mtime(tmp_path):
 
 
 def test_custom_weights_are_copied_and_named_by_content(tmp_path):
-    spec = {"file": "w.pth", "url": "http://x", "md5": "0" * 32}
+    spec = config.WeightsSpec(file="w.pth", url="http://x", layout="plain", md5="0" * 32)
     user = tmp_path / "my weights $x `y`.pth"
     user.write_bytes(b"A" * 100)
     cache = HashCache(str(tmp_path / "cache.json"))
@@ -112,7 +112,7 @@ def test_published_file_replaced_is_refused(tmp_path):
     folder.mkdir()
     (folder / "w.pth").write_bytes(b"not the published file")
     cache = HashCache(str(tmp_path / "cache.json"))
-    spec = {"file": "w.pth", "url": "http://x", "md5": "0" * 32}
+    spec = config.WeightsSpec(file="w.pth", url="http://x", layout="plain", md5="0" * 32)
     with pytest.raises(UserError, match="does not match the published"):
         weights.identify(spec, "", str(folder), cache)
 
@@ -123,7 +123,7 @@ def test_unpublished_checksum_file_replaced_after_download_is_refused(tmp_path):
     target = folder / "w.pth"
     target.write_bytes(b"downloaded")
     weights.write_accepted(str(target), {"sha256": "f" * 64, "md5": None, "url": "http://x"})
-    spec = {"file": "w.pth", "url": "http://x", "checksum": "unpublished"}
+    spec = config.WeightsSpec(file="w.pth", url="http://x", layout="plain")
     with pytest.raises(UserError, match="recorded when it was downloaded"):
         weights.identify(spec, "", str(folder), HashCache(str(tmp_path / "c.json")))
 
@@ -168,7 +168,7 @@ def hashed_long_ago(monkeypatch):
 
 def test_weights_edited_in_place_with_their_mtime_put_back_get_a_new_id(tmp_path,
                                                                          hashed_long_ago):
-    spec = {"file": "w.pth", "url": "http://x", "md5": "0" * 32}
+    spec = config.WeightsSpec(file="w.pth", url="http://x", layout="plain", md5="0" * 32)
     user = tmp_path / "w.pth"
     user.write_bytes(b"A" * 100)
     cache = HashCache(str(tmp_path / "cache.json"))
@@ -377,13 +377,13 @@ def test_killed_run_leaves_no_orphan_after_the_next(scratch, tmp_path):
 def test_an_edited_patched_tree_is_rebuilt(tmp_path, monkeypatch, capsys):
     """Even with its record rewritten to match: the tree is compared with the pinned sdist
     plus the patch, rebuilt."""
-    from npuzoo import config, source
+    from npuzoo import source
 
     monkeypatch.chdir(tmp_path)
     tree = tmp_path / "build/dpn131/src/upstream"
     record = tmp_path / "build/dpn131/src/source.json"
-    upstream = config.load("dpn131")["upstream"]
-    pypi = {"sources": [s for s in upstream["sources"] if s["kind"] == "pypi"]}
+    upstream = config.load("dpn131").upstream
+    pypi = config.UpstreamSpec(sources=tuple(s for s in upstream.sources if s.kind == "pypi"))
     if not source.sdist_candidates(source.DEFAULT_CACHE, "pretrainedmodels", "0.7.4"):
         pytest.skip("the pretrainedmodels sdist is not cached; run `make venv`")
     source.fetch(pypi, config.model_dir("dpn131"), str(tree), log=lambda line: None,

@@ -61,6 +61,13 @@ def git_source(url, commit="8aae3d8", patch="dpn.diff"):
             "why": "the pinned commit"}
 
 
+def upstream_of(*sources):
+    """The typed upstream of these source entries (as model.yaml writes them)."""
+    return config.UpstreamSpec(sources=tuple(
+        (config.GitSource if s["kind"] == "git" else config.PypiSource)(
+            **{k: v for k, v in s.items() if k != "kind"}) for s in sources))
+
+
 def model_yaml(tmp_path, sources, patches=None):
     """A copy of models/dpn131/model.yaml in tmp_path/dpn131 with these sources and patches."""
     folder = tmp_path / "dpn131"
@@ -150,7 +157,7 @@ def test_a_git_tree_is_verified_against_its_commit(tmp_path):
     yaml_path = model_yaml(tmp_path, [git_source(tmp_path / "repo", commit[:7]), pypi_source()])
     dest, record = tmp_path / "upstream", tmp_path / "source.json"
     assert fetch(yaml_path, dest, record).returncode == 0
-    upstream = yaml.safe_load(yaml_path.read_text())["upstream"]
+    upstream = config.load(str(yaml_path)).upstream
 
     def first():
         return source.verify_tree(upstream, str(yaml_path.parent), str(dest), str(record))
@@ -223,7 +230,7 @@ def test_no_source_available_names_every_failure(tmp_path, monkeypatch):
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # pip's own configuration: none of it
     monkeypatch.setenv("PIP_INDEX_URL", (tmp_path / "no-index").as_uri())
     monkeypatch.setenv("PIP_FIND_LINKS", "")
-    upstream = {"sources": [git_source(tmp_path / "a"), pypi_source()]}
+    upstream = upstream_of(git_source(tmp_path / "a"), pypi_source())
     with pytest.raises(UserError) as err:
         source.fetch(upstream, str(tmp_path), str(tmp_path / "upstream"),
                      cache=str(tmp_path / "empty-cache"), log=lambda line: None)
@@ -282,7 +289,7 @@ def test_tampered_cached_sdist_is_refused_before_unpacking(tmp_path, monkeypatch
     actual = trees.sha256(archive)
     # A working git source comes after it: the step must stop, not fall through to it.
     commit = local_git_repo(tmp_path / "repo")
-    upstream = {"sources": [pypi_source(), git_source(tmp_path / "repo", commit)]}
+    upstream = upstream_of(pypi_source(), git_source(tmp_path / "repo", commit))
     for name in ("extract_sdist", "apply_patch", "download_sdist", "fetch_git"):
         monkeypatch.setattr(source, name, never(name))
     dest = tmp_path / "upstream"
@@ -334,7 +341,7 @@ def test_downloaded_sdist_is_checked_too(tmp_path, monkeypatch):
     monkeypatch.setattr(source, "extract_sdist", never("extract_sdist"))
     dest = tmp_path / "upstream"
     with pytest.raises(UserError) as err:
-        source.fetch({"sources": [pypi_source(), pypi_source()]}, str(REPO / "models" / "dpn131"),
+        source.fetch(upstream_of(pypi_source(), pypi_source()), str(REPO / "models" / "dpn131"),
                      str(dest), cache=str(tmp_path / "empty-cache"), log=never("log"))
     assert str(err.value).startswith(
         f"{trees.SDIST_NAME} downloaded from the package index: sha256 is {trees.sha256(tampered)}, "
@@ -344,7 +351,7 @@ def test_downloaded_sdist_is_checked_too(tmp_path, monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(source, "download_sdist", lambda requirement, folder, sha256: shutil.copy(
         trees.sdist_path(), os.path.join(folder, trees.SDIST_NAME)))
-    record = source.fetch({"sources": [pypi_source()]}, str(REPO / "models" / "dpn131"),
+    record = source.fetch(upstream_of(pypi_source()), str(REPO / "models" / "dpn131"),
                           str(dest), cache=str(tmp_path / "empty-cache"), log=lambda line: None)
     assert record["from"] == "pypi" and record["sdist_sha256"] == pinned_sdist_sha256()
     assert "F.adaptive_avg_pool2d(features" in (dest / DPN_FILE).read_text()
@@ -411,14 +418,14 @@ def test_the_pinned_sdist_is_fetched_from_the_configured_index(tmp_path):
 def test_declared_pins_match_the_cached_sdists():
     """The sha256 pinned in each model.yaml is the one of the sdist `make venv` downloads."""
     for name in ("dpn131", "inceptionv4", "tresnet"):
-        for entry in config.load(name)["upstream"]["sources"]:
-            if entry["kind"] != "pypi":
+        for entry in config.load(name).upstream.sources:
+            if entry.kind != "pypi":
                 continue
-            archive = REPO / ".venv" / "sdists" / (entry["requirement"].replace("==", "-")
+            archive = REPO / ".venv" / "sdists" / (entry.requirement.replace("==", "-")
                                                    + ".tar.gz")
             if not archive.is_file():
                 pytest.skip(f"{archive} not cached; run `make venv`")
-            assert trees.sha256(archive) == entry["sha256"], (name, archive)
+            assert trees.sha256(archive) == entry.sha256, (name, archive)
 
 
 # -- verify: the patched tree against its record ----------------------------------------------
@@ -452,7 +459,7 @@ def verify(dest, record, model="dpn131", cache=None):
 def first_difference(dest, record, cache=None):
     """verify_tree for models/dpn131 (whose pypi source the fixtures fetched)."""
     from npuzoo import source
-    return source.verify_tree(config.load("dpn131")["upstream"], config.model_dir("dpn131"),
+    return source.verify_tree(config.load("dpn131").upstream, config.model_dir("dpn131"),
                               str(dest), str(record), cache=str(cache or "/nonexistent"))
 
 
@@ -611,14 +618,15 @@ def test_sources_validation_names_the_field(change, message):
     data = dpn_config()
     change(data["upstream"]["sources"])
     with pytest.raises(UserError) as err:
-        config.validate(data, "models/dpn131/model.yaml", folder=str(REPO / "models" / "dpn131"))
+        config.parse(data, "models/dpn131/model.yaml", str(REPO / "models" / "dpn131"))
     assert str(err.value).startswith("models/dpn131/model.yaml: " + message), str(err.value)
 
 
 def test_declared_sources_of_the_models_validate():
     for name in ("dpn131", "inceptionv4", "tresnet"):
         data = config.load(name)
-        assert [s["kind"] for s in data["upstream"]["sources"]] == ["git", "pypi"]
+        assert [s.kind for s in data.upstream.sources] == ["git", "pypi"]
         assert config.make_variables(data).count("HAS_UPSTREAM := 1") == 1
-        git, pypi = data["upstream"]["sources"]
-        assert 7 <= len(git["commit"]) <= 40 and len(pypi["sha256"]) == 64
+        git, pypi = data.upstream.sources
+        assert isinstance(git, config.GitSource) and isinstance(pypi, config.PypiSource)
+        assert 7 <= len(git.commit) <= 40 and len(pypi.sha256) == 64

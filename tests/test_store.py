@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -51,12 +52,13 @@ def test_the_export_key_follows_what_the_export_reads(tmp_path):
     base = store.export_key(cfg, str(folder))
     (folder / "preprocess.py").write_text("y = 2\n")  # another step's script
     (folder / "pth2onnx.py").write_text('"""Other words."""\nx = 1  # a comment\n')
-    assert store.export_key(dict(cfg, reference={"accuracy": {}}), str(folder)) == base
+    assert store.export_key(replace(cfg, description="other"), str(folder)) == base
     (folder / "network.py").write_text("z = 1\n")  # a module of the export
     assert store.export_key(cfg, str(folder)) != base
     (folder / "network.py").unlink()
-    assert store.export_key(dict(cfg, onnx={"opset": 13, "dynamic_batch": True}), str(folder)) != base
-    assert store.export_key(dict(cfg, weights=dict(cfg["weights"], layout="plain")), str(folder)) != base
+    assert store.export_key(replace(cfg, onnx=replace(cfg.onnx, opset=13)), str(folder)) != base
+    assert store.export_key(replace(cfg, weights=replace(cfg.weights, layout="plain")),
+                            str(folder)) != base
 
 
 def test_a_key_follows_parameters_and_code_not_comments(tmp_path):
@@ -69,7 +71,7 @@ def test_a_key_follows_parameters_and_code_not_comments(tmp_path):
     assert store.prep_key(cfg, str(folder), "d", False)[0] == base
     (folder / "preprocess.py").write_text('"""Doc."""\nx = 2\n')
     assert store.prep_key(cfg, str(folder), "d", False)[0] != base
-    cfg = dict(cfg, preprocess=dict(cfg["preprocess"], mean=[0.5, 0.5, 0.5]))
+    cfg = replace(cfg, preprocess=replace(cfg.preprocess, mean=(0.5, 0.5, 0.5)))
     assert store.prep_key(cfg, str(folder), "d", False)[0] != base
     assert store.prep_key(cfg, str(folder), "other", False)[0] != base
 

@@ -7,6 +7,7 @@ tested by test_model_folders.py."""
 
 import argparse
 import hashlib
+import os
 import re
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from npuzoo import config
 
@@ -111,7 +113,8 @@ def main_error(module, capsys, *args):
 # -- model.yaml -------------------------------------------------------------------------------
 
 def test_model_yaml_valid_and_reference():
-    data = config.load(MODEL)
+    spec = config.load(MODEL)
+    data = yaml.safe_load(open(os.path.join(spec.folder, "model.yaml"), encoding="utf-8"))
     accuracy = data["reference"]["accuracy"]
     assert accuracy["top5"] == 94.43 and "top1" not in accuracy  # no Top-1 is published
     assert data["reference"]["perf"]["Ascend310P3"]["fps"] == {1: 1154, 4: 2552, 8: 3158,
@@ -125,7 +128,7 @@ def test_model_yaml_valid_and_reference():
     assert re.fullmatch(r"[0-9a-f]{40}", git["commit"])
     assert pypi == {**pypi, "kind": "pypi", "requirement": "timm==0.4.5"}
     assert git["patch"] == pypi["patch"] == "TResNet.patch"
-    assert config.make_variables(data).count("HAS_UPSTREAM := 1") == 1
+    assert config.make_variables(spec).count("HAS_UPSTREAM := 1") == 1
 
 
 # -- the patch ----------------------------------------------------------------------------------
