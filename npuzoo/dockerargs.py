@@ -1,39 +1,27 @@
 """Values of `docker run` options that no path can break (mk/docker.mk, RUNNER=docker).
 
-    python3 -m npuzoo.dockerargs mount SOURCE TARGET [--readonly] [--resolve]
-    python3 -m npuzoo.dockerargs mount LINK --resolve [--readonly]
+    python3 -m npuzoo.dockerargs mount SOURCE [TARGET] [--readonly] [--resolve]
     python3 -m npuzoo.dockerargs ascend-runtime [--docker DOCKER]
     python3 -m npuzoo.dockerargs confine --at PREFIX... [--owner UID:GID] DIR -- DOCKER run ARGS...
 
-`mount` prints ONE `--mount` value, `type=bind,source=...,target=...[,readonly]`. Docker reads
-that value as one CSV record, so a path holding `,` or `"` could otherwise add or change fields
-(`source=/a,target=/etc`), and `-v SRC:DST:ro` splits on `:`. Here every field that needs it is
-wrapped in double quotes with each `"` doubled, which is what docker's CSV reader undoes.
-The recipes use it as `--mount "$$($(PY) -m npuzoo.dockerargs mount ...)"`: the path reaches
-the shell only as an environment variable or a validated token, the value comes back as one
-quoted word, and the shell never re-reads it.
+`mount` prints ONE `--mount` value, `type=bind,source=...,target=...[,readonly]`, each field
+CSV-quoted as docker's reader (Go encoding/csv) undoes it: a path holding `,` or `"` cannot add
+or change a field, as it could in `-v SRC:DST:ro`. The recipes use it as `--mount "$$($(PY) -m
+npuzoo.dockerargs mount ...)"`, so the path reaches the shell only as that one quoted word.
+With `--resolve`, SOURCE is a symbolic link (build/inputs/<dataset id>.data): what it finally
+resolves to is mounted, by default at the link's own absolute target, so that the dataset links
+under build/ resolve in the container as on the host.
 
-SOURCE is made absolute (relative to the current folder). With `--resolve`, SOURCE is a
-symbolic link (the pipeline's build/inputs/<dataset id>.data): the source mounted is
-what it finally resolves to (`readlink -f`), and TARGET, when left out, is the link's own
-target: the absolute path that the dataset links under build/ point into, so they resolve in
-the container as on the host.
+`ascend-runtime` prints the engine's name for the Ascend Docker Runtime (`docker info`: a
+runtime whose program is `ascend-docker-runtime`), or nothing: none, no engine, or a name that
+is not one plain token (it is spliced into `docker run --runtime=NAME`).
 
-`ascend-runtime` prints the name under which the engine has the Ascend Docker Runtime
-registered (`docker info`: a runtime whose program is `ascend-docker-runtime`, usually named
-`ascend`), or nothing: no such runtime, no engine answering, or a name that is not one plain
-token (it is spliced into `docker run --runtime=NAME`). mk/docker.mk asks it for SOC=Ascend...
-unless ASCEND_DOCKER_RUNTIME says 0 or 1.
-
-`confine` runs a container that may write only DIR (mk/docker.mk: the steps that run
-third-party upstream code, whose build/ mount is read-only): it makes DIR (build/..., every
-part a real folder, no link: a link planted under build/ would carry the writable mount
-elsewhere), then runs `DOCKER run` with DIR bound read-write at PREFIX/DIR for each PREFIX
-(the repository's path, /zoo in a model image) ahead of ARGS. It must make DIR itself, at run
-time: the steps that run it (`npuzoo.store once --clean DIR`) remove DIR just before. With
---owner (a caller that is root: its container runs as a non-root UID:GID instead), DIR and what
-is in it are handed to UID:GID for the run and back to the caller after it, so the container
-can write DIR and nothing else the caller owns, and the caller owns what it wrote.
+`confine` runs a container that may write only DIR (the steps that run third-party upstream
+code see build/ read-only): it makes DIR (build/..., every part a real folder, never a link,
+which would carry the writable mount elsewhere) at run time, since the step removes it just
+before, then runs `DOCKER run` with DIR bound read-write at PREFIX/DIR for each PREFIX. With
+--owner (a root caller, whose container runs as UID:GID), DIR is UID:GID's for the run and the
+caller's again after it.
 
 Standard library only: it runs on the host, before any image.
 """
@@ -48,19 +36,21 @@ import sys
 
 from npuzoo.errors import UserError, cli
 
-# Characters no mount path may hold: docker cannot carry them through its CSV reader reliably,
-# and no dataset folder needs them.
+# Characters no mount path may hold: docker's CSV reader cannot carry them reliably.
 FORBIDDEN = {"\0": "a NUL byte", "\n": "a newline", "\r": "a carriage return"}
+ASCEND_RUNTIME_PROGRAM = "ascend-docker-runtime"
+RUNTIME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+SAFE_PART = re.compile(r"[A-Za-z0-9._+-]+")
 
 
-def csv_field(text):
-    """One CSV field as docker's --mount reader (Go encoding/csv) reads it back as `text`."""
+def csv_field(text: str) -> str:
+    """One CSV field as docker's --mount reader reads it back as `text`."""
     if any(ch in text for ch in ',"\r\n') or text != text.strip():
         return '"' + text.replace('"', '""') + '"'
     return text
 
 
-def check_path(path, what):
+def check_path(path: str, what: str) -> str:
     for ch, name in FORBIDDEN.items():
         if ch in path:
             raise UserError(f"{what} {path!r} contains {name}; docker cannot mount it")
@@ -69,7 +59,7 @@ def check_path(path, what):
     return path
 
 
-def resolve_link(link):
+def resolve_link(link: str) -> tuple[str, str]:
     """(what LINK finally points to, LINK's own target), both absolute."""
     check_path(link, "link")
     if not os.path.islink(link):
@@ -83,7 +73,8 @@ def resolve_link(link):
     return real, os.path.normpath(named)
 
 
-def mount_value(source, target=None, readonly=False, resolve=False):
+def mount_value(source: str, target: str | None = None, readonly: bool = False,
+                resolve: bool = False) -> str:
     """The `--mount` value binding SOURCE at TARGET, every field CSV-quoted as needed."""
     check_path(source, "mount source")
     if resolve:
@@ -99,45 +90,28 @@ def mount_value(source, target=None, readonly=False, resolve=False):
     if not os.path.isabs(target):
         raise UserError(f"mount target {target!r} is not an absolute path")
     fields = ["type=bind", f"source={source}", f"target={os.path.normpath(target)}"]
-    if readonly:
-        fields.append("readonly")
-    return ",".join(csv_field(field) for field in fields)
+    return ",".join(csv_field(field) for field in fields + (["readonly"] if readonly else []))
 
 
-ASCEND_RUNTIME_PROGRAM = "ascend-docker-runtime"
-RUNTIME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-def ascend_runtime(docker="/usr/bin/docker", timeout=20):
-    """The engine's name for the Ascend Docker Runtime (`docker info` .Runtimes: a runtime whose
-    path's last part is ascend-docker-runtime), or None when there is none or no answer."""
+def ascend_runtime(docker: str = "/usr/bin/docker", timeout: int = 20) -> str | None:
+    """The engine's name for the Ascend Docker Runtime, or None when there is none or no answer."""
     try:
         proc = subprocess.run([docker, "info", "--format", "{{json .Runtimes}}"],
                               capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
+        found = json.loads(proc.stdout.strip() or "null") if proc.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, ValueError):
         return None
-    if proc.returncode != 0:
-        return None
-    try:
-        runtimes = json.loads(proc.stdout.strip() or "null")
-    except ValueError:
-        return None
-    if not isinstance(runtimes, dict):
-        return None
-    for name in sorted(runtimes):
-        spec = runtimes[name]
+    runtimes: dict[str, object] = found if isinstance(found, dict) else {}
+    for name, spec in sorted(runtimes.items()):
         path = spec.get("path") if isinstance(spec, dict) else None
         program = os.path.basename(path) if isinstance(path, str) else ""
         if ASCEND_RUNTIME_PROGRAM in (program, name) and RUNTIME_NAME.fullmatch(name):
-            return name
+            return str(name)
     return None
 
 
-SAFE_PART = re.compile(r"[A-Za-z0-9._+-]+")
-
-
-def chown_tree(folder, uid, gid):
+def chown_tree(folder: str, uid: int, gid: int) -> None:
     """FOLDER and everything under it to UID:GID, links themselves (never what they name); no
     file keeps a set-user-id or set-group-id bit (one the container set must not become the
     caller's)."""
@@ -151,7 +125,8 @@ def chown_tree(folder, uid, gid):
                 os.chmod(path, stat.S_IMODE(mode) & ~(stat.S_ISUID | stat.S_ISGID))
 
 
-def run_confined(folder, prefixes, docker_argv, owner=None):
+def run_confined(folder: str, prefixes: list[str], docker_argv: list[str],
+                 owner: str | None = None) -> int:
     """Run DOCKER_ARGV confined to FOLDER (confined_argv); with OWNER ("UID:GID"), FOLDER is
     UID:GID's for the run and the caller's again after it. The docker exit status."""
     command = confined_argv(folder, prefixes, docker_argv)
@@ -165,7 +140,7 @@ def run_confined(folder, prefixes, docker_argv, owner=None):
         chown_tree(folder, os.getuid(), os.getgid())
 
 
-def confined_argv(folder, prefixes, docker_argv):
+def confined_argv(folder: str, prefixes: list[str], docker_argv: list[str]) -> list[str]:
     """DOCKER_ARGV (`DOCKER run ...`) with FOLDER bound read-write at PREFIX/FOLDER for each
     PREFIX, after making FOLDER; UserError for a folder outside build/ or reached by a link."""
     parts = folder.split("/")
@@ -181,31 +156,33 @@ def confined_argv(folder, prefixes, docker_argv):
             raise UserError(f"{path} is a symbolic link; a confined step's folder must be a real "
                             "folder under build/ (remove the link)")
         os.makedirs(path, exist_ok=True)
-    mounts = []
-    for prefix in prefixes:
-        mounts += ["--mount", mount_value(folder, os.path.join(prefix, folder))]
+    mounts = [word for prefix in prefixes
+              for word in ("--mount", mount_value(folder, os.path.join(prefix, folder)))]
     return [docker_argv[0], "run", *mounts, *docker_argv[2:]]
 
 
+def owner_value(value: str) -> str:
+    if not re.fullmatch(r"[0-9]+:[0-9]+", value):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected UID:GID")
+    return value
+
+
 @cli
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python3 -m npuzoo.dockerargs", description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m npuzoo.dockerargs",
+                                     description=(__doc__ or "").split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    mount = commands.add_parser("mount", help="print one CSV-quoted --mount value (a bind mount)")
-    mount.add_argument("source", help="the host path (with --resolve: a symbolic link to mount the target of)")
-    mount.add_argument("target", nargs="?", help="the path in the container (with --resolve: default the link's target)")
-    mount.add_argument("--readonly", action="store_true", help="mount read-only")
-    mount.add_argument("--resolve", action="store_true",
-                       help="SOURCE is a symbolic link: mount what it resolves to (readlink -f)")
-    runtime = commands.add_parser("ascend-runtime", help="print the engine's name for the Ascend "
-                                  "Docker Runtime (docker info), or nothing")
+    mount = commands.add_parser("mount", help="print one CSV-quoted --mount value")
+    mount.add_argument("source", help="the host path (--resolve: a link to mount the target of)")
+    mount.add_argument("target", nargs="?", help="the path in the container")
+    mount.add_argument("--readonly", action="store_true")
+    mount.add_argument("--resolve", action="store_true", help="SOURCE is a symbolic link")
+    runtime = commands.add_parser("ascend-runtime", help="the Ascend Docker Runtime's name")
     runtime.add_argument("--docker", default="/usr/bin/docker", help="the docker client")
     confine = commands.add_parser("confine", help="run `DOCKER run ...` with only DIR writable")
     confine.add_argument("folder", help="the one folder the container may write (build/...)")
-    confine.add_argument("--at", action="append", required=True, help="where it appears in the container")
-    confine.add_argument("--owner", type=lambda v: v if re.fullmatch(r"[0-9]+:[0-9]+", v) else
-                         parser.error(f"--owner {v!r}: expected UID:GID"),
-                         help="UID:GID that owns DIR during the run (the container's user)")
+    confine.add_argument("--at", action="append", required=True, help="its place in the container")
+    confine.add_argument("--owner", type=owner_value, help="UID:GID that owns DIR during the run")
     confine.add_argument("docker_argv", nargs=argparse.REMAINDER, help="-- DOCKER run ARGS...")
     args = parser.parse_args(argv)
     if args.command == "confine":
@@ -213,10 +190,8 @@ def main(argv=None):
         return run_confined(args.folder, args.at, docker_argv, args.owner)
     if args.command == "mount":
         print(mount_value(args.source, args.target, readonly=args.readonly, resolve=args.resolve))
-    elif args.command == "ascend-runtime":
-        name = ascend_runtime(args.docker)
-        if name:
-            print(name)
+    elif name := ascend_runtime(args.docker):
+        print(name)
     return 0
 
 
