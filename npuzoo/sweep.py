@@ -1,32 +1,15 @@
-"""`make sweep`: every (model, batch size) of MODELS x BS as a Ray task, one device per task.
+"""`make sweep`: every (model, batch size) of MODELS x BS as a Ray task, one device per task
+(docs/sweep.md). `python3 -m npuzoo.sweep`, values from the environment as `make <model>`'s.
 
-    python3 -m npuzoo.sweep            (the top-level Makefile calls it; values come from the
-                                        environment as NPUZOO_MODELS, NPUZOO_BS, NPUZOO_SHARDS,
-                                        NPUZOO_SOC, ... like `make <model>`'s)
-
-The driver (this process, where the repository and DATA are):
-1. checks every variable (npuzoo.run's checks, plus MODELS and SHARDS), takes every model's
-   lock (build/<model>/.lock, as `make <model>` does) for the whole sweep and identifies the
-   inputs (npuzoo.run.prepare);
-2. runs each model's `shared` target (export and preprocessing, once per model, dataset and
-   weights) itself, before any task starts: it is where DATA and the identified weights are, it
-   is the machine `publish` writes on, a Ray client (`ray://`) has no task slot there, and a
-   timed CPU task never shares the cores with a preprocessing run. The tasks depend on these
-   outputs as files on the shared storage (NPUZOO_SWEEP_STORAGE=shared, the default), or, in
-   copy mode (NPUZOO_SWEEP_STORAGE=copy, nodes without shared storage), as one Ray object per
-   model (a tar of the ONNX, the preprocessed files, the records) that Ray ships once per node;
-3. submits one task per (model, BS) running the `report` target (compile, inference, accuracy,
-   perf, report.json), or with SHARDS=k one task per shard (`sweep-shard`; shard 0 also runs
-   `sweep-perf`) and then merges the shards (`sweep-merge`) and writes the report itself;
-   Ascend tasks ask for {"NPU": 1} (Ray sets ASCEND_RT_VISIBLE_DEVICES, so the task's DEVICE is
-   0), CPU tasks for a whole node's CPUs (NPUZOO_SWEEP_CPUS=n for fewer); a failed task is
-   retried once (max_retries=1, retry_exceptions), then reported with its error;
-4. publishes every finished report with the `publish` target, prints one summary line per
-   task and a progress line, and re-renders the READMEs once at the end.
-
-Each report gains a `placement` entry (runner, node, node IP, Ray node id, device) when the
-task built it; an interrupted sweep resumes from the file targets (a report already built is
-published again as it is).
+The driver (this process, where the repository and DATA are) checks every variable, takes every
+model's lock, identifies the inputs (npuzoo.run.prepare) and runs each model's `shared` target
+(export, preprocessing) itself; then it submits one task per (model, BS) running `report`, or
+with SHARDS=k one per shard (`sweep-shard`, shard 0 also `sweep-perf`) merged by `sweep-merge`;
+Ascend tasks ask for {"NPU": 1}, CPU tasks for a whole node's CPUs (NPUZOO_SWEEP_CPUS=n for
+fewer); a failed task is retried once. Tasks find the shared outputs on shared storage
+(NPUZOO_SWEEP_STORAGE=shared) or get them as one Ray object per model (=copy). The driver
+publishes every report (with a `placement` entry: node, IP, device), prints a summary line per
+task and progress lines, and re-renders the READMEs once at the end.
 """
 
 import argparse
@@ -65,25 +48,35 @@ TAIL_LINES = 15
 
 # -- the variables ---------------------------------------------------------------------------
 
-def check_storage(text):
-    if text not in ("", "shared", "copy"):
-        raise UserError(f"{STORAGE_ENV}={run.shown(text)}: use shared (every node sees the "
-                        "repository at the same path) or copy (nodes get a copy)")
-    return text or "shared"
-
-
-def check_cpus(text):
-    if text and not run.POSITIVE.match(text):
-        raise UserError(f"{CPUS_ENV}={run.shown(text)}: expected a positive number of CPUs "
-                        "per CPU task, or leave it unset for a whole node")
+def env_number(name: str, text: str, most: int, what: str) -> int | None:
+    """A positive number of at most `most` from the environment variable `name`, or None."""
+    if text and not (variables.POSITIVE.match(text) and int(text) <= most):
+        raise UserError(f"{name}={variables.shown(text)}: expected {what}")
     return int(text) if text else None
 
 
-def check_timeout(text):
-    if text and not (run.POSITIVE.match(text) and int(text) <= 3600):
-        raise UserError(f"{TIMEOUT_ENV}={run.shown(text)}: expected the seconds (1 to 3600) "
-                        f"to wait for the Ray cluster at RAY_ADDRESS (default {TIMEOUT_S})")
-    return int(text) if text else TIMEOUT_S
+def check_storage(text: str) -> str:
+    if text not in ("", "shared", "copy"):
+        raise UserError(f"{STORAGE_ENV}={variables.shown(text)}: use shared (every node sees "
+                        "the repository at the same path) or copy (nodes get a copy)")
+    return text or "shared"
+
+
+def check_cpus(text: str) -> int | None:
+    return env_number(CPUS_ENV, text, 10**6, "a positive number of CPUs per CPU task, or leave "
+                      "it unset for a whole node")
+
+
+def check_timeout(text: str) -> int:
+    return env_number(TIMEOUT_ENV, text, 3600, "the seconds (1 to 3600) to wait for the Ray "
+                      f"cluster at RAY_ADDRESS (default {TIMEOUT_S})") or TIMEOUT_S
+
+
+def check_ray_logs(text: str) -> bool:
+    if text not in ("", "0", "1"):
+        raise UserError(f"{RAY_LOGS_ENV}={variables.shown(text)}: use 1 to show Ray's own log "
+                        "lines, or leave it unset")
+    return text == "1"
 
 
 def read_settings(environ):
@@ -384,13 +377,6 @@ class Job:
         return f"{self.plan.model} BS={self.bs}{part}"
 
 
-def check_ray_logs(text):
-    if text not in ("", "0", "1"):
-        raise UserError(f"{RAY_LOGS_ENV}={run.shown(text)}: use 1 to show Ray's own log lines, "
-                        "or leave it unset")
-    return text == "1"
-
-
 def reachable(address, timeout_s):
     """None when a TCP connection to a host:port address opens within timeout_s, else why not
     (Ray itself retries an unreachable cluster for minutes)."""
@@ -416,7 +402,7 @@ def connect(environ=os.environ):
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = environ.get("RAY_ADDRESS", "").strip()
     timeout_s = check_timeout(environ.get(TIMEOUT_ENV, ""))
-    shown = f"RAY_ADDRESS={run.shown(address)}"
+    shown = f"RAY_ADDRESS={variables.shown(address)}"
     advice = "start it (ray start --head) or unset RAY_ADDRESS for a local instance"
 
     # ray.init retries a silent cluster for minutes, inside calls that no signal interrupts:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import re
 import sys
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -248,29 +249,16 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PYTEST_ARGS", "", "—", "more pytest arguments, e.g. PYTEST_ARGS=\"-k soc\"",
              targets=("test",), kind="make"),
     Variable("CI", "", "—", "true: the slow tests too", targets=("test",), kind="make"),
-    *(Variable(name, help=text, shown="images/README.md", targets=IMAGES, kind=kind)
-      for name, text, kind in (
-          ("DOCKER", "the docker client (default: the first docker on PATH)", "make"),
-          ("IMAGE_MODELS", "the models whose images are built (default: all)", "make"),
-          ("BASE_IMAGE", "the Debian image the shared images start from", "docker"),
-          ("ASCEND_BASE_IMAGE", "the CANN image of the Ascend image (default: by SOC)", "docker"),
-          ("IMAGE_REPO", "the images' repository name (default npuzoo)", "docker"),
-          ("DOCKER_NET_ONLINE", "the network of the two downloading steps (default bridge)",
-           "docker"),
-          ("DOCKER_RUN_ARGS", "more `docker run` options", "docker"),
-          ("DOCKER_BUILD_ARGS", "more `docker build` options", "docker"),
-          ("DOCKER_PIDS_LIMIT", "processes one step may have (default 4096)", "docker"),
-          ("DOCKER_CA_BUNDLE", "the CA bundle builds and downloads use", "docker"),
-          ("AIS_WHEELS_URL", "where the ais_bench and aclruntime wheels are", "docker"),
-          ("ACLRUNTIME_URL", "the aclruntime wheel", "docker"),
-          ("ACLRUNTIME_SHA256", "its sha256", "docker"),
-          ("AIS_BENCH_URL", "the ais_bench wheel", "docker"),
-          ("AIS_BENCH_SHA256", "its sha256", "docker"),
-          ("ASCEND_DOCKER_RUNTIME", "1, 0 or auto: the Ascend Docker Runtime", "docker"),
-          ("ASCEND_HOST_ROOT", "the host's root for the NPU's nodes and driver files",
-           "docker"),
-          ("ASCEND_DEVICE_NODE", "N of DEVICE's /dev/davinci<N> (default: npu-smi's)",
-           "docker"))),
+    Variable("DOCKER", "", "the docker on PATH", "the docker client", targets=IMAGES,
+             kind="make"),
+    Variable("IMAGE_MODELS", "", "every model", "the models whose images are built",
+             targets=IMAGES, kind="make"),
+    # The images' settings (images/README.md), checked by mk/docker.mk.
+    *(Variable(name, targets=IMAGES, kind="docker") for name in (
+        "BASE_IMAGE", "ASCEND_BASE_IMAGE", "IMAGE_REPO", "DOCKER_NET_ONLINE", "DOCKER_RUN_ARGS",
+        "DOCKER_BUILD_ARGS", "DOCKER_PIDS_LIMIT", "DOCKER_CA_BUNDLE", "AIS_WHEELS_URL",
+        "ACLRUNTIME_URL", "ACLRUNTIME_SHA256", "AIS_BENCH_URL", "AIS_BENCH_SHA256",
+        "ASCEND_DOCKER_RUNTIME", "ASCEND_HOST_ROOT", "ASCEND_DEVICE_NODE")),
 )
 BY_NAME = {v.name: v for v in VARIABLES}
 # A name typed for another: BATCH=4 -> "did you mean BS?" (close spellings are found as well).
@@ -336,7 +324,7 @@ def help_text() -> str:
     lines = ["Targets:", *(f"  make {t:<24} {h}" for t, h in TARGETS)]
     for title, target, kinds in (("make <model> (and sweep)", "model", ("value",)),
                                  ("make sweep only", "sweep", ("value", "environment")),
-                                 ("make images (and RUNNER=docker)", "images", ("docker", "make")),
+                                 ("make images (and RUNNER=docker)", "images", ("make",)),
                                  ("make venv and make test", "test", ("value", "make"))):
         lines.append(f"Variables of {title}:")
         for v in VARIABLES:
@@ -347,6 +335,10 @@ def help_text() -> str:
                 lines.append(f"  {v.name:<21} {v.help}" + (f" (default {default})" if default
                                                           else "")
                              + (" (environment)" if v.kind == "environment" else ""))
+        if target == "images":
+            lines += textwrap.wrap(" ".join(names("docker")) + ": the images' settings (see "
+                                   "images/README.md)", 96, initial_indent="  ",
+                                   subsequent_indent="  ")
     return "\n".join(lines)
 
 
