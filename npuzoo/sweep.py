@@ -19,13 +19,15 @@ import io
 import json
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
 import tarfile
 import threading
 import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from npuzoo import config, run, variables
 from npuzoo.errors import UserError, cli
@@ -79,7 +81,8 @@ def check_ray_logs(text: str) -> bool:
     return text == "1"
 
 
-def read_settings(environ):
+def read_settings(environ: Mapping[str, str]) -> tuple[
+        list[str], dict[str, run.Settings], int, str, int | None]:
     """(models, {model: run.Settings}, shards, storage, cpus), every value checked."""
     run.check_variable_names(environ, sweep=True)
     check_timeout(environ.get(TIMEOUT_ENV, ""))  # said now, before any step; used by connect()
@@ -93,14 +96,14 @@ def read_settings(environ):
 
 # -- running make ----------------------------------------------------------------------------
 
-def clean_env(environ=None, **extra):
+def clean_env(environ: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in (os.environ if environ is None else environ).items()
            if k not in run.SCRUBBED}
     env.update(extra)
     return env
 
 
-def make_output(args, cwd=REPO):
+def make_output(args: list[str], cwd: str = REPO) -> str:
     """stdout of `make -s ARGS` (no shell); UserError with its stderr when it fails."""
     result = subprocess.run(["make", "--no-print-directory", "-s", *args], cwd=cwd,
                             env=clean_env(), stdin=subprocess.DEVNULL, capture_output=True,
@@ -111,19 +114,19 @@ def make_output(args, cwd=REPO):
     return result.stdout
 
 
-def paths(plan, bs, shards=1):
+def paths(plan: run.Plan, bs: int, shards: int = 1) -> dict[str, str]:
     text = make_output(plan.make_args("sweep-paths", bs=bs, SHARDS=shards))
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
-def up_to_date(plan, bs, target):
+def up_to_date(plan: run.Plan, bs: int, target: str) -> bool:
     """`make -q TARGET`: 0 when nothing is to be done."""
     args = ["make", "--no-print-directory", "-q", *plan.make_args(target, bs=bs)]
     return subprocess.run(args, cwd=REPO, env=clean_env(), stdin=subprocess.DEVNULL,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
 
 
-def tail(path, lines=TAIL_LINES):
+def tail(path: str, lines: int = TAIL_LINES) -> str:
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             return "".join(handle.readlines()[-lines:])
@@ -136,7 +139,7 @@ class TaskFailed(Exception):
 
 
 @contextlib.contextmanager
-def flocked(path):
+def flocked(path: str) -> Iterator[int]:
     """An exclusive flock on `path`; yields the descriptor (make inherits it, so a make that
     outlives a killed task keeps the lock until it ends and a retry never runs beside it)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -148,7 +151,8 @@ def flocked(path):
         os.close(fd)
 
 
-def run_make(root, args, env, log, where, lock=None):
+def run_make(root: str, args: list[str], env: dict[str, str], log: str, where: str,
+             lock: int | None = None) -> None:
     with open(log, "a", encoding="utf-8") as out:
         out.write(f"\n$ make {' '.join(args[2:])}\n")
         out.flush()
@@ -164,14 +168,14 @@ def run_make(root, args, env, log, where, lock=None):
 
 # -- placement: where a report was made --------------------------------------------------------
 
-def mtime(path):
+def mtime(path: str) -> int | None:
     try:
         return os.stat(path).st_mtime_ns
     except OSError:
         return None
 
 
-def stamp(report_path, placement):
+def stamp(report_path: str, placement: dict[str, Any]) -> None:
     """Add `placement` to a report.json the caller's make just wrote (report.py's write has no
     field for it), keeping it newer than its prerequisites."""
     with open(report_path, encoding="utf-8") as handle:
@@ -180,7 +184,7 @@ def stamp(report_path, placement):
     atomic_write(report_path, json.dumps(report, indent=2) + "\n")
 
 
-def where_am_i(soc, cpus):
+def where_am_i(soc: str, cpus: int) -> dict[str, Any]:
     import ray
 
     context = ray.get_runtime_context()
@@ -193,9 +197,11 @@ def where_am_i(soc, cpus):
 
 # -- copy mode: what travels with a task -----------------------------------------------------
 
-def pack(root, names):
-    """A tar (bytes) of the files and folders `names` (relative to root) that exist."""
-    def as_copy(info):  # a hard link travels as a copy: unpack() takes no links
+def pack(root: str, names: list[str]) -> bytes:
+    """A tar (bytes) of the files and folders `names` (relative to root) that exist; a hard
+    link travels as a copy (unpack() takes no links)."""
+
+    def as_copy(info: tarfile.TarInfo) -> tarfile.TarInfo:
         if info.islnk():
             info.type, info.linkname = tarfile.REGTYPE, ""
             info.size = os.stat(os.path.join(root, info.name)).st_size
@@ -210,7 +216,7 @@ def pack(root, names):
     return buffer.getvalue()
 
 
-def newest_code(root):
+def newest_code(root: str) -> float:
     """The newest mtime of root's files outside build/ (the code make's rules depend on)."""
     newest = 0.0
     for folder, dirs, files in os.walk(root):
@@ -226,7 +232,7 @@ class UnsafePack(Exception):
     """A pack holds a member that is no plain file or folder under the paths it may carry."""
 
 
-def checked_members(tar, allowed):
+def checked_members(tar: tarfile.TarFile, allowed: list[str]) -> list[tarfile.TarInfo]:
     """tar's members, if each is a plain file or folder at or under one of `allowed` (relative
     paths): a task's result (or a driver's pack) is data, never a link, a device, an absolute
     path or a `..` that would write elsewhere on the machine that unpacks it."""
@@ -243,7 +249,7 @@ def checked_members(tar, allowed):
     return members
 
 
-def unpack(data, root, allowed, keep=False):
+def unpack(data: bytes, root: str, allowed: list[str], keep: bool = False) -> None:
     """Extract a pack() of the paths `allowed` into root (checked_members: nothing else), with
     new file times in the packed files' order: newer than
     the code there (a fresh copy's files are as new as its extraction) and than what is
@@ -272,7 +278,8 @@ def unpack(data, root, allowed, keep=False):
         os.utime(os.path.join(root, member.name), ns=(ns, ns))
 
 
-def shipped_inputs(plan, data_paths, shard_input=None):
+def shipped_inputs(plan: run.Plan, data_paths: dict[str, str],
+                   shard_input: str | None = None) -> list[str]:
     """What a copy-mode task needs of the driver's build/<model>/ for one batch size: the
     records and the shared step's outputs (the whole preprocessed set, or the shard's files)."""
     model = plan.model
@@ -291,7 +298,7 @@ def shipped_inputs(plan, data_paths, shard_input=None):
     return names
 
 
-def outputs_of(data_paths, kind, shard=None):
+def outputs_of(data_paths: dict[str, str], kind: str, shard: int | None = None) -> list[str]:
     """What a copy-mode task sends back: the run's outputs, or the shard's."""
     compiled = data_paths["compiled"]
     run_dir = data_paths["run_dir"]
@@ -307,7 +314,7 @@ def outputs_of(data_paths, kind, shard=None):
 
 # -- the task --------------------------------------------------------------------------------
 
-def execute(spec, shipped=None):
+def execute(spec: dict[str, Any], shipped: bytes | None = None) -> dict[str, Any]:
     """One Ray task: run spec's make steps on this node; return what the driver reports."""
     started = time.time()
     placement = where_am_i(spec["soc"], spec["cpus"])
@@ -364,20 +371,28 @@ def execute(spec, shipped=None):
 
 # -- the driver ------------------------------------------------------------------------------
 
+@dataclass
 class Job:
     """One line of the summary: a (model, BS) run, or one shard of it."""
 
-    def __init__(self, plan, bs, shard=None, shards=1):
-        self.plan, self.bs, self.shard, self.shards = plan, bs, shard, shards
-        self.status, self.error, self.result, self.ref = "waiting", None, None, None
+    plan: run.Plan
+    bs: int
+    shard: int | None = None
+    shards: int = 1
+    status: str = "waiting"
+    error: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    ref: Any = None  # the task's Ray object reference
+    data_paths: dict[str, str] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
 
     @property
-    def name(self):
+    def name(self) -> str:
         part = f" shard {self.shard + 1}/{self.shards}" if self.shard is not None else ""
         return f"{self.plan.model} BS={self.bs}{part}"
 
 
-def reachable(address, timeout_s):
+def reachable(address: str, timeout_s: int) -> str | None:
     """None when a TCP connection to a host:port address opens within timeout_s, else why not
     (Ray itself retries an unreachable cluster for minutes)."""
     host, _, port = address.rpartition(":")
@@ -390,7 +405,7 @@ def reachable(address, timeout_s):
     return None
 
 
-def connect(environ=os.environ):
+def connect(environ: Mapping[str, str] = os.environ) -> Any:
     """ray.init: the cluster at RAY_ADDRESS, else a local instance on this machine only. An
     address that does not answer within NPUZOO_RAY_TIMEOUT seconds stops the sweep with one
     line (and so releases the models' locks). Ray's own log lines (its start, an
@@ -407,7 +422,7 @@ def connect(environ=os.environ):
 
     # ray.init retries a silent cluster for minutes, inside calls that no signal interrupts:
     # past the deadline the sweep ends, which releases the models' locks.
-    def no_answer():
+    def no_answer() -> None:
         print(f"error: {shown}: no answer from the Ray cluster within {timeout_s} s "
               f"({TIMEOUT_ENV}); {advice}", file=sys.stderr, flush=True)
         os._exit(2)
@@ -426,7 +441,7 @@ def connect(environ=os.environ):
             os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
         import ray
 
-        kwargs = {"runtime_env": {"working_dir": REPO, "excludes": EXCLUDES},
+        kwargs: dict[str, Any] = {"runtime_env": {"working_dir": REPO, "excludes": EXCLUDES},
                   "log_to_driver": logs, "logging_level": logging.INFO if logs else logging.ERROR}
         if not address.startswith("ray://"):  # a Ray client takes fewer options
             kwargs["include_dashboard"] = False
@@ -441,7 +456,7 @@ def connect(environ=os.environ):
     return ray
 
 
-def cpus_per_task(ray, wanted):
+def cpus_per_task(ray: Any, wanted: int | None) -> int:
     if wanted:
         return wanted
     counts = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
@@ -449,7 +464,7 @@ def cpus_per_task(ray, wanted):
     return min(counts) if counts else 1
 
 
-def task_options(soc, cpus):
+def task_options(soc: str, cpus: int) -> dict[str, Any]:
     options = {"max_retries": 1, "retry_exceptions": True, "scheduling_strategy": "SPREAD"}
     if soc == "cpu":
         options["num_cpus"] = cpus
@@ -458,7 +473,7 @@ def task_options(soc, cpus):
     return options
 
 
-def summary_line(job):
+def summary_line(job: Job) -> str:
     result = job.result or {}
     placement = result.get("placement") or {}
     node = placement.get("node_ip") or "-"
@@ -470,7 +485,7 @@ def summary_line(job):
             + (f" ({result['seconds']:.0f} s)" if result.get("seconds") is not None else ""))
 
 
-def task_slots(ray, soc, cpus):
+def task_slots(ray: Any, soc: str, cpus: int) -> int:
     """How many tasks of chip `soc` the cluster runs at once (the others wait in Ray's queue):
     per live node, its CPUs // the CPUs a task takes, or its NPUs."""
     total = 0
@@ -481,10 +496,11 @@ def task_slots(ray, soc, cpus):
     return max(total, 1)
 
 
-def progress_line(jobs, started, slots):
+def progress_line(jobs: list[Job], started: float, slots: dict[str, int]) -> str:
     """`sweep: 1/8 tasks done (1 ok), 1 running, 6 queued, 40 s`: of the unfinished tasks of
     each chip, as many run as the cluster has slots for them (`slots`: {soc: n})."""
-    counts, unfinished = {}, {}
+    counts: dict[str, int] = {}
+    unfinished: dict[str, int] = {}
     for job in jobs:
         if job.status in ("running", "waiting"):
             unfinished[job.plan.soc] = unfinished.get(job.plan.soc, 0) + 1
@@ -498,14 +514,14 @@ def progress_line(jobs, started, slots):
             f"{running} running, {queued} queued, {time.time() - started:.0f} s")
 
 
-def error_text(err):
+def error_text(err: BaseException) -> str:
     cause = getattr(err, "cause", None)
     if isinstance(cause, TaskFailed) or isinstance(err, TaskFailed):
         return str(cause or err)
     return f"{type(err).__name__}: {(str(err).strip().splitlines() or ['?'])[-1]}"
 
 
-def show(models, settings, shards):
+def show(models: list[str], settings: dict[str, run.Settings], shards: int) -> None:
     """make -n sweep: the tasks a sweep would submit, then each model's pipeline commands."""
     for model in models:
         s = settings[model]
@@ -516,14 +532,16 @@ def show(models, settings, shards):
         run.show(model, settings[model])
 
 
-def sweep(models, settings, shards, storage, cpus_wanted):
+def sweep(models: list[str], settings: dict[str, run.Settings], shards: int, storage: str,
+          cpus_wanted: int | None) -> int:
     started = time.time()
     failed = 0
     with contextlib.ExitStack() as locks:
         for model in sorted(models):
             locks.enter_context(run.lock_for(model, settings[model]))
         before = run.committed_reports(models)
-        plans, jobs = {}, []
+        plans: dict[str, run.Plan] = {}
+        jobs: list[Job] = []
         for model in models:
             plan = run.prepare(model, settings[model])
             print(f"== {model}: SOC={plan.soc} weights {plan.weights_id}, data {plan.data_id}: "
@@ -552,7 +570,9 @@ def sweep(models, settings, shards, storage, cpus_wanted):
     return failed
 
 
-def drive(ray, plans, settings, shards, storage, cpus_wanted, token, jobs, started):
+def drive(ray: Any, plans: dict[str, run.Plan], settings: dict[str, run.Settings], shards: int,
+          storage: str, cpus_wanted: int | None, token: str, jobs: list[Job],
+          started: float) -> int:
     soc_of = {p.soc for p in plans.values()}
     if any(soc != "cpu" for soc in soc_of) and not ray.cluster_resources().get("NPU"):
         raise UserError(f"SOC={'/'.join(sorted(soc_of))}: the Ray cluster has no NPU resource "
@@ -604,11 +624,11 @@ def drive(ray, plans, settings, shards, storage, cpus_wanted, token, jobs, start
                                             SHARDS=k, SHARD=shard))
                 shipped = None
                 if storage == "copy":
-                    key = (model, shard_input)
-                    if key not in packs:
+                    pack_key = (model, shard_input)
+                    if pack_key not in packs:
                         names = shipped_inputs(plan, data_paths, shard_input)
-                        packs[key] = (ray.put(pack(REPO, names)), secrets.token_hex(8))
-                    shipped, pack_id = packs[key]
+                        packs[pack_key] = (ray.put(pack(REPO, names)), secrets.token_hex(8))
+                    shipped, pack_id = packs[pack_key]
                     spec["shipped_names"] = shipped_inputs(plan, data_paths, shard_input)
                     spec["ship_token"] = os.path.join("build", model, f".shipped-{pack_id}")
                 job.ref = remote.options(**task_options(plan.soc, cpus)).remote(spec, shipped)
@@ -621,11 +641,11 @@ def drive(ray, plans, settings, shards, storage, cpus_wanted, token, jobs, start
     slots = {soc: task_slots(ray, soc, cpus) for soc in soc_of}
     alive = [n for n in ray.nodes() if n.get("Alive")]
     print(f"sweep: {total} tasks on {len(alive)} node(s), "
-          + (f"{{'NPU': 1}} each" if soc_of != {"cpu"} else f"{cpus} CPU(s) each")
+          + ("{'NPU': 1} each" if soc_of != {"cpu"} else f"{cpus} CPU(s) each")
           + f", {storage} storage", flush=True)
     failed = 0
     pending = {job.ref: job for job in jobs}
-    finished_groups = set()
+    finished_groups: set[tuple[str, int]] = set()
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_S)
         for ref in ready:
@@ -657,7 +677,7 @@ def drive(ray, plans, settings, shards, storage, cpus_wanted, token, jobs, start
     return failed
 
 
-def finish(group, data_paths):
+def finish(group: list[Job], data_paths: dict[str, str]) -> int:
     """Merge a sharded run and write its report (on the driver), then publish: 0 or 1 failed."""
     first = group[0]
     plan, bs, k = first.plan, first.bs, first.shards
@@ -691,7 +711,7 @@ def finish(group, data_paths):
 
 
 @cli
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python3 -m npuzoo.sweep",
         description="Run MODELS x BS as Ray tasks (make sweep): the Make variables come from "
