@@ -1,7 +1,7 @@
 # RUNNER=docker: every pipeline step in its microtool image (images/*.Dockerfile).
 #
 # Three uses:
-#   included by mk/pipeline.mk      defines RUN_BASE, RUN_MODEL, RUN_INFER, RUN_REPORT (the
+#   included by mk/pipeline.mk      defines RUN_BASE, RUN_MODEL, RUN_PREP, RUN_INFER, RUN_REPORT (the
 #                                   `docker run` prefixes of the steps' command lines: each
 #                                   recipe names its image by the prefix it uses) and PYRUN
 #   make -f mk/docker.mk tags       prints the images' hashes (NAME=HASH lines), computed once:
@@ -85,7 +85,7 @@ DOCKER_CA_BUNDLE  ?= /etc/ssl/certs/ca-certificates.crt
 # project's CI) needs DOCKER_NET_ONLINE=host for those two steps.
 DOCKER_NET_ONLINE ?= bridge
 # Processes and threads one step may have (--pids-limit): ONNX Runtime's and torch's thread
-# pools and preprocess.py's workers take a few per core; a fork bomb stops here.
+# pools and npuzoo.prep's workers take a few per core; a fork bomb stops here.
 DOCKER_PIDS_LIMIT ?= 4096
 DOCKER_BUILD_ARGS ?=
 DOCKER_RUN_ARGS   ?=
@@ -313,7 +313,8 @@ need_image = $(if $(wildcard $(1)),,$(error $(2): image not built; run `make $(M
 
 # Each recipe of mk/pipeline.mk names its image by the prefix it uses:
 #   RUN_BASE    npuzoo/base    npuzoo's own steps (weights, dataset, source, shards, ...)
-#   RUN_MODEL   <model> image  the model folder's scripts (preprocess, pth2onnx, postprocess)
+#   RUN_MODEL   <model> image  the model folder's scripts (pth2onnx, postprocess)
+#   RUN_PREP    <model> image  npuzoo.prep with the folder's preprocess.py
 #   RUN_INFER   npuzoo/infer   compile, npuzoo.bench (npuzoo/ascend with SOC=Ascend...)
 #   RUN_REPORT  as RUN_INFER   the report step: in the image that ran the model, so the backend
 #                              and versions it records are those of the run
@@ -324,8 +325,12 @@ RUN_BASE_IMAGE = $(call need_image,$(BASE_STAMP),$(BASE_TAG))$(if $(confined),$(
 RUN_REPORT = $(RUN_INFER)
 RUN_BASE = $(RUN_BASE_IMAGE)
 # The model folder's scripts, as baked into the model image (/zoo/models/<model>).
-RUN_MODEL = $(call need_image,$(MODEL_STAMP),$(MODEL_TAG))$(call confine,--at /zoo)$(call docker_run_as,ro) \
-  $(step_data) -w /zoo $(call bind,$(REPO_DIR)/build,/zoo/build,ro) $(MODEL_TAG)
+run_model = $(call need_image,$(MODEL_STAMP),$(MODEL_TAG))$(call confine,--at /zoo)$(call docker_run_as,ro) \
+  $(step_data) -w /zoo $(call bind,$(REPO_DIR)/build,/zoo/build,ro) $(1)$(MODEL_TAG)
+RUN_MODEL = $(call run_model,)
+# The preprocess step: npuzoo.prep drives the folder's preprocess() in the model image, the
+# repository's npuzoo/ mounted read-only where the image's PYTHONPATH (/zoo) finds it.
+RUN_PREP = $(call run_model,$(call bind,$(REPO_DIR)/npuzoo,/zoo/npuzoo,ro) )
 ifneq ($(filter Ascend%,$(SOC)),)
 # == Ascend: the NPU in the container =========================================================
 # DEVICE means what it means with RUNNER=local: the logical id ais_bench --device takes (npu-smi

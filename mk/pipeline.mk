@@ -67,19 +67,14 @@ else
   RUN_BASE  :=
   RUN_REPORT :=
   RUN_MODEL :=
+  RUN_PREP  :=
   RUN_INFER :=
   PYRUN     := $(PY)
   ENVIRONMENT_JSON :=
 endif
-# The folder's preprocess() run by npuzoo.prep (worker pool, progress, clean stops); in the
-# model image, which holds the folder but not npuzoo, its own main with one worker per core.
-ifeq ($(RUNNER),docker)
-  PREPROCESS  = $(PYRUN) $(MODEL_DIR)/preprocess.py
-  PREP_OPTIONS = --workers $$(nproc)
-else
-  PREPROCESS  = $(PYRUN) -m npuzoo.prep $(MODEL_DIR)
-  PREP_OPTIONS =
-endif
+# The folder's preprocess() run by npuzoo.prep (worker pool, progress, clean stops); with
+# RUNNER=docker in the model image, npuzoo/ mounted read-only (RUN_PREP, mk/docker.mk).
+PREPROCESS = $(PYRUN) -m npuzoo.prep $(MODEL_DIR)
 
 $(B)/model.mk: $(MODEL_DIR)/model.yaml npuzoo/config.py npuzoo/commands.py
 	@mkdir -p $(@D)
@@ -133,7 +128,7 @@ $(DATASET_DIR)/dataset.json: | $(DATA_LINK)
 $(PREP_DIR)/.done: $(DATASET_DIR)/dataset.json
 	$(call STEP,preprocess) $(ONCE) --lock $(PREP_DIR).lock --stamp $@ --clean $(PREP_DIR) \
 	  --prep-check $(DATASET_DIR)/dataset.json $(PREP_BYTES) -- \
-	  $(RUN_MODEL) $(PREPROCESS) $(DATASET_DIR)/val $(PREP_DIR) $(PREP_OPTIONS)$(if $(AIPP_CFG), --uint8)
+	  $(RUN_PREP) $(PREPROCESS) $(DATASET_DIR)/val $(PREP_DIR)$(if $(AIPP_CFG), --uint8)
 
 # -- upstream source (models whose model.yaml lists upstream.sources) ---------------------------
 # npuzoo.source tries each source in order (git clone at the pinned commit, else the PyPI
@@ -202,7 +197,7 @@ $(CALIB_DATASET_DIR)/dataset.json: | build/inputs/$(CALIB_ID).data
 $(CALIB_PREP_DIR)/.done: $(CALIB_DATASET_DIR)/dataset.json
 	$(call STEP,preprocess) $(ONCE) --lock $(CALIB_PREP_DIR).lock --stamp $@ --clean $(CALIB_PREP_DIR) \
 	  --prep-check $(CALIB_DATASET_DIR)/dataset.json $(PREP_BYTES) -- \
-	  $(RUN_MODEL) $(PREPROCESS) $(CALIB_DATASET_DIR)/val $(CALIB_PREP_DIR) $(PREP_OPTIONS)
+	  $(RUN_PREP) $(PREPROCESS) $(CALIB_DATASET_DIR)/val $(CALIB_PREP_DIR)
 
 $(COMPILE_SOURCE): $(ONNX) $(CALIB_PREP_DIR)/.done npuzoo/quantize.py
 	$(CHECK) $(ONNX)

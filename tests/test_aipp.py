@@ -120,8 +120,8 @@ def mobilenet_onnx(tmp_path_factory):
 
 
 def preprocess(src, dst, *extra):
-    proc = subprocess.run([PY, str(REPO / "models/mobilenetv1/preprocess.py"), str(src), str(dst),
-                           "--workers", "1", *extra], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([PY, str(REPO / "models/mobilenetv1/preprocess.py"), str(src), str(dst), *extra],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     return sorted(Path(dst).glob("*.bin"))
 

@@ -317,7 +317,7 @@ def test_docker_steps_run_hardened_as_the_user_without_network(scratch, docker_d
     mount = f'--mount "$({sys.executable} -m npuzoo.dockerargs mount --resolve --readonly {link})"'
     assert prepare.count("--mount ") == 3 and mount in prepare  # build/, DATA, the repository
     assert f"--mount type=bind,source={scratch},target={scratch},readonly" in prepare and f"-w {scratch} " in prepare
-    preprocess = next(line for line in lines if "preprocess.py" in line)
+    preprocess = next(line for line in lines if "npuzoo.prep" in line)
     assert mount in preprocess
     assert data not in output  # the user's path is never recipe text
     for line in lines:  # the inference image never sees DATA (its prefix is expanded by `:=`)
@@ -328,12 +328,16 @@ def test_docker_steps_run_hardened_as_the_user_without_network(scratch, docker_d
 def test_docker_steps_keep_the_local_command_lines(scratch, docker_dry_run):
     output, _ = docker_dry_run
     lines = docker_lines(output)
-    model_steps = [line for line in lines if "models/mobilenetv1/" in line]
+    model_steps = [line for line in lines if "models/mobilenetv1" in line]
     assert len(model_steps) == 3  # preprocess, pth2onnx, postprocess
+    npuzoo = f"--mount type=bind,source={scratch}/npuzoo,target=/zoo/npuzoo,readonly "
     for line in model_steps:
         assert "npuzoo/mobilenetv1:model-" in line and "-w /zoo " in line
         assert f"--mount type=bind,source={scratch}/build,target=/zoo/build,readonly " in line
-        assert re.search(r"model-[0-9a-f]{12} python3 models/mobilenetv1/\w+\.py (build/|random )", line), line
+        assert re.search(r"model-[0-9a-f]{12} python3 models/mobilenetv1/\w+\.py (build/|random )", line) or \
+            re.search(rf"{npuzoo}npuzoo/mobilenetv1:model-[0-9a-f]{{12}} python3 -m npuzoo.prep "
+                      r"models/mobilenetv1 build/", line), line
+        assert (npuzoo in line) == ("npuzoo.prep" in line), line  # only the driver sees npuzoo/
     infer = [line for line in lines if "npuzoo.bench" in line or "npuzoo.compile" in line]
     assert infer and all("npuzoo/infer:" in line for line in infer)
     report = next(line for line in lines if "npuzoo.report write" in line)

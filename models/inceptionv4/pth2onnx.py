@@ -64,14 +64,10 @@ def build_model(weights, source=DEFAULT_SOURCE):
     except Exception as err:  # no such file, not a torch.save file, a pickled object, ...
         raise UserError(f"{weights}: cannot read as a PyTorch checkpoint "
                         f"({(str(err).splitlines() or [type(err).__name__])[0]})") from None
-    try:
-        state = dict(checkpoint)
-        state = {**{k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")}, **state}
-        problems = [f"{len(keys)} {what} (first: {keys[0]})" for what, keys in zip(
-            ("missing", "unexpected"), model.load_state_dict(state, strict=False)) if keys]
-        if problems:  # (the model is thrown away: the partial load does not matter)
-            raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint: keys " + ", ".join(problems))
-    except (RuntimeError, AttributeError, TypeError, ValueError) as err:  # shapes, non-tensors
+    try:  # weights.layout plain: the state_dict itself
+        counters = {k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")}
+        model.load_state_dict({**counters, **checkpoint})  # strict; older files lack BatchNorm's counters
+    except (RuntimeError, AttributeError, TypeError, ValueError) as err:  # keys, shapes, not a dict
         raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint ({CONFIG['weights']['layout']}"
                         f" layout): {' '.join(str(err).split())[:300]}") from None
     return model.eval()

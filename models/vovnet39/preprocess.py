@@ -1,15 +1,14 @@
-"""VoVNet39 preprocessing: `python3 preprocess.py SRC DST [--limit N] [--workers K] [--uint8]`.
+"""VoVNet39 preprocessing: `python3 preprocess.py SRC DST [--limit N] [--uint8]`.
 
 As the Ascend ModelZoo vovnet39 guide's vovnet39_preprocess.py (Apache-2.0): Resize(256),
 CenterCrop(224), ToTensor(), Normalize(ImageNet mean, std), as model.yaml says.
-Unlike the guide: one `error:` line for a bad image or a shared stem; npuzoo.prep drives preprocess().
+Run alone it works serially; `python3 -m npuzoo.prep` runs preprocess() in worker processes.
 """
 
 import argparse
 import os
 import sys
 import warnings
-from multiprocessing import Pool
 
 import numpy as np
 import yaml
@@ -49,54 +48,41 @@ def preprocess(path, uint8=False):
     return np.ascontiguousarray(pixels) if uint8 else (pixels.transpose(2, 0, 1).astype(np.float32) / 255 - MEAN) / STD
 
 
-def fail(message, status=2):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(status)
-
-
-def convert(task):  # one image to DST/<stem>.bin (a temporary name, renamed): None, or the error
-    path, dst, uint8 = task
-    stem = os.path.basename(path).split(".")[0]
-    try:
-        array = preprocess(path, uint8)
-    except DECODE_ERRORS as err:
-        return (f"{path}: cannot decode image ({(str(err).splitlines() or [type(err).__name__])[0]}); "
-                "remove it from the dataset and its line from the label file")
-    array.tofile(os.path.join(dst, f".{stem}.bin.tmp"))
-    os.replace(os.path.join(dst, f".{stem}.bin.tmp"), os.path.join(dst, f"{stem}.bin"))
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("src", metavar="SRC")
     parser.add_argument("dst", metavar="DST")
     parser.add_argument("--limit", type=int, metavar="N")
-    parser.add_argument("--workers", type=int, default=1, metavar="K")
-    parser.add_argument("--uint8", action="store_true")
+    parser.add_argument("--uint8", action="store_true", help="the cropped uint8 pixels, for AIPP")
     args = parser.parse_args()
     try:  # SRC/* and SRC/*/*, sorted
         folders = [args.src] + sorted(e.path for e in os.scandir(args.src) if e.is_dir())
         paths = sorted(e.path for folder in folders for e in os.scandir(folder)
                        if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())[:args.limit]
     except OSError as err:
-        fail(f"{err.filename or args.src}: cannot read ({err.strerror}); SRC is a folder of images")
-    if not paths or min(args.workers, args.limit or 1) < 1:
-        fail(f"{args.src}: no {'/'.join(IMAGE_EXTENSIONS)} images in it or its subfolders (or N, K < 1)")
+        sys.exit(f"error: {err.filename or args.src}: cannot read ({err.strerror}); SRC is a folder of images")
     stems = {}
-    for path in paths:
+    for path in paths:  # DST/<name up to its first '.'>.bin: one image each
         stem = os.path.basename(path).split(".")[0]
         if stems.setdefault(stem, path) != path or not stem:
-            fail(f"{stems[stem]} and {path} would both be written as {stem}.bin; rename or remove one"
-                 if stem else f"{path}: its name gives no output name (the name up to its first '.')")
+            sys.exit(f"error: {stems[stem]} and {path} would both be written as {stem}.bin; rename or remove one"
+                     if stem else f"error: {path}: its name gives no output name (the name up to its first '.')")
+    if not paths or (args.limit or 1) < 1:
+        sys.exit(f"error: {args.src}: no {'/'.join(IMAGE_EXTENSIONS)} images in it or its subfolders (or N < 1)")
     try:
         os.makedirs(args.dst, exist_ok=True)
-        with Pool(args.workers) as pool:
-            for error in filter(None, pool.imap(convert, [(p, args.dst, args.uint8) for p in paths], 8)):
-                fail(error)
+        for stem, path in stems.items():
+            try:
+                array = preprocess(path, args.uint8)
+            except DECODE_ERRORS as err:
+                sys.exit(f"error: {path}: cannot decode image ({(str(err).splitlines() or [type(err).__name__])[0]}); "
+                         "remove it from the dataset and its line from the label file")
+            array.tofile(os.path.join(args.dst, f".{stem}.bin.tmp"))  # renamed: never a partial .bin
+            os.replace(os.path.join(args.dst, f".{stem}.bin.tmp"), os.path.join(args.dst, f"{stem}.bin"))
     except OSError as err:
-        fail(f"{args.dst}: cannot write in it ({err.strerror or err})")
+        sys.exit(f"error: {args.dst}: cannot write in it ({err.strerror or err})")
     except KeyboardInterrupt:
-        fail("interrupted", 130)
+        sys.exit("error: interrupted")
     print(f"preprocessed {len(paths)} images to {args.dst}")
 
 
