@@ -10,7 +10,7 @@ upstream tree, patch and published checkpoint) is in that model's extra tests/te
 - Preprocessing equals an independent computation of model.yaml's parameters (torchvision on
   the PIL image), float32 and uint8, on generated images of every size class and mode and on
   the real ImageNet samples; the folder's own main and npuzoo.prep (two workers) write the
-  same bytes; both refuse an undecodable image and two images with one stem with one line.
+  same bytes, as do folders whose numbers agree; both refuse an undecodable image and two images with one stem with one line.
 - Postprocessing: every folder writes the same accuracy JSON, byte for byte, equal to the
   ModelZoo's imagenet_acc_eval.py algorithm written out here and to hand-computed cases.
 - Export: the declared checkpoint layout loads the same tensors, other keys and shapes are one
@@ -261,6 +261,24 @@ def test_preprocess_equals_the_independent_computation(model, sample_images, dro
                                    reference(path, model), rtol=0, atol=1e-6, err_msg=str(path))
         assert np.array_equal(read_bin(tmp_path / "u8" / f"{stem}.bin", model, uint8=True),
                               reference(path, model, uint8=True)), path
+
+
+def test_folders_with_the_same_preprocessing_numbers_write_the_same_bytes(sample_images):
+    """The transform is repeated in each folder on purpose: where model.yaml's numbers agree
+    (float32: MobileNetV1 and VoVNet39; uint8, before normalisation: the 256/224 models), the
+    folders' arrays are the same bytes."""
+    groups = {}
+    for model in MODELS:
+        for uint8 in (False, True):
+            numbers = {k: v for k, v in cfg(model)["preprocess"].items() if not uint8 or k not in ("mean", "std")}
+            groups.setdefault((uint8, json.dumps(numbers, sort_keys=True)), []).append(model)
+    shared = [(uint8, models) for (uint8, _), models in groups.items() if len(models) > 1]
+    assert any(not uint8 for uint8, _ in shared) and any(uint8 for uint8, _ in shared), groups
+    for uint8, models in shared:
+        scripts = [load_model_script(model, "preprocess") for model in models]
+        for path in sample_images[1][:8]:
+            arrays = [script.preprocess(str(path), uint8).tobytes() for script in scripts]
+            assert arrays.count(arrays[0]) == len(arrays), (models, path, uint8)
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -38,7 +38,7 @@ def import_upstream(source, module):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # upstream's deprecation noise
             return importlib.import_module(module)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 (whatever upstream's import raises)
         raise UserError(f"{source}: cannot import {module} ({str(err).splitlines()[:1]})") from None
 
 
@@ -59,7 +59,7 @@ def build_model(weights, source=DEFAULT_SOURCE):
         return model.eval()
     try:
         checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as err:  # no such file, not a torch.save file, a pickled object, ...
+    except Exception as err:  # noqa: BLE001 (no such file, not a torch.save file, a pickled object...)
         raise UserError(f"{weights}: cannot read as a PyTorch checkpoint "
                         f"({(str(err).splitlines() or [type(err).__name__])[0]})") from None
     try:  # weights.layout plain: the state_dict itself

@@ -1,6 +1,7 @@
 """InceptionV4 top-1..5 accuracy: `python3 postprocess.py RESULT_DIR LABEL_FILE OUT_DIR JSON_NAME`.
 
-As the Ascend ModelZoo InceptionV4 guide's inceptionv4_postprocess.py (Apache-2.0; 1001 scores): the same JSON, byte for byte.
+As the Ascend ModelZoo InceptionV4 guide's inceptionv4_postprocess.py (Apache-2.0; 1001 scores):
+the same JSON, byte for byte.
 Unlike the guide: files read sorted, one `error:` line for a bad file or a missing label.
 """
 

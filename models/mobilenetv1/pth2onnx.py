@@ -71,7 +71,7 @@ def build_model(weights, source=None):
         return model.eval()
     try:
         checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as err:  # no such file, not a torch.save file, a pickled object, ...
+    except Exception as err:  # noqa: BLE001 (no such file, not a torch.save file, a pickled object...)
         if not (os.path.isfile(weights) and published_md5(weights)):
             raise UserError(f"{weights}: cannot read as a PyTorch checkpoint "
                             f"({(str(err).splitlines() or [type(err).__name__])[0]}); if you trust "

@@ -56,7 +56,7 @@ def main():
     parser.add_argument("--uint8", action="store_true", help="the cropped uint8 pixels, for AIPP")
     args = parser.parse_args()
     try:  # SRC/* and SRC/*/*, sorted
-        folders = [args.src] + sorted(e.path for e in os.scandir(args.src) if e.is_dir())
+        folders = [args.src, *sorted(e.path for e in os.scandir(args.src) if e.is_dir())]
         paths = sorted(e.path for folder in folders for e in os.scandir(folder)
                        if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())[:args.limit]
     except OSError as err:
@@ -81,8 +81,6 @@ def main():
             os.replace(os.path.join(args.dst, f".{stem}.bin.tmp"), os.path.join(args.dst, f"{stem}.bin"))
     except OSError as err:
         sys.exit(f"error: {args.dst}: cannot write in it ({err.strerror or err})")
-    except KeyboardInterrupt:
-        sys.exit("error: interrupted")
     print(f"preprocessed {len(paths)} images to {args.dst}")
 
 

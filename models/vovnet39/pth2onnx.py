@@ -35,8 +35,8 @@ class OSAModule(nn.Module):
     def __init__(self, cin, channels, concat_channels, name, identity=False):
         super().__init__()
         self.identity = identity
-        self.layers = nn.ModuleList(nn.Sequential(OrderedDict(conv_unit(cin if i == 0 else channels, channels, name, i)))
-                                    for i in range(5))
+        self.layers = nn.ModuleList(
+            nn.Sequential(OrderedDict(conv_unit(cin if i == 0 else channels, channels, name, i))) for i in range(5))
         self.concat = nn.Sequential(OrderedDict(conv_unit(cin + 5 * channels, concat_channels, name, "concat",
                                                           kernel_size=1, padding=0)))
 
@@ -92,7 +92,7 @@ def build_model(weights, source=None):
         return model.eval()
     try:
         checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as err:  # no such file, not a torch.save file, a pickled object, ...
+    except Exception as err:  # noqa: BLE001 (no such file, not a torch.save file, a pickled object...)
         raise UserError(f"{weights}: cannot read as a PyTorch checkpoint "
                         f"({(str(err).splitlines() or [type(err).__name__])[0]}); if you trust "
                         "it, save its plain state_dict with torch.save and pass that") from None
