@@ -487,7 +487,7 @@ def test_postprocess_errors_are_one_line_naming_the_file(model, tmp_path):
     bad_label = tmp_path / "bad.txt"
     bad_label.write_text("a.JPEG 1\nb.JPEG one\n")
     assert f"{bad_label}: line 2: expected" in one_error_line(run(script, results, bad_label, tmp_path, "x.json"))
-    assert "no labels" in one_error_line(run(script, results, write_labels(tmp_path / "e.txt", {}),
+    assert "no label for it" in one_error_line(run(script, results, write_labels(tmp_path / "e.txt", {}),
                                              tmp_path, "x.json"))
     only_a = write_labels(tmp_path / "a.txt", {"a": 1})
     assert "b_0.txt: no label" in one_error_line(run(script, results, only_a, tmp_path, "x.json"))
@@ -558,7 +558,7 @@ def test_the_declared_checkpoint_layout_loads_and_others_are_one_line(model, ups
     assert all(torch.equal(loaded[k], v) for k, v in state.items())
     wrong = tmp_path / "wrong.pth"
     torch.save({**dict(state), "extra.weight": torch.zeros(1)}, wrong)
-    with pytest.raises(script.UserError, match=r'not a \w+ checkpoint .*Unexpected key\(s\) in state_dict: "extra.weight"'):
+    with pytest.raises(script.UserError, match=r'not a \w+ checkpoint: .*Unexpected key\(s\) in state_dict: "extra.weight"'):
         build(model, upstream_trees, str(wrong))
     key = next(k for k, v in state.items() if v.ndim > 1)
     torch.save(declared_layout({**state, key: torch.zeros(1)}, layout), wrong)
@@ -617,7 +617,7 @@ def test_onnx_has_the_declared_interface_and_matches_pytorch(model, upstream_tre
     out = tmp_path / "sub" / f"{model}.onnx"
     proc = run(dropped[model] / "pth2onnx.py", "random", out, *source_args(model, upstream_trees),
                isolated=True)
-    assert proc.returncode == 0 and "accuracy will not be meaningful" in proc.stderr, proc.stderr
+    assert proc.returncode == 0 and "random weights (seed 0)" in proc.stderr, proc.stderr
     assert "WEIGHTS" not in proc.stderr  # worded for someone running the script, not make
     assert os.listdir(out.parent) == [out.name]  # no temporary left
     c = cfg(model)

@@ -1,4 +1,4 @@
-"""Export InceptionV4 to ONNX: `python3 pth2onnx.py WEIGHTS ONNX [--source DIR]` (WEIGHTS may be `random`).
+"""Export InceptionV4 to ONNX: `python3 pth2onnx.py WEIGHTS ONNX [--source DIR]`, or `random`.
 
 As the Ascend ModelZoo InceptionV4 guide's inceptionv4_pth2onnx.py (Apache-2.0): Cadene's
 `InceptionV4(num_classes=1001)` from the --source tree, whose final pool must be static for ATC.
@@ -34,12 +34,9 @@ def import_upstream(source, module):
     for name in [n for n in sys.modules if n.split(".")[0] == package]:
         del sys.modules[name]  # another tree may have been imported before
     sys.path.insert(0, source)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # upstream's deprecation noise
-            return importlib.import_module(module)
-    except Exception as err:  # noqa: BLE001 (whatever upstream's import raises)
-        raise UserError(f"{source}: cannot import {module} ({str(err).splitlines()[:1]})") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # upstream's deprecation noise
+        return importlib.import_module(module)
 
 
 def new_network(source=DEFAULT_SOURCE):
@@ -47,9 +44,10 @@ def new_network(source=DEFAULT_SOURCE):
     with open(network.__file__, encoding="utf-8") as handle:
         text = handle.read()
         if not any(mark in text for mark in STATIC_POOL_MARKS):
+            patch = os.path.join(HERE, "inceptionv4.patch")
             raise UserError(f"{network.__file__}: the final pool's kernel is not static: apply "
-                            f"inceptionv4.patch (`patch -p1 < {os.path.join(HERE, 'inceptionv4.patch')}`"
-                            " in a tree at 8aae3d8), or use the pretrainedmodels 0.7.4 release")
+                            f"inceptionv4.patch (`patch -p1 < {patch}` in a tree at 8aae3d8), "
+                            "or use the pretrainedmodels 0.7.4 release")
     return network.InceptionV4(num_classes=CONFIG["output"]["classes"])
 
 
@@ -57,29 +55,28 @@ def build_model(weights, source=DEFAULT_SOURCE):
     torch.manual_seed(0)
     model = new_network(source)
     if weights == "random":
-        print("warning: random weights (seed 0): accuracy will not be meaningful", file=sys.stderr)
+        print("warning: random weights (seed 0): accuracy means nothing", file=sys.stderr)
         return model.eval()
     try:
         checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 (no such file, not a torch.save file, a pickled object...)
-        raise UserError(f"{weights}: cannot read as a PyTorch checkpoint "
-                        f"({(str(err).splitlines() or [type(err).__name__])[0]})") from None
+    except Exception as err:  # no such file, not a torch.save file, a pickled object...
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise UserError(f"{weights}: cannot read as a PyTorch checkpoint ({reason})") from None
     try:  # weights.layout plain: the state_dict itself
-        counters = {k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")}
-        model.load_state_dict({**counters, **checkpoint})  # strict; older files lack BatchNorm's counters
+        tracked = {k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")}
+        model.load_state_dict({**tracked, **checkpoint})  # strict; old files lack the counters
     except (RuntimeError, AttributeError, TypeError, ValueError) as err:  # keys, shapes, not a dict
-        raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint ({CONFIG['weights']['layout']}"
-                        f" layout): {' '.join(str(err).split())[:300]}") from None
+        raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint: "
+                        f"{' '.join(str(err).split())[:300]}") from None
     return model.eval()
 
 
 def export(model, onnx_path):
     inp, out, opset = CONFIG["input"]["name"], CONFIG["output"]["name"], CONFIG["onnx"]["opset"]
     axes = {inp: {0: "-1"}, out: {0: "-1"}} if CONFIG["onnx"]["dynamic_batch"] else None
-    folder, name = os.path.split(os.path.abspath(onnx_path))
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    tmp = f"{onnx_path}.{os.getpid()}.tmp"
     try:
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(onnx_path)), exist_ok=True)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the tracer's: Python-computed shapes become constants
             torch.onnx.export(model.eval(), torch.randn(1, *CONFIG["input"]["shape"]), tmp,

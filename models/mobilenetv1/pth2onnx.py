@@ -1,7 +1,8 @@
 """Export MobileNetV1 to ONNX: `python3 pth2onnx.py WEIGHTS ONNX` (WEIGHTS may be `random`).
 
-As the Ascend ModelZoo MobileNet-v1 guide's mobilenet-v1_pth2onnx.py (Apache-2.0), with the `Net` of
-wjc852456/pytorch-mobilenet-v1 `main.py` @8b3bde3e (MIT) inlined: the published keys, `module.` stripped.
+As the Ascend ModelZoo MobileNet-v1 guide's mobilenet-v1_pth2onnx.py (Apache-2.0), with the `Net`
+of wjc852456/pytorch-mobilenet-v1 `main.py` @8b3bde3e (MIT) inlined: the published keys, `module.`
+stripped.
 """
 
 import argparse
@@ -38,7 +39,7 @@ def conv_dw(inp, oup, stride):
 
 
 class MobileNetV1(nn.Module):
-    """Upstream's `Net`: `model` (stem, 13 blocks, AvgPool2d(7)) and `fc` = Linear(1024, classes)."""
+    """Upstream's `Net`: `model` (stem, 13 blocks, AvgPool2d(7)), `fc` = Linear(1024, classes)."""
 
     def __init__(self, num_classes=1000):
         super().__init__()
@@ -67,11 +68,11 @@ def build_model(weights, source=None):
     torch.manual_seed(0)
     model = new_network(source)
     if weights == "random":
-        print("warning: random weights (seed 0): accuracy will not be meaningful", file=sys.stderr)
+        print("warning: random weights (seed 0): accuracy means nothing", file=sys.stderr)
         return model.eval()
     try:
         checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 (no such file, not a torch.save file, a pickled object...)
+    except Exception as err:  # no such file, not a torch.save file, a pickled object...
         if not (os.path.isfile(weights) and published_md5(weights)):
             raise UserError(f"{weights}: cannot read as a PyTorch checkpoint "
                             f"({(str(err).splitlines() or [type(err).__name__])[0]}); if you trust "
@@ -79,23 +80,23 @@ def build_model(weights, source=None):
         print(f"note: {weights}: a published checkpoint that needs a full unpickle; loading it "
               "with weights_only=False", file=sys.stderr)
         checkpoint = torch.load(weights, map_location="cpu", weights_only=False)
-    try:  # weights.layout state_dict_key: under `state_dict`, keys `module.`...
-        state = {k.removeprefix("module."): v for k, v in checkpoint.get("state_dict", checkpoint).items()}
-        counters = {k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")}
-        model.load_state_dict({**counters, **state})  # strict; older files lack BatchNorm's counters
+    try:  # weights.layout state_dict_key: under `state_dict`, keys prefixed `module.`
+        state = checkpoint.get("state_dict", checkpoint)
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+        tracked = {k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")}
+        model.load_state_dict({**tracked, **state})  # strict; old files lack the counters
     except (RuntimeError, AttributeError, TypeError, ValueError) as err:  # keys, shapes, not a dict
-        raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint ({CONFIG['weights']['layout']}"
-                        f" layout): {' '.join(str(err).split())[:300]}") from None
+        raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint: "
+                        f"{' '.join(str(err).split())[:300]}") from None
     return model.eval()
 
 
 def export(model, onnx_path):
     inp, out, opset = CONFIG["input"]["name"], CONFIG["output"]["name"], CONFIG["onnx"]["opset"]
     axes = {inp: {0: "-1"}, out: {0: "-1"}} if CONFIG["onnx"]["dynamic_batch"] else None
-    folder, name = os.path.split(os.path.abspath(onnx_path))
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    tmp = f"{onnx_path}.{os.getpid()}.tmp"
     try:
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(onnx_path)), exist_ok=True)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the tracer's: Python-computed shapes become constants
             torch.onnx.export(model.eval(), torch.randn(1, *CONFIG["input"]["shape"]), tmp,

@@ -1,4 +1,4 @@
-"""Export TResNet-M to ONNX: `python3 pth2onnx.py WEIGHTS ONNX [--source DIR]` (WEIGHTS may be `random`).
+"""Export TResNet-M to ONNX: `python3 pth2onnx.py WEIGHTS ONNX [--source DIR]`, or `random`.
 
 As the Ascend ModelZoo TResNet guide's TResNet_pth2onnx.py (Apache-2.0): timm 0.4.5's `tresnet_m`
 from the --source tree patched with TResNet.patch (no InplaceAbn, a zero-padded blur: no CUDA).
@@ -34,12 +34,9 @@ def import_upstream(source, module):
     for name in [n for n in sys.modules if n.split(".")[0] == package]:
         del sys.modules[name]  # another tree may have been imported before
     sys.path.insert(0, source)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # upstream's deprecation noise
-            return importlib.import_module(module)
-    except Exception as err:  # noqa: BLE001 (whatever upstream's import raises)
-        raise UserError(f"{source}: cannot import {module} ({str(err).splitlines()[:1]})") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # upstream's deprecation noise
+        return importlib.import_module(module)
 
 
 def new_network(source=DEFAULT_SOURCE):
@@ -47,11 +44,12 @@ def new_network(source=DEFAULT_SOURCE):
     layers = importlib.import_module("timm.models.layers")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = timm.create_model("tresnet_m", pretrained=False, num_classes=CONFIG["output"]["classes"])
+        model = timm.create_model("tresnet_m", num_classes=CONFIG["output"]["classes"])
     blur = next(m for m in model.modules() if isinstance(m, layers.AntiAliasDownsampleLayer))
     with torch.no_grad():  # zero padding keeps (4 + 2 + 2 + 1) / 16 of the filter at a corner
         corner = blur(torch.ones(1, blur.op.channels, 4, 4))[0, 0, 0, 0].item()
-    if any(isinstance(m, layers.InplaceAbn) for m in model.modules()) or abs(corner - 9 / 16) > 1e-6:
+    inplace_abn = any(isinstance(m, layers.InplaceAbn) for m in model.modules())
+    if inplace_abn or abs(corner - 9 / 16) > 1e-6:
         raise UserError(f"{os.path.dirname(timm.__file__)}: TResNet.patch is not applied (`patch "
                         f"-p1 < {os.path.join(HERE, 'TResNet.patch')}` in the tree)")
     return model
@@ -61,30 +59,30 @@ def build_model(weights, source=DEFAULT_SOURCE):
     torch.manual_seed(0)
     model = new_network(source)
     if weights == "random":
-        print("warning: random weights (seed 0): accuracy will not be meaningful", file=sys.stderr)
+        print("warning: random weights (seed 0): accuracy means nothing", file=sys.stderr)
         return model.eval()
     try:
         checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 (no such file, not a torch.save file, a pickled object...)
-        raise UserError(f"{weights}: cannot read as a PyTorch checkpoint "
-                        f"({(str(err).splitlines() or [type(err).__name__])[0]})") from None
-    try:  # weights.layout state_dict_key: under `state_dict`, keys `module.`...
-        state = {k.removeprefix("module."): v for k, v in checkpoint.get("state_dict", checkpoint).items()}
-        counters = {k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")}
-        model.load_state_dict({**counters, **state})  # strict; older files lack BatchNorm's counters
+    except Exception as err:  # no such file, not a torch.save file, a pickled object...
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise UserError(f"{weights}: cannot read as a PyTorch checkpoint ({reason})") from None
+    try:  # weights.layout state_dict_key: under `state_dict`, keys prefixed `module.`
+        state = checkpoint.get("state_dict", checkpoint)
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+        tracked = {k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")}
+        model.load_state_dict({**tracked, **state})  # strict; old files lack the counters
     except (RuntimeError, AttributeError, TypeError, ValueError) as err:  # keys, shapes, not a dict
-        raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint ({CONFIG['weights']['layout']}"
-                        f" layout): {' '.join(str(err).split())[:300]}") from None
+        raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint: "
+                        f"{' '.join(str(err).split())[:300]}") from None
     return model.eval()
 
 
 def export(model, onnx_path):
     inp, out, opset = CONFIG["input"]["name"], CONFIG["output"]["name"], CONFIG["onnx"]["opset"]
     axes = {inp: {0: "-1"}, out: {0: "-1"}} if CONFIG["onnx"]["dynamic_batch"] else None
-    folder, name = os.path.split(os.path.abspath(onnx_path))
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    tmp = f"{onnx_path}.{os.getpid()}.tmp"
     try:
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(onnx_path)), exist_ok=True)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the tracer's: Python-computed shapes become constants
             torch.onnx.export(model.eval(), torch.randn(1, *CONFIG["input"]["shape"]), tmp,

@@ -2,7 +2,7 @@
 
 As the Ascend ModelZoo vovnet39 guide's vovnet39_preprocess.py (Apache-2.0): Resize(256),
 CenterCrop(224), ToTensor(), Normalize(ImageNet mean, std), as model.yaml says.
-Run alone it works serially; `python3 -m npuzoo.prep` runs preprocess() in worker processes.
+Alone it runs serially; `python3 -m npuzoo.prep` runs preprocess() in worker processes.
 """
 
 import argparse
@@ -14,38 +14,39 @@ import numpy as np
 import yaml
 from PIL import Image
 
-with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "model.yaml"), encoding="utf-8") as f:
-    PARAMS = yaml.safe_load(f)["preprocess"]
-MEAN, STD = (np.array(PARAMS[key], dtype=np.float32).reshape(3, 1, 1) for key in ("mean", "std"))
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "model.yaml"), "rb") as handle:
+    PARAMS = yaml.safe_load(handle)["preprocess"]
+MEAN, STD = (np.array(PARAMS[key], np.float32).reshape(3, 1, 1) for key in ("mean", "std"))
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
                  Image.DecompressionBombWarning)
 warnings.simplefilter("error", Image.DecompressionBombWarning)  # over Pillow's limit: refused
-warnings.filterwarnings("ignore", "Palette images with Transparency")  # dropped by convert("RGB")
+warnings.filterwarnings("ignore", "Palette images with Transparency")  # convert("RGB") drops it
 
 
 def preprocess(path, uint8=False):
     """One image: float32 CHW, normalised, or (uint8) the cropped HWC pixels for AIPP."""
     size, crop = PARAMS["resize"], PARAMS["crop"]
     with Image.open(path) as image:
-        w, h = image.size  # the header's: a bomb is refused before it is decoded
-        new = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)  # longer truncated
-        for pixels, resized in ((w * h, ""), (new[0] * new[1], f", resized to {new[0]}x{new[1]}")):
-            if Image.MAX_IMAGE_PIXELS and pixels > Image.MAX_IMAGE_PIXELS:
-                raise ValueError(f"{w}x{h} pixels{resized}: over Pillow's limit of "
-                                 f"{Image.MAX_IMAGE_PIXELS} pixels (a decompression bomb?)")
-        if image.mode in ("I", "F") or image.mode.startswith("I;16"):  # convert() would clip 16 bits
+        w, h = image.size  # the header's (open() refused more than Pillow's limit)
+        new = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)  # truncated
+        if Image.MAX_IMAGE_PIXELS and new[0] * new[1] > Image.MAX_IMAGE_PIXELS:  # resized: too
+            raise ValueError(f"{w}x{h} pixels, resized to {new[0]}x{new[1]}: over Pillow's limit "
+                             f"of {Image.MAX_IMAGE_PIXELS} pixels (a decompression bomb?)")
+        if image.mode in ("I", "F") or image.mode.startswith("I;16"):  # convert() clips 16 bits
             grey = np.asarray(image)
             if image.mode == "F" or grey.min() < 0 or grey.max() > 65535:
                 raise ValueError(f"mode {image.mode} pixels from {grey.min()} to {grey.max()}: "
                                  "not 8- or 16-bit; save the image as 8-bit RGB or grey")
-            image = Image.fromarray(((grey.astype(np.uint32) * 255 + 32895) >> 16).astype(np.uint8), "L")
+            image = Image.fromarray(((grey.astype(np.uint32) * 255 + 32895) >> 16).astype(np.uint8))
         image = image.convert("RGB")
     if min(w, h) != size:
         image = image.resize(new, Image.Resampling.BILINEAR)
     top, left = round((image.height - crop) / 2), round((image.width - crop) / 2)
     pixels = np.asarray(image)[top:top + crop, left:left + crop]
-    return np.ascontiguousarray(pixels) if uint8 else (pixels.transpose(2, 0, 1).astype(np.float32) / 255 - MEAN) / STD
+    if uint8:
+        return np.ascontiguousarray(pixels)
+    return (pixels.transpose(2, 0, 1).astype(np.float32) / 255 - MEAN) / STD
 
 
 def main():
@@ -60,25 +61,28 @@ def main():
         paths = sorted(e.path for folder in folders for e in os.scandir(folder)
                        if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())[:args.limit]
     except OSError as err:
-        sys.exit(f"error: {err.filename or args.src}: cannot read ({err.strerror}); SRC is a folder of images")
-    stems = {}
-    for path in paths:  # DST/<name up to its first '.'>.bin: one image each
-        stem = os.path.basename(path).split(".")[0]
-        if stems.setdefault(stem, path) != path or not stem:
-            sys.exit(f"error: {stems[stem]} and {path} would both be written as {stem}.bin; rename or remove one"
-                     if stem else f"error: {path}: its name gives no output name (the name up to its first '.')")
+        sys.exit(f"error: {err.filename or args.src}: cannot read ({err.strerror})")
     if not paths or (args.limit or 1) < 1:
-        sys.exit(f"error: {args.src}: no {'/'.join(IMAGE_EXTENSIONS)} images in it or its subfolders (or N < 1)")
+        sys.exit(f"error: {args.src}: no {'/'.join(IMAGE_EXTENSIONS)} images in it or its "
+                 "subfolders (or N < 1)")
+    stems = {}  # DST/<name up to its first '.'>.bin: one image each
+    for path in paths:
+        stem = os.path.basename(path).split(".")[0]
+        if not stem or stems.setdefault(stem, path) != path:
+            sys.exit(f"error: {path}: would be written as {stem}.bin"
+                     f"{f', as {stems[stem]}' if stem else ''}; rename it")
     try:
         os.makedirs(args.dst, exist_ok=True)
         for stem, path in stems.items():
             try:
                 array = preprocess(path, args.uint8)
             except DECODE_ERRORS as err:
-                sys.exit(f"error: {path}: cannot decode image ({(str(err).splitlines() or [type(err).__name__])[0]}); "
-                         "remove it from the dataset and its line from the label file")
-            array.tofile(os.path.join(args.dst, f".{stem}.bin.tmp"))  # renamed: never a partial .bin
-            os.replace(os.path.join(args.dst, f".{stem}.bin.tmp"), os.path.join(args.dst, f"{stem}.bin"))
+                reason = (str(err).splitlines() or [type(err).__name__])[0]
+                sys.exit(f"error: {path}: cannot decode image ({reason}); remove it from the "
+                         "dataset and its line from the label file")
+            tmp = os.path.join(args.dst, f".{stem}.tmp")
+            array.tofile(tmp)  # then renamed: never a partial .bin
+            os.replace(tmp, os.path.join(args.dst, f"{stem}.bin"))
     except OSError as err:
         sys.exit(f"error: {args.dst}: cannot write in it ({err.strerror or err})")
     print(f"preprocessed {len(paths)} images to {args.dst}")

@@ -25,8 +25,9 @@ STEM = ((3, 64, 2), (64, 64, 1), (64, 128, 2))  # (in, out, stride) of stem_1..s
 
 def conv_unit(cin, cout, name, postfix, stride=1, kernel_size=3, padding=1):  # upstream's conv3x3
     """(name, module) pairs `{name}_{postfix}/conv`, `/norm`, `/relu`."""
-    return [(f"{name}_{postfix}/conv", nn.Conv2d(cin, cout, kernel_size, stride, padding, bias=False)),
-            (f"{name}_{postfix}/norm", nn.BatchNorm2d(cout)), (f"{name}_{postfix}/relu", nn.ReLU(inplace=True))]
+    unit = f"{name}_{postfix}"
+    return [(f"{unit}/conv", nn.Conv2d(cin, cout, kernel_size, stride, padding, bias=False)),
+            (f"{unit}/norm", nn.BatchNorm2d(cout)), (f"{unit}/relu", nn.ReLU(inplace=True))]
 
 
 class OSAModule(nn.Module):
@@ -35,10 +36,10 @@ class OSAModule(nn.Module):
     def __init__(self, cin, channels, concat_channels, name, identity=False):
         super().__init__()
         self.identity = identity
-        self.layers = nn.ModuleList(
-            nn.Sequential(OrderedDict(conv_unit(cin if i == 0 else channels, channels, name, i))) for i in range(5))
-        self.concat = nn.Sequential(OrderedDict(conv_unit(cin + 5 * channels, concat_channels, name, "concat",
-                                                          kernel_size=1, padding=0)))
+        self.layers = nn.ModuleList(nn.Sequential(OrderedDict(conv_unit(
+            cin if i == 0 else channels, channels, name, i))) for i in range(5))
+        self.concat = nn.Sequential(OrderedDict(conv_unit(
+            cin + 5 * channels, concat_channels, name, "concat", kernel_size=1, padding=0)))
 
     def forward(self, x):
         outputs = [x]
@@ -49,19 +50,22 @@ class OSAModule(nn.Module):
 
 
 class VoVNet(nn.Module):
-    """`stem`, `stage2`..`stage5` ([`Pooling`,] `OSA{n}_1`, ...), global average pool, `classifier`."""
+    """`stem`, `stage2`..`stage5` ([`Pooling`,] `OSA{n}_1`, ...), average pool, `classifier`."""
 
     def __init__(self, num_classes=1000):
         super().__init__()
-        self.stem = nn.Sequential(OrderedDict(unit for i, (cin, cout, stride) in enumerate(STEM, 1)
-                                              for unit in conv_unit(cin, cout, "stem", str(i), stride)))
+        self.stem = nn.Sequential(OrderedDict(
+            unit for i, (cin, cout, stride) in enumerate(STEM, 1)
+            for unit in conv_unit(cin, cout, "stem", str(i), stride)))
         cin = STEM[-1][1]
         for n, (channels, concat_channels, blocks) in enumerate(STAGES, 2):
-            pool = [("Pooling", nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True))] if n != 2 else []
-            stage = nn.Sequential(OrderedDict(pool))
+            stage = nn.Sequential()
+            if n != 2:
+                stage.add_module("Pooling", nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True))
             for b in range(blocks):
-                stage.add_module(f"OSA{n}_{b + 1}", OSAModule(cin if b == 0 else concat_channels, channels,
-                                                              concat_channels, f"OSA{n}_{b + 1}", b > 0))
+                name = f"OSA{n}_{b + 1}"
+                stage.add_module(name, OSAModule(cin if b == 0 else concat_channels, channels,
+                                                 concat_channels, name, b > 0))
             self.add_module(f"stage{n}", stage)
             cin = concat_channels
         self.classifier = nn.Linear(cin, num_classes)
@@ -88,31 +92,30 @@ def build_model(weights, source=None):
     torch.manual_seed(0)
     model = new_network(source)
     if weights == "random":
-        print("warning: random weights (seed 0): accuracy will not be meaningful", file=sys.stderr)
+        print("warning: random weights (seed 0): accuracy means nothing", file=sys.stderr)
         return model.eval()
     try:
         checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 (no such file, not a torch.save file, a pickled object...)
+    except Exception as err:  # no such file, not a torch.save file, a pickled object...
         raise UserError(f"{weights}: cannot read as a PyTorch checkpoint "
                         f"({(str(err).splitlines() or [type(err).__name__])[0]}); if you trust "
                         "it, save its plain state_dict with torch.save and pass that") from None
-    try:  # weights.layout module_prefix: keys `module.`...
+    try:  # weights.layout module_prefix: keys prefixed `module.`
         state = {k.removeprefix("module."): v for k, v in checkpoint.items()}
-        counters = {k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")}
-        model.load_state_dict({**counters, **state})  # strict; older files lack BatchNorm's counters
+        tracked = {k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")}
+        model.load_state_dict({**tracked, **state})  # strict; old files lack the counters
     except (RuntimeError, AttributeError, TypeError, ValueError) as err:  # keys, shapes, not a dict
-        raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint ({CONFIG['weights']['layout']}"
-                        f" layout): {' '.join(str(err).split())[:300]}") from None
+        raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint: "
+                        f"{' '.join(str(err).split())[:300]}") from None
     return model.eval()
 
 
 def export(model, onnx_path):
     inp, out, opset = CONFIG["input"]["name"], CONFIG["output"]["name"], CONFIG["onnx"]["opset"]
     axes = {inp: {0: "-1"}, out: {0: "-1"}} if CONFIG["onnx"]["dynamic_batch"] else None
-    folder, name = os.path.split(os.path.abspath(onnx_path))
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    tmp = f"{onnx_path}.{os.getpid()}.tmp"
     try:
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(onnx_path)), exist_ok=True)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the tracer's: Python-computed shapes become constants
             torch.onnx.export(model.eval(), torch.randn(1, *CONFIG["input"]["shape"]), tmp,
