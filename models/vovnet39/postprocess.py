@@ -1,7 +1,7 @@
 """VoVNet39 top-1..5 accuracy: `python3 postprocess.py RESULT_DIR LABEL_FILE OUT_DIR JSON_NAME`.
 
 As the Ascend ModelZoo vovnet39 guide's vovnet39_postprocess.py (Apache-2.0): the same JSON, byte
-for byte. Unlike the guide: files read sorted, one `error:` line for a bad file or a missing label.
+for byte. Files read sorted.
 """
 
 import json
@@ -11,11 +11,16 @@ import sys
 import numpy as np
 
 
+def fail(message):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)  # a user's error, as in npuzoo
+
+
 def main():
     if len(sys.argv) != 5:
-        sys.exit("usage: python3 postprocess.py RESULT_DIR LABEL_FILE OUT_DIR JSON_NAME")
+        fail("usage: python3 postprocess.py RESULT_DIR LABEL_FILE OUT_DIR JSON_NAME")
     result_dir, label_file, out_dir, json_name = sys.argv[1:]
-    hits, nonfinite, labels, where = np.zeros(5), 0, {}, label_file  # where: the file being read
+    hits, labels, where = np.zeros(5), {}, label_file  # where: the file being read
     try:
         with open(label_file, encoding="utf-8-sig") as handle:  # `<image name> <class index>`
             for number, fields in enumerate(map(str.split, handle), 1):
@@ -32,17 +37,16 @@ def main():
             where, key = os.path.join(result_dir, name), name.split(".")[0].rpartition("_")[0]
             with open(where, encoding="ascii") as handle:  # scores separated by single spaces
                 scores = np.array(handle.readline().strip().split(" "), dtype=np.float32)
-            nonfinite += not np.isfinite(scores).all()
             top = list(np.argsort(-scores, kind="stable")[:5])  # ties: the lower index; NaN last
             truth = labels[key] + (len(scores) == 1001)  # index 0 of 1001 scores: background
             if truth in top:
                 hits[top.index(truth):] += 1  # a hit for every k from its rank on
     except (OSError, UnicodeDecodeError) as err:
-        sys.exit(f"error: {where}: cannot read ({getattr(err, 'strerror', None) or err})")
+        fail(f"{where}: cannot read ({getattr(err, 'strerror', None) or err})")
     except ValueError as err:
-        sys.exit(f"error: {where}: {err}")
+        fail(f"{where}: {err}")
     except KeyError:
-        sys.exit(f"error: {where}: no label for it in {label_file}")
+        fail(f"{where}: no label for it in {label_file}")
     table = {"title": "Overall statistical evaluation", "value": [
         {"key": "Number of images", "value": str(len(names))},
         {"key": "Number of classes", "value": str(len(scores))},
@@ -55,10 +59,7 @@ def main():
             json.dump(table, handle)
         os.replace(tmp, path)
     except OSError as err:
-        sys.exit(f"error: {path}: cannot write ({err.strerror or err})")
-    if nonfinite:
-        print(f"warning: {result_dir}: {nonfinite} of {len(names)} result files hold NaN or "
-              "infinite scores: the model's outputs are broken", file=sys.stderr)
+        fail(f"{path}: cannot write ({err.strerror or err})")
     print("\n".join(f"{e['key']:<18}  {e['value']}" for e in table["value"]) + f"\nwrote {path}")
 
 

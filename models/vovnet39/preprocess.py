@@ -1,8 +1,7 @@
-"""VoVNet39 preprocessing: `python3 preprocess.py SRC DST [--limit N] [--uint8]`.
+"""VoVNet39 preprocessing: `python3 preprocess.py SRC DST [--uint8]`.
 
 As the Ascend ModelZoo vovnet39 guide's vovnet39_preprocess.py (Apache-2.0): Resize(256),
 CenterCrop(224), ToTensor(), Normalize(ImageNet mean, std), as model.yaml says.
-Alone it runs serially; `python3 -m npuzoo.prep` runs preprocess() in worker processes.
 """
 
 import argparse
@@ -49,28 +48,28 @@ def preprocess(path, uint8=False):
     return (pixels.transpose(2, 0, 1).astype(np.float32) / 255 - MEAN) / STD
 
 
+def fail(message):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)  # a user's error, as in npuzoo
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("src", metavar="SRC")
     parser.add_argument("dst", metavar="DST")
-    parser.add_argument("--limit", type=int, metavar="N")
     parser.add_argument("--uint8", action="store_true", help="the cropped uint8 pixels, for AIPP")
     args = parser.parse_args()
     try:  # SRC/* and SRC/*/*, sorted
         folders = [args.src, *sorted(e.path for e in os.scandir(args.src) if e.is_dir())]
         paths = sorted(e.path for folder in folders for e in os.scandir(folder)
-                       if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())[:args.limit]
+                       if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
     except OSError as err:
-        sys.exit(f"error: {err.filename or args.src}: cannot read ({err.strerror})")
-    if not paths or (args.limit or 1) < 1:
-        sys.exit(f"error: {args.src}: no {'/'.join(IMAGE_EXTENSIONS)} images in it or its "
-                 "subfolders (or N < 1)")
+        fail(f"{err.filename or args.src}: cannot read ({err.strerror})")
     stems = {}  # DST/<name up to its first '.'>.bin: one image each
     for path in paths:
         stem = os.path.basename(path).split(".")[0]
-        if not stem or stems.setdefault(stem, path) != path:
-            sys.exit(f"error: {path}: would be written as {stem}.bin"
-                     f"{f', as {stems[stem]}' if stem else ''}; rename it")
+        if stems.setdefault(stem, path) != path:
+            fail(f"{stems[stem]} and {path} would both be written as {stem}.bin; rename one")
     try:
         os.makedirs(args.dst, exist_ok=True)
         for stem, path in stems.items():
@@ -78,13 +77,13 @@ def main():
                 array = preprocess(path, args.uint8)
             except DECODE_ERRORS as err:
                 reason = (str(err).splitlines() or [type(err).__name__])[0]
-                sys.exit(f"error: {path}: cannot decode image ({reason}); remove it from the "
-                         "dataset and its line from the label file")
+                fail(f"{path}: cannot decode image ({reason}); remove it from the dataset "
+                     "and its line from the label file")
             tmp = os.path.join(args.dst, f".{stem}.tmp")
             array.tofile(tmp)  # then renamed: never a partial .bin
             os.replace(tmp, os.path.join(args.dst, f"{stem}.bin"))
     except OSError as err:
-        sys.exit(f"error: {args.dst}: cannot write in it ({err.strerror or err})")
+        fail(f"{args.dst}: cannot write in it ({err.strerror or err})")
     print(f"preprocessed {len(paths)} images to {args.dst}")
 
 
