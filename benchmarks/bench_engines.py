@@ -34,7 +34,7 @@ each model and batch size, every round runs every contender once, the order rota
 place each round; a contender is compared with plain ORT of the same round (the ratio), and
 the medians over rounds are reported with their min-max spread. Every measurement records the
 1-minute load average and the CPU time other processes took on these CPUs meanwhile
-(npuzoo.bench.LoadMonitor); a measurement is contended when that exceeds 10% of the CPUs'
+(npuzoo.load.LoadMonitor); a measurement is contended when that exceeds 10% of the CPUs'
 time. Medians and ratios use the rounds where neither the contender nor plain ORT was
 contended, when there are any (the JSON says how many); otherwise all rounds, flagged. On a
 shared machine, --wait-quiet S first waits (up to S seconds) for a half second in which other
@@ -129,7 +129,7 @@ class Contender:
 
     def timed(self, call, bs, seconds, min_runs, warmup):
         """Warm-up calls, then calls until min_runs and seconds; images/s over the wall time."""
-        from npuzoo.bench import LoadMonitor
+        from npuzoo.bench.load import LoadMonitor
 
         for _ in range(warmup):
             call()
@@ -208,7 +208,7 @@ class PlainOpenVINO(Contender):
 
 class AsyncOpenVINO(PlainOpenVINO):
     def measure(self, bs, seconds, min_runs, warmup):
-        from npuzoo.bench import LoadMonitor
+        from npuzoo.bench.load import LoadMonitor
 
         compiled = self.compile(bs, {"PERFORMANCE_HINT": "THROUGHPUT"})
         jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
@@ -516,7 +516,7 @@ def commit():
 def wait_quiet(limit):
     """Wait (up to `limit` seconds) for half a second in which other processes took at most
     10% of the CPUs; return the seconds waited."""
-    from npuzoo.bench import LoadMonitor
+    from npuzoo.bench.load import LoadMonitor
 
     start = time.perf_counter()
     while time.perf_counter() - start < limit:
@@ -755,7 +755,7 @@ def main(argv=None):
         parser.error("--plain takes ort,openvino,openvino-async,torch; --backends onnxruntime,openvino")
     args.int8 = parse_pairs(args.int8, "--int8")
     args.onnx = parse_pairs(args.onnx, "--onnx")
-    from npuzoo.bench import default_threads
+    from npuzoo.bench.runner import default_threads
     threads = args.threads or default_threads()
 
     print("bench_engines: models {}, BS {}, {} rounds of {:g} s (>= {} calls, {} warm-up), {} threads; "

@@ -9,9 +9,10 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import secrets
 
-from npuzoo.errors import WriteError
+from npuzoo.errors import UserError, WriteError
 
 WRITE_HINTS = {
     errno.EACCES: "the folder is not writable by this user",
@@ -103,3 +104,23 @@ def replace_link(target: str, path: str) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     os.symlink(target, tmp)
     os.replace(tmp, path)
+
+
+INPUT_EXTENSIONS = (".bin", ".BIN", ".npy", ".NPY")
+
+
+def input_files(folder: str) -> list[str]:
+    """The .bin/.npy files of a folder (no recursion) in the order ais_bench reads them:
+    sorted, then natural-sorted (img_2 before img_10). Sharding follows the same order."""
+    if not os.path.isdir(folder):
+        raise UserError("input dir not found: {}".format(folder))
+    files = sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                   if f.endswith(INPUT_EXTENSIONS))
+    if not files:
+        raise UserError("{} of input args holds no valid file (valid: *.npy *.NPY *.bin *.BIN)"
+                        .format(folder))
+
+    def key(text: str) -> list[int | str]:  # odd parts are the digit runs
+        return [int(c) if i % 2 else c.lower() for i, c in enumerate(re.split("([0-9]+)", text))]
+
+    return sorted(files, key=key)

@@ -6,7 +6,7 @@
 (mk/pipeline.mk's sweep-shard and sweep-merge targets call them; npuzoo/sweep.py runs those.)
 
 A shard is a contiguous run of whole batches of the preprocessed files, in the order the
-inference reads a folder (npuzoo.bench.files_from_dir, ais_bench's order): with B batches of
+inference reads a folder (npuzoo.files.input_files, ais_bench's order): with B batches of
 BS files, shard i holds batches floor(i*B/k) .. floor((i+1)*B/k)-1. Every batch then holds
 the same files in the same slots as in the single-device run, the padded last batch included
 (it is the last shard's), so each image's logits are computed exactly as there: the merged
@@ -22,9 +22,8 @@ import json
 import os
 import shutil
 
-from npuzoo.bench import files_from_dir
 from npuzoo.errors import UserError, cli
-from npuzoo.files import atomic_write
+from npuzoo.files import atomic_write, input_files
 
 RESULT_SUFFIX = "_0.txt"
 
@@ -69,7 +68,7 @@ def _replace(tmp, folder):
 
 
 def split(prep_dir, input_dir, shard, shards, bs):
-    files = files_from_dir(prep_dir)
+    files = input_files(prep_dir)
     start, stop = bounds(len(files), bs, shards, shard)
     tmp = _fresh(input_dir)
     for path in files[start:stop]:
@@ -86,7 +85,7 @@ def split(prep_dir, input_dir, shard, shards, bs):
 def merge(shard_root, out_dir, shards, prep_dir):
     """OUT_DIR/results from the shards' results; UserError unless each file has one result."""
     expected = [os.path.basename(p)[:-len(os.path.splitext(p)[1])] + RESULT_SUFFIX
-                for p in files_from_dir(prep_dir)]
+                for p in input_files(prep_dir)]
     found = {}
     described = []
     for shard in range(shards):

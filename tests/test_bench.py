@@ -17,6 +17,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from npuzoo import bench, engines
+from npuzoo.bench import inputs, load, options, outputs, runner
 from npuzoo.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -215,19 +216,19 @@ def assert_one_line_error(proc, *fragments):
     (["-m", "x"], "run_mode", "array"),
 ])
 def test_flags_parse(argv, field, value):
-    assert getattr(bench.parse_args(argv), field) == value
+    assert getattr(options.parse_args(argv), field) == value
 
 
 @pytest.mark.parametrize("text", ["yes", "YES", "true", "True", "t", "T", "y", "Y", "1"])
 def test_bool_true(text):
-    assert bench.str2bool(text) is True
-    assert bench.parse_args(["-m", "x", "--debug", text]).debug is True
+    assert options.str2bool(text) is True
+    assert options.parse_args(["-m", "x", "--debug", text]).debug is True
 
 
 @pytest.mark.parametrize("text", ["no", "No", "false", "FALSE", "f", "F", "n", "N", "0"])
 def test_bool_false(text):
-    assert bench.str2bool(text) is False
-    assert bench.parse_args(["-m", "x", "--debug", text]).debug is False
+    assert options.str2bool(text) is False
+    assert options.parse_args(["-m", "x", "--debug", text]).debug is False
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -255,7 +256,7 @@ def test_bool_false(text):
 ])
 def test_flag_errors(argv, fragment):
     with pytest.raises(UserError) as err:
-        bench.parse_args(argv)
+        options.parse_args(argv)
     assert fragment in str(err.value)
     assert "\n" not in str(err.value)
 
@@ -467,7 +468,7 @@ def test_txt_writer_matches_savetxt(dtype):
     data = (rng.normal(size=(2, 3, 17)) * 1000).astype(dtype)
     if np.dtype(dtype).kind == "f":
         data.flat[:4] = [np.nan, np.inf, -np.inf, -0.0]
-    assert bench.txt_bytes(data) == _savetxt_reference(data)
+    assert outputs.txt_bytes(data) == _savetxt_reference(data)
 
 
 # -- output layout and summary ------------------------------------------------------------
@@ -653,14 +654,14 @@ class _CountingSession:
 @pytest.fixture
 def counted(monkeypatch):
     sessions = []
-    real = bench.open_session
+    real = runner.open_session
 
     def wrapper(*args, **kwargs):
         session, inputs, outputs = real(*args, **kwargs)
         sessions.append(_CountingSession(session))
         return sessions[-1], inputs, outputs
 
-    monkeypatch.setattr(bench, "open_session", wrapper)
+    monkeypatch.setattr(runner, "open_session", wrapper)
     return sessions
 
 
@@ -791,7 +792,7 @@ def test_cli_success_end_to_end(tmp_path, models):
     assert text.endswith(" \n") and text.count("\n") == 1
     np.testing.assert_allclose([float(v) for v in text.split()], expected_class(data[:1])[0], atol=2e-6)
     doc = json.loads((tmp_path / "o" / "r_summary.json").read_text())
-    assert doc["args"][0].endswith("bench.py") and "--output_dir=r" in doc["args"]
+    assert doc["args"][0].endswith("__main__.py") and "--output_dir=r" in doc["args"]
 
 
 def test_static_model_rejects_other_dymbatch(models):
@@ -855,7 +856,7 @@ NPUZOO_KEYS = ["backend", "backend_version", "precision", "streams", "threads_pe
 ])
 def test_npuzoo_flags_parse(argv, field, value):
     expected = engines.DEFAULT_BACKEND if value == "the default" else value
-    assert getattr(bench.parse_args(argv), field) == expected
+    assert getattr(options.parse_args(argv), field) == expected
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -868,7 +869,7 @@ def test_npuzoo_flags_parse(argv, field, value):
 ])
 def test_npuzoo_flag_errors(argv, fragment):
     with pytest.raises(UserError) as err:
-        bench.parse_args(argv)
+        options.parse_args(argv)
     assert fragment in str(err.value)
 
 
@@ -906,7 +907,7 @@ def test_an_input_read_error_in_a_later_batch_stops_the_run(tmp_path, models, mo
     """Batches after the first are read ahead in a reader thread: its error reaches the caller
     as the same one-line UserError, naming the file."""
     write_bins(tmp_path / "in", images(6))
-    real = bench._read_into
+    real = inputs.read_into
     victim = str(tmp_path / "in" / "img_004.bin")
 
     def failing(buf, offset, size, path):
@@ -914,7 +915,7 @@ def test_an_input_read_error_in_a_later_batch_stops_the_run(tmp_path, models, mo
             raise UserError("cannot read input file {}: Input/output error".format(path))
         real(buf, offset, size, path)
 
-    monkeypatch.setattr(bench, "_read_into", failing)
+    monkeypatch.setattr(inputs, "read_into", failing)
     with pytest.raises(UserError, match="cannot read input file .*img_004.bin"):
         bench.run(["-m", models["dynamic"], "--dymBatch", "2", "-i", str(tmp_path / "in"),
                    "-o", str(tmp_path / "out"), "--output_dirname", "r", "--streams", str(streams)],
@@ -926,14 +927,14 @@ def test_an_output_write_error_stops_the_run(tmp_path, models, monkeypatch, stre
     """Outputs are written by a writer thread while the next batch runs: a failed write
     reaches the caller as the runner's one-line UserError."""
     write_bins(tmp_path / "in", images(6))
-    real = bench.save_data_to_file
+    real = outputs.save_data_to_file
 
     def failing(path, ndata):
         if "img_002" in path:
             raise UserError("cannot write {}: No space left on device".format(path))
         real(path, ndata)
 
-    monkeypatch.setattr(bench, "save_data_to_file", failing)
+    monkeypatch.setattr(outputs, "save_data_to_file", failing)
     with pytest.raises(UserError, match="cannot write .*img_002_0.bin: No space left"):
         bench.run(["-m", models["dynamic"], "--dymBatch", "2", "-i", str(tmp_path / "in"),
                    "-o", str(tmp_path / "out"), "--output_dirname", "r", "--streams", str(streams)],
@@ -972,13 +973,13 @@ def test_streams_share_the_runs_of_one_batch(tmp_path, models, capsys, counted):
                                                           (8, 2, 4), (5, 2, 2)])
 def test_threads_per_stream(models, capsys, monkeypatch, threads, streams, per_stream):
     seen = []
-    real = bench.open_session
+    real = runner.open_session
 
     def spy(model_path, threads, backend="onnxruntime"):
         seen.append(threads)
         return real(model_path, threads, backend)
 
-    monkeypatch.setattr(bench, "open_session", spy)
+    monkeypatch.setattr(runner, "open_session", spy)
     summary, _ = run_api(["-m", models["static"], "--streams", streams, "--backend", "onnxruntime"], capsys,
                          threads=threads)
     assert seen == [per_stream] * streams
@@ -1008,7 +1009,7 @@ def test_npuzoo_keys_follow_t23_keys_only_when_asked(tmp_path, models, capsys, m
     """T23's keys alone without npuzoo's flags (as the real front end writes them, see
     test_ascend.py); with one of them the npuzoo keys follow, and `throughput` keeps its T23
     meaning (per call) beside `throughput_wall` (images / wall time across the streams)."""
-    monkeypatch.setattr(bench, "reference_kernel_ms", lambda: 1.0)   # a steady machine
+    monkeypatch.setattr(load, "reference_kernel_ms", lambda: 1.0)   # a steady machine
     argv = ["-m", models["static"], "--loop", "6", "-o", tmp_path, "--output_dirname"]
     plain, _ = run_api(argv + ["plain"], capsys)
     assert list(plain) == T23_KEYS
@@ -1064,7 +1065,7 @@ def test_load_monitor_counts_other_processes_cpu_time(tmp_path, monkeypatch, bus
     stat = tmp_path / "stat"
     stat.write_text(_stat([(100, 0), (100, 0)]))
     clock = iter([10.0, 11.0])                              # 1 s of wall time
-    monitor = bench.LoadMonitor(str(stat), clock=lambda: next(clock), reference=lambda: 1.0)
+    monitor = load.LoadMonitor(str(stat), clock=lambda: next(clock), reference=lambda: 1.0)
     monitor.cpus, monitor.tick = [0, 1], 100
     own_times = iter([5.0, 5.0 + own])
     monkeypatch.setattr(monitor, "_own", lambda: next(own_times))
@@ -1080,7 +1081,7 @@ def test_load_monitor_counts_other_processes_cpu_time(tmp_path, monkeypatch, bus
     assert "0.1 * cpus * wall_s" in result["contended_rule"]
     clock = iter([10.0, 10.2])                              # 0.4 CPU-s of capacity: 40 ticks
     own_times = iter([5.0, 5.0])
-    short = bench.LoadMonitor(str(stat), clock=lambda: next(clock), reference=lambda: 1.0)
+    short = load.LoadMonitor(str(stat), clock=lambda: next(clock), reference=lambda: 1.0)
     short.cpus, short.tick = [0, 1], 100
     monkeypatch.setattr(short, "_own", lambda: next(own_times))
     short.start()
@@ -1091,12 +1092,12 @@ def test_load_monitor_counts_other_processes_cpu_time(tmp_path, monkeypatch, bus
 def test_load_monitor_reads_only_this_process_cpus_and_survives_no_proc_stat(tmp_path):
     stat = tmp_path / "stat"
     stat.write_text(_stat([(100, 0), (100, 0)]))
-    monitor = bench.LoadMonitor(str(stat))
+    monitor = load.LoadMonitor(str(stat))
     monitor.cpus = [1]
     assert monitor._busy() == (100, 0, 1)
     monitor.cpus = [7]                                       # not listed: the total line
     assert monitor._busy() == (200, 0, 2)
-    gone = bench.LoadMonitor(str(tmp_path / "absent"), reference=lambda: 1.0).start().stop()
+    gone = load.LoadMonitor(str(tmp_path / "absent"), reference=lambda: 1.0).start().stop()
     assert gone["other_cpu_s"] is None and gone["contended"] is None
     assert isinstance(gone["own_cpu_s"], float)
 
@@ -1134,12 +1135,12 @@ def test_without_its_default_engine_the_runner_falls_back_and_says_so(monkeypatc
     installed = {"onnxruntime": "1.31.1"}
     monkeypatch.setattr(engines, "DEFAULT_BACKEND", "openvino")  # the project's default
     monkeypatch.setattr(engines, "backend_version", installed.get)
-    assert bench.parse_args(["-m", "x.onnx"]).backend == "onnxruntime"
+    assert options.parse_args(["-m", "x.onnx"]).backend == "onnxruntime"
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("note: OpenVINO (the default engine) is not installed; running on "
                            "ONNX Runtime")
     # an engine asked for by name is never swapped (its absence is an error where it loads)
-    assert bench.parse_args(["-m", "x.onnx", "--backend", "openvino"]).backend == "openvino"
+    assert options.parse_args(["-m", "x.onnx", "--backend", "openvino"]).backend == "openvino"
     installed["openvino"] = "2026.4.1"
-    assert bench.parse_args(["-m", "x.onnx"]).backend == "openvino"
+    assert options.parse_args(["-m", "x.onnx"]).backend == "openvino"
     assert capsys.readouterr().err == ""

@@ -207,7 +207,8 @@ def test_a_file_changed_just_after_it_was_hashed_is_read_again(tmp_path):
 
 def test_streams_beyond_a_few_per_core_are_refused_naming_the_limit():
     """Issue 19 item 8: STREAMS=100000 opened sessions until bad_alloc."""
-    from npuzoo import bench, engines
+    from npuzoo import engines
+    from npuzoo.bench import options
 
     limit = engines.max_streams()
     assert limit == engines.STREAMS_PER_CORE * len(os.sched_getaffinity(0))
@@ -217,7 +218,7 @@ def test_streams_beyond_a_few_per_core_are_refused_naming_the_limit():
             settings(STREAMS=str(value))
         assert str(err.value).startswith(f"STREAMS={value}: at most {limit} here")
         with pytest.raises(UserError, match=f"--streams={value}: at most {limit} here"):
-            bench.parse_args(["-m", "x", "--streams", str(value)])
+            options.parse_args(["-m", "x", "--streams", str(value)])
     proc = subprocess.run([sys.executable, "-m", "npuzoo.run", "mobilenetv1", "--check"],
                           cwd=REPO, capture_output=True, text=True,
                           env=dict(os.environ, NPUZOO_STREAMS="100000"))

@@ -7,7 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from npuzoo import bench, engines, history, report, run, tune
+from npuzoo import engines, history, report, run, tune
+from npuzoo.bench import load
 from npuzoo.errors import UserError
 from tests.test_bench import classifier, run_api
 from tests.test_report_gate import built_report, run_report
@@ -149,17 +150,17 @@ def test_a_tuned_run_keeps_its_owner_and_row_whatever_engine_it_picked():
 # -- a steadier figure: windows, a reference kernel, compare within the spread ------------------
 
 def test_windows_show_a_slowdown_within_the_loop():
-    steady = bench.window_throughputs([0.1 * k for k in range(1, 11)], 0.0, 4)
+    steady = load.window_throughputs([0.1 * k for k in range(1, 11)], 0.0, 4)
     assert steady == pytest.approx([40.0] * 5)
-    assert bench.spread(steady)["throughput_spread"] == pytest.approx(0.0)
+    assert load.spread(steady)["throughput_spread"] == pytest.approx(0.0)
     # the last four calls took twice as long: the last windows are slower
     ends = [0.1 * k for k in range(1, 7)] + [0.6 + 0.2 * k for k in range(1, 5)]
-    found = bench.spread(bench.window_throughputs(ends, 0.0, 4))
+    found = load.spread(load.window_throughputs(ends, 0.0, 4))
     assert found["throughput_windows"] == pytest.approx([40.0, 40.0, 40.0, 20.0, 20.0])
     assert found["throughput_median"] == pytest.approx(40.0)
     assert found["throughput_spread"] == pytest.approx(0.5)
-    assert bench.window_throughputs([0.5], 0.0, 1) == [] and \
-        bench.spread([])["throughput_spread"] is None
+    assert load.window_throughputs([0.5], 0.0, 1) == [] and \
+        load.spread([])["throughput_spread"] is None
 
 
 @pytest.mark.parametrize("before, after, contended", [(10.0, 10.5, False), (10.0, 13.0, True),
@@ -169,7 +170,7 @@ def test_a_slower_reference_kernel_marks_the_run_contended(tmp_path, before, aft
     stat.write_text("cpu 100 0 100 1000 0 0 0 0 0 0\ncpu0 100 0 100 1000 0 0 0 0 0 0\n")
     times = iter([before, after])
     clock = iter([0.0, 5.0])
-    monitor = bench.LoadMonitor(str(stat), clock=lambda: next(clock), reference=lambda: next(times))
+    monitor = load.LoadMonitor(str(stat), clock=lambda: next(clock), reference=lambda: next(times))
     monitor.cpus, monitor.tick = [0], 100
     monitor._own = lambda: 0.0
     result = monitor.start().stop()

@@ -1,0 +1,5 @@
+import sys
+
+from npuzoo.bench.runner import main
+
+sys.exit(main())

@@ -1,0 +1,288 @@
+"""Inputs and batching (docs/ais_bench_compatibility.md, "Inputs and batching"): input lists,
+the shapes a run resolves, files per batch from input 0, the `arg0 tensorsize: X filesize: Y
+not match` error, the last batch padded with its first file, pure inference's zero or random
+bytes."""
+
+import argparse
+import logging
+import math
+import os
+
+import numpy as np
+
+from npuzoo.engines import TensorDesc
+from npuzoo.errors import UserError
+from npuzoo.files import input_files
+
+PURE_INFER_FAKE_FILE = "pure_infer_data"
+PADDING_INFER_FAKE_FILE = "padding_infer_fake_file"
+Batch = list[list[str]]   # per model input, the files of one batch
+Feeds = dict[str, np.ndarray]
+
+
+def _named_shapes(text: str, flag: str, inputs: list[TensorDesc]) -> dict[str, list[int]]:
+    shapes = {}
+    names = [d.name for d in inputs]
+    for item in filter(None, (s.strip() for s in text.split(";"))):
+        name, sep, dims = item.rpartition(":")
+        try:
+            if not sep:
+                raise ValueError
+            shape = [int(v) for v in dims.split(",")]
+        except ValueError:
+            raise UserError('{} "{}": expected "name:d,d,...;name2:d,..."'.format(flag, text)) from None
+        if name not in names:
+            raise UserError("{}: the model has no input '{}' (inputs: {})".format(
+                flag, name, ", ".join(names)))
+        shapes[name] = shape
+    return shapes
+
+
+def _dynamic_request(inputs: list[TensorDesc], args: argparse.Namespace
+                     ) -> tuple[dict[str, list[int]], list[int] | None]:
+    """(named shapes, [h, w] or None): the first of --dymBatch, --dymHW, --dymDims, --dymShape
+    given (as T23, only that one applies)."""
+    if args.dymBatch:
+        if inputs and inputs[0].shape and inputs[0].shape[0] not in (-1, args.dymBatch):
+            raise UserError("--dymBatch {}: model input '{}' has a static batch of {}; export it "
+                            "with a dynamic batch".format(args.dymBatch, inputs[0].name,
+                                                          inputs[0].shape[0]))
+    elif args.dymHW is not None:
+        try:
+            hw = [int(v) for v in args.dymHW.split(",")]
+            if len(hw) != 2 or min(hw) <= 0:
+                raise ValueError
+        except ValueError:
+            raise UserError('--dymHW "{}": expected "h,w"'.format(args.dymHW)) from None
+        return {}, hw
+    elif args.dymDims is not None:
+        return _named_shapes(args.dymDims, "--dymDims", inputs), None
+    elif args.dymShape is not None:
+        return _named_shapes(args.dymShape, "--dymShape", inputs), None
+    return {}, None
+
+
+def _shape_of(desc: TensorDesc, named: dict[str, list[int]], hw: list[int] | None,
+              batch: int) -> list[int]:
+    model = desc.shape
+    if desc.name in named:
+        shape = named[desc.name]
+        if len(shape) != len(model) or any(m != -1 and m != s for m, s in zip(model, shape)):
+            raise UserError("input '{}': shape {} does not fit the model's {}".format(
+                desc.name, shape, model))
+        if min(shape, default=1) <= 0:
+            raise UserError("input '{}': shape {} has a non-positive dim".format(desc.name, shape))
+        return shape
+    shape = list(model)
+    if shape and shape[0] == -1:
+        shape[0] = batch
+    if hw is not None and len(shape) == 4:
+        if model[1] != -1 and (model[2] == -1 or model[3] == -1):
+            shape[2:4] = hw          # NCHW
+        elif model[3] != -1 and (model[1] == -1 or model[2] == -1):
+            shape[1:3] = hw          # NHWC
+    return shape
+
+
+def resolve_shapes(inputs: list[TensorDesc], args: argparse.Namespace) -> str | None:
+    """Fill desc.resolved / desc.realsize for each input. Returns an error text for the first
+    input whose shape stays unknown (raised only when that shape is needed), else None."""
+    named, hw = _dynamic_request(inputs, args)
+    batch = args.dymBatch or args.batchsize or 1
+    problem = None
+    for desc in inputs:
+        shape = _shape_of(desc, named, hw, batch)
+        if -1 in shape:
+            desc.resolved, desc.realsize = None, None
+            dims = ",".join("d" if d == -1 else str(d) for d in desc.shape)
+            problem = problem or ("input '{}' has dynamic dims {}; give its shape with --dymShape "
+                                  '"{}:{}"'.format(desc.name, desc.shape, desc.name, dims))
+            continue
+        desc.resolved = shape
+        desc.realsize = int(np.prod(shape, dtype=np.int64)) * np.dtype(desc.datatype).itemsize
+    return problem
+
+
+def is_npy(path: str) -> bool:
+    return path.endswith((".npy", ".NPY"))
+
+
+def file_datasize(path: str) -> int:
+    """Bytes a file contributes: the array bytes of a .npy (header only read), else its size."""
+    try:
+        if is_npy(path):
+            with open(path, "rb") as handle:
+                version = np.lib.format.read_magic(handle)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+            return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        return os.path.getsize(path)
+    except OSError as err:
+        raise UserError("cannot read input file {}: {}".format(path, err.strerror)) from None
+    except ValueError as err:
+        raise UserError("{}: not a valid .npy file ({})".format(path, err)) from None
+
+
+def load_npy(path: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UserError("{}: cannot load it as .npy ({})".format(path, err)) from None
+
+
+def _multiple_error(count: int, n_inputs: int) -> UserError:
+    return UserError("--input gives {} files for a model with {} inputs; give a multiple "
+                     "of {}".format(count, n_inputs, n_inputs))
+
+
+def list_input_files(inputs_list: list[str], n_inputs: int) -> list[list[str]]:
+    """Per model input, its files: a comma list of files cut into n_inputs consecutive chunks,
+    or one directory per input."""
+    first = inputs_list[0]
+    if os.path.isfile(first):
+        for index, path in enumerate(inputs_list):
+            if not os.path.isfile(path):
+                raise UserError("--input: input[{}] '{}' is not a file".format(index, path))
+        if len(inputs_list) % n_inputs:
+            raise _multiple_error(len(inputs_list), n_inputs)
+        chunk = len(inputs_list) // n_inputs
+        return [inputs_list[k * chunk:(k + 1) * chunk] for k in range(n_inputs)]
+    if os.path.isdir(first):
+        if len(inputs_list) != n_inputs:
+            raise UserError("--input gives {} directories but the model has {} inputs".format(
+                len(inputs_list), n_inputs))
+        fileslists = [input_files(folder) for folder in inputs_list]
+        counts = [len(files) for files in fileslists]
+        if len(set(counts)) > 1:
+            raise UserError("--input directories hold different numbers of files: {}".format(
+                ", ".join("{} ({})".format(d, c) for d, c in zip(inputs_list, counts))))
+        return fileslists
+    raise UserError("--input: '{}' is neither a file nor a directory".format(first))
+
+
+def split_inputs_for_devices(inputs: str, n_inputs: int, jobs: int) -> list[str]:
+    """T23 split_inputs_new: every device gets its share of each model input's files."""
+    inputs_list = inputs.split(",")
+    if os.path.isfile(inputs_list[0]):
+        files = inputs_list
+        if len(files) % n_inputs:
+            raise _multiple_error(len(files), n_inputs)
+    elif os.path.isdir(inputs_list[0]):
+        files = [path for group in list_input_files(inputs_list, n_inputs) for path in group]
+    else:
+        raise UserError("--input: '{}' is neither a file nor a directory".format(inputs_list[0]))
+    per_input = math.ceil(len(files) / n_inputs)
+    shares: list[list[str]] = [[] for _ in range(jobs)]
+    for start in range(0, len(files), per_input):
+        chunk = files[start:start + per_input]
+        per_device = math.ceil(len(chunk) / jobs)
+        for j, begin in enumerate(range(0, len(chunk), per_device)):
+            shares[j].extend(chunk[begin:begin + per_device])
+    if any(not share for share in shares):
+        raise UserError("--device lists {} devices but --input has only {} files per model input; "
+                        "give fewer devices".format(jobs, per_input))
+    return [",".join(share) for share in shares]
+
+
+def size_error(k: int, tensorsize: int, filesize: int, path: str, detail: str) -> UserError:
+    return UserError("arg{} tensorsize: {} filesize: {} not match ({}: {})".format(
+        k, tensorsize, filesize, path, detail))
+
+
+def _files_per_batch(fileslists: list[list[str]], inputs: list[TensorDesc]) -> int:
+    """How many files make one batch of input 0; every file of every input checked."""
+    tensorsize, filesize = inputs[0].realsize or 0, file_datasize(fileslists[0][0])
+    if filesize == 0 or tensorsize % filesize:
+        raise size_error(0, tensorsize, filesize, fileslists[0][0],
+                         "input 0 of the model must take a whole number of such files")
+    files_per_batch = tensorsize // filesize
+    for k, (desc, files) in enumerate(zip(inputs, fileslists)):
+        realsize = desc.realsize or 0
+        if realsize % files_per_batch:
+            raise size_error(k, realsize, file_datasize(files[0]), files[0],
+                             "{} files per batch do not divide input {}".format(files_per_batch, k))
+        expected = realsize // files_per_batch
+        for path in files:
+            size = file_datasize(path)
+            if size != expected:
+                raise size_error(k, realsize, size, path,
+                                 "every file of input {} must hold {} bytes".format(k, expected))
+    return files_per_batch
+
+
+def plan_batches(fileslists: list[list[str]], inputs: list[TensorDesc], no_combine: bool
+                 ) -> tuple[int, list[Batch]]:
+    """files_per_batch, and the batches: batches[i][k] = the files of input k in batch i,
+    the last one padded with PADDING_INFER_FAKE_FILE."""
+    files_per_batch = 1 if no_combine else _files_per_batch(fileslists, inputs)
+    runcount = math.ceil(len(fileslists[0]) / files_per_batch)
+    logging.getLogger("npuzoo.bench").info("get filesperbatch files0 size:{} tensor0size:{} filesperbatch:{} runcount:{}".format(
+        file_datasize(fileslists[0][0]), inputs[0].realsize, files_per_batch, runcount))
+    batches = []
+    for i in range(runcount):
+        batch = []
+        for files in fileslists:
+            chunk = files[i * files_per_batch:(i + 1) * files_per_batch]
+            batch.append(chunk + [PADDING_INFER_FAKE_FILE] * (files_per_batch - len(chunk)))
+        batches.append(batch)
+    return files_per_batch, batches
+
+
+def read_into(buf: np.ndarray, offset: int, size: int, path: str) -> None:
+    """Put the bytes of one input file at buf[offset:offset+size]."""
+    if is_npy(path):
+        data = np.ascontiguousarray(load_npy(path)).reshape(-1).view(np.uint8)
+        if data.size != size:
+            raise size_error(0, buf.size, data.size, path, "the file changed size during the run")
+        buf[offset:offset + size] = data
+        return
+    try:
+        with open(path, "rb") as handle:
+            got = handle.readinto(memoryview(buf)[offset:offset + size])
+            extra = handle.read(1)
+    except OSError as err:
+        raise UserError("cannot read input file {}: {}".format(path, err.strerror)) from None
+    if got != size or extra:
+        raise size_error(0, buf.size, os.path.getsize(path), path,
+                         "the file changed size during the run")
+
+
+def _npy_feed(path: str, desc: TensorDesc) -> np.ndarray:
+    """--auto_set_dym*_mode: one .npy with its own shape."""
+    if not is_npy(path):
+        raise UserError("{}: --auto_set_dymshape_mode/--auto_set_dymdims_mode need .npy "
+                        "inputs, which carry their shape".format(path))
+    array = load_npy(path)
+    if array.dtype != np.dtype(desc.datatype):
+        raise UserError("{}: dtype {} but model input '{}' takes {}".format(
+            path, array.dtype, desc.name, np.dtype(desc.datatype).name))
+    return np.ascontiguousarray(array)
+
+
+def make_feeds(batch: Batch, inputs: list[TensorDesc], args: argparse.Namespace,
+               batchsizes: list[int] | None = None) -> Feeds:
+    """The input arrays of one batch: the files concatenated as raw bytes (no dtype
+    conversion), padded slots filled with the batch's first file; pure inference's bytes are
+    zeros or random 0-255, fresh on each call."""
+    feeds = {}
+    for desc, files in zip(inputs, batch):
+        if args.no_combine_tensor_mode and files[0] != PURE_INFER_FAKE_FILE:
+            feeds[desc.name] = array = _npy_feed(files[0], desc)
+            if batchsizes is not None and desc is inputs[0]:
+                batchsizes.append(array.shape[0] if array.ndim else 1)
+            continue
+        if desc.resolved is None or desc.realsize is None:
+            raise UserError(args.unresolved)
+        if files[0] == PURE_INFER_FAKE_FILE:
+            buf = (np.random.default_rng().integers(0, 256, size=desc.realsize, dtype=np.uint8)
+                   if args.pure_data_type == "random" else np.zeros(desc.realsize, dtype=np.uint8))
+        else:
+            buf = np.empty(desc.realsize, dtype=np.uint8)
+            per_file = desc.realsize // len(files)
+            for slot, path in enumerate(files):
+                real = files[0] if path == PADDING_INFER_FAKE_FILE else path
+                read_into(buf, slot * per_file, per_file, real)
+        feeds[desc.name] = buf.view(desc.datatype).reshape(desc.resolved)
+    return feeds

@@ -1,0 +1,203 @@
+"""The runner's command line: T23's flags, defaults and checks (values after a space or `=`,
+unique prefixes, T23's str2bool taking one value), and npuzoo's flags."""
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from npuzoo import engines
+from npuzoo.errors import UserError
+
+PROG = "python3 -m npuzoo.bench"
+NPUZOO_FLAGS = ("streams", "backend", "precision", "loop_seconds", "tune")  # argparse dests
+UNSUPPORTED = (("profiler", "--profiler", "there is no Ascend profiler on CPU"),
+               ("dump", "--dump", "there is no Ascend data dump on CPU"),
+               ("acl_json_path", "--acl_json_path", "there is no ACL on CPU"),
+               ("dymShape_range", "--dymShape_range", "run once per shape with --dymShape instead"))
+
+
+def str2bool(value: str | bool) -> bool:
+    """T23's str2bool: yes/true/t/y/1 and no/false/f/n/0, case-insensitive."""
+    if isinstance(value, bool):
+        return value
+    if value.lower() in ("yes", "true", "t", "y", "1"):
+        return True
+    if value.lower() in ("no", "false", "f", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(
+        "Boolean value expected true, 1, false, 0 with case insensitive, got '{}'".format(value))
+
+
+def integer(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("'{}' is not an integer".format(value)) from None
+
+
+def positive_integer(value: str) -> int:
+    ivalue = integer(value)
+    if ivalue <= 0:
+        raise argparse.ArgumentTypeError("%s is an invalid positive int value" % value)
+    return ivalue
+
+
+def nonnegative_integer(value: str) -> int:
+    ivalue = integer(value)
+    if ivalue < 0:
+        raise argparse.ArgumentTypeError("%s is an invalid nonnegative int value" % value)
+    return ivalue
+
+
+def nonnegative_float(value: str) -> float:
+    try:
+        fvalue = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("'{}' is not a number".format(value)) from None
+    if not fvalue >= 0 or math.isinf(fvalue):
+        raise argparse.ArgumentTypeError("%s is an invalid nonnegative number" % value)
+    return fvalue
+
+
+def device_ids(value: str) -> int | list[int]:
+    """An int 0-255, or a comma list of them (returned as a list)."""
+    def one(text: str) -> int:
+        ivalue = integer(text)
+        if not 0 <= ivalue <= 255:
+            raise argparse.ArgumentTypeError(
+                "device:{} is invalid. valid value range is [0, 255]".format(value))
+        return ivalue
+
+    return [one(v) for v in value.split(",")] if "," in value else one(value)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one UserError line, and treats aliases of one option
+    (--warmup_count / --warmup-count) as one when a prefix matches both."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError("{} (see {} --help)".format(message, self.prog))
+
+    def _get_option_tuples(self, option_string: str) -> list[Any]:
+        seen: set[int] = set()
+        unique = []
+        for option_tuple in super()._get_option_tuples(option_string):
+            if id(option_tuple[0]) not in seen:
+                seen.add(id(option_tuple[0]))
+                unique.append(option_tuple)
+        return unique
+
+
+def _t23_flags(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+
+    def add_bool(*names: str, help: str) -> None:
+        add(*names, type=str2bool, default=False, metavar="BOOL",
+            help=help + " (yes/true/t/y/1 or no/false/f/n/0)")
+
+    add("--model", "-m", required=True, help="path of the ONNX model (.onnx)")
+    add("--input", "-i", default=None,
+        help="comma list of input files, or of directories (one per model input) of .bin/.npy")
+    add("--output", "-o", default=None,
+        help="parent folder of the results; without it nothing is saved")
+    add("--output_dirname", type=str, default=None,
+        help="results subfolder name under --output (default: %%Y_%%m_%%d-%%H_%%M_%%S)")
+    add("--outfmt", default="BIN", choices=["NPY", "BIN", "TXT"], help="output file format")
+    add("--loop", "-l", type=positive_integer, default=1, help="executions per batch")
+    add_bool("--debug", help="debug logging and the model I/O table")
+    add("--device", "-d", type=device_ids, default=0,
+        help="device id 0-255, or a comma list (run once per device, sequentially)")
+    add("--dymBatch", type=integer, default=0, help="dynamic batch size")
+    add("--dymHW", type=str, default=None, help='dynamic image size "h,w"')
+    add("--dymDims", type=str, default=None, help='dynamic dims "name:1,600;name2:1,600"')
+    add("--dymShape", type=str, default=None, help='dynamic shape "name:1,3,224,224;..."')
+    add("--outputSize", type=str, default=None, help="accepted and ignored (ONNX Runtime sizes outputs)")
+    add_bool("--auto_set_dymshape_mode", help="take each input's shape from its .npy")
+    add_bool("--auto_set_dymdims_mode", help="take each input's shape from its .npy")
+    add("--batchsize", type=positive_integer, default=None,
+        help="batch size for the throughput formula (and for a dynamic batch without --dymBatch)")
+    add("--pure_data_type", type=str, default="zero", choices=["zero", "random"],
+        help="pure-inference input bytes")
+    add_bool("--profiler", help="not supported by this runner")
+    add_bool("--dump", help="not supported by this runner")
+    add("--acl_json_path", type=str, default=None, help="not supported by this runner")
+    add("--output_batchsize_axis", type=nonnegative_integer, default=0,
+        help="axis along which outputs are split per input file")
+    add("--run_mode", type=str, default="array", choices=["array", "files", "tensor", "full"],
+        help="accepted; every mode runs as array")
+    add_bool("--display_all_summary", help="also print H2D/D2H latencies")
+    add("--warmup_count", "--warmup-count", dest="warmup_count", type=nonnegative_integer,
+        default=1, help="warm-up runs on batch 0 before timing")
+    add("--dymShape_range", type=str, default=None, help="not supported by this runner")
+
+
+def _npuzoo_flags(parser: argparse.ArgumentParser) -> None:
+    """npuzoo's own flags: any of them given, even at its default, adds npuzoo's keys to the
+    summary JSON (docs/ais_bench_compatibility.md)."""
+    add = parser.add_argument
+    add("--streams", type=positive_integer, default=None,
+        help="batches in flight at once, each on its own session of max(1, T // N) threads "
+             "(T: NPUZOO_THREADS or the usable cores); default 1, as ais_bench")
+    add("--backend", choices=list(engines.BACKENDS), default=None,
+        help="CPU engine (default: {}; onnxruntime for an .ort file)".format(engines.DEFAULT_BACKEND))
+    add("--precision", choices=list(engines.PRECISIONS), default=None,
+        help="what the model file is: fp32, or int8 (a quantised graph); checked against the "
+             "graph and recorded (default: fp32, unchecked)")
+    add("--loop_seconds", type=nonnegative_float, default=None,
+        help="time-bounded loop: run each batch at least --loop times AND until at least this "
+             "many seconds have passed since its first timed run (default 0: --loop alone)")
+    add("--tune", metavar="DIR", default=None,
+        help="choose the engine and streams by a short timing pass, cached in DIR per machine "
+             "and graph (npuzoo.tune); --backend is then the one kept on a tie")
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog, allow_abbrev=True,
+        description="ais_bench (G2, T23) compatible inference runner on ONNX Runtime, CPU.")
+    _t23_flags(parser)
+    _npuzoo_flags(parser)
+    return parser
+
+
+def _check_t23(args: argparse.Namespace) -> None:
+    if args.output is None and args.output_dirname is not None:
+        raise UserError("parameter --output_dirname can't be used alone; "
+                        "use it together with --output")
+    if args.output_dirname is not None and not args.output_dirname.strip("/\\ "):
+        raise UserError("--output_dirname '{}' is not a folder name".format(args.output_dirname))
+    for dest, flag, why in UNSUPPORTED:
+        if getattr(args, dest) not in (None, False):
+            raise UserError("{} is not supported by this runner (ONNX Runtime on CPU: {})"
+                            .format(flag, why))
+    if args.dymBatch < 0:
+        raise UserError("--dymBatch {} is invalid: give a positive batch size".format(args.dymBatch))
+
+
+def _default_backend(model: str) -> str:
+    backend = engines.default_backend_for(model)
+    if not engines.backend_version(backend) and engines.backend_version("onnxruntime"):
+        # a runner installed without its default engine still runs, and says on which
+        print("note: {} (the default engine) is not installed; running on ONNX Runtime "
+              "(pip install {} for it, or pass --backend)".format(
+                  engines.BACKEND_LABELS[backend], backend), file=sys.stderr)
+        return "onnxruntime"
+    return backend
+
+
+def parse_args(argv: Sequence[str], prog: str = PROG) -> argparse.Namespace:
+    args = build_parser(prog).parse_args(argv)
+    _check_t23(args)
+    args.no_combine_tensor_mode = bool(args.auto_set_dymshape_mode or args.auto_set_dymdims_mode)
+    # npuzoo's flags: were any given (the summary then has the npuzoo keys), then their defaults
+    args.npuzoo_keys = any(getattr(args, name) is not None for name in NPUZOO_FLAGS)
+    args.precision_given = args.precision is not None
+    if args.tune is not None and args.streams is not None:
+        raise UserError("--tune chooses the streams; give --tune or --streams, not both")
+    args.streams = 1 if args.streams is None else engines.check_streams(args.streams, "--streams")
+    args.backend = args.backend or _default_backend(args.model)
+    args.precision = args.precision or "fp32"
+    args.loop_seconds = args.loop_seconds or 0.0
+    return args

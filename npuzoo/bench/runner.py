@@ -1,0 +1,448 @@
+"""Sessions, warm-up, the timed loop, streams and devices: `run()` and the command line.
+
+Timing (as ais_bench): NPU_compute_time is the wall time of `session.run` alone; H2D_latency
+the time to assemble one batch's input arrays (file reads included); D2H_latency the time to
+take the outputs as host arrays and split them per input file. With N streams: N sessions of
+max(1, T // N) intra-op threads; one batch (pure inference) shares its runs among them, several
+batches are handed out in order to whichever stream is free, with the next batch read and the
+previous one written in threads of their own. Results are merged in batch order, so the files,
+filesinfo and the number of timed calls are those of one stream.
+"""
+
+import argparse
+import copy
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+
+from npuzoo import engines
+from npuzoo.bench import inputs as ins
+from npuzoo.bench import load, options, outputs
+from npuzoo.bench.summary import logger, summary
+from npuzoo.engines import TensorDesc
+from npuzoo.errors import UserError, cli
+
+Item = TypeVar("Item")
+
+
+class Session(Protocol):
+    def run(self, output_names: None, feeds: ins.Feeds) -> list[Any]: ...
+
+
+def default_threads() -> int:
+    """NPUZOO_THREADS, else the cores this process may run on."""
+    env = os.environ.get("NPUZOO_THREADS")
+    if env in (None, ""):
+        return len(os.sched_getaffinity(0))
+    try:
+        threads = int(env)
+    except ValueError:
+        threads = 0
+    if threads <= 0:
+        raise UserError("NPUZOO_THREADS={!r} is not a positive integer".format(env))
+    return threads
+
+
+def open_session(model_path: str, threads: int, backend: str = "onnxruntime"
+                 ) -> tuple[Any, list[TensorDesc], list[TensorDesc]]:
+    """(session, inputs, outputs): one session of `backend` with `threads` intra-op threads."""
+    engines.check_backend(backend)
+    if backend == "openvino":
+        sessions, inputs, outputs = engines.open_openvino(model_path, threads, 1)
+        return sessions[0], inputs, outputs
+    return engines.open_onnxruntime(model_path, threads)
+
+
+def open_sessions(model_path: str, threads_per_stream: int, backend: str, streams: int,
+                  hint: str | None = None) -> tuple[list[Any], list[TensorDesc], list[TensorDesc]]:
+    """([one session per stream], inputs, outputs). ONNX Runtime: one InferenceSession per
+    stream; OpenVINO: one compiled model with NUM_STREAMS=streams (or its performance `hint`)
+    and one infer request each."""
+    if hint is not None or (backend == "openvino" and streams > 1):
+        return engines.open_openvino(model_path, threads_per_stream, streams, hint)
+    opened = [open_session(model_path, threads_per_stream, backend) for _ in range(streams)]
+    return [s for s, _, _ in opened], opened[0][1], opened[0][2]
+
+
+def in_threads(work: Callable[[Item], object], items: Sequence[Item],
+               stop: threading.Event) -> None:
+    """work(item) for every item, each in its own thread (inline for a single item); the first
+    error stops the others (they finish their current call) and is raised here."""
+    if len(items) == 1:
+        work(items[0])
+        return
+    errors: list[BaseException] = []
+
+    def target(item: Item) -> None:
+        try:
+            work(item)
+        except BaseException as err:  # re-raised in the caller's thread
+            errors.append(err)
+            stop.set()
+
+    workers = [threading.Thread(target=target, args=(item,), daemon=True) for item in items]
+    for worker in workers:
+        worker.start()
+    try:
+        for worker in workers:
+            worker.join()
+    except BaseException:
+        stop.set()
+        raise
+    if errors:
+        raise errors[0]
+
+
+def run_batch(sessions: Sequence[Session], feeds: ins.Feeds, loop: int, seconds: float,
+              stop: threading.Event, progress: Any = None, ends: list[float] | None = None
+              ) -> tuple[list[float], Any]:
+    """Run one batch on the sessions (sharing the runs when there are several) until at least
+    `loop` runs have been started AND `seconds` have passed since the first; return (call
+    times in ms in order of completion, the outputs of the last call to complete). `ends`, a
+    list, gets the perf_counter time at which each call completed."""
+    lock = threading.Lock()
+    perf = time.perf_counter
+    state: dict[str, Any] = {"claimed": 0, "start": perf(), "results": None}
+    times: list[float] = []
+
+    def claim() -> bool:
+        with lock:
+            if stop.is_set() or (state["claimed"] >= loop and perf() - state["start"] >= seconds):
+                return False
+            state["claimed"] += 1
+            return True
+
+    def work(session: Session) -> None:
+        while claim():
+            t0 = perf()
+            results = session.run(None, feeds)
+            elapsed = (perf() - t0) * 1000.0
+            with lock:
+                times.append(elapsed)
+                state["results"] = results
+                if ends is not None:
+                    ends.append(t0 + elapsed / 1000.0)
+            if progress is not None:
+                progress.update()
+
+    in_threads(work, sessions, stop)
+    return times, state["results"]
+
+
+def _ort_error(err: BaseException) -> bool:
+    return type(err).__module__.startswith("onnxruntime")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+class Inference:
+    """One device's timed inference over its batches; the figures of each batch by index."""
+
+    def __init__(self, args: argparse.Namespace, sessions: list[Any],
+                 inputs: list[TensorDesc], batches: list[ins.Batch], files_per_batch: int,
+                 prefix: str | None) -> None:
+        self.args, self.sessions, self.inputs, self.batches = args, sessions, inputs, batches
+        self.files_per_batch, self.prefix = files_per_batch, prefix
+        count = len(batches)
+        self.compute: list[list[float]] = [[] for _ in range(count)]
+        self.h2d, self.d2h = [0.0] * count, [0.0] * count
+        self.files: list[outputs.FilesInfo] = [{} for _ in range(count)]
+        self.batchsizes: list[int] | None = [] if args.no_combine_tensor_mode else None
+        self.stop = threading.Event()
+        self.ends: list[float] = []
+        self.next = 0
+        self.lock = threading.Lock()
+        self.progress: Any = None
+
+    def warm_up(self) -> None:
+        feeds = ins.make_feeds(self.batches[0], self.inputs, self.args)
+
+        def warm(one: Session) -> None:
+            for _ in range(self.args.warmup_count):
+                one.run(None, feeds)
+
+        in_threads(warm, self.sessions, self.stop)
+        logger.info("warm up {} done".format(self.args.warmup_count))
+
+    def read_batch(self, index: int) -> ins.Feeds:
+        t0 = time.perf_counter()
+        feeds = ins.make_feeds(self.batches[index], self.inputs, self.args, self.batchsizes)
+        self.h2d[index] = (time.perf_counter() - t0) * 1000.0
+        return feeds
+
+    def write_batch(self, index: int, results: list[Any]) -> None:
+        t0 = time.perf_counter()
+        arrays = [np.asarray(r) for r in results]
+        splits = None if self.prefix is None else outputs.split_outputs(
+            arrays, self.files_per_batch, self.args.output_batchsize_axis, self.batches[index])
+        self.d2h[index] = (time.perf_counter() - t0) * 1000.0
+        if splits is not None and self.prefix is not None:
+            outputs.save_outputs(splits, self.prefix, self.batches[index], self.args.outfmt,
+                                 index, self.files[index])
+
+    def run_one(self, index: int, runners: Sequence[Session], feeds: ins.Feeds) -> list[Any]:
+        self.compute[index], results = run_batch(
+            runners, feeds, self.args.loop, self.args.loop_seconds, self.stop, self.progress,
+            self.ends)
+        return results  # type: ignore[no-any-return]
+
+    def claim(self) -> int | None:
+        with self.lock:
+            if self.stop.is_set() or self.next >= len(self.batches):
+                return None
+            self.next += 1
+            return self.next - 1
+
+    def stream(self, one: Session) -> None:
+        """One stream's share of the batches: while a batch runs (the engines release the
+        GIL), a reader thread loads the next one and a writer thread writes the previous one."""
+        with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
+            index, writing = self.claim(), None
+            reading = None if index is None else reader.submit(self.read_batch, index)
+            while index is not None and reading is not None:
+                feeds = reading.result()
+                following = self.claim()
+                reading = None if following is None else reader.submit(self.read_batch, following)
+                results = self.run_one(index, [one], feeds)
+                del feeds
+                if self.stop.is_set():
+                    break
+                _wait(writing)
+                writing = writer.submit(self.write_batch, index, results)
+                index = following
+            _wait(writing)
+
+    def timed(self) -> dict[str, Any]:
+        """The timed section: {wall_start, wall_ms, start_time, end_time, load}."""
+        from tqdm import tqdm
+
+        count = len(self.batches)
+        # One step per session.run, so a long perf loop (one batch, many runs) moves too.
+        self.progress = tqdm(total=None if self.args.loop_seconds else count * self.args.loop,
+                             file=sys.stderr, unit="run", desc="Inference array Processing",
+                             disable=not sys.stderr.isatty())
+        monitor = load.LoadMonitor().start()
+        start_time, wall_start = time.time(), time.perf_counter()
+        if count == 1:   # the streams share the batch's runs
+            results = self.run_one(0, self.sessions, self.read_batch(0))
+            if not self.stop.is_set():
+                self.write_batch(0, results)
+        else:
+            in_threads(self.stream, self.sessions, self.stop)
+        wall_ms = (time.perf_counter() - wall_start) * 1000.0
+        found = {"wall_start": wall_start, "wall_ms": wall_ms, "start_time": start_time,
+                 "end_time": time.time(), "load": monitor.stop()}
+        self.progress.close()
+        return found
+
+
+def _wait(future: "Future[None] | None") -> None:
+    if future is not None:
+        future.result()
+
+
+def _layout(args: argparse.Namespace, threads: int) -> tuple[int, int, str | None, Any]:
+    """(streams, threads per stream, OpenVINO hint, tuning record); --tune sets args.backend."""
+    if args.tune is None:
+        return args.streams, max(1, threads // args.streams), None, None
+    tuning = tuned_layout(args, threads)
+    chosen = tuning["chosen"]
+    args.backend = chosen["engine"]
+    return chosen["streams"], chosen["threads_per_stream"], chosen["hint"], tuning
+
+
+def _batchsize(args: argparse.Namespace, first: TensorDesc) -> float:
+    if args.batchsize is not None:
+        return args.batchsize  # type: ignore[no-any-return]
+    if first.resolved:
+        batchsize = first.resolved[0]
+    else:
+        batchsize = first.shape[0] if first.shape and first.shape[0] != -1 else (args.dymBatch or 1)
+    logger.info("try get model batchsize:{}".format(batchsize))
+    return batchsize
+
+
+def _batches(args: argparse.Namespace, inputs: list[TensorDesc]) -> tuple[int, list[ins.Batch]]:
+    """(files per batch, batches); pure inference (no --input) is one batch of no files."""
+    if args.input is None:
+        if args.unresolved:
+            raise UserError(args.unresolved)
+        return 1, [[[ins.PURE_INFER_FAKE_FILE] for _ in inputs]]
+    fileslists = ins.list_input_files(args.input.split(","), len(inputs))
+    if not args.no_combine_tensor_mode and args.unresolved:
+        raise UserError(args.unresolved)
+    return ins.plan_batches(fileslists, inputs, args.no_combine_tensor_mode)
+
+
+def _debug_table(args: argparse.Namespace, session: Any, inputs: list[TensorDesc],
+                 outs: list[TensorDesc], threads: int) -> None:
+    logger.debug("model: {}  providers: {}  intra-op threads: {}".format(
+        args.model, session.get_providers(), threads))
+    row = "{:<6} {:<4} {:<24} {:<9} {:<22} {:<22} {}"
+    logger.debug(row.format("kind", "idx", "name", "dtype", "model shape", "run shape", "realsize"))
+    for kind, descs in (("input", inputs), ("output", outs)):
+        for k, desc in enumerate(descs):
+            logger.debug(row.format(
+                kind, k, desc.name, np.dtype(desc.datatype).name, str(desc.shape),
+                str(desc.resolved) if desc.resolved is not None else "-",
+                desc.realsize if desc.realsize is not None else "-"))
+
+
+def _extras(args: argparse.Namespace, run: Inference, timed: dict[str, Any], batchsize: float,
+            streams: int, per_stream: int, tuning: Any) -> dict[str, Any]:
+    """npuzoo's keys of the summary (docs/ais_bench_compatibility.md)."""
+    times, wall_ms = sum(len(part) for part in run.compute), timed["wall_ms"]
+    extras = {
+        "backend": args.backend, "backend_version": engines.backend_version(args.backend),
+        "precision": args.precision, "streams": streams, "threads_per_stream": per_stream,
+        "batchsize": batchsize, "timed_runs": times, "wall_time_ms": wall_ms,
+        "throughput_wall": 0 if wall_ms == 0 else 1000.0 * batchsize * times / wall_ms,
+        "loop_runs": min(len(part) for part in run.compute), "loop_seconds": args.loop_seconds,
+        **load.spread(load.window_throughputs(run.ends, timed["wall_start"], batchsize)),
+        **timed["load"]}
+    if tuning is not None:
+        extras["tuning"] = {k: tuning[k] for k in ("cache", "path", "key", "seconds", "chosen",
+                                                   "candidates")}
+    return extras
+
+
+def run_single(args: argparse.Namespace, argv: list[str], threads: int
+               ) -> tuple[dict[str, Any], float, float]:
+    """One device: warm-up, timed inference, outputs, summary. Returns (summary, start, end)."""
+    streams, per_stream, hint, tuning = _layout(args, threads)
+    sessions, inputs, outs = open_sessions(args.model, per_stream, args.backend, streams, hint)
+    if args.precision_given:
+        engines.check_precision(args.model, args.precision)
+    args.unresolved = ins.resolve_shapes(inputs, args)
+    batchsize = _batchsize(args, inputs[0])
+    if args.outputSize is not None:
+        logger.debug("--outputSize {} ignored: the engine sizes its outputs".format(args.outputSize))
+    prefix = outputs.output_prefix(args)
+    files_per_batch, batches = _batches(args, inputs)
+    prepare = getattr(sessions[0], "prepare", None)   # OpenVINO: compile for the resolved shapes
+    if prepare is not None:
+        static = not args.no_combine_tensor_mode and all(d.resolved for d in inputs)
+        prepare({d.name: d.resolved for d in inputs} if static else None)
+    if args.debug:
+        _debug_table(args, sessions[0], inputs, outs, per_stream)
+    if prefix is not None:
+        outputs.make_output_dir(prefix)
+    run = Inference(args, sessions, inputs, batches, files_per_batch, prefix)
+    try:
+        run.warm_up()
+        timed = run.timed()
+    except Exception as err:
+        if _ort_error(err):
+            raise UserError("ONNX Runtime failed to run {}: {}".format(args.model, _first_line(err))) from None
+        raise
+    if run.batchsizes:
+        batchsize = sum(run.batchsizes) / len(run.batchsizes)
+    filesinfo = {k: v for part in run.files for k, v in part.items()}
+    extras = _extras(args, run, timed, batchsize, streams, per_stream, tuning) \
+        if args.npuzoo_keys else None
+    found = summary(batchsize, filesinfo, argv, [t for part in run.compute for t in part],
+                    run.h2d, run.d2h, prefix, args.display_all_summary, extras,
+                    engines.BACKEND_LABELS[args.backend])
+    return found, timed["start_time"], timed["end_time"]
+
+
+def measure_layout(args: argparse.Namespace, layout: dict[str, Any], seconds: float) -> float:
+    """Images/s of one tuning layout: pure inference of one batch for `seconds` (at least one
+    call per stream), after one warm-up call per stream."""
+    try:
+        sessions, inputs, _ = open_sessions(args.model, layout["threads_per_stream"],
+                                            layout["engine"], layout["streams"], layout["hint"])
+        problem = ins.resolve_shapes(inputs, args)
+        if problem:
+            raise UserError(problem)
+        prepare = getattr(sessions[0], "prepare", None)
+        if prepare is not None:
+            prepare({d.name: d.resolved for d in inputs})
+        feeds = ins.make_feeds([[ins.PURE_INFER_FAKE_FILE] for _ in inputs], inputs, args)
+        stop = threading.Event()
+        in_threads(lambda one: one.run(None, feeds), sessions, stop)
+        start = time.perf_counter()
+        times, _ = run_batch(sessions, feeds, len(sessions), seconds, stop)
+        return float(inputs[0].resolved[0] * len(times) / (time.perf_counter() - start))  # type: ignore[index]
+    except Exception as err:
+        if isinstance(err, UserError) or _ort_error(err):
+            raise UserError(_first_line(err)) from None
+        raise
+
+
+def tuned_layout(args: argparse.Namespace, threads: int) -> dict[str, Any]:
+    """npuzoo.tune's choice for this graph, batch, precision and machine: cached, else timed
+    now, each layout in a process of its own (an engine that crashes costs its layouts)."""
+    from npuzoo import tune
+
+    if args.no_combine_tensor_mode:
+        raise UserError("--tune times one static batch; drop --auto_set_dym*_mode or --tune")
+    engines.check_model_path(args.model, "onnxruntime")   # before it is hashed for the key
+    key, fields = tune.cache_key(args.model, args.precision, args.dymBatch or args.batchsize,
+                                 threads)
+    return tune.choose(args.tune, key, fields, tune.layouts(args.backend, threads),
+                       lambda layout: tune.isolated(measure_layout, args, layout, tune.SECONDS),
+                       f" {os.path.basename(args.model)}")
+
+
+def run_multidevice(args: argparse.Namespace, argv: list[str], threads: int) -> dict[str, Any]:
+    """T23 with a device list: once per device, sequentially, over its share of the input."""
+    devices = args.device
+    logger.info("multidevice:{} run begin".format(devices))
+    splits = None
+    if args.input is not None:
+        _, model_inputs, _ = open_session(args.model, threads)
+        splits = ins.split_inputs_for_devices(args.input, len(model_inputs), len(devices))
+    base = args.output_dirname if args.output_dirname is not None else time.strftime("%Y_%m_%d-%H_%M_%S")
+    results = []
+    for i, device in enumerate(devices):
+        cur = copy.copy(args)
+        cur.device = device
+        cur.input = None if splits is None else splits[i]
+        cur.output_dirname = os.path.join(base, "device{}".format(device))
+        found, start, end = run_single(cur, argv, threads)
+        results.append({"index": i, "device": device, "throughput": found["throughput"],
+                        "start_time": start, "end_time": end, "summary": found})
+    logger.info("multidevice run end qsize:{} result:{}".format(2 * len(results), 0))
+    for res in results:
+        print("i:{} device_{} throughput:{} start_time:{} end_time:{}".format(
+            res["index"], res["device"], res["throughput"], res["start_time"], res["end_time"]),
+            flush=True)
+    total = sum(res["throughput"] for res in results)
+    logger.info("summary throughput:{}".format(total))
+    return {"devices": results, "throughput": total}
+
+
+def run(argv: Sequence[object] | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Run like `python3 -m npuzoo.bench *argv`; return the summary dict. argv None means
+    sys.argv[1:]. threads overrides NPUZOO_THREADS / the core count."""
+    if argv is None:
+        recorded, words = list(sys.argv), sys.argv[1:]
+    else:
+        words = [str(a) for a in argv]
+        recorded = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py")] + words
+    args = options.parse_args(words)
+    logger.setLevel(logging.DEBUG if args.debug else logging.INFO)
+    if threads is None:
+        threads = default_threads()
+    elif int(threads) <= 0:
+        raise UserError("threads must be a positive integer, got {}".format(threads))
+    if isinstance(args.device, list):
+        return run_multidevice(args, recorded, int(threads))
+    return run_single(args, recorded, int(threads))[0]
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    run(argv)
+    return 0
