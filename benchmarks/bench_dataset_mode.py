@@ -42,7 +42,8 @@ sys.path.insert(0, HERE)
 
 from bench_runner import build_network  # noqa: E402
 from npuzoo import bench, compile as npuzoo_compile  # noqa: E402
-from npuzoo.bench import outputs, runner  # noqa: E402
+from npuzoo.bench.outputs import txt_bytes  # noqa: E402
+from npuzoo.bench.runner import default_threads  # noqa: E402
 from npuzoo.files import input_files  # noqa: E402
 
 TARGET = 0.9
@@ -94,7 +95,7 @@ def plain_round(model, files, out, batch, threads):
         for path, row in zip(group, logits):
             stem = os.path.splitext(os.path.basename(path))[0]
             with open(os.path.join(out, stem + "_0.txt"), "wb") as handle:
-                handle.write(outputs.txt_bytes(row.reshape(1, -1)))
+                handle.write(txt_bytes(row.reshape(1, -1)))
         images += batch
     return images / (time.perf_counter() - start)
 
@@ -113,7 +114,7 @@ def main(argv=None):
     parser.add_argument("--batchsize", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--streams", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=runner.default_threads())
+    parser.add_argument("--threads", type=int, default=default_threads())
     args = parser.parse_args(argv)
     for flag in ("images", "batchsize", "rounds", "streams", "threads"):
         if getattr(args, flag) < 1:

@@ -40,7 +40,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from npuzoo import bench  # noqa: E402
-from npuzoo.bench import runner  # noqa: E402
+from npuzoo.bench.runner import default_threads  # noqa: E402
 
 MIN_RATIO = 0.95
 
@@ -139,7 +139,7 @@ def main(argv=None):
     for flag in ("batchsize", "loop", "rounds"):
         if getattr(args, flag) <= 0:
             parser.error("--{} must be positive".format(flag))
-    threads = args.threads or runner.default_threads()
+    threads = args.threads or default_threads()
 
     import onnxruntime as ort
     import torch

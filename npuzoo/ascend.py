@@ -564,8 +564,6 @@ def described_device(device, env):
 
 def describe(soc, device, ais_bench_command):
     """The backend/device/environment entries of an Ascend report."""
-    from npuzoo.report import package_versions
-
     command = shlex.split(ais_bench_command)
     try:
         env, _ = cann_environment(runtime_only=True)
@@ -574,7 +572,7 @@ def describe(soc, device, ais_bench_command):
     module = ais_bench_module(command)
     install = ais_bench_install(module[0], env) if module else {}
     npu_smi = npu_smi_version(env)
-    environment = package_versions(["torch", "torchvision", "onnx", "numpy", "pillow"])
+    environment = socs.package_versions(["torch", "torchvision", "onnx", "numpy", "pillow"])
     environment.update({"cann_toolkit": toolkit_version(env), "driver": driver_version(env, npu_smi),
                         "npu_smi": npu_smi, "ais_bench": frontend_label(install),
                         "aclruntime": aclruntime_label(install)})

@@ -14,9 +14,8 @@ DATA, or the first CALIB of CALIB_DATA). The result is written through a tempora
 `backend` writes the report's --extra JSON: backend.precision int8 and the calibration set
 (name, images, where it starts, label checksum), so a report says what it was calibrated on.
 
-`agreement` (called by `npuzoo.report write --fp32-model`) compares an int8 run's logits (its
-result files) with the fp32 export's on the same preprocessed images: the report's
-`int8_agreement`.
+The report's `int8_agreement` (the run's logits against the fp32 export's) is
+npuzoo/report/agreement.py's.
 """
 
 import argparse
@@ -92,55 +91,6 @@ def quantize(model_path, prep_dir, out_path):
     finally:
         quiet.level = level
     print(f"quantized {model_path} -> {out_path} (int8 QDQ, calibrated on {count} images)")
-
-
-AGREEMENT_IMAGES = 200   # the run's first images compared with fp32: a bounded extra pass
-AGREEMENT_BATCH = 8
-
-
-def agreement(fp32_model, prep_dir, results_dir, names, limit=AGREEMENT_IMAGES):
-    """How far an int8 run's logits (`names`: its `<stem>_0.txt` result files) are from the fp32
-    export's (ONNX Runtime) on the same preprocessed `<stem>.bin` images, the first `limit`:
-    top1 = % of images with the same top class, top5 = % whose fp32 top class is among the
-    int8 top 5, and the largest and mean absolute logit difference."""
-    import onnxruntime as ort
-
-    from npuzoo.report import RESULT_SUFFIX, read_logits
-
-    names = sorted(names)[:limit]
-    if not names:
-        raise UserError(f"{results_dir}: no result files to compare with the fp32 model")
-    try:
-        session = ort.InferenceSession(fp32_model, providers=["CPUExecutionProvider"])
-    except Exception as err:
-        raise UserError(f"{fp32_model}: ONNX Runtime cannot load it ({str(err)[:200]})") from None
-    graph_input = session.get_inputs()[0]
-    shape = [int(d) for d in graph_input.shape[1:]]
-    fp32 = []
-    for start in range(0, len(names), AGREEMENT_BATCH):
-        chunk = names[start:start + AGREEMENT_BATCH]
-        images = []
-        for name in chunk:
-            path = os.path.join(prep_dir, name[:-len(RESULT_SUFFIX)] + ".bin")
-            try:
-                images.append(np.fromfile(path, dtype=np.float32).reshape(shape))
-            except (OSError, ValueError) as err:
-                raise UserError(f"{path}: not a float32 {shape} image ({err})") from None
-        fp32.append(session.run(None, {graph_input.name: np.stack(images)})[0].reshape(len(chunk), -1))
-    fp32 = np.concatenate(fp32)
-    int8 = np.stack([read_logits(os.path.join(results_dir, name))[0] for name in names])
-    if int8.shape != fp32.shape:
-        raise UserError(f"{results_dir}: logits of shape {int8.shape[1:]}, the fp32 model "
-                        f"gives {fp32.shape[1:]}; rerun the inference step")
-    top = fp32.argmax(axis=1)
-    top5 = np.argsort(-int8, axis=1)[:, :5]
-    error = np.abs(int8 - fp32)
-    return {"images": len(names), "top1": round(float((int8.argmax(axis=1) == top).mean() * 100), 2),
-            "top5": round(float((top5 == top[:, None]).any(axis=1).mean() * 100), 2),
-            "max_abs_logit_error": round(float(error.max()), 5),
-            "mean_abs_logit_error": round(float(error.mean()), 5),
-            "reference": f"fp32 export ({os.path.basename(fp32_model)}) on ONNX Runtime, "
-                         f"the run's first {len(names)} images"}
 
 
 def calibration_record(dataset_json):

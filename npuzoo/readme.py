@@ -26,11 +26,12 @@ from typing import Any
 
 import jinja2
 
-from npuzoo import variables, commands, config, history
-from npuzoo import report as reports
+from npuzoo import commands, config, history, variables
 from npuzoo.config import GitSource, ModelSpec
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write
+from npuzoo.report import read as reports
+from npuzoo.report.compare import contended_run
 
 TEMPLATES_DIR = os.path.join(config.REPO_ROOT, "templates")
 MODEL_TEMPLATE = "model_README.md.j2"
@@ -182,7 +183,7 @@ def throughput_cell(report, best=False):
     """The throughput, bold and starred when best, marked when measured under contention."""
     text = fmt(throughput(report))
     text = f"**{text}** {BEST}" if best else text
-    return text + (" (contended)" if reports.contended_run(report) else "")
+    return text + (" (contended)" if contended_run(report) else "")
 
 
 def latency(report, key):

@@ -20,6 +20,7 @@ id k, provided the nodes are as many as the compute chips; anything else is refu
 """
 
 import argparse
+import importlib.metadata
 import os
 import platform
 import re
@@ -275,6 +276,18 @@ def cpu_isa() -> str:
     """`<arch> <flags>`: the architecture and the ISA_FLAGS that /proc/cpuinfo lists."""
     flags = set((_cpuinfo(("flags", "Features")) or "").split())
     return " ".join([platform.machine()] + [f for f in ISA_FLAGS if f in flags])
+
+
+def package_versions(names: tuple[str, ...] | list[str] = (
+        "torch", "torchvision", "onnx", "onnxruntime", "numpy", "pillow")) -> dict[str, str | None]:
+    """Python's version and the installed version of each package (None: not installed)."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
 
 
 @cli

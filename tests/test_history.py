@@ -4,7 +4,8 @@ import json
 import os
 from pathlib import Path
 
-from npuzoo import history, report
+from npuzoo import history
+from npuzoo.report import compare, read
 from tests.test_report_gate import built_report, run_report
 
 
@@ -77,7 +78,7 @@ def test_the_drop_stays_visible_after_another_run_elsewhere(tmp_path):
                           dest).returncode == 0
     elsewhere = other_machine(built_report(tmp_path, throughput=10.0, tag="c", **kwargs))
     assert run_report("publish", elsewhere, dest).returncode == 0
-    text, flagged = report.compare_table(str(tmp_path / "reports"))
+    text, flagged = compare.compare_table(str(tmp_path / "reports"))
     assert flagged == 1 and "300.0" in text and "150.0" in text
 
 
@@ -94,11 +95,11 @@ def test_a_drop_measured_under_contention_is_no_regression():
     base = {"perf": {"throughput": 300.0}, "dataset": {}, "accuracy": None}
     busy = {"perf": {"throughput": 100.0, "load": {"contended": True}}, "dataset": {},
             "accuracy": None}
-    result = report.compare(base, busy)
+    result = compare.compare(base, busy)
     assert result["changes"] == [] and result["contended"] is True
     quiet = {"perf": {"throughput": 100.0, "load": {"contended": False}}, "dataset": {},
              "accuracy": None}
-    assert report.compare(base, quiet)["changes"][0]["flag"] == "drop"
+    assert compare.compare(base, quiet)["changes"][0]["flag"] == "drop"
 
 
 # -- each machine and configuration its own current report (issue 21 items 1-4, 19 item 12) --
@@ -151,7 +152,7 @@ def test_another_machines_runs_leave_the_committed_reports_as_committed(tmp_path
         owns.append(own)
     # Readers see three rows: the committed one and each owner's.
     found = {os.path.basename(p) for p, _ in
-             report.model_reports(str(tmp_path / "reports"), "mobilenetv1")}
+             read.model_reports(str(tmp_path / "reports"), "mobilenetv1")}
     assert {"cpu_bs1.json", owns[0].name, owns[1].name} <= found
     # Following the hint: FORCE=1 makes the other machine's run the committed report, and the
     # run it displaces stays the committed machine's current report, byte for byte as read.

@@ -667,7 +667,7 @@ def test_the_shared_contexts_are_staged_through_the_ignore_list(scratch, tmp_pat
         assert result.returncode == 0, result.stderr
         staged = tmp_path / "context" / "base"
         names = sorted(str(p.relative_to(staged)) for p in staged.rglob("*") if p.is_file())
-        assert "npuzoo/bench.py" in names and "pyproject.toml" in names and "requirements.txt" in names
+        assert "npuzoo/bench/__init__.py" in names and "pyproject.toml" in names and "requirements.txt" in names
         assert not [n for n in names if n in strays or "__pycache__" in n]
         assert sorted(n[len("npuzoo/"):] for n in names if n.startswith("npuzoo/")) == listed(scratch, scratch / "npuzoo")
     finally:

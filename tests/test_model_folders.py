@@ -666,13 +666,17 @@ def runner_env(target):
 def runner_imports():
     """(required, optional) third-party modules of npuzoo.bench and the npuzoo modules it
     imports, followed statically; optional = imported only under `except ImportError`."""
+    def source(name):  # npuzoo/<a/b>.py, or the package npuzoo/<a/b>/__init__.py
+        path = REPO / "npuzoo" / name.replace(".", "/")
+        return next((p for p in (path.with_suffix(".py"), path / "__init__.py") if p.is_file()), None)
+
     required, optional, seen, todo = set(), set(), set(), ["bench"]
     while todo:
         name = todo.pop()
         if name in seen:
             continue
         seen.add(name)
-        tree = ast.parse((REPO / "npuzoo" / f"{name}.py").read_text())
+        tree = ast.parse(source(name).read_text())
         guarded = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.Try) and any("ImportError" in ast.dump(h) for h in node.handlers):
@@ -687,10 +691,12 @@ def runner_imports():
             for module in modules:
                 top, _, rest = module.partition(".")
                 if top == "npuzoo":
-                    if (REPO / "npuzoo" / f"{rest.split('.')[0]}.py").is_file():
-                        todo.append(rest.split(".")[0])
+                    found = next((m for m in (rest, rest.rpartition(".")[0]) if m and source(m)), None)
+                    if found:
+                        todo.append(found)
                 elif top not in sys.stdlib_module_names:
                     (optional if id(node) in guarded else required).add(top)
+    assert {"bench.runner", "bench.inputs", "engines"} <= seen  # the package is followed
     return required, optional - required
 
 

@@ -16,8 +16,9 @@ import yaml
 from onnx import TensorProto, helper
 
 from npuzoo import compile as zoo_compile
-from npuzoo import config, dataset, report, soc, weights
+from npuzoo import config, dataset, soc, weights
 from npuzoo.errors import UserError
+from npuzoo.report import build, cli, compare, pieces, publish
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -283,7 +284,7 @@ ACCURACY_JSON = ('{"title": "Overall statistical evaluation", "value": [{"key": 
 def test_read_accuracy(tmp_path):
     path = tmp_path / "acc.json"
     path.write_text(ACCURACY_JSON)
-    acc = report.read_accuracy(str(path))
+    acc = pieces.read_accuracy(str(path))
     assert acc == {"top1": 69.1, "top2": 80.0, "top3": 84.0, "top4": 87.0, "top5": 88.5,
                    "images": 50000, "classes": 1000}
 
@@ -299,13 +300,13 @@ def test_read_accuracy(tmp_path):
 def test_gate(acc, data, source, verdict):
     reference = config.ReferenceSpec(accuracy=config.TopK(69.52, 89.05), accuracy_source="guide",
                                      tolerance=config.TopK(1.0, 1.0))
-    assert report.gate(reference, acc, data, {"source": source})["verdict"] == verdict
+    assert build.gate(reference, acc, data, {"source": source})["verdict"] == verdict
 
 
 def test_gate_with_top5_only_reference():
     reference = config.ReferenceSpec(accuracy=config.TopK(None, 94.43), accuracy_source="guide",
                                      tolerance=config.TopK(1.0, 1.0))
-    result = report.gate(reference, {"top1": 1.0, "top5": 94.0}, {"full_validation_set": True},
+    result = build.gate(reference, {"top1": 1.0, "top5": 94.0}, {"full_validation_set": True},
                          {"source": "published"})
     assert result["verdict"] == "pass" and "top5" in result["reason"]
 
@@ -313,21 +314,21 @@ def test_gate_with_top5_only_reference():
 def test_bench_summary_generations(tmp_path):
     (tmp_path / "new").mkdir()
     (tmp_path / "new_summary.json").write_text(json.dumps({"throughput": 12.5}))
-    assert report.read_bench_summary(str(tmp_path), "new")["throughput"] == 12.5
+    assert pieces.read_bench_summary(str(tmp_path), "new")["throughput"] == 12.5
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "sumary.json").write_text(json.dumps({"throughput": 7.0}))
-    assert report.read_bench_summary(str(tmp_path), "old")["throughput"] == 7.0
+    assert pieces.read_bench_summary(str(tmp_path), "old")["throughput"] == 7.0
     (tmp_path / "log.txt").write_text(
         "[INFO] throughput 1000*batchsize(4)/NPU_compute_time.mean(2.0): 2000.0\n")
-    assert report.read_bench_summary(str(tmp_path), "none", str(tmp_path / "log.txt")) == \
+    assert pieces.read_bench_summary(str(tmp_path), "none", str(tmp_path / "log.txt")) == \
         {"throughput": 2000.0}
     with pytest.raises(UserError, match="rerun the perf step"):
-        report.read_bench_summary(str(tmp_path), "none")
+        pieces.read_bench_summary(str(tmp_path), "none")
 
 
 def test_perf_from_summary_percentiles():
     times = [1.0, 2.0, 3.0, 4.0, 10.0]
-    perf = report.perf_from_summary({"throughput": 400.0, "npu_compute_time_list": times,
+    perf = pieces.perf_from_summary({"throughput": 400.0, "npu_compute_time_list": times,
                                      "NPU_compute_time": {"count": 5}}, loop=5, warmup=1)
     assert perf["latency_ms"]["p50"] == 3.0 and perf["latency_ms"]["mean"] == 4.0
     assert perf["latency_ms"]["p99"] == pytest.approx(np.percentile(times, 99))
@@ -339,10 +340,10 @@ def test_compare_flags_throughput_drop_and_accuracy_change():
            "dataset": {"labels_sha256": "x"}}
     new = {"perf": {"throughput": 85.0}, "accuracy": {"top1": 69.5, "top5": 89.0},
            "dataset": {"labels_sha256": "x"}}
-    changes = report.compare(old, new)["changes"]
+    changes = compare.compare(old, new)["changes"]
     assert [c["what"] for c in changes] == ["throughput", "top1"]
     assert changes[0]["change"] == "-15.0%"
-    assert report.compare(old, dict(new, perf={"throughput": 95.0}))["changes"][0]["what"] == "top1"
+    assert compare.compare(old, dict(new, perf={"throughput": 95.0}))["changes"][0]["what"] == "top1"
 
 
 def test_publish_is_idempotent_and_atomic(tmp_path, capsys):
@@ -352,13 +353,13 @@ def test_publish_is_idempotent_and_atomic(tmp_path, capsys):
             "gate": {"verdict": "not applicable", "reason": "x"}}
     built.write_text(json.dumps(body))
     dest = tmp_path / "reports" / "cpu_bs1.json"
-    report.publish(str(built), str(dest))
+    publish.publish(str(built), str(dest))
     first = dest.read_text()
-    report.publish(str(built), str(dest))
+    publish.publish(str(built), str(dest))
     assert dest.read_text() == first
     assert "already recorded" in capsys.readouterr().out
     built.write_text(json.dumps(dict(body, timestamp="t2", perf={"throughput": 5.0})))
-    republished, flagged = report.publish(str(built), str(dest))
+    republished, flagged = publish.publish(str(built), str(dest))
     assert republished["comparison"]["changes"][0]["flag"] == "drop" and flagged
     assert sorted(p.name for p in dest.parent.iterdir()) == ["cpu_bs1.json", "history"]
     assert len(list((dest.parent / "history" / "cpu_bs1").iterdir())) == 2
@@ -367,7 +368,7 @@ def test_publish_is_idempotent_and_atomic(tmp_path, capsys):
 def test_load_accepts_older_reports(tmp_path):
     path = tmp_path / "old.json"
     path.write_text(json.dumps({"model": "m", "soc": "cpu", "batch_size": 1}))
-    loaded = report.load(str(path))
+    loaded = build.load(str(path))
     assert loaded["schema"] == 0 and loaded["gate"]["verdict"] == "not applicable"
 
 
@@ -383,12 +384,12 @@ def test_recorded_commit_ignores_generated_outputs(tmp_path, monkeypatch):
     git("add", ".")
     git("commit", "-qm", "start")
     monkeypatch.setattr(config, "REPO_ROOT", str(tmp_path))
-    clean = report.git_commit()
+    clean = build.git_commit()
     assert len(clean) == 12 and not clean.endswith("-dirty")
     (tmp_path / "reports" / "cpu_bs1.json").write_text('{"new": 1}')
-    assert report.git_commit() == clean
+    assert build.git_commit() == clean
     (tmp_path / "code.py").write_text("x = 2\n")
-    assert report.git_commit() == clean + "-dirty"
+    assert build.git_commit() == clean + "-dirty"
 
 
 def test_versions_merge_fills_what_this_image_lacks(tmp_path):
@@ -398,7 +399,7 @@ def test_versions_merge_fills_what_this_image_lacks(tmp_path):
     proc = run_module("npuzoo.report", "versions", "--merge", elsewhere, "--out", out)
     assert proc.returncode == 0, proc.stderr
     merged = json.loads(out.read_text())
-    here = report.package_versions()
+    here = soc.package_versions()
     assert merged["onnxruntime"] == here["onnxruntime"]  # found here: kept
     assert merged["python"] == here["python"]
     assert merged["torch"] == (here["torch"] or "9.9.9")
@@ -408,14 +409,14 @@ def test_report_write_reads_the_run_manifest_and_flags_win(tmp_path):
     manifest = tmp_path / "run.json"
     manifest.write_text(json.dumps({"model": "mobilenetv1", "soc": "cpu", "bs": 4,
                                     "dataset": "d.json", "source": "", "loop": 20}))
-    argv = report.with_manifest(["write", "--manifest", str(manifest), "--loop", "5",
+    argv = cli.with_manifest(["write", "--manifest", str(manifest), "--loop", "5",
                                  "--out", "r.json"])
     assert argv[:1] == ["write"] and argv[-4:] == ["--loop", "5", "--out", "r.json"]
     assert "--source" not in argv and argv[argv.index("--bs") + 1] == "4"
     bad = tmp_path / "bad.json"
     bad.write_text("[1]")
     with pytest.raises(UserError, match="expected a JSON object"):
-        report.with_manifest(["write", "--manifest", str(bad)])
+        cli.with_manifest(["write", "--manifest", str(bad)])
 
 
 def test_a_zero_in_the_manifest_is_a_value():
@@ -424,5 +425,5 @@ def test_a_zero_in_the_manifest_is_a_value():
 
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         _json.dump({"warmup": 0, "loop": 1}, handle)
-    argv = report.with_manifest(["write", "--manifest", handle.name])
+    argv = cli.with_manifest(["write", "--manifest", handle.name])
     assert argv[argv.index("--warmup") + 1] == "0"

@@ -16,8 +16,9 @@ import sys
 import pytest
 import yaml
 
-from npuzoo import config, readme, report
+from npuzoo import config, readme
 from npuzoo.readme import BEST
+from npuzoo.report import build
 
 SECTIONS = ["## Overview", "## Inputs and outputs", "## Environment", "## Quick start",
             "## Performance and accuracy", "### Measured here",
@@ -42,7 +43,7 @@ def make_report(model, soc, bs, throughput, top1=0.33, top5=1.0, images=300, wei
         "batch_size": bs, "backend": {"name": "onnxruntime", "version": "1.31.1"},
         "commit": commit, "timestamp": timestamp, "weights": weights_info, "dataset": dataset,
         "accuracy": accuracy,
-        "gate": report.gate(reference or config.load("mobilenetv1").reference, accuracy,
+        "gate": build.gate(reference or config.load("mobilenetv1").reference, accuracy,
                             dataset, weights_info),
         "perf": {"throughput": throughput,
                  "latency_ms": {"mean": latency, "p50": latency, "p90": latency * 1.05,

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from npuzoo import readme, report
+from npuzoo import readme
+from npuzoo.report import compare
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -193,7 +194,7 @@ def test_compare_reads_comparisons_recorded_without_a_snapshot(tmp_path):
                 "flag": "drop"}]}}
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "cpu_bs1.json").write_text(json.dumps(old))
-    text, flagged = report.compare_table(str(tmp_path))
+    text, flagged = compare.compare_table(str(tmp_path))
     assert flagged == 1 and "-50.0%" in text
 
 

@@ -7,7 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from npuzoo import engines, history, report, run, tune
+from npuzoo import engines, history, run, tune
+from npuzoo.report import compare, pieces
 from npuzoo.bench import load
 from npuzoo.errors import UserError
 from tests.test_bench import classifier, run_api
@@ -185,7 +186,7 @@ def test_the_report_records_the_spread_and_the_tuning():
                "throughput_windows": [90.0, 100.0, 110.0], "throughput_median": 100.0,
                "throughput_spread": 0.2, "tuning": {"cache": "new", "chosen": {"engine": "openvino"}},
                "contended": False, "reference_ms": [1.0, 1.1], "reference_change": 0.1}
-    perf = report.perf_from_summary(summary, 20, 2)
+    perf = pieces.perf_from_summary(summary, 20, 2)
     assert perf["spread"]["spread"] == 0.2 and perf["spread"]["median"] == 100.0
     assert perf["tuning"]["chosen"]["engine"] == "openvino"
     assert perf["load"]["reference_change"] == 0.1
@@ -201,10 +202,10 @@ def with_spread(report_path, spread):
 def test_compare_never_flags_a_drop_within_the_measured_spread(tmp_path):
     base = {"perf": {"throughput": 300.0}, "dataset": {}, "accuracy": None}
     noisy = {"perf": {"throughput": 240.0, "spread": {"spread": 0.25}}, "dataset": {}, "accuracy": None}
-    result = report.compare(base, noisy)
+    result = compare.compare(base, noisy)
     assert result["changes"] == [] and result["spread"] == 0.25
     steady = {"perf": {"throughput": 240.0, "spread": {"spread": 0.05}}, "dataset": {}, "accuracy": None}
-    assert report.compare(base, steady)["changes"][0]["flag"] == "drop"
+    assert compare.compare(base, steady)["changes"][0]["flag"] == "drop"
     # published runs, and `make compare` reading them back
     dest = tmp_path / "reports" / "mobilenetv1" / "cpu_bs4.json"
     first = with_spread(built_report(tmp_path, 69.5, 89.0, throughput=300.0, tag="a"), 0.04)
@@ -222,7 +223,7 @@ def test_compare_never_flags_a_drop_within_the_measured_spread(tmp_path):
 # -- int8: the run's logits against the fp32 export's on the same images -------------------------
 
 def test_int8_agreement_compares_the_run_logits_with_the_fp32_model(tmp_path):
-    from npuzoo import quantize
+    from npuzoo.report import agreement
     from tests.test_bench import W, images
 
     model = classifier(tmp_path / "fp32.onnx", "batch")
@@ -241,16 +242,16 @@ def test_int8_agreement_compares_the_run_logits_with_the_fp32_model(tmp_path):
             row = -row
         np.savetxt(results / f"img{k:02d}_0.txt", row[None], fmt="%f")
     names = sorted(os.listdir(results))
-    found = quantize.agreement(str(model), str(prep), str(results), names)
+    found = agreement.agreement(str(model), str(prep), str(results), names)
     assert found["images"] == 11
     assert found["top1"] == pytest.approx(100 * 9 / 11, abs=0.01)
     assert found["top5"] == pytest.approx(100 * 10 / 11, abs=0.01)
     assert found["max_abs_logit_error"] == pytest.approx(np.abs(2 * logits[5]).max(), rel=1e-4)
     assert 0 < found["mean_abs_logit_error"] < found["max_abs_logit_error"]
-    assert quantize.agreement(str(model), str(prep), str(results), names, limit=3)["images"] == 3
+    assert agreement.agreement(str(model), str(prep), str(results), names, limit=3)["images"] == 3
     (prep / "img00.bin").write_bytes(b"\0" * 8)
     with pytest.raises(UserError, match="img00.bin: not a float32"):
-        quantize.agreement(str(model), str(prep), str(results), names)
+        agreement.agreement(str(model), str(prep), str(results), names)
 
 
 def test_an_openvino_error_says_what_failed_not_where():

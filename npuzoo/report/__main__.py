@@ -1,0 +1,3 @@
+from npuzoo.report.cli import main
+
+main()

@@ -1,0 +1,214 @@
+"""`python3 -m npuzoo.report write|publish|versions|compare`: the commands mk/pipeline.mk,
+mk/docker.mk and `make compare` run."""
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from npuzoo.errors import UserError, cli
+from npuzoo.files import atomic_write
+from npuzoo.report import pieces
+from npuzoo.report.build import build, dumps
+from npuzoo.report.compare import THROUGHPUT_DROP, THROUGHPUT_DROP_ENV, compare_table, throughput_drop
+from npuzoo.report.publish import label, publish
+from npuzoo.report.read import REPORTS_DIR
+from npuzoo.soc import package_versions
+
+Json = dict[str, Any]
+
+
+def with_manifest(argv: list[str]) -> list[str]:
+    """`write --manifest run.json ...`: the manifest's {option: value} become flags placed
+    before the command line's own, so that a flag given explicitly wins."""
+    if "--manifest" not in argv:
+        return argv
+    at = argv.index("--manifest")
+    if at + 1 >= len(argv):
+        return argv  # argparse says what is missing
+    manifest = pieces.read_json(argv[at + 1], "run manifest")
+    if not isinstance(manifest, dict):
+        raise UserError(f"{argv[at + 1]}: expected a JSON object of option: value")
+    flags = []
+    for key, value in manifest.items():
+        if value is None or value is False or value == "":
+            continue  # (0 is a value: WARMUP=0)
+        flags.append("--" + key.replace("_", "-"))
+        if value is not True:
+            flags.append(str(value))
+    rest = argv[:at] + argv[at + 2:]
+    return rest[:1] + flags + rest[1:]
+
+
+def _write_parser(sub: Any) -> None:
+    write = sub.add_parser("write", help="gather one run's results into a report")
+    add = write.add_argument
+    for name in ("--model", "--soc", "--out"):
+        add(name, required=True)
+    for name in ("--bs", "--loop", "--warmup"):
+        add(name, type=int, required=True)
+    add("--dataset", required=True, help="dataset.json of the run folder")
+    add("--weights", required=True, help="weights.json")
+    add("--accuracy", required=True, help="ModelZoo accuracy JSON")
+    add("--perf-dir", required=True, help="--output folder of the perf run")
+    add("--perf-dirname", default="perf")
+    add("--perf-log", help="printed log of the perf run (fallback)")
+    add("--source", help="source.json written by the source step")
+    add("--extra", help="JSON with backend/device/environment overrides")
+    add("--environment", help="JSON of package versions where the steps ran elsewhere (docker)")
+    add("--results-dir", metavar="DIR",
+        help="the inference results folder (one <stem>_0.txt per image): its count is checked "
+             "and its logits read for NaN or constant rows")
+    add("--prep-dir", metavar="DIR", help="the preprocessed .bin folder: its count is checked")
+    add("--fp32-model", metavar="ONNX",
+        help="an int8 run: the fp32 export its logits (--results-dir) are compared with on the "
+             "first images (--prep-dir): int8_agreement")
+    add("--steps", metavar="LOG",
+        help="build/<model>/steps.jsonl: this run's step timings go into the report (the run "
+             "is NPUZOO_RUN_ID)")
+    add("--manifest", metavar="JSON",
+        help="the run folder's manifest (mk/pipeline.mk writes run.json): {option: value} for "
+             "the options above; flags given win")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python3 -m npuzoo.report",
+                                  description="Write and publish run reports.")
+    sub = top.add_subparsers(dest="command", required=True)
+    _write_parser(sub)
+    drop_help = f"flag a throughput fall beyond this (default {THROUGHPUT_DROP:g}, or " \
+                f"${THROUGHPUT_DROP_ENV})"
+    pub = sub.add_parser("publish", help="copy a built report into reports/")
+    pub.add_argument("built")
+    pub.add_argument("dest")
+    pub.add_argument("--no-gate", action="store_true", help="do not fail on a failed gate")
+    pub.add_argument("--force", action="store_true",
+                     help="make this run the current report even if the one there is more "
+                          "complete (FORCE=1)")
+    pub.add_argument("--strict", action="store_true",
+                     help="exit 1 when a throughput drop or an accuracy change is flagged "
+                          "against the latest like-for-like run (STRICT=1)")
+    pub.add_argument("--throughput-drop", metavar="FRACTION", help=drop_help)
+    ver = sub.add_parser("versions", help="package versions here, merged with other images'")
+    ver.add_argument("--merge", action="append", default=[],
+                     help="JSON of versions seen elsewhere; a version found there wins over none")
+    ver.add_argument("--out", required=True)
+    cmp_ = sub.add_parser("compare", help="print the run-over-run changes recorded in reports/")
+    cmp_.add_argument("--reports", default=REPORTS_DIR, help="reports folder (default: reports/)")
+    cmp_.add_argument("--throughput-drop", metavar="FRACTION", help=drop_help)
+    cmp_.add_argument("--strict", action="store_true", help="exit 1 when any change is flagged")
+    return top
+
+
+def _extra(args: argparse.Namespace, summary: Json) -> Json:
+    """build()'s keyword arguments from --extra, --environment and the runner's summary."""
+    extra: Json = pieces.read_json(args.extra, "backend description") if args.extra else {}
+    if args.environment:
+        extra["environment"] = {**extra.get("environment", {}),
+                                **pieces.read_json(args.environment, "environment description")}
+    engine = pieces.summary_backend(summary)
+    if engine and args.soc == "cpu":
+        # The runner's summary says which engine ran; --extra adds what it cannot know (aipp).
+        extra["backend"] = {**(extra.get("backend") or {}), **engine}
+    return extra
+
+
+def _output_check(args: argparse.Namespace, dataset: Json, accuracy: Json
+                  ) -> tuple[list[str] | None, Json | None]:
+    """(result files, output_check) once the counts agree."""
+    results = pieces.result_files(args.results_dir) if args.results_dir else None
+    prep = pieces.prep_files(args.prep_dir) if args.prep_dir else None
+    pieces.check_counts(dataset, accuracy, None if results is None else len(results), prep,
+                        {"dataset": args.dataset, "accuracy": args.accuracy,
+                         "results": args.results_dir, "prep": args.prep_dir})
+    if results is None:
+        return None, None
+    check = pieces.output_check(args.results_dir, results)
+    check["preprocessed_files"] = prep
+    line = pieces.output_warning(args.results_dir, check)
+    if line:
+        print(line, file=sys.stderr)
+    return results, check
+
+
+def _int8_agreement(args: argparse.Namespace, report: Json, results: list[str]) -> None:
+    from npuzoo.report.agreement import agreement
+
+    found = agreement(args.fp32_model, args.prep_dir, args.results_dir, results)
+    # random weights give near-equal logits: which class leads is noise, like accuracy
+    found["meaningful"] = (report.get("weights") or {}).get("source") != "random"
+    report["int8_agreement"] = found
+    print(f"int8: agreement with fp32 on {found['images']} images: top-1 "
+          f"{found['top1']:.1f}%, top-5 {found['top5']:.1f}%, logit error max "
+          f"{found['max_abs_logit_error']:g}, mean {found['mean_abs_logit_error']:g}"
+          + ("" if found["meaningful"] else " (random weights: not meaningful)"))
+
+
+def write(args: argparse.Namespace) -> None:
+    summary = pieces.read_bench_summary(args.perf_dir, args.perf_dirname, args.perf_log)
+    extra = _extra(args, summary)
+    dataset = pieces.read_json(args.dataset, "dataset description")
+    if not isinstance(dataset, dict):
+        raise UserError(f"{args.dataset}: not a dataset description (a JSON object)")
+    accuracy = pieces.read_accuracy(args.accuracy)
+    results, check = _output_check(args, dataset, accuracy)
+    report = build(args.model, args.soc, args.bs, dataset=dataset,
+                   weights=pieces.read_json(args.weights, "weights description"),
+                   accuracy=accuracy,
+                   perf=pieces.perf_from_summary(summary, args.loop, args.warmup),
+                   source=pieces.read_json(args.source, "source description") if args.source
+                   else None, output_check=check, **extra)
+    if args.fp32_model and results:
+        _int8_agreement(args, report, results)
+    if args.steps:
+        from npuzoo import steps
+
+        found = steps.entries(args.steps, os.environ.get(steps.RUN_ENV, ""))
+        if found:
+            report["timings"] = {"unit": "s", "what": "wall time of each step this run did "
+                                 "(shared steps and this batch size's)",
+                                 "steps": steps.totals(found, args.bs)}
+    atomic_write(args.out, dumps(report))
+
+
+def _publish(args: argparse.Namespace) -> None:
+    report, flagged = publish(args.built, args.dest, throughput_drop(args.throughput_drop),
+                              force=args.force)
+    if args.strict and (report.get("comparison") or {}).get("contended"):
+        print(f"error: {label(report)}: STRICT=1 could not judge this run: other processes "
+              "took the CPU during its perf loop or the earlier run's, so a throughput drop "
+              "cannot be told from the load; rerun it on a quiet machine", file=sys.stderr)
+        sys.exit(1)
+    if flagged and args.strict:
+        print(f"error: {label(report)}: {len(flagged)} flagged change(s) against the "
+              "latest like-for-like run (STRICT=1); see above", file=sys.stderr)
+        sys.exit(1)
+    if report["gate"]["verdict"] == "fail" and not args.no_gate:
+        print(f"error: accuracy gate failed for {args.dest}: {report['gate']['reason']}",
+              file=sys.stderr)
+        sys.exit(1)
+
+
+def _versions(args: argparse.Namespace) -> None:
+    versions = package_versions()
+    for path in args.merge:
+        for name, version in pieces.read_json(path, "package versions").items():
+            if version and not versions.get(name):
+                versions[name] = version
+    atomic_write(args.out, json.dumps(versions, indent=2) + "\n")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    text, flagged = compare_table(args.reports, throughput_drop(args.throughput_drop))
+    print(text)
+    if flagged and args.strict:
+        sys.exit(1)
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(with_manifest(sys.argv[1:] if argv is None else list(argv)))
+    {"write": write, "publish": _publish, "versions": _versions,
+     "compare": _compare}[args.command](args)

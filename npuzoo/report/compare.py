@@ -1,0 +1,164 @@
+"""Run over run: a new run is compared with the latest like-for-like earlier run (same model,
+chip, machine, batch size, images, weights, configuration; npuzoo/history.py), a throughput fall
+beyond the threshold or beyond the spread either run measured is flagged, and so is any
+accuracy change on the same images; a contended run is not judged. `compare` (`make compare`)
+prints the latest change of every like-for-like group. The threshold is 10% unless
+`--throughput-drop` or NPUZOO_THROUGHPUT_DROP says otherwise (`0.05` or `5%`)."""
+
+import os
+from typing import Any
+
+from npuzoo import history
+from npuzoo.errors import UserError
+from npuzoo.report.read import REPORTS_DIR, current_reports, read_report
+
+Json = dict[str, Any]
+THROUGHPUT_DROP = 0.10  # a fall beyond this fraction is flagged run over run
+THROUGHPUT_DROP_ENV = "NPUZOO_THROUGHPUT_DROP"
+
+
+def parse_drop(text: str, where: str = THROUGHPUT_DROP_ENV) -> float:
+    """A throughput-drop threshold: a fraction (`0.1`) or a percentage (`10%`)."""
+    raw = str(text).strip()
+    try:
+        value = float(raw.rstrip("%")) / (100 if raw.endswith("%") else 1)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 1:
+        raise UserError(f"{where}={text}: expected a fraction in [0, 1) such as 0.1, "
+                        "or a percentage such as 10%")
+    return value
+
+
+def throughput_drop(flag: str | None = None) -> float:
+    """The threshold in force: the flag, else the environment, else the 10% default."""
+    if flag is not None:
+        return parse_drop(flag, "--throughput-drop")
+    if os.environ.get(THROUGHPUT_DROP_ENV, "").strip():
+        return parse_drop(os.environ[THROUGHPUT_DROP_ENV])
+    return THROUGHPUT_DROP
+
+
+def measured_spread(report: Json) -> float:
+    """The spread of the perf step's windows (a fraction of their median), 0 when unknown: a
+    throughput change within it is noise the run itself saw, never a flagged drop."""
+    value = ((report.get("perf") or {}).get("spread") or {}).get("spread")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def contended_run(report: Json) -> bool:
+    """True when the runner saw other processes take the CPU during the perf loop."""
+    return bool(((report.get("perf") or {}).get("load") or {}).get("contended"))
+
+
+def snapshot(report: Json) -> Json:
+    """What a later run is compared with: kept in the comparison, since the file is replaced."""
+    perf, acc = report.get("perf") or {}, report.get("accuracy") or {}
+    dataset, weights = report.get("dataset") or {}, report.get("weights") or {}
+    return {"timestamp": report.get("timestamp"), "commit": report.get("commit"),
+            "throughput": perf.get("throughput"),
+            "top1": acc.get("top1"), "top5": acc.get("top5"),
+            "dataset": {k: dataset.get(k) for k in ("name", "images", "labels_sha256")},
+            "weights": weights.get("source"), "spread": measured_spread(report)}
+
+
+def _labels(report: Json) -> Any:
+    return (report.get("dataset") or {}).get("labels_sha256")
+
+
+def compare(previous: Json, current: Json, drop: float = THROUGHPUT_DROP) -> Json:
+    """Changes of `current` against the `previous` report of the same model, chip and BS:
+    `changes` holds what is flagged, `previous` the earlier run's numbers, so that `compare`
+    can show every change later and re-judge it with another threshold."""
+    changes = []
+    old_tp = (previous.get("perf") or {}).get("throughput")
+    new_tp = (current.get("perf") or {}).get("throughput")
+    contended = contended_run(previous) or contended_run(current)
+    limit = max(drop, measured_spread(previous), measured_spread(current))
+    if old_tp and new_tp is not None and not contended and new_tp / old_tp < 1 - limit:
+        changes.append({"what": "throughput", "old": old_tp, "new": new_tp,
+                        "change": f"{(new_tp / old_tp - 1) * 100:+.1f}%", "flag": "drop"})
+    old_acc, new_acc = previous.get("accuracy") or {}, current.get("accuracy") or {}
+    if old_acc and new_acc and _labels(previous) == _labels(current):
+        changes += [{"what": key, "old": old_acc.get(key), "new": new_acc.get(key),
+                     "change": f"{new_acc[key] - old_acc[key]:+.2f} pts", "flag": "accuracy"}
+                    for key in ("top1", "top5") if old_acc.get(key) != new_acc.get(key)]
+    return {"against": previous.get("timestamp"), "threshold": drop,
+            **({"spread": limit} if limit > drop else {}),
+            "previous": snapshot(previous), "changes": changes,
+            **({"contended": True} if contended else {})}
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def change_rows(report: Json, drop: float) -> list[tuple[Any, ...]]:
+    """The rows `compare` prints for one report: every throughput or accuracy change."""
+    comparison = report.get("comparison") or {}
+    previous = comparison.get("previous")
+    key = (report.get("model"), report.get("soc"), report.get("batch_size"))
+    if previous is None:  # recorded before snapshots existed: the flagged changes only
+        return [key + (c["what"], str(c["old"]), str(c["new"]), c["change"], c["flag"])
+                for c in comparison.get("changes") or []]
+    rows = []
+    old_tp = previous.get("throughput")
+    new_tp = (report.get("perf") or {}).get("throughput")
+    if old_tp and new_tp is not None and new_tp != old_tp:
+        ratio = new_tp / old_tp
+        spread = max(previous.get("spread") or 0.0, measured_spread(report))
+        flag = f"drop > {drop * 100:g}%" if ratio < 1 - max(drop, spread) else \
+            f"within the runs' spread ({spread:.0%})" if ratio < 1 - drop else ""
+        rows.append(key + ("throughput", _number(old_tp, 1), _number(new_tp, 1),
+                           f"{(ratio - 1) * 100:+.1f}%", flag))
+    acc = report.get("accuracy") or {}
+    same_images = (previous.get("dataset") or {}).get("labels_sha256") == _labels(report)
+    for name in ("top1", "top5"):
+        old, new = previous.get(name), acc.get(name)
+        if old is not None and new is not None and old != new:
+            rows.append(key + (name, _number(old, 2), _number(new, 2), f"{new - old:+.2f} pts",
+                               "accuracy" if same_images else "other images"))
+    return rows
+
+
+def latest_runs(reports_dir: str = REPORTS_DIR) -> list[Json]:
+    """The latest run of every like-for-like group (history.like_key): from each current
+    report's history, and the current reports themselves where they have none."""
+    latest: dict[tuple[Any, ...], Json] = {}
+    for dest, current in current_reports(reports_dir):
+        runs = [report for _, report in history.entries(dest, read_report)] or [current]
+        for report in runs:
+            key = (report.get("model"),) + history.like_key(report)
+            if key not in latest or str(report.get("timestamp") or "") >= \
+                    str(latest[key].get("timestamp") or ""):
+                latest[key] = report
+    return sorted(latest.values(), key=lambda r: (str(r.get("model")), str(r.get("soc")),
+                                                  r.get("batch_size") or 0))
+
+
+def format_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
+                     for row in [header, *rows])
+
+
+def compare_table(reports_dir: str = REPORTS_DIR, drop: float = THROUGHPUT_DROP
+                  ) -> tuple[str, int]:
+    """The text `make compare` prints, and the number of flagged changes."""
+    rows = []
+    for report in latest_runs(reports_dir):
+        comparison = report.get("comparison") or {}
+        runs = f"{(comparison.get('against') or '?')[:10]} -> {(report.get('timestamp') or '?')[:10]}"
+        rows.extend(row + (runs,) for row in change_rows(report, drop))
+    where = os.path.relpath(reports_dir) if os.path.isabs(reports_dir) else reports_dir
+    if not rows:
+        return (f"no run-over-run changes recorded in {where}/ (a run records them against "
+                "the latest earlier run of the same model, chip, machine, batch size, images "
+                "and weights)"), 0
+    flagged = sum(1 for row in rows if row[7] == "accuracy" or row[7].startswith("drop"))
+    header = ("model", "chip", "BS", "what", "previous", "now", "change", "flag", "runs")
+    table = format_table(header, [tuple("" if c is None else c for c in row) for row in rows])
+    summary = (f"{flagged} flagged change(s) (throughput drop beyond {drop * 100:g}%, or beyond "
+               "the spread the runs measured if larger, or an "
+               f"accuracy change on the same images) in {len(rows)} change(s) recorded in {where}/")
+    return table + "\n" + summary, flagged

@@ -1,0 +1,293 @@
+"""Reading reports written by anyone (`compare`, the README renderer, `publish` for the report
+it replaces): files of earlier schema versions are accepted, wrongly typed fields are coerced
+where that is unambiguous ("4" -> 4, 4.0 -> 4, "69.5%" -> 69.5) or dropped, and a file that is
+no report at all (not JSON, no usable batch size) or whose values are out of bounds is skipped;
+each with one `warning:` line naming the file, never a traceback."""
+
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from npuzoo import config, history
+from npuzoo.soc import ASCEND_SHAPE
+from npuzoo.variables import POSITIVE as BATCH_SIZE
+
+Json = dict[str, Any]
+# Readers (`compare`, the README renderer) look here; NPUZOO_REPORTS_DIR points them elsewhere.
+REPORTS_DIR = os.environ.get("NPUZOO_REPORTS_DIR") or os.path.join(config.REPO_ROOT, "reports")
+STR, INT, NUMBER, BOOL, ANY = "a string", "an integer", "a number", "true or false", "any"
+LATENCY = {k: NUMBER for k in ("mean", "p50", "p90", "p99", "min", "max")}
+# Field types as the readers use them; missing optional fields stay missing.
+SCHEMA: Json = {
+    "schema": INT, "model": STR, "soc": STR, "device": STR, "batch_size": INT,
+    "machine": {"id": STR, "description": STR, "isa": STR},
+    "placement": {"runner": STR, "node": STR, "node_ip": STR, "node_id": STR, "device": STR},
+    "timings": {"unit": STR, "what": STR, "steps": {}},
+    "calibration": {"dataset": STR, "images": INT, "offset": INT, "labels_sha256": STR,
+                    "method": STR},
+    "backend": {"name": STR, "version": STR},
+    "commit": STR, "timestamp": STR,
+    "source": {"kind": STR},
+    "weights": {"source": STR},
+    "dataset": {"name": STR, "images": INT, "labelled_images": INT, "subset": BOOL,
+                "full_validation_set": BOOL, "labels_sha256": STR},
+    "accuracy": {"top1": NUMBER, "top2": NUMBER, "top3": NUMBER, "top4": NUMBER,
+                 "top5": NUMBER, "images": INT, "classes": INT, "meaningful": BOOL},
+    "gate": {"verdict": STR, "reason": STR},
+    "perf": {"throughput": NUMBER, "latency_ms": LATENCY, "samples": INT, "loop": INT,
+             "warmup": INT, "loop_seconds": NUMBER, "streams": INT, "throughput_per_call": NUMBER,
+             "throughput_is": STR,
+             "spread": {"windows": ANY, "median": NUMBER, "spread": NUMBER, "is": STR},
+             "tuning": {"cache": STR, "path": STR, "key": STR, "seconds": NUMBER,
+                        "chosen": {"engine": STR, "streams": INT, "threads_per_stream": INT,
+                                   "hint": STR}, "candidates": ANY},
+             "load": {"loadavg_1m_start": NUMBER, "loadavg_1m_end": NUMBER, "cpus": INT,
+                      "other_cpu_s": NUMBER, "other_cpu_share": NUMBER, "reference_ms": ANY,
+                      "reference_change": NUMBER, "contended": BOOL, "contended_rule": STR}},
+    "int8_agreement": {"images": INT, "top1": NUMBER, "top5": NUMBER,
+                       "max_abs_logit_error": NUMBER, "mean_abs_logit_error": NUMBER,
+                       "reference": STR, "meaningful": BOOL},
+    "output_check": {"result_files": INT, "preprocessed_files": INT, "nan_images": INT,
+                     "constant_images": INT, "first_nan": STR, "first_constant": STR},
+    "environment": {},
+    "comparison": {"against": STR, "threshold": NUMBER, "spread": NUMBER,
+                   "previous": {"timestamp": STR, "commit": STR, "throughput": NUMBER,
+                                "top1": NUMBER, "top5": NUMBER, "weights": STR, "spread": NUMBER,
+                                "dataset": {"name": STR, "images": INT, "labels_sha256": STR}},
+                   "changes": [{"what": STR, "old": ANY, "new": ANY, "change": STR,
+                                "flag": STR}], "contended": BOOL},
+}
+# What a report may hold, checked as user input is: its ids name files and plots (a soc of
+# "x/../../photo" would point a plot outside the repository), its text lands in Markdown.
+MODEL_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+MAX_TEXT = 2000  # characters of any one string (the longest written, a rule, is ~300)
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_INVALID = object()
+_warned: set[str] = set()
+
+
+def warn(line: str) -> None:
+    """Print a `warning:` line on stderr, once per process."""
+    if line not in _warned:
+        _warned.add(line)
+        print(line, file=sys.stderr)
+
+
+def _from_text(value: str, kind: str) -> Any:
+    try:
+        if kind == NUMBER:
+            return float(value.strip().rstrip("%"))
+        return int(value.strip()) if re.fullmatch(r"\s*[+-]?\d+\s*", value) else _INVALID
+    except ValueError:
+        return _INVALID
+
+
+def _coerce(value: Any, kind: str) -> Any:
+    """`value` as `kind`, or _INVALID."""
+    if kind == ANY or value is None:
+        return value
+    if kind == STR:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return value if isinstance(value, str) else str(value) if number else _INVALID
+    if kind == BOOL:
+        return value if isinstance(value, bool) else _INVALID
+    if isinstance(value, bool):
+        return _INVALID
+    if isinstance(value, str):
+        value = _from_text(value, kind)
+        if value is _INVALID:
+            return value
+    if kind == INT:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value if isinstance(value, int) else _INVALID
+    if isinstance(value, (int, float)):
+        return value if math.isfinite(value) else _INVALID
+    return _INVALID
+
+
+def shown(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) \
+        else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _normalize_list(value: list[Any], kind: Json, name: str, problems: list[str]) -> list[Any]:
+    kept = []
+    for item in value:
+        if not isinstance(item, dict):
+            problems.append(f"{name} entry {shown(item)} is not an object, ignored")
+            continue
+        for field, field_kind in kind.items():
+            if field_kind == STR:  # shown as text: a string, "" when absent
+                fixed = _coerce(item.get(field), STR)
+                item[field] = "" if fixed is None or fixed is _INVALID else fixed
+            else:
+                item.setdefault(field, None)
+        kept.append(item)
+    return kept
+
+
+def _normalize(data: Json, schema: Json, where: str, problems: list[str]) -> None:
+    """Fix `data` (a dict) in place against `schema`, noting each change in `problems`."""
+    for key, kind in schema.items():
+        if key not in data or data[key] is None:
+            continue
+        value, name = data[key], f"{where}{key}"
+        if isinstance(kind, (dict, list)) and not isinstance(value, type(kind)):
+            problems.append(f"{name} {shown(value)} is not "
+                            f"{'an object' if isinstance(kind, dict) else 'a list'}, ignored")
+            del data[key]
+        elif isinstance(kind, dict):
+            if kind:
+                _normalize(value, kind, name + ".", problems)
+        elif isinstance(kind, list):
+            data[key] = _normalize_list(value, kind[0], name, problems)
+        else:
+            fixed = _coerce(value, kind)
+            if fixed is _INVALID:
+                problems.append(f"{name} {shown(value)} is not {kind}, ignored")
+                del data[key]
+            elif fixed != value or type(fixed) is not type(value) and kind != NUMBER:
+                problems.append(f"{name} {shown(value)} read as {shown(fixed)}")
+                data[key] = fixed
+
+
+def _identify(data: Json, path: str, problems: list[str]) -> str | None:
+    """Fill what every reader needs, model (the folder), chip and batch size (the file
+    name); the reason when they cannot be had."""
+    named = re.fullmatch(r"(?P<soc>.+)_bs(?P<bs>\d+)\.json", os.path.basename(path))
+    if not data.get("model"):
+        data["model"] = os.path.basename(os.path.dirname(os.path.abspath(path)))
+        problems.append(f"no model; read as {data['model']} (its folder)")
+    if not data.get("soc"):
+        if not named:
+            return "no soc, and the file name is not <soc>_bs<N>.json"
+        data["soc"] = named.group("soc")
+        problems.append(f"no soc; read as {data['soc']} (the file name)")
+    if not isinstance(data.get("batch_size"), int) or data["batch_size"] < 1:
+        if not named:
+            return "; ".join(problems + ["no usable batch_size"])
+        data["batch_size"] = int(named.group("bs"))
+        problems.append(f"batch_size read as {data['batch_size']} (the file name)")
+    machine = data.get("machine")
+    if isinstance(machine, dict) and not all(isinstance(machine.get(k), str)
+                                             for k in ("id", "description")):
+        problems.append("machine incomplete; derived from device")
+        del data["machine"]
+    refused = out_of_bounds(data)
+    return "; ".join(problems + [refused]) if refused else None
+
+
+def read_report(path: str, warn: Callable[[str], None] = warn) -> Json | None:
+    """A report for readers, whatever the file holds; None (with a warning) for a file that
+    cannot be read as a report at all."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        warn(f"warning: {path}: not a readable JSON report ({reason}); skipped")
+        return None
+    if not isinstance(data, dict):
+        warn(f"warning: {path}: not a report (a JSON {type(data).__name__}, not an object); "
+             "skipped")
+        return None
+    problems: list[str] = []
+    _normalize(data, SCHEMA, "", problems)
+    refused = _identify(data, path, problems)
+    if refused:
+        warn(f"warning: {path}: {refused}; skipped")
+        return None
+    data.setdefault("schema", 0)
+    if not isinstance(data.get("gate"), dict):
+        data["gate"] = {"verdict": "not applicable", "reason": "not recorded"}
+    data.setdefault("comparison", None)
+    if problems:
+        warn(f"warning: {path}: " + "; ".join(problems))
+    return data
+
+
+def valid_soc(soc: Any) -> bool:
+    return soc == "cpu" or bool(isinstance(soc, str) and ASCEND_SHAPE.match(soc))
+
+
+def _bad_text(data: Json) -> str | None:
+    stack: list[Any] = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack += list(item.keys()) + list(item.values())
+        elif isinstance(item, list):
+            stack += item
+        elif isinstance(item, str) and (len(item) > MAX_TEXT or CONTROL.search(item)):
+            return (f"the text {shown(item)} is too long or holds control characters "
+                    "(a newline, ...)")
+    return None
+
+
+def _bad_figure(data: Json) -> str | None:
+    dataset = data.get("dataset") or {}
+    if dataset.get("full_validation_set") and not isinstance(dataset.get("images"), int):
+        return "dataset.full_validation_set without a number of dataset.images"
+    for key in ("images", "labelled_images"):
+        if isinstance(dataset.get(key), int) and dataset[key] < 0:
+            return f"dataset.{key} {dataset[key]} is negative"
+    perf, accuracy = data.get("perf") or {}, data.get("accuracy") or {}
+    figures = [("perf.throughput", perf.get("throughput"))] + [
+        (f"perf.latency_ms.{k}", v) for k, v in (perf.get("latency_ms") or {}).items()]
+    for name, value in figures:
+        if isinstance(value, (int, float)) and not (math.isfinite(value) and value >= 0):
+            return f"{name} {shown(value)} is not a finite number >= 0"
+    for key in ("top1", "top2", "top3", "top4", "top5"):
+        value = accuracy.get(key)
+        if isinstance(value, (int, float)) and not 0 <= value <= 100:
+            return f"accuracy.{key} {shown(value)} is not a percentage"
+    return None
+
+
+def out_of_bounds(data: Json) -> str | None:
+    """Why a (type-normalised) report cannot be used, or None: an id of the wrong shape, a
+    batch size `make` would refuse, a negative or non-finite figure, an over-long string or
+    one with control characters (a newline would start a Markdown heading)."""
+    if not valid_soc(data.get("soc")):
+        return f"soc {shown(data.get('soc'))} is not cpu or an Ascend soc_version"
+    if not MODEL_ID.match(str(data.get("model"))):
+        return f"model {shown(data.get('model'))} is not a model name"
+    if not BATCH_SIZE.match(str(data.get("batch_size"))):
+        return f"batch_size {shown(data.get('batch_size'))} is out of range (1 to 9999999)"
+    machine_id = (data.get("machine") or {}).get("id")
+    if machine_id is not None and not re.fullmatch(r"[0-9A-Za-z_-]{1,64}", machine_id):
+        return f"machine.id {shown(machine_id)} is not an id"  # it names history files
+    return _bad_figure(data) or _bad_text(data)
+
+
+def model_reports(reports_dir: str, model: str) -> list[tuple[str, Json]]:
+    """[(path, report)] of one model's current reports (reports/<model>/ and its variant
+    folders), readable ones only."""
+    found = []
+    for folder in history.report_folders(os.path.join(reports_dir, model)):
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if name.endswith(".json") and not name.startswith(".") and os.path.isfile(path):
+                report = read_report(path)
+                if report is not None:
+                    found.append((path, report))
+    return found
+
+
+def current_reports(reports_dir: str) -> list[tuple[str, Json]]:
+    """[(path, report)] of every model's current reports, by model, chip, batch size, variant."""
+    found = []
+    if os.path.isdir(reports_dir):
+        for model in sorted(os.listdir(reports_dir)):
+            found += model_reports(reports_dir, model)
+    found.sort(key=lambda item: (str(item[1].get("model")), str(item[1].get("soc")),
+                                 item[1].get("batch_size") or 0, history.variant(item[1])))
+    return found
