@@ -113,12 +113,12 @@ def input_files(folder: str) -> list[str]:
     """The .bin/.npy files of a folder (no recursion) in the order ais_bench reads them:
     sorted, then natural-sorted (img_2 before img_10). Sharding follows the same order."""
     if not os.path.isdir(folder):
-        raise UserError("input dir not found: {}".format(folder))
+        raise UserError(f"input dir not found: {folder}")
     files = sorted(os.path.join(folder, f) for f in os.listdir(folder)
                    if f.endswith(INPUT_EXTENSIONS))
     if not files:
-        raise UserError("{} of input args holds no valid file (valid: *.npy *.NPY *.bin *.BIN)"
-                        .format(folder))
+        raise UserError(f"{folder} of input args holds no valid file (valid: *.npy *.NPY *.bin "
+                        "*.BIN)")
 
     def key(text: str) -> list[int | str]:  # odd parts are the digit runs
         return [int(c) if i % 2 else c.lower() for i, c in enumerate(re.split("([0-9]+)", text))]
