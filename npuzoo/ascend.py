@@ -1,64 +1,31 @@
-"""The Ascend toolchain around `atc` and `python3 -m ais_bench`: environment, chip records, versions.
+"""The Ascend toolchain around `atc` and `python3 -m ais_bench`: environment, chip records,
+versions (docs/ais_bench_compatibility.md). mk/pipeline.mk issues the guides' commands, each
+through `python -m npuzoo.ascend run -- <command>`, which does what the guides leave to the user:
 
-Provenance. The ModelZoo ACL_PyTorch guides run, by hand:
-    source /usr/local/Ascend/ascend-toolkit/set_env.sh
-    atc --framework=5 --model=x.onnx --output=x_bs4 --input_format=NCHW \
-        --input_shape="image:4,3,224,224" --log=error --soc_version=Ascend310P3
-    python3 -m ais_bench --model x_bs4.om --input prep --output out --outfmt TXT ...
-(docs/ais_bench_compatibility.md, "atc" and "Installing ais_bench"). mk/pipeline.mk issues the
-same commands, each through `python -m npuzoo.ascend run -- <command>`, which does what the
-guide leaves to the user:
+- the CANN environment: without `atc` on PATH (or, to run only, a CANN variable such as
+  ASCEND_HOME_PATH), the first set_env.sh found is sourced (set_env_candidates); none: one line
+  saying what to install;
+- the chip: `--soc` is checked against the toolkit's platform_config/<soc>.ini files where it
+  has them; an ais_bench run checks the .om's chip record (`<om>.json`, `record-om`) against
+  SOC and, where npu-smi answers, the chip of DEVICE (an npu-smi that cannot tell only warns:
+  SOC was given explicitly);
+- `--cwd DIR`: the tool runs in a scratch folder under build/ (atc leaves kernel_meta/ and
+  fusion_result.json where it runs), holding relative links to the top-level entries its
+  relative paths start with, so the command line is unchanged;
+- the paths handed to ais_bench (`hand_over`): the `ait` front end accepts only `A-Za-z0-9_-/.`,
+  no link, no group/other-writable input and an output folder of at most 0750, whatever the umask;
+- a failing tool: its own messages, then one `error: ...` line naming the step.
 
-- The CANN environment. When `atc` is not on PATH (and, for a run-only host, no CANN variable
-  such as ASCEND_HOME_PATH is set), the first set_env.sh found is sourced: under
-  $ASCEND_TOOLKIT_HOME (itself, its parent, or bin/setenv.bash), then the standard installs
-  <root>/ascend-toolkit/set_env.sh and, CANN 8.5 and later, <root>/cann/set_env.sh
-  (<root> = /usr/local/Ascend, or $NPUZOO_ASCEND_ROOT), the same two under ~/Ascend/, and for
-  ais_bench alone <root>/nnrt/set_env.sh. None, or still no `atc`: one line saying what to
-  install or source.
-- The chip. `--soc` is checked against the toolkit's platform_config/<soc>.ini files where the
-  toolkit has them (else atc itself is the judge); an ais_bench run checks the `.om`'s chip
-  record (`<om>.json`, written by `record-om` after atc) against SOC, and, where npu-smi is
-  there, the chip of DEVICE: a different chip stops with one line, while an npu-smi that fails
-  (a host where it needs root, a table it does not list DEVICE in) only warns and goes on, since
-  SOC was given explicitly (npu-smi is required for SOC=auto alone, npuzoo.soc).
-- `--cwd DIR`: the tool runs in DIR (created), a scratch folder under build/, because atc
-  writes kernel_meta/, fusion_result.json and other debris into its working directory. The
-  command line is not changed: DIR holds relative links to the top-level entries of the
-  caller's folder that the command's relative paths start with (`build`, ...), so
-  `--model=build/...` reaches the same file from DIR.
-- Failure of the tool itself: its own messages stay on the terminal, followed by one
-  `error: ...` line naming the step.
-
-`record-om BASE`: atc appends `.om` to --output, or on some CANN versions `_<os>_<arch>.om`
-(`_linux_x86_64.om`); the file that appeared is renamed to BASE.om (the Make target) and
-BASE.om.json records the chip, batch size and source ONNX. `remove-om BASE` deletes those
-names of that one artefact before atc runs (BASE.om, BASE.om.json, BASE_<os>_<arch>.om), never
-another artefact's that starts with the same BASE (BASE_aipp.om).
-
-In a container (RUNNER=docker) DEVICE has two numbers. Only the host's NPU DEVICE is passed
-in, and ACL numbers the NPUs a process sees from 0, so ais_bench gets `--device 0` there, while
-npu-smi (the driver's view) still lists the NPU under the host's id. mk/docker.mk passes that id
-as NPUZOO_HOST_DEVICE; `host_device` maps the ACL id to it for the npu-smi check and the report.
-
-The paths handed to ais_bench (`hand_over`). The `ait` front end (ais_bench 0.0.2 of the
-`ait/` wheels, which Python >= 3.10 hosts and the CANN 8 images install) checks them when it
-parses its arguments: only `A-Za-z0-9_-/.` in a path; `--model`, `--input` and every entry of
-an input folder neither a symbolic link nor group- or other-writable; an existing `--output`
-(or `--output_dirname`, from the working directory) not a link and at most 0750. The pipeline
-hands over relative paths under build/ made of validated names, and just before the call
-`hand_over` sets those modes (dropping group/other write, and for the outputs group write and
-every other permission), so that they hold whatever the umask the files were made under; a path
-that cannot hold them stops with one line before the tool runs.
-
-`describe`: the backend JSON that `report write --extra` merges into the report (keys backend,
-device, environment): CANN toolkit version (`*/ascend_toolkit_install.info`), driver version
-(`<root>/driver/version.info`, else the npu-smi header), and, read in the python that runs
-ais_bench, the ais_bench and aclruntime distributions' versions, which front end that is
-(`frontend_label`) and which aclruntime build (`aclruntime_label`). Unreadable values are null.
+`record-om BASE` renames what atc wrote for --output=BASE (`.om`, or `_<os>_<arch>.om` on some
+versions) to BASE.om and records chip, batch size and ONNX in BASE.om.json; `remove-om BASE`
+deletes those names of that artefact only. In a container (RUNNER=docker) ACL calls the one NPU
+passed in device 0 while npu-smi lists it under the host's id, NPUZOO_HOST_DEVICE (host_device).
+`describe` writes the backend JSON the report merges: toolkit, driver, ais_bench front end and
+aclruntime build, as found (null when unreadable).
 """
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -68,6 +35,8 @@ import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 from npuzoo import soc as socs
 from npuzoo.errors import UserError, cli
@@ -82,13 +51,13 @@ AIS_BENCH_HINT = ("pip install the aclruntime and ais_bench wheels (ais_bench 0.
 RUNTIME_VARS = ("ASCEND_HOME_PATH", "ASCEND_OPP_PATH", "ASCEND_AICPU_PATH")
 
 
-def ascend_root(env=None):
+def ascend_root(env: Mapping[str, str] | None = None) -> str:
     return (os.environ if env is None else env).get("NPUZOO_ASCEND_ROOT") or "/usr/local/Ascend"
 
 
 # -- the CANN environment ----------------------------------------------------------------------
 
-def set_env_candidates(env, runtime_only=False):
+def set_env_candidates(env: Mapping[str, str], runtime_only: bool = False) -> list[str]:
     """set_env.sh files to try, in order, that exist."""
     paths = []
     home = env.get("ASCEND_TOOLKIT_HOME")
@@ -113,7 +82,7 @@ def set_env_candidates(env, runtime_only=False):
     return found
 
 
-def sourced_environment(path, env):
+def sourced_environment(path: str, env: Mapping[str, str]) -> dict[str, str] | None:
     """The environment `env` after `source path` in bash, or None when sourcing fails."""
     script = 'source "$1" >/dev/null 2>&1 || exit 97; env -0'
     try:
@@ -131,17 +100,18 @@ def sourced_environment(path, env):
     return env
 
 
-def _which(program, env):
+def _which(program: str, env: Mapping[str, str]) -> str | None:
     return shutil.which(program, path=env.get("PATH", os.defpath))
 
 
-def environment_is_set(env, runtime_only):
+def environment_is_set(env: Mapping[str, str], runtime_only: bool) -> bool:
     if _which("atc", env):
         return True
     return runtime_only and any(env.get(v) for v in RUNTIME_VARS)
 
 
-def cann_environment(runtime_only=False, env=None):
+def cann_environment(runtime_only: bool = False,
+                     env: Mapping[str, str] | None = None) -> tuple[dict[str, str], str | None]:
     """(environment, sourced set_env.sh or None) in which the CANN tools run."""
     env = dict(os.environ if env is None else env)
     if environment_is_set(env, runtime_only):
@@ -156,7 +126,7 @@ def cann_environment(runtime_only=False, env=None):
                     + INSTALL_HINT)
 
 
-def platform_socs(env):
+def platform_socs(env: Mapping[str, str]) -> set[str]:
     """soc_version names the toolkit has platform_config files for (empty if not found)."""
     homes = [env.get(v) for v in ("ASCEND_TOOLKIT_HOME", "ASCEND_HOME_PATH")]
     atc = _which("atc", env)
@@ -171,7 +141,7 @@ def platform_socs(env):
     return names
 
 
-def check_soc_known(soc, env):
+def check_soc_known(soc: str, env: Mapping[str, str]) -> None:
     known = platform_socs(env)
     if known and soc not in known:
         raise UserError(f"SOC={soc}: this CANN toolkit has no platform file for {soc}, so atc "
@@ -180,7 +150,7 @@ def check_soc_known(soc, env):
 
 # -- chip records beside each .om ---------------------------------------------------------------
 
-def om_record_path(om):
+def om_record_path(om: str) -> str:
     return om + ".json"
 
 
@@ -189,7 +159,7 @@ def om_record_path(om):
 OS_ARCH_SUFFIX = re.compile(r"_[A-Za-z]+_(x86_64|aarch64|arm64|arm|x86)\.om")
 
 
-def om_variants(base):
+def om_variants(base: str) -> list[str]:
     """The `<base>_<os>_<arch>.om` files atc may have written for --output=base."""
     folder, name = os.path.split(base)
     try:
@@ -200,16 +170,15 @@ def om_variants(base):
             if entry.startswith(name) and OS_ARCH_SUFFIX.fullmatch(entry[len(name):])]
 
 
-def remove_om(base):
+def remove_om(base: str) -> None:
     """Delete this artefact's own names (before atc writes it again), and nothing else."""
     for path in [base + ".om", om_record_path(base + ".om"), *om_variants(base)]:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        except FileNotFoundError:
-            pass
 
 
-def record_om(base, soc, onnx=None, batch=None):
+def record_om(base: str, soc: str, onnx: str | None = None,
+              batch: int | None = None) -> dict[str, Any]:
     """Rename what atc wrote for --output=base to base.om and record the chip beside it."""
     target = base + ".om"
     if not os.path.isfile(target):
@@ -225,7 +194,7 @@ def record_om(base, soc, onnx=None, batch=None):
     return record
 
 
-def check_om(om, soc):
+def check_om(om: str, soc: str | None) -> None:
     """Stop unless `om` exists and its record says it was built for `soc`."""
     if not os.path.isfile(om):
         raise UserError(f"{om}: no such .om; run make again to compile it")
@@ -244,21 +213,21 @@ def check_om(om, soc):
 HOST_DEVICE_VARIABLE = "NPUZOO_HOST_DEVICE"
 
 
-def host_device(device, env=None):
+def host_device(device: int | str, env: Mapping[str, str] | None = None) -> int:
     """The id npu-smi lists the NPU under that ACL (ais_bench --device) calls `device`: the same
     on a host; in a container given one NPU (ACL id 0), the host's id, NPUZOO_HOST_DEVICE."""
     value = (os.environ if env is None else env).get(HOST_DEVICE_VARIABLE, "")
     return int(value) if value.isdigit() else int(device)
 
 
-def device_name(device, env=None):
+def device_name(device: int, env: Mapping[str, str] | None = None) -> str:
     """`DEVICE=<host id>`, with the id in this container when it differs."""
     host = host_device(device, env)
     return f"DEVICE={host}" + (f" (device {device} in this container)" if host != int(device)
                                else "")
 
 
-def check_device_chip(soc, device, env):
+def check_device_chip(soc: str, device: int, env: Mapping[str, str]) -> None:
     """Where npu-smi answers, the chip of DEVICE must be `soc`. SOC was given explicitly, so an
     npu-smi that cannot tell (fails, needs root, does not list DEVICE) only warns. In a
     container, npu-smi is asked for the host's id of the NPU (host_device)."""
@@ -277,24 +246,25 @@ def check_device_chip(soc, device, env):
                         "or SOC=auto")
 
 
-# -- running a tool ---------------------------------------------------------------------------------
+# -- running a tool ------------------------------------------------------------------------
 
-def ais_bench_module(command):
+def ais_bench_module(command: list[str]) -> tuple[str, str] | None:
     """(python, module) when `command` is `<python> -m <module> ...`, else None."""
     if len(command) >= 3 and command[1] == "-m":
         return command[0], command[2]
     return None
 
 
-def check_module(python, module, env):
-    probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module + '.infer'!r}) is None)"
+def check_module(python: str, module: str, env: Mapping[str, str]) -> None:
+    probe = ("import importlib.util, sys; "
+             f"sys.exit(importlib.util.find_spec({module + '.infer'!r}) is None)")
     proc = subprocess.run([python, "-c", probe], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise UserError(f"`{python} -m {module}` is not the ais_bench inference tool here (no "
                         f"{module}.infer module for {python}); {AIS_BENCH_HINT}")
 
 
-def relative_roots(command, origin):
+def relative_roots(command: list[str], origin: str) -> list[str]:
     """Top-level entries of `origin` that the command's relative path arguments start with
     (`--model=build/x.onnx` -> build; `--input a,b` looks at each of a and b)."""
     module = ais_bench_module(command)
@@ -312,7 +282,7 @@ def relative_roots(command, origin):
     return names
 
 
-def prepare_workdir(folder, command, origin=None):
+def prepare_workdir(folder: str, command: list[str], origin: str | None = None) -> str:
     """Create the scratch folder `folder` with a relative link for each relative_roots entry,
     so that the command line works unchanged from there. Returns its absolute path."""
     origin = os.path.abspath(origin or os.getcwd())
@@ -345,7 +315,7 @@ PATH_FLAGS = {"--model": "read", "-m": "read", "--input": "read", "-i": "read",
               "--output": "write", "-o": "write", "--output_dirname": "write"}
 
 
-def handed_paths(argv):
+def handed_paths(argv: list[str]) -> list[tuple[str, str, str]]:
     """[(flag, path, 'read' | 'write')] of an ais_bench argument list (`--input a,b`: both)."""
     found = []
     for index, word in enumerate(argv):
@@ -361,7 +331,7 @@ def handed_paths(argv):
     return found
 
 
-def _set_mode(cwd, path, denied, what):
+def _set_mode(cwd: str, path: str, denied: int, what: str) -> None:
     """Clear the `denied` bits of `path` (a file or folder of ours, from `cwd`), keeping the
     owner's."""
     full = os.path.join(cwd, path)
@@ -377,7 +347,7 @@ def _set_mode(cwd, path, denied, what):
                             f"({err.strerror}); it must belong to you") from None
 
 
-def hand_over(argv, cwd=None):
+def hand_over(argv: list[str], cwd: str | None = None) -> None:
     """Make the paths of an ais_bench argument list pass the ait front end's checks, whatever
     the umask they were made under: plain characters (else UserError), no links, the model and
     inputs (an input folder's every entry too) not group/other-writable, an existing output
@@ -401,7 +371,8 @@ def hand_over(argv, cwd=None):
                           f"a file of its {flag} folder")
 
 
-def run_tool(command, soc=None, om=None, device=None, cwd=None):
+def run_tool(command: list[str], soc: str | None = None, om: str | None = None,
+             device: int | None = None, cwd: str | None = None) -> None:
     """Run an atc or ais_bench command line in the CANN environment, after the checks; in the
     scratch folder `cwd` (prepare_workdir) when given."""
     if not command:
@@ -437,9 +408,9 @@ def run_tool(command, soc=None, om=None, device=None, cwd=None):
                            else ""))
 
 
-# -- versions, for the report ------------------------------------------------------------------------
+# -- versions, for the report --------------------------------------------------------------
 
-def _key_value(path, key):
+def _key_value(path: str, key: str) -> str | None:
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             for line in handle:
@@ -451,7 +422,7 @@ def _key_value(path, key):
     return None
 
 
-def toolkit_version(env):
+def toolkit_version(env: Mapping[str, str]) -> str | None:
     homes = [env.get("ASCEND_TOOLKIT_HOME"), env.get("ASCEND_HOME_PATH"),
              os.path.join(ascend_root(env), "ascend-toolkit", "latest"),
              os.path.join(ascend_root(env), "cann")]
@@ -464,7 +435,7 @@ def toolkit_version(env):
     return None
 
 
-def npu_smi_version(env):
+def npu_smi_version(env: Mapping[str, str]) -> str | None:
     path = socs.find_npu_smi(env)
     if not path:
         return None
@@ -477,7 +448,7 @@ def npu_smi_version(env):
     return match.group(1) if match else None
 
 
-def driver_version(env, npu_smi=None):
+def driver_version(env: Mapping[str, str], npu_smi: str | None = None) -> str | None:
     """<root>/driver/version.info, else the version in npu-smi's header."""
     return (_key_value(os.path.join(ascend_root(env), "driver", "version.info"), "version")
             or npu_smi)
@@ -521,18 +492,19 @@ print(json.dumps(found))
 """
 
 
-def ais_bench_install(python, env):
+def ais_bench_install(python: str, env: Mapping[str, str]) -> dict[str, Any]:
     """What `python -m ais_bench` would run: the distributions' versions, the front end's
     fingerprint and generation, the aclruntime module's file name."""
     try:
         proc = subprocess.run([python, "-c", INSTALL_PROBE], capture_output=True, text=True,
                               env=env, timeout=60)
-        return json.loads(proc.stdout)
+        found: dict[str, Any] = json.loads(proc.stdout)
+        return found
     except (OSError, subprocess.SubprocessError, ValueError):
         return {}
 
 
-def frontend_label(install):
+def frontend_label(install: dict[str, Any]) -> str | None:
     """`0.0.2 (ait 3baadae7)`: the version and which front end; None without one."""
     if "frontend_sha256" not in install:
         return install.get("ais_bench")
@@ -542,7 +514,7 @@ def frontend_label(install):
     return f"{install.get('ais_bench') or 'no version'} ({which})"
 
 
-def aclruntime_label(install):
+def aclruntime_label(install: dict[str, Any]) -> str | None:
     """`0.0.2 (cpython-311-x86_64-linux-gnu)`: the version and the build of the extension
     module; a module in Python source is no build of the real backend (the tests' stand-in)."""
     version, name = install.get("aclruntime"), install.get("aclruntime_file")
@@ -553,7 +525,7 @@ def aclruntime_label(install):
     return f"{version or 'no version'} ({build})"
 
 
-def described_device(device, env):
+def described_device(device: int | str, env: Mapping[str, str]) -> str:
     """The report's device id: the host's (as `make DEVICE=` and npu-smi name it), and in a
     container the id ais_bench used there."""
     if not str(device).isdigit():
@@ -562,7 +534,7 @@ def described_device(device, env):
     return f"{host}" + (f" (device {device} in the container)" if host != int(device) else "")
 
 
-def describe(soc, device, ais_bench_command):
+def describe(soc: str, device: int | str, ais_bench_command: str) -> dict[str, Any]:
     """The backend/device/environment entries of an Ascend report."""
     command = shlex.split(ais_bench_command)
     try:
@@ -572,9 +544,11 @@ def describe(soc, device, ais_bench_command):
     module = ais_bench_module(command)
     install = ais_bench_install(module[0], env) if module else {}
     npu_smi = npu_smi_version(env)
-    environment = socs.package_versions(["torch", "torchvision", "onnx", "numpy", "pillow"])
-    environment.update({"cann_toolkit": toolkit_version(env), "driver": driver_version(env, npu_smi),
-                        "npu_smi": npu_smi, "ais_bench": frontend_label(install),
+    environment: dict[str, Any] = socs.package_versions(
+        ("torch", "torchvision", "onnx", "numpy", "pillow"))
+    environment.update({"cann_toolkit": toolkit_version(env),
+                        "driver": driver_version(env, npu_smi), "npu_smi": npu_smi,
+                        "ais_bench": frontend_label(install),
                         "aclruntime": aclruntime_label(install)})
     return {
         "backend": {"name": "ais_bench", "version": install.get("ais_bench"),
@@ -588,10 +562,10 @@ def describe(soc, device, ais_bench_command):
 
 
 @cli
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python3 -m npuzoo.ascend",
-                                     description="Run atc/ais_bench in the CANN environment; "
-                                                 "record and check .om chips; describe the backend.")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python3 -m npuzoo.ascend", description=(
+        "Run atc/ais_bench in the CANN environment; record and check .om chips; describe the "
+        "backend."))
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run `-- <atc or ais_bench command>` after the checks")
     run.add_argument("--soc", help="chip the command compiles for or runs on")
