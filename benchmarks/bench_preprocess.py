@@ -1,14 +1,15 @@
-"""Parallel speed-up of models/mobilenetv1/preprocess.py: --workers 1 against --workers 2.
+"""Parallel speed-up of npuzoo.prep on models/mobilenetv1: --workers 1 against --workers 2.
 
 The work is the folder's own preprocess(), the same computation in every model folder,
 so the figures hold for each folder's preprocess.py; MobileNetV1's 224x224 float32 outputs are
 the reference case (InceptionV4's are 299x299).
 
 One run preprocesses the same images (default: the first 600 of
-../shared/data/imagenet-val-1300/val) with the script itself, as a user runs it
-(`python3 preprocess.py SRC DST --limit N --workers K`, each into a fresh temporary folder that
-is deleted right after), alternating 1 and 2 workers over R rounds and swapping which goes
-first each round. One untimed warm-up run comes first (source files into the page cache).
+../shared/data/imagenet-val-1300/val) as the pipeline's preprocess step runs it
+(`python3 -m npuzoo.prep models/mobilenetv1 SRC DST --limit N --workers K`, each into a fresh
+temporary folder that is deleted right after), alternating 1 and 2 workers over R rounds and
+swapping which goes first each round. One untimed warm-up run comes first (source files into the
+page cache).
 
 For each run it records the rate the script prints (images / seconds from listing the images
 to the last file written, pool start-up included) and the wall-clock rate of the whole command
@@ -38,7 +39,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO, "models", "mobilenetv1", "preprocess.py")
+MODEL_DIR = os.path.join(REPO, "models", "mobilenetv1")
 DEFAULT_SRC = os.path.join(os.path.dirname(REPO), "shared", "data", "imagenet-val-1300", "val")
 TARGET = 1.5
 SUMMARY = re.compile(r"preprocessed (\d+) images to .* in ([\d.]+) s \(([\d.]+) images/s\)")
@@ -93,10 +94,11 @@ def wait_quiet(limit, quiet_cores):
 def run_once(src, limit, workers, scratch):
     """(script's images/s, wall images/s, count, other cores) of one run; output removed."""
     dst = tempfile.mkdtemp(prefix=f"w{workers}-", dir=scratch)
-    command = [sys.executable, SCRIPT, src, dst, "--limit", str(limit), "--workers", str(workers)]
+    command = [sys.executable, "-m", "npuzoo.prep", MODEL_DIR, src, dst, "--limit", str(limit),
+               "--workers", str(workers)]
     with OtherLoad() as load:
         start = time.perf_counter()
-        proc = subprocess.run(command, capture_output=True, text=True)
+        proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
         wall = time.perf_counter() - start
     shutil.rmtree(dst, ignore_errors=True)
     if proc.returncode != 0:
@@ -123,7 +125,7 @@ def main(argv=None):
         sys.exit(f"error: {args.src}: no such folder (give --src a folder of images)")
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"preprocess.py --workers 1 vs 2: first {args.limit} images of {args.src}, "
+    print(f"npuzoo.prep --workers 1 vs 2: first {args.limit} images of {args.src}, "
           f"{args.rounds} rounds, {cores} usable cores")
     rates, walls = {1: [], 2: []}, {1: [], 2: []}
     ratios, wall_ratios, quiet = [], [], []
