@@ -10,21 +10,24 @@ imports (numpy, onnxruntime) that happen before a command's own handler exists, 
 code `-m` runs; imported as a library (tests, a REPL), the package changes nothing.
 """
 
+import contextlib
 import os
 import sys
+from collections.abc import Callable
+from types import TracebackType
 
 __version__ = "0.1.0"
 
 INTERRUPTED_STATUS = 130
 
 
-def _exit_on_interrupt(kind, value, traceback, _previous=sys.excepthook):
+def _exit_on_interrupt(kind: type[BaseException], value: BaseException,
+                       traceback: TracebackType | None,
+                       _previous: Callable[..., object] = sys.excepthook) -> None:
     """sys.excepthook: KeyboardInterrupt -> one line and exit 130; anything else as before."""
     if issubclass(kind, KeyboardInterrupt):
-        try:
+        with contextlib.suppress(Exception):
             sys.stdout.flush()
-        except Exception:
-            pass
         try:
             print("error: interrupted", file=sys.stderr, flush=True)
         finally:

@@ -16,13 +16,14 @@ import tempfile
 
 import onnx
 
+from npuzoo.aipp import Field
 from npuzoo.aipp import prepend as aipp_prepend
 from npuzoo.aipp import read as read_aipp
 from npuzoo.errors import UserError, cli
 from npuzoo.files import write_error
 
 
-def fix_batch(model, batch):
+def fix_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
     """Set dimension 0 of every graph input and output to `batch`."""
     for value in list(model.graph.input) + list(model.graph.output):
         dims = value.type.tensor_type.shape.dim
@@ -32,7 +33,8 @@ def fix_batch(model, batch):
     return model
 
 
-def compile_model(onnx_path, out_path, batch, aipp=None, portable=False):
+def compile_model(onnx_path: str, out_path: str, batch: int, aipp: dict[str, Field] | None = None,
+                  portable: bool = False) -> None:
     try:
         model = onnx.load(onnx_path)
     except Exception as err:  # onnx raises DecodeError or OSError variants
@@ -46,7 +48,8 @@ def compile_model(onnx_path, out_path, batch, aipp=None, portable=False):
         raise write_error(out_path, err) from None
 
 
-def write_compiled(model, onnx_path, out_path, batch, aipp, portable):
+def write_compiled(model: onnx.ModelProto, onnx_path: str, out_path: str, batch: int,
+                   aipp: dict[str, Field] | None, portable: bool) -> None:
     import onnxruntime as ort
 
     folder = os.path.dirname(os.path.abspath(out_path))
@@ -77,14 +80,15 @@ def write_compiled(model, onnx_path, out_path, batch, aipp, portable):
                 raise UserError(f"{onnx_path}: ONNX Runtime cannot load it ({reason}); "
                                 "delete it and rerun") from None
             if shutil.disk_usage(folder).free < os.path.getsize(static):
-                raise write_error(out_path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+                raise write_error(out_path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) \
+                    from None
             raise UserError(f"{out_path}: ONNX Runtime could not write the optimised graph "
                             f"({reason})") from None
         os.replace(optimised, out_path)
 
 
 @cli
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python3 -m npuzoo.compile",
         description="Fix the batch size of an ONNX model and optimise it for ONNX Runtime.")
@@ -92,7 +96,8 @@ def main(argv=None):
     parser.add_argument("out")
     parser.add_argument("--batch", type=int, required=True)
     parser.add_argument("--aipp", metavar="CFG",
-                        help="AIPP config (atc --insert_op_conf): input uint8 NHWC, normalised in the graph")
+                        help="AIPP config (atc --insert_op_conf): input uint8 NHWC, normalised "
+                             "in the graph")
     parser.add_argument("--portable", action="store_true",
                         help="fix the batch only, no ONNX Runtime fusions (com.microsoft "
                              "operators), for another engine such as OpenVINO")

@@ -27,6 +27,7 @@ MODELS_DIR = os.path.join(REPO_ROOT, "models")
 # npuzoo.tune). INT8_BACKEND runs PRECISION=int8 with TUNE=0 unless BACKEND= says otherwise:
 # its int8 kernels paid off where ONNX Runtime's did not (the README's PRECISION row).
 BACKENDS = ("onnxruntime", "openvino")
+BACKEND_LABELS = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 DEFAULT_BACKEND = "openvino"
 INT8_BACKEND = "openvino"
 

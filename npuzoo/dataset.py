@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+from typing import Any
 
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write
@@ -24,11 +25,11 @@ IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")
 IMAGENET_VAL_IMAGES = 50000
 
 
-def parse_labels(path, classes=1000):
+def parse_labels(path: str, classes: int = 1000) -> dict[str, int]:
     """Read a ModelZoo label file into {image file name: label}, in file order.
 
     utf-8-sig: a byte-order mark (as some Windows editors write) is not part of the first name."""
-    labels = {}
+    labels: dict[str, int] = {}
     with open(path, encoding="utf-8-sig", errors="replace") as handle:
         for number, line in enumerate(handle, 1):
             text = line.strip()
@@ -53,9 +54,9 @@ def parse_labels(path, classes=1000):
     return labels
 
 
-def index_images(val_dir):
+def index_images(val_dir: str) -> dict[str, str]:
     """Map image file name to path for `val_dir` and one level of class folders."""
-    images = {}
+    images: dict[str, str] = {}
     try:
         for entry in sorted(os.scandir(val_dir), key=lambda e: e.name):
             if entry.is_dir():
@@ -71,7 +72,7 @@ def index_images(val_dir):
     return images
 
 
-def check_layout(data_dir):
+def check_layout(data_dir: str) -> None:
     """UserError naming the problem when DATA is unset or lacks val_label.txt or val/ (cheap:
     nothing is read)."""
     if not data_dir:
@@ -88,7 +89,7 @@ def check_layout(data_dir):
         raise UserError(f"{val_dir}: missing; DATA needs its images in a val/ folder")
 
 
-def check_dataset(data_dir):
+def check_dataset(data_dir: str) -> tuple[dict[str, int], dict[str, str]]:
     """Return (labels, images) after checking the layout; raise UserError naming the problem."""
     check_layout(data_dir)
     label_file = os.path.join(data_dir, "val_label.txt")
@@ -102,7 +103,8 @@ def check_dataset(data_dir):
     return labels, images
 
 
-def select(labels, data_dir, limit=None, offset=0):
+def select(labels: dict[str, int], data_dir: str, limit: int | None = None,
+           offset: int = 0) -> list[str]:
     """The names of the selection: `limit` labelled images (all when None) from position
     `offset` of the sorted names (an int8 run calibrates on the images after its first N)."""
     names = sorted(labels)
@@ -122,7 +124,8 @@ def select(labels, data_dir, limit=None, offset=0):
     return names
 
 
-def prepare(data_dir, out_dir, limit=None, offset=0):
+def prepare(data_dir: str, out_dir: str, limit: int | None = None,
+            offset: int = 0) -> dict[str, Any]:
     """Check DATA and write the run folder for its selected labelled images."""
     if limit is not None and limit <= 0:
         raise UserError(f"N={limit}: expected a positive number of images")
@@ -156,7 +159,7 @@ def prepare(data_dir, out_dir, limit=None, offset=0):
 
 
 @cli
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python3 -m npuzoo.dataset",
         description="Check DATA (val/ + val_label.txt) and select the first N images.")

@@ -36,6 +36,7 @@ import os
 
 import numpy as np
 
+from npuzoo.config import BACKEND_LABELS as BACKEND_LABELS
 from npuzoo.config import BACKENDS as BACKENDS
 from npuzoo.config import DEFAULT_BACKEND as DEFAULT_BACKEND
 from npuzoo.config import INT8_BACKEND as INT8_BACKEND
@@ -57,7 +58,6 @@ def check_streams(streams, name):
         raise UserError(f"{name}={streams}: at most {max_streams()} here ({STREAMS_PER_CORE} per "
                         f"usable core, {len(os.sched_getaffinity(0))} cores); lower it")
     return streams
-BACKEND_LABELS = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 # Operators that make a graph quantised (QDQ, QOperator, integer and ORT's fused variants).
 QUANTISED_OPS = frozenset({

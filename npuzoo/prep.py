@@ -28,8 +28,12 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.synchronize import Event
+from types import ModuleType
+from typing import Any, Protocol
 
 from npuzoo import config
 from npuzoo.dataset import IMAGE_EXTENSIONS
@@ -40,25 +44,35 @@ MAX_CHUNK = 16
 PIL_BLOCKS_MAX = 8  # Pillow keeps a few image memory blocks for reuse (pixels unchanged)
 TEMP_PREFIX = ".preprocess-"
 
-_worker = {}
+_worker: dict[str, Any] = {}  # this process's share of the run (_init_worker)
+Failure = tuple[str, str, str]  # (decode | write, path, reason)
+WorkerArgs = tuple[str, bool, str, str]  # model folder, uint8, DST, temporary root
 
 
-def load_script(model_dir, name):
+class Bar(Protocol):
+    def update(self, n: int = 1) -> object: ...
+    def close(self) -> None: ...
+
+
+def load_script(model_dir: str, name: str) -> ModuleType:
     """MODEL_DIR/<name>.py imported by path under a name of its own (the folders are no package)."""
     module_name = f"npuzoo_folder_{os.path.basename(os.path.abspath(model_dir))}_{name}"
     if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, os.path.join(model_dir, f"{name}.py"))
+        path = os.path.join(model_dir, f"{name}.py")
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise UserError(f"{path}: cannot be imported")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         sys.modules[module_name] = module
     return sys.modules[module_name]
 
 
-def output_stem(path):
+def output_stem(path: str) -> str:
     return os.path.basename(path).split(".", 1)[0]
 
 
-def list_images(src):
+def list_images(src: str) -> list[str]:
     """The images of SRC and of its immediate subfolders, sorted by path."""
     if not os.path.isdir(src):
         raise UserError(f"{src}: no such folder (SRC should hold the validation images)")
@@ -70,12 +84,13 @@ def list_images(src):
         raise UserError(f"{err.filename or src}: cannot read ({err.strerror}); fix or remove "
                         "it") from None
     if not paths:
-        raise UserError(f"{src}: no {'/'.join(IMAGE_EXTENSIONS)} images in it or in its subfolders")
+        raise UserError(f"{src}: no {'/'.join(IMAGE_EXTENSIONS)} images in it or in its "
+                        "subfolders")
     return paths
 
 
-def check_stems(paths):
-    seen = {}
+def check_stems(paths: list[str]) -> None:
+    seen: dict[str, str] = {}
     for path in paths:
         stem = output_stem(path)
         if not stem:
@@ -87,9 +102,10 @@ def check_stems(paths):
         seen[stem] = path
 
 
-def _init_worker(model_dir, uint8, dst, tmp_root, stop):
-    from PIL import Image
-    Image.core.set_blocks_max(PIL_BLOCKS_MAX)
+def _init_worker(model_dir: str, uint8: bool, dst: str, tmp_root: str,
+                 stop: Event | None) -> None:
+    from PIL import _imaging as pillow_core  # what PIL.Image calls Image.core
+    pillow_core.set_blocks_max(PIL_BLOCKS_MAX)
     tmp_dir = os.path.join(tmp_root, f"worker-{os.getpid()}")
     os.makedirs(tmp_dir, exist_ok=True)
     script = load_script(model_dir, "preprocess")
@@ -97,14 +113,14 @@ def _init_worker(model_dir, uint8, dst, tmp_root, stop):
                    dst=dst, tmp_dir=tmp_dir, stop=stop)
 
 
-def _init_pool_worker(*args):
+def _init_pool_worker(*args: Any) -> None:
     """A pool worker ignores SIGINT: on Ctrl-C the parent alone stops the run."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _init_worker(*args)
 
 
-def _process(path):
+def _process(path: str) -> str | Failure | None:
     """The stem on success; None when the run is stopping; (kind, path, reason) on an error."""
     if _worker["stop"] is not None and _worker["stop"].is_set():
         return None
@@ -113,7 +129,8 @@ def _process(path):
     except _worker["decode_errors"] as err:  # what the folder's decoding raises on a bad file
         return ("decode", path, (str(err).splitlines() or [type(err).__name__])[0])
     stem = output_stem(path)
-    final, tmp = os.path.join(_worker["dst"], stem + ".bin"), os.path.join(_worker["tmp_dir"], stem + ".bin")
+    final = os.path.join(_worker["dst"], stem + ".bin")
+    tmp = os.path.join(_worker["tmp_dir"], stem + ".bin")
     try:
         array.tofile(tmp)
         os.replace(tmp, final)
@@ -122,7 +139,7 @@ def _process(path):
     return stem
 
 
-def error_line(kind, path, reason):
+def error_line(kind: str, path: str, reason: str) -> str:
     if kind == "decode":
         return (f"{path}: cannot decode image ({reason}); remove it from the dataset and its "
                 "line from the label file")
@@ -130,7 +147,7 @@ def error_line(kind, path, reason):
 
 
 @contextlib.contextmanager
-def sigint_held():
+def sigint_held() -> Iterator[None]:
     """SIGINT blocked while the workers are forked (they inherit the mask and ignore SIGINT
     before unblocking it); a Ctrl-C meanwhile reaches this process on leaving."""
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
@@ -140,7 +157,7 @@ def sigint_held():
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def run_serial(paths, args, bar):
+def run_serial(paths: list[str], args: WorkerArgs, bar: Bar) -> int:
     _init_worker(*args, None)
     for path in paths:
         result = _process(path)
@@ -150,21 +167,22 @@ def run_serial(paths, args, bar):
     return len(paths)
 
 
-def run_parallel(paths, args, workers, bar):
+def run_parallel(paths: list[str], args: WorkerArgs, workers: int, bar: Bar) -> int:
     """K processes fed in chunks; on the first error or an interrupt a shared event makes every
     worker skip what is left, so the pool drains quickly and no worker is killed mid-write."""
     import multiprocessing
     context = multiprocessing.get_context("fork")
     stop = context.Event()
-    error, done = None, 0
+    error: Failure | None = None
+    done = 0
     with warnings.catch_warnings():  # Python >= 3.12 warns on fork of a threaded process
         warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
         executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_pool_worker,
                                        initargs=(*args, stop))
         try:
             with sigint_held():
-                results = executor.map(_process, paths,
-                                       chunksize=max(1, min(MAX_CHUNK, len(paths) // (workers * 8))))
+                chunk = max(1, min(MAX_CHUNK, len(paths) // (workers * 8)))
+                results = executor.map(_process, paths, chunksize=chunk)
             for result in results:
                 if isinstance(result, tuple) and error is None:
                     error = result
@@ -186,18 +204,19 @@ def run_parallel(paths, args, workers, bar):
 
 
 class _NoBar:
-    def update(self, n=1):
+    def update(self, n: int = 1) -> None:
         pass
 
-    def close(self):
+    def close(self) -> None:
         pass
 
 
-def usable_cores():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0))
 
 
-def preprocess(model_dir, src, dst, limit=None, workers=None, uint8=False):
+def preprocess(model_dir: str, src: str, dst: str, limit: int | None = None,
+               workers: int | None = None, uint8: bool = False) -> tuple[int, float]:
     """Write DST/<stem>.bin for the first `limit` images of SRC; returns (count, seconds)."""
     start = time.perf_counter()
     config.load(os.path.join(model_dir, "model.yaml"))
@@ -211,6 +230,7 @@ def preprocess(model_dir, src, dst, limit=None, workers=None, uint8=False):
         raise write_error(dst, err) from None
     workers = max(1, min(workers or usable_cores(), len(paths)))
     args = (model_dir, uint8, dst, tmp_root)
+    bar: Bar
     if sys.stderr.isatty():
         from tqdm import tqdm
         bar = tqdm(total=len(paths), unit="img", desc="preprocess", file=sys.stderr)
@@ -227,17 +247,19 @@ def preprocess(model_dir, src, dst, limit=None, workers=None, uint8=False):
     return done, time.perf_counter() - start
 
 
-def positive_int(text):
+def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return int(text)
 
 
 @cli
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python3 -m npuzoo.prep", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python3 -m npuzoo.prep",
+                                     description="Run a model folder's preprocessing in parallel.")
     parser.add_argument("model_dir", metavar="MODEL_DIR", help="models/<name>")
-    parser.add_argument("src", metavar="SRC", help="folder of images, flat or one level of class folders")
+    parser.add_argument("src", metavar="SRC",
+                        help="folder of images, flat or one level of class folders")
     parser.add_argument("dst", metavar="DST", help="output folder for <stem>.bin files")
     parser.add_argument("--limit", type=positive_int, metavar="N", help="only the first N images")
     parser.add_argument("--workers", type=positive_int, metavar="K",
@@ -245,7 +267,8 @@ def main(argv=None):
     parser.add_argument("--uint8", action="store_true",
                         help="the cropped uint8 HWC pixels, for an om with AIPP")
     args = parser.parse_args(argv)
-    count, seconds = preprocess(args.model_dir, args.src, args.dst, args.limit, args.workers, args.uint8)
+    count, seconds = preprocess(args.model_dir, args.src, args.dst, args.limit, args.workers,
+                                args.uint8)
     rate = count / seconds if seconds > 0 else float("inf")
     print(f"preprocessed {count} images to {args.dst} in {seconds:.2f} s ({rate:.1f} images/s)")
 

@@ -22,7 +22,8 @@ import json
 import os
 import re
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
@@ -40,6 +41,12 @@ BEST = "★"  # marks the best batch size of a chip
 RANDOM_MARK = "‡"  # top-level table: accuracy of random weights, explained once below it
 ASCEND_PREFIX = "Ascend"
 PLOT_NAME = "perf_{soc}.png"
+Report = dict[str, Any]  # a report as npuzoo.report writes it
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from matplotlib.text import Annotation
+    from matplotlib.transforms import Bbox
 
 
 # -- inputs --------------------------------------------------------------------------------
@@ -51,7 +58,7 @@ def load_model(models_dir: str, name: str) -> ModelSpec:
     return config.load(os.path.join(models_dir, name, "model.yaml"))
 
 
-def read_requirements(path):
+def read_requirements(path: str) -> list[tuple[str, str]] | None:
     """[(package, pinned version or the whole specifier)] from a requirements file."""
     if not os.path.isfile(path):
         return None
@@ -66,7 +73,7 @@ def read_requirements(path):
     return pins
 
 
-def model_reports(reports_dir, name):
+def model_reports(reports_dir: str, name: str) -> list[Report]:
     """The current reports of one model (reports/<name>/ and its variant folders), sorted by
     chip, variant and batch size.
 
@@ -74,38 +81,38 @@ def model_reports(reports_dir, name):
     missing keys, not JSON) is coerced or skipped with one `warning:` line naming the file,
     never a traceback."""
     found = [report for _, report in reports.model_reports(reports_dir, name)]
-    return sorted(found, key=lambda r: (soc_order(r.get("soc")), history.variant(r),
-                                        r.get("batch_size") or 0))
+    return sorted(found, key=lambda r: (soc_order(r["soc"]), history.variant(r), r["batch_size"]))
 
 
-def row_groups(rows):
+def row_groups(rows: list[Report]) -> list[list[Report]]:
     """Reports grouped so that a table row or plot line holds one chip, machine, image set,
     weights and variant (history.row_key), in chip order."""
-    groups = {}
+    groups: dict[tuple[Any, ...], list[Report]] = {}
     for r in rows:
         groups.setdefault(history.row_key(r), []).append(r)
     ordered = sorted(groups.items(), key=lambda item: (
-        soc_order(item[0][0]), item[0][4], -max(r.get("batch_size") or 0 for r in item[1]),
+        soc_order(item[0][0]), item[0][4], -max(r["batch_size"] for r in item[1]),
         item[0][1], item[0][2], item[0][3]))
-    return [sorted(members, key=lambda r: r.get("batch_size") or 0) for _, members in ordered]
+    return [sorted(members, key=lambda r: r["batch_size"]) for _, members in ordered]
 
 
-ENGINE_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+def engine_label(name: str | None) -> str:
+    return config.BACKEND_LABELS.get(name or "", name or "")
 
 
-def engine_words(report) -> str:
+def engine_words(report: Report) -> str:
     """The engine, then what else sets the row apart (history.variant: precision, AIPP,
     streams, perf loop): `ONNX Runtime, int8, 2 streams`; an Ascend run without a recorded
     engine ran the OM through ais_bench."""
     name = (report.get("backend") or {}).get("name")
-    words = [ENGINE_NAMES.get(name, name) if name else
+    words = [engine_label(name) if name else
              "ais_bench" if report.get("soc") != "cpu" else "engine not recorded"]
     words += [{"aipp": "AIPP"}.get(w, w) for w in history.variant(report).split("+")
               if w and w != "openvino"]  # the engine is named already
     return ", ".join(str(w) for w in words)
 
 
-def markdown_text(value) -> str:
+def markdown_text(value: object) -> str:
     """Text read from a report as literal Markdown on one line: HTML and the characters that
     make tables, links, code and emphasis are escaped, control characters become spaces."""
     text = reports.CONTROL.sub(" ", str(value))
@@ -114,12 +121,13 @@ def markdown_text(value) -> str:
     return re.sub(r"([\\`*_\[\]|~])", r"\\\1", text)
 
 
-def plot_text(value) -> str:
+def plot_text(value: object) -> str:
     """Text read from a report for a matplotlib label: `$` would start mathtext."""
     return reports.CONTROL.sub(" ", str(value)).replace("$", r"\$")
 
 
-def group_words(members, escape=markdown_text):
+def group_words(members: list[Report],
+                escape: Callable[[object], str] = markdown_text) -> dict[str, Any]:
     """What one group measured, in words (escaped for its destination): chip and engine,
     machine, images, weights."""
     first = members[0]
@@ -132,25 +140,25 @@ def group_words(members, escape=markdown_text):
             "random": not meaningful(first)}
 
 
-def soc_order(soc):
+def soc_order(soc: object) -> tuple[bool, str]:
     """CPU first, then the chips in name order."""
     return (soc != "cpu", str(soc))
 
 
 # -- formatting ----------------------------------------------------------------------------
 
-def fmt(value, digits=1, missing="—"):
+def fmt(value: float | None, digits: int = 1, missing: str = "—") -> str:
     if value is None:
         return missing
     return f"{value:,.{digits}f}"
 
 
-def fmt_ref(value):
+def fmt_ref(value: object) -> str:
     """A published number as published (4076.18, 6736, 1.0), never rounded or padded."""
     return "—" if value is None else str(value)
 
 
-def measured_when(report):
+def measured_when(report: Report) -> str:
     """When and at which commit a row was measured."""
     date = markdown_text((report.get("timestamp") or "")[:10] or "undated")
     commit = report.get("commit") or "no commit"
@@ -159,19 +167,19 @@ def measured_when(report):
     return f"{date}; {shown}"
 
 
-def meaningful(report) -> bool:
+def meaningful(report: Report) -> bool:
     """False for accuracy measured with random weights (the table says so once)."""
     acc = report.get("accuracy") or {}
-    return acc.get("meaningful", (report.get("weights") or {}).get("source") != "random")
+    return bool(acc.get("meaningful", (report.get("weights") or {}).get("source") != "random"))
 
 
-def accuracy_cells(report):
+def accuracy_cells(report: Report) -> tuple[str, str]:
     """Top-1 and top-5 cells."""
     acc = report.get("accuracy") or {}
-    return tuple(fmt(acc.get(k), 2) for k in ("top1", "top5"))
+    return fmt(acc.get("top1"), 2), fmt(acc.get("top5"), 2)
 
 
-def gate_cell(report):
+def gate_cell(report: Report) -> str:
     verdict = report.get("gate") or {}
     word = verdict.get("verdict") or "not applicable"
     shown = {"pass": "pass", "fail": "**FAIL**"}.get(word) or markdown_text(word)
@@ -179,28 +187,29 @@ def gate_cell(report):
     return f"{shown}: {markdown_text(reason)}" if reason else shown
 
 
-def throughput_cell(report, best=False):
+def throughput_cell(report: Report, best: bool = False) -> str:
     """The throughput, bold and starred when best, marked when measured under contention."""
     text = fmt(throughput(report))
     text = f"**{text}** {BEST}" if best else text
     return text + (" (contended)" if contended_run(report) else "")
 
 
-def latency(report, key):
+def latency(report: Report, key: str) -> str:
     lat = (report.get("perf") or {}).get("latency_ms") or {}
     return fmt(lat.get(key), 2)
 
 
-def throughput(report):
+def throughput(report: Report) -> float | None:
     return (report.get("perf") or {}).get("throughput")
 
 
-def best_batch(rows):
+def best_batch(rows: list[Report]) -> int | None:
     """The batch size with the highest throughput (the smaller one on a tie), or None."""
     measured = [r for r in rows if throughput(r) is not None]
     if not measured:
         return None
-    return max(measured, key=lambda r: (throughput(r), -(r.get("batch_size") or 0)))["batch_size"]
+    best: int = max(measured, key=lambda r: (throughput(r), -r["batch_size"]))["batch_size"]
+    return best
 
 
 def reference_fps(spec: ModelSpec, soc: str) -> dict[int, float]:
@@ -209,7 +218,7 @@ def reference_fps(spec: ModelSpec, soc: str) -> dict[int, float]:
     return table.fps if table else {}
 
 
-def ratio_cell(value, ref):
+def ratio_cell(value: float | None, ref: float | None) -> str:
     if value is None or not ref:
         return "—"
     return f"{value / ref:.2f}× of {fmt_ref(round(ref, 2))}"
@@ -217,11 +226,11 @@ def ratio_cell(value, ref):
 
 # -- the model README ----------------------------------------------------------------------
 
-def precision_of(report):
+def precision_of(report: Report) -> str:
     return (report.get("backend") or {}).get("precision") or "fp32"
 
 
-def fp32_twin(report, rows):
+def fp32_twin(report: Report, rows: list[Report]) -> Report | None:
     """For a reduced-precision run: the fp32 run of the same chip, machine, images, weights,
     streams and batch size, measured here (its speed-up and accuracy drop are shown): on the
     same engine where there is one, else on another (the cell then names that engine)."""
@@ -229,7 +238,7 @@ def fp32_twin(report, rows):
         return None
     want = history.like_key(report)
 
-    def words(run, drop=()):
+    def words(run: Report, drop: tuple[str, ...] = ()) -> list[str]:
         return [w for w in history.variant(run).split("+") if w and w not in drop]
 
     wanted = words(report, drop=(precision_of(report),))
@@ -240,28 +249,30 @@ def fp32_twin(report, rows):
             continue
         if words(other) == wanted:
             return other
-        if other_engine is None and words(other, ("openvino",)) == [w for w in wanted if w != "openvino"]:
+        if other_engine is None and \
+                words(other, ("openvino",)) == [w for w in wanted if w != "openvino"]:
             other_engine = other
     return other_engine
 
 
-def engine_name(report):
-    return (report.get("backend") or {}).get("name")
+def engine_name(report: Report) -> str | None:
+    name = (report.get("backend") or {}).get("name")
+    return str(name) if name else None
 
 
-def twin_cell(report, twin):
+def twin_cell(report: Report, twin: Report) -> str:
     """`1.52× fp32 (139.2); top-1 -0.40 pts`: what the precision bought and cost."""
-    speed = throughput(report), throughput(twin)
+    speed, base = throughput(report), throughput(twin)
     engine = "" if engine_name(twin) == engine_name(report) else \
-        f" on {markdown_text(ENGINE_NAMES.get(engine_name(twin), engine_name(twin)))}"
-    text = f"{speed[0] / speed[1]:.2f}× fp32{engine} ({fmt(speed[1])})" if all(speed) else "— vs fp32"
-    acc, base = report.get("accuracy") or {}, twin.get("accuracy") or {}
-    if acc.get("top1") is not None and base.get("top1") is not None:
-        text += f"; top-1 {acc['top1'] - base['top1']:+.2f} pts"
+        f" on {markdown_text(engine_label(engine_name(twin)))}"
+    text = f"{speed / base:.2f}× fp32{engine} ({fmt(base)})" if speed and base else "— vs fp32"
+    acc, fp32 = report.get("accuracy") or {}, twin.get("accuracy") or {}
+    if acc.get("top1") is not None and fp32.get("top1") is not None:
+        text += f"; top-1 {acc['top1'] - fp32['top1']:+.2f} pts"
     return text
 
 
-def measured_tables(spec: ModelSpec, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def measured_tables(spec: ModelSpec, rows: list[Report]) -> list[dict[str, Any]]:
     """Per row group (one chip, machine, image set, weights, variant): its batch sizes (the
     best marked) and ratios to the same chip's reference; the chip's plot after its last group."""
     tables = []
@@ -273,7 +284,7 @@ def measured_tables(spec: ModelSpec, rows: list[dict[str, Any]]) -> list[dict[st
         ref = reference_fps(spec, soc) if not history.variant(members[0]) else {}
         lines = []
         for r in members:
-            bs = r.get("batch_size")
+            bs = r["batch_size"]
             top1, top5 = accuracy_cells(r)
             twin = fp32_twin(r, rows)
             lines.append({
@@ -284,7 +295,7 @@ def measured_tables(spec: ModelSpec, rows: list[dict[str, Any]]) -> list[dict[st
                 "top1": top1, "top5": top5, "gate": gate_cell(r),
                 "what": measured_when(r),
             })
-        backends = sorted({markdown_text(f"{ENGINE_NAMES.get(engine_name(r), engine_name(r))} "
+        backends = sorted({markdown_text(f"{engine_label(engine_name(r))} "
                                          f"{(r.get('backend') or {}).get('version')}")
                            for r in members if r.get("backend")})
         last_of_chip = index + 1 == len(groups) or groups[index + 1][0].get("soc") != soc
@@ -315,7 +326,8 @@ def reference_context(spec: ModelSpec) -> dict[str, Any]:
         rows.append({"chip": chip, "note": "; ".join(n for n in notes if n),
                      "marks": f" ({', '.join(marks)})" if marks else "",
                      "best_bs": best, "best_fps": fmt_ref(fps.get(best)),
-                     "cells": [(f"**{fmt_ref(fps[bs])}** {BEST}" if bs == best else fmt_ref(fps[bs]))
+                     "cells": [(f"**{fmt_ref(fps[bs])}** {BEST}" if bs == best
+                                else fmt_ref(fps[bs]))
                                if bs in fps else "—" for bs in sizes]})
     return {
         "top1": fmt_ref(acc.top1), "top5": fmt_ref(acc.top5),
@@ -375,7 +387,7 @@ def quick_start(spec: ModelSpec, name: str, ways: list[dict[str, Any]]) -> dict[
     }
 
 
-def environments(rows):
+def environments(rows: list[Report]) -> list[str]:
     """Distinct environments the reports were measured in, as `package version` strings."""
     seen = []
     for r in rows:
@@ -386,7 +398,7 @@ def environments(rows):
     return seen
 
 
-def model_context(name, models_dir, reports_dir):
+def model_context(name: str, models_dir: str, reports_dir: str) -> dict[str, Any]:
     spec = load_model(models_dir, name)
     folder = os.path.join(models_dir, name)
     rows = model_reports(reports_dir, name)
@@ -415,18 +427,19 @@ def model_context(name, models_dir, reports_dir):
 
 # -- the top-level README ------------------------------------------------------------------
 
-def top_context(models_dir, reports_dir):
-    models, sizes = [], set()
+def top_context(models_dir: str, reports_dir: str) -> dict[str, Any]:
+    models: list[dict[str, Any]] = []
+    sizes: set[int] = set()
     for name in model_names(models_dir):
         spec = load_model(models_dir, name)
         rows = model_reports(reports_dir, name)
-        sizes |= {r.get("batch_size") for r in rows}
+        sizes |= {r["batch_size"] for r in rows}
         chips = []
         for members in row_groups(rows):
             words = group_words(members)
-            by_bs = {r.get("batch_size"): r for r in members}
+            by_bs = {r["batch_size"]: r for r in members}
             best = best_batch(members)
-            best_row = by_bs.get(best) or members[0]
+            best_row = by_bs[best] if best is not None else members[0]
             top1, top5 = accuracy_cells(best_row)
             if not meaningful(best_row):
                 top1, top5 = f"{top1} {RANDOM_MARK}", f"{top5} {RANDOM_MARK}"
@@ -436,13 +449,12 @@ def top_context(models_dir, reports_dir):
                                   f"{measured_when(best_row)}"})
         ref = reference_context(spec)
         models.append({"name": name, "chips": chips, "reference": ref})
-    sizes = sorted(s for s in sizes if s is not None)
     for model in models:
         for chip in model["chips"]:
             chip["cells"] = ["—" if bs not in chip["rows"] else
                              throughput_cell(chip["rows"][bs], bs == chip["best"])
-                             for bs in sizes]
-    return {"models": models, "sizes": sizes, "random_mark": RANDOM_MARK,
+                             for bs in sorted(sizes)]
+    return {"models": models, "sizes": sorted(sizes), "random_mark": RANDOM_MARK,
             "any_random": any(RANDOM_MARK in c["top1"] for m in models for c in m["chips"])}
 
 
@@ -453,17 +465,17 @@ ENGINE_PLAIN = [("ort", "plain ONNX Runtime"), ("openvino", "plain OpenVINO"),
                 ("openvino-async", "OpenVINO, THROUGHPUT hint, async"), ("torch", "PyTorch eager")]
 
 
-def _engine_label(key):
+def _engine_label(key: str) -> str:
     if key.startswith("runner/"):
         _, backend, precision, streams = key.split("/")
-        name = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}.get(backend, backend)
+        name = engine_label(backend)
         count = streams[1:]
         return f"runner, {name}{'' if precision == 'fp32' else ' ' + precision}, " \
                f"{count} stream{'' if count == '1' else 's'}"
     return dict(ENGINE_PLAIN).get(key, key)
 
 
-def _engine_order(key):
+def _engine_order(key: str) -> tuple[int, bool, bool, int, str]:
     if key.startswith("runner/"):
         _, backend, precision, streams = key.split("/")
         return (0, precision != "fp32", backend != "onnxruntime", int(streams[1:] or 0), key)
@@ -471,7 +483,7 @@ def _engine_order(key):
     return (1, False, False, plain.index(key) if key in plain else len(plain), key)
 
 
-def engines_context(path):
+def engines_context(path: str) -> dict[str, Any] | None:
     """The README's "CPU engines compared" table from the JSON that benchmarks/bench_engines.py
     writes, or None when there is none (or it cannot be read: one warning line)."""
     if not os.path.isfile(path):
@@ -486,32 +498,30 @@ def engines_context(path):
         return None
     keys = sorted({key for block in blocks.values() for row in block.get("rows", [])
                    for key in row.get("contenders", {}) if key != "ort"}, key=_engine_order)
+    def dagger(item: dict[str, Any]) -> str:  # a figure not measured in quiet rounds only
+        return "" if item.get("quiet_rounds") else " †"
+
     rows, notes, untrusted = [], [], False
     for name, block in blocks.items():
         for row in block.get("rows", []):
             found = row.get("contenders", {})
-            ort = found.get("ort")
-            cells = []
-            for key in keys:
-                item = found.get(key)
-                if not item or item.get("ratio_to_ort") is None:
-                    cells.append("—")
-                    continue
-                mark = "" if item.get("quiet_rounds") else " †"
-                untrusted = untrusted or bool(mark)
-                cells.append(f"{item['ratio_to_ort']:.2f}×{mark}")
+            cells = [f"{found[k]['ratio_to_ort']:.2f}×{dagger(found[k])}"
+                     if (found.get(k) or {}).get("ratio_to_ort") is not None else "—"
+                     for k in keys]
             # the fastest by its same-round ratio to plain ONNX Runtime (plain ORT: 1)
-            best = max(found.items(), default=None,
-                       key=lambda kv: kv[1].get("ratio_to_ort") or (1.0 if kv[0] == "ort" else 0.0))
-            share = best[1].get("fraction_of_attainable") if best else None
-            if share is not None and not best[1].get("quiet_rounds"):
-                untrusted = True
+            nothing: tuple[str, dict[str, Any]] = ("", {})
+            fastest, best = max(found.items(), default=nothing, key=lambda kv: (
+                kv[1].get("ratio_to_ort") or (1.0 if kv[0] == "ort" else 0.0)))
+            share = best.get("fraction_of_attainable")
+            untrusted = untrusted or any(c.endswith("†") for c in cells) or (
+                share is not None and bool(dagger(best)))
+            ort = found.get("ort")
             rows.append({
                 "model": markdown_text(name), "bs": fmt(row.get("bs"), 0),
-                "ort": "—" if not ort else f"{fmt(ort['images_per_s'])}{'' if ort.get('quiet_rounds') else ' †'}",
+                "ort": f"{fmt(ort['images_per_s'])}{dagger(ort)}" if ort else "—",
                 "cells": cells,
-                "best": "—" if not best or share is None else
-                        f"{share:.0%}{'' if best[1].get('quiet_rounds') else ' †'} ({_engine_label(best[0])})",
+                "best": "—" if share is None else
+                        f"{share:.0%}{dagger(best)} ({_engine_label(fastest)})",
             })
         settings, machine = block.get("settings", {}), block.get("machine", {})
         attainable = (block.get("attainable_gflops") or {}).get("median")
@@ -542,10 +552,11 @@ def engines_context(path):
 # Eight lines at most are told apart by colour and marker alike (the reference: grey, dashed).
 LINE_STYLES = tuple(zip(("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
                          "tab:brown", "tab:pink", "tab:olive"),
-                        ("o", "s", "^", "D", "v", "P", "X", "*")))
+                        ("o", "s", "^", "D", "v", "P", "X", "*"), strict=True))
 
 
-def plot_png(name, soc, groups, ref, inspect=None):
+def plot_png(name: str, soc: str, groups: list[list[Report]], ref: dict[int, float],
+             inspect: Callable[[Any], object] | None = None) -> bytes:
     """PNG bytes of throughput against batch size, one line per row group: what all lines
     share (machine, images, weights) in the title, what tells them apart in a legend below
     the axes; value labels on every point of a lone line, else on each line's best point,
@@ -557,8 +568,8 @@ def plot_png(name, soc, groups, ref, inspect=None):
 
     lines = []
     for members in groups:
-        points = sorted((r["batch_size"], throughput(r)) for r in members
-                        if throughput(r) is not None)
+        points = sorted((r["batch_size"], speed) for r in members
+                        if (speed := throughput(r)) is not None)
         if points:
             lines.append((group_words(members, escape=plot_text), points, best_batch(members)))
     # the title names what every line shares (machine, engine and configuration, images,
@@ -616,28 +627,27 @@ def plot_png(name, soc, groups, ref, inspect=None):
     return buffer.getvalue()
 
 
-def separate(fig, labels, step=11):
+def separate(fig: "Figure", labels: list["Annotation"], step: int = 11) -> None:
     """Move value labels up, in steps of `step` points, until none overlaps another."""
     fig.draw_without_rendering()  # the layout first: positions are final only then
-    renderer = fig.canvas.get_renderer()
-    placed = []
+    placed: list[Bbox] = []
     for label in sorted(labels, key=lambda a: (a.xy[1], a.xy[0])):
         for _ in range(len(labels)):
-            box = label.get_window_extent(renderer)
+            box = label.get_window_extent()
             if not any(box.overlaps(other) for other in placed):
                 break
             x, y = label.xyann
             label.xyann = (x, y + step)
-        placed.append(label.get_window_extent(renderer))
+        placed.append(label.get_window_extent())
 
 
-def plots(name, models_dir, reports_dir):
+def plots(name: str, models_dir: str, reports_dir: str) -> dict[str, bytes]:
     """{path: PNG bytes} for every chip of a model with at least one measured batch size."""
     spec = load_model(models_dir, name)
     groups = row_groups(model_reports(reports_dir, name))
     out = {}
-    for soc in sorted({g[0].get("soc") for g in groups}, key=soc_order):
-        chip_groups = [g for g in groups if g[0].get("soc") == soc]
+    for soc in sorted({g[0]["soc"] for g in groups}, key=soc_order):
+        chip_groups = [g for g in groups if g[0]["soc"] == soc]
         if all(best_batch(g) is None for g in chip_groups):
             continue
         path = os.path.join(models_dir, name, PLOT_NAME.format(soc=soc))
@@ -647,21 +657,22 @@ def plots(name, models_dir, reports_dir):
 
 # -- rendering -----------------------------------------------------------------------------
 
-def environment(templates_dir=TEMPLATES_DIR):
+def environment(templates_dir: str = TEMPLATES_DIR) -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates_dir), undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
 
 
-def render_model(name, models_dir=config.MODELS_DIR, reports_dir=reports.REPORTS_DIR,
-                 templates_dir=TEMPLATES_DIR):
+def render_model(name: str, models_dir: str = config.MODELS_DIR,
+                 reports_dir: str = reports.REPORTS_DIR,
+                 templates_dir: str = TEMPLATES_DIR) -> str:
     text = environment(templates_dir).get_template(MODEL_TEMPLATE).render(
         **model_context(name, models_dir, reports_dir))
     return tidy(text)
 
 
-def render_top(models_dir=config.MODELS_DIR, reports_dir=reports.REPORTS_DIR,
-               templates_dir=TEMPLATES_DIR, root=config.REPO_ROOT):
+def render_top(models_dir: str = config.MODELS_DIR, reports_dir: str = reports.REPORTS_DIR,
+               templates_dir: str = TEMPLATES_DIR, root: str = config.REPO_ROOT) -> str:
     text = environment(templates_dir).get_template(TOP_TEMPLATE).render(
         **top_context(models_dir, reports_dir),
         engines=engines_context(os.path.join(root, ENGINES_JSON)),
@@ -670,23 +681,24 @@ def render_top(models_dir=config.MODELS_DIR, reports_dir=reports.REPORTS_DIR,
     return tidy(text)
 
 
-def tidy(text):
+def tidy(text: str) -> str:
     """No trailing spaces, at most one blank line in a row, one final newline."""
     text = "\n".join(line.rstrip() for line in text.splitlines())
     return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
 
 
-def render_all(models_dir=config.MODELS_DIR, reports_dir=reports.REPORTS_DIR,
-               root=config.REPO_ROOT, templates_dir=TEMPLATES_DIR):
+def render_all(models_dir: str = config.MODELS_DIR, reports_dir: str = reports.REPORTS_DIR,
+               root: str = config.REPO_ROOT, templates_dir: str = TEMPLATES_DIR) -> dict[str, str]:
     """{path: Markdown text} of every README (no plots)."""
-    out = {os.path.join(root, "README.md"): render_top(models_dir, reports_dir, templates_dir, root)}
+    out = {os.path.join(root, "README.md"):
+           render_top(models_dir, reports_dir, templates_dir, root)}
     for name in model_names(models_dir):
         out[os.path.join(models_dir, name, "README.md")] = render_model(
             name, models_dir, reports_dir, templates_dir)
     return out
 
 
-def stale(rendered):
+def stale(rendered: dict[str, str]) -> list[str]:
     """The paths whose file differs from the rendering."""
     differ = []
     for path, text in rendered.items():
@@ -700,21 +712,19 @@ def stale(rendered):
     return differ
 
 
-def write_if_changed(path, data):
-    mode = "wb" if isinstance(data, bytes) else "w"
+def write_if_changed(path: str, data: str | bytes) -> bool:
     try:
-        with open(path, "rb" if mode == "wb" else "r", **({} if mode == "wb" else
-                                                          {"encoding": "utf-8"})) as handle:
-            if handle.read() == data:
+        with open(path, "rb") as handle:
+            if handle.read() == (data.encode() if isinstance(data, str) else data):
                 return False
     except FileNotFoundError:
         pass
-    atomic_write(path, data, mode)
+    atomic_write(path, data, "w" if isinstance(data, str) else "wb")
     return True
 
 
 @cli
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python3 -m npuzoo.readme",
         description="Render the READMEs and throughput plots from model.yaml and reports/.")

@@ -57,6 +57,8 @@ import tarfile
 import tempfile
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
+from typing import Any
 
 from npuzoo import config
 from npuzoo.config import GitSource, PypiSource, Source, UpstreamSpec
@@ -64,9 +66,10 @@ from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write, sha256_file
 
 DEFAULT_CACHE = os.path.join(config.REPO_ROOT, ".venv", "sdists")
+Record = dict[str, Any]  # the JSON record of the source used
 
 
-def timeout_s(name, default=300):
+def timeout_s(name: str, default: int = 300) -> int:
     """NPUZOO_GIT_TIMEOUT / NPUZOO_PIP_TIMEOUT: whole seconds, checked like any user value."""
     text = os.environ.get(name, str(default))
     if not (text.isascii() and text.isdigit() and 0 < int(text) <= 86400):
@@ -91,14 +94,15 @@ class PatchRejected(UserError):
 
 # -- small helpers --------------------------------------------------------------------------
 
-def last_line(text):
+def last_line(text: str | None) -> str:
     """The last non-empty line of a tool's output (where git and pip put the reason)."""
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return lines[-1] if lines else ""
 
 
-def run(command, cwd=None, timeout=None, env=None):
-    """subprocess.run, text output captured; timeouts and a missing tool become SourceUnavailable."""
+def run(command: list[str], cwd: str | None = None, timeout: float | None = None,
+        env: dict[str, str] | None = None) -> "subprocess.CompletedProcess[str]":
+    """subprocess.run, text output captured; a timeout or a missing tool: SourceUnavailable."""
     try:
         return subprocess.run(command, cwd=cwd, timeout=timeout, env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -109,7 +113,7 @@ def run(command, cwd=None, timeout=None, env=None):
         raise SourceUnavailable(f"`{command[0]}` is not installed") from None
 
 
-def describe(entry):
+def describe(entry: Source) -> str:
     """`git <url>@<commit>` or `pypi <requirement>`: how a source is named in messages."""
     if isinstance(entry, GitSource):
         return f"git {entry.url}@{entry.commit}"
@@ -118,7 +122,7 @@ def describe(entry):
 
 # -- git ------------------------------------------------------------------------------------
 
-def fetch_git(entry, tree):
+def fetch_git(entry: GitSource, tree: str) -> Record:
     """Clone entry.url into `tree` and check out entry.commit; returns the record fields."""
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true", SSH_ASKPASS="true")
     clone = run(["git", "clone", "--quiet", "--no-checkout", entry.url, tree],
@@ -142,19 +146,19 @@ def fetch_git(entry, tree):
 
 # -- pypi -----------------------------------------------------------------------------------
 
-def parse_requirement(requirement):
+def parse_requirement(requirement: str) -> tuple[str, str]:
     match = PINNED.match(requirement)
     if not match:
         raise UserError(f"upstream.sources: requirement {requirement!r}: expected name==version")
     return match.group("name"), match.group("version")
 
 
-def canonical(name):
+def canonical(name: str) -> str:
     """A project name as PyPI compares them (- _ . alike, any case)."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def is_sdist_of(base, name, version):
+def is_sdist_of(base: str, name: str, version: str) -> bool:
     """Whether the file name `base` is an sdist of name==version."""
     if "/" in base or os.sep in base:
         return False
@@ -165,7 +169,7 @@ def is_sdist_of(base, name, version):
     return False
 
 
-def sdist_candidates(folder, name, version):
+def sdist_candidates(folder: str, name: str, version: str) -> list[str]:
     """Sdist files in `folder` for name==version."""
     if not os.path.isdir(folder):
         return []
@@ -173,7 +177,7 @@ def sdist_candidates(folder, name, version):
             if is_sdist_of(os.path.basename(path), name, version)]
 
 
-def pip_locations():
+def pip_locations() -> list[tuple[str, str]]:
     """Where pip looks for a release, as its own configuration (files and PIP_* variables) says
     (`pip config list`): ("index", URL) for the index and the extra indexes, then ("find",
     path or URL) for the find-links."""
@@ -185,7 +189,7 @@ def pip_locations():
         with contextlib.suppress(ValueError, SyntaxError):
             settings[key] = str(ast.literal_eval(value))
 
-    def setting(name, default=""):  # PIP_* variables first, then `download`, then `global`
+    def setting(name: str, default: str = "") -> list[str]:  # PIP_*, `download`, `global`
         for section in (":env:", "download", "global"):
             if f"{section}.{name}" in settings:
                 return settings[f"{section}.{name}"].split()
@@ -196,7 +200,7 @@ def pip_locations():
                                                    setting("find-links")]
 
 
-def page_links(url):
+def page_links(url: str) -> list[tuple[str, str]]:
     """(file name, absolute URL) of each link of an HTML page (a file: folder: its index.html)."""
     if url.startswith("file:"):
         path = urllib.request.url2pathname(urllib.parse.urlparse(url).path)
@@ -211,7 +215,7 @@ def page_links(url):
     return found
 
 
-def links(kind, location, name):
+def links(kind: str, location: str, name: str) -> list[tuple[str, str]]:
     """(file name, URL) of the files a location offers for project `name`: an index's project
     page (PEP 503), or a find-links folder (a path or a file: URL) or page."""
     if kind == "index":
@@ -224,7 +228,7 @@ def links(kind, location, name):
     return page_links(location)
 
 
-def download_sdist(requirement, folder, sha256=None):
+def download_sdist(requirement: str, folder: str, sha256: str | None = None) -> str:
     """The sdist of `requirement`, fetched as a file into `folder` from where pip's
     configuration points (pip_locations): never through pip, whose `download` runs an sdist's
     build backend to read its metadata, i.e. the file's code before its pin is checked. The
@@ -252,7 +256,7 @@ def download_sdist(requirement, folder, sha256=None):
                             + (f" ({'; '.join(failures)})" if failures else ""))
 
 
-def extract_sdist(archive, tree):
+def extract_sdist(archive: str, tree: str) -> str:
     """Unpack `archive`; its single top folder becomes `tree`."""
     unpack = tempfile.mkdtemp(prefix=".unpack-", dir=os.path.dirname(tree))
     try:
@@ -276,7 +280,7 @@ def extract_sdist(archive, tree):
         shutil.rmtree(unpack, ignore_errors=True)
 
 
-def check_sdist(archive, entry, origin):
+def check_sdist(archive: str, entry: PypiSource, origin: str) -> str:
     """UserError unless the sha256 of `archive` is the one pinned in `entry` (before unpacking).
 
     `origin` is "cache" or "pypi"; either way a mismatch stops the step: a cached sdist that was
@@ -296,15 +300,15 @@ def check_sdist(archive, entry, origin):
                     "another file than the pinned one (check the sha256 in model.yaml)")
 
 
-def fetch_pypi(entry, tree, cache):
+def fetch_pypi(entry: PypiSource, tree: str, cache: str | None) -> Record:
     """The sdist of entry.requirement (cache first, then PyPI), its sha256 checked against
     entry.sha256, unpacked as `tree`."""
     name, version = parse_requirement(entry.requirement)
     cached = sdist_candidates(cache, name, version) if cache else []
     download = None if cached else tempfile.mkdtemp(prefix=".sdist-", dir=os.path.dirname(tree))
     try:
-        archive = cached[0] if cached else download_sdist(entry.requirement, download,
-                                                          entry.sha256.lower())
+        archive = download_sdist(entry.requirement, download, entry.sha256.lower()) \
+            if download else cached[0]
         digest = check_sdist(archive, entry, "cache" if cached else "pypi")
         extract_sdist(archive, tree)
         # kept beside the tree: verify rebuilds the tree from it (its pin checked again)
@@ -320,7 +324,7 @@ def fetch_pypi(entry, tree, cache):
             shutil.rmtree(download, ignore_errors=True)
 
 
-def cache_sdist(entry, cache):
+def cache_sdist(entry: PypiSource, cache: str) -> None:
     """The pinned sdist of a pypi source in the folder `cache` (`make venv`: .venv/sdists),
     fetched as a file and kept only with its pinned sha256."""
     name, version = parse_requirement(entry.requirement)
@@ -341,7 +345,7 @@ def cache_sdist(entry, cache):
 
 # -- patch ----------------------------------------------------------------------------------
 
-def rejected_hunks(tree):
+def rejected_hunks(tree: str) -> list[str]:
     """`<file>: <first lines of its first rejected hunk>` for each .rej file `patch` left."""
     shown = []
     for root, _, files in sorted(os.walk(tree)):
@@ -355,7 +359,7 @@ def rejected_hunks(tree):
     return shown
 
 
-def patch_summary(output):
+def patch_summary(output: str) -> str:
     """patch's `N out of M hunks FAILED` line, without the `-- saving rejects` tail."""
     lines = output.splitlines()
     for wanted in (" out of ", "can't find file", "malformed", "FAILED"):
@@ -365,7 +369,7 @@ def patch_summary(output):
     return last_line(output)
 
 
-def apply_patch(patch_path, tree, source_name):
+def apply_patch(patch_path: str, tree: str, source_name: str) -> None:
     """`patch -p1 --forward --batch` in `tree`; PatchRejected (stop) if any hunk fails."""
     try:
         result = subprocess.run(["patch", "-p1", "--forward", "--batch", "-i", patch_path],
@@ -387,7 +391,7 @@ IGNORED_DIRS = ("__pycache__",)   # written by Python when the tree is imported
 IGNORED_SUFFIXES = (".pyc",)
 
 
-def tree_manifest(path):
+def tree_manifest(path: str) -> dict[str, str]:
     """{relative path: entry} for every file and symlink under `path` (not the folders).
 
     Paths use "/"; an entry is `file <sha256>` or `exec <sha256>` (the owner's executable bit
@@ -421,19 +425,19 @@ def tree_manifest(path):
     return manifest
 
 
-def manifest_sha256(manifest):
+def manifest_sha256(manifest: dict[str, str]) -> str:
     """sha256 of the sorted (path, entry) pairs, serialised unambiguously (JSON)."""
     text = json.dumps(sorted(manifest.items()), ensure_ascii=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
-def tree_sha256(path):
+def tree_sha256(path: str) -> str:
     """The tree hash of `path`: sha256 over its sorted relative paths, each file's executable
     bit and contents, and each symlink's target; `__pycache__/` and `*.pyc` ignored."""
     return manifest_sha256(tree_manifest(path))
 
 
-def read_json(path, what):
+def read_json(path: str, what: str) -> Any:
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
@@ -445,7 +449,7 @@ def read_json(path, what):
                         "to rebuild it") from None
 
 
-def git_tree_id(tree, work):
+def git_tree_id(tree: str, work: str) -> str:
     """The git hash of `tree` as a commit's tree (git add of every file, ignore rules aside)."""
     env = dict(os.environ, GIT_DIR=os.path.join(work, "git"), GIT_WORK_TREE=tree,
                GIT_INDEX_FILE=os.path.join(work, "index"), GIT_CONFIG_NOSYSTEM="1",
@@ -458,13 +462,15 @@ def git_tree_id(tree, work):
     return result.stdout.strip()
 
 
-def pristine_git(entry, record, dest, patch_path, work):
+def pristine_git(entry: GitSource, record: Record, dest: str, patch_path: str | None,
+                 work: str) -> str:
     """The patched tree of the pinned commit, from `dest` itself: its patch undone must give
     the tree the commit names (the commit object kept in the record must hash to the commit,
     which starts with model.yaml's), and the patch redone gives the tree to compare."""
     commit_object = record.get("commit_object")
+    commit_object = commit_object if isinstance(commit_object, str) else ""
     commit = str(record.get("commit", ""))
-    data = commit_object.encode("utf-8") if isinstance(commit_object, str) else b""
+    data = commit_object.encode("utf-8")
     if not (commit.startswith(entry.commit.lower())
             and hashlib.sha1(b"commit %d\0" % len(data) + data).hexdigest() == commit):
         raise SourceUnavailable("the record holds no commit object of the pinned commit")
@@ -483,7 +489,8 @@ def pristine_git(entry, record, dest, patch_path, work):
     return tree
 
 
-def pristine_pypi(entry, dest, record_path, cache, patch_path, work):
+def pristine_pypi(entry: PypiSource, dest: str, record_path: str, cache: str,
+                  patch_path: str | None, work: str) -> str:
     """The patched tree rebuilt from the sdist whose sha256 model.yaml pins (the copy fetch
     kept beside the record, else the cache)."""
     name, version = parse_requirement(entry.requirement)
@@ -498,7 +505,8 @@ def pristine_pypi(entry, dest, record_path, cache, patch_path, work):
     raise SourceUnavailable(f"no sdist with the pinned sha256 beside {record_path} nor in {cache}")
 
 
-def verify_tree(upstream, model_folder, dest, record_path, cache=DEFAULT_CACHE):
+def verify_tree(upstream: UpstreamSpec, model_folder: str, dest: str, record_path: str,
+                cache: str = DEFAULT_CACHE) -> str | None:
     """None when `dest` is the patched tree of a source model.yaml pins, else the first
     difference: the first relative path (sorted) that was edited, added or removed (or whose
     executable bit or link target changed), or a text starting with "unknown" where no path
@@ -538,20 +546,21 @@ def verify_tree(upstream, model_folder, dest, record_path, cache=DEFAULT_CACHE):
 
 # -- the step -------------------------------------------------------------------------------
 
-def shown_path(path):
+def shown_path(path: str) -> str:
     """Relative to the repository when inside it (reports are committed), else absolute."""
     relative = os.path.relpath(path, config.REPO_ROOT)
     return path if relative.startswith("..") else relative
 
 
-def remove(path):
+def remove(path: str) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
     elif os.path.lexists(path):
         os.unlink(path)
 
 
-def fetch(upstream, model_folder, dest, cache=DEFAULT_CACHE, log=print, record_path=None):
+def fetch(upstream: UpstreamSpec, model_folder: str, dest: str, cache: str = DEFAULT_CACHE,
+          log: Callable[[str], object] = print, record_path: str | None = None) -> Record:
     """Fetch the first available source of `upstream` into `dest`, patched; returns the record.
 
     With `record_path`, also writes the record there and its file list beside it (files_path).
@@ -601,7 +610,7 @@ def fetch(upstream, model_folder, dest, cache=DEFAULT_CACHE, log=print, record_p
 
 
 @cli
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python3 -m npuzoo.source",
         description="fetch: fetch a model's upstream source (model.yaml upstream.sources, in "

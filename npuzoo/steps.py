@@ -99,7 +99,7 @@ def table(found, earlier=()):
     return "\n".join(lines + ([f"  {kept}"] if kept else []))
 
 
-def split_command(argv):
+def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
     """(options, command) of `... -- COMMAND...` (the command after the first `--`)."""
     argv = list(argv)
     if "--" not in argv:

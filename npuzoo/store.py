@@ -9,8 +9,9 @@ A dataset id names the selected images and labels by their checksums (npuzoo/run
 key adds what changes the bytes: the geometry (resize, rule, interpolation, crop, crop offset,
 input shape), for float32 also mean and std, and the folder's preprocess.py (its syntax tree,
 so a comment or docstring does not count). The export key (`export_key`) is the same idea for
-the export: pth2onnx.py and its folder's other modules, and model.yaml's fields it reads. Models with the same preprocessing (MobileNetV1 and
-VoVNet39; with AIPP=1, uint8 before normalisation, four of the five) share one set.
+the export: pth2onnx.py and its folder's other modules, and model.yaml's fields it reads.
+Models with the same preprocessing (MobileNetV1 and VoVNet39; with AIPP=1, uint8 before
+normalisation, four of the five) share one set.
 
     python3 -m npuzoo.store once --lock L --stamp S [--clean DIR] [--prep-check DATASET_JSON
                                  BYTES] -- COMMAND...
@@ -61,33 +62,31 @@ SEAL = ".sha256"  # FILE.sha256: the digest FILE was written with
 ARTEFACTS = (".onnx", ".om")  # under build/<model>/<folder>/<weights id>/
 
 
-def hash_cache():
+def hash_cache() -> HashCache:
     return HashCache(HASHES)
 
 
-def code_fingerprint(paths):
+def code_fingerprint(paths: list[str]) -> str:
     """sha256 of Python files' syntax trees without docstrings (comments never reach the AST)."""
     digest = hashlib.sha256()
     for path in paths:
         with open(path, encoding="utf-8") as handle:
             tree = ast.parse(handle.read())
         for node in ast.walk(tree):
-            body = getattr(node, "body", None)
-            if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
-                    and isinstance(getattr(body[0], "value", None), ast.Constant)
-                    and isinstance(body[0].value.value, str)):
-                node.body = body[1:] or [ast.Pass()]
+            if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                    and ast.get_docstring(node, clean=False) is not None):
+                node.body = node.body[1:] or [ast.Pass()]
         digest.update(ast.dump(tree, annotate_fields=False).encode())
     return digest.hexdigest()
 
 
-def preprocessing_code(model_dir):
+def preprocessing_code(model_dir: str) -> list[str]:
     """The files whose code makes a model's preprocessed bytes: its preprocess.py alone (a
     folder script imports only third-party packages and, for the export, its own files)."""
     return [os.path.join(model_dir, "preprocess.py")]
 
 
-def export_code(model_dir):
+def export_code(model_dir: str) -> list[str]:
     """The files whose code makes a model's ONNX: the folder's Python files but the two
     scripts of the other steps (pth2onnx.py and what it imports, e.g. network.py)."""
     return sorted(os.path.join(model_dir, n) for n in os.listdir(model_dir)
@@ -124,20 +123,20 @@ def prep_bytes(spec: ModelSpec, uint8: bool) -> int:
     return height * width * channels * (1 if uint8 else 4)
 
 
-def reference(model, kind, name, target):
+def reference(model: str, kind: str, name: str, target: str) -> None:
     """build/<model>/refs/<kind>-<name> -> the shared set `target` (for `clean`)."""
     link = os.path.join(BUILD, model, "refs", f"{kind}-{name}")
     replace_link(os.path.relpath(target, os.path.dirname(link)), link)
 
 
-def write_key(prep_dir, params):
+def write_key(prep_dir: str, params: dict[str, Any]) -> None:
     """<set>.key.json: what the key stands for (written once; a key names its content)."""
     path = prep_dir + ".key.json"
     if not os.path.isfile(path):
         atomic_write(path, json.dumps(params, indent=2, sort_keys=True) + "\n")
 
 
-def check_reuse(prep_dir, dataset_json, size, cache):
+def check_reuse(prep_dir: str, dataset_json: str, size: int, cache: HashCache) -> bool:
     """Before a run: a made set is verified (count, sizes, digests) and said to be reused, or its
     stamp removed so that the run makes it again."""
     stamp = os.path.join(prep_dir, ".done")
@@ -155,7 +154,7 @@ def check_reuse(prep_dir, dataset_json, size, cache):
 
 # -- once -------------------------------------------------------------------------------------
 
-def prep_problem(prep_dir, dataset_json, size, cache):
+def prep_problem(prep_dir: str, dataset_json: str, size: int, cache: HashCache) -> str | None:
     """Why a stamped preprocessed set cannot be reused, or None."""
     try:
         with open(dataset_json, encoding="utf-8") as handle:
@@ -181,7 +180,7 @@ def prep_problem(prep_dir, dataset_json, size, cache):
     return None
 
 
-def write_stamp(prep_dir, stamp, cache):
+def write_stamp(prep_dir: str, stamp: str, cache: HashCache) -> None:
     """The set's stamp: the sha256 of each .bin it holds, recorded as the set is made."""
     digests = {e.name: cache.sha256(e.path) for e in os.scandir(prep_dir)
                if e.name.endswith(".bin") and e.is_file()}
@@ -190,7 +189,7 @@ def write_stamp(prep_dir, stamp, cache):
 
 # -- artefacts: sealed when written, checked before use ----------------------------------------
 
-def seal(path, cache):
+def seal(path: str, cache: HashCache) -> None:
     try:
         atomic_write(path + SEAL, cache.sha256(path) + "\n")
     except UserError:
@@ -199,7 +198,7 @@ def seal(path, cache):
         raise UserError(f"{path}: cannot read it ({err.strerror})") from None
 
 
-def artefact_problem(path, cache):
+def artefact_problem(path: str, cache: HashCache) -> str | None:
     """Why the artefact `path` is not the file its step wrote, or None."""
     try:
         with open(path + SEAL, encoding="utf-8") as handle:
@@ -216,7 +215,7 @@ def artefact_problem(path, cache):
     return None
 
 
-def remove_unsealed(model_build, cache):
+def remove_unsealed(model_build: str, cache: HashCache) -> None:
     """Before a run: the artefacts of build/<model>/ whose bytes are not the sealed ones are
     removed, saying so, so that Make makes them again (an interrupted step's too)."""
     for ext in ARTEFACTS:
@@ -232,7 +231,8 @@ def remove_unsealed(model_build, cache):
                         os.unlink(name)
 
 
-def once(lock, stamp, command, clean=None, prep_check=None):
+def once(lock: str, stamp: str, command: list[str], clean: str | None = None,
+         prep_check: tuple[str, int] | None = None) -> int:
     os.makedirs(os.path.dirname(lock) or ".", exist_ok=True)
     with open(lock, "a") as handle:
         try:
@@ -242,8 +242,8 @@ def once(lock, stamp, command, clean=None, prep_check=None):
             fcntl.flock(handle, fcntl.LOCK_EX)
         cache = hash_cache() if clean or prep_check else None  # preprocessed sets only
         if os.path.exists(stamp):
-            problem = prep_check and prep_problem(clean or os.path.dirname(stamp), *prep_check,
-                                                  cache)
+            problem = (prep_problem(clean or os.path.dirname(stamp), *prep_check, cache)
+                       if prep_check and cache else None)
             if not problem:
                 print(f"reusing {os.path.dirname(stamp)} (made by an earlier run)", flush=True)
                 return 0
@@ -253,7 +253,7 @@ def once(lock, stamp, command, clean=None, prep_check=None):
         if clean:
             shutil.rmtree(clean, ignore_errors=True)
         code = subprocess.call(command)
-        if code == 0 and clean:
+        if code == 0 and clean and cache:
             os.makedirs(os.path.dirname(stamp), exist_ok=True)
             write_stamp(clean, stamp, cache)
             cache.save()
@@ -262,8 +262,8 @@ def once(lock, stamp, command, clean=None, prep_check=None):
 
 # -- clean ------------------------------------------------------------------------------------
 
-def referenced():
-    targets = set()
+def referenced() -> set[str]:
+    targets: set[str] = set()
     if not os.path.isdir(BUILD):
         return targets
     for model in os.listdir(BUILD):
@@ -276,7 +276,7 @@ def referenced():
     return targets
 
 
-def clean(dry_run=False):
+def clean(dry_run: bool = False) -> list[str]:
     keep = referenced()
     removed = []
     for root in (DATA_ROOT, PREP_ROOT):
@@ -300,7 +300,7 @@ def clean(dry_run=False):
 
 
 @cli
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     argv, command = split_command(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python3 -m npuzoo.store",
                                      description="Shared, content-keyed sets under build/.")
@@ -324,9 +324,9 @@ def main(argv=None):
         cache = hash_cache()
         try:
             for path in args.files:
-                problem = seal(path, cache) if args.action == "seal" else artefact_problem(
-                    path, cache)
-                if problem:
+                if args.action == "seal":
+                    seal(path, cache)
+                elif problem := artefact_problem(path, cache):
                     raise UserError(f"{path}: {problem}; delete it and rerun")
         finally:
             cache.save()

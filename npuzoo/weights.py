@@ -1,4 +1,4 @@
-"""Weights: download the published file, verify its checksum, describe what a run used.
+"""Weights: download the published file, verify its checksum, identify what a run uses.
 
 The Make variable WEIGHTS selects the weights:
   (unset)     the published file from model.yaml's URL, checked against its md5/sha256;
@@ -11,28 +11,31 @@ the sha256>` (or `random`), and every later artefact (ONNX, compiled model, resu
 under that id. A user's file is copied into build/<model>/weights/store/<sha256>.pth before
 use, so the export reads exactly the bytes that were hashed, whatever happens to the original
 later; a zip bomb (check_not_a_zip_bomb) is refused before any step reads it. The published
-file is verified on every run: its sha256 comes from a stat cache
-(npuzoo.checksums), and a file whose sha256 differs from the one accepted before is checked
-against model.yaml again (or, where no checksum is published, refused: it changed since it was
-downloaded).
+file is verified on every run: its sha256 comes from a stat cache (npuzoo.checksums), and a
+file whose sha256 differs from the one accepted before is checked against model.yaml again
+(or, where no checksum is published, refused: it changed since it was downloaded).
 """
 
 import argparse
 import json
 import os
-import sys
+import shutil
 import urllib.error
 import urllib.request
-
-import shutil
+from collections.abc import Mapping
+from typing import IO, Any
 
 from npuzoo import config
+from npuzoo.checksums import HashCache
 from npuzoo.config import WeightsSpec
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write, file_digests, umask
 
 CHUNK = 1 << 20  # download block size
-Digests = dict[str, str | None]  # {"md5": hex, "sha256": hex}; an md5 may be unknown
+Digests = Mapping[str, str | None]  # {"md5": hex, "sha256": hex}; an md5 may be unknown
+SOURCES = ("published", "custom", "unverified")
+NO_FILE = ("no such file; pass a checkpoint path, leave WEIGHTS unset to download the published "
+           "one, or WEIGHTS=random")
 
 
 def matches_published(spec: WeightsSpec, digests: Digests) -> bool | None:
@@ -40,10 +43,16 @@ def matches_published(spec: WeightsSpec, digests: Digests) -> bool | None:
     return digests[spec.published[0]] == spec.published[1] if spec.published else None
 
 
-def verify(spec: WeightsSpec, path: str) -> Digests:
+def source_of(spec: WeightsSpec, digests: Digests) -> str:
+    """`published`, `custom` or `unverified` (no checksum is published)."""
+    return {True: "published", False: "custom", None: "unverified"}[
+        matches_published(spec, digests)]
+
+
+def verify(spec: WeightsSpec, path: str) -> dict[str, str]:
     """Raise UserError unless `path` has the published checksum (if one is published)."""
     digests = file_digests(path)
-    if spec.published and matches_published(spec, digests) is False:
+    if spec.published and not matches_published(spec, digests):
         algorithm, published = spec.published
         raise UserError(f"{path}: {algorithm} {digests[algorithm]} does not match the published "
                         f"{published}; delete the file to download it again, or pass "
@@ -53,31 +62,33 @@ def verify(spec: WeightsSpec, path: str) -> Digests:
 
 def download(spec: WeightsSpec, dest: str) -> None:
     """Download the published weights to `dest` (through a .part file), then verify them."""
-    url = spec.url
     part = dest + ".part"
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
+        with urllib.request.urlopen(spec.url, timeout=60) as response, open(part, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             _copy_with_progress(response, out, total, os.path.basename(dest))
     except (urllib.error.URLError, OSError, ValueError) as err:
         if os.path.exists(part):
             os.unlink(part)
         reason = getattr(err, "reason", err)
-        raise UserError(f"cannot download {url} ({reason}); fetch {spec.file} elsewhere and "
-                        "pass WEIGHTS=/path/to/it, or WEIGHTS=random to check the pipeline") from None
+        raise UserError(f"cannot download {spec.url} ({reason}); fetch {spec.file} elsewhere "
+                        "and pass WEIGHTS=/path/to/it, or WEIGHTS=random to check the "
+                        "pipeline") from None
     try:
-        verify(spec, part)
+        digests = verify(spec, part)
     except UserError:
         os.unlink(part)
-        raise UserError(f"{url}: the downloaded file does not match model.yaml's checksum; "
+        raise UserError(f"{spec.url}: the downloaded file does not match model.yaml's checksum; "
                         "the server may have changed it: pass WEIGHTS=/path/to/file") from None
     os.replace(part, dest)
-    digests = file_digests(dest)
-    write_accepted(dest, {"sha256": digests["sha256"], "md5": digests["md5"], "url": url})
+    write_accepted(dest, {**digests, "url": spec.url})
 
 
-def _copy_with_progress(source, out, total, label):
+def _copy_with_progress(source: IO[bytes], out: IO[bytes], total: int | None,
+                        label: str) -> None:
+    import sys
+
     from tqdm import tqdm
 
     with tqdm(total=total, unit="B", unit_scale=True, desc=label,
@@ -87,27 +98,14 @@ def _copy_with_progress(source, out, total, label):
             bar.update(len(block))
 
 
-def describe(spec, weights):
-    """What the report records about the weights a run used."""
-    if weights == "random":
-        return {"source": "random", "seed": 0, "file": None, "md5": None, "sha256": None}
-    if not os.path.isfile(weights):
-        raise UserError(f"WEIGHTS={weights}: no such file; pass a checkpoint path, "
-                        "leave WEIGHTS unset to download the published one, or WEIGHTS=random")
-    digests = file_digests(weights)
-    published = matches_published(spec, digests)
-    source = {True: "published", False: "custom", None: "unverified"}[published]
-    return {"source": source, "file": os.path.abspath(weights), **digests}
-
-
 # -- identity by content ------------------------------------------------------------------
 
-def accepted_path(path):
+def accepted_path(path: str) -> str:
     """The record of the content accepted for a published weights file: <file>.accepted.json."""
     return path + ".accepted.json"
 
 
-def read_accepted(path):
+def read_accepted(path: str) -> dict[str, Any] | None:
     try:
         with open(accepted_path(path), encoding="utf-8") as handle:
             data = json.load(handle)
@@ -116,11 +114,11 @@ def read_accepted(path):
         return None
 
 
-def write_accepted(path, digests):
+def write_accepted(path: str, digests: Mapping[str, str | None]) -> None:
     atomic_write(accepted_path(path), json.dumps(digests, indent=2) + "\n")
 
 
-def check_published_file(spec, path, cache):
+def check_published_file(spec: WeightsSpec, path: str, cache: HashCache) -> Digests:
     """Digests of the downloaded published file, verified against model.yaml on content change.
 
     Where model.yaml publishes no checksum, the sha256 recorded at download is the reference:
@@ -130,22 +128,19 @@ def check_published_file(spec, path, cache):
     accepted = read_accepted(path)
     if accepted and accepted["sha256"] == sha256:
         return {"sha256": sha256, "md5": accepted.get("md5")}
-    if not spec.published:
+    if not spec.published and accepted:
         # No published checksum: only the content recorded at download can vouch for the file.
-        if accepted:
-            raise UserError(f"{path}: sha256 {sha256} differs from the {accepted['sha256']} "
-                            "recorded when it was downloaded; delete it to download it again, "
-                            "or pass WEIGHTS=/path/to/your.pth to use your own weights")
-        digests = file_digests(path)
-        write_accepted(path, {**digests, "url": None})
-        return digests
+        raise UserError(f"{path}: sha256 {sha256} differs from the {accepted['sha256']} "
+                        "recorded when it was downloaded; delete it to download it again, "
+                        "or pass WEIGHTS=/path/to/your.pth to use your own weights")
     digests = verify(spec, path)
-    write_accepted(path, {**digests, "url": spec.url})
+    write_accepted(path, {**digests, "url": spec.url if spec.published else None})
     return digests
 
 
-def store_copy(path, store_dir, cache):
-    """Copy a user's weights file into `store_dir` as <sha256>.pth (once); return (copy, digests)."""
+def store_copy(path: str, store_dir: str, cache: HashCache) -> tuple[str, dict[str, str] | None]:
+    """Copy a user's weights file into `store_dir` as <sha256>.pth (once); return (copy, digests
+    of the copy, or None where it was there already)."""
     sha256 = cache.sha256(path)
     stored = os.path.join(store_dir, sha256 + ".pth")
     if os.path.isfile(stored) and cache.sha256(stored) == sha256:
@@ -169,7 +164,7 @@ def store_copy(path, store_dir, cache):
     return stored, digests
 
 
-def check_not_a_zip_bomb(path):
+def check_not_a_zip_bomb(path: str) -> None:
     """torch.save writes a zip archive whose members are stored, not compressed: members that
     would inflate to over twice the file (plus 64 MiB for the pickles) are a zip bomb, refused
     before the export's torch.load allocates what their headers claim."""
@@ -187,50 +182,43 @@ def check_not_a_zip_bomb(path):
                         "one (a zip bomb?)")
 
 
-def identify(spec, weights, weights_dir, cache):
+def identify(spec: WeightsSpec, weights: str, weights_dir: str,
+             cache: HashCache) -> tuple[str, str, dict[str, Any]]:
     """(weights id, path the export reads, description for the report) of the WEIGHTS value.
 
     `weights`: '' (the published file, already fetched into `weights_dir`), `random`, or a
     path. The id is `random` or `<published|custom|unverified>-<sha256[:12]>`.
     """
     if weights == "random":
-        return "random", "random", describe(spec, "random")
+        return "random", "random", {"source": "random", "seed": 0, "file": None, "md5": None,
+                                    "sha256": None}
+    digests: Digests | None
     if not weights:
-        path = os.path.join(weights_dir, spec.file)
+        path = original = os.path.join(weights_dir, spec.file)
         digests = check_published_file(spec, path, cache)
         check_not_a_zip_bomb(path)
-        source = {True: "published", False: "custom", None: "unverified"}[
-            matches_published(spec, digests)]
-        original = path
+        source = source_of(spec, digests)
     else:
         original = os.path.abspath(weights)
         if not os.path.isfile(original):
-            raise UserError(f"WEIGHTS={weights}: no such file; pass a checkpoint path, "
-                            "leave WEIGHTS unset to download the published one, or WEIGHTS=random")
+            raise UserError(f"WEIGHTS={weights}: {NO_FILE}")
         check_not_a_zip_bomb(original)
         path, digests = store_copy(original, os.path.join(weights_dir, "store"), cache)
-        weights_id_sha = os.path.basename(path)[:-len(".pth")]
-        if digests is None:
-            digests = {"sha256": weights_id_sha, "md5": None}
-        source = None
-    sha256 = digests["sha256"]
-    if source is None:
+        sha256 = os.path.basename(path)[:-len(".pth")]
         known = _read_description(weights_dir, sha256)
-        if known:
+        if known:  # this content was identified before: its source and md5 as then
             source, digests = known["source"], {"sha256": sha256, "md5": known.get("md5")}
         else:
-            if digests.get("md5") is None:
-                digests = file_digests(path)
-            source = {True: "published", False: "custom", None: "unverified"}[
-                matches_published(spec, digests)]
-    weights_id = f"{source}-{sha256[:12]}"
+            digests = digests or file_digests(path)
+            source = source_of(spec, digests)
+    sha256 = str(digests["sha256"])
     description = {"source": source, "file": original, "md5": digests.get("md5"),
                    "sha256": sha256}
-    return weights_id, path, description
+    return f"{source}-{sha256[:12]}", path, description
 
 
-def _read_description(weights_dir, sha256):
-    for source in ("published", "custom", "unverified"):
+def _read_description(weights_dir: str, sha256: str) -> dict[str, Any] | None:
+    for source in SOURCES:
         try:
             with open(os.path.join(weights_dir, f"{source}-{sha256[:12]}.json"),
                       encoding="utf-8") as handle:
@@ -242,7 +230,7 @@ def _read_description(weights_dir, sha256):
     return None
 
 
-def write_description(weights_dir, weights_id, description):
+def write_description(weights_dir: str, weights_id: str, description: dict[str, Any]) -> str:
     """weights/<id>.json, written only when absent or different in content (not in `file`):
     the same bytes from another path must not redo the export."""
     path = os.path.join(weights_dir, weights_id + ".json")
@@ -259,28 +247,19 @@ def write_description(weights_dir, weights_id, description):
 
 
 @cli
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python3 -m npuzoo.weights",
-                                     description="Fetch, verify and describe model weights.")
-    parser.add_argument("command", choices=["fetch", "verify", "describe"])
+                                     description="Fetch or verify a model's published weights.")
+    parser.add_argument("command", choices=["fetch", "verify"])
     parser.add_argument("model", help="model name")
-    parser.add_argument("path", help="weights file (`random` for describe)")
-    parser.add_argument("--out", help="describe: write the JSON here (atomically)")
+    parser.add_argument("path", help="the weights file")
     args = parser.parse_args(argv)
     spec = config.load(args.model).weights
-    if args.command == "fetch":
-        # A file already there is verified by every run (identify), against its content.
-        if not os.path.exists(args.path):
-            download(spec, args.path)
-            print(f"weights: {args.path} downloaded and verified")
-    elif args.command == "verify":
+    if args.command == "verify":
         verify(spec, args.path)
-    else:
-        text = json.dumps(describe(spec, args.path), indent=2) + "\n"
-        if args.out:
-            atomic_write(args.out, text)
-        else:
-            sys.stdout.write(text)
+    elif not os.path.exists(args.path):  # a file there is verified by every run (identify)
+        download(spec, args.path)
+        print(f"weights: {args.path} downloaded and verified")
 
 
 if __name__ == "__main__":

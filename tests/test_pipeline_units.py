@@ -17,6 +17,7 @@ from onnx import TensorProto, helper
 
 from npuzoo import compile as zoo_compile
 from npuzoo import config, dataset, soc, weights
+from npuzoo.checksums import HashCache
 from npuzoo.errors import UserError
 from npuzoo.report import build, cli, compare, pieces, publish
 
@@ -133,18 +134,24 @@ def test_real_label_file_parses(shared_data):
 
 # -- weights ------------------------------------------------------------------------------
 
-def test_verify_and_describe(tmp_path):
+def test_verify_and_identify(tmp_path):
     blob = tmp_path / "w.pth"
     blob.write_bytes(b"weights")
     md5 = hashlib.md5(b"weights").hexdigest()
     published = config.WeightsSpec(file="w.pth", url="https://example.invalid/w.pth",
                                    layout="plain", md5=md5)
     other = dataclasses.replace(published, md5="0" * 32)
-    assert weights.describe(published, str(blob))["source"] == "published"
-    assert weights.describe(other, str(blob))["source"] == "custom"
-    assert weights.describe(dataclasses.replace(published, md5=None), str(blob))["source"] == \
-        "unverified"
-    assert weights.describe(published, "random")["source"] == "random"
+
+    def identified(spec, value=str(blob)):
+        cache = HashCache(str(tmp_path / "hashes.json"))
+        return weights.identify(spec, value, str(tmp_path / "weights"), cache)
+
+    wid, path, description = identified(published)
+    assert wid == f"published-{description['sha256'][:12]}" and description["md5"] == md5
+    assert open(path, "rb").read() == b"weights" and description["file"] == str(blob)
+    assert identified(other)[2]["source"] == "custom"
+    assert identified(dataclasses.replace(published, md5=None))[2]["source"] == "unverified"
+    assert identified(published, "random")[:2] == ("random", "random")
     with pytest.raises(UserError, match="does not match the published"):
         weights.verify(other, str(blob))
 
