@@ -1,19 +1,13 @@
 """READMEs rendered from model.yaml and reports/ alone: `make readme` (`python3 -m npuzoo.readme`).
 
-Writes models/<name>/README.md for every models/<name>/model.yaml, models/<name>/perf_<chip>.png
-for every chip with at least one measured batch size, and the top-level README.md (a hand-written
-introduction kept in templates/_intro.md.j2, then the table of every model on every chip).
-Nothing is run: the numbers are those of the committed reports, and the published ModelZoo
-numbers of model.yaml `reference` appear in their own, labelled tables, never among measured rows.
-
-`--check` renders in memory and exits 1 naming each file that differs from the rendering (the
-README test does the same), so a README is never edited by hand. Reports are read with
-npuzoo.report.read_report: one that is malformed (a batch_size written as a string, missing
-keys, not JSON) is coerced or skipped with one `warning:` line naming it, never a traceback; one
-out of bounds (a soc that is no chip name, a negative throughput) is skipped. Plot paths are
-built from the validated soc only, and every text a report holds is escaped where it lands
-(markdown_text, plot_text), so a DATA name cannot break a table or inject HTML. Adding a model
-needs no change here: every folder with a model.yaml is rendered.
+Writes models/<name>/README.md and perf_<chip>.png (every chip with a measured batch size) for
+every models/<name>/model.yaml, and the top-level README.md (templates/_intro.md.j2, then every
+model on every chip). Nothing is run: the numbers are the committed reports', and model.yaml's
+published `reference` numbers have their own labelled tables, never among measured rows.
+`--check` exits 1 naming each file that differs from its rendering. Reports are read with
+npuzoo.report.read (a malformed one is coerced or skipped with one warning line); plot paths come
+from the validated soc only, and every text of a report is escaped where it lands
+(markdown_text, plot_text), so a DATA name cannot break a table or inject HTML.
 """
 
 import argparse
@@ -39,7 +33,6 @@ MODEL_TEMPLATE = "model_README.md.j2"
 TOP_TEMPLATE = "README.md.j2"
 BEST = "★"  # marks the best batch size of a chip
 RANDOM_MARK = "‡"  # top-level table: accuracy of random weights, explained once below it
-ASCEND_PREFIX = "Ascend"
 PLOT_NAME = "perf_{soc}.png"
 Report = dict[str, Any]  # a report as npuzoo.report writes it
 
@@ -50,13 +43,6 @@ if TYPE_CHECKING:
 
 
 # -- inputs --------------------------------------------------------------------------------
-
-model_names = config.model_names
-
-
-def load_model(models_dir: str, name: str) -> ModelSpec:
-    return config.load(os.path.join(models_dir, name, "model.yaml"))
-
 
 def read_requirements(path: str) -> list[tuple[str, str]] | None:
     """[(package, pinned version or the whole specifier)] from a requirements file."""
@@ -399,7 +385,7 @@ def environments(rows: list[Report]) -> list[str]:
 
 
 def model_context(name: str, models_dir: str, reports_dir: str) -> dict[str, Any]:
-    spec = load_model(models_dir, name)
+    spec = config.load(os.path.join(models_dir, name, "model.yaml"))
     folder = os.path.join(models_dir, name)
     rows = model_reports(reports_dir, name)
     ways = source_steps(spec)
@@ -430,8 +416,8 @@ def model_context(name: str, models_dir: str, reports_dir: str) -> dict[str, Any
 def top_context(models_dir: str, reports_dir: str) -> dict[str, Any]:
     models: list[dict[str, Any]] = []
     sizes: set[int] = set()
-    for name in model_names(models_dir):
-        spec = load_model(models_dir, name)
+    for name in config.model_names(models_dir):
+        spec = config.load(os.path.join(models_dir, name, "model.yaml"))
         rows = model_reports(reports_dir, name)
         sizes |= {r["batch_size"] for r in rows}
         chips = []
@@ -643,7 +629,7 @@ def separate(fig: "Figure", labels: list["Annotation"], step: int = 11) -> None:
 
 def plots(name: str, models_dir: str, reports_dir: str) -> dict[str, bytes]:
     """{path: PNG bytes} for every chip of a model with at least one measured batch size."""
-    spec = load_model(models_dir, name)
+    spec = config.load(os.path.join(models_dir, name, "model.yaml"))
     groups = row_groups(model_reports(reports_dir, name))
     out = {}
     for soc in sorted({g[0]["soc"] for g in groups}, key=soc_order):
@@ -692,35 +678,30 @@ def render_all(models_dir: str = config.MODELS_DIR, reports_dir: str = reports.R
     """{path: Markdown text} of every README (no plots)."""
     out = {os.path.join(root, "README.md"):
            render_top(models_dir, reports_dir, templates_dir, root)}
-    for name in model_names(models_dir):
+    for name in config.model_names(models_dir):
         out[os.path.join(models_dir, name, "README.md")] = render_model(
             name, models_dir, reports_dir, templates_dir)
     return out
 
 
+def differs(path: str, data: str | bytes) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read() != (data.encode() if isinstance(data, str) else data)
+    except FileNotFoundError:
+        return True
+
+
 def stale(rendered: dict[str, str]) -> list[str]:
     """The paths whose file differs from the rendering."""
-    differ = []
-    for path, text in rendered.items():
-        try:
-            with open(path, encoding="utf-8") as handle:
-                same = handle.read() == text
-        except FileNotFoundError:
-            same = False
-        if not same:
-            differ.append(path)
-    return differ
+    return [path for path, text in rendered.items() if differs(path, text)]
 
 
 def write_if_changed(path: str, data: str | bytes) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            if handle.read() == (data.encode() if isinstance(data, str) else data):
-                return False
-    except FileNotFoundError:
-        pass
-    atomic_write(path, data, "w" if isinstance(data, str) else "wb")
-    return True
+    if differs(path, data):
+        atomic_write(path, data, "w" if isinstance(data, str) else "wb")
+        return True
+    return False
 
 
 @cli
@@ -744,7 +725,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{os.path.relpath(path)}: differs from its rendering; run `make readme`")
         sys.exit(1 if differ else 0)
     changed = [p for p, text in rendered.items() if write_if_changed(p, text)]
-    for name in model_names(args.models):
+    for name in config.model_names(args.models):
         pngs = plots(name, args.models, args.reports)
         changed += [p for p, data in pngs.items() if write_if_changed(p, data)]
         folder = os.path.join(args.models, name)

@@ -4,40 +4,25 @@
     python3 -m npuzoo.source verify MODEL DEST --record JSON [--cache DIR]
     python3 -m npuzoo.source cache  [MODEL] [--cache DIR]     (make venv: the pinned sdists)
 
-MODEL is a model name (models/<name>/model.yaml) or a path to a model.yaml. Its
-`upstream.sources` is a list of candidate sources, tried in order; each entry is data:
+MODEL is a model name or a path to a model.yaml; its `upstream.sources` (npuzoo.config's
+GitSource and PypiSource) are tried in order, and the first that can be fetched is used: git
+clones (no prompt, a time limit) and checks out the pinned commit, which the commit checked out
+must start with; pypi takes the sdist from the cache folder (.venv/sdists), else fetches it as
+a file from where pip's configuration points, never by `pip download` (which runs the sdist's
+build backend), and unpacks its single top folder. A source that cannot be fetched (no network,
+no such commit or release) is reported in one line and the next is tried. Two failures STOP the
+step instead, since falling through would build something else than model.yaml declares: an
+sdist whose sha256 is not the pinned one (checked before unpacking; a cached one: delete it to
+download it again), and a patch (`patch -p1 --forward --batch`) that does not apply (the
+rejected hunk is shown).
 
-    - {kind: git,  url: <repository>, commit: <sha>,             patch: <file>|null, why: <text>}
-    - {kind: pypi, requirement: <name>==<version>, sha256: <hex>, patch: <file>|null, why: <text>}
-
-git   `git clone` (no prompt, time limit) and a checkout of `commit`; the commit checked out
-      must start with `commit` (7 to 40 hex digits), else the source counts as unavailable.
-pypi  the source distribution, taken first from the local cache folder (.venv/sdists, filled
-      by `make venv`), else fetched as a file from where pip's configuration points (its
-      index, extra indexes, find-links): never by `pip download`, which runs an sdist's build
-      backend to read its metadata. Its single top folder is the tree. Sdists keep the
-      repository layout, so the same `patch -p1` works. The sdist file's sha256 must equal
-      `sha256`, checked BEFORE it is unpacked: a mismatch, of a cached or of a downloaded
-      file, STOPS the step with one line (for a cached file: delete it to download it again);
-      it never falls through to another source. The file is kept beside the record.
-
-The first source that can be fetched is used; a source that cannot be fetched (no network, no
-such commit, no such release) is reported in one line and the next is tried. The entry's patch
-is then applied with `patch -p1 --forward --batch` in the tree. A patch that does not apply
-STOPS the step, naming the patch and showing the rejected hunk: falling through to another
-source would silently build something else than model.yaml declares.
-
-DEST is built as DEST.tmp and renamed at the end, so DEST is either the complete patched tree
-or untouched. The record (JSON, written atomically) says which source was used, its exact
-commit (and the commit object) or version (and the sdist's sha256), the patch and its sha256,
-why the earlier sources were skipped, and `tree_sha256`, the tree hash of the patched DEST
-(see tree_sha256()); the report includes it.
-
-`verify` exits 0, silently, when DEST is the patched tree of the source the record names,
-rebuilt from what model.yaml pins (verify_tree()), and otherwise exits 2 with one line naming
-the first differing relative path: the tree was edited after the source step, and the export
-must not import it. The record is not trusted for that: rewriting it with the edit does not
-make an edited tree pass.
+DEST is built as DEST.tmp and renamed, so it is the complete patched tree or untouched. The
+record (JSON, atomic) names the source, its exact commit (and the commit object) or version
+(and the sdist's sha256, the sdist kept beside it), the patch and its sha256, why earlier
+sources were skipped, and the tree hash of DEST (tree_sha256()), which the report includes.
+`verify` exits 0 when DEST is the patched tree of the source the record names, rebuilt from
+what model.yaml pins (verify_tree()), else 2 with one line naming the first differing path.
+The record is not trusted for that: rewriting it does not make an edited tree pass.
 """
 import argparse
 import ast
@@ -81,7 +66,6 @@ def timeout_s(name: str, default: int = 300) -> int:
 MAX_PAGE_BYTES = 16 << 20  # of an index page
 MAX_SDIST_BYTES = 256 << 20
 REJECT_LINES = 12  # of a rejected hunk shown in the error line
-PINNED = re.compile(r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*(?P<version>[^\s;,]+)\s*$")
 
 
 class SourceUnavailable(Exception):
@@ -147,10 +131,9 @@ def fetch_git(entry: GitSource, tree: str) -> Record:
 # -- pypi -----------------------------------------------------------------------------------
 
 def parse_requirement(requirement: str) -> tuple[str, str]:
-    match = PINNED.match(requirement)
-    if not match:
-        raise UserError(f"upstream.sources: requirement {requirement!r}: expected name==version")
-    return match.group("name"), match.group("version")
+    """(name, version) of a pinned `name==version` (checked by npuzoo.config)."""
+    name, _, version = requirement.partition("==")
+    return name.strip(), version.strip()
 
 
 def canonical(name: str) -> str:

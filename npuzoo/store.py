@@ -1,36 +1,24 @@
-"""Shared, content-keyed sets under build/: a dataset selection and a preprocessed set are made
-once and reused by every model and run that asks for the same key.
+"""Shared, content-keyed sets under build/, made once and reused by every run that asks for
+the same key, and the artefacts' seals.
 
-    build/data/<dataset id>/          the selected images (links), labels, dataset.json
-    build/prep/<prep key>/            one preprocessed .bin per image, key.json, .done
-    build/<model>/refs/               links to the sets a model's runs use (for `clean-sets`)
+    build/data/<dataset id>/   the selected images (links), labels, dataset.json
+    build/prep/<prep key>/     one preprocessed .bin per image, .done; <key>.key.json beside it
+    build/<model>/refs/        links to the sets a model's runs use (for `clean`)
 
-A dataset id names the selected images and labels by their checksums (npuzoo/run.py); a prep
-key adds what changes the bytes: the geometry (resize, rule, interpolation, crop, crop offset,
-input shape), for float32 also mean and std, and the folder's preprocess.py (its syntax tree,
-so a comment or docstring does not count). The export key (`export_key`) is the same idea for
-the export: pth2onnx.py and its folder's other modules, and model.yaml's fields it reads.
-Models with the same preprocessing (MobileNetV1 and VoVNet39; with AIPP=1, uint8 before
-normalisation, four of the five) share one set.
+A dataset id names the selected images and labels by their checksums; a prep key adds what
+changes the bytes: model.yaml's geometry and input shape (for float32 also mean and std) and
+the folder's preprocess.py (its syntax tree: comments and docstrings do not count), so models
+with the same preprocessing share one set. The export key is the same idea for the export.
 
-    python3 -m npuzoo.store once --lock L --stamp S [--clean DIR] [--prep-check DATASET_JSON
-                                 BYTES] -- COMMAND...
-runs COMMAND (an argument list) unless another run already made S, holding the lock L so two
-runs never build one set at once; with --prep-check a stamped set is reused only when it holds
-one .bin of BYTES bytes per image of DATASET_JSON, else it is rebuilt. With --clean, DIR is
-removed before COMMAND runs (a partial set of a killed run) and S written when it succeeds.
-
-    python3 -m npuzoo.store clean [--dry-run]
-removes the sets under build/data/ and build/prep/ that no build/<model>/refs/ link points to.
-
-Artefacts are trusted by content, not by size or date: a preprocessed set's stamp (.done)
-records the sha256 of every .bin it holds, and an export, quantised graph or compiled model
-(ARTEFACTS) is sealed when its step writes it: `store seal FILE` records its sha256 in
-FILE.sha256. Before reuse they are checked through the stat cache of npuzoo.checksums (a file
-is re-read only when its stat changed, so a check costs a stat per file): a set holding an
-edited .bin is made again; `store check FILE...` (before a step reads an artefact) refuses one
-whose bytes are not the sealed ones in one line, and the run's driver removes such artefacts
-first (`remove_unsealed`) so that Make makes them again.
+`once --lock L --stamp S [--clean DIR] [--prep-check DATASET_JSON BYTES] -- COMMAND...` runs
+COMMAND unless S was made, holding the lock L (two runs never build one set at once); a stamped
+set is reused only when it holds one .bin of BYTES bytes per image of DATASET_JSON, each with
+the sha256 its stamp records, else it is made again (DIR removed first). `clean [--dry-run]`
+removes the sets no refs/ link points to. An artefact (ARTEFACTS) is sealed when its step
+writes it (`seal FILE`: FILE.sha256), and `check FILE...` refuses one whose bytes are not the
+sealed ones, in one line; digests come from the stat cache of npuzoo.checksums, so a check
+costs a stat per file. The driver removes unsealed artefacts first (`remove_unsealed`) so that
+Make makes them again.
 """
 
 import argparse
