@@ -105,9 +105,8 @@ class TopK:
 
 @dataclass(frozen=True)
 class ReferencePerf:
-    """One chip's published images/s by batch size, and what one figure covers: one chip
-    (`per: chip`) or a card of `chips` chips (the ModelZoo's Ascend310 tables are per Atlas 300I
-    card, four 310 chips)."""
+    """One chip's published images/s by batch size, per chip or per card of `chips` chips (the
+    ModelZoo's Ascend310 tables are per Atlas 300I card, four 310 chips)."""
     published: dict[int, float]
     per: str
     chips: int
@@ -184,14 +183,13 @@ class ModelSpec:
 Check = Callable[[Any], str | None]
 
 
-def _positive_int(value: Any) -> str | None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
-    return None if ok else "expected a positive integer"
+def _int_from(low: int) -> Check:
+    wanted = "a positive integer" if low else "an integer of 0 or more"
+    return lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= low \
+        else f"expected {wanted}"
 
 
-def _count(value: Any) -> str | None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-    return None if ok else "expected an integer of 0 or more"
+_positive_int, _count = _int_from(1), _int_from(0)
 
 
 def _number(value: Any) -> str | None:
@@ -524,12 +522,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python3 -m npuzoo.config",
         description="Validate model.yaml files, or print one model's Make variables.")
-    parser.add_argument("command", choices=["check", "makevars", "list"])
+    parser.add_argument("command", choices=["check", "makevars"])
     parser.add_argument("model", nargs="?", help="model name (all models if omitted)")
     args = parser.parse_args(argv)
-    if args.command == "list":
-        print(" ".join(model_names()))
-    elif args.command == "check":
+    if args.command == "check":
         for name in [args.model] if args.model else model_names():
             load(name)
             print(f"{name}: ok")

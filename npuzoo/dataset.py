@@ -54,21 +54,22 @@ def parse_labels(path: str, classes: int = 1000) -> dict[str, int]:
     return labels
 
 
-def index_images(val_dir: str) -> dict[str, str]:
-    """Map image file name to path for `val_dir` and one level of class folders."""
-    images: dict[str, str] = {}
+def image_paths(folder: str) -> list[str]:
+    """The images of `folder` and of its immediate subfolders (class folders), sorted by path."""
     try:
-        for entry in sorted(os.scandir(val_dir), key=lambda e: e.name):
-            if entry.is_dir():
-                candidates = sorted(os.scandir(entry.path), key=lambda e: e.name)
-            else:
-                candidates = [entry]
-            for item in candidates:
-                if item.is_file() and item.name.lower().endswith(IMAGE_EXTENSIONS):
-                    images.setdefault(item.name, item.path)
+        folders = [folder] + sorted(e.path for e in os.scandir(folder) if e.is_dir())
+        return sorted(e.path for f in folders for e in os.scandir(f)
+                      if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
     except OSError as err:  # a symlink loop (ELOOP), an unreadable folder
-        raise UserError(f"{err.filename or val_dir}: cannot read ({err.strerror}); fix or "
+        raise UserError(f"{err.filename or folder}: cannot read ({err.strerror}); fix or "
                         "remove it") from None
+
+
+def index_images(val_dir: str) -> dict[str, str]:
+    """Map image file name to path (the first by path where a name repeats)."""
+    images: dict[str, str] = {}
+    for path in image_paths(val_dir):
+        images.setdefault(os.path.basename(path), path)
     return images
 
 

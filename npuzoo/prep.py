@@ -36,7 +36,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from npuzoo import config
-from npuzoo.dataset import IMAGE_EXTENSIONS
+from npuzoo.dataset import IMAGE_EXTENSIONS, image_paths
 from npuzoo.errors import UserError, cli
 from npuzoo.files import write_error
 
@@ -76,13 +76,7 @@ def list_images(src: str) -> list[str]:
     """The images of SRC and of its immediate subfolders, sorted by path."""
     if not os.path.isdir(src):
         raise UserError(f"{src}: no such folder (SRC should hold the validation images)")
-    try:
-        folders = [src] + sorted(e.path for e in os.scandir(src) if e.is_dir())
-        paths = sorted(e.path for folder in folders for e in os.scandir(folder)
-                       if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
-    except OSError as err:  # a symlink loop (ELOOP), an unreadable folder
-        raise UserError(f"{err.filename or src}: cannot read ({err.strerror}); fix or remove "
-                        "it") from None
+    paths = image_paths(src)
     if not paths:
         raise UserError(f"{src}: no {'/'.join(IMAGE_EXTENSIONS)} images in it or in its "
                         "subfolders")
@@ -203,14 +197,6 @@ def run_parallel(paths: list[str], args: WorkerArgs, workers: int, bar: Bar) -> 
     return done
 
 
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def usable_cores() -> int:
     return len(os.sched_getaffinity(0))
 
@@ -230,12 +216,10 @@ def preprocess(model_dir: str, src: str, dst: str, limit: int | None = None,
         raise write_error(dst, err) from None
     workers = max(1, min(workers or usable_cores(), len(paths)))
     args = (model_dir, uint8, dst, tmp_root)
-    bar: Bar
-    if sys.stderr.isatty():
-        from tqdm import tqdm
-        bar = tqdm(total=len(paths), unit="img", desc="preprocess", file=sys.stderr)
-    else:
-        bar = _NoBar()
+    from tqdm import tqdm
+
+    bar: Bar = tqdm(total=len(paths), unit="img", desc="preprocess", file=sys.stderr,
+                    disable=not sys.stderr.isatty())
     try:
         if workers == 1:
             done = run_serial(paths, args, bar)

@@ -61,11 +61,7 @@ def read_requirements(path: str) -> list[tuple[str, str]] | None:
 
 def model_reports(reports_dir: str, name: str) -> list[Report]:
     """The current reports of one model (reports/<name>/ and its variant folders), sorted by
-    chip, variant and batch size.
-
-    Read with report.read_report: a malformed report (a batch_size written as a string,
-    missing keys, not JSON) is coerced or skipped with one `warning:` line naming the file,
-    never a traceback."""
+    chip, variant and batch size."""
     found = [report for _, report in reports.model_reports(reports_dir, name)]
     return sorted(found, key=lambda r: (soc_order(r["soc"]), history.variant(r), r["batch_size"]))
 

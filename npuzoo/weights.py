@@ -1,19 +1,13 @@
 """Weights: download the published file, verify its checksum, identify what a run uses.
 
-The Make variable WEIGHTS selects the weights:
-  (unset)     the published file from model.yaml's URL, checked against its md5/sha256;
-  a path      the user's own file (recorded as `published` when its checksum equals
-              model.yaml's, else `custom`);
-  random      seeded random initialisation (accuracy not meaningful).
-
-Weights are identified by content: `identify` names them `<source>-<first 12 hex digits of
-the sha256>` (or `random`), and every later artefact (ONNX, compiled model, results) lives
-under that id. A user's file is copied into build/<model>/weights/store/<sha256>.pth before
-use, so the export reads exactly the bytes that were hashed, whatever happens to the original
-later; a zip bomb (check_not_a_zip_bomb) is refused before any step reads it. The published
-file is verified on every run: its sha256 comes from a stat cache (npuzoo.checksums), and a
-file whose sha256 differs from the one accepted before is checked against model.yaml again
-(or, where no checksum is published, refused: it changed since it was downloaded).
+WEIGHTS unset: the published file from model.yaml's URL, checked against its md5/sha256; a
+path: the user's file (`published` when its checksum equals model.yaml's, else `custom`);
+`random`: seeded random initialisation. `identify` names weights by content,
+`<source>-<sha256[:12]>` (or `random`), and every later artefact lives under that id. A user's
+file is first copied into build/<model>/weights/store/<sha256>.pth, so the export reads the bytes
+that were hashed; a zip bomb is refused before any step reads it. The published file is verified
+on every run through the stat cache (npuzoo.checksums): content other than the one accepted
+before is checked against model.yaml again, or refused where no checksum is published.
 """
 
 import argparse
