@@ -41,7 +41,9 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 from bench_runner import build_network  # noqa: E402
-from npuzoo import bench, compile as npuzoo_compile  # noqa: E402
+
+from npuzoo import bench  # noqa: E402
+from npuzoo import compile as npuzoo_compile
 from npuzoo.bench.outputs import txt_bytes  # noqa: E402
 from npuzoo.bench.runner import default_threads  # noqa: E402
 from npuzoo.files import input_files  # noqa: E402
@@ -55,7 +57,7 @@ def synthetic_set(folder, count):
     rng = np.random.default_rng(0)
     for index in range(count):
         rng.standard_normal(IMAGE_BYTES // 4, dtype=np.float32).tofile(
-            os.path.join(folder, "ILSVRC2012_val_{:08d}.bin".format(index + 1)))
+            os.path.join(folder, f"ILSVRC2012_val_{index + 1:08d}.bin"))
 
 
 def runner(argv, threads):
@@ -118,16 +120,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     for flag in ("images", "batchsize", "rounds", "streams", "threads"):
         if getattr(args, flag) < 1:
-            parser.error("--{}: expected a positive integer, got {}".format(flag, getattr(args, flag)))
+            parser.error(f"--{flag}: expected a positive integer, got {getattr(args, flag)}")
     if args.prep and not os.path.isdir(args.prep):
-        parser.error("--prep {}: not a folder (give build/prep/<key>/ or leave it out)".format(args.prep))
+        parser.error(f"--prep {args.prep}: not a folder (give build/prep/<key>/ or leave it out)")
 
     with tempfile.TemporaryDirectory(prefix="bench_dataset_") as tmp:
         model, description, export = build_network("mobilenetv1")
         onnx_path = os.path.join(tmp, "mobilenetv1.onnx")
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             export(model, onnx_path)
-        compiled = os.path.join(tmp, "mobilenetv1_bs{}.onnx".format(args.batchsize))
+        compiled = os.path.join(tmp, f"mobilenetv1_bs{args.batchsize}.onnx")
         npuzoo_compile.compile_model(onnx_path, compiled, args.batchsize)
         if args.prep:
             prep = args.prep
@@ -136,10 +138,10 @@ def main(argv=None):
             prep = os.path.join(tmp, "prep")
             os.makedirs(prep)
             synthetic_set(prep, args.images)
-            source = "{} synthetic files".format(args.images)
+            source = f"{args.images} synthetic files"
         files = input_files(prep)
         if len(files) < args.batchsize:
-            sys.exit("error: {}: fewer than {} .bin files".format(prep, args.batchsize))
+            sys.exit(f"error: {prep}: fewer than {args.batchsize} .bin files")
         # Whole batches only, so every contender runs the same number of full batches.
         usable = len(files) // args.batchsize * args.batchsize
         batches = usable // args.batchsize
@@ -147,14 +149,13 @@ def main(argv=None):
         os.makedirs(subset)
         for path in files[:usable]:
             os.symlink(os.path.abspath(path), os.path.join(subset, os.path.basename(path)))
-        print("{}; {}, {} images in {} batches of {}; {} threads, {} stream(s); load average {:.2f}".format(
-            description, source, usable, batches, args.batchsize, args.threads, args.streams, loadavg()))
+        print(f"{description}; {source}, {usable} images in {batches} batches of {args.batchsize}; {args.threads} threads, {args.streams} stream(s); load average {loadavg():.2f}")
 
         contenders = {
-            "dataset mode": lambda r: dataset_round(compiled, subset, os.path.join(tmp, "out"), "r{}".format(r),
+            "dataset mode": lambda r: dataset_round(compiled, subset, os.path.join(tmp, "out"), f"r{r}",
                                                     args.batchsize, args.streams, args.threads),
             "pure inference": lambda r: pure_round(compiled, batches, args.streams, args.threads),
-            "plain ORT loop": lambda r: plain_round(compiled, files[:usable], os.path.join(tmp, "plain{}".format(r)),
+            "plain ORT loop": lambda r: plain_round(compiled, files[:usable], os.path.join(tmp, f"plain{r}"),
                                                     args.batchsize, args.threads),
         }
         names = list(contenders)
@@ -163,19 +164,18 @@ def main(argv=None):
             order = names[r % len(names):] + names[:r % len(names)]
             for name in order:
                 results[name].append(contenders[name](r))
-            print("round {}: ".format(r + 1) + ", ".join(
-                "{} {:.1f}".format(name, results[name][-1]) for name in names) + " images/s")
+            print(f"round {r + 1}: " + ", ".join(
+                f"{name} {results[name][-1]:.1f}" for name in names) + " images/s")
         print()
         for name in names:
             values = results[name]
-            print("{:<15} median {:7.1f} images/s (range {:.1f}-{:.1f})".format(
-                name, statistics.median(values), min(values), max(values)))
+            print(f"{name:<15} median {statistics.median(values):7.1f} images/s (range {min(values):.1f}-{max(values):.1f})")
         versus_pure = statistics.median(d / p for d, p in zip(results["dataset mode"], results["pure inference"]))
         versus_plain = statistics.median(d / p for d, p in zip(results["dataset mode"], results["plain ORT loop"]))
         print("dataset mode / pure inference: {:.3f} (target >= {}): {}".format(
             versus_pure, TARGET, "PASS" if versus_pure >= TARGET else "BELOW"))
-        print("dataset mode / plain ORT loop: {:.3f}".format(versus_plain))
-        print("load average at the end: {:.2f}".format(loadavg()))
+        print(f"dataset mode / plain ORT loop: {versus_plain:.3f}")
+        print(f"load average at the end: {loadavg():.2f}")
     return 0
 
 

@@ -101,7 +101,7 @@ LABELS = {
 
 
 def runner_name(backend, precision, streams):
-    return "runner/{}/{}/s{}".format(backend, precision, streams)
+    return f"runner/{backend}/{precision}/s{streams}"
 
 
 def label(name):
@@ -322,7 +322,7 @@ class Worker:
     def receive(self):
         line = self.proc.stdout.readline()
         if not line:
-            return {"error": "the worker exited (status {}); see {}".format(self.proc.wait(), self.log.name)}
+            return {"error": f"the worker exited (status {self.proc.wait()}); see {self.log.name}"}
         return json.loads(line)
 
     def close(self):
@@ -353,7 +353,7 @@ def prepare_model(name, given=None):
     if (model_config(name).get("upstream") or {}).get("sources"):
         tree = os.path.join(folder, "src")
         if not os.path.isdir(tree):
-            print("  {}: fetching the upstream tree (python3 -m npuzoo.source fetch)".format(name), flush=True)
+            print(f"  {name}: fetching the upstream tree (python3 -m npuzoo.source fetch)", flush=True)
             subprocess.run([sys.executable, "-m", "npuzoo.source", "fetch", name, tree, "--record",
                             os.path.join(folder, "source.json")], cwd=REPO, check=True,
                            env=dict(os.environ, PYTHONPATH=REPO))
@@ -361,7 +361,7 @@ def prepare_model(name, given=None):
         return os.path.abspath(given), tree
     path = os.path.join(folder, "random.onnx")
     if not os.path.isfile(path):
-        print("  {}: exporting random weights with models/{}/pth2onnx.py".format(name, name), flush=True)
+        print(f"  {name}: exporting random weights with models/{name}/pth2onnx.py", flush=True)
         command = [sys.executable, os.path.join(REPO, "models", name, "pth2onnx.py"), "random", path]
         subprocess.run(command + (["--source", tree] if tree else []), cwd=REPO, check=True,
                        stdout=subprocess.DEVNULL)
@@ -552,12 +552,12 @@ def bench_model(name, args, threads):
     onnx_path, tree = prepare_model(name, args.onnx.get(name))
     specs = contender_specs(name, onnx_path, tree, args, threads, args.int8.get(name))
     log_path = os.path.join(CACHE, name, "workers.log")
-    print("  {}: starting {} contenders (their output: {})".format(name, len(specs), os.path.relpath(log_path, REPO)),
+    print(f"  {name}: starting {len(specs)} contenders (their output: {os.path.relpath(log_path, REPO)})",
           flush=True)
     workers = {key: Worker(key, spec, log_path) for key, spec in specs.items()}
     names = [key for key in specs if key != "conv"]
     load_start = os.getloadavg()[0]
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     try:
         for key, worker_ in workers.items():
             reply = worker_.receive()
@@ -585,7 +585,7 @@ def bench_model(name, args, threads):
                         measured[bs][key].append(None)
                         continue
                     measured[bs][key].append(reply)
-                line = "  {} BS {:>2} round {}/{}: ".format(name, bs, index + 1, args.rounds)
+                line = f"  {name} BS {bs:>2} round {index + 1}/{args.rounds}: "
                 line += ", ".join("{} {:.1f}".format(k, measured[bs][k][-1]["images_per_s"])
                                   for k in ("ort", runner_name(args.backends[0], "fp32", args.streams[0]))
                                   if k in measured[bs] and measured[bs][k] and measured[bs][k][-1])
@@ -625,7 +625,7 @@ def bench_model(name, args, threads):
                      "warmup": args.warmup, "threads": threads, "batch_sizes": args.batch_sizes,
                      "streams": args.streams, "quick": args.quick, "wait_quiet": args.wait_quiet,
                      "onnx": "given: " + os.path.relpath(onnx_path, REPO) if name in args.onnx
-                     else "random weights (seed 0), models/{}/pth2onnx.py".format(name),
+                     else f"random weights (seed 0), models/{name}/pth2onnx.py",
                      "int8": os.path.relpath(args.int8[name], REPO) if name in args.int8 else None},
         "gflop_per_image": gflop,
         "attainable_gflops": {"median": attainable, "range": spread(conv_quiet or conv),
@@ -649,7 +649,7 @@ def print_block(name, block):
           "{:.2f} -> {:.2f}; {} of {} measurements contended".format(
               name, block["gflop_per_image"],
               "{:.1f}".format(attainable["median"]) if attainable["median"] else "?",
-              "-".join("{:.1f}".format(v) for v in attainable["range"]) if attainable["range"] else "?",
+              "-".join(f"{v:.1f}" for v in attainable["range"]) if attainable["range"] else "?",
               block["loadavg_1m"]["start"], block["loadavg_1m"]["end"], block["contended_measurements"],
               block["measurements"]))
     print("{:>3}  {:<42} {:>9} {:>17} {:>7} {:>15} {:>7}  {}".format(
@@ -667,13 +667,13 @@ def print_block(name, block):
     if block["winner"]:
         w = block["winner"]
         print("runner OpenVINO / runner ONNX Runtime: {} (geometric mean {:.3f}): {} wins {}".format(
-            ", ".join("{} {:.3f}".format(k, v) for k, v in w["openvino_over_onnxruntime"].items()),
+            ", ".join(f"{k} {v:.3f}" for k, v in w["openvino_over_onnxruntime"].items()),
             w["geomean"], w["backend"], name))
 
 
 def write_json(path, document):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = "{}.{}.tmp".format(path, os.getpid())
+    tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as handle:
         json.dump(document, handle, indent=1)
         handle.write("\n")
@@ -687,7 +687,7 @@ def parse_pairs(values, flag):
         if not sep or name not in MODELS:
             sys.exit("error: {} {!r}: expected MODEL=PATH with MODEL one of {}".format(flag, value, ", ".join(MODELS)))
         if not os.path.isfile(path):
-            sys.exit("error: {} {}: no such file".format(flag, path))
+            sys.exit(f"error: {flag} {path}: no such file")
         pairs[name] = path
     return pairs
 
@@ -780,10 +780,10 @@ def main(argv=None):
         "this run" if args.no_write else os.path.relpath(args.out, REPO), verdict["choice"],
         ", ".join(verdict["votes"]["openvino"]) or "none", ", ".join(verdict["votes"]["onnxruntime"]) or "none",
         "; model.yaml runtime.backend candidates: " + ", ".join(
-            "{}: {}".format(k, v) for k, v in verdict["per_model_overrides"].items())
+            f"{k}: {v}" for k, v in verdict["per_model_overrides"].items())
         if verdict["per_model_overrides"] else ""))
     if not args.no_write:
-        print("wrote {}".format(os.path.relpath(args.out, REPO)))
+        print(f"wrote {os.path.relpath(args.out, REPO)}")
     return 0
 
 

@@ -59,7 +59,7 @@ def build_network(network):
     if network == "mobilenetv1":
         script = os.path.join(REPO, "models", "mobilenetv1", "pth2onnx.py")
         if not os.path.isfile(script):
-            sys.exit("error: {} not found; use --network torchvision:NAME".format(script))
+            sys.exit(f"error: {script} not found; use --network torchvision:NAME")
         pth2onnx = load_by_path(script, "_mobilenetv1_pth2onnx")
         with contextlib.redirect_stderr(io.StringIO()):   # its "random weights" warning
             model = pth2onnx.build_model("random")
@@ -77,8 +77,8 @@ def build_network(network):
             torch.onnx.export(module, torch.zeros(1, 3, 224, 224), path, dynamo=False, opset_version=11,
                               input_names=["image"], output_names=["class"],
                               dynamic_axes={"image": {0: "-1"}, "class": {0: "-1"}})
-        return model, "torchvision {} (random weights)".format(name), export
-    sys.exit("error: --network {!r}: expected mobilenetv1 or torchvision:NAME".format(network))
+        return model, f"torchvision {name} (random weights)", export
+    sys.exit(f"error: --network {network!r}: expected mobilenetv1 or torchvision:NAME")
 
 
 def time_calls(call, warmup, loop):
@@ -138,7 +138,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     for flag in ("batchsize", "loop", "rounds"):
         if getattr(args, flag) <= 0:
-            parser.error("--{} must be positive".format(flag))
+            parser.error(f"--{flag} must be positive")
     threads = args.threads or default_threads()
 
     import onnxruntime as ort
@@ -163,7 +163,7 @@ def main(argv=None):
             with torch.inference_mode():
                 ref = model(torch.from_numpy(ones)).numpy()
             got = sess.run(None, {sess.get_inputs()[0].name: ones})[0]
-            check = "max |ORT - PyTorch| on a ones input: {:.2e}".format(float(np.abs(got - ref).max()))
+            check = f"max |ORT - PyTorch| on a ones input: {float(np.abs(got - ref).max()):.2e}"
             del sess
 
         results = {"runner": [], "ort": [], "torch": []}
@@ -185,30 +185,28 @@ def main(argv=None):
     median = {key: statistics.median(values) for key, values in results.items()}
     paired = [r / o for r, o in zip(results["runner"], results["ort"])]
     torch_paired = [o / t for o, t in zip(results["ort"], results["torch"])]
-    print("network: {}".format(description))
+    print(f"network: {description}")
     print("onnx: {}{}".format(args.model_onnx or "(temporary export)", "" if exported else " (given)"))
-    print("batch size {}, {} timed + {} warm-up calls per backend per round, {} rounds, {} threads; "
-          "onnxruntime {}, torch {}, numpy {}".format(args.batchsize, args.loop, args.warmup, args.rounds,
-                                                      threads, ort.__version__, torch.__version__,
-                                                      np.__version__))
-    print("load average (1 min) before / after: {:.2f} / {:.2f} on {} usable cores: other work on the "
-          "machine slows every backend".format(load_before[0], os.getloadavg()[0], len(os.sched_getaffinity(0))))
+    print(f"batch size {args.batchsize}, {args.loop} timed + {args.warmup} warm-up calls per backend per round, {args.rounds} rounds, {threads} threads; "
+          f"onnxruntime {ort.__version__}, torch {torch.__version__}, numpy {np.__version__}")
+    print(f"load average (1 min) before / after: {load_before[0]:.2f} / {os.getloadavg()[0]:.2f} on {len(os.sched_getaffinity(0))} usable cores: other work on the "
+          "machine slows every backend")
     if check:
         print(check)
-    print("runner's last printed line: {}".format(runner_line))
+    print(f"runner's last printed line: {runner_line}")
     print()
     print("{:<34} {:>14}   {}".format("backend", "images/s", "rounds"))
     for key, label in (("runner", "npuzoo.bench runner (a)"), ("ort", "plain ORT session.run loop (b)"),
                        ("torch", "PyTorch eager (c)")):
         print("{:<34} {:>14.1f}   {}".format(label, median[key],
-                                             " ".join("{:.1f}".format(v) for v in results[key])))
+                                             " ".join(f"{v:.1f}" for v in results[key])))
     print()
     ratio = statistics.median(paired)
     verdict = "PASS" if ratio >= MIN_RATIO else "FAIL"
     print("runner / plain ORT: {:.3f}  {} (>= {}; median of the per-round ratios {})".format(
-        ratio, verdict, MIN_RATIO, " ".join("{:.3f}".format(v) for v in paired)))
+        ratio, verdict, MIN_RATIO, " ".join(f"{v:.3f}" for v in paired)))
     print("ORT / PyTorch: {:.3f}  (median of the per-round ratios {})".format(
-        statistics.median(torch_paired), " ".join("{:.3f}".format(v) for v in torch_paired)))
+        statistics.median(torch_paired), " ".join(f"{v:.3f}" for v in torch_paired)))
     return 0 if verdict == "PASS" else 1
 
 

@@ -24,6 +24,8 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +33,7 @@ from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write, umask
 
 
-def calibration_reader(prep_dir, input_name, shape):
+def calibration_reader(prep_dir: str, input_name: str, shape: list[int]) -> tuple[Any, int]:
     """A CalibrationDataReader over the .bin files of `prep_dir`, one image at a time."""
     from onnxruntime.quantization import CalibrationDataReader
 
@@ -40,11 +42,11 @@ def calibration_reader(prep_dir, input_name, shape):
         raise UserError(f"{prep_dir}: no preprocessed calibration images; rerun the make command")
     size = int(np.prod(shape)) * 4
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
             self.pending = iter(files)
 
-        def get_next(self):
+        def get_next(self) -> dict[str, np.ndarray] | None:
             path = next(self.pending, None)
             if path is None:
                 return None
@@ -57,12 +59,10 @@ def calibration_reader(prep_dir, input_name, shape):
     return Reader(), len(files)
 
 
-def quantize(model_path, prep_dir, out_path):
+def quantize(model_path: str, prep_dir: str, out_path: str) -> None:
     import onnx
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
-
     from onnx import version_converter
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     model = onnx.load(model_path)
     graph_input = model.graph.input[0]
@@ -93,7 +93,7 @@ def quantize(model_path, prep_dir, out_path):
     print(f"quantized {model_path} -> {out_path} (int8 QDQ, calibrated on {count} images)")
 
 
-def calibration_record(dataset_json):
+def calibration_record(dataset_json: str) -> dict[str, Any]:
     with open(dataset_json, encoding="utf-8") as handle:
         info = json.load(handle)
     return {"dataset": info.get("name"), "images": info.get("images"),
@@ -103,7 +103,7 @@ def calibration_record(dataset_json):
 
 
 @cli
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python3 -m npuzoo.quantize",
                                      description="Static int8 quantisation for the CPU.")
     sub = parser.add_subparsers(dest="action", required=True)
@@ -119,7 +119,7 @@ def main(argv=None):
     if args.action == "model":
         quantize(args.onnx, args.prep, args.out)
         return
-    extra = {}
+    extra: dict[str, Any] = {}
     if args.base:
         with open(args.base, encoding="utf-8") as handle:
             extra = json.load(handle)

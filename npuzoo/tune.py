@@ -16,6 +16,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import IO, Any
 
 from npuzoo import engines, history
 from npuzoo.errors import UserError
@@ -27,7 +29,10 @@ MARGIN = 0.03   # another layout replaces the fallback only when this much faste
 VERSION = 1     # of layouts() and of the measurement: a change retunes
 
 
-def layouts(fallback: str, threads: int) -> list[dict]:
+Layout = dict[str, Any]
+
+
+def layouts(fallback: str, threads: int) -> list[Layout]:
     """The layouts tried, the fallback engine's one-stream layout first: per installed engine
     one stream of all threads and one single-thread stream per thread, and OpenVINO's own
     THROUGHPUT hint (it picks its streams; one infer request per thread)."""
@@ -45,7 +50,7 @@ def layouts(fallback: str, threads: int) -> list[dict]:
 CHILD_TIMEOUT = 600   # seconds a layout's process may take (loading a big graph included)
 
 
-def _child(send, target, args):
+def _child(send: Any, target: Callable[..., Any], args: tuple[Any, ...]) -> None:
     try:
         send.send(("ok", target(*args)))
     except Exception as err:  # said in the parent as this layout's error
@@ -53,11 +58,10 @@ def _child(send, target, args):
         send.send(("error", text.splitlines()[0] if text else type(err).__name__))
 
 
-def isolated(target, *args, timeout=CHILD_TIMEOUT):
+def isolated(target: Callable[..., Any], *args: Any, timeout: float = CHILD_TIMEOUT) -> Any:
     """target(*args) in a fresh Python process (multiprocessing spawn), its value returned:
-    an engine that crashes the process on some graph and CPU (OpenVINO 2026.4 segfaults on
-    DPN131's int8 QDQ graph on an AMD EPYC) costs that layout, not the run. An exception there,
-    a crash or no answer within `timeout` becomes a UserError here."""
+    an engine that crashes the process on some graph and CPU costs that layout, not the run.
+    An exception there, a crash or no answer within `timeout` becomes a UserError here."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
@@ -73,8 +77,8 @@ def isolated(target, *args, timeout=CHILD_TIMEOUT):
     except EOFError:
         child.join()
         code = child.exitcode
-        raise UserError(f"the engine's process stopped ("
-                        f"{f'signal {-code}' if code and code < 0 else f'exit status {code}'})") from None
+        how = f"signal {-code}" if code and code < 0 else f"exit status {code}"
+        raise UserError(f"the engine's process stopped ({how})") from None
     finally:
         child.join()
         receive.close()
@@ -83,7 +87,8 @@ def isolated(target, *args, timeout=CHILD_TIMEOUT):
     return value
 
 
-def cache_key(model_path: str, precision: str, batchsize, threads: int) -> tuple[str, dict]:
+def cache_key(model_path: str, precision: str, batchsize: int, threads: int
+              ) -> tuple[str, dict[str, Any]]:
     """(key, what it hashes) of a tuning choice."""
     fields = {"machine": history.fingerprint("cpu", cpu_description(), cpu_isa())["id"],
               "graph_sha256": sha256_file(model_path), "precision": precision,
@@ -92,15 +97,16 @@ def cache_key(model_path: str, precision: str, batchsize, threads: int) -> tuple
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16], fields
 
 
-def describe(layout: dict) -> str:
+def describe(layout: Layout) -> str:
     engine = engines.BACKEND_LABELS.get(layout["engine"], layout["engine"])
     if layout.get("hint"):
         return f"{engine} {layout['hint']} hint"
     return f"{engine} {layout['streams']} stream(s) x {layout['threads_per_stream']} thread(s)"
 
 
-def choose(cache_dir: str, key: str, fields: dict, candidates: list[dict], measure,
-           label: str = "", out=None) -> dict:
+def choose(cache_dir: str, key: str, fields: dict[str, Any], candidates: list[Layout],
+           measure: Callable[[Layout], float], label: str = "", out: IO[str] | None = None
+           ) -> dict[str, Any]:
     """The cached choice of `key`, else: time every candidate with `measure(layout)` (images/s;
     a UserError skips that layout), keep the first one unless another beats it by MARGIN,
     cache and return the record (`cache`: "reused" or "new")."""

@@ -30,7 +30,7 @@ def _named_shapes(text: str, flag: str, inputs: list[TensorDesc]) -> dict[str, l
                 raise ValueError
             shape = [int(v) for v in dims.split(",")]
         except ValueError:
-            raise UserError('{} "{}": expected "name:d,d,...;name2:d,..."'.format(flag, text)) from None
+            raise UserError(f'{flag} "{text}": expected "name:d,d,...;name2:d,..."') from None
         if name not in names:
             raise UserError("{}: the model has no input '{}' (inputs: {})".format(
                 flag, name, ", ".join(names)))
@@ -44,16 +44,16 @@ def _dynamic_request(inputs: list[TensorDesc], args: argparse.Namespace
     given (as T23, only that one applies)."""
     if args.dymBatch:
         if inputs and inputs[0].shape and inputs[0].shape[0] not in (-1, args.dymBatch):
-            raise UserError("--dymBatch {}: model input '{}' has a static batch of {}; export it "
-                            "with a dynamic batch".format(args.dymBatch, inputs[0].name,
-                                                          inputs[0].shape[0]))
+            raise UserError(f"--dymBatch {args.dymBatch}: model input '{inputs[0].name}' has a "
+                            f"static batch of {inputs[0].shape[0]}; export it "
+                            "with a dynamic batch")
     elif args.dymHW is not None:
         try:
             hw = [int(v) for v in args.dymHW.split(",")]
             if len(hw) != 2 or min(hw) <= 0:
                 raise ValueError
         except ValueError:
-            raise UserError('--dymHW "{}": expected "h,w"'.format(args.dymHW)) from None
+            raise UserError(f'--dymHW "{args.dymHW}": expected "h,w"') from None
         return {}, hw
     elif args.dymDims is not None:
         return _named_shapes(args.dymDims, "--dymDims", inputs), None
@@ -67,11 +67,10 @@ def _shape_of(desc: TensorDesc, named: dict[str, list[int]], hw: list[int] | Non
     model = desc.shape
     if desc.name in named:
         shape = named[desc.name]
-        if len(shape) != len(model) or any(m != -1 and m != s for m, s in zip(model, shape)):
-            raise UserError("input '{}': shape {} does not fit the model's {}".format(
-                desc.name, shape, model))
+        if len(shape) != len(model) or any(m not in (-1, s) for m, s in zip(model, shape)):  # noqa: B905
+            raise UserError(f"input '{desc.name}': shape {shape} does not fit the model's {model}")
         if min(shape, default=1) <= 0:
-            raise UserError("input '{}': shape {} has a non-positive dim".format(desc.name, shape))
+            raise UserError(f"input '{desc.name}': shape {shape} has a non-positive dim")
         return shape
     shape = list(model)
     if shape and shape[0] == -1:
@@ -95,8 +94,9 @@ def resolve_shapes(inputs: list[TensorDesc], args: argparse.Namespace) -> str | 
         if -1 in shape:
             desc.resolved, desc.realsize = None, None
             dims = ",".join("d" if d == -1 else str(d) for d in desc.shape)
-            problem = problem or ("input '{}' has dynamic dims {}; give its shape with --dymShape "
-                                  '"{}:{}"'.format(desc.name, desc.shape, desc.name, dims))
+            problem = problem or (f"input '{desc.name}' has dynamic dims {desc.shape}; give its "
+                                  "shape with --dymShape "
+                                  f'"{desc.name}:{dims}"')
             continue
         desc.resolved = shape
         desc.realsize = int(np.prod(shape, dtype=np.int64)) * np.dtype(desc.datatype).itemsize
@@ -120,21 +120,23 @@ def file_datasize(path: str) -> int:
             return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         return os.path.getsize(path)
     except OSError as err:
-        raise UserError("cannot read input file {}: {}".format(path, err.strerror)) from None
+        raise UserError(f"cannot read input file {path}: {err.strerror}") from None
     except ValueError as err:
-        raise UserError("{}: not a valid .npy file ({})".format(path, err)) from None
+        raise UserError(f"{path}: not a valid .npy file ({err})") from None
 
 
 def load_npy(path: str) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
+        array: np.ndarray = np.load(path, allow_pickle=False)
+        return array
     except (OSError, ValueError) as err:
-        raise UserError("{}: cannot load it as .npy ({})".format(path, err)) from None
+        raise UserError(f"{path}: cannot load it as .npy ({err})") from None
 
 
 def _multiple_error(count: int, n_inputs: int) -> UserError:
-    return UserError("--input gives {} files for a model with {} inputs; give a multiple "
-                     "of {}".format(count, n_inputs, n_inputs))
+    return UserError(f"--input gives {count} files for a model with {n_inputs} inputs; give a "
+                     "multiple "
+                     f"of {n_inputs}")
 
 
 def list_input_files(inputs_list: list[str], n_inputs: int) -> list[list[str]]:
@@ -144,22 +146,22 @@ def list_input_files(inputs_list: list[str], n_inputs: int) -> list[list[str]]:
     if os.path.isfile(first):
         for index, path in enumerate(inputs_list):
             if not os.path.isfile(path):
-                raise UserError("--input: input[{}] '{}' is not a file".format(index, path))
+                raise UserError(f"--input: input[{index}] '{path}' is not a file")
         if len(inputs_list) % n_inputs:
             raise _multiple_error(len(inputs_list), n_inputs)
         chunk = len(inputs_list) // n_inputs
         return [inputs_list[k * chunk:(k + 1) * chunk] for k in range(n_inputs)]
     if os.path.isdir(first):
         if len(inputs_list) != n_inputs:
-            raise UserError("--input gives {} directories but the model has {} inputs".format(
-                len(inputs_list), n_inputs))
+            raise UserError(f"--input gives {len(inputs_list)} directories but the model has "
+                            f"{n_inputs} inputs")
         fileslists = [input_files(folder) for folder in inputs_list]
         counts = [len(files) for files in fileslists]
         if len(set(counts)) > 1:
             raise UserError("--input directories hold different numbers of files: {}".format(
-                ", ".join("{} ({})".format(d, c) for d, c in zip(inputs_list, counts))))
+                ", ".join(f"{d} ({c})" for d, c in zip(inputs_list, counts, strict=True))))
         return fileslists
-    raise UserError("--input: '{}' is neither a file nor a directory".format(first))
+    raise UserError(f"--input: '{first}' is neither a file nor a directory")
 
 
 def split_inputs_for_devices(inputs: str, n_inputs: int, jobs: int) -> list[str]:
@@ -172,7 +174,7 @@ def split_inputs_for_devices(inputs: str, n_inputs: int, jobs: int) -> list[str]
     elif os.path.isdir(inputs_list[0]):
         files = [path for group in list_input_files(inputs_list, n_inputs) for path in group]
     else:
-        raise UserError("--input: '{}' is neither a file nor a directory".format(inputs_list[0]))
+        raise UserError(f"--input: '{inputs_list[0]}' is neither a file nor a directory")
     per_input = math.ceil(len(files) / n_inputs)
     shares: list[list[str]] = [[] for _ in range(jobs)]
     for start in range(0, len(files), per_input):
@@ -181,14 +183,15 @@ def split_inputs_for_devices(inputs: str, n_inputs: int, jobs: int) -> list[str]
         for j, begin in enumerate(range(0, len(chunk), per_device)):
             shares[j].extend(chunk[begin:begin + per_device])
     if any(not share for share in shares):
-        raise UserError("--device lists {} devices but --input has only {} files per model input; "
-                        "give fewer devices".format(jobs, per_input))
+        raise UserError(f"--device lists {jobs} devices but --input has only {per_input} files "
+                        "per model input; "
+                        "give fewer devices")
     return [",".join(share) for share in shares]
 
 
 def size_error(k: int, tensorsize: int, filesize: int, path: str, detail: str) -> UserError:
-    return UserError("arg{} tensorsize: {} filesize: {} not match ({}: {})".format(
-        k, tensorsize, filesize, path, detail))
+    return UserError(f"arg{k} tensorsize: {tensorsize} filesize: {filesize} not match "
+                     f"({path}: {detail})")
 
 
 def _files_per_batch(fileslists: list[list[str]], inputs: list[TensorDesc]) -> int:
@@ -198,17 +201,17 @@ def _files_per_batch(fileslists: list[list[str]], inputs: list[TensorDesc]) -> i
         raise size_error(0, tensorsize, filesize, fileslists[0][0],
                          "input 0 of the model must take a whole number of such files")
     files_per_batch = tensorsize // filesize
-    for k, (desc, files) in enumerate(zip(inputs, fileslists)):
+    for k, (desc, files) in enumerate(zip(inputs, fileslists, strict=True)):
         realsize = desc.realsize or 0
         if realsize % files_per_batch:
             raise size_error(k, realsize, file_datasize(files[0]), files[0],
-                             "{} files per batch do not divide input {}".format(files_per_batch, k))
+                             f"{files_per_batch} files per batch do not divide input {k}")
         expected = realsize // files_per_batch
         for path in files:
             size = file_datasize(path)
             if size != expected:
                 raise size_error(k, realsize, size, path,
-                                 "every file of input {} must hold {} bytes".format(k, expected))
+                                 f"every file of input {k} must hold {expected} bytes")
     return files_per_batch
 
 
@@ -218,8 +221,9 @@ def plan_batches(fileslists: list[list[str]], inputs: list[TensorDesc], no_combi
     the last one padded with PADDING_INFER_FAKE_FILE."""
     files_per_batch = 1 if no_combine else _files_per_batch(fileslists, inputs)
     runcount = math.ceil(len(fileslists[0]) / files_per_batch)
-    logging.getLogger("npuzoo.bench").info("get filesperbatch files0 size:{} tensor0size:{} filesperbatch:{} runcount:{}".format(
-        file_datasize(fileslists[0][0]), inputs[0].realsize, files_per_batch, runcount))
+    logging.getLogger("npuzoo.bench").info(
+        f"get filesperbatch files0 size:{file_datasize(fileslists[0][0])} tensor0size:"
+        f"{inputs[0].realsize} filesperbatch:{files_per_batch} runcount:{runcount}")
     batches = []
     for i in range(runcount):
         batch = []
@@ -240,10 +244,10 @@ def read_into(buf: np.ndarray, offset: int, size: int, path: str) -> None:
         return
     try:
         with open(path, "rb") as handle:
-            got = handle.readinto(memoryview(buf)[offset:offset + size])
+            got = handle.readinto(memoryview(buf)[offset:offset + size])  # type: ignore[arg-type]
             extra = handle.read(1)
     except OSError as err:
-        raise UserError("cannot read input file {}: {}".format(path, err.strerror)) from None
+        raise UserError(f"cannot read input file {path}: {err.strerror}") from None
     if got != size or extra:
         raise size_error(0, buf.size, os.path.getsize(path), path,
                          "the file changed size during the run")
@@ -252,12 +256,12 @@ def read_into(buf: np.ndarray, offset: int, size: int, path: str) -> None:
 def _npy_feed(path: str, desc: TensorDesc) -> np.ndarray:
     """--auto_set_dym*_mode: one .npy with its own shape."""
     if not is_npy(path):
-        raise UserError("{}: --auto_set_dymshape_mode/--auto_set_dymdims_mode need .npy "
-                        "inputs, which carry their shape".format(path))
+        raise UserError(f"{path}: --auto_set_dymshape_mode/--auto_set_dymdims_mode need .npy "
+                        "inputs, which carry their shape")
     array = load_npy(path)
     if array.dtype != np.dtype(desc.datatype):
-        raise UserError("{}: dtype {} but model input '{}' takes {}".format(
-            path, array.dtype, desc.name, np.dtype(desc.datatype).name))
+        raise UserError(f"{path}: dtype {array.dtype} but model input '{desc.name}' takes "
+                        f"{np.dtype(desc.datatype).name}")
     return np.ascontiguousarray(array)
 
 
@@ -267,7 +271,7 @@ def make_feeds(batch: Batch, inputs: list[TensorDesc], args: argparse.Namespace,
     conversion), padded slots filled with the batch's first file; pure inference's bytes are
     zeros or random 0-255, fresh on each call."""
     feeds = {}
-    for desc, files in zip(inputs, batch):
+    for desc, files in zip(inputs, batch, strict=True):
         if args.no_combine_tensor_mode and files[0] != PURE_INFER_FAKE_FILE:
             feeds[desc.name] = array = _npy_feed(files[0], desc)
             if batchsizes is not None and desc is inputs[0]:

@@ -21,11 +21,12 @@ CONTENDED_SHARE = 0.10   # other processes' share of the CPUs above which a figu
 REFERENCE_CHANGE = 0.15  # the reference kernel's time change, before vs after, that is contended
 MIN_TICKS = 100          # of CPU capacity (cpus x wall time) below which no verdict is given
 WINDOWS = 5              # the timed loop is judged in this many consecutive windows
-RULE = ("other_cpu_s > {:g} * cpus * wall_s (other processes' CPU time on this process's "
+RULE = (f"other_cpu_s > {CONTENDED_SHARE:g} * cpus * wall_s (other processes' CPU time on this "
+        "process's "
         "CPUs, from /proc/stat minus its own), or a reference kernel's time before vs after "
-        "the loop changed by more than {:.0%}; null when cpus * wall_s is under {} clock "
-        "ticks (too short to judge) or /proc/stat is absent".format(
-            CONTENDED_SHARE, REFERENCE_CHANGE, MIN_TICKS))
+        f"the loop changed by more than {REFERENCE_CHANGE:.0%}; null when cpus * wall_s is under "
+        f"{MIN_TICKS} clock "
+        "ticks (too short to judge) or /proc/stat is absent")
 
 
 def reference_kernel_ms(repeats: int = 7) -> float:
@@ -67,7 +68,7 @@ class LoadMonitor:
         except OSError:
             return None
         per_cpu = {fields[0]: fields[1:] for fields in lines}
-        names = ["cpu{}".format(c) for c in self.cpus]
+        names = [f"cpu{c}" for c in self.cpus]
         if all(name in per_cpu for name in names):
             rows, count = [per_cpu[name] for name in names], len(names)
         elif "cpu" in per_cpu:
@@ -101,7 +102,8 @@ class LoadMonitor:
         busy1 = self._busy()
         ref1 = self.reference()
         change = ref1 / self.ref0 - 1 if self.ref0 and ref1 else None
-        outside = change is not None and max(ref1 / self.ref0, self.ref0 / ref1) - 1 > REFERENCE_CHANGE
+        outside = change is not None and \
+            max(ref1 / self.ref0, self.ref0 / ref1) - 1 > REFERENCE_CHANGE
         result: dict[str, Any] = {
             "loadavg_1m_start": self.load0, "loadavg_1m_end": os.getloadavg()[0],
             "cpus": len(self.cpus), "own_cpu_s": round(own, 3), "other_cpu_s": None,

@@ -27,27 +27,27 @@ def str2bool(value: str | bool) -> bool:
     if value.lower() in ("no", "false", "f", "n", "0"):
         return False
     raise argparse.ArgumentTypeError(
-        "Boolean value expected true, 1, false, 0 with case insensitive, got '{}'".format(value))
+        f"Boolean value expected true, 1, false, 0 with case insensitive, got '{value}'")
 
 
 def integer(value: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError("'{}' is not an integer".format(value)) from None
+        raise argparse.ArgumentTypeError(f"'{value}' is not an integer") from None
 
 
 def positive_integer(value: str) -> int:
     ivalue = integer(value)
     if ivalue <= 0:
-        raise argparse.ArgumentTypeError("%s is an invalid positive int value" % value)
+        raise argparse.ArgumentTypeError(f"{value} is an invalid positive int value")
     return ivalue
 
 
 def nonnegative_integer(value: str) -> int:
     ivalue = integer(value)
     if ivalue < 0:
-        raise argparse.ArgumentTypeError("%s is an invalid nonnegative int value" % value)
+        raise argparse.ArgumentTypeError(f"{value} is an invalid nonnegative int value")
     return ivalue
 
 
@@ -55,9 +55,9 @@ def nonnegative_float(value: str) -> float:
     try:
         fvalue = float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError("'{}' is not a number".format(value)) from None
+        raise argparse.ArgumentTypeError(f"'{value}' is not a number") from None
     if not fvalue >= 0 or math.isinf(fvalue):
-        raise argparse.ArgumentTypeError("%s is an invalid nonnegative number" % value)
+        raise argparse.ArgumentTypeError(f"{value} is an invalid nonnegative number")
     return fvalue
 
 
@@ -67,7 +67,7 @@ def device_ids(value: str) -> int | list[int]:
         ivalue = integer(text)
         if not 0 <= ivalue <= 255:
             raise argparse.ArgumentTypeError(
-                "device:{} is invalid. valid value range is [0, 255]".format(value))
+                f"device:{value} is invalid. valid value range is [0, 255]")
         return ivalue
 
     return [one(v) for v in value.split(",")] if "," in value else one(value)
@@ -78,7 +78,7 @@ class _Parser(argparse.ArgumentParser):
     (--warmup_count / --warmup-count) as one when a prefix matches both."""
 
     def error(self, message: str) -> NoReturn:
-        raise UserError("{} (see {} --help)".format(message, self.prog))
+        raise UserError(f"{message} (see {self.prog} --help)")
 
     def _get_option_tuples(self, option_string: str) -> list[Any]:
         seen: set[int] = set()
@@ -113,7 +113,7 @@ def _t23_flags(parser: argparse.ArgumentParser) -> None:
     add("--dymHW", type=str, default=None, help='dynamic image size "h,w"')
     add("--dymDims", type=str, default=None, help='dynamic dims "name:1,600;name2:1,600"')
     add("--dymShape", type=str, default=None, help='dynamic shape "name:1,3,224,224;..."')
-    add("--outputSize", type=str, default=None, help="accepted and ignored (ONNX Runtime sizes outputs)")
+    add("--outputSize", type=str, default=None, help="accepted and ignored")
     add_bool("--auto_set_dymshape_mode", help="take each input's shape from its .npy")
     add_bool("--auto_set_dymdims_mode", help="take each input's shape from its .npy")
     add("--batchsize", type=positive_integer, default=None,
@@ -141,7 +141,7 @@ def _npuzoo_flags(parser: argparse.ArgumentParser) -> None:
         help="batches in flight at once, each on its own session of max(1, T // N) threads "
              "(T: NPUZOO_THREADS or the usable cores); default 1, as ais_bench")
     add("--backend", choices=list(engines.BACKENDS), default=None,
-        help="CPU engine (default: {}; onnxruntime for an .ort file)".format(engines.DEFAULT_BACKEND))
+        help=f"CPU engine (default: {engines.DEFAULT_BACKEND}; onnxruntime for an .ort file)")
     add("--precision", choices=list(engines.PRECISIONS), default=None,
         help="what the model file is: fp32, or int8 (a quantised graph); checked against the "
              "graph and recorded (default: fp32, unchecked)")
@@ -167,22 +167,22 @@ def _check_t23(args: argparse.Namespace) -> None:
         raise UserError("parameter --output_dirname can't be used alone; "
                         "use it together with --output")
     if args.output_dirname is not None and not args.output_dirname.strip("/\\ "):
-        raise UserError("--output_dirname '{}' is not a folder name".format(args.output_dirname))
+        raise UserError(f"--output_dirname '{args.output_dirname}' is not a folder name")
     for dest, flag, why in UNSUPPORTED:
         if getattr(args, dest) not in (None, False):
-            raise UserError("{} is not supported by this runner (ONNX Runtime on CPU: {})"
-                            .format(flag, why))
+            raise UserError(f"{flag} is not supported by this runner (ONNX Runtime on CPU: {why})"
+                            )
     if args.dymBatch < 0:
-        raise UserError("--dymBatch {} is invalid: give a positive batch size".format(args.dymBatch))
+        raise UserError(f"--dymBatch {args.dymBatch} is invalid: give a positive batch size")
 
 
 def _default_backend(model: str) -> str:
     backend = engines.default_backend_for(model)
     if not engines.backend_version(backend) and engines.backend_version("onnxruntime"):
         # a runner installed without its default engine still runs, and says on which
-        print("note: {} (the default engine) is not installed; running on ONNX Runtime "
-              "(pip install {} for it, or pass --backend)".format(
-                  engines.BACKEND_LABELS[backend], backend), file=sys.stderr)
+        print(f"note: {engines.BACKEND_LABELS[backend]} (the default engine) is not installed; "
+              "running on ONNX Runtime "
+              f"(pip install {backend} for it, or pass --backend)", file=sys.stderr)
         return "onnxruntime"
     return backend
 

@@ -45,7 +45,7 @@ def save_data_to_file(path: str, ndata: np.ndarray) -> None:
         else:
             ndata.tofile(path)
     except OSError as err:
-        raise UserError("cannot write {}: {}".format(path, err.strerror)) from None
+        raise UserError(f"cannot write {path}: {err.strerror}") from None
 
 
 def split_outputs(outputs: list[np.ndarray], files_per_batch: int, axis: int,
@@ -54,12 +54,12 @@ def split_outputs(outputs: list[np.ndarray], files_per_batch: int, axis: int,
     splits = []
     for i, ndata in enumerate(outputs):
         if axis >= ndata.ndim:
-            raise UserError("error i:{} ndata.shape:{} len:{} <= output_batchsize_axis:{} is "
-                            "invalid".format(i, ndata.shape, ndata.ndim, axis))
+            raise UserError(f"error i:{i} ndata.shape:{ndata.shape} len:{ndata.ndim} <= "
+                            f"output_batchsize_axis:{axis} is invalid")
         if files_per_batch != 1 and ndata.shape[axis] % files_per_batch:
-            raise UserError("save out files error array shape:{} filesinfo:{} files_count_perbatch:{} "
-                            "ndata.shape{}:{} (try --output_batchsize_axis)".format(
-                                ndata.shape, batch, files_per_batch, axis, ndata.shape[axis]))
+            raise UserError(f"save out files error array shape:{ndata.shape} filesinfo:{batch} "
+                            f"files_count_perbatch:{files_per_batch} "
+                            f"ndata.shape{axis}:{ndata.shape[axis]} (try --output_batchsize_axis)")
         splits.append(np.array_split(ndata, files_per_batch, axis))
     return splits
 
@@ -74,7 +74,7 @@ def save_outputs(splits: list[list[np.ndarray]], output_prefix: str, batch: Batc
             if sample[0] == PADDING_INFER_FAKE_FILE:
                 continue
             stem = os.path.basename(sample[0]).split(".")[0]
-            path = os.path.join(output_prefix, "{}_{}.{}".format(stem, i, outfmt.lower()))
+            path = os.path.join(output_prefix, f"{stem}_{i}.{outfmt.lower()}")
             entry = filesinfo.setdefault(str(index * files_per_batch + j),
                                          {"infiles": [], "outfiles": []})
             if not entry["infiles"]:
@@ -89,7 +89,7 @@ def output_prefix(args: argparse.Namespace) -> str | None:
         return None
     name = args.output_dirname
     prefix = os.path.join(args.output, time.strftime("%Y_%m_%d-%H_%M_%S") if name is None else name)
-    logging.getLogger("npuzoo.bench").info("output path:{}".format(prefix))
+    logging.getLogger("npuzoo.bench").info(f"output path:{prefix}")
     return prefix
 
 
@@ -98,4 +98,4 @@ def make_output_dir(prefix: str) -> None:
     try:
         os.makedirs(prefix, 0o755, exist_ok=True)
     except OSError as err:
-        raise UserError("cannot create output folder {}: {}".format(prefix, err.strerror)) from None
+        raise UserError(f"cannot create output folder {prefix}: {err.strerror}") from None

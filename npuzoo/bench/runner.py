@@ -46,7 +46,7 @@ def default_threads() -> int:
     except ValueError:
         threads = 0
     if threads <= 0:
-        raise UserError("NPUZOO_THREADS={!r} is not a positive integer".format(env))
+        raise UserError(f"NPUZOO_THREADS={env!r} is not a positive integer")
     return threads
 
 
@@ -140,11 +140,6 @@ def _ort_error(err: BaseException) -> bool:
     return type(err).__module__.startswith("onnxruntime")
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 class Inference:
     """One device's timed inference over its batches; the figures of each batch by index."""
 
@@ -172,7 +167,7 @@ class Inference:
                 one.run(None, feeds)
 
         in_threads(warm, self.sessions, self.stop)
-        logger.info("warm up {} done".format(self.args.warmup_count))
+        logger.info(f"warm up {self.args.warmup_count} done")
 
     def read_batch(self, index: int) -> ins.Feeds:
         t0 = time.perf_counter()
@@ -268,7 +263,7 @@ def _batchsize(args: argparse.Namespace, first: TensorDesc) -> float:
         batchsize = first.resolved[0]
     else:
         batchsize = first.shape[0] if first.shape and first.shape[0] != -1 else (args.dymBatch or 1)
-    logger.info("try get model batchsize:{}".format(batchsize))
+    logger.info(f"try get model batchsize:{batchsize}")
     return batchsize
 
 
@@ -286,8 +281,8 @@ def _batches(args: argparse.Namespace, inputs: list[TensorDesc]) -> tuple[int, l
 
 def _debug_table(args: argparse.Namespace, session: Any, inputs: list[TensorDesc],
                  outs: list[TensorDesc], threads: int) -> None:
-    logger.debug("model: {}  providers: {}  intra-op threads: {}".format(
-        args.model, session.get_providers(), threads))
+    logger.debug(f"model: {args.model}  providers: {session.get_providers()}  intra-op threads: "
+                 f"{threads}")
     row = "{:<6} {:<4} {:<24} {:<9} {:<22} {:<22} {}"
     logger.debug(row.format("kind", "idx", "name", "dtype", "model shape", "run shape", "realsize"))
     for kind, descs in (("input", inputs), ("output", outs)):
@@ -326,7 +321,7 @@ def run_single(args: argparse.Namespace, argv: list[str], threads: int
     args.unresolved = ins.resolve_shapes(inputs, args)
     batchsize = _batchsize(args, inputs[0])
     if args.outputSize is not None:
-        logger.debug("--outputSize {} ignored: the engine sizes its outputs".format(args.outputSize))
+        logger.debug(f"--outputSize {args.outputSize} ignored: the engine sizes its outputs")
     prefix = outputs.output_prefix(args)
     files_per_batch, batches = _batches(args, inputs)
     prepare = getattr(sessions[0], "prepare", None)   # OpenVINO: compile for the resolved shapes
@@ -343,7 +338,8 @@ def run_single(args: argparse.Namespace, argv: list[str], threads: int
         timed = run.timed()
     except Exception as err:
         if _ort_error(err):
-            raise UserError("ONNX Runtime failed to run {}: {}".format(args.model, _first_line(err))) from None
+            raise UserError(f"ONNX Runtime failed to run {args.model}: "
+                            f"{engines.first_line(err)}") from None
         raise
     if run.batchsizes:
         batchsize = sum(run.batchsizes) / len(run.batchsizes)
@@ -376,7 +372,7 @@ def measure_layout(args: argparse.Namespace, layout: dict[str, Any], seconds: fl
         return float(inputs[0].resolved[0] * len(times) / (time.perf_counter() - start))  # type: ignore[index]
     except Exception as err:
         if isinstance(err, UserError) or _ort_error(err):
-            raise UserError(_first_line(err)) from None
+            raise UserError(engines.first_line(err)) from None
         raise
 
 
@@ -398,28 +394,29 @@ def tuned_layout(args: argparse.Namespace, threads: int) -> dict[str, Any]:
 def run_multidevice(args: argparse.Namespace, argv: list[str], threads: int) -> dict[str, Any]:
     """T23 with a device list: once per device, sequentially, over its share of the input."""
     devices = args.device
-    logger.info("multidevice:{} run begin".format(devices))
+    logger.info(f"multidevice:{devices} run begin")
     splits = None
     if args.input is not None:
         _, model_inputs, _ = open_session(args.model, threads)
         splits = ins.split_inputs_for_devices(args.input, len(model_inputs), len(devices))
-    base = args.output_dirname if args.output_dirname is not None else time.strftime("%Y_%m_%d-%H_%M_%S")
+    base = time.strftime("%Y_%m_%d-%H_%M_%S") if args.output_dirname is None \
+        else args.output_dirname
     results = []
     for i, device in enumerate(devices):
         cur = copy.copy(args)
         cur.device = device
         cur.input = None if splits is None else splits[i]
-        cur.output_dirname = os.path.join(base, "device{}".format(device))
+        cur.output_dirname = os.path.join(base, f"device{device}")
         found, start, end = run_single(cur, argv, threads)
         results.append({"index": i, "device": device, "throughput": found["throughput"],
                         "start_time": start, "end_time": end, "summary": found})
-    logger.info("multidevice run end qsize:{} result:{}".format(2 * len(results), 0))
+    logger.info(f"multidevice run end qsize:{2 * len(results)} result:{0}")
     for res in results:
         print("i:{} device_{} throughput:{} start_time:{} end_time:{}".format(
             res["index"], res["device"], res["throughput"], res["start_time"], res["end_time"]),
             flush=True)
     total = sum(res["throughput"] for res in results)
-    logger.info("summary throughput:{}".format(total))
+    logger.info(f"summary throughput:{total}")
     return {"devices": results, "throughput": total}
 
 
@@ -436,7 +433,7 @@ def run(argv: Sequence[object] | None = None, threads: int | None = None) -> dic
     if threads is None:
         threads = default_threads()
     elif int(threads) <= 0:
-        raise UserError("threads must be a positive integer, got {}".format(threads))
+        raise UserError(f"threads must be a positive integer, got {threads}")
     if isinstance(args.device, list):
         return run_multidevice(args, recorded, int(threads))
     return run_single(args, recorded, int(threads))[0]

@@ -75,7 +75,7 @@ def _plural(count: int, word: str) -> str:
 
 
 def _bs_text(batchsize: float) -> str:
-    return str(int(batchsize)) if float(batchsize).is_integer() else "{:.2f}".format(batchsize)
+    return str(int(batchsize)) if float(batchsize).is_integer() else f"{batchsize:.2f}"
 
 
 def _extras_lines(extras: dict[str, Any]) -> None:
@@ -120,12 +120,12 @@ def _load_text(extras: dict[str, Any]) -> str:
 def _friendly_block(batchsize: float, npu: dict[str, Any], throughput: float,
                     engine_label: str) -> None:
     """On a terminal: what ran where, in rounded figures (the summary JSON keeps them whole)."""
-    logger.info("-----------------Performance Summary (CPU, {})------------------".format(engine_label))
+    logger.info(f"-----------------Performance Summary (CPU, {engine_label})------------------")
     logger.info("compute time per batch of {} on the CPU (ms): mean {:.2f}, median {:.2f}, "
                 "min {:.2f}, max {:.2f}, p99 {:.2f} ({} runs)".format(
                     _bs_text(batchsize), npu["mean"], npu["median"], npu["min"], npu["max"],
                     npu["percentile(99%)"], npu["count"]))
-    logger.info("throughput: {:.1f} images/s".format(throughput))
+    logger.info(f"throughput: {throughput:.1f} images/s")
     logger.info("------------------------------------------------------")
 
 

@@ -54,7 +54,8 @@ def agreement(fp32_model: str, prep_dir: str, results_dir: str, names: list[str]
     top = fp32.argmax(axis=1)
     top5 = np.argsort(-int8, axis=1)[:, :5]
     error = np.abs(int8 - fp32)
-    return {"images": len(names), "top1": round(float((int8.argmax(axis=1) == top).mean() * 100), 2),
+    return {"images": len(names),
+            "top1": round(float((int8.argmax(axis=1) == top).mean() * 100), 2),
             "top5": round(float((top5 == top[:, None]).any(axis=1).mean() * 100), 2),
             "max_abs_logit_error": round(float(error.max()), 5),
             "mean_abs_logit_error": round(float(error.mean()), 5),

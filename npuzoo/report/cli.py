@@ -12,7 +12,12 @@ from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write
 from npuzoo.report import pieces
 from npuzoo.report.build import build, dumps
-from npuzoo.report.compare import THROUGHPUT_DROP, THROUGHPUT_DROP_ENV, compare_table, throughput_drop
+from npuzoo.report.compare import (
+    THROUGHPUT_DROP,
+    THROUGHPUT_DROP_ENV,
+    compare_table,
+    throughput_drop,
+)
 from npuzoo.report.publish import label, publish
 from npuzoo.report.read import REPORTS_DIR
 from npuzoo.soc import package_versions

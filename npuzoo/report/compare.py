@@ -138,24 +138,25 @@ def latest_runs(reports_dir: str = REPORTS_DIR) -> list[Json]:
 
 def format_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
+    return "\n".join("  ".join(str(cell).ljust(width)
+                               for cell, width in zip(row, widths, strict=True)).rstrip()
                      for row in [header, *rows])
 
 
 def compare_table(reports_dir: str = REPORTS_DIR, drop: float = THROUGHPUT_DROP
                   ) -> tuple[str, int]:
     """The text `make compare` prints, and the number of flagged changes."""
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for report in latest_runs(reports_dir):
-        comparison = report.get("comparison") or {}
-        runs = f"{(comparison.get('against') or '?')[:10]} -> {(report.get('timestamp') or '?')[:10]}"
+        against = (report.get("comparison") or {}).get("against") or "?"
+        runs = f"{against[:10]} -> {(report.get('timestamp') or '?')[:10]}"
         rows.extend(row + (runs,) for row in change_rows(report, drop))
     where = os.path.relpath(reports_dir) if os.path.isabs(reports_dir) else reports_dir
     if not rows:
         return (f"no run-over-run changes recorded in {where}/ (a run records them against "
                 "the latest earlier run of the same model, chip, machine, batch size, images "
                 "and weights)"), 0
-    flagged = sum(1 for row in rows if row[7] == "accuracy" or row[7].startswith("drop"))
+    flagged = sum(row[7] == "accuracy" or row[7].startswith("drop") for row in rows)
     header = ("model", "chip", "BS", "what", "previous", "now", "change", "flag", "runs")
     table = format_table(header, [tuple("" if c is None else c for c in row) for row in rows])
     summary = (f"{flagged} flagged change(s) (throughput drop beyond {drop * 100:g}%, or beyond "

@@ -163,7 +163,8 @@ def _place(report: Json, dest: str, own: str, committed: Json | None, current: J
     else:
         if not os.path.isfile(own):
             atomic_write(own, dumps(current))
-            print(f"report: {own}: was missing; restored from {os.path.relpath(str(restored_from))}")
+            print(f"report: {own}: was missing; restored from "
+                  f"{os.path.relpath(str(restored_from))}")
         print(f"report: {own} kept: it holds a more complete run ({_what(current)}); this run "
               f"({_what(report)}; {figures}) is recorded in {kept}; FORCE=1 makes it {dest}")
 

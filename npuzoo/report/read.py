@@ -152,7 +152,7 @@ def _normalize(data: Json, schema: Json, where: str, problems: list[str]) -> Non
             if fixed is _INVALID:
                 problems.append(f"{name} {shown(value)} is not {kind}, ignored")
                 del data[key]
-            elif fixed != value or type(fixed) is not type(value) and kind != NUMBER:
+            elif fixed != value or (type(fixed) is not type(value) and kind != NUMBER):
                 problems.append(f"{name} {shown(value)} read as {shown(fixed)}")
                 data[key] = fixed
 
