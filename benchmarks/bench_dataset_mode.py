@@ -43,7 +43,7 @@ sys.path.insert(0, HERE)
 from bench_runner import build_network  # noqa: E402
 
 from npuzoo import bench  # noqa: E402
-from npuzoo import compile as npuzoo_compile
+from npuzoo import compile as npuzoo_compile  # noqa: E402
 from npuzoo.bench.outputs import txt_bytes  # noqa: E402
 from npuzoo.bench.runner import default_threads  # noqa: E402
 from npuzoo.files import input_files  # noqa: E402
@@ -92,9 +92,10 @@ def plain_round(model, files, out, batch, threads):
     images = 0
     for first in range(0, len(files) - batch + 1, batch):
         group = files[first:first + batch]
-        feed = np.concatenate([np.fromfile(p, np.float32) for p in group]).reshape(batch, 3, 224, 224)
+        feed = np.concatenate([np.fromfile(p, np.float32) for p in group])
+        feed = feed.reshape(batch, 3, 224, 224)
         logits = session.run(None, {name: feed})[0]
-        for path, row in zip(group, logits):
+        for path, row in zip(group, logits, strict=True):
             stem = os.path.splitext(os.path.basename(path))[0]
             with open(os.path.join(out, stem + "_0.txt"), "wb") as handle:
                 handle.write(txt_bytes(row.reshape(1, -1)))
@@ -149,13 +150,17 @@ def main(argv=None):
         os.makedirs(subset)
         for path in files[:usable]:
             os.symlink(os.path.abspath(path), os.path.join(subset, os.path.basename(path)))
-        print(f"{description}; {source}, {usable} images in {batches} batches of {args.batchsize}; {args.threads} threads, {args.streams} stream(s); load average {loadavg():.2f}")
+        print(f"{description}; {source}, {usable} images in {batches} batches of "
+              f"{args.batchsize}; {args.threads} threads, {args.streams} stream(s); load average "
+              f"{loadavg():.2f}")
 
         contenders = {
-            "dataset mode": lambda r: dataset_round(compiled, subset, os.path.join(tmp, "out"), f"r{r}",
-                                                    args.batchsize, args.streams, args.threads),
+            "dataset mode": lambda r: dataset_round(compiled, subset, os.path.join(tmp, "out"),
+                                                    f"r{r}", args.batchsize, args.streams,
+                                                    args.threads),
             "pure inference": lambda r: pure_round(compiled, batches, args.streams, args.threads),
-            "plain ORT loop": lambda r: plain_round(compiled, files[:usable], os.path.join(tmp, f"plain{r}"),
+            "plain ORT loop": lambda r: plain_round(compiled, files[:usable],
+                                                    os.path.join(tmp, f"plain{r}"),
                                                     args.batchsize, args.threads),
         }
         names = list(contenders)
@@ -169,9 +174,13 @@ def main(argv=None):
         print()
         for name in names:
             values = results[name]
-            print(f"{name:<15} median {statistics.median(values):7.1f} images/s (range {min(values):.1f}-{max(values):.1f})")
-        versus_pure = statistics.median(d / p for d, p in zip(results["dataset mode"], results["pure inference"]))
-        versus_plain = statistics.median(d / p for d, p in zip(results["dataset mode"], results["plain ORT loop"]))
+            print(f"{name:<15} median {statistics.median(values):7.1f} images/s "
+                  f"(range {min(values):.1f}-{max(values):.1f})")
+        dataset = results["dataset mode"]
+        versus_pure = statistics.median(
+            d / p for d, p in zip(dataset, results["pure inference"], strict=True))
+        versus_plain = statistics.median(
+            d / p for d, p in zip(dataset, results["plain ORT loop"], strict=True))
         print("dataset mode / pure inference: {:.3f} (target >= {}): {}".format(
             versus_pure, TARGET, "PASS" if versus_pure >= TARGET else "BELOW"))
         print(f"dataset mode / plain ORT loop: {versus_plain:.3f}")

@@ -140,7 +140,8 @@ class Contender:
             call()
             runs += 1
         wall = time.perf_counter() - start
-        return {"images_per_s": bs * runs / wall, "runs": runs, "wall_s": wall, "load": monitor.stop()}
+        return {"images_per_s": bs * runs / wall, "runs": runs, "wall_s": wall,
+                "load": monitor.stop()}
 
 
 class PlainORT(Contender):
@@ -150,7 +151,8 @@ class PlainORT(Contender):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(self.spec["onnx"], options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(self.spec["onnx"], options,
+                                            providers=["CPUExecutionProvider"])
         self.name = self.session.get_inputs()[0].name
 
     def measure(self, bs, seconds, min_runs, warmup):
@@ -195,8 +197,10 @@ class PlainOpenVINO(Contender):
     def compile(self, bs, config):
         if bs not in self.compiled:
             model = self.core.read_model(self.spec["onnx"])
-            model.reshape({model.inputs[0].get_any_name(): self.ov.PartialShape([bs] + list(self.shape))})
-            config = dict(config, INFERENCE_PRECISION_HINT="f32", INFERENCE_NUM_THREADS=str(self.threads))
+            name = model.inputs[0].get_any_name()
+            model.reshape({name: self.ov.PartialShape([bs] + list(self.shape))})
+            config = dict(config, INFERENCE_PRECISION_HINT="f32",
+                          INFERENCE_NUM_THREADS=str(self.threads))
             self.compiled[bs] = self.core.compile_model(model, "CPU", config)
         return self.compiled[bs]
 
@@ -236,7 +240,8 @@ class Torch(Contender):
         with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(1)
         script = os.path.join(REPO, "models", self.spec["model"], "pth2onnx.py")
-        spec = importlib.util.spec_from_file_location("_bench_pth2onnx_" + self.spec["model"], script)
+        spec = importlib.util.spec_from_file_location("_bench_pth2onnx_" + self.spec["model"],
+                                                      script)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         with contextlib.redirect_stderr(io.StringIO()):   # the "random weights" warning
@@ -260,7 +265,8 @@ class Runner(Contender):
 
     def measure(self, bs, seconds, min_runs, warmup):
         argv = ["--model", self.spec["onnx"], "--batchsize", bs, "--loop", min_runs,
-                "--loop_seconds", seconds, "--warmup_count", warmup, "--streams", self.spec["streams"],
+                "--loop_seconds", seconds, "--warmup_count", warmup,
+                "--streams", self.spec["streams"],
                 "--backend", self.spec["backend"], "--precision", self.spec["precision"]]
         with contextlib.redirect_stdout(io.StringIO()):
             summary = self.bench.run(argv, threads=self.threads)
@@ -308,10 +314,10 @@ class Worker:
     def __init__(self, name, spec, log_path):
         env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.name = name
-        self.log = open(log_path, "a")
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker"], cwd=REPO,
-                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.log, text=True, bufsize=1)
+        self.log = open(log_path, "a")  # noqa: SIM115 (the worker's stderr for its lifetime)
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker"],
+                                     cwd=REPO, env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1)
         self.send({"setup": spec})
         self.error = None
 
@@ -353,7 +359,8 @@ def prepare_model(name, given=None):
     if (model_config(name).get("upstream") or {}).get("sources"):
         tree = os.path.join(folder, "src")
         if not os.path.isdir(tree):
-            print(f"  {name}: fetching the upstream tree (python3 -m npuzoo.source fetch)", flush=True)
+            print(f"  {name}: fetching the upstream tree (python3 -m npuzoo.source fetch)",
+                  flush=True)
             subprocess.run([sys.executable, "-m", "npuzoo.source", "fetch", name, tree, "--record",
                             os.path.join(folder, "source.json")], cwd=REPO, check=True,
                            env=dict(os.environ, PYTHONPATH=REPO))
@@ -362,7 +369,8 @@ def prepare_model(name, given=None):
     path = os.path.join(folder, "random.onnx")
     if not os.path.isfile(path):
         print(f"  {name}: exporting random weights with models/{name}/pth2onnx.py", flush=True)
-        command = [sys.executable, os.path.join(REPO, "models", name, "pth2onnx.py"), "random", path]
+        command = [sys.executable, os.path.join(REPO, "models", name, "pth2onnx.py"), "random",
+                   path]
         subprocess.run(command + (["--source", tree] if tree else []), cwd=REPO, check=True,
                        stdout=subprocess.DEVNULL)
     return path, tree
@@ -402,9 +410,10 @@ def spread(values):
 
 def summarise(rounds, reference):
     """rounds/reference: per-round measurements (dicts or None) of a contender and plain ORT."""
-    pairs = [(m, r) for m, r in zip(rounds, reference) if m is not None]
+    pairs = [(m, r) for m, r in zip(rounds, reference, strict=True) if m is not None]
     quiet = [(m, r) for m, r in pairs   # judged and not contended (None: too short to judge)
-             if m["load"].get("contended") is False and (r is None or r["load"].get("contended") is False)]
+             if m["load"].get("contended") is False
+             and (r is None or r["load"].get("contended") is False)]
     used = quiet or pairs
     values = [m["images_per_s"] for m, _ in used]
     ratios = [m["images_per_s"] / r["images_per_s"] for m, r in used if r is not None]
@@ -437,7 +446,8 @@ def pick_winner(rows, streams_list):
             if not (ov and ort):
                 continue
             pairs = [(a, b, ca is False and cb is False) for a, b, ca, cb in
-                     zip(ov["rounds"], ort["rounds"], ov["contended"], ort["contended"]) if a and b]
+                     zip(ov["rounds"], ort["rounds"], ov["contended"], ort["contended"],
+                         strict=True) if a and b]
             key = "bs{}/s{}".format(row["bs"], streams)
             quiet = [a / b for a, b, calm in pairs if calm]
             if quiet:
@@ -450,10 +460,13 @@ def pick_winner(rows, streams_list):
     ov_wins = sum(1 for r in ratios.values() if r > 1 + TIE)
     ort_wins = sum(1 for r in ratios.values() if r < 1 - TIE)
     geomean = math.exp(sum(math.log(r) for r in ratios.values()) / len(ratios))
-    backend = "openvino" if ov_wins > ort_wins or (ov_wins == ort_wins and geomean > 1) else "onnxruntime"
-    return {"backend": backend, "openvino_over_onnxruntime": {k: round(v, 4) for k, v in ratios.items()},
+    ahead = ov_wins > ort_wins or (ov_wins == ort_wins and geomean > 1)
+    backend = "openvino" if ahead else "onnxruntime"
+    return {"backend": backend,
+            "openvino_over_onnxruntime": {k: round(v, 4) for k, v in ratios.items()},
             "basis": "quiet rounds" if quiet_ratios else "all rounds (none quiet)",
-            "left_out_no_quiet_round": sorted(set(all_ratios) - set(quiet_ratios)) if quiet_ratios else [],
+            "left_out_no_quiet_round":
+                sorted(set(all_ratios) - set(quiet_ratios)) if quiet_ratios else [],
             "geomean": round(geomean, 4), "openvino_ahead": ov_wins, "onnxruntime_ahead": ort_wins}
 
 
@@ -465,10 +478,11 @@ def default_verdict(models):
     choice = "openvino" if len(votes["openvino"]) > len(votes["onnxruntime"]) else "onnxruntime"
     return {"choice": choice, "votes": votes,
             "rule": "the engine whose runner (same batch size and streams) is ahead on more models "
-                    "(a tie: onnxruntime); a model won by the other engine may name it in model.yaml "
-                    "runtime.backend",
-            "per_model_overrides": {name: block["winner"]["backend"] for name, block in models.items()
-                                    if block.get("winner") and block["winner"]["backend"] != choice}}
+                    "(a tie: onnxruntime); a model won by the other engine may name it in "
+                    "model.yaml runtime.backend",
+            "per_model_overrides": {name: block["winner"]["backend"]
+                                    for name, block in models.items() if block.get("winner")
+                                    and block["winner"]["backend"] != choice}}
 
 
 # == environment ==============================================================================
@@ -505,11 +519,13 @@ def versions():
 
 
 def commit():
-    proc = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO,
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         return None
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "npuzoo",
-                            "benchmarks/bench_engines.py"], cwd=REPO, capture_output=True, text=True).stdout
+                            "benchmarks/bench_engines.py"], cwd=REPO, capture_output=True,
+                           text=True).stdout
     return proc.stdout.strip() + ("+changes" if dirty.strip() else "")
 
 
@@ -531,13 +547,13 @@ def wait_quiet(limit):
 
 def contender_specs(name, onnx_path, tree, args, threads, int8_path):
     shape = (model_config(name).get("input") or {}).get("shape") or [3, 224, 224]
-    base = {"model": name, "onnx": onnx_path, "threads": threads, "input_shape": shape, "source": tree,
-            "scratch": os.path.join(CACHE, name)}
+    base = {"model": name, "onnx": onnx_path, "threads": threads, "input_shape": shape,
+            "source": tree, "scratch": os.path.join(CACHE, name)}
     specs = {}
     for backend in args.backends:
         for streams in args.streams:
-            specs[runner_name(backend, "fp32", streams)] = dict(base, kind="runner", backend=backend,
-                                                                 streams=streams, precision="fp32")
+            specs[runner_name(backend, "fp32", streams)] = dict(
+                base, kind="runner", backend=backend, streams=streams, precision="fp32")
             if int8_path:
                 specs[runner_name(backend, "int8", streams)] = dict(
                     base, kind="runner", backend=backend, streams=streams, precision="int8",
@@ -552,8 +568,8 @@ def bench_model(name, args, threads):
     onnx_path, tree = prepare_model(name, args.onnx.get(name))
     specs = contender_specs(name, onnx_path, tree, args, threads, args.int8.get(name))
     log_path = os.path.join(CACHE, name, "workers.log")
-    print(f"  {name}: starting {len(specs)} contenders (their output: {os.path.relpath(log_path, REPO)})",
-          flush=True)
+    print(f"  {name}: starting {len(specs)} contenders (their output: "
+          f"{os.path.relpath(log_path, REPO)})", flush=True)
     workers = {key: Worker(key, spec, log_path) for key, spec in specs.items()}
     names = [key for key in specs if key != "conv"]
     load_start = os.getloadavg()[0]
@@ -577,17 +593,19 @@ def bench_model(name, args, threads):
                         continue
                     seconds = args.seconds / 2 if key == "conv" else args.seconds
                     wait_quiet(args.wait_quiet)
-                    worker_.send({"bs": bs, "seconds": seconds, "min_runs": args.min_runs, "warmup": args.warmup})
+                    worker_.send({"bs": bs, "seconds": seconds, "min_runs": args.min_runs,
+                                  "warmup": args.warmup})
                     reply = worker_.receive()
                     if "error" in reply:
                         worker_.error = reply["error"]
-                        print("  {}: {} dropped at BS {}: {}".format(name, key, bs, reply["error"]), flush=True)
+                        print(f"  {name}: {key} dropped at BS {bs}: {reply['error']}", flush=True)
                         measured[bs][key].append(None)
                         continue
                     measured[bs][key].append(reply)
                 line = f"  {name} BS {bs:>2} round {index + 1}/{args.rounds}: "
-                line += ", ".join("{} {:.1f}".format(k, measured[bs][k][-1]["images_per_s"])
-                                  for k in ("ort", runner_name(args.backends[0], "fp32", args.streams[0]))
+                first = runner_name(args.backends[0], "fp32", args.streams[0])
+                line += ", ".join(f"{k} {measured[bs][k][-1]['images_per_s']:.1f}"
+                                  for k in ("ort", first)
                                   if k in measured[bs] and measured[bs][k] and measured[bs][k][-1])
                 print(line, flush=True)
     finally:
@@ -630,8 +648,9 @@ def bench_model(name, args, threads):
         "gflop_per_image": gflop,
         "attainable_gflops": {"median": attainable, "range": spread(conv_quiet or conv),
                               "probe": "Conv 3x3 {c}->{c}, {s}x{s}, batch {b}, plain ONNX Runtime, "
-                                       "{g:.3f} GFLOP per call".format(c=CONV["channels"], s=CONV["size"],
-                                                                      b=CONV["batch"], g=CONV_GFLOP)},
+                                       "{g:.3f} GFLOP per call".format(
+                                           c=CONV["channels"], s=CONV["size"], b=CONV["batch"],
+                                           g=CONV_GFLOP)},
         "loadavg_1m": {"start": load_start, "end": load_end},
         "contended_measurements": sum(1 for m in measurements if m["load"].get("contended")),
         "measurements": len(measurements),
@@ -650,8 +669,8 @@ def print_block(name, block):
               name, block["gflop_per_image"],
               "{:.1f}".format(attainable["median"]) if attainable["median"] else "?",
               "-".join(f"{v:.1f}" for v in attainable["range"]) if attainable["range"] else "?",
-              block["loadavg_1m"]["start"], block["loadavg_1m"]["end"], block["contended_measurements"],
-              block["measurements"]))
+              block["loadavg_1m"]["start"], block["loadavg_1m"]["end"],
+              block["contended_measurements"], block["measurements"]))
     print("{:>3}  {:<42} {:>9} {:>17} {:>7} {:>15} {:>7}  {}".format(
         "BS", "contender", "images/s", "(min-max)", "vs ORT", "(min-max)", "% att.", "rounds used"))
     for row in block["rows"]:
@@ -662,11 +681,12 @@ def print_block(name, block):
                 "({:.1f}-{:.1f})".format(*c["range"]),
                 "{:.3f}".format(c["ratio_to_ort"]) if c["ratio_to_ort"] else "-",
                 "({:.2f}-{:.2f})".format(*ratio_range) if ratio_range else "",
-                "{:.0%}".format(c["fraction_of_attainable"]) if c.get("fraction_of_attainable") else "-",
+                f"{c['fraction_of_attainable']:.0%}" if c.get("fraction_of_attainable") else "-",
                 "{} quiet of {}".format(c["quiet_rounds"], len(c["rounds"]))))
     if block["winner"]:
         w = block["winner"]
-        print("runner OpenVINO / runner ONNX Runtime: {} (geometric mean {:.3f}): {} wins {}".format(
+        print("runner OpenVINO / runner ONNX Runtime: {} (geometric mean {:.3f}): {} wins {}"
+              .format(
             ", ".join(f"{k} {v:.3f}" for k, v in w["openvino_over_onnxruntime"].items()),
             w["geomean"], w["backend"], name))
 
@@ -685,7 +705,8 @@ def parse_pairs(values, flag):
     for value in values or []:
         name, sep, path = value.partition("=")
         if not sep or name not in MODELS:
-            sys.exit("error: {} {!r}: expected MODEL=PATH with MODEL one of {}".format(flag, value, ", ".join(MODELS)))
+            sys.exit(f"error: {flag} {value!r}: expected MODEL=PATH with MODEL one of "
+                     f"{', '.join(MODELS)}")
         if not os.path.isfile(path):
             sys.exit(f"error: {flag} {path}: no such file")
         pairs[name] = path
@@ -694,31 +715,39 @@ def parse_pairs(values, flag):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default=",".join(MODELS), help="comma list (default: every model)")
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help="comma list (default: every model)")
     parser.add_argument("--batch-sizes", default="1,4,16", help="comma list (default: 1,4,16)")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5; --quick 2)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="interleaved rounds (default 5; --quick 2)")
     parser.add_argument("--seconds", type=float, default=None,
                         help="time bound of each measurement (default 2; --quick 0.5)")
-    parser.add_argument("--min-runs", type=int, default=3, help="calls per measurement at least (default 3)")
-    parser.add_argument("--warmup", type=int, default=None, help="warm-up calls per measurement (default 2; --quick 1)")
+    parser.add_argument("--min-runs", type=int, default=3,
+                        help="calls per measurement at least (default 3)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="warm-up calls per measurement (default 2; --quick 1)")
     parser.add_argument("--streams", default="1,2", help="runner stream counts (default: 1,2)")
     parser.add_argument("--backends", default="onnxruntime,openvino", help="runner engines")
     parser.add_argument("--plain", default="ort,openvino,openvino-async,torch",
-                        help="plain contenders (default: ort,openvino,openvino-async,torch; ort is the reference)")
+                        help="plain contenders (default: ort,openvino,openvino-async,torch; ort "
+                             "is the reference)")
     parser.add_argument("--int8", action="append", metavar="MODEL=PATH",
                         help="a quantised ONNX of MODEL: adds the runner's int8 contenders")
     parser.add_argument("--onnx", action="append", metavar="MODEL=PATH",
                         help="use this export of MODEL instead of a random-weight one")
-    parser.add_argument("--threads", type=int, default=None, help="T (default: NPUZOO_THREADS or the usable cores)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="T (default: NPUZOO_THREADS or the usable cores)")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
                         help="before each measurement wait up to S seconds for a quiet half second "
                              "(other processes under 10%% of the CPUs); default 0: no wait")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 0.5 s, 1 warm-up call")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="JSON to update (default: benchmarks/results/engines.json)")
+    parser.add_argument("--out", default=DEFAULT_OUT,
+                        help="JSON to update (default: benchmarks/results/engines.json)")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--rescore", action="store_true",
-                        help="measure nothing: recompute each model's winner and the default-engine "
-                             "verdict of --out from the rounds it holds, and rewrite it")
+                        help="measure nothing: recompute each model's winner and the "
+                             "default-engine verdict of --out from the rounds it holds, and "
+                             "rewrite it")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -738,7 +767,7 @@ def main(argv=None):
     models = [m for m in args.models.split(",") if m]
     unknown = [m for m in models if m not in MODELS]
     if unknown:
-        parser.error("--models: unknown {} (known: {})".format(", ".join(unknown), ", ".join(MODELS)))
+        parser.error(f"--models: unknown {', '.join(unknown)} (known: {', '.join(MODELS)})")
     try:
         args.batch_sizes = [int(v) for v in args.batch_sizes.split(",")]
         args.streams = [int(v) for v in args.streams.split(",")]
@@ -752,15 +781,16 @@ def main(argv=None):
         args.plain.insert(0, "ort")   # the reference of every ratio
     bad = [p for p in args.plain if p not in ("ort", "openvino", "openvino-async", "torch")]
     if bad or any(b not in ("onnxruntime", "openvino") for b in args.backends):
-        parser.error("--plain takes ort,openvino,openvino-async,torch; --backends onnxruntime,openvino")
+        parser.error("--plain takes ort,openvino,openvino-async,torch; --backends "
+                     "onnxruntime,openvino")
     args.int8 = parse_pairs(args.int8, "--int8")
     args.onnx = parse_pairs(args.onnx, "--onnx")
     from npuzoo.bench.runner import default_threads
     threads = args.threads or default_threads()
 
-    print("bench_engines: models {}, BS {}, {} rounds of {:g} s (>= {} calls, {} warm-up), {} threads; "
-          "load average {:.2f}".format(", ".join(models), args.batch_sizes, args.rounds, args.seconds,
-                                       args.min_runs, args.warmup, threads, os.getloadavg()[0]), flush=True)
+    print(f"bench_engines: models {', '.join(models)}, BS {args.batch_sizes}, {args.rounds} rounds "
+          f"of {args.seconds:g} s (>= {args.min_runs} calls, {args.warmup} warm-up), {threads} "
+          f"threads; load average {os.getloadavg()[0]:.2f}", flush=True)
     document = {"models": {}}
     if not args.no_write and os.path.isfile(args.out):
         with open(args.out) as handle:
@@ -776,9 +806,11 @@ def main(argv=None):
             write_json(args.out, document)
     verdict = document["default_backend"]
     print()
-    print("default engine over the models in {}: {} (openvino ahead on: {}; onnxruntime ahead on: {}){}".format(
+    print("default engine over the models in {}: {} (openvino ahead on: {}; onnxruntime ahead on: "
+          "{}){}".format(
         "this run" if args.no_write else os.path.relpath(args.out, REPO), verdict["choice"],
-        ", ".join(verdict["votes"]["openvino"]) or "none", ", ".join(verdict["votes"]["onnxruntime"]) or "none",
+        ", ".join(verdict["votes"]["openvino"]) or "none",
+        ", ".join(verdict["votes"]["onnxruntime"]) or "none",
         "; model.yaml runtime.backend candidates: " + ", ".join(
             f"{k}: {v}" for k, v in verdict["per_model_overrides"].items())
         if verdict["per_model_overrides"] else ""))

@@ -114,11 +114,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--src", default=DEFAULT_SRC, help="image folder (default: %(default)s)")
     parser.add_argument("--limit", type=int, default=600, help="first N images (default 600)")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds of (1, 2) workers (default 7)")
+    parser.add_argument("--rounds", type=int, default=7,
+                        help="rounds of (1, 2) workers (default 7)")
     parser.add_argument("--wait-quiet", type=float, default=0, metavar="S",
                         help="before each round, wait up to S s for an idle machine (default 0)")
     parser.add_argument("--quiet-cores", type=float, default=0.15, metavar="C",
-                        help="other processes' CPU below which a run counts as quiet (default 0.15)")
+                        help="other processes' CPU below which a run counts as quiet "
+                             "(default 0.15)")
     parser.add_argument("--scratch", default=None, help="folder for the temporary outputs")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.src):
@@ -156,14 +158,14 @@ def main(argv=None):
               f"{statistics.median(walls[workers]):6.1f} images/s wall-clock incl. start-up")
     print(f"speed-up over all {len(ratios)} rounds: {statistics.median(ratios):.2f} "
           f"(wall-clock {statistics.median(wall_ratios):.2f})")
-    quiet_ratios = [r for r, q in zip(ratios, quiet) if q]
+    quiet_ratios = [r for r, q in zip(ratios, quiet, strict=True) if q]
     if not quiet_ratios:
         print(f"speed-up over quiet rounds: none was quiet (other processes above "
               f"{args.quiet_cores} cores in every round); target >= {TARGET}")
         print("INCONCLUSIVE")
         return 2
     ratio = statistics.median(quiet_ratios)
-    quiet_walls = [r for r, q in zip(wall_ratios, quiet) if q]
+    quiet_walls = [r for r, q in zip(wall_ratios, quiet, strict=True) if q]
     print(f"speed-up over the {len(quiet_ratios)} quiet rounds: {ratio:.2f} (wall-clock "
           f"{statistics.median(quiet_walls):.2f}); target >= {TARGET}")
     print("PASS" if ratio >= TARGET else "FAIL")

@@ -74,8 +74,8 @@ def build_network(network):
         def export(module, path):
             import warnings
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(module, torch.zeros(1, 3, 224, 224), path, dynamo=False, opset_version=11,
-                              input_names=["image"], output_names=["class"],
+            torch.onnx.export(module, torch.zeros(1, 3, 224, 224), path, dynamo=False,
+                              opset_version=11, input_names=["image"], output_names=["class"],
                               dynamic_axes={"image": {0: "-1"}, "class": {0: "-1"}})
         return model, f"torchvision {name} (random weights)", export
     sys.exit(f"error: --network {network!r}: expected mobilenetv1 or torchvision:NAME")
@@ -97,7 +97,7 @@ def runner_round(onnx_path, batchsize, loop, warmup, threads):
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         summary = bench.run(argv, threads=threads)
-    line = [l for l in printed.getvalue().splitlines() if "throughput" in l][-1]
+    line = [text for text in printed.getvalue().splitlines() if "throughput" in text][-1]
     return summary["throughput"], line
 
 
@@ -109,7 +109,8 @@ def ort_round(onnx_path, feed, loop, warmup, threads):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(onnx_path, sess_options=options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(onnx_path, sess_options=options,
+                                   providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     times = time_calls(lambda: session.run(None, {name: feed}), warmup, loop)
     return 1000.0 * feed.shape[0] / float(np.mean(times))
@@ -129,9 +130,11 @@ def main(argv=None):
     parser.add_argument("--batchsize", type=int, default=4)
     parser.add_argument("--loop", type=int, default=20, help="timed calls per backend per round")
     parser.add_argument("--warmup", type=int, default=3, help="warm-up calls per backend per round")
-    parser.add_argument("--rounds", type=int, default=15, help="alternating rounds; medians are reported")
+    parser.add_argument("--rounds", type=int, default=15,
+                        help="alternating rounds; medians are reported")
     parser.add_argument("--threads", type=int, default=None,
-                        help="intra-op threads for all three (default: NPUZOO_THREADS or usable cores)")
+                        help="intra-op threads for all three (default: NPUZOO_THREADS or "
+                             "usable cores)")
     parser.add_argument("--model-onnx", default=None,
                         help="ONNX file to run (exported from the network when it does not exist)")
     parser.add_argument("--network", default="mobilenetv1", help="mobilenetv1 or torchvision:NAME")
@@ -178,26 +181,30 @@ def main(argv=None):
                                                            args.warmup, threads)
                     results["runner"].append(throughput)
                 elif key == "ort":
-                    results["ort"].append(ort_round(onnx_path, feed, args.loop, args.warmup, threads))
+                    results["ort"].append(ort_round(onnx_path, feed, args.loop, args.warmup,
+                                                    threads))
                 else:
                     results["torch"].append(torch_round(model, feed, args.loop, args.warmup))
 
     median = {key: statistics.median(values) for key, values in results.items()}
-    paired = [r / o for r, o in zip(results["runner"], results["ort"])]
-    torch_paired = [o / t for o, t in zip(results["ort"], results["torch"])]
+    paired = [r / o for r, o in zip(results["runner"], results["ort"], strict=True)]
+    torch_paired = [o / t for o, t in zip(results["ort"], results["torch"], strict=True)]
     print(f"network: {description}")
-    print("onnx: {}{}".format(args.model_onnx or "(temporary export)", "" if exported else " (given)"))
-    print(f"batch size {args.batchsize}, {args.loop} timed + {args.warmup} warm-up calls per backend per round, {args.rounds} rounds, {threads} threads; "
+    print(f"onnx: {args.model_onnx or '(temporary export)'}{'' if exported else ' (given)'}")
+    print(f"batch size {args.batchsize}, {args.loop} timed + {args.warmup} warm-up calls per "
+          f"backend per round, {args.rounds} rounds, {threads} threads; "
           f"onnxruntime {ort.__version__}, torch {torch.__version__}, numpy {np.__version__}")
-    print(f"load average (1 min) before / after: {load_before[0]:.2f} / {os.getloadavg()[0]:.2f} on {len(os.sched_getaffinity(0))} usable cores: other work on the "
+    print(f"load average (1 min) before / after: {load_before[0]:.2f} / "
+          f"{os.getloadavg()[0]:.2f} on {len(os.sched_getaffinity(0))} usable cores: other "
+          "work on the "
           "machine slows every backend")
     if check:
         print(check)
     print(f"runner's last printed line: {runner_line}")
     print()
     print("{:<34} {:>14}   {}".format("backend", "images/s", "rounds"))
-    for key, label in (("runner", "npuzoo.bench runner (a)"), ("ort", "plain ORT session.run loop (b)"),
-                       ("torch", "PyTorch eager (c)")):
+    for key, label in (("runner", "npuzoo.bench runner (a)"),
+                       ("ort", "plain ORT session.run loop (b)"), ("torch", "PyTorch eager (c)")):
         print("{:<34} {:>14.1f}   {}".format(label, median[key],
                                              " ".join(f"{v:.1f}" for v in results[key])))
     print()
