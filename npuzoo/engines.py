@@ -1,25 +1,10 @@
-"""The CPU inference engines behind npuzoo.bench: ONNX Runtime and OpenVINO Runtime.
-
-Both are handed to the runner as objects that look like an ONNX Runtime session:
-`session.run(None, feeds)` returns the outputs as numpy arrays in the model's output order;
-inputs and outputs are described as TensorDesc. Everything else the runner does is the same
-for both. The engine names, the default one and int8's are npuzoo.config's (a model names its
-own in model.yaml `runtime.backend`).
-
-ONNX Runtime: an InferenceSession on the CPUExecutionProvider, ORT_ENABLE_ALL, sequential
-execution, intra-op threads as given, inter-op 1; it reads the export and npuzoo.compile's
-offline-optimised graphs (`com.microsoft` fused operators included).
-
-OpenVINO: `Core.read_model` on the ONNX file, reshaped to the static shapes the runner resolved
-(`prepare`), compiled for "CPU" with INFERENCE_PRECISION_HINT=f32 set explicitly (on a CPU with
-bf16 units OpenVINO's default is bf16, which moves the logits), NUM_STREAMS = the runner's
-streams (or a PERFORMANCE_HINT), INFERENCE_NUM_THREADS = streams x threads per stream, one infer
-request per stream. It reads the export and a few of ORT's contrib operators only, so where
-read_model fails the error says to give it the export; `.ort` files are refused. A QDQ int8
-model runs in int8 on both engines (the f32 hint governs the float parts).
-
-`check_precision` reads the graph's operator types, so that a summary never names the wrong
-precision.
+"""The CPU engines behind npuzoo.bench, ONNX Runtime and OpenVINO, both handed to the runner as
+objects that look like an ONNX Runtime session: `run(None, feeds)` returns the outputs in the
+model's order; inputs and outputs are TensorDesc. ONNX Runtime runs ORT_ENABLE_ALL, sequential,
+inter-op 1. OpenVINO reads the export (not ORT's contrib operators), reshaped to the resolved
+shapes and compiled with INFERENCE_PRECISION_HINT=f32 set explicitly (bf16 CPUs default to
+bf16, which moves the logits), NUM_STREAMS = the runner's streams (or a PERFORMANCE_HINT), one
+infer request per stream. The engine names and defaults are npuzoo.config's.
 """
 
 import importlib.metadata

@@ -1,21 +1,12 @@
 """PRECISION=int8 on the CPU: static quantisation of the exported ONNX with ONNX Runtime.
 
-    python3 -m npuzoo.quantize model MODEL.onnx CALIB_PREP OUT.onnx --calibration DATASET_JSON
+    python3 -m npuzoo.quantize model MODEL.onnx CALIB_PREP OUT.onnx
     python3 -m npuzoo.quantize backend OUT.json --calibration DATASET_JSON [--base JSON]
 
-`model` converts the export to opset 13 (per-channel scales need it) and runs
-onnxruntime.quantization.quantize_static in the QDQ format (QuantizeLinear /
-DequantizeLinear pairs around each quantised operator, which ONNX Runtime fuses into integer
-kernels: VNNI where the CPU has it), weights int8 per channel, activations uint8, ranges by
-MinMax over the calibration images: the preprocessed .bin files of CALIB_PREP, which are NOT
-images of the evaluation selection (npuzoo/run.py takes the labelled images after the first N of
-DATA, or the first CALIB of CALIB_DATA). The result is written through a temporary file.
-
-`backend` writes the report's --extra JSON: backend.precision int8 and the calibration set
-(name, images, where it starts, label checksum), so a report says what it was calibrated on.
-
-The report's `int8_agreement` (the run's logits against the fp32 export's) is
-npuzoo/report/agreement.py's.
+`model`: the export at opset 13 (per-channel scales need it), quantize_static in the QDQ format,
+int8 weights per channel, uint8 activations, MinMax ranges over CALIB_PREP's .bin files (images
+outside the evaluated selection). `backend`: the report's --extra JSON, backend.precision int8
+and the calibration set, so a report says what it was calibrated on.
 """
 
 import argparse

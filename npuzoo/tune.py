@@ -1,14 +1,10 @@
 """Which engine and stream layout runs a compiled graph fastest here: a short tuning pass.
 
-`python3 -m npuzoo.bench --tune DIR` (the pipeline passes it on the CPU unless TUNE=0, BACKEND=
-or STREAMS= is given) times each layout of `layouts()` for about SECONDS on pure inference of
-the run's batch, before its own loop, once per key: the machine (history.fingerprint of the CPU
-model, cores and ISA), the compiled graph's sha256, the precision, the batch size, the threads
-and the engines' versions. The choice is cached in DIR/<key>.json (build/tuning/), so the
-inference step tunes and the perf step, and every later run on that machine and graph, reuses
-it. The engine the run would use without tuning (model.yaml's) is listed first and keeps its
-place unless another layout is at least MARGIN faster: two close layouts swap places with the
-load of the moment, and a choice that flips on noise would make runs differ for no reason.
+`npuzoo.bench --tune DIR` times each layout of `layouts()` for about SECONDS of pure inference,
+once per key (the machine, the graph's sha256, precision, batch size, threads, the engines'
+versions), and caches the choice in DIR/<key>.json for every later run. The engine the run
+would use untuned is listed first and keeps its place unless another layout is at least MARGIN
+faster: a choice that flips on noise would make runs differ for no reason.
 """
 
 import hashlib

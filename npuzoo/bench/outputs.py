@@ -1,17 +1,25 @@
-"""Result files (docs/ais_bench_compatibility.md, "The output layout", "File formats"):
-`O/<%Y_%m_%d-%H_%M_%S | output_dirname>` joined as T23 joins them, `{stem}_{i}.{bin|npy|txt}`
-per input file, outputs split with np.array_split, filesinfo as T23 keys it."""
+"""What a run leaves (docs/ais_bench_compatibility.md, "The output layout", "File formats", "The
+summary JSON", "The printed summary block"): `{stem}_{i}.{bin|npy|txt}` per input file under
+`O/<%Y_%m_%d-%H_%M_%S | output_dirname>` (joined as T23 joins them), filesinfo as T23 keys it;
+the summary, T23's keys then npuzoo's when one of its flags was given; the Performance Summary
+block, last, in T23's words when piped (the ModelZoo scripts parse it), rounded on a terminal.
+npuzoo's own lines come before the block and never contain the word `throughput`."""
 
 import argparse
+import json
 import logging
 import os
+import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from npuzoo import engines
 from npuzoo.bench.inputs import PADDING_INFER_FAKE_FILE, Batch
 from npuzoo.errors import UserError
+from npuzoo.files import atomic_write
 
 FLOAT_TYPES = (np.float16, np.float32, np.float64)
 FilesInfo = dict[str, dict[str, list[str]]]
@@ -89,7 +97,7 @@ def output_prefix(args: argparse.Namespace) -> str | None:
         return None
     name = args.output_dirname
     prefix = os.path.join(args.output, time.strftime("%Y_%m_%d-%H_%M_%S") if name is None else name)
-    logging.getLogger("npuzoo.bench").info(f"output path:{prefix}")
+    logger.info(f"output path:{prefix}")
     return prefix
 
 
@@ -99,3 +107,133 @@ def make_output_dir(prefix: str) -> None:
         os.makedirs(prefix, 0o755, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create output folder {prefix}: {err.strerror}") from None
+
+
+class _StdoutHandler(logging.Handler):
+    """`[%(levelname)s] %(message)s` to whatever sys.stdout is at the time."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stdout.write(self.format(record) + "\n")
+            sys.stdout.flush()
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+logger = logging.getLogger("npuzoo.bench")
+if not logger.handlers:
+    _handler = _StdoutHandler()
+    _handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
+    logger.addHandler(_handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+
+
+def list_info(values: Sequence[float]) -> dict[str, Any]:
+    """numpy min/max/mean/median/percentile over a list of ms; zeros when empty (as T23)."""
+    if len(values) == 0:
+        return {**dict.fromkeys(["min", "max", "mean", "median", "percentile(99%)"], 0.0),
+                "count": 0}
+    array = np.asarray(values, dtype=np.float64)
+    return {"min": float(np.min(array)), "max": float(np.max(array)),
+            "mean": float(np.mean(array)), "median": float(np.median(array)),
+            "percentile(99%)": float(np.percentile(array, 99)), "count": len(values)}
+
+
+def summary(batchsize: float, filesinfo: dict[str, Any], argv: Sequence[str],
+            compute: list[float], h2d: list[float], d2h: list[float], prefix: str | None,
+            display_all: bool, extras: dict[str, Any] | None = None,
+            engine_label: str = "ONNX Runtime") -> dict[str, Any]:
+    """Build the summary dict, print the block, write `<prefix>_summary.json`."""
+    npu = list_info(compute)
+    throughput = 0 if npu["mean"] == 0 else 1000 * batchsize / npu["mean"]
+    infodict = {"filesinfo": filesinfo, "args": list(argv), "NPU_compute_time": npu,
+                "H2D_latency": list_info(h2d), "D2H_latency": list_info(d2h),
+                "throughput": throughput, "npu_compute_time_list": [float(t) for t in compute],
+                "pid": os.getpid()}
+    if extras is not None:
+        infodict.update(extras)
+        _extras_lines(extras)
+    if sys.stdout.isatty() and not os.environ.get("NPUZOO_BENCH_T23_OUTPUT"):
+        _friendly_block(batchsize, npu, throughput, engine_label)
+    else:
+        _t23_block(batchsize, infodict, display_all)
+    if prefix is not None:
+        atomic_write(prefix + "_summary.json", json.dumps(infodict))
+    return infodict
+
+
+def _plural(count: int, word: str) -> str:
+    return "{} {}{}".format(count, word, "" if count == 1 else "s")
+
+
+def _bs_text(batchsize: float) -> str:
+    return str(int(batchsize)) if float(batchsize).is_integer() else f"{batchsize:.2f}"
+
+
+def _extras_lines(extras: dict[str, Any]) -> None:
+    """Two lines on npuzoo's figures (three after a tuned layout)."""
+    tuning = extras.get("tuning")
+    if tuning:
+        logger.info("npuzoo: engine and streams tuned for this machine and graph ({}, {})".format(
+            tuning["path"], "reused" if tuning["cache"] == "reused" else "timed now"))
+    bounded = "; time-bounded loop: {} runs in at least {:g} s".format(
+        extras["loop_runs"], extras["loop_seconds"]) if extras["loop_seconds"] else ""
+    logger.info("npuzoo: {} {}, {}, {} x {}: {} runs of batch {} in {:.3f} s of wall time = "
+                "{:.2f} images/s across the streams (the figure below is per call: "
+                "1000*batchsize/mean call time){}".format(
+                    engines.BACKEND_LABELS.get(extras["backend"], extras["backend"]),
+                    extras["backend_version"], extras["precision"],
+                    _plural(extras["streams"], "stream"),
+                    _plural(extras["threads_per_stream"], "thread"), extras["timed_runs"],
+                    _bs_text(extras["batchsize"]), extras["wall_time_ms"] / 1000.0,
+                    extras["throughput_wall"], bounded))
+    logger.info("npuzoo: " + _load_text(extras))
+
+
+def _load_text(extras: dict[str, Any]) -> str:
+    steadiness = "" if extras.get("throughput_spread") is None else \
+        "; {} windows: median {:.2f} images/s, spread {:.1%}".format(
+            len(extras["throughput_windows"]), extras["throughput_median"],
+            extras["throughput_spread"])
+    if extras.get("reference_change") is not None:
+        steadiness += "; reference kernel {:+.0%} after the loop".format(extras["reference_change"])
+    if extras.get("other_cpu_s") is None:
+        return ("load average (1 min) {} -> {}; other processes' CPU time unknown (no /proc/stat)"
+                "{}".format(extras["loadavg_1m_start"], extras["loadavg_1m_end"], steadiness))
+    verdict = {True: "CONTENDED, the figures are not a clean measurement",
+               False: "not contended"}.get(extras["contended"], "too short to judge")
+    return ("load average (1 min) {:.2f} -> {:.2f}; other processes took {:.2f} CPU-s of {:.2f} "
+            "on {} ({:.0%}): {}{}".format(
+                extras["loadavg_1m_start"], extras["loadavg_1m_end"], extras["other_cpu_s"],
+                extras["cpus"] * extras["wall_time_ms"] / 1000.0, _plural(extras["cpus"], "CPU"),
+                extras["other_cpu_share"], verdict, steadiness))
+
+
+def _friendly_block(batchsize: float, npu: dict[str, Any], throughput: float,
+                    engine_label: str) -> None:
+    """On a terminal: what ran where, in rounded figures (the summary JSON keeps them whole)."""
+    logger.info(f"-----------------Performance Summary (CPU, {engine_label})------------------")
+    logger.info("compute time per batch of {} on the CPU (ms): mean {:.2f}, median {:.2f}, "
+                "min {:.2f}, max {:.2f}, p99 {:.2f} ({} runs)".format(
+                    _bs_text(batchsize), npu["mean"], npu["median"], npu["min"], npu["max"],
+                    npu["percentile(99%)"], npu["count"]))
+    logger.info(f"throughput: {throughput:.1f} images/s")
+    logger.info("------------------------------------------------------")
+
+
+def _t23_line(name: str, info: dict[str, Any]) -> str:
+    return "{} (ms): min = {}, max = {}, mean = {}, median = {}, percentile(99%) = {}".format(
+        name, info["min"], info["max"], info["mean"], info["median"], info["percentile(99%)"])
+
+
+def _t23_block(batchsize: float, infodict: dict[str, Any], display_all: bool) -> None:
+    """Piped or logged (and NPUZOO_BENCH_T23_OUTPUT=1): the T23 block, verbatim."""
+    names = ["H2D_latency", "NPU_compute_time", "D2H_latency"] if display_all else \
+        ["NPU_compute_time"]
+    logger.info("-----------------Performance Summary------------------")
+    for name in names:
+        logger.info(_t23_line(name, infodict[name]))
+    logger.info("throughput 1000*batchsize.mean({})/NPU_compute_time.mean({}): {}".format(
+        batchsize, infodict["NPU_compute_time"]["mean"], infodict["throughput"]))
+    logger.info("------------------------------------------------------")

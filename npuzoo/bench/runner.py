@@ -25,7 +25,7 @@ import numpy as np
 from npuzoo import engines
 from npuzoo.bench import inputs as ins
 from npuzoo.bench import load, options, outputs
-from npuzoo.bench.summary import logger, summary
+from npuzoo.bench.outputs import logger, summary
 from npuzoo.engines import TensorDesc
 from npuzoo.errors import UserError, cli
 

@@ -1,10 +1,4 @@
-"""Results files: `reports/<model>/<SOC>_bs<BS>.json`, one per (chip, batch size) and owner.
-
-    pieces     one run's pieces read and checked (summary, accuracy, result files)
-    agreement  an int8 run's logits against the fp32 export's
-    build      the report of one run (`write`) and its accuracy gate
-    read       reports written by anyone, read tolerantly and checked as user input
-    compare    run-over-run changes, and `compare`'s table
-    publish    recording a run and making it its owner's current report (`publish`)
-    cli        the command line (`python3 -m npuzoo.report`)
+"""Results files, `reports/<model>/<SOC>_bs<BS>.json`: a run's pieces read and checked (pieces,
+agreement), its report (build), reports read as user input (read), run-over-run changes
+(compare), recording and placing a run (publish); `python3 -m npuzoo.report` (cli).
 """
