@@ -2,20 +2,16 @@
 
     python3 -m npuzoo.prep MODEL_DIR SRC DST [--limit N] [--workers K] [--uint8]
 
-writes what `MODEL_DIR/preprocess.py SRC DST` writes (DST/<stem>.bin, byte for byte: each
-array comes from that script's own `preprocess(path, uint8)`), and adds what is not the
-model's: model.yaml validated first (npuzoo.config), the images chosen and checked by the
-project's rules (npuzoo.dataset.IMAGE_EXTENSIONS in SRC and one level of class folders, sorted;
-two images with one stem are refused before anything is written), K worker processes (default:
-the usable cores) fed in chunks, a progress bar on a terminal, and clean stops. An undecodable
-image stops the run with one line naming it (skipping it would silently shrink the accuracy's
-denominator); the outputs already written are complete and kept. Ctrl-C: the workers ignore
-SIGINT, finish the file in hand and stop; `error: interrupted`, exit 130.
-
-Each output is written in a private folder per worker, DST/.preprocess-XXXX.tmp/worker-<pid>/,
-then renamed into DST, so DST never holds a partial .bin: creating files in one shared folder
-serialises the workers on its lock (measured on ext4: no gain from a second worker). The
-temporary folder is removed at the end of every run that is not killed; it matches `.*.tmp`.
+writes what `MODEL_DIR/preprocess.py SRC DST` writes (DST/<stem>.bin, each array from that
+script's own `preprocess(path, uint8)`), and adds what is not the model's: model.yaml validated
+first, the images chosen by the project's rules (npuzoo.dataset.image_paths; two images with one
+stem refused before anything is written), K worker processes (default: the usable cores) fed in
+chunks, a progress bar on a terminal, and clean stops. An undecodable image stops the run with
+one line naming it (skipping it would shrink the accuracy's denominator); the outputs written
+are complete and kept. Ctrl-C: the workers ignore SIGINT and finish the file in hand; `error:
+interrupted`, exit 130. Each output is written in a private folder per worker,
+DST/.preprocess-XXXX.tmp/worker-<pid>/, then renamed into DST: DST never holds a partial .bin,
+and the workers do not serialise on one folder's lock.
 """
 
 import argparse

@@ -480,6 +480,7 @@ def engines_context(path: str) -> dict[str, Any] | None:
         return None
     keys = sorted({key for block in blocks.values() for row in block.get("rows", [])
                    for key in row.get("contenders", {}) if key != "ort"}, key=_engine_order)
+
     def dagger(item: dict[str, Any]) -> str:  # a figure not measured in quiet rounds only
         return "" if item.get("quiet_rounds") else " †"
 
