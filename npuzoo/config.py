@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 import yaml
 
 from npuzoo.errors import UserError, cli
-from npuzoo.variables import CPU_PERF  # noqa: F401 (the CPU perf step's defaults)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS_DIR = os.path.join(REPO_ROOT, "models")

@@ -30,7 +30,7 @@ import json
 import os
 import re
 
-from npuzoo import config
+from npuzoo.variables import CPU_PERF
 from npuzoo.files import atomic_write
 
 HISTORY = "history"
@@ -168,8 +168,8 @@ def variant(report):
     if isinstance(streams, int) and streams > 1 and not tuned(report):
         words.append(f"{streams} streams")
     loop, seconds = perf.get("loop"), perf.get("loop_seconds")
-    if report.get("soc") == "cpu" and (loop not in (None, config.CPU_PERF["loop"]) or
-                                       seconds not in (None, config.CPU_PERF["seconds"])):
+    if report.get("soc") == "cpu" and (loop not in (None, CPU_PERF["loop"]) or
+                                       seconds not in (None, CPU_PERF["seconds"])):
         words.append(f"≥{loop} calls, ≥{seconds:g} s" if seconds else f"{loop} calls")
     return "+".join(words)
 

@@ -321,7 +321,7 @@ class Plan:
         self.streams = settings.streams or (len(os.sched_getaffinity(0))
                                             if soc == "cpu" and not self.tuned else 0)
         self.perf_seconds = (settings.perf_seconds if settings.perf_seconds is not None
-                             else config.CPU_PERF["seconds"]) if soc == "cpu" else 0
+                             else variables.CPU_PERF["seconds"]) if soc == "cpu" else 0
 
     def share(self, model_config, cache=None):
         """The shared preprocessed set of this run (npuzoo/store.py); with the stat `cache`, its
