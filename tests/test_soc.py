@@ -207,3 +207,15 @@ def test_device_check_without_npu_smi_is_silent(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(soc, "NPU_SMI_FALLBACK_DIRS", ())
     ascend.check_device_chip("Ascend310P3", 0, env_with(tmp_path, standins=False))
     assert capsys.readouterr().err == ""
+
+
+def test_mk_docker_refuses_a_soc_with_npuzoo_socs_one_check():
+    """One check of a SOC value: mk/docker.mk says what npuzoo.soc.check says."""
+    with pytest.raises(UserError) as err:
+        soc.check("Ascend999")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "NPUZOO_"))}
+    proc = subprocess.run(["make", "-s", "-f", "mk/docker.mk", "SOC=Ascend999",
+                           f"PY={sys.executable}", "print-stamps"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and f"*** {err.value}." in proc.stderr
+    assert soc.check("auto") == "auto" and soc.check("Ascend910_9392") == "Ascend910_9392"
