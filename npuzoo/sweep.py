@@ -348,16 +348,13 @@ def execute(spec: dict[str, Any], shipped: bytes | None = None) -> dict[str, Any
     report = os.path.join(root, spec["report"]) if spec.get("report") else None
     before = mtime(report) if report else None
     lock_path = os.path.join(root, spec["lock"])
-    if spec.get("images"):  # RUNNER=docker: this node's engine gets the images (or has them)
-        with flocked(lock_path) as fd:
-            run_make(root, spec["images"], env, log, where, lock=fd)
-    for targets, locked, extra in spec["steps"]:
-        args = list(spec["args"]) + [f"{k}={v}" for k, v in extra.items()] + targets
-        if locked:
-            with flocked(lock_path) as fd:
-                run_make(root, args, env, log, where, lock=fd)
-        else:
-            run_make(root, args, env, log, where)
+    # RUNNER=docker: this node's engine gets the images (or has them), then the steps.
+    steps = [(spec["images"], True)] if spec.get("images") else []
+    steps += [(list(spec["args"]) + [f"{k}={v}" for k, v in extra.items()] + targets, locked)
+              for targets, locked, extra in spec["steps"]]
+    for args, locked in steps:
+        with flocked(lock_path) if locked else contextlib.nullcontext() as fd:
+            run_make(root, args, env, log, where, lock=fd)
     result = {"placement": placement, "seconds": round(time.time() - started, 1)}
     if report:
         if mtime(report) != before:
@@ -625,11 +622,11 @@ def drive(ray: Any, plans: dict[str, run.Plan], settings: dict[str, run.Settings
                 shipped = None
                 if storage == "copy":
                     pack_key = (model, shard_input)
-                    if pack_key not in packs:
-                        names = shipped_inputs(plan, data_paths, shard_input)
-                        packs[pack_key] = (ray.put(pack(REPO, names)), secrets.token_hex(8))
-                    shipped, pack_id = packs[pack_key]
                     spec["shipped_names"] = shipped_inputs(plan, data_paths, shard_input)
+                    if pack_key not in packs:
+                        packs[pack_key] = (ray.put(pack(REPO, spec["shipped_names"])),
+                                           secrets.token_hex(8))
+                    shipped, pack_id = packs[pack_key]
                     spec["ship_token"] = os.path.join("build", model, f".shipped-{pack_id}")
                 job.ref = remote.options(**task_options(plan.soc, cpus)).remote(spec, shipped)
                 job.status = "running"
