@@ -73,13 +73,8 @@ def set_env_candidates(env: Mapping[str, str], runtime_only: bool = False) -> li
               os.path.expanduser("~/Ascend/cann/set_env.sh")]
     if runtime_only:
         paths.append(os.path.join(root, "nnrt", "set_env.sh"))
-    seen, found = set(), []
-    for path in paths:
-        real = os.path.realpath(path)
-        if real not in seen and os.path.isfile(path):
-            seen.add(real)
-            found.append(path)
-    return found
+    found = {os.path.realpath(path): path for path in reversed(paths) if os.path.isfile(path)}
+    return sorted(found.values(), key=paths.index)  # each file once, first name kept
 
 
 def sourced_environment(path: str, env: Mapping[str, str]) -> dict[str, str] | None:
@@ -90,14 +85,8 @@ def sourced_environment(path: str, env: Mapping[str, str]) -> dict[str, str] | N
                               env=env, timeout=60)
     except (OSError, subprocess.SubprocessError):
         return None
-    if proc.returncode != 0:
-        return None
-    env = {}
-    for item in proc.stdout.split(b"\0"):
-        key, sep, value = item.decode("utf-8", "replace").partition("=")
-        if sep and key:
-            env[key] = value
-    return env
+    items = (item.decode("utf-8", "replace").partition("=") for item in proc.stdout.split(b"\0"))
+    return {key: value for key, sep, value in items if sep and key} if not proc.returncode else None
 
 
 def _which(program: str, env: Mapping[str, str]) -> str | None:
