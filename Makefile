@@ -61,10 +61,10 @@ export PY
 
 .PHONY: all test lint venv clean clean-sets help readme compare images sweep $(MODEL_NAMES)
 
-# The targets and variables, from npuzoo/variables.py (the venv's python, else PYTHON's: it
-# needs only the standard library, so help works before .venv exists).
+# The targets and variables, from npuzoo/variables.py (the venv's python, else PYTHON, checked
+# above: it needs only the standard library, so help works before .venv exists).
 help:
-	@"$(if $(wildcard $(PY)),$(PY),$$NPUZOO_VENV_PYTHON)" -m npuzoo.variables help
+	@$(if $(wildcard $(PY)),$(PY),$(if $(PYTHON_BAD),python3,$(value NPUZOO_VENV_PYTHON))) -m npuzoo.variables help
 	@echo "Models: $(MODEL_NAMES)"
 
 # A target that is no model nor any of the above: say which exist instead of make's own words.
