@@ -234,8 +234,7 @@ class UnsafePack(Exception):
 
 def checked_members(tar: tarfile.TarFile, allowed: list[str]) -> list[tarfile.TarInfo]:
     """tar's members, if each is a plain file or folder at or under one of `allowed` (relative
-    paths): a task's result (or a driver's pack) is data, never a link, a device, an absolute
-    path or a `..` that would write elsewhere on the machine that unpacks it."""
+    paths): never a link, a device, an absolute path or a `..` writing elsewhere."""
     roots = [os.path.normpath(path) for path in allowed]
     members = tar.getmembers()
     for member in members:
@@ -250,13 +249,11 @@ def checked_members(tar: tarfile.TarFile, allowed: list[str]) -> list[tarfile.Ta
 
 
 def unpack(data: bytes, root: str, allowed: list[str], keep: bool = False) -> None:
-    """Extract a pack() of the paths `allowed` into root (checked_members: nothing else), with
-    new file times in the packed files' order: newer than
-    the code there (a fresh copy's files are as new as its extraction) and than what is
-    already there, so that make redoes nothing the pack covers. One microsecond apart: make
-    compares nanoseconds. keep: files already there stay as they are (a node's copy gets the
-    model's common files from each task's pack; re-dating them would make another task's
-    shard look older than the preprocessing)."""
+    """Extract a pack() of the paths `allowed` into root (checked_members: nothing else), dated
+    in the packed files' order (1 µs apart: make compares nanoseconds) after the code there
+    and what is already there, so that make redoes nothing the pack covers. keep: files
+    already there stay (re-dating a node's common files would make another task's shard look
+    older than the preprocessing)."""
     try:
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             members = [m for m in checked_members(tar, allowed)
@@ -403,11 +400,9 @@ def reachable(address: str, timeout_s: int) -> str | None:
 
 
 def connect(environ: Mapping[str, str] = os.environ) -> Any:
-    """ray.init: the cluster at RAY_ADDRESS, else a local instance on this machine only. An
-    address that does not answer within NPUZOO_RAY_TIMEOUT seconds stops the sweep with one
-    line (and so releases the models' locks). Ray's own log lines (its start, an
-    authentication-token notice) only with NPUZOO_RAY_LOGS=1: the sweep prints what a user
-    needs."""
+    """ray.init: the cluster at RAY_ADDRESS, else a local instance on this machine only; one
+    that does not answer within NPUZOO_RAY_TIMEOUT seconds stops the sweep with one line (so
+    the models' locks are released). Ray's own log lines only with NPUZOO_RAY_LOGS=1."""
     import logging
 
     logs = check_ray_logs(environ.get(RAY_LOGS_ENV, ""))
