@@ -39,7 +39,6 @@ from npuzoo import soc as socs
 from npuzoo import weights as weights_mod
 from npuzoo.errors import Problems, UserError, cli
 from npuzoo.files import replace_link
-from npuzoo.variables import POSITIVE, shown  # noqa: F401 (npuzoo.report's batch size check)
 
 REPO = config.REPO_ROOT
 BUILD = "build"
