@@ -133,12 +133,6 @@ def load_npy(path: str) -> np.ndarray:
         raise UserError(f"{path}: cannot load it as .npy ({err})") from None
 
 
-def _multiple_error(count: int, n_inputs: int) -> UserError:
-    return UserError(f"--input gives {count} files for a model with {n_inputs} inputs; give a "
-                     "multiple "
-                     f"of {n_inputs}")
-
-
 def list_input_files(inputs_list: list[str], n_inputs: int) -> list[list[str]]:
     """Per model input, its files: a comma list of files cut into n_inputs consecutive chunks,
     or one directory per input."""
@@ -148,7 +142,8 @@ def list_input_files(inputs_list: list[str], n_inputs: int) -> list[list[str]]:
             if not os.path.isfile(path):
                 raise UserError(f"--input: input[{index}] '{path}' is not a file")
         if len(inputs_list) % n_inputs:
-            raise _multiple_error(len(inputs_list), n_inputs)
+            raise UserError(f"--input gives {len(inputs_list)} files for a model with {n_inputs} "
+                            f"inputs; give a multiple of {n_inputs}")
         chunk = len(inputs_list) // n_inputs
         return [inputs_list[k * chunk:(k + 1) * chunk] for k in range(n_inputs)]
     if os.path.isdir(first):
@@ -166,15 +161,7 @@ def list_input_files(inputs_list: list[str], n_inputs: int) -> list[list[str]]:
 
 def split_inputs_for_devices(inputs: str, n_inputs: int, jobs: int) -> list[str]:
     """T23 split_inputs_new: every device gets its share of each model input's files."""
-    inputs_list = inputs.split(",")
-    if os.path.isfile(inputs_list[0]):
-        files = inputs_list
-        if len(files) % n_inputs:
-            raise _multiple_error(len(files), n_inputs)
-    elif os.path.isdir(inputs_list[0]):
-        files = [path for group in list_input_files(inputs_list, n_inputs) for path in group]
-    else:
-        raise UserError(f"--input: '{inputs_list[0]}' is neither a file nor a directory")
+    files = [path for group in list_input_files(inputs.split(","), n_inputs) for path in group]
     per_input = math.ceil(len(files) / n_inputs)
     shares: list[list[str]] = [[] for _ in range(jobs)]
     for start in range(0, len(files), per_input):

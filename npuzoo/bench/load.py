@@ -48,9 +48,6 @@ def reference_kernel_ms(repeats: int = 7) -> float:
 class LoadMonitor:
     """start() and stop() bracket the timed section; stop() returns the summary's load keys."""
 
-    MIN_TICKS = MIN_TICKS
-    RULE = RULE
-
     def __init__(self, stat_path: str = "/proc/stat",
                  clock: Callable[[], float] = time.perf_counter,
                  reference: Callable[[], float] | None = None) -> None:
@@ -109,7 +106,7 @@ class LoadMonitor:
             "cpus": len(self.cpus), "own_cpu_s": round(own, 3), "other_cpu_s": None,
             "steal_s": None, "other_cpu_share": None, "reference_ms": [self.ref0, ref1],
             "reference_change": change, "contended": True if outside else None,
-            "contended_rule": self.RULE}
+            "contended_rule": RULE}
         if self.busy0 is None or busy1 is None:
             return result
         cpus = busy1[2]
@@ -119,7 +116,7 @@ class LoadMonitor:
                        "steal_s": round((busy1[1] - self.busy0[1]) / self.tick, 3),
                        "other_cpu_share": round(share, 4),
                        "contended": bool(share > CONTENDED_SHARE)})
-        if cpus * wall * self.tick < self.MIN_TICKS:   # /proc/stat counts whole clock ticks
+        if cpus * wall * self.tick < MIN_TICKS:   # /proc/stat counts whole clock ticks
             result["contended"] = None
         if outside:
             result["contended"] = True
