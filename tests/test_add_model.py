@@ -7,17 +7,15 @@ its READMEs are never touched, whatever the outcome.
 """
 
 import hashlib
-import os
 import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO, scratch_repository
+from helpers import REPO, make, scratch_repository
 
 pytestmark = pytest.mark.slow
 
@@ -60,12 +58,6 @@ def snapshot(root):
             continue
         found[str(rel)] = hashlib.sha256(path.read_bytes()).hexdigest()
     return found
-
-
-def make(root, *args, timeout=1200):
-    env = dict(os.environ, MAKEFLAGS="", CI="")
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def add_tinynet(root):
@@ -112,7 +104,8 @@ def test_a_model_added_by_the_recipe_runs_end_to_end_and_appears_in_the_readme(t
     before = snapshot(root)
     folder = add_tinynet(root)
     data = shared_data / "imagenet-val-10"
-    run = make(root, NAME, f"DATA={data}", "N=6", "BS=1 4", "WEIGHTS=random", "SOC=cpu", "LOOP=3")
+    run = make(root, NAME, f"DATA={data}", "N=6", "BS=1 4", "WEIGHTS=random", "SOC=cpu", "LOOP=3",
+               timeout=1200)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for bs in (1, 4):
         report = root / "reports" / NAME / f"cpu_bs{bs}.json"

@@ -7,22 +7,21 @@ same arithmetic in front of the ONNX graph, which the CPU compile and the stand-
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-from PIL import Image
 
 from npuzoo import aipp
 from npuzoo.errors import UserError
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import FRONTEND, HAS_FRONTEND, REPO, frontend_env, make
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+TensorProto, helper, numpy_helper = onnx.TensorProto, onnx.helper, onnx.numpy_helper
 PY = sys.executable
 
 
@@ -172,17 +171,8 @@ def test_compile_with_aipp_takes_uint8_nhwc(mobilenet_onnx, tmp_path):
 
 # -- end to end ---------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def scratch(tmp_path_factory):
-    """A copy of the repository (working tree, no build/ or reports/) with .venv linked."""
-    root = tmp_path_factory.mktemp("aipp-e2e") / "repo"
-    shutil.copytree(REPO, root, symlinks=True, ignore=shutil.ignore_patterns(
-        ".venv", "build", "reports", ".git", "__pycache__", ".pytest_cache"))
-    os.symlink(REPO / ".venv", root / ".venv")
-    return root
-
-
-def make(root, log, *args, standins=False):
+def run_pipeline(root, log, *args, standins=False):
+    """`make ARGS` in `root`, no CANN, the stand-ins when asked; it must succeed."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("NPUZOO_STANDIN", "ASCEND_")) and k != "PYTHONPATH"}
     env.update(MAKEFLAGS="", CI="", NPUZOO_THREADS="1", NPUZOO_STANDIN_LOG=str(log),
@@ -190,14 +180,11 @@ def make(root, log, *args, standins=False):
                PYTHONPATH=str(root), PATH=os.pathsep.join([str(Path(PY).parent),
                                                           "/usr/local/bin:/usr/bin:/bin"]))
     if standins:  # stand-in atc and npu-smi; the real ais_bench front end on a stand-in aclruntime
-        from tests.test_ascend import FRONTEND, HAS_FRONTEND, frontend_env
-
         if not HAS_FRONTEND:
             pytest.skip(f"the ais_bench front end is not at {FRONTEND} (../shared/third_party)")
         env["PATH"] = str(root / "tests" / "standins") + os.pathsep + env["PATH"]
         env.update(frontend_env(root))
-    proc = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed", *args],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    proc = make(root, "-o", ".venv/.installed", *args, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
@@ -207,9 +194,9 @@ def test_e2e_aipp_accuracy_equals_float_path(scratch, shared_data, tmp_path):
     common = ["mobilenetv1", "BS=4", f"DATA={data}", "N=16", "WEIGHTS=random", "LOOP=2",
               "WARMUP=1"]
     log = tmp_path / "standin.log"
-    make(scratch, log, *common, "SOC=cpu")
-    make(scratch, log, *common, "SOC=cpu", "AIPP=1")
-    make(scratch, log, *common, "SOC=Ascend310P3", "AIPP=1", standins=True)
+    run_pipeline(scratch, log, *common, "SOC=cpu")
+    run_pipeline(scratch, log, *common, "SOC=cpu", "AIPP=1")
+    run_pipeline(scratch, log, *common, "SOC=Ascend310P3", "AIPP=1", standins=True)
 
     build = scratch / "build" / "mobilenetv1"
     [prep] = [p for p in (scratch / "build" / "prep").glob("imagenet-val-1300-*-u8-*")

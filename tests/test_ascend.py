@@ -22,44 +22,24 @@ import stat
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper
 
 from npuzoo import ascend, config, soc
 from npuzoo.errors import UserError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STANDINS = os.path.join(REPO, "tests", "standins")
+from helpers import (FRONTENDS, HAS_FRONTEND, REPO, STANDINS, SYSTEM_PATH, THIRD_PARTY, VENV_BIN,
+                     Namespace, frontend_env, one_error_line, scratch_repository)
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+TensorProto, helper = onnx.TensorProto, onnx.helper
 ACL = os.path.join(STANDINS, "acl")  # the aclruntime stand-in and its metadata
-VENV_BIN = os.path.dirname(sys.executable)
-SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
-THIRD_PARTY = Path(os.environ.get("NPUZOO_SHARED_THIRD_PARTY",
-                                  Path(REPO).parent / "shared" / "third_party"))
-# The two front ends, each with the dist-info `pip install` would have written for it.
-FRONTENDS = {"2023": THIRD_PARTY / "ais_bench-9d6da90", "ait": THIRD_PARTY / "ais_bench-ait-3baadae7"}
-FRONTEND = FRONTENDS["2023"]
-HAS_FRONTEND = all((f / "ais_bench" / "infer" / "__main__.py").is_file() for f in FRONTENDS.values())
 needs_frontend = pytest.mark.skipif(
     not HAS_FRONTEND, reason=f"the ais_bench front ends are not in {THIRD_PARTY} (../shared/third_party)")
 LABELS = {"2023": "0.0.2 (tools 9d6da90)", "ait": "0.0.2 (ait 3baadae7)"}  # the report's names
 STANDIN_ACLRUNTIME = "0.0.2 (Python source: a stand-in, not the compiled backend)"
-
-
-def frontend_env(root, frontend="2023"):
-    """PYTHONPATH and settings that put `frontend` and the aclruntime stand-in of the checkout
-    `root` in place, as `pip install` of the two wheels would."""
-    standins = os.path.join(root, "tests", "standins")
-    return {"PYTHONPATH": os.pathsep.join([
-                str(FRONTENDS[frontend]),
-                os.path.join(standins, "frontends", FRONTENDS[frontend].name),
-                os.path.join(standins, "acl"), str(root)]),
-            "NPUZOO_STANDIN_AIT": str(FRONTENDS["ait"]),
-            "PYTHONDONTWRITEBYTECODE": "1"}  # nothing written into ../shared/third_party
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -74,7 +54,7 @@ def standin_env(tmp_path, standins=True, frontend="2023", **extra):
         path.insert(0, STANDINS)
         env.update(frontend_env(REPO, frontend))
     else:
-        env["PYTHONPATH"] = REPO
+        env["PYTHONPATH"] = str(REPO)
         env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["PATH"] = os.pathsep.join(path)
     env["NPUZOO_ASCEND_ROOT"] = str(tmp_path / "no-ascend-here")
@@ -122,16 +102,6 @@ def ais_bench(tmp_path, *args, frontend="2023", **extra):
 def bench(tmp_path, *args):
     return run([sys.executable, "-m", "npuzoo.bench", *args], standin_env(tmp_path),
                cwd=tmp_path)
-
-
-def assert_one_error_line(proc, *fragments):
-    assert proc.returncode != 0, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, proc.stderr
-    for fragment in fragments:
-        assert fragment in errors[0], (fragment, errors[0])
-    return errors[0]
 
 
 def tiny_model(path, dynamic=True):
@@ -520,7 +490,7 @@ def test_a_checkout_path_with_a_space_stops_first_with_one_line(tmp_path, goal):
     for name in ("Makefile", "mk/outside.mk"):
         shutil.copy(os.path.join(REPO, name), root / name)
     proc = run(["make", "--no-print-directory", *goal], standin_env(tmp_path), cwd=root)
-    assert_one_error_line(proc, f"{root}: the checkout path has a space", "move or clone")
+    one_error_line(proc, f"{root}: the checkout path has a space", "move or clone", status=None, alone=False)
     assert proc.returncode == 2 and sorted(os.listdir(root)) == ["Makefile", "mk"]
 
 
@@ -640,7 +610,7 @@ def test_soc_auto_without_npu_smi_is_cpu(tmp_path):
 def test_soc_auto_device_not_listed(tmp_path):
     proc = run([sys.executable, "-m", "npuzoo.soc", "resolve", "auto", "--device", "3"],
                standin_env(tmp_path))
-    assert_one_error_line(proc, "DEVICE=3")
+    one_error_line(proc, "DEVICE=3", status=None, alone=False)
 
 
 # -- npuzoo.ascend: the CANN environment, chip checks, versions -----------------------------------
@@ -669,7 +639,7 @@ def fake_toolkit(tmp_path, socs=("Ascend310P3", "Ascend310")):
 def test_missing_toolkit_stops_with_one_line(tmp_path):
     env = standin_env(tmp_path, standins=False)
     proc = ascend_cli(env, "run", "--soc", "Ascend310P3", "--", "atc", "--framework=5")
-    assert_one_error_line(proc, "CANN environment is not set", "set_env.sh")
+    one_error_line(proc, "CANN environment is not set", "set_env.sh", status=None, alone=False)
     assert calls(tmp_path) == []
 
 
@@ -738,7 +708,7 @@ def test_chip_the_toolkit_does_not_know(tmp_path):
     home = fake_toolkit(tmp_path, socs=("Ascend310P3",))
     env = standin_env(tmp_path, standins=False, ASCEND_TOOLKIT_HOME=home)
     proc = ascend_cli(env, "run", "--soc", "Ascend910B3", "--", "atc", "--framework=5")
-    assert_one_error_line(proc, "SOC=Ascend910B3", "no platform file", "Ascend310P3")
+    one_error_line(proc, "SOC=Ascend910B3", "no platform file", "Ascend310P3", status=None, alone=False)
     assert calls(tmp_path, "atc") == []
 
 
@@ -749,7 +719,7 @@ def test_failing_atc_ends_with_one_clear_line(tmp_path):
                       f"--model={onnx_path}", f"--output={tmp_path / 'm'}",
                       "--input_shape=image:1,3,4,4", "--soc_version=Ascend910B3")
     assert "E10001" in proc.stderr
-    assert_one_error_line(proc, "atc failed for SOC=Ascend910B3")
+    one_error_line(proc, "atc failed for SOC=Ascend910B3", status=None, alone=False)
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
 
 
@@ -759,9 +729,9 @@ def test_om_chip_record_is_checked(tmp_path):
     env = standin_env(tmp_path)
     args = ["run", "--soc", "Ascend310P3", "--om", om, "--device", "0", "--",
             sys.executable, "-m", "ais_bench", "--model", om]
-    assert_one_error_line(ascend_cli(env, *args), "no record of the chip")
+    one_error_line(ascend_cli(env, *args), "no record of the chip", status=None, alone=False)
     ascend.record_om(om[:-3], "Ascend310", onnx_path, 2)
-    assert_one_error_line(ascend_cli(env, *args), "built for Ascend310, not SOC=Ascend310P3")
+    one_error_line(ascend_cli(env, *args), "built for Ascend310, not SOC=Ascend310P3", status=None, alone=False)
     ascend.record_om(om[:-3], "Ascend310P3", onnx_path, 2)
     proc = ascend_cli(env, *args)
     assert proc.returncode == 0, proc.stderr
@@ -772,14 +742,14 @@ def test_device_chip_must_match_soc(tmp_path):
     ascend.record_om(om[:-3], "Ascend310", onnx_path, 2)
     proc = ascend_cli(standin_env(tmp_path), "run", "--soc", "Ascend310", "--om", om,
                       "--device", "0", "--", sys.executable, "-m", "ais_bench", "--model", om)
-    assert_one_error_line(proc, "DEVICE=0 is an Ascend310P3", "SOC=Ascend310")
+    one_error_line(proc, "DEVICE=0 is an Ascend310P3", "SOC=Ascend310", status=None, alone=False)
     assert calls(tmp_path, "ais_bench") == []
 
 
 def test_ais_bench_not_installed(tmp_path):
     env = standin_env(tmp_path, standins=False, ASCEND_HOME_PATH=str(tmp_path))
     proc = ascend_cli(env, "run", "--", sys.executable, "-m", "ais_bench", "--model", "x.om")
-    assert_one_error_line(proc, "-m ais_bench` is not the ais_bench inference tool", "pip install")
+    one_error_line(proc, "-m ais_bench` is not the ais_bench inference tool", "pip install", status=None, alone=False)
 
 
 def test_describe_records_versions(tmp_path):
@@ -911,23 +881,10 @@ def test_make_n_explicit_soc_never_runs_npu_smi(tmp_path, shared_data):
 
 # -- end to end, with the stand-ins and the real front end, on a copy of the repository -----------
 
-def copy_workspace(root):
-    """A copy of the working tree (no build/, reports/, .git) sharing the .venv."""
-    shutil.copytree(REPO, root, symlinks=True, ignore=shutil.ignore_patterns(
-        ".venv", "build", "reports", ".git", "__pycache__", ".pytest_cache"))
-    os.symlink(os.path.join(REPO, ".venv"), root / ".venv")
-    return root
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    return copy_workspace(tmp_path_factory.mktemp("ascend-e2e") / "repo")
-
-
-def make(workspace, tmp_path, *args, frontend="2023", umask=-1, **extra):
+def make_with_standins(workspace, tmp_path, *args, frontend="2023", umask=-1, **extra):
     """`make ARGS` in `workspace` with the stand-ins and `frontend`, under `umask` if given."""
     env = standin_env(tmp_path, frontend=frontend, **extra)
-    env["PYTHONPATH"] = env["PYTHONPATH"].replace(REPO, str(workspace))
+    env["PYTHONPATH"] = env["PYTHONPATH"].replace(str(REPO), str(workspace))
     env["PATH"] = env["PATH"].replace(STANDINS, str(workspace / "tests" / "standins"))
     return run(["make", "--no-print-directory", "-o", ".venv/.installed", *args], env,
                cwd=workspace, umask=umask)
@@ -1012,7 +969,7 @@ E2E_CASES = {"dpn131": ("ait", 0o002), "inceptionv4": ("2023", 0o002),
 @pytest.mark.slow
 @needs_frontend
 @pytest.mark.parametrize("model", sorted(E2E_CASES))
-def test_e2e_every_model_through_the_real_front_end(workspace, tmp_path, shared_data, model):
+def test_e2e_every_model_through_the_real_front_end(scratch, tmp_path, shared_data, model):
     """Each model's commands, dataset and perf modes, BS 1 and 4 and AIPP at BS 4, through
     `python3 -m ais_bench` (an unmodified front end) on the aclruntime stand-in: the same
     result files and accuracy JSON as the CPU path (npuzoo.bench)."""
@@ -1020,14 +977,14 @@ def test_e2e_every_model_through_the_real_front_end(workspace, tmp_path, shared_
     frontend, mask = E2E_CASES[model]
     data = shared_data / "imagenet-val-1300"
     common = [model, f"DATA={data}", f"N={N}", "WEIGHTS=random", "LOOP=2", "WARMUP=1"]
-    proc = make(workspace, tmp_path, *common, "BS=1 4", "SOC=Ascend310P3", frontend=frontend,
+    proc = make_with_standins(scratch, tmp_path, *common, "BS=1 4", "SOC=Ascend310P3", frontend=frontend,
                 umask=mask)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert calls(tmp_path, "atc") == [expected_atc(model, "Ascend310P3", bs, hw) for bs in (1, 4)]
     assert_paths_checked_as_ait(tmp_path, frontend)
     runs = log_entries(tmp_path, "ais_bench")
     assert len(runs) == 4  # dataset mode and perf mode, per batch size
-    work = workspace / "build" / model / "Ascend310P3" / "cann-work"
+    work = scratch / "build" / model / "Ascend310P3" / "cann-work"
     for entry, (bs, mode) in zip(runs, [(1, "infer"), (1, "perf"), (4, "infer"), (4, "perf")]):
         argv, om = entry["argv"], f"build/{model}/Ascend310P3/random/{model}_bs{bs}.om"
         assert entry["cwd"] == str(work)
@@ -1041,23 +998,23 @@ def test_e2e_every_model_through_the_real_front_end(workspace, tmp_path, shared_
             assert argv[4:] == ["--output_dirname", "perf", "--outfmt", "BIN", "--batchsize",
                                 str(bs), "--loop", "2", "--warmup_count", "1", "--device", "0"]
     assert (work / "kernel_meta").is_dir() and (work / "fusion_result.json").is_file()
-    assert not (workspace / "kernel_meta").exists()
-    assert not (workspace / "fusion_result.json").exists()
+    assert not (scratch / "kernel_meta").exists()
+    assert not (scratch / "fusion_result.json").exists()
 
-    proc = make(workspace, tmp_path, *common, "BS=1 4", "SOC=cpu", *cpu_engine_args(model))
+    proc = make_with_standins(scratch, tmp_path, *common, "BS=1 4", "SOC=cpu", *cpu_engine_args(model))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    check_same_as_cpu(workspace, model, frontend=frontend)
+    check_same_as_cpu(scratch, model, frontend=frontend)
 
     (tmp_path / "standin.log").unlink()
     for chip in ("Ascend310P3", "cpu"):
-        proc = make(workspace, tmp_path, *common, "BS=4", "AIPP=1", f"SOC={chip}",
+        proc = make_with_standins(scratch, tmp_path, *common, "BS=4", "AIPP=1", f"SOC={chip}",
                     *(cpu_engine_args(model) if chip == "cpu" else []), frontend=frontend,
                     umask=mask)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert calls(tmp_path, "atc") == [expected_atc(model, "Ascend310P3", 4, hw, aipp=True)]
     assert_paths_checked_as_ait(tmp_path, frontend)
-    check_same_as_cpu(workspace, model, aipp=True, sizes=(4,), frontend=frontend)
-    om = workspace / "build" / model / "Ascend310P3" / "random"
+    check_same_as_cpu(scratch, model, aipp=True, sizes=(4,), frontend=frontend)
+    om = scratch / "build" / model / "Ascend310P3" / "random"
     assert (om / f"{model}_bs4.om").is_file() and (om / f"{model}_bs4_aipp.om").is_file()
 
 
@@ -1069,9 +1026,9 @@ def e2e_args(shared_data):
 @pytest.fixture(scope="module")
 def cpu_reference(tmp_path_factory, shared_data):
     """MobileNetV1 on the CPU, plain and AIPP, BS 4: what every Ascend run must reproduce."""
-    root = copy_workspace(tmp_path_factory.mktemp("ascend-cpu") / "repo")
+    root = scratch_repository(tmp_path_factory.mktemp("ascend-cpu") / "repo")
     for aipp in ([], ["AIPP=1"]):
-        proc = make(root, root.parent, *e2e_args(shared_data), "SOC=cpu", *aipp)
+        proc = make_with_standins(root, root.parent, *e2e_args(shared_data), "SOC=cpu", *aipp)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return root
 
@@ -1092,7 +1049,7 @@ def test_e2e_mobilenetv1_on_both_front_ends_under_both_umasks(tmp_path_factory, 
     umask, on each front end: the ait one refuses any path against its rules (an output
     folder beyond 0750, a model or input group-writable) and the 2023 one has them checked by
     the stand-in; the printed summary, the CPU path's results and accuracy, a throughput."""
-    root = copy_workspace(tmp_path_factory.mktemp("ascend-matrix") / "repo")
+    root = scratch_repository(tmp_path_factory.mktemp("ascend-matrix") / "repo")
     model_yaml = root / "models" / "mobilenetv1" / "model.yaml"
     written = model_yaml.stat()
     model_yaml.write_text(model_yaml.read_text().replace(
@@ -1104,7 +1061,7 @@ def test_e2e_mobilenetv1_on_both_front_ends_under_both_umasks(tmp_path_factory, 
         shutil.copytree(cpu_reference / "build" / "mobilenetv1" / part,
                         root / "build" / "mobilenetv1" / part)
     for aipp in ([], ["AIPP=1"]):
-        proc = make(root, tmp_path, *e2e_args(shared_data), "SOC=Ascend310P3", *aipp,
+        proc = make_with_standins(root, tmp_path, *e2e_args(shared_data), "SOC=Ascend310P3", *aipp,
                     frontend=frontend, umask=mask)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert proc.stdout.count("throughput 1000*batchsize.mean(4)/NPU_compute_time.mean(") == 2
@@ -1134,11 +1091,9 @@ def test_e2e_mobilenetv1_on_both_front_ends_under_both_umasks(tmp_path_factory, 
 def sweep_on_one_node(root, tmp_path, args, frontend, mask):
     """`make sweep ARGS` in `root` on a Ray node of two NPUs of its own (loopback only, in a
     namespace: tests/test_sweep.py), started under `mask` as its tasks then run."""
-    from tests.test_sweep import Namespace
-
     env = {k: v for k, v in standin_env(tmp_path, frontend=frontend).items()
            if not k.startswith("RAY_") and k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CI")}
-    env["PYTHONPATH"] = env["PYTHONPATH"].replace(REPO, str(root))
+    env["PYTHONPATH"] = env["PYTHONPATH"].replace(str(REPO), str(root))
     env["PATH"] = env["PATH"].replace(STANDINS, str(root / "tests" / "standins"))
     env.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
     temp = tempfile.mkdtemp(prefix="rz", dir="/tmp")  # short: Ray's socket paths
@@ -1160,21 +1115,21 @@ def sweep_on_one_node(root, tmp_path, args, frontend, mask):
 
 @pytest.mark.slow
 @needs_frontend
-def test_e2e_mobilenetv1_reruns_auto_and_moved_om(workspace, tmp_path, shared_data):
+def test_e2e_mobilenetv1_reruns_auto_and_moved_om(scratch, tmp_path, shared_data):
     data = shared_data / "imagenet-val-1300"
     common = ["mobilenetv1", "BS=4", f"DATA={data}", f"N={N}", "WEIGHTS=random", "LOOP=2",
               "WARMUP=1"]
-    proc = make(workspace, tmp_path, *common, "SOC=Ascend310P3")
+    proc = make_with_standins(scratch, tmp_path, *common, "SOC=Ascend310P3")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     # Recompiling BS 4 removes only its own .om: the AIPP .om of BS 4 stays.
-    folder = workspace / "build" / "mobilenetv1" / "Ascend310P3" / "random"
+    folder = scratch / "build" / "mobilenetv1" / "Ascend310P3" / "random"
     (folder / "mobilenetv1_bs4_aipp.om").write_bytes(b"the AIPP artefact")
     (folder / "mobilenetv1_bs4_aipp.om.sha256").write_text(  # sealed, as its step seals it
         hashlib.sha256(b"the AIPP artefact").hexdigest() + "\n")
     os.utime(folder / "mobilenetv1_bs4.om", (0, 0))  # older than the ONNX: atc runs again
     (tmp_path / "standin.log").unlink(missing_ok=True)
-    proc = make(workspace, tmp_path, *common, "SOC=Ascend310P3")
+    proc = make_with_standins(scratch, tmp_path, *common, "SOC=Ascend310P3")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert len(calls(tmp_path, "atc")) == 1
     assert (folder / "mobilenetv1_bs4_aipp.om").read_bytes() == b"the AIPP artefact"
@@ -1182,7 +1137,7 @@ def test_e2e_mobilenetv1_reruns_auto_and_moved_om(workspace, tmp_path, shared_da
 
     # SOC=auto reads npu-smi, resolves Ascend310P3, and finds everything done.
     (tmp_path / "standin.log").unlink()
-    proc = make(workspace, tmp_path, *common, "SOC=auto")
+    proc = make_with_standins(scratch, tmp_path, *common, "SOC=auto")
     assert proc.returncode == 0, proc.stderr
     assert "== mobilenetv1: BS=4 SOC=Ascend310P3 " in proc.stdout
     assert calls(tmp_path, "npu-smi")[0] == ["info"]
@@ -1191,7 +1146,7 @@ def test_e2e_mobilenetv1_reruns_auto_and_moved_om(workspace, tmp_path, shared_da
     # An explicit SOC on a host where npu-smi fails (needs root): a warning, and the run goes on.
     (tmp_path / "standin.log").unlink()
     os.utime(folder / "mobilenetv1_bs4.om", (0, 0))
-    proc = make(workspace, tmp_path, *common, "SOC=Ascend310P3",
+    proc = make_with_standins(scratch, tmp_path, *common, "SOC=Ascend310P3",
                 NPUZOO_STANDIN_NPU_SMI_FAIL="npu-smi: Permission denied, run as root")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
@@ -1200,49 +1155,49 @@ def test_e2e_mobilenetv1_reruns_auto_and_moved_om(workspace, tmp_path, shared_da
     assert len(calls(tmp_path, "ais_bench")) == 2
 
     # An .om moved by hand into another chip's folder is refused before ais_bench runs.
-    dst = workspace / "build" / "mobilenetv1" / "Ascend910B3" / "random"
+    dst = scratch / "build" / "mobilenetv1" / "Ascend910B3" / "random"
     dst.mkdir(parents=True)
     for name in ("mobilenetv1_bs4.om", "mobilenetv1_bs4.om.json", "mobilenetv1_bs4.om.sha256"):
         shutil.copy(folder / name, dst / name)
     (tmp_path / "standin.log").unlink()
-    proc = make(workspace, tmp_path, *common, "SOC=Ascend910B3", NPUZOO_STANDIN_CHIP="910B3")
-    assert_one_error_line(proc, "built for Ascend310P3, not SOC=Ascend910B3")
+    proc = make_with_standins(scratch, tmp_path, *common, "SOC=Ascend910B3", NPUZOO_STANDIN_CHIP="910B3")
+    one_error_line(proc, "built for Ascend310P3, not SOC=Ascend910B3", status=None, alone=False)
     assert calls(tmp_path, "ais_bench") == []
 
 
 @pytest.mark.slow
 @needs_frontend
-def test_e2e_make_errors(workspace, tmp_path, shared_data):
+def test_e2e_make_errors(scratch, tmp_path, shared_data):
     data = shared_data / "imagenet-val-10"
     common = ["mobilenetv1", "BS=1", f"DATA={data}", "N=2", "WEIGHTS=random", "LOOP=1",
               "WARMUP=0"]
     # Warm the shared steps (export, preprocessing) so that each case below fails at its step.
-    proc = make(workspace, tmp_path, *common, "SOC=Ascend310P3")
+    proc = make_with_standins(scratch, tmp_path, *common, "SOC=Ascend310P3")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # No toolkit: atc not on PATH and no set_env.sh to source.
     env = standin_env(tmp_path, standins=False)
-    env["PYTHONPATH"] = str(workspace)
+    env["PYTHONPATH"] = str(scratch)
     proc = run(["make", "--no-print-directory", "-o", ".venv/.installed", *common,
-                "SOC=Ascend310"], env, cwd=workspace)
-    assert_one_error_line(proc, "CANN environment is not set")
-    assert not (workspace / "build" / "mobilenetv1" / "Ascend310" / "random"
+                "SOC=Ascend310"], env, cwd=scratch)
+    one_error_line(proc, "CANN environment is not set", status=None, alone=False)
+    assert not (scratch / "build" / "mobilenetv1" / "Ascend310" / "random"
                 / "mobilenetv1_bs1.om").exists()
 
     # A chip the toolkit's atc does not know.
-    proc = make(workspace, tmp_path, *common, "SOC=Ascend910B3",
+    proc = make_with_standins(scratch, tmp_path, *common, "SOC=Ascend910B3",
                 NPUZOO_STANDIN_ATC_SOCS="Ascend310P3,Ascend310")
-    assert_one_error_line(proc, "atc failed for SOC=Ascend910B3")
+    one_error_line(proc, "atc failed for SOC=Ascend910B3", status=None, alone=False)
     # A name no Ascend chip has.
-    proc = make(workspace, tmp_path, *common, "SOC=Ascend999")
-    assert_one_error_line(proc, "SOC=Ascend999", "unknown chip")
+    proc = make_with_standins(scratch, tmp_path, *common, "SOC=Ascend999")
+    one_error_line(proc, "SOC=Ascend999", "unknown chip", status=None, alone=False)
     # Compiled for Ascend310, but the NPU is an Ascend310P3.
-    proc = make(workspace, tmp_path, *common, "SOC=Ascend310")
-    assert_one_error_line(proc, "DEVICE=0 is an Ascend310P3", "SOC=Ascend310")
-    assert (workspace / "build" / "mobilenetv1" / "Ascend310" / "random"
+    proc = make_with_standins(scratch, tmp_path, *common, "SOC=Ascend310")
+    one_error_line(proc, "DEVICE=0 is an Ascend310P3", "SOC=Ascend310", status=None, alone=False)
+    assert (scratch / "build" / "mobilenetv1" / "Ascend310" / "random"
             / "mobilenetv1_bs1.om.json").is_file()
     # The real front end's own failure (here: DEVICE=1 on a one-NPU host, where npu-smi's check
     # only warns) ends with one error line after its messages.
-    proc = make(workspace, tmp_path, *[a for a in common if a != "LOOP=1"], "LOOP=3",
+    proc = make_with_standins(scratch, tmp_path, *[a for a in common if a != "LOOP=1"], "LOOP=3",
                 "SOC=Ascend310P3", "DEVICE=1")  # a new LOOP: the perf step runs again
     assert proc.returncode != 0 and "aclrtSetDevice(1) failed" in proc.stderr
     assert "warning: not checking that DEVICE=1 is an Ascend310P3" in proc.stderr

@@ -12,16 +12,17 @@ import subprocess
 import sys
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from npuzoo import bench, engines
 from npuzoo.bench import inputs, load, options, outputs, runner
 from npuzoo.errors import UserError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FLOAT = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|nan|inf)"
+from helpers import (FLOAT, REPO, T23_KEYS, THROUGHPUT_RE, W, classifier, images, one_error_line, run_api,
+                     save_onnx, stats_re, summary_block, write_bins)
+
+onnx = pytest.importorskip("onnx")
+TensorProto, helper, numpy_helper = onnx.TensorProto, onnx.helper, onnx.numpy_helper
 TIMESTAMP = re.compile(r"^\d{4}_\d{2}_\d{2}-\d{2}_\d{2}_\d{2}$")
 
 # -- the engine ----------------------------------------------------------------------------
@@ -36,44 +37,6 @@ def default_engine(request, monkeypatch):
 
 # -- models ---------------------------------------------------------------------------------
 
-W = ((np.arange(48 * 10, dtype=np.float32).reshape(48, 10) % 7) - 3) / 4
-
-
-def _save(graph, path, opset=13):
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return str(path)
-
-
-def classifier(path, batch):
-    """image [batch,3,4,4] -> class = reshape(N,48) @ W (N,10), and batchsum (N,1): the sum of
-    the whole batch, broadcast to every row (shows what padding went in)."""
-    nodes = [
-        helper.make_node("Reshape", ["image", "shape"], ["flat"]),
-        helper.make_node("MatMul", ["flat", "W"], ["class"]),
-        helper.make_node("ReduceSum", ["flat", "ax1"], ["rows"], keepdims=1),
-        helper.make_node("ReduceSum", ["rows", "ax0"], ["total"], keepdims=1),
-        helper.make_node("Mul", ["rows", "zero"], ["zeros"]),
-        helper.make_node("Add", ["zeros", "total"], ["batchsum"]),
-    ]
-    inits = [
-        numpy_helper.from_array(np.array([-1, 48], np.int64), "shape"),
-        numpy_helper.from_array(W, "W"),
-        numpy_helper.from_array(np.array([1], np.int64), "ax1"),
-        numpy_helper.from_array(np.array([0], np.int64), "ax0"),
-        numpy_helper.from_array(np.array(0, np.float32), "zero"),
-    ]
-    graph = helper.make_graph(
-        nodes, "classifier",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, 4, 4])],
-        [helper.make_tensor_value_info("class", TensorProto.FLOAT, [batch, 10]),
-         helper.make_tensor_value_info("batchsum", TensorProto.FLOAT, [batch, 1])],
-        inits)
-    return _save(graph, path)
-
-
 def identity(path, shape, cast_int64=False, transpose=False):
     """x -> x (or x cast to int64, or x transposed so the batch lands on axis 1)."""
     if cast_int64:
@@ -87,7 +50,7 @@ def identity(path, shape, cast_int64=False, transpose=False):
         out = helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)
     graph = helper.make_graph([node], "identity",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)], [out])
-    return _save(graph, path)
+    return save_onnx(graph, path)
 
 
 def two_inputs(path):
@@ -101,7 +64,7 @@ def two_inputs(path):
          helper.make_tensor_value_info("t", TensorProto.INT64, ["N", 2])],
         [numpy_helper.from_array(np.array(2, np.float32), "two"),
          numpy_helper.from_array(np.array(1, np.int64), "one")])
-    return _save(graph, path)
+    return save_onnx(graph, path)
 
 
 def pooled(path):
@@ -112,7 +75,7 @@ def pooled(path):
         "pooled",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, "H", "W"])],
         [helper.make_tensor_value_info("class", TensorProto.FLOAT, ["N", 3])])
-    return _save(graph, path)
+    return save_onnx(graph, path)
 
 
 def expected_class(images):
@@ -129,42 +92,11 @@ def models(tmp_path):
     }
 
 
-def images(n, seed=0):
-    return np.random.default_rng(seed).normal(size=(n, 3, 4, 4)).astype(np.float32)
-
-
-def write_bins(folder, arrays, names=None):
-    os.makedirs(folder, exist_ok=True)
-    paths = []
-    for i, array in enumerate(arrays):
-        name = names[i] if names else "img_{:03d}.bin".format(i)
-        path = os.path.join(str(folder), name)
-        array.tofile(path)
-        paths.append(path)
-    return paths
-
-
-def run_api(argv, capsys=None, threads=1):
-    summary = bench.run([str(a) for a in argv], threads=threads)
-    out = capsys.readouterr().out if capsys is not None else ""
-    return summary, out
-
-
 def run_cli(*argv, env=None):
-    full_env = dict(os.environ, PYTHONPATH=REPO)
+    full_env = dict(os.environ, PYTHONPATH=str(REPO))
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "npuzoo.bench", *map(str, argv)], cwd=REPO,
                           env=full_env, capture_output=True, text=True, timeout=120)
-
-
-def assert_one_line_error(proc, *fragments):
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 # -- command line ----------------------------------------------------------------------------
@@ -562,15 +494,6 @@ def test_output_dirname_with_a_trailing_slash_keeps_the_summary_inside(tmp_path,
 
 # -- printed block (doc: "The printed summary block") -----------------------------------------
 
-def _stats_re(name):
-    return re.compile(r"^\[INFO\] {} \(ms\): min = ({f}), max = ({f}), mean = ({f}), median = ({f}), "
-                      r"percentile\(99%\) = ({f})$".format(name, f=FLOAT))
-
-
-THROUGHPUT_RE = re.compile(r"^\[INFO\] throughput 1000\*batchsize\.mean\((\d+(?:\.\d+)?)\)/"
-                           r"NPU_compute_time\.mean\(({f})\): ({f})$".format(f=FLOAT))
-
-
 # Verbatim from the T23 Readme (the example block of ais_bench's own README): the regexes above
 # must accept it.
 T23_BLOCK = """\
@@ -583,19 +506,12 @@ T23_BLOCK = """\
 """
 
 
-def test_regexes_accept_the_t23_readme_block():
-    block = _block(T23_BLOCK)
-    assert _stats_re("H2D_latency").match(block[0])
-    assert _stats_re("NPU_compute_time").match(block[1])
-    assert _stats_re("D2H_latency").match(block[2])
+def test_regexes_accept_the_t23_readmesummary_block():
+    block = summary_block(T23_BLOCK)
+    assert stats_re("H2D_latency").match(block[0])
+    assert stats_re("NPU_compute_time").match(block[1])
+    assert stats_re("D2H_latency").match(block[2])
     assert THROUGHPUT_RE.match(block[3]).group(3) == "1503.759349974173"
-
-
-def _block(out):
-    lines = out.splitlines()
-    start = lines.index("[INFO] -----------------Performance Summary------------------")
-    end = lines.index("[INFO] ------------------------------------------------------", start)
-    return lines[start + 1:end]
 
 
 def test_printed_block_default(tmp_path, models, capsys):
@@ -603,9 +519,9 @@ def test_printed_block_default(tmp_path, models, capsys):
     lines = out.splitlines()
     assert lines[0] == "[INFO] try get model batchsize:2"
     assert "[INFO] warm up 1 done" in lines
-    block = _block(out)
+    block = summary_block(out)
     assert len(block) == 2
-    npu = _stats_re("NPU_compute_time").match(block[0])
+    npu = stats_re("NPU_compute_time").match(block[0])
     assert npu, block[0]
     assert float(npu.group(3)) == summary["NPU_compute_time"]["mean"]
     tp = THROUGHPUT_RE.match(block[1])
@@ -620,11 +536,11 @@ def test_printed_block_default(tmp_path, models, capsys):
 
 def test_printed_block_display_all_summary(tmp_path, models, capsys):
     _, out = run_api(["-m", models["static"], "--display_all_summary", "1"], capsys)
-    block = _block(out)
+    block = summary_block(out)
     assert len(block) == 4
-    assert _stats_re("H2D_latency").match(block[0])
-    assert _stats_re("NPU_compute_time").match(block[1])
-    assert _stats_re("D2H_latency").match(block[2])
+    assert stats_re("H2D_latency").match(block[0])
+    assert stats_re("NPU_compute_time").match(block[1])
+    assert stats_re("D2H_latency").match(block[2])
     assert THROUGHPUT_RE.match(block[3])
 
 
@@ -758,25 +674,25 @@ def test_device_list_runs_each_device(tmp_path, models, capsys):
 
 def test_cli_missing_model(tmp_path):
     proc = run_cli("--model", tmp_path / "nope.onnx")
-    assert_one_line_error(proc, "model file not found", "nope.onnx")
+    one_error_line(proc, "model file not found", "nope.onnx", status=None)
     assert proc.returncode == 2
 
 
 def test_cli_wrong_size_bin(tmp_path, models):
     np.zeros(25, np.float32).tofile(tmp_path / "bad.bin")
     proc = run_cli("--model", models["dynamic"], "--input", tmp_path / "bad.bin", "--output", tmp_path / "o")
-    assert_one_line_error(proc, "arg0 tensorsize: 192 filesize: 100 not match", str(tmp_path / "bad.bin"))
+    one_error_line(proc, "arg0 tensorsize: 192 filesize: 100 not match", str(tmp_path / "bad.bin"), status=None)
 
 
 def test_cli_output_dirname_without_output(models):
     proc = run_cli("-m", models["static"], "--output_dirname", "x")
-    assert_one_line_error(proc, "--output_dirname")
+    one_error_line(proc, "--output_dirname", status=None)
 
 
 def test_cli_unsupported_flag_and_bad_threads(models):
-    assert_one_line_error(run_cli("-m", models["static"], "--profiler", "true", "-o", "o"),
-                          "not supported by this runner")
-    assert_one_line_error(run_cli("-m", models["static"], env={"NPUZOO_THREADS": "zero"}), "NPUZOO_THREADS")
+    one_error_line(run_cli("-m", models["static"], "--profiler", "true", "-o", "o"),
+                          "not supported by this runner", status=None)
+    one_error_line(run_cli("-m", models["static"], env={"NPUZOO_THREADS": "zero"}), "NPUZOO_THREADS", status=None)
 
 
 def test_cli_success_end_to_end(tmp_path, models):
@@ -813,7 +729,7 @@ def test_on_a_terminal_the_summary_speaks_of_the_cpu_in_rounded_figures(models, 
     monkeypatch.delenv("NPUZOO_BENCH_T23_OUTPUT", raising=False)
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     summary, out = run_api(["-m", models["static"], "--loop", "3"], capsys)
-    block = _block(re.sub(r"Performance Summary \(CPU, (ONNX Runtime|OpenVINO)\)", "Performance Summary", out))
+    block = summary_block(re.sub(r"Performance Summary \(CPU, (ONNX Runtime|OpenVINO)\)", "Performance Summary", out))
     assert "NPU" not in "\n".join(block)
     assert re.fullmatch(r"\[INFO\] compute time per batch of 2 on the CPU \(ms\): mean \d+\.\d\d, "
                         r"median \d+\.\d\d, min \d+\.\d\d, max \d+\.\d\d, p99 \d+\.\d\d \(3 runs\)",
@@ -824,13 +740,11 @@ def test_on_a_terminal_the_summary_speaks_of_the_cpu_in_rounded_figures(models, 
     # and the contract's verbatim block is one variable away
     monkeypatch.setenv("NPUZOO_BENCH_T23_OUTPUT", "1")
     _, out = run_api(["-m", models["static"], "--loop", "3"], capsys)
-    assert _stats_re("NPU_compute_time").match(_block(out)[0])
+    assert stats_re("NPU_compute_time").match(summary_block(out)[0])
 
 
 # -- npuzoo's own flags: streams, engine, precision, time-bounded loops, load --------------------
 
-T23_KEYS = ["filesinfo", "args", "NPU_compute_time", "H2D_latency", "D2H_latency", "throughput",
-            "npu_compute_time_list", "pid"]
 NPUZOO_KEYS = ["backend", "backend_version", "precision", "streams", "threads_per_stream", "batchsize",
                "timed_runs", "wall_time_ms", "throughput_wall", "loop_runs", "loop_seconds",
                "throughput_windows", "throughput_median", "throughput_spread",
@@ -1112,7 +1026,7 @@ def _qdq_model(path):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
         [numpy_helper.from_array(np.array(0.5, np.float32), "s"),
          numpy_helper.from_array(np.array(0, np.int8), "z")])
-    return _save(graph, path)
+    return save_onnx(graph, path)
 
 
 def test_precision_is_checked_against_the_graph(tmp_path, models, capsys):

@@ -10,8 +10,8 @@ import subprocess
 import pytest
 
 from npuzoo import commands, config, readme
-from tests.conftest import scratch_repository
-from tests.test_ascend import STANDINS, SYSTEM_PATH, VENV_BIN
+
+from helpers import STANDINS, SYSTEM_PATH, VENV_BIN, scratch_repository
 
 MODELS = config.model_names()
 

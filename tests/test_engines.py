@@ -36,11 +36,9 @@ import yaml
 from npuzoo import bench, config, engines
 from npuzoo.errors import UserError
 
+from helpers import T23_KEYS, THROUGHPUT_RE, classifier, images, run_api, stats_re, summary_block, write_bins
+
 pytest.importorskip("openvino")
-
-from test_bench import (T23_KEYS, THROUGHPUT_RE, _block, _stats_re, classifier, images,  # noqa: E402
-                        run_api, write_bins)
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = config.model_names()
 LOGIT_TOL = 1e-4   # of the image's largest |logit|
@@ -84,9 +82,9 @@ def test_openvino_printed_block_is_the_t23_block(tiny, capsys, monkeypatch):
     summary, out = run_api(["-m", tiny, "--backend", "openvino", "--dymBatch", "3", "--loop", "3",
                             "--display_all_summary", "1"], capsys)
     assert "[INFO] try get model batchsize:3" in out       # --dymBatch resolves it, as with ORT
-    block = _block(out)
+    block = summary_block(out)
     assert len(block) == 4
-    assert _stats_re("NPU_compute_time").match(block[1])
+    assert stats_re("NPU_compute_time").match(block[1])
     match = THROUGHPUT_RE.match(block[3])
     assert match and match.group(1) == "3" and float(match.group(3)) == summary["throughput"]
     assert "[INFO] npuzoo: OpenVINO " in out

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from npuzoo import history
 from npuzoo.report import compare, read
-from tests.test_report_gate import built_report, run_report
+
+from helpers import built_report, run_report
 
 
 def other_machine(path, description="AMD EPYC 7B13 (64 cores)"):

@@ -20,7 +20,7 @@ import sys
 import pytest
 from dockerfile_parse import DockerfileParser
 
-from tests.conftest import scratch_repository
+from helpers import make
 
 IMAGES = ["base", "infer", "export", "model", "ascend"]
 # Images that run pipeline steps; every stage of these must end as a non-root user.
@@ -209,11 +209,6 @@ def test_content_hash_follows_content_not_place_or_caches(repo, tmp_path):
 
 # -- make -----------------------------------------------------------------------------------
 
-def make(repo, *args, **kwargs):
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=repo, capture_output=True, text=True,
-                          **kwargs)
-
-
 def test_images_needs_an_engine(repo, tmp_path):
     result = make(repo, "-f", "mk/docker.mk", "images", f"DOCKER={tmp_path}/no-docker")
     assert result.returncode != 0
@@ -251,9 +246,9 @@ DATASET_ID = "imagenet-val-10-0123456789ab-nall"
 
 
 @pytest.fixture(scope="module")
-def scratch(tmp_path_factory):
-    """A scratch copy of the repository (its build/ is the tests' own) with fake image stamps."""
-    root = scratch_repository(tmp_path_factory.mktemp("repo"))
+def scratch(scratch):
+    """The scratch copy of the repository (conftest.py) with fake image stamps."""
+    root = scratch
     for stamp in make(root, "-s", "-f", "mk/docker.mk", "MODEL=mobilenetv1", "SOC=Ascend310P3",
                       "print-stamps").stdout.split():
         (root / stamp).parent.mkdir(parents=True, exist_ok=True)

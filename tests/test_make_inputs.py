@@ -6,22 +6,13 @@ marker must not appear, nothing may be run or published.
 import os
 import re
 import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from npuzoo import run, variables
-from tests.conftest import scratch_repository
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def scratch(tmp_path_factory):
-    return scratch_repository(tmp_path_factory.mktemp("make-inputs") / "repo")
-
+from helpers import REPO, make, scratch_repository
 
 def plain_env(**extra):
     """This environment without a caller's Make state (as a user's shell would have it)."""
@@ -30,12 +21,6 @@ def plain_env(**extra):
            and not k.startswith("NPUZOO_")}
     env.update(extra)
     return env
-
-
-def make(root, *args, env=None, timeout=300):
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=root,
-                          env=env or plain_env(), capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def data_args(shared_data):
@@ -55,10 +40,10 @@ def test_make_mode_reads_only_the_flag_letters(makeflags, mode):
 @pytest.mark.parametrize("target", ["mobilenetv1", "sweep"])
 def test_make_q_and_t_run_nothing_and_publish_nothing(scratch, shared_data, target):
     models = ["MODELS=mobilenetv1"] if target == "sweep" else []
-    asked = make(scratch, "-q", target, *models, *data_args(shared_data))
+    asked = make(scratch, "-q", target, *models, *data_args(shared_data), env=plain_env())
     assert asked.returncode == 1, asked.stdout + asked.stderr  # "not up to date"
     assert asked.stdout == "" and "error" not in asked.stderr
-    touched = make(scratch, "-t", target, *models, *data_args(shared_data))
+    touched = make(scratch, "-t", target, *models, *data_args(shared_data), env=plain_env())
     assert touched.returncode == 2
     assert touched.stderr.startswith(f"error: make -t {target}: a pipeline is never marked "
                                      "up to date without running it")
@@ -110,7 +95,7 @@ def test_no_command_line_variable_is_expanded_by_make_or_the_shell(scratch, shar
     value = hostile(markers, name)
     for args in (["mobilenetv1", *data_args(shared_data)],
                  ["-W", "requirements.txt", "venv"], ["test"], ["readme"]):
-        proc = make(scratch, "-n", *args, f"{name}={value}")
+        proc = make(scratch, "-n", *args, f"{name}={value}", env=plain_env())
         assert "INJECTED" not in proc.stdout, args
     assert os.listdir(markers) == []
 
@@ -123,7 +108,7 @@ def test_a_hostile_python_is_refused_in_one_line(tmp_path):
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy2)(REPO / name, root / name)
     markers = tmp_path / "markers"
     markers.mkdir()
-    proc = make(root, "venv", f"PYTHON=python3; touch {markers}/m")
+    proc = make(root, "venv", f"PYTHON=python3; touch {markers}/m", env=plain_env())
     assert proc.returncode == 2
     assert proc.stderr.splitlines()[0] == (f"error: PYTHON=python3; touch {markers}/m: expected "
                                            "a python command or path (letters, digits and "
@@ -134,7 +119,7 @@ def test_a_hostile_python_is_refused_in_one_line(tmp_path):
 def test_an_unknown_target_is_named_not_run(scratch, tmp_path):
     marker = tmp_path / "marker"
     for goal in (f'x"$(touch {marker})"', f"y'$(touch {marker})'", f"z`touch {marker}`"):
-        proc = make(scratch, goal)
+        proc = make(scratch, goal, env=plain_env())
         assert proc.returncode == 2
         assert proc.stderr.startswith(f"error: no model or target named '{goal}'; models: ")
     assert not marker.exists()
@@ -142,7 +127,7 @@ def test_an_unknown_target_is_named_not_run(scratch, tmp_path):
 
 def test_make_test_runs_the_static_checks_before_the_tests(scratch):
     """make test has no way around lint: ruff, then mypy, then pytest (CI runs make test)."""
-    proc = make(scratch, "-n", "-o", ".venv/.installed", "test", "PYTEST_ARGS=-x")
+    proc = make(scratch, "-n", "-o", ".venv/.installed", "test", "PYTEST_ARGS=-x", env=plain_env())
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     tools = [line.split(" -m ")[1].split()[0] for line in lines if " -m " in line]
@@ -161,7 +146,7 @@ def test_the_makefile_lists_are_the_tables():
 def test_make_help_is_the_table_even_without_a_venv(tmp_path):
     root = scratch_repository(tmp_path / "repo")
     os.unlink(root / ".venv")
-    proc = make(root, "help")
+    proc = make(root, "help", env=plain_env())
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(variables.help_text() + "\nModels: ")
 
@@ -176,7 +161,7 @@ def test_make_n_on_a_fresh_clone_shows_the_venv_then_the_pipeline(tmp_path, shar
     bare.chmod(0o755)
     for python, data, shown in ((bare, [], "the pipeline is shown once it exists"),
                                 (sys.executable, data_args(shared_data), "npuzoo.bench")):
-        proc = make(root, "-n", "mobilenetv1", f"PYTHON={python}", *data)
+        proc = make(root, "-n", "mobilenetv1", f"PYTHON={python}", *data, env=plain_env())
         lines = (proc.stdout + proc.stderr).splitlines()
         assert proc.returncode == 0, lines[-20:]
         assert not [line for line in lines if re.search(r"Error|No such file|error:", line)]

@@ -1,6 +1,7 @@
 """Every model folder, one parametrized suite: models/<name>/ found by its model.yaml, nothing
-listed here. What the folders must do alike is checked alike; what is one model's own (its
-upstream tree, patch and published checkpoint) is in that model's extra tests/test_<name>.py.
+listed here. What the folders must do alike is checked alike; what docs/model_facts.md says of
+one model is its entry in FACTS (below), checked by the same parametrized tests; a few tests of
+one folder's own (its upstream tree and patch) close the file.
 
 - A folder stands alone: its scripts import only the standard library, the packages its
   requirements.txt pins (the project's versions), its upstream package (from the --source
@@ -16,6 +17,10 @@ upstream tree, patch and published checkpoint) is in that model's extra tests/te
 - Export: the declared checkpoint layout loads the same tensors, other keys and shapes are one
   line; (slow) the exported ONNX has model.yaml's interface and ONNX Runtime matches the
   PyTorch network on the real images.
+- Each model's facts: model.yaml's values, the network's size and keys, the published
+  checkpoint's forms (and the refused ones), an unpatched or missing upstream tree refused;
+  (slow) with a checkpoint calibrated on the real images, the real pth2onnx.py from every
+  source tree that can be made offline matches upstream's own network in eager mode.
 """
 
 import ast
@@ -28,17 +33,21 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
-from conftest import REPO, SHARED_DATA, load_model_script
 from npuzoo import config, source
+
+from helpers import REPO, SHARED_DATA, load_model_script, one_error_line, scratch_repository
+
+sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+import pretrainedmodels_trees as trees  # noqa: E402
 
 MODELS = config.model_names()
 SCRIPTS = ("preprocess", "pth2onnx", "postprocess")
@@ -75,14 +84,6 @@ def run(script, *args, isolated=False, timeout=600):
 def prep(model, *args):
     return subprocess.run([sys.executable, "-m", "npuzoo.prep", str(folder(model)), *map(str, args)],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
-
-
-def one_error_line(proc):
-    """The single `error: ...` line of a failed run (non-zero exit, no traceback)."""
-    assert proc.returncode != 0, (proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0]
 
 
 # -- standing alone ---------------------------------------------------------------------------
@@ -548,6 +549,8 @@ def declared_layout(state, layout):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_the_declared_checkpoint_layout_loads_and_others_are_one_line(model, upstream_trees, tmp_path):
+    import torch
+
     script, model_random = build(model, upstream_trees)
     state = {k: v + 1 if v.is_floating_point() else v for k, v in model_random.state_dict().items()}
     layout = cfg(model)["weights"]["layout"]
@@ -577,6 +580,8 @@ def zip_bomb(tmp_path_factory):
     300 kB on disk (a 3.9 MB one took torch.load to 4.4 GB)."""
     import zipfile
 
+    import torch
+
     path = tmp_path_factory.mktemp("bomb") / "bomb.pth"
     torch.save({"w": torch.zeros(2)}, path)
     with zipfile.ZipFile(path) as archive:
@@ -594,6 +599,8 @@ def zip_bomb(tmp_path_factory):
 def test_a_zip_bomb_checkpoint_is_refused_before_any_step_reads_it(zip_bomb, tmp_path):
     """The pipeline identifies WEIGHTS (npuzoo.weights.identify) before the export runs: a zip
     bomb stops there in one line, nothing copied; a real torch.save file passes."""
+    import torch
+
     from npuzoo import weights
     from npuzoo.errors import UserError
 
@@ -614,6 +621,8 @@ def test_onnx_has_the_declared_interface_and_matches_pytorch(model, upstream_tre
                                                             shared_data, tmp_path):
     import onnx
     import onnxruntime as ort
+    import torch
+
     out = tmp_path / "sub" / f"{model}.onnx"
     proc = run(dropped[model] / "pth2onnx.py", "random", out, *source_args(model, upstream_trees),
                isolated=True)
@@ -638,6 +647,561 @@ def test_onnx_has_the_declared_interface_and_matches_pytorch(model, upstream_tre
         eager = build(model, upstream_trees)[1](torch.from_numpy(images[:len(onnx_out)])).numpy()
     assert np.abs(eager).max() > 1e-3  # not a degenerate network
     np.testing.assert_allclose(onnx_out, eager, rtol=0, atol=PARITY_ATOL)
+
+
+# -- each model's own facts ---------------------------------------------------------------------
+# What docs/model_facts.md says of each model, written out here independently of its folder and
+# checked by the parametrized tests below. A folder without an entry (a model being added) is
+# checked by the tests above only.
+
+ABSENT = object()
+
+
+def prefixed(state):
+    return {f"module.{k}": v for k, v in state.items()}
+
+
+def without_nbt(state):
+    """As saved before PyTorch 0.4.1 (or from InplaceAbn): no num_batches_tracked entries."""
+    return {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+
+def conv_bn_layout(layout, prefix, cin, cout, k, bn_prefix):
+    layout.append((f"{prefix}.weight", (cout, cin, k, k)))
+    layout.extend((f"{bn_prefix}.{name}", (cout,)) for name in ("weight", "bias", "running_mean", "running_var"))
+    layout.append((f"{bn_prefix}.num_batches_tracked", ()))
+
+
+def mobilenet_layout():
+    """Every state_dict key and shape of upstream `Net` (MobileNetV1 "Network"), in order."""
+    layout = []
+    conv_bn_layout(layout, "model.0.0", 3, 32, 3, "model.0.1")
+    blocks = [(32, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 512)] \
+        + [(512, 512)] * 5 + [(512, 1024), (1024, 1024)]
+    for i, (inp, oup) in enumerate(blocks, 1):
+        conv_bn_layout(layout, f"model.{i}.0", 1, inp, 3, f"model.{i}.1")
+        layout[-6] = (f"model.{i}.0.weight", (inp, 1, 3, 3))  # depthwise
+        conv_bn_layout(layout, f"model.{i}.3", inp, oup, 1, f"model.{i}.4")
+    return layout + [("fc.weight", (1000, 1024)), ("fc.bias", (1000,))]
+
+
+def vovnet_layout():
+    """Every state_dict key and shape of upstream vovnet39() (VoVNet39 "Network"), in order."""
+    layout = []
+
+    def unit(prefix, cin, cout, k):
+        conv_bn_layout(layout, f"{prefix}/conv", cin, cout, k, f"{prefix}/norm")
+
+    for name, cin, cout in [("stem_1", 3, 64), ("stem_2", 64, 64), ("stem_3", 64, 128)]:
+        unit(f"stem.{name}", cin, cout, 3)
+    in_ch = 128
+    for s, (stage_ch, concat_ch, blocks) in {2: (128, 256, 1), 3: (160, 512, 1),
+                                             4: (192, 768, 2), 5: (224, 1024, 2)}.items():
+        for b in range(1, blocks + 1):
+            block, block_in = f"OSA{s}_{b}", in_ch if b == 1 else concat_ch
+            cin = block_in
+            for i in range(5):
+                unit(f"stage{s}.{block}.layers.{i}.{block}_{i}", cin, stage_ch, 3)
+                cin = stage_ch
+            unit(f"stage{s}.{block}.concat.{block}_concat", block_in + 5 * stage_ch, concat_ch, 1)
+        in_ch = concat_ch
+    return layout + [("classifier.weight", (1000, 1024)), ("classifier.bias", (1000,))]
+
+
+def timm_training_checkpoint(state):
+    """timm train.py's model_best.pth.tar, saved from a DataParallel."""
+    import argparse
+
+    return {"epoch": 80, "arch": "tresnet_m", "args": argparse.Namespace(lr=0.1),
+            "state_dict": prefixed(state)}
+
+
+def mobilenet_training_checkpoint(state):
+    """The published mobilenet_sgd_rmsprop tar: main.py's torch.save, from a DataParallel."""
+    return {"epoch": 90, "arch": "mobilenet", "state_dict": prefixed(state), "best_prec1": 69.526,
+            "optimizer": {"state": {}, "param_groups": [{"lr": 0.01, "momentum": 0.9, "params": [0, 1]}]}}
+
+
+FACTS = {
+    "dpn131": {
+        "yaml": {"preprocess.resize": 256, "preprocess.crop": 224, "preprocess.crop_offset": "round",
+                 "preprocess.interpolation": "bilinear", "preprocess.mean": [0.486, 0.459, 0.408],
+                 "preprocess.std": [0.235, 0.235, 0.235], "weights.md5": "71e7844aa8646dc75494976c7c86241a",
+                 "weights.layout": "plain", "output.classes": 1000, "input.shape": [3, 224, 224],
+                 "reference.accuracy.top1": 79.42, "reference.perf.Ascend310P3.fps.4": 550,
+                 "upstream.sources.0.patch": "dpn.diff", "upstream.sources.1.patch": "dpn.diff"},
+        "requires": ["six"],
+        # (parameters, state_dict entries, of which num_batches_tracked), key shapes
+        "network": (79_254_504, 811, 135, {"last_linear.weight": (1000, 2688, 1, 1)}),
+        # the published file is a plain state_dict without num_batches_tracked (PyTorch 0.3)
+        "loads": {"published": without_nbt, "plain": dict},
+        "refuses": {"module": (prefixed, ["missing (first: features.conv1_1.conv.weight)",
+                                          "unexpected (first: module.features.conv1_1.conv.weight)"])},
+        "unpatched": ("pypi", "dpn.diff is not applied"),
+        # the unpatched upstream network in eager mode (test-time pooling on, as dpn131() builds it)
+        "eager": ("pretrainedmodels.models.dpn", lambda m: m.dpn131(pretrained=None)),
+        "ops": {"GlobalAveragePool"},  # dpn.diff's global pool, no test-time-pool tail
+        "same_graph": True,  # from both trees (whose dpn.py are identical)
+    },
+    "inceptionv4": {
+        "yaml": {"preprocess.resize": 342, "preprocess.crop": 299, "preprocess.crop_offset": "floor",
+                 "preprocess.interpolation": "bilinear", "preprocess.mean": [0.5] * 3, "preprocess.std": [0.5] * 3,
+                 "weights.layout": "plain", "output.classes": 1001, "input.shape": [3, 299, 299],
+                 "reference.accuracy.top1": 79.99, "reference.perf.Ascend310P3.fps.1": 761.4,
+                 "upstream.sources.0.patch": "inceptionv4.patch", "upstream.sources.1.patch": None},
+        "network": (42_681_353, 896, 149, {"last_linear.weight": (1001, 1536)}),
+        "loads": {"published": without_nbt, "plain": dict},
+        "refuses": {},
+        # 8aae3d8 pools with kernel features.shape[2]: inceptionv4.patch makes it static
+        "unpatched": ("git", "the final pool's kernel is not static"),
+        "eager": ("pretrainedmodels.models.inceptionv4", lambda m: m.InceptionV4(num_classes=1001)),
+        "static_pool": [8, 8],  # one AveragePool of a constant 8x8 kernel: a static graph for ATC
+    },
+    "mobilenetv1": {
+        "yaml": {"preprocess.resize": 256, "preprocess.crop": 224, "preprocess.crop_offset": "round",
+                 "preprocess.interpolation": "bilinear", "preprocess.mean": [0.485, 0.456, 0.406],
+                 "preprocess.std": [0.229, 0.224, 0.225], "weights.layout": "state_dict_key",
+                 "weights.md5": "205c493b6582a3e6c3daa66e539eae54", "output.classes": 1000,
+                 "input.shape": [3, 224, 224]},
+        "network": (4_231_976, 164, 27, {"model.1.0.weight": (32, 1, 3, 3), "model.13.4.running_var": (1024,)}),
+        "layout": mobilenet_layout,
+        "loads": {"published": mobilenet_training_checkpoint, "module": prefixed, "plain": dict,
+                  "module_no_nbt": lambda s: prefixed(without_nbt(s))},
+        "refuses": {},
+    },
+    "tresnet": {
+        "yaml": {"reference.accuracy.top5": 94.43, "reference.accuracy.top1": ABSENT,  # none published
+                 "reference.perf.Ascend310P3.fps": {1: 1154, 4: 2552, 8: 3158, 16: 3249, 32: 2756},
+                 "preprocess.mean": [0, 0, 0], "preprocess.std": [1, 1, 1], "preprocess.resize": 256,
+                 "preprocess.crop": 224, "weights.checksum": "unpublished", "weights.layout": "state_dict_key",
+                 "weights.url": "https://ascend-repo-modelzoo.obs.cn-east-2.myhuaweicloud.com/model/"
+                                "1_PyTorch_PTH/TResNet/PTH/model_best.pth.tar",
+                 "upstream.sources.0.kind": "git",
+                 "upstream.sources.0.commit": "5b28ef410062af2a2ab1f27bf02cf33e2ba28ca2",
+                 "upstream.sources.0.patch": "TResNet.patch", "upstream.sources.1.kind": "pypi",
+                 "upstream.sources.1.requirement": "timm==0.4.5", "upstream.sources.1.patch": "TResNet.patch"},
+        "network": (31_389_032, 434, 60, {"body.layer2.0.conv1.0.0.weight": (128, 64, 3, 3),
+                                          "body.layer2.0.downsample.1.0.weight": (128, 64, 1, 1),
+                                          "head.fc.weight": (1000, 2048)}),
+        "loads": {"published": timm_training_checkpoint, "plain": dict, "module": prefixed,
+                  "inplace_abn": without_nbt},  # saved from the unpatched network
+        "refuses": {},
+        "unpatched": ("pypi", "TResNet.patch is not applied"),
+        "ops": {"LeakyRelu"}, "no_ops": {"Pad"},  # zero padding in the Conv, no reflect Pad
+    },
+    "vovnet39": {
+        "yaml": {"reference.accuracy.top1": 76.78, "reference.accuracy.top5": 93.43,  # the guide's 310 result
+                 # the guide's per-card figures (one chip x 4); BS 64 not published there
+                 "reference.perf.Ascend310.fps": {1: 1126.432, 4: 1419.168, 8: 1456.516, 16: 1530.264, 32: 1529.584},
+                 "reference.perf.Ascend310P3.fps.4": 1767.6, "reference.perf.T4.fps.64": 1533.7,
+                 "preprocess.mean": [0.485, 0.456, 0.406], "preprocess.std": [0.229, 0.224, 0.225],
+                 "weights.url": "https://ascend-repo-modelzoo.obs.cn-east-2.myhuaweicloud.com/model/"
+                                "1_PyTorch_PTH/VoVnet39/PTH/vovnet39.pth",
+                 # no checksum is known for the OBS file; the dropbox md5 is recorded, not enforced
+                 "weights.checksum": "unpublished", "weights.md5": ABSENT,
+                 "weights.previous.md5": "23717a6cadd9729a704f894381444237", "weights.layout": "module_prefix"},
+        "network": (22_600_296, 236, 39, {"stage2.OSA2_1.concat.OSA2_1_concat/conv.weight": (256, 768, 1, 1),
+                                          "stage4.OSA4_2.layers.0.OSA4_2_0/conv.weight": (192, 768, 3, 3)}),
+        "layout": vovnet_layout,
+        "loads": {"published": prefixed, "plain": dict, "plain_no_nbt": without_nbt},
+        "refuses": {
+            # a training checkpoint is not what is published
+            "training": (lambda s: {"epoch": 1, "state_dict": prefixed(s)},
+                         [r"missing (first: stem.stem_1/conv.weight), 2 unexpected (first: epoch)"]),
+            # timm's vovnet39a names
+            "timm": (lambda s: {("stem.0.conv.weight" if k == "stem.stem_1/conv.weight" else k): v
+                                for k, v in s.items()},
+                     ["missing (first: stem.stem_1/conv.weight)", "unexpected (first: stem.0.conv.weight)"]),
+        },
+    },
+}
+WITH_FACTS = [model for model in MODELS if model in FACTS]
+
+
+def dig(data, path):
+    for key in path.split("."):
+        if isinstance(data, list):
+            data = data[int(key)]
+        elif key in data or not key.isdigit():
+            data = data.get(key, ABSENT)
+        else:
+            data = data.get(int(key), ABSENT)
+        if data is ABSENT:
+            return ABSENT
+    return data
+
+
+@pytest.mark.parametrize("model", WITH_FACTS)
+def test_model_yaml_holds_the_documented_values(model):
+    data = cfg(model)
+    for path, value in FACTS[model]["yaml"].items():
+        assert dig(data, path) == value, (model, path)
+    pinned = pins(folder(model) / "requirements.txt")
+    assert all(name in pinned for name in FACTS[model].get("requires", [])), pinned
+
+
+@pytest.mark.parametrize("model", WITH_FACTS)
+def test_the_network_has_the_documented_size_and_keys(model, upstream_trees):
+    import torch
+
+    parameters, entries, nbt, shapes = FACTS[model]["network"]
+    network = build(model, upstream_trees)[1]
+    state = network.state_dict()
+    assert sum(p.numel() for p in network.parameters()) == parameters
+    assert (len(state), sum(k.endswith("num_batches_tracked") for k in state)) == (entries, nbt)
+    assert {k: tuple(state[k].shape) for k in shapes} == shapes
+    if "layout" in FACTS[model]:
+        assert [(k, tuple(v.shape)) for k, v in state.items()] == FACTS[model]["layout"]()
+    assert not network.training
+    with torch.no_grad():
+        assert network(torch.zeros(1, *cfg(model)["input"]["shape"])).shape == \
+            (1, cfg(model)["output"]["classes"])
+
+
+@pytest.mark.parametrize("model", WITH_FACTS)
+def test_the_published_checkpoint_forms_load_the_same_tensors(model, upstream_trees, tmp_path):
+    import torch
+
+    script, network = build(model, upstream_trees)
+    state = {k: v + 1 if v.is_floating_point() else v + 7 for k, v in network.state_dict().items()}
+    for form, saved in FACTS[model]["loads"].items():
+        torch.save(saved(state), tmp_path / f"{form}.pth")
+        loaded = build(model, upstream_trees, str(tmp_path / f"{form}.pth"))[1].state_dict()
+        assert list(loaded) == list(state), form
+        flat = saved(state)
+        kept = {k.removeprefix("module.") for k in flat.get("state_dict", flat)}
+        assert kept >= set(without_nbt(state)), form
+        for key in kept:
+            assert torch.equal(loaded[key], state[key]), (form, key)
+    for form, (saved, fragments) in FACTS[model]["refuses"].items():
+        path = tmp_path / f"{form}.pth"
+        torch.save(saved(state), path)
+        proc = run(folder(model) / "pth2onnx.py", path, tmp_path / "x.onnx", *source_args(model, upstream_trees))
+        one_error_line(proc, f"error: {path}: not a {model} checkpoint: keys ", *fragments)
+        assert not (tmp_path / "x.onnx").exists()
+
+
+def declared_source(model, kind):
+    return next(s for s in cfg(model)["upstream"]["sources"] if s["kind"] == kind)
+
+
+def offline_kinds(model):
+    """The model's declared sources that can be made here without a network: its pypi sdist
+    (cached by `make venv`) and, for pretrainedmodels, the 8aae3d8 tree made from it."""
+    sources = (cfg(model).get("upstream") or {}).get("sources") or []
+    return [s["kind"] for s in sources if s["kind"] == "pypi" or upstream_package(model) == "pretrainedmodels"]
+
+
+@pytest.fixture(scope="session")
+def offline_trees(tmp_path_factory):
+    """tree(model, kind, patched): the upstream tree of the model's `kind` source, with its
+    declared patch or without, made once each."""
+    base, made = tmp_path_factory.mktemp("offline-trees"), {}
+
+    def tree(model, kind, patched=True):
+        dest = base / f"{model}-{kind}-{'patched' if patched else 'unpatched'}"
+        if dest not in made:
+            if kind == "git":
+                trees.git_tree(dest)
+            else:
+                name, version = declared_source(model, kind)["requirement"].split("==")
+                archive = Path(source.DEFAULT_CACHE) / f"{name}-{version}.tar.gz"
+                if not archive.is_file():
+                    pytest.skip(f"{archive} is not cached: run `make venv` (tests never download)")
+                unpack = base / f"{dest.name}.unpack"
+                with tarfile.open(archive) as tar:
+                    tar.extractall(unpack, filter="data")
+                (top,) = unpack.iterdir()
+                top.rename(dest)
+            patch = declared_source(model, kind).get("patch")
+            if patched and patch:
+                trees.patch(dest, folder(model) / patch)
+            made[dest] = dest
+        return made[dest]
+    return tree
+
+
+@pytest.mark.parametrize("model", [m for m in WITH_FACTS if "unpatched" in FACTS[m]])
+def test_an_unpatched_or_missing_upstream_tree_is_refused_in_one_line(model, offline_trees, tmp_path):
+    kind, fragment = FACTS[model]["unpatched"]
+    for tree, says in ((offline_trees(model, kind, patched=False), fragment),
+                       (tmp_path / "none", f"{tmp_path / 'none'}: no {upstream_package(model)}/ in it")):
+        proc = run(folder(model) / "pth2onnx.py", "random", tmp_path / "x.onnx", "--source", tree)
+        one_error_line(proc, says, alone=False)
+        assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.fixture(scope="session")
+def real_batches(shared_data, tmp_path_factory):
+    """batch(model): (stems, the 10 real images of imagenet-val-10 through the folder's
+    preprocess.py as one float32 batch), made once per model."""
+    made = {}
+
+    def batch(model):
+        if model not in made:
+            out = tmp_path_factory.mktemp(f"{model}-real")
+            proc = run(folder(model) / "preprocess.py", shared_data / "imagenet-val-10" / "val", out)
+            assert proc.returncode == 0, proc.stderr
+            paths = sorted(out.glob("*.bin"))
+            assert len(paths) == 10
+            made[model] = [p.stem for p in paths], np.stack([read_bin(p, model) for p in paths])
+        return made[model]
+    return batch
+
+
+def calibrated(network, seed, calibration):
+    """Random BatchNorm affine parameters and running statistics CALIBRATED on `calibration`
+    (real preprocessed images; one train-mode pass, cumulative average), so that every layer
+    sees normalised activations and the logits depend strongly on the image (default
+    initialisation barely moves a deep network's logits between images; statistics from random
+    pixels blow up on photographs). BatchNorm biases around +1 keep most units in ReLU's linear
+    part (zero-mean biases make a deep random ReLU network chaotic, amplifying float32 rounding
+    differences between two correct implementations to ~1e-3). The classifier (the last Linear
+    or Conv2d) is then rescaled so that the batch's logits are centred per class with unit
+    spread: a 1e-4 comparison stays meaningful and no class wins for every image."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    norms = [m for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    head = [m for m in network.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))][-1]
+    batch = torch.as_tensor(calibration)
+    with torch.no_grad():
+        for module in norms:
+            n = module.num_features
+            module.weight.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
+            module.bias.copy_(torch.randn(n, generator=generator) * 0.2 + 1.0)
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average over the calibration pass
+        network.train()
+        network(batch)
+        for module in norms:
+            module.momentum = 0.1
+            # a little spread, so that the statistics are not exactly the calibration batch's
+            module.running_var.mul_(torch.rand(module.num_features, generator=generator) * 0.2 + 0.9)
+            # nearly dead channels would be scaled up by up to 1/sqrt(eps): give them a floor
+            module.running_var.clamp_(min=0.1 * float(module.running_var.median()))
+        network.eval()
+        logits = network(batch)
+        mean, spread = logits.mean(0), logits.std()
+        head.weight.div_(spread)
+        head.bias.copy_((head.bias - mean.reshape(head.bias.shape)) / spread)
+    return network
+
+
+def graph_ops(path):
+    import onnx
+
+    return [n for n in onnx.load(str(path), load_external_data=False).graph.node]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", WITH_FACTS)
+def test_onnx_runtime_matches_the_upstream_network_on_real_images(model, upstream_trees, offline_trees,
+                                                                   real_batches, tmp_path):
+    """A random checkpoint (BatchNorm calibrated on the images), in the published form, through
+    the real pth2onnx.py with every source tree that can be made here: ONNX Runtime on the 10
+    real preprocessed images equals, to PARITY_ATOL, the upstream network in eager mode (as
+    upstream builds it, unpatched, where the folder patches it), and the exports agree."""
+    import onnxruntime as ort
+    import torch
+
+    _, batch = real_batches(model)
+    kinds = offline_kinds(model) or [None]
+    if "eager" in FACTS[model]:  # upstream's own network from each unpatched tree
+        module, make_network = FACTS[model]["eager"]
+        import_upstream = pth2onnx(model).import_upstream
+        eager = {kind: make_network(import_upstream(str(offline_trees(model, kind, patched=False)), module))
+                 for kind in kinds}
+    else:  # the folder's network is upstream's (defined in the folder, or the patched tree's)
+        eager = {kinds[0]: build(model, upstream_trees)[1]}
+    torch.manual_seed(1)
+    first, *others = eager.values()
+    state = calibrated(first, seed=1, calibration=batch).state_dict()
+    for network in others:
+        network.load_state_dict(state, strict=True)
+        network.eval()
+    checkpoint = tmp_path / "published.pth"
+    torch.save(FACTS[model]["loads"]["published"](state), checkpoint)
+    outputs, classes, name = {}, cfg(model)["output"]["classes"], cfg(model)["input"]["name"]
+    for kind in kinds:
+        path = tmp_path / f"{kind}.onnx"
+        tree = ["--source", offline_trees(model, kind)] if kind else []
+        proc = run(folder(model) / "pth2onnx.py", checkpoint, path, *tree)
+        assert proc.returncode == 0, proc.stderr
+        ops = {n.op_type for n in graph_ops(path)}
+        assert FACTS[model].get("ops", set()) <= ops and not FACTS[model].get("no_ops", set()) & ops, ops
+        if "static_pool" in FACTS[model]:
+            assert len([n for n in graph_ops(path) if n.op_type == "AveragePool" and any(
+                a.name == "kernel_shape" and list(a.ints) == FACTS[model]["static_pool"]
+                for a in n.attribute)]) == 1
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        assert session.run(None, {name: batch[:1]})[0].shape == (1, classes)  # any batch size
+        outputs[kind] = session.run(None, {name: batch})[0]
+        assert outputs[kind].shape == (len(batch), classes)
+    got = outputs[kinds[0]]
+    for kind, network in eager.items():
+        with torch.no_grad():
+            expected = network(torch.from_numpy(batch)).numpy()
+        # far from trivial: the logits differ between images by much more than the tolerance
+        assert np.abs(expected - expected.mean(0)).max() > 100 * PARITY_ATOL
+        assert len(set(expected.argmax(1))) > 1
+        np.testing.assert_allclose(got, expected, rtol=0, atol=PARITY_ATOL, err_msg=str(kind))
+        top2 = np.sort(expected, axis=1)[:, -2:]
+        clear = top2[:, 1] - top2[:, 0] > 2 * PARITY_ATOL  # not a tie at this precision
+        assert (got.argmax(1) == expected.argmax(1))[clear].all()
+    for kind in kinds[1:]:  # the same network from every tree
+        np.testing.assert_allclose(outputs[kind], got, rtol=0, atol=1e-5, err_msg=kind)
+        if FACTS[model].get("same_graph"):
+            assert [n.op_type for n in graph_ops(tmp_path / f"{kind}.onnx")] == \
+                [n.op_type for n in graph_ops(tmp_path / f"{kinds[0]}.onnx")]
+
+
+# -- one folder's own checks: its upstream tree, patch and network ------------------------------
+
+def test_dpn131_dpn_diff_applies_to_both_trees_whose_dpn_py_are_identical(offline_trees):
+    rel = "pretrainedmodels/models/dpn.py"
+    for patched in (False, True):
+        pypi, git = (offline_trees("dpn131", kind, patched) / rel for kind in ("pypi", "git"))
+        assert pypi.read_bytes() == git.read_bytes()
+
+
+def test_inceptionv4_patch_applies_to_8aae3d8_only_and_keeps_eager_mode(offline_trees, tmp_path):
+    rel = "pretrainedmodels/models/inceptionv4.py"
+    patched = offline_trees("inceptionv4", "git") / rel
+    assert "adaptiveAvgPoolWidth = int(features.shape[2])" in patched.read_text()
+    # The release has the fixed pool; inceptionv4.patch does not apply to it (hence `null`).
+    release = offline_trees("inceptionv4", "pypi", patched=False)
+    assert "nn.AvgPool2d(8, count_include_pad=False)" in (release / rel).read_text()
+    copy = shutil.copytree(release, tmp_path / "release")
+    with pytest.raises(AssertionError):
+        trees.patch(copy, folder("inceptionv4") / "inceptionv4.patch")
+    # the ModelZoo's `.item()` patch breaks eager mode; this one does not, at any size
+    import torch
+
+    module = trees.load_model_file(patched.parents[2], "inceptionv4", "_inc_patched_eager")
+    torch.manual_seed(0)
+    network = module.InceptionV4(num_classes=1001).eval()
+    with torch.no_grad():
+        assert network(torch.randn(2, 3, 299, 299)).shape == (2, 1001)
+        assert network(torch.randn(1, 3, 331, 331)).shape == (1, 1001)  # 9x9 features
+
+
+def test_inceptionv4_preprocess_matches_the_rules_computed_with_pil_and_numpy(real_batches, shared_data):
+    """Shorter side 342 with BILINEAR (long side truncated), crop 299 at FLOORED offsets
+    int((W-299)/2)..int((W+299)/2), /255, (x-0.5)/0.5 (InceptionV4 "Preprocessing"); a rounded
+    offset (22, not 21, on these images) would fail."""
+    stems, batch = real_batches("inceptionv4")
+    floored = 0
+    for stem, ours in zip(stems, batch):
+        with Image.open(shared_data / "imagenet-val-10" / "val" / f"{stem}.JPEG") as image:
+            image = image.convert("RGB")
+            width, height = image.size
+            size = (342, int(342 * height / width)) if width <= height else (int(342 * width / height), 342)
+            pixels = np.asarray(image.resize(size, Image.BILINEAR), dtype=np.float32)  # HWC
+        height, width, _ = pixels.shape
+        top, left = int((height - 299) / 2), int((width - 299) / 2)
+        crop = pixels[top:int((height + 299) / 2), left:int((width + 299) / 2)] / 255.0
+        expected = ((crop - 0.5) / 0.5).transpose(2, 0, 1)
+        np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-6, err_msg=stem)
+        floored += (top if height == 342 else left) == 21 != int(round((342 - 299) / 2))
+    assert floored == 10
+
+
+def test_mobilenetv1_network_structure():
+    network = pth2onnx("mobilenetv1").build_model("random")
+    import torch
+
+    assert len(network.model) == 15 and isinstance(network.model[14], torch.nn.AvgPool2d)
+    assert network.model[14].kernel_size == 7
+    assert all(len(network.model[i]) == 6 for i in range(1, 14)) and len(network.model[0]) == 3
+    assert network.model[1][0].groups == 32 and network.model[13][0].stride == (1, 1)
+
+
+def test_vovnet39_network_structure():
+    import torch
+
+    script = pth2onnx("vovnet39")
+    network = script.VoVNet().eval()
+    pools = [m for name, m in network.named_modules() if name.endswith("Pooling")]
+    assert [p.ceil_mode for p in pools] == [True, True, True]
+    assert not hasattr(network.stage2, "Pooling")
+    identity = {name: m.identity for name, m in network.named_modules() if isinstance(m, script.OSAModule)}
+    assert [n for n, v in identity.items() if v] == ["stage4.OSA4_2", "stage5.OSA5_2"]
+    state = network.state_dict()
+    for block, channels in {"OSA2_1": 768, "OSA3_1": 1056, "OSA4_1": 1472, "OSA4_2": 1728,
+                            "OSA5_1": 1888, "OSA5_2": 2144}.items():
+        assert state[f"stage{block[3]}.{block}.concat.{block}_concat/conv.weight"].shape[1] == channels
+    sizes, x = [], torch.zeros(2, 3, 224, 224)
+    with torch.no_grad():
+        for name in ("stem", "stage2", "stage3", "stage4", "stage5"):
+            x = getattr(network, name)(x)
+            sizes.append(x.shape[-1])
+        assert network(torch.zeros(2, 3, 224, 224)).shape == (2, 1000)
+    assert sizes == [56, 56, 28, 14, 7]
+
+
+TRESNET_PATCHED = ["timm/models/layers/anti_aliasing.py", "timm/models/layers/space_to_depth.py",
+                   "timm/models/tresnet.py"]
+
+
+def test_tresnet_patch_applies_cleanly_to_the_sdist_whose_files_are_the_tag_s(offline_trees):
+    """`patch --dry-run` touches exactly the three files, without offset or fuzz; the `index
+    <old>..` lines of TResNet.patch are git blob ids, which the sdist's files hash to: the sdist
+    and the v0.4.5 checkout the ModelZoo patched hold the same bytes."""
+    pristine = offline_trees("tresnet", "pypi", patched=False)
+    patch = folder("tresnet") / "TResNet.patch"
+    result = subprocess.run(["patch", "-p1", "--forward", "--batch", "--dry-run", "-i", str(patch)],
+                            cwd=pristine, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(re.findall(r"^checking file (\S+)$", result.stdout, re.M)) == TRESNET_PATCHED
+    assert "offset" not in result.stdout and "fuzz" not in result.stdout, result.stdout
+    bases = dict(re.findall(r"^diff --git a/(\S+) .*\nindex ([0-9a-f]+)\.\.", patch.read_text(), re.M))
+    assert bases == dict(zip(TRESNET_PATCHED, ["9d3837e", "a7e8e0b", "e371292"]))
+    for name, blob in bases.items():
+        data = (pristine / name).read_bytes()
+        assert hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest().startswith(blob), name
+
+
+def test_tresnet_patched_network_is_the_modelzoo_s(offline_trees):
+    """No jit-scripted classes, zero padding (no reflect), no InplaceAbn, LeakyReLU(0.01) (the
+    ModelZoo patch ignores upstream's act_param=1e-3), and the anti-alias downsample equals an
+    independent stride-2 depthwise [1 2 1]x[1 2 1]/16 blur with zero padding 1."""
+    import torch
+
+    pristine, patched = (offline_trees("tresnet", "pypi", p) for p in (False, True))
+    for name in ("anti_aliasing.py", "space_to_depth.py"):
+        assert re.search(r"^@torch\.jit\.script\nclass", (pristine / "timm/models/layers" / name).read_text(), re.M)
+        assert not re.search(r"^@torch\.jit\.script", (patched / "timm/models/layers" / name).read_text(), re.M)
+    aa = (patched / "timm/models/layers/anti_aliasing.py").read_text()
+    assert "'reflect'" not in aa and "padding=1" in aa
+    timm = pth2onnx("tresnet").import_upstream(str(patched), "timm")
+    network = timm.create_model("tresnet_m", pretrained=False).eval()
+    modules = list(network.modules())
+    assert not any(isinstance(m, timm.models.layers.InplaceAbn) for m in modules)
+    assert {m.negative_slope for m in modules if isinstance(m, torch.nn.LeakyReLU)} == {0.01}
+    blurs = [m for m in modules if isinstance(m, timm.models.layers.AntiAliasDownsampleLayer)]
+    assert len(blurs) == 3  # layer2.0.conv1, layer3.0.conv2, layer4.0.conv2
+    x = torch.randn(2, 128, 56, 56)
+    taps = torch.tensor([1.0, 2.0, 1.0])
+    kernel = (taps[:, None] * taps[None, :] / 16).expand(128, 1, 3, 3)
+    expected = torch.nn.functional.conv2d(x, kernel, stride=2, padding=1, groups=128)
+    torch.testing.assert_close(network.body.layer2[0].conv1[1](x), expected, rtol=0, atol=1e-6)
+
+
+def test_tresnet_preprocess_equals_timm_s_own_eval_transform(offline_trees, real_batches, shared_data):
+    """timm 0.4.5's eval transform as the ModelZoo's create_loader builds it: uint8 CHW for the
+    prefetcher, which then does float() - 0 * 255 and / (1 * 255)."""
+    import torch
+
+    pth2onnx("tresnet").import_upstream(str(offline_trees("tresnet", "pypi")), "timm")
+    from timm.data.transforms_factory import transforms_imagenet_eval
+
+    timm_eval = transforms_imagenet_eval(img_size=224, crop_pct=0.875, interpolation="bilinear",
+                                         use_prefetcher=True, mean=(0, 0, 0), std=(1, 1, 1))
+    for stem, ours in zip(*real_batches("tresnet")):
+        with Image.open(shared_data / "imagenet-val-10" / "val" / f"{stem}.JPEG") as image:
+            prefetched = torch.from_numpy(np.asarray(timm_eval(image.convert("RGB")))).float()
+        np.testing.assert_array_equal(ours, prefetched.sub_(0 * 255).div_(1 * 255).numpy(), err_msg=stem)
 
 
 # -- the runner, installed: CPU inference for a folder copied anywhere --------------------------
@@ -759,8 +1323,6 @@ def test_a_copied_folder_runs_its_readme_cpu_steps_in_a_fresh_environment(tmp_pa
     """The folder alone, copied anywhere, and a fresh virtual environment: the README's lines
     as written, `pip install` of the repository included (offline: the packages it needs come
     from the project's environment, linked into the new one, not from an index)."""
-    from tests.conftest import scratch_repository
-
     repo = scratch_repository(tmp_path / "npuzoo")
     os.unlink(repo / ".venv")
     work = tmp_path / "anywhere" / "mobilenetv1"

@@ -9,25 +9,12 @@ import os
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from tests.conftest import scratch_repository
+from helpers import make, synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def scratch(tmp_path_factory):
-    return scratch_repository(tmp_path_factory.mktemp("repo"))
-
-
-def make(root, *args):
-    env = dict(os.environ, MAKEFLAGS="", CI="")
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=900)
 
 
 def snapshot(folder):
@@ -36,24 +23,6 @@ def snapshot(folder):
     after it was written is cached only by the next run: npuzoo.checksums.RACY_NS)."""
     return {str(p): p.stat().st_mtime_ns for p in Path(folder).rglob("*")
             if p.is_file() and p.name not in (".lock", "steps.jsonl", ".hashes.json")}
-
-
-def synthetic_dataset(root, count=12, broken=None):
-    """Small JPEGs of assorted sizes with labels, optionally one undecodable file."""
-    rng = np.random.default_rng(0)
-    (root / "val").mkdir(parents=True)
-    lines = []
-    for index in range(count):
-        name = f"ILSVRC2012_val_{index + 1:08d}.JPEG"
-        size = (int(rng.integers(200, 400)), int(rng.integers(200, 400)))
-        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(root / "val" / name, quality=90)
-        lines.append(f"{name} {int(rng.integers(0, 1000))}\n")
-    if broken:
-        (root / "val" / broken).write_bytes(b"\xff\xd8 this is not a jpeg")
-        lines.append(f"{broken} 1\n")
-    (root / "val_label.txt").write_text("".join(lines))
-    return root
 
 
 def test_full_pipeline_sweep_and_no_rework(scratch, shared_data):

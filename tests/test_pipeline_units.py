@@ -6,37 +6,17 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 import yaml
-from onnx import TensorProto, helper
 
-from npuzoo import compile as zoo_compile
 from npuzoo import config, dataset, soc, weights
 from npuzoo.checksums import HashCache
 from npuzoo.errors import UserError
 from npuzoo.report import build, cli, compare, pieces, publish
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run_module(module, *args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True)
-
-
-def assert_one_line_error(proc, *fragments):
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    assert "Traceback" not in proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-
+from helpers import REPO, one_error_line, python
 
 # -- config -------------------------------------------------------------------------------
 
@@ -62,8 +42,8 @@ def test_config_names_the_bad_field(field, value, fragment):
 
 
 def test_config_cli_unknown_model():
-    proc = run_module("npuzoo.config", "check", "nosuchmodel")
-    assert_one_line_error(proc, "nosuchmodel", "known models")
+    proc = python("-m", "npuzoo.config", "check", "nosuchmodel")
+    one_error_line(proc, "nosuchmodel", "known models")
 
 
 def test_makevars_come_from_model_yaml():
@@ -116,15 +96,15 @@ def test_dataset_errors(tmp_path, case, fragment):
             "out_of_range": "a2.JPEG 1000\n", "duplicate": "a.JPEG 2\n"}[case])
         if case == "no_labels":
             (root / "val_label.txt").unlink()
-    proc = run_module("npuzoo.dataset", "prepare", root, tmp_path / "run")
-    assert_one_line_error(proc, fragment)
+    proc = python("-m", "npuzoo.dataset", "prepare", root, tmp_path / "run")
+    one_error_line(proc, fragment)
     assert not (tmp_path / "run").exists()
 
 
 def test_dataset_limit_larger_than_set(tmp_path):
     data = make_dataset(tmp_path / "d", [("a.JPEG", 1)])
-    proc = run_module("npuzoo.dataset", "prepare", data, tmp_path / "run", "--limit", 5)
-    assert_one_line_error(proc, "N=5", "only 1 labelled")
+    proc = python("-m", "npuzoo.dataset", "prepare", data, tmp_path / "run", "--limit", 5)
+    one_error_line(proc, "N=5", "only 1 labelled")
 
 
 def test_real_label_file_parses(shared_data):
@@ -159,8 +139,8 @@ def test_verify_and_identify(tmp_path):
 def test_cached_weights_with_wrong_checksum_fail(tmp_path):
     blob = tmp_path / "mobilenet.tar"
     blob.write_bytes(b"corrupt")
-    proc = run_module("npuzoo.weights", "verify", "mobilenetv1", blob)
-    assert_one_line_error(proc, str(blob), "does not match the published",
+    proc = python("-m", "npuzoo.weights", "verify", "mobilenetv1", blob)
+    one_error_line(proc, str(blob), "does not match the published",
                           "205c493b6582a3e6c3daa66e539eae54")
     assert blob.exists()  # never delete what the user put there
 
@@ -200,13 +180,23 @@ def test_auto_without_npu_smi_is_cpu(monkeypatch):
 
 
 def test_unknown_soc():
-    proc = run_module("npuzoo.soc", "resolve", "Ascend999")
-    assert_one_line_error(proc, "SOC=Ascend999", "unknown chip")
+    proc = python("-m", "npuzoo.soc", "resolve", "Ascend999")
+    one_error_line(proc, "SOC=Ascend999", "unknown chip")
 
 
 # -- compile ------------------------------------------------------------------------------
 
+@pytest.fixture
+def zoo_compile():
+    """npuzoo.compile (skipped where onnx or ONNX Runtime is not installed)."""
+    pytest.importorskip("onnxruntime")
+    return pytest.importorskip("npuzoo.compile")
+
+
 def tiny_dynamic_model(path):
+    import onnx
+    from onnx import TensorProto, helper
+
     weight = helper.make_tensor("w", TensorProto.FLOAT, [12, 5],
                                 np.arange(60, dtype=np.float32).tolist())
     shape = helper.make_tensor("s", TensorProto.INT64, [2], [-1, 12])
@@ -222,7 +212,10 @@ def tiny_dynamic_model(path):
     onnx.save(model, path)
 
 
-def test_compile_fixes_batch_and_keeps_outputs(tmp_path):
+def test_compile_fixes_batch_and_keeps_outputs(tmp_path, zoo_compile):
+    import onnx
+    import onnxruntime as ort
+
     source, compiled = tmp_path / "m.onnx", tmp_path / "m_bs4.onnx"
     tiny_dynamic_model(str(source))
     zoo_compile.compile_model(str(source), str(compiled), 4)
@@ -235,19 +228,19 @@ def test_compile_fixes_batch_and_keeps_outputs(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["m.onnx", "m_bs4.onnx"]
 
 
-def test_compile_unreadable_model(tmp_path):
+def test_compile_unreadable_model(tmp_path, zoo_compile):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x00garbage")
-    proc = run_module("npuzoo.compile", bad, tmp_path / "out.onnx", "--batch", 1)
-    assert_one_line_error(proc, "not a readable ONNX model")
+    proc = python("-m", "npuzoo.compile", bad, tmp_path / "out.onnx", "--batch", 1)
+    one_error_line(proc, "not a readable ONNX model")
 
 
-def test_a_full_disk_while_compiling_says_so_in_one_line(tmp_path, monkeypatch):
+def test_a_full_disk_while_compiling_says_so_in_one_line(tmp_path, monkeypatch, zoo_compile):
     """onnx.save of the static graph meets ENOSPC (written to /dev/full): one line naming the
     folder, nothing left behind, and the export is not blamed."""
     source, compiled = tmp_path / "m.onnx", tmp_path / "out" / "m_bs4.onnx"
     tiny_dynamic_model(str(source))
-    real_save = onnx.save
+    real_save = zoo_compile.onnx.save
     monkeypatch.setattr(zoo_compile.onnx, "save", lambda model, path: real_save(model, "/dev/full"))
     with pytest.raises(UserError) as err:
         zoo_compile.compile_model(str(source), str(compiled), 4)
@@ -256,17 +249,18 @@ def test_a_full_disk_while_compiling_says_so_in_one_line(tmp_path, monkeypatch):
     assert "delete" not in message and os.listdir(compiled.parent) == []
 
 
-class FullDiskOptions(ort.SessionOptions):
-    """ONNX Runtime writes its optimised graph to /dev/full: every write fails with ENOSPC."""
-
-    def __setattr__(self, name, value):
-        super().__setattr__(name, "/dev/full" if name == "optimized_model_filepath" else value)
-
-
 @pytest.mark.parametrize("free, fragment", [
     (0, "no space left on"), (10**12, "ONNX Runtime could not write the optimised graph")])
 def test_onnx_runtime_failing_to_write_does_not_blame_a_good_export(tmp_path, monkeypatch, free,
-                                                                    fragment):
+                                                                    fragment, zoo_compile):
+    import onnxruntime as ort
+
+    class FullDiskOptions(ort.SessionOptions):
+        """ONNX Runtime writes its optimised graph to /dev/full: every write fails with ENOSPC."""
+
+        def __setattr__(self, name, value):
+            super().__setattr__(name, "/dev/full" if name == "optimized_model_filepath" else value)
+
     source, compiled = tmp_path / "m.onnx", tmp_path / "m_bs4.onnx"
     tiny_dynamic_model(str(source))
     monkeypatch.setattr(ort, "SessionOptions", FullDiskOptions)
@@ -403,7 +397,7 @@ def test_versions_merge_fills_what_this_image_lacks(tmp_path):
     elsewhere = tmp_path / "model.json"
     elsewhere.write_text(json.dumps({"torch": "9.9.9", "onnxruntime": "0.0.0", "python": "3.0"}))
     out = tmp_path / "env.json"
-    proc = run_module("npuzoo.report", "versions", "--merge", elsewhere, "--out", out)
+    proc = python("-m", "npuzoo.report", "versions", "--merge", elsewhere, "--out", out)
     assert proc.returncode == 0, proc.stderr
     merged = json.loads(out.read_text())
     here = soc.package_versions()

@@ -4,7 +4,6 @@ Most tests render into memory from a temporary models/ and reports/ folder built
 depend neither on the committed reports nor on which models other people are adding.
 """
 
-import copy
 import difflib
 import json
 import os
@@ -20,42 +19,14 @@ from npuzoo import config, readme
 from npuzoo.readme import BEST
 from npuzoo.report import build
 
+from helpers import make_report
+
 SECTIONS = ["## Overview", "## Inputs and outputs", "## Environment", "## Quick start",
             "## Performance and accuracy", "### Measured here",
             "### Reference: published by the Ascend ModelZoo (not measured here)"]
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-def make_report(model, soc, bs, throughput, top1=0.33, top5=1.0, images=300, weights="random",
-                reference=None, timestamp="2025-11-22T03:00:00Z", commit="0123456789ab"):
-    """A report as `npuzoo.report write` lays it out, with the gate judged by report.gate."""
-    full = images == reference_full()
-    dataset = {"name": "imagenet" if full else "imagenet-val-1300", "images": images,
-               "labelled_images": images if full else 1300, "subset": not full,
-               "full_validation_set": full, "labels_sha256": f"labels-{images}"}
-    accuracy = {"top1": top1, "top2": top1, "top3": top1, "top4": top1, "top5": top5,
-                "images": images, "classes": 1000, "meaningful": weights != "random"}
-    weights_info = {"source": weights}
-    latency = 1000.0 * bs / throughput
-    return {
-        "schema": 1, "model": model, "soc": soc, "device": "Test CPU (2 cores)",
-        "batch_size": bs, "backend": {"name": "onnxruntime", "version": "1.31.1"},
-        "commit": commit, "timestamp": timestamp, "weights": weights_info, "dataset": dataset,
-        "accuracy": accuracy,
-        "gate": build.gate(reference or config.load("mobilenetv1").reference, accuracy,
-                            dataset, weights_info),
-        "perf": {"throughput": throughput,
-                 "latency_ms": {"mean": latency, "p50": latency, "p90": latency * 1.05,
-                                "p99": latency * 1.1, "min": latency, "max": latency * 1.2},
-                 "samples": 20, "loop": 20, "warmup": 2},
-        "environment": {"python": "3.11.2", "torch": "2.14.1", "onnxruntime": "1.31.1"},
-    }
-
-
-def reference_full():
-    return 50000
-
 
 def write_report(reports_dir, data):
     path = reports_dir / data["model"] / f"{data['soc']}_bs{data['batch_size']}.json"

@@ -12,45 +12,7 @@ import pytest
 from npuzoo import readme
 from npuzoo.report import compare
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def accuracy_json(top1, top5, images):
-    values = [("Number of images", str(images)), ("Number of classes", "1000")]
-    values += [(f"Top{k} accuracy", f"{top1 if k == 1 else top5}%") for k in range(1, 6)]
-    return json.dumps({"title": "Overall statistical evaluation",
-                       "value": [{"key": k, "value": v} for k, v in values]})
-
-
-def run_report(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "npuzoo.report", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, env=dict(os.environ, **(env or {})))
-
-
-def built_report(tmp_path, top1, top5, images=50000, weights="published", throughput=300.0,
-                 tag="run", model="mobilenetv1", bs=4):
-    """A report built by `npuzoo.report write` from the pieces the pipeline makes."""
-    run = tmp_path / tag
-    (run / "perf").mkdir(parents=True)
-    full = images == 50000
-    (run / "dataset.json").write_text(json.dumps({
-        "name": "imagenet" if full else "imagenet-val-1300", "images": images,
-        "labelled_images": 50000 if full else 1300, "subset": not full,
-        "full_validation_set": full, "labels_sha256": f"sha-{images}"}))
-    (run / "weights.json").write_text(json.dumps({"source": weights, "md5": None}))
-    (run / "accuracy.json").write_text(accuracy_json(top1, top5, images))
-    times = [1000.0 * bs / throughput] * 5
-    (run / "perf_summary.json").write_text(json.dumps({
-        "throughput": throughput, "npu_compute_time_list": times,
-        "NPU_compute_time": {"count": 5}}))
-    out = run / "report.json"
-    proc = run_report("write", "--model", model, "--soc", "cpu", "--bs", bs,
-                      "--dataset", run / "dataset.json", "--weights", run / "weights.json",
-                      "--accuracy", run / "accuracy.json", "--perf-dir", run,
-                      "--perf-dirname", "perf", "--loop", 5, "--warmup", 1, "--out", out)
-    assert proc.returncode == 0, proc.stderr
-    return out
-
+from helpers import REPO, accuracy_json, built_report, one_error_line, run_report
 
 # -- the accuracy gate ---------------------------------------------------------------------
 
@@ -233,17 +195,10 @@ def run_pieces(tmp_path, selected=4, scored=None, results=None, prep=None, rows=
     return run, args
 
 
-def one_error(proc):
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0]
-
-
 def test_write_refuses_a_bmp_lost_between_dataset_and_accuracy(tmp_path):
     """The issue's case: 17 images selected, 16 scored (the .bmp was not preprocessed)."""
     run, args = run_pieces(tmp_path, selected=17, scored=16)
-    line = one_error(run_report(*args))
+    line = one_error_line(run_report(*args))
     assert "image counts differ" in line
     assert "17 selected images (dataset.json images" in line
     assert "16 images scored (accuracy.json" in line
@@ -253,7 +208,7 @@ def test_write_refuses_a_bmp_lost_between_dataset_and_accuracy(tmp_path):
 @pytest.mark.parametrize("results, prep", [(3, 4), (4, 3), (5, 4)])
 def test_write_checks_the_result_and_preprocessed_counts(tmp_path, results, prep):
     run, args = run_pieces(tmp_path, selected=4, results=results, prep=prep)
-    line = one_error(run_report(*args))
+    line = one_error_line(run_report(*args))
     assert "4 selected images" in line and f"{prep} preprocessed .bin files in" in line
     assert f"{results} result files (<stem>_0.txt) in {run / 'results'}" in line
     assert "4 images scored" in line
@@ -294,11 +249,11 @@ def test_nan_and_constant_logits_are_recorded_with_one_warning(tmp_path):
 def test_unreadable_results_are_one_line(tmp_path):
     run, args = run_pieces(tmp_path, selected=2, results=2)
     (run / "results" / "img1_0.txt").write_text("0.1 oops\n")
-    line = one_error(run_report(*args))
+    line = one_error_line(run_report(*args))
     assert str(run / "results" / "img1_0.txt") in line
     missing = [str(a) if str(a) != str(run / "results") else str(tmp_path / "none")
                for a in args]
-    assert "no such folder" in one_error(run_report(*missing))
+    assert "no such folder" in one_error_line(run_report(*missing))
 
 
 # -- unwritable output folders: one line, nothing half-written ---------------------------------
@@ -308,11 +263,11 @@ def test_write_and_publish_into_an_unwritable_place_are_one_line(tmp_path):
     blocker = tmp_path / "reports"
     blocker.write_text("a file where the reports folder should be\n")
     dest = blocker / "mobilenetv1" / "cpu_bs4.json"
-    line = one_error(run_report("publish", built, dest))
+    line = one_error_line(run_report("publish", built, dest))
     assert line.startswith(f"error: {blocker}/") and ": cannot write (" in line
     run, args = run_pieces(tmp_path / "w")
     args[args.index("--out") + 1] = blocker / "report.json"
-    line = one_error(run_report(*args))
+    line = one_error_line(run_report(*args))
     assert line.startswith(f"error: {blocker / 'report.json'}: cannot write (")
     assert blocker.read_text().startswith("a file where")
 
@@ -325,7 +280,7 @@ def test_publish_into_a_read_only_folder_is_one_line(tmp_path):
     folder.mkdir(parents=True)
     folder.chmod(0o555)
     try:
-        line = one_error(run_report("publish", built, folder / "cpu_bs4.json"))
+        line = one_error_line(run_report("publish", built, folder / "cpu_bs4.json"))
         assert "Permission denied" in line and "not writable" in line
         assert os.listdir(folder) == []
     finally:

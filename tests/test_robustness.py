@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
 from npuzoo import dataset
 from npuzoo.errors import UserError, WriteError
 from npuzoo.files import atomic_write
+
+from helpers import REPO, one_error_line, python
 
 TEMP_NAME = re.compile(r"^\..+\.tmp$")  # what a driver may remove after a SIGKILLed run
 
@@ -186,25 +187,11 @@ def test_atomic_write_temporary_names_match_the_pattern(renames, tmp_path):
 
 # -- issue 19, item 13: what used to end in a traceback ---------------------------------------
 
-def assert_one_line(proc, *fragments):
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-
-
-def python(*args, env=None):
-    return subprocess.run([sys.executable, *map(str, args)], cwd=REPO, capture_output=True,
-                          text=True, env=dict(os.environ, **(env or {})))
-
-
 @pytest.mark.parametrize("label", ["²", "--5", "٣", "+5"])
 def test_a_label_that_is_not_an_ascii_number_is_one_line(tmp_path, label):
     write_image(tmp_path / "val" / "a.JPEG")
     (tmp_path / "val_label.txt").write_text(f"a.JPEG {label}\n", encoding="utf-8")
-    assert_one_line(python("-m", "npuzoo.dataset", "check", tmp_path), "val_label.txt:1")
+    one_error_line(python("-m", "npuzoo.dataset", "check", tmp_path), "val_label.txt:1")
 
 
 def test_a_symlink_loop_in_val_is_one_line(tmp_path):
@@ -212,9 +199,9 @@ def test_a_symlink_loop_in_val_is_one_line(tmp_path):
     os.symlink("loop2.JPEG", tmp_path / "val" / "loop1.JPEG")
     os.symlink("loop1.JPEG", tmp_path / "val" / "loop2.JPEG")
     (tmp_path / "val_label.txt").write_text("a.JPEG 1\n")
-    assert_one_line(python("-m", "npuzoo.dataset", "check", tmp_path), "loop1.JPEG",
+    one_error_line(python("-m", "npuzoo.dataset", "check", tmp_path), "loop1.JPEG",
                     "symbolic links")
-    assert_one_line(python("models/mobilenetv1/preprocess.py", tmp_path / "val",
+    one_error_line(python("models/mobilenetv1/preprocess.py", tmp_path / "val",
                            tmp_path / "out"), "loop1.JPEG", "symbolic links")
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.bin"))
 
@@ -222,6 +209,6 @@ def test_a_symlink_loop_in_val_is_one_line(tmp_path):
 @pytest.mark.parametrize("value", ["abc", "0", "-1", "1e9", "", "99999999999"])
 def test_a_git_timeout_that_is_not_seconds_is_one_line(tmp_path, value):
     proc = python("-m", "npuzoo.source", "fetch", "tresnet", tmp_path / "src",
-                  env={"NPUZOO_GIT_TIMEOUT": value})
-    assert_one_line(proc, "NPUZOO_GIT_TIMEOUT=")
+                  env=dict(os.environ, NPUZOO_GIT_TIMEOUT=value))
+    one_error_line(proc, "NPUZOO_GIT_TIMEOUT=")
     assert not (tmp_path / "src").exists() and not (tmp_path / "src.tmp").exists()

@@ -20,7 +20,7 @@ import pytest
 from npuzoo import config, run, weights
 from npuzoo.checksums import HashCache
 from npuzoo.errors import UserError
-from tests.conftest import scratch_repository
+from helpers import load_model_script, make, make_report, scratch_repository, synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -251,28 +251,9 @@ def tree_state(folder, skip=("build", ".venv")):
     return state
 
 
-@pytest.fixture(scope="module")
-def scratch(tmp_path_factory):
-    return scratch_repository(tmp_path_factory.mktemp("repo"))
-
-
-def make(root, *args, home=None, timeout=900):
-    env = dict(os.environ, MAKEFLAGS="", CI="")
-    if home:
-        env["HOME"] = str(home)
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def small_data(root, count=6):
-    from tests.test_pipeline_e2e import synthetic_dataset
-
-    return synthetic_dataset(root, count=count)
-
-
 @pytest.mark.slow
 def test_hostile_make_variables_touch_nothing(scratch, tmp_path):
-    data = small_data(tmp_path / "data")
+    data = synthetic_dataset(tmp_path / "data", count=6)
     home = tmp_path / "home"
     home.mkdir()
     (home / "precious").write_text("keep")
@@ -289,7 +270,8 @@ def test_hostile_make_variables_touch_nothing(scratch, tmp_path):
             variables[name] = value
             args = [f"{k}={v}" for k, v in variables.items()]
             for dry in ([], ["-n"]):
-                result = make(scratch, *dry, "mobilenetv1", *args, home=home, timeout=120)
+                result = make(scratch, *dry, "mobilenetv1", *args, timeout=120,
+                              env=dict(os.environ, MAKEFLAGS="", CI="", HOME=str(home)))
                 assert not marker.exists(), (name, value, dry, result.stderr)
                 if not dry:
                     assert result.returncode != 0, (name, value, result.stdout[-2000:])
@@ -304,8 +286,6 @@ def test_hostile_make_variables_touch_nothing(scratch, tmp_path):
 def random_checkpoint(path, seed):
     import torch
 
-    from conftest import load_model_script
-
     torch.manual_seed(seed)
     model = load_model_script("mobilenetv1", "pth2onnx").MobileNetV1()
     torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, path)
@@ -314,7 +294,7 @@ def random_checkpoint(path, seed):
 @pytest.mark.slow
 def test_awkward_paths_work_and_swapped_weights_are_seen(scratch, tmp_path):
     odd = tmp_path / "ü d'a\"t $HOME `x` (1), a:b"
-    data = small_data(odd / "data set")
+    data = synthetic_dataset(odd / "data set", count=6)
     checkpoint = odd / "w $(x) `y` 'z'.pth"
     random_checkpoint(checkpoint, seed=1)
     args = ["mobilenetv1", f"DATA={data}", f"WEIGHTS={checkpoint}", "N=4", "BS=2", "LOOP=1"]
@@ -340,7 +320,7 @@ def test_awkward_paths_work_and_swapped_weights_are_seen(scratch, tmp_path):
 
 @pytest.mark.slow
 def test_two_concurrent_runs_both_succeed(scratch, tmp_path):
-    data = small_data(tmp_path / "data")
+    data = synthetic_dataset(tmp_path / "data", count=6)
     common = ["mobilenetv1", f"DATA={data}", "WEIGHTS=random", "LOOP=1"]
     env = dict(os.environ, MAKEFLAGS="", CI="")
     runs = [subprocess.Popen(["make", "--no-print-directory", *common, f"BS={bs}"], cwd=scratch,
@@ -357,7 +337,7 @@ def test_two_concurrent_runs_both_succeed(scratch, tmp_path):
 
 @pytest.mark.slow
 def test_killed_run_leaves_no_orphan_after_the_next(scratch, tmp_path):
-    data = small_data(tmp_path / "data")
+    data = synthetic_dataset(tmp_path / "data", count=6)
     checkpoint = tmp_path / "w.pth"
     random_checkpoint(checkpoint, seed=3)
     args = ["mobilenetv1", f"DATA={data}", f"WEIGHTS={checkpoint}", "BS=2", "LOOP=1"]
@@ -404,7 +384,7 @@ def test_an_edited_patched_tree_is_rebuilt(tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 def test_dry_run_shows_the_pipeline_and_runs_nothing(tmp_path_factory, tmp_path):
     scratch = scratch_repository(tmp_path_factory.mktemp("dry"))  # nothing made yet
-    data = small_data(tmp_path / "data")
+    data = synthetic_dataset(tmp_path / "data", count=6)
     before = tree_state(scratch)
     result = make(scratch, "-n", "mobilenetv1", f"DATA={data}", "WEIGHTS=random", "BS=1 4")
     assert result.returncode == 0, result.stderr
@@ -436,7 +416,7 @@ def test_dry_run_shows_the_pipeline_and_runs_nothing(tmp_path_factory, tmp_path)
 def test_a_labelled_bmp_counts_like_any_image(scratch, tmp_path):
     from PIL import Image
 
-    data = small_data(tmp_path / "data", count=5)
+    data = synthetic_dataset(tmp_path / "data", count=5)
     Image.new("RGB", (300, 260), (10, 200, 30)).save(data / "val" / "ILSVRC2012_val_00000777.bmp")
     with open(data / "val_label.txt", "a") as labels:
         labels.write("ILSVRC2012_val_00000777.bmp 7\n")
@@ -448,8 +428,6 @@ def test_a_labelled_bmp_counts_like_any_image(scratch, tmp_path):
 
 @pytest.mark.slow
 def test_a_trial_run_leaves_the_committed_report_and_readmes_alone(tmp_path_factory, tmp_path):
-    from tests.test_readme import make_report
-
     root = scratch_repository(tmp_path_factory.mktemp("curated"))
     curated = make_report("mobilenetv1", "cpu", 1, 300.0, images=50000, weights="published",
                           top1=69.5, top5=89.0)
@@ -460,7 +438,7 @@ def test_a_trial_run_leaves_the_committed_report_and_readmes_alone(tmp_path_fact
     readmes = [root / "README.md", root / "models/mobilenetv1/README.md"]
     before = [p.read_bytes() for p in [dest, *readmes]]
 
-    data = small_data(tmp_path / "data", count=4)
+    data = synthetic_dataset(tmp_path / "data", count=4)
     args = ["mobilenetv1", f"DATA={data}", "WEIGHTS=random", "BS=1", "LOOP=1"]
     result = make(root, *args)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -515,7 +493,7 @@ def test_an_ascend_chip_without_atc_stops_before_any_long_step(monkeypatch, tmp_
 @pytest.mark.slow
 def test_models_with_the_same_preprocessing_decode_the_images_once(tmp_path_factory, tmp_path):
     scratch = scratch_repository(tmp_path_factory.mktemp("shared-sets"))
-    data = small_data(tmp_path / "data", count=4)
+    data = synthetic_dataset(tmp_path / "data", count=4)
     common = [f"DATA={data}", "WEIGHTS=random", "BS=2", "LOOP=1"]
     first = make(scratch, "mobilenetv1", *common)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -590,7 +568,7 @@ def test_int8_calibrates_outside_the_evaluated_images(tmp_path):
 
 @pytest.mark.slow
 def test_an_int8_run_records_its_precision_and_calibration(scratch, tmp_path):
-    data = small_data(tmp_path / "data", count=8)
+    data = synthetic_dataset(tmp_path / "data", count=8)
     result = make(scratch, "mobilenetv1", f"DATA={data}", "N=5", "PRECISION=int8", "CALIB=3",
                   "WEIGHTS=random", "BS=1", "LOOP=1")
     assert result.returncode == 0, result.stderr[-3000:]

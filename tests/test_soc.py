@@ -15,10 +15,9 @@ import pytest
 from npuzoo import ascend, soc
 from npuzoo.errors import UserError
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, STANDINS, VENV_BIN
+
 FIXTURES = REPO / "tests" / "fixtures" / "npu-smi"
-STANDINS = REPO / "tests" / "standins"
-VENV_BIN = os.path.dirname(sys.executable)
 
 
 def table(name):
@@ -28,7 +27,7 @@ def table(name):
 def env_with(tmp_path, fixture=None, board=None, fail=None, standins=True):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("NPUZOO_STANDIN", "ASCEND_"))}
-    env["PATH"] = os.pathsep.join(([str(STANDINS)] if standins else [])
+    env["PATH"] = os.pathsep.join(([STANDINS] if standins else [])
                                   + [VENV_BIN, "/usr/bin:/bin"])
     env["PYTHONPATH"] = str(REPO)
     env["NPUZOO_STANDIN_LOG"] = str(tmp_path / "standin.log")
@@ -172,7 +171,7 @@ def test_soc_auto_a3_without_board_answer(tmp_path):
 def test_npu_smi_in_usr_local_sbin_is_found(tmp_path, monkeypatch):
     fake = tmp_path / "sbin"
     fake.mkdir()
-    (fake / "npu-smi").symlink_to(STANDINS / "npu-smi")
+    (fake / "npu-smi").symlink_to(Path(STANDINS, "npu-smi"))
     monkeypatch.setattr(soc, "NPU_SMI_FALLBACK_DIRS", (str(fake),))
     env = env_with(tmp_path, "310B4.txt", standins=False)
     assert soc.find_npu_smi(env) == str(fake / "npu-smi")

@@ -475,7 +475,6 @@ def test_verify_accepts_the_fetched_tree(built):
 
 
 def test_verify_detects_an_edited_file(built):
-    from npuzoo import source
     dest, record = built
     with open(dest / DPN_FILE, "a") as handle:
         handle.write(PAYLOAD)
@@ -486,7 +485,6 @@ def test_verify_detects_an_edited_file(built):
 
 
 def test_verify_detects_an_added_and_a_removed_file(built):
-    from npuzoo import source
     dest, record = built
     (dest / "pretrainedmodels" / "models" / "aaa_extra.py").write_text("print('hi')\n")
     assert verify(dest, record).stderr == differs(
@@ -500,7 +498,6 @@ def test_verify_detects_an_added_and_a_removed_file(built):
 
 
 def test_verify_detects_mode_and_symlink_changes(built):
-    from npuzoo import source
     dest, record = built
     path = dest / DPN_FILE
     path.chmod(path.stat().st_mode | stat.S_IXUSR)

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from npuzoo import config, store
-from npuzoo.checksums import HashCache
 
 PYTHON = sys.executable
 REPO = Path(__file__).resolve().parents[1]

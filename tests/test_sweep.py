@@ -27,12 +27,9 @@ import pytest
 
 from npuzoo import shards, sweep
 from npuzoo.errors import UserError
-from tests.conftest import scratch_repository
-from tests.test_ascend import FRONTEND, frontend_env
 
-REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = os.path.dirname(sys.executable)
-SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+from helpers import FRONTEND, REPO, SYSTEM_PATH, VENV_BIN, Namespace, frontend_env, scratch_repository
+
 SOC = "Ascend310P3"
 N = 6  # BS 4: one full batch and one padded; two shards of one batch each
 
@@ -354,50 +351,6 @@ def test_make_n_sweep_shows_the_tasks_and_the_docker_commands(tmp_path, shared_d
 
 
 # -- a Ray cluster of two nodes on this machine --------------------------------------------------
-
-class Namespace:
-    """A network + PID namespace (unshare) holding a sleeping first process; commands enter it
-    with nsenter. Killing the first process ends everything inside."""
-
-    def __init__(self):
-        self.holder = subprocess.Popen(
-            ["unshare", "--net", "--pid", "--mount", "--fork", "--mount-proc", "--kill-child",
-             "--", "bash", "-c", "ip link set lo up && exec sleep 1800"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.time() + 10
-        self.pid = None
-        while time.time() < deadline and self.pid is None:
-            children = Path(f"/proc/{self.holder.pid}/task/{self.holder.pid}/children")
-            text = children.read_text().split() if children.exists() else []
-            if text and "sleep" in Path(f"/proc/{text[0]}/cmdline").read_text():
-                self.pid = int(text[0])
-            elif self.holder.poll() is not None:
-                break
-            time.sleep(0.1)
-        if self.pid is None:
-            self.close()
-            pytest.skip("cannot make a network and PID namespace here (unshare)")
-
-    def argv(self, argv, cwd):
-        return ["nsenter", "-t", str(self.pid), "-n", "-p", "-m", f"--wd={cwd}", "--", *argv]
-
-    def run(self, argv, env, cwd, timeout):
-        return subprocess.run(self.argv(argv, cwd), env=env, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
-
-    def popen(self, argv, env, cwd, out):
-        return subprocess.Popen(self.argv(argv, cwd), env=env, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-    def close(self):
-        if self.pid:
-            os.kill(self.pid, signal.SIGKILL)
-        try:
-            self.holder.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.holder.kill()
-            self.holder.wait(timeout=10)
-
 
 def node_env(root, logs):
     """The stand-ins on PATH, the real ais_bench front end and the aclruntime stand-in on

@@ -11,8 +11,8 @@ from npuzoo import engines, history, run, tune
 from npuzoo.report import compare, pieces
 from npuzoo.bench import load
 from npuzoo.errors import UserError
-from tests.test_bench import classifier, run_api
-from tests.test_report_gate import built_report, run_report
+
+from helpers import W, built_report, classifier, images, run_api, run_report
 
 LAYOUTS = [{"engine": "openvino", "streams": 1, "threads_per_stream": 2, "hint": None},
            {"engine": "onnxruntime", "streams": 2, "threads_per_stream": 1, "hint": None},
@@ -224,7 +224,6 @@ def test_compare_never_flags_a_drop_within_the_measured_spread(tmp_path):
 
 def test_int8_agreement_compares_the_run_logits_with_the_fp32_model(tmp_path):
     from npuzoo.report import agreement
-    from tests.test_bench import W, images
 
     model = classifier(tmp_path / "fp32.onnx", "batch")
     prep, results = tmp_path / "prep", tmp_path / "results"
