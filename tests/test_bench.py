@@ -506,7 +506,7 @@ T23_BLOCK = """\
 """
 
 
-def test_regexes_accept_the_t23_readmesummary_block():
+def test_regexes_accept_the_t23_readme_block():
     block = summary_block(T23_BLOCK)
     assert stats_re("H2D_latency").match(block[0])
     assert stats_re("NPU_compute_time").match(block[1])

@@ -631,7 +631,8 @@ def test_onnx_has_the_declared_interface_and_matches_pytorch(model, upstream_tre
     assert os.listdir(out.parent) == [out.name]  # no temporary left
     c = cfg(model)
     proto = onnx.load(str(out))
-    assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [c["onnx"]["opset"]]
+    opsets = [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")]
+    assert opsets == [c["onnx"]["opset"]]
 
     def dims(value):
         return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
@@ -735,13 +736,15 @@ FACTS = {
         "network": (79_254_504, 811, 135, {"last_linear.weight": (1000, 2688, 1, 1)}),
         # the published file is a plain state_dict without num_batches_tracked (PyTorch 0.3)
         "loads": {"published": without_nbt, "plain": dict},
-        "refuses": {"module": (prefixed, ["missing (first: features.conv1_1.conv.weight)",
-                                          "unexpected (first: module.features.conv1_1.conv.weight)"])},
+        "refuses": {"module": (prefixed, [
+            "missing (first: features.conv1_1.conv.weight)",
+            "unexpected (first: module.features.conv1_1.conv.weight)"])},
         "unpatched": ("pypi", "dpn.diff is not applied"),
         # the unpatched upstream network in eager mode (test-time pooling on, as dpn131() builds it)
         "eager": ("pretrainedmodels.models.dpn", lambda m: m.dpn131(pretrained=None)),
         "ops": {"GlobalAveragePool"},  # dpn.diff's global pool, no test-time-pool tail
         "same_graph": True,  # from both trees (whose dpn.py are identical)
+        "slow": {"network", "loads"},  # a network of 79 million parameters
     },
     "inceptionv4": {
         "yaml": {"preprocess.resize": 342, "preprocess.crop": 299, "preprocess.crop_offset": "floor",
@@ -756,6 +759,7 @@ FACTS = {
         "unpatched": ("git", "the final pool's kernel is not static"),
         "eager": ("pretrainedmodels.models.inceptionv4", lambda m: m.InceptionV4(num_classes=1001)),
         "static_pool": [8, 8],  # one AveragePool of a constant 8x8 kernel: a static graph for ATC
+        "slow": {"network", "loads"},
     },
     "mobilenetv1": {
         "yaml": {"preprocess.resize": 256, "preprocess.crop": 224, "preprocess.crop_offset": "round",
@@ -788,6 +792,7 @@ FACTS = {
         "refuses": {},
         "unpatched": ("pypi", "TResNet.patch is not applied"),
         "ops": {"LeakyRelu"}, "no_ops": {"Pad"},  # zero padding in the Conv, no reflect Pad
+        "slow": {"unpatched"},  # timm imported from the pristine tree
     },
     "vovnet39": {
         "yaml": {"reference.accuracy.top1": 76.78, "reference.accuracy.top5": 93.43,  # the guide's 310 result
@@ -800,14 +805,16 @@ FACTS = {
                  # no checksum is known for the OBS file; the dropbox md5 is recorded, not enforced
                  "weights.checksum": "unpublished", "weights.md5": ABSENT,
                  "weights.previous.md5": "23717a6cadd9729a704f894381444237", "weights.layout": "module_prefix"},
-        "network": (22_600_296, 236, 39, {"stage2.OSA2_1.concat.OSA2_1_concat/conv.weight": (256, 768, 1, 1),
-                                          "stage4.OSA4_2.layers.0.OSA4_2_0/conv.weight": (192, 768, 3, 3)}),
+        "network": (22_600_296, 236, 39, {
+            "stage2.OSA2_1.concat.OSA2_1_concat/conv.weight": (256, 768, 1, 1),
+            "stage4.OSA4_2.layers.0.OSA4_2_0/conv.weight": (192, 768, 3, 3)}),
         "layout": vovnet_layout,
         "loads": {"published": prefixed, "plain": dict, "plain_no_nbt": without_nbt},
         "refuses": {
             # a training checkpoint is not what is published
             "training": (lambda s: {"epoch": 1, "state_dict": prefixed(s)},
-                         [r"missing (first: stem.stem_1/conv.weight), 2 unexpected (first: epoch)"]),
+                         ["missing (first: stem.stem_1/conv.weight), "
+                          "2 unexpected (first: epoch)"]),
             # timm's vovnet39a names
             "timm": (lambda s: {("stem.0.conv.weight" if k == "stem.stem_1/conv.weight" else k): v
                                 for k, v in s.items()},
@@ -816,6 +823,12 @@ FACTS = {
     },
 }
 WITH_FACTS = [model for model in MODELS if model in FACTS]
+
+
+def with_facts(key):
+    """The models whose FACTS hold `key`, marked slow where their "slow" names it."""
+    return [pytest.param(m, marks=[pytest.mark.slow] if key in FACTS[m].get("slow", ()) else [])
+            for m in WITH_FACTS if key in FACTS[m]]
 
 
 def dig(data, path):
@@ -831,7 +844,7 @@ def dig(data, path):
     return data
 
 
-@pytest.mark.parametrize("model", WITH_FACTS)
+@pytest.mark.parametrize("model", with_facts("yaml"))
 def test_model_yaml_holds_the_documented_values(model):
     data = cfg(model)
     for path, value in FACTS[model]["yaml"].items():
@@ -840,7 +853,7 @@ def test_model_yaml_holds_the_documented_values(model):
     assert all(name in pinned for name in FACTS[model].get("requires", [])), pinned
 
 
-@pytest.mark.parametrize("model", WITH_FACTS)
+@pytest.mark.parametrize("model", with_facts("network"))
 def test_the_network_has_the_documented_size_and_keys(model, upstream_trees):
     import torch
 
@@ -858,7 +871,7 @@ def test_the_network_has_the_documented_size_and_keys(model, upstream_trees):
             (1, cfg(model)["output"]["classes"])
 
 
-@pytest.mark.parametrize("model", WITH_FACTS)
+@pytest.mark.parametrize("model", with_facts("loads"))
 def test_the_published_checkpoint_forms_load_the_same_tensors(model, upstream_trees, tmp_path):
     import torch
 
@@ -921,7 +934,7 @@ def offline_trees(tmp_path_factory):
     return tree
 
 
-@pytest.mark.parametrize("model", [m for m in WITH_FACTS if "unpatched" in FACTS[m]])
+@pytest.mark.parametrize("model", with_facts("unpatched"))
 def test_an_unpatched_or_missing_upstream_tree_is_refused_in_one_line(model, offline_trees, tmp_path):
     kind, fragment = FACTS[model]["unpatched"]
     for tree, says in ((offline_trees(model, kind, patched=False), fragment),
