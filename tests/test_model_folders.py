@@ -776,8 +776,8 @@ FACTS = {
                  "reference.perf.Ascend310P3.fps": {1: 1154, 4: 2552, 8: 3158, 16: 3249, 32: 2756},
                  "preprocess.mean": [0, 0, 0], "preprocess.std": [1, 1, 1], "preprocess.resize": 256,
                  "preprocess.crop": 224, "weights.checksum": "unpublished", "weights.layout": "state_dict_key",
-                 "weights.url": "https://ascend-repo-modelzoo.obs.cn-east-2.myhuaweicloud.com/model/"
-                                "1_PyTorch_PTH/TResNet/PTH/model_best.pth.tar",
+                 "weights.url": "https://ascend-repo-modelzoo.obs.cn-east-2.myhuaweicloud.com/"
+                                "model/1_PyTorch_PTH/TResNet/PTH/model_best.pth.tar",
                  "upstream.sources.0.kind": "git",
                  "upstream.sources.0.commit": "5b28ef410062af2a2ab1f27bf02cf33e2ba28ca2",
                  "upstream.sources.0.patch": "TResNet.patch", "upstream.sources.1.kind": "pypi",
@@ -798,8 +798,8 @@ FACTS = {
                  "reference.perf.Ascend310.fps": {1: 1126.432, 4: 1419.168, 8: 1456.516, 16: 1530.264, 32: 1529.584},
                  "reference.perf.Ascend310P3.fps.4": 1767.6, "reference.perf.T4.fps.64": 1533.7,
                  "preprocess.mean": [0.485, 0.456, 0.406], "preprocess.std": [0.229, 0.224, 0.225],
-                 "weights.url": "https://ascend-repo-modelzoo.obs.cn-east-2.myhuaweicloud.com/model/"
-                                "1_PyTorch_PTH/VoVnet39/PTH/vovnet39.pth",
+                 "weights.url": "https://ascend-repo-modelzoo.obs.cn-east-2.myhuaweicloud.com/"
+                                "model/1_PyTorch_PTH/VoVnet39/PTH/vovnet39.pth",
                  # no checksum is known for the OBS file; the dropbox md5 is recorded, not enforced
                  "weights.checksum": "unpublished", "weights.md5": ABSENT,
                  "weights.previous.md5": "23717a6cadd9729a704f894381444237", "weights.layout": "module_prefix"},
