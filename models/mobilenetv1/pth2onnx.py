@@ -84,10 +84,14 @@ def build_model(weights, source=None):
         state = checkpoint.get("state_dict", checkpoint)
         state = {k.removeprefix("module."): v for k, v in state.items()}
         tracked = {k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")}
-        model.load_state_dict({**tracked, **state})  # strict; old files lack the counters
-    except (RuntimeError, AttributeError, TypeError, ValueError) as err:  # keys, shapes, not a dict
+        keys = model.load_state_dict({**tracked, **state}, strict=False)  # old files lack them
+    except (RuntimeError, AttributeError, TypeError, ValueError) as err:  # shapes, not a dict
         raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint: "
                         f"{' '.join(str(err).split())[:300]}") from None
+    wrong = [f"{len(k)} {kind} (first: {k[0]})"
+             for kind, k in zip(("missing", "unexpected"), keys, strict=True) if k]
+    if wrong:  # (the model, partly loaded, is thrown away)
+        raise UserError(f"{weights}: not a {CONFIG['name']} checkpoint: keys {', '.join(wrong)}")
     return model.eval()
 
 

@@ -35,8 +35,7 @@ def preprocess(path, uint8=False):
         if image.mode in ("I", "F") or image.mode.startswith("I;16"):  # convert() clips 16 bits
             grey = np.asarray(image)
             if image.mode == "F" or grey.min() < 0 or grey.max() > 65535:
-                raise ValueError(f"mode {image.mode} pixels from {grey.min()} to {grey.max()}: "
-                                 "not 8- or 16-bit; save the image as 8-bit RGB or grey")
+                raise ValueError(f"mode {image.mode}: not 8- or 16-bit pixels")
             image = Image.fromarray(((grey.astype(np.uint32) * 255 + 32895) >> 16).astype(np.uint8))
         image = image.convert("RGB")
     if min(w, h) != size:
@@ -59,18 +58,14 @@ def main():
     parser.add_argument("dst", metavar="DST")
     parser.add_argument("--uint8", action="store_true", help="the cropped uint8 pixels, for AIPP")
     args = parser.parse_args()
-    try:  # SRC/* and SRC/*/*, sorted
-        folders = [args.src, *sorted(e.path for e in os.scandir(args.src) if e.is_dir())]
-        paths = sorted(e.path for folder in folders for e in os.scandir(folder)
-                       if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file())
-    except OSError as err:
-        fail(f"{err.filename or args.src}: cannot read ({err.strerror})")
-    stems = {}  # DST/<name up to its first '.'>.bin: one image each
-    for path in paths:
-        stem = os.path.basename(path).split(".")[0]
-        if stems.setdefault(stem, path) != path:
-            fail(f"{stems[stem]} and {path} would both be written as {stem}.bin; rename one")
+    stems = {}  # DST/<name up to its first '.'>.bin for each image of SRC/* and SRC/*/*, sorted
     try:
+        folders = [args.src, *sorted(e.path for e in os.scandir(args.src) if e.is_dir())]
+        for path in sorted(e.path for folder in folders for e in os.scandir(folder)
+                           if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file()):
+            stem = os.path.basename(path).split(".")[0]
+            if stems.setdefault(stem, path) != path:
+                fail(f"{stems[stem]} and {path} would both be written as {stem}.bin; rename one")
         os.makedirs(args.dst, exist_ok=True)
         for stem, path in stems.items():
             try:
@@ -82,9 +77,9 @@ def main():
             tmp = os.path.join(args.dst, f".{stem}.tmp")
             array.tofile(tmp)  # then renamed: never a partial .bin
             os.replace(tmp, os.path.join(args.dst, f"{stem}.bin"))
-    except OSError as err:
-        fail(f"{args.dst}: cannot write in it ({err.strerror or err})")
-    print(f"preprocessed {len(paths)} images to {args.dst}")
+    except OSError as err:  # SRC unreadable (a loop of symbolic links...), DST unwritable
+        fail(f"{err.filename or args.dst}: {err.strerror or err}")
+    print(f"preprocessed {len(stems)} images to {args.dst}")
 
 
 if __name__ == "__main__":
