@@ -29,7 +29,7 @@ def preprocess(path, uint8=False):
     with Image.open(path) as image:
         w, h = image.size  # the header's (open() refused more than Pillow's limit)
         new = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)  # truncated
-        if Image.MAX_IMAGE_PIXELS and new[0] * new[1] > Image.MAX_IMAGE_PIXELS:  # resized: too
+        if Image.MAX_IMAGE_PIXELS and new[0] * new[1] > Image.MAX_IMAGE_PIXELS:
             raise ValueError(f"{w}x{h} pixels, resized to {new[0]}x{new[1]}: over Pillow's limit "
                              f"of {Image.MAX_IMAGE_PIXELS} pixels (a decompression bomb?)")
         if image.mode in ("I", "F") or image.mode.startswith("I;16"):  # convert() clips 16 bits
