@@ -1,27 +1,11 @@
-"""The Ascend toolchain around `atc` and `python3 -m ais_bench`: environment, chip records,
-versions (docs/ais_bench_compatibility.md). mk/pipeline.mk issues the guides' commands, each
-through `python -m npuzoo.ascend run -- <command>`, which does what the guides leave to the user:
+"""The Ascend toolchain around `atc` and `python3 -m ais_bench` (docs/ais_bench_compatibility.md).
 
-- the CANN environment: without `atc` on PATH (or, to run only, a CANN variable such as
-  ASCEND_HOME_PATH), the first set_env.sh found is sourced (set_env_candidates); none: one line
-  saying what to install;
-- the chip: `--soc` is checked against the toolkit's platform_config/<soc>.ini files where it
-  has them; an ais_bench run checks the .om's chip record (`<om>.json`, `record-om`) against
-  SOC and, where npu-smi answers, the chip of DEVICE (an npu-smi that cannot tell only warns:
-  SOC was given explicitly);
-- `--cwd DIR`: the tool runs in a scratch folder under build/ (atc leaves kernel_meta/ and
-  fusion_result.json where it runs), holding relative links to the top-level entries its
-  relative paths start with, so the command line is unchanged;
-- the paths handed to ais_bench (`hand_over`): the `ait` front end accepts only `A-Za-z0-9_-/.`,
-  no link, no group/other-writable input and an output folder of at most 0750, whatever the umask;
-- a failing tool: its own messages, then one `error: ...` line naming the step.
-
-`record-om BASE` renames what atc wrote for --output=BASE (`.om`, or `_<os>_<arch>.om` on some
-versions) to BASE.om and records chip, batch size and ONNX in BASE.om.json; `remove-om BASE`
-deletes those names of that artefact only. In a container (RUNNER=docker) ACL calls the one NPU
-passed in device 0 while npu-smi lists it under the host's id, NPUZOO_HOST_DEVICE (host_device).
-`describe` writes the backend JSON the report merges: toolkit, driver, ais_bench front end and
-aclruntime build, as found (null when unreadable).
+mk/pipeline.mk runs each tool through `python -m npuzoo.ascend run -- <command>`: it sources
+the CANN environment where needed, checks the chip (the toolkit's platform files, the .om's
+record, npu-smi's chip of DEVICE), runs in a scratch folder (`--cwd`), makes the paths pass
+the ait front end's checks (hand_over) and ends a failure with one `error:` line.
+`record-om`/`remove-om`/`check-om` keep each .om's chip record; `describe` writes the backend
+JSON of a report.
 """
 
 import argparse

@@ -1,29 +1,10 @@
 """Values of `docker run` options that no path can break (mk/docker.mk, RUNNER=docker).
 
-    python3 -m npuzoo.dockerargs mount SOURCE [TARGET] [--readonly] [--resolve]
-    python3 -m npuzoo.dockerargs ascend-runtime [--docker DOCKER]
-    python3 -m npuzoo.dockerargs confine --at PREFIX... [--owner UID:GID] DIR -- DOCKER run ARGS...
-
-`mount` prints ONE `--mount` value, `type=bind,source=...,target=...[,readonly]`, each field
-CSV-quoted as docker's reader (Go encoding/csv) undoes it: a path holding `,` or `"` cannot add
-or change a field, as it could in `-v SRC:DST:ro`. The recipes use it as `--mount "$$($(PY) -m
-npuzoo.dockerargs mount ...)"`, so the path reaches the shell only as that one quoted word.
-With `--resolve`, SOURCE is a symbolic link (build/inputs/<dataset id>.data): what it finally
-resolves to is mounted, by default at the link's own absolute target, so that the dataset links
-under build/ resolve in the container as on the host.
-
-`ascend-runtime` prints the engine's name for the Ascend Docker Runtime (`docker info`: a
-runtime whose program is `ascend-docker-runtime`), or nothing: none, no engine, or a name that
-is not one plain token (it is spliced into `docker run --runtime=NAME`).
-
-`confine` runs a container that may write only DIR (the steps that run third-party upstream
-code see build/ read-only): it makes DIR (build/..., every part a real folder, never a link,
-which would carry the writable mount elsewhere) at run time, since the step removes it just
-before, then runs `DOCKER run` with DIR bound read-write at PREFIX/DIR for each PREFIX. With
---owner (a root caller, whose container runs as UID:GID), DIR is UID:GID's for the run and the
-caller's again after it.
-
-Standard library only: it runs on the host, before any image.
+`mount` prints one `--mount` value, each field CSV-quoted as docker's reader undoes it (a `,`
+or `"` in a path cannot add a field, as in `-v SRC:DST:ro`); `--resolve` mounts what a dataset
+link resolves to, at the link's own target. `ascend-runtime` prints the engine's name of the
+Ascend Docker Runtime, or nothing. `confine` runs `DOCKER run` with only DIR (build/..., no
+link on the way) writable. Standard library only: it runs on the host, before any image.
 """
 
 import argparse

@@ -1,22 +1,8 @@
-"""Which chip a run targets: `cpu`, an Ascend `--soc_version`, or `auto` (read npu-smi).
-
-ATC's `--soc_version` is `Ascend` + the Name column of `npu-smi info`
-(docs/ais_bench_compatibility.md, "SOC names and npu-smi"). Any name of a documented shape is
-accepted (ASCEND_SHAPE: 310, 310P<d>, 310B<d>, 910, 910A/B, 910ProA/B, 910PremiumA, 910B<d>,
-910B<d>C, 910B<d>-<d>, 910_93<dd>); whether the toolkit can compile for it is its
-platform_config's (npuzoo.ascend) or atc's to say.
-
-`auto` parses the `npu-smi info` table of every generation in tests/fixtures/npu-smi/: a chip
-row `| <NPU> <Name> | <Health> |`, then per chip `| <Chip> <Device> | <Bus-Id> |` (310, 310P,
-310B), `| <Chip> | <Bus-Id> |` (910B) or `| <Chip> <Phy-ID> |` (Atlas A3, whose Name,
-`Ascend910`, is no soc_version: `npu-smi info -t board` gives `<Chip Name>_<NPU Name>`).
-DEVICE is the logical id ACL and ais_bench take: the chip whose Device column equals it, else
-the chips numbered 0, 1, ... in the order listed (how ACL numbers them). npu-smi is looked for
-on PATH, then in /usr/local/sbin and /usr/local/bin (310B hosts); none means `auto` is `cpu`.
-
-`device-node` maps DEVICE to the N of the host's /dev/davinci<N> (RUNNER=docker passes that
-node), from `npu-smi info -m`: its Chip Phy-ID column, else the k-th node present for logical
-id k, provided the nodes are as many as the compute chips; anything else is refused.
+"""Which chip a run targets: `cpu`, an Ascend `--soc_version` of a documented shape
+(ASCEND_SHAPE), or `auto`: the chip of DEVICE in `npu-smi info` (every generation's table in
+tests/fixtures/npu-smi/; an Atlas A3's Name needs the board query), `cpu` without npu-smi.
+`device-node` maps DEVICE to the host's /dev/davinci<N> from `npu-smi info -m`
+(docs/ais_bench_compatibility.md, "SOC names and npu-smi").
 """
 
 import argparse
@@ -111,16 +97,6 @@ def parse_table(text: str) -> list[Chip]:
     return [Chip(npu=npu, name=name, chip=chip, column=column,
                  device=second if by_device and second is not None else index)
             for index, (npu, name, chip, second) in enumerate(rows)]
-
-
-def parse_npu_smi(text: str) -> list[tuple[int, str]]:
-    """[(npu id, soc_version from the Name column)], one per chip listed."""
-    return [(c["npu"], soc_version(c["name"])) for c in parse_table(text)]
-
-
-def parse_npu_smi_devices(text: str) -> dict[int, str]:
-    """{logical device id: soc_version from the Name column}."""
-    return {c["device"]: soc_version(c["name"]) for c in parse_table(text)}
 
 
 def parse_board(text: str) -> str | None:

@@ -1,15 +1,7 @@
-"""`make sweep`: every (model, batch size) of MODELS x BS as a Ray task, one device per task
-(docs/sweep.md). `python3 -m npuzoo.sweep`, values from the environment as `make <model>`'s.
-
-The driver (this process, where the repository and DATA are) checks every variable, takes every
-model's lock, identifies the inputs (npuzoo.run.prepare) and runs each model's `shared` target
-(export, preprocessing) itself; then it submits one task per (model, BS) running `report`, or
-with SHARDS=k one per shard (`sweep-shard`, shard 0 also `sweep-perf`) merged by `sweep-merge`;
-Ascend tasks ask for {"NPU": 1}, CPU tasks for a whole node's CPUs (NPUZOO_SWEEP_CPUS=n for
-fewer); a failed task is retried once. Tasks find the shared outputs on shared storage
-(NPUZOO_SWEEP_STORAGE=shared) or get them as one Ray object per model (=copy). The driver
-publishes every report (with a `placement` entry: node, IP, device), prints a summary line per
-task and progress lines, and re-renders the READMEs once at the end.
+"""`make sweep`: every (model, batch size) of MODELS x BS as a Ray task, one device each
+(docs/sweep.md). The driver checks the variables, takes the models' locks, runs each model's
+shared steps, submits the tasks (SHARDS=k: one per shard, merged on the driver), publishes
+every report with its `placement` and re-renders the READMEs.
 """
 
 import argparse

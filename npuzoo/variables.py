@@ -1,14 +1,9 @@
 """The user's variables, in one table: name, default, checker, help, the targets that take it.
 
-It feeds npuzoo.run and npuzoo.sweep (reading and checking, and refusing a name no target
-takes), `make help` (`python3 -m npuzoo.variables help`: standard library only, so that it
-works before .venv exists), the README's table of variables (npuzoo.readme) and the Makefile's
-lists USER_VARIABLES and DOCKER_VARIABLES (tests/test_make_inputs.py checks them equal).
-
-How a value travels, by kind: "value": the Makefile hands it over verbatim as NPUZOO_<NAME>
-and it is checked here; "docker": exported as typed to mk/docker.mk, which checks it against a
-pattern; "make": the Makefile's own; "environment": read from the environment, never from
-make's command line.
+It feeds npuzoo.run, npuzoo.sweep, `make help` (standard library only: it runs before .venv
+exists), the README's table and the Makefile's lists (tests/test_make_inputs.py). Kinds:
+"value" is checked here, "docker" by mk/docker.mk, "make" is the Makefile's own,
+"environment" is read from the environment only.
 """
 
 from __future__ import annotations

@@ -567,8 +567,8 @@ def test_npu_smi_standin_table_parses(tmp_path):
     proc = run(["npu-smi", "info"], standin_env(tmp_path, NPUZOO_STANDIN_NPUS=2))
     assert proc.returncode == 0
     assert "npu-smi 23.0.0" in proc.stdout and "Version: 23.0.0" in proc.stdout
-    assert soc.parse_npu_smi(proc.stdout) == [(0, "Ascend310P3"), (1, "Ascend310P3")]
-    assert soc.parse_npu_smi_devices(proc.stdout) == {0: "Ascend310P3", 1: "Ascend310P3"}
+    rows = soc.parse_table(proc.stdout)
+    assert [(r["npu"], r["device"], r["name"]) for r in rows] == [(0, 0, "310P3"), (1, 1, "310P3")]
     power = run(["npu-smi", "info", "-t", "power", "-i", "0"], standin_env(tmp_path))
     assert "Power Dissipation(W)" in power.stdout
 
@@ -588,8 +588,9 @@ DUO = """\
 
 
 def test_device_ids_come_from_the_chip_device_rows():
-    assert soc.parse_npu_smi(DUO) == [(1, "Ascend310P3"), (1, "Ascend310P3"), (2, "Ascend310")]
-    assert soc.parse_npu_smi_devices(DUO) == {0: "Ascend310P3", 1: "Ascend310P3", 2: "Ascend310"}
+    rows = soc.parse_table(DUO)
+    assert [(r["npu"], r["device"], r["name"]) for r in rows] == [
+        (1, 0, "310P3"), (1, 1, "310P3"), (2, 2, "310")]
 
 
 @pytest.mark.parametrize("chip, device, expected", [

@@ -171,7 +171,7 @@ NPU_SMI = """\
 
 
 def test_parse_npu_smi():
-    assert soc.parse_npu_smi(NPU_SMI) == [(0, "Ascend310P3"), (1, "Ascend310P3")]
+    assert [(c["npu"], c["name"]) for c in soc.parse_table(NPU_SMI)] == [(0, "310P3"), (1, "310P3")]
 
 
 def test_auto_without_npu_smi_is_cpu(monkeypatch):

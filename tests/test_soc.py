@@ -100,10 +100,9 @@ def test_an_explicit_soc_never_runs_npu_smi(tmp_path, monkeypatch):
      {0: "Ascend910", 1: "Ascend910", 2: "Ascend910", 3: "Ascend910"}),
 ])
 def test_every_table_parses(fixture, chips, devices):
-    text = table(fixture)
-    assert soc.parse_npu_smi(text) == chips
-    assert soc.parse_npu_smi_devices(text) == devices
-    assert all(not name.startswith("AscendAscend") for _, name in soc.parse_npu_smi(text))
+    rows = soc.parse_table(table(fixture))
+    assert [(r["npu"], soc.soc_version(r["name"])) for r in rows] == chips
+    assert {r["device"]: soc.soc_version(r["name"]) for r in rows} == devices
 
 
 def test_table_rows_keep_npu_chip_and_device():
