@@ -49,16 +49,10 @@ def env_number(name: str, text: str, most: int, what: str) -> int | None:
     return int(text) if text else None
 
 
-def check_storage(text: str) -> str:
-    if text not in ("", "shared", "copy"):
-        raise UserError(f"{STORAGE_ENV}={variables.shown(text)}: use shared (every node sees "
-                        "the repository at the same path) or copy (nodes get a copy)")
-    return text or "shared"
-
-
-def check_cpus(text: str) -> int | None:
-    return env_number(CPUS_ENV, text, 10**6, "a positive number of CPUs per CPU task, or leave "
-                      "it unset for a whole node")
+def env_choice(name: str, text: str, choices: tuple[str, ...], hint: str) -> str:
+    if text not in choices:
+        raise UserError(f"{name}={variables.shown(text)}: {hint}")
+    return text
 
 
 def check_timeout(text: str) -> int:
@@ -67,10 +61,8 @@ def check_timeout(text: str) -> int:
 
 
 def check_ray_logs(text: str) -> bool:
-    if text not in ("", "0", "1"):
-        raise UserError(f"{RAY_LOGS_ENV}={variables.shown(text)}: use 1 to show Ray's own log "
-                        "lines, or leave it unset")
-    return text == "1"
+    return env_choice(RAY_LOGS_ENV, text, ("", "0", "1"),
+                      "use 1 to show Ray's own log lines, or leave it unset") == "1"
 
 
 def read_settings(environ: Mapping[str, str]) -> tuple[
@@ -80,8 +72,11 @@ def read_settings(environ: Mapping[str, str]) -> tuple[
     check_timeout(environ.get(TIMEOUT_ENV, ""))  # said now, before any step; used by connect()
     own = {name: variables.BY_NAME[name].value(environ.get(f"NPUZOO_{name}", ""))
            for name in ("MODELS", "SHARDS")}
-    storage = check_storage(environ.get(STORAGE_ENV, ""))
-    cpus = check_cpus(environ.get(CPUS_ENV, ""))
+    storage = env_choice(STORAGE_ENV, environ.get(STORAGE_ENV, ""), ("", "shared", "copy"),
+                         "use shared (every node sees the repository at the same path) or copy "
+                         "(nodes get a copy)") or "shared"
+    cpus = env_number(CPUS_ENV, environ.get(CPUS_ENV, ""), 10**6, "a positive number of CPUs "
+                      "per CPU task, or leave it unset for a whole node")
     settings = {model: run.Settings(run.read_values(environ, model)) for model in own["MODELS"]}
     return own["MODELS"], settings, own["SHARDS"], storage, cpus
 
@@ -95,27 +90,19 @@ def clean_env(environ: Mapping[str, str] | None = None, **extra: str) -> dict[st
     return env
 
 
-def make_output(args: list[str], cwd: str = REPO) -> str:
-    """stdout of `make -s ARGS` (no shell); UserError with its stderr when it fails."""
-    result = subprocess.run(["make", "--no-print-directory", "-s", *args], cwd=cwd,
-                            env=clean_env(), stdin=subprocess.DEVNULL, capture_output=True,
-                            text=True)
-    if result.returncode:
-        raise UserError(f"make {' '.join(args[-1:])} failed: "
-                        f"{(result.stderr.strip().splitlines() or ['?'])[-1]}")
-    return result.stdout
+def make_quietly(flag: str, args: list[str]) -> subprocess.CompletedProcess[str]:
+    """`make -s ARGS` (its output) or `make -q ARGS` (0: nothing to do), no shell."""
+    return subprocess.run(["make", "--no-print-directory", flag, *args], cwd=REPO,
+                          env=clean_env(), stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True)
 
 
 def paths(plan: run.Plan, bs: int, shards: int = 1) -> dict[str, str]:
-    text = make_output(plan.make_args("sweep-paths", bs=bs, SHARDS=shards))
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-
-
-def up_to_date(plan: run.Plan, bs: int, target: str) -> bool:
-    """`make -q TARGET`: 0 when nothing is to be done."""
-    args = ["make", "--no-print-directory", "-q", *plan.make_args(target, bs=bs)]
-    return subprocess.run(args, cwd=REPO, env=clean_env(), stdin=subprocess.DEVNULL,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    result = make_quietly("-s", plan.make_args("sweep-paths", bs=bs, SHARDS=shards))
+    if result.returncode:
+        raise UserError("make sweep-paths failed: "
+                        f"{(result.stderr.strip().splitlines() or ['?'])[-1]}")
+    return dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
 
 
 def tail(path: str, lines: int = TAIL_LINES) -> str:
@@ -167,13 +154,15 @@ def mtime(path: str) -> int | None:
         return None
 
 
-def stamp(report_path: str, placement: dict[str, Any]) -> None:
-    """Add `placement` to a report.json the caller's make just wrote (report.py's write has no
-    field for it), keeping it newer than its prerequisites."""
+def stamp(report_path: str, before: int | None, placement: dict[str, Any]) -> Any:
+    """A report.json's throughput; one the caller's make just wrote (its mtime is no longer
+    `before`) gets `placement` (report.py's write has no field for it)."""
     with open(report_path, encoding="utf-8") as handle:
         report = json.load(handle)
-    report["placement"] = placement
-    atomic_write(report_path, json.dumps(report, indent=2) + "\n")
+    if mtime(report_path) != before:
+        report["placement"] = placement
+        atomic_write(report_path, json.dumps(report, indent=2) + "\n")
+    return (report.get("perf") or {}).get("throughput")
 
 
 def where_am_i(soc: str, cpus: int) -> dict[str, Any]:
@@ -289,14 +278,14 @@ def shipped_inputs(plan: run.Plan, data_paths: dict[str, str],
 
 def outputs_of(data_paths: dict[str, str], kind: str, shard: int | None = None) -> list[str]:
     """What a copy-mode task sends back: the run's outputs, or the shard's."""
-    compiled = data_paths["compiled"]
+    compiled = [data_paths["compiled"] + ext for ext in ("", ".json", ".sha256")]
     run_dir = data_paths["run_dir"]
     if kind == "report":
-        return [compiled, compiled + ".json", compiled + ".sha256", run_dir]
-    names = [os.path.join(data_paths["shard_root"], str(shard), "infer.done"),
-              os.path.join(data_paths["shard_root"], str(shard), "results")]
+        return [*compiled, run_dir]
+    shard_dir = os.path.join(data_paths["shard_root"], str(shard))
+    names = [os.path.join(shard_dir, "infer.done"), os.path.join(shard_dir, "results")]
     if shard == 0:
-        names += [compiled, compiled + ".json", compiled + ".sha256", data_paths["perf_dir"]] + [
+        names += [*compiled, data_paths["perf_dir"]] + [
             os.path.join(run_dir, n) for n in ("backend.json", "backend-aipp.json")]
     return names
 
@@ -346,10 +335,7 @@ def execute(spec: dict[str, Any], shipped: bytes | None = None) -> dict[str, Any
             run_make(root, args, env, log, where, lock=fd)
     result = {"placement": placement, "seconds": round(time.time() - started, 1)}
     if report:
-        if mtime(report) != before:
-            stamp(report, placement)
-        with open(report, encoding="utf-8") as handle:
-            result["throughput"] = (json.load(handle).get("perf") or {}).get("throughput")
+        result["throughput"] = stamp(report, before, placement)
     if spec["storage"] == "copy":
         result["outputs"] = pack(root, spec["outputs"])
     return result
@@ -564,7 +550,7 @@ def drive(ray: Any, plans: dict[str, run.Plan], settings: dict[str, run.Settings
                         "--resources='{\"NPU\": <count>}'")
     cpus = cpus_per_task(ray, cpus_wanted)
     remote = ray.remote(execute)
-    per_bs = {}  # (model, bs) -> (paths, [jobs])
+    per_bs: dict[tuple[str, int], list[Job]] = {}
     packs = {}  # copy mode: (model, shard input) -> (object ref, id) of the shipped inputs
     for model, plan in plans.items():
         s = settings[model]
@@ -572,8 +558,8 @@ def drive(ray: Any, plans: dict[str, run.Plan], settings: dict[str, run.Settings
             data_paths = paths(plan, bs)
             count = len([n for n in os.listdir(data_paths["prep_dir"]) if n.endswith(".bin")])
             k = effective_shards(count, bs, shards) if shards > 1 else 1
-            if k > 1 and up_to_date(plan, bs, os.path.join(data_paths["out_dir"],
-                                                           "infer.done")):
+            done = os.path.join(data_paths["out_dir"], "infer.done")
+            if k > 1 and not make_quietly("-q", plan.make_args(done, bs=bs)).returncode:
                 k = 1  # already inferred (by one device or by shards): only perf and report
             if k > 1:
                 data_paths = paths(plan, bs, k)
@@ -585,7 +571,7 @@ def drive(ray: Any, plans: dict[str, run.Plan], settings: dict[str, run.Settings
                       "data_link": data_paths["data_link"],
                       "images": (["-f", "mk/docker.mk", "images", f"IMAGE_MODELS={model}",
                                   f"SOC={plan.soc}"] if s.runner == "docker" else None)}
-            group = []
+            group: list[Job] = []
             for shard in range(k) if k > 1 else [None]:
                 job = Job(plan, bs, shard, k)
                 stem = f"{plan.soc}_bs{bs}" + (f"_shard{shard}of{k}" if k > 1 else "")
@@ -620,7 +606,7 @@ def drive(ray: Any, plans: dict[str, run.Plan], settings: dict[str, run.Settings
                 job.data_paths, job.outputs = data_paths, spec["outputs"]
                 group.append(job)
                 jobs.append(job)
-            per_bs[(model, bs)] = (data_paths, group)
+            per_bs[(model, bs)] = group
     total = len(jobs)
     slots = {soc: task_slots(ray, soc, cpus) for soc in soc_of}
     alive = [n for n in ray.nodes() if n.get("Alive")]
@@ -650,23 +636,23 @@ def drive(ray: Any, plans: dict[str, run.Plan], settings: dict[str, run.Settings
             if job.error:
                 print("\n".join("    " + line for line in job.error.splitlines()[1:]),
                       flush=True)
-        for key, (data_paths, group) in per_bs.items():
+        for key, group in per_bs.items():
             if key in finished_groups or any(j.status in ("running", "waiting") for j in group):
                 continue
             finished_groups.add(key)
             if any(j.status == "failed" for j in group):
                 continue
-            failed += finish(group, data_paths)
+            failed += finish(group)
         print(progress_line(jobs, started, slots), flush=True)
     return failed
 
 
-def finish(group: list[Job], data_paths: dict[str, str]) -> int:
+def finish(group: list[Job]) -> int:
     """Merge a sharded run and write its report (on the driver), then publish: 0 or 1 failed."""
     first = group[0]
     plan, bs, k = first.plan, first.bs, first.shards
     if k > 1:
-        report = os.path.join(data_paths["out_dir"], "report.json")
+        report = os.path.join(first.data_paths["out_dir"], "report.json")
         before = mtime(report)
         code = run.make(plan.make_args("sweep-merge", bs=bs, SHARDS=k), check=False) or \
             run.make(plan.make_args("report", bs=bs), check=False)
@@ -674,15 +660,10 @@ def finish(group: list[Job], data_paths: dict[str, str]) -> int:
             print(f"sweep: {plan.model} BS={bs}: merging the {k} shards or the report failed",
                   file=sys.stderr, flush=True)
             return 1
-        if mtime(report) != before:
-            placement = dict(first.result["placement"])
-            placement["shards"] = [
-                {"shard": j.shard, **{key: j.result["placement"][key] for key in
-                                      ("node", "node_ip", "node_id", "device")}}
-                for j in group]
-            stamp(report, placement)
-        with open(report, encoding="utf-8") as handle:
-            throughput = (json.load(handle).get("perf") or {}).get("throughput")
+        shards = [{"shard": j.shard, **{key: j.result["placement"][key] for key in
+                                        ("node", "node_ip", "node_id", "device")}}
+                  for j in group]
+        throughput = stamp(report, before, dict(first.result["placement"], shards=shards))
         print(f"sweep: {plan.model} BS={bs} {plan.soc}: {k} shards merged: "
               f"{throughput or 0:.1f} images/s (shard 1's device)", flush=True)
     code = run.make(plan.make_args("publish", bs=bs), check=False)
