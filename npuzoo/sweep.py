@@ -511,7 +511,6 @@ def sweep(models: list[str], settings: dict[str, run.Settings], shards: int, sto
             locks.enter_context(run.lock_for(model, settings[model]))
         before = run.committed_reports(models)
         plans: dict[str, run.Plan] = {}
-        jobs: list[Job] = []
         for model in models:
             plan = run.prepare(model, settings[model])
             print(f"== {model}: SOC={plan.soc} weights {plan.weights_id}, data {plan.data_id}: "
@@ -529,7 +528,7 @@ def sweep(models: list[str], settings: dict[str, run.Settings], shards: int, sto
             ray = connect()
             try:
                 failed += drive(ray, plans, settings, shards, storage, cpus_wanted, token,
-                                jobs, started)
+                                started)
             finally:
                 ray.shutdown()
         finally:
@@ -541,8 +540,7 @@ def sweep(models: list[str], settings: dict[str, run.Settings], shards: int, sto
 
 
 def drive(ray: Any, plans: dict[str, run.Plan], settings: dict[str, run.Settings], shards: int,
-          storage: str, cpus_wanted: int | None, token: str, jobs: list[Job],
-          started: float) -> int:
+          storage: str, cpus_wanted: int | None, token: str, started: float) -> int:
     soc_of = {p.soc for p in plans.values()}
     if any(soc != "cpu" for soc in soc_of) and not ray.cluster_resources().get("NPU"):
         raise UserError(f"SOC={'/'.join(sorted(soc_of))}: the Ray cluster has no NPU resource "
@@ -551,6 +549,7 @@ def drive(ray: Any, plans: dict[str, run.Plan], settings: dict[str, run.Settings
     cpus = cpus_per_task(ray, cpus_wanted)
     remote = ray.remote(execute)
     per_bs: dict[tuple[str, int], list[Job]] = {}
+    jobs: list[Job] = []
     packs = {}  # copy mode: (model, shard input) -> (object ref, id) of the shipped inputs
     for model, plan in plans.items():
         s = settings[model]
@@ -607,15 +606,13 @@ def drive(ray: Any, plans: dict[str, run.Plan], settings: dict[str, run.Settings
                 group.append(job)
                 jobs.append(job)
             per_bs[(model, bs)] = group
-    total = len(jobs)
     slots = {soc: task_slots(ray, soc, cpus) for soc in soc_of}
     alive = [n for n in ray.nodes() if n.get("Alive")]
-    print(f"sweep: {total} tasks on {len(alive)} node(s), "
+    print(f"sweep: {len(jobs)} tasks on {len(alive)} node(s), "
           + ("{'NPU': 1} each" if soc_of != {"cpu"} else f"{cpus} CPU(s) each")
           + f", {storage} storage", flush=True)
     failed = 0
     pending = {job.ref: job for job in jobs}
-    finished_groups: set[tuple[str, int]] = set()
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_S)
         for ref in ready:
@@ -636,13 +633,11 @@ def drive(ray: Any, plans: dict[str, run.Plan], settings: dict[str, run.Settings
             if job.error:
                 print("\n".join("    " + line for line in job.error.splitlines()[1:]),
                       flush=True)
-        for key, group in per_bs.items():
-            if key in finished_groups or any(j.status in ("running", "waiting") for j in group):
-                continue
-            finished_groups.add(key)
-            if any(j.status == "failed" for j in group):
-                continue
-            failed += finish(group)
+        for key, group in list(per_bs.items()):
+            if all(j.status not in ("running", "waiting") for j in group):
+                del per_bs[key]
+                if all(j.status != "failed" for j in group):
+                    failed += finish(group)
         print(progress_line(jobs, started, slots), flush=True)
     return failed
 

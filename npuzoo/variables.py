@@ -169,13 +169,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PRECISION", "fp32", "`fp32`",
              CPU + "int8: a quantised model, calibrated on CALIB images not evaluated",
              CPU + "`int8` quantises the export statically (ONNX Runtime's quantiser, QDQ), "
-             "calibrated on `CALIB` images that are not evaluated (DATA's after the first `N`, or "
-             "`CALIB_DATA`'s), and runs it on the tuned engine (`TUNE=0`: OpenVINO); reports go "
-             "to `reports/<model>/int8/` and show the speed-up and accuracy drop beside fp32; "
-             "the report also records `int8_agreement`: on the run's first 200 images, the "
-             "share whose top class (top-1) or whose fp32 top class within the int8 top 5 "
-             "(top-5) matches the fp32 export's, and the largest and mean absolute logit "
-             "difference (speed-ups as measured: the engines table below)",
+             "calibrated on `CALIB` images not evaluated (DATA's after the first `N`, or "
+             "`CALIB_DATA`'s), on the tuned engine (`TUNE=0`: OpenVINO); reports go to "
+             "`reports/<model>/int8/` with the speed-up and accuracy drop beside fp32 and "
+             "`int8_agreement` (top-1/top-5 agreement with the fp32 export and logit differences, "
+             "first 200 images)",
              choices=("fp32", "int8"), hint="use fp32 or int8"),
     Variable("CALIB", "100", "`100`", "int8: how many calibration images", check=positive),
     Variable("CALIB_DATA", "", "—", "int8: a folder (val/, val_label.txt) to calibrate on",
@@ -198,21 +196,16 @@ VARIABLES: tuple[Variable, ...] = (
     _switch("TUNE", "use TUNE=0 for model.yaml's engine, or leave it unset", default="1",
             shown="on", help=CPU + "0: no tuning pass, model.yaml's engine and one stream per core",
             doc=CPU + "unless `TUNE=0`, `BACKEND` or `STREAMS` is given, the runner times each "
-            "engine and stream layout (OpenVINO's THROUGHPUT hint included) for about half a "
-            "second on first use of a compiled graph on a machine, says so in one line, caches "
-            "the choice in `build/tuning/` (key: the machine's fingerprint, the graph's sha256, "
-            "precision, batch size, threads, engine versions) and uses it in the inference and "
-            "perf steps; the report records it (`perf.tuning`) and its configuration is `tuned` "
-            "whatever engine was picked, so such runs share one report; `TUNE=0` runs "
-            "model.yaml's engine with one stream per core in the perf step"),
+            "engine and stream layout briefly on first use of a compiled graph on a machine, "
+            "caches the choice in `build/tuning/` and uses it (report: `perf.tuning`, "
+            "configuration `tuned`; [docs/design.md](docs/design.md)); `TUNE=0` runs model.yaml's "
+            "engine with one stream per core in the perf step"),
     Variable("PERF_SECONDS", "", f"`{CPU_PERF['seconds']}`",
              CPU + "the perf loop runs at least LOOP times and this many seconds",
              CPU + "the perf loop runs at least `LOOP` times and at least this many seconds (0: "
-             "`LOOP` calls only); the report records the load average, other processes' CPU "
-             "time and a reference kernel's time before and after the loop (a change over 15% "
-             "is a slowdown from outside the machine), marks a contended figure, and gives the "
-             "images/s of five consecutive windows of the loop (median and spread): `make "
-             "compare` never flags a drop within that spread",
+             "`LOOP` calls only); the report marks a figure contended by other load and gives "
+             "the spread of five windows of the loop, within which `make compare` flags no drop "
+             "([docs/design.md](docs/design.md))",
              check=lambda name, text: number(name, text, zero=True, optional=True)),
     _switch("FORCE", "use FORCE=1, or leave it unset", shown="off",
             help="1: this run becomes the committed report, whatever is there",
