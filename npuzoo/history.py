@@ -25,13 +25,18 @@ run-over-run comparison uses the latest earlier run with the same key; a table r
 line of the READMEs holds the reports of one `row_key` (the same key without the batch size).
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import os
 import re
+from typing import Any
 
 from npuzoo.variables import CPU_PERF
 from npuzoo.files import atomic_write
+
+Report = dict[str, Any]  # a report as read from its JSON file
 
 HISTORY = "history"
 WEIGHTS_RANK = {"published": 1, "unverified": 1, "custom": 1, "random": 0}
@@ -148,22 +153,18 @@ def weights_key(report):
     return f"{source}-{(weights.get('sha256') or weights.get('md5') or '')[:12]}"
 
 
-def variant(report):
-    """'' for the plain run; otherwise what differs: 'aipp', a precision other than fp32, the
-    OpenVINO engine, several streams (for a tuned run `tuned` instead of both: its layout is
-    the tuning's choice, recorded, not what the run is), a CPU perf loop other than the
-    default."""
-    backend, perf = report.get("backend") or {}, report.get("perf") or {}
-    words = []
-    if backend.get("aipp"):
-        words.append("aipp")
-    precision = backend.get("precision") or report.get("precision")
-    if precision and precision != "fp32":
-        words.append(str(precision))
-    if tuned(report):
-        words.append(TUNED)
-    elif backend.get("name") == "openvino":
-        words.append("openvino")
+def variant(report: Report) -> str:
+    """The run's variant label as its plan recorded it (npuzoo.plan.variant_label): '' for
+    the model's own run, else e.g. `int8`, `int8-onnxruntime`, `openvino`, `aipp`."""
+    return str(report.get("variant") or "")
+
+
+def setup(report: Report) -> str:
+    """What else sets a run's figures apart within its variant: several streams (`tuned` for
+    a tuned run: its layout is the tuning's choice, recorded, not what the run is), a CPU perf
+    loop other than the default."""
+    perf = report.get("perf") or {}
+    words = [TUNED] if tuned(report) else []
     streams = perf.get("streams")
     if isinstance(streams, int) and streams > 1 and not tuned(report):
         words.append(f"{streams} streams")
@@ -171,12 +172,12 @@ def variant(report):
     if report.get("soc") == "cpu" and (loop not in (None, CPU_PERF["loop"]) or
                                        seconds not in (None, CPU_PERF["seconds"])):
         words.append(f"≥{loop} calls, ≥{seconds:g} s" if seconds else f"{loop} calls")
-    return "+".join(words)
+    return ", ".join(words)
 
 
-def row_key(report):
+def row_key(report: Report) -> tuple[str, ...]:
     return (str(report.get("soc")), machine(report)["id"], scope(report)[0],
-            weights_key(report), variant(report))
+            weights_key(report), variant(report), setup(report))
 
 
 def like_key(report):

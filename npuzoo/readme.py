@@ -83,15 +83,21 @@ def engine_label(name: str | None) -> str:
 
 
 def engine_words(report: Report) -> str:
-    """The engine, then what else sets the row apart (history.variant: precision, AIPP,
-    streams, perf loop): `ONNX Runtime, int8, 2 streams`; an Ascend run without a recorded
-    engine ran the OM through ais_bench."""
+    """The engine that ran, then the run's setup (history.setup: streams, perf loop):
+    `ONNX Runtime, 2 streams`; an Ascend run without a recorded engine ran the OM through
+    ais_bench."""
     name = (report.get("backend") or {}).get("name")
     words = [engine_label(name) if name else
              "ais_bench" if report.get("soc") != "cpu" else "engine not recorded"]
-    words += [{"aipp": "AIPP"}.get(w, w) for w in history.variant(report).split("+")
-              if w and w != "openvino"]  # the engine is named already
-    return ", ".join(str(w) for w in words)
+    return ", ".join(str(w) for w in words + [history.setup(report)] if w)
+
+
+def run_label(report: Report) -> str:
+    """A row's heading, table cell and plot line: the chip, the variant label the run's plan
+    recorded (npuzoo.plan.variant_label, its folder under reports/<model>/), then what ran:
+    `cpu int8-onnxruntime (ONNX Runtime, 2 streams)`, `cpu (OpenVINO, 2 streams)`."""
+    chip = " ".join(w for w in (str(report.get("soc")), history.variant(report)) if w)
+    return f"{chip} ({engine_words(report)})"
 
 
 def markdown_text(value: object) -> str:
@@ -115,8 +121,8 @@ def group_words(members: list[Report],
     first = members[0]
     weights = (first.get("weights") or {}).get("source") or "unrecorded"
     return {"soc": first.get("soc"),
-            "chip": escape(f"{first.get('soc')} ({engine_words(first)})"),
-            "engine": escape(engine_words(first)),
+            "chip": escape(run_label(first)),
+            "engine": escape(run_label(first)),
             "machine": escape(history.machine(first)["description"]),
             "scope": escape(history.scope(first)[1]), "weights": escape(f"{weights} weights"),
             "random": not meaningful(first)}
@@ -214,26 +220,20 @@ def precision_of(report: Report) -> str:
 
 def fp32_twin(report: Report, rows: list[Report]) -> Report | None:
     """For a reduced-precision run: the fp32 run of the same chip, machine, images, weights,
-    streams and batch size, measured here (its speed-up and accuracy drop are shown): on the
+    setup and batch size, measured here (its speed-up and accuracy drop are shown): on the
     same engine where there is one, else on another (the cell then names that engine)."""
     if precision_of(report) == "fp32":
         return None
     want = history.like_key(report)
-
-    def words(run: Report, drop: tuple[str, ...] = ()) -> list[str]:
-        return [w for w in history.variant(run).split("+") if w and w not in drop]
-
-    wanted = words(report, drop=(precision_of(report),))
     other_engine = None
     for other in rows:
         key = history.like_key(other)
-        if precision_of(other) != "fp32" or key[:4] != want[:4] or key[5] != want[5]:
+        if precision_of(other) != "fp32" or key[:4] != want[:4] or key[5:] != want[5:] \
+                or "aipp" in history.variant(other).split("-"):
             continue
-        if words(other) == wanted:
+        if engine_name(other) == engine_name(report):
             return other
-        if other_engine is None and \
-                words(other, ("openvino",)) == [w for w in wanted if w != "openvino"]:
-            other_engine = other
+        other_engine = other_engine or other
     return other_engine
 
 

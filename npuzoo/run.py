@@ -20,6 +20,8 @@ for whom; runs of different models go in parallel. Holding the lock, the driver 
 temporary files (`*.tmp`, `*.part`) that a killed run left under build/<model>/.
 """
 
+from __future__ import annotations
+
 import argparse
 import fcntl
 import hashlib
@@ -35,6 +37,7 @@ from typing import Any
 from tqdm import tqdm
 
 from npuzoo import config, dataset, engines, store, variables
+from npuzoo import plan as plan_mod
 from npuzoo import soc as socs
 from npuzoo import weights as weights_mod
 from npuzoo.errors import Problems, UserError, cli
@@ -243,44 +246,44 @@ def make(args, check=True):
 
 
 # RUNNER=docker: the hashes of the images' tags, computed once per `make <model>` by
-# mk/docker.mk's `tags` and given to every make run after through the environment, where
-# mk/docker.mk checks them and uses them instead of hashing again at each reading (each batch
-# size's make, each Make restart). HASHED_MODEL names the model the last two belong to.
+# mk/docker.mk's `tags` and carried by the plan (its file gives them to every make after, where
+# mk/docker.mk checks them and uses them instead of hashing again at each reading). HASHED_MODEL
+# names the model the last two belong to.
 IMAGE_HASHES = ("PYTHON_HASH", "BASE_HASH", "INFER_HASH", "EXPORT_HASH", "ASCEND_HASH",
                 "UPSTREAM_HASH", "MODEL_HASH", "HASHED_MODEL")
 MODEL_HASHES = IMAGE_HASHES[-3:]
 
 
-def image_hashes(soc, model=None, upstream=False):
-    """Compute the shared images' hashes (and, for MODEL, its own, over its upstream tree as it
-    is now) that os.environ does not give yet, and put them there."""
-    for name in IMAGE_HASHES if model is None else MODEL_HASHES:
-        os.environ.pop(name, None)
+def image_hashes(plan: Plan, model: str | None = None) -> list[str]:
+    """Compute the shared images' hashes (and, for `model`, its own, over its upstream tree as
+    it is now) that the plan does not hold yet, into plan.image_hashes; return them as make
+    arguments."""
+    kept = {k: v for k, v in plan.image_hashes.items()
+            if k not in (IMAGE_HASHES if model is None else MODEL_HASHES)}
+    args = [f"SOC={plan.soc}", *(f"{k}={v}" for k, v in kept.items())]
+    args += [f"MODEL={model}", f"HAS_UPSTREAM={'1' if plan.has_upstream else ''}"] if model else []
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
-    args = [f"SOC={soc}"] + ([f"MODEL={model}", f"HAS_UPSTREAM={'1' if upstream else ''}"]
-                             if model else [])
     result = subprocess.run(["make", "--no-print-directory", "-s", "-f", "mk/docker.mk", "tags",
                              *args], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, text=True)
     if result.returncode != 0:
         raise SystemExit(result.returncode)
-    for line in result.stdout.splitlines():
-        name, _, value = line.partition("=")
-        if name in IMAGE_HASHES and value:
-            os.environ[name] = value
+    lines = (line.partition("=") for line in result.stdout.splitlines())
+    plan.image_hashes = {name: value for name, _, value in lines
+                         if name in IMAGE_HASHES and value}
+    return [f"{k}={v}" for k, v in plan.image_hashes.items()]
 
 
-def docker_images(plan, model_config):
+def docker_images(plan: Plan) -> None:
     """RUNNER=docker: the shared images, then the model's source step (its image bakes in the
     patched upstream tree; the step runs in the base image), then the model's image."""
-    model, soc, upstream = plan.model, plan.soc, has_upstream(model_config)
-    image_hashes(soc)
-    make(["-f", "mk/docker.mk", "images", "IMAGE_MODELS=", f"SOC={soc}"])
-    if upstream:
+    model, soc = plan.model, plan.soc
+    make(["-f", "mk/docker.mk", "images", "IMAGE_MODELS=", f"SOC={soc}", *image_hashes(plan)])
+    if plan.has_upstream:
         check_source_tree(model)
         make(plan.make_args(f"{BUILD}/{model}/src/source.json"))
-    image_hashes(soc, model, upstream)
-    make(["-f", "mk/docker.mk", "images", f"IMAGE_MODELS={model}", f"SOC={soc}"])
+    make(["-f", "mk/docker.mk", "images", f"IMAGE_MODELS={model}", f"SOC={soc}",
+          *image_hashes(plan, model)])
 
 
 def has_upstream(model_config):
@@ -306,14 +309,24 @@ def check_source_tree(model):
 
 
 class Plan:
-    """One model's run, its inputs identified: what every mk/pipeline.mk call is given."""
+    """One model's run, its inputs identified: the RunPlan of each batch size comes from it."""
 
-    def __init__(self, model, settings, soc, data_id="", weights_id="", weights_path=""):
+    def __init__(self, model: str, settings: Settings, soc: str, data_id: str = "",
+                 weights_id: str = "", weights_path: str = "") -> None:
         self.model, self.settings, self.soc = model, settings, soc
         self.data_id, self.weights_id, self.weights_path = data_id, weights_id, weights_path
         self.prep_key, self.prep_bytes, self.export_key = "", 0, ""
         self.calib_id, self.calib_offset, self.calib_prep_key = "", 0, ""
-        self.backend = settings.backend
+        self.image_hashes: dict[str, str] = {}  # RUNNER=docker: mk/docker.mk's, computed once
+        spec = config.load(model)
+        self.has_upstream = has_upstream(spec)
+        if soc != "cpu":
+            self.own_engine = plan_mod.ASCEND_ENGINE
+        elif settings.precision == "int8":
+            self.own_engine = config.INT8_BACKEND
+        else:
+            self.own_engine = spec.backend
+        self.engine = settings.backend or self.own_engine
         # On the CPU npuzoo.tune picks the engine and streams unless they are given or TUNE=0;
         # untuned, the perf step runs one stream per core (npuzoo.bench --streams).
         self.tuned = soc == "cpu" and settings.tune and not (settings.backend or settings.streams)
@@ -322,7 +335,7 @@ class Plan:
         self.perf_seconds = (settings.perf_seconds if settings.perf_seconds is not None
                              else variables.CPU_PERF["seconds"]) if soc == "cpu" else 0
 
-    def share(self, model_config, cache=None):
+    def share(self, model_config, cache=None) -> None:
         """The shared preprocessed set of this run (npuzoo/store.py); with the stat `cache`, its
         references are written and a made set verified (else only the keys are computed)."""
         write = cache is not None
@@ -351,14 +364,12 @@ class Plan:
                                 os.path.join(store.DATA_ROOT, self.calib_id))
                 store.reference(self.model, "prep", self.calib_id, calib_dir)
 
-    def how(self):
+    def how(self) -> str:
         """How the run measures, for its header: `on OpenVINO, int8, 2 streams`, `with AIPP`."""
         settings = self.settings
         if self.soc != "cpu":
             return "with ais_bench" + (", AIPP" if settings.aipp else "")
-        engine = self.backend or (engines.INT8_BACKEND if settings.precision == "int8"
-                                  else config.load(self.model).backend)
-        label = engines.BACKEND_LABELS.get(engine, engine)
+        label = engines.BACKEND_LABELS.get(self.engine, self.engine)
         words = [f"engine and streams tuned (TUNE=0: {label})" if self.tuned else f"on {label}",
                  settings.precision, "AIPP" if settings.aipp else "",
                  "" if self.tuned else f"{self.streams} stream(s)",
@@ -366,22 +377,28 @@ class Plan:
                                                   if self.perf_seconds else "")]
         return ", ".join(w for w in words if w)
 
-    def make_args(self, *targets, bs=None, **extra):
-        """`make` arguments for mk/pipeline.mk: validated tokens and build/ paths only."""
+    def run_plan(self, bs: int | None = None) -> plan_mod.RunPlan:
+        """The frozen plan of batch size `bs` (the first of BS for the steps shared by all)."""
         settings = self.settings
-        values = {"MODEL": self.model, "SOC": self.soc, "RUNNER": settings.runner,
-                  "DEVICE": settings.device, "LOOP": settings.loop, "WARMUP": settings.warmup,
-                  "N": settings.limit or "", "AIPP": "1" if settings.aipp else "",
-                  "FORCE": "1" if settings.force else "", "STRICT": "1" if settings.strict else "",
-                  "PRECISION": settings.precision, "BACKEND": self.backend,
-                  "STREAMS": self.streams or "", "CALIB": settings.calib,
-                  "PERF_SECONDS": self.perf_seconds or "", "TUNE": "1" if self.tuned else "",
-                  "CALIB_OFFSET": self.calib_offset, "CALIB_ID": self.calib_id,
-                  "CALIB_PREP_KEY": self.calib_prep_key,
-                  "DATASET_ID": self.data_id, "PREP_KEY": self.prep_key, "EXPORT_KEY": self.export_key,
-                  "PREP_BYTES": self.prep_bytes, "WEIGHTS_ID": self.weights_id,
-                  "WEIGHTS_PATH": self.weights_path, **({"BS": bs} if bs else {}), **extra}
-        return ["-f", "mk/pipeline.mk", *(f"{k}={v}" for k, v in values.items()), *targets]
+        return plan_mod.RunPlan(
+            model=self.model, soc=self.soc, bs=bs or settings.batch_sizes[0],
+            runner=settings.runner, device=settings.device, loop=settings.loop,
+            warmup=settings.warmup, limit=settings.limit, aipp=settings.aipp,
+            precision=settings.precision, engine=self.engine, own_engine=self.own_engine,
+            tuned=self.tuned, streams=self.streams, perf_seconds=self.perf_seconds,
+            force=settings.force, strict=settings.strict, data_id=self.data_id,
+            prep_key=self.prep_key, prep_bytes=self.prep_bytes, export_key=self.export_key,
+            weights_id=self.weights_id, weights_path=self.weights_path,
+            has_upstream=self.has_upstream, calib=settings.calib, calib_id=self.calib_id,
+            calib_offset=self.calib_offset, calib_prep_key=self.calib_prep_key,
+            image_hashes=tuple(sorted(self.image_hashes.items())), show_only=DRY_RUN)
+
+    def make_args(self, *targets: str, bs: int | None = None, **extra: object) -> list[str]:
+        """`make` arguments for mk/pipeline.mk: the plan file (written now), then `extra`
+        (the sweep's SHARDS, SHARD, DEVICE: validated tokens) and the targets."""
+        path = self.run_plan(bs).write()
+        return ["-f", "mk/pipeline.mk", f"PLAN={path}", *(f"{k}={v}" for k, v in extra.items()),
+                *targets]
 
 
 def check_cpu_options(soc, settings):
@@ -475,7 +492,8 @@ def show(model, settings):
     identify_calibration(plan, cache)
     plan.share(model_config)
     if settings.runner == "docker":
-        image_hashes(soc, model, has_upstream(model_config))
+        image_hashes(plan)
+        image_hashes(plan, model)
     for bs in settings.batch_sizes:
         make(plan.make_args("publish", bs=bs))
 
@@ -537,7 +555,7 @@ def prepare(model, settings):
         data_link(settings.data_abs, plan.data_id)
         plan.share(model_config, cache)
         if settings.runner == "docker":
-            docker_images(plan, model_config)
+            docker_images(plan)
         weights_dir = os.path.join(build, "weights")
         if not settings.weights:
             make(plan.make_args("fetch-weights"))
@@ -547,7 +565,7 @@ def prepare(model, settings):
         store.remove_unsealed(build, cache)
     finally:
         cache.save()
-    if has_upstream(model_config):
+    if plan.has_upstream:
         check_source_tree(model)
     return plan
 

@@ -264,7 +264,7 @@ def shipped_inputs(plan: run.Plan, data_paths: dict[str, str],
     b = os.path.join("build", model)
     names = [os.path.join(b, "model.mk"), os.path.join(b, "weights", plan.weights_id + ".json"),
              os.path.join(b, "src"), os.path.join(b, "onnx", plan.weights_id),
-             os.path.join(b, "aipp.cfg")]
+             os.path.join(b, "aipp.cfg"), os.path.join(b, "plans")]  # plans: the make calls' PLAN
     if plan.weights_path != "random":
         names.append(plan.weights_path)
     dataset_dir = data_paths["dataset_dir"]

@@ -92,6 +92,21 @@ def scratch_repository(root: Path | str) -> Path:
     return Path(root)
 
 
+def plan_args(root: Path | str, **fields: Any) -> str:
+    """`PLAN=<file>` of a plan (npuzoo/plan.py) written under `root`, for a test's own
+    `make -f mk/pipeline.mk`: a CPU run of mobilenetv1 at BS 4 with random weights unless
+    `fields` say otherwise."""
+    from npuzoo import plan
+
+    values: dict[str, Any] = dict(
+        model="mobilenetv1", soc="cpu", bs=4, runner="local", device="0", loop=20, warmup=2,
+        limit=None, aipp=False, precision="fp32", engine="onnxruntime", own_engine="onnxruntime",
+        tuned=False, streams=0, perf_seconds=0, force=False, strict=False,
+        data_id="data-0123456789ab-nall", prep_key="", prep_bytes=0, export_key="",
+        weights_id="random", weights_path="random", has_upstream=False)
+    return "PLAN=" + plan.RunPlan(**{**values, **fields}).write(str(root))
+
+
 def frontend_env(root: Path | str, frontend: str = "2023") -> dict[str, str]:
     """PYTHONPATH and settings that put `frontend` and the aclruntime stand-in of the checkout
     `root` in place, as `pip install` of the two wheels would."""

@@ -20,7 +20,7 @@ import sys
 import pytest
 from dockerfile_parse import DockerfileParser
 
-from helpers import make
+from helpers import make, plan_args
 
 IMAGES = ["base", "infer", "export", "model", "ascend"]
 # Images that run pipeline steps; every stage of these must end as a non-root user.
@@ -273,12 +273,12 @@ def docker_dry_run(scratch, shared_data):
     data_link(scratch, os.path.realpath(data))
     (scratch / "build" / "mobilenetv1" / "weights").mkdir(parents=True, exist_ok=True)
     (scratch / "build" / "mobilenetv1" / "weights" / "random.json").write_text("{}\n")
-    common = ["MODEL=mobilenetv1", "RUNNER=docker", "SOC=cpu", "DEVICE=0", "LOOP=20", "WARMUP=2", "N=",
-              "AIPP=", f"DATASET_ID={DATASET_ID}", "DOCKER=/usr/bin/docker", f"PY={sys.executable}"]
-    result = make(scratch, "-n", "-f", "mk/pipeline.mk", *common, "BS=4", "WEIGHTS_ID=random",
-                  "WEIGHTS_PATH=random", "publish", env=dict(os.environ, MAKEFLAGS=""))
+    common = ["DOCKER=/usr/bin/docker", f"PY={sys.executable}"]
+    result = make(scratch, "-n", "-f", "mk/pipeline.mk", plan_args(scratch, runner="docker", data_id=DATASET_ID),
+                  *common, "publish", env=dict(os.environ, MAKEFLAGS=""))
     assert result.returncode == 0, result.stderr
-    fetch = make(scratch, "-n", "-f", "mk/pipeline.mk", *common, "BS=4", "WEIGHTS_ID=", "WEIGHTS_PATH=",
+    fetch = make(scratch, "-n", "-f", "mk/pipeline.mk", plan_args(
+        scratch, runner="docker", data_id=DATASET_ID, weights_id="", weights_path=""), *common,
                  "fetch-weights", env=dict(os.environ, MAKEFLAGS=""))
     assert fetch.returncode == 0, fetch.stderr
     return result.stdout + fetch.stdout, data
@@ -848,10 +848,10 @@ def ascend_dry_run(scratch, tmp_path, *args, soc="Ascend310P3", device="3", npus
     data_link(scratch, str(data), name=ASCEND_DATASET_ID)
     (scratch / "build" / "mobilenetv1" / "weights").mkdir(parents=True, exist_ok=True)
     (scratch / "build" / "mobilenetv1" / "weights" / "random.json").write_text("{}\n")
-    result = make(scratch, "-n", "-f", "mk/pipeline.mk", "MODEL=mobilenetv1", "RUNNER=docker", f"SOC={soc}",
-                  f"DEVICE={device}", "LOOP=20", "WARMUP=2", "N=", "AIPP=", "BS=4", f"DATASET_ID={ASCEND_DATASET_ID}",
-                  f"PREP_KEY={ASCEND_DATASET_ID}-224-0123456789ab", "PREP_BYTES=602112", "WEIGHTS_ID=random",
-                  "WEIGHTS_PATH=random", f"PY={sys.executable}", *args, "publish", env=env)
+    plan = plan_args(scratch, runner="docker", soc=soc, device=device, data_id=ASCEND_DATASET_ID,
+                     prep_key=f"{ASCEND_DATASET_ID}-224-0123456789ab", prep_bytes=602112,
+                     engine="ais_bench", own_engine="ais_bench")
+    result = make(scratch, "-n", "-f", "mk/pipeline.mk", plan, f"PY={sys.executable}", *args, "publish", env=env)
     assert result.returncode == 0, result.stderr
     lines = [re.sub(r"\s+", " ", line) for line in docker_lines(result.stdout)]
     steps = {"atc": [line for line in lines if " -- atc " in line],

@@ -75,7 +75,7 @@ def test_no_environment_variable_is_expanded_by_make_or_the_shell(scratch, share
     markers = tmp_path / "markers"
     markers.mkdir()
     names = every_name()
-    assert {"ENVIRONMENT_JSON", "SOURCE_VERIFY", "SOURCE_JSON", "PYTHON", "PERF_FLAGS",
+    assert {"ENVIRONMENT_JSON", "BENCH_FLAGS", "SOURCE_JSON", "PYTHON", "PERF_FLAGS",
             "ATC", "AIS_BENCH"} <= set(names)
     env = plain_env(**{name: hostile(markers, name) for name in names})
     for args in (["mobilenetv1", *data_args(shared_data)],

@@ -406,25 +406,49 @@ def test_versions_merge_fills_what_this_image_lacks(tmp_path):
     assert merged["torch"] == (here["torch"] or "9.9.9")
 
 
-def test_report_write_reads_the_run_manifest_and_flags_win(tmp_path):
+WRITE_OPTIONS = ("model soc bs dataset weights accuracy perf_dir perf_dirname perf_log loop warmup "
+                 "source extra environment results_dir prep_dir fp32_model steps variant "
+                 "engine").split()
+REQUIRED = ("model", "soc", "bs", "loop", "warmup")  # a subset of cli.REQUIRED
+
+
+def write_args(manifest, **given):
+    """`report write` options as argparse gives them: `given` on the command line."""
+    import argparse
+
+    return argparse.Namespace(command="write", manifest=str(manifest), out="r.json",
+                              **{name: given.get(name) for name in WRITE_OPTIONS})
+
+
+def test_report_write_reads_the_plan_manifest_and_flags_win(tmp_path):
     manifest = tmp_path / "run.json"
-    manifest.write_text(json.dumps({"model": "mobilenetv1", "soc": "cpu", "bs": 4,
-                                    "dataset": "d.json", "source": "", "loop": 20}))
-    argv = cli.with_manifest(["write", "--manifest", str(manifest), "--loop", "5",
-                                 "--out", "r.json"])
-    assert argv[:1] == ["write"] and argv[-4:] == ["--loop", "5", "--out", "r.json"]
-    assert "--source" not in argv and argv[argv.index("--bs") + 1] == "4"
-    bad = tmp_path / "bad.json"
-    bad.write_text("[1]")
-    with pytest.raises(UserError, match="expected a JSON object"):
-        cli.with_manifest(["write", "--manifest", str(bad)])
+    manifest.write_text(json.dumps({"model": "mobilenetv1", "soc": "cpu", "bs": 4, "warmup": 0,
+                                    "loop": 20, "variant": "int8", "source": None}))
+    args = cli.from_manifest(write_args(manifest, loop=5), REQUIRED)
+    assert (args.bs, args.loop, args.warmup, args.variant) == (4, 5, 0, "int8")  # 0 is a value
+    assert args.source is None
+    with pytest.raises(UserError, match="missing --dataset"):
+        cli.from_manifest(write_args(manifest), REQUIRED + ("dataset",))
+    for text, error in (("[1]", "expected a JSON object"), ('{"colour": 1}', "unknown field")):
+        manifest.write_text(text)
+        with pytest.raises(UserError, match=error):
+            cli.from_manifest(write_args(manifest), REQUIRED)
 
 
-def test_a_zero_in_the_manifest_is_a_value():
-    import json as _json
-    import tempfile
+def test_a_plan_manifest_holds_every_field_report_write_reads(tmp_path):
+    """The manifest npuzoo/plan.py writes names only options of `report write`, and all the
+    required ones."""
+    from npuzoo import plan
 
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        _json.dump({"warmup": 0, "loop": 1}, handle)
-    argv = cli.with_manifest(["write", "--manifest", handle.name])
-    assert argv[argv.index("--warmup") + 1] == "0"
+    run_plan = plan.RunPlan(
+        model="mobilenetv1", soc="cpu", bs=4, runner="local", device="0", loop=20, warmup=2,
+        limit=None, aipp=False, precision="int8", engine="onnxruntime", own_engine="openvino",
+        tuned=False, streams=2, perf_seconds=3, force=False, strict=False, data_id="d-1-nall",
+        prep_key="p", prep_bytes=1, export_key="e", weights_id="random", weights_path="random",
+        has_upstream=False, calib=10, calib_id="c-1-o3-n10", calib_offset=3, calib_prep_key="cp")
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps(run_plan.manifest()))
+    args = cli.from_manifest(write_args(manifest), ("model", "soc", "bs", "dataset", "weights",
+                                                       "accuracy", "perf_dir", "loop", "warmup"))
+    assert (args.variant, args.engine) == ("int8-onnxruntime", "onnxruntime")
+    assert args.fp32_model == run_plan.onnx and args.extra.endswith("backend-int8.json")

@@ -499,7 +499,7 @@ def test_two_machines_give_separate_rows_tables_and_plot_lines(zoo, monkeypatch)
     other["device"] = "AMD EPYC (2 cores)"
     other["machine"] = history.fingerprint("cpu", other["device"])
     write_report(reports_dir, other)
-    aipp = dict(make_report("mobilenetv1", "cpu", 4, 40.0), backend={
+    aipp = dict(make_report("mobilenetv1", "cpu", 4, 40.0), variant="aipp", backend={
         "name": "onnxruntime", "version": "1", "aipp": True})
     path = reports_dir / "mobilenetv1" / "aipp" / "cpu_bs4.json"
     path.parent.mkdir(parents=True)
@@ -511,14 +511,14 @@ def test_two_machines_give_separate_rows_tables_and_plot_lines(zoo, monkeypatch)
     assert len(rows) == 3
     [here] = [r for r in rows if "Test CPU" in r and "| cpu (ONNX Runtime) |" in r]
     [epyc] = [r for r in rows if "AMD EPYC" in r]
-    [with_aipp] = [r for r in rows if "| cpu (ONNX Runtime, AIPP) |" in r]
+    [with_aipp] = [r for r in rows if "| cpu aipp (ONNX Runtime) |" in r]
     assert "**16.5** ★" in here and "252.3" not in here  # ★ picks within the row
     assert "**252.3** ★" in epyc and "15.3" not in epyc
     assert "**40.0** ★" in with_aipp
     text = rendered[str(models / "mobilenetv1" / "README.md")]
     assert "#### cpu (ONNX Runtime): Test CPU (2 cores)" in text
     assert "#### cpu (ONNX Runtime): AMD EPYC (2 cores)" in text
-    assert "#### cpu (ONNX Runtime, AIPP): Test CPU (2 cores)" in text
+    assert "#### cpu aipp (ONNX Runtime): Test CPU (2 cores)" in text
     assert text.count("![mobilenetv1 throughput vs batch size on cpu](perf_cpu.png)") == 1
 
     drawn = []
@@ -534,11 +534,12 @@ def test_an_int8_row_shows_its_speed_up_and_accuracy_drop_beside_fp32(zoo):
     write_report(reports_dir, make_report("mobilenetv1", "cpu", 4, 100.0, top1=70.0))
     int8 = make_report("mobilenetv1", "cpu", 4, 150.0, top1=69.5)
     int8["backend"] = {"name": "onnxruntime", "version": "1", "precision": "int8"}
-    path = reports_dir / "mobilenetv1" / "int8" / "cpu_bs4.json"
+    int8["variant"] = "int8-onnxruntime"
+    path = reports_dir / "mobilenetv1" / "int8-onnxruntime" / "cpu_bs4.json"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(int8))
     text = readme.render_model("mobilenetv1", str(models), str(reports_dir))
-    assert "#### cpu (ONNX Runtime, int8): Test CPU (2 cores)" in text
+    assert "#### cpu int8-onnxruntime (ONNX Runtime): Test CPU (2 cores)" in text
     [row] = [line for line in text.splitlines() if "150.0" in line]
     assert "1.50× fp32 (100.0); top-1 -0.50 pts" in row
 
@@ -676,3 +677,35 @@ def test_a_report_with_fields_missing_where_others_need_them_renders_or_is_skipp
     write_report(reports_dir, bad)
     render_cli(models, reports_dir, root)
     assert "**290.0** ★" in (root / "README.md").read_text()
+
+
+def test_every_committed_report_agrees_with_its_folder_heading_and_plot_line():
+    """The variant label a run's plan recorded (npuzoo.plan.variant_label) is the report's
+    folder under reports/<model>/, starts its README heading and its row of the top table,
+    and labels its plot line: one name for one run everywhere."""
+    from pathlib import Path
+
+    from npuzoo import engines, history, plan, report as reports
+
+    REPO = Path(config.REPO_ROOT)
+    found = 0
+    for model in config.model_names():
+        text = (REPO / "models" / model / "README.md").read_text(encoding="utf-8")
+        top = (REPO / "README.md").read_text(encoding="utf-8")
+        for path, run in reports.model_reports(str(REPO / "reports"), model):
+            found += 1
+            folder = os.path.relpath(os.path.dirname(path), REPO / "reports" / model)
+            variant = history.variant(run)
+            assert "variant" in run and (folder if folder != "." else "") == variant, path
+            backend = run["backend"]
+            own = engines.INT8_BACKEND if backend.get("precision") == "int8" else \
+                engines.model_backend(config.load(model))
+            assert variant == plan.variant_label(bool(backend.get("aipp")), backend.get(
+                "precision") or "fp32", run["engine"], own), path
+            label = readme.run_label(run)
+            assert label.startswith(" ".join(w for w in (run["soc"], variant) if w) + " ("), path
+            assert f"#### {readme.markdown_text(label)}: " in text, (path, label)
+            assert f"| {readme.markdown_text(label)} |" in top, (path, label)
+            assert readme.group_words([run], escape=readme.plot_text)["engine"] == \
+                readme.plot_text(label)
+    assert found

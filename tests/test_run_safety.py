@@ -554,9 +554,9 @@ def test_int8_calibrates_outside_the_evaluated_images(tmp_path):
     (data / "val_label.txt").write_text("".join(f"i{i}.JPEG {i}\n" for i in range(5)))
     cache = HashCache(str(tmp_path / "c.json"))
     with pytest.raises(UserError, match="with N unset every image of DATA is"):
-        run.identify_calibration(run.Plan("m", settings(DATA=str(data), PRECISION="int8"), "cpu"),
+        run.identify_calibration(run.Plan("mobilenetv1", settings(DATA=str(data), PRECISION="int8"), "cpu"),
                                  cache)
-    plan = run.Plan("m", settings(DATA=str(data), N="3", PRECISION="int8", CALIB="10"), "cpu")
+    plan = run.Plan("mobilenetv1", settings(DATA=str(data), N="3", PRECISION="int8", CALIB="10"), "cpu")
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:

@@ -28,7 +28,8 @@ import pytest
 from npuzoo import shards, sweep
 from npuzoo.errors import UserError
 
-from helpers import FRONTEND, REPO, SYSTEM_PATH, VENV_BIN, Namespace, frontend_env, scratch_repository
+from helpers import (FRONTEND, REPO, SYSTEM_PATH, VENV_BIN, Namespace, frontend_env, plan_args,
+                     scratch_repository)
 
 SOC = "Ascend310P3"
 N = 6  # BS 4: one full batch and one padded; two shards of one batch each
@@ -332,10 +333,9 @@ def test_make_n_sweep_shows_the_tasks_and_the_docker_commands(tmp_path, shared_d
     assert not (root / "reports" / "mobilenetv1").exists()
     # a shard's steps in the task's runtime, the docker images
     dataset = next((root / "build").rglob("inputs/*.data")).name[:-5]  # the DATA link
-    args = ["-f", "mk/pipeline.mk", "MODEL=mobilenetv1", "RUNNER=docker", "SOC=cpu", "DEVICE=0",
-            "LOOP=2", "WARMUP=1", "N=6", "AIPP=", f"DATASET_ID={dataset}", "WEIGHTS_ID=random",
-            "WEIGHTS_PATH=random", "BS=4", "SHARDS=2", "SHARD=1", f"PY={sys.executable}",
-            "DOCKER=/usr/bin/docker"]
+    args = ["-f", "mk/pipeline.mk", plan_args(root, runner="docker", loop=2, warmup=1, limit=6,
+                                              data_id=dataset), "SHARDS=2", "SHARD=1",
+            f"PY={sys.executable}", "DOCKER=/usr/bin/docker"]
     (root / "build" / "mobilenetv1" / "weights").mkdir(parents=True, exist_ok=True)
     (root / "build" / "mobilenetv1" / "weights" / "random.json").write_text("{}\n")
     proc = subprocess.run(["make", "-n", "--no-print-directory", *args, "sweep-shard",

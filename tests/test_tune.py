@@ -118,10 +118,11 @@ def test_tune_0_backend_or_streams_fix_the_layout():
     def plan(**values):
         return run.Plan("mobilenetv1", run.Settings({**run.DEFAULTS, "DATA": "/d", **values}), "cpu")
 
-    assert plan().tuned and "TUNE=1" in plan().make_args()
-    assert plan().streams == 0 and "STREAMS=" in plan().make_args()
+    assert plan().tuned and "--tune build/tuning" in plan().run_plan(1).make_variables()["BENCH_FLAGS"]
+    assert plan().streams == 0 and plan().run_plan(1).make_variables()["PERF_FLAGS"] == "--loop_seconds 3"
     for values in ({"TUNE": "0"}, {"BACKEND": "openvino"}, {"STREAMS": "1"}):
-        assert not plan(**values).tuned and "TUNE=" in plan(**values).make_args()
+        assert not plan(**values).tuned
+        assert "--tune" not in plan(**values).run_plan(1).make_variables()["BENCH_FLAGS"]
     assert plan(TUNE="0").streams == len(os.sched_getaffinity(0))
     assert not run.Plan("mobilenetv1", run.Settings({**run.DEFAULTS, "DATA": "/d"}), "Ascend310P3").tuned
     with pytest.raises(UserError, match="TUNE=2: unknown value; use TUNE=0"):
@@ -141,10 +142,10 @@ def test_a_tuned_run_keeps_its_owner_and_row_whatever_engine_it_picked():
     ort, ov = tuned_report("onnxruntime", 1), tuned_report("openvino", 2)
     assert history.same_owner(ort, ov)
     assert history.own_path("r/cpu_bs4.json", ort) == history.own_path("r/cpu_bs4.json", ov)
-    assert history.variant(ort) == history.variant(ov) == "tuned"
+    assert history.setup(ort) == history.setup(ov) == "tuned"
     assert history.like_key(ort) == history.like_key(ov)
     fixed = dict(ov, perf={"streams": 2, "loop": 20, "warmup": 2})
-    assert not history.same_owner(fixed, ov) and history.variant(fixed) == "openvino+2 streams"
+    assert not history.same_owner(fixed, ov) and history.setup(fixed) == "2 streams"
     assert "engine and streams tuned" in history.owner_words(ov)
 
 

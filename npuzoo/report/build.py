@@ -71,7 +71,7 @@ def build(model: str, soc: str, batch_size: int, dataset: Json, weights: Json,
           accuracy: Json | None, perf: Json, source: Json | None = None,
           backend: Json | None = None, device: str | None = None,
           environment: Json | None = None, output_check: Json | None = None,
-          calibration: Json | None = None) -> Json:
+          calibration: Json | None = None, variant: str = "", engine: str | None = None) -> Json:
     cfg = config.load(model)
     if accuracy is not None:
         accuracy = dict(accuracy, meaningful=weights.get("source") != "random")
@@ -83,6 +83,10 @@ def build(model: str, soc: str, batch_size: int, dataset: Json, weights: Json,
         "device": device,
         "machine": history.fingerprint(soc, device, cpu_isa() if soc == "cpu" else None),
         "batch_size": batch_size,
+        # the plan's variant label and engine (npuzoo/plan.py): the report's folder under
+        # reports/<model>/ and the READMEs' headings read them
+        "variant": variant,
+        "engine": engine or (backend or {}).get("name"),
         "backend": backend or {"name": "onnxruntime",
                                "version": package_versions(["onnxruntime"])["onnxruntime"]},
         "commit": git_commit(),

@@ -25,40 +25,45 @@ from npuzoo.soc import package_versions
 Json = dict[str, Any]
 
 
-def with_manifest(argv: list[str]) -> list[str]:
-    """`write --manifest run.json ...`: the manifest's {option: value} become flags placed
-    before the command line's own, so that a flag given explicitly wins."""
-    if "--manifest" not in argv:
-        return argv
-    at = argv.index("--manifest")
-    if at + 1 >= len(argv):
-        return argv  # argparse says what is missing
-    manifest = pieces.read_json(argv[at + 1], "run manifest")
-    if not isinstance(manifest, dict):
-        raise UserError(f"{argv[at + 1]}: expected a JSON object of option: value")
-    flags = []
-    for key, value in manifest.items():
-        if value is None or value is False or value == "":
-            continue  # (0 is a value: WARMUP=0)
-        flags.append("--" + key.replace("_", "-"))
-        if value is not True:
-            flags.append(str(value))
-    rest = argv[:at] + argv[at + 2:]
-    return rest[:1] + flags + rest[1:]
+REQUIRED = ("model", "soc", "bs", "dataset", "weights", "accuracy", "perf_dir", "loop", "warmup",
+            "out")
+
+
+def from_manifest(args: argparse.Namespace, required: Sequence[str] = REQUIRED
+                  ) -> argparse.Namespace:
+    """`write --manifest <plan>.json`: the plan's manifest (npuzoo/plan.py) fills every option
+    not given on the command line (a flag given wins); then every required one is there."""
+    if args.manifest:
+        manifest = pieces.read_json(args.manifest, "run manifest")
+        if not isinstance(manifest, dict):
+            raise UserError(f"{args.manifest}: expected a JSON object of option: value")
+        for key, value in manifest.items():
+            if not hasattr(args, key) or key in ("command", "manifest", "out"):
+                raise UserError(f"{args.manifest}: unknown field {key!r}")
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    missing = ", ".join("--" + name.replace("_", "-") for name in required
+                        if getattr(args, name) is None)
+    if missing:
+        raise UserError(f"report write: missing {missing} (or a --manifest that holds them)")
+    return args
 
 
 def _write_parser(sub: Any) -> None:
     write = sub.add_parser("write", help="gather one run's results into a report")
     add = write.add_argument
+    # required, unless the --manifest holds them (from_manifest)
     for name in ("--model", "--soc", "--out"):
-        add(name, required=True)
+        add(name)
     for name in ("--bs", "--loop", "--warmup"):
-        add(name, type=int, required=True)
-    add("--dataset", required=True, help="dataset.json of the run folder")
-    add("--weights", required=True, help="weights.json")
-    add("--accuracy", required=True, help="ModelZoo accuracy JSON")
-    add("--perf-dir", required=True, help="--output folder of the perf run")
-    add("--perf-dirname", default="perf")
+        add(name, type=int)
+    add("--dataset", help="dataset.json of the run folder")
+    add("--weights", help="weights.json")
+    add("--accuracy", help="ModelZoo accuracy JSON")
+    add("--perf-dir", help="--output folder of the perf run")
+    add("--perf-dirname")
+    add("--variant", help="the plan's variant label (npuzoo.plan.variant_label)")
+    add("--engine", help="the engine the plan set the run up for")
     add("--perf-log", help="printed log of the perf run (fallback)")
     add("--source", help="source.json written by the source step")
     add("--extra", help="JSON with backend/device/environment overrides")
@@ -74,8 +79,8 @@ def _write_parser(sub: Any) -> None:
         help="build/<model>/steps.jsonl: this run's step timings go into the report (the run "
              "is NPUZOO_RUN_ID)")
     add("--manifest", metavar="JSON",
-        help="the run folder's manifest (mk/pipeline.mk writes run.json): {option: value} for "
-             "the options above; flags given win")
+        help="the run's manifest (npuzoo/run.py writes it with the plan): {option: value} "
+             "for the options above; flags given win")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -152,14 +157,16 @@ def _int8_agreement(args: argparse.Namespace, report: Json, results: list[str]) 
 
 
 def write(args: argparse.Namespace) -> None:
-    summary = pieces.read_bench_summary(args.perf_dir, args.perf_dirname, args.perf_log)
+    from_manifest(args)
+    summary = pieces.read_bench_summary(args.perf_dir, args.perf_dirname or "perf", args.perf_log)
     extra = _extra(args, summary)
     dataset = pieces.read_json(args.dataset, "dataset description")
     if not isinstance(dataset, dict):
         raise UserError(f"{args.dataset}: not a dataset description (a JSON object)")
     accuracy = pieces.read_accuracy(args.accuracy)
     results, check = _output_check(args, dataset, accuracy)
-    report = build(args.model, args.soc, args.bs, dataset=dataset,
+    report = build(args.model, args.soc, args.bs, variant=args.variant or "",
+                   engine=args.engine, dataset=dataset,
                    weights=pieces.read_json(args.weights, "weights description"),
                    accuracy=accuracy,
                    perf=pieces.perf_from_summary(summary, args.loop, args.warmup),
@@ -214,6 +221,6 @@ def _compare(args: argparse.Namespace) -> None:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parser().parse_args(with_manifest(sys.argv[1:] if argv is None else list(argv)))
+    args = parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     {"write": write, "publish": _publish, "versions": _versions,
      "compare": _compare}[args.command](args)
