@@ -1,28 +1,19 @@
 """Every run kept, each machine and configuration its own current report, like compared
 with like.
 
-A run's report goes to two places when it is published:
+A published run goes to reports/<model>/[<variant>/]:
 
-  reports/<model>/history/<SOC>_bs<BS>/<time>_<machine id>.json   always (append-only)
-  reports/<model>/<SOC>_bs<BS>.json                                the current report of the
-                                                                   machine and configuration
-                                                                   it holds (the committed one)
-  reports/<model>/<SOC>_bs<BS>.<owner tag>.json                    the current report of any
-                                                                   other machine or
-                                                                   configuration (`own_path`)
+  history/<SOC>_bs<BS>/<time>_<machine id>.json   always (append-only)
+  <SOC>_bs<BS>.json                               the current report of the owner it holds
+  <SOC>_bs<BS>.<owner tag>.json                   the current report of any other owner
 
-A run is current for its owner (`owner`: the machine, and the configuration: engine,
-precision, AIPP, streams, perf loop and time; a tuned run's engine and streams are `tuned`) only when it is at least as complete as the
-owner's current run, so a 20-second trial (a subset, random weights) never replaces a curated
-full-set run with the published weights, and a run never displaces another machine's or
-configuration's report, unless FORCE=1 says so; the terminal says where each run went.
-
-What makes two runs comparable (`like_key`): the chip, the machine (`machine_id`: a hash of
-the CPU model and core count, or of the NPU and driver, as the report's `device` describes
-them; no host name), the batch size, the dataset scope (the selected images and labels, by
-their checksum), the weights (kind and checksum) and the variant (AIPP, precision). The
-run-over-run comparison uses the latest earlier run with the same key; a table row or a plot
-line of the READMEs holds the reports of one `row_key` (the same key without the batch size).
+A run's owner is its machine and configuration (engine, precision, AIPP, streams, perf loop;
+a tuned run's engine and streams are `tuned`). A run becomes its owner's current report only
+when at least as complete as the one there (a subset or random weights never replace a curated
+full-set run), unless FORCE=1 says so. Two runs are comparable (`like_key`) when chip, machine
+(a hash of the CPU model and cores, or of the NPU; no host name), batch size, images, weights,
+variant and setup agree; a README row or plot line holds one `row_key` (the same, without the
+batch size).
 """
 
 from __future__ import annotations
@@ -31,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from npuzoo.variables import CPU_PERF
@@ -42,7 +34,7 @@ HISTORY = "history"
 WEIGHTS_RANK = {"published": 1, "unverified": 1, "custom": 1, "random": 0}
 
 
-def machine(report):
+def machine(report: Report) -> dict[str, Any]:
     """{"id", "description"} of the machine a report ran on (derived for older reports)."""
     recorded = report.get("machine")
     if isinstance(recorded, dict) and recorded.get("id"):
@@ -50,7 +42,7 @@ def machine(report):
     return fingerprint(report.get("soc"), report.get("device"))
 
 
-def fingerprint(soc, device, isa=None):
+def fingerprint(soc: object, device: object, isa: str | None = None) -> dict[str, Any]:
     """The machine of a run: its chip and device description (CPU model and cores, or NPU
     and driver), hashed, and the CPU's instruction set (`isa`, npuzoo.soc.cpu_isa); the host
     name is not part of it."""
@@ -64,12 +56,12 @@ def fingerprint(soc, device, isa=None):
 TUNED = "tuned"
 
 
-def tuned(report) -> bool:
+def tuned(report: Report) -> bool:
     """True when npuzoo.tune chose the run's engine and streams (perf.tuning)."""
     return bool((report.get("perf") or {}).get("tuning"))
 
 
-def configuration(report) -> dict:
+def configuration(report: Report) -> dict[str, Any]:
     """The measurement configuration of a run: engine, precision, AIPP, streams, perf loop.
     A tuned run's engine and streams are `tuned`: the configuration is the tuning, not the
     layout it picked (recorded in perf.tuning), so a rerun whose tuning picks another engine
@@ -87,11 +79,11 @@ def configuration(report) -> dict:
             "loop_seconds": perf.get("loop_seconds")}
 
 
-def _agree(a, b):
+def _agree(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(a[k] is None or b[k] is None or a[k] == b[k] for k in a)
 
 
-def same_owner(a, b) -> bool:
+def same_owner(a: Report, b: Report) -> bool:
     """True when two runs share their machine (model, cores, ISA) and configuration."""
     first, second = machine(a), machine(b)
     return (first["id"] == second["id"]
@@ -99,7 +91,7 @@ def same_owner(a, b) -> bool:
             and _agree(configuration(a), configuration(b)))
 
 
-def owner_words(report) -> str:
+def owner_words(report: Report) -> str:
     """The owner of a run in words: the machine, then what its configuration says."""
     config = configuration(report)
     if config["engine"] == TUNED:
@@ -112,7 +104,7 @@ def owner_words(report) -> str:
     return f"{machine(report)['description']}, " + ", ".join(p for p in parts if p)
 
 
-def own_path(dest, report):
+def own_path(dest: str, report: Report) -> str:
     """Where the current report of `report`'s owner goes when `dest` (the committed path)
     belongs to another: `<SOC>_bs<BS>.<tag>.json` beside it (a SOC holds no dot)."""
     identity = {"machine": machine(report)["id"], "isa": machine(report).get("isa"),
@@ -122,13 +114,13 @@ def own_path(dest, report):
     return f"{stem}.{tag}{ext}"
 
 
-def contract_path(path):
+def contract_path(path: str) -> str:
     """reports/.../<SOC>_bs<BS>.json for any current report of that chip and batch size."""
     folder, name = os.path.split(path)
     return os.path.join(folder, name.split(".")[0] + ".json")
 
 
-def scope(report):
+def scope(report: Report) -> tuple[str, str]:
     """(key, words) of the images a run measured."""
     dataset = report.get("dataset") or {}
     images = dataset.get("images")
@@ -145,7 +137,7 @@ def scope(report):
     return key, words
 
 
-def weights_key(report):
+def weights_key(report: Report) -> str:
     weights = report.get("weights") or {}
     source = weights.get("source") or "unrecorded"
     if source == "random":
@@ -180,19 +172,20 @@ def row_key(report: Report) -> tuple[str, ...]:
             weights_key(report), variant(report), setup(report))
 
 
-def like_key(report):
+def like_key(report: Report) -> tuple[object, ...]:
     return row_key(report) + (report.get("batch_size"),)
 
 
-def completeness(report):
+def completeness(report: Report) -> tuple[int, bool, int]:
     """Orders runs: real weights over random ones, the full set over a subset, more images."""
     dataset = report.get("dataset") or {}
-    images = dataset.get("images") if isinstance(dataset.get("images"), int) else 0
-    source = (report.get("weights") or {}).get("source")
-    return (WEIGHTS_RANK.get(source, 0), bool(dataset.get("full_validation_set")), images)
+    images = dataset.get("images")
+    source = str((report.get("weights") or {}).get("source"))
+    return (WEIGHTS_RANK.get(source, 0), bool(dataset.get("full_validation_set")),
+            images if isinstance(images, int) else 0)
 
 
-def report_folders(model_folder):
+def report_folders(model_folder: str) -> list[str]:
     """reports/<model>/ and its variant folders (aipp/, int8/, openvino/, ...), not history/."""
     folders = [model_folder]
     if os.path.isdir(model_folder):
@@ -201,13 +194,13 @@ def report_folders(model_folder):
     return folders
 
 
-def history_dir(dest):
+def history_dir(dest: str) -> str:
     """reports/<model>/history/<SOC>_bs<BS>/ for the current report `dest` (any owner's)."""
     folder, name = os.path.split(dest)
     return os.path.join(folder, HISTORY, name.split(".")[0])
 
 
-def entries(dest, read):
+def entries(dest: str, read: Callable[[str], Report | None]) -> list[tuple[str, Report]]:
     """The readable reports of `dest`'s history, oldest first (`read`: a report reader)."""
     folder = history_dir(dest)
     found = []
@@ -223,7 +216,7 @@ def entries(dest, read):
     return [(path, report) for _, path, report in found]
 
 
-def record(report, dest):
+def record(report: Report, dest: str) -> str:
     """Add `report` to `dest`'s history under a new name; return the path."""
     folder = history_dir(dest)
     stamp = re.sub(r"[^0-9A-Za-z]", "", str(report.get("timestamp") or "undated"))
@@ -237,7 +230,7 @@ def record(report, dest):
     return path
 
 
-def latest_like(report, candidates):
+def latest_like(report: Report, candidates: Iterable[Report]) -> Report | None:
     """The latest of `candidates` (other reports) with `report`'s like_key, not later than it."""
     key, when = like_key(report), str(report.get("timestamp") or "")
     earlier = [c for c in candidates

@@ -1,17 +1,16 @@
 """Where a run's time goes: every pipeline step timed, the table printed at the end of
 `make <model>` and recorded in each report.
 
-    python3 -m npuzoo.steps run LOG STEP -- COMMAND...   run COMMAND, append its wall time
-    python3 -m npuzoo.steps table LOG RUN                print RUN's steps as a table
+    python3 -m npuzoo.steps run LOG STEP [--bs BS] -- COMMAND...   run COMMAND, log its time
 
-mk/pipeline.mk prefixes each step's command with `run` (the `$(call STEP,<name>)` macro); the
-log is build/<model>/steps.jsonl, one JSON line per command: the run id (NPUZOO_RUN_ID, set by
-npuzoo/run.py for one `make <model>`), the step, the batch size, seconds and exit status.
-Appends take a lock, so concurrent batch sizes or models never interleave a line. A step that
-Make finds up to date is not run, so it is not in the table: the table shows what this run did,
-and a last line names the steps an earlier run of the model did that this one reused (their
-output, identified by content, was there already).
+mk/pipeline.mk prefixes each step's command with it (`$(call STEP,<name>)`). The log,
+build/<model>/steps.jsonl, holds one JSON line per command (run id NPUZOO_RUN_ID, set by
+npuzoo/run.py; step; batch size; seconds; exit status), appended under a lock. A step Make finds
+up to date is not run: the table shows what this run did, and names the steps an earlier run
+did that this one reused.
 """
+
+from __future__ import annotations
 
 import argparse
 import fcntl
@@ -20,8 +19,12 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from npuzoo.errors import cli
+
+Entry = dict[str, Any]  # one line of the log
 
 RUN_ENV = "NPUZOO_RUN_ID"
 # The order of the table: the pipeline's.
@@ -29,20 +32,20 @@ ORDER = ("data", "weights", "source", "preprocess", "export", "quantize", "compi
          "perf", "postprocess", "report")
 
 
-def append(log, entry):
+def append(log: str, entry: Entry) -> None:
     os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
     with open(log, "a", encoding="utf-8") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         handle.write(json.dumps(entry) + "\n")
 
 
-def record(log, step, seconds, status=0, bs=None):
+def record(log: str, step: str, seconds: float, status: int = 0, bs: int | None = None) -> None:
     append(log, {"run": os.environ.get(RUN_ENV, ""), "step": step, "bs": bs,
                  "seconds": round(seconds, 3), "status": status,
                  "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
 
-def run_step(log, step, command, bs=None):
+def run_step(log: str, step: str, command: list[str], bs: int | None = None) -> int:
     start = time.perf_counter()
     try:
         status = subprocess.call(command)
@@ -52,7 +55,7 @@ def run_step(log, step, command, bs=None):
     return status
 
 
-def entries(log, run, other=False):
+def entries(log: str, run: str, other: bool = False) -> list[Entry]:
     """The log's entries of `run` (`other`: of every other run instead)."""
     if not run or not os.path.isfile(log):
         return []
@@ -68,9 +71,9 @@ def entries(log, run, other=False):
     return found
 
 
-def totals(found, bs=None):
+def totals(found: Iterable[Entry], bs: int | None = None) -> dict[str, float]:
     """{step: seconds} in pipeline order: every shared step, and `bs`'s own (all when None)."""
-    sums = {}
+    sums: dict[str, float] = {}
     for entry in found:
         if bs is not None and entry.get("bs") not in (None, bs):
             continue
@@ -79,14 +82,14 @@ def totals(found, bs=None):
     return {step: round(sums[step], 2) for step in ordered}
 
 
-def reused(found, earlier):
+def reused(found: Iterable[Entry], earlier: Iterable[Entry]) -> list[str]:
     """The steps that earlier runs did (successfully) and this run's `found` did not."""
-    done = {e.get("step") for e in found}
-    names = {e.get("step") for e in earlier if e.get("status") == 0} - done - {None}
+    done = {str(e.get("step")) for e in found}
+    names = {str(e["step"]) for e in earlier if e.get("status") == 0 and e.get("step")} - done
     return [s for s in ORDER if s in names] + sorted(s for s in names if s not in ORDER)
 
 
-def table(found, earlier=()):
+def table(found: list[Entry], earlier: Iterable[Entry] = ()) -> str:
     again = reused(found, earlier)
     kept = f"reused from an earlier run: {', '.join(again)}" if again else ""
     if not found:
@@ -99,7 +102,7 @@ def table(found, earlier=()):
     return "\n".join(lines + ([f"  {kept}"] if kept else []))
 
 
-def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
+def split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """(options, command) of `... -- COMMAND...` (the command after the first `--`)."""
     argv = list(argv)
     if "--" not in argv:
@@ -109,22 +112,15 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 @cli
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     argv, command = split_command(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python3 -m npuzoo.steps",
-                                     description="Time the pipeline's steps.")
-    sub = parser.add_subparsers(dest="action", required=True)
-    timed = sub.add_parser("run", help="run a step's command and log its wall time")
-    timed.add_argument("log")
-    timed.add_argument("step")
-    timed.add_argument("--bs", type=int, help="the batch size, for a per-batch-size step")
-    shown = sub.add_parser("table", help="print one run's steps")
-    shown.add_argument("log")
-    shown.add_argument("run")
+                                     description="Run a pipeline step's command, log its time.")
+    parser.add_argument("action", choices=["run"])
+    parser.add_argument("log")
+    parser.add_argument("step")
+    parser.add_argument("--bs", type=int, help="the batch size, for a per-batch-size step")
     args = parser.parse_args(argv)
-    if args.action == "table":
-        print(table(entries(args.log, args.run), entries(args.log, args.run, other=True)))
-        return
     sys.exit(run_step(args.log, args.step, command, args.bs))
 
 

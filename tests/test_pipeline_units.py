@@ -451,4 +451,4 @@ def test_a_plan_manifest_holds_every_field_report_write_reads(tmp_path):
     args = cli.from_manifest(write_args(manifest), ("model", "soc", "bs", "dataset", "weights",
                                                        "accuracy", "perf_dir", "loop", "warmup"))
     assert (args.variant, args.engine) == ("int8-onnxruntime", "onnxruntime")
-    assert args.fp32_model == run_plan.onnx and args.extra.endswith("backend-int8.json")
+    assert args.fp32_model == run_plan.paths()["ONNX"] and args.extra.endswith("backend-int8.json")

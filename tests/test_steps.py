@@ -32,12 +32,18 @@ def test_totals_keep_the_pipeline_order_and_each_batch_size_its_own(tmp_path):
     assert "up to date" in steps.table([])
 
 
-def test_cli_table(tmp_path, capsys):
+def test_cli_runs_the_step_and_a_line_that_is_not_json_is_skipped(tmp_path, monkeypatch):
+    import pytest
+
     log = tmp_path / "steps.jsonl"
-    log.write_text(json.dumps({"run": "x", "step": "export", "bs": None, "seconds": 1.5}) + "\n"
-                   + "not json\n")
-    steps.main(["table", str(log), "x"])
-    assert "export" in capsys.readouterr().out
+    log.write_text("not json\n")
+    monkeypatch.setenv(steps.RUN_ENV, "x")
+    with pytest.raises(SystemExit) as stopped:
+        steps.main(["run", str(log), "export", "--bs", "4", "--", sys.executable, "-c",
+                    "raise SystemExit(4)"])
+    assert stopped.value.code == 4
+    [entry] = steps.entries(str(log), "x")
+    assert (entry["step"], entry["bs"], entry["status"]) == ("export", 4, 4)
 
 
 def test_the_table_names_the_steps_an_earlier_run_did_and_this_one_reused(tmp_path, monkeypatch):
