@@ -145,7 +145,7 @@ def test_another_machines_runs_leave_the_committed_reports_as_committed(tmp_path
         assert proc.returncode == 0, proc.stderr
         assert unchanged(folder, before), "a committed report changed"
         # one line says the committed report was kept, where this run went, how to promote it
-        [line] = [l for l in proc.stdout.splitlines() if "kept" in l]
+        [line] = [text for text in proc.stdout.splitlines() if "kept" in text]
         [own] = set(folder.glob("cpu_bs1.*.json")) - set(owns)
         assert f"is the current report of its machine and configuration, {own}" in line
         assert f"FORCE=1 makes it {dest}" in line
@@ -161,7 +161,8 @@ def test_another_machines_runs_leave_the_committed_reports_as_committed(tmp_path
     assert proc.returncode == 0, proc.stderr
     assert json.loads(dest.read_text())["perf"]["throughput"] == 33.6 and not owns[0].exists()
     displaced = [p for p in folder.glob("cpu_bs1.*.json") if p not in owns]
-    assert [json.loads(p.read_text()) for p in displaced] == [json.loads(before[Path("cpu_bs1.json")])]
+    assert [json.loads(p.read_text()) for p in displaced] == \
+        [json.loads(before[Path("cpu_bs1.json")])]
     # The committed machine measures again (its perf time now recorded): the run joins its
     # owner's file, no third one.
     files = set(folder.glob("cpu_bs1.*.json"))
@@ -173,7 +174,7 @@ def test_another_machines_runs_leave_the_committed_reports_as_committed(tmp_path
 
 
 def test_the_same_machine_and_configuration_replaces_its_report_when_as_complete(tmp_path, repo):
-    folder, before = committed_copy(tmp_path, repo)
+    folder, _ = committed_copy(tmp_path, repo)
     dest = folder / "cpu_bs1.json"
     built = as_run_of(built_report(tmp_path, throughput=250.0, top1=0.0, top5=0.3, images=300,
                                    weights="random", bs=1), dest, loop_seconds=3.0)

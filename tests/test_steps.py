@@ -1,6 +1,5 @@
 """Per-step timings (npuzoo/steps.py): logged per run, summed in pipeline order, tabled."""
 
-import json
 import sys
 
 from npuzoo import steps
@@ -21,8 +20,10 @@ def test_run_logs_the_wall_time_and_passes_the_exit_status_on(tmp_path, monkeypa
 
 
 def test_totals_keep_the_pipeline_order_and_each_batch_size_its_own(tmp_path):
-    found = [{"step": "perf", "bs": 4, "seconds": 2.0}, {"step": "export", "bs": None, "seconds": 5.0},
-             {"step": "perf", "bs": 1, "seconds": 1.0}, {"step": "data", "bs": None, "seconds": 0.5},
+    found = [{"step": "perf", "bs": 4, "seconds": 2.0},
+             {"step": "export", "bs": None, "seconds": 5.0},
+             {"step": "perf", "bs": 1, "seconds": 1.0},
+             {"step": "data", "bs": None, "seconds": 0.5},
              {"step": "perf", "bs": 4, "seconds": 1.0}]
     assert list(steps.totals(found)) == ["data", "export", "perf"]
     assert steps.totals(found, 4) == {"data": 0.5, "export": 5.0, "perf": 3.0}
