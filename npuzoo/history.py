@@ -25,8 +25,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from npuzoo.variables import CPU_PERF
 from npuzoo.files import atomic_write
+from npuzoo.variables import CPU_PERF
 
 Report = dict[str, Any]  # a report as read from its JSON file
 
@@ -64,18 +64,13 @@ def tuned(report: Report) -> bool:
 def configuration(report: Report) -> dict[str, Any]:
     """The measurement configuration of a run: engine, precision, AIPP, streams, perf loop.
     A tuned run's engine and streams are `tuned`: the configuration is the tuning, not the
-    layout it picked (recorded in perf.tuning), so a rerun whose tuning picks another engine
-    (a new graph, a retune) keeps its owner and its report file; a run with a fixed engine
-    (TUNE=0, BACKEND=, STREAMS=) is another configuration."""
-    backend, perf = report.get("backend") or {}, report.get("perf") or {}
-    if tuned(report):
-        return {"engine": TUNED, "precision": backend.get("precision") or "fp32",
-                "aipp": bool(backend.get("aipp")), "streams": TUNED, "loop": perf.get("loop"),
-                "warmup": perf.get("warmup"), "loop_seconds": perf.get("loop_seconds")}
-    return {"engine": backend.get("name"),
+    layout it picked (perf.tuning), so a rerun whose tuning picks another engine keeps its
+    owner and report file; a fixed engine (TUNE=0, BACKEND=, STREAMS=) is another one."""
+    backend, perf, fixed = report.get("backend") or {}, report.get("perf") or {}, not tuned(report)
+    return {"engine": backend.get("name") if fixed else TUNED,
             "precision": backend.get("precision") or report.get("precision") or "fp32",
-            "aipp": bool(backend.get("aipp")), "streams": perf.get("streams") or 1,
-            "loop": perf.get("loop"), "warmup": perf.get("warmup"),
+            "aipp": bool(backend.get("aipp")), "streams": (perf.get("streams") or 1) if fixed
+            else TUNED, "loop": perf.get("loop"), "warmup": perf.get("warmup"),
             "loop_seconds": perf.get("loop_seconds")}
 
 

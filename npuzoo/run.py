@@ -23,15 +23,17 @@ temporary files (`*.tmp`, `*.part`) that a killed run left under build/<model>/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import hashlib
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from tqdm import tqdm
@@ -120,43 +122,34 @@ def read_values(environ: Mapping[str, str], model: str | None = None) -> dict[st
 
 # -- locking and leftovers ------------------------------------------------------------------
 
-class ModelLock:
+@contextlib.contextmanager
+def model_lock(model: str, who: str) -> Iterator[None]:
     """An exclusive flock on build/<model>/.lock; the holder writes who it is into the file."""
-
-    def __init__(self, model, who):
-        self.path = os.path.join(BUILD, model, ".lock")
-        self.who = who
-        self.handle = None
-
-    def __enter__(self):
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        self.handle = open(self.path, "a+", encoding="utf-8")
+    path = os.path.join(BUILD, model, ".lock")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as handle:
         try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self.handle.seek(0)
-            holder = self.handle.read().strip() or "another run"
-            print(f"{self.path}: held by {holder}; waiting for it to finish (Ctrl-C to stop)",
-                  file=sys.stderr, flush=True)
-            fcntl.flock(self.handle, fcntl.LOCK_EX)
-        self.handle.seek(0)
-        self.handle.truncate()
-        self.handle.write(f"pid {os.getpid()} ({self.who}, started "
-                          f"{time.strftime('%Y-%m-%d %H:%M:%S')})\n")
-        self.handle.flush()
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.seek(0)
-        self.handle.truncate()
-        fcntl.flock(self.handle, fcntl.LOCK_UN)
-        self.handle.close()
+            handle.seek(0)
+            print(f"{path}: held by {handle.read().strip() or 'another run'}; waiting for it to "
+                  "finish (Ctrl-C to stop)", file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} ({who}, started {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()  # (closing the file releases the lock)
 
 
 TEMPORARY = (".tmp", ".part")
 
 
-def remove_leftovers(*folders):
+def remove_leftovers(*folders: str) -> None:
     """Temporary files and folders of killed runs (the lock says no run is active)."""
     removed = 0
     for folder in folders:
@@ -164,7 +157,7 @@ def remove_leftovers(*folders):
             continue
         for root, dirs, files in os.walk(folder, topdown=True):
             for name in [d for d in dirs if d.endswith(TEMPORARY)]:
-                _remove(os.path.join(root, name))
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
                 dirs.remove(name)
                 removed += 1
             for name in files:
@@ -175,21 +168,16 @@ def remove_leftovers(*folders):
         print(f"removed {removed} temporary file(s) left by an interrupted run", flush=True)
 
 
-def _remove(path):
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
-
-
 # -- inputs by content ----------------------------------------------------------------------
 
-def select_images(data_dir, limit, offset=0):
+def select_images(data_dir: str, limit: int | None, offset: int = 0
+                  ) -> tuple[list[str], dict[str, Any], dict[str, str]]:
     """(names, labels, images) of the selection of DATA (npuzoo.dataset.select)."""
     labels, images = dataset.check_dataset(data_dir)
     return dataset.select(labels, data_dir, limit, offset), labels, images
 
 
-def dataset_id(data_dir, limit, cache, offset=0):
+def dataset_id(data_dir: str, limit: int | None, cache: Any, offset: int = 0) -> str:
     """`<folder name>-<sha256 of the selection's names, labels and image contents>-n<N|all>`
     (`-o<K>-n<N>` for a selection that starts after the first K)."""
     names, labels, images = select_images(data_dir, limit, offset)
@@ -213,7 +201,7 @@ SCRUBBED = {"MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKELEVEL", "MAKE_TERMOUT",
               for name in (v.name, f"NPUZOO_{v.name}"))}
 
 
-def make_mode(environ=os.environ):
+def make_mode(environ: Mapping[str, str] = os.environ) -> str:
     """Make runs this driver under -n, -q and -t too (the recipe's `+`): "n" (make -n: only
     show), "q" (make -q: only answer), "t" (make -t: mark up to date), or "" (run)."""
     flags = environ.get("MAKEFLAGS", "").split(" -- ")[0].split()
@@ -224,7 +212,7 @@ def make_mode(environ=os.environ):
 DRY_RUN = make_mode() == "n"
 
 
-def answer_make_mode(what):
+def answer_make_mode(what: str) -> None:
     """make -q: `what` is not up to date (exit 1, nothing run: only its steps know, by running);
     make -t: refused, since touching files cannot stand for running the pipeline."""
     mode = make_mode()
@@ -235,7 +223,7 @@ def answer_make_mode(what):
                         "running it; run make without -t")
 
 
-def make(args, check=True):
+def make(args: list[str], check: bool = True) -> int:
     """Run `make --no-print-directory ARGS` (an argument list: no shell) in the repository."""
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
     command = ["make", "--no-print-directory", *(["-n"] if DRY_RUN else []), *args]
@@ -286,11 +274,11 @@ def docker_images(plan: Plan) -> None:
           *image_hashes(plan, model)])
 
 
-def has_upstream(model_config):
+def has_upstream(model_config: Any) -> bool:
     return bool(model_config.upstream.sources)
 
 
-def check_source_tree(model):
+def check_source_tree(model: str) -> None:
     """Remove a patched tree edited since the source step, so that Make rebuilds it."""
     from npuzoo import source
 
@@ -304,7 +292,7 @@ def check_source_tree(model):
         print(f"warning: {tree}: differs from the pinned source's patched tree "
               f"(first difference: {difference}); fetching and patching it again",
               file=sys.stderr, flush=True)
-        _remove(tree)
+        shutil.rmtree(tree, ignore_errors=True)
         os.unlink(record)
 
 
@@ -335,7 +323,7 @@ class Plan:
         self.perf_seconds = (settings.perf_seconds if settings.perf_seconds is not None
                              else variables.CPU_PERF["seconds"]) if soc == "cpu" else 0
 
-    def share(self, model_config, cache=None) -> None:
+    def share(self, model_config: Any, cache: Any = None) -> None:
         """The shared preprocessed set of this run (npuzoo/store.py); with the stat `cache`, its
         references are written and a made set verified (else only the keys are computed)."""
         write = cache is not None
@@ -401,7 +389,7 @@ class Plan:
                 *targets]
 
 
-def check_cpu_options(soc, settings):
+def check_cpu_options(soc: str, settings: Settings) -> None:
     """PRECISION, BACKEND and STREAMS choose how the CPU runs the model; an Ascend chip runs
     the .om as its guide says."""
     if soc == "cpu":
@@ -413,7 +401,7 @@ def check_cpu_options(soc, settings):
                             "compiled .om with ais_bench")
 
 
-def resolve_soc(settings, say=print):
+def resolve_soc(settings: Settings, say: Callable[..., None] = print) -> str:
     """The chip of the run; `auto` says what it found and chose (once)."""
     if settings.resolved_soc:
         return settings.resolved_soc
@@ -434,7 +422,7 @@ def resolve_soc(settings, say=print):
     return soc
 
 
-def check_toolkit(soc, settings):
+def check_toolkit(soc: str, settings: Settings) -> None:
     """An Ascend chip needs atc (CANN) on this host, unless the steps run in the images:
     said now, before any long step."""
     if soc != "cpu" and settings.runner == "local":
@@ -443,7 +431,7 @@ def check_toolkit(soc, settings):
         ascend.cann_environment()
 
 
-def preflight(settings, problems):
+def preflight(settings: Settings, problems: Problems) -> str | None:
     """Every check of a run's inputs that needs no long step, each problem added to
     `problems`: the chip and its toolkit, the CPU options, DATA's layout, the WEIGHTS file."""
     soc = None
@@ -465,11 +453,11 @@ def preflight(settings, problems):
     return soc
 
 
-def data_link(data_abs, data_id):
+def data_link(data_abs: str, data_id: str) -> None:
     replace_link(os.path.realpath(data_abs), os.path.join(BUILD, "inputs", data_id + ".data"))
 
 
-def show(model, settings):
+def show(model: str, settings: Settings) -> None:
     """make -n: the commands each batch size would run, with the ids the inputs have now.
     Nothing is written but the DATA link: no lock, no cache, no weights copy, no download."""
     model_config = config.load(model)
@@ -498,7 +486,7 @@ def show(model, settings):
         make(plan.make_args("publish", bs=bs))
 
 
-def identify_calibration(plan, cache):
+def identify_calibration(plan: Plan, cache: Any) -> None:
     """PRECISION=int8: the calibration images by content, never images that are evaluated."""
     settings = plan.settings
     if settings.precision != "int8":
@@ -529,7 +517,7 @@ def identify_calibration(plan, cache):
           + (f" after the first {offset} (the evaluated ones)" if offset else ""), flush=True)
 
 
-def prepare(model, settings):
+def prepare(model: str, settings: Settings) -> Plan:
     """Identify the inputs of a run (the caller holds the model's lock): returns its Plan.
 
     Removes leftovers of killed runs, resolves SOC, hashes DATA's selection, builds the
@@ -541,6 +529,7 @@ def prepare(model, settings):
     problems = Problems()
     soc = preflight(settings, problems)
     problems.raise_any()
+    assert soc is not None  # (else preflight's problems said why)
     plan = Plan(model, settings, soc)
     cache = store.hash_cache()
     try:
@@ -570,13 +559,13 @@ def prepare(model, settings):
     return plan
 
 
-def lock_for(model, settings):
+def lock_for(model: str, settings: Settings) -> contextlib.AbstractContextManager[None]:
     who = f"make {model} " + " ".join(
         f"{k}={shlex.quote(v)}" for k, v in settings.raw.items() if v and k in ("BS", "SOC"))
-    return ModelLock(model, who.strip())
+    return model_lock(model, who.strip())
 
 
-def committed_reports(models):
+def committed_reports(models: list[str]) -> dict[str, bytes]:
     """{path: bytes} of the committed report paths of `models`
     (reports/<model>/[<variant>/]<SOC>_bs<BS>.json; another machine's or configuration's
     current report, history.own_path, has a dot more in its name)."""
@@ -592,7 +581,7 @@ def committed_reports(models):
     return found
 
 
-def render_readmes(models, before):
+def render_readmes(models: list[str], before: dict[str, bytes]) -> None:
     """Re-render the READMEs and plots from reports/ (one renderer at a time) when a committed
     report of `models` changed since `before` (committed_reports), so that the repository
     agrees with its results; a run that only added reports of its own machine or
@@ -610,7 +599,7 @@ def render_readmes(models, before):
         readme.main([])
 
 
-def run(model, settings):
+def run(model: str, settings: Settings) -> None:
     from npuzoo import steps
 
     os.environ[steps.RUN_ENV] = run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
@@ -630,7 +619,7 @@ def run(model, settings):
 
 
 @cli
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python3 -m npuzoo.run",
         description="Run one model's pipeline (make <model>): the Make variables come from "
@@ -646,14 +635,15 @@ def main(argv=None):
         check_variable_names(os.environ)
     with problems:
         settings = Settings(read_values(os.environ, args.model))
-    if settings is None and not args.check:
-        with problems:
-            dataset.check_layout(os.environ.get("NPUZOO_DATA", ""))
+    if settings is None:
+        if not args.check:
+            with problems:
+                dataset.check_layout(os.environ.get("NPUZOO_DATA", ""))
     elif not (args.check or DRY_RUN):
         os.chdir(REPO)  # (DATA and WEIGHTS are absolute by now)
         preflight(settings, problems)
     problems.raise_any()
-    if args.check:
+    if args.check or settings is None:
         return
     os.chdir(REPO)
     (show if DRY_RUN else run)(args.model, settings)

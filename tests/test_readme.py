@@ -685,21 +685,22 @@ def test_every_committed_report_agrees_with_its_folder_heading_and_plot_line():
     and labels its plot line: one name for one run everywhere."""
     from pathlib import Path
 
-    from npuzoo import engines, history, plan, report as reports
+    from npuzoo import history, plan
+    from npuzoo.report import read
 
     REPO = Path(config.REPO_ROOT)
     found = 0
     for model in config.model_names():
         text = (REPO / "models" / model / "README.md").read_text(encoding="utf-8")
         top = (REPO / "README.md").read_text(encoding="utf-8")
-        for path, run in reports.model_reports(str(REPO / "reports"), model):
+        for path, run in read.model_reports(str(REPO / "reports"), model):
             found += 1
             folder = os.path.relpath(os.path.dirname(path), REPO / "reports" / model)
             variant = history.variant(run)
             assert "variant" in run and (folder if folder != "." else "") == variant, path
             backend = run["backend"]
-            own = engines.INT8_BACKEND if backend.get("precision") == "int8" else \
-                engines.model_backend(config.load(model))
+            own = config.INT8_BACKEND if backend.get("precision") == "int8" else \
+                config.load(model).backend
             assert variant == plan.variant_label(bool(backend.get("aipp")), backend.get(
                 "precision") or "fp32", run["engine"], own), path
             label = readme.run_label(run)
