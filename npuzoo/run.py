@@ -86,8 +86,8 @@ class Settings:
                 value = variable.value(values[variable.name])
                 setattr(self, ATTRIBUTES.get(variable.name, variable.name.lower()), value)
         with problems:
-            if getattr(self, "streams", None):
-                engines.check_streams(self.streams, "STREAMS")
+            if streams := getattr(self, "streams", None):
+                engines.check_streams(streams, "STREAMS")
         with problems:
             if getattr(self, "precision", "") == "int8" and getattr(self, "aipp", False):
                 raise UserError("PRECISION=int8 with AIPP=1: not supported together; pick one")
