@@ -1,19 +1,11 @@
-"""Every run kept, each machine and configuration its own current report, like compared
-with like.
+"""Every run kept, each owner its own current report, like compared with like.
 
-A published run goes to reports/<model>/[<variant>/]:
-
-  history/<SOC>_bs<BS>/<time>_<machine id>.json   always (append-only)
-  <SOC>_bs<BS>.json                               the current report of the owner it holds
-  <SOC>_bs<BS>.<owner tag>.json                   the current report of any other owner
-
-A run's owner is its machine and configuration (engine, precision, AIPP, streams, perf loop;
-a tuned run's engine and streams are `tuned`). A run becomes its owner's current report only
-when at least as complete as the one there (a subset or random weights never replace a curated
-full-set run), unless FORCE=1 says so. Two runs are comparable (`like_key`) when chip, machine
-(a hash of the CPU model and cores, or of the NPU; no host name), batch size, images, weights,
-variant and setup agree; a README row or plot line holds one `row_key` (the same, without the
-batch size).
+A published run goes to reports/<model>/[<variant>/]history/<SOC>_bs<BS>/<time>_<machine>.json,
+and becomes its owner's current report (`<SOC>_bs<BS>.json` if that holds the same owner's run,
+else `<SOC>_bs<BS>.<tag>.json`: `own_path`) when at least as complete as the one there, unless
+FORCE=1. Owner: the machine and configuration. Comparable runs (`like_key`) share chip,
+machine, batch size, images, weights, variant and setup; a README row or plot line holds one
+`row_key` (the same, without the batch size).
 """
 
 from __future__ import annotations
@@ -43,9 +35,8 @@ def machine(report: Report) -> dict[str, Any]:
 
 
 def fingerprint(soc: object, device: object, isa: str | None = None) -> dict[str, Any]:
-    """The machine of a run: its chip and device description (CPU model and cores, or NPU
-    and driver), hashed, and the CPU's instruction set (`isa`, npuzoo.soc.cpu_isa); the host
-    name is not part of it."""
+    """The machine of a run: its chip and device (CPU model and cores, or NPU and driver),
+    hashed, and the CPU's instruction set (`isa`); never the host name."""
     description = str(device or "not recorded")
     digest = hashlib.sha256(f"{soc}|{description}".encode()).hexdigest()[:12]
     return {"id": digest, "description": description, **({"isa": isa} if isa else {})}

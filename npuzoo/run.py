@@ -1,23 +1,16 @@
-"""`make <model>`: check every variable, lock the model's build folder, identify the inputs by
-content, then run mk/pipeline.mk once per batch size.
+"""`make <model>` (python3 -m npuzoo.run MODEL, values from the environment as NPUZOO_BS,
+...): check every variable, lock the model's build folder, identify the inputs by content,
+then, per batch size, write the run's plan (npuzoo/plan.py) and run mk/pipeline.mk on it.
 
-    python3 -m npuzoo.run MODEL        (the top-level Makefile calls it; values come from the
-                                        environment as NPUZOO_BS, NPUZOO_SOC, ...)
+A driver in Python, because the user's values then never reach a shell or Make: the Makefile
+hands them over verbatim, they are checked here in one place, and make is called with an
+argument list (no shell) and a plan file of validated tokens and paths under build/. DATA is
+reached through a link build/inputs/<dataset id>.data, a WEIGHTS file is copied into
+build/<model>/weights/store/. An input's id hashes its content (npuzoo.checksums caches the
+hashes by stat): a file replaced under the same path gets a new id and its own artefacts.
 
-Why a driver in Python rather than Make: the user's values never reach a shell or Make's
-`$(shell ...)`. The Makefile hands them over verbatim (`$(value VAR)`, unexported), they are
-validated here in one place, and the pipeline is then called with an argument list (no shell)
-holding only validated tokens and paths under build/. The two paths a user gives are never
-spliced into a command: DATA is reached through a link build/inputs/<dataset id>.data,
-and a WEIGHTS file is copied into build/<model>/weights/store/ under its sha256.
-
-What identifies an input is its content: the dataset id hashes the selected images and their
-labels, the weights id the checkpoint (npuzoo.checksums caches the hashes by stat), so a file
-replaced under the same path, whatever its mtime, gets a new id and its own artefacts.
-
-One run at a time per model: build/<model>/.lock (fcntl.flock). A second run waits, saying
-for whom; runs of different models go in parallel. Holding the lock, the driver removes the
-temporary files (`*.tmp`, `*.part`) that a killed run left under build/<model>/.
+One run at a time per model: build/<model>/.lock (a second run waits, saying for whom).
+Holding it, the driver removes the temporary files (`*.tmp`, `*.part`) of a killed run.
 """
 
 from __future__ import annotations
@@ -42,6 +35,7 @@ from npuzoo import config, dataset, engines, store, variables
 from npuzoo import plan as plan_mod
 from npuzoo import soc as socs
 from npuzoo import weights as weights_mod
+from npuzoo.checksums import HashCache
 from npuzoo.errors import Problems, UserError, cli
 from npuzoo.files import replace_link
 
@@ -170,17 +164,11 @@ def remove_leftovers(*folders: str) -> None:
 
 # -- inputs by content ----------------------------------------------------------------------
 
-def select_images(data_dir: str, limit: int | None, offset: int = 0
-                  ) -> tuple[list[str], dict[str, Any], dict[str, str]]:
-    """(names, labels, images) of the selection of DATA (npuzoo.dataset.select)."""
-    labels, images = dataset.check_dataset(data_dir)
-    return dataset.select(labels, data_dir, limit, offset), labels, images
-
-
 def dataset_id(data_dir: str, limit: int | None, cache: Any, offset: int = 0) -> str:
     """`<folder name>-<sha256 of the selection's names, labels and image contents>-n<N|all>`
     (`-o<K>-n<N>` for a selection that starts after the first K)."""
-    names, labels, images = select_images(data_dir, limit, offset)
+    labels, images = dataset.check_dataset(data_dir)
+    names = dataset.select(labels, data_dir, limit, offset)
     digest = hashlib.sha256()
     print(f"data: {len(names)} images of {data_dir} identified by their checksums "
           "(cached: only new or changed files are read)", flush=True)
@@ -233,10 +221,8 @@ def make(args: list[str], check: bool = True) -> int:
     return result.returncode
 
 
-# RUNNER=docker: the hashes of the images' tags, computed once per `make <model>` by
-# mk/docker.mk's `tags` and carried by the plan (its file gives them to every make after, where
-# mk/docker.mk checks them and uses them instead of hashing again at each reading). HASHED_MODEL
-# names the model the last two belong to.
+# RUNNER=docker: the images' hashes, computed once per `make <model>` (mk/docker.mk's `tags`)
+# and carried by the plan, so that no later make hashes again; HASHED_MODEL: the last two's.
 IMAGE_HASHES = ("PYTHON_HASH", "BASE_HASH", "INFER_HASH", "EXPORT_HASH", "ASCEND_HASH",
                 "UPSTREAM_HASH", "MODEL_HASH", "HASHED_MODEL")
 MODEL_HASHES = IMAGE_HASHES[-3:]
@@ -274,10 +260,6 @@ def docker_images(plan: Plan) -> None:
           *image_hashes(plan, model)])
 
 
-def has_upstream(model_config: Any) -> bool:
-    return bool(model_config.upstream.sources)
-
-
 def check_source_tree(model: str) -> None:
     """Remove a patched tree edited since the source step, so that Make rebuilds it."""
     from npuzoo import source
@@ -307,7 +289,7 @@ class Plan:
         self.calib_id, self.calib_offset, self.calib_prep_key = "", 0, ""
         self.image_hashes: dict[str, str] = {}  # RUNNER=docker: mk/docker.mk's, computed once
         spec = config.load(model)
-        self.has_upstream = has_upstream(spec)
+        self.has_upstream = bool(spec.upstream.sources)
         if soc != "cpu":
             self.own_engine = plan_mod.ASCEND_ENGINE
         elif settings.precision == "int8":
@@ -323,34 +305,25 @@ class Plan:
         self.perf_seconds = (settings.perf_seconds if settings.perf_seconds is not None
                              else variables.CPU_PERF["seconds"]) if soc == "cpu" else 0
 
-    def share(self, model_config: Any, cache: Any = None) -> None:
-        """The shared preprocessed set of this run (npuzoo/store.py); with the stat `cache`, its
-        references are written and a made set verified (else only the keys are computed)."""
-        write = cache is not None
-        uint8 = self.settings.aipp
-        self.prep_key, params = store.prep_key(
-            model_config, config.model_dir(self.model), self.data_id, uint8)
-        self.prep_bytes = store.prep_bytes(model_config, uint8)
-        self.export_key = store.export_key(model_config, config.model_dir(self.model))
-        if write:
-            prep_dir = os.path.join(store.PREP_ROOT, self.prep_key)
-            os.makedirs(store.PREP_ROOT, exist_ok=True)
-            store.write_key(prep_dir, dict(params, dataset=self.data_id, uint8=uint8))
-            store.reference(self.model, "data", self.data_id,
-                            os.path.join(store.DATA_ROOT, self.data_id))
-            store.reference(self.model, "prep", f"{self.data_id}{'-u8' if uint8 else ''}",
-                            prep_dir)
-            store.check_reuse(prep_dir, os.path.join(store.DATA_ROOT, self.data_id,
-                                                      "dataset.json"), self.prep_bytes, cache)
-        if self.calib_id:
-            self.calib_prep_key, params = store.prep_key(
-                model_config, config.model_dir(self.model), self.calib_id, False)
-            if write:
-                calib_dir = os.path.join(store.PREP_ROOT, self.calib_prep_key)
-                store.write_key(calib_dir, dict(params, dataset=self.calib_id, uint8=False))
-                store.reference(self.model, "data", self.calib_id,
-                                os.path.join(store.DATA_ROOT, self.calib_id))
-                store.reference(self.model, "prep", self.calib_id, calib_dir)
+    def share(self, spec: config.ModelSpec, cache: HashCache | None = None) -> None:
+        """The shared preprocessed sets of this run, evaluation and calibration
+        (npuzoo/store.py); with the stat `cache`, their references are written and a made set
+        verified (else only the keys are computed)."""
+        folder = config.model_dir(self.model)
+        self.prep_bytes = store.prep_bytes(spec, self.settings.aipp)
+        self.export_key = store.export_key(spec, folder)
+        sets = [(self.data_id, self.settings.aipp)] + [(self.calib_id, False)] * bool(self.calib_id)
+        for index, (data_id, uint8) in enumerate(sets):
+            key, params = store.prep_key(spec, folder, data_id, uint8)
+            setattr(self, "calib_prep_key" if index else "prep_key", key)
+            if cache is not None:
+                prep_dir = os.path.join(store.PREP_ROOT, key)
+                os.makedirs(store.PREP_ROOT, exist_ok=True)
+                store.write_key(prep_dir, dict(params, dataset=data_id, uint8=uint8))
+                store.reference(self.model, "data", data_id, os.path.join(store.DATA_ROOT, data_id))
+                store.reference(self.model, "prep", data_id + "-u8" * uint8, prep_dir)
+                store.check_reuse(prep_dir, os.path.join(store.DATA_ROOT, data_id, "dataset.json"),
+                                  self.prep_bytes, cache)
 
     def how(self) -> str:
         """How the run measures, for its header: `on OpenVINO, int8, 2 streams`, `with AIPP`."""
@@ -566,9 +539,8 @@ def lock_for(model: str, settings: Settings) -> contextlib.AbstractContextManage
 
 
 def committed_reports(models: list[str]) -> dict[str, bytes]:
-    """{path: bytes} of the committed report paths of `models`
-    (reports/<model>/[<variant>/]<SOC>_bs<BS>.json; another machine's or configuration's
-    current report, history.own_path, has a dot more in its name)."""
+    """{path: bytes} of the committed reports of `models`, reports/<model>/[<variant>/]
+    <SOC>_bs<BS>.json (another owner's current report has a dot more: history.own_path)."""
     from npuzoo import history
 
     found = {}
@@ -582,10 +554,9 @@ def committed_reports(models: list[str]) -> dict[str, bytes]:
 
 
 def render_readmes(models: list[str], before: dict[str, bytes]) -> None:
-    """Re-render the READMEs and plots from reports/ (one renderer at a time) when a committed
-    report of `models` changed since `before` (committed_reports), so that the repository
-    agrees with its results; a run that only added reports of its own machine or
-    configuration leaves the tracked files as they are, and says how to see it."""
+    """Re-render the READMEs and plots (one renderer at a time) when a committed report of
+    `models` changed since `before`; a run that only added another owner's reports leaves the
+    tracked files as they are, and says how to see it."""
     from npuzoo import readme
 
     if all(committed_reports(models).get(path) == data for path, data in before.items()):

@@ -1,13 +1,8 @@
-"""Where a run's time goes: every pipeline step timed, the table printed at the end of
-`make <model>` and recorded in each report.
-
-    python3 -m npuzoo.steps run LOG STEP [--bs BS] -- COMMAND...   run COMMAND, log its time
-
-mk/pipeline.mk prefixes each step's command with it (`$(call STEP,<name>)`). The log,
-build/<model>/steps.jsonl, holds one JSON line per command (run id NPUZOO_RUN_ID, set by
-npuzoo/run.py; step; batch size; seconds; exit status), appended under a lock. A step Make finds
-up to date is not run: the table shows what this run did, and names the steps an earlier run
-did that this one reused.
+"""Where a run's time goes: every pipeline step timed (`python3 -m npuzoo.steps run LOG STEP
+[--bs BS] -- COMMAND...`, mk/pipeline.mk's `$(call STEP,<name>)`) into build/<model>/steps.jsonl,
+one JSON line per command (run id NPUZOO_RUN_ID, step, batch size, seconds, exit status) under a
+lock; the table at the end of `make <model>` shows what this run did and names the steps an
+earlier run did that it reused; each report records its steps.
 """
 
 from __future__ import annotations
@@ -32,17 +27,14 @@ ORDER = ("data", "weights", "source", "preprocess", "export", "quantize", "compi
          "perf", "postprocess", "report")
 
 
-def append(log: str, entry: Entry) -> None:
+def record(log: str, step: str, seconds: float, status: int = 0, bs: int | None = None) -> None:
+    entry = {"run": os.environ.get(RUN_ENV, ""), "step": step, "bs": bs,
+             "seconds": round(seconds, 3), "status": status,
+             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
     with open(log, "a", encoding="utf-8") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         handle.write(json.dumps(entry) + "\n")
-
-
-def record(log: str, step: str, seconds: float, status: int = 0, bs: int | None = None) -> None:
-    append(log, {"run": os.environ.get(RUN_ENV, ""), "step": step, "bs": bs,
-                 "seconds": round(seconds, 3), "status": status,
-                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
 
 def run_step(log: str, step: str, command: list[str], bs: int | None = None) -> int:

@@ -563,7 +563,8 @@ def drive(ray: Any, plans: dict[str, run.Plan], settings: dict[str, run.Settings
             if k > 1:
                 data_paths = paths(plan, bs, k)
             base = plan.make_args(bs=bs, DEVICE=0)
-            common = {"model": model, "soc": plan.soc, "cpus": cpus, "storage": storage,
+            common: dict[str, Any] = {
+                      "model": model, "soc": plan.soc, "cpus": cpus, "storage": storage,
                       "repo": REPO, "token": token,
                       "lock": os.path.join("build", model, f".sweep-{plan.soc}-bs{bs}"
                                            f"{'-aipp' if s.aipp else ''}.lock"),

@@ -157,6 +157,7 @@ def _place(report: Json, dest: str, own: str, committed: Json | None, current: J
         if own == dest:
             print(f"report: {dest}: {numbers}")
         else:
+            assert committed is not None  # (own != dest: dest holds another owner's run)
             print(f"report: {dest} kept (the run of {history.owner_words(committed)}); this run "
                   f"({history.owner_words(report)}; {figures}) is the current report of its "
                   f"machine and configuration, {own}; FORCE=1 makes it {dest}")
