@@ -189,7 +189,8 @@ else
   # The ModelZoo guides' commands (the ais_bench front end's CLI). ais_bench runs in the
   # python it is installed for on an Ascend host (system-wide), not in .venv.
   ATC           := atc
-  AIS_BENCH     := python3 -m ais_bench
+  ASCEND_PYTHON := python3
+  AIS_BENCH     := $(ASCEND_PYTHON) -m ais_bench
   # npuzoo.ascend run: source CANN's set_env.sh when atc is not on PATH, check the chip (and,
   # for ais_bench, the .om's chip record and, where npu-smi answers, DEVICE's chip), then run
   # the command unchanged in the scratch folder $(CANN_WORK): atc writes kernel_meta/,
