@@ -235,11 +235,20 @@ def _pinned(value: Any) -> str | None:
 class _Reader:
     """Reads dotted fields of one model.yaml; a bad or missing one raises a one-line UserError."""
 
-    def __init__(self, data: dict[str, Any], where: str) -> None:
-        self.data, self.where = data, where
+    def __init__(self, data: dict[str, Any], where: str, prefix: str = "") -> None:
+        self.data, self.where, self.prefix = data, where, prefix
 
     def fail(self, dotted: str, problem: str) -> UserError:
-        return UserError(f"{self.where}: {dotted}: {problem}")
+        at = ".".join(part for part in (self.prefix, dotted) if part)
+        return UserError(f"{self.where}: {at}: {problem}")
+
+    def unknown(self, dotted: str, table: dict[str, Any], fields: tuple[str, ...],
+                what: str = "") -> None:
+        """UserError naming the first key of `table` not among `fields`."""
+        extra = sorted(set(table) - set(fields))
+        if extra:
+            raise self.fail(dotted, f"unknown field {extra[0]!r}{what} (fields: "
+                                    + ", ".join(fields) + ")")
 
     def section(self, dotted: str) -> dict[str, Any]:
         """The mapping at `dotted` ({} where absent)."""
@@ -253,12 +262,14 @@ class _Reader:
                 raise self.fail(".".join(parts[:depth + 1]), f"expected a mapping, got {node!r}")
         return dict(node)
 
-    def get(self, dotted: str, check: Check, required: bool = True) -> Any:
+    def get(self, dotted: str, check: Check, required: bool | str = True) -> Any:
+        """The checked value at `dotted`; None where absent and not `required` (a text: why it
+        is required, for the error)."""
         head, _, key = dotted.rpartition(".")
         value = self.section(head).get(key) if head else self.data.get(key)
         if value is None:
             if required:
-                raise self.fail(dotted, "missing (required)")
+                raise self.fail(dotted, f"missing ({'required' if required is True else required})")
             return None
         problem = check(value)
         if problem:
@@ -340,14 +351,11 @@ def _perf(read: _Reader) -> PerfSpec | None:
     perf = read.section("perf")
     if not perf:
         return None
-    unknown = sorted(set(perf) - {"loop", "warmup", "source"})
-    if unknown:
-        raise read.fail("perf", f"unknown field {unknown[0]!r} (fields: loop, warmup, source)")
-    for key, flag in (("loop", "loop"), ("warmup", "warmup_count")):
-        if perf.get(key) is None:
-            raise read.fail(f"perf.{key}", f"missing (required with perf: the guide's --{flag})")
-    return PerfSpec(loop=read.get("perf.loop", _positive_int),
-                    warmup=read.get("perf.warmup", _count),
+    read.unknown("perf", perf, ("loop", "warmup", "source"))
+    return PerfSpec(loop=read.get("perf.loop", _positive_int,
+                                  "required with perf: the guide's --loop"),
+                    warmup=read.get("perf.warmup", _count,
+                                    "required with perf: the guide's --warmup_count"),
                     source=read.get("perf.source", _text, False))
 
 
@@ -368,23 +376,18 @@ def _reference(read: _Reader) -> ReferenceSpec:
             if _positive_int(bs) or _number(fps):
                 raise read.fail(f"{at}.fps.{bs}", f"expected batch size: images/s, got "
                                                   f"{bs!r}: {fps!r}")
-        unknown = sorted(set(table) - {"fps", "per", "chips", "note", "source"})
-        if unknown:
-            raise read.fail(at, f"unknown field {unknown[0]!r} "
-                                "(fields: fps, per, chips, note, source)")
-        if _text(table.get("source")):
-            raise read.fail(f"{at}.source", "missing (where the figures come from: the guide's "
-                                            "table, or which other README)")
-        per, count = table.get("per", "chip"), table.get("chips")
-        if per not in ("chip", "card"):
-            raise read.fail(f"{at}.per", f"expected chip or card, got {per!r}")
+        read.unknown(at, table, ("fps", "per", "chips", "note", "source"))
+        source = read.get(f"{at}.source", _text,
+                          "where the figures come from: the guide's table, or which other README")
+        per = read.get(f"{at}.per", _one_of("chip", "card"), False) or "chip"
+        count = table.get("chips")
         if per == "card" and (count is None or _positive_int(count)):
             raise read.fail(f"{at}.chips", "expected the number of chips of the card "
                                            f"(per: card), got {count!r}")
         if per == "chip" and count is not None:
             raise read.fail(f"{at}.chips", "only with per: card (these figures are per chip)")
         chips[chip] = ReferencePerf(published=dict(rows), per=per, chips=count or 1,
-                                    note=table.get("note") or "", source=table["source"])
+                                    note=table.get("note") or "", source=source)
     return ReferenceSpec(
         accuracy=TopK(top1=read.get("reference.accuracy.top1", _number, False),
                       top5=read.get("reference.accuracy.top5", _number, False)),
@@ -408,45 +411,31 @@ def _upstream(read: _Reader, folder: str) -> UpstreamSpec:
     listed = upstream.get("sources")
     if listed is not None and (not isinstance(listed, list) or not listed):
         raise read.fail("upstream.sources", "expected a non-empty list of sources")
-    sources = tuple(_source(entry, f"{read.where}: upstream.sources[{index}]", folder)
+    sources = tuple(_source(entry, read.where, f"upstream.sources[{index}]", folder)
                     for index, entry in enumerate(listed or []))
     return UpstreamSpec(**texts, sources=sources)
 
 
-def _source(entry: object, at: str, folder: str) -> Source:
+def _source(entry: object, where: str, at: str, folder: str) -> Source:
+    read = _Reader(entry if isinstance(entry, dict) else {}, where, at)
     if not isinstance(entry, dict):
-        raise UserError(f"{at}: expected a mapping with kind, patch and why")
-    kind = entry.get("kind")
-    if kind not in _SOURCE_FIELDS:
-        raise UserError(f"{at}.kind: expected one of git, pypi, got {kind!r}")
+        raise read.fail("", "expected a mapping with kind, patch and why")
+    kind = read.get("kind", _one_of(*_SOURCE_FIELDS))
     fields = _SOURCE_FIELDS[kind]
-    unknown = sorted(set(entry) - set(fields) - {"kind"})
-    if unknown:
-        raise UserError(f"{at}: unknown field {unknown[0]!r} for kind {kind} (fields: "
-                        + ", ".join(sorted((*fields, "kind"))) + ")")
-    for key in fields:
-        if key == "patch":
-            continue
-        if entry.get(key) is None:
-            why = ": the sha256 of the sdist file, 64 hexadecimal digits" if key == "sha256" else ""
-            raise UserError(f"{at}.{key}: missing (required for kind {kind}{why})")
-        problem = _SOURCE_CHECKS[key](entry[key])
-        if problem:
-            raise UserError(f"{at}.{key}: {problem}, got {entry[key]!r}")
+    read.unknown("", entry, tuple(sorted((*fields, "kind"))), f" for kind {kind}")
+    values = {key: read.get(key, _SOURCE_CHECKS[key], f"required for kind {kind}" + (
+        ": the sha256 of the sdist file, 64 hexadecimal digits" if key == "sha256" else ""))
+        for key in fields if key != "patch"}
     if "patch" not in entry:
-        raise UserError(f"{at}.patch: missing (name the patch file, or null for none)")
+        raise read.fail("patch", "missing (name the patch file, or null for none)")
     patch = entry["patch"]
     if patch is not None:
         if _text(patch) or os.path.isabs(patch) or ".." in patch.replace("\\", "/").split("/"):
-            raise UserError(f"{at}.patch: expected a file name in the model folder or null, "
-                            f"got {patch!r}")
+            raise read.fail("patch", f"expected a file name in the model folder or null, "
+                                     f"got {patch!r}")
         if not os.path.isfile(os.path.join(folder, patch)):
-            raise UserError(f"{at}.patch: {patch} not found in "
-                            f"{os.path.relpath(folder, REPO_ROOT)}")
-    values = {key: entry[key] for key in fields if key != "patch"}
-    if kind == "git":
-        return GitSource(patch=patch, **values)
-    return PypiSource(patch=patch, **values)
+            raise read.fail("patch", f"{patch} not found in {os.path.relpath(folder, REPO_ROOT)}")
+    return (GitSource if kind == "git" else PypiSource)(patch=patch, **values)
 
 
 # -- files and folders --------------------------------------------------------------------

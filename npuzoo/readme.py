@@ -1,13 +1,9 @@
 """READMEs rendered from model.yaml and reports/ alone: `make readme` (`python3 -m npuzoo.readme`).
 
-Writes models/<name>/README.md and perf_<chip>.png (every chip with a measured batch size) for
-every models/<name>/model.yaml, and the top-level README.md (templates/_intro.md.j2, then every
-model on every chip). Nothing is run: the numbers are the committed reports', and model.yaml's
-published `reference` numbers have their own labelled tables, never among measured rows.
-`--check` exits 1 naming each file that differs from its rendering. Reports are read with
-npuzoo.report.read (a malformed one is coerced or skipped with one warning line); plot paths come
-from the validated soc only, and every text of a report is escaped where it lands
-(markdown_text, plot_text), so a DATA name cannot break a table or inject HTML.
+Writes models/<name>/README.md and perf_<chip>.png per model and the top-level README.md from
+the committed reports (model.yaml's published `reference` numbers in tables of their own);
+`--check` exits 1 naming each file that differs. Every text of a report is escaped where it
+lands (markdown_text, plot_text): a DATA name cannot break a table or inject HTML.
 """
 
 import argparse
@@ -82,11 +78,16 @@ def engine_label(name: str | None) -> str:
     return config.BACKEND_LABELS.get(name or "", name or "")
 
 
+def engine_name(report: Report) -> str | None:
+    name = (report.get("backend") or {}).get("name")
+    return str(name) if name else None
+
+
 def engine_words(report: Report) -> str:
     """The engine that ran, then the run's setup (history.setup: streams, perf loop):
     `ONNX Runtime, 2 streams`; an Ascend run without a recorded engine ran the OM through
     ais_bench."""
-    name = (report.get("backend") or {}).get("name")
+    name = engine_name(report)
     words = [engine_label(name) if name else
              "ais_bench" if report.get("soc") != "cpu" else "engine not recorded"]
     return ", ".join(str(w) for w in words + [history.setup(report)] if w)
@@ -206,12 +207,6 @@ def reference_fps(spec: ModelSpec, soc: str) -> dict[int, float]:
     return table.fps if table else {}
 
 
-def ratio_cell(value: float | None, ref: float | None) -> str:
-    if value is None or not ref:
-        return "—"
-    return f"{value / ref:.2f}× of {fmt_ref(round(ref, 2))}"
-
-
 # -- the model README ----------------------------------------------------------------------
 
 def precision_of(report: Report) -> str:
@@ -220,8 +215,7 @@ def precision_of(report: Report) -> str:
 
 def fp32_twin(report: Report, rows: list[Report]) -> Report | None:
     """For a reduced-precision run: the fp32 run of the same chip, machine, images, weights,
-    setup and batch size, measured here (its speed-up and accuracy drop are shown): on the
-    same engine where there is one, else on another (the cell then names that engine)."""
+    setup and batch size, on the same engine where there is one, else on another."""
     if precision_of(report) == "fp32":
         return None
     want = history.like_key(report)
@@ -237,11 +231,6 @@ def fp32_twin(report: Report, rows: list[Report]) -> Report | None:
     return other_engine
 
 
-def engine_name(report: Report) -> str | None:
-    name = (report.get("backend") or {}).get("name")
-    return str(name) if name else None
-
-
 def twin_cell(report: Report, twin: Report) -> str:
     """`1.52× fp32 (139.2); top-1 -0.40 pts`: what the precision bought and cost."""
     speed, base = throughput(report), throughput(twin)
@@ -255,8 +244,8 @@ def twin_cell(report: Report, twin: Report) -> str:
 
 
 def measured_tables(spec: ModelSpec, rows: list[Report]) -> list[dict[str, Any]]:
-    """Per row group (one chip, machine, image set, weights, variant): its batch sizes (the
-    best marked) and ratios to the same chip's reference; the chip's plot after its last group."""
+    """Per row group: its batch sizes (the best marked) and ratios to the same chip's reference
+    (or to the fp32 twin); the chip's plot after its last group."""
     tables = []
     groups = row_groups(rows)
     for index, members in enumerate(groups):
@@ -268,11 +257,13 @@ def measured_tables(spec: ModelSpec, rows: list[Report]) -> list[dict[str, Any]]
         for r in members:
             bs = r["batch_size"]
             top1, top5 = accuracy_cells(r)
-            twin = fp32_twin(r, rows)
+            twin, speed, ref_fps = fp32_twin(r, rows), throughput(r), ref.get(bs)
+            ratio = (twin_cell(r, twin) if twin else "—" if speed is None or not ref_fps
+                     else f"{speed / ref_fps:.2f}× of {fmt_ref(round(ref_fps, 2))}")
             lines.append({
                 "bs": f"**{bs}** {BEST}" if bs == best else str(bs),
                 "throughput": throughput_cell(r),
-                "ratio": twin_cell(r, twin) if twin else ratio_cell(throughput(r), ref.get(bs)),
+                "ratio": ratio,
                 "p50": latency(r, "p50"), "p99": latency(r, "p99"),
                 "top1": top1, "top5": top5, "gate": gate_cell(r),
                 "what": measured_when(r),

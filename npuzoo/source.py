@@ -4,25 +4,16 @@
     python3 -m npuzoo.source verify MODEL DEST --record JSON [--cache DIR]
     python3 -m npuzoo.source cache  [MODEL] [--cache DIR]     (make venv: the pinned sdists)
 
-MODEL is a model name or a path to a model.yaml; its `upstream.sources` (npuzoo.config's
-GitSource and PypiSource) are tried in order, and the first that can be fetched is used: git
-clones (no prompt, a time limit) and checks out the pinned commit, which the commit checked out
-must start with; pypi takes the sdist from the cache folder (.venv/sdists), else fetches it as
-a file from where pip's configuration points, never by `pip download` (which runs the sdist's
-build backend), and unpacks its single top folder. A source that cannot be fetched (no network,
-no such commit or release) is reported in one line and the next is tried. Two failures STOP the
-step instead, since falling through would build something else than model.yaml declares: an
-sdist whose sha256 is not the pinned one (checked before unpacking; a cached one: delete it to
-download it again), and a patch (`patch -p1 --forward --batch`) that does not apply (the
-rejected hunk is shown).
+MODEL is a model name or a model.yaml path; its `upstream.sources` are tried in order and the
+first that can be fetched is used (one that cannot is reported in one line). git: a clone with
+no prompt and a time limit, at the pinned commit. pypi: the sdist from the cache folder, else
+fetched as a file from where pip's configuration points (never `pip download`, which runs the
+build backend). Two failures stop the step rather than fall through: an sdist whose sha256 is
+not the pinned one, and a patch that does not apply.
 
-DEST is built as DEST.tmp and renamed, so it is the complete patched tree or untouched. The
-record (JSON, atomic) names the source, its exact commit (and the commit object) or version
-(and the sdist's sha256, the sdist kept beside it), the patch and its sha256, why earlier
-sources were skipped, and the tree hash of DEST (tree_sha256()), which the report includes.
-`verify` exits 0 when DEST is the patched tree of the source the record names, rebuilt from
-what model.yaml pins (verify_tree()), else 2 with one line naming the first differing path.
-The record is not trusted for that: rewriting it does not make an edited tree pass.
+DEST is built as DEST.tmp and renamed. The record (JSON) names the source, commit or version,
+patch, skipped sources and the tree hash (tree_sha256()). `verify` rebuilds the patched tree
+from what model.yaml pins, not from the record, and names the first differing path.
 """
 import argparse
 import ast
@@ -161,9 +152,8 @@ def sdist_candidates(folder: str, name: str, version: str) -> list[str]:
 
 
 def pip_locations() -> list[tuple[str, str]]:
-    """Where pip looks for a release, as its own configuration (files and PIP_* variables) says
-    (`pip config list`): ("index", URL) for the index and the extra indexes, then ("find",
-    path or URL) for the find-links."""
+    """Where pip's configuration (`pip config list`) looks: ("index", URL) for the index and
+    extra indexes, then ("find", path or URL) for the find-links."""
     listed = run([sys.executable, "-m", "pip", "config", "list"],
                  timeout=timeout_s("NPUZOO_PIP_TIMEOUT"))
     settings = {}
@@ -212,11 +202,9 @@ def links(kind: str, location: str, name: str) -> list[tuple[str, str]]:
 
 
 def download_sdist(requirement: str, folder: str, sha256: str | None = None) -> str:
-    """The sdist of `requirement`, fetched as a file into `folder` from where pip's
-    configuration points (pip_locations): never through pip, whose `download` runs an sdist's
-    build backend to read its metadata, i.e. the file's code before its pin is checked. The
-    first file whose sha256 is `sha256` is returned, else the last one seen (its pin check
-    then fails); SourceUnavailable if no location has one."""
+    """The sdist of `requirement` fetched as a file into `folder` from pip_locations() (not by
+    pip, which would run its build backend before the pin is checked): the first with sha256
+    `sha256`, else the last seen (its pin check then fails)."""
     name, version = parse_requirement(requirement)
     fetched, failures, seconds = None, [], timeout_s("NPUZOO_PIP_TIMEOUT")
     for kind, location in pip_locations():
@@ -264,11 +252,8 @@ def extract_sdist(archive: str, tree: str) -> str:
 
 
 def check_sdist(archive: str, entry: PypiSource, origin: str) -> str:
-    """UserError unless the sha256 of `archive` is the one pinned in `entry` (before unpacking).
-
-    `origin` is "cache" or "pypi"; either way a mismatch stops the step: a cached sdist that was
-    altered must not be unpacked, nor silently replaced by another source. Returns the sha256.
-    """
+    """The sha256 of `archive` if it is the pinned one, else UserError (from the cache or
+    the index alike: never unpacked, never replaced by another source)."""
     expected = entry.sha256.lower()
     actual = sha256_file(archive)
     if actual == expected:
@@ -375,13 +360,8 @@ IGNORED_SUFFIXES = (".pyc",)
 
 
 def tree_manifest(path: str) -> dict[str, str]:
-    """{relative path: entry} for every file and symlink under `path` (not the folders).
-
-    Paths use "/"; an entry is `file <sha256>` or `exec <sha256>` (the owner's executable bit
-    set) for a regular file, `link <target>` for a symlink (never followed, also to a folder),
-    `other` for anything else. `__pycache__/` folders and `*.pyc` files are left out: importing
-    the tree writes them. Empty folders are not part of the tree.
-    """
+    """{relative path ("/"): `file <sha256>`, `exec <sha256>`, `link <target>` (never
+    followed) or `other`} for every file and symlink under `path`, bytecode left out."""
     manifest = {}
     for root, dirs, files in os.walk(path):
         kept = []
@@ -415,8 +395,7 @@ def manifest_sha256(manifest: dict[str, str]) -> str:
 
 
 def tree_sha256(path: str) -> str:
-    """The tree hash of `path`: sha256 over its sorted relative paths, each file's executable
-    bit and contents, and each symlink's target; `__pycache__/` and `*.pyc` ignored."""
+    """The tree hash of `path` (of its tree_manifest)."""
     return manifest_sha256(tree_manifest(path))
 
 
@@ -447,9 +426,8 @@ def git_tree_id(tree: str, work: str) -> str:
 
 def pristine_git(entry: GitSource, record: Record, dest: str, patch_path: str | None,
                  work: str) -> str:
-    """The patched tree of the pinned commit, from `dest` itself: its patch undone must give
-    the tree the commit names (the commit object kept in the record must hash to the commit,
-    which starts with model.yaml's), and the patch redone gives the tree to compare."""
+    """The patched tree of the pinned commit, from `dest`: with its patch undone it must be the
+    tree of the recorded commit object (which must hash to the pinned commit)."""
     commit_object = record.get("commit_object")
     commit_object = commit_object if isinstance(commit_object, str) else ""
     commit = str(record.get("commit", ""))
@@ -490,14 +468,10 @@ def pristine_pypi(entry: PypiSource, dest: str, record_path: str, cache: str,
 
 def verify_tree(upstream: UpstreamSpec, model_folder: str, dest: str, record_path: str,
                 cache: str = DEFAULT_CACHE) -> str | None:
-    """None when `dest` is the patched tree of a source model.yaml pins, else the first
-    difference: the first relative path (sorted) that was edited, added or removed (or whose
-    executable bit or link target changed), or a text starting with "unknown" where no path
-    can be named (the pinned tree cannot be rebuilt here; for git, the tree is not the
-    commit's). The expected tree is rebuilt from the pinned inputs (the sdist by its sha256,
-    or the commit by its hash, and the patch in the model folder), never read from a record
-    an edit could rewrite: the record only says which source it was. Raises UserError (one
-    line) when `dest` or the record is missing or unreadable."""
+    """None when `dest` is the patched tree of a pinned source, else the first (sorted)
+    differing relative path, or a text starting with "unknown" where the pinned tree cannot be
+    rebuilt here. The expected tree comes from the pinned inputs; the record only says which
+    source it was."""
     if not os.path.isdir(dest):
         raise UserError(f"{dest}: no such folder (the patched upstream tree); run the make "
                         "command again to rebuild it")
@@ -544,10 +518,8 @@ def remove(path: str) -> None:
 
 def fetch(upstream: UpstreamSpec, model_folder: str, dest: str, cache: str = DEFAULT_CACHE,
           log: Callable[[str], object] = print, record_path: str | None = None) -> Record:
-    """Fetch the first available source of `upstream` into `dest`, patched; returns the record.
-
-    With `record_path`, also writes the record there and its file list beside it (files_path).
-    """
+    """Fetch the first available source of `upstream` into `dest`, patched; returns the record
+    (also written to `record_path` if given)."""
     dest = os.path.abspath(dest)
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     building = dest + ".tmp"

@@ -6,19 +6,11 @@ the same key, and the artefacts' seals.
     build/<model>/refs/        links to the sets a model's runs use (for `clean`)
 
 A dataset id names the selected images and labels by their checksums; a prep key adds what
-changes the bytes: model.yaml's geometry and input shape (for float32 also mean and std) and
-the folder's preprocess.py (its syntax tree: comments and docstrings do not count), so models
-with the same preprocessing share one set. The export key is the same idea for the export.
-
-`once --lock L --stamp S [--clean DIR] [--prep-check DATASET_JSON BYTES] -- COMMAND...` runs
-COMMAND unless S was made, holding the lock L (two runs never build one set at once); a stamped
-set is reused only when it holds one .bin of BYTES bytes per image of DATASET_JSON, each with
-the sha256 its stamp records, else it is made again (DIR removed first). `clean [--dry-run]`
-removes the sets no refs/ link points to. An artefact (ARTEFACTS) is sealed when its step
-writes it (`seal FILE`: FILE.sha256), and `check FILE...` refuses one whose bytes are not the
-sealed ones, in one line; digests come from the stat cache of npuzoo.checksums, so a check
-costs a stat per file. The driver removes unsealed artefacts first (`remove_unsealed`) so that
-Make makes them again.
+changes the bytes (model.yaml's geometry, input shape, for float32 mean and std, and the syntax
+tree of preprocess.py), so models with the same preprocessing share one set; the export key
+is the same idea. `once` runs a command unless its stamped set exists and holds the files its
+stamp records, under a lock; `clean` removes the sets no refs/ link points to; `seal`/`check`
+record and verify the sha256 an artefact was written with (ARTEFACTS).
 """
 
 import argparse
