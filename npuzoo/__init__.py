@@ -1,13 +1,8 @@
 """npuzoo: shared tooling of the inference zoo.
 
-The ais_bench-compatible ONNX Runtime runner (`python3 -m npuzoo.bench`), model.yaml
-loading, dataset checks, weights download, chip detection, report writing and rendering.
-Model folders under models/ never import this package: they stand alone.
-
-Run as `python3 -m npuzoo.<module>`, an uncaught Ctrl-C anywhere, even during the heavy
-imports (numpy, onnxruntime) that happen before a command's own handler exists, prints
-`error: interrupted` and exits 130, with no traceback. The hook is installed here, the first
-code `-m` runs; imported as a library (tests, a REPL), the package changes nothing.
+Model folders under models/ never import this package. Run as `python3 -m npuzoo.<module>`,
+a Ctrl-C anywhere, even during the heavy imports before a command's own handler exists, prints
+`error: interrupted` and exits 130 (the hook below, installed only under `-m`).
 """
 
 import contextlib

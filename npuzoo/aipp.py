@@ -1,15 +1,10 @@
 """AIPP (atc `--insert_op_conf`): the normalisation moved onto the chip, uint8 NHWC input.
 
-As the ModelZoo AIPP configs (`aipp_resnet50_710.aippconfig`; docs/ais_bench_compatibility.md,
-"AIPP"): one `aipp_op { ... }` block, `aipp_mode: static`, `input_format: RGB888_U8`, the image
-size, and per channel `(px - mean_chn - min_chn) * var_reci_chn`; with model.yaml's mean and std
-(0-1 scale) mean_chn 0, min_chn = 255*mean and var_reci_chn = 1/(255*std), so the om computes
-(px/255 - mean)/std from the raw RGB bytes `preprocess.py --uint8` writes (a quarter of the
-float32 data). `config_text(model)` writes a model's config (`make <model> AIPP=1`), `parse`
-reads one, and `prepend` puts the same computation as ONNX nodes (Cast, Transpose to NCHW, Sub,
-Mul; opset 11) in front of a graph: the CPU "atc" (npuzoo.compile --aipp) and the stand-in atc
-both use it, so the uint8 files run through the same arithmetic on every path. The CLI's
-`backend OUT [--base JSON]` writes the report's --extra JSON with `backend.aipp: true`.
+As the ModelZoo AIPP configs: one static `aipp_op` block, RGB888_U8 input, per channel
+`(px - mean_chn - min_chn) * var_reci_chn` with min_chn = 255*mean and var_reci_chn =
+1/(255*std), so the om computes (px/255 - mean)/std from the raw bytes `preprocess.py --uint8`
+writes. `config_text` writes a model's config, `parse` reads one, and `prepend` puts the same
+computation as ONNX nodes in front of a graph (the CPU "atc" and the stand-in atc both use it).
 """
 
 import argparse

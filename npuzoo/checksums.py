@@ -1,15 +1,9 @@
 """Content identity of input files: sha256 with a stat cache, so a second run re-hashes nothing.
 
-Inputs (weights, dataset images) are identified by what they contain, never by their path or
-mtime alone. Hashing a 300 MB checkpoint or 50,000 images on every run would be slow, so a
-small cache remembers, per absolute path, the size, mtime, ctime (ns), inode and device seen
-when the file was hashed; a file whose stat differs in any of them is hashed again (the way
-git's index decides whether a file changed). The ctime cannot be set back (os.utime sets it to
-now), so a file edited in place with its mtime put back is re-read. A file changed within
-RACY_NS of being hashed could keep its timestamps (file systems stamp in coarse ticks), so such
-an entry is not cached: it is hashed again next time, as git does with "racily clean" files.
-The cache is a JSON file written atomically; concurrent writers can only lose entries (then
-re-hashed), never record a wrong one.
+Per absolute path the cache keeps the size, mtime, ctime (ns), inode and device seen when the
+file was hashed; any change means hashing again (as git's index does). A file changed within
+RACY_NS of being hashed is not cached ("racily clean"). The cache is a JSON file written
+atomically; concurrent writers can only lose entries, never record a wrong one.
 """
 
 import json

@@ -1,10 +1,8 @@
 """The atc and ais_bench command lines, defined once.
 
-mk/pipeline.mk runs them (config.make_variables turns these functions into the Make functions
-ATC_ARGS, INFER_ARGS and PERF_ARGS of build/<model>/model.mk, with $(1), $(2), ... in place of
-the arguments) and each model README shows them (npuzoo/readme.py calls the same functions with
-shell variables such as ${bs}); tests/test_commands.py checks that `make -n` prints what the
-README says. Arguments are strings, so a Make placeholder or a shell variable fits anywhere.
+mk/pipeline.mk runs them (as the Make functions ATC_ARGS, INFER_ARGS, PERF_ARGS that
+config.make_variables writes) and each model README shows them (with shell variables such as
+${bs}). Arguments are strings, so a Make placeholder or a shell variable fits anywhere.
 """
 
 import shlex

@@ -1,11 +1,8 @@
 """The CPU counterpart of `atc`: a static-batch, offline-optimised ONNX model.
 
-ATC compiles one `.om` per batch size (`--input_shape="image:BS,3,H,W"`). On the CPU we do
-the same with ONNX Runtime: fix the batch dimension to BS, then let ONNX Runtime write its
-offline-optimised graph (constant folding and operator fusions; ORT_ENABLE_EXTENDED, which
-stays portable across CPUs, while layout optimisations are applied again at load time).
-`--aipp CFG` (make AIPP=1) puts the AIPP computation of an atc `--insert_op_conf` file in
-front of the graph (npuzoo.aipp), so the model takes the uint8 NHWC files as the om would.
+As atc makes one `.om` per batch size, this fixes the batch dimension and lets ONNX Runtime
+write its offline-optimised graph (ORT_ENABLE_EXTENDED: portable across CPUs). `--aipp CFG`
+puts the AIPP computation in front (npuzoo.aipp), so the model takes the uint8 NHWC files.
 """
 
 import argparse

@@ -360,10 +360,8 @@ def _perf(read: _Reader) -> PerfSpec | None:
 
 
 def _reference(read: _Reader) -> ReferenceSpec:
-    """reference.accuracy (the published top-1/top-5 and their source), the gate's tolerance,
-    and reference.perf.<chip>: `fps` {batch size: images/s}, `per: chip` (the default) or
-    `per: card` with `chips:`, an optional `note`, and `source` (required: the guide's table, or
-    which other README). A key `source` beside the chips is not a chip."""
+    """reference.accuracy, the gate's tolerance, and reference.perf.<chip> (`fps`, `per: chip`
+    or `card` with `chips`, `note`, `source`); a key `source` beside the chips is no chip."""
     chips: dict[str, ReferencePerf] = {}
     for chip, table in read.section("reference.perf").items():
         if chip == "source":
@@ -380,10 +378,8 @@ def _reference(read: _Reader) -> ReferenceSpec:
         source = read.get(f"{at}.source", _text,
                           "where the figures come from: the guide's table, or which other README")
         per = read.get(f"{at}.per", _one_of("chip", "card"), False) or "chip"
-        count = table.get("chips")
-        if per == "card" and (count is None or _positive_int(count)):
-            raise read.fail(f"{at}.chips", "expected the number of chips of the card "
-                                           f"(per: card), got {count!r}")
+        count = read.get(f"{at}.chips", _positive_int,
+                         per == "card" and "required with per: card: the chips of the card")
         if per == "chip" and count is not None:
             raise read.fail(f"{at}.chips", "only with per: card (these figures are per chip)")
         chips[chip] = ReferencePerf(published=dict(rows), per=per, chips=count or 1,

@@ -1,11 +1,8 @@
 """Check a dataset folder and select the images a run uses.
 
-A dataset (the Make variable DATA) is a folder with `val/` (images, flat or in one level of
-class folders) and `val_label.txt` in the ModelZoo format, one `<image file> <label>` line
-per image. `prepare` checks it, takes the first N labelled images in sorted order, and
-writes a run folder holding `val/` (symbolic links to those images), `val_label.txt` (their
-lines) and `dataset.json` (what the report says about the data). The run folder is built
-under a temporary name and renamed, so it is never half-written.
+DATA is a folder with `val/` (images, flat or one level of class folders) and `val_label.txt`
+(`<image file> <label>` lines). `prepare` writes a run folder (built under a temporary name)
+with `val/` (links to the first N labelled images, sorted), their label lines and dataset.json.
 """
 
 import argparse
@@ -65,14 +62,6 @@ def image_paths(folder: str) -> list[str]:
                         "remove it") from None
 
 
-def index_images(val_dir: str) -> dict[str, str]:
-    """Map image file name to path (the first by path where a name repeats)."""
-    images: dict[str, str] = {}
-    for path in image_paths(val_dir):
-        images.setdefault(os.path.basename(path), path)
-    return images
-
-
 def check_layout(data_dir: str) -> None:
     """UserError naming the problem when DATA is unset or lacks val_label.txt or val/ (cheap:
     nothing is read)."""
@@ -96,7 +85,9 @@ def check_dataset(data_dir: str) -> tuple[dict[str, int], dict[str, str]]:
     label_file = os.path.join(data_dir, "val_label.txt")
     val_dir = os.path.join(data_dir, "val")
     labels = parse_labels(label_file)
-    images = index_images(val_dir)
+    images: dict[str, str] = {}  # file name: path (the first by path where a name repeats)
+    for path in image_paths(val_dir):
+        images.setdefault(os.path.basename(path), path)
     absent = [name for name in labels if name not in images]
     if absent:
         raise UserError(f"{label_file}: {len(absent)} labelled image(s) are not in {val_dir}, "
@@ -109,27 +100,20 @@ def select(labels: dict[str, int], data_dir: str, limit: int | None = None,
     """The names of the selection: `limit` labelled images (all when None) from position
     `offset` of the sorted names (an int8 run calibrates on the images after its first N)."""
     names = sorted(labels)
-    if offset:
-        if offset >= len(names):
-            raise UserError(f"DATA={data_dir} has only {len(names)} labelled images, none after "
-                            f"the first {offset}; lower N or give CALIB_DATA=<folder>")
-        names = names[offset:]
-        return names[:limit] if limit is not None else names
-    if limit is not None:
-        if limit <= 0:
-            raise UserError(f"N={limit}: expected a positive number of images")
-        if limit > len(names):
-            raise UserError(f"N={limit}: DATA={data_dir} has only {len(names)} labelled "
-                            "images; lower N or leave it unset for all")
-        names = names[:limit]
-    return names
+    if limit is not None and limit <= 0:
+        raise UserError(f"N={limit}: expected a positive number of images")
+    if offset and offset >= len(names):
+        raise UserError(f"DATA={data_dir} has only {len(names)} labelled images, none after "
+                        f"the first {offset}; lower N or give CALIB_DATA=<folder>")
+    if not offset and limit is not None and limit > len(names):
+        raise UserError(f"N={limit}: DATA={data_dir} has only {len(names)} labelled "
+                        "images; lower N or leave it unset for all")
+    return names[offset:] if limit is None else names[offset:offset + limit]
 
 
 def prepare(data_dir: str, out_dir: str, limit: int | None = None,
             offset: int = 0) -> dict[str, Any]:
     """Check DATA and write the run folder for its selected labelled images."""
-    if limit is not None and limit <= 0:
-        raise UserError(f"N={limit}: expected a positive number of images")
     labels, images = check_dataset(data_dir)
     names = select(labels, data_dir, limit, offset)
 

@@ -2,16 +2,13 @@
 
     python3 -m npuzoo.prep MODEL_DIR SRC DST [--limit N] [--workers K] [--uint8]
 
-writes what `MODEL_DIR/preprocess.py SRC DST` writes (DST/<stem>.bin, each array from that
-script's own `preprocess(path, uint8)`), and adds what is not the model's: model.yaml validated
-first, the images chosen by the project's rules (npuzoo.dataset.image_paths; two images with one
-stem refused before anything is written), K worker processes (default: the usable cores) fed in
-chunks, a progress bar on a terminal, and clean stops. An undecodable image stops the run with
-one line naming it (skipping it would shrink the accuracy's denominator); the outputs written
-are complete and kept. Ctrl-C: the workers ignore SIGINT and finish the file in hand; `error:
-interrupted`, exit 130. Each output is written in a private folder per worker,
-DST/.preprocess-XXXX.tmp/worker-<pid>/, then renamed into DST: DST never holds a partial .bin,
-and the workers do not serialise on one folder's lock.
+writes what `MODEL_DIR/preprocess.py SRC DST` writes (DST/<stem>.bin from that script's own
+`preprocess(path, uint8)`), with what is not the model's: model.yaml validated, the images
+chosen by npuzoo.dataset.image_paths (two with one stem refused first), K worker processes,
+a progress bar, and clean stops: an undecodable image stops the run in one line (skipping it
+would shrink the accuracy's denominator), Ctrl-C lets each worker finish its file. Each output
+is written in a per-worker temporary folder under DST and renamed: DST never holds a partial
+.bin.
 """
 
 import argparse

@@ -336,15 +336,14 @@ def quick_start(spec: ModelSpec, name: str, ways: list[dict[str, Any]]) -> dict[
     guide = config.perf_defaults(spec)
     loop, warmup = guide.get("loop", 100), guide.get("warmup", 1)
     weights, published = spec.weights, spec.weights.published
+    upstream = " --source upstream" if ways else ""
     return {
         "weights_get": f"wget -nc {weights.url}",
         "weights_check": published and
         f'echo "{published[1]}  {weights.file}" | {published[0]}sum -c -',
         "preprocess": "python3 preprocess.py ${imagenet}/val prep_dataset",
-        "pth2onnx": f"python3 pth2onnx.py {weights.file} {name}.onnx"
-                    + (" --source upstream" if ways else ""),
-        "pth2onnx_random": f"python3 pth2onnx.py random {name}.onnx"
-                           + (" --source upstream" if ways else ""),
+        "pth2onnx": f"python3 pth2onnx.py {weights.file} {name}.onnx{upstream}",
+        "pth2onnx_random": f"python3 pth2onnx.py random {name}.onnx{upstream}",
         "atc": "atc " + " ".join(commands.atc_args(
             spec, f"{name}.onnx", f"{name}_bs${{bs}}", "${bs}", "Ascend${chip_name}")),
         "infer": "python3 -m ais_bench " + " ".join(commands.infer_args(
@@ -631,34 +630,30 @@ def plots(name: str, models_dir: str, reports_dir: str) -> dict[str, bytes]:
 
 # -- rendering -----------------------------------------------------------------------------
 
-def environment(templates_dir: str = TEMPLATES_DIR) -> jinja2.Environment:
-    return jinja2.Environment(
+def render(templates_dir: str, template: str, context: dict[str, Any]) -> str:
+    """The template rendered, tidied: no trailing spaces, at most one blank line in a row, one
+    final newline."""
+    text = jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates_dir), undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False,
+    ).get_template(template).render(**context)
+    text = "\n".join(line.rstrip() for line in text.splitlines())
+    return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
 
 
 def render_model(name: str, models_dir: str = config.MODELS_DIR,
                  reports_dir: str = reports.REPORTS_DIR,
                  templates_dir: str = TEMPLATES_DIR) -> str:
-    text = environment(templates_dir).get_template(MODEL_TEMPLATE).render(
-        **model_context(name, models_dir, reports_dir))
-    return tidy(text)
+    return render(templates_dir, MODEL_TEMPLATE, model_context(name, models_dir, reports_dir))
 
 
 def render_top(models_dir: str = config.MODELS_DIR, reports_dir: str = reports.REPORTS_DIR,
                templates_dir: str = TEMPLATES_DIR, root: str = config.REPO_ROOT) -> str:
-    text = environment(templates_dir).get_template(TOP_TEMPLATE).render(
+    return render(templates_dir, TOP_TEMPLATE, {
         **top_context(models_dir, reports_dir),
-        engines=engines_context(os.path.join(root, ENGINES_JSON)),
-        variables=[v for v in variables.VARIABLES if {"model", "sweep"} & set(v.targets)
-                   and v.kind in ("value", "environment") and "venv" not in v.targets])
-    return tidy(text)
-
-
-def tidy(text: str) -> str:
-    """No trailing spaces, at most one blank line in a row, one final newline."""
-    text = "\n".join(line.rstrip() for line in text.splitlines())
-    return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
+        "engines": engines_context(os.path.join(root, ENGINES_JSON)),
+        "variables": [v for v in variables.VARIABLES if {"model", "sweep"} & set(v.targets)
+                      and v.kind in ("value", "environment") and "venv" not in v.targets]})
 
 
 def render_all(models_dir: str = config.MODELS_DIR, reports_dir: str = reports.REPORTS_DIR,

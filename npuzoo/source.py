@@ -530,26 +530,20 @@ def fetch(upstream: UpstreamSpec, model_folder: str, dest: str, cache: str = DEF
         try:
             fetched = (fetch_git(entry, building) if isinstance(entry, GitSource)
                        else fetch_pypi(entry, building, cache))
-        except SourceUnavailable as why:
-            remove(building)
-            skipped.append({"source": name, "error": str(why)})
-            continue
-        except BaseException:
-            remove(building)
-            raise
-        try:
             record = {"kind": entry.kind, **fetched, "patch": entry.patch,
                       "patch_sha256": None, "why": entry.why}
-            if entry.patch:
+            if entry.patch:  # a patch that does not apply stops: PatchRejected
                 patch_path = os.path.join(model_folder, entry.patch)
                 record["patch_sha256"] = sha256_file(patch_path)
                 apply_patch(patch_path, building, name)
             manifest = tree_manifest(building)
             remove(dest)
             os.rename(building, dest)
-        except BaseException:
+        except SourceUnavailable as why:
+            skipped.append({"source": name, "error": str(why)})
+            continue
+        finally:
             remove(building)
-            raise
         record.update(repo=upstream.repo, pinned_commit=upstream.commit,
                       skipped=skipped, tree=shown_path(dest),
                       tree_sha256=manifest_sha256(manifest), tree_files=len(manifest))

@@ -60,19 +60,6 @@ def code_fingerprint(paths: list[str]) -> str:
     return digest.hexdigest()
 
 
-def preprocessing_code(model_dir: str) -> list[str]:
-    """The files whose code makes a model's preprocessed bytes: its preprocess.py alone (a
-    folder script imports only third-party packages and, for the export, its own files)."""
-    return [os.path.join(model_dir, "preprocess.py")]
-
-
-def export_code(model_dir: str) -> list[str]:
-    """The files whose code makes a model's ONNX: the folder's Python files but the two
-    scripts of the other steps (pth2onnx.py and what it imports, e.g. network.py)."""
-    return sorted(os.path.join(model_dir, n) for n in os.listdir(model_dir)
-                  if n.endswith(".py") and n not in ("preprocess.py", "postprocess.py"))
-
-
 def export_key(spec: ModelSpec, model_dir: str) -> str:
     """A hash of what the export reads: its code (syntax trees) and model.yaml's name, input,
     output, onnx and weights layout and checksums (the upstream tree has its own record)."""
@@ -81,7 +68,11 @@ def export_key(spec: ModelSpec, model_dir: str) -> str:
     params["name"] = spec.name
     params["weights"] = {"layout": weights.layout, "md5": weights.md5, "sha256": weights.sha256,
                          "previous": asdict(weights.previous) if weights.previous else None}
-    params["code"] = code_fingerprint(export_code(model_dir))
+    # the folder's Python files but the two scripts of the other steps (a folder script
+    # imports only third-party packages and its own files)
+    params["code"] = code_fingerprint(sorted(
+        os.path.join(model_dir, n) for n in os.listdir(model_dir)
+        if n.endswith(".py") and n not in ("preprocess.py", "postprocess.py")))
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -93,7 +84,7 @@ def prep_key(spec: ModelSpec, model_dir: str, dataset_id: str,
     params["shape"] = list(spec.input.shape)
     if not uint8:
         params.update(mean=list(pre.mean), std=list(pre.std))
-    params["code"] = code_fingerprint(preprocessing_code(model_dir))
+    params["code"] = code_fingerprint([os.path.join(model_dir, "preprocess.py")])
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
     return f"{dataset_id}-{'u8' if uint8 else 'f32'}-{digest}", params
 

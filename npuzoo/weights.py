@@ -1,13 +1,9 @@
 """Weights: download the published file, verify its checksum, identify what a run uses.
 
-WEIGHTS unset: the published file from model.yaml's URL, checked against its md5/sha256; a
-path: the user's file (`published` when its checksum equals model.yaml's, else `custom`);
-`random`: seeded random initialisation. `identify` names weights by content,
-`<source>-<sha256[:12]>` (or `random`), and every later artefact lives under that id. A user's
-file is first copied into build/<model>/weights/store/<sha256>.pth, so the export reads the bytes
-that were hashed; a zip bomb is refused before any step reads it. The published file is verified
-on every run through the stat cache (npuzoo.checksums): content other than the one accepted
-before is checked against model.yaml again, or refused where no checksum is published.
+WEIGHTS unset: the published file, checked against model.yaml's md5/sha256; a path: the user's
+file (`published` when its checksum is model.yaml's, else `custom`), first copied into
+build/<model>/weights/store/<sha256>.pth so the export reads the bytes hashed; `random`: seeded
+random initialisation. The id `<source>-<sha256[:12]>` (or `random`) names every later artefact.
 """
 
 import argparse
