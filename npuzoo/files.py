@@ -41,11 +41,8 @@ def temporary_name(path: str) -> str:
 
 
 def atomic_write(path: str | os.PathLike[str], data: str | bytes, mode: str = "w") -> None:
-    """Write `data` to `path` through a temporary file in the same folder, then rename.
-
-    The file gets the mode a plain open() gives (0666 minus the umask), not mkstemp's 0600.
-    Any OSError (folder not writable, disk full) becomes a one-line WriteError naming `path`;
-    the temporary file is removed whatever happens."""
+    """Write `data` to `path` through a temporary file in the same folder, then rename; the
+    mode a plain open() gives; any OSError becomes a one-line WriteError naming `path`."""
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
     tmp = None

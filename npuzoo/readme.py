@@ -136,10 +136,8 @@ def soc_order(soc: object) -> tuple[bool, str]:
 
 # -- formatting ----------------------------------------------------------------------------
 
-def fmt(value: float | None, digits: int = 1, missing: str = "—") -> str:
-    if value is None:
-        return missing
-    return f"{value:,.{digits}f}"
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
 
 
 def fmt_ref(value: object) -> str:
@@ -162,10 +160,12 @@ def meaningful(report: Report) -> bool:
     return bool(acc.get("meaningful", (report.get("weights") or {}).get("source") != "random"))
 
 
-def accuracy_cells(report: Report) -> tuple[str, str]:
-    """Top-1 and top-5 cells."""
+def result_cells(report: Report, mark_random: bool = False) -> dict[str, str]:
+    """Top-1, top-5 (marked when random weights made them) and gate cells."""
     acc = report.get("accuracy") or {}
-    return fmt(acc.get("top1"), 2), fmt(acc.get("top5"), 2)
+    mark = f" {RANDOM_MARK}" if mark_random and not meaningful(report) else ""
+    return {"top1": fmt(acc.get("top1"), 2) + mark, "top5": fmt(acc.get("top5"), 2) + mark,
+            "gate": gate_cell(report)}
 
 
 def gate_cell(report: Report) -> str:
@@ -256,7 +256,6 @@ def measured_tables(spec: ModelSpec, rows: list[Report]) -> list[dict[str, Any]]
         lines = []
         for r in members:
             bs = r["batch_size"]
-            top1, top5 = accuracy_cells(r)
             twin, speed, ref_fps = fp32_twin(r, rows), throughput(r), ref.get(bs)
             ratio = (twin_cell(r, twin) if twin else "—" if speed is None or not ref_fps
                      else f"{speed / ref_fps:.2f}× of {fmt_ref(round(ref_fps, 2))}")
@@ -265,7 +264,7 @@ def measured_tables(spec: ModelSpec, rows: list[Report]) -> list[dict[str, Any]]
                 "throughput": throughput_cell(r),
                 "ratio": ratio,
                 "p50": latency(r, "p50"), "p99": latency(r, "p99"),
-                "top1": top1, "top5": top5, "gate": gate_cell(r),
+                **result_cells(r),
                 "what": measured_when(r),
             })
         backends = sorted({markdown_text(f"{engine_label(engine_name(r))} "
@@ -412,15 +411,11 @@ def top_context(models_dir: str, reports_dir: str) -> dict[str, Any]:
             by_bs = {r["batch_size"]: r for r in members}
             best = best_batch(members)
             best_row = by_bs[best] if best is not None else members[0]
-            top1, top5 = accuracy_cells(best_row)
-            if not meaningful(best_row):
-                top1, top5 = f"{top1} {RANDOM_MARK}", f"{top5} {RANDOM_MARK}"
-            chips.append({"soc": words["chip"], "rows": by_bs, "best": best, "top1": top1,
-                          "top5": top5, "gate": gate_cell(best_row),
+            chips.append({"soc": words["chip"], "rows": by_bs, "best": best,
+                          **result_cells(best_row, mark_random=True),
                           "what": f"{words['machine']}; {words['scope']}; {words['weights']}; "
                                   f"{measured_when(best_row)}"})
-        ref = reference_context(spec)
-        models.append({"name": name, "chips": chips, "reference": ref})
+        models.append({"name": name, "chips": chips, "reference": reference_context(spec)})
     for model in models:
         for chip in model["chips"]:
             chip["cells"] = ["—" if bs not in chip["rows"] else

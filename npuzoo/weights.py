@@ -109,11 +109,8 @@ def write_accepted(path: str, digests: Mapping[str, str | None]) -> None:
 
 
 def check_published_file(spec: WeightsSpec, path: str, cache: HashCache) -> Digests:
-    """Digests of the downloaded published file, verified against model.yaml on content change.
-
-    Where model.yaml publishes no checksum, the sha256 recorded at download is the reference:
-    a file that differs from it was replaced, and is refused.
-    """
+    """Digests of the downloaded published file, verified against model.yaml when its content
+    changed (with no published checksum, against the sha256 recorded at download)."""
     sha256 = cache.sha256(path)
     accepted = read_accepted(path)
     if accepted and accepted["sha256"] == sha256:
@@ -174,11 +171,8 @@ def check_not_a_zip_bomb(path: str) -> None:
 
 def identify(spec: WeightsSpec, weights: str, weights_dir: str,
              cache: HashCache) -> tuple[str, str, dict[str, Any]]:
-    """(weights id, path the export reads, description for the report) of the WEIGHTS value.
-
-    `weights`: '' (the published file, already fetched into `weights_dir`), `random`, or a
-    path. The id is `random` or `<published|custom|unverified>-<sha256[:12]>`.
-    """
+    """(weights id, path the export reads, description for the report) of WEIGHTS: '' (the
+    published file, fetched into `weights_dir`), `random`, or a path."""
     if weights == "random":
         return "random", "random", {"source": "random", "seed": 0, "file": None, "md5": None,
                                     "sha256": None}
