@@ -95,13 +95,11 @@ def _number(value: float | None, digits: int) -> str:
 
 def change_rows(report: Json, drop: float) -> list[tuple[Any, ...]]:
     """The rows `compare` prints for one report: every throughput or accuracy change."""
-    comparison = report.get("comparison") or {}
-    previous = comparison.get("previous")
+    previous = (report.get("comparison") or {}).get("previous")
     key = (report.get("model"), report.get("soc"), report.get("batch_size"))
-    if previous is None:  # recorded before snapshots existed: the flagged changes only
-        return [key + (c["what"], str(c["old"]), str(c["new"]), c["change"], c["flag"])
-                for c in comparison.get("changes") or []]
-    rows = []
+    rows: list[tuple[Any, ...]] = []
+    if previous is None:
+        return rows
     old_tp = previous.get("throughput")
     new_tp = (report.get("perf") or {}).get("throughput")
     if old_tp and new_tp is not None and new_tp != old_tp:

@@ -1,8 +1,6 @@
-"""Reading reports written by anyone (`compare`, the README renderer, `publish` for the report
-it replaces): files of earlier schema versions are accepted, wrongly typed fields are coerced
-where that is unambiguous ("4" -> 4, 4.0 -> 4, "69.5%" -> 69.5) or dropped, and a file that is
-no report at all (not JSON, no usable batch size) or whose values are out of bounds is skipped;
-each with one `warning:` line naming the file, never a traceback."""
+"""Reading reports for `compare`, the README renderer and `publish`: wrongly typed fields are
+coerced where unambiguous ("4" -> 4, "69.5%" -> 69.5) or dropped; a file that is no report, or
+holds values out of bounds, is skipped; each with one `warning:` line naming the file."""
 
 import json
 import math
@@ -58,8 +56,7 @@ SCHEMA: Json = {
                    "previous": {"timestamp": STR, "commit": STR, "throughput": NUMBER,
                                 "top1": NUMBER, "top5": NUMBER, "weights": STR, "spread": NUMBER,
                                 "dataset": {"name": STR, "images": INT, "labels_sha256": STR}},
-                   "changes": [{"what": STR, "old": ANY, "new": ANY, "change": STR,
-                                "flag": STR}], "contended": BOOL},
+                   "contended": BOOL},
 }
 # What a report may hold, checked as user input is: its ids name files and plots (a soc of
 # "x/../../photo" would point a plot outside the repository), its text lands in Markdown.
@@ -116,37 +113,18 @@ def shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _normalize_list(value: list[Any], kind: Json, name: str, problems: list[str]) -> list[Any]:
-    kept = []
-    for item in value:
-        if not isinstance(item, dict):
-            problems.append(f"{name} entry {shown(item)} is not an object, ignored")
-            continue
-        for field, field_kind in kind.items():
-            if field_kind == STR:  # shown as text: a string, "" when absent
-                fixed = _coerce(item.get(field), STR)
-                item[field] = "" if fixed is None or fixed is _INVALID else fixed
-            else:
-                item.setdefault(field, None)
-        kept.append(item)
-    return kept
-
-
 def _normalize(data: Json, schema: Json, where: str, problems: list[str]) -> None:
     """Fix `data` (a dict) in place against `schema`, noting each change in `problems`."""
     for key, kind in schema.items():
         if key not in data or data[key] is None:
             continue
         value, name = data[key], f"{where}{key}"
-        if isinstance(kind, (dict, list)) and not isinstance(value, type(kind)):
-            problems.append(f"{name} {shown(value)} is not "
-                            f"{'an object' if isinstance(kind, dict) else 'a list'}, ignored")
+        if isinstance(kind, dict) and not isinstance(value, dict):
+            problems.append(f"{name} {shown(value)} is not an object, ignored")
             del data[key]
         elif isinstance(kind, dict):
             if kind:
                 _normalize(value, kind, name + ".", problems)
-        elif isinstance(kind, list):
-            data[key] = _normalize_list(value, kind[0], name, problems)
         else:
             fixed = _coerce(value, kind)
             if fixed is _INVALID:
