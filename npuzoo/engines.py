@@ -1,11 +1,6 @@
-"""The CPU engines behind npuzoo.bench, ONNX Runtime and OpenVINO, both handed to the runner as
-objects that look like an ONNX Runtime session: `run(None, feeds)` returns the outputs in the
-model's order; inputs and outputs are TensorDesc. ONNX Runtime runs ORT_ENABLE_ALL, sequential,
-inter-op 1. OpenVINO reads the export (not ORT's contrib operators), reshaped to the resolved
-shapes and compiled with INFERENCE_PRECISION_HINT=f32 set explicitly (bf16 CPUs default to
-bf16, which moves the logits), NUM_STREAMS = the runner's streams (or a PERFORMANCE_HINT), one
-infer request per stream. The engine names and defaults are npuzoo.config's.
-"""
+"""The CPU engines behind npuzoo.bench, ONNX Runtime (ORT_ENABLE_ALL, sequential) and OpenVINO
+(the export reshaped and compiled with INFERENCE_PRECISION_HINT=f32, as bf16 CPUs would default
+to bf16; NUM_STREAMS or a PERFORMANCE_HINT), both as objects like an ONNX Runtime session."""
 
 import importlib.metadata
 import os

@@ -1,17 +1,8 @@
-"""SHARDS=k: one batch size's inference split over k devices, and merged back.
-
-    python3 -m npuzoo.shards split PREP_DIR INPUT_DIR --shard I --shards K --bs BS
-    python3 -m npuzoo.shards merge SHARD_ROOT OUT_DIR --shards K --prep PREP_DIR
-
-(mk/pipeline.mk's sweep-shard and sweep-merge targets.) A shard is a contiguous run of whole
-batches of the preprocessed files in the order the inference reads a folder
-(npuzoo.files.input_files): with B batches, shard i holds batches floor(i*B/k) ..
-floor((i+1)*B/k)-1, so every batch holds the same files in the same slots as in a
-single-device run, the padded last batch included, and the merged results equal the
-single-device ones byte for byte. `split` hard-links the shard's files into INPUT_DIR; `merge`
-hard-links every shard's `<stem>_0.txt` into OUT_DIR/results, checking that each preprocessed
-file has exactly one result, then touches OUT_DIR/infer.done for the `report` target.
-"""
+"""SHARDS=k (mk/pipeline.mk's sweep-shard, sweep-merge): shard i holds the contiguous batches
+floor(i*B/k) .. floor((i+1)*B/k)-1 of the B batches in the order the inference reads a folder,
+so every batch holds the same files as in a one-device run and the merged results are
+identical. `split` hard-links a shard's files into INPUT_DIR; `merge` links every shard's
+`<stem>_0.txt` into OUT_DIR/results, one per preprocessed file, then touches infer.done."""
 
 import argparse
 import json

@@ -1,7 +1,4 @@
-"""Inputs and batching (docs/ais_bench_compatibility.md, "Inputs and batching"): input lists,
-the shapes a run resolves, files per batch from input 0, the `arg0 tensorsize: X filesize: Y
-not match` error, the last batch padded with its first file, pure inference's zero or random
-bytes."""
+"""Inputs and batching (docs/ais_bench_compatibility.md, "Inputs and batching")."""
 
 import argparse
 import logging

@@ -90,7 +90,12 @@ class _Parser(argparse.ArgumentParser):
         return unique
 
 
-def _t23_flags(parser: argparse.ArgumentParser) -> None:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """T23's flags, then npuzoo's: any of these given, even at its default, adds npuzoo's keys
+    to the summary JSON (docs/ais_bench_compatibility.md)."""
+    parser = _Parser(
+        prog=prog, allow_abbrev=True,
+        description="ais_bench (G2, T23) compatible inference runner on ONNX Runtime, CPU.")
     add = parser.add_argument
 
     def add_bool(*names: str, help: str) -> None:
@@ -131,12 +136,6 @@ def _t23_flags(parser: argparse.ArgumentParser) -> None:
     add("--warmup_count", "--warmup-count", dest="warmup_count", type=nonnegative_integer,
         default=1, help="warm-up runs on batch 0 before timing")
     add("--dymShape_range", type=str, default=None, help="not supported by this runner")
-
-
-def _npuzoo_flags(parser: argparse.ArgumentParser) -> None:
-    """npuzoo's own flags: any of them given, even at its default, adds npuzoo's keys to the
-    summary JSON (docs/ais_bench_compatibility.md)."""
-    add = parser.add_argument
     add("--streams", type=positive_integer, default=None,
         help="batches in flight at once, each on its own session of max(1, T // N) threads "
              "(T: NPUZOO_THREADS or the usable cores); default 1, as ais_bench")
@@ -151,14 +150,6 @@ def _npuzoo_flags(parser: argparse.ArgumentParser) -> None:
     add("--tune", metavar="DIR", default=None,
         help="choose the engine and streams by a short timing pass, cached in DIR per machine "
              "and graph (npuzoo.tune); --backend is then the one kept on a tie")
-
-
-def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=prog, allow_abbrev=True,
-        description="ais_bench (G2, T23) compatible inference runner on ONNX Runtime, CPU.")
-    _t23_flags(parser)
-    _npuzoo_flags(parser)
     return parser
 
 

@@ -1,9 +1,5 @@
-"""What a run leaves (docs/ais_bench_compatibility.md, "The output layout", "File formats", "The
-summary JSON", "The printed summary block"): `{stem}_{i}.{bin|npy|txt}` per input file under
-`O/<%Y_%m_%d-%H_%M_%S | output_dirname>` (joined as T23 joins them), filesinfo as T23 keys it;
-the summary, T23's keys then npuzoo's when one of its flags was given; the Performance Summary
-block, last, in T23's words when piped (the ModelZoo scripts parse it), rounded on a terminal.
-npuzoo's own lines come before the block and never contain the word `throughput`."""
+"""What a run leaves (docs/ais_bench_compatibility.md, "The output layout" to "The printed
+summary block"): output files, filesinfo, the summary JSON, the Performance Summary block."""
 
 import argparse
 import json

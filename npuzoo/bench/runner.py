@@ -1,13 +1,7 @@
-"""Sessions, warm-up, the timed loop, streams and devices: `run()` and the command line.
-
-Timing (as ais_bench): NPU_compute_time is the wall time of `session.run` alone; H2D_latency
-the time to assemble one batch's input arrays (file reads included); D2H_latency the time to
-take the outputs as host arrays and split them per input file. With N streams: N sessions of
-max(1, T // N) intra-op threads; one batch (pure inference) shares its runs among them, several
-batches are handed out in order to whichever stream is free, with the next batch read and the
-previous one written in threads of their own. Results are merged in batch order, so the files,
-filesinfo and the number of timed calls are those of one stream.
-"""
+"""Sessions, warm-up, the timed loop, streams and devices: `run()` and the command line. Timings
+as ais_bench's (docs/ais_bench_compatibility.md). N streams: N sessions of max(1, T // N)
+threads; one batch shares its runs among them, several go in order to whichever stream is free,
+read and written in threads of their own, and are merged in batch order."""
 
 import argparse
 import copy

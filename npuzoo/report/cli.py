@@ -64,7 +64,6 @@ def _write_parser(sub: Any) -> None:
     add("--perf-dirname")
     add("--variant", help="the plan's variant label (npuzoo.plan.variant_label)")
     add("--engine", help="the engine the plan set the run up for")
-    add("--perf-log", help="printed log of the perf run (fallback)")
     add("--source", help="source.json written by the source step")
     add("--extra", help="JSON with backend/device/environment overrides")
     add("--environment", help="JSON of package versions where the steps ran elsewhere (docker)")
@@ -118,9 +117,10 @@ def _extra(args: argparse.Namespace, summary: Json) -> Json:
     if args.environment:
         extra["environment"] = {**extra.get("environment", {}),
                                 **pieces.read_json(args.environment, "environment description")}
-    engine = pieces.summary_backend(summary)
-    if engine and args.soc == "cpu":
+    if summary.get("backend") and args.soc == "cpu":
         # The runner's summary says which engine ran; --extra adds what it cannot know (aipp).
+        engine = {"name": summary["backend"], "version": summary.get("backend_version"),
+                  **({"precision": summary["precision"]} if summary.get("precision") else {})}
         extra["backend"] = {**(extra.get("backend") or {}), **engine}
     return extra
 
@@ -158,7 +158,7 @@ def _int8_agreement(args: argparse.Namespace, report: Json, results: list[str]) 
 
 def write(args: argparse.Namespace) -> None:
     from_manifest(args)
-    summary = pieces.read_bench_summary(args.perf_dir, args.perf_dirname or "perf", args.perf_log)
+    summary = pieces.read_bench_summary(args.perf_dir, args.perf_dirname or "perf")
     extra = _extra(args, summary)
     dataset = pieces.read_json(args.dataset, "dataset description")
     if not isinstance(dataset, dict):

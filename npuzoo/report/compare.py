@@ -1,9 +1,7 @@
-"""Run over run: a new run is compared with the latest like-for-like earlier run (same model,
-chip, machine, batch size, images, weights, configuration; npuzoo/history.py), a throughput fall
-beyond the threshold or beyond the spread either run measured is flagged, and so is any
-accuracy change on the same images; a contended run is not judged. `compare` (`make compare`)
-prints the latest change of every like-for-like group. The threshold is 10% unless
-`--throughput-drop` or NPUZOO_THROUGHPUT_DROP says otherwise (`0.05` or `5%`)."""
+"""Run over run: a run against the latest like-for-like earlier one (npuzoo/history.py): a
+throughput fall beyond the threshold (10%, `--throughput-drop`, NPUZOO_THROUGHPUT_DROP) and
+beyond either run's measured spread is flagged, as is an accuracy change on the same images;
+a contended run is not judged. `compare` prints each like-for-like group's latest change."""
 
 import os
 from typing import Any

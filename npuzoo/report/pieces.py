@@ -1,6 +1,5 @@
-"""Reading one run's pieces (the ais_bench summary, the accuracy JSON, the result files) and
-checking that the run is whole: as many images selected, preprocessed, inferred and scored;
-logits that are numbers and not all equal."""
+"""One run's pieces (the ais_bench summary, the accuracy JSON, the result files), and the check
+that the run is whole: as many images selected, preprocessed, inferred and scored."""
 
 import json
 import os
@@ -26,21 +25,12 @@ def read_json(path: str, what: str) -> Any:
         raise UserError(f"{path}: not valid JSON ({err}); delete it and rerun") from None
 
 
-def read_bench_summary(output_dir: str, dirname: str, log: str | None = None) -> Json:
-    """The ais_bench summary of `output_dir/dirname`: G2+ writes `<dirname>_summary.json`
-    beside the results folder, G1 `sumary.json` inside it; failing both, the `throughput` line
-    of the printed log gives the throughput alone."""
-    for path in (os.path.join(output_dir, f"{dirname}_summary.json"),
-                 os.path.join(output_dir, dirname, "sumary.json")):
-        if os.path.isfile(path):
-            return read_json(path, "ais_bench summary")  # type: ignore[no-any-return]
-    if log and os.path.isfile(log):
-        with open(log, encoding="utf-8", errors="replace") as handle:
-            lines = [line for line in handle if "throughput" in line and ":" in line]
-        if lines:
-            return {"throughput": float(lines[-1].split()[-1])}
-    raise UserError(f"{output_dir}: no {dirname}_summary.json, {dirname}/sumary.json or "
-                    "throughput line found; rerun the perf step")
+def read_bench_summary(output_dir: str, dirname: str) -> Json:
+    """The ais_bench summary `<dirname>_summary.json` beside the results folder."""
+    path = os.path.join(output_dir, f"{dirname}_summary.json")
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: no ais_bench summary; rerun the perf step")
+    return read_json(path, "ais_bench summary")  # type: ignore[no-any-return]
 
 
 def _latency(summary: Json) -> Json | None:
@@ -83,16 +73,6 @@ def perf_from_summary(summary: Json, loop: int, warmup: int) -> Json:
     if "contended" in summary:
         perf["load"] = {k: summary.get(k) for k in LOAD_KEYS}
     return perf
-
-
-def summary_backend(summary: Json) -> Json | None:
-    """The engine the runner reports it used (npuzoo.bench --backend/--precision), or None."""
-    if not summary.get("backend"):
-        return None
-    backend = {"name": summary["backend"], "version": summary.get("backend_version")}
-    if summary.get("precision"):
-        backend["precision"] = summary["precision"]
-    return backend
 
 
 def read_accuracy(path: str) -> Json:

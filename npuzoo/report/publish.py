@@ -1,8 +1,6 @@
 """`publish`: a built report is recorded in reports/<model>/history/ and becomes the current
-report of its owner (history.same_owner: machine and configuration) unless the owner's current
-run is more complete: the committed `dest` when that holds the same owner's run (or nothing),
-else history.own_path beside it. FORCE=1 makes it `dest` whatever is there; the run it displaces
-stays its own owner's current report. A missing current report is restored from the history."""
+report of its owner (history.same_owner), `dest` or history.own_path beside it, unless that
+holds a more complete run; FORCE=1 makes it `dest`. A missing current report is restored."""
 
 import os
 import re
