@@ -1,13 +1,7 @@
-"""PRECISION=int8 on the CPU: static quantisation of the exported ONNX with ONNX Runtime.
-
-    python3 -m npuzoo.quantize model MODEL.onnx CALIB_PREP OUT.onnx
-    python3 -m npuzoo.quantize backend OUT.json --calibration DATASET_JSON [--base JSON]
-
-`model`: the export at opset 13 (per-channel scales need it), quantize_static in the QDQ format,
-int8 weights per channel, uint8 activations, MinMax ranges over CALIB_PREP's .bin files (images
-outside the evaluated selection). `backend`: the report's --extra JSON, backend.precision int8
-and the calibration set, so a report says what it was calibrated on.
-"""
+"""PRECISION=int8 on the CPU. `model MODEL.onnx CALIB_PREP OUT.onnx`: the export converted to
+opset 13 (per-channel scales need it) and quantised statically by ONNX Runtime (QDQ, int8
+weights per channel, uint8 activations, MinMax over CALIB_PREP's .bin files, images outside the
+evaluated ones). `backend OUT.json --calibration DATASET_JSON`: the report's --extra JSON."""
 
 import argparse
 import glob
@@ -84,15 +78,6 @@ def quantize(model_path: str, prep_dir: str, out_path: str) -> None:
     print(f"quantized {model_path} -> {out_path} (int8 QDQ, calibrated on {count} images)")
 
 
-def calibration_record(dataset_json: str) -> dict[str, Any]:
-    with open(dataset_json, encoding="utf-8") as handle:
-        info = json.load(handle)
-    return {"dataset": info.get("name"), "images": info.get("images"),
-            "offset": info.get("offset", 0), "labels_sha256": info.get("labels_sha256"),
-            "method": "onnxruntime quantize_static, QDQ, MinMax, per-channel int8 weights, "
-                      "uint8 activations"}
-
-
 @cli
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python3 -m npuzoo.quantize",
@@ -105,19 +90,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     backend = sub.add_parser("backend", help="the report's --extra JSON of an int8 run")
     backend.add_argument("out")
     backend.add_argument("--calibration", required=True, help="the calibration dataset.json")
-    backend.add_argument("--base", help="a backend JSON to extend")
     args = parser.parse_args(argv)
     if args.action == "model":
         quantize(args.onnx, args.prep, args.out)
         return
-    extra: dict[str, Any] = {}
-    if args.base:
-        with open(args.base, encoding="utf-8") as handle:
-            extra = json.load(handle)
+    with open(args.calibration, encoding="utf-8") as handle:
+        info = json.load(handle)
     # The engine's name and version come from the runner's summary (npuzoo.report).
-    extra["backend"] = dict(extra.get("backend") or {}, precision="int8")
-    extra["calibration"] = calibration_record(args.calibration)
-    atomic_write(args.out, json.dumps(extra, indent=2) + "\n")
+    calibration = {"dataset": info.get("name"), "images": info.get("images"),
+                   "offset": info.get("offset", 0), "labels_sha256": info.get("labels_sha256"),
+                   "method": "onnxruntime quantize_static, QDQ, MinMax, per-channel int8 "
+                             "weights, uint8 activations"}
+    atomic_write(args.out, json.dumps({"backend": {"precision": "int8"},
+                                       "calibration": calibration}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

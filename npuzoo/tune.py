@@ -1,11 +1,7 @@
-"""Which engine and stream layout runs a compiled graph fastest here: a short tuning pass.
-
-`npuzoo.bench --tune DIR` times each layout of `layouts()` for about SECONDS of pure inference,
-once per key (the machine, the graph's sha256, precision, batch size, threads, the engines'
-versions), and caches the choice in DIR/<key>.json for every later run. The engine the run
-would use untuned is listed first and keeps its place unless another layout is at least MARGIN
-faster: a choice that flips on noise would make runs differ for no reason.
-"""
+"""`npuzoo.bench --tune DIR`: each layout of `layouts()` timed for about SECONDS of pure
+inference once per key (machine, graph sha256, precision, batch size, threads, engine versions),
+the choice cached in DIR/<key>.json. The untuned engine, listed first, keeps its place unless
+another layout is MARGIN faster: a choice that flips on noise would make runs differ."""
 
 import hashlib
 import json
