@@ -79,11 +79,6 @@ def backend_version(backend: str) -> str | None:
         return None
 
 
-def default_backend_for(model_path: str) -> str:
-    """DEFAULT_BACKEND, except for an `.ort` file, which only ONNX Runtime reads."""
-    return "onnxruntime" if str(model_path).lower().endswith(".ort") else DEFAULT_BACKEND
-
-
 def check_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise UserError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")

@@ -1,14 +1,8 @@
 """What else ran on this process's CPUs while the loop was timed, and how steady the loop was.
-
-LoadMonitor brackets the timed section. From /proc/stat (user+nice+system+irq+softirq+steal of
-the CPUs in this process's affinity set) minus this process's own user+system time it gets the
-CPU time other processes (and the hypervisor: steal) took: contended = that > CONTENDED_SHARE
-of cpus x wall time; no verdict (None) without /proc/stat or for a window under MIN_TICKS clock
-ticks of capacity, which /proc/stat's whole ticks cannot resolve. The 1-minute load average is
-recorded, not judged (it counts this runner's own threads). A slowdown from outside the
-machine shows in no /proc/stat of a guest that reports no steal, so a fixed reference kernel
-is timed before and after: a change beyond REFERENCE_CHANGE marks the run contended too.
-"""
+LoadMonitor brackets the timed section: other processes' CPU time (steal included) is
+/proc/stat's busy time of our CPUs minus our own; RULE says when that is contention. A slowdown
+from outside a guest that reports no steal shows in a reference kernel timed before and after.
+The 1-minute load average is recorded, not judged (it counts this runner's own threads)."""
 
 import os
 import time
@@ -22,11 +16,9 @@ REFERENCE_CHANGE = 0.15  # the reference kernel's time change, before vs after, 
 MIN_TICKS = 100          # of CPU capacity (cpus x wall time) below which no verdict is given
 WINDOWS = 5              # the timed loop is judged in this many consecutive windows
 RULE = (f"other_cpu_s > {CONTENDED_SHARE:g} * cpus * wall_s (other processes' CPU time on this "
-        "process's "
-        "CPUs, from /proc/stat minus its own), or a reference kernel's time before vs after "
-        f"the loop changed by more than {REFERENCE_CHANGE:.0%}; null when cpus * wall_s is under "
-        f"{MIN_TICKS} clock "
-        "ticks (too short to judge) or /proc/stat is absent")
+        "process's CPUs, from /proc/stat minus its own), or a reference kernel's time before vs "
+        f"after the loop changed by more than {REFERENCE_CHANGE:.0%}; null when cpus * wall_s "
+        f"is under {MIN_TICKS} clock ticks (too short to judge) or /proc/stat is absent")
 
 
 def reference_kernel_ms(repeats: int = 7) -> float:

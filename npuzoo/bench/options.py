@@ -168,7 +168,8 @@ def _check_t23(args: argparse.Namespace) -> None:
 
 
 def _default_backend(model: str) -> str:
-    backend = engines.default_backend_for(model)
+    # an .ort file only ONNX Runtime reads
+    backend = "onnxruntime" if model.lower().endswith(".ort") else engines.DEFAULT_BACKEND
     if not engines.backend_version(backend) and engines.backend_version("onnxruntime"):
         # a runner installed without its default engine still runs, and says on which
         print(f"note: {engines.BACKEND_LABELS[backend]} (the default engine) is not installed; "
