@@ -255,7 +255,7 @@ class OpenVINOSession:
                 f"{compiled.get_property('INFERENCE_NUM_THREADS')} threads, precision "
                 f"{_type_name(compiled.get_property('INFERENCE_PRECISION_HINT'))})"]
 
-    def run(self, output_names: list[str] | None, feeds: dict[str, Any]) -> list[np.ndarray]:
+    def run(self, output_names: None, feeds: dict[str, Any]) -> list[np.ndarray]:
         model = self.model
         if model.compiled is None:
             model.prepare({name: list(np.shape(value)) for name, value in feeds.items()})
@@ -266,12 +266,8 @@ class OpenVINOSession:
         except Exception as err:
             raise UserError(f"OpenVINO failed to run {model.path}: {_openvino_reason(err)}") \
                 from None
-        outputs = [np.array(request.get_output_tensor(k).data, copy=True)
-                   for k in range(len(model.outputs))]
-        if output_names is None:
-            return outputs
-        names = [d.name for d in model.outputs]
-        return [outputs[names.index(n)] for n in output_names]
+        return [np.array(request.get_output_tensor(k).data, copy=True)
+                for k in range(len(model.outputs))]
 
 
 def open_openvino(model_path: str, threads_per_stream: int, streams: int = 1,

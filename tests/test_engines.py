@@ -123,7 +123,6 @@ def test_openvino_compiles_in_f32_with_one_stream_per_runner_stream(tiny):
     out = [s.run(None, {"image": x}) for s in sessions]
     for got in out[1:]:
         np.testing.assert_array_equal(got[0], out[0][0])
-    assert sessions[1].run(["batchsum"], {"image": x})[0].shape == (2, 1)
 
 
 def test_openvino_refusals(tmp_path, tiny):

@@ -399,7 +399,7 @@ def test_versions_merge_fills_what_this_image_lacks(tmp_path):
     assert merged["torch"] == (here["torch"] or "9.9.9")
 
 
-WRITE_OPTIONS = ("model soc bs dataset weights accuracy perf_dir perf_dirname perf_log loop warmup "
+WRITE_OPTIONS = ("model soc bs dataset weights accuracy perf_dir perf_dirname loop warmup "
                  "source extra environment results_dir prep_dir fp32_model steps variant "
                  "engine").split()
 REQUIRED = ("model", "soc", "bs", "loop", "warmup")  # a subset of cli.REQUIRED

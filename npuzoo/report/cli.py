@@ -67,19 +67,11 @@ def _write_parser(sub: Any) -> None:
     add("--source", help="source.json written by the source step")
     add("--extra", help="JSON with backend/device/environment overrides")
     add("--environment", help="JSON of package versions where the steps ran elsewhere (docker)")
-    add("--results-dir", metavar="DIR",
-        help="the inference results folder (one <stem>_0.txt per image): its count is checked "
-             "and its logits read for NaN or constant rows")
+    add("--results-dir", metavar="DIR", help="inference results: counted, checked for NaN")
     add("--prep-dir", metavar="DIR", help="the preprocessed .bin folder: its count is checked")
-    add("--fp32-model", metavar="ONNX",
-        help="an int8 run: the fp32 export its logits (--results-dir) are compared with on the "
-             "first images (--prep-dir): int8_agreement")
-    add("--steps", metavar="LOG",
-        help="build/<model>/steps.jsonl: this run's step timings go into the report (the run "
-             "is NPUZOO_RUN_ID)")
-    add("--manifest", metavar="JSON",
-        help="the run's manifest (npuzoo/run.py writes it with the plan): {option: value} "
-             "for the options above; flags given win")
+    add("--fp32-model", metavar="ONNX", help="int8 run: the fp32 export for int8_agreement")
+    add("--steps", metavar="LOG", help="steps.jsonl: NPUZOO_RUN_ID's step timings")
+    add("--manifest", metavar="JSON", help="the plan's {option: value}; flags given win")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -93,16 +85,11 @@ def parser() -> argparse.ArgumentParser:
     pub.add_argument("built")
     pub.add_argument("dest")
     pub.add_argument("--no-gate", action="store_true", help="do not fail on a failed gate")
-    pub.add_argument("--force", action="store_true",
-                     help="make this run the current report even if the one there is more "
-                          "complete (FORCE=1)")
-    pub.add_argument("--strict", action="store_true",
-                     help="exit 1 when a throughput drop or an accuracy change is flagged "
-                          "against the latest like-for-like run (STRICT=1)")
+    pub.add_argument("--force", action="store_true", help="this run becomes dest (FORCE=1)")
+    pub.add_argument("--strict", action="store_true", help="exit 1 on a flagged change")
     pub.add_argument("--throughput-drop", metavar="FRACTION", help=drop_help)
     ver = sub.add_parser("versions", help="package versions here, merged with other images'")
-    ver.add_argument("--merge", action="append", default=[],
-                     help="JSON of versions seen elsewhere; a version found there wins over none")
+    ver.add_argument("--merge", action="append", default=[], help="versions seen elsewhere")
     ver.add_argument("--out", required=True)
     cmp_ = sub.add_parser("compare", help="print the run-over-run changes recorded in reports/")
     cmp_.add_argument("--reports", default=REPORTS_DIR, help="reports folder (default: reports/)")
