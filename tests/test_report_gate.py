@@ -10,7 +10,6 @@ import sys
 import pytest
 
 from npuzoo import readme
-from npuzoo.report import compare
 
 from helpers import REPO, accuracy_json, built_report, one_error_line, run_report
 
