@@ -193,11 +193,13 @@ def host_device(device: int | str, env: Mapping[str, str] | None = None) -> int:
     return int(value) if value.isdigit() else int(device)
 
 
-def device_name(device: int, env: Mapping[str, str] | None = None) -> str:
-    """`DEVICE=<host id>`, with the id in this container when it differs."""
+def described_device(device: int | str, env: Mapping[str, str] | None = None) -> str:
+    """The host's id of `device` (as `make DEVICE=` and npu-smi name it), and in a container
+    the id ACL uses there."""
+    if not str(device).isdigit():
+        return str(device)
     host = host_device(device, env)
-    return f"DEVICE={host}" + (f" (device {device} in this container)" if host != int(device)
-                               else "")
+    return f"{host}" + (f" (device {device} in the container)" if host != int(device) else "")
 
 
 def check_device_chip(soc: str, device: int, env: Mapping[str, str]) -> None:
@@ -206,15 +208,16 @@ def check_device_chip(soc: str, device: int, env: Mapping[str, str]) -> None:
     container, npu-smi is asked for the host's id of the NPU (host_device)."""
     if not socs.find_npu_smi(env):
         return
+    name = f"DEVICE={described_device(device, env)}"
     try:
         found = socs.detect(host_device(device, env), env=env)
     except UserError as err:
         reason = str(err).split("; pass SOC=")[0]
-        print(f"warning: not checking that {device_name(device, env)} is an {soc}: {reason}",
+        print(f"warning: not checking that {name} is an {soc}: {reason}",
               file=sys.stderr, flush=True)
         return
     if found != soc:
-        raise UserError(f"{device_name(device, env)} is an {found} (npu-smi info) but "
+        raise UserError(f"{name} is an {found} (npu-smi info) but "
                         f"SOC={soc}: an .om built for {soc} does not run there; use SOC={found} "
                         "or SOC=auto")
 
@@ -409,22 +412,12 @@ def toolkit_version(env: Mapping[str, str]) -> str | None:
 
 
 def npu_smi_version(env: Mapping[str, str]) -> str | None:
-    path = socs.find_npu_smi(env)
-    if not path:
-        return None
     try:
-        text = subprocess.run([path, "info"], capture_output=True, text=True, env=env,
-                              timeout=60).stdout
-    except (OSError, subprocess.SubprocessError):
+        text = socs.npu_smi(["info"], env) if socs.find_npu_smi(env) else ""
+    except UserError:
         return None
     match = re.search(r"Version:\s*(\S+)", text)
     return match.group(1) if match else None
-
-
-def driver_version(env: Mapping[str, str], npu_smi: str | None = None) -> str | None:
-    """<root>/driver/version.info, else the version in npu-smi's header."""
-    return (_key_value(os.path.join(ascend_root(env), "driver", "version.info"), "version")
-            or npu_smi)
 
 
 # The ais_bench front ends by their own files: the `ait` one has infer/args_check.py (its path
@@ -498,15 +491,6 @@ def aclruntime_label(install: dict[str, Any]) -> str | None:
     return f"{version or 'no version'} ({build})"
 
 
-def described_device(device: int | str, env: Mapping[str, str]) -> str:
-    """The report's device id: the host's (as `make DEVICE=` and npu-smi name it), and in a
-    container the id ais_bench used there."""
-    if not str(device).isdigit():
-        return str(device)
-    host = host_device(device, env)
-    return f"{host}" + (f" (device {device} in the container)" if host != int(device) else "")
-
-
 def describe(soc: str, device: int | str, ais_bench_command: str) -> dict[str, Any]:
     """The backend/device/environment entries of an Ascend report."""
     command = shlex.split(ais_bench_command)
@@ -520,7 +504,10 @@ def describe(soc: str, device: int | str, ais_bench_command: str) -> dict[str, A
     environment: dict[str, Any] = socs.package_versions(
         ("torch", "torchvision", "onnx", "numpy", "pillow"))
     environment.update({"cann_toolkit": toolkit_version(env),
-                        "driver": driver_version(env, npu_smi), "npu_smi": npu_smi,
+                        # <root>/driver/version.info, else the version in npu-smi's header
+                        "driver": _key_value(os.path.join(ascend_root(env), "driver",
+                                                          "version.info"), "version") or npu_smi,
+                        "npu_smi": npu_smi,
                         "ais_bench": frontend_label(install),
                         "aclruntime": aclruntime_label(install)})
     return {
@@ -555,9 +542,6 @@ def main(argv: list[str] | None = None) -> None:
     rem = sub.add_parser("remove-om", help="delete BASE.om, its record and atc's "
                                            "BASE_<os>_<arch>.om (before atc runs)")
     rem.add_argument("base", help="the --output given to atc")
-    chk = sub.add_parser("check-om", help="stop unless OM was built for SOC")
-    chk.add_argument("om")
-    chk.add_argument("--soc", required=True)
     desc = sub.add_parser("describe", help="write the backend JSON for `report write --extra`")
     desc.add_argument("--soc", required=True)
     desc.add_argument("--device", default="0")
@@ -573,8 +557,6 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "record-om":
         record = record_om(args.base, args.soc, args.onnx, args.bs)
         print(f"compiled {args.base}.om for {record['soc_version']}")
-    elif args.command == "check-om":
-        check_om(args.om, args.soc)
     else:
         atomic_write(args.out, json.dumps(describe(args.soc, args.device, args.ais_bench),
                                           indent=2) + "\n")

@@ -1045,7 +1045,7 @@ def test_npu_smi_is_asked_for_the_hosts_id_in_the_container(tmp_path):
            "NPUZOO_STANDIN_CHIP": "310P3"}
     assert ascend.host_device(0, env) == 0 and ascend.host_device(0, dict(env, NPUZOO_HOST_DEVICE="3")) == 3
     ascend.check_device_chip("Ascend310P3", 0, env)
-    with pytest.raises(UserError, match=r"DEVICE=1 \(device 0 in this container\) is an Ascend310P3"):
+    with pytest.raises(UserError, match=r"DEVICE=1 \(device 0 in the container\) is an Ascend310P3"):
         ascend.check_device_chip("Ascend310", 0, dict(env, NPUZOO_HOST_DEVICE="1"))
     assert ascend.described_device("0", dict(env, NPUZOO_HOST_DEVICE="3")) == "3 (device 0 in the container)"
     assert ascend.described_device("2", env) == "2"
@@ -1056,7 +1056,7 @@ def test_npu_smi_not_listing_the_hosts_id_only_warns(tmp_path, capsys):
     env = {"PATH": STANDINS + os.pathsep + os.environ["PATH"], "NPUZOO_STANDIN_NPUS": "2",
            "NPUZOO_HOST_DEVICE": "3"}
     ascend.check_device_chip("Ascend310P3", 0, env)
-    assert "not checking that DEVICE=3 (device 0 in this container) is an Ascend310P3" in capsys.readouterr().err
+    assert "not checking that DEVICE=3 (device 0 in the container) is an Ascend310P3" in capsys.readouterr().err
 
 
 # -- every chip family: its CANN image and an aclruntime that exists for it (issue 18) ----------
