@@ -17,6 +17,7 @@ import sys
 import tarfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -426,21 +427,19 @@ def connect(environ: Mapping[str, str] = os.environ) -> Any:
     return ray
 
 
+def live_nodes(ray: Any) -> list[dict[str, float]]:
+    """The resources of each live node of the cluster."""
+    return [n.get("Resources") or {} for n in ray.nodes() if n.get("Alive")]
+
+
 def cpus_per_task(ray: Any, wanted: int | None) -> int:
-    if wanted:
-        return wanted
-    counts = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
-    counts = [c for c in counts if c > 0]
-    return min(counts) if counts else 1
+    counts = [int(node.get("CPU", 0)) for node in live_nodes(ray)]
+    return wanted or min([c for c in counts if c > 0] or [1])
 
 
 def task_options(soc: str, cpus: int) -> dict[str, Any]:
-    options = {"max_retries": 1, "retry_exceptions": True, "scheduling_strategy": "SPREAD"}
-    if soc == "cpu":
-        options["num_cpus"] = cpus
-    else:
-        options.update(num_cpus=1, resources={"NPU": 1})
-    return options
+    return {"max_retries": 1, "retry_exceptions": True, "scheduling_strategy": "SPREAD",
+            **({"num_cpus": cpus} if soc == "cpu" else {"num_cpus": 1, "resources": {"NPU": 1}})}
 
 
 def summary_line(job: Job) -> str:
@@ -458,24 +457,15 @@ def summary_line(job: Job) -> str:
 def task_slots(ray: Any, soc: str, cpus: int) -> int:
     """How many tasks of chip `soc` the cluster runs at once (the others wait in Ray's queue):
     per live node, its CPUs // the CPUs a task takes, or its NPUs."""
-    total = 0
-    for node in ray.nodes():
-        if node.get("Alive"):
-            have = node.get("Resources") or {}
-            total += int(have.get("CPU", 0) // cpus) if soc == "cpu" else int(have.get("NPU", 0))
-    return max(total, 1)
+    return max(sum(int(node.get("CPU", 0) // cpus) if soc == "cpu" else int(node.get("NPU", 0))
+                   for node in live_nodes(ray)), 1)
 
 
 def progress_line(jobs: list[Job], started: float, slots: dict[str, int]) -> str:
     """`sweep: 1/8 tasks done (1 ok), 1 running, 6 queued, 40 s`: of the unfinished tasks of
     each chip, as many run as the cluster has slots for them (`slots`: {soc: n})."""
-    counts: dict[str, int] = {}
-    unfinished: dict[str, int] = {}
-    for job in jobs:
-        if job.status in ("running", "waiting"):
-            unfinished[job.plan.soc] = unfinished.get(job.plan.soc, 0) + 1
-        else:
-            counts[job.status] = counts.get(job.status, 0) + 1
+    unfinished = Counter(j.plan.soc for j in jobs if j.status in ("running", "waiting"))
+    counts = Counter(j.status for j in jobs if j.status not in ("running", "waiting"))
     running = sum(min(n, slots.get(soc, 1)) for soc, n in unfinished.items())
     queued = sum(unfinished.values()) - running
     done = sum(counts.values())
@@ -608,8 +598,7 @@ def drive(ray: Any, plans: dict[str, run.Plan], settings: dict[str, run.Settings
                 jobs.append(job)
             per_bs[(model, bs)] = group
     slots = {soc: task_slots(ray, soc, cpus) for soc in soc_of}
-    alive = [n for n in ray.nodes() if n.get("Alive")]
-    print(f"sweep: {len(jobs)} tasks on {len(alive)} node(s), "
+    print(f"sweep: {len(jobs)} tasks on {len(live_nodes(ray))} node(s), "
           + ("{'NPU': 1} each" if soc_of != {"cpu"} else f"{cpus} CPU(s) each")
           + f", {storage} storage", flush=True)
     failed = 0
