@@ -240,27 +240,6 @@ def _wait(future: "Future[None] | None") -> None:
         future.result()
 
 
-def _layout(args: argparse.Namespace, threads: int) -> tuple[int, int, str | None, Any]:
-    """(streams, threads per stream, OpenVINO hint, tuning record); --tune sets args.backend."""
-    if args.tune is None:
-        return args.streams, max(1, threads // args.streams), None, None
-    tuning = tuned_layout(args, threads)
-    chosen = tuning["chosen"]
-    args.backend = chosen["engine"]
-    return chosen["streams"], chosen["threads_per_stream"], chosen["hint"], tuning
-
-
-def _batchsize(args: argparse.Namespace, first: TensorDesc) -> float:
-    if args.batchsize is not None:
-        return args.batchsize  # type: ignore[no-any-return]
-    if first.resolved:
-        batchsize = first.resolved[0]
-    else:
-        batchsize = first.shape[0] if first.shape and first.shape[0] != -1 else (args.dymBatch or 1)
-    logger.info(f"try get model batchsize:{batchsize}")
-    return batchsize
-
-
 def _batches(args: argparse.Namespace, inputs: list[TensorDesc]) -> tuple[int, list[ins.Batch]]:
     """(files per batch, batches); pure inference (no --input) is one batch of no files."""
     if args.input is None:
@@ -308,12 +287,22 @@ def _extras(args: argparse.Namespace, run: Inference, timed: dict[str, Any], bat
 def run_single(args: argparse.Namespace, argv: list[str], threads: int
                ) -> tuple[dict[str, Any], float, float]:
     """One device: warm-up, timed inference, outputs, summary. Returns (summary, start, end)."""
-    streams, per_stream, hint, tuning = _layout(args, threads)
+    streams, per_stream, hint, tuning = args.streams, max(1, threads // args.streams), None, None
+    if args.tune is not None:   # npuzoo.tune's choice, engine included
+        tuning = tuned_layout(args, threads)
+        chosen = tuning["chosen"]
+        args.backend, streams = chosen["engine"], chosen["streams"]
+        per_stream, hint = chosen["threads_per_stream"], chosen["hint"]
     sessions, inputs, outs = open_sessions(args.model, per_stream, args.backend, streams, hint)
     if args.precision_given:
         engines.check_precision(args.model, args.precision)
     args.unresolved = ins.resolve_shapes(inputs, args)
-    batchsize = _batchsize(args, inputs[0])
+    batchsize: float = args.batchsize or 0
+    if not batchsize:
+        first = inputs[0]
+        batchsize = first.resolved[0] if first.resolved else first.shape[0] \
+            if first.shape and first.shape[0] != -1 else (args.dymBatch or 1)
+        logger.info(f"try get model batchsize:{batchsize}")
     if args.outputSize is not None:
         logger.debug(f"--outputSize {args.outputSize} ignored: the engine sizes its outputs")
     prefix = outputs.output_prefix(args)

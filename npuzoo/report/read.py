@@ -19,14 +19,10 @@ Json = dict[str, Any]
 REPORTS_DIR = os.environ.get("NPUZOO_REPORTS_DIR") or os.path.join(config.REPO_ROOT, "reports")
 STR, INT, NUMBER, BOOL, ANY = "a string", "an integer", "a number", "true or false", "any"
 LATENCY = {k: NUMBER for k in ("mean", "p50", "p90", "p99", "min", "max")}
-# Field types as the readers use them; missing optional fields stay missing.
+# Types of the fields readers use (the rest is checked as text only); missing ones stay missing.
 SCHEMA: Json = {
     "schema": INT, "model": STR, "soc": STR, "device": STR, "batch_size": INT,
     "machine": {"id": STR, "description": STR, "isa": STR},
-    "placement": {"runner": STR, "node": STR, "node_ip": STR, "node_id": STR, "device": STR},
-    "timings": {"unit": STR, "what": STR, "steps": {}},
-    "calibration": {"dataset": STR, "images": INT, "offset": INT, "labels_sha256": STR,
-                    "method": STR},
     "backend": {"name": STR, "version": STR},
     "commit": STR, "timestamp": STR,
     "source": {"kind": STR},
@@ -36,21 +32,13 @@ SCHEMA: Json = {
     "accuracy": {"top1": NUMBER, "top2": NUMBER, "top3": NUMBER, "top4": NUMBER,
                  "top5": NUMBER, "images": INT, "classes": INT, "meaningful": BOOL},
     "gate": {"verdict": STR, "reason": STR},
-    "perf": {"throughput": NUMBER, "latency_ms": LATENCY, "samples": INT, "loop": INT,
-             "warmup": INT, "loop_seconds": NUMBER, "streams": INT, "throughput_per_call": NUMBER,
-             "throughput_is": STR,
+    "perf": {"throughput": NUMBER, "latency_ms": LATENCY, "loop": INT, "warmup": INT,
+             "loop_seconds": NUMBER, "streams": INT,
              "spread": {"windows": ANY, "median": NUMBER, "spread": NUMBER, "is": STR},
              "tuning": {"cache": STR, "path": STR, "key": STR, "seconds": NUMBER,
                         "chosen": {"engine": STR, "streams": INT, "threads_per_stream": INT,
                                    "hint": STR}, "candidates": ANY},
-             "load": {"loadavg_1m_start": NUMBER, "loadavg_1m_end": NUMBER, "cpus": INT,
-                      "other_cpu_s": NUMBER, "other_cpu_share": NUMBER, "reference_ms": ANY,
-                      "reference_change": NUMBER, "contended": BOOL, "contended_rule": STR}},
-    "int8_agreement": {"images": INT, "top1": NUMBER, "top5": NUMBER,
-                       "max_abs_logit_error": NUMBER, "mean_abs_logit_error": NUMBER,
-                       "reference": STR, "meaningful": BOOL},
-    "output_check": {"result_files": INT, "preprocessed_files": INT, "nan_images": INT,
-                     "constant_images": INT, "first_nan": STR, "first_constant": STR},
+             "load": {"contended": BOOL}},
     "environment": {},
     "comparison": {"against": STR, "threshold": NUMBER, "spread": NUMBER,
                    "previous": {"timestamp": STR, "commit": STR, "throughput": NUMBER,
