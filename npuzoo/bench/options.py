@@ -4,7 +4,7 @@ unique prefixes, T23's str2bool taking one value), and npuzoo's flags."""
 import argparse
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from npuzoo import engines
@@ -37,18 +37,15 @@ def integer(value: str) -> int:
         raise argparse.ArgumentTypeError(f"'{value}' is not an integer") from None
 
 
-def positive_integer(value: str) -> int:
-    ivalue = integer(value)
-    if ivalue <= 0:
-        raise argparse.ArgumentTypeError(f"{value} is an invalid positive int value")
-    return ivalue
+def _at_least(low: int, word: str) -> Callable[[str], int]:
+    def check(value: str) -> int:
+        if integer(value) < low:
+            raise argparse.ArgumentTypeError(f"{value} is an invalid {word} int value")
+        return integer(value)
+    return check
 
 
-def nonnegative_integer(value: str) -> int:
-    ivalue = integer(value)
-    if ivalue < 0:
-        raise argparse.ArgumentTypeError(f"{value} is an invalid nonnegative int value")
-    return ivalue
+positive_integer, nonnegative_integer = _at_least(1, "positive"), _at_least(0, "nonnegative")
 
 
 def nonnegative_float(value: str) -> float:
