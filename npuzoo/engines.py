@@ -17,14 +17,10 @@ from npuzoo.errors import UserError
 
 PRECISIONS = ("fp32", "int8")
 STREAMS_PER_CORE = 4  # beyond a few per core streams only queue, and each holds a session
-# Operators that make a graph quantised (QDQ, QOperator, integer and ORT's fused variants).
+# Operators that make a graph quantised (QDQ, integer and ORT's fused variants; QLinear*).
 QUANTISED_OPS = frozenset({
-    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
-    "QLinearMatMul", "ConvInteger", "MatMulInteger", "QLinearAdd", "QLinearMul",
-    "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearConcat", "QLinearSigmoid",
-    "QLinearLeakyRelu", "QLinearSoftmax", "QGemm", "DynamicQuantizeMatMul",
-    "MatMulIntegerToFloat", "QAttention",
-})
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger",
+    "MatMulInteger", "QGemm", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QAttention"})
 ORT_DTYPES: dict[str, type[Any]] = {
     f"tensor({name})": dtype for name, dtype in (
         ("float", np.float32), ("float16", np.float16), ("double", np.float64),
@@ -125,7 +121,8 @@ def check_precision(model_path: str, precision: str) -> None:
         raise UserError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     if model_path.lower().endswith(".ort"):
         return  # an ORT flatbuffer: no ONNX graph to read; trust the caller
-    quantised = sorted(graph_ops(model_path) & QUANTISED_OPS)
+    quantised = sorted(op for op in graph_ops(model_path)
+                       if op in QUANTISED_OPS or op.startswith("QLinear"))
     if precision == "int8" and not quantised:
         raise UserError(f"{model_path}: --precision int8, but the graph has no quantised "
                         "operator (QuantizeLinear, QLinearConv, ...); give the int8 model")

@@ -25,9 +25,8 @@ Layout = dict[str, Any]
 
 
 def layouts(fallback: str, threads: int) -> list[Layout]:
-    """The layouts tried, the fallback engine's one-stream layout first: per installed engine
-    one stream of all threads and one single-thread stream per thread, and OpenVINO's own
-    THROUGHPUT hint (it picks its streams; one infer request per thread)."""
+    """The fallback's one stream first; per engine one stream of all threads and one of one
+    thread per thread; OpenVINO's THROUGHPUT hint (one infer request per thread)."""
     installed = [e for e in engines.BACKENDS if engines.backend_version(e)]
     ordered = [fallback] + [e for e in installed if e != fallback]
     shapes = [(1, threads)] + ([(threads, 1)] if threads > 1 else [])
@@ -51,9 +50,8 @@ def _child(send: Any, target: Callable[..., Any], args: tuple[Any, ...]) -> None
 
 
 def isolated(target: Callable[..., Any], *args: Any, timeout: float = CHILD_TIMEOUT) -> Any:
-    """target(*args) in a fresh Python process (multiprocessing spawn), its value returned:
-    an engine that crashes the process on some graph and CPU costs that layout, not the run.
-    An exception there, a crash or no answer within `timeout` becomes a UserError here."""
+    """target(*args) in a spawned process, so that an engine crash costs a layout, not the
+    run; an exception, a crash or no answer within `timeout` becomes a UserError here."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")

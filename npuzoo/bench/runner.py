@@ -56,9 +56,7 @@ def open_session(model_path: str, threads: int, backend: str = "onnxruntime"
 
 def open_sessions(model_path: str, threads_per_stream: int, backend: str, streams: int,
                   hint: str | None = None) -> tuple[list[Any], list[TensorDesc], list[TensorDesc]]:
-    """([one session per stream], inputs, outputs). ONNX Runtime: one InferenceSession per
-    stream; OpenVINO: one compiled model with NUM_STREAMS=streams (or its performance `hint`)
-    and one infer request each."""
+    """([one session per stream], inputs, outputs): OpenVINO's share one compiled model."""
     if hint is not None or (backend == "openvino" and streams > 1):
         return engines.open_openvino(model_path, threads_per_stream, streams, hint)
     opened = [open_session(model_path, threads_per_stream, backend) for _ in range(streams)]
@@ -97,10 +95,8 @@ def in_threads(work: Callable[[Item], object], items: Sequence[Item],
 def run_batch(sessions: Sequence[Session], feeds: ins.Feeds, loop: int, seconds: float,
               stop: threading.Event, progress: Any = None, ends: list[float] | None = None
               ) -> tuple[list[float], Any]:
-    """Run one batch on the sessions (sharing the runs when there are several) until at least
-    `loop` runs have been started AND `seconds` have passed since the first; return (call
-    times in ms in order of completion, the outputs of the last call to complete). `ends`, a
-    list, gets the perf_counter time at which each call completed."""
+    """Run one batch on the sessions (sharing the runs) until `loop` runs have started AND
+    `seconds` have passed: (call times in ms, the last outputs); `ends` gets each end time."""
     lock = threading.Lock()
     perf = time.perf_counter
     state: dict[str, Any] = {"claimed": 0, "start": perf(), "results": None}
@@ -336,8 +332,8 @@ def run_single(args: argparse.Namespace, argv: list[str], threads: int
 
 
 def measure_layout(args: argparse.Namespace, layout: dict[str, Any], seconds: float) -> float:
-    """Images/s of one tuning layout: pure inference of one batch for `seconds` (at least one
-    call per stream), after one warm-up call per stream."""
+    """Images/s of one tuning layout: one warm-up call per stream, then `seconds` of pure
+    inference of one batch."""
     try:
         sessions, inputs, _ = open_sessions(args.model, layout["threads_per_stream"],
                                             layout["engine"], layout["streams"], layout["hint"])

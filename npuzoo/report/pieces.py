@@ -111,24 +111,21 @@ def prep_files(prep_dir: str) -> int:
                if n.endswith(".bin") and not n.startswith("."))
 
 
-def check_counts(dataset: Json, accuracy: Json | None, results: int | None = None,
-                 prep: int | None = None, paths: dict[str, str | None] | None = None) -> None:
+def check_counts(dataset: Json, accuracy: Json, results: int | None, prep: int | None,
+                 paths: dict[str, str]) -> None:
     """UserError naming every number when the images selected, preprocessed, inferred and
-    scored are not as many: an image lost or added between steps changes the accuracy's
-    denominator silently."""
-    paths = paths or {}
+    scored are not as many: a lost or added image changes the accuracy's denominator."""
     counts = []
     if isinstance(dataset.get("images"), int):
-        counts.append((dataset["images"], "selected images (dataset.json images"
-                       + (f" in {paths['dataset']})" if paths.get("dataset") else ")")))
+        counts.append((dataset["images"],
+                       f"selected images (dataset.json images in {paths['dataset']})"))
     if prep is not None:
-        counts.append((prep, f"preprocessed .bin files in {paths.get('prep') or '--prep-dir'}"))
+        counts.append((prep, f"preprocessed .bin files in {paths['prep']}"))
     if results is not None:
-        counts.append((results, f"result files (<stem>{RESULT_SUFFIX}) in "
-                                f"{paths.get('results') or '--results-dir'}"))
-    if accuracy is not None and isinstance(accuracy.get("images"), int):
-        counts.append((accuracy["images"], "images scored (accuracy.json Number of images"
-                       + (f" in {paths['accuracy']})" if paths.get("accuracy") else ")")))
+        counts.append((results, f"result files (<stem>{RESULT_SUFFIX}) in {paths['results']}"))
+    if isinstance(accuracy.get("images"), int):
+        counts.append((accuracy["images"], "images scored (accuracy.json Number of images "
+                       f"in {paths['accuracy']})"))
     if len({n for n, _ in counts}) > 1:
         listed = ", ".join(f"{n} {what}" for n, what in counts)
         raise UserError(f"image counts differ: {listed}; every selected image must be "
