@@ -218,18 +218,16 @@ def _friendly_block(batchsize: float, npu: dict[str, Any], throughput: float,
     logger.info("------------------------------------------------------")
 
 
-def _t23_line(name: str, info: dict[str, Any]) -> str:
-    return "{} (ms): min = {}, max = {}, mean = {}, median = {}, percentile(99%) = {}".format(
-        name, info["min"], info["max"], info["mean"], info["median"], info["percentile(99%)"])
-
-
 def _t23_block(batchsize: float, infodict: dict[str, Any], display_all: bool) -> None:
     """Piped or logged (and NPUZOO_BENCH_T23_OUTPUT=1): the T23 block, verbatim."""
     names = ["H2D_latency", "NPU_compute_time", "D2H_latency"] if display_all else \
         ["NPU_compute_time"]
     logger.info("-----------------Performance Summary------------------")
     for name in names:
-        logger.info(_t23_line(name, infodict[name]))
+        info = infodict[name]
+        logger.info("{} (ms): min = {}, max = {}, mean = {}, median = {}, percentile(99%) = {}"
+                    .format(name, info["min"], info["max"], info["mean"], info["median"],
+                            info["percentile(99%)"]))
     logger.info("throughput 1000*batchsize.mean({})/NPU_compute_time.mean({}): {}".format(
         batchsize, infodict["NPU_compute_time"]["mean"], infodict["throughput"]))
     logger.info("------------------------------------------------------")

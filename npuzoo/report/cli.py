@@ -49,7 +49,10 @@ def from_manifest(args: argparse.Namespace, required: Sequence[str] = REQUIRED
     return args
 
 
-def _write_parser(sub: Any) -> None:
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python3 -m npuzoo.report",
+                                  description="Write and publish run reports.")
+    sub = top.add_subparsers(dest="command", required=True)
     write = sub.add_parser("write", help="gather one run's results into a report")
     add = write.add_argument
     # required, unless the --manifest holds them (from_manifest)
@@ -73,12 +76,6 @@ def _write_parser(sub: Any) -> None:
     add("--steps", metavar="LOG", help="steps.jsonl: NPUZOO_RUN_ID's step timings")
     add("--manifest", metavar="JSON", help="the plan's {option: value}; flags given win")
 
-
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python3 -m npuzoo.report",
-                                  description="Write and publish run reports.")
-    sub = top.add_subparsers(dest="command", required=True)
-    _write_parser(sub)
     drop_help = f"flag a throughput fall beyond this (default {THROUGHPUT_DROP:g}, or " \
                 f"${THROUGHPUT_DROP_ENV})"
     pub = sub.add_parser("publish", help="copy a built report into reports/")
