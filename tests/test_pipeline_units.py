@@ -359,11 +359,11 @@ def test_publish_is_idempotent_and_atomic(tmp_path, capsys):
     assert len(list((dest.parent / "history" / "cpu_bs1").iterdir())) == 2
 
 
-def test_load_accepts_older_reports(tmp_path):
+def test_load_refuses_what_write_did_not_build(tmp_path):
     path = tmp_path / "old.json"
     path.write_text(json.dumps({"model": "m", "soc": "cpu", "batch_size": 1}))
-    loaded = build.load(str(path))
-    assert loaded["schema"] == 0 and loaded["gate"]["verdict"] == "not applicable"
+    with pytest.raises(UserError, match="not a report built by `report write`"):
+        build.load(str(path))
 
 
 def test_recorded_commit_ignores_generated_outputs(tmp_path, monkeypatch):

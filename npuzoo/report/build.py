@@ -109,12 +109,10 @@ def build(model: str, soc: str, batch_size: int, dataset: Json, weights: Json,
 
 
 def load(path: str) -> Json:
-    """A report of any schema version, upgraded to the current field names."""
+    """A report `write` built (publish judges and places it)."""
     data = read_json(path, "report")
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: not a report (a JSON {type(data).__name__}, not an object)")
-    data.setdefault("schema", 0)
-    data.setdefault("gate", {"verdict": "not applicable", "reason": "not recorded"})
+    if not isinstance(data, dict) or not isinstance(data.get("gate"), dict):
+        raise UserError(f"{path}: not a report built by `report write`; rebuild it")
     data.setdefault("comparison", None)
     return data
 

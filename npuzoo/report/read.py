@@ -124,12 +124,9 @@ def _normalize(data: Json, schema: Json, where: str, problems: list[str]) -> Non
 
 
 def _identify(data: Json, path: str, problems: list[str]) -> str | None:
-    """Fill what every reader needs, model (the folder), chip and batch size (the file
-    name); the reason when they cannot be had."""
+    """Fill the chip and batch size every reader needs from the file name; the reason when
+    they cannot be had."""
     named = re.fullmatch(r"(?P<soc>.+)_bs(?P<bs>\d+)\.json", os.path.basename(path))
-    if not data.get("model"):
-        data["model"] = os.path.basename(os.path.dirname(os.path.abspath(path)))
-        problems.append(f"no model; read as {data['model']} (its folder)")
     if not data.get("soc"):
         if not named:
             return "no soc, and the file name is not <soc>_bs<N>.json"
@@ -169,7 +166,6 @@ def read_report(path: str, warn: Callable[[str], None] = warn) -> Json | None:
     if refused:
         warn(f"warning: {path}: {refused}; skipped")
         return None
-    data.setdefault("schema", 0)
     if not isinstance(data.get("gate"), dict):
         data["gate"] = {"verdict": "not applicable", "reason": "not recorded"}
     data.setdefault("comparison", None)
