@@ -41,9 +41,9 @@ def txt_bytes(ndata: Any) -> bytes:
 def save_data_to_file(path: str, ndata: np.ndarray) -> None:
     """Write one output in the format its extension names (.bin raw bytes, .npy, .txt)."""
     try:
-        if path.endswith((".npy", ".NPY")):
+        if path.endswith(".npy"):   # the extension is --outfmt in lower case
             np.save(path, ndata)
-        elif path.endswith((".txt", ".TXT")):
+        elif path.endswith(".txt"):
             with open(path, "wb") as handle:
                 handle.write(txt_bytes(ndata))
         else:
@@ -95,14 +95,6 @@ def output_prefix(args: argparse.Namespace) -> str | None:
     prefix = os.path.join(args.output, time.strftime("%Y_%m_%d-%H_%M_%S") if name is None else name)
     logger.info(f"output path:{prefix}")
     return prefix
-
-
-def make_output_dir(prefix: str) -> None:
-    """Created once the inputs are checked, so a refused run leaves no empty folder."""
-    try:
-        os.makedirs(prefix, 0o755, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create output folder {prefix}: {err.strerror}") from None
 
 
 class _StdoutHandler(logging.Handler):

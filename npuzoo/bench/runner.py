@@ -309,8 +309,11 @@ def run_single(args: argparse.Namespace, argv: list[str], threads: int
         prepare({d.name: d.resolved for d in inputs} if static else None)
     if args.debug:
         _debug_table(args, sessions[0], inputs, outs, per_stream)
-    if prefix is not None:
-        outputs.make_output_dir(prefix)
+    if prefix is not None:   # once the inputs are checked: a refused run leaves no folder
+        try:
+            os.makedirs(prefix, 0o755, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"cannot create output folder {prefix}: {err.strerror}") from None
     run = Inference(args, sessions, inputs, batches, files_per_batch, prefix)
     try:
         run.warm_up()
