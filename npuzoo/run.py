@@ -432,7 +432,8 @@ def data_link(data_abs: str, data_id: str) -> None:
 
 def show(model: str, settings: Settings) -> None:
     """make -n: the commands each batch size would run, with the ids the inputs have now.
-    Nothing is written but the DATA link: no lock, no cache, no weights copy, no download."""
+    Nothing is written but the DATA link and the plan files: no lock, no cache, no weights
+    copy, no download."""
     model_config = config.load(model)
     soc = resolve_soc(settings)
     cache = store.hash_cache()
