@@ -25,11 +25,14 @@ SHARED_DATA = Path(os.environ.get("NPUZOO_SHARED_DATA", REPO.parent / "shared" /
 STANDINS = str(REPO / "tests" / "standins")
 VENV_BIN = os.path.dirname(sys.executable)
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
-THIRD_PARTY = Path(os.environ.get("NPUZOO_SHARED_THIRD_PARTY", REPO.parent / "shared" / "third_party"))
+THIRD_PARTY = Path(os.environ.get("NPUZOO_SHARED_THIRD_PARTY",
+                                  REPO.parent / "shared" / "third_party"))
 # The two unmodified ais_bench front ends (test oracles).
-FRONTENDS = {"2023": THIRD_PARTY / "ais_bench-9d6da90", "ait": THIRD_PARTY / "ais_bench-ait-3baadae7"}
+FRONTENDS = {"2023": THIRD_PARTY / "ais_bench-9d6da90",
+             "ait": THIRD_PARTY / "ais_bench-ait-3baadae7"}
 FRONTEND = FRONTENDS["2023"]
-HAS_FRONTEND = all((f / "ais_bench" / "infer" / "__main__.py").is_file() for f in FRONTENDS.values())
+HAS_FRONTEND = all((f / "ais_bench" / "infer" / "__main__.py").is_file()
+                   for f in FRONTENDS.values())
 
 
 # -- processes --------------------------------------------------------------------------------
@@ -259,7 +262,7 @@ def run_api(argv: list[Any], capsys: Any = None, threads: int = 1) -> tuple[Any,
 
 FLOAT = r"[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|nan|inf)"
 THROUGHPUT_RE = re.compile(r"^\[INFO\] throughput 1000\*batchsize\.mean\((\d+(?:\.\d+)?)\)/"
-                           r"NPU_compute_time\.mean\(({f})\): ({f})$".format(f=FLOAT))
+                           rf"NPU_compute_time\.mean\(({FLOAT})\): ({FLOAT})$")
 # The keys of ais_bench's (T23) summary JSON, in its order.
 T23_KEYS = ["filesinfo", "args", "NPU_compute_time", "H2D_latency", "D2H_latency", "throughput",
             "npu_compute_time_list", "pid"]
@@ -267,8 +270,9 @@ T23_KEYS = ["filesinfo", "args", "NPU_compute_time", "H2D_latency", "D2H_latency
 
 def stats_re(name: str) -> re.Pattern[str]:
     """A printed `[INFO] NAME (ms): min = ..., percentile(99%) = ...` line."""
-    return re.compile(r"^\[INFO\] {} \(ms\): min = ({f}), max = ({f}), mean = ({f}), median = ({f}), "
-                      r"percentile\(99%\) = ({f})$".format(name, f=FLOAT))
+    return re.compile(rf"^\[INFO\] {name} \(ms\): min = ({FLOAT}), max = ({FLOAT}), mean = "
+                      rf"({FLOAT}), median = ({FLOAT}), "
+                      rf"percentile\(99%\) = ({FLOAT})$")
 
 
 def summary_block(out: str) -> list[str]:
@@ -288,7 +292,8 @@ def accuracy_json(top1: float, top5: float, images: int) -> str:
                        "value": [{"key": k, "value": v} for k, v in values]})
 
 
-def run_report(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_report(*args: object,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return python("-m", "npuzoo.report", *args, env=dict(os.environ, **(env or {})))
 
 

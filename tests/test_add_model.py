@@ -53,7 +53,8 @@ def snapshot(root):
     found = {}
     for path in root.rglob("*"):
         rel = path.relative_to(root)
-        if rel.parts[0] in ("build", "reports", ".venv", ".venv.lock") or rel.parts[:2] == ("models", NAME) \
+        if rel.parts[0] in ("build", "reports", ".venv",
+                            ".venv.lock") or rel.parts[:2] == ("models", NAME) \
                 or "__pycache__" in rel.parts or not path.is_file():
             continue
         found[str(rel)] = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -94,7 +95,8 @@ def add_tinynet(root):
     return folder
 
 
-def test_a_model_added_by_the_recipe_runs_end_to_end_and_appears_in_the_readme(tmp_path, shared_data):
+def test_a_model_added_by_the_recipe_runs_end_to_end_and_appears_in_the_readme(tmp_path,
+                                                                               shared_data):
     root = scratch_repository(tmp_path / "repo")
     shutil.copytree(REPO / "reports", root / "reports", dirs_exist_ok=True)  # the others' results
     steps = recipe((root / "docs" / "design.md").read_text())

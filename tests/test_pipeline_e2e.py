@@ -43,7 +43,8 @@ def test_full_pipeline_sweep_and_no_rework(scratch, shared_data):
         for key in ("mean", "p50", "p90", "p99"):
             assert report["perf"]["latency_ms"][key] > 0
         assert report["backend"]["name"] == "onnxruntime"
-        assert report["timings"]["steps"]["inference"] > 0 and "export" in report["timings"]["steps"]
+        assert report["timings"]["steps"]["inference"] > 0 \
+            and "export" in report["timings"]["steps"]
         assert set(report["environment"]) >= {"python", "torch", "onnx", "onnxruntime"}
     assert "steps of this run (wall time, s):" in first.stdout
     # One export and one preprocessing serve both batch sizes.

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,7 +35,7 @@ def test_every_model_yaml_validates():
     (("preprocess", "mean"), None, "preprocess.mean: missing"),
 ])
 def test_config_names_the_bad_field(field, value, fragment):
-    data = copy.deepcopy(yaml.safe_load(open(os.path.join(REPO, "models/mobilenetv1/model.yaml"))))
+    data = copy.deepcopy(yaml.safe_load((REPO / "models/mobilenetv1/model.yaml").read_text()))
     section, key = field
     data[section][key] = value
     with pytest.raises(UserError, match=fragment.replace(".", r"\.")):
@@ -57,7 +58,7 @@ def test_makevars_come_from_model_yaml():
 def make_dataset(root, names_labels, class_folders=False, extra_lines=""):
     val = root / "val"
     val.mkdir(parents=True)
-    for index, (name, label) in enumerate(names_labels):
+    for name, label in names_labels:
         folder = val / f"n{label:08d}" if class_folders else val
         folder.mkdir(exist_ok=True)
         (folder / name).write_bytes(b"not decoded here")
@@ -128,7 +129,7 @@ def test_verify_and_identify(tmp_path):
 
     wid, path, description = identified(published)
     assert wid == f"published-{description['sha256'][:12]}" and description["md5"] == md5
-    assert open(path, "rb").read() == b"weights" and description["file"] == str(blob)
+    assert Path(path).read_bytes() == b"weights" and description["file"] == str(blob)
     assert identified(other)[2]["source"] == "custom"
     assert identified(dataclasses.replace(published, md5=None))[2]["source"] == "unverified"
     assert identified(published, "random")[:2] == ("random", "random")
@@ -146,7 +147,8 @@ def test_cached_weights_with_wrong_checksum_fail(tmp_path):
 
 
 def test_download_failure_says_how_to_pass_weights(tmp_path, monkeypatch):
-    spec = dataclasses.replace(config.load("mobilenetv1").weights, url="http://127.0.0.1:9/none.tar")
+    spec = dataclasses.replace(config.load("mobilenetv1").weights,
+                               url="http://127.0.0.1:9/none.tar")
     with pytest.raises(UserError, match="pass WEIGHTS=/path/to/it"):
         weights.download(spec, str(tmp_path / "w.tar"))
     assert os.listdir(tmp_path) == []
@@ -275,7 +277,8 @@ def test_onnx_runtime_failing_to_write_does_not_blame_a_good_export(tmp_path, mo
 
 # -- report -------------------------------------------------------------------------------
 
-ACCURACY_JSON = ('{"title": "Overall statistical evaluation", "value": [{"key": "Number of images", '
+ACCURACY_JSON = ('{"title": "Overall statistical evaluation", "value": [{"key": "Number of '
+                 'images", '
                  '"value": "50000"}, {"key": "Number of classes", "value": "1000"}, {"key": '
                  '"Top1 accuracy", "value": "69.1%"}, {"key": "Top2 accuracy", "value": "80.0%"}, '
                  '{"key": "Top3 accuracy", "value": "84.0%"}, {"key": "Top4 accuracy", "value": '
@@ -330,14 +333,16 @@ def test_perf_from_summary_percentiles():
 
 
 def test_compare_flags_throughput_drop_and_accuracy_change():
-    old = {"timestamp": "t0", "perf": {"throughput": 100.0}, "accuracy": {"top1": 70.0, "top5": 89.0},
+    old = {"timestamp": "t0", "perf": {"throughput": 100.0},
+           "accuracy": {"top1": 70.0, "top5": 89.0},
            "dataset": {"labels_sha256": "x"}}
     new = {"perf": {"throughput": 85.0}, "accuracy": {"top1": 69.5, "top5": 89.0},
            "dataset": {"labels_sha256": "x"}}
     changes = compare.compare(old, new)["changes"]
     assert [c["what"] for c in changes] == ["throughput", "top1"]
     assert changes[0]["change"] == "-15.0%"
-    assert compare.compare(old, dict(new, perf={"throughput": 95.0}))["changes"][0]["what"] == "top1"
+    assert compare.compare(old,
+                           dict(new, perf={"throughput": 95.0}))["changes"][0]["what"] == "top1"
 
 
 def test_publish_is_idempotent_and_atomic(tmp_path, capsys):
@@ -399,9 +404,9 @@ def test_versions_merge_fills_what_this_image_lacks(tmp_path):
     assert merged["torch"] == (here["torch"] or "9.9.9")
 
 
-WRITE_OPTIONS = ("model soc bs dataset weights accuracy perf_dir perf_dirname loop warmup "
-                 "source extra environment results_dir prep_dir fp32_model steps variant "
-                 "engine").split()
+WRITE_OPTIONS = ["model", "soc", "bs", "dataset", "weights", "accuracy", "perf_dir", "perf_dirname",
+                 "loop", "warmup", "source", "extra", "environment", "results_dir", "prep_dir",
+                 "fp32_model", "steps", "variant", "engine"]
 REQUIRED = ("model", "soc", "bs", "loop", "warmup")  # a subset of cli.REQUIRED
 
 

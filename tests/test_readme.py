@@ -11,13 +11,13 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from npuzoo import config, readme
 from npuzoo.readme import BEST
-from npuzoo.report import build
 
 from helpers import make_report
 
@@ -40,7 +40,7 @@ def copy_model(models_dir, name="mobilenetv1", as_name=None, edit=None):
     src = os.path.join(config.MODELS_DIR, name)
     dst = models_dir / (as_name or name)
     dst.mkdir(parents=True)
-    data = yaml.safe_load(open(os.path.join(src, "model.yaml"), encoding="utf-8"))
+    data = yaml.safe_load(Path(src, "model.yaml").read_text(encoding="utf-8"))
     data["name"] = as_name or name
     if edit:
         edit(data)
@@ -69,8 +69,8 @@ def changed_lines(before, after):
     for path in sorted(set(before) | set(after)):
         old, new = before.get(path, "").splitlines(), after.get(path, "").splitlines()
         diff = list(difflib.unified_diff(old, new, lineterm="", n=0))
-        removed = [l[1:] for l in diff if l.startswith("-") and not l.startswith("---")]
-        added = [l[1:] for l in diff if l.startswith("+") and not l.startswith("+++")]
+        removed = [ln[1:] for ln in diff if ln.startswith("-") and not ln.startswith("---")]
+        added = [ln[1:] for ln in diff if ln.startswith("+") and not ln.startswith("+++")]
         if removed or added:
             out[os.path.basename(os.path.dirname(path)) + "/" + os.path.basename(path)] = \
                 (removed, added)
@@ -91,7 +91,7 @@ def test_committed_readmes_equal_their_rendering():
     differ = readme.stale(rendered)
     details = []
     for path in differ:
-        old = open(path, encoding="utf-8").read().splitlines() if os.path.isfile(path) else []
+        old = Path(path).read_text(encoding="utf-8").splitlines() if os.path.isfile(path) else []
         diff = difflib.unified_diff(old, rendered[path].splitlines(), path, "rendering",
                                     lineterm="", n=0)
         details.append("\n".join(list(diff)[:20]))
@@ -106,9 +106,9 @@ def test_every_rendered_reference_figure_is_model_yamls_with_its_source(name):
     guides: docs/model_facts.md, "Reference figures and their sources")."""
     cfg = config.load(name)
     perf = cfg.reference.perf
-    text = open(os.path.join(config.MODELS_DIR, name, "README.md"), encoding="utf-8").read()
+    text = Path(config.MODELS_DIR, name, "README.md").read_text(encoding="utf-8")
     lines = text[text.index("### Reference"):].splitlines()
-    header = next(l for l in lines if l.startswith("| chip | BS "))
+    header = next(ln for ln in lines if ln.startswith("| chip | BS "))
     sizes = [int(c.split()[1]) for c in cells(header)[1:-1]]
     shown = {}
     for line in lines[lines.index(header) + 2:]:
@@ -116,12 +116,12 @@ def test_every_rendered_reference_figure_is_model_yamls_with_its_source(name):
             break
         chip, *figures, source = [c.strip() for c in cells(line)]
         shown[chip] = {bs: float(c.replace("**", "").replace(BEST, "").strip())
-                       for bs, c in zip(sizes, figures) if c != "—"}
+                       for bs, c in zip(sizes, figures, strict=False) if c != "—"}
         assert source.startswith(perf[chip].source), (chip, source)
     assert shown == {chip: {bs: float(v) for bs, v in table.published.items()}
                      for chip, table in perf.items()}
-    top = open(os.path.join(config.REPO_ROOT, "README.md"), encoding="utf-8").read()
-    [row] = [l for l in top.splitlines() if l.startswith(f"| [{name}](") and " at BS " in l]
+    top = Path(config.REPO_ROOT, "README.md").read_text(encoding="utf-8")
+    [row] = [ln for ln in top.splitlines() if ln.startswith(f"| [{name}](") and " at BS " in ln]
     for chip, figures in shown.items():
         best = max(figures, key=lambda bs: (figures[bs], -bs))
         assert re.search(rf"{chip} {re.escape(readme.fmt_ref(perf[chip].published[best]))} at BS "
@@ -141,7 +141,7 @@ def test_committed_readmes_link_existing_plots():
         path = os.path.join(config.MODELS_DIR, name, "README.md")
         if not os.path.isfile(path):
             continue  # reported by the test above
-        text = open(path, encoding="utf-8").read()
+        text = Path(path).read_text(encoding="utf-8")
         for png in re.findall(r"\]\((perf_[^)]+\.png)\)", text):
             assert os.path.isfile(os.path.join(config.MODELS_DIR, name, png)), (name, png)
 
@@ -214,7 +214,8 @@ def test_editing_a_report_changes_exactly_its_rows(zoo):
     assert added[0].startswith("| 4 | 310.5 |") and removed[0].startswith("| 4 | 300.0 |")
     removed, added = changes[f"{root.name}/README.md"]
     assert len(added) == 1 and added[0].startswith(
-        "| [mobilenetv1](models/mobilenetv1/README.md) | cpu (ONNX Runtime) | 290.0 | 310.5 | **350.0** ★ |")
+        "| [mobilenetv1](models/mobilenetv1/README.md) | cpu (ONNX Runtime) | 290.0 | 310.5 | "
+        "**350.0** ★ |")
 
     # A new best batch size moves the mark: two rows of the model README, one of the top.
     data["perf"]["throughput"] = 400.0
@@ -226,7 +227,7 @@ def test_editing_a_report_changes_exactly_its_rows(zoo):
 
 
 def test_rows_say_what_they_measured(zoo):
-    models, reports_dir, root = zoo
+    models, reports_dir, _root = zoo
     write_report(reports_dir, make_report("mobilenetv1", "cpu", 4, 300.0, images=300,
                                           weights="published", top1=70.0, top5=90.0,
                                           commit="abcdef123456", timestamp="2025-10-01T00:00:00Z"))
@@ -248,7 +249,7 @@ def test_rows_say_what_they_measured(zoo):
 
 
 def test_reference_rows_are_separate_and_ratios_use_the_same_chip(zoo):
-    models, reports_dir, root = zoo
+    models, reports_dir, _root = zoo
     write_report(reports_dir, make_report("mobilenetv1", "Ascend310P3", 16, 11000.0,
                                           images=50000, weights="published", top1=69.4,
                                           top5=89.0))
@@ -280,7 +281,7 @@ def test_top_table_marks_contention_names_every_engine_and_says_random_once(zoo)
     write_report(reports_dir, make_report("mobilenetv1", "cpu", 4, 250.0))
     write_report(reports_dir, make_report("othernet", "cpu", 4, 30.0))
     top = render(models, reports_dir, root)[str(root / "README.md")]
-    [row] = [l for l in top.splitlines() if l.startswith("| [mobilenetv1]") and "290.0" in l]
+    [row] = [ln for ln in top.splitlines() if ln.startswith("| [mobilenetv1]") and "290.0" in ln]
     assert "| cpu (ONNX Runtime) | **290.0** ★ (contended) | 250.0 |" in row
     table = top[top.index("## Every model on every chip"):top.index("### Reference")]
     assert table.count("random weights: the accuracy means nothing") == 1
@@ -323,7 +324,7 @@ def test_top_readme_keeps_the_introduction(zoo):
 # -- plots ---------------------------------------------------------------------------------
 
 def test_plots_only_for_measured_chips_and_deterministic(zoo):
-    models, reports_dir, root = zoo
+    models, reports_dir, _root = zoo
     assert readme.plots("mobilenetv1", str(models), str(reports_dir)) == {}
     write_report(reports_dir, make_report("mobilenetv1", "cpu", 1, 290.0))
     write_report(reports_dir, make_report("mobilenetv1", "cpu", 4, 350.0))
@@ -408,10 +409,10 @@ def test_malformed_reports_are_coerced_or_skipped_with_one_warning_each(zoo, cap
     rendered = render(models, reports_dir, root)
     warnings = capsys.readouterr().err.strip().splitlines()
     for name in ("cpu_bs4.json", "cpu_bs16.json", "cpu_bs32.json", "cpu_bs64.json"):
-        assert len([l for l in warnings if l.startswith(f"warning: {folder / name}: ")]) == 1, \
+        assert len([ln for ln in warnings if ln.startswith(f"warning: {folder / name}: ")]) == 1, \
             (name, warnings)
     # an unusable batch_size is read from the file name, and the warning says so
-    [bs2] = [l for l in warnings if l.startswith(f"warning: {folder / 'cpu_bs2.json'}: ")]
+    [bs2] = [ln for ln in warnings if ln.startswith(f"warning: {folder / 'cpu_bs2.json'}: ")]
     assert '"two" is not an integer' in bs2 and "read as 2 (the file name)" in bs2
     assert len(warnings) == 5
     text = rendered[str(models / "mobilenetv1" / "README.md")]
@@ -465,7 +466,8 @@ def test_quick_start_commands_run_in_a_copy_of_the_folder(name, tmp_path, shared
     for block in blocks:
         for line in block.splitlines():
             line = line.strip()
-            if line.startswith(("python3 preprocess.py", "mkdir -p result", "python3 postprocess.py")):
+            if line.startswith(("python3 preprocess.py", "mkdir -p result",
+                                "python3 postprocess.py")):
                 lines.append(line.replace("python3 ", f"{python} ", 1))
             elif line.startswith("python3 pth2onnx.py"):
                 lines.append(line.replace(f" {cfg.weights.file} ", " random ")
@@ -507,7 +509,7 @@ def test_two_machines_give_separate_rows_tables_and_plot_lines(zoo, monkeypatch)
 
     rendered = render(models, reports_dir, root)
     top = rendered[str(root / "README.md")]
-    rows = [l for l in top.splitlines() if l.startswith("| [mobilenetv1]") and "| cpu" in l]
+    rows = [ln for ln in top.splitlines() if ln.startswith("| [mobilenetv1]") and "| cpu" in ln]
     assert len(rows) == 3
     [here] = [r for r in rows if "Test CPU" in r and "| cpu (ONNX Runtime) |" in r]
     [epyc] = [r for r in rows if "AMD EPYC" in r]
@@ -530,7 +532,7 @@ def test_two_machines_give_separate_rows_tables_and_plot_lines(zoo, monkeypatch)
 
 
 def test_an_int8_row_shows_its_speed_up_and_accuracy_drop_beside_fp32(zoo):
-    models, reports_dir, root = zoo
+    models, reports_dir, _root = zoo
     write_report(reports_dir, make_report("mobilenetv1", "cpu", 4, 100.0, top1=70.0))
     int8 = make_report("mobilenetv1", "cpu", 4, 150.0, top1=69.5)
     int8["backend"] = {"name": "onnxruntime", "version": "1", "precision": "int8"}
@@ -547,7 +549,7 @@ def test_an_int8_row_shows_its_speed_up_and_accuracy_drop_beside_fp32(zoo):
 def test_an_int8_row_on_another_engine_prefers_that_engines_fp32_and_else_names_the_other(zoo):
     """int8 on OpenVINO beside fp32 on ONNX Runtime only: the cell names the fp32 engine; once
     an fp32 OpenVINO run exists, the comparison is engine to engine."""
-    models, reports_dir, root = zoo
+    models, reports_dir, _root = zoo
     write_report(reports_dir, make_report("mobilenetv1", "cpu", 4, 100.0, top1=70.0))
     int8 = make_report("mobilenetv1", "cpu", 4, 300.0, top1=69.0)
     int8["backend"] = {"name": "openvino", "version": "1", "precision": "int8"}
@@ -595,7 +597,7 @@ def test_a_reports_soc_cannot_point_a_plot_outside_the_repository(zoo, capsys):
     render_cli(models, reports_dir, root)
     assert sentinel.read_bytes() == b"the user's photo"
     assert os.listdir(models / "mobilenetv1" / "perf_x") == []
-    [line] = [l for l in capsys.readouterr().err.splitlines() if str(path) in l]
+    [line] = [ln for ln in capsys.readouterr().err.splitlines() if str(path) in ln]
     assert line.startswith(f"warning: {path}: soc ") and line.endswith("; skipped")
     assert (models / "mobilenetv1" / "perf_cpu.png").is_file()
     assert "290.0" in (models / "mobilenetv1" / "README.md").read_text()
@@ -627,9 +629,9 @@ def test_a_report_out_of_bounds_is_refused_in_one_line_and_the_rest_render(
     path.write_text(json.dumps(bad))
     render_cli(models, reports_dir, root)
     err = capsys.readouterr().err.splitlines()
-    [line] = [l for l in err if str(path) in l]
+    [line] = [ln for ln in err if str(path) in ln]
     assert line.startswith(f"warning: {path}: ") and why in line and line.endswith("; skipped")
-    assert not any("Traceback" in l for l in err)
+    assert not any("Traceback" in ln for ln in err)
     text = (models / "mobilenetv1" / "README.md").read_text()
     top = (root / "README.md").read_text()
     assert "**290.0** ★" in top and "300.0" not in text and "300.0" not in top
@@ -653,7 +655,7 @@ def test_report_text_cannot_break_a_table_or_inject_html(zoo):
         for needle in ("<b>", "<img", "<script", "<i>", " `; rm", "&amp; CPU"):
             assert needle not in text, (path, needle)
         assert not re.search(r"(?<!\\)\]\(javascript:", text)  # `\](` is literal text
-        tables = [l for l in text.splitlines() if l.startswith("|") and "300.0" in l]
+        tables = [ln for ln in text.splitlines() if ln.startswith("|") and "300.0" in ln]
         assert tables, path
         for line in tables:
             header = text.splitlines()[text.splitlines().index(line) - 1]

@@ -120,7 +120,8 @@ def test_small_changes_are_shown_but_not_flagged_and_the_threshold_is_configurab
     assert json.loads(dest.read_text())["comparison"]["changes"] == []
     assert "DROP" not in printed
     out = run_report("compare", "--reports", reports_dir).stdout
-    assert "throughput  300.0     285.0  -5.0%" in out and out.splitlines()[-1].startswith("0 flagged")
+    assert "throughput  300.0     285.0  -5.0%" in out \
+        and out.splitlines()[-1].startswith("0 flagged")
     # the same run judged against a 3% threshold, by flag and by environment
     assert "drop > 3%" in run_report("compare", "--reports", reports_dir,
                                      "--throughput-drop", "3%").stdout
@@ -131,13 +132,13 @@ def test_small_changes_are_shown_but_not_flagged_and_the_threshold_is_configurab
 
 
 def test_threshold_at_publish_time_comes_from_the_environment(tmp_path):
-    _, dest, printed = publish_twice(tmp_path, 300.0, 240.0, env={"NPUZOO_THROUGHPUT_DROP": "25%"})
+    _, dest, _printed = publish_twice(tmp_path, 300.0, 240.0, env={"NPUZOO_THROUGHPUT_DROP": "25%"})
     comparison = json.loads(dest.read_text())["comparison"]
     assert comparison["threshold"] == 0.25 and comparison["changes"] == []
 
 
 def test_an_accuracy_change_is_flagged(tmp_path):
-    reports_dir, dest, printed = publish_twice(tmp_path, 300.0, 300.5, top1=1.5)
+    reports_dir, _dest, printed = publish_twice(tmp_path, 300.0, 300.5, top1=1.5)
     assert "ACCURACY: top1 1.00 -> 1.50 (+0.50 pts)" in printed
     out = run_report("compare", "--reports", reports_dir).stdout
     assert "top1        1.00      1.50   +0.50 pts  accuracy" in out
@@ -172,7 +173,7 @@ def run_pieces(tmp_path, selected=4, scored=None, results=None, prep=None, rows=
         for i in range(results):
             row = (rows or {}).get(i, [0.1, 0.5, 0.2, i / 10])
             (run / "results" / f"img{i}_0.txt").write_text(
-                " ".join("%f" % v for v in row) + " \n")
+                " ".join(f"{v:f}" for v in row) + " \n")
         args += ["--results-dir", run / "results"]
     if prep is not None:
         (run / "prep").mkdir()
@@ -253,7 +254,7 @@ def test_write_and_publish_into_an_unwritable_place_are_one_line(tmp_path):
     dest = blocker / "mobilenetv1" / "cpu_bs4.json"
     line = one_error_line(run_report("publish", built, dest))
     assert line.startswith(f"error: {blocker}/") and ": cannot write (" in line
-    run, args = run_pieces(tmp_path / "w")
+    _run, args = run_pieces(tmp_path / "w")
     args[args.index("--out") + 1] = blocker / "report.json"
     line = one_error_line(run_report(*args))
     assert line.startswith(f"error: {blocker / 'report.json'}: cannot write (")
@@ -303,12 +304,12 @@ def test_compare_and_readme_read_malformed_reports_with_one_warning_each(tmp_pat
     assert all(line.startswith("warning: ") for line in warnings), proc.stderr
     for name in ("cpu_bs8.json", "cpu_bs16.json", "cpu_bs32.json", "cpu_bs64.json",
                  "cpu_bs128.json", "oddname.json"):
-        assert len([l for l in warnings if l.startswith(f"warning: {folder / name}: ")]) == 1, \
+        assert len([ln for ln in warnings if ln.startswith(f"warning: {folder / name}: ")]) == 1, \
             (name, warnings)
     assert len(warnings) == 6
-    assert any('batch_size "8" read as 8' in l for l in warnings)
-    assert any(str(folder / "oddname.json") in l and l.endswith("skipped") for l in warnings)
-    rows = [l.split() for l in proc.stdout.splitlines() if l.startswith("mobilenetv1")]
+    assert any('batch_size "8" read as 8' in ln for ln in warnings)
+    assert any(str(folder / "oddname.json") in ln and ln.endswith("skipped") for ln in warnings)
+    rows = [ln.split() for ln in proc.stdout.splitlines() if ln.startswith("mobilenetv1")]
     # bs 16 lost its perf (no throughput row); bs 32 lost its comparison (not an object)
     assert [r[2] for r in rows] == ["4", "8"], proc.stdout
     # the README renderer, in another process, says the same once per file and renders
@@ -320,8 +321,8 @@ def test_compare_and_readme_read_malformed_reports_with_one_warning_each(tmp_pat
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert sorted(proc.stderr.strip().splitlines()) == sorted(warnings)
     for bs in ("4", "8", "16", "32"):
-        assert [l for l in proc.stdout.splitlines() if l.startswith(f"| {bs} |")
-                or l.startswith(f"| **{bs}** ★ |")], bs
+        assert [ln for ln in proc.stdout.splitlines() if ln.startswith(f"| {bs} |")
+                or ln.startswith(f"| **{bs}** ★ |")], bs
 
 
 def test_publish_replaces_a_malformed_report_with_a_warning(tmp_path):

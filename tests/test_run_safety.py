@@ -20,6 +20,7 @@ import pytest
 from npuzoo import config, run, weights
 from npuzoo.checksums import HashCache
 from npuzoo.errors import UserError
+
 from helpers import load_model_script, make, make_report, scratch_repository, synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -275,7 +276,7 @@ def test_hostile_make_variables_touch_nothing(scratch, tmp_path):
                 assert not marker.exists(), (name, value, dry, result.stderr)
                 if not dry:
                     assert result.returncode != 0, (name, value, result.stdout[-2000:])
-                    errors = [l for l in result.stderr.splitlines() if l.startswith("error: ")]
+                    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error: ")]
                     assert len(errors) == 1, (name, value, result.stderr)
                     assert "Traceback" not in result.stderr
     assert (home / "precious").read_text() == "keep" and sorted(os.listdir(home)) == ["precious"]
@@ -327,7 +328,7 @@ def test_two_concurrent_runs_both_succeed(scratch, tmp_path):
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for bs in (1, 3)]
     outputs = [r.communicate(timeout=900) for r in runs]
-    for r, (out, err) in zip(runs, outputs):
+    for r, (out, err) in zip(runs, outputs, strict=False):
         assert r.returncode == 0, out[-2000:] + err[-2000:]
     assert any("waiting for it to finish" in err for _, err in outputs)
     for bs in (1, 3):
@@ -554,9 +555,11 @@ def test_int8_calibrates_outside_the_evaluated_images(tmp_path):
     (data / "val_label.txt").write_text("".join(f"i{i}.JPEG {i}\n" for i in range(5)))
     cache = HashCache(str(tmp_path / "c.json"))
     with pytest.raises(UserError, match="with N unset every image of DATA is"):
-        run.identify_calibration(run.Plan("mobilenetv1", settings(DATA=str(data), PRECISION="int8"), "cpu"),
+        run.identify_calibration(run.Plan("mobilenetv1", settings(DATA=str(data), PRECISION="int8"),
+                                          "cpu"),
                                  cache)
-    plan = run.Plan("mobilenetv1", settings(DATA=str(data), N="3", PRECISION="int8", CALIB="10"), "cpu")
+    plan = run.Plan("mobilenetv1", settings(DATA=str(data), N="3", PRECISION="int8", CALIB="10"),
+                    "cpu")
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
@@ -615,9 +618,9 @@ def test_known_and_make_level_variables_pass():
     run.check_variable_names({"NPUZOO_COMMAND_LINE": " ".join(run.DEFAULTS)
                               + " DOCKER PYTHON TORCH_INDEX BASE_IMAGE"})
     run.check_variable_names({"NPUZOO_COMMAND_LINE": "MODELS SHARDS BS"}, sweep=True)
-    with pytest.raises(UserError, match="^RAY_ADDRESS: read from the environment"):
+    with pytest.raises(UserError, match=r"^RAY_ADDRESS: read from the environment"):
         run.check_variable_names({"NPUZOO_COMMAND_LINE": "RAY_ADDRESS"}, sweep=True)
-    with pytest.raises(UserError, match="^PYTEST_ARGS: no such variable of make <model>"):
+    with pytest.raises(UserError, match=r"^PYTEST_ARGS: no such variable of make <model>"):
         run.check_variable_names({"NPUZOO_COMMAND_LINE": "PYTEST_ARGS"})
 
 
@@ -658,7 +661,8 @@ def test_every_input_problem_is_reported_at_once(monkeypatch, tmp_path, capsys):
         run.main(["dpn131"])
     lines = capsys.readouterr().err.splitlines()
     assert [line.split(":")[1].strip() for line in lines] == ["BATCH", "BS=abc",
-                                                              "DATA is not set; pass DATA=<folder with val/ and val_label.txt>"], lines
+                                                              "DATA is not set; pass DATA=<folder "
+                                                              "with val/ and val_label.txt>"], lines
 
 
 def test_the_run_header_says_how_the_run_measures():

@@ -62,7 +62,8 @@ def test_documented_names_are_accepted(name):
 
 
 @pytest.mark.parametrize("name", [
-    "Ascend999", "Ascend", "ascend310P3", "Ascend310P", "Ascend310P33", "Ascend910B4-", "Ascend910_1",
+    "Ascend999", "Ascend", "ascend310P3", "Ascend310P", "Ascend310P33", "Ascend910B4-",
+    "Ascend910_1",
     "Ascend910B4-12", "Ascend310P3 ", "AscendAscend910", "Ascend910C", "310P3", "gpu"])
 def test_other_names_are_refused_in_one_line(name):
     with pytest.raises(UserError) as err:
@@ -79,7 +80,7 @@ def test_an_explicit_soc_never_runs_npu_smi(tmp_path, monkeypatch):
     monkeypatch.setenv("NPUZOO_STANDIN_NPU_SMI_FAIL", env["NPUZOO_STANDIN_NPU_SMI_FAIL"])
     assert soc.resolve("Ascend910B4-1") == "Ascend910B4-1"
     assert npu_smi_calls(tmp_path) == []
-    with pytest.raises(UserError, match="permission denied.*pass SOC=<chip> explicitly"):
+    with pytest.raises(UserError, match=r"permission denied.*pass SOC=<chip> explicitly"):
         soc.resolve("auto")
     assert npu_smi_calls(tmp_path) == [["info"]]
 
@@ -190,7 +191,7 @@ def test_device_check_warns_and_goes_on_when_npu_smi_fails(tmp_path, capsys):
 def test_device_check_stops_on_another_chip(tmp_path):
     env = env_with(tmp_path, "910B4-1.txt")
     ascend.check_device_chip("Ascend910B4-1", 1, env)
-    with pytest.raises(UserError, match="DEVICE=1 is an Ascend910B4-1 .* but SOC=Ascend910B3"):
+    with pytest.raises(UserError, match=r"DEVICE=1 is an Ascend910B4-1 .* but SOC=Ascend910B3"):
         ascend.check_device_chip("Ascend910B3", 1, env)
 
 

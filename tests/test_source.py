@@ -23,10 +23,10 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
-import pretrainedmodels_trees as trees  # noqa: E402
+from npuzoo import config
+from npuzoo.errors import UserError
 
-from npuzoo import config  # noqa: E402
-from npuzoo.errors import UserError  # noqa: E402
+import pretrainedmodels_trees as trees
 
 REPO = trees.REPO
 DPN_DIFF = REPO / "models" / "dpn131" / "dpn.diff"
@@ -110,7 +110,8 @@ def test_pypi_fallback_when_git_fails(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"source: skipped git {missing}@8aae3d8: git clone failed")
-    assert lines[1].startswith("source: using pypi pretrainedmodels==0.7.4 (patch dpn.diff applied)")
+    assert lines[1].startswith("source: using pypi pretrainedmodels==0.7.4 (patch dpn.diff "
+                               "applied)")
     # the tree is the sdist's top folder, patched
     assert (dest / "setup.py").is_file()
     assert "F.adaptive_avg_pool2d(features" in (dest / DPN_FILE).read_text()
@@ -344,7 +345,8 @@ def test_downloaded_sdist_is_checked_too(tmp_path, monkeypatch):
         source.fetch(upstream_of(pypi_source(), pypi_source()), str(REPO / "models" / "dpn131"),
                      str(dest), cache=str(tmp_path / "empty-cache"), log=never("log"))
     assert str(err.value).startswith(
-        f"{trees.SDIST_NAME} downloaded from the package index: sha256 is {trees.sha256(tampered)}, "
+        f"{trees.SDIST_NAME} downloaded from the package index: sha256 is "
+        f"{trees.sha256(tampered)}, "
         f"expected {pinned_sdist_sha256()}")
     assert not dest.exists()
     # and a download with the pinned sha256 is used (the record says it came from PyPI)
@@ -599,7 +601,8 @@ def dpn_config():
     (lambda s: s[1].update(requirement="pretrainedmodels>=0.7"),
      "upstream.sources[1].requirement: expected a pinned requirement name==version"),
     (lambda s: s[1].pop("why"), "upstream.sources[1].why: missing (required for kind pypi)"),
-    (lambda s: s[1].update(url="https://x"), "upstream.sources[1]: unknown field 'url' for kind pypi"),
+    (lambda s: s[1].update(url="https://x"),
+     "upstream.sources[1]: unknown field 'url' for kind pypi"),
     (lambda s: s.clear(), "upstream.sources: expected a non-empty list of sources"),
     (lambda s: s[1].pop("sha256"), "upstream.sources[1].sha256: missing (required for kind pypi: "
                                    "the sha256 of the sdist file, 64 hexadecimal digits)"),

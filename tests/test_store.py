@@ -101,7 +101,8 @@ def test_once_reuses_a_verified_set_and_rebuilds_a_damaged_one(tmp_path, capsys)
 
 def test_a_failed_command_leaves_no_stamp(tmp_path):
     prep = tmp_path / "key"
-    code = store.once(str(prep) + ".lock", str(prep / ".done"), [PYTHON, "-c", "raise SystemExit(3)"],
+    code = store.once(str(prep) + ".lock", str(prep / ".done"),
+                      [PYTHON, "-c", "raise SystemExit(3)"],
                       str(prep))
     assert code == 3 and not (prep / ".done").exists()
 

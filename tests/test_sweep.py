@@ -11,6 +11,7 @@ and killing the namespace's first process ends every one of them, whatever a tes
 
 import contextlib
 import io
+import itertools
 import json
 import os
 import re
@@ -28,8 +29,16 @@ import pytest
 from npuzoo import shards, sweep
 from npuzoo.errors import UserError
 
-from helpers import (FRONTEND, REPO, SYSTEM_PATH, VENV_BIN, Namespace, frontend_env, plan_args,
-                     scratch_repository)
+from helpers import (
+    FRONTEND,
+    REPO,
+    SYSTEM_PATH,
+    VENV_BIN,
+    Namespace,
+    frontend_env,
+    plan_args,
+    scratch_repository,
+)
 
 SOC = "Ascend310P3"
 N = 6  # BS 4: one full batch and one padded; two shards of one batch each
@@ -160,7 +169,7 @@ def test_shards_are_contiguous_whole_batches_covering_every_file(count, bs, k):
     k = shards.effective_shards(count, bs, k)
     spans = [shards.bounds(count, bs, k, i) for i in range(k)]
     assert spans[0][0] == 0 and spans[-1][1] == count
-    for (a, b), (c, _) in zip(spans, spans[1:]):
+    for (a, b), (c, _) in itertools.pairwise(spans):
         assert b == c and a < b and a % bs == 0 and b % bs == 0
     sizes = [b - a for a, b in spans]
     assert max(sizes) - min(sizes) <= bs + count % bs  # balanced to a batch
@@ -219,7 +228,7 @@ def test_merge_refuses_missing_or_overlapping_results(tmp_path):
         shards.merge(str(root), str(tmp_path), 2, str(prep))
     (root / "1" / "results" / "img_2_0.txt").unlink()
     (root / "1" / "results" / "img_4_0.txt").unlink()
-    with pytest.raises(UserError, match="first missing: img_4_0.txt"):
+    with pytest.raises(UserError, match=r"first missing: img_4_0.txt"):
         shards.merge(str(root), str(tmp_path), 2, str(prep))
     (root / "1" / "infer.done").unlink()
     with pytest.raises(UserError, match="has not run its inference"):
@@ -251,9 +260,10 @@ def hostile_pack(tmp_path, kind):
         good = tarfile.TarInfo("build/run/report.json")
         good.size = 2
         tar.addfile(good, io.BytesIO(b"{}"))
-        bad = tarfile.TarInfo({"dotdot": "build/run/../../../sentinel/photo.png",
-                               "absolute": str(tmp_path / "sentinel" / "photo.png"),
-                               "elsewhere": "models/mobilenetv1/pth2onnx.py"}.get(kind, "build/run/x"))
+        names = {"dotdot": "build/run/../../../sentinel/photo.png",
+                 "absolute": str(tmp_path / "sentinel" / "photo.png"),
+                 "elsewhere": "models/mobilenetv1/pth2onnx.py"}
+        bad = tarfile.TarInfo(names.get(kind, "build/run/x"))
         if kind == "symlink":
             bad.type, bad.linkname = tarfile.SYMTYPE, str(tmp_path / "sentinel" / "photo.png")
         elif kind == "hardlink":
@@ -425,7 +435,8 @@ class Cluster:
 
 
 needs_cluster = [pytest.mark.slow,
-                 pytest.mark.skipif(not (FRONTEND / "ais_bench" / "infer" / "__main__.py").is_file(),
+                 pytest.mark.skipif(
+                     not (FRONTEND / "ais_bench" / "infer" / "__main__.py").is_file(),
                                     reason=f"the ais_bench front end is not at {FRONTEND}"),
                  pytest.mark.skipif(not shutil.which("unshare") or not shutil.which("nsenter"),
                                     reason="unshare/nsenter not found")]
@@ -572,7 +583,7 @@ class TestCluster:
 
     def test_killed_worker_node_leaves_no_task_unaccounted(self, cluster, shared_data):
         """Last: the worker node is gone afterwards."""
-        out = open(cluster.logs / "killed.log", "w+", encoding="utf-8")
+        out = open(cluster.logs / "killed.log", "w+", encoding="utf-8")  # noqa: SIM115 (its log)
         env = dict(cluster.env, RAY_ADDRESS=cluster.address)
         proc = cluster.ns.popen(["make", "--no-print-directory", "-o", ".venv/.installed",
                                  "sweep", "MODELS=mobilenetv1", "BS=3 5 6",

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from npuzoo import engines, history, run, tune
-from npuzoo.report import compare, pieces
 from npuzoo.bench import load
 from npuzoo.errors import UserError
+from npuzoo.report import compare, pieces
 
 from helpers import W, built_report, classifier, images, run_api, run_report
 
@@ -38,7 +38,8 @@ def test_the_choice_is_cached_and_reused(tmp_path, capsys):
     assert first["cache"] == "new" and first["chosen"] == LAYOUTS[1] and len(calls) == 3
     line = capsys.readouterr().out
     assert line.count("\n") == 1 and line.startswith("tuning m.onnx: timing 3 engine/stream")
-    assert "TUNE=0 skips it" in line and "ONNX Runtime 2 stream(s) x 1 thread(s) (150 images/s)" in line
+    assert "TUNE=0 skips it" in line \
+        and "ONNX Runtime 2 stream(s) x 1 thread(s) (150 images/s)" in line
     stored = json.loads((tmp_path / "k1.json").read_text())
     assert [c["images_per_s"] for c in stored["candidates"]] == [100.0, 150.0, 120.0]
     again = tune.choose(str(tmp_path), "k1", {"x": 1}, LAYOUTS, measure)
@@ -56,7 +57,7 @@ def test_the_fallback_keeps_its_place_on_a_near_tie_and_a_failing_layout_is_skip
     measure, _ = timed([UserError("no"), 90.0, 80.0])          # the fallback failed: best wins
     assert tune.choose(str(tmp_path), "nofallback", {}, LAYOUTS, measure)["chosen"] == LAYOUTS[1]
     measure, _ = timed([UserError("a"), UserError("b"), UserError("c")])
-    with pytest.raises(UserError, match="no layout ran.*TUNE=0"):
+    with pytest.raises(UserError, match=r"no layout ran.*TUNE=0"):
         tune.choose(str(tmp_path), "none", {}, LAYOUTS, measure)
     assert not (tmp_path / "none.json").exists()
 
@@ -72,7 +73,8 @@ def test_the_key_changes_with_the_graph_and_the_machine(tmp_path, monkeypatch):
     model = classifier(tmp_path / "a.onnx", 2)
     key, fields = tune.cache_key(model, "fp32", 2, 2)
     assert tune.cache_key(model, "fp32", 2, 2)[0] == key
-    assert fields["machine"] == history.fingerprint("cpu", tune.cpu_description(), tune.cpu_isa())["id"]
+    assert fields["machine"] == history.fingerprint("cpu", tune.cpu_description(),
+                                                    tune.cpu_isa())["id"]
     assert tune.cache_key(model, "int8", 2, 2)[0] != key
     assert tune.cache_key(model, "fp32", 2, 1)[0] != key
     with open(model, "ab") as handle:                           # other bytes: another graph
@@ -85,7 +87,8 @@ def test_the_key_changes_with_the_graph_and_the_machine(tmp_path, monkeypatch):
 
 def test_layouts_list_the_fallback_first_and_the_throughput_hint():
     found = tune.layouts("onnxruntime", 2)
-    assert found[0] == {"engine": "onnxruntime", "streams": 1, "threads_per_stream": 2, "hint": None}
+    assert found[0] == {"engine": "onnxruntime", "streams": 1, "threads_per_stream": 2,
+                        "hint": None}
     assert {"engine": "onnxruntime", "streams": 2, "threads_per_stream": 1, "hint": None} in found
     if engines.backend_version("openvino"):
         assert found[-1]["hint"] == "THROUGHPUT" and len(found) == 5
@@ -110,21 +113,25 @@ def test_the_runner_tunes_once_and_reuses_the_choice(tmp_path, capsys, monkeypat
     assert second["tuning"]["cache"] == "reused" and second["tuning"]["chosen"] == chosen
     with pytest.raises(UserError, match="--tune or --streams"):
         run_api(argv + ["--streams", "2"], capsys)
-    with pytest.raises(UserError, match="model file not found: .*absent.onnx"):
+    with pytest.raises(UserError, match=r"model file not found: .*absent.onnx"):
         run_api(["-m", tmp_path / "absent.onnx", "--tune", cache], capsys)
 
 
 def test_tune_0_backend_or_streams_fix_the_layout():
     def plan(**values):
-        return run.Plan("mobilenetv1", run.Settings({**run.DEFAULTS, "DATA": "/d", **values}), "cpu")
+        return run.Plan("mobilenetv1", run.Settings({**run.DEFAULTS, "DATA": "/d", **values}),
+                        "cpu")
 
-    assert plan().tuned and "--tune build/tuning" in plan().run_plan(1).make_variables()["BENCH_FLAGS"]
-    assert plan().streams == 0 and plan().run_plan(1).make_variables()["PERF_FLAGS"] == "--loop_seconds 3"
+    assert plan().tuned \
+        and "--tune build/tuning" in plan().run_plan(1).make_variables()["BENCH_FLAGS"]
+    assert plan().streams == 0 \
+        and plan().run_plan(1).make_variables()["PERF_FLAGS"] == "--loop_seconds 3"
     for values in ({"TUNE": "0"}, {"BACKEND": "openvino"}, {"STREAMS": "1"}):
         assert not plan(**values).tuned
         assert "--tune" not in plan(**values).run_plan(1).make_variables()["BENCH_FLAGS"]
     assert plan(TUNE="0").streams == len(os.sched_getaffinity(0))
-    assert not run.Plan("mobilenetv1", run.Settings({**run.DEFAULTS, "DATA": "/d"}), "Ascend310P3").tuned
+    assert not run.Plan("mobilenetv1", run.Settings({**run.DEFAULTS, "DATA": "/d"}),
+                        "Ascend310P3").tuned
     with pytest.raises(UserError, match="TUNE=2: unknown value; use TUNE=0"):
         run.Settings({**run.DEFAULTS, "DATA": "/d", "TUNE": "2"})
 
@@ -185,7 +192,8 @@ def test_a_slower_reference_kernel_marks_the_run_contended(tmp_path, before, aft
 def test_the_report_records_the_spread_and_the_tuning():
     summary = {"throughput": 100.0, "npu_compute_time_list": [10.0] * 5, "streams": 1,
                "throughput_windows": [90.0, 100.0, 110.0], "throughput_median": 100.0,
-               "throughput_spread": 0.2, "tuning": {"cache": "new", "chosen": {"engine": "openvino"}},
+               "throughput_spread": 0.2,
+               "tuning": {"cache": "new", "chosen": {"engine": "openvino"}},
                "contended": False, "reference_ms": [1.0, 1.1], "reference_change": 0.1}
     perf = pieces.perf_from_summary(summary, 20, 2)
     assert perf["spread"]["spread"] == 0.2 and perf["spread"]["median"] == 100.0
@@ -202,10 +210,12 @@ def with_spread(report_path, spread):
 
 def test_compare_never_flags_a_drop_within_the_measured_spread(tmp_path):
     base = {"perf": {"throughput": 300.0}, "dataset": {}, "accuracy": None}
-    noisy = {"perf": {"throughput": 240.0, "spread": {"spread": 0.25}}, "dataset": {}, "accuracy": None}
+    noisy = {"perf": {"throughput": 240.0, "spread": {"spread": 0.25}}, "dataset": {},
+             "accuracy": None}
     result = compare.compare(base, noisy)
     assert result["changes"] == [] and result["spread"] == 0.25
-    steady = {"perf": {"throughput": 240.0, "spread": {"spread": 0.05}}, "dataset": {}, "accuracy": None}
+    steady = {"perf": {"throughput": 240.0, "spread": {"spread": 0.05}}, "dataset": {},
+              "accuracy": None}
     assert compare.compare(base, steady)["changes"][0]["flag"] == "drop"
     # published runs, and `make compare` reading them back
     dest = tmp_path / "reports" / "mobilenetv1" / "cpu_bs4.json"
@@ -214,7 +224,8 @@ def test_compare_never_flags_a_drop_within_the_measured_spread(tmp_path):
     second = with_spread(built_report(tmp_path, 69.5, 89.0, throughput=240.0, tag="b"), 0.3)
     assert run_report("publish", second, dest).returncode == 0
     out = run_report("compare", "--reports", tmp_path / "reports").stdout
-    assert "-20.0%  within the runs' spread (30%)" in out and out.splitlines()[-1].startswith("0 flagged")
+    assert "-20.0%  within the runs' spread (30%)" in out \
+        and out.splitlines()[-1].startswith("0 flagged")
     third = with_spread(built_report(tmp_path, 69.5, 89.0, throughput=120.0, tag="c"), 0.3)
     assert run_report("publish", third, dest).returncode == 0
     out = run_report("compare", "--reports", tmp_path / "reports").stdout
@@ -232,7 +243,7 @@ def test_int8_agreement_compares_the_run_logits_with_the_fp32_model(tmp_path):
     results.mkdir()
     arrays = images(11)
     logits = arrays.reshape(11, 48) @ W
-    for k, (array, row) in enumerate(zip(arrays, logits)):
+    for k, (array, row) in enumerate(zip(arrays, logits, strict=False)):
         array.tofile(prep / f"img{k:02d}.bin")
         if k == 3:                                   # another top class, still in the top 5
             order = np.argsort(-row)
@@ -250,7 +261,7 @@ def test_int8_agreement_compares_the_run_logits_with_the_fp32_model(tmp_path):
     assert 0 < found["mean_abs_logit_error"] < found["max_abs_logit_error"]
     assert agreement.agreement(str(model), str(prep), str(results), names, limit=3)["images"] == 3
     (prep / "img00.bin").write_bytes(b"\0" * 8)
-    with pytest.raises(UserError, match="img00.bin: not a float32"):
+    with pytest.raises(UserError, match=r"img00.bin: not a float32"):
         agreement.agreement(str(model), str(prep), str(results), names)
 
 
@@ -259,7 +270,8 @@ def test_an_openvino_error_says_what_failed_not_where():
                        "src/inference/src/dev/plugin.cpp:54:\nCheck '!implementations.empty()' "
                        "failed at src/x.hpp:117:\nNo suitable implementations.\n\n")
     assert engines._openvino_reason(err) == "No suitable implementations."
-    assert engines._openvino_reason(RuntimeError("Exception from a.cpp:1:")) == "Exception from a.cpp:1:"
+    assert engines._openvino_reason(RuntimeError("Exception from a.cpp:1:")) \
+        == "Exception from a.cpp:1:"
 
 
 def test_a_layout_runs_in_a_process_of_its_own_and_a_crash_costs_only_that_layout():

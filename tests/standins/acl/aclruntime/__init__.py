@@ -27,7 +27,8 @@ JSON, then the ONNX model with the static shapes fixed); its ONNX runs with ONNX
 CPU, `options.loop` times per run() (each execution timed, in ms, into sumary().exec_time_list),
 so the outputs are real. sumary().exec_time_list is in the API of the front end beside it
 (the wheels come in pairs): one time per execution for the 2023 front end, one (start, end)
-pair for ait's (told apart by its infer/args_check.py). What only an NPU host does is emulated as ACL fails, with a
+pair for ait's (told apart by its infer/args_check.py). What only an NPU host does is emulated as
+ACL fails, with a
 RuntimeError (the front end then stops with its traceback, as with the real backend):
 - a device id beyond NPUZOO_STANDIN_NPUS (aclrtSetDevice);
 - a file that is not a stand-in `.om`, or one built for another chip than the device's
@@ -49,6 +50,7 @@ import importlib.util
 import os
 import sys
 import time
+from typing import ClassVar
 
 import numpy as np
 
@@ -112,14 +114,14 @@ _log_process()
 _check_paths_as_ait()
 
 
-class dtype:  # noqa: N801 - the pybind11 enum's name
+class dtype:
     """aclruntime.dtype: the element types of tensor_desc.datatype."""
 
     def __init__(self, name):
         self.name = name
 
     def __repr__(self):
-        return "<dtype.{}>".format(self.name)
+        return f"<dtype.{self.name}>"
 
     __str__ = __repr__
 
@@ -140,17 +142,17 @@ _ORT_TYPES = {
 }
 
 
-class session_options:  # noqa: N801
+class session_options:
     def __init__(self):
         self.loop = 1
         self.log_level = 2
         self.acl_json_path = ""
 
     def __repr__(self):
-        return "session_options(loop={}, log_level={})".format(self.loop, self.log_level)
+        return f"session_options(loop={self.loop}, log_level={self.log_level})"
 
 
-class tensor_desc:  # noqa: N801
+class tensor_desc:
     def __init__(self, name, datatype, fmt, shape, size, realsize):
         self.name = name
         self.datatype = datatype
@@ -160,14 +162,14 @@ class tensor_desc:  # noqa: N801
         self.realsize = realsize
 
     def __repr__(self):
-        return "tensor_desc(name={}, datatype={}, format={}, shape={}, size={}, realsize={})".format(
-            self.name, self.datatype, self.format, self.shape, self.size, self.realsize)
+        return (f"tensor_desc(name={self.name}, datatype={self.datatype}, format={self.format}, "
+                f"shape={self.shape}, size={self.size}, realsize={self.realsize})")
 
 
 class _Memory:
     """The process's H2D/D2H copy times (ms), as the real backend's MemorySummary."""
-    h2d = []
-    d2h = []
+    h2d: ClassVar[list[float]] = []
+    d2h: ClassVar[list[float]] = []
 
 
 class MemorySummary:
@@ -226,7 +228,7 @@ class Tensor:
         return self._array if dtype is None else self._array.astype(dtype)
 
     def __repr__(self):
-        return "Tensor(shape={}, dtype={}, device={})".format(self.shape, self._array.dtype, self.device)
+        return f"Tensor(shape={self.shape}, dtype={self._array.dtype}, device={self.device})"
 
 
 class _Summary:
@@ -239,19 +241,19 @@ class _Summary:
 
 
 def _fail(what):
-    raise RuntimeError("[ERROR] {}".format(what))
+    raise RuntimeError(f"[ERROR] {what}")
 
 
 def _load_om(path, device_id):
     count = _standin.npu_count()
     if not 0 <= device_id < count:
-        _fail("aclrtSetDevice({}) failed: there are {} NPUs (device ids 0-{})".format(
-            device_id, count, count - 1))
+        _fail(f"aclrtSetDevice({device_id}) failed: there are {count} NPUs (device ids "
+              f"0-{count - 1})")
     if not os.path.isfile(path):
-        _fail("aclmdlLoadFromFile failed: model file {} not found".format(path))
+        _fail(f"aclmdlLoadFromFile failed: model file {path} not found")
     found = _standin.read_om(path)
     if found is None:
-        _fail("{}: aclmdlLoadFromFile failed: not an offline model (.om) built by atc".format(path))
+        _fail(f"{path}: aclmdlLoadFromFile failed: not an offline model (.om) built by atc")
     header, offset = found
     running = "Ascend" + _standin.chip()
     if header["soc_version"] != running:
@@ -320,11 +322,13 @@ class InferenceSession:
     def set_dynamic_batchsize(self, batch):
         batch = int(batch)
         if not self._profiles:
-            _fail("aclmdlSetDynamicBatchSize failed: {} has a static batch; compile it with "
-                  "--dynamic_batch_size".format(self.model_path))
+            _fail(f"aclmdlSetDynamicBatchSize failed: {self.model_path} has a static batch; "
+                  f"compile it with "
+                  "--dynamic_batch_size")
         if batch not in self._profiles:
-            _fail("aclmdlSetDynamicBatchSize failed: batch {} is not one of the om's batch sizes "
-                  "{}".format(batch, self._profiles))
+            _fail(f"aclmdlSetDynamicBatchSize failed: batch {batch} is not one of the om's batch "
+                  f"sizes "
+                  f"{self._profiles}")
         self._batch = batch
 
     def set_dynamic_hw(self, width, height):
@@ -357,13 +361,13 @@ class InferenceSession:
 
     def run(self, output_names, inputs):
         if self._profiles and self._batch is None:
-            _fail("aclmdlExecute failed: {} has a dynamic batch {}; give --dymBatch".format(
-                self.model_path, self._profiles))
+            _fail(f"aclmdlExecute failed: {self.model_path} has a dynamic batch {self._profiles}; "
+                  f"give --dymBatch")
         if len(inputs) != len(self._in):
-            _fail("aclmdlExecute failed: {} inputs given, the model has {}".format(
-                len(inputs), len(self._in)))
+            _fail(f"aclmdlExecute failed: {len(inputs)} inputs given, the model has "
+                  f"{len(self._in)}")
         feeds = {}
-        for index, (node, tensor) in enumerate(zip(self._in, inputs)):
+        for index, (node, tensor) in enumerate(zip(self._in, inputs, strict=False)):
             start = time.perf_counter()
             data = tensor.host_bytes()
             if isinstance(tensor, BaseTensor):
@@ -373,8 +377,8 @@ class InferenceSession:
             shape = self._resolved(node)
             want = int(np.prod(shape, dtype=np.int64)) * np.dtype(np_type).itemsize
             if data.nbytes != want:
-                _fail("aclmdlExecute failed: input {} ({}) has {} bytes, the model takes {}".format(
-                    index, node.name, data.nbytes, want))
+                _fail(f"aclmdlExecute failed: input {index} ({node.name}) has {data.nbytes} bytes, "
+                      f"the model takes {want}")
             feeds[node.name] = data.view(np_type).reshape(shape)
         names = [o.name for o in self._out]
         unknown = [n for n in (output_names or []) if n not in names]
@@ -405,5 +409,4 @@ class InferenceSession:
         """ACL's process-wide finalize: ait calls it on the class, 2023 on the session."""
 
     def __repr__(self):
-        return "InferenceSession({}, device {}, {})".format(self.model_path, self.device_id,
-                                                             self._options)
+        return f"InferenceSession({self.model_path}, device {self.device_id}, {self._options})"
