@@ -428,25 +428,23 @@ def top_context(models_dir: str, reports_dir: str) -> dict[str, Any]:
 # -- "CPU engines compared" (benchmarks/bench_engines.py's JSON) ---------------------------
 
 ENGINES_JSON = os.path.join("benchmarks", "results", "engines.json")  # under the README's root
-ENGINE_PLAIN = [("ort", "plain ONNX Runtime"), ("openvino", "plain OpenVINO"),
-                ("openvino-async", "OpenVINO, THROUGHPUT hint, async"), ("torch", "PyTorch eager")]
+ENGINE_PLAIN = {"ort": "plain ONNX Runtime", "openvino": "plain OpenVINO",
+                "openvino-async": "OpenVINO, THROUGHPUT hint, async", "torch": "PyTorch eager"}
 
 
 def _engine_label(key: str) -> str:
-    if key.startswith("runner/"):
-        _, backend, precision, streams = key.split("/")
-        name = engine_label(backend)
-        count = streams[1:]
-        return f"runner, {name}{'' if precision == 'fp32' else ' ' + precision}, " \
-               f"{count} stream{'' if count == '1' else 's'}"
-    return dict(ENGINE_PLAIN).get(key, key)
+    if not key.startswith("runner/"):
+        return ENGINE_PLAIN.get(key, key)
+    _, backend, precision, streams = key.split("/")
+    return (f"runner, {engine_label(backend)}{'' if precision == 'fp32' else ' ' + precision}, "
+            f"{streams[1:]} stream{'' if streams[1:] == '1' else 's'}")
 
 
 def _engine_order(key: str) -> tuple[int, bool, bool, int, str]:
     if key.startswith("runner/"):
         _, backend, precision, streams = key.split("/")
         return (0, precision != "fp32", backend != "onnxruntime", int(streams[1:] or 0), key)
-    plain = [k for k, _ in ENGINE_PLAIN]
+    plain = list(ENGINE_PLAIN)
     return (1, False, False, plain.index(key) if key in plain else len(plain), key)
 
 

@@ -10,10 +10,11 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from typing import IO, Any
+from typing import Any
 
 from npuzoo import config
 from npuzoo.checksums import HashCache
@@ -54,10 +55,16 @@ def download(spec: WeightsSpec, dest: str) -> None:
     """Download the published weights to `dest` (through a .part file), then verify them."""
     part = dest + ".part"
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    from tqdm import tqdm
+
     try:
-        with urllib.request.urlopen(spec.url, timeout=60) as response, open(part, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            _copy_with_progress(response, out, total, os.path.basename(dest))
+        with urllib.request.urlopen(spec.url, timeout=60) as response, open(part, "wb") as out, \
+                tqdm(total=int(response.headers.get("Content-Length") or 0) or None, unit="B",
+                     unit_scale=True, desc=os.path.basename(dest),
+                     disable=not sys.stderr.isatty()) as bar:
+            for block in iter(lambda: response.read(CHUNK), b""):
+                out.write(block)
+                bar.update(len(block))
     except (urllib.error.URLError, OSError, ValueError) as err:
         if os.path.exists(part):
             os.unlink(part)
@@ -75,29 +82,14 @@ def download(spec: WeightsSpec, dest: str) -> None:
     write_accepted(dest, {**digests, "url": spec.url})
 
 
-def _copy_with_progress(source: IO[bytes], out: IO[bytes], total: int | None,
-                        label: str) -> None:
-    import sys
-
-    from tqdm import tqdm
-
-    with tqdm(total=total, unit="B", unit_scale=True, desc=label,
-              disable=not sys.stderr.isatty()) as bar:
-        for block in iter(lambda: source.read(CHUNK), b""):
-            out.write(block)
-            bar.update(len(block))
-
-
 # -- identity by content ------------------------------------------------------------------
 
-def accepted_path(path: str) -> str:
-    """The record of the content accepted for a published weights file: <file>.accepted.json."""
-    return path + ".accepted.json"
+ACCEPTED = ".accepted.json"  # <file>.accepted.json: the content accepted for a published file
 
 
 def read_accepted(path: str) -> dict[str, Any] | None:
     try:
-        with open(accepted_path(path), encoding="utf-8") as handle:
+        with open(path + ACCEPTED, encoding="utf-8") as handle:
             data = json.load(handle)
         return data if isinstance(data, dict) and data.get("sha256") else None
     except (OSError, ValueError):
@@ -105,7 +97,7 @@ def read_accepted(path: str) -> dict[str, Any] | None:
 
 
 def write_accepted(path: str, digests: Mapping[str, str | None]) -> None:
-    atomic_write(accepted_path(path), json.dumps(digests, indent=2) + "\n")
+    atomic_write(path + ACCEPTED, json.dumps(digests, indent=2) + "\n")
 
 
 def check_published_file(spec: WeightsSpec, path: str, cache: HashCache) -> Digests:
