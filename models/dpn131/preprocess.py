@@ -4,7 +4,6 @@ As the Ascend ModelZoo DPN131 guide's imagenet_torch_preprocess.py (`dpn131`; Ap
 CenterCrop, ToTensor, Normalize (Cadene's mean and std, rounded), as model.yaml says.
 """
 
-import argparse
 import os
 import sys
 import warnings
@@ -16,20 +15,29 @@ from PIL import Image
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "model.yaml"), "rb") as handle:
     PARAMS = yaml.safe_load(handle)["preprocess"]
 MEAN, STD = (np.array(PARAMS[key], np.float32).reshape(3, 1, 1) for key in ("mean", "std"))
-IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
-                 Image.DecompressionBombWarning)
-warnings.simplefilter("error", Image.DecompressionBombWarning)  # over Pillow's limit: refused
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")  # npuzoo.dataset's: the images it selects
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # resized_rgb() refuses them
 warnings.filterwarnings("ignore", "Palette images with Transparency")  # convert("RGB") drops it
 
 
 def preprocess(path, uint8=False):
     """One image: float32 CHW, normalised, or (uint8) the cropped HWC pixels for AIPP."""
-    size, crop = PARAMS["resize"], PARAMS["crop"]
+    crop = PARAMS["crop"]
+    image = resized_rgb(path, PARAMS["resize"])
+    top, left = round((image.height - crop) / 2), round((image.width - crop) / 2)
+    pixels = np.asarray(image)[top:top + crop, left:left + crop]
+    if uint8:
+        return np.ascontiguousarray(pixels)
+    return (pixels.transpose(2, 0, 1).astype(np.float32) / 255 - MEAN) / STD
+
+
+def resized_rgb(path, size):
+    """The image in RGB, its shorter side bilinearly resized to `size` (the other truncated)."""
     with Image.open(path) as image:
-        w, h = image.size  # the header's (open() refused more than Pillow's limit)
-        new = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)  # truncated
-        if Image.MAX_IMAGE_PIXELS and new[0] * new[1] > Image.MAX_IMAGE_PIXELS:
+        w, h = image.size  # the header's
+        new = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
+        if Image.MAX_IMAGE_PIXELS and max(w * h, new[0] * new[1]) > Image.MAX_IMAGE_PIXELS:
             raise ValueError(f"{w}x{h} pixels, resized to {new[0]}x{new[1]}: over Pillow's limit "
                              f"of {Image.MAX_IMAGE_PIXELS} pixels (a decompression bomb?)")
         if image.mode in ("I", "F") or image.mode.startswith("I;16"):  # convert() clips 16 bits
@@ -38,49 +46,35 @@ def preprocess(path, uint8=False):
                 raise ValueError(f"mode {image.mode}: not 8- or 16-bit pixels")
             image = Image.fromarray(((grey.astype(np.uint32) * 255 + 32895) >> 16).astype(np.uint8))
         image = image.convert("RGB")
-    if min(w, h) != size:
-        image = image.resize(new, Image.Resampling.BILINEAR)
-    top, left = round((image.height - crop) / 2), round((image.width - crop) / 2)
-    pixels = np.asarray(image)[top:top + crop, left:left + crop]
-    if uint8:
-        return np.ascontiguousarray(pixels)
-    return (pixels.transpose(2, 0, 1).astype(np.float32) / 255 - MEAN) / STD
-
-
-def fail(message):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)  # a user's error, as in npuzoo
+    return image if min(w, h) == size else image.resize(new, Image.Resampling.BILINEAR)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("src", metavar="SRC")
-    parser.add_argument("dst", metavar="DST")
-    parser.add_argument("--uint8", action="store_true", help="the cropped uint8 pixels, for AIPP")
-    args = parser.parse_args()
-    stems = {}  # DST/<name up to its first '.'>.bin for each image of SRC/* and SRC/*/*, sorted
-    try:
-        folders = [args.src, *sorted(e.path for e in os.scandir(args.src) if e.is_dir())]
+    args = [arg for arg in sys.argv[1:] if arg != "--uint8"]
+    if len(args) != 2:
+        return "usage: python3 preprocess.py SRC DST [--uint8]"
+    (src, dst), stems = args, {}  # stems: DST/<name up to its first '.'>.bin for each image
+    try:  # the images of SRC and of its subfolders, sorted
+        folders = [src, *sorted(e.path for e in os.scandir(src) if e.is_dir())]
         for path in sorted(e.path for folder in folders for e in os.scandir(folder)
                            if e.name.lower().endswith(IMAGE_EXTENSIONS) and e.is_file()):
-            stem = os.path.basename(path).split(".")[0]
-            if stems.setdefault(stem, path) != path:
-                fail(f"{stems[stem]} and {path} would both be written as {stem}.bin; rename one")
-        os.makedirs(args.dst, exist_ok=True)
+            if stems.setdefault(stem := os.path.basename(path).split(".")[0], path) != path:
+                return f"{stems[stem]} and {path} would both be written as {stem}.bin; rename one"
+        os.makedirs(dst, exist_ok=True)
         for stem, path in stems.items():
             try:
-                array = preprocess(path, args.uint8)
+                array = preprocess(path, "--uint8" in sys.argv)
             except DECODE_ERRORS as err:
-                reason = (str(err).splitlines() or [type(err).__name__])[0]
-                fail(f"{path}: cannot decode image ({reason}); remove it from the dataset "
-                     "and its line from the label file")
-            tmp = os.path.join(args.dst, f".{stem}.tmp")
-            array.tofile(tmp)  # then renamed: never a partial .bin
-            os.replace(tmp, os.path.join(args.dst, f"{stem}.bin"))
+                reason = str(err).split("\n")[0] or type(err).__name__
+                return (f"{path}: cannot decode image ({reason}); remove it from the dataset "
+                        "and its line from the label file")
+            array.tofile(tmp := os.path.join(dst, f".{stem}.tmp"))  # renamed: never a partial .bin
+            os.replace(tmp, os.path.join(dst, f"{stem}.bin"))
     except OSError as err:  # SRC unreadable (a loop of symbolic links...), DST unwritable
-        fail(f"{err.filename or args.dst}: {err.strerror or err}")
-    print(f"preprocessed {len(stems)} images to {args.dst}")
+        return f"{err.filename or dst}: {err.strerror or err}"
+    print(f"preprocessed {len(stems)} images to {dst}")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__" and (error := main()):
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)  # a user's error, as in npuzoo
