@@ -73,16 +73,15 @@ def build_model(weights, source=DEFAULT_SOURCE):
 
 
 def export(model, onnx_path):
-    inp, out, opset = CONFIG["input"]["name"], CONFIG["output"]["name"], CONFIG["onnx"]["opset"]
+    inp, out = CONFIG["input"]["name"], CONFIG["output"]["name"]
     axes = {inp: {0: "-1"}, out: {0: "-1"}} if CONFIG["onnx"]["dynamic_batch"] else None
-    tmp = f"{onnx_path}.{os.getpid()}.tmp"
+    tmp = f"{onnx_path}.{os.getpid()}.tmp"  # then renamed: never a partial .onnx
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(onnx_path)), exist_ok=True)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the tracer's: Python-computed shapes become constants
-            torch.onnx.export(model.eval(), torch.randn(1, *CONFIG["input"]["shape"]), tmp,
+            torch.onnx.export(model, torch.randn(1, *CONFIG["input"]["shape"]), tmp,
                               input_names=[inp], output_names=[out], dynamic_axes=axes,
-                              opset_version=opset, dynamo=False)  # dynamo would write opset 18
+                              opset_version=CONFIG["onnx"]["opset"], dynamo=False)  # not opset 18
         onnx.checker.check_model(tmp, full_check=True)
         os.replace(tmp, onnx_path)
     except OSError as err:
@@ -92,19 +91,18 @@ def export(model, onnx_path):
             os.unlink(tmp)
 
 
-def main(argv=None):
+def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("weights", metavar="WEIGHTS")
     parser.add_argument("onnx", metavar="ONNX")
     parser.add_argument("--source", default=DEFAULT_SOURCE, metavar="DIR")
-    args = parser.parse_args(argv)
+    args = parser.parse_args()
     try:
         export(build_model(args.weights, args.source), args.onnx)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        parser.exit(2, f"error: {err}\n")  # a user's error, as in npuzoo
     print(f"exported {args.weights} to {args.onnx}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
