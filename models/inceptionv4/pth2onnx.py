@@ -80,6 +80,7 @@ def export(model, onnx_path):
     axes = {inp: {0: "-1"}, out: {0: "-1"}} if CONFIG["onnx"]["dynamic_batch"] else None
     tmp = f"{onnx_path}.{os.getpid()}.tmp"  # then renamed: never a partial .onnx
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(onnx_path)), exist_ok=True)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the tracer's: Python-computed shapes become constants
             torch.onnx.export(model, torch.randn(1, *CONFIG["input"]["shape"]), tmp,
