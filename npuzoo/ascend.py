@@ -4,7 +4,7 @@ mk/pipeline.mk runs each tool through `python -m npuzoo.ascend run -- <command>`
 the CANN environment where needed, checks the chip (the toolkit's platform files, the .om's
 record, npu-smi's chip of DEVICE), runs in a scratch folder (`--cwd`), makes the paths pass
 the ait front end's checks (hand_over) and ends a failure with one `error:` line.
-`record-om`/`remove-om`/`check-om` keep each .om's chip record; `describe` writes the backend
+`record-om`/`remove-om` keep each .om's chip record; `describe` writes the backend
 JSON of a report.
 """
 

@@ -157,7 +157,7 @@ def mtime(path: str) -> int | None:
 
 def stamp(report_path: str, before: int | None, placement: dict[str, Any]) -> Any:
     """A report.json's throughput; one the caller's make just wrote (its mtime is no longer
-    `before`) gets `placement` (report.py's write has no field for it)."""
+    `before`) gets `placement` (`npuzoo.report write` has no field for it)."""
     with open(report_path, encoding="utf-8") as handle:
         report = json.load(handle)
     if mtime(report_path) != before:

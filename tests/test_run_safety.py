@@ -408,7 +408,9 @@ def test_dry_run_shows_the_pipeline_and_runs_nothing(tmp_path_factory, tmp_path)
     assert "weights/random.json is written by npuzoo/run.py" in dpn.stdout
     assert tree_state(scratch) == before
     made = {p.relative_to(scratch / "build") for p in (scratch / "build").rglob("*")}
-    assert all(p.parts in {(m,), (m, "model.mk")} or p.parts[0] == "inputs"
+    # make -n writes the model's Make variables, the run plans and the data links, nothing else
+    assert all(p.parts in {(m,), (m, "model.mk"), (m, "plans")} or p.parts[0] == "inputs"
+               or (p.parts[:2] == (m, "plans") and p.suffix in (".mk", ".json"))
                for p in made for m in [p.parts[0]]) and \
         {p.parts[0] for p in made} <= {"mobilenetv1", "dpn131", "inputs"}, made
 

@@ -593,10 +593,10 @@ class TestCluster:
         deadline, killed = time.time() + 120, None
         while time.time() < deadline and killed is None and proc.poll() is None:
             processes = cluster.worker_node_processes()
-            running = [argv for argv in processes.values()
+            running = [(pid, argv) for pid, argv in processes.items()
                        if argv[0] == b"make" and b"report" in argv]
             if running:
-                killed = next(a.decode() for a in running[0] if a.startswith(b"BS="))
+                killed = "BS=" + plan_batch_size(*running[0])
                 for pid in processes:
                     with contextlib.suppress(OSError):
                         os.kill(pid, signal.SIGKILL)
@@ -624,6 +624,13 @@ class TestCluster:
             assert report["placement"]["node_ip"] == Cluster.HEAD
         else:  # or reported with its error after its one retry
             assert "error: sweep: " in text and f"{killed[3:]} " in text
+
+
+def plan_batch_size(pid: int, argv: list[bytes]) -> str:
+    """The batch size of a running pipeline make: its PLAN= file's `BS := N` line."""
+    plan = next(a.decode()[len("PLAN="):] for a in argv if a.startswith(b"PLAN="))
+    text = (Path(f"/proc/{pid}/cwd") / plan).read_text(encoding="utf-8")
+    return re.search(r"^BS := (\d+)$", text, re.MULTILINE).group(1)
 
 
 @pytest.mark.slow
