@@ -39,6 +39,16 @@ if [[ ! -f $data/val_label.txt ]]; then
   echo "docker stage: skipped: no dataset at $data (../shared/data is absent on this machine)"; exit 0
 fi
 
+# The images hold torch's CUDA build (about 6 GB installed, its wheels linked, not copied,
+# into the build context) and BuildKit keeps a copy of that context while it builds: on a
+# machine with less free disk than this, the stage could only fail half-way, so it says so.
+need_gb=${STAGE_DISK_GB:-14}
+free_gb=$(df --output=avail -BG /tmp . | awk 'NR > 1 {gsub("G", ""); if (min == "" || $1 < min) min = $1} END {print min}')
+if ((free_gb < need_gb)); then
+  echo "docker stage: skipped: ${free_gb} GB free under /tmp or $repo, the images need about ${need_gb} GB (STAGE_DISK_GB)"
+  exit 0
+fi
+
 timings=()
 phase_start=$SECONDS
 phase() {  # phase NAME: close the previous phase's clock, print a header
@@ -105,6 +115,7 @@ images/local-base.sh "$base_image"
 
 phase "make images (all but Ascend)"
 make --no-print-directory images BASE_IMAGE=$base_image
+"$DOCKER" builder prune --force > /dev/null  # the contexts' copies (GBs); the images stay
 
 phase "tests/test_images.py with the engine (Ascend: hadolint + structure only)"
 # With an engine answering, the engine tests run too: what Docker leaves out of a model

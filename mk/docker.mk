@@ -485,9 +485,11 @@ define stage_context
 	  && images/content-hash.sh --ignore $(CONTEXT_IGNORE) --list npuzoo \
 	  | tar -C npuzoo --null -T - -cf - | tar -C $(CONTEXTS)/$(1)/npuzoo -xf -)
 endef
-# fill_wheels TOOL: the wheels of images/requirements/TOOL.txt and their dependencies.
+# fill_wheels TOOL: the wheels of images/requirements/TOOL.txt and their dependencies; those
+# in a local index are hard-linked first (link-wheels.py), so pip download copies none of them.
 define fill_wheels
 	@echo "images: wheels for $(1) (pip download into $(CONTEXTS)/$(1)/wheels)"
+	@$(PY) images/link-wheels.py $(CONTEXTS)/$(1)/wheels images/requirements/$(1).txt
 	@$(PY) -m pip download --disable-pip-version-check --only-binary=:all: \
 	  -d $(CONTEXTS)/$(1)/wheels -r images/requirements/$(1).txt > $(IMAGES_DIR)/$(1)-wheels.log 2>&1 \
 	  || { grep -v 'is ignored' $(IMAGES_DIR)/$(1)-wheels.log | tail -n 20 >&2; echo "error: pip download for the $(1) image failed; log: $(IMAGES_DIR)/$(1)-wheels.log" >&2; exit 1; }
