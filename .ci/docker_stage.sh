@@ -17,9 +17,10 @@
 # by design), so the local run's accuracy.json and report are copied aside and
 # build/mobilenetv1 removed before the docker run; reports/mobilenetv1/ is put back as it was.
 #
-# Skipped, with a message, when ../shared/data is absent (nothing to run the models on) or
-# DOCKER_STAGE=skip. Variables: STAGE_DATA, STAGE_N, STAGE_BS, STAGE_LOOP (the perf loops of
-# both runs: their timings are not compared, so a short one keeps the stage quick).
+# Skipped, with a message, when ../shared/data is absent (nothing to run the models on), the
+# disk has under STAGE_DISK_GB free (default 14; the stage peaked at 11 GB) or DOCKER_STAGE=skip.
+# Variables: STAGE_DATA, STAGE_N, STAGE_BS, STAGE_LOOP (the perf loops of both runs: their
+# timings are not compared, so a short one keeps the stage quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
