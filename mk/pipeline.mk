@@ -7,7 +7,8 @@
 # the engine and variant, every artefact path and the engine's flags. No user-typed path
 # appears: DATA is the link $(DATA_LINK), a WEIGHTS file a copy in build/<model>/weights/store/.
 # Ids name content: new bytes, new folders. build/<model>/model.mk holds model.yaml's facts
-# (input shape, the ATC_ARGS/INFER_ARGS/PERF_ARGS command functions of npuzoo/commands.py).
+# (the weights file name, the ATC_ARGS/INFER_ARGS/PERF_ARGS command functions of
+# npuzoo/commands.py).
 #
 # build/<model>/
 #   model.mk                          Make variables generated from model.yaml

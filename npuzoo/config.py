@@ -7,7 +7,6 @@ e.g. `models/x/model.yaml: preprocess.crop: expected a positive integer, got 'bi
 import argparse
 import os
 import re
-import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -480,25 +479,15 @@ def perf_defaults(spec: ModelSpec) -> dict[str, int]:
 
 
 def make_variables(spec: ModelSpec) -> str:
-    """The model.yaml facts the Makefile needs, as `NAME := value` lines."""
+    """The model.yaml facts mk/pipeline.mk and mk/docker.mk read, as Make lines: the published
+    weights file, whether there is an upstream tree, and the command functions ($(call ATC_ARGS,
+    ...), npuzoo/commands.py)."""
     from npuzoo import commands
 
-    channels, height, width = spec.input.shape
-    values: dict[str, object] = {
-        "INPUT_NAME": spec.input.name,
-        "INPUT_C": channels,
-        "INPUT_H": height,
-        "INPUT_W": width,
-        "WEIGHTS_FILE": spec.weights.file,
-        "ATC_EXTRA_ARGS": " ".join(map(shlex.quote, spec.atc_extra_args)),
-        "HAS_UPSTREAM": "1" if spec.upstream.sources else "",
-        "MODEL_BACKEND": spec.backend,  # its CPU engine unless BACKEND= says otherwise
-        "INT8_BACKEND": INT8_BACKEND,   # the engine of PRECISION=int8 runs
-    }
-    values.update({f"PERF_{key.upper()}": value for key, value in perf_defaults(spec).items()})
-    functions = commands.make_functions(spec)  # $(call ATC_ARGS,...): one definition
+    values = {"WEIGHTS_FILE": spec.weights.file,
+              "HAS_UPSTREAM": "1" if spec.upstream.sources else ""}
     return ("".join(f"{key} := {value}\n" for key, value in values.items())
-            + "".join(f"{key} = {text}\n" for key, text in functions.items()))
+            + "".join(f"{key} = {text}\n" for key, text in commands.make_functions(spec).items()))
 
 
 @cli

@@ -94,17 +94,11 @@ class Settings:
         self.resolved_soc: str | None = None  # resolve_soc's answer, once
 
 
-def check_variable_names(environ: Mapping[str, str], sweep: bool = False) -> None:
-    variables.check_names(environ, "sweep" if sweep else "model")
-
-
 def read_values(environ: Mapping[str, str], model: str | None = None) -> dict[str, str]:
     """The raw Make variables, as the Makefile exported them (NPUZOO_<NAME>). On an Ascend chip,
     LOOP and WARMUP left unset take the model's perf defaults from its model.yaml (the guide's
     --loop and --warmup_count); on the CPU, where a guide's 1000 loops of DPN131 would take
     minutes, the table's. They are checked like typed values."""
-    import shutil
-
     soc = environ.get("NPUZOO_SOC", DEFAULTS["SOC"])
     on_npu = soc.startswith("Ascend") or (soc == "auto" and shutil.which("npu-smi"))
     defaults: dict[str, Any] = {}
@@ -381,8 +375,6 @@ def resolve_soc(settings: Settings, say: Callable[..., None] = print) -> str:
     device = int(settings.device.split(",")[0])
     soc = socs.resolve(settings.soc, device)
     if settings.soc == "auto":
-        import shutil
-
         if soc == "cpu" and not shutil.which("npu-smi"):
             say("SOC=auto: no npu-smi on PATH, so no Ascend NPU here: running on the CPU "
                 "(SOC=cpu)", flush=True)
@@ -604,7 +596,7 @@ def main(argv: list[str] | None = None) -> None:
     # Every problem of the variables and inputs at once, before any step runs.
     problems, settings = Problems(), None
     with problems:
-        check_variable_names(os.environ)
+        variables.check_names(os.environ)
     with problems:
         settings = Settings(read_values(os.environ, args.model))
     if settings is None:

@@ -43,13 +43,6 @@ TAIL_LINES = 15
 
 # -- the variables ---------------------------------------------------------------------------
 
-def env_number(name: str, text: str, most: int, what: str) -> int | None:
-    """A positive number of at most `most` from the environment variable `name`, or None."""
-    if text and not (variables.POSITIVE.match(text) and int(text) <= most):
-        raise UserError(f"{name}={variables.shown(text)}: expected {what}")
-    return int(text) if text else None
-
-
 def env_choice(name: str, text: str, choices: tuple[str, ...], hint: str) -> str:
     if text not in choices:
         raise UserError(f"{name}={variables.shown(text)}: {hint}")
@@ -57,8 +50,9 @@ def env_choice(name: str, text: str, choices: tuple[str, ...], hint: str) -> str
 
 
 def check_timeout(text: str) -> int:
-    return env_number(TIMEOUT_ENV, text, 3600, "the seconds (1 to 3600) to wait for the Ray "
-                      f"cluster at RAY_ADDRESS (default {TIMEOUT_S})") or TIMEOUT_S
+    return variables.number(TIMEOUT_ENV, text, optional=True, most=3600, what=(
+        f"the seconds (1 to 3600) to wait for the Ray cluster at RAY_ADDRESS (default "
+        f"{TIMEOUT_S})")) or TIMEOUT_S
 
 
 def check_ray_logs(text: str) -> bool:
@@ -69,15 +63,16 @@ def check_ray_logs(text: str) -> bool:
 def read_settings(environ: Mapping[str, str]) -> tuple[
         list[str], dict[str, run.Settings], int, str, int | None]:
     """(models, {model: run.Settings}, shards, storage, cpus), every value checked."""
-    run.check_variable_names(environ, sweep=True)
+    variables.check_names(environ, "sweep")
     check_timeout(environ.get(TIMEOUT_ENV, ""))  # said now, before any step; used by connect()
     own = {name: variables.BY_NAME[name].value(environ.get(f"NPUZOO_{name}", ""))
            for name in ("MODELS", "SHARDS")}
     storage = env_choice(STORAGE_ENV, environ.get(STORAGE_ENV, ""), ("", "shared", "copy"),
                          "use shared (every node sees the repository at the same path) or copy "
                          "(nodes get a copy)") or "shared"
-    cpus = env_number(CPUS_ENV, environ.get(CPUS_ENV, ""), 10**6, "a positive number of CPUs "
-                      "per CPU task, or leave it unset for a whole node")
+    cpus = variables.number(CPUS_ENV, environ.get(CPUS_ENV, ""), optional=True, most=10**6,
+                            what="a positive number of CPUs per CPU task, or leave it unset "
+                                 "for a whole node")
     settings = {model: run.Settings(run.read_values(environ, model)) for model in own["MODELS"]}
     return own["MODELS"], settings, own["SHARDS"], storage, cpus
 

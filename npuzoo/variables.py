@@ -283,7 +283,7 @@ def read(environ: Mapping[str, str], target: str,
             for v in of(target)}
 
 
-def check_names(environ: Mapping[str, str], target: str) -> None:
+def check_names(environ: Mapping[str, str], target: str = "model") -> None:
     """UserError for a variable given on make's command line (NPUZOO_COMMAND_LINE: the names
     the Makefile saw with origin `command line`) that `target` does not take: it would be
     ignored silently. Variables of the environment are not judged (the shell sets many)."""

@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 import yaml
 
-from npuzoo import bench, config, engines
+from npuzoo import bench, config, engines, run
 from npuzoo.errors import UserError
 
 from helpers import (
@@ -187,7 +187,9 @@ def test_every_model_backend_reaches_the_make_layer():
     for name in MODELS:
         spec = config.load(name)
         assert spec.backend in engines.BACKENDS
-        assert f"MODEL_BACKEND := {spec.backend}\n" in config.make_variables(spec)
+        settings = run.Settings({**run.DEFAULTS, "DATA": "/d", "TUNE": "0"})
+        plan = run.Plan(name, settings, "cpu").run_plan()
+        assert plan.make_variables()["ENGINE"] == spec.backend and plan.variant == ""
 
 
 # -- slow: the zoo's models through both engines -------------------------------------------------

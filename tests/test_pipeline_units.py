@@ -49,8 +49,8 @@ def test_config_cli_unknown_model():
 
 def test_makevars_come_from_model_yaml():
     text = config.make_variables(config.load("mobilenetv1"))
-    assert "INPUT_NAME := image\n" in text and "INPUT_H := 224\n" in text
     assert "WEIGHTS_FILE := mobilenet_sgd_rmsprop_69.526.tar\n" in text
+    assert "HAS_UPSTREAM := \n" in text  # (mobilenetv1's code is its folder's own)
 
 
 # -- dataset ------------------------------------------------------------------------------

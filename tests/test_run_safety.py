@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from npuzoo import config, run, weights
+from npuzoo import config, run, variables, weights
 from npuzoo.checksums import HashCache
 from npuzoo.errors import UserError
 
@@ -612,18 +612,18 @@ def test_an_int8_run_records_its_precision_and_calibration(scratch, tmp_path):
 ])
 def test_unknown_command_line_variables_are_refused(names, lines):
     with pytest.raises(UserError) as err:
-        run.check_variable_names({"NPUZOO_COMMAND_LINE": f"BS DATA {names}"})
+        variables.check_names({"NPUZOO_COMMAND_LINE": f"BS DATA {names}"})
     assert str(err.value).split("\nerror: ") == lines
 
 
 def test_known_and_make_level_variables_pass():
-    run.check_variable_names({"NPUZOO_COMMAND_LINE": " ".join(run.DEFAULTS)
-                              + " DOCKER PYTHON TORCH_INDEX BASE_IMAGE"})
-    run.check_variable_names({"NPUZOO_COMMAND_LINE": "MODELS SHARDS BS"}, sweep=True)
+    variables.check_names({"NPUZOO_COMMAND_LINE": " ".join(run.DEFAULTS)
+                           + " DOCKER PYTHON TORCH_INDEX BASE_IMAGE"})
+    variables.check_names({"NPUZOO_COMMAND_LINE": "MODELS SHARDS BS"}, "sweep")
     with pytest.raises(UserError, match=r"^RAY_ADDRESS: read from the environment"):
-        run.check_variable_names({"NPUZOO_COMMAND_LINE": "RAY_ADDRESS"}, sweep=True)
+        variables.check_names({"NPUZOO_COMMAND_LINE": "RAY_ADDRESS"}, "sweep")
     with pytest.raises(UserError, match=r"^PYTEST_ARGS: no such variable of make <model>"):
-        run.check_variable_names({"NPUZOO_COMMAND_LINE": "PYTEST_ARGS"})
+        variables.check_names({"NPUZOO_COMMAND_LINE": "PYTEST_ARGS"})
 
 
 def test_the_makefile_names_only_command_line_variables(tmp_path):
