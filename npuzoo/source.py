@@ -18,7 +18,6 @@ from what model.yaml pins, not from the record, and names the first differing pa
 import argparse
 import ast
 import contextlib
-import glob
 import hashlib
 import html as html_module
 import json
@@ -145,10 +144,14 @@ def is_sdist_of(base: str, name: str, version: str) -> bool:
 
 def sdist_candidates(folder: str, name: str, version: str) -> list[str]:
     """Sdist files in `folder` for name==version."""
-    if not os.path.isdir(folder):
-        return []
-    return [path for path in sorted(glob.glob(os.path.join(folder, "*")))
-            if is_sdist_of(os.path.basename(path), name, version)]
+    names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    return [os.path.join(folder, base) for base in names if is_sdist_of(base, name, version)]
+
+
+def pinned_sdist(folder: str, entry: PypiSource) -> str | None:
+    """The sdist of entry.requirement in `folder` that has the pinned sha256, if any."""
+    return next((path for path in sdist_candidates(folder, *parse_requirement(entry.requirement))
+                 if sha256_file(path) == entry.sha256.lower()), None)
 
 
 def pip_locations() -> list[tuple[str, str]]:
@@ -251,13 +254,13 @@ def extract_sdist(archive: str, tree: str) -> str:
         shutil.rmtree(unpack, ignore_errors=True)
 
 
-def check_sdist(archive: str, entry: PypiSource, origin: str) -> str:
-    """The sha256 of `archive` if it is the pinned one, else UserError (from the cache or
-    the index alike: never unpacked, never replaced by another source)."""
+def check_sdist(archive: str, entry: PypiSource, origin: str) -> None:
+    """UserError unless `archive` has the pinned sha256 (from the cache or the index alike:
+    never unpacked, never replaced by another source)."""
     expected = entry.sha256.lower()
     actual = sha256_file(archive)
     if actual == expected:
-        return actual
+        return
     pinned = f"pinned in model.yaml for {describe(entry)}"
     if origin == "cache":
         raise UserError(f"{shown_path(archive)}: sha256 is {actual}, expected {expected} "
@@ -269,44 +272,39 @@ def check_sdist(archive: str, entry: PypiSource, origin: str) -> str:
 
 
 def fetch_pypi(entry: PypiSource, tree: str, cache: str | None) -> Record:
-    """The sdist of entry.requirement (cache first, then PyPI), its sha256 checked against
-    entry.sha256, unpacked as `tree`."""
+    """The pinned sdist of entry.requirement (the cache's, else downloaded), unpacked as `tree`;
+    a copy stays beside `tree`, where verify rebuilds the tree from it."""
     name, version = parse_requirement(entry.requirement)
     cached = sdist_candidates(cache, name, version) if cache else []
-    download = None if cached else tempfile.mkdtemp(prefix=".sdist-", dir=os.path.dirname(tree))
-    try:
-        archive = download_sdist(entry.requirement, download, entry.sha256.lower()) \
-            if download else cached[0]
-        digest = check_sdist(archive, entry, "cache" if cached else "pypi")
-        extract_sdist(archive, tree)
-        # kept beside the tree: verify rebuilds the tree from it (its pin checked again)
+    if cached:
+        archive = cached[0]
+        check_sdist(archive, entry, "cache")
         kept = os.path.join(os.path.dirname(tree), os.path.basename(archive))
         if not os.path.exists(kept):
             shutil.copyfile(archive, kept + ".part")
             os.replace(kept + ".part", kept)
-        return {"requirement": entry.requirement, "version": version,
-                "from": "cache" if cached else "pypi",
-                "sdist": os.path.basename(archive), "sdist_sha256": digest}
-    finally:
-        if download:
-            shutil.rmtree(download, ignore_errors=True)
+    else:
+        archive = cache_sdist(entry, os.path.dirname(tree))
+    extract_sdist(archive, tree)
+    return {"requirement": entry.requirement, "version": version,
+            "from": "cache" if cached else "pypi",
+            "sdist": os.path.basename(archive), "sdist_sha256": entry.sha256.lower()}
 
 
-def cache_sdist(entry: PypiSource, cache: str) -> None:
-    """The pinned sdist of a pypi source in the folder `cache` (`make venv`: .venv/sdists),
-    fetched as a file and kept only with its pinned sha256."""
-    name, version = parse_requirement(entry.requirement)
-    pinned = entry.sha256.lower()
-    if any(sha256_file(path) == pinned for path in sdist_candidates(cache, name, version)):
-        return
-    os.makedirs(cache, exist_ok=True)
-    download = tempfile.mkdtemp(prefix=".sdist-", dir=cache)
+def cache_sdist(entry: PypiSource, folder: str) -> str:
+    """The pinned sdist of a pypi source in `folder` (`make venv`: .venv/sdists), fetched as a
+    file unless it is there, and kept only with its pinned sha256."""
+    found = pinned_sdist(folder, entry)
+    if found:
+        return found
+    os.makedirs(folder, exist_ok=True)
+    download = tempfile.mkdtemp(prefix=".sdist-", dir=folder)
     try:
-        archive = download_sdist(entry.requirement, download, pinned)
+        archive = download_sdist(entry.requirement, download, entry.sha256.lower())
         check_sdist(archive, entry, "pypi")
-        os.replace(archive, os.path.join(cache, os.path.basename(archive)))
-    except SourceUnavailable as why:
-        raise UserError(f"{describe(entry)}: {why}") from None
+        kept = os.path.join(folder, os.path.basename(archive))
+        os.replace(archive, kept)
+        return kept
     finally:
         shutil.rmtree(download, ignore_errors=True)
 
@@ -454,15 +452,14 @@ def pristine_pypi(entry: PypiSource, dest: str, record_path: str, cache: str,
                   patch_path: str | None, work: str) -> str:
     """The patched tree rebuilt from the sdist whose sha256 model.yaml pins (the copy fetch
     kept beside the record, else the cache)."""
-    name, version = parse_requirement(entry.requirement)
     for folder in (os.path.dirname(os.path.abspath(record_path)), cache):
-        for archive in sdist_candidates(folder, name, version) if folder else []:
-            if sha256_file(archive) == entry.sha256.lower():
-                tree = os.path.join(work, "tree")
-                extract_sdist(archive, tree)
-                if patch_path:
-                    apply_patch(patch_path, tree, describe(entry))
-                return tree
+        archive = pinned_sdist(folder, entry) if folder else None
+        if archive:
+            tree = os.path.join(work, "tree")
+            extract_sdist(archive, tree)
+            if patch_path:
+                apply_patch(patch_path, tree, describe(entry))
+            return tree
     raise SourceUnavailable(f"no sdist with the pinned sha256 beside {record_path} nor in {cache}")
 
 
@@ -580,8 +577,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "cache":
         for model in [args.model] if args.model else config.model_names():
             for entry in config.load(model).upstream.sources:
-                if isinstance(entry, PypiSource):
-                    cache_sdist(entry, args.cache)
+                try:
+                    if isinstance(entry, PypiSource):
+                        cache_sdist(entry, args.cache)
+                except SourceUnavailable as why:
+                    raise UserError(f"{describe(entry)}: {why}") from None
         return
     if not (args.model and args.dest):
         parser.error(f"{args.command} needs MODEL and DEST")
