@@ -18,6 +18,7 @@ import os
 import re
 from typing import Any
 
+from npuzoo.config import BACKEND_LABELS
 from npuzoo.files import atomic_write
 
 ASCEND_ENGINE = "ais_bench"  # an Ascend chip runs the compiled .om with ais_bench
@@ -55,13 +56,14 @@ class RunPlan:
     perf_seconds: int
     force: bool
     strict: bool
-    data_id: str
-    prep_key: str
-    prep_bytes: int
-    export_key: str
-    weights_id: str
-    weights_path: str
     has_upstream: bool
+    # the inputs' ids, found one after the other by npuzoo/run.py
+    data_id: str = ""
+    prep_key: str = ""
+    prep_bytes: int = 0
+    export_key: str = ""
+    weights_id: str = ""
+    weights_path: str = ""
     calib: int = 0
     calib_id: str = ""
     calib_offset: int = 0
@@ -72,6 +74,26 @@ class RunPlan:
     @property
     def variant(self) -> str:
         return variant_label(self.aipp, self.precision, self.engine, self.own_engine)
+
+    def how(self) -> str:
+        """How the run measures, for its header: `on OpenVINO, int8, 2 streams`, `with AIPP`."""
+        if self.soc != "cpu":
+            return "with ais_bench" + (", AIPP" if self.aipp else "")
+        label = BACKEND_LABELS.get(self.engine, self.engine)
+        words = [f"engine and streams tuned (TUNE=0: {label})" if self.tuned else f"on {label}",
+                 self.precision, "AIPP" if self.aipp else "",
+                 "" if self.tuned else f"{self.streams} stream(s)",
+                 f"perf loop {self.loop}" + (f" and {self.perf_seconds} s"
+                                             if self.perf_seconds else "")]
+        return ", ".join(w for w in words if w)
+
+    def make_args(self, *targets: str, bs: int | None = None, **extra: object) -> list[str]:
+        """`make` arguments for mk/pipeline.mk: the plan file of batch size `bs` (this plan's
+        without; written now), then `extra` (the sweep's SHARDS, SHARD, DEVICE: validated
+        tokens) and the targets."""
+        path = (dataclasses.replace(self, bs=bs) if bs else self).write()
+        return ["-f", "mk/pipeline.mk", f"PLAN={path}", *(f"{k}={v}" for k, v in extra.items()),
+                *targets]
 
     def paths(self) -> dict[str, str]:
         """Every artefact of the run, by its name in mk/pipeline.mk ('' where there is none)."""
@@ -149,6 +171,10 @@ class RunPlan:
                 "warmup": self.warmup, "steps": f"{paths['B']}/steps.jsonl",
                 "source": paths["SOURCE_JSON"] or None, "extra": paths["REPORT_EXTRA"] or None,
                 "fp32_model": paths["ONNX"] if self.precision == "int8" else None}
+
+    def docker_args(self) -> list[str]:
+        """mk/docker.mk's arguments of the plan's chip and image hashes."""
+        return [f"SOC={self.soc}", *(f"{name}={value}" for name, value in self.image_hashes)]
 
     def makefile(self) -> str:
         lines = []

@@ -27,17 +27,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from tqdm import tqdm
 
 from npuzoo import config, dataset, engines, store, variables
-from npuzoo import plan as plan_mod
 from npuzoo import soc as socs
 from npuzoo import weights as weights_mod
 from npuzoo.checksums import HashCache
 from npuzoo.errors import Problems, UserError, cli
 from npuzoo.files import replace_link
+from npuzoo.plan import ASCEND_ENGINE, RunPlan
 
 REPO = config.REPO_ROOT
 BUILD = "build"
@@ -205,11 +206,15 @@ def answer_make_mode(what: str) -> None:
                         "running it; run make without -t")
 
 
+def make_env(**extra: str) -> dict[str, str]:
+    """This process's environment without SCRUBBED, with `extra`: a make's own."""
+    return {**{k: v for k, v in os.environ.items() if k not in SCRUBBED}, **extra}
+
+
 def make(args: list[str], check: bool = True) -> int:
     """Run `make --no-print-directory ARGS` (an argument list: no shell) in the repository."""
-    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
     command = ["make", "--no-print-directory", *(["-n"] if DRY_RUN else []), *args]
-    result = subprocess.run(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL)
+    result = subprocess.run(command, cwd=REPO, env=make_env(), stdin=subprocess.DEVNULL)
     if check and result.returncode != 0:
         raise SystemExit(result.returncode)
     return result.returncode
@@ -222,36 +227,35 @@ IMAGE_HASHES = ("PYTHON_HASH", "BASE_HASH", "INFER_HASH", "EXPORT_HASH", "ASCEND
 MODEL_HASHES = IMAGE_HASHES[-3:]
 
 
-def image_hashes(plan: Plan, model: str | None = None) -> list[str]:
-    """Compute the shared images' hashes (and, for `model`, its own, over its upstream tree as
-    it is now) that the plan does not hold yet, into plan.image_hashes; return them as make
-    arguments."""
-    kept = {k: v for k, v in plan.image_hashes.items()
-            if k not in (IMAGE_HASHES if model is None else MODEL_HASHES)}
-    args = [f"SOC={plan.soc}", *(f"{k}={v}" for k, v in kept.items())]
-    args += [f"MODEL={model}", f"HAS_UPSTREAM={'1' if plan.has_upstream else ''}"] if model else []
-    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
+def image_hashes(plan: RunPlan, model: str | None = None) -> RunPlan:
+    """The plan with the shared images' hashes, and with `model` that model's own too (over its
+    upstream tree as it is now)."""
+    args = [f"SOC={plan.soc}"]
+    if model:
+        args = [a for a in plan.docker_args() if a.split("=")[0] not in MODEL_HASHES]
+        args += [f"MODEL={model}", f"HAS_UPSTREAM={'1' if plan.has_upstream else ''}"]
     result = subprocess.run(["make", "--no-print-directory", "-s", "-f", "mk/docker.mk", "tags",
-                             *args], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                             *args], cwd=REPO, env=make_env(), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, text=True)
     if result.returncode != 0:
         raise SystemExit(result.returncode)
     lines = (line.partition("=") for line in result.stdout.splitlines())
-    plan.image_hashes = {name: value for name, _, value in lines
-                         if name in IMAGE_HASHES and value}
-    return [f"{k}={v}" for k, v in plan.image_hashes.items()]
+    return replace(plan, image_hashes=tuple(sorted(
+        (name, value) for name, _, value in lines if name in IMAGE_HASHES and value)))
 
 
-def docker_images(plan: Plan) -> None:
+def docker_images(plan: RunPlan) -> RunPlan:
     """RUNNER=docker: the shared images, then the model's source step (its image bakes in the
     patched upstream tree; the step runs in the base image), then the model's image."""
-    model, soc = plan.model, plan.soc
-    make(["-f", "mk/docker.mk", "images", "IMAGE_MODELS=", f"SOC={soc}", *image_hashes(plan)])
+    model = plan.model
+    plan = image_hashes(plan)
+    make(["-f", "mk/docker.mk", "images", "IMAGE_MODELS=", *plan.docker_args()])
     if plan.has_upstream:
         check_source_tree(model)
         make(plan.make_args(f"{BUILD}/{model}/src/source.json"))
-    make(["-f", "mk/docker.mk", "images", f"IMAGE_MODELS={model}", f"SOC={soc}",
-          *image_hashes(plan, model)])
+    plan = image_hashes(plan, model)
+    make(["-f", "mk/docker.mk", "images", f"IMAGE_MODELS={model}", *plan.docker_args()])
+    return plan
 
 
 def check_source_tree(model: str) -> None:
@@ -272,88 +276,53 @@ def check_source_tree(model: str) -> None:
         os.unlink(record)
 
 
-class Plan:
-    """One model's run, its inputs identified: the RunPlan of each batch size comes from it."""
+def plan_of(model: str, settings: Settings, soc: str, **ids: Any) -> RunPlan:
+    """The plan of a run's first batch size; `ids`: the inputs' ids where known (the RunPlan
+    fields data_id, weights_id, weights_path, ...)."""
+    spec = config.load(model)
+    if soc != "cpu":
+        own_engine = ASCEND_ENGINE
+    elif settings.precision == "int8":
+        own_engine = config.INT8_BACKEND
+    else:
+        own_engine = spec.backend
+    # On the CPU npuzoo.tune picks the engine and streams unless they are given or TUNE=0;
+    # untuned, the perf step runs one stream per core (npuzoo.bench --streams).
+    tuned = soc == "cpu" and settings.tune and not (settings.backend or settings.streams)
+    streams = settings.streams or (len(os.sched_getaffinity(0)) if soc == "cpu" and not tuned
+                                   else 0)
+    perf_seconds = (settings.perf_seconds if settings.perf_seconds is not None
+                    else variables.CPU_PERF["seconds"]) if soc == "cpu" else 0
+    return RunPlan(
+        model=model, soc=soc, bs=settings.batch_sizes[0], runner=settings.runner,
+        device=settings.device, loop=settings.loop, warmup=settings.warmup,
+        limit=settings.limit, aipp=settings.aipp, precision=settings.precision,
+        engine=settings.backend or own_engine, own_engine=own_engine, tuned=tuned,
+        streams=streams, perf_seconds=perf_seconds, force=settings.force,
+        strict=settings.strict, has_upstream=bool(spec.upstream.sources), calib=settings.calib,
+        show_only=DRY_RUN, **ids)
 
-    def __init__(self, model: str, settings: Settings, soc: str, data_id: str = "",
-                 weights_id: str = "", weights_path: str = "") -> None:
-        self.model, self.settings, self.soc = model, settings, soc
-        self.data_id, self.weights_id, self.weights_path = data_id, weights_id, weights_path
-        self.prep_key, self.prep_bytes, self.export_key = "", 0, ""
-        self.calib_id, self.calib_offset, self.calib_prep_key = "", 0, ""
-        self.image_hashes: dict[str, str] = {}  # RUNNER=docker: mk/docker.mk's, computed once
-        spec = config.load(model)
-        self.has_upstream = bool(spec.upstream.sources)
-        if soc != "cpu":
-            self.own_engine = plan_mod.ASCEND_ENGINE
-        elif settings.precision == "int8":
-            self.own_engine = config.INT8_BACKEND
-        else:
-            self.own_engine = spec.backend
-        self.engine = settings.backend or self.own_engine
-        # On the CPU npuzoo.tune picks the engine and streams unless they are given or TUNE=0;
-        # untuned, the perf step runs one stream per core (npuzoo.bench --streams).
-        self.tuned = soc == "cpu" and settings.tune and not (settings.backend or settings.streams)
-        self.streams = settings.streams or (len(os.sched_getaffinity(0))
-                                            if soc == "cpu" and not self.tuned else 0)
-        self.perf_seconds = (settings.perf_seconds if settings.perf_seconds is not None
-                             else variables.CPU_PERF["seconds"]) if soc == "cpu" else 0
 
-    def share(self, spec: config.ModelSpec, cache: HashCache | None = None) -> None:
-        """The shared preprocessed sets of this run, evaluation and calibration
-        (npuzoo/store.py); with the stat `cache`, their references are written and a made set
-        verified (else only the keys are computed)."""
-        folder = config.model_dir(self.model)
-        self.prep_bytes = store.prep_bytes(spec, self.settings.aipp)
-        self.export_key = store.export_key(spec, folder)
-        sets = [(self.data_id, self.settings.aipp)] + [(self.calib_id, False)] * bool(self.calib_id)
-        for index, (data_id, uint8) in enumerate(sets):
-            key, params = store.prep_key(spec, folder, data_id, uint8)
-            setattr(self, "calib_prep_key" if index else "prep_key", key)
-            if cache is not None:
-                prep_dir = os.path.join(store.PREP_ROOT, key)
-                os.makedirs(store.PREP_ROOT, exist_ok=True)
-                store.write_key(prep_dir, dict(params, dataset=data_id, uint8=uint8))
-                store.reference(self.model, "data", data_id, os.path.join(store.DATA_ROOT, data_id))
-                store.reference(self.model, "prep", data_id + "-u8" * uint8, prep_dir)
-                store.check_reuse(prep_dir, os.path.join(store.DATA_ROOT, data_id, "dataset.json"),
-                                  self.prep_bytes, cache)
-
-    def how(self) -> str:
-        """How the run measures, for its header: `on OpenVINO, int8, 2 streams`, `with AIPP`."""
-        settings = self.settings
-        if self.soc != "cpu":
-            return "with ais_bench" + (", AIPP" if settings.aipp else "")
-        label = engines.BACKEND_LABELS.get(self.engine, self.engine)
-        words = [f"engine and streams tuned (TUNE=0: {label})" if self.tuned else f"on {label}",
-                 settings.precision, "AIPP" if settings.aipp else "",
-                 "" if self.tuned else f"{self.streams} stream(s)",
-                 f"perf loop {settings.loop}" + (f" and {self.perf_seconds} s"
-                                                  if self.perf_seconds else "")]
-        return ", ".join(w for w in words if w)
-
-    def run_plan(self, bs: int | None = None) -> plan_mod.RunPlan:
-        """The frozen plan of batch size `bs` (the first of BS for the steps shared by all)."""
-        settings = self.settings
-        return plan_mod.RunPlan(
-            model=self.model, soc=self.soc, bs=bs or settings.batch_sizes[0],
-            runner=settings.runner, device=settings.device, loop=settings.loop,
-            warmup=settings.warmup, limit=settings.limit, aipp=settings.aipp,
-            precision=settings.precision, engine=self.engine, own_engine=self.own_engine,
-            tuned=self.tuned, streams=self.streams, perf_seconds=self.perf_seconds,
-            force=settings.force, strict=settings.strict, data_id=self.data_id,
-            prep_key=self.prep_key, prep_bytes=self.prep_bytes, export_key=self.export_key,
-            weights_id=self.weights_id, weights_path=self.weights_path,
-            has_upstream=self.has_upstream, calib=settings.calib, calib_id=self.calib_id,
-            calib_offset=self.calib_offset, calib_prep_key=self.calib_prep_key,
-            image_hashes=tuple(sorted(self.image_hashes.items())), show_only=DRY_RUN)
-
-    def make_args(self, *targets: str, bs: int | None = None, **extra: object) -> list[str]:
-        """`make` arguments for mk/pipeline.mk: the plan file (written now), then `extra`
-        (the sweep's SHARDS, SHARD, DEVICE: validated tokens) and the targets."""
-        path = self.run_plan(bs).write()
-        return ["-f", "mk/pipeline.mk", f"PLAN={path}", *(f"{k}={v}" for k, v in extra.items()),
-                *targets]
+def share(plan: RunPlan, spec: config.ModelSpec, cache: HashCache | None = None) -> RunPlan:
+    """The plan with its shared preprocessed sets, evaluation and calibration (npuzoo/store.py);
+    with the stat `cache`, their references are written and a made set verified (else only the
+    keys are computed)."""
+    folder = config.model_dir(plan.model)
+    keys: dict[str, Any] = {"prep_bytes": store.prep_bytes(spec, plan.aipp),
+                            "export_key": store.export_key(spec, folder)}
+    sets = [(plan.data_id, plan.aipp)] + [(plan.calib_id, False)] * bool(plan.calib_id)
+    for index, (data_id, uint8) in enumerate(sets):
+        key, params = store.prep_key(spec, folder, data_id, uint8)
+        keys["calib_prep_key" if index else "prep_key"] = key
+        if cache is not None:
+            prep_dir = os.path.join(store.PREP_ROOT, key)
+            os.makedirs(store.PREP_ROOT, exist_ok=True)
+            store.write_key(prep_dir, dict(params, dataset=data_id, uint8=uint8))
+            store.reference(plan.model, "data", data_id, os.path.join(store.DATA_ROOT, data_id))
+            store.reference(plan.model, "prep", data_id + "-u8" * uint8, prep_dir)
+            store.check_reuse(prep_dir, os.path.join(store.DATA_ROOT, data_id, "dataset.json"),
+                              keys["prep_bytes"], cache)
+    return replace(plan, **keys)
 
 
 def check_cpu_options(soc: str, settings: Settings) -> None:
@@ -442,21 +411,20 @@ def show(model: str, settings: Settings) -> None:
     else:
         weights_id = "published-unverified"
         weights_path = os.path.join(BUILD, model, "weights", model_config.weights.file)
-    plan = Plan(model, settings, soc, data_id, weights_id, weights_path)
-    identify_calibration(plan, cache)
-    plan.share(model_config)
+    plan = plan_of(model, settings, soc, data_id=data_id, weights_id=weights_id,
+                   weights_path=weights_path, **calibration(settings, cache))
+    plan = share(plan, model_config)
     if settings.runner == "docker":
-        image_hashes(plan)
-        image_hashes(plan, model)
+        plan = image_hashes(image_hashes(plan), model)
     for bs in settings.batch_sizes:
         make(plan.make_args("publish", bs=bs))
 
 
-def identify_calibration(plan: Plan, cache: Any) -> None:
-    """PRECISION=int8: the calibration images by content, never images that are evaluated."""
-    settings = plan.settings
+def calibration(settings: Settings, cache: HashCache) -> dict[str, Any]:
+    """PRECISION=int8: the calibration images by content (never images that are evaluated), as
+    the plan's calib_id and calib_offset."""
     if settings.precision != "int8":
-        return
+        return {}
     if settings.calib_data_abs:
         source, offset = settings.calib_data_abs, 0
         if os.path.realpath(source) == os.path.realpath(settings.data_abs):
@@ -476,15 +444,15 @@ def identify_calibration(plan: Plan, cache: Any) -> None:
         limit = min(settings.calib, left)
     else:
         limit = settings.calib
-    plan.calib_id = dataset_id(source, limit, cache, offset)
-    plan.calib_offset = offset
-    data_link(source, plan.calib_id)
+    calib_id = dataset_id(source, limit, cache, offset)
+    data_link(source, calib_id)
     print(f"int8: calibrating on {limit} images of {source}"
           + (f" after the first {offset} (the evaluated ones)" if offset else ""), flush=True)
+    return {"calib_id": calib_id, "calib_offset": offset}
 
 
-def prepare(model: str, settings: Settings) -> Plan:
-    """Identify the inputs of a run (the caller holds the model's lock): returns its Plan.
+def prepare(model: str, settings: Settings) -> RunPlan:
+    """Identify the inputs of a run (the caller holds the model's lock): returns its plan.
 
     Removes leftovers of killed runs, resolves SOC, hashes DATA's selection, builds the
     images (RUNNER=docker), fetches and verifies the weights, re-verifies the patched tree.
@@ -496,7 +464,6 @@ def prepare(model: str, settings: Settings) -> Plan:
     soc = preflight(settings, problems)
     problems.raise_any()
     assert soc is not None  # (else preflight's problems said why)
-    plan = Plan(model, settings, soc)
     cache = store.hash_cache()
     try:
         if not settings.data_abs:
@@ -504,19 +471,20 @@ def prepare(model: str, settings: Settings) -> Plan:
         from npuzoo import steps
 
         started = time.perf_counter()
-        plan.data_id = dataset_id(settings.data_abs, settings.limit, cache)
-        identify_calibration(plan, cache)
+        data_id = dataset_id(settings.data_abs, settings.limit, cache)
+        plan = plan_of(model, settings, soc, data_id=data_id, **calibration(settings, cache))
         steps.record(os.path.join(build, "steps.jsonl"), "data", time.perf_counter() - started)
-        data_link(settings.data_abs, plan.data_id)
-        plan.share(model_config, cache)
+        data_link(settings.data_abs, data_id)
+        plan = share(plan, model_config, cache)
         if settings.runner == "docker":
-            docker_images(plan)
+            plan = docker_images(plan)
         weights_dir = os.path.join(build, "weights")
         if not settings.weights:
             make(plan.make_args("fetch-weights"))
-        plan.weights_id, plan.weights_path, description = weights_mod.identify(
+        weights_id, weights_path, description = weights_mod.identify(
             model_config.weights, settings.weights, weights_dir, cache)
-        weights_mod.write_description(weights_dir, plan.weights_id, description)
+        plan = replace(plan, weights_id=weights_id, weights_path=weights_path)
+        weights_mod.write_description(weights_dir, weights_id, description)
         store.remove_unsealed(build, cache)
     finally:
         cache.save()

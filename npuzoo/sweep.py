@@ -25,6 +25,7 @@ from typing import Any
 from npuzoo import config, run, variables
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write
+from npuzoo.plan import RunPlan
 from npuzoo.shards import effective_shards
 
 REPO = config.REPO_ROOT
@@ -79,21 +80,14 @@ def read_settings(environ: Mapping[str, str]) -> tuple[
 
 # -- running make ----------------------------------------------------------------------------
 
-def clean_env(environ: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in (os.environ if environ is None else environ).items()
-           if k not in run.SCRUBBED}
-    env.update(extra)
-    return env
-
-
 def make_quietly(flag: str, args: list[str]) -> subprocess.CompletedProcess[str]:
     """`make -s ARGS` (its output) or `make -q ARGS` (0: nothing to do), no shell."""
     return subprocess.run(["make", "--no-print-directory", flag, *args], cwd=REPO,
-                          env=clean_env(), stdin=subprocess.DEVNULL, capture_output=True,
+                          env=run.make_env(), stdin=subprocess.DEVNULL, capture_output=True,
                           text=True)
 
 
-def paths(plan: run.Plan, bs: int, shards: int = 1) -> dict[str, str]:
+def paths(plan: RunPlan, bs: int, shards: int = 1) -> dict[str, str]:
     result = make_quietly("-s", plan.make_args("sweep-paths", bs=bs, SHARDS=shards))
     if result.returncode:
         raise UserError("make sweep-paths failed: "
@@ -252,7 +246,7 @@ def unpack(data: bytes, root: str, allowed: list[str], keep: bool = False) -> No
         os.utime(os.path.join(root, member.name), ns=(ns, ns))
 
 
-def shipped_inputs(plan: run.Plan, data_paths: dict[str, str],
+def shipped_inputs(plan: RunPlan, data_paths: dict[str, str],
                    shard_input: str | None = None) -> list[str]:
     """What a copy-mode task needs of the driver's build/<model>/ for one batch size: the
     records and the shared step's outputs (the whole preprocessed set, or the shard's files)."""
@@ -314,7 +308,7 @@ def execute(spec: dict[str, Any], shipped: bytes | None = None) -> dict[str, Any
                     if not os.path.lexists(link):  # DATA itself stays on the driver
                         os.symlink(".", link)
                     atomic_write(os.path.join(root, spec["ship_token"]), "shipped\n")
-    env = clean_env(PY=sys.executable)
+    env = run.make_env(PY=sys.executable)
     if spec["soc"] == "cpu":
         env["NPUZOO_THREADS"] = str(spec["cpus"])
     log = os.path.join(root, spec["log"])
@@ -343,7 +337,7 @@ def execute(spec: dict[str, Any], shipped: bytes | None = None) -> dict[str, Any
 class Job:
     """One line of the summary: a (model, BS) run, or one shard of it."""
 
-    plan: run.Plan
+    plan: RunPlan
     bs: int
     shard: int | None = None
     shards: int = 1
@@ -495,7 +489,7 @@ def sweep(models: list[str], settings: dict[str, run.Settings], shards: int, sto
         for model in sorted(models):
             locks.enter_context(run.lock_for(model, settings[model]))
         before = run.committed_reports(models)
-        plans: dict[str, run.Plan] = {}
+        plans: dict[str, RunPlan] = {}
         for model in models:
             plan = run.prepare(model, settings[model])
             print(f"== {model}: SOC={plan.soc} weights {plan.weights_id}, data {plan.data_id}: "
@@ -524,7 +518,7 @@ def sweep(models: list[str], settings: dict[str, run.Settings], shards: int, sto
     return failed
 
 
-def drive(ray: Any, plans: dict[str, run.Plan], settings: dict[str, run.Settings], shards: int,
+def drive(ray: Any, plans: dict[str, RunPlan], settings: dict[str, run.Settings], shards: int,
           storage: str, cpus_wanted: int | None, token: str, started: float) -> int:
     soc_of = {p.soc for p in plans.values()}
     if any(soc != "cpu" for soc in soc_of) and not ray.cluster_resources().get("NPU"):

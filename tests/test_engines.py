@@ -188,7 +188,7 @@ def test_every_model_backend_reaches_the_make_layer():
         spec = config.load(name)
         assert spec.backend in engines.BACKENDS
         settings = run.Settings({**run.DEFAULTS, "DATA": "/d", "TUNE": "0"})
-        plan = run.Plan(name, settings, "cpu").run_plan()
+        plan = run.plan_of(name, settings, "cpu")
         assert plan.make_variables()["ENGINE"] == spec.backend and plan.variant == ""
 
 

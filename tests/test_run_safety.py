@@ -557,18 +557,15 @@ def test_int8_calibrates_outside_the_evaluated_images(tmp_path):
     (data / "val_label.txt").write_text("".join(f"i{i}.JPEG {i}\n" for i in range(5)))
     cache = HashCache(str(tmp_path / "c.json"))
     with pytest.raises(UserError, match="with N unset every image of DATA is"):
-        run.identify_calibration(run.Plan("mobilenetv1", settings(DATA=str(data), PRECISION="int8"),
-                                          "cpu"),
-                                 cache)
-    plan = run.Plan("mobilenetv1", settings(DATA=str(data), N="3", PRECISION="int8", CALIB="10"),
-                    "cpu")
+        run.calibration(settings(DATA=str(data), PRECISION="int8"), cache)
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
-        run.identify_calibration(plan, cache)
+        found = run.calibration(settings(DATA=str(data), N="3", PRECISION="int8", CALIB="10"),
+                                cache)
     finally:
         os.chdir(cwd)
-    assert plan.calib_offset == 3 and plan.calib_id.endswith("-o3-n2")
+    assert found["calib_offset"] == 3 and found["calib_id"].endswith("-o3-n2")
 
 
 @pytest.mark.slow
@@ -669,7 +666,7 @@ def test_every_input_problem_is_reported_at_once(monkeypatch, tmp_path, capsys):
 
 def test_the_run_header_says_how_the_run_measures():
     def how(**values):
-        return run.Plan("mobilenetv1", settings(**values), "cpu").how()
+        return run.plan_of("mobilenetv1", settings(**values), "cpu").how()
 
     headers = {how(), how(PRECISION="int8", N="10"), how(AIPP="1"), how(BACKEND="openvino"),
                how(STREAMS="1")}
@@ -677,5 +674,5 @@ def test_the_run_header_says_how_the_run_measures():
     assert "int8" in how(PRECISION="int8", N="10") and "AIPP" in how(AIPP="1")
     assert how(TUNE="0") == how(BACKEND="onnxruntime")  # MobileNetV1's own engine
     assert how().startswith("engine and streams tuned (TUNE=0: ONNX Runtime)")
-    assert run.Plan("mobilenetv1", settings(AIPP="1"), "Ascend310P3").how() == \
+    assert run.plan_of("mobilenetv1", settings(AIPP="1"), "Ascend310P3").how() == \
         "with ais_bench, AIPP"

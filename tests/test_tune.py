@@ -119,19 +119,19 @@ def test_the_runner_tunes_once_and_reuses_the_choice(tmp_path, capsys, monkeypat
 
 def test_tune_0_backend_or_streams_fix_the_layout():
     def plan(**values):
-        return run.Plan("mobilenetv1", run.Settings({**run.DEFAULTS, "DATA": "/d", **values}),
-                        "cpu")
+        return run.plan_of("mobilenetv1",
+                           run.Settings({**run.DEFAULTS, "DATA": "/d", **values}), "cpu")
 
     assert plan().tuned \
-        and "--tune build/tuning" in plan().run_plan(1).make_variables()["BENCH_FLAGS"]
+        and "--tune build/tuning" in plan().make_variables()["BENCH_FLAGS"]
     assert plan().streams == 0 \
-        and plan().run_plan(1).make_variables()["PERF_FLAGS"] == "--loop_seconds 3"
+        and plan().make_variables()["PERF_FLAGS"] == "--loop_seconds 3"
     for values in ({"TUNE": "0"}, {"BACKEND": "openvino"}, {"STREAMS": "1"}):
         assert not plan(**values).tuned
-        assert "--tune" not in plan(**values).run_plan(1).make_variables()["BENCH_FLAGS"]
+        assert "--tune" not in plan(**values).make_variables()["BENCH_FLAGS"]
     assert plan(TUNE="0").streams == len(os.sched_getaffinity(0))
-    assert not run.Plan("mobilenetv1", run.Settings({**run.DEFAULTS, "DATA": "/d"}),
-                        "Ascend310P3").tuned
+    assert not run.plan_of("mobilenetv1", run.Settings({**run.DEFAULTS, "DATA": "/d"}),
+                           "Ascend310P3").tuned
     with pytest.raises(UserError, match="TUNE=2: unknown value; use TUNE=0"):
         run.Settings({**run.DEFAULTS, "DATA": "/d", "TUNE": "2"})
 
