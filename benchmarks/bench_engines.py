@@ -15,6 +15,10 @@ all-zero float32 input, T = NPUZOO_THREADS or the usable cores):
                                     perf step does); N = 1 and 2 (--streams), engines
                                     onnxruntime and openvino, fp32 and, with --int8 MODEL=PATH,
                                     int8 on that quantised model file
+  runner/tuned/fp32                 the runner as `make` runs it: `--tune DIR` instead of --backend
+                                    and --streams, so npuzoo.tune picks the engine and stream
+                                    layout for this machine, graph and batch size (timed on first
+                                    use, cached in build/bench_engines/tuning); --no-tuned drops it
   ort                               plain ONNX Runtime: one InferenceSession (ORT_ENABLE_ALL,
                                     T intra-op threads), session.run in a loop
   openvino                          plain OpenVINO: compile_model(..., "CPU",
@@ -40,6 +44,11 @@ contended, when there are any (the JSON says how many); otherwise all rounds, fl
 shared machine, --wait-quiet S first waits (up to S seconds) for a half second in which other
 processes took under 10% of the CPUs before each measurement.
 
+The tuned runner against the fastest plain contender (ort, openvino, openvino-async): per round,
+its figure over the best of theirs in that round; the median over the rounds in which none of
+them was contended (else all, flagged), with the plain contender that was fastest most often
+and the layout the tuning chose.
+
 Attainable GFLOP/s: the median of the conv probe's rounds for that model; a model's fraction
 is images/s x GFLOP per image / attainable (GFLOP per image: counted in the exported graph by
 gflop_per_image, convolutions and matrix products, 2 FLOPs per multiply-add; e.g. DPN131 32.0,
@@ -60,10 +69,11 @@ InceptionV4 fetched by `python3 -m npuzoo.source fetch` (its sdist cache first, 
 network), or `--onnx NAME=PATH` for a given export. Speed does not depend on the weights'
 values, so random weights measure what the published ones would.
 
-Writes benchmarks/results/engines.json (--out; --no-write to skip): one block per model
-measured, replacing that model's block and keeping the others', each with its date, commit,
-machine, versions, settings, figures and winner, and the default-engine verdict over the
-models in the file. `make readme` renders it as the README's "CPU engines compared" table.
+Writes benchmarks/results/engines.json (--out; --no-write to skip), its results per machine
+(CPU model and usable CPUs): a run replaces the blocks of the models it measured on this
+machine and keeps every other block, another machine's included. Each block has its date,
+commit, machine, versions, settings, figures and winner; each machine its default-engine
+verdict. `make readme` renders one "CPU engines compared" table per machine.
 """
 
 import argparse
@@ -104,7 +114,13 @@ def runner_name(backend, precision, streams):
     return f"runner/{backend}/{precision}/s{streams}"
 
 
+TUNED = "runner/tuned/fp32"   # the runner as a pipeline runs it: engine and streams tuned
+PLAIN_BEST = ("ort", "openvino", "openvino-async")   # the plain contenders it must keep up with
+
+
 def label(name):
+    if name.startswith("runner/tuned/"):
+        return f"runner {name.split('/')[2]}, its tuned choice"
     if name.startswith("runner/"):
         _, backend, precision, streams = name.split("/")
         return "runner {} {} {} stream{}".format(
@@ -266,15 +282,21 @@ class Runner(Contender):
     def measure(self, bs, seconds, min_runs, warmup):
         argv = ["--model", self.spec["onnx"], "--batchsize", bs, "--loop", min_runs,
                 "--loop_seconds", seconds, "--warmup_count", warmup,
-                "--streams", self.spec["streams"],
-                "--backend", self.spec["backend"], "--precision", self.spec["precision"]]
+                "--precision", self.spec["precision"]]
+        if self.spec.get("tune"):   # the pipeline's tuning cache: first use times the layouts
+            argv += ["--tune", self.spec["tune"]]
+        else:
+            argv += ["--streams", self.spec["streams"], "--backend", self.spec["backend"]]
         with contextlib.redirect_stdout(io.StringIO()):
             summary = self.bench.run(argv, threads=self.threads)
         keys = ("loadavg_1m_start", "loadavg_1m_end", "cpus", "own_cpu_s", "other_cpu_s", "steal_s",
                 "other_cpu_share", "contended")
-        return {"images_per_s": summary["throughput_wall"], "t23_throughput": summary["throughput"],
-                "runs": summary["timed_runs"], "wall_s": summary["wall_time_ms"] / 1000.0,
-                "load": {k: summary[k] for k in keys}}
+        result = {"images_per_s": summary["throughput_wall"],
+                  "t23_throughput": summary["throughput"], "runs": summary["timed_runs"],
+                  "wall_s": summary["wall_time_ms"] / 1000.0, "load": {k: summary[k] for k in keys}}
+        if "tuning" in summary:
+            result["chosen"] = summary["tuning"]["chosen"]
+        return result
 
 
 KINDS = {"ort": PlainORT, "conv": ConvProbe, "openvino": PlainOpenVINO,
@@ -431,6 +453,31 @@ def summarise(rounds, reference):
     }
 
 
+def tuned_vs_best_plain(measured, rounds):
+    """Per round, the tuned runner over the fastest plain contender of that round (ORT session,
+    OpenVINO LATENCY, OpenVINO THROUGHPUT); the median over the rounds where none of them was
+    contended, else over all (flagged). measured: {contender: [per-round measurement]}."""
+    pairs = []
+    for index in range(rounds):
+        tuned = (measured.get(TUNED) or [None] * rounds)[index]
+        plain = {k: measured[k][index] for k in PLAIN_BEST if k in measured and measured[k][index]}
+        if tuned is None or not plain:
+            continue
+        best = max(plain, key=lambda k: plain[k]["images_per_s"])
+        calm = all(m["load"].get("contended") is False for m in (tuned, *plain.values()))
+        pairs.append((tuned["images_per_s"] / plain[best]["images_per_s"], best, calm))
+    used = [p for p in pairs if p[2]] or pairs
+    if not used:
+        return None
+    ratios = [r for r, _, _ in used]
+    bests = [b for _, b, _ in used]
+    chosen = [m["chosen"] for m in measured.get(TUNED) or [] if m and "chosen" in m]
+    return {"ratio": statistics.median(ratios), "range": spread(ratios),
+            "best_plain": max(set(bests), key=bests.count),
+            "chosen": chosen[-1] if chosen else None,
+            "used": "quiet rounds" if any(p[2] for p in pairs) else "all rounds (none quiet)"}
+
+
 TIE = 0.01   # |OpenVINO / ONNX Runtime - 1| within this: neither engine is ahead
 
 
@@ -558,6 +605,9 @@ def contender_specs(name, onnx_path, tree, args, threads, int8_path):
                 specs[runner_name(backend, "int8", streams)] = dict(
                     base, kind="runner", backend=backend, streams=streams, precision="int8",
                     onnx=os.path.abspath(int8_path))
+    if args.tuned:
+        specs[TUNED] = dict(base, kind="runner", precision="fp32",
+                            tune=os.path.join(CACHE, "tuning"))
     for kind in args.plain:
         specs[kind] = dict(base, kind=kind)
     specs["conv"] = dict(base, kind="conv")
@@ -632,7 +682,8 @@ def bench_model(name, args, threads):
             if attainable and gflop:
                 result["fraction_of_attainable"] = result["images_per_s"] * gflop / attainable
             contenders[key] = result
-        rows.append({"bs": bs, "contenders": contenders})
+        rows.append({"bs": bs, "contenders": contenders,
+                     "tuned_vs_best_plain": tuned_vs_best_plain(measured[bs], args.rounds)})
     measurements = [m for bs in args.batch_sizes for key in specs for m in measured[bs][key] if m]
     block = {
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
@@ -683,12 +734,47 @@ def print_block(name, block):
                 "({:.2f}-{:.2f})".format(*ratio_range) if ratio_range else "",
                 f"{c['fraction_of_attainable']:.0%}" if c.get("fraction_of_attainable") else "-",
                 "{} quiet of {}".format(c["quiet_rounds"], len(c["rounds"]))))
+    for row in block["rows"]:
+        versus = row.get("tuned_vs_best_plain")
+        if versus:
+            chosen = versus["chosen"] or {}
+            print("BS {:>2}: runner's tuned choice ({} x{} stream{}{}) / fastest plain ({}): "
+                  "{:.3f} ({:.2f}-{:.2f}, {})".format(
+                      row["bs"], chosen.get("engine", "?"), chosen.get("streams", "?"),
+                      "" if chosen.get("streams") == 1 else "s",
+                      f", {chosen['hint']}" if chosen.get("hint") else "",
+                      label(versus["best_plain"]), versus["ratio"], *versus["range"],
+                      versus["used"]))
     if block["winner"]:
         w = block["winner"]
         print("runner OpenVINO / runner ONNX Runtime: {} (geometric mean {:.3f}): {} wins {}"
               .format(
             ", ".join(f"{k} {v:.3f}" for k, v in w["openvino_over_onnxruntime"].items()),
             w["geomean"], w["backend"], name))
+
+
+def machine_key(info):
+    """Results are kept per machine: its CPU and the CPUs the benchmark could use."""
+    return "{} ({} CPUs)".format(info.get("cpu", "unknown CPU"), info["usable_cpus"])
+
+
+def read_document(path):
+    """The results file ({"machines": {key: {"machine", "models", "default_backend"}}}), or an
+    empty one; a file of the earlier one-machine layout is sorted by its blocks' machines."""
+    document = {"machines": {}}
+    if path and os.path.isfile(path):
+        with open(path) as handle:
+            document = json.load(handle)
+    if "models" in document:
+        blocks, document = document["models"], {"machines": {}}
+        for name, block in blocks.items():
+            results = document["machines"].setdefault(machine_key(block["machine"]), {"models": {}})
+            results["machine"] = block["machine"]
+            results["models"][name] = block
+        for results in document["machines"].values():
+            results["default_backend"] = default_verdict(results["models"])
+    document["generated_by"] = "python3 benchmarks/bench_engines.py (see its docstring)"
+    return document
 
 
 def write_json(path, document):
@@ -731,6 +817,9 @@ def main(argv=None):
     parser.add_argument("--plain", default="ort,openvino,openvino-async,torch",
                         help="plain contenders (default: ort,openvino,openvino-async,torch; ort "
                              "is the reference)")
+    parser.add_argument("--no-tuned", dest="tuned", action="store_false",
+                        help="leave out the runner's tuned choice (npuzoo.tune; its cache: "
+                             "build/bench_engines/tuning)")
     parser.add_argument("--int8", action="append", metavar="MODEL=PATH",
                         help="a quantised ONNX of MODEL: adds the runner's int8 contenders")
     parser.add_argument("--onnx", action="append", metavar="MODEL=PATH",
@@ -753,13 +842,13 @@ def main(argv=None):
     if args.worker:
         return worker()
     if args.rescore:
-        with open(args.out) as handle:
-            document = json.load(handle)
-        for block in document["models"].values():
-            block["winner"] = pick_winner(block["rows"], block["settings"]["streams"])
-        document["default_backend"] = default_verdict(document["models"])
+        document = read_document(args.out)
+        for key, results in document["machines"].items():
+            for block in results["models"].values():
+                block["winner"] = pick_winner(block["rows"], block["settings"]["streams"])
+            results["default_backend"] = default_verdict(results["models"])
+            print("{}: default engine {}".format(key, json.dumps(results["default_backend"])))
         write_json(args.out, document)
-        print("default engine: {}".format(json.dumps(document["default_backend"])))
         return 0
     args.rounds = args.rounds or (2 if args.quick else 5)
     args.seconds = args.seconds if args.seconds is not None else (0.5 if args.quick else 2.0)
@@ -791,20 +880,19 @@ def main(argv=None):
     print(f"bench_engines: models {', '.join(models)}, BS {args.batch_sizes}, {args.rounds} rounds "
           f"of {args.seconds:g} s (>= {args.min_runs} calls, {args.warmup} warm-up), {threads} "
           f"threads; load average {os.getloadavg()[0]:.2f}", flush=True)
-    document = {"models": {}}
-    if not args.no_write and os.path.isfile(args.out):
-        with open(args.out) as handle:
-            document = json.load(handle)
+    document = read_document(None if args.no_write else args.out)
+    here = machine_key(machine())
+    results = document["machines"].setdefault(here, {"models": {}})
     for name in models:
         block = bench_model(name, args, threads)
         print_block(name, block)
-        document.setdefault("models", {})[name] = block
-        document["models"] = {m: document["models"][m] for m in MODELS if m in document["models"]}
-        document["generated_by"] = "python3 benchmarks/bench_engines.py (see its docstring)"
-        document["default_backend"] = default_verdict(document["models"])
+        results["machine"] = block["machine"]
+        results["models"][name] = block
+        results["models"] = {m: results["models"][m] for m in MODELS if m in results["models"]}
+        results["default_backend"] = default_verdict(results["models"])
         if not args.no_write:   # after every model, so that an interrupted run keeps its work
             write_json(args.out, document)
-    verdict = document["default_backend"]
+    verdict = results["default_backend"]
     print()
     print("default engine over the models in {}: {} (openvino ahead on: {}; onnxruntime ahead on: "
           "{}){}".format(
