@@ -27,7 +27,6 @@ ORT_DTYPES: dict[str, type[Any]] = {
         ("int8", np.int8), ("uint8", np.uint8), ("int16", np.int16), ("uint16", np.uint16),
         ("int32", np.int32), ("uint32", np.uint32), ("int64", np.int64),
         ("uint64", np.uint64), ("bool", np.bool_))}
-Opened = tuple[Any, list["TensorDesc"], list["TensorDesc"]]
 
 
 @dataclass
@@ -142,7 +141,8 @@ def _ort_descs(model_path: str, nodes: list[Any]) -> list[TensorDesc]:
     return found
 
 
-def open_onnxruntime(model_path: str, threads: int) -> Opened:
+def open_onnxruntime(model_path: str, threads: int
+                     ) -> tuple[Any, list[TensorDesc], list[TensorDesc]]:
     """(session, inputs, outputs): an ONNX Runtime CPU session set for throughput."""
     check_model_path(model_path, "onnxruntime")
     import onnxruntime as ort
@@ -267,10 +267,13 @@ class OpenVINOSession:
                 for k in range(len(model.outputs))]
 
 
-def open_openvino(model_path: str, threads_per_stream: int, streams: int = 1,
-                  hint: str | None = None) -> tuple[list[OpenVINOSession], list[TensorDesc],
-                                                    list[TensorDesc]]:
-    """([one session per stream], inputs, outputs) sharing one compiled OpenVINO model."""
-    model = OpenVINOModel(model_path, threads_per_stream, streams, hint)
-    return ([OpenVINOSession(model, index) for index in range(streams)], model.inputs,
-            model.outputs)
+def open_sessions(model_path: str, threads_per_stream: int, backend: str = "onnxruntime",
+                  streams: int = 1, hint: str | None = None
+                  ) -> tuple[list[Any], list[TensorDesc], list[TensorDesc]]:
+    """([one session per stream], inputs, outputs): OpenVINO's share one compiled model."""
+    if check_backend(backend) == "openvino":
+        model = OpenVINOModel(model_path, threads_per_stream, streams, hint)
+        return ([OpenVINOSession(model, index) for index in range(streams)], model.inputs,
+                model.outputs)
+    opened = [open_onnxruntime(model_path, threads_per_stream) for _ in range(streams)]
+    return [session for session, _, _ in opened], opened[0][1], opened[0][2]

@@ -65,16 +65,15 @@ def configuration(report: Report) -> dict[str, Any]:
             "loop_seconds": perf.get("loop_seconds")}
 
 
-def _agree(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return all(a[k] is None or b[k] is None or a[k] == b[k] for k in a)
+def owner(report: Report) -> dict[str, Any]:
+    """Whose current report a run is: its machine (model, cores, ISA) and configuration."""
+    found = machine(report)
+    return {"machine": found["id"], "isa": found.get("isa"), **configuration(report)}
 
 
 def same_owner(a: Report, b: Report) -> bool:
-    """True when two runs share their machine (model, cores, ISA) and configuration."""
-    first, second = machine(a), machine(b)
-    return (first["id"] == second["id"]
-            and _agree({"isa": first.get("isa")}, {"isa": second.get("isa")})
-            and _agree(configuration(a), configuration(b)))
+    first, second = owner(a), owner(b)
+    return all(first[k] is None or second[k] is None or first[k] == second[k] for k in first)
 
 
 def owner_words(report: Report) -> str:
@@ -93,17 +92,9 @@ def owner_words(report: Report) -> str:
 def own_path(dest: str, report: Report) -> str:
     """Where the current report of `report`'s owner goes when `dest` (the committed path)
     belongs to another: `<SOC>_bs<BS>.<tag>.json` beside it (a SOC holds no dot)."""
-    identity = {"machine": machine(report)["id"], "isa": machine(report).get("isa"),
-                **configuration(report)}
-    tag = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+    tag = hashlib.sha256(json.dumps(owner(report), sort_keys=True).encode()).hexdigest()[:10]
     stem, ext = os.path.splitext(dest)
     return f"{stem}.{tag}{ext}"
-
-
-def contract_path(path: str) -> str:
-    """reports/.../<SOC>_bs<BS>.json for any current report of that chip and batch size."""
-    folder, name = os.path.split(path)
-    return os.path.join(folder, name.split(".")[0] + ".json")
 
 
 def scope(report: Report) -> tuple[str, str]:

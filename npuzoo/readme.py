@@ -83,22 +83,16 @@ def engine_name(report: Report) -> str | None:
     return str(name) if name else None
 
 
-def engine_words(report: Report) -> str:
-    """The engine that ran, then the run's setup (history.setup: streams, perf loop):
-    `ONNX Runtime, 2 streams`; an Ascend run without a recorded engine ran the OM through
-    ais_bench."""
-    name = engine_name(report)
-    words = [engine_label(name) if name else
-             "ais_bench" if report.get("soc") != "cpu" else "engine not recorded"]
-    return ", ".join(str(w) for w in words + [history.setup(report)] if w)
-
-
 def run_label(report: Report) -> str:
     """A row's heading, table cell and plot line: the chip, the variant label the run's plan
-    recorded (npuzoo.plan.variant_label, its folder under reports/<model>/), then what ran:
-    `cpu int8-onnxruntime (ONNX Runtime, 2 streams)`, `cpu (OpenVINO, 2 streams)`."""
+    recorded (npuzoo.plan.variant_label, its folder under reports/<model>/), then the engine
+    and the run's setup (history.setup): `cpu int8-onnxruntime (ONNX Runtime, 2 streams)`; an
+    Ascend run without a recorded engine ran the OM through ais_bench."""
+    name = engine_name(report)
+    engine = engine_label(name) if name else \
+        "ais_bench" if report.get("soc") != "cpu" else "engine not recorded"
     chip = " ".join(w for w in (str(report.get("soc")), history.variant(report)) if w)
-    return f"{chip} ({engine_words(report)})"
+    return f"{chip} ({', '.join(w for w in (engine, history.setup(report)) if w)})"
 
 
 def markdown_text(value: object) -> str:
@@ -121,9 +115,7 @@ def group_words(members: list[Report],
     machine, images, weights."""
     first = members[0]
     weights = (first.get("weights") or {}).get("source") or "unrecorded"
-    return {"soc": first.get("soc"),
-            "chip": escape(run_label(first)),
-            "engine": escape(run_label(first)),
+    return {"soc": first.get("soc"), "chip": escape(run_label(first)),
             "machine": escape(history.machine(first)["description"]),
             "scope": escape(history.scope(first)[1]), "weights": escape(f"{weights} weights"),
             "random": not meaningful(first)}
@@ -195,10 +187,8 @@ def throughput(report: Report) -> float | None:
 def best_batch(rows: list[Report]) -> int | None:
     """The batch size with the highest throughput (the smaller one on a tie), or None."""
     measured = [r for r in rows if throughput(r) is not None]
-    if not measured:
-        return None
-    best: int = max(measured, key=lambda r: (throughput(r), -r["batch_size"]))["batch_size"]
-    return best
+    return int(max(measured, key=lambda r: (throughput(r), -r["batch_size"]))["batch_size"]) \
+        if measured else None
 
 
 def reference_fps(spec: ModelSpec, soc: str) -> dict[int, float]:
@@ -272,9 +262,7 @@ def measured_tables(spec: ModelSpec, rows: list[Report]) -> list[dict[str, Any]]
                            for r in members if r.get("backend")})
         last_of_chip = index + 1 == len(groups) or groups[index + 1][0].get("soc") != soc
         has_plot = any(best_batch(g) is not None for g in groups if g[0].get("soc") == soc)
-        tables.append({**words, "rows": lines, "best": best, "has_reference": bool(ref),
-                       "device": words["machine"],
-                       "backend": "; ".join(backends) or "not recorded",
+        tables.append({**words, "rows": lines, "backend": "; ".join(backends) or "not recorded",
                        "plot": PLOT_NAME.format(soc=soc) if last_of_chip and has_plot else None})
     return tables
 
@@ -360,13 +348,9 @@ def quick_start(spec: ModelSpec, name: str, ways: list[dict[str, Any]]) -> dict[
 
 def environments(rows: list[Report]) -> list[str]:
     """Distinct environments the reports were measured in, as `package version` strings."""
-    seen = []
-    for r in rows:
-        env = r.get("environment") or {}
-        text = markdown_text(", ".join(f"{k} {v}" for k, v in env.items() if v))
-        if text and text not in seen:
-            seen.append(text)
-    return seen
+    texts = (markdown_text(", ".join(f"{k} {v}" for k, v in (r.get("environment") or {}).items()
+                                     if v)) for r in rows)
+    return list(dict.fromkeys(text for text in texts if text))
 
 
 def model_context(name: str, models_dir: str, reports_dir: str) -> dict[str, Any]:
@@ -392,7 +376,6 @@ def model_context(name: str, models_dir: str, reports_dir: str) -> dict[str, Any
         "quick": quick_start(spec, name, ways),
         "measured": measured_tables(spec, rows),
         "reference": reference_context(spec),
-        "batch": "${bs}",
     }
 
 
@@ -540,7 +523,7 @@ def plot_png(name: str, soc: str, groups: list[list[Report]], ref: dict[int, flo
             lines.append((group_words(members, escape=plot_text), points, best_batch(members)))
     # the title names what every line shares (machine, engine and configuration, images,
     # weights); each legend entry its engine and what differs
-    shared = [key for key in ("engine", "machine", "scope", "weights")
+    shared = [key for key in ("chip", "machine", "scope", "weights")
               if len({words[key] for words, _, _ in lines}) == 1]
     first = lines[0][0]
     with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9,
@@ -553,9 +536,8 @@ def plot_png(name: str, soc: str, groups: list[list[Report]], ref: dict[int, flo
             xs, ys = [p[0] for p in points], [p[1] for p in points]
             all_x |= set(xs)
             all_y += ys
-            label = ", ".join([words["engine"]] + [words[k] for k in ("machine", "scope",
-                                                                       "weights")
-                                                   if k not in shared])
+            label = ", ".join([words["chip"]] + [words[k] for k in ("machine", "scope", "weights")
+                                                 if k not in shared])
             ax.plot(xs, ys, marker=marker, color=colour, label=label)
             for x, y in points:
                 if len(lines) == 1 or x == best:

@@ -45,8 +45,7 @@ def _child(send: Any, target: Callable[..., Any], args: tuple[Any, ...]) -> None
     try:
         send.send(("ok", target(*args)))
     except Exception as err:  # said in the parent as this layout's error
-        text = str(err).strip()
-        send.send(("error", text.splitlines()[0] if text else type(err).__name__))
+        send.send(("error", engines.first_line(err)))
 
 
 def isolated(target: Callable[..., Any], *args: Any, timeout: float = CHILD_TIMEOUT) -> Any:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from npuzoo import bench, engines
-from npuzoo.bench import inputs, load, options, outputs, runner
+from npuzoo.bench import inputs, load, options, outputs
 from npuzoo.errors import UserError
 
 from helpers import (
@@ -597,14 +597,14 @@ class _CountingSession:
 @pytest.fixture
 def counted(monkeypatch):
     sessions = []
-    real = runner.open_session
+    real = engines.open_sessions
 
     def wrapper(*args, **kwargs):
-        session, inputs, outputs = real(*args, **kwargs)
-        sessions.append(_CountingSession(session))
-        return sessions[-1], inputs, outputs
+        opened, inputs, outputs = real(*args, **kwargs)
+        sessions.extend(_CountingSession(session) for session in opened)
+        return sessions[-len(opened):], inputs, outputs
 
-    monkeypatch.setattr(runner, "open_session", wrapper)
+    monkeypatch.setattr(engines, "open_sessions", wrapper)
     return sessions
 
 
@@ -934,13 +934,13 @@ def test_streams_share_the_runs_of_one_batch(tmp_path, models, capsys, counted):
                                                           (8, 2, 4), (5, 2, 2)])
 def test_threads_per_stream(models, capsys, monkeypatch, threads, streams, per_stream):
     seen = []
-    real = runner.open_session
+    real = engines.open_onnxruntime
 
-    def spy(model_path, threads, backend="onnxruntime"):
+    def spy(model_path, threads):
         seen.append(threads)
-        return real(model_path, threads, backend)
+        return real(model_path, threads)
 
-    monkeypatch.setattr(runner, "open_session", spy)
+    monkeypatch.setattr(engines, "open_onnxruntime", spy)
     summary, _ = run_api(["-m", models["static"], "--streams", streams, "--backend", "onnxruntime"],
                          capsys,
                          threads=threads)

@@ -119,7 +119,7 @@ def test_openvino_pure_inference_plain_summary_has_t23_keys_only_without_npuzoo_
 
 
 def test_openvino_compiles_in_f32_with_one_stream_per_runner_stream(tiny):
-    sessions, inputs, outputs = engines.open_openvino(tiny, 1, 3)
+    sessions, inputs, outputs = engines.open_sessions(tiny, 1, "openvino", 3)
     assert len(sessions) == 3 and [d.name for d in inputs] == ["image"]
     assert [d.name for d in outputs] == ["class", "batchsum"]
     assert inputs[0].shape == [-1, 3, 4, 4] and inputs[0].datatype == np.float32

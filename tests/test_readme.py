@@ -709,6 +709,6 @@ def test_every_committed_report_agrees_with_its_folder_heading_and_plot_line():
             assert label.startswith(" ".join(w for w in (run["soc"], variant) if w) + " ("), path
             assert f"#### {readme.markdown_text(label)}: " in text, (path, label)
             assert f"| {readme.markdown_text(label)} |" in top, (path, label)
-            assert readme.group_words([run], escape=readme.plot_text)["engine"] == \
+            assert readme.group_words([run], escape=readme.plot_text)["chip"] == \
                 readme.plot_text(label)
     assert found

@@ -44,25 +44,6 @@ def default_threads() -> int:
     return threads
 
 
-def open_session(model_path: str, threads: int, backend: str = "onnxruntime"
-                 ) -> tuple[Any, list[TensorDesc], list[TensorDesc]]:
-    """(session, inputs, outputs): one session of `backend` with `threads` intra-op threads."""
-    engines.check_backend(backend)
-    if backend == "openvino":
-        sessions, inputs, outputs = engines.open_openvino(model_path, threads, 1)
-        return sessions[0], inputs, outputs
-    return engines.open_onnxruntime(model_path, threads)
-
-
-def open_sessions(model_path: str, threads_per_stream: int, backend: str, streams: int,
-                  hint: str | None = None) -> tuple[list[Any], list[TensorDesc], list[TensorDesc]]:
-    """([one session per stream], inputs, outputs): OpenVINO's share one compiled model."""
-    if hint is not None or (backend == "openvino" and streams > 1):
-        return engines.open_openvino(model_path, threads_per_stream, streams, hint)
-    opened = [open_session(model_path, threads_per_stream, backend) for _ in range(streams)]
-    return [s for s, _, _ in opened], opened[0][1], opened[0][2]
-
-
 def in_threads(work: Callable[[Item], object], items: Sequence[Item],
                stop: threading.Event) -> None:
     """work(item) for every item, each in its own thread (inline for a single item); the first
@@ -289,7 +270,8 @@ def run_single(args: argparse.Namespace, argv: list[str], threads: int
         chosen = tuning["chosen"]
         args.backend, streams = chosen["engine"], chosen["streams"]
         per_stream, hint = chosen["threads_per_stream"], chosen["hint"]
-    sessions, inputs, outs = open_sessions(args.model, per_stream, args.backend, streams, hint)
+    sessions, inputs, outs = engines.open_sessions(args.model, per_stream, args.backend, streams,
+                                                   hint)
     if args.precision_given:
         engines.check_precision(args.model, args.precision)
     args.unresolved = ins.resolve_shapes(inputs, args)
@@ -336,26 +318,22 @@ def run_single(args: argparse.Namespace, argv: list[str], threads: int
 
 def measure_layout(args: argparse.Namespace, layout: dict[str, Any], seconds: float) -> float:
     """Images/s of one tuning layout: one warm-up call per stream, then `seconds` of pure
-    inference of one batch."""
-    try:
-        sessions, inputs, _ = open_sessions(args.model, layout["threads_per_stream"],
-                                            layout["engine"], layout["streams"], layout["hint"])
-        problem = ins.resolve_shapes(inputs, args)
-        if problem:
-            raise UserError(problem)
-        prepare = getattr(sessions[0], "prepare", None)
-        if prepare is not None:
-            prepare({d.name: d.resolved for d in inputs})
-        feeds = ins.make_feeds([[ins.PURE_INFER_FAKE_FILE] for _ in inputs], inputs, args)
-        stop = threading.Event()
-        in_threads(lambda one: one.run(None, feeds), sessions, stop)
-        start = time.perf_counter()
-        times, _ = run_batch(sessions, feeds, len(sessions), seconds, stop)
-        return float(inputs[0].resolved[0] * len(times) / (time.perf_counter() - start))  # type: ignore[index]
-    except Exception as err:
-        if isinstance(err, UserError) or _ort_error(err):
-            raise UserError(engines.first_line(err)) from None
-        raise
+    inference of one batch. Runs in tune.isolated's process: an error is that layout's."""
+    sessions, inputs, _ = engines.open_sessions(
+        args.model, layout["threads_per_stream"], layout["engine"], layout["streams"],
+        layout["hint"])
+    problem = ins.resolve_shapes(inputs, args)
+    if problem:
+        raise UserError(problem)
+    prepare = getattr(sessions[0], "prepare", None)
+    if prepare is not None:
+        prepare({d.name: d.resolved for d in inputs})
+    feeds = ins.make_feeds([[ins.PURE_INFER_FAKE_FILE] for _ in inputs], inputs, args)
+    stop = threading.Event()
+    in_threads(lambda one: one.run(None, feeds), sessions, stop)
+    start = time.perf_counter()
+    times, _ = run_batch(sessions, feeds, len(sessions), seconds, stop)
+    return float(inputs[0].resolved[0] * len(times) / (time.perf_counter() - start))  # type: ignore[index]
 
 
 def tuned_layout(args: argparse.Namespace, threads: int) -> dict[str, Any]:
@@ -379,7 +357,7 @@ def run_multidevice(args: argparse.Namespace, argv: list[str], threads: int) -> 
     logger.info(f"multidevice:{devices} run begin")
     splits = None
     if args.input is not None:
-        _, model_inputs, _ = open_session(args.model, threads)
+        _, model_inputs, _ = engines.open_onnxruntime(args.model, threads)
         splits = ins.split_inputs_for_devices(args.input, len(model_inputs), len(devices))
     base = time.strftime("%Y_%m_%d-%H_%M_%S") if args.output_dirname is None \
         else args.output_dirname
