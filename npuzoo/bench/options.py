@@ -78,13 +78,10 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see {self.prog} --help)")
 
     def _get_option_tuples(self, option_string: str) -> list[Any]:
-        seen: set[int] = set()
-        unique = []
+        unique: dict[int, Any] = {}
         for option_tuple in super()._get_option_tuples(option_string):
-            if id(option_tuple[0]) not in seen:
-                seen.add(id(option_tuple[0]))
-                unique.append(option_tuple)
-        return unique
+            unique.setdefault(id(option_tuple[0]), option_tuple)
+        return list(unique.values())
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:

@@ -205,6 +205,6 @@ def _compare(args: argparse.Namespace) -> None:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    args = parser().parse_args(argv)
     {"write": write, "publish": _publish, "versions": _versions,
      "compare": _compare}[args.command](args)

@@ -87,7 +87,7 @@ def compare(previous: Json, current: Json, drop: float = THROUGHPUT_DROP) -> Jso
             **({"contended": True} if contended else {})}
 
 
-def _number(value: float | None, digits: int) -> str:
+def rounded(value: float | None, digits: int) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
@@ -105,14 +105,14 @@ def change_rows(report: Json, drop: float) -> list[tuple[Any, ...]]:
         spread = max(previous.get("spread") or 0.0, measured_spread(report))
         flag = f"drop > {drop * 100:g}%" if ratio < 1 - max(drop, spread) else \
             f"within the runs' spread ({spread:.0%})" if ratio < 1 - drop else ""
-        rows.append(key + ("throughput", _number(old_tp, 1), _number(new_tp, 1),
+        rows.append(key + ("throughput", rounded(old_tp, 1), rounded(new_tp, 1),
                            f"{(ratio - 1) * 100:+.1f}%", flag))
     acc = report.get("accuracy") or {}
     same_images = (previous.get("dataset") or {}).get("labels_sha256") == _labels(report)
     for name in ("top1", "top5"):
         old, new = previous.get(name), acc.get(name)
         if old is not None and new is not None and old != new:
-            rows.append(key + (name, _number(old, 2), _number(new, 2), f"{new - old:+.2f} pts",
+            rows.append(key + (name, rounded(old, 2), rounded(new, 2), f"{new - old:+.2f} pts",
                                "accuracy" if same_images else "other images"))
     return rows
 

@@ -9,7 +9,7 @@ from typing import Any
 from npuzoo import history
 from npuzoo.files import atomic_write
 from npuzoo.report.build import dumps, load
-from npuzoo.report.compare import compare, throughput_drop
+from npuzoo.report.compare import compare, rounded, throughput_drop
 from npuzoo.report.read import read_report, warn
 
 Json = dict[str, Any]
@@ -18,9 +18,8 @@ Past = list[tuple[str, Json]]
 
 def same_run(a: Json, b: Json) -> bool:
     """Two reports describe the same run when they differ only in when they were written."""
-    def strip(report: Json) -> Json:
-        return {k: v for k, v in report.items() if k not in ("timestamp", "comparison")}
-    return strip(a) == strip(b)
+    return {**a, "timestamp": None, "comparison": None} == \
+        {**b, "timestamp": None, "comparison": None}
 
 
 def label(report: Json) -> str:
@@ -30,10 +29,6 @@ def label(report: Json) -> str:
 def _what(report: Json) -> str:
     weights = (report.get("weights") or {}).get("source") or "unrecorded"
     return f"{history.scope(report)[1]}, {weights} weights, {history.owner_words(report)}"
-
-
-def _rounded(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
 
 
 def _current(path: str) -> Json | None:
@@ -133,10 +128,9 @@ def _judge(report: Json, previous: Json | None, drop: float | None) -> list[Json
     flagged: list[Json] = report["comparison"]["changes"]
     for change in flagged:
         digits = 1 if change["what"] == "throughput" else 2
-        shown = [f"{v:.{digits}f}" if isinstance(v, (int, float)) else str(v)
-                 for v in (change["old"], change["new"])]
         print(f"report: {label(report)}: {change['flag'].upper()}: {change['what']} "
-              f"{shown[0]} -> {shown[1]} ({change['change']})")
+              f"{rounded(change['old'], digits)} -> {rounded(change['new'], digits)} "
+              f"({change['change']})")
     return flagged
 
 
@@ -144,7 +138,7 @@ def _place(report: Json, dest: str, own: str, committed: Json | None, current: J
            force: bool, kept: str, restored_from: str | None) -> None:
     """Write the new run where it belongs and say where."""
     acc, perf = report.get("accuracy") or {}, report.get("perf") or {}
-    figures = (f"top1 {_rounded(acc.get('top1'))} top5 {_rounded(acc.get('top5'))} "
+    figures = (f"top1 {rounded(acc.get('top1'), 2)} top5 {rounded(acc.get('top5'), 2)} "
                f"throughput {perf.get('throughput') or 0:.1f} images/s")
     numbers = f"{figures}; gate {report['gate']['verdict']} ({report['gate']['reason']})"
     if force:
