@@ -273,7 +273,6 @@ publish: $(OUT_DIR)/report.json
 # batches) and i; a shard is a contiguous run of whole batches of the preprocessed files in
 # the order the inference reads them, so every batch holds the same images, padding included,
 # as in the single-device run, and the merged results are those of the single-device run.
-#   sweep-paths      print where this (model, chip, batch size) puts its outputs (key=value)
 #   sweep-compiled   the compiled model alone (shard tasks compile it once, under a lock)
 #   sweep-perf       the perf step and the backend description (the device's timing run)
 #   sweep-shard      shard SHARD's inference: $(OUT_DIR)/shards<k>/<i>/results/
@@ -284,11 +283,7 @@ SHARD  := 0
 SHARD_ROOT := $(OUT_DIR)/shards$(SHARDS)
 SHARD_DIR  := $(SHARD_ROOT)/$(SHARD)
 
-.PHONY: sweep-paths sweep-compiled sweep-perf sweep-shard sweep-merge
-sweep-paths:
-	@printf '%s\n' 'out_dir=$(OUT_DIR)' 'run_dir=$(RUN_DIR)' 'perf_dir=$(PERF_DIR)' \
-	  'prep_dir=$(PREP_DIR)' 'dataset_dir=$(DATASET_DIR)' 'data_link=$(DATA_LINK)' \
-	  'compiled=$(COMPILED)' 'report=$(REPORT)' 'shard_root=$(SHARD_ROOT)'
+.PHONY: sweep-compiled sweep-perf sweep-shard sweep-merge
 sweep-compiled: $(COMPILED)
 sweep-perf: $(PERF_DIR)/perf.log $(REPORT_EXTRA)
 sweep-shard: $(SHARD_DIR)/infer.done

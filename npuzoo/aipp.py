@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from npuzoo import config as zoo_config
 from npuzoo.errors import UserError, cli
@@ -118,15 +117,6 @@ def check(fields: dict[str, Field], height: int | None = None,
     return fields
 
 
-def channel_arrays(
-        fields: dict[str, Any]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """(mean_chn + min_chn, var_reci_chn) per channel, float32, shaped [1, 3, 1, 1]."""
-    offset = [fields.get(f"mean_chn_{i}", 0) + fields.get(f"min_chn_{i}", 0) for i in range(3)]
-    scale = [fields.get(f"var_reci_chn_{i}", 1.0) for i in range(3)]
-    shape = (1, 3, 1, 1)
-    return (np.array(offset, np.float32).reshape(shape), np.array(scale, np.float32).reshape(shape))
-
-
 def prepend(model: "ModelProto", fields: dict[str, Field]) -> "ModelProto":
     """`model` (float32 NCHW input) with the AIPP computation in front: input uint8 NHWC."""
     from onnx import TensorProto, helper, numpy_helper
@@ -151,9 +141,13 @@ def prepend(model: "ModelProto", fields: dict[str, Field]) -> "ModelProto":
     batch = helper.make_tensor_value_info(name, TensorProto.UINT8, [None, height, width, 3])
     new_dim = batch.type.tensor_type.shape.dim[0]
     new_dim.CopyFrom(dims[0])
-    offset, scale = channel_arrays(fields)
-    model.graph.initializer.extend([numpy_helper.from_array(offset, name + "_aipp_offset"),
-                                    numpy_helper.from_array(scale, name + "_aipp_scale")])
+    # per channel, shaped [1, 3, 1, 1]: mean_chn + min_chn is subtracted, then * var_reci_chn
+    offset = [float(fields.get(f"mean_chn_{i}", 0)) + float(fields.get(f"min_chn_{i}", 0))
+              for i in range(3)]
+    scale = [float(fields.get(f"var_reci_chn_{i}", 1.0)) for i in range(3)]
+    model.graph.initializer.extend(
+        numpy_helper.from_array(np.array(values, np.float32).reshape(1, 3, 1, 1), name + suffix)
+        for values, suffix in ((offset, "_aipp_offset"), (scale, "_aipp_scale")))
     nodes = [
         helper.make_node("Cast", [name], [name + "_aipp_f32"], to=TensorProto.FLOAT,
                          name="aipp_cast"),

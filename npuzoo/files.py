@@ -7,10 +7,14 @@ renames it, so every orphan a killed run can leave matches `.*.tmp` in the targe
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import re
 import secrets
+import sys
+from collections.abc import Callable, Iterator
+from typing import IO
 
 from npuzoo.errors import UserError, WriteError
 
@@ -29,15 +33,7 @@ def write_error(path: str, err: OSError) -> WriteError:
     reason = err.strerror or str(err) or type(err).__name__
     hint = WRITE_HINTS.get(err.errno or 0, "").format(
         folder=os.path.dirname(os.path.abspath(path)))
-    error = WriteError(f"{path}: cannot write ({reason})" + (f"; {hint}" if hint else ""))
-    error.errno = err.errno
-    return error
-
-
-def temporary_name(path: str) -> str:
-    """`.<name>.<pid>.<random>.tmp` in the folder of `path`: ends in .tmp, never collides."""
-    folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    return WriteError(f"{path}: cannot write ({reason})" + (f"; {hint}" if hint else ""))
 
 
 def atomic_write(path: str | os.PathLike[str], data: str | bytes, mode: str = "w") -> None:
@@ -50,8 +46,9 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes, mode: str = "w
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise write_error(path, NotADirectoryError(errno.ENOTDIR, f"{folder} is a file"))
         os.makedirs(folder, exist_ok=True)
-        while True:
-            tmp = temporary_name(path)
+        while True:  # a name of its own: .<name>.<pid>.<random>.tmp
+            tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}."
+                                       f"{secrets.token_hex(4)}.tmp")
             try:
                 # O_EXCL: a new file of our own; 0o666 & ~umask is applied by the kernel
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -91,6 +88,23 @@ def umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@contextlib.contextmanager
+def locked(path: str, waiting: Callable[[str], str] | None = None) -> Iterator[IO[str]]:
+    """An exclusive flock on the file `path` (made with its folder) while the block runs; one
+    held by another is waited for, after saying `waiting(the file's text)`. A process started
+    with its descriptor holds it too."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                handle.seek(0)
+                print(waiting(handle.read().strip()), file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield handle
 
 
 def replace_link(target: str, path: str) -> None:

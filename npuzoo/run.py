@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import hashlib
 import os
 import re
@@ -37,7 +36,7 @@ from npuzoo import soc as socs
 from npuzoo import weights as weights_mod
 from npuzoo.checksums import HashCache
 from npuzoo.errors import Problems, UserError, cli
-from npuzoo.files import replace_link
+from npuzoo.files import locked, replace_link
 from npuzoo.plan import ASCEND_ENGINE, RunPlan
 
 REPO = config.REPO_ROOT
@@ -115,15 +114,8 @@ def read_values(environ: Mapping[str, str], model: str | None = None) -> dict[st
 def model_lock(model: str, who: str) -> Iterator[None]:
     """An exclusive flock on build/<model>/.lock; the holder writes who it is into the file."""
     path = os.path.join(BUILD, model, ".lock")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "a+", encoding="utf-8") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            print(f"{path}: held by {handle.read().strip() or 'another run'}; waiting for it to "
-                  "finish (Ctrl-C to stop)", file=sys.stderr, flush=True)
-            fcntl.flock(handle, fcntl.LOCK_EX)
+    with locked(path, lambda holder: f"{path}: held by {holder or 'another run'}; waiting for "
+                "it to finish (Ctrl-C to stop)") as handle:
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} ({who}, started {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
@@ -524,9 +516,7 @@ def render_readmes(models: list[str], before: dict[str, bytes]) -> None:
         print("readme: not re-rendered (no committed report changed); `make readme` adds the "
               "rows of every machine and configuration recorded in reports/", flush=True)
         return
-    os.makedirs(BUILD, exist_ok=True)
-    with open(os.path.join(BUILD, ".readme.lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with locked(os.path.join(BUILD, ".readme.lock")):
         print("readme: rendering the READMEs from reports/", flush=True)
         readme.main([])
 

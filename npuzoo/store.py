@@ -15,7 +15,6 @@ record and verify the sha256 an artefact was written with (ARTEFACTS).
 
 import argparse
 import ast
-import fcntl
 import glob
 import hashlib
 import json
@@ -29,7 +28,7 @@ from typing import Any
 from npuzoo.checksums import HashCache
 from npuzoo.config import ModelSpec
 from npuzoo.errors import UserError, cli
-from npuzoo.files import atomic_write, replace_link
+from npuzoo.files import atomic_write, locked, replace_link
 from npuzoo.steps import split_command
 
 BUILD = "build"
@@ -204,13 +203,7 @@ def remove_unsealed(model_build: str, cache: HashCache) -> None:
 
 def once(lock: str, stamp: str, command: list[str], clean: str | None = None,
          prep_check: tuple[str, int] | None = None) -> int:
-    os.makedirs(os.path.dirname(lock) or ".", exist_ok=True)
-    with open(lock, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"{lock}: another run is making this set; waiting for it", flush=True)
-            fcntl.flock(handle, fcntl.LOCK_EX)
+    with locked(lock, lambda _: f"{lock}: another run is making this set; waiting for it"):
         cache = hash_cache() if clean or prep_check else None  # preprocessed sets only
         if os.path.exists(stamp):
             problem = (prep_problem(clean or os.path.dirname(stamp), *prep_check, cache)

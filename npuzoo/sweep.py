@@ -6,7 +6,6 @@ every report with its `placement` and re-renders the READMEs.
 
 import argparse
 import contextlib
-import fcntl
 import io
 import json
 import os
@@ -18,13 +17,13 @@ import tarfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from npuzoo import config, run, variables
 from npuzoo.errors import UserError, cli
-from npuzoo.files import atomic_write
+from npuzoo.files import atomic_write, locked
 from npuzoo.plan import RunPlan
 from npuzoo.shards import effective_shards
 
@@ -80,19 +79,11 @@ def read_settings(environ: Mapping[str, str]) -> tuple[
 
 # -- running make ----------------------------------------------------------------------------
 
-def make_quietly(flag: str, args: list[str]) -> subprocess.CompletedProcess[str]:
-    """`make -s ARGS` (its output) or `make -q ARGS` (0: nothing to do), no shell."""
-    return subprocess.run(["make", "--no-print-directory", flag, *args], cwd=REPO,
-                          env=run.make_env(), stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True)
-
-
-def paths(plan: RunPlan, bs: int, shards: int = 1) -> dict[str, str]:
-    result = make_quietly("-s", plan.make_args("sweep-paths", bs=bs, SHARDS=shards))
-    if result.returncode:
-        raise UserError("make sweep-paths failed: "
-                        f"{(result.stderr.strip().splitlines() or ['?'])[-1]}")
-    return dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+def up_to_date(args: list[str]) -> bool:
+    """Whether `make -q ARGS` finds nothing to do."""
+    return subprocess.run(["make", "--no-print-directory", "-q", *args], cwd=REPO,
+                          env=run.make_env(), stdin=subprocess.DEVNULL,
+                          capture_output=True).returncode == 0
 
 
 def tail(path: str, lines: int = TAIL_LINES) -> str:
@@ -105,19 +96,6 @@ def tail(path: str, lines: int = TAIL_LINES) -> str:
 
 class TaskFailed(Exception):
     """A task's make failed: the message names the node, the target and the log's tail."""
-
-
-@contextlib.contextmanager
-def flocked(path: str) -> Iterator[int]:
-    """An exclusive flock on `path`; yields the descriptor (make inherits it, so a make that
-    outlives a killed task keeps the lock until it ends and a retry never runs beside it)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield fd
-    finally:
-        os.close(fd)
 
 
 def run_make(root: str, args: list[str], env: dict[str, str], log: str, where: str,
@@ -257,25 +235,25 @@ def shipped_inputs(plan: RunPlan, data_paths: dict[str, str],
              os.path.join(b, "aipp.cfg"), os.path.join(b, "plans")]  # plans: the make calls' PLAN
     if plan.weights_path != "random":
         names.append(plan.weights_path)
-    dataset_dir = data_paths["dataset_dir"]
+    dataset_dir = data_paths["DATASET_DIR"]
     names += [os.path.join(dataset_dir, "dataset.json"), os.path.join(dataset_dir, "val_label.txt")]
     if shard_input is None:
-        names.append(data_paths["prep_dir"])
+        names.append(data_paths["PREP_DIR"])
     else:
-        names += [os.path.join(data_paths["prep_dir"], ".done"), shard_input]
+        names += [os.path.join(data_paths["PREP_DIR"], ".done"), shard_input]
     return names
 
 
 def outputs_of(data_paths: dict[str, str], kind: str, shard: int | None = None) -> list[str]:
     """What a copy-mode task sends back: the run's outputs, or the shard's."""
-    compiled = [data_paths["compiled"] + ext for ext in ("", ".json", ".sha256")]
-    run_dir = data_paths["run_dir"]
+    compiled = [data_paths["COMPILED"] + ext for ext in ("", ".json", ".sha256")]
+    run_dir = data_paths["RUN_DIR"]
     if kind == "report":
         return [*compiled, run_dir]
-    shard_dir = os.path.join(data_paths["shard_root"], str(shard))
+    shard_dir = os.path.join(data_paths["SHARD_ROOT"], str(shard))
     names = [os.path.join(shard_dir, "infer.done"), os.path.join(shard_dir, "results")]
     if shard == 0:
-        names += [*compiled, data_paths["perf_dir"]] + [
+        names += [*compiled, data_paths["PERF_DIR"]] + [
             os.path.join(run_dir, n) for n in ("backend.json", "backend-aipp.json")]
     return names
 
@@ -296,7 +274,7 @@ def execute(spec: dict[str, Any], shipped: bytes | None = None) -> dict[str, Any
     else:
         root = os.getcwd()  # the runtime_env working_dir: this job's copy of the code
         if shipped is not None:
-            with flocked(os.path.join(root, "build", spec["model"], ".ship.lock")):
+            with locked(os.path.join(root, "build", spec["model"], ".ship.lock")):
                 if not os.path.isfile(os.path.join(root, spec["ship_token"])):
                     try:
                         unpack(shipped, root, spec["shipped_names"], keep=True)
@@ -320,9 +298,11 @@ def execute(spec: dict[str, Any], shipped: bytes | None = None) -> dict[str, Any
     steps = [(spec["images"], True)] if spec.get("images") else []
     steps += [(list(spec["args"]) + [f"{k}={v}" for k, v in extra.items()] + targets, locked)
               for targets, locked, extra in spec["steps"]]
-    for args, locked in steps:
-        with flocked(lock_path) if locked else contextlib.nullcontext() as fd:
-            run_make(root, args, env, log, where, lock=fd)
+    # make inherits the lock's descriptor: a make that outlives a killed task keeps the lock
+    # until it ends, so a retry never runs beside it.
+    for args, exclusive in steps:
+        with locked(lock_path) if exclusive else contextlib.nullcontext() as handle:
+            run_make(root, args, env, log, where, lock=handle.fileno() if handle else None)
     result = {"placement": placement, "seconds": round(time.time() - started, 1)}
     if report:
         result["throughput"] = stamp(report, before, placement)
@@ -419,11 +399,6 @@ def connect(environ: Mapping[str, str] = os.environ) -> Any:
 def live_nodes(ray: Any) -> list[dict[str, float]]:
     """The resources of each live node of the cluster."""
     return [n.get("Resources") or {} for n in ray.nodes() if n.get("Alive")]
-
-
-def cpus_per_task(ray: Any, wanted: int | None) -> int:
-    counts = [int(node.get("CPU", 0)) for node in live_nodes(ray)]
-    return wanted or min([c for c in counts if c > 0] or [1])
 
 
 def task_options(soc: str, cpus: int) -> dict[str, Any]:
@@ -525,7 +500,9 @@ def drive(ray: Any, plans: dict[str, RunPlan], settings: dict[str, run.Settings]
         raise UserError(f"SOC={'/'.join(sorted(soc_of))}: the Ray cluster has no NPU resource "
                         "(see `ray status`); start its nodes on Ascend hosts, or declare "
                         "--resources='{\"NPU\": <count>}'")
-    cpus = cpus_per_task(ray, cpus_wanted)
+    # a CPU task takes NPUZOO_SWEEP_CPUS, else the CPUs of the smallest node
+    cpus = cpus_wanted or min([c for c in (int(n.get("CPU", 0)) for n in live_nodes(ray)) if c]
+                              or [1])
     remote = ray.remote(execute)
     per_bs: dict[tuple[str, int], list[Job]] = {}
     jobs: list[Job] = []
@@ -533,21 +510,21 @@ def drive(ray: Any, plans: dict[str, RunPlan], settings: dict[str, run.Settings]
     for model, plan in plans.items():
         s = settings[model]
         for bs in s.batch_sizes:
-            data_paths = paths(plan, bs)
-            count = len([n for n in os.listdir(data_paths["prep_dir"]) if n.endswith(".bin")])
+            data_paths = replace(plan, bs=bs).paths()
+            count = len([n for n in os.listdir(data_paths["PREP_DIR"]) if n.endswith(".bin")])
             k = effective_shards(count, bs, shards) if shards > 1 else 1
-            done = os.path.join(data_paths["out_dir"], "infer.done")
-            if k > 1 and not make_quietly("-q", plan.make_args(done, bs=bs)).returncode:
+            done = os.path.join(data_paths["OUT_DIR"], "infer.done")
+            if k > 1 and up_to_date(plan.make_args(done, bs=bs)):
                 k = 1  # already inferred (by one device or by shards): only perf and report
-            if k > 1:
-                data_paths = paths(plan, bs, k)
+            # mk/pipeline.mk's SHARD_ROOT of SHARDS=k
+            data_paths["SHARD_ROOT"] = os.path.join(data_paths["OUT_DIR"], f"shards{k}")
             base = plan.make_args(bs=bs, DEVICE=0)
             common: dict[str, Any] = {
                       "model": model, "soc": plan.soc, "cpus": cpus, "storage": storage,
                       "repo": REPO, "token": token,
                       "lock": os.path.join("build", model, f".sweep-{plan.soc}-bs{bs}"
                                            f"{'-aipp' if s.aipp else ''}.lock"),
-                      "data_link": data_paths["data_link"],
+                      "data_link": data_paths["DATA_LINK"],
                       "images": (["-f", "mk/docker.mk", "images", f"IMAGE_MODELS={model}",
                                   f"SOC={plan.soc}"] if s.runner == "docker" else None)}
             group: list[Job] = []
@@ -558,7 +535,7 @@ def drive(ray: Any, plans: dict[str, RunPlan], settings: dict[str, run.Settings]
                                                                 stem + ".log"))
                 if k == 1:
                     spec.update(steps=[(["report"], True, {})],
-                                report=os.path.join(data_paths["out_dir"], "report.json"),
+                                report=os.path.join(data_paths["OUT_DIR"], "report.json"),
                                 outputs=outputs_of(data_paths, "report"))
                     shard_input = None
                 else:
@@ -568,7 +545,7 @@ def drive(ray: Any, plans: dict[str, RunPlan], settings: dict[str, run.Settings]
                         steps.append((["sweep-perf"], True, {}))
                     spec.update(steps=steps, outputs=outputs_of(data_paths, "shard", shard))
                     # the shard's input folder is made here, so copy mode ships only its files
-                    shard_input = os.path.join(data_paths["shard_root"], str(shard), "input")
+                    shard_input = os.path.join(data_paths["SHARD_ROOT"], str(shard), "input")
                     run.make(plan.make_args(os.path.join(shard_input, ".done"), bs=bs,
                                             SHARDS=k, SHARD=shard))
                 shipped = None
@@ -626,7 +603,7 @@ def finish(group: list[Job]) -> int:
     first = group[0]
     plan, bs, k = first.plan, first.bs, first.shards
     if k > 1:
-        report = os.path.join(first.data_paths["out_dir"], "report.json")
+        report = os.path.join(first.data_paths["OUT_DIR"], "report.json")
         before = mtime(report)
         code = run.make(plan.make_args("sweep-merge", bs=bs, SHARDS=k), check=False) or \
             run.make(plan.make_args("report", bs=bs), check=False)
