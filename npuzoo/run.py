@@ -363,12 +363,10 @@ def preflight(settings: Settings, problems: Problems) -> str | None:
     soc = None
     with problems:
         soc = resolve_soc(settings)
-    with problems:
-        if soc:
-            check_cpu_options(soc, settings)
-    with problems:
-        if soc:
-            check_toolkit(soc, settings)
+    for check in (check_cpu_options, check_toolkit):
+        with problems:
+            if soc:
+                check(soc, settings)
     with problems:
         dataset.check_layout(settings.data_abs)
     with problems:

@@ -296,8 +296,8 @@ def execute(spec: dict[str, Any], shipped: bytes | None = None) -> dict[str, Any
     lock_path = os.path.join(root, spec["lock"])
     # RUNNER=docker: this node's engine gets the images (or has them), then the steps.
     steps = [(spec["images"], True)] if spec.get("images") else []
-    steps += [(list(spec["args"]) + [f"{k}={v}" for k, v in extra.items()] + targets, locked)
-              for targets, locked, extra in spec["steps"]]
+    steps += [(list(spec["args"]) + [f"{k}={v}" for k, v in extra.items()] + targets, exclusive)
+              for targets, exclusive, extra in spec["steps"]]
     # make inherits the lock's descriptor: a make that outlives a killed task keeps the lock
     # until it ends, so a retry never runs beside it.
     for args, exclusive in steps:
