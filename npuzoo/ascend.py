@@ -24,7 +24,7 @@ from typing import Any
 
 from npuzoo import soc as socs
 from npuzoo.errors import UserError, cli
-from npuzoo.files import atomic_write, sha256_file
+from npuzoo.files import atomic_write, replace_link, sha256_file
 
 INSTALL_HINT = ("install the CANN toolkit (Ascend-cann-toolkit) and `source "
                 "/usr/local/Ascend/ascend-toolkit/set_env.sh` (CANN 8.5 and later: "
@@ -270,15 +270,10 @@ def prepare_workdir(folder: str, command: list[str], origin: str | None = None) 
     real = os.path.realpath(folder)
     for name in relative_roots(command, origin):
         link = os.path.join(folder, name)
-        target = os.path.relpath(os.path.realpath(os.path.join(origin, name)), real)
-        if os.path.islink(link) and os.readlink(link) == target:
-            continue
         if os.path.lexists(link) and not os.path.islink(link):
             raise UserError(f"{link}: in the way of the link to {name}/ that the tool needs "
                             "there; remove it")
-        tmp = f"{link}.{os.getpid()}.tmp"
-        os.symlink(target, tmp)
-        os.replace(tmp, link)
+        replace_link(os.path.relpath(os.path.realpath(os.path.join(origin, name)), real), link)
     return folder
 
 

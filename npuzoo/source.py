@@ -44,9 +44,9 @@ DEFAULT_CACHE = os.path.join(config.REPO_ROOT, ".venv", "sdists")
 Record = dict[str, Any]  # the JSON record of the source used
 
 
-def timeout_s(name: str, default: int = 300) -> int:
+def timeout_s(name: str) -> int:
     """NPUZOO_GIT_TIMEOUT / NPUZOO_PIP_TIMEOUT: whole seconds, checked like any user value."""
-    text = os.environ.get(name, str(default))
+    text = os.environ.get(name, "300")
     if not (text.isascii() and text.isdigit() and 0 < int(text) <= 86400):
         raise UserError(f"{name}={text!r}: expected whole seconds from 1 to 86400, "
                         "or leave it unset for 300")
@@ -60,10 +60,6 @@ REJECT_LINES = 12  # of a rejected hunk shown in the error line
 
 class SourceUnavailable(Exception):
     """This source cannot be fetched here (network, missing commit or release): try the next."""
-
-
-class PatchRejected(UserError):
-    """The declared patch does not apply: stop, never fall through to another source."""
 
 
 # -- small helpers --------------------------------------------------------------------------
@@ -311,18 +307,16 @@ def cache_sdist(entry: PypiSource, folder: str) -> str:
 
 # -- patch ----------------------------------------------------------------------------------
 
-def rejected_hunks(tree: str) -> list[str]:
-    """`<file>: <first lines of its first rejected hunk>` for each .rej file `patch` left."""
-    shown = []
+def rejected_hunk(tree: str) -> str:
+    """`; rejected hunk in <file>: <its first lines>` of the first .rej file `patch` left."""
     for root, _, files in sorted(os.walk(tree)):
-        for name in sorted(files):
-            if name.endswith(".rej"):
-                with open(os.path.join(root, name), encoding="utf-8", errors="replace") as handle:
-                    lines = [line.rstrip("\n") for line in handle
-                             if not line.startswith(("--- ", "+++ "))][:REJECT_LINES]
-                target = os.path.relpath(os.path.join(root, name[:-len(".rej")]), tree)
-                shown.append(f"{target}: " + " | ".join(lines))
-    return shown
+        for name in sorted(name for name in files if name.endswith(".rej")):
+            with open(os.path.join(root, name), encoding="utf-8", errors="replace") as handle:
+                lines = [line.rstrip("\n") for line in handle
+                         if not line.startswith(("--- ", "+++ "))][:REJECT_LINES]
+            target = os.path.relpath(os.path.join(root, name[:-len(".rej")]), tree)
+            return f"; rejected hunk in {target}: " + " | ".join(lines)
+    return ""
 
 
 def patch_summary(output: str) -> str:
@@ -336,7 +330,8 @@ def patch_summary(output: str) -> str:
 
 
 def apply_patch(patch_path: str, tree: str, source_name: str) -> None:
-    """`patch -p1 --forward --batch` in `tree`; PatchRejected (stop) if any hunk fails."""
+    """`patch -p1 --forward --batch` in `tree`; a UserError (the step stops: no other source is
+    tried) if any hunk fails."""
     try:
         result = subprocess.run(["patch", "-p1", "--forward", "--batch", "-i", patch_path],
                                 cwd=tree, text=True, stdout=subprocess.PIPE,
@@ -345,10 +340,8 @@ def apply_patch(patch_path: str, tree: str, source_name: str) -> None:
         raise UserError("`patch` is not installed (apt-get install patch)") from None
     if result.returncode == 0:
         return
-    hunks = rejected_hunks(tree)
-    detail = f"; rejected hunk in {hunks[0]}" if hunks else ""
-    raise PatchRejected(f"patch {os.path.basename(patch_path)} does not apply to {source_name}: "
-                        f"{patch_summary(result.stdout)}{detail}")
+    raise UserError(f"patch {os.path.basename(patch_path)} does not apply to {source_name}: "
+                    f"{patch_summary(result.stdout)}{rejected_hunk(tree)}")
 
 
 # -- tree hash --------------------------------------------------------------------------------
@@ -529,7 +522,7 @@ def fetch(upstream: UpstreamSpec, model_folder: str, dest: str, cache: str = DEF
                        else fetch_pypi(entry, building, cache))
             record = {"kind": entry.kind, **fetched, "patch": entry.patch,
                       "patch_sha256": None, "why": entry.why}
-            if entry.patch:  # a patch that does not apply stops: PatchRejected
+            if entry.patch:  # a patch that does not apply stops the step (a UserError)
                 patch_path = os.path.join(model_folder, entry.patch)
                 record["patch_sha256"] = sha256_file(patch_path)
                 apply_patch(patch_path, building, name)

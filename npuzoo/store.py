@@ -205,15 +205,12 @@ def once(lock: str, stamp: str, command: list[str], clean: str | None = None,
          prep_check: tuple[str, int] | None = None) -> int:
     with locked(lock, lambda _: f"{lock}: another run is making this set; waiting for it"):
         cache = hash_cache() if clean or prep_check else None  # preprocessed sets only
-        if os.path.exists(stamp):
-            problem = (prep_problem(clean or os.path.dirname(stamp), *prep_check, cache)
-                       if prep_check and cache else None)
-            if not problem:
-                print(f"reusing {os.path.dirname(stamp)} (made by an earlier run)", flush=True)
+        if prep_check and cache:  # a made set is verified first (check_reuse)
+            if check_reuse(os.path.dirname(stamp), *prep_check, cache):
                 return 0
-            print(f"warning: {os.path.dirname(stamp)}: {problem}; making it again",
-                  file=sys.stderr, flush=True)
-            os.unlink(stamp)
+        elif os.path.exists(stamp):
+            print(f"reusing {os.path.dirname(stamp)} (made by an earlier run)", flush=True)
+            return 0
         if clean:
             shutil.rmtree(clean, ignore_errors=True)
         code = subprocess.call(command)
