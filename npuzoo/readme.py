@@ -285,10 +285,7 @@ def reference_context(spec: ModelSpec) -> dict[str, Any]:
                  if on]
         rows.append({"chip": chip, "note": "; ".join(n for n in notes if n),
                      "marks": f" ({', '.join(marks)})" if marks else "",
-                     "best_bs": best, "best_fps": fmt_ref(fps.get(best)),
-                     "cells": [(f"**{fmt_ref(fps[bs])}** {BEST}" if bs == best
-                                else fmt_ref(fps[bs]))
-                               if bs in fps else "—" for bs in sizes]})
+                     "best_bs": best, "best_fps": fmt_ref(fps.get(best)), "fps": fps})
     return {
         "top1": fmt_ref(acc.top1), "top5": fmt_ref(acc.top5),
         "accuracy_source": ref.accuracy_source,
@@ -399,12 +396,8 @@ def top_context(models_dir: str, reports_dir: str) -> dict[str, Any]:
                           "what": f"{words['machine']}; {words['scope']}; {words['weights']}; "
                                   f"{measured_when(best_row)}"})
         models.append({"name": name, "chips": chips, "reference": reference_context(spec)})
-    for model in models:
-        for chip in model["chips"]:
-            chip["cells"] = ["—" if bs not in chip["rows"] else
-                             throughput_cell(chip["rows"][bs], bs == chip["best"])
-                             for bs in sorted(sizes)]
     return {"models": models, "sizes": sorted(sizes), "random_mark": RANDOM_MARK,
+            "throughput_cell": throughput_cell,
             "any_random": any(RANDOM_MARK in c["top1"] for m in models for c in m["chips"])}
 
 

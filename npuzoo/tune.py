@@ -6,10 +6,9 @@ another layout is MARGIN faster: a choice that flips on noise would make runs di
 import hashlib
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
 from npuzoo import engines, history
 from npuzoo.errors import UserError
@@ -94,12 +93,11 @@ def describe(layout: Layout) -> str:
 
 
 def choose(cache_dir: str, key: str, fields: dict[str, Any], candidates: list[Layout],
-           measure: Callable[[Layout], float], label: str = "", out: IO[str] | None = None
-           ) -> dict[str, Any]:
+           measure: Callable[[Layout], float], label: str = "") -> dict[str, Any]:
     """The cached choice of `key`, else: time every candidate with `measure(layout)` (images/s;
     a UserError skips that layout), keep the first one unless another beats it by MARGIN,
     cache and return the record (`cache`: "reused" or "new")."""
-    path, out = os.path.join(cache_dir, f"{key}.json"), out or sys.stdout
+    path = os.path.join(cache_dir, f"{key}.json")
     try:
         with open(path, encoding="utf-8") as handle:
             cached = json.load(handle)
@@ -108,7 +106,7 @@ def choose(cache_dir: str, key: str, fields: dict[str, Any], candidates: list[La
     except (OSError, ValueError, AttributeError):
         pass   # none yet, or unreadable: tune again
     print(f"tuning{label}: timing {len(candidates)} engine/stream layouts, about {SECONDS:g} s "
-          "each, once per machine and graph (TUNE=0 skips it) ...", end="", file=out, flush=True)
+          "each, once per machine and graph (TUNE=0 skips it) ...", end="", flush=True)
     began, tried = time.perf_counter(), []
     for layout in candidates:
         try:
@@ -117,7 +115,7 @@ def choose(cache_dir: str, key: str, fields: dict[str, Any], candidates: list[La
             tried.append(dict(layout, error=str(err)))
     ran = [t for t in tried if "images_per_s" in t]
     if not ran:
-        print(" none ran", file=out, flush=True)
+        print(" none ran", flush=True)
         raise UserError(f"tuning: no layout ran ({tried[0].get('error')}); run with TUNE=0")
     chosen = ran[0] if ran[0] is tried[0] else None
     best = max(ran, key=lambda t: t["images_per_s"])
@@ -125,7 +123,7 @@ def choose(cache_dir: str, key: str, fields: dict[str, Any], candidates: list[La
         chosen = best
     seconds = time.perf_counter() - began
     print(f" {describe(chosen)} ({chosen['images_per_s']:g} images/s) in {seconds:.1f} s",
-          file=out, flush=True)
+          flush=True)
     record = {"key": key, "fields": fields, "seconds": round(seconds, 2), "margin": MARGIN,
               "chosen": {k: chosen[k] for k in ("engine", "streams", "threads_per_stream", "hint")},
               "candidates": tried}
