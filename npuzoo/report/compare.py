@@ -8,7 +8,7 @@ from typing import Any
 
 from npuzoo import history
 from npuzoo.errors import UserError
-from npuzoo.report.read import REPORTS_DIR, current_reports, read_report
+from npuzoo.report.read import REPORTS_DIR, model_reports, read_report
 
 Json = dict[str, Any]
 THROUGHPUT_DROP = 0.10  # a fall beyond this fraction is flagged run over run
@@ -121,13 +121,13 @@ def latest_runs(reports_dir: str = REPORTS_DIR) -> list[Json]:
     """The latest run of every like-for-like group (history.like_key): from each current
     report's history, and the current reports themselves where they have none."""
     latest: dict[tuple[Any, ...], Json] = {}
-    for dest, current in current_reports(reports_dir):
-        runs = [report for _, report in history.entries(dest, read_report)] or [current]
-        for report in runs:
-            key = (report.get("model"),) + history.like_key(report)
-            if key not in latest or str(report.get("timestamp") or "") >= \
-                    str(latest[key].get("timestamp") or ""):
-                latest[key] = report
+    for model in sorted(os.listdir(reports_dir)) if os.path.isdir(reports_dir) else []:
+        for dest, current in model_reports(reports_dir, model):
+            for report in [r for _, r in history.entries(dest, read_report)] or [current]:
+                key = (report.get("model"),) + history.like_key(report)
+                if key not in latest or str(report.get("timestamp") or "") >= \
+                        str(latest[key].get("timestamp") or ""):
+                    latest[key] = report
     return sorted(latest.values(), key=lambda r: (str(r.get("model")), str(r.get("soc")),
                                                   r.get("batch_size") or 0))
 

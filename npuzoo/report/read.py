@@ -242,14 +242,3 @@ def model_reports(reports_dir: str, model: str) -> list[tuple[str, Json]]:
                 if report is not None:
                     found.append((path, report))
     return found
-
-
-def current_reports(reports_dir: str) -> list[tuple[str, Json]]:
-    """[(path, report)] of every model's current reports, by model, chip, batch size, variant."""
-    found = []
-    if os.path.isdir(reports_dir):
-        for model in sorted(os.listdir(reports_dir)):
-            found += model_reports(reports_dir, model)
-    found.sort(key=lambda item: (str(item[1].get("model")), str(item[1].get("soc")),
-                                 item[1].get("batch_size") or 0, history.variant(item[1])))
-    return found
