@@ -494,29 +494,32 @@ def test_an_ascend_chip_without_atc_stops_before_any_long_step(monkeypatch, tmp_
 
 
 @pytest.mark.slow
-def test_models_with_the_same_preprocessing_decode_the_images_once(tmp_path_factory, tmp_path):
-    scratch = scratch_repository(tmp_path_factory.mktemp("shared-sets"))
+def test_each_model_preprocesses_into_its_own_set_and_a_tampered_one_is_made_again(
+        tmp_path_factory, tmp_path):
+    """MobileNetV1 and VoVNet39 have the same preprocessing numbers but their own
+    preprocess.py (no two folders' scripts are the same program): each makes its own set."""
+    scratch = scratch_repository(tmp_path_factory.mktemp("own-sets"))
     data = synthetic_dataset(tmp_path / "data", count=4)
     common = [f"DATA={data}", "WEIGHTS=random", "BS=2", "LOOP=1"]
     first = make(scratch, "mobilenetv1", *common)
     assert first.returncode == 0, first.stderr[-3000:]
     second = make(scratch, "vovnet39", *common)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "preprocess: reusing build/prep/" in second.stdout
-    assert "preprocess.py" not in second.stdout
+    assert "npuzoo.prep models/vovnet39" in second.stdout
     refs = {os.readlink(p) for m in ("mobilenetv1", "vovnet39")
             for p in (scratch / "build" / m / "refs").glob("prep-*")}
-    assert len(refs) == 1
+    assert len(refs) == 2
 
-    # Issue 19 item 7: mobilenetv1's export copied over vovnet39's and a shared preprocessed
-    # file edited in place (same size) were reused and reported as vovnet39's; now both are
-    # made again.
+    # Issue 19 item 7: mobilenetv1's export copied over vovnet39's and a preprocessed file
+    # edited in place (same size) were reused and reported as vovnet39's; now both are made
+    # again.
     from npuzoo.files import sha256_file
 
     export = scratch / "build/vovnet39/onnx/random/vovnet39.onnx"
     other = scratch / "build/mobilenetv1/onnx/random/mobilenetv1.onnx"
     shutil.copy(other, export)
-    binary = sorted((scratch / "build/prep").glob("*/*.bin"))[0]
+    vovnet_set = next((scratch / "build/vovnet39/refs").glob("prep-*")).resolve()
+    binary = sorted(vovnet_set.glob("*.bin"))[0]
     with open(binary, "r+b") as handle:
         head = handle.read(4)
         handle.seek(0)

@@ -22,24 +22,25 @@ def hashes(tmp_path, monkeypatch):
     monkeypatch.setattr(store, "HASHES", str(tmp_path / "hashes.json"))
 
 
-def test_models_with_the_same_preprocessing_share_a_key():
-    """The folders' preprocess.py differ in their docstrings only where the computation is the
-    same: MobileNetV1 and VoVNet39 share a float32 set, and the 224-pixel models a uint8 one
-    (AIPP: before normalisation); different parameters never share a key."""
-    def keys(uint8):
-        return {m: store.prep_key(config.load(m), config.model_dir(m), "d", uint8)[0]
-                for m in config.model_names()}
+def test_each_model_has_its_own_prep_key_and_an_edit_changes_its_own_alone(tmp_path):
+    """No two folders' preprocess.py are the same program (tests/test_model_folders.py), so no
+    two models share a set, even where their numbers agree (MobileNetV1 and VoVNet39; with
+    AIPP, the four 224-pixel models); editing one folder's script changes its key alone."""
+    models = config.model_names()
+    for model in models:
+        (tmp_path / model).mkdir()
+        shutil.copy(os.path.join(config.model_dir(model), "preprocess.py"), tmp_path / model)
 
-    f32, u8 = keys(False), keys(True)
-    assert f32["mobilenetv1"] == f32["vovnet39"]
-    assert u8["mobilenetv1"] == u8["dpn131"] == u8["tresnet"] != u8["inceptionv4"]
-    params = {m: store.prep_key(config.load(m), config.model_dir(m), "d", False)[1]
-              for m in config.model_names()}
-    for a in params:
-        for b in params:
-            if {k: v for k, v in params[a].items() if k != "code"} != \
-                    {k: v for k, v in params[b].items() if k != "code"}:
-                assert f32[a] != f32[b], (a, b)
+    def keys():
+        return {(m, uint8): store.prep_key(config.load(m), str(tmp_path / m), "d", uint8)[0]
+                for m in models for uint8 in (False, True)}
+
+    before = keys()
+    assert len(set(before.values())) == len(before), before
+    edited = tmp_path / "vovnet39" / "preprocess.py"
+    edited.write_text(edited.read_text() + "\nEDITED = True\n")
+    after = keys()
+    assert [k for k in before if before[k] != after[k]] == [("vovnet39", False), ("vovnet39", True)]
 
 
 def test_the_export_key_follows_what_the_export_reads(tmp_path):

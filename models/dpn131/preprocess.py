@@ -1,7 +1,9 @@
 """DPN131 preprocessing: `python3 preprocess.py SRC DST [--uint8]`.
 
-As the Ascend ModelZoo DPN131 guide's imagenet_torch_preprocess.py (`dpn131`; Apache-2.0): Resize,
-CenterCrop, ToTensor, Normalize (Cadene's mean and std, rounded), as model.yaml says.
+After the Ascend ModelZoo DPN131 guide's imagenet_torch_preprocess.py, mode `dpn131` (Apache-2.0):
+shorter side to 256, centre crop 224 (rounded offsets), /255, then Cadene's mean and std. The
+numbers are model.yaml's `preprocess` too (npuzoo reads them there for AIPP); the folder tests
+check that both agree.
 """
 
 import os
@@ -9,12 +11,12 @@ import sys
 import warnings
 
 import numpy as np
-import yaml
 from PIL import Image
 
-with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "model.yaml"), "rb") as handle:
-    PARAMS = yaml.safe_load(handle)["preprocess"]
-MEAN, STD = (np.array(PARAMS[key], np.float32).reshape(3, 1, 1) for key in ("mean", "std"))
+# Cadene's figures for DPN, rounded to 3 decimals by the guide: mean (124, 117, 104) / 255 and
+# std 1 / (0.0167 * 255) in every channel
+MEAN = np.array([0.486, 0.459, 0.408], np.float32).reshape(3, 1, 1)
+STD = np.array([0.235, 0.235, 0.235], np.float32).reshape(3, 1, 1)
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")  # npuzoo.dataset's: the images it selects
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # resized_rgb() refuses them
@@ -23,13 +25,13 @@ warnings.filterwarnings("ignore", "Palette images with Transparency")  # convert
 
 def preprocess(path, uint8=False):
     """One image: float32 CHW, normalised, or (uint8) the cropped HWC pixels for AIPP."""
-    crop = PARAMS["crop"]
-    image = resized_rgb(path, PARAMS["resize"])
-    top, left = round((image.height - crop) / 2), round((image.width - crop) / 2)
-    pixels = np.asarray(image)[top:top + crop, left:left + crop]
+    image = resized_rgb(path, 256)  # Resize(256)
+    left, top = round((image.width - 224) / 2), round((image.height - 224) / 2)
+    image = image.crop((left, top, left + 224, top + 224))  # CenterCrop(224)
     if uint8:
-        return np.ascontiguousarray(pixels)
-    return (pixels.transpose(2, 0, 1).astype(np.float32) / 255 - MEAN) / STD
+        return np.asarray(image)
+    img = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255  # ToTensor
+    return (img - MEAN) / STD  # Normalize
 
 
 def resized_rgb(path, size):

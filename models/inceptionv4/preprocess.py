@@ -1,8 +1,9 @@
 """InceptionV4 preprocessing: `python3 preprocess.py SRC DST [--uint8]`.
 
-As the Ascend ModelZoo InceptionV4 guide's inceptionv4_preprocess.py (Apache-2.0): shorter side
-to 342, a 299 crop at floored offsets (21 where torchvision's CenterCrop gives 22), then
-(x/255 - 0.5) / 0.5.
+After the Ascend ModelZoo InceptionV4 guide's inceptionv4_preprocess.py (Apache-2.0): shorter
+side to 342, a 299 crop at floored offsets (21 on the 342 side, where torchvision's CenterCrop
+gives 22), /255, then (x - 0.5) / 0.5. model.yaml's `preprocess` says the same (npuzoo reads it
+for AIPP); the folder tests check that both agree.
 """
 
 import os
@@ -10,12 +11,8 @@ import sys
 import warnings
 
 import numpy as np
-import yaml
 from PIL import Image
 
-with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "model.yaml"), "rb") as handle:
-    PARAMS = yaml.safe_load(handle)["preprocess"]
-MEAN, STD = (np.array(PARAMS[key], np.float32).reshape(3, 1, 1) for key in ("mean", "std"))
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")  # npuzoo.dataset's: the images it selects
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # resized_rgb() refuses them
@@ -23,14 +20,15 @@ warnings.filterwarnings("ignore", "Palette images with Transparency")  # convert
 
 
 def preprocess(path, uint8=False):
-    """One image: float32 CHW, normalised, or (uint8) the cropped HWC pixels for AIPP."""
-    crop = PARAMS["crop"]
-    image = resized_rgb(path, PARAMS["resize"])
-    top, left = (image.height - crop) // 2, (image.width - crop) // 2  # floored, as the guide
-    pixels = np.asarray(image)[top:top + crop, left:left + crop]
+    """One image: float32 CHW in [-1, 1], or (uint8) the cropped HWC pixels for AIPP."""
+    img = np.asarray(resized_rgb(path, 342))
+    height, width, _ = img.shape  # the crop: int((dim - 299) / 2) to int((dim + 299) / 2)
+    img = img[int((height - 299) / 2):int((height + 299) / 2),
+              int((width - 299) / 2):int((width + 299) / 2)]
     if uint8:
-        return np.ascontiguousarray(pixels)
-    return (pixels.transpose(2, 0, 1).astype(np.float32) / 255 - MEAN) / STD
+        return np.ascontiguousarray(img)
+    img = img.astype(np.float32) / 255
+    return ((img - 0.5) / 0.5).transpose(2, 0, 1)
 
 
 def resized_rgb(path, size):

@@ -1,7 +1,9 @@
 """MobileNetV1 preprocessing: `python3 preprocess.py SRC DST [--uint8]`.
 
-As the Ascend ModelZoo MobileNet-v1 guide's imagenet_torch_preprocess.py (`resnet`; Apache-2.0):
-Resize(256), CenterCrop(224), ToTensor(), Normalize(ImageNet mean, std), as model.yaml says.
+After the Ascend ModelZoo MobileNet-v1 guide's imagenet_torch_preprocess.py, mode `resnet`
+(Apache-2.0): resize, centre crop, ToTensor, Normalize with ImageNet's mean and std. The numbers
+are model.yaml's `preprocess` too (npuzoo reads them there for AIPP); the folder tests check
+that both agree.
 """
 
 import os
@@ -9,27 +11,33 @@ import sys
 import warnings
 
 import numpy as np
-import yaml
 from PIL import Image
 
-with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "model.yaml"), "rb") as handle:
-    PARAMS = yaml.safe_load(handle)["preprocess"]
-MEAN, STD = (np.array(PARAMS[key], np.float32).reshape(3, 1, 1) for key in ("mean", "std"))
+# the guide script's model_config entry `resnet`, the mode the guide runs
+MODEL_CONFIG = {"resize": 256, "centercrop": 224,
+                "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")  # npuzoo.dataset's: the images it selects
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # resized_rgb() refuses them
 warnings.filterwarnings("ignore", "Palette images with Transparency")  # convert("RGB") drops it
 
 
+def center_crop(image, size):
+    """The guide's center_crop(): the offsets rounded, half to even."""
+    top, left = round((image.height - size) / 2), round((image.width - size) / 2)
+    return image.crop((left, top, left + size, top + size))
+
+
 def preprocess(path, uint8=False):
     """One image: float32 CHW, normalised, or (uint8) the cropped HWC pixels for AIPP."""
-    crop = PARAMS["crop"]
-    image = resized_rgb(path, PARAMS["resize"])
-    top, left = round((image.height - crop) / 2), round((image.width - crop) / 2)
-    pixels = np.asarray(image)[top:top + crop, left:left + crop]
+    image = resized_rgb(path, MODEL_CONFIG["resize"])
+    image = center_crop(image, MODEL_CONFIG["centercrop"])
     if uint8:
-        return np.ascontiguousarray(pixels)
-    return (pixels.transpose(2, 0, 1).astype(np.float32) / 255 - MEAN) / STD
+        return np.asarray(image)
+    img = np.array(image, dtype=np.float32).transpose(2, 0, 1) / 255.0  # ToTensor: CHW, /255
+    img -= np.array(MODEL_CONFIG["mean"], dtype=np.float32)[:, None, None]  # Normalize: mean
+    img /= np.array(MODEL_CONFIG["std"], dtype=np.float32)[:, None, None]  # Normalize: std
+    return img
 
 
 def resized_rgb(path, size):

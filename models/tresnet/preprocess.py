@@ -1,7 +1,9 @@
 """TResNet-M preprocessing: `python3 preprocess.py SRC DST [--uint8]`.
 
-As the Ascend ModelZoo TResNet guide's TResNet_preprocess.py (Apache-2.0), timm 0.4.5's eval loader:
-Resize(256), CenterCrop(224), /255 only (mean 0, std 1 in model.yaml).
+After the Ascend ModelZoo TResNet guide's TResNet_preprocess.py (Apache-2.0), which runs timm
+0.4.5's eval loader: Resize(int(224 / crop_pct)) bilinear, CenterCrop(224), then the loader's
+prefetcher: float, minus 0, divided by 255 (mean 0, std 1: no normalisation). model.yaml's
+`preprocess` says the same (npuzoo reads it for AIPP); the folder tests check that both agree.
 """
 
 import os
@@ -9,12 +11,9 @@ import sys
 import warnings
 
 import numpy as np
-import yaml
 from PIL import Image
 
-with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "model.yaml"), "rb") as handle:
-    PARAMS = yaml.safe_load(handle)["preprocess"]
-MEAN, STD = (np.array(PARAMS[key], np.float32).reshape(3, 1, 1) for key in ("mean", "std"))
+CROP_PCT = 0.875  # tresnet_m's default_cfg: the crop is 87.5% of the resized shorter side
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")  # npuzoo.dataset's: the images it selects
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # resized_rgb() refuses them
@@ -22,14 +21,13 @@ warnings.filterwarnings("ignore", "Palette images with Transparency")  # convert
 
 
 def preprocess(path, uint8=False):
-    """One image: float32 CHW, normalised, or (uint8) the cropped HWC pixels for AIPP."""
-    crop = PARAMS["crop"]
-    image = resized_rgb(path, PARAMS["resize"])
-    top, left = round((image.height - crop) / 2), round((image.width - crop) / 2)
-    pixels = np.asarray(image)[top:top + crop, left:left + crop]
+    """One image: float32 CHW in [0, 1], or (uint8) the cropped HWC pixels for AIPP."""
+    image = resized_rgb(path, int(224 / CROP_PCT))  # 256
+    top, left = round((image.height - 224) / 2), round((image.width - 224) / 2)
+    pixels = np.asarray(image)[top:top + 224, left:left + 224]
     if uint8:
         return np.ascontiguousarray(pixels)
-    return (pixels.transpose(2, 0, 1).astype(np.float32) / 255 - MEAN) / STD
+    return pixels.transpose(2, 0, 1).astype(np.float32) / 255  # the prefetcher's float() / 255
 
 
 def resized_rgb(path, size):

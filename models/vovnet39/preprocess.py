@@ -1,7 +1,9 @@
 """VoVNet39 preprocessing: `python3 preprocess.py SRC DST [--uint8]`.
 
-As the Ascend ModelZoo vovnet39 guide's vovnet39_preprocess.py (Apache-2.0): Resize(256),
-CenterCrop(224), ToTensor(), Normalize(ImageNet mean, std), as model.yaml says.
+After the Ascend ModelZoo vovnet39 guide's vovnet_torch_preprocess.py (Apache-2.0), torchvision's
+Resize(256), CenterCrop(224), ToTensor(), Normalize(ImageNet's mean and std), in numpy. The
+numbers are model.yaml's `preprocess` too (npuzoo reads them there for AIPP); the folder tests
+check that both agree.
 """
 
 import os
@@ -9,12 +11,10 @@ import sys
 import warnings
 
 import numpy as np
-import yaml
 from PIL import Image
 
-with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "model.yaml"), "rb") as handle:
-    PARAMS = yaml.safe_load(handle)["preprocess"]
-MEAN, STD = (np.array(PARAMS[key], np.float32).reshape(3, 1, 1) for key in ("mean", "std"))
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # Normalize's, per channel (HWC here)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp")  # npuzoo.dataset's: the images it selects
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # resized_rgb() refuses them
@@ -23,13 +23,12 @@ warnings.filterwarnings("ignore", "Palette images with Transparency")  # convert
 
 def preprocess(path, uint8=False):
     """One image: float32 CHW, normalised, or (uint8) the cropped HWC pixels for AIPP."""
-    crop = PARAMS["crop"]
-    image = resized_rgb(path, PARAMS["resize"])
-    top, left = round((image.height - crop) / 2), round((image.width - crop) / 2)
-    pixels = np.asarray(image)[top:top + crop, left:left + crop]
+    pixels = np.asarray(resized_rgb(path, 256))  # Resize(256)
+    top, left = (round((side - 224) / 2) for side in pixels.shape[:2])  # CenterCrop(224)
+    pixels = np.ascontiguousarray(pixels[top:top + 224, left:left + 224])
     if uint8:
-        return np.ascontiguousarray(pixels)
-    return (pixels.transpose(2, 0, 1).astype(np.float32) / 255 - MEAN) / STD
+        return pixels
+    return ((pixels / np.float32(255) - MEAN) / STD).transpose(2, 0, 1)  # ToTensor, Normalize
 
 
 def resized_rgb(path, size):
