@@ -28,7 +28,7 @@
 #   <SOC>/<weights id>/bs<BS><variant>/<dataset id>/results/, accuracy.json, report.json
 # build/inputs/<dataset id>.data      link to the DATA folder (id: name-<content hash>-n<N>)
 # build/data/<dataset id>/            selected images (links), labels, dataset.json (shared)
-# build/prep/<prep key>/*.bin         preprocessed once per key, shared by models (npuzoo/store.py)
+# build/prep/<prep key>/*.bin         preprocessed once per key, shared by runs (npuzoo/store.py)
 # and reports/<model>/[<variant>/]<SOC>_bs<BS>.json, published from report.json.
 # <variant> (npuzoo.plan.variant_label): empty for the model's own run, else `aipp`, `int8`,
 # the engine when not the run's own (`openvino`, `int8-onnxruntime`); in build/ names `_`-joined.

@@ -7,7 +7,7 @@ the same key, and the artefacts' seals.
 
 A dataset id names the selected images and labels by their checksums; a prep key adds what
 changes the bytes (model.yaml's geometry, input shape, for float32 mean and std, and the syntax
-tree of preprocess.py), so models with the same preprocessing share one set; the export key
+tree of preprocess.py), so the runs of one model share one set; the export key
 is the same idea. `once` runs a command unless its stamped set exists and holds the files its
 stamp records, under a lock; `clean` removes the sets no refs/ link points to; `seal`/`check`
 record and verify the sha256 an artefact was written with (ARTEFACTS).

@@ -57,7 +57,7 @@ def main():
         guide = GUIDE_ACCURACY.get(entry["key"][:4])  # "Top1 accuracy": Top1
         note = f"  (the guide: {guide}%)" if guide else ""
         print(f"{entry['key']:<18}  {entry['value']}{note}")
-    print(f"wrote {path}")
+    print(f"wrote TResNet-M's accuracy to {path}")
 
 
 if __name__ == "__main__" and (error := main()):

@@ -71,7 +71,7 @@ def main():
             os.replace(tmp, os.path.join(dst, f"{stem}.bin"))
     except OSError as err:  # SRC unreadable (a loop of symbolic links...), DST unwritable
         return f"{err.filename or dst}: {err.strerror or err}"
-    print(f"preprocessed {len(stems)} images to {dst}")
+    print(f"preprocessed {len(stems)} images for VoVNet39 to {dst}")
 
 
 if __name__ == "__main__" and (error := main()):
