@@ -10,11 +10,10 @@ one folder's own (its upstream tree and patch) close the file.
   `python3 -I`, it preprocesses, exports and computes accuracy (the slow tests run the copy
   end to end on the CPU).
 - Preprocessing, its numbers stated in each script, equals an independent computation of
-  model.yaml's parameters (torchvision on
-  the PIL image), float32 and uint8, on generated images of every size class and mode and on
-  the real ImageNet samples; the folder's own main and npuzoo.prep (two workers) write the
-  same bytes, as do folders whose numbers agree; both refuse an undecodable image and two images
-  with one stem with one line.
+  model.yaml's parameters (torchvision on the PIL image), float32 and uint8, on generated images
+  of every size class and mode and on the real ImageNet samples; the folder's own main and
+  npuzoo.prep (two workers) write the same bytes, as do folders whose numbers agree; both refuse
+  an undecodable image and two images with one stem with one line.
 - Postprocessing: every folder writes the same accuracy JSON, byte for byte, equal to the
   ModelZoo's imagenet_acc_eval.py algorithm written out here and to hand-computed cases. It prints
   the guide's figures, model.yaml's.
