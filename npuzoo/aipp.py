@@ -133,14 +133,13 @@ def prepend(model: "ModelProto", fields: dict[str, Field]) -> "ModelProto":
     check(fields, height, width)
 
     name = original.name
-    inner = name + "_aipp_normalised"
+    f32, nchw, sub, inner = (f"{name}_aipp_{step}" for step in ("f32", "nchw", "sub", "normalised"))
     for node in model.graph.node:
         for k, value in enumerate(node.input):
             if value == name:
                 node.input[k] = inner
     batch = helper.make_tensor_value_info(name, TensorProto.UINT8, [None, height, width, 3])
-    new_dim = batch.type.tensor_type.shape.dim[0]
-    new_dim.CopyFrom(dims[0])
+    batch.type.tensor_type.shape.dim[0].CopyFrom(dims[0])  # the batch dimension as it was
     # per channel, shaped [1, 3, 1, 1]: mean_chn + min_chn is subtracted, then * var_reci_chn
     offset = [float(fields.get(f"mean_chn_{i}", 0)) + float(fields.get(f"min_chn_{i}", 0))
               for i in range(3)]
@@ -148,19 +147,13 @@ def prepend(model: "ModelProto", fields: dict[str, Field]) -> "ModelProto":
     model.graph.initializer.extend(
         numpy_helper.from_array(np.array(values, np.float32).reshape(1, 3, 1, 1), name + suffix)
         for values, suffix in ((offset, "_aipp_offset"), (scale, "_aipp_scale")))
-    nodes = [
-        helper.make_node("Cast", [name], [name + "_aipp_f32"], to=TensorProto.FLOAT,
-                         name="aipp_cast"),
-        helper.make_node("Transpose", [name + "_aipp_f32"], [name + "_aipp_nchw"],
-                         perm=[0, 3, 1, 2], name="aipp_transpose"),
-        helper.make_node("Sub", [name + "_aipp_nchw", name + "_aipp_offset"],
-                         [name + "_aipp_sub"], name="aipp_sub"),
-        helper.make_node("Mul", [name + "_aipp_sub", name + "_aipp_scale"], [inner],
-                         name="aipp_mul"),
-    ]
-    old_nodes = list(model.graph.node)
+    nodes = [helper.make_node("Cast", [name], [f32], to=TensorProto.FLOAT, name="aipp_cast"),
+             helper.make_node("Transpose", [f32], [nchw], perm=[0, 3, 1, 2], name="aipp_transpose"),
+             helper.make_node("Sub", [nchw, name + "_aipp_offset"], [sub], name="aipp_sub"),
+             helper.make_node("Mul", [sub, name + "_aipp_scale"], [inner], name="aipp_mul"),
+             *model.graph.node]
     del model.graph.node[:]
-    model.graph.node.extend(nodes + old_nodes)
+    model.graph.node.extend(nodes)
     position = list(model.graph.input).index(original)
     model.graph.input.remove(original)
     model.graph.input.insert(position, batch)
