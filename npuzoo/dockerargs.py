@@ -31,13 +31,12 @@ def csv_field(text: str) -> str:
     return text
 
 
-def check_path(path: str, what: str) -> str:
+def check_path(path: str, what: str) -> None:
     for ch, name in FORBIDDEN.items():
         if ch in path:
             raise UserError(f"{what} {path!r} contains {name}; docker cannot mount it")
     if not path:
         raise UserError(f"{what} is empty")
-    return path
 
 
 def resolve_link(link: str) -> tuple[str, str]:

@@ -317,8 +317,7 @@ def execute(spec: dict[str, Any], shipped: bytes | None = None) -> dict[str, Any
 class Job:
     """One line of the summary: a (model, BS) run, or one shard of it."""
 
-    plan: RunPlan
-    bs: int
+    plan: RunPlan  # the batch size's
     shard: int | None = None
     shards: int = 1
     status: str = "waiting"
@@ -331,7 +330,7 @@ class Job:
     @property
     def name(self) -> str:
         part = f" shard {self.shard + 1}/{self.shards}" if self.shard is not None else ""
-        return f"{self.plan.model} BS={self.bs}{part}"
+        return f"{self.plan.model} BS={self.plan.bs}{part}"
 
 
 def reachable(address: str, timeout_s: int) -> str | None:
@@ -469,8 +468,7 @@ def sweep(models: list[str], settings: dict[str, run.Settings], shards: int, sto
             plan = run.prepare(model, settings[model])
             print(f"== {model}: SOC={plan.soc} weights {plan.weights_id}, data {plan.data_id}: "
                   "export and preprocessing on the driver", flush=True)
-            if run.make(plan.make_args("shared", bs=settings[model].batch_sizes[0]),
-                        check=False):
+            if run.make(plan.make_args("shared"), check=False):  # (the first batch size's)
                 print(f"sweep: {model}: the shared steps failed; its batch sizes are skipped",
                       file=sys.stderr, flush=True)
                 failed += 1
@@ -507,29 +505,29 @@ def drive(ray: Any, plans: dict[str, RunPlan], settings: dict[str, run.Settings]
     per_bs: dict[tuple[str, int], list[Job]] = {}
     jobs: list[Job] = []
     packs = {}  # copy mode: (model, shard input) -> (object ref, id) of the shipped inputs
-    for model, plan in plans.items():
-        s = settings[model]
-        for bs in s.batch_sizes:
-            data_paths = replace(plan, bs=bs).paths()
+    for model, first in plans.items():
+        for bs in settings[model].batch_sizes:
+            plan = replace(first, bs=bs)
+            data_paths = plan.paths()
             count = len([n for n in os.listdir(data_paths["PREP_DIR"]) if n.endswith(".bin")])
             k = effective_shards(count, bs, shards) if shards > 1 else 1
             done = os.path.join(data_paths["OUT_DIR"], "infer.done")
-            if k > 1 and up_to_date(plan.make_args(done, bs=bs)):
+            if k > 1 and up_to_date(plan.make_args(done)):
                 k = 1  # already inferred (by one device or by shards): only perf and report
             # mk/pipeline.mk's SHARD_ROOT of SHARDS=k
             data_paths["SHARD_ROOT"] = os.path.join(data_paths["OUT_DIR"], f"shards{k}")
-            base = plan.make_args(bs=bs, DEVICE=0)
+            base = plan.make_args(DEVICE=0)
             common: dict[str, Any] = {
                       "model": model, "soc": plan.soc, "cpus": cpus, "storage": storage,
                       "repo": REPO, "token": token,
                       "lock": os.path.join("build", model, f".sweep-{plan.soc}-bs{bs}"
-                                           f"{'-aipp' if s.aipp else ''}.lock"),
+                                           f"{'-aipp' if plan.aipp else ''}.lock"),
                       "data_link": data_paths["DATA_LINK"],
                       "images": (["-f", "mk/docker.mk", "images", f"IMAGE_MODELS={model}",
-                                  f"SOC={plan.soc}"] if s.runner == "docker" else None)}
+                                  f"SOC={plan.soc}"] if plan.runner == "docker" else None)}
             group: list[Job] = []
             for shard in range(k) if k > 1 else [None]:
-                job = Job(plan, bs, shard, k)
+                job = Job(plan, shard, k)
                 stem = f"{plan.soc}_bs{bs}" + (f"_shard{shard}of{k}" if k > 1 else "")
                 spec = dict(common, args=base, log=os.path.join(SWEEP_DIR, "logs", model,
                                                                 stem + ".log"))
@@ -546,8 +544,8 @@ def drive(ray: Any, plans: dict[str, RunPlan], settings: dict[str, run.Settings]
                     spec.update(steps=steps, outputs=outputs_of(data_paths, "shard", shard))
                     # the shard's input folder is made here, so copy mode ships only its files
                     shard_input = os.path.join(data_paths["SHARD_ROOT"], str(shard), "input")
-                    run.make(plan.make_args(os.path.join(shard_input, ".done"), bs=bs,
-                                            SHARDS=k, SHARD=shard))
+                    run.make(plan.make_args(os.path.join(shard_input, ".done"), SHARDS=k,
+                                            SHARD=shard))
                 shipped = None
                 if storage == "copy":
                     pack_key = (model, shard_input)
@@ -601,12 +599,12 @@ def drive(ray: Any, plans: dict[str, RunPlan], settings: dict[str, run.Settings]
 def finish(group: list[Job]) -> int:
     """Merge a sharded run and write its report (on the driver), then publish: 0 or 1 failed."""
     first = group[0]
-    plan, bs, k = first.plan, first.bs, first.shards
+    plan, bs, k = first.plan, first.plan.bs, first.shards
     if k > 1:
         report = os.path.join(first.data_paths["OUT_DIR"], "report.json")
         before = mtime(report)
-        code = run.make(plan.make_args("sweep-merge", bs=bs, SHARDS=k), check=False) or \
-            run.make(plan.make_args("report", bs=bs), check=False)
+        code = run.make(plan.make_args("sweep-merge", SHARDS=k), check=False) or \
+            run.make(plan.make_args("report"), check=False)
         if code:
             print(f"sweep: {plan.model} BS={bs}: merging the {k} shards or the report failed",
                   file=sys.stderr, flush=True)
@@ -617,7 +615,7 @@ def finish(group: list[Job]) -> int:
         throughput = stamp(report, before, dict(first.result["placement"], shards=shards))
         print(f"sweep: {plan.model} BS={bs} {plan.soc}: {k} shards merged: "
               f"{throughput or 0:.1f} images/s (shard 1's device)", flush=True)
-    code = run.make(plan.make_args("publish", bs=bs), check=False)
+    code = run.make(plan.make_args("publish"), check=False)
     for job in group:
         job.status = "published" if not code else "failed"
     if code:

@@ -131,9 +131,7 @@ def store_copy(path: str, store_dir: str, cache: HashCache) -> tuple[str, dict[s
         digests = file_digests(tmp)  # the bytes copied are the bytes named
         os.chmod(tmp, 0o444 & ~umask())
         stored = os.path.join(store_dir, digests["sha256"] + ".pth")
-        if os.path.exists(stored):
-            os.chmod(stored, 0o644 & ~umask())
-        os.replace(tmp, stored)
+        os.replace(tmp, stored)  # (a read-only file there is replaced all the same)
     except OSError as err:
         raise UserError(f"cannot copy WEIGHTS={path} into {store_dir} ({err.strerror}); "
                         "free some disk space under build/") from None

@@ -89,7 +89,7 @@ def test_progress_counts_queued_running_and_done_tasks():
     class Plan:
         soc = "cpu"
 
-    jobs = [sweep.Job(Plan(), 1, None, 1) for _ in range(8)]
+    jobs = [sweep.Job(Plan(), None, 1) for _ in range(8)]
     for job in jobs:
         job.status = "running"  # submitted: Ray runs as many as there are slots
     jobs[0].status = "published"
