@@ -111,8 +111,10 @@ def read_values(environ: Mapping[str, str], model: str | None = None) -> dict[st
 # -- locking and leftovers ------------------------------------------------------------------
 
 @contextlib.contextmanager
-def model_lock(model: str, who: str) -> Iterator[None]:
+def lock_for(model: str, settings: Settings) -> Iterator[None]:
     """An exclusive flock on build/<model>/.lock; the holder writes who it is into the file."""
+    who = " ".join([f"make {model}", *(f"{k}={shlex.quote(v)}" for k, v in settings.raw.items()
+                                       if v and k in ("BS", "SOC"))])
     path = os.path.join(BUILD, model, ".lock")
     with locked(path, lambda holder: f"{path}: held by {holder or 'another run'}; waiting for "
                 "it to finish (Ctrl-C to stop)") as handle:
@@ -481,12 +483,6 @@ def prepare(model: str, settings: Settings) -> RunPlan:
     if plan.has_upstream:
         check_source_tree(model)
     return plan
-
-
-def lock_for(model: str, settings: Settings) -> contextlib.AbstractContextManager[None]:
-    who = f"make {model} " + " ".join(
-        f"{k}={shlex.quote(v)}" for k, v in settings.raw.items() if v and k in ("BS", "SOC"))
-    return model_lock(model, who.strip())
 
 
 def committed_reports(models: list[str]) -> dict[str, bytes]:
