@@ -1,7 +1,6 @@
 """Inputs and batching (docs/ais_bench_compatibility.md, "Inputs and batching")."""
 
 import argparse
-import logging
 import math
 import os
 
@@ -205,9 +204,6 @@ def plan_batches(fileslists: list[list[str]], inputs: list[TensorDesc], no_combi
     the last one padded with PADDING_INFER_FAKE_FILE."""
     files_per_batch = 1 if no_combine else _files_per_batch(fileslists, inputs)
     runcount = math.ceil(len(fileslists[0]) / files_per_batch)
-    logging.getLogger("npuzoo.bench").info(
-        f"get filesperbatch files0 size:{file_datasize(fileslists[0][0])} tensor0size:"
-        f"{inputs[0].realsize} filesperbatch:{files_per_batch} runcount:{runcount}")
     batches = []
     for i in range(runcount):
         batch = []

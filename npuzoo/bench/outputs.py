@@ -3,7 +3,6 @@ summary block"): output files, filesinfo, the summary JSON, the Performance Summ
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
@@ -93,28 +92,13 @@ def output_prefix(args: argparse.Namespace) -> str | None:
         return None
     name = args.output_dirname
     prefix = os.path.join(args.output, time.strftime("%Y_%m_%d-%H_%M_%S") if name is None else name)
-    logger.info(f"output path:{prefix}")
+    log(f"output path:{prefix}")
     return prefix
 
 
-class _StdoutHandler(logging.Handler):
-    """`[%(levelname)s] %(message)s` to whatever sys.stdout is at the time."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            sys.stdout.write(self.format(record) + "\n")
-            sys.stdout.flush()
-        except Exception:  # pragma: no cover - logging must never raise
-            self.handleError(record)
-
-
-logger = logging.getLogger("npuzoo.bench")
-if not logger.handlers:
-    _handler = _StdoutHandler()
-    _handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
-    logger.addHandler(_handler)
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
+def log(message: str, level: str = "INFO") -> None:
+    """One line as T23's logger writes it, `[INFO] message`, on stdout."""
+    print(f"[{level}] {message}", flush=True)
 
 
 def list_info(values: Sequence[float]) -> dict[str, Any]:
@@ -163,20 +147,19 @@ def _extras_lines(extras: dict[str, Any]) -> None:
     """Two lines on npuzoo's figures (three after a tuned layout)."""
     tuning = extras.get("tuning")
     if tuning:
-        logger.info("npuzoo: engine and streams tuned for this machine and graph ({}, {})".format(
+        log("npuzoo: engine and streams tuned for this machine and graph ({}, {})".format(
             tuning["path"], "reused" if tuning["cache"] == "reused" else "timed now"))
     bounded = "; time-bounded loop: {} runs in at least {:g} s".format(
         extras["loop_runs"], extras["loop_seconds"]) if extras["loop_seconds"] else ""
-    logger.info("npuzoo: {} {}, {}, {} x {}: {} runs of batch {} in {:.3f} s of wall time = "
-                "{:.2f} images/s across the streams (the figure below is per call: "
-                "1000*batchsize/mean call time){}".format(
-                    engines.BACKEND_LABELS.get(extras["backend"], extras["backend"]),
-                    extras["backend_version"], extras["precision"],
-                    _plural(extras["streams"], "stream"),
-                    _plural(extras["threads_per_stream"], "thread"), extras["timed_runs"],
-                    _bs_text(extras["batchsize"]), extras["wall_time_ms"] / 1000.0,
-                    extras["throughput_wall"], bounded))
-    logger.info("npuzoo: " + _load_text(extras))
+    log("npuzoo: {} {}, {}, {} x {}: {} runs of batch {} in {:.3f} s of wall time = "
+        "{:.2f} images/s across the streams (the figure below is per call: "
+        "1000*batchsize/mean call time){}".format(
+            engines.BACKEND_LABELS.get(extras["backend"], extras["backend"]),
+            extras["backend_version"], extras["precision"], _plural(extras["streams"], "stream"),
+            _plural(extras["threads_per_stream"], "thread"), extras["timed_runs"],
+            _bs_text(extras["batchsize"]), extras["wall_time_ms"] / 1000.0,
+            extras["throughput_wall"], bounded))
+    log("npuzoo: " + _load_text(extras))
 
 
 def _load_text(extras: dict[str, Any]) -> str:
@@ -201,25 +184,25 @@ def _load_text(extras: dict[str, Any]) -> str:
 def _friendly_block(batchsize: float, npu: dict[str, Any], throughput: float,
                     engine_label: str) -> None:
     """On a terminal: what ran where, in rounded figures (the summary JSON keeps them whole)."""
-    logger.info(f"-----------------Performance Summary (CPU, {engine_label})------------------")
-    logger.info("compute time per batch of {} on the CPU (ms): mean {:.2f}, median {:.2f}, "
-                "min {:.2f}, max {:.2f}, p99 {:.2f} ({} runs)".format(
-                    _bs_text(batchsize), npu["mean"], npu["median"], npu["min"], npu["max"],
-                    npu["percentile(99%)"], npu["count"]))
-    logger.info(f"throughput: {throughput:.1f} images/s")
-    logger.info("------------------------------------------------------")
+    log(f"-----------------Performance Summary (CPU, {engine_label})------------------")
+    log("compute time per batch of {} on the CPU (ms): mean {:.2f}, median {:.2f}, "
+        "min {:.2f}, max {:.2f}, p99 {:.2f} ({} runs)".format(
+            _bs_text(batchsize), npu["mean"], npu["median"], npu["min"], npu["max"],
+            npu["percentile(99%)"], npu["count"]))
+    log(f"throughput: {throughput:.1f} images/s")
+    log("------------------------------------------------------")
 
 
 def _t23_block(batchsize: float, infodict: dict[str, Any], display_all: bool) -> None:
     """Piped or logged (and NPUZOO_BENCH_T23_OUTPUT=1): the T23 block, verbatim."""
     names = ["H2D_latency", "NPU_compute_time", "D2H_latency"] if display_all else \
         ["NPU_compute_time"]
-    logger.info("-----------------Performance Summary------------------")
+    log("-----------------Performance Summary------------------")
     for name in names:
         info = infodict[name]
-        logger.info("{} (ms): min = {}, max = {}, mean = {}, median = {}, percentile(99%) = {}"
-                    .format(name, info["min"], info["max"], info["mean"], info["median"],
-                            info["percentile(99%)"]))
-    logger.info("throughput 1000*batchsize.mean({})/NPU_compute_time.mean({}): {}".format(
+        log("{} (ms): min = {}, max = {}, mean = {}, median = {}, percentile(99%) = {}".format(
+            name, info["min"], info["max"], info["mean"], info["median"],
+            info["percentile(99%)"]))
+    log("throughput 1000*batchsize.mean({})/NPU_compute_time.mean({}): {}".format(
         batchsize, infodict["NPU_compute_time"]["mean"], infodict["throughput"]))
-    logger.info("------------------------------------------------------")
+    log("------------------------------------------------------")

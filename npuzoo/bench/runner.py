@@ -5,7 +5,6 @@ read and written in threads of their own, and are merged in batch order."""
 
 import argparse
 import copy
-import logging
 import os
 import sys
 import threading
@@ -19,7 +18,7 @@ import numpy as np
 from npuzoo import engines
 from npuzoo.bench import inputs as ins
 from npuzoo.bench import load, options, outputs
-from npuzoo.bench.outputs import logger, summary
+from npuzoo.bench.outputs import log, summary
 from npuzoo.engines import TensorDesc
 from npuzoo.errors import UserError, cli
 
@@ -138,7 +137,7 @@ class Inference:
                 one.run(None, feeds)
 
         in_threads(warm, self.sessions, self.stop)
-        logger.info(f"warm up {self.args.warmup_count} done")
+        log(f"warm up {self.args.warmup_count} done")
 
     def read_batch(self, index: int) -> ins.Feeds:
         t0 = time.perf_counter()
@@ -226,21 +225,23 @@ def _batches(args: argparse.Namespace, inputs: list[TensorDesc]) -> tuple[int, l
     fileslists = ins.list_input_files(args.input.split(","), len(inputs))
     if not args.no_combine_tensor_mode and args.unresolved:
         raise UserError(args.unresolved)
-    return ins.plan_batches(fileslists, inputs, args.no_combine_tensor_mode)
+    files_per_batch, batches = ins.plan_batches(fileslists, inputs, args.no_combine_tensor_mode)
+    log(f"get filesperbatch files0 size:{ins.file_datasize(fileslists[0][0])} tensor0size:"
+        f"{inputs[0].realsize} filesperbatch:{files_per_batch} runcount:{len(batches)}")
+    return files_per_batch, batches
 
 
 def _debug_table(args: argparse.Namespace, session: Any, inputs: list[TensorDesc],
                  outs: list[TensorDesc], threads: int) -> None:
-    logger.debug(f"model: {args.model}  providers: {session.get_providers()}  intra-op threads: "
-                 f"{threads}")
+    log(f"model: {args.model}  providers: {session.get_providers()}  intra-op threads: {threads}",
+        "DEBUG")
     row = "{:<6} {:<4} {:<24} {:<9} {:<22} {:<22} {}"
-    logger.debug(row.format("kind", "idx", "name", "dtype", "model shape", "run shape", "realsize"))
+    log(row.format("kind", "idx", "name", "dtype", "model shape", "run shape", "realsize"), "DEBUG")
     for kind, descs in (("input", inputs), ("output", outs)):
         for k, desc in enumerate(descs):
-            logger.debug(row.format(
-                kind, k, desc.name, np.dtype(desc.datatype).name, str(desc.shape),
-                str(desc.resolved) if desc.resolved is not None else "-",
-                desc.realsize if desc.realsize is not None else "-"))
+            log(row.format(kind, k, desc.name, np.dtype(desc.datatype).name, str(desc.shape),
+                           str(desc.resolved) if desc.resolved is not None else "-",
+                           desc.realsize if desc.realsize is not None else "-"), "DEBUG")
 
 
 def _extras(args: argparse.Namespace, run: Inference, timed: dict[str, Any], batchsize: float,
@@ -280,9 +281,9 @@ def run_single(args: argparse.Namespace, argv: list[str], threads: int
         first = inputs[0]
         batchsize = first.resolved[0] if first.resolved else first.shape[0] \
             if first.shape and first.shape[0] != -1 else (args.dymBatch or 1)
-        logger.info(f"try get model batchsize:{batchsize}")
-    if args.outputSize is not None:
-        logger.debug(f"--outputSize {args.outputSize} ignored: the engine sizes its outputs")
+        log(f"try get model batchsize:{batchsize}")
+    if args.outputSize is not None and args.debug:
+        log(f"--outputSize {args.outputSize} ignored: the engine sizes its outputs", "DEBUG")
     prefix = outputs.output_prefix(args)
     files_per_batch, batches = _batches(args, inputs)
     prepare = getattr(sessions[0], "prepare", None)   # OpenVINO: compile for the resolved shapes
@@ -354,7 +355,7 @@ def tuned_layout(args: argparse.Namespace, threads: int) -> dict[str, Any]:
 def run_multidevice(args: argparse.Namespace, argv: list[str], threads: int) -> dict[str, Any]:
     """T23 with a device list: once per device, sequentially, over its share of the input."""
     devices = args.device
-    logger.info(f"multidevice:{devices} run begin")
+    log(f"multidevice:{devices} run begin")
     splits = None
     if args.input is not None:
         _, model_inputs, _ = engines.open_onnxruntime(args.model, threads)
@@ -370,13 +371,13 @@ def run_multidevice(args: argparse.Namespace, argv: list[str], threads: int) -> 
         found, start, end = run_single(cur, argv, threads)
         results.append({"index": i, "device": device, "throughput": found["throughput"],
                         "start_time": start, "end_time": end, "summary": found})
-    logger.info(f"multidevice run end qsize:{2 * len(results)} result:{0}")
+    log(f"multidevice run end qsize:{2 * len(results)} result:{0}")
     for res in results:
         print("i:{} device_{} throughput:{} start_time:{} end_time:{}".format(
             res["index"], res["device"], res["throughput"], res["start_time"], res["end_time"]),
             flush=True)
     total = sum(res["throughput"] for res in results)
-    logger.info(f"summary throughput:{total}")
+    log(f"summary throughput:{total}")
     return {"devices": results, "throughput": total}
 
 
@@ -389,7 +390,6 @@ def run(argv: Sequence[object] | None = None, threads: int | None = None) -> dic
         words = [str(a) for a in argv]
         recorded = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py")] + words
     args = options.parse_args(words)
-    logger.setLevel(logging.DEBUG if args.debug else logging.INFO)
     if threads is None:
         threads = default_threads()
     elif int(threads) <= 0:
