@@ -9,8 +9,8 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
@@ -28,152 +28,6 @@ BACKENDS = ("onnxruntime", "openvino")
 BACKEND_LABELS = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 DEFAULT_BACKEND = "openvino"
 INT8_BACKEND = "openvino"
-
-
-@dataclass(frozen=True)
-class PreviousWeights:
-    url: str | None
-    md5: str | None
-
-
-@dataclass(frozen=True)
-class WeightsSpec:
-    file: str
-    url: str
-    layout: str  # plain | state_dict_key | module_prefix
-    md5: str | None = None
-    sha256: str | None = None
-    size: int | None = None
-    previous: PreviousWeights | None = None
-
-    @property
-    def published(self) -> tuple[str, str] | None:
-        """(algorithm, lower-case hex digest) to verify a download against, sha256 first."""
-        for algorithm in ("sha256", "md5"):
-            digest: str | None = getattr(self, algorithm)
-            if digest:
-                return algorithm, digest.lower()
-        return None
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    name: str
-    shape: tuple[int, int, int]  # C, H, W
-    layout: str
-    dtype: str
-
-
-@dataclass(frozen=True)
-class OutputSpec:
-    name: str
-    classes: int
-
-
-@dataclass(frozen=True)
-class PreprocessSpec:
-    resize: int
-    resize_rule: str
-    interpolation: str
-    crop: int
-    crop_offset: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-
-@dataclass(frozen=True)
-class OnnxSpec:
-    opset: int
-    dynamic_batch: bool
-
-
-@dataclass(frozen=True)
-class PerfSpec:
-    """The guide's perf command (`ais_bench --loop N`, its --warmup_count)."""
-    loop: int
-    warmup: int
-    source: str | None = None
-
-
-@dataclass(frozen=True)
-class TopK:
-    top1: float | None
-    top5: float | None
-
-
-@dataclass(frozen=True)
-class ReferencePerf:
-    """One chip's published images/s by batch size, per chip or per card of `chips` chips (the
-    ModelZoo's Ascend310 tables are per Atlas 300I card, four 310 chips)."""
-    published: dict[int, float]
-    per: str
-    chips: int
-    note: str
-    source: str
-
-    @property
-    def fps(self) -> dict[int, float]:
-        """Per chip: a per-card figure divided by its chips, to compare with a one-device run."""
-        return {bs: fps / self.chips for bs, fps in self.published.items()}
-
-
-@dataclass(frozen=True)
-class ReferenceSpec:
-    accuracy: TopK
-    accuracy_source: str
-    tolerance: TopK
-    perf: dict[str, ReferencePerf] = field(default_factory=dict)  # model.yaml's order
-
-
-@dataclass(frozen=True)
-class GitSource:
-    url: str
-    commit: str  # 7 to 40 hex digits: the commit checked out must start with it
-    patch: str | None
-    why: str
-    kind: ClassVar[str] = "git"
-
-
-@dataclass(frozen=True)
-class PypiSource:
-    requirement: str  # name==version
-    sha256: str  # of the sdist file, checked before it is unpacked
-    patch: str | None
-    why: str
-    kind: ClassVar[str] = "pypi"
-
-
-Source = GitSource | PypiSource
-
-
-@dataclass(frozen=True)
-class UpstreamSpec:
-    """Where the network's code comes from; `sources` are tried in order by npuzoo.source."""
-    repo: str | None = None
-    commit: str | None = None
-    path: str | None = None
-    note: str | None = None
-    patch: str | None = None
-    sources: tuple[Source, ...] = ()
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    description: str
-    license: str
-    task: str
-    folder: str  # the model folder, where the files model.yaml names are
-    weights: WeightsSpec
-    input: InputSpec
-    output: OutputSpec
-    preprocess: PreprocessSpec
-    onnx: OnnxSpec
-    backend: str  # runtime.backend: its CPU engine unless BACKEND= or the tuning says otherwise
-    atc_extra_args: tuple[str, ...]
-    perf: PerfSpec | None
-    reference: ReferenceSpec
-    upstream: UpstreamSpec
 
 
 # -- checkers: each returns what is wrong with a value, or None ----------------------------
@@ -276,9 +130,175 @@ class _Reader:
         return value
 
 
-def _triple(items: list[Any]) -> tuple[Any, Any, Any]:
-    first, second, third = items
-    return first, second, third
+def _spec(check: Check, required: bool | str = True) -> dict[str, Any]:
+    """A field's metadata: the check of its model.yaml value; `required`: False (it may be
+    absent: None), or a text saying why it is required."""
+    return {"check": check, "required": required}
+
+
+T = TypeVar("T")
+
+
+def _read(read: _Reader, cls: type[T], prefix: str, required: str = "", **given: Any) -> T:
+    """`cls` of the fields at `prefix` (their checks in their _spec), and `given`; `required`:
+    why a field that is simply required is, where the error should say."""
+    values = dict(given)
+    for spec in fields(cls):  # type: ignore[arg-type]  # (cls: one of the dataclasses below)
+        if "check" in spec.metadata:
+            why = spec.metadata["required"]
+            value = read.get(".".join(filter(None, (prefix, spec.name))), spec.metadata["check"],
+                             required if why is True and required else why)
+            values[spec.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class PreviousWeights:
+    url: str | None
+    md5: str | None
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    file: str = field(metadata=_spec(_text))
+    url: str = field(metadata=_spec(_text))
+    layout: str = field(metadata=_spec(_one_of("plain", "state_dict_key", "module_prefix")))
+    md5: str | None = field(default=None, metadata=_spec(_hex(32), False))
+    sha256: str | None = field(default=None, metadata=_spec(_hex(64), False))
+    size: int | None = field(default=None, metadata=_spec(_positive_int, False))
+    previous: PreviousWeights | None = None
+
+    @property
+    def published(self) -> tuple[str, str] | None:
+        """(algorithm, lower-case hex digest) to verify a download against, sha256 first."""
+        for algorithm in ("sha256", "md5"):
+            digest: str | None = getattr(self, algorithm)
+            if digest:
+                return algorithm, digest.lower()
+        return None
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str = field(metadata=_spec(_text))
+    shape: tuple[int, int, int] = field(metadata=_spec(_list_of(_positive_int, 3)))  # C, H, W
+    layout: str = field(metadata=_spec(_one_of("NCHW")))
+    dtype: str = field(metadata=_spec(_one_of("float32")))
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    name: str = field(metadata=_spec(_text))
+    classes: int = field(metadata=_spec(_one_of(1000, 1001)))
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    resize: int = field(metadata=_spec(_positive_int))
+    resize_rule: str = field(metadata=_spec(_one_of("shorter_side")))
+    interpolation: str = field(metadata=_spec(_one_of("bilinear")))
+    crop: int = field(metadata=_spec(_positive_int))
+    crop_offset: str = field(metadata=_spec(_one_of("round", "floor")))
+    mean: tuple[float, float, float] = field(metadata=_spec(_list_of(_number, 3)))
+    std: tuple[float, float, float] = field(metadata=_spec(_list_of(_number, 3)))
+
+
+@dataclass(frozen=True)
+class OnnxSpec:
+    opset: int = field(metadata=_spec(_one_of(11, 13)))
+    dynamic_batch: bool = field(metadata=_spec(_one_of(True, False)))
+
+
+@dataclass(frozen=True)
+class PerfSpec:
+    """The guide's perf command (`ais_bench --loop N`, its --warmup_count)."""
+    loop: int = field(metadata=_spec(_positive_int, "required with perf: the guide's --loop"))
+    warmup: int = field(metadata=_spec(_count, "required with perf: the guide's --warmup_count"))
+    source: str | None = field(default=None, metadata=_spec(_text, False))
+
+
+@dataclass(frozen=True)
+class TopK:
+    top1: float | None
+    top5: float | None
+
+
+@dataclass(frozen=True)
+class ReferencePerf:
+    """One chip's published images/s by batch size, per chip or per card of `chips` chips (the
+    ModelZoo's Ascend310 tables are per Atlas 300I card, four 310 chips)."""
+    published: dict[int, float]
+    per: str
+    chips: int
+    note: str
+    source: str
+
+    @property
+    def fps(self) -> dict[int, float]:
+        """Per chip: a per-card figure divided by its chips, to compare with a one-device run."""
+        return {bs: fps / self.chips for bs, fps in self.published.items()}
+
+
+@dataclass(frozen=True)
+class ReferenceSpec:
+    accuracy: TopK
+    accuracy_source: str
+    tolerance: TopK
+    perf: dict[str, ReferencePerf] = field(default_factory=dict)  # model.yaml's order
+
+
+@dataclass(frozen=True)
+class GitSource:
+    url: str = field(metadata=_spec(_text))
+    commit: str = field(metadata=_spec(_hex(7, 40)))  # the commit checked out must start with it
+    patch: str | None
+    why: str = field(metadata=_spec(_text))
+    kind: ClassVar[str] = "git"
+
+
+@dataclass(frozen=True)
+class PypiSource:
+    requirement: str = field(metadata=_spec(_pinned))  # name==version
+    # of the sdist file, checked before it is unpacked
+    sha256: str = field(metadata=_spec(_hex(64), "required for kind pypi: the sha256 of the "
+                                                 "sdist file, 64 hexadecimal digits"))
+    patch: str | None
+    why: str = field(metadata=_spec(_text))
+    kind: ClassVar[str] = "pypi"
+
+
+Source = GitSource | PypiSource
+
+
+@dataclass(frozen=True)
+class UpstreamSpec:
+    """Where the network's code comes from; `sources` are tried in order by npuzoo.source."""
+    repo: str | None = field(default=None, metadata=_spec(_text, False))
+    commit: str | None = field(default=None, metadata=_spec(_hex(7, 40), False))
+    path: str | None = field(default=None, metadata=_spec(_text, False))
+    note: str | None = field(default=None, metadata=_spec(_text, False))
+    patch: str | None = field(default=None, metadata=_spec(_text, False))
+    sources: tuple[Source, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str = field(metadata=_spec(_text))
+    description: str = field(metadata=_spec(_text))
+    license: str = field(metadata=_spec(_text))
+    task: str = field(metadata=_spec(_one_of("classification")))
+    folder: str  # the model folder, where the files model.yaml names are
+    weights: WeightsSpec
+    input: InputSpec
+    output: OutputSpec
+    preprocess: PreprocessSpec
+    onnx: OnnxSpec
+    backend: str  # runtime.backend: its CPU engine unless BACKEND= or the tuning says otherwise
+    atc_extra_args: tuple[str, ...]
+    perf: PerfSpec | None
+    reference: ReferenceSpec
+    upstream: UpstreamSpec
+
 
 
 def parse(data: object, where: str, folder: str) -> ModelSpec:
@@ -288,37 +308,19 @@ def parse(data: object, where: str, folder: str) -> ModelSpec:
         raise UserError(f"{where}: expected a mapping of fields at the top level")
     read = _Reader(data, where)
     weights = _weights(read)
-    shape = _triple(read.get("input.shape", _list_of(_positive_int, 3)))
-    pre = PreprocessSpec(
-        resize=read.get("preprocess.resize", _positive_int),
-        resize_rule=read.get("preprocess.resize_rule", _one_of("shorter_side")),
-        interpolation=read.get("preprocess.interpolation", _one_of("bilinear")),
-        crop=read.get("preprocess.crop", _positive_int),
-        crop_offset=read.get("preprocess.crop_offset", _one_of("round", "floor")),
-        mean=_triple(read.get("preprocess.mean", _list_of(_number, 3))),
-        std=_triple(read.get("preprocess.std", _list_of(_number, 3))))
-    if shape != (3, pre.crop, pre.crop):
+    image = _read(read, InputSpec, "input")
+    pre = _read(read, PreprocessSpec, "preprocess")
+    if image.shape != (3, pre.crop, pre.crop):
         raise read.fail("input.shape", f"expected [3, {pre.crop}, {pre.crop}] (RGB, the square "
-                                       f"crop of preprocess.crop), got {list(shape)!r}")
+                                       f"crop of preprocess.crop), got {list(image.shape)!r}")
     if pre.crop > pre.resize:
         raise read.fail("preprocess.crop", f"must not exceed preprocess.resize ({pre.resize})")
     if any(v <= 0 for v in pre.std):
         raise read.fail("preprocess.std", f"expected positive numbers, got {list(pre.std)!r}")
-    return ModelSpec(
-        name=read.get("name", _text),
-        description=read.get("description", _text),
-        license=read.get("license", _text),
-        task=read.get("task", _one_of("classification")),
-        folder=folder,
-        weights=weights,
-        input=InputSpec(name=read.get("input.name", _text), shape=shape,
-                        layout=read.get("input.layout", _one_of("NCHW")),
-                        dtype=read.get("input.dtype", _one_of("float32"))),
-        output=OutputSpec(name=read.get("output.name", _text),
-                          classes=read.get("output.classes", _one_of(1000, 1001))),
-        preprocess=pre,
-        onnx=OnnxSpec(opset=read.get("onnx.opset", _one_of(11, 13)),
-                      dynamic_batch=read.get("onnx.dynamic_batch", _one_of(True, False))),
+    return _read(
+        read, ModelSpec, "", folder=folder, weights=weights, input=image,
+        output=_read(read, OutputSpec, "output"), preprocess=pre,
+        onnx=_read(read, OnnxSpec, "onnx"),
         backend=read.get("runtime.backend", _one_of(*BACKENDS), False) or DEFAULT_BACKEND,
         atc_extra_args=tuple(read.get("atc.extra_args", _list_of(_text), False) or ()),
         perf=_perf(read),
@@ -328,14 +330,8 @@ def parse(data: object, where: str, folder: str) -> ModelSpec:
 
 def _weights(read: _Reader) -> WeightsSpec:
     previous = read.section("weights.previous")
-    weights = WeightsSpec(
-        file=read.get("weights.file", _text), url=read.get("weights.url", _text),
-        layout=read.get("weights.layout", _one_of("plain", "state_dict_key", "module_prefix")),
-        md5=read.get("weights.md5", _hex(32), False),
-        sha256=read.get("weights.sha256", _hex(64), False),
-        size=read.get("weights.size", _positive_int, False),
-        previous=PreviousWeights(url=previous.get("url"),
-                                 md5=read.get("weights.previous.md5", _hex(32), False))
+    weights = _read(read, WeightsSpec, "weights", previous=PreviousWeights(
+        url=previous.get("url"), md5=read.get("weights.previous.md5", _hex(32), False))
         if previous else None)
     # Unpublished checksums exist (TResNet-M); those must say so explicitly.
     if not weights.published and read.section("weights").get("checksum") != "unpublished":
@@ -350,12 +346,8 @@ def _perf(read: _Reader) -> PerfSpec | None:
     perf = read.section("perf")
     if not perf:
         return None
-    read.unknown("perf", perf, ("loop", "warmup", "source"))
-    return PerfSpec(loop=read.get("perf.loop", _positive_int,
-                                  "required with perf: the guide's --loop"),
-                    warmup=read.get("perf.warmup", _count,
-                                    "required with perf: the guide's --warmup_count"),
-                    source=read.get("perf.source", _text, False))
+    read.unknown("perf", perf, tuple(spec.name for spec in fields(PerfSpec)))
+    return _read(read, PerfSpec, "perf")
 
 
 def _reference(read: _Reader) -> ReferenceSpec:
@@ -392,35 +384,23 @@ def _reference(read: _Reader) -> ReferenceSpec:
         perf=chips)
 
 
-_SOURCE_FIELDS = {"git": ("commit", "patch", "url", "why"),
-                  "pypi": ("patch", "requirement", "sha256", "why")}
-_SOURCE_CHECKS: dict[str, Check] = {"url": _text, "commit": _hex(7, 40), "why": _text,
-                                    "sha256": _hex(64), "requirement": _pinned}
-
-
 def _upstream(read: _Reader, folder: str) -> UpstreamSpec:
-    upstream = read.section("upstream")
-    texts = {key: read.get(f"upstream.{key}", check, False) for key, check in (
-        ("repo", _text), ("commit", _hex(7, 40)), ("path", _text), ("note", _text),
-        ("patch", _text))}
-    listed = upstream.get("sources")
+    listed = read.section("upstream").get("sources")
     if listed is not None and (not isinstance(listed, list) or not listed):
         raise read.fail("upstream.sources", "expected a non-empty list of sources")
     sources = tuple(_source(entry, read.where, f"upstream.sources[{index}]", folder)
                     for index, entry in enumerate(listed or []))
-    return UpstreamSpec(**texts, sources=sources)
+    return _read(read, UpstreamSpec, "upstream", sources=sources)
 
 
 def _source(entry: object, where: str, at: str, folder: str) -> Source:
     read = _Reader(entry if isinstance(entry, dict) else {}, where, at)
     if not isinstance(entry, dict):
         raise read.fail("", "expected a mapping with kind, patch and why")
-    kind = read.get("kind", _one_of(*_SOURCE_FIELDS))
-    fields = _SOURCE_FIELDS[kind]
-    read.unknown("", entry, tuple(sorted((*fields, "kind"))), f" for kind {kind}")
-    values = {key: read.get(key, _SOURCE_CHECKS[key], f"required for kind {kind}" + (
-        ": the sha256 of the sdist file, 64 hexadecimal digits" if key == "sha256" else ""))
-        for key in fields if key != "patch"}
+    kind = read.get("kind", _one_of("git", "pypi"))
+    cls: type[Source] = GitSource if kind == "git" else PypiSource
+    read.unknown("", entry, tuple(sorted(["kind", *(spec.name for spec in fields(cls))])),
+                 f" for kind {kind}")
     if "patch" not in entry:
         raise read.fail("patch", "missing (name the patch file, or null for none)")
     patch = entry["patch"]
@@ -430,7 +410,7 @@ def _source(entry: object, where: str, at: str, folder: str) -> Source:
                                      f"got {patch!r}")
         if not os.path.isfile(os.path.join(folder, patch)):
             raise read.fail("patch", f"{patch} not found in {os.path.relpath(folder, REPO_ROOT)}")
-    return (GitSource if kind == "git" else PypiSource)(patch=patch, **values)
+    return _read(read, cls, "", f"required for kind {kind}", patch=patch)
 
 
 # -- files and folders --------------------------------------------------------------------
