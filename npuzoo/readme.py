@@ -411,82 +411,103 @@ ENGINE_PLAIN = {"ort": "plain ONNX Runtime", "openvino": "plain OpenVINO",
 def _engine_label(key: str) -> str:
     if not key.startswith("runner/"):
         return ENGINE_PLAIN.get(key, key)
+    if key.startswith("runner/tuned/"):
+        return "runner, tuned"
     _, backend, precision, streams = key.split("/")
     return (f"runner, {engine_label(backend)}{'' if precision == 'fp32' else ' ' + precision}, "
             f"{streams[1:]} stream{'' if streams[1:] == '1' else 's'}")
 
 
 def _engine_order(key: str) -> tuple[int, bool, bool, int, str]:
-    if key.startswith("runner/"):
-        _, backend, precision, streams = key.split("/")
-        return (0, precision != "fp32", backend != "onnxruntime", int(streams[1:] or 0), key)
+    if key.startswith("runner/"):  # runner/ENGINE/PRECISION/sN, then runner/tuned/PRECISION
+        _, backend, precision, *streams = key.split("/")
+        return (0, precision != "fp32", backend != "onnxruntime",
+                int(streams[0][1:]) if streams else 99, key)
     plain = list(ENGINE_PLAIN)
     return (1, False, False, plain.index(key) if key in plain else len(plain), key)
 
 
-def engines_context(path: str) -> dict[str, Any] | None:
-    """The README's "CPU engines compared" table from the JSON that benchmarks/bench_engines.py
-    writes, or None when there is none (or it cannot be read: one warning line)."""
+def _dagger(item: dict[str, Any]) -> str:  # a figure not measured in quiet rounds only
+    return "" if item.get("quiet_rounds") else " †"
+
+
+def _tuned_cell(versus: dict[str, Any] | None) -> str:
+    """The tuned runner over the fastest plain contender, and what the tuning chose."""
+    if not versus:
+        return "—"
+    chosen = versus.get("chosen") or {}
+    layout = f"{engine_label(chosen['engine'])} ×{chosen['streams']}" if chosen else "?"
+    return (f"{versus['ratio']:.2f}×{'' if versus.get('used') == 'quiet rounds' else ' †'} "
+            f"({layout}{', ' + str(chosen['hint']) if chosen.get('hint') else ''}; best plain: "
+            f"{ENGINE_PLAIN.get(versus.get('best_plain', ''), '?')})")
+
+
+def _engines_row(name: str, row: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    found = row.get("contenders", {})
+    cells = [f"{found[k]['ratio_to_ort']:.2f}×{_dagger(found[k])}"
+             if (found.get(k) or {}).get("ratio_to_ort") is not None else "—" for k in keys]
+    # the fastest by its same-round ratio to plain ONNX Runtime (plain ORT: 1)
+    nothing: tuple[str, dict[str, Any]] = ("", {})
+    fastest, best = max(found.items(), default=nothing, key=lambda kv: (
+        kv[1].get("ratio_to_ort") or (1.0 if kv[0] == "ort" else 0.0)))
+    share = best.get("fraction_of_attainable")
+    ort = found.get("ort")
+    tuned = _tuned_cell(row.get("tuned_vs_best_plain"))
+    return {"model": markdown_text(name), "bs": fmt(row.get("bs"), 0),
+            "ort": f"{fmt(ort['images_per_s'])}{_dagger(ort)}" if ort else "—",
+            "cells": cells, "tuned": markdown_text(tuned),
+            "best": "—" if share is None else
+                    f"{share:.0%}{_dagger(best)} ({_engine_label(fastest)})",
+            "untrusted": any(c.endswith("†") for c in cells) or "† (" in tuned
+                         or (share is not None and bool(_dagger(best)))}
+
+
+def _engines_note(name: str, block: dict[str, Any]) -> str:
+    settings = block.get("settings", {})
+    attainable = (block.get("attainable_gflops") or {}).get("median")
+    load = block.get("loadavg_1m") or {}
+    versions = ", ".join(f"{k} {v}" for k, v in (block.get("versions") or {}).items()
+                         if k in ("onnxruntime", "openvino", "torch"))
+    return markdown_text(  # the JSON is read back: its text is escaped too
+        f"{name}: {block.get('date', '?')}, commit {block.get('commit') or '?'}, {versions}; "
+        f"{settings.get('rounds', '?')} round{'' if settings.get('rounds') == 1 else 's'} of "
+        f"{settings.get('seconds', '?')} s per contender, {settings.get('onnx', '?')}; attainable "
+        f"{fmt(attainable) if attainable else '?'} GFLOP/s; load average "
+        f"{fmt(load.get('start'), 2)} → {fmt(load.get('end'), 2)}; "
+        f"{block.get('contended_measurements', '?')} of {block.get('measurements', '?')} "
+        "measurements contended")
+
+
+def _engines_machine(key: str, results: dict[str, Any]) -> dict[str, Any]:
+    """One machine's table: its models' rows, the notes of each model's run, its verdict."""
+    blocks = results["models"]
+    keys = sorted({k for block in blocks.values() for row in block.get("rows", [])
+                   for k in row.get("contenders", {}) if k != "ort"}, key=_engine_order)
+    rows = [_engines_row(name, row, keys)
+            for name, block in blocks.items() for row in block.get("rows", [])]
+    votes = (results.get("default_backend") or {}).get("votes") or {}
+    return {"machine": markdown_text(key), "columns": [_engine_label(k) for k in keys],
+            "rows": rows, "untrusted": any(row["untrusted"] for row in rows),
+            "notes": [_engines_note(name, block) for name, block in blocks.items()],
+            "default": (results.get("default_backend") or {}).get("choice"),
+            "openvino_models": ", ".join(votes.get("openvino") or []) or "none",
+            "onnxruntime_models": ", ".join(votes.get("onnxruntime") or []) or "none"}
+
+
+def engines_context(path: str) -> list[dict[str, Any]] | None:
+    """The README's "CPU engines compared" tables, one per machine, from the JSON that
+    benchmarks/bench_engines.py writes, or None when there is none (or it cannot be read: one
+    warning line)."""
     if not os.path.isfile(path):
         return None
     try:
         with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-        blocks = data["models"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
+            return [_engines_machine(key, results)
+                    for key, results in json.load(handle)["machines"].items()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         print(f"warning: {path}: not readable as the engines benchmark's JSON ({err}); "
               "its README table is left out", file=sys.stderr)
         return None
-    keys = sorted({key for block in blocks.values() for row in block.get("rows", [])
-                   for key in row.get("contenders", {}) if key != "ort"}, key=_engine_order)
-
-    def dagger(item: dict[str, Any]) -> str:  # a figure not measured in quiet rounds only
-        return "" if item.get("quiet_rounds") else " †"
-
-    rows, notes, untrusted = [], [], False
-    for name, block in blocks.items():
-        for row in block.get("rows", []):
-            found = row.get("contenders", {})
-            cells = [f"{found[k]['ratio_to_ort']:.2f}×{dagger(found[k])}"
-                     if (found.get(k) or {}).get("ratio_to_ort") is not None else "—"
-                     for k in keys]
-            # the fastest by its same-round ratio to plain ONNX Runtime (plain ORT: 1)
-            nothing: tuple[str, dict[str, Any]] = ("", {})
-            fastest, best = max(found.items(), default=nothing, key=lambda kv: (
-                kv[1].get("ratio_to_ort") or (1.0 if kv[0] == "ort" else 0.0)))
-            share = best.get("fraction_of_attainable")
-            untrusted = untrusted or any(c.endswith("†") for c in cells) or (
-                share is not None and bool(dagger(best)))
-            ort = found.get("ort")
-            rows.append({
-                "model": markdown_text(name), "bs": fmt(row.get("bs"), 0),
-                "ort": f"{fmt(ort['images_per_s'])}{dagger(ort)}" if ort else "—",
-                "cells": cells,
-                "best": "—" if share is None else
-                        f"{share:.0%}{dagger(best)} ({_engine_label(fastest)})",
-            })
-        settings, machine = block.get("settings", {}), block.get("machine", {})
-        attainable = (block.get("attainable_gflops") or {}).get("median")
-        load = block.get("loadavg_1m") or {}
-        versions = ", ".join(f"{k} {v}" for k, v in (block.get("versions") or {}).items()
-                             if k in ("onnxruntime", "openvino", "torch"))
-        notes.append(markdown_text(  # the JSON is read back: its text is escaped too
-            f"{name}: {block.get('date', '?')}, commit {block.get('commit') or '?'}, "
-            f"{machine.get('cpu', '?')} ({machine.get('usable_cpus', '?')} CPUs), {versions}; "
-            f"{settings.get('rounds', '?')} round{'' if settings.get('rounds') == 1 else 's'} of "
-            f"{settings.get('seconds', '?')} s per contender, "
-            f"{settings.get('onnx', '?')}; attainable "
-            f"{fmt(attainable) if attainable else '?'} GFLOP/s; load average "
-            f"{fmt(load.get('start'), 2)} → {fmt(load.get('end'), 2)}; "
-            f"{block.get('contended_measurements', '?')} of {block.get('measurements', '?')} "
-            "measurements contended"))
-    verdict = data.get("default_backend") or {}
-    votes = verdict.get("votes") or {}
-    choice = verdict.get("choice")
-    return {"columns": [_engine_label(k) for k in keys], "rows": rows, "notes": notes,
-            "untrusted": untrusted, "default": choice,
-            "openvino_models": ", ".join(votes.get("openvino") or []) or "none",
-            "onnxruntime_models": ", ".join(votes.get("onnxruntime") or []) or "none"}
 
 
 # -- plots ---------------------------------------------------------------------------------

@@ -53,15 +53,18 @@ def test_engines_benchmark_runs_and_writes_what_the_readme_renders(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "default engine" in done.stdout
     data = json.loads(out.read_text())
-    [row] = data["models"]["mobilenetv1"]["rows"]
+    [results] = data["machines"].values()   # this machine's
+    [row] = results["models"]["mobilenetv1"]["rows"]
     assert row["bs"] == 1
-    assert {"ort", "openvino", "runner/onnxruntime/fp32/s1",
-            "runner/openvino/fp32/s2"} <= set(row["contenders"])
-    assert data["default_backend"]["choice"] in ("onnxruntime", "openvino")
+    assert {"ort", "openvino", "openvino-async", "runner/onnxruntime/fp32/s1",
+            "runner/openvino/fp32/s2", "runner/tuned/fp32"} <= set(row["contenders"])
+    versus = row["tuned_vs_best_plain"]
+    assert versus["ratio"] > 0 and versus["chosen"]["engine"] in ("onnxruntime", "openvino")
+    assert results["default_backend"]["choice"] in ("onnxruntime", "openvino")
 
     from npuzoo import readme
-    context = readme.engines_context(str(out))
-    assert context and [r for r in context["rows"] if "mobilenetv1" in str(r)]
+    [context] = readme.engines_context(str(out))
+    assert [r for r in context["rows"] if "mobilenetv1" in str(r)]
 
 
 def test_the_engines_benchmark_counts_flops_in_the_graph_and_lists_every_model(tmp_path):

@@ -377,28 +377,45 @@ def test_readme_renders_the_engines_table_from_the_benchmark_json(tmp_path):
                                                     "quiet_rounds": 0},
         "torch": {"images_per_s": 100.0, "ratio_to_ort": 0.345, "quiet_rounds": 2},
     }
-    document = {"models": {"mobilenetv1": {
+    contenders[be.TUNED] = {"images_per_s": 330.0, "ratio_to_ort": 1.14, "quiet_rounds": 3,
+                            "fraction_of_attainable": 0.93}
+    versus = be.tuned_vs_best_plain(
+        {be.TUNED: [{"images_per_s": 300.0, "load": {"contended": False},
+                     "chosen": {"engine": "openvino", "streams": 2, "hint": "THROUGHPUT"}}],
+         "ort": [_measure(250.0)], "openvino": [_measure(310.0)]}, rounds=1)
+    assert versus["ratio"] == pytest.approx(300 / 310) and versus["best_plain"] == "openvino"
+    block = {
         "date": "2026-11-29 12:00 UTC", "commit": "abc",
         "machine": {"cpu": "Xeon", "usable_cpus": 2},
         "versions": {"onnxruntime": "1.31.1", "numpy": "2"},
         "settings": {"rounds": 5, "seconds": 2},
         "attainable_gflops": {"median": 250.0}, "loadavg_1m": {"start": 0.5, "end": 0.7},
         "contended_measurements": 1, "measurements": 40,
-        "rows": [{"bs": 1, "contenders": contenders}]}},
-        "default_backend": {"choice": "onnxruntime",
-                            "votes": {"onnxruntime": ["mobilenetv1"], "openvino": []}}}
+        "rows": [{"bs": 1, "contenders": contenders, "tuned_vs_best_plain": versus}]}
+    # the older one-machine layout is sorted by machine when the benchmark reads it
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"models": {"mobilenetv1": block}}))
+    document = be.read_document(str(old))
+    assert list(document["machines"]) == ["Xeon (2 CPUs)"]
+    epyc = dict(block, machine={"cpu": "EPYC", "usable_cpus": 2})
+    document["machines"]["EPYC (2 CPUs)"] = {"machine": epyc["machine"],
+                                             "models": {"mobilenetv1": epyc},
+                                             "default_backend": {"choice": "openvino"}}
     (tmp_path / "benchmarks" / "results").mkdir(parents=True)
     (tmp_path / "benchmarks" / "results" / "engines.json").write_text(json.dumps(document))
     text = readme.render_top(root=str(tmp_path))
     assert "## CPU engines compared" in text
     assert ("| model | BS | plain ONNX Runtime (images/s) | runner, ONNX Runtime, 1 stream | "
-            "runner, ONNX Runtime, 2 streams | PyTorch eager | "
-            "fastest: share of attainable |") in text
-    assert ("| mobilenetv1 | 1 | 290.0 | 1.00× † | 1.10× | 0.34× | "
-            "90% (runner, ONNX Runtime, 2 streams) |") in text
+            "runner, ONNX Runtime, 2 streams | runner, tuned | PyTorch eager | "
+            "runner, tuned, vs fastest plain | fastest: share of attainable |") in text
+    row = ("| mobilenetv1 | 1 | 290.0 | 1.00× † | 1.10× | 1.14× | 0.34× | 0.97× (OpenVINO ×2, "
+           "THROUGHPUT; best plain: plain OpenVINO) | 93% (runner, tuned) |")
+    assert text.count(row) == 2   # one table per machine, each machine's results kept
+    assert text.index("### Xeon (2 CPUs)") < text.index("### EPYC (2 CPUs)")
     assert "† no round of this figure was free of other processes" in text
-    assert "default engine is **onnxruntime**" in text
-    assert ("- mobilenetv1: 2026-11-29 12:00 UTC, commit abc, Xeon (2 CPUs), onnxruntime 1.31.1; "
+    assert "default engine would be **onnxruntime**" in text
+    assert "default engine would be **openvino**" in text
+    assert ("- mobilenetv1: 2026-11-29 12:00 UTC, commit abc, onnxruntime 1.31.1; "
             "5 rounds of 2 s") in text
     # the committed README's root: without the JSON the table is simply absent
     assert "CPU engines compared" not in readme.render_top(root=str(tmp_path / "elsewhere"))
