@@ -419,6 +419,11 @@ def gflop_per_image(onnx_path):
         if node.op_type == "Conv":  # output elements x input channels per group x kernel area
             weight = shapes[node.input[1]]
             flops += 2 * int(np.prod(shapes[node.output[0]])) * int(np.prod(weight[1:]))
+        elif node.op_type == "Gemm" and len(shapes.get(node.input[1], [])) == 2:
+            # one row per image; from the weight, as a flatten before it may leave no shape
+            trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+            n, k = shapes[node.input[1]] if trans_b else shapes[node.input[1]][::-1]
+            flops += 2 * n * k
         elif node.op_type in ("Gemm", "MatMul"):
             flops += 2 * int(np.prod(shapes[node.output[0]])) * shapes[node.input[0]][-1]
     return flops / 1e9

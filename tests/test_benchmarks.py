@@ -92,3 +92,19 @@ def test_the_engines_benchmark_counts_flops_in_the_graph_and_lists_every_model(t
     conv = 2 * (8 * 16 * 16) * (3 * 3 * 3)
     linear = 2 * 10 * 8
     assert bench.gflop_per_image(str(path)) == pytest.approx((conv + linear) / 1e9)
+
+    # A Gemm whose input shape inference cannot tell (a reshape to a shape computed at run
+    # time, as pretrainedmodels 0.7.4's InceptionV4 exports): counted from its weight.
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Reshape", ["x", "shape"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "w"], ["y"], transB=1)]
+    weight = numpy_helper.from_array(np.zeros((10, 8), np.float32), "w")
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [weight]),
+                              opset_imports=[helper.make_opsetid("", 11)])
+    onnx.save(model, str(tmp_path / "gemm.onnx"))
+    assert bench.gflop_per_image(str(tmp_path / "gemm.onnx")) == pytest.approx(linear / 1e9)
