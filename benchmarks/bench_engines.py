@@ -51,8 +51,8 @@ and the layout the tuning chose.
 
 Attainable GFLOP/s: the median of the conv probe's rounds for that model; a model's fraction
 is images/s x GFLOP per image / attainable (GFLOP per image: counted in the exported graph by
-gflop_per_image, convolutions and matrix products, 2 FLOPs per multiply-add; e.g. DPN131 32.0,
-MobileNetV1 1.14).
+gflop_per_image, convolutions and matrix products, 2 FLOPs per multiply-add, with the shapes of
+one run on a batch of one; e.g. DPN131 32.0, MobileNetV1 1.14).
 
 The default engine (npuzoo.config.DEFAULT_BACKEND): per model, the runner on OpenVINO
 against the runner on ONNX Runtime at each batch size and stream count, as the median of their
@@ -400,32 +400,31 @@ def prepare_model(name, given=None):
 
 def gflop_per_image(onnx_path):
     """GFLOP of one image through the ONNX graph: convolutions and matrix products, 2 FLOPs per
-    multiply-add (the rest is a few percent at most), from the graph's inferred shapes."""
+    multiply-add (the rest is a few percent at most). The shapes are those of one run of the
+    graph on a batch of one (ONNX Runtime), as shape inference cannot follow every export."""
     import numpy as np
     import onnx
-    from onnx import shape_inference
+    import onnxruntime as ort
 
     model = onnx.load(onnx_path)
-    for value in list(model.graph.input) + list(model.graph.output):
-        dim = value.type.tensor_type.shape.dim[0]
-        dim.Clear()
-        dim.dim_value = 1  # batch 1
-    graph = shape_inference.infer_shapes(model).graph
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in list(graph.value_info) + list(graph.input) + list(graph.output)}
-    shapes.update({t.name: list(t.dims) for t in graph.initializer})
+    counted = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    shapes = {t.name: list(t.dims) for t in model.graph.initializer}
+    known = set(shapes) | {o.name for o in model.graph.output}
+    for name in dict.fromkeys(x for n in counted for x in (n.input[0], n.input[1], n.output[0])):
+        if name not in known:
+            model.graph.output.append(onnx.ValueInfoProto(name=name))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.zeros([1] + [d if isinstance(d, int) and d > 0 else 1 for d in i.shape[1:]],
+                              np.float32) for i in session.get_inputs()}
+    names = [o.name for o in session.get_outputs()]
+    shapes.update(zip(names, (list(r.shape) for r in session.run(names, feeds)), strict=True))
     flops = 0
-    for node in graph.node:
+    for node in counted:
+        weight, out = shapes[node.input[1]], shapes[node.output[0]]
         if node.op_type == "Conv":  # output elements x input channels per group x kernel area
-            weight = shapes[node.input[1]]
-            flops += 2 * int(np.prod(shapes[node.output[0]])) * int(np.prod(weight[1:]))
-        elif node.op_type == "Gemm" and len(shapes.get(node.input[1], [])) == 2:
-            # one row per image; from the weight, as a flatten before it may leave no shape
-            trans_b = any(a.name == "transB" and a.i for a in node.attribute)
-            n, k = shapes[node.input[1]] if trans_b else shapes[node.input[1]][::-1]
-            flops += 2 * n * k
-        elif node.op_type in ("Gemm", "MatMul"):
-            flops += 2 * int(np.prod(shapes[node.output[0]])) * shapes[node.input[0]][-1]
+            flops += 2 * int(np.prod(out)) * int(np.prod(weight[1:]))
+        else:  # output elements x the reduced dimension
+            flops += 2 * int(np.prod(out)) * shapes[node.input[0]][-1]
     return flops / 1e9
 
 

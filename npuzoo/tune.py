@@ -1,7 +1,8 @@
-"""`npuzoo.bench --tune DIR`: each layout of `layouts()` timed for about SECONDS of pure
-inference once per key (machine, graph sha256, precision, batch size, threads, engine versions),
-the choice cached in DIR/<key>.json. The untuned engine, listed first, keeps its place unless
-another layout is MARGIN faster: a choice that flips on noise would make runs differ."""
+"""`npuzoo.bench --tune DIR`: each layout of `layouts()` timed for SECONDS of pure inference
+and CALLS calls per stream at least, once per key (machine, graph sha256, precision, batch
+size, threads, engine versions), the choice cached in DIR/<key>.json. The untuned engine,
+listed first, keeps its place unless another layout is MARGIN faster: a choice that flips on
+noise would make runs differ."""
 
 import hashlib
 import json
@@ -16,8 +17,9 @@ from npuzoo.files import atomic_write, sha256_file
 from npuzoo.soc import cpu_description, cpu_isa
 
 SECONDS = 0.5   # timed per layout, after one warm-up call per stream
+CALLS = 2       # per stream at least, however long they take
 MARGIN = 0.03   # another layout replaces the fallback only when this much faster
-VERSION = 1     # of layouts() and of the measurement: a change retunes
+VERSION = 2     # of layouts() and of the measurement: a change retunes
 
 
 Layout = dict[str, Any]
@@ -105,8 +107,9 @@ def choose(cache_dir: str, key: str, fields: dict[str, Any], candidates: list[La
             return dict(cached, cache="reused", path=path)
     except (OSError, ValueError, AttributeError):
         pass   # none yet, or unreadable: tune again
-    print(f"tuning{label}: timing {len(candidates)} engine/stream layouts, about {SECONDS:g} s "
-          "each, once per machine and graph (TUNE=0 skips it) ...", end="", flush=True)
+    print(f"tuning{label}: timing {len(candidates)} engine/stream layouts, {SECONDS:g} s and "
+          f"{CALLS} calls per stream each at least, once per machine and graph (TUNE=0 skips "
+          "it) ...", end="", flush=True)
     began, tried = time.perf_counter(), []
     for layout in candidates:
         try:

@@ -319,7 +319,11 @@ def run_single(args: argparse.Namespace, argv: list[str], threads: int
 
 def measure_layout(args: argparse.Namespace, layout: dict[str, Any], seconds: float) -> float:
     """Images/s of one tuning layout: one warm-up call per stream, then `seconds` of pure
-    inference of one batch. Runs in tune.isolated's process: an error is that layout's."""
+    inference of one batch and at least tune.CALLS calls per stream (a big graph's one call
+    can outlast `seconds`, and one call's time is too noisy to rank layouts by). Runs in
+    tune.isolated's process: an error is that layout's."""
+    from npuzoo import tune
+
     sessions, inputs, _ = engines.open_sessions(
         args.model, layout["threads_per_stream"], layout["engine"], layout["streams"],
         layout["hint"])
@@ -333,7 +337,7 @@ def measure_layout(args: argparse.Namespace, layout: dict[str, Any], seconds: fl
     stop = threading.Event()
     in_threads(lambda one: one.run(None, feeds), sessions, stop)
     start = time.perf_counter()
-    times, _ = run_batch(sessions, feeds, len(sessions), seconds, stop)
+    times, _ = run_batch(sessions, feeds, tune.CALLS * len(sessions), seconds, stop)
     return float(inputs[0].resolved[0] * len(times) / (time.perf_counter() - start))  # type: ignore[index]
 
 
