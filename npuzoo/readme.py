@@ -458,8 +458,9 @@ def _engines_row(name: str, row: dict[str, Any], keys: list[str]) -> dict[str, A
             "cells": cells, "tuned": markdown_text(tuned),
             "best": "—" if share is None else
                     f"{share:.0%}{_dagger(best)} ({_engine_label(fastest)})",
-            "untrusted": any(c.endswith("†") for c in cells) or "† (" in tuned
-                         or (share is not None and bool(_dagger(best)))}
+            "untrusted": any(c.endswith("†") for c in cells) or (share is not None and bool(
+                _dagger(best))) or (row.get("tuned_vs_best_plain") or {}).get(
+                "used", "quiet rounds") != "quiet rounds"}
 
 
 def _engines_note(name: str, block: dict[str, Any]) -> str:
