@@ -4,7 +4,6 @@ shared steps, submits the tasks (SHARDS=k: one per shard, merged on the driver),
 every report with its `placement` and re-renders the READMEs.
 """
 
-import argparse
 import contextlib
 import io
 import json
@@ -625,18 +624,10 @@ def finish(group: list[Job]) -> int:
 
 
 @cli
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python3 -m npuzoo.sweep",
-        description="Run MODELS x BS as Ray tasks (make sweep): the Make variables come from "
-                    "the environment as NPUZOO_MODELS, NPUZOO_BS, NPUZOO_SHARDS, ...")
-    parser.add_argument("--check", action="store_true",
-                        help="only validate the variables and exit")
-    args = parser.parse_args(argv)
+def main() -> None:
+    """`make sweep` (no arguments: the Make variables come as NPUZOO_MODELS, NPUZOO_BS, ...)."""
     run.answer_make_mode("sweep")
     models, settings, shards, storage, cpus = read_settings(os.environ)
-    if args.check:
-        return
     os.chdir(REPO)
     if run.DRY_RUN:
         show(models, settings, shards)

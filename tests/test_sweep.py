@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from npuzoo import shards, sweep
-from npuzoo.errors import UserError
+from npuzoo.errors import UserError, cli
 
 from helpers import (
     FRONTEND,
@@ -44,11 +44,13 @@ SOC = "Ascend310P3"
 N = 6  # BS 4: one full batch and one padded; two shards of one batch each
 
 
-def run_cli(env_values, *args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NPUZOO_")}
-    env.update({f"NPUZOO_{k}": v for k, v in env_values.items()})
-    return subprocess.run([sys.executable, "-m", "npuzoo.sweep", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
+def check_values(env_values):
+    """read_settings as `make sweep` calls it (errors.cli): the exit status, if any."""
+    try:
+        cli(sweep.read_settings)({f"NPUZOO_{k}": v for k, v in env_values.items()})
+    except SystemExit as stop:
+        return stop.code
+    return 0
 
 
 # -- the variables -----------------------------------------------------------------------------
@@ -61,16 +63,14 @@ def run_cli(env_values, *args):
     ({"MODELS": "mobilenetv1", "SWEEP_STORAGE": "nfs"}, "NPUZOO_SWEEP_STORAGE=nfs"),
     ({"MODELS": "mobilenetv1", "SWEEP_CPUS": "-1"}, "NPUZOO_SWEEP_CPUS=-1"),
 ])
-def test_bad_values_stop_with_one_line(values, fragment):
-    proc = run_cli(values, "--check")
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
+def test_bad_values_stop_with_one_line(values, fragment, capsys):
+    assert check_values(values) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], lines
 
 
 def test_good_values_pass_and_models_default_to_all():
-    assert run_cli({"MODELS": "vovnet39 mobilenetv1", "SHARDS": "3", "BS": "1 4"},
-                   "--check").returncode == 0
+    assert check_values({"MODELS": "vovnet39 mobilenetv1", "SHARDS": "3", "BS": "1 4"}) == 0
     models, settings, k, storage, cpus = sweep.read_settings({"NPUZOO_BS": "4"})
     assert models == sorted(models) and "mobilenetv1" in models and len(models) == 5
     assert (k, storage, cpus) == (1, "shared", None)
