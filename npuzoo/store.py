@@ -237,7 +237,7 @@ def referenced() -> set[str]:
     return targets
 
 
-def clean(dry_run: bool = False) -> list[str]:
+def clean() -> list[str]:
     keep = referenced()
     removed = []
     for root in (DATA_ROOT, PREP_ROOT):
@@ -248,15 +248,12 @@ def clean(dry_run: bool = False) -> list[str]:
             if not os.path.isdir(path) or path in keep:
                 continue
             removed.append(path)
-            if not dry_run:
-                shutil.rmtree(path, ignore_errors=True)
-                for extra in (path + ".lock", path + ".key.json"):
-                    if os.path.exists(extra):
-                        os.unlink(extra)
-    verb = "would remove" if dry_run else "removed"
-    for path in removed:
-        print(f"{verb} {path}")
-    print(f"{verb} {len(removed)} set(s) no model references; kept {len(keep)}")
+            shutil.rmtree(path, ignore_errors=True)
+            for extra in (path + ".lock", path + ".key.json"):
+                if os.path.exists(extra):
+                    os.unlink(extra)
+            print(f"removed {path}")
+    print(f"removed {len(removed)} set(s) no model references; kept {len(keep)}")
     return removed
 
 
@@ -271,15 +268,14 @@ def main(argv: list[str] | None = None) -> None:
     run_once.add_argument("--stamp", required=True)
     run_once.add_argument("--clean", help="folder removed before the command runs")
     run_once.add_argument("--prep-check", nargs=2, metavar=("DATASET_JSON", "BYTES"))
-    cleaner = sub.add_parser("clean", help="remove the sets no model references")
-    cleaner.add_argument("--dry-run", action="store_true")
+    sub.add_parser("clean", help="remove the sets no model references")
     sealer = sub.add_parser("seal", help="record the sha256 an artefact was written with")
     sealer.add_argument("files", nargs="+")
     checker = sub.add_parser("check", help="refuse artefacts whose bytes are not the sealed ones")
     checker.add_argument("files", nargs="+")
     args = parser.parse_args(argv)
     if args.action == "clean":
-        clean(args.dry_run)
+        clean()
         return
     if args.action in ("seal", "check"):
         cache = hash_cache()
