@@ -149,8 +149,6 @@ def main(argv: list[str] | None = None) -> None:
         prog="python3 -m npuzoo.dataset",
         description="Check DATA (val/ + val_label.txt) and select the first N images.")
     sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="check the layout and labels of DATA")
-    check.add_argument("data")
     prep = sub.add_parser("prepare", help="check DATA and write a run folder")
     prep.add_argument("data")
     prep.add_argument("out")
@@ -158,13 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     prep.add_argument("--offset", type=int, default=0,
                       help="skip the first K (an int8 run's calibration images follow its N)")
     args = parser.parse_args(argv)
-    if args.command == "check":
-        labels, _ = check_dataset(args.data)
-        print(f"{args.data}: {len(labels)} labelled images, all present")
-    else:
-        info = prepare(args.data, args.out, args.limit, args.offset)
-        print(f"dataset {info['name']}: {info['images']} of {info['labelled_images']} "
-              f"labelled images selected into {args.out}")
+    info = prepare(args.data, args.out, args.limit, args.offset)
+    print(f"dataset {info['name']}: {info['images']} of {info['labelled_images']} "
+          f"labelled images selected into {args.out}")
 
 
 if __name__ == "__main__":

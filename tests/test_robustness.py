@@ -191,7 +191,7 @@ def test_atomic_write_temporary_names_match_the_pattern(renames, tmp_path):
 def test_a_label_that_is_not_an_ascii_number_is_one_line(tmp_path, label):
     write_image(tmp_path / "val" / "a.JPEG")
     (tmp_path / "val_label.txt").write_text(f"a.JPEG {label}\n", encoding="utf-8")
-    one_error_line(python("-m", "npuzoo.dataset", "check", tmp_path), "val_label.txt:1")
+    one_error_line(python("-m", "npuzoo.dataset", "prepare", tmp_path, tmp_path / "run"), "val_label.txt:1")
 
 
 def test_a_symlink_loop_in_val_is_one_line(tmp_path):
@@ -199,7 +199,7 @@ def test_a_symlink_loop_in_val_is_one_line(tmp_path):
     os.symlink("loop2.JPEG", tmp_path / "val" / "loop1.JPEG")
     os.symlink("loop1.JPEG", tmp_path / "val" / "loop2.JPEG")
     (tmp_path / "val_label.txt").write_text("a.JPEG 1\n")
-    one_error_line(python("-m", "npuzoo.dataset", "check", tmp_path), "loop1.JPEG",
+    one_error_line(python("-m", "npuzoo.dataset", "prepare", tmp_path, tmp_path / "run"), "loop1.JPEG",
                     "symbolic links")
     one_error_line(python("models/mobilenetv1/preprocess.py", tmp_path / "val",
                            tmp_path / "out"), "loop1.JPEG", "symbolic links")
