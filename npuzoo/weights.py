@@ -223,16 +223,13 @@ def write_description(weights_dir: str, weights_id: str, description: dict[str, 
 @cli
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python3 -m npuzoo.weights",
-                                     description="Fetch or verify a model's published weights.")
-    parser.add_argument("command", choices=["fetch", "verify"])
+                                     description="Download a model's published weights.")
+    parser.add_argument("command", choices=["fetch"])
     parser.add_argument("model", help="model name")
     parser.add_argument("path", help="the weights file")
     args = parser.parse_args(argv)
-    spec = config.load(args.model).weights
-    if args.command == "verify":
-        verify(spec, args.path)
-    elif not os.path.exists(args.path):  # a file there is verified by every run (identify)
-        download(spec, args.path)
+    if not os.path.exists(args.path):  # a file there is verified by every run (identify)
+        download(config.load(args.model).weights, args.path)
         print(f"weights: {args.path} downloaded and verified")
 
 
