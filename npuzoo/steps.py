@@ -5,8 +5,6 @@ lock; the table at the end of `make <model>` shows what this run did and names t
 earlier run did that it reused; each report records its steps.
 """
 
-from __future__ import annotations
-
 import argparse
 import fcntl
 import json
