@@ -79,7 +79,6 @@ def read_settings(environ: Mapping[str, str]) -> tuple[
 # -- running make ----------------------------------------------------------------------------
 
 def up_to_date(args: list[str]) -> bool:
-    """Whether `make -q ARGS` finds nothing to do."""
     return subprocess.run(["make", "--no-print-directory", "-q", *args], cwd=REPO,
                           env=run.make_env(), stdin=subprocess.DEVNULL,
                           capture_output=True).returncode == 0
@@ -323,7 +322,6 @@ class Job:
     error: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
     ref: Any = None  # the task's Ray object reference
-    data_paths: dict[str, str] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
 
     @property
@@ -395,7 +393,6 @@ def connect(environ: Mapping[str, str] = os.environ) -> Any:
 
 
 def live_nodes(ray: Any) -> list[dict[str, float]]:
-    """The resources of each live node of the cluster."""
     return [n.get("Resources") or {} for n in ray.nodes() if n.get("Alive")]
 
 
@@ -556,7 +553,7 @@ def drive(ray: Any, plans: dict[str, RunPlan], settings: dict[str, run.Settings]
                     spec["ship_token"] = os.path.join("build", model, f".shipped-{pack_id}")
                 job.ref = remote.options(**task_options(plan.soc, cpus)).remote(spec, shipped)
                 job.status = "running"
-                job.data_paths, job.outputs = data_paths, spec["outputs"]
+                job.outputs = spec["outputs"]
                 group.append(job)
                 jobs.append(job)
             per_bs[(model, bs)] = group
@@ -600,7 +597,7 @@ def finish(group: list[Job]) -> int:
     first = group[0]
     plan, bs, k = first.plan, first.plan.bs, first.shards
     if k > 1:
-        report = os.path.join(first.data_paths["OUT_DIR"], "report.json")
+        report = os.path.join(plan.paths()["OUT_DIR"], "report.json")
         before = mtime(report)
         code = run.make(plan.make_args("sweep-merge", SHARDS=k), check=False) or \
             run.make(plan.make_args("report"), check=False)
