@@ -128,7 +128,6 @@ def canonical(name: str) -> str:
 
 
 def is_sdist_of(base: str, name: str, version: str) -> bool:
-    """Whether the file name `base` is an sdist of name==version."""
     if "/" in base or os.sep in base:
         return False
     for suffix in (".tar.gz", ".tgz", ".zip", ".tar.bz2"):
@@ -139,7 +138,6 @@ def is_sdist_of(base: str, name: str, version: str) -> bool:
 
 
 def sdist_candidates(folder: str, name: str, version: str) -> list[str]:
-    """Sdist files in `folder` for name==version."""
     names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
     return [os.path.join(folder, base) for base in names if is_sdist_of(base, name, version)]
 
@@ -386,7 +384,6 @@ def manifest_sha256(manifest: dict[str, str]) -> str:
 
 
 def tree_sha256(path: str) -> str:
-    """The tree hash of `path` (of its tree_manifest)."""
     return manifest_sha256(tree_manifest(path))
 
 
@@ -429,10 +426,8 @@ def pristine_git(entry: GitSource, record: Record, dest: str, patch_path: str | 
     tree = os.path.join(work, "tree")
     shutil.copytree(dest, tree, symlinks=True, ignore=shutil.ignore_patterns(
         *IGNORED_DIRS, *(f"*{suffix}" for suffix in IGNORED_SUFFIXES)))
-    if patch_path and subprocess.run(
-            ["patch", "-R", "-p1", "--batch", "--no-backup-if-mismatch", "--silent", "-i",
-             patch_path], cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL).returncode != 0:
+    if patch_path and run(["patch", "-R", "-p1", "--batch", "--no-backup-if-mismatch",
+                           "--silent", "-i", patch_path], cwd=tree).returncode != 0:
         raise SourceUnavailable(f"{os.path.basename(patch_path)} cannot be undone in it")
     if f"tree {git_tree_id(tree, work)}\n" not in commit_object.split("\n\n")[0] + "\n":
         raise SourceUnavailable(f"with its patch undone, it is not the tree of commit {commit}")
