@@ -89,8 +89,7 @@ def check_stems(paths: list[str]) -> None:
         seen[stem] = path
 
 
-def _init_worker(model_dir: str, uint8: bool, dst: str, tmp_root: str,
-                 stop: Event | None) -> None:
+def _init_worker(model_dir: str, uint8: bool, dst: str, tmp_root: str, stop: Event) -> None:
     from PIL import _imaging as pillow_core  # what PIL.Image calls Image.core
     pillow_core.set_blocks_max(PIL_BLOCKS_MAX)
     tmp_dir = os.path.join(tmp_root, f"worker-{os.getpid()}")
@@ -109,7 +108,7 @@ def _init_pool_worker(*args: Any) -> None:
 
 def _process(path: str) -> str | Failure | None:
     """The stem on success; None when the run is stopping; (kind, path, reason) on an error."""
-    if _worker["stop"] is not None and _worker["stop"].is_set():
+    if _worker["stop"].is_set():
         return None
     try:
         array = _worker["preprocess"](path, _worker["uint8"])
@@ -144,19 +143,10 @@ def sigint_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def run_serial(paths: list[str], args: WorkerArgs, bar: Bar) -> int:
-    _init_worker(*args, None)
-    for path in paths:
-        result = _process(path)
-        if isinstance(result, tuple):
-            raise UserError(error_line(*result))
-        bar.update()
-    return len(paths)
-
-
 def run_parallel(paths: list[str], args: WorkerArgs, workers: int, bar: Bar) -> int:
-    """K processes fed in chunks; on the first error or an interrupt a shared event makes every
-    worker skip what is left, so the pool drains quickly and no worker is killed mid-write."""
+    """K processes (one too: the same clean stops) fed in chunks; on the first error or an
+    interrupt a shared event makes every worker skip what is left, so the pool drains quickly
+    and no worker is killed mid-write."""
     import multiprocessing
     context = multiprocessing.get_context("fork")
     stop = context.Event()
@@ -214,10 +204,7 @@ def preprocess(model_dir: str, src: str, dst: str, limit: int | None = None,
     bar: Bar = tqdm(total=len(paths), unit="img", desc="preprocess", file=sys.stderr,
                     disable=not sys.stderr.isatty())
     try:
-        if workers == 1:
-            done = run_serial(paths, args, bar)
-        else:
-            done = run_parallel(paths, args, workers, bar)
+        done = run_parallel(paths, args, workers, bar)
     finally:
         bar.close()
         shutil.rmtree(tmp_root, ignore_errors=True)  # only partial files of a dead worker
