@@ -21,7 +21,6 @@ from npuzoo.files import write_error
 
 
 def fix_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
-    """Set dimension 0 of every graph input and output to `batch`."""
     for value in list(model.graph.input) + list(model.graph.output):
         dims = value.type.tensor_type.shape.dim
         if dims:

@@ -62,9 +62,9 @@ def image_paths(folder: str) -> list[str]:
                         "remove it") from None
 
 
-def check_layout(data_dir: str) -> None:
-    """UserError naming the problem when DATA is unset or lacks val_label.txt or val/ (cheap:
-    nothing is read)."""
+def check_layout(data_dir: str) -> tuple[str, str]:
+    """(label file, val/) of DATA; UserError naming the problem when DATA is unset or lacks
+    either (cheap: nothing is read)."""
     if not data_dir:
         raise UserError("DATA is not set; pass DATA=<folder with val/ and val_label.txt>")
     if not os.path.isdir(data_dir):
@@ -77,13 +77,12 @@ def check_layout(data_dir: str) -> None:
                         "'ILSVRC2012_val_00000001.JPEG 65'")
     if not os.path.isdir(val_dir):
         raise UserError(f"{val_dir}: missing; DATA needs its images in a val/ folder")
+    return label_file, val_dir
 
 
 def check_dataset(data_dir: str) -> tuple[dict[str, int], dict[str, str]]:
     """Return (labels, images) after checking the layout; raise UserError naming the problem."""
-    check_layout(data_dir)
-    label_file = os.path.join(data_dir, "val_label.txt")
-    val_dir = os.path.join(data_dir, "val")
+    label_file, val_dir = check_layout(data_dir)
     labels = parse_labels(label_file)
     images: dict[str, str] = {}  # file name: path (the first by path where a name repeats)
     for path in image_paths(val_dir):

@@ -78,7 +78,7 @@ def assert_interrupted(proc):
 
 @pytest.mark.parametrize("module, args", [("npuzoo.report", ["compare"]),
                                           ("npuzoo.readme", ["--check"]),
-                                          ("npuzoo.dataset", ["check", "/nonexistent"])])
+                                          ("npuzoo.dataset", ["prepare", "/nonexistent", "/nonexistent/out"])])
 def test_ctrl_c_during_the_imports_of_the_package_commands(module, args, interrupting_packages):
     # `-m` finds npuzoo in the repository (the current directory); the stand-ins shadow the
     # third-party packages its commands import
