@@ -198,7 +198,7 @@ def links(kind: str, location: str, name: str) -> list[tuple[str, str]]:
     return page_links(location)
 
 
-def download_sdist(requirement: str, folder: str, sha256: str | None = None) -> str:
+def download_sdist(requirement: str, folder: str, sha256: str) -> str:
     """The sdist of `requirement` fetched as a file into `folder` from pip_locations() (not by
     pip, which would run its build backend before the pin is checked): the first with sha256
     `sha256`, else the last seen (its pin check then fails)."""
@@ -214,7 +214,7 @@ def download_sdist(requirement: str, folder: str, sha256: str | None = None) -> 
                         open(fetched, "wb") as out:
                     if out.write(response.read(MAX_SDIST_BYTES + 1)) > MAX_SDIST_BYTES:
                         raise ValueError(f"{url}: larger than {MAX_SDIST_BYTES >> 20} MiB")
-                if sha256 is None or sha256_file(fetched) == sha256:
+                if sha256_file(fetched) == sha256:
                     return fetched
         except (OSError, ValueError) as err:  # urllib's errors are OSErrors
             failures.append(f"{location}: {getattr(err, 'reason', None) or err}")
@@ -545,12 +545,8 @@ def fetch(upstream: UpstreamSpec, model_folder: str, dest: str, cache: str = DEF
 
 @cli
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python3 -m npuzoo.source",
-        description="fetch: fetch a model's upstream source (model.yaml upstream.sources, in "
-                    "order), apply its patch, and record which source was used. verify: check "
-                    "that DEST is still the patched tree of the pinned source the record names. "
-                    "cache: fetch the pinned sdists into --cache (make venv).")
+    parser = argparse.ArgumentParser(prog="python3 -m npuzoo.source", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["fetch", "verify", "cache"])
     parser.add_argument("model", nargs="?", help="model name, or a path to a model.yaml "
                                                  "(cache: all models if omitted)")

@@ -84,10 +84,10 @@ def up_to_date(args: list[str]) -> bool:
                           capture_output=True).returncode == 0
 
 
-def tail(path: str, lines: int = TAIL_LINES) -> str:
+def tail(path: str) -> str:
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
-            return "".join(handle.readlines()[-lines:])
+            return "".join(handle.readlines()[-TAIL_LINES:])
     except OSError:
         return ""
 
