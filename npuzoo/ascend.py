@@ -258,10 +258,10 @@ def relative_roots(command: list[str], origin: str) -> list[str]:
     return names
 
 
-def prepare_workdir(folder: str, command: list[str], origin: str | None = None) -> str:
+def prepare_workdir(folder: str, command: list[str]) -> str:
     """Create the scratch folder `folder` with a relative link for each relative_roots entry,
     so that the command line works unchanged from there. Returns its absolute path."""
-    origin = os.path.abspath(origin or os.getcwd())
+    origin = os.getcwd()
     folder = os.path.join(origin, folder)
     try:
         os.makedirs(folder, exist_ok=True)
