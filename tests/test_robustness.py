@@ -78,7 +78,7 @@ def assert_interrupted(proc):
 
 @pytest.mark.parametrize("module, args", [("npuzoo.report", ["compare"]),
                                           ("npuzoo.readme", ["--check"]),
-                                          ("npuzoo.dataset", ["prepare", "/nonexistent", "/nonexistent/out"])])
+                                          ("npuzoo.dataset", ["prepare", "/nonexistent", "/x"])])
 def test_ctrl_c_during_the_imports_of_the_package_commands(module, args, interrupting_packages):
     # `-m` finds npuzoo in the repository (the current directory); the stand-ins shadow the
     # third-party packages its commands import
@@ -191,7 +191,8 @@ def test_atomic_write_temporary_names_match_the_pattern(renames, tmp_path):
 def test_a_label_that_is_not_an_ascii_number_is_one_line(tmp_path, label):
     write_image(tmp_path / "val" / "a.JPEG")
     (tmp_path / "val_label.txt").write_text(f"a.JPEG {label}\n", encoding="utf-8")
-    one_error_line(python("-m", "npuzoo.dataset", "prepare", tmp_path, tmp_path / "run"), "val_label.txt:1")
+    one_error_line(python("-m", "npuzoo.dataset", "prepare", tmp_path, tmp_path / "run"),
+                   "val_label.txt:1")
 
 
 def test_a_symlink_loop_in_val_is_one_line(tmp_path):
@@ -199,8 +200,8 @@ def test_a_symlink_loop_in_val_is_one_line(tmp_path):
     os.symlink("loop2.JPEG", tmp_path / "val" / "loop1.JPEG")
     os.symlink("loop1.JPEG", tmp_path / "val" / "loop2.JPEG")
     (tmp_path / "val_label.txt").write_text("a.JPEG 1\n")
-    one_error_line(python("-m", "npuzoo.dataset", "prepare", tmp_path, tmp_path / "run"), "loop1.JPEG",
-                    "symbolic links")
+    one_error_line(python("-m", "npuzoo.dataset", "prepare", tmp_path, tmp_path / "run"),
+                   "loop1.JPEG", "symbolic links")
     one_error_line(python("models/mobilenetv1/preprocess.py", tmp_path / "val",
                            tmp_path / "out"), "loop1.JPEG", "symbolic links")
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.bin"))
