@@ -1,12 +1,16 @@
-"""`npuzoo.bench --tune DIR`: each layout of `layouts()` timed for SECONDS of pure inference
-and CALLS calls per stream at least, once per key (machine, graph sha256, precision, batch
-size, threads, engine versions), the choice cached in DIR/<key>.json. The untuned engine,
-listed first, keeps its place unless another layout is MARGIN faster: a choice that flips on
-noise would make runs differ."""
+"""`npuzoo.bench --tune DIR`: the layouts of `layouts()` timed in ROUNDS interleaved rounds,
+each layout in a process of its own kept for all rounds; a sample is SECONDS of pure inference
+and CALLS calls per stream at least (so a big graph's sample is its calls, not the clock).
+Once per key (machine, graph sha256, precision, batch size, threads, engine versions), the
+choice cached in DIR/<key>.json with every sample. The untuned engine, listed first, keeps its
+place unless another layout is faster in every round and MARGIN faster in the median of the
+rounds' ratios: one noisy sample, or a layout that wins only some rounds, would make runs
+differ. A layout more than BEHIND slower than the best in the first round skips the others."""
 
 import hashlib
 import json
 import os
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,10 +20,12 @@ from npuzoo.errors import UserError
 from npuzoo.files import atomic_write, sha256_file
 from npuzoo.soc import cpu_description, cpu_isa
 
-SECONDS = 0.5   # timed per layout, after one warm-up call per stream
-CALLS = 2       # per stream at least, however long they take
-MARGIN = 0.03   # another layout replaces the fallback only when this much faster
-VERSION = 2     # of layouts() and of the measurement: a change retunes
+ROUNDS = 3      # samples per layout, interleaved: a burst of load hits one round, not a layout
+SECONDS = 0.3   # per sample, after one warm-up call per stream
+CALLS = 1       # per stream and sample at least, however long it takes
+MARGIN = 0.02   # another layout replaces the fallback only when this much faster (median ratio)
+BEHIND = 0.15   # this much slower than the first round's best: no more rounds for that layout
+VERSION = 3     # of layouts() and of the measurement: a change retunes
 
 
 Layout = dict[str, Any]
@@ -42,39 +48,54 @@ def layouts(fallback: str, threads: int) -> list[Layout]:
 CHILD_TIMEOUT = 600   # seconds a layout's process may take (loading a big graph included)
 
 
-def _child(send: Any, target: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def _child(conn: Any, target: Callable[..., Any], args: tuple[Any, ...]) -> None:
     try:
-        send.send(("ok", target(*args)))
-    except Exception as err:  # said in the parent as this layout's error
-        send.send(("error", engines.first_line(err)))
-
-
-def isolated(target: Callable[..., Any], *args: Any, timeout: float = CHILD_TIMEOUT) -> Any:
-    """target(*args) in a spawned process, so that an engine crash costs a layout, not the
-    run; an exception, a crash or no answer within `timeout` becomes a UserError here."""
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")
-    receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_child, args=(send, target, args), daemon=True)
-    child.start()
-    send.close()
-    try:
-        if not receive.poll(timeout):
-            child.kill()
-            raise UserError(f"no answer within {timeout} s")
-        kind, value = receive.recv()
+        values = target(*args)
+        while conn.recv():
+            conn.send(("ok", next(values)))
     except EOFError:
-        child.join()
-        code = child.exitcode
-        how = f"signal {-code}" if code and code < 0 else f"exit status {code}"
-        raise UserError(f"the engine's process stopped ({how})") from None
-    finally:
-        child.join()
-        receive.close()
-    if kind == "error":
-        raise UserError(value)
-    return value
+        pass   # the parent is done with this layout
+    except Exception as err:  # said in the parent as this layout's error
+        conn.send(("error", engines.first_line(err)))
+
+
+class Isolated:
+    """The generator target(*args) in a spawned process; next() is its next value. An engine
+    crash costs a layout, not the run: an exception, a crash or no answer within `timeout`
+    becomes a UserError here."""
+
+    def __init__(self, target: Callable[..., Any], *args: Any) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.conn, child_conn = context.Pipe()
+        self.process = context.Process(target=_child, args=(child_conn, target, args),
+                                       daemon=True)
+        self.process.start()
+        child_conn.close()
+
+    def next(self, timeout: float = CHILD_TIMEOUT) -> Any:
+        try:
+            self.conn.send(True)
+            if not self.conn.poll(timeout):
+                self.close()
+                raise UserError(f"no answer within {timeout} s")
+            kind, value = self.conn.recv()
+        except (EOFError, OSError):
+            self.process.join()
+            code = self.process.exitcode
+            how = f"signal {-code}" if code and code < 0 else f"exit status {code}"
+            raise UserError(f"the engine's process stopped ({how})") from None
+        if kind == "error":
+            raise UserError(value)
+        return value
+
+    def close(self) -> None:
+        self.conn.close()   # the child's recv() ends: it exits
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
 
 
 def cache_key(model_path: str, precision: str, batchsize: int, threads: int
@@ -94,11 +115,22 @@ def describe(layout: Layout) -> str:
     return f"{engine} {layout['streams']} stream(s) x {layout['threads_per_stream']} thread(s)"
 
 
+def _median_ratio(samples: list[float], fallback: list[float]) -> float | None:
+    """The median of the per-round ratios to the fallback when the layout ran every round the
+    fallback did and was faster in each of them; else None (not a consistent winner)."""
+    if len(samples) != len(fallback):
+        return None
+    ratios = [a / b for a, b in zip(samples, fallback, strict=True)]
+    return statistics.median(ratios) if min(ratios) > 1 else None
+
+
 def choose(cache_dir: str, key: str, fields: dict[str, Any], candidates: list[Layout],
            measure: Callable[[Layout], float], label: str = "") -> dict[str, Any]:
-    """The cached choice of `key`, else: time every candidate with `measure(layout)` (images/s;
-    a UserError skips that layout), keep the first one unless another beats it by MARGIN,
-    cache and return the record (`cache`: "reused" or "new")."""
+    """The cached choice of `key`, else: ROUNDS rounds (the order rotated each round), each
+    calling `measure(layout)` once per layout still in (one sample, images/s; a UserError drops
+    that layout). The first layout, the fallback, stays unless another was faster in every
+    round and by MARGIN in the median ratio (the highest such median wins); without a
+    fallback the best median. Cache and return the record (`cache`: "reused" or "new")."""
     path = os.path.join(cache_dir, f"{key}.json")
     try:
         with open(path, encoding="utf-8") as handle:
@@ -107,28 +139,53 @@ def choose(cache_dir: str, key: str, fields: dict[str, Any], candidates: list[La
             return dict(cached, cache="reused", path=path)
     except (OSError, ValueError, AttributeError):
         pass   # none yet, or unreadable: tune again
-    print(f"tuning{label}: timing {len(candidates)} engine/stream layouts, {SECONDS:g} s and "
-          f"{CALLS} calls per stream each at least, once per machine and graph (TUNE=0 skips "
-          "it) ...", end="", flush=True)
-    began, tried = time.perf_counter(), []
-    for layout in candidates:
-        try:
-            tried.append(dict(layout, images_per_s=round(measure(layout), 2)))
-        except UserError as err:
-            tried.append(dict(layout, error=str(err)))
-    ran = [t for t in tried if "images_per_s" in t]
+    print(f"tuning{label}: timing {len(candidates)} engine/stream layouts in {ROUNDS} "
+          f"interleaved rounds, {SECONDS:g} s and {CALLS} call(s) per stream each at least; "
+          f"{describe(candidates[0])} stays unless another is faster in every round and by "
+          f"{MARGIN:.0%}; once per machine and graph (TUNE=0 skips it) ...", end="", flush=True)
+    began = time.perf_counter()
+    samples: list[list[float]] = [[] for _ in candidates]
+    errors: dict[int, str] = {}
+    active = list(range(len(candidates)))
+    for index in range(ROUNDS):
+        order = active[index % len(active):] + active[:index % len(active)] if active else []
+        for k in order:
+            try:
+                samples[k].append(float(measure(candidates[k])))
+            except UserError as err:
+                errors[k] = str(err)
+        active = [k for k in active if k not in errors]
+        if index == 0 and active:   # a clear loser is not timed again: the pass stays short
+            best = max(samples[k][0] for k in active)
+            active = [k for k in active if k == 0 or samples[k][0] >= (1 - BEHIND) * best]
+    ran = [k for k in range(len(candidates)) if k not in errors]
     if not ran:
         print(" none ran", flush=True)
-        raise UserError(f"tuning: no layout ran ({tried[0].get('error')}); run with TUNE=0")
-    chosen = ran[0] if ran[0] is tried[0] else None
-    best = max(ran, key=lambda t: t["images_per_s"])
-    if chosen is None or best["images_per_s"] > chosen["images_per_s"] * (1 + MARGIN):
-        chosen = best
+        raise UserError(f"tuning: no layout ran ({errors[0]}); run with TUNE=0")
+    ratios = {k: _median_ratio(samples[k], samples[0]) if 0 in ran and k else None for k in ran}
+    if 0 in ran:
+        winners = [k for k in ran if ratios[k] is not None and ratios[k] > 1 + MARGIN]
+        chosen = max(winners, key=lambda k: ratios[k], default=0)
+    else:
+        chosen = max(ran, key=lambda k: statistics.median(samples[k]))
+    tried = []
+    for k, layout in enumerate(candidates):
+        entry = dict(layout, samples=[round(x, 2) for x in samples[k]])
+        if samples[k]:
+            entry["images_per_s"] = round(statistics.median(samples[k]), 2)
+        if k in errors:
+            entry["error"] = errors[k]
+        elif ratios.get(k) is not None:
+            entry["median_ratio_to_fallback"] = round(ratios[k], 4)
+        tried.append(entry)
     seconds = time.perf_counter() - began
-    print(f" {describe(chosen)} ({chosen['images_per_s']:g} images/s) in {seconds:.1f} s",
-          flush=True)
-    record = {"key": key, "fields": fields, "seconds": round(seconds, 2), "margin": MARGIN,
-              "chosen": {k: chosen[k] for k in ("engine", "streams", "threads_per_stream", "hint")},
+    print(f" {describe(candidates[chosen])} ({tried[chosen]['images_per_s']:g} images/s, median) "
+          f"in {seconds:.1f} s", flush=True)
+    record = {"key": key, "fields": fields, "seconds": round(seconds, 2),
+              "measured": {"rounds": ROUNDS, "seconds_per_sample": SECONDS,
+                           "calls_per_stream": CALLS, "margin": MARGIN, "behind": BEHIND},
+              "chosen": {k: candidates[chosen][k]
+                         for k in ("engine", "streams", "threads_per_stream", "hint")},
               "candidates": tried}
     atomic_write(path, json.dumps(record, indent=2) + "\n")
     return dict(record, cache="new", path=path)

@@ -960,6 +960,24 @@ def test_time_bounded_loop(models, capsys):
     assert summary["loop_runs"] >= 40
 
 
+def test_a_time_bounded_loop_ends_on_whole_rounds_of_the_streams():
+    """3 runs on 2 streams would leave the last one alone on its core, the other idle (the
+    wall time of 4): a time-bounded loop runs 4; an exact --loop (no seconds) keeps its 3."""
+    import threading
+
+    from npuzoo.bench import runner
+
+    class Instant:
+        def run(self, output_names, feeds):
+            return []
+
+    for seconds, runs in ((1e-9, 4), (0, 3)):
+        times, _ = runner.run_batch([Instant(), Instant()], {}, 3, seconds, threading.Event())
+        assert len(times) == runs
+    times, _ = runner.run_batch([Instant()] * 3, {}, 4, 1e-9, threading.Event())
+    assert len(times) == 6
+
+
 def test_time_bounded_loop_applies_to_each_batch(tmp_path, models, capsys):
     write_bins(tmp_path / "in", images(4, seed=3))
     summary, _ = run_api(["-m", models["dynamic"], "-i", tmp_path / "in", "--batchsize", "2",

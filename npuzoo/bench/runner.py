@@ -9,7 +9,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
@@ -76,7 +76,8 @@ def run_batch(sessions: Sequence[Session], feeds: ins.Feeds, loop: int, seconds:
               stop: threading.Event, progress: Any = None, ends: list[float] | None = None
               ) -> tuple[list[float], Any]:
     """Run one batch on the sessions (sharing the runs) until `loop` runs have started AND
-    `seconds` have passed: (call times in ms, the last outputs); `ends` gets each end time."""
+    `seconds` have passed, a time-bounded loop (seconds > 0) also on a multiple of the streams:
+    (call times in ms, the last outputs); `ends` gets each end time."""
     lock = threading.Lock()
     perf = time.perf_counter
     state: dict[str, Any] = {"claimed": 0, "start": perf(), "results": None}
@@ -84,7 +85,12 @@ def run_batch(sessions: Sequence[Session], feeds: ins.Feeds, loop: int, seconds:
 
     def claim() -> bool:
         with lock:
-            if stop.is_set() or (state["claimed"] >= loop and perf() - state["start"] >= seconds):
+            claimed = state["claimed"]
+            # Whole rounds of the streams: a last odd call would run alone, the other cores
+            # idle (3 calls on 2 streams take the wall time of 4, a 25% loss on a big graph).
+            done = claimed >= loop and perf() - state["start"] >= seconds \
+                and (not seconds or claimed % len(sessions) == 0)
+            if stop.is_set() or done:
                 return False
             state["claimed"] += 1
             return True
@@ -317,13 +323,12 @@ def run_single(args: argparse.Namespace, argv: list[str], threads: int
     return found, timed["start_time"], timed["end_time"]
 
 
-def measure_layout(args: argparse.Namespace, layout: dict[str, Any], seconds: float) -> float:
-    """Images/s of one tuning layout: one warm-up call per stream, then `seconds` of pure
-    inference of one batch and at least tune.CALLS calls per stream (a big graph's one call
-    can outlast `seconds`, and one call's time is too noisy to rank layouts by). Runs in
-    tune.isolated's process: an error is that layout's."""
-    from npuzoo import tune
-
+def layout_samples(args: argparse.Namespace, layout: dict[str, Any], seconds: float,
+                   calls: int) -> Iterator[float]:
+    """Images/s of one tuning layout, one sample per next(): its sessions opened and warmed up
+    (one call per stream) once, then each sample `seconds` of pure inference of one batch and
+    at least `calls` calls per stream, as many on each stream. Runs in tune.Isolated's process:
+    an error is that layout's."""
     sessions, inputs, _ = engines.open_sessions(
         args.model, layout["threads_per_stream"], layout["engine"], layout["streams"],
         layout["hint"])
@@ -336,14 +341,17 @@ def measure_layout(args: argparse.Namespace, layout: dict[str, Any], seconds: fl
     feeds = ins.make_feeds([[ins.PURE_INFER_FAKE_FILE] for _ in inputs], inputs, args)
     stop = threading.Event()
     in_threads(lambda one: one.run(None, feeds), sessions, stop)
-    start = time.perf_counter()
-    times, _ = run_batch(sessions, feeds, tune.CALLS * len(sessions), seconds, stop)
-    return float(inputs[0].resolved[0] * len(times) / (time.perf_counter() - start))  # type: ignore[index]
+    images = inputs[0].resolved[0]  # type: ignore[index]
+    while True:
+        start = time.perf_counter()
+        times, _ = run_batch(sessions, feeds, calls * len(sessions), seconds, stop)
+        yield float(images * len(times) / (time.perf_counter() - start))
 
 
 def tuned_layout(args: argparse.Namespace, threads: int) -> dict[str, Any]:
     """npuzoo.tune's choice for this graph, batch, precision and machine: cached, else timed
-    now, each layout in a process of its own (an engine that crashes costs its layouts)."""
+    now, each layout in a process of its own kept for all rounds (an engine that crashes
+    costs its layout)."""
     from npuzoo import tune
 
     if args.no_combine_tensor_mode:
@@ -351,9 +359,21 @@ def tuned_layout(args: argparse.Namespace, threads: int) -> dict[str, Any]:
     engines.check_model_path(args.model, "onnxruntime")   # before it is hashed for the key
     key, fields = tune.cache_key(args.model, args.precision, args.dymBatch or args.batchsize,
                                  threads)
-    return tune.choose(args.tune, key, fields, tune.layouts(args.backend, threads),
-                       lambda layout: tune.isolated(measure_layout, args, layout, tune.SECONDS),
-                       f" {os.path.basename(args.model)}")
+    started: dict[str, tune.Isolated] = {}
+
+    def sample(layout: dict[str, Any]) -> float:
+        name = tune.describe(layout)
+        if name not in started:
+            started[name] = tune.Isolated(layout_samples, args, layout, tune.SECONDS,
+                                            tune.CALLS)
+        return float(started[name].next())
+
+    try:
+        return tune.choose(args.tune, key, fields, tune.layouts(args.backend, threads), sample,
+                           f" {os.path.basename(args.model)}")
+    finally:
+        for process in started.values():
+            process.close()
 
 
 def run_multidevice(args: argparse.Namespace, argv: list[str], threads: int) -> dict[str, Any]:
