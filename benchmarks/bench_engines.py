@@ -31,7 +31,8 @@ all-zero float32 input, T = NPUZOO_THREADS or the usable cores):
   conv                              the attainable-GFLOP/s probe: a 3x3 convolution micro-model
                                     (256 -> 256 channels, 28x28, batch 4) on plain ONNX Runtime
 
-Each measurement: W warm-up calls, then calls until at least R calls AND S seconds; the figure
+Each measurement: W warm-up calls, then calls until at least R calls AND S seconds (with
+several streams or requests, a multiple of them: a last odd call would run alone); the figure
 is images / wall time of the timed calls (for the runner its summary's throughput_wall, which
 with one stream is its per-call figure within the loop overhead). Rounds are interleaved: for
 each model and batch size, every round runs every contender once, the order rotated by one
@@ -240,7 +241,9 @@ class AsyncOpenVINO(PlainOpenVINO):
         monitor = LoadMonitor().start()
         start = time.perf_counter()
         runs = 0
-        while runs < max(min_runs, jobs) or time.perf_counter() - start < seconds:
+        # whole rounds of the requests, as the runner's streams: a last odd request would run
+        # alone on its core while the others idle
+        while runs < min_runs or runs % jobs or time.perf_counter() - start < seconds:
             queue.start_async({0: x})
             runs += 1
         queue.wait_all()
