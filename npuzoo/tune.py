@@ -5,7 +5,8 @@ Once per key (machine, graph sha256, precision, batch size, threads, engine vers
 choice cached in DIR/<key>.json with every sample. The untuned engine, listed first, keeps its
 place unless another layout is faster in every round and MARGIN faster in the median of the
 rounds' ratios: one noisy sample, or a layout that wins only some rounds, would make runs
-differ. A layout more than BEHIND slower than the best in the first round skips the others."""
+differ. A layout slower than the fallback in one round cannot win them all: it is not timed
+again, which keeps the pass short."""
 
 import hashlib
 import json
@@ -24,7 +25,6 @@ ROUNDS = 3      # samples per layout, interleaved: a burst of load hits one roun
 SECONDS = 0.3   # per sample, after one warm-up call per stream
 CALLS = 1       # per stream and sample at least, however long it takes
 MARGIN = 0.02   # another layout replaces the fallback only when this much faster (median ratio)
-BEHIND = 0.15   # this much slower than the first round's best: no more rounds for that layout
 VERSION = 3     # of layouts() and of the measurement: a change retunes
 
 
@@ -115,22 +115,14 @@ def describe(layout: Layout) -> str:
     return f"{engine} {layout['streams']} stream(s) x {layout['threads_per_stream']} thread(s)"
 
 
-def _median_ratio(samples: list[float], fallback: list[float]) -> float | None:
-    """The median of the per-round ratios to the fallback when the layout ran every round the
-    fallback did and was faster in each of them; else None (not a consistent winner)."""
-    if len(samples) != len(fallback):
-        return None
-    ratios = [a / b for a, b in zip(samples, fallback, strict=True)]
-    return statistics.median(ratios) if min(ratios) > 1 else None
-
-
 def choose(cache_dir: str, key: str, fields: dict[str, Any], candidates: list[Layout],
            measure: Callable[[Layout], float], label: str = "") -> dict[str, Any]:
     """The cached choice of `key`, else: ROUNDS rounds (the order rotated each round), each
     calling `measure(layout)` once per layout still in (one sample, images/s; a UserError drops
-    that layout). The first layout, the fallback, stays unless another was faster in every
-    round and by MARGIN in the median ratio (the highest such median wins); without a
-    fallback the best median. Cache and return the record (`cache`: "reused" or "new")."""
+    that layout, and so does a round lost to the first layout, the fallback). The fallback
+    stays unless another was faster in every round and by MARGIN in the median ratio (the
+    highest such median wins); without a fallback, the best median. Cache and return the
+    record (`cache`: "reused" or "new")."""
     path = os.path.join(cache_dir, f"{key}.json")
     try:
         with open(path, encoding="utf-8") as handle:
@@ -155,17 +147,19 @@ def choose(cache_dir: str, key: str, fields: dict[str, Any], candidates: list[La
             except UserError as err:
                 errors[k] = str(err)
         active = [k for k in active if k not in errors]
-        if index == 0 and active:   # a clear loser is not timed again: the pass stays short
-            best = max(samples[k][0] for k in active)
-            active = [k for k in active if k == 0 or samples[k][0] >= (1 - BEHIND) * best]
+        if 0 in active:   # a layout that lost this round cannot win every round: not timed again
+            active = [k for k in active if k == 0 or samples[k][-1] > samples[0][-1]]
     ran = [k for k in range(len(candidates)) if k not in errors]
     if not ran:
         print(" none ran", flush=True)
         raise UserError(f"tuning: no layout ran ({errors[0]}); run with TUNE=0")
-    ratios = {k: _median_ratio(samples[k], samples[0]) if 0 in ran and k else None for k in ran}
+    ratios = {k: [a / b for a, b in zip(samples[k], samples[0], strict=False)]
+              for k in range(1, len(candidates)) if samples[k] and samples[0]}
+    winners = {k: statistics.median(r) for k, r in ratios.items()   # faster in every round
+               if k in ran and len(r) == ROUNDS and min(r) > 1}
+    winners = {k: ratio for k, ratio in winners.items() if ratio > 1 + MARGIN}
     if 0 in ran:
-        winners = [k for k in ran if ratios[k] is not None and ratios[k] > 1 + MARGIN]
-        chosen = max(winners, key=lambda k: ratios[k], default=0)
+        chosen = max(winners, key=winners.__getitem__, default=0)
     else:
         chosen = max(ran, key=lambda k: statistics.median(samples[k]))
     tried = []
@@ -173,17 +167,17 @@ def choose(cache_dir: str, key: str, fields: dict[str, Any], candidates: list[La
         entry = dict(layout, samples=[round(x, 2) for x in samples[k]])
         if samples[k]:
             entry["images_per_s"] = round(statistics.median(samples[k]), 2)
+        if k in ratios:   # per round, while it was timed
+            entry["ratios_to_fallback"] = [round(r, 4) for r in ratios[k]]
         if k in errors:
             entry["error"] = errors[k]
-        elif ratios.get(k) is not None:
-            entry["median_ratio_to_fallback"] = round(ratios[k], 4)
         tried.append(entry)
     seconds = time.perf_counter() - began
     print(f" {describe(candidates[chosen])} ({tried[chosen]['images_per_s']:g} images/s, median) "
           f"in {seconds:.1f} s", flush=True)
     record = {"key": key, "fields": fields, "seconds": round(seconds, 2),
               "measured": {"rounds": ROUNDS, "seconds_per_sample": SECONDS,
-                           "calls_per_stream": CALLS, "margin": MARGIN, "behind": BEHIND},
+                           "calls_per_stream": CALLS, "margin": MARGIN},
               "chosen": {k: candidates[chosen][k]
                          for k in ("engine", "streams", "threads_per_stream", "hint")},
               "candidates": tried}
