@@ -52,14 +52,18 @@ def tuned(report: Report) -> bool:
     return bool((report.get("perf") or {}).get("tuning"))
 
 
+def precision(report: Report) -> str:
+    return str((report.get("backend") or {}).get("precision") or report.get("precision")
+               or "fp32")
+
+
 def configuration(report: Report) -> dict[str, Any]:
     """The measurement configuration of a run: engine, precision, AIPP, streams, perf loop.
     A tuned run's engine and streams are `tuned`: the configuration is the tuning, not the
     layout it picked (perf.tuning), so a rerun whose tuning picks another engine keeps its
     owner and report file; a fixed engine (TUNE=0, BACKEND=, STREAMS=) is another one."""
     backend, perf, fixed = report.get("backend") or {}, report.get("perf") or {}, not tuned(report)
-    return {"engine": backend.get("name") if fixed else TUNED,
-            "precision": backend.get("precision") or report.get("precision") or "fp32",
+    return {"engine": backend.get("name") if fixed else TUNED, "precision": precision(report),
             "aipp": bool(backend.get("aipp")), "streams": (perf.get("streams") or 1) if fixed
             else TUNED, "loop": perf.get("loop"), "warmup": perf.get("warmup"),
             "loop_seconds": perf.get("loop_seconds")}
@@ -151,6 +155,27 @@ def row_key(report: Report) -> tuple[str, ...]:
 
 def like_key(report: Report) -> tuple[object, ...]:
     return row_key(report) + (report.get("batch_size"),)
+
+
+def fp32_twin(report: Report, candidates: Iterable[Report]) -> Report | None:
+    """For a reduced-precision run: the fp32 run among `candidates` of the same chip, machine,
+    images, weights, setup and batch size (like_key but the variant; no AIPP run), on the same
+    engine where there is one, else on another. The README's speed-up cells and an int8
+    report's `fp32_speedup` both use it."""
+    if precision(report) == "fp32":
+        return None
+    want = like_key(report)
+    engine = (report.get("backend") or {}).get("name")
+    other_engine = None
+    for other in candidates:
+        key = like_key(other)
+        if precision(other) != "fp32" or key[:4] != want[:4] or key[5:] != want[5:] \
+                or "aipp" in variant(other).split("-"):
+            continue
+        if (other.get("backend") or {}).get("name") == engine:
+            return other
+        other_engine = other_engine or other
+    return other_engine
 
 
 def completeness(report: Report) -> tuple[int, bool, int]:

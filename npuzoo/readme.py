@@ -199,28 +199,6 @@ def reference_fps(spec: ModelSpec, soc: str) -> dict[int, float]:
 
 # -- the model README ----------------------------------------------------------------------
 
-def precision_of(report: Report) -> str:
-    return (report.get("backend") or {}).get("precision") or "fp32"
-
-
-def fp32_twin(report: Report, rows: list[Report]) -> Report | None:
-    """For a reduced-precision run: the fp32 run of the same chip, machine, images, weights,
-    setup and batch size, on the same engine where there is one, else on another."""
-    if precision_of(report) == "fp32":
-        return None
-    want = history.like_key(report)
-    other_engine = None
-    for other in rows:
-        key = history.like_key(other)
-        if precision_of(other) != "fp32" or key[:4] != want[:4] or key[5:] != want[5:] \
-                or "aipp" in history.variant(other).split("-"):
-            continue
-        if engine_name(other) == engine_name(report):
-            return other
-        other_engine = other_engine or other
-    return other_engine
-
-
 def twin_cell(report: Report, twin: Report) -> str:
     """`1.52× fp32 (139.2); top-1 -0.40 pts`: what the precision bought and cost."""
     speed, base = throughput(report), throughput(twin)
@@ -231,6 +209,17 @@ def twin_cell(report: Report, twin: Report) -> str:
     if acc.get("top1") is not None and fp32.get("top1") is not None:
         text += f"; top-1 {acc['top1'] - fp32['top1']:+.2f} pts"
     return text
+
+
+def agreement_cell(report: Report) -> str:
+    """`agrees top-1 98.5%, top-5 100%, max |Δ| 0.41`: an int8 run's outputs against the fp32
+    export's on its first images (report `int8_agreement`), or '' for a report without it."""
+    found = report.get("int8_agreement") or {}
+    parts = [f"{key} {found[name]:.1f}".rstrip("0").rstrip(".") + "%"
+             for key, name in (("top-1", "top1"), ("top-5", "top5")) if found.get(name) is not None]
+    if found.get("max_abs_logit_error") is not None:
+        parts.append(f"max |Δ| {found['max_abs_logit_error']:.3g}")
+    return markdown_text("agrees " + ", ".join(parts)) if parts else ""  # `|` in a table
 
 
 def measured_tables(spec: ModelSpec, rows: list[Report]) -> list[dict[str, Any]]:
@@ -246,9 +235,10 @@ def measured_tables(spec: ModelSpec, rows: list[Report]) -> list[dict[str, Any]]
         lines = []
         for r in members:
             bs = r["batch_size"]
-            twin, speed, ref_fps = fp32_twin(r, rows), throughput(r), ref.get(bs)
-            ratio = (twin_cell(r, twin) if twin else "—" if speed is None or not ref_fps
+            twin, speed, ref_fps = history.fp32_twin(r, rows), throughput(r), ref.get(bs)
+            ratio = (twin_cell(r, twin) if twin else "" if speed is None or not ref_fps
                      else f"{speed / ref_fps:.2f}× of {fmt_ref(round(ref_fps, 2))}")
+            ratio = "; ".join(c for c in (ratio, agreement_cell(r)) if c) or "—"
             lines.append({
                 "bs": f"**{bs}** {BEST}" if bs == best else str(bs),
                 "throughput": throughput_cell(r),

@@ -299,8 +299,10 @@ def run_report(*args: object,
 
 def built_report(tmp_path: Path, top1: float, top5: float, images: int = 50000,
                  weights: str = "published", throughput: float = 300.0, tag: str = "run",
-                 model: str = "mobilenetv1", bs: int = 4) -> Path:
-    """A report built by `npuzoo.report write` from the pieces the pipeline makes."""
+                 model: str = "mobilenetv1", bs: int = 4, precision: str = "fp32",
+                 reports: Path | None = None) -> Path:
+    """A report built by `npuzoo.report write` from the pieces the pipeline makes (an int8
+    run's `fp32_speedup` from the reports in `reports`)."""
     run = tmp_path / tag
     (run / "perf").mkdir(parents=True)
     full = images == 50000
@@ -314,11 +316,16 @@ def built_report(tmp_path: Path, top1: float, top5: float, images: int = 50000,
     (run / "perf_summary.json").write_text(json.dumps({
         "throughput": throughput, "npu_compute_time_list": times,
         "NPU_compute_time": {"count": 5}}))
+    (run / "extra.json").write_text(json.dumps({"backend": {
+        "name": "onnxruntime", "version": "1", **({"precision": precision} if precision != "fp32"
+                                                  else {})}}))
     out = run / "report.json"
     proc = run_report("write", "--model", model, "--soc", "cpu", "--bs", bs,
                       "--dataset", run / "dataset.json", "--weights", run / "weights.json",
                       "--accuracy", run / "accuracy.json", "--perf-dir", run,
-                      "--perf-dirname", "perf", "--loop", 5, "--warmup", 1, "--out", out)
+                      "--perf-dirname", "perf", "--loop", 5, "--warmup", 1, "--out", out,
+                      *(["--extra", run / "extra.json"] if precision != "fp32" else []),
+                      env={"NPUZOO_REPORTS_DIR": str(reports)} if reports else None)
     assert proc.returncode == 0, proc.stderr
     return out
 

@@ -451,3 +451,15 @@ def test_a_plan_manifest_holds_every_field_report_write_reads(tmp_path):
                                                        "accuracy", "perf_dir", "loop", "warmup"))
     assert (args.variant, args.engine) == ("int8-onnxruntime", "onnxruntime")
     assert args.fp32_model == run_plan.paths()["ONNX"] and args.extra.endswith("backend-int8.json")
+    # every int8 run, tuned or not, on either engine, gives `write` what int8_agreement needs
+    # (the fp32 export, the results and the images they came from); an fp32 run gives none
+    import dataclasses
+
+    for engine, tuned, streams in (("openvino", True, 0), ("openvino", False, 2),
+                                   ("onnxruntime", True, 0), ("onnxruntime", False, 1)):
+        found = dataclasses.replace(run_plan, engine=engine, tuned=tuned, streams=streams)
+        paths, manifest = found.paths(), found.manifest()
+        assert manifest["fp32_model"] == paths["ONNX"] != paths["COMPILE_SOURCE"]
+        assert (manifest["results_dir"], manifest["prep_dir"]) == \
+            (f"{paths['OUT_DIR']}/results", paths["PREP_DIR"])
+    assert dataclasses.replace(run_plan, precision="fp32").manifest()["fp32_model"] is None

@@ -543,7 +543,41 @@ def test_an_int8_row_shows_its_speed_up_and_accuracy_drop_beside_fp32(zoo):
     text = readme.render_model("mobilenetv1", str(models), str(reports_dir))
     assert "#### cpu int8-onnxruntime (ONNX Runtime): Test CPU (2 cores)" in text
     [row] = [line for line in text.splitlines() if "150.0" in line]
-    assert "1.50× fp32 (100.0); top-1 -0.50 pts" in row
+    assert cells(row)[2].strip() == "1.50× fp32 (100.0); top-1 -0.50 pts"
+
+    # the agreement with fp32 on the run's first images, beside the speed-up
+    int8["int8_agreement"] = {"images": 200, "top1": 98.5, "top5": 100.0,
+                              "max_abs_logit_error": 0.41234, "mean_abs_logit_error": 0.05}
+    path.write_text(json.dumps(int8))
+    text = readme.render_model("mobilenetv1", str(models), str(reports_dir))
+    [row] = [line for line in text.splitlines() if "150.0" in line]
+    assert cells(row)[2].strip() == ("1.50× fp32 (100.0); top-1 -0.50 pts; agrees top-1 98.5%, "
+                             "top-5 100%, max \\|Δ\\| 0.412")
+    os.unlink(reports_dir / "mobilenetv1" / "cpu_bs4.json")  # no fp32 run: the agreement alone
+    int8["int8_agreement"].update(top5="all")  # not a number: left out (one warning)
+    path.write_text(json.dumps(int8))
+    text = readme.render_model("mobilenetv1", str(models), str(reports_dir))
+    [row] = [line for line in text.splitlines() if "150.0" in line]
+    assert cells(row)[2].strip() == "agrees top-1 98.5%, max \\|Δ\\| 0.412"
+
+
+def test_the_agreement_changes_only_its_int8_row_of_the_committed_reports(tmp_path):
+    """The committed reports rendered as committed, then with `int8_agreement` added to one
+    int8 report: that row alone changes, by the agreement after its speed-up."""
+    reports_dir = tmp_path / "reports"
+    shutil.copytree(Path(config.REPO_ROOT, "reports", "mobilenetv1"), reports_dir / "mobilenetv1")
+    before = readme.render_model("mobilenetv1", config.MODELS_DIR, str(reports_dir))
+    path = reports_dir / "mobilenetv1" / "int8" / "cpu_bs4.json"
+    data = json.loads(path.read_text())
+    data["int8_agreement"] = {"images": 200, "top1": 97.0, "top5": 99.5,
+                              "max_abs_logit_error": 1.5, "mean_abs_logit_error": 0.1}
+    path.write_text(json.dumps(data))
+    after = readme.render_model("mobilenetv1", config.MODELS_DIR, str(reports_dir))
+    [(removed, added)] = changed_lines({"model": before}, {"model": after}).values()
+    assert len(removed) == len(added) == 1 and removed[0].startswith("| **4** ★ | 805.6 |")
+    old, new = cells(removed[0]), cells(added[0])
+    assert new[2] == old[2].rstrip() + "; agrees top-1 97%, top-5 99.5%, max \\|Δ\\| 1.5 "
+    assert new[:2] + new[3:] == old[:2] + old[3:]
 
 
 def test_an_int8_row_on_another_engine_prefers_that_engines_fp32_and_else_names_the_other(zoo):

@@ -13,7 +13,7 @@ from npuzoo.bench import load
 from npuzoo.errors import UserError
 from npuzoo.report import compare, pieces
 
-from helpers import W, built_report, classifier, images, run_api, run_report
+from helpers import W, built_report, classifier, images, make_report, run_api, run_report
 
 LAYOUTS = [{"engine": "openvino", "streams": 1, "threads_per_stream": 2, "hint": None},
            {"engine": "onnxruntime", "streams": 2, "threads_per_stream": 1, "hint": None},
@@ -321,6 +321,58 @@ def test_int8_agreement_compares_the_run_logits_with_the_fp32_model(tmp_path):
     (prep / "img00.bin").write_bytes(b"\0" * 8)
     with pytest.raises(UserError, match=r"img00.bin: not a float32"):
         agreement.agreement(str(model), str(prep), str(results), names)
+
+
+def test_an_int8_report_gives_its_speed_up_over_the_fp32_report_of_the_same_run(tmp_path):
+    """`write` of an int8 run reads reports/ for the fp32 run of its machine, images, weights,
+    setup and batch size; with none, the field says so and what to run, and `write` succeeds."""
+    reports = tmp_path / "reports"
+    fp32 = built_report(tmp_path, 0.3, 1.0, images=300, weights="random", throughput=100.0,
+                        tag="fp32")
+    dest = reports / "mobilenetv1" / "cpu_bs4.json"
+    assert run_report("publish", fp32, dest).returncode == 0
+    kwargs = dict(images=300, weights="random", throughput=250.0, precision="int8",
+                  reports=reports)
+    int8 = json.loads(built_report(tmp_path, 0.3, 1.0, tag="int8", **kwargs).read_text())
+    assert int8["fp32_speedup"] == {"ratio": 2.5, "fp32": {
+        "path": str(dest), "throughput": 100.0, "engine": "onnxruntime",
+        "timestamp": json.loads(dest.read_text())["timestamp"]}}
+
+    alone = json.loads(built_report(tmp_path, 0.3, 1.0, tag="bs1", bs=1, **kwargs).read_text())
+    assert alone["fp32_speedup"] == {
+        "ratio": None, "fp32": None,
+        "reason": f"no fp32 report in {reports / 'mobilenetv1'}/ of this machine, images, "
+                  "weights, setup and batch size",
+        "run": "make mobilenetv1 BS=1 N=300 WEIGHTS=random STREAMS=1 LOOP=5 with this run's DATA"}
+    assert "fp32_speedup" not in json.loads(fp32.read_text())  # an fp32 run has none
+
+
+def test_the_speed_up_never_compares_another_machine_batch_size_weights_or_setup(tmp_path):
+    from npuzoo.report.agreement import fp32_speedup
+
+    folder = tmp_path / "mobilenetv1"
+    folder.mkdir()
+    int8 = dict(make_report("mobilenetv1", "cpu", 4, 300.0), variant="int8",
+                backend={"name": "openvino", "version": "1", "precision": "int8"})
+    others = {"machine": dict(device="AMD EPYC (2 cores)",
+                              machine=history.fingerprint("cpu", "AMD EPYC (2 cores)")),
+              "bs": dict(batch_size=16), "weights": dict(weights={"source": "published",
+                                                                 "sha256": "ab" * 32}),
+              "images": dict(dataset=dict(int8["dataset"], images=100)),
+              "setup": dict(perf=dict(int8["perf"], streams=2)),
+              "aipp": dict(variant="aipp", backend={"name": "onnxruntime", "aipp": True}),
+              "int8": dict(variant="int8-onnxruntime", backend=dict(int8["backend"],
+                                                                   name="onnxruntime"))}
+    for name, change in others.items():
+        fp32 = {**make_report("mobilenetv1", "cpu", 4, 100.0), **change}
+        (folder / f"cpu_bs4.{name}.json").write_text(json.dumps(fp32))
+    found = fp32_speedup(int8, str(tmp_path))
+    assert found["fp32"] is None and found["run"].startswith("make mobilenetv1 BS=4 N=300")
+
+    (folder / "cpu_bs4.json").write_text(json.dumps(make_report("mobilenetv1", "cpu", 4, 120.0)))
+    found = fp32_speedup(int8, str(tmp_path))  # on ONNX Runtime: the only fp32 run there is
+    assert (found["ratio"], found["fp32"]["engine"]) == (2.5, "onnxruntime")
+    assert found["fp32"]["path"] == str(folder / "cpu_bs4.json")
 
 
 def test_an_openvino_error_says_what_failed_not_where():

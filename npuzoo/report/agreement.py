@@ -1,13 +1,17 @@
-"""`int8_agreement`: how far an int8 run's logits are from the fp32 export's on its first
-images (`write --fp32-model`)."""
+"""An int8 run against fp32 (`write --fp32-model`): `int8_agreement`, how far its logits are
+from the fp32 export's on its first images, and `fp32_speedup`, its throughput over the matching
+fp32 report's in reports/ (history.fp32_twin)."""
 
 import os
 from typing import Any
 
 import numpy as np
 
+from npuzoo import config, history
 from npuzoo.errors import UserError
 from npuzoo.report.pieces import RESULT_SUFFIX, read_logits
+from npuzoo.report.read import model_reports
+from npuzoo.variables import CPU_PERF
 
 IMAGES = 200   # the run's first images compared with fp32: a bounded extra pass
 BATCH = 8
@@ -61,3 +65,47 @@ def agreement(fp32_model: str, prep_dir: str, results_dir: str, names: list[str]
             "mean_abs_logit_error": round(float(error.mean()), 5),
             "reference": f"fp32 export ({os.path.basename(fp32_model)}) on ONNX Runtime, "
                          f"the run's first {len(names)} images"}
+
+
+def _fp32_run(report: dict[str, Any]) -> str:
+    """The `make` line whose report fp32_twin would match: this batch size, images, weights
+    and setup, without PRECISION."""
+    dataset, perf = report.get("dataset") or {}, report.get("perf") or {}
+    words = [f"make {report.get('model')} BS={report.get('batch_size')}"]
+    if dataset.get("subset") and isinstance(dataset.get("images"), int):
+        words.append(f"N={dataset['images']}")
+    source = (report.get("weights") or {}).get("source")
+    words += ["WEIGHTS=random"] * (source == "random")
+    if not history.tuned(report):  # a fixed layout: the same streams, untuned
+        words.append(f"STREAMS={perf.get('streams') or 1}")
+    if perf.get("loop") not in (None, CPU_PERF["loop"]):
+        words.append(f"LOOP={perf['loop']}")
+    if perf.get("loop_seconds") not in (None, CPU_PERF["seconds"]):
+        words.append(f"PERF_SECONDS={perf['loop_seconds']:g}")
+    return " ".join(words) + " with this run's DATA" + \
+        (" and WEIGHTS" if source not in ("random", "published") else "")
+
+
+def _shown(path: str) -> str:
+    """`path` relative to the repository when inside it (`reports/...`), else absolute."""
+    relative = os.path.relpath(os.path.abspath(path), config.REPO_ROOT)
+    return os.path.abspath(path) if relative.startswith("..") else relative
+
+
+def fp32_speedup(report: dict[str, Any], reports_dir: str) -> dict[str, Any]:
+    """The int8 run's throughput over its fp32 twin's among the current reports of
+    `reports_dir`/<model>/; when there is none, why and what to run."""
+    folder = os.path.join(reports_dir, str(report.get("model")))
+    found = model_reports(reports_dir, str(report.get("model")))
+    twin = history.fp32_twin(report, [r for _, r in found])
+    if twin is None:
+        return {"ratio": None, "fp32": None, "reason": f"no fp32 report in {_shown(folder)}/ "
+                "of this machine, images, weights, setup and batch size",
+                "run": _fp32_run(report)}
+    path = next(p for p, r in found if r is twin)
+    speed = (report.get("perf") or {}).get("throughput")
+    base = (twin.get("perf") or {}).get("throughput")
+    return {"ratio": round(speed / base, 3) if speed and base else None,
+            "fp32": {"path": _shown(path), "throughput": base,
+                     "engine": (twin.get("backend") or {}).get("name"),
+                     "timestamp": twin.get("timestamp")}}

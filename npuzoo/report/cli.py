@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from npuzoo import history
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write
 from npuzoo.report import pieces
@@ -140,6 +141,19 @@ def _int8_agreement(args: argparse.Namespace, report: Json, results: list[str]) 
           + ("" if found["meaningful"] else " (random weights: not meaningful)"))
 
 
+def _fp32_speedup(report: Json) -> None:
+    from npuzoo.report.agreement import fp32_speedup
+
+    found = report["fp32_speedup"] = fp32_speedup(report, REPORTS_DIR)
+    fp32 = found["fp32"]
+    if fp32 is None:
+        print(f"{report['backend'].get('precision')}: {found['reason']}; for the speed-up over "
+              f"fp32 run `{found['run']}`")
+    elif found["ratio"] is not None:
+        print(f"{report['backend'].get('precision')}: {found['ratio']:.2f}x fp32 "
+              f"({fp32['throughput']:.1f} images/s on {fp32['engine']}, {fp32['path']})")
+
+
 def write(args: argparse.Namespace) -> None:
     from_manifest(args)
     summary = pieces.read_bench_summary(args.perf_dir, args.perf_dirname or "perf")
@@ -158,6 +172,8 @@ def write(args: argparse.Namespace) -> None:
                    else None, output_check=check, **extra)
     if args.fp32_model and results:
         _int8_agreement(args, report, results)
+    if history.precision(report) != "fp32":
+        _fp32_speedup(report)
     if args.steps:
         from npuzoo import steps
 

@@ -40,6 +40,12 @@ SCHEMA: Json = {
                                    "hint": STR}, "candidates": ANY},
              "load": {"contended": BOOL}},
     "environment": {},
+    # int8 runs (npuzoo/report/agreement.py); reports before them lack these
+    "int8_agreement": {"images": INT, "top1": NUMBER, "top5": NUMBER,
+                       "max_abs_logit_error": NUMBER, "mean_abs_logit_error": NUMBER,
+                       "reference": STR, "meaningful": BOOL},
+    "fp32_speedup": {"ratio": NUMBER, "reason": STR, "run": STR,
+                     "fp32": {"path": STR, "throughput": NUMBER, "engine": STR, "timestamp": STR}},
     "comparison": {"against": STR, "threshold": NUMBER, "spread": NUMBER,
                    "previous": {"timestamp": STR, "commit": STR, "throughput": NUMBER,
                                 "top1": NUMBER, "top5": NUMBER, "weights": STR, "spread": NUMBER,
