@@ -591,8 +591,9 @@ def test_an_int8_run_records_its_precision_and_calibration(scratch, tmp_path):
     assert agreement["meaningful"] is False and "random weights: not meaningful" in result.stdout
     speedup = report["fp32_speedup"]  # no fp32 run of these images yet: what to run instead
     assert speedup["ratio"] is None and speedup["fp32"] is None
-    assert speedup["run"].startswith("make mobilenetv1 BS=1 N=5 WEIGHTS=random STREAMS=")
-    assert f"for the speed-up over fp32 run `{speedup['run']}`" in result.stdout
+    assert speedup["run"].startswith("make mobilenetv1 DATA=<this run's DATA> BS=1 N=5 "
+                                     "WEIGHTS=random STREAMS=")
+    assert f"run `{speedup['run']}` for the speed-up over fp32" in result.stdout
 
     # The same quantised graph on ONNX Runtime: its own variant, and the report names the
     # engine that ran it (the runner's summary), not the int8 step's --extra default.

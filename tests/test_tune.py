@@ -343,7 +343,8 @@ def test_an_int8_report_gives_its_speed_up_over_the_fp32_report_of_the_same_run(
         "ratio": None, "fp32": None,
         "reason": f"no fp32 report in {reports / 'mobilenetv1'}/ of this machine, images, "
                   "weights, setup and batch size",
-        "run": "make mobilenetv1 BS=1 N=300 WEIGHTS=random STREAMS=1 LOOP=5 with this run's DATA"}
+        "run": "make mobilenetv1 DATA=<this run's DATA> BS=1 N=300 WEIGHTS=random STREAMS=1 "
+               "LOOP=5"}
     assert "fp32_speedup" not in json.loads(fp32.read_text())  # an fp32 run has none
 
 
@@ -367,7 +368,8 @@ def test_the_speed_up_never_compares_another_machine_batch_size_weights_or_setup
         fp32 = {**make_report("mobilenetv1", "cpu", 4, 100.0), **change}
         (folder / f"cpu_bs4.{name}.json").write_text(json.dumps(fp32))
     found = fp32_speedup(int8, str(tmp_path))
-    assert found["fp32"] is None and found["run"].startswith("make mobilenetv1 BS=4 N=300")
+    assert found["fp32"] is None and found["run"].startswith(
+        "make mobilenetv1 DATA=<this run's DATA> BS=4 N=300 WEIGHTS=random STREAMS=1")
 
     (folder / "cpu_bs4.json").write_text(json.dumps(make_report("mobilenetv1", "cpu", 4, 120.0)))
     found = fp32_speedup(int8, str(tmp_path))  # on ONNX Runtime: the only fp32 run there is

@@ -71,7 +71,7 @@ def _fp32_run(report: dict[str, Any]) -> str:
     """The `make` line whose report fp32_twin would match: this batch size, images, weights
     and setup, without PRECISION."""
     dataset, perf = report.get("dataset") or {}, report.get("perf") or {}
-    words = [f"make {report.get('model')} BS={report.get('batch_size')}"]
+    words = [f"make {report.get('model')} DATA=<this run's DATA> BS={report.get('batch_size')}"]
     if dataset.get("subset") and isinstance(dataset.get("images"), int):
         words.append(f"N={dataset['images']}")
     source = (report.get("weights") or {}).get("source")
@@ -82,8 +82,8 @@ def _fp32_run(report: dict[str, Any]) -> str:
         words.append(f"LOOP={perf['loop']}")
     if perf.get("loop_seconds") not in (None, CPU_PERF["seconds"]):
         words.append(f"PERF_SECONDS={perf['loop_seconds']:g}")
-    return " ".join(words) + " with this run's DATA" + \
-        (" and WEIGHTS" if source not in ("random", "published") else "")
+    words += ["WEIGHTS=<this run's WEIGHTS>"] * (source not in ("random", "published"))
+    return " ".join(words)
 
 
 def _shown(path: str) -> str:

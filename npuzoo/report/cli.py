@@ -147,8 +147,8 @@ def _fp32_speedup(report: Json) -> None:
     found = report["fp32_speedup"] = fp32_speedup(report, REPORTS_DIR)
     fp32 = found["fp32"]
     if fp32 is None:
-        print(f"{report['backend'].get('precision')}: {found['reason']}; for the speed-up over "
-              f"fp32 run `{found['run']}`")
+        print(f"{report['backend'].get('precision')}: {found['reason']}; run `{found['run']}` "
+              "for the speed-up over fp32")
     elif found["ratio"] is not None:
         print(f"{report['backend'].get('precision')}: {found['ratio']:.2f}x fp32 "
               f"({fp32['throughput']:.1f} images/s on {fp32['engine']}, {fp32['path']})")
