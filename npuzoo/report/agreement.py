@@ -1,6 +1,6 @@
 """An int8 run against fp32 (`write --fp32-model`): `int8_agreement`, how far its logits are
 from the fp32 export's on its first images, and `fp32_speedup`, its throughput over the matching
-fp32 report's in reports/ (history.fp32_twin)."""
+fp32 report's in reports/ (history.fp32_twin); `compare` also serves benchmarks/bench_int8.py."""
 
 import os
 from typing import Any
@@ -42,11 +42,22 @@ def _fp32_logits(fp32_model: str, prep_dir: str, names: list[str]) -> np.ndarray
     return np.concatenate(found)
 
 
+def compare(fp32: np.ndarray, int8: np.ndarray) -> dict[str, float]:
+    """Logits of the same images (one row each) from the fp32 and the int8 graph: top1 = % of
+    images with the same top class, top5 = % whose fp32 top class is among the int8 top 5, the
+    largest and mean absolute logit difference."""
+    top = fp32.argmax(axis=1)
+    top5 = np.argsort(-int8, axis=1)[:, :5]
+    error = np.abs(int8 - fp32)
+    return {"top1": round(float((int8.argmax(axis=1) == top).mean() * 100), 2),
+            "top5": round(float((top5 == top[:, None]).any(axis=1).mean() * 100), 2),
+            "max_abs_logit_error": round(float(error.max()), 5),
+            "mean_abs_logit_error": round(float(error.mean()), 5)}
+
+
 def agreement(fp32_model: str, prep_dir: str, results_dir: str, names: list[str],
               limit: int = IMAGES) -> dict[str, Any]:
-    """On the first `limit` result files `names`: top1 = % of images with the same top class,
-    top5 = % whose fp32 top class is among the int8 top 5, the largest and mean absolute
-    logit difference."""
+    """`compare` on the first `limit` result files `names`."""
     names = sorted(names)[:limit]
     if not names:
         raise UserError(f"{results_dir}: no result files to compare with the fp32 model")
@@ -55,14 +66,7 @@ def agreement(fp32_model: str, prep_dir: str, results_dir: str, names: list[str]
     if int8.shape != fp32.shape:
         raise UserError(f"{results_dir}: logits of shape {int8.shape[1:]}, the fp32 model "
                         f"gives {fp32.shape[1:]}; rerun the inference step")
-    top = fp32.argmax(axis=1)
-    top5 = np.argsort(-int8, axis=1)[:, :5]
-    error = np.abs(int8 - fp32)
-    return {"images": len(names),
-            "top1": round(float((int8.argmax(axis=1) == top).mean() * 100), 2),
-            "top5": round(float((top5 == top[:, None]).any(axis=1).mean() * 100), 2),
-            "max_abs_logit_error": round(float(error.max()), 5),
-            "mean_abs_logit_error": round(float(error.mean()), 5),
+    return {"images": len(names), **compare(fp32, int8),
             "reference": f"fp32 export ({os.path.basename(fp32_model)}) on ONNX Runtime, "
                          f"the run's first {len(names)} images"}
 
