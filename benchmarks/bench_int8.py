@@ -62,6 +62,7 @@ rerun); the defaults (3 rounds of 1 s at BS 1, 4, 16) keep all five near 20 minu
 """
 
 import argparse
+import contextlib
 import datetime
 import glob
 import hashlib
@@ -110,10 +111,8 @@ RULE = (f"per engine the quantiser whose int8/fp32 speed ratio (geometric mean o
 def versions():
     import importlib.metadata
     found = be.versions()
-    try:
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
         found["nncf"] = importlib.metadata.version("nncf")
-    except importlib.metadata.PackageNotFoundError:
-        pass
     return found
 
 
@@ -169,6 +168,7 @@ def quantised(name, fp32_path, method, calib_dir, hashes):
     if os.path.isfile(path):
         return path, None
     print(f"  {name}: quantising with {method}", flush=True)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     start = time.perf_counter()
     quantize.quantize(fp32_path, calib_dir, path, method)
     return path, round(time.perf_counter() - start, 1)
@@ -199,7 +199,7 @@ def logits(name, graph, engine, prep_dir, shape, threads, hashes):
     files = sorted(glob.glob(os.path.join(prep_dir, "*.bin")))
     found = []
     for start in range(0, len(files), BATCH):
-        chunk = [np.fromfile(f, dtype=np.float32).reshape(shape) for f in files[start:start + BATCH]]
+        chunk = [np.fromfile(f, np.float32).reshape(shape) for f in files[start:start + BATCH]]
         batch = np.zeros([BATCH, *shape], np.float32)   # the last one padded: a static shape
         batch[:len(chunk)] = chunk
         found.append(run(batch).reshape(BATCH, -1)[:len(chunk)])

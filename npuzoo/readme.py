@@ -501,6 +501,69 @@ def engines_context(path: str) -> list[dict[str, Any]] | None:
         return None
 
 
+# -- "int8 against fp32" (benchmarks/bench_int8.py's JSON) ---------------------------------
+
+INT8_JSON = os.path.join("benchmarks", "results", "int8.json")  # under the README's root
+QUANTIZER_LABEL = {"onnxruntime": "ONNX Runtime QDQ", "nncf": "NNCF"}
+
+
+def _int8_label(key: str) -> str:
+    """`<quantiser>/<engine>` or an engine, named from the fixed tables (else "?")."""
+    quantiser, _, engine = key.rpartition("/")
+    where = ENGINE_PLAIN.get(engine, "?")
+    return f"{QUANTIZER_LABEL.get(quantiser, '?')} on {where}" if quantiser else where
+
+
+def _int8_row(name: str, block: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    fp32, key = row["fp32_best"], row["int8_best"]
+    int8, agree = row["int8"][key], block["agreement"][key]
+    mark = "" if block.get("agreement_meaningful") else f" {RANDOM_MARK}"
+    return {"model": markdown_text(name), "bs": fmt(row["bs"], 0),
+            "fp32": f"{fmt(row['fp32'][fp32]['images_per_s'])} ({_int8_label(fp32)})",
+            "int8": f"{fmt(int8['images_per_s'])}{_dagger(int8)} ({_int8_label(key)})",
+            "ratio": f"{fmt(int8['vs_fastest_fp32'], 2)}×",
+            "same": f"{fmt(int8['vs_fp32_same_engine'], 2)}×",
+            "agreement": f"{fmt(agree['top1'])}% / {fmt(agree['top5'])}%{mark}",
+            "error": f"{float(agree['max_abs_logit_error']):.3g}"}
+
+
+def _int8_machine(key: str, results: dict[str, Any]) -> dict[str, Any]:
+    blocks = results["models"]
+    rows = [_int8_row(name, block, row) for name, block in blocks.items()
+            for row in block["rows"] if row.get("fp32_best") and row.get("int8_best")]
+    notes = [markdown_text(
+        f"{name}: {b.get('date', '?')}, commit {b.get('commit') or '?'}, " + ", ".join(
+            f"{k} {v}" for k, v in (b.get("versions") or {}).items()
+            if k in ("onnxruntime", "openvino", "nncf"))
+        + f"; {b['settings']['rounds']} round{'' if b['settings']['rounds'] == 1 else 's'} of "
+          f"{b['settings']['seconds']} s; "
+          f"{b['settings']['calib']} calibration and {b['settings']['eval']} agreement images; "
+          f"{b.get('weights', '?')}; {b.get('contended_measurements', '?')} of "
+          f"{b.get('measurements', '?')} measurements contended") for name, b in blocks.items()]
+    choices = ((results.get("recommendation") or {}).get("engines") or {}).items()
+    return {"machine": markdown_text(key), "rows": rows, "notes": notes,
+            "untrusted": any("†" in row["int8"] for row in rows),
+            "random": any(not b.get("agreement_meaningful") for b in blocks.values()),
+            "choices": [f"on {_int8_label(engine)}: {QUANTIZER_LABEL.get(r['choice'], '?')} "
+                        f"({markdown_text(r.get('reason', ''))})" for engine, r in choices]}
+
+
+def int8_context(path: str) -> list[dict[str, Any]] | None:
+    """The README's "int8 against fp32" tables, one per machine, from the JSON that
+    benchmarks/bench_int8.py writes, or None when there is none (or it cannot be read: one
+    warning line)."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return [_int8_machine(key, results)
+                    for key, results in json.load(handle)["machines"].items()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        print(f"warning: {path}: not readable as the int8 benchmark's JSON ({err}); its README "
+              "table is left out", file=sys.stderr)
+        return None
+
+
 # -- plots ---------------------------------------------------------------------------------
 
 # Eight lines at most are told apart by colour and marker alike (the reference: grey, dashed).
@@ -632,6 +695,7 @@ def render_top(models_dir: str = config.MODELS_DIR, reports_dir: str = reports.R
     return render(templates_dir, TOP_TEMPLATE, {
         **top_context(models_dir, reports_dir),
         "engines": engines_context(os.path.join(root, ENGINES_JSON)),
+        "int8": int8_context(os.path.join(root, INT8_JSON)),
         "variables": [v for v in variables.VARIABLES if {"model", "sweep"} & set(v.targets)
                       and v.kind in ("value", "environment") and "venv" not in v.targets]})
 
