@@ -48,8 +48,8 @@ The better quantiser per engine (RULE): the faster one, by the geometric mean ov
 and batch sizes of its int8 / fp32 ratio on that engine, unless its mean top-1 agreement over
 the models with real weights is more than AGREEMENT_MARGIN points below the other's (clearly
 worse: beyond the sampling noise of 200 images per model), then the other; speeds within
-SPEED_TIE of each other: the better top-1 agreement there. Printed as the recommendation for
-npuzoo.config.INT8_QUANTIZER (the quantiser of INT8_BACKEND's engine).
+SPEED_TIE of each other: the better top-1 agreement there. Printed (and kept) as the
+recommendation for npuzoo.config.INT8_QUANTIZER, the quantiser per engine.
 
 Writes benchmarks/results/int8.json (--out; --no-write to skip), per machine like engines.json:
 a run replaces the blocks of the models it measured on this machine and keeps every other
@@ -371,7 +371,8 @@ def recommend(models):
             elif speed[other] >= speed[choice] * (1 - SPEED_TIE) and top1[other] > top1[choice]:
                 choice, reason = other, "speed within the tie, better top-1 agreement"
         found[engine] = {"choice": choice, "speed_vs_fp32": speed, "top1": top1, "reason": reason}
-    return {"rule": RULE, "engines": found}
+    return {"rule": RULE, "engines": found,   # in npuzoo.config.INT8_QUANTIZER's form
+            "int8_quantizer": {ENGINE_PACKAGE[e]: r["choice"] for e, r in found.items()}}
 
 
 # == output ===================================================================================
@@ -430,10 +431,9 @@ def print_recommendation(recommendation):
             engine, r["choice"], r["reason"],
             ", ".join(f"{q} {v:.2f}x" for q, v in r["speed_vs_fp32"].items()),
             ", ".join(f"{q} {v:.1f}%" for q, v in r["top1"].items()) or "not used"))
-    backend = {"onnxruntime": "ort", "openvino": "openvino"}[config.INT8_BACKEND]
-    if backend in recommendation["engines"]:
-        print("recommendation for npuzoo.config.INT8_QUANTIZER (INT8_BACKEND {}): {}".format(
-            config.INT8_BACKEND, recommendation["engines"][backend]["choice"]))
+    print("recommendation for npuzoo.config.INT8_QUANTIZER: {} (now: {})".format(
+        json.dumps(recommendation["int8_quantizer"]),
+        json.dumps(getattr(config, "INT8_QUANTIZER", None))))
 
 
 def parse_args(argv):

@@ -156,8 +156,10 @@ def test_json_per_machine_agreement_and_readme(stubbed, tmp_path, monkeypatch, c
     choice = first["machines"][key]["recommendation"]["engines"]
     assert choice["openvino"]["choice"] == "nncf" and choice["ort"]["choice"] == "onnxruntime"
     printed = capsys.readouterr().out
-    assert "recommendation for npuzoo.config.INT8_QUANTIZER (INT8_BACKEND openvino): nncf" \
-        in printed
+    assert ('recommendation for npuzoo.config.INT8_QUANTIZER: {"openvino": "nncf", '
+            '"onnxruntime": "onnxruntime"}') in printed
+    assert first["machines"][key]["recommendation"]["int8_quantizer"] == {
+        "openvino": "nncf", "onnxruntime": "onnxruntime"}
     assert sorted(bi.quantised_calls) == ["nncf", "onnxruntime"]
 
     # a second machine adds its block; a rerun on the first adds a model and keeps the other
