@@ -56,9 +56,10 @@ a run replaces the blocks of the models it measured on this machine and keeps ev
 block, another machine's included. `make readme` renders one "int8 against fp32" table per
 machine.
 
-Time (2 CPUs, AMD EPYC): about 25 s for MobileNetV1 and 3-6 minutes for each of the big four
-from scratch (quantising twice and the agreement passes about half of it, cached for a
-rerun); the defaults (3 rounds of 1 s at BS 1, 4, 16) keep all five near 20 minutes.
+Time, estimated for a 2-CPU AMD EPYC from the engines benchmark's fp32 speeds there: about 2
+minutes for MobileNetV1 and 3-7 for each of the big four (DPN131 the longest), 20-25 for all
+five from scratch, of which quantising and the agreement passes (cached) take about half: a
+rerun takes 10-12. Runs of a few models each add up to the same table.
 """
 
 import argparse
