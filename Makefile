@@ -30,7 +30,7 @@ override MODEL_NAMES := $(sort $(patsubst models/%/model.yaml,%,$(wildcard model
 # list against it) reach npuzoo.run verbatim and are checked there, in one place: Make never
 # expands them (mk/outside.mk) nor exports them under their own names. No recipe below splices
 # one in.
-override USER_VARIABLES := BS SOC DATA N WEIGHTS RUNNER DEVICE LOOP WARMUP AIPP PRECISION CALIB \
+override USER_VARIABLES := BS SOC DATA N WEIGHTS RUNNER DEVICE LOOP WARMUP AIPP PRECISION QUANTIZER CALIB \
   CALIB_DATA BACKEND STREAMS TUNE PERF_SECONDS FORCE STRICT MODELS SHARDS TORCH_INDEX
 $(foreach v,$(USER_VARIABLES),$(if $(filter undefined,$(origin $(v))),,$(eval export NPUZOO_$(v) := $$(value $(v)))))
 # The images' settings (kind "docker"; mk/docker.mk checks them) reach the image builds that

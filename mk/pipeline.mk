@@ -21,7 +21,8 @@
 #   refs/                             links to the shared sets below that this model uses
 #   src/upstream, src/source.json     patched upstream tree and its record (tree hash)
 #   onnx/<weights id>/<model>.onnx    export, once per model and weights (+ .sha256: its seal)
-#   onnx/<weights id>/<model>_int8-<calib prep key>.onnx    PRECISION=int8: the quantised export
+#   onnx/<weights id>/<model>_int8-<quantiser>-<calib prep key>.onnx    PRECISION=int8: the
+#                                     quantised export (quantiser: npuzoo.plan.QUANTIZER_WORDS)
 #   <SOC>/<weights id>/<model>_bs<BS><variant>[_portable].onnx|.om   compiled, per chip and BS
 #   <SOC>/<weights id>/bs<BS><variant>/backend.json          Ascend: CANN/driver/ais_bench versions
 #   <SOC>/<weights id>/bs<BS><variant>/perf-loop<L>-warmup<W>[-streams<S>][-<P>s][-tuned]/
@@ -31,7 +32,8 @@
 # build/prep/<prep key>/*.bin         preprocessed once per key, shared by runs (npuzoo/store.py)
 # and reports/<model>/[<variant>/]<SOC>_bs<BS>.json, published from report.json.
 # <variant> (npuzoo.plan.variant_label): empty for the model's own run, else `aipp`, `int8`,
-# the engine when not the run's own (`openvino`, `int8-onnxruntime`); in build/ names `_`-joined.
+# int8's quantiser when not the engine's (`int8-nncf`), the engine when not the run's own
+# (`openvino`, `int8-onnxruntime`); in build/ names `_`-joined, int8's quantiser always named.
 #
 # AIPP=1: preprocess.py --uint8 writes raw uint8 HWC files (a prep key of its own, a quarter of
 # the float32 size) and build/<model>/aipp.cfg (from model.yaml) moves the normalisation into
@@ -154,7 +156,7 @@ $(AIPP_CFG): $(MODEL_DIR)/model.yaml npuzoo/aipp.py
 	$(RUN_BASE) $(PYRUN) -m npuzoo.aipp config $(MODEL) $@
 endif
 
-# -- PRECISION=int8 (CPU): the export quantised statically (npuzoo/quantize.py) ------------------
+# -- PRECISION=int8 (CPU): the export quantised statically (npuzoo/quantize.py, QUANTIZER) -------
 # Calibrated on CALIB images that are not evaluated: DATA's labelled images after the first N
 # (offset CALIB_OFFSET), or the first CALIB of CALIB_DATA; npuzoo/run.py identifies them by
 # content like the evaluation set, and they are selected and preprocessed the same way.
@@ -171,7 +173,8 @@ $(CALIB_PREP_DIR)/.done: $(CALIB_DATASET_DIR)/dataset.json
 
 $(COMPILE_SOURCE): $(ONNX) $(CALIB_PREP_DIR)/.done npuzoo/quantize.py
 	$(CHECK) $(ONNX)
-	$(call STEP,quantize) $(RUN_INFER) $(PYRUN) -m npuzoo.quantize model $(ONNX) $(CALIB_PREP_DIR) $@
+	$(call STEP,quantize) $(RUN_INFER) $(PYRUN) -m npuzoo.quantize model $(ONNX) $(CALIB_PREP_DIR) $@ \
+	  --method $(QUANTIZER)
 	$(SEAL) $@
 endif
 
@@ -245,7 +248,7 @@ $(REPORT_EXTRA): $(BACKEND_JSON)
 	$(RUN_INFER) $(PYRUN) -m npuzoo.aipp backend $@$(if $(BACKEND_JSON), --base $(BACKEND_JSON))
 else ifneq ($(INT8),)
 $(REPORT_EXTRA): $(CALIB_DATASET_DIR)/dataset.json
-	$(RUN_INFER) $(PYRUN) -m npuzoo.quantize backend $@ --calibration $<
+	$(RUN_INFER) $(PYRUN) -m npuzoo.quantize backend $@ --calibration $< --method $(QUANTIZER)
 endif
 
 # The manifest (the plan's report fields: paths under build/, validated values, the variant

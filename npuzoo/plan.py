@@ -18,7 +18,7 @@ import os
 import re
 from typing import Any
 
-from npuzoo.config import BACKEND_LABELS
+from npuzoo.config import BACKEND_LABELS, INT8_QUANTIZER
 from npuzoo.files import atomic_write
 
 ASCEND_ENGINE = "ais_bench"  # an Ascend chip runs the compiled .om with ais_bench
@@ -27,11 +27,20 @@ ASCEND_ENGINE = "ais_bench"  # an Ascend chip runs the compiled .om with ais_ben
 SAFE_VALUE = re.compile(r"[A-Za-z0-9._/+=,: -]*")
 
 
-def variant_label(aipp: bool, precision: str, engine: str, own_engine: str) -> str:
+# A quantiser's word in variant labels and build/ names: never an engine's, so that
+# `int8-onnxruntime` always says the engine.
+QUANTIZER_WORDS = {"onnxruntime": "ortquant", "nncf": "nncf"}
+
+
+def variant_label(aipp: bool, precision: str, engine: str, own_engine: str,
+                  quantizer: str = "") -> str:
     """'' for a model's own run; else what sets the run apart, joined by '-': `aipp`, a
-    precision other than fp32, the engine when it is not the run's own (for int8 the int8
-    engine, else the model's): `int8`, `int8-onnxruntime`, `openvino`, `aipp`."""
+    precision other than fp32, int8's quantiser when not the engine's (INT8_QUANTIZER), the
+    engine when it is not the run's own (for int8 the int8 engine, else the model's): `int8`,
+    `int8-onnxruntime`, `int8-nncf`, `int8-nncf-onnxruntime`, `openvino`, `aipp`."""
+    odd_quantizer = quantizer and quantizer != INT8_QUANTIZER.get(engine)
     return "-".join(["aipp"] * aipp + [precision] * (precision != "fp32")
+                    + [QUANTIZER_WORDS[quantizer]] * bool(odd_quantizer)
                     + [engine] * (engine != own_engine))
 
 
@@ -51,6 +60,7 @@ class RunPlan:
     precision: str
     engine: str  # the engine the run is set up for (the tuning may pick another at run time)
     own_engine: str
+    quantizer: str  # int8's (npuzoo/quantize.py METHODS); '' for fp32
     tuned: bool
     streams: int  # perf-step streams; 0: the tuning's
     perf_seconds: int
@@ -73,15 +83,20 @@ class RunPlan:
 
     @property
     def variant(self) -> str:
-        return variant_label(self.aipp, self.precision, self.engine, self.own_engine)
+        return variant_label(self.aipp, self.precision, self.engine, self.own_engine,
+                             self.quantizer)
 
     def how(self) -> str:
         """How the run measures, for its header: `on OpenVINO, int8, 2 streams`, `with AIPP`."""
         if self.soc != "cpu":
             return "with ais_bench" + (", AIPP" if self.aipp else "")
         label = BACKEND_LABELS.get(self.engine, self.engine)
-        words = [f"engine and streams tuned (TUNE=0: {label})" if self.tuned else f"on {label}",
-                 self.precision, "AIPP" if self.aipp else "",
+        # int8: streams tuned on the engine its graph was quantised for (npuzoo.tune)
+        tuned = f"streams tuned on {label}" if self.quantizer else \
+            f"engine and streams tuned (TUNE=0: {label})"
+        words = [tuned if self.tuned else f"on {label}",
+                 self.precision + (f" ({self.quantizer} quantiser)" if self.quantizer else ""),
+                 "AIPP" if self.aipp else "",
                  "" if self.tuned else f"{self.streams} stream(s)",
                  f"perf loop {self.loop}" + (f" and {self.perf_seconds} s"
                                              if self.perf_seconds else "")]
@@ -99,7 +114,12 @@ class RunPlan:
         """Every artefact of the run, by its name in mk/pipeline.mk ('' where there is none)."""
         b, int8, ascend = f"build/{self.model}", self.precision == "int8", self.soc != "cpu"
         chip = f"{b}/{self.soc}/{self.weights_id}"
-        suffix = "".join("_" + word for word in self.variant.split("-") if word)
+        # int8: the quantiser named even when the label leaves it out (the engine's), so that
+        # another INT8_QUANTIZER or QUANTIZER never finds this one's files
+        words = [word for word in self.variant.split("-") if word]
+        if int8 and QUANTIZER_WORDS[self.quantizer] not in words:
+            words.insert(words.index("int8") + 1, QUANTIZER_WORDS[self.quantizer])
+        suffix = "".join("_" + word for word in words)
         onnx = f"{b}/onnx/{self.weights_id}/{self.model}.onnx"
         # OpenVINO's compile keeps to standard operators (--portable): a name of its own.
         portable = "_portable" if self.engine == "openvino" else ""
@@ -121,8 +141,9 @@ class RunPlan:
             "CALIB_LINK": f"build/inputs/{self.calib_id}.data" if int8 else "",
             "CALIB_PREP_DIR": f"build/prep/{self.calib_prep_key}" if int8 else "",
             "ONNX": onnx,
-            # int8: the export quantised, per calibration set
-            "COMPILE_SOURCE": f"{onnx[:-5]}_int8-{self.calib_prep_key}.onnx" if int8 else onnx,
+            # int8: the export quantised, per quantiser and calibration set
+            "COMPILE_SOURCE": f"{onnx[:-5]}_int8-{QUANTIZER_WORDS[self.quantizer]}-"
+                              f"{self.calib_prep_key}.onnx" if int8 else onnx,
             "OM_BASE": f"{chip}/{self.model}_bs{self.bs}{suffix}" if ascend else "",
             "COMPILED": f"{chip}/{self.model}_bs{self.bs}{suffix}"
                         + (".om" if ascend else f"{portable}.onnx"),
@@ -153,7 +174,7 @@ class RunPlan:
             "N": self.limit or "", "VARIANT": self.variant, "ENGINE": self.engine,
             "WEIGHTS_ID": self.weights_id, "WEIGHTS_PATH": self.weights_path,
             "DATASET_ID": self.data_id, "PREP_BYTES": self.prep_bytes, "INT8": "1" * int8,
-            "CALIB": self.calib, "CALIB_ID": self.calib_id, "CALIB_OFFSET": self.calib_offset,
+            "QUANTIZER": self.quantizer, "CALIB": self.calib, "CALIB_ID": self.calib_id, "CALIB_OFFSET": self.calib_offset,
             **paths, "BENCH_FLAGS": " ".join(bench), "COMPILE_FLAGS": " ".join(compile_flags),
             "PERF_FLAGS": " ".join(perf),
             "PUBLISH_FLAGS": " ".join(["--force"] * self.force + ["--strict"] * self.strict),

@@ -1,62 +1,102 @@
-"""PRECISION=int8 on the CPU. `model MODEL.onnx CALIB_PREP OUT.onnx`: the export converted to
-opset 13 (per-channel scales need it) and quantised statically by ONNX Runtime (QDQ, int8
-weights per channel, uint8 activations, MinMax over CALIB_PREP's .bin files, images outside the
-evaluated ones). `backend OUT.json --calibration DATASET_JSON`: the report's --extra JSON."""
+"""PRECISION=int8 on the CPU. `model MODEL.onnx CALIB_PREP OUT.onnx --method METHOD`: the export
+converted to opset 13 (per-channel scales need it) and quantised statically, calibrated on
+CALIB_PREP's .bin files (images outside the evaluated ones), by `onnxruntime` (ONNX Runtime's
+quantize_static: QDQ, int8 weights per channel, uint8 activations, MinMax) or `nncf` (OpenVINO's
+post-training quantiser, nncf.quantize with its defaults). `backend OUT.json --calibration
+DATASET_JSON --method METHOD`: the report's --extra JSON."""
 
 import argparse
 import glob
 import json
 import logging
 import os
+import sys
 import tempfile
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from importlib.metadata import version
 
 import numpy as np
 
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write, umask
 
+# What each method does, as the report's calibration.method says it (the version is added).
+METHODS = {"onnxruntime": "quantize_static, QDQ, MinMax, per-channel int8 weights, uint8 "
+                          "activations",
+           "nncf": "nncf.quantize, default settings (preset PERFORMANCE: symmetric int8 "
+                   "weights per channel and activations, MinMax, fast bias correction)"}
 
-def calibration_reader(prep_dir: str, input_name: str, shape: list[int]) -> tuple[Any, int]:
-    """A CalibrationDataReader over the .bin files of `prep_dir`, one image at a time."""
-    from onnxruntime.quantization import CalibrationDataReader
 
+def described(method: str) -> str:
+    return f"{method} {version(method)} {METHODS[method]}"
+
+
+def calibration_files(prep_dir: str, shape: list[int]) -> list[str]:
+    """The .bin files of `prep_dir`, each checked to hold one float32 image of `shape`."""
     files = sorted(glob.glob(os.path.join(prep_dir, "*.bin")))
     if not files:
         raise UserError(f"{prep_dir}: no preprocessed calibration images; rerun the make command")
     size = int(np.prod(shape)) * 4
+    for path in files:
+        if os.path.getsize(path) != size:
+            raise UserError(f"{path}: {os.path.getsize(path)} bytes, expected {size} "
+                            f"(float32 {shape}); rerun the make command")
+    return files
+
+
+class Feeds:
+    """The calibration inputs {input name: one image}, read a file at a time when iterated."""
+
+    def __init__(self, files: list[str], name: str, shape: list[int]) -> None:
+        self.files, self.name, self.shape = files, name, shape
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        return ({self.name: np.fromfile(path, np.float32).reshape(1, *self.shape)}
+                for path in self.files)
+
+
+def _onnxruntime(source: str, written: str, feeds: Feeds) -> None:
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
-            self.pending = iter(files)
+            self.pending = iter(feeds)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
-            path = next(self.pending, None)
-            if path is None:
-                return None
-            data = np.fromfile(path, dtype=np.float32)
-            if data.size * 4 != size:
-                raise UserError(f"{path}: {data.size * 4} bytes, expected {size} "
-                                f"(float32 {shape}); rerun the make command")
-            return {input_name: data.reshape(1, *shape)}
+            return next(self.pending, None)
 
-    return Reader(), len(files)
+    quantize_static(source, written, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax)
 
 
-def quantize(model_path: str, prep_dir: str, out_path: str) -> None:
+def _nncf(source: str, written: str, feeds: Feeds) -> None:
+    import nncf
+    import onnx
+    import rich
+
+    if not sys.stdout.isatty():
+        rich.reconfigure(quiet=True)   # its progress bars, printed whole into a log file
+    dataset = nncf.Dataset(feeds)
+    onnx.save(nncf.quantize(onnx.load(source), dataset, subset_size=len(feeds)), written)
+
+
+def quantize(model_path: str, prep_dir: str, out_path: str, method: str) -> None:
     import onnx
     from onnx import version_converter
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     model = onnx.load(model_path)
     graph_input = model.graph.input[0]
     dims = [d.dim_value for d in graph_input.type.tensor_type.shape.dim][1:]
-    reader, count = calibration_reader(prep_dir, graph_input.name, dims)
+    feeds = Feeds(calibration_files(prep_dir, dims), graph_input.name, dims)
     folder = os.path.dirname(os.path.abspath(out_path))
     os.makedirs(folder, exist_ok=True)
-    quiet = logging.getLogger()  # the quantiser logs a warning per bias and a hint to stderr
-    level, quiet.level = quiet.level, logging.ERROR
+    # The quantisers (and torch, which nncf imports) log warnings and hints to stderr.
+    logging.disable(logging.WARNING)
     try:
         with tempfile.TemporaryDirectory(prefix=".quantize-", suffix=".tmp", dir=folder) as tmp:
             # Per-channel scales need DequantizeLinear's `axis`, which opset 13 introduced; the
@@ -67,15 +107,13 @@ def quantize(model_path: str, prep_dir: str, out_path: str) -> None:
             onnx.save(version_converter.convert_version(model, 13) if opset < 13 else model,
                       source)
             written = os.path.join(tmp, "int8.onnx")
-            quantize_static(source, written, reader, quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax)
+            (_nncf if method == "nncf" else _onnxruntime)(source, written, feeds)
             os.chmod(written, 0o666 & ~umask())
             os.replace(written, out_path)
     finally:
-        quiet.level = level
-    print(f"quantized {model_path} -> {out_path} (int8 QDQ, calibrated on {count} images)")
+        logging.disable(logging.NOTSET)
+    print(f"quantized {model_path} -> {out_path} (int8, {method}, calibrated on {len(feeds)} "
+          "images)")
 
 
 @cli
@@ -90,17 +128,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     backend = sub.add_parser("backend", help="the report's --extra JSON of an int8 run")
     backend.add_argument("out")
     backend.add_argument("--calibration", required=True, help="the calibration dataset.json")
+    for parsed in (model, backend):
+        parsed.add_argument("--method", required=True, choices=sorted(METHODS),
+                            help="the quantiser")
     args = parser.parse_args(argv)
     if args.action == "model":
-        quantize(args.onnx, args.prep, args.out)
+        quantize(args.onnx, args.prep, args.out, args.method)
         return
     with open(args.calibration, encoding="utf-8") as handle:
         info = json.load(handle)
     # The engine's name and version come from the runner's summary (npuzoo.report).
     calibration = {"dataset": info.get("name"), "images": info.get("images"),
                    "offset": info.get("offset", 0), "labels_sha256": info.get("labels_sha256"),
-                   "method": "onnxruntime quantize_static, QDQ, MinMax, per-channel int8 "
-                             "weights, uint8 activations"}
+                   "method": described(args.method)}
     atomic_write(args.out, json.dumps({"backend": {"precision": "int8"},
                                        "calibration": calibration}, indent=2) + "\n")
 

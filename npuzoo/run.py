@@ -61,6 +61,7 @@ class Settings:
     force: bool
     strict: bool
     precision: str
+    quantizer: str
     calib: int
     calib_data: str
     backend: str
@@ -85,6 +86,10 @@ class Settings:
         with problems:
             if getattr(self, "precision", "") == "int8" and getattr(self, "aipp", False):
                 raise UserError("PRECISION=int8 with AIPP=1: not supported together; pick one")
+        with problems:
+            if getattr(self, "quantizer", "") and getattr(self, "precision", "") != "int8":
+                raise UserError(f"QUANTIZER={self.quantizer}: quantises PRECISION=int8 runs; "
+                                "add PRECISION=int8 or drop it")
         problems.raise_any()
         # Paths are made absolute here, relative to where make was called.
         self.calib_data_abs = os.path.abspath(self.calib_data) if self.calib_data else ""
@@ -273,13 +278,14 @@ def check_source_tree(model: str) -> None:
 def plan_of(model: str, settings: Settings, soc: str, **ids: Any) -> RunPlan:
     """The plan of a run's first batch size; `ids`: the inputs' ids where known (the RunPlan
     fields data_id, weights_id, weights_path, ...)."""
-    spec = config.load(model)
+    spec, int8 = config.load(model), settings.precision == "int8"
     if soc != "cpu":
         own_engine = ASCEND_ENGINE
-    elif settings.precision == "int8":
+    elif int8:
         own_engine = config.INT8_BACKEND
     else:
         own_engine = spec.backend
+    engine = settings.backend or own_engine
     # On the CPU npuzoo.tune picks the engine and streams unless they are given or TUNE=0;
     # untuned, the perf step runs one stream per core (npuzoo.bench --streams).
     tuned = soc == "cpu" and settings.tune and not (settings.backend or settings.streams)
@@ -291,7 +297,8 @@ def plan_of(model: str, settings: Settings, soc: str, **ids: Any) -> RunPlan:
         model=model, soc=soc, bs=settings.batch_sizes[0], runner=settings.runner,
         device=settings.device, loop=settings.loop, warmup=settings.warmup,
         limit=settings.limit, aipp=settings.aipp, precision=settings.precision,
-        engine=settings.backend or own_engine, own_engine=own_engine, tuned=tuned,
+        engine=engine, own_engine=own_engine, tuned=tuned,
+        quantizer=(settings.quantizer or config.INT8_QUANTIZER[engine]) if int8 else "",
         streams=streams, perf_seconds=perf_seconds, force=settings.force,
         strict=settings.strict, has_upstream=bool(spec.upstream.sources), calib=settings.calib,
         show_only=DRY_RUN, **ids)

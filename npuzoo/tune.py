@@ -31,10 +31,11 @@ VERSION = 3     # of layouts() and of the measurement: a change retunes
 Layout = dict[str, Any]
 
 
-def layouts(fallback: str, threads: int) -> list[Layout]:
-    """The fallback's one stream first; per engine one stream of all threads and one of one
-    thread per thread; OpenVINO's THROUGHPUT hint (one infer request per thread)."""
-    installed = [e for e in engines.BACKENDS if engines.backend_version(e)]
+def layouts(fallback: str, threads: int,
+            allowed: tuple[str, ...] = engines.BACKENDS) -> list[Layout]:
+    """The fallback's one stream first; per engine (of `allowed`) one stream of all threads and
+    one of one thread per thread; OpenVINO's THROUGHPUT hint (one infer request per thread)."""
+    installed = [e for e in engines.BACKENDS if e in allowed and engines.backend_version(e)]
     ordered = [fallback] + [e for e in installed if e != fallback]
     shapes = [(1, threads)] + ([(threads, 1)] if threads > 1 else [])
     found = [{"engine": e, "streams": s, "threads_per_stream": t, "hint": None}

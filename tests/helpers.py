@@ -104,7 +104,7 @@ def plan_args(root: Path | str, **fields: Any) -> str:
     values: dict[str, Any] = dict(
         model="mobilenetv1", soc="cpu", bs=4, runner="local", device="0", loop=20, warmup=2,
         limit=None, aipp=False, precision="fp32", engine="onnxruntime", own_engine="onnxruntime",
-        tuned=False, streams=0, perf_seconds=0, force=False, strict=False,
+        quantizer="", tuned=False, streams=0, perf_seconds=0, force=False, strict=False,
         data_id="data-0123456789ab-nall", prep_key="", prep_bytes=0, export_key="",
         weights_id="random", weights_path="random", has_upstream=False)
     return "PLAN=" + plan.RunPlan(**{**values, **fields}).write(str(root))

@@ -368,9 +368,12 @@ def tuned_layout(args: argparse.Namespace, threads: int) -> dict[str, Any]:
                                             tune.CALLS)
         return float(started[name].next())
 
+    # An int8 graph was quantised for its engine (npuzoo/config.py INT8_QUANTIZER): its
+    # layouts only.
+    allowed = (args.backend,) if args.precision == "int8" else engines.BACKENDS
     try:
-        return tune.choose(args.tune, key, fields, tune.layouts(args.backend, threads), sample,
-                           f" {os.path.basename(args.model)}")
+        return tune.choose(args.tune, key, fields, tune.layouts(args.backend, threads, allowed),
+                           sample, f" {os.path.basename(args.model)}")
     finally:
         for process in started.values():
             process.close()
