@@ -40,7 +40,7 @@ def variant_label(aipp: bool, precision: str, engine: str, own_engine: str,
     `int8-onnxruntime`, `int8-nncf`, `int8-nncf-onnxruntime`, `openvino`, `aipp`."""
     odd_quantizer = quantizer and quantizer != INT8_QUANTIZER.get(engine)
     return "-".join(["aipp"] * aipp + [precision] * (precision != "fp32")
-                    + [QUANTIZER_WORDS[quantizer]] * bool(odd_quantizer)
+                    + ([QUANTIZER_WORDS[quantizer]] if odd_quantizer else [])
                     + [engine] * (engine != own_engine))
 
 
