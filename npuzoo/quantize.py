@@ -59,19 +59,19 @@ class Feeds:
 
 
 def _onnxruntime(source: str, written: str, feeds: Feeds) -> None:
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quantize_static)
+    from onnxruntime import quantization as ortq
 
-    class Reader(CalibrationDataReader):  # type: ignore[misc]
+    class Reader(ortq.CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
             self.pending = iter(feeds)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.pending, None)
 
-    quantize_static(source, written, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax)
+    ortq.quantize_static(source, written, Reader(), quant_format=ortq.QuantFormat.QDQ,
+                         per_channel=True, activation_type=ortq.QuantType.QUInt8,
+                         weight_type=ortq.QuantType.QInt8,
+                         calibrate_method=ortq.CalibrationMethod.MinMax)
 
 
 def _nncf(source: str, written: str, feeds: Feeds) -> None:

@@ -170,9 +170,9 @@ VARIABLES: tuple[Variable, ...] = (
              CPU + "int8: a quantised model, calibrated on CALIB images not evaluated",
              CPU + "`int8` quantises the export statically with `QUANTIZER`'s quantiser, "
              "calibrated on `CALIB` images not evaluated (DATA's after the first `N`, or "
-             "`CALIB_DATA`'s), and runs it on OpenVINO unless `BACKEND` names another engine "
-             "(the tuning then tries that engine's stream layouts only: the graph was quantised "
-             "for it); reports go to `reports/<model>/int8/` with the speed-up and accuracy drop "
+             "`CALIB_DATA`'s), and runs it on OpenVINO (or `BACKEND`'s engine, untuned): the "
+             "tuning tries OpenVINO's stream layouts only, the engine the graph was quantised "
+             "for; reports go to `reports/<model>/int8/` with the speed-up and accuracy drop "
              "beside fp32 and `int8_agreement` (top-1/top-5 agreement with the fp32 export and "
              "logit differences, first 200 images)",
              choices=("fp32", "int8"), hint="use fp32 or int8"),
@@ -180,8 +180,9 @@ VARIABLES: tuple[Variable, ...] = (
              "engine's)", CPU + "int8's quantiser: `onnxruntime` (ONNX Runtime's "
              "quantize_static, QDQ) or `nncf` (NNCF, OpenVINO's post-training quantiser); unset: "
              "the engine's, `INT8_QUANTIZER` in npuzoo/config.py (a measurement on one machine); "
-             "a run with another engine's reports to `reports/<model>/int8-<quantiser>/` (e.g. "
-             "`int8-nncf/`); the report's `calibration.method` names the one used",
+             "a run whose quantiser is not its engine's has it in its variant, e.g. "
+             "`reports/<model>/int8-nncf/` or `int8-nncf-onnxruntime/` (ONNX Runtime's quantiser "
+             "is `ortquant` there); the report's `calibration.method` names the one used",
              choices=("", "onnxruntime", "nncf"),
              hint="use onnxruntime or nncf, or leave it unset"),
     Variable("CALIB", "100", "`100`", "int8: how many calibration images", check=positive),

@@ -442,7 +442,8 @@ def test_a_plan_manifest_holds_every_field_report_write_reads(tmp_path):
     run_plan = plan.RunPlan(
         model="mobilenetv1", soc="cpu", bs=4, runner="local", device="0", loop=20, warmup=2,
         limit=None, aipp=False, precision="int8", engine="onnxruntime", own_engine="openvino",
-        quantizer="onnxruntime", tuned=False, streams=2, perf_seconds=3, force=False, strict=False, data_id="d-1-nall",
+        quantizer="onnxruntime", tuned=False, streams=2, perf_seconds=3, force=False,
+        strict=False, data_id="d-1-nall",
         prep_key="p", prep_bytes=1, export_key="e", weights_id="random", weights_path="random",
         has_upstream=False, calib=10, calib_id="c-1-o3-n10", calib_offset=3, calib_prep_key="cp")
     manifest = tmp_path / "m.json"

@@ -143,7 +143,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
              "many seconds have passed since its first timed run (default 0: --loop alone)")
     add("--tune", metavar="DIR", default=None,
         help="choose the engine and streams by a short timing pass, cached in DIR per machine "
-             "and graph (npuzoo.tune); --backend is then the one kept on a tie")
+             "and graph (npuzoo.tune); --backend is then the one kept on a tie (int8: the "
+             "only engine tried)")
     return parser
 
 
