@@ -57,6 +57,14 @@ def precision(report: Report) -> str:
                or "fp32")
 
 
+def quantizer(report: Report) -> str | None:
+    """int8's quantiser (npuzoo/quantize.py METHODS), the first word of calibration.method;
+    None for fp32. The variant label names it only when it is not the engine's, and the
+    engine's (config.INT8_QUANTIZER) may change: runs of two quantisers never share an owner."""
+    method = (report.get("calibration") or {}).get("method")
+    return str(method).split(" ")[0] if method else None
+
+
 def configuration(report: Report) -> dict[str, Any]:
     """The measurement configuration of a run: engine, precision, AIPP, streams, perf loop.
     A tuned run's engine and streams are `tuned`: the configuration is the tuning, not the
@@ -66,7 +74,7 @@ def configuration(report: Report) -> dict[str, Any]:
     return {"engine": backend.get("name") if fixed else TUNED, "precision": precision(report),
             "aipp": bool(backend.get("aipp")), "streams": (perf.get("streams") or 1) if fixed
             else TUNED, "loop": perf.get("loop"), "warmup": perf.get("warmup"),
-            "loop_seconds": perf.get("loop_seconds")}
+            "loop_seconds": perf.get("loop_seconds"), "quantizer": quantizer(report)}
 
 
 def owner(report: Report) -> dict[str, Any]:

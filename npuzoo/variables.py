@@ -176,7 +176,8 @@ VARIABLES: tuple[Variable, ...] = (
              "beside fp32 and `int8_agreement` (top-1/top-5 agreement with the fp32 export and "
              "logit differences, first 200 images)",
              choices=("fp32", "int8"), hint="use fp32 or int8"),
-    Variable("QUANTIZER", "", "the engine's", CPU + "int8's quantiser: onnxruntime or nncf", CPU + "int8's quantiser: `onnxruntime` (ONNX Runtime's "
+    Variable("QUANTIZER", "", "the engine's", CPU + "int8's quantiser: onnxruntime or nncf",
+             CPU + "int8's quantiser: `onnxruntime` (ONNX Runtime's "
              "quantize_static, QDQ) or `nncf` (NNCF, OpenVINO's post-training quantiser); unset: "
              "the engine's, `INT8_QUANTIZER` in npuzoo/config.py (a measurement on one machine); "
              "a run whose quantiser is not its engine's has it in its variant, e.g. "

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from npuzoo import config, engines, plan, quantize, run, tune
+from npuzoo import config, engines, history, plan, quantize, run, tune
 
 from helpers import run_api
 
@@ -198,3 +198,17 @@ def test_int8_tuning_stays_on_the_engine_of_its_graph(tmp_path, capsys, monkeypa
     fp32 = tune.layouts("onnxruntime", 2)
     if engines.backend_version("openvino"):
         assert {layout["engine"] for layout in fp32} == {"onnxruntime", "openvino"}
+
+
+def test_runs_of_two_quantisers_never_share_an_owner():
+    """The default label `int8` may stand for either quantiser (INT8_QUANTIZER may change):
+    the report's calibration.method keeps their current reports apart."""
+    base = {"soc": "cpu", "device": "CPU X (2 cores)", "batch_size": 4, "variant": "int8",
+            "backend": {"name": "openvino", "precision": "int8"}}
+    runs = {method: dict(base, calibration={"method": quantize.described(method)})
+            for method in quantize.METHODS}
+    assert {method: history.quantizer(run) for method, run in runs.items()} == {
+        method: method for method in quantize.METHODS}
+    assert history.quantizer(base) is None
+    assert not history.same_owner(runs["nncf"], runs["onnxruntime"])
+    assert history.same_owner(runs["nncf"], base)   # an older report without the record

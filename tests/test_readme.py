@@ -737,9 +737,8 @@ def test_every_committed_report_agrees_with_its_folder_heading_and_plot_line():
             backend = run["backend"]
             own = config.INT8_BACKEND if backend.get("precision") == "int8" else \
                 config.load(model).backend
-            quantizer = (run.get("calibration") or {}).get("method", "").split(" ")[0]
             assert variant == plan.variant_label(bool(backend.get("aipp")), backend.get(
-                "precision") or "fp32", run["engine"], own, quantizer), path
+                "precision") or "fp32", run["engine"], own, history.quantizer(run) or ""), path
             label = readme.run_label(run)
             assert label.startswith(" ".join(w for w in (run["soc"], variant) if w) + " ("), path
             assert f"#### {readme.markdown_text(label)}: " in text, (path, label)
