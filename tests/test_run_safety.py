@@ -604,6 +604,16 @@ def test_an_int8_run_records_its_precision_and_calibration(scratch, tmp_path):
     assert report["backend"]["name"] == "onnxruntime" and report["backend"]["precision"] == "int8"
     assert report["calibration"]["images"] == 3
 
+    # NNCF's quantiser: a graph and a report of its own (QUANTIZER is not the engine's).
+    result = make(scratch, "mobilenetv1", f"DATA={data}", "N=5", "PRECISION=int8", "CALIB=3",
+                  "WEIGHTS=random", "BS=1", "LOOP=1", "QUANTIZER=nncf", "TUNE=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((scratch / "reports/mobilenetv1/int8-nncf/cpu_bs1.json").read_text())
+    assert report["calibration"]["method"].startswith("nncf ") and report["variant"] == "int8-nncf"
+    assert "(int8, nncf, calibrated on 3 images)" in result.stdout
+    graphs = sorted(p.name for p in (scratch / "build/mobilenetv1/onnx/random").glob("*int8*.onnx"))
+    assert [g.split("-")[1] for g in graphs] == ["nncf", "ortquant"], graphs
+
 
 # -- every problem at once; no variable ignored silently (issue 21 items 8 and 9) -------------
 
