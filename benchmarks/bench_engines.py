@@ -45,10 +45,11 @@ contended, when there are any (the JSON says how many); otherwise all rounds, fl
 shared machine, --wait-quiet S first waits (up to S seconds) for a half second in which other
 processes took under 10% of the CPUs before each measurement.
 
-The tuned runner against the fastest plain contender (ort, openvino, openvino-async): per round,
-its figure over the best of theirs in that round; the median over the rounds in which none of
-them was contended (else all, flagged), with the plain contender that was fastest most often
-and the layout the tuning chose.
+The tuned runner against the fastest plain contender (ort, openvino, openvino-async): its
+median over the highest of their medians, over the rounds in which none of them was contended
+(else all, flagged), with that contender and the layout the tuning chose; beside it the
+stricter per-round figure (each round's tuned figure over the best plain one of that round: the
+best of three noisy measurements is biased upwards by about their noise).
 
 Attainable GFLOP/s: the median of the conv probe's rounds for that model; a model's fraction
 is images/s x GFLOP per image / attainable (GFLOP per image: counted in the exported graph by
@@ -286,8 +287,8 @@ class Runner(Contender):
         argv = ["--model", self.spec["onnx"], "--batchsize", bs, "--loop", min_runs,
                 "--loop_seconds", seconds, "--warmup_count", warmup,
                 "--precision", self.spec["precision"]]
-        if self.spec.get("tune"):   # the pipeline's tuning cache: first use times the layouts
-            argv += ["--tune", self.spec["tune"]]
+        if self.spec.get("tune"):   # as `make` runs it: tuned, model.yaml's engine the fallback
+            argv += ["--tune", self.spec["tune"], "--backend", self.spec["backend"]]
         else:
             argv += ["--streams", self.spec["streams"], "--backend", self.spec["backend"]]
         with contextlib.redirect_stdout(io.StringIO()):
@@ -461,28 +462,33 @@ def summarise(rounds, reference):
 
 
 def tuned_vs_best_plain(measured, rounds):
-    """Per round, the tuned runner over the fastest plain contender of that round (ORT session,
-    OpenVINO LATENCY, OpenVINO THROUGHPUT); the median over the rounds where none of them was
-    contended, else over all (flagged). measured: {contender: [per-round measurement]}."""
-    pairs = []
+    """The tuned runner against the fastest plain contender (ORT session, OpenVINO LATENCY,
+    OpenVINO THROUGHPUT): `ratio` is the tuned runner's median images/s over the highest of the
+    plain contenders' medians (`best_plain`), all over the rounds in which none of them was
+    contended, else over all (flagged). `per_round`: the median of each round's tuned figure
+    over that round's fastest plain one, a stricter figure (the best of several noisy
+    measurements is biased upwards). measured: {contender: [per-round measurement]}."""
+    tuned_rounds = measured.get(TUNED) or [None] * rounds
+    rows = []
     for index in range(rounds):
-        tuned = (measured.get(TUNED) or [None] * rounds)[index]
+        tuned = tuned_rounds[index]
         plain = {k: measured[k][index] for k in PLAIN_BEST if k in measured and measured[k][index]}
-        if tuned is None or not plain:
-            continue
-        best = max(plain, key=lambda k: plain[k]["images_per_s"])
-        calm = all(m["load"].get("contended") is False for m in (tuned, *plain.values()))
-        pairs.append((tuned["images_per_s"] / plain[best]["images_per_s"], best, calm))
-    used = [p for p in pairs if p[2]] or pairs
+        if tuned is not None and plain:
+            calm = all(m["load"].get("contended") is False for m in (tuned, *plain.values()))
+            rows.append((tuned, plain, calm))
+    used = [r for r in rows if r[2]] or rows
     if not used:
         return None
-    ratios = [r for r, _, _ in used]
-    bests = [b for _, b, _ in used]
-    chosen = [m["chosen"] for m in measured.get(TUNED) or [] if m and "chosen" in m]
-    return {"ratio": statistics.median(ratios), "range": spread(ratios),
-            "best_plain": max(set(bests), key=bests.count),
-            "chosen": chosen[-1] if chosen else None,
-            "used": "quiet rounds" if any(p[2] for p in pairs) else "all rounds (none quiet)"}
+    medians = {k: statistics.median(p[k]["images_per_s"] for _, p, _ in used if k in p)
+               for k in PLAIN_BEST if any(k in p for _, p, _ in used)}
+    best = max(medians, key=medians.get)
+    per_round = [t["images_per_s"] / max(m["images_per_s"] for m in p.values())
+                 for t, p, _ in used]
+    chosen = [m["chosen"] for m in tuned_rounds if m and "chosen" in m]
+    return {"ratio": statistics.median(t["images_per_s"] for t, _, _ in used) / medians[best],
+            "best_plain": best, "per_round": statistics.median(per_round),
+            "range": spread(per_round), "chosen": chosen[-1] if chosen else None,
+            "used": "quiet rounds" if any(r[2] for r in rows) else "all rounds (none quiet)"}
 
 
 TIE = 0.01   # |OpenVINO / ONNX Runtime - 1| within this: neither engine is ahead
@@ -613,7 +619,8 @@ def contender_specs(name, onnx_path, tree, args, threads, int8_path):
                     base, kind="runner", backend=backend, streams=streams, precision="int8",
                     onnx=os.path.abspath(int8_path))
     if args.tuned:
-        specs[TUNED] = dict(base, kind="runner", precision="fp32",
+        own = (model_config(name).get("runtime") or {}).get("backend") or config.DEFAULT_BACKEND
+        specs[TUNED] = dict(base, kind="runner", precision="fp32", backend=own,
                             tune=os.path.join(CACHE, "tuning"))
     for kind in args.plain:
         specs[kind] = dict(base, kind=kind)
@@ -746,11 +753,12 @@ def print_block(name, block):
         if versus:
             chosen = versus["chosen"] or {}
             print("BS {:>2}: runner's tuned choice ({} x{} stream{}{}) / fastest plain ({}): "
-                  "{:.3f} ({:.2f}-{:.2f}, {})".format(
+                  "{:.3f} (per round {:.3f}, {:.2f}-{:.2f}, {})".format(
                       row["bs"], chosen.get("engine", "?"), chosen.get("streams", "?"),
                       "" if chosen.get("streams") == 1 else "s",
                       f", {chosen['hint']}" if chosen.get("hint") else "",
-                      label(versus["best_plain"]), versus["ratio"], *versus["range"],
+                      label(versus["best_plain"]), versus["ratio"], versus["per_round"],
+                      *versus["range"],
                       versus["used"]))
     if block["winner"]:
         w = block["winner"]

@@ -427,9 +427,11 @@ def _tuned_cell(versus: dict[str, Any] | None) -> str:
         return "—"
     chosen = versus.get("chosen") or {}
     layout = f"{engine_label(chosen['engine'])} ×{chosen['streams']}" if chosen else "?"
+    per_round = versus.get("per_round")
     return (f"{versus['ratio']:.2f}×{'' if versus.get('used') == 'quiet rounds' else ' †'} "
             f"({layout}{', ' + str(chosen['hint']) if chosen.get('hint') else ''}; best plain: "
-            f"{ENGINE_PLAIN.get(versus.get('best_plain', ''), '?')})")
+            f"{ENGINE_PLAIN.get(versus.get('best_plain', ''), '?')}"
+            f"{'' if per_round is None else f'; per round {per_round:.2f}×'})")
 
 
 def _engines_row(name: str, row: dict[str, Any], keys: list[str]) -> dict[str, Any]:

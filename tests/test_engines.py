@@ -384,6 +384,7 @@ def test_readme_renders_the_engines_table_from_the_benchmark_json(tmp_path):
                      "chosen": {"engine": "openvino", "streams": 2, "hint": "THROUGHPUT"}}],
          "ort": [_measure(250.0)], "openvino": [_measure(310.0)]}, rounds=1)
     assert versus["ratio"] == pytest.approx(300 / 310) and versus["best_plain"] == "openvino"
+    assert versus["per_round"] == pytest.approx(300 / 310)
     block = {
         "date": "2026-11-29 12:00 UTC", "commit": "abc",
         "machine": {"cpu": "Xeon", "usable_cpus": 2},
@@ -409,7 +410,7 @@ def test_readme_renders_the_engines_table_from_the_benchmark_json(tmp_path):
             "runner, ONNX Runtime, 2 streams | runner, tuned | PyTorch eager | "
             "runner, tuned, vs fastest plain | fastest: share of attainable |") in text
     row = ("| mobilenetv1 | 1 | 290.0 | 1.00× † | 1.10× | 1.14× | 0.34× | 0.97× (OpenVINO ×2, "
-           "THROUGHPUT; best plain: plain OpenVINO) | 93% (runner, tuned) |")
+           "THROUGHPUT; best plain: plain OpenVINO; per round 0.97×) | 93% (runner, tuned) |")
     assert text.count(row) == 2   # one table per machine, each machine's results kept
     assert text.index("### Xeon (2 CPUs)") < text.index("### EPYC (2 CPUs)")
     assert "† no round of this figure was free of other processes" in text
@@ -419,3 +420,21 @@ def test_readme_renders_the_engines_table_from_the_benchmark_json(tmp_path):
             "5 rounds of 2 s") in text
     # the committed README's root: without the JSON the table is simply absent
     assert "CPU engines compared" not in readme.render_top(root=str(tmp_path / "elsewhere"))
+
+
+def test_the_tuned_runner_is_compared_with_the_fastest_plain_median_and_per_round():
+    """Three plain contenders as fast as the tuned runner but noisy: the best of each round is
+    the luckiest of three, so the per-round figure falls short of 1 where the medians do not;
+    a contended round is left out of both."""
+    be = _bench_module()
+    noisy = {"ort": [100.0, 104.0, 96.0, 500.0], "openvino": [96.0, 100.0, 104.0, 500.0],
+             "openvino-async": [104.0, 96.0, 100.0, 500.0]}
+    measured = {k: [_measure(v) for v in values] for k, values in noisy.items()}
+    measured[be.TUNED] = [dict(_measure(v), chosen={"engine": "openvino", "streams": 1,
+                                                    "hint": None})
+                          for v in (100.0, 100.0, 100.0, 100.0)]
+    measured["ort"][3]["load"]["contended"] = True
+    versus = be.tuned_vs_best_plain(measured, rounds=4)
+    assert versus["ratio"] == pytest.approx(1.0)
+    assert versus["per_round"] == pytest.approx(100 / 104)
+    assert versus["used"] == "quiet rounds" and versus["chosen"]["engine"] == "openvino"
