@@ -106,7 +106,8 @@ RULE = (f"per engine the quantiser whose int8/fp32 speed ratio (geometric mean o
         f"batch sizes) is higher, unless its mean top-1 agreement on the models with real "
         f"weights is more than {AGREEMENT_MARGIN:g} points below the other's; within "
         f"{SPEED_TIE:.0%} in speed, the better top-1 agreement there; random weights' agreement "
-        f"is not used")
+        f"is not used; a quantiser whose graph an engine refused for any model is left out "
+        f"for that engine")
 
 
 def versions():
@@ -307,9 +308,17 @@ def bench_model(name, args, threads, hashes):
                                                        hashes)
     print(f"  {name}: logits on {args.eval} images", flush=True)
     reference = logits(name, fp32_path, "ort", sets["eval"], shape, threads, hashes)
-    agreement = {f"{q}/{e}": {"images": len(reference), **compare(
-        reference, logits(name, graphs[q], e, sets["eval"], shape, threads, hashes))}
-        for q in args.quantizers for e in args.engines}
+    agreement = {}
+    for q in args.quantizers:
+        for e in args.engines:
+            try:   # an engine may refuse a quantised graph: that is a result, not a crash
+                found = logits(name, graphs[q], e, sets["eval"], shape, threads, hashes)
+            except Exception as err:   # the engines raise their own types
+                agreement[f"{q}/{e}"] = {"error": str(err).strip().splitlines()[-1][:300]}
+                print(f"  {name}: {q} on {e} failed: {agreement[f'{q}/{e}']['error']}",
+                      flush=True)
+                continue
+            agreement[f"{q}/{e}"] = {"images": len(reference), **compare(reference, found)}
     load_start = os.getloadavg()[0]
     measured, dropped = measure(name, graphs, args, threads, shape)
     rows = [summarise_bs(bs, measured[bs], args.quantizers, args.engines)
@@ -346,8 +355,14 @@ def recommend(models):
     found = {}
     engines = sorted({k.split("/")[1] for b in models.values() for k in b.get("agreement", {})})
     for engine in engines:
-        speed, top1 = {}, {}
+        speed, top1, fails = {}, {}, {}
         for q in QUANTIZERS:
+            failed = sorted(m for m, b in models.items()
+                            if f"{q}/{engine}" in (b.get("dropped") or {})
+                            or "error" in (b.get("agreement") or {}).get(f"{q}/{engine}", {}))
+            if failed:   # a quantiser whose graph an engine refuses would break `make`
+                fails[q] = failed
+                continue
             ratios = [row["int8"][f"{q}/{engine}"]["vs_fp32_same_engine"]
                       for b in models.values() for row in b["rows"]
                       if (row["int8"].get(f"{q}/{engine}") or {}).get("vs_fp32_same_engine")]
@@ -358,6 +373,9 @@ def recommend(models):
             if agree:
                 top1[q] = round(statistics.mean(agree), 2)
         if not speed:
+            if fails:
+                found[engine] = {"choice": None, "fails": fails,
+                                 "reason": "every quantiser's graph failed on some model"}
             continue
         ranked = sorted(speed, key=speed.get, reverse=True)
         choice, reason = ranked[0], "faster"
@@ -371,7 +389,11 @@ def recommend(models):
                 choice, reason = other, f"{choice} faster, but its top-1 agreement clearly worse"
             elif speed[other] >= speed[choice] * (1 - SPEED_TIE) and top1[other] > top1[choice]:
                 choice, reason = other, "speed within the tie, better top-1 agreement"
-        found[engine] = {"choice": choice, "speed_vs_fp32": speed, "top1": top1, "reason": reason}
+        if fails:
+            reason += "; " + ", ".join(f"{q} left out: fails on {', '.join(map(str, m))}"
+                                       for q, m in fails.items())
+        found[engine] = {"choice": choice, "speed_vs_fp32": speed, "top1": top1, "reason": reason,
+                         "fails": fails}
     return {"rule": RULE, "engines": found,   # in npuzoo.config.INT8_QUANTIZER's form
             "int8_quantizer": {ENGINE_PACKAGE[e]: r["choice"] for e, r in found.items()}}
 
@@ -400,6 +422,9 @@ def print_block(name, block):
           "{:g}){}:".format(block["fp32_logit_spread"], "" if block["agreement_meaningful"]
                             else "; " + NOT_MEANINGFUL))
     for key, a in block["agreement"].items():
+        if "error" in a:
+            print(f"  {key:<22} failed: {a['error']}")
+            continue
         print(f"  {key:<22} top-1 {a['top1']:6.2f}%  top-5 {a['top5']:6.2f}%  |logit diff| max "
               f"{a['max_abs_logit_error']:.4g}, mean {a['mean_abs_logit_error']:.4g} "
               f"({a['images']} images)")

@@ -29,10 +29,10 @@ BACKEND_LABELS = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 DEFAULT_BACKEND = "openvino"
 INT8_BACKEND = "openvino"
 # PRECISION=int8's quantiser per engine (npuzoo/quantize.py METHODS; QUANTIZER= overrides it):
-# measured on one machine (2-vCPU AMD EPYC, MobileNetV1 BS 4), not a general fact: ONNX
-# Runtime's QDQ graph ran at 3.0x fp32 on OpenVINO, NNCF's at 2.7x there and at 0.52x fp32 on
-# ONNX Runtime (its QDQ placement is not fused there).
-INT8_QUANTIZER = {"openvino": "onnxruntime", "onnxruntime": "onnxruntime"}
+# measured on one machine (2-vCPU AMD EPYC; benchmarks/results/int8.json), not a general fact.
+# OpenVINO refused ONNX Runtime's QDQ graph of TResNet-M ("No suitable implementations") and
+# ran NNCF's of every model; on ONNX Runtime NNCF's QDQ placement is mostly left unfused.
+INT8_QUANTIZER = {"openvino": "nncf", "onnxruntime": "onnxruntime"}
 
 
 # -- checkers: each returns what is wrong with a value, or None ----------------------------

@@ -18,7 +18,7 @@ import os
 import re
 from typing import Any
 
-from npuzoo.config import BACKEND_LABELS, INT8_QUANTIZER
+from npuzoo.config import BACKEND_LABELS
 from npuzoo.files import atomic_write
 
 ASCEND_ENGINE = "ais_bench"  # an Ascend chip runs the compiled .om with ais_bench
@@ -35,13 +35,13 @@ QUANTIZER_WORDS = {"onnxruntime": "ortquant", "nncf": "nncf"}
 def variant_label(aipp: bool, precision: str, engine: str, own_engine: str,
                   quantizer: str = "") -> str:
     """'' for a model's own run; else what sets the run apart, joined by '-': `aipp`, a
-    precision other than fp32, int8's quantiser when not the engine's (INT8_QUANTIZER), the
-    engine when it is not the run's own (for int8 the int8 engine, else the model's): `int8`,
-    `int8-onnxruntime`, `int8-nncf`, `int8-nncf-onnxruntime`, `openvino`, `aipp`."""
-    odd_quantizer = quantizer and quantizer != INT8_QUANTIZER.get(engine)
+    precision other than fp32, `nncf` for NNCF's int8 graph (ONNX Runtime's quantiser, the
+    first one, is plain `int8`: a label never depends on the INT8_QUANTIZER defaults, so a
+    committed report keeps its folder when they change), the engine when it is not the run's
+    own (for int8 the int8 engine, else the model's): `int8`, `int8-onnxruntime`, `int8-nncf`,
+    `int8-nncf-onnxruntime`, `openvino`, `aipp`."""
     return "-".join(["aipp"] * aipp + [precision] * (precision != "fp32")
-                    + ([QUANTIZER_WORDS[quantizer]] if odd_quantizer else [])
-                    + [engine] * (engine != own_engine))
+                    + ["nncf"] * (quantizer == "nncf") + [engine] * (engine != own_engine))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +114,7 @@ class RunPlan:
         """Every artefact of the run, by its name in mk/pipeline.mk ('' where there is none)."""
         b, int8, ascend = f"build/{self.model}", self.precision == "int8", self.soc != "cpu"
         chip = f"{b}/{self.soc}/{self.weights_id}"
-        # int8: the quantiser named even when the label leaves it out (the engine's), so that
+        # int8: the quantiser always named (the label leaves ONNX Runtime's out), so that
         # another INT8_QUANTIZER or QUANTIZER never finds this one's files
         words = [word for word in self.variant.split("-") if word]
         if int8 and QUANTIZER_WORDS[self.quantizer] not in words:

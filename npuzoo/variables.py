@@ -172,7 +172,9 @@ VARIABLES: tuple[Variable, ...] = (
              "calibrated on `CALIB` images not evaluated (DATA's after the first `N`, or "
              "`CALIB_DATA`'s), and runs it on OpenVINO (or `BACKEND`'s engine, untuned): the "
              "tuning tries OpenVINO's stream layouts only, the engine the graph was quantised "
-             "for; reports go to `reports/<model>/int8/` with the speed-up and accuracy drop "
+             "for; reports go to `reports/<model>/int8-nncf/` (NNCF's graph; `int8/` for ONNX "
+             "Runtime's quantiser, `int8-onnxruntime/` on that engine) with the speed-up and "
+             "accuracy drop "
              "beside fp32 and `int8_agreement` (top-1/top-5 agreement with the fp32 export and "
              "logit differences, first 200 images)",
              choices=("fp32", "int8"), hint="use fp32 or int8"),
@@ -180,9 +182,10 @@ VARIABLES: tuple[Variable, ...] = (
              CPU + "int8's quantiser: `onnxruntime` (ONNX Runtime's "
              "quantize_static, QDQ) or `nncf` (NNCF, OpenVINO's post-training quantiser); unset: "
              "the engine's, `INT8_QUANTIZER` in npuzoo/config.py (a measurement on one machine); "
-             "a run whose quantiser is not its engine's has it in its variant, e.g. "
-             "`reports/<model>/int8-nncf/` or `int8-nncf-onnxruntime/` (ONNX Runtime's quantiser "
-             "is `ortquant` there); the report's `calibration.method` names the one used",
+             "NNCF's graph is named in the variant whichever the default, e.g. "
+             "`reports/<model>/int8-nncf/` or `int8-nncf-onnxruntime/`, ONNX Runtime's is the "
+             "plain `int8` (`ortquant` in build/ names); the report's `calibration.method` names "
+             "the one used",
              choices=("", "onnxruntime", "nncf"),
              hint="use onnxruntime or nncf, or leave it unset"),
     Variable("CALIB", "100", "`100`", "int8: how many calibration images", check=positive),

@@ -211,6 +211,18 @@ def test_the_quantiser_rule_weighs_only_real_weights_agreement():
     both = choice(faster_worse, random)
     assert both["top1"] == {"onnxruntime": 80, "nncf": 90} and both["choice"] == "nncf"
     assert both["speed_vs_fp32"]["onnxruntime"] == pytest.approx(2.0)
+    # a graph the engine refused for one model (OpenVINO and ONNX Runtime's QDQ TResNet-M):
+    # the faster quantiser is left out there, whether it failed to load or to be timed
+    refused = dict(block({"nncf": 1.5}, {"nncf": 90}),
+                   agreement={"onnxruntime/ort": {"error": "No suitable implementations."},
+                              "nncf/ort": {"top1": 90}})
+    assert choice(faster_worse, refused)["choice"] == "nncf"
+    assert choice(faster_worse, refused)["fails"] == {"onnxruntime": [1]}
+    dropped = dict(block({"nncf": 1.5}, {"onnxruntime": 80, "nncf": 90}),
+                   dropped={"onnxruntime/ort": "RuntimeError: ..."})
+    assert "onnxruntime left out: fails on 1" in choice(faster_worse, dropped)["reason"]
+    gone = dict(refused, agreement={q: {"error": "no"} for q in ("onnxruntime/ort", "nncf/ort")})
+    assert choice(gone)["choice"] is None
 
 
 @pytest.mark.parametrize("argv, fragment", [
