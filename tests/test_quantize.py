@@ -5,14 +5,15 @@ import json
 import os
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from npuzoo import config, engines, history, plan, quantize, run, tune
 
 from helpers import run_api
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+TensorProto, helper, numpy_helper = onnx.TensorProto, onnx.helper, onnx.numpy_helper
 
 SHAPE = (3, 8, 8)
 
