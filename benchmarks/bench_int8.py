@@ -84,7 +84,7 @@ if HERE not in sys.path:
 
 import bench_engines as be  # noqa: E402 (puts the repository on sys.path)
 
-from npuzoo import config, dataset, store  # noqa: E402
+from npuzoo import config, dataset, store, tune  # noqa: E402
 from npuzoo.checksums import HashCache  # noqa: E402
 from npuzoo.errors import UserError  # noqa: E402
 from npuzoo.report.agreement import BATCH, compare  # noqa: E402
@@ -213,6 +213,11 @@ def logits(name, graph, engine, prep_dir, shape, threads, hashes):
     return result
 
 
+def _logits_once(*args):
+    """logits(*args) as tune.Isolated's generator."""
+    yield logits(*args)
+
+
 # == speed ====================================================================================
 
 def measure(name, graphs, args, threads, shape):
@@ -311,13 +316,19 @@ def bench_model(name, args, threads, hashes):
     agreement = {}
     for q in args.quantizers:
         for e in args.engines:
-            try:   # an engine may refuse a quantised graph: that is a result, not a crash
-                found = logits(name, graphs[q], e, sets["eval"], shape, threads, hashes)
-            except Exception as err:   # the engines raise their own types
+            # An engine may refuse a quantised graph, or crash on it (DPN131 here: signal 11):
+            # a result, not the benchmark's end, so the graph runs in a process of its own.
+            child = tune.Isolated(_logits_once, name, graphs[q], e, sets["eval"], shape,
+                                  threads, hashes)
+            try:
+                found = child.next()
+            except UserError as err:
                 agreement[f"{q}/{e}"] = {"error": str(err).strip().splitlines()[-1][:300]}
                 print(f"  {name}: {q} on {e} failed: {agreement[f'{q}/{e}']['error']}",
                       flush=True)
                 continue
+            finally:
+                child.close()
             agreement[f"{q}/{e}"] = {"images": len(reference), **compare(reference, found)}
     load_start = os.getloadavg()[0]
     measured, dropped = measure(name, graphs, args, threads, shape)
