@@ -31,7 +31,8 @@ INT8_BACKEND = "openvino"
 # PRECISION=int8's quantiser per engine (npuzoo/quantize.py METHODS; QUANTIZER= overrides it):
 # measured on one machine (2-vCPU AMD EPYC; benchmarks/results/int8.json), not a general fact.
 # OpenVINO refused ONNX Runtime's QDQ graph of TResNet-M ("No suitable implementations") and
-# ran NNCF's of every model; on ONNX Runtime NNCF's QDQ placement is mostly left unfused.
+# crashed on DPN131's, and ran NNCF's of all five at 3.6x fp32 (geometric mean); on ONNX
+# Runtime, its own quantiser's graphs ran at 1.11x fp32, NNCF's at 1.02x.
 INT8_QUANTIZER = {"openvino": "nncf", "onnxruntime": "onnxruntime"}
 
 
