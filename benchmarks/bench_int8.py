@@ -176,12 +176,12 @@ def quantised(name, fp32_path, method, calib_dir, hashes):
     return path, round(time.perf_counter() - start, 1)
 
 
-def logits(name, graph, engine, prep_dir, shape, threads, hashes):
+def logits(name, graph, engine, prep_dir, shape, threads, hashes, cache):
     """The graph's logits on the preprocessed images, run by the contender class that times
     `engine` (its settings), BATCH images a call; cached per graph, engine, version and set."""
     key = digest(hashes.sha256(graph), engine, versions().get(ENGINE_PACKAGE[engine]),
                  os.path.basename(prep_dir))
-    path = os.path.join(CACHE, name, "logits", f"{key}.npy")
+    path = os.path.join(cache, name, "logits", f"{key}.npy")
     if os.path.isfile(path):
         return np.load(path)
     spec = {"onnx": graph, "threads": threads, "input_shape": shape}
@@ -312,14 +312,14 @@ def bench_model(name, args, threads, hashes):
         graphs[method], quantise_s[method] = quantised(name, fp32_path, method, sets["calib"],
                                                        hashes)
     print(f"  {name}: logits on {args.eval} images", flush=True)
-    reference = logits(name, fp32_path, "ort", sets["eval"], shape, threads, hashes)
+    reference = logits(name, fp32_path, "ort", sets["eval"], shape, threads, hashes, CACHE)
     agreement = {}
     for q in args.quantizers:
         for e in args.engines:
             # An engine may refuse a quantised graph, or crash on it (DPN131 here: signal 11):
             # a result, not the benchmark's end, so the graph runs in a process of its own.
             child = tune.Isolated(_logits_once, name, graphs[q], e, sets["eval"], shape,
-                                  threads, hashes)
+                                  threads, hashes, CACHE)
             try:
                 found = child.next()
             except UserError as err:

@@ -86,10 +86,12 @@ def engine_name(report: Report) -> str | None:
 def run_label(report: Report) -> str:
     """A row's heading, table cell and plot line: the chip, the variant label the run's plan
     recorded (npuzoo.plan.variant_label, its folder under reports/<model>/), then the engine
-    and the run's setup (history.setup): `cpu int8-onnxruntime (ONNX Runtime, 2 streams)`; an
-    Ascend run without a recorded engine ran the OM through ais_bench."""
+    and the run's setup (history.setup): `cpu int8-onnxruntime (ONNX Runtime, 2 streams)`; a
+    tuned run names no engine (`cpu int8-nncf (tuned)`): the tuning picks one per batch size,
+    and a run is not what its tuning chose; an Ascend run without a recorded engine ran the OM
+    through ais_bench."""
     name = engine_name(report)
-    engine = engine_label(name) if name else \
+    engine = "" if history.tuned(report) else engine_label(name) if name else \
         "ais_bench" if report.get("soc") != "cpu" else "engine not recorded"
     chip = " ".join(w for w in (str(report.get("soc")), history.variant(report)) if w)
     return f"{chip} ({', '.join(w for w in (engine, history.setup(report)) if w)})"
