@@ -489,20 +489,24 @@ def _engines_machine(key: str, results: dict[str, Any]) -> dict[str, Any]:
             "onnxruntime_models": ", ".join(votes.get("onnxruntime") or []) or "none"}
 
 
-def engines_context(path: str) -> list[dict[str, Any]] | None:
-    """The README's "CPU engines compared" tables, one per machine, from the JSON that
-    benchmarks/bench_engines.py writes, or None when there is none (or it cannot be read: one
-    warning line)."""
+def _per_machine(path: str, what: str, table: Callable[[str, Any], dict[str, Any]]
+                 ) -> list[dict[str, Any]] | None:
+    """table(machine key, results) for each machine of a benchmark's JSON (`what` wrote it),
+    or None when there is none (or it cannot be read: one warning line)."""
     if not os.path.isfile(path):
         return None
     try:
         with open(path, encoding="utf-8") as handle:
-            return [_engines_machine(key, results)
-                    for key, results in json.load(handle)["machines"].items()]
+            return [table(key, results) for key, results in json.load(handle)["machines"].items()]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        print(f"warning: {path}: not readable as the engines benchmark's JSON ({err}); "
-              "its README table is left out", file=sys.stderr)
+        print(f"warning: {path}: not readable as the {what}'s JSON ({err}); its README table is "
+              "left out", file=sys.stderr)
         return None
+
+
+def engines_context(path: str) -> list[dict[str, Any]] | None:
+    """The README's "CPU engines compared" tables, one per machine (benchmarks/bench_engines.py)."""
+    return _per_machine(path, "engines benchmark", _engines_machine)
 
 
 # -- "int8 against fp32" (benchmarks/bench_int8.py's JSON) ---------------------------------
@@ -553,19 +557,8 @@ def _int8_machine(key: str, results: dict[str, Any]) -> dict[str, Any]:
 
 
 def int8_context(path: str) -> list[dict[str, Any]] | None:
-    """The README's "int8 against fp32" tables, one per machine, from the JSON that
-    benchmarks/bench_int8.py writes, or None when there is none (or it cannot be read: one
-    warning line)."""
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return [_int8_machine(key, results)
-                    for key, results in json.load(handle)["machines"].items()]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        print(f"warning: {path}: not readable as the int8 benchmark's JSON ({err}); its README "
-              "table is left out", file=sys.stderr)
-        return None
+    """The README's "int8 against fp32" tables, one per machine (benchmarks/bench_int8.py)."""
+    return _per_machine(path, "int8 benchmark", _int8_machine)
 
 
 # -- plots ---------------------------------------------------------------------------------
