@@ -354,7 +354,8 @@ class Worker:
     def receive(self):
         line = self.proc.stdout.readline()
         if not line:
-            return {"error": f"the worker exited (status {self.proc.wait()}); see {self.log.name}"}
+            return {"error": f"the worker exited (status {self.proc.wait()}); see "
+                             f"{os.path.relpath(self.log.name, REPO)}"}
         return json.loads(line)
 
     def close(self):
