@@ -99,10 +99,16 @@ class Isolated:
             self.process.join()
 
 
+def machine_id() -> str:
+    """This machine's fingerprint id (npuzoo.history): the tuning cache's and the reference
+    product's best figure (npuzoo.bench.load) are kept per machine."""
+    return str(history.fingerprint("cpu", cpu_description(), cpu_isa())["id"])
+
+
 def cache_key(model_path: str, precision: str, batchsize: int, threads: int
               ) -> tuple[str, dict[str, Any]]:
     """(key, what it hashes) of a tuning choice."""
-    fields = {"machine": history.fingerprint("cpu", cpu_description(), cpu_isa())["id"],
+    fields = {"machine": machine_id(),
               "graph_sha256": sha256_file(model_path), "precision": precision,
               "batchsize": batchsize, "threads": threads, "version": VERSION,
               "engines": {e: engines.backend_version(e) for e in engines.BACKENDS}}

@@ -793,7 +793,8 @@ NPUZOO_KEYS = ["backend", "backend_version", "precision", "streams", "threads_pe
                "timed_runs", "wall_time_ms", "throughput_wall", "loop_runs", "loop_seconds",
                "throughput_windows", "throughput_median", "throughput_spread",
                "loadavg_1m_start", "loadavg_1m_end", "cpus", "own_cpu_s", "other_cpu_s", "steal_s",
-               "other_cpu_share", "reference_ms", "reference_change", "contended", "contended_rule"]
+               "other_cpu_share", "reference_gflops", "reference_change", "reference_best_gflops",
+               "reference_below_best", "contended", "contended_rule"]
 
 
 @pytest.mark.parametrize("argv, field, value", [
@@ -991,7 +992,7 @@ def test_npuzoo_keys_follow_t23_keys_only_when_asked(tmp_path, models, capsys, m
     """T23's keys alone without npuzoo's flags (as the real front end writes them, see
     test_ascend.py); with one of them the npuzoo keys follow, and `throughput` keeps its T23
     meaning (per call) beside `throughput_wall` (images / wall time across the streams)."""
-    monkeypatch.setattr(load, "reference_kernel_ms", lambda: 1.0)   # a steady machine
+    monkeypatch.setattr(load, "reference_gflops", lambda: 1.0)   # a steady machine
     argv = ["-m", models["static"], "--loop", "6", "-o", tmp_path, "--output_dirname"]
     plain, _ = run_api(argv + ["plain"], capsys)
     assert list(plain) == T23_KEYS

@@ -161,7 +161,8 @@ def test_the_runner_tunes_once_and_reuses_the_choice(tmp_path, capsys, monkeypat
     first, out = run_api(argv, capsys, threads=2)
     assert "tuning m.onnx: timing" in out
     tuning = first["tuning"]
-    assert tuning["cache"] == "new" and len(list(cache.glob("*.json"))) == 1
+    assert tuning["cache"] == "new" and sorted(p.name for p in cache.glob("*.json")) == sorted(
+        [f"{tuning['key']}.json", f"reference-{tune.machine_id()}.json"])
     chosen = tuning["chosen"]
     assert (first["backend"], first["streams"], first["threads_per_stream"]) == (
         chosen["engine"], chosen["streams"], chosen["threads_per_stream"])
@@ -230,21 +231,52 @@ def test_windows_show_a_slowdown_within_the_loop():
         load.spread([])["throughput_spread"] is None
 
 
-@pytest.mark.parametrize("before, after, contended", [(10.0, 10.5, False), (10.0, 13.0, True),
-                                                      (13.0, 10.0, True)])
-def test_a_slower_reference_kernel_marks_the_run_contended(tmp_path, before, after, contended):
+def _monitor(tmp_path, figures, best_path=None):
+    """A LoadMonitor on a quiet one-CPU /proc/stat whose reference product gives `figures`."""
     stat = tmp_path / "stat"
     stat.write_text("cpu 100 0 100 1000 0 0 0 0 0 0\ncpu0 100 0 100 1000 0 0 0 0 0 0\n")
-    times = iter([before, after])
-    clock = iter([0.0, 5.0])
-    monitor = load.LoadMonitor(str(stat), clock=lambda: next(clock), reference=lambda: next(times))
+    figures, clock = iter(figures), iter([0.0, 5.0])
+    monitor = load.LoadMonitor(str(stat), clock=lambda: next(clock),
+                               reference=lambda: next(figures), best_path=best_path)
     monitor.cpus, monitor.tick = [0], 100
     monitor._own = lambda: 0.0
-    result = monitor.start().stop()
-    assert result["reference_ms"] == [before, after]
+    return monitor
+
+
+@pytest.mark.parametrize("before, after, contended", [(100.0, 95.0, False), (100.0, 85.0, True),
+                                                      (85.0, 100.0, True)])
+def test_a_changed_reference_product_marks_the_run_contended(tmp_path, before, after, contended):
+    result = _monitor(tmp_path, [before, after]).start().stop()
+    assert result["reference_gflops"] == [before, after]
     assert result["reference_change"] == pytest.approx(after / before - 1)
+    assert result["reference_best_gflops"] is None and result["reference_below_best"] is None
     assert result["other_cpu_s"] == 0 and result["contended"] is contended
-    assert "reference kernel" in result["contended_rule"]
+    assert "reference matrix product" in result["contended_rule"]
+
+
+def test_a_machine_slower_than_its_best_is_contended(tmp_path):
+    """A steady slowdown from outside (before = after) shows against the machine's best figure,
+    which each run raises when it beats it; an unreadable record starts afresh."""
+    best = tmp_path / "tuning" / "reference-m.json"
+    first = _monitor(tmp_path, [100.0, 98.0], str(best)).start().stop()
+    assert first["reference_best_gflops"] is None and first["contended"] is False
+    assert json.loads(best.read_text())["best_gflops"] == 100.0
+    slow = _monitor(tmp_path, [90.0, 91.0], str(best)).start().stop()
+    assert slow["reference_best_gflops"] == 100.0 and slow["contended"] is True
+    assert slow["reference_below_best"] == pytest.approx(0.09)
+    near = _monitor(tmp_path, [97.0, 96.0], str(best)).start().stop()
+    assert near["contended"] is False and near["reference_below_best"] == pytest.approx(0.03)
+    faster = _monitor(tmp_path, [110.0, 108.0], str(best)).start().stop()
+    assert faster["reference_below_best"] == 0.0 and faster["contended"] is False
+    assert json.loads(best.read_text())["best_gflops"] == 110.0
+    best.write_text("{not json")
+    again = _monitor(tmp_path, [50.0, 50.0], str(best)).start().stop()
+    assert again["reference_best_gflops"] is None and again["contended"] is False
+    assert json.loads(best.read_text())["best_gflops"] == 50.0
+
+
+def test_the_reference_product_is_a_positive_figure():
+    assert load.reference_gflops(repeats=2) > 0
 
 
 def test_the_report_records_the_spread_and_the_tuning():
@@ -252,7 +284,7 @@ def test_the_report_records_the_spread_and_the_tuning():
                "throughput_windows": [90.0, 100.0, 110.0], "throughput_median": 100.0,
                "throughput_spread": 0.2,
                "tuning": {"cache": "new", "chosen": {"engine": "openvino"}},
-               "contended": False, "reference_ms": [1.0, 1.1], "reference_change": 0.1}
+               "contended": False, "reference_gflops": [100.0, 110.0], "reference_change": 0.1}
     perf = pieces.perf_from_summary(summary, 20, 2)
     assert perf["spread"]["spread"] == 0.2 and perf["spread"]["median"] == 100.0
     assert perf["tuning"]["chosen"]["engine"] == "openvino"

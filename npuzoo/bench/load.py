@@ -1,9 +1,11 @@
 """What else ran on this process's CPUs while the loop was timed, and how steady the loop was.
 LoadMonitor brackets the timed section: other processes' CPU time (steal included) is
 /proc/stat's busy time of our CPUs minus our own; RULE says when that is contention. A slowdown
-from outside a guest that reports no steal shows in a reference kernel timed before and after.
+from outside a guest that reports no steal (another tenant of the host) shows in a reference
+matrix product timed before and after the loop, against the best this machine ever gave it.
 The 1-minute load average is recorded, not judged (it counts this runner's own threads)."""
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -11,30 +13,49 @@ from typing import Any
 
 import numpy as np
 
+from npuzoo.files import atomic_write
+
 CONTENDED_SHARE = 0.10   # other processes' share of the CPUs above which a figure is contended
-REFERENCE_CHANGE = 0.15  # the reference kernel's time change, before vs after, that is contended
+REFERENCE_CHANGE = 0.10  # the reference product's change, before vs after the loop, that is
+REFERENCE_BELOW = 0.05   # ... and its shortfall from the machine's best: the +-5% a figure keeps
 MIN_TICKS = 100          # of CPU capacity (cpus x wall time) below which no verdict is given
 WINDOWS = 5              # the timed loop is judged in this many consecutive windows
+REFERENCE_N = 256        # the reference product: float32 N x N, about 0.2 ms on one core
 RULE = (f"other_cpu_s > {CONTENDED_SHARE:g} * cpus * wall_s (other processes' CPU time on this "
-        "process's CPUs, from /proc/stat minus its own), or a reference kernel's time before vs "
-        f"after the loop changed by more than {REFERENCE_CHANGE:.0%}; null when cpus * wall_s "
-        f"is under {MIN_TICKS} clock ticks (too short to judge) or /proc/stat is absent")
+        "process's CPUs, from /proc/stat minus its own), or a reference matrix product's "
+        f"GFLOP/s changed by more than {REFERENCE_CHANGE:.0%} from before the loop to after it, "
+        f"or the better of the two is more than {REFERENCE_BELOW:.0%} below the best this "
+        f"machine gave (with --tune); null when cpus * wall_s is under {MIN_TICKS} clock ticks "
+        "(too short to judge) or /proc/stat is absent")
 
 
-def reference_kernel_ms(repeats: int = 7) -> float:
-    """The median time (ms) of a fixed single-thread numpy kernel of about 1 ms (a BLAS
-    product would wait for its own threads on any busy core)."""
-    values = np.linspace(0, 1, 1 << 16, dtype=np.float32)
-    out = np.empty_like(values)
-    times = []
+def reference_gflops(repeats: int = 40) -> float:
+    """GFLOP/s of a small float32 matrix product on all of this process's CPUs, the best of
+    `repeats`: what the host gives the model's kernels now; the best ignores a passing blip."""
+    a = np.ones((REFERENCE_N, REFERENCE_N), dtype=np.float32)
+    out = np.empty_like(a)
+    best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        for _ in range(20):
-            np.multiply(values, 1.0001, out=out)
-            np.add(out, 0.5, out=out)
-            np.sqrt(out, out=out)
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return round(float(np.median(times)), 4)
+        for _ in range(4):
+            np.matmul(a, a, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return round(4 * 2 * REFERENCE_N ** 3 / best / 1e9, 2)
+
+
+def machine_best(path: str | None, now: float) -> float | None:
+    """The best reference figure recorded in `path` (JSON) before this run, or None; `now`
+    replaces it when better. A file that cannot be read starts afresh."""
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            best = float(json.load(handle)["best_gflops"])
+    except (OSError, ValueError, KeyError, TypeError):
+        best = None
+    if best is None or now > best:
+        atomic_write(path, json.dumps({"best_gflops": now, "reference_n": REFERENCE_N}) + "\n")
+    return best
 
 
 class LoadMonitor:
@@ -42,10 +63,12 @@ class LoadMonitor:
 
     def __init__(self, stat_path: str = "/proc/stat",
                  clock: Callable[[], float] = time.perf_counter,
-                 reference: Callable[[], float] | None = None) -> None:
+                 reference: Callable[[], float] | None = None,
+                 best_path: str | None = None) -> None:
         self.stat_path = stat_path
         self.clock = clock
-        self.reference = reference or reference_kernel_ms
+        self.reference = reference or reference_gflops
+        self.best_path = best_path   # this machine's best reference figure (JSON)
         self.cpus = sorted(os.sched_getaffinity(0))
         self.tick = os.sysconf("SC_CLK_TCK")
 
@@ -91,13 +114,16 @@ class LoadMonitor:
         busy1 = self._busy()
         ref1 = self.reference()
         change = ref1 / self.ref0 - 1 if self.ref0 and ref1 else None
-        outside = change is not None and \
-            max(ref1 / self.ref0, self.ref0 / ref1) - 1 > REFERENCE_CHANGE
+        best = machine_best(self.best_path, max(self.ref0, ref1))
+        below = max(0.0, 1 - max(self.ref0, ref1) / best) if best else None
+        outside = (change is not None and abs(change) > REFERENCE_CHANGE) or \
+            (below is not None and below > REFERENCE_BELOW)
         result: dict[str, Any] = {
             "loadavg_1m_start": self.load0, "loadavg_1m_end": os.getloadavg()[0],
             "cpus": len(self.cpus), "own_cpu_s": round(own, 3), "other_cpu_s": None,
-            "steal_s": None, "other_cpu_share": None, "reference_ms": [self.ref0, ref1],
-            "reference_change": change, "contended": True if outside else None,
+            "steal_s": None, "other_cpu_share": None, "reference_gflops": [self.ref0, ref1],
+            "reference_change": change, "reference_best_gflops": best,
+            "reference_below_best": below, "contended": True if outside else None,
             "contended_rule": RULE}
         if self.busy0 is None or busy1 is None:
             return result

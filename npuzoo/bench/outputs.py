@@ -168,7 +168,10 @@ def _load_text(extras: dict[str, Any]) -> str:
             len(extras["throughput_windows"]), extras["throughput_median"],
             extras["throughput_spread"])
     if extras.get("reference_change") is not None:
-        steadiness += "; reference kernel {:+.0%} after the loop".format(extras["reference_change"])
+        steadiness += "; reference product {:.0f} GFLOP/s, {:+.0%} after the loop{}".format(
+            extras["reference_gflops"][0], extras["reference_change"],
+            "" if extras.get("reference_below_best") is None else
+            ", {:.0%} below this machine's best".format(extras["reference_below_best"]))
     if extras.get("other_cpu_s") is None:
         return ("load average (1 min) {} -> {}; other processes' CPU time unknown (no /proc/stat)"
                 "{}".format(extras["loadavg_1m_start"], extras["loadavg_1m_end"], steadiness))

@@ -202,7 +202,11 @@ class Inference:
         self.progress = tqdm(total=None if self.args.loop_seconds else count * self.args.loop,
                              file=sys.stderr, unit="run", desc="Inference array Processing",
                              disable=not sys.stderr.isatty())
-        monitor = load.LoadMonitor().start()
+        best = None
+        if self.args.tune is not None:   # the tuning cache keeps this machine's best reference
+            from npuzoo import tune
+            best = os.path.join(self.args.tune, f"reference-{tune.machine_id()}.json")
+        monitor = load.LoadMonitor(best_path=best).start()
         start_time, wall_start = time.time(), time.perf_counter()
         if count == 1:   # the streams share the batch's runs
             results = self.run_one(0, self.sessions, self.read_batch(0))

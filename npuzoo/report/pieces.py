@@ -11,7 +11,8 @@ from npuzoo.errors import UserError
 
 RESULT_SUFFIX = "_0.txt"  # ais_bench --outfmt TXT: <stem>_<output index>.txt, output 0 = logits
 LOAD_KEYS = ("loadavg_1m_start", "loadavg_1m_end", "cpus", "other_cpu_s", "other_cpu_share",
-             "reference_ms", "reference_change", "contended", "contended_rule")
+             "reference_gflops", "reference_change", "reference_best_gflops",
+             "reference_below_best", "contended", "contended_rule")
 Json = dict[str, Any]
 
 
