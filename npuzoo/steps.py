@@ -9,6 +9,7 @@ import argparse
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -35,12 +36,23 @@ def record(log: str, step: str, seconds: float, status: int = 0, bs: int | None 
         handle.write(json.dumps(entry) + "\n")
 
 
+# Why a step's process may die of a signal, which leaves no message of its own.
+SIGNAL_HINTS = {signal.SIGSEGV: "the engine crashed on this graph: another BACKEND (for int8, "
+                "another QUANTIZER) may run it", signal.SIGKILL: "out of memory, or killed"}
+
+
 def run_step(log: str, step: str, command: list[str], bs: int | None = None) -> int:
     start = time.perf_counter()
     try:
         status = subprocess.call(command)
     except KeyboardInterrupt:
         status = 130
+    if status < 0:   # as a shell reports it: 128 + the signal
+        died = signal.Signals(-status)
+        hint = SIGNAL_HINTS.get(died)
+        print(f"error: the {step} step died of {died.name}" + (f": {hint}" if hint else ""),
+              file=sys.stderr)
+        status = 128 - status
     record(log, step, time.perf_counter() - start, status, bs)
     return status
 

@@ -1,5 +1,6 @@
 """Per-step timings (npuzoo/steps.py): logged per run, summed in pipeline order, tabled."""
 
+import json
 import sys
 
 from npuzoo import steps
@@ -63,3 +64,15 @@ def test_the_table_names_the_steps_an_earlier_run_did_and_this_one_reused(tmp_pa
     assert steps.table([], found + earlier).endswith("; reused from an earlier run: data, export, "
                                                      "quantize, compile, inference")
     assert "reused" not in steps.table(found)
+
+
+def test_a_step_killed_by_a_signal_says_so_in_one_line(tmp_path, capsys):
+    """A segfaulting engine leaves no message of its own: the step names the signal and what
+    to try, and exits as a shell would (128 + the signal)."""
+    log = tmp_path / "steps.jsonl"
+    crash = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"]
+    assert steps.run_step(str(log), "inference", crash) == 128 + 11
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: the inference step died of SIGSEGV: the engine crashed")
+    assert "\n" not in err and "BACKEND" in err
+    assert json.loads(log.read_text())["status"] == 139
