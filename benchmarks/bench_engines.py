@@ -584,9 +584,9 @@ def commit():
                           capture_output=True, text=True)
     if proc.returncode != 0:
         return None
+    # the code measured: the package and every benchmark script (not their results)
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "npuzoo",
-                            "benchmarks/bench_engines.py"], cwd=REPO, capture_output=True,
-                           text=True).stdout
+                            "benchmarks/*.py"], cwd=REPO, capture_output=True, text=True).stdout
     return proc.stdout.strip() + ("+changes" if dirty.strip() else "")
 
 
