@@ -8,7 +8,20 @@ import sys
 
 import pytest
 
+from helpers import synthetic_dataset
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_bench(name):
+    """benchmarks/<name>.py, imported by its path (the folder is no package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_{name}",
+                                                  os.path.join(REPO, "benchmarks", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.slow
@@ -70,17 +83,11 @@ def test_engines_benchmark_runs_and_writes_what_the_readme_renders(tmp_path):
 def test_the_engines_benchmark_counts_flops_in_the_graph_and_lists_every_model(tmp_path):
     """GFLOP per image from the exported graph (no table to keep up to date): a 3x3 conv 3->8
     with stride 2 on 32x32 (16x16 outputs) and a 8->10 linear layer, counted by hand."""
-    import importlib.util
-
     import torch
 
     from npuzoo import config
 
-    spec = importlib.util.spec_from_file_location("_bench_engines",
-                                                  os.path.join(REPO, "benchmarks",
-                                                               "bench_engines.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("bench_engines")
     assert config.model_names() == bench.MODELS
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
@@ -109,3 +116,79 @@ def test_the_engines_benchmark_counts_flops_in_the_graph_and_lists_every_model(t
     model.ir_version = 8   # what the installed ONNX Runtime reads
     onnx.save(model, str(tmp_path / "gemm.onnx"))
     assert bench.gflop_per_image(str(tmp_path / "gemm.onnx")) == pytest.approx(linear / 1e9)
+
+
+def test_the_make_benchmark_splits_each_make_into_its_steps_and_what_it_reused(tmp_path):
+    """A steps.jsonl of a cold run (every step, the perf step failed once and ran again) and a
+    warm one (the driver's data step only): each make's seconds per step, the rest of its wall
+    time, the steps the warm run reused; the tuning records that appeared, not the probe's."""
+    bench = load_bench("bench_make")
+    log = tmp_path / "steps.jsonl"
+    cold = [("data", None, 0.5, 0), ("export", None, 10.0, 0), ("compile", 16, 2.0, 0),
+            ("inference", 16, 30.0, 0), ("perf", 16, 1.0, 2), ("perf", 16, 4.0, 0)]
+    lines = [json.dumps({"run": "cold", "step": s, "bs": bs, "seconds": t, "status": status})
+             for s, bs, t, status in cold]
+    lines.insert(2, "not json")
+    lines.append(json.dumps({"run": "warm", "step": "data", "bs": None, "seconds": 0.25,
+                             "status": 0}))
+    log.write_text("\n".join(lines) + "\n")
+    assert bench.run_ids(str(log)) == ["cold", "warm"]
+
+    first = bench.breakdown(str(log), "cold", [], 50.0, 20.0)
+    assert first["steps_s"] == {"data": 0.5, "export": 10.0, "compile": 2.0, "inference": 30.0,
+                                "perf": 5.0}
+    assert (first["steps_total_s"], first["orchestration_s"], first["reused"]) == (47.5, 2.5, [])
+    second = bench.breakdown(str(log), "warm", ["cold"], 1.0, 0.0)
+    assert second["steps_s"] == {"data": 0.25} and second["orchestration_s"] == 0.75
+    assert second["reused"] == ["export", "compile", "inference", "perf"]
+
+    block = {"cold": first, "warm": second, "ratio_cold": 12.5, "ratio_warm": 0.25,
+             "necessary": {"images": 10, "decode_resize_s": 1.0, "session_s": 0.5,
+                           "inference_s": 2.5, "total_s": 4.0},
+             "startup_s": {"import npuzoo.steps": 0.1}}
+    text = bench.report(block)
+    assert re.search(r"^export +10\.00 +20% +reused *$", text, re.M)
+    assert re.search(r"^  of which tuning +20\.00 +40% +0\.00 +0%$", text, re.M)
+    assert re.search(r"^orchestration \(the rest\) +2\.50 +5% +0\.75 +75%$", text, re.M)
+    assert "whole make / necessary work: cold 12.50x, warm 0.25x" in text
+
+    tuning = tmp_path / "build" / "tuning"
+    tuning.mkdir(parents=True)
+    (tuning / "old.json").write_text(json.dumps({"chosen": {}, "seconds": 7.0}))
+    before = {str(tuning / "old.json")}
+    (tuning / "new.json").write_text(json.dumps({"chosen": {}, "seconds": 3.5}))
+    (tuning / "probe.json").write_text(json.dumps({"gflops": 120.0}))
+    assert bench.tuning_seconds(str(tmp_path), before) == 3.5
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--bs", "0"], "--bs and --n take positive integers"),
+    (["--n", "100000"], "has only"),
+])
+def test_the_make_benchmark_refuses_bad_arguments_before_any_make(tmp_path, argv, fragment):
+    data = synthetic_dataset(tmp_path / "data", count=2)
+    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "bench_make.py"),
+                           "--data", str(data), "--no-write", *argv],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and fragment in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_the_make_benchmark_runs_cold_then_warm_in_a_clone(tmp_path, shared_data):
+    """Both makes of the 10 real images in a clone of HEAD (conftest's TUNE=0 and
+    PERF_SECONDS=0 reach them, and the settings say so)."""
+    out = tmp_path / "make_time.json"
+    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "bench_make.py"),
+                           "--data", str(shared_data / "imagenet-val-10"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [results] = json.loads(out.read_text())["machines"].values()
+    block = results["runs"]["mobilenetv1 BS 16 imagenet-val-10 N all"]
+    assert block["settings"]["environment"] == {"TUNE": "0", "PERF_SECONDS": "0"}
+    assert {"preprocess", "export", "compile", "inference", "perf"} <= set(block["cold"]["steps_s"])
+    assert block["cold"]["reused"] == [] and block["cold"]["tuning_s"] == 0
+    assert {"preprocess", "export", "compile", "inference", "perf"} <= set(block["warm"]["reused"])
+    assert not {"export", "compile", "inference"} & set(block["warm"]["steps_s"])
+    assert block["necessary"]["images"] == 10 and block["ratio_cold"] > 0 < block["ratio_warm"]
+    assert re.search(r"^whole make / necessary work: cold [\d.]+x, warm [\d.]+x$", done.stdout,
+                     re.M)
