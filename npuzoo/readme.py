@@ -44,27 +44,20 @@ def read_requirements(path: str) -> list[tuple[str, str]] | None:
     """[(package, pinned version or the whole specifier)] from a requirements file."""
     if not os.path.isfile(path):
         return None
-    pins = []
     with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            name, sep, version = line.partition("==")
-            pins.append((name.strip(), version.strip() if sep else line))
-    return pins
+        lines = [line.split("#", 1)[0].strip() for line in handle]
+    return [(line.split("==")[0].strip(), line.split("==", 1)[1].strip() if "==" in line else line)
+            for line in lines if line]
 
 
 def model_reports(reports_dir: str, name: str) -> list[Report]:
-    """The current reports of one model (reports/<name>/ and its variant folders), sorted by
-    chip, variant and batch size."""
+    """One model's current reports, sorted by chip, variant and batch size."""
     found = [report for _, report in reports.model_reports(reports_dir, name)]
     return sorted(found, key=lambda r: (soc_order(r["soc"]), history.variant(r), r["batch_size"]))
 
 
 def row_groups(rows: list[Report]) -> list[list[Report]]:
-    """Reports grouped so that a table row or plot line holds one chip, machine, image set,
-    weights and variant (history.row_key), in chip order."""
+    """Reports grouped by history.row_key (a table row or plot line each), in chip order."""
     groups: dict[tuple[Any, ...], list[Report]] = {}
     for r in rows:
         groups.setdefault(history.row_key(r), []).append(r)
@@ -84,12 +77,9 @@ def engine_name(report: Report) -> str | None:
 
 
 def run_label(report: Report) -> str:
-    """A row's heading, table cell and plot line: the chip, the variant label the run's plan
-    recorded (npuzoo.plan.variant_label, its folder under reports/<model>/), then the engine
-    and the run's setup (history.setup): `cpu int8-onnxruntime (ONNX Runtime, 2 streams)`; a
-    tuned run names no engine (`cpu int8-nncf (tuned)`): the tuning picks one per batch size,
-    and a run is not what its tuning chose; an Ascend run without a recorded engine ran the OM
-    through ais_bench."""
+    """A row's heading, table cell and plot line: `cpu int8-onnxruntime (ONNX Runtime, 2 streams)`
+    (chip, the plan's variant, engine, history.setup); a tuned run names no engine: the tuning
+    picks one per batch size."""
     name = engine_name(report)
     engine = "" if history.tuned(report) else engine_label(name) if name else \
         "ais_bench" if report.get("soc") != "cpu" else "engine not recorded"
@@ -98,8 +88,7 @@ def run_label(report: Report) -> str:
 
 
 def markdown_text(value: object) -> str:
-    """Text read from a report as literal Markdown on one line: HTML and the characters that
-    make tables, links, code and emphasis are escaped, control characters become spaces."""
+    """Text read from a report as literal Markdown on one line (HTML and markup escaped)."""
     text = reports.CONTROL.sub(" ", str(value))
     text = re.sub(r"&(?=#|\w+;)", "&amp;", text)  # what would read as an entity
     text = re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text)  # what would open a tag ("a < b" stays)
@@ -113,8 +102,7 @@ def plot_text(value: object) -> str:
 
 def group_words(members: list[Report],
                 escape: Callable[[object], str] = markdown_text) -> dict[str, Any]:
-    """What one group measured, in words (escaped for its destination): chip and engine,
-    machine, images, weights."""
+    """What one group measured, in words escaped for their destination."""
     first = members[0]
     weights = (first.get("weights") or {}).get("source") or "unrecorded"
     return {"soc": first.get("soc"), "chip": escape(run_label(first)),
@@ -156,18 +144,13 @@ def meaningful(report: Report) -> bool:
 
 def result_cells(report: Report, mark_random: bool = False) -> dict[str, str]:
     """Top-1, top-5 (marked when random weights made them) and gate cells."""
-    acc = report.get("accuracy") or {}
+    acc, verdict = report.get("accuracy") or {}, report.get("gate") or {}
     mark = f" {RANDOM_MARK}" if mark_random and not meaningful(report) else ""
-    return {"top1": fmt(acc.get("top1"), 2) + mark, "top5": fmt(acc.get("top5"), 2) + mark,
-            "gate": gate_cell(report)}
-
-
-def gate_cell(report: Report) -> str:
-    verdict = report.get("gate") or {}
     word = verdict.get("verdict") or "not applicable"
-    shown = {"pass": "pass", "fail": "**FAIL**"}.get(word) or markdown_text(word)
+    gate = {"pass": "pass", "fail": "**FAIL**"}.get(word) or markdown_text(word)
     reason = verdict.get("reason")
-    return f"{shown}: {markdown_text(reason)}" if reason else shown
+    return {"top1": fmt(acc.get("top1"), 2) + mark, "top5": fmt(acc.get("top5"), 2) + mark,
+            "gate": f"{gate}: {markdown_text(reason)}" if reason else gate}
 
 
 def throughput_cell(report: Report, best: bool = False) -> str:
@@ -175,11 +158,6 @@ def throughput_cell(report: Report, best: bool = False) -> str:
     text = fmt(throughput(report))
     text = f"**{text}** {BEST}" if best else text
     return text + (" (contended)" if contended_run(report) else "")
-
-
-def latency(report: Report, key: str) -> str:
-    lat = (report.get("perf") or {}).get("latency_ms") or {}
-    return fmt(lat.get(key), 2)
 
 
 def throughput(report: Report) -> float | None:
@@ -214,8 +192,7 @@ def twin_cell(report: Report, twin: Report) -> str:
 
 
 def agreement_cell(report: Report) -> str:
-    """`agrees top-1 98.5%, top-5 100%, max |Δ| 0.41`: an int8 run's outputs against the fp32
-    export's on its first images (report `int8_agreement`), or '' for a report without it."""
+    """`agrees top-1 98.5%, top-5 100%, max |Δ| 0.41` from `int8_agreement`, or ''."""
     found = report.get("int8_agreement") or {}
     parts = [f"{key} {found[name]:.1f}".rstrip("0").rstrip(".") + "%"
              for key, name in (("top-1", "top1"), ("top-5", "top5")) if found.get(name) is not None]
@@ -225,8 +202,7 @@ def agreement_cell(report: Report) -> str:
 
 
 def measured_tables(spec: ModelSpec, rows: list[Report]) -> list[dict[str, Any]]:
-    """Per row group: its batch sizes (the best marked) and ratios to the same chip's reference
-    (or to the fp32 twin); the chip's plot after its last group."""
+    """Per row group: its rows, with ratios to the chip's reference or to the fp32 twin."""
     tables = []
     groups = row_groups(rows)
     for index, members in enumerate(groups):
@@ -241,14 +217,11 @@ def measured_tables(spec: ModelSpec, rows: list[Report]) -> list[dict[str, Any]]
             ratio = (twin_cell(r, twin) if twin else "" if speed is None or not ref_fps
                      else f"{speed / ref_fps:.2f}× of {fmt_ref(round(ref_fps, 2))}")
             ratio = "; ".join(c for c in (ratio, agreement_cell(r)) if c) or "—"
-            lines.append({
-                "bs": f"**{bs}** {BEST}" if bs == best else str(bs),
-                "throughput": throughput_cell(r),
-                "ratio": ratio,
-                "p50": latency(r, "p50"), "p99": latency(r, "p99"),
-                **result_cells(r),
-                "what": measured_when(r),
-            })
+            lat = (r.get("perf") or {}).get("latency_ms") or {}
+            lines.append({"bs": f"**{bs}** {BEST}" if bs == best else str(bs),
+                          "throughput": throughput_cell(r), "ratio": ratio,
+                          "p50": fmt(lat.get("p50"), 2), "p99": fmt(lat.get("p99"), 2),
+                          **result_cells(r), "what": measured_when(r)})
         backends = sorted({markdown_text(f"{engine_label(engine_name(r))} "
                                          f"{(r.get('backend') or {}).get('version')}")
                            for r in members if r.get("backend")})
@@ -278,18 +251,15 @@ def reference_context(spec: ModelSpec) -> dict[str, Any]:
         rows.append({"chip": chip, "note": "; ".join(n for n in notes if n),
                      "marks": f" ({', '.join(marks)})" if marks else "",
                      "best_bs": best, "best_fps": fmt_ref(fps.get(best)), "fps": fps})
-    return {
-        "top1": fmt_ref(acc.top1), "top5": fmt_ref(acc.top5),
-        "accuracy_source": ref.accuracy_source,
-        "tolerance_top1": fmt_ref(tol.top1), "tolerance_top5": fmt_ref(tol.top5),
-        "missing_top1": acc.top1 is None, "missing_top5": acc.top5 is None,
-        "perf_sizes": sizes, "perf_rows": rows,
-    }
+    return {"top1": fmt_ref(acc.top1), "top5": fmt_ref(acc.top5),
+            "accuracy_source": ref.accuracy_source,
+            "tolerance_top1": fmt_ref(tol.top1), "tolerance_top5": fmt_ref(tol.top5),
+            "missing_top1": acc.top1 is None, "missing_top5": acc.top5 is None,
+            "perf_sizes": sizes, "perf_rows": rows}
 
 
 def source_steps(spec: ModelSpec) -> list[dict[str, Any]]:
-    """Shell lines that fetch and patch the upstream code into `upstream/`, one way per source
-    of model.yaml `upstream.sources` (tried in order by the pipeline)."""
+    """Shell lines that fetch and patch each of model.yaml's `upstream.sources` into upstream/."""
     ways = []
     for source in spec.upstream.sources:
         apply = f" && patch -p1 -d upstream < {source.patch}" if source.patch else ""
@@ -307,8 +277,7 @@ def source_steps(spec: ModelSpec) -> list[dict[str, Any]]:
 
 
 def quick_start(spec: ModelSpec, name: str, ways: list[dict[str, Any]]) -> dict[str, Any]:
-    """The standalone commands, in the order the guide runs them (perf: the guide's loop and
-    warm-up from model.yaml `perf`)."""
+    """The standalone commands, in the order the guide runs them, with its perf loop."""
     guide = config.perf_defaults(spec)
     loop, warmup = guide.get("loop", 100), guide.get("warmup", 1)
     weights, published = spec.weights, spec.weights.published
@@ -344,7 +313,6 @@ def environments(rows: list[Report]) -> list[str]:
 
 def model_context(name: str, models_dir: str, reports_dir: str) -> dict[str, Any]:
     spec = config.load(os.path.join(models_dir, name, "model.yaml"))
-    folder = os.path.join(models_dir, name)
     rows = model_reports(reports_dir, name)
     ways = source_steps(spec)
     upstream, published = spec.upstream, spec.weights.published
@@ -352,20 +320,11 @@ def model_context(name: str, models_dir: str, reports_dir: str) -> dict[str, Any
                 "no checksum is published (the file is used as downloaded; see model.yaml)")
     patches = sorted({s.patch for s in upstream.sources if s.patch} |
                      ({upstream.patch} if upstream.patch else set()))
-    return {
-        "name": name,
-        "cfg": spec,
-        "description": " ".join(spec.description.split()),
-        "upstream": upstream,
-        "patches": patches,
-        "ways": ways,
-        "checksum": checksum,
-        "requirements": read_requirements(os.path.join(folder, "requirements.txt")),
-        "environments": environments(rows),
-        "quick": quick_start(spec, name, ways),
-        "measured": measured_tables(spec, rows),
-        "reference": reference_context(spec),
-    }
+    return {"name": name, "cfg": spec, "description": " ".join(spec.description.split()),
+            "upstream": upstream, "patches": patches, "ways": ways, "checksum": checksum,
+            "requirements": read_requirements(os.path.join(models_dir, name, "requirements.txt")),
+            "environments": environments(rows), "quick": quick_start(spec, name, ways),
+            "measured": measured_tables(spec, rows), "reference": reference_context(spec)}
 
 
 # -- the top-level README ------------------------------------------------------------------
@@ -491,8 +450,8 @@ def _engines_machine(key: str, results: dict[str, Any]) -> dict[str, Any]:
 
 def _per_machine(path: str, what: str, table: Callable[[str, Any], dict[str, Any]]
                  ) -> list[dict[str, Any]] | None:
-    """table(machine key, results) for each machine of a benchmark's JSON (`what` wrote it),
-    or None when there is none (or it cannot be read: one warning line)."""
+    """table(machine key, results) for each machine of a benchmark's JSON, or None when there
+    is none (or it cannot be read: one warning line)."""
     if not os.path.isfile(path):
         return None
     try:
@@ -571,11 +530,9 @@ LINE_STYLES = tuple(zip(("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:
 
 def plot_png(name: str, soc: str, groups: list[list[Report]], ref: dict[int, float],
              inspect: Callable[[Any], object] | None = None) -> bytes:
-    """PNG bytes of throughput against batch size, one line per row group: what all lines
-    share (machine, images, weights) in the title, what tells them apart in a legend below
-    the axes; value labels on every point of a lone line, else on each line's best point,
-    moved apart where they would overlap. Fixed size and fonts, no metadata stamp. `inspect`
-    (tests) is called with the drawn figure."""
+    """PNG bytes of throughput against batch size, one line per row group; value labels on
+    every point of a lone line, else on each line's best point. Fixed size and fonts, no
+    metadata stamp. `inspect` (tests) is called with the drawn figure."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
@@ -586,8 +543,7 @@ def plot_png(name: str, soc: str, groups: list[list[Report]], ref: dict[int, flo
                         if (speed := throughput(r)) is not None)
         if points:
             lines.append((group_words(members, escape=plot_text), points, best_batch(members)))
-    # the title names what every line shares (machine, engine and configuration, images,
-    # weights); each legend entry its engine and what differs
+    # the title names what every line shares; each legend entry its engine and what differs
     shared = [key for key in ("chip", "machine", "scope", "weights")
               if len({words[key] for words, _, _ in lines}) == 1]
     first = lines[0][0]
@@ -670,11 +626,10 @@ def plots(name: str, models_dir: str, reports_dir: str) -> dict[str, bytes]:
 
 # -- rendering -----------------------------------------------------------------------------
 
-def render(templates_dir: str, template: str, context: dict[str, Any]) -> str:
-    """The template rendered, tidied: no trailing spaces, at most one blank line in a row, one
-    final newline."""
+def render(template: str, context: dict[str, Any]) -> str:
+    """The template rendered: no trailing spaces, no two blank lines in a row, a final newline."""
     text = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates_dir), undefined=jinja2.StrictUndefined,
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR), undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False,
     ).get_template(template).render(**context)
     text = "\n".join(line.rstrip() for line in text.splitlines())
@@ -682,14 +637,13 @@ def render(templates_dir: str, template: str, context: dict[str, Any]) -> str:
 
 
 def render_model(name: str, models_dir: str = config.MODELS_DIR,
-                 reports_dir: str = reports.REPORTS_DIR,
-                 templates_dir: str = TEMPLATES_DIR) -> str:
-    return render(templates_dir, MODEL_TEMPLATE, model_context(name, models_dir, reports_dir))
+                 reports_dir: str = reports.REPORTS_DIR) -> str:
+    return render("model_README.md.j2", model_context(name, models_dir, reports_dir))
 
 
 def render_top(models_dir: str = config.MODELS_DIR, reports_dir: str = reports.REPORTS_DIR,
-               templates_dir: str = TEMPLATES_DIR, root: str = config.REPO_ROOT) -> str:
-    return render(templates_dir, TOP_TEMPLATE, {
+               root: str = config.REPO_ROOT) -> str:
+    return render("README.md.j2", {
         **top_context(models_dir, reports_dir),
         "engines": engines_context(os.path.join(root, ENGINES_JSON)),
         "int8": int8_context(os.path.join(root, INT8_JSON)),
@@ -698,14 +652,12 @@ def render_top(models_dir: str = config.MODELS_DIR, reports_dir: str = reports.R
 
 
 def render_all(models_dir: str = config.MODELS_DIR, reports_dir: str = reports.REPORTS_DIR,
-               root: str = config.REPO_ROOT, templates_dir: str = TEMPLATES_DIR) -> dict[str, str]:
+               root: str = config.REPO_ROOT) -> dict[str, str]:
     """{path: Markdown text} of every README (no plots)."""
-    out = {os.path.join(root, "README.md"):
-           render_top(models_dir, reports_dir, templates_dir, root)}
-    for name in config.model_names(models_dir):
-        out[os.path.join(models_dir, name, "README.md")] = render_model(
-            name, models_dir, reports_dir, templates_dir)
-    return out
+    return {os.path.join(root, "README.md"): render_top(models_dir, reports_dir, root),
+            **{os.path.join(models_dir, name, "README.md"): render_model(name, models_dir,
+                                                                        reports_dir)
+               for name in config.model_names(models_dir)}}
 
 
 def differs(path: str, data: str | bytes) -> bool:
