@@ -42,8 +42,6 @@ def fingerprint(soc: object, device: object, isa: str | None = None) -> dict[str
     return {"id": digest, "description": description, **({"isa": isa} if isa else {})}
 
 
-# What a run's figures depend on besides the machine. A field an older report lacks (None)
-# matches any value: such a report still belongs to the runs that resemble it.
 TUNED = "tuned"
 
 
@@ -58,18 +56,15 @@ def precision(report: Report) -> str:
 
 
 def quantizer(report: Report) -> str | None:
-    """int8's quantiser (npuzoo/quantize.py METHODS), the first word of calibration.method;
-    None for fp32. The variant label names it only when it is not the engine's, and the
-    engine's (config.INT8_QUANTIZER) may change: runs of two quantisers never share an owner."""
+    """int8's quantiser, the first word of calibration.method (None for fp32): runs of two
+    quantisers never share an owner, though a variant label may name neither."""
     method = (report.get("calibration") or {}).get("method")
     return str(method).split(" ")[0] if method else None
 
 
 def configuration(report: Report) -> dict[str, Any]:
-    """The measurement configuration of a run: engine, precision, AIPP, streams, perf loop.
-    A tuned run's engine and streams are `tuned`: the configuration is the tuning, not the
-    layout it picked (perf.tuning), so a rerun whose tuning picks another engine keeps its
-    owner and report file; a fixed engine (TUNE=0, BACKEND=, STREAMS=) is another one."""
+    """A run's engine, precision, AIPP, streams and perf loop; a tuned run's engine and streams
+    are `tuned`, so a rerun whose tuning picks another engine keeps its owner and report file."""
     backend, perf, fixed = report.get("backend") or {}, report.get("perf") or {}, not tuned(report)
     return {"engine": backend.get("name") if fixed else TUNED, "precision": precision(report),
             "aipp": bool(backend.get("aipp")), "streams": (perf.get("streams") or 1) if fixed
@@ -84,6 +79,7 @@ def owner(report: Report) -> dict[str, Any]:
 
 
 def same_owner(a: Report, b: Report) -> bool:
+    """A field an older report lacks (None) matches any value."""
     first, second = owner(a), owner(b)
     return all(first[k] is None or second[k] is None or first[k] == second[k] for k in first)
 
@@ -129,21 +125,18 @@ def scope(report: Report) -> tuple[str, str]:
 def weights_key(report: Report) -> str:
     weights = report.get("weights") or {}
     source = weights.get("source") or "unrecorded"
-    if source == "random":
-        return "random"
-    return f"{source}-{(weights.get('sha256') or weights.get('md5') or '')[:12]}"
+    return "random" if source == "random" else \
+        f"{source}-{(weights.get('sha256') or weights.get('md5') or '')[:12]}"
 
 
 def variant(report: Report) -> str:
-    """The run's variant label as its plan recorded it (npuzoo.plan.variant_label): '' for
-    the model's own run, else e.g. `int8`, `int8-onnxruntime`, `openvino`, `aipp`."""
+    """The variant label the run's plan recorded: '' for the model's own run, else `int8`, ..."""
     return str(report.get("variant") or "")
 
 
 def setup(report: Report) -> str:
-    """What else sets a run's figures apart within its variant: several streams (`tuned` for
-    a tuned run: its layout is the tuning's choice, recorded, not what the run is), a CPU perf
-    loop other than the default."""
+    """What else sets a run's figures apart within its variant: `tuned`, several streams, a CPU
+    perf loop other than the default."""
     perf = report.get("perf") or {}
     words = [TUNED] if tuned(report) else []
     streams = perf.get("streams")
@@ -166,24 +159,17 @@ def like_key(report: Report) -> tuple[object, ...]:
 
 
 def fp32_twin(report: Report, candidates: Iterable[Report]) -> Report | None:
-    """For a reduced-precision run: the fp32 run among `candidates` of the same chip, machine,
-    images, weights, setup and batch size (like_key but the variant; no AIPP run), on the same
-    engine where there is one, else on another. The README's speed-up cells and an int8
-    report's `fp32_speedup` both use it."""
+    """For a reduced-precision run: the fp32 run among `candidates` with its like_key but the
+    variant (no AIPP run), on the same engine where there is one, else on another."""
     if precision(report) == "fp32":
         return None
     want = like_key(report)
+    twins = [other for other in candidates if precision(other) == "fp32"
+             and (key := like_key(other))[:4] + key[5:] == want[:4] + want[5:]
+             and "aipp" not in variant(other).split("-")]
     engine = (report.get("backend") or {}).get("name")
-    other_engine = None
-    for other in candidates:
-        key = like_key(other)
-        if precision(other) != "fp32" or key[:4] != want[:4] or key[5:] != want[5:] \
-                or "aipp" in variant(other).split("-"):
-            continue
-        if (other.get("backend") or {}).get("name") == engine:
-            return other
-        other_engine = other_engine or other
-    return other_engine
+    same = [twin for twin in twins if (twin.get("backend") or {}).get("name") == engine]
+    return next(iter(same + twins), None)
 
 
 def completeness(report: Report) -> tuple[int, bool, int]:
@@ -213,14 +199,11 @@ def history_dir(dest: str) -> str:
 def entries(dest: str, read: Callable[[str], Report | None]) -> list[tuple[str, Report]]:
     """The readable reports of `dest`'s history, oldest first (`read`: a report reader)."""
     folder = history_dir(dest)
-    found = []
-    if os.path.isdir(folder):
-        for name in sorted(os.listdir(folder)):
-            if name.endswith(".json") and not name.startswith("."):
-                path = os.path.join(folder, name)
-                report = read(path)
-                if report is not None:
-                    found.append((os.stat(path).st_mtime_ns, path, report))
+    paths = [os.path.join(folder, name) for name in
+             (sorted(os.listdir(folder)) if os.path.isdir(folder) else [])
+             if name.endswith(".json") and not name.startswith(".")]
+    found = [(os.stat(path).st_mtime_ns, path, report) for path in paths
+             if (report := read(path)) is not None]
     # By time of the run, then of recording (two runs can share a timestamp's second).
     found.sort(key=lambda item: (str(item[2].get("timestamp") or ""), item[0]))
     return [(path, report) for _, path, report in found]
