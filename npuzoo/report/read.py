@@ -68,15 +68,6 @@ def warn(line: str) -> None:
         print(line, file=sys.stderr)
 
 
-def _from_text(value: str, kind: str) -> Any:
-    try:
-        if kind == NUMBER:
-            return float(value.strip().rstrip("%"))
-        return int(value.strip()) if re.fullmatch(r"\s*[+-]?\d+\s*", value) else _INVALID
-    except ValueError:
-        return _INVALID
-
-
 def _coerce(value: Any, kind: str) -> Any:
     """`value` as `kind`, or _INVALID."""
     if kind == ANY or value is None:
@@ -88,17 +79,16 @@ def _coerce(value: Any, kind: str) -> Any:
         return value if isinstance(value, bool) else _INVALID
     if isinstance(value, bool):
         return _INVALID
-    if isinstance(value, str):
-        value = _from_text(value, kind)
-        if value is _INVALID:
-            return value
+    if isinstance(value, str):  # "4", "69.5%"
+        try:
+            value = float(value.strip().rstrip("%")) if kind == NUMBER else \
+                int(value) if re.fullmatch(r"\s*[+-]?\d+\s*", value) else None
+        except ValueError:
+            return _INVALID
     if kind == INT:
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        return value if isinstance(value, int) else _INVALID
-    if isinstance(value, (int, float)):
-        return value if math.isfinite(value) else _INVALID
-    return _INVALID
+        return int(value) if isinstance(value, float) and value.is_integer() else \
+            value if isinstance(value, int) else _INVALID
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else _INVALID
 
 
 def shown(value: Any) -> str:
@@ -130,8 +120,7 @@ def _normalize(data: Json, schema: Json, where: str, problems: list[str]) -> Non
 
 
 def _identify(data: Json, path: str, problems: list[str]) -> str | None:
-    """Fill the chip and batch size every reader needs from the file name; the reason when
-    they cannot be had."""
+    """Fill a missing chip or batch size from the file name; why the report is unusable, or None."""
     named = re.fullmatch(r"(?P<soc>.+)_bs(?P<bs>\d+)\.json", os.path.basename(path))
     if not data.get("soc"):
         if not named:
@@ -153,8 +142,7 @@ def _identify(data: Json, path: str, problems: list[str]) -> str | None:
 
 
 def read_report(path: str, warn: Callable[[str], None] = warn) -> Json | None:
-    """A report for readers, whatever the file holds; None (with a warning) for a file that
-    cannot be read as a report at all."""
+    """A report for readers, whatever the file holds; None (with a warning) for no report."""
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
@@ -178,10 +166,6 @@ def read_report(path: str, warn: Callable[[str], None] = warn) -> Json | None:
     if problems:
         warn(f"warning: {path}: " + "; ".join(problems))
     return data
-
-
-def valid_soc(soc: Any) -> bool:
-    return soc == "cpu" or bool(isinstance(soc, str) and ASCEND_SHAPE.match(soc))
 
 
 def _bad_text(data: Json) -> str | None:
@@ -222,7 +206,8 @@ def out_of_bounds(data: Json) -> str | None:
     """Why a (type-normalised) report cannot be used, or None: an id of the wrong shape, a
     batch size `make` would refuse, a negative or non-finite figure, an over-long string or
     one with control characters (a newline would start a Markdown heading)."""
-    if not valid_soc(data.get("soc")):
+    soc = data.get("soc")
+    if soc != "cpu" and not (isinstance(soc, str) and ASCEND_SHAPE.match(soc)):
         return f"soc {shown(data.get('soc'))} is not cpu or an Ascend soc_version"
     if not MODEL_ID.match(str(data.get("model"))):
         return f"model {shown(data.get('model'))} is not a model name"
@@ -235,16 +220,10 @@ def out_of_bounds(data: Json) -> str | None:
 
 
 def model_reports(reports_dir: str, model: str) -> list[tuple[str, Json]]:
-    """[(path, report)] of one model's current reports (reports/<model>/ and its variant
-    folders), readable ones only."""
-    found = []
-    for folder in history.report_folders(os.path.join(reports_dir, model)):
-        if not os.path.isdir(folder):
-            continue
-        for name in sorted(os.listdir(folder)):
-            path = os.path.join(folder, name)
-            if name.endswith(".json") and not name.startswith(".") and os.path.isfile(path):
-                report = read_report(path)
-                if report is not None:
-                    found.append((path, report))
-    return found
+    """[(path, report)] of one model's readable current reports (its variant folders too)."""
+    paths = [os.path.join(folder, name)
+             for folder in history.report_folders(os.path.join(reports_dir, model))
+             if os.path.isdir(folder) for name in sorted(os.listdir(folder))
+             if name.endswith(".json") and not name.startswith(".")]
+    return [(path, report) for path in paths
+            if os.path.isfile(path) and (report := read_report(path)) is not None]
