@@ -72,8 +72,7 @@ def agreement(fp32_model: str, prep_dir: str, results_dir: str, names: list[str]
 
 
 def _fp32_run(report: dict[str, Any]) -> str:
-    """The `make` line whose report fp32_twin would match: this batch size, images, weights
-    and setup, without PRECISION."""
+    """The `make` line whose report fp32_twin would match."""
     dataset, perf = report.get("dataset") or {}, report.get("perf") or {}
     words = [f"make {report.get('model')} DATA=<this run's DATA> BS={report.get('batch_size')}"]
     if dataset.get("subset") and isinstance(dataset.get("images"), int):
@@ -97,8 +96,7 @@ def _shown(path: str) -> str:
 
 
 def fp32_speedup(report: dict[str, Any], reports_dir: str) -> dict[str, Any]:
-    """The int8 run's throughput over its fp32 twin's among the current reports of
-    `reports_dir`/<model>/; when there is none, why and what to run."""
+    """The int8 run's throughput over its fp32 twin's; when there is none, why and what to run."""
     folder = os.path.join(reports_dir, str(report.get("model")))
     found = model_reports(reports_dir, str(report.get("model")))
     twin = history.fp32_twin(report, [r for _, r in found])

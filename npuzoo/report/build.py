@@ -53,8 +53,7 @@ def gate(reference: ReferenceSpec, accuracy: Json | None, dataset: Json, weights
 
 
 def git_commit() -> str | None:
-    """The checkout's commit, `-dirty` when tracked files other than generated outputs
-    (reports, READMEs, plots: they change during a sweep) differ from it."""
+    """The checkout's commit, `-dirty` when tracked files but the generated outputs differ."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=config.REPO_ROOT,
                                 capture_output=True, text=True, check=True).stdout.strip()

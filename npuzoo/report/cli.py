@@ -32,8 +32,7 @@ REQUIRED = ("model", "soc", "bs", "dataset", "weights", "accuracy", "perf_dir", 
 
 def from_manifest(args: argparse.Namespace, required: Sequence[str] = REQUIRED
                   ) -> argparse.Namespace:
-    """`write --manifest <plan>.json`: the plan's manifest (npuzoo/plan.py) fills every option
-    not given on the command line (a flag given wins); then every required one is there."""
+    """`write --manifest <plan>.json` fills every option not given on the command line."""
     if args.manifest:
         manifest = pieces.read_json(args.manifest, "run manifest")
         if not isinstance(manifest, dict):

@@ -39,7 +39,7 @@ def throughput_drop(flag: str | None = None) -> float:
 
 def measured_spread(report: Json) -> float:
     """The spread of the perf step's windows (a fraction of their median), 0 when unknown: a
-    throughput change within it is noise the run itself saw, never a flagged drop."""
+    change within it is noise the run itself saw."""
     value = ((report.get("perf") or {}).get("spread") or {}).get("spread")
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
@@ -65,9 +65,8 @@ def _labels(report: Json) -> Any:
 
 
 def compare(previous: Json, current: Json, drop: float = THROUGHPUT_DROP) -> Json:
-    """Changes of `current` against the `previous` report of the same model, chip and BS:
-    `changes` holds what is flagged, `previous` the earlier run's numbers, so that `compare`
-    can show every change later and re-judge it with another threshold."""
+    """`current` against `previous`: `changes` holds what is flagged, `previous` the earlier
+    run's numbers, so that `compare` can re-judge it later with another threshold."""
     changes = []
     old_tp = (previous.get("perf") or {}).get("throughput")
     new_tp = (current.get("perf") or {}).get("throughput")
@@ -118,8 +117,7 @@ def change_rows(report: Json, drop: float) -> list[tuple[Any, ...]]:
 
 
 def latest_runs(reports_dir: str = REPORTS_DIR) -> list[Json]:
-    """The latest run of every like-for-like group (history.like_key): from each current
-    report's history, and the current reports themselves where they have none."""
+    """The latest run of every like-for-like group, from histories or current reports."""
     latest: dict[tuple[Any, ...], Json] = {}
     for model in sorted(os.listdir(reports_dir)) if os.path.isdir(reports_dir) else []:
         for dest, current in model_reports(reports_dir, model):

@@ -114,8 +114,7 @@ def prep_files(prep_dir: str) -> int:
 
 def check_counts(dataset: Json, accuracy: Json, results: int | None, prep: int | None,
                  paths: dict[str, str]) -> None:
-    """UserError naming every number when the images selected, preprocessed, inferred and
-    scored are not as many: a lost or added image changes the accuracy's denominator."""
+    """UserError naming every count unless all agree: a lost image changes the denominator."""
     counts = []
     if isinstance(dataset.get("images"), int):
         counts.append((dataset["images"],

@@ -50,9 +50,7 @@ def _best_of_owner(report: Json, past: Past) -> tuple[str | None, Json | None]:
 
 
 def _owner_file(dest: str, report: Json) -> str:
-    """The current report file of `report`'s owner beside the committed `dest`: the one that
-    holds a run of that owner already (an older report matches more owners), else a new name
-    (history.own_path)."""
+    """The file beside `dest` that holds a run of `report`'s owner already, else a new name."""
     folder, stem = os.path.split(os.path.splitext(dest)[0])
     for name in sorted(os.listdir(folder or ".") if os.path.isdir(folder or ".") else ()):
         path = os.path.join(folder, name)
@@ -64,8 +62,7 @@ def _owner_file(dest: str, report: Json) -> str:
 
 
 def _promote(report: Json, dest: str, committed: Json | None) -> None:
-    """FORCE=1: `report` becomes the committed report `dest`; the run it displaces stays the
-    current report of its own machine and configuration (history.own_path)."""
+    """FORCE=1: `report` becomes `dest`; the run it displaces stays its own owner's report."""
     if committed is not None and not history.same_owner(committed, report):
         displaced = _owner_file(dest, committed)
         there = _current(displaced)
@@ -106,8 +103,7 @@ def _republish(report: Json, dest: str, own: str, current: Json | None, past: Pa
 
 
 def _judge(report: Json, previous: Json | None, drop: float | None) -> list[Json]:
-    """Set report["comparison"] against the like-for-like `previous` run, say what changed,
-    return the flagged changes."""
+    """Set report["comparison"] against `previous`, say what changed, return what is flagged."""
     if previous is None:
         report["comparison"] = None
         print(f"report: {label(report)}: no earlier run with the same machine, images, "
@@ -164,8 +160,7 @@ def _place(report: Json, dest: str, own: str, committed: Json | None, current: J
 
 def publish(built_path: str, dest: str, drop: float | None = None, force: bool = False
             ) -> tuple[Json, list[Json]]:
-    """Record a built report and place it; returns (report, flagged changes against the
-    latest like-for-like earlier run)."""
+    """Record a built report and place it; returns (report, flagged changes)."""
     report = load(built_path)
     committed = _current(dest)
     own = dest if committed is None or history.same_owner(committed, report) \

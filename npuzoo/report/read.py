@@ -203,9 +203,8 @@ def _bad_figure(data: Json) -> str | None:
 
 
 def out_of_bounds(data: Json) -> str | None:
-    """Why a (type-normalised) report cannot be used, or None: an id of the wrong shape, a
-    batch size `make` would refuse, a negative or non-finite figure, an over-long string or
-    one with control characters (a newline would start a Markdown heading)."""
+    """Why a (type-normalised) report cannot be used, or None (a newline in a string would
+    start a Markdown heading)."""
     soc = data.get("soc")
     if soc != "cpu" and not (isinstance(soc, str) and ASCEND_SHAPE.match(soc)):
         return f"soc {shown(data.get('soc'))} is not cpu or an Ascend soc_version"
