@@ -416,20 +416,25 @@ def _engines_row(name: str, row: dict[str, Any], keys: list[str]) -> dict[str, A
                 "used", "quiet rounds") != "quiet rounds"}
 
 
+def _run_note(name: str, block: dict[str, Any], engine: str, middle: str) -> str:
+    """One model's benchmark run: when, with what, how long (`middle`), how contended."""
+    settings = block.get("settings", {})
+    versions = ", ".join(f"{k} {v}" for k, v in (block.get("versions") or {}).items()
+                         if k in ("onnxruntime", "openvino", engine))
+    return markdown_text(  # the JSON is read back: its text is escaped too
+        f"{name}: {block.get('date', '?')}, commit {block.get('commit') or '?'}, {versions}; "
+        f"{settings.get('rounds', '?')} round{'' if settings.get('rounds') == 1 else 's'} of "
+        f"{settings.get('seconds', '?')} s{middle}; {block.get('contended_measurements', '?')} "
+        f"of {block.get('measurements', '?')} measurements contended")
+
+
 def _engines_note(name: str, block: dict[str, Any]) -> str:
     settings = block.get("settings", {})
     attainable = (block.get("attainable_gflops") or {}).get("median")
     load = block.get("loadavg_1m") or {}
-    versions = ", ".join(f"{k} {v}" for k, v in (block.get("versions") or {}).items()
-                         if k in ("onnxruntime", "openvino", "torch"))
-    return markdown_text(  # the JSON is read back: its text is escaped too
-        f"{name}: {block.get('date', '?')}, commit {block.get('commit') or '?'}, {versions}; "
-        f"{settings.get('rounds', '?')} round{'' if settings.get('rounds') == 1 else 's'} of "
-        f"{settings.get('seconds', '?')} s per contender, {settings.get('onnx', '?')}; attainable "
-        f"{fmt(attainable) if attainable else '?'} GFLOP/s; load average "
-        f"{fmt(load.get('start'), 2)} → {fmt(load.get('end'), 2)}; "
-        f"{block.get('contended_measurements', '?')} of {block.get('measurements', '?')} "
-        "measurements contended")
+    return _run_note(name, block, "torch", f" per contender, {settings.get('onnx', '?')}; "
+                     f"attainable {fmt(attainable) if attainable else '?'} GFLOP/s; load average "
+                     f"{fmt(load.get('start'), 2)} → {fmt(load.get('end'), 2)}")
 
 
 def _engines_machine(key: str, results: dict[str, Any]) -> dict[str, Any]:
@@ -498,15 +503,9 @@ def _int8_machine(key: str, results: dict[str, Any]) -> dict[str, Any]:
     blocks = results["models"]
     rows = [_int8_row(name, block, row) for name, block in blocks.items()
             for row in block["rows"] if row.get("fp32_best") and row.get("int8_best")]
-    notes = [markdown_text(
-        f"{name}: {b.get('date', '?')}, commit {b.get('commit') or '?'}, " + ", ".join(
-            f"{k} {v}" for k, v in (b.get("versions") or {}).items()
-            if k in ("onnxruntime", "openvino", "nncf"))
-        + f"; {b['settings']['rounds']} round{'' if b['settings']['rounds'] == 1 else 's'} of "
-          f"{b['settings']['seconds']} s; "
-          f"{b['settings']['calib']} calibration and {b['settings']['eval']} agreement images; "
-          f"{b.get('weights', '?')}; {b.get('contended_measurements', '?')} of "
-          f"{b.get('measurements', '?')} measurements contended") for name, b in blocks.items()]
+    notes = [_run_note(name, b, "nncf", f"; {b['settings']['calib']} calibration and "
+                       f"{b['settings']['eval']} agreement images; {b.get('weights', '?')}")
+             for name, b in blocks.items()]
     choices = ((results.get("recommendation") or {}).get("engines") or {}).items()
     return {"machine": markdown_text(key), "rows": rows, "notes": notes,
             "untrusted": any("†" in row["int8"] for row in rows),
@@ -568,17 +567,15 @@ def plot_png(name: str, soc: str, groups: list[list[Report]], ref: dict[int, flo
                         color=colour, bbox={"boxstyle": "round,pad=0.15", "fc": "white",
                                             "ec": "none", "alpha": 0.8}))
         if ref:
-            rx = sorted(ref)
-            ax.plot(rx, [ref[x] for x in rx], marker="x", linestyle="--", color="tab:gray",
+            ax.plot(*zip(*sorted(ref.items()), strict=True), marker="x", linestyle="--",
+                    color="tab:gray",
                     label=f"ModelZoo reference for {soc}, published (not measured here)")
         ticks = sorted(all_x)
         ax.set_xscale("log", base=2)
-        ax.set_xticks(ticks)
-        ax.set_xticklabels([str(t) for t in ticks])
+        ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.minorticks_off()
         ax.margins(x=0.1)
-        ax.set_xlabel("batch size")
-        ax.set_ylabel("throughput (images/s)")
+        ax.set(xlabel="batch size", ylabel="throughput (images/s)")
         ax.set_ylim(bottom=0, top=max(all_y + [1.0]) * (1.15 + 0.08 * len(labels) ** 0.5))
         title = f"{name} on {soc}: throughput vs batch size"
         if shared:
