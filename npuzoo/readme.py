@@ -304,13 +304,6 @@ def quick_start(spec: ModelSpec, name: str, ways: list[dict[str, Any]]) -> dict[
     }
 
 
-def environments(rows: list[Report]) -> list[str]:
-    """Distinct environments the reports were measured in, as `package version` strings."""
-    texts = (markdown_text(", ".join(f"{k} {v}" for k, v in (r.get("environment") or {}).items()
-                                     if v)) for r in rows)
-    return list(dict.fromkeys(text for text in texts if text))
-
-
 def model_context(name: str, models_dir: str, reports_dir: str) -> dict[str, Any]:
     spec = config.load(os.path.join(models_dir, name, "model.yaml"))
     rows = model_reports(reports_dir, name)
@@ -318,13 +311,17 @@ def model_context(name: str, models_dir: str, reports_dir: str) -> dict[str, Any
     upstream, published = spec.upstream, spec.weights.published
     checksum = (f"{published[0]} `{published[1]}`" if published else
                 "no checksum is published (the file is used as downloaded; see model.yaml)")
+    environments = (markdown_text(", ".join(f"{k} {v}" for k, v in
+                                            (r.get("environment") or {}).items() if v))
+                    for r in rows)
     patches = sorted({s.patch for s in upstream.sources if s.patch} |
                      ({upstream.patch} if upstream.patch else set()))
     return {"name": name, "cfg": spec, "description": " ".join(spec.description.split()),
             "upstream": upstream, "patches": patches, "ways": ways, "checksum": checksum,
             "requirements": read_requirements(os.path.join(models_dir, name, "requirements.txt")),
-            "environments": environments(rows), "quick": quick_start(spec, name, ways),
-            "measured": measured_tables(spec, rows), "reference": reference_context(spec)}
+            "environments": list(dict.fromkeys(e for e in environments if e)),
+            "quick": quick_start(spec, name, ways), "measured": measured_tables(spec, rows),
+            "reference": reference_context(spec)}
 
 
 # -- the top-level README ------------------------------------------------------------------

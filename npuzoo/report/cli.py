@@ -8,10 +8,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from npuzoo import history
+from npuzoo import history, steps
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write
 from npuzoo.report import pieces
+from npuzoo.report.agreement import agreement, fp32_speedup
 from npuzoo.report.build import build, dumps
 from npuzoo.report.compare import (
     THROUGHPUT_DROP,
@@ -128,8 +129,6 @@ def _output_check(args: argparse.Namespace, dataset: Json, accuracy: Json
 
 
 def _int8_agreement(args: argparse.Namespace, report: Json, results: list[str]) -> None:
-    from npuzoo.report.agreement import agreement
-
     found = agreement(args.fp32_model, args.prep_dir, args.results_dir, results)
     # random weights give near-equal logits: which class leads is noise, like accuracy
     found["meaningful"] = (report.get("weights") or {}).get("source") != "random"
@@ -141,8 +140,6 @@ def _int8_agreement(args: argparse.Namespace, report: Json, results: list[str]) 
 
 
 def _fp32_speedup(report: Json) -> None:
-    from npuzoo.report.agreement import fp32_speedup
-
     found = report["fp32_speedup"] = fp32_speedup(report, REPORTS_DIR)
     fp32 = found["fp32"]
     if fp32 is None:
@@ -174,8 +171,6 @@ def write(args: argparse.Namespace) -> None:
     if history.precision(report) != "fp32":
         _fp32_speedup(report)
     if args.steps:
-        from npuzoo import steps
-
         found = steps.entries(args.steps, os.environ.get(steps.RUN_ENV, ""))
         if found:
             report["timings"] = {"unit": "s", "what": "wall time of each step this run did "

@@ -130,13 +130,6 @@ def latest_runs(reports_dir: str = REPORTS_DIR) -> list[Json]:
                                                   r.get("batch_size") or 0))
 
 
-def format_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(str(cell).ljust(width)
-                               for cell, width in zip(row, widths, strict=True)).rstrip()
-                     for row in [header, *rows])
-
-
 def compare_table(reports_dir: str = REPORTS_DIR, drop: float = THROUGHPUT_DROP
                   ) -> tuple[str, int]:
     """The text `make compare` prints, and the number of flagged changes."""
@@ -152,7 +145,10 @@ def compare_table(reports_dir: str = REPORTS_DIR, drop: float = THROUGHPUT_DROP
                 "and weights)"), 0
     flagged = sum(row[7] == "accuracy" or row[7].startswith("drop") for row in rows)
     header = ("model", "chip", "BS", "what", "previous", "now", "change", "flag", "runs")
-    table = format_table(header, [tuple("" if c is None else c for c in row) for row in rows])
+    lines = [header] + [tuple("" if c is None else c for c in row) for row in rows]
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    table = "\n".join("  ".join(str(cell).ljust(width) for cell, width in
+                                zip(line, widths, strict=True)).rstrip() for line in lines)
     summary = (f"{flagged} flagged change(s) (throughput drop beyond {drop * 100:g}%, or beyond "
                "the spread the runs measured if larger, or an "
                f"accuracy change on the same images) in {len(rows)} change(s) recorded in {where}/")

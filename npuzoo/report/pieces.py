@@ -115,17 +115,13 @@ def prep_files(prep_dir: str) -> int:
 def check_counts(dataset: Json, accuracy: Json, results: int | None, prep: int | None,
                  paths: dict[str, str]) -> None:
     """UserError naming every count unless all agree: a lost image changes the denominator."""
-    counts = []
-    if isinstance(dataset.get("images"), int):
-        counts.append((dataset["images"],
-                       f"selected images (dataset.json images in {paths['dataset']})"))
-    if prep is not None:
-        counts.append((prep, f"preprocessed .bin files in {paths['prep']}"))
-    if results is not None:
-        counts.append((results, f"result files (<stem>{RESULT_SUFFIX}) in {paths['results']}"))
-    if isinstance(accuracy.get("images"), int):
-        counts.append((accuracy["images"], "images scored (accuracy.json Number of images "
-                       f"in {paths['accuracy']})"))
+    counts = [(n, what) for n, what in (
+        (dataset.get("images"), f"selected images (dataset.json images in {paths['dataset']})"),
+        (prep, f"preprocessed .bin files in {paths['prep']}"),
+        (results, f"result files (<stem>{RESULT_SUFFIX}) in {paths['results']}"),
+        (accuracy.get("images"),
+         f"images scored (accuracy.json Number of images in {paths['accuracy']})"))
+        if isinstance(n, int)]
     if len({n for n, _ in counts}) > 1:
         listed = ", ".join(f"{n} {what}" for n, what in counts)
         raise UserError(f"image counts differ: {listed}; every selected image must be "
