@@ -113,8 +113,10 @@ def _extra(args: argparse.Namespace, summary: Json) -> Json:
 def _output_check(args: argparse.Namespace, dataset: Json, accuracy: Json
                   ) -> tuple[list[str] | None, Json | None]:
     """(result files, output_check) once the counts agree."""
-    results = pieces.result_files(args.results_dir) if args.results_dir else None
-    prep = pieces.prep_files(args.prep_dir) if args.prep_dir else None
+    results = pieces.listed(args.results_dir, pieces.RESULT_SUFFIX, "--results-dir",
+                            "inference") if args.results_dir else None
+    prep = len(pieces.listed(args.prep_dir, ".bin", "--prep-dir", "preprocess")) \
+        if args.prep_dir else None
     pieces.check_counts(dataset, accuracy, None if results is None else len(results), prep,
                         {"dataset": args.dataset, "accuracy": args.accuracy,
                          "results": args.results_dir, "prep": args.prep_dir})

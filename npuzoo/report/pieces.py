@@ -91,25 +91,15 @@ def read_accuracy(path: str) -> Json:
     return accuracy
 
 
-def _listed(folder: str, flag: str, step: str) -> list[str]:
+def listed(folder: str, suffix: str, flag: str, step: str) -> list[str]:
+    """The `*<suffix>` files of a step's folder, sorted (temporary `.*.tmp` names left out)."""
     try:
-        return os.listdir(folder)
+        names = os.listdir(folder)
     except FileNotFoundError:
         raise UserError(f"{flag} {folder}: no such folder; run the {step} step") from None
     except OSError as err:
         raise UserError(f"{flag} {folder}: cannot list it ({err.strerror or err})") from None
-
-
-def result_files(results_dir: str) -> list[str]:
-    """The `<stem>_0.txt` files of an inference results folder, sorted."""
-    return sorted(n for n in _listed(results_dir, "--results-dir", "inference")
-                  if n.endswith(RESULT_SUFFIX) and not n.startswith("."))
-
-
-def prep_files(prep_dir: str) -> int:
-    """The number of preprocessed `<stem>.bin` files (temporary `.*.tmp` names not counted)."""
-    return sum(1 for n in _listed(prep_dir, "--prep-dir", "preprocess")
-               if n.endswith(".bin") and not n.startswith("."))
+    return sorted(n for n in names if n.endswith(suffix) and not n.startswith("."))
 
 
 def check_counts(dataset: Json, accuracy: Json, results: int | None, prep: int | None,
