@@ -1,9 +1,7 @@
-"""READMEs rendered from model.yaml and reports/ alone: `make readme` (`python3 -m npuzoo.readme`).
+"""The READMEs and plots, rendered from model.yaml and reports/ alone (`make readme`).
 
-Writes models/<name>/README.md and perf_<chip>.png per model and the top-level README.md from
-the committed reports (model.yaml's published `reference` numbers in tables of their own);
-`--check` exits 1 naming each file that differs. Every text of a report is escaped where it
-lands (markdown_text, plot_text): a DATA name cannot break a table or inject HTML.
+Every text of a report is escaped where it lands (markdown_text, plot_text): a DATA name cannot
+break a table or inject HTML.
 """
 
 import argparse

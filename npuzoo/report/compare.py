@@ -1,7 +1,6 @@
-"""Run over run: a run against the latest like-for-like earlier one (npuzoo/history.py): a
-throughput fall beyond the threshold (10%, `--throughput-drop`, NPUZOO_THROUGHPUT_DROP) and
-beyond either run's measured spread is flagged, as is an accuracy change on the same images;
-a contended run is not judged. `compare` prints each like-for-like group's latest change."""
+"""Run over run, against the latest like-for-like earlier run: a throughput fall beyond the
+threshold and either run's measured spread is flagged, as is an accuracy change on the same
+images; a contended run is not judged."""
 
 import os
 from typing import Any

@@ -1,6 +1,5 @@
-"""`publish`: a built report is recorded in reports/<model>/history/ and becomes the current
-report of its owner (history.same_owner), `dest` or history.own_path beside it, unless that
-holds a more complete run; FORCE=1 makes it `dest`. A missing current report is restored."""
+"""`publish`: a built report recorded and placed as npuzoo/history.py says; a missing current
+report is restored."""
 
 import os
 import re
@@ -44,21 +43,18 @@ def _current(path: str) -> Json | None:
 def _best_of_owner(report: Json, past: Past) -> tuple[str | None, Json | None]:
     """(path, run) of the most complete, then latest, recorded run of `report`'s owner."""
     own = [(path, r) for path, r in past if history.same_owner(r, report)]
-    best: tuple[str | None, Json | None] = max(own, default=(None, None), key=lambda item: (
+    return max(own, default=(None, None), key=lambda item: (
         history.completeness(item[1]), str(item[1].get("timestamp") or "")))
-    return best
 
 
 def _owner_file(dest: str, report: Json) -> str:
     """The file beside `dest` that holds a run of `report`'s owner already, else a new name."""
     folder, stem = os.path.split(os.path.splitext(dest)[0])
-    for name in sorted(os.listdir(folder or ".") if os.path.isdir(folder or ".") else ()):
-        path = os.path.join(folder, name)
-        if re.fullmatch(re.escape(stem) + r"\.[0-9a-f]+\.json", name):
-            there = read_report(path)
-            if there is not None and history.same_owner(there, report):
-                return path
-    return str(history.own_path(dest, report))
+    paths = [os.path.join(folder, name) for name in sorted(
+        os.listdir(folder or ".") if os.path.isdir(folder or ".") else ())
+        if re.fullmatch(re.escape(stem) + r"\.[0-9a-f]+\.json", name)]
+    return next((path for path in paths if (there := read_report(path)) is not None
+                 and history.same_owner(there, report)), history.own_path(dest, report))
 
 
 def _promote(report: Json, dest: str, committed: Json | None) -> None:
@@ -167,11 +163,10 @@ def publish(built_path: str, dest: str, drop: float | None = None, force: bool =
         else _owner_file(dest, report)
     current = committed if own == dest else _current(own)
     past = history.entries(dest, read_report)
-    if any(same_run(r, report) for _, r in past) or \
-            any(c is not None and same_run(c, report) for c in (committed, current)):
+    runs = [r for _, r in past] + [c for c in (committed, current) if c is not None]
+    if any(same_run(r, report) for r in runs):
         return _republish(report, dest, own, current, past, force)
-    previous = history.latest_like(report, [r for _, r in past] +
-                                   [c for c in (committed, current) if c is not None])
+    previous = history.latest_like(report, runs)
     flagged = _judge(report, previous, drop)
     kept = os.path.relpath(history.record(report, dest))
     restored_from = None
