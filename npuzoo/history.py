@@ -210,7 +210,6 @@ def entries(dest: str, read: Callable[[str], Report | None]) -> list[tuple[str, 
 
 
 def record(report: Report, dest: str) -> str:
-    """Add `report` to `dest`'s history under a new name; return the path."""
     folder = history_dir(dest)
     stamp = re.sub(r"[^0-9A-Za-z]", "", str(report.get("timestamp") or "undated"))
     base = f"{stamp}_{machine(report)['id']}"

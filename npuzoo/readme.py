@@ -126,7 +126,6 @@ def fmt_ref(value: object) -> str:
 
 
 def measured_when(report: Report) -> str:
-    """When and at which commit a row was measured."""
     date = markdown_text((report.get("timestamp") or "")[:10] or "undated")
     commit = report.get("commit") or "no commit"
     shown = f"`{commit}`" if re.fullmatch(r"[0-9a-f]{4,40}(-dirty)?", commit) \
@@ -398,17 +397,13 @@ def _engines_row(name: str, row: dict[str, Any], keys: list[str]) -> dict[str, A
     nothing: tuple[str, dict[str, Any]] = ("", {})
     fastest, best = max(found.items(), default=nothing, key=lambda kv: (
         kv[1].get("ratio_to_ort") or (1.0 if kv[0] == "ort" else 0.0)))
-    share = best.get("fraction_of_attainable")
-    ort = found.get("ort")
-    tuned = _tuned_cell(row.get("tuned_vs_best_plain"))
+    share, ort = best.get("fraction_of_attainable"), found.get("ort")
+    tuned = markdown_text(_tuned_cell(row.get("tuned_vs_best_plain")))
+    best_cell = "—" if share is None else f"{share:.0%}{_dagger(best)} ({_engine_label(fastest)})"
     return {"model": markdown_text(name), "bs": fmt(row.get("bs"), 0),
             "ort": f"{fmt(ort['images_per_s'])}{_dagger(ort)}" if ort else "—",
-            "cells": cells, "tuned": markdown_text(tuned),
-            "best": "—" if share is None else
-                    f"{share:.0%}{_dagger(best)} ({_engine_label(fastest)})",
-            "untrusted": any(c.endswith("†") for c in cells) or (share is not None and bool(
-                _dagger(best))) or (row.get("tuned_vs_best_plain") or {}).get(
-                "used", "quiet rounds") != "quiet rounds"}
+            "cells": cells, "tuned": tuned, "best": best_cell,
+            "untrusted": any("†" in text for text in [*cells, best_cell, tuned])}
 
 
 def _run_note(name: str, block: dict[str, Any], engine: str, middle: str) -> str:
@@ -524,9 +519,8 @@ LINE_STYLES = tuple(zip(("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:
 
 def plot_png(name: str, soc: str, groups: list[list[Report]], ref: dict[int, float],
              inspect: Callable[[Any], object] | None = None) -> bytes:
-    """PNG bytes of throughput against batch size, one line per row group; value labels on
-    every point of a lone line, else on each line's best point. Fixed size and fonts, no
-    metadata stamp. `inspect` (tests) is called with the drawn figure."""
+    """PNG bytes of throughput against batch size, one line per row group, with a fixed size
+    and fonts and no metadata stamp; `inspect` (tests) is called with the drawn figure."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
@@ -606,14 +600,11 @@ def plots(name: str, models_dir: str, reports_dir: str) -> dict[str, bytes]:
     """{path: PNG bytes} for every chip of a model with at least one measured batch size."""
     spec = config.load(os.path.join(models_dir, name, "model.yaml"))
     groups = row_groups(model_reports(reports_dir, name))
-    out = {}
-    for soc in sorted({g[0]["soc"] for g in groups}, key=soc_order):
-        chip_groups = [g for g in groups if g[0]["soc"] == soc]
-        if all(best_batch(g) is None for g in chip_groups):
-            continue
-        path = os.path.join(models_dir, name, PLOT_NAME.format(soc=soc))
-        out[path] = plot_png(name, soc, chip_groups, reference_fps(spec, soc))
-    return out
+    chips = {soc: [g for g in groups if g[0]["soc"] == soc]
+             for soc in sorted({g[0]["soc"] for g in groups}, key=soc_order)}
+    return {os.path.join(models_dir, name, PLOT_NAME.format(soc=soc)):
+            plot_png(name, soc, chip, reference_fps(spec, soc))
+            for soc, chip in chips.items() if any(best_batch(g) is not None for g in chip)}
 
 
 # -- rendering -----------------------------------------------------------------------------
@@ -661,7 +652,6 @@ def differs(path: str, data: str | bytes) -> bool:
 
 
 def stale(rendered: dict[str, str]) -> list[str]:
-    """The paths whose file differs from the rendering."""
     return [path for path, text in rendered.items() if differs(path, text)]
 
 
@@ -674,9 +664,8 @@ def write_if_changed(path: str, data: str | bytes) -> bool:
 
 @cli
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python3 -m npuzoo.readme",
-        description="Render the READMEs and throughput plots from model.yaml and reports/.")
+    parser = argparse.ArgumentParser(prog="python3 -m npuzoo.readme", description="Render the "
+                                     "READMEs and throughput plots from model.yaml and reports/.")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 naming each README that differs")
     parser.add_argument("--models", default=config.MODELS_DIR, help="models folder")

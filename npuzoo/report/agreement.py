@@ -57,7 +57,6 @@ def compare(fp32: np.ndarray, int8: np.ndarray) -> dict[str, float]:
 
 def agreement(fp32_model: str, prep_dir: str, results_dir: str, names: list[str],
               limit: int = IMAGES) -> dict[str, Any]:
-    """`compare` on the first `limit` result files `names`."""
     names = sorted(names)[:limit]
     if not names:
         raise UserError(f"{results_dir}: no result files to compare with the fp32 model")

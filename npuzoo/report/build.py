@@ -22,7 +22,6 @@ def _not_applicable(reason: str) -> Json:
 
 def gate(reference: ReferenceSpec, accuracy: Json | None, dataset: Json, weights: Json,
          precision: str = "fp32") -> Json:
-    """The accuracy gate's verdict and its reason."""
     ref = {"top1": reference.accuracy.top1, "top5": reference.accuracy.top5}
     tolerance = {key: 1.0 if value is None else value for key, value in
                  (("top1", reference.tolerance.top1), ("top5", reference.tolerance.top5))}
@@ -76,16 +75,11 @@ def build(model: str, soc: str, batch_size: int, dataset: Json, weights: Json,
         accuracy = dict(accuracy, meaningful=weights.get("source") != "random")
     device = device or cpu_description()
     report = {
-        "schema": SCHEMA_VERSION,
-        "model": model,
-        "soc": soc,
-        "device": device,
+        "schema": SCHEMA_VERSION, "model": model, "soc": soc, "device": device,
         "machine": history.fingerprint(soc, device, cpu_isa() if soc == "cpu" else None),
         "batch_size": batch_size,
-        # the plan's variant label and engine (npuzoo/plan.py): the report's folder under
-        # reports/<model>/ and the READMEs' headings read them
-        "variant": variant,
-        "engine": engine or (backend or {}).get("name"),
+        # the plan's variant label and engine: the report's folder and README headings read them
+        "variant": variant, "engine": engine or (backend or {}).get("name"),
         "backend": backend or {"name": "onnxruntime",
                                "version": package_versions(["onnxruntime"])["onnxruntime"]},
         "commit": git_commit(),
@@ -97,8 +91,7 @@ def build(model: str, soc: str, batch_size: int, dataset: Json, weights: Json,
         "accuracy": accuracy,
         "gate": gate(cfg.reference, accuracy, dataset, weights,
                      (backend or {}).get("precision") or "fp32"),
-        "perf": perf,
-        "environment": environment or package_versions(),
+        "perf": perf, "environment": environment or package_versions(),
     }
     if output_check is not None:  # only with --results-dir: earlier reports stay as they were
         report["output_check"] = output_check

@@ -131,7 +131,6 @@ def latest_runs(reports_dir: str = REPORTS_DIR) -> list[Json]:
 
 def compare_table(reports_dir: str = REPORTS_DIR, drop: float = THROUGHPUT_DROP
                   ) -> tuple[str, int]:
-    """The text `make compare` prints, and the number of flagged changes."""
     rows: list[tuple[Any, ...]] = []
     for report in latest_runs(reports_dir):
         against = (report.get("comparison") or {}).get("against") or "?"

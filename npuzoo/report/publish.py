@@ -128,7 +128,6 @@ def _judge(report: Json, previous: Json | None, drop: float | None) -> list[Json
 
 def _place(report: Json, dest: str, own: str, committed: Json | None, current: Json | None,
            force: bool, kept: str, restored_from: str | None) -> None:
-    """Write the new run where it belongs and say where."""
     acc, perf = report.get("accuracy") or {}, report.get("perf") or {}
     figures = (f"top1 {rounded(acc.get('top1'), 2)} top5 {rounded(acc.get('top5'), 2)} "
                f"throughput {perf.get('throughput') or 0:.1f} images/s")

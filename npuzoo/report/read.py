@@ -69,7 +69,6 @@ def warn(line: str) -> None:
 
 
 def _coerce(value: Any, kind: str) -> Any:
-    """`value` as `kind`, or _INVALID."""
     if kind == ANY or value is None:
         return value
     if kind == STR:
@@ -107,8 +106,7 @@ def _normalize(data: Json, schema: Json, where: str, problems: list[str]) -> Non
             problems.append(f"{name} {shown(value)} is not an object, ignored")
             del data[key]
         elif isinstance(kind, dict):
-            if kind:
-                _normalize(value, kind, name + ".", problems)
+            _normalize(value, kind, name + ".", problems)
         else:
             fixed = _coerce(value, kind)
             if fixed is _INVALID:
