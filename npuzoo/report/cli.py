@@ -11,22 +11,14 @@ from typing import Any
 from npuzoo import history, steps
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write
-from npuzoo.report import pieces
+from npuzoo.report import compare, pieces
 from npuzoo.report.agreement import agreement, fp32_speedup
 from npuzoo.report.build import build, dumps
-from npuzoo.report.compare import (
-    THROUGHPUT_DROP,
-    THROUGHPUT_DROP_ENV,
-    compare_table,
-    throughput_drop,
-)
 from npuzoo.report.publish import label, publish
 from npuzoo.report.read import REPORTS_DIR
 from npuzoo.soc import package_versions
 
 Json = dict[str, Any]
-
-
 REQUIRED = ("model", "soc", "bs", "dataset", "weights", "accuracy", "perf_dir", "loop", "warmup",
             "out")
 
@@ -77,8 +69,8 @@ def parser() -> argparse.ArgumentParser:
     add("--steps", metavar="LOG", help="steps.jsonl: NPUZOO_RUN_ID's step timings")
     add("--manifest", metavar="JSON", help="the plan's {option: value}; flags given win")
 
-    drop_help = f"flag a throughput fall beyond this (default {THROUGHPUT_DROP:g}, or " \
-                f"${THROUGHPUT_DROP_ENV})"
+    drop_help = f"flag a throughput fall beyond this (default {compare.THROUGHPUT_DROP:g}, " \
+                f"or ${compare.THROUGHPUT_DROP_ENV})"
     pub = sub.add_parser("publish", help="copy a built report into reports/")
     pub.add_argument("built")
     pub.add_argument("dest")
@@ -182,8 +174,8 @@ def write(args: argparse.Namespace) -> None:
 
 
 def _publish(args: argparse.Namespace) -> None:
-    report, flagged = publish(args.built, args.dest, throughput_drop(args.throughput_drop),
-                              force=args.force)
+    drop = compare.throughput_drop(args.throughput_drop)
+    report, flagged = publish(args.built, args.dest, drop, force=args.force)
     if args.strict and (report.get("comparison") or {}).get("contended"):
         print(f"error: {label(report)}: STRICT=1 could not judge this run: other processes "
               "took the CPU during its perf loop or the earlier run's, so a throughput drop "
@@ -209,7 +201,8 @@ def _versions(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    text, flagged = compare_table(args.reports, throughput_drop(args.throughput_drop))
+    text, flagged = compare.compare_table(args.reports,
+                                          compare.throughput_drop(args.throughput_drop))
     print(text)
     if flagged and args.strict:
         sys.exit(1)
