@@ -1,11 +1,9 @@
-"""Every run kept, each owner its own current report, like compared with like.
+"""Every run kept, each owner (machine and configuration) its own current report, like compared
+with like.
 
 A published run goes to reports/<model>/[<variant>/]history/<SOC>_bs<BS>/<time>_<machine>.json,
-and becomes its owner's current report (`<SOC>_bs<BS>.json` if that holds the same owner's run,
-else `<SOC>_bs<BS>.<tag>.json`: `own_path`) when at least as complete as the one there, unless
-FORCE=1. Owner: the machine and configuration. Comparable runs (`like_key`) share chip,
-machine, batch size, images, weights, variant and setup; a README row or plot line holds one
-`row_key` (the same, without the batch size).
+and becomes its owner's current report (`<SOC>_bs<BS>.json`, or `own_path` beside it when that
+holds another owner's run) when at least as complete as the one there, unless FORCE=1.
 """
 
 from __future__ import annotations
@@ -138,11 +136,9 @@ def setup(report: Report) -> str:
     """What else sets a run's figures apart within its variant: `tuned`, several streams, a CPU
     perf loop other than the default."""
     perf = report.get("perf") or {}
-    words = [TUNED] if tuned(report) else []
-    streams = perf.get("streams")
-    if isinstance(streams, int) and streams > 1 and not tuned(report):
-        words.append(f"{streams} streams")
-    loop, seconds = perf.get("loop"), perf.get("loop_seconds")
+    streams, loop, seconds = perf.get("streams"), perf.get("loop"), perf.get("loop_seconds")
+    words = [TUNED] if tuned(report) else \
+        [f"{streams} streams"] if isinstance(streams, int) and streams > 1 else []
     if report.get("soc") == "cpu" and (loop not in (None, CPU_PERF["loop"]) or
                                        seconds not in (None, CPU_PERF["seconds"])):
         words.append(f"≥{loop} calls, ≥{seconds:g} s" if seconds else f"{loop} calls")
@@ -150,6 +146,7 @@ def setup(report: Report) -> str:
 
 
 def row_key(report: Report) -> tuple[str, ...]:
+    """What a README row or plot line shares (like_key adds the batch size: comparable runs)."""
     return (str(report.get("soc")), machine(report)["id"], scope(report)[0],
             weights_key(report), variant(report), setup(report))
 

@@ -73,19 +73,17 @@ def agreement(fp32_model: str, prep_dir: str, results_dir: str, names: list[str]
 def _fp32_run(report: dict[str, Any]) -> str:
     """The `make` line whose report fp32_twin would match."""
     dataset, perf = report.get("dataset") or {}, report.get("perf") or {}
-    words = [f"make {report.get('model')} DATA=<this run's DATA> BS={report.get('batch_size')}"]
-    if dataset.get("subset") and isinstance(dataset.get("images"), int):
-        words.append(f"N={dataset['images']}")
     source = (report.get("weights") or {}).get("source")
-    words += ["WEIGHTS=random"] * (source == "random")
-    if not history.tuned(report):  # a fixed layout: the same streams, untuned
-        words.append(f"STREAMS={perf.get('streams') or 1}")
-    if perf.get("loop") not in (None, CPU_PERF["loop"]):
-        words.append(f"LOOP={perf['loop']}")
-    if perf.get("loop_seconds") not in (None, CPU_PERF["seconds"]):
-        words.append(f"PERF_SECONDS={perf['loop_seconds']:g}")
-    words += ["WEIGHTS=<this run's WEIGHTS>"] * (source not in ("random", "published"))
-    return " ".join(words)
+    words = [f"make {report.get('model')} DATA=<this run's DATA> BS={report.get('batch_size')}",
+             dataset.get("subset") and isinstance(dataset.get("images"), int)
+             and f"N={dataset['images']}", source == "random" and "WEIGHTS=random",
+             # a fixed layout: the same streams, untuned
+             not history.tuned(report) and f"STREAMS={perf.get('streams') or 1}",
+             perf.get("loop") not in (None, CPU_PERF["loop"]) and f"LOOP={perf.get('loop')}",
+             perf.get("loop_seconds") not in (None, CPU_PERF["seconds"])
+             and f"PERF_SECONDS={perf.get('loop_seconds'):g}",
+             source not in ("random", "published") and "WEIGHTS=<this run's WEIGHTS>"]
+    return " ".join(word for word in words if word)
 
 
 def _shown(path: str) -> str:
