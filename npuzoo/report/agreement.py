@@ -3,14 +3,13 @@ from the fp32 export's on its first images, and `fp32_speedup`, its throughput o
 fp32 report's in reports/ (history.fp32_twin); `compare` also serves benchmarks/bench_int8.py."""
 
 import os
-from typing import Any
 
 import numpy as np
 
 from npuzoo import config, history
 from npuzoo.errors import UserError
 from npuzoo.report.pieces import RESULT_SUFFIX, read_logits
-from npuzoo.report.read import model_reports
+from npuzoo.report.read import Json, model_reports
 from npuzoo.variables import CPU_PERF
 
 IMAGES = 200   # the run's first images compared with fp32: a bounded extra pass
@@ -56,7 +55,7 @@ def compare(fp32: np.ndarray, int8: np.ndarray) -> dict[str, float]:
 
 
 def agreement(fp32_model: str, prep_dir: str, results_dir: str, names: list[str],
-              limit: int = IMAGES) -> dict[str, Any]:
+              limit: int = IMAGES) -> Json:
     names = sorted(names)[:limit]
     if not names:
         raise UserError(f"{results_dir}: no result files to compare with the fp32 model")
@@ -70,7 +69,7 @@ def agreement(fp32_model: str, prep_dir: str, results_dir: str, names: list[str]
                          f"the run's first {len(names)} images"}
 
 
-def _fp32_run(report: dict[str, Any]) -> str:
+def _fp32_run(report: Json) -> str:
     """The `make` line whose report fp32_twin would match."""
     dataset, perf = report.get("dataset") or {}, report.get("perf") or {}
     source = (report.get("weights") or {}).get("source")
@@ -92,7 +91,7 @@ def _shown(path: str) -> str:
     return os.path.abspath(path) if relative.startswith("..") else relative
 
 
-def fp32_speedup(report: dict[str, Any], reports_dir: str) -> dict[str, Any]:
+def fp32_speedup(report: Json, reports_dir: str) -> Json:
     """The int8 run's throughput over its fp32 twin's; when there is none, why and what to run."""
     folder = os.path.join(reports_dir, str(report.get("model")))
     found = model_reports(reports_dir, str(report.get("model")))

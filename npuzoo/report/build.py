@@ -4,15 +4,13 @@ must be met on the full set with published weights (fp32 runs; an int8 run says 
 import datetime
 import json
 import subprocess
-from typing import Any
 
 from npuzoo import config, history
 from npuzoo.config import ReferenceSpec
 from npuzoo.errors import UserError
-from npuzoo.report.pieces import read_json
+from npuzoo.report.pieces import Json, read_json
 from npuzoo.soc import cpu_description, cpu_isa, package_versions
 
-Json = dict[str, Any]
 SCHEMA_VERSION = 1
 
 

@@ -6,7 +6,6 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from npuzoo import history, steps
 from npuzoo.errors import UserError, cli
@@ -15,10 +14,9 @@ from npuzoo.report import compare, pieces
 from npuzoo.report.agreement import agreement, fp32_speedup
 from npuzoo.report.build import build, dumps
 from npuzoo.report.publish import label, publish
-from npuzoo.report.read import REPORTS_DIR
+from npuzoo.report.read import REPORTS_DIR, Json
 from npuzoo.soc import package_versions
 
-Json = dict[str, Any]
 REQUIRED = ("model", "soc", "bs", "dataset", "weights", "accuracy", "perf_dir", "loop", "warmup",
             "out")
 

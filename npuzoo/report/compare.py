@@ -7,9 +7,8 @@ from typing import Any
 
 from npuzoo import history
 from npuzoo.errors import UserError
-from npuzoo.report.read import REPORTS_DIR, model_reports, read_report
+from npuzoo.report.read import REPORTS_DIR, Json, model_reports, read_report
 
-Json = dict[str, Any]
 THROUGHPUT_DROP = 0.10  # a fall beyond this fraction is flagged run over run
 THROUGHPUT_DROP_ENV = "NPUZOO_THROUGHPUT_DROP"
 

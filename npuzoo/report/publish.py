@@ -3,15 +3,13 @@ report is restored."""
 
 import os
 import re
-from typing import Any
 
 from npuzoo import history
 from npuzoo.files import atomic_write
 from npuzoo.report.build import dumps, load
 from npuzoo.report.compare import compare, rounded, throughput_drop
-from npuzoo.report.read import read_report, warn
+from npuzoo.report.read import Json, read_report, warn
 
-Json = dict[str, Any]
 Past = list[tuple[str, Json]]
 
 
