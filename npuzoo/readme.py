@@ -10,7 +10,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -75,9 +75,8 @@ def engine_name(report: Report) -> str | None:
 
 
 def run_label(report: Report) -> str:
-    """A row's heading, table cell and plot line: `cpu int8-onnxruntime (ONNX Runtime, 2 streams)`
-    (chip, the plan's variant, engine, history.setup); a tuned run names no engine: the tuning
-    picks one per batch size."""
+    """A row's heading, cell and plot line: `cpu int8-onnxruntime (ONNX Runtime, 2 streams)`; a
+    tuned run names no engine: the tuning picks one per batch size."""
     name = engine_name(report)
     engine = "" if history.tuned(report) else engine_label(name) if name else \
         "ais_bench" if report.get("soc") != "cpu" else "engine not recorded"
@@ -242,9 +241,8 @@ def reference_context(spec: ModelSpec) -> dict[str, Any]:
             notes.append(f"per card of {table.chips} chips: the ratios to measured rows use "
                          f"the per-chip figure (a {table.chips}th of it)")
         # the top-level table says per card, and not from the guide, beside the figure
-        marks = [w for w, on in (("per card", table.per == "card"),
-                                 ("not in the guide", not table.source.startswith("the guide")))
-                 if on]
+        marks = ["per card"] * (table.per == "card") + \
+            ["not in the guide"] * (not table.source.startswith("the guide"))
         rows.append({"chip": chip, "note": "; ".join(n for n in notes if n),
                      "marks": f" ({', '.join(marks)})" if marks else "",
                      "best_bs": best, "best_fps": fmt_ref(fps.get(best)), "fps": fps})
@@ -445,8 +443,8 @@ def _engines_machine(key: str, results: dict[str, Any]) -> dict[str, Any]:
 
 def _per_machine(path: str, what: str, table: Callable[[str, Any], dict[str, Any]]
                  ) -> list[dict[str, Any]] | None:
-    """table(machine key, results) for each machine of a benchmark's JSON, or None when there
-    is none (or it cannot be read: one warning line)."""
+    """table(machine key, results) per machine of a benchmark's JSON, or None (with a warning
+    line when it cannot be read)."""
     if not os.path.isfile(path):
         return None
     try:
@@ -651,15 +649,8 @@ def differs(path: str, data: str | bytes) -> bool:
         return True
 
 
-def stale(rendered: dict[str, str]) -> list[str]:
+def stale(rendered: Mapping[str, str | bytes]) -> list[str]:
     return [path for path, text in rendered.items() if differs(path, text)]
-
-
-def write_if_changed(path: str, data: str | bytes) -> bool:
-    if differs(path, data):
-        atomic_write(path, data, "w" if isinstance(data, str) else "wb")
-        return True
-    return False
 
 
 @cli
@@ -681,16 +672,20 @@ def main(argv: list[str] | None = None) -> None:
         for path in differ:
             print(f"{os.path.relpath(path)}: differs from its rendering; run `make readme`")
         sys.exit(1 if differ else 0)
-    changed = [p for p, text in rendered.items() if write_if_changed(p, text)]
+    files: dict[str, str | bytes] = dict(rendered)
+    removed = []  # plots of chips that no longer have a measurement
     for name in config.model_names(args.models):
         pngs = plots(name, args.models, args.reports)
-        changed += [p for p, data in pngs.items() if write_if_changed(p, data)]
+        files.update(pngs)
         folder = os.path.join(args.models, name)
-        for old in os.listdir(folder):  # plots of chips that no longer have a measurement
-            path = os.path.join(folder, old)
-            if re.fullmatch(r"perf_.+\.png", old) and path not in pngs:
-                os.unlink(path)
-                changed.append(path)
+        removed += [path for old in os.listdir(folder) if re.fullmatch(r"perf_.+\.png", old)
+                    and (path := os.path.join(folder, old)) not in pngs]
+    changed = stale(files)
+    for path in changed:
+        atomic_write(path, files[path], "w" if isinstance(files[path], str) else "wb")
+    for path in removed:
+        os.unlink(path)
+    changed += removed
     for path in changed:
         print(f"readme: wrote {os.path.relpath(path)}")
     print(f"readme: {len(rendered)} README(s) rendered, {len(changed)} file(s) changed")

@@ -26,19 +26,17 @@ def _fp32_logits(fp32_model: str, prep_dir: str, names: list[str]) -> np.ndarray
         raise UserError(f"{fp32_model}: ONNX Runtime cannot load it ({str(err)[:200]})") from None
     graph_input = session.get_inputs()[0]
     shape = [int(d) for d in graph_input.shape[1:]]
-    found = []
-    for start in range(0, len(names), BATCH):
-        chunk = names[start:start + BATCH]
-        images = []
-        for name in chunk:
-            path = os.path.join(prep_dir, name[:-len(RESULT_SUFFIX)] + ".bin")
-            try:
-                images.append(np.fromfile(path, dtype=np.float32).reshape(shape))
-            except (OSError, ValueError) as err:
-                raise UserError(f"{path}: not a float32 {shape} image ({err})") from None
-        found.append(session.run(None, {graph_input.name: np.stack(images)})[0]
-                     .reshape(len(chunk), -1))
-    return np.concatenate(found)
+
+    def image(name: str) -> np.ndarray:
+        path = os.path.join(prep_dir, name[:-len(RESULT_SUFFIX)] + ".bin")
+        try:
+            return np.fromfile(path, dtype=np.float32).reshape(shape)
+        except (OSError, ValueError) as err:
+            raise UserError(f"{path}: not a float32 {shape} image ({err})") from None
+
+    batches = [names[start:start + BATCH] for start in range(0, len(names), BATCH)]
+    return np.concatenate([session.run(None, {graph_input.name: np.stack(
+        [image(name) for name in chunk])})[0].reshape(len(chunk), -1) for chunk in batches])
 
 
 def compare(fp32: np.ndarray, int8: np.ndarray) -> dict[str, float]:
