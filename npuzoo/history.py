@@ -49,13 +49,11 @@ def tuned(report: Report) -> bool:
 
 
 def precision(report: Report) -> str:
-    return str((report.get("backend") or {}).get("precision") or report.get("precision")
-               or "fp32")
+    return str((report.get("backend") or {}).get("precision") or report.get("precision") or "fp32")
 
 
 def quantizer(report: Report) -> str | None:
-    """int8's quantiser, the first word of calibration.method (None for fp32): runs of two
-    quantisers never share an owner, though a variant label may name neither."""
+    """int8's quantiser (calibration.method's first word; None for fp32): part of the owner."""
     method = (report.get("calibration") or {}).get("method")
     return str(method).split(" ")[0] if method else None
 

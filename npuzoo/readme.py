@@ -70,8 +70,7 @@ def engine_label(name: str | None) -> str:
 
 
 def engine_name(report: Report) -> str | None:
-    name = (report.get("backend") or {}).get("name")
-    return str(name) if name else None
+    return (report.get("backend") or {}).get("name") or None
 
 
 def run_label(report: Report) -> str:

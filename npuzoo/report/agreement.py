@@ -1,6 +1,5 @@
-"""An int8 run against fp32 (`write --fp32-model`): `int8_agreement`, how far its logits are
-from the fp32 export's on its first images, and `fp32_speedup`, its throughput over the matching
-fp32 report's in reports/ (history.fp32_twin); `compare` also serves benchmarks/bench_int8.py."""
+"""An int8 run against fp32: `int8_agreement` (`write --fp32-model`) and `fp32_speedup`;
+`compare` also serves benchmarks/bench_int8.py."""
 
 import os
 

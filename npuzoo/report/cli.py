@@ -1,5 +1,4 @@
-"""`python3 -m npuzoo.report write|publish|versions|compare`: the commands mk/pipeline.mk,
-mk/docker.mk and `make compare` run."""
+"""`python3 -m npuzoo.report write|publish|versions|compare`, run by mk/*.mk and `make compare`."""
 
 import argparse
 import json

@@ -36,8 +36,7 @@ def throughput_drop(flag: str | None = None) -> float:
 
 
 def measured_spread(report: Json) -> float:
-    """The spread of the perf step's windows (a fraction of their median), 0 when unknown: a
-    change within it is noise the run itself saw."""
+    """The perf windows' spread (a fraction of their median; 0 if unknown): noise the run saw."""
     value = ((report.get("perf") or {}).get("spread") or {}).get("spread")
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 

@@ -91,8 +91,7 @@ def _coerce(value: Any, kind: str) -> Any:
 
 
 def shown(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) \
-        else str(value)
+    text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else str(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
