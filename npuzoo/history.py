@@ -83,11 +83,10 @@ def same_owner(a: Report, b: Report) -> bool:
 def owner_words(report: Report) -> str:
     """The owner of a run in words: the machine, then what its configuration says."""
     config = configuration(report)
-    if config["engine"] == TUNED:
-        config = dict(config, engine="engine and streams tuned")
     perf = f"perf loop {config['loop']}" + (
         f" and {config['loop_seconds']:g} s" if config["loop_seconds"] else "")
-    parts = [config["engine"] or "engine not recorded", config["precision"],
+    parts = ["engine and streams tuned" if config["engine"] == TUNED
+             else config["engine"] or "engine not recorded", config["precision"],
              "AIPP" if config["aipp"] else "",
              "" if config["streams"] == TUNED else f"{config['streams']} stream(s)", perf]
     return f"{machine(report)['description']}, " + ", ".join(p for p in parts if p)

@@ -7,7 +7,6 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from npuzoo import config, history
@@ -138,7 +137,7 @@ def _identify(data: Json, path: str, problems: list[str]) -> str | None:
     return "; ".join(problems + [refused]) if refused else None
 
 
-def read_report(path: str, warn: Callable[[str], None] = warn) -> Json | None:
+def read_report(path: str) -> Json | None:
     """A report for readers, whatever the file holds; None (with a warning) for no report."""
     try:
         with open(path, encoding="utf-8") as handle:
