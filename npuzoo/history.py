@@ -9,6 +9,7 @@ holds another owner's run) when at least as complete as the one there, unless FO
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -206,12 +207,9 @@ def entries(dest: str, read: Callable[[str], Report | None]) -> list[tuple[str, 
 def record(report: Report, dest: str) -> str:
     folder = history_dir(dest)
     stamp = re.sub(r"[^0-9A-Za-z]", "", str(report.get("timestamp") or "undated"))
-    base = f"{stamp}_{machine(report)['id']}"
-    path = os.path.join(folder, base + ".json")
-    number = 1
-    while os.path.exists(path):
-        number += 1
-        path = os.path.join(folder, f"{base}-{number}.json")
+    base = os.path.join(folder, f"{stamp}_{machine(report)['id']}")
+    path = next(path for number in itertools.count(1) if not os.path.exists(
+        path := base + (f"-{number}" if number > 1 else "") + ".json"))
     atomic_write(path, json.dumps(report, indent=2) + "\n")
     return path
 

@@ -191,9 +191,8 @@ def _publish(args: argparse.Namespace) -> None:
 def _versions(args: argparse.Namespace) -> None:
     versions = package_versions()
     for path in args.merge:
-        for name, version in pieces.read_json(path, "package versions").items():
-            if version and not versions.get(name):
-                versions[name] = version
+        found = pieces.read_json(path, "package versions")
+        versions.update({name: v for name, v in found.items() if v and not versions.get(name)})
     atomic_write(args.out, json.dumps(versions, indent=2) + "\n")
 
 

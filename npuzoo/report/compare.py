@@ -30,9 +30,8 @@ def throughput_drop(flag: str | None = None) -> float:
     """The threshold in force: the flag, else the environment, else the 10% default."""
     if flag is not None:
         return parse_drop(flag, "--throughput-drop")
-    if os.environ.get(THROUGHPUT_DROP_ENV, "").strip():
-        return parse_drop(os.environ[THROUGHPUT_DROP_ENV])
-    return THROUGHPUT_DROP
+    from_env = os.environ.get(THROUGHPUT_DROP_ENV, "")
+    return parse_drop(from_env) if from_env.strip() else THROUGHPUT_DROP
 
 
 def measured_spread(report: Json) -> float:

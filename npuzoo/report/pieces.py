@@ -81,14 +81,12 @@ def read_accuracy(path: str) -> Json:
     data = read_json(path, "accuracy JSON")
     try:
         values = {item["key"]: item["value"] for item in data["value"]}
-        accuracy: Json = {f"top{k}": float(values[f"Top{k} accuracy"].rstrip("%"))
-                          for k in range(1, 6)}
-        accuracy["images"] = int(values["Number of images"])
-        accuracy["classes"] = int(values["Number of classes"])
+        return {**{f"top{k}": float(values[f"Top{k} accuracy"].rstrip("%")) for k in range(1, 6)},
+                "images": int(values["Number of images"]),
+                "classes": int(values["Number of classes"])}
     except (KeyError, TypeError, ValueError):
         raise UserError(f"{path}: not a ModelZoo accuracy JSON (expected Top1..Top5 "
                         "accuracy entries)") from None
-    return accuracy
 
 
 def listed(folder: str, suffix: str, flag: str, step: str) -> list[str]:
