@@ -34,8 +34,7 @@ def machine(report: Report) -> dict[str, Any]:
 
 
 def fingerprint(soc: object, device: object, isa: str | None = None) -> dict[str, Any]:
-    """The machine of a run: its chip and device (CPU model and cores, or NPU and driver),
-    hashed, and the CPU's instruction set (`isa`); never the host name."""
+    """The machine of a run: its chip and device hashed (never the host name), the CPU's `isa`."""
     description = str(device or "not recorded")
     digest = hashlib.sha256(f"{soc}|{description}".encode()).hexdigest()[:12]
     return {"id": digest, "description": description, **({"isa": isa} if isa else {})}
@@ -131,8 +130,7 @@ def variant(report: Report) -> str:
 
 
 def setup(report: Report) -> str:
-    """What else sets a run's figures apart within its variant: `tuned`, several streams, a CPU
-    perf loop other than the default."""
+    """What else sets a run apart within its variant: tuning, streams, a non-default CPU loop."""
     perf = report.get("perf") or {}
     streams, loop, seconds = perf.get("streams"), perf.get("loop"), perf.get("loop_seconds")
     words = [TUNED] if tuned(report) else \

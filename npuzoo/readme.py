@@ -1,8 +1,5 @@
-"""The READMEs and plots, rendered from model.yaml and reports/ alone (`make readme`).
-
-Every text of a report is escaped where it lands (markdown_text, plot_text): a DATA name cannot
-break a table or inject HTML.
-"""
+"""The READMEs and plots, rendered from model.yaml and reports/ alone (`make readme`). Every
+text of a report is escaped where it lands: a DATA name cannot break a table or inject HTML."""
 
 import argparse
 import io
@@ -442,8 +439,7 @@ def _engines_machine(key: str, results: dict[str, Any]) -> dict[str, Any]:
 
 def _per_machine(path: str, what: str, table: Callable[[str, Any], dict[str, Any]]
                  ) -> list[dict[str, Any]] | None:
-    """table(machine key, results) per machine of a benchmark's JSON, or None (with a warning
-    line when it cannot be read)."""
+    """table(key, results) per machine of a benchmark's JSON; None if absent or unreadable."""
     if not os.path.isfile(path):
         return None
     try:

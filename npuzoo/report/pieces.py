@@ -154,8 +154,6 @@ def output_warning(results_dir: str, check: Json) -> str | None:
              for key, what, first in (("nan_images", "NaN or infinite logits", "first_nan"),
                                       ("constant_images", "all logits equal", "first_constant"))
              if check[key]]
-    if not parts:
-        return None
     return (f"warning: {results_dir}: " + " and ".join(parts) + "; the model's outputs are "
             "broken (check the export and the preprocessed inputs), so this accuracy means "
-            "little; recorded in the report's output_check")
+            "little; recorded in the report's output_check") if parts else None
