@@ -81,7 +81,6 @@ def same_owner(a: Report, b: Report) -> bool:
 
 
 def owner_words(report: Report) -> str:
-    """The owner of a run in words: the machine, then what its configuration says."""
     config = configuration(report)
     perf = f"perf loop {config['loop']}" + (
         f" and {config['loop_seconds']:g} s" if config["loop_seconds"] else "")
@@ -176,11 +175,9 @@ def completeness(report: Report) -> tuple[int, bool, int]:
 
 def report_folders(model_folder: str) -> list[str]:
     """reports/<model>/ and its variant folders (aipp/, int8/, openvino/, ...), not history/."""
-    folders = [model_folder]
-    if os.path.isdir(model_folder):
-        folders += [os.path.join(model_folder, name) for name in sorted(os.listdir(model_folder))
-                    if name != HISTORY and os.path.isdir(os.path.join(model_folder, name))]
-    return folders
+    names = sorted(os.listdir(model_folder)) if os.path.isdir(model_folder) else []
+    return [model_folder] + [path for name in names if name != HISTORY
+                             and os.path.isdir(path := os.path.join(model_folder, name))]
 
 
 def history_dir(dest: str) -> str:

@@ -46,7 +46,6 @@ def read_requirements(path: str) -> list[tuple[str, str]] | None:
 
 
 def model_reports(reports_dir: str, name: str) -> list[Report]:
-    """One model's current reports, sorted by chip, variant and batch size."""
     found = [report for _, report in reports.model_reports(reports_dir, name)]
     return sorted(found, key=lambda r: (soc_order(r["soc"]), history.variant(r), r["batch_size"]))
 
@@ -105,7 +104,6 @@ def group_words(members: list[Report],
 
 
 def soc_order(soc: object) -> tuple[bool, str]:
-    """CPU first, then the chips in name order."""
     return (soc != "cpu", str(soc))
 
 
@@ -135,7 +133,6 @@ def meaningful(report: Report) -> bool:
 
 
 def result_cells(report: Report, mark_random: bool = False) -> dict[str, str]:
-    """Top-1, top-5 (marked when random weights made them) and gate cells."""
     acc, verdict = report.get("accuracy") or {}, report.get("gate") or {}
     mark = f" {RANDOM_MARK}" if mark_random and not meaningful(report) else ""
     word = verdict.get("verdict") or "not applicable"
@@ -146,7 +143,6 @@ def result_cells(report: Report, mark_random: bool = False) -> dict[str, str]:
 
 
 def throughput_cell(report: Report, best: bool = False) -> str:
-    """The throughput, bold and starred when best, marked when measured under contention."""
     text = fmt(throughput(report))
     text = f"**{text}** {BEST}" if best else text
     return text + (" (contended)" if contended_run(report) else "")
@@ -319,11 +315,9 @@ def model_context(name: str, models_dir: str, reports_dir: str) -> dict[str, Any
 
 def top_context(models_dir: str, reports_dir: str) -> dict[str, Any]:
     models: list[dict[str, Any]] = []
-    sizes: set[int] = set()
     for name in config.model_names(models_dir):
         spec = config.load(os.path.join(models_dir, name, "model.yaml"))
         rows = model_reports(reports_dir, name)
-        sizes |= {r["batch_size"] for r in rows}
         chips = []
         for members in row_groups(rows):
             words = group_words(members)
@@ -335,6 +329,7 @@ def top_context(models_dir: str, reports_dir: str) -> dict[str, Any]:
                           "what": f"{words['machine']}; {words['scope']}; {words['weights']}; "
                                   f"{measured_when(best_row)}"})
         models.append({"name": name, "chips": chips, "reference": reference_context(spec)})
+    sizes = {bs for model in models for chip in model["chips"] for bs in chip["rows"]}
     return {"models": models, "sizes": sorted(sizes), "random_mark": RANDOM_MARK,
             "throughput_cell": throughput_cell,
             "any_random": any(RANDOM_MARK in c["top1"] for m in models for c in m["chips"])}

@@ -27,7 +27,6 @@ def read_json(path: str, what: str) -> Any:
 
 
 def read_bench_summary(output_dir: str, dirname: str) -> Json:
-    """The ais_bench summary `<dirname>_summary.json` beside the results folder."""
     path = os.path.join(output_dir, f"{dirname}_summary.json")
     if not os.path.isfile(path):
         raise UserError(f"{path}: no ais_bench summary; rerun the perf step")
