@@ -527,12 +527,10 @@ def plot_png(name: str, soc: str, groups: list[list[Report]], ref: dict[int, flo
                                 "svg.hashsalt": "npuzoo", "path.simplify": False}):
         fig, ax = plt.subplots(figsize=(7.5, 4.2 + 0.22 * len(lines)), dpi=100,
                                layout="constrained")
-        all_x, all_y, labels = set(ref), list(ref.values()), []
+        labels = []
         for index, (words, points, best) in enumerate(lines):
             colour, marker = LINE_STYLES[index % len(LINE_STYLES)]
             xs, ys = [p[0] for p in points], [p[1] for p in points]
-            all_x |= set(xs)
-            all_y += ys
             label = ", ".join([words["chip"]] + [words[k] for k in ("machine", "scope", "weights")
                                                  if k not in shared])
             ax.plot(xs, ys, marker=marker, color=colour, label=label)
@@ -547,18 +545,17 @@ def plot_png(name: str, soc: str, groups: list[list[Report]], ref: dict[int, flo
             ax.plot(*zip(*sorted(ref.items()), strict=True), marker="x", linestyle="--",
                     color="tab:gray",
                     label=f"ModelZoo reference for {soc}, published (not measured here)")
-        ticks = sorted(all_x)
+        ticks = sorted(set(ref) | {x for _, points, _ in lines for x, _ in points})
         ax.set_xscale("log", base=2)
         ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.minorticks_off()
         ax.margins(x=0.1)
         ax.set(xlabel="batch size", ylabel="throughput (images/s)")
-        ax.set_ylim(bottom=0, top=max(all_y + [1.0]) * (1.15 + 0.08 * len(labels) ** 0.5))
-        title = f"{name} on {soc}: throughput vs batch size"
-        if shared:
-            title += "\n" + "; ".join(first[k] for k in shared[:2])
-            title += "\n" + "; ".join(first[k] for k in shared[2:]) if shared[2:] else ""
-        ax.set_title(title, fontsize=10)
+        top = max([*ref.values(), *(y for _, points, _ in lines for _, y in points), 1.0])
+        ax.set_ylim(bottom=0, top=top * (1.15 + 0.08 * len(labels) ** 0.5))
+        title = [f"{name} on {soc}: throughput vs batch size"] + [
+            "; ".join(first[k] for k in part) for part in (shared[:2], shared[2:]) if part]
+        ax.set_title("\n".join(title), fontsize=10)
         ax.grid(True, alpha=0.3)
         fig.legend(loc="outside lower center", ncols=1, fontsize=8, frameon=False)
         separate(fig, labels)
