@@ -150,13 +150,12 @@ def write(args: argparse.Namespace) -> None:
         raise UserError(f"{args.dataset}: not a dataset description (a JSON object)")
     accuracy = pieces.read_accuracy(args.accuracy)
     results, check = _output_check(args, dataset, accuracy)
-    report = build(args.model, args.soc, args.bs, variant=args.variant or "",
-                   engine=args.engine, dataset=dataset,
-                   weights=pieces.read_json(args.weights, "weights description"),
-                   accuracy=accuracy,
-                   perf=pieces.perf_from_summary(summary, args.loop, args.warmup),
-                   source=pieces.read_json(args.source, "source description") if args.source
-                   else None, output_check=check, **extra)
+    weights = pieces.read_json(args.weights, "weights description")
+    perf = pieces.perf_from_summary(summary, args.loop, args.warmup)
+    source = pieces.read_json(args.source, "source description") if args.source else None
+    report = build(args.model, args.soc, args.bs, variant=args.variant or "", engine=args.engine,
+                   dataset=dataset, weights=weights, accuracy=accuracy, perf=perf, source=source,
+                   output_check=check, **extra)
     if args.fp32_model and results:
         _int8_agreement(args, report, results)
     if history.precision(report) != "fp32":
