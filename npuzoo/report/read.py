@@ -22,10 +22,8 @@ LATENCY = {k: NUMBER for k in ("mean", "p50", "p90", "p99", "min", "max")}
 SCHEMA: Json = {
     "schema": INT, "model": STR, "soc": STR, "device": STR, "batch_size": INT,
     "machine": {"id": STR, "description": STR, "isa": STR},
-    "backend": {"name": STR, "version": STR},
-    "commit": STR, "timestamp": STR,
-    "source": {"kind": STR},
-    "weights": {"source": STR},
+    "backend": {"name": STR, "version": STR}, "commit": STR, "timestamp": STR,
+    "source": {"kind": STR}, "weights": {"source": STR},
     "dataset": {"name": STR, "images": INT, "labelled_images": INT, "subset": BOOL,
                 "full_validation_set": BOOL, "labels_sha256": STR},
     "accuracy": {"top1": NUMBER, "top2": NUMBER, "top3": NUMBER, "top4": NUMBER,
