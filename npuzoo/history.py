@@ -28,9 +28,8 @@ WEIGHTS_RANK = {"published": 1, "unverified": 1, "custom": 1, "random": 0}
 def machine(report: Report) -> dict[str, Any]:
     """{"id", "description"} of the machine a report ran on (derived for older reports)."""
     recorded = report.get("machine")
-    if isinstance(recorded, dict) and recorded.get("id"):
-        return recorded
-    return fingerprint(report.get("soc"), report.get("device"))
+    return recorded if isinstance(recorded, dict) and recorded.get("id") else \
+        fingerprint(report.get("soc"), report.get("device"))
 
 
 def fingerprint(soc: object, device: object, isa: str | None = None) -> dict[str, Any]:
@@ -103,8 +102,7 @@ def scope(report: Report) -> tuple[str, str]:
     """(key, words) of the images a run measured."""
     dataset = report.get("dataset") or {}
     images = dataset.get("images")
-    labels = (dataset.get("labels_sha256") or "")[:12]
-    key = f"{dataset.get('name')}:{images}:{labels}"
+    key = f"{dataset.get('name')}:{images}:{(dataset.get('labels_sha256') or '')[:12]}"
     if dataset.get("full_validation_set"):
         words = f"full validation set ({images:,} images)"
     elif isinstance(images, int):

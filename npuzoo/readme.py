@@ -269,26 +269,24 @@ def quick_start(spec: ModelSpec, name: str, ways: list[dict[str, Any]]) -> dict[
     loop, warmup = guide.get("loop", 100), guide.get("warmup", 1)
     weights, published = spec.weights, spec.weights.published
     upstream = " --source upstream" if ways else ""
-    return {
-        "weights_get": f"wget -nc {weights.url}",
-        "weights_check": published and
-        f'echo "{published[1]}  {weights.file}" | {published[0]}sum -c -',
-        "preprocess": "python3 preprocess.py ${imagenet}/val prep_dataset",
-        "pth2onnx": f"python3 pth2onnx.py {weights.file} {name}.onnx{upstream}",
-        "pth2onnx_random": f"python3 pth2onnx.py random {name}.onnx{upstream}",
-        "atc": "atc " + " ".join(commands.atc_args(
-            spec, f"{name}.onnx", f"{name}_bs${{bs}}", "${bs}", "Ascend${chip_name}")),
-        "infer": "python3 -m ais_bench " + " ".join(commands.infer_args(
-            f"{name}_bs${{bs}}.om", "prep_dataset", "result", "bs${bs}", "${bs}")),
-        "postprocess": ("python3 postprocess.py result/bs${bs} ${imagenet}/val_label.txt ./ "
-                        "result_bs${bs}.json"),
-        "perf": "python3 -m ais_bench " + " ".join(commands.perf_args(
-            f"{name}_bs${{bs}}.om", "result", "perf_bs${bs}", "${bs}", loop, warmup)),
-        "cpu_infer": "npuzoo-bench " + " ".join(commands.infer_args(
-            f"{name}.onnx", "prep_dataset", "result", "bs${bs}", "${bs}")),
-        "cpu_perf": "npuzoo-bench " + " ".join(commands.perf_args(
-            f"{name}.onnx", "result", "perf_bs${bs}", "${bs}", 20, 2)),
-    }
+    return {"weights_get": f"wget -nc {weights.url}",
+            "weights_check": published and
+            f'echo "{published[1]}  {weights.file}" | {published[0]}sum -c -',
+            "preprocess": "python3 preprocess.py ${imagenet}/val prep_dataset",
+            "pth2onnx": f"python3 pth2onnx.py {weights.file} {name}.onnx{upstream}",
+            "pth2onnx_random": f"python3 pth2onnx.py random {name}.onnx{upstream}",
+            "atc": "atc " + " ".join(commands.atc_args(
+                spec, f"{name}.onnx", f"{name}_bs${{bs}}", "${bs}", "Ascend${chip_name}")),
+            "infer": "python3 -m ais_bench " + " ".join(commands.infer_args(
+                f"{name}_bs${{bs}}.om", "prep_dataset", "result", "bs${bs}", "${bs}")),
+            "postprocess": ("python3 postprocess.py result/bs${bs} ${imagenet}/val_label.txt ./ "
+                            "result_bs${bs}.json"),
+            "perf": "python3 -m ais_bench " + " ".join(commands.perf_args(
+                f"{name}_bs${{bs}}.om", "result", "perf_bs${bs}", "${bs}", loop, warmup)),
+            "cpu_infer": "npuzoo-bench " + " ".join(commands.infer_args(
+                f"{name}.onnx", "prep_dataset", "result", "bs${bs}", "${bs}")),
+            "cpu_perf": "npuzoo-bench " + " ".join(commands.perf_args(
+                f"{name}.onnx", "result", "perf_bs${bs}", "${bs}", 20, 2))}
 
 
 def model_context(name: str, models_dir: str, reports_dir: str) -> dict[str, Any]:
@@ -576,8 +574,7 @@ def separate(fig: "Figure", labels: list["Annotation"], step: int = 11) -> None:
             box = label.get_window_extent()
             if not any(box.overlaps(other) for other in placed):
                 break
-            x, y = label.xyann
-            label.xyann = (x, y + step)
+            label.xyann = (label.xyann[0], label.xyann[1] + step)
         placed.append(label.get_window_extent())
 
 

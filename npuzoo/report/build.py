@@ -85,9 +85,8 @@ def build(model: str, soc: str, batch_size: int, dataset: Json, weights: Json,
         "weights": weights,
         "dataset": {k: dataset.get(k) for k in ("name", "images", "labelled_images", "subset",
                                                 "full_validation_set", "labels_sha256")},
-        "accuracy": accuracy,
-        "gate": gate(cfg.reference, accuracy, dataset, weights,
-                     (backend or {}).get("precision") or "fp32"),
+        "accuracy": accuracy, "gate": gate(cfg.reference, accuracy, dataset, weights,
+                                           (backend or {}).get("precision") or "fp32"),
         "perf": perf, "environment": environment or package_versions(),
     }
     if output_check is not None:  # only with --results-dir: earlier reports stay as they were
