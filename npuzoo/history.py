@@ -193,8 +193,8 @@ def entries(dest: str, read: Callable[[str], Report | None]) -> list[tuple[str, 
     found = [(os.stat(path).st_mtime_ns, path, report) for path in paths
              if (report := read(path)) is not None]
     # By time of the run, then of recording (two runs can share a timestamp's second).
-    found.sort(key=lambda item: (str(item[2].get("timestamp") or ""), item[0]))
-    return [(path, report) for _, path, report in found]
+    return [(path, report) for _, path, report in
+            sorted(found, key=lambda item: (str(item[2].get("timestamp") or ""), item[0]))]
 
 
 def record(report: Report, dest: str) -> str:

@@ -143,8 +143,7 @@ def result_cells(report: Report, mark_random: bool = False) -> dict[str, str]:
 
 
 def throughput_cell(report: Report, best: bool = False) -> str:
-    text = fmt(throughput(report))
-    text = f"**{text}** {BEST}" if best else text
+    text = f"**{fmt(throughput(report))}** {BEST}" if best else fmt(throughput(report))
     return text + (" (contended)" if contended_run(report) else "")
 
 
@@ -195,8 +194,7 @@ def measured_tables(spec: ModelSpec, rows: list[Report]) -> list[dict[str, Any]]
     groups = row_groups(rows)
     for index, members in enumerate(groups):
         words = group_words(members)
-        soc = words["soc"]
-        best = best_batch(members)
+        soc, best = words["soc"], best_batch(members)
         ref = reference_fps(spec, soc) if not history.variant(members[0]) else {}
         lines = []
         for r in members:
@@ -221,8 +219,7 @@ def measured_tables(spec: ModelSpec, rows: list[Report]) -> list[dict[str, Any]]
 
 
 def reference_context(spec: ModelSpec) -> dict[str, Any]:
-    ref = spec.reference
-    acc, tol = ref.accuracy, ref.tolerance
+    ref, acc, tol = spec.reference, spec.reference.accuracy, spec.reference.tolerance
     sizes = sorted({bs for table in ref.perf.values() for bs in table.published})
     rows = []
     for chip, table in ref.perf.items():
@@ -319,8 +316,7 @@ def top_context(models_dir: str, reports_dir: str) -> dict[str, Any]:
         chips = []
         for members in row_groups(rows):
             words = group_words(members)
-            by_bs = {r["batch_size"]: r for r in members}
-            best = best_batch(members)
+            by_bs, best = {r["batch_size"]: r for r in members}, best_batch(members)
             best_row = by_bs[best] if best is not None else members[0]
             chips.append({"soc": words["chip"], "rows": by_bs, "best": best,
                           **result_cells(best_row, mark_random=True),

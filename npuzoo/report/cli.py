@@ -113,8 +113,7 @@ def _output_check(args: argparse.Namespace, dataset: Json, accuracy: Json
         return None, None
     check = pieces.output_check(args.results_dir, results)
     check["preprocessed_files"] = prep
-    line = pieces.output_warning(args.results_dir, check)
-    if line:
+    if line := pieces.output_warning(args.results_dir, check):
         print(line, file=sys.stderr)
     return results, check
 
@@ -160,12 +159,10 @@ def write(args: argparse.Namespace) -> None:
         _int8_agreement(args, report, results)
     if history.precision(report) != "fp32":
         _fp32_speedup(report)
-    if args.steps:
-        found = steps.entries(args.steps, os.environ.get(steps.RUN_ENV, ""))
-        if found:
-            report["timings"] = {"unit": "s", "what": "wall time of each step this run did "
-                                 "(shared steps and this batch size's)",
-                                 "steps": steps.totals(found, args.bs)}
+    if args.steps and (found := steps.entries(args.steps, os.environ.get(steps.RUN_ENV, ""))):
+        report["timings"] = {"unit": "s", "what": "wall time of each step this run did "
+                             "(shared steps and this batch size's)",
+                             "steps": steps.totals(found, args.bs)}
     atomic_write(args.out, dumps(report))
 
 

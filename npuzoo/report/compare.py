@@ -50,8 +50,7 @@ def snapshot(report: Json) -> Json:
     perf, acc = report.get("perf") or {}, report.get("accuracy") or {}
     dataset, weights = report.get("dataset") or {}, report.get("weights") or {}
     return {"timestamp": report.get("timestamp"), "commit": report.get("commit"),
-            "throughput": perf.get("throughput"),
-            "top1": acc.get("top1"), "top5": acc.get("top5"),
+            "throughput": perf.get("throughput"), "top1": acc.get("top1"), "top5": acc.get("top5"),
             "dataset": {k: dataset.get(k) for k in ("name", "images", "labels_sha256")},
             "weights": weights.get("source"), "spread": measured_spread(report)}
 
@@ -93,8 +92,7 @@ def change_rows(report: Json, drop: float) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
     if previous is None:
         return rows
-    old_tp = previous.get("throughput")
-    new_tp = (report.get("perf") or {}).get("throughput")
+    old_tp, new_tp = previous.get("throughput"), (report.get("perf") or {}).get("throughput")
     if old_tp and new_tp is not None and new_tp != old_tp:
         ratio = new_tp / old_tp
         spread = max(previous.get("spread") or 0.0, measured_spread(report))

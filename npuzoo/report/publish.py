@@ -32,8 +32,7 @@ def _current(path: str) -> Json | None:
     """The report at `path`, or None (absent, or unreadable: one warning line)."""
     if not os.path.isfile(path):
         return None
-    found = read_report(path)
-    if found is None:
+    if (found := read_report(path)) is None:
         warn(f"warning: {path}: replaced without a run-over-run comparison")
     return found
 
