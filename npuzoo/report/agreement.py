@@ -39,9 +39,8 @@ def _fp32_logits(fp32_model: str, prep_dir: str, names: list[str]) -> np.ndarray
 
 
 def compare(fp32: np.ndarray, int8: np.ndarray) -> dict[str, float]:
-    """Logits of the same images (one row each) from the fp32 and the int8 graph: top1 = % of
-    images with the same top class, top5 = % whose fp32 top class is among the int8 top 5, the
-    largest and mean absolute logit difference."""
+    """fp32 and int8 logits of the same images (a row each): top1 = % with the same top class,
+    top5 = % whose fp32 top class is in the int8 top 5; the max and mean |logit difference|."""
     top = fp32.argmax(axis=1)
     top5 = np.argsort(-int8, axis=1)[:, :5]
     error = np.abs(int8 - fp32)
