@@ -2,13 +2,11 @@
 
     python3 -m npuzoo.prep MODEL_DIR SRC DST [--limit N] [--workers K] [--uint8]
 
-writes what `MODEL_DIR/preprocess.py SRC DST` writes (DST/<stem>.bin from that script's own
-`preprocess(path, uint8)`), with what is not the model's: model.yaml validated, the images
-chosen by npuzoo.dataset.image_paths (two with one stem refused first), K worker processes,
-a progress bar, and clean stops: an undecodable image stops the run in one line (skipping it
-would shrink the accuracy's denominator), Ctrl-C lets each worker finish its file. Each output
-is written in a per-worker temporary folder under DST and renamed: DST never holds a partial
-.bin.
+writes what `MODEL_DIR/preprocess.py SRC DST` writes (DST/<stem>.bin), with model.yaml validated,
+the images of npuzoo.dataset.image_paths (two with one stem refused), K worker processes, a
+progress bar and clean stops: an undecodable image stops the run in one line (skipping it would
+shrink the accuracy's denominator), Ctrl-C lets each worker finish its file. Each output is
+renamed from a per-worker temporary folder under DST: DST never holds a partial .bin.
 """
 
 import argparse
@@ -38,7 +36,6 @@ PIL_BLOCKS_MAX = 8  # Pillow keeps a few image memory blocks for reuse (pixels u
 TEMP_PREFIX = ".preprocess-"
 
 _worker: dict[str, Any] = {}  # this process's share of the run (_init_worker)
-Failure = tuple[str, str, str]  # (decode | write, path, reason)
 WorkerArgs = tuple[str, bool, str, str]  # model folder, uint8, DST, temporary root
 
 
@@ -65,18 +62,14 @@ def output_stem(path: str) -> str:
     return os.path.basename(path).split(".", 1)[0]
 
 
-def list_images(src: str) -> list[str]:
-    """The images of SRC and of its immediate subfolders, sorted by path."""
+def check_images(src: str, limit: int | None) -> list[str]:
+    """The first `limit` images of SRC and of its immediate subfolders, sorted by path."""
     if not os.path.isdir(src):
         raise UserError(f"{src}: no such folder (SRC should hold the validation images)")
-    paths = image_paths(src)
+    paths = image_paths(src)[:limit]
     if not paths:
         raise UserError(f"{src}: no {'/'.join(IMAGE_EXTENSIONS)} images in it or in its "
                         "subfolders")
-    return paths
-
-
-def check_stems(paths: list[str]) -> None:
     seen: dict[str, str] = {}
     for path in paths:
         stem = output_stem(path)
@@ -87,9 +80,13 @@ def check_stems(paths: list[str]) -> None:
             raise UserError(f"{seen[stem]} and {path} would both be written as {stem}.bin; "
                             "rename or remove one")
         seen[stem] = path
+    return paths
 
 
 def _init_worker(model_dir: str, uint8: bool, dst: str, tmp_root: str, stop: Event) -> None:
+    """A pool worker ignores SIGINT: on Ctrl-C the parent alone stops the run."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     from PIL import _imaging as pillow_core  # what PIL.Image calls Image.core
     pillow_core.set_blocks_max(PIL_BLOCKS_MAX)
     tmp_dir = os.path.join(tmp_root, f"worker-{os.getpid()}")
@@ -99,21 +96,16 @@ def _init_worker(model_dir: str, uint8: bool, dst: str, tmp_root: str, stop: Eve
                    dst=dst, tmp_dir=tmp_dir, stop=stop)
 
 
-def _init_pool_worker(*args: Any) -> None:
-    """A pool worker ignores SIGINT: on Ctrl-C the parent alone stops the run."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    _init_worker(*args)
-
-
-def _process(path: str) -> str | Failure | None:
-    """The stem on success; None when the run is stopping; (kind, path, reason) on an error."""
+def _process(path: str) -> str | UserError | None:
+    """The stem on success; None when the run is stopping; a UserError to raise on an error."""
     if _worker["stop"].is_set():
         return None
     try:
         array = _worker["preprocess"](path, _worker["uint8"])
     except _worker["decode_errors"] as err:  # what the folder's decoding raises on a bad file
-        return ("decode", path, (str(err).splitlines() or [type(err).__name__])[0])
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        return UserError(f"{path}: cannot decode image ({reason}); remove it from the dataset "
+                         "and its line from the label file")
     stem = output_stem(path)
     final = os.path.join(_worker["dst"], stem + ".bin")
     tmp = os.path.join(_worker["tmp_dir"], stem + ".bin")
@@ -121,15 +113,8 @@ def _process(path: str) -> str | Failure | None:
         array.tofile(tmp)
         os.replace(tmp, final)
     except OSError as err:  # a full disk, a folder made read-only: with what to do
-        return ("write", final, str(write_error(final, err)))
+        return UserError(str(write_error(final, err)))
     return stem
-
-
-def error_line(kind: str, path: str, reason: str) -> str:
-    if kind == "decode":
-        return (f"{path}: cannot decode image ({reason}); remove it from the dataset and its "
-                "line from the label file")
-    return reason
 
 
 @contextlib.contextmanager
@@ -150,18 +135,18 @@ def run_parallel(paths: list[str], args: WorkerArgs, workers: int, bar: Bar) -> 
     import multiprocessing
     context = multiprocessing.get_context("fork")
     stop = context.Event()
-    error: Failure | None = None
+    error: UserError | None = None
     done = 0
     with warnings.catch_warnings():  # Python >= 3.12 warns on fork of a threaded process
         warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
-        executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_pool_worker,
+        executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                        initargs=(*args, stop))
         try:
             with sigint_held():
                 chunk = max(1, min(MAX_CHUNK, len(paths) // (workers * 8)))
                 results = executor.map(_process, paths, chunksize=chunk)
             for result in results:
-                if isinstance(result, tuple) and error is None:
+                if isinstance(result, UserError) and error is None:
                     error = result
                     stop.set()
                 elif isinstance(result, str):
@@ -176,12 +161,8 @@ def run_parallel(paths: list[str], args: WorkerArgs, workers: int, bar: Bar) -> 
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
     if error is not None:
-        raise UserError(error_line(*error))
+        raise error
     return done
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0))
 
 
 def preprocess(model_dir: str, src: str, dst: str, limit: int | None = None,
@@ -190,14 +171,13 @@ def preprocess(model_dir: str, src: str, dst: str, limit: int | None = None,
     start = time.perf_counter()
     config.load(os.path.join(model_dir, "model.yaml"))
     load_script(model_dir, "preprocess")  # before the fork: the workers inherit it
-    paths = list_images(src)[:limit]
-    check_stems(paths)
+    paths = check_images(src, limit)
     try:
         os.makedirs(dst, exist_ok=True)
         tmp_root = tempfile.mkdtemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=dst)
     except OSError as err:
         raise write_error(dst, err) from None
-    workers = max(1, min(workers or usable_cores(), len(paths)))
+    workers = max(1, min(workers or len(os.sched_getaffinity(0)), len(paths)))
     args = (model_dir, uint8, dst, tmp_root)
     from tqdm import tqdm
 
@@ -227,7 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("dst", metavar="DST", help="output folder for <stem>.bin files")
     parser.add_argument("--limit", type=positive_int, metavar="N", help="only the first N images")
     parser.add_argument("--workers", type=positive_int, metavar="K",
-                        help=f"worker processes (default: the usable cores, {usable_cores()})")
+                        help="worker processes (default: the usable cores, "
+                             f"{len(os.sched_getaffinity(0))})")
     parser.add_argument("--uint8", action="store_true",
                         help="the cropped uint8 HWC pixels, for an om with AIPP")
     args = parser.parse_args(argv)
