@@ -5,13 +5,11 @@ the same key, and the artefacts' seals.
     build/prep/<prep key>/     one preprocessed .bin per image, .done; <key>.key.json beside it
     build/<model>/refs/        links to the sets a model's runs use (for `clean`)
 
-A dataset id names the selected images and labels by their checksums; a prep key adds what
-changes the bytes (model.yaml's geometry, input shape, for float32 mean and std, and the syntax
-tree of preprocess.py), so the runs of one model share one set; the export key
-is the same idea. `once` runs a command unless its stamped set exists and holds the files its
-stamp records, under a lock; `clean` removes the sets no refs/ link points to; `seal`/`check`
-record and verify the sha256 an artefact was written with (ARTEFACTS).
-"""
+A dataset id names the selected images and labels by their checksums; a prep key (prep_key) and
+the export key add what changes the bytes, so the runs of one model share one set. `once` runs a
+command unless its stamped set exists and holds the files its stamp records, under a lock;
+`clean` removes the sets no refs/ link points to; `seal`/`check` record and verify the sha256
+an artefact was written with (ARTEFACTS)."""
 
 import argparse
 import ast
@@ -23,6 +21,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from npuzoo.checksums import HashCache
@@ -49,8 +48,7 @@ def code_fingerprint(paths: list[str]) -> str:
     """sha256 of Python files' syntax trees without docstrings (comments never reach the AST)."""
     digest = hashlib.sha256()
     for path in paths:
-        with open(path, encoding="utf-8") as handle:
-            tree = ast.parse(handle.read())
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
                     and ast.get_docstring(node, clean=False) is not None):
@@ -127,8 +125,7 @@ def check_reuse(prep_dir: str, dataset_json: str, size: int, cache: HashCache) -
 def prep_problem(prep_dir: str, dataset_json: str, size: int, cache: HashCache) -> str | None:
     """Why a stamped preprocessed set cannot be reused, or None."""
     try:
-        with open(dataset_json, encoding="utf-8") as handle:
-            images = json.load(handle)["images"]
+        images = json.loads(Path(dataset_json).read_text(encoding="utf-8"))["images"]
     except (OSError, ValueError, KeyError, TypeError):
         return f"{dataset_json} is unreadable"
     found = [e for e in os.scandir(prep_dir) if e.name.endswith(".bin") and e.is_file()]
@@ -138,8 +135,7 @@ def prep_problem(prep_dir: str, dataset_json: str, size: int, cache: HashCache) 
     if wrong:
         return f"{wrong} is not {size} bytes"
     try:
-        with open(os.path.join(prep_dir, ".done"), encoding="utf-8") as handle:
-            recorded = json.load(handle)["sha256"]
+        recorded = json.loads(Path(prep_dir, ".done").read_text(encoding="utf-8"))["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         recorded = None
     if not isinstance(recorded, dict):
@@ -171,8 +167,7 @@ def seal(path: str, cache: HashCache) -> None:
 def artefact_problem(path: str, cache: HashCache) -> str | None:
     """Why the artefact `path` is not the file its step wrote, or None."""
     try:
-        with open(path + SEAL, encoding="utf-8") as handle:
-            recorded = handle.read().strip()
+        recorded = Path(path + SEAL).read_text(encoding="utf-8").strip()
     except (OSError, ValueError):
         return "no sha256 was recorded when it was written"
     try:
@@ -224,35 +219,25 @@ def once(lock: str, stamp: str, command: list[str], clean: str | None = None,
 # -- clean ------------------------------------------------------------------------------------
 
 def referenced() -> set[str]:
-    targets: set[str] = set()
-    if not os.path.isdir(BUILD):
-        return targets
-    for model in os.listdir(BUILD):
-        refs = os.path.join(BUILD, model, "refs")
-        if os.path.isdir(refs):
-            for name in os.listdir(refs):
-                path = os.path.join(refs, name)
-                if os.path.islink(path):
-                    targets.add(os.path.normpath(os.path.join(refs, os.readlink(path))))
-    return targets
+    """The sets the links of build/<model>/refs/ point to."""
+    links = glob.glob(os.path.join(BUILD, "*", "refs", "*"), include_hidden=True)
+    return {os.path.normpath(os.path.join(os.path.dirname(link), os.readlink(link)))
+            for link in links if os.path.islink(link)}
 
 
 def clean() -> list[str]:
     keep = referenced()
     removed = []
-    for root in (DATA_ROOT, PREP_ROOT):
-        if not os.path.isdir(root):
+    for path in sorted(path for root in (DATA_ROOT, PREP_ROOT)
+                       for path in glob.glob(os.path.join(root, "*"), include_hidden=True)):
+        if not os.path.isdir(path) or path in keep:
             continue
-        for name in sorted(os.listdir(root)):
-            path = os.path.normpath(os.path.join(root, name))
-            if not os.path.isdir(path) or path in keep:
-                continue
-            removed.append(path)
-            shutil.rmtree(path, ignore_errors=True)
-            for extra in (path + ".lock", path + ".key.json"):
-                if os.path.exists(extra):
-                    os.unlink(extra)
-            print(f"removed {path}")
+        removed.append(path)
+        shutil.rmtree(path, ignore_errors=True)
+        for extra in (path + ".lock", path + ".key.json"):
+            if os.path.exists(extra):
+                os.unlink(extra)
+        print(f"removed {path}")
     print(f"removed {len(removed)} set(s) no model references; kept {len(keep)}")
     return removed
 
@@ -269,10 +254,9 @@ def main(argv: list[str] | None = None) -> None:
     run_once.add_argument("--clean", help="folder removed before the command runs")
     run_once.add_argument("--prep-check", nargs=2, metavar=("DATASET_JSON", "BYTES"))
     sub.add_parser("clean", help="remove the sets no model references")
-    sealer = sub.add_parser("seal", help="record the sha256 an artefact was written with")
-    sealer.add_argument("files", nargs="+")
-    checker = sub.add_parser("check", help="refuse artefacts whose bytes are not the sealed ones")
-    checker.add_argument("files", nargs="+")
+    for action, text in (("seal", "record the sha256 an artefact was written with"),
+                         ("check", "refuse artefacts whose bytes are not the sealed ones")):
+        sub.add_parser(action, help=text).add_argument("files", nargs="+")
     args = parser.parse_args(argv)
     if args.action == "clean":
         clean()
