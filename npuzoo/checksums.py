@@ -3,8 +3,7 @@
 Per absolute path the cache keeps the size, mtime, ctime (ns), inode and device seen when the
 file was hashed; any change means hashing again (as git's index does). A file changed within
 RACY_NS of being hashed is not cached ("racily clean"). The cache is a JSON file written
-atomically; concurrent writers can only lose entries, never record a wrong one.
-"""
+atomically (`save()`); concurrent writers can only lose entries, never record a wrong one."""
 
 import json
 import os
@@ -21,8 +20,6 @@ def _stat_key(stat: os.stat_result) -> list[int]:
 
 
 class HashCache:
-    """sha256 of files, re-hashed only when their stat changes; `save()` persists the cache."""
-
     def __init__(self, path: str) -> None:
         self.path = path
         self.entries: dict[str, Any] = {}

@@ -2,8 +2,7 @@
 
 DATA is a folder with `val/` (images, flat or one level of class folders) and `val_label.txt`
 (`<image file> <label>` lines). `prepare` writes a run folder (built under a temporary name)
-with `val/` (links to the first N labelled images, sorted), their label lines and dataset.json.
-"""
+with `val/` (links to the first N labelled images, sorted), their label lines and dataset.json."""
 
 import argparse
 import hashlib
@@ -23,9 +22,8 @@ IMAGENET_VAL_IMAGES = 50000
 
 
 def parse_labels(path: str, classes: int = 1000) -> dict[str, int]:
-    """Read a ModelZoo label file into {image file name: label}, in file order.
-
-    utf-8-sig: a byte-order mark (as some Windows editors write) is not part of the first name."""
+    """{image file name: label} of a ModelZoo label file, in file order (utf-8-sig: a byte-order
+    mark, as some Windows editors write, is not part of the first name)."""
     labels: dict[str, int] = {}
     with open(path, encoding="utf-8-sig", errors="replace") as handle:
         for number, line in enumerate(handle, 1):
@@ -119,13 +117,10 @@ def prepare(data_dir: str, out_dir: str, limit: int | None = None,
     tmp_dir = out_dir.rstrip("/") + ".tmp"
     shutil.rmtree(tmp_dir, ignore_errors=True)
     os.makedirs(os.path.join(tmp_dir, "val"))
-    lines = []
     for name in names:
         os.symlink(os.path.abspath(images[name]), os.path.join(tmp_dir, "val", name))
-        lines.append(f"{name} {labels[name]}\n")
-    label_text = "".join(lines)
-    with open(os.path.join(tmp_dir, "val_label.txt"), "w", encoding="utf-8") as handle:
-        handle.write(label_text)
+    label_text = "".join(f"{name} {labels[name]}\n" for name in names)
+    atomic_write(os.path.join(tmp_dir, "val_label.txt"), label_text)
     info = {
         "name": os.path.basename(os.path.abspath(data_dir)),
         "path": os.path.abspath(data_dir),

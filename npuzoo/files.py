@@ -1,9 +1,5 @@
-"""Files written whole and files identified by content: the project's one atomic write and
-its checksum helpers.
-
-Temporary files: `atomic_write` writes `.<name>.<pid>.<random>.tmp` beside the target and
-renames it, so every orphan a killed run can leave matches `.*.tmp` in the target's folder.
-"""
+"""The project's one atomic write (every orphan a killed run can leave matches `.*.tmp` in the
+target's folder), checksums, locks, links and the order of an input folder."""
 
 import contextlib
 import errno
@@ -49,12 +45,10 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes, mode: str = "w
         while True:  # a name of its own: .<name>.<pid>.<random>.tmp
             tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}."
                                        f"{secrets.token_hex(4)}.tmp")
-            try:
-                # O_EXCL: a new file of our own; 0o666 & ~umask is applied by the kernel
+            # O_EXCL: a new file of our own; 0o666 & ~umask is applied by the kernel
+            with contextlib.suppress(FileExistsError):
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
                 break
-            except FileExistsError:
-                continue
         with os.fdopen(fd, mode) as handle:
             handle.write(data)
         os.replace(tmp, path)
@@ -131,7 +125,6 @@ def input_files(folder: str) -> list[str]:
         raise UserError(f"{folder} of input args holds no valid file (valid: *.npy *.NPY *.bin "
                         "*.BIN)")
 
-    def key(text: str) -> list[int | str]:  # odd parts are the digit runs
-        return [int(c) if i % 2 else c.lower() for i, c in enumerate(re.split("([0-9]+)", text))]
-
-    return sorted(files, key=key)
+    # the odd parts of a split are the digit runs
+    return sorted(files, key=lambda text: [int(c) if i % 2 else c.lower()
+                                           for i, c in enumerate(re.split("([0-9]+)", text))])

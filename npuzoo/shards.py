@@ -48,8 +48,7 @@ def _linked(files: list[str], folder: str, done: dict[str, int] | None = None) -
         except OSError:
             shutil.copy2(path, target)
     if done is not None:
-        with open(os.path.join(tmp, ".done"), "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(done) + "\n")
+        atomic_write(os.path.join(tmp, ".done"), json.dumps(done) + "\n")
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
 
@@ -64,9 +63,11 @@ def split(prep_dir: str, input_dir: str, shard: int, shards: int, bs: int) -> No
           f"({stop - start} images, {batches(stop - start, bs)} batches of {bs})")
 
 
-def _shard_results(shard_root: str, shards: int) -> tuple[dict[str, str], list[dict[str, int]]]:
-    """({result name: the shard's results folder}, [{shard, images}]); UserError on overlap."""
-    found: dict[str, str] = {}
+def merge(shard_root: str, out_dir: str, shards: int, prep_dir: str) -> None:
+    """OUT_DIR/results from the shards' results; UserError unless each file has one result."""
+    expected = [os.path.splitext(os.path.basename(p))[0] + RESULT_SUFFIX
+                for p in input_files(prep_dir)]
+    found: dict[str, str] = {}  # result name: the shard's results folder
     described = []
     for shard in range(shards):
         folder = os.path.join(shard_root, str(shard))
@@ -81,14 +82,6 @@ def _shard_results(shard_root: str, shards: int) -> tuple[dict[str, str], list[d
                                 f"delete {shard_root} and rerun")
             found[name] = results
         described.append({"shard": shard, "images": len(names)})
-    return found, described
-
-
-def merge(shard_root: str, out_dir: str, shards: int, prep_dir: str) -> None:
-    """OUT_DIR/results from the shards' results; UserError unless each file has one result."""
-    expected = [os.path.splitext(os.path.basename(p))[0] + RESULT_SUFFIX
-                for p in input_files(prep_dir)]
-    found, described = _shard_results(shard_root, shards)
     missing = [n for n in expected if n not in found]
     extra = sorted(set(found) - set(expected))
     if missing or extra:
@@ -100,8 +93,7 @@ def merge(shard_root: str, out_dir: str, shards: int, prep_dir: str) -> None:
     _linked([os.path.join(found[name], name) for name in expected], results)
     atomic_write(os.path.join(out_dir, "shards.json"),
                  json.dumps({"shards": described, "images": len(expected)}, indent=2) + "\n")
-    with open(os.path.join(out_dir, "infer.done"), "w", encoding="utf-8"):
-        pass
+    atomic_write(os.path.join(out_dir, "infer.done"), "")
     print(f"merged {len(expected)} results of {shards} shards into {results}")
 
 
