@@ -6,8 +6,7 @@ writes what `MODEL_DIR/preprocess.py SRC DST` writes (DST/<stem>.bin), with mode
 the images of npuzoo.dataset.image_paths (two with one stem refused), K worker processes, a
 progress bar and clean stops: an undecodable image stops the run in one line (skipping it would
 shrink the accuracy's denominator), Ctrl-C lets each worker finish its file. Each output is
-renamed from a per-worker temporary folder under DST: DST never holds a partial .bin.
-"""
+renamed from a per-worker temporary folder under DST: DST never holds a partial .bin."""
 
 import argparse
 import contextlib
@@ -178,13 +177,12 @@ def preprocess(model_dir: str, src: str, dst: str, limit: int | None = None,
     except OSError as err:
         raise write_error(dst, err) from None
     workers = max(1, min(workers or len(os.sched_getaffinity(0)), len(paths)))
-    args = (model_dir, uint8, dst, tmp_root)
     from tqdm import tqdm
 
     bar: Bar = tqdm(total=len(paths), unit="img", desc="preprocess", file=sys.stderr,
                     disable=not sys.stderr.isatty())
     try:
-        done = run_parallel(paths, args, workers, bar)
+        done = run_parallel(paths, (model_dir, uint8, dst, tmp_root), workers, bar)
     finally:
         bar.close()
         shutil.rmtree(tmp_root, ignore_errors=True)  # only partial files of a dead worker
