@@ -1,8 +1,7 @@
 """`make sweep`: every (model, batch size) of MODELS x BS as a Ray task, one device each
 (docs/sweep.md). The driver checks the variables, takes the models' locks, runs each model's
 shared steps, submits the tasks (SHARDS=k: one per shard, merged on the driver), publishes
-every report with its `placement` and re-renders the READMEs.
-"""
+every report with its `placement` and re-renders the READMEs."""
 
 import contextlib
 import io
@@ -18,11 +17,12 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from npuzoo import config, run, variables
 from npuzoo.errors import UserError, cli
-from npuzoo.files import atomic_write, locked
+from npuzoo.files import atomic_write, locked, replace_link
 from npuzoo.plan import RunPlan
 from npuzoo.shards import effective_shards
 
@@ -84,31 +84,24 @@ def up_to_date(args: list[str]) -> bool:
                           capture_output=True).returncode == 0
 
 
-def tail(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return "".join(handle.readlines()[-TAIL_LINES:])
-    except OSError:
-        return ""
-
-
 class TaskFailed(Exception):
     """A task's make failed: the message names the node, the target and the log's tail."""
 
 
 def run_make(root: str, args: list[str], env: dict[str, str], log: str, where: str,
-             lock: int | None = None) -> None:
+             fds: tuple[int, ...]) -> None:
     with open(log, "a", encoding="utf-8") as out:
         out.write(f"\n$ make {' '.join(args[2:])}\n")
         out.flush()
-        fds = (lock,) if lock is not None else ()
         code = subprocess.run(["make", "--no-print-directory", *args], cwd=root, env=env,
                               stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                               pass_fds=fds).returncode
     if code:
         target = next((a for a in reversed(args) if "=" not in a), "?")
+        with open(log, encoding="utf-8", errors="replace") as handle:
+            tail = "".join(handle.readlines()[-TAIL_LINES:])
         raise TaskFailed(f"make {target} failed (exit {code}) on {where}; log {log}, "
-                         f"last lines:\n{tail(log)}")
+                         f"last lines:\n{tail}")
 
 
 # -- placement: where a report was made --------------------------------------------------------
@@ -123,8 +116,7 @@ def mtime(path: str) -> int | None:
 def stamp(report_path: str, before: int | None, placement: dict[str, Any]) -> Any:
     """A report.json's throughput; one the caller's make just wrote (its mtime is no longer
     `before`) gets `placement` (`npuzoo.report write` has no field for it)."""
-    with open(report_path, encoding="utf-8") as handle:
-        report = json.load(handle)
+    report = json.loads(Path(report_path).read_text(encoding="utf-8"))
     if mtime(report_path) != before:
         report["placement"] = placement
         atomic_write(report_path, json.dumps(report, indent=2) + "\n")
@@ -179,33 +171,25 @@ class UnsafePack(Exception):
     """A pack holds a member that is no plain file or folder under the paths it may carry."""
 
 
-def checked_members(tar: tarfile.TarFile, allowed: list[str]) -> list[tarfile.TarInfo]:
-    """tar's members, if each is a plain file or folder at or under one of `allowed` (relative
-    paths): never a link, a device, an absolute path or a `..` writing elsewhere."""
-    roots = [os.path.normpath(path) for path in allowed]
-    members = tar.getmembers()
-    for member in members:
-        name = member.name
-        if (not (member.isfile() or member.isdir()) or name != os.path.normpath(name)
-                or os.path.isabs(name) or ".." in name.split("/")
-                or not any(name == root or name.startswith(root + "/") for root in roots)):
-            kind = "folder" if member.isdir() else "file" if member.isfile() else "link or device"
-            raise UnsafePack(f"member {name!r} ({kind}) is not a file or folder under "
-                             f"{', '.join(roots)}")
-    return members
-
-
 def unpack(data: bytes, root: str, allowed: list[str], keep: bool = False) -> None:
-    """Extract a pack() of the paths `allowed` into root (checked_members: nothing else), dated
-    in the packed files' order (1 µs apart: make compares nanoseconds) after the code there
-    and what is already there, so that make redoes nothing the pack covers. keep: files
-    already there stay (re-dating a node's common files would make another task's shard look
-    older than the preprocessing)."""
+    """Extract a pack() of the paths `allowed` into root, refused whole unless every member is a
+    plain file or folder at or under one of them (never a link, a device, an absolute path or a
+    `..`), dated in the packed files' order (1 µs apart: make compares nanoseconds) after the
+    code there and what is already there, so that make redoes nothing the pack covers. keep:
+    files already there stay (re-dating a node's common files would make another task's shard
+    look older than the preprocessing)."""
+    roots = [os.path.normpath(path) for path in allowed]
     try:
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            members = [m for m in checked_members(tar, allowed)
-                       if not (keep and not m.isdir()
-                               and os.path.lexists(os.path.join(root, m.name)))]
+            for m in tar.getmembers():
+                if (not (m.isfile() or m.isdir()) or m.name != os.path.normpath(m.name)
+                        or os.path.isabs(m.name) or ".." in m.name.split("/")
+                        or not any(m.name == r or m.name.startswith(r + "/") for r in roots)):
+                    kind = "folder" if m.isdir() else "file" if m.isfile() else "link or device"
+                    raise UnsafePack(f"member {m.name!r} ({kind}) is not a file or folder under "
+                                     f"{', '.join(roots)}")
+            members = [m for m in tar.getmembers() if not (
+                keep and not m.isdir() and os.path.lexists(os.path.join(root, m.name)))]
             # The "data" filter too: it also refuses a path that leaves root through a link
             # already there.
             tar.extractall(root, members=members, filter="data")
@@ -213,8 +197,6 @@ def unpack(data: bytes, root: str, allowed: list[str], keep: bool = False) -> No
         raise UnsafePack(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
     members = [m for m in members if not m.isdir()]
     order = sorted({m.mtime for m in members})
-    if not order:
-        return
     rank = {value: index for index, value in enumerate(order)}
     base = max(time.time() - len(order) * 1e-6, newest_code(root) + 1e-3)
     for member in members:
@@ -226,11 +208,9 @@ def shipped_inputs(plan: RunPlan, data_paths: dict[str, str],
                    shard_input: str | None = None) -> list[str]:
     """What a copy-mode task needs of the driver's build/<model>/ for one batch size: the
     records and the shared step's outputs (the whole preprocessed set, or the shard's files)."""
-    model = plan.model
-    b = os.path.join("build", model)
-    names = [os.path.join(b, "model.mk"), os.path.join(b, "weights", plan.weights_id + ".json"),
-             os.path.join(b, "src"), os.path.join(b, "onnx", plan.weights_id),
-             os.path.join(b, "aipp.cfg"), os.path.join(b, "plans")]  # plans: the make calls' PLAN
+    names = [os.path.join("build", plan.model, name) for name in (
+        "model.mk", f"weights/{plan.weights_id}.json", "src", f"onnx/{plan.weights_id}",
+        "aipp.cfg", "plans")]  # plans: the make calls' PLAN
     if plan.weights_path != "random":
         names.append(plan.weights_path)
     dataset_dir = data_paths["DATASET_DIR"]
@@ -242,11 +222,11 @@ def shipped_inputs(plan: RunPlan, data_paths: dict[str, str],
     return names
 
 
-def outputs_of(data_paths: dict[str, str], kind: str, shard: int | None = None) -> list[str]:
-    """What a copy-mode task sends back: the run's outputs, or the shard's."""
+def outputs_of(data_paths: dict[str, str], shard: int | None) -> list[str]:
+    """What a copy-mode task sends back: the run's outputs, or shard `shard`'s."""
     compiled = [data_paths["COMPILED"] + ext for ext in ("", ".json", ".sha256")]
     run_dir = data_paths["RUN_DIR"]
-    if kind == "report":
+    if shard is None:
         return [*compiled, run_dir]
     shard_dir = os.path.join(data_paths["SHARD_ROOT"], str(shard))
     names = [os.path.join(shard_dir, "infer.done"), os.path.join(shard_dir, "results")]
@@ -263,27 +243,20 @@ def execute(spec: dict[str, Any], shipped: bytes | None = None) -> dict[str, Any
     started = time.time()
     placement = where_am_i(spec["soc"], spec["cpus"])
     where = f"node {placement['node']} ({placement['node_ip']}), {placement['device']}"
-    if spec["storage"] == "shared":
-        root = spec["repo"]
-        if not os.path.isfile(os.path.join(root, spec["token"])):
-            raise TaskFailed(f"{where}: the repository {root} is not here (no "
-                             f"{spec['token']}): mount it at the same path on every node, or "
-                             f"set {STORAGE_ENV}=copy")
-    else:
-        root = os.getcwd()  # the runtime_env working_dir: this job's copy of the code
-        if shipped is not None:
-            with locked(os.path.join(root, "build", spec["model"], ".ship.lock")):
-                if not os.path.isfile(os.path.join(root, spec["ship_token"])):
-                    try:
-                        unpack(shipped, root, spec["shipped_names"], keep=True)
-                    except UnsafePack as err:
-                        raise TaskFailed(f"{where}: the shipped inputs were refused: {err}") \
-                            from None
-                    link = os.path.join(root, spec["data_link"])
-                    os.makedirs(os.path.dirname(link), exist_ok=True)
-                    if not os.path.lexists(link):  # DATA itself stays on the driver
-                        os.symlink(".", link)
-                    atomic_write(os.path.join(root, spec["ship_token"]), "shipped\n")
+    # copy mode: the runtime_env working_dir, this job's copy of the code
+    root = spec["repo"] if spec["storage"] == "shared" else os.getcwd()
+    if spec["storage"] == "shared" and not os.path.isfile(os.path.join(root, spec["token"])):
+        raise TaskFailed(f"{where}: the repository {root} is not here (no {spec['token']}): "
+                         f"mount it at the same path on every node, or set {STORAGE_ENV}=copy")
+    if shipped is not None:  # copy mode
+        with locked(os.path.join(root, "build", spec["model"], ".ship.lock")):
+            if not os.path.isfile(os.path.join(root, spec["ship_token"])):
+                try:
+                    unpack(shipped, root, spec["shipped_names"], keep=True)
+                except UnsafePack as err:
+                    raise TaskFailed(f"{where}: the shipped inputs were refused: {err}") from None
+                replace_link(".", os.path.join(root, spec["data_link"]))  # DATA stays behind
+                atomic_write(os.path.join(root, spec["ship_token"]), "shipped\n")
     env = run.make_env(PY=sys.executable)
     if spec["soc"] == "cpu":
         env["NPUZOO_THREADS"] = str(spec["cpus"])
@@ -292,15 +265,11 @@ def execute(spec: dict[str, Any], shipped: bytes | None = None) -> dict[str, Any
     report = os.path.join(root, spec["report"]) if spec.get("report") else None
     before = mtime(report) if report else None
     lock_path = os.path.join(root, spec["lock"])
-    # RUNNER=docker: this node's engine gets the images (or has them), then the steps.
-    steps = [(spec["images"], True)] if spec.get("images") else []
-    steps += [(list(spec["args"]) + [f"{k}={v}" for k, v in extra.items()] + targets, exclusive)
-              for targets, exclusive, extra in spec["steps"]]
     # make inherits the lock's descriptor: a make that outlives a killed task keeps the lock
     # until it ends, so a retry never runs beside it.
-    for args, exclusive in steps:
+    for args, exclusive in spec["steps"]:
         with locked(lock_path) if exclusive else contextlib.nullcontext() as handle:
-            run_make(root, args, env, log, where, lock=handle.fileno() if handle else None)
+            run_make(root, args, env, log, where, (handle.fileno(),) if handle else ())
     result = {"placement": placement, "seconds": round(time.time() - started, 1)}
     if report:
         result["throughput"] = stamp(report, before, placement)
@@ -311,44 +280,25 @@ def execute(spec: dict[str, Any], shipped: bytes | None = None) -> dict[str, Any
 
 # -- the driver ------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(eq=False)  # a job is itself (groups.remove)
 class Job:
     """One line of the summary: a (model, BS) run, or one shard of it."""
 
     plan: RunPlan  # the batch size's
     shard: int | None = None
     shards: int = 1
-    status: str = "waiting"
+    status: str = "running"  # submitted: running or in Ray's queue
     error: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
     ref: Any = None  # the task's Ray object reference
     outputs: list[str] = field(default_factory=list)
 
-    @property
-    def name(self) -> str:
-        part = f" shard {self.shard + 1}/{self.shards}" if self.shard is not None else ""
-        return f"{self.plan.model} BS={self.plan.bs}{part}"
-
-
-def reachable(address: str, timeout_s: int) -> str | None:
-    """None when a TCP connection to a host:port address opens within timeout_s, else why not
-    (Ray itself retries an unreachable cluster for minutes)."""
-    host, _, port = address.rpartition(":")
-    if address.startswith("ray://") or not host or not port.isdigit():
-        return None  # a Ray client address, or `auto`: left to ray.init (and its deadline)
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
-    except OSError as err:
-        return err.strerror or str(err) or type(err).__name__
-    return None
-
 
 def connect(environ: Mapping[str, str] = os.environ) -> Any:
     """ray.init: the cluster at RAY_ADDRESS, else a local instance on this machine only; one
-    that does not answer within NPUZOO_RAY_TIMEOUT seconds stops the sweep with one line (so
-    the models' locks are released). Ray's own log lines only with NPUZOO_RAY_LOGS=1."""
-    import logging
-
+    that does not answer within NPUZOO_RAY_TIMEOUT seconds (ray.init retries for minutes, in
+    calls no signal interrupts) ends the process with one line, which releases the models'
+    locks. Ray's own log lines only with NPUZOO_RAY_LOGS=1."""
     logs = check_ray_logs(environ.get(RAY_LOGS_ENV, ""))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = environ.get("RAY_ADDRESS", "").strip()
@@ -356,8 +306,6 @@ def connect(environ: Mapping[str, str] = os.environ) -> Any:
     shown = f"RAY_ADDRESS={variables.shown(address)}"
     advice = "start it (ray start --head) or unset RAY_ADDRESS for a local instance"
 
-    # ray.init retries a silent cluster for minutes, inside calls that no signal interrupts:
-    # past the deadline the sweep ends, which releases the models' locks.
     def no_answer() -> None:
         print(f"error: {shown}: no answer from the Ray cluster within {timeout_s} s "
               f"({TIMEOUT_ENV}); {advice}", file=sys.stderr, flush=True)
@@ -368,8 +316,11 @@ def connect(environ: Mapping[str, str] = os.environ) -> Any:
     try:
         if address:
             deadline.start()
-            if (why := reachable(address, timeout_s)) is not None:
-                raise UserError(f"{shown}: cannot connect to the Ray cluster ({why}); {advice}")
+            # a host:port that refuses is said at once (ray.init retries it for minutes); a Ray
+            # client address or `auto` is left to ray.init (and the deadline)
+            host, _, port = address.rpartition(":")
+            if not address.startswith("ray://") and host and port.isdigit():
+                socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
         else:
             # A single-node instance: Ray then takes the loopback address as the node's (as
             # it does on macOS), so every server it starts listens on 127.0.0.1 only. Read
@@ -378,13 +329,14 @@ def connect(environ: Mapping[str, str] = os.environ) -> Any:
         import ray
 
         kwargs: dict[str, Any] = {"runtime_env": {"working_dir": REPO, "excludes": EXCLUDES},
-                  "log_to_driver": logs, "logging_level": logging.INFO if logs else logging.ERROR}
+                  "log_to_driver": logs, "logging_level": "INFO" if logs else "ERROR"}
         if not address.startswith("ray://"):  # a Ray client takes fewer options
             kwargs["include_dashboard"] = False
         # embedded (no address): a new local instance, stopped when the sweep ends
         ray.init(address=address or "local", **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as err:
-        line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    except (OSError, RuntimeError, ValueError) as err:  # OSError: ConnectionError among them
+        line = (getattr(err, "strerror", None)
+                or (str(err).strip().splitlines() or [type(err).__name__])[0])
         raise UserError(f"{shown}: cannot connect to the Ray cluster ({line}); {advice}") \
             from None
     finally:
@@ -396,21 +348,16 @@ def live_nodes(ray: Any) -> list[dict[str, float]]:
     return [n.get("Resources") or {} for n in ray.nodes() if n.get("Alive")]
 
 
-def task_options(soc: str, cpus: int) -> dict[str, Any]:
-    return {"max_retries": 1, "retry_exceptions": True, "scheduling_strategy": "SPREAD",
-            **({"num_cpus": cpus} if soc == "cpu" else {"num_cpus": 1, "resources": {"NPU": 1}})}
-
-
 def summary_line(job: Job) -> str:
-    result = job.result or {}
-    placement = result.get("placement") or {}
-    node = placement.get("node_ip") or "-"
-    device = placement.get("device") or "-"
+    result, placement = job.result, job.result.get("placement") or {}
     throughput = result.get("throughput")
     rate = f"{throughput:.1f} images/s" if isinstance(throughput, (int, float)) else "-"
     status = job.status if not job.error else f"{job.status}: {job.error.splitlines()[0]}"
-    return (f"sweep: {job.name} {job.plan.soc} node {node} {device}: {rate}; {status}"
-            + (f" ({result['seconds']:.0f} s)" if result.get("seconds") is not None else ""))
+    seconds = f" ({result['seconds']:.0f} s)" if result.get("seconds") is not None else ""
+    part = f" shard {job.shard + 1}/{job.shards}" if job.shard is not None else ""
+    return (f"sweep: {job.plan.model} BS={job.plan.bs}{part} {job.plan.soc} node "
+            f"{placement.get('node_ip') or '-'} {placement.get('device') or '-'}: {rate}; "
+            f"{status}{seconds}")
 
 
 def task_slots(ray: Any, soc: str, cpus: int) -> int:
@@ -423,8 +370,8 @@ def task_slots(ray: Any, soc: str, cpus: int) -> int:
 def progress_line(jobs: list[Job], started: float, slots: dict[str, int]) -> str:
     """`sweep: 1/8 tasks done (1 ok), 1 running, 6 queued, 40 s`: of the unfinished tasks of
     each chip, as many run as the cluster has slots for them (`slots`: {soc: n})."""
-    unfinished = Counter(j.plan.soc for j in jobs if j.status in ("running", "waiting"))
-    counts = Counter(j.status for j in jobs if j.status not in ("running", "waiting"))
+    unfinished = Counter(j.plan.soc for j in jobs if j.status == "running")
+    counts = Counter(j.status for j in jobs if j.status != "running")
     running = sum(min(n, slots.get(soc, 1)) for soc, n in unfinished.items())
     queued = sum(unfinished.values()) - running
     done = sum(counts.values())
@@ -455,9 +402,9 @@ def sweep(models: list[str], settings: dict[str, run.Settings], shards: int, sto
           cpus_wanted: int | None) -> int:
     started = time.time()
     failed = 0
-    with contextlib.ExitStack() as locks:
+    with contextlib.ExitStack() as held:  # released last in, first out
         for model in sorted(models):
-            locks.enter_context(run.lock_for(model, settings[model]))
+            held.enter_context(run.lock_for(model, settings[model]))
         before = run.committed_reports(models)
         plans: dict[str, RunPlan] = {}
         for model in models:
@@ -472,16 +419,10 @@ def sweep(models: list[str], settings: dict[str, run.Settings], shards: int, sto
             plans[model] = plan
         token = os.path.join(SWEEP_DIR, f"token-{secrets.token_hex(8)}")
         atomic_write(token, "this repository, seen from a Ray task\n")
-        try:
-            ray = connect()
-            try:
-                failed += drive(ray, plans, settings, shards, storage, cpus_wanted, token,
-                                started)
-            finally:
-                ray.shutdown()
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(token)
+        held.callback(Path(token).unlink, missing_ok=True)
+        ray = connect()
+        held.callback(ray.shutdown)
+        failed += drive(ray, plans, settings, shards, storage, cpus_wanted, token, started)
     print("== READMEs", flush=True)
     run.render_readmes(models, before)
     return failed
@@ -497,47 +438,45 @@ def drive(ray: Any, plans: dict[str, RunPlan], settings: dict[str, run.Settings]
     # a CPU task takes NPUZOO_SWEEP_CPUS, else the CPUs of the smallest node
     cpus = cpus_wanted or min([c for c in (int(n.get("CPU", 0)) for n in live_nodes(ray)) if c]
                               or [1])
-    remote = ray.remote(execute)
-    per_bs: dict[tuple[str, int], list[Job]] = {}
-    jobs: list[Job] = []
+    remote = ray.remote(max_retries=1, retry_exceptions=True, scheduling_strategy="SPREAD")(execute)
+    groups: list[list[Job]] = []  # a (model, BS) run's jobs: one, or one per shard
     packs = {}  # copy mode: (model, shard input) -> (object ref, id) of the shipped inputs
     for model, first in plans.items():
         for bs in settings[model].batch_sizes:
             plan = replace(first, bs=bs)
             data_paths = plan.paths()
             count = len([n for n in os.listdir(data_paths["PREP_DIR"]) if n.endswith(".bin")])
-            k = effective_shards(count, bs, shards) if shards > 1 else 1
+            k = effective_shards(count, bs, shards)
             done = os.path.join(data_paths["OUT_DIR"], "infer.done")
             if k > 1 and up_to_date(plan.make_args(done)):
                 k = 1  # already inferred (by one device or by shards): only perf and report
             # mk/pipeline.mk's SHARD_ROOT of SHARDS=k
             data_paths["SHARD_ROOT"] = os.path.join(data_paths["OUT_DIR"], f"shards{k}")
-            base = plan.make_args(DEVICE=0)
-            common: dict[str, Any] = {
-                      "model": model, "soc": plan.soc, "cpus": cpus, "storage": storage,
-                      "repo": REPO, "token": token,
+            # RUNNER=docker: the node's engine gets the images (or has them), then the steps.
+            images = [(["-f", "mk/docker.mk", "images", f"IMAGE_MODELS={model}",
+                        f"SOC={plan.soc}"], True)] if plan.runner == "docker" else []
+            common = {"model": model, "soc": plan.soc, "cpus": cpus, "storage": storage,
+                      "repo": REPO, "token": token, "data_link": data_paths["DATA_LINK"],
                       "lock": os.path.join("build", model, f".sweep-{plan.soc}-bs{bs}"
-                                           f"{'-aipp' if plan.aipp else ''}.lock"),
-                      "data_link": data_paths["DATA_LINK"],
-                      "images": (["-f", "mk/docker.mk", "images", f"IMAGE_MODELS={model}",
-                                  f"SOC={plan.soc}"] if plan.runner == "docker" else None)}
-            group: list[Job] = []
-            for shard in range(k) if k > 1 else [None]:
-                job = Job(plan, shard, k)
+                                           f"{'-aipp' if plan.aipp else ''}.lock")}
+            group = [Job(plan, shard, k) for shard in (range(k) if k > 1 else [None])]
+            for job in group:
+                shard = job.shard
                 stem = f"{plan.soc}_bs{bs}" + (f"_shard{shard}of{k}" if k > 1 else "")
-                spec = dict(common, args=base, log=os.path.join(SWEEP_DIR, "logs", model,
-                                                                stem + ".log"))
-                if k == 1:
-                    spec.update(steps=[(["report"], True, {})],
-                                report=os.path.join(data_paths["OUT_DIR"], "report.json"),
-                                outputs=outputs_of(data_paths, "report"))
+                spec: dict[str, Any] = dict(common, outputs=outputs_of(data_paths, shard),
+                                            log=os.path.join(SWEEP_DIR, "logs", model,
+                                                             stem + ".log"))
+                if shard is None:
+                    spec.update(steps=[*images, (plan.make_args("report", DEVICE=0), True)],
+                                report=os.path.join(data_paths["OUT_DIR"], "report.json"))
                     shard_input = None
                 else:
-                    extra = {"SHARDS": k, "SHARD": shard}
-                    steps = [(["sweep-compiled"], True, {}), (["sweep-shard"], False, extra)]
+                    steps = [*images, (plan.make_args("sweep-compiled", DEVICE=0), True),
+                             (plan.make_args("sweep-shard", DEVICE=0, SHARDS=k, SHARD=shard),
+                              False)]
                     if shard == 0:
-                        steps.append((["sweep-perf"], True, {}))
-                    spec.update(steps=steps, outputs=outputs_of(data_paths, "shard", shard))
+                        steps.append((plan.make_args("sweep-perf", DEVICE=0), True))
+                    spec["steps"] = steps
                     # the shard's input folder is made here, so copy mode ships only its files
                     shard_input = os.path.join(data_paths["SHARD_ROOT"], str(shard), "input")
                     run.make(plan.make_args(os.path.join(shard_input, ".done"), SHARDS=k,
@@ -551,12 +490,12 @@ def drive(ray: Any, plans: dict[str, RunPlan], settings: dict[str, run.Settings]
                                            secrets.token_hex(8))
                     shipped, pack_id = packs[pack_key]
                     spec["ship_token"] = os.path.join("build", model, f".shipped-{pack_id}")
-                job.ref = remote.options(**task_options(plan.soc, cpus)).remote(spec, shipped)
-                job.status = "running"
+                device = ({"num_cpus": cpus} if plan.soc == "cpu"
+                          else {"num_cpus": 1, "resources": {"NPU": 1}})
+                job.ref = remote.options(**device).remote(spec, shipped)
                 job.outputs = spec["outputs"]
-                group.append(job)
-                jobs.append(job)
-            per_bs[(model, bs)] = group
+            groups.append(group)
+    jobs = [job for group in groups for job in group]
     slots = {soc: task_slots(ray, soc, cpus) for soc in soc_of}
     print(f"sweep: {len(jobs)} tasks on {len(live_nodes(ray))} node(s), "
           + ("{'NPU': 1} each" if soc_of != {"cpu"} else f"{cpus} CPU(s) each")
@@ -573,7 +512,7 @@ def drive(ray: Any, plans: dict[str, RunPlan], settings: dict[str, run.Settings]
             except Exception as err:  # a task's error, after its retry: reported, not raised
                 job.status, job.error = "failed", error_text(err)
                 failed += 1
-            if storage == "copy" and job.result and job.result.get("outputs"):
+            if "outputs" in job.result:  # copy mode
                 try:
                     unpack(job.result.pop("outputs"), REPO, job.outputs)
                 except UnsafePack as err:  # nothing of it written outside its outputs
@@ -583,11 +522,10 @@ def drive(ray: Any, plans: dict[str, RunPlan], settings: dict[str, run.Settings]
             if job.error:
                 print("\n".join("    " + line for line in job.error.splitlines()[1:]),
                       flush=True)
-        for key, group in list(per_bs.items()):
-            if all(j.status not in ("running", "waiting") for j in group):
-                del per_bs[key]
-                if all(j.status != "failed" for j in group):
-                    failed += finish(group)
+        for group in [g for g in groups if all(j.status != "running" for j in g)]:
+            groups.remove(group)
+            if all(j.status != "failed" for j in group):
+                failed += finish(group)
         print(progress_line(jobs, started, slots), flush=True)
     return failed
 
