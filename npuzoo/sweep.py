@@ -38,15 +38,13 @@ WAIT_S = 30  # the progress line comes back at least this often while tasks run
 EXCLUDES = [".venv", ".venv.lock", "build", "reports", ".git", "**/__pycache__",
             ".pytest_cache", "**/*.tmp", "**/*.part", "images/**/wheels"]
 TAIL_LINES = 15
+STORAGE = variables.Variable(STORAGE_ENV, choices=("", "shared", "copy"), hint=(
+    "use shared (every node sees the repository at the same path) or copy (nodes get a copy)"))
+RAY_LOGS = variables.Variable(RAY_LOGS_ENV, choices=("", "0", "1"), switch=True,
+                              hint="use 1 to show Ray's own log lines, or leave it unset")
 
 
 # -- the variables ---------------------------------------------------------------------------
-
-def env_choice(name: str, text: str, choices: tuple[str, ...], hint: str) -> str:
-    if text not in choices:
-        raise UserError(f"{name}={variables.shown(text)}: {hint}")
-    return text
-
 
 def check_timeout(text: str) -> int:
     return variables.number(TIMEOUT_ENV, text, optional=True, most=3600, what=(
@@ -55,8 +53,7 @@ def check_timeout(text: str) -> int:
 
 
 def check_ray_logs(text: str) -> bool:
-    return env_choice(RAY_LOGS_ENV, text, ("", "0", "1"),
-                      "use 1 to show Ray's own log lines, or leave it unset") == "1"
+    return RAY_LOGS.value(text) is True
 
 
 def read_settings(environ: Mapping[str, str]) -> tuple[
@@ -66,9 +63,7 @@ def read_settings(environ: Mapping[str, str]) -> tuple[
     check_timeout(environ.get(TIMEOUT_ENV, ""))  # said now, before any step; used by connect()
     own = {name: variables.BY_NAME[name].value(environ.get(f"NPUZOO_{name}", ""))
            for name in ("MODELS", "SHARDS")}
-    storage = env_choice(STORAGE_ENV, environ.get(STORAGE_ENV, ""), ("", "shared", "copy"),
-                         "use shared (every node sees the repository at the same path) or copy "
-                         "(nodes get a copy)") or "shared"
+    storage = STORAGE.value(environ.get(STORAGE_ENV, "")) or "shared"
     cpus = variables.number(CPUS_ENV, environ.get(CPUS_ENV, ""), optional=True, most=10**6,
                             what="a positive number of CPUs per CPU task, or leave it unset "
                                  "for a whole node")
@@ -107,10 +102,7 @@ def run_make(root: str, args: list[str], env: dict[str, str], log: str, where: s
 # -- placement: where a report was made --------------------------------------------------------
 
 def mtime(path: str) -> int | None:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return None
+    return os.stat(path).st_mtime_ns if os.path.exists(path) else None
 
 
 def stamp(report_path: str, before: int | None, placement: dict[str, Any]) -> Any:
@@ -149,7 +141,6 @@ def pack(root: str, names: list[str]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for name in names:
-            name = os.path.relpath(name, root) if os.path.isabs(name) else name
             if os.path.lexists(os.path.join(root, name)):
                 tar.add(os.path.join(root, name), arcname=name, filter=as_copy)
     return buffer.getvalue()
@@ -204,8 +195,7 @@ def unpack(data: bytes, root: str, allowed: list[str], keep: bool = False) -> No
         os.utime(os.path.join(root, member.name), ns=(ns, ns))
 
 
-def shipped_inputs(plan: RunPlan, data_paths: dict[str, str],
-                   shard_input: str | None = None) -> list[str]:
+def shipped_inputs(plan: RunPlan, data_paths: dict[str, str], shard_input: str | None) -> list[str]:
     """What a copy-mode task needs of the driver's build/<model>/ for one batch size: the
     records and the shared step's outputs (the whole preprocessed set, or the shard's files)."""
     names = [os.path.join("build", plan.model, name) for name in (
@@ -322,9 +312,8 @@ def connect(environ: Mapping[str, str] = os.environ) -> Any:
             if not address.startswith("ray://") and host and port.isdigit():
                 socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
         else:
-            # A single-node instance: Ray then takes the loopback address as the node's (as
-            # it does on macOS), so every server it starts listens on 127.0.0.1 only. Read
-            # when ray is first imported.
+            # A single-node instance: Ray then takes the loopback address as the node's, so
+            # every server it starts listens on 127.0.0.1 only (read when ray is imported).
             os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
         import ray
 
@@ -520,8 +509,7 @@ def drive(ray: Any, plans: dict[str, RunPlan], settings: dict[str, run.Settings]
                     failed += 1
             print(summary_line(job), flush=True)
             if job.error:
-                print("\n".join("    " + line for line in job.error.splitlines()[1:]),
-                      flush=True)
+                print("\n".join("    " + line for line in job.error.splitlines()[1:]), flush=True)
         for group in [g for g in groups if all(j.status != "running" for j in g)]:
             groups.remove(group)
             if all(j.status != "failed" for j in group):
