@@ -85,15 +85,13 @@ def check_dataset(data_dir: str) -> tuple[dict[str, int], dict[str, str]]:
     images: dict[str, str] = {}  # file name: path (the first by path where a name repeats)
     for path in image_paths(val_dir):
         images.setdefault(os.path.basename(path), path)
-    absent = [name for name in labels if name not in images]
-    if absent:
+    if absent := [name for name in labels if name not in images]:
         raise UserError(f"{label_file}: {len(absent)} labelled image(s) are not in {val_dir}, "
                         f"first {absent[0]}; add the images or remove their lines")
     return labels, images
 
 
-def select(labels: dict[str, int], data_dir: str, limit: int | None = None,
-           offset: int = 0) -> list[str]:
+def select(labels: dict[str, int], data_dir: str, limit: int | None, offset: int) -> list[str]:
     """The names of the selection: `limit` labelled images (all when None) from position
     `offset` of the sorted names (an int8 run calibrates on the images after its first N)."""
     names = sorted(labels)
@@ -108,8 +106,7 @@ def select(labels: dict[str, int], data_dir: str, limit: int | None = None,
     return names[offset:] if limit is None else names[offset:offset + limit]
 
 
-def prepare(data_dir: str, out_dir: str, limit: int | None = None,
-            offset: int = 0) -> dict[str, Any]:
+def prepare(data_dir: str, out_dir: str, limit: int | None, offset: int = 0) -> dict[str, Any]:
     """Check DATA and write the run folder for its selected labelled images."""
     labels, images = check_dataset(data_dir)
     names = select(labels, data_dir, limit, offset)
@@ -139,9 +136,8 @@ def prepare(data_dir: str, out_dir: str, limit: int | None = None,
 
 @cli
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python3 -m npuzoo.dataset",
-        description="Check DATA (val/ + val_label.txt) and select the first N images.")
+    parser = argparse.ArgumentParser(prog="python3 -m npuzoo.dataset", description=(
+        "Check DATA (val/ + val_label.txt) and select the first N images."))
     sub = parser.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare", help="check DATA and write a run folder")
     prep.add_argument("data")

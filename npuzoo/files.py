@@ -37,10 +37,10 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes, mode: str = "w
     mode a plain open() gives; any OSError becomes a one-line WriteError naming `path`."""
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise write_error(path, NotADirectoryError(errno.ENOTDIR, f"{folder} is a file"))
     tmp = None
     try:
-        if os.path.exists(folder) and not os.path.isdir(folder):
-            raise write_error(path, NotADirectoryError(errno.ENOTDIR, f"{folder} is a file"))
         os.makedirs(folder, exist_ok=True)
         while True:  # a name of its own: .<name>.<pid>.<random>.tmp
             tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}."
@@ -54,8 +54,6 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes, mode: str = "w
         os.replace(tmp, path)
         tmp = None
     except OSError as err:
-        if isinstance(err, WriteError):
-            raise
         raise write_error(path, err) from None
     finally:
         if tmp is not None:

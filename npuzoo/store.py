@@ -110,8 +110,7 @@ def check_reuse(prep_dir: str, dataset_json: str, size: int, cache: HashCache) -
     stamp = os.path.join(prep_dir, ".done")
     if not os.path.exists(stamp):
         return False
-    problem = prep_problem(prep_dir, dataset_json, size, cache)
-    if problem:
+    if problem := prep_problem(prep_dir, dataset_json, size, cache):
         print(f"warning: {prep_dir}: {problem}; making it again", file=sys.stderr, flush=True)
         os.unlink(stamp)
         return False
@@ -131,17 +130,13 @@ def prep_problem(prep_dir: str, dataset_json: str, size: int, cache: HashCache) 
     found = [e for e in os.scandir(prep_dir) if e.name.endswith(".bin") and e.is_file()]
     if len(found) != images:
         return f"{len(found)} .bin files for {images} images"
-    wrong = next((e.name for e in found if e.stat().st_size != size), None)
-    if wrong:
+    if wrong := next((e.name for e in found if e.stat().st_size != size), None):
         return f"{wrong} is not {size} bytes"
     try:
-        recorded = json.loads(Path(prep_dir, ".done").read_text(encoding="utf-8"))["sha256"]
+        recorded = dict(json.loads(Path(prep_dir, ".done").read_text(encoding="utf-8"))["sha256"])
     except (OSError, ValueError, KeyError, TypeError):
-        recorded = None
-    if not isinstance(recorded, dict):
         return "its stamp records no digests"
-    wrong = next((e.name for e in found if recorded.get(e.name) != cache.sha256(e.path)), None)
-    if wrong:
+    if wrong := next((e.name for e in found if recorded.get(e.name) != cache.sha256(e.path)), None):
         return f"{wrong} is not the file the preprocessing wrote (its sha256 differs)"
     return None
 
@@ -187,10 +182,8 @@ def remove_unsealed(model_build: str, cache: HashCache) -> None:
         for path in sorted(glob.glob(os.path.join(glob.escape(model_build), "*", "*", "*" + ext))):
             if os.path.relpath(path, model_build).split(os.sep)[0] == "src":
                 continue  # the upstream tree: verified against its own record
-            problem = artefact_problem(path, cache)
-            if problem:
-                print(f"warning: {path}: {problem}; making it again", file=sys.stderr,
-                      flush=True)
+            if problem := artefact_problem(path, cache):
+                print(f"warning: {path}: {problem}; making it again", file=sys.stderr, flush=True)
                 for name in (path, path + SEAL):
                     if os.path.exists(name):
                         os.unlink(name)
