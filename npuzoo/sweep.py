@@ -28,9 +28,7 @@ from npuzoo.shards import effective_shards
 
 REPO = config.REPO_ROOT
 SWEEP_DIR = os.path.join("build", ".sweep")
-STORAGE_ENV = "NPUZOO_SWEEP_STORAGE"
 CPUS_ENV = "NPUZOO_SWEEP_CPUS"
-RAY_LOGS_ENV = "NPUZOO_RAY_LOGS"  # 1: Ray's own log lines and the tasks' output on the terminal
 TIMEOUT_ENV = "NPUZOO_RAY_TIMEOUT"  # seconds to reach the cluster at RAY_ADDRESS
 TIMEOUT_S = 60
 WAIT_S = 30  # the progress line comes back at least this often while tasks run
@@ -38,9 +36,10 @@ WAIT_S = 30  # the progress line comes back at least this often while tasks run
 EXCLUDES = [".venv", ".venv.lock", "build", "reports", ".git", "**/__pycache__",
             ".pytest_cache", "**/*.tmp", "**/*.part", "images/**/wheels"]
 TAIL_LINES = 15
-STORAGE = variables.Variable(STORAGE_ENV, choices=("", "shared", "copy"), hint=(
+STORAGE = variables.Variable("NPUZOO_SWEEP_STORAGE", choices=("", "shared", "copy"), hint=(
     "use shared (every node sees the repository at the same path) or copy (nodes get a copy)"))
-RAY_LOGS = variables.Variable(RAY_LOGS_ENV, choices=("", "0", "1"), switch=True,
+# 1: Ray's own log lines and the tasks' output on the terminal
+RAY_LOGS = variables.Variable("NPUZOO_RAY_LOGS", choices=("", "0", "1"), switch=True,
                               hint="use 1 to show Ray's own log lines, or leave it unset")
 
 
@@ -63,7 +62,7 @@ def read_settings(environ: Mapping[str, str]) -> tuple[
     check_timeout(environ.get(TIMEOUT_ENV, ""))  # said now, before any step; used by connect()
     own = {name: variables.BY_NAME[name].value(environ.get(f"NPUZOO_{name}", ""))
            for name in ("MODELS", "SHARDS")}
-    storage = STORAGE.value(environ.get(STORAGE_ENV, "")) or "shared"
+    storage = STORAGE.value(environ.get(STORAGE.name, "")) or "shared"
     cpus = variables.number(CPUS_ENV, environ.get(CPUS_ENV, ""), optional=True, most=10**6,
                             what="a positive number of CPUs per CPU task, or leave it unset "
                                  "for a whole node")
@@ -115,17 +114,6 @@ def stamp(report_path: str, before: int | None, placement: dict[str, Any]) -> An
     return (report.get("perf") or {}).get("throughput")
 
 
-def where_am_i(soc: str, cpus: int) -> dict[str, Any]:
-    import ray
-
-    context = ray.get_runtime_context()
-    npus = (context.get_accelerator_ids() or {}).get("NPU") or []
-    device = f"NPU {','.join(npus)}" if soc != "cpu" else f"CPU x{cpus}"
-    return {"runner": "ray", "node": socket.gethostname(),
-            "node_ip": ray.util.get_node_ip_address(), "node_id": context.get_node_id(),
-            "device": device}
-
-
 # -- copy mode: what travels with a task -----------------------------------------------------
 
 def pack(root: str, names: list[str]) -> bytes:
@@ -166,9 +154,8 @@ def unpack(data: bytes, root: str, allowed: list[str], keep: bool = False) -> No
     """Extract a pack() of the paths `allowed` into root, refused whole unless every member is a
     plain file or folder at or under one of them (never a link, a device, an absolute path or a
     `..`), dated in the packed files' order (1 µs apart: make compares nanoseconds) after the
-    code there and what is already there, so that make redoes nothing the pack covers. keep:
-    files already there stay (re-dating a node's common files would make another task's shard
-    look older than the preprocessing)."""
+    code and now, so that make redoes nothing the pack covers. keep: files already there stay
+    (re-dating a node's common files would make another task's shard look out of date)."""
     roots = [os.path.normpath(path) for path in allowed]
     try:
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
@@ -181,8 +168,7 @@ def unpack(data: bytes, root: str, allowed: list[str], keep: bool = False) -> No
                                      f"{', '.join(roots)}")
             members = [m for m in tar.getmembers() if not (
                 keep and not m.isdir() and os.path.lexists(os.path.join(root, m.name)))]
-            # The "data" filter too: it also refuses a path that leaves root through a link
-            # already there.
+            # the "data" filter too: it refuses a path leaving root through a link already there
             tar.extractall(root, members=members, filter="data")
     except (tarfile.TarError, OSError) as err:
         raise UnsafePack(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
@@ -230,14 +216,21 @@ def outputs_of(data_paths: dict[str, str], shard: int | None) -> list[str]:
 
 def execute(spec: dict[str, Any], shipped: bytes | None = None) -> dict[str, Any]:
     """One Ray task: run spec's make steps on this node; return what the driver reports."""
+    import ray
+
     started = time.time()
-    placement = where_am_i(spec["soc"], spec["cpus"])
+    context = ray.get_runtime_context()
+    npus = (context.get_accelerator_ids() or {}).get("NPU") or []
+    device = f"NPU {','.join(npus)}" if spec["soc"] != "cpu" else f"CPU x{spec['cpus']}"
+    placement = {"runner": "ray", "node": socket.gethostname(),
+                 "node_ip": ray.util.get_node_ip_address(), "node_id": context.get_node_id(),
+                 "device": device}
     where = f"node {placement['node']} ({placement['node_ip']}), {placement['device']}"
     # copy mode: the runtime_env working_dir, this job's copy of the code
     root = spec["repo"] if spec["storage"] == "shared" else os.getcwd()
     if spec["storage"] == "shared" and not os.path.isfile(os.path.join(root, spec["token"])):
         raise TaskFailed(f"{where}: the repository {root} is not here (no {spec['token']}): "
-                         f"mount it at the same path on every node, or set {STORAGE_ENV}=copy")
+                         f"mount it at the same path on every node, or set {STORAGE.name}=copy")
     if shipped is not None:  # copy mode
         with locked(os.path.join(root, "build", spec["model"], ".ship.lock")):
             if not os.path.isfile(os.path.join(root, spec["ship_token"])):
@@ -287,9 +280,8 @@ class Job:
 def connect(environ: Mapping[str, str] = os.environ) -> Any:
     """ray.init: the cluster at RAY_ADDRESS, else a local instance on this machine only; one
     that does not answer within NPUZOO_RAY_TIMEOUT seconds (ray.init retries for minutes, in
-    calls no signal interrupts) ends the process with one line, which releases the models'
-    locks. Ray's own log lines only with NPUZOO_RAY_LOGS=1."""
-    logs = check_ray_logs(environ.get(RAY_LOGS_ENV, ""))
+    calls no signal interrupts) ends the process with one line, which releases the locks."""
+    logs = check_ray_logs(environ.get(RAY_LOGS.name, ""))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = environ.get("RAY_ADDRESS", "").strip()
     timeout_s = check_timeout(environ.get(TIMEOUT_ENV, ""))
@@ -350,8 +342,7 @@ def summary_line(job: Job) -> str:
 
 
 def task_slots(ray: Any, soc: str, cpus: int) -> int:
-    """How many tasks of chip `soc` the cluster runs at once (the others wait in Ray's queue):
-    per live node, its CPUs // the CPUs a task takes, or its NPUs."""
+    """Tasks of chip `soc` run at once: per live node, its CPUs // a task's, or its NPUs."""
     return max(sum(int(node.get("CPU", 0) // cpus) if soc == "cpu" else int(node.get("NPU", 0))
                    for node in live_nodes(ray)), 1)
 
@@ -374,17 +365,6 @@ def error_text(err: BaseException) -> str:
     if isinstance(cause, TaskFailed) or isinstance(err, TaskFailed):
         return str(cause or err)
     return f"{type(err).__name__}: {(str(err).strip().splitlines() or ['?'])[-1]}"
-
-
-def show(models: list[str], settings: dict[str, run.Settings], shards: int) -> None:
-    """make -n sweep: the tasks a sweep would submit, then each model's pipeline commands."""
-    for model in models:
-        s = settings[model]
-        for bs in s.batch_sizes:
-            what = f"{shards} shard tasks" if shards > 1 else "1 task"
-            print(f"# sweep: {model} BS={bs} SOC={s.soc}: {what} "
-                  + ("{'NPU': 1}" if s.soc != "cpu" else "(CPUs of a node)"))
-        run.show(model, settings[model])
 
 
 def sweep(models: list[str], settings: dict[str, run.Settings], shards: int, storage: str,
@@ -425,8 +405,7 @@ def drive(ray: Any, plans: dict[str, RunPlan], settings: dict[str, run.Settings]
                         "(see `ray status`); start its nodes on Ascend hosts, or declare "
                         "--resources='{\"NPU\": <count>}'")
     # a CPU task takes NPUZOO_SWEEP_CPUS, else the CPUs of the smallest node
-    cpus = cpus_wanted or min([c for c in (int(n.get("CPU", 0)) for n in live_nodes(ray)) if c]
-                              or [1])
+    cpus = cpus_wanted or min([c for n in live_nodes(ray) if (c := int(n.get("CPU", 0)))] or [1])
     remote = ray.remote(max_retries=1, retry_exceptions=True, scheduling_strategy="SPREAD")(execute)
     groups: list[list[Job]] = []  # a (model, BS) run's jobs: one, or one per shard
     packs = {}  # copy mode: (model, shard input) -> (object ref, id) of the shipped inputs
@@ -496,8 +475,7 @@ def drive(ray: Any, plans: dict[str, RunPlan], settings: dict[str, run.Settings]
         for ref in ready:
             job = pending.pop(ref)
             try:
-                job.result = ray.get(ref)
-                job.status = "ok"
+                job.result, job.status = ray.get(ref), "ok"
             except Exception as err:  # a task's error, after its retry: reported, not raised
                 job.status, job.error = "failed", error_text(err)
                 failed += 1
@@ -520,28 +498,26 @@ def drive(ray: Any, plans: dict[str, RunPlan], settings: dict[str, run.Settings]
 
 def finish(group: list[Job]) -> int:
     """Merge a sharded run and write its report (on the driver), then publish: 0 or 1 failed."""
-    first = group[0]
-    plan, bs, k = first.plan, first.plan.bs, first.shards
+    first, plan, k = group[0], group[0].plan, group[0].shards
     if k > 1:
         report = os.path.join(plan.paths()["OUT_DIR"], "report.json")
         before = mtime(report)
         code = run.make(plan.make_args("sweep-merge", SHARDS=k), check=False) or \
             run.make(plan.make_args("report"), check=False)
         if code:
-            print(f"sweep: {plan.model} BS={bs}: merging the {k} shards or the report failed",
+            print(f"sweep: {plan.model} BS={plan.bs}: merging the {k} shards or the report failed",
                   file=sys.stderr, flush=True)
             return 1
         shards = [{"shard": j.shard, **{key: j.result["placement"][key] for key in
-                                        ("node", "node_ip", "node_id", "device")}}
-                  for j in group]
+                   ("node", "node_ip", "node_id", "device")}} for j in group]
         throughput = stamp(report, before, dict(first.result["placement"], shards=shards))
-        print(f"sweep: {plan.model} BS={bs} {plan.soc}: {k} shards merged: "
+        print(f"sweep: {plan.model} BS={plan.bs} {plan.soc}: {k} shards merged: "
               f"{throughput or 0:.1f} images/s (shard 1's device)", flush=True)
     code = run.make(plan.make_args("publish"), check=False)
     for job in group:
         job.status = "published" if not code else "failed"
     if code:
-        print(f"sweep: {plan.model} BS={bs}: publish failed (exit {code})", file=sys.stderr,
+        print(f"sweep: {plan.model} BS={plan.bs}: publish failed (exit {code})", file=sys.stderr,
               flush=True)
     return 1 if code else 0
 
@@ -552,8 +528,13 @@ def main() -> None:
     run.answer_make_mode("sweep")
     models, settings, shards, storage, cpus = read_settings(os.environ)
     os.chdir(REPO)
-    if run.DRY_RUN:
-        show(models, settings, shards)
+    if run.DRY_RUN:  # the tasks a sweep would submit, then each model's pipeline commands
+        what = f"{shards} shard tasks" if shards > 1 else "1 task"
+        for model, s in settings.items():
+            for bs in s.batch_sizes:
+                print(f"# sweep: {model} BS={bs} SOC={s.soc}: {what} "
+                      + ("{'NPU': 1}" if s.soc != "cpu" else "(CPUs of a node)"))
+            run.show(model, s)
         return
     failed = sweep(models, settings, shards, storage, cpus)
     if failed:
