@@ -9,7 +9,6 @@ shrink the accuracy's denominator), Ctrl-C lets each worker finish its file. Eac
 renamed from a per-worker temporary folder under DST: DST never holds a partial .bin."""
 
 import argparse
-import contextlib
 import importlib.util
 import os
 import shutil
@@ -18,7 +17,6 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.synchronize import Event
@@ -35,7 +33,6 @@ PIL_BLOCKS_MAX = 8  # Pillow keeps a few image memory blocks for reuse (pixels u
 TEMP_PREFIX = ".preprocess-"
 
 _worker: dict[str, Any] = {}  # this process's share of the run (_init_worker)
-WorkerArgs = tuple[str, bool, str, str]  # model folder, uint8, DST, temporary root
 
 
 class Bar(Protocol):
@@ -116,18 +113,7 @@ def _process(path: str) -> str | UserError | None:
     return stem
 
 
-@contextlib.contextmanager
-def sigint_held() -> Iterator[None]:
-    """SIGINT blocked while the workers are forked (they inherit the mask and ignore SIGINT
-    before unblocking it); a Ctrl-C meanwhile reaches this process on leaving."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def run_parallel(paths: list[str], args: WorkerArgs, workers: int, bar: Bar) -> int:
+def run_parallel(paths: list[str], args: tuple[str, bool, str, str], workers: int, bar: Bar) -> int:
     """K processes (one too: the same clean stops) fed in chunks; on the first error or an
     interrupt a shared event makes every worker skip what is left, so the pool drains quickly
     and no worker is killed mid-write."""
@@ -141,9 +127,14 @@ def run_parallel(paths: list[str], args: WorkerArgs, workers: int, bar: Bar) -> 
         executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                        initargs=(*args, stop))
         try:
-            with sigint_held():
+            # SIGINT blocked while the workers are forked (they inherit the mask and ignore it
+            # before unblocking it); a Ctrl-C meanwhile reaches this process once restored.
+            previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
                 chunk = max(1, min(MAX_CHUNK, len(paths) // (workers * 8)))
                 results = executor.map(_process, paths, chunksize=chunk)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
             for result in results:
                 if isinstance(result, UserError) and error is None:
                     error = result
