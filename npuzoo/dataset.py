@@ -61,8 +61,7 @@ def image_paths(folder: str) -> list[str]:
 
 
 def check_layout(data_dir: str) -> tuple[str, str]:
-    """(label file, val/) of DATA; UserError naming the problem when DATA is unset or lacks
-    either (cheap: nothing is read)."""
+    """(label file, val/) of DATA; UserError when DATA is unset or lacks either (nothing read)."""
     if not data_dir:
         raise UserError("DATA is not set; pass DATA=<folder with val/ and val_label.txt>")
     if not os.path.isdir(data_dir):
@@ -110,7 +109,6 @@ def prepare(data_dir: str, out_dir: str, limit: int | None, offset: int = 0) -> 
     """Check DATA and write the run folder for its selected labelled images."""
     labels, images = check_dataset(data_dir)
     names = select(labels, data_dir, limit, offset)
-
     tmp_dir = out_dir.rstrip("/") + ".tmp"
     shutil.rmtree(tmp_dir, ignore_errors=True)
     os.makedirs(os.path.join(tmp_dir, "val"))

@@ -62,7 +62,6 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes, mode: str = "w
 
 
 def file_digests(path: str, algorithms: tuple[str, ...] = ("md5", "sha256")) -> dict[str, str]:
-    """Hex digests of a file, read once in 1 MiB blocks."""
     digests = {name: hashlib.new(name) for name in algorithms}
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -76,7 +75,6 @@ def sha256_file(path: str) -> str:
 
 
 def umask() -> int:
-    """The process's umask (read without changing it for long)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

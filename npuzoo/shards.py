@@ -99,9 +99,8 @@ def merge(shard_root: str, out_dir: str, shards: int, prep_dir: str) -> None:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python3 -m npuzoo.shards",
-                                     description="Split a preprocessed set into contiguous "
-                                                 "shards of whole batches; merge the results.")
+    parser = argparse.ArgumentParser(prog="python3 -m npuzoo.shards", description=(
+        "Split a preprocessed set into contiguous shards of whole batches; merge the results."))
     sub = parser.add_subparsers(dest="command", required=True)
     sp = sub.add_parser("split", help="hard-link one shard's files into INPUT_DIR")
     sp.add_argument("prep_dir")

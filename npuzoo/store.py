@@ -152,11 +152,10 @@ def write_stamp(prep_dir: str, stamp: str, cache: HashCache) -> None:
 
 def seal(path: str, cache: HashCache) -> None:
     try:
-        atomic_write(path + SEAL, cache.sha256(path) + "\n")
-    except UserError:
-        raise
+        digest = cache.sha256(path)
     except OSError as err:
         raise UserError(f"{path}: cannot read it ({err.strerror})") from None
+    atomic_write(path + SEAL, digest + "\n")
 
 
 def artefact_problem(path: str, cache: HashCache) -> str | None:
