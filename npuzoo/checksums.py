@@ -51,7 +51,6 @@ class HashCache:
         if not self.changed:
             return
         # Merge with what another run may have written meanwhile; ours win.
-        merged = HashCache(self.path).entries
-        merged.update(self.entries)
+        merged = HashCache(self.path).entries | self.entries
         atomic_write(self.path, json.dumps({"files": merged}, separators=(",", ":")) + "\n")
         self.changed = False
