@@ -8,6 +8,7 @@ computation as ONNX nodes in front of a graph (the CPU "atc" and the stand-in at
 """
 
 import argparse
+import contextlib
 import json
 import re
 from collections.abc import Sequence
@@ -19,8 +20,6 @@ from npuzoo import config as zoo_config
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write
 
-REQUIRED = ("aipp_mode", "input_format", "src_image_size_w", "src_image_size_h")
-CHANNEL_FIELDS = ("mean_chn", "min_chn", "var_reci_chn")
 Field = bool | int | float | str
 
 if TYPE_CHECKING:
@@ -42,10 +41,8 @@ def fields_for(mean: Sequence[float], std: Sequence[float], height: int,
 
 def format_value(value: Field) -> str:
     if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:.10g}"
-    return str(value)
+        return str(value).lower()
+    return f"{value:.10g}" if isinstance(value, float) else str(value)
 
 
 def render(fields: dict[str, Field]) -> str:
@@ -63,10 +60,8 @@ def _value(text: str) -> Field:
     if text in ("true", "false"):
         return text == "true"
     for kind in (int, float):
-        try:
+        with contextlib.suppress(ValueError):
             return kind(text)
-        except ValueError:
-            pass
     return text
 
 
@@ -94,14 +89,12 @@ def parse(text: str) -> dict[str, Field]:
 def check(fields: dict[str, Field], height: int | None = None,
           width: int | None = None) -> dict[str, Field]:
     """Stop unless `fields` describe what is emulated here: static RGB888_U8, no crop/CSC/swap."""
-    for key in REQUIRED:
+    for key in ("aipp_mode", "input_format", "src_image_size_w", "src_image_size_h"):
         if key not in fields:
             raise UserError(f"AIPP config: {key} is required")
-    if fields["aipp_mode"] != "static":
-        raise UserError(f"AIPP config: aipp_mode {fields['aipp_mode']}: only static is supported")
-    if fields["input_format"] != "RGB888_U8":
-        raise UserError(f"AIPP config: input_format {fields['input_format']}: only RGB888_U8 "
-                        "is supported")
+    for key, supported in (("aipp_mode", "static"), ("input_format", "RGB888_U8")):
+        if fields[key] != supported:
+            raise UserError(f"AIPP config: {key} {fields[key]}: only {supported} is supported")
     for key in ("crop", "csc_switch", "rbuv_swap_switch", "padding"):
         if fields.get(key) is True:
             raise UserError(f"AIPP config: {key}: true is not supported here")
@@ -109,11 +102,10 @@ def check(fields: dict[str, Field], height: int | None = None,
     if height is not None and size != (height, width):
         raise UserError(f"AIPP config: src_image_size h x w {size[0]}x{size[1]} differs from "
                         f"the model input {height}x{width}")
-    for name in CHANNEL_FIELDS:
-        for i in range(3):
-            value = fields.get(f"{name}_{i}", 1.0 if name == "var_reci_chn" else 0)
-            if isinstance(value, (bool, str)):
-                raise UserError(f"AIPP config: {name}_{i} must be a number")
+    for key in [f"{name}_{i}" for name in ("mean_chn", "min_chn", "var_reci_chn")
+                for i in range(3)]:
+        if isinstance(fields.get(key), (bool, str)):
+            raise UserError(f"AIPP config: {key} must be a number")
     return fields
 
 

@@ -114,18 +114,7 @@ def platform_socs(env: Mapping[str, str]) -> set[str]:
     return names
 
 
-def check_soc_known(soc: str, env: Mapping[str, str]) -> None:
-    known = platform_socs(env)
-    if known and soc not in known:
-        raise UserError(f"SOC={soc}: this CANN toolkit has no platform file for {soc}, so atc "
-                        f"cannot compile for it; it knows {', '.join(sorted(known))}")
-
-
 # -- chip records beside each .om ---------------------------------------------------------------
-
-def om_record_path(om: str) -> str:
-    return om + ".json"
-
 
 # atc's `_<os>_<arch>.om` names (--host_env_os, --host_env_cpu): an os word without `_`, then
 # an architecture; `<base>_aipp.om` or `<base>_aipp_linux_x86_64.om` are not `<base>`'s.
@@ -145,7 +134,7 @@ def om_variants(base: str) -> list[str]:
 
 def remove_om(base: str) -> None:
     """Delete this artefact's own names (before atc writes it again), and nothing else."""
-    for path in [base + ".om", om_record_path(base + ".om"), *om_variants(base)]:
+    for path in [base + ".om", base + ".om.json", *om_variants(base)]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
 
@@ -163,7 +152,7 @@ def record_om(base: str, soc: str, onnx: str | None = None,
     record = {"soc_version": soc, "om": os.path.basename(target), "batch_size": batch,
               "onnx": onnx, "onnx_sha256": sha256_file(onnx) if onnx else None,
               "om_sha256": sha256_file(target)}
-    atomic_write(om_record_path(target), json.dumps(record, indent=2) + "\n")
+    atomic_write(target + ".json", json.dumps(record, indent=2) + "\n")
     return record
 
 
@@ -172,10 +161,10 @@ def check_om(om: str, soc: str | None) -> None:
     if not os.path.isfile(om):
         raise UserError(f"{om}: no such .om; run make again to compile it")
     try:
-        with open(om_record_path(om), encoding="utf-8") as handle:
+        with open(om + ".json", encoding="utf-8") as handle:
             built_for = json.load(handle).get("soc_version")
     except (OSError, ValueError, AttributeError):
-        raise UserError(f"{om}: no record of the chip it was built for ({om_record_path(om)}); "
+        raise UserError(f"{om}: no record of the chip it was built for ({om}.json); "
                         "delete the .om and run make again to compile it here") from None
     if built_for != soc:
         raise UserError(f"{om} was built for {built_for}, not SOC={soc}; delete it and run "
@@ -226,9 +215,7 @@ def check_device_chip(soc: str, device: int, env: Mapping[str, str]) -> None:
 
 def ais_bench_module(command: list[str]) -> tuple[str, str] | None:
     """(python, module) when `command` is `<python> -m <module> ...`, else None."""
-    if len(command) >= 3 and command[1] == "-m":
-        return command[0], command[2]
-    return None
+    return (command[0], command[2]) if len(command) >= 3 and command[1] == "-m" else None
 
 
 def check_module(python: str, module: str, env: Mapping[str, str]) -> None:
@@ -353,8 +340,10 @@ def run_tool(command: list[str], soc: str | None = None, om: str | None = None,
     if not _which(command[0], env) and not os.path.isfile(command[0]):
         raise UserError(f"{command[0]}: not found on PATH after setting up CANN; "
                         + (INSTALL_HINT if is_atc else AIS_BENCH_HINT))
-    if soc and is_atc:
-        check_soc_known(soc, env)
+    known = platform_socs(env) if soc and is_atc else set()
+    if known and soc not in known:
+        raise UserError(f"SOC={soc}: this CANN toolkit has no platform file for {soc}, so atc "
+                        f"cannot compile for it; it knows {', '.join(sorted(known))}")
     if om:
         check_om(om, soc)
     if device is not None and soc:

@@ -60,18 +60,9 @@ class MappedChip(TypedDict):
     name: str
 
 
-def is_ascend_name(soc: str | None) -> bool:
-    return bool(ASCEND_SHAPE.match(soc or ""))
-
-
 def soc_version(name: str) -> str:
     """The soc_version of a Name column: `310P3` -> `Ascend310P3`; `Ascend910` stays."""
     return name if name.startswith("Ascend") else "Ascend" + name
-
-
-def needs_board_query(name: str) -> bool:
-    """An Atlas A3 Name (`Ascend910`, already prefixed) is the chip family, not a soc_version."""
-    return (name.startswith("Ascend") and not is_ascend_name(name)) or name == "Ascend910"
 
 
 def parse_table(text: str) -> list[Chip]:
@@ -133,18 +124,6 @@ def npu_smi(args: list[str], env: Mapping[str, str] | None = None,
     return proc.stdout
 
 
-def chip_of_device(chips: list[Chip], device: int) -> Chip:
-    """The chip ACL calls `device`, or UserError naming the devices listed."""
-    for chip in chips:
-        if chip["device"] == device:
-            return chip
-    listed = ", ".join(str(c["device"]) for c in chips)
-    how = ("the Device column" if chips and chips[0]["column"] == "Device"
-           else "its chips in order (no Device column)")
-    raise UserError(f"DEVICE={device}: npu-smi info lists devices {listed} ({how}); "
-                    "pick one of them")
-
-
 def detect(device: int = 0, env: Mapping[str, str] | None = None) -> str:
     """The soc_version of `device` as npu-smi reports it (run in `env`), or `cpu` without
     npu-smi. Every failure is a UserError of one line."""
@@ -157,9 +136,16 @@ def detect(device: int = 0, env: Mapping[str, str] | None = None) -> str:
         raise UserError(f"{err}{HINT}") from None
     if not chips:
         raise UserError("npu-smi info lists no chip rows" + HINT)
-    chip = chip_of_device(chips, device)
-    if not needs_board_query(chip["name"]):
-        return soc_version(chip["name"])
+    chip = next((chip for chip in chips if chip["device"] == device), None)
+    if chip is None:
+        how = ("the Device column" if chips[0]["column"] == "Device"
+               else "its chips in order (no Device column)")
+        raise UserError(f"DEVICE={device}: npu-smi info lists devices "
+                        f"{', '.join(str(c['device']) for c in chips)} ({how}); pick one of them")
+    # An Atlas A3 Name (`Ascend910`, already prefixed) is the chip family, not a soc_version.
+    name = chip["name"]
+    if not ((name.startswith("Ascend") and not ASCEND_SHAPE.match(name)) or name == "Ascend910"):
+        return soc_version(name)
     board = ["info", "-t", "board", "-i", str(chip["npu"]), "-c", str(chip["chip"] or 0)]
     try:
         found = parse_board(npu_smi(board, env, path))
@@ -214,7 +200,7 @@ def device_node(device: int, map_text: str, nodes: list[int]) -> int:
 def check(soc: str) -> str:
     """SOC itself, if `cpu`, `auto` or an Ascend name of a documented shape: the one check of
     a SOC value (npuzoo.variables and mk/docker.mk call it)."""
-    if soc not in ("cpu", "auto") and not is_ascend_name(soc):
+    if soc not in ("cpu", "auto") and not ASCEND_SHAPE.match(soc):
         raise UserError(f"SOC={soc if soc.isprintable() else repr(soc)}: unknown chip; use cpu, "
                         f"auto, or an Ascend --soc_version of a documented shape "
                         f"({SHAPE_EXAMPLES}, ...)")

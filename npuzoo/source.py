@@ -1,19 +1,13 @@
 """Upstream source step: fetch a model's upstream code, apply its patch, record what was used.
 
-    python3 -m npuzoo.source fetch  MODEL DEST --record JSON [--cache DIR]
-    python3 -m npuzoo.source verify MODEL DEST --record JSON [--cache DIR]
-    python3 -m npuzoo.source cache  [MODEL] [--cache DIR]     (make venv: the pinned sdists)
-
-MODEL is a model name or a model.yaml path; its `upstream.sources` are tried in order and the
-first that can be fetched is used (one that cannot is reported in one line). git: a clone with
-no prompt and a time limit, at the pinned commit. pypi: the sdist from the cache folder, else
-fetched as a file from where pip's configuration points (never `pip download`, which runs the
-build backend). Two failures stop the step rather than fall through: an sdist whose sha256 is
-not the pinned one, and a patch that does not apply.
-
-DEST is built as DEST.tmp and renamed. The record (JSON) names the source, commit or version,
-patch, skipped sources and the tree hash (tree_sha256()). `verify` rebuilds the patched tree
-from what model.yaml pins, not from the record, and names the first differing path.
+MODEL's `upstream.sources` are tried in order; the first that can be fetched is used (one that
+cannot is reported in one line). git: a clone with no prompt and a time limit, at the pinned
+commit. pypi: the sdist from the cache folder, else fetched as a file from where pip's
+configuration points (never `pip download`, which runs the build backend). An sdist whose
+sha256 is not the pinned one and a patch that does not apply stop the step rather than fall
+through. DEST is built as DEST.tmp and renamed; `verify` rebuilds the patched tree from what
+model.yaml pins, not from the record (which only names the source), and names the first
+differing path. `cache` fills .venv/sdists with the pinned sdists (make venv).
 """
 import argparse
 import ast
@@ -128,13 +122,8 @@ def canonical(name: str) -> str:
 
 
 def is_sdist_of(base: str, name: str, version: str) -> bool:
-    if "/" in base or os.sep in base:
-        return False
-    for suffix in (".tar.gz", ".tgz", ".zip", ".tar.bz2"):
-        if base.endswith(suffix):
-            file_name, _, file_version = base[:-len(suffix)].rpartition("-")
-            return file_version == version and canonical(file_name) == canonical(name)
-    return False
+    match = re.fullmatch(r"([^/]*)-([^-/]*)\.(?:tar\.gz|tgz|zip|tar\.bz2)", base)
+    return match is not None and match[2] == version and canonical(match[1]) == canonical(name)
 
 
 def sdist_candidates(folder: str, name: str, version: str) -> list[str]:
@@ -265,11 +254,11 @@ def check_sdist(archive: str, entry: PypiSource, origin: str) -> None:
                     "another file than the pinned one (check the sha256 in model.yaml)")
 
 
-def fetch_pypi(entry: PypiSource, tree: str, cache: str | None) -> Record:
+def fetch_pypi(entry: PypiSource, tree: str, cache: str) -> Record:
     """The pinned sdist of entry.requirement (the cache's, else downloaded), unpacked as `tree`;
     a copy stays beside `tree`, where verify rebuilds the tree from it."""
     name, version = parse_requirement(entry.requirement)
-    cached = sdist_candidates(cache, name, version) if cache else []
+    cached = sdist_candidates(cache, name, version)
     if cached:
         archive = cached[0]
         check_sdist(archive, entry, "cache")
@@ -331,10 +320,8 @@ def apply_patch(patch_path: str, tree: str, source_name: str) -> None:
     """`patch -p1 --forward --batch` in `tree`; a UserError (the step stops: no other source is
     tried) if any hunk fails."""
     try:
-        result = subprocess.run(["patch", "-p1", "--forward", "--batch", "-i", patch_path],
-                                cwd=tree, text=True, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
+        result = run(["patch", "-p1", "--forward", "--batch", "-i", patch_path], cwd=tree)
+    except SourceUnavailable:
         raise UserError("`patch` is not installed (apt-get install patch)") from None
     if result.returncode == 0:
         return
@@ -387,18 +374,6 @@ def tree_sha256(path: str) -> str:
     return manifest_sha256(tree_manifest(path))
 
 
-def read_json(path: str, what: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such {what}; run the make command again to rebuild it") \
-            from None
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: cannot read the {what} ({err}); run the make command again "
-                        "to rebuild it") from None
-
-
 def git_tree_id(tree: str, work: str) -> str:
     """The git hash of `tree` as a commit's tree (git add of every file, ignore rules aside)."""
     env = dict(os.environ, GIT_DIR=os.path.join(work, "git"), GIT_WORK_TREE=tree,
@@ -436,12 +411,12 @@ def pristine_git(entry: GitSource, record: Record, dest: str, patch_path: str | 
     return tree
 
 
-def pristine_pypi(entry: PypiSource, dest: str, record_path: str, cache: str,
-                  patch_path: str | None, work: str) -> str:
+def pristine_pypi(entry: PypiSource, record_path: str, cache: str, patch_path: str | None,
+                  work: str) -> str:
     """The patched tree rebuilt from the sdist whose sha256 model.yaml pins (the copy fetch
     kept beside the record, else the cache)."""
     for folder in (os.path.dirname(os.path.abspath(record_path)), cache):
-        archive = pinned_sdist(folder, entry) if folder else None
+        archive = pinned_sdist(folder, entry)
         if archive:
             tree = os.path.join(work, "tree")
             extract_sdist(archive, tree)
@@ -460,7 +435,14 @@ def verify_tree(upstream: UpstreamSpec, model_folder: str, dest: str, record_pat
     if not os.path.isdir(dest):
         raise UserError(f"{dest}: no such folder (the patched upstream tree); run the make "
                         "command again to rebuild it")
-    record = read_json(record_path, "source record")
+    try:
+        with open(record_path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError) as err:
+        why = ("no such source record" if isinstance(err, FileNotFoundError)
+               else f"cannot read the source record ({err})")
+        raise UserError(f"{record_path}: {why}; run the make command again to rebuild it") \
+            from None
     record = record if isinstance(record, dict) else {}
     for entry in upstream.sources:
         if (record.get("requirement") == entry.requirement if isinstance(entry, PypiSource)
@@ -472,7 +454,7 @@ def verify_tree(upstream: UpstreamSpec, model_folder: str, dest: str, record_pat
     work = tempfile.mkdtemp(prefix=".verify-", dir=os.path.dirname(os.path.abspath(dest)))
     try:
         if isinstance(entry, PypiSource):
-            tree = pristine_pypi(entry, dest, record_path, cache, patch_path, work)
+            tree = pristine_pypi(entry, record_path, cache, patch_path, work)
         else:
             tree = pristine_git(entry, record, dest, patch_path, work)
         expected, actual = tree_manifest(tree), tree_manifest(dest)

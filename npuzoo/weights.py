@@ -22,28 +22,22 @@ from npuzoo.config import WeightsSpec
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write, file_digests, umask
 
-CHUNK = 1 << 20  # download block size
 Digests = Mapping[str, str | None]  # {"md5": hex, "sha256": hex}; an md5 may be unknown
-SOURCES = ("published", "custom", "unverified")
 NO_FILE = ("no such file; pass a checkpoint path, leave WEIGHTS unset to download the published "
            "one, or WEIGHTS=random")
 
 
-def matches_published(spec: WeightsSpec, digests: Digests) -> bool | None:
-    """True/False against model.yaml's checksum; None when none is published."""
-    return digests[spec.published[0]] == spec.published[1] if spec.published else None
-
-
 def source_of(spec: WeightsSpec, digests: Digests) -> str:
-    """`published`, `custom` or `unverified` (no checksum is published)."""
-    return {True: "published", False: "custom", None: "unverified"}[
-        matches_published(spec, digests)]
+    """`published` or `custom` by model.yaml's checksum; `unverified` where none is published."""
+    if not spec.published:
+        return "unverified"
+    return "published" if digests[spec.published[0]] == spec.published[1] else "custom"
 
 
 def verify(spec: WeightsSpec, path: str) -> dict[str, str]:
     """Raise UserError unless `path` has the published checksum (if one is published)."""
     digests = file_digests(path)
-    if spec.published and not matches_published(spec, digests):
+    if spec.published and digests[spec.published[0]] != spec.published[1]:
         algorithm, published = spec.published
         raise UserError(f"{path}: {algorithm} {digests[algorithm]} does not match the published "
                         f"{published}; delete the file to download it again, or pass "
@@ -59,12 +53,10 @@ def download(spec: WeightsSpec, dest: str) -> None:
 
     try:
         with urllib.request.urlopen(spec.url, timeout=60) as response, open(part, "wb") as out, \
-                tqdm(total=int(response.headers.get("Content-Length") or 0) or None, unit="B",
-                     unit_scale=True, desc=os.path.basename(dest),
-                     disable=not sys.stderr.isatty()) as bar:
-            for block in iter(lambda: response.read(CHUNK), b""):
-                out.write(block)
-                bar.update(len(block))
+                tqdm.wrapattr(out, "write", int(response.headers.get("Content-Length") or 0)
+                              or None, desc=os.path.basename(dest),
+                              disable=not sys.stderr.isatty()) as sink:
+            shutil.copyfileobj(response, sink)
     except (urllib.error.URLError, OSError, ValueError) as err:
         if os.path.exists(part):
             os.unlink(part)
@@ -87,15 +79,6 @@ def download(spec: WeightsSpec, dest: str) -> None:
 ACCEPTED = ".accepted.json"  # <file>.accepted.json: the content accepted for a published file
 
 
-def read_accepted(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path + ACCEPTED, encoding="utf-8") as handle:
-            data = json.load(handle)
-        return data if isinstance(data, dict) and data.get("sha256") else None
-    except (OSError, ValueError):
-        return None
-
-
 def write_accepted(path: str, digests: Mapping[str, str | None]) -> None:
     atomic_write(path + ACCEPTED, json.dumps(digests, indent=2) + "\n")
 
@@ -104,7 +87,12 @@ def check_published_file(spec: WeightsSpec, path: str, cache: HashCache) -> Dige
     """Digests of the downloaded published file, verified against model.yaml when its content
     changed (with no published checksum, against the sha256 recorded at download)."""
     sha256 = cache.sha256(path)
-    accepted = read_accepted(path)
+    try:
+        with open(path + ACCEPTED, encoding="utf-8") as handle:
+            accepted = json.load(handle)
+    except (OSError, ValueError):
+        accepted = None
+    accepted = accepted if isinstance(accepted, dict) and accepted.get("sha256") else None
     if accepted and accepted["sha256"] == sha256:
         return {"sha256": sha256, "md5": accepted.get("md5")}
     if not spec.published and accepted:
@@ -192,7 +180,7 @@ def identify(spec: WeightsSpec, weights: str, weights_dir: str,
 
 
 def _read_description(weights_dir: str, sha256: str) -> dict[str, Any] | None:
-    for source in SOURCES:
+    for source in ("published", "custom", "unverified"):
         try:
             with open(os.path.join(weights_dir, f"{source}-{sha256[:12]}.json"),
                       encoding="utf-8") as handle:
