@@ -39,15 +39,12 @@ def fields_for(mean: Sequence[float], std: Sequence[float], height: int,
     return fields
 
 
-def format_value(value: Field) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    return f"{value:.10g}" if isinstance(value, float) else str(value)
-
-
 def render(fields: dict[str, Field]) -> str:
-    lines = ["aipp_op {"] + [f"    {k}: {format_value(v)}" for k, v in fields.items()] + ["}"]
-    return "\n".join(lines) + "\n"
+    def text(value: Field) -> str:
+        if isinstance(value, bool):
+            return str(value).lower()
+        return f"{value:.10g}" if isinstance(value, float) else str(value)
+    return "\n".join(["aipp_op {", *(f"    {k}: {text(v)}" for k, v in fields.items()), "}\n"])
 
 
 def config_text(model: str) -> str:
@@ -146,9 +143,7 @@ def prepend(model: "ModelProto", fields: dict[str, Field]) -> "ModelProto":
              *model.graph.node]
     del model.graph.node[:]
     model.graph.node.extend(nodes)
-    position = list(model.graph.input).index(original)
-    model.graph.input.remove(original)
-    model.graph.input.insert(position, batch)
+    original.CopyFrom(batch)  # in place: the input keeps its name and position
     return model
 
 

@@ -4,8 +4,7 @@ mk/pipeline.mk runs each tool through `python -m npuzoo.ascend run -- <command>`
 the CANN environment where needed, checks the chip (the toolkit's platform files, the .om's
 record, npu-smi's chip of DEVICE), runs in a scratch folder (`--cwd`), makes the paths pass
 the ait front end's checks (hand_over) and ends a failure with one `error:` line.
-`record-om`/`remove-om` keep each .om's chip record; `describe` writes the backend
-JSON of a report.
+`record-om`/`remove-om` keep each .om's chip record; `describe` writes a report's backend JSON.
 """
 
 import argparse
@@ -38,8 +37,6 @@ RUNTIME_VARS = ("ASCEND_HOME_PATH", "ASCEND_OPP_PATH", "ASCEND_AICPU_PATH")
 def ascend_root(env: Mapping[str, str] | None = None) -> str:
     return (os.environ if env is None else env).get("NPUZOO_ASCEND_ROOT") or "/usr/local/Ascend"
 
-
-# -- the CANN environment ----------------------------------------------------------------------
 
 def set_env_candidates(env: Mapping[str, str], runtime_only: bool = False) -> list[str]:
     """set_env.sh files to try, in order, that exist."""
@@ -78,9 +75,7 @@ def _which(program: str, env: Mapping[str, str]) -> str | None:
 
 
 def environment_is_set(env: Mapping[str, str], runtime_only: bool) -> bool:
-    if _which("atc", env):
-        return True
-    return runtime_only and any(env.get(v) for v in RUNTIME_VARS)
+    return bool(_which("atc", env)) or (runtime_only and any(env.get(v) for v in RUNTIME_VARS))
 
 
 def cann_environment(runtime_only: bool = False,
@@ -105,16 +100,11 @@ def platform_socs(env: Mapping[str, str]) -> set[str]:
     atc = _which("atc", env)
     if atc:  # <toolkit>/latest/bin/atc or <toolkit>/latest/<arch>-linux/bin/atc
         homes.append(os.path.dirname(os.path.dirname(os.path.realpath(atc))))
-    names = set()
-    for home in filter(None, homes):
-        for pattern in ("*/data/platform_config/*.ini", "data/platform_config/*.ini",
-                        "*/*/data/platform_config/*.ini"):
-            for ini in glob.glob(os.path.join(home, pattern)):
-                names.add(os.path.splitext(os.path.basename(ini))[0])
-    return names
+    return {os.path.splitext(os.path.basename(ini))[0] for home in filter(None, homes)
+            for pattern in ("*/data/platform_config/*.ini", "data/platform_config/*.ini",
+                            "*/*/data/platform_config/*.ini")
+            for ini in glob.glob(os.path.join(home, pattern))}
 
-
-# -- chip records beside each .om ---------------------------------------------------------------
 
 # atc's `_<os>_<arch>.om` names (--host_env_os, --host_env_cpu): an os word without `_`, then
 # an architecture; `<base>_aipp.om` or `<base>_aipp_linux_x86_64.om` are not `<base>`'s.
@@ -171,20 +161,15 @@ def check_om(om: str, soc: str | None) -> None:
                         f"make again (the path names the chip, so the .om was moved by hand)")
 
 
-# Set by mk/docker.mk in the Ascend container: the host's id of the one NPU passed in.
-HOST_DEVICE_VARIABLE = "NPUZOO_HOST_DEVICE"
-
-
 def host_device(device: int | str, env: Mapping[str, str] | None = None) -> int:
-    """The id npu-smi lists the NPU under that ACL (ais_bench --device) calls `device`: the same
-    on a host; in a container given one NPU (ACL id 0), the host's id, NPUZOO_HOST_DEVICE."""
-    value = (os.environ if env is None else env).get(HOST_DEVICE_VARIABLE, "")
+    """npu-smi's id of ACL's `device`: the same on a host; in a container given one NPU (ACL id
+    0), the host's id, NPUZOO_HOST_DEVICE (set by mk/docker.mk)."""
+    value = (os.environ if env is None else env).get("NPUZOO_HOST_DEVICE", "")
     return int(value) if value.isdigit() else int(device)
 
 
 def described_device(device: int | str, env: Mapping[str, str] | None = None) -> str:
-    """The host's id of `device` (as `make DEVICE=` and npu-smi name it), and in a container
-    the id ACL uses there."""
+    """The host's id of `device` (as DEVICE and npu-smi name it), and ACL's in a container."""
     if not str(device).isdigit():
         return str(device)
     host = host_device(device, env)
@@ -192,9 +177,8 @@ def described_device(device: int | str, env: Mapping[str, str] | None = None) ->
 
 
 def check_device_chip(soc: str, device: int, env: Mapping[str, str]) -> None:
-    """Where npu-smi answers, the chip of DEVICE must be `soc`. SOC was given explicitly, so an
-    npu-smi that cannot tell (fails, needs root, does not list DEVICE) only warns. In a
-    container, npu-smi is asked for the host's id of the NPU (host_device)."""
+    """Where npu-smi answers, the chip of DEVICE (host_device) must be `soc`. SOC was given
+    explicitly, so an npu-smi that cannot tell (fails, needs root, no DEVICE) only warns."""
     if not socs.find_npu_smi(env):
         return
     name = f"DEVICE={described_device(device, env)}"
@@ -210,8 +194,6 @@ def check_device_chip(soc: str, device: int, env: Mapping[str, str]) -> None:
                         f"SOC={soc}: an .om built for {soc} does not run there; use SOC={found} "
                         "or SOC=auto")
 
-
-# -- running a tool ------------------------------------------------------------------------
 
 def ais_bench_module(command: list[str]) -> tuple[str, str] | None:
     """(python, module) when `command` is `<python> -m <module> ...`, else None."""
@@ -230,14 +212,10 @@ def check_module(python: str, module: str, env: Mapping[str, str]) -> None:
 def relative_roots(command: list[str], origin: str) -> list[str]:
     """Top-level entries of `origin` that the command's relative path arguments start with
     (`--model=build/x.onnx` -> build; `--input a,b` looks at each of a and b)."""
-    module = ais_bench_module(command)
-    words = command[3:] if module else command[1:]
     names = []
-    for word in words:
+    for word in command[3:] if ais_bench_module(command) else command[1:]:
         value = word.split("=", 1)[1] if word.startswith("-") and "=" in word else word
-        for part in value.split(","):
-            if not part or os.path.isabs(part):
-                continue
+        for part in value.split(","):  # an empty or absolute part gives "." or ""
             first = os.path.normpath(part).split(os.sep)[0]
             if (first not in ("", ".", "..") and first not in names
                     and os.path.lexists(os.path.join(origin, first))):
@@ -246,8 +224,7 @@ def relative_roots(command: list[str], origin: str) -> list[str]:
 
 
 def prepare_workdir(folder: str, command: list[str]) -> str:
-    """Create the scratch folder `folder` with a relative link for each relative_roots entry,
-    so that the command line works unchanged from there. Returns its absolute path."""
+    """The scratch folder `folder` (absolute), with relative links for relative_roots."""
     origin = os.getcwd()
     folder = os.path.join(origin, folder)
     try:
@@ -278,20 +255,16 @@ def handed_paths(argv: list[str]) -> list[tuple[str, str, str]]:
     found = []
     for index, word in enumerate(argv):
         flag, sep, value = word.partition("=")
-        if flag not in PATH_FLAGS:
+        if flag not in PATH_FLAGS or not (sep or index + 1 < len(argv)):
             continue
-        if not sep:
-            if index + 1 >= len(argv):
-                continue
-            value = argv[index + 1]
+        value = value if sep else argv[index + 1]
         parts = value.split(",") if flag in ("--input", "-i") else [value]
         found += [(flag, part, PATH_FLAGS[flag]) for part in parts if part]
     return found
 
 
 def _set_mode(cwd: str, path: str, denied: int, what: str) -> None:
-    """Clear the `denied` bits of `path` (a file or folder of ours, from `cwd`), keeping the
-    owner's."""
+    """Clear the `denied` bits of `path` (ours, from `cwd`); a link is refused."""
     full = os.path.join(cwd, path)
     info = os.lstat(full)
     if stat.S_ISLNK(info.st_mode):
@@ -316,23 +289,19 @@ def hand_over(argv: list[str], cwd: str | None = None) -> None:
             raise UserError(f"{flag} {path}: ais_bench (the ait front end) takes only the "
                             "characters A-Za-z0-9_-/. in a path (255 per name); use such a path")
         full = os.path.join(cwd, path)
-        if use == "write":
-            if os.path.lexists(full):
-                _set_mode(cwd, path, WRITE_DENIED, f"its {flag} folder")
-            continue
-        if not os.path.exists(full):
-            continue  # the tool's own message says what is missing
-        _set_mode(cwd, path, READ_DENIED, f"its {flag}")
-        if flag in ("--input", "-i") and os.path.isdir(full):
-            for entry in os.listdir(full):
-                _set_mode(cwd, os.path.join(path, entry), READ_DENIED,
-                          f"a file of its {flag} folder")
+        if use == "write" and os.path.lexists(full):
+            _set_mode(cwd, path, WRITE_DENIED, f"its {flag} folder")
+        elif use == "read" and os.path.exists(full):  # else the tool says what is missing
+            _set_mode(cwd, path, READ_DENIED, f"its {flag}")
+            if flag in ("--input", "-i") and os.path.isdir(full):
+                for entry in os.listdir(full):
+                    _set_mode(cwd, os.path.join(path, entry), READ_DENIED,
+                              f"a file of its {flag} folder")
 
 
 def run_tool(command: list[str], soc: str | None = None, om: str | None = None,
              device: int | None = None, cwd: str | None = None) -> None:
-    """Run an atc or ais_bench command line in the CANN environment, after the checks; in the
-    scratch folder `cwd` (prepare_workdir) when given."""
+    """Run an atc or ais_bench command in the CANN environment after the checks (in `cwd`)."""
     if not command:
         raise UserError("no command given after --")
     is_atc = os.path.basename(command[0]) == "atc"
@@ -362,23 +331,17 @@ def run_tool(command: list[str], soc: str | None = None, om: str | None = None,
         raise UserError(f"{command[0]}: cannot run it ({err.strerror})") from None
     if status != 0:
         what = "atc" if is_atc else " ".join(command[:3] if module else command[:1])
-        target = f" for SOC={soc}" if soc else ""
-        raise UserError(f"{what} failed{target} (exit status {status}); its messages are above"
-                        + (f"; check that this CANN toolkit supports {soc}" if is_atc and soc
-                           else ""))
+        hint = f"; check that this CANN toolkit supports {soc}" if is_atc and soc else ""
+        raise UserError(f"{what} failed{f' for SOC={soc}' if soc else ''} (exit status {status}); "
+                        f"its messages are above{hint}")
 
-
-# -- versions, for the report --------------------------------------------------------------
 
 def _key_value(path: str, key: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                name, sep, value = line.partition("=")
-                if sep and name.strip().lower() == key:
-                    return value.strip().strip('"')
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            name, sep, value = line.partition("=")
+            if sep and name.strip().lower() == key:
+                return value.strip().strip('"')
     return None
 
 
@@ -386,27 +349,14 @@ def toolkit_version(env: Mapping[str, str]) -> str | None:
     homes = [env.get("ASCEND_TOOLKIT_HOME"), env.get("ASCEND_HOME_PATH"),
              os.path.join(ascend_root(env), "ascend-toolkit", "latest"),
              os.path.join(ascend_root(env), "cann")]
-    for home in filter(None, homes):
-        for path in sorted(glob.glob(os.path.join(home, "*", "ascend_toolkit_install.info"))
-                           + glob.glob(os.path.join(home, "ascend_toolkit_install.info"))):
-            version = _key_value(path, "version")
-            if version:
-                return version
-    return None
+    infos = [info for home in filter(None, homes)
+             for info in sorted(glob.glob(os.path.join(home, "*", "ascend_toolkit_install.info")))
+             + glob.glob(os.path.join(home, "ascend_toolkit_install.info"))]
+    return next(filter(None, (_key_value(info, "version") for info in infos)), None)
 
 
-def npu_smi_version(env: Mapping[str, str]) -> str | None:
-    try:
-        text = socs.npu_smi(["info"], env) if socs.find_npu_smi(env) else ""
-    except UserError:
-        return None
-    match = re.search(r"Version:\s*(\S+)", text)
-    return match.group(1) if match else None
-
-
-# The ais_bench front ends by their own files: the `ait` one has infer/args_check.py (its path
-# checks at argument parsing); a build this project was tested with is named by the sha256 of
-# its infer/__main__.py (../shared/third_party: Ascend/tools 9d6da90, Ascend/ait 3baadae7).
+# The ait front end has infer/args_check.py; a build this project was tested with is named by
+# the sha256 of its infer/__main__.py (../shared/third_party: tools 9d6da90, ait 3baadae7).
 KNOWN_FRONTENDS = {
     "ac6f77b4dc4ae28427891d86250b9dab7e4fa90c2bc0471b73fb0b591f4f13c2": "tools 9d6da90",
     "094168b3f3dfd58280210989e14a4893dbd80710d53bef4b7f079f8c8c3a5217": "ait 3baadae7",
@@ -443,14 +393,12 @@ print(json.dumps(found))
 
 
 def ais_bench_install(python: str, env: Mapping[str, str]) -> dict[str, Any]:
-    """What `python -m ais_bench` would run: the distributions' versions, the front end's
-    fingerprint and generation, the aclruntime module's file name."""
+    """What `python -m ais_bench` runs: versions, front end fingerprint, aclruntime's file."""
     try:
         proc = subprocess.run([python, "-c", INSTALL_PROBE], capture_output=True, text=True,
                               env=env, timeout=60)
-        found: dict[str, Any] = json.loads(proc.stdout)
-        return found
-    except (OSError, subprocess.SubprocessError, ValueError):
+        return dict(json.loads(proc.stdout))
+    except (OSError, subprocess.SubprocessError, ValueError, TypeError):
         return {}
 
 
@@ -484,7 +432,12 @@ def describe(soc: str, device: int | str, ais_bench_command: str) -> dict[str, A
         env = dict(os.environ)
     module = ais_bench_module(command)
     install = ais_bench_install(module[0], env) if module else {}
-    npu_smi = npu_smi_version(env)
+    try:
+        found = re.search(r"Version:\s*(\S+)", socs.npu_smi(["info"], env)
+                          if socs.find_npu_smi(env) else "")
+    except UserError:
+        found = None
+    npu_smi = found.group(1) if found else None
     environment: dict[str, Any] = socs.package_versions(
         ("torch", "torchvision", "onnx", "numpy", "pillow"))
     environment.update({"cann_toolkit": toolkit_version(env),
@@ -507,9 +460,8 @@ def describe(soc: str, device: int | str, ais_bench_command: str) -> dict[str, A
 
 @cli
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python3 -m npuzoo.ascend", description=(
-        "Run atc/ais_bench in the CANN environment; record and check .om chips; describe the "
-        "backend."))
+    parser = argparse.ArgumentParser(prog="python3 -m npuzoo.ascend",
+                                     description=(__doc__ or "").split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run `-- <atc or ais_bench command>` after the checks")
     run.add_argument("--soc", help="chip the command compiles for or runs on")
@@ -539,8 +491,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "remove-om":
         remove_om(args.base)
     elif args.command == "record-om":
-        record = record_om(args.base, args.soc, args.onnx, args.bs)
-        print(f"compiled {args.base}.om for {record['soc_version']}")
+        record_om(args.base, args.soc, args.onnx, args.bs)
+        print(f"compiled {args.base}.om for {args.soc}")
     else:
         atomic_write(args.out, json.dumps(describe(args.soc, args.device, args.ais_bench),
                                           indent=2) + "\n")

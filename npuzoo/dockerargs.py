@@ -26,9 +26,8 @@ SAFE_PART = re.compile(r"[A-Za-z0-9._+-]+")
 
 def csv_field(text: str) -> str:
     """One CSV field as docker's --mount reader reads it back as `text`."""
-    if any(ch in text for ch in ',"\r\n') or text != text.strip():
-        return '"' + text.replace('"', '""') + '"'
-    return text
+    quote = any(ch in text for ch in ',"\r\n') or text != text.strip()
+    return '"' + text.replace('"', '""') + '"' if quote else text
 
 
 def check_path(path: str, what: str) -> None:
@@ -41,7 +40,6 @@ def check_path(path: str, what: str) -> None:
 
 def resolve_link(link: str) -> tuple[str, str]:
     """(what LINK finally points to, LINK's own target), both absolute."""
-    check_path(link, "link")
     if not os.path.islink(link):
         raise UserError(f"{link}: not a symbolic link (expected the link to the dataset folder)")
     named = os.readlink(link)
@@ -92,9 +90,8 @@ def ascend_runtime(docker: str = "/usr/bin/docker", timeout: int = 20) -> str | 
 
 
 def chown_tree(folder: str, uid: int, gid: int) -> None:
-    """FOLDER and everything under it to UID:GID, links themselves (never what they name); no
-    file keeps a set-user-id or set-group-id bit (one the container set must not become the
-    caller's)."""
+    """FOLDER and all under it to UID:GID, links themselves; set-id bits are cleared (one the
+    container set must not become the caller's)."""
     os.lchown(folder, uid, gid)
     for top, dirs, files in os.walk(folder):
         for name in dirs + files:
@@ -107,8 +104,7 @@ def chown_tree(folder: str, uid: int, gid: int) -> None:
 
 def run_confined(folder: str, prefixes: list[str], docker_argv: list[str],
                  owner: str | None = None) -> int:
-    """Run DOCKER_ARGV confined to FOLDER (confined_argv); with OWNER ("UID:GID"), FOLDER is
-    UID:GID's for the run and the caller's again after it. The docker exit status."""
+    """Run DOCKER_ARGV confined to FOLDER, owned by OWNER ("UID:GID") for the run if given."""
     command = confined_argv(folder, prefixes, docker_argv)
     if not owner:
         os.execvp(command[0], command)

@@ -21,8 +21,6 @@ from npuzoo.errors import UserError, cli
 ASCEND_SHAPE = re.compile(
     r"^Ascend(310|310P\d|310B\d|910|910A|910B|910ProA|910ProB|910PremiumA"
     r"|910B\d|910B\dC|910B\d-\d|910_93\d\d)$")
-SHAPE_EXAMPLES = ("Ascend310, Ascend310P3, Ascend310B4, Ascend910B3, Ascend910B4-1, "
-                  "Ascend910B2C, Ascend910_9392")
 NPU_SMI_FALLBACK_DIRS = ("/usr/local/sbin", "/usr/local/bin")
 # `| 0       310P3     | OK     | ...`: NPU id, Name, Health (any word: OK, Warning, Alarm, ...).
 NPU_SMI_CHIP_ROW = re.compile(
@@ -35,7 +33,6 @@ NPU_SMI_HEADER = re.compile(r"^\|\s*Chip(?:\s+(Device|Phy-ID))?\s+\|\s*Bus-Id")
 # `npu-smi info -m`: NPU ID, Chip ID, Chip Logic ID (digits or `-`), [Chip Phy-ID,] Chip Name.
 NPU_SMI_MAP_HEADER = re.compile(
     r"^\s*NPU ID\s+Chip ID\s+Chip Logic ID\s+(Chip Phy-ID\s+)?Chip Name")
-DAVINCI_NODE = re.compile(r"davinci(\d+)")
 HINT = "; pass SOC=<chip> explicitly (e.g. SOC=Ascend310P3)"
 
 
@@ -125,8 +122,7 @@ def npu_smi(args: list[str], env: Mapping[str, str] | None = None,
 
 
 def detect(device: int = 0, env: Mapping[str, str] | None = None) -> str:
-    """The soc_version of `device` as npu-smi reports it (run in `env`), or `cpu` without
-    npu-smi. Every failure is a UserError of one line."""
+    """The soc_version of `device` by npu-smi (in `env`), `cpu` without npu-smi."""
     path = find_npu_smi(env)
     if not path:
         return "cpu"
@@ -150,7 +146,7 @@ def detect(device: int = 0, env: Mapping[str, str] | None = None) -> str:
     try:
         found = parse_board(npu_smi(board, env, path))
     except UserError as err:
-        raise UserError(f"DEVICE={device} is an {chip['name']} (Atlas A3), whose soc_version "
+        raise UserError(f"DEVICE={device} is an {name} (Atlas A3), whose soc_version "
                         f"only the board query gives: {err}{HINT}") from None
     if not found:
         raise UserError(f"npu-smi {' '.join(board)} shows no Chip Name for DEVICE={device}"
@@ -163,22 +159,18 @@ def parse_chip_map(text: str) -> list[MappedChip]:
     chips: list[MappedChip] = []
     has_phy = None
     for line in text.splitlines():
+        fields, width = line.split(), 4 if has_phy else 3
         if header := NPU_SMI_MAP_HEADER.match(line):
             has_phy = bool(header.group(1))
-            continue
-        fields, width = line.split(), 4 if has_phy else 3
-        if (has_phy is None or len(fields) <= width or not all(f.isdigit() for f in fields[:3])
-                or (has_phy and not fields[3].isdigit())):
-            continue
-        chips.append(MappedChip(npu=int(fields[0]), chip=int(fields[1]), logic=int(fields[2]),
-                                phy=int(fields[3]) if has_phy else None,
-                                name=" ".join(fields[width:])))
+        elif has_phy is not None and len(fields) > width and all(map(str.isdigit, fields[:width])):
+                chips.append(MappedChip(npu=int(fields[0]), chip=int(fields[1]),
+                                    logic=int(fields[2]), phy=int(fields[3]) if has_phy else None,
+                                    name=" ".join(fields[width:])))
     return chips
 
 
 def device_node(device: int, map_text: str, nodes: list[int]) -> int:
-    """N of the /dev/davinci<N> of Chip Logic ID `device`, from `npu-smi info -m`'s text and the
-    davinci numbers present on the host."""
+    """N of /dev/davinci<N> for Chip Logic ID `device`, by `npu-smi info -m` and the nodes."""
     chips = parse_chip_map(map_text)
     if not chips:
         raise UserError("npu-smi info -m lists no chips with a Chip Logic ID; pass "
@@ -198,12 +190,12 @@ def device_node(device: int, map_text: str, nodes: list[int]) -> int:
 
 
 def check(soc: str) -> str:
-    """SOC itself, if `cpu`, `auto` or an Ascend name of a documented shape: the one check of
-    a SOC value (npuzoo.variables and mk/docker.mk call it)."""
+    """The one check of a SOC value (mk/docker.mk's too): `cpu`, `auto` or of ASCEND_SHAPE."""
     if soc not in ("cpu", "auto") and not ASCEND_SHAPE.match(soc):
         raise UserError(f"SOC={soc if soc.isprintable() else repr(soc)}: unknown chip; use cpu, "
-                        f"auto, or an Ascend --soc_version of a documented shape "
-                        f"({SHAPE_EXAMPLES}, ...)")
+                        "auto, or an Ascend --soc_version of a documented shape (Ascend310, "
+                        "Ascend310P3, Ascend310B4, Ascend910B3, Ascend910B4-1, Ascend910B2C, "
+                        "Ascend910_9392, ...)")
     return soc
 
 
@@ -273,8 +265,8 @@ def main(argv: list[str] | None = None) -> None:
         print(args.device)
         return
     dev = f"{root}/dev"
-    nodes = [int(m.group(1)) for m in map(DAVINCI_NODE.fullmatch, os.listdir(dev)) if m] \
-        if os.path.isdir(dev) else []
+    nodes = [int(name[len("davinci"):]) for name in os.listdir(dev)
+             if re.fullmatch(r"davinci\d+", name)] if os.path.isdir(dev) else []
     print(device_node(args.device, npu_smi(["info", "-m"], npu_smi_path=path), nodes))
 
 

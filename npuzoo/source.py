@@ -56,12 +56,9 @@ class SourceUnavailable(Exception):
     """This source cannot be fetched here (network, missing commit or release): try the next."""
 
 
-# -- small helpers --------------------------------------------------------------------------
-
 def last_line(text: str | None) -> str:
     """The last non-empty line of a tool's output (where git and pip put the reason)."""
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+    return next((line.strip() for line in reversed((text or "").splitlines()) if line.strip()), "")
 
 
 def run(command: list[str], cwd: str | None = None, timeout: float | None = None,
@@ -79,12 +76,9 @@ def run(command: list[str], cwd: str | None = None, timeout: float | None = None
 
 def describe(entry: Source) -> str:
     """`git <url>@<commit>` or `pypi <requirement>`: how a source is named in messages."""
-    if isinstance(entry, GitSource):
-        return f"git {entry.url}@{entry.commit}"
-    return f"pypi {entry.requirement}"
+    return (f"git {entry.url}@{entry.commit}" if isinstance(entry, GitSource)
+            else f"pypi {entry.requirement}")
 
-
-# -- git ------------------------------------------------------------------------------------
 
 def fetch_git(entry: GitSource, tree: str) -> Record:
     """Clone entry.url into `tree` and check out entry.commit; returns the record fields."""
@@ -107,8 +101,6 @@ def fetch_git(entry: GitSource, tree: str) -> Record:
     shutil.rmtree(os.path.join(tree, ".git"))  # the tree, not a repository: patch -p1 only
     return {"url": entry.url, "commit": head, "commit_object": commit_object}
 
-
-# -- pypi -----------------------------------------------------------------------------------
 
 def parse_requirement(requirement: str) -> tuple[str, str]:
     """(name, version) of a pinned `name==version` (checked by npuzoo.config)."""
@@ -138,8 +130,7 @@ def pinned_sdist(folder: str, entry: PypiSource) -> str | None:
 
 
 def pip_locations() -> list[tuple[str, str]]:
-    """Where pip's configuration (`pip config list`) looks: ("index", URL) for the index and
-    extra indexes, then ("find", path or URL) for the find-links."""
+    """`pip config list`'s ("index", URL) for the index and extra indexes, then its find-links."""
     listed = run([sys.executable, "-m", "pip", "config", "list"],
                  timeout=timeout_s("NPUZOO_PIP_TIMEOUT"))
     settings = {}
@@ -167,16 +158,14 @@ def page_links(url: str) -> list[tuple[str, str]]:
             url = pathlib.Path(path, "index.html").as_uri()
     with urllib.request.urlopen(url, timeout=timeout_s("NPUZOO_PIP_TIMEOUT")) as response:
         html = response.read(MAX_PAGE_BYTES).decode("utf-8", "replace")
-    found = []
-    for href in re.findall(r"""<a\s[^>]*href\s*=\s*["']([^"']+)["']""", html, re.IGNORECASE):
-        target = urllib.parse.urljoin(url, html_module.unescape(href))
-        found.append((urllib.parse.unquote(target.split("#")[0].rsplit("/", 1)[-1]), target))
-    return found
+    targets = [urllib.parse.urljoin(url, html_module.unescape(href)) for href in
+               re.findall(r"""<a\s[^>]*href\s*=\s*["']([^"']+)["']""", html, re.IGNORECASE)]
+    return [(urllib.parse.unquote(target.split("#")[0].rsplit("/", 1)[-1]), target)
+            for target in targets]
 
 
 def links(kind: str, location: str, name: str) -> list[tuple[str, str]]:
-    """(file name, URL) of the files a location offers for project `name`: an index's project
-    page (PEP 503), or a find-links folder (a path or a file: URL) or page."""
+    """(file name, URL) offered for `name` by an index (PEP 503), a find-links folder or page."""
     if kind == "index":
         return page_links(location.rstrip("/") + f"/{canonical(name)}/")
     folder = (urllib.request.url2pathname(urllib.parse.urlparse(location).path)
@@ -188,9 +177,8 @@ def links(kind: str, location: str, name: str) -> list[tuple[str, str]]:
 
 
 def download_sdist(requirement: str, folder: str, sha256: str) -> str:
-    """The sdist of `requirement` fetched as a file into `folder` from pip_locations() (not by
-    pip, which would run its build backend before the pin is checked): the first with sha256
-    `sha256`, else the last seen (its pin check then fails)."""
+    """The sdist of `requirement` fetched as a file into `folder` (pip would run its build
+    backend first): the first with `sha256`, else the last seen (its pin check then fails)."""
     name, version = parse_requirement(requirement)
     fetched, failures, seconds = None, [], timeout_s("NPUZOO_PIP_TIMEOUT")
     for kind, location in pip_locations():
@@ -213,7 +201,7 @@ def download_sdist(requirement: str, folder: str, sha256: str) -> str:
                             + (f" ({'; '.join(failures)})" if failures else ""))
 
 
-def extract_sdist(archive: str, tree: str) -> str:
+def extract_sdist(archive: str, tree: str) -> None:
     """Unpack `archive`; its single top folder becomes `tree`."""
     unpack = tempfile.mkdtemp(prefix=".unpack-", dir=os.path.dirname(tree))
     try:
@@ -232,31 +220,25 @@ def extract_sdist(archive: str, tree: str) -> str:
         if len(tops) != 1 or not os.path.isdir(os.path.join(unpack, tops[0])):
             raise UserError(f"{archive}: expected one top folder in the sdist, found {tops}")
         os.rename(os.path.join(unpack, tops[0]), tree)
-        return tops[0]
     finally:
         shutil.rmtree(unpack, ignore_errors=True)
 
 
 def check_sdist(archive: str, entry: PypiSource, origin: str) -> None:
-    """UserError unless `archive` has the pinned sha256 (from the cache or the index alike:
-    never unpacked, never replaced by another source)."""
-    expected = entry.sha256.lower()
-    actual = sha256_file(archive)
-    if actual == expected:
-        return
-    pinned = f"pinned in model.yaml for {describe(entry)}"
-    if origin == "cache":
-        raise UserError(f"{shown_path(archive)}: sha256 is {actual}, expected {expected} "
-                        f"({pinned}); not unpacked: delete {shown_path(archive)} "
-                        "to download it again")
-    raise UserError(f"{os.path.basename(archive)} downloaded from the package index: sha256 is "
-                    f"{actual}, expected {expected} ({pinned}); not unpacked: the index served "
-                    "another file than the pinned one (check the sha256 in model.yaml)")
+    """UserError unless `archive` has the pinned sha256 (no other source replaces it)."""
+    expected, actual = entry.sha256.lower(), sha256_file(archive)
+    if actual != expected:
+        where, advice = ((shown_path(archive), f"delete {shown_path(archive)} to download it again")
+                         if origin == "cache" else
+                         (f"{os.path.basename(archive)} downloaded from the package index",
+                          "the index served another file than the pinned one (check the sha256 "
+                          "in model.yaml)"))
+        raise UserError(f"{where}: sha256 is {actual}, expected {expected} (pinned in model.yaml "
+                        f"for {describe(entry)}); not unpacked: {advice}")
 
 
 def fetch_pypi(entry: PypiSource, tree: str, cache: str) -> Record:
-    """The pinned sdist of entry.requirement (the cache's, else downloaded), unpacked as `tree`;
-    a copy stays beside `tree`, where verify rebuilds the tree from it."""
+    """The pinned sdist (cached, else downloaded) unpacked as `tree`; a copy stays for verify."""
     name, version = parse_requirement(entry.requirement)
     cached = sdist_candidates(cache, name, version)
     if cached:
@@ -275,8 +257,7 @@ def fetch_pypi(entry: PypiSource, tree: str, cache: str) -> Record:
 
 
 def cache_sdist(entry: PypiSource, folder: str) -> str:
-    """The pinned sdist of a pypi source in `folder` (`make venv`: .venv/sdists), fetched as a
-    file unless it is there, and kept only with its pinned sha256."""
+    """The pinned sdist of `entry` in `folder`, fetched unless there, kept only if pinned."""
     found = pinned_sdist(folder, entry)
     if found:
         return found
@@ -291,8 +272,6 @@ def cache_sdist(entry: PypiSource, folder: str) -> str:
     finally:
         shutil.rmtree(download, ignore_errors=True)
 
-
-# -- patch ----------------------------------------------------------------------------------
 
 def rejected_hunk(tree: str) -> str:
     """`; rejected hunk in <file>: <its first lines>` of the first .rej file `patch` left."""
@@ -317,19 +296,15 @@ def patch_summary(output: str) -> str:
 
 
 def apply_patch(patch_path: str, tree: str, source_name: str) -> None:
-    """`patch -p1 --forward --batch` in `tree`; a UserError (the step stops: no other source is
-    tried) if any hunk fails."""
+    """`patch -p1` in `tree`; a failed hunk is a UserError: the step stops, no source is next."""
     try:
         result = run(["patch", "-p1", "--forward", "--batch", "-i", patch_path], cwd=tree)
     except SourceUnavailable:
         raise UserError("`patch` is not installed (apt-get install patch)") from None
-    if result.returncode == 0:
-        return
-    raise UserError(f"patch {os.path.basename(patch_path)} does not apply to {source_name}: "
-                    f"{patch_summary(result.stdout)}{rejected_hunk(tree)}")
+    if result.returncode != 0:
+        raise UserError(f"patch {os.path.basename(patch_path)} does not apply to {source_name}: "
+                        f"{patch_summary(result.stdout)}{rejected_hunk(tree)}")
 
-
-# -- tree hash --------------------------------------------------------------------------------
 
 IGNORED_DIRS = ("__pycache__",)   # written by Python when the tree is imported
 IGNORED_SUFFIXES = (".pyc",)
@@ -340,19 +315,10 @@ def tree_manifest(path: str) -> dict[str, str]:
     followed) or `other`} for every file and symlink under `path`, bytecode left out."""
     manifest = {}
     for root, dirs, files in os.walk(path):
-        kept = []
-        for name in dirs:
-            if os.path.islink(os.path.join(root, name)):
-                files.append(name)
-            elif name not in IGNORED_DIRS:
-                kept.append(name)
-        dirs[:] = sorted(kept)
-        relative_root = os.path.relpath(root, path)
-        for name in files:
-            if name.endswith(IGNORED_SUFFIXES):
-                continue
+        links = [name for name in dirs if os.path.islink(os.path.join(root, name))]
+        dirs[:] = sorted(set(dirs) - set(links) - set(IGNORED_DIRS))
+        for name in [name for name in files + links if not name.endswith(IGNORED_SUFFIXES)]:
             full = os.path.join(root, name)
-            relative = name if relative_root == "." else os.path.join(relative_root, name)
             mode = os.lstat(full).st_mode
             if stat.S_ISLNK(mode):
                 entry = "link " + os.readlink(full)
@@ -360,7 +326,7 @@ def tree_manifest(path: str) -> dict[str, str]:
                 entry = ("exec " if mode & stat.S_IXUSR else "file ") + sha256_file(full)
             else:
                 entry = "other"
-            manifest[relative.replace(os.sep, "/")] = entry
+            manifest[os.path.relpath(full, path).replace(os.sep, "/")] = entry
     return manifest
 
 
@@ -389,8 +355,8 @@ def git_tree_id(tree: str, work: str) -> str:
 
 def pristine_git(entry: GitSource, record: Record, dest: str, patch_path: str | None,
                  work: str) -> str:
-    """The patched tree of the pinned commit, from `dest`: with its patch undone it must be the
-    tree of the recorded commit object (which must hash to the pinned commit)."""
+    """The tree of the pinned commit, from `dest`: with its patch undone it must be the tree of
+    the recorded commit object (which must hash to the pinned commit)."""
     commit_object = record.get("commit_object")
     commit_object = commit_object if isinstance(commit_object, str) else ""
     commit = str(record.get("commit", ""))
@@ -406,32 +372,23 @@ def pristine_git(entry: GitSource, record: Record, dest: str, patch_path: str | 
         raise SourceUnavailable(f"{os.path.basename(patch_path)} cannot be undone in it")
     if f"tree {git_tree_id(tree, work)}\n" not in commit_object.split("\n\n")[0] + "\n":
         raise SourceUnavailable(f"with its patch undone, it is not the tree of commit {commit}")
-    if patch_path:
-        apply_patch(patch_path, tree, describe(entry))
     return tree
 
 
-def pristine_pypi(entry: PypiSource, record_path: str, cache: str, patch_path: str | None,
-                  work: str) -> str:
-    """The patched tree rebuilt from the sdist whose sha256 model.yaml pins (the copy fetch
-    kept beside the record, else the cache)."""
+def pristine_pypi(entry: PypiSource, record_path: str, cache: str, work: str) -> str:
+    """The tree of the pinned sdist (the copy kept beside the record, else the cached one)."""
     for folder in (os.path.dirname(os.path.abspath(record_path)), cache):
         archive = pinned_sdist(folder, entry)
         if archive:
-            tree = os.path.join(work, "tree")
-            extract_sdist(archive, tree)
-            if patch_path:
-                apply_patch(patch_path, tree, describe(entry))
-            return tree
+            extract_sdist(archive, os.path.join(work, "tree"))
+            return os.path.join(work, "tree")
     raise SourceUnavailable(f"no sdist with the pinned sha256 beside {record_path} nor in {cache}")
 
 
 def verify_tree(upstream: UpstreamSpec, model_folder: str, dest: str, record_path: str,
                 cache: str = DEFAULT_CACHE) -> str | None:
-    """None when `dest` is the patched tree of a pinned source, else the first (sorted)
-    differing relative path, or a text starting with "unknown" where the pinned tree cannot be
-    rebuilt here. The expected tree comes from the pinned inputs; the record only says which
-    source it was."""
+    """None when `dest` is the patched tree of a pinned source, else the first differing path,
+    or "unknown, <why>" where the pinned tree cannot be rebuilt here."""
     if not os.path.isdir(dest):
         raise UserError(f"{dest}: no such folder (the patched upstream tree); run the make "
                         "command again to rebuild it")
@@ -453,22 +410,18 @@ def verify_tree(upstream: UpstreamSpec, model_folder: str, dest: str, record_pat
     patch_path = os.path.join(model_folder, entry.patch) if entry.patch else None
     work = tempfile.mkdtemp(prefix=".verify-", dir=os.path.dirname(os.path.abspath(dest)))
     try:
-        if isinstance(entry, PypiSource):
-            tree = pristine_pypi(entry, record_path, cache, patch_path, work)
-        else:
-            tree = pristine_git(entry, record, dest, patch_path, work)
+        tree = (pristine_pypi(entry, record_path, cache, work) if isinstance(entry, PypiSource)
+                else pristine_git(entry, record, dest, patch_path, work))
+        if patch_path:
+            apply_patch(patch_path, tree, describe(entry))
         expected, actual = tree_manifest(tree), tree_manifest(dest)
     except (SourceUnavailable, UserError) as why:
         return f"unknown, {describe(entry)}: {why}"
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    for relative in sorted(set(expected) | set(actual)):
-        if expected.get(relative) != actual.get(relative):
-            return relative
-    return None
+    return next((relative for relative in sorted(set(expected) | set(actual))
+                 if expected.get(relative) != actual.get(relative)), None)
 
-
-# -- the step -------------------------------------------------------------------------------
 
 def shown_path(path: str) -> str:
     """Relative to the repository when inside it (reports are committed), else absolute."""
@@ -485,8 +438,7 @@ def remove(path: str) -> None:
 
 def fetch(upstream: UpstreamSpec, model_folder: str, dest: str, cache: str = DEFAULT_CACHE,
           log: Callable[[str], object] = print, record_path: str | None = None) -> Record:
-    """Fetch the first available source of `upstream` into `dest`, patched; returns the record
-    (also written to `record_path` if given)."""
+    """Fetch the first available source of `upstream` into `dest`, patched; the record."""
     dest = os.path.abspath(dest)
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     building = dest + ".tmp"

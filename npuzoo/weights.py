@@ -13,6 +13,7 @@ import shutil
 import sys
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,8 +24,6 @@ from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write, file_digests, umask
 
 Digests = Mapping[str, str | None]  # {"md5": hex, "sha256": hex}; an md5 may be unknown
-NO_FILE = ("no such file; pass a checkpoint path, leave WEIGHTS unset to download the published "
-           "one, or WEIGHTS=random")
 
 
 def source_of(spec: WeightsSpec, digests: Digests) -> str:
@@ -60,21 +59,17 @@ def download(spec: WeightsSpec, dest: str) -> None:
     except (urllib.error.URLError, OSError, ValueError) as err:
         if os.path.exists(part):
             os.unlink(part)
-        reason = getattr(err, "reason", err)
-        raise UserError(f"cannot download {spec.url} ({reason}); fetch {spec.file} elsewhere "
-                        "and pass WEIGHTS=/path/to/it, or WEIGHTS=random to check the "
-                        "pipeline") from None
-    try:
-        digests = verify(spec, part)
-    except UserError:
+        raise UserError(f"cannot download {spec.url} ({getattr(err, 'reason', err)}); fetch "
+                        f"{spec.file} elsewhere and pass WEIGHTS=/path/to/it, or WEIGHTS=random "
+                        "to check the pipeline") from None
+    digests = file_digests(part)
+    if source_of(spec, digests) == "custom":
         os.unlink(part)
         raise UserError(f"{spec.url}: the downloaded file does not match model.yaml's checksum; "
                         "the server may have changed it: pass WEIGHTS=/path/to/file") from None
     os.replace(part, dest)
     write_accepted(dest, {**digests, "url": spec.url})
 
-
-# -- identity by content ------------------------------------------------------------------
 
 ACCEPTED = ".accepted.json"  # <file>.accepted.json: the content accepted for a published file
 
@@ -106,8 +101,7 @@ def check_published_file(spec: WeightsSpec, path: str, cache: HashCache) -> Dige
 
 
 def store_copy(path: str, store_dir: str, cache: HashCache) -> tuple[str, dict[str, str] | None]:
-    """Copy a user's weights file into `store_dir` as <sha256>.pth (once); return (copy, digests
-    of the copy, or None where it was there already)."""
+    """(<sha256>.pth copy in `store_dir`, its digests or None if there already) of `path`."""
     sha256 = cache.sha256(path)
     stored = os.path.join(store_dir, sha256 + ".pth")
     if os.path.isfile(stored) and cache.sha256(stored) == sha256:
@@ -133,8 +127,6 @@ def check_not_a_zip_bomb(path: str) -> None:
     """torch.save writes a zip archive whose members are stored, not compressed: members that
     would inflate to over twice the file (plus 64 MiB for the pickles) are a zip bomb, refused
     before the export's torch.load allocates what their headers claim."""
-    import zipfile
-
     try:
         with zipfile.ZipFile(path) as archive:
             inflated = sum(member.file_size for member in archive.infolist())
@@ -163,7 +155,8 @@ def identify(spec: WeightsSpec, weights: str, weights_dir: str,
     else:
         original = os.path.abspath(weights)
         if not os.path.isfile(original):
-            raise UserError(f"WEIGHTS={weights}: {NO_FILE}")
+            raise UserError(f"WEIGHTS={weights}: no such file; pass a checkpoint path, leave "
+                            "WEIGHTS unset to download the published one, or WEIGHTS=random")
         check_not_a_zip_bomb(original)
         path, digests = store_copy(original, os.path.join(weights_dir, "store"), cache)
         sha256 = os.path.basename(path)[:-len(".pth")]
@@ -174,9 +167,8 @@ def identify(spec: WeightsSpec, weights: str, weights_dir: str,
             digests = digests or file_digests(path)
             source = source_of(spec, digests)
     sha256 = str(digests["sha256"])
-    description = {"source": source, "file": original, "md5": digests.get("md5"),
-                   "sha256": sha256}
-    return f"{source}-{sha256[:12]}", path, description
+    return f"{source}-{sha256[:12]}", path, {"source": source, "file": original,
+                                             "md5": digests.get("md5"), "sha256": sha256}
 
 
 def _read_description(weights_dir: str, sha256: str) -> dict[str, Any] | None:
@@ -199,10 +191,9 @@ def write_description(weights_dir: str, weights_id: str, description: dict[str, 
     try:
         with open(path, encoding="utf-8") as handle:
             old = json.load(handle)
-        if {k: v for k, v in old.items() if k != "file"} == \
-                {k: v for k, v in description.items() if k != "file"}:
+        if dict(old, file=None) == dict(description, file=None):
             return path
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError):  # TypeError: not a JSON object
         pass
     atomic_write(path, json.dumps(description, indent=2) + "\n")
     return path
