@@ -3,8 +3,8 @@
 As the ModelZoo AIPP configs: one static `aipp_op` block, RGB888_U8 input, per channel
 `(px - mean_chn - min_chn) * var_reci_chn` with min_chn = 255*mean and var_reci_chn =
 1/(255*std), so the om computes (px/255 - mean)/std from the raw bytes `preprocess.py --uint8`
-writes. `config_text` writes a model's config, `parse` reads one, and `prepend` puts the same
-computation as ONNX nodes in front of a graph (the CPU "atc" and the stand-in atc both use it).
+writes. `prepend` puts the same computation as ONNX nodes in front of a graph (the CPU "atc"
+and the stand-in atc both use it).
 """
 
 import argparse
@@ -69,10 +69,7 @@ def parse(text: str) -> dict[str, Field]:
     if not match:
         raise UserError("AIPP config: expected one `aipp_op { key: value ... }` block")
     fields: dict[str, Field] = {}
-    for line in match.group("body").split("\n"):
-        line = line.strip()
-        if not line:
-            continue
+    for line in filter(None, map(str.strip, match.group("body").split("\n"))):
         key, sep, value = line.partition(":")
         key, value = key.strip(), value.strip()
         if not sep or not re.fullmatch(r"[a-z_0-9]+", key) or not value:
@@ -147,8 +144,7 @@ def prepend(model: "ModelProto", fields: dict[str, Field]) -> "ModelProto":
     return model
 
 
-def read(path: str, height: int | None = None,
-         width: int | None = None) -> dict[str, Field]:
+def read(path: str, height: int | None = None, width: int | None = None) -> dict[str, Field]:
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()

@@ -40,12 +40,10 @@ def ascend_root(env: Mapping[str, str] | None = None) -> str:
 
 def set_env_candidates(env: Mapping[str, str], runtime_only: bool = False) -> list[str]:
     """set_env.sh files to try, in order, that exist."""
-    paths = []
     home = env.get("ASCEND_TOOLKIT_HOME")
-    if home:
-        paths += [os.path.join(home, "set_env.sh"),
-                  os.path.join(os.path.dirname(home.rstrip("/")), "set_env.sh"),
-                  os.path.join(home, "bin", "setenv.bash")]
+    paths = [os.path.join(home, "set_env.sh"),
+             os.path.join(os.path.dirname(home.rstrip("/")), "set_env.sh"),
+             os.path.join(home, "bin", "setenv.bash")] if home else []
     root = ascend_root(env)
     # ascend-toolkit/: CANN up to 8.3; cann/: CANN 8.5 and later (cann -> cann-<version>).
     paths += [os.path.join(root, "ascend-toolkit", "set_env.sh"),
@@ -90,8 +88,7 @@ def cann_environment(runtime_only: bool = False,
         if sourced is not None and environment_is_set(sourced, runtime_only):
             return sourced, path
     where = f" (sourced {', '.join(tried)}, still no atc)" if tried else ""
-    raise UserError(f"the CANN environment is not set: atc is not on PATH{where}; "
-                    + INSTALL_HINT)
+    raise UserError(f"the CANN environment is not set: atc is not on PATH{where}; {INSTALL_HINT}")
 
 
 def platform_socs(env: Mapping[str, str]) -> set[str]:
@@ -185,14 +182,12 @@ def check_device_chip(soc: str, device: int, env: Mapping[str, str]) -> None:
     try:
         found = socs.detect(host_device(device, env), env=env)
     except UserError as err:
-        reason = str(err).split("; pass SOC=")[0]
-        print(f"warning: not checking that {name} is an {soc}: {reason}",
-              file=sys.stderr, flush=True)
+        print(f"warning: not checking that {name} is an {soc}: "
+              f"{str(err).split('; pass SOC=')[0]}", file=sys.stderr, flush=True)
         return
     if found != soc:
-        raise UserError(f"{name} is an {found} (npu-smi info) but "
-                        f"SOC={soc}: an .om built for {soc} does not run there; use SOC={found} "
-                        "or SOC=auto")
+        raise UserError(f"{name} is an {found} (npu-smi info) but SOC={soc}: an .om built for "
+                        f"{soc} does not run there; use SOC={found} or SOC=auto")
 
 
 def ais_bench_module(command: list[str]) -> tuple[str, str] | None:
@@ -203,8 +198,7 @@ def ais_bench_module(command: list[str]) -> tuple[str, str] | None:
 def check_module(python: str, module: str, env: Mapping[str, str]) -> None:
     probe = ("import importlib.util, sys; "
              f"sys.exit(importlib.util.find_spec({module + '.infer'!r}) is None)")
-    proc = subprocess.run([python, "-c", probe], env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
+    if subprocess.run([python, "-c", probe], env=env, capture_output=True).returncode != 0:
         raise UserError(f"`{python} -m {module}` is not the ais_bench inference tool here (no "
                         f"{module}.infer module for {python}); {AIS_BENCH_HINT}")
 
@@ -425,12 +419,11 @@ def aclruntime_label(install: dict[str, Any]) -> str | None:
 
 def describe(soc: str, device: int | str, ais_bench_command: str) -> dict[str, Any]:
     """The backend/device/environment entries of an Ascend report."""
-    command = shlex.split(ais_bench_command)
     try:
         env, _ = cann_environment(runtime_only=True)
     except UserError:
         env = dict(os.environ)
-    module = ais_bench_module(command)
+    module = ais_bench_module(shlex.split(ais_bench_command))
     install = ais_bench_install(module[0], env) if module else {}
     try:
         found = re.search(r"Version:\s*(\S+)", socs.npu_smi(["info"], env)
@@ -467,16 +460,14 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--soc", help="chip the command compiles for or runs on")
     run.add_argument("--om", help="the .om an ais_bench run uses (its chip record is checked)")
     run.add_argument("--device", type=int, help="NPU the run uses (checked with npu-smi)")
-    run.add_argument("--cwd", help="scratch folder to run the tool in (created; links to the "
-                                   "top-level folders its relative paths name)")
+    run.add_argument("--cwd", help="scratch folder to run in, linked to what its paths name")
     run.add_argument("tool", nargs=argparse.REMAINDER)
     rec = sub.add_parser("record-om", help="name atc's output BASE.om and record its chip")
     rec.add_argument("base", help="the --output given to atc")
     rec.add_argument("--soc", required=True)
     rec.add_argument("--onnx")
     rec.add_argument("--bs", type=int)
-    rem = sub.add_parser("remove-om", help="delete BASE.om, its record and atc's "
-                                           "BASE_<os>_<arch>.om (before atc runs)")
+    rem = sub.add_parser("remove-om", help="delete BASE.om, its record and BASE_<os>_<arch>.om")
     rem.add_argument("base", help="the --output given to atc")
     desc = sub.add_parser("describe", help="write the backend JSON for `report write --extra`")
     desc.add_argument("--soc", required=True)

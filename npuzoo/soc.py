@@ -1,11 +1,11 @@
 """Which chip a run targets: `cpu`, an Ascend `--soc_version` of a documented shape
-(ASCEND_SHAPE), or `auto`: the chip of DEVICE in `npu-smi info` (every generation's table in
-tests/fixtures/npu-smi/; an Atlas A3's Name needs the board query), `cpu` without npu-smi.
-`device-node` maps DEVICE to the host's /dev/davinci<N> from `npu-smi info -m`
-(docs/ais_bench_compatibility.md, "SOC names and npu-smi").
+(ASCEND_SHAPE), or `auto`: the chip of DEVICE in `npu-smi info` (an Atlas A3's Name needs the
+board query), `cpu` without npu-smi. `device-node` maps DEVICE to the host's /dev/davinci<N>
+from `npu-smi info -m` (docs/ais_bench_compatibility.md, "SOC names and npu-smi").
 """
 
 import argparse
+import contextlib
 import importlib.metadata
 import os
 import platform
@@ -66,21 +66,18 @@ def parse_table(text: str) -> list[Chip]:
     """The chips of an `npu-smi info` table, in the order listed."""
     column = None
     rows: list[tuple[int, str, int | None, int | None]] = []  # npu, name, chip, second column
-    pending: tuple[int, str] | None = None
-    used = False
+    placeholder = False  # rows[-1] is a chip row's, to be replaced by its second rows
     for line in (raw.strip() for raw in text.splitlines()):
         if header := NPU_SMI_HEADER.match(line):
             column = header.group(1)
         elif row := NPU_SMI_CHIP_ROW.match(line):
-            if pending and not used:
-                rows.append((*pending, None, None))
-            pending, used = (int(row.group(1)), row.group(2)), False
-        elif (second := NPU_SMI_DEVICE_ROW.match(line)) and pending is not None:
-            rows.append((*pending, int(second.group(1)),
+            rows.append((int(row.group(1)), row.group(2), None, None))
+            placeholder = True
+        elif (second := NPU_SMI_DEVICE_ROW.match(line)) and rows:
+            npu, name = (rows.pop() if placeholder else rows[-1])[:2]
+            rows.append((npu, name, int(second.group(1)),
                          int(second.group(2)) if second.group(2) else None))
-            used = True
-    if pending and not used:
-        rows.append((*pending, None, None))
+            placeholder = False
     by_device = column == "Device" and rows and all(r[3] is not None for r in rows)
     return [Chip(npu=npu, name=name, chip=chip, column=column,
                  device=second if by_device and second is not None else index)
@@ -149,8 +146,7 @@ def detect(device: int = 0, env: Mapping[str, str] | None = None) -> str:
         raise UserError(f"DEVICE={device} is an {name} (Atlas A3), whose soc_version "
                         f"only the board query gives: {err}{HINT}") from None
     if not found:
-        raise UserError(f"npu-smi {' '.join(board)} shows no Chip Name for DEVICE={device}"
-                        + HINT)
+        raise UserError(f"npu-smi {' '.join(board)} shows no Chip Name for DEVICE={device}{HINT}")
     return found
 
 
@@ -206,12 +202,10 @@ def resolve(soc: str, device: int = 0) -> str:
 
 def _cpuinfo(keys: tuple[str, ...]) -> str | None:
     """The value of the first /proc/cpuinfo line starting with one of `keys`, if any."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            return next((line.split(":", 1)[1].strip() for line in handle
-                         if line.startswith(keys)), None)
-    except OSError:
-        return None
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as handle:
+        return next((line.split(":", 1)[1].strip() for line in handle if line.startswith(keys)),
+                    None)
+    return None
 
 
 def cpu_description() -> str:
@@ -237,10 +231,9 @@ def package_versions(names: tuple[str, ...] | list[str] = (
     """Python's version and the installed version of each package (None: not installed)."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for name in names:
-        try:
+        versions[name] = None
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
     return versions
 
 

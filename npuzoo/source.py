@@ -140,10 +140,8 @@ def pip_locations() -> list[tuple[str, str]]:
             settings[key] = str(ast.literal_eval(value))
 
     def setting(name: str, default: str = "") -> list[str]:  # PIP_*, `download`, `global`
-        for section in (":env:", "download", "global"):
-            if f"{section}.{name}" in settings:
-                return settings[f"{section}.{name}"].split()
-        return default.split()
+        keys = [f"{section}.{name}" for section in (":env:", "download", "global")]
+        return next((settings[key] for key in keys if key in settings), default).split()
     indexes = [] if setting("no-index") in (["1"], ["true"], ["yes"], ["on"]) else \
         setting("index-url", "https://pypi.org/simple") + setting("extra-index-url")
     return [("index", url) for url in indexes] + [("find", where) for where in
@@ -449,11 +447,8 @@ def fetch(upstream: UpstreamSpec, model_folder: str, dest: str, cache: str = DEF
         try:
             fetched = (fetch_git(entry, building) if isinstance(entry, GitSource)
                        else fetch_pypi(entry, building, cache))
-            record = {"kind": entry.kind, **fetched, "patch": entry.patch,
-                      "patch_sha256": None, "why": entry.why}
-            if entry.patch:  # a patch that does not apply stops the step (a UserError)
-                patch_path = os.path.join(model_folder, entry.patch)
-                record["patch_sha256"] = sha256_file(patch_path)
+            patch_path = os.path.join(model_folder, entry.patch) if entry.patch else None
+            if patch_path:  # a patch that does not apply stops the step (a UserError)
                 apply_patch(patch_path, building, name)
             manifest = tree_manifest(building)
             remove(dest)
@@ -463,9 +458,11 @@ def fetch(upstream: UpstreamSpec, model_folder: str, dest: str, cache: str = DEF
             continue
         finally:
             remove(building)
-        record.update(repo=upstream.repo, pinned_commit=upstream.commit,
-                      skipped=skipped, tree=shown_path(dest),
-                      tree_sha256=manifest_sha256(manifest), tree_files=len(manifest))
+        record = {"kind": entry.kind, **fetched, "patch": entry.patch,
+                  "patch_sha256": patch_path and sha256_file(patch_path), "why": entry.why,
+                  "repo": upstream.repo, "pinned_commit": upstream.commit, "skipped": skipped,
+                  "tree": shown_path(dest), "tree_sha256": manifest_sha256(manifest),
+                  "tree_files": len(manifest)}
         if record_path:
             atomic_write(record_path, json.dumps(record, indent=2) + "\n")
         for skip in skipped:
@@ -504,20 +501,19 @@ def main(argv: list[str] | None = None) -> None:
     if not (args.model and args.dest):
         parser.error(f"{args.command} needs MODEL and DEST")
     spec = config.load(args.model)
-    folder, upstream = spec.folder, spec.upstream
-    if not upstream.sources:
+    if not spec.upstream.sources:
         raise UserError(f"{args.model}: model.yaml has no upstream.sources; nothing to "
                         f"{args.command}")
     if args.command == "verify":
         if not args.record:
             raise UserError("verify needs --record JSON (the record written by fetch)")
-        first = verify_tree(upstream, folder, args.dest, args.record, args.cache)
+        first = verify_tree(spec.upstream, spec.folder, args.dest, args.record, args.cache)
         if first is not None:
             raise UserError(f"{args.dest}: differs from the pinned source's patched tree "
                             f"(first difference: {first}); run the make command again to "
                             "rebuild it")
         return
-    fetch(upstream, folder, args.dest, cache=args.cache, record_path=args.record)
+    fetch(spec.upstream, spec.folder, args.dest, cache=args.cache, record_path=args.record)
 
 
 if __name__ == "__main__":

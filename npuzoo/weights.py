@@ -7,6 +7,7 @@ random initialisation. The id `<source>-<sha256[:12]>` (or `random`) names every
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -82,11 +83,9 @@ def check_published_file(spec: WeightsSpec, path: str, cache: HashCache) -> Dige
     """Digests of the downloaded published file, verified against model.yaml when its content
     changed (with no published checksum, against the sha256 recorded at download)."""
     sha256 = cache.sha256(path)
-    try:
-        with open(path + ACCEPTED, encoding="utf-8") as handle:
-            accepted = json.load(handle)
-    except (OSError, ValueError):
-        accepted = None
+    accepted = None
+    with contextlib.suppress(OSError, ValueError), open(path + ACCEPTED, encoding="utf-8") as file:
+        accepted = json.load(file)
     accepted = accepted if isinstance(accepted, dict) and accepted.get("sha256") else None
     if accepted and accepted["sha256"] == sha256:
         return {"sha256": sha256, "md5": accepted.get("md5")}
@@ -173,30 +172,22 @@ def identify(spec: WeightsSpec, weights: str, weights_dir: str,
 
 def _read_description(weights_dir: str, sha256: str) -> dict[str, Any] | None:
     for source in ("published", "custom", "unverified"):
-        try:
-            with open(os.path.join(weights_dir, f"{source}-{sha256[:12]}.json"),
-                      encoding="utf-8") as handle:
-                data = json.load(handle)
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and data.get("sha256") == sha256:
-            return data
+        path = os.path.join(weights_dir, f"{source}-{sha256[:12]}.json")
+        with contextlib.suppress(OSError, ValueError), open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+            if isinstance(data, dict) and data.get("sha256") == sha256:
+                return data
     return None
 
 
-def write_description(weights_dir: str, weights_id: str, description: dict[str, Any]) -> str:
+def write_description(weights_dir: str, weights_id: str, description: dict[str, Any]) -> None:
     """weights/<id>.json, written only when absent or different in content (not in `file`):
     the same bytes from another path must not redo the export."""
     path = os.path.join(weights_dir, weights_id + ".json")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            old = json.load(handle)
-        if dict(old, file=None) == dict(description, file=None):
-            return path
-    except (OSError, ValueError, TypeError):  # TypeError: not a JSON object
-        pass
+    with contextlib.suppress(OSError, ValueError, TypeError), open(path, encoding="utf-8") as old:
+        if dict(json.load(old), file=None) == dict(description, file=None):
+            return
     atomic_write(path, json.dumps(description, indent=2) + "\n")
-    return path
 
 
 @cli
