@@ -1,16 +1,10 @@
 """`make <model>` (python3 -m npuzoo.run MODEL, values from the environment as NPUZOO_BS,
-...): check every variable, lock the model's build folder, identify the inputs by content,
-then, per batch size, write the run's plan (npuzoo/plan.py) and run mk/pipeline.mk on it.
+...): check every variable, lock build/<model>/.lock, identify the inputs by content, then,
+per batch size, write the run's plan (npuzoo/plan.py) and run mk/pipeline.mk on it.
 
-A driver in Python, because the user's values then never reach a shell or Make: the Makefile
-hands them over verbatim, they are checked here in one place, and make is called with an
-argument list (no shell) and a plan file of validated tokens and paths under build/. DATA is
-reached through a link build/inputs/<dataset id>.data, a WEIGHTS file is copied into
-build/<model>/weights/store/. An input's id hashes its content (npuzoo.checksums caches the
-hashes by stat): a file replaced under the same path gets a new id and its own artefacts.
-
-One run at a time per model: build/<model>/.lock (a second run waits, saying for whom).
-Holding it, the driver removes the temporary files (`*.tmp`, `*.part`) of a killed run.
+In Python so that the user's values never reach a shell or Make: make gets an argument list and
+a plan file of validated tokens and paths under build/ (DATA through a link
+build/inputs/<dataset id>.data, a WEIGHTS file copied into build/<model>/weights/store/).
 """
 
 from __future__ import annotations
@@ -91,7 +85,7 @@ class Settings:
                 raise UserError(f"QUANTIZER={self.quantizer}: quantises PRECISION=int8 runs; "
                                 "add PRECISION=int8 or drop it")
         problems.raise_any()
-        # Paths are made absolute here, relative to where make was called.
+        # (relative to where make was called)
         self.calib_data_abs = os.path.abspath(self.calib_data) if self.calib_data else ""
         self.data_abs = os.path.abspath(self.data) if self.data else ""
         if self.weights not in ("", "random"):
@@ -100,24 +94,20 @@ class Settings:
 
 
 def read_values(environ: Mapping[str, str], model: str | None = None) -> dict[str, str]:
-    """The raw Make variables, as the Makefile exported them (NPUZOO_<NAME>). On an Ascend chip,
-    LOOP and WARMUP left unset take the model's perf defaults from its model.yaml (the guide's
-    --loop and --warmup_count); on the CPU, where a guide's 1000 loops of DPN131 would take
-    minutes, the table's. They are checked like typed values."""
+    """The raw Make variables (NPUZOO_<NAME>). On an Ascend chip LOOP and WARMUP default to the
+    guide's (model.yaml `perf`); on the CPU, where DPN131's 1000 loops would take minutes, to
+    the table's."""
     soc = environ.get("NPUZOO_SOC", DEFAULTS["SOC"])
     on_npu = soc.startswith("Ascend") or (soc == "auto" and shutil.which("npu-smi"))
-    defaults: dict[str, Any] = {}
-    if model is not None and on_npu:
-        defaults = {name.upper(): str(value) for name, value in
-                    config.perf_defaults(config.load(model)).items()}
-    return variables.read(environ, "model", defaults)
+    guide = config.perf_defaults(config.load(model)) if model is not None and on_npu else {}
+    return variables.read(environ, "model", {k.upper(): str(v) for k, v in guide.items()})
 
 
 # -- locking and leftovers ------------------------------------------------------------------
 
 @contextlib.contextmanager
 def lock_for(model: str, settings: Settings) -> Iterator[None]:
-    """An exclusive flock on build/<model>/.lock; the holder writes who it is into the file."""
+    """An exclusive flock on build/<model>/.lock, holding who holds it."""
     who = " ".join([f"make {model}", *(f"{k}={shlex.quote(v)}" for k, v in settings.raw.items()
                                        if v and k in ("BS", "SOC"))])
     path = os.path.join(BUILD, model, ".lock")
@@ -141,17 +131,14 @@ def remove_leftovers(*folders: str) -> None:
     """Temporary files and folders of killed runs (the lock says no run is active)."""
     removed = 0
     for folder in folders:
-        if not os.path.isdir(folder):
-            continue
-        for root, dirs, files in os.walk(folder, topdown=True):
+        for root, dirs, files in os.walk(folder):
             for name in [d for d in dirs if d.endswith(TEMPORARY)]:
                 shutil.rmtree(os.path.join(root, name), ignore_errors=True)
                 dirs.remove(name)
                 removed += 1
-            for name in files:
-                if name.endswith(TEMPORARY):
-                    os.unlink(os.path.join(root, name))
-                    removed += 1
+            for name in [f for f in files if f.endswith(TEMPORARY)]:
+                os.unlink(os.path.join(root, name))
+                removed += 1
     if removed:
         print(f"removed {removed} temporary file(s) left by an interrupted run", flush=True)
 
@@ -184,8 +171,7 @@ SCRUBBED = {"MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKELEVEL", "MAKE_TERMOUT",
 
 
 def make_mode(environ: Mapping[str, str] = os.environ) -> str:
-    """Make runs this driver under -n, -q and -t too (the recipe's `+`): "n" (make -n: only
-    show), "q" (make -q: only answer), "t" (make -t: mark up to date), or "" (run)."""
+    """The letter of -n, -q or -t when make runs this driver so (the recipe's `+`), else ''."""
     flags = environ.get("MAKEFLAGS", "").split(" -- ")[0].split()
     letters = flags[0] if flags and not flags[0].startswith("-") else ""
     return next((mode for mode in "nqt" if mode in letters), "")
@@ -195,8 +181,7 @@ DRY_RUN = make_mode() == "n"
 
 
 def answer_make_mode(what: str) -> None:
-    """make -q: `what` is not up to date (exit 1, nothing run: only its steps know, by running);
-    make -t: refused, since touching files cannot stand for running the pipeline."""
+    """make -q: not up to date (exit 1: only the steps know, by running); make -t: refused."""
     mode = make_mode()
     if mode == "q":
         raise SystemExit(1)
@@ -206,12 +191,11 @@ def answer_make_mode(what: str) -> None:
 
 
 def make_env(**extra: str) -> dict[str, str]:
-    """This process's environment without SCRUBBED, with `extra`: a make's own."""
+    """A make's environment: this process's without SCRUBBED, with `extra`."""
     return {**{k: v for k, v in os.environ.items() if k not in SCRUBBED}, **extra}
 
 
 def make(args: list[str], check: bool = True) -> int:
-    """Run `make --no-print-directory ARGS` (an argument list: no shell) in the repository."""
     command = ["make", "--no-print-directory", *(["-n"] if DRY_RUN else []), *args]
     result = subprocess.run(command, cwd=REPO, env=make_env(), stdin=subprocess.DEVNULL)
     if check and result.returncode != 0:
@@ -227,8 +211,7 @@ MODEL_HASHES = IMAGE_HASHES[-3:]
 
 
 def image_hashes(plan: RunPlan, model: str | None = None) -> RunPlan:
-    """The plan with the shared images' hashes, and with `model` that model's own too (over its
-    upstream tree as it is now)."""
+    """The plan with the shared images' hashes, and with `model` that model's own too."""
     args = [f"SOC={plan.soc}"]
     if model:
         args = [a for a in plan.docker_args() if a.split("=")[0] not in MODEL_HASHES]
@@ -276,15 +259,9 @@ def check_source_tree(model: str) -> None:
 
 
 def plan_of(model: str, settings: Settings, soc: str, **ids: Any) -> RunPlan:
-    """The plan of a run's first batch size; `ids`: the inputs' ids where known (the RunPlan
-    fields data_id, weights_id, weights_path, ...)."""
+    """The plan of a run's first batch size; `ids`: the RunPlan fields of the inputs' ids."""
     spec, int8 = config.load(model), settings.precision == "int8"
-    if soc != "cpu":
-        own_engine = ASCEND_ENGINE
-    elif int8:
-        own_engine = config.INT8_BACKEND
-    else:
-        own_engine = spec.backend
+    own_engine = ASCEND_ENGINE if soc != "cpu" else config.INT8_BACKEND if int8 else spec.backend
     engine = settings.backend or own_engine
     # On the CPU npuzoo.tune picks the engine and streams unless they are given or TUNE=0;
     # untuned, the perf step runs one stream per core (npuzoo.bench --streams).
@@ -305,9 +282,8 @@ def plan_of(model: str, settings: Settings, soc: str, **ids: Any) -> RunPlan:
 
 
 def share(plan: RunPlan, spec: config.ModelSpec, cache: HashCache | None = None) -> RunPlan:
-    """The plan with its shared preprocessed sets, evaluation and calibration (npuzoo/store.py);
-    with the stat `cache`, their references are written and a made set verified (else only the
-    keys are computed)."""
+    """The plan with the keys of its shared preprocessed sets (npuzoo/store.py); with the stat
+    `cache` their references are written too and a made set verified."""
     folder = config.model_dir(plan.model)
     keys: dict[str, Any] = {"prep_bytes": store.prep_bytes(spec, plan.aipp),
                             "export_key": store.export_key(spec, folder)}
@@ -327,8 +303,7 @@ def share(plan: RunPlan, spec: config.ModelSpec, cache: HashCache | None = None)
 
 
 def check_cpu_options(soc: str, settings: Settings) -> None:
-    """PRECISION, BACKEND and STREAMS choose how the CPU runs the model; an Ascend chip runs
-    the .om as its guide says."""
+    """The CPU's options, refused on an Ascend chip (it runs the .om as its guide says)."""
     if soc == "cpu":
         return
     for name, value in (("PRECISION", settings.precision != "fp32"), ("BACKEND", settings.backend),
@@ -358,8 +333,7 @@ def resolve_soc(settings: Settings, say: Callable[..., None] = print) -> str:
 
 
 def check_toolkit(soc: str, settings: Settings) -> None:
-    """An Ascend chip needs atc (CANN) on this host, unless the steps run in the images:
-    said now, before any long step."""
+    """An Ascend chip needs atc (CANN) on this host unless the steps run in the images."""
     if soc != "cpu" and settings.runner == "local":
         from npuzoo import ascend
 
@@ -367,8 +341,7 @@ def check_toolkit(soc: str, settings: Settings) -> None:
 
 
 def preflight(settings: Settings, problems: Problems) -> str | None:
-    """Every check of a run's inputs that needs no long step, each problem added to
-    `problems`: the chip and its toolkit, the CPU options, DATA's layout, the WEIGHTS file."""
+    """The checks of a run's inputs that need no long step, each problem added to `problems`."""
     soc = None
     with problems:
         soc = resolve_soc(settings)
@@ -397,8 +370,6 @@ def show(model: str, settings: Settings) -> None:
     model_config = config.load(model)
     soc = resolve_soc(settings)
     cache = store.hash_cache()
-    if not settings.data_abs:
-        dataset.check_dataset("")
     data_id = dataset_id(settings.data_abs, settings.limit, cache)
     data_link(settings.data_abs, data_id)
     if settings.weights == "random":
@@ -420,29 +391,24 @@ def show(model: str, settings: Settings) -> None:
 
 
 def calibration(settings: Settings, cache: HashCache) -> dict[str, Any]:
-    """PRECISION=int8: the calibration images by content (never images that are evaluated), as
-    the plan's calib_id and calib_offset."""
+    """PRECISION=int8: the plan's calib_id and calib_offset, of images that are not evaluated."""
     if settings.precision != "int8":
         return {}
+    source, offset = settings.data_abs, settings.limit or 0
     if settings.calib_data_abs:
-        source, offset = settings.calib_data_abs, 0
-        if os.path.realpath(source) == os.path.realpath(settings.data_abs):
-            source, offset = settings.data_abs, settings.limit or 0
-    else:
-        source, offset = settings.data_abs, settings.limit or 0
-        if not offset:
-            raise UserError("PRECISION=int8 calibrates on images that are not evaluated: with N "
-                            "unset every image of DATA is; set N below the number of images, or "
-                            "CALIB_DATA=<folder with val/ and val_label.txt>")
+        if os.path.realpath(settings.calib_data_abs) != os.path.realpath(settings.data_abs):
+            source, offset = settings.calib_data_abs, 0
+    elif not offset:
+        raise UserError("PRECISION=int8 calibrates on images that are not evaluated: with N "
+                        "unset every image of DATA is; set N below the number of images, or "
+                        "CALIB_DATA=<folder with val/ and val_label.txt>")
+    limit = settings.calib
     if offset:
-        labels, _ = dataset.check_dataset(source)
-        left = len(labels) - offset
+        left = len(dataset.check_dataset(source)[0]) - offset
         if left <= 0:
             raise UserError(f"PRECISION=int8: DATA={settings.data} has no labelled image after "
                             f"the first {offset} to calibrate on; lower N or set CALIB_DATA")
-        limit = min(settings.calib, left)
-    else:
-        limit = settings.calib
+        limit = min(limit, left)
     calib_id = dataset_id(source, limit, cache, offset)
     data_link(source, calib_id)
     print(f"int8: calibrating on {limit} images of {source}"
@@ -451,11 +417,7 @@ def calibration(settings: Settings, cache: HashCache) -> dict[str, Any]:
 
 
 def prepare(model: str, settings: Settings) -> RunPlan:
-    """Identify the inputs of a run (the caller holds the model's lock): returns its plan.
-
-    Removes leftovers of killed runs, resolves SOC, hashes DATA's selection, builds the
-    images (RUNNER=docker), fetches and verifies the weights, re-verifies the patched tree.
-    """
+    """The plan of a run, its inputs identified (the caller holds the model's lock)."""
     model_config = config.load(model)
     build = os.path.join(BUILD, model)
     remove_leftovers(build, os.path.join("reports", model))
@@ -465,8 +427,6 @@ def prepare(model: str, settings: Settings) -> RunPlan:
     assert soc is not None  # (else preflight's problems said why)
     cache = store.hash_cache()
     try:
-        if not settings.data_abs:
-            dataset.check_dataset("")  # the one-line "DATA is not set" error
         from npuzoo import steps
 
         started = time.perf_counter()
@@ -493,8 +453,8 @@ def prepare(model: str, settings: Settings) -> RunPlan:
 
 
 def committed_reports(models: list[str]) -> dict[str, bytes]:
-    """{path: bytes} of the committed reports of `models`, reports/<model>/[<variant>/]
-    <SOC>_bs<BS>.json (another owner's current report has a dot more: history.own_path)."""
+    """{path: bytes} of reports/<model>/[<variant>/]<SOC>_bs<BS>.json (not another owner's
+    current report, which has a dot more: history.own_path)."""
     from npuzoo import history
 
     found = {}
@@ -509,8 +469,7 @@ def committed_reports(models: list[str]) -> dict[str, bytes]:
 
 def render_readmes(models: list[str], before: dict[str, bytes]) -> None:
     """Re-render the READMEs and plots (one renderer at a time) when a committed report of
-    `models` changed since `before`; a run that only added another owner's reports leaves the
-    tracked files as they are, and says how to see it."""
+    `models` changed since `before`."""
     from npuzoo import readme
 
     if all(committed_reports(models).get(path) == data for path, data in before.items()):
