@@ -1,8 +1,7 @@
-"""npuzoo: shared tooling of the inference zoo.
+"""npuzoo: shared tooling of the inference zoo (models/ never imports it).
 
-Model folders under models/ never import this package. Run as `python3 -m npuzoo.<module>`,
-a Ctrl-C anywhere, even during the heavy imports before a command's own handler exists, prints
-`error: interrupted` and exits 130 (the hook below, installed only under `-m`).
+Under `python3 -m npuzoo.<module>` a Ctrl-C anywhere, even during the heavy imports before a
+command's own handler exists, prints `error: interrupted` and exits 130 (the hook below).
 """
 
 import contextlib
@@ -12,8 +11,6 @@ from collections.abc import Callable
 from types import TracebackType
 
 __version__ = "0.1.0"
-
-INTERRUPTED_STATUS = 130
 
 
 def _exit_on_interrupt(kind: type[BaseException], value: BaseException,
@@ -26,7 +23,7 @@ def _exit_on_interrupt(kind: type[BaseException], value: BaseException,
         try:
             print("error: interrupted", file=sys.stderr, flush=True)
         finally:
-            os._exit(INTERRUPTED_STATUS)
+            os._exit(130)
     _previous(kind, value, traceback)
 
 

@@ -1,8 +1,6 @@
-"""The atc and ais_bench command lines, defined once.
-
-mk/pipeline.mk runs them (as the Make functions ATC_ARGS, INFER_ARGS, PERF_ARGS that
-config.make_variables writes) and each model README shows them (with shell variables such as
-${bs}). Arguments are strings, so a Make placeholder or a shell variable fits anywhere.
+"""The atc and ais_bench command lines, defined once: mk/pipeline.mk runs them (as Make
+functions) and each model README shows them. Arguments are strings, so that a Make placeholder
+or a shell variable such as ${bs} fits anywhere.
 """
 
 import shlex
@@ -12,8 +10,7 @@ from npuzoo.config import ModelSpec
 
 def atc_args(spec: ModelSpec, model: str, output: str, batch: str, soc: str,
              aipp: str | None = None) -> list[str]:
-    """`atc` arguments of the guides: the ONNX, the output base, the static input shape, the
-    chip; with AIPP the insert_op_conf file; then model.yaml's atc.extra_args."""
+    """The guides' `atc` arguments, then the AIPP file's, then model.yaml's atc.extra_args."""
     channels, height, width = spec.input.shape
     args = ["--framework=5", f"--model={model}", f"--output={output}",
             f"--input_format={spec.input.layout}",
@@ -45,8 +42,8 @@ def perf_args(model: str, output: str, dirname: str, batch: object, loop: object
 
 
 def make_functions(spec: ModelSpec) -> dict[str, str]:
-    """{name: Make text} of ATC_ARGS, INFER_ARGS and PERF_ARGS (called with $(call ...));
-    ATC_ARGS' fifth argument, the AIPP file, adds its options only when given."""
+    """{name: Make text} of ATC_ARGS (its fifth argument: an optional AIPP file), INFER_ARGS and
+    PERF_ARGS."""
     atc = atc_args(spec, "$(1)", "$(2)", "$(3)", "$(4)")
     extras = atc[7:]  # model.yaml's, shell-quoted; a `$` doubled, so that Make leaves it be
     text = " ".join(atc[:7]) + "$(if $(5), " + " ".join(aipp_args("$(5)")) + ")"

@@ -1,7 +1,6 @@
-"""model.yaml: the one reader. `load(name_or_path)` validates a model's file against one schema
-and returns a frozen, typed ModelSpec; `python3 -m npuzoo.config makevars MODEL` prints the Make
-variables mk/pipeline.mk reads. A bad value stops with one line naming the file and the field,
-e.g. `models/x/model.yaml: preprocess.crop: expected a positive integer, got 'big'`.
+"""model.yaml's one reader: `load(name_or_path)` validates the file against one schema into a
+frozen ModelSpec, a bad value in one line naming file and field (`models/x/model.yaml:
+preprocess.crop: expected a positive integer, got 'big'`); `makevars MODEL`: mk/pipeline.mk's.
 """
 
 import argparse
@@ -19,20 +18,14 @@ from npuzoo.errors import UserError, cli
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS_DIR = os.path.join(REPO_ROOT, "models")
 
-# The CPU engines (npuzoo.engines runs them). DEFAULT_BACKEND is a model's unless its
-# `runtime.backend` names another: benchmarks/bench_engines.py ranked OpenVINO f32 first on 3 of
-# the 5 models (benchmarks/results/engines.json; another CPU may rank them otherwise, hence
-# npuzoo.tune). INT8_BACKEND runs PRECISION=int8 with TUNE=0 unless BACKEND= says otherwise:
-# its int8 kernels paid off where ONNX Runtime's did not (the README's PRECISION row).
+# The CPU engines (npuzoo.engines). DEFAULT_BACKEND is a model's unless `runtime.backend` names
+# another, INT8_BACKEND runs PRECISION=int8 unless BACKEND= does, and INT8_QUANTIZER is int8's
+# quantiser per engine unless QUANTIZER= says: measurements on one machine
+# (benchmarks/results/engines.json, int8.json), not general facts (hence npuzoo.tune).
 BACKENDS = ("onnxruntime", "openvino")
 BACKEND_LABELS = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 DEFAULT_BACKEND = "openvino"
 INT8_BACKEND = "openvino"
-# PRECISION=int8's quantiser per engine (npuzoo/quantize.py METHODS; QUANTIZER= overrides it):
-# measured on one machine (2-vCPU AMD EPYC; benchmarks/results/int8.json), not a general fact.
-# OpenVINO refused ONNX Runtime's QDQ graph of TResNet-M ("No suitable implementations") and
-# crashed on DPN131's, and ran NNCF's of all five at 3.6x fp32 (geometric mean); on ONNX
-# Runtime, its own quantiser's graphs ran at 1.11x fp32, NNCF's at 1.02x.
 INT8_QUANTIZER = {"openvino": "nncf", "onnxruntime": "onnxruntime"}
 
 
@@ -137,8 +130,7 @@ class _Reader:
 
 
 def _spec(check: Check, required: bool | str = True) -> dict[str, Any]:
-    """A field's metadata: the check of its model.yaml value; `required`: False (it may be
-    absent: None), or a text saying why it is required."""
+    """A field's metadata; `required`: False (absent: None), or a text saying why it is."""
     return {"check": check, "required": required}
 
 
@@ -146,8 +138,7 @@ T = TypeVar("T")
 
 
 def _read(read: _Reader, cls: type[T], prefix: str, required: str = "", **given: Any) -> T:
-    """`cls` of the fields at `prefix` (their checks in their _spec), and `given`; `required`:
-    why a field that is simply required is, where the error should say."""
+    """`cls` of the fields at `prefix` and `given`; `required`: why a required field is."""
     values = dict(given)
     for spec in fields(cls):  # type: ignore[arg-type]  # (cls: one of the dataclasses below)
         if "check" in spec.metadata:
@@ -306,10 +297,9 @@ class ModelSpec:
     upstream: UpstreamSpec
 
 
-
 def parse(data: object, where: str, folder: str) -> ModelSpec:
-    """The ModelSpec of parsed model.yaml `data`; `where` names the file in errors and `folder`
-    is the model folder, where the files it names (upstream patches) must be."""
+    """The ModelSpec of parsed model.yaml `data` (`where`: the file, for errors), whose patches
+    are in `folder`."""
     if not isinstance(data, dict):
         raise UserError(f"{where}: expected a mapping of fields at the top level")
     read = _Reader(data, where)
@@ -347,8 +337,7 @@ def _weights(read: _Reader) -> WeightsSpec:
 
 
 def _perf(read: _Reader) -> PerfSpec | None:
-    """The perf step's defaults, as the guide runs `python3 -m ais_bench --loop N` (its
-    --warmup_count left at the tool's default, 1); LOOP= and WARMUP= override them."""
+    """The guide's `python3 -m ais_bench --loop N` (--warmup_count: the tool's default, 1)."""
     perf = read.section("perf")
     if not perf:
         return None
@@ -357,8 +346,8 @@ def _perf(read: _Reader) -> PerfSpec | None:
 
 
 def _reference(read: _Reader) -> ReferenceSpec:
-    """reference.accuracy, the gate's tolerance, and reference.perf.<chip> (`fps`, `per: chip`
-    or `card` with `chips`, `note`, `source`); a key `source` beside the chips is no chip."""
+    """reference.accuracy, the gate's tolerance, and reference.perf.<chip> (a key `source`
+    beside the chips is no chip)."""
     chips: dict[str, ReferencePerf] = {}
     for chip, table in read.section("reference.perf").items():
         if chip == "source":
@@ -426,8 +415,7 @@ def model_dir(name: str) -> str:
 
 
 def model_names(models_dir: str = MODELS_DIR) -> list[str]:
-    """Every model that has a <models_dir>/<name>/model.yaml, sorted: the one model list (the
-    Makefile's MODEL_NAMES is the same wildcard)."""
+    """The one model list (the Makefile's MODEL_NAMES is the same wildcard), sorted."""
     if not os.path.isdir(models_dir):
         return []
     return sorted(n for n in os.listdir(models_dir)
@@ -459,15 +447,13 @@ def load(name_or_path: str) -> ModelSpec:
 
 
 def perf_defaults(spec: ModelSpec) -> dict[str, int]:
-    """{"loop": N, "warmup": M} of the guide's perf command, or {} where model.yaml has none
-    (npuzoo.run then keeps its own defaults)."""
+    """{"loop": N, "warmup": M} of the guide's perf command, or {} where model.yaml has none."""
     return {"loop": spec.perf.loop, "warmup": spec.perf.warmup} if spec.perf else {}
 
 
 def make_variables(spec: ModelSpec) -> str:
-    """The model.yaml facts mk/pipeline.mk and mk/docker.mk read, as Make lines: the published
-    weights file, whether there is an upstream tree, and the command functions ($(call ATC_ARGS,
-    ...), npuzoo/commands.py)."""
+    """The Make lines of mk/pipeline.mk and mk/docker.mk: model.yaml's facts and the command
+    functions ($(call ATC_ARGS, ...), npuzoo/commands.py)."""
     from npuzoo import commands
 
     values = {"WEIGHTS_FILE": spec.weights.file,

@@ -16,15 +16,12 @@ class UserError(Exception):
 
 
 class WriteError(UserError, OSError):
-    """A file could not be written (folder not writable, disk full, ...): one line, exit 2.
-
-    Also an OSError, so callers that handle OSError from a write keep working."""
+    """A file could not be written: one line, exit 2 (an OSError too, for callers of a write)."""
 
 
 class Problems:
-    """The UserErrors of several independent checks (`with problems: check()`), so that a run
-    reports every input problem at once: `raise_any` raises one UserError holding one line
-    per problem (the `cli` wrapper prints each as an `error:` line)."""
+    """The UserErrors of independent checks (`with problems: check()`), so that a run says every
+    input problem at once: `raise_any` raises one UserError of one `error:` line per problem."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []

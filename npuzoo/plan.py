@@ -1,21 +1,18 @@
 """One run's plan: what a (model, chip, batch size, configuration) runs and where every artefact
-goes, decided once by the driver (npuzoo/run.py) and written as the two files the steps read:
-
-  build/<model>/plans/<hash>.mk     the rule variables of `make -f mk/pipeline.mk PLAN=<file>`
-  build/<model>/plans/<hash>.json   the manifest `npuzoo.report write` reads
-
-named by a hash of the plan, so runs of other configurations never share one. The variant label
-(`variant_label`) is the one name of a configuration: the report records it, its folder under
-reports/<model>/ is it, and the READMEs' headings, rows and plot lines show it.
+goes, decided once by npuzoo/run.py and written, named by a hash of the plan, as
+build/<model>/plans/<hash>.mk (the rule variables of `make -f mk/pipeline.mk PLAN=<file>`) and
+<hash>.json (the manifest `npuzoo.report write` reads). The variant label is the one name of a
+configuration: its report's field and folder, and the READMEs' headings, rows and plot lines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 import re
+from pathlib import Path
 from typing import Any
 
 from npuzoo.config import BACKEND_LABELS
@@ -34,12 +31,9 @@ QUANTIZER_WORDS = {"onnxruntime": "ortquant", "nncf": "nncf"}
 
 def variant_label(aipp: bool, precision: str, engine: str, own_engine: str,
                   quantizer: str = "") -> str:
-    """'' for a model's own run; else what sets the run apart, joined by '-': `aipp`, a
-    precision other than fp32, `nncf` for NNCF's int8 graph (ONNX Runtime's quantiser, the
-    first one, is plain `int8`: a label never depends on the INT8_QUANTIZER defaults, so a
-    committed report keeps its folder when they change), the engine when it is not the run's
-    own (for int8 the int8 engine, else the model's): `int8`, `int8-onnxruntime`, `int8-nncf`,
-    `int8-nncf-onnxruntime`, `openvino`, `aipp`."""
+    """What sets a run apart from the model's own (''), joined by '-': `aipp`, `int8`, `nncf` for
+    NNCF's graph (ONNX Runtime's is plain `int8` whatever INT8_QUANTIZER says, so that a report
+    keeps its folder when that changes), an engine not the run's own (int8's: INT8_BACKEND)."""
     return "-".join(["aipp"] * aipp + [precision] * (precision != "fp32")
                     + ["nncf"] * (quantizer == "nncf") + [engine] * (engine != own_engine))
 
@@ -103,9 +97,8 @@ class RunPlan:
         return ", ".join(w for w in words if w)
 
     def make_args(self, *targets: str, bs: int | None = None, **extra: object) -> list[str]:
-        """`make` arguments for mk/pipeline.mk: the plan file of batch size `bs` (this plan's
-        without; written now), then `extra` (the sweep's SHARDS, SHARD, DEVICE: validated
-        tokens) and the targets."""
+        """mk/pipeline.mk's arguments: the plan file of batch size `bs` (written now), `extra`
+        (the sweep's validated tokens) and the targets."""
         path = (dataclasses.replace(self, bs=bs) if bs else self).write()
         return ["-f", "mk/pipeline.mk", f"PLAN={path}", *(f"{k}={v}" for k, v in extra.items()),
                 *targets]
@@ -211,16 +204,13 @@ class RunPlan:
         fields = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
         return f"build/{self.model}/plans/{hashlib.sha256(fields).hexdigest()[:16]}.{ext}"
 
-    def write(self, root: str = ".") -> str:
-        """Write the plan file and the manifest under `root` (the repository), each unless it
-        is there already as it would be written (its time kept); return the plan file's path."""
+    def write(self) -> str:
+        """Write the plan file and the manifest, each unless it is there as it would be written
+        (its time kept for Make); return the plan file's path."""
         for path, text in ((self.path("json"), json.dumps(self.manifest(), indent=2) + "\n"),
                            (self.path("mk"), self.makefile())):
-            try:
-                with open(os.path.join(root, path), encoding="utf-8") as handle:
-                    if handle.read() == text:
-                        continue
-            except OSError:
-                pass
-            atomic_write(os.path.join(root, path), text)
+            with contextlib.suppress(OSError):
+                if Path(path).read_text(encoding="utf-8") == text:
+                    continue
+            atomic_write(path, text)
         return self.path("mk")

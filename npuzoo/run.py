@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import hashlib
 import os
 import re
@@ -21,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -457,14 +459,10 @@ def committed_reports(models: list[str]) -> dict[str, bytes]:
     current report, which has a dot more: history.own_path)."""
     from npuzoo import history
 
-    found = {}
-    for model in models:
-        for folder in history.report_folders(os.path.join("reports", model)):
-            for name in os.listdir(folder) if os.path.isdir(folder) else ():
-                if re.fullmatch(r"[^.]+_bs[0-9]+\.json", name):
-                    with open(os.path.join(folder, name), "rb") as handle:
-                        found[os.path.join(folder, name)] = handle.read()
-    return found
+    return {path: Path(path).read_bytes() for model in models
+            for folder in history.report_folders(os.path.join("reports", model))
+            for path in glob.glob(os.path.join(glob.escape(folder), "*_bs*.json"))
+            if re.fullmatch(r"[^.]+_bs[0-9]+\.json", os.path.basename(path))}
 
 
 def render_readmes(models: list[str], before: dict[str, bytes]) -> None:

@@ -1,8 +1,6 @@
-"""Where a run's time goes: every pipeline step timed (`python3 -m npuzoo.steps run LOG STEP
-[--bs BS] -- COMMAND...`, mk/pipeline.mk's `$(call STEP,<name>)`) into build/<model>/steps.jsonl,
-one JSON line per command (run id NPUZOO_RUN_ID, step, batch size, seconds, exit status) under a
-lock; the table at the end of `make <model>` shows what this run did and names the steps an
-earlier run did that it reused; each report records its steps.
+"""Where a run's time goes: `python3 -m npuzoo.steps run LOG STEP [--bs BS] -- COMMAND...`
+(mk/pipeline.mk's `$(call STEP,<name>)`) times a step into build/<model>/steps.jsonl, one JSON
+line per command; `make <model>` ends with their table, and each report records its steps.
 """
 
 import argparse
@@ -24,6 +22,10 @@ RUN_ENV = "NPUZOO_RUN_ID"
 # The order of the table: the pipeline's.
 ORDER = ("data", "weights", "source", "preprocess", "export", "quantize", "compile", "inference",
          "perf", "postprocess", "report")
+
+
+def ordered(steps: Iterable[str]) -> list[str]:
+    return [s for s in ORDER if s in steps] + sorted(s for s in steps if s not in ORDER)
 
 
 def record(log: str, step: str, seconds: float, status: int = 0, bs: int | None = None) -> None:
@@ -80,15 +82,14 @@ def totals(found: Iterable[Entry], bs: int | None = None) -> dict[str, float]:
         if bs is not None and entry.get("bs") not in (None, bs):
             continue
         sums[entry["step"]] = sums.get(entry["step"], 0.0) + float(entry.get("seconds") or 0)
-    ordered = [s for s in ORDER if s in sums] + sorted(s for s in sums if s not in ORDER)
-    return {step: round(sums[step], 2) for step in ordered}
+    return {step: round(sums[step], 2) for step in ordered(sums)}
 
 
 def reused(found: Iterable[Entry], earlier: Iterable[Entry]) -> list[str]:
     """The steps that earlier runs did (successfully) and this run's `found` did not."""
     done = {str(e.get("step")) for e in found}
-    names = {str(e["step"]) for e in earlier if e.get("status") == 0 and e.get("step")} - done
-    return [s for s in ORDER if s in names] + sorted(s for s in names if s not in ORDER)
+    return ordered({str(e["step"]) for e in earlier if e.get("status") == 0 and e.get("step")}
+                   - done)
 
 
 def table(found: list[Entry], earlier: Iterable[Entry] = ()) -> str:
@@ -107,9 +108,7 @@ def table(found: list[Entry], earlier: Iterable[Entry] = ()) -> str:
 def split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """(options, command) of `... -- COMMAND...` (the command after the first `--`)."""
     argv = list(argv)
-    if "--" not in argv:
-        return argv, []
-    split = argv.index("--")
+    split = argv.index("--") if "--" in argv else len(argv)
     return argv[:split], argv[split + 1:]
 
 

@@ -1,9 +1,7 @@
-"""The user's variables, in one table: name, default, checker, help, the targets that take it.
-
-It feeds npuzoo.run, npuzoo.sweep, `make help` (standard library only: it runs before .venv
-exists), the README's table and the Makefile's lists (tests/test_make_inputs.py). Kinds:
-"value" is checked here, "docker" by mk/docker.mk, "make" is the Makefile's own,
-"environment" is read from the environment only.
+"""The user's variables in one table (name, default, checker, help, targets) for npuzoo.run,
+npuzoo.sweep, `make help` (standard library only: it runs before .venv exists), the README and
+the Makefile's lists. Kinds: "value" is checked here, "docker" by mk/docker.mk, "make" is the
+Makefile's own, "environment" is read from the environment only.
 """
 
 from __future__ import annotations
@@ -73,7 +71,6 @@ def device(name: str, text: str) -> str:
 
 
 def path(name: str, text: str) -> str:
-    """A path given by the user: any characters but a line break or NUL."""
     if any(c in text for c in "\0\n\r"):
         raise UserError(f"{name}={shown(text)}: a path with a line break or NUL character; "
                         "rename the file or folder")
@@ -97,8 +94,7 @@ def models(name: str, text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Variable:
-    """One variable. `choices` with `hint`: the values taken (the checked value is the text;
-    with `switch`, whether it is "1", an empty one taking `default`)."""
+    """One variable; `choices`: its values (`switch`: checked as whether it is "1")."""
 
     name: str
     default: str = ""
@@ -113,7 +109,6 @@ class Variable:
     switch: bool = False
 
     def value(self, text: str) -> Any:
-        """The checked value of `text` (UserError naming the variable)."""
         if self.choices:
             if text not in self.choices:
                 raise UserError(f"{self.name}={shown(text)}: unknown value; {self.hint}")
@@ -174,9 +169,8 @@ VARIABLES: tuple[Variable, ...] = (
              "tuning tries OpenVINO's stream layouts only, the engine the graph was quantised "
              "for; reports go to `reports/<model>/int8-nncf/` (NNCF's graph; `int8/` for ONNX "
              "Runtime's quantiser, `int8-onnxruntime/` on that engine) with the speed-up and "
-             "accuracy drop "
-             "beside fp32 and `int8_agreement` (top-1/top-5 agreement with the fp32 export and "
-             "logit differences, first 200 images)",
+             "accuracy drop beside fp32 and `int8_agreement` (top-1/top-5 agreement with the "
+             "fp32 export and logit differences, first 200 images)",
              choices=("fp32", "int8"), hint="use fp32 or int8"),
     Variable("QUANTIZER", "", "the engine's", CPU + "int8's quantiser: onnxruntime or nncf",
              CPU + "int8's quantiser: `onnxruntime` (ONNX Runtime's "
@@ -289,17 +283,15 @@ def names(kind: str) -> list[str]:
 
 def read(environ: Mapping[str, str], target: str,
          defaults: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The raw values of `target`'s variables, as the Makefile hands them over (NPUZOO_<NAME>),
-    a variable not given taking `defaults`' value, else its own."""
+    """The raw values of `target`'s variables (NPUZOO_<NAME>), else `defaults`', else their own."""
     defaults = defaults or {}
     return {v.name: environ.get(f"NPUZOO_{v.name}", defaults.get(v.name, v.default))
             for v in of(target)}
 
 
 def check_names(environ: Mapping[str, str], target: str = "model") -> None:
-    """UserError for a variable given on make's command line (NPUZOO_COMMAND_LINE: the names
-    the Makefile saw with origin `command line`) that `target` does not take: it would be
-    ignored silently. Variables of the environment are not judged (the shell sets many)."""
+    """UserError for a name on make's command line (NPUZOO_COMMAND_LINE) that `target` does not
+    take, which would be ignored silently (the environment's are not judged: shells set many)."""
     known = {v.name for v in VARIABLES if target in v.targets and v.kind != "environment"}
     what = "sweep" if target == "sweep" else "<model>"
     problems = Problems()
