@@ -96,14 +96,12 @@ class _Reader:
 
     def unknown(self, dotted: str, table: dict[str, Any], fields: tuple[str, ...],
                 what: str = "") -> None:
-        """UserError naming the first key of `table` not among `fields`."""
         extra = sorted(set(table) - set(fields))
         if extra:
             raise self.fail(dotted, f"unknown field {extra[0]!r}{what} (fields: "
                                     + ", ".join(fields) + ")")
 
     def section(self, dotted: str) -> dict[str, Any]:
-        """The mapping at `dotted` ({} where absent)."""
         node: Any = self.data
         parts = dotted.split(".")
         for depth, part in enumerate(parts):

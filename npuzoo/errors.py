@@ -1,6 +1,7 @@
 """One clear line for errors a user can cause (UserError, the `cli` wrapper). Writing files
 atomically and checksumming them is npuzoo/files.py's."""
 
+import contextlib
 import functools
 import sys
 from collections.abc import Callable
@@ -19,15 +20,12 @@ class WriteError(UserError, OSError):
     """A file could not be written: one line, exit 2 (an OSError too, for callers of a write)."""
 
 
-class Problems:
+class Problems(contextlib.AbstractContextManager["Problems"]):
     """The UserErrors of independent checks (`with problems: check()`), so that a run says every
     input problem at once: `raise_any` raises one UserError of one `error:` line per problem."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
-
-    def __enter__(self) -> "Problems":
-        return self
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
                  traceback: TracebackType | None) -> bool:

@@ -114,10 +114,7 @@ class RunPlan:
             words.insert(words.index("int8") + 1, QUANTIZER_WORDS[self.quantizer])
         suffix = "".join("_" + word for word in words)
         onnx = f"{b}/onnx/{self.weights_id}/{self.model}.onnx"
-        # OpenVINO's compile keeps to standard operators (--portable): a name of its own.
-        portable = "_portable" if self.engine == "openvino" else ""
         run_dir = f"{chip}/bs{self.bs}{suffix}"
-        out_dir = f"{run_dir}/{self.data_id}"
         backend_json = f"{run_dir}/backend.json" if ascend else ""
         variant = f"/{self.variant}" if self.variant else ""
         return {
@@ -138,9 +135,10 @@ class RunPlan:
             "COMPILE_SOURCE": f"{onnx[:-5]}_int8-{QUANTIZER_WORDS[self.quantizer]}-"
                               f"{self.calib_prep_key}.onnx" if int8 else onnx,
             "OM_BASE": f"{chip}/{self.model}_bs{self.bs}{suffix}" if ascend else "",
-            "COMPILED": f"{chip}/{self.model}_bs{self.bs}{suffix}"
-                        + (".om" if ascend else f"{portable}.onnx"),
-            "RUN_DIR": run_dir, "OUT_DIR": out_dir,
+            # OpenVINO's compile keeps to standard operators (--portable): a name of its own
+            "COMPILED": f"{chip}/{self.model}_bs{self.bs}{suffix}" + (
+                ".om" if ascend else "_portable.onnx" if self.engine == "openvino" else ".onnx"),
+            "RUN_DIR": run_dir, "OUT_DIR": f"{run_dir}/{self.data_id}",
             "PERF_DIR": f"{run_dir}/perf-loop{self.loop}-warmup{self.warmup}"
                         + (f"-streams{self.streams}" if self.streams else "")
                         + (f"-{self.perf_seconds}s" if self.perf_seconds else "")
@@ -188,7 +186,6 @@ class RunPlan:
                 "fp32_model": paths["ONNX"] if self.precision == "int8" else None}
 
     def docker_args(self) -> list[str]:
-        """mk/docker.mk's arguments of the plan's chip and image hashes."""
         return [f"SOC={self.soc}", *(f"{name}={value}" for name, value in self.image_hashes)]
 
     def makefile(self) -> str:
@@ -204,13 +201,13 @@ class RunPlan:
         fields = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
         return f"build/{self.model}/plans/{hashlib.sha256(fields).hexdigest()[:16]}.{ext}"
 
-    def write(self) -> str:
-        """Write the plan file and the manifest, each unless it is there as it would be written
-        (its time kept for Make); return the plan file's path."""
+    def write(self, root: str = ".") -> str:
+        """Write the plan file and the manifest under `root` (the repository), each unless it is
+        there as it would be written (its time kept for Make); return the plan file's path."""
         for path, text in ((self.path("json"), json.dumps(self.manifest(), indent=2) + "\n"),
                            (self.path("mk"), self.makefile())):
             with contextlib.suppress(OSError):
-                if Path(path).read_text(encoding="utf-8") == text:
+                if Path(root, path).read_text(encoding="utf-8") == text:
                     continue
-            atomic_write(path, text)
+            atomic_write(Path(root, path), text)
         return self.path("mk")

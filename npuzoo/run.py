@@ -38,7 +38,6 @@ from npuzoo.plan import ASCEND_ENGINE, RunPlan
 REPO = config.REPO_ROOT
 BUILD = "build"
 
-# The raw defaults of `make <model>`'s variables (npuzoo/variables.py holds them).
 DEFAULTS = variables.read({}, "model")
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 # Settings' attribute of a variable, where it is not its name in lower case.

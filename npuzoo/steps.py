@@ -99,14 +99,13 @@ def table(found: list[Entry], earlier: Iterable[Entry] = ()) -> str:
         return "steps: nothing to do (every step was up to date)" + (f"; {kept}" if kept else "")
     sums = totals(found)
     width = max(len(step) for step in sums)
-    lines = ["steps of this run (wall time, s):"]
-    lines += [f"  {step.ljust(width)}  {seconds:8.1f}" for step, seconds in sums.items()]
+    lines = ["steps of this run (wall time, s):",
+             *(f"  {step.ljust(width)}  {seconds:8.1f}" for step, seconds in sums.items())]
     lines.append(f"  {'total'.ljust(width)}  {sum(sums.values()):8.1f}")
     return "\n".join(lines + ([f"  {kept}"] if kept else []))
 
 
 def split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(options, command) of `... -- COMMAND...` (the command after the first `--`)."""
     argv = list(argv)
     split = argv.index("--") if "--" in argv else len(argv)
     return argv[:split], argv[split + 1:]

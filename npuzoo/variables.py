@@ -58,11 +58,6 @@ def positive(name: str, text: str) -> int:
     return int(number(name, text) or 0)
 
 
-def images(name: str, text: str) -> int | None:
-    return number(name, text, optional=True,
-                  what="a positive number of images, or leave it unset for all")
-
-
 def device(name: str, text: str) -> str:
     if not DEVICES.match(text):
         raise UserError(f"{name}={shown(text)}: expected a device id such as 0 "
@@ -75,10 +70,6 @@ def path(name: str, text: str) -> str:
         raise UserError(f"{name}={shown(text)}: a path with a line break or NUL character; "
                         "rename the file or folder")
     return text
-
-
-def soc(name: str, text: str) -> str:
-    return socs.check(text)
 
 
 def models(name: str, text: str) -> list[str]:
@@ -121,7 +112,6 @@ def _switch(name: str, hint: str, **fields: Any) -> Variable:
 
 
 CPU = "CPU: "
-RUN = ("model", "sweep")
 IMAGES = ("images", "model", "sweep")
 VARIABLES: tuple[Variable, ...] = (
     Variable("BS", "1", "`1`", "batch sizes, e.g. BS=\"1 4 16\": one run and report each",
@@ -129,11 +119,14 @@ VARIABLES: tuple[Variable, ...] = (
              check=batch_sizes),
     Variable("SOC", "cpu", "`cpu`", "cpu, auto (npu-smi), or an Ascend chip such as Ascend310P3",
              "`cpu` (the project's runner), an Ascend `--soc_version` such as `Ascend310P3`, or "
-             "`auto` (reads `npu-smi info`; `cpu` when there is none)", check=soc),
+             "`auto` (reads `npu-smi info`; `cpu` when there is none)",
+             check=lambda name, text: socs.check(text)),
     Variable("DATA", "", "—", "folder with val/ and val_label.txt (required)",
              "folder with `val/` and `val_label.txt` (required)", check=path),
     Variable("N", "", "all", "only the first N labelled images",
-             "only the first N labelled images in sorted order", check=images),
+             "only the first N labelled images in sorted order",
+             check=lambda name, text: number(name, text, optional=True, what=(
+                 "a positive number of images, or leave it unset for all"))),
     Variable("WEIGHTS", "", "published",
              "unset: the published file (checksum verified); a path; or random",
              "unset: download the published file and verify its checksum; a path: that "
@@ -295,10 +288,8 @@ def check_names(environ: Mapping[str, str], target: str = "model") -> None:
     known = {v.name for v in VARIABLES if target in v.targets and v.kind != "environment"}
     what = "sweep" if target == "sweep" else "<model>"
     problems = Problems()
-    for name in environ.get("NPUZOO_COMMAND_LINE", "").split():
+    for name in [n for n in environ.get("NPUZOO_COMMAND_LINE", "").split() if n not in known]:
         with problems:
-            if name in known:
-                continue
             if BY_NAME.get(name, VARIABLES[0]).kind == "environment":
                 raise UserError(f"{name}: read from the environment, not make's command line; "
                                 f"run {name}=... make {target}")
@@ -315,19 +306,17 @@ def check_names(environ: Mapping[str, str], target: str = "model") -> None:
 def help_text() -> str:
     """`make help`: the targets, then the variables of each."""
     lines = ["Targets:", *(f"  make {t:<24} {h}" for t, h in TARGETS)]
-    for title, target, kinds in (("make <model> (and sweep)", "model", ("value",)),
-                                 ("make sweep only", "sweep", ("value", "environment")),
-                                 ("make images (and RUNNER=docker)", "images", ("make",)),
-                                 ("make venv and make test", "test", ("value", "make"))):
+    # (title, target, kinds, the target whose section lists a variable both take)
+    for title, target, kinds, elsewhere in (
+            ("make <model> (and sweep)", "model", ("value",), "venv"),
+            ("make sweep only", "sweep", ("value", "environment"), "model"),
+            ("make images (and RUNNER=docker)", "images", ("make",), ""),
+            ("make venv and make test", "test", ("value", "make"), "")):
         lines.append(f"Variables of {title}:")
-        for v in VARIABLES:
-            if target in v.targets and v.kind in kinds and not (
-                    (target == "model" and "venv" in v.targets)
-                    or (target == "sweep" and "model" in v.targets)):
-                default = v.shown.strip("`") if len(v.shown) < 14 and v.shown != "—" else ""
-                lines.append(f"  {v.name:<21} {v.help}" + (f" (default {default})" if default
-                                                          else "")
-                             + (" (environment)" if v.kind == "environment" else ""))
+        for v in [v for v in of(target, kinds) if elsewhere not in v.targets]:
+            default = v.shown.strip("`") if len(v.shown) < 14 and v.shown != "—" else ""
+            lines.append(f"  {v.name:<21} {v.help}" + f" (default {default})" * bool(default)
+                         + " (environment)" * (v.kind == "environment"))
         if target == "images":
             lines += textwrap.wrap(" ".join(names("docker")) + ": the images' settings (see "
                                    "images/README.md)", 96, initial_indent="  ",
