@@ -67,13 +67,10 @@ def _list_of(check: Check, length: int | None = None) -> Check:
 
 
 def _hex(low: int, high: int | None = None) -> Check:
-    def check(value: Any) -> str | None:
-        if (isinstance(value, str) and low <= len(value) <= (high or low)
-                and re.fullmatch("[0-9a-fA-F]*", value)):
-            return None
-        return (f"expected {low} hexadecimal digits" if high is None else
-                f"expected a commit hash ({low} to {high} hexadecimal digits)")
-    return check
+    wanted = f"{low} hexadecimal digits" if high is None else \
+        f"a commit hash ({low} to {high} hexadecimal digits)"
+    return lambda v: None if isinstance(v, str) and low <= len(v) <= (high or low) \
+        and re.fullmatch("[0-9a-fA-F]*", v) else f"expected {wanted}"
 
 
 _PINNED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*==[^\s;,=]+")
@@ -166,11 +163,8 @@ class WeightsSpec:
     @property
     def published(self) -> tuple[str, str] | None:
         """(algorithm, lower-case hex digest) to verify a download against, sha256 first."""
-        for algorithm in ("sha256", "md5"):
-            digest: str | None = getattr(self, algorithm)
-            if digest:
-                return algorithm, digest.lower()
-        return None
+        return next(((algorithm, str(getattr(self, algorithm)).lower())
+                     for algorithm in ("sha256", "md5") if getattr(self, algorithm)), None)
 
 
 @dataclass(frozen=True)
