@@ -78,10 +78,9 @@ class Settings:
         with problems:
             if streams := getattr(self, "streams", None):
                 engines.check_streams(streams, "STREAMS")
-        with problems:
+        with problems:  # (the two exclude each other)
             if getattr(self, "precision", "") == "int8" and getattr(self, "aipp", False):
                 raise UserError("PRECISION=int8 with AIPP=1: not supported together; pick one")
-        with problems:
             if getattr(self, "quantizer", "") and getattr(self, "precision", "") != "int8":
                 raise UserError(f"QUANTIZER={self.quantizer}: quantises PRECISION=int8 runs; "
                                 "add PRECISION=int8 or drop it")
@@ -305,11 +304,9 @@ def share(plan: RunPlan, spec: config.ModelSpec, cache: HashCache | None = None)
 
 def check_cpu_options(soc: str, settings: Settings) -> None:
     """The CPU's options, refused on an Ascend chip (it runs the .om as its guide says)."""
-    if soc == "cpu":
-        return
     for name, value in (("PRECISION", settings.precision != "fp32"), ("BACKEND", settings.backend),
                         ("STREAMS", settings.streams), ("PERF_SECONDS", settings.perf_seconds)):
-        if value:
+        if value and soc != "cpu":
             raise UserError(f"{name}={settings.raw[name]}: a CPU option; SOC={soc} runs the "
                             "compiled .om with ais_bench")
 
