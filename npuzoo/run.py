@@ -27,7 +27,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from npuzoo import config, dataset, engines, store, variables
+from npuzoo import config, dataset, engines, history, steps, store, variables
 from npuzoo import soc as socs
 from npuzoo import weights as weights_mod
 from npuzoo.checksums import HashCache
@@ -425,8 +425,6 @@ def prepare(model: str, settings: Settings) -> RunPlan:
     assert soc is not None  # (else preflight's problems said why)
     cache = store.hash_cache()
     try:
-        from npuzoo import steps
-
         started = time.perf_counter()
         data_id = dataset_id(settings.data_abs, settings.limit, cache)
         plan = plan_of(model, settings, soc, data_id=data_id, **calibration(settings, cache))
@@ -453,8 +451,6 @@ def prepare(model: str, settings: Settings) -> RunPlan:
 def committed_reports(models: list[str]) -> dict[str, bytes]:
     """{path: bytes} of reports/<model>/[<variant>/]<SOC>_bs<BS>.json (not another owner's
     current report, which has a dot more: history.own_path)."""
-    from npuzoo import history
-
     return {path: Path(path).read_bytes() for model in models
             for folder in history.report_folders(os.path.join("reports", model))
             for path in glob.glob(os.path.join(glob.escape(folder), "*_bs*.json"))
@@ -476,8 +472,6 @@ def render_readmes(models: list[str], before: dict[str, bytes]) -> None:
 
 
 def run(model: str, settings: Settings) -> None:
-    from npuzoo import steps
-
     os.environ[steps.RUN_ENV] = run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     log = os.path.join(BUILD, model, "steps.jsonl")
     with lock_for(model, settings):
