@@ -20,15 +20,6 @@ from npuzoo.errors import UserError, cli
 from npuzoo.files import write_error
 
 
-def fix_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
-    for value in list(model.graph.input) + list(model.graph.output):
-        dims = value.type.tensor_type.shape.dim
-        if dims:
-            dims[0].Clear()
-            dims[0].dim_value = batch
-    return model
-
-
 def compile_model(onnx_path: str, out_path: str, batch: int, aipp: dict[str, Field] | None = None,
                   portable: bool = False) -> None:
     try:
@@ -36,25 +27,27 @@ def compile_model(onnx_path: str, out_path: str, batch: int, aipp: dict[str, Fie
     except Exception as err:  # onnx raises DecodeError or OSError variants
         raise UserError(f"{onnx_path}: not a readable ONNX model ({err}); "
                         "delete it and export again") from None
+    if aipp is not None:
+        model = aipp_prepend(model, aipp)
+    for value in list(model.graph.input) + list(model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].Clear()
+            dims[0].dim_value = batch
     try:
-        write_compiled(model, onnx_path, out_path, batch, aipp, portable)
-    except UserError:
-        raise
+        _write(model, onnx_path, out_path, portable)
     except OSError as err:  # a full disk, a folder that is not writable: not the export's fault
         raise write_error(out_path, err) from None
 
 
-def write_compiled(model: onnx.ModelProto, onnx_path: str, out_path: str, batch: int,
-                   aipp: dict[str, Field] | None, portable: bool) -> None:
+def _write(model: onnx.ModelProto, onnx_path: str, out_path: str, portable: bool) -> None:
     import onnxruntime as ort
 
     folder = os.path.dirname(os.path.abspath(out_path))
     os.makedirs(folder, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         static = os.path.join(tmp, "static.onnx")
-        if aipp is not None:
-            model = aipp_prepend(model, aipp)
-        onnx.save(fix_batch(model, batch), static)
+        onnx.save(model, static)
         if portable:  # standard ONNX operators only: what OpenVINO reads
             os.replace(static, out_path)
             return

@@ -12,7 +12,6 @@ import numpy as np
 from npuzoo.config import BACKEND_LABELS as BACKEND_LABELS
 from npuzoo.config import BACKENDS as BACKENDS
 from npuzoo.config import DEFAULT_BACKEND as DEFAULT_BACKEND
-from npuzoo.config import INT8_BACKEND as INT8_BACKEND
 from npuzoo.errors import UserError
 
 PRECISIONS = ("fp32", "int8")

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import version
 
 import numpy as np
@@ -44,26 +44,15 @@ def calibration_files(prep_dir: str, shape: list[int]) -> list[str]:
     return files
 
 
-class Feeds:
-    """The calibration inputs {input name: one image}, read a file at a time when iterated."""
-
-    def __init__(self, files: list[str], name: str, shape: list[int]) -> None:
-        self.files, self.name, self.shape = files, name, shape
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        return ({self.name: np.fromfile(path, np.float32).reshape(1, *self.shape)}
-                for path in self.files)
+Feed = Callable[[str], dict[str, np.ndarray]]   # a calibration file's inputs, read when needed
 
 
-def _onnxruntime(source: str, written: str, feeds: Feeds) -> None:
+def _onnxruntime(source: str, written: str, files: list[str], feed: Feed) -> None:
     from onnxruntime import quantization as ortq
 
     class Reader(ortq.CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
-            self.pending = iter(feeds)
+            self.pending = map(feed, files)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.pending, None)
@@ -74,15 +63,15 @@ def _onnxruntime(source: str, written: str, feeds: Feeds) -> None:
                          calibrate_method=ortq.CalibrationMethod.MinMax)
 
 
-def _nncf(source: str, written: str, feeds: Feeds) -> None:
+def _nncf(source: str, written: str, files: list[str], feed: Feed) -> None:
     import nncf
     import onnx
     import rich
 
     if not sys.stdout.isatty():
         rich.reconfigure(quiet=True)   # its progress bars, printed whole into a log file
-    dataset = nncf.Dataset(feeds)
-    onnx.save(nncf.quantize(onnx.load(source), dataset, subset_size=len(feeds)), written)
+    dataset = nncf.Dataset(files, feed)
+    onnx.save(nncf.quantize(onnx.load(source), dataset, subset_size=len(files)), written)
 
 
 def quantize(model_path: str, prep_dir: str, out_path: str, method: str) -> None:
@@ -92,7 +81,11 @@ def quantize(model_path: str, prep_dir: str, out_path: str, method: str) -> None
     model = onnx.load(model_path)
     graph_input = model.graph.input[0]
     dims = [d.dim_value for d in graph_input.type.tensor_type.shape.dim][1:]
-    feeds = Feeds(calibration_files(prep_dir, dims), graph_input.name, dims)
+    files = calibration_files(prep_dir, dims)
+
+    def feed(path: str) -> dict[str, np.ndarray]:
+        return {graph_input.name: np.fromfile(path, np.float32).reshape(1, *dims)}
+
     folder = os.path.dirname(os.path.abspath(out_path))
     os.makedirs(folder, exist_ok=True)
     # The quantisers (and torch, which nncf imports) log warnings and hints to stderr.
@@ -107,12 +100,12 @@ def quantize(model_path: str, prep_dir: str, out_path: str, method: str) -> None
             onnx.save(version_converter.convert_version(model, 13) if opset < 13 else model,
                       source)
             written = os.path.join(tmp, "int8.onnx")
-            (_nncf if method == "nncf" else _onnxruntime)(source, written, feeds)
+            (_nncf if method == "nncf" else _onnxruntime)(source, written, files, feed)
             os.chmod(written, 0o666 & ~umask())
             os.replace(written, out_path)
     finally:
         logging.disable(logging.NOTSET)
-    print(f"quantized {model_path} -> {out_path} (int8, {method}, calibrated on {len(feeds)} "
+    print(f"quantized {model_path} -> {out_path} (int8, {method}, calibrated on {len(files)} "
           "images)")
 
 

@@ -124,12 +124,9 @@ def describe(layout: Layout) -> str:
 
 def choose(cache_dir: str, key: str, fields: dict[str, Any], candidates: list[Layout],
            measure: Callable[[Layout], float], label: str = "") -> dict[str, Any]:
-    """The cached choice of `key`, else: ROUNDS rounds (the order rotated each round), each
-    calling `measure(layout)` once per layout still in (one sample, images/s; a UserError drops
-    that layout, and so does a round lost to the first layout, the fallback). The fallback
-    stays unless another was faster in every round and by MARGIN in the median ratio (the
-    highest such median wins); without a fallback, the best median. Cache and return the
-    record (`cache`: "reused" or "new")."""
+    """The cached choice of `key`, else the module's rounds (order rotated each round) of
+    `measure(layout)` (images/s; a UserError drops the layout); the best median if the fallback
+    failed. Cached, and returned with `cache` "reused" or "new"."""
     path = os.path.join(cache_dir, f"{key}.json")
     try:
         with open(path, encoding="utf-8") as handle:
@@ -185,8 +182,7 @@ def choose(cache_dir: str, key: str, fields: dict[str, Any], candidates: list[La
     record = {"key": key, "fields": fields, "seconds": round(seconds, 2),
               "measured": {"rounds": ROUNDS, "seconds_per_sample": SECONDS,
                            "calls_per_stream": CALLS, "margin": MARGIN},
-              "chosen": {k: candidates[chosen][k]
-                         for k in ("engine", "streams", "threads_per_stream", "hint")},
+              "chosen": dict(candidates[chosen]),
               "candidates": tried}
     atomic_write(path, json.dumps(record, indent=2) + "\n")
     return dict(record, cache="new", path=path)

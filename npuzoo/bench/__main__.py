@@ -1,5 +1,3 @@
-import sys
-
 from npuzoo.bench.runner import main
 
-sys.exit(main())
+main()

@@ -41,8 +41,7 @@ def _dynamic_request(inputs: list[TensorDesc], args: argparse.Namespace
     if args.dymBatch:
         if inputs and inputs[0].shape and inputs[0].shape[0] not in (-1, args.dymBatch):
             raise UserError(f"--dymBatch {args.dymBatch}: model input '{inputs[0].name}' has a "
-                            f"static batch of {inputs[0].shape[0]}; export it "
-                            "with a dynamic batch")
+                            f"static batch of {inputs[0].shape[0]}; export it with a dynamic batch")
     elif args.dymHW is not None:
         try:
             hw = [int(v) for v in args.dymHW.split(",")]
@@ -91,8 +90,7 @@ def resolve_shapes(inputs: list[TensorDesc], args: argparse.Namespace) -> str | 
             desc.resolved, desc.realsize = None, None
             dims = ",".join("d" if d == -1 else str(d) for d in desc.shape)
             problem = problem or (f"input '{desc.name}' has dynamic dims {desc.shape}; give its "
-                                  "shape with --dymShape "
-                                  f'"{desc.name}:{dims}"')
+                                  f'shape with --dymShape "{desc.name}:{dims}"')
             continue
         desc.resolved = shape
         desc.realsize = int(np.prod(shape, dtype=np.int64)) * np.dtype(desc.datatype).itemsize
@@ -167,8 +165,7 @@ def split_inputs_for_devices(inputs: str, n_inputs: int, jobs: int) -> list[str]
             shares[j].extend(chunk[begin:begin + per_device])
     if any(not share for share in shares):
         raise UserError(f"--device lists {jobs} devices but --input has only {per_input} files "
-                        "per model input; "
-                        "give fewer devices")
+                        "per model input; give fewer devices")
     return [",".join(share) for share in shares]
 
 
@@ -203,15 +200,10 @@ def plan_batches(fileslists: list[list[str]], inputs: list[TensorDesc], no_combi
     """files_per_batch, and the batches: batches[i][k] = the files of input k in batch i,
     the last one padded with PADDING_INFER_FAKE_FILE."""
     files_per_batch = 1 if no_combine else _files_per_batch(fileslists, inputs)
-    runcount = math.ceil(len(fileslists[0]) / files_per_batch)
-    batches = []
-    for i in range(runcount):
-        batch = []
-        for files in fileslists:
-            chunk = files[i * files_per_batch:(i + 1) * files_per_batch]
-            batch.append(chunk + [PADDING_INFER_FAKE_FILE] * (files_per_batch - len(chunk)))
-        batches.append(batch)
-    return files_per_batch, batches
+    padded = -len(fileslists[0]) % files_per_batch   # the input lists are as long
+    slots = [files + [PADDING_INFER_FAKE_FILE] * padded for files in fileslists]
+    return files_per_batch, [[files[start:start + files_per_batch] for files in slots]
+                             for start in range(0, len(slots[0]), files_per_batch)]
 
 
 def read_into(buf: np.ndarray, offset: int, size: int, path: str) -> None:

@@ -10,7 +10,6 @@ from typing import Any, NoReturn
 from npuzoo import engines
 from npuzoo.errors import UserError
 
-PROG = "python3 -m npuzoo.bench"
 NPUZOO_FLAGS = ("streams", "backend", "precision", "loop_seconds", "tune")  # argparse dests
 UNSUPPORTED = (("profiler", "--profiler", "there is no Ascend profiler on CPU"),
                ("dump", "--dump", "there is no Ascend data dump on CPU"),
@@ -18,10 +17,8 @@ UNSUPPORTED = (("profiler", "--profiler", "there is no Ascend profiler on CPU"),
                ("dymShape_range", "--dymShape_range", "run once per shape with --dymShape instead"))
 
 
-def str2bool(value: str | bool) -> bool:
+def str2bool(value: str) -> bool:
     """T23's str2bool: yes/true/t/y/1 and no/false/f/n/0, case-insensitive."""
-    if isinstance(value, bool):
-        return value
     if value.lower() in ("yes", "true", "t", "y", "1"):
         return True
     if value.lower() in ("no", "false", "f", "n", "0"):
@@ -84,11 +81,11 @@ class _Parser(argparse.ArgumentParser):
         return list(unique.values())
 
 
-def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     """T23's flags, then npuzoo's: any of these given, even at its default, adds npuzoo's keys
     to the summary JSON (docs/ais_bench_compatibility.md)."""
     parser = _Parser(
-        prog=prog, allow_abbrev=True,
+        prog="python3 -m npuzoo.bench", allow_abbrev=True,
         description="ais_bench (G2, T23) compatible inference runner on ONNX Runtime, CPU.")
     add = parser.add_argument
 
@@ -97,11 +94,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
             help=help + " (yes/true/t/y/1 or no/false/f/n/0)")
 
     add("--model", "-m", required=True, help="path of the ONNX model (.onnx)")
-    add("--input", "-i", default=None,
+    add("--input", "-i",
         help="comma list of input files, or of directories (one per model input) of .bin/.npy")
-    add("--output", "-o", default=None,
-        help="parent folder of the results; without it nothing is saved")
-    add("--output_dirname", type=str, default=None,
+    add("--output", "-o", help="parent folder of the results; without it nothing is saved")
+    add("--output_dirname",
         help="results subfolder name under --output (default: %%Y_%%m_%%d-%%H_%%M_%%S)")
     add("--outfmt", default="BIN", choices=["NPY", "BIN", "TXT"], help="output file format")
     add("--loop", "-l", type=positive_integer, default=1, help="executions per batch")
@@ -109,39 +105,39 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     add("--device", "-d", type=device_ids, default=0,
         help="device id 0-255, or a comma list (run once per device, sequentially)")
     add("--dymBatch", type=integer, default=0, help="dynamic batch size")
-    add("--dymHW", type=str, default=None, help='dynamic image size "h,w"')
-    add("--dymDims", type=str, default=None, help='dynamic dims "name:1,600;name2:1,600"')
-    add("--dymShape", type=str, default=None, help='dynamic shape "name:1,3,224,224;..."')
-    add("--outputSize", type=str, default=None, help="accepted and ignored")
+    add("--dymHW", help='dynamic image size "h,w"')
+    add("--dymDims", help='dynamic dims "name:1,600;name2:1,600"')
+    add("--dymShape", help='dynamic shape "name:1,3,224,224;..."')
+    add("--outputSize", help="accepted and ignored")
     add_bool("--auto_set_dymshape_mode", help="take each input's shape from its .npy")
     add_bool("--auto_set_dymdims_mode", help="take each input's shape from its .npy")
-    add("--batchsize", type=positive_integer, default=None,
+    add("--batchsize", type=positive_integer,
         help="batch size for the throughput formula (and for a dynamic batch without --dymBatch)")
-    add("--pure_data_type", type=str, default="zero", choices=["zero", "random"],
+    add("--pure_data_type", default="zero", choices=["zero", "random"],
         help="pure-inference input bytes")
     add_bool("--profiler", help="not supported by this runner")
     add_bool("--dump", help="not supported by this runner")
-    add("--acl_json_path", type=str, default=None, help="not supported by this runner")
+    add("--acl_json_path", help="not supported by this runner")
     add("--output_batchsize_axis", type=nonnegative_integer, default=0,
         help="axis along which outputs are split per input file")
-    add("--run_mode", type=str, default="array", choices=["array", "files", "tensor", "full"],
+    add("--run_mode", default="array", choices=["array", "files", "tensor", "full"],
         help="accepted; every mode runs as array")
     add_bool("--display_all_summary", help="also print H2D/D2H latencies")
     add("--warmup_count", "--warmup-count", dest="warmup_count", type=nonnegative_integer,
         default=1, help="warm-up runs on batch 0 before timing")
-    add("--dymShape_range", type=str, default=None, help="not supported by this runner")
-    add("--streams", type=positive_integer, default=None,
+    add("--dymShape_range", help="not supported by this runner")
+    add("--streams", type=positive_integer,
         help="batches in flight at once, each on its own session of max(1, T // N) threads "
              "(T: NPUZOO_THREADS or the usable cores); default 1, as ais_bench")
-    add("--backend", choices=list(engines.BACKENDS), default=None,
+    add("--backend", choices=list(engines.BACKENDS),
         help=f"CPU engine (default: {engines.DEFAULT_BACKEND}; onnxruntime for an .ort file)")
-    add("--precision", choices=list(engines.PRECISIONS), default=None,
+    add("--precision", choices=list(engines.PRECISIONS),
         help="what the model file is: fp32, or int8 (a quantised graph); checked against the "
              "graph and recorded (default: fp32, unchecked)")
-    add("--loop_seconds", type=nonnegative_float, default=None,
+    add("--loop_seconds", type=nonnegative_float,
         help="time-bounded loop: run each batch at least --loop times AND until at least this "
              "many seconds have passed since its first timed run (default 0: --loop alone)")
-    add("--tune", metavar="DIR", default=None,
+    add("--tune", metavar="DIR",
         help="choose the engine and streams by a short timing pass, cached in DIR per machine "
              "and graph (npuzoo.tune); --backend is then the one kept on a tie (int8: the "
              "only engine tried)")
@@ -156,8 +152,8 @@ def _check_t23(args: argparse.Namespace) -> None:
         raise UserError(f"--output_dirname '{args.output_dirname}' is not a folder name")
     for dest, flag, why in UNSUPPORTED:
         if getattr(args, dest) not in (None, False):
-            raise UserError(f"{flag} is not supported by this runner (ONNX Runtime on CPU: {why})"
-                            )
+            raise UserError(f"{flag} is not supported by this runner (ONNX Runtime on CPU: "
+                            f"{why})")
     if args.dymBatch < 0:
         raise UserError(f"--dymBatch {args.dymBatch} is invalid: give a positive batch size")
 
@@ -174,8 +170,8 @@ def _default_backend(model: str) -> str:
     return backend
 
 
-def parse_args(argv: Sequence[str], prog: str = PROG) -> argparse.Namespace:
-    args = build_parser(prog).parse_args(argv)
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
     _check_t23(args)
     args.no_combine_tensor_mode = bool(args.auto_set_dymshape_mode or args.auto_set_dymdims_mode)
     # npuzoo's flags: were any given (the summary then has the npuzoo keys), then their defaults

@@ -23,9 +23,7 @@ FilesInfo = dict[str, dict[str, list[str]]]
 def txt_bytes(ndata: Any) -> bytes:
     """ais_bench's TXT: reshape (-1, last_dim), each value `%f` (floats) or `%d` (others)
     followed by one space, each row ending with " \\n". Same text as its np.savetxt loop."""
-    ndata = np.asarray(ndata)
-    if ndata.ndim == 0:
-        ndata = ndata.reshape(1)
+    ndata = np.atleast_1d(ndata)
     ncols = ndata.shape[-1]
     nrows = int(np.prod(ndata.shape[:-1], dtype=np.int64))
     if ncols == 0:
@@ -90,8 +88,7 @@ def output_prefix(args: argparse.Namespace) -> str | None:
     """The results folder, None without --output. As T23: `dir/` puts the summary inside."""
     if args.output is None:
         return None
-    name = args.output_dirname
-    prefix = os.path.join(args.output, time.strftime("%Y_%m_%d-%H_%M_%S") if name is None else name)
+    prefix = os.path.join(args.output, args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S"))
     log(f"output path:{prefix}")
     return prefix
 
@@ -103,10 +100,7 @@ def log(message: str, level: str = "INFO") -> None:
 
 def list_info(values: Sequence[float]) -> dict[str, Any]:
     """numpy min/max/mean/median/percentile over a list of ms; zeros when empty (as T23)."""
-    if len(values) == 0:
-        return {**dict.fromkeys(["min", "max", "mean", "median", "percentile(99%)"], 0.0),
-                "count": 0}
-    array = np.asarray(values, dtype=np.float64)
+    array = np.asarray(values if len(values) else [0.0], dtype=np.float64)
     return {"min": float(np.min(array)), "max": float(np.max(array)),
             "mean": float(np.mean(array)), "median": float(np.median(array)),
             "percentile(99%)": float(np.percentile(array, 99)), "count": len(values)}
@@ -188,24 +182,20 @@ def _friendly_block(batchsize: float, npu: dict[str, Any], throughput: float,
                     engine_label: str) -> None:
     """On a terminal: what ran where, in rounded figures (the summary JSON keeps them whole)."""
     log(f"-----------------Performance Summary (CPU, {engine_label})------------------")
-    log("compute time per batch of {} on the CPU (ms): mean {:.2f}, median {:.2f}, "
-        "min {:.2f}, max {:.2f}, p99 {:.2f} ({} runs)".format(
-            _bs_text(batchsize), npu["mean"], npu["median"], npu["min"], npu["max"],
-            npu["percentile(99%)"], npu["count"]))
+    log("compute time per batch of {} on the CPU (ms): mean {mean:.2f}, median {median:.2f}, "
+        "min {min:.2f}, max {max:.2f}, p99 {percentile(99%):.2f} ({count} runs)".format(
+            _bs_text(batchsize), **npu))
     log(f"throughput: {throughput:.1f} images/s")
     log("------------------------------------------------------")
 
 
 def _t23_block(batchsize: float, infodict: dict[str, Any], display_all: bool) -> None:
     """Piped or logged (and NPUZOO_BENCH_T23_OUTPUT=1): the T23 block, verbatim."""
-    names = ["H2D_latency", "NPU_compute_time", "D2H_latency"] if display_all else \
-        ["NPU_compute_time"]
     log("-----------------Performance Summary------------------")
-    for name in names:
-        info = infodict[name]
-        log("{} (ms): min = {}, max = {}, mean = {}, median = {}, percentile(99%) = {}".format(
-            name, info["min"], info["max"], info["mean"], info["median"],
-            info["percentile(99%)"]))
+    for name in ["H2D_latency", "NPU_compute_time", "D2H_latency"] if display_all else \
+            ["NPU_compute_time"]:
+        log("{} (ms): min = {min}, max = {max}, mean = {mean}, median = {median}, "
+            "percentile(99%) = {percentile(99%)}".format(name, **infodict[name]))
     log("throughput 1000*batchsize.mean({})/NPU_compute_time.mean({}): {}".format(
         batchsize, infodict["NPU_compute_time"]["mean"], infodict["throughput"]))
     log("------------------------------------------------------")

@@ -4,7 +4,6 @@ threads; one batch shares its runs among them, several go in order to whichever 
 read and written in threads of their own, and are merged in batch order."""
 
 import argparse
-import copy
 import os
 import sys
 import threading
@@ -32,15 +31,11 @@ class Session(Protocol):
 def default_threads() -> int:
     """NPUZOO_THREADS, else the cores this process may run on."""
     env = os.environ.get("NPUZOO_THREADS")
-    if env in (None, ""):
+    if not env:
         return len(os.sched_getaffinity(0))
-    try:
-        threads = int(env)
-    except ValueError:
-        threads = 0
-    if threads <= 0:
+    if not env.strip().isdecimal() or int(env) <= 0:
         raise UserError(f"NPUZOO_THREADS={env!r} is not a positive integer")
-    return threads
+    return int(env)
 
 
 def in_threads(work: Callable[[Item], object], items: Sequence[Item],
@@ -110,10 +105,6 @@ def run_batch(sessions: Sequence[Session], feeds: ins.Feeds, loop: int, seconds:
 
     in_threads(work, sessions, stop)
     return times, state["results"]
-
-
-def _ort_error(err: BaseException) -> bool:
-    return type(err).__module__.startswith("onnxruntime")
 
 
 class Inference:
@@ -312,7 +303,7 @@ def run_single(args: argparse.Namespace, argv: list[str], threads: int
         run.warm_up()
         timed = run.timed()
     except Exception as err:
-        if _ort_error(err):
+        if type(err).__module__.startswith("onnxruntime"):
             raise UserError(f"ONNX Runtime failed to run {args.model}: "
                             f"{engines.first_line(err)}") from None
         raise
@@ -391,22 +382,18 @@ def run_multidevice(args: argparse.Namespace, argv: list[str], threads: int) -> 
     if args.input is not None:
         _, model_inputs, _ = engines.open_onnxruntime(args.model, threads)
         splits = ins.split_inputs_for_devices(args.input, len(model_inputs), len(devices))
-    base = time.strftime("%Y_%m_%d-%H_%M_%S") if args.output_dirname is None \
-        else args.output_dirname
+    base = args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S")
     results = []
     for i, device in enumerate(devices):
-        cur = copy.copy(args)
-        cur.device = device
-        cur.input = None if splits is None else splits[i]
-        cur.output_dirname = os.path.join(base, f"device{device}")
+        cur = argparse.Namespace(**dict(vars(args), device=device, output_dirname=os.path.join(
+            base, f"device{device}"), input=None if splits is None else splits[i]))
         found, start, end = run_single(cur, argv, threads)
         results.append({"index": i, "device": device, "throughput": found["throughput"],
                         "start_time": start, "end_time": end, "summary": found})
     log(f"multidevice run end qsize:{2 * len(results)} result:{0}")
     for res in results:
-        print("i:{} device_{} throughput:{} start_time:{} end_time:{}".format(
-            res["index"], res["device"], res["throughput"], res["start_time"], res["end_time"]),
-            flush=True)
+        print("i:{index} device_{device} throughput:{throughput} start_time:{start_time} "
+              "end_time:{end_time}".format(**res), flush=True)
     total = sum(res["throughput"] for res in results)
     log(f"summary throughput:{total}")
     return {"devices": results, "throughput": total}
@@ -431,6 +418,5 @@ def run(argv: Sequence[object] | None = None, threads: int | None = None) -> dic
 
 
 @cli
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> None:
     run(argv)
-    return 0
