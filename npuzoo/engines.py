@@ -170,7 +170,7 @@ def _type_name(value: Any) -> str:
 
 class OpenVINOModel:
     """One OpenVINO model compiled once for all streams, one infer request per stream;
-    compiled on the first prepare() (or run) with the shapes then known."""
+    compiled by prepare() (or the first run) with the shapes then known."""
 
     def __init__(self, model_path: str, threads_per_stream: int, streams: int,
                  hint: str | None = None) -> None:
@@ -194,7 +194,6 @@ class OpenVINOModel:
         self.outputs = [self._desc(port, "output") for port in self.model.outputs]
         self.compiled: Any = None
         self.requests: list[Any] = []
-        self.shapes: Any = None
 
     def _desc(self, port: Any, kind: str) -> TensorDesc:
         name = port.get_any_name() if port.get_names() else f"{kind}{port.get_index()}"
@@ -210,9 +209,6 @@ class OpenVINOModel:
 
     def prepare(self, shapes: dict[str, list[int]] | None = None) -> None:
         """Compile for {input name: static shape} (None: as the model is, dynamic dims kept)."""
-        key = None if not shapes else tuple(sorted((k, tuple(v)) for k, v in shapes.items()))
-        if self.compiled is not None and key == self.shapes:
-            return
         try:
             if shapes:
                 self.model.reshape({k: self.ov.PartialShape(list(v)) for k, v in shapes.items()})
@@ -229,7 +225,6 @@ class OpenVINOModel:
             raise UserError(f"OpenVINO compiled {self.path} with precision {got} although f32 "
                             "was asked")
         self.requests = [self.compiled.create_infer_request() for _ in range(self.streams)]
-        self.shapes = key
 
 
 class OpenVINOSession:

@@ -1,9 +1,7 @@
 """PRECISION=int8 on the CPU. `model MODEL.onnx CALIB_PREP OUT.onnx --method METHOD`: the export
-converted to opset 13 (per-channel scales need it) and quantised statically, calibrated on
-CALIB_PREP's .bin files (images outside the evaluated ones), by `onnxruntime` (ONNX Runtime's
-quantize_static: QDQ, int8 weights per channel, uint8 activations, MinMax) or `nncf` (OpenVINO's
-post-training quantiser, nncf.quantize with its defaults). `backend OUT.json --calibration
-DATASET_JSON --method METHOD`: the report's --extra JSON."""
+quantised statically by one of METHODS, calibrated on CALIB_PREP's .bin files (images outside
+the evaluated ones). `backend OUT.json --calibration DATASET_JSON --method METHOD`: the report's
+--extra JSON."""
 
 import argparse
 import glob

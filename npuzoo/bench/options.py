@@ -57,14 +57,11 @@ def nonnegative_float(value: str) -> float:
 
 def device_ids(value: str) -> int | list[int]:
     """An int 0-255, or a comma list of them (returned as a list)."""
-    def one(text: str) -> int:
-        ivalue = integer(text)
-        if not 0 <= ivalue <= 255:
-            raise argparse.ArgumentTypeError(
-                f"device:{value} is invalid. valid value range is [0, 255]")
-        return ivalue
-
-    return [one(v) for v in value.split(",")] if "," in value else one(value)
+    ids = [integer(text) for text in value.split(",")]
+    if not all(0 <= one <= 255 for one in ids):
+        raise argparse.ArgumentTypeError(
+            f"device:{value} is invalid. valid value range is [0, 255]")
+    return ids if "," in value else ids[0]
 
 
 class _Parser(argparse.ArgumentParser):

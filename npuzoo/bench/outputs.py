@@ -143,39 +143,35 @@ def _extras_lines(extras: dict[str, Any]) -> None:
     if tuning:
         log("npuzoo: engine and streams tuned for this machine and graph ({}, {})".format(
             tuning["path"], "reused" if tuning["cache"] == "reused" else "timed now"))
-    bounded = "; time-bounded loop: {} runs in at least {:g} s".format(
-        extras["loop_runs"], extras["loop_seconds"]) if extras["loop_seconds"] else ""
-    log("npuzoo: {} {}, {}, {} x {}: {} runs of batch {} in {:.3f} s of wall time = "
-        "{:.2f} images/s across the streams (the figure below is per call: "
-        "1000*batchsize/mean call time){}".format(
-            engines.BACKEND_LABELS.get(extras["backend"], extras["backend"]),
-            extras["backend_version"], extras["precision"], _plural(extras["streams"], "stream"),
-            _plural(extras["threads_per_stream"], "thread"), extras["timed_runs"],
-            _bs_text(extras["batchsize"]), extras["wall_time_ms"] / 1000.0,
-            extras["throughput_wall"], bounded))
+    bounded = "; time-bounded loop: {loop_runs} runs in at least {loop_seconds:g} s".format(
+        **extras) if extras["loop_seconds"] else ""
+    log("npuzoo: {} {backend_version}, {precision}, {} x {}: {timed_runs} runs of batch {} in "
+        "{:.3f} s of wall time = {throughput_wall:.2f} images/s across the streams (the figure "
+        "below is per call: 1000*batchsize/mean call time){}".format(
+            engines.BACKEND_LABELS[extras["backend"]], _plural(extras["streams"], "stream"),
+            _plural(extras["threads_per_stream"], "thread"), _bs_text(extras["batchsize"]),
+            extras["wall_time_ms"] / 1000.0, bounded, **extras))
     log("npuzoo: " + _load_text(extras))
 
 
 def _load_text(extras: dict[str, Any]) -> str:
     steadiness = "" if extras.get("throughput_spread") is None else \
-        "; {} windows: median {:.2f} images/s, spread {:.1%}".format(
-            len(extras["throughput_windows"]), extras["throughput_median"],
-            extras["throughput_spread"])
+        "; {} windows: median {throughput_median:.2f} images/s, spread {throughput_spread:.1%}" \
+        .format(len(extras["throughput_windows"]), **extras)
     if extras.get("reference_change") is not None:
         steadiness += "; reference product {:.0f} GFLOP/s, {:+.0%} after the loop{}".format(
             extras["reference_gflops"][0], extras["reference_change"],
             "" if extras.get("reference_below_best") is None else
             ", {:.0%} below this machine's best".format(extras["reference_below_best"]))
     if extras.get("other_cpu_s") is None:
-        return ("load average (1 min) {} -> {}; other processes' CPU time unknown (no /proc/stat)"
-                "{}".format(extras["loadavg_1m_start"], extras["loadavg_1m_end"], steadiness))
+        return ("load average (1 min) {loadavg_1m_start} -> {loadavg_1m_end}; other processes' "
+                "CPU time unknown (no /proc/stat){}".format(steadiness, **extras))
     verdict = {True: "CONTENDED, the figures are not a clean measurement",
                False: "not contended"}.get(extras["contended"], "too short to judge")
-    return ("load average (1 min) {:.2f} -> {:.2f}; other processes took {:.2f} CPU-s of {:.2f} "
-            "on {} ({:.0%}): {}{}".format(
-                extras["loadavg_1m_start"], extras["loadavg_1m_end"], extras["other_cpu_s"],
-                extras["cpus"] * extras["wall_time_ms"] / 1000.0, _plural(extras["cpus"], "CPU"),
-                extras["other_cpu_share"], verdict, steadiness))
+    return ("load average (1 min) {loadavg_1m_start:.2f} -> {loadavg_1m_end:.2f}; other "
+            "processes took {other_cpu_s:.2f} CPU-s of {:.2f} on {} ({other_cpu_share:.0%}): {}{}"
+            .format(extras["cpus"] * extras["wall_time_ms"] / 1000.0,
+                    _plural(extras["cpus"], "CPU"), verdict, steadiness, **extras))
 
 
 def _friendly_block(batchsize: float, npu: dict[str, Any], throughput: float,
