@@ -1,9 +1,6 @@
-"""The CPU counterpart of `atc`: a static-batch, offline-optimised ONNX model.
-
-As atc makes one `.om` per batch size, this fixes the batch dimension and lets ONNX Runtime
-write its offline-optimised graph (ORT_ENABLE_EXTENDED: portable across CPUs). `--aipp CFG`
-puts the AIPP computation in front (npuzoo.aipp), so the model takes the uint8 NHWC files.
-"""
+"""The CPU counterpart of `atc`: the batch dimension fixed (one model per batch size, as atc's
+.om) and ONNX Runtime's offline-optimised graph written (ORT_ENABLE_EXTENDED: portable across
+CPUs). `--aipp CFG` puts the AIPP computation in front (npuzoo.aipp): uint8 NHWC input."""
 
 import argparse
 import errno
@@ -78,9 +75,8 @@ def _write(model: onnx.ModelProto, onnx_path: str, out_path: str, portable: bool
 
 @cli
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python3 -m npuzoo.compile",
-        description="Fix the batch size of an ONNX model and optimise it for ONNX Runtime.")
+    parser = argparse.ArgumentParser(prog="python3 -m npuzoo.compile", description="Fix the batch "
+                                     "size of an ONNX model and optimise it for ONNX Runtime.")
     parser.add_argument("onnx")
     parser.add_argument("out")
     parser.add_argument("--batch", type=int, required=True)

@@ -20,12 +20,10 @@ STREAMS_PER_CORE = 4  # beyond a few per core streams only queue, and each holds
 QUANTISED_OPS = frozenset({
     "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger",
     "MatMulInteger", "QGemm", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QAttention"})
-ORT_DTYPES: dict[str, type[Any]] = {
-    f"tensor({name})": dtype for name, dtype in (
-        ("float", np.float32), ("float16", np.float16), ("double", np.float64),
-        ("int8", np.int8), ("uint8", np.uint8), ("int16", np.int16), ("uint16", np.uint16),
-        ("int32", np.int32), ("uint32", np.uint32), ("int64", np.int64),
-        ("uint64", np.uint64), ("bool", np.bool_))}
+ORT_DTYPES: dict[str, type[Any]] = {   # ONNX Runtime's names are numpy's but two
+    f"tensor({name})": np.dtype({"float": "float32", "double": "float64"}.get(name, name)).type
+    for name in ("float", "float16", "double", "int8", "uint8", "int16", "uint16", "int32",
+                 "uint32", "int64", "uint64", "bool")}
 
 
 @dataclass
@@ -40,12 +38,10 @@ class TensorDesc:
 
 
 def max_streams() -> int:
-    """The most streams a run may ask for here: STREAMS_PER_CORE per usable core."""
     return STREAMS_PER_CORE * len(os.sched_getaffinity(0))
 
 
 def check_streams(streams: int, name: str) -> int:
-    """`streams`, or a UserError naming `name` (the flag or Make variable) and the limit."""
     if streams > max_streams():
         raise UserError(f"{name}={streams}: at most {max_streams()} here ({STREAMS_PER_CORE} per "
                         f"usable core, {len(os.sched_getaffinity(0))} cores); lower it")
@@ -66,7 +62,6 @@ def _openvino_reason(err: BaseException) -> str:
 
 
 def backend_version(backend: str) -> str | None:
-    """The installed version of the engine's package, or None."""
     try:
         return importlib.metadata.version(backend)
     except importlib.metadata.PackageNotFoundError:
@@ -114,7 +109,6 @@ def graph_ops(model_path: str) -> set[str]:
 
 
 def check_precision(model_path: str, precision: str) -> None:
-    """UserError when the graph's operators contradict `precision` (fp32 or int8)."""
     if model_path.lower().endswith(".ort"):
         return  # an ORT flatbuffer: no ONNX graph to read; trust the caller
     quantised = sorted(op for op in graph_ops(model_path)
@@ -128,14 +122,13 @@ def check_precision(model_path: str, precision: str) -> None:
 
 
 def _ort_descs(model_path: str, nodes: list[Any]) -> list[TensorDesc]:
-    found = []
     for node in nodes:
         if node.type not in ORT_DTYPES:
             raise UserError(f"{model_path}: tensor '{node.name}' has type {node.type}, which "
                             "this runner does not handle")
-        shape = [d if isinstance(d, int) and d > 0 else -1 for d in (node.shape or [])]
-        found.append(TensorDesc(node.name, ORT_DTYPES[node.type], shape))
-    return found
+    return [TensorDesc(node.name, ORT_DTYPES[node.type],
+                       [d if isinstance(d, int) and d > 0 else -1 for d in node.shape or []])
+            for node in nodes]
 
 
 def open_onnxruntime(model_path: str, threads: int
@@ -162,15 +155,8 @@ def open_onnxruntime(model_path: str, threads: int
             _ort_descs(model_path, session.get_outputs()))
 
 
-def _type_name(value: Any) -> str:
-    """f32 for OpenVINO's Type f32 (a property value), else the text of the value."""
-    name = getattr(value, "get_type_name", None)
-    return str(name()) if callable(name) else str(value)
-
-
 class OpenVINOModel:
-    """One OpenVINO model compiled once for all streams, one infer request per stream;
-    compiled by prepare() (or the first run) with the shapes then known."""
+    """One OpenVINO model for all streams, compiled by prepare(); one infer request per stream."""
 
     def __init__(self, model_path: str, threads_per_stream: int, streams: int,
                  hint: str | None = None) -> None:
@@ -220,8 +206,8 @@ class OpenVINOModel:
         except Exception as err:
             raise UserError(f"OpenVINO cannot compile {self.path} for the CPU: "
                             f"{_openvino_reason(err)}") from None
-        got = _type_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
-        if got not in ("f32", "float32"):
+        got = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        if got != "f32":
             raise UserError(f"OpenVINO compiled {self.path} with precision {got} although f32 "
                             "was asked")
         self.requests = [self.compiled.create_infer_request() for _ in range(self.streams)]
@@ -238,17 +224,13 @@ class OpenVINOSession:
 
     def get_providers(self) -> list[str]:
         compiled = self.model.compiled
-        if compiled is None:
-            return ["OpenVINO CPU (not compiled yet)"]
         return [f"OpenVINO CPU ({compiled.get_property('NUM_STREAMS')} streams, "
                 f"{compiled.get_property('INFERENCE_NUM_THREADS')} threads, precision "
-                f"{_type_name(compiled.get_property('INFERENCE_PRECISION_HINT'))})"]
+                f"{compiled.get_property('INFERENCE_PRECISION_HINT').get_type_name()})"]
 
     def run(self, output_names: None, feeds: dict[str, Any]) -> list[np.ndarray]:
         model = self.model
-        if model.compiled is None:
-            model.prepare({name: list(np.shape(value)) for name, value in feeds.items()})
-        request = model.requests[self.index]
+        request = model.requests[self.index]   # prepare() made them
         try:
             request.infer({name: np.ascontiguousarray(value) for name, value in feeds.items()},
                           share_inputs=True)
@@ -259,11 +241,11 @@ class OpenVINOSession:
                 for k in range(len(model.outputs))]
 
 
-def open_sessions(model_path: str, threads_per_stream: int, backend: str = "onnxruntime",
+def open_sessions(model_path: str, threads_per_stream: int, engine: str = "onnxruntime",
                   streams: int = 1, hint: str | None = None
                   ) -> tuple[list[Any], list[TensorDesc], list[TensorDesc]]:
-    """([one session per stream], inputs, outputs): OpenVINO's share one compiled model."""
-    if check_backend(backend) == "openvino":
+    """([one session per stream], inputs, outputs) of a layout (npuzoo.tune): OpenVINO's shared."""
+    if check_backend(engine) == "openvino":
         model = OpenVINOModel(model_path, threads_per_stream, streams, hint)
         return ([OpenVINOSession(model, index) for index in range(streams)], model.inputs,
                 model.outputs)

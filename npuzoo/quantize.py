@@ -95,8 +95,7 @@ def quantize(model_path: str, prep_dir: str, out_path: str, method: str) -> None
             opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
                         default=11)
             source = os.path.join(tmp, "opset13.onnx")
-            onnx.save(version_converter.convert_version(model, 13) if opset < 13 else model,
-                      source)
+            onnx.save(version_converter.convert_version(model, 13) if opset < 13 else model, source)
             written = os.path.join(tmp, "int8.onnx")
             (_nncf if method == "nncf" else _onnxruntime)(source, written, files, feed)
             os.chmod(written, 0o666 & ~umask())

@@ -1,12 +1,9 @@
-"""`npuzoo.bench --tune DIR`: the layouts of `layouts()` timed in ROUNDS interleaved rounds,
-each layout in a process of its own kept for all rounds; a sample is SECONDS of pure inference
-and CALLS calls per stream at least (so a big graph's sample is its calls, not the clock).
-Once per key (machine, graph sha256, precision, batch size, threads, engine versions), the
-choice cached in DIR/<key>.json with every sample. The untuned engine, listed first, keeps its
-place unless another layout is faster in every round and MARGIN faster in the median of the
-rounds' ratios: one noisy sample, or a layout that wins only some rounds, would make runs
-differ. A layout slower than the fallback in one round cannot win them all: it is not timed
-again, which keeps the pass short."""
+"""`npuzoo.bench --tune DIR`: the layouts of `layouts()` timed in ROUNDS interleaved rounds, each
+in a process of its own kept for all rounds; the choice cached per cache_key() in DIR/<key>.json
+with every sample. The untuned engine, listed first, stays unless another layout is faster in
+every round and MARGIN faster in the median of the rounds' ratios: one noisy sample, or a layout
+that wins only some rounds, would make runs differ. A layout slower than the fallback in one
+round cannot win them all: it is not timed again, which keeps the pass short."""
 
 import hashlib
 import json
@@ -23,11 +20,10 @@ from npuzoo.soc import cpu_description, cpu_isa
 
 ROUNDS = 3      # samples per layout, interleaved: a burst of load hits one round, not a layout
 SECONDS = 0.3   # per sample, after one warm-up call per stream
-CALLS = 1       # per stream and sample at least, however long it takes
+CALLS = 1       # per stream and sample at least: a big graph's sample is its calls, not the clock
 MARGIN = 0.02   # another layout replaces the fallback only when this much faster (median ratio)
 VERSION = 3     # of layouts() and of the measurement: a change retunes
-
-
+CHILD_TIMEOUT = 600   # seconds a layout's process may take (loading a big graph included)
 Layout = dict[str, Any]
 
 
@@ -44,9 +40,6 @@ def layouts(fallback: str, threads: int,
         found.append({"engine": "openvino", "streams": threads, "threads_per_stream": 1,
                       "hint": "THROUGHPUT"})
     return found
-
-
-CHILD_TIMEOUT = 600   # seconds a layout's process may take (loading a big graph included)
 
 
 def _child(conn: Any, target: Callable[..., Any], args: tuple[Any, ...]) -> None:
@@ -70,8 +63,7 @@ class Isolated:
 
         context = multiprocessing.get_context("spawn")
         self.conn, child_conn = context.Pipe()
-        self.process = context.Process(target=_child, args=(child_conn, target, args),
-                                       daemon=True)
+        self.process = context.Process(target=_child, args=(child_conn, target, args), daemon=True)
         self.process.start()
         child_conn.close()
 
@@ -162,10 +154,8 @@ def choose(cache_dir: str, key: str, fields: dict[str, Any], candidates: list[La
     winners = {k: statistics.median(r) for k, r in ratios.items()   # faster in every round
                if k in ran and len(r) == ROUNDS and min(r) > 1}
     winners = {k: ratio for k, ratio in winners.items() if ratio > 1 + MARGIN}
-    if 0 in ran:
-        chosen = max(winners, key=winners.__getitem__, default=0)
-    else:
-        chosen = max(ran, key=lambda k: statistics.median(samples[k]))
+    chosen = max(winners, key=winners.__getitem__, default=0) if 0 in ran \
+        else max(ran, key=lambda k: statistics.median(samples[k]))   # no fallback: best median
     tried = []
     for k, layout in enumerate(candidates):
         entry = dict(layout, samples=[round(x, 2) for x in samples[k]])
@@ -182,7 +172,6 @@ def choose(cache_dir: str, key: str, fields: dict[str, Any], candidates: list[La
     record = {"key": key, "fields": fields, "seconds": round(seconds, 2),
               "measured": {"rounds": ROUNDS, "seconds_per_sample": SECONDS,
                            "calls_per_stream": CALLS, "margin": MARGIN},
-              "chosen": dict(candidates[chosen]),
-              "candidates": tried}
+              "chosen": dict(candidates[chosen]), "candidates": tried}
     atomic_write(path, json.dumps(record, indent=2) + "\n")
     return dict(record, cache="new", path=path)

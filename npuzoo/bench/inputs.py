@@ -115,8 +115,7 @@ def file_datasize(path: str) -> int:
 
 def load_npy(path: str) -> np.ndarray:
     try:
-        array: np.ndarray = np.load(path, allow_pickle=False)
-        return array
+        return np.load(path, allow_pickle=False)  # type: ignore[no-any-return]
     except (OSError, ValueError) as err:
         raise UserError(f"{path}: cannot load it as .npy ({err})") from None
 
@@ -201,7 +200,6 @@ def plan_batches(fileslists: list[list[str]], inputs: list[TensorDesc], no_combi
 
 
 def read_into(buf: np.ndarray, offset: int, size: int, path: str) -> None:
-    """Put the bytes of one input file at buf[offset:offset+size]."""
     if is_npy(path):
         data = np.ascontiguousarray(load_npy(path)).reshape(-1).view(np.uint8)
         if data.size != size:

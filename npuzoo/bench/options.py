@@ -18,7 +18,7 @@ UNSUPPORTED = (("profiler", "--profiler", "there is no Ascend profiler on CPU"),
 
 
 def str2bool(value: str) -> bool:
-    """T23's str2bool: yes/true/t/y/1 and no/false/f/n/0, case-insensitive."""
+    """T23's, case-insensitive."""
     if value.lower() in ("yes", "true", "t", "y", "1"):
         return True
     if value.lower() in ("no", "false", "f", "n", "0"):
@@ -81,9 +81,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """T23's flags, then npuzoo's: any of these given, even at its default, adds npuzoo's keys
     to the summary JSON (docs/ais_bench_compatibility.md)."""
-    parser = _Parser(
-        prog="python3 -m npuzoo.bench", allow_abbrev=True,
-        description="ais_bench (G2, T23) compatible inference runner on ONNX Runtime, CPU.")
+    parser = _Parser(prog="python3 -m npuzoo.bench", description="ais_bench (G2, T23) compatible "
+                     "inference runner on the CPU (ONNX Runtime or OpenVINO).")
     add = parser.add_argument
 
     def add_bool(*names: str, help: str) -> None:

@@ -77,9 +77,7 @@ def save_outputs(splits: list[list[np.ndarray]], output_prefix: str, batch: Batc
             stem = os.path.basename(sample[0]).split(".")[0]
             path = os.path.join(output_prefix, f"{stem}_{i}.{outfmt.lower()}")
             entry = filesinfo.setdefault(str(index * files_per_batch + j),
-                                         {"infiles": [], "outfiles": []})
-            if not entry["infiles"]:
-                entry["infiles"].extend(sample)
+                                         {"infiles": sample, "outfiles": []})
             entry["outfiles"].append(path)
             save_data_to_file(path, parts[j])
 

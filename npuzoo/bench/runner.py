@@ -246,13 +246,14 @@ def _debug_table(args: argparse.Namespace, session: Any, inputs: list[TensorDesc
 
 
 def _extras(args: argparse.Namespace, run: Inference, timed: dict[str, Any], batchsize: float,
-            streams: int, per_stream: int, tuning: Any) -> dict[str, Any]:
+            layout: dict[str, Any], tuning: Any) -> dict[str, Any]:
     """npuzoo's keys of the summary (docs/ais_bench_compatibility.md)."""
     times, wall_ms = sum(len(part) for part in run.compute), timed["wall_ms"]
     extras = {
         "backend": args.backend, "backend_version": engines.backend_version(args.backend),
-        "precision": args.precision, "streams": streams, "threads_per_stream": per_stream,
-        "batchsize": batchsize, "timed_runs": times, "wall_time_ms": wall_ms,
+        "precision": args.precision, "streams": layout["streams"],
+        "threads_per_stream": layout["threads_per_stream"], "batchsize": batchsize,
+        "timed_runs": times, "wall_time_ms": wall_ms,
         "throughput_wall": 0 if wall_ms == 0 else 1000.0 * batchsize * times / wall_ms,
         "loop_runs": min(len(part) for part in run.compute), "loop_seconds": args.loop_seconds,
         **load.spread(load.window_throughputs(run.ends, timed["wall_start"], batchsize)),
@@ -266,14 +267,13 @@ def _extras(args: argparse.Namespace, run: Inference, timed: dict[str, Any], bat
 def run_single(args: argparse.Namespace, argv: list[str], threads: int
                ) -> tuple[dict[str, Any], float, float]:
     """One device: warm-up, timed inference, outputs, summary. Returns (summary, start, end)."""
-    streams, per_stream, hint, tuning = args.streams, max(1, threads // args.streams), None, None
-    if args.tune is not None:   # npuzoo.tune's choice, engine included
-        tuning = tuned_layout(args, threads)
-        chosen = tuning["chosen"]
-        args.backend, streams = chosen["engine"], chosen["streams"]
-        per_stream, hint = chosen["threads_per_stream"], chosen["hint"]
-    sessions, inputs, outs = engines.open_sessions(args.model, per_stream, args.backend, streams,
-                                                   hint)
+    layout = {"engine": args.backend, "streams": args.streams,
+              "threads_per_stream": max(1, threads // args.streams), "hint": None}
+    tuning = None if args.tune is None else tuned_layout(args, threads)
+    if tuning is not None:   # npuzoo.tune's choice, engine included
+        layout = tuning["chosen"]
+        args.backend = layout["engine"]
+    sessions, inputs, outs = engines.open_sessions(args.model, **layout)
     if args.precision_given:
         engines.check_precision(args.model, args.precision)
     args.unresolved = ins.resolve_shapes(inputs, args)
@@ -292,7 +292,7 @@ def run_single(args: argparse.Namespace, argv: list[str], threads: int
         static = not args.no_combine_tensor_mode and all(d.resolved for d in inputs)
         prepare({d.name: d.resolved for d in inputs} if static else None)
     if args.debug:
-        _debug_table(args, sessions[0], inputs, outs, per_stream)
+        _debug_table(args, sessions[0], inputs, outs, layout["threads_per_stream"])
     if prefix is not None:   # once the inputs are checked: a refused run leaves no folder
         try:
             os.makedirs(prefix, 0o755, exist_ok=True)
@@ -310,8 +310,7 @@ def run_single(args: argparse.Namespace, argv: list[str], threads: int
     if run.batchsizes:
         batchsize = sum(run.batchsizes) / len(run.batchsizes)
     filesinfo = {k: v for part in run.files for k, v in part.items()}
-    extras = _extras(args, run, timed, batchsize, streams, per_stream, tuning) \
-        if args.npuzoo_keys else None
+    extras = _extras(args, run, timed, batchsize, layout, tuning) if args.npuzoo_keys else None
     found = summary(batchsize, filesinfo, argv, [t for part in run.compute for t in part],
                     run.h2d, run.d2h, prefix, args.display_all_summary, extras,
                     engines.BACKEND_LABELS[args.backend])
@@ -320,20 +319,14 @@ def run_single(args: argparse.Namespace, argv: list[str], threads: int
 
 def layout_samples(args: argparse.Namespace, layout: dict[str, Any], seconds: float,
                    calls: int) -> Iterator[float]:
-    """Images/s of one tuning layout, one sample per next(): its sessions opened and warmed up
-    (one call per stream) once, then each sample `seconds` of pure inference of one batch and
-    at least `calls` calls per stream, as many on each stream. Runs in tune.Isolated's process:
-    an error is that layout's."""
-    sessions, inputs, _ = engines.open_sessions(
-        args.model, layout["threads_per_stream"], layout["engine"], layout["streams"],
-        layout["hint"])
-    problem = ins.resolve_shapes(inputs, args)
-    if problem:
-        raise UserError(problem)
+    """Images/s of one tuning layout per next(), after one warm-up call per stream: `seconds` of
+    pure inference and at least `calls` calls per stream (in tune.Isolated's process)."""
+    sessions, inputs, _ = engines.open_sessions(args.model, **layout)
+    args.unresolved = ins.resolve_shapes(inputs, args)
+    feeds = ins.make_feeds([[ins.PURE_INFER_FAKE_FILE] for _ in inputs], inputs, args)
     prepare = getattr(sessions[0], "prepare", None)
     if prepare is not None:
         prepare({d.name: d.resolved for d in inputs})
-    feeds = ins.make_feeds([[ins.PURE_INFER_FAKE_FILE] for _ in inputs], inputs, args)
     stop = threading.Event()
     in_threads(lambda one: one.run(None, feeds), sessions, stop)
     images = inputs[0].resolved[0]  # type: ignore[index]
@@ -344,9 +337,7 @@ def layout_samples(args: argparse.Namespace, layout: dict[str, Any], seconds: fl
 
 
 def tuned_layout(args: argparse.Namespace, threads: int) -> dict[str, Any]:
-    """npuzoo.tune's choice for this graph, batch, precision and machine: cached, else timed
-    now, each layout in a process of its own kept for all rounds (an engine that crashes
-    costs its layout)."""
+    """npuzoo.tune's choice for this graph, batch, precision and machine (cached, else timed)."""
     from npuzoo import tune
 
     if args.no_combine_tensor_mode:
@@ -359,12 +350,10 @@ def tuned_layout(args: argparse.Namespace, threads: int) -> dict[str, Any]:
     def sample(layout: dict[str, Any]) -> float:
         name = tune.describe(layout)
         if name not in started:
-            started[name] = tune.Isolated(layout_samples, args, layout, tune.SECONDS,
-                                            tune.CALLS)
+            started[name] = tune.Isolated(layout_samples, args, layout, tune.SECONDS, tune.CALLS)
         return float(started[name].next())
 
-    # An int8 graph was quantised for its engine (npuzoo/config.py INT8_QUANTIZER): its
-    # layouts only.
+    # An int8 graph is quantised for one engine (npuzoo/config.py INT8_QUANTIZER): its layouts.
     allowed = (args.backend,) if args.precision == "int8" else engines.BACKENDS
     try:
         return tune.choose(args.tune, key, fields, tune.layouts(args.backend, threads, allowed),
