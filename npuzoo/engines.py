@@ -101,10 +101,8 @@ def graph_ops(model_path: str) -> set[str]:
     while graphs:
         for node in graphs.pop().node:
             ops.add(node.op_type)
-            for attr in node.attribute:
-                if attr.g is not None and attr.g.node:
-                    graphs.append(attr.g)
-                graphs.extend(attr.graphs)
+            for attr in node.attribute:   # an unset attr.g is an empty graph
+                graphs.extend([attr.g, *attr.graphs])
     return ops
 
 
@@ -166,9 +164,8 @@ class OpenVINOModel:
         except ImportError:
             raise UserError("--backend openvino needs the `openvino` package (pip install "
                             "openvino; requirements.txt pins it)") from None
-        self.ov, self.path, self.streams = ov, model_path, streams
+        self.ov, self.path, self.streams, self.hint = ov, model_path, streams, hint
         self.threads = threads_per_stream * streams
-        self.hint = hint   # "THROUGHPUT": OpenVINO picks NUM_STREAMS itself (npuzoo.tune)
         self.core = ov.Core()
         try:
             self.model = self.core.read_model(model_path)
@@ -198,6 +195,7 @@ class OpenVINOModel:
         try:
             if shapes:
                 self.model.reshape({k: self.ov.PartialShape(list(v)) for k, v in shapes.items()})
+            # a hint (npuzoo.tune's THROUGHPUT) lets OpenVINO choose the streams itself
             layout = {"PERFORMANCE_HINT": self.hint} if self.hint \
                 else {"NUM_STREAMS": str(self.streams)}
             self.compiled = self.core.compile_model(self.model, "CPU", {
@@ -229,16 +227,15 @@ class OpenVINOSession:
                 f"{compiled.get_property('INFERENCE_PRECISION_HINT').get_type_name()})"]
 
     def run(self, output_names: None, feeds: dict[str, Any]) -> list[np.ndarray]:
-        model = self.model
-        request = model.requests[self.index]   # prepare() made them
+        request = self.model.requests[self.index]   # prepare() made them
         try:
             request.infer({name: np.ascontiguousarray(value) for name, value in feeds.items()},
                           share_inputs=True)
         except Exception as err:
-            raise UserError(f"OpenVINO failed to run {model.path}: {_openvino_reason(err)}") \
-                from None
+            raise UserError(f"OpenVINO failed to run {self.model.path}: "
+                            f"{_openvino_reason(err)}") from None
         return [np.array(request.get_output_tensor(k).data, copy=True)
-                for k in range(len(model.outputs))]
+                for k in range(len(self.model.outputs))]
 
 
 def open_sessions(model_path: str, threads_per_stream: int, engine: str = "onnxruntime",

@@ -119,8 +119,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     backend.add_argument("out")
     backend.add_argument("--calibration", required=True, help="the calibration dataset.json")
     for parsed in (model, backend):
-        parsed.add_argument("--method", required=True, choices=sorted(METHODS),
-                            help="the quantiser")
+        parsed.add_argument("--method", required=True, choices=sorted(METHODS), help="quantiser")
     args = parser.parse_args(argv)
     if args.action == "model":
         quantize(args.onnx, args.prep, args.out, args.method)

@@ -190,8 +190,7 @@ def _files_per_batch(fileslists: list[list[str]], inputs: list[TensorDesc]) -> i
 
 def plan_batches(fileslists: list[list[str]], inputs: list[TensorDesc], no_combine: bool
                  ) -> tuple[int, list[Batch]]:
-    """files_per_batch, and the batches: batches[i][k] = the files of input k in batch i,
-    the last one padded with PADDING_INFER_FAKE_FILE."""
+    """(files per batch, batches): batches[i][k] the files of input k in batch i, padded."""
     files_per_batch = 1 if no_combine else _files_per_batch(fileslists, inputs)
     padded = -len(fileslists[0]) % files_per_batch   # the input lists are as long
     slots = [files + [PADDING_INFER_FAKE_FILE] * padded for files in fileslists]

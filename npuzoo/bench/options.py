@@ -18,7 +18,6 @@ UNSUPPORTED = (("profiler", "--profiler", "there is no Ascend profiler on CPU"),
 
 
 def str2bool(value: str) -> bool:
-    """T23's, case-insensitive."""
     if value.lower() in ("yes", "true", "t", "y", "1"):
         return True
     if value.lower() in ("no", "false", "f", "n", "0"):
@@ -72,10 +71,8 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see {self.prog} --help)")
 
     def _get_option_tuples(self, option_string: str) -> list[Any]:
-        unique: dict[int, Any] = {}
-        for option_tuple in super()._get_option_tuples(option_string):
-            unique.setdefault(id(option_tuple[0]), option_tuple)
-        return list(unique.values())
+        found = super()._get_option_tuples(option_string)
+        return list({id(option[0]): option for option in found}.values())   # one per action
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,21 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("--warmup_count", "--warmup-count", dest="warmup_count", type=nonnegative_integer,
         default=1, help="warm-up runs on batch 0 before timing")
     add("--dymShape_range", help="not supported by this runner")
-    add("--streams", type=positive_integer,
-        help="batches in flight at once, each on its own session of max(1, T // N) threads "
-             "(T: NPUZOO_THREADS or the usable cores); default 1, as ais_bench")
+    add("--streams", type=positive_integer, help="batches in flight at once, each on a session "
+        "of max(1, T // N) threads (T: NPUZOO_THREADS or the usable cores); default 1 as ais_bench")
     add("--backend", choices=list(engines.BACKENDS),
         help=f"CPU engine (default: {engines.DEFAULT_BACKEND}; onnxruntime for an .ort file)")
-    add("--precision", choices=list(engines.PRECISIONS),
-        help="what the model file is: fp32, or int8 (a quantised graph); checked against the "
-             "graph and recorded (default: fp32, unchecked)")
-    add("--loop_seconds", type=nonnegative_float,
-        help="time-bounded loop: run each batch at least --loop times AND until at least this "
-             "many seconds have passed since its first timed run (default 0: --loop alone)")
-    add("--tune", metavar="DIR",
-        help="choose the engine and streams by a short timing pass, cached in DIR per machine "
-             "and graph (npuzoo.tune); --backend is then the one kept on a tie (int8: the "
-             "only engine tried)")
+    add("--precision", choices=list(engines.PRECISIONS), help="what the model file is (int8: a "
+        "quantised graph); checked against the graph and recorded (default: fp32, unchecked)")
+    add("--loop_seconds", type=nonnegative_float, help="time-bounded loop: each batch at least "
+        "--loop runs AND this many seconds from its first timed run (default 0: --loop alone)")
+    add("--tune", metavar="DIR", help="choose the engine and streams by a short timing pass, "
+        "cached in DIR per machine and graph (npuzoo.tune); --backend is then the one kept on a "
+        "tie (int8: the only engine tried)")
     return parser
 
 

@@ -136,7 +136,6 @@ def _bs_text(batchsize: float) -> str:
 
 
 def _extras_lines(extras: dict[str, Any]) -> None:
-    """Two lines on npuzoo's figures (three after a tuned layout)."""
     tuning = extras.get("tuning")
     if tuning:
         log("npuzoo: engine and streams tuned for this machine and graph ({}, {})".format(

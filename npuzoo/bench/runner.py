@@ -219,13 +219,11 @@ def _wait(future: "Future[None] | None") -> None:
 
 def _batches(args: argparse.Namespace, inputs: list[TensorDesc]) -> tuple[int, list[ins.Batch]]:
     """(files per batch, batches); pure inference (no --input) is one batch of no files."""
+    if args.unresolved and (args.input is None or not args.no_combine_tensor_mode):
+        raise UserError(args.unresolved)   # only the .npy of --auto_set_dym*_mode give shapes
     if args.input is None:
-        if args.unresolved:
-            raise UserError(args.unresolved)
         return 1, [[[ins.PURE_INFER_FAKE_FILE] for _ in inputs]]
     fileslists = ins.list_input_files(args.input.split(","), len(inputs))
-    if not args.no_combine_tensor_mode and args.unresolved:
-        raise UserError(args.unresolved)
     files_per_batch, batches = ins.plan_batches(fileslists, inputs, args.no_combine_tensor_mode)
     log(f"get filesperbatch files0 size:{ins.file_datasize(fileslists[0][0])} tensor0size:"
         f"{inputs[0].realsize} filesperbatch:{files_per_batch} runcount:{len(batches)}")
