@@ -65,9 +65,8 @@ def _write(model: onnx.ModelProto, onnx_path: str, out_path: str, portable: bool
             except Exception:
                 raise UserError(f"{onnx_path}: ONNX Runtime cannot load it ({reason}); "
                                 "delete it and rerun") from None
-            if shutil.disk_usage(folder).free < os.path.getsize(static):
-                raise write_error(out_path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) \
-                    from None
+            if shutil.disk_usage(folder).free < os.path.getsize(static):   # said by the caller
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from None
             raise UserError(f"{out_path}: ONNX Runtime could not write the optimised graph "
                             f"({reason})") from None
         os.replace(optimised, out_path)
@@ -80,12 +79,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("onnx")
     parser.add_argument("out")
     parser.add_argument("--batch", type=int, required=True)
-    parser.add_argument("--aipp", metavar="CFG",
-                        help="AIPP config (atc --insert_op_conf): input uint8 NHWC, normalised "
-                             "in the graph")
-    parser.add_argument("--portable", action="store_true",
-                        help="fix the batch only, no ONNX Runtime fusions (com.microsoft "
-                             "operators), for another engine such as OpenVINO")
+    parser.add_argument("--aipp", metavar="CFG", help="AIPP config (atc --insert_op_conf): input "
+                        "uint8 NHWC, normalised in the graph")
+    parser.add_argument("--portable", action="store_true", help="fix the batch only, no ONNX "
+                        "Runtime fusions (com.microsoft operators), for another engine (OpenVINO)")
     args = parser.parse_args(argv)
     if args.batch <= 0:
         raise UserError(f"BS={args.batch}: expected a positive batch size")

@@ -54,9 +54,8 @@ def _child(conn: Any, target: Callable[..., Any], args: tuple[Any, ...]) -> None
 
 
 class Isolated:
-    """The generator target(*args) in a spawned process; next() is its next value. An engine
-    crash costs a layout, not the run: an exception, a crash or no answer within `timeout`
-    becomes a UserError here."""
+    """The generator target(*args) in a spawned process, next() its next value: an exception, a
+    crash or no answer within `timeout` is a UserError here (it costs a layout, not the run)."""
 
     def __init__(self, target: Callable[..., Any], *args: Any) -> None:
         import multiprocessing

@@ -230,9 +230,8 @@ def _npy_feed(path: str, desc: TensorDesc) -> np.ndarray:
 
 def make_feeds(batch: Batch, inputs: list[TensorDesc], args: argparse.Namespace,
                batchsizes: list[int] | None = None) -> Feeds:
-    """The input arrays of one batch: the files concatenated as raw bytes (no dtype
-    conversion), padded slots filled with the batch's first file; pure inference's bytes are
-    zeros or random 0-255, fresh on each call."""
+    """The input arrays of one batch: the files' raw bytes concatenated (no dtype conversion),
+    padded slots filled with the first file; pure inference's zeros or fresh random bytes."""
     feeds = {}
     for desc, files in zip(inputs, batch, strict=True):
         if args.no_combine_tensor_mode and files[0] != PURE_INFER_FAKE_FILE:

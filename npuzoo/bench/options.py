@@ -147,18 +147,6 @@ def _check_t23(args: argparse.Namespace) -> None:
         raise UserError(f"--dymBatch {args.dymBatch} is invalid: give a positive batch size")
 
 
-def _default_backend(model: str) -> str:
-    # an .ort file only ONNX Runtime reads
-    backend = "onnxruntime" if model.lower().endswith(".ort") else engines.DEFAULT_BACKEND
-    if not engines.backend_version(backend) and engines.backend_version("onnxruntime"):
-        # a runner installed without its default engine still runs, and says on which
-        print(f"note: {engines.BACKEND_LABELS[backend]} (the default engine) is not installed; "
-              "running on ONNX Runtime "
-              f"(pip install {backend} for it, or pass --backend)", file=sys.stderr)
-        return "onnxruntime"
-    return backend
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     _check_t23(args)
@@ -169,7 +157,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if args.tune is not None and args.streams is not None:
         raise UserError("--tune chooses the streams; give --tune or --streams, not both")
     args.streams = 1 if args.streams is None else engines.check_streams(args.streams, "--streams")
-    args.backend = args.backend or _default_backend(args.model)
+    if args.backend is None:   # an .ort file only ONNX Runtime reads
+        args.backend = "onnxruntime" if args.model.lower().endswith(".ort") \
+            else engines.DEFAULT_BACKEND
+        if not engines.backend_version(args.backend) and engines.backend_version("onnxruntime"):
+            # a runner installed without its default engine still runs, and says on which
+            print(f"note: {engines.BACKEND_LABELS[args.backend]} (the default engine) is not "
+                  f"installed; running on ONNX Runtime (pip install {args.backend} for it, or "
+                  "pass --backend)", file=sys.stderr)
+            args.backend = "onnxruntime"
     args.precision = args.precision or "fp32"
     args.loop_seconds = args.loop_seconds or 0.0
     return args

@@ -120,10 +120,8 @@ class Inference:
         self.h2d, self.d2h = [0.0] * count, [0.0] * count
         self.files: list[outputs.FilesInfo] = [{} for _ in range(count)]
         self.batchsizes: list[int] | None = [] if args.no_combine_tensor_mode else None
-        self.stop = threading.Event()
+        self.stop, self.lock, self.next = threading.Event(), threading.Lock(), 0
         self.ends: list[float] = []
-        self.next = 0
-        self.lock = threading.Lock()
         self.progress: Any = None
 
     def warm_up(self) -> None:
@@ -363,15 +361,14 @@ def tuned_layout(args: argparse.Namespace, threads: int) -> dict[str, Any]:
 
 def run_multidevice(args: argparse.Namespace, argv: list[str], threads: int) -> dict[str, Any]:
     """T23 with a device list: once per device, sequentially, over its share of the input."""
-    devices = args.device
-    log(f"multidevice:{devices} run begin")
+    log(f"multidevice:{args.device} run begin")
     splits = None
     if args.input is not None:
         _, model_inputs, _ = engines.open_onnxruntime(args.model, threads)
-        splits = ins.split_inputs_for_devices(args.input, len(model_inputs), len(devices))
+        splits = ins.split_inputs_for_devices(args.input, len(model_inputs), len(args.device))
     base = args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S")
     results = []
-    for i, device in enumerate(devices):
+    for i, device in enumerate(args.device):
         cur = argparse.Namespace(**dict(vars(args), device=device, output_dirname=os.path.join(
             base, f"device{device}"), input=None if splits is None else splits[i]))
         found, start, end = run_single(cur, argv, threads)
@@ -395,13 +392,12 @@ def run(argv: Sequence[object] | None = None, threads: int | None = None) -> dic
         words = [str(a) for a in argv]
         recorded = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "__main__.py")] + words
     args = options.parse_args(words)
-    if threads is None:
-        threads = default_threads()
-    elif int(threads) <= 0:
+    threads = default_threads() if threads is None else int(threads)
+    if threads <= 0:
         raise UserError(f"threads must be a positive integer, got {threads}")
     if isinstance(args.device, list):
-        return run_multidevice(args, recorded, int(threads))
-    return run_single(args, recorded, int(threads))[0]
+        return run_multidevice(args, recorded, threads)
+    return run_single(args, recorded, threads)[0]
 
 
 @cli
