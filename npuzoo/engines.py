@@ -4,6 +4,7 @@ to bf16; NUM_STREAMS or a PERFORMANCE_HINT), both as objects like an ONNX Runtim
 
 import importlib.metadata
 import os
+import queue
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,8 +154,9 @@ def open_onnxruntime(model_path: str, threads: int
             _ort_descs(model_path, session.get_outputs()))
 
 
-class OpenVINOModel:
-    """One OpenVINO model for all streams, compiled by prepare(); one infer request per stream."""
+class OpenVINOSession:
+    """One OpenVINO model for all streams, compiled by prepare() with one infer request per
+    stream; each run() takes an idle one."""
 
     def __init__(self, model_path: str, threads_per_stream: int, streams: int,
                  hint: str | None = None) -> None:
@@ -176,7 +178,7 @@ class OpenVINOModel:
         self.inputs = [self._desc(port, "input") for port in self.model.inputs]
         self.outputs = [self._desc(port, "output") for port in self.model.outputs]
         self.compiled: Any = None
-        self.requests: list[Any] = []
+        self.idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
     def _desc(self, port: Any, kind: str) -> TensorDesc:
         name = port.get_any_name() if port.get_names() else f"{kind}{port.get_index()}"
@@ -208,34 +210,27 @@ class OpenVINOModel:
         if got != "f32":
             raise UserError(f"OpenVINO compiled {self.path} with precision {got} although f32 "
                             "was asked")
-        self.requests = [self.compiled.create_infer_request() for _ in range(self.streams)]
-
-
-class OpenVINOSession:
-    """What the runner calls: run(None, feeds) on stream `index`'s infer request."""
-
-    def __init__(self, model: OpenVINOModel, index: int) -> None:
-        self.model, self.index = model, index
-
-    def prepare(self, shapes: dict[str, list[int]] | None = None) -> None:
-        self.model.prepare(shapes)
+        for _ in range(self.streams):
+            self.idle.put(self.compiled.create_infer_request())
 
     def get_providers(self) -> list[str]:
-        compiled = self.model.compiled
+        compiled = self.compiled
         return [f"OpenVINO CPU ({compiled.get_property('NUM_STREAMS')} streams, "
                 f"{compiled.get_property('INFERENCE_NUM_THREADS')} threads, precision "
                 f"{compiled.get_property('INFERENCE_PRECISION_HINT').get_type_name()})"]
 
     def run(self, output_names: None, feeds: dict[str, Any]) -> list[np.ndarray]:
-        request = self.model.requests[self.index]   # prepare() made them
+        request = self.idle.get_nowait()   # one per stream: never short
         try:
             request.infer({name: np.ascontiguousarray(value) for name, value in feeds.items()},
                           share_inputs=True)
+            return [np.array(request.get_output_tensor(k).data, copy=True)
+                    for k in range(len(self.outputs))]
         except Exception as err:
-            raise UserError(f"OpenVINO failed to run {self.model.path}: "
-                            f"{_openvino_reason(err)}") from None
-        return [np.array(request.get_output_tensor(k).data, copy=True)
-                for k in range(len(self.model.outputs))]
+            raise UserError(f"OpenVINO failed to run {self.path}: {_openvino_reason(err)}") \
+                from None
+        finally:
+            self.idle.put(request)
 
 
 def open_sessions(model_path: str, threads_per_stream: int, engine: str = "onnxruntime",
@@ -243,8 +238,7 @@ def open_sessions(model_path: str, threads_per_stream: int, engine: str = "onnxr
                   ) -> tuple[list[Any], list[TensorDesc], list[TensorDesc]]:
     """([one session per stream], inputs, outputs) of a layout (npuzoo.tune): OpenVINO's shared."""
     if check_backend(engine) == "openvino":
-        model = OpenVINOModel(model_path, threads_per_stream, streams, hint)
-        return ([OpenVINOSession(model, index) for index in range(streams)], model.inputs,
-                model.outputs)
+        model = OpenVINOSession(model_path, threads_per_stream, streams, hint)
+        return [model] * streams, model.inputs, model.outputs
     opened = [open_onnxruntime(model_path, threads_per_stream) for _ in range(streams)]
     return [session for session, _, _ in opened], opened[0][1], opened[0][2]

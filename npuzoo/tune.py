@@ -7,6 +7,7 @@ round cannot win them all: it is not timed again, which keeps the pass short."""
 
 import hashlib
 import json
+import multiprocessing
 import os
 import statistics
 import time
@@ -58,8 +59,6 @@ class Isolated:
     crash or no answer within `timeout` is a UserError here (it costs a layout, not the run)."""
 
     def __init__(self, target: Callable[..., Any], *args: Any) -> None:
-        import multiprocessing
-
         context = multiprocessing.get_context("spawn")
         self.conn, child_conn = context.Pipe()
         self.process = context.Process(target=_child, args=(child_conn, target, args), daemon=True)

@@ -138,10 +138,9 @@ def list_input_files(inputs_list: list[str], n_inputs: int) -> list[list[str]]:
             raise UserError(f"--input gives {len(inputs_list)} directories but the model has "
                             f"{n_inputs} inputs")
         fileslists = [input_files(folder) for folder in inputs_list]
-        counts = [len(files) for files in fileslists]
-        if len(set(counts)) > 1:
+        if len({len(files) for files in fileslists}) > 1:
             raise UserError("--input directories hold different numbers of files: {}".format(
-                ", ".join(f"{d} ({c})" for d, c in zip(inputs_list, counts, strict=True))))
+                ", ".join(f"{d} ({len(f)})" for d, f in zip(inputs_list, fileslists, strict=True))))
         return fileslists
     raise UserError(f"--input: '{first}' is neither a file nor a directory")
 

@@ -263,12 +263,11 @@ def _extras(args: argparse.Namespace, run: Inference, timed: dict[str, Any], bat
 def run_single(args: argparse.Namespace, argv: list[str], threads: int
                ) -> tuple[dict[str, Any], float, float]:
     """One device: warm-up, timed inference, outputs, summary. Returns (summary, start, end)."""
-    layout = {"engine": args.backend, "streams": args.streams,
-              "threads_per_stream": max(1, threads // args.streams), "hint": None}
     tuning = None if args.tune is None else tuned_layout(args, threads)
-    if tuning is not None:   # npuzoo.tune's choice, engine included
-        layout = tuning["chosen"]
-        args.backend = layout["engine"]
+    layout = tuning["chosen"] if tuning else {   # npuzoo.tune's choice, engine included
+        "engine": args.backend, "streams": args.streams,
+        "threads_per_stream": max(1, threads // args.streams), "hint": None}
+    args.backend = layout["engine"]
     sessions, inputs, outs = engines.open_sessions(args.model, **layout)
     if args.precision_given:
         engines.check_precision(args.model, args.precision)
