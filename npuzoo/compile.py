@@ -19,6 +19,8 @@ from npuzoo.files import write_error
 
 def compile_model(onnx_path: str, out_path: str, batch: int, aipp: dict[str, Field] | None = None,
                   portable: bool = False) -> None:
+    import onnxruntime as ort
+
     try:
         model = onnx.load(onnx_path)
     except Exception as err:  # onnx raises DecodeError or OSError variants
@@ -31,45 +33,40 @@ def compile_model(onnx_path: str, out_path: str, batch: int, aipp: dict[str, Fie
         if dims:
             dims[0].Clear()
             dims[0].dim_value = batch
-    try:
-        _write(model, onnx_path, out_path, portable)
-    except OSError as err:  # a full disk, a folder that is not writable: not the export's fault
-        raise write_error(out_path, err) from None
-
-
-def _write(model: onnx.ModelProto, onnx_path: str, out_path: str, portable: bool) -> None:
-    import onnxruntime as ort
-
     folder = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(folder, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        static = os.path.join(tmp, "static.onnx")
-        onnx.save(model, static)
-        if portable:  # standard ONNX operators only: what OpenVINO reads
-            os.replace(static, out_path)
-            return
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        optimised = os.path.join(tmp, "optimised.onnx")
-        options.optimized_model_filepath = optimised
-        try:
-            ort.InferenceSession(static, options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime's InvalidGraph, Fail, ... carry one line each
-            if "onnxruntime" not in type(err).__module__:
-                raise
-            reason = str(err).splitlines()[0][:300]
-            # Writing the optimised graph failed ("Protobuf serialization failed" on a full
-            # disk) if the same graph loads without writing it: say so, not "delete the export".
+    try:   # an OSError is a full disk or a folder that is not writable: not the export's fault
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            static = os.path.join(tmp, "static.onnx")
+            onnx.save(model, static)
+            if portable:  # standard ONNX operators only: what OpenVINO reads
+                os.replace(static, out_path)
+                return
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+            optimised = os.path.join(tmp, "optimised.onnx")
+            options.optimized_model_filepath = optimised
             try:
-                ort.InferenceSession(static, providers=["CPUExecutionProvider"])
-            except Exception:
-                raise UserError(f"{onnx_path}: ONNX Runtime cannot load it ({reason}); "
-                                "delete it and rerun") from None
-            if shutil.disk_usage(folder).free < os.path.getsize(static):   # said by the caller
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from None
-            raise UserError(f"{out_path}: ONNX Runtime could not write the optimised graph "
-                            f"({reason})") from None
-        os.replace(optimised, out_path)
+                ort.InferenceSession(static, options, providers=["CPUExecutionProvider"])
+            except Exception as err:  # onnxruntime's InvalidGraph, Fail, ...: one line each
+                if "onnxruntime" not in type(err).__module__:
+                    raise
+                reason = str(err).splitlines()[0][:300]
+                # Writing the optimised graph failed ("Protobuf serialization failed" on a full
+                # disk) if the same graph loads without writing it: say so, not "delete the
+                # export".
+                try:
+                    ort.InferenceSession(static, providers=["CPUExecutionProvider"])
+                except Exception:
+                    raise UserError(f"{onnx_path}: ONNX Runtime cannot load it ({reason}); "
+                                    "delete it and rerun") from None
+                if shutil.disk_usage(folder).free < os.path.getsize(static):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from None
+                raise UserError(f"{out_path}: ONNX Runtime could not write the optimised graph "
+                                f"({reason})") from None
+            os.replace(optimised, out_path)
+    except OSError as err:
+        raise write_error(out_path, err) from None
 
 
 @cli

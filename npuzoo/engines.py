@@ -214,10 +214,9 @@ class OpenVINOSession:
             self.idle.put(self.compiled.create_infer_request())
 
     def get_providers(self) -> list[str]:
-        compiled = self.compiled
-        return [f"OpenVINO CPU ({compiled.get_property('NUM_STREAMS')} streams, "
-                f"{compiled.get_property('INFERENCE_NUM_THREADS')} threads, precision "
-                f"{compiled.get_property('INFERENCE_PRECISION_HINT').get_type_name()})"]
+        return [f"OpenVINO CPU ({self.compiled.get_property('NUM_STREAMS')} streams, "
+                f"{self.compiled.get_property('INFERENCE_NUM_THREADS')} threads, precision "
+                f"{self.compiled.get_property('INFERENCE_PRECISION_HINT').get_type_name()})"]
 
     def run(self, output_names: None, feeds: dict[str, Any]) -> list[np.ndarray]:
         request = self.idle.get_nowait()   # one per stream: never short

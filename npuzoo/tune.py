@@ -154,16 +154,11 @@ def choose(cache_dir: str, key: str, fields: dict[str, Any], candidates: list[La
     winners = {k: ratio for k, ratio in winners.items() if ratio > 1 + MARGIN}
     chosen = max(winners, key=winners.__getitem__, default=0) if 0 in ran \
         else max(ran, key=lambda k: statistics.median(samples[k]))   # no fallback: best median
-    tried = []
-    for k, layout in enumerate(candidates):
-        entry = dict(layout, samples=[round(x, 2) for x in samples[k]])
-        if samples[k]:
-            entry["images_per_s"] = round(statistics.median(samples[k]), 2)
-        if k in ratios:   # per round, while it was timed
-            entry["ratios_to_fallback"] = [round(r, 4) for r in ratios[k]]
-        if k in errors:
-            entry["error"] = errors[k]
-        tried.append(entry)
+    tried = [dict(layout, samples=[round(x, 2) for x in samples[k]])
+             | ({"images_per_s": round(statistics.median(samples[k]), 2)} if samples[k] else {})
+             | ({"ratios_to_fallback": [round(r, 4) for r in ratios[k]]} if k in ratios else {})
+             | ({"error": errors[k]} if k in errors else {})
+             for k, layout in enumerate(candidates)]
     seconds = time.perf_counter() - began
     print(f" {describe(candidates[chosen])} ({tried[chosen]['images_per_s']:g} images/s, median) "
           f"in {seconds:.1f} s", flush=True)

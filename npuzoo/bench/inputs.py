@@ -28,8 +28,7 @@ def _named_shapes(text: str, flag: str, inputs: list[TensorDesc]) -> dict[str, l
         except ValueError:
             raise UserError(f'{flag} "{text}": expected "name:d,d,...;name2:d,..."') from None
         if name not in names:
-            raise UserError("{}: the model has no input '{}' (inputs: {})".format(
-                flag, name, ", ".join(names)))
+            raise UserError(f"{flag}: the model has no input '{name}' (inputs: {', '.join(names)})")
         shapes[name] = shape
     return shapes
 
@@ -180,8 +179,7 @@ def _files_per_batch(fileslists: list[list[str]], inputs: list[TensorDesc]) -> i
                              f"{files_per_batch} files per batch do not divide input {k}")
         expected = realsize // files_per_batch
         for path in files:
-            size = file_datasize(path)
-            if size != expected:
+            if (size := file_datasize(path)) != expected:
                 raise size_error(k, realsize, size, path,
                                  f"every file of input {k} must hold {expected} bytes")
     return files_per_batch

@@ -106,8 +106,7 @@ def list_info(values: Sequence[float]) -> dict[str, Any]:
 
 def summary(batchsize: float, filesinfo: dict[str, Any], argv: Sequence[str],
             compute: list[float], h2d: list[float], d2h: list[float], prefix: str | None,
-            display_all: bool, extras: dict[str, Any] | None = None,
-            engine_label: str = "ONNX Runtime") -> dict[str, Any]:
+            display_all: bool, extras: dict[str, Any] | None, engine_label: str) -> dict[str, Any]:
     """Build the summary dict, print the block, write `<prefix>_summary.json`."""
     npu = list_info(compute)
     throughput = 0 if npu["mean"] == 0 else 1000 * batchsize / npu["mean"]
@@ -136,8 +135,7 @@ def _bs_text(batchsize: float) -> str:
 
 
 def _extras_lines(extras: dict[str, Any]) -> None:
-    tuning = extras.get("tuning")
-    if tuning:
+    if tuning := extras.get("tuning"):
         log("npuzoo: engine and streams tuned for this machine and graph ({}, {})".format(
             tuning["path"], "reused" if tuning["cache"] == "reused" else "timed now"))
     bounded = "; time-bounded loop: {loop_runs} runs in at least {loop_seconds:g} s".format(
@@ -171,10 +169,9 @@ def _load_text(extras: dict[str, Any]) -> str:
                     _plural(extras["cpus"], "CPU"), verdict, steadiness, **extras))
 
 
-def _friendly_block(batchsize: float, npu: dict[str, Any], throughput: float,
-                    engine_label: str) -> None:
+def _friendly_block(batchsize: float, npu: dict[str, Any], throughput: float, label: str) -> None:
     """On a terminal: what ran where, in rounded figures (the summary JSON keeps them whole)."""
-    log(f"-----------------Performance Summary (CPU, {engine_label})------------------")
+    log(f"-----------------Performance Summary (CPU, {label})------------------")
     log("compute time per batch of {} on the CPU (ms): mean {mean:.2f}, median {median:.2f}, "
         "min {min:.2f}, max {max:.2f}, p99 {percentile(99%):.2f} ({count} runs)".format(
             _bs_text(batchsize), **npu))
