@@ -12,6 +12,7 @@ from npuzoo.files import input_files
 
 PURE_INFER_FAKE_FILE = "pure_infer_data"
 PADDING_INFER_FAKE_FILE = "padding_infer_fake_file"
+NPY = (".npy", ".NPY")   # the extensions read as arrays (str.endswith)
 Batch = list[list[str]]   # per model input, the files of one batch
 Feeds = dict[str, np.ndarray]
 
@@ -96,14 +97,10 @@ def resolve_shapes(inputs: list[TensorDesc], args: argparse.Namespace) -> str | 
     return problem
 
 
-def is_npy(path: str) -> bool:
-    return path.endswith((".npy", ".NPY"))
-
-
 def file_datasize(path: str) -> int:
     """Bytes a file contributes: the array bytes of a .npy (mapped, not read), else its size."""
     try:
-        if is_npy(path):
+        if path.endswith(NPY):
             return int(np.load(path, mmap_mode="r", allow_pickle=False).nbytes)
         return os.path.getsize(path)
     except OSError as err:
@@ -196,7 +193,7 @@ def plan_batches(fileslists: list[list[str]], inputs: list[TensorDesc], no_combi
 
 
 def read_into(buf: np.ndarray, offset: int, size: int, path: str) -> None:
-    if is_npy(path):
+    if path.endswith(NPY):
         data = np.ascontiguousarray(load_npy(path)).reshape(-1).view(np.uint8)
         if data.size != size:
             raise size_error(0, buf.size, data.size, path, "the file changed size during the run")
@@ -215,7 +212,7 @@ def read_into(buf: np.ndarray, offset: int, size: int, path: str) -> None:
 
 def _npy_feed(path: str, desc: TensorDesc) -> np.ndarray:
     """--auto_set_dym*_mode: one .npy with its own shape."""
-    if not is_npy(path):
+    if not path.endswith(NPY):
         raise UserError(f"{path}: --auto_set_dymshape_mode/--auto_set_dymdims_mode need .npy "
                         "inputs, which carry their shape")
     array = load_npy(path)

@@ -1,5 +1,4 @@
-"""What a run leaves (docs/ais_bench_compatibility.md, "The output layout" to "The printed
-summary block"): output files, filesinfo, the summary JSON, the Performance Summary block."""
+"""What a run leaves: outputs, filesinfo, the summary (docs/ais_bench_compatibility.md)."""
 
 import argparse
 import json
