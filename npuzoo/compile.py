@@ -28,11 +28,10 @@ def compile_model(onnx_path: str, out_path: str, batch: int, aipp: dict[str, Fie
                         "delete it and export again") from None
     if aipp is not None:
         model = aipp_prepend(model, aipp)
-    for value in list(model.graph.input) + list(model.graph.output):
-        dims = value.type.tensor_type.shape.dim
-        if dims:
-            dims[0].Clear()
-            dims[0].dim_value = batch
+    for value in [*model.graph.input, *model.graph.output]:
+        for dim in value.type.tensor_type.shape.dim[:1]:   # the batch
+            dim.Clear()
+            dim.dim_value = batch
     folder = os.path.dirname(os.path.abspath(out_path))
     try:   # an OSError is a full disk or a folder that is not writable: not the export's fault
         os.makedirs(folder, exist_ok=True)

@@ -143,8 +143,7 @@ def open_onnxruntime(model_path: str, threads: int
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     try:
-        session = ort.InferenceSession(model_path, sess_options=options,
-                                       providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
     except Exception as err:
         if type(err).__module__.startswith("onnxruntime"):
             raise UserError(f"{model_path}: ONNX Runtime cannot load it: {first_line(err)}") \
