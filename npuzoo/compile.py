@@ -51,9 +51,8 @@ def compile_model(onnx_path: str, out_path: str, batch: int, aipp: dict[str, Fie
                 if "onnxruntime" not in type(err).__module__:
                     raise
                 reason = str(err).splitlines()[0][:300]
-                # Writing the optimised graph failed ("Protobuf serialization failed" on a full
-                # disk) if the same graph loads without writing it: say so, not "delete the
-                # export".
+                # Writing the optimised graph failed (a full disk: "Protobuf serialization
+                # failed") if the same graph loads without writing: say so, not "delete the export".
                 try:
                     ort.InferenceSession(static, providers=["CPUExecutionProvider"])
                 except Exception:

@@ -49,8 +49,7 @@ def _onnxruntime(source: str, written: str, files: list[str], feed: Feed) -> Non
     from onnxruntime import quantization as ortq
 
     class Reader(ortq.CalibrationDataReader):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self.pending = map(feed, files)
+        pending = map(feed, files)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.pending, None)
@@ -90,8 +89,7 @@ def quantize(model_path: str, prep_dir: str, out_path: str, method: str) -> None
     logging.disable(logging.WARNING)
     try:
         with tempfile.TemporaryDirectory(prefix=".quantize-", suffix=".tmp", dir=folder) as tmp:
-            # Per-channel scales need DequantizeLinear's `axis`, which opset 13 introduced; the
-            # export is opset 11 (the guides'), so the copy quantised here is converted first.
+            # per-channel scales need opset 13 (DequantizeLinear's axis); the export is opset 11
             opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
                         default=11)
             source = os.path.join(tmp, "opset13.onnx")
