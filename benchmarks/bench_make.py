@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("--bs and --n take positive integers")
         data = os.path.abspath(args.data)
         labels, paths = dataset.check_dataset(data)
-        images = [paths[name] for name in dataset.select(labels, data, args.n)]
+        images = [paths[name] for name in dataset.select(labels, data, args.n, 0)]
         os.makedirs(WORK, exist_ok=True)
         make_args = [args.model, f"DATA={data}", f"BS={args.bs}", "WEIGHTS=random",
                      *([f"N={args.n}"] if args.n else [])]
