@@ -233,7 +233,6 @@ def docker_images(plan: RunPlan) -> RunPlan:
     plan = image_hashes(plan)
     make(["-f", "mk/docker.mk", "images", "IMAGE_MODELS=", *plan.docker_args()])
     if plan.has_upstream:
-        check_source_tree(model)
         make(plan.make_args(f"{BUILD}/{model}/src/source.json"))
     plan = image_hashes(plan, model)
     make(["-f", "mk/docker.mk", "images", f"IMAGE_MODELS={model}", *plan.docker_args()])
@@ -338,14 +337,12 @@ def check_toolkit(soc: str, settings: Settings) -> None:
         ascend.cann_environment()
 
 
-def preflight(settings: Settings, problems: Problems) -> str | None:
+def preflight(settings: Settings, problems: Problems) -> None:
     """The checks of a run's inputs that need no long step, each problem added to `problems`."""
-    soc = None
     with problems:
         soc = resolve_soc(settings)
-    for check in (check_cpu_options, check_toolkit):
-        with problems:
-            if soc:
+        for check in (check_cpu_options, check_toolkit):
+            with problems:
                 check(soc, settings)
     with problems:
         dataset.check_layout(settings.data_abs)
@@ -354,38 +351,10 @@ def preflight(settings: Settings, problems: Problems) -> str | None:
             raise UserError(f"WEIGHTS={settings.weights}: no such file; pass a checkpoint "
                             "path, leave WEIGHTS unset to download the published one, or "
                             "WEIGHTS=random")
-    return soc
 
 
 def data_link(data_abs: str, data_id: str) -> None:
     replace_link(os.path.realpath(data_abs), os.path.join(BUILD, "inputs", data_id + ".data"))
-
-
-def show(model: str, settings: Settings) -> None:
-    """make -n: the commands each batch size would run, with the ids the inputs have now.
-    Nothing is written but the DATA link and the plan files: no lock, no cache, no weights
-    copy, no download."""
-    model_config = config.load(model)
-    soc = resolve_soc(settings)
-    cache = store.hash_cache()
-    data_id = dataset_id(settings.data_abs, settings.limit, cache)
-    data_link(settings.data_abs, data_id)
-    if settings.weights == "random":
-        weights_id, weights_path = "random", "random"
-    elif settings.weights and os.path.isfile(settings.weights):
-        sha256 = cache.sha256(settings.weights)
-        weights_id = f"custom-{sha256[:12]}"
-        weights_path = os.path.join(BUILD, model, "weights", "store", sha256 + ".pth")
-    else:
-        weights_id = "published-unverified"
-        weights_path = os.path.join(BUILD, model, "weights", model_config.weights.file)
-    plan = plan_of(model, settings, soc, data_id=data_id, weights_id=weights_id,
-                   weights_path=weights_path, **calibration(settings, cache))
-    plan = share(plan, model_config)
-    if settings.runner == "docker":
-        plan = image_hashes(image_hashes(plan), model)
-    for bs in settings.batch_sizes:
-        make(plan.make_args("publish", bs=bs))
 
 
 def calibration(settings: Settings, cache: HashCache) -> dict[str, Any]:
@@ -415,22 +384,29 @@ def calibration(settings: Settings, cache: HashCache) -> dict[str, Any]:
 
 
 def prepare(model: str, settings: Settings) -> RunPlan:
-    """The plan of a run, its inputs identified (the caller holds the model's lock)."""
+    """The plan of a run, its inputs identified (the caller ran preflight and holds the model's
+    lock). make -n: with the ids the inputs have now, and nothing written but the DATA link: no
+    cache, no weights copy, no download, no image built."""
     model_config = config.load(model)
     build = os.path.join(BUILD, model)
-    remove_leftovers(build, os.path.join("reports", model))
-    problems = Problems()
-    soc = preflight(settings, problems)
-    problems.raise_any()
-    assert soc is not None  # (else preflight's problems said why)
+    if not DRY_RUN:
+        remove_leftovers(build, os.path.join("reports", model))
     cache = store.hash_cache()
     try:
         started = time.perf_counter()
         data_id = dataset_id(settings.data_abs, settings.limit, cache)
-        plan = plan_of(model, settings, soc, data_id=data_id, **calibration(settings, cache))
-        steps.record(os.path.join(build, "steps.jsonl"), "data", time.perf_counter() - started)
+        plan = plan_of(model, settings, resolve_soc(settings), data_id=data_id,
+                       **calibration(settings, cache))
         data_link(settings.data_abs, data_id)
+        if DRY_RUN:
+            plan = share(plan, model_config)
+            if settings.runner == "docker":
+                plan = image_hashes(image_hashes(plan), model)
+            return replace(plan, **weights_now(model, model_config, settings.weights, cache))
+        steps.record(os.path.join(build, "steps.jsonl"), "data", time.perf_counter() - started)
         plan = share(plan, model_config, cache)
+        if plan.has_upstream:
+            check_source_tree(model)
         if settings.runner == "docker":
             plan = docker_images(plan)
         weights_dir = os.path.join(build, "weights")
@@ -442,10 +418,29 @@ def prepare(model: str, settings: Settings) -> RunPlan:
         weights_mod.write_description(weights_dir, weights_id, description)
         store.remove_unsealed(build, cache)
     finally:
-        cache.save()
-    if plan.has_upstream:
-        check_source_tree(model)
+        if not DRY_RUN:
+            cache.save()
     return plan
+
+
+def weights_now(model: str, spec: config.ModelSpec, weights: str,
+                cache: HashCache) -> dict[str, str]:
+    """make -n: the plan's weights_id and weights_path, without copying or fetching a file."""
+    if weights == "random":
+        return {"weights_id": "random", "weights_path": "random"}
+    if weights and os.path.isfile(weights):
+        sha256 = cache.sha256(weights)
+        return {"weights_id": f"custom-{sha256[:12]}",
+                "weights_path": os.path.join(BUILD, model, "weights", "store", sha256 + ".pth")}
+    return {"weights_id": "published-unverified",
+            "weights_path": os.path.join(BUILD, model, "weights", spec.weights.file)}
+
+
+def show(model: str, settings: Settings) -> None:
+    """make -n: the commands each batch size would run."""
+    plan = prepare(model, settings)
+    for bs in settings.batch_sizes:
+        make(plan.make_args("publish", bs=bs))
 
 
 def committed_reports(models: list[str]) -> dict[str, bytes]:

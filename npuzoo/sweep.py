@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from npuzoo import config, run, variables
-from npuzoo.errors import UserError, cli
+from npuzoo.errors import Problems, UserError, cli
 from npuzoo.files import atomic_write, locked, replace_link
 from npuzoo.plan import RunPlan
 from npuzoo.shards import effective_shards
@@ -371,6 +371,10 @@ def sweep(models: list[str], settings: dict[str, run.Settings], shards: int, sto
           cpus_wanted: int | None) -> int:
     started = time.time()
     failed = 0
+    problems = Problems()  # every model's, before any lock or step
+    for model in models:
+        run.preflight(settings[model], problems)
+    problems.raise_any()
     with contextlib.ExitStack() as held:  # released last in, first out
         for model in sorted(models):
             held.enter_context(run.lock_for(model, settings[model]))
