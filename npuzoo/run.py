@@ -1,11 +1,7 @@
-"""`make <model>` (python3 -m npuzoo.run MODEL, values from the environment as NPUZOO_BS,
-...): check every variable, lock build/<model>/.lock, identify the inputs by content, then,
-per batch size, write the run's plan (npuzoo/plan.py) and run mk/pipeline.mk on it.
-
+"""`make <model>`: check every variable, lock build/<model>/.lock, identify the inputs by
+content, then per batch size write the run's plan (npuzoo/plan.py) and run mk/pipeline.mk on it.
 In Python so that the user's values never reach a shell or Make: make gets an argument list and
-a plan file of validated tokens and paths under build/ (DATA through a link
-build/inputs/<dataset id>.data, a WEIGHTS file copied into build/<model>/weights/store/).
-"""
+a plan of validated tokens and paths under build/ (DATA through a link, WEIGHTS as a copy)."""
 
 from __future__ import annotations
 
@@ -27,7 +23,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from npuzoo import config, dataset, engines, history, steps, store, variables
+from npuzoo import ascend, config, dataset, engines, history, source, steps, store, variables
 from npuzoo import soc as socs
 from npuzoo import weights as weights_mod
 from npuzoo.checksums import HashCache
@@ -94,9 +90,8 @@ class Settings:
 
 
 def read_values(environ: Mapping[str, str], model: str | None = None) -> dict[str, str]:
-    """The raw Make variables (NPUZOO_<NAME>). On an Ascend chip LOOP and WARMUP default to the
-    guide's (model.yaml `perf`); on the CPU, where DPN131's 1000 loops would take minutes, to
-    the table's."""
+    """The raw Make variables (NPUZOO_<NAME>); LOOP and WARMUP default to the guide's (model.yaml
+    `perf`) on an Ascend chip only: DPN131's 1000 loops would take minutes on the CPU."""
     soc = environ.get("NPUZOO_SOC", DEFAULTS["SOC"])
     on_npu = soc.startswith("Ascend") or (soc == "auto" and shutil.which("npu-smi"))
     guide = config.perf_defaults(config.load(model)) if model is not None and on_npu else {}
@@ -191,13 +186,12 @@ def answer_make_mode(what: str) -> None:
 
 
 def make_env(**extra: str) -> dict[str, str]:
-    """A make's environment: this process's without SCRUBBED, with `extra`."""
     return {**{k: v for k, v in os.environ.items() if k not in SCRUBBED}, **extra}
 
 
-def make(args: list[str], check: bool = True) -> int:
+def make(args: list[str], check: bool = True, **options: Any) -> int:
     command = ["make", "--no-print-directory", *(["-n"] if DRY_RUN else []), *args]
-    result = subprocess.run(command, cwd=REPO, env=make_env(), stdin=subprocess.DEVNULL)
+    result = subprocess.run(command, cwd=REPO, env=make_env(), stdin=subprocess.DEVNULL, **options)
     if check and result.returncode != 0:
         raise SystemExit(result.returncode)
     return result.returncode
@@ -241,8 +235,6 @@ def docker_images(plan: RunPlan) -> RunPlan:
 
 def check_source_tree(model: str) -> None:
     """Remove a patched tree edited since the source step, so that Make rebuilds it."""
-    from npuzoo import source
-
     tree = os.path.join(BUILD, model, "src", "upstream")
     record = os.path.join(BUILD, model, "src", "source.json")
     if not (os.path.isdir(tree) and os.path.isfile(record)):
@@ -281,8 +273,7 @@ def plan_of(model: str, settings: Settings, soc: str, **ids: Any) -> RunPlan:
 
 
 def share(plan: RunPlan, spec: config.ModelSpec, cache: HashCache | None = None) -> RunPlan:
-    """The plan with the keys of its shared preprocessed sets (npuzoo/store.py); with the stat
-    `cache` their references are written too and a made set verified."""
+    """The plan with its shared preprocessed sets' keys; with `cache`, references written too."""
     folder = config.model_dir(plan.model)
     keys: dict[str, Any] = {"prep_bytes": store.prep_bytes(spec, plan.aipp),
                             "export_key": store.export_key(spec, folder)}
@@ -332,8 +323,6 @@ def resolve_soc(settings: Settings, say: Callable[..., None] = print) -> str:
 def check_toolkit(soc: str, settings: Settings) -> None:
     """An Ascend chip needs atc (CANN) on this host unless the steps run in the images."""
     if soc != "cpu" and settings.runner == "local":
-        from npuzoo import ascend
-
         ascend.cann_environment()
 
 
@@ -424,7 +413,7 @@ def prepare(model: str, settings: Settings) -> RunPlan:
 
 
 def weights_now(model: str, spec: config.ModelSpec, weights: str,
-                cache: HashCache) -> dict[str, str]:
+                cache: HashCache) -> dict[str, Any]:
     """make -n: the plan's weights_id and weights_path, without copying or fetching a file."""
     if weights == "random":
         return {"weights_id": "random", "weights_path": "random"}
@@ -444,8 +433,7 @@ def show(model: str, settings: Settings) -> None:
 
 
 def committed_reports(models: list[str]) -> dict[str, bytes]:
-    """{path: bytes} of reports/<model>/[<variant>/]<SOC>_bs<BS>.json (not another owner's
-    current report, which has a dot more: history.own_path)."""
+    """{path: bytes} of reports/<model>/[<variant>/]<SOC>_bs<BS>.json (not history.own_path's)."""
     return {path: Path(path).read_bytes() for model in models
             for folder in history.report_folders(os.path.join("reports", model))
             for path in glob.glob(os.path.join(glob.escape(folder), "*_bs*.json"))
@@ -453,8 +441,7 @@ def committed_reports(models: list[str]) -> dict[str, bytes]:
 
 
 def render_readmes(models: list[str], before: dict[str, bytes]) -> None:
-    """Re-render the READMEs and plots (one renderer at a time) when a committed report of
-    `models` changed since `before`."""
+    """Re-render the READMEs (one renderer at a time) if a committed report changed since then."""
     from npuzoo import readme
 
     if all(committed_reports(models).get(path) == data for path, data in before.items()):

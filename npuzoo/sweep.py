@@ -1,7 +1,5 @@
-"""`make sweep`: every (model, batch size) of MODELS x BS as a Ray task, one device each
-(docs/sweep.md). The driver checks the variables, takes the models' locks, runs each model's
-shared steps, submits the tasks (SHARDS=k: one per shard, merged on the driver), publishes
-every report with its `placement` and re-renders the READMEs."""
+"""`make sweep`: every (model, batch size) of MODELS x BS as a Ray task, one device each (SHARDS=k:
+one per shard, merged on the driver), each report published with its `placement` (docs/sweep.md)."""
 
 import contextlib
 import io
@@ -72,12 +70,6 @@ def read_settings(environ: Mapping[str, str]) -> tuple[
 
 # -- running make ----------------------------------------------------------------------------
 
-def up_to_date(args: list[str]) -> bool:
-    return subprocess.run(["make", "--no-print-directory", "-q", *args], cwd=REPO,
-                          env=run.make_env(), stdin=subprocess.DEVNULL,
-                          capture_output=True).returncode == 0
-
-
 class TaskFailed(Exception):
     """A task's make failed: the message names the node, the target and the log's tail."""
 
@@ -105,8 +97,8 @@ def mtime(path: str) -> int | None:
 
 
 def stamp(report_path: str, before: int | None, placement: dict[str, Any]) -> Any:
-    """A report.json's throughput; one the caller's make just wrote (its mtime is no longer
-    `before`) gets `placement` (`npuzoo.report write` has no field for it)."""
+    """A report.json's throughput; one make wrote since `before` (its mtime) gets `placement`
+    (`npuzoo.report write` has no field for it)."""
     report = json.loads(Path(report_path).read_text(encoding="utf-8"))
     if mtime(report_path) != before:
         report["placement"] = placement
@@ -117,8 +109,7 @@ def stamp(report_path: str, before: int | None, placement: dict[str, Any]) -> An
 # -- copy mode: what travels with a task -----------------------------------------------------
 
 def pack(root: str, names: list[str]) -> bytes:
-    """A tar (bytes) of the files and folders `names` (relative to root) that exist; a hard
-    link travels as a copy (unpack() takes no links)."""
+    """A tar of those of `names` that exist; a hard link travels as a copy (unpack takes none)."""
 
     def as_copy(info: tarfile.TarInfo) -> tarfile.TarInfo:
         if info.islnk():
@@ -182,20 +173,16 @@ def unpack(data: bytes, root: str, allowed: list[str], keep: bool = False) -> No
 
 
 def shipped_inputs(plan: RunPlan, data_paths: dict[str, str], shard_input: str | None) -> list[str]:
-    """What a copy-mode task needs of the driver's build/<model>/ for one batch size: the
-    records and the shared step's outputs (the whole preprocessed set, or the shard's files)."""
+    """What a copy-mode task needs of the driver's build/: the records and the shared steps'
+    outputs (the whole preprocessed set, or the shard's files)."""
     names = [os.path.join("build", plan.model, name) for name in (
         "model.mk", f"weights/{plan.weights_id}.json", "src", f"onnx/{plan.weights_id}",
         "aipp.cfg", "plans")]  # plans: the make calls' PLAN
     if plan.weights_path != "random":
         names.append(plan.weights_path)
-    dataset_dir = data_paths["DATASET_DIR"]
-    names += [os.path.join(dataset_dir, "dataset.json"), os.path.join(dataset_dir, "val_label.txt")]
-    if shard_input is None:
-        names.append(data_paths["PREP_DIR"])
-    else:
-        names += [os.path.join(data_paths["PREP_DIR"], ".done"), shard_input]
-    return names
+    names += [os.path.join(data_paths["DATASET_DIR"], n) for n in ("dataset.json", "val_label.txt")]
+    return names + ([data_paths["PREP_DIR"]] if shard_input is None
+                    else [os.path.join(data_paths["PREP_DIR"], ".done"), shard_input])
 
 
 def outputs_of(data_paths: dict[str, str], shard: int | None) -> list[str]:
@@ -348,8 +335,7 @@ def task_slots(ray: Any, soc: str, cpus: int) -> int:
 
 
 def progress_line(jobs: list[Job], started: float, slots: dict[str, int]) -> str:
-    """`sweep: 1/8 tasks done (1 ok), 1 running, 6 queued, 40 s`: of the unfinished tasks of
-    each chip, as many run as the cluster has slots for them (`slots`: {soc: n})."""
+    """`sweep: 1/8 tasks done (1 ok), 1 running, 6 queued, 40 s` (`slots`: {soc: tasks at once})."""
     unfinished = Counter(j.plan.soc for j in jobs if j.status == "running")
     counts = Counter(j.status for j in jobs if j.status != "running")
     running = sum(min(n, slots.get(soc, 1)) for soc, n in unfinished.items())
@@ -420,7 +406,7 @@ def drive(ray: Any, plans: dict[str, RunPlan], settings: dict[str, run.Settings]
             count = len([n for n in os.listdir(data_paths["PREP_DIR"]) if n.endswith(".bin")])
             k = effective_shards(count, bs, shards)
             done = os.path.join(data_paths["OUT_DIR"], "infer.done")
-            if k > 1 and up_to_date(plan.make_args(done)):
+            if k > 1 and not run.make(["-q", *plan.make_args(done)], False, capture_output=True):
                 k = 1  # already inferred (by one device or by shards): only perf and report
             # mk/pipeline.mk's SHARD_ROOT of SHARDS=k
             data_paths["SHARD_ROOT"] = os.path.join(data_paths["OUT_DIR"], f"shards{k}")
@@ -431,24 +417,22 @@ def drive(ray: Any, plans: dict[str, RunPlan], settings: dict[str, run.Settings]
                       "repo": REPO, "token": token, "data_link": data_paths["DATA_LINK"],
                       "lock": os.path.join("build", model, f".sweep-{plan.soc}-bs{bs}"
                                            f"{'-aipp' if plan.aipp else ''}.lock")}
-            group = [Job(plan, shard, k) for shard in (range(k) if k > 1 else [None])]
+            group = [Job(plan, shard, k, outputs=outputs_of(data_paths, shard))
+                     for shard in (range(k) if k > 1 else [None])]
             for job in group:
                 shard = job.shard
                 stem = f"{plan.soc}_bs{bs}" + (f"_shard{shard}of{k}" if k > 1 else "")
-                spec: dict[str, Any] = dict(common, outputs=outputs_of(data_paths, shard),
-                                            log=os.path.join(SWEEP_DIR, "logs", model,
-                                                             stem + ".log"))
+                spec: dict[str, Any] = dict(common, outputs=job.outputs, log=os.path.join(
+                    SWEEP_DIR, "logs", model, stem + ".log"))
                 if shard is None:
                     spec.update(steps=[*images, (plan.make_args("report", DEVICE=0), True)],
                                 report=os.path.join(data_paths["OUT_DIR"], "report.json"))
                     shard_input = None
                 else:
-                    steps = [*images, (plan.make_args("sweep-compiled", DEVICE=0), True),
-                             (plan.make_args("sweep-shard", DEVICE=0, SHARDS=k, SHARD=shard),
-                              False)]
-                    if shard == 0:
-                        steps.append((plan.make_args("sweep-perf", DEVICE=0), True))
-                    spec["steps"] = steps
+                    spec["steps"] = [
+                        *images, (plan.make_args("sweep-compiled", DEVICE=0), True),
+                        (plan.make_args("sweep-shard", DEVICE=0, SHARDS=k, SHARD=shard), False),
+                        *[(plan.make_args("sweep-perf", DEVICE=0), True)] * (shard == 0)]
                     # the shard's input folder is made here, so copy mode ships only its files
                     shard_input = os.path.join(data_paths["SHARD_ROOT"], str(shard), "input")
                     run.make(plan.make_args(os.path.join(shard_input, ".done"), SHARDS=k,
@@ -465,7 +449,6 @@ def drive(ray: Any, plans: dict[str, RunPlan], settings: dict[str, run.Settings]
                 device = ({"num_cpus": cpus} if plan.soc == "cpu"
                           else {"num_cpus": 1, "resources": {"NPU": 1}})
                 job.ref = remote.options(**device).remote(spec, shipped)
-                job.outputs = spec["outputs"]
             groups.append(group)
     jobs = [job for group in groups for job in group]
     slots = {soc: task_slots(ray, soc, cpus) for soc in soc_of}
