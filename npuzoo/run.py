@@ -98,8 +98,6 @@ def read_values(environ: Mapping[str, str], model: str | None = None) -> dict[st
     return variables.read(environ, "model", {k.upper(): str(v) for k, v in guide.items()})
 
 
-# -- locking and leftovers ------------------------------------------------------------------
-
 @contextlib.contextmanager
 def lock_for(model: str, settings: Settings) -> Iterator[None]:
     """An exclusive flock on build/<model>/.lock, holding who holds it."""
@@ -138,8 +136,6 @@ def remove_leftovers(*folders: str) -> None:
         print(f"removed {removed} temporary file(s) left by an interrupted run", flush=True)
 
 
-# -- inputs by content ----------------------------------------------------------------------
-
 def dataset_id(data_dir: str, limit: int | None, cache: Any, offset: int = 0) -> str:
     """`<folder name>-<sha256 of the selection's names, labels and image contents>-n<N|all>`
     (`-o<K>-n<N>` for a selection that starts after the first K)."""
@@ -154,8 +150,6 @@ def dataset_id(data_dir: str, limit: int | None, cache: Any, offset: int = 0) ->
     start = f"-o{offset}" if offset else ""
     return f"{folder or 'data'}-{digest.hexdigest()[:12]}{start}-n{limit or 'all'}"
 
-
-# -- running the pipeline -------------------------------------------------------------------
 
 # Make variables of the caller that must not leak into the pipeline's make (MAKEFLAGS carries
 # the user's command-line variables, which Make would evaluate).

@@ -41,8 +41,6 @@ RAY_LOGS = variables.Variable("NPUZOO_RAY_LOGS", choices=("", "0", "1"), switch=
                               hint="use 1 to show Ray's own log lines, or leave it unset")
 
 
-# -- the variables ---------------------------------------------------------------------------
-
 def check_timeout(text: str) -> int:
     return variables.number(TIMEOUT_ENV, text, optional=True, most=3600, what=(
         f"the seconds (1 to 3600) to wait for the Ray cluster at RAY_ADDRESS (default "
@@ -68,8 +66,6 @@ def read_settings(environ: Mapping[str, str]) -> tuple[
     return own["MODELS"], settings, own["SHARDS"], storage, cpus
 
 
-# -- running make ----------------------------------------------------------------------------
-
 class TaskFailed(Exception):
     """A task's make failed: the message names the node, the target and the log's tail."""
 
@@ -90,8 +86,6 @@ def run_make(root: str, args: list[str], env: dict[str, str], log: str, where: s
                          f"last lines:\n{tail}")
 
 
-# -- placement: where a report was made --------------------------------------------------------
-
 def mtime(path: str) -> int | None:
     return os.stat(path).st_mtime_ns if os.path.exists(path) else None
 
@@ -105,8 +99,6 @@ def stamp(report_path: str, before: int | None, placement: dict[str, Any]) -> An
         atomic_write(report_path, json.dumps(report, indent=2) + "\n")
     return (report.get("perf") or {}).get("throughput")
 
-
-# -- copy mode: what travels with a task -----------------------------------------------------
 
 def pack(root: str, names: list[str]) -> bytes:
     """A tar of those of `names` that exist; a hard link travels as a copy (unpack takes none)."""
@@ -199,8 +191,6 @@ def outputs_of(data_paths: dict[str, str], shard: int | None) -> list[str]:
     return names
 
 
-# -- the task --------------------------------------------------------------------------------
-
 def execute(spec: dict[str, Any], shipped: bytes | None = None) -> dict[str, Any]:
     """One Ray task: run spec's make steps on this node; return what the driver reports."""
     import ray
@@ -247,8 +237,6 @@ def execute(spec: dict[str, Any], shipped: bytes | None = None) -> dict[str, Any
         result["outputs"] = pack(root, spec["outputs"])
     return result
 
-
-# -- the driver ------------------------------------------------------------------------------
 
 @dataclass(eq=False)  # a job is itself (groups.remove)
 class Job:
