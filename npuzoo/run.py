@@ -233,9 +233,8 @@ def check_source_tree(model: str) -> None:
     record = os.path.join(BUILD, model, "src", "source.json")
     if not (os.path.isdir(tree) and os.path.isfile(record)):
         return
-    difference = source.verify_tree(config.load(model).upstream, config.model_dir(model),
-                                    tree, record)
-    if difference is not None:
+    upstream = config.load(model).upstream
+    if (difference := source.verify_tree(upstream, config.model_dir(model), tree, record)):
         print(f"warning: {tree}: differs from the pinned source's patched tree "
               f"(first difference: {difference}); fetching and patching it again",
               file=sys.stderr, flush=True)
@@ -302,12 +301,9 @@ def resolve_soc(settings: Settings, say: Callable[..., None] = print) -> str:
     device = int(settings.device.split(",")[0])
     soc = socs.resolve(settings.soc, device)
     if settings.soc == "auto":
-        if soc == "cpu" and not shutil.which("npu-smi"):
-            say("SOC=auto: no npu-smi on PATH, so no Ascend NPU here: running on the CPU "
-                "(SOC=cpu)", flush=True)
-        else:
-            say(f"SOC=auto: npu-smi reports {soc} for DEVICE={device}: running SOC={soc}",
-                flush=True)
+        say("SOC=auto: no npu-smi on PATH, so no Ascend NPU here: running on the CPU (SOC=cpu)"
+            if soc == "cpu" and not shutil.which("npu-smi") else
+            f"SOC=auto: npu-smi reports {soc} for DEVICE={device}: running SOC={soc}", flush=True)
     if soc != "cpu" and "," in settings.device:
         raise UserError(f"DEVICE={settings.device}: {soc} runs take one device id")
     settings.resolved_soc = soc
@@ -367,56 +363,53 @@ def calibration(settings: Settings, cache: HashCache) -> dict[str, Any]:
 
 
 def prepare(model: str, settings: Settings) -> RunPlan:
-    """The plan of a run, its inputs identified (the caller ran preflight and holds the model's
-    lock). make -n: with the ids the inputs have now, and nothing written but the DATA link: no
-    cache, no weights copy, no download, no image built."""
+    """The plan of a run, its inputs identified (after preflight, under the model's lock); make -n:
+    the ids the inputs have now, nothing written but the DATA link (no download, copy, image)."""
     model_config = config.load(model)
     build = os.path.join(BUILD, model)
+    weights_dir = os.path.join(build, "weights")
     if not DRY_RUN:
         remove_leftovers(build, os.path.join("reports", model))
-    cache = store.hash_cache()
+    soc, cache = resolve_soc(settings), store.hash_cache()
     try:
         started = time.perf_counter()
         data_id = dataset_id(settings.data_abs, settings.limit, cache)
-        plan = plan_of(model, settings, resolve_soc(settings), data_id=data_id,
-                       **calibration(settings, cache))
+        plan = plan_of(model, settings, soc, data_id=data_id, **calibration(settings, cache))
         data_link(settings.data_abs, data_id)
         if DRY_RUN:
             plan = share(plan, model_config)
             if settings.runner == "docker":
                 plan = image_hashes(image_hashes(plan), model)
-            return replace(plan, **weights_now(model, model_config, settings.weights, cache))
-        steps.record(os.path.join(build, "steps.jsonl"), "data", time.perf_counter() - started)
-        plan = share(plan, model_config, cache)
-        if plan.has_upstream:
-            check_source_tree(model)
-        if settings.runner == "docker":
-            plan = docker_images(plan)
-        weights_dir = os.path.join(build, "weights")
-        if not settings.weights:
-            make(plan.make_args("fetch-weights"))
-        weights_id, weights_path, description = weights_mod.identify(
-            model_config.weights, settings.weights, weights_dir, cache)
-        plan = replace(plan, weights_id=weights_id, weights_path=weights_path)
-        weights_mod.write_description(weights_dir, weights_id, description)
-        store.remove_unsealed(build, cache)
+            weights_id, weights_path = weights_now(model_config.weights, settings.weights,
+                                                   weights_dir, cache)
+        else:
+            steps.record(os.path.join(build, "steps.jsonl"), "data", time.perf_counter() - started)
+            plan = share(plan, model_config, cache)
+            if plan.has_upstream:
+                check_source_tree(model)
+            if settings.runner == "docker":
+                plan = docker_images(plan)
+            if not settings.weights:
+                make(plan.make_args("fetch-weights"))
+            weights_id, weights_path, description = weights_mod.identify(
+                model_config.weights, settings.weights, weights_dir, cache)
+            weights_mod.write_description(weights_dir, weights_id, description)
+            store.remove_unsealed(build, cache)
     finally:
         if not DRY_RUN:
             cache.save()
-    return plan
+    return replace(plan, weights_id=weights_id, weights_path=weights_path)
 
 
-def weights_now(model: str, spec: config.ModelSpec, weights: str,
-                cache: HashCache) -> dict[str, Any]:
-    """make -n: the plan's weights_id and weights_path, without copying or fetching a file."""
+def weights_now(spec: config.WeightsSpec, weights: str, weights_dir: str,
+                cache: HashCache) -> tuple[str, str]:
+    """make -n: weights_mod.identify's id and path, without copying or fetching a file."""
     if weights == "random":
-        return {"weights_id": "random", "weights_path": "random"}
+        return "random", "random"
     if weights and os.path.isfile(weights):
         sha256 = cache.sha256(weights)
-        return {"weights_id": f"custom-{sha256[:12]}",
-                "weights_path": os.path.join(BUILD, model, "weights", "store", sha256 + ".pth")}
-    return {"weights_id": "published-unverified",
-            "weights_path": os.path.join(BUILD, model, "weights", spec.weights.file)}
+        return f"custom-{sha256[:12]}", os.path.join(weights_dir, "store", sha256 + ".pth")
+    return "published-unverified", os.path.join(weights_dir, spec.file)
 
 
 def show(model: str, settings: Settings) -> None:

@@ -217,9 +217,8 @@ def execute(spec: dict[str, Any], shipped: bytes | None = None) -> dict[str, Any
                     raise TaskFailed(f"{where}: the shipped inputs were refused: {err}") from None
                 replace_link(".", os.path.join(root, spec["data_link"]))  # DATA stays behind
                 atomic_write(os.path.join(root, spec["ship_token"]), "shipped\n")
-    env = run.make_env(PY=sys.executable)
-    if spec["soc"] == "cpu":
-        env["NPUZOO_THREADS"] = str(spec["cpus"])
+    threads = {"NPUZOO_THREADS": str(spec["cpus"])} if spec["soc"] == "cpu" else {}
+    env = run.make_env(PY=sys.executable, **threads)
     log = os.path.join(root, spec["log"])
     os.makedirs(os.path.dirname(log), exist_ok=True)
     report = os.path.join(root, spec["report"]) if spec.get("report") else None
@@ -335,8 +334,7 @@ def progress_line(jobs: list[Job], started: float, slots: dict[str, int]) -> str
 
 
 def error_text(err: BaseException) -> str:
-    cause = getattr(err, "cause", None)
-    if isinstance(cause, TaskFailed) or isinstance(err, TaskFailed):
+    if isinstance(cause := getattr(err, "cause", None), TaskFailed) or isinstance(err, TaskFailed):
         return str(cause or err)
     return f"{type(err).__name__}: {(str(err).strip().splitlines() or ['?'])[-1]}"
 
@@ -427,12 +425,11 @@ def drive(ray: Any, plans: dict[str, RunPlan], settings: dict[str, run.Settings]
                                             SHARD=shard))
                 shipped = None
                 if storage == "copy":
-                    pack_key = (model, shard_input)
                     spec["shipped_names"] = shipped_inputs(plan, data_paths, shard_input)
-                    if pack_key not in packs:
-                        packs[pack_key] = (ray.put(pack(REPO, spec["shipped_names"])),
-                                           secrets.token_hex(8))
-                    shipped, pack_id = packs[pack_key]
+                    if (model, shard_input) not in packs:
+                        packs[model, shard_input] = (ray.put(pack(REPO, spec["shipped_names"])),
+                                                     secrets.token_hex(8))
+                    shipped, pack_id = packs[model, shard_input]
                     spec["ship_token"] = os.path.join("build", model, f".shipped-{pack_id}")
                 device = ({"num_cpus": cpus} if plan.soc == "cpu"
                           else {"num_cpus": 1, "resources": {"NPU": 1}})
@@ -511,8 +508,7 @@ def main() -> None:
                       + ("{'NPU': 1}" if s.soc != "cpu" else "(CPUs of a node)"))
             run.show(model, s)
         return
-    failed = sweep(models, settings, shards, storage, cpus)
-    if failed:
+    if failed := sweep(models, settings, shards, storage, cpus):
         print(f"error: sweep: {failed} task(s) or step(s) failed (see the lines above)",
               file=sys.stderr)
         sys.exit(1)
