@@ -1,6 +1,6 @@
 """DPN131 top-1..5 accuracy: `python3 postprocess.py RESULT_DIR LABEL_FILE OUT_DIR JSON_NAME`.
 
-The Ascend ModelZoo DPN131 guide's imagenet_acc_eval.py (Apache-2.0): the same JSON, byte for byte.
+The Ascend ModelZoo DPN131 guide's imagenet_acc_eval.py (Apache-2.0): its JSON, byte for byte.
 """
 
 import json

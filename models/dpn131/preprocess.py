@@ -2,8 +2,7 @@
 
 After the Ascend ModelZoo DPN131 guide's imagenet_torch_preprocess.py, mode `dpn131` (Apache-2.0):
 shorter side to 256, centre crop 224 (rounded offsets), /255, then Cadene's mean and std. The
-numbers are model.yaml's `preprocess` too (npuzoo reads them there for AIPP); the folder tests
-check that both agree.
+numbers are model.yaml's `preprocess` too (npuzoo reads them there for AIPP).
 """
 
 import os

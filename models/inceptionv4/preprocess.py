@@ -1,9 +1,8 @@
 """InceptionV4 preprocessing: `python3 preprocess.py SRC DST [--uint8]`.
 
-After the Ascend ModelZoo InceptionV4 guide's inceptionv4_preprocess.py (Apache-2.0): shorter
-side to 342, a 299 crop at floored offsets (21 on the 342 side, where torchvision's CenterCrop
-gives 22), /255, then (x - 0.5) / 0.5. model.yaml's `preprocess` says the same (npuzoo reads it
-for AIPP); the folder tests check that both agree.
+After the Ascend ModelZoo InceptionV4 guide's inceptionv4_preprocess.py (Apache-2.0): shorter side
+to 342, a 299 crop at floored offsets (21 on the 342 side, where torchvision's CenterCrop gives 22),
+/255, then (x - 0.5) / 0.5. model.yaml's `preprocess` says the same (npuzoo reads it for AIPP).
 """
 
 import os

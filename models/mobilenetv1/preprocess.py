@@ -1,9 +1,8 @@
 """MobileNetV1 preprocessing: `python3 preprocess.py SRC DST [--uint8]`.
 
 After the Ascend ModelZoo MobileNet-v1 guide's imagenet_torch_preprocess.py, mode `resnet`
-(Apache-2.0): resize, centre crop, ToTensor, Normalize with ImageNet's mean and std. The numbers
-are model.yaml's `preprocess` too (npuzoo reads them there for AIPP); the folder tests check
-that both agree.
+(Apache-2.0): resize, centre crop, ToTensor, Normalize with ImageNet's mean and std. The numbers are
+model.yaml's `preprocess` too (npuzoo reads them there for AIPP).
 """
 
 import os

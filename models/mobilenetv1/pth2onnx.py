@@ -10,6 +10,7 @@ import hashlib
 import os
 import sys
 import warnings
+from pathlib import Path
 
 import onnx
 import torch
@@ -55,11 +56,6 @@ class UserError(Exception):  # main() prints it as one `error:` line
     pass
 
 
-def published_md5(path):
-    with open(path, "rb") as handle:  # byte for byte a file this model.yaml publishes?
-        return hashlib.md5(handle.read()).hexdigest() in PUBLISHED_MD5
-
-
 def new_network(source=None):
     return MobileNetV1(num_classes=CONFIG["output"]["classes"])
 
@@ -73,7 +69,8 @@ def build_model(weights, source=None):
     try:
         checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as err:  # no such file, not a torch.save file, a pickled object...
-        if not (os.path.isfile(weights) and published_md5(weights)):
+        if not (os.path.isfile(weights)  # byte for byte a file this model.yaml publishes?
+                and hashlib.md5(Path(weights).read_bytes()).hexdigest() in PUBLISHED_MD5):
             raise UserError(f"{weights}: cannot read as a PyTorch checkpoint "
                             f"({(str(err).splitlines() or [type(err).__name__])[0]}); if you trust "
                             "it, save its plain state_dict with torch.save and pass that") from None

@@ -3,7 +3,7 @@
 After the Ascend ModelZoo TResNet guide's TResNet_preprocess.py (Apache-2.0), which runs timm
 0.4.5's eval loader: Resize(int(224 / crop_pct)) bilinear, CenterCrop(224), then the loader's
 prefetcher: float, minus 0, divided by 255 (mean 0, std 1: no normalisation). model.yaml's
-`preprocess` says the same (npuzoo reads it for AIPP); the folder tests check that both agree.
+`preprocess` says the same (npuzoo reads it for AIPP).
 """
 
 import os

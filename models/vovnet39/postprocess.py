@@ -1,7 +1,6 @@
 """VoVNet39 top-1..5 accuracy: `python3 postprocess.py RESULT_DIR LABEL_FILE OUT_DIR JSON_NAME`.
 
-The Ascend ModelZoo vovnet39 guide's vovnet39_postprocess.py (Apache-2.0): the same JSON, byte for
-byte.
+The Ascend ModelZoo vovnet39 guide's vovnet39_postprocess.py (Apache-2.0): its JSON, byte for byte.
 """
 
 import json

@@ -1,9 +1,8 @@
 """VoVNet39 preprocessing: `python3 preprocess.py SRC DST [--uint8]`.
 
 After the Ascend ModelZoo vovnet39 guide's vovnet_torch_preprocess.py (Apache-2.0), torchvision's
-Resize(256), CenterCrop(224), ToTensor(), Normalize(ImageNet's mean and std), in numpy. The
-numbers are model.yaml's `preprocess` too (npuzoo reads them there for AIPP); the folder tests
-check that both agree.
+Resize(256), CenterCrop(224), ToTensor(), Normalize(ImageNet's mean and std), in numpy. The numbers
+are model.yaml's `preprocess` too (npuzoo reads them there for AIPP).
 """
 
 import os
