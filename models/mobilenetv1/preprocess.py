@@ -35,8 +35,7 @@ def preprocess(path, uint8=False):
         return np.asarray(image)
     img = np.array(image, dtype=np.float32).transpose(2, 0, 1) / 255.0  # ToTensor: CHW, /255
     img -= np.array(MODEL_CONFIG["mean"], dtype=np.float32)[:, None, None]  # Normalize: mean
-    img /= np.array(MODEL_CONFIG["std"], dtype=np.float32)[:, None, None]  # Normalize: std
-    return img
+    return img / np.array(MODEL_CONFIG["std"], dtype=np.float32)[:, None, None]  # Normalize: std
 
 
 def resized_rgb(path, size):
