@@ -22,7 +22,6 @@ from npuzoo.errors import Problems, UserError
 CPU_PERF = {"loop": 20, "warmup": 2, "seconds": 3}
 POSITIVE = re.compile(r"^[1-9][0-9]{0,6}$")
 COUNT = re.compile(r"^[0-9]{1,7}$")
-DEVICES = re.compile(r"^[0-9]{1,4}(,[0-9]{1,4})*$")
 
 
 def shown(value: str) -> str:
@@ -33,12 +32,10 @@ def shown(value: str) -> str:
 # -- checkers: (name, text) -> the value, or a one-line UserError --------------------------------
 
 def batch_sizes(name: str, text: str) -> list[int]:
-    if not text.split():
-        raise UserError(f"{name} is empty: expected positive batch sizes, e.g. {name}=\"1 4 16\"")
-    for word in text.split():
-        if not POSITIVE.match(word):
-            raise UserError(f"{name}={shown(word)}: expected positive batch sizes, "
-                            f"e.g. {name}=\"1 4 16\"")
+    bad = next((word for word in text.split() if not POSITIVE.match(word)), None)
+    if bad is not None or not text.split():
+        raise UserError(f"{name}" + (f"={shown(bad)}" if bad is not None else " is empty")
+                        + f": expected positive batch sizes, e.g. {name}=\"1 4 16\"")
     return list(dict.fromkeys(int(word) for word in text.split()))
 
 
@@ -54,22 +51,19 @@ def number(name: str, text: str, zero: bool = False, optional: bool = False,
     return int(text)
 
 
-def positive(name: str, text: str) -> int:
-    return int(number(name, text) or 0)
+def matching(pattern: str, problem: str) -> Callable[[str, str], str]:
+    """A checker of a value that must match `pattern` whole (`problem`: the error's words)."""
+    def check(name: str, text: str) -> str:
+        if not re.fullmatch(pattern, text):
+            raise UserError(f"{name}={shown(text)}: {problem}")
+        return text
+    return check
 
 
-def device(name: str, text: str) -> str:
-    if not DEVICES.match(text):
-        raise UserError(f"{name}={shown(text)}: expected a device id such as 0 "
-                        "(or a comma list such as 0,1 on the CPU)")
-    return text
-
-
-def path(name: str, text: str) -> str:
-    if any(c in text for c in "\0\n\r"):
-        raise UserError(f"{name}={shown(text)}: a path with a line break or NUL character; "
-                        "rename the file or folder")
-    return text
+device = matching(r"[0-9]{1,4}(,[0-9]{1,4})*",
+                  "expected a device id such as 0 (or a comma list such as 0,1 on the CPU)")
+path = matching(r"[^\0\n\r]*", "a path with a line break or NUL character; rename the file or "
+                "folder")
 
 
 def models(name: str, text: str) -> list[str]:
@@ -145,7 +139,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("LOOP", str(CPU_PERF["loop"]), f"{CPU_PERF['loop']} on the CPU; the guide's on "
              "Ascend", "pure-inference loops of the perf step",
              "pure-inference loops of the perf step (Ascend default: the model's guide, "
-             "`model.yaml` `perf`)", check=positive),
+             "`model.yaml` `perf`)", check=number),
     Variable("WARMUP", str(CPU_PERF["warmup"]), f"{CPU_PERF['warmup']} on the CPU; the guide's "
              "on Ascend", "warm-up runs before the perf loops",
              check=lambda name, text: number(name, text, zero=True)),
@@ -175,7 +169,7 @@ VARIABLES: tuple[Variable, ...] = (
              "the one used",
              choices=("", "onnxruntime", "nncf"),
              hint="use onnxruntime or nncf, or leave it unset"),
-    Variable("CALIB", "100", "`100`", "int8: how many calibration images", check=positive),
+    Variable("CALIB", "100", "`100`", "int8: how many calibration images", check=number),
     Variable("CALIB_DATA", "", "—", "int8: a folder (val/, val_label.txt) to calibrate on",
              "int8: a folder (with `val/` and `val_label.txt`) to take the calibration images "
              "from", check=path),
