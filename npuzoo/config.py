@@ -4,6 +4,7 @@ preprocess.crop: expected a positive integer, got 'big'`); `makevars MODEL`: mk/
 """
 
 import argparse
+import glob
 import os
 import re
 import sys
@@ -73,11 +74,9 @@ def _hex(low: int, high: int | None = None) -> Check:
         and re.fullmatch("[0-9a-fA-F]*", v) else f"expected {wanted}"
 
 
-_PINNED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*==[^\s;,=]+")
-
-
 def _pinned(value: Any) -> str | None:
-    ok = isinstance(value, str) and _PINNED.fullmatch(value.strip())
+    ok = isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*==[^\s;,=]+",
+                                                 value.strip())
     return None if ok else "expected a pinned requirement name==version"
 
 
@@ -200,7 +199,8 @@ class OnnxSpec:
 
 @dataclass(frozen=True)
 class PerfSpec:
-    """The guide's perf command (`ais_bench --loop N`, its --warmup_count)."""
+    """The guide's perf command (`ais_bench --loop N`, its --warmup_count: the tool's default,
+    1, where the guide gives none)."""
     loop: int = field(metadata=_spec(_positive_int, "required with perf: the guide's --loop"))
     warmup: int = field(metadata=_spec(_count, "required with perf: the guide's --warmup_count"))
     source: str | None = field(default=None, metadata=_spec(_text, False))
@@ -295,7 +295,14 @@ def parse(data: object, where: str, folder: str) -> ModelSpec:
     if not isinstance(data, dict):
         raise UserError(f"{where}: expected a mapping of fields at the top level")
     read = _Reader(data, where)
-    weights = _weights(read)
+    previous = read.section("weights.previous")
+    weights = _read(read, WeightsSpec, "weights", previous=PreviousWeights(
+        url=previous.get("url"), md5=read.get("weights.previous.md5", _hex(32), False))
+        if previous else None)
+    # Unpublished checksums exist (TResNet-M); those must say so explicitly.
+    if not weights.published and read.section("weights").get("checksum") != "unpublished":
+        raise UserError(f"{where}: weights: give md5 or sha256 "
+                        "(or checksum: unpublished where none is published)")
     image = _read(read, InputSpec, "input")
     pre = _read(read, PreprocessSpec, "preprocess")
     if image.shape != (3, pre.crop, pre.crop):
@@ -305,36 +312,22 @@ def parse(data: object, where: str, folder: str) -> ModelSpec:
         raise read.fail("preprocess.crop", f"must not exceed preprocess.resize ({pre.resize})")
     if any(v <= 0 for v in pre.std):
         raise read.fail("preprocess.std", f"expected positive numbers, got {list(pre.std)!r}")
+    perf = read.section("perf")
+    read.unknown("perf", perf, tuple(spec.name for spec in fields(PerfSpec)))
+    listed = read.section("upstream").get("sources")
+    if listed is not None and (not isinstance(listed, list) or not listed):
+        raise read.fail("upstream.sources", "expected a non-empty list of sources")
     return _read(
         read, ModelSpec, "", folder=folder, weights=weights, input=image,
         output=_read(read, OutputSpec, "output"), preprocess=pre,
         onnx=_read(read, OnnxSpec, "onnx"),
         backend=read.get("runtime.backend", _one_of(*BACKENDS), False) or DEFAULT_BACKEND,
         atc_extra_args=tuple(read.get("atc.extra_args", _list_of(_text), False) or ()),
-        perf=_perf(read),
+        perf=_read(read, PerfSpec, "perf") if perf else None,
         reference=_reference(read),
-        upstream=_upstream(read, folder))
-
-
-def _weights(read: _Reader) -> WeightsSpec:
-    previous = read.section("weights.previous")
-    weights = _read(read, WeightsSpec, "weights", previous=PreviousWeights(
-        url=previous.get("url"), md5=read.get("weights.previous.md5", _hex(32), False))
-        if previous else None)
-    # Unpublished checksums exist (TResNet-M); those must say so explicitly.
-    if not weights.published and read.section("weights").get("checksum") != "unpublished":
-        raise UserError(f"{read.where}: weights: give md5 or sha256 "
-                        "(or checksum: unpublished where none is published)")
-    return weights
-
-
-def _perf(read: _Reader) -> PerfSpec | None:
-    """The guide's `python3 -m ais_bench --loop N` (--warmup_count: the tool's default, 1)."""
-    perf = read.section("perf")
-    if not perf:
-        return None
-    read.unknown("perf", perf, tuple(spec.name for spec in fields(PerfSpec)))
-    return _read(read, PerfSpec, "perf")
+        upstream=_read(read, UpstreamSpec, "upstream", sources=tuple(
+            _source(entry, where, f"upstream.sources[{index}]", folder)
+            for index, entry in enumerate(listed or []))))
 
 
 def _reference(read: _Reader) -> ReferenceSpec:
@@ -371,15 +364,6 @@ def _reference(read: _Reader) -> ReferenceSpec:
         perf=chips)
 
 
-def _upstream(read: _Reader, folder: str) -> UpstreamSpec:
-    listed = read.section("upstream").get("sources")
-    if listed is not None and (not isinstance(listed, list) or not listed):
-        raise read.fail("upstream.sources", "expected a non-empty list of sources")
-    sources = tuple(_source(entry, read.where, f"upstream.sources[{index}]", folder)
-                    for index, entry in enumerate(listed or []))
-    return _read(read, UpstreamSpec, "upstream", sources=sources)
-
-
 def _source(entry: object, where: str, at: str, folder: str) -> Source:
     read = _Reader(entry if isinstance(entry, dict) else {}, where, at)
     if not isinstance(entry, dict):
@@ -408,10 +392,8 @@ def model_dir(name: str) -> str:
 
 def model_names(models_dir: str = MODELS_DIR) -> list[str]:
     """The one model list (the Makefile's MODEL_NAMES is the same wildcard), sorted."""
-    if not os.path.isdir(models_dir):
-        return []
-    return sorted(n for n in os.listdir(models_dir)
-                  if os.path.isfile(os.path.join(models_dir, n, "model.yaml")))
+    return sorted(os.path.dirname(p) for p in glob.glob("*/model.yaml", root_dir=models_dir)
+                  if os.path.isfile(os.path.join(models_dir, p)))
 
 
 def load(name_or_path: str) -> ModelSpec:
