@@ -35,27 +35,24 @@ INT8_QUANTIZER = {"openvino": "nncf", "onnxruntime": "onnxruntime"}
 Check = Callable[[Any], str | None]
 
 
+def _is(test: Callable[[Any], Any], wanted: str) -> Check:
+    return lambda value: None if test(value) else f"expected {wanted}"
+
+
 def _int_from(low: int) -> Check:
-    wanted = "a positive integer" if low else "an integer of 0 or more"
-    return lambda v: None if isinstance(v, int) and not isinstance(v, bool) and v >= low \
-        else f"expected {wanted}"
+    return _is(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low,
+               "a positive integer" if low else "an integer of 0 or more")
 
 
 _positive_int, _count = _int_from(1), _int_from(0)
-
-
-def _number(value: Any) -> str | None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return None if ok else "expected a number"
-
-
-def _text(value: Any) -> str | None:
-    return None if isinstance(value, str) and value.strip() else "expected a non-empty string"
+_number = _is(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number")
+_text = _is(lambda v: isinstance(v, str) and v.strip(), "a non-empty string")
+_pinned = _is(lambda v: isinstance(v, str) and re.fullmatch(
+    r"[A-Za-z0-9][A-Za-z0-9._-]*==[^\s;,=]+", v.strip()), "a pinned requirement name==version")
 
 
 def _one_of(*choices: object) -> Check:
-    return lambda value: None if value in choices else "expected one of " + ", ".join(
-        map(str, choices))
+    return _is(lambda v: v in choices, "one of " + ", ".join(map(str, choices)))
 
 
 def _list_of(check: Check, length: int | None = None) -> Check:
@@ -68,16 +65,9 @@ def _list_of(check: Check, length: int | None = None) -> Check:
 
 
 def _hex(low: int, high: int | None = None) -> Check:
-    wanted = f"{low} hexadecimal digits" if high is None else \
-        f"a commit hash ({low} to {high} hexadecimal digits)"
-    return lambda v: None if isinstance(v, str) and low <= len(v) <= (high or low) \
-        and re.fullmatch("[0-9a-fA-F]*", v) else f"expected {wanted}"
-
-
-def _pinned(value: Any) -> str | None:
-    ok = isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*==[^\s;,=]+",
-                                                 value.strip())
-    return None if ok else "expected a pinned requirement name==version"
+    return _is(lambda v: isinstance(v, str) and low <= len(v) <= (high or low)
+               and re.fullmatch("[0-9a-fA-F]*", v), f"{low} hexadecimal digits" if high is None
+               else f"a commit hash ({low} to {high} hexadecimal digits)")
 
 
 class _Reader:
