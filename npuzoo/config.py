@@ -99,15 +99,12 @@ class _Reader:
         return dict(node)
 
     def get(self, dotted: str, check: Check, required: bool | str = True) -> Any:
-        """The checked value at `dotted`; None where absent and not `required` (a text: why it
-        is required, for the error)."""
+        """The checked value at `dotted`; None where absent and not `required` (a text: why)."""
         head, _, key = dotted.rpartition(".")
         value = self.section(head).get(key) if head else self.data.get(key)
-        if value is None:
-            if required:
-                raise self.fail(dotted, f"missing ({'required' if required is True else required})")
-            return None
-        problem = check(value)
+        if value is None and required:
+            raise self.fail(dotted, f"missing ({'required' if required is True else required})")
+        problem = None if value is None else check(value)
         if problem:
             raise self.fail(dotted, f"{problem}, got {value!r}")
         return value
@@ -388,9 +385,8 @@ def model_names(models_dir: str = MODELS_DIR) -> list[str]:
 
 def load(name_or_path: str) -> ModelSpec:
     """The validated model.yaml of a model name or of a path to the file."""
-    path = name_or_path
-    if not path.endswith((".yaml", ".yml")):
-        path = os.path.join(model_dir(name_or_path), "model.yaml")
+    path = name_or_path if name_or_path.endswith((".yaml", ".yml")) else \
+        os.path.join(model_dir(name_or_path), "model.yaml")
     where = os.path.relpath(path, REPO_ROOT) if os.path.isabs(path) else path
     if not os.path.isfile(path):
         known = ", ".join(model_names()) or "none"
@@ -401,8 +397,7 @@ def load(name_or_path: str) -> ModelSpec:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
-        raise UserError(f"{where}: not valid YAML{at}: "
-                        f"{getattr(err, 'problem', err)}") from None
+        raise UserError(f"{where}: not valid YAML{at}: {getattr(err, 'problem', err)}") from None
     folder = os.path.dirname(os.path.abspath(path))
     spec = parse(data, where, folder)
     if spec.name != os.path.basename(folder):
@@ -420,9 +415,8 @@ def make_variables(spec: ModelSpec) -> str:
     functions ($(call ATC_ARGS, ...), npuzoo/commands.py)."""
     from npuzoo import commands
 
-    values = {"WEIGHTS_FILE": spec.weights.file,
-              "HAS_UPSTREAM": "1" if spec.upstream.sources else ""}
-    return ("".join(f"{key} := {value}\n" for key, value in values.items())
+    return (f"WEIGHTS_FILE := {spec.weights.file}\n"
+            f"HAS_UPSTREAM := {'1' if spec.upstream.sources else ''}\n"
             + "".join(f"{key} = {text}\n" for key, text in commands.make_functions(spec).items()))
 
 
