@@ -12,6 +12,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from npuzoo import soc as socs
@@ -79,7 +80,8 @@ def models(name: str, text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Variable:
-    """One variable; `choices`: its values (`switch`: checked as whether it is "1")."""
+    """One variable; `choices`: its values (a `switch`'s: "", 0 or 1, checked as whether it is
+    "1"); `hint`: what to type instead of another value."""
 
     name: str
     default: str = ""
@@ -94,15 +96,12 @@ class Variable:
     switch: bool = False
 
     def value(self, text: str) -> Any:
-        if self.choices:
-            if text not in self.choices:
-                raise UserError(f"{self.name}={shown(text)}: unknown value; {self.hint}")
-            return (text or self.default) == "1" if self.switch else text
+        choices = ("", "0", "1") if self.switch else self.choices
+        if choices and text not in choices:
+            raise UserError(f"{self.name}={shown(text)}: unknown value; {self.hint}")
+        if self.switch:
+            return (text or self.default) == "1"
         return self.check(self.name, text) if self.check else text
-
-
-def _switch(name: str, hint: str, **fields: Any) -> Variable:
-    return Variable(name, choices=("", "0", "1"), hint=hint, switch=True, **fields)
 
 
 CPU = "CPU: "
@@ -141,13 +140,12 @@ VARIABLES: tuple[Variable, ...] = (
              "pure-inference loops of the perf step (Ascend default: the model's guide, "
              "`model.yaml` `perf`)", check=number),
     Variable("WARMUP", str(CPU_PERF["warmup"]), f"{CPU_PERF['warmup']} on the CPU; the guide's "
-             "on Ascend", "warm-up runs before the perf loops",
-             check=lambda name, text: number(name, text, zero=True)),
-    _switch("AIPP", "use AIPP=1, or leave it unset", shown="off",
-            help="1: uint8 input, normalisation inside the model",
-            doc="`AIPP=1`: uint8 NHWC preprocessing (a quarter of the data) with normalisation "
-            "moved into the model, as ATC's `--insert_op_conf` does on Ascend; reports go to "
-            "`reports/<model>/aipp/`"),
+             "on Ascend", "warm-up runs before the perf loops", check=partial(number, zero=True)),
+    Variable("AIPP", shown="off", hint="use AIPP=1, or leave it unset", switch=True,
+             help="1: uint8 input, normalisation inside the model",
+             doc="`AIPP=1`: uint8 NHWC preprocessing (a quarter of the data) with normalisation "
+             "moved into the model, as ATC's `--insert_op_conf` does on Ascend; reports go to "
+             "`reports/<model>/aipp/`"),
     Variable("PRECISION", "fp32", "`fp32`",
              CPU + "int8: a quantised model, calibrated on CALIB images not evaluated",
              CPU + "`int8` quantises the export statically with `QUANTIZER`'s quantiser, "
@@ -166,8 +164,7 @@ VARIABLES: tuple[Variable, ...] = (
              "NNCF's graph is named in the variant whichever the default, e.g. "
              "`reports/<model>/int8-nncf/` or `int8-nncf-onnxruntime/`, ONNX Runtime's is the "
              "plain `int8` (`ortquant` in build/ names); the report's `calibration.method` names "
-             "the one used",
-             choices=("", "onnxruntime", "nncf"),
+             "the one used", choices=("", "onnxruntime", "nncf"),
              hint="use onnxruntime or nncf, or leave it unset"),
     Variable("CALIB", "100", "`100`", "int8: how many calibration images", check=number),
     Variable("CALIB_DATA", "", "—", "int8: a folder (val/, val_label.txt) to calibrate on",
@@ -186,9 +183,10 @@ VARIABLES: tuple[Variable, ...] = (
              CPU + "batches in flight at once in the perf step (at most 4 per core), one "
              "single-thread session each; the report's throughput is then images / wall time "
              "across the streams (ais_bench's own figure is per call)",
-             check=lambda name, text: number(name, text, optional=True)),
-    _switch("TUNE", "use TUNE=0 for model.yaml's engine, or leave it unset", default="1",
-            shown="on", help=CPU + "0: no tuning pass, model.yaml's engine and one stream per core",
+             check=partial(number, optional=True)),
+    Variable("TUNE", "1", "on", hint="use TUNE=0 for model.yaml's engine, or leave it unset",
+             switch=True,
+             help=CPU + "0: no tuning pass, model.yaml's engine and one stream per core",
             doc=CPU + "unless `TUNE=0`, `BACKEND` or `STREAMS` is given, the runner times each "
             "engine and stream layout briefly on first use of a compiled graph on a machine, "
             "caches the choice in `build/tuning/` and uses it (report: `perf.tuning`, "
@@ -200,18 +198,18 @@ VARIABLES: tuple[Variable, ...] = (
              "`LOOP` calls only); the report marks a figure contended by other load and gives "
              "the spread of five windows of the loop, within which `make compare` flags no drop "
              "([docs/design.md](docs/design.md))",
-             check=lambda name, text: number(name, text, zero=True, optional=True)),
-    _switch("FORCE", "use FORCE=1, or leave it unset", shown="off",
-            help="1: this run becomes the committed report, whatever is there",
-            doc="`FORCE=1`: this run becomes the committed `reports/<model>/<chip>_bs<BS>.json` "
-            "whatever is there (a run it displaces stays the current report of its own machine "
-            "and configuration); a rerun with `FORCE=1` promotes a run already recorded"),
-    _switch("STRICT", "use STRICT=1, or leave it unset", shown="off",
-            targets=("model", "sweep", "compare"),
-            help="1: fail on a drop flagged against the last like-for-like run, or none judged",
-            doc="`STRICT=1`: exit non-zero when a throughput drop or accuracy change is flagged "
-            "against the latest like-for-like run (also `make compare STRICT=1`), or when "
-            "either run was measured on a contended CPU and so cannot be judged"),
+             check=partial(number, zero=True, optional=True)),
+    Variable("FORCE", shown="off", hint="use FORCE=1, or leave it unset", switch=True,
+             help="1: this run becomes the committed report, whatever is there",
+             doc="`FORCE=1`: this run becomes the committed `reports/<model>/<chip>_bs<BS>.json` "
+             "whatever is there (a run it displaces stays the current report of its own machine "
+             "and configuration); a rerun with `FORCE=1` promotes a run already recorded"),
+    Variable("STRICT", shown="off", hint="use STRICT=1, or leave it unset", switch=True,
+             targets=("model", "sweep", "compare"),
+             help="1: fail on a drop flagged against the last like-for-like run, or none judged",
+             doc="`STRICT=1`: exit non-zero when a throughput drop or accuracy change is flagged "
+             "against the latest like-for-like run (also `make compare STRICT=1`), or when "
+             "either run was measured on a contended CPU and so cannot be judged"),
     Variable("MODELS", "", "every model", "the models to run, e.g. MODELS=\"dpn131 mobilenetv1\"",
              "the models to run, e.g. `MODELS=\"dpn131 mobilenetv1\"`", ("sweep",), check=models),
     Variable("SHARDS", "1", "`1`", "split each batch size's inference over this many devices",
@@ -271,8 +269,7 @@ def names(kind: str) -> list[str]:
 def read(environ: Mapping[str, str], target: str,
          defaults: Mapping[str, str] | None = None) -> dict[str, str]:
     """The raw values of `target`'s variables (NPUZOO_<NAME>), else `defaults`', else their own."""
-    defaults = defaults or {}
-    return {v.name: environ.get(f"NPUZOO_{v.name}", defaults.get(v.name, v.default))
+    return {v.name: environ.get(f"NPUZOO_{v.name}", (defaults or {}).get(v.name, v.default))
             for v in of(target)}
 
 
