@@ -361,13 +361,11 @@ def _source(entry: object, where: str, at: str, folder: str) -> Source:
                  f" for kind {kind}")
     if "patch" not in entry:
         raise read.fail("patch", "missing (name the patch file, or null for none)")
-    patch = entry["patch"]
-    if patch is not None:
-        if _text(patch) or os.path.isabs(patch) or ".." in patch.replace("\\", "/").split("/"):
-            raise read.fail("patch", f"expected a file name in the model folder or null, "
-                                     f"got {patch!r}")
-        if not os.path.isfile(os.path.join(folder, patch)):
-            raise read.fail("patch", f"{patch} not found in {os.path.relpath(folder, REPO_ROOT)}")
+    patch = read.get("patch", _is(
+        lambda p: isinstance(p, str) and p.strip() and not os.path.isabs(p)
+        and ".." not in re.split(r"[\\/]", p), "a file name in the model folder or null"), False)
+    if patch is not None and not os.path.isfile(os.path.join(folder, patch)):
+        raise read.fail("patch", f"{patch} not found in {os.path.relpath(folder, REPO_ROOT)}")
     return _read(read, cls, "", f"required for kind {kind}", patch=patch)
 
 
