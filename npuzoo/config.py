@@ -186,8 +186,7 @@ class OnnxSpec:
 
 @dataclass(frozen=True)
 class PerfSpec:
-    """The guide's perf command (`ais_bench --loop N`, its --warmup_count: the tool's default,
-    1, where the guide gives none)."""
+    """The guide's perf command: `ais_bench --loop N` and --warmup_count (the tool's default: 1)."""
     loop: int = field(metadata=_spec(_positive_int, "required with perf: the guide's --loop"))
     warmup: int = field(metadata=_spec(_count, "required with perf: the guide's --warmup_count"))
     source: str | None = field(default=None, metadata=_spec(_text, False))
@@ -277,8 +276,7 @@ class ModelSpec:
 
 
 def parse(data: object, where: str, folder: str) -> ModelSpec:
-    """The ModelSpec of parsed model.yaml `data` (`where`: the file, for errors), whose patches
-    are in `folder`."""
+    """The ModelSpec of model.yaml's `data` (`where`: the file, for errors; `folder`: its own)."""
     if not isinstance(data, dict):
         raise UserError(f"{where}: expected a mapping of fields at the top level")
     read = _Reader(data, where)
@@ -318,8 +316,7 @@ def parse(data: object, where: str, folder: str) -> ModelSpec:
 
 
 def _reference(read: _Reader) -> ReferenceSpec:
-    """reference.accuracy, the gate's tolerance, and reference.perf.<chip> (a key `source`
-    beside the chips is no chip)."""
+    """reference.accuracy, the gate's tolerance, reference.perf.<chip> (key `source`: no chip)."""
     chips: dict[str, ReferencePerf] = {}
     for chip, table in read.section("reference.perf").items():
         if chip == "source":

@@ -80,8 +80,7 @@ def models(name: str, text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Variable:
-    """One variable; `choices`: its values (a `switch`'s: "", 0 or 1, checked as whether it is
-    "1"); `hint`: what to type instead of another value."""
+    """One variable; `choices`: its values (a `switch`'s: "", 0, 1); `hint`: which to use."""
 
     name: str
     default: str = ""
