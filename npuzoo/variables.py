@@ -186,18 +186,17 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TUNE", "1", "on", hint="use TUNE=0 for model.yaml's engine, or leave it unset",
              switch=True,
              help=CPU + "0: no tuning pass, model.yaml's engine and one stream per core",
-            doc=CPU + "unless `TUNE=0`, `BACKEND` or `STREAMS` is given, the runner times each "
-            "engine and stream layout briefly on first use of a compiled graph on a machine, "
-            "caches the choice in `build/tuning/` and uses it (report: `perf.tuning`, "
-            "configuration `tuned`; [docs/design.md](docs/design.md)); `TUNE=0` runs model.yaml's "
-            "engine with one stream per core in the perf step"),
+             doc=CPU + "unless `TUNE=0`, `BACKEND` or `STREAMS` is given, the runner times each "
+             "engine and stream layout briefly on first use of a compiled graph on a machine, "
+             "caches the choice in `build/tuning/` and uses it (report: `perf.tuning`, "
+             "configuration `tuned`; [docs/design.md](docs/design.md)); `TUNE=0` runs model.yaml's "
+             "engine with one stream per core in the perf step"),
     Variable("PERF_SECONDS", "", f"`{CPU_PERF['seconds']}`",
              CPU + "the perf loop runs at least LOOP times and this many seconds",
              CPU + "the perf loop runs at least `LOOP` times and at least this many seconds (0: "
              "`LOOP` calls only); the report marks a figure contended by other load and gives "
              "the spread of five windows of the loop, within which `make compare` flags no drop "
-             "([docs/design.md](docs/design.md))",
-             check=partial(number, zero=True, optional=True)),
+             "([docs/design.md](docs/design.md))", check=partial(number, zero=True, optional=True)),
     Variable("FORCE", shown="off", hint="use FORCE=1, or leave it unset", switch=True,
              help="1: this run becomes the committed report, whatever is there",
              doc="`FORCE=1`: this run becomes the committed `reports/<model>/<chip>_bs<BS>.json` "
