@@ -299,9 +299,8 @@ def parse(data: object, where: str, folder: str) -> ModelSpec:
         raise read.fail("preprocess.std", f"expected positive numbers, got {list(pre.std)!r}")
     perf = read.section("perf")
     read.unknown("perf", perf, tuple(spec.name for spec in fields(PerfSpec)))
-    listed = read.section("upstream").get("sources")
-    if listed is not None and (not isinstance(listed, list) or not listed):
-        raise read.fail("upstream.sources", "expected a non-empty list of sources")
+    listed = read.get("upstream.sources", _is(lambda v: isinstance(v, list) and v,
+                                              "a non-empty list of sources"), False)
     return _read(
         read, ModelSpec, "", folder=folder, weights=weights, input=image,
         output=_read(read, OutputSpec, "output"), preprocess=pre,
