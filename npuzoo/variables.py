@@ -85,7 +85,7 @@ class Variable:
     name: str
     default: str = ""
     shown: str = "—"  # the default, as the README and `make help` say it
-    help: str = ""  # one line of `make help`
+    help: str = ""  # one line of `make help` (which drops its backticks)
     doc: str = ""  # the README's words (default: help)
     targets: tuple[str, ...] = ("model", "sweep")
     kind: str = "value"
@@ -113,8 +113,7 @@ VARIABLES: tuple[Variable, ...] = (
              "`cpu` (the project's runner), an Ascend `--soc_version` such as `Ascend310P3`, or "
              "`auto` (reads `npu-smi info`; `cpu` when there is none)",
              check=lambda name, text: socs.check(text)),
-    Variable("DATA", "", "—", "folder with val/ and val_label.txt (required)",
-             "folder with `val/` and `val_label.txt` (required)", check=path),
+    Variable("DATA", "", "—", "folder with `val/` and `val_label.txt` (required)", check=path),
     Variable("N", "", "all", "only the first N labelled images",
              "only the first N labelled images in sorted order",
              check=lambda name, text: number(name, text, optional=True, what=(
@@ -208,8 +207,8 @@ VARIABLES: tuple[Variable, ...] = (
              doc="`STRICT=1`: exit non-zero when a throughput drop or accuracy change is flagged "
              "against the latest like-for-like run (also `make compare STRICT=1`), or when "
              "either run was measured on a contended CPU and so cannot be judged"),
-    Variable("MODELS", "", "every model", "the models to run, e.g. MODELS=\"dpn131 mobilenetv1\"",
-             "the models to run, e.g. `MODELS=\"dpn131 mobilenetv1\"`", ("sweep",), check=models),
+    Variable("MODELS", "", "every model", "the models to run, e.g. `MODELS=\"dpn131 mobilenetv1\"`",
+             targets=("sweep",), check=models),
     Variable("SHARDS", "1", "`1`", "split each batch size's inference over this many devices",
              "split each batch size's inference over this many devices; merged results equal "
              "the single-device ones", targets=("sweep",),
@@ -304,12 +303,12 @@ def help_text() -> str:
         lines.append(f"Variables of {title}:")
         for v in [v for v in of(target, kinds) if elsewhere not in v.targets]:
             default = v.shown.strip("`") if len(v.shown) < 14 and v.shown != "—" else ""
-            lines.append(f"  {v.name:<21} {v.help}" + f" (default {default})" * bool(default)
+            lines.append(f"  {v.name:<21} {v.help.replace('`', '')}"
+                         + f" (default {default})" * bool(default)
                          + " (environment)" * (v.kind == "environment"))
         if target == "images":
-            lines += textwrap.wrap(" ".join(names("docker")) + ": the images' settings (see "
-                                   "images/README.md)", 96, initial_indent="  ",
-                                   subsequent_indent="  ")
+            lines += ["  " + line for line in textwrap.wrap(
+                " ".join(names("docker")) + ": the images' settings (see images/README.md)", 94)]
     return "\n".join(lines)
 
 
