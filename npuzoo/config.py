@@ -416,9 +416,8 @@ def make_variables(spec: ModelSpec) -> str:
 
 @cli
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python3 -m npuzoo.config",
-        description="Validate model.yaml files, or print one model's Make variables.")
+    parser = argparse.ArgumentParser(prog="python3 -m npuzoo.config", description="Validate "
+                                     "model.yaml files, or print one model's Make variables.")
     parser.add_argument("command", choices=["check", "makevars"])
     parser.add_argument("model", nargs="?", help="model name (all models if omitted)")
     args = parser.parse_args(argv)

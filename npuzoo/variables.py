@@ -23,6 +23,7 @@ from npuzoo.errors import Problems, UserError
 CPU_PERF = {"loop": 20, "warmup": 2, "seconds": 3}
 POSITIVE = re.compile(r"^[1-9][0-9]{0,6}$")
 COUNT = re.compile(r"^[0-9]{1,7}$")
+SWITCH = ("", "0", "1")  # the values of a variable that is on or off
 
 
 def shown(value: str) -> str:
@@ -80,7 +81,7 @@ def models(name: str, text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Variable:
-    """One variable; `choices`: its values (a `switch`'s: "", 0, 1); `hint`: which to use."""
+    """One variable; `choices`: its values (SWITCH: read as whether it is "1"), named by `hint`."""
 
     name: str
     default: str = ""
@@ -92,13 +93,11 @@ class Variable:
     check: Callable[[str, str], Any] | None = None
     choices: tuple[str, ...] = ()
     hint: str = ""
-    switch: bool = False
 
     def value(self, text: str) -> Any:
-        choices = ("", "0", "1") if self.switch else self.choices
-        if choices and text not in choices:
+        if self.choices and text not in self.choices:
             raise UserError(f"{self.name}={shown(text)}: unknown value; {self.hint}")
-        if self.switch:
+        if self.choices == SWITCH:
             return (text or self.default) == "1"
         return self.check(self.name, text) if self.check else text
 
@@ -139,7 +138,7 @@ VARIABLES: tuple[Variable, ...] = (
              "`model.yaml` `perf`)", check=number),
     Variable("WARMUP", str(CPU_PERF["warmup"]), f"{CPU_PERF['warmup']} on the CPU; the guide's "
              "on Ascend", "warm-up runs before the perf loops", check=partial(number, zero=True)),
-    Variable("AIPP", shown="off", hint="use AIPP=1, or leave it unset", switch=True,
+    Variable("AIPP", shown="off", hint="use AIPP=1, or leave it unset", choices=SWITCH,
              help="1: uint8 input, normalisation inside the model",
              doc="`AIPP=1`: uint8 NHWC preprocessing (a quarter of the data) with normalisation "
              "moved into the model, as ATC's `--insert_op_conf` does on Ascend; reports go to "
@@ -183,7 +182,7 @@ VARIABLES: tuple[Variable, ...] = (
              "across the streams (ais_bench's own figure is per call)",
              check=partial(number, optional=True)),
     Variable("TUNE", "1", "on", hint="use TUNE=0 for model.yaml's engine, or leave it unset",
-             switch=True,
+             choices=SWITCH,
              help=CPU + "0: no tuning pass, model.yaml's engine and one stream per core",
              doc=CPU + "unless `TUNE=0`, `BACKEND` or `STREAMS` is given, the runner times each "
              "engine and stream layout briefly on first use of a compiled graph on a machine, "
@@ -196,12 +195,12 @@ VARIABLES: tuple[Variable, ...] = (
              "`LOOP` calls only); the report marks a figure contended by other load and gives "
              "the spread of five windows of the loop, within which `make compare` flags no drop "
              "([docs/design.md](docs/design.md))", check=partial(number, zero=True, optional=True)),
-    Variable("FORCE", shown="off", hint="use FORCE=1, or leave it unset", switch=True,
+    Variable("FORCE", shown="off", hint="use FORCE=1, or leave it unset", choices=SWITCH,
              help="1: this run becomes the committed report, whatever is there",
              doc="`FORCE=1`: this run becomes the committed `reports/<model>/<chip>_bs<BS>.json` "
              "whatever is there (a run it displaces stays the current report of its own machine "
              "and configuration); a rerun with `FORCE=1` promotes a run already recorded"),
-    Variable("STRICT", shown="off", hint="use STRICT=1, or leave it unset", switch=True,
+    Variable("STRICT", shown="off", hint="use STRICT=1, or leave it unset", choices=SWITCH,
              targets=("model", "sweep", "compare"),
              help="1: fail on a drop flagged against the last like-for-like run, or none judged",
              doc="`STRICT=1`: exit non-zero when a throughput drop or accuracy change is flagged "
