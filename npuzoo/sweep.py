@@ -37,7 +37,7 @@ TAIL_LINES = 15
 STORAGE = variables.Variable("NPUZOO_SWEEP_STORAGE", choices=("", "shared", "copy"), hint=(
     "use shared (every node sees the repository at the same path) or copy (nodes get a copy)"))
 # 1: Ray's own log lines and the tasks' output on the terminal
-RAY_LOGS = variables.Variable("NPUZOO_RAY_LOGS", choices=("", "0", "1"), switch=True,
+RAY_LOGS = variables.Variable("NPUZOO_RAY_LOGS", choices=variables.SWITCH,
                               hint="use 1 to show Ray's own log lines, or leave it unset")
 
 
