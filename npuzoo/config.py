@@ -133,7 +133,7 @@ def _read(read: _Reader, cls: type[T], prefix: str, required: str = "", **given:
 @dataclass(frozen=True)
 class PreviousWeights:
     url: str | None
-    md5: str | None
+    md5: str | None = field(metadata=_spec(_hex(32), False))
 
 
 @dataclass(frozen=True)
@@ -194,8 +194,8 @@ class PerfSpec:
 
 @dataclass(frozen=True)
 class TopK:
-    top1: float | None
-    top5: float | None
+    top1: float | None = field(metadata=_spec(_number, False))
+    top5: float | None = field(metadata=_spec(_number, False))
 
 
 @dataclass(frozen=True)
@@ -281,9 +281,8 @@ def parse(data: object, where: str, folder: str) -> ModelSpec:
         raise UserError(f"{where}: expected a mapping of fields at the top level")
     read = _Reader(data, where)
     previous = read.section("weights.previous")
-    weights = _read(read, WeightsSpec, "weights", previous=PreviousWeights(
-        url=previous.get("url"), md5=read.get("weights.previous.md5", _hex(32), False))
-        if previous else None)
+    weights = _read(read, WeightsSpec, "weights", previous=_read(
+        read, PreviousWeights, "weights.previous", url=previous.get("url")) if previous else None)
     # Unpublished checksums exist (TResNet-M); those must say so explicitly.
     if not weights.published and read.section("weights").get("checksum") != "unpublished":
         raise UserError(f"{where}: weights: give md5 or sha256 "
@@ -339,8 +338,7 @@ def _reference(read: _Reader) -> ReferenceSpec:
         chips[chip] = ReferencePerf(published=dict(rows), per=per, chips=count or 1,
                                     note=table.get("note") or "", source=source)
     return ReferenceSpec(
-        accuracy=TopK(top1=read.get("reference.accuracy.top1", _number, False),
-                      top5=read.get("reference.accuracy.top5", _number, False)),
+        accuracy=_read(read, TopK, "reference.accuracy"),
         accuracy_source=read.get("reference.accuracy.source", _text),
         tolerance=TopK(top1=read.get("reference.tolerance.top1", _number),
                        top5=read.get("reference.tolerance.top5", _number)),
