@@ -206,7 +206,8 @@ class ReferencePerf:
     per: str
     chips: int
     note: str
-    source: str
+    source: str = field(metadata=_spec(
+        _text, "where the figures come from: the guide's table, or which other README"))
 
     @property
     def fps(self) -> dict[int, float]:
@@ -328,15 +329,13 @@ def _reference(read: _Reader) -> ReferenceSpec:
                 raise read.fail(f"{at}.fps.{bs}", f"expected batch size: images/s, got "
                                                   f"{bs!r}: {fps!r}")
         read.unknown(at, table, ("fps", "per", "chips", "note", "source"))
-        source = read.get(f"{at}.source", _text,
-                          "where the figures come from: the guide's table, or which other README")
         per = read.get(f"{at}.per", _one_of("chip", "card"), False) or "chip"
         count = read.get(f"{at}.chips", _positive_int,
                          per == "card" and "required with per: card: the chips of the card")
         if per == "chip" and count is not None:
             raise read.fail(f"{at}.chips", "only with per: card (these figures are per chip)")
-        chips[chip] = ReferencePerf(published=dict(rows), per=per, chips=count or 1,
-                                    note=table.get("note") or "", source=source)
+        chips[chip] = _read(read, ReferencePerf, at, published=dict(rows), per=per,
+                            chips=count or 1, note=table.get("note") or "")
     return ReferenceSpec(
         accuracy=_read(read, TopK, "reference.accuracy"),
         accuracy_source=read.get("reference.accuracy.source", _text),
@@ -403,8 +402,7 @@ def perf_defaults(spec: ModelSpec) -> dict[str, int]:
 
 
 def make_variables(spec: ModelSpec) -> str:
-    """The Make lines of mk/pipeline.mk and mk/docker.mk: model.yaml's facts and the command
-    functions ($(call ATC_ARGS, ...), npuzoo/commands.py)."""
+    """The Make lines for mk/*.mk: model.yaml's facts and the command functions of commands.py."""
     from npuzoo import commands
 
     return (f"WEIGHTS_FILE := {spec.weights.file}\n"
