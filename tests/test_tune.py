@@ -243,14 +243,13 @@ def _monitor(tmp_path, figures, best_path=None):
     return monitor
 
 
-@pytest.mark.parametrize("before, after, contended", [(100.0, 95.0, False), (100.0, 85.0, True),
-                                                      (85.0, 100.0, True)])
-def test_a_changed_reference_product_marks_the_run_contended(tmp_path, before, after, contended):
+@pytest.mark.parametrize("before, after", [(100.0, 95.0), (100.0, 60.0), (60.0, 100.0)])
+def test_the_reference_product_is_recorded_but_one_dip_is_not_contention(tmp_path, before, after):
     result = _monitor(tmp_path, [before, after]).start().stop()
     assert result["reference_gflops"] == [before, after]
     assert result["reference_change"] == pytest.approx(after / before - 1)
     assert result["reference_best_gflops"] is None and result["reference_below_best"] is None
-    assert result["other_cpu_s"] == 0 and result["contended"] is contended
+    assert result["other_cpu_s"] == 0 and result["contended"] is False
     assert "reference matrix product" in result["contended_rule"]
 
 
@@ -261,11 +260,13 @@ def test_a_machine_slower_than_its_best_is_contended(tmp_path):
     first = _monitor(tmp_path, [100.0, 98.0], str(best)).start().stop()
     assert first["reference_best_gflops"] is None and first["contended"] is False
     assert json.loads(best.read_text())["best_gflops"] == 100.0
-    slow = _monitor(tmp_path, [90.0, 91.0], str(best)).start().stop()
+    slow = _monitor(tmp_path, [85.0, 88.0], str(best)).start().stop()
     assert slow["reference_best_gflops"] == 100.0 and slow["contended"] is True
-    assert slow["reference_below_best"] == pytest.approx(0.09)
-    near = _monitor(tmp_path, [97.0, 96.0], str(best)).start().stop()
-    assert near["contended"] is False and near["reference_below_best"] == pytest.approx(0.03)
+    assert slow["reference_below_best"] == pytest.approx(0.12)
+    near = _monitor(tmp_path, [93.0, 92.0], str(best)).start().stop()
+    assert near["contended"] is False and near["reference_below_best"] == pytest.approx(0.07)
+    dip = _monitor(tmp_path, [50.0, 99.0], str(best)).start().stop()   # a passing dip: one side
+    assert dip["contended"] is False and dip["reference_below_best"] == pytest.approx(0.01)
     faster = _monitor(tmp_path, [110.0, 108.0], str(best)).start().stop()
     assert faster["reference_below_best"] == 0.0 and faster["contended"] is False
     assert json.loads(best.read_text())["best_gflops"] == 110.0

@@ -16,17 +16,20 @@ import numpy as np
 from npuzoo.files import atomic_write
 
 CONTENDED_SHARE = 0.10   # other processes' share of the CPUs above which a figure is contended
-REFERENCE_CHANGE = 0.10  # the reference product's change, before vs after the loop, that is
-REFERENCE_BELOW = 0.05   # ... and its shortfall from the machine's best: the +-5% a figure keeps
+# The better of the reference product's figures before and after the loop this far below the
+# machine's best is a slowdown from outside; one of the two alone is not. The product (on every
+# CPU: it waits for its slowest thread) reacts more than a model's loop: on an idle 2-vCPU guest
+# it fell 30-40%, for a second at times and for a whole 3-s loop at others, while the model's
+# figure moved 1-3%. So it errs towards marking a clean figure contended.
+REFERENCE_BELOW = 0.10
 MIN_TICKS = 100          # of CPU capacity (cpus x wall time) below which no verdict is given
 WINDOWS = 5              # the timed loop is judged in this many consecutive windows
 REFERENCE_N = 256        # the reference product: float32 N x N, about 0.2 ms on one core
 RULE = (f"other_cpu_s > {CONTENDED_SHARE:g} * cpus * wall_s (other processes' CPU time on this "
-        "process's CPUs, from /proc/stat minus its own), or a reference matrix product's "
-        f"GFLOP/s changed by more than {REFERENCE_CHANGE:.0%} from before the loop to after it, "
-        f"or the better of the two is more than {REFERENCE_BELOW:.0%} below the best this "
-        f"machine gave (with --tune); null when cpus * wall_s is under {MIN_TICKS} clock ticks "
-        "(too short to judge) or /proc/stat is absent")
+        "process's CPUs, from /proc/stat minus its own), or the better of a reference matrix "
+        f"product's GFLOP/s before and after the loop is more than {REFERENCE_BELOW:.0%} below "
+        f"the best this machine gave it (with --tune); null when cpus * wall_s is under "
+        f"{MIN_TICKS} clock ticks (too short to judge) or /proc/stat is absent")
 
 
 def reference_gflops(repeats: int = 40) -> float:
@@ -87,13 +90,10 @@ class LoadMonitor:
             rows, count = [per_cpu["cpu"]], max(1, len(per_cpu) - 1)
         else:
             return None
-        busy = steal = 0
-        for row in rows:
-            values = [int(v) for v in row] + [0] * 8
-            # user nice system idle iowait irq softirq steal (guest is inside user)
-            busy += values[0] + values[1] + values[2] + values[5] + values[6] + values[7]
-            steal += values[7]
-        return busy, steal, count
+        # user nice system idle iowait irq softirq steal (guest is inside user)
+        values = [[int(v) for v in row] + [0] * 8 for row in rows]
+        steal = sum(v[7] for v in values)
+        return sum(v[0] + v[1] + v[2] + v[5] + v[6] for v in values) + steal, steal, count
 
     @staticmethod
     def _own() -> float:
@@ -116,8 +116,7 @@ class LoadMonitor:
         change = ref1 / self.ref0 - 1 if self.ref0 and ref1 else None
         best = machine_best(self.best_path, max(self.ref0, ref1))
         below = max(0.0, 1 - max(self.ref0, ref1) / best) if best else None
-        outside = (change is not None and abs(change) > REFERENCE_CHANGE) or \
-            (below is not None and below > REFERENCE_BELOW)
+        outside = below is not None and below > REFERENCE_BELOW
         result: dict[str, Any] = {
             "loadavg_1m_start": self.load0, "loadavg_1m_end": os.getloadavg()[0],
             "cpus": len(self.cpus), "own_cpu_s": round(own, 3), "other_cpu_s": None,
