@@ -84,16 +84,7 @@ def timed_make(root: str, argv: list[str], label: str) -> float:
 
 def run_ids(log: str) -> list[str]:
     """The run ids of a steps.jsonl, in the order they first appear."""
-    seen: dict[str, None] = {}
-    with open(log, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict) and entry.get("run"):
-                seen.setdefault(entry["run"], None)
-    return list(seen)
+    return list(dict.fromkeys(e["run"] for e in steps.read(log) if e.get("run")))
 
 
 def tuning_seconds(root: str, before: set[str]) -> float:

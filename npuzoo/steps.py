@@ -59,9 +59,9 @@ def run_step(log: str, step: str, command: list[str], bs: int | None = None) -> 
     return status
 
 
-def entries(log: str, run: str, other: bool = False) -> list[Entry]:
-    """The log's entries of `run` (`other`: of every other run instead)."""
-    if not run or not os.path.isfile(log):
+def read(log: str) -> list[Entry]:
+    """Every entry of the log that parses (none when it is absent)."""
+    if not os.path.isfile(log):
         return []
     found = []
     with open(log, encoding="utf-8", errors="replace") as handle:
@@ -70,9 +70,14 @@ def entries(log: str, run: str, other: bool = False) -> list[Entry]:
                 entry = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(entry, dict) and (entry.get("run") == run) != other:
+            if isinstance(entry, dict):
                 found.append(entry)
     return found
+
+
+def entries(log: str, run: str, other: bool = False) -> list[Entry]:
+    """The log's entries of `run` (`other`: of every other run instead)."""
+    return [e for e in read(log) if (e.get("run") == run) != other] if run else []
 
 
 def totals(found: Iterable[Entry], bs: int | None = None) -> dict[str, float]:
