@@ -12,8 +12,7 @@ from collections.abc import Sequence
 
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write, input_files
-
-RESULT_SUFFIX = "_0.txt"
+from npuzoo.report.pieces import RESULT_SUFFIX
 
 
 def batches(count: int, bs: int) -> int:
