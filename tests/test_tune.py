@@ -270,10 +270,11 @@ def test_a_machine_slower_than_its_best_is_contended(tmp_path):
     faster = _monitor(tmp_path, [110.0, 108.0], str(best)).start().stop()
     assert faster["reference_below_best"] == 0.0 and faster["contended"] is False
     assert json.loads(best.read_text())["best_gflops"] == 110.0
-    best.write_text("{not json")
-    again = _monitor(tmp_path, [50.0, 50.0], str(best)).start().stop()
-    assert again["reference_best_gflops"] is None and again["contended"] is False
-    assert json.loads(best.read_text())["best_gflops"] == 50.0
+    for bad in ("{not json", '{"best_gflops": Infinity}', '{"best_gflops": -3}'):
+        best.write_text(bad)
+        again = _monitor(tmp_path, [50.0, 50.0], str(best)).start().stop()
+        assert again["reference_best_gflops"] is None and again["contended"] is False
+        assert json.loads(best.read_text())["best_gflops"] == 50.0
 
 
 def test_the_reference_product_is_a_positive_figure():

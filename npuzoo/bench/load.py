@@ -48,13 +48,16 @@ def reference_gflops(repeats: int = 40) -> float:
 
 def machine_best(path: str | None, now: float) -> float | None:
     """The best reference figure recorded in `path` (JSON) before this run, or None; `now`
-    replaces it when better. A file that cannot be read starts afresh."""
+    replaces it when better. A file that cannot be read, or holds no finite positive figure,
+    starts afresh (an infinite one would mark every run contended for good)."""
     if path is None:
         return None
     try:
         with open(path, encoding="utf-8") as handle:
             best = float(json.load(handle)["best_gflops"])
     except (OSError, ValueError, KeyError, TypeError):
+        best = None
+    if best is not None and not 0 < best < float("inf"):
         best = None
     if best is None or now > best:
         atomic_write(path, json.dumps({"best_gflops": now, "reference_n": REFERENCE_N}) + "\n")
