@@ -39,8 +39,10 @@ def record(log: str, step: str, seconds: float, status: int = 0, bs: int | None 
 
 
 # Why a step's process may die of a signal, which leaves no message of its own.
-SIGNAL_HINTS = {signal.SIGSEGV: "the engine crashed on this graph: another BACKEND (for int8, "
-                "another QUANTIZER) may run it", signal.SIGKILL: "out of memory, or killed"}
+SIGNAL_HINTS: dict[int, str] = {
+    signal.SIGSEGV: "the engine crashed on this graph: another BACKEND (for int8, another "
+                    "QUANTIZER) may run it",
+    signal.SIGKILL: "out of memory, or killed"}
 
 
 def run_step(log: str, step: str, command: list[str], bs: int | None = None) -> int:
@@ -50,9 +52,12 @@ def run_step(log: str, step: str, command: list[str], bs: int | None = None) -> 
     except KeyboardInterrupt:
         status = 130
     if status < 0:   # as a shell reports it: 128 + the signal
-        died = signal.Signals(-status)
-        hint = SIGNAL_HINTS.get(died)
-        print(f"error: the {step} step died of {died.name}" + (f": {hint}" if hint else ""),
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:   # a real-time signal has no name
+            name = f"signal {-status}"
+        hint = SIGNAL_HINTS.get(-status)
+        print(f"error: the {step} step died of {name}" + (f": {hint}" if hint else ""),
               file=sys.stderr)
         status = 128 - status
     record(log, step, time.perf_counter() - start, status, bs)

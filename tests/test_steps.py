@@ -76,3 +76,6 @@ def test_a_step_killed_by_a_signal_says_so_in_one_line(tmp_path, capsys):
     assert err.startswith("error: the inference step died of SIGSEGV: the engine crashed")
     assert "\n" not in err and "BACKEND" in err
     assert json.loads(log.read_text())["status"] == 139
+    realtime = [sys.executable, "-c", "import os; os.kill(os.getpid(), 40)"]
+    assert steps.run_step(str(log), "perf", realtime) == 128 + 40
+    assert capsys.readouterr().err.strip() == "error: the perf step died of signal 40"
