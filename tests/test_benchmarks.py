@@ -80,6 +80,24 @@ def test_engines_benchmark_runs_and_writes_what_the_readme_renders(tmp_path):
     assert [r for r in context["rows"] if "mobilenetv1" in str(r)]
 
 
+def test_the_tuned_runner_is_judged_contended_by_the_same_rule_as_every_contender():
+    """The runner with --tune also calls a run contended when its reference product fell below
+    the machine's best; in the engines table every contender is judged by the CPU share alone."""
+    bench_engines = load_bench("bench_engines")
+    summary = {"throughput_wall": 150.0, "throughput": 75.0, "timed_runs": 8, "wall_time_ms": 850.0,
+               "loadavg_1m_start": 1.0, "loadavg_1m_end": 1.0, "cpus": 2, "own_cpu_s": 1.7,
+               "other_cpu_s": 0.01, "steal_s": 0.0, "contended": True,
+               "tuning": {"chosen": {"engine": "openvino", "streams": 2}}}
+    runner = bench_engines.Runner({"threads": 2, "onnx": "m.onnx", "precision": "fp32",
+                                   "tune": "t", "backend": "onnxruntime"})
+    for share, contended in ((0.01, False), (0.2, True), (None, None)):
+        runner.bench = type("Bench", (), {"run": staticmethod(
+            lambda argv, threads, share=share: dict(summary, other_cpu_share=share))})
+        result = runner.measure(1, 0.1, 1, 1)
+        assert result["load"]["contended"] is contended
+        assert result["load"]["runner_contended"] is True and result["chosen"]["streams"] == 2
+
+
 def test_the_engines_benchmark_counts_flops_in_the_graph_and_lists_every_model(tmp_path):
     """GFLOP per image from the exported graph (no table to keep up to date): a 3x3 conv 3->8
     with stride 2 on 32x32 (16x16 outputs) and a 8->10 linear layer, counted by hand."""
