@@ -8,6 +8,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -20,8 +21,6 @@ from npuzoo.report import read as reports
 from npuzoo.report.compare import contended_run
 
 TEMPLATES_DIR = os.path.join(config.REPO_ROOT, "templates")
-MODEL_TEMPLATE = "model_README.md.j2"
-TOP_TEMPLATE = "README.md.j2"
 BEST = "★"  # marks the best batch size of a chip
 RANDOM_MARK = "‡"  # top-level table: accuracy of random weights, explained once below it
 PLOT_NAME = "perf_{soc}.png"
@@ -30,7 +29,6 @@ Report = dict[str, Any]  # a report as npuzoo.report writes it
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.text import Annotation
-    from matplotlib.transforms import Bbox
 
 
 # -- inputs --------------------------------------------------------------------------------
@@ -153,9 +151,8 @@ def throughput(report: Report) -> float | None:
 
 def best_batch(rows: list[Report]) -> int | None:
     """The batch size with the highest throughput (the smaller one on a tie), or None."""
-    measured = [r for r in rows if throughput(r) is not None]
-    return int(max(measured, key=lambda r: (throughput(r), -r["batch_size"]))["batch_size"]) \
-        if measured else None
+    measured = [(speed, -r["batch_size"]) for r in rows if (speed := throughput(r)) is not None]
+    return -int(max(measured)[1]) if measured else None
 
 
 def reference_fps(spec: ModelSpec, soc: str) -> dict[int, float]:
@@ -293,9 +290,8 @@ def model_context(name: str, models_dir: str, reports_dir: str) -> dict[str, Any
     upstream, published = spec.upstream, spec.weights.published
     checksum = (f"{published[0]} `{published[1]}`" if published else
                 "no checksum is published (the file is used as downloaded; see model.yaml)")
-    environments = (markdown_text(", ".join(f"{k} {v}" for k, v in
-                                            (r.get("environment") or {}).items() if v))
-                    for r in rows)
+    environments = (markdown_text(", ".join(f"{k} {v}" for k, v in found.items() if v))
+                    for found in (r.get("environment") or {} for r in rows))
     patches = sorted({s.patch for s in upstream.sources if s.patch} |
                      ({upstream.patch} if upstream.patch else set()))
     return {"name": name, "cfg": spec, "description": " ".join(spec.description.split()),
@@ -312,9 +308,8 @@ def top_context(models_dir: str, reports_dir: str) -> dict[str, Any]:
     models: list[dict[str, Any]] = []
     for name in config.model_names(models_dir):
         spec = config.load(os.path.join(models_dir, name, "model.yaml"))
-        rows = model_reports(reports_dir, name)
         chips = []
-        for members in row_groups(rows):
+        for members in row_groups(model_reports(reports_dir, name)):
             words = group_words(members)
             by_bs, best = {r["batch_size"]: r for r in members}, best_batch(members)
             best_row = by_bs[best] if best is not None else members[0]
@@ -323,9 +318,8 @@ def top_context(models_dir: str, reports_dir: str) -> dict[str, Any]:
                           "what": f"{words['machine']}; {words['scope']}; {words['weights']}; "
                                   f"{measured_when(best_row)}"})
         models.append({"name": name, "chips": chips, "reference": reference_context(spec)})
-    sizes = {bs for model in models for chip in model["chips"] for bs in chip["rows"]}
-    return {"models": models, "sizes": sorted(sizes), "random_mark": RANDOM_MARK,
-            "throughput_cell": throughput_cell,
+    return {"models": models, "random_mark": RANDOM_MARK, "throughput_cell": throughput_cell,
+            "sizes": sorted({bs for m in models for c in m["chips"] for bs in c["rows"]}),
             "any_random": any(RANDOM_MARK in c["top1"] for m in models for c in m["chips"])}
 
 
@@ -524,10 +518,9 @@ def plot_png(name: str, soc: str, groups: list[list[Report]], ref: dict[int, flo
         labels = []
         for index, (words, points, best) in enumerate(lines):
             colour, marker = LINE_STYLES[index % len(LINE_STYLES)]
-            xs, ys = [p[0] for p in points], [p[1] for p in points]
             label = ", ".join([words["chip"]] + [words[k] for k in ("machine", "scope", "weights")
                                                  if k not in shared])
-            ax.plot(xs, ys, marker=marker, color=colour, label=label)
+            ax.plot(*zip(*points, strict=True), marker=marker, color=colour, label=label)
             for x, y in points:
                 if len(lines) == 1 or x == best:
                     labels.append(ax.annotate(
@@ -564,7 +557,7 @@ def plot_png(name: str, soc: str, groups: list[list[Report]], ref: dict[int, flo
 def separate(fig: "Figure", labels: list["Annotation"], step: int = 11) -> None:
     """Move value labels up, in steps of `step` points, until none overlaps another."""
     fig.draw_without_rendering()  # the layout first: positions are final only then
-    placed: list[Bbox] = []
+    placed = []
     for label in sorted(labels, key=lambda a: (a.xy[1], a.xy[0])):
         for _ in range(len(labels)):
             box = label.get_window_extent()
@@ -615,22 +608,15 @@ def render_top(models_dir: str = config.MODELS_DIR, reports_dir: str = reports.R
 def render_all(models_dir: str = config.MODELS_DIR, reports_dir: str = reports.REPORTS_DIR,
                root: str = config.REPO_ROOT) -> dict[str, str]:
     """{path: Markdown text} of every README (no plots)."""
-    return {os.path.join(root, "README.md"): render_top(models_dir, reports_dir, root),
-            **{os.path.join(models_dir, name, "README.md"): render_model(name, models_dir,
-                                                                        reports_dir)
-               for name in config.model_names(models_dir)}}
-
-
-def differs(path: str, data: str | bytes) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read() != (data.encode() if isinstance(data, str) else data)
-    except FileNotFoundError:
-        return True
+    return {os.path.join(root, "README.md"): render_top(models_dir, reports_dir, root), **{
+        os.path.join(models_dir, name, "README.md"): render_model(name, models_dir, reports_dir)
+        for name in config.model_names(models_dir)}}
 
 
 def stale(rendered: Mapping[str, str | bytes]) -> list[str]:
-    return [path for path, text in rendered.items() if differs(path, text)]
+    """The paths whose file is missing or holds other bytes than its rendering."""
+    return [path for path, data in rendered.items() if not os.path.isfile(path)
+            or Path(path).read_bytes() != (data.encode() if isinstance(data, str) else data)]
 
 
 @cli
@@ -665,10 +651,9 @@ def main(argv: list[str] | None = None) -> None:
         atomic_write(path, files[path], "w" if isinstance(files[path], str) else "wb")
     for path in removed:
         os.unlink(path)
-    changed += removed
-    for path in changed:
+    for path in changed + removed:
         print(f"readme: wrote {os.path.relpath(path)}")
-    print(f"readme: {len(rendered)} README(s) rendered, {len(changed)} file(s) changed")
+    print(f"readme: {len(rendered)} README(s) rendered, {len(changed + removed)} file(s) changed")
 
 
 if __name__ == "__main__":
