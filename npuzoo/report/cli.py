@@ -111,11 +111,7 @@ def _output_check(args: argparse.Namespace, dataset: Json, accuracy: Json
                          "results": args.results_dir, "prep": args.prep_dir})
     if results is None:
         return None, None
-    check = pieces.output_check(args.results_dir, results)
-    check["preprocessed_files"] = prep
-    if line := pieces.output_warning(args.results_dir, check):
-        print(line, file=sys.stderr)
-    return results, check
+    return results, pieces.output_check(args.results_dir, results, prep)
 
 
 def _int8_agreement(args: argparse.Namespace, report: Json, results: list[str]) -> None:

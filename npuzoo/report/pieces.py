@@ -3,6 +3,7 @@ that the run is whole: as many images selected, preprocessed, inferred and score
 
 import json
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -131,8 +132,9 @@ def read_logits(path: str) -> list[np.ndarray]:
                         "result); rerun the inference step") from None
 
 
-def output_check(results_dir: str, names: list[str]) -> Json:
-    """How many images had NaN/infinite logits, or logits all equal (in some row)."""
+def output_check(results_dir: str, names: list[str], prep: int | None) -> Json:
+    """How many images had NaN/infinite logits, or logits all equal (in some row); a warning
+    line on stderr when any had."""
     check: Json = {"result_files": len(names), "nan_images": 0, "constant_images": 0,
                    "first_nan": None, "first_constant": None}
     for name in names:
@@ -143,16 +145,13 @@ def output_check(results_dir: str, names: list[str]) -> Json:
         elif any(row.size > 1 and row.min() == row.max() for row in rows):
             check["constant_images"] += 1
             check["first_constant"] = check["first_constant"] or name
-    return check
-
-
-def output_warning(results_dir: str, check: Json) -> str | None:
-    """One line saying what output_check found, or None when the logits look like logits."""
-    total = check["result_files"]
-    parts = [f"{check[key]} of {total} images have {what} (first: {check[first]})"
+    check["preprocessed_files"] = prep
+    parts = [f"{check[key]} of {len(names)} images have {what} (first: {check[first]})"
              for key, what, first in (("nan_images", "NaN or infinite logits", "first_nan"),
                                       ("constant_images", "all logits equal", "first_constant"))
              if check[key]]
-    return (f"warning: {results_dir}: " + " and ".join(parts) + "; the model's outputs are "
-            "broken (check the export and the preprocessed inputs), so this accuracy means "
-            "little; recorded in the report's output_check") if parts else None
+    if parts:
+        print(f"warning: {results_dir}: " + " and ".join(parts) + "; the model's outputs are "
+              "broken (check the export and the preprocessed inputs), so this accuracy means "
+              "little; recorded in the report's output_check", file=sys.stderr)
+    return check
