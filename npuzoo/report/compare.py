@@ -13,9 +13,14 @@ THROUGHPUT_DROP = 0.10  # a fall beyond this fraction is flagged run over run
 THROUGHPUT_DROP_ENV = "NPUZOO_THROUGHPUT_DROP"
 
 
-def parse_drop(text: str, where: str = THROUGHPUT_DROP_ENV) -> float:
-    """A throughput-drop threshold: a fraction (`0.1`) or a percentage (`10%`)."""
-    raw = str(text).strip()
+def throughput_drop(flag: str | None = None) -> float:
+    """The threshold in force, a fraction (`0.1`) or a percentage (`10%`): the flag, else the
+    environment, else the 10% default."""
+    where, text = ("--throughput-drop", flag) if flag is not None else \
+        (THROUGHPUT_DROP_ENV, os.environ.get(THROUGHPUT_DROP_ENV, ""))
+    raw = text.strip()
+    if flag is None and not raw:
+        return THROUGHPUT_DROP
     try:
         value = float(raw.rstrip("%")) / (100 if raw.endswith("%") else 1)
     except ValueError:
@@ -24,14 +29,6 @@ def parse_drop(text: str, where: str = THROUGHPUT_DROP_ENV) -> float:
         raise UserError(f"{where}={text}: expected a fraction in [0, 1) such as 0.1, "
                         "or a percentage such as 10%")
     return value
-
-
-def throughput_drop(flag: str | None = None) -> float:
-    """The threshold in force: the flag, else the environment, else the 10% default."""
-    if flag is not None:
-        return parse_drop(flag, "--throughput-drop")
-    from_env = os.environ.get(THROUGHPUT_DROP_ENV, "")
-    return parse_drop(from_env) if from_env.strip() else THROUGHPUT_DROP
 
 
 def measured_spread(report: Json) -> float:
@@ -101,7 +98,7 @@ def change_rows(report: Json, drop: float) -> list[tuple[Any, ...]]:
         rows.append(key + ("throughput", rounded(old_tp, 1), rounded(new_tp, 1),
                            f"{(ratio - 1) * 100:+.1f}%", flag))
     acc = report.get("accuracy") or {}
-    same_images = (previous.get("dataset") or {}).get("labels_sha256") == _labels(report)
+    same_images = _labels(previous) == _labels(report)
     for name in ("top1", "top5"):
         old, new = previous.get(name), acc.get(name)
         if old is not None and new is not None and old != new:
@@ -124,8 +121,7 @@ def latest_runs(reports_dir: str = REPORTS_DIR) -> list[Json]:
                                                   r.get("batch_size") or 0))
 
 
-def compare_table(reports_dir: str = REPORTS_DIR, drop: float = THROUGHPUT_DROP
-                  ) -> tuple[str, int]:
+def compare_table(reports_dir: str, drop: float = THROUGHPUT_DROP) -> tuple[str, int]:
     rows: list[tuple[Any, ...]] = []
     for report in latest_runs(reports_dir):
         against = (report.get("comparison") or {}).get("against") or "?"
