@@ -69,13 +69,12 @@ def _promote(report: Json, dest: str, committed: Json | None) -> None:
         os.unlink(mine)  # the owner's current report is `dest` now
 
 
-def _republish(report: Json, dest: str, own: str, current: Json | None, past: Past,
-               force: bool) -> tuple[Json, list[Json]]:
+def _republish(report: Json, dest: str, own: str, committed: Json | None, current: Json | None,
+               past: Past, force: bool) -> tuple[Json, list[Json]]:
     """A run recorded before (a rerun of make, or a publish killed between its two writes)."""
     recorded = next(((p, r) for p, r in past if same_run(r, report)), (None, None))
     if recorded[1] is not None:
         report["comparison"] = recorded[1].get("comparison")
-    committed = current if own == dest else _current(dest)
     if force and not (committed is not None and same_run(committed, report)):
         _promote(report, dest, committed)
         print(f"report: {dest}: the recorded run of {report.get('timestamp')} ({_what(report)}) "
@@ -161,9 +160,8 @@ def publish(built_path: str, dest: str, drop: float | None = None, force: bool =
     past = history.entries(dest, read_report)
     runs = [r for _, r in past] + [c for c in (committed, current) if c is not None]
     if any(same_run(r, report) for r in runs):
-        return _republish(report, dest, own, current, past, force)
-    previous = history.latest_like(report, runs)
-    flagged = _judge(report, previous, drop)
+        return _republish(report, dest, own, committed, current, past, force)
+    flagged = _judge(report, history.latest_like(report, runs), drop)
     kept = os.path.relpath(history.record(report, dest))
     restored_from = None
     if current is None:  # missing (or never written): the owner's best recorded run
