@@ -2,6 +2,7 @@
 coerced where unambiguous ("4" -> 4, "69.5%" -> 69.5) or dropped; a file that is no report, or
 holds values out of bounds, is skipped; each with one `warning:` line naming the file."""
 
+import functools
 import json
 import math
 import os
@@ -55,14 +56,11 @@ MODEL_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_TEXT = 2000  # characters of any one string (the longest written, a rule, is ~300)
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _INVALID = object()
-_warned: set[str] = set()
 
 
+@functools.cache  # each line once per process
 def warn(line: str) -> None:
-    """Print a `warning:` line on stderr, once per process."""
-    if line not in _warned:
-        _warned.add(line)
-        print(line, file=sys.stderr)
+    print(line, file=sys.stderr)
 
 
 def _coerce(value: Any, kind: str) -> Any:
@@ -197,8 +195,7 @@ def _bad_figure(data: Json) -> str | None:
 
 
 def out_of_bounds(data: Json) -> str | None:
-    """Why a (type-normalised) report cannot be used, or None (a newline in a string would
-    start a Markdown heading)."""
+    """Why a (type-normalised) report cannot be used, or None."""
     soc = data.get("soc")
     if soc != "cpu" and not (isinstance(soc, str) and ASCEND_SHAPE.match(soc)):
         return f"soc {shown(data.get('soc'))} is not cpu or an Ascend soc_version"
