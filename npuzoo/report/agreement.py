@@ -94,8 +94,7 @@ def fp32_speedup(report: Json, reports_dir: str) -> Json:
     twin = history.fp32_twin(report, [r for _, r in found])
     if twin is None:
         return {"ratio": None, "fp32": None, "reason": f"no fp32 report in {_shown(folder)}/ "
-                "of this machine, images, weights, setup and batch size",
-                "run": _fp32_run(report)}
+                "of this machine, images, weights, setup and batch size", "run": _fp32_run(report)}
     path = next(p for p, r in found if r is twin)
     speed = (report.get("perf") or {}).get("throughput")
     base = (twin.get("perf") or {}).get("throughput")

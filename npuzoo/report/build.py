@@ -67,7 +67,6 @@ def build(model: str, soc: str, batch_size: int, dataset: Json, weights: Json,
           backend: Json | None = None, device: str | None = None,
           environment: Json | None = None, output_check: Json | None = None,
           calibration: Json | None = None, variant: str = "", engine: str | None = None) -> Json:
-    cfg = config.load(model)
     if accuracy is not None:
         accuracy = dict(accuracy, meaningful=weights.get("source") != "random")
     device = device or cpu_description()
@@ -85,7 +84,7 @@ def build(model: str, soc: str, batch_size: int, dataset: Json, weights: Json,
         "weights": weights,
         "dataset": {k: dataset.get(k) for k in ("name", "images", "labelled_images", "subset",
                                                 "full_validation_set", "labels_sha256")},
-        "accuracy": accuracy, "gate": gate(cfg.reference, accuracy, dataset, weights,
+        "accuracy": accuracy, "gate": gate(config.load(model).reference, accuracy, dataset, weights,
                                            (backend or {}).get("precision") or "fp32"),
         "perf": perf, "environment": environment or package_versions(),
     }
