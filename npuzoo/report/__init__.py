@@ -1,2 +1,1 @@
-"""Results files, `reports/<model>/<SOC>_bs<BS>.json`: pieces, agreement, build, read, compare,
-publish; `python3 -m npuzoo.report` (cli)."""
+"""Run reports, `reports/<model>/<SOC>_bs<BS>.json`; `python3 -m npuzoo.report` is cli.py."""

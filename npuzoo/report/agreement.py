@@ -1,5 +1,4 @@
-"""An int8 run against fp32: `int8_agreement` (`write --fp32-model`) and `fp32_speedup`;
-`compare` also serves benchmarks/bench_int8.py."""
+"""An int8 run against fp32 (`int8_agreement`, `fp32_speedup`); `compare` serves bench_int8 too."""
 
 import os
 

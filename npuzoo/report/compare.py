@@ -14,8 +14,7 @@ THROUGHPUT_DROP_ENV = "NPUZOO_THROUGHPUT_DROP"
 
 
 def throughput_drop(flag: str | None = None) -> float:
-    """The threshold in force, a fraction (`0.1`) or a percentage (`10%`): the flag, else the
-    environment, else the 10% default."""
+    """The threshold in force (`0.1` or `10%`): the flag, else the environment, else 10%."""
     where, text = ("--throughput-drop", flag) if flag is not None else \
         (THROUGHPUT_DROP_ENV, os.environ.get(THROUGHPUT_DROP_ENV, ""))
     raw = text.strip()

@@ -133,8 +133,7 @@ def read_logits(path: str) -> list[np.ndarray]:
 
 
 def output_check(results_dir: str, names: list[str], prep: int | None) -> Json:
-    """How many images had NaN/infinite logits, or logits all equal (in some row); a warning
-    line on stderr when any had."""
+    """How many images had NaN/infinite or all-equal logits (in some row), warning if any."""
     check: Json = {"result_files": len(names), "nan_images": 0, "constant_images": 0,
                    "first_nan": None, "first_constant": None}
     for name in names:

@@ -1,5 +1,4 @@
-"""`publish`: a built report recorded and placed as npuzoo/history.py says; a missing current
-report is restored."""
+"""`publish`: record a built report, place it as history.py says, restore a missing current one."""
 
 import os
 import re
