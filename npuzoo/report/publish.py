@@ -97,9 +97,8 @@ def _judge(report: Json, previous: Json | None, drop: float | None) -> list[Json
     """Set report["comparison"] against `previous`, say what changed, return what is flagged."""
     if previous is None:
         report["comparison"] = None
-        print(f"report: {label(report)}: no earlier run with the same machine, images, "
-              f"weights and configuration ({history.owner_words(report)}); nothing to compare "
-              "with")
+        print(f"report: {label(report)}: no earlier run with the same machine, images, weights "
+              f"and configuration ({history.owner_words(report)}); nothing to compare with")
         return []
     report["comparison"] = compare(previous, report, throughput_drop() if drop is None else drop)
     old_tp = (previous.get("perf") or {}).get("throughput")
@@ -109,9 +108,8 @@ def _judge(report: Json, previous: Json | None, drop: float | None) -> list[Json
               f"({(new_tp / old_tp - 1) * 100:+.1f}%) since the like-for-like run of "
               f"{previous.get('timestamp')}")
     if report["comparison"].get("contended"):
-        print(f"report: {label(report)}: throughput not judged: other processes took the "
-              "CPU during this run's perf loop or the earlier run's (STRICT=1 fails such a "
-              "run)")
+        print(f"report: {label(report)}: throughput not judged: other processes took the CPU "
+              "during this run's perf loop or the earlier run's (STRICT=1 fails such a run)")
     flagged: list[Json] = report["comparison"]["changes"]
     for change in flagged:
         digits = 1 if change["what"] == "throughput" else 2
