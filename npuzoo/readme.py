@@ -18,7 +18,7 @@ from npuzoo.config import GitSource, ModelSpec
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write
 from npuzoo.report import read as reports
-from npuzoo.report.compare import contended_run
+from npuzoo.report.compare import contended_run, throughput
 
 TEMPLATES_DIR = os.path.join(config.REPO_ROOT, "templates")
 BEST = "★"  # marks the best batch size of a chip
@@ -143,10 +143,6 @@ def result_cells(report: Report, mark_random: bool = False) -> dict[str, str]:
 def throughput_cell(report: Report, best: bool = False) -> str:
     text = f"**{fmt(throughput(report))}** {BEST}" if best else fmt(throughput(report))
     return text + (" (contended)" if contended_run(report) else "")
-
-
-def throughput(report: Report) -> float | None:
-    return (report.get("perf") or {}).get("throughput")
 
 
 def best_batch(rows: list[Report]) -> int | None:

@@ -6,6 +6,7 @@ import numpy as np
 
 from npuzoo import config, history
 from npuzoo.errors import UserError
+from npuzoo.report.compare import throughput
 from npuzoo.report.pieces import RESULT_SUFFIX, read_logits
 from npuzoo.report.read import Json, model_reports
 from npuzoo.variables import CPU_PERF
@@ -95,8 +96,7 @@ def fp32_speedup(report: Json, reports_dir: str) -> Json:
         return {"ratio": None, "fp32": None, "reason": f"no fp32 report in {_shown(folder)}/ "
                 "of this machine, images, weights, setup and batch size", "run": _fp32_run(report)}
     path = next(p for p, r in found if r is twin)
-    speed = (report.get("perf") or {}).get("throughput")
-    base = (twin.get("perf") or {}).get("throughput")
+    speed, base = throughput(report), throughput(twin)
     return {"ratio": round(speed / base, 3) if speed and base else None,
             "fp32": {"path": _shown(path), "throughput": base,
                      "engine": (twin.get("backend") or {}).get("name"),

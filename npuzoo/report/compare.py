@@ -36,6 +36,10 @@ def measured_spread(report: Json) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
+def throughput(report: Json) -> float | None:
+    return (report.get("perf") or {}).get("throughput")
+
+
 def contended_run(report: Json) -> bool:
     """True when the runner saw other processes take the CPU during the perf loop."""
     return bool(((report.get("perf") or {}).get("load") or {}).get("contended"))
@@ -59,8 +63,7 @@ def compare(previous: Json, current: Json, drop: float = THROUGHPUT_DROP) -> Jso
     """`current` against `previous`: `changes` holds what is flagged, `previous` the earlier
     run's numbers, so that `compare` can re-judge it later with another threshold."""
     changes = []
-    old_tp = (previous.get("perf") or {}).get("throughput")
-    new_tp = (current.get("perf") or {}).get("throughput")
+    old_tp, new_tp = throughput(previous), throughput(current)
     contended = contended_run(previous) or contended_run(current)
     limit = max(drop, measured_spread(previous), measured_spread(current))
     if old_tp and new_tp is not None and not contended and new_tp / old_tp < 1 - limit:
@@ -88,7 +91,7 @@ def change_rows(report: Json, drop: float) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
     if previous is None:
         return rows
-    old_tp, new_tp = previous.get("throughput"), (report.get("perf") or {}).get("throughput")
+    old_tp, new_tp = previous.get("throughput"), throughput(report)
     if old_tp and new_tp is not None and new_tp != old_tp:
         ratio = new_tp / old_tp
         spread = max(previous.get("spread") or 0.0, measured_spread(report))

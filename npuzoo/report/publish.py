@@ -6,7 +6,7 @@ import re
 from npuzoo import history
 from npuzoo.files import atomic_write
 from npuzoo.report.build import dumps, load
-from npuzoo.report.compare import compare, rounded, throughput_drop
+from npuzoo.report.compare import compare, rounded, throughput, throughput_drop
 from npuzoo.report.read import Json, read_report, warn
 
 Past = list[tuple[str, Json]]
@@ -101,8 +101,7 @@ def _judge(report: Json, previous: Json | None, drop: float | None) -> list[Json
               f"and configuration ({history.owner_words(report)}); nothing to compare with")
         return []
     report["comparison"] = compare(previous, report, throughput_drop() if drop is None else drop)
-    old_tp = (previous.get("perf") or {}).get("throughput")
-    new_tp = (report.get("perf") or {}).get("throughput")
+    old_tp, new_tp = throughput(previous), throughput(report)
     if old_tp and new_tp is not None:
         print(f"report: {label(report)}: throughput {old_tp:.1f} -> {new_tp:.1f} images/s "
               f"({(new_tp / old_tp - 1) * 100:+.1f}%) since the like-for-like run of "
@@ -121,9 +120,9 @@ def _judge(report: Json, previous: Json | None, drop: float | None) -> list[Json
 
 def _place(report: Json, dest: str, own: str, committed: Json | None, current: Json | None,
            force: bool, kept: str, restored_from: str | None) -> None:
-    acc, perf = report.get("accuracy") or {}, report.get("perf") or {}
+    acc = report.get("accuracy") or {}
     figures = (f"top1 {rounded(acc.get('top1'), 2)} top5 {rounded(acc.get('top5'), 2)} "
-               f"throughput {perf.get('throughput') or 0:.1f} images/s")
+               f"throughput {throughput(report) or 0:.1f} images/s")
     numbers = f"{figures}; gate {report['gate']['verdict']} ({report['gate']['reason']})"
     if force:
         _promote(report, dest, committed)
