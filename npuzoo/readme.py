@@ -506,7 +506,6 @@ def plot_png(name: str, soc: str, groups: list[list[Report]], ref: dict[int, flo
     # the title names what every line shares; each legend entry its engine and what differs
     shared = [key for key in ("chip", "machine", "scope", "weights")
               if len({words[key] for words, _, _ in lines}) == 1]
-    first = lines[0][0]
     with matplotlib.rc_context({"font.family": "DejaVu Sans", "font.size": 9,
                                 "svg.hashsalt": "npuzoo", "path.simplify": False}):
         fig, ax = plt.subplots(figsize=(7.5, 4.2 + 0.22 * len(lines)), dpi=100,
@@ -537,7 +536,7 @@ def plot_png(name: str, soc: str, groups: list[list[Report]], ref: dict[int, flo
         top = max([*ref.values(), *(y for _, points, _ in lines for _, y in points), 1.0])
         ax.set_ylim(bottom=0, top=top * (1.15 + 0.08 * len(labels) ** 0.5))
         title = [f"{name} on {soc}: throughput vs batch size"] + [
-            "; ".join(first[k] for k in part) for part in (shared[:2], shared[2:]) if part]
+            "; ".join(lines[0][0][k] for k in part) for part in (shared[:2], shared[2:]) if part]
         ax.set_title("\n".join(title), fontsize=10)
         ax.grid(True, alpha=0.3)
         fig.legend(loc="outside lower center", ncols=1, fontsize=8, frameon=False)
