@@ -17,21 +17,20 @@ LOAD_KEYS = ("loadavg_1m_start", "loadavg_1m_end", "cpus", "other_cpu_s", "other
 Json = dict[str, Any]
 
 
-def read_json(path: str, what: str) -> Any:
+def read_json(path: str, what: str, step: str = "run the step that makes it") -> Any:
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
     except FileNotFoundError:
-        raise UserError(f"{path}: missing {what}; run the step that makes it") from None
+        raise UserError(f"{path}: missing {what}; {step}") from None
     except json.JSONDecodeError as err:
         raise UserError(f"{path}: not valid JSON ({err}); delete it and rerun") from None
 
 
 def read_bench_summary(output_dir: str, dirname: str) -> Json:
     path = os.path.join(output_dir, f"{dirname}_summary.json")
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: no ais_bench summary; rerun the perf step")
-    return read_json(path, "ais_bench summary")  # type: ignore[no-any-return]
+    summary: Json = read_json(path, "ais_bench summary", "rerun the perf step")
+    return summary
 
 
 def _latency(summary: Json) -> Json | None:
@@ -65,10 +64,8 @@ def perf_from_summary(summary: Json, loop: int, warmup: int) -> Json:
                     throughput_per_call=summary.get("throughput"), streams=streams,
                     throughput_is=f"images / wall time across {streams} streams")
     if summary.get("throughput_spread") is not None:   # the loop judged in windows
-        perf["spread"] = {"windows": summary["throughput_windows"],
-                          "median": summary["throughput_median"],
-                          "spread": summary["throughput_spread"],
-                          "is": "(max - min) / median of the windows' images/s"}
+        perf["spread"] = {k: summary[f"throughput_{k}"] for k in ("windows", "median", "spread")}
+        perf["spread"]["is"] = "(max - min) / median of the windows' images/s"
     if summary.get("tuning"):   # npuzoo.tune chose the engine and streams
         perf["tuning"] = summary["tuning"]
     if "contended" in summary:
