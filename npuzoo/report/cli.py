@@ -165,19 +165,16 @@ def write(args: argparse.Namespace) -> None:
 def _publish(args: argparse.Namespace) -> None:
     drop = compare.throughput_drop(args.throughput_drop)
     report, flagged = publish(args.built, args.dest, drop, force=args.force)
+    # sys.exit(text): that line on stderr, exit status 1 (a failed check; a user error exits 2)
     if args.strict and (report.get("comparison") or {}).get("contended"):
-        print(f"error: {label(report)}: STRICT=1 could not judge this run: other processes "
-              "took the CPU during its perf loop or the earlier run's, so a throughput drop "
-              "cannot be told from the load; rerun it on a quiet machine", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(f"error: {label(report)}: STRICT=1 could not judge this run: other processes "
+                 "took the CPU during its perf loop or the earlier run's, so a throughput drop "
+                 "cannot be told from the load; rerun it on a quiet machine")
     if flagged and args.strict:
-        print(f"error: {label(report)}: {len(flagged)} flagged change(s) against the "
-              "latest like-for-like run (STRICT=1); see above", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(f"error: {label(report)}: {len(flagged)} flagged change(s) against the "
+                 "latest like-for-like run (STRICT=1); see above")
     if report["gate"]["verdict"] == "fail" and not args.no_gate:
-        print(f"error: accuracy gate failed for {args.dest}: {report['gate']['reason']}",
-              file=sys.stderr)
-        sys.exit(1)
+        sys.exit(f"error: accuracy gate failed for {args.dest}: {report['gate']['reason']}")
 
 
 def _versions(args: argparse.Namespace) -> None:
