@@ -15,8 +15,7 @@ THROUGHPUT_DROP_ENV = "NPUZOO_THROUGHPUT_DROP"
 
 def throughput_drop(flag: str | None = None) -> float:
     """The threshold in force (`0.1` or `10%`): the flag, else the environment, else 10%."""
-    where, text = ("--throughput-drop", flag) if flag is not None else \
-        (THROUGHPUT_DROP_ENV, os.environ.get(THROUGHPUT_DROP_ENV, ""))
+    text = os.environ.get(THROUGHPUT_DROP_ENV, "") if flag is None else flag
     raw = text.strip()
     if flag is None and not raw:
         return THROUGHPUT_DROP
@@ -25,8 +24,8 @@ def throughput_drop(flag: str | None = None) -> float:
     except ValueError:
         value = -1
     if not 0 <= value < 1:
-        raise UserError(f"{where}={text}: expected a fraction in [0, 1) such as 0.1, "
-                        "or a percentage such as 10%")
+        raise UserError(f"{THROUGHPUT_DROP_ENV if flag is None else '--throughput-drop'}={text}: "
+                        "expected a fraction in [0, 1) such as 0.1, or a percentage such as 10%")
     return value
 
 
@@ -47,12 +46,12 @@ def contended_run(report: Json) -> bool:
 
 def snapshot(report: Json) -> Json:
     """What a later run is compared with: kept in the comparison, since the file is replaced."""
-    perf, acc = report.get("perf") or {}, report.get("accuracy") or {}
-    dataset, weights = report.get("dataset") or {}, report.get("weights") or {}
+    acc, dataset = report.get("accuracy") or {}, report.get("dataset") or {}
+    weights = (report.get("weights") or {}).get("source")
     return {"timestamp": report.get("timestamp"), "commit": report.get("commit"),
-            "throughput": perf.get("throughput"), "top1": acc.get("top1"), "top5": acc.get("top5"),
+            "throughput": throughput(report), "top1": acc.get("top1"), "top5": acc.get("top5"),
             "dataset": {k: dataset.get(k) for k in ("name", "images", "labels_sha256")},
-            "weights": weights.get("source"), "spread": measured_spread(report)}
+            "weights": weights, "spread": measured_spread(report)}
 
 
 def _labels(report: Json) -> Any:
