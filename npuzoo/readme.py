@@ -54,8 +54,7 @@ def row_groups(rows: list[Report]) -> list[list[Report]]:
     for r in rows:
         groups.setdefault(history.row_key(r), []).append(r)
     ordered = sorted(groups.items(), key=lambda item: (
-        soc_order(item[0][0]), item[0][4], -max(r["batch_size"] for r in item[1]),
-        item[0][1], item[0][2], item[0][3]))
+        soc_order(item[0][0]), item[0][4], -max(r["batch_size"] for r in item[1]), *item[0][1:4]))
     return [sorted(members, key=lambda r: r["batch_size"]) for _, members in ordered]
 
 
@@ -229,10 +228,9 @@ def reference_context(spec: ModelSpec) -> dict[str, Any]:
                      "marks": f" ({', '.join(marks)})" if marks else "",
                      "best_bs": best, "best_fps": fmt_ref(fps.get(best)), "fps": fps})
     return {"top1": fmt_ref(acc.top1), "top5": fmt_ref(acc.top5),
-            "accuracy_source": ref.accuracy_source,
             "tolerance_top1": fmt_ref(tol.top1), "tolerance_top5": fmt_ref(tol.top5),
             "missing_top1": acc.top1 is None, "missing_top5": acc.top5 is None,
-            "perf_sizes": sizes, "perf_rows": rows}
+            "perf_sizes": sizes, "perf_rows": rows, "accuracy_source": ref.accuracy_source}
 
 
 def source_steps(spec: ModelSpec) -> list[dict[str, Any]]:
