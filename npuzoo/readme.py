@@ -29,6 +29,7 @@ Report = dict[str, Any]  # a report as npuzoo.report writes it
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.text import Annotation
+    from matplotlib.transforms import Bbox
 
 
 # -- inputs --------------------------------------------------------------------------------
@@ -550,7 +551,7 @@ def plot_png(name: str, soc: str, groups: list[list[Report]], ref: dict[int, flo
 def separate(fig: "Figure", labels: list["Annotation"], step: int = 11) -> None:
     """Move value labels up, in steps of `step` points, until none overlaps another."""
     fig.draw_without_rendering()  # the layout first: positions are final only then
-    placed = []
+    placed: list[Bbox] = []
     for label in sorted(labels, key=lambda a: (a.xy[1], a.xy[0])):
         for _ in range(len(labels)):
             box = label.get_window_extent()

@@ -64,8 +64,8 @@ def perf_from_summary(summary: Json, loop: int, warmup: int) -> Json:
                     throughput_per_call=summary.get("throughput"), streams=streams,
                     throughput_is=f"images / wall time across {streams} streams")
     if summary.get("throughput_spread") is not None:   # the loop judged in windows
-        perf["spread"] = {k: summary[f"throughput_{k}"] for k in ("windows", "median", "spread")}
-        perf["spread"]["is"] = "(max - min) / median of the windows' images/s"
+        perf["spread"] = {k: summary[f"throughput_{k}"] for k in ("windows", "median", "spread")} \
+            | {"is": "(max - min) / median of the windows' images/s"}
     if summary.get("tuning"):   # npuzoo.tune chose the engine and streams
         perf["tuning"] = summary["tuning"]
     if "contended" in summary:
