@@ -320,8 +320,11 @@ def test_bench_summary(tmp_path):
     (tmp_path / "new").mkdir()
     (tmp_path / "new_summary.json").write_text(json.dumps({"throughput": 12.5}))
     assert pieces.read_bench_summary(str(tmp_path), "new")["throughput"] == 12.5
-    with pytest.raises(UserError, match="rerun the perf step"):
+    with pytest.raises(UserError, match=r"none_summary\.json: missing .*rerun the perf step"):
         pieces.read_bench_summary(str(tmp_path), "none")
+    (tmp_path / "dir_summary.json").mkdir()   # a folder in its place: one line, not a traceback
+    with pytest.raises(UserError, match=r"dir_summary\.json: cannot read the ais_bench summary"):
+        pieces.read_bench_summary(str(tmp_path), "dir")
 
 
 def test_perf_from_summary_percentiles():

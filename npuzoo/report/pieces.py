@@ -23,6 +23,8 @@ def read_json(path: str, what: str, step: str = "run the step that makes it") ->
             return json.load(handle)
     except FileNotFoundError:
         raise UserError(f"{path}: missing {what}; {step}") from None
+    except OSError as err:   # a folder in its place, no permission
+        raise UserError(f"{path}: cannot read the {what} ({err.strerror}); {step}") from None
     except json.JSONDecodeError as err:
         raise UserError(f"{path}: not valid JSON ({err}); delete it and rerun") from None
 
