@@ -104,21 +104,9 @@ def chown_tree(folder: str, uid: int, gid: int) -> None:
 
 def run_confined(folder: str, prefixes: list[str], docker_argv: list[str],
                  owner: str | None = None) -> int:
-    """Run DOCKER_ARGV confined to FOLDER, owned by OWNER ("UID:GID") for the run if given."""
-    command = confined_argv(folder, prefixes, docker_argv)
-    if not owner:
-        os.execvp(command[0], command)
-    uid, gid = (int(n) for n in owner.split(":"))
-    chown_tree(folder, uid, gid)
-    try:
-        return subprocess.call(command)
-    finally:
-        chown_tree(folder, os.getuid(), os.getgid())
-
-
-def confined_argv(folder: str, prefixes: list[str], docker_argv: list[str]) -> list[str]:
-    """DOCKER_ARGV (`DOCKER run ...`) with FOLDER bound read-write at PREFIX/FOLDER for each
-    PREFIX, after making FOLDER; UserError for a folder outside build/ or reached by a link."""
+    """Run DOCKER_ARGV (`DOCKER run ...`) with FOLDER, made first, bound read-write at
+    PREFIX/FOLDER for each PREFIX and owned by OWNER ("UID:GID") for the run if given;
+    UserError for a folder outside build/ or reached by a link."""
     parts = folder.split("/")
     if parts[0] != "build" or len(parts) < 2 or not all(
             SAFE_PART.fullmatch(p) and p not in (".", "..") for p in parts):
@@ -134,7 +122,15 @@ def confined_argv(folder: str, prefixes: list[str], docker_argv: list[str]) -> l
         os.makedirs(path, exist_ok=True)
     mounts = [word for prefix in prefixes
               for word in ("--mount", mount_value(folder, os.path.join(prefix, folder)))]
-    return [docker_argv[0], "run", *mounts, *docker_argv[2:]]
+    command = [docker_argv[0], "run", *mounts, *docker_argv[2:]]
+    if not owner:
+        os.execvp(command[0], command)
+    uid, gid = (int(n) for n in owner.split(":"))
+    chown_tree(folder, uid, gid)
+    try:
+        return subprocess.call(command)
+    finally:
+        chown_tree(folder, os.getuid(), os.getgid())
 
 
 def owner_value(value: str) -> str:
