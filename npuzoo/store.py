@@ -210,15 +210,11 @@ def once(lock: str, stamp: str, command: list[str], clean: str | None = None,
 
 # -- clean ------------------------------------------------------------------------------------
 
-def referenced() -> set[str]:
-    """The sets the links of build/<model>/refs/ point to."""
-    links = glob.glob(os.path.join(BUILD, "*", "refs", "*"), include_hidden=True)
-    return {os.path.normpath(os.path.join(os.path.dirname(link), os.readlink(link)))
-            for link in links if os.path.islink(link)}
-
-
 def clean() -> list[str]:
-    keep = referenced()
+    """Remove the sets no link of build/<model>/refs/ points to."""
+    links = glob.glob(os.path.join(BUILD, "*", "refs", "*"), include_hidden=True)
+    keep = {os.path.normpath(os.path.join(os.path.dirname(link), os.readlink(link)))
+            for link in links if os.path.islink(link)}
     removed = []
     for path in sorted(path for root in (DATA_ROOT, PREP_ROOT)
                        for path in glob.glob(os.path.join(root, "*"), include_hidden=True)):
