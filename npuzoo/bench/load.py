@@ -57,8 +57,7 @@ def machine_best(path: str | None, now: float) -> float | None:
             best = float(json.load(handle)["best_gflops"])
     except (OSError, ValueError, KeyError, TypeError):
         best = None
-    if best is not None and not 0 < best < float("inf"):
-        best = None
+    best = best if best is not None and 0 < best < float("inf") else None
     if best is None or now > best:
         atomic_write(path, json.dumps({"best_gflops": now, "reference_n": REFERENCE_N}) + "\n")
     return best
@@ -116,29 +115,26 @@ class LoadMonitor:
         own = self._own() - self.own0
         busy1 = self._busy()
         ref1 = self.reference()
-        change = ref1 / self.ref0 - 1 if self.ref0 and ref1 else None
         best = machine_best(self.best_path, max(self.ref0, ref1))
         below = max(0.0, 1 - min(self.ref0, ref1) / best) if best else None
-        outside = below is not None and below > REFERENCE_BELOW
         result: dict[str, Any] = {
             "loadavg_1m_start": self.load0, "loadavg_1m_end": os.getloadavg()[0],
             "cpus": len(self.cpus), "own_cpu_s": round(own, 3), "other_cpu_s": None,
             "steal_s": None, "other_cpu_share": None, "reference_gflops": [self.ref0, ref1],
-            "reference_change": change, "reference_best_gflops": best,
-            "reference_below_best": below, "contended": True if outside else None,
+            "reference_change": ref1 / self.ref0 - 1 if self.ref0 and ref1 else None,
+            "reference_best_gflops": best, "reference_below_best": below, "contended": None,
             "contended_rule": RULE}
-        if self.busy0 is None or busy1 is None:
-            return result
-        cpus = busy1[2]
-        other = max(0.0, (busy1[0] - self.busy0[0]) / self.tick - own)
-        share = other / (cpus * wall) if wall > 0 else 0.0
-        result.update({"cpus": cpus, "other_cpu_s": round(other, 3),
-                       "steal_s": round((busy1[1] - self.busy0[1]) / self.tick, 3),
-                       "other_cpu_share": round(share, 4),
-                       "contended": bool(share > CONTENDED_SHARE)})
-        if cpus * wall * self.tick < MIN_TICKS:   # /proc/stat counts whole clock ticks
-            result["contended"] = None
-        if outside:
+        if self.busy0 is not None and busy1 is not None:
+            cpus = busy1[2]
+            other = max(0.0, (busy1[0] - self.busy0[0]) / self.tick - own)
+            share = other / (cpus * wall) if wall > 0 else 0.0
+            result.update({"cpus": cpus, "other_cpu_s": round(other, 3),
+                           "steal_s": round((busy1[1] - self.busy0[1]) / self.tick, 3),
+                           "other_cpu_share": round(share, 4),
+                           # /proc/stat counts whole clock ticks: too few give no verdict
+                           "contended": None if cpus * wall * self.tick < MIN_TICKS
+                           else share > CONTENDED_SHARE})
+        if below is not None and below > REFERENCE_BELOW:
             result["contended"] = True
         return result
 
