@@ -10,15 +10,13 @@ import tempfile
 
 import onnx
 
-from npuzoo.aipp import Field
-from npuzoo.aipp import prepend as aipp_prepend
-from npuzoo.aipp import read as read_aipp
+from npuzoo import aipp
 from npuzoo.errors import UserError, cli
 from npuzoo.files import write_error
 
 
-def compile_model(onnx_path: str, out_path: str, batch: int, aipp: dict[str, Field] | None = None,
-                  portable: bool = False) -> None:
+def compile_model(onnx_path: str, out_path: str, batch: int,
+                  aipp_fields: dict[str, aipp.Field] | None = None, portable: bool = False) -> None:
     import onnxruntime as ort
 
     try:
@@ -26,8 +24,8 @@ def compile_model(onnx_path: str, out_path: str, batch: int, aipp: dict[str, Fie
     except Exception as err:  # onnx raises DecodeError or OSError variants
         raise UserError(f"{onnx_path}: not a readable ONNX model ({err}); "
                         "delete it and export again") from None
-    if aipp is not None:
-        model = aipp_prepend(model, aipp)
+    if aipp_fields is not None:
+        model = aipp.prepend(model, aipp_fields)
     for value in [*model.graph.input, *model.graph.output]:
         for dim in value.type.tensor_type.shape.dim[:1]:   # the batch
             dim.Clear()
@@ -81,8 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.batch <= 0:
         raise UserError(f"BS={args.batch}: expected a positive batch size")
-    aipp = read_aipp(args.aipp) if args.aipp else None
-    compile_model(args.onnx, args.out, args.batch, aipp, args.portable)
+    fields = aipp.read(args.aipp) if args.aipp else None
+    compile_model(args.onnx, args.out, args.batch, fields, args.portable)
     print(f"compiled {args.onnx} -> {args.out} (batch {args.batch})")
 
 
