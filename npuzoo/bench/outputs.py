@@ -117,9 +117,21 @@ def summary(batchsize: float, filesinfo: dict[str, Any], argv: Sequence[str],
         infodict.update(extras)
         _extras_lines(extras)
     if sys.stdout.isatty() and not os.environ.get("NPUZOO_BENCH_T23_OUTPUT"):
-        _friendly_block(batchsize, npu, throughput, engine_label)
-    else:
-        _t23_block(batchsize, infodict, display_all)
+        # on a terminal: what ran where, in rounded figures (the summary JSON keeps them whole)
+        log(f"-----------------Performance Summary (CPU, {engine_label})------------------")
+        log("compute time per batch of {} on the CPU (ms): mean {mean:.2f}, median {median:.2f}, "
+            "min {min:.2f}, max {max:.2f}, p99 {percentile(99%):.2f} ({count} runs)".format(
+                _bs_text(batchsize), **npu))
+        log(f"throughput: {throughput:.1f} images/s")
+    else:   # piped or logged (and NPUZOO_BENCH_T23_OUTPUT=1): the T23 block, verbatim
+        log("-----------------Performance Summary------------------")
+        for name in ["H2D_latency", "NPU_compute_time", "D2H_latency"] if display_all else \
+                ["NPU_compute_time"]:
+            log("{} (ms): min = {min}, max = {max}, mean = {mean}, median = {median}, "
+                "percentile(99%) = {percentile(99%)}".format(name, **infodict[name]))
+        log("throughput 1000*batchsize.mean({})/NPU_compute_time.mean({}): {}".format(
+            batchsize, npu["mean"], throughput))
+    log("------------------------------------------------------")
     if prefix is not None:
         atomic_write(prefix + "_summary.json", json.dumps(infodict))
     return infodict
@@ -166,25 +178,3 @@ def _load_text(extras: dict[str, Any]) -> str:
             "processes took {other_cpu_s:.2f} CPU-s of {:.2f} on {} ({other_cpu_share:.0%}): {}{}"
             .format(extras["cpus"] * extras["wall_time_ms"] / 1000.0,
                     _plural(extras["cpus"], "CPU"), verdict, steadiness, **extras))
-
-
-def _friendly_block(batchsize: float, npu: dict[str, Any], throughput: float, label: str) -> None:
-    """On a terminal: what ran where, in rounded figures (the summary JSON keeps them whole)."""
-    log(f"-----------------Performance Summary (CPU, {label})------------------")
-    log("compute time per batch of {} on the CPU (ms): mean {mean:.2f}, median {median:.2f}, "
-        "min {min:.2f}, max {max:.2f}, p99 {percentile(99%):.2f} ({count} runs)".format(
-            _bs_text(batchsize), **npu))
-    log(f"throughput: {throughput:.1f} images/s")
-    log("------------------------------------------------------")
-
-
-def _t23_block(batchsize: float, infodict: dict[str, Any], display_all: bool) -> None:
-    """Piped or logged (and NPUZOO_BENCH_T23_OUTPUT=1): the T23 block, verbatim."""
-    log("-----------------Performance Summary------------------")
-    for name in ["H2D_latency", "NPU_compute_time", "D2H_latency"] if display_all else \
-            ["NPU_compute_time"]:
-        log("{} (ms): min = {min}, max = {max}, mean = {mean}, median = {median}, "
-            "percentile(99%) = {percentile(99%)}".format(name, **infodict[name]))
-    log("throughput 1000*batchsize.mean({})/NPU_compute_time.mean({}): {}".format(
-        batchsize, infodict["NPU_compute_time"]["mean"], infodict["throughput"]))
-    log("------------------------------------------------------")
