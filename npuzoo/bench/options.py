@@ -11,10 +11,10 @@ from npuzoo import engines
 from npuzoo.errors import UserError
 
 NPUZOO_FLAGS = ("streams", "backend", "precision", "loop_seconds", "tune")  # argparse dests
-UNSUPPORTED = (("profiler", "--profiler", "there is no Ascend profiler on CPU"),
-               ("dump", "--dump", "there is no Ascend data dump on CPU"),
-               ("acl_json_path", "--acl_json_path", "there is no ACL on CPU"),
-               ("dymShape_range", "--dymShape_range", "run once per shape with --dymShape instead"))
+UNSUPPORTED = {"profiler": "there is no Ascend profiler on CPU",   # --<dest>: why
+               "dump": "there is no Ascend data dump on CPU",
+               "acl_json_path": "there is no ACL on CPU",
+               "dymShape_range": "run once per shape with --dymShape instead"}
 
 
 def str2bool(value: str) -> bool:
@@ -133,23 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_t23(args: argparse.Namespace) -> None:
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
     if args.output is None and args.output_dirname is not None:
         raise UserError("parameter --output_dirname can't be used alone; "
                         "use it together with --output")
     if args.output_dirname is not None and not args.output_dirname.strip("/\\ "):
         raise UserError(f"--output_dirname '{args.output_dirname}' is not a folder name")
-    for dest, flag, why in UNSUPPORTED:
+    for dest, why in UNSUPPORTED.items():
         if getattr(args, dest) not in (None, False):
-            raise UserError(f"{flag} is not supported by this runner (ONNX Runtime on CPU: "
+            raise UserError(f"--{dest} is not supported by this runner (ONNX Runtime on CPU: "
                             f"{why})")
     if args.dymBatch < 0:
         raise UserError(f"--dymBatch {args.dymBatch} is invalid: give a positive batch size")
-
-
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
-    _check_t23(args)
     args.no_combine_tensor_mode = bool(args.auto_set_dymshape_mode or args.auto_set_dymdims_mode)
     # npuzoo's flags: were any given (the summary then has the npuzoo keys), then their defaults
     args.npuzoo_keys = any(getattr(args, name) is not None for name in NPUZOO_FLAGS)
