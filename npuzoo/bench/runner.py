@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -167,7 +167,7 @@ class Inference:
         """One stream's share of the batches: while a batch runs (the engines release the
         GIL), a reader thread loads the next one and a writer thread writes the previous one."""
         with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
-            index, writing = self.claim(), None
+            index, writing = self.claim(), writer.submit(lambda: None)   # no write pending
             reading = None if index is None else reader.submit(self.read_batch, index)
             while index is not None and reading is not None:
                 feeds = reading.result()
@@ -177,10 +177,10 @@ class Inference:
                 del feeds
                 if self.stop.is_set():
                     break
-                _wait(writing)
+                writing.result()
                 writing = writer.submit(self.write_batch, index, results)
                 index = following
-            _wait(writing)
+            writing.result()
 
     def timed(self) -> dict[str, Any]:
         """The timed section: {wall_start, wall_ms, start_time, end_time, load}."""
@@ -208,11 +208,6 @@ class Inference:
                  "end_time": time.time(), "load": monitor.stop()}
         self.progress.close()
         return found
-
-
-def _wait(future: "Future[None] | None") -> None:
-    if future is not None:
-        future.result()
 
 
 def _batches(args: argparse.Namespace, inputs: list[TensorDesc]) -> tuple[int, list[ins.Batch]]:
