@@ -41,9 +41,8 @@ def fields_for(mean: Sequence[float], std: Sequence[float], height: int,
 
 def render(fields: dict[str, Field]) -> str:
     def text(value: Field) -> str:
-        if isinstance(value, bool):
-            return str(value).lower()
-        return f"{value:.10g}" if isinstance(value, float) else str(value)
+        return (str(value).lower() if isinstance(value, bool)
+                else f"{value:.10g}" if isinstance(value, float) else str(value))
     return "\n".join(["aipp_op {", *(f"    {k}: {text(v)}" for k, v in fields.items()), "}\n"])
 
 

@@ -190,11 +190,10 @@ def entries(dest: str, read: Callable[[str], Report | None]) -> list[tuple[str, 
     paths = [os.path.join(folder, name) for name in
              (sorted(os.listdir(folder)) if os.path.isdir(folder) else [])
              if name.endswith(".json") and not name.startswith(".")]
-    found = [(os.stat(path).st_mtime_ns, path, report) for path in paths
-             if (report := read(path)) is not None]
+    found = [(path, report) for path in paths if (report := read(path)) is not None]
     # By time of the run, then of recording (two runs can share a timestamp's second).
-    return [(path, report) for _, path, report in
-            sorted(found, key=lambda item: (str(item[2].get("timestamp") or ""), item[0]))]
+    return sorted(found, key=lambda item: (str(item[1].get("timestamp") or ""),
+                                           os.stat(item[0]).st_mtime_ns))
 
 
 def record(report: Report, dest: str) -> str:

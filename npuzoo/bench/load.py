@@ -17,10 +17,8 @@ from npuzoo.files import atomic_write
 
 CONTENDED_SHARE = 0.10   # other processes' share of the CPUs above which a figure is contended
 # The worse of the reference product's figures, before and after the loop, this far below the
-# machine's best marks the figure contended. It errs that way: over two series of 8 perf steps
-# on a 2-vCPU guest it marked every run whose figure fell (6-37%), and the runs it left unmarked
-# were within 3% of each other; but the product (on every CPU, it waits for its slowest thread)
-# also fell 30-40% in runs whose figure held, which it marks too.
+# machine's best marks the figure contended. It errs that way: the product runs on every CPU and
+# waits for its slowest thread, so it also falls in runs whose figure held.
 REFERENCE_BELOW = 0.05
 MIN_TICKS = 100          # of CPU capacity (cpus x wall time) below which no verdict is given
 WINDOWS = 5              # the timed loop is judged in this many consecutive windows
