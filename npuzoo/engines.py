@@ -2,7 +2,6 @@
 (the export reshaped and compiled with INFERENCE_PRECISION_HINT=f32, as bf16 CPUs would default
 to bf16; NUM_STREAMS or a PERFORMANCE_HINT), both as objects like an ONNX Runtime session."""
 
-import importlib.metadata
 import os
 import queue
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from npuzoo.config import BACKEND_LABELS as BACKEND_LABELS
 from npuzoo.config import BACKENDS as BACKENDS
 from npuzoo.config import DEFAULT_BACKEND as DEFAULT_BACKEND
 from npuzoo.errors import UserError
+from npuzoo.soc import package_version
 
 PRECISIONS = ("fp32", "int8")
 STREAMS_PER_CORE = 4  # beyond a few per core streams only queue, and each holds a session
@@ -62,11 +62,7 @@ def _openvino_reason(err: BaseException) -> str:
     return said[-1] if said else first_line(err)
 
 
-def backend_version(backend: str) -> str | None:
-    try:
-        return importlib.metadata.version(backend)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+backend_version = package_version   # each engine is installed as the package of its name
 
 
 def check_backend(backend: str) -> str:

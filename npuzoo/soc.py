@@ -226,15 +226,17 @@ def cpu_isa() -> str:
     return " ".join([platform.machine()] + [f for f in ISA_FLAGS if f in flags])
 
 
+def package_version(name: str) -> str | None:
+    """The installed version of a package, None when it is not installed."""
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        return importlib.metadata.version(name)
+    return None
+
+
 def package_versions(names: tuple[str, ...] | list[str] = (
         "torch", "torchvision", "onnx", "onnxruntime", "numpy", "pillow")) -> dict[str, str | None]:
-    """Python's version and the installed version of each package (None: not installed)."""
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in names:
-        versions[name] = None
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions[name] = importlib.metadata.version(name)
-    return versions
+    """Python's version and the installed version of each package."""
+    return {"python": platform.python_version(), **{name: package_version(name) for name in names}}
 
 
 @cli
