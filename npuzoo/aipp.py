@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 def fields_for(mean: Sequence[float], std: Sequence[float], height: int,
                width: int) -> dict[str, Field]:
-    """The AIPP fields for model.yaml's `preprocess` mean and std and the model's input size."""
     fields: dict[str, Field] = {"aipp_mode": "static", "input_format": "RGB888_U8",
               "src_image_size_w": width, "src_image_size_h": height,
               "crop": False, "csc_switch": False, "rbuv_swap_switch": False}

@@ -78,7 +78,6 @@ def check_layout(data_dir: str) -> tuple[str, str]:
 
 
 def check_dataset(data_dir: str) -> tuple[dict[str, int], dict[str, str]]:
-    """Return (labels, images) after checking the layout; raise UserError naming the problem."""
     label_file, val_dir = check_layout(data_dir)
     labels = parse_labels(label_file)
     images: dict[str, str] = {}  # file name: path (the first by path where a name repeats)
@@ -106,7 +105,6 @@ def select(labels: dict[str, int], data_dir: str, limit: int | None, offset: int
 
 
 def prepare(data_dir: str, out_dir: str, limit: int | None, offset: int = 0) -> dict[str, Any]:
-    """Check DATA and write the run folder for its selected labelled images."""
     labels, images = check_dataset(data_dir)
     names = select(labels, data_dir, limit, offset)
     tmp_dir = out_dir.rstrip("/") + ".tmp"

@@ -71,11 +71,11 @@ def mount_value(source: str, target: str | None = None, readonly: bool = False,
     return ",".join(csv_field(field) for field in fields + (["readonly"] if readonly else []))
 
 
-def ascend_runtime(docker: str = "/usr/bin/docker", timeout: int = 20) -> str | None:
+def ascend_runtime(docker: str) -> str | None:
     """The engine's name for the Ascend Docker Runtime, or None when there is none or no answer."""
     try:
         proc = subprocess.run([docker, "info", "--format", "{{json .Runtimes}}"],
-                              capture_output=True, text=True, timeout=timeout,
+                              capture_output=True, text=True, timeout=20,
                               stdin=subprocess.DEVNULL)
         found = json.loads(proc.stdout.strip() or "null") if proc.returncode == 0 else None
     except (OSError, subprocess.SubprocessError, ValueError):

@@ -46,7 +46,6 @@ def verify(spec: WeightsSpec, path: str) -> dict[str, str]:
 
 
 def download(spec: WeightsSpec, dest: str) -> None:
-    """Download the published weights to `dest` (through a .part file), then verify them."""
     part = dest + ".part"
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
     from tqdm import tqdm

@@ -35,7 +35,6 @@ def txt_bytes(ndata: Any) -> bytes:
 
 
 def save_data_to_file(path: str, ndata: np.ndarray) -> None:
-    """Write one output in the format its extension names (.bin raw bytes, .npy, .txt)."""
     try:
         if path.endswith(".npy"):   # the extension is --outfmt in lower case
             np.save(path, ndata)

@@ -29,7 +29,6 @@ class Session(Protocol):
 
 
 def default_threads() -> int:
-    """NPUZOO_THREADS, else the cores this process may run on."""
     env = os.environ.get("NPUZOO_THREADS")
     if not env:
         return len(os.sched_getaffinity(0))
