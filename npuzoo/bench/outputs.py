@@ -108,10 +108,10 @@ def summary(batchsize: float, filesinfo: dict[str, Any], argv: Sequence[str],
     """Build the summary dict, print the block, write `<prefix>_summary.json`."""
     npu = list_info(compute)
     throughput = 0 if npu["mean"] == 0 else 1000 * batchsize / npu["mean"]
-    infodict = {"filesinfo": filesinfo, "args": list(argv), "NPU_compute_time": npu,
-                "H2D_latency": list_info(h2d), "D2H_latency": list_info(d2h),
-                "throughput": throughput, "npu_compute_time_list": [float(t) for t in compute],
-                "pid": os.getpid()}
+    infodict: dict[str, Any] = {
+        "filesinfo": filesinfo, "args": list(argv), "NPU_compute_time": npu,
+        "H2D_latency": list_info(h2d), "D2H_latency": list_info(d2h), "throughput": throughput,
+        "npu_compute_time_list": [float(t) for t in compute], "pid": os.getpid()}
     if extras is not None:
         infodict.update(extras)
         _extras_lines(extras)
