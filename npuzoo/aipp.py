@@ -142,14 +142,14 @@ def prepend(model: "ModelProto", fields: dict[str, Field]) -> "ModelProto":
     return model
 
 
-def read(path: str) -> dict[str, Field]:
+def read(path: str, height: int | None = None, width: int | None = None) -> dict[str, Field]:
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except OSError as err:
         raise UserError(f"{path}: cannot read the AIPP config ({err.strerror or err})") from None
     try:
-        return check(parse(text))
+        return check(parse(text), height, width)
     except UserError as err:
         raise UserError(f"{path}: {err}") from None
 
