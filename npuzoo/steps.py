@@ -1,10 +1,8 @@
 """Where a run's time goes: `python3 -m npuzoo.steps run LOG STEP [--bs BS] -- COMMAND...`
 (mk/pipeline.mk's `$(call STEP,<name>)`) times a step into build/<model>/steps.jsonl, one JSON
-line per command; `make <model>` ends with their table, and each report records its steps.
-"""
+line per command; `make <model>` ends with their table, and each report records its steps."""
 
 import argparse
-import fcntl
 import json
 import os
 import signal
@@ -15,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from npuzoo.errors import cli
+from npuzoo.files import locked
 
 Entry = dict[str, Any]  # one line of the log
 
@@ -32,9 +31,7 @@ def record(log: str, step: str, seconds: float, status: int = 0, bs: int | None 
     entry = {"run": os.environ.get(RUN_ENV, ""), "step": step, "bs": bs,
              "seconds": round(seconds, 3), "status": status,
              "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
-    with open(log, "a", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with locked(log) as handle:
         handle.write(json.dumps(entry) + "\n")
 
 
@@ -52,10 +49,8 @@ def run_step(log: str, step: str, command: list[str], bs: int | None = None) -> 
     except KeyboardInterrupt:
         status = 130
     if status < 0:   # as a shell reports it: 128 + the signal
-        try:
-            name = signal.Signals(-status).name
-        except ValueError:   # a real-time signal has no name
-            name = f"signal {-status}"
+        # (a real-time signal has no name)
+        name = next((s.name for s in signal.Signals if s == -status), f"signal {-status}")
         hint = SIGNAL_HINTS.get(-status)
         print(f"error: the {step} step died of {name}" + (f": {hint}" if hint else ""),
               file=sys.stderr)
@@ -95,15 +90,10 @@ def totals(found: Iterable[Entry], bs: int | None = None) -> dict[str, float]:
     return {step: round(sums[step], 2) for step in ordered(sums)}
 
 
-def reused(found: Iterable[Entry], earlier: Iterable[Entry]) -> list[str]:
-    """The steps that earlier runs did (successfully) and this run's `found` did not."""
-    done = {str(e.get("step")) for e in found}
-    return ordered({str(e["step"]) for e in earlier if e.get("status") == 0 and e.get("step")}
-                   - done)
-
-
 def table(found: list[Entry], earlier: Iterable[Entry] = ()) -> str:
-    again = reused(found, earlier)
+    # the steps that earlier runs did (successfully) and this run did not
+    again = ordered({str(e["step"]) for e in earlier if e.get("status") == 0 and e.get("step")}
+                    - {str(e.get("step")) for e in found})
     kept = f"reused from an earlier run: {', '.join(again)}" if again else ""
     if not found:
         return "steps: nothing to do (every step was up to date)" + (f"; {kept}" if kept else "")
