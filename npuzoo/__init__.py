@@ -1,8 +1,6 @@
-"""npuzoo: shared tooling of the inference zoo (models/ never imports it).
-
-Under `python3 -m npuzoo.<module>` a Ctrl-C anywhere, even during the heavy imports before a
-command's own handler exists, prints `error: interrupted` and exits 130 (the hook below).
-"""
+"""npuzoo: shared tooling of the inference zoo (models/ never imports it). Under `python3 -m
+npuzoo.<module>` a Ctrl-C anywhere, even during the heavy imports before a command's own handler
+exists, prints `error: interrupted` and exits 130 (the hook below)."""
 
 import contextlib
 import os

@@ -1,9 +1,5 @@
-"""Content identity of input files: sha256 with a stat cache, so a second run re-hashes nothing.
-
-Per absolute path the cache keeps the size, mtime, ctime (ns), inode and device seen when the
-file was hashed; any change means hashing again (as git's index does). A file changed within
-RACY_NS of being hashed is not cached ("racily clean"). The cache is a JSON file written
-atomically (`save()`); concurrent writers can only lose entries, never record a wrong one."""
+"""Content identity of input files: sha256 cached by stat, as git's index does, so a second run
+re-hashes nothing; concurrent writers can only lose cache entries, never record a wrong one."""
 
 import json
 import os

@@ -1,5 +1,4 @@
-"""One clear line for errors a user can cause (UserError, the `cli` wrapper). Writing files
-atomically and checksumming them is npuzoo/files.py's."""
+"""One clear line for errors a user can cause (UserError, the `cli` wrapper)."""
 
 import contextlib
 import functools
@@ -21,8 +20,7 @@ class WriteError(UserError, OSError):
 
 
 class Problems(contextlib.AbstractContextManager["Problems"]):
-    """The UserErrors of independent checks (`with problems: check()`), so that a run says every
-    input problem at once: `raise_any` raises one UserError of one `error:` line per problem."""
+    """UserErrors of independent checks (`with problems: check()`), raised as one, a line each."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []

@@ -82,9 +82,8 @@ def umask() -> int:
 
 @contextlib.contextmanager
 def locked(path: str, waiting: Callable[[str], str] | None = None) -> Iterator[IO[str]]:
-    """An exclusive flock on the file `path` (made with its folder) while the block runs; one
-    held by another is waited for, after saying `waiting(the file's text)`. A process started
-    with its descriptor holds it too."""
+    """An exclusive flock on `path` (made with its folder) while the block runs, waited for after
+    saying `waiting(the file's text)`; a process started with its descriptor holds it too."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "a+", encoding="utf-8") as handle:
         try:
