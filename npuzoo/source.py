@@ -285,12 +285,9 @@ def rejected_hunk(tree: str) -> str:
 
 def patch_summary(output: str) -> str:
     """patch's `N out of M hunks FAILED` line, without the `-- saving rejects` tail."""
-    lines = output.splitlines()
-    for wanted in (" out of ", "can't find file", "malformed", "FAILED"):
-        for line in lines:
-            if wanted in line:
-                return line.split(" -- ")[0].strip()
-    return last_line(output)
+    found = next((line for wanted in (" out of ", "can't find file", "malformed", "FAILED")
+                  for line in output.splitlines() if wanted in line), None)
+    return found.split(" -- ")[0].strip() if found else last_line(output)
 
 
 def apply_patch(patch_path: str, tree: str, source_name: str) -> None:
@@ -355,8 +352,7 @@ def pristine_git(entry: GitSource, record: Record, dest: str, patch_path: str | 
                  work: str) -> str:
     """The tree of the pinned commit, from `dest`: with its patch undone it must be the tree of
     the recorded commit object (which must hash to the pinned commit)."""
-    commit_object = record.get("commit_object")
-    commit_object = commit_object if isinstance(commit_object, str) else ""
+    commit_object = str(record.get("commit_object") or "")
     commit = str(record.get("commit", ""))
     data = commit_object.encode("utf-8")
     if not (commit.startswith(entry.commit.lower())
@@ -391,19 +387,17 @@ def verify_tree(upstream: UpstreamSpec, model_folder: str, dest: str, record_pat
         raise UserError(f"{dest}: no such folder (the patched upstream tree); run the make "
                         "command again to rebuild it")
     try:
-        with open(record_path, encoding="utf-8") as handle:
-            record = json.load(handle)
+        record = json.loads(pathlib.Path(record_path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         why = ("no such source record" if isinstance(err, FileNotFoundError)
                else f"cannot read the source record ({err})")
         raise UserError(f"{record_path}: {why}; run the make command again to rebuild it") \
             from None
     record = record if isinstance(record, dict) else {}
-    for entry in upstream.sources:
-        if (record.get("requirement") == entry.requirement if isinstance(entry, PypiSource)
-                else record.get("url") == entry.url):
-            break
-    else:
+    entry = next((e for e in upstream.sources if (
+        record.get("requirement") == e.requirement if isinstance(e, PypiSource)
+        else record.get("url") == e.url)), None)
+    if entry is None:
         return "unknown, the record names no source of model.yaml"
     patch_path = os.path.join(model_folder, entry.patch) if entry.patch else None
     work = tempfile.mkdtemp(prefix=".verify-", dir=os.path.dirname(os.path.abspath(dest)))
