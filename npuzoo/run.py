@@ -3,8 +3,6 @@ content, then per batch size write the run's plan (npuzoo/plan.py) and run mk/pi
 In Python so that the user's values never reach a shell or Make: make gets an argument list and
 a plan of validated tokens and paths under build/ (DATA through a link, WEIGHTS as a copy)."""
 
-from __future__ import annotations
-
 import argparse
 import contextlib
 import glob
@@ -106,15 +104,13 @@ def lock_for(model: str, settings: Settings) -> Iterator[None]:
     path = os.path.join(BUILD, model, ".lock")
     with locked(path, lambda holder: f"{path}: held by {holder or 'another run'}; waiting for "
                 "it to finish (Ctrl-C to stop)") as handle:
-        handle.seek(0)
-        handle.truncate()
+        handle.truncate(0)  # (the file is opened to append: the line goes first)
         handle.write(f"pid {os.getpid()} ({who}, started {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
         handle.flush()
         try:
             yield
         finally:
-            handle.seek(0)
-            handle.truncate()  # (closing the file releases the lock)
+            handle.truncate(0)  # (closing the file releases the lock)
 
 
 TEMPORARY = (".tmp", ".part")
@@ -217,13 +213,12 @@ def image_hashes(plan: RunPlan, model: str | None = None) -> RunPlan:
 def docker_images(plan: RunPlan) -> RunPlan:
     """RUNNER=docker: the shared images, then the model's source step (its image bakes in the
     patched upstream tree; the step runs in the base image), then the model's image."""
-    model = plan.model
     plan = image_hashes(plan)
     make(["-f", "mk/docker.mk", "images", "IMAGE_MODELS=", *plan.docker_args()])
     if plan.has_upstream:
-        make(plan.make_args(f"{BUILD}/{model}/src/source.json"))
-    plan = image_hashes(plan, model)
-    make(["-f", "mk/docker.mk", "images", f"IMAGE_MODELS={model}", *plan.docker_args()])
+        make(plan.make_args(plan.paths()["SOURCE_JSON"]))
+    plan = image_hashes(plan, plan.model)
+    make(["-f", "mk/docker.mk", "images", f"IMAGE_MODELS={plan.model}", *plan.docker_args()])
     return plan
 
 
@@ -482,10 +477,9 @@ def main(argv: list[str] | None = None) -> None:
         os.chdir(REPO)  # (DATA and WEIGHTS are absolute by now)
         preflight(settings, problems)
     problems.raise_any()
-    if args.check or settings is None:
-        return
-    os.chdir(REPO)
-    (show if DRY_RUN else run)(args.model, settings)
+    if settings is not None and not args.check:
+        os.chdir(REPO)
+        (show if DRY_RUN else run)(args.model, settings)
 
 
 if __name__ == "__main__":
