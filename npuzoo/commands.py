@@ -1,7 +1,6 @@
-"""The atc and ais_bench command lines, defined once: mk/pipeline.mk runs them (as Make
-functions) and each model README shows them. Arguments are strings, so that a Make placeholder
-or a shell variable such as ${bs} fits anywhere.
-"""
+"""The atc and ais_bench command lines, defined once: mk/pipeline.mk runs them (as Make functions)
+and each model README shows them. Arguments are strings, so that a Make placeholder or a shell
+variable such as ${bs} fits anywhere."""
 
 import shlex
 
@@ -42,8 +41,7 @@ def perf_args(model: str, output: str, dirname: str, batch: object, loop: object
 
 
 def make_functions(spec: ModelSpec) -> dict[str, str]:
-    """{name: Make text} of ATC_ARGS (its fifth argument: an optional AIPP file), INFER_ARGS and
-    PERF_ARGS."""
+    """The Make functions ATC_ARGS ($(5): an optional AIPP file), INFER_ARGS and PERF_ARGS."""
     atc = atc_args(spec, "$(1)", "$(2)", "$(3)", "$(4)")
     extras = atc[7:]  # model.yaml's, shell-quoted; a `$` doubled, so that Make leaves it be
     text = " ".join(atc[:7]) + "$(if $(5), " + " ".join(aipp_args("$(5)")) + ")"

@@ -1,11 +1,7 @@
 """One run's plan: what a (model, chip, batch size, configuration) runs and where every artefact
-goes, decided once by npuzoo/run.py and written, named by a hash of the plan, as
-build/<model>/plans/<hash>.mk (the rule variables of `make -f mk/pipeline.mk PLAN=<file>`) and
-<hash>.json (the manifest `npuzoo.report write` reads). The variant label is the one name of a
-configuration: its report's field and folder, and the READMEs' headings, rows and plot lines.
-"""
-
-from __future__ import annotations
+goes, decided once by npuzoo/run.py and written as mk/pipeline.mk's rule variables and the report's
+manifest (`path`). The variant label is the one name of a configuration: its report's field and
+folder, and the READMEs' headings, rows and plot lines."""
 
 import contextlib
 import dataclasses

@@ -1,8 +1,7 @@
 """SHARDS=k (mk/pipeline.mk's sweep-shard, sweep-merge): shard i holds the contiguous batches
 floor(i*B/k) .. floor((i+1)*B/k)-1 of the B batches in the order the inference reads a folder,
 so every batch holds the same files as in a one-device run and the merged results are
-identical. `split` hard-links a shard's files into INPUT_DIR; `merge` links every shard's
-`<stem>_0.txt` into OUT_DIR/results, one per preprocessed file, then touches infer.done."""
+identical."""
 
 import argparse
 import json

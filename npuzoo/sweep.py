@@ -135,10 +135,9 @@ class UnsafePack(Exception):
 
 def unpack(data: bytes, root: str, allowed: list[str], keep: bool = False) -> None:
     """Extract a pack() of the paths `allowed` into root, refused whole unless every member is a
-    plain file or folder at or under one of them (never a link, a device, an absolute path or a
-    `..`), dated in the packed files' order (1 µs apart: make compares nanoseconds) after the
-    code and now, so that make redoes nothing the pack covers. keep: files already there stay
-    (re-dating a node's common files would make another task's shard look out of date)."""
+    plain file or folder under one of them, dated in the packed files' order (1 µs apart: make
+    compares nanoseconds) after the code and now, so that make redoes nothing the pack covers.
+    keep: files already there stay (re-dating them would make another task's shard out of date)."""
     roots = [os.path.normpath(path) for path in allowed]
     try:
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:

@@ -1,8 +1,7 @@
 """The user's variables in one table (name, default, checker, help, targets) for npuzoo.run,
 npuzoo.sweep, `make help` (standard library only: it runs before .venv exists), the README and
 the Makefile's lists. Kinds: "value" is checked here, "docker" by mk/docker.mk, "make" is the
-Makefile's own, "environment" is read from the environment only.
-"""
+Makefile's own, "environment" is read from the environment only."""
 
 from __future__ import annotations
 
