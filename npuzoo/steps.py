@@ -83,9 +83,7 @@ def entries(log: str, run: str, other: bool = False) -> list[Entry]:
 def totals(found: Iterable[Entry], bs: int | None = None) -> dict[str, float]:
     """{step: seconds} in pipeline order: every shared step, and `bs`'s own (all when None)."""
     sums: dict[str, float] = {}
-    for entry in found:
-        if bs is not None and entry.get("bs") not in (None, bs):
-            continue
+    for entry in [e for e in found if bs is None or e.get("bs") in (None, bs)]:
         sums[entry["step"]] = sums.get(entry["step"], 0.0) + float(entry.get("seconds") or 0)
     return {step: round(sums[step], 2) for step in ordered(sums)}
 
