@@ -14,7 +14,6 @@ __version__ = "0.1.0"
 def _exit_on_interrupt(kind: type[BaseException], value: BaseException,
                        traceback: TracebackType | None,
                        _previous: Callable[..., object] = sys.excepthook) -> None:
-    """sys.excepthook: KeyboardInterrupt -> one line and exit 130; anything else as before."""
     if issubclass(kind, KeyboardInterrupt):
         with contextlib.suppress(Exception):
             sys.stdout.flush()

@@ -25,7 +25,6 @@ WRITE_HINTS = {
 
 
 def write_error(path: str, err: OSError) -> WriteError:
-    """WriteError naming `path`, the system's reason and, where known, what to do."""
     reason = err.strerror or str(err) or type(err).__name__
     hint = WRITE_HINTS.get(err.errno or 0, "").format(
         folder=os.path.dirname(os.path.abspath(path)))
