@@ -15,9 +15,7 @@ def atc_args(spec: ModelSpec, model: str, output: str, batch: str, soc: str,
             f"--input_format={spec.input.layout}",
             f'--input_shape="{spec.input.name}:{batch},{channels},{height},{width}"',
             "--log=error", f"--soc_version={soc}"]
-    if aipp:
-        args += aipp_args(aipp)
-    return args + [shlex.quote(a) for a in spec.atc_extra_args]
+    return args + (aipp_args(aipp) if aipp else []) + [shlex.quote(a) for a in spec.atc_extra_args]
 
 
 def aipp_args(config_file: str) -> list[str]:
