@@ -256,8 +256,7 @@ def fetch_pypi(entry: PypiSource, tree: str, cache: str) -> Record:
 
 def cache_sdist(entry: PypiSource, folder: str) -> str:
     """The pinned sdist of `entry` in `folder`, fetched unless there, kept only if pinned."""
-    found = pinned_sdist(folder, entry)
-    if found:
+    if found := pinned_sdist(folder, entry):
         return found
     os.makedirs(folder, exist_ok=True)
     download = tempfile.mkdtemp(prefix=".sdist-", dir=folder)
@@ -372,8 +371,7 @@ def pristine_git(entry: GitSource, record: Record, dest: str, patch_path: str | 
 def pristine_pypi(entry: PypiSource, record_path: str, cache: str, work: str) -> str:
     """The tree of the pinned sdist (the copy kept beside the record, else the cached one)."""
     for folder in (os.path.dirname(os.path.abspath(record_path)), cache):
-        archive = pinned_sdist(folder, entry)
-        if archive:
+        if archive := pinned_sdist(folder, entry):
             extract_sdist(archive, os.path.join(work, "tree"))
             return os.path.join(work, "tree")
     raise SourceUnavailable(f"no sdist with the pinned sha256 beside {record_path} nor in {cache}")
