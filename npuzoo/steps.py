@@ -88,10 +88,14 @@ def totals(found: Iterable[Entry], bs: int | None = None) -> dict[str, float]:
     return {step: round(sums[step], 2) for step in ordered(sums)}
 
 
+def reused(found: Iterable[Entry], earlier: Iterable[Entry]) -> list[str]:
+    """The steps that earlier runs did (successfully) and this run's `found` did not."""
+    return ordered({str(e["step"]) for e in earlier if e.get("status") == 0 and e.get("step")}
+                   - {str(e.get("step")) for e in found})
+
+
 def table(found: list[Entry], earlier: Iterable[Entry] = ()) -> str:
-    # the steps that earlier runs did (successfully) and this run did not
-    again = ordered({str(e["step"]) for e in earlier if e.get("status") == 0 and e.get("step")}
-                    - {str(e.get("step")) for e in found})
+    again = reused(found, earlier)
     kept = f"reused from an earlier run: {', '.join(again)}" if again else ""
     if not found:
         return "steps: nothing to do (every step was up to date)" + (f"; {kept}" if kept else "")
