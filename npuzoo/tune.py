@@ -24,8 +24,9 @@ SECONDS = 0.3   # per sample, after one warm-up call per stream
 CALLS = 1       # per stream and sample at least: a big graph's sample is its calls, not the clock
 MAJORITY = ROUNDS // 2 + 1   # rounds another layout must win against the fallback to replace it
 MARGIN = 0.01   # ... and this much faster in the median of its ratios to the fallback
-BEHIND = 0.05   # a layout this much slower than the fallback in a round is not timed again
-VERSION = 4     # of layouts() and of the measurement: a change retunes
+BEHIND = 0.15   # a layout this much slower than the fallback in a round is not timed again:
+                # more than the host's round-to-round noise, or one burst drops a real winner
+VERSION = 5     # of layouts() and of the measurement: a change retunes
 CHILD_TIMEOUT = 600   # seconds a layout's process may take (loading a big graph included)
 Layout = dict[str, Any]
 
