@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from npuzoo import commands, config, history, variables
+from npuzoo import commands, config, history, steps, variables
 from npuzoo.config import GitSource, ModelSpec
 from npuzoo.errors import UserError, cli
 from npuzoo.files import atomic_write
@@ -480,6 +480,50 @@ def int8_context(path: str) -> list[dict[str, Any]] | None:
     return _per_machine(path, "int8 benchmark", _int8_machine)
 
 
+# -- "Where `make` spends its time" (benchmarks/bench_make.py's JSON) ----------------------
+
+MAKE_TIME_JSON = os.path.join("benchmarks", "results", "make_time.json")  # under the README's root
+
+
+def _make_time_run(name: str, block: dict[str, Any]) -> dict[str, Any]:
+    """One setting's cold and warm make, step by step (seconds, or reused), against the
+    necessary work."""
+    settings, work = block["settings"], block["necessary"]
+    columns = steps.ordered({s for run in (block["cold"], block["warm"])
+                             for s in (*run["steps_s"], *run["reused"])})
+
+    def cells(run: dict[str, Any]) -> list[str]:
+        return [fmt(run["steps_s"][s], 2) if s in run["steps_s"] else
+                "reused" if s in run["reused"] else "—" for s in columns]
+
+    rows = [{"make": kind, "cells": cells(block[kind]), "wall": fmt(block[kind]["wall_s"], 2),
+             "orchestration": fmt(block[kind]["orchestration_s"], 2),
+             "tuning": fmt(block[kind]["tuning_s"], 2),
+             "ratio": f"{fmt(block[f'ratio_{kind}'], 2)}×"} for kind in ("cold", "warm")]
+    command = (f"make {settings['model']} DATA={settings['data']} BS={settings['bs']}"
+               + (f" N={settings['n']}" if settings.get("n") else ""))
+    return {"title": markdown_text(f"{command} ({settings['images']} images, "
+                                   f"{settings.get('weights', '?')} weights)"),
+            "columns": columns, "rows": rows,
+            "necessary": markdown_text(
+                f"{fmt(work['total_s'], 2)} s: decode and resize {fmt(work['decode_resize_s'], 2)}"
+                f" s, one inference pass {fmt(work['inference_s'], 2)} s (its session "
+                f"{fmt(work['session_s'], 2)} s)"),
+            "note": markdown_text(f"{block.get('date', '?')}, commit {block.get('commit') or '?'}, "
+                                  + ", ".join(f"{k} {v}" for k, v in
+                                              (block.get("versions") or {}).items()))}
+
+
+def _make_time_machine(key: str, results: dict[str, Any]) -> dict[str, Any]:
+    return {"machine": markdown_text(key),
+            "runs": [_make_time_run(name, block) for name, block in results["runs"].items()]}
+
+
+def make_time_context(path: str) -> list[dict[str, Any]] | None:
+    """The README's "Where `make` spends its time" tables per machine (bench_make.py)."""
+    return _per_machine(path, "make-time benchmark", _make_time_machine)
+
+
 # -- plots ---------------------------------------------------------------------------------
 
 # Eight lines at most are told apart by colour and marker alike (the reference: grey, dashed).
@@ -595,6 +639,7 @@ def render_top(models_dir: str = config.MODELS_DIR, reports_dir: str = reports.R
         **top_context(models_dir, reports_dir),
         "engines": engines_context(os.path.join(root, ENGINES_JSON)),
         "int8": int8_context(os.path.join(root, INT8_JSON)),
+        "make_time": make_time_context(os.path.join(root, MAKE_TIME_JSON)),
         "variables": [v for v in variables.VARIABLES if {"model", "sweep"} & set(v.targets)
                       and v.kind in ("value", "environment") and "venv" not in v.targets]})
 

@@ -179,6 +179,43 @@ def test_the_make_benchmark_splits_each_make_into_its_steps_and_what_it_reused(t
     assert bench.tuning_seconds(str(tmp_path), before) == 3.5
 
 
+def test_the_readme_table_of_the_make_benchmark_shows_each_step_or_that_it_was_reused(tmp_path):
+    """Per machine and setting: the cold and warm make step by step in the pipeline's order (a
+    step the run reused says so, one it never had is a dash), against the necessary work; the
+    JSON's text is escaped; no JSON, no table; an unreadable one is left out with a warning."""
+    from npuzoo import readme
+    run = {"date": "2026-12-07 02:06 UTC", "commit": "abc", "versions": {"onnxruntime": "1.3"},
+           "settings": {"model": "mobilenetv1", "bs": 16, "n": 8, "data": "val|<b>",
+                        "images": 8, "weights": "random"},
+           "cold": {"wall_s": 50.0, "steps_s": {"perf": 5.0, "data": 0.5, "export": 10.0},
+                    "orchestration_s": 2.5, "tuning_s": 20.0, "reused": []},
+           "warm": {"wall_s": 1.0, "steps_s": {"data": 0.25}, "orchestration_s": 0.75,
+                    "tuning_s": 0.0, "reused": ["export", "perf"]},
+           "necessary": {"images": 8, "decode_resize_s": 1.0, "session_s": 0.5,
+                         "inference_s": 2.5, "total_s": 4.0},
+           "ratio_cold": 12.5, "ratio_warm": 0.25}
+    out = tmp_path / "make_time.json"
+    out.write_text(json.dumps({"machines": {"CPU X (2 CPUs)": {"runs": {"k": run}}}}))
+    [machine] = readme.make_time_context(str(out))
+    assert machine["machine"] == "CPU X (2 CPUs)"
+    [table] = machine["runs"]
+    assert table["columns"] == ["data", "export", "perf"]
+    cold, warm = table["rows"]
+    assert (cold["make"], cold["cells"], cold["wall"], cold["ratio"]) == (
+        "cold", ["0.50", "10.00", "5.00"], "50.00", "12.50×")
+    assert warm["cells"] == ["0.25", "reused", "reused"] and warm["orchestration"] == "0.75"
+    assert table["title"] == ("make mobilenetv1 DATA=val\\|&lt;b> BS=16 N=8 (8 images, "
+                              "random weights)")
+    assert "decode and resize 1.00 s, one inference pass 2.50 s" in table["necessary"]
+    text = readme.render("_make_time.md.j2", {"make_time": [machine]})
+    assert "| cold | 50.00 | 0.50 | 10.00 | 5.00 | 2.50 | 20.00 | 12.50× |" in text
+    assert "| warm | 1.00 | 0.25 | reused | reused | 0.75 | 0.00 | 0.25× |" in text
+    del run["necessary"]
+    out.write_text(json.dumps({"machines": {"CPU X (2 CPUs)": {"runs": {"k": run}}}}))
+    assert readme.make_time_context(str(out)) is None
+    assert readme.make_time_context(str(tmp_path / "absent.json")) is None
+
+
 @pytest.mark.parametrize("argv, fragment", [
     (["--bs", "0"], "--bs and --n take positive integers"),
     (["--n", "100000"], "has only"),
