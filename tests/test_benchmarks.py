@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers import synthetic_dataset
+from helpers import classifier, synthetic_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -247,3 +247,37 @@ def test_the_make_benchmark_runs_cold_then_warm_in_a_clone(tmp_path, shared_data
     assert block["necessary"]["images"] == 10 and block["ratio_cold"] > 0 < block["ratio_warm"]
     assert re.search(r"^whole make / necessary work: cold [\d.]+x, warm [\d.]+x$", done.stdout,
                      re.M)
+
+
+def test_the_layouts_benchmark_times_every_tuning_layout_and_openvinos_own_recipes(tmp_path):
+    """Each layout the tuning times, OpenVINO's explicit streams it leaves out and plain
+    OpenVINO's async THROUGHPUT queue, in interleaved rounds; the table's ratios are to the
+    first layout (the tuning's fallback), computed per round."""
+    bench = load_bench("bench_layouts")
+    samples = {"fallback": [100.0, 80.0, 90.0], "other": [110.0, 84.0, 81.0]}
+    text = bench.report("m", 4, samples)
+    assert re.search(r"fallback +90\.00 +1\.000 \(1\.000-1\.000\)", text)
+    assert re.search(r"other +84\.00 +1\.050 \(0\.900-1\.100\)", text)
+
+    model = classifier(tmp_path / "m.onnx", "N")
+    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "bench_layouts.py"),
+                           "--models", "mobilenetv1", "--batch-sizes", "2", "--rounds", "2",
+                           "--seconds", "0.05", "--onnx", f"mobilenetv1={model}"],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    table = done.stdout[done.stdout.index("mobilenetv1 BS 2:"):]
+    rows = [line for line in table.splitlines()[1:] if line.strip()]
+    from npuzoo import engines, tune
+    from npuzoo.bench.runner import default_threads
+    threads = default_threads()
+    own = bench.be.model_config("mobilenetv1")["runtime"]["backend"]
+    expected = [tune.describe(layout) for layout in tune.layouts(own, threads)]
+    if engines.backend_version("openvino"):
+        expected += [f"OpenVINO {threads} stream(s) x 1 thread(s)"] * (threads > 1)
+        expected += [bench.PLAIN_ASYNC]
+    assert [row.strip().split("  ")[0] for row in rows] == expected
+    assert rows[0].split()[-2:] == ["1.000", "(1.000-1.000)"]
+
+    bad = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "bench_layouts.py"),
+                          "--rounds", "0"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--rounds" in bad.stderr and "Traceback" not in bad.stderr
