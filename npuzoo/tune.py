@@ -36,8 +36,8 @@ def layouts(fallback: str, threads: int,
     """The fallback's one stream first; per engine (of `allowed`) one stream of all threads;
     ONNX Runtime's one stream of one thread per thread, OpenVINO's THROUGHPUT hint (one infer
     request per thread, its streams its own choice). OpenVINO's explicit one stream per thread
-    is left out: side by side it ran 1-3% below the hint (benchmarks/bench_layouts.py), a gap
-    this pass's samples cannot resolve, and one layout fewer shortens the pass."""
+    is left out: side by side it ran within 3% of the hint either way (benchmarks/
+    bench_layouts.py), a gap this pass cannot resolve, and one layout fewer shortens it."""
     installed = [e for e in engines.BACKENDS if e in allowed and engines.backend_version(e)]
     ordered = [fallback] + [e for e in installed if e != fallback]
     found = [{"engine": e, "streams": s, "threads_per_stream": t, "hint": None}
