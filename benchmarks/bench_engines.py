@@ -386,6 +386,11 @@ def model_config(name):
         return yaml.safe_load(handle)
 
 
+def own_backend(name):
+    """The engine a model's model.yaml names (runtime.backend), else the runner's default."""
+    return (model_config(name).get("runtime") or {}).get("backend") or config.DEFAULT_BACKEND
+
+
 def prepare_model(name, given=None):
     """(onnx path, upstream tree or None): the given export, or a cached random-weight one."""
     folder = os.path.join(CACHE, name)
@@ -628,8 +633,7 @@ def contender_specs(name, onnx_path, tree, args, threads, int8_path):
                     base, kind="runner", backend=backend, streams=streams, precision="int8",
                     onnx=os.path.abspath(int8_path))
     if args.tuned:
-        own = (model_config(name).get("runtime") or {}).get("backend") or config.DEFAULT_BACKEND
-        specs[TUNED] = dict(base, kind="runner", precision="fp32", backend=own,
+        specs[TUNED] = dict(base, kind="runner", precision="fp32", backend=own_backend(name),
                             tune=os.path.join(CACHE, "tuning"))
     for kind in args.plain:
         specs[kind] = dict(base, kind=kind)

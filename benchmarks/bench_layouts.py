@@ -26,7 +26,7 @@ if HERE not in sys.path:
 
 import bench_engines as be  # noqa: E402 (puts the repository on sys.path)
 
-from npuzoo import config, engines, tune  # noqa: E402
+from npuzoo import engines, tune  # noqa: E402
 from npuzoo.bench import options  # noqa: E402
 from npuzoo.bench.runner import default_threads, layout_samples  # noqa: E402
 
@@ -41,38 +41,40 @@ def plain_async(spec, bs, seconds):
         yield contender.measure(bs, seconds, 1, 1)["images_per_s"]
 
 
-def contenders(name, onnx_path, bs, threads, seconds):
-    """{label: (target, args)} of every layout timed for `name` at `bs`."""
-    fallback = (be.model_config(name).get("runtime") or {}).get("backend") \
-        or config.DEFAULT_BACKEND
-    args = options.parse_args(["--model", onnx_path, "--batchsize", str(bs)])
-    found = tune.layouts(fallback, threads)
+def input_shape(onnx_path):
+    """The graph's first input without its batch dimension (read once per model: the file of a
+    big model is hundreds of MB)."""
+    import onnx
+    graph = onnx.load(onnx_path, load_external_data=False).graph
+    return [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]]
+
+
+def contenders(model, bs, threads, seconds):
+    """{label: (target, args)} of every layout timed for `model` at `bs`."""
+    args = options.parse_args(["--model", model["onnx"], "--batchsize", str(bs)])
+    found = tune.layouts(model["fallback"], threads)
     if engines.backend_version("openvino") and threads > 1:
         found.append({"engine": "openvino", "streams": threads, "threads_per_stream": 1,
                       "hint": None})
     chosen = {tune.describe(layout): (layout_samples, (args, layout, seconds, tune.CALLS))
               for layout in found}
     if engines.backend_version("openvino"):
-        import onnx
-        dims = onnx.load(onnx_path, load_external_data=False).graph.input[0].type.tensor_type
-        spec = {"threads": threads, "onnx": onnx_path,
-                "input_shape": [d.dim_value for d in dims.shape.dim[1:]]}
+        spec = {"threads": threads, "onnx": model["onnx"], "input_shape": model["shape"]}
         chosen[PLAIN_ASYNC] = (plain_async, (spec, bs, seconds))
     return chosen
 
 
-def bench(name, onnx_path, bs, threads, rounds, seconds):
+def bench(model, bs, threads, rounds, seconds):
     """{label: [images/s per round]}, the layouts in interleaved, rotated rounds."""
     started = {label: tune.Isolated(target, *args)
-               for label, (target, args) in contenders(name, onnx_path, bs, threads,
-                                                       seconds).items()}
+               for label, (target, args) in contenders(model, bs, threads, seconds).items()}
     labels = list(started)
     samples = {label: [] for label in labels}
     try:
         for index in range(rounds):
             for label in labels[index % len(labels):] + labels[:index % len(labels)]:
                 samples[label].append(float(started[label].next()))
-            print(f"  {name} BS {bs:>2} round {index + 1}/{rounds}", flush=True)
+            print(f"  {model['name']} BS {bs:>2} round {index + 1}/{rounds}", flush=True)
     finally:
         for process in started.values():
             process.close()
@@ -108,9 +110,11 @@ def main(argv=None):
     threads = default_threads()
     for name in args.models:
         onnx_path, _ = be.prepare_model(name, given.get(name))
+        model = {"name": name, "onnx": onnx_path, "fallback": be.own_backend(name),
+                 "shape": input_shape(onnx_path)}
         for bs in args.batch_sizes:
-            print(report(name, bs, bench(name, onnx_path, bs, threads, args.rounds,
-                                         args.seconds)), flush=True)
+            print(report(name, bs, bench(model, bs, threads, args.rounds, args.seconds)),
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -40,9 +40,13 @@ def layouts(fallback: str, threads: int,
     bench_layouts.py), a gap this pass cannot resolve, and one layout fewer shortens it."""
     installed = [e for e in engines.BACKENDS if e in allowed and engines.backend_version(e)]
     ordered = [fallback] + [e for e in installed if e != fallback]
-    found = [{"engine": e, "streams": s, "threads_per_stream": t, "hint": None}
-             for e in ordered for s, t in [(1, threads)] + (
-                 [(threads, 1)] if threads > 1 and e != "openvino" else [])]
+    found: list[Layout] = []
+    for engine in ordered:
+        shapes = [(1, threads)]
+        if threads > 1 and engine != "openvino":   # OpenVINO's several streams: the hint below
+            shapes.append((threads, 1))
+        found += [{"engine": engine, "streams": s, "threads_per_stream": t, "hint": None}
+                  for s, t in shapes]
     if "openvino" in installed:
         found.append({"engine": "openvino", "streams": threads, "threads_per_stream": 1,
                       "hint": "THROUGHPUT"})
