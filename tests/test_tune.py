@@ -4,6 +4,7 @@ judged in windows, slowdowns from outside the machine, and `compare` within the 
 import itertools
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -295,6 +296,31 @@ def test_a_machine_slower_than_its_best_is_contended(tmp_path):
 
 def test_the_reference_product_is_a_positive_figure():
     assert load.reference_gflops(repeats=2) > 0
+
+
+def test_the_reference_product_leaves_no_thread_busy():
+    """OpenBLAS's own threads spin about 0.1 s of CPU after a product: CPU the timed loop right
+    after the reference would lose. The product holds the BLAS to one thread per CPU of ours."""
+    from threadpoolctl import threadpool_info
+
+    threads = [pool["num_threads"] for pool in threadpool_info()]
+    load.reference_gflops(repeats=4)
+    time.sleep(0.05)   # our threads are joined; anything still burning CPU is the BLAS's
+    before = sum(os.times()[:2])
+    time.sleep(0.3)
+    assert sum(os.times()[:2]) - before < 0.03
+    assert [pool["num_threads"] for pool in threadpool_info()] == threads   # held, then given back
+
+
+def test_a_machine_best_of_another_product_starts_afresh(tmp_path):
+    best = tmp_path / "reference-m.json"
+    best.write_text(json.dumps({"best_gflops": 500.0, "reference_n": load.REFERENCE_N}))
+    found = _monitor(tmp_path, [100.0, 100.0], str(best)).start().stop()
+    assert found["reference_best_gflops"] is None and found["contended"] is False
+    assert json.loads(best.read_text()) == {"best_gflops": 100.0, "reference_n": load.REFERENCE_N,
+                                            "method": load.REFERENCE_METHOD}
+    again = _monitor(tmp_path, [90.0, 99.0], str(best)).start().stop()
+    assert again["reference_best_gflops"] == 100.0 and again["contended"] is True
 
 
 def test_the_report_records_the_spread_and_the_tuning():

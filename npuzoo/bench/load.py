@@ -7,6 +7,7 @@ The 1-minute load average is recorded, not judged (it counts this runner's own t
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,12 +18,14 @@ from npuzoo.files import atomic_write
 
 CONTENDED_SHARE = 0.10   # other processes' share of the CPUs above which a figure is contended
 # The worse of the reference product's figures, before and after the loop, this far below the
-# machine's best marks the figure contended. It errs that way: the product runs on every CPU and
-# waits for its slowest thread, so it also falls in runs whose figure held.
+# machine's best marks the figure contended. It errs that way: the product runs on every CPU, and
+# any one of them taken for a moment lowers it, so it also falls in runs whose figure held.
 REFERENCE_BELOW = 0.05
 MIN_TICKS = 100          # of CPU capacity (cpus x wall time) below which no verdict is given
 WINDOWS = 5              # the timed loop is judged in this many consecutive windows
 REFERENCE_N = 256        # the reference product: float32 N x N, about 0.2 ms on one core
+# How the product is run (reference_gflops): a machine's best recorded another way is not compared.
+REFERENCE_METHOD = "one thread per CPU, BLAS on one thread, summed"
 RULE = (f"other_cpu_s > {CONTENDED_SHARE:g} * cpus * wall_s (other processes' CPU time on this "
         "process's CPUs, from /proc/stat minus its own), or the worse of a reference matrix "
         f"product's GFLOP/s before and after the loop is more than {REFERENCE_BELOW:.0%} below "
@@ -31,33 +34,53 @@ RULE = (f"other_cpu_s > {CONTENDED_SHARE:g} * cpus * wall_s (other processes' CP
 
 
 def reference_gflops(repeats: int = 40) -> float:
-    """GFLOP/s of a small float32 matrix product on all of this process's CPUs, the best of
-    `repeats`: what the host gives the model's kernels now; the best ignores a passing blip."""
-    a = np.ones((REFERENCE_N, REFERENCE_N), dtype=np.float32)
-    out = np.empty_like(a)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(4):
-            np.matmul(a, a, out=out)
-        best = min(best, time.perf_counter() - t0)
-    return round(4 * 2 * REFERENCE_N ** 3 / best / 1e9, 2)
+    """GFLOP/s of a small float32 matrix product on each of this process's CPUs at once, one
+    thread per CPU with the BLAS held to one thread, summed over the CPUs (each the best of
+    `repeats`: what the host gives the model's kernels now; the best ignores a passing blip).
+    Not the BLAS's own threads: OpenBLAS's spin for about 0.1 s after a call, CPU time the timed
+    loop that follows would lose (1-2% of a 2 s loop on 2 cores)."""
+    from threadpoolctl import threadpool_limits
+
+    count = len(os.sched_getaffinity(0))
+    bests = [float("inf")] * count
+    start = threading.Barrier(count)
+
+    def product(slot: int) -> None:
+        a = np.ones((REFERENCE_N, REFERENCE_N), dtype=np.float32)
+        out = np.empty_like(a)
+        start.wait()   # all CPUs busy together, as the model's kernels keep them
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(4):
+                np.matmul(a, a, out=out)   # releases the GIL
+            bests[slot] = min(bests[slot], time.perf_counter() - t0)
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        threads = [threading.Thread(target=product, args=(slot,)) for slot in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return round(sum(4 * 2 * REFERENCE_N ** 3 / best / 1e9 for best in bests), 2)
 
 
 def machine_best(path: str | None, now: float) -> float | None:
     """The best reference figure recorded in `path` (JSON) before this run, or None; `now`
-    replaces it when better. A file that cannot be read, or holds no finite positive figure,
-    starts afresh (an infinite one would mark every run contended for good)."""
+    replaces it when better. A file that cannot be read, holds no finite positive figure (an
+    infinite one would mark every run contended for good) or another product's starts afresh."""
     if path is None:
         return None
     try:
         with open(path, encoding="utf-8") as handle:
-            best = float(json.load(handle)["best_gflops"])
+            record = json.load(handle)
+        same = (record["reference_n"], record["method"]) == (REFERENCE_N, REFERENCE_METHOD)
+        best = float(record["best_gflops"]) if same else None
     except (OSError, ValueError, KeyError, TypeError):
         best = None
     best = best if best is not None and 0 < best < float("inf") else None
     if best is None or now > best:
-        atomic_write(path, json.dumps({"best_gflops": now, "reference_n": REFERENCE_N}) + "\n")
+        atomic_write(path, json.dumps({"best_gflops": now, "reference_n": REFERENCE_N,
+                                       "method": REFERENCE_METHOD}) + "\n")
     return best
 
 
