@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from npuzoo import config
+from npuzoo.bench.options import positive_integer
 from npuzoo.dataset import IMAGE_EXTENSIONS, image_paths
 from npuzoo.errors import UserError, cli
 from npuzoo.files import write_error
@@ -180,12 +181,6 @@ def preprocess(model_dir: str, src: str, dst: str, limit: int | None = None,
     return done, time.perf_counter() - start
 
 
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
-
-
 @cli
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python3 -m npuzoo.prep",
@@ -194,8 +189,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("src", metavar="SRC",
                         help="folder of images, flat or one level of class folders")
     parser.add_argument("dst", metavar="DST", help="output folder for <stem>.bin files")
-    parser.add_argument("--limit", type=positive_int, metavar="N", help="only the first N images")
-    parser.add_argument("--workers", type=positive_int, metavar="K",
+    parser.add_argument("--limit", type=positive_integer, metavar="N",
+                        help="only the first N images")
+    parser.add_argument("--workers", type=positive_integer, metavar="K",
                         help="worker processes (default: the usable cores, "
                              f"{len(os.sched_getaffinity(0))})")
     parser.add_argument("--uint8", action="store_true",

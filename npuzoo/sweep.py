@@ -151,7 +151,16 @@ def unpack(data: bytes, root: str, allowed: list[str], keep: bool = False) -> No
             members = [m for m in tar.getmembers() if not (
                 keep and not m.isdir() and os.path.lexists(os.path.join(root, m.name)))]
             # the "data" filter too: it refuses a path leaving root through a link already there
-            tar.extractall(root, members=members, filter="data")
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(root, members=members, filter="data")
+            else:   # Python 3.11.0-3.11.3 have no filters: the same refusal by hand
+                inside = os.path.realpath(root)
+                for m in members:
+                    target = os.path.realpath(os.path.join(root, m.name))
+                    if os.path.commonpath([inside, target]) != inside:
+                        raise UnsafePack(f"member {m.name!r} would be written outside {root} "
+                                         f"(to {target}, through a link already there)")
+                tar.extractall(root, members=members)
     except (tarfile.TarError, OSError) as err:
         raise UnsafePack(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
     members = [m for m in members if not m.isdir()]

@@ -323,6 +323,11 @@ def test_an_undecodable_image_or_a_shared_stem_stops_with_one_line(model, droppe
         assert "portrait.jpg" in line and "n02/portrait.png" in line and "portrait.bin" in line
         assert not (tmp_path / dst).exists()  # nothing written
     assert "no such folder" in one_error_line(prep(model, tmp_path / "nothing", tmp_path / "x"))
+    for option, value in (("--workers", "0"), ("--limit", "-3"), ("--workers", "two")):
+        proc = prep(model, src, tmp_path / "bad", option, value)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"argument {option}: " in proc.stderr and value in proc.stderr, proc.stderr
+        assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize("model", MODELS)
