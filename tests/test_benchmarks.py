@@ -281,3 +281,16 @@ def test_the_layouts_benchmark_times_every_tuning_layout_and_openvinos_own_recip
     bad = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "bench_layouts.py"),
                           "--rounds", "0"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--rounds" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_waiting_for_a_quiet_machine_judges_the_cpu_share_only(monkeypatch):
+    """wait_quiet has no machine best to hold a reference product against: it runs none (two
+    per check, 0.1 s of every CPU, before each of a run's hundreds of measurements)."""
+    from npuzoo.bench import load
+
+    def refused(*args, **kwargs):
+        raise AssertionError("wait_quiet ran the reference product")
+
+    monkeypatch.setattr(load, "reference_gflops", refused)
+    waited = load_bench("bench_engines").wait_quiet(0.6)
+    assert 0.5 <= waited < 60
